@@ -1,0 +1,60 @@
+// Configurations: the network's constructor arguments (official names) and the full preset JSON.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace uvit {
+
+struct NetConfig {
+  std::string name = "uvit";  // "uvit" or "uvit_t2i"
+  int img_size = 224;
+  int patch_size = 16;
+  int in_chans = 3;
+  int embed_dim = 768;
+  int depth = 12;
+  int num_heads = 12;
+  double mlp_ratio = 4.0;
+  bool qkv_bias = false;
+  double qk_scale = 0;  // 0 means None: 1/sqrt(head_dim)
+  bool mlp_time_embed = false;
+  int num_classes = -1;  // uvit only
+  bool use_checkpoint = false;
+  bool conv = true;
+  bool skip = true;
+  int clip_dim = 768;        // uvit_t2i only
+  int num_clip_token = 77;   // uvit_t2i only
+
+  bool t2i() const { return name == "uvit_t2i"; }
+  int head_dim() const { return embed_dim / num_heads; }
+  int mlp_hidden() const { return int(embed_dim * mlp_ratio); }
+  int grid() const { return img_size / patch_size; }
+  int num_patches() const { return grid() * grid(); }
+  int extras() const { return t2i() ? 1 + num_clip_token : (num_classes > 0 ? 2 : 1); }
+  int tokens() const { return extras() + num_patches(); }
+  int patch_dim() const { return patch_size * patch_size * in_chans; }
+  int blocks_per_side() const { return depth / 2; }
+  float attn_scale() const;
+
+  void validate() const;  // throws uvit::Error naming the bad field
+  nlohmann::json to_json() const;
+};
+
+// Parses the network section ("nnet" of a preset, or a bare object of constructor arguments).
+NetConfig net_config_from_json(const nlohmann::json& j);
+
+// A whole preset: {"name": ..., "nnet": {...}, "train": {...}, "optimizer": {...}, ...}.
+// A bare network object (with "name": "uvit"/"uvit_t2i") is wrapped as {"nnet": obj}.
+struct Config {
+  std::string config_name;  // preset name or file stem
+  nlohmann::json json;      // the whole document
+  NetConfig net;
+};
+
+// `name_or_path` is a preset name in configs/ (searched in UVIT_CONFIG_DIR, the source tree's
+// configs/, and next to the executable) or a path to a JSON file.
+Config load_config(const std::string& name_or_path);
+// Applies "section.key=value" (value parsed as JSON, else taken as a string) and re-validates.
+void apply_override(Config& c, const std::string& assignment);
+
+}  // namespace uvit

@@ -1,0 +1,35 @@
+// File formats: safetensors, PyTorch .pth (zip + restricted unpickler), .npy / .npz.
+// Every reader validates what it reads and throws uvit::Error with a one-line message naming the file.
+#pragma once
+#include <map>
+#include <string>
+
+#include "uvit/array.hpp"
+
+namespace uvit {
+
+// safetensors: F32, F16, BF16 (plus F64/I64/I32/U8/... for non-weight tensors).
+NamedArrays load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+// Written atomically (temporary file, fsync, rename).
+void save_safetensors(const std::string& path, const NamedArrays& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// torch.save zip archives holding a state_dict (OrderedDict/dict of tensors, possibly nested under
+// "state_dict"/"model"); float32/float16/bfloat16/float64/int64 storages with strides and offsets.
+// Never executes anything: only an allow-list of globals is understood.
+NamedArrays load_pth(const std::string& path);
+
+// Chooses by extension (.safetensors, .pth/.pt/.bin/.ckpt) and verifies the magic bytes.
+NamedArrays load_weights(const std::string& path);
+
+Array load_npy(const std::string& path);
+void save_npy(const std::string& path, const Array& a);  // atomic
+// .npz: a zip of .npy members (stored or deflated).
+NamedArrays load_npz(const std::string& path);
+void save_npz(const std::string& path, const NamedArrays& arrays);  // stored, atomic
+
+// Atomic whole-file write: path.tmp.PID, fsync, rename.
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+std::vector<uint8_t> read_file(const std::string& path);
+
+}  // namespace uvit

@@ -1,0 +1,38 @@
+// The (name, shape, offset) table of a network's parameters, generated from its config in
+// official state_dict order. Parameters, gradients, optimizer moments and EMA each live in one flat
+// buffer laid out by this table.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "uvit/array.hpp"
+
+namespace uvit {
+
+struct ParamEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0;  // in floats
+  size_t numel = 0;
+};
+
+class ParamTable {
+ public:
+  void add(const std::string& name, std::vector<int64_t> shape);
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+  size_t total() const { return total_; }
+  const ParamEntry* find(const std::string& name) const;  // nullptr when absent
+  const ParamEntry& at(const std::string& name) const;     // throws when absent
+
+  // Copies a state_dict into a flat fp32 buffer, checking every name and shape; the error names
+  // the first missing, unexpected or mismatched tensor. `what` names the source (a file path).
+  void load(const NamedArrays& sd, float* flat, const std::string& what) const;
+  NamedArrays export_arrays(const float* flat, DType dtype = DType::F32) const;
+
+ private:
+  std::vector<ParamEntry> entries_;
+  size_t total_ = 0;
+};
+
+}  // namespace uvit
