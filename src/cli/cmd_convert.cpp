@@ -1,0 +1,53 @@
+// `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+#include "uvit/model.hpp"
+
+namespace uvit::cli {
+
+namespace {
+DType parse_dtype(const std::string& s) {
+  if (s == "f32" || s == "float32") return DType::F32;
+  if (s == "f16" || s == "float16") return DType::F16;
+  if (s == "bf16" || s == "bfloat16") return DType::BF16;
+  fail("--dtype: unknown dtype '", s, "' (expected f32, f16 or bf16)");
+}
+}  // namespace
+
+void add_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand("convert", "Convert a .pth checkpoint to .safetensors");
+  struct Opts {
+    std::string in, out, config, dtype;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")->required();
+  cmd->add_option("OUT", o->out, "output .safetensors")->required();
+  cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
+  cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
+  cmd->callback([o] {
+    NamedArrays sd = load_weights(o->in);
+    if (!o->config.empty()) {
+      Config c = load_config(o->config);
+      ParamTable t = build_param_table(c.net);
+      std::vector<float> scratch(t.total());
+      t.load(sd, scratch.data(), o->in);  // strict check; values are not needed
+    }
+    if (!o->dtype.empty()) {
+      DType d = parse_dtype(o->dtype);
+      for (auto& [name, a] : sd)
+        if (a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
+            a.dtype == DType::F64)
+          a = a.converted(d);
+    }
+    save_safetensors(o->out, sd, {{"format", "pt"}, {"source", o->in}});
+    size_t n = 0;
+    for (auto& [name, a] : sd) n += a.numel();
+    std::printf("wrote %s: %zu tensors, %zu values\n", o->out.c_str(), sd.size(), n);
+  });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,50 @@
+// `uvit info --config C`: architecture, parameter count, forward GFLOPs per image.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/config.hpp"
+#include "uvit/model.hpp"
+
+namespace uvit::cli {
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Print a config's architecture, parameter count and FLOPs");
+  auto config = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("--config,-c", *config, "preset name or JSON file")->required();
+  cmd->add_flag("--json", *json, "print the parameter table as JSON");
+  cmd->callback([config, json] {
+    Config c = load_config(*config);
+    const NetConfig& n = c.net;
+    ParamTable t = build_param_table(n);
+    if (*json) {
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& e : t.entries()) j.push_back({{"name", e.name}, {"shape", e.shape}});
+      std::printf("%s\n", j.dump(1).c_str());
+      return;
+    }
+    std::printf("config        %s\n", c.config_name.c_str());
+    std::printf("network       %s  img %d  patch %d  in_chans %d  (tokens %d = %d extra + %d patches)\n",
+                n.name.c_str(), n.img_size, n.patch_size, n.in_chans, n.tokens(), n.extras(),
+                n.num_patches());
+    std::printf("width         embed_dim %d  heads %d x %d  mlp %d\n", n.embed_dim, n.num_heads,
+                n.head_dim(), n.mlp_hidden());
+    std::printf("blocks        %d in + 1 mid + %d out = %d  (depth %d)  skip %s  conv %s\n",
+                n.blocks_per_side(), n.blocks_per_side(), 2 * n.blocks_per_side() + 1, n.depth,
+                n.skip ? "yes" : "no", n.conv ? "yes" : "no");
+    if (n.t2i())
+      std::printf("condition     text: %d tokens x %d\n", n.num_clip_token, n.clip_dim);
+    else if (n.num_classes > 0)
+      std::printf("condition     class: %d classes\n", n.num_classes);
+    else
+      std::printf("condition     none\n");
+    std::printf("options       qkv_bias %s  mlp_time_embed %s  use_checkpoint %s\n",
+                n.qkv_bias ? "yes" : "no", n.mlp_time_embed ? "yes" : "no",
+                n.use_checkpoint ? "yes" : "no");
+    std::printf("parameters    %zu in %zu tensors\n", t.total(), t.entries().size());
+    std::printf("forward       %.3f GFLOP per image (training step ~%.3f)\n", forward_flops(n) / 1e9,
+                3 * forward_flops(n) / 1e9);
+  });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,94 @@
+// `uvit predict`: one network evaluation on tensors from .npy files.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+#include "uvit/model.hpp"
+
+namespace uvit::cli {
+
+void add_predict(CLI::App& app) {
+  auto* cmd = app.add_subcommand("predict", "Run the network once: eps = nnet(x, t, y|context)");
+  struct Opts {
+    std::string config, weights, x, t, y, context, out, device = "cpu";
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
+  cmd->add_option("--weights,-w", o->weights, ".safetensors or .pth")->required();
+  cmd->add_option("--x", o->x, "float32 [B,C,H,W] .npy")->required();
+  cmd->add_option("--t", o->t, "[B] network time input .npy (as the official code passes it)")
+      ->required();
+  cmd->add_option("--y", o->y, "int64 [B] class labels .npy (class-conditional models)");
+  cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
+  cmd->add_option("--out,-o", o->out, "output .npy")->required();
+  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->callback([o] {
+    Config c = load_config(o->config);
+    const NetConfig& n = c.net;
+    Array x = load_npy(o->x);
+    const std::vector<int64_t> img_shape = {n.in_chans, n.img_size, n.img_size};
+    UVIT_CHECK(x.shape.size() == 4 && std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == img_shape,
+               o->x, ": shape ", shape_str(x.shape), " does not match the config's [B, ", n.in_chans,
+               ", ", n.img_size, ", ", n.img_size, "]");
+    const int B = int(x.shape[0]);
+    UVIT_CHECK(B > 0, o->x, ": empty batch");
+    Array t = load_npy(o->t);
+    std::vector<float> tv = t.to_f32();
+    if (tv.size() == 1 && B > 1) tv.assign(B, tv[0]);  // a scalar t is broadcast, as official
+    UVIT_CHECK(int64_t(tv.size()) == B, o->t, ": has ", tv.size(), " values for a batch of ", B);
+
+    auto be = make_backend(o->device);
+    UViT net(n, *be);
+    net.load_file(o->weights);
+
+    auto upload = [&](const void* src, size_t bytes) {
+      void* p = be->alloc_bytes(bytes);
+      be->upload(p, src, bytes);
+      return p;
+    };
+    std::vector<float> xv = x.to_f32();
+    auto* dx = static_cast<float*>(upload(xv.data(), xv.size() * 4));
+    auto* dt = static_cast<float*>(upload(tv.data(), tv.size() * 4));
+    int32_t* dy = nullptr;
+    float* dctx = nullptr;
+    if (n.t2i()) {
+      UVIT_CHECK(!o->context.empty(), "--context is required for the uvit_t2i network");
+      Array ctx = load_npy(o->context);
+      const std::vector<int64_t> want = {B, n.num_clip_token, n.clip_dim};
+      UVIT_CHECK(ctx.shape == want, o->context, ": shape ", shape_str(ctx.shape), ", expected ",
+                 shape_str(want));
+      std::vector<float> cv = ctx.to_f32();
+      dctx = static_cast<float*>(upload(cv.data(), cv.size() * 4));
+    } else if (n.num_classes > 0) {
+      UVIT_CHECK(!o->y.empty(), "--y is required: config ", c.config_name,
+                 " is class-conditional (", n.num_classes, " classes)");
+      Array y = load_npy(o->y);
+      std::vector<int64_t> yv = y.to_i64();
+      UVIT_CHECK(int64_t(yv.size()) == B, o->y, ": has ", yv.size(), " labels for a batch of ", B);
+      std::vector<int32_t> yi(B);
+      for (int b = 0; b < B; ++b) {
+        UVIT_CHECK(yv[b] >= 0 && yv[b] < n.num_classes, o->y, ": label ", yv[b], " at index ", b,
+                   " is outside [0, ", n.num_classes, ")");
+        yi[b] = int32_t(yv[b]);
+      }
+      dy = static_cast<int32_t*>(upload(yi.data(), yi.size() * 4));
+    } else {
+      UVIT_CHECK(o->y.empty(), "--y given, but config ", c.config_name, " is unconditional");
+    }
+    UVIT_CHECK(n.t2i() || o->context.empty(), "--context given, but config ", c.config_name,
+               " is not a text-to-image network");
+    float* dout = be->alloc(xv.size());
+    net.forward(dx, dt, dy, dctx, dout, B);
+    Array out(DType::F32, x.shape);
+    be->download(out.data.data(), dout, out.nbytes());
+    save_npy(o->out, out);
+    for (void* p : {static_cast<void*>(dx), static_cast<void*>(dt), static_cast<void*>(dy),
+                    static_cast<void*>(dctx), static_cast<void*>(dout)})
+      if (p) be->free_bytes(p);
+  });
+}
+
+}  // namespace uvit::cli

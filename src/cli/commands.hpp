@@ -1,0 +1,11 @@
+// Each subcommand registers itself on the app; main() dispatches and turns errors into one line.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace uvit::cli {
+
+void add_info(CLI::App& app);
+void add_convert(CLI::App& app);
+void add_predict(CLI::App& app);
+
+}  // namespace uvit::cli

@@ -1,0 +1,34 @@
+// `uvit`: the command-line program.
+#include <omp.h>
+
+#include <cstdio>
+#include <new>
+
+#include "cli/commands.hpp"
+#include "uvit/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"uvit: U-ViT diffusion models in C++"};
+  app.require_subcommand(1);
+  app.add_option_function<int>("--threads", [](int n) { if (n > 0) omp_set_num_threads(n); },
+                               "CPU threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  uvit::cli::add_info(app);
+  uvit::cli::add_convert(app);
+  uvit::cli::add_predict(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const uvit::Error& e) {
+    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "uvit: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,487 @@
+// Network configuration parsing/validation, preset loading and --set overrides.
+#include "uvit/config.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "uvit/error.hpp"
+
+namespace uvit {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Sanity limits: far above every official model, low enough that sizes derived from them
+// (tokens, hidden widths, parameter counts) cannot overflow an int.
+constexpr int kMaxImg = 16384;
+constexpr int kMaxWidth = 65536;  // embed_dim, clip_dim, in_chans, heads
+constexpr int kMaxDepth = 4096;
+constexpr int kMaxTokens = 1 << 20;
+constexpr int kMaxClasses = 1 << 24;
+
+std::string kind(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "an invalid value";
+  }
+}
+
+// One-line rendering of a value for error messages.
+std::string show(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+bool integral(const json& v) {
+  if (v.is_number_integer()) return true;
+  if (!v.is_number_float()) return false;
+  double d = v.get<double>();
+  return std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15;
+}
+
+int64_t as_int64(const json& v) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    return u > uint64_t(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
+                                                             : int64_t(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return int64_t(v.get<double>());
+}
+
+int get_int(const json& v, const std::string& field) {
+  UVIT_CHECK(integral(v), field, ": expected an integer, got ", kind(v), " ", show(v));
+  int64_t x = as_int64(v);
+  UVIT_CHECK(x >= std::numeric_limits<int>::min() && x <= std::numeric_limits<int>::max(), field,
+             ": ", show(v), " is out of range");
+  return int(x);
+}
+
+double get_number(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_number(), field, ": expected a number, got ", kind(v), " ", show(v));
+  return v.get<double>();
+}
+
+bool get_bool(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_boolean(), field, ": expected true or false, got ", kind(v), " ", show(v));
+  return v.get<bool>();
+}
+
+std::string get_string(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_string(), field, ": expected a string, got ", kind(v), " ", show(v));
+  return v.get<std::string>();
+}
+
+void check_range(const char* field, int v, int lo, int hi) {
+  UVIT_CHECK(v >= lo, "nnet.", field, " must be ", lo == 0 ? "non-negative" : "positive", ", got ", v);
+  UVIT_CHECK(v <= hi, "nnet.", field, " ", v, " exceeds the limit ", hi);
+}
+
+std::string key_list(const json& obj) {
+  std::string s;
+  for (auto it = obj.begin(); it != obj.end(); ++it) s += (s.empty() ? "" : ", ") + it.key();
+  return s;
+}
+
+// Types (and a few ranges) of the non-network fields that the trainer and sampler read. Each is
+// checked only when present, so hand-written configs may leave sections out.
+enum class Kind { Int, PosInt, NonNegInt, Number, Prob, PosNumber, Bool, String };
+struct Field {
+  const char* section;  // "" = top level
+  const char* key;
+  Kind kind;
+};
+constexpr Field kFields[] = {
+    {"", "name", Kind::String},
+    {"", "seed", Kind::Int},
+    {"", "pred", Kind::String},
+    {"", "ema_rate", Kind::Prob},
+    {"train", "n_steps", Kind::NonNegInt},
+    {"train", "batch_size", Kind::PosInt},
+    {"train", "mode", Kind::String},
+    {"train", "log_interval", Kind::PosInt},
+    {"train", "eval_interval", Kind::PosInt},
+    {"train", "save_interval", Kind::PosInt},
+    {"optimizer", "name", Kind::String},
+    {"optimizer", "lr", Kind::PosNumber},
+    {"optimizer", "weight_decay", Kind::Number},
+    {"lr_scheduler", "name", Kind::String},
+    {"lr_scheduler", "warmup_steps", Kind::NonNegInt},
+    {"autoencoder", "pretrained_path", Kind::String},
+    {"autoencoder", "scale_factor", Kind::PosNumber},
+    {"dataset", "name", Kind::String},
+    {"dataset", "path", Kind::String},
+    {"dataset", "random_flip", Kind::Bool},
+    {"dataset", "resolution", Kind::PosInt},
+    {"dataset", "cfg", Kind::Bool},
+    {"dataset", "p_uncond", Kind::Prob},
+    {"sample", "sample_steps", Kind::PosInt},
+    {"sample", "n_samples", Kind::NonNegInt},
+    {"sample", "mini_batch_size", Kind::PosInt},
+    {"sample", "algorithm", Kind::String},
+    {"sample", "cfg", Kind::Bool},
+    {"sample", "scale", Kind::Number},
+    {"sample", "path", Kind::String},
+};
+constexpr const char* kSections[] = {"train", "optimizer", "lr_scheduler", "autoencoder",
+                                     "dataset", "sample"};
+
+void check_field(const json& v, const std::string& name, Kind k) {
+  switch (k) {
+    case Kind::Int: get_int(v, name); break;
+    case Kind::PosInt: UVIT_CHECK(get_int(v, name) > 0, name, " must be positive, got ", show(v)); break;
+    case Kind::NonNegInt:
+      UVIT_CHECK(get_int(v, name) >= 0, name, " must be non-negative, got ", show(v));
+      break;
+    case Kind::Number:
+      UVIT_CHECK(std::isfinite(get_number(v, name)), name, " must be finite");
+      break;
+    case Kind::Prob: {
+      double x = get_number(v, name);
+      UVIT_CHECK(x >= 0 && x <= 1, name, " must be in [0, 1], got ", show(v));
+      break;
+    }
+    case Kind::PosNumber: {
+      double x = get_number(v, name);
+      UVIT_CHECK(std::isfinite(x) && x > 0, name, " must be positive, got ", show(v));
+      break;
+    }
+    case Kind::Bool: get_bool(v, name); break;
+    case Kind::String: get_string(v, name); break;
+  }
+}
+
+// Whole-document checks beyond the network: field types, our added fields, and that the latent
+// shape agrees with the network input.
+void check_preset(const json& doc, const NetConfig& net) {
+  for (const char* s : kSections)
+    if (doc.contains(s))
+      UVIT_CHECK(doc[s].is_object(), s, ": expected an object, got ", kind(doc[s]));
+  for (const Field& f : kFields) {
+    const json* parent = &doc;
+    std::string name = f.key;
+    if (*f.section) {
+      if (!doc.contains(f.section)) continue;
+      parent = &doc[f.section];
+      name = cat(f.section, ".", f.key);
+    }
+    if (parent->contains(f.key)) check_field((*parent)[f.key], name, f.kind);
+  }
+  if (doc.contains("schedule")) {
+    std::string s = get_string(doc["schedule"], "schedule");
+    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd", "schedule \"", s,
+               "\" is not \"continuous_vp\" or \"discrete_sd\"");
+  }
+  if (doc.contains("train") && doc["train"].contains("mode")) {
+    std::string m = doc["train"]["mode"];
+    UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", m, "\" is not \"uncond\" or \"cond\"");
+  }
+  if (doc.contains("optimizer") && doc["optimizer"].contains("betas")) {
+    const json& b = doc["optimizer"]["betas"];
+    UVIT_CHECK(b.is_array() && b.size() == 2 && b[0].is_number() && b[1].is_number(),
+               "optimizer.betas: expected an array of two numbers, got ", show(b));
+    for (const json& x : b)
+      UVIT_CHECK(x.get<double>() >= 0 && x.get<double>() < 1, "optimizer.betas ", show(b),
+                 " must lie in [0, 1)");
+  }
+  if (doc.contains("z_shape")) {
+    const json& z = doc["z_shape"];
+    bool ok = z.is_array() && z.size() == 3;
+    for (size_t i = 0; ok && i < 3; ++i) ok = integral(z[i]);
+    UVIT_CHECK(ok, "z_shape: expected an array of three integers, got ", show(z));
+    UVIT_CHECK(as_int64(z[0]) == net.in_chans && as_int64(z[1]) == net.img_size &&
+                   as_int64(z[2]) == net.img_size,
+               "z_shape ", show(z), " does not match nnet (in_chans ", net.in_chans, ", img_size ",
+               net.img_size, ")");
+  }
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  UVIT_CHECK(f, p.string(), ": cannot open for reading");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  UVIT_CHECK(!f.bad(), p.string(), ": read error");
+  return s;
+}
+
+// nlohmann's message starts with "[json.exception.parse_error.101] parse error at line L,
+// column C: "; keep the part after it and make it one line.
+std::string parse_detail(const char* what) {
+  std::string s = what;
+  size_t pos = s.find(": ");
+  if (s.rfind("[json.exception", 0) == 0 && pos != std::string::npos) s = s.substr(pos + 2);
+  for (char& ch : s)
+    if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
+  return s;
+}
+
+std::vector<fs::path> search_dirs() {
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("UVIT_CONFIG_DIR"); env && *env) dirs.emplace_back(env);
+#ifdef UVIT_SOURCE_CONFIG_DIR
+  dirs.emplace_back(UVIT_SOURCE_CONFIG_DIR);
+#endif
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back((exe.parent_path() / ".." / "share" / "uvit" / "configs").lexically_normal());
+    dirs.push_back(exe.parent_path() / "configs");
+  }
+  return dirs;
+}
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// Re-derives c.net from c.json and checks the whole document; errors get the config's name.
+void finish(Config& c, const std::string& context = "") {
+  try {
+    UVIT_CHECK(c.json.contains("nnet"), "no \"nnet\" section");
+    c.net = net_config_from_json(c.json["nnet"]);
+    check_preset(c.json, c.net);
+  } catch (const Error& e) {
+    fail("config ", c.config_name, ": ", e.what(), context);
+  }
+}
+
+}  // namespace
+
+float NetConfig::attn_scale() const {
+  return float(qk_scale > 0 ? qk_scale : 1.0 / std::sqrt(double(head_dim())));
+}
+
+void NetConfig::validate() const {
+  UVIT_CHECK(name == "uvit" || name == "uvit_t2i", "nnet.name \"", name,
+             "\" is not \"uvit\" or \"uvit_t2i\"");
+  check_range("img_size", img_size, 1, kMaxImg);
+  check_range("patch_size", patch_size, 1, kMaxImg);
+  check_range("in_chans", in_chans, 1, kMaxWidth);
+  check_range("embed_dim", embed_dim, 1, kMaxWidth);
+  check_range("depth", depth, 0, kMaxDepth);
+  check_range("num_heads", num_heads, 1, kMaxWidth);
+  UVIT_CHECK(img_size % patch_size == 0, "nnet.img_size ", img_size,
+             " is not divisible by nnet.patch_size ", patch_size);
+  UVIT_CHECK(embed_dim % num_heads == 0, "nnet.embed_dim ", embed_dim,
+             " is not divisible by nnet.num_heads ", num_heads);
+  UVIT_CHECK(std::isfinite(mlp_ratio) && mlp_ratio > 0, "nnet.mlp_ratio must be positive, got ",
+             mlp_ratio);
+  UVIT_CHECK(embed_dim * mlp_ratio < double(kMaxTokens) * 16, "nnet.mlp_ratio ", mlp_ratio,
+             " gives an MLP wider than the limit ", kMaxTokens * 16);
+  UVIT_CHECK(mlp_hidden() >= 1, "nnet.mlp_ratio ", mlp_ratio, " gives an empty MLP for embed_dim ",
+             embed_dim);
+  // 0 stands for the official None (1/sqrt(head_dim)); a negative scale has no meaning.
+  UVIT_CHECK(std::isfinite(qk_scale) && qk_scale >= 0, "nnet.qk_scale must be positive or null, got ",
+             qk_scale);
+  if (t2i()) {
+    check_range("clip_dim", clip_dim, 1, kMaxWidth);
+    check_range("num_clip_token", num_clip_token, 1, kMaxTokens);
+  } else {
+    // Like the official code: num_classes > 0 adds label_emb, anything else means unconditional.
+    UVIT_CHECK(num_classes <= kMaxClasses, "nnet.num_classes ", num_classes, " exceeds the limit ",
+               kMaxClasses);
+  }
+  UVIT_CHECK(int64_t(extras()) + int64_t(num_patches()) <= kMaxTokens, "nnet: ",
+             int64_t(extras()) + int64_t(num_patches()), " tokens (img_size ", img_size,
+             ", patch_size ", patch_size, ") exceed the limit ", kMaxTokens);
+}
+
+nlohmann::json NetConfig::to_json() const {
+  json j = {{"name", name},
+            {"img_size", img_size},
+            {"patch_size", patch_size},
+            {"in_chans", in_chans},
+            {"embed_dim", embed_dim},
+            {"depth", depth},
+            {"num_heads", num_heads},
+            {"mlp_ratio", mlp_ratio},
+            {"qkv_bias", qkv_bias},
+            {"qk_scale", qk_scale > 0 ? json(qk_scale) : json(nullptr)},
+            {"mlp_time_embed", mlp_time_embed},
+            {"use_checkpoint", use_checkpoint},
+            {"conv", conv},
+            {"skip", skip}};
+  if (t2i()) {
+    j["clip_dim"] = clip_dim;
+    j["num_clip_token"] = num_clip_token;
+  } else {
+    j["num_classes"] = num_classes;
+  }
+  return j;
+}
+
+NetConfig net_config_from_json(const nlohmann::json& j) {
+  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", kind(j));
+  NetConfig c;
+  if (j.contains("name")) {
+    c.name = get_string(j["name"], "nnet.name");
+    UVIT_CHECK(c.name == "uvit" || c.name == "uvit_t2i", "nnet.name \"", c.name,
+               "\" is not \"uvit\" or \"uvit_t2i\"");
+  }
+  const bool t2i = c.t2i();
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    const std::string f = "nnet." + k;
+    if (k == "name") continue;
+    else if (k == "img_size") c.img_size = get_int(v, f);
+    else if (k == "patch_size") c.patch_size = get_int(v, f);
+    else if (k == "in_chans") c.in_chans = get_int(v, f);
+    else if (k == "embed_dim") c.embed_dim = get_int(v, f);
+    else if (k == "depth") c.depth = get_int(v, f);
+    else if (k == "num_heads") c.num_heads = get_int(v, f);
+    else if (k == "mlp_ratio") c.mlp_ratio = get_number(v, f);
+    else if (k == "qkv_bias") c.qkv_bias = get_bool(v, f);
+    else if (k == "qk_scale") c.qk_scale = v.is_null() ? 0.0 : get_number(v, f);
+    else if (k == "mlp_time_embed") c.mlp_time_embed = get_bool(v, f);
+    else if (k == "use_checkpoint") c.use_checkpoint = get_bool(v, f);
+    else if (k == "conv") c.conv = get_bool(v, f);
+    else if (k == "skip") c.skip = get_bool(v, f);
+    else if (k == "num_classes" && !t2i) c.num_classes = get_int(v, f);
+    else if (k == "clip_dim" && t2i) c.clip_dim = get_int(v, f);
+    else if (k == "num_clip_token" && t2i) c.num_clip_token = get_int(v, f);
+    else fail(f, ": unknown key (not an argument of ", c.name, ")");
+  }
+  if (j.contains("qk_scale") && !j["qk_scale"].is_null())
+    UVIT_CHECK(c.qk_scale > 0, "nnet.qk_scale must be positive or null, got ", show(j["qk_scale"]));
+  c.validate();
+  return c;
+}
+
+Config load_config(const std::string& name_or_path) {
+  UVIT_CHECK(!name_or_path.empty(), "config: empty name");
+  fs::path path;
+  Config c;
+  if (name_or_path.find('/') == std::string::npos && !ends_with(name_or_path, ".json")) {
+    std::string searched;
+    for (const fs::path& d : search_dirs()) {
+      fs::path p = d / (name_or_path + ".json");
+      if (is_file(p)) {
+        path = p;
+        break;
+      }
+      searched += (searched.empty() ? "" : ", ") + d.string();
+    }
+    UVIT_CHECK(!path.empty(), "config '", name_or_path, "' not found (searched: ", searched, ")");
+    c.config_name = name_or_path;
+  } else {
+    path = name_or_path;
+    UVIT_CHECK(is_file(path), "config file '", name_or_path, "' not found");
+    c.config_name = path.stem().string();
+  }
+  std::string text = read_text(path);
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail(path.string(), ": invalid JSON at byte ", e.byte, ": ", parse_detail(e.what()));
+  }
+  UVIT_CHECK(doc.is_object(), path.string(), ": expected a JSON object at the top level, got ",
+             kind(doc));
+  if (!doc.contains("nnet")) {
+    // A bare object of constructor arguments is a network-only config.
+    bool net_only = doc.contains("name") && doc["name"].is_string() &&
+                    (doc["name"] == "uvit" || doc["name"] == "uvit_t2i");
+    UVIT_CHECK(net_only, path.string(),
+               ": no \"nnet\" section (a network-only config needs \"name\": \"uvit\" or "
+               "\"uvit_t2i\")");
+    doc = json{{"nnet", std::move(doc)}};
+  }
+  c.json = std::move(doc);
+  finish(c);
+  return c;
+}
+
+void apply_override(Config& c, const std::string& assignment) {
+  const std::string where = cat("override '", assignment, "'");
+  size_t eq = assignment.find('=');
+  UVIT_CHECK(eq != std::string::npos, where, ": expected section.key=value");
+  std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
+
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot - start));
+    UVIT_CHECK(!parts.back().empty(), where, ": malformed key '", key, "'");
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+
+  // Value: JSON when it parses, else the raw text as a string.
+  json value = json::parse(text, nullptr, false);
+  if (value.is_discarded()) value = text;
+
+  json doc = c.json;  // edit a copy so a rejected override leaves c untouched
+  json* node = &doc;
+  std::string path;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    std::string next = path.empty() ? parts[i] : path + "." + parts[i];
+    UVIT_CHECK(node->contains(parts[i]) && (*node)[parts[i]].is_object(), where,
+               ": unknown section ", next, " (",
+               path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
+    node = &(*node)[parts[i]];
+    path = next;
+  }
+  const std::string& leaf = parts.back();
+  const bool in_nnet = path == "nnet";
+  if (!node->contains(leaf)) {
+    // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
+    // be set, which catches typos such as optimizer.lrr.
+    UVIT_CHECK(in_nnet, where, ": unknown key ", key, " (", path.empty() ? std::string("config") : path,
+               " has: ", key_list(*node), ")");
+    (*node)[leaf] = value;
+  } else {
+    json& old = (*node)[leaf];
+    if (in_nnet) {
+      old = value;  // typed by net_config_from_json
+    } else if (old.is_object()) {
+      fail(where, ": ", key, " is a section; set its keys one by one");
+    } else if (old.is_string()) {
+      old = value.is_string() ? value : json(text);  // e.g. dataset.path=123 stays a path
+    } else if (old.is_boolean()) {
+      UVIT_CHECK(value.is_boolean(), where, ": ", key, " expects true or false, got ", show(value));
+      old = value;
+    } else if (old.is_number_integer()) {
+      UVIT_CHECK(integral(value), where, ": ", key, " expects an integer, got ", show(value));
+      old = as_int64(value);
+    } else if (old.is_number_float()) {
+      UVIT_CHECK(value.is_number(), where, ": ", key, " expects a number, got ", show(value));
+      old = value.get<double>();
+    } else if (old.is_array()) {
+      UVIT_CHECK(value.is_array(), where, ": ", key, " expects an array, got ", show(value));
+      old = value;
+    } else {
+      old = value;  // null: anything goes
+    }
+  }
+  Config next{c.config_name, std::move(doc), {}};
+  finish(next, cat(" (after ", where, ")"));
+  c = std::move(next);
+}
+
+}  // namespace uvit

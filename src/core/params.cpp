@@ -1,0 +1,63 @@
+#include "uvit/params.hpp"
+
+#include <cstring>
+#include <set>
+
+#include "uvit/error.hpp"
+
+namespace uvit {
+
+void ParamTable::add(const std::string& name, std::vector<int64_t> shape) {
+  ParamEntry e;
+  e.name = name;
+  e.numel = 1;
+  for (auto d : shape) e.numel *= size_t(d);
+  e.shape = std::move(shape);
+  e.offset = total_;
+  total_ += e.numel;
+  entries_.push_back(std::move(e));
+}
+
+const ParamEntry* ParamTable::find(const std::string& name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+const ParamEntry& ParamTable::at(const std::string& name) const {
+  const ParamEntry* e = find(name);
+  if (!e) fail("no parameter named '", name, "'");
+  return *e;
+}
+
+void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+  std::set<std::string> seen;
+  for (const auto& [name, arr] : sd) {
+    const ParamEntry* e = find(name);
+    if (!e) fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),
+                 " (not a parameter of this network config)");
+    if (arr.shape != e->shape)
+      fail(what, ": tensor '", name, "' has shape ", shape_str(arr.shape), ", the config expects ",
+           shape_str(e->shape));
+    if (!seen.insert(name).second) fail(what, ": tensor '", name, "' appears twice");
+    std::vector<float> v = arr.to_f32();
+    std::memcpy(flat + e->offset, v.data(), e->numel * sizeof(float));
+  }
+  for (const auto& e : entries_)
+    if (!seen.count(e.name))
+      fail(what, ": missing tensor '", e.name, "' ", shape_str(e.shape), " (", sd.size(), " of ",
+           entries_.size(), " tensors present)");
+}
+
+NamedArrays ParamTable::export_arrays(const float* flat, DType dtype) const {
+  NamedArrays out;
+  out.reserve(entries_.size());
+  for (const auto& e : entries_) {
+    Array a = Array::from_f32(e.shape, flat + e.offset);
+    if (dtype != DType::F32) a = a.converted(dtype);
+    out.emplace_back(e.name, std::move(a));
+  }
+  return out;
+}
+
+}  // namespace uvit

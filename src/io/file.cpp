@@ -1,0 +1,131 @@
+// Whole-file reads, bounded positional reads and atomic writes (temp file, fsync, rename).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "io/file.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit::io {
+
+namespace {
+
+std::string errno_str() { return std::strerror(errno); }
+
+std::string dir_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+InFile::InFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail(path, ": cannot open: ", errno_str());
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) {
+    std::string e = errno_str();
+    ::close(fd_);
+    fail(path, ": cannot stat: ", e);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd_);
+    fail(path, ": is a directory");
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
+}
+
+InFile::~InFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void InFile::read(uint64_t offset, void* dst, size_t n, const char* what) const {
+  if (offset > size_ || n > size_ - offset)
+    fail(path_, ": truncated: ", what, " needs bytes ", offset, "..", offset + n, ", file has ",
+         size_);
+  auto* p = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    // pread moves at most ~2 GiB per call on Linux; loop for the rest.
+    size_t chunk = n < (size_t(1) << 30) ? n : (size_t(1) << 30);
+    ssize_t r = ::pread(fd_, p, chunk, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(path_, ": read error: ", errno_str());
+    }
+    if (r == 0) fail(path_, ": truncated while reading ", what, " (file changed?)");
+    p += r;
+    offset += static_cast<uint64_t>(r);
+    n -= static_cast<size_t>(r);
+  }
+}
+
+AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+  tmp_ = cat(path, ".tmp.", ::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd_ < 0) fail(path, ": cannot create temporary file ", tmp_, ": ", errno_str());
+}
+
+AtomicWriter::~AtomicWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!done_) ::unlink(tmp_.c_str());
+}
+
+void AtomicWriter::write(const void* data, size_t n) {
+  UVIT_CHECK(fd_ >= 0 && !done_, path_, ": write after commit");
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    size_t chunk = n < (size_t(1) << 30) ? n : (size_t(1) << 30);
+    ssize_t r = ::write(fd_, p, chunk);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(path_, ": write error: ", errno_str());
+    }
+    if (r == 0) fail(path_, ": write error: no progress");
+    p += r;
+    n -= static_cast<size_t>(r);
+    written_ += static_cast<uint64_t>(r);
+  }
+}
+
+void AtomicWriter::commit() {
+  UVIT_CHECK(fd_ >= 0 && !done_, path_, ": commit twice");
+  if (::fsync(fd_) != 0) fail(path_, ": fsync failed: ", errno_str());
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail(path_, ": close failed: ", errno_str());
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, ": cannot rename ", tmp_, ": ", errno_str());
+  done_ = true;
+  // Make the rename itself durable; failure here cannot un-write the file, so it is not an error.
+  int dfd = ::open(dir_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace uvit::io
+
+namespace uvit {
+
+void write_file_atomic(const std::string& path, const void* data, size_t n) {
+  io::AtomicWriter w(path);
+  w.write(data, n);
+  w.commit();
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  io::InFile f(path);
+  if (f.size() > SIZE_MAX / 2) fail(path, ": file too large (", f.size(), " bytes)");
+  std::vector<uint8_t> out(static_cast<size_t>(f.size()));
+  f.read(0, out.data(), out.size(), "file");
+  return out;
+}
+
+}  // namespace uvit

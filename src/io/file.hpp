@@ -1,0 +1,49 @@
+// Internal file helpers for the io readers and writers: bounded positional reads and atomic writes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace uvit::io {
+
+// A read-only file with positional, bounds-checked reads (every short read is an Error).
+class InFile {
+ public:
+  explicit InFile(const std::string& path);
+  ~InFile();
+  InFile(const InFile&) = delete;
+  InFile& operator=(const InFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  // Reads exactly n bytes at offset; `what` names the part for the error message.
+  void read(uint64_t offset, void* dst, size_t n, const char* what = "data") const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+// Writes path.tmp.PID in the target's directory; commit() fsyncs and renames it over the target.
+// Destroyed without commit (an exception on the way), it removes the temporary file, so a failed
+// write never clobbers the existing file.
+class AtomicWriter {
+ public:
+  explicit AtomicWriter(const std::string& path);
+  ~AtomicWriter();
+  AtomicWriter(const AtomicWriter&) = delete;
+  AtomicWriter& operator=(const AtomicWriter&) = delete;
+
+  void write(const void* data, size_t n);
+  uint64_t written() const { return written_; }
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace uvit::io

@@ -1,0 +1,64 @@
+// A small zip reader (central directory, stored and deflated entries, zip64) and a stored-entry
+// writer, enough for torch.save archives and .npz files.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/file.hpp"
+
+namespace uvit::zip {
+
+struct Entry {
+  std::string name;
+  uint16_t method = 0;  // 0 stored, 8 deflated
+  uint32_t crc = 0;
+  uint64_t comp_size = 0, size = 0;
+  uint64_t local_offset = 0;  // of the local file header
+};
+
+class Reader {
+ public:
+  // Opens the file and reads the central directory; throws uvit::Error if it is not a valid zip.
+  explicit Reader(const std::string& path);
+
+  const std::string& path() const { return file_.path(); }
+  const std::vector<Entry>& entries() const { return entries_; }
+  const Entry* find(const std::string& name) const;  // nullptr if absent
+
+  // Uncompressed contents, CRC-checked.
+  std::vector<uint8_t> read(const Entry& e) const;
+  // Same, into dst which must hold e.size bytes (stored entries go straight from the file).
+  void read_into(const Entry& e, uint8_t* dst) const;
+
+ private:
+  uint64_t data_offset(const Entry& e) const;
+  io::InFile file_;
+  std::vector<Entry> entries_;
+};
+
+// Writes a zip of stored (uncompressed) entries through a byte sink, adding zip64 records only
+// when sizes or offsets need them. Timestamps are fixed (1980-01-01) so output is reproducible.
+class Writer {
+ public:
+  using Sink = std::function<void(const void*, size_t)>;
+  explicit Writer(Sink sink) : sink_(std::move(sink)) {}
+  // The entry's contents are the concatenation of the pieces.
+  void add(const std::string& name, const std::vector<std::pair<const void*, size_t>>& pieces);
+  void finish();
+
+ private:
+  void put(const void* p, size_t n);
+  struct Central {
+    std::string name;
+    uint32_t crc;
+    uint64_t size, offset;
+  };
+  Sink sink_;
+  uint64_t pos_ = 0;
+  std::vector<Central> central_;
+};
+
+}  // namespace uvit::zip

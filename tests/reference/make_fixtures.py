@@ -1,0 +1,412 @@
+#!/usr/bin/python3
+"""Writes the PyTorch reference fixtures that the C++ tests compare against.
+
+Usage: /usr/bin/python3 make_fixtures.py --out DIR [--only CASE[,CASE...]]
+
+Per case, into DIR: CASE.json (constructor args + "name"), CASE.safetensors (inputs, output,
+every parameter and its gradient), CASE.pth (float32 state_dict) and CASE_{x,t,y,context,out}.npy.
+References are computed in float64 from float32 weights/inputs and stored as float32.
+Exits non-zero if a self-check fails.
+"""
+
+import argparse
+import copy
+import inspect
+import json
+import math
+import os
+import struct
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import uvit_torch  # noqa: E402
+from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
+
+# name, network config (non-default args), batch, seed
+CASES = [
+    ("cond_p2", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4, num_heads=2,
+                     num_classes=10, conv=True), 2, 101),
+    ("uncond_p4_h64", dict(name="uvit", img_size=16, patch_size=4, in_chans=3, embed_dim=128, depth=2,
+                           num_heads=2, num_classes=-1, conv=False, qkv_bias=True), 2, 102),
+    ("uncond_p1_mlptime", dict(name="uvit", img_size=4, patch_size=1, in_chans=2, embed_dim=64, depth=2,
+                               num_heads=2, mlp_time_embed=True, conv=True, mlp_ratio=4.0), 3, 103),
+    ("t2i", dict(name="uvit_t2i", img_size=8, patch_size=2, in_chans=4, embed_dim=64, depth=2, num_heads=2,
+                 clip_dim=32, num_clip_token=5, conv=True), 2, 104),
+    # Same seed as cond_p2: weights, inputs, output and grads must be identical to it.
+    ("cond_ckpt", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4, num_heads=2,
+                       num_classes=10, conv=True, use_checkpoint=True), 2, 101),
+    ("noskip_qkscale", dict(name="uvit", img_size=8, patch_size=2, in_chans=1, embed_dim=64, depth=4,
+                            num_heads=4, skip=False, qk_scale=0.2, num_classes=5, mlp_ratio=2.0), 2, 106),
+    ("fmnist", dict(name="uvit", img_size=28, patch_size=2, in_chans=1, embed_dim=64, depth=2, num_heads=2,
+                    num_classes=10, conv=True), 2, 107),
+]
+
+TIME_VALUES = [0.5, 999.0, 250.7]  # the network time input (e.g. 999*t or 1000*t)
+
+
+def full_config(cfg):
+    """All constructor fields (official names), defaults filled in, plus "name"."""
+    cls = UViT if cfg["name"] == "uvit" else UViT_t2i
+    out = {"name": cfg["name"]}
+    for k, p in inspect.signature(cls.__init__).parameters.items():
+        if k in ("self", "norm_layer"):
+            continue
+        out[k] = cfg.get(k, p.default)
+    out["mlp_ratio"] = float(out["mlp_ratio"])
+    if out["qk_scale"] is not None:
+        out["qk_scale"] = float(out["qk_scale"])
+    return out
+
+
+# ---------------------------------------------------------------- safetensors writer
+
+_ST_DTYPES = {np.dtype("float32"): "F32", np.dtype("int64"): "I64", np.dtype("float64"): "F64"}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: ordered dict name -> numpy array (F32/I64/F64). Little-endian, C order."""
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs, offset = [], 0
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(a)
+        dt = _ST_DTYPES[a.dtype]
+        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hjson += b" " * ((-len(hjson)) % 8)  # pad to a multiple of 8 so the data is aligned
+    with _atomic(path) as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for b in blobs:
+            f.write(b)
+
+
+class _atomic:
+    """Write to a temp file in the same folder, rename on success."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        d = os.path.dirname(os.path.abspath(self.path))
+        fd, self.tmp = tempfile.mkstemp(dir=d, prefix=".tmp_" + os.path.basename(self.path))
+        self.f = os.fdopen(fd, "wb")
+        return self.f
+
+    def __exit__(self, exc_type, exc, tb):
+        self.f.close()
+        if exc_type is None:
+            os.chmod(self.tmp, 0o644)
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+
+def save_npy(path, a):
+    with _atomic(path) as f:
+        np.save(f, a)
+
+
+# ---------------------------------------------------------------- weights and inputs
+
+
+def make_weights(net, seed):
+    """SPEC 4.4 init happened in the constructor; now make every parameter non-trivial.
+
+    Linear weights get std 1/sqrt(fan_in) (instead of .02) so attention logits and GELU inputs are
+    O(1); pos_embed gets std 0.5; LayerNorm weights 1 + N(0, .1); every bias + N(0, .05)."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
+        for name, p in net.named_parameters():
+            if name.endswith(".bias"):
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        net.pos_embed.copy_(0.5 * torch.randn(net.pos_embed.shape, generator=g))
+
+
+def make_inputs(cfg, batch, seed):
+    g = torch.Generator().manual_seed(seed + 104729)
+    S, C = cfg["img_size"], cfg["in_chans"]
+    inp = {"x": torch.randn(batch, C, S, S, generator=g)}
+    inp["t"] = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(batch)], dtype=torch.float32)
+    if cfg["name"] == "uvit" and cfg["num_classes"] > 0:
+        inp["y"] = torch.randint(0, cfg["num_classes"], (batch,), generator=g, dtype=torch.int64)
+    if cfg["name"] == "uvit_t2i":
+        inp["context"] = torch.randn(batch, cfg["num_clip_token"], cfg["clip_dim"], generator=g)
+    inp["gout"] = torch.randn(batch, C, S, S, generator=g)
+    return inp
+
+
+def run_net(net, inp, dtype):
+    """Forward + backward of sum(out*gout). Returns (out, {param: grad}, {input: grad})."""
+    net = copy.deepcopy(net).to(dtype)
+    net.zero_grad(set_to_none=True)
+    x = inp["x"].to(dtype).requires_grad_(True)
+    extra = []
+    if "y" in inp:
+        extra = [inp["y"]]
+    ctx = None
+    if "context" in inp:
+        ctx = inp["context"].to(dtype).requires_grad_(True)
+        extra = [ctx]
+    out = net(x, inp["t"], *extra)
+    (out * inp["gout"].to(dtype)).sum().backward()
+    grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    igrads = {"x": x.grad.detach().clone()}
+    if ctx is not None:
+        igrads["context"] = ctx.grad.detach().clone()
+    return out.detach(), grads, igrads
+
+
+def f32(t):
+    return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def make_case(name, cfg_partial, batch, seed, outdir):
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(seed)
+    net = build_from_config(cfg)
+    make_weights(net, seed)
+    inp = make_inputs(cfg, batch, seed)
+
+    out64, grads64, igrads64 = run_net(net, inp, torch.float64)
+    out32, _, _ = run_net(net, inp, torch.float32)
+
+    tensors = {"input.x": f32(inp["x"]), "input.t": f32(inp["t"])}
+    if "y" in inp:
+        tensors["input.y"] = inp["y"].numpy().astype(np.int64)
+    if "context" in inp:
+        tensors["input.context"] = f32(inp["context"])
+    tensors["input.gout"] = f32(inp["gout"])
+    tensors["output"] = f32(out64)
+    for k, v in igrads64.items():
+        tensors["grad_input." + k] = f32(v)
+    sd = net.state_dict()
+    for pname, p in sd.items():
+        tensors["param." + pname] = f32(p)
+        tensors["grad." + pname] = f32(grads64[pname])
+
+    with open(os.path.join(outdir, name + ".json.tmp"), "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
+    os.replace(os.path.join(outdir, name + ".json.tmp"), os.path.join(outdir, name + ".json"))
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors,
+                      {"case": name, "producer": "tests/reference/make_fixtures.py"})
+    with _atomic(os.path.join(outdir, name + ".pth")) as f:
+        torch.save({k: v.to(torch.float32) for k, v in sd.items()}, f)
+    save_npy(os.path.join(outdir, name + "_x.npy"), tensors["input.x"])
+    save_npy(os.path.join(outdir, name + "_t.npy"), tensors["input.t"])
+    if "input.y" in tensors:
+        save_npy(os.path.join(outdir, name + "_y.npy"), tensors["input.y"])
+    if "input.context" in tensors:
+        save_npy(os.path.join(outdir, name + "_context.npy"), tensors["input.context"])
+    save_npy(os.path.join(outdir, name + "_out.npy"), tensors["output"])
+
+    d32 = (out32.double() - out64).abs().max().item()
+    print("%-18s B=%d tokens=%d params=%d |out|max=%.3f  fp32-vs-fp64 max|diff|=%.2e"
+          % (name, batch, net.pos_embed.shape[1], sum(p.numel() for p in sd.values()),
+             out64.abs().max().item(), d32))
+    return tensors
+
+
+# ---------------------------------------------------------------- self-checks
+
+
+def check_counts():
+    ok = True
+    for label, cls, kw, want_n, want_p in [
+        ("cifar10_uvit_small", UViT, dict(img_size=32, patch_size=2, embed_dim=512, depth=12, num_heads=8,
+                                          num_classes=-1, conv=True), 164, 44255328),
+        ("mscoco_uvit_small", UViT_t2i, dict(img_size=32, patch_size=2, in_chans=4, embed_dim=512, depth=12,
+                                             num_heads=8), 166, 44692644),
+    ]:
+        with uvit_torch.on_meta():
+            sd = cls(**kw).state_dict()
+        n, p = len(sd), sum(v.numel() for v in sd.values())
+        good = (n, p) == (want_n, want_p)
+        ok &= good
+        print("self-check %-18s %d tensors, %d params: %s" % (label, n, p, "ok" if good else
+                                                                 "FAIL (want %d, %d)" % (want_n, want_p)))
+    # Key order of the mscoco model (the last built): own parameter first, context_embed after patch_embed.
+    keys = list(sd.keys())
+    good = keys[:3] == ["pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"] and \
+        keys[3:5] == ["context_embed.weight", "context_embed.bias"] and keys[-2:] == ["final_layer.weight",
+                                                                                         "final_layer.bias"]
+    ok &= good
+    print("self-check key order: %s" % ("ok" if good else "FAIL"))
+    return ok
+
+
+def check_building_blocks():
+    ok = True
+    # unpatchify: feature (p1*p + p2)*C + c of token (i, j) -> pixel [c, i*p + p1, j*p + p2]
+    B, h, p, C = 2, 3, 2, 3
+    x = torch.randn(B, h * h, p * p * C)
+    img = unpatchify(x, C)
+    ref = torch.empty(B, C, h * p, h * p)
+    for i in range(h):
+        for j in range(h):
+            for p1 in range(p):
+                for p2 in range(p):
+                    for c in range(C):
+                        ref[:, c, i * p + p1, j * p + p2] = x[:, i * h + j, (p1 * p + p2) * C + c]
+    good = torch.equal(img, ref)
+    ok &= good
+    print("self-check unpatchify layout: %s" % ("ok" if good else "FAIL"))
+    # timestep embedding: cos first; float32 freqs
+    t = torch.tensor([0.5, 999.0])
+    e = timestep_embedding(t, 6, dtype=torch.float64)
+    f = [np.float32(math.exp(-math.log(10000) * i / 3)) for i in range(3)]
+    want = [[math.cos(float(np.float32(tv * fi))) for fi in f] + [math.sin(float(np.float32(tv * fi))) for fi in f]
+            for tv in (0.5, 999.0)]
+    good = torch.allclose(e, torch.tensor(want, dtype=torch.float64), atol=1e-5)  # freqs may differ by 1 ulp (f32 exp)
+    ok &= good
+    print("self-check timestep embedding: %s" % ("ok" if good else "FAIL"))
+    return ok
+
+
+def numpy_forward(cfg, sd, x, t, y=None, context=None):
+    """An independent float64 forward written with explicit index formulas (SPEC 2-3), used to
+    cross-check the twin's reshapes/permutes. sd: name -> float64 numpy array."""
+    from math import erf
+    D, p, C, S, H = cfg["embed_dim"], cfg["patch_size"], cfg["in_chans"], cfg["img_size"], cfg["num_heads"]
+    Dh, g = D // H, S // p
+    scale = cfg["qk_scale"] or Dh ** -0.5
+    B = x.shape[0]
+    gelu = np.vectorize(lambda v: 0.5 * v * (1.0 + erf(v / math.sqrt(2.0))))
+
+    def lin(v, pre):
+        out = v @ sd[pre + ".weight"].T
+        return out + sd[pre + ".bias"] if pre + ".bias" in sd else out
+
+    def ln(v, pre):
+        mu = v.mean(-1, keepdims=True)
+        var = ((v - mu) ** 2).mean(-1, keepdims=True)
+        return (v - mu) / np.sqrt(var + 1e-5) * sd[pre + ".weight"] + sd[pre + ".bias"]
+
+    # patch tokens: token r*g + c = sum over (ci, a, b) of w[:, ci, a, b] * x[ci, r*p + a, c*p + b]
+    w = sd["patch_embed.proj.weight"]
+    patches = np.zeros((B, g * g, D))
+    for r in range(g):
+        for c in range(g):
+            blk = x[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p]  # B, C, p, p
+            patches[:, r * g + c] = np.einsum("bcij,dcij->bd", blk, w) + sd["patch_embed.proj.bias"]
+    half = D // 2
+    freqs = np.exp(-math.log(10000) * np.arange(half, dtype=np.float32) / np.float32(half)).astype(np.float32)
+    args = (t.astype(np.float32)[:, None] * freqs[None]).astype(np.float64)
+    temb = np.concatenate([np.cos(args), np.sin(args)], -1)
+    if cfg["mlp_time_embed"]:
+        h1 = lin(temb, "time_embed.0")
+        temb = lin(h1 / (1 + np.exp(-h1)), "time_embed.2")
+    toks = [temb[:, None]]
+    if context is not None:
+        toks.append(lin(context, "context_embed"))
+    if y is not None:
+        toks.insert(0, sd["label_emb.weight"][y][:, None])
+    seq = np.concatenate(toks + [patches], 1) + sd["pos_embed"]
+    E = seq.shape[1] - g * g
+
+    def block(v, pre, skip=None):
+        if pre + ".skip_linear.weight" in sd:
+            v = lin(np.concatenate([v, skip], -1), pre + ".skip_linear")
+        qkv = lin(ln(v, pre + ".norm1"), pre + ".attn.qkv")
+        heads = []
+        for h in range(H):
+            q, k, vv = (qkv[..., kk * D + h * Dh: kk * D + (h + 1) * Dh] for kk in range(3))
+            a = np.einsum("bnd,bmd->bnm", q, k) * scale
+            a = np.exp(a - a.max(-1, keepdims=True))
+            a /= a.sum(-1, keepdims=True)
+            heads.append(np.einsum("bnm,bmd->bnd", a, vv))
+        v = v + lin(np.concatenate(heads, -1), pre + ".attn.proj")
+        return v + lin(gelu(lin(ln(v, pre + ".norm2"), pre + ".mlp.fc1")), pre + ".mlp.fc2")
+
+    nb = cfg["depth"] // 2
+    skips = []
+    for i in range(nb):
+        seq = block(seq, "in_blocks.%d" % i)
+        skips.append(seq)
+    seq = block(seq, "mid_block")
+    for i in range(nb):
+        seq = block(seq, "out_blocks.%d" % i, skips[nb - 1 - i])
+    feat = lin(ln(seq, "norm"), "decoder_pred")[:, E:]
+    img = np.zeros((B, C, S, S))
+    for r in range(g):
+        for c in range(g):
+            for p1 in range(p):
+                for p2 in range(p):
+                    for ch in range(C):
+                        img[:, ch, r * p + p1, c * p + p2] = feat[:, r * g + c, (p1 * p + p2) * C + ch]
+    if "final_layer.weight" in sd:
+        wf, bf = sd["final_layer.weight"], sd["final_layer.bias"]
+        pad = np.pad(img, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        out = np.zeros_like(img) + bf[None, :, None, None]
+        for a in range(3):
+            for b in range(3):
+                out += np.einsum("bcij,oc->boij", pad[:, :, a:a + S, b:b + S], wf[:, :, a, b])
+        img = out
+    return img
+
+
+def check_numpy_twin(name, tensors, cfg):
+    sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
+    ref = numpy_forward(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
+                        tensors.get("input.y"), tensors["input.context"].astype(np.float64)
+                        if "input.context" in tensors else None)
+    d = np.abs(ref - tensors["output"]).max()
+    good = d < 1e-5
+    print("self-check %-18s numpy re-derivation max|diff|=%.1e: %s" % (name, d, "ok" if good else "FAIL"))
+    return good
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output folder (created if missing)")
+    ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
+    args = ap.parse_args()
+
+    names = [c[0] for c in CASES]
+    only = names if args.only is None else [s for s in args.only.split(",") if s]
+    for s in only:
+        if s not in names:
+            print("make_fixtures.py: unknown case %r (known: %s)" % (s, ", ".join(names)), file=sys.stderr)
+            return 2
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)  # deterministic reductions
+    t0 = time.time()
+
+    ok = check_counts() & check_building_blocks()
+    results = {}
+    for name, cfg, batch, seed in CASES:
+        if name in only:
+            results[name] = make_case(name, cfg, batch, seed, args.out)
+            ok &= check_numpy_twin(name, results[name], full_config(cfg))
+
+    if "cond_p2" in results and "cond_ckpt" in results:
+        a, b = results["cond_p2"], results["cond_ckpt"]
+        same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        ok &= same
+        print("self-check use_checkpoint (cond_ckpt == cond_p2, %d tensors bitwise): %s"
+              % (len(a), "ok" if same else "FAIL"))
+
+    print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
+    if not ok:
+        print("make_fixtures.py: a self-check failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
