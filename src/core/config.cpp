@@ -30,15 +30,23 @@ constexpr int kMaxClasses = 1 << 24;
 
 std::string kind(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "an invalid value";
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "an invalid value";
   }
 }
 
@@ -90,7 +98,8 @@ std::string get_string(const json& v, const std::string& field) {
 }
 
 void check_range(const char* field, int v, int lo, int hi) {
-  UVIT_CHECK(v >= lo, "nnet.", field, " must be ", lo == 0 ? "non-negative" : "positive", ", got ", v);
+  UVIT_CHECK(v >= lo, "nnet.", field, " must be ", lo == 0 ? "non-negative" : "positive", ", got ",
+             v);
   UVIT_CHECK(v <= hi, "nnet.", field, " ", v, " exceeds the limit ", hi);
 }
 
@@ -140,13 +149,17 @@ constexpr Field kFields[] = {
     {"sample", "scale", Kind::Number},
     {"sample", "path", Kind::String},
 };
-constexpr const char* kSections[] = {"train", "optimizer", "lr_scheduler", "autoencoder",
-                                     "dataset", "sample"};
+constexpr const char* kSections[] = {"train",       "optimizer", "lr_scheduler",
+                                     "autoencoder", "dataset",   "sample"};
 
 void check_field(const json& v, const std::string& name, Kind k) {
   switch (k) {
-    case Kind::Int: get_int(v, name); break;
-    case Kind::PosInt: UVIT_CHECK(get_int(v, name) > 0, name, " must be positive, got ", show(v)); break;
+    case Kind::Int:
+      get_int(v, name);
+      break;
+    case Kind::PosInt:
+      UVIT_CHECK(get_int(v, name) > 0, name, " must be positive, got ", show(v));
+      break;
     case Kind::NonNegInt:
       UVIT_CHECK(get_int(v, name) >= 0, name, " must be non-negative, got ", show(v));
       break;
@@ -163,8 +176,12 @@ void check_field(const json& v, const std::string& name, Kind k) {
       UVIT_CHECK(std::isfinite(x) && x > 0, name, " must be positive, got ", show(v));
       break;
     }
-    case Kind::Bool: get_bool(v, name); break;
-    case Kind::String: get_string(v, name); break;
+    case Kind::Bool:
+      get_bool(v, name);
+      break;
+    case Kind::String:
+      get_string(v, name);
+      break;
   }
 }
 
@@ -191,7 +208,8 @@ void check_preset(const json& doc, const NetConfig& net) {
   }
   if (doc.contains("train") && doc["train"].contains("mode")) {
     std::string m = doc["train"]["mode"];
-    UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", m, "\" is not \"uncond\" or \"cond\"");
+    UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", m,
+               "\" is not \"uncond\" or \"cond\"");
   }
   if (doc.contains("optimizer") && doc["optimizer"].contains("betas")) {
     const json& b = doc["optimizer"]["betas"];
@@ -293,8 +311,8 @@ void NetConfig::validate() const {
   UVIT_CHECK(mlp_hidden() >= 1, "nnet.mlp_ratio ", mlp_ratio, " gives an empty MLP for embed_dim ",
              embed_dim);
   // 0 stands for the official None (1/sqrt(head_dim)); a negative scale has no meaning.
-  UVIT_CHECK(std::isfinite(qk_scale) && qk_scale >= 0, "nnet.qk_scale must be positive or null, got ",
-             qk_scale);
+  UVIT_CHECK(std::isfinite(qk_scale) && qk_scale >= 0,
+             "nnet.qk_scale must be positive or null, got ", qk_scale);
   if (t2i()) {
     check_range("clip_dim", clip_dim, 1, kMaxWidth);
     check_range("num_clip_token", num_clip_token, 1, kMaxTokens);
@@ -303,8 +321,8 @@ void NetConfig::validate() const {
     UVIT_CHECK(num_classes <= kMaxClasses, "nnet.num_classes ", num_classes, " exceeds the limit ",
                kMaxClasses);
   }
-  UVIT_CHECK(int64_t(extras()) + int64_t(num_patches()) <= kMaxTokens, "nnet: ",
-             int64_t(extras()) + int64_t(num_patches()), " tokens (img_size ", img_size,
+  UVIT_CHECK(int64_t(extras()) + int64_t(num_patches()) <= kMaxTokens,
+             "nnet: ", int64_t(extras()) + int64_t(num_patches()), " tokens (img_size ", img_size,
              ", patch_size ", patch_size, ") exceed the limit ", kMaxTokens);
 }
 
@@ -345,24 +363,42 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
     const std::string& k = it.key();
     const json& v = it.value();
     const std::string f = "nnet." + k;
-    if (k == "name") continue;
-    else if (k == "img_size") c.img_size = get_int(v, f);
-    else if (k == "patch_size") c.patch_size = get_int(v, f);
-    else if (k == "in_chans") c.in_chans = get_int(v, f);
-    else if (k == "embed_dim") c.embed_dim = get_int(v, f);
-    else if (k == "depth") c.depth = get_int(v, f);
-    else if (k == "num_heads") c.num_heads = get_int(v, f);
-    else if (k == "mlp_ratio") c.mlp_ratio = get_number(v, f);
-    else if (k == "qkv_bias") c.qkv_bias = get_bool(v, f);
-    else if (k == "qk_scale") c.qk_scale = v.is_null() ? 0.0 : get_number(v, f);
-    else if (k == "mlp_time_embed") c.mlp_time_embed = get_bool(v, f);
-    else if (k == "use_checkpoint") c.use_checkpoint = get_bool(v, f);
-    else if (k == "conv") c.conv = get_bool(v, f);
-    else if (k == "skip") c.skip = get_bool(v, f);
-    else if (k == "num_classes" && !t2i) c.num_classes = get_int(v, f);
-    else if (k == "clip_dim" && t2i) c.clip_dim = get_int(v, f);
-    else if (k == "num_clip_token" && t2i) c.num_clip_token = get_int(v, f);
-    else fail(f, ": unknown key (not an argument of ", c.name, ")");
+    if (k == "name")
+      continue;
+    else if (k == "img_size")
+      c.img_size = get_int(v, f);
+    else if (k == "patch_size")
+      c.patch_size = get_int(v, f);
+    else if (k == "in_chans")
+      c.in_chans = get_int(v, f);
+    else if (k == "embed_dim")
+      c.embed_dim = get_int(v, f);
+    else if (k == "depth")
+      c.depth = get_int(v, f);
+    else if (k == "num_heads")
+      c.num_heads = get_int(v, f);
+    else if (k == "mlp_ratio")
+      c.mlp_ratio = get_number(v, f);
+    else if (k == "qkv_bias")
+      c.qkv_bias = get_bool(v, f);
+    else if (k == "qk_scale")
+      c.qk_scale = v.is_null() ? 0.0 : get_number(v, f);
+    else if (k == "mlp_time_embed")
+      c.mlp_time_embed = get_bool(v, f);
+    else if (k == "use_checkpoint")
+      c.use_checkpoint = get_bool(v, f);
+    else if (k == "conv")
+      c.conv = get_bool(v, f);
+    else if (k == "skip")
+      c.skip = get_bool(v, f);
+    else if (k == "num_classes" && !t2i)
+      c.num_classes = get_int(v, f);
+    else if (k == "clip_dim" && t2i)
+      c.clip_dim = get_int(v, f);
+    else if (k == "num_clip_token" && t2i)
+      c.num_clip_token = get_int(v, f);
+    else
+      fail(f, ": unknown key (not an argument of ", c.name, ")");
   }
   if (j.contains("qk_scale") && !j["qk_scale"].is_null())
     UVIT_CHECK(c.qk_scale > 0, "nnet.qk_scale must be positive or null, got ", show(j["qk_scale"]));
@@ -442,8 +478,8 @@ void apply_override(Config& c, const std::string& assignment) {
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     std::string next = path.empty() ? parts[i] : path + "." + parts[i];
     UVIT_CHECK(node->contains(parts[i]) && (*node)[parts[i]].is_object(), where,
-               ": unknown section ", next, " (",
-               path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
+               ": unknown section ", next, " (", path.empty() ? std::string("config") : path,
+               " has: ", key_list(*node), ")");
     node = &(*node)[parts[i]];
     path = next;
   }
@@ -452,8 +488,8 @@ void apply_override(Config& c, const std::string& assignment) {
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.
-    UVIT_CHECK(in_nnet, where, ": unknown key ", key, " (", path.empty() ? std::string("config") : path,
-               " has: ", key_list(*node), ")");
+    UVIT_CHECK(in_nnet, where, ": unknown key ", key, " (",
+               path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
     (*node)[leaf] = value;
   } else {
     json& old = (*node)[leaf];

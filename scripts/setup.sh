@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs every build, test and data dependency of uvit.cpp from Debian's packages.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake ninja-build pkg-config \
+  libdnnl-dev libopenblas-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev \
+  libgtest-dev libbenchmark-dev \
+  python3 python3-numpy python3-torch \
+  dataset-fashion-mnist

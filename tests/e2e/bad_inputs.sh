@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Corrupt, truncated and mismatched inputs give a one-line error and exit code 1, never a crash.
+set -uo pipefail
+UVIT=$1 FX=$2
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0
+expect_error() {  # expect_error NEEDLE CMD...
+  local needle=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  local lines; lines=$(wc -l <"$tmp/err")
+  if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$needle" "$tmp/err"; then
+    echo "FAIL (rc=$rc, $lines lines, want '$needle'): $*"; cat "$tmp/err"; fails=$((fails+1))
+  else
+    echo "ok: $(cat "$tmp/err")"
+  fi
+}
+c=cond_p2
+base=(--config "$FX/$c.json" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy")
+head -c 1000 "$FX/$c.pth" >"$tmp/trunc.pth"
+head -c 3000 "$FX/$c.safetensors" >"$tmp/trunc.safetensors"
+printf 'garbage' >"$tmp/garbage.safetensors"
+head -c 90 "$FX/${c}_x.npy" >"$tmp/trunc_x.npy"
+printf '{"name": "uvit", "img_size": 8, "patch_size": 3}' >"$tmp/badcfg.json"
+printf '{"name": "uvit", "img_size": ' >"$tmp/brokencfg.json"
+expect_error "trunc.pth" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.npy" --weights "$tmp/trunc.pth"
+expect_error "trunc.safetensors" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.npy" --weights "$tmp/trunc.safetensors"
+expect_error "garbage.safetensors" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.npy" --weights "$tmp/garbage.safetensors"
+expect_error "trunc_x.npy" "$UVIT" predict "${base[@]}" --x "$tmp/trunc_x.npy" --weights "$FX/$c.pth"
+expect_error "missing.pth" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.npy" --weights "$tmp/missing.pth"
+expect_error "does not match" "$UVIT" predict "${base[@]}" --x "$FX/t2i_x.npy" --weights "$FX/$c.pth"
+expect_error "missing tensor" "$UVIT" predict --config "$FX/$c.json" --x "$FX/${c}_x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy" --weights "$FX/uncond_p4_h64.pth"
+expect_error "patch_size" "$UVIT" info --config "$tmp/badcfg.json"
+expect_error "brokencfg.json" "$UVIT" info --config "$tmp/brokencfg.json"
+expect_error "not found" "$UVIT" info --config no_such_preset
+[ ! -e "$tmp/o.npy" ] || { echo "FAIL: an output was written despite errors"; fails=$((fails+1)); }
+exit $fails

@@ -1,0 +1,168 @@
+// The C++ U-ViT against the PyTorch twin (tests/reference): outputs to 1e-5 and every parameter
+// gradient to 1e-4 relative (max-abs error over max-abs reference, per tensor).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/io.hpp"
+#include "uvit/model.hpp"
+
+namespace fs = std::filesystem;
+using namespace uvit;
+
+namespace {
+
+struct Fixture {
+  Config cfg;
+  std::map<std::string, Array> t;
+};
+
+Fixture load_fixture(const std::string& name) {
+  const std::string dir = UVIT_TEST_FIXTURES;
+  Fixture f;
+  f.cfg = load_config(dir + "/" + name + ".json");
+  for (auto& [k, a] : load_safetensors(dir + "/" + name + ".safetensors")) f.t[k] = std::move(a);
+  return f;
+}
+
+double rel_err(const float* a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num = std::max(num, std::fabs(double(a[i]) - ref[i]));
+    den = std::max(den, std::fabs(double(ref[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+struct Run {
+  std::vector<float> out, grads;
+  size_t arena = 0;
+};
+
+Run run(const Fixture& f, const NetConfig& net) {
+  auto be = make_cpu_backend();
+  UViT m(net, *be);
+  NamedArrays sd;
+  for (const auto& e : m.table().entries()) sd.emplace_back(e.name, f.t.at("param." + e.name));
+  m.load(sd, "fixture");
+  std::vector<float> x = f.t.at("input.x").to_f32(), t = f.t.at("input.t").to_f32();
+  std::vector<float> gout = f.t.at("input.gout").to_f32(), ctx;
+  std::vector<int32_t> y;
+  if (f.t.count("input.y"))
+    for (auto v : f.t.at("input.y").to_i64()) y.push_back(int32_t(v));
+  if (f.t.count("input.context")) ctx = f.t.at("input.context").to_f32();
+  const int B = int(f.t.at("input.x").shape[0]);
+  Run r;
+  r.out.resize(x.size());
+  m.zero_grad();
+  m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
+            r.out.data(), B, true);
+  m.backward(gout.data());
+  r.grads.assign(m.grads(), m.grads() + m.num_params());
+  r.arena = m.arena_bytes();
+  return r;
+}
+
+class ModelParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture(GetParam());
+  Run r = run(f, f.cfg.net);
+  EXPECT_LE(rel_err(r.out.data(), f.t.at("output").to_f32()), 1e-5) << "output";
+  ParamTable table = build_param_table(f.cfg.net);
+  for (const auto& e : table.entries()) {
+    ASSERT_TRUE(f.t.count("grad." + e.name)) << e.name;
+    EXPECT_LE(rel_err(r.grads.data() + e.offset, f.t.at("grad." + e.name).to_f32()), 1e-4)
+        << "grad of " << e.name;
+  }
+  // Inference forward (a different buffer plan) gives the same output.
+  auto be = make_cpu_backend();
+  UViT m(f.cfg.net, *be);
+  NamedArrays sd;
+  for (const auto& e : m.table().entries()) sd.emplace_back(e.name, f.t.at("param." + e.name));
+  m.load(sd, "fixture");
+  std::vector<float> x = f.t.at("input.x").to_f32(), t = f.t.at("input.t").to_f32(), ctx, out(x.size());
+  std::vector<int32_t> y;
+  if (f.t.count("input.y"))
+    for (auto v : f.t.at("input.y").to_i64()) y.push_back(int32_t(v));
+  if (f.t.count("input.context")) ctx = f.t.at("input.context").to_f32();
+  m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
+            out.data(), int(f.t.at("input.x").shape[0]), false);
+  EXPECT_EQ(out, r.out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
+                         ::testing::Values("cond_p2", "uncond_p4_h64", "uncond_p1_mlptime", "t2i",
+                                           "cond_ckpt", "noskip_qkscale", "fmnist"));
+
+TEST(ModelCheckpointing, SameGradientsLessMemory) {
+  Fixture f = load_fixture("cond_p2");
+  NetConfig a = f.cfg.net, b = f.cfg.net;
+  a.use_checkpoint = false;
+  b.use_checkpoint = true;
+  Run ra = run(f, a), rb = run(f, b);
+  EXPECT_EQ(ra.out, rb.out);
+  EXPECT_EQ(ra.grads, rb.grads);
+  EXPECT_LT(rb.arena, ra.arena);
+}
+
+TEST(ModelTable, OfficialParameterCounts) {
+  struct Want {
+    const char* preset;
+    size_t tensors, params;
+  };
+  for (auto w : {Want{"cifar10_uvit_small", 164, 44255328}, Want{"celeba64_uvit_small", 164, 44292228},
+                 Want{"imagenet64_uvit_mid", 213, 130940292},
+                 Want{"imagenet64_uvit_large", 261, 286827652},
+                 Want{"imagenet256_uvit_large", 261, 286763172},
+                 Want{"imagenet256_uvit_huge", 355, 500832016},
+                 Want{"imagenet512_uvit_large", 261, 286861524},
+                 Want{"imagenet512_uvit_huge", 355, 500942656},
+                 Want{"mscoco_uvit_small", 166, 44692644},
+                 Want{"mscoco_uvit_small_deep", 214, 58345636}}) {
+    ParamTable t = build_param_table(load_config(w.preset).net);
+    EXPECT_EQ(t.entries().size(), w.tensors) << w.preset;
+    EXPECT_EQ(t.total(), w.params) << w.preset;
+  }
+  ParamTable t = build_param_table(load_config("cifar10_uvit_small").net);
+  EXPECT_EQ(t.entries().front().name, "pos_embed");
+  EXPECT_EQ(t.entries()[3].name, "in_blocks.0.norm1.weight");
+  EXPECT_EQ(t.entries().back().name, "final_layer.bias");
+}
+
+TEST(ModelTable, ForwardFlopsMatchTheIssue) {
+  // One U-ViT-S/2 training image ~73 GFLOP (3x forward); U-ViT-H/2 ~799 GFLOP.
+  EXPECT_NEAR(3 * forward_flops(load_config("cifar10_uvit_small").net) / 1e9, 73, 1.0);
+  EXPECT_NEAR(3 * forward_flops(load_config("imagenet256_uvit_huge").net) / 1e9, 799, 8.0);
+}
+
+TEST(ModelLoad, StrictNamesAndShapes) {
+  auto be = make_cpu_backend();
+  NetConfig n = load_config("cifar10_uvit_small").net;
+  n.depth = 2;
+  n.embed_dim = 64;
+  n.num_heads = 2;
+  UViT m(n, *be);
+  NamedArrays sd = m.export_weights();
+  auto expect_error = [&](NamedArrays bad, const std::string& needle) {
+    try {
+      m.load(bad, "w.safetensors");
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  NamedArrays missing(sd.begin() + 1, sd.end());
+  expect_error(missing, "missing tensor 'pos_embed'");
+  NamedArrays extra = sd;
+  extra.emplace_back("module.extra", Array(DType::F32, {2}));
+  expect_error(extra, "unexpected tensor 'module.extra'");
+  NamedArrays wrong = sd;
+  wrong[1].second = Array(DType::F32, {64, 3, 4, 4});
+  expect_error(wrong, "has shape [64, 3, 4, 4]");
+}
+
+}  // namespace
