@@ -1,9 +1,9 @@
 // Datasets and the background batch loader.
-// Every dataset yields float32 CHW items in [-1, 1] (latent datasets: a posterior sample of the stored
-// moments) plus an int64 label (-1 when unlabeled) or, for text-to-image features, a context [L, D].
-// All randomness of an item (flip, label dropout, posterior noise, caption choice) is a pure function of
-// (seed, epoch, position in epoch), so batches never depend on thread timing and a resumed run
-// continues the same sequence.
+// Every dataset yields float32 CHW items in [-1, 1] (latent datasets: a posterior sample of the
+// stored moments) plus an int64 label (-1 when unlabeled) or, for text-to-image features, a context
+// [L, D]. All randomness of an item (flip, label dropout, posterior noise, caption choice) is a
+// pure function of (seed, epoch, position in epoch), so batches never depend on thread timing and a
+// resumed run continues the same sequence.
 #pragma once
 #include <array>
 #include <condition_variable>
@@ -12,11 +12,10 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "uvit/rng.hpp"
 
@@ -65,16 +64,19 @@ class Dataset {
 
 // ---- concrete datasets -------------------------------------------------------------------------
 
-// MNIST / Fashion-MNIST idx files (raw or .gz) in `dir`: {train,t10k}-{images-idx3,labels-idx1}-ubyte.
-// Pixels map to (x/255 - 0.5)/0.5 (ToTensor + Normalize). split: "train" or "test".
-std::shared_ptr<Dataset> make_idx_dataset(const std::string& dir, const std::string& split = "train");
+// MNIST / Fashion-MNIST idx files (raw or .gz) in `dir`:
+// {train,t10k}-{images-idx3,labels-idx1}-ubyte. Pixels map to (x/255 - 0.5)/0.5 (ToTensor +
+// Normalize). split: "train" or "test".
+std::shared_ptr<Dataset> make_idx_dataset(const std::string& dir,
+                                          const std::string& split = "train");
 // CIFAR-10 binary version: data_batch_1..5.bin (train) or test_batch.bin in `dir` or
 // `dir`/cifar-10-batches-bin. Same normalisation as idx.
 std::shared_ptr<Dataset> make_cifar10_dataset(const std::string& dir,
                                               const std::string& split = "train");
 // CelebA: torchvision layout ({dir}[/celeba]/img_align_celeba + list_eval_partition.txt, partition
-// 0 = train, 1 = valid, 2 = test) or, without the partition file, every image under dir (sorted walk).
-// Crop (top 57, left 25, 128x128), resize to `resolution` with PIL-style antialiased bilinear. No labels.
+// 0 = train, 1 = valid, 2 = test) or, without the partition file, every image under dir (sorted
+// walk). Crop (top 57, left 25, 128x128), resize to `resolution` with PIL-style antialiased
+// bilinear. No labels.
 std::shared_ptr<Dataset> make_celeba_dataset(const std::string& dir, int resolution = 64,
                                              const std::string& split = "train");
 // ImageNet (pixel space): every jpg/jpeg/png/gif under {dir}/train (or dir itself when it has no
@@ -102,28 +104,30 @@ struct DataOptions {
                                 // mscoco256_features, image_folder
   std::string path;             // empty: the default for the name (fmnist only)
   std::string split = "train";
-  int resolution = 0;         // 0: the dataset's natural size
-  bool random_flip = false;   // celeba always flips; feature datasets never do
-  bool cfg = false;           // label dropout to the null condition
+  int resolution = 0;        // 0: the dataset's natural size
+  bool random_flip = false;  // celeba always flips; feature datasets never do
+  bool cfg = false;          // label dropout to the null condition
   double p_uncond = 0.0;
   double scale_factor = 0.0;  // latent datasets; 0: 0.18215 (ImageNet) / 0.23010 (MS-COCO)
 };
 
 constexpr const char* kDefaultFmnistPath = "/usr/share/datasets/fashion-mnist";
 
-// Reads a config's "dataset" section; `config` may be the whole preset (then "autoencoder.scale_factor"
-// is read too) or the section itself. A non-empty path_override replaces "path".
-DataOptions data_options_from_json(const nlohmann::json& config, const std::string& path_override = "");
+// Reads a config's "dataset" section; `config` may be the whole preset (then
+// "autoencoder.scale_factor" is read too) or the section itself. A non-empty path_override replaces
+// "path".
+DataOptions data_options_from_json(const nlohmann::json& config,
+                                   const std::string& path_override = "");
 std::shared_ptr<Dataset> make_dataset(const DataOptions& o);
 
 // ---- loader ------------------------------------------------------------------------------------
 
 struct Batch {
   int64_t B = 0, C = 0, H = 0, W = 0;
-  std::vector<float> x;          // [B, C, H, W]
-  std::vector<int64_t> labels;   // [B]; -1 for unlabeled data; the null class after dropout
-  int64_t L = 0, D = 0;          // context shape for text datasets
-  std::vector<float> context;    // [B, L, D] or empty
+  std::vector<float> x;           // [B, C, H, W]
+  std::vector<int64_t> labels;    // [B]; -1 for unlabeled data; the null class after dropout
+  int64_t L = 0, D = 0;           // context shape for text datasets
+  std::vector<float> context;     // [B, L, D] or empty
   int64_t epoch = 0, offset = 0;  // where this batch starts
 };
 
@@ -153,9 +157,11 @@ LoaderOptions loader_options(const DataOptions& o, int64_t batch_size, uint64_t 
 LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState st, Batch& out);
 
 // The permutation of epoch `epoch` (identity when !shuffle): Fisher-Yates with Philox bits.
-std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t n, bool shuffle = true);
+std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t n,
+                                       bool shuffle = true);
 
-// A background thread that keeps `prefetch` batches ready. Errors in the thread are rethrown by next().
+// A background thread that keeps `prefetch` batches ready. Errors in the thread are rethrown by
+// next().
 class Loader {
  public:
   Loader(std::shared_ptr<const Dataset> ds, LoaderOptions opt);

@@ -74,6 +74,7 @@ class NoiseSchedule {
   int n_ = 1000;
   double beta_0_ = 0.1, beta_1_ = 20.0;
   std::vector<double> betas_, alphabar_, cumbeta_, knot_t_, knot_a_;
+  std::vector<double> rev_a_, rev_t_;  // knots reversed (ascending log_alpha) for inverse_lambda
 };
 
 // Network time input for the official N = 1000 schedules: 999·t (LinearVP) or 1000·t (Discrete).

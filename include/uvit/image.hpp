@@ -1,5 +1,6 @@
-// 8-bit images: PNG writing (our own encoder, zlib, text metadata), reading (stb_image), the official
-// float -> uint8 quantisation, PIL-compatible resampling for the dataset crops, grids and loss plots.
+// 8-bit images: PNG writing (our own encoder, zlib, text metadata), reading (stb_image), the
+// official float -> uint8 quantisation, PIL-compatible resampling for the dataset crops, grids and
+// loss plots.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -9,8 +10,8 @@
 namespace uvit {
 
 struct Image {
-  int w = 0, h = 0, c = 0;   // c: 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA)
-  std::vector<uint8_t> px;   // HWC, row-major
+  int w = 0, h = 0, c = 0;  // c: 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA)
+  std::vector<uint8_t> px;  // HWC, row-major
   Image() = default;
   Image(int w_, int h_, int c_, uint8_t fill = 0)
       : w(w_), h(h_), c(c_), px(size_t(w_) * h_ * c_, fill) {}
@@ -29,8 +30,8 @@ void write_png(const std::string& path, const Image& im,
 // The tEXt/iTXt chunks of a PNG file (CRC-checked).
 std::map<std::string, std::string> read_png_text(const std::string& path);
 
-// PNG/JPEG/GIF/BMP/... via stb_image. want_c = 0 keeps the file's channels; 1..4 converts (3: RGB as
-// PIL's convert("RGB") for gray and palette images).
+// PNG/JPEG/GIF/BMP/... via stb_image. want_c = 0 keeps the file's channels; 1..4 converts (3: RGB
+// as PIL's convert("RGB") for gray and palette images).
 Image read_image(const std::string& path, int want_c = 0);
 Image decode_image(const uint8_t* data, size_t n, const std::string& name, int want_c = 0);
 
@@ -40,9 +41,9 @@ uint8_t to_uint8(float v);
 // CHW float in [-1, 1] -> HWC uint8 image.
 Image to_image(const float* chw, int c, int h, int w);
 
-// torchvision make_grid: min(nrow, n) images per row, `padding` pixels of pad_value around and between
-// (default 2, as save_image). One image is returned as is (torchvision squeezes a single image).
-// All images must share w, h, c.
+// torchvision make_grid: min(nrow, n) images per row, `padding` pixels of pad_value around and
+// between (default 2, as save_image). One image is returned as is (torchvision squeezes a single
+// image). All images must share w, h, c.
 Image make_grid(const std::vector<Image>& images, int nrow = 8, int padding = 2,
                 uint8_t pad_value = 0);
 
@@ -52,19 +53,20 @@ enum class Resample { Box, Bilinear, Bicubic, Lanczos };
 Image resize_pil(const Image& in, int out_w, int out_h, Resample f);
 // PIL Image.crop((left, top, left + w, top + h)): pixels outside the image are 0.
 Image crop(const Image& in, int left, int top, int w, int h);
-// guided-diffusion center_crop_arr: BOX-halve while min side >= 2*res, BICUBIC-resize the min side to
-// res (sizes rounded half to even, as Python's round), crop the centre res x res.
+// guided-diffusion center_crop_arr: BOX-halve while min side >= 2*res, BICUBIC-resize the min side
+// to res (sizes rounded half to even, as Python's round), crop the centre res x res.
 Image center_crop_arr(const Image& in, int res);
 // Horizontal mirror.
 Image flip_horizontal(const Image& in);
 
-// A line plot (e.g. the loss curve) as an RGB image: axes, ticks with small digit labels, one polyline
-// per series. log_y plots log10(y) (non-positive values are skipped).
+// A line plot (e.g. the loss curve) as an RGB image: axes, ticks with small digit labels, one
+// polyline per series. log_y plots log10(y) (non-positive values are skipped).
 struct PlotSeries {
   std::vector<double> x, y;
   uint8_t r = 31, g = 119, b = 180;
 };
-Image plot_lines(const std::vector<PlotSeries>& series, int w = 640, int h = 400, bool log_y = false);
+Image plot_lines(const std::vector<PlotSeries>& series, int w = 640, int h = 400,
+                 bool log_y = false);
 void write_plot_png(const std::string& path, const std::vector<PlotSeries>& series, int w = 640,
                     int h = 400, bool log_y = false,
                     const std::map<std::string, std::string>& text = {});

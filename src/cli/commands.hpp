@@ -7,5 +7,6 @@ namespace uvit::cli {
 void add_info(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_predict(CLI::App& app);
+void add_bench(CLI::App& app);
 
 }  // namespace uvit::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
+  uvit::cli::add_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

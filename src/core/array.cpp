@@ -10,32 +10,52 @@ namespace uvit {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::F64: return 8;
-    case DType::I64: return 8;
-    case DType::I32: return 4;
-    case DType::I16: return 2;
-    case DType::I8: return 1;
-    case DType::U8: return 1;
-    case DType::Bool: return 1;
+    case DType::F32:
+      return 4;
+    case DType::F16:
+      return 2;
+    case DType::BF16:
+      return 2;
+    case DType::F64:
+      return 8;
+    case DType::I64:
+      return 8;
+    case DType::I32:
+      return 4;
+    case DType::I16:
+      return 2;
+    case DType::I8:
+      return 1;
+    case DType::U8:
+      return 1;
+    case DType::Bool:
+      return 1;
   }
   fail("dtype_size: invalid dtype ", static_cast<int>(t));
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I64: return "I64";
-    case DType::I32: return "I32";
-    case DType::I16: return "I16";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::Bool: return "BOOL";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F64:
+      return "F64";
+    case DType::I64:
+      return "I64";
+    case DType::I32:
+      return "I32";
+    case DType::I16:
+      return "I16";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::Bool:
+      return "BOOL";
   }
   fail("dtype_name: invalid dtype ", static_cast<int>(t));
 }
@@ -126,7 +146,9 @@ std::vector<float> Array::to_f32() const {
   std::vector<float> out(n);
   const uint8_t* p = data.data();
   switch (dtype) {
-    case DType::F32: std::memcpy(out.data(), p, n * 4); break;
+    case DType::F32:
+      std::memcpy(out.data(), p, n * 4);
+      break;
     case DType::F16:
       for (size_t i = 0; i < n; ++i) out[i] = half_to_float(as<uint16_t>()[i]);
       break;
@@ -163,7 +185,9 @@ std::vector<int64_t> Array::to_i64() const {
   std::vector<int64_t> out(n);
   const uint8_t* p = data.data();
   switch (dtype) {
-    case DType::I64: std::memcpy(out.data(), p, n * 8); break;
+    case DType::I64:
+      std::memcpy(out.data(), p, n * 8);
+      break;
     case DType::I32:
       for (size_t i = 0; i < n; ++i) out[i] = as<int32_t>()[i];
       break;
@@ -183,10 +207,14 @@ std::vector<int64_t> Array::to_i64() const {
       // Float arrays are accepted when every value is an integer in the int64 range.
       for (size_t i = 0; i < n; ++i) {
         double v;
-        if (dtype == DType::F64) v = as<double>()[i];
-        else if (dtype == DType::F32) v = as<float>()[i];
-        else if (dtype == DType::F16) v = half_to_float(as<uint16_t>()[i]);
-        else v = bf16_to_float(as<uint16_t>()[i]);
+        if (dtype == DType::F64)
+          v = as<double>()[i];
+        else if (dtype == DType::F32)
+          v = as<float>()[i];
+        else if (dtype == DType::F16)
+          v = half_to_float(as<uint16_t>()[i]);
+        else
+          v = bf16_to_float(as<uint16_t>()[i]);
         UVIT_CHECK(std::isfinite(v) && v == std::floor(v) && v >= -9.2233720368547758e18 &&
                        v < 9.2233720368547758e18,
                    "to_i64: ", dtype_name(dtype), " array element ", i, " (", v,
@@ -226,7 +254,9 @@ Array Array::converted(DType t) const {
     src = f.data();
   }
   switch (t) {
-    case DType::F32: std::memcpy(out.data.data(), src, n * 4); break;
+    case DType::F32:
+      std::memcpy(out.data.data(), src, n * 4);
+      break;
     case DType::F16:
       for (size_t i = 0; i < n; ++i) out.as<uint16_t>()[i] = float_to_half(src[i]);
       break;
@@ -237,7 +267,8 @@ Array Array::converted(DType t) const {
       if (dtype == DType::F64) break;
       for (size_t i = 0; i < n; ++i) out.as<double>()[i] = src[i];
       break;
-    default: break;
+    default:
+      break;
   }
   return out;
 }

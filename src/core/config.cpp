@@ -515,6 +515,16 @@ void apply_override(Config& c, const std::string& assignment) {
       old = value;  // null: anything goes
     }
   }
+  // z_shape is the network input; keep it in step so nnet.img_size=64 works on its own.
+  if (in_nnet && (leaf == "img_size" || leaf == "in_chans") && doc.contains("z_shape") &&
+      doc["z_shape"] == json{c.net.in_chans, c.net.img_size, c.net.img_size}) {
+    try {
+      NetConfig n = net_config_from_json(doc["nnet"]);
+      doc["z_shape"] = json{n.in_chans, n.img_size, n.img_size};
+    } catch (const Error&) {
+      // finish() reports the bad network value below
+    }
+  }
   Config next{c.config_name, std::move(doc), {}};
   finish(next, cat(" (after ", where, ")"));
   c = std::move(next);

@@ -1,4 +1,6 @@
 // Whole-file reads, bounded positional reads and atomic writes (temp file, fsync, rename).
+#include "io/file.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +9,6 @@
 #include <cstring>
 #include <vector>
 
-#include "io/file.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -100,7 +101,8 @@ void AtomicWriter::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail(path_, ": close failed: ", errno_str());
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, ": cannot rename ", tmp_, ": ", errno_str());
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    fail(path_, ": cannot rename ", tmp_, ": ", errno_str());
   done_ = true;
   // Make the rename itself durable; failure here cannot un-write the file, so it is not an error.
   int dfd = ::open(dir_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -1,5 +1,5 @@
-// A small PNG encoder (8-bit gray / gray+alpha / RGB / RGBA, zlib) with text chunks, and a reader for
-// those text chunks. Decoding of pixels is left to stb_image (image_read.cpp).
+// A small PNG encoder (8-bit gray / gray+alpha / RGB / RGBA, zlib) with text chunks, and a reader
+// for those text chunks. Decoding of pixels is left to stb_image (image_read.cpp).
 #include <zlib.h>
 
 #include <cstdlib>
@@ -126,8 +126,8 @@ void write_png(const std::string& path, const uint8_t* hwc, int w, int h, int c,
 
 void write_png(const std::string& path, const Image& im,
                const std::map<std::string, std::string>& text) {
-  UVIT_CHECK(im.px.size() == size_t(im.w) * im.h * im.c, path, ": image buffer has ",
-             im.px.size(), " bytes, expected ", size_t(im.w) * im.h * im.c);
+  UVIT_CHECK(im.px.size() == size_t(im.w) * im.h * im.c, path, ": image buffer has ", im.px.size(),
+             " bytes, expected ", size_t(im.w) * im.h * im.c);
   write_png(path, im.px.data(), im.w, im.h, im.c, text);
 }
 

@@ -151,7 +151,8 @@ uint64_t Reader::data_offset(const Entry& e) const {
   file_.read(e.local_offset, h, 30, "zip local header");
   if (rd32(h) != kLocalSig) fail(path, ": corrupt zip: bad local header for ", e.name);
   uint64_t name_len = rd16(h + 26), extra_len = rd16(h + 28);
-  if (name_len != e.name.size()) fail(path, ": corrupt zip: local header name differs for ", e.name);
+  if (name_len != e.name.size())
+    fail(path, ": corrupt zip: local header name differs for ", e.name);
   std::string name(name_len, '\0');
   file_.read(e.local_offset + 30, name.data(), name_len, "zip local header");
   if (name != e.name) fail(path, ": corrupt zip: local header name differs for ", e.name);
@@ -214,7 +215,8 @@ void Reader::read_into(const Entry& e, uint8_t* dst) const {
       uInt before_in = zs.avail_in, before_out = zs.avail_out;
       rc = inflate(&zs, Z_NO_FLUSH);
       // No progress possible (input exhausted or output full before the stream ended).
-      if (rc == Z_BUF_ERROR || (rc == Z_OK && zs.avail_in == before_in && zs.avail_out == before_out))
+      if (rc == Z_BUF_ERROR ||
+          (rc == Z_OK && zs.avail_in == before_in && zs.avail_out == before_out))
         break;
     }
     uint64_t produced = zs.total_out;
@@ -227,8 +229,7 @@ void Reader::read_into(const Entry& e, uint8_t* dst) const {
            e.size);
     crc = crc_update(0, dst, e.size);
   }
-  if (crc != e.crc)
-    fail(path, ": corrupt zip: CRC mismatch in ", e.name);
+  if (crc != e.crc) fail(path, ": corrupt zip: CRC mismatch in ", e.name);
 }
 
 void Writer::put(const void* p, size_t n) {

@@ -206,7 +206,8 @@ def make_case(name, cfg_partial, batch, seed, outdir):
     write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors,
                       {"case": name, "producer": "tests/reference/make_fixtures.py"})
     with _atomic(os.path.join(outdir, name + ".pth")) as f:
-        torch.save({k: v.to(torch.float32) for k, v in sd.items()}, f)
+        # The real state_dict (an OrderedDict carrying `_metadata`), like the released checkpoints.
+        torch.save(sd, f)
     save_npy(os.path.join(outdir, name + "_x.npy"), tensors["input.x"])
     save_npy(os.path.join(outdir, name + "_t.npy"), tensors["input.t"])
     if "input.y" in tensors:

@@ -1,0 +1,55 @@
+// Elementwise activations. GELU is the exact erf form (nn.GELU default); erf and exp come from
+// vmath.hpp so the loops vectorise (std::erf made GELU a visible share of the forward pass).
+#include <cmath>
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/vmath.hpp"
+
+namespace uvit {
+
+namespace {
+constexpr long kParallelMin = 1 << 14;
+constexpr float kRsqrt2 = 0.70710678118654752f;
+constexpr float kRsqrt2Pi = 0.39894228040143268f;  // 1/sqrt(2 pi)
+}  // namespace
+
+void CpuBackend::gelu_fwd(const float* x, float* y, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.f + vm::erf(v * kRsqrt2));
+  }
+}
+
+void CpuBackend::gelu_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    const float cdf = 0.5f * (1.f + vm::erf(v * kRsqrt2));
+    const float pdf = kRsqrt2Pi * vm::exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+void CpuBackend::silu_fwd(const float* x, float* y, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    y[i] = v / (1.f + vm::exp(-v));
+  }
+}
+
+void CpuBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    const float s = 1.f / (1.f + vm::exp(-v));
+    dx[i] = dy[i] * s * (1.f + v * (1.f - s));
+  }
+}
+
+}  // namespace uvit

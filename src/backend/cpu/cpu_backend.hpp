@@ -1,0 +1,69 @@
+// CpuBackend: the host implementation of uvit::Backend (OpenMP over the available cores, oneDNN for
+// GEMM). Methods are defined in topic files (gemm.cpp, layernorm.cpp, attention.cpp, ...).
+#pragma once
+#include "uvit/backend.hpp"
+
+namespace uvit {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  void* alloc_bytes(size_t n) override;
+  void free_bytes(void* p) override;
+  void upload(void* dst, const void* host, size_t bytes) override;
+  void download(void* host, const void* src, size_t bytes) override;
+  void copy(float* dst, const float* src, size_t n) override;
+  void fill(float* dst, float v, size_t n) override;
+  void axpy(float* y, const float* x, float a, size_t n) override;
+  void scale(float* x, float a, size_t n) override;
+  double sum_squares(const float* x, size_t n) override;
+
+  void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override;
+  void add_bias(float* y, const float* b, int M, int N) override;
+  void bias_grad(const float* dy, float* db, int M, int N) override;
+
+  void layernorm_fwd(const float* x, const float* w, const float* b, float* y, float* mean,
+                     float* rstd, int M, int D, float eps) override;
+  void layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
+                     const float* rstd, float* dx, float* dw, float* db, int M, int D) override;
+  void gelu_fwd(const float* x, float* y, size_t n) override;
+  void gelu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+  void silu_fwd(const float* x, float* y, size_t n) override;
+  void silu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+
+  void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
+                     float scale) override;
+  void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
+                     float* dqkv, int B, int N, int H, int Dh, float scale) override;
+
+  void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) override;
+  void patch_col2im(const float* cols, float* x, int B, int C, int S, int p) override;
+  void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq, int B,
+                  int E, int L, int D) override;
+  void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B, int E,
+                  int L, int D) override;
+  void timestep_embedding(const float* t, float* out, int B, int D, int ldo) override;
+  void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
+                     int ldo) override;
+  void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
+                     int ldo) override;
+  void unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) override;
+  void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S, int p) override;
+  void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin,
+                   int Cout, int H, int W) override;
+  void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                   int B, int Cin, int Cout, int H, int W) override;
+
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+             float beta2, float eps, float weight_decay, long step) override;
+  void ema(float* e, const float* p, size_t n, float decay) override;
+};
+
+// Single-threaded row-major GEMM for use inside OpenMP parallel regions (attention); same
+// conventions as Backend::gemm.
+void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+}  // namespace uvit

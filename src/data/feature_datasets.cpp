@@ -1,0 +1,194 @@
+// Pre-encoded latent datasets (ImageNet 256/512 features, MS-COCO 256 features). Each draw returns
+// a fresh posterior sample z = scale * (mean + exp(0.5 * clamp(logvar, -30, 20)) * eps), as the
+// official training loop's autoencoder.sample(moments).
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "data/feature_npy.hpp"
+#include "uvit/data.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Parses "123" (digits only, no leading zeros except "0").
+bool parse_index(const std::string& s, int64_t& v) {
+  if (s.empty() || s.size() > 12 || (s.size() > 1 && s[0] == '0')) return false;
+  v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  return true;
+}
+
+void sample_posterior(const Array& moments, const std::string& path, int64_t h, float scale,
+                      float* x, const DrawRng& rng) {
+  UVIT_CHECK(moments.shape == std::vector<int64_t>({8, h, h}), path, ": moments have shape ",
+             shape_str(moments.shape), ", expected [8, ", h, ", ", h, "]");
+  std::vector<float> m = moments.to_f32();
+  int64_t n = 4 * h * h;
+  Philox eps = rng.stream(kRngPosterior);
+  uint64_t base = uint64_t(rng.position) * uint64_t(n);
+  for (int64_t j = 0; j < n; ++j) {
+    float logvar = std::min(std::max(m[size_t(n + j)], -30.0f), 20.0f);
+    float sd = std::exp(0.5f * logvar);
+    x[j] = scale * (m[size_t(j)] + sd * eps.normal(base + uint64_t(j)));
+  }
+}
+
+class ImageNetFeatures : public Dataset {
+ public:
+  ImageNetFeatures(std::string dir, int64_t n, int64_t h, float scale)
+      : dir_(std::move(dir)), n_(n), h_(h), scale_(scale) {}
+  int64_t size() const override { return n_; }
+  std::array<int64_t, 3> item_shape() const override { return {4, h_, h_}; }
+  int num_classes() const override { return 1000; }
+  int64_t get(int64_t i, float* x, float*, const DrawRng& rng) const override {
+    UVIT_CHECK(i >= 0 && i < n_, dir_, ": index ", i, " out of range");
+    std::string path = cat(dir_, "/", i, ".npy");
+    data::FeatureRecord r = data::load_feature_record(path);
+    UVIT_CHECK(r.label >= 0 && r.label < 1000, path, ": label ", r.label, " outside 0..999");
+    sample_posterior(r.moments, path, h_, scale_, x, rng);
+    return r.label;
+  }
+  std::string describe() const override {
+    return cat("imagenet", h_ * 8, "_features ", dir_, ": ", n_, " moments [8,", h_, ",", h_,
+               "], 1000 classes, scale ", scale_);
+  }
+
+ private:
+  std::string dir_;
+  int64_t n_, h_;
+  float scale_;
+};
+
+class CocoFeatures : public Dataset {
+ public:
+  CocoFeatures(std::string dir, std::vector<int> ncap, std::vector<float> empty, float scale)
+      : dir_(std::move(dir)), ncap_(std::move(ncap)), empty_(std::move(empty)), scale_(scale) {}
+  int64_t size() const override { return int64_t(ncap_.size()); }
+  std::array<int64_t, 3> item_shape() const override { return {4, 32, 32}; }
+  std::array<int64_t, 2> context_shape() const override { return {77, 768}; }
+  const std::vector<float>& empty_context() const override { return empty_; }
+  int64_t get(int64_t i, float* x, float* ctx, const DrawRng& rng) const override {
+    UVIT_CHECK(i >= 0 && i < size(), dir_, ": index ", i, " out of range");
+    std::string path = cat(dir_, "/", i, ".npy");
+    sample_posterior(load_npy(path), path, 32, scale_, x, rng);
+    // random.randint(0, n - 1): one caption uniformly.
+    int n = ncap_[size_t(i)];
+    int k = std::min(n - 1, int(rng.stream(kRngCaption).uniform(uint64_t(rng.position)) * n));
+    std::string cpath = cat(dir_, "/", i, "_", k, ".npy");
+    Array c = load_npy(cpath);
+    UVIT_CHECK(c.shape == std::vector<int64_t>({77, 768}), cpath, ": context has shape ",
+               shape_str(c.shape), ", expected [77, 768]");
+    std::vector<float> v = c.to_f32();
+    std::copy(v.begin(), v.end(), ctx);
+    return -1;
+  }
+  std::string describe() const override {
+    return cat("mscoco256_features ", dir_, ": ", size(),
+               " moments [8,32,32] with captions, scale ", scale_);
+  }
+
+ private:
+  std::string dir_;
+  std::vector<int> ncap_;
+  std::vector<float> empty_;
+  float scale_;
+};
+
+}  // namespace
+
+const std::vector<float>& Dataset::empty_context() const {
+  static const std::vector<float> none;
+  return none;
+}
+
+std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, int resolution,
+                                                        double scale_factor) {
+  UVIT_CHECK(resolution == 256 || resolution == 512, dir,
+             ": feature resolution must be 256 or 512, got ", resolution);
+  UVIT_CHECK(fs::is_directory(dir), dir, ": dataset directory not found");
+  // The official length is hard-coded (2,562,334); we count the files and require 0..n-1.
+  int64_t count = 0, maxi = -1;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    int64_t v;
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0 &&
+        parse_index(name.substr(0, name.size() - 4), v)) {
+      ++count;
+      maxi = std::max(maxi, v);
+    }
+  }
+  UVIT_CHECK(!ec, dir, ": cannot list directory: ", ec.message());
+  UVIT_CHECK(count > 0, dir, ": no feature files {idx}.npy found");
+  if (count != maxi + 1) {
+    for (int64_t i = 0; i <= maxi; ++i)
+      UVIT_CHECK(fs::exists(cat(dir, "/", i, ".npy")), dir, ": feature file ", i,
+                 ".npy is missing (found ", count, " files up to index ", maxi, ")");
+  }
+  int64_t h = resolution / 8;
+  std::string first = dir + "/0.npy";
+  data::FeatureRecord r = data::load_feature_record(first);
+  UVIT_CHECK(r.moments.shape == std::vector<int64_t>({8, h, h}), first, ": moments have shape ",
+             shape_str(r.moments.shape), ", expected [8, ", h, ", ", h, "] for resolution ",
+             resolution);
+  return std::make_shared<ImageNetFeatures>(dir, count, h, float(scale_factor));
+}
+
+std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
+                                                      const std::string& split,
+                                                      double scale_factor) {
+  UVIT_CHECK(split == "train" || split == "val" || split == "test", dir, ": unknown split '", split,
+             "' (train or val)");
+  std::string sub = dir + "/" + (split == "train" ? "train" : "val");
+  UVIT_CHECK(fs::is_directory(sub), sub, ": dataset directory not found");
+  std::map<int64_t, int> caps;  // image -> highest caption index + 1
+  std::map<int64_t, int> ncount;
+  std::vector<char> have;
+  int64_t images = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(sub, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.size() <= 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
+    std::string stem = name.substr(0, name.size() - 4);
+    size_t us = stem.find('_');
+    int64_t i, k;
+    if (us == std::string::npos) {
+      if (!parse_index(stem, i)) continue;
+      if (int64_t(have.size()) <= i) have.resize(size_t(i) + 1, 0);
+      have[size_t(i)] = 1;
+      ++images;
+    } else if (parse_index(stem.substr(0, us), i) && parse_index(stem.substr(us + 1), k)) {
+      caps[i] = std::max(caps[i], int(k) + 1);
+      ncount[i] += 1;
+    }
+  }
+  UVIT_CHECK(!ec, sub, ": cannot list directory: ", ec.message());
+  UVIT_CHECK(images > 0, sub, ": no feature files {i}.npy found");
+  std::vector<int> ncap(size_t(images), 0);
+  for (int64_t i = 0; i < images; ++i) {
+    UVIT_CHECK(i < int64_t(have.size()) && have[size_t(i)], sub, ": feature file ", i,
+               ".npy is missing (", images, " images found)");
+    auto c = caps.find(i);
+    UVIT_CHECK(c != caps.end(), sub, ": image ", i, " has no caption files ", i, "_{k}.npy");
+    UVIT_CHECK(ncount[i] == c->second, sub, ": captions of image ", i, " are not numbered 0..",
+               c->second - 1);
+    ncap[size_t(i)] = c->second;
+  }
+  std::string epath = dir + "/empty_context.npy";
+  UVIT_CHECK(fs::exists(epath), epath, ": missing (CLIP embedding of the empty prompt)");
+  Array e = load_npy(epath);
+  UVIT_CHECK(e.shape == std::vector<int64_t>({77, 768}), epath, ": shape ", shape_str(e.shape),
+             ", expected [77, 768]");
+  return std::make_shared<CocoFeatures>(sub, std::move(ncap), e.to_f32(), float(scale_factor));
+}
+
+}  // namespace uvit

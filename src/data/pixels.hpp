@@ -1,0 +1,19 @@
+// uint8 -> float conversions of the official transforms, as 256-entry tables (float32 arithmetic).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace uvit::data {
+
+// torchvision ToTensor + Normalize(0.5, 0.5): (x / 255 - 0.5) / 0.5 (CIFAR-10, CelebA, (F)MNIST).
+const std::array<float, 256>& totensor_normalize_lut();
+// guided-diffusion ImageDataset: np.float32(x) / 127.5 - 1 (ImageNet).
+const std::array<float, 256>& imagenet_lut();
+
+// Image files under dir as guided-diffusion's _list_image_files_recursively: sorted entries, files
+// with a jpg/jpeg/png/gif extension (any case), recursing into directories.
+std::vector<std::string> list_images_recursively(const std::string& dir);
+
+}  // namespace uvit::data

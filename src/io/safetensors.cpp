@@ -1,0 +1,173 @@
+// safetensors: u64 little-endian header length, JSON header, then one contiguous data buffer that
+// the tensors' data_offsets cover exactly (no holes, no overlaps).
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "io/file.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// safetensors' reference implementation refuses headers above 100 MB; so do we.
+constexpr uint64_t kMaxHeader = 100u << 20;
+
+bool parse_dtype(const std::string& s, DType* t) {
+  static const std::pair<const char*, DType> kNames[] = {
+      {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
+      {"I64", DType::I64}, {"I32", DType::I32},  {"I16", DType::I16},   {"I8", DType::I8},
+      {"U8", DType::U8},   {"BOOL", DType::Bool}};
+  for (auto& [n, d] : kNames)
+    if (s == n) {
+      *t = d;
+      return true;
+    }
+  return false;
+}
+
+struct Spec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;
+};
+
+}  // namespace
+
+NamedArrays load_safetensors(const std::string& path,
+                             std::map<std::string, std::string>* metadata) {
+  io::InFile f(path);
+  if (f.size() < 8) fail(path, ": not a safetensors file (", f.size(), " bytes)");
+  uint8_t lenb[8];
+  f.read(0, lenb, 8, "header length");
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenb[i];
+  if (hlen > kMaxHeader) fail(path, ": bad safetensors header length ", hlen);
+  if (hlen > f.size() - 8)
+    fail(path, ": truncated: header says ", hlen, " bytes of JSON, file has ", f.size() - 8);
+  if (hlen < 2) fail(path, ": bad safetensors header length ", hlen);
+  std::string text(hlen, '\0');
+  f.read(8, text.data(), hlen, "header");
+  if (text[0] != '{') fail(path, ": safetensors header is not a JSON object");
+  ojson h;
+  try {
+    h = ojson::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": bad safetensors JSON header: ", e.what());
+  }
+  if (!h.is_object()) fail(path, ": safetensors header is not a JSON object");
+  const uint64_t data_size = f.size() - 8 - hlen;
+
+  std::vector<Spec> specs;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    const std::string& name = it.key();
+    const ojson& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) fail(path, ": __metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) fail(path, ": __metadata__[\"", m.key(), "\"] is not a string");
+        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    Spec s;
+    s.name = name;
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets"))
+      fail(path, ": tensor '", name, "' needs dtype, shape and data_offsets");
+    const ojson &dt = v["dtype"], &sh = v["shape"], &off = v["data_offsets"];
+    if (!dt.is_string() || !parse_dtype(dt.get<std::string>(), &s.dtype))
+      fail(path, ": tensor '", name, "' has unsupported dtype ", dt.dump());
+    if (!sh.is_array()) fail(path, ": tensor '", name, "' shape is not a list");
+    uint64_t numel = 1;
+    for (const ojson& d : sh) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
+        fail(path, ": tensor '", name, "' has a bad shape ", sh.dump());
+      uint64_t dv = d.get<uint64_t>();
+      if (__builtin_mul_overflow(numel, dv, &numel))
+        fail(path, ": tensor '", name, "' shape ", sh.dump(), " overflows");
+      s.shape.push_back(int64_t(dv));
+    }
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
+      fail(path, ": tensor '", name, "' has bad data_offsets ", off.dump());
+    s.begin = off[0].get<uint64_t>();
+    s.end = off[1].get<uint64_t>();
+    uint64_t nbytes;
+    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(s.dtype)), &nbytes))
+      fail(path, ": tensor '", name, "' is too large");
+    if (s.begin > s.end || s.end > data_size)
+      fail(path, ": tensor '", name, "' data_offsets [", s.begin, ", ", s.end,
+           "] outside the data buffer of ", data_size, " bytes");
+    if (s.end - s.begin != nbytes)
+      fail(path, ": tensor '", name, "' has ", s.end - s.begin, " bytes, shape ",
+           shape_str(s.shape), " ", dtype_name(s.dtype), " needs ", nbytes);
+    specs.push_back(std::move(s));
+  }
+  // The buffer must be covered exactly, in offset order.
+  std::stable_sort(specs.begin(), specs.end(),
+                   [](const Spec& a, const Spec& b) { return a.begin < b.begin; });
+  uint64_t at = 0;
+  for (const Spec& s : specs) {
+    if (s.begin != at)
+      fail(path, ": tensor '", s.name, "' starts at ", s.begin, ", expected ", at,
+           s.begin < at ? " (overlap)" : " (hole)");
+    at = s.end;
+  }
+  if (at != data_size)
+    fail(path, ": data buffer has ", data_size, " bytes but the tensors cover ", at);
+
+  NamedArrays out;
+  out.reserve(specs.size());
+  for (Spec& s : specs) {
+    Array a(s.dtype, s.shape);
+    f.read(8 + hlen + s.begin, a.data.data(), a.data.size(), s.name.c_str());
+    out.emplace_back(std::move(s.name), std::move(a));
+  }
+  return out;
+}
+
+void save_safetensors(const std::string& path, const NamedArrays& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  ojson h = ojson::object();
+  if (!metadata.empty()) {
+    ojson m = ojson::object();
+    for (auto& [k, v] : metadata) m[k] = v;
+    h["__metadata__"] = std::move(m);
+  }
+  uint64_t at = 0;
+  std::unordered_set<std::string> names;
+  for (auto& [name, a] : tensors) {
+    UVIT_CHECK(name != "__metadata__", path, ": a tensor cannot be named __metadata__");
+    UVIT_CHECK(names.insert(name).second, path, ": duplicate tensor name '", name, "'");
+    UVIT_CHECK(uint64_t(a.numel()) * dtype_size(a.dtype) == a.data.size(), path, ": tensor '", name,
+               "' holds ", a.data.size(), " bytes, shape ", shape_str(a.shape), " needs ",
+               uint64_t(a.numel()) * dtype_size(a.dtype));
+    h[name] = {{"dtype", dtype_name(a.dtype)},
+               {"shape", a.shape},
+               {"data_offsets", {at, at + a.data.size()}}};
+    at += a.data.size();
+  }
+  std::string text;
+  try {
+    text = h.dump();
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": cannot encode safetensors header: ", e.what());
+  }
+  // Pad with spaces so the data buffer starts 8-byte aligned.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint8_t lenb[8];
+  for (int i = 0; i < 8; ++i) lenb[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
+  io::AtomicWriter w(path);
+  w.write(lenb, 8);
+  w.write(text.data(), text.size());
+  for (auto& [name, a] : tensors) w.write(a.data.data(), a.data.size());
+  w.commit();
+}
+
+}  // namespace uvit

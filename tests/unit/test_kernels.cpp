@@ -1,0 +1,663 @@
+// CPU backend kernels against straightforward float64 references written here. Backward kernels
+// are checked against analytic double-precision gradients, and those analytic gradients are in
+// turn checked by central finite differences of the double reference forward.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "uvit/backend.hpp"
+#include "uvit/error.hpp"
+
+namespace {
+
+using uvit::Backend;
+using VecF = std::vector<float>;
+using VecD = std::vector<double>;
+
+Backend& be() {
+  static auto b = uvit::make_cpu_backend();
+  return *b;
+}
+
+VecF randv(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  VecF v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+VecD to_d(const VecF& v) { return VecD(v.begin(), v.end()); }
+
+// |a - b| <= atol + rtol * |b| elementwise, reporting the first failure.
+template <class A, class B>
+void expect_close(const A& a, const B& b, double atol, double rtol, const char* what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = b[i];
+    if (!(std::fabs(x - y) <= atol + rtol * std::fabs(y))) {
+      ADD_FAILURE() << what << "[" << i << "]: got " << x << ", expected " << y;
+      return;
+    }
+  }
+}
+
+double dot(const VecD& a, const VecD& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Central differences of f at a few random coordinates of x compared with grad.
+void fd_check(const std::function<double(const VecD&)>& f, VecD x, const VecD& grad, int probes,
+              unsigned seed, double h = 1e-6, double tol = 1e-6) {
+  std::mt19937 g(seed);
+  std::uniform_int_distribution<size_t> pick(0, x.size() - 1);
+  for (int k = 0; k < probes; ++k) {
+    const size_t i = pick(g);
+    const double x0 = x[i];
+    x[i] = x0 + h;
+    const double fp = f(x);
+    x[i] = x0 - h;
+    const double fm = f(x);
+    x[i] = x0;
+    const double num = (fp - fm) / (2 * h);
+    EXPECT_NEAR(grad[i], num, tol * (1 + std::fabs(num))) << "coordinate " << i;
+  }
+}
+
+// ---------------------------------------------------------------- memory, elementwise, selection
+
+TEST(KernelMemory, AlignedAllocAndOutOfMemory) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, size_t{4096}}) {
+    void* p = be().alloc_bytes(n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+    be().free_bytes(p);
+  }
+  try {
+    be().alloc_bytes(size_t{1} << 62);
+    FAIL() << "expected an out-of-memory error";
+  } catch (const uvit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of memory: could not allocate"), std::string::npos);
+  }
+  EXPECT_THROW(be().alloc_bytes(std::numeric_limits<size_t>::max()), uvit::Error);
+}
+
+TEST(KernelMemory, ElementwiseHelpers) {
+  const size_t n = 100003;  // odd and above the parallel threshold
+  VecF x = randv(n, 1), y = randv(n, 2), z(n);
+  be().upload(z.data(), x.data(), n * sizeof(float));
+  EXPECT_EQ(z, x);
+  VecF w(n);
+  be().download(w.data(), z.data(), n * sizeof(float));
+  EXPECT_EQ(w, x);
+  VecF y0 = y;
+  be().axpy(y.data(), x.data(), 0.5f, n);
+  for (size_t i = 0; i < n; i += 997) EXPECT_FLOAT_EQ(y[i], y0[i] + 0.5f * x[i]);
+  be().scale(y.data(), -2.f, n);
+  for (size_t i = 0; i < n; i += 997) EXPECT_FLOAT_EQ(y[i], -2.f * (y0[i] + 0.5f * x[i]));
+  be().fill(z.data(), 3.25f, n);
+  for (float v : z) ASSERT_EQ(v, 3.25f);
+  be().copy(z.data(), x.data(), n);
+  EXPECT_EQ(z, x);
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  EXPECT_NEAR(be().sum_squares(x.data(), n), ss, 1e-9 * ss);
+  EXPECT_EQ(be().sum_squares(x.data(), 0), 0.0);
+}
+
+TEST(KernelBackend, MakeBackendByName) {
+  EXPECT_EQ(uvit::make_backend("cpu")->name(), "cpu");
+  try {
+    uvit::make_backend("cuda");
+    FAIL() << "cuda should not be available";
+  } catch (const uvit::Error& e) {
+    EXPECT_STREQ(e.what(), "backend 'cuda' is not compiled into this build");
+  }
+  try {
+    uvit::make_backend("tpu");
+    FAIL() << "tpu is not a backend";
+  } catch (const uvit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'tpu'"), std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------- dense
+
+TEST(KernelGemm, AllTransposeCombosWithLeadingDimsAndBeta) {
+  const int M = 37, N = 29, K = 45;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (float beta : {0.f, 1.f, 0.5f}) {
+        // stored shapes: A [M,K] or [K,M]; B [K,N] or [N,K], each with padded rows
+        const int ar = ta ? K : M, ac = ta ? M : K, lda = ac + 3;
+        const int br = tb ? N : K, bc = tb ? K : N, ldb = bc + 5;
+        const int ldc = N + 7;
+        VecF A = randv(static_cast<size_t>(ar) * lda, 10 + ta);
+        VecF B = randv(static_cast<size_t>(br) * ldb, 20 + tb);
+        VecF C = randv(static_cast<size_t>(M) * ldc, 30);
+        if (beta == 0.f)  // beta == 0 must ignore C entirely, NaN included
+          for (int m = 0; m < M; ++m)
+            for (int n = 0; n < N; ++n) C[m * ldc + n] = std::numeric_limits<float>::quiet_NaN();
+        VecD ref(C.begin(), C.end());
+        const float alpha = 1.3f;
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) {
+            double s = 0;
+            for (int k = 0; k < K; ++k) {
+              const double a = ta ? A[k * lda + m] : A[m * lda + k];
+              const double b = tb ? B[n * ldb + k] : B[k * ldb + n];
+              s += a * b;
+            }
+            ref[m * ldc + n] = alpha * s + (beta == 0.f ? 0.0 : beta * ref[m * ldc + n]);
+          }
+        be().gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+        for (int m = 0; m < M; ++m)  // padding columns untouched
+          for (int n = N; n < ldc; ++n)
+            ASSERT_EQ(C[m * ldc + n], static_cast<float>(ref[m * ldc + n]));
+        expect_close(C, ref, 1e-5, 1e-5, ta ? (tb ? "TT" : "TN") : (tb ? "NT" : "NN"));
+      }
+}
+
+TEST(KernelGemm, RepeatedShapesAndZeroK) {
+  // The primitive cache must not confuse calls that differ only in alpha/beta.
+  const int M = 64, N = 48, K = 32;
+  VecF A = randv(M * K, 1), B = randv(K * N, 2);
+  for (float alpha : {1.f, 2.f}) {
+    VecF C(M * N, 1.f);
+    be().gemm(false, false, M, N, K, alpha, A.data(), K, B.data(), N, 1.f, C.data(), N);
+    double s = 0;
+    for (int k = 0; k < K; ++k) s += static_cast<double>(A[5 * K + k]) * B[k * N + 7];
+    EXPECT_NEAR(C[5 * N + 7], 1.0 + alpha * s, 1e-5);
+  }
+  VecF C(6, 2.f);
+  be().gemm(false, false, 2, 3, 0, 1.f, A.data(), 1, B.data(), 3, 0.5f, C.data(), 3);
+  for (float v : C) EXPECT_EQ(v, 1.f);
+}
+
+TEST(KernelGemm, BiasAddAndGrad) {
+  const int M = 300, N = 130;
+  VecF y = randv(M * N, 1), b = randv(N, 2), y0 = y;
+  be().add_bias(y.data(), b.data(), M, N);
+  for (int m = 0; m < M; m += 17)
+    for (int n = 0; n < N; ++n) ASSERT_EQ(y[m * N + n], y0[m * N + n] + b[n]);
+  VecF db = randv(N, 3), db0 = db;
+  be().bias_grad(y0.data(), db.data(), M, N);
+  VecD ref(N);
+  for (int n = 0; n < N; ++n) {
+    ref[n] = db0[n];
+    for (int m = 0; m < M; ++m) ref[n] += y0[m * N + n];
+  }
+  expect_close(db, ref, 1e-5, 1e-6, "db");
+}
+
+// ---------------------------------------------------------------- layernorm
+
+struct LnRef {
+  VecD y, dx, dw, db;
+};
+
+LnRef ln_ref(const VecD& x, const VecD& w, const VecD& b, const VecD& g, int M, int D, double eps) {
+  LnRef r{VecD(M * D), VecD(M * D), VecD(D), VecD(D)};
+  for (int m = 0; m < M; ++m) {
+    const double* xr = &x[m * D];
+    double mu = 0, var = 0;
+    for (int d = 0; d < D; ++d) mu += xr[d];
+    mu /= D;
+    for (int d = 0; d < D; ++d) var += (xr[d] - mu) * (xr[d] - mu);
+    var /= D;
+    const double rs = 1 / std::sqrt(var + eps);
+    double sg = 0, sgx = 0;
+    for (int d = 0; d < D; ++d) {
+      const double xh = (xr[d] - mu) * rs;
+      r.y[m * D + d] = xh * w[d] + b[d];
+      r.dw[d] += g[m * D + d] * xh;
+      r.db[d] += g[m * D + d];
+      sg += g[m * D + d] * w[d];
+      sgx += g[m * D + d] * w[d] * xh;
+    }
+    for (int d = 0; d < D; ++d) {
+      const double xh = (xr[d] - mu) * rs;
+      r.dx[m * D + d] = rs * (g[m * D + d] * w[d] - sg / D - xh * sgx / D);
+    }
+  }
+  return r;
+}
+
+TEST(KernelLayerNorm, ForwardBackwardAgainstFloat64) {
+  for (int D : {7, 64, 512}) {
+    const int M = D == 512 ? 80 : 13;
+    VecF x = randv(M * D, 1, -2.f, 3.f), w = randv(D, 2, 0.5f, 1.5f), b = randv(D, 3);
+    for (int m = 0; m < M; ++m)  // a large common offset tests the two-pass variance
+      for (int d = 0; d < D; ++d) x[m * D + d] += 40.f;
+    VecF g = randv(M * D, 4);
+    const LnRef ref = ln_ref(to_d(x), to_d(w), to_d(b), to_d(g), M, D, 1e-5);
+    VecF y(M * D), mean(M), rstd(M);
+    be().layernorm_fwd(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), M, D,
+                       1e-5f);
+    expect_close(y, ref.y, 2e-5, 1e-5, "ln y");
+    VecF y2(M * D);  // inference form without saved statistics
+    be().layernorm_fwd(x.data(), w.data(), b.data(), y2.data(), nullptr, nullptr, M, D, 1e-5f);
+    EXPECT_EQ(y2, y);
+
+    VecF dx = randv(M * D, 5), dw = randv(D, 6), db = randv(D, 7);
+    VecD edx(dx.begin(), dx.end()), edw(dw.begin(), dw.end()), edb(db.begin(), db.end());
+    for (int i = 0; i < M * D; ++i) edx[i] += ref.dx[i];
+    for (int d = 0; d < D; ++d) edw[d] += ref.dw[d], edb[d] += ref.db[d];
+    be().layernorm_bwd(g.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(),
+                       db.data(), M, D);
+    expect_close(dx, edx, 5e-5, 1e-4, "ln dx");
+    expect_close(dw, edw, 5e-5, 1e-5, "ln dw");
+    expect_close(db, edb, 5e-5, 1e-5, "ln db");
+
+    // the analytic reference itself, by finite differences of sum(y * g)
+    const VecD xd = to_d(x), wd = to_d(w), bd = to_d(b), gd = to_d(g);
+    fd_check([&](const VecD& xx) { return dot(ln_ref(xx, wd, bd, gd, M, D, 1e-5).y, gd); }, xd,
+             ref.dx, 4, 8);
+    fd_check([&](const VecD& ww) { return dot(ln_ref(xd, ww, bd, gd, M, D, 1e-5).y, gd); }, wd,
+             ref.dw, 4, 9);
+  }
+}
+
+// ---------------------------------------------------------------- activations
+
+double gelu_d(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+double dgelu_d(double x) {
+  return 0.5 * (1 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-x * x / 2) / std::sqrt(2 * M_PI);
+}
+double silu_d(double x) { return x / (1 + std::exp(-x)); }
+double dsilu_d(double x) {
+  const double s = 1 / (1 + std::exp(-x));
+  return s * (1 + x * (1 - s));
+}
+
+VecF activation_inputs() {
+  VecF x;
+  for (int i = -10000; i <= 10000; ++i) x.push_back(i * 8e-4f);  // dense grid over [-8, 8]
+  for (float v : randv(50000, 11, -6.f, 6.f)) x.push_back(v);
+  for (float v : {0.f, -0.f, 1.f, -1.f, 3.93f, -3.93f, 20.f, -20.f, 100.f, -100.f}) x.push_back(v);
+  return x;
+}
+
+void check_activation(void (Backend::*fwd)(const float*, float*, size_t),
+                      void (Backend::*bwd)(const float*, const float*, float*, size_t),
+                      double (*f)(double), double (*df)(double), const char* name) {
+  const VecF x = activation_inputs();
+  const size_t n = x.size();
+  VecF y(n), g = randv(n, 12), dx(n);
+  (be().*fwd)(x.data(), y.data(), n);
+  VecD ey(n), edx(n);
+  for (size_t i = 0; i < n; ++i) ey[i] = f(x[i]), edx[i] = g[i] * df(x[i]);
+  // fp32 with an erf/exp approximation: a few ulp of 1 times |x|, plus relative error
+  for (size_t i = 0; i < n; ++i) {
+    const double a = std::fabs(x[i]);
+    if (!(std::fabs(y[i] - ey[i]) <= 4e-7 * std::max(1.0, a) + 2e-6 * std::fabs(ey[i]))) {
+      ADD_FAILURE() << name << " fwd at x=" << x[i] << ": " << y[i] << " vs " << ey[i];
+      break;
+    }
+  }
+  (be().*bwd)(g.data(), x.data(), dx.data(), n);
+  for (size_t i = 0; i < n; ++i)
+    if (!(std::fabs(dx[i] - edx[i]) <=
+          1e-6 * std::max(1.0, std::fabs(static_cast<double>(x[i]))) + 2e-6 * std::fabs(edx[i]))) {
+      ADD_FAILURE() << name << " bwd at x=" << x[i] << ": " << dx[i] << " vs " << edx[i];
+      break;
+    }
+  VecF alias = g;  // dx may alias dy
+  (be().*bwd)(alias.data(), x.data(), alias.data(), n);
+  EXPECT_EQ(alias, dx) << name;
+  // the double derivative formula against finite differences
+  for (double v : {-3.1, -0.7, 0.0, 0.4, 2.2, 5.0})
+    EXPECT_NEAR(df(v), (f(v + 1e-6) - f(v - 1e-6)) / 2e-6, 1e-8) << name << " at " << v;
+}
+
+TEST(KernelActivation, GeluExactErf) {
+  check_activation(&Backend::gelu_fwd, &Backend::gelu_bwd, gelu_d, dgelu_d, "gelu");
+  // hand values: GELU(1) = 0.5 (1 + erf(1/sqrt 2)) = 0.8413447...
+  VecF x{1.f, -1.f, 0.f}, y(3);
+  be().gelu_fwd(x.data(), y.data(), 3);
+  EXPECT_NEAR(y[0], 0.841344746, 2e-7);
+  EXPECT_NEAR(y[1], -0.158655254, 2e-7);
+  EXPECT_EQ(y[2], 0.f);
+}
+
+TEST(KernelActivation, Silu) {
+  check_activation(&Backend::silu_fwd, &Backend::silu_bwd, silu_d, dsilu_d, "silu");
+}
+
+// ---------------------------------------------------------------- attention
+
+struct AttnRef {
+  VecD out, lse, dqkv;
+};
+
+AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh, double scale) {
+  const int D = H * Dh;
+  AttnRef r{VecD(B * N * D), VecD(B * H * N), VecD(qkv.size())};
+  auto at = [&](int b, int n, int k, int h, int d) {
+    return qkv[(b * N + n) * 3 * D + k * D + h * Dh + d];
+  };
+  auto dat = [&](int b, int n, int k, int h, int d) -> double& {
+    return r.dqkv[(b * N + n) * 3 * D + k * D + h * Dh + d];
+  };
+  VecD P(N * N), dP(N * N);
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      for (int i = 0; i < N; ++i) {
+        double mx = -1e300;
+        for (int j = 0; j < N; ++j) {
+          double s = 0;
+          for (int d = 0; d < Dh; ++d) s += at(b, i, 0, h, d) * at(b, j, 1, h, d);
+          P[i * N + j] = s * scale;
+          mx = std::max(mx, s * scale);
+        }
+        double sum = 0;
+        for (int j = 0; j < N; ++j) sum += std::exp(P[i * N + j] - mx);
+        for (int j = 0; j < N; ++j) P[i * N + j] = std::exp(P[i * N + j] - mx) / sum;
+        r.lse[(b * H + h) * N + i] = mx + std::log(sum);
+        for (int d = 0; d < Dh; ++d) {
+          double o = 0;
+          for (int j = 0; j < N; ++j) o += P[i * N + j] * at(b, j, 2, h, d);
+          r.out[(b * N + i) * D + h * Dh + d] = o;
+        }
+      }
+      if (dout.empty()) continue;
+      auto dO = [&](int i, int d) { return dout[(b * N + i) * D + h * Dh + d]; };
+      for (int i = 0; i < N; ++i) {
+        double rs = 0;
+        for (int j = 0; j < N; ++j) {
+          double s = 0;
+          for (int d = 0; d < Dh; ++d) s += dO(i, d) * at(b, j, 2, h, d);
+          dP[i * N + j] = s;
+          rs += s * P[i * N + j];
+        }
+        for (int j = 0; j < N; ++j) dP[i * N + j] = P[i * N + j] * (dP[i * N + j] - rs);  // dS
+      }
+      for (int i = 0; i < N; ++i)
+        for (int d = 0; d < Dh; ++d) {
+          double dq = 0, dk = 0, dv = 0;
+          for (int j = 0; j < N; ++j) {
+            dq += dP[i * N + j] * at(b, j, 1, h, d);
+            dk += dP[j * N + i] * at(b, j, 0, h, d);
+            dv += P[j * N + i] * dO(j, d);
+          }
+          dat(b, i, 0, h, d) = scale * dq;
+          dat(b, i, 1, h, d) = scale * dk;
+          dat(b, i, 2, h, d) = dv;
+        }
+    }
+  return r;
+}
+
+struct AttnCase {
+  int B, N, H, Dh;
+};
+
+TEST(KernelAttention, ForwardBackwardAgainstFloat64) {
+  const AttnCase cases[] = {{2, 1, 1, 16},   {2, 5, 2, 16},   {2, 64, 1, 32}, {2, 65, 3, 32},
+                            {2, 130, 4, 64}, {2, 257, 2, 64}, {2, 97, 2, 72}, {1, 200, 1, 72}};
+  for (const auto& c : cases) {
+    const int D = c.H * c.Dh;
+    const double scale = 1 / std::sqrt(static_cast<double>(c.Dh));
+    // scores of a few units so the softmax is far from uniform
+    VecF qkv = randv(static_cast<size_t>(c.B) * c.N * 3 * D, 100 + c.N, -1.5f, 1.5f);
+    VecF dout = randv(static_cast<size_t>(c.B) * c.N * D, 200 + c.N);
+    const AttnRef ref = attn_ref(to_d(qkv), to_d(dout), c.B, c.N, c.H, c.Dh, scale);
+    VecF out(dout.size(), NAN), lse(static_cast<size_t>(c.B) * c.H * c.N, NAN);
+    be().attention_fwd(qkv.data(), out.data(), lse.data(), c.B, c.N, c.H, c.Dh,
+                       static_cast<float>(scale));
+    SCOPED_TRACE(testing::Message()
+                 << "B=" << c.B << " N=" << c.N << " H=" << c.H << " Dh=" << c.Dh);
+    expect_close(out, ref.out, 2e-6, 2e-5, "attn out");
+    expect_close(lse, ref.lse, 2e-6, 2e-6, "attn lse");
+    VecF out2(dout.size());
+    be().attention_fwd(qkv.data(), out2.data(), nullptr, c.B, c.N, c.H, c.Dh,
+                       static_cast<float>(scale));
+    EXPECT_EQ(out2, out);
+    VecF dqkv(qkv.size(), NAN);  // overwritten, never read
+    be().attention_bwd(dout.data(), qkv.data(), out.data(), lse.data(), dqkv.data(), c.B, c.N, c.H,
+                       c.Dh, static_cast<float>(scale));
+    expect_close(dqkv, ref.dqkv, 2e-5, 1e-4, "attn dqkv");
+  }
+  // the analytic double backward against finite differences of sum(out * g)
+  const int B = 2, N = 6, H = 2, Dh = 4;
+  const VecD qkv = to_d(randv(B * N * 3 * H * Dh, 7, -1.5f, 1.5f)),
+             g = to_d(randv(B * N * H * Dh, 8));
+  const AttnRef ref = attn_ref(qkv, g, B, N, H, Dh, 0.5);
+  fd_check([&](const VecD& x) { return dot(attn_ref(x, {}, B, N, H, Dh, 0.5).out, g); }, qkv,
+           ref.dqkv, 24, 9);
+}
+
+// ---------------------------------------------------------------- tokens
+
+TEST(KernelTokens, Im2colMappingAndAdjoint) {
+  const int B = 2, C = 3, S = 8, p = 2, g = S / p, L = g * g, P = C * p * p;
+  VecF x = randv(B * C * S * S, 1), cols(B * L * P);
+  be().patch_im2col(x.data(), cols.data(), B, C, S, p);
+  // hand-checked entry: b=1, patch (i=2, j=3), c=2, u=1, v=0 -> pixel [1, 2, 5, 6]
+  EXPECT_EQ(cols[(1 * L + 2 * g + 3) * P + (2 * p + 1) * p + 0], x[((1 * C + 2) * S + 5) * S + 6]);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < C; ++c)
+      for (int yy = 0; yy < S; ++yy)
+        for (int xx = 0; xx < S; ++xx)
+          ASSERT_EQ(cols[(b * L + (yy / p) * g + xx / p) * P + (c * p + yy % p) * p + xx % p],
+                    x[((b * C + c) * S + yy) * S + xx]);
+  VecF cc = randv(cols.size(), 2), back(x.size(), NAN);
+  be().patch_col2im(cc.data(), back.data(), B, C, S, p);
+  EXPECT_NEAR(dot(to_d(cols), to_d(cc)), dot(to_d(x), to_d(back)), 1e-9);
+  VecF round(x.size());
+  be().patch_col2im(cols.data(), round.data(), B, C, S, p);
+  EXPECT_EQ(round, x);
+}
+
+TEST(KernelTokens, SequenceForwardBackward) {
+  const int B = 3, E = 2, L = 5, D = 7, T = E + L;
+  VecF ex = randv(B * E * D, 1), pa = randv(B * L * D, 2), pos = randv(T * D, 3), seq(B * T * D);
+  be().tokens_fwd(ex.data(), pa.data(), pos.data(), seq.data(), B, E, L, D);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t)
+      for (int d = 0; d < D; ++d) {
+        const float src = t < E ? ex[(b * E + t) * D + d] : pa[(b * L + t - E) * D + d];
+        ASSERT_EQ(seq[(b * T + t) * D + d], src + pos[t * D + d]);
+      }
+  VecF ds = randv(seq.size(), 4), dex(ex.size(), NAN), dpa(pa.size(), NAN), dpos = randv(T * D, 5);
+  const VecF dpos0 = dpos;
+  be().tokens_bwd(ds.data(), dex.data(), dpa.data(), dpos.data(), B, E, L, D);
+  for (int t = 0; t < T; ++t)
+    for (int d = 0; d < D; ++d) {
+      double s = dpos0[t * D + d];
+      for (int b = 0; b < B; ++b) {
+        const float v = ds[(b * T + t) * D + d];
+        s += v;
+        ASSERT_EQ(t < E ? dex[(b * E + t) * D + d] : dpa[(b * L + t - E) * D + d], v);
+      }
+      EXPECT_NEAR(dpos[t * D + d], s, 1e-6);
+    }
+  VecF dpa2(pa.size()), dpos2(T * D, 0.f);  // extras gradient not wanted
+  be().tokens_bwd(ds.data(), nullptr, dpa2.data(), dpos2.data(), B, E, L, D);
+  EXPECT_EQ(dpa2, dpa);
+}
+
+TEST(KernelTokens, TimestepEmbeddingHandValues) {
+  VecF t{0.f, 1.f}, out(2 * 6, -7.f);
+  be().timestep_embedding(t.data(), out.data(), 2, 4, 6);  // ldo 6: columns 4, 5 untouched
+  const float e0[] = {1.f, 1.f, 0.f, 0.f, -7.f, -7.f};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(out[i], e0[i]) << i;
+  // D = 4: half = 2, freqs = [1, exp(-ln(1e4)/2) = 1e-2]
+  const double e1[] = {std::cos(1.0), std::cos(1e-2), std::sin(1.0), std::sin(1e-2)};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[6 + i], e1[i], 2e-7) << i;
+  EXPECT_EQ(out[10], -7.f);
+
+  // general case against double, with a fractional t and an odd D (zero last column)
+  const int D = 129, half = 64;
+  VecF tt{999.f * 0.37f, 12.5f}, o(2 * D, NAN);
+  be().timestep_embedding(tt.data(), o.data(), 2, D, D);
+  for (int b = 0; b < 2; ++b) {
+    for (int i = 0; i < half; ++i) {
+      const double a = static_cast<double>(tt[b]) * std::exp(-std::log(10000.0) * i / half);
+      // fp32 args at t ~ 370 carry ~2e-5 absolute rounding, as in PyTorch
+      EXPECT_NEAR(o[b * D + i], std::cos(a), 1e-4) << i;
+      EXPECT_NEAR(o[b * D + half + i], std::sin(a), 1e-4) << i;
+    }
+    EXPECT_EQ(o[b * D + D - 1], 0.f);
+  }
+}
+
+TEST(KernelTokens, EmbeddingRepeatedIndices) {
+  const int rows = 5, D = 6, B = 4, ldo = 8;
+  VecF table = randv(rows * D, 1), out(B * ldo, -1.f);
+  std::vector<int32_t> idx{3, 0, 3, 4};
+  be().embedding_fwd(table.data(), idx.data(), out.data(), B, D, ldo);
+  for (int b = 0; b < B; ++b) {
+    for (int d = 0; d < D; ++d) ASSERT_EQ(out[b * ldo + d], table[idx[b] * D + d]);
+    EXPECT_EQ(out[b * ldo + D], -1.f);
+  }
+  VecF dout = randv(B * ldo, 2), dt(rows * D, 0.5f);
+  be().embedding_bwd(dout.data(), idx.data(), dt.data(), B, D, ldo);
+  for (int d = 0; d < D; ++d) {
+    EXPECT_FLOAT_EQ(dt[3 * D + d], 0.5f + dout[0 * ldo + d] + dout[2 * ldo + d]);
+    EXPECT_FLOAT_EQ(dt[0 * D + d], 0.5f + dout[1 * ldo + d]);
+    EXPECT_FLOAT_EQ(dt[4 * D + d], 0.5f + dout[3 * ldo + d]);
+    EXPECT_EQ(dt[1 * D + d], 0.5f);
+    EXPECT_EQ(dt[2 * D + d], 0.5f);
+  }
+}
+
+TEST(KernelTokens, UnpatchifyMappingAndAdjoint) {
+  const int B = 2, E = 2, C = 3, S = 6, p = 2, g = S / p, T = E + g * g, F = p * p * C;
+  VecF tok = randv(B * T * F, 1), img(B * C * S * S, NAN);
+  be().unpatchify_fwd(tok.data(), img.data(), B, E, C, S, p);
+  // hand-checked: b=1, token (i=1, j=2), u=1, v=0, c=2 -> feature (1*2+0)*3+2 = 8, pixel [2, 3, 4]
+  EXPECT_EQ(img[((1 * C + 2) * S + 3) * S + 4], tok[(1 * T + E + 1 * g + 2) * F + 8]);
+  // and the first pixel of channel 1 of b=0 comes from token E, feature c=1
+  EXPECT_EQ(img[(0 * C + 1) * S * S], tok[E * F + 1]);
+  VecF dimg = randv(img.size(), 2), dtok(tok.size(), NAN);
+  be().unpatchify_bwd(dimg.data(), dtok.data(), B, E, C, S, p);
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < E * F; ++i) ASSERT_EQ(dtok[b * T * F + i], 0.f);
+  EXPECT_NEAR(dot(to_d(img), to_d(dimg)), dot(to_d(tok), to_d(dtok)), 1e-9);
+}
+
+// ---------------------------------------------------------------- conv3x3
+
+struct ConvRef {
+  VecD y, dx, dw, db;
+};
+
+ConvRef conv_ref(const VecD& x, const VecD& w, const VecD& b, const VecD& g, int B, int Ci, int Co,
+                 int H, int W) {
+  ConvRef r{VecD(B * Co * H * W), VecD(x.size()), VecD(w.size()), VecD(Co)};
+  for (int n = 0; n < B; ++n)
+    for (int o = 0; o < Co; ++o)
+      for (int yy = 0; yy < H; ++yy)
+        for (int xx = 0; xx < W; ++xx) {
+          const size_t yi = ((n * Co + o) * H + yy) * W + xx;
+          double s = b[o];
+          for (int i = 0; i < Ci; ++i)
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx) {
+                const int sy = yy + ky - 1, sx = xx + kx - 1;
+                if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                const size_t xi = ((n * Ci + i) * H + sy) * W + sx,
+                             wi = ((o * Ci + i) * 3 + ky) * 3 + kx;
+                s += w[wi] * x[xi];
+                if (!g.empty()) {
+                  r.dx[xi] += w[wi] * g[yi];
+                  r.dw[wi] += x[xi] * g[yi];
+                }
+              }
+          r.y[yi] = s;
+          if (!g.empty()) r.db[o] += g[yi];
+        }
+  return r;
+}
+
+TEST(KernelConv, Conv3x3ForwardBackward) {
+  for (auto [B, Ci, Co, H, W] :
+       {std::array{2, 3, 3, 8, 8}, std::array{1, 4, 2, 5, 7}, std::array{2, 1, 1, 1, 3}}) {
+    VecF x = randv(B * Ci * H * W, 1), w = randv(Co * Ci * 9, 2), b = randv(Co, 3);
+    VecF g = randv(B * Co * H * W, 4), y(g.size(), NAN);
+    const ConvRef ref = conv_ref(to_d(x), to_d(w), to_d(b), to_d(g), B, Ci, Co, H, W);
+    be().conv3x3_fwd(x.data(), w.data(), b.data(), y.data(), B, Ci, Co, H, W);
+    expect_close(y, ref.y, 1e-5, 1e-5, "conv y");
+    VecF dx(x.size(), NAN), dw = randv(w.size(), 5), db = randv(Co, 6);
+    VecD edw(dw.begin(), dw.end()), edb(db.begin(), db.end());
+    for (size_t i = 0; i < edw.size(); ++i) edw[i] += ref.dw[i];
+    for (int o = 0; o < Co; ++o) edb[o] += ref.db[o];
+    be().conv3x3_bwd(g.data(), x.data(), w.data(), dx.data(), dw.data(), db.data(), B, Ci, Co, H,
+                     W);
+    expect_close(dx, ref.dx, 1e-5, 1e-5, "conv dx");
+    expect_close(dw, edw, 1e-5, 1e-5, "conv dw");
+    expect_close(db, edb, 1e-5, 1e-5, "conv db");
+    VecF dw2(w.size(), 0.f), db2(Co, 0.f);
+    be().conv3x3_bwd(g.data(), x.data(), w.data(), nullptr, dw2.data(), db2.data(), B, Ci, Co, H,
+                     W);
+    expect_close(dw2, ref.dw, 1e-5, 1e-5, "conv dw (no dx)");
+    // the scattered reference gradients against finite differences of sum(y * g)
+    const VecD xd = to_d(x), wd = to_d(w), bd = to_d(b), gd = to_d(g);
+    fd_check([&](const VecD& v) { return dot(conv_ref(v, wd, bd, {}, B, Ci, Co, H, W).y, gd); }, xd,
+             ref.dx, 5, 7);
+    fd_check([&](const VecD& v) { return dot(conv_ref(xd, v, bd, {}, B, Ci, Co, H, W).y, gd); }, wd,
+             ref.dw, 5, 8);
+  }
+}
+
+// ---------------------------------------------------------------- optimisation
+
+TEST(KernelOptim, AdamWTwoStepTrajectory) {
+  // Values from torch.optim.AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01) (fp32).
+  // Step 1 by hand for p=1, g=0.5: p = 0.999; m = 0.05, v = 2.5e-4; bc1 = 0.1, bc2 = 1e-3;
+  // p -= (0.1 / 0.1) * 0.05 / (sqrt(2.5e-4) / sqrt(1e-3) + 1e-8) = 0.1 -> 0.899.
+  VecF p{1.f, -2.f, 0.5f}, m(3, 0.f), v(3, 0.f);
+  const VecF g1{0.5f, -1.f, 0.f}, g2{-0.25f, 2.f, 1e-3f};
+  be().adamw(p.data(), g1.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+  const double p1[] = {0.899000049, -1.898, 0.499500006}, m1[] = {0.05, -0.1, 0},
+               v1[] = {2.5e-4, 1e-3, 0};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(p[i], p1[i], 1e-6) << i;
+    EXPECT_NEAR(m[i], m1[i], 1e-8) << i;
+    EXPECT_NEAR(v[i], v1[i], 1e-9) << i;
+  }
+  be().adamw(p.data(), g2.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2);
+  const double p2[] = {0.871467352, -1.93271244, 0.424587905};
+  const double m2[] = {0.0199999977, 0.110000007, 0.000100000005};
+  const double v2[] = {0.00031225002, 0.00499900011, 1.00000019e-09};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(p[i], p2[i], 1e-6) << i;
+    EXPECT_NEAR(m[i], m2[i], 1e-8) << i;
+    EXPECT_NEAR(v[i], v2[i], 1e-7 * v2[i] + 1e-15) << i;
+  }
+}
+
+TEST(KernelOptim, AdamWLargeMatchesScalarFormula) {
+  const size_t n = 70001;  // above the parallel threshold
+  VecF p = randv(n, 1), g = randv(n, 2), m = randv(n, 3, -0.1f, 0.1f), v = randv(n, 4, 0.f, 0.01f);
+  const VecF p0 = p, m0 = m, v0 = v;
+  be().adamw(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.9f, 0.99f, 1e-8f, 0.03f, 7);
+  const double bc1 = 1 - std::pow(0.9, 7), bc2 = 1 - std::pow(0.99, 7);
+  for (size_t i = 0; i < n; i += 101) {
+    const double mi = 0.9 * m0[i] + 0.1 * g[i], vi = 0.99 * v0[i] + 0.01 * g[i] * g[i];
+    const double pi = p0[i] * (1 - 2e-4 * 0.03) - 2e-4 / bc1 * mi / (std::sqrt(vi / bc2) + 1e-8);
+    ASSERT_NEAR(p[i], pi, 1e-6) << i;
+    ASSERT_NEAR(m[i], mi, 1e-7) << i;
+  }
+}
+
+TEST(KernelOptim, Ema) {
+  const size_t n = 50000;
+  VecF e = randv(n, 1), p = randv(n, 2);
+  const VecF e0 = e;
+  be().ema(e.data(), p.data(), n, 0.9999f);
+  for (size_t i = 0; i < n; i += 7) ASSERT_NEAR(e[i], 0.9999 * e0[i] + 1e-4 * p[i], 1e-7);
+  VecF one{2.f}, target{4.f};
+  be().ema(one.data(), target.data(), 1, 0.5f);
+  EXPECT_EQ(one[0], 3.f);
+}
+
+}  // namespace
