@@ -505,7 +505,7 @@ TEST(Data, ImageNetFeaturesFreshPosteriorSample) {
   ASSERT_EQ(ds->size(), 3);
   EXPECT_EQ(ds->item_shape(), (std::array<int64_t, 3>{4, 32, 32}));
   EXPECT_EQ(ds->num_classes(), 1000);
-  std::vector<float> x(size_t(n)), y(size_t(n));
+  std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
   EXPECT_EQ(ds->get(2, x.data(), nullptr, DrawRng{5, 0, 0}), 21);
   ds->get(2, y.data(), nullptr, DrawRng{5, 0, 0});
   EXPECT_EQ(x, y);  // same (seed, epoch, position): same sample

@@ -684,6 +684,7 @@ struct Pickle {
     return *this;
   }
   Pickle& i1(int v) { return op(std::string("K") + char(v)); }
+  Pickle& binput(int i) { return op(std::string("q") + char(i)); }
   Pickle& ordered_dict() { return global("collections", "OrderedDict").op(")R"); }
   // _rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), offset, size, stride, ...)
   Pickle& tensor(const std::string& key, int numel, int offset, std::vector<int> size,
@@ -771,7 +772,7 @@ TEST(IOPth, HandBuiltPickleWithViews) {
   TempDir t;
   // "a": a 2x3 view with strides (1, 2) at offset 1 of storage 0 (7 floats); "b": 2 floats.
   Pickle p;
-  p.ordered_dict().op("q\x00(");
+  p.ordered_dict().binput(0).op("(");
   p.str("a").tensor("0", 7, 1, {2, 3}, {1, 2});
   p.str("b").tensor("k1", 2, 0, {2}, {1}, "DoubleStorage");
   p.str("step").i1(5);  // a non-tensor value is skipped
@@ -806,7 +807,7 @@ TEST(IOPth, RefusesForeignGlobals) {
   TempDir t;
   // What pickle.dumps of an object whose __reduce__ returns (os.system, ('id',)) looks like.
   Pickle p;
-  p.global("os", "system").op("q\x00").str("id").op("\x85R.");
+  p.global("os", "system").binput(0).str("id").op("\x85R.");
   write_pth(t / "evil.pth", p.b, {});
   EXPECT_EQ(message_of([&] { load_pth(t / "evil.pth"); }),
             t / "evil.pth" +
@@ -828,7 +829,7 @@ TEST(IOPth, RefusesForeignGlobals) {
 
 TEST(IOPth, RejectsNonTorchFiles) {
   TempDir t;
-  spit(t / "legacy.pth", std::string("\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", 16));
+  spit(t / "legacy.pth", std::string("\x80\x02\x8a\x0a", 4) + "0123456789.");
   EXPECT_EQ(message_of([&] { load_weights(t / "legacy.pth"); }),
             t / "legacy.pth" +
                 ": legacy (pre-1.6) torch serialization is not supported; re-save with "

@@ -7,6 +7,7 @@
 
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
+#include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/model.hpp"
 
@@ -37,12 +38,12 @@ double rel_err(const float* a, const std::vector<float>& ref) {
   return den > 0 ? num / den : num;
 }
 
-struct Run {
+struct NetRun {
   std::vector<float> out, grads;
   size_t arena = 0;
 };
 
-Run run(const Fixture& f, const NetConfig& net) {
+NetRun run(const Fixture& f, const NetConfig& net) {
   auto be = make_cpu_backend();
   UViT m(net, *be);
   NamedArrays sd;
@@ -55,7 +56,7 @@ Run run(const Fixture& f, const NetConfig& net) {
     for (auto v : f.t.at("input.y").to_i64()) y.push_back(int32_t(v));
   if (f.t.count("input.context")) ctx = f.t.at("input.context").to_f32();
   const int B = int(f.t.at("input.x").shape[0]);
-  Run r;
+  NetRun r;
   r.out.resize(x.size());
   m.zero_grad();
   m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
@@ -70,7 +71,7 @@ class ModelParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
   Fixture f = load_fixture(GetParam());
-  Run r = run(f, f.cfg.net);
+  NetRun r = run(f, f.cfg.net);
   EXPECT_LE(rel_err(r.out.data(), f.t.at("output").to_f32()), 1e-5) << "output";
   ParamTable table = build_param_table(f.cfg.net);
   for (const auto& e : table.entries()) {
@@ -103,7 +104,7 @@ TEST(ModelCheckpointing, SameGradientsLessMemory) {
   NetConfig a = f.cfg.net, b = f.cfg.net;
   a.use_checkpoint = false;
   b.use_checkpoint = true;
-  Run ra = run(f, a), rb = run(f, b);
+  NetRun ra = run(f, a), rb = run(f, b);
   EXPECT_EQ(ra.out, rb.out);
   EXPECT_EQ(ra.grads, rb.grads);
   EXPECT_LT(rb.arena, ra.arena);
