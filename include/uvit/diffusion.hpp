@@ -33,7 +33,8 @@ class NoiseSchedule {
   // N: number of discrete steps (1000 for the linear schedule, as official DPM-Solver's total_N).
   int total_n() const { return n_; }
   double t_max() const { return 1.0; }
-  // Smallest valid time: 0 (linear) or 1/N (discrete; below it the schedule is invalid, SPEC 20 #15).
+  // Smallest valid time: 0 (linear) or 1/N (discrete; below it the schedule is invalid, SPEC 20
+  // #15).
   double t_min() const;
   // Default final time for the DPM-Solver family: 1e-4 (linear, eval.py) or 1/N (discrete).
   double default_t_end() const;
@@ -93,7 +94,8 @@ std::vector<double> time_uniform_grid(double t_T, double t_0, int n);
 // Uniform in lambda, mapped back with inverse_lambda. The endpoints are t_T and t_0 exactly.
 std::vector<double> logsnr_grid(const NoiseSchedule& ns, double t_T, double t_0, int n);
 enum class GridKind { TimeUniform, LogSNR };
-std::vector<double> make_grid(GridKind kind, const NoiseSchedule& ns, double t_T, double t_0, int n);
+std::vector<double> make_grid(GridKind kind, const NoiseSchedule& ns, double t_T, double t_0,
+                              int n);
 // "time_uniform" / "logSNR" (case-insensitive, also "logsnr").
 GridKind grid_kind_from_name(const std::string& name);
 
@@ -148,11 +150,12 @@ struct SamplerOptions {
   // 0: the sampler default: DPM family schedule.default_t_end() (1e-4 linear, 1/N discrete);
   // Euler–Maruyama eps = 1e-3. Not used by ddpm/ddim (their grid is the index sequence).
   double t_end = 0;
-  int order = 0;         // DPM family: 0 = preset default (3 singlestep, 2 for ++2m)
-  std::string skip;      // DPM family: "" = preset default, "time_uniform" or "logSNR"
-  bool taylor = false;   // DPM family: solver_type 'taylor'
-  double eta = 0.0;      // ddim: 0 deterministic, 1 = DDPM-like (beta_tilde)
-  bool ddpm_small_variance = false;  // ddpm: beta_tilde ("fixedsmall") instead of beta ("fixedlarge")
+  int order = 0;        // DPM family: 0 = preset default (3 singlestep, 2 for ++2m)
+  std::string skip;     // DPM family: "" = preset default, "time_uniform" or "logSNR"
+  bool taylor = false;  // DPM family: solver_type 'taylor'
+  double eta = 0.0;     // ddim: 0 deterministic, 1 = DDPM-like (beta_tilde)
+  bool ddpm_small_variance =
+      false;             // ddpm: beta_tilde ("fixedsmall") instead of beta ("fixedlarge")
   bool clip_x0 = false;  // ddpm/ddim: clamp x0_hat to [-1, 1] (pixel space only)
   // Added to the element index of every noise draw, so a batch split into chunks draws the same
   // noise as the whole batch (pass the chunk's first flattened element).

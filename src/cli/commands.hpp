@@ -8,5 +8,8 @@ void add_info(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_predict(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_train(CLI::App& app);
+void add_demo(CLI::App& app);
+void add_sample(CLI::App& app);
 
 }  // namespace uvit::cli

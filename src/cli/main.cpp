@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
   uvit::cli::add_bench(app);
+  uvit::cli::add_train(app);
+  uvit::cli::add_sample(app);
+  uvit::cli::add_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

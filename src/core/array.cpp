@@ -147,7 +147,7 @@ std::vector<float> Array::to_f32() const {
   const uint8_t* p = data.data();
   switch (dtype) {
     case DType::F32:
-      std::memcpy(out.data(), p, n * 4);
+      if (n) std::memcpy(out.data(), p, n * 4);
       break;
     case DType::F16:
       for (size_t i = 0; i < n; ++i) out[i] = half_to_float(as<uint16_t>()[i]);
@@ -186,7 +186,7 @@ std::vector<int64_t> Array::to_i64() const {
   const uint8_t* p = data.data();
   switch (dtype) {
     case DType::I64:
-      std::memcpy(out.data(), p, n * 8);
+      if (n) std::memcpy(out.data(), p, n * 8);
       break;
     case DType::I32:
       for (size_t i = 0; i < n; ++i) out[i] = as<int32_t>()[i];
@@ -255,7 +255,7 @@ Array Array::converted(DType t) const {
   }
   switch (t) {
     case DType::F32:
-      std::memcpy(out.data.data(), src, n * 4);
+      if (n) std::memcpy(out.data.data(), src, n * 4);
       break;
     case DType::F16:
       for (size_t i = 0; i < n; ++i) out.as<uint16_t>()[i] = float_to_half(src[i]);

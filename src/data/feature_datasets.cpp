@@ -105,11 +105,6 @@ class CocoFeatures : public Dataset {
 
 }  // namespace
 
-const std::vector<float>& Dataset::empty_context() const {
-  static const std::vector<float> none;
-  return none;
-}
-
 std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, int resolution,
                                                         double scale_factor) {
   UVIT_CHECK(resolution == 256 || resolution == 512, dir,

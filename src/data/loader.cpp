@@ -8,6 +8,11 @@
 
 namespace uvit {
 
+const std::vector<float>& Dataset::empty_context() const {
+  static const std::vector<float> none;
+  return none;
+}
+
 Philox DrawRng::stream(uint32_t purpose) const {
   // Top 16 bits tag the data loader, next 8 the purpose, low 40 the epoch: other users of the run
   // seed (noise, timesteps) use small stream ids and cannot collide with these.

@@ -1,8 +1,8 @@
 // Small datasets held in memory as uint8: MNIST / Fashion-MNIST idx files and CIFAR-10 binaries.
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
-#include <mutex>
 
 #include "data/pixels.hpp"
 #include "uvit/data.hpp"
@@ -87,7 +87,7 @@ std::vector<uint8_t> read_maybe_gz(const std::string& path) {
   zs.avail_in = uInt(raw.size());
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
-    out.resize(out.size() + (size_t(1) << 20));
+    out.resize(std::max<size_t>(out.size() * 2, size_t(1) << 20));
     zs.next_out = out.data() + zs.total_out;
     zs.avail_out = uInt(out.size() - zs.total_out);
     rc = inflate(&zs, Z_NO_FLUSH);
@@ -143,12 +143,10 @@ std::shared_ptr<Dataset> make_idx_dataset(const std::string& dir, const std::str
   UVIT_CHECK(int64_t(lb.size()) == 8 + n, lpath, ": size mismatch: header says ", n,
              " labels, file has ", lb.size() - 8, " bytes of labels");
   std::vector<int64_t> labels(n);
-  int k = 0;
   for (int64_t i = 0; i < n; ++i) {
     labels[i] = lb[8 + i];
     UVIT_CHECK(labels[i] <= 9, lpath, ": label ", labels[i], " of item ", i,
                " is not a digit class");
-    k = std::max(k, int(labels[i]) + 1);
   }
   im.erase(im.begin(), im.begin() + 16);
   return std::make_shared<MemoryDataset>(

@@ -13,8 +13,9 @@ std::vector<T> ddim_run(const NoiseSchedule& ns, int steps, bool ddpm, std::vect
                         const EpsFnT<T>& eps_fn, uint64_t seed, const SamplerOptions& o) {
   const char* who = ddpm ? "DDPM" : "DDIM";
   check_input(x, who);
-  UVIT_CHECK(o.t_end == 0 && o.t_start == 0, who,
-             ": t_start/t_end are not used (the grid is the DDPM index sequence ending at t = 1/N)");
+  UVIT_CHECK(
+      o.t_end == 0 && o.t_start == 0, who,
+      ": t_start/t_end are not used (the grid is the DDPM index sequence ending at t = 1/N)");
   UVIT_CHECK(o.eta >= 0, who, ": eta = ", o.eta, " must be >= 0");
   const int n = ns.total_n();
   const std::vector<int> seq = ddim_index_sequence(n, steps);

@@ -91,8 +91,8 @@ std::vector<T> dpm_singlestep(ModelCall<T>& m, const DpmConfig& cfg, int steps, 
   return x;
 }
 
-template std::vector<float> dpm_singlestep(ModelCall<float>&, const DpmConfig&, int, double,
-                                           double, std::vector<float>,
+template std::vector<float> dpm_singlestep(ModelCall<float>&, const DpmConfig&, int, double, double,
+                                           std::vector<float>,
                                            const std::function<void(int, int)>&);
 template std::vector<double> dpm_singlestep(ModelCall<double>&, const DpmConfig&, int, double,
                                             double, std::vector<double>,

@@ -13,8 +13,8 @@ std::vector<T> dpm_run(const NoiseSchedule& ns, const DpmConfig& cfg, int steps,
   UVIT_CHECK(steps >= 1, "DPM-Solver: steps = ", steps, " must be >= 1");
   UVIT_CHECK(cfg.order >= 1 && cfg.order <= 3, "DPM-Solver: order ", cfg.order,
              " is not supported (valid: 1, 2, 3)");
-  UVIT_CHECK(t_start <= ns.t_max() && t_end < t_start, "DPM-Solver: need t_end < t_start <= 1, got ",
-             t_end, " and ", t_start);
+  UVIT_CHECK(t_start <= ns.t_max() && t_end < t_start,
+             "DPM-Solver: need t_end < t_start <= 1, got ", t_end, " and ", t_start);
   UVIT_CHECK(t_end > 0, "DPM-Solver: t_end = ", t_end, " must be > 0");
   UVIT_CHECK(t_end >= ns.t_min() * (1 - 1e-9), "DPM-Solver: t_end = ", t_end,
              " is below the discrete schedule's first knot 1/N = ", ns.t_min(),
@@ -46,7 +46,7 @@ template std::vector<float> dpm_solver_sample(const NoiseSchedule&, const DpmCon
                                               double, std::vector<float>, const EpsFnT<float>&,
                                               int*);
 template std::vector<double> dpm_solver_sample(const NoiseSchedule&, const DpmConfig&, int, double,
-                                               double, std::vector<double>,
-                                               const EpsFnT<double>&, int*);
+                                               double, std::vector<double>, const EpsFnT<double>&,
+                                               int*);
 
 }  // namespace uvit

@@ -27,6 +27,8 @@ namespace detail {
 template <class T>
 void add_noise(std::vector<T>& x, double noise_std, uint64_t seed, uint64_t k, uint64_t offset) {
   const Philox rng(seed, sampler_noise_stream(k));
+  // Counter-based draws: the result does not depend on the thread split.
+#pragma omp parallel for if (x.size() > (1u << 15))
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = T(double(x[i]) + noise_std * double(rng.normal(offset + i)));
 }
@@ -37,8 +39,9 @@ std::vector<T> euler_maruyama_run(const NoiseSchedule& ns, int steps, bool ode, 
   check_input(x, "Euler–Maruyama");
   UVIT_CHECK(ns.kind() == ScheduleKind::LinearVP,
              "Euler–Maruyama: needs the linear VP schedule (continuous models), not ", ns.name());
-  UVIT_CHECK(o.t_start == 0 || o.t_start == 1,
-             "Euler–Maruyama: t_start is fixed at T = 1 (its grid is [0] + linspace(eps, 1, steps))");
+  UVIT_CHECK(
+      o.t_start == 0 || o.t_start == 1,
+      "Euler–Maruyama: t_start is fixed at T = 1 (its grid is [0] + linspace(eps, 1, steps))");
   const std::vector<double> g = euler_maruyama_grid(o.t_end > 0 ? o.t_end : 1e-3, steps);
   ModelCall<T> m{ns, eps_fn, false};
   std::vector<T> eps;

@@ -37,7 +37,8 @@ std::vector<double> logsnr_grid(const NoiseSchedule& ns, double t_T, double t_0,
   return t;
 }
 
-std::vector<double> make_grid(GridKind kind, const NoiseSchedule& ns, double t_T, double t_0, int n) {
+std::vector<double> make_grid(GridKind kind, const NoiseSchedule& ns, double t_T, double t_0,
+                              int n) {
   return kind == GridKind::LogSNR ? logsnr_grid(ns, t_T, t_0, n) : time_uniform_grid(t_T, t_0, n);
 }
 

@@ -1,4 +1,5 @@
-// Classifier-free guidance (SPEC 8): eps_c + scale·(eps_c - eps_u), in float32 like the official code.
+// Classifier-free guidance (SPEC 8): eps_c + scale·(eps_c - eps_u), in float32 like the official
+// code.
 #include "uvit/diffusion.hpp"
 #include "uvit/error.hpp"
 

@@ -6,8 +6,8 @@
 namespace uvit {
 namespace {
 
-const std::vector<std::string> kNames = {"euler-maruyama", "euler-ode", "dpm-solver",
-                                         "dpm-solver++",   "dpm-solver++2m", "ddpm", "ddim"};
+const std::vector<std::string> kNames = {
+    "euler-maruyama", "euler-ode", "dpm-solver", "dpm-solver++", "dpm-solver++2m", "ddpm", "ddim"};
 
 std::string joined_names() {
   std::string s;
@@ -21,7 +21,8 @@ std::vector<T> run(const std::string& name, const NoiseSchedule& ns, int steps, 
   check_sampler_name(name);
   if (steps <= 0) steps = default_steps(name);
   if (name == "euler-maruyama" || name == "euler-ode")
-    return detail::euler_maruyama_run(ns, steps, name == "euler-ode", std::move(x), eps_fn, seed, o);
+    return detail::euler_maruyama_run(ns, steps, name == "euler-ode", std::move(x), eps_fn, seed,
+                                      o);
   if (name == "ddpm" || name == "ddim")
     return detail::ddim_run(ns, steps, name == "ddpm", std::move(x), eps_fn, seed, o);
   DpmConfig cfg;
@@ -69,7 +70,8 @@ std::string sampler_for_algorithm(const std::string& algorithm, ScheduleKind kin
   if (algorithm == "dpm_solver" || algorithm.empty())
     return kind == ScheduleKind::LinearVP ? "dpm-solver" : "dpm-solver++";
   fail("sample.algorithm '", algorithm,
-       "' is not an official U-ViT sampler (valid: euler_maruyama_sde, euler_maruyama_ode, dpm_solver)");
+       "' is not an official U-ViT sampler (valid: euler_maruyama_sde, euler_maruyama_ode, "
+       "dpm_solver)");
 }
 
 std::vector<float> sample(const std::string& name, const NoiseSchedule& ns, int steps,

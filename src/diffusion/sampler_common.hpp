@@ -37,6 +37,7 @@ void lincomb(std::vector<T>& out, std::initializer_list<double> c,
              std::initializer_list<const std::vector<T>*> v) {
   const size_t n = (*v.begin())->size();
   std::vector<T> r(n);
+#pragma omp parallel for if (n > (1u << 16))
   for (size_t i = 0; i < n; ++i) {
     double acc = 0;
     auto ci = c.begin();

@@ -38,8 +38,8 @@ NoiseSchedule NoiseSchedule::linear_vp(double beta_0, double beta_1) {
 NoiseSchedule NoiseSchedule::discrete_sd(int n, double linear_start, double linear_end) {
   UVIT_CHECK(n >= 2, "discrete SD schedule: need at least 2 steps, got ", n);
   UVIT_CHECK(linear_start > 0 && linear_end > linear_start && linear_end < 1,
-             "discrete SD schedule: need 0 < linear_start < linear_end < 1, got ", linear_start, ", ",
-             linear_end);
+             "discrete SD schedule: need 0 < linear_start < linear_end < 1, got ", linear_start,
+             ", ", linear_end);
   std::vector<double> b = linspace(std::sqrt(linear_start), std::sqrt(linear_end), n);
   for (double& v : b) v *= v;
   return discrete(std::move(b));
@@ -48,8 +48,8 @@ NoiseSchedule NoiseSchedule::discrete_sd(int n, double linear_start, double line
 NoiseSchedule NoiseSchedule::discrete(std::vector<double> betas) {
   UVIT_CHECK(betas.size() >= 2, "discrete schedule: need at least 2 betas, got ", betas.size());
   for (size_t i = 0; i < betas.size(); ++i)
-    UVIT_CHECK(std::isfinite(betas[i]) && betas[i] > 0 && betas[i] < 1,
-               "discrete schedule: beta[", i, "] = ", betas[i], " is not in (0, 1)");
+    UVIT_CHECK(std::isfinite(betas[i]) && betas[i] > 0 && betas[i] < 1, "discrete schedule: beta[",
+               i, "] = ", betas[i], " is not in (0, 1)");
   NoiseSchedule s;
   s.kind_ = ScheduleKind::Discrete;
   s.n_ = int(betas.size());
@@ -109,7 +109,8 @@ void NoiseSchedule::check_time(double t, const char* what) const {
 
 double NoiseSchedule::log_alpha(double t) const {
   check_time(t, "log_alpha");
-  if (kind_ == ScheduleKind::LinearVP) return -0.25 * t * t * (beta_1_ - beta_0_) - 0.5 * t * beta_0_;
+  if (kind_ == ScheduleKind::LinearVP)
+    return -0.25 * t * t * (beta_1_ - beta_0_) - 0.5 * t * beta_0_;
   return interpolate(t, knot_t_, knot_a_);
 }
 
@@ -137,8 +138,9 @@ double NoiseSchedule::inverse_lambda(double lam) const {
 }
 
 double NoiseSchedule::beta(double t) const {
-  UVIT_CHECK(kind_ == ScheduleKind::LinearVP,
-             "beta(t): only the linear VP schedule defines a continuous beta (Euler–Maruyama needs it)");
+  UVIT_CHECK(
+      kind_ == ScheduleKind::LinearVP,
+      "beta(t): only the linear VP schedule defines a continuous beta (Euler–Maruyama needs it)");
   check_time(t, "beta");
   return beta_0_ + t * (beta_1_ - beta_0_);
 }

@@ -35,6 +35,7 @@ void wr64(std::vector<uint8_t>& b, uint64_t v) {
 }
 
 uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
+  if (n == 0) return crc;  // crc32_z(crc, nullptr, 0) would reset to 0
   return uint32_t(crc32_z(crc, p, n));
 }
 

@@ -441,7 +441,8 @@ std::vector<uint8_t> feature_template() {
 std::vector<uint8_t> feature_file(const std::vector<float>& m, int h, int64_t label) {
   std::vector<uint8_t> t = feature_template();
   auto find = [&](const std::string& s, size_t from = 0) {
-    auto it = std::search(t.begin() + from, t.end(), s.begin(), s.end());
+    auto it = std::search(t.begin() + from, t.end(), s.begin(), s.end(),
+                          [](uint8_t a, char b) { return a == uint8_t(b); });
     EXPECT_NE(it, t.end());
     return size_t(it - t.begin());
   };

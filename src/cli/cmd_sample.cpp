@@ -1,0 +1,143 @@
+// `uvit sample`: draws samples from trained weights and writes a grid, PNGs and/or .npy.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "cli/sample_grid.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit::cli {
+
+void add_sample(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
+  struct Opts {
+    std::string config, weights, sampler, classes, out, npy, dir, context, null_context,
+        device = "cpu";
+    int n = 16, steps = 0, cls = -1, batch = 0;
+    double scale = -1;
+    long seed = 0;
+    std::vector<std::string> set;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
+  cmd->add_option("--weights,-w", o->weights, "weights (.safetensors or .pth)")->required();
+  cmd->add_option("--n", o->n, "number of samples")->check(CLI::PositiveNumber);
+  cmd->add_option("--sampler", o->sampler, "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
+                                            "dpm-solver++2m, ddpm, ddim (default: the preset's)");
+  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")->check(CLI::PositiveNumber);
+  auto* c1 = cmd->add_option("--class", o->cls, "class of every sample")->check(CLI::NonNegativeNumber);
+  auto* c2 = cmd->add_option("--classes", o->classes, "'all': sample i gets class i mod classes");
+  c1->excludes(c2);
+  cmd->add_option("--cfg-scale", o->scale, "guidance scale s in eps_c + s (eps_c - eps_u) "
+                                           "(default: the preset's; 0 = none)");
+  cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->batch, "samples per network batch (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--out,-o", o->out, "grid .png");
+  cmd->add_option("--npy", o->npy, "all samples as uint8 [N,H,W,C] .npy");
+  cmd->add_option("--dir", o->dir, "one PNG per sample, with the generation parameters");
+  cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
+  cmd->add_option("--null-context", o->null_context, "text models: the empty prompt's [77,clip_dim] .npy");
+  cmd->add_option("--set", o->set, "override a config field: section.key=value");
+  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->callback([o] {
+    Config cfg = load_config(o->config);
+    for (const auto& a : o->set) apply_override(cfg, a);
+    const NetConfig& nc = cfg.net;
+    UVIT_CHECK(!o->out.empty() || !o->npy.empty() || !o->dir.empty(),
+               "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
+    UVIT_CHECK(!cfg.json.contains("z_shape"), "config ", cfg.config_name,
+               " is a latent model: decoding its samples needs the Stable Diffusion autoencoder, "
+               "which this build does not include yet");
+    const int n = o->n;
+    std::vector<int> labels;
+    if (!nc.t2i() && nc.num_classes > 0) {
+      if (o->classes == "all") {
+        labels = classes_all(cfg, n);
+      } else {
+        UVIT_CHECK(o->classes.empty(), "--classes: expected 'all', got '", o->classes, "'");
+        UVIT_CHECK(o->cls >= 0, "config ", cfg.config_name,
+                   " is class-conditional: give --class K or --classes all");
+        const int k = real_classes(cfg);
+        UVIT_CHECK(o->cls < k, "--class ", o->cls, " is outside [0, ", k, ")");
+        labels.assign(n, o->cls);
+      }
+    } else {
+      UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
+                 " is not class-conditional: --class/--classes do not apply");
+    }
+    std::vector<float> ctx, null_ctx;
+    if (nc.t2i()) {
+      UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
+                 " is text-to-image: give --context contexts.npy");
+      Array a = load_npy(o->context);
+      const std::vector<int64_t> want = {n, nc.num_clip_token, nc.clip_dim};
+      UVIT_CHECK(a.shape == want, o->context, ": shape ", shape_str(a.shape), ", expected ",
+                 shape_str(want));
+      ctx = a.to_f32();
+      if (!o->null_context.empty()) {
+        Array b = load_npy(o->null_context);
+        const std::vector<int64_t> w2 = {nc.num_clip_token, nc.clip_dim};
+        UVIT_CHECK(b.shape == w2, o->null_context, ": shape ", shape_str(b.shape), ", expected ",
+                   shape_str(w2));
+        null_ctx = b.to_f32();
+      }
+    }
+    auto be = make_backend(o->device);
+    UViT net(nc, *be);
+    net.load_file(o->weights);
+    GenerateOptions g;
+    g.sampler = o->sampler;
+    g.steps = o->steps;
+    g.cfg_scale = o->scale;
+    g.seed = uint64_t(o->seed);
+    g.mini_batch = o->batch;
+    Progress timing("sample", 1, o->quiet);
+    const auto t0 = std::chrono::steady_clock::now();
+    long last_done = 0;
+    g.progress = [&](int done, int total) {
+      if (done == 1) timing = Progress("sample (network evaluations)", total, o->quiet);
+      last_done = done;
+      timing.update(done);
+    };
+    std::vector<float> x = generate(net, cfg, g, n, labels, ctx, null_ctx);
+    timing.finish();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
+    if (!o->out.empty()) {
+      const int per_row = labels.empty() || o->classes != "all" ? 0 : real_classes(cfg);
+      const int nrow = per_row > 0 ? per_row : std::max(1, int(std::ceil(std::sqrt(double(n)))));
+      write_png(o->out, make_grid(imgs, nrow), {{"uvit", cfg.config_name}});
+    }
+    if (!o->dir.empty()) {
+      fs::create_directories(o->dir);
+      for (int i = 0; i < n; ++i) {
+        std::map<std::string, std::string> meta = {
+            {"uvit", cfg.config_name}, {"weights", o->weights},
+            {"sampler", o->sampler.empty() ? "preset default" : o->sampler},
+            {"steps", std::to_string(o->steps)}, {"seed", std::to_string(o->seed)},
+            {"index", std::to_string(i)}, {"cfg_scale", std::to_string(o->scale)}};
+        if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
+        write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);
+      }
+    }
+    if (!o->npy.empty()) {
+      const int c = nc.in_chans, s = nc.img_size;
+      Array a(DType::U8, {n, s, s, c});
+      for (int i = 0; i < n; ++i) std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);
+      save_npy(o->npy, a);
+    }
+    std::fprintf(stderr, "%d samples in %.2f s (%ld network evaluations)\n", n, secs, last_done);
+  });
+}
+
+}  // namespace uvit::cli

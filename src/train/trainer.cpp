@@ -1,0 +1,260 @@
+// The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW at the warm-up
+// learning rate, EMA. All randomness is counter-based: update u's draws depend only on (seed, u).
+#include "uvit/train.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "uvit/error.hpp"
+#include "uvit/generate.hpp"
+#include "uvit/io.hpp"
+#include "uvit/rng.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit {
+
+namespace {
+// Philox streams of the trainer (kept apart from the data loader's and the samplers').
+constexpr uint64_t kStreamTime = (uint64_t(7) << 40) + 1;
+constexpr uint64_t kStreamNoise = (uint64_t(7) << 40) + 2;
+}  // namespace
+
+TrainSettings train_settings(const Config& c) {
+  const auto& j = c.json;
+  auto sec = [&](const char* k) { return j.contains(k) ? j[k] : nlohmann::json::object(); };
+  TrainSettings s;
+  auto tr = sec("train"), op = sec("optimizer"), lr = sec("lr_scheduler");
+  s.steps = tr.value("n_steps", 1000L);
+  s.batch = tr.value("batch_size", 64);
+  s.log_interval = tr.value("log_interval", 10L);
+  s.eval_interval = tr.value("eval_interval", 5000L);
+  s.save_interval = tr.value("save_interval", 50000L);
+  s.grad_clip = j.value("grad_clip", 0.0);  // top level, as official
+  s.accum = tr.value("accum", 1);
+  s.keep_snapshots = tr.value("keep_snapshots", 3);
+  s.seed = j.value("seed", uint64_t(1234));
+  s.lr = op.value("lr", 2e-4);
+  s.weight_decay = op.value("weight_decay", 0.03);
+  s.eps = op.value("eps", 1e-8);
+  if (op.contains("betas")) {
+    UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == 2,
+               "config ", c.config_name, ": optimizer.betas must be [beta1, beta2]");
+    s.beta1 = op["betas"][0].get<double>();
+    s.beta2 = op["betas"][1].get<double>();
+  }
+  s.warmup = lr.value("warmup_steps", 0L);
+  s.ema_rate = j.value("ema_rate", 0.9999);
+  UVIT_CHECK(s.batch > 0, "config ", c.config_name, ": train.batch_size must be positive");
+  UVIT_CHECK(s.steps >= 0, "config ", c.config_name, ": train.n_steps must be >= 0");
+  UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
+  UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
+             ": optimizer.lr must be >= 0 and ema_rate in [0, 1]");
+  return s;
+}
+
+double warmup_factor(long update, long warmup) {
+  if (warmup <= 0) return 1.0;
+  return std::min(double(update) / double(warmup), 1.0);
+}
+
+Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir)
+    : cfg_(std::move(cfg)),
+      be_(be),
+      data_(std::move(data)),
+      dir_(std::move(run_dir)),
+      s_(train_settings(cfg_)),
+      ns_(schedule_for(cfg_)) {
+  const NetConfig& n = cfg_.net;
+  auto shape = data_->item_shape();
+  UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.img_size,
+             "dataset ", data_->describe(), ": items are [", shape[0], ", ", shape[1], ", ",
+             shape[2], "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ",
+             n.img_size, ", ", n.img_size, "]");
+  if (n.num_classes > 0 && !n.t2i())
+    UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes,
+               "dataset ", data_->describe(), " has ", data_->num_classes(),
+               " classes; config ", cfg_.config_name, " has num_classes ", n.num_classes);
+  if (n.t2i()) {
+    auto cs = data_->context_shape();
+    UVIT_CHECK(cs[0] == n.num_clip_token && cs[1] == n.clip_dim, "dataset ", data_->describe(),
+               ": contexts are [", cs[0], ", ", cs[1], "], config expects [", n.num_clip_token,
+               ", ", n.clip_dim, "]");
+  }
+  net_ = std::make_unique<UViT>(n, be_);
+  ema_ = std::make_unique<UViT>(n, be_);
+  const size_t P = net_->num_params();
+  m_ = be_.alloc(P);
+  v_ = be_.alloc(P);
+  const size_t numel = size_t(s_.batch) * n.in_chans * n.img_size * n.img_size;
+  dx_ = be_.alloc(numel);
+  deps_ = be_.alloc(numel);
+  dout_ = be_.alloc(numel);
+  dt_ = be_.alloc(s_.batch);
+  dy_ = static_cast<int32_t*>(be_.alloc_bytes(sizeof(int32_t) * s_.batch));
+  if (n.t2i()) dctx_ = be_.alloc(size_t(s_.batch) * n.num_clip_token * n.clip_dim);
+  LoaderOptions lo =
+      loader_options(data_options_from_json(cfg_.json), s_.batch, s_.seed);
+  loader_ = std::make_unique<Loader>(data_, lo);
+}
+
+Trainer::~Trainer() {
+  loader_.reset();
+  for (void* p : {static_cast<void*>(m_), static_cast<void*>(v_), static_cast<void*>(dx_),
+                  static_cast<void*>(deps_), static_cast<void*>(dout_), static_cast<void*>(dt_),
+                  static_cast<void*>(dy_), static_cast<void*>(dctx_)})
+    if (p) be_.free_bytes(p);
+}
+
+void Trainer::init() {
+  net_->init_random(s_.seed);
+  be_.copy(ema_->params(), net_->params(), net_->num_params());
+  be_.fill(m_, 0.f, net_->num_params());
+  be_.fill(v_, 0.f, net_->num_params());
+  step_ = 0;
+  loader_->set_state({s_.seed, 0, 0});
+}
+
+UViT& Trainer::ema_net() { return *ema_; }
+
+StepStats Trainer::step() {
+  const NetConfig& n = cfg_.net;
+  const int B = s_.batch;
+  const size_t item = size_t(n.in_chans) * n.img_size * n.img_size, numel = B * item;
+  const bool cls = !n.t2i() && n.num_classes > 0;
+  StepStats st;
+  net_->zero_grad();
+  std::vector<float> x(numel), eps(numel), out(numel), tnet(B);
+  std::vector<int32_t> y(B);
+  for (int micro = 0; micro < s_.accum; ++micro) {
+    Batch b = loader_->next();
+    UVIT_CHECK(b.B == B && b.x.size() == numel, "data loader returned a batch of ", b.B,
+               ", expected ", B);
+    const uint64_t draw = uint64_t(step_) * s_.accum + micro;
+    Philox(s_.seed, kStreamNoise).fill_normal(eps.data(), numel, draw * numel);
+    const Philox tr(s_.seed, kStreamTime);
+    for (int i = 0; i < B; ++i) {
+      const double u = tr.uniform(draw * B + i);
+      NoiseSchedule::Coeffs co;
+      if (ns_.kind() == ScheduleKind::LinearVP) {
+        co = ns_.train_coeffs(u);  // t ~ U[0, 1), network time 999 t
+        tnet[i] = float(ns_.net_time(u));
+      } else {
+        const int nn = std::min(ns_.total_n(), 1 + int(u * ns_.total_n()));  // n ~ U{1..N}
+        co = ns_.train_coeffs_discrete(nn);
+        tnet[i] = float(nn);
+      }
+      const float a = float(co.mean), s = float(co.std);
+      for (size_t k = 0; k < item; ++k) x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
+      if (cls) {
+        UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
+                   " is outside [0, ", n.num_classes, ")");
+        y[i] = int32_t(b.labels[i]);
+      }
+    }
+    be_.upload(dx_, x.data(), numel * 4);
+    be_.upload(dt_, tnet.data(), B * 4);
+    if (cls) be_.upload(dy_, y.data(), B * 4);
+    if (n.t2i()) be_.upload(dctx_, b.context.data(), b.context.size() * 4);
+    net_->forward(dx_, dt_, cls ? dy_ : nullptr, dctx_, dout_, B, true);
+    be_.download(out.data(), dout_, numel * 4);
+    // Loss = mean over all elements of (out - eps)^2; its gradient 2 (out - eps) / numel.
+    double loss = 0;
+    const float g = 2.f / float(numel) / float(s_.accum);
+    for (size_t k = 0; k < numel; ++k) {
+      const float d = out[k] - eps[k];
+      loss += double(d) * d;
+      out[k] = g * d;
+    }
+    st.loss += loss / double(numel) / s_.accum;
+    be_.upload(dout_, out.data(), numel * 4);
+    net_->backward(dout_);
+  }
+  const size_t P = net_->num_params();
+  st.grad_norm = std::sqrt(be_.sum_squares(net_->grads(), P));
+  if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
+    be_.scale(net_->grads(), float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
+  st.lr = s_.lr * warmup_factor(step_, s_.warmup);
+  be_.adamw(net_->params(), net_->grads(), m_, v_, P, float(st.lr), float(s_.beta1),
+            float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+  be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
+  ++step_;
+  return st;
+}
+
+namespace {
+void write_state(const std::string& dir, Trainer& t, Backend& be, const float* m, const float* v,
+                 const LoaderState& ls) {
+  fs::create_directories(dir);
+  const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
+                                                   {"config", t.config().config_name}};
+  save_safetensors(dir + "/nnet.safetensors", t.net().export_weights(), meta);
+  save_safetensors(dir + "/nnet_ema.safetensors", t.ema_net().export_weights(), meta);
+  const size_t P = t.net().num_params();
+  NamedArrays st;
+  Array am(DType::F32, {int64_t(P)}), av(DType::F32, {int64_t(P)});
+  be.download(am.data.data(), m, P * 4);
+  be.download(av.data.data(), v, P * 4);
+  st.emplace_back("adamw.exp_avg", std::move(am));
+  st.emplace_back("adamw.exp_avg_sq", std::move(av));
+  auto meta2 = meta;
+  meta2["loader_seed"] = std::to_string(ls.seed);
+  meta2["loader_epoch"] = std::to_string(ls.epoch);
+  meta2["loader_offset"] = std::to_string(ls.offset);
+  meta2["num_params"] = std::to_string(P);
+  save_safetensors(dir + "/train_state.safetensors", st, meta2);  // written last: marks completion
+}
+}  // namespace
+
+void Trainer::save(bool snapshot) {
+  const LoaderState ls = loader_->get_state();
+  write_state(dir_, *this, be_, m_, v_, ls);
+  if (!snapshot) return;
+  const fs::path root = fs::path(dir_) / "ckpts";
+  write_state((root / std::to_string(step_)).string(), *this, be_, m_, v_, ls);
+  std::vector<long> steps;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && !name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+      steps.push_back(std::stol(name));
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
+    fs::remove_all(root / std::to_string(steps[i]));
+}
+
+void Trainer::resume() {
+  const std::string sp = dir_ + "/train_state.safetensors";
+  UVIT_CHECK(fs::exists(sp), dir_, ": nothing to resume (no train_state.safetensors)");
+  std::map<std::string, std::string> meta;
+  NamedArrays st = load_safetensors(sp, &meta);
+  auto need = [&](const char* k) {
+    UVIT_CHECK(meta.count(k), sp, ": metadata lacks '", k, "'");
+    return meta.at(k);
+  };
+  const size_t P = net_->num_params();
+  UVIT_CHECK(std::stoull(need("num_params")) == P, sp, ": holds ", need("num_params"),
+             " parameters, config ", cfg_.config_name, " has ", P);
+  UVIT_CHECK(st.size() == 2 && st[0].first == "adamw.exp_avg" && st[1].first == "adamw.exp_avg_sq" &&
+                 st[0].second.numel() == int64_t(P) && st[1].second.numel() == int64_t(P),
+             sp, ": unexpected optimizer state layout");
+  const long step = std::stol(need("step"));
+  std::map<std::string, std::string> m1, m2;
+  NamedArrays w = load_safetensors(dir_ + "/nnet.safetensors", &m1);
+  NamedArrays we = load_safetensors(dir_ + "/nnet_ema.safetensors", &m2);
+  UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), dir_,
+             ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
+             "different steps (an interrupted save?); restore from a snapshot in ckpts/");
+  net_->load(w, dir_ + "/nnet.safetensors");
+  ema_->load(we, dir_ + "/nnet_ema.safetensors");
+  std::vector<float> h = st[0].second.to_f32();
+  be_.upload(m_, h.data(), P * 4);
+  h = st[1].second.to_f32();
+  be_.upload(v_, h.data(), P * 4);
+  step_ = step;
+  loader_->set_state({std::stoull(need("loader_seed")), std::stoll(need("loader_epoch")),
+                      std::stoll(need("loader_offset"))});
+}
+
+}  // namespace uvit
