@@ -2,6 +2,7 @@
 // are persistent ids ('storage', torch.XStorage, key, location, numel) naming
 // "<prefix>/data/<key>". The unpickler below is restricted: it builds plain values and knows a
 // handful of globals; it never imports or calls anything else.
+#include <algorithm>
 #include <memory>
 #include <unordered_map>
 
@@ -505,9 +506,6 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::unordered_map<uint32_t, Obj*> memo_;
   std::unordered_map<std::string, Obj*> storages_;
-
- public:
-  bool empty_stack() const { return stack_.empty(); }
 };
 
 bool is_contiguous(const Obj* t) {
@@ -578,6 +576,13 @@ NamedArrays load_pth(const std::string& path) {
     }
   }
   if (prefix.empty()) fail(path, ": not a torch.save archive (no <folder>/data.pkl entry)");
+  // torch >= 2.1 records the byte order of the storages; ours is little-endian.
+  if (const zip::Entry* bo = z.find(prefix + "byteorder")) {
+    std::vector<uint8_t> b = z.read(*bo);
+    if (std::string(b.begin(), b.end()) != "little")
+      fail(path, ": storages are not little-endian (byteorder '",
+           std::string(b.begin(), b.begin() + long(std::min<size_t>(b.size(), 16))), "')");
+  }
   std::vector<uint8_t> pkl = z.read(*z.find(prefix + "data.pkl"));
   Unpickler u(pkl, path);
   Obj* top = u.run();

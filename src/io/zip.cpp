@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 #include "uvit/error.hpp"
 
@@ -90,7 +89,6 @@ Reader::Reader(const std::string& path) : file_(path) {
   file_.read(cd_off, cd.data(), cd.size(), "zip central directory");
 
   entries_.reserve(n_entries);
-  std::unordered_set<std::string> seen;
   uint64_t p = 0;
   for (uint64_t k = 0; k < n_entries; ++k) {
     if (cd_size - p < 46 || rd32(&cd[p]) != kCentralSig)
@@ -134,16 +132,16 @@ Reader::Reader(const std::string& path) : file_(path) {
     if (en.method == 0 && en.comp_size != en.size)
       fail(path, ": corrupt zip: stored entry ", en.name, " has compressed size ", en.comp_size,
            " != size ", en.size);
-    if (!seen.insert(en.name).second) fail(path, ": corrupt zip: duplicate entry ", en.name);
+    if (!index_.emplace(en.name, entries_.size()).second)
+      fail(path, ": corrupt zip: duplicate entry ", en.name);
     entries_.push_back(std::move(en));
     p += 46 + name_len + extra_len + comment_len;
   }
 }
 
 const Entry* Reader::find(const std::string& name) const {
-  for (const Entry& e : entries_)
-    if (e.name == name) return &e;
-  return nullptr;
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
 }
 
 uint64_t Reader::data_offset(const Entry& e) const {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,7 @@ class Reader {
   uint64_t data_offset(const Entry& e) const;
   io::InFile file_;
   std::vector<Entry> entries_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
 };
 
 // Writes a zip of stored (uncompressed) entries through a byte sink, adding zip64 records only
