@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# uvit.cpp against the PyTorch twin on the same threads, in one run: forward and a full training
+# step (forward, backward, AdamW), each measured in its own process (for peak RSS).
+# Usage: bench/run_bench.sh [THREADS] [ITERS]   (after scripts/test.sh or a build into build/)
+# Prints a markdown table; raw JSON lines go to bench/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${1:-2}
+ITERS=${2:-5}
+UVIT=build/uvit
+PY=/usr/bin/python3
+out=bench/results.jsonl
+: >"$out"
+export OMP_NUM_THREADS=$THREADS
+printf '| config | batch | mode | uvit img/s | torch img/s | ratio | uvit GFLOP/s | uvit peak MB | torch peak MB |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
+for spec in "fmnist_uvit_tiny 64" "cifar10_uvit_small 8"; do
+  set -- $spec
+  cfg=$1 batch=$2
+  for mode in forward train; do
+    u=$("$UVIT" --threads "$THREADS" bench --config "$cfg" --batch "$batch" --mode "$mode" --iters "$ITERS")
+    t=$("$PY" tests/reference/bench_torch.py --config "configs/$cfg.json" --batch "$batch" \
+          --threads "$THREADS" --iters "$ITERS" --mode "$mode")
+    echo "$u" >>"$out"
+    echo "$t" >>"$out"
+    "$PY" - "$u" "$t" "$cfg" "$batch" "$mode" <<'PYEOF'
+import json, sys
+u, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+cfg, batch, mode = sys.argv[3:6]
+ti, tm = t[mode + "_img_s"], t["peak_rss_mb_" + mode]
+print(f"| {cfg} | {batch} | {mode} | {u['img_s']:.2f} | {ti:.2f} | {u['img_s']/ti:.2f}x | "
+      f"{u['gflop_s']:.0f} | {u['peak_rss_mb']:.0f} | {tm:.0f} |")
+PYEOF
+  done
+done
