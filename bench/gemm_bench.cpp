@@ -2,8 +2,8 @@
 // Standalone (not part of the default build). Build from the repository root with
 //   g++ -O3 -march=native -std=gnu++20 -fopenmp -Iinclude -Isrc bench/gemm_bench.cpp \
 //       src/backend/cpu/*.cpp -ldnnl -lopenblas -o gemm_bench
-// or with CMake: include(bench/CMakeLists.txt) from a scratch project / add_subdirectory(bench).
-// Run: OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./gemm_bench   (times are the best of R runs, so
+// or with CMake via bench/CMakeLists.txt (see the note there).
+// Run: OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 ./gemm_bench   (times are the best of 15 runs, so
 // noise from other processes inflates them less).
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>

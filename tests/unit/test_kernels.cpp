@@ -3,8 +3,8 @@
 // turn checked by central finite differences of the double reference forward.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
