@@ -36,18 +36,18 @@ LR = 2e-3
 
 
 class Classifier(nn.Module):
-    """Two conv blocks + a 128-d penultimate layer (the FD feature space) + a linear head."""
+    """Two strided conv layers + a 128-d penultimate layer (the FD feature space) + a linear head.
+    Strided convs instead of conv+pool keep 2 epochs of training to about a minute on 2 busy cores."""
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.conv1 = nn.Conv2d(1, 16, 5, stride=2, padding=2)  # 28 -> 14
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)  # 14 -> 7
+        self.fc1 = nn.Linear(32 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, 10)
 
     def features(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
         return F.relu(self.fc1(x.flatten(1)))
 
     def forward(self, x):

@@ -1,6 +1,8 @@
 // `uvit train` and `uvit demo`.
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -12,6 +14,25 @@
 namespace fs = std::filesystem;
 
 namespace uvit::cli {
+
+namespace {
+// The preset name a run was started with, from its checkpoint's safetensors metadata (only the
+// header is read); "" when unavailable. Loading the run's config.json alone would name it "config".
+std::string run_config_name(const std::string& dir) {
+  std::ifstream in(dir + "/train_state.safetensors", std::ios::binary);
+  uint8_t b[8];
+  if (!in.read(reinterpret_cast<char*>(b), 8)) return "";
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | b[i];
+  if (n > (uint64_t(1) << 26)) return "";
+  std::string head(n, '\0');
+  if (!in.read(head.data(), std::streamsize(n))) return "";
+  auto j = nlohmann::json::parse(head, nullptr, false);
+  if (j.is_discarded() || !j.contains("__metadata__") || !j["__metadata__"].is_object()) return "";
+  const auto& m = j["__metadata__"];
+  return m.contains("config") && m["config"].is_string() ? m["config"].get<std::string>() : "";
+}
+}  // namespace
 
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a diffusion model");
@@ -39,8 +60,10 @@ void add_train(CLI::App& app) {
     TrainJob job;
     if (!o->config.empty())
       job.cfg = load_config(o->config);
-    else if (o->resume)
+    else if (o->resume) {
       job.cfg = load_config(o->out + "/config.json");
+      if (std::string name = run_config_name(o->out); !name.empty()) job.cfg.config_name = name;
+    }
     else
       fail("--config is required (except with --resume)");
     if (o->resume && !o->config.empty() && fs::exists(o->out + "/config.json")) {

@@ -28,7 +28,7 @@ expect_error "garbage.safetensors" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.
 expect_error "trunc_x.npy" "$UVIT" predict "${base[@]}" --x "$tmp/trunc_x.npy" --weights "$FX/$c.pth"
 expect_error "missing.pth" "$UVIT" predict "${base[@]}" --x "$FX/${c}_x.npy" --weights "$tmp/missing.pth"
 expect_error "does not match" "$UVIT" predict "${base[@]}" --x "$FX/t2i_x.npy" --weights "$FX/$c.pth"
-expect_error "missing tensor" "$UVIT" predict --config "$FX/$c.json" --x "$FX/${c}_x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy" --weights "$FX/uncond_p4_h64.pth"
+expect_error "the config expects" "$UVIT" predict --config "$FX/$c.json" --x "$FX/${c}_x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy" --weights "$FX/uncond_p4_h64.pth"
 expect_error "patch_size" "$UVIT" info --config "$tmp/badcfg.json"
 expect_error "brokencfg.json" "$UVIT" info --config "$tmp/brokencfg.json"
 expect_error "not found" "$UVIT" info --config no_such_preset

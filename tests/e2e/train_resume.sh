@@ -83,7 +83,7 @@ for sub in ["", "ckpts/%d/" % (2 * N), "ckpts/%d/" % (2 * N - 3)]:
         if ma.get("step") != mb.get("step") or ma.get("step") != str(int(sub.split("/")[1]) if sub else 2 * N):
             print("FAIL:", sub + f, "step metadata", ma.get("step"), mb.get("step")); bad += 1
         if f == "train_state.safetensors":
-            for k in ["loader_seed", "loader_epoch", "loader_offset"]:
+            for k in ["loader_seed", "loader_epoch", "loader_offset", "config"]:
                 if ma.get(k) != mb.get(k):
                     print("FAIL:", sub + f, k, ma.get(k), mb.get(k)); bad += 1
     print("ok: identical", sub or "run", "weights, EMA and optimizer state")

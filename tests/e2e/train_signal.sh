@@ -68,7 +68,7 @@ interrupt() {
 }
 
 last=0
-interrupt INT 5 --config "$tmp/tiny.json" -q
+interrupt INT 5 --config "$tmp/tiny.json"
 first=$last
 # Resume, then stop again with SIGTERM (a second interrupted segment).
 interrupt TERM $((first + 3)) --resume
