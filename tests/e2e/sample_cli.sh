@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# `uvit sample`: grid / per-sample PNGs with metadata / .npy outputs agree, results depend only on
+# the seed (not on mini-batching), every sampler runs, and bad requests give one-line errors.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+run() {  # run CMD...: must succeed; stderr kept in $tmp/err
+  "$@" >"$tmp/out" 2>"$tmp/err" || { fail "exit $?: $*"; cat "$tmp/err"; }
+}
+expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr holding NEEDLE
+  local needle=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  local lines; lines=$(wc -l <"$tmp/err")
+  if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$needle" "$tmp/err"; then
+    fail "(rc=$rc, $lines lines, want '$needle'): $*"; cat "$tmp/err"
+  else
+    echo "ok: $(cat "$tmp/err")"
+  fi
+}
+evals() { sed -n 's/.*(\([0-9]*\) network evaluations).*/\1/p' "$tmp/err"; }
+
+# Tiny class-conditional (10 classes + the null class, guidance scale 1) and unconditional nets.
+cat >"$tmp/tiny.json" <<'EOF'
+{
+  "name": "tiny_e2e", "schedule": "continuous_vp", "ema_rate": 0.9, "seed": 7, "pred": "noise_pred",
+  "train": {"n_steps": 4, "batch_size": 8, "mode": "cond", "log_interval": 2, "eval_interval": 1000,
+            "save_interval": 1000, "accum": 1, "keep_snapshots": 3},
+  "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.03, "betas": [0.9, 0.999], "eps": 1e-08},
+  "lr_scheduler": {"name": "customized", "warmup_steps": 1},
+  "nnet": {"name": "uvit", "img_size": 28, "patch_size": 7, "in_chans": 1, "embed_dim": 32, "depth": 2,
+           "num_heads": 2, "mlp_ratio": 2.0, "qkv_bias": false, "qk_scale": null, "mlp_time_embed": false,
+           "num_classes": 11, "use_checkpoint": false, "conv": true, "skip": true},
+  "dataset": {"name": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist", "random_flip": false,
+              "cfg": true, "p_uncond": 0.1},
+  "sample": {"sample_steps": 5, "n_samples": 20, "mini_batch_size": 50, "algorithm": "dpm_solver",
+             "cfg": true, "scale": 1.0, "path": ""},
+  "grad_clip": 0.0
+}
+EOF
+sed -e 's/"num_classes": 11/"num_classes": 0/' -e 's/"cfg": true/"cfg": false/g' \
+  -e 's/"mode": "cond"/"mode": "uncond"/' "$tmp/tiny.json" >"$tmp/uncond.json"
+run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" -q
+run "$UVIT" train --config "$tmp/uncond.json" --out "$tmp/urun" --steps 0 -q
+W=$tmp/run/nnet_ema.safetensors
+
+cat >"$tmp/check.py" <<'PYEOF'
+import os, struct, sys, zlib
+import numpy as np
+
+def chunks(p):
+    d = open(p, "rb").read()
+    assert d[:8] == b"\x89PNG\r\n\x1a\n", p + ": bad PNG signature"
+    i, out = 8, []
+    while i < len(d):
+        (n,) = struct.unpack(">I", d[i:i + 4]); t = d[i + 4:i + 8].decode(); body = d[i + 8:i + 8 + n]
+        assert zlib.crc32(d[i + 4:i + 8] + body) == struct.unpack(">I", d[i + 8 + n:i + 12 + n])[0], p + ": CRC"
+        out.append((t, body)); i += 12 + n
+    assert out[0][0] == "IHDR" and out[-1][0] == "IEND", p + ": chunk order"
+    return out
+
+def decode(p):  # 8-bit gray / gray+alpha / RGB / RGBA, non-interlaced: [H, W, C] uint8 + tEXt dict
+    cs = chunks(p)
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", cs[0][1])
+    assert depth == 8 and interlace == 0, p
+    c = {0: 1, 4: 2, 2: 3, 6: 4}[ctype]
+    raw = zlib.decompress(b"".join(b for t, b in cs if t == "IDAT"))
+    stride = w * c
+    img = np.zeros((h, stride), np.int32); prev = np.zeros(stride, np.int32)
+    for y in range(h):
+        f = raw[y * (stride + 1)]; line = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int32)
+        cur = np.zeros(stride, np.int32)
+        for x in range(stride):
+            a = cur[x - c] if x >= c else 0; b = prev[x]; cc = prev[x - c] if x >= c else 0
+            if f == 0: pr = 0
+            elif f == 1: pr = a
+            elif f == 2: pr = b
+            elif f == 3: pr = (a + b) // 2
+            else:
+                pa, pb, pc = abs(b - cc), abs(a - cc), abs(a + b - 2 * cc)
+                pr = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+            cur[x] = (line[x] + pr) & 255
+        img[y] = cur; prev = cur
+    text = dict(b.split(b"\0", 1) for t, b in cs if t == "tEXt")
+    return img.reshape(h, w, c).astype(np.uint8), {k.decode(): v.decode() for k, v in text.items()}
+
+def check_npy(p, n):
+    a = np.load(p)
+    assert a.dtype == np.uint8 and a.shape == (n, 28, 28, 1), f"{p}: {a.dtype} {a.shape}"
+    # NaN would turn into all-zero images; every sample must show something, and samples differ.
+    assert all(a[i].any() for i in range(n)), p + ": an all-zero (non-finite?) sample"
+    assert len({a[i].tobytes() for i in range(n)}) == n, p + ": repeated samples"
+    return a
+
+cmd = sys.argv[1]
+if cmd == "outputs":  # outputs NPY DIR GRID N: the three outputs agree
+    npy, d, grid, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    a = check_npy(npy, n)
+    names = sorted(os.listdir(d), key=lambda s: int(s.split(".")[0]))
+    assert names == [f"{i}.png" for i in range(n)], names
+    for i in range(n):
+        im, text = decode(os.path.join(d, names[i]))
+        assert np.array_equal(im, a[i]), f"{names[i]} pixels differ from npy[{i}]"
+        assert text.get("class") == str(i % 10), f"{names[i]}: class {text.get('class')}, want {i % 10}"
+        assert text.get("index") == str(i) and text.get("seed") == "3", f"{names[i]}: {text}"
+    g, _ = decode(grid)  # one row per 10 classes, 2-pixel padding (torchvision make_grid)
+    rows = (n + 9) // 10
+    assert g.shape == (2 + 30 * rows, 302, 1), f"grid shape {g.shape}"
+    for i in range(n):
+        r, col = divmod(i, 10)
+        cell = g[2 + 30 * r:30 + 30 * r, 2 + 30 * col:30 + 30 * col]
+        assert np.array_equal(cell, a[i]), f"grid cell {i} differs from npy[{i}]"
+    print(f"ok: npy [{n},28,28,1], {n} PNGs with class metadata and the grid agree")
+elif cmd == "same":  # same A B: identical samples
+    a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+    assert a.shape == b.shape and np.array_equal(a, b), f"{sys.argv[2]} != {sys.argv[3]}"
+elif cmd == "differ":  # differ A B: every sample differs
+    a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+    assert a.shape == b.shape and all(not np.array_equal(x, y) for x, y in zip(a, b)), \
+        f"{sys.argv[2]} and {sys.argv[3]} share samples"
+elif cmd == "npy":  # npy FILE N
+    check_npy(sys.argv[2], int(sys.argv[3]))
+PYEOF
+check() { "$PY" "$tmp/check.py" "$@" || fail "check $*"; }
+
+base=(--config "$tmp/tiny.json" --weights "$W" --classes all --n 20 -q)
+run "$UVIT" sample "${base[@]}" --seed 3 --out "$tmp/grid.png" --npy "$tmp/s.npy" --dir "$tmp/d"
+[ "$(evals)" = 5 ] || fail "default sampler: $(evals) network evaluations, want sample_steps 5"
+check outputs "$tmp/s.npy" "$tmp/d" "$tmp/grid.png" 20
+run "$UVIT" sample "${base[@]}" --seed 3 --npy "$tmp/s_again.npy"
+check same "$tmp/s.npy" "$tmp/s_again.npy"
+run "$UVIT" sample "${base[@]}" --seed 4 --npy "$tmp/s_seed4.npy"
+check differ "$tmp/s.npy" "$tmp/s_seed4.npy"
+# Mini-batching: sample i's noise depends only on (seed, i), also for the stochastic samplers.
+run "$UVIT" sample "${base[@]}" --seed 3 --batch 7 --npy "$tmp/s_b7.npy"
+[ "$(evals)" = 15 ] || fail "--batch 7: $(evals) network evaluations, want 3 batches x 5"
+check same "$tmp/s.npy" "$tmp/s_b7.npy"
+for s in ddpm euler-maruyama; do
+  run "$UVIT" sample "${base[@]}" --sampler $s --steps 10 --batch 20 --npy "$tmp/${s}_b20.npy"
+  run "$UVIT" sample "${base[@]}" --sampler $s --steps 10 --batch 7 --npy "$tmp/${s}_b7.npy"
+  check same "$tmp/${s}_b20.npy" "$tmp/${s}_b7.npy"
+done
+# Guidance changes the samples; --class K gives every sample class K.
+run "$UVIT" sample "${base[@]}" --seed 3 --cfg-scale 0 --npy "$tmp/s_noguide.npy"
+check differ "$tmp/s.npy" "$tmp/s_noguide.npy"
+run "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 0 --n 20 --seed 3 -q --npy "$tmp/c0.npy"
+"$PY" -c "import numpy as np, sys; a, b = np.load(sys.argv[1]), np.load(sys.argv[2]);
+assert np.array_equal(a[::10], b[::10]) and not np.array_equal(a[1::10], b[1::10])" "$tmp/s.npy" "$tmp/c0.npy" ||
+  fail "--class 0 does not match the class-0 samples of --classes all"
+
+# Every sampler runs the requested number of network evaluations and gives usable images.
+samplers=("euler-maruyama --steps 20:20" "euler-ode --steps 20:20" "dpm-solver:5" "dpm-solver --steps 12:12"
+  "dpm-solver++ --set schedule=discrete_sd:5" "dpm-solver++2m:5" "ddpm --steps 20:20" "ddim --steps 10:10")
+i=0
+for spec in "${samplers[@]}"; do
+  args=${spec%:*} want=${spec##*:}
+  # shellcheck disable=SC2086
+  run "$UVIT" sample "${base[@]}" --seed 3 --sampler $args --npy "$tmp/smp$i.npy"
+  [ "$(evals)" = "$want" ] || fail "--sampler $args: $(evals) network evaluations, want $want"
+  check npy "$tmp/smp$i.npy" 20
+  i=$((i+1))
+done
+check differ "$tmp/smp0.npy" "$tmp/smp1.npy"  # SDE vs ODE
+check differ "$tmp/smp5.npy" "$tmp/smp6.npy"  # DDPM vs DDIM
+[ $fails -eq 0 ] && echo "ok: ${#samplers[@]} sampler runs"
+run "$UVIT" sample --config "$tmp/uncond.json" --weights "$tmp/urun/nnet_ema.safetensors" --n 5 -q --npy "$tmp/u.npy"
+check npy "$tmp/u.npy" 5
+
+# Bad requests: one line, exit code 1, nothing written.
+expect_error "valid: euler-maruyama" "$UVIT" sample "${base[@]}" --sampler heun --npy "$tmp/e.npy"
+expect_error "--class 99 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 99 --npy "$tmp/e.npy"
+expect_error "--class 10 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 10 --npy "$tmp/e.npy"
+expect_error "missing.safetensors" "$UVIT" sample "${base[@]}" --weights "$tmp/missing.safetensors" --npy "$tmp/e.npy"
+expect_error "is class-conditional" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --npy "$tmp/e.npy"
+expect_error "not class-conditional" "$UVIT" sample --config "$tmp/uncond.json" \
+  --weights "$tmp/urun/nnet_ema.safetensors" --class 1 --npy "$tmp/e.npy"
+expect_error "not class-conditional" "$UVIT" sample --config "$tmp/uncond.json" \
+  --weights "$tmp/urun/nnet_ema.safetensors" --classes all --npy "$tmp/e.npy"
+expect_error "unconditional" "$UVIT" sample --config "$tmp/uncond.json" \
+  --weights "$tmp/urun/nnet_ema.safetensors" --cfg-scale 2 --npy "$tmp/e.npy"
+expect_error "nothing to write" "$UVIT" sample "${base[@]}"
+expect_error "does not match" "$UVIT" sample --config "$tmp/uncond.json" --weights "$W" --npy "$tmp/e.npy"
+[ ! -e "$tmp/e.npy" ] || fail "an output was written despite errors"
+exit $fails
