@@ -14,12 +14,13 @@ out=bench/results.jsonl
 export OMP_NUM_THREADS=$THREADS
 printf '| config | batch | mode | uvit img/s | torch img/s | ratio | uvit GFLOP/s | uvit peak MB | torch peak MB |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
-for spec in "fmnist_uvit_tiny 64" "cifar10_uvit_small 8"; do
+for spec in "fmnist_uvit_tiny 64" "bench/configs/uvit_128x7_p2_fmnist.json 64" "cifar10_uvit_small 8"; do
   set -- $spec
   cfg=$1 batch=$2
   for mode in forward train; do
     u=$("$UVIT" --threads "$THREADS" bench --config "$cfg" --batch "$batch" --mode "$mode" --iters "$ITERS")
-    t=$("$PY" tests/reference/bench_torch.py --config "configs/$cfg.json" --batch "$batch" \
+    json=$cfg; [ -f "$json" ] || json=configs/$cfg.json
+    t=$("$PY" tests/reference/bench_torch.py --config "$json" --batch "$batch" \
           --threads "$THREADS" --iters "$ITERS" --mode "$mode")
     echo "$u" >>"$out"
     echo "$t" >>"$out"
