@@ -191,11 +191,15 @@ def frechet(g1, g2, method):
     return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt_product(s1, s2, method))
 
 
-def sqrtm_method():
+def sqrtm_method(choice):
+    if choice == "eigh":
+        return "eigh (symmetric sqrt(S1) S2 sqrt(S1))"
     try:
         import scipy.linalg  # noqa: F401
         return "scipy.linalg.sqrtm"
     except ImportError:
+        if choice == "scipy":
+            fail("--sqrtm scipy: scipy is not installed (apt-get install -y python3-scipy)")
         return "eigh (symmetric sqrt(S1) S2 sqrt(S1))"
 
 
@@ -272,6 +276,8 @@ def main():
     ap.add_argument("--labels", default="mod10", help='"mod10" (label of sample i is i mod 10) or an integer .npy')
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/uvit/fmnist_classifier.pt"))
     ap.add_argument("--json-out", help="also write the JSON report here")
+    ap.add_argument("--sqrtm", choices=["auto", "scipy", "eigh"], default="auto",
+                    help="matrix square root for FD: scipy.linalg.sqrtm if installed (auto), or eigh")
     ap.add_argument("--no-reference", action="store_true", help="skip the real-image and baseline figures")
     ap.add_argument("--make-test-samples", metavar="FILE",
                     help="write the first --n test images arranged so image i has class i mod 10 (for validation) and exit")
@@ -302,7 +308,7 @@ def main():
 
     xtr, ytr = load_split("train")
     model, key = get_model(args.cache, xtr, ytr)
-    method = sqrtm_method()
+    method = sqrtm_method(args.sqrtm)
     test_pred, test_feats = run_model(model, xte)
     test_g = gaussian(test_feats)
 
@@ -316,16 +322,18 @@ def main():
     }
     rows = [report["samples_result"]]
     if not args.no_reference:
-        rng = np.random.default_rng(SEED)
+        def rng(k):  # one generator per reference, so each draw is the same whatever N is
+            return np.random.default_rng([SEED, k])
+
         test_acc = accuracy_block(test_pred, yte)
         test_acc["name"], test_acc["fd_cls"] = "real test (classifier accuracy)", None
-        real_n = evaluate(model, f"real train, N={n}, same labels", pick_by_labels(xtr, ytr, labels, rng),
+        real_n = evaluate(model, f"real train, N={n}, same labels", pick_by_labels(xtr, ytr, labels, rng(1)),
                           labels, test_g, method)
-        idx5k = rng.choice(len(xtr), 5000, replace=False)
+        idx5k = rng(2).choice(len(xtr), 5000, replace=False)
         real_5k = evaluate(model, "real train, random 5000", xtr[idx5k], ytr[idx5k], test_g, method)
         means = np.stack([xtr[ytr == c].mean(0) for c in range(10)]).round().astype(np.uint8)
         mean_b = evaluate(model, f"baseline class-mean image, N={n}", means[labels], labels, test_g, method)
-        noise = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        noise = rng(3).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         noise_b = evaluate(model, f"baseline uniform noise, N={n}", noise, labels, test_g, method)
         report["reference"] = {"real_test": test_acc, "real_train_same_n": real_n, "real_train_5000": real_5k,
                                "baseline_class_mean": mean_b, "baseline_uniform_noise": noise_b}

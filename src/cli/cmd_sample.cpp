@@ -29,14 +29,18 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
   cmd->add_option("--weights,-w", o->weights, "weights (.safetensors or .pth)")->required();
   cmd->add_option("--n", o->n, "number of samples")->check(CLI::PositiveNumber);
-  cmd->add_option("--sampler", o->sampler, "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
-                                            "dpm-solver++2m, ddpm, ddim (default: the preset's)");
-  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")->check(CLI::PositiveNumber);
-  auto* c1 = cmd->add_option("--class", o->cls, "class of every sample")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--sampler", o->sampler,
+                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
+                  "dpm-solver++2m, ddpm, ddim (default: the preset's)");
+  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  auto* c1 =
+      cmd->add_option("--class", o->cls, "class of every sample")->check(CLI::NonNegativeNumber);
   auto* c2 = cmd->add_option("--classes", o->classes, "'all': sample i gets class i mod classes");
   c1->excludes(c2);
-  cmd->add_option("--cfg-scale", o->scale, "guidance scale s in eps_c + s (eps_c - eps_u) "
-                                           "(default: the preset's; 0 = none)");
+  cmd->add_option("--cfg-scale", o->scale,
+                  "guidance scale s in eps_c + s (eps_c - eps_u) "
+                  "(default: the preset's; 0 = none)");
   cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", o->batch, "samples per network batch (default: the preset's)")
       ->check(CLI::PositiveNumber);
@@ -44,7 +48,8 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--npy", o->npy, "all samples as uint8 [N,H,W,C] .npy");
   cmd->add_option("--dir", o->dir, "one PNG per sample, with the generation parameters");
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
-  cmd->add_option("--null-context", o->null_context, "text models: the empty prompt's [77,clip_dim] .npy");
+  cmd->add_option("--null-context", o->null_context,
+                  "text models: the empty prompt's [77,clip_dim] .npy");
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device, "cpu or cuda");
@@ -94,10 +99,16 @@ void add_sample(CLI::App& app) {
     auto be = make_backend(o->device);
     UViT net(nc, *be);
     net.load_file(o->weights);
+    // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
+    // sampler, steps and guidance scale actually used.
+    const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
     GenerateOptions g;
-    g.sampler = o->sampler;
-    g.steps = o->steps;
-    g.cfg_scale = o->scale;
+    g.sampler = !o->sampler.empty()
+                    ? o->sampler
+                    : sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
+    check_sampler_name(g.sampler);
+    g.steps = o->steps > 0 ? o->steps : sc.value("sample_steps", default_steps(g.sampler));
+    g.cfg_scale = o->scale >= 0 ? o->scale : sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
     g.seed = uint64_t(o->seed);
     g.mini_batch = o->batch;
     Progress timing("sample", 1, o->quiet);
@@ -121,11 +132,13 @@ void add_sample(CLI::App& app) {
     if (!o->dir.empty()) {
       fs::create_directories(o->dir);
       for (int i = 0; i < n; ++i) {
-        std::map<std::string, std::string> meta = {
-            {"uvit", cfg.config_name}, {"weights", o->weights},
-            {"sampler", o->sampler.empty() ? "preset default" : o->sampler},
-            {"steps", std::to_string(o->steps)}, {"seed", std::to_string(o->seed)},
-            {"index", std::to_string(i)}, {"cfg_scale", std::to_string(o->scale)}};
+        std::map<std::string, std::string> meta = {{"uvit", cfg.config_name},
+                                                   {"weights", o->weights},
+                                                   {"sampler", g.sampler},
+                                                   {"steps", std::to_string(g.steps)},
+                                                   {"seed", std::to_string(o->seed)},
+                                                   {"index", std::to_string(i)},
+                                                   {"cfg_scale", std::to_string(g.cfg_scale)}};
         if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
         write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);
       }
@@ -133,7 +146,8 @@ void add_sample(CLI::App& app) {
     if (!o->npy.empty()) {
       const int c = nc.in_chans, s = nc.img_size;
       Array a(DType::U8, {n, s, s, c});
-      for (int i = 0; i < n; ++i) std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);
+      for (int i = 0; i < n; ++i)
+        std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);
       save_npy(o->npy, a);
     }
     std::fprintf(stderr, "%d samples in %.2f s (%ld network evaluations)\n", n, secs, last_done);

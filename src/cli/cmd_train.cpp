@@ -45,10 +45,13 @@ void add_train(CLI::App& app) {
     double minutes = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config,-c", o->config, "preset name or JSON file (default with --resume: the run's)");
-  cmd->add_option("--data", o->data, "dataset path (default: the preset's; Fashion-MNIST is built in)");
+  cmd->add_option("--config,-c", o->config,
+                  "preset name or JSON file (default with --resume: the run's)");
+  cmd->add_option("--data", o->data,
+                  "dataset path (default: the preset's; Fashion-MNIST is built in)");
   cmd->add_option("--out,-o", o->out, "run directory")->required();
-  cmd->add_option("--steps", o->steps, "total optimizer steps of the run")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--steps", o->steps, "total optimizer steps of the run")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", o->batch, "batch size")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
@@ -63,8 +66,7 @@ void add_train(CLI::App& app) {
     else if (o->resume) {
       job.cfg = load_config(o->out + "/config.json");
       if (std::string name = run_config_name(o->out); !name.empty()) job.cfg.config_name = name;
-    }
-    else
+    } else
       fail("--config is required (except with --resume)");
     if (o->resume && !o->config.empty() && fs::exists(o->out + "/config.json")) {
       // Keep the run's own settings (batch, seed, data flags); overrides below still apply.
@@ -101,8 +103,10 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--out,-o", o->out, "run directory (default runs/demo)");
   cmd->add_option("--minutes", o->minutes, "training time limit (default 12; sampling adds ~1)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o->steps, "training steps (default: the preset's, within the time limit)");
-  cmd->add_option("--data", o->data, "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
+  cmd->add_option("--steps", o->steps,
+                  "training steps (default: the preset's, within the time limit)");
+  cmd->add_option("--data", o->data,
+                  "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device, "cpu or cuda");
   cmd->callback([o] {
@@ -115,7 +119,8 @@ void add_demo(CLI::App& app) {
     job.quiet = o->quiet;
     job.device = o->device;
     job.resume = fs::exists(o->out + "/train_state.safetensors");
-    if (job.resume && !o->quiet) std::fprintf(stderr, "continuing the demo run in %s\n", o->out.c_str());
+    if (job.resume && !o->quiet)
+      std::fprintf(stderr, "continuing the demo run in %s\n", o->out.c_str());
     run_training(job);
     auto be = make_backend(o->device);
     UViT net(job.cfg.net, *be);
@@ -123,9 +128,11 @@ void add_demo(CLI::App& app) {
     const std::string png = o->out + "/grid.png";
     if (!o->quiet) std::fprintf(stderr, "sampling a 10x10 grid (one row per class)...\n");
     write_grid(net, job.cfg, png, 100, 0, 0);
-    std::printf("wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
-                "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "
-                "Ankle boot)\n", png.c_str());
+    std::printf(
+        "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
+        "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "
+        "Ankle boot)\n",
+        png.c_str());
   });
 }
 
