@@ -68,6 +68,7 @@ def load(path):
 a_dir, b_dir, N = sys.argv[1], sys.argv[2], int(sys.argv[3])
 bad = 0
 for sub in ["", "ckpts/%d/" % (2 * N), "ckpts/%d/" % (2 * N - 3)]:
+    bad_before = bad
     for f in ["nnet.safetensors", "nnet_ema.safetensors", "train_state.safetensors"]:
         ta, ma = load(os.path.join(a_dir, sub + f))
         tb, mb = load(os.path.join(b_dir, sub + f))
@@ -86,7 +87,8 @@ for sub in ["", "ckpts/%d/" % (2 * N), "ckpts/%d/" % (2 * N - 3)]:
             for k in ["loader_seed", "loader_epoch", "loader_offset", "config"]:
                 if ma.get(k) != mb.get(k):
                     print("FAIL:", sub + f, k, ma.get(k), mb.get(k)); bad += 1
-    print("ok: identical", sub or "run", "weights, EMA and optimizer state")
+    if bad == bad_before:
+        print("ok: identical", sub or "run", "weights, EMA and optimizer state")
 # The straight run must actually have trained: weights moved away from the step-N snapshot? Use
 # the EMA vs raw weights, which are equal at init and differ after any update.
 w, _ = load(os.path.join(a_dir, "nnet.safetensors"))
