@@ -61,6 +61,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu or cuda");
   cmd->callback([o] {
     TrainJob job;
+    UVIT_CHECK(!(o->resume && (o->seed >= 0 || o->batch > 0)),
+               "--seed and --batch cannot change on --resume (the run keeps its own)");
     if (!o->config.empty())
       job.cfg = load_config(o->config);
     else if (o->resume) {

@@ -49,6 +49,9 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.batch > 0, "config ", c.config_name, ": train.batch_size must be positive");
   UVIT_CHECK(s.steps >= 0, "config ", c.config_name, ": train.n_steps must be >= 0");
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
+  UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name, ": train.keep_snapshots must be >= 1");
+  UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
+             c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
              ": optimizer.lr must be >= 0 and ema_rate in [0, 1]");
   return s;
