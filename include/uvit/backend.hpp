@@ -38,8 +38,8 @@ class Backend {
   // op(A) = A ([M,K], lda) or A^T (A stored [K,M], lda); likewise B.
   virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc) = 0;
-  virtual void add_bias(float* y, const float* b, int M, int N) = 0;          // y[m,n] += b[n]
-  virtual void bias_grad(const float* dy, float* db, int M, int N) = 0;       // db[n] += sum_m dy[m,n]
+  virtual void add_bias(float* y, const float* b, int M, int N) = 0;     // y[m,n] += b[n]
+  virtual void bias_grad(const float* dy, float* db, int M, int N) = 0;  // db[n] += sum_m dy[m,n]
 
   // ---- normalisation and activations ----
   // y = (x - mean) * rstd * w + b per row of length D; mean/rstd [M] are saved for backward
@@ -50,7 +50,8 @@ class Backend {
   virtual void layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
                              const float* rstd, float* dx, float* dw, float* db, int M, int D) = 0;
   virtual void gelu_fwd(const float* x, float* y, size_t n) = 0;  // exact erf GELU
-  virtual void gelu_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;  // dx may alias dy
+  virtual void gelu_bwd(const float* dy, const float* x, float* dx,
+                        size_t n) = 0;  // dx may alias dy
   virtual void silu_fwd(const float* x, float* y, size_t n) = 0;
   virtual void silu_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;
 
@@ -61,14 +62,16 @@ class Backend {
   virtual void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
                              float scale) = 0;
   // dqkv [B, N, 3*H*Dh] is overwritten.
-  virtual void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
-                             float* dqkv, int B, int N, int H, int Dh, float scale) = 0;
+  virtual void attention_bwd(const float* dout, const float* qkv, const float* out,
+                             const float* lse, float* dqkv, int B, int N, int H, int Dh,
+                             float scale) = 0;
 
   // ---- tokens ----
   // x [B, C, S, S] -> cols [B*L, C*p*p], row = b*L + i*(S/p) + j, col = (c*p + u)*p + v
   // (the flattened Conv2d weight [D, C, p, p]); the patch conv is then a GEMM.
   virtual void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) = 0;
-  virtual void patch_col2im(const float* cols, float* x, int B, int C, int S, int p) = 0;  // overwrite
+  virtual void patch_col2im(const float* cols, float* x, int B, int C, int S,
+                            int p) = 0;  // overwrite
   // seq[b, e] = extras[b, e] + pos[e] for e < E; seq[b, E + l] = patches[b, l] + pos[E + l].
   virtual void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq,
                           int B, int E, int L, int D) = 0;
@@ -83,11 +86,12 @@ class Backend {
                              int ldo) = 0;
   virtual void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
                              int ldo) = 0;  // dtable +=
-  // tok [B, E+L, p*p*C] (the first E tokens skipped) -> img [B, C, S, S]; feature (u*p + v)*C + c of
-  // token (i, j) goes to pixel [c, i*p + u, j*p + v].
+  // tok [B, E+L, p*p*C] (the first E tokens skipped) -> img [B, C, S, S]; feature (u*p + v)*C + c
+  // of token (i, j) goes to pixel [c, i*p + u, j*p + v].
   virtual void unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) = 0;
   // dtok [B, E+L, p*p*C] overwritten, its first E token rows set to zero.
-  virtual void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S, int p) = 0;
+  virtual void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S,
+                              int p) = 0;
   // 3x3 convolution, padding 1, stride 1: x [B, Cin, H, W], w [Cout, Cin, 3, 3], b [Cout].
   virtual void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin,
                            int Cout, int H, int W) = 0;

@@ -23,8 +23,8 @@ template <class... A>
   throw Error(cat(a...));
 }
 
-#define UVIT_CHECK(cond, ...)            \
-  do {                                   \
+#define UVIT_CHECK(cond, ...)               \
+  do {                                      \
     if (!(cond)) ::uvit::fail(__VA_ARGS__); \
   } while (0)
 

@@ -23,7 +23,7 @@ class ParamTable {
   const std::vector<ParamEntry>& entries() const { return entries_; }
   size_t total() const { return total_; }
   const ParamEntry* find(const std::string& name) const;  // nullptr when absent
-  const ParamEntry& at(const std::string& name) const;     // throws when absent
+  const ParamEntry& at(const std::string& name) const;    // throws when absent
 
   // Copies a state_dict into a flat fp32 buffer, checking every name and shape; the error names
   // the first missing, unexpected or mismatched tensor. `what` names the source (a file path).

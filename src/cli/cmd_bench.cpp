@@ -23,7 +23,8 @@ void add_bench(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
   cmd->add_option("--batch,-b", o->batch, "batch size")->check(CLI::PositiveNumber);
-  cmd->add_option("--mode", o->mode, "forward or train")->check(CLI::IsMember({"forward", "train"}));
+  cmd->add_option("--mode", o->mode, "forward or train")
+      ->check(CLI::IsMember({"forward", "train"}));
   cmd->add_option("--iters", o->iters, "timed iterations")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", o->device, "cpu or cuda");
@@ -94,7 +95,8 @@ void add_bench(CLI::App& app) {
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);
     std::printf(
-        "{\"impl\": \"uvit\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"median_s\": %.5f, "
+        "{\"impl\": \"uvit\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"median_s\": "
+        "%.5f, "
         "\"img_s\": %.3f, \"gflop_s\": %.1f, \"peak_rss_mb\": %.1f}\n",
         c.config_name.c_str(), o->mode.c_str(), B, med, B / med, flops / med / 1e9,
         ru.ru_maxrss / 1024.0);

@@ -24,7 +24,8 @@ void add_convert(CLI::App& app) {
     std::string in, out, config, dtype;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")->required();
+  cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
+      ->required();
   cmd->add_option("OUT", o->out, "output .safetensors")->required();
   cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");

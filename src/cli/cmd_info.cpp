@@ -8,7 +8,8 @@
 namespace uvit::cli {
 
 void add_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Print a config's architecture, parameter count and FLOPs");
+  auto* cmd =
+      app.add_subcommand("info", "Print a config's architecture, parameter count and FLOPs");
   auto config = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   cmd->add_option("--config,-c", *config, "preset name or JSON file")->required();
@@ -24,9 +25,10 @@ void add_info(CLI::App& app) {
       return;
     }
     std::printf("config        %s\n", c.config_name.c_str());
-    std::printf("network       %s  img %d  patch %d  in_chans %d  (tokens %d = %d extra + %d patches)\n",
-                n.name.c_str(), n.img_size, n.patch_size, n.in_chans, n.tokens(), n.extras(),
-                n.num_patches());
+    std::printf(
+        "network       %s  img %d  patch %d  in_chans %d  (tokens %d = %d extra + %d patches)\n",
+        n.name.c_str(), n.img_size, n.patch_size, n.in_chans, n.tokens(), n.extras(),
+        n.num_patches());
     std::printf("width         embed_dim %d  heads %d x %d  mlp %d\n", n.embed_dim, n.num_heads,
                 n.head_dim(), n.mlp_hidden());
     std::printf("blocks        %d in + 1 mid + %d out = %d  (depth %d)  skip %s  conv %s\n",
@@ -42,8 +44,8 @@ void add_info(CLI::App& app) {
                 n.qkv_bias ? "yes" : "no", n.mlp_time_embed ? "yes" : "no",
                 n.use_checkpoint ? "yes" : "no");
     std::printf("parameters    %zu in %zu tensors\n", t.total(), t.entries().size());
-    std::printf("forward       %.3f GFLOP per image (training step ~%.3f)\n", forward_flops(n) / 1e9,
-                3 * forward_flops(n) / 1e9);
+    std::printf("forward       %.3f GFLOP per image (training step ~%.3f)\n",
+                forward_flops(n) / 1e9, 3 * forward_flops(n) / 1e9);
   });
 }
 

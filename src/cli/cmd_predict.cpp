@@ -30,9 +30,10 @@ void add_predict(CLI::App& app) {
     const NetConfig& n = c.net;
     Array x = load_npy(o->x);
     const std::vector<int64_t> img_shape = {n.in_chans, n.img_size, n.img_size};
-    UVIT_CHECK(x.shape.size() == 4 && std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == img_shape,
-               o->x, ": shape ", shape_str(x.shape), " does not match the config's [B, ", n.in_chans,
-               ", ", n.img_size, ", ", n.img_size, "]");
+    UVIT_CHECK(x.shape.size() == 4 &&
+                   std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == img_shape,
+               o->x, ": shape ", shape_str(x.shape), " does not match the config's [B, ",
+               n.in_chans, ", ", n.img_size, ", ", n.img_size, "]");
     const int B = int(x.shape[0]);
     UVIT_CHECK(B > 0, o->x, ": empty batch");
     Array t = load_npy(o->t);

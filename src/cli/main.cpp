@@ -10,8 +10,12 @@
 int main(int argc, char** argv) {
   CLI::App app{"uvit: U-ViT diffusion models in C++"};
   app.require_subcommand(1);
-  app.add_option_function<int>("--threads", [](int n) { if (n > 0) omp_set_num_threads(n); },
-                               "CPU threads (default: all cores)")
+  app.add_option_function<int>(
+         "--threads",
+         [](int n) {
+           if (n > 0) omp_set_num_threads(n);
+         },
+         "CPU threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);

@@ -12,9 +12,9 @@ struct TrainJob {
   Config cfg;
   std::string data_path;  // "" = the preset's dataset path
   std::string out_dir;
-  long steps = -1;        // total updates of the run; -1 = train.n_steps
-  int batch = 0;          // 0 = train.batch_size
-  long seed = -1;         // -1 = the preset's seed
+  long steps = -1;  // total updates of the run; -1 = train.n_steps
+  int batch = 0;    // 0 = train.batch_size
+  long seed = -1;   // -1 = the preset's seed
   bool resume = false;
   double max_minutes = 0;  // 0 = no time limit
   int eval_samples = 100;  // size of the evaluation grids

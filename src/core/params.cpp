@@ -34,8 +34,9 @@ void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& wha
   std::set<std::string> seen;
   for (const auto& [name, arr] : sd) {
     const ParamEntry* e = find(name);
-    if (!e) fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),
-                 " (not a parameter of this network config)");
+    if (!e)
+      fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),
+           " (not a parameter of this network config)");
     if (arr.shape != e->shape)
       fail(what, ": tensor '", name, "' has shape ", shape_str(arr.shape), ", the config expects ",
            shape_str(e->shape));

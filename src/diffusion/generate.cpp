@@ -54,7 +54,8 @@ std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions&
   if (nc.t2i()) {
     UVIT_CHECK(contexts.size() == size_t(n) * L, "generate: contexts must be [", n, ", ",
                nc.num_clip_token, ", ", nc.clip_dim, "]");
-    UVIT_CHECK(scale == 0 || null_context.size() == L, "generate: guidance needs the empty-prompt context");
+    UVIT_CHECK(scale == 0 || null_context.size() == L,
+               "generate: guidance needs the empty-prompt context");
   }
   const size_t numel = size_t(nc.in_chans) * nc.img_size * nc.img_size;
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);

@@ -134,7 +134,8 @@ void UViT::init_random(uint64_t seed) {
       std::string n = e.name, suf = s;
       return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
     };
-    const bool conv = e.name.rfind("patch_embed.proj", 0) == 0 || e.name.rfind("final_layer", 0) == 0;
+    const bool conv =
+        e.name.rfind("patch_embed.proj", 0) == 0 || e.name.rfind("final_layer", 0) == 0;
     if (conv) {
       // PyTorch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
       const auto& w = table_.at(e.name.substr(0, e.name.rfind('.')) + ".weight");
@@ -323,8 +324,8 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
     for (int b = 0; b < B; ++b) {
       float* dst = P.extras + (size_t(b) * E + 1) * D;
-      linear(be_, context + size_t(b) * nc * cd, cd, W + off("context_embed.weight"), cd, dst, D, nc,
-             D, cd);
+      linear(be_, context + size_t(b) * nc * cd, cd, W + off("context_embed.weight"), cd, dst, D,
+             nc, D, cd);
       be_.add_bias(dst, W + off("context_embed.bias"), nc, D);
     }
   } else if (cfg_.num_classes > 0) {
@@ -341,8 +342,8 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
 
   // Head: norm -> decoder_pred -> drop extras + unpatchify -> final conv.
   const int last = 2 * nin + 1, pd = cfg_.patch_dim();
-  be_.layernorm_fwd(P.stream[last], W + off("norm.weight"), W + off("norm.bias"), P.normout, P.nmean,
-                    P.nrstd, M, D, kLnEps);
+  be_.layernorm_fwd(P.stream[last], W + off("norm.weight"), W + off("norm.bias"), P.normout,
+                    P.nmean, P.nrstd, M, D, kLnEps);
   linear(be_, P.normout, D, W + off("decoder_pred.weight"), D, P.tok, pd, M, pd, D);
   be_.add_bias(P.tok, W + off("decoder_pred.bias"), M, pd);
   if (cfg_.conv) {
@@ -410,8 +411,8 @@ void UViT::backward(const float* dout) {
   // Head.
   const float* dimg = dout;
   if (cfg_.conv) {
-    be_.conv3x3_bwd(dout, P.img, W + off("final_layer.weight"), P.dimg, G + off("final_layer.weight"),
-                    G + off("final_layer.bias"), B, C, C, S, S);
+    be_.conv3x3_bwd(dout, P.img, W + off("final_layer.weight"), P.dimg,
+                    G + off("final_layer.weight"), G + off("final_layer.bias"), B, C, C, S, S);
     dimg = P.dimg;
   }
   be_.unpatchify_bwd(dimg, P.dtok, B, E, C, S, p);
@@ -425,7 +426,8 @@ void UViT::backward(const float* dout) {
   // Blocks in reverse; an in-block's output also receives its out-block's skip gradient.
   for (int k = last - 1; k >= 0; --k) {
     if (k < nin && cfg_.skip) be_.axpy(P.dX, P.dskip[k], 1.f, size_t(M) * D);
-    const int pair = 2 * nin - k + 1;  // out block k consumes stream[pair], in-block pair-1's output
+    const int pair =
+        2 * nin - k + 1;  // out block k consumes stream[pair], in-block pair-1's output
     const float* skip = k > nin ? P.stream[pair] : nullptr;
     float* dskip = k > nin ? P.dskip[pair - 1] : nullptr;
     block_backward(k, skip, dskip);
@@ -435,7 +437,8 @@ void UViT::backward(const float* dout) {
   be_.tokens_bwd(P.dX, P.dextras, P.dpatches, G + off("pos_embed"), B, E, L, D);
   const int cpp = C * p * p;
   be_.bias_grad(P.dpatches, G + off("patch_embed.proj.bias"), B * L, D);
-  linear_dw(be_, P.dpatches, D, P.cols, cpp, G + off("patch_embed.proj.weight"), cpp, B * L, D, cpp);
+  linear_dw(be_, P.dpatches, D, P.cols, cpp, G + off("patch_embed.proj.weight"), cpp, B * L, D,
+            cpp);
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
   if (cfg_.mlp_time_embed) {
     const float* dtt = P.dextras + size_t(time_row) * D;

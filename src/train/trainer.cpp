@@ -1,7 +1,5 @@
 // The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW at the warm-up
 // learning rate, EMA. All randomness is counter-based: update u's draws depend only on (seed, u).
-#include "uvit/train.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -10,6 +8,7 @@
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
 #include "uvit/rng.hpp"
+#include "uvit/train.hpp"
 
 namespace fs = std::filesystem;
 
@@ -39,8 +38,8 @@ TrainSettings train_settings(const Config& c) {
   s.weight_decay = op.value("weight_decay", 0.03);
   s.eps = op.value("eps", 1e-8);
   if (op.contains("betas")) {
-    UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == 2,
-               "config ", c.config_name, ": optimizer.betas must be [beta1, beta2]");
+    UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == 2, "config ", c.config_name,
+               ": optimizer.betas must be [beta1, beta2]");
     s.beta1 = op["betas"][0].get<double>();
     s.beta2 = op["betas"][1].get<double>();
   }
@@ -49,7 +48,8 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.batch > 0, "config ", c.config_name, ": train.batch_size must be positive");
   UVIT_CHECK(s.steps >= 0, "config ", c.config_name, ": train.n_steps must be >= 0");
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
-  UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name, ": train.keep_snapshots must be >= 1");
+  UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name,
+             ": train.keep_snapshots must be >= 1");
   UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
              c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
@@ -71,14 +71,14 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
       ns_(schedule_for(cfg_)) {
   const NetConfig& n = cfg_.net;
   auto shape = data_->item_shape();
-  UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.img_size,
-             "dataset ", data_->describe(), ": items are [", shape[0], ", ", shape[1], ", ",
-             shape[2], "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ",
-             n.img_size, ", ", n.img_size, "]");
+  UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.img_size, "dataset ",
+             data_->describe(), ": items are [", shape[0], ", ", shape[1], ", ", shape[2],
+             "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ", n.img_size, ", ",
+             n.img_size, "]");
   if (n.num_classes > 0 && !n.t2i())
-    UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes,
-               "dataset ", data_->describe(), " has ", data_->num_classes(),
-               " classes; config ", cfg_.config_name, " has num_classes ", n.num_classes);
+    UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes, "dataset ",
+               data_->describe(), " has ", data_->num_classes(), " classes; config ",
+               cfg_.config_name, " has num_classes ", n.num_classes);
   if (n.t2i()) {
     auto cs = data_->context_shape();
     UVIT_CHECK(cs[0] == n.num_clip_token && cs[1] == n.clip_dim, "dataset ", data_->describe(),
@@ -97,8 +97,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   dt_ = be_.alloc(s_.batch);
   dy_ = static_cast<int32_t*>(be_.alloc_bytes(sizeof(int32_t) * s_.batch));
   if (n.t2i()) dctx_ = be_.alloc(size_t(s_.batch) * n.num_clip_token * n.clip_dim);
-  LoaderOptions lo =
-      loader_options(data_options_from_json(cfg_.json), s_.batch, s_.seed);
+  LoaderOptions lo = loader_options(data_options_from_json(cfg_.json), s_.batch, s_.seed);
   loader_ = std::make_unique<Loader>(data_, lo);
 }
 
@@ -149,7 +148,8 @@ StepStats Trainer::step() {
         tnet[i] = float(nn);
       }
       const float a = float(co.mean), s = float(co.std);
-      for (size_t k = 0; k < item; ++k) x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
+      for (size_t k = 0; k < item; ++k)
+        x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
       if (cls) {
         UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
                    " is outside [0, ", n.num_classes, ")");
@@ -219,7 +219,8 @@ void Trainer::save(bool snapshot) {
   std::vector<long> steps;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string name = e.path().filename().string();
-    if (e.is_directory() && !name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+    if (e.is_directory() && !name.empty() &&
+        name.find_first_not_of("0123456789") == std::string::npos)
       steps.push_back(std::stol(name));
   }
   std::sort(steps.begin(), steps.end());
@@ -239,8 +240,9 @@ void Trainer::resume() {
   const size_t P = net_->num_params();
   UVIT_CHECK(std::stoull(need("num_params")) == P, sp, ": holds ", need("num_params"),
              " parameters, config ", cfg_.config_name, " has ", P);
-  UVIT_CHECK(st.size() == 2 && st[0].first == "adamw.exp_avg" && st[1].first == "adamw.exp_avg_sq" &&
-                 st[0].second.numel() == int64_t(P) && st[1].second.numel() == int64_t(P),
+  UVIT_CHECK(st.size() == 2 && st[0].first == "adamw.exp_avg" &&
+                 st[1].first == "adamw.exp_avg_sq" && st[0].second.numel() == int64_t(P) &&
+                 st[1].second.numel() == int64_t(P),
              sp, ": unexpected optimizer state layout");
   const long step = std::stol(need("step"));
   std::map<std::string, std::string> m1, m2;

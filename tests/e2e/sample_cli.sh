@@ -22,23 +22,7 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
 evals() { sed -n 's/.*(\([0-9]*\) network evaluations).*/\1/p' "$tmp/err"; }
 
 # Tiny class-conditional (10 classes + the null class, guidance scale 1) and unconditional nets.
-cat >"$tmp/tiny.json" <<'EOF'
-{
-  "name": "tiny_e2e", "schedule": "continuous_vp", "ema_rate": 0.9, "seed": 7, "pred": "noise_pred",
-  "train": {"n_steps": 4, "batch_size": 8, "mode": "cond", "log_interval": 2, "eval_interval": 1000,
-            "save_interval": 1000, "accum": 1, "keep_snapshots": 3},
-  "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.03, "betas": [0.9, 0.999], "eps": 1e-08},
-  "lr_scheduler": {"name": "customized", "warmup_steps": 1},
-  "nnet": {"name": "uvit", "img_size": 28, "patch_size": 7, "in_chans": 1, "embed_dim": 32, "depth": 2,
-           "num_heads": 2, "mlp_ratio": 2.0, "qkv_bias": false, "qk_scale": null, "mlp_time_embed": false,
-           "num_classes": 11, "use_checkpoint": false, "conv": true, "skip": true},
-  "dataset": {"name": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist", "random_flip": false,
-              "cfg": true, "p_uncond": 0.1},
-  "sample": {"sample_steps": 5, "n_samples": 20, "mini_batch_size": 50, "algorithm": "dpm_solver",
-             "cfg": true, "scale": 1.0, "path": ""},
-  "grad_clip": 0.0
-}
-EOF
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=4 lr_scheduler.warmup_steps=1 sample.sample_steps=5
 sed -e 's/"num_classes": 11/"num_classes": 0/' -e 's/"cfg": true/"cfg": false/g' \
   -e 's/"mode": "cond"/"mode": "uncond"/' "$tmp/tiny.json" >"$tmp/uncond.json"
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" -q

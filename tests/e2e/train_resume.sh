@@ -21,23 +21,7 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
 }
 
 # A tiny class-conditional U-ViT on the built-in Fashion-MNIST: a step takes milliseconds.
-cat >"$tmp/tiny.json" <<'EOF'
-{
-  "name": "tiny_e2e", "schedule": "continuous_vp", "ema_rate": 0.9, "seed": 7, "pred": "noise_pred",
-  "train": {"n_steps": 100, "batch_size": 4, "mode": "cond", "log_interval": 2, "eval_interval": 4,
-            "save_interval": 3, "accum": 1, "keep_snapshots": 3},
-  "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.03, "betas": [0.9, 0.999], "eps": 1e-08},
-  "lr_scheduler": {"name": "customized", "warmup_steps": 3},
-  "nnet": {"name": "uvit", "img_size": 28, "patch_size": 7, "in_chans": 1, "embed_dim": 32, "depth": 2,
-           "num_heads": 2, "mlp_ratio": 2.0, "qkv_bias": false, "qk_scale": null, "mlp_time_embed": false,
-           "num_classes": 11, "use_checkpoint": false, "conv": true, "skip": true},
-  "dataset": {"name": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist", "random_flip": false,
-              "cfg": true, "p_uncond": 0.1},
-  "sample": {"sample_steps": 4, "n_samples": 20, "mini_batch_size": 50, "algorithm": "dpm_solver",
-             "cfg": true, "scale": 1.0, "path": ""},
-  "grad_clip": 0.0
-}
-EOF
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.batch_size=4 train.eval_interval=4 train.save_interval=3
 N=6
 A=$tmp/A B=$tmp/B
 common=(--config "$tmp/tiny.json" --batch 8 --set train.keep_snapshots=2 -q)

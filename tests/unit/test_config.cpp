@@ -87,7 +87,7 @@ const Row kRows[] = {
   {"imagenet512_uvit_huge",    false, 64, 4, 4, 1152, 28, 16, 1001,   true,  false, "discrete_sd",   500000,  1024, 2e-4, 0.99, 0.99,  5000, "dpm_solver",         50,   50000, 50,  0.7, 0.18215, 0.1},
   {"mscoco_uvit_small",        true,  32, 2, 4, 512,  12, 8,  0,      false, true,  "discrete_sd",   1000000, 256,  2e-4, 0.9,  0.9,   5000, "dpm_solver",         50,   30000, 50,  1.0, 0.23010, 0.1},
   {"mscoco_uvit_small_deep",   true,  32, 2, 4, 512,  16, 8,  0,      false, true,  "discrete_sd",   1000000, 256,  2e-4, 0.9,  0.9,   5000, "dpm_solver",         50,   30000, 50,  1.0, 0.23010, 0.1},
-  {"fmnist_uvit_tiny",         false, 28, 4, 1, 128,  6,  4,  11,     false, true,  "continuous_vp", 10000,   64,   1e-3, 0.9,  0.999, 200,  "dpm_solver",         50,   1000,  100, 1.0, 0,       0.1},
+  {"fmnist_uvit_tiny",         false, 28, 4, 1, 128,  6,  4,  11,     false, true,  "continuous_vp", 10000,   64,   1e-3, 0.9,  0.999, 200,  "euler_maruyama_sde", 250,   1000,  100, 1.0, 0,       0.1},
 };
 // clang-format on
 

@@ -43,7 +43,7 @@ struct NetRun {
   size_t arena = 0;
 };
 
-NetRun run(const Fixture& f, const NetConfig& net) {
+NetRun run(const Fixture& f, const NetConfig& net, bool train = true) {
   auto be = make_cpu_backend();
   UViT m(net, *be);
   NamedArrays sd;
@@ -58,11 +58,13 @@ NetRun run(const Fixture& f, const NetConfig& net) {
   const int B = int(f.t.at("input.x").shape[0]);
   NetRun r;
   r.out.resize(x.size());
-  m.zero_grad();
   m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
-            r.out.data(), B, true);
-  m.backward(gout.data());
-  r.grads.assign(m.grads(), m.grads() + m.num_params());
+            r.out.data(), B, train);
+  if (train) {
+    m.zero_grad();
+    m.backward(gout.data());
+    r.grads.assign(m.grads(), m.grads() + m.num_params());
+  }
   r.arena = m.arena_bytes();
   return r;
 }
@@ -80,19 +82,7 @@ TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
         << "grad of " << e.name;
   }
   // Inference forward (a different buffer plan) gives the same output.
-  auto be = make_cpu_backend();
-  UViT m(f.cfg.net, *be);
-  NamedArrays sd;
-  for (const auto& e : m.table().entries()) sd.emplace_back(e.name, f.t.at("param." + e.name));
-  m.load(sd, "fixture");
-  std::vector<float> x = f.t.at("input.x").to_f32(), t = f.t.at("input.t").to_f32(), ctx, out(x.size());
-  std::vector<int32_t> y;
-  if (f.t.count("input.y"))
-    for (auto v : f.t.at("input.y").to_i64()) y.push_back(int32_t(v));
-  if (f.t.count("input.context")) ctx = f.t.at("input.context").to_f32();
-  m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
-            out.data(), int(f.t.at("input.x").shape[0]), false);
-  EXPECT_EQ(out, r.out);
+  EXPECT_EQ(run(f, f.cfg.net, false).out, r.out);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
@@ -115,15 +105,14 @@ TEST(ModelTable, OfficialParameterCounts) {
     const char* preset;
     size_t tensors, params;
   };
-  for (auto w : {Want{"cifar10_uvit_small", 164, 44255328}, Want{"celeba64_uvit_small", 164, 44292228},
-                 Want{"imagenet64_uvit_mid", 213, 130940292},
-                 Want{"imagenet64_uvit_large", 261, 286827652},
-                 Want{"imagenet256_uvit_large", 261, 286763172},
-                 Want{"imagenet256_uvit_huge", 355, 500832016},
-                 Want{"imagenet512_uvit_large", 261, 286861524},
-                 Want{"imagenet512_uvit_huge", 355, 500942656},
-                 Want{"mscoco_uvit_small", 166, 44692644},
-                 Want{"mscoco_uvit_small_deep", 214, 58345636}}) {
+  for (auto w :
+       {Want{"cifar10_uvit_small", 164, 44255328}, Want{"celeba64_uvit_small", 164, 44292228},
+        Want{"imagenet64_uvit_mid", 213, 130940292}, Want{"imagenet64_uvit_large", 261, 286827652},
+        Want{"imagenet256_uvit_large", 261, 286763172},
+        Want{"imagenet256_uvit_huge", 355, 500832016},
+        Want{"imagenet512_uvit_large", 261, 286861524},
+        Want{"imagenet512_uvit_huge", 355, 500942656}, Want{"mscoco_uvit_small", 166, 44692644},
+        Want{"mscoco_uvit_small_deep", 214, 58345636}}) {
     ParamTable t = build_param_table(load_config(w.preset).net);
     EXPECT_EQ(t.entries().size(), w.tensors) << w.preset;
     EXPECT_EQ(t.total(), w.params) << w.preset;
