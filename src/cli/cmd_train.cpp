@@ -97,14 +97,14 @@ void add_demo(CLI::App& app) {
       "demo", "Train fmnist_uvit_tiny on the built-in Fashion-MNIST, then draw a 10x10 class grid");
   struct Opts {
     std::string out = "runs/demo", data, device = "cpu";
-    double minutes = 13;
+    double minutes = 12.5;
     long steps = -1;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--out,-o", o->out, "run directory (default runs/demo)");
   cmd->add_option("--minutes", o->minutes,
-                  "training time limit in minutes (default 13; the final grid adds under a minute)")
+                  "training time limit in minutes (default 12.5; the final grid adds under a minute)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--steps", o->steps,
                   "training steps (default: the preset's, within the time limit)");
