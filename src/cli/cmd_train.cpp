@@ -100,21 +100,25 @@ void add_demo(CLI::App& app) {
     double minutes = 12.5;
     long steps = -1;
     bool quiet = false;
+    std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--out,-o", o->out, "run directory (default runs/demo)");
-  cmd->add_option("--minutes", o->minutes,
-                  "training time limit in minutes (default 12.5; the final grid adds under a minute)")
+  cmd->add_option(
+         "--minutes", o->minutes,
+         "training time limit in minutes (default 12.5; the final grid adds under a minute)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--steps", o->steps,
                   "training steps (default: the preset's, within the time limit)");
   cmd->add_option("--data", o->data,
                   "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+  cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
   cmd->add_option("--device", o->device, "cpu or cuda");
   cmd->callback([o] {
     TrainJob job;
     job.cfg = load_config("fmnist_uvit_tiny");
+    for (const auto& a : o->set) apply_override(job.cfg, a);
     job.data_path = o->data;
     job.out_dir = o->out;
     job.steps = o->steps;

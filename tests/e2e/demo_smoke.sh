@@ -3,7 +3,7 @@
 set -euo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$UVIT" demo --out "$tmp/demo" --steps 3 -q >"$tmp/out"
+"$UVIT" demo --out "$tmp/demo" --steps 3 --set sample.sample_steps=10 -q >"$tmp/out"
 grep -q "grid.png" "$tmp/out"
 for f in grid.png nnet_ema.safetensors train_state.safetensors log.jsonl config.json; do
   [ -s "$tmp/demo/$f" ] || { echo "FAIL: missing $f"; exit 1; }
@@ -18,5 +18,5 @@ assert (w, h, depth, color) == (302, 302, 8, 0), (w, h, depth, color)
 print("grid ok", w, h)
 PYEOF
 # A second call continues the same run rather than failing on it.
-"$UVIT" demo --out "$tmp/demo" --steps 4 -q >/dev/null
+"$UVIT" demo --out "$tmp/demo" --steps 4 --set sample.sample_steps=10 -q >/dev/null
 grep -q '"step":4' "$tmp/demo/log.jsonl" || { echo "FAIL: demo did not continue to step 4"; exit 1; }
