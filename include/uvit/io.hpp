@@ -10,6 +10,8 @@ namespace uvit {
 
 // safetensors: F32, F16, BF16 (plus F64/I64/I32/U8/... for non-weight tensors).
 NamedArrays load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+// Only the header's "__metadata__" (cheap for any file size).
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // Written atomically (temporary file, fsync, rename).
 void save_safetensors(const std::string& path, const NamedArrays& tensors,
                       const std::map<std::string, std::string>& metadata = {});

@@ -1,8 +1,6 @@
 // `uvit train` and `uvit demo`.
-#include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -10,27 +8,22 @@
 #include "cli/train_loop.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
+#include "uvit/io.hpp"
 
 namespace fs = std::filesystem;
 
 namespace uvit::cli {
 
 namespace {
-// The preset name a run was started with, from its checkpoint's safetensors metadata (only the
-// header is read); "" when unavailable. Loading the run's config.json alone would name it "config".
+// The preset name a run was started with, from its checkpoint's metadata; "" when unavailable.
+// Loading the run's config.json alone would name it "config".
 std::string run_config_name(const std::string& dir) {
-  std::ifstream in(dir + "/train_state.safetensors", std::ios::binary);
-  uint8_t b[8];
-  if (!in.read(reinterpret_cast<char*>(b), 8)) return "";
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | b[i];
-  if (n > (uint64_t(1) << 26)) return "";
-  std::string head(n, '\0');
-  if (!in.read(head.data(), std::streamsize(n))) return "";
-  auto j = nlohmann::json::parse(head, nullptr, false);
-  if (j.is_discarded() || !j.contains("__metadata__") || !j["__metadata__"].is_object()) return "";
-  const auto& m = j["__metadata__"];
-  return m.contains("config") && m["config"].is_string() ? m["config"].get<std::string>() : "";
+  try {
+    auto m = read_safetensors_metadata(dir + "/train_state.safetensors");
+    return m.count("config") ? m["config"] : "";
+  } catch (const Error&) {
+    return "";
+  }
 }
 }  // namespace
 

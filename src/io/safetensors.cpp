@@ -37,11 +37,8 @@ struct Spec {
   uint64_t begin, end;
 };
 
-}  // namespace
-
-NamedArrays load_safetensors(const std::string& path,
-                             std::map<std::string, std::string>* metadata) {
-  io::InFile f(path);
+// Reads and validates the JSON header; *hlen_out receives its length in bytes.
+ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   if (f.size() < 8) fail(path, ": not a safetensors file (", f.size(), " bytes)");
   uint8_t lenb[8];
   f.read(0, lenb, 8, "header length");
@@ -61,6 +58,35 @@ NamedArrays load_safetensors(const std::string& path,
     fail(path, ": bad safetensors JSON header: ", e.what());
   }
   if (!h.is_object()) fail(path, ": safetensors header is not a JSON object");
+  *hlen_out = hlen;
+  return h;
+}
+
+void read_metadata(const ojson& v, const std::string& path,
+                   std::map<std::string, std::string>* metadata) {
+  if (!v.is_object()) fail(path, ": __metadata__ is not an object");
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string()) fail(path, ": __metadata__[\"", m.key(), "\"] is not a string");
+    if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  io::InFile f(path);
+  uint64_t hlen = 0;
+  ojson h = read_header(f, path, &hlen);
+  std::map<std::string, std::string> m;
+  if (h.contains("__metadata__")) read_metadata(h["__metadata__"], path, &m);
+  return m;
+}
+
+NamedArrays load_safetensors(const std::string& path,
+                             std::map<std::string, std::string>* metadata) {
+  io::InFile f(path);
+  uint64_t hlen = 0;
+  ojson h = read_header(f, path, &hlen);
   const uint64_t data_size = f.size() - 8 - hlen;
 
   std::vector<Spec> specs;
@@ -68,11 +94,7 @@ NamedArrays load_safetensors(const std::string& path,
     const std::string& name = it.key();
     const ojson& v = it.value();
     if (name == "__metadata__") {
-      if (!v.is_object()) fail(path, ": __metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail(path, ": __metadata__[\"", m.key(), "\"] is not a string");
-        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
-      }
+      read_metadata(v, path, metadata);
       continue;
     }
     Spec s;
