@@ -30,58 +30,46 @@ std::string run_config_name(const std::string& dir) {
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a diffusion model");
   struct Opts {
-    std::string config, data, out, device = "cpu";
-    long steps = -1, seed = -1;
-    int batch = 0;
+    TrainJob job;
+    std::string config;
     std::vector<std::string> set;
-    bool resume = false, quiet = false;
-    double minutes = 0;
   };
   auto o = std::make_shared<Opts>();
+  TrainJob& j = o->job;
   cmd->add_option("--config,-c", o->config,
                   "preset name or JSON file (default with --resume: the run's)");
-  cmd->add_option("--data", o->data,
+  cmd->add_option("--data", j.data_path,
                   "dataset path (default: the preset's; Fashion-MNIST is built in)");
-  cmd->add_option("--out,-o", o->out, "run directory")->required();
-  cmd->add_option("--steps", o->steps, "total optimizer steps of the run")
+  cmd->add_option("--out,-o", j.out_dir, "run directory")->required();
+  cmd->add_option("--steps", j.steps, "total optimizer steps of the run")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", o->batch, "batch size")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", j.batch, "batch size")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", j.seed, "random seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
-  cmd->add_option("--minutes", o->minutes, "stop (with a checkpoint) after this many minutes");
-  cmd->add_flag("--resume", o->resume, "continue the run in --out");
-  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--minutes", j.max_minutes, "stop (with a checkpoint) after this many minutes");
+  cmd->add_flag("--resume", j.resume, "continue the run in --out");
+  cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
+  cmd->add_option("--device", j.device, "cpu or cuda");
   cmd->callback([o] {
-    TrainJob job;
-    UVIT_CHECK(!(o->resume && (o->seed >= 0 || o->batch > 0)),
+    TrainJob job = o->job;
+    const std::string& dir = job.out_dir;
+    UVIT_CHECK(!(job.resume && (job.seed >= 0 || job.batch > 0)),
                "--seed and --batch cannot change on --resume (the run keeps its own)");
-    if (!o->config.empty())
-      job.cfg = load_config(o->config);
-    else if (o->resume) {
-      job.cfg = load_config(o->out + "/config.json");
-      if (std::string name = run_config_name(o->out); !name.empty()) job.cfg.config_name = name;
-    } else
-      fail("--config is required (except with --resume)");
-    if (o->resume && !o->config.empty() && fs::exists(o->out + "/config.json")) {
+    UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
+    if (job.resume && fs::exists(dir + "/config.json")) {
       // Keep the run's own settings (batch, seed, data flags); overrides below still apply.
-      Config run = load_config(o->out + "/config.json");
-      run.config_name = job.cfg.config_name;
-      job.cfg = run;
+      job.cfg = load_config(dir + "/config.json");
+      if (!o->config.empty())
+        job.cfg.config_name = load_config(o->config).config_name;
+      else if (std::string name = run_config_name(dir); !name.empty())
+        job.cfg.config_name = name;
+    } else {
+      job.cfg = load_config(o->config.empty() ? dir + "/config.json" : o->config);
     }
     for (const auto& a : o->set) apply_override(job.cfg, a);
-    job.data_path = o->data;
-    job.out_dir = o->out;
-    job.steps = o->steps;
-    job.batch = o->batch;
-    job.seed = o->seed;
-    job.resume = o->resume;
-    job.max_minutes = o->minutes;
-    job.quiet = o->quiet;
-    job.device = o->device;
     long k = run_training(job);
-    std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", o->out.c_str(), k,
-                o->out.c_str());
+    std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), k,
+                dir.c_str());
   });
 }
 
@@ -89,44 +77,39 @@ void add_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "demo", "Train fmnist_uvit_tiny on the built-in Fashion-MNIST, then draw a 10x10 class grid");
   struct Opts {
-    std::string out = "runs/demo", data, device = "cpu";
-    double minutes = 12.5;
-    long steps = -1;
-    bool quiet = false;
+    TrainJob job;
     std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--out,-o", o->out, "run directory (default runs/demo)");
+  TrainJob& j = o->job;
+  j.out_dir = "runs/demo";
+  j.max_minutes = 12.5;
+  cmd->add_option("--out,-o", j.out_dir, "run directory (default runs/demo)");
   cmd->add_option(
-         "--minutes", o->minutes,
+         "--minutes", j.max_minutes,
          "training time limit in minutes (default 12.5; the final grid adds under a minute)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o->steps,
+  cmd->add_option("--steps", j.steps,
                   "training steps (default: the preset's, within the time limit)");
-  cmd->add_option("--data", o->data,
+  cmd->add_option("--data", j.data_path,
                   "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
-  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+  cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
   cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
-  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--device", j.device, "cpu or cuda");
   cmd->callback([o] {
-    TrainJob job;
+    TrainJob job = o->job;
+    const std::string& dir = job.out_dir;
     job.cfg = load_config("fmnist_uvit_tiny");
     for (const auto& a : o->set) apply_override(job.cfg, a);
-    job.data_path = o->data;
-    job.out_dir = o->out;
-    job.steps = o->steps;
-    job.max_minutes = o->minutes;
-    job.quiet = o->quiet;
-    job.device = o->device;
-    job.resume = fs::exists(o->out + "/train_state.safetensors");
-    if (job.resume && !o->quiet)
-      std::fprintf(stderr, "continuing the demo run in %s\n", o->out.c_str());
+    job.resume = fs::exists(dir + "/train_state.safetensors");
+    if (job.resume && !job.quiet)
+      std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     run_training(job);
-    auto be = make_backend(o->device);
+    auto be = make_backend(job.device);
     UViT net(job.cfg.net, *be);
-    net.load_file(o->out + "/nnet_ema.safetensors");
-    const std::string png = o->out + "/grid.png";
-    if (!o->quiet) std::fprintf(stderr, "sampling a 10x10 grid (one row per class)...\n");
+    net.load_file(dir + "/nnet_ema.safetensors");
+    const std::string png = dir + "/grid.png";
+    if (!job.quiet) std::fprintf(stderr, "sampling a 10x10 grid (one row per class)...\n");
     write_grid(net, job.cfg, png, 100, 0, 0);
     std::printf(
         "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "

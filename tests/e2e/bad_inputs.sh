@@ -3,17 +3,7 @@
 set -uo pipefail
 UVIT=$1 FX=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-expect_error() {  # expect_error NEEDLE CMD...
-  local needle=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  local lines; lines=$(wc -l <"$tmp/err")
-  if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$needle" "$tmp/err"; then
-    echo "FAIL (rc=$rc, $lines lines, want '$needle'): $*"; cat "$tmp/err"; fails=$((fails+1))
-  else
-    echo "ok: $(cat "$tmp/err")"
-  fi
-}
+source tests/e2e/data/lib.sh
 c=cond_p2
 base=(--config "$FX/$c.json" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy")
 head -c 1000 "$FX/$c.pth" >"$tmp/trunc.pth"
@@ -32,5 +22,5 @@ expect_error "the config expects" "$UVIT" predict --config "$FX/$c.json" --x "$F
 expect_error "patch_size" "$UVIT" info --config "$tmp/badcfg.json"
 expect_error "brokencfg.json" "$UVIT" info --config "$tmp/brokencfg.json"
 expect_error "not found" "$UVIT" info --config no_such_preset
-[ ! -e "$tmp/o.npy" ] || { echo "FAIL: an output was written despite errors"; fails=$((fails+1)); }
+[ ! -e "$tmp/o.npy" ] || fail "an output was written despite errors"
 exit $fails

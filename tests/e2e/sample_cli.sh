@@ -4,21 +4,7 @@
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
-run() {  # run CMD...: must succeed; stderr kept in $tmp/err
-  "$@" >"$tmp/out" 2>"$tmp/err" || { fail "exit $?: $*"; cat "$tmp/err"; }
-}
-expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr holding NEEDLE
-  local needle=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  local lines; lines=$(wc -l <"$tmp/err")
-  if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$needle" "$tmp/err"; then
-    fail "(rc=$rc, $lines lines, want '$needle'): $*"; cat "$tmp/err"
-  else
-    echo "ok: $(cat "$tmp/err")"
-  fi
-}
+source tests/e2e/data/lib.sh
 evals() { sed -n 's/.*(\([0-9]*\) network evaluations).*/\1/p' "$tmp/err"; }
 
 # Tiny class-conditional (10 classes + the null class, guidance scale 1) and unconditional nets.

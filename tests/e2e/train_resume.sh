@@ -4,21 +4,7 @@
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
-run() {  # run CMD...: must succeed
-  if ! "$@" >"$tmp/out" 2>"$tmp/err"; then fail "exit $?: $*"; cat "$tmp/err"; fi
-}
-expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr holding NEEDLE
-  local needle=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  local lines; lines=$(wc -l <"$tmp/err")
-  if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$needle" "$tmp/err"; then
-    fail "(rc=$rc, $lines lines, want '$needle'): $*"; cat "$tmp/err"
-  else
-    echo "ok: $(cat "$tmp/err")"
-  fi
-}
+source tests/e2e/data/lib.sh
 
 # A tiny class-conditional U-ViT on the built-in Fashion-MNIST: a step takes milliseconds.
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.batch_size=4 train.eval_interval=4 train.save_interval=3

@@ -7,8 +7,7 @@ tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=1000000 train.log_interval=1 train.eval_interval=1000000 train.save_interval=1000000 sample.sample_steps=3
 
