@@ -2,8 +2,15 @@
 // so the model code is written once and runs on the CPU or (later) CUDA unchanged.
 //
 // Conventions
-// - All pointers are backend memory (host memory for the CPU backend). Float tensors are fp32,
-//   row-major, contiguous unless a leading dimension (ld*) is given.
+// - All pointers are backend memory (host memory for the CPU backend), row-major, contiguous
+//   unless a leading dimension (ld*) is given.
+// - Precision. Arguments marked "act" are activations: act_bytes()-byte elements, fp32 on the
+//   CPU and in the CUDA backend's fp32 mode, bf16 in its bf16 mode (they are typed float* all the
+//   same; offset them with act_at()). Everything else is fp32: parameters and their gradients,
+//   optimizer state, LayerNorm statistics, the logsumexp, network inputs and outputs. GEMM weights
+//   and linear biases are read from the act copy of the parameters (UViT keeps one; on the CPU it
+//   is the parameters themselves), LayerNorm/embedding/position/conv parameters from fp32.
+//   Unmarked kernels (copy, fill, axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
 // - Activation layout is [B, N, D] (tokens of a batch element contiguous). Linear weights are
 //   [out, in] as in PyTorch; y = x W^T + b.
 // - Backward kernels ACCUMULATE (+=) into parameter gradients (dw, db, dtable, dpos).
@@ -20,6 +27,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  virtual std::string precision() const { return "fp32"; }  // "fp32" or "bf16" (the act type)
+  virtual void synchronize() {}  // waits for queued device work (timing, host reads)
 
   // ---- memory ----
   virtual void* alloc_bytes(size_t n) = 0;  // throws uvit::Error "out of memory: ..." on failure
@@ -33,22 +42,48 @@ class Backend {
   virtual void scale(float* x, float a, size_t n) = 0;                 // x *= a
   virtual double sum_squares(const float* x, size_t n) = 0;
 
+  // ---- activation precision ----
+  virtual size_t act_bytes() const { return sizeof(float); }
+  // The act element n places after p.
+  float* act_at(const float* p, size_t n) const {
+    return reinterpret_cast<float*>(
+        const_cast<char*>(reinterpret_cast<const char*>(p) + n * act_bytes()));
+  }
+  virtual void to_act(const float* src, float* dst_act, size_t n) { copy(dst_act, src, n); }
+  virtual void from_act(const float* src_act, float* dst, size_t n) { copy(dst, src_act, n); }
+  virtual void copy_act(float* dst, const float* src, size_t n) { copy(dst, src, n); }
+  virtual void zero_act(float* dst, size_t n) { fill(dst, 0.f, n); }
+  virtual void axpy_act(float* y, const float* x, float a, size_t n) { axpy(y, x, a, n); }
+
   // ---- dense ----
   // Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
   // op(A) = A ([M,K], lda) or A^T (A stored [K,M], lda); likewise B.
   virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc) = 0;
-  virtual void add_bias(float* y, const float* b, int M, int N) = 0;     // y[m,n] += b[n]
-  virtual void bias_grad(const float* dy, float* db, int M, int N) = 0;  // db[n] += sum_m dy[m,n]
+  // All act (A, B, C).
+  virtual void add_bias(float* y, const float* b, int M, int N) = 0;  // y[m,n] += b[n]; act
+  // db[n] += sum_m dy[m,n]; dy act, db fp32.
+  virtual void bias_grad(const float* dy, float* db, int M, int N) = 0;
+  // The weight gradient: C[M,N] += A^T B with A [K,M] (lda), B [K,N] (ldb) act and C fp32.
+  virtual void gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                          float* C, int ldc) {
+    gemm(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
+  }
+  // A linear layer: y[M,N] = x[M,K] w[N,K]^T + bias[N] + residual[M,N], all act. bias and residual
+  // may be nullptr; residual may equal y (accumulate), otherwise it must not overlap y and, like y,
+  // has leading dimension ldy. Backends fuse what they can (cuBLASLt epilogues).
+  virtual void linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+                      const float* residual, float* y, int ldy, int M, int N, int K);
 
   // ---- normalisation and activations ----
   // y = (x - mean) * rstd * w + b per row of length D; mean/rstd [M] are saved for backward
-  // (either may be nullptr for inference).
+  // (either may be nullptr for inference). x, y act; w, b, mean, rstd fp32.
   virtual void layernorm_fwd(const float* x, const float* w, const float* b, float* y, float* mean,
                              float* rstd, int M, int D, float eps) = 0;
-  // dx += grad wrt x (residual-friendly), dw += , db +=.
+  // dx += grad wrt x (residual-friendly), dw += , db +=. dy, x, dx act; the rest fp32.
   virtual void layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
                              const float* rstd, float* dx, float* dw, float* db, int M, int D) = 0;
+  // Activations: all act.
   virtual void gelu_fwd(const float* x, float* y, size_t n) = 0;  // exact erf GELU
   virtual void gelu_bwd(const float* dy, const float* x, float* dx,
                         size_t n) = 0;  // dx may alias dy
@@ -58,36 +93,39 @@ class Backend {
   // ---- attention ----
   // qkv [B, N, 3*H*Dh] with feature f = k*H*Dh + h*Dh + d (k = 0 q, 1 k, 2 v);
   // out [B, N, H*Dh] (head h at h*Dh); lse [B, H, N] = logsumexp of the scaled scores per query
-  // (saved for backward; nullptr for inference). No mask, no dropout.
+  // (saved for backward; nullptr for inference). No mask, no dropout. qkv, out act; lse fp32.
   virtual void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
                              float scale) = 0;
-  // dqkv [B, N, 3*H*Dh] is overwritten.
+  // dqkv [B, N, 3*H*Dh] is overwritten. dout, qkv, out, dqkv act.
   virtual void attention_bwd(const float* dout, const float* qkv, const float* out,
                              const float* lse, float* dqkv, int B, int N, int H, int Dh,
                              float scale) = 0;
 
   // ---- tokens ----
   // x [B, C, S, S] -> cols [B*L, C*p*p], row = b*L + i*(S/p) + j, col = (c*p + u)*p + v
-  // (the flattened Conv2d weight [D, C, p, p]); the patch conv is then a GEMM.
+  // (the flattened Conv2d weight [D, C, p, p]); the patch conv is then a GEMM. x fp32, cols act.
   virtual void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) = 0;
   virtual void patch_col2im(const float* cols, float* x, int B, int C, int S,
                             int p) = 0;  // overwrite
   // seq[b, e] = extras[b, e] + pos[e] for e < E; seq[b, E + l] = patches[b, l] + pos[E + l].
+  // extras, patches, seq (and their gradients) act; pos, dpos fp32.
   virtual void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq,
                           int B, int E, int L, int D) = 0;
   // dextras, dpatches overwritten (dextras may be nullptr); dpos +=.
   virtual void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B,
                           int E, int L, int D) = 0;
   // out[b*ldo + i] = cos(t_b * f_i), out[b*ldo + half + i] = sin(t_b * f_i),
-  // f_i = exp(-ln(10000) i / half) computed in fp32; a zero column last when D is odd.
+  // f_i = exp(-ln(10000) i / half) computed in fp32; a zero column last when D is odd. t fp32,
+  // out act.
   virtual void timestep_embedding(const float* t, float* out, int B, int D, int ldo) = 0;
   // out[b*ldo + :] = table[idx[b], :]; idx is int32 backend memory, checked < rows by the caller.
+  // table, dtable fp32; out, dout act.
   virtual void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
                              int ldo) = 0;
   virtual void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
                              int ldo) = 0;  // dtable +=
   // tok [B, E+L, p*p*C] (the first E tokens skipped) -> img [B, C, S, S]; feature (u*p + v)*C + c
-  // of token (i, j) goes to pixel [c, i*p + u, j*p + v].
+  // of token (i, j) goes to pixel [c, i*p + u, j*p + v]. tok, dtok act; img, dimg fp32.
   virtual void unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) = 0;
   // dtok [B, E+L, p*p*C] overwritten, its first E token rows set to zero.
   virtual void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S,
@@ -109,7 +147,11 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
-// "cpu" or "cuda"; throws uvit::Error when the backend is not compiled in or no device is present.
-std::unique_ptr<Backend> make_backend(const std::string& name);
+// "cpu" or "cuda". precision "fp32" or "bf16" ("" = the device default: fp32 on the CPU, bf16 on
+// CUDA). Throws uvit::Error when the backend is not compiled in, no device is present, or the
+// precision is not offered (the CPU backend is fp32 only).
+std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
+// Whether this build has the CUDA backend and a usable GPU is present (for tests that skip).
+bool cuda_available();
 
 }  // namespace uvit

@@ -26,7 +26,13 @@ class UViT {
   const NetConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
   Backend& backend() { return be_; }
-  float* params() { return params_; }  // flat, backend memory
+  // Flat fp32 parameters, backend memory. Taking the mutable pointer marks the act copy stale:
+  // the next forward refreshes it (bf16 backends keep GEMM weights in bf16).
+  float* params() {
+    act_stale_ = true;
+    return params_;
+  }
+  const float* params() const { return params_; }
   float* grads();                      // allocated on first use
   size_t num_params() const { return table_.total(); }
 
@@ -60,7 +66,10 @@ class UViT {
   Backend& be_;
   ParamTable table_;
   float* params_ = nullptr;
+  float* act_params_ = nullptr;  // act copy of params_ (== params_ when act is fp32)
+  bool act_stale_ = true;
   float* grads_ = nullptr;
+  void sync_act_params();
   std::unique_ptr<Plan> plan_;
   size_t arena_bytes_ = 0;
 };

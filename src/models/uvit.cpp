@@ -37,9 +37,9 @@ struct UViT::Plan {
   const float* x = nullptr;
   const float* t = nullptr;
   const int32_t* y = nullptr;
-  const float* ctx = nullptr;
+  const float* ctx = nullptr;  // the context as act (the input itself when act is fp32)
   // forward buffers
-  float *cols, *patches, *extras, *temb, *th, *ts, *normout, *nmean, *nrstd, *tok, *img;
+  float *cols, *patches, *extras, *temb, *th, *ts, *normout, *nmean, *nrstd, *tok, *img, *ctx_act;
   std::vector<float*> stream;  // stream[k] = input of block k; stream[nblocks] = last output
   std::vector<BlockActs> acts;
   // backward buffers
@@ -73,31 +73,35 @@ BlockW block_offsets(const ParamTable& t, const std::string& p) {
   return w;
 }
 
-// y[M,N] = x[M,K] W[N,K]^T (+ beta y) with W's row stride ldw.
-void linear(Backend& be, const float* x, int ldx, const float* w, int ldw, float* y, int ldy, int M,
-            int N, int K, float beta = 0.f) {
-  be.gemm(false, true, M, N, K, 1.f, x, ldx, w, ldw, beta, y, ldy);
-}
-// dx[M,K] (=, or += with beta 1) dy[M,N] W[N,K];  dW[N,K] += dy^T x.
+// dx[M,K] (=, or += with beta 1) dy[M,N] W[N,K] (act);  dW[N,K] (fp32) += dy^T x.
 void linear_dx(Backend& be, const float* dy, int ldy, const float* w, int ldw, float* dx, int ldx,
                int M, int N, int K, float beta = 0.f) {
   be.gemm(false, false, M, K, N, 1.f, dy, ldy, w, ldw, beta, dx, ldx);
 }
 void linear_dw(Backend& be, const float* dy, int ldy, const float* x, int ldx, float* dw, int ldw,
                int M, int N, int K) {
-  be.gemm(true, false, N, K, M, 1.f, dy, ldy, x, ldx, 1.f, dw, ldw);
+  be.gemm_wgrad(N, K, M, dy, ldy, x, ldx, dw, ldw);
 }
 }  // namespace
 
 UViT::UViT(const NetConfig& cfg, Backend& be) : cfg_(cfg), be_(be), table_(build_param_table(cfg)) {
   params_ = be_.alloc(table_.total());
   be_.fill(params_, 0.f, table_.total());
+  act_params_ = params_;
+  if (be_.act_bytes() != sizeof(float))
+    act_params_ = static_cast<float*>(be_.alloc_bytes(table_.total() * be_.act_bytes()));
 }
 
 UViT::~UViT() {
   if (plan_ && plan_->arena) be_.free_bytes(plan_->arena);
   if (grads_) be_.free_bytes(grads_);
+  if (act_params_ != params_) be_.free_bytes(act_params_);
   be_.free_bytes(params_);
+}
+
+void UViT::sync_act_params() {
+  if (act_stale_ && act_params_ != params_) be_.to_act(params_, act_params_, table_.total());
+  act_stale_ = false;
 }
 
 float* UViT::grads() {
@@ -114,6 +118,7 @@ void UViT::load(const NamedArrays& sd, const std::string& what) {
   std::vector<float> host(table_.total());
   table_.load(sd, host.data(), what);
   be_.upload(params_, host.data(), host.size() * sizeof(float));
+  act_stale_ = true;
 }
 
 void UViT::load_file(const std::string& path) { load(load_weights(path), path); }
@@ -155,6 +160,7 @@ void UViT::init_random(uint64_t seed) {
     }
   }
   be_.upload(params_, host.data(), host.size() * sizeof(float));
+  act_stale_ = true;
 }
 
 void UViT::plan(int B, bool train) {
@@ -171,14 +177,18 @@ void UViT::plan(int B, bool train) {
   const size_t C = cfg_.in_chans, S = cfg_.img_size, pd = cfg_.patch_dim();
   const int nin = cfg_.blocks_per_side(), nblocks = 2 * nin + 1;
 
-  // Two passes: size everything with a null base, then carve one allocation (64-byte aligned).
+  // Two passes: size everything with a null base, then carve one allocation (256-byte aligned).
+  // take() holds act elements, take32() fp32 ones (statistics, the image-space head).
   char* base = nullptr;
   size_t used = 0;
-  auto take = [&](size_t n) -> float* {
+  auto take_bytes = [&](size_t bytes) -> float* {
     float* p = reinterpret_cast<float*>(base ? base + used : nullptr);
-    used += (n * sizeof(float) + 63) / 64 * 64;
+    used += (bytes + 255) / 256 * 256;
     return p;
   };
+  const size_t ab = be_.act_bytes();
+  auto take = [&](size_t n) { return take_bytes(n * ab); };
+  auto take32 = [&](size_t n) { return take_bytes(n * sizeof(float)); };
   for (int pass = 0; pass < 2; ++pass) {
     used = 0;
     P.cols = take(size_t(B) * L * C * cfg_.patch_size * cfg_.patch_size);
@@ -202,23 +212,26 @@ void UViT::plan(int B, bool train) {
     for (auto& A : P.acts) {
       A.xs_buf = cfg_.skip ? take(M * D) : nullptr;
       A.h1 = take(M * D);
-      A.mean1 = take(M);
-      A.rstd1 = take(M);
+      A.mean1 = take32(M);
+      A.rstd1 = take32(M);
       A.qkv = take(M * 3 * D);
       A.att = take(M * D);
-      A.lse = take(size_t(B) * nh * N);
+      A.lse = take32(size_t(B) * nh * N);
       A.x2 = take(M * D);
       A.h2 = take(M * D);
-      A.mean2 = take(M);
-      A.rstd2 = take(M);
+      A.mean2 = take32(M);
+      A.rstd2 = take32(M);
       A.f = take(M * Hd);
       A.g = take(M * Hd);
     }
     P.normout = take(M * D);
-    P.nmean = take(M);
-    P.nrstd = take(M);
+    P.nmean = take32(M);
+    P.nrstd = take32(M);
     P.tok = take(M * pd);
-    P.img = take(size_t(B) * C * S * S);
+    P.img = cfg_.conv ? take32(size_t(B) * C * S * S) : nullptr;
+    P.ctx_act = (cfg_.t2i() && ab != sizeof(float))
+                    ? take(size_t(B) * cfg_.num_clip_token * cfg_.clip_dim)
+                    : nullptr;
     if (train) {
       P.dX = take(M * D);
       P.dX2 = take(M * D);
@@ -227,7 +240,7 @@ void UViT::plan(int B, bool train) {
       P.dQKV = take(M * 3 * D);
       P.dA = take(M * D);
       P.dtok = take(M * pd);
-      P.dimg = take(size_t(B) * C * S * S);
+      P.dimg = cfg_.conv ? take32(size_t(B) * C * S * S) : nullptr;
       P.dextras = take(size_t(B) * E * D);
       P.dpatches = take(size_t(B) * L * D);
       P.dth = cfg_.mlp_time_embed ? take(size_t(B) * 4 * D) : nullptr;
@@ -251,6 +264,7 @@ void UViT::block_forward(int k, const float* skip, bool keep) {
   Plan& P = *plan_;
   BlockActs& A = P.acts[keep && !P.ckpt ? k : 0];
   const BlockW& w = P.bw[k];
+  auto wa = [&](size_t off) { return be_.act_at(act_params_, off); };  // act weights
   const float* W = params_;
   const int D = cfg_.embed_dim, Hd = cfg_.mlp_hidden(), M = P.B * cfg_.tokens();
   const float* xin = P.stream[k];
@@ -258,28 +272,22 @@ void UViT::block_forward(int k, const float* skip, bool keep) {
 
   if (w.skip_w != kAbsent) {
     // skip_linear(concat([x, skip])): weight columns [:D] multiply x, [D:] multiply the skip.
-    linear(be_, xin, D, W + w.skip_w, 2 * D, A.xs_buf, D, M, D, D);
-    linear(be_, skip, D, W + w.skip_w + D, 2 * D, A.xs_buf, D, M, D, D, 1.f);
-    be_.add_bias(A.xs_buf, W + w.skip_b, M, D);
+    be_.linear(xin, D, wa(w.skip_w), 2 * D, nullptr, nullptr, A.xs_buf, D, M, D, D);
+    be_.linear(skip, D, wa(w.skip_w + D), 2 * D, wa(w.skip_b), A.xs_buf, A.xs_buf, D, M, D, D);
     A.xs = A.xs_buf;
   } else {
     A.xs = xin;
   }
   be_.layernorm_fwd(A.xs, W + w.norm1_w, W + w.norm1_b, A.h1, A.mean1, A.rstd1, M, D, kLnEps);
-  linear(be_, A.h1, D, W + w.qkv_w, D, A.qkv, 3 * D, M, 3 * D, D);
-  if (w.qkv_b != kAbsent) be_.add_bias(A.qkv, W + w.qkv_b, M, 3 * D);
+  be_.linear(A.h1, D, wa(w.qkv_w), D, w.qkv_b != kAbsent ? wa(w.qkv_b) : nullptr, nullptr, A.qkv,
+             3 * D, M, 3 * D, D);
   be_.attention_fwd(A.qkv, A.att, A.lse, P.B, cfg_.tokens(), cfg_.num_heads, cfg_.head_dim(),
                     cfg_.attn_scale());
-  be_.copy(A.x2, A.xs, size_t(M) * D);
-  linear(be_, A.att, D, W + w.proj_w, D, A.x2, D, M, D, D, 1.f);
-  be_.add_bias(A.x2, W + w.proj_b, M, D);
+  be_.linear(A.att, D, wa(w.proj_w), D, wa(w.proj_b), A.xs, A.x2, D, M, D, D);
   be_.layernorm_fwd(A.x2, W + w.norm2_w, W + w.norm2_b, A.h2, A.mean2, A.rstd2, M, D, kLnEps);
-  linear(be_, A.h2, D, W + w.fc1_w, D, A.f, Hd, M, Hd, D);
-  be_.add_bias(A.f, W + w.fc1_b, M, Hd);
+  be_.linear(A.h2, D, wa(w.fc1_w), D, wa(w.fc1_b), nullptr, A.f, Hd, M, Hd, D);
   be_.gelu_fwd(A.f, A.g, size_t(M) * Hd);
-  be_.copy(out, A.x2, size_t(M) * D);
-  linear(be_, A.g, Hd, W + w.fc2_w, Hd, out, D, M, D, Hd, 1.f);
-  be_.add_bias(out, W + w.fc2_b, M, D);
+  be_.linear(A.g, Hd, wa(w.fc2_w), Hd, wa(w.fc2_b), A.x2, out, D, M, D, Hd);
 }
 
 void UViT::forward(const float* x, const float* t, const int32_t* y, const float* context,
@@ -290,6 +298,7 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
              cfg_.num_classes > 0 ? "a class-conditional network needs class labels y"
                                   : "an unconditional network takes no class labels");
   plan(B, train);
+  sync_act_params();
   Plan& P = *plan_;
   P.x = x;
   P.t = t;
@@ -297,36 +306,39 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   P.ctx = context;
   const float* W = params_;
   auto off = [&](const char* n) { return table_.at(n).offset; };
+  auto wa = [&](const char* n) { return be_.act_at(act_params_, off(n)); };
   const int D = cfg_.embed_dim, C = cfg_.in_chans, S = cfg_.img_size, p = cfg_.patch_size;
   const int L = cfg_.num_patches(), E = cfg_.extras(), N = cfg_.tokens(), M = B * N;
   const int cpp = C * p * p;
 
   // Patch embedding as im2col + GEMM.
   be_.patch_im2col(x, P.cols, B, C, S, p);
-  linear(be_, P.cols, cpp, W + off("patch_embed.proj.weight"), cpp, P.patches, D, B * L, D, cpp);
-  be_.add_bias(P.patches, W + off("patch_embed.proj.bias"), B * L, D);
+  be_.linear(P.cols, cpp, wa("patch_embed.proj.weight"), cpp, wa("patch_embed.proj.bias"), nullptr,
+             P.patches, D, B * L, D, cpp);
 
   // Extra tokens.
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
-  float* time_tok = P.extras + size_t(time_row) * D;
+  float* time_tok = be_.act_at(P.extras, size_t(time_row) * D);
   if (cfg_.mlp_time_embed) {
     be_.timestep_embedding(t, P.temb, B, D, D);
-    linear(be_, P.temb, D, W + off("time_embed.0.weight"), D, P.th, 4 * D, B, 4 * D, D);
-    be_.add_bias(P.th, W + off("time_embed.0.bias"), B, 4 * D);
+    be_.linear(P.temb, D, wa("time_embed.0.weight"), D, wa("time_embed.0.bias"), nullptr, P.th,
+               4 * D, B, 4 * D, D);
     be_.silu_fwd(P.th, P.ts, size_t(B) * 4 * D);
-    linear(be_, P.ts, 4 * D, W + off("time_embed.2.weight"), 4 * D, time_tok, E * D, B, D, 4 * D);
-    for (int b = 0; b < B; ++b)
-      be_.add_bias(time_tok + size_t(b) * E * D, W + off("time_embed.2.bias"), 1, D);
+    be_.linear(P.ts, 4 * D, wa("time_embed.2.weight"), 4 * D, wa("time_embed.2.bias"), nullptr,
+               time_tok, E * D, B, D, 4 * D);
   } else {
     be_.timestep_embedding(t, time_tok, B, D, E * D);
   }
   if (cfg_.t2i()) {
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
+    if (P.ctx_act) {
+      be_.to_act(context, P.ctx_act, size_t(B) * nc * cd);
+      P.ctx = P.ctx_act;
+    }
     for (int b = 0; b < B; ++b) {
-      float* dst = P.extras + (size_t(b) * E + 1) * D;
-      linear(be_, context + size_t(b) * nc * cd, cd, W + off("context_embed.weight"), cd, dst, D,
-             nc, D, cd);
-      be_.add_bias(dst, W + off("context_embed.bias"), nc, D);
+      float* dst = be_.act_at(P.extras, (size_t(b) * E + 1) * D);
+      be_.linear(be_.act_at(P.ctx, size_t(b) * nc * cd), cd, wa("context_embed.weight"), cd,
+                 wa("context_embed.bias"), nullptr, dst, D, nc, D, cd);
     }
   } else if (cfg_.num_classes > 0) {
     be_.embedding_fwd(W + off("label_emb.weight"), y, P.extras, B, D, E * D);
@@ -344,8 +356,8 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   const int last = 2 * nin + 1, pd = cfg_.patch_dim();
   be_.layernorm_fwd(P.stream[last], W + off("norm.weight"), W + off("norm.bias"), P.normout,
                     P.nmean, P.nrstd, M, D, kLnEps);
-  linear(be_, P.normout, D, W + off("decoder_pred.weight"), D, P.tok, pd, M, pd, D);
-  be_.add_bias(P.tok, W + off("decoder_pred.bias"), M, pd);
+  be_.linear(P.normout, D, wa("decoder_pred.weight"), D, wa("decoder_pred.bias"), nullptr, P.tok,
+             pd, M, pd, D);
   if (cfg_.conv) {
     be_.unpatchify_fwd(P.tok, P.img, B, E, C, S, p);
     be_.conv3x3_fwd(P.img, W + off("final_layer.weight"), W + off("final_layer.bias"), out, B, C, C,
@@ -360,6 +372,7 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
   if (P.ckpt) block_forward(k, skip, true);  // recompute this block's activations
   BlockActs& A = P.acts[P.ckpt ? 0 : k];
   const BlockW& w = P.bw[k];
+  auto wa = [&](size_t off) { return be_.act_at(act_params_, off); };
   const float* W = params_;
   float* G = grads_;
   const int D = cfg_.embed_dim, Hd = cfg_.mlp_hidden(), M = P.B * cfg_.tokens();
@@ -368,22 +381,22 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
   // out = x2 + fc2(gelu(fc1(norm2(x2))))
   be_.bias_grad(dX, G + w.fc2_b, M, D);
   linear_dw(be_, dX, D, A.g, Hd, G + w.fc2_w, Hd, M, D, Hd);
-  linear_dx(be_, dX, D, W + w.fc2_w, Hd, P.dG, Hd, M, D, Hd);
+  linear_dx(be_, dX, D, wa(w.fc2_w), Hd, P.dG, Hd, M, D, Hd);
   be_.gelu_bwd(P.dG, A.f, P.dG, size_t(M) * Hd);
   be_.bias_grad(P.dG, G + w.fc1_b, M, Hd);
   linear_dw(be_, P.dG, Hd, A.h2, D, G + w.fc1_w, D, M, Hd, D);
-  linear_dx(be_, P.dG, Hd, W + w.fc1_w, D, P.dH, D, M, Hd, D);
+  linear_dx(be_, P.dG, Hd, wa(w.fc1_w), D, P.dH, D, M, Hd, D);
   be_.layernorm_bwd(P.dH, A.x2, W + w.norm2_w, A.mean2, A.rstd2, dX, G + w.norm2_w, G + w.norm2_b,
                     M, D);
   // x2 = xs + proj(attn(qkv(norm1(xs))))
   be_.bias_grad(dX, G + w.proj_b, M, D);
   linear_dw(be_, dX, D, A.att, D, G + w.proj_w, D, M, D, D);
-  linear_dx(be_, dX, D, W + w.proj_w, D, P.dA, D, M, D, D);
+  linear_dx(be_, dX, D, wa(w.proj_w), D, P.dA, D, M, D, D);
   be_.attention_bwd(P.dA, A.qkv, A.att, A.lse, P.dQKV, P.B, cfg_.tokens(), cfg_.num_heads,
                     cfg_.head_dim(), cfg_.attn_scale());
   if (w.qkv_b != kAbsent) be_.bias_grad(P.dQKV, G + w.qkv_b, M, 3 * D);
   linear_dw(be_, P.dQKV, 3 * D, A.h1, D, G + w.qkv_w, D, M, 3 * D, D);
-  linear_dx(be_, P.dQKV, 3 * D, W + w.qkv_w, D, P.dH, D, M, 3 * D, D);
+  linear_dx(be_, P.dQKV, 3 * D, wa(w.qkv_w), D, P.dH, D, M, 3 * D, D);
   be_.layernorm_bwd(P.dH, A.xs, W + w.norm1_w, A.mean1, A.rstd1, dX, G + w.norm1_w, G + w.norm1_b,
                     M, D);
   if (w.skip_w != kAbsent) {
@@ -391,8 +404,8 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
     be_.bias_grad(dX, G + w.skip_b, M, D);
     linear_dw(be_, dX, D, xin, D, G + w.skip_w, 2 * D, M, D, D);
     linear_dw(be_, dX, D, skip, D, G + w.skip_w + D, 2 * D, M, D, D);
-    linear_dx(be_, dX, D, W + w.skip_w + D, 2 * D, dskip, D, M, D, D);
-    linear_dx(be_, dX, D, W + w.skip_w, 2 * D, P.dX2, D, M, D, D);
+    linear_dx(be_, dX, D, wa(w.skip_w + D), 2 * D, dskip, D, M, D, D);
+    linear_dx(be_, dX, D, wa(w.skip_w), 2 * D, P.dX2, D, M, D, D);
     std::swap(P.dX, P.dX2);
   }
 }
@@ -404,6 +417,7 @@ void UViT::backward(const float* dout) {
   const float* W = params_;
   float* G = grads_;
   auto off = [&](const char* n) { return table_.at(n).offset; };
+  auto wa = [&](const char* n) { return be_.act_at(act_params_, off(n)); };
   const int B = P.B, D = cfg_.embed_dim, C = cfg_.in_chans, S = cfg_.img_size, p = cfg_.patch_size;
   const int L = cfg_.num_patches(), E = cfg_.extras(), N = cfg_.tokens(), M = B * N;
   const int nin = cfg_.blocks_per_side(), last = 2 * nin + 1, pd = cfg_.patch_dim();
@@ -418,14 +432,14 @@ void UViT::backward(const float* dout) {
   be_.unpatchify_bwd(dimg, P.dtok, B, E, C, S, p);
   be_.bias_grad(P.dtok, G + off("decoder_pred.bias"), M, pd);
   linear_dw(be_, P.dtok, pd, P.normout, D, G + off("decoder_pred.weight"), D, M, pd, D);
-  linear_dx(be_, P.dtok, pd, W + off("decoder_pred.weight"), D, P.dH, D, M, pd, D);
-  be_.fill(P.dX, 0.f, size_t(M) * D);
+  linear_dx(be_, P.dtok, pd, wa("decoder_pred.weight"), D, P.dH, D, M, pd, D);
+  be_.zero_act(P.dX, size_t(M) * D);
   be_.layernorm_bwd(P.dH, P.stream[last], W + off("norm.weight"), P.nmean, P.nrstd, P.dX,
                     G + off("norm.weight"), G + off("norm.bias"), M, D);
 
   // Blocks in reverse; an in-block's output also receives its out-block's skip gradient.
   for (int k = last - 1; k >= 0; --k) {
-    if (k < nin && cfg_.skip) be_.axpy(P.dX, P.dskip[k], 1.f, size_t(M) * D);
+    if (k < nin && cfg_.skip) be_.axpy_act(P.dX, P.dskip[k], 1.f, size_t(M) * D);
     const int pair =
         2 * nin - k + 1;  // out block k consumes stream[pair], in-block pair-1's output
     const float* skip = k > nin ? P.stream[pair] : nullptr;
@@ -441,11 +455,11 @@ void UViT::backward(const float* dout) {
             cpp);
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
   if (cfg_.mlp_time_embed) {
-    const float* dtt = P.dextras + size_t(time_row) * D;
+    const float* dtt = be_.act_at(P.dextras, size_t(time_row) * D);
     for (int b = 0; b < B; ++b)
-      be_.bias_grad(dtt + size_t(b) * E * D, G + off("time_embed.2.bias"), 1, D);
+      be_.bias_grad(be_.act_at(dtt, size_t(b) * E * D), G + off("time_embed.2.bias"), 1, D);
     linear_dw(be_, dtt, E * D, P.ts, 4 * D, G + off("time_embed.2.weight"), 4 * D, B, D, 4 * D);
-    linear_dx(be_, dtt, E * D, W + off("time_embed.2.weight"), 4 * D, P.dth, 4 * D, B, D, 4 * D);
+    linear_dx(be_, dtt, E * D, wa("time_embed.2.weight"), 4 * D, P.dth, 4 * D, B, D, 4 * D);
     be_.silu_bwd(P.dth, P.th, P.dth, size_t(B) * 4 * D);
     be_.bias_grad(P.dth, G + off("time_embed.0.bias"), B, 4 * D);
     linear_dw(be_, P.dth, 4 * D, P.temb, D, G + off("time_embed.0.weight"), D, B, 4 * D, D);
@@ -453,10 +467,10 @@ void UViT::backward(const float* dout) {
   if (cfg_.t2i()) {
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
     for (int b = 0; b < B; ++b) {
-      const float* d = P.dextras + (size_t(b) * E + 1) * D;
+      const float* d = be_.act_at(P.dextras, (size_t(b) * E + 1) * D);
       be_.bias_grad(d, G + off("context_embed.bias"), nc, D);
-      linear_dw(be_, d, D, P.ctx + size_t(b) * nc * cd, cd, G + off("context_embed.weight"), cd, nc,
-                D, cd);
+      linear_dw(be_, d, D, be_.act_at(P.ctx, size_t(b) * nc * cd), cd,
+                G + off("context_embed.weight"), cd, nc, D, cd);
     }
   } else if (cfg_.num_classes > 0) {
     be_.embedding_bwd(P.dextras, P.y, G + off("label_emb.weight"), B, D, E * D);

@@ -65,10 +65,5 @@ double CpuBackend::sum_squares(const float* x, size_t n) {
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
-std::unique_ptr<Backend> make_backend(const std::string& name) {
-  if (name == "cpu") return make_cpu_backend();
-  if (name == "cuda") fail("backend 'cuda' is not compiled into this build");
-  fail("unknown backend '", name, "' (expected 'cpu' or 'cuda')");
-}
 
 }  // namespace uvit

@@ -1,0 +1,60 @@
+// Backend selection and the default (unfused) compositions of the Backend interface.
+#include "uvit/backend.hpp"
+
+#include "uvit/error.hpp"
+
+namespace uvit {
+
+#ifdef UVIT_HAVE_CUDA
+std::unique_ptr<Backend> make_cuda_backend(const std::string& precision);  // backend/cuda
+int cuda_device_count();
+#endif
+
+bool cuda_available() {
+#ifdef UVIT_HAVE_CUDA
+  return cuda_device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
+  if (!precision.empty() && precision != "fp32" && precision != "bf16")
+    fail("unknown precision '", precision, "' (expected 'fp32' or 'bf16')");
+  if (name == "cpu") {
+    UVIT_CHECK(precision.empty() || precision == "fp32",
+               "the cpu backend computes in fp32 only (got --precision ", precision, ")");
+    return make_cpu_backend();
+  }
+  if (name == "cuda") {
+#ifdef UVIT_HAVE_CUDA
+    return make_cuda_backend(precision.empty() ? "bf16" : precision);
+#else
+    fail("backend 'cuda' is not compiled into this build");
+#endif
+  }
+  fail("unknown backend '", name, "' (expected 'cpu' or 'cuda')");
+}
+
+void Backend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+                     const float* residual, float* y, int ldy, int M, int N, int K) {
+  float beta = 0.f;
+  if (residual && residual != y) {
+    if (ldy == N) {
+      copy_act(y, residual, size_t(M) * N);
+    } else {
+      for (int m = 0; m < M; ++m)
+        copy_act(act_at(y, size_t(m) * ldy), act_at(residual, size_t(m) * ldy), size_t(N));
+    }
+  }
+  if (residual) beta = 1.f;
+  gemm(false, true, M, N, K, 1.f, x, ldx, w, ldw, beta, y, ldy);
+  if (!bias) return;
+  if (ldy == N) {
+    add_bias(y, bias, M, N);
+  } else {
+    for (int m = 0; m < M; ++m) add_bias(act_at(y, size_t(m) * ldy), bias, 1, N);
+  }
+}
+
+}  // namespace uvit

@@ -1,0 +1,23 @@
+// Attention for the CUDA backend: the layouts and semantics of Backend::attention_fwd/bwd.
+// qkv [B, N, 3*H*Dh], out [B, N, H*Dh] (act: fp32 or bf16), lse [B, H, N] fp32.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+
+namespace uvit::cuda {
+
+class GemmContext;
+
+class AttentionContext {
+ public:
+  virtual ~AttentionContext() = default;
+  virtual void forward(const void* qkv, void* out, float* lse, int B, int N, int H, int Dh,
+                       float scale) = 0;
+  virtual void backward(const void* dout, const void* qkv, const void* out, const float* lse,
+                        void* dqkv, int B, int N, int H, int Dh, float scale) = 0;
+};
+
+std::unique_ptr<AttentionContext> make_attention_context(cudaStream_t stream, bool bf16);
+
+}  // namespace uvit::cuda

@@ -1,0 +1,28 @@
+// cuBLASLt GEMMs for the CUDA backend. Row-major semantics as in include/uvit/backend.hpp; "act"
+// operands are fp32 or bf16 by the context's precision; accumulation is always fp32.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+
+namespace uvit::cuda {
+
+class GemmContext {
+ public:
+  virtual ~GemmContext() = default;
+  // C[M,N] = alpha op(A) op(B) + beta C, all act.
+  virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
+                    int lda, const void* B, int ldb, float beta, void* C, int ldc) = 0;
+  // C[M,N] (fp32) += A^T B, A [K,M] and B [K,N] act.
+  virtual void gemm_wgrad(int M, int N, int K, const void* A, int lda, const void* B, int ldb,
+                          float* C, int ldc) = 0;
+  // y = x w^T + bias + residual (Backend::linear's contract), all act; bias/residual nullable,
+  // residual == y means accumulate.
+  virtual void linear(const void* x, int ldx, const void* w, int ldw, const void* bias,
+                      const void* residual, void* y, int ldy, int M, int N, int K) = 0;
+};
+
+// bf16: act is __nv_bfloat16, else float (pure fp32 math: CUBLAS_COMPUTE_32F, no TF32).
+std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16);
+
+}  // namespace uvit::cuda
