@@ -29,6 +29,10 @@ class Backend {
   virtual std::string name() const = 0;
   virtual std::string precision() const { return "fp32"; }  // "fp32" or "bf16" (the act type)
   virtual void synchronize() {}  // waits for queued device work (timing, host reads)
+  // Device memory high-water mark of this backend's allocations in bytes (0 where not tracked,
+  // e.g. on the CPU, whose peak is the process's resident set).
+  virtual size_t peak_bytes() const { return 0; }
+  virtual void reset_peak_bytes() {}
 
   // ---- memory ----
   virtual void* alloc_bytes(size_t n) = 0;  // throws uvit::Error "out of memory: ..." on failure

@@ -1,5 +1,6 @@
-// `uvit bench`: times the network's forward pass or a full training step (forward, backward,
-// AdamW) on random data; prints one JSON line. Run one mode per process for peak-memory figures.
+// `uvit bench`: times the network's forward pass, a full training step (forward, backward,
+// AdamW, EMA) on random data, or the sampling of a batch of images; prints one JSON line (and
+// appends it to --json). Run one mode per process for peak-memory figures.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -9,31 +10,95 @@
 #include "cli/commands.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/generate.hpp"
 #include "uvit/model.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit::cli {
 
+namespace {
+struct Opts {
+  std::string config, mode = "forward", device = "cpu", precision, json, sampler = "dpm-solver++";
+  std::vector<std::string> set;
+  int batch = 8, iters = 5, warmup = 1, n = 500, steps = 50;
+  double cfg_scale = -1;
+};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void emit(const Opts& o, const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  if (o.json.empty()) return;
+  FILE* f = std::fopen(o.json.c_str(), "a");
+  UVIT_CHECK(f, o.json, ": cannot open for appending");
+  std::fprintf(f, "%s\n", line.c_str());
+  std::fclose(f);
+}
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+// Draws o.n samples with the named sampler; the time includes everything generate() does.
+void bench_sample(const Opts& o, const Config& c, Backend& be, UViT& net) {
+  GenerateOptions g;
+  g.sampler = o.sampler;
+  g.steps = o.steps;
+  g.cfg_scale = o.cfg_scale;
+  g.seed = 1;
+  g.mini_batch = o.batch;
+  std::vector<int> labels;
+  const int classes = real_classes(c);
+  for (int i = 0; classes > 0 && i < o.n; ++i) labels.push_back(i % classes);
+  UVIT_CHECK(!c.net.t2i(), "bench --mode sample: text-to-image presets need contexts; use a "
+                           "class-conditional or unconditional preset");
+  int evals = 0;
+  g.progress = [&](int done, int) { evals = done; };
+  const double t0 = now_s();
+  std::vector<float> x = generate(net, c, g, o.n, labels);
+  be.synchronize();
+  const double secs = now_s() - t0;
+  emit(o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"sample\", ",
+              "\"device\": \"", be.name(), "\", \"precision\": \"", be.precision(),
+              "\", \"sampler\": \"", o.sampler, "\", \"steps\": ", o.steps, ", \"n\": ", o.n,
+              ", \"mini_batch\": ", o.batch, ", \"network_calls\": ", evals, ", \"seconds\": ", secs,
+              ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
+}
+}  // namespace
+
 void add_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Time the forward pass or a training step");
-  struct Opts {
-    std::string config, mode = "forward", device = "cpu";
-    int batch = 8, iters = 5, warmup = 1;
-  };
+  auto* cmd = app.add_subcommand("bench", "Time the forward pass, a training step, or sampling");
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
-  cmd->add_option("--batch,-b", o->batch, "batch size")->check(CLI::PositiveNumber);
-  cmd->add_option("--mode", o->mode, "forward or train")
-      ->check(CLI::IsMember({"forward", "train"}));
+  cmd->add_option("--set", o->set, "override a config field: section.key=value");
+  cmd->add_option("--batch,-b", o->batch, "batch size (sample mode: images per mini-batch)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--mode", o->mode, "forward, train or sample")
+      ->check(CLI::IsMember({"forward", "train", "sample"}));
   cmd->add_option("--iters", o->iters, "timed iterations")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--json", o->json, "append the result line to this file");
+  cmd->add_option("--n", o->n, "sample mode: images to draw")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o->steps, "sample mode: solver steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--sampler", o->sampler, "sample mode: sampler name");
+  cmd->add_option("--cfg-scale", o->cfg_scale, "sample mode: guidance scale (default: preset's)");
   cmd->callback([o] {
     Config c = load_config(o->config);
+    for (const auto& a : o->set) apply_override(c, a);
     const NetConfig& n = c.net;
-    auto be = make_backend(o->device);
+    auto be = make_backend(o->device, o->precision);
     UViT net(n, *be);
     net.init_random(1);
+    if (o->mode == "sample") return bench_sample(*o, c, *be, net);
     const int B = o->batch;
     const size_t img = size_t(n.in_chans) * n.img_size * n.img_size;
     Philox rng(7);
@@ -60,12 +125,15 @@ void add_bench(CLI::App& app) {
     auto* dctx = ctx.empty() ? nullptr : static_cast<float*>(up(ctx.data(), ctx.size() * 4));
     float* out = be->alloc(x.size());
     const bool train = o->mode == "train";
-    float *m = nullptr, *v = nullptr;
+    float *m = nullptr, *v = nullptr, *ema = nullptr;
     if (train) {
-      m = be->alloc(net.num_params());
-      v = be->alloc(net.num_params());
-      be->fill(m, 0.f, net.num_params());
-      be->fill(v, 0.f, net.num_params());
+      const size_t P = net.num_params();
+      m = be->alloc(P);
+      v = be->alloc(P);
+      ema = be->alloc(P);
+      be->fill(m, 0.f, P);
+      be->fill(v, 0.f, P);
+      be->copy(ema, net.params(), P);
     }
     long step = 0;
     auto once = [&] {
@@ -81,25 +149,26 @@ void add_bench(CLI::App& app) {
       net.backward(out);
       be->adamw(net.params(), net.grads(), m, v, net.num_params(), 2e-4f, 0.99f, 0.999f, 1e-8f,
                 0.03f, ++step);
+      be->ema(ema, net.params(), net.num_params(), 0.9999f);
     };
     for (int i = 0; i < o->warmup; ++i) once();
+    be->synchronize();
     std::vector<double> secs;
     for (int i = 0; i < o->iters; ++i) {
-      auto t0 = std::chrono::steady_clock::now();
+      const double t0 = now_s();
       once();
-      secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      be->synchronize();
+      secs.push_back(now_s() - t0);
     }
     std::sort(secs.begin(), secs.end());
     const double med = secs[secs.size() / 2];
     const double flops = forward_flops(n) * (train ? 3 : 1) * B;
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-    std::printf(
-        "{\"impl\": \"uvit\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"median_s\": "
-        "%.5f, "
-        "\"img_s\": %.3f, \"gflop_s\": %.1f, \"peak_rss_mb\": %.1f}\n",
-        c.config_name.c_str(), o->mode.c_str(), B, med, B / med, flops / med / 1e9,
-        ru.ru_maxrss / 1024.0);
+    emit(*o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"", o->mode,
+                 "\", \"device\": \"", be->name(), "\", \"precision\": \"", be->precision(),
+                 "\", \"checkpoint\": ", (train && n.use_checkpoint) ? "true" : "false",
+                 ", \"batch\": ", B, ", \"median_s\": ", med, ", \"img_s\": ", B / med,
+                 ", \"gflop_s\": ", flops / med / 1e9, ", \"peak_rss_mb\": ", peak_rss_mb(),
+                 ", \"peak_device_mb\": ", be->peak_bytes() / 1048576.0, "}"));
   });
 }
 

@@ -13,7 +13,7 @@ namespace uvit::cli {
 void add_predict(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Run the network once: eps = nnet(x, t, y|context)");
   struct Opts {
-    std::string config, weights, x, t, y, context, out, device = "cpu";
+    std::string config, weights, x, t, y, context, out, device = "cpu", precision;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
@@ -25,6 +25,7 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
   cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->callback([o] {
     Config c = load_config(o->config);
     const NetConfig& n = c.net;
@@ -41,7 +42,7 @@ void add_predict(CLI::App& app) {
     if (tv.size() == 1 && B > 1) tv.assign(B, tv[0]);  // a scalar t is broadcast, as official
     UVIT_CHECK(int64_t(tv.size()) == B, o->t, ": has ", tv.size(), " values for a batch of ", B);
 
-    auto be = make_backend(o->device);
+    auto be = make_backend(o->device, o->precision);
     UViT net(n, *be);
     net.load_file(o->weights);
 

@@ -50,6 +50,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--resume", j.resume, "continue the run in --out");
   cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
   cmd->add_option("--device", j.device, "cpu or cuda");
+  cmd->add_option("--precision", j.precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->callback([o] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
@@ -96,6 +97,7 @@ void add_demo(CLI::App& app) {
   cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
   cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
   cmd->add_option("--device", j.device, "cpu or cuda");
+  cmd->add_option("--precision", j.precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->callback([o] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
@@ -105,7 +107,7 @@ void add_demo(CLI::App& app) {
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     run_training(job);
-    auto be = make_backend(job.device);
+    auto be = make_backend(job.device, job.precision);
     UViT net(job.cfg.net, *be);
     net.load_file(dir + "/nnet_ema.safetensors");
     const std::string png = dir + "/grid.png";

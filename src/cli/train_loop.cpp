@@ -51,7 +51,7 @@ long run_training(const TrainJob& job) {
              " already holds a training run; pass --resume to continue it or choose another --out");
 
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
-  auto be = make_backend(job.device);
+  auto be = make_backend(job.device, job.precision);
   Trainer tr(cfg, *be, ds, dir);
   if (job.resume) {
     tr.resume();

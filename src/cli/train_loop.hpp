@@ -20,6 +20,7 @@ struct TrainJob {
   int eval_samples = 100;  // size of the evaluation grids
   bool quiet = false;
   std::string device = "cpu";
+  std::string precision;  // "" = the device default
 };
 
 // Returns the number of updates done in total (the run's step count when it stopped).
