@@ -33,6 +33,9 @@ class Backend {
   // e.g. on the CPU, whose peak is the process's resident set).
   virtual size_t peak_bytes() const { return 0; }
   virtual void reset_peak_bytes() {}
+  // Dense bf16 tensor peak of the device in FLOP/s for MFU figures (989e12 on H100/H200 SXM);
+  // 0 when unknown (the CPU).
+  virtual double peak_flops() const { return 0; }
 
   // ---- memory ----
   virtual void* alloc_bytes(size_t n) = 0;  // throws uvit::Error "out of memory: ..." on failure

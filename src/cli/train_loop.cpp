@@ -72,6 +72,7 @@ long run_training(const TrainJob& job) {
   std::ofstream log(dir + "/log.jsonl", std::ios::app);
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
+  const double fwd_flops = forward_flops(cfg.net);
   Progress bar("train", s.steps - first, job.quiet);
   double loss_acc = 0;
   long loss_n = 0;
@@ -99,15 +100,23 @@ long run_training(const TrainJob& job) {
     ++loss_n;
     const long k = tr.step_count();
     char extra[96];
-    std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
+    // MFU counts 3x the forward FLOPs per training image (forward + backward) against the
+    // device's bf16 peak.
+    const double img_s = (k - first) * double(s.batch) / elapsed();
+    const double mfu = be->peak_flops() > 0 ? 3 * fwd_flops * img_s / be->peak_flops() : 0;
+    if (mfu > 0)
+      std::snprintf(extra, sizeof extra, "loss %.4f MFU %.0f%%", st.loss, 100 * mfu);
+    else
+      std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
     bar.update(k - first, extra, s.batch, "img/s");
     if (k % s.log_interval == 0 || k == s.steps) {
       nlohmann::json j = {{"step", k},
                           {"loss", loss_acc / loss_n},
                           {"lr", st.lr},
                           {"grad_norm", st.grad_norm},
-                          {"img_s", (k - first) * double(s.batch) / elapsed()},
+                          {"img_s", img_s},
                           {"elapsed_s", elapsed()}};
+      if (mfu > 0) j["mfu"] = mfu;
       log << j.dump() << "\n" << std::flush;
       loss_acc = 0;
       loss_n = 0;

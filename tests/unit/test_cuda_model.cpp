@@ -1,0 +1,245 @@
+// The whole network, the samplers and the trainer on the CUDA backend against the CPU backend:
+// fp32 to 1e-5 (outputs) / 1e-4 (gradients), bf16 to the tolerances in docs/kernels.md.
+// Skipped, saying so, without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/generate.hpp"
+#include "uvit/model.hpp"
+#include "uvit/rng.hpp"
+#include "uvit/train.hpp"
+
+namespace fs = std::filesystem;
+using namespace uvit;
+
+namespace {
+
+// Small configurations that still exercise every path: class-conditional with the conv head and
+// a 72-wide head (the U-ViT-H head size), text-to-image, and unconditional with mlp_time_embed.
+const char* kConfigs[] = {
+    R"({"name": "c1", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 2, "in_chans": 3,
+        "embed_dim": 144, "depth": 4, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": false,
+        "mlp_time_embed": false, "num_classes": 11, "conv": true}})",
+    R"({"name": "t2i", "nnet": {"name": "uvit_t2i", "img_size": 8, "patch_size": 2, "in_chans": 4,
+        "embed_dim": 128, "depth": 2, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": false,
+        "mlp_time_embed": false, "clip_dim": 48, "num_clip_token": 7, "conv": false}})",
+    R"({"name": "u", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4, "in_chans": 3,
+        "embed_dim": 64, "depth": 2, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": true,
+        "mlp_time_embed": true, "num_classes": 0, "conv": true}})",
+};
+
+Config config_from(const char* json) {
+  fs::path p = fs::temp_directory_path() /
+               ("uvit_cuda_cfg_" + std::to_string(std::hash<std::string>{}(json)) + ".json");
+  FILE* f = std::fopen(p.c_str(), "w");
+  std::fputs(json, f);
+  std::fclose(f);
+  return load_config(p.string());
+}
+
+// max|a - b| / max|b|
+double rel(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    num = std::max(num, std::fabs(double(a[i]) - b[i]));
+    den = std::max(den, std::fabs(double(b[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+struct Result {
+  std::vector<float> out, grads;
+};
+
+Result run_net(Backend& be, const NetConfig& n, int B, bool train) {
+  UViT net(n, be);
+  net.init_random(5);
+  // Non-zero biases and norms so every parameter matters.
+  {
+    std::vector<float> p(net.num_params());
+    be.download(p.data(), net.params(), p.size() * 4);
+    Philox r(11);
+    for (size_t i = 0; i < p.size(); ++i) p[i] += 0.02f * r.normal(i);
+    be.upload(net.params(), p.data(), p.size() * 4);
+  }
+  const size_t img = size_t(n.in_chans) * n.img_size * n.img_size;
+  Philox rng(3);
+  std::vector<float> x(B * img), t(B), gout(B * img), ctx;
+  rng.fill_normal(x.data(), x.size());
+  rng.fill_normal(gout.data(), gout.size(), x.size());
+  for (int b = 0; b < B; ++b) t[b] = 999.f * rng.uniform(7 * x.size() + b);
+  std::vector<int32_t> y;
+  for (int b = 0; b < B && n.num_classes > 0 && !n.t2i(); ++b) y.push_back((3 * b) % n.num_classes);
+  if (n.t2i()) {
+    ctx.resize(size_t(B) * n.num_clip_token * n.clip_dim);
+    rng.fill_normal(ctx.data(), ctx.size(), 9 * x.size());
+  }
+  auto up = [&](const void* src, size_t bytes) {
+    void* p = be.alloc_bytes(std::max<size_t>(bytes, 4));
+    if (bytes) be.upload(p, src, bytes);
+    return p;
+  };
+  auto* dx = static_cast<float*>(up(x.data(), x.size() * 4));
+  auto* dt = static_cast<float*>(up(t.data(), t.size() * 4));
+  auto* dg = static_cast<float*>(up(gout.data(), gout.size() * 4));
+  auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(up(y.data(), y.size() * 4));
+  auto* dc = ctx.empty() ? nullptr : static_cast<float*>(up(ctx.data(), ctx.size() * 4));
+  float* out = be.alloc(x.size());
+  Result r;
+  if (train) net.zero_grad();
+  net.forward(dx, dt, dy, dc, out, B, train);
+  if (train) net.backward(dg);
+  r.out.resize(x.size());
+  be.download(r.out.data(), out, r.out.size() * 4);
+  if (train) {
+    r.grads.resize(net.num_params());
+    be.download(r.grads.data(), net.grads(), r.grads.size() * 4);
+  }
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dt), static_cast<void*>(dg),
+                  static_cast<void*>(dy), static_cast<void*>(dc), static_cast<void*>(out)})
+    if (p) be.free_bytes(p);
+  return r;
+}
+
+// Per-tensor gradient error: the worst tensor's max|a-b| / max|b|.
+double worst_grad(const UViT& ref_net, const std::vector<float>& a, const std::vector<float>& b,
+                  std::string* name) {
+  double worst = 0;
+  for (const auto& e : ref_net.table().entries()) {
+    std::vector<float> x(a.begin() + e.offset, a.begin() + e.offset + e.numel);
+    std::vector<float> y(b.begin() + e.offset, b.begin() + e.offset + e.numel);
+    const double r = rel(x, y);
+    if (r > worst) {
+      worst = r;
+      *name = e.name;
+    }
+  }
+  return worst;
+}
+
+}  // namespace
+
+class CudaModel : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const Config c = config_from(kConfigs[GetParam()]);
+  const int B = 3;
+  auto cpu = make_cpu_backend();
+  const Result ref = run_net(*cpu, c.net, B, true);
+  const Result ref_inf = run_net(*cpu, c.net, B, false);
+  UViT table_net(c.net, *cpu);
+  for (const char* prec : {"fp32", "bf16"}) {
+    auto gpu = make_backend("cuda", prec);
+    const Result g = run_net(*gpu, c.net, B, true);
+    const Result gi = run_net(*gpu, c.net, B, false);
+    const bool bf = std::string(prec) == "bf16";
+    std::string worst;
+    const double eo = rel(g.out, ref.out), ei = rel(gi.out, ref_inf.out);
+    const double eg = worst_grad(table_net, g.grads, ref.grads, &worst);
+    std::printf("[%s %s] forward %.3g (inference %.3g), worst gradient %.3g (%s)\n",
+                c.config_name.c_str(), prec, eo, ei, eg, worst.c_str());
+    EXPECT_LE(eo, bf ? 3e-2 : 1e-5) << prec;
+    EXPECT_LE(ei, bf ? 3e-2 : 1e-5) << prec;
+    EXPECT_LE(eg, bf ? 1e-1 : 1e-4) << prec << " " << worst;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, CudaModel, ::testing::Values(0, 1, 2));
+
+TEST(CudaModelCheckpointing, SameGradients) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  Config c = config_from(kConfigs[0]);
+  auto gpu = make_backend("cuda", "bf16");
+  const Result a = run_net(*gpu, c.net, 2, true);
+  c.net.use_checkpoint = true;
+  const Result b = run_net(*gpu, c.net, 2, true);
+  EXPECT_LE(rel(b.grads, a.grads), 1e-6);
+  EXPECT_EQ(rel(b.out, a.out), 0.0);
+}
+
+TEST(CudaSample, SamplerOnGpuMatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  Config c = config_from(kConfigs[0]);
+  c.json["dataset"] = {{"cfg", true}};
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "fp32");
+  UViT a(c.net, *cpu), b(c.net, *gpu);
+  a.init_random(2);
+  b.init_random(2);
+  for (const char* sampler : {"dpm-solver++", "euler-maruyama"}) {
+    GenerateOptions o;
+    o.sampler = sampler;
+    o.steps = 12;
+    o.cfg_scale = 0.7;
+    o.seed = 4;
+    o.mini_batch = 3;
+    const std::vector<int> labels = {0, 4, 9, 2, 7};
+    const auto xa = generate(a, c, o, 5, labels), xb = generate(b, c, o, 5, labels);
+    const double e = rel(xb, xa);
+    std::printf("[%s] GPU fp32 vs CPU: %.3g\n", sampler, e);
+    EXPECT_LE(e, 1e-4) << sampler;
+  }
+}
+
+namespace {
+// Deterministic random images: enough for the trainer's plumbing.
+class NoiseDataset : public Dataset {
+ public:
+  int64_t size() const override { return 64; }
+  std::array<int64_t, 3> item_shape() const override { return {3, 16, 16}; }
+  int num_classes() const override { return 10; }
+  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
+    Philox(77, uint64_t(i)).fill_normal(x, 3 * 16 * 16);
+    for (int k = 0; k < 3 * 16 * 16; ++k) x[k] = std::tanh(x[k]);
+    return i % 10;
+  }
+  std::string describe() const override { return "noise (64 items)"; }
+};
+}  // namespace
+
+TEST(CudaTrain, ResumeIsBitIdenticalAndLossTracksCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  Config c = config_from(kConfigs[0]);
+  c.json["train"] = {{"batch_size", 8},
+                     {"n_steps", 6},
+                     {"log_interval", 1000},
+                     {"eval_interval", 100000},
+                     {"save_interval", 100000}};
+  c.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
+  c.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 2}};
+  c.json["dataset"] = {{"cfg", true}, {"p_uncond", 0.1}};
+  auto data = std::make_shared<NoiseDataset>();
+  const fs::path root = fs::temp_directory_path() / "uvit_cuda_train";
+  fs::remove_all(root);
+  auto losses = [&](Backend& be, const std::string& dir, int steps, bool resume) {
+    Trainer tr(c, be, data, dir);
+    resume ? tr.resume() : tr.init();
+    std::vector<double> l;
+    while (tr.step_count() < steps) l.push_back(tr.step().loss);
+    tr.save();
+    std::vector<float> p(tr.net().num_params());
+    be.download(p.data(), tr.net().params(), p.size() * 4);
+    return std::make_pair(l, p);
+  };
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "fp32");
+  const auto [lc, pc] = losses(*cpu, (root / "cpu").string(), 6, false);
+  const auto [lg, pg] = losses(*gpu, (root / "gpu").string(), 6, false);
+  for (size_t i = 0; i < lc.size(); ++i) {
+    std::printf("step %zu loss cpu %.6f gpu %.6f\n", i + 1, lc[i], lg[i]);
+    EXPECT_NEAR(lg[i], lc[i], 1e-3 * std::fabs(lc[i])) << "step " << i + 1;
+  }
+  auto bf = make_backend("cuda", "bf16");
+  const auto [l1, p1] = losses(*bf, (root / "straight").string(), 6, false);
+  losses(*bf, (root / "resumed").string(), 3, false);
+  const auto [l2, p2] = losses(*bf, (root / "resumed").string(), 6, true);
+  EXPECT_EQ(p1, p2) << "bf16 resume on the GPU is not bit-identical";
+  for (size_t i = 0; i < l1.size(); ++i)
+    EXPECT_NEAR(l1[i], lc[i], 5e-2 * std::fabs(lc[i])) << "bf16 step " << i + 1;
+  fs::remove_all(root);
+}
