@@ -26,8 +26,7 @@ struct Opts {
 };
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void emit(const Opts& o, const std::string& line) {
@@ -57,8 +56,9 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, UViT& net) {
   std::vector<int> labels;
   const int classes = real_classes(c);
   for (int i = 0; classes > 0 && i < o.n; ++i) labels.push_back(i % classes);
-  UVIT_CHECK(!c.net.t2i(), "bench --mode sample: text-to-image presets need contexts; use a "
-                           "class-conditional or unconditional preset");
+  UVIT_CHECK(!c.net.t2i(),
+             "bench --mode sample: text-to-image presets need contexts; use a "
+             "class-conditional or unconditional preset");
   int evals = 0;
   g.progress = [&](int done, int) { evals = done; };
   const double t0 = now_s();
@@ -68,8 +68,8 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, UViT& net) {
   emit(o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"sample\", ",
               "\"device\": \"", be.name(), "\", \"precision\": \"", be.precision(),
               "\", \"sampler\": \"", o.sampler, "\", \"steps\": ", o.steps, ", \"n\": ", o.n,
-              ", \"mini_batch\": ", o.batch, ", \"network_calls\": ", evals, ", \"seconds\": ", secs,
-              ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
+              ", \"mini_batch\": ", o.batch, ", \"network_calls\": ", evals,
+              ", \"seconds\": ", secs, ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
 }
 }  // namespace
 

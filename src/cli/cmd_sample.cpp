@@ -2,10 +2,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "cli/prompt_contexts.hpp"
 #include "cli/sample_grid.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -18,12 +21,14 @@ void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
   struct Opts {
     std::string config, weights, sampler, classes, out, npy, dir, context, null_context,
-        device = "cpu";
+        device = "cpu", precision;
     int n = 16, steps = 0, cls = -1, batch = 0;
     double scale = -1;
     long seed = 0;
     std::vector<std::string> set;
     bool quiet = false;
+    std::vector<std::string> prompt;
+    std::string prompts_file, clip, clip_config, vocab, latents, autoencoder, autoencoder_config;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
@@ -50,19 +55,46 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
   cmd->add_option("--null-context", o->null_context,
                   "text models: the empty prompt's [77,clip_dim] .npy");
+  cmd->add_option("--prompt", o->prompt,
+                  "text models: a prompt (repeatable; sample i gets prompt i mod P; --n defaults "
+                  "to P)");
+  cmd->add_option("--prompts", o->prompts_file, "text models: a file of prompts, one per line");
+  cmd->add_option("--clip", o->clip, "text models: CLIPTextModel weights for --prompt");
+  cmd->add_option("--clip-config", o->clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
+  cmd->add_option("--vocab", o->vocab, "CLIP vocabulary (default: the repository's data/clip)");
+  cmd->add_option("--latents", o->latents,
+                  "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
+  cmd->add_option("--autoencoder", o->autoencoder,
+                  "latent models: autoencoder_kl.pth (or .safetensors) that decodes the samples");
+  cmd->add_option("--autoencoder-config", o->autoencoder_config,
+                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device, "cpu or cuda");
-  cmd->callback([o] {
+  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->callback([o, cmd] {
     Config cfg = load_config(o->config);
     for (const auto& a : o->set) apply_override(cfg, a);
     const NetConfig& nc = cfg.net;
-    UVIT_CHECK(!o->out.empty() || !o->npy.empty() || !o->dir.empty(),
+    const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
+    UVIT_CHECK(images || !o->latents.empty(),
                "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
-    UVIT_CHECK(!cfg.json.contains("z_shape"), "config ", cfg.config_name,
-               " is a latent model: decoding its samples needs the Stable Diffusion autoencoder, "
-               "which this build does not include yet");
-    const int n = o->n;
+    const bool latent = cfg.json.contains("z_shape");
+    UVIT_CHECK(!latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
+               " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples "
+               "(or only --latents FILE)");
+    std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
+    if (latent && images) {
+      // The latents were scaled by the preset's scale_factor (SPEC 12.5): it wins.
+      AutoencoderConfig ac = o->autoencoder_config.empty()
+                                 ? AutoencoderConfig{}
+                                 : load_autoencoder_config(o->autoencoder_config);
+      ac.scale_factor = cfg.json.value("autoencoder", nlohmann::json::object())
+                            .value("scale_factor", ac.scale_factor);
+      ae.emplace(Autoencoder::load(o->autoencoder, ac));
+    }
+    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
+    const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
     std::vector<int> labels;
     if (!nc.t2i() && nc.num_classes > 0) {
       if (o->classes == "all") {
@@ -80,9 +112,25 @@ void add_sample(CLI::App& app) {
                  " is not class-conditional: --class/--classes do not apply");
     }
     std::vector<float> ctx, null_ctx;
-    if (nc.t2i()) {
+    std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
+    UVIT_CHECK(nc.t2i() || prompts.empty(), "config ", cfg.config_name,
+               " is not text-to-image: --prompt/--prompts do not apply");
+    if (nc.t2i() && !prompts.empty()) {
+      UVIT_CHECK(o->context.empty() && o->null_context.empty(),
+                 "give either --prompt/--prompts or --context/--null-context, not both");
+      PromptContexts pc =
+          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab);
+      const size_t per = size_t(nc.num_clip_token) * size_t(nc.clip_dim);
+      UVIT_CHECK(pc.null_context.size() == per, o->clip, ": CLIP contexts are [77, ",
+                 pc.null_context.size() / 77, "], config ", cfg.config_name, " expects [",
+                 nc.num_clip_token, ", ", nc.clip_dim, "]");
+      ctx = std::move(pc.contexts);
+      null_ctx = std::move(pc.null_context);
+      sample_prompts = std::move(pc.prompts);
+    } else if (nc.t2i()) {
       UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
-                 " is text-to-image: give --context contexts.npy");
+                 " is text-to-image: give --prompt TEXT (with --clip W) or --context "
+                 "contexts.npy");
       Array a = load_npy(o->context);
       const std::vector<int64_t> want = {n, nc.num_clip_token, nc.clip_dim};
       UVIT_CHECK(a.shape == want, o->context, ": shape ", shape_str(a.shape), ", expected ",
@@ -96,7 +144,7 @@ void add_sample(CLI::App& app) {
         null_ctx = b.to_f32();
       }
     }
-    auto be = make_backend(o->device);
+    auto be = make_backend(o->device, o->precision);
     UViT net(nc, *be);
     net.load_file(o->weights);
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
@@ -121,9 +169,19 @@ void add_sample(CLI::App& app) {
     };
     std::vector<float> x = generate(net, cfg, g, n, labels, ctx, null_ctx);
     timing.finish();
+    if (!o->latents.empty())
+      save_npy(o->latents, Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, x.data()));
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
+    int img_c = nc.in_chans, img_s = nc.img_size;
+    if (ae) {
+      Progress bar("decode", n, o->quiet);
+      x = decode_latents(*ae, x, n, img_c, img_s, img_s, 4,
+                         [&](int64_t done, int64_t) { bar.update(long(done)); });
+      bar.finish();
+      img_c = ae->config().out_ch, img_s *= ae->config().downsample_factor();
+    }
+    auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
     if (!o->out.empty()) {
       const int per_row = labels.empty() || o->classes != "all" ? 0 : real_classes(cfg);
       const int nrow = per_row > 0 ? per_row : std::max(1, int(std::ceil(std::sqrt(double(n)))));
@@ -140,11 +198,12 @@ void add_sample(CLI::App& app) {
                                                    {"index", std::to_string(i)},
                                                    {"cfg_scale", std::to_string(g.cfg_scale)}};
         if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
+        if (!sample_prompts.empty()) meta["prompt"] = sample_prompts[size_t(i)];
         write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);
       }
     }
     if (!o->npy.empty()) {
-      const int c = nc.in_chans, s = nc.img_size;
+      const int c = img_c, s = img_s;
       Array a(DType::U8, {n, s, s, c});
       for (int i = 0; i < n; ++i)
         std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);

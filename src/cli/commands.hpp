@@ -11,5 +11,11 @@ void add_bench(CLI::App& app);
 void add_train(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_sample(CLI::App& app);
+void add_autoencoder(CLI::App& app);
+void add_extract_features(CLI::App& app);
+void add_fid(CLI::App& app);  // fid, fid-features, fid-stats
+void add_eval(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_encode_text(CLI::App& app);
 
 }  // namespace uvit::cli

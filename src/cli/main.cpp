@@ -23,6 +23,12 @@ int main(int argc, char** argv) {
   uvit::cli::add_bench(app);
   uvit::cli::add_train(app);
   uvit::cli::add_sample(app);
+  uvit::cli::add_autoencoder(app);
+  uvit::cli::add_extract_features(app);
+  uvit::cli::add_fid(app);
+  uvit::cli::add_eval(app);
+  uvit::cli::add_tokenize(app);
+  uvit::cli::add_encode_text(app);
   uvit::cli::add_demo(app);
   try {
     app.parse(argc, argv);

@@ -156,7 +156,10 @@ void UViT::init_random(uint64_t seed) {
       std::fill(p, p + e.numel, 0.f);  // biases and LayerNorm bias
     } else {
       // trunc_normal_(std=.02) with absolute bounds +-2: effectively untruncated (SPEC 4.4).
-      for (size_t i = 0; i < e.numel; ++i) p[i] = std::clamp(0.02f * rng.normal(i), -2.f, 2.f);
+      // Counter-based draws: element i depends only on (seed, tensor, i), so threads may split it.
+      const long n = long(e.numel);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+      for (long i = 0; i < n; ++i) p[i] = std::clamp(0.02f * rng.normal(i), -2.f, 2.f);
     }
   }
   be_.upload(params_, host.data(), host.size() * sizeof(float));

@@ -16,6 +16,8 @@ class AttentionContext {
                        float scale) = 0;
   virtual void backward(const void* dout, const void* qkv, const void* out, const float* lse,
                         void* dqkv, int B, int N, int H, int Dh, float scale) = 0;
+  // Device bytes held as scratch (grow-only), for peak-memory reports.
+  virtual size_t workspace_bytes() const { return 0; }
 };
 
 std::unique_ptr<AttentionContext> make_attention_context(cudaStream_t stream, bool bf16);

@@ -20,6 +20,8 @@ class GemmContext {
   // residual == y means accumulate.
   virtual void linear(const void* x, int ldx, const void* w, int ldw, const void* bias,
                       const void* residual, void* y, int ldy, int M, int N, int K) = 0;
+  // Device bytes held as workspace, for peak-memory reports.
+  virtual size_t workspace_bytes() const { return 0; }
 };
 
 // bf16: act is __nv_bfloat16, else float (pure fp32 math: CUBLAS_COMPUTE_32F, no TF32).

@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Results of scripts/gpu-check.sh: uvit (CUDA) against the PyTorch twin, one table and one JSON.
+
+  summarize.py record --case NAME --config C --mode M [--ckpt 0|1] [--precision bf16|fp32] --rc RC --seconds S
+                      [--json FILE] [--stdout FILE] >> uvit_bench.jsonl
+      wraps one `uvit bench` run as one JSON line (its --json file, else the last JSON line it
+      printed; a failed or silent run is recorded with rc and the tail of its output).
+  summarize.py table --ours uvit_bench.jsonl --twin torch_twin.jsonl --out results.json
+                     [--stages stages.tsv] [--gtest-xml gtest.xml] [--device-name NAME]
+                     [--peak-tflops 989]
+      prints a markdown table (ours vs the eager and compiled twin, MFU, peak memory, the issues'
+      targets) and writes results.json. Missing inputs give "n/a" cells, never a crash.
+
+MFU = mult x forward FLOPs x img/s / peak, mult = 3 for a training step and 1 for a forward pass
+(forward FLOPs per image as src/models/uvit_params.cpp counts them: 2 per multiply-add).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+S, H = "cifar10_uvit_small", "imagenet256_uvit_huge"
+# Row order of the table: (config, mode, use_checkpoint).
+ROWS = [(S, "forward", False), (H, "forward", False), (S, "train", False), (H, "train", False),
+        (H, "train", True)]
+PEAK_KEYS = ("peak_device_mb", "peak_mem_mb", "peak_gpu_mb", "device_peak_mb", "peak_mb")
+RATE_KEYS = ("img_s", "nfe_s", "images_per_s")
+SAMPLE_SECONDS_KEYS = ("sample_s", "seconds", "total_s", "wall_s", "elapsed_s")
+PAPER_SAMPLE_S = 89.0  # official: 500 U-ViT-H/2 samples, 50 DPM-Solver steps with guidance, one A100
+
+
+def forward_flops(config):
+    """Forward FLOPs per image of configs/<config>.json's network (uvit networks)."""
+    with open(os.path.join(REPO, "configs", config + ".json")) as f:
+        n = json.load(f)["nnet"]
+    D, p, C, Sz = n["embed_dim"], n["patch_size"], n["in_chans"], n["img_size"]
+    L = (Sz // p) ** 2
+    N = L + (2 if n.get("num_classes", -1) > 0 else 1)
+    Hd = int(D * n.get("mlp_ratio", 4.0))
+    side = n["depth"] // 2
+    per_block = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N * D * Hd
+    f = (2 * side + 1) * per_block
+    if n.get("skip", True):
+        f += side * 2 * N * 2 * D * D
+    f += 2 * L * D * p * p * C + 2 * N * D * p * p * C
+    if n.get("mlp_time_embed", False):
+        f += 2 * 2 * D * 4 * D
+    if n.get("conv", True):
+        f += 2.0 * Sz * Sz * C * C * 9
+    return f
+
+
+def read_jsonl(path):
+    out = []
+    if not path or not os.path.isfile(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return out
+
+
+def last_json_line(path):
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, errors="replace") as f:
+        lines = [ln.strip() for ln in f if ln.strip().startswith("{")]
+    for ln in reversed(lines):
+        try:
+            return json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def tail(path, n=6):
+    if not path or not os.path.isfile(path):
+        return ""
+    with open(path, errors="replace") as f:
+        return " | ".join(ln.rstrip() for ln in f.readlines()[-n:])[-800:]
+
+
+def cmd_record(a):
+    res = None
+    if a.json and os.path.isfile(a.json):
+        try:
+            with open(a.json) as f:
+                txt = f.read().strip()
+            res = json.loads(txt.splitlines()[-1]) if txt else None
+        except (json.JSONDecodeError, IndexError, OSError):
+            res = None
+    if res is None:
+        res = last_json_line(a.stdout)
+    partial = None
+    if a.rc != 0 or not isinstance(res, dict) or res.get("config", a.config) != a.config or \
+            res.get("mode", a.mode) != a.mode:
+        partial, res = res, None  # a failed or mismatched run yields no figures
+    rec = {"case": a.case, "config": a.config, "mode": a.mode, "use_checkpoint": bool(a.ckpt),
+           "precision": a.precision, "rc": a.rc, "seconds": a.seconds, "result": res}
+    if partial is not None:
+        rec["partial_result"] = partial
+    if a.rc != 0 or res is None:
+        rec["error"] = ("timed out" if a.rc in (124, 137) else f"exit {a.rc}" if a.rc else
+                        "no JSON result") + (": " + tail(a.stdout) if a.stdout else "")
+    print(json.dumps(rec))
+    return 0
+
+
+def first(d, keys):
+    for k in keys:
+        v = d.get(k) if isinstance(d, dict) else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+def fmt(v, spec=".1f", suffix=""):
+    return "n/a" if v is None else f"{v:{spec}}{suffix}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def parse_gtest(path):
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as e:
+        return {"error": f"{path}: {e}"}
+    g = {k: int(root.get(k, 0)) for k in ("tests", "failures", "errors", "disabled")}
+    failed, skipped = [], 0
+    for tc in root.iter("testcase"):
+        name = f"{tc.get('classname')}.{tc.get('name')}"
+        if tc.find("failure") is not None or tc.find("error") is not None:
+            failed.append(name)
+        if tc.find("skipped") is not None or tc.get("result") == "skipped":
+            skipped += 1
+    g.update(skipped=skipped, failed=failed)
+    return g
+
+
+def parse_stages(path):
+    out = []
+    if not path or not os.path.isfile(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) >= 4:
+                out.append({"stage": p[0], "status": p[1], "rc": p[2], "seconds": p[3],
+                            "note": p[4] if len(p) > 4 else ""})
+    return out
+
+
+def twin_problem(twin, mode, cfg, impl, ckpt):
+    """Why the twin has no figure for this case: its error, its skip reason, or "not run"."""
+    want = f"{mode}:{cfg}:{impl}" + ("" if mode == "forward" else (":ckpt" if ckpt else ":nockpt"))
+    for t in twin:
+        case = t.get("case", "")
+        if (case == want or (mode == "train" and not ckpt and case == f"{mode}:{cfg}:{impl}")) and \
+                (t.get("error") or t.get("skipped")):
+            return t.get("error") or "skipped: " + t["skipped"]
+    return "not run"
+
+
+def cmd_table(a):
+    ours = read_jsonl(a.ours)
+    twin = read_jsonl(a.twin)
+    peak = a.peak_tflops * 1e12
+    device = a.device_name or next((t.get("device") for t in twin if t.get("device")), "unknown")
+
+    def ours_for(cfg, mode, ckpt):
+        for r in ours:
+            if r.get("config") == cfg and r.get("mode") == mode and \
+                    bool(r.get("use_checkpoint")) == ckpt and r.get("precision", "bf16") == "bf16":
+                return r
+        return None
+
+    def twin_for(cfg, mode, ckpt, impl):
+        for r in twin:
+            if r.get("config") == cfg and r.get("mode") == mode and r.get("impl") == impl and \
+                    bool(r.get("use_checkpoint")) == ckpt and "error" not in r:
+                return r
+        return None
+
+    rows, targets = [], []
+    keys = list(ROWS) + sorted({(r.get("config"), r.get("mode"), bool(r.get("use_checkpoint")))
+                                for r in ours + twin
+                                if r.get("mode") in ("forward", "train") and r.get("config")} - set(ROWS))
+    for cfg, mode, ckpt in keys:
+        o = ours_for(cfg, mode, ckpt)
+        e, c = twin_for(cfg, mode, ckpt, "torch_eager"), twin_for(cfg, mode, ckpt, "torch_compiled")
+        if o is None and e is None and c is None:
+            continue
+        ores = (o or {}).get("result") or {}
+        try:
+            ff = forward_flops(cfg)
+        except (OSError, KeyError, ValueError):
+            ff = None
+        mult = 3 if mode == "train" else 1
+
+        def mfu(rate):
+            return mult * ff * rate / peak if rate is not None and ff else None
+
+        r = {"config": cfg, "mode": mode, "use_checkpoint": ckpt,
+             "forward_gflop_per_img": ff / 1e9 if ff else None,
+             "ours_img_s": first(ores, RATE_KEYS), "eager_img_s": first(e, RATE_KEYS),
+             "compiled_img_s": first(c, RATE_KEYS), "ours_peak_mb": first(ores, PEAK_KEYS),
+             "eager_peak_mb": first(e, PEAK_KEYS), "compiled_peak_mb": first(c, PEAK_KEYS),
+             "ours_error": (o or {}).get("error") if o else "not run",
+             "eager_error": None if e else twin_problem(twin, mode, cfg, "eager", ckpt),
+             "compiled_error": None if c else twin_problem(twin, mode, cfg, "compiled", ckpt)}
+        r["vs_eager"] = ratio(r["ours_img_s"], r["eager_img_s"])
+        r["vs_compiled"] = ratio(r["ours_img_s"], r["compiled_img_s"])
+        for k in ("ours", "eager", "compiled"):
+            r[k + "_mfu"] = mfu(r[k + "_img_s"])
+        rows.append(r)
+
+    def row(cfg, mode, ckpt):
+        return next((r for r in rows if (r["config"], r["mode"], r["use_checkpoint"]) == (cfg, mode, ckpt)), {})
+
+    def target(name, value, ok):
+        targets.append({"target": name, "measured": value, "result": verdict(ok)})
+
+    for cfg in (S, H):  # issue 4: forward NFE/s
+        r = row(cfg, "forward", False)
+        v = r.get("vs_eager")
+        target(f"{cfg} forward >= 1.5x eager twin", fmt(v, ".2f", "x"), None if v is None else v >= 1.5)
+        v = r.get("vs_compiled")
+        target(f"{cfg} forward >= 1.2x compiled twin", fmt(v, ".2f", "x"), None if v is None else v >= 1.2)
+    rh, rhc, rs = row(H, "train", False), row(H, "train", True), row(S, "train", False)
+    v = rh.get("ours_mfu")  # issue 5: training
+    target(f"{H} train >= 50% MFU", fmt(None if v is None else 100 * v, ".1f", "%"), None if v is None else v >= 0.5)
+    for cfg, r in ((H, rh), (S, rs)):
+        v = r.get("vs_eager")
+        target(f"{cfg} train >= 1.5x eager twin", fmt(v, ".2f", "x"), None if v is None else v >= 1.5)
+    for name, r in (("no ckpt", rh), ("ckpt", rhc)):
+        o, e = r.get("ours_peak_mb"), r.get("eager_peak_mb")
+        target(f"{H} train ({name}) peak memory <= eager twin's",
+               f"{fmt(o, '.0f')} vs {fmt(e, '.0f')} MB", None if o is None or e is None else o <= e)
+    o1, o2 = rhc.get("ours_peak_mb"), rh.get("ours_peak_mb")
+    v = ratio(o1, o2)
+    target(f"{H} train: ckpt peak <= 40% of no-ckpt peak", fmt(None if v is None else 100 * v, ".0f", "%"),
+           None if v is None else v <= 0.4)
+
+    # Sampling: 500 latents, 50 DPM-Solver++ steps, guidance (100 network evaluations per image).
+    sample = None
+    for r in ours:
+        if r.get("mode") == "sample":
+            res = r.get("result") or {}
+            sec = first(res, SAMPLE_SECONDS_KEYS)
+            sample = {"config": r.get("config"), "ours_s": sec, "error": r.get("error"),
+                      "result": res, "paper_a100_s": PAPER_SAMPLE_S}
+            h = row(H, "forward", False)
+            for impl in ("eager", "compiled"):
+                nfe = h.get(impl + "_img_s")
+                n, steps = res.get("n", 500), res.get("steps", 50)
+                # Derived, not measured: image-NFEs / the twin's forward NFE/s at batch 128.
+                sample[f"twin_{impl}_derived_s"] = (n * 2 * steps / nfe) if nfe else None
+
+    gtest = parse_gtest(a.gtest_xml)
+    stages = parse_stages(a.stages)
+    doc = {"device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
+           "sample": sample, "gtest": gtest, "stages": stages,
+           "twin_meta": {k: twin[0].get(k) for k in ("torch", "python", "sdpa_check_max_abs_err")} if twin else None,
+           "raw": {"ours": ours, "twin": twin}}
+    if a.out:
+        d = os.path.dirname(os.path.abspath(a.out))
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".results.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(tmp, a.out)
+
+    p = print
+    p(f"\n## GPU results on {device} (batch 128, bf16; MFU against {a.peak_tflops:.0f} TFLOP/s)\n")
+    p("| config | mode | ckpt | uvit img/s | torch eager | torch compiled | vs eager | vs compiled "
+      "| uvit MFU | eager MFU | compiled MFU | uvit peak MB | eager peak MB | compiled peak MB |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        pct = (lambda v: fmt(None if v is None else 100 * v, ".1f", "%"))
+        p(f"| {r['config']} | {r['mode']} | {'yes' if r['use_checkpoint'] else 'no'} "
+          f"| {fmt(r['ours_img_s'])} | {fmt(r['eager_img_s'])} | {fmt(r['compiled_img_s'])} "
+          f"| {fmt(r['vs_eager'], '.2f', 'x')} | {fmt(r['vs_compiled'], '.2f', 'x')} "
+          f"| {pct(r['ours_mfu'])} | {pct(r['eager_mfu'])} | {pct(r['compiled_mfu'])} "
+          f"| {fmt(r['ours_peak_mb'], '.0f')} | {fmt(r['eager_peak_mb'], '.0f')} | {fmt(r['compiled_peak_mb'], '.0f')} |")
+    p("(forward rows: img/s = network evaluations per second)")
+    notes = [(f"{r['config']} {r['mode']}{' ckpt' if r['use_checkpoint'] else ''} {who}", r[who + "_error"])
+             for r in rows for who in ("ours", "eager", "compiled") if r.get(who + "_error")]
+    for what, why in notes:
+        p(f"- {what}: {why}")
+    if sample:
+        p(f"\nSampling {H}, 500 latents, 50 DPM-Solver++ steps, guidance: uvit "
+          f"{fmt(sample['ours_s'], '.1f', ' s')} (paper, A100: {PAPER_SAMPLE_S:.0f} s; twin, derived from its "
+          f"forward NFE/s, not measured: eager {fmt(sample.get('twin_eager_derived_s'), '.1f', ' s')}, "
+          f"compiled {fmt(sample.get('twin_compiled_derived_s'), '.1f', ' s')})"
+          + (f"; error: {sample['error']}" if sample.get("error") else ""))
+    p("\n| target | measured | result |\n|---|---|---|")
+    for t in targets:
+        p(f"| {t['target']} | {t['measured']} | {t['result']} |")
+    if gtest:
+        if "error" in gtest:
+            p(f"\ngtest: {gtest['error']}")
+        else:
+            p(f"\ngtest: {gtest['tests']} tests, {len(gtest['failed'])} failed, {gtest['skipped']} skipped, "
+              f"{gtest['disabled']} disabled" + (": " + ", ".join(gtest["failed"][:20]) if gtest["failed"] else ""))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record", help="wrap one `uvit bench` run as a JSON line")
+    r.add_argument("--case", required=True)
+    r.add_argument("--config", required=True)
+    r.add_argument("--mode", required=True)
+    r.add_argument("--ckpt", type=int, default=0)
+    r.add_argument("--precision", default="bf16")
+    r.add_argument("--rc", type=int, required=True)
+    r.add_argument("--seconds", type=float, default=None)
+    r.add_argument("--json")
+    r.add_argument("--stdout")
+    t = sub.add_parser("table", help="print the table and write results.json")
+    t.add_argument("--ours")
+    t.add_argument("--twin")
+    t.add_argument("--out")
+    t.add_argument("--stages")
+    t.add_argument("--gtest-xml")
+    t.add_argument("--device-name", default="")
+    t.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100/H200 SXM: 989)")
+    a = ap.parse_args()
+    return cmd_record(a) if a.cmd == "record" else cmd_table(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+// The Stable Diffusion KL autoencoder (SPEC 13) on the CPU: encode images to posterior moments,
+// decode latents to images. Loads the official autoencoder_kl.pth key layout (or safetensors).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "uvit/array.hpp"
+
+namespace uvit {
+
+// The official ddconfig (field names as in libs/autoencoder.py) plus embed_dim and scale_factor.
+// The defaults are the SD kl-f8 configuration used by every latent U-ViT model.
+struct AutoencoderConfig {
+  bool double_z = true;
+  int z_channels = 4, resolution = 256, in_channels = 3, out_ch = 3, ch = 128;
+  std::vector<int> ch_mult = {1, 2, 4, 4};
+  int num_res_blocks = 2;
+  std::vector<int> attn_resolutions = {};
+  double dropout = 0.0;  // inference ignores it; accepted for compatibility
+  int embed_dim = 4;
+  double scale_factor = 0.18215;
+
+  int downsample_factor() const { return 1 << (int(ch_mult.size()) - 1); }
+};
+
+// {"ddconfig": {...}, "embed_dim": 4, "scale_factor": 0.18215}; absent fields keep the SD
+// defaults, unknown fields are errors. `what` names the source in error messages.
+AutoencoderConfig parse_autoencoder_config(const std::string& json_text, const std::string& what);
+AutoencoderConfig load_autoencoder_config(const std::string& path);
+
+// Every parameter of the official state_dict with its shape, in state_dict order (248 for SD).
+std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shapes(
+    const AutoencoderConfig& cfg);
+
+class Autoencoder {
+ public:
+  // Strict: every expected key present with its shape, no unexpected keys (one-line errors naming
+  // the first offender). fp16/bf16/fp64 weights are converted to fp32; fp32 ones are kept as
+  // they are (moved in, so loading does not hold two copies).
+  Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what);
+  static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {});
+
+  const AutoencoderConfig& config() const { return cfg_; }
+
+  // images [B, in_channels, H, W] in [-1, 1] (H, W multiples of the downsample factor) ->
+  // moments [B, 2*embed_dim, H/f, W/f]: quant_conv(encoder(x)) (channels: mean, then logvar).
+  Array encode_moments(const Array& images) const;
+  // z [B, embed_dim, h, w] -> images [B, out_ch, h*f, w*f]: decoder(post_quant_conv(z/scale)).
+  Array decode(const Array& z) const;
+
+ private:
+  struct Tensor;
+  const float* p(const std::string& name) const;
+  void conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride, int pad_lt,
+            int pad_rb) const;
+  void group_norm_swish(const std::string& name, const Tensor& x, Tensor& y, bool swish) const;
+  void resblock(const std::string& name, Tensor& x) const;
+  void attnblock(const std::string& name, Tensor& x) const;
+  Tensor run_encoder(Tensor x) const;
+  Tensor run_decoder(Tensor z) const;
+
+  AutoencoderConfig cfg_;
+  std::map<std::string, Array> w_;  // fp32
+};
+
+// Applies fn to slices of at most `chunk` items along dim 0 and concatenates the results, so memory
+// stays bounded (the official eval decodes in chunks of 50). progress(done, total) after each.
+Array map_batches(const Array& in, int chunk, const std::function<Array(const Array&)>& fn,
+                  const std::function<void(int64_t, int64_t)>& progress = {});
+
+// Latent sampling (SPEC 12.5): n latents [C, h, w] -> n images [out_ch, h*f, w*f] (float, not
+// clamped), decoded `chunk` at a time; progress(done, n) after each chunk.
+std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float>& z, int n, int c,
+                                  int h, int w, int chunk,
+                                  const std::function<void(int64_t, int64_t)>& progress = {});
+
+// One official ImageNet feature file ({idx}.npy): the bytes np.save writes for the object array
+// (moments float32 [8, h, w], numpy.int64 label); read back by the imagenet*_features dataset.
+std::vector<uint8_t> encode_feature_record(const Array& moments, int64_t label);
+
+}  // namespace uvit

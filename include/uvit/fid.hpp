@@ -1,0 +1,63 @@
+// Sample-quality metrics on Inception features (SPEC 17): FID statistics and the Frechet distance
+// (pytorch-fid compatible), the Inception Score, and k-NN precision/recall.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "uvit/array.hpp"
+
+namespace uvit {
+
+class FidInception;
+
+// mu [d] and sigma [d, d] in float64, as pytorch-fid's .npz files hold them.
+struct FidStats {
+  int dims = 0;
+  std::vector<double> mu, sigma;
+};
+
+// mu = mean over rows; sigma = unbiased (N - 1) covariance (np.cov(rowvar=False)). Needs n >= 2.
+FidStats stats_from_features(const float* features, long n, int dims);
+// .npz with keys "mu" [d] and "sigma" [d, d] (any float dtype; stored as float64).
+FidStats load_fid_stats(const std::string& path);
+void save_fid_stats(const std::string& path, const FidStats& s);  // atomic, float64
+
+// sum_i sqrt(lambda_i) over the eigenvalues of s1 * s2, i.e. tr(sqrtm(s1 s2)), computed from the
+// symmetric PSD matrix sqrt(s1) s2 sqrt(s1) (eigenvalues clamped at 0, which equals the real part
+// that pytorch-fid keeps). s1, s2: row-major d x d symmetric.
+double trace_sqrt_product(const double* s1, const double* s2, int d);
+// ||mu1 - mu2||^2 + tr(s1) + tr(s2) - 2 tr(sqrtm(s1 s2)). Non-finite input throws naming `what`.
+double frechet_distance(const FidStats& a, const FidStats& b, const std::string& what = "stats");
+
+// Inception Score from [n, classes] logits: softmax over all classes (float64), `splits` equal
+// consecutive splits (no shuffling), exp(mean KL(p(y|x) || p(y))) per split; mean and population
+// std over the splits.
+struct InceptionScore {
+  double mean = 0, std = 0;
+};
+InceptionScore inception_score(const float* logits, long n, int classes, int splits = 10);
+
+// Improved precision and recall (Kynkaanniemi et al. 2019): each set's manifold is the union of
+// balls around its points with radius = distance to the k-th nearest other point of the same set.
+// precision = share of fake points inside the real manifold; recall = share of real points inside
+// the fake manifold. Euclidean distances; a point on the boundary counts as inside.
+struct PrecisionRecall {
+  double precision = 0, recall = 0;
+};
+PrecisionRecall precision_recall(const float* real, long n_real, const float* fake, long n_fake,
+                                 int dims, int k = 3);
+
+// Images to features. A SOURCE is a folder of images (pytorch-fid's extensions, lowercase,
+// not recursive, sorted by path) or a .npy of uint8 images [N, H, W, C] (C = 1 or 3) or [N, H, W].
+// Returns pool3 [N, 2048] (and logits [N, 1008] when `logits` is non-null). progress(done, total).
+std::vector<float> source_features(const FidInception& net, const std::string& source,
+                                   std::vector<float>* logits = nullptr,
+                                   const std::function<void(long, long)>& progress = {});
+// A .npy that already holds features: float32/float64 [N, 2048]. Non-features .npy -> false.
+bool is_feature_npy(const std::string& path);
+// Image files of a folder in pytorch-fid's order; throws when there are none.
+std::vector<std::string> list_image_files(const std::string& dir);
+
+}  // namespace uvit

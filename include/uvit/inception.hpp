@@ -1,0 +1,67 @@
+// The FID Inception network (SPEC 17): the TF "2015-12-05" Inception-v3 port that pytorch-fid uses,
+// in torchvision's Inception3 key layout with 1008 classes, with the FID-specific pool branches
+// (average pools that exclude padding; a max pool in Mixed_7c). BatchNorm (eps 1e-3) is folded into
+// the convolutions at load. CPU, NCHW fp32.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "uvit/array.hpp"
+
+namespace uvit {
+
+// Where pytorch-fid publishes the weights (named in the error when they are missing).
+inline constexpr const char* kInceptionWeightsName = "pt_inception-2015-12-05-6726825d.pth";
+inline constexpr const char* kInceptionWeightsUrl =
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth";
+
+// The weights path: `explicit_path` if non-empty, else $UVIT_INCEPTION; throws a one-line
+// uvit::Error saying where to download them when neither is set or the file does not exist.
+std::string inception_weights_path(const std::string& explicit_path);
+
+class FidInception {
+ public:
+  static constexpr int kDims = 2048;     // pool3 features
+  static constexpr int kClasses = 1008;  // fc outputs
+  static constexpr int kSize = 299;      // network input size
+
+  // From a state_dict (torchvision Inception3 names; AuxLogits.* and num_batches_tracked ignored).
+  explicit FidInception(const NamedArrays& state_dict, const std::string& name = "inception");
+  ~FidInception();
+  FidInception(FidInception&&) noexcept;
+  static FidInception load(const std::string& path);
+
+  // x: [B, 3, H, W] in [0, 1] (any H, W >= 1), resized to 299x299 bilinearly (align_corners false)
+  // and mapped to [-1, 1] as pytorch-fid does. pool3: [B, 2048]. logits (may be nullptr):
+  // [B, 1008] = pool3 * fc.weight^T WITHOUT the fc bias (the Inception Score's logits, as in the
+  // original IS code and torch-fidelity's "logits_unbiased").
+  void forward(const float* x, int B, int H, int W, float* pool3, float* logits = nullptr) const;
+  // uint8 images [B, H, W, C] (C = 1 or 3; gray is replicated to RGB), divided by 255 first.
+  void forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
+                  float* logits = nullptr) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+namespace nn {
+// Pools on NCHW fp32 planes: `planes` = B*C independent HxW planes.
+// 3x3 max pool, stride 2, no padding (out (H-3)/2+1).
+void max_pool3x3_s2(const float* x, float* y, int planes, int H, int W);
+// 3x3 max pool, stride 1, padding 1 (padding never wins).
+void max_pool3x3_s1p1(const float* x, float* y, int planes, int H, int W);
+// 3x3 average pool, stride 1, padding 1, count_include_pad=False (divide by the in-image count).
+void avg_pool3x3_s1p1_exclude_pad(const float* x, float* y, int planes, int H, int W);
+// Mean of each plane (adaptive average pool to 1x1): y[p].
+void global_avg_pool(const float* x, float* y, int planes, int H, int W);
+// torch F.interpolate(mode="bilinear", align_corners=False) with an output size (no antialias),
+// computed in fp32 as PyTorch's CPU kernel does.
+void resize_bilinear(const float* x, float* y, int planes, int H, int W, int out_h, int out_w);
+}  // namespace nn
+
+}  // namespace uvit

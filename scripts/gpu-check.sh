@@ -1,0 +1,422 @@
+#!/usr/bin/env bash
+# The device run for the CUDA backend (issues 4 and 5): on a fresh GPU machine, from the repo root,
+# with .debs/ carried (scripts/fetch_gpu_debs.sh fills it here):
+#   unpack the .debs into a private prefix (dpkg -x, never into /), configure and build with CUDA,
+#   run the Cuda* gtests, benchmark `uvit bench` and the PyTorch twin (bench/gpu/torch_twin.py) on
+#   the same card, and write a table + results.json under $OUT.
+# It never stops at the first failure: each stage has its own timeout and a share of a global
+# deadline, is logged, and is recorded as ok / FAIL / TIMEOUT / skipped.
+#
+# Files under $OUT (at most 8 come back from the device): gpu-check.log (all stages),
+# gtest_cuda.log, gtest_cuda.xml, uvit_bench.jsonl, torch_twin.jsonl, results.json, summary.txt.
+#
+# Environment (all optional):
+#   GPU_CHECK_STAGES    stages to run, comma list (default: all) of
+#                       probe,unpack,configure,build,test,bench,torch,summary
+#   GPU_CHECK_SKIP      stages to leave out, comma list (e.g. "torch")
+#   GPU_CHECK_DEADLINE  seconds for the whole script (default 460)
+#   GPU_CHECK_CAP_<stage>  the most seconds that stage may take (defaults in CAP below)
+#   GPU_CHECK_CUDA      UVIT_CUDA value (default ON; OFF = CPU-only dry run of the build steps)
+#   GPU_CHECK_ARCHS     CMAKE_CUDA_ARCHITECTURES (default "80;90")
+#   GPU_CHECK_BUILD     build dir (default build-gpu)    GPU_CHECK_PREFIX  (default /tmp/uvit-prefix)
+#   GPU_CHECK_DEBS      .deb folder (default .debs)       GPU_CHECK_JOBS    ninja -j (default nproc)
+#   GPU_CHECK_PYTHON    python with torch (default python3)
+#   GPU_CHECK_UNPACK_ALL=1  unpack the runtime-only .debs even where the image has those libraries
+#   GPU_CHECK_NO_DPKG=1     unpack with ar + tar instead of dpkg -x (the fallback for an image without dpkg)
+#   GPU_CHECK_GTEST_FILTER  (default 'Cuda*')
+#   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_s fwd_h train_s train_h train_h_ckpt sample_h;
+#                           also: fwd_s_fp32 fwd_h_fp32)
+#   GPU_CHECK_BENCH_ARGS    extra args for every `uvit bench` (not --iters/--warmup/--batch: below)
+#   GPU_CHECK_ITERS / GPU_CHECK_WARMUP   timed / untimed iterations, ours and twin (default 10 / 3)
+#   GPU_CHECK_BATCH         batch of the forward and train cases, ours and twin (default 128)
+#   GPU_CHECK_SAMPLE_N / GPU_CHECK_SAMPLE_BATCH   sampling case size (default 500 / 250)
+#   GPU_CHECK_TWIN_ARGS     extra args for torch_twin.py (e.g. "--cases all")
+#   GPU_CHECK_DEVICE        --device for uvit bench (default cuda)
+set -u
+set -o pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO" || exit 1
+START=$(date +%s)
+export OUT=${OUT:-$REPO/out/gpu-check}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/uvit-gpu-check.XXXXXX)
+LOG=$OUT/gpu-check.log
+STAGES_TSV=$WORK/stages.tsv
+: >"$LOG"
+: >"$STAGES_TSV"
+
+DEADLINE=${GPU_CHECK_DEADLINE:-460}
+STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,bench,torch,summary}
+SKIP=${GPU_CHECK_SKIP:-}
+CUDA=${GPU_CHECK_CUDA:-ON}
+ARCHS=${GPU_CHECK_ARCHS:-80;90}
+BUILD=${GPU_CHECK_BUILD:-build-gpu}
+PREFIX=${GPU_CHECK_PREFIX:-/tmp/uvit-prefix}
+DEBS=${GPU_CHECK_DEBS:-.debs}
+JOBS=${GPU_CHECK_JOBS:-$(nproc)}
+PY=${GPU_CHECK_PYTHON:-python3}
+GTEST_FILTER=${GPU_CHECK_GTEST_FILTER:-Cuda*}
+BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_s fwd_h train_s train_h train_h_ckpt sample_h}
+BENCH_ARGS=${GPU_CHECK_BENCH_ARGS:-}
+ITERS=${GPU_CHECK_ITERS:-10}
+WARMUP=${GPU_CHECK_WARMUP:-3}
+BATCH=${GPU_CHECK_BATCH:-128}
+SAMPLE_N=${GPU_CHECK_SAMPLE_N:-500}
+SAMPLE_BATCH=${GPU_CHECK_SAMPLE_BATCH:-250}
+TWIN_ARGS=${GPU_CHECK_TWIN_ARGS:-}
+BENCH_DEVICE=${GPU_CHECK_DEVICE:-cuda}
+LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
+ORDER="probe unpack configure build test bench torch summary"
+# Seconds: the most a stage may take, and what it keeps for itself out of the stages before it.
+declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [bench]=170 [torch]=190 [summary]=20)
+declare -A RESERVE=([test]=30 [bench]=60 [torch]=120 [summary]=10)
+declare -A STATUS=()
+for s in $ORDER; do # GPU_CHECK_CAP_build=400 etc. override a stage's cap
+  v=GPU_CHECK_CAP_$s
+  [ -n "${!v:-}" ] && CAP[$s]=${!v}
+done
+
+# Runtime-only packages, unpacked only where the image lacks their soname, so a newer system
+# library (libgomp from the image's gcc, say) is never shadowed by Debian 12's.
+declare -A RUNTIME_IF_MISSING=([libgomp1]=libgomp.so.1 [libgfortran5]=libgfortran.so.5
+  [libquadmath0]=libquadmath.so.0 [ocl-icd-libopencl1]=libOpenCL.so.1 [zlib1g]=libz.so.1)
+
+# The prefix is used by configure, build and everything that runs our binaries.
+export CMAKE_PREFIX_PATH=$PREFIX/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+export CMAKE_INCLUDE_PATH=$PREFIX/usr/include${CMAKE_INCLUDE_PATH:+:$CMAKE_INCLUDE_PATH}
+export CMAKE_LIBRARY_PATH=$LIBDIR${CMAKE_LIBRARY_PATH:+:$CMAKE_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$LIBDIR:$LIBDIR/openblas-pthread:$PREFIX/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+  [ -x "$d/nvcc" ] && ! command -v nvcc >/dev/null 2>&1 && export PATH=$d:$PATH
+done
+export UVIT_CONFIG_DIR=$REPO/configs
+export PYTHONUNBUFFERED=1
+
+now() { date +%s; }
+elapsed() { echo $(($(now) - START)); }
+enabled() {
+  [[ ",$STAGES," == *",$1,"* || ",$STAGES," == *",all,"* ]] && [[ ",$SKIP," != *",$1,"* ]]
+}
+reserve_after() { # seconds kept for the enabled stages after $1
+  local s sum=0 after=0
+  for s in $ORDER; do
+    if [ $after = 1 ] && enabled "$s"; then sum=$((sum + ${RESERVE[$s]:-0})); fi
+    [ "$s" = "$1" ] && after=1
+  done
+  echo $sum
+}
+say() { echo "[gpu-check $(printf '%3d' "$(elapsed)")s] $*" | tee -a "$LOG"; }
+record() { # stage status rc seconds note
+  STATUS[$1]=$2
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$STAGES_TSV"
+}
+
+# run_stage NAME FUNCTION: runs FUNCTION under `timeout` (its output into the log), records it.
+run_stage() {
+  local name=$1 fn=$2 budget t0 rc st
+  if ! enabled "$name"; then
+    record "$name" skipped - 0 "not in GPU_CHECK_STAGES"
+    STATUS[$name]=off # a stage left out on purpose does not block the ones after it
+    return 0
+  fi
+  local need=${NEEDS[$name]:-}
+  if [ -n "$need" ] && [ "${STATUS[$need]}" != ok ] && [ "${STATUS[$need]}" != off ]; then
+    say "$name: skipped ($need: ${STATUS[$need]})"
+    record "$name" skipped - 0 "needs $need"
+    return 0
+  fi
+  budget=$((DEADLINE - $(elapsed) - $(reserve_after "$name")))
+  [ "$budget" -gt "${CAP[$name]}" ] && budget=${CAP[$name]}
+  if [ "$budget" -lt 5 ]; then
+    say "$name: skipped (out of time: ${budget}s left for it)"
+    record "$name" skipped - 0 "out of time"
+    return 0
+  fi
+  say "$name: start (limit ${budget}s)"
+  {
+    echo
+    echo "=================== stage $name (limit ${budget}s, at $(elapsed)s) ==================="
+  } >>"$LOG"
+  t0=$(now)
+  # Straight into the log, so a run cut off from outside still leaves the stage's output in $OUT.
+  local off
+  off=$(stat -c %s "$LOG")
+  # `timeout` runs the stage in a process group of its own; the trap below forwards an interrupt.
+  STAGE_BUDGET=$budget timeout -k 10 "$budget" bash -c "$fn" >>"$LOG" 2>&1 &
+  STAGE_PID=$!
+  wait "$STAGE_PID"
+  rc=$?
+  STAGE_PID=
+  local last
+  last=$(tail -c +$((off + 1)) "$LOG" | tail -n 25)
+  case $rc in
+    0) st=ok ;;
+    124 | 137) st=TIMEOUT ;;
+    *) st=FAIL ;;
+  esac
+  record "$name" "$st" "$rc" "$(($(now) - t0))"
+  say "$name: $st (rc $rc, $(($(now) - t0))s)"
+  if [ "$st" != ok ]; then
+    echo "----- last lines of $name -----"
+    echo "$last"
+    echo "-------------------------------"
+  fi
+}
+declare -A NEEDS=([configure]=unpack [build]=configure [test]=build [bench]=build)
+STAGE_PID=
+on_signal() {
+  [ -n "$STAGE_PID" ] && kill -TERM "$STAGE_PID" 2>/dev/null
+  say "interrupted"
+  rm -rf "$WORK"
+  exit 130
+}
+trap on_signal INT TERM
+
+# ---------------------------------------------------------------- stages (run under bash -c)
+export REPO OUT WORK PREFIX LIBDIR DEBS BUILD CUDA ARCHS JOBS PY GTEST_FILTER BENCH_CASES BENCH_ARGS \
+  ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE
+
+stage_probe() {
+  set -x
+  uname -a
+  (. /etc/os-release 2>/dev/null && echo "os: $PRETTY_NAME")
+  nproc
+  free -g | head -2
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  command -v nvcc && nvcc --version | tail -2
+  gcc --version | head -1
+  g++ --version | head -1
+  ldd --version | head -1
+  cmake --version | head -1
+  ninja --version
+  "$PY" -c 'import sys, torch; print(sys.executable, torch.__version__, torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "-")'
+  ls -d /usr/local/cuda* 2>/dev/null
+  # Where cuDNN / cuBLASLt live (the CUDA backend's CMake must find them).
+  find /usr/include /usr/local/cuda*/include /usr/local/cuda*/targets/*/include -maxdepth 2 -name 'cudnn*.h' 2>/dev/null | head -3
+  find /usr/lib/x86_64-linux-gnu /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib -maxdepth 1 \( -name 'libcudnn.so*' -o -name 'libcublasLt.so*' \) 2>/dev/null | head -6
+  "$PY" -c 'import nvidia.cudnn, os; print("pip cudnn:", os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null
+  ldconfig -p | grep -E 'libgomp|libgfortran|libOpenCL|libz\.so|libstdc\+\+' | head
+  exit 0
+}
+
+have_soname() { # in the image's linker cache or the usual directories
+  ldconfig -p 2>/dev/null | grep -q "[[:space:]]$1 (" ||
+    ls /lib/x86_64-linux-gnu/"$1" /usr/lib/x86_64-linux-gnu/"$1" /usr/lib64/"$1" >/dev/null 2>&1
+}
+export -f have_soname
+
+# Absolute .so links (zlib1g-dev: libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13) point into /:
+# repoint them to the prefix's copy, or, where that is absent and / has another version, to the
+# image's library of that name (libz.so.1).
+fix_links() {
+  local l tgt base sys
+  find "$PREFIX" -type l -name '*.so*' | while read -r l; do
+    tgt=$(readlink "$l")
+    if [ "${tgt#/}" != "$tgt" ] && [ -e "$PREFIX$tgt" ]; then
+      ln -sf "$PREFIX$tgt" "$l"
+    elif [ ! -e "$l" ]; then
+      base=$(basename "$l")
+      sys=$(ldconfig -p 2>/dev/null | grep -E "[[:space:]]${base//./\\.}\.[0-9]+ \(.*x86-64" | head -1 | sed 's/.*=> //')
+      if [ -z "$sys" ]; then echo "WARNING: dangling $l -> $tgt"; continue; fi
+      ln -sf "$sys" "$l"
+    else
+      continue
+    fi
+    echo "relinked $l -> $(readlink "$l")"
+  done
+}
+export -f fix_links
+
+stage_unpack() {
+  set -e
+  [ -d "$DEBS" ] || { echo "no $DEBS folder: run scripts/fetch_gpu_debs.sh here and carry $DEBS"; exit 1; }
+  rm -rf "$PREFIX"
+  mkdir -p "$PREFIX"
+  n=0
+  pids=()
+  for f in "$DEBS"/*.deb; do
+    pkg=$(dpkg-deb -f "$f" Package 2>/dev/null || basename "$f" .deb)  # fetch names them PACKAGE.deb
+    so=${RUNTIME_IF_MISSING[$pkg]:-}
+    if [ -n "$so" ] && [ -z "${GPU_CHECK_UNPACK_ALL:-}" ] && have_soname "$so"; then
+      echo "skip $pkg: the image has $so"
+      continue
+    fi
+    # In parallel: libdnnl2 and OpenBLAS are xz archives of ~40 MB each.
+    if command -v dpkg >/dev/null 2>&1 && [ -z "${GPU_CHECK_NO_DPKG:-}" ]; then
+      dpkg -x "$f" "$PREFIX" &
+    else # no dpkg in the image: a .deb is an ar archive holding data.tar.*
+      mkdir -p "$WORK/deb-$pkg"
+      (cd "$WORK/deb-$pkg" && ar x "$(realpath "$REPO/$f" 2>/dev/null || realpath "$f")" &&
+        tar -xf data.tar.* -C "$PREFIX") &
+    fi
+    pids+=("$!:$pkg")
+    n=$((n + 1))
+  done
+  bad=0
+  for p in "${pids[@]}"; do
+    if wait "${p%%:*}"; then echo "unpacked ${p#*:}"; else echo "FAILED to unpack ${p#*:}"; bad=1; fi
+  done
+  [ "$bad" = 0 ]
+  # Debian's update-alternatives links for OpenBLAS (no postinst here).
+  if [ -e "$LIBDIR/openblas-pthread/libopenblas.so.0" ]; then
+    ln -sf openblas-pthread/libopenblas.so.0 "$LIBDIR/libopenblas.so.0"
+    ln -sf openblas-pthread/libopenblas.so "$LIBDIR/libopenblas.so"
+  fi
+  fix_links
+  echo "$n packages unpacked into $PREFIX ($(du -sh "$PREFIX" | cut -f1))"
+  ls -l "$LIBDIR"/libdnnl* "$LIBDIR"/libopenblas* "$LIBDIR"/libOpenCL* "$LIBDIR"/libgfortran* "$LIBDIR"/libz* 2>/dev/null || true
+  ldd "$LIBDIR/libdnnl.so.2" "$LIBDIR/openblas-pthread/libopenblas.so.0" | grep -E 'not found|=>' || true
+  ! ldd "$LIBDIR/libdnnl.so.2" "$LIBDIR/openblas-pthread/libopenblas.so.0" | grep -q 'not found'
+}
+export -f stage_unpack
+# Associative arrays do not survive export: the unpack stage re-declares it from this.
+RUNTIME_IF_MISSING_DECL=$(declare -p RUNTIME_IF_MISSING)
+
+stage_configure() {
+  set -x
+  rm -rf "$BUILD"
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DUVIT_CUDA="$CUDA" -DUVIT_NATIVE=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" -DPython3_EXECUTABLE="$(command -v "$PY")" \
+    -DCMAKE_PREFIX_PATH="$PREFIX/usr" || exit 1
+  set +x
+  echo "--- what CMake found (should be under $PREFIX):"
+  grep -E '^(DNNL_|OPENBLAS_|CLI11_|STB_|nlohmann_json_DIR|GTest_DIR|ZLIB_(INCLUDE_DIR|LIBRARY)|CMAKE_CUDA_COMPILER:|CMAKE_CXX_COMPILER:|CUDAToolkit_|UVIT_CUDA|CUDNN|cudnn)' \
+    "$BUILD/CMakeCache.txt"
+}
+
+stage_build() {
+  ninja -C "$BUILD" -j"$JOBS" uvit uvit_cuda_tests || exit 1
+  echo "--- libraries of the built binaries:"
+  ldd "$BUILD/uvit" | grep -E 'dnnl|openblas|gfortran|OpenCL|cud|cublas|not found'
+  ! ldd "$BUILD/uvit" "$BUILD/tests/uvit_cuda_tests" | grep 'not found'
+}
+
+stage_test() {
+  local bin=$BUILD/tests/uvit_cuda_tests rc
+  [ -x "$bin" ] || bin=$BUILD/tests/uvit_tests
+  "$bin" --gtest_filter="$GTEST_FILTER" --gtest_output=xml:"$OUT/gtest_cuda.xml" >"$OUT/gtest_cuda.log" 2>&1
+  rc=$?
+  grep -E '^\[ *(PASSED|FAILED|SKIPPED) *\]|tests? ran|^\[  FAILED' "$OUT/gtest_cuda.log" | head -60
+  [ "$rc" -ne 0 ] && tail -n 40 "$OUT/gtest_cuda.log"
+  exit $rc
+}
+
+# name | config | mode | ckpt | arguments
+bench_case() {
+  case $1 in
+    fwd_s) echo "cifar10_uvit_small forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
+    fwd_h) echo "imagenet256_uvit_huge forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
+    fwd_s_fp32) echo "cifar10_uvit_small forward 0 --mode forward --precision fp32 --batch $BATCH" ;;
+    fwd_h_fp32) echo "imagenet256_uvit_huge forward 0 --mode forward --precision fp32 --batch $BATCH" ;;
+    train_s) echo "cifar10_uvit_small train 0 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=false" ;;
+    train_h) echo "imagenet256_uvit_huge train 0 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=false" ;;
+    train_h_ckpt) echo "imagenet256_uvit_huge train 1 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=true" ;;
+    sample_h) echo "imagenet256_uvit_huge sample 0 --mode sample --precision bf16 --n $SAMPLE_N --batch $SAMPLE_BATCH --sampler dpm-solver++ --steps 50 --cfg-scale 0.4" ;;
+    *) return 1 ;;
+  esac
+}
+export -f bench_case
+
+stage_bench() {
+  local uvit=$BUILD/uvit fails=0 name spec cfg mode ckpt args prec t0 rc left per
+  : >"$OUT/uvit_bench.jsonl"
+  local n=0
+  for name in $BENCH_CASES; do n=$((n + 1)); done
+  local stage_t0
+  stage_t0=$(date +%s)
+  # If an attention test failed, benchmark on the attention path that passed (the batched one).
+  if [ -f "$OUT/gtest_cuda.xml" ] && "$PY" - "$OUT/gtest_cuda.xml" <<'PYEOF'; then
+import sys, xml.etree.ElementTree as ET
+bad = [c for c in ET.parse(sys.argv[1]).iter("testcase")
+       if c.get("classname", "").startswith("CudaAttention") and c.find("failure") is not None]
+sys.exit(0 if bad else 1)
+PYEOF
+    export UVIT_ATTENTION=unfused
+    echo "an attention test failed: benchmarking with UVIT_ATTENTION=unfused"
+  fi
+  for name in $BENCH_CASES; do
+    if ! spec=$(bench_case "$name"); then
+      echo "unknown bench case $name"
+      fails=$((fails + 1))
+      continue
+    fi
+    read -r cfg mode ckpt args <<<"$spec"
+    prec=bf16
+    [[ " $args " == *" --precision fp32 "* ]] && prec=fp32
+    # Each case gets at most 90 s and never more than what is left of the stage.
+    left=$((STAGE_BUDGET - ($(date +%s) - stage_t0) - 5))
+    per=90
+    [ "$left" -lt "$per" ] && per=$left
+    if [ "$per" -lt 5 ]; then
+      echo "$name: skipped (stage out of time)"
+      "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
+        --precision "$prec" --rc 124 --seconds 0 >>"$OUT/uvit_bench.jsonl"
+      fails=$((fails + 1))
+      continue
+    fi
+    echo "--- $name: uvit bench --config $cfg --device $BENCH_DEVICE $args $BENCH_ARGS (limit ${per}s)"
+    rm -f "$WORK/$name.json"
+    t0=$(date +%s)
+    # shellcheck disable=SC2086
+    # --foreground: stays in the stage's process group, so the stage's timeout reaches it too.
+    timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" --device "$BENCH_DEVICE" $args --warmup "$WARMUP" --iters "$ITERS" \
+      $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
+    rc=$?
+    tail -n 20 "$WORK/$name.stdout"
+    "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
+      --precision "$prec" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" --stdout "$WORK/$name.stdout" \
+      | tee -a "$OUT/uvit_bench.jsonl"
+    [ "$rc" -ne 0 ] && fails=$((fails + 1))
+  done
+  echo "$fails of $n bench cases failed"
+  [ "$fails" -eq 0 ]
+}
+
+stage_torch() {
+  : >"$OUT/torch_twin.jsonl"
+  # shellcheck disable=SC2086
+  "$PY" bench/gpu/torch_twin.py --device cuda --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" \
+    --out "$OUT/torch_twin.jsonl" \
+    --budget-s $((STAGE_BUDGET - 15)) $TWIN_ARGS
+}
+
+stage_summary() {
+  local dev
+  dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  "$PY" bench/gpu/summarize.py table --ours "$OUT/uvit_bench.jsonl" --twin "$OUT/torch_twin.jsonl" \
+    --stages "$WORK/stages.tsv" --gtest-xml "$OUT/gtest_cuda.xml" --device-name "$dev" \
+    --out "$OUT/results.json" | tee "$OUT/summary.txt"
+}
+export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_summary
+
+# ---------------------------------------------------------------- main
+# One function, called on the last line: bash has read the whole file before anything runs, so
+# editing the script during a run cannot derail it.
+main() {
+  say "repo $REPO, OUT $OUT, stages $STAGES${SKIP:+ (skip $SKIP)}, deadline ${DEADLINE}s, UVIT_CUDA=$CUDA"
+  run_stage probe stage_probe
+  run_stage unpack "$RUNTIME_IF_MISSING_DECL; stage_unpack"
+  run_stage configure stage_configure
+  run_stage build stage_build
+  run_stage test stage_test
+  run_stage bench stage_bench
+  run_stage torch stage_torch
+  # The summary's stage list is written before it runs; its own status is in the table below.
+  run_stage summary stage_summary
+
+  echo
+  echo "| stage | status | rc | seconds | note |"
+  echo "|---|---|---|---|---|"
+  while IFS=$'\t' read -r s st rc sec note; do
+    echo "| $s | $st | $rc | $sec | $note |"
+  done <"$STAGES_TSV"
+  say "done in $(elapsed)s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+  # Non-zero when any stage that ran did not succeed.
+  local rc=0
+  grep -qP '\t(FAIL|TIMEOUT)\t' "$STAGES_TSV" && rc=1
+  rm -rf "$WORK"
+  return $rc
+}
+main "$@"; exit $?

@@ -1,0 +1,303 @@
+// CudaBackend: construction, memory, the act conversions and the forwarding of every kernel to the
+// launchers in kernels.hpp (or to the GEMM / attention contexts).
+#include "backend/cuda/cuda_backend.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "backend/cuda/cuda_common.hpp"
+#include "uvit/error.hpp"
+
+namespace uvit {
+
+using cuda::check;
+
+int cuda_device_count() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const std::string& precision) {
+  return std::make_unique<CudaBackend>(precision);
+}
+
+CudaBackend::CudaBackend(const std::string& precision) {
+  UVIT_CHECK(precision == "fp32" || precision == "bf16", "cuda backend: unknown precision '",
+             precision, "' (expected 'fp32' or 'bf16')");
+  bf16_ = precision == "bf16";
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("cuda backend: no usable CUDA device (cudaGetDeviceCount: ", cudaGetErrorString(e), ")");
+  }
+  UVIT_CHECK(n > 0, "cuda backend: no CUDA device is present");
+  UVIT_CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop{};
+  UVIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  // Dense bf16 tensor peak of the SXM Hopper parts (the MFU reference of issue 5); unknown else.
+  const std::string dev = prop.name;
+  if (dev.find("H100") != std::string::npos || dev.find("H200") != std::string::npos)
+    peak_flops_ = 989e12;
+  gemm_ = cuda::make_gemm_context(0, bf16_);
+  attn_ = cuda::make_attention_context(0, bf16_);
+}
+
+CudaBackend::~CudaBackend() {
+  attn_.reset();
+  gemm_.reset();
+  if (scratch_) free_bytes(scratch_);
+  if (freqs_) free_bytes(freqs_);
+}
+
+void CudaBackend::synchronize() { UVIT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+// ---- memory ----
+
+void* CudaBackend::alloc_bytes(size_t n) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, n ? n : 1);  // a unique pointer also for n == 0
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation)
+      fail("out of memory: CUDA could not allocate ", n, " bytes (", free_b, " of ", total_b,
+           " bytes free)");
+    fail("CUDA: cudaMalloc of ", n, " bytes failed: ", cudaGetErrorString(e));
+  }
+  sizes_[p] = n;
+  live_ += n;
+  peak_ = std::max(peak_, live_);
+  return p;
+}
+
+size_t CudaBackend::peak_bytes() const {
+  return peak_ + gemm_->workspace_bytes() + attn_->workspace_bytes();
+}
+
+void CudaBackend::free_bytes(void* p) {
+  if (!p) return;
+  if (auto it = sizes_.find(p); it != sizes_.end()) {
+    live_ -= it->second;
+    sizes_.erase(it);
+  }
+  const cudaError_t e = cudaFree(p);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    std::fprintf(stderr, "uvit: warning: cudaFree failed: %s\n", cudaGetErrorString(e));
+  }
+}
+
+void CudaBackend::upload(void* dst, const void* host, size_t bytes) {
+  if (bytes) UVIT_CUDA_CHECK(cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice));
+}
+
+void CudaBackend::download(void* host, const void* src, size_t bytes) {
+  if (bytes) UVIT_CUDA_CHECK(cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void CudaBackend::copy(float* dst, const float* src, size_t n) {
+  if (n && dst != src)
+    UVIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, 0));
+}
+
+void CudaBackend::fill(float* dst, float v, size_t n) { cuda::fill_f32(dst, v, n); }
+void CudaBackend::axpy(float* y, const float* x, float a, size_t n) { cuda::axpy_f32(y, x, a, n); }
+void CudaBackend::scale(float* x, float a, size_t n) { cuda::scale_f32(x, a, n); }
+double CudaBackend::sum_squares(const float* x, size_t n) {
+  return cuda::sum_squares_f32(x, n, *this);
+}
+
+float* CudaBackend::get(size_t floats) {
+  if (floats > scratch_floats_) {
+    // cudaFree waits for the device, so kernels still reading the old buffer finish first.
+    if (scratch_) free_bytes(scratch_);
+    scratch_ = nullptr;
+    scratch_floats_ = 0;
+    const size_t want = std::max(floats, size_t{1} << 16);
+    scratch_ = static_cast<float*>(alloc_bytes(want * sizeof(float)));
+    scratch_floats_ = want;
+  }
+  return scratch_;
+}
+
+// ---- act precision ----
+
+void CudaBackend::to_act(const float* src, float* dst_act, size_t n) {
+  cuda::to_act(bf16_, src, dst_act, n);
+}
+void CudaBackend::from_act(const float* src_act, float* dst, size_t n) {
+  cuda::from_act(bf16_, src_act, dst, n);
+}
+void CudaBackend::copy_act(float* dst, const float* src, size_t n) {
+  if (n && dst != src)
+    UVIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * act_bytes(), cudaMemcpyDeviceToDevice, 0));
+}
+void CudaBackend::zero_act(float* dst, size_t n) {
+  if (n) UVIT_CUDA_CHECK(cudaMemsetAsync(dst, 0, n * act_bytes(), 0));
+}
+void CudaBackend::axpy_act(float* y, const float* x, float a, size_t n) {
+  cuda::axpy_act(bf16_, y, x, a, n);
+}
+
+// ---- dense ----
+
+void CudaBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                       int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  gemm_->gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void CudaBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                             float* C, int ldc) {
+  gemm_->gemm_wgrad(M, N, K, A, lda, B, ldb, C, ldc);
+}
+void CudaBackend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+                         const float* residual, float* y, int ldy, int M, int N, int K) {
+  gemm_->linear(x, ldx, w, ldw, bias, residual, y, ldy, M, N, K);
+}
+void CudaBackend::add_bias(float* y, const float* b, int M, int N) {
+  cuda::add_bias(bf16_, y, b, M, N);
+}
+void CudaBackend::bias_grad(const float* dy, float* db, int M, int N) {
+  cuda::bias_grad(bf16_, dy, db, M, N, *this);
+}
+
+// ---- normalisation and activations ----
+
+void CudaBackend::layernorm_fwd(const float* x, const float* w, const float* b, float* y,
+                                float* mean, float* rstd, int M, int D, float eps) {
+  cuda::layernorm_fwd(bf16_, x, w, b, y, mean, rstd, M, D, eps);
+}
+void CudaBackend::layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
+                                const float* rstd, float* dx, float* dw, float* db, int M, int D) {
+  cuda::layernorm_bwd(bf16_, dy, x, w, mean, rstd, dx, dw, db, M, D, *this);
+}
+void CudaBackend::gelu_fwd(const float* x, float* y, size_t n) { cuda::gelu_fwd(bf16_, x, y, n); }
+void CudaBackend::gelu_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  cuda::gelu_bwd(bf16_, dy, x, dx, n);
+}
+void CudaBackend::silu_fwd(const float* x, float* y, size_t n) { cuda::silu_fwd(bf16_, x, y, n); }
+void CudaBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  cuda::silu_bwd(bf16_, dy, x, dx, n);
+}
+
+// ---- attention ----
+
+void CudaBackend::attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H,
+                                int Dh, float scale) {
+  attn_->forward(qkv, out, lse, B, N, H, Dh, scale);
+}
+void CudaBackend::attention_bwd(const float* dout, const float* qkv, const float* out,
+                                const float* lse, float* dqkv, int B, int N, int H, int Dh,
+                                float scale) {
+  attn_->backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale);
+}
+
+// ---- tokens ----
+
+void CudaBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p) {
+  cuda::patch_im2col(bf16_, x, cols, B, C, S, p);
+}
+void CudaBackend::patch_col2im(const float* cols, float* x, int B, int C, int S, int p) {
+  cuda::patch_col2im(bf16_, cols, x, B, C, S, p);
+}
+void CudaBackend::tokens_fwd(const float* extras, const float* patches, const float* pos,
+                             float* seq, int B, int E, int L, int D) {
+  cuda::tokens_fwd(bf16_, extras, patches, pos, seq, B, E, L, D);
+}
+void CudaBackend::tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B,
+                             int E, int L, int D) {
+  cuda::tokens_bwd(bf16_, dseq, dextras, dpatches, dpos, B, E, L, D);
+}
+
+// The frequencies come from the host with the CPU backend's exact fp32 expression (the device's
+// expf may differ from glibc's in the last bit), uploaded once per embedding width.
+const float* CudaBackend::timestep_freqs(int half) {
+  if (half == freqs_half_) return freqs_;
+  if (freqs_) free_bytes(freqs_);
+  freqs_ = nullptr;
+  freqs_half_ = -1;
+  std::vector<float> f(std::max(half, 1));
+  const float c = static_cast<float>(-std::log(10000.0));
+  for (int i = 0; i < half; ++i)
+    f[i] = std::exp(c * static_cast<float>(i) / static_cast<float>(half));
+  freqs_ = static_cast<float*>(alloc_bytes(f.size() * sizeof(float)));
+  upload(freqs_, f.data(), f.size() * sizeof(float));
+  freqs_half_ = half;
+  return freqs_;
+}
+
+void CudaBackend::timestep_embedding(const float* t, float* out, int B, int D, int ldo) {
+  if (B <= 0 || D <= 0) return;
+  cuda::timestep_embedding(bf16_, t, timestep_freqs(D / 2), out, B, D, ldo);
+}
+void CudaBackend::embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
+                                int ldo) {
+  cuda::embedding_fwd(bf16_, table, idx, out, B, D, ldo);
+}
+void CudaBackend::embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
+                                int ldo) {
+  cuda::embedding_bwd(bf16_, dout, idx, dtable, B, D, ldo);
+}
+void CudaBackend::unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) {
+  cuda::unpatchify_fwd(bf16_, tok, img, B, E, C, S, p);
+}
+void CudaBackend::unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S,
+                                 int p) {
+  cuda::unpatchify_bwd(bf16_, dimg, dtok, B, E, C, S, p);
+}
+void CudaBackend::conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B,
+                              int Cin, int Cout, int H, int W) {
+  cuda::conv3x3_fwd(x, w, b, y, B, Cin, Cout, H, W);
+}
+void CudaBackend::conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                              float* db, int B, int Cin, int Cout, int H, int W) {
+  cuda::conv3x3_bwd(dy, x, w, dx, dw, db, B, Cin, Cout, H, W, *this);
+}
+
+// ---- optimisation ----
+
+namespace {
+// As the CPU backend (src/backend/cpu/optim.cpp): PyTorch sees the config's decimal literals as
+// doubles, so recover the shortest decimal that rounds to the given float.
+double as_decimal(float f) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf) - 1, f);
+  *r.ptr = '\0';
+  return std::strtod(buf, nullptr);
+}
+}  // namespace
+
+void CudaBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, long step) {
+  const double lr_d = as_decimal(lr), b1_d = as_decimal(beta1), b2_d = as_decimal(beta2);
+  const double bc1 = 1.0 - std::pow(b1_d, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(b2_d, static_cast<double>(step));
+  cuda::AdamScalars s;
+  s.decay = static_cast<float>(1.0 - lr_d * as_decimal(weight_decay));
+  s.beta1 = beta1;
+  s.beta2 = beta2;
+  s.one_m_b1 = static_cast<float>(1.0 - b1_d);
+  s.one_m_b2 = static_cast<float>(1.0 - b2_d);
+  s.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  s.neg_step = static_cast<float>(-(lr_d / bc1));
+  s.eps = eps;
+  cuda::adamw(p, g, m, v, n, s);
+}
+
+void CudaBackend::ema(float* e, const float* p, size_t n, float decay) {
+  cuda::ema(e, p, n, decay, static_cast<float>(1.0 - as_decimal(decay)));
+}
+
+}  // namespace uvit

@@ -1,0 +1,113 @@
+// CudaBackend: uvit::Backend on one NVIDIA GPU (device 0, legacy default stream). GEMMs and
+// attention are delegated to GemmContext / AttentionContext (gemm.hpp, attention.hpp); every
+// other kernel is ours (kernels.hpp). Activations ("act") are fp32 or bf16 by the precision.
+#pragma once
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "backend/cuda/attention.hpp"
+#include "backend/cuda/gemm.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "uvit/backend.hpp"
+
+namespace uvit {
+
+class CudaBackend final : public Backend, private cuda::Scratch {
+ public:
+  explicit CudaBackend(const std::string& precision);  // "fp32" or "bf16"
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return "cuda"; }
+  std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
+  void synchronize() override;
+  // Our allocations' high-water mark plus the GEMM workspace and attention scratch (grow-only).
+  size_t peak_bytes() const override;
+  void reset_peak_bytes() override { peak_ = live_; }
+  double peak_flops() const override { return peak_flops_; }
+
+  void* alloc_bytes(size_t n) override;
+  void free_bytes(void* p) override;  // never throws (destructors call it); reports to stderr
+  void upload(void* dst, const void* host, size_t bytes) override;
+  void download(void* host, const void* src, size_t bytes) override;
+  void copy(float* dst, const float* src, size_t n) override;
+  void fill(float* dst, float v, size_t n) override;
+  void axpy(float* y, const float* x, float a, size_t n) override;
+  void scale(float* x, float a, size_t n) override;
+  double sum_squares(const float* x, size_t n) override;
+
+  size_t act_bytes() const override { return bf16_ ? 2 : 4; }
+  void to_act(const float* src, float* dst_act, size_t n) override;
+  void from_act(const float* src_act, float* dst, size_t n) override;
+  void copy_act(float* dst, const float* src, size_t n) override;
+  void zero_act(float* dst, size_t n) override;
+  void axpy_act(float* y, const float* x, float a, size_t n) override;
+
+  void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override;
+  void add_bias(float* y, const float* b, int M, int N) override;
+  void bias_grad(const float* dy, float* db, int M, int N) override;
+  void gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                  int ldc) override;
+  void linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+              const float* residual, float* y, int ldy, int M, int N, int K) override;
+
+  void layernorm_fwd(const float* x, const float* w, const float* b, float* y, float* mean,
+                     float* rstd, int M, int D, float eps) override;
+  void layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
+                     const float* rstd, float* dx, float* dw, float* db, int M, int D) override;
+  void gelu_fwd(const float* x, float* y, size_t n) override;
+  void gelu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+  void silu_fwd(const float* x, float* y, size_t n) override;
+  void silu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+
+  void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
+                     float scale) override;
+  void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
+                     float* dqkv, int B, int N, int H, int Dh, float scale) override;
+
+  void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) override;
+  void patch_col2im(const float* cols, float* x, int B, int C, int S, int p) override;
+  void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq, int B,
+                  int E, int L, int D) override;
+  void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B, int E,
+                  int L, int D) override;
+  void timestep_embedding(const float* t, float* out, int B, int D, int ldo) override;
+  void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
+                     int ldo) override;
+  void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
+                     int ldo) override;
+  void unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) override;
+  void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S, int p) override;
+  void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin,
+                   int Cout, int H, int W) override;
+  void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                   int B, int Cin, int Cout, int H, int W) override;
+
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+             float beta2, float eps, float weight_decay, long step) override;
+  void ema(float* e, const float* p, size_t n, float decay) override;
+
+ private:
+  float* get(size_t floats) override;  // cuda::Scratch
+  const float* timestep_freqs(int half);
+
+  bool bf16_;
+  double peak_flops_ = 0;
+  size_t live_ = 0, peak_ = 0;
+  std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
+  std::unique_ptr<cuda::GemmContext> gemm_;
+  std::unique_ptr<cuda::AttentionContext> attn_;
+  float* scratch_ = nullptr;
+  size_t scratch_floats_ = 0;
+  float* freqs_ = nullptr;  // the timestep embedding's f_i for freqs_half_
+  int freqs_half_ = -1;
+};
+
+// Number of usable CUDA devices; 0 when there is no device or driver (never throws).
+int cuda_device_count();
+std::unique_ptr<Backend> make_cuda_backend(const std::string& precision);
+
+}  // namespace uvit

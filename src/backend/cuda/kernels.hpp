@@ -1,0 +1,75 @@
+// Host-side launchers of the CUDA backend's own kernels (everything but GEMM and attention). All
+// run on the legacy default stream. "act" pointers are float or __nv_bfloat16 by the bf16 flag; the
+// semantics are those of the same-named uvit::Backend methods (include/uvit/backend.hpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace uvit::cuda {
+
+// Device scratch memory for multi-pass reductions, owned by the backend. get() may reallocate, so a
+// pointer is valid until the next get(); stream order makes reuse across launches safe.
+class Scratch {
+ public:
+  virtual ~Scratch() = default;
+  virtual float* get(size_t floats) = 0;
+};
+
+// ---- elementwise.cu ----
+void fill_f32(float* dst, float v, size_t n);
+void axpy_f32(float* y, const float* x, float a, size_t n);
+void scale_f32(float* x, float a, size_t n);
+double sum_squares_f32(const float* x, size_t n, Scratch& scratch);  // synchronises
+void to_act(bool bf16, const float* src, void* dst, size_t n);
+void from_act(bool bf16, const void* src, float* dst, size_t n);
+void axpy_act(bool bf16, void* y, const void* x, float a, size_t n);
+void gelu_fwd(bool bf16, const void* x, void* y, size_t n);
+void gelu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
+void silu_fwd(bool bf16, const void* x, void* y, size_t n);
+void silu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
+void add_bias(bool bf16, void* y, const void* b, int M, int N);
+
+// ---- layernorm.cu (with the column reductions) ----
+void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch);
+void layernorm_fwd(bool bf16, const void* x, const float* w, const float* b, void* y, float* mean,
+                   float* rstd, int M, int D, float eps);
+void layernorm_bwd(bool bf16, const void* dy, const void* x, const float* w, const float* mean,
+                   const float* rstd, void* dx, float* dw, float* db, int M, int D,
+                   Scratch& scratch);
+
+// ---- tokens.cu ----
+void patch_im2col(bool bf16, const float* x, void* cols, int B, int C, int S, int p);
+void patch_col2im(bool bf16, const void* cols, float* x, int B, int C, int S, int p);
+void tokens_fwd(bool bf16, const void* extras, const void* patches, const float* pos, void* seq,
+                int B, int E, int L, int D);
+void tokens_bwd(bool bf16, const void* dseq, void* dextras, void* dpatches, float* dpos, int B,
+                int E, int L, int D);
+// freqs [D/2] fp32, computed on the host exactly as the CPU backend does.
+void timestep_embedding(bool bf16, const float* t, const float* freqs, void* out, int B, int D,
+                        int ldo);
+void embedding_fwd(bool bf16, const float* table, const int32_t* idx, void* out, int B, int D,
+                   int ldo);
+void embedding_bwd(bool bf16, const void* dout, const int32_t* idx, float* dtable, int B, int D,
+                   int ldo);
+void unpatchify_fwd(bool bf16, const void* tok, float* img, int B, int E, int C, int S, int p);
+void unpatchify_bwd(bool bf16, const float* dimg, void* dtok, int B, int E, int C, int S, int p);
+
+// ---- conv3x3.cu (fp32) ----
+void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin, int Cout,
+                 int H, int W);
+void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                 int B, int Cin, int Cout, int H, int W, Scratch& scratch);
+
+// ---- optim.cu (fp32) ----
+// The per-step scalars of Backend::adamw, prepared on the host as the CPU backend does.
+struct AdamScalars {
+  float decay;  // 1 - lr * wd
+  float beta1, beta2, one_m_b1, one_m_b2;
+  float bc2_sqrt;  // sqrt(1 - beta2^step)
+  float neg_step;  // -lr / (1 - beta1^step)
+  float eps;
+};
+void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamScalars& s);
+void ema(float* e, const float* p, size_t n, float decay, float keep);
+
+}  // namespace uvit::cuda

@@ -1,0 +1,75 @@
+// `uvit autoencoder encode|decode`: the Stable Diffusion KL autoencoder on .npy arrays.
+#include <chrono>
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "uvit/autoencoder.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit::cli {
+
+namespace {
+
+struct AeOpts {
+  std::string config, weights, in, out;
+  int batch = 8;
+  bool quiet = false;
+};
+
+void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_help) {
+  c->add_option("--config,-c", o.config,
+                "autoencoder JSON {\"ddconfig\": {...}, \"embed_dim\", \"scale_factor\"} "
+                "(default: Stable Diffusion kl-f8)");
+  c->add_option("--weights,-w", o.weights, "autoencoder_kl.pth or .safetensors")->required();
+  c->add_option("--in,-i", o.in, in_help)->required();
+  c->add_option("--out,-o", o.out, out_help)->required();
+  c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
+      ->check(CLI::PositiveNumber);
+  c->add_flag("--quiet,-q", o.quiet, "no progress display");
+}
+
+void run(const AeOpts& o, bool encode) {
+  const AutoencoderConfig cfg =
+      o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg);
+  const Array in = load_npy(o.in);
+  UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
+             encode ? ", expected images [B, 3, H, W]" : ", expected latents [B, 4, h, w]");
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress bar(encode ? "encode" : "decode", long(in.shape[0]), o.quiet);
+  const Array out = map_batches(
+      in, o.batch,
+      [&](const Array& part) {
+        try {
+          return encode ? ae.encode_moments(part) : ae.decode(part);
+        } catch (const Error& e) {
+          fail(o.in, ": ", e.what());
+        }
+      },
+      [&](int64_t done, int64_t) { bar.update(long(done)); });
+  bar.finish();
+  save_npy(o.out, out);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "%s %s -> %s %s in %.2f s\n", encode ? "encoded" : "decoded",
+               shape_str(in.shape).c_str(), shape_str(out.shape).c_str(), o.out.c_str(), s);
+}
+
+}  // namespace
+
+void add_autoencoder(CLI::App& app) {
+  auto* cmd = app.add_subcommand("autoencoder", "Stable Diffusion KL autoencoder: encode/decode");
+  cmd->require_subcommand(1);
+  auto enc = std::make_shared<AeOpts>(), dec = std::make_shared<AeOpts>();
+  auto* e = cmd->add_subcommand(
+      "encode", "images [B,3,H,W] float32 in [-1,1] -> moments [B,8,H/8,W/8] (mean, logvar)");
+  add_common(e, *enc, "images .npy", "moments .npy");
+  e->callback([enc] { run(*enc, true); });
+  auto* d = cmd->add_subcommand(
+      "decode", "latents z [B,4,h,w] -> images [B,3,8h,8w] (decoder(post_quant_conv(z/scale)))");
+  add_common(d, *dec, "latents .npy", "images .npy (float32, unclamped)");
+  d->callback([dec] { run(*dec, false); });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,71 @@
+// `uvit encode-text`: CLIP text-encoder contexts [N,77,hidden] of prompts (the text-to-image
+// models' conditioning; an empty prompt "" gives the unconditional context).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/clip.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit::cli {
+
+void add_encode_text(CLI::App& app) {
+  auto* cmd = app.add_subcommand("encode-text", "CLIP text-encoder contexts of prompts (.npy)");
+  struct Opts {
+    std::string clip, clip_config, vocab, out, device = "cpu";
+    std::vector<std::string> prompts;
+    int repeat = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--clip", o->clip, "CLIPTextModel weights (.safetensors or torch .bin/.pth)")
+      ->required();
+  cmd->add_option("--clip-config", o->clip_config,
+                  "HF CLIPTextConfig JSON (default: ViT-L/14's text model)");
+  cmd->add_option("--vocab", o->vocab,
+                  "bpe_simple_vocab_16e6.txt.gz, HF vocab.json or a folder (default: "
+                  "$UVIT_CLIP_VOCAB or the repository's data/clip)");
+  cmd->add_option("--out,-o", o->out, "float32 [N,77,hidden] .npy")->required();
+  cmd->add_option("--device", o->device, "cpu");
+  cmd->add_option("--repeat", o->repeat,
+                  "benchmark: encode this many more times and print the median latency")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
+      ->required();
+  cmd->callback([o] {
+    std::string v = o->vocab.empty() ? clip_default_vocab() : o->vocab;
+    UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
+    UVIT_CHECK(o->device == "cpu", "encode-text: --device ", o->device,
+               ": the CLIP text encoder runs on the cpu only");
+    ClipTokenizer tok = ClipTokenizer::load(v);
+    ClipTextConfig cc =
+        o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
+    auto be = make_backend(o->device);
+    ClipTextModel model(cc, *be);
+    model.load_file(o->clip);
+    using clk = std::chrono::steady_clock;
+    auto t0 = clk::now();
+    std::vector<float> ctx = clip_encode_prompts(tok, model, o->prompts);
+    double first = std::chrono::duration<double>(clk::now() - t0).count();
+    const int64_t n = int64_t(o->prompts.size()), L = ClipTokenizer::kContextLength;
+    save_npy(o->out, Array::from_f32({n, L, cc.hidden_size}, ctx.data()));
+    std::fprintf(stderr, "%lld prompts encoded in %.3f s\n", static_cast<long long>(n), first);
+    if (o->repeat > 0) {
+      std::vector<double> t;
+      for (int i = 0; i < o->repeat; ++i) {
+        auto a = clk::now();
+        clip_encode_prompts(tok, model, o->prompts);
+        t.push_back(std::chrono::duration<double>(clk::now() - a).count());
+      }
+      std::sort(t.begin(), t.end());
+      std::printf(
+          "{\"impl\": \"uvit\", \"batch\": %lld, \"iters\": %d, \"median_s\": %.6f, "
+          "\"min_s\": %.6f}\n",
+          static_cast<long long>(n), o->repeat, t[t.size() / 2], t.front());
+    }
+  });
+}
+
+}  // namespace uvit::cli

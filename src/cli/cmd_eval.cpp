@@ -1,0 +1,258 @@
+// `uvit eval`: samples N images in chunks, scores them with the FID Inception and reports FID
+// against reference statistics (and, with --metrics all, Inception Score and precision/recall).
+// Each finished chunk (uint8 samples + pool3 + logits) is saved in the work folder, so an
+// interrupted run resumes where it stopped.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "cli/sample_grid.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/error.hpp"
+#include "uvit/fid.hpp"
+#include "uvit/inception.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit::cli {
+
+namespace {
+
+// Chunk c draws its noise with seed + c * golden-ratio constant: chunk 0 equals `uvit sample`
+// with the same seed, and chunks never share a Philox key.
+uint64_t chunk_seed(uint64_t seed, long c) { return seed + uint64_t(c) * 0x9E3779B97F4A7C15ull; }
+
+struct Chunk {
+  Array samples;  // uint8 [m, H, W, C]
+  Array pool3;    // f32 [m, 2048]
+  Array logits;   // f32 [m, 1008]
+};
+
+bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
+  if (!fs::exists(path)) return false;
+  NamedArrays z;
+  try {
+    z = load_npz(path);
+  } catch (const Error&) {
+    return false;  // a damaged chunk is redone
+  }
+  for (auto& [k, v] : z) {
+    if (k == "samples") out->samples = std::move(v);
+    if (k == "pool3") out->pool3 = std::move(v);
+    if (k == "logits") out->logits = std::move(v);
+  }
+  return out->samples.shape == std::vector<int64_t>({m, s, s, c}) &&
+         out->samples.dtype == DType::U8 &&
+         out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
+         out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses});
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval", "Sample N images and report FID (and IS, precision/recall) against reference stats");
+  struct Opts {
+    std::string config, weights, sampler, ref, ref_features, inception,
+        out = "eval_samples.npz", work, metrics = "fid", json, device = "cpu";
+    int n = 50000, steps = 0, batch = 0, chunk = 1000;
+    double scale = -1;
+    long seed = 0;
+    std::vector<std::string> set;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
+  cmd->add_option("--weights,-w", o->weights, "weights (.safetensors or .pth)")->required();
+  cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--sampler", o->sampler, "as in uvit sample (default: the preset's)");
+  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--cfg-scale", o->scale, "guidance scale (default: the preset's; 0 = none)");
+  cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->batch, "samples per network batch (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ref", o->ref, "reference FID statistics .npz (mu, sigma)")->required();
+  cmd->add_option("--metrics", o->metrics, "fid or all (adds Inception Score, precision/recall)")
+      ->check(CLI::IsMember({"fid", "all"}));
+  cmd->add_option(
+      "--ref-features", o->ref_features,
+      "reference pool3 features .npy [N,2048] (uvit fid-features) for precision/recall");
+  cmd->add_option("--inception", o->inception,
+                  "FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: "
+                  "$UVIT_INCEPTION)");
+  cmd->add_option("--out,-o", o->out, "all samples as .npz (arr_0: uint8 [N,H,W,C])");
+  cmd->add_option("--work", o->work, "folder of finished chunks for resuming (default: OUT.parts)");
+  cmd->add_option("--chunk", o->chunk, "samples per saved chunk (default 1000)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--json", o->json, "also write the metrics as JSON");
+  cmd->add_option("--set", o->set, "override a config field: section.key=value");
+  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+  cmd->add_option("--device", o->device, "cpu or cuda (sampling)");
+  cmd->callback([o] {
+    Config cfg = load_config(o->config);
+    for (const auto& a : o->set) apply_override(cfg, a);
+    const NetConfig& nc = cfg.net;
+    UVIT_CHECK(!cfg.json.contains("z_shape"), "config ", cfg.config_name,
+               " is a latent model: evaluating it needs the Stable Diffusion autoencoder to decode "
+               "samples, which this build does not include yet (pixel-space presets only)");
+    UVIT_CHECK(!nc.t2i(), "config ", cfg.config_name,
+               " is text-to-image: uvit eval supports unconditional and class-conditional "
+               "pixel-space presets");
+    UVIT_CHECK(nc.in_chans == 1 || nc.in_chans == 3, "config ", cfg.config_name, ": ", nc.in_chans,
+               " image channels; the FID Inception takes 1 (gray) or 3");
+    // Everything that can fail cheaply is checked before hours of sampling.
+    const FidStats ref = load_fid_stats(o->ref);
+    UVIT_CHECK(ref.dims == FidInception::kDims, o->ref, ": statistics of ", ref.dims,
+               " dimensions, the FID Inception gives ", int(FidInception::kDims));
+    const bool all = o->metrics == "all";
+    Array ref_feat;
+    if (all && !o->ref_features.empty()) {
+      ref_feat = load_npy(o->ref_features).converted(DType::F32);
+      UVIT_CHECK(ref_feat.shape.size() == 2 && ref_feat.shape[1] == FidInception::kDims,
+                 o->ref_features, ": expected features [N, 2048], got ", shape_str(ref_feat.shape));
+    }
+    const FidInception inception = FidInception::load(inception_weights_path(o->inception));
+    auto be = make_backend(o->device);
+    UViT net(nc, *be);
+    net.load_file(o->weights);
+
+    const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
+    GenerateOptions g;
+    g.sampler = !o->sampler.empty()
+                    ? o->sampler
+                    : sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
+    check_sampler_name(g.sampler);
+    g.steps = o->steps > 0 ? o->steps : sc.value("sample_steps", default_steps(g.sampler));
+    g.cfg_scale = o->scale >= 0 ? o->scale : sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+    g.mini_batch = o->batch;
+
+    const int s = nc.img_size, c = nc.in_chans;
+    const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
+    UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
+    const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
+    fs::create_directories(work);
+    // The manifest ties the chunks to this run: resuming with other settings is refused.
+    const nlohmann::json manifest = {{"config", cfg.config_name},
+                                     {"weights", fs::absolute(o->weights).string()},
+                                     {"sampler", g.sampler},
+                                     {"steps", g.steps},
+                                     {"cfg_scale", g.cfg_scale},
+                                     {"seed", o->seed},
+                                     {"n", n},
+                                     {"chunk", chunk},
+                                     {"img_size", s},
+                                     {"channels", c}};
+    const std::string mpath = work + "/manifest.json";
+    if (fs::exists(mpath)) {
+      std::ifstream f(mpath);
+      nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
+      UVIT_CHECK(old == manifest, work, ": holds chunks of a different run (", old.dump(),
+                 "); use another --work folder or delete it");
+    } else {
+      const std::string m = manifest.dump(1);
+      write_file_atomic(mpath, m.data(), m.size());
+    }
+
+    const int k = real_classes(cfg);
+    std::vector<uint8_t> samples(size_t(n) * s * s * c);
+    std::vector<float> pool3(size_t(n) * FidInception::kDims),
+        logits(size_t(n) * FidInception::kClasses);
+    long resumed = 0;
+    Progress bar("eval", n, o->quiet);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (long ci = 0; ci < chunks; ++ci) {
+      const long first = ci * chunk, m = std::min(chunk, n - first);
+      const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
+      Chunk ch;
+      if (load_chunk(path, m, s, c, &ch)) {
+        resumed += m;
+      } else {
+        std::vector<int> labels;
+        if (k > 0)
+          for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced
+        g.seed = chunk_seed(uint64_t(o->seed), ci);
+        g.progress = [&](int done, int total) {
+          bar.update(first + long(double(m) * done / total), "sampling");
+        };
+        const std::vector<float> x = generate(net, cfg, g, int(m), labels);
+        const std::vector<Image> imgs = to_images(x, int(m), c, s);
+        ch.samples = Array(DType::U8, {m, s, s, c});
+        ch.pool3 = Array(DType::F32, {m, FidInception::kDims});
+        ch.logits = Array(DType::F32, {m, FidInception::kClasses});
+        for (long i = 0; i < m; ++i) {
+          std::copy(imgs[i].px.begin(), imgs[i].px.end(),
+                    ch.samples.as<uint8_t>() + size_t(i) * s * s * c);
+          inception.forward_u8(imgs[i].px.data(), 1, s, s, c,
+                               ch.pool3.as<float>() + i * FidInception::kDims,
+                               ch.logits.as<float>() + i * FidInception::kClasses);
+          bar.update(first + m, cat("inception ", i + 1, "/", m));
+        }
+        save_npz(path, {{"samples", ch.samples}, {"pool3", ch.pool3}, {"logits", ch.logits}});
+      }
+      std::copy(ch.samples.data.begin(), ch.samples.data.end(),
+                samples.begin() + size_t(first) * s * s * c);
+      std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
+                pool3.begin() + size_t(first) * FidInception::kDims);
+      std::copy(ch.logits.as<float>(), ch.logits.as<float>() + ch.logits.numel(),
+                logits.begin() + size_t(first) * FidInception::kClasses);
+      bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
+    }
+    bar.finish();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    {
+      Array a(DType::U8, {n, s, s, c});
+      std::copy(samples.begin(), samples.end(), a.as<uint8_t>());
+      save_npz(o->out, {{"arr_0", std::move(a)}});
+    }
+
+    nlohmann::json res = {{"n", n},
+                          {"config", cfg.config_name},
+                          {"sampler", g.sampler},
+                          {"steps", g.steps},
+                          {"cfg_scale", g.cfg_scale},
+                          {"seed", o->seed},
+                          {"ref", o->ref},
+                          {"seconds", secs}};
+    const FidStats st = stats_from_features(pool3.data(), n, FidInception::kDims);
+    const double fid = frechet_distance(st, ref, "samples vs " + o->ref);
+    res["fid"] = fid;
+    std::printf("FID: %.6f  (%ld samples, %s, %d steps, scale %g)\n", fid, n, g.sampler.c_str(),
+                g.steps, g.cfg_scale);
+    if (all) {
+      if (n >= 10) {
+        const InceptionScore is = inception_score(logits.data(), n, FidInception::kClasses, 10);
+        res["inception_score"] = is.mean;
+        res["inception_score_std"] = is.std;
+        std::printf("IS: %.4f +- %.4f  (10 splits)\n", is.mean, is.std);
+      } else {
+        std::printf("IS: skipped (needs at least 10 samples)\n");
+      }
+      if (ref_feat.shape.empty()) {
+        std::printf(
+            "precision/recall: skipped (needs --ref-features; make them with uvit "
+            "fid-features)\n");
+      } else {
+        const PrecisionRecall pr = precision_recall(ref_feat.as<float>(), ref_feat.shape[0],
+                                                    pool3.data(), n, FidInception::kDims, 3);
+        res["precision"] = pr.precision;
+        res["recall"] = pr.recall;
+        std::printf("precision: %.4f  recall: %.4f  (k = 3)\n", pr.precision, pr.recall);
+      }
+    }
+    if (!o->json.empty()) {
+      const std::string j = res.dump(1) + "\n";
+      write_file_atomic(o->json, j.data(), j.size());
+    }
+    std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
+                 work.c_str());
+  });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,135 @@
+// `uvit fid A B`, `uvit fid-features SOURCE`, `uvit fid-stats SOURCE`: pytorch-fid compatible FID
+// (SPEC 17). A and B are statistics (.npz with mu, sigma), folders of images, uint8 sample arrays
+// (.npy [N,H,W,C] or an .npz with arr_0) or float features (.npy [N,2048]).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "uvit/error.hpp"
+#include "uvit/fid.hpp"
+#include "uvit/inception.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit::cli {
+
+namespace {
+
+// Loads the network on first use, so two statistics files never need the weights.
+class LazyInception {
+ public:
+  explicit LazyInception(std::string path) : path_(std::move(path)) {}
+  const FidInception& get() {
+    if (!net_)
+      net_ = std::make_unique<FidInception>(FidInception::load(inception_weights_path(path_)));
+    return *net_;
+  }
+
+ private:
+  std::string path_;
+  std::unique_ptr<FidInception> net_;
+};
+
+bool is_stats_npz(const std::string& path) {
+  if (fs::path(path).extension() != ".npz" || !fs::is_regular_file(path)) return false;
+  for (const auto& [k, v] : load_npz(path))
+    if (k == "mu") return true;
+  return false;
+}
+
+std::vector<float> features_of(LazyInception& net, const std::string& source, bool quiet,
+                               std::vector<float>* logits = nullptr) {
+  if (is_feature_npy(source)) {
+    UVIT_CHECK(!logits, source, ": holds features, not images: the logits cannot be computed");
+    return load_npy(source).to_f32();
+  }
+  const FidInception& n = net.get();
+  std::unique_ptr<Progress> bar;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto f = source_features(n, source, logits, [&](long done, long total) {
+    if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
+    bar->update(done, "", 1, "img/s");
+  });
+  if (bar) bar->finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const long count = long(f.size() / FidInception::kDims);
+  std::fprintf(stderr, "inception: %ld images in %.3f s (%.3f img/s)\n", count, s, count / s);
+  return f;
+}
+
+FidStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
+  if (is_stats_npz(source)) return load_fid_stats(source);
+  const std::vector<float> f = features_of(net, source, quiet);
+  const long n = long(f.size() / FidInception::kDims);
+  UVIT_CHECK(n >= 2, source, ": FID statistics need at least 2 images, found ", n);
+  return stats_from_features(f.data(), n, FidInception::kDims);
+}
+
+}  // namespace
+
+void add_fid(CLI::App& app) {
+  struct Opts {
+    std::string a, b, source, out, logits, inception;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  const char* inc_help =
+      "FID Inception weights pt_inception-2015-12-05-6726825d.pth "
+      "(default: $UVIT_INCEPTION)";
+  const char* src_help =
+      "a folder of images, a .npy of uint8 images [N,H,W,C] (or an .npz with arr_0), or a "
+      ".npy of float features [N,2048]";
+
+  auto* fid =
+      app.add_subcommand("fid", "FID between two statistics files, image folders or sample arrays");
+  fid->add_option("A", o->a, "stats .npz (mu, sigma) or images: " + std::string(src_help))
+      ->required();
+  fid->add_option("B", o->b, "the same kinds as A")->required();
+  fid->add_option("--inception", o->inception, inc_help);
+  fid->add_flag("--quiet,-q", o->quiet, "no progress display");
+  fid->callback([o] {
+    LazyInception net(o->inception);
+    const FidStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
+    UVIT_CHECK(a.dims == b.dims, o->a, " and ", o->b, ": statistics of different dimensions (",
+               a.dims, " and ", b.dims, ")");
+    std::printf("FID: %.6f\n", frechet_distance(a, b, o->a + " vs " + o->b));
+  });
+
+  auto* feat =
+      app.add_subcommand("fid-features", "Inception pool3 features (float32 [N,2048]) of images");
+  feat->add_option("SOURCE", o->source, src_help)->required();
+  feat->add_option("--out,-o", o->out, "features .npy")->required();
+  feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
+  feat->add_option("--inception", o->inception, inc_help);
+  feat->add_flag("--quiet,-q", o->quiet, "no progress display");
+  feat->callback([o] {
+    LazyInception net(o->inception);
+    std::vector<float> logits;
+    const std::vector<float> f =
+        features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
+    const int64_t n = int64_t(f.size() / FidInception::kDims);
+    save_npy(o->out, Array::from_f32({n, FidInception::kDims}, f.data()));
+    if (!o->logits.empty())
+      save_npy(o->logits, Array::from_f32({n, FidInception::kClasses}, logits.data()));
+    std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
+  });
+
+  auto* st =
+      app.add_subcommand("fid-stats", "FID statistics (.npz with mu, sigma; pytorch-fid readable)");
+  st->add_option("SOURCE", o->source, src_help)->required();
+  st->add_option("--out,-o", o->out, "statistics .npz")->required();
+  st->add_option("--inception", o->inception, inc_help);
+  st->add_flag("--quiet,-q", o->quiet, "no progress display");
+  st->callback([o] {
+    LazyInception net(o->inception);
+    UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
+    save_fid_stats(o->out, stats_of(net, o->source, o->quiet));
+    std::fprintf(stderr, "wrote %s\n", o->out.c_str());
+  });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,52 @@
+// `uvit tokenize`: CLIP token ids of prompts (77 per prompt: start, BPE ids, end, end padding).
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/clip.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit::cli {
+
+void add_tokenize(CLI::App& app) {
+  auto* cmd = app.add_subcommand("tokenize", "CLIP token ids of prompts");
+  struct Opts {
+    std::string vocab, out;
+    std::vector<std::string> prompts;
+    bool tokens = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--vocab", o->vocab,
+                  "bpe_simple_vocab_16e6.txt.gz, HF vocab.json (merges.txt beside) or a folder "
+                  "(default: $UVIT_CLIP_VOCAB or the repository's data/clip)");
+  cmd->add_option("--out,-o", o->out, "write the ids as int64 [N,77] .npy instead of printing");
+  cmd->add_flag("--tokens", o->tokens, "print the vocabulary entries instead of ids (no padding)");
+  cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
+      ->required();
+  cmd->callback([o] {
+    std::string v = o->vocab.empty() ? clip_default_vocab() : o->vocab;
+    UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
+    ClipTokenizer tok = ClipTokenizer::load(v);
+    const int L = ClipTokenizer::kContextLength;
+    std::vector<int64_t> all;
+    for (const auto& p : o->prompts) {
+      if (o->tokens) {
+        std::string line;
+        for (int id : tok.encode(p)) line += (line.empty() ? "" : " ") + tok.token(id);
+        std::printf("%s\n", line.c_str());
+        continue;
+      }
+      std::vector<int> ids = tok.tokenize(p, L);
+      all.insert(all.end(), ids.begin(), ids.end());
+      if (o->out.empty()) {
+        std::string line;
+        for (int id : ids) line += (line.empty() ? "" : " ") + std::to_string(id);
+        std::printf("%s\n", line.c_str());
+      }
+    }
+    if (!o->out.empty() && !o->tokens)
+      save_npy(o->out, Array::from_i64({int64_t(o->prompts.size()), L}, all.data()));
+  });
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,126 @@
+// Images (a folder, or uint8 .npy/.npz samples) to Inception features.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "uvit/error.hpp"
+#include "uvit/fid.hpp"
+#include "uvit/image.hpp"
+#include "uvit/inception.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit {
+
+std::vector<std::string> list_image_files(const std::string& dir) {
+  // pytorch-fid globs '*.ext' for these extensions (case-sensitive, not recursive) and sorts.
+  static const std::set<std::string> exts = {".bmp", ".jpg", ".jpeg", ".pgm", ".png",
+                                             ".ppm", ".tif", ".tiff", ".webp"};
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file() && exts.count(e.path().extension().string()))
+      files.push_back(e.path().string());
+  UVIT_CHECK(!ec, dir, ": cannot list the folder (", ec.message(), ")");
+  std::sort(files.begin(), files.end());
+  UVIT_CHECK(!files.empty(), dir,
+             ": no images (looked for *.png, *.jpg, *.jpeg, *.bmp, *.pgm, *.ppm, *.tif, *.tiff, "
+             "*.webp)");
+  return files;
+}
+
+bool is_feature_npy(const std::string& path) {
+  if (fs::path(path).extension() != ".npy") return false;
+  // Only the header is read: descr '<f4'/'<f8' and a 2-D shape (N, 2048).
+  std::ifstream in(path, std::ios::binary);
+  std::string head(4096, '\0');
+  in.read(head.data(), head.size());
+  head.resize(size_t(in.gcount()));
+  const size_t e = head.find('}');
+  if (head.compare(0, 6, "\x93NUMPY") != 0 || e == std::string::npos) return false;
+  head.resize(e);
+  const bool is_float =
+      head.find("'<f4'") != std::string::npos || head.find("'<f8'") != std::string::npos;
+  const size_t sh = head.find("'shape'");
+  if (!is_float || sh == std::string::npos) return false;
+  const size_t open = head.find('(', sh), close = head.find(')', sh);
+  if (open == std::string::npos || close == std::string::npos) return false;
+  // "N, 2048" (maybe with a trailing comma/space): exactly two integers, the second 2048.
+  std::vector<long> v;
+  long cur = -1;
+  for (size_t i = open + 1; i < close; ++i) {
+    const char c = head[i];
+    if (c >= '0' && c <= '9') {
+      cur = (cur < 0 ? 0 : cur * 10) + (c - '0');
+    } else if (cur >= 0) {
+      v.push_back(cur);
+      cur = -1;
+    }
+  }
+  if (cur >= 0) v.push_back(cur);
+  return v.size() == 2 && v[1] == FidInception::kDims;
+}
+
+namespace {
+// The uint8 sample array of a .npy, or of an .npz's "arr_0" (the samples file of `uvit eval` and
+// of guided-diffusion's evaluator) or its only member.
+Array load_samples(const std::string& path) {
+  Array a;
+  if (fs::path(path).extension() == ".npz") {
+    NamedArrays z = load_npz(path);
+    for (auto& [k, v] : z)
+      if (k == "arr_0" || z.size() == 1) a = std::move(v);
+    UVIT_CHECK(!a.shape.empty(), path, ": no 'arr_0' array of uint8 images");
+  } else {
+    a = load_npy(path);
+  }
+  UVIT_CHECK(a.dtype == DType::U8, path, ": expected uint8 images [N, H, W, C], got ",
+             dtype_name(a.dtype), " ", shape_str(a.shape));
+  if (a.shape.size() == 3) a.shape.push_back(1);
+  UVIT_CHECK(a.shape.size() == 4 && (a.shape[3] == 1 || a.shape[3] == 3), path,
+             ": expected uint8 images [N, H, W, C] with C = 1 or 3, got shape ",
+             shape_str(a.shape));
+  UVIT_CHECK(a.shape[0] > 0 && a.shape[1] > 0 && a.shape[2] > 0, path, ": no images (shape ",
+             shape_str(a.shape), ")");
+  return a;
+}
+}  // namespace
+
+std::vector<float> source_features(const FidInception& net, const std::string& source,
+                                   std::vector<float>* logits,
+                                   const std::function<void(long, long)>& progress) {
+  constexpr int D = FidInception::kDims, K = FidInception::kClasses;
+  std::vector<float> f;
+  if (fs::is_directory(source)) {
+    const std::vector<std::string> files = list_image_files(source);
+    const long n = long(files.size());
+    f.resize(size_t(n) * D);
+    if (logits) logits->resize(size_t(n) * K);
+    for (long i = 0; i < n; ++i) {
+      const Image im = read_image(files[i], 3);  // PIL convert("RGB")
+      net.forward_u8(im.px.data(), 1, im.h, im.w, 3, f.data() + i * D,
+                     logits ? logits->data() + i * K : nullptr);
+      if (progress) progress(i + 1, n);
+    }
+    return f;
+  }
+  UVIT_CHECK(fs::exists(source), source, ": no such file or folder");
+  const std::string ext = fs::path(source).extension().string();
+  UVIT_CHECK(ext == ".npy" || ext == ".npz", source,
+             ": expected a folder of images, a .npy of uint8 images [N,H,W,C] or an .npz of them");
+  const Array a = load_samples(source);
+  const long n = a.shape[0];
+  const int H = int(a.shape[1]), W = int(a.shape[2]), C = int(a.shape[3]);
+  f.resize(size_t(n) * D);
+  if (logits) logits->resize(size_t(n) * K);
+  for (long i = 0; i < n; ++i) {
+    net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, 1, H, W, C, f.data() + i * D,
+                   logits ? logits->data() + i * K : nullptr);
+    if (progress) progress(i + 1, n);
+  }
+  return f;
+}
+
+}  // namespace uvit

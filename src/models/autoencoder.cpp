@@ -1,0 +1,308 @@
+// The KL autoencoder's forward passes (SPEC 13): NCHW fp32 on the CPU, built from the nn:: layers.
+#include "uvit/autoencoder.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+#include "uvit/nn.hpp"
+
+namespace uvit {
+
+namespace {
+
+// Activations of the decoder reach 64 MiB (256 channels at 256x256); fresh allocations of that
+// size are mmap'd, page-faulted and zero-filled on every use (a third of the decode time when
+// measured). A forward pass therefore recycles its buffers through this pool.
+struct BufferPool {
+  std::vector<std::vector<float>> free;
+};
+thread_local BufferPool* t_pool = nullptr;
+
+// Installs a pool for the duration of one forward pass (outermost call wins).
+struct PoolScope {
+  BufferPool pool;
+  bool owner = t_pool == nullptr;
+  PoolScope() {
+    if (owner) t_pool = &pool;
+  }
+  ~PoolScope() {
+    if (owner) t_pool = nullptr;
+  }
+};
+
+}  // namespace
+
+struct Autoencoder::Tensor {
+  int B = 0, C = 0, H = 0, W = 0;
+  std::vector<float> d;
+  Tensor() = default;
+  Tensor(Tensor&& o) noexcept : B(o.B), C(o.C), H(o.H), W(o.W), d(std::move(o.d)) {}
+  Tensor& operator=(Tensor&& o) noexcept {
+    if (this != &o) {
+      release();
+      B = o.B, C = o.C, H = o.H, W = o.W;
+      d = std::move(o.d);
+    }
+    return *this;
+  }
+  ~Tensor() { release(); }
+  void release() {
+    if (t_pool && d.capacity() >= (size_t(1) << 16)) t_pool->free.push_back(std::move(d));
+    d = {};
+  }
+  void resize(int b, int c, int h, int w) {
+    B = b, C = c, H = h, W = w;
+    const size_t n = size_t(b) * c * h * w;
+    if (d.capacity() < n && t_pool) {
+      // Best fit: the smallest pooled buffer that holds n floats.
+      auto& f = t_pool->free;
+      size_t best = f.size();
+      for (size_t i = 0; i < f.size(); ++i)
+        if (f[i].capacity() >= n && (best == f.size() || f[i].capacity() < f[best].capacity()))
+          best = i;
+      if (best < f.size()) {
+        release();
+        d = std::move(f[best]);
+        f.erase(f.begin() + long(best));
+      }
+    }
+    d.resize(n);  // only growth within the buffer is zero-filled
+  }
+  size_t plane() const { return size_t(H) * W; }
+};
+
+namespace {
+
+constexpr int kGroups = 32;
+constexpr float kNormEps = 1e-6f;
+
+bool contains(const std::vector<int>& v, int x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what)
+    : cfg_(cfg) {
+  const auto expected = autoencoder_param_shapes(cfg);
+  std::map<std::string, Array*> given;
+  for (auto& [name, a] : weights) given[name] = &a;
+  size_t missing = 0;
+  std::string first_missing;
+  for (const auto& [name, shape] : expected) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      if (missing++ == 0) first_missing = name;
+      continue;
+    }
+    Array& a = *it->second;
+    UVIT_CHECK(a.shape == shape, what, ": ", name, " has shape ", shape_str(a.shape),
+               ", the autoencoder config expects ", shape_str(shape));
+    UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
+                   a.dtype == DType::F64,
+               what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
+    w_[name] = a.dtype == DType::F32 ? std::move(a) : a.converted(DType::F32);
+  }
+  UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
+             " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
+  if (weights.size() != expected.size()) {
+    for (const auto& [name, a] : weights)
+      UVIT_CHECK(w_.count(name), what, ": unexpected key '", name, "' (",
+                 weights.size() - expected.size(), " extra; does the config match the weights?)");
+  }
+}
+
+Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg) {
+  return Autoencoder(cfg, load_weights(path), path);
+}
+
+const float* Autoencoder::p(const std::string& name) const {
+  auto it = w_.find(name);
+  UVIT_CHECK(it != w_.end(), "autoencoder: no parameter '", name, "'");  // a bug, not bad input
+  return it->second.as<float>();
+}
+
+void Autoencoder::conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride,
+                       int pad_lt, int pad_rb) const {
+  const auto& ws = w_.at(name + ".weight").shape;
+  nn::Conv2dShape s;
+  s.B = x.B, s.Cin = x.C, s.H = x.H, s.W = x.W, s.Cout = int(ws[0]);
+  s.kh = s.kw = k, s.sh = s.sw = stride;
+  s.pt = s.pl = pad_lt, s.pb = s.pr = pad_rb;
+  y.resize(x.B, s.Cout, s.out_h(), s.out_w());
+  nn::conv2d(s, x.d.data(), p(name + ".weight"), p(name + ".bias"), y.d.data());
+}
+
+void Autoencoder::group_norm_swish(const std::string& name, const Tensor& x, Tensor& y,
+                                   bool swish) const {
+  y.resize(x.B, x.C, x.H, x.W);
+  nn::group_norm(x.d.data(), p(name + ".weight"), p(name + ".bias"), y.d.data(), x.B, x.C,
+                 int(x.plane()), kGroups, kNormEps, swish);
+}
+
+// x = shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x)))))); dropout is the identity here.
+void Autoencoder::resblock(const std::string& n, Tensor& x) const {
+  Tensor a, h;
+  group_norm_swish(n + ".norm1", x, a, true);
+  conv(n + ".conv1", a, h, 3, 1, 1, 1);
+  group_norm_swish(n + ".norm2", h, a, true);
+  conv(n + ".conv2", a, h, 3, 1, 1, 1);
+  if (w_.count(n + ".nin_shortcut.weight")) {
+    conv(n + ".nin_shortcut", x, a, 1, 1, 0, 0);
+    x = std::move(a);
+  }
+  float* xd = x.d.data();
+  const float* hd = h.d.data();
+  const long len = long(x.d.size());
+#pragma omp parallel for simd schedule(static)
+  for (long i = 0; i < len; ++i) xd[i] += hd[i];
+}
+
+// x += proj_out(attention(q, k, v)) with q, k, v = 1x1 convs of norm(x).
+void Autoencoder::attnblock(const std::string& n, Tensor& x) const {
+  Tensor hn, q, k, v, o;
+  group_norm_swish(n + ".norm", x, hn, false);
+  conv(n + ".q", hn, q, 1, 1, 0, 0);
+  conv(n + ".k", hn, k, 1, 1, 0, 0);
+  conv(n + ".v", hn, v, 1, 1, 0, 0);
+  o.resize(x.B, x.C, x.H, x.W);
+  const size_t img = size_t(x.C) * x.plane();
+  const float scale = 1.f / std::sqrt(float(x.C));
+  for (int b = 0; b < x.B; ++b)
+    nn::spatial_attention(q.d.data() + b * img, k.d.data() + b * img, v.d.data() + b * img,
+                          o.d.data() + b * img, x.C, int(x.plane()), scale);
+  conv(n + ".proj_out", o, hn, 1, 1, 0, 0);
+  for (size_t i = 0; i < x.d.size(); ++i) x.d[i] += hn.d[i];
+}
+
+Autoencoder::Tensor Autoencoder::run_encoder(Tensor x) const {
+  const int L = int(cfg_.ch_mult.size());
+  Tensor h;
+  conv("encoder.conv_in", x, h, 3, 1, 1, 1);
+  int res = cfg_.resolution;  // attention placement follows the config, not the input size
+  for (int i = 0; i < L; ++i) {
+    for (int j = 0; j < cfg_.num_res_blocks; ++j) {
+      resblock(cat("encoder.down.", i, ".block.", j), h);
+      if (contains(cfg_.attn_resolutions, res)) attnblock(cat("encoder.down.", i, ".attn.", j), h);
+    }
+    if (i != L - 1) {
+      // F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv without padding.
+      Tensor t;
+      conv(cat("encoder.down.", i, ".downsample.conv"), h, t, 3, 2, 0, 1);
+      h = std::move(t);
+      res /= 2;
+    }
+  }
+  resblock("encoder.mid.block_1", h);
+  attnblock("encoder.mid.attn_1", h);
+  resblock("encoder.mid.block_2", h);
+  Tensor a;
+  group_norm_swish("encoder.norm_out", h, a, true);
+  conv("encoder.conv_out", a, h, 3, 1, 1, 1);
+  return h;
+}
+
+Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
+  const int L = int(cfg_.ch_mult.size());
+  Tensor h;
+  conv("decoder.conv_in", z, h, 3, 1, 1, 1);
+  resblock("decoder.mid.block_1", h);
+  attnblock("decoder.mid.attn_1", h);
+  resblock("decoder.mid.block_2", h);
+  int res = cfg_.resolution >> (L - 1);
+  for (int i = L - 1; i >= 0; --i) {
+    for (int j = 0; j <= cfg_.num_res_blocks; ++j) {
+      resblock(cat("decoder.up.", i, ".block.", j), h);
+      if (contains(cfg_.attn_resolutions, res)) attnblock(cat("decoder.up.", i, ".attn.", j), h);
+    }
+    if (i != 0) {
+      Tensor u;
+      u.resize(h.B, h.C, 2 * h.H, 2 * h.W);
+      nn::upsample_nearest2x(h.d.data(), u.d.data(), h.B * h.C, h.H, h.W);
+      h.release();  // back to the pool before the conv allocates
+      conv(cat("decoder.up.", i, ".upsample.conv"), u, h, 3, 1, 1, 1);
+      res *= 2;
+    }
+  }
+  Tensor a;
+  group_norm_swish("decoder.norm_out", h, a, true);
+  conv("decoder.conv_out", a, h, 3, 1, 1, 1);
+  return h;
+}
+
+Array Autoencoder::encode_moments(const Array& images) const {
+  const int f = cfg_.downsample_factor();
+  const auto& s = images.shape;
+  UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.in_channels && s[2] > 0 && s[3] > 0 &&
+                 s[2] % f == 0 && s[3] % f == 0,
+             "autoencoder encode: images have shape ", shape_str(s), ", expected [B, ",
+             cfg_.in_channels, ", H, W] with H and W positive multiples of ", f);
+  PoolScope scope;
+  Tensor x;
+  x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
+  x.d = images.to_f32();
+  Tensor h = run_encoder(std::move(x)), m;
+  conv("quant_conv", h, m, 1, 1, 0, 0);
+  return Array::from_f32({m.B, m.C, m.H, m.W}, m.d.data());
+}
+
+Array Autoencoder::decode(const Array& z) const {
+  const auto& s = z.shape;
+  UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.embed_dim && s[2] > 0 && s[3] > 0,
+             "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",
+             cfg_.embed_dim, ", h, w]");
+  PoolScope scope;
+  Tensor x, h;
+  x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
+  x.d = z.to_f32();
+  const float sf = float(cfg_.scale_factor);
+  for (auto& v : x.d) v /= sf;  // divided, as the official z / scale_factor
+  conv("post_quant_conv", x, h, 1, 1, 0, 0);
+  Tensor y = run_decoder(std::move(h));
+  return Array::from_f32({y.B, y.C, y.H, y.W}, y.d.data());
+}
+
+Array map_batches(const Array& in, int chunk, const std::function<Array(const Array&)>& fn,
+                  const std::function<void(int64_t, int64_t)>& progress) {
+  UVIT_CHECK(!in.shape.empty() && in.shape[0] > 0, "map_batches: empty input ",
+             shape_str(in.shape));
+  UVIT_CHECK(chunk > 0, "map_batches: chunk must be positive, got ", chunk);
+  const int64_t n = in.shape[0];
+  const size_t item = in.nbytes() / size_t(n);
+  Array out;
+  size_t out_item = 0;
+  for (int64_t i = 0; i < n; i += chunk) {
+    const int64_t m = std::min<int64_t>(chunk, n - i);
+    Array part;
+    part.dtype = in.dtype;
+    part.shape = in.shape;
+    part.shape[0] = m;
+    part.data.assign(in.data.begin() + i * item, in.data.begin() + (i + m) * item);
+    Array r = fn(part);
+    if (i == 0) {
+      out.dtype = r.dtype;
+      out.shape = r.shape;
+      out.shape[0] = n;
+      out_item = r.nbytes() / size_t(m);
+      out.data.resize(out_item * size_t(n));
+    }
+    std::copy(r.data.begin(), r.data.end(), out.data.begin() + i * out_item);
+    if (progress) progress(i + m, n);
+  }
+  return out;
+}
+
+std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float>& z, int n, int c,
+                                  int h, int w, int chunk,
+                                  const std::function<void(int64_t, int64_t)>& progress) {
+  UVIT_CHECK(z.size() == size_t(n) * c * h * w, "decode_latents: ", z.size(), " floats for ", n,
+             " latents of [", c, ", ", h, ", ", w, "]");
+  const Array out = map_batches(
+      Array::from_f32({n, c, h, w}, z.data()), chunk,
+      [&](const Array& part) { return ae.decode(part); }, progress);
+  return out.to_f32();
+}
+
+}  // namespace uvit

@@ -1,0 +1,190 @@
+// The autoencoder's JSON config (official ddconfig field names) and its state_dict key layout.
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "uvit/autoencoder.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit {
+
+namespace {
+
+using json = nlohmann::json;
+
+int get_int(const json& j, const char* key, int def, const std::string& what) {
+  if (!j.contains(key)) return def;
+  UVIT_CHECK(j[key].is_number_integer(), what, ": ddconfig.", key, " must be an integer");
+  return j[key].get<int>();
+}
+
+std::vector<int> get_ints(const json& j, const char* key, std::vector<int> def,
+                          const std::string& what) {
+  if (!j.contains(key)) return def;
+  UVIT_CHECK(j[key].is_array(), what, ": ddconfig.", key, " must be a list of integers");
+  std::vector<int> v;
+  for (const auto& e : j[key]) {
+    UVIT_CHECK(e.is_number_integer(), what, ": ddconfig.", key, " must be a list of integers");
+    v.push_back(e.get<int>());
+  }
+  return v;
+}
+
+}  // namespace
+
+AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::string& what) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(what, ": invalid JSON: ", e.what());
+  }
+  UVIT_CHECK(root.is_object(), what, ": expected a JSON object with \"ddconfig\"");
+  // The preset's "autoencoder" section carries pretrained_path too; weights come from --weights.
+  for (const auto& [k, v] : root.items())
+    UVIT_CHECK(k == "ddconfig" || k == "embed_dim" || k == "scale_factor" || k == "pretrained_path",
+               what, ": unknown field '", k, "' (ddconfig, embed_dim, scale_factor)");
+  AutoencoderConfig c;
+  if (root.contains("ddconfig")) {
+    const json& d = root["ddconfig"];
+    UVIT_CHECK(d.is_object(), what, ": ddconfig must be an object");
+    static const std::set<std::string> known = {
+        "double_z", "z_channels", "resolution",     "in_channels",      "out_ch",
+        "ch",       "ch_mult",    "num_res_blocks", "attn_resolutions", "dropout"};
+    for (const auto& [k, v] : d.items())
+      UVIT_CHECK(known.count(k), what, ": unknown ddconfig field '", k, "'");
+    if (d.contains("double_z")) {
+      UVIT_CHECK(d["double_z"].is_boolean(), what, ": ddconfig.double_z must be true or false");
+      c.double_z = d["double_z"].get<bool>();
+    }
+    c.z_channels = get_int(d, "z_channels", c.z_channels, what);
+    c.resolution = get_int(d, "resolution", c.resolution, what);
+    c.in_channels = get_int(d, "in_channels", c.in_channels, what);
+    c.out_ch = get_int(d, "out_ch", c.out_ch, what);
+    c.ch = get_int(d, "ch", c.ch, what);
+    c.ch_mult = get_ints(d, "ch_mult", c.ch_mult, what);
+    c.num_res_blocks = get_int(d, "num_res_blocks", c.num_res_blocks, what);
+    c.attn_resolutions = get_ints(d, "attn_resolutions", c.attn_resolutions, what);
+    if (d.contains("dropout")) {
+      UVIT_CHECK(d["dropout"].is_number(), what, ": ddconfig.dropout must be a number");
+      c.dropout = d["dropout"].get<double>();
+    }
+  }
+  if (root.contains("embed_dim")) {
+    UVIT_CHECK(root["embed_dim"].is_number_integer(), what, ": embed_dim must be an integer");
+    c.embed_dim = root["embed_dim"].get<int>();
+  }
+  if (root.contains("scale_factor")) {
+    UVIT_CHECK(root["scale_factor"].is_number(), what, ": scale_factor must be a number");
+    c.scale_factor = root["scale_factor"].get<double>();
+  }
+  UVIT_CHECK(c.z_channels > 0 && c.in_channels > 0 && c.out_ch > 0 && c.ch > 0 &&
+                 c.num_res_blocks >= 0 && c.embed_dim > 0 && c.resolution > 0,
+             what, ": channel counts, resolution and num_res_blocks must be positive");
+  UVIT_CHECK(!c.ch_mult.empty() && c.ch_mult.size() <= 8, what,
+             ": ddconfig.ch_mult must have 1 to 8 entries");
+  for (int m : c.ch_mult)
+    UVIT_CHECK(m > 0 && (c.ch * m) % 32 == 0, what, ": ch * ch_mult entry ", c.ch, " * ", m,
+               " must be a positive multiple of 32 (GroupNorm has 32 groups)");
+  UVIT_CHECK(c.ch % 32 == 0, what, ": ch ", c.ch, " must be a multiple of 32 (GroupNorm)");
+  UVIT_CHECK(c.scale_factor > 0, what, ": scale_factor must be positive");
+  // FrozenAutoencoderKL asserts it: quant_conv reads mean and logvar.
+  UVIT_CHECK(c.double_z, what, ": ddconfig.double_z must be true (the KL autoencoder needs it)");
+  return c;
+}
+
+AutoencoderConfig load_autoencoder_config(const std::string& path) {
+  const std::vector<uint8_t> b = read_file(path);
+  return parse_autoencoder_config(std::string(b.begin(), b.end()), path);
+}
+
+// Module registration order of libs/autoencoder.py, so the list reads like the state_dict.
+std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shapes(
+    const AutoencoderConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  auto conv = [&](const std::string& n, int64_t cin, int64_t cout, int64_t k) {
+    out.push_back({n + ".weight", {cout, cin, k, k}});
+    out.push_back({n + ".bias", {cout}});
+  };
+  auto norm = [&](const std::string& n, int64_t ch) {
+    out.push_back({n + ".weight", {ch}});
+    out.push_back({n + ".bias", {ch}});
+  };
+  auto res = [&](const std::string& n, int64_t cin, int64_t cout) {
+    norm(n + ".norm1", cin);
+    conv(n + ".conv1", cin, cout, 3);
+    norm(n + ".norm2", cout);
+    conv(n + ".conv2", cout, cout, 3);
+    if (cin != cout) conv(n + ".nin_shortcut", cin, cout, 1);
+  };
+  auto attn = [&](const std::string& n, int64_t ch) {
+    norm(n + ".norm", ch);
+    for (const char* m : {".q", ".k", ".v", ".proj_out"}) conv(n + m, ch, ch, 1);
+  };
+  auto has_attn = [&](int res) {
+    return std::find(c.attn_resolutions.begin(), c.attn_resolutions.end(), res) !=
+           c.attn_resolutions.end();
+  };
+  const int L = int(c.ch_mult.size());
+  // Encoder.
+  conv("encoder.conv_in", c.in_channels, c.ch, 3);
+  int res_now = c.resolution;
+  int64_t block_in = c.ch;
+  for (int i = 0; i < L; ++i) {
+    block_in = int64_t(c.ch) * (i == 0 ? 1 : c.ch_mult[i - 1]);
+    const int64_t block_out = int64_t(c.ch) * c.ch_mult[i];
+    const std::string lv = cat("encoder.down.", i);
+    std::vector<std::string> attn_names;
+    for (int j = 0; j < c.num_res_blocks; ++j) {
+      res(cat(lv, ".block.", j), block_in, block_out);
+      block_in = block_out;
+      if (has_attn(res_now)) attn_names.push_back(cat(lv, ".attn.", attn_names.size()));
+    }
+    for (const auto& a : attn_names) attn(a, block_in);  // ModuleList `attn` follows `block`
+    if (i != L - 1) {
+      conv(lv + ".downsample.conv", block_in, block_in, 3);
+      res_now /= 2;
+    }
+  }
+  res("encoder.mid.block_1", block_in, block_in);
+  attn("encoder.mid.attn_1", block_in);
+  res("encoder.mid.block_2", block_in, block_in);
+  norm("encoder.norm_out", block_in);
+  conv("encoder.conv_out", block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3);
+  // Decoder: built from the lowest resolution up, stored with index = level.
+  block_in = int64_t(c.ch) * c.ch_mult.back();
+  conv("decoder.conv_in", c.z_channels, block_in, 3);
+  res("decoder.mid.block_1", block_in, block_in);
+  attn("decoder.mid.attn_1", block_in);
+  res("decoder.mid.block_2", block_in, block_in);
+  std::vector<std::vector<std::pair<std::string, std::vector<int64_t>>>> levels(L);
+  res_now = c.resolution >> (L - 1);
+  for (int i = L - 1; i >= 0; --i) {
+    auto saved = std::move(out);
+    out.clear();
+    const int64_t block_out = int64_t(c.ch) * c.ch_mult[i];
+    const std::string lv = cat("decoder.up.", i);
+    std::vector<std::pair<std::string, int64_t>> attn_names;
+    for (int j = 0; j <= c.num_res_blocks; ++j) {
+      res(cat(lv, ".block.", j), block_in, block_out);
+      block_in = block_out;
+      if (has_attn(res_now)) attn_names.push_back({cat(lv, ".attn.", attn_names.size()), block_in});
+    }
+    for (const auto& [a, ch] : attn_names) attn(a, ch);
+    if (i != 0) {
+      conv(lv + ".upsample.conv", block_in, block_in, 3);
+      res_now *= 2;
+    }
+    levels[size_t(i)] = std::move(out);
+    out = std::move(saved);
+  }
+  for (auto& lvl : levels) out.insert(out.end(), lvl.begin(), lvl.end());
+  norm("decoder.norm_out", block_in);
+  conv("decoder.conv_out", block_in, c.out_ch, 3);
+  conv("quant_conv", 2 * int64_t(c.z_channels), 2 * int64_t(c.embed_dim), 1);
+  conv("post_quant_conv", c.embed_dim, c.z_channels, 1);
+  return out;
+}
+
+}  // namespace uvit

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# `uvit fid`, `fid-features`, `fid-stats`, `eval`: features of folders and .npy samples agree with
+# the PyTorch twin (random Inception weights), statistics files are numpy/pytorch-fid readable,
+# two statistics files need no network and give pytorch-fid's (scipy) value, `eval` samples,
+# scores and resumes, and bad requests give one-line errors.
+set -uo pipefail
+UVIT=$1 FIX=${2:-}
+PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+source tests/e2e/data/lib.sh
+unset UVIT_INCEPTION
+
+# Random-weight Inception in torchvision's layout (reuse the unit tests' fixtures when present).
+F=$FIX/fid
+if [ ! -f "$F/inception.pth" ]; then
+  F=$tmp/fidnet
+  "$PY" tests/reference/inception_torch.py --out "$F" --net-only >/dev/null || fail "twin fixtures"
+fi
+W=$F/inception.pth
+
+# --- two statistics files: no network; equals pytorch-fid's formula with scipy's sqrtm ---------
+cat >"$tmp/stats.py" <<'PYEOF'
+import sys, numpy as np, scipy.linalg
+r = np.random.RandomState(1)
+a = r.randn(40, 64); b = r.randn(30, 64) * 1.2 + 0.1   # rank-deficient 64-d covariances
+for name, x in (("s1", a), ("s2", b)):
+    np.savez(sys.argv[1] + "/" + name + ".npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+m1, s1, m2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+c, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False)
+if not np.isfinite(c).all():
+    e = np.eye(64) * 1e-6; c = scipy.linalg.sqrtm((s1 + e).dot(s2 + e))
+d = m1 - m2
+print(repr(float(d.dot(d) + np.trace(s1) + np.trace(s2) - 2 * np.trace(c.real))))
+PYEOF
+want=$("$PY" "$tmp/stats.py" "$tmp")
+run "$UVIT" fid "$tmp/s1.npz" "$tmp/s2.npz"
+got=$(sed -n 's/^FID: //p' "$tmp/out")
+"$PY" -c "import sys; g, w = float('$got'), float('$want'); sys.exit(abs(g - w) > 1e-6 * abs(w))" \
+  && echo "ok: fid of two stats files $got (scipy $want)" || fail "fid stats: $got vs scipy $want"
+
+# --- features: folder of PNGs == .npy samples == the twin -----------------------------------------
+cat >"$tmp/imgs.py" <<'PYEOF'
+import sys, zlib, struct, numpy as np
+out = sys.argv[1]
+r = np.random.RandomState(3)
+imgs = r.randint(0, 256, (5, 24, 20, 3)).astype(np.uint8)
+np.save(out + "/imgs.npy", imgs)
+def png(path, a):
+    h, w, _ = a.shape
+    raw = b"".join(b"\0" + a[i].tobytes() for i in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+import os
+os.makedirs(out + "/dir", exist_ok=True)
+for i, a in enumerate(imgs):
+    png(f"{out}/dir/img{i:02d}.png", a)
+open(out + "/dir/readme.txt", "w").write("not an image")
+PYEOF
+"$PY" "$tmp/imgs.py" "$tmp"
+run "$UVIT" fid-features "$tmp/dir" --inception "$W" --out "$tmp/fdir.npy" --logits "$tmp/ldir.npy" -q
+UVIT_INCEPTION=$W run "$UVIT" fid-features "$tmp/imgs.npy" --out "$tmp/fnpy.npy" -q
+cat >"$tmp/twin.py" <<'PYEOF'
+import sys, numpy as np, torch
+sys.path.insert(0, "tests/reference")
+import inception_torch as it
+t, W = sys.argv[1], sys.argv[2]
+m = it.build().double(); m.load_state_dict(torch.load(W)); m.eval()
+x = np.load(t + "/imgs.npy")
+with torch.no_grad():
+    ref = it.pool3(m, it.to01(x).double())
+    logits = ref @ m.fc.weight.T
+a, b, l = np.load(t + "/fdir.npy"), np.load(t + "/fnpy.npy"), np.load(t + "/ldir.npy")
+assert a.dtype == np.float32 and a.shape == (5, 2048), (a.dtype, a.shape)
+assert (a == b).all(), "folder and .npy features differ"
+rel = float(np.abs(a - ref.numpy()).max() / np.abs(ref.numpy()).max())
+lrel = float(np.abs(l - logits.numpy()).max() / np.abs(logits.numpy()).max())
+assert rel < 1e-4 and lrel < 1e-4, (rel, lrel)
+# Statistics written by uvit fid-stats: what pytorch-fid's np.load reads.
+s = np.load(t + "/st.npz")
+assert s["mu"].dtype == np.float64 and s["mu"].shape == (2048,)
+assert s["sigma"].dtype == np.float64 and s["sigma"].shape == (2048, 2048)
+f = a.astype(np.float64)
+assert np.abs(s["mu"] - f.mean(0)).max() < 1e-12
+assert np.abs(s["sigma"] - np.cov(f, rowvar=False)).max() < 1e-10 * np.abs(s["sigma"]).max()
+print(f"ok: features vs twin rel {rel:.2e}, logits rel {lrel:.2e}; stats match np.cov")
+PYEOF
+run "$UVIT" fid-stats "$tmp/fdir.npy" --out "$tmp/st.npz"  # features .npy: no network needed
+"$PY" "$tmp/twin.py" "$tmp" "$W" || fail "features/stats vs twin"
+# Same images on both sides: FID ~ 0; a folder against stats of the same features: ~ 0.
+run "$UVIT" fid "$tmp/dir" "$tmp/st.npz" --inception "$W" -q
+got=$(sed -n 's/^FID: //p' "$tmp/out")
+"$PY" -c "import sys; sys.exit(abs(float('$got')) > 1e-3)" && echo "ok: fid(dir, its stats) = $got" \
+  || fail "fid(dir, its own stats) = $got"
+
+# --- eval: a tiny unconditional net, 12 samples in chunks of 5, resumed ---------------------------
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=2 sample.sample_steps=3
+sed -e 's/"num_classes": 11/"num_classes": 0/' -e 's/"cfg": true/"cfg": false/g' \
+  -e 's/"mode": "cond"/"mode": "uncond"/' "$tmp/tiny.json" >"$tmp/uncond.json"
+run "$UVIT" train --config "$tmp/uncond.json" --out "$tmp/run" --steps 0 -q
+NW=$(ls "$tmp"/run/*.safetensors | head -1)
+E=(eval --config "$tmp/uncond.json" --weights "$NW" --n 12 --chunk 5 --ref "$tmp/st.npz"
+   --inception "$W" --out "$tmp/ev.npz" -q)
+run "$UVIT" "${E[@]}" --metrics all --ref-features "$tmp/fdir.npy" --json "$tmp/ev.json"
+grep -q '^FID: ' "$tmp/out" && grep -q '^IS: ' "$tmp/out" && grep -q '^precision: ' "$tmp/out" \
+  && echo "ok: eval: $(tr '\n' ' ' <"$tmp/out")" || { fail "eval output"; cat "$tmp/out"; }
+first=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
+ls "$tmp/ev.npz.parts"/chunk_*.npz | wc -l | grep -q '^3$' || fail "eval: expected 3 chunks"
+rm "$tmp/ev.npz.parts/chunk_1.npz"
+run "$UVIT" "${E[@]}"
+grep -q "7 resumed" "$tmp/err" || { fail "eval did not resume chunks 0 and 2 (7 samples)"; cat "$tmp/err"; }
+again=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
+[ "$first" = "$again" ] && echo "ok: resumed eval gives the same FID $again" \
+  || fail "resumed FID $again != $first"
+"$PY" -c "
+import numpy as np, json
+a = np.load('$tmp/ev.npz')['arr_0']; assert a.shape == (12, 28, 28, 1) and a.dtype == np.uint8, a.shape
+j = json.load(open('$tmp/ev.json')); assert {'fid', 'inception_score', 'precision', 'recall'} <= set(j), j
+" && echo "ok: eval samples .npz and json" || fail "eval samples .npz / json"
+expect_error "different run" "$UVIT" "${E[@]}" --seed 5
+
+# --- errors ---------------------------------------------------------------------------------------
+expect_error "pytorch-fid/releases" "$UVIT" fid "$tmp/dir" "$tmp/st.npz"
+expect_error "not found" "$UVIT" fid-features "$tmp/dir" --inception "$tmp/nope.pth" --out "$tmp/x.npy"
+expect_error "no such file" "$UVIT" fid "$tmp/missing" "$tmp/st.npz" --inception "$W"
+mkdir -p "$tmp/empty"
+expect_error "no images" "$UVIT" fid-stats "$tmp/empty" --inception "$W" --out "$tmp/x.npz"
+"$PY" -c "import numpy as np; np.save('$tmp/f.npy', np.zeros((2, 8, 8, 3), np.float32)); np.savez('$tmp/bad.npz', mu=np.zeros(3), sigma=np.zeros((3, 2)))"
+expect_error "uint8" "$UVIT" fid-features "$tmp/f.npy" --inception "$W" --out "$tmp/x.npy"
+expect_error "sigma has shape" "$UVIT" fid "$tmp/bad.npz" "$tmp/s1.npz"
+expect_error "different dimensions" "$UVIT" fid "$tmp/s1.npz" "$tmp/st.npz"
+expect_error "latent model" "$UVIT" eval --config imagenet256_uvit_large --weights "$NW" --ref "$tmp/st.npz"
+expect_error "not found" "$UVIT" eval --config "$tmp/uncond.json" --weights "$NW" --ref "$tmp/st.npz" --inception "$tmp/nope.pth"
+exit $fails

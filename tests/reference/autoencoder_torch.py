@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""PyTorch twin of the Stable Diffusion KL autoencoder (SPEC 13), written from the spec.
+
+Module and parameter names follow the official state_dict (encoder.down.0.block.0.norm1.weight, ...).
+
+Usage:
+  autoencoder_torch.py fixtures --out DIR    small config, random weights: DIR/ae_small.{json,pth},
+                                             ae_images.npy, ae_z.npy, ae_moments.npy, ae_decoded.npy
+                                             (references in float64 from the float32 weights/inputs)
+  autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32]
+                                             SD config, random weights: decode one 4xSxS latent
+  autoencoder_torch.py check-sd              SD key count (248) and parameter count (83,653,863)
+  autoencoder_torch.py save --out FILE [--config C] [--seed S]
+                                             random weights (SD config by default), torch.save'd
+  autoencoder_torch.py run encode|decode --weights W [--config C] --in X.npy --out Y.npy
+                                             reference encode_moments / decode in float64
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SD_DDCONFIG = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=128,
+                   ch_mult=[1, 2, 4, 4], num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+
+
+def Normalize(c):
+    return nn.GroupNorm(num_groups=32, num_channels=c, eps=1e-6, affine=True)
+
+
+def swish(x):
+    return x * torch.sigmoid(x)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.norm1 = Normalize(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.norm2 = Normalize(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        if cin != cout:
+            self.nin_shortcut = nn.Conv2d(cin, cout, 1, 1, 0)
+        self.cin, self.cout = cin, cout
+
+    def forward(self, x):
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(swish(self.norm2(h)))  # dropout 0 / eval: identity
+        if self.cin != self.cout:
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class AttnBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.norm = Normalize(c)
+        self.q = nn.Conv2d(c, c, 1)
+        self.k = nn.Conv2d(c, c, 1)
+        self.v = nn.Conv2d(c, c, 1)
+        self.proj_out = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        h = self.norm(x)
+        q, k, v = self.q(h), self.k(h), self.v(h)
+        b, c, hh, ww = q.shape
+        q = q.reshape(b, c, hh * ww).permute(0, 2, 1)  # [b, hw, c]
+        k = k.reshape(b, c, hh * ww)  # [b, c, hw]
+        w = torch.bmm(q, k) * (int(c) ** (-0.5))  # w[b, i, j] = sum_c q[b, c, i] k[b, c, j]
+        w = F.softmax(w, dim=2)
+        v = v.reshape(b, c, hh * ww)
+        h = torch.bmm(v, w.permute(0, 2, 1)).reshape(b, c, hh, ww)
+        return x + self.proj_out(h)
+
+
+class Downsample(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 2, 0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))
+
+
+class Upsample(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Encoder(nn.Module):
+    def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, in_channels, resolution,
+                 z_channels, double_z, **_):
+        super().__init__()
+        self.num_resolutions = len(ch_mult)
+        self.num_res_blocks = num_res_blocks
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, 1, 1)
+        in_ch_mult = (1,) + tuple(ch_mult)
+        curr_res = resolution
+        self.down = nn.ModuleList()
+        for i in range(self.num_resolutions):
+            block, attn = nn.ModuleList(), nn.ModuleList()
+            block_in, block_out = ch * in_ch_mult[i], ch * ch_mult[i]
+            for _ in range(num_res_blocks):
+                block.append(ResnetBlock(block_in, block_out))
+                block_in = block_out
+                if curr_res in attn_resolutions:
+                    attn.append(AttnBlock(block_in))
+            level = nn.Module()
+            level.block, level.attn = block, attn
+            if i != self.num_resolutions - 1:
+                level.downsample = Downsample(block_in)
+                curr_res //= 2
+            self.down.append(level)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in)
+        self.norm_out = Normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, 1, 1)
+
+    def forward(self, x):
+        h = self.conv_in(x)
+        for i in range(self.num_resolutions):
+            for j in range(self.num_res_blocks):
+                h = self.down[i].block[j](h)
+                if len(self.down[i].attn) > 0:
+                    h = self.down[i].attn[j](h)
+            if i != self.num_resolutions - 1:
+                h = self.down[i].downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, *, ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, resolution,
+                 z_channels, **_):
+        super().__init__()
+        self.num_resolutions = len(ch_mult)
+        self.num_res_blocks = num_res_blocks
+        block_in = ch * ch_mult[-1]
+        curr_res = resolution // 2 ** (self.num_resolutions - 1)
+        self.conv_in = nn.Conv2d(z_channels, block_in, 3, 1, 1)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in)
+        self.up = nn.ModuleList()
+        for i in reversed(range(self.num_resolutions)):
+            block, attn = nn.ModuleList(), nn.ModuleList()
+            block_out = ch * ch_mult[i]
+            for _ in range(num_res_blocks + 1):
+                block.append(ResnetBlock(block_in, block_out))
+                block_in = block_out
+                if curr_res in attn_resolutions:
+                    attn.append(AttnBlock(block_in))
+            level = nn.Module()
+            level.block, level.attn = block, attn
+            if i != 0:
+                level.upsample = Upsample(block_in)
+                curr_res *= 2
+            self.up.insert(0, level)  # index = level
+        self.norm_out = Normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, out_ch, 3, 1, 1)
+
+    def forward(self, z):
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
+        for i in reversed(range(self.num_resolutions)):
+            for j in range(self.num_res_blocks + 1):
+                h = self.up[i].block[j](h)
+                if len(self.up[i].attn) > 0:
+                    h = self.up[i].attn[j](h)
+            if i != 0:
+                h = self.up[i].upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class FrozenAutoencoderKL(nn.Module):
+    def __init__(self, ddconfig, embed_dim, scale_factor=0.18215):
+        super().__init__()
+        assert ddconfig["double_z"]
+        self.encoder = Encoder(**ddconfig)
+        self.decoder = Decoder(**ddconfig)
+        self.quant_conv = nn.Conv2d(2 * ddconfig["z_channels"], 2 * embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, ddconfig["z_channels"], 1)
+        self.embed_dim = embed_dim
+        self.scale_factor = scale_factor
+
+    def encode_moments(self, x):
+        return self.quant_conv(self.encoder(x))
+
+    def sample(self, moments):
+        mean, logvar = torch.chunk(moments, 2, dim=1)
+        logvar = torch.clamp(logvar, -30.0, 20.0)
+        std = torch.exp(0.5 * logvar)
+        return self.scale_factor * (mean + std * torch.randn_like(mean))
+
+    def decode(self, z):
+        return self.decoder(self.post_quant_conv(z / self.scale_factor))
+
+
+def randomize(model, seed):
+    """Default init for convs; GroupNorm affine perturbed so that it is exercised."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.reset_parameters()
+        elif isinstance(m, nn.GroupNorm):
+            with torch.no_grad():
+                m.weight.copy_(1 + 0.2 * torch.randn_like(m.weight))
+                m.bias.copy_(0.2 * torch.randn_like(m.bias))
+    return model.eval()
+
+
+def cmd_fixtures(args):
+    os.makedirs(args.out, exist_ok=True)
+    dd = dict(double_z=True, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=32,
+              ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[16], dropout=0.0)
+    cfg = {"ddconfig": dd, "embed_dim": 4, "scale_factor": 0.18215}
+    with open(os.path.join(args.out, "ae_small.json"), "w") as f:
+        json.dump(cfg, f)
+    model = randomize(FrozenAutoencoderKL(dd, 4), 7)
+    torch.save(model.state_dict(), os.path.join(args.out, "ae_small.pth"))
+    g = torch.Generator().manual_seed(8)
+    # Non-square on purpose: H != W catches transposed loops.
+    images = (torch.rand(2, 3, 32, 48, generator=g) * 2 - 1).float()
+    z = torch.randn(2, 4, 8, 12, generator=g).float() * 0.5
+    np.save(os.path.join(args.out, "ae_images.npy"), images.numpy())
+    np.save(os.path.join(args.out, "ae_z.npy"), z.numpy())
+    m64 = model.double()
+    with torch.no_grad():
+        moments = m64.encode_moments(images.double()).float()
+        decoded = m64.decode(z.double()).float()
+    np.save(os.path.join(args.out, "ae_moments.npy"), moments.numpy())
+    np.save(os.path.join(args.out, "ae_decoded.npy"), decoded.numpy())
+    print("keys", len(model.state_dict()), "moments", tuple(moments.shape), "decoded", tuple(decoded.shape))
+
+
+def sd_model(seed=0):
+    return randomize(FrozenAutoencoderKL(SD_DDCONFIG, 4), seed)
+
+
+def cmd_check_sd(_):
+    sd = FrozenAutoencoderKL(SD_DDCONFIG, 4).state_dict()
+    n = sum(v.numel() for v in sd.values())
+    print("keys", len(sd), "params", n)
+    ok = len(sd) == 248 and n == 83653863
+    sys.exit(0 if ok else 1)
+
+
+def load_cfg(path):
+    if not path:
+        return dict(ddconfig=SD_DDCONFIG, embed_dim=4, scale_factor=0.18215)
+    with open(path) as f:
+        c = json.load(f)
+    dd = dict(SD_DDCONFIG)
+    dd.update(c.get("ddconfig", {}))
+    return dict(ddconfig=dd, embed_dim=c.get("embed_dim", 4), scale_factor=c.get("scale_factor", 0.18215))
+
+
+def cmd_save(args):
+    c = load_cfg(args.config)
+    model = randomize(FrozenAutoencoderKL(c["ddconfig"], c["embed_dim"], c["scale_factor"]), args.seed)
+    torch.save(model.state_dict(), args.out)
+
+
+def cmd_run(args):
+    c = load_cfg(args.config)
+    model = FrozenAutoencoderKL(c["ddconfig"], c["embed_dim"], c["scale_factor"])
+    model.load_state_dict(torch.load(args.weights), strict=True)
+    model = model.eval().double()
+    x = torch.from_numpy(np.load(args.inp)).double()
+    with torch.no_grad():
+        y = model.encode_moments(x) if args.mode == "encode" else model.decode(x)
+    np.save(args.out, y.float().numpy())
+
+
+def cmd_bench(args):
+    torch.set_num_threads(args.threads)
+    model = sd_model(0)
+    z = torch.randn(1, 4, args.latent, args.latent, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        times = []
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            x = model.decode(z)
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"impl": "pytorch %s" % torch.__version__, "threads": args.threads,
+                      "out_shape": list(x.shape), "seconds": min(times), "all": times}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("fixtures")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("bench")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--latent", type=int, default=32)
+    sub.add_parser("check-sd")
+    p = sub.add_parser("save")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("run")
+    p.add_argument("mode", choices=["encode", "decode"])
+    p.add_argument("--weights", required=True)
+    p.add_argument("--config", default="")
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--out", required=True)
+    args = ap.parse_args()
+    {"fixtures": cmd_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
+     "run": cmd_run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+// nn layers (conv2d against a direct loop) and the KL autoencoder (against the PyTorch twin).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "data/feature_npy.hpp"
+#include "uvit/autoencoder.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+#include "uvit/nn.hpp"
+
+using namespace uvit;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// The definition: y[n,co,oy,ox] = b[co] + sum x[n,ci,oy*sh-pt+ky,ox*sw-pl+kx] * w[co,ci,ky,kx].
+std::vector<float> conv_naive(const nn::Conv2dShape& s, const std::vector<float>& x,
+                              const std::vector<float>& w, const float* b) {
+  const int Ho = s.out_h(), Wo = s.out_w();
+  std::vector<float> y(static_cast<size_t>(s.B) * s.Cout * Ho * Wo);
+  for (int n = 0; n < s.B; ++n)
+    for (int co = 0; co < s.Cout; ++co)
+      for (int oy = 0; oy < Ho; ++oy)
+        for (int ox = 0; ox < Wo; ++ox) {
+          double acc = b ? b[co] : 0.0;
+          for (int ci = 0; ci < s.Cin; ++ci)
+            for (int ky = 0; ky < s.kh; ++ky)
+              for (int kx = 0; kx < s.kw; ++kx) {
+                const int iy = oy * s.sh - s.pt + ky, ix = ox * s.sw - s.pl + kx;
+                if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
+                acc += double(x[((size_t(n) * s.Cin + ci) * s.H + iy) * s.W + ix]) *
+                       w[((size_t(co) * s.Cin + ci) * s.kh + ky) * s.kw + kx];
+              }
+          y[((size_t(n) * s.Cout + co) * Ho + oy) * Wo + ox] = float(acc);
+        }
+  return y;
+}
+
+void check_conv(const nn::Conv2dShape& s, bool bias, nn::ConvImpl impl) {
+  const auto x = randn(size_t(s.B) * s.Cin * s.H * s.W, 1);
+  const auto w = randn(size_t(s.Cout) * s.Cin * s.kh * s.kw, 2);
+  const auto b = randn(s.Cout, 3);
+  const auto ref = conv_naive(s, x, w, bias ? b.data() : nullptr);
+  std::vector<float> y(ref.size(), NAN);
+  nn::conv2d(s, x.data(), w.data(), bias ? b.data() : nullptr, y.data(), impl);
+  double max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    max_err = std::max(max_err, double(std::fabs(y[i] - ref[i])));
+    max_ref = std::max(max_ref, double(std::fabs(ref[i])));
+  }
+  EXPECT_LE(max_err, 1e-5 * std::max(1.0, max_ref))
+      << "impl " << int(impl) << " Cin=" << s.Cin << " Cout=" << s.Cout << " k=" << s.kh << "x"
+      << s.kw << " s=" << s.sh << "x" << s.sw << " pad " << s.pt << s.pl << s.pb << s.pr;
+}
+
+}  // namespace
+
+TEST(NnConv2d, MatchesDirectLoopOnOddShapes) {
+  // {B, Cin, H, W, Cout, kh, kw, sh, sw, pt, pl, pb, pr}
+  const std::vector<nn::Conv2dShape> shapes = {
+      {2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1},      // 3x3 same
+      {1, 5, 9, 8, 6, 3, 3, 2, 2, 0, 0, 1, 1},      // the autoencoder downsample: pad r/b, stride 2
+      {2, 4, 11, 10, 3, 1, 7, 1, 1, 0, 3, 0, 3},    // 1x7 pad (0,3)
+      {1, 4, 10, 11, 3, 7, 1, 1, 1, 3, 0, 3, 0},    // 7x1 pad (3,0)
+      {1, 6, 13, 13, 7, 5, 5, 2, 2, 2, 2, 2, 2},    // 5x5 stride 2
+      {2, 17, 6, 5, 9, 1, 1, 1, 1, 0, 0, 0, 0},     // 1x1
+      {1, 3, 15, 15, 8, 3, 3, 2, 2, 0, 0, 0, 0},    // 3x3 stride 2 valid (Inception stem)
+      {1, 32, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1},    // a blocked-layout size
+      {2, 64, 13, 10, 80, 3, 3, 1, 1, 1, 1, 1, 1},  // Winograd-sized
+      {1, 2, 5, 7, 3, 2, 3, 1, 2, 1, 0, 0, 2},      // asymmetric everything
+  };
+  for (const auto& s : shapes)
+    for (bool bias : {true, false})
+      for (auto impl : {nn::ConvImpl::Auto, nn::ConvImpl::OneDnn, nn::ConvImpl::OneDnnPlain,
+                        nn::ConvImpl::Im2col, nn::ConvImpl::Winograd})
+        check_conv(s, bias, impl);
+}
+
+TEST(NnConv2d, CachedWeightsFollowNewValuesAtTheSamePointer) {
+  const nn::Conv2dShape s{1, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1};
+  const auto x = randn(16 * 64, 4);
+  auto w = randn(16 * 16 * 9, 5);
+  std::vector<float> y1(16 * 64), y2(16 * 64);
+  nn::conv2d(s, x.data(), w.data(), nullptr, y1.data());
+  for (auto& v : w) v *= 2.f;  // same buffer, new values
+  nn::conv2d(s, x.data(), w.data(), nullptr, y2.data());
+  for (size_t i = 0; i < y1.size(); ++i)
+    ASSERT_NEAR(y2[i], 2.f * y1[i], 1e-4f * (1 + std::fabs(y1[i])));
+}
+
+TEST(NnConv2d, RejectsBadGeometry) {
+  std::vector<float> buf(64);
+  const nn::Conv2dShape too_big{1, 1, 2, 2, 1, 3, 3}, no_channels{1, 0, 4, 4, 1, 1, 1};
+  EXPECT_THROW(nn::conv2d(too_big, buf.data(), buf.data(), nullptr, buf.data()), Error);
+  EXPECT_THROW(nn::conv2d(no_channels, buf.data(), buf.data(), nullptr, buf.data()), Error);
+}
+
+// ---- GroupNorm, upsample, attention against direct formulas ----
+
+TEST(NnLayers, GroupNormSwishMatchesDefinition) {
+  const int B = 2, C = 6, HW = 5, G = 3;
+  const auto x = randn(size_t(B) * C * HW, 11);
+  const auto w = randn(C, 12), b = randn(C, 13);
+  for (bool swish : {false, true}) {
+    std::vector<float> y(x.size());
+    nn::group_norm(x.data(), w.data(), b.data(), y.data(), B, C, HW, G, 1e-6f, swish);
+    for (int n = 0; n < B; ++n)
+      for (int g = 0; g < G; ++g) {
+        const size_t off = (size_t(n) * C + g * 2) * HW;
+        double m = 0, v = 0;
+        for (int i = 0; i < 2 * HW; ++i) m += x[off + i];
+        m /= 2 * HW;
+        for (int i = 0; i < 2 * HW; ++i) v += (x[off + i] - m) * (x[off + i] - m);
+        v /= 2 * HW;
+        for (int i = 0; i < 2 * HW; ++i) {
+          const int c = g * 2 + i / HW;
+          double r = (x[off + i] - m) / std::sqrt(v + 1e-6) * w[c] + b[c];
+          if (swish) r = r / (1 + std::exp(-r));
+          EXPECT_NEAR(y[off + i], r, 1e-5) << "n " << n << " g " << g << " i " << i;
+        }
+      }
+  }
+}
+
+TEST(NnLayers, UpsampleNearest2x) {
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};  // [1, 2, 3]
+  std::vector<float> y(24);
+  nn::upsample_nearest2x(x.data(), y.data(), 1, 2, 3);
+  const std::vector<float> want = {1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3,
+                                   4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6};
+  EXPECT_EQ(y, want);
+}
+
+TEST(NnLayers, SpatialAttentionMatchesDefinition) {
+  for (int HW : {7, 1500}) {  // 1500 > one block of 1024 query rows
+    const int C = 3;
+    const auto q = randn(size_t(C) * HW, 21), k = randn(size_t(C) * HW, 22),
+               v = randn(size_t(C) * HW, 23);
+    std::vector<float> out(size_t(C) * HW);
+    const float scale = 0.57735f;
+    nn::spatial_attention(q.data(), k.data(), v.data(), out.data(), C, HW, scale);
+    for (int i : {0, HW / 2, HW - 1}) {
+      std::vector<double> s(HW);
+      double mx = -1e300, sum = 0;
+      for (int j = 0; j < HW; ++j) {
+        double d = 0;
+        for (int c = 0; c < C; ++c) d += double(q[size_t(c) * HW + i]) * k[size_t(c) * HW + j];
+        s[j] = d * scale;
+        mx = std::max(mx, s[j]);
+      }
+      for (auto& e : s) sum += (e = std::exp(e - mx));
+      for (int c = 0; c < C; ++c) {
+        double o = 0;
+        for (int j = 0; j < HW; ++j) o += v[size_t(c) * HW + j] * s[j] / sum;
+        EXPECT_NEAR(out[size_t(c) * HW + i], o, 1e-5) << "HW " << HW << " i " << i << " c " << c;
+      }
+    }
+  }
+}
+
+// ---- the autoencoder ----
+
+namespace {
+
+struct TempDir {
+  fs::path dir;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "uvit_ae_XXXXXX").string();
+    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+    dir = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+// autoencoder_torch.py fixtures, made once per test run ("" when /usr/bin/python3 has no torch).
+const TempDir* fixtures() {
+  static TempDir dir;
+  static bool made = [] {
+    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return false;
+    const std::string cmd =
+        cat("/usr/bin/python3 ", UVIT_TEST_SOURCE,
+            "/reference/autoencoder_torch.py fixtures --out ", dir.dir.string(), " >/dev/null");
+    return std::system(cmd.c_str()) == 0;
+  }();
+  return made ? &dir : nullptr;
+}
+
+// max |a - b| / max |b|
+double rel_err(const Array& a, const Array& b) {
+  EXPECT_EQ(a.shape, b.shape);
+  if (a.shape != b.shape) return 1e9;
+  const auto x = a.to_f32(), y = b.to_f32();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num = std::max(num, double(std::fabs(x[i] - y[i])));
+    den = std::max(den, double(std::fabs(y[i])));
+  }
+  return num / den;
+}
+
+#define NEED_FIXTURES()                                                          \
+  const TempDir* fx = fixtures();                                                \
+  if (!fx) GTEST_SKIP() << "python3-torch is not available to /usr/bin/python3"; \
+  const TempDir& d = *fx
+
+}  // namespace
+
+TEST(Autoencoder, SdLayoutHas248KeysAnd83653863Params) {
+  const auto shapes = autoencoder_param_shapes(AutoencoderConfig{});
+  ASSERT_EQ(shapes.size(), 248u);
+  int64_t n = 0;
+  std::map<std::string, std::vector<int64_t>> m;
+  for (const auto& [k, s] : shapes) {
+    int64_t e = 1;
+    for (auto v : s) e *= v;
+    n += e;
+    m[k] = s;
+  }
+  EXPECT_EQ(n, 83653863);
+  EXPECT_EQ(m.size(), 248u);  // no duplicates
+  using S = std::vector<int64_t>;
+  EXPECT_EQ(m["encoder.conv_out.weight"], S({8, 512, 3, 3}));
+  EXPECT_EQ(m["decoder.conv_in.weight"], S({512, 4, 3, 3}));
+  EXPECT_EQ(m["decoder.up.1.block.0.nin_shortcut.weight"], S({256, 512, 1, 1}));
+  EXPECT_EQ(m["decoder.up.0.block.0.nin_shortcut.weight"], S({128, 256, 1, 1}));
+  EXPECT_EQ(m["encoder.down.2.block.0.nin_shortcut.weight"], S({512, 256, 1, 1}));
+  EXPECT_EQ(m["decoder.conv_out.weight"], S({3, 128, 3, 3}));
+  EXPECT_EQ(m["quant_conv.weight"], S({8, 8, 1, 1}));
+  EXPECT_EQ(m["post_quant_conv.weight"], S({4, 4, 1, 1}));
+  EXPECT_EQ(m["encoder.mid.attn_1.proj_out.weight"], S({512, 512, 1, 1}));
+  EXPECT_TRUE(m.count("decoder.up.3.upsample.conv.bias"));
+  EXPECT_FALSE(m.count("decoder.up.0.upsample.conv.bias"));
+  EXPECT_FALSE(m.count("encoder.down.3.downsample.conv.bias"));
+}
+
+TEST(Autoencoder, ConfigParsing) {
+  const auto c = parse_autoencoder_config(
+      R"({"ddconfig": {"ch": 64, "ch_mult": [1, 2], "attn_resolutions": [16], "resolution": 32},
+          "embed_dim": 3, "scale_factor": 0.5})",
+      "t.json");
+  EXPECT_EQ(c.ch, 64);
+  EXPECT_EQ(c.ch_mult, std::vector<int>({1, 2}));
+  EXPECT_EQ(c.attn_resolutions, std::vector<int>({16}));
+  EXPECT_EQ(c.embed_dim, 3);
+  EXPECT_EQ(c.scale_factor, 0.5);
+  EXPECT_EQ(c.z_channels, 4);  // default kept
+  EXPECT_EQ(c.downsample_factor(), 2);
+  EXPECT_EQ(AutoencoderConfig{}.downsample_factor(), 8);
+  auto msg = [](const std::string& j) {
+    try {
+      parse_autoencoder_config(j, "t.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg(R"({"ddconfig": {"chmult": [1]}})").find("unknown ddconfig field 'chmult'"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"ddconfig": {"ch": 48}})").find("multiple of 32"), std::string::npos);
+  EXPECT_NE(msg(R"({"ddconfig": {"double_z": false}})").find("double_z"), std::string::npos);
+  EXPECT_NE(msg(R"({"embed": 4})").find("unknown field 'embed'"), std::string::npos);
+  EXPECT_NE(msg("{").find("invalid JSON"), std::string::npos);
+}
+
+TEST(Autoencoder, PthKeysMatchTheLayout) {
+  NEED_FIXTURES();
+  const auto cfg = load_autoencoder_config(d / "ae_small.json");
+  const NamedArrays w = load_weights(d / "ae_small.pth");
+  const auto shapes = autoencoder_param_shapes(cfg);
+  ASSERT_EQ(w.size(), shapes.size());
+  for (size_t i = 0; i < w.size(); ++i) {  // same names, shapes and state_dict order
+    EXPECT_EQ(w[i].first, shapes[i].first);
+    EXPECT_EQ(w[i].second.shape, shapes[i].second) << w[i].first;
+  }
+}
+
+TEST(Autoencoder, EncodeAndDecodeMatchPyTorch) {
+  NEED_FIXTURES();
+  const auto cfg = load_autoencoder_config(d / "ae_small.json");
+  const Autoencoder ae = Autoencoder::load(d / "ae_small.pth", cfg);
+  const Array m = ae.encode_moments(load_npy(d / "ae_images.npy"));
+  const double em = rel_err(m, load_npy(d / "ae_moments.npy"));
+  EXPECT_LE(em, 1e-5);
+  const Array x = ae.decode(load_npy(d / "ae_z.npy"));
+  const double ed = rel_err(x, load_npy(d / "ae_decoded.npy"));
+  EXPECT_LE(ed, 1e-5);
+  std::printf("relative error: encode %.2e, decode %.2e\n", em, ed);
+  // The same weights through safetensors give bit-identical results.
+  save_safetensors(d / "ae_small.safetensors", load_weights(d / "ae_small.pth"));
+  const Autoencoder ae2 = Autoencoder::load(d / "ae_small.safetensors", cfg);
+  EXPECT_EQ(ae2.decode(load_npy(d / "ae_z.npy")).data, x.data);
+  // fp16 weights (as a converted checkpoint might hold) load and stay close.
+  NamedArrays half = load_weights(d / "ae_small.pth");
+  for (auto& [name, a] : half) a = a.converted(DType::F16);
+  const Autoencoder ae3(cfg, half, "half");
+  EXPECT_LE(rel_err(ae3.decode(load_npy(d / "ae_z.npy")), x), 1e-2);
+}
+
+TEST(Autoencoder, StrictLoadingNamesTheKey) {
+  NEED_FIXTURES();
+  const auto cfg = load_autoencoder_config(d / "ae_small.json");
+  const NamedArrays good = load_weights(d / "ae_small.pth");
+  auto err = [&](const NamedArrays& w, const AutoencoderConfig& c) {
+    try {
+      Autoencoder ae(c, w, "w.pth");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  NamedArrays missing = good;
+  missing.erase(missing.begin() + 5);
+  EXPECT_NE(
+      err(missing, cfg).find("missing 1 of 154 autoencoder weights, first '" + good[5].first + "'"),
+      std::string::npos)
+      << err(missing, cfg);
+  NamedArrays extra = good;
+  extra.push_back({"loss.discriminator.weight", Array(DType::F32, {1})});
+  EXPECT_NE(err(extra, cfg).find("unexpected key 'loss.discriminator.weight'"), std::string::npos);
+  NamedArrays bad_shape = good;
+  bad_shape[0].second = Array(DType::F32, {32, 3, 3, 1});
+  EXPECT_NE(err(bad_shape, cfg).find("encoder.conv_in.weight has shape [32, 3, 3, 1]"),
+            std::string::npos)
+      << err(bad_shape, cfg);
+  // The SD default config against small weights: a clear mismatch, not a crash.
+  EXPECT_NE(err(good, AutoencoderConfig{}).find("w.pth: "), std::string::npos);
+  // Wrong input shapes.
+  const Autoencoder ae(cfg, good, "w.pth");
+  EXPECT_THROW(ae.encode_moments(Array(DType::F32, {1, 3, 31, 32})), Error);
+  EXPECT_THROW(ae.encode_moments(Array(DType::F32, {1, 4, 32, 32})), Error);
+  EXPECT_THROW(ae.decode(Array(DType::F32, {1, 8, 4, 4})), Error);
+  EXPECT_THROW(ae.decode(Array(DType::F32, {4, 4, 4})), Error);
+}
+
+TEST(Autoencoder, FeatureRecordRoundTrips) {
+  for (int h : {2, 32}) {  // 2: SHORT_BINBYTES payload, 32: BINBYTES
+    const auto v = randn(size_t(8) * h * h, 31);
+    const Array m = Array::from_f32({8, h, h}, v.data());
+    const auto bytes = encode_feature_record(m, 997);
+    EXPECT_EQ((10 + bytes[8] + 256 * bytes[9]) % 64, 0);  // numpy's 64-byte header alignment
+    const data::FeatureRecord r = data::parse_feature_record(bytes.data(), bytes.size(), "x.npy");
+    EXPECT_EQ(r.label, 997);
+    EXPECT_EQ(r.moments.shape, m.shape);
+    EXPECT_EQ(r.moments.to_f32(), v);
+  }
+  EXPECT_THROW(encode_feature_record(Array(DType::F32, {8, 4}), 0), Error);
+}

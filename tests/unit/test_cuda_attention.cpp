@@ -1,0 +1,272 @@
+// The CUDA attention context against the CPU backend: the unfused batched-GEMM path (fp32 and
+// bf16, forward and backward) and the fused (wmma) and flash bf16 forwards, at U-ViT shapes (N
+// 65..258, Dh 64/72) and awkward ones (Dh 32, odd Dh, tiny N, N not a multiple of the 64-key tile,
+// misaligned pointers). CudaAttentionTiming prints forward timings (no assertion on them).
+#ifdef UVIT_HAVE_CUDA
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/attention.hpp"
+#include "uvit/array.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/error.hpp"
+
+namespace {
+
+struct Dev {
+  void* p = nullptr;
+  explicit Dev(size_t b) { EXPECT_EQ(cudaMalloc(&p, b ? b : 1), cudaSuccess); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+};
+
+std::vector<float> randv(size_t n, std::mt19937& g, float amp) {
+  std::uniform_real_distribution<float> u(-amp, amp);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+void round_bf16(std::vector<float>& v) {
+  for (auto& x : v) x = uvit::bf16_to_float(uvit::float_to_bf16(x));
+}
+
+void upload(const Dev& d, const std::vector<float>& v, bool bf16) {
+  if (bf16) {
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = uvit::float_to_bf16(v[i]);
+    ASSERT_EQ(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  } else {
+    ASSERT_EQ(cudaMemcpy(d.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  }
+}
+
+std::vector<float> download(const Dev& d, size_t n, bool bf16) {
+  std::vector<float> v(n);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  if (bf16) {
+    std::vector<uint16_t> h(n);
+    EXPECT_EQ(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < n; ++i) v[i] = uvit::bf16_to_float(h[i]);
+  } else {
+    EXPECT_EQ(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  }
+  return v;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double mx = 0, err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    mx = std::max(mx, double(std::fabs(ref[i])));
+    const double e = std::fabs(double(got[i]) - ref[i]);
+    if (!(e <= err)) {
+      err = std::isnan(e) ? INFINITY : e;
+      worst = i;
+    }
+  }
+  const double rel = err / (mx > 0 ? mx : 1.0);
+  std::printf("  %-64s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
+  EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
+                      << ref[worst];
+}
+
+struct Shape {
+  int B, N, H, Dh;
+};
+
+const Shape kShapes[] = {{2, 65, 8, 64}, {1, 258, 3, 72}, {3, 17, 2, 32},
+                         {2, 33, 2, 33}, {1, 130, 4, 40}, {2, 1, 2, 16}};
+
+// Sets UVIT_ATTENTION for the context's construction (the context reads it once).
+std::unique_ptr<uvit::cuda::AttentionContext> make_ctx(bool bf16, const char* mode) {
+  if (mode)
+    setenv("UVIT_ATTENTION", mode, 1);
+  else
+    unsetenv("UVIT_ATTENTION");
+  auto ctx = uvit::cuda::make_attention_context(0, bf16);
+  unsetenv("UVIT_ATTENTION");
+  return ctx;
+}
+
+std::string name(const char* what, bool bf16, const char* mode, const Shape& s) {
+  return uvit::cat(what, " ", bf16 ? "bf16" : "fp32", mode ? uvit::cat(" ", mode) : "", " B=", s.B,
+                   " N=", s.N, " H=", s.H, " Dh=", s.Dh);
+}
+
+// Forward: out and lse against the CPU (inputs rounded to bf16 first in bf16 mode). misalign > 0
+// offsets the device qkv and out by that many elements (the kernels' unaligned load/store paths).
+void check_forward(bool bf16, const char* mode, const Shape& s, bool with_lse, int misalign = 0) {
+  std::mt19937 g(s.B * 1000 + s.N * 10 + s.Dh);
+  const int D = s.H * s.Dh;
+  const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D,
+               nlse = size_t(s.B) * s.H * s.N;
+  auto qkv = randv(nqkv, g, 2.f);  // peaky enough softmaxes to matter
+  if (bf16) round_bf16(qkv);
+  const float scale = 1.f / std::sqrt(float(s.Dh));
+  auto cpu = uvit::make_cpu_backend();
+  std::vector<float> out(nout), lse(nlse);
+  cpu->attention_fwd(qkv.data(), out.data(), lse.data(), s.B, s.N, s.H, s.Dh, scale);
+
+  const size_t e = bf16 ? 2 : 4;
+  if (misalign > 0) {
+    Dev dq((nqkv + misalign) * e), dout((nout + misalign) * e), dl(nlse * 4);
+    std::vector<float> q0(misalign, 0.f);
+    q0.insert(q0.end(), qkv.begin(), qkv.end());
+    upload(dq, q0, bf16);
+    auto ctx = make_ctx(bf16, mode);
+    char* qp = static_cast<char*>(dq.p) + misalign * e;
+    char* op = static_cast<char*>(dout.p) + misalign * e;
+    ctx->forward(qp, op, with_lse ? static_cast<float*>(dl.p) : nullptr, s.B, s.N, s.H, s.Dh,
+                 scale);
+    auto got = download(dout, nout + misalign, bf16);
+    got.erase(got.begin(), got.begin() + misalign);
+    expect_close(got, out, bf16 ? 1e-2 : 1e-5,
+                 uvit::cat(name("fwd out", bf16, mode, s), " misaligned ", misalign));
+    if (with_lse)
+      expect_close(download(dl, nlse, false), lse, 1e-5, name("fwd lse", bf16, mode, s));
+    return;
+  }
+  Dev dq(nqkv * e), dout(nout * e), dl(nlse * 4);
+  upload(dq, qkv, bf16);
+  auto ctx = make_ctx(bf16, mode);
+  ctx->forward(dq.p, dout.p, with_lse ? static_cast<float*>(dl.p) : nullptr, s.B, s.N, s.H, s.Dh,
+               scale);
+  expect_close(download(dout, nout, bf16), out, bf16 ? 1e-2 : 1e-5, name("fwd out", bf16, mode, s));
+  if (with_lse) expect_close(download(dl, nlse, false), lse, 1e-5, name("fwd lse", bf16, mode, s));
+}
+
+// Backward with the same (CPU) out and lse on both sides, so only the backward is compared.
+void check_backward(bool bf16, const Shape& s) {
+  std::mt19937 g(s.B * 77 + s.N * 3 + s.Dh);
+  const int D = s.H * s.Dh;
+  const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D,
+               nlse = size_t(s.B) * s.H * s.N;
+  auto qkv = randv(nqkv, g, 2.f), dout = randv(nout, g, 1.f);
+  if (bf16) round_bf16(qkv), round_bf16(dout);
+  const float scale = 1.f / std::sqrt(float(s.Dh));
+  auto cpu = uvit::make_cpu_backend();
+  std::vector<float> out(nout), lse(nlse), dqkv(nqkv, 123.f);
+  cpu->attention_fwd(qkv.data(), out.data(), lse.data(), s.B, s.N, s.H, s.Dh, scale);
+  if (bf16) round_bf16(out);
+  cpu->attention_bwd(dout.data(), qkv.data(), out.data(), lse.data(), dqkv.data(), s.B, s.N, s.H,
+                     s.Dh, scale);
+
+  const size_t e = bf16 ? 2 : 4;
+  Dev dq(nqkv * e), ddo(nout * e), dO(nout * e), dl(nlse * 4), ddq(nqkv * e);
+  upload(dq, qkv, bf16);
+  upload(ddo, dout, bf16);
+  upload(dO, out, bf16);
+  upload(dl, lse, false);
+  upload(ddq, std::vector<float>(nqkv, 123.f), bf16);  // must be overwritten
+  auto ctx = make_ctx(bf16, nullptr);
+  ctx->backward(ddo.p, dq.p, dO.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H, s.Dh,
+                scale);
+  expect_close(download(ddq, nqkv, bf16), dqkv, bf16 ? 1e-2 : 1e-5, name("bwd dqkv", bf16, "", s));
+}
+
+}  // namespace
+
+TEST(CudaAttention, ForwardFp32MatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const Shape& s : kShapes) {
+    check_forward(false, nullptr, s, true);
+    check_forward(false, nullptr, s, false);
+  }
+}
+
+// The bf16 forward implementations (UVIT_ATTENTION values); nullptr is the default (flash).
+const char* const kBf16Impls[] = {"unfused", "wmma", "flash", nullptr};
+
+TEST(CudaAttention, ForwardBf16MatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const char* mode : kBf16Impls) {
+    for (const Shape& s : kShapes) {
+      check_forward(true, mode, s, true);
+      check_forward(true, mode, s, false);
+    }
+    check_forward(true, mode, Shape{2, 258, 16, 72}, true);  // U-ViT-H/2 shape, several q tiles
+    check_forward(true, mode, Shape{1, 200, 2, 128}, true);  // the largest fused head dim
+    check_forward(true, mode, Shape{1, 70, 2, 136}, true);   // beyond it: the unfused path
+  }
+  check_forward(true, "fused", kShapes[0], true);  // the old name of wmma
+}
+
+// The flash kernel over the tile edges (N around 64, N = 1), padded / odd / largest head dims,
+// several heads and batch elements; then misaligned qkv/out (its scalar load and store paths).
+TEST(CudaAttention, ForwardBf16FlashShapes) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  int i = 0;
+  for (int N : {1, 7, 64, 65, 257, 258})
+    for (int Dh : {32, 33, 64, 72, 128}) {
+      const Shape s{1 + i % 3, N, 1 + (i * 7) % 16, Dh};
+      check_forward(true, "flash", s, i % 4 != 3);
+      ++i;
+    }
+  check_forward(true, "flash", Shape{2, 65, 3, 64}, true, 1);
+  check_forward(true, "flash", Shape{1, 130, 2, 72}, true, 4);
+  check_forward(true, "flash", Shape{2, 70, 2, 33}, true, 1);
+}
+
+TEST(CudaAttention, BackwardMatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (bool bf16 : {false, true})
+    for (const Shape& s : kShapes) check_backward(bf16, s);
+}
+
+TEST(CudaAttention, RejectsUnknownMode) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
+}
+
+// Forward timings of every bf16 implementation at U-ViT-H/2 (256px) and U-ViT-M shapes, printed
+// for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs = 4 B H N^2 Dh.
+TEST(CudaAttentionTiming, Shapes) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const Shape shapes[] = {{128, 258, 16, 72}, {128, 257, 12, 64}};
+  for (const Shape& s : shapes) {
+    const int D = s.H * s.Dh;
+    const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D;
+    std::vector<uint16_t> h(nqkv);
+    uint32_t x = 12345u;
+    for (auto& v : h) {  // cheap uniform values in [-2, 2)
+      x = x * 1664525u + 1013904223u;
+      v = uvit::float_to_bf16(float(int(x >> 16) - 32768) / 16384.f);
+    }
+    Dev dq(nqkv * 2), dout(nout * 2);
+    ASSERT_EQ(cudaMemcpy(dq.p, h.data(), nqkv * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    const float scale = 1.f / std::sqrt(float(s.Dh));
+    for (const char* mode : {"unfused", "wmma", "flash"}) {
+      auto ctx = make_ctx(true, mode);
+      auto run = [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); };
+      for (int r = 0; r < 3; ++r) run();
+      cudaEvent_t e0, e1;
+      ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
+      ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
+      EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
+      for (int r = 0; r < 20; ++r) run();
+      EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
+      EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+      float ms = 0.f;
+      EXPECT_EQ(cudaEventElapsedTime(&ms, e0, e1), cudaSuccess);
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+      ms /= 20.f;
+      const double flop = 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
+      std::printf("  attention fwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
+                  s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
+    }
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
+}
+
+#endif  // UVIT_HAVE_CUDA

@@ -1,0 +1,273 @@
+// FID Inception vs the PyTorch twin (tests/reference/inception_torch.py, random weights), the
+// Frechet distance vs pytorch-fid's scipy computation, statistics files, IS and precision/recall.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "uvit/error.hpp"
+#include "uvit/fid.hpp"
+#include "uvit/image.hpp"
+#include "uvit/inception.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+using namespace uvit;
+
+namespace {
+
+// The twin's fixtures, generated once per build directory (a minute or two: scipy's sqrtm), in a
+// private folder renamed into place, so parallel test processes never read a half-written set.
+const std::string& fix() {
+  static const std::string dir = [] {
+    const std::string d = std::string(UVIT_TEST_FIXTURES) + "/fid";
+    if (!fs::exists(d + "/done")) {
+      const std::string tmp = d + ".tmp" + std::to_string(::getpid());
+      const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) +
+                              "/reference/inception_torch.py --out " + tmp + " > " + tmp +
+                              ".log 2>&1";
+      fs::create_directories(fs::path(d).parent_path());
+      EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      std::error_code ec;
+      fs::rename(tmp, d, ec);  // fails when another process got there first: use theirs
+      if (ec) fs::remove_all(tmp);
+      fs::remove(tmp + ".log", ec);
+    }
+    return d;
+  }();
+  return dir;
+}
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0, s = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::abs(double(a[i]) - b[i]));
+    s = std::max(s, std::abs(double(b[i])));
+  }
+  return m / s;
+}
+
+nlohmann::json read_json(const std::string& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+const FidInception& net() {
+  static FidInception n = FidInception::load(fix() + "/inception.pth");
+  return n;
+}
+
+}  // namespace
+
+TEST(FidResize, MatchesTorchBilinearByHand) {
+  // 2x2 -> 4x4, align_corners=False: src = (d + 0.5) / 2 - 0.5 clamped at 0 -> 0, .25, .75, 1.25
+  // -> taps (0,0,w0) (0,1,.25) (0,1,.75) (1,1,..): row [a, .75a+.25b, .25a+.75b, b].
+  const float x[4] = {0, 4, 8, 12};
+  float y[16];
+  nn::resize_bilinear(x, y, 1, 2, 2, 4, 4);
+  const float r0[4] = {0, 1, 3, 4};
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_FLOAT_EQ(y[j], r0[j]);
+    EXPECT_FLOAT_EQ(y[12 + j], r0[j] + 8);
+    EXPECT_FLOAT_EQ(y[4 + j], r0[j] + 2);  // row 1: .75 row0 + .25 row1
+  }
+  // Same size is the identity.
+  float z[4];
+  nn::resize_bilinear(x, z, 1, 2, 2, 2, 2);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(z[i], x[i]);
+}
+
+TEST(FidPool, ExcludePadAndMaxPool) {
+  const float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  float y[9];
+  nn::avg_pool3x3_s1p1_exclude_pad(x, y, 1, 3, 3);
+  EXPECT_FLOAT_EQ(y[0], (1 + 2 + 4 + 5) / 4.0f);  // corner: 4 taps, not 9
+  EXPECT_FLOAT_EQ(y[1], (1 + 2 + 3 + 4 + 5 + 6) / 6.0f);
+  EXPECT_FLOAT_EQ(y[4], 5.0f);
+  const float neg[9] = {-1, -2, -3, -4, -5, -6, -7, -8, -9};
+  nn::max_pool3x3_s1p1(neg, y, 1, 3, 3);
+  EXPECT_EQ(y[8], -5.0f);  // padding never wins, even over negatives
+  EXPECT_EQ(y[0], -1.0f);
+  float s2[1];
+  nn::max_pool3x3_s2(x, s2, 1, 3, 3);
+  EXPECT_EQ(s2[0], 9.0f);
+}
+
+TEST(FidInception, FeaturesMatchTorchTwin) {
+  for (const char* k : {"a", "b", "c"}) {
+    Array im = load_npy(fix() + "/images_" + k + ".npy");
+    const int B = int(im.shape[0]), H = int(im.shape[1]), W = int(im.shape[2]);
+    std::vector<float> f(size_t(B) * 2048), l(size_t(B) * 1008);
+    net().forward_u8(im.as<uint8_t>(), B, H, W, 3, f.data(), l.data());
+    const auto ref = load_npy(fix() + "/pool3_" + k + ".npy").to_f32();
+    const auto refl = load_npy(fix() + "/logits_" + k + ".npy").to_f32();
+    EXPECT_LT(max_rel(f, ref), 1e-4) << k;
+    EXPECT_LT(max_rel(l, refl), 1e-4) << k;
+  }
+}
+
+TEST(FidInception, LoadsWithoutNumBatchesTracked) {
+  FidInception n = FidInception::load(fix() + "/inception_nobt.pth");
+  Array im = load_npy(fix() + "/images_a.npy");
+  std::vector<float> f(2 * 2048);
+  n.forward_u8(im.as<uint8_t>(), 2, 32, 32, 3, f.data());
+  EXPECT_LT(max_rel(f, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
+}
+
+TEST(FidInception, BadWeightsSayWhichTensor) {
+  NamedArrays sd = load_weights(fix() + "/inception.pth");
+  NamedArrays missing;
+  for (auto& [k, v] : sd)
+    if (k != "Mixed_6c.branch7x7_2.bn.running_var") missing.emplace_back(k, v);
+  try {
+    FidInception n(missing, "w.pth");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Mixed_6c.branch7x7_2.bn.running_var"), std::string::npos)
+        << e.what();
+  }
+  for (auto& [k, v] : sd)
+    if (k == "fc.weight") v.shape = {1000, 2048}, v.data.resize(1000 * 2048 * 4);
+  EXPECT_THROW(FidInception(sd, "w.pth"), Error);
+  unsetenv("UVIT_INCEPTION");
+  try {
+    inception_weights_path("");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(kInceptionWeightsUrl), std::string::npos);
+  }
+  EXPECT_THROW(inception_weights_path("/nonexistent/pt_inception.pth"), Error);
+}
+
+TEST(FidFrechet, MatchesScipyOnRandom2048dStats) {
+  const nlohmann::json ref = read_json(fix() + "/frechet.json");
+  for (const char* name : {"full", "rankdef"}) {
+    FidStats a = load_fid_stats(fix() + "/stats_" + name + "_1.npz");
+    FidStats b = load_fid_stats(fix() + "/stats_" + name + "_2.npz");
+    ASSERT_EQ(a.dims, 2048);
+    const double tr = trace_sqrt_product(a.sigma.data(), b.sigma.data(), 2048);
+    const double fid = frechet_distance(a, b);
+    const double rtr = ref[name]["tr_covmean"], rfid = ref[name]["fid"];
+    EXPECT_NEAR(tr, rtr, 1e-7 * rtr) << name;
+    EXPECT_NEAR(fid, rfid, 1e-7 * rfid) << name;
+    // Symmetric in its arguments; zero against itself.
+    EXPECT_NEAR(frechet_distance(b, a), fid, 1e-7 * fid) << name;
+    EXPECT_NEAR(frechet_distance(a, a), 0.0, 1e-6 * rfid) << name;
+  }
+}
+
+TEST(FidFrechet, SmallHandComputed) {
+  // 1-d: (m1 - m2)^2 + s1 + s2 - 2 sqrt(s1 s2) = (m1-m2)^2 + (sqrt s1 - sqrt s2)^2.
+  FidStats a{1, {1.0}, {4.0}}, b{1, {3.0}, {9.0}};
+  EXPECT_NEAR(frechet_distance(a, b), 4.0 + 1.0, 1e-12);
+  // Diagonal 2-d with a singular covariance: tr sqrt(diag(4*0, 1*9)) = 3.
+  FidStats c{2, {0, 0}, {4, 0, 0, 1}}, d{2, {0, 0}, {0, 0, 0, 9}};
+  EXPECT_NEAR(frechet_distance(c, d), 4 + 1 + 9 - 2 * 3, 1e-12);
+  // Non-commuting 2x2: tr sqrtm(S1 S2) = sqrt(tr(S1S2) + 2 sqrt(det(S1S2))).
+  FidStats e{2, {0, 0}, {2, 1, 1, 2}}, f{2, {0, 0}, {1, 0, 0, 3}};
+  const double tr12 = 2 * 1 + 2 * 3, det12 = 3 * 3;
+  EXPECT_NEAR(trace_sqrt_product(e.sigma.data(), f.sigma.data(), 2),
+              std::sqrt(tr12 + 2 * std::sqrt(det12)), 1e-12);
+  FidStats bad{2, {0, NAN}, {1, 0, 0, 1}};
+  EXPECT_THROW(frechet_distance(bad, e), Error);
+  EXPECT_THROW(frechet_distance(a, e), Error);
+}
+
+TEST(FidStats, FeaturesToStatsMatchNumpyAndRoundTrip) {
+  Array f = load_npy(fix() + "/feats.npy");
+  FidStats s = stats_from_features(f.as<float>(), f.shape[0], 2048);
+  FidStats r = load_fid_stats(fix() + "/feats_stats.npz");
+  double emu = 0, esig = 0, ssig = 0;
+  for (int i = 0; i < 2048; ++i) emu = std::max(emu, std::abs(s.mu[i] - r.mu[i]));
+  for (size_t i = 0; i < s.sigma.size(); ++i) {
+    esig = std::max(esig, std::abs(s.sigma[i] - r.sigma[i]));
+    ssig = std::max(ssig, std::abs(r.sigma[i]));
+  }
+  EXPECT_LT(emu, 1e-12);
+  EXPECT_LT(esig, 1e-12 * ssig);
+  const std::string p = testing::TempDir() + "/fid_stats_rt.npz";
+  save_fid_stats(p, s);
+  FidStats t = load_fid_stats(p);
+  EXPECT_EQ(t.dims, 2048);
+  EXPECT_EQ(t.mu, s.mu);
+  EXPECT_EQ(t.sigma, s.sigma);
+  NamedArrays z = load_npz(p);
+  ASSERT_EQ(z.size(), 2u);
+  EXPECT_EQ(z[0].second.dtype, DType::F64);
+  EXPECT_EQ(z[1].second.shape, std::vector<int64_t>({2048, 2048}));
+  EXPECT_THROW(stats_from_features(f.as<float>(), 1, 2048), Error);
+}
+
+TEST(FidStats, BadFilesGiveOneLineErrors) {
+  const std::string dir = testing::TempDir();
+  Array mu(DType::F64, {3}), sig(DType::F64, {3, 2});
+  save_npz(dir + "/bad1.npz", {{"mu", mu}, {"sigma", sig}});
+  EXPECT_THROW(load_fid_stats(dir + "/bad1.npz"), Error);
+  save_npz(dir + "/bad2.npz", {{"mu", mu}});
+  EXPECT_THROW(load_fid_stats(dir + "/bad2.npz"), Error);
+  Array sig3(DType::F64, {3, 3});
+  sig3.as<double>()[4] = INFINITY;
+  save_npz(dir + "/bad3.npz", {{"mu", mu}, {"sigma", sig3}});
+  EXPECT_THROW(load_fid_stats(dir + "/bad3.npz"), Error);
+  EXPECT_THROW(load_fid_stats(dir + "/does_not_exist.npz"), Error);
+}
+
+TEST(FidMetrics, InceptionScoreAndPrecisionRecallMatchNumpy) {
+  const nlohmann::json ref = read_json(fix() + "/metrics.json");
+  Array l = load_npy(fix() + "/is_logits.npy");
+  InceptionScore is = inception_score(l.as<float>(), l.shape[0], int(l.shape[1]));
+  EXPECT_NEAR(is.mean, double(ref["is_mean"]), 1e-9);
+  EXPECT_NEAR(is.std, double(ref["is_std"]), 1e-9);
+  Array r = load_npy(fix() + "/pr_real.npy"), f = load_npy(fix() + "/pr_fake.npy");
+  PrecisionRecall pr = precision_recall(r.as<float>(), r.shape[0], f.as<float>(), f.shape[0], 16);
+  EXPECT_DOUBLE_EQ(pr.precision, double(ref["precision"]));
+  EXPECT_DOUBLE_EQ(pr.recall, double(ref["recall"]));
+  EXPECT_THROW(inception_score(l.as<float>(), 5, 1008), Error);
+  // Identical one-hot predictions: IS = 1 exactly; uniform over classes: also 1.
+  std::vector<float> one(20 * 4, 0.0f);
+  for (int i = 0; i < 20; ++i) one[i * 4 + i % 4] = 50;
+  EXPECT_NEAR(inception_score(one.data(), 20, 4, 5).mean, 4.0, 1e-6);  // confident, balanced
+}
+
+TEST(FidMetrics, PrecisionRecallByHand) {
+  // 1-d points: real {0,1,2,3,10}, k=1 radii^2 {1,1,1,1,49}; fake {0.5, 20, 100}.
+  const float real[5] = {0, 1, 2, 3, 10}, fake[3] = {0.5f, 20, 100};
+  PrecisionRecall pr = precision_recall(real, 5, fake, 3, 1, 1);
+  EXPECT_DOUBLE_EQ(pr.precision, 1.0 / 3);  // 0.5 inside; 20: 10^2 > 49; 100 outside
+  // fake radii^2 (k=1): {19.5^2, 19.5^2, 80^2}: every real point lies within 19.5 of 0.5.
+  EXPECT_DOUBLE_EQ(pr.recall, 1.0);
+}
+
+TEST(FidSources, FolderAndNpyGiveTheSameFeatures) {
+  const std::string dir = testing::TempDir() + "/fid_src";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  EXPECT_THROW(list_image_files(dir), Error);
+  EXPECT_THROW(source_features(net(), dir + "/nothing.npy"), Error);
+  Array im = load_npy(fix() + "/images_a.npy");
+  Array f32(DType::F32, {2, 32, 32, 3});
+  save_npy(dir + "/float.npy", f32);
+  EXPECT_THROW(source_features(net(), dir + "/float.npy"), Error);
+  EXPECT_FALSE(is_feature_npy(dir + "/float.npy"));
+  save_npy(dir + "/feats.npy", Array(DType::F32, {3, 2048}));
+  EXPECT_TRUE(is_feature_npy(dir + "/feats.npy"));
+  // PNGs in a folder (plus a file that is not an image) = the same pixels from a .npy.
+  for (int i = 0; i < 2; ++i)
+    write_png(dir + "/" + std::to_string(i) + ".png", im.as<uint8_t>() + i * 32 * 32 * 3, 32, 32,
+              3);
+  std::ofstream(dir + "/notes.txt") << "not an image";
+  fs::remove(dir + "/float.npy");
+  fs::remove(dir + "/feats.npy");
+  std::vector<float> logits;
+  const std::vector<float> a = source_features(net(), dir, &logits);
+  const std::vector<float> b = source_features(net(), fix() + "/images_a.npy");
+  ASSERT_EQ(a.size(), 2u * 2048);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(logits.size(), 2u * 1008);
+  EXPECT_LT(max_rel(a, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
+}
