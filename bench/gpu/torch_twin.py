@@ -217,6 +217,10 @@ def run_case(spec, args, device):
         net.train()
         opt, rec["optimizer"] = make_adamw(net.parameters(), device)
         target = torch.randn(x.shape, generator=g).to(device)
+        # The EMA copy the official trainer keeps (uvit bench's train step updates one too).
+        params = [p for p in net.parameters()]
+        ema = [p.detach().clone() for p in params]
+        rec["ema"] = True
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -224,6 +228,12 @@ def run_case(spec, args, device):
                 out = fn(x, t, y)
             F.mse_loss(out.float(), target).backward()  # eps-MSE in fp32
             opt.step()
+            with torch.no_grad():
+                if hasattr(torch, "_foreach_lerp_"):
+                    torch._foreach_lerp_(ema, params, 1 - 0.9999)
+                else:  # torch 1.x (the CPU smoke test)
+                    torch._foreach_mul_(ema, 0.9999)
+                    torch._foreach_add_(ema, params, alpha=1 - 0.9999)
 
     timer = Timer(device)
     t0 = time.perf_counter()

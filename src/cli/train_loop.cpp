@@ -82,6 +82,9 @@ long run_training(const TrainJob& job) {
   auto eval = [&] {
     write_loss_plot(dir);
     if (cfg.net.t2i()) return;  // text models need prompts: see `uvit sample --prompt`
+    // Latent models' samples are latents: decoding them needs the autoencoder (`uvit sample
+    // --autoencoder`), so the run keeps only the loss curve.
+    if (cfg.json.contains("z_shape")) return;
     fs::create_directories(dir + "/samples");
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());

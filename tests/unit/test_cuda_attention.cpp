@@ -1,11 +1,13 @@
 // The CUDA attention context against the CPU backend: the unfused batched-GEMM path (fp32 and
 // bf16, forward and backward) and the fused (wmma) and flash bf16 forwards, at U-ViT shapes (N
 // 65..258, Dh 64/72) and awkward ones (Dh 32, odd Dh, tiny N, N not a multiple of the 64-key tile,
-// misaligned pointers). CudaAttentionTiming prints forward timings (no assertion on them).
+// misaligned pointers), and the flash backward (vs the CPU, and bit-identical run to run).
+// CudaAttentionTiming prints forward and backward timings (no assertion on them).
 #ifdef UVIT_HAVE_CUDA
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -61,8 +63,9 @@ std::vector<float> download(const Dev& d, size_t n, bool bf16) {
   return v;
 }
 
+// Max abs error relative to max(max|ref|, floor) (floor: for parts whose reference is ~0).
 void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
-                  const std::string& what) {
+                  const std::string& what, double floor = 0) {
   ASSERT_EQ(got.size(), ref.size()) << what;
   double mx = 0, err = 0;
   size_t worst = 0;
@@ -74,7 +77,8 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& ref, 
       worst = i;
     }
   }
-  const double rel = err / (mx > 0 ? mx : 1.0);
+  const double den = std::max(mx, floor);
+  const double rel = err / (den > 0 ? den : 1.0);
   std::printf("  %-64s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
   EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
                       << ref[worst];
@@ -146,7 +150,11 @@ void check_forward(bool bf16, const char* mode, const Shape& s, bool with_lse, i
 }
 
 // Backward with the same (CPU) out and lse on both sides, so only the backward is compared.
-void check_backward(bool bf16, const Shape& s) {
+// mode: UVIT_ATTENTION (nullptr: default). split: compare dq, dk and dv separately (each against
+// its own max|ref|) with tolerance tol; otherwise the whole dqkv (1e-5 fp32, 1e-2 bf16).
+// misalign > 0 offsets every device tensor by that many elements (scalar load/store paths).
+void check_backward(bool bf16, const Shape& s, const char* mode = nullptr, bool split = false,
+                    double tol = 0, int misalign = 0) {
   std::mt19937 g(s.B * 77 + s.N * 3 + s.Dh);
   const int D = s.H * s.Dh;
   const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D,
@@ -161,17 +169,44 @@ void check_backward(bool bf16, const Shape& s) {
   cpu->attention_bwd(dout.data(), qkv.data(), out.data(), lse.data(), dqkv.data(), s.B, s.N, s.H,
                      s.Dh, scale);
 
-  const size_t e = bf16 ? 2 : 4;
-  Dev dq(nqkv * e), ddo(nout * e), dO(nout * e), dl(nlse * 4), ddq(nqkv * e);
-  upload(dq, qkv, bf16);
-  upload(ddo, dout, bf16);
-  upload(dO, out, bf16);
+  const size_t e = bf16 ? 2 : 4, m = size_t(misalign);
+  Dev dq((nqkv + m) * e), ddo((nout + m) * e), dO((nout + m) * e), dl(nlse * 4),
+      ddq((nqkv + m) * e);
+  auto pad = [m](const std::vector<float>& v) {
+    std::vector<float> r(m, 0.f);
+    r.insert(r.end(), v.begin(), v.end());
+    return r;
+  };
+  upload(dq, pad(qkv), bf16);
+  upload(ddo, pad(dout), bf16);
+  upload(dO, pad(out), bf16);
   upload(dl, lse, false);
-  upload(ddq, std::vector<float>(nqkv, 123.f), bf16);  // must be overwritten
-  auto ctx = make_ctx(bf16, nullptr);
-  ctx->backward(ddo.p, dq.p, dO.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H, s.Dh,
-                scale);
-  expect_close(download(ddq, nqkv, bf16), dqkv, bf16 ? 1e-2 : 1e-5, name("bwd dqkv", bf16, "", s));
+  upload(ddq, std::vector<float>(nqkv + m, 123.f), bf16);  // must be overwritten
+  auto at = [&](const Dev& d) { return static_cast<char*>(d.p) + m * e; };
+  auto ctx = make_ctx(bf16, mode);
+  ctx->backward(at(ddo), at(dq), at(dO), static_cast<const float*>(dl.p), at(ddq), s.B, s.N, s.H,
+                s.Dh, scale);
+  auto got = download(ddq, nqkv + m, bf16);
+  got.erase(got.begin(), got.begin() + m);
+  const std::string what = uvit::cat(name("bwd", bf16, mode, s), misalign ? " misaligned" : "");
+  if (!split) {
+    expect_close(got, dqkv, bf16 ? 1e-2 : 1e-5, uvit::cat(what, " dqkv"));
+    return;
+  }
+  // The floor: dq and dk vanish where a softmax is one-hot (N = 1); there they are compared
+  // against 1% of the largest gradient.
+  double mx = 0;
+  for (float x : dqkv) mx = std::max(mx, double(std::fabs(x)));
+  const char* parts[] = {"dq", "dk", "dv"};
+  for (int k = 0; k < 3; ++k) {  // columns [k*D, (k+1)*D) of every row
+    std::vector<float> gp, rp;
+    for (size_t row = 0; row < size_t(s.B) * s.N; ++row)
+      for (int c = 0; c < D; ++c) {
+        gp.push_back(got[row * 3 * D + size_t(k) * D + c]);
+        rp.push_back(dqkv[row * 3 * D + size_t(k) * D + c]);
+      }
+    expect_close(gp, rp, tol, uvit::cat(what, " ", parts[k]), 1e-2 * mx);
+  }
 }
 
 }  // namespace
@@ -223,13 +258,70 @@ TEST(CudaAttention, BackwardMatchesCpu) {
     for (const Shape& s : kShapes) check_backward(bf16, s);
 }
 
+// Every bf16 backward implementation (flash is the default for Dh <= 128; wmma and unfused both
+// select the unfused backward), dq/dk/dv compared separately.
+TEST(CudaAttention, BackwardBf16ModesMatchCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const char* mode : kBf16Impls) {
+    for (const Shape& s : kShapes) check_backward(true, s, mode, true, 2e-2);
+    check_backward(true, Shape{1, 70, 2, 136}, mode, true, 2e-2);  // beyond flash: unfused
+  }
+}
+
+// The flash backward over the tile edges (N around 64, N = 1), padded / odd / largest head dims,
+// several heads and batch elements; then misaligned tensors (its scalar load and store paths).
+TEST(CudaAttention, BackwardBf16FlashShapes) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  int i = 0;
+  for (int N : {1, 7, 64, 65, 257, 258})
+    for (int Dh : {32, 33, 64, 72, 128}) {
+      check_backward(true, Shape{1 + i % 3, N, 1 + (i * 7) % 16, Dh}, "flash", true, 2e-2);
+      ++i;
+    }
+  check_backward(true, Shape{2, 258, 16, 72}, "flash", true, 2e-2);  // U-ViT-H/2
+  check_backward(true, Shape{2, 65, 3, 64}, "flash", true, 2e-2, 1);
+  check_backward(true, Shape{1, 130, 2, 72}, "flash", true, 2e-2, 4);
+  check_backward(true, Shape{2, 70, 2, 33}, "flash", true, 2e-2, 1);
+}
+
+// The flash backward is deterministic (no atomics): two runs give bit-identical dqkv.
+TEST(CudaAttention, BackwardBf16FlashDeterministic) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const Shape& s : {Shape{2, 258, 16, 72}, Shape{3, 65, 5, 33}, Shape{1, 200, 2, 128}}) {
+    std::mt19937 g(s.N + s.Dh);
+    const int D = s.H * s.Dh;
+    const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D,
+                 nlse = size_t(s.B) * s.H * s.N;
+    Dev dq(nqkv * 2), ddo(nout * 2), dO(nout * 2), dl(nlse * 4), r1(nqkv * 2), r2(nqkv * 2);
+    upload(dq, randv(nqkv, g, 2.f), true);
+    upload(ddo, randv(nout, g, 1.f), true);
+    upload(r1, std::vector<float>(nqkv, 1.f), true);
+    upload(r2, std::vector<float>(nqkv, -7.f), true);
+    auto ctx = make_ctx(true, "flash");
+    const float scale = 1.f / std::sqrt(float(s.Dh));
+    ctx->forward(dq.p, dO.p, static_cast<float*>(dl.p), s.B, s.N, s.H, s.Dh, scale);
+    for (const Dev* r : {&r1, &r2})
+      ctx->backward(ddo.p, dq.p, dO.p, static_cast<const float*>(dl.p), r->p, s.B, s.N, s.H, s.Dh,
+                    scale);
+    std::vector<uint16_t> h1(nqkv), h2(nqkv);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(h1.data(), r1.p, nqkv * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(h2.data(), r2.p, nqkv * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    size_t diff = 0, nonzero = 0;
+    for (size_t i = 0; i < nqkv; ++i) diff += h1[i] != h2[i], nonzero += (h1[i] & 0x7fff) != 0;
+    EXPECT_EQ(diff, 0u) << name("bwd determinism", true, "flash", s);
+    EXPECT_GT(nonzero, nqkv / 2) << name("bwd determinism", true, "flash", s);
+  }
+}
+
 TEST(CudaAttention, RejectsUnknownMode) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
 }
 
-// Forward timings of every bf16 implementation at U-ViT-H/2 (256px) and U-ViT-M shapes, printed
-// for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs = 4 B H N^2 Dh.
+// Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px) and U-ViT-M
+// shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs
+// = 4 B H N^2 Dh.
 TEST(CudaAttentionTiming, Shapes) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   const Shape shapes[] = {{128, 258, 16, 72}, {128, 257, 12, 64}};
@@ -263,6 +355,35 @@ TEST(CudaAttentionTiming, Shapes) {
       ms /= 20.f;
       const double flop = 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
       std::printf("  attention fwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
+                  s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
+    }
+    // Backward (dout = qkv's first nout values, lse from the flash forward); TFLOP/s counts 2.5x
+    // the forward's FLOPs.
+    Dev ddo(nout * 2), dl(size_t(s.B) * s.H * s.N * 4), ddq(nqkv * 2);
+    ASSERT_EQ(cudaMemcpy(ddo.p, h.data(), nout * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    make_ctx(true, "flash")
+        ->forward(dq.p, dout.p, static_cast<float*>(dl.p), s.B, s.N, s.H, s.Dh, scale);
+    for (const char* mode : {"unfused", "flash"}) {
+      auto ctx = make_ctx(true, mode);
+      auto run = [&] {
+        ctx->backward(ddo.p, dq.p, dout.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H,
+                      s.Dh, scale);
+      };
+      for (int r = 0; r < 3; ++r) run();
+      cudaEvent_t e0, e1;
+      ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
+      ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
+      EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
+      for (int r = 0; r < 20; ++r) run();
+      EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
+      EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+      float ms = 0.f;
+      EXPECT_EQ(cudaEventElapsedTime(&ms, e0, e1), cudaSuccess);
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+      ms /= 20.f;
+      const double flop = 2.5 * 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
+      std::printf("  attention bwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
                   s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);

@@ -149,7 +149,7 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, CudaModel, ::testing::Values(0, 1, 2));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2));
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";

@@ -8,7 +8,8 @@
 //   shared memory.
 // - flash (bf16 forward, Dh <= 128, attention_flash.cu): FlashAttention-2-style mma.sync kernel.
 // bf16 forwards use flash (default, or UVIT_ATTENTION=flash); UVIT_ATTENTION=wmma (alias fused)
-// forces the fused kernel, UVIT_ATTENTION=unfused the unfused path.
+// forces the fused kernel, UVIT_ATTENTION=unfused the unfused path. bf16 backwards with Dh <= 128
+// use the flash backward (attention_flash_bwd.cu) unless UVIT_ATTENTION is unfused or wmma/fused.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -168,12 +169,15 @@ class AttentionImpl final : public AttentionContext {
     }
   }
 
-  size_t workspace_bytes() const override { return scratch_bytes_ + ptrs_count_ * sizeof(void*); }
+  size_t workspace_bytes() const override {
+    return scratch_bytes_ + ptrs_count_ * sizeof(void*) + delta_bytes_;
+  }
 
   ~AttentionImpl() override {
     if (blas_) cublasDestroy(blas_);
     if (scratch_) cudaFree(scratch_);
     if (ptrs_) cudaFree(ptrs_);
+    if (delta_) cudaFree(delta_);
   }
 
   void forward(const void* qkv, void* out, float* lse, int B, int N, int H, int Dh,
@@ -231,6 +235,19 @@ class AttentionImpl final : public AttentionContext {
     check_shape("attention_bwd", B, N, H, Dh);
     if (B == 0 || N == 0 || H == 0 || Dh == 0) return;
     UVIT_CHECK(lse != nullptr, "cuda attention_bwd: lse is null (run the forward with lse)");
+    if (bf16_ && flash_ && flash_attention_supported(Dh)) {
+      const size_t need = flash_attention_bwd_scratch_bytes(B, N, H);
+      if (need > delta_bytes_) {  // grow-only Delta scratch
+        if (delta_) check_cuda(cudaFree(delta_), "cudaFree (flash backward scratch)");
+        delta_ = nullptr;
+        delta_bytes_ = 0;
+        check_cuda(cudaMalloc(&delta_, need), "cudaMalloc (flash backward scratch)");
+        delta_bytes_ = need;
+      }
+      flash_attention_bwd_bf16(dout, qkv, out, lse, dqkv, static_cast<float*>(delta_), B, N, H, Dh,
+                               scale, stream_);
+      return;
+    }
     const int D = H * Dh;
     const size_t NN = size_t(N) * N;
     const size_t per_bh = 2 * NN * 4 + (bf16_ ? round_up(NN * e_) : 0) + size_t(N) * 4;
@@ -376,6 +393,8 @@ class AttentionImpl final : public AttentionContext {
   size_t scratch_bytes_ = 0;
   void* ptrs_ = nullptr;
   size_t ptrs_count_ = 0;
+  void* delta_ = nullptr;  // flash backward's Delta [B, H, N] fp32
+  size_t delta_bytes_ = 0;
 };
 
 }  // namespace
