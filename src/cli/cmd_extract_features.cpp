@@ -1,15 +1,21 @@
 // `uvit extract-features`: ImageNet-style image folder -> the official imagenet{256,512}_features
 // layout (SPEC 15.4): center crop, each image and its horizontal flip through encode_moments,
 // one {idx}.npy per (moments, label). Resumable: finished files are skipped (writes are atomic).
+// With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
+// context per caption and empty_context.npy (src/data/mscoco_features.cpp).
 #include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "data/mscoco_features.hpp"
 #include "uvit/autoencoder.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/clip.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -36,17 +42,51 @@ Item file_indices(int64_t i, int64_t n) {
   return {i, base + j, base + nb + j};
 }
 
+struct Opts {
+  std::string data, weights, out, config, captions, clip, clip_config, vocab, split = "train";
+  int resolution = 256, batch = 4;
+  bool quiet = false;
+};
+
+// MS-COCO: moments of each image and the CLIP context of each of its captions.
+void extract_mscoco(const Opts& o) {
+  UVIT_CHECK(!o.clip.empty(), "extract-features --captions needs --clip (CLIP text weights)");
+  const AutoencoderConfig cfg =
+      o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg);
+  const ClipTokenizer tok = ClipTokenizer::load(o.vocab.empty() ? clip_default_vocab() : o.vocab);
+  auto be = make_cpu_backend();
+  ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
+                     *be);
+  clip.load_file(o.clip);
+  MscocoExtractOptions mo;
+  mo.images_dir = o.data;
+  mo.captions_json = o.captions;
+  mo.out_dir = o.out;
+  mo.split = o.split;
+  mo.resolution = o.resolution;
+  mo.batch = o.batch;
+  std::unique_ptr<Progress> bar;  // the total is known once the captions JSON is read
+  const auto t0 = std::chrono::steady_clock::now();
+  const MscocoExtractResult r = extract_mscoco_features(
+      mo, [&](const Array& x) { return ae.encode_moments(x); }, tok, clip,
+      [&](int64_t done, int64_t total) {
+        if (!bar) bar = std::make_unique<Progress>("extract", long(total), o.quiet);
+        bar->update(long(done));
+      });
+  if (bar) bar->finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "encoded %lld images and %lld captions into %s/%s in %.1f s\n",
+               (long long)r.images, (long long)r.captions, o.out.c_str(), o.split.c_str(), s);
+}
+
 }  // namespace
 
 void add_extract_features(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "extract-features",
-      "Encode an ImageNet-style image folder into the official imagenet{256,512}_features layout");
-  struct Opts {
-    std::string data, weights, out, config;
-    int resolution = 256, batch = 4;
-    bool quiet = false;
-  };
+      "Encode an ImageNet-style image folder (or MS-COCO images + captions) into the official "
+      "feature layout");
   auto o = std::make_shared<Opts>();
   cmd->add_option("--data", o->data,
                   "image folder (or its train/ subfolder): files <synset>_*.{jpg,png,...}, "
@@ -59,7 +99,18 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+  cmd->add_option(
+      "--captions", o->captions,
+      "MS-COCO: captions JSON (annotations/captions_train2014.json); --data is then the "
+      "image folder and --out the dataset root");
+  cmd->add_option("--clip", o->clip, "MS-COCO: CLIP text encoder weights (Hugging Face layout)");
+  cmd->add_option("--clip-config", o->clip_config,
+                  "MS-COCO: CLIPTextConfig JSON (default ViT-L/14)");
+  cmd->add_option("--vocab", o->vocab, "MS-COCO: CLIP vocabulary (default: data/clip)");
+  cmd->add_option("--split", o->split, "MS-COCO: output subfolder, train or val")
+      ->check(CLI::IsMember({"train", "val"}));
   cmd->callback([o] {
+    if (!o->captions.empty()) return extract_mscoco(*o);
     const AutoencoderConfig cfg =
         o->config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o->config);
     UVIT_CHECK(cfg.embed_dim == 4 && cfg.in_channels == 3 && cfg.downsample_factor() == 8,

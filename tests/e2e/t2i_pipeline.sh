@@ -89,4 +89,50 @@ expect_error "missing text-model tensor" "$UVIT" encode-text --clip "$W" --clip-
 expect_error "invalid UTF-8" "$UVIT" tokenize --vocab "$VOCAB" $'\xff'
 expect_error "file not found" "$UVIT" tokenize --vocab "$tmp/none.gz" x
 [ ! -e "$tmp/e.npy" ] || fail "an output was written despite errors"
+# `uvit extract-features --captions`: MS-COCO images + captions JSON -> moments, per-caption CLIP
+# contexts equal to `uvit encode-text` of the same captions, and empty_context.npy = CLIP("").
+cat >"$tmp/ae.json" <<'EOF'
+{"ddconfig": {"double_z": true, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+              "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
+              "dropout": 0.0},
+ "embed_dim": 4, "scale_factor": 0.23010}
+EOF
+run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 5
+"$PY" - "$tmp" <<'PYEOF' || fail "make coco images"
+import json, os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+os.makedirs(t + "/coco_img")
+rs = np.random.RandomState(1)
+images = []
+for iid, (w, h) in [(42, (320, 240)), (7, (256, 300))]:
+    name = "COCO_%012d.jpg" % iid
+    Image.fromarray(rs.randint(0, 255, size=(h, w, 3)).astype(np.uint8)).save(t + "/coco_img/" + name)
+    images.append({"id": iid, "file_name": name})
+anns = [{"image_id": 42, "id": 1, "caption": "two dogs"}, {"image_id": 7, "id": 2, "caption": "a red bus"},
+        {"image_id": 42, "id": 3, "caption": "dogs playing"}]
+json.dump({"images": images, "annotations": anns}, open(t + "/caps.json", "w"))
+PYEOF
+run "$UVIT" extract-features --captions "$tmp/caps.json" --data "$tmp/coco_img" --weights "$tmp/ae.pth" \
+  --config "$tmp/ae.json" "${CLIP[@]}" --out "$tmp/coco_x" -q
+run "$UVIT" encode-text "${CLIP[@]}" --out "$tmp/ref_caps.npy" -- "a red bus" "two dogs" "dogs playing" ""
+"$PY" - "$tmp" <<'PYEOF' || fail "extract-features --captions layout"
+import os, sys
+import numpy as np
+t = sys.argv[1]
+d = t + "/coco_x/train"
+ref = np.load(t + "/ref_caps.npy")
+# Sorted image ids: 7 (index 0: "a red bus"), 42 (index 1: "two dogs", "dogs playing").
+m0 = np.load(d + "/0.npy")
+assert m0.shape == (8, 32, 32) and np.isfinite(m0).all(), m0.shape
+for name, r in [("0_0", 0), ("1_0", 1), ("1_1", 2)]:
+    c = np.load(d + "/" + name + ".npy")
+    assert c.shape == (77, 768), (name, c.shape)
+    assert np.abs(c - ref[r]).max() < 1e-5, name
+e = np.load(t + "/coco_x/empty_context.npy")
+assert np.abs(e.reshape(77, 768) - ref[3]).max() < 1e-5
+assert not os.path.exists(d + "/0_1.npy")
+PYEOF
+
 exit $fails
