@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,12 @@ Array map_batches(const Array& in, int chunk, const std::function<Array(const Ar
 std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float>& z, int n, int c,
                                   int h, int w, int chunk,
                                   const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The autoencoder that decodes a latent preset's samples: weights `path`, architecture from
+// `config_path` ("" = Stable Diffusion kl-f8), scale_factor from the preset's "autoencoder"
+// section (the latents were scaled by it, SPEC 12.5), which wins over the JSON's.
+Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
+                                    const std::string& config_path);
 
 // One official ImageNet feature file ({idx}.npy): the bytes np.save writes for the object array
 // (moments float32 [8, h, w], numpy.int64 label); read back by the imagenet*_features dataset.

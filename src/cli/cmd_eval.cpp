@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
@@ -59,7 +61,8 @@ void add_eval(CLI::App& app) {
       "eval", "Sample N images and report FID (and IS, precision/recall) against reference stats");
   struct Opts {
     std::string config, weights, sampler, ref, ref_features, inception,
-        out = "eval_samples.npz", work, metrics = "fid", json, device = "cpu";
+        out = "eval_samples.npz", work, metrics = "fid", json, device = "cpu", precision,
+        autoencoder, autoencoder_config;
     int n = 50000, steps = 0, batch = 0, chunk = 1000;
     double scale = -1;
     long seed = 0;
@@ -94,17 +97,27 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device, "cpu or cuda (sampling)");
+  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--autoencoder", o->autoencoder,
+                  "latent presets: autoencoder_kl.pth (or .safetensors) that decodes the samples");
+  cmd->add_option("--autoencoder-config", o->autoencoder_config,
+                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
   cmd->callback([o] {
     Config cfg = load_config(o->config);
     for (const auto& a : o->set) apply_override(cfg, a);
     const NetConfig& nc = cfg.net;
-    UVIT_CHECK(!cfg.json.contains("z_shape"), "config ", cfg.config_name,
-               " is a latent model: evaluating it needs the Stable Diffusion autoencoder to decode "
-               "samples, which this build does not include yet (pixel-space presets only)");
+    const bool latent = cfg.json.contains("z_shape");
+    UVIT_CHECK(!latent || !o->autoencoder.empty(), "config ", cfg.config_name,
+               " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples");
     UVIT_CHECK(!nc.t2i(), "config ", cfg.config_name,
-               " is text-to-image: uvit eval supports unconditional and class-conditional "
-               "pixel-space presets");
-    UVIT_CHECK(nc.in_chans == 1 || nc.in_chans == 3, "config ", cfg.config_name, ": ", nc.in_chans,
+               " is text-to-image: uvit eval supports unconditional and class-conditional presets");
+    std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
+    if (latent)
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config));
+    // Image size and channels of the evaluated samples (decoded, for latent presets).
+    const int s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
+    const int c = ae ? ae->config().out_ch : nc.in_chans;
+    UVIT_CHECK(c == 1 || c == 3, "config ", cfg.config_name, ": ", c,
                " image channels; the FID Inception takes 1 (gray) or 3");
     // Everything that can fail cheaply is checked before hours of sampling.
     const FidStats ref = load_fid_stats(o->ref);
@@ -118,7 +131,7 @@ void add_eval(CLI::App& app) {
                  o->ref_features, ": expected features [N, 2048], got ", shape_str(ref_feat.shape));
     }
     const FidInception inception = FidInception::load(inception_weights_path(o->inception));
-    auto be = make_backend(o->device);
+    auto be = make_backend(o->device, o->precision);
     UViT net(nc, *be);
     net.load_file(o->weights);
 
@@ -132,7 +145,6 @@ void add_eval(CLI::App& app) {
     g.cfg_scale = o->scale >= 0 ? o->scale : sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
     g.mini_batch = o->batch;
 
-    const int s = nc.img_size, c = nc.in_chans;
     const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
     const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
@@ -180,7 +192,8 @@ void add_eval(CLI::App& app) {
         g.progress = [&](int done, int total) {
           bar.update(first + long(double(m) * done / total), "sampling");
         };
-        const std::vector<float> x = generate(net, cfg, g, int(m), labels);
+        std::vector<float> x = generate(net, cfg, g, int(m), labels);
+        if (ae) x = decode_latents(*ae, x, int(m), nc.in_chans, nc.img_size, nc.img_size, 4);
         const std::vector<Image> imgs = to_images(x, int(m), c, s);
         ch.samples = Array(DType::U8, {m, s, s, c});
         ch.pool3 = Array(DType::F32, {m, FidInception::kDims});

@@ -85,13 +85,7 @@ void add_sample(CLI::App& app) {
                "(or only --latents FILE)");
     std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
     if (latent && images) {
-      // The latents were scaled by the preset's scale_factor (SPEC 12.5): it wins.
-      AutoencoderConfig ac = o->autoencoder_config.empty()
-                                 ? AutoencoderConfig{}
-                                 : load_autoencoder_config(o->autoencoder_config);
-      ac.scale_factor = cfg.json.value("autoencoder", nlohmann::json::object())
-                            .value("scale_factor", ac.scale_factor);
-      ae.emplace(Autoencoder::load(o->autoencoder, ac));
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config));
     }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;

@@ -130,6 +130,6 @@ expect_error "no images" "$UVIT" fid-stats "$tmp/empty" --inception "$W" --out "
 expect_error "uint8" "$UVIT" fid-features "$tmp/f.npy" --inception "$W" --out "$tmp/x.npy"
 expect_error "sigma has shape" "$UVIT" fid "$tmp/bad.npz" "$tmp/s1.npz"
 expect_error "different dimensions" "$UVIT" fid "$tmp/s1.npz" "$tmp/st.npz"
-expect_error "latent model" "$UVIT" eval --config imagenet256_uvit_large --weights "$NW" --ref "$tmp/st.npz"
+expect_error "give --autoencoder" "$UVIT" eval --config imagenet256_uvit_large --weights "$NW" --ref "$tmp/st.npz"
 expect_error "not found" "$UVIT" eval --config "$tmp/uncond.json" --weights "$NW" --ref "$tmp/st.npz" --inception "$tmp/nope.pth"
 exit $fails

@@ -200,4 +200,17 @@ echo '{"ddconfig": {"ch": 30}}' >"$tmp/bad.json"
 expect_error "multiple of 32" "$UVIT" autoencoder decode -c "$tmp/bad.json" -w "$tmp/ae.pth" --in "$tmp/z.npy" --out "$tmp/x.npy"
 
 [ $fails -eq 0 ] && echo "latent_pipeline: all passed"
+# `uvit eval` on the latent preset: samples are decoded through the autoencoder before the FID
+# Inception (random twin weights), so the saved samples are 256x256 RGB.
+"$PY" tests/reference/inception_torch.py --out "$tmp/fidnet" --net-only >/dev/null || fail "inception weights"
+"$PY" -c "import numpy as np; r = np.random.RandomState(0); x = r.randn(50, 2048)
+np.savez('$tmp/ref.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))" || fail "reference stats"
+run "$UVIT" --threads 2 eval --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" \
+  --autoencoder "$tmp/ae.pth" --autoencoder-config "$tmp/ae.json" --n 3 --steps 2 --ref "$tmp/ref.npz" \
+  --inception "$tmp/fidnet/inception.pth" --out "$tmp/ev.npz" -q
+grep -q '^FID: ' "$tmp/out" || fail "latent eval printed no FID: $(cat "$tmp/out")"
+"$PY" -c "import numpy as np; a = np.load('$tmp/ev.npz')['arr_0']
+assert a.shape == (3, 256, 256, 3) and a.dtype == np.uint8, a.shape" || fail "latent eval samples"
+expect_error "give --autoencoder" "$UVIT" eval --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" --ref "$tmp/ref.npz"
+
 exit $fails
