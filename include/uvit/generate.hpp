@@ -26,6 +26,9 @@ struct GenerateOptions {
   double cfg_scale = -1;  // < 0 = the preset's sample.scale when sample.cfg, else 0 (no guidance)
   uint64_t seed = 0;
   int mini_batch = 0;  // 0 = sample.mini_batch_size (capped at the request)
+  // Index of the first sample within a larger run: sample i draws the noise of sample
+  // first_index + i, so a run split into pieces (uvit eval's chunks) equals the whole run.
+  uint64_t first_index = 0;
   std::function<void(int done, int total)> progress;  // after each network evaluation
 };
 

@@ -25,10 +25,6 @@ namespace uvit::cli {
 
 namespace {
 
-// Chunk c draws its noise with seed + c * golden-ratio constant: chunk 0 equals `uvit sample`
-// with the same seed, and chunks never share a Philox key.
-uint64_t chunk_seed(uint64_t seed, long c) { return seed + uint64_t(c) * 0x9E3779B97F4A7C15ull; }
-
 struct Chunk {
   Array samples;  // uint8 [m, H, W, C]
   Array pool3;    // f32 [m, 2048]
@@ -188,7 +184,10 @@ void add_eval(CLI::App& app) {
         std::vector<int> labels;
         if (k > 0)
           for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced
-        g.seed = chunk_seed(uint64_t(o->seed), ci);
+        // Sample i draws the noise of sample i of one `uvit sample --seed` run of all N, so the
+        // result does not depend on --chunk.
+        g.seed = uint64_t(o->seed);
+        g.first_index = uint64_t(first);
         g.progress = [&](int done, int total) {
           bar.update(first + long(double(m) * done / total), "sampling");
         };

@@ -77,7 +77,8 @@ std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions&
     const int B = std::min(mb, n - start);
     const int BB = B * guided;
     std::vector<float> x(size_t(B) * numel);
-    Philox(opt.seed, 0).fill_normal(x.data(), x.size(), uint64_t(start) * numel);
+    const uint64_t first = (opt.first_index + uint64_t(start)) * numel;
+    Philox(opt.seed, 0).fill_normal(x.data(), x.size(), first);
     if (cls) {
       std::vector<int32_t> y(BB);
       for (int b = 0; b < B; ++b) {
@@ -110,7 +111,7 @@ std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions&
       if (opt.progress) opt.progress(evals_done, evals_total);
     };
     SamplerOptions so;
-    so.noise_offset = uint64_t(start) * numel;
+    so.noise_offset = first;
     std::vector<float> x0 = sample(sampler, ns, steps, std::move(x), eps_fn, opt.seed, so);
     std::copy(x0.begin(), x0.end(), result.begin() + size_t(start) * numel);
   }
