@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/feature_npy.hpp"
+#include "temp_dir.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -177,18 +178,9 @@ TEST(NnLayers, SpatialAttentionMatchesDefinition) {
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "uvit_ae_XXXXXX").string();
-    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    dir = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+// Temporary directories named after this suite.
+struct TempDir : uvit_test::TempDir {
+  TempDir() : uvit_test::TempDir("uvit_ae") {}
 };
 
 // autoencoder_torch.py fixtures, made once per test run ("" when /usr/bin/python3 has no torch).

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/mscoco_features.hpp"
+#include "temp_dir.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -29,18 +30,9 @@ const ClipTokenizer& tok() {
   return t;
 }
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "uvit_clip_XXXXXX").string();
-    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    dir = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+// Temporary directories named after this suite.
+struct TempDir : uvit_test::TempDir {
+  TempDir() : uvit_test::TempDir("uvit_clip") {}
 };
 
 // clip_torch.py fixtures, made once per test run ("" when /usr/bin/python3 has no torch).

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "io/zip.hpp"
+#include "temp_dir.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -19,19 +20,9 @@ using namespace uvit;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with its contents.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "uvit_io_XXXXXX").string();
-    if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    dir = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+// Temporary directories named after this suite.
+struct TempDir : uvit_test::TempDir {
+  TempDir() : uvit_test::TempDir("uvit_io") {}
 };
 
 std::vector<uint8_t> slurp(const std::string& p) { return read_file(p); }
