@@ -32,6 +32,11 @@ struct GenerateOptions {
   std::function<void(int done, int total)> progress;  // after each network evaluation
 };
 
+// `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),
+// steps (sample.sample_steps, else the sampler's default) and guidance scale (sample.scale when
+// sample.cfg, else 0). Throws uvit::Error for an unknown sampler name.
+GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
+
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].
 // Sample i's initial noise depends only on (seed, i), so results do not depend on mini-batching.
 // contexts / null_context for text models: [N, L, clip_dim] and [L, clip_dim].

@@ -131,15 +131,12 @@ void add_eval(CLI::App& app) {
     UViT net(nc, *be);
     net.load_file(o->weights);
 
-    const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
     GenerateOptions g;
-    g.sampler = !o->sampler.empty()
-                    ? o->sampler
-                    : sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
-    check_sampler_name(g.sampler);
-    g.steps = o->steps > 0 ? o->steps : sc.value("sample_steps", default_steps(g.sampler));
-    g.cfg_scale = o->scale >= 0 ? o->scale : sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+    g.sampler = o->sampler;
+    g.steps = o->steps;
+    g.cfg_scale = o->scale;
     g.mini_batch = o->batch;
+    g = with_preset_defaults(cfg, g);
 
     const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");

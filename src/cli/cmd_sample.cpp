@@ -143,16 +143,13 @@ void add_sample(CLI::App& app) {
     net.load_file(o->weights);
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
     // sampler, steps and guidance scale actually used.
-    const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
     GenerateOptions g;
-    g.sampler = !o->sampler.empty()
-                    ? o->sampler
-                    : sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
-    check_sampler_name(g.sampler);
-    g.steps = o->steps > 0 ? o->steps : sc.value("sample_steps", default_steps(g.sampler));
-    g.cfg_scale = o->scale >= 0 ? o->scale : sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+    g.sampler = o->sampler;
+    g.steps = o->steps;
+    g.cfg_scale = o->scale;
     g.seed = uint64_t(o->seed);
     g.mini_batch = o->batch;
+    g = with_preset_defaults(cfg, g);
     Progress timing("sample", 1, o->quiet);
     const auto t0 = std::chrono::steady_clock::now();
     long last_done = 0;

@@ -28,19 +28,26 @@ int null_class(const Config& c) {
   return c.net.num_classes - 1;
 }
 
-std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions& opt, int n,
+GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
+  const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
+  if (opt.sampler.empty())
+    opt.sampler = sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
+  check_sampler_name(opt.sampler);
+  if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
+  if (opt.cfg_scale < 0) opt.cfg_scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+  return opt;
+}
+
+std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions& opt_in, int n,
                             const std::vector<int>& labels, const std::vector<float>& contexts,
                             const std::vector<float>& null_context) {
   const NetConfig& nc = net.config();
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
   const NoiseSchedule ns = schedule_for(cfg);
-  const std::string sampler = opt.sampler.empty()
-                                  ? sampler_for_algorithm(sc.value("algorithm", ""), ns.kind())
-                                  : opt.sampler;
-  check_sampler_name(sampler);
-  const int steps = opt.steps > 0 ? opt.steps : sc.value("sample_steps", default_steps(sampler));
-  double scale = opt.cfg_scale;
-  if (scale < 0) scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+  const GenerateOptions opt = with_preset_defaults(cfg, opt_in);
+  const std::string& sampler = opt.sampler;
+  const int steps = opt.steps;
+  const double scale = opt.cfg_scale;
   const bool cls = !nc.t2i() && nc.num_classes > 0;
   if (cls) UVIT_CHECK(int(labels.size()) == n, "generate: ", n, " samples need ", n, " labels");
   if (scale != 0 && cls)

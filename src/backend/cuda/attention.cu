@@ -23,6 +23,7 @@
 #include "backend/cuda/attention.hpp"
 #include "backend/cuda/attention_flash.hpp"
 #include "backend/cuda/attention_fused.hpp"
+#include "backend/cuda/cuda_common.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit::cuda {
@@ -32,36 +33,13 @@ namespace {
 constexpr size_t kScratchCap = size_t(512) << 20;  // scores of one chunk of batch elements
 constexpr int kMaxPtrArrays = 11;
 
-void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) fail("cuda attention: ", what, " failed: ", cudaGetErrorString(e));
-}
-
-void check_launch(const char* what) { check_cuda(cudaGetLastError(), what); }
-
 void check_blas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
     fail("cuda attention: ", what, " failed: ", cublasGetStatusString(s), " (", int(s), ")");
 }
 
-__device__ inline float to_f(float x) { return x; }
-__device__ inline float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <class T>
-__device__ inline T from_f(float x);
-template <>
-__device__ inline float from_f<float>(float x) {
-  return x;
-}
-template <>
-__device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
-
 __device__ inline float warp_max(float v) {
   for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
@@ -238,10 +216,10 @@ class AttentionImpl final : public AttentionContext {
     if (bf16_ && flash_ && flash_attention_supported(Dh)) {
       const size_t need = flash_attention_bwd_scratch_bytes(B, N, H);
       if (need > delta_bytes_) {  // grow-only Delta scratch
-        if (delta_) check_cuda(cudaFree(delta_), "cudaFree (flash backward scratch)");
+        if (delta_) check(cudaFree(delta_), "cudaFree (flash backward scratch)");
         delta_ = nullptr;
         delta_bytes_ = 0;
-        check_cuda(cudaMalloc(&delta_, need), "cudaMalloc (flash backward scratch)");
+        check(cudaMalloc(&delta_, need), "cudaMalloc (flash backward scratch)");
         delta_bytes_ = need;
       }
       flash_attention_bwd_bf16(dout, qkv, out, lse, dqkv, static_cast<float*>(delta_), B, N, H, Dh,
@@ -344,18 +322,18 @@ class AttentionImpl final : public AttentionContext {
     if (bf16_) need += round_up(BH * NN * e_);      // P / dS as act
     if (bwd) need += round_up(BH * size_t(N) * 4);  // Delta
     if (need > scratch_bytes_) {
-      if (scratch_) check_cuda(cudaFree(scratch_), "cudaFree (attention scratch)");
+      if (scratch_) check(cudaFree(scratch_), "cudaFree (attention scratch)");
       scratch_ = nullptr;
       scratch_bytes_ = 0;
-      check_cuda(cudaMalloc(&scratch_, need), "cudaMalloc (attention scratch)");
+      check(cudaMalloc(&scratch_, need), "cudaMalloc (attention scratch)");
       scratch_bytes_ = need;
     }
     const size_t nptr = BH * kMaxPtrArrays;
     if (nptr > ptrs_count_) {
-      if (ptrs_) check_cuda(cudaFree(ptrs_), "cudaFree (attention pointer arrays)");
+      if (ptrs_) check(cudaFree(ptrs_), "cudaFree (attention pointer arrays)");
       ptrs_ = nullptr;
       ptrs_count_ = 0;
-      check_cuda(cudaMalloc(&ptrs_, nptr * sizeof(void*)), "cudaMalloc (attention pointers)");
+      check(cudaMalloc(&ptrs_, nptr * sizeof(void*)), "cudaMalloc (attention pointers)");
       ptrs_count_ = nptr;
     }
   }
