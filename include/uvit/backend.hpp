@@ -23,6 +23,16 @@
 
 namespace uvit {
 
+// A 2-D convolution's geometry: input [B, Cin, H, W], weight [Cout, Cin, kh, kw], output
+// [B, Cout, out_h(), out_w()]; strides sh, sw; zero padding top/left/bottom/right (asymmetric
+// padding is what the autoencoder's stride-2 downsampling needs).
+struct Conv2dShape {
+  int B = 1, Cin = 0, H = 0, W = 0, Cout = 0, kh = 1, kw = 1, sh = 1, sw = 1;
+  int pt = 0, pl = 0, pb = 0, pr = 0;
+  int out_h() const { return (H + pt + pb - kh) / sh + 1; }
+  int out_w() const { return (W + pl + pr - kw) / sw + 1; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -143,6 +153,36 @@ class Backend {
   // dx overwritten (may be nullptr), dw +=, db +=.
   virtual void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw,
                            float* db, int B, int Cin, int Cout, int H, int W) = 0;
+
+  // ---- convolutional and text encoders (inference only) ----
+  // The autoencoder (SPEC 13), the FID Inception (SPEC 17) and the CLIP text model (SPEC 14) run
+  // through these. They are fp32 models: their owners require precision() == "fp32", so "act"
+  // below is fp32 too. Images are NCHW.
+  // y = conv(x, w) + b (b may be nullptr) with geometry s.
+  virtual void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                      float* y) = 0;
+  // GroupNorm of x [B, C, HW] with G groups (C % G == 0) and per-channel affine w, b; swish
+  // (y * sigmoid(y)) after it when `swish`. y may alias x.
+  virtual void group_norm(const float* x, const float* w, const float* b, float* y, int B, int C,
+                          int HW, int G, float eps, bool swish) = 0;
+  // Nearest-neighbour x2 upsampling: x [N, H, W] -> y [N, 2H, 2W].
+  virtual void upsample_nearest2x(const float* x, float* y, int N, int H, int W) = 0;
+  // Single-head attention over the HW positions of each image, channels as features: per image,
+  // out[c, i] = sum_j softmax_j(scale * sum_d q[d, i] k[d, j]) v[c, j]; q, k, v, out [B, C, HW].
+  virtual void spatial_attention(const float* q, const float* k, const float* v, float* out, int B,
+                                 int C, int HW, float scale) = 0;
+  // Pooling of x [N, H, W] -> y [N, Ho, Wo], Ho = (H + 2 pad - k) / stride + 1 (likewise Wo):
+  // the maximum, or the average over the in-image taps only (count_include_pad=False).
+  virtual void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
+                      bool max) = 0;
+  // y[n] = mean of the HW values of plane n of x [N, HW] (accumulated in double on the CPU).
+  virtual void global_avg_pool(const float* x, float* y, int N, int HW) = 0;
+  // x[b, c, i] += bias[c] (bias may be nullptr), then ReLU when `relu`, for x [B, C, HW].
+  virtual void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) = 0;
+  // Causal self-attention (query i attends to keys j <= i), inference only; qkv and out are laid
+  // out as in attention_fwd. act.
+  virtual void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
+                                    float scale) = 0;
 
   // ---- optimisation ----
   // PyTorch AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

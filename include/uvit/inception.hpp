@@ -50,15 +50,6 @@ class FidInception {
 };
 
 namespace nn {
-// Pools on NCHW fp32 planes: `planes` = B*C independent HxW planes.
-// 3x3 max pool, stride 2, no padding (out (H-3)/2+1).
-void max_pool3x3_s2(const float* x, float* y, int planes, int H, int W);
-// 3x3 max pool, stride 1, padding 1 (padding never wins).
-void max_pool3x3_s1p1(const float* x, float* y, int planes, int H, int W);
-// 3x3 average pool, stride 1, padding 1, count_include_pad=False (divide by the in-image count).
-void avg_pool3x3_s1p1_exclude_pad(const float* x, float* y, int planes, int H, int W);
-// Mean of each plane (adaptive average pool to 1x1): y[p].
-void global_avg_pool(const float* x, float* y, int planes, int H, int W);
 // torch F.interpolate(mode="bilinear", align_corners=False) with an output size (no antialias),
 // computed in fp32 as PyTorch's CPU kernel does.
 void resize_bilinear(const float* x, float* y, int planes, int H, int W, int out_h, int out_w);

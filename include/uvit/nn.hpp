@@ -1,19 +1,13 @@
-// CPU inference layers on NCHW fp32 tensors, shared by the autoencoder (SPEC 13) and the FID
-// Inception network (SPEC 17). The U-ViT itself runs through the Backend interface instead.
+// CPU inference layers on NCHW fp32 tensors: the CPU backend's convolutional kernels
+// (Backend::conv2d, group_norm, ...) for the autoencoder (SPEC 13) and the FID Inception (SPEC 17).
 #pragma once
 #include <cstddef>
 
+#include "uvit/backend.hpp"
+
 namespace uvit::nn {
 
-// A 2-D convolution's geometry: input [B, Cin, H, W], weight [Cout, Cin, kh, kw], output
-// [B, Cout, out_h(), out_w()]; strides sh, sw; zero padding top/left/bottom/right (asymmetric
-// padding is what the autoencoder's stride-2 downsampling needs).
-struct Conv2dShape {
-  int B = 1, Cin = 0, H = 0, W = 0, Cout = 0, kh = 1, kw = 1, sh = 1, sw = 1;
-  int pt = 0, pl = 0, pb = 0, pr = 0;
-  int out_h() const { return (H + pt + pb - kh) / sh + 1; }
-  int out_w() const { return (W + pl + pr - kw) / sw + 1; }
-};
+using Conv2dShape = uvit::Conv2dShape;  // (uvit/backend.hpp)
 
 // Which implementation runs a convolution. Auto (measured fastest, docs/autoencoder.md): a GEMM for
 // unpadded stride-1 1x1 kernels, else oneDNN's primitive on plain nchw. UVIT_CONV_IMPL=
@@ -39,5 +33,11 @@ void upsample_nearest2x(const float* x, float* y, int N, int H, int W);
 // Query rows are processed in blocks so the score matrix stays bounded (HW = 4096 at 512 px).
 void spatial_attention(const float* q, const float* k, const float* v, float* out, int C, int HW,
                        float scale);
+
+// Pooling of x [N, H, W] -> y [N, Ho, Wo] (Backend::pool2d): max, or the average over in-image
+// taps only (count_include_pad=False).
+void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad, bool max);
+// y[n] = mean of plane n of x [N, HW], accumulated in double.
+void global_avg_pool(const float* x, float* y, int N, int HW);
 
 }  // namespace uvit::nn

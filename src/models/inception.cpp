@@ -105,7 +105,7 @@ void run(const Conv& c, const float* x, int H, int W, float* y, int relu_ch = -1
 // fewer channels to pool. This adds the bias and the ReLU after the pool.
 void pool_bias_relu(const float* z, const std::vector<float>& b, int H, int W, float* y) {
   const int C = int(b.size());
-  nn::avg_pool3x3_s1p1_exclude_pad(z, y, C, H, W);
+  nn::pool2d(z, y, C, H, W, 3, 1, 1, false);
   const long hw = long(H) * W;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; ++c)
@@ -161,7 +161,7 @@ struct BlockB {  // Mixed_6a (InceptionB)
     run(d1, x, H, W, t);
     run(d2, t, H, W, u);
     run(d3, u, H, W, out + 384 * ohw);
-    nn::max_pool3x3_s2(x, out + 480 * ohw, 288, H, W);
+    nn::pool2d(x, out + 480 * ohw, 288, H, W, 3, 2, 0, true);
   }
 };
 
@@ -216,7 +216,7 @@ struct BlockD {  // Mixed_7a (InceptionD)
     run(s2, t + 192 * hw, H, W, u);
     run(s3, u, H, W, v);
     run(s4, v, H, W, out + 320 * ohw);
-    nn::max_pool3x3_s2(x, out + 512 * ohw, 768, H, W);
+    nn::pool2d(x, out + 512 * ohw, 768, H, W, 3, 2, 0, true);
   }
 };
 
@@ -251,7 +251,7 @@ struct BlockE {  // Mixed_7b (avg pool excluding padding) and Mixed_7c (max pool
     run(d3a, u, H, W, out + 1088 * hw);
     run(d3b, u, H, W, out + 1472 * hw);
     if (max_pool) {
-      nn::max_pool3x3_s1p1(x, u, cin, H, W);
+      nn::pool2d(x, u, cin, H, W, 3, 1, 1, true);
       run(pool, u, H, W, out + 1856 * hw);
     } else {
       pool_bias_relu(t + 1152 * hw, pool_b, H, W, out + 1856 * hw);
@@ -283,10 +283,10 @@ struct FidInception::Impl {
     run(c1a, x, 299, 299, p);                // 32 x 149 x 149
     run(c2a, p, 149, 149, q);                // 32 x 147 x 147
     run(c2b, q, 147, 147, p);                // 64 x 147 x 147
-    nn::max_pool3x3_s2(p, q, 64, 147, 147);  // 64 x 73 x 73
+    nn::pool2d(p, q, 64, 147, 147, 3, 2, 0, true);  // 64 x 73 x 73
     run(c3b, q, 73, 73, p);                  // 80 x 73 x 73
     run(c4a, p, 73, 73, q);                  // 192 x 71 x 71
-    nn::max_pool3x3_s2(q, p, 192, 71, 71);   // 192 x 35 x 35
+    nn::pool2d(q, p, 192, 71, 71, 3, 2, 0, true);   // 192 x 35 x 35
     for (const BlockA& blk : a) {
       blk(p, 35, 35, q, scr);
       std::swap(p, q);
@@ -303,7 +303,7 @@ struct FidInception::Impl {
       blk(p, 8, 8, q, scr);
       std::swap(p, q);
     }
-    nn::global_avg_pool(p, pool3, kDims, 8, 8);
+    nn::global_avg_pool(p, pool3, kDims, 64);
   }
 };
 

@@ -15,6 +15,7 @@
 #include "uvit/image.hpp"
 #include "uvit/inception.hpp"
 #include "uvit/io.hpp"
+#include "uvit/nn.hpp"
 
 namespace fs = std::filesystem;
 using namespace uvit;
@@ -85,16 +86,16 @@ TEST(FidResize, MatchesTorchBilinearByHand) {
 TEST(FidPool, ExcludePadAndMaxPool) {
   const float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   float y[9];
-  nn::avg_pool3x3_s1p1_exclude_pad(x, y, 1, 3, 3);
+  nn::pool2d(x, y, 1, 3, 3, 3, 1, 1, false);
   EXPECT_FLOAT_EQ(y[0], (1 + 2 + 4 + 5) / 4.0f);  // corner: 4 taps, not 9
   EXPECT_FLOAT_EQ(y[1], (1 + 2 + 3 + 4 + 5 + 6) / 6.0f);
   EXPECT_FLOAT_EQ(y[4], 5.0f);
   const float neg[9] = {-1, -2, -3, -4, -5, -6, -7, -8, -9};
-  nn::max_pool3x3_s1p1(neg, y, 1, 3, 3);
+  nn::pool2d(neg, y, 1, 3, 3, 3, 1, 1, true);
   EXPECT_EQ(y[8], -5.0f);  // padding never wins, even over negatives
   EXPECT_EQ(y[0], -1.0f);
   float s2[1];
-  nn::max_pool3x3_s2(x, s2, 1, 3, 3);
+  nn::pool2d(x, s2, 1, 3, 3, 3, 2, 0, true);
   EXPECT_EQ(s2[0], 9.0f);
 }
 

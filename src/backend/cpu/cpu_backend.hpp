@@ -56,6 +56,20 @@ class CpuBackend final : public Backend {
   void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                    int B, int Cin, int Cout, int H, int W) override;
 
+  void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
+              float* y) override;
+  void group_norm(const float* x, const float* w, const float* b, float* y, int B, int C, int HW,
+                  int G, float eps, bool swish) override;
+  void upsample_nearest2x(const float* x, float* y, int N, int H, int W) override;
+  void spatial_attention(const float* q, const float* k, const float* v, float* out, int B, int C,
+                         int HW, float scale) override;
+  void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
+              bool max) override;
+  void global_avg_pool(const float* x, float* y, int N, int HW) override;
+  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) override;
+  void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
+                            float scale) override;
+
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;

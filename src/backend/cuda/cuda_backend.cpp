@@ -59,6 +59,7 @@ CudaBackend::~CudaBackend() {
   gemm_.reset();
   if (scratch_) free_bytes(scratch_);
   if (freqs_) free_bytes(freqs_);
+  if (ws_) free_bytes(ws_);
 }
 
 void CudaBackend::synchronize() { UVIT_CUDA_CHECK(cudaDeviceSynchronize()); }

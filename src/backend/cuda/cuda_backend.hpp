@@ -86,6 +86,20 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                    int B, int Cin, int Cout, int H, int W) override;
 
+  void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
+              float* y) override;
+  void group_norm(const float* x, const float* w, const float* b, float* y, int B, int C, int HW,
+                  int G, float eps, bool swish) override;
+  void upsample_nearest2x(const float* x, float* y, int N, int H, int W) override;
+  void spatial_attention(const float* q, const float* k, const float* v, float* out, int B, int C,
+                         int HW, float scale) override;
+  void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
+              bool max) override;
+  void global_avg_pool(const float* x, float* y, int N, int HW) override;
+  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) override;
+  void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
+                            float scale) override;
+
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;
@@ -93,6 +107,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
  private:
   float* get(size_t floats) override;  // cuda::Scratch
   const float* timestep_freqs(int half);
+  void require_fp32(const char* op) const;  // the encoders' kernels are fp32 only
+  float* workspace(size_t floats);          // grow-only: im2col columns, spatial attention scores
 
   bool bf16_;
   double peak_flops_ = 0;
@@ -104,6 +120,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   size_t scratch_floats_ = 0;
   float* freqs_ = nullptr;  // the timestep embedding's f_i for freqs_half_
   int freqs_half_ = -1;
+  float* ws_ = nullptr;
+  size_t ws_floats_ = 0;
 };
 
 // Number of usable CUDA devices; 0 when there is no device or driver (never throws).

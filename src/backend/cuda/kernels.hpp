@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "uvit/backend.hpp"  // Conv2dShape
+
 namespace uvit::cuda {
 
 // Device scratch memory for multi-pass reductions, owned by the backend. get() may reallocate, so a
@@ -71,5 +73,20 @@ struct AdamScalars {
 };
 void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamScalars& s);
 void ema(float* e, const float* p, size_t n, float decay, float keep);
+
+// ---- convnet.cu (fp32; the inference-only encoders: autoencoder, FID Inception, CLIP) ----
+// The columns of ONE image x [Cin, H, W] for conv geometry s (s.B ignored): cols [Cin*kh*kw,
+// Ho*Wo], row (c*kh + u)*kw + v, column i*Wo + j, value x[c, i*sh - pt + u, j*sw - pl + v] or 0
+// outside the image. The convolution is then W [Cout, Cin*kh*kw] x cols.
+void im2col(const float* x, float* cols, const Conv2dShape& s);
+void group_norm(const float* x, const float* w, const float* b, float* y, int B, int C, int HW,
+                int G, float eps, bool swish);
+void upsample_nearest2x(const float* x, float* y, int N, int H, int W);
+// In place, per row of x [rows, cols]: x = softmax(x) (max-subtracted).
+void softmax_rows(float* x, int rows, int cols);
+void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad, bool max);
+void global_avg_pool(const float* x, float* y, int N, int HW);
+void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu);
+void causal_attention(const float* qkv, float* out, int B, int N, int H, int Dh, float scale);
 
 }  // namespace uvit::cuda
