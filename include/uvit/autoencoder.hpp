@@ -1,14 +1,17 @@
-// The Stable Diffusion KL autoencoder (SPEC 13) on the CPU: encode images to posterior moments,
-// decode latents to images. Loads the official autoencoder_kl.pth key layout (or safetensors).
+// The Stable Diffusion KL autoencoder (SPEC 13) on the CPU or a GPU: encode images to posterior
+// moments, decode latents to images. Loads the official autoencoder_kl.pth key layout (or
+// safetensors).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "uvit/array.hpp"
+#include "uvit/backend.hpp"
 
 namespace uvit {
 
@@ -39,10 +42,12 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
 class Autoencoder {
  public:
   // Strict: every expected key present with its shape, no unexpected keys (one-line errors naming
-  // the first offender). fp16/bf16/fp64 weights are converted to fp32; fp32 ones are kept as
-  // they are (moved in, so loading does not hold two copies).
-  Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what);
-  static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {});
+  // the first offender). Weights of any float type are uploaded as fp32 to a backend of its own on
+  // `device` ("cpu" or "cuda", always fp32).
+  Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+              const std::string& device = "cpu");
+  static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {},
+                          const std::string& device = "cpu");
 
   const AutoencoderConfig& config() const { return cfg_; }
 
@@ -63,8 +68,12 @@ class Autoencoder {
   Tensor run_encoder(Tensor x) const;
   Tensor run_decoder(Tensor z) const;
 
+  Array download(const Tensor& t) const;
   AutoencoderConfig cfg_;
-  std::map<std::string, Array> w_;  // fp32
+  std::shared_ptr<Backend> be_;
+  std::shared_ptr<float> params_;  // every weight, in be_'s memory (freed through be_)
+  std::map<std::string, const float*> ptr_;
+  std::map<std::string, std::vector<int64_t>> shapes_;
 };
 
 // Applies fn to slices of at most `chunk` items along dim 0 and concatenates the results, so memory
@@ -82,7 +91,8 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
 // `config_path` ("" = Stable Diffusion kl-f8), scale_factor from the preset's "autoencoder"
 // section (the latents were scaled by it, SPEC 12.5), which wins over the JSON's.
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config_path);
+                                    const std::string& config_path,
+                                    const std::string& device = "cpu");
 
 // One official ImageNet feature file ({idx}.npy): the bytes np.save writes for the object array
 // (moments float32 [8, h, w], numpy.int64 label); read back by the imagenet*_features dataset.

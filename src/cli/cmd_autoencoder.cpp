@@ -13,7 +13,7 @@ namespace uvit::cli {
 namespace {
 
 struct AeOpts {
-  std::string config, weights, in, out;
+  std::string config, weights, in, out, device = "cpu";
   int batch = 8;
   bool quiet = false;
 };
@@ -28,12 +28,14 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
       ->check(CLI::PositiveNumber);
   c->add_flag("--quiet,-q", o.quiet, "no progress display");
+  c->add_option("--device", o.device, "cpu or cuda (the autoencoder runs in fp32)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 void run(const AeOpts& o, bool encode) {
   const AutoencoderConfig cfg =
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg);
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device);
   const Array in = load_npy(o.in);
   UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
              encode ? ", expected images [B, 3, H, W]" : ", expected latents [B, 4, h, w]");

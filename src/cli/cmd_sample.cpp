@@ -85,7 +85,8 @@ void add_sample(CLI::App& app) {
                "(or only --latents FILE)");
     std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
     if (latent && images) {
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config));
+      ae.emplace(
+          load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device));
     }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
@@ -113,7 +114,7 @@ void add_sample(CLI::App& app) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
       PromptContexts pc =
-          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab);
+          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab, o->device);
       const size_t per = size_t(nc.num_clip_token) * size_t(nc.clip_dim);
       UVIT_CHECK(pc.null_context.size() == per, o->clip, ": CLIP contexts are [77, ",
                  pc.null_context.size() / 77, "], config ", cfg.config_name, " expects [",

@@ -31,14 +31,14 @@ std::vector<std::string> gather_prompts(const std::vector<std::string>& prompts,
 
 PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& prompts, int n,
                                            const std::string& clip, const std::string& clip_config,
-                                           const std::string& vocab) {
+                                           const std::string& vocab, const std::string& device) {
   UVIT_CHECK(!prompts.empty() && n > 0, "no prompts to encode");
   UVIT_CHECK(!clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
   std::string v = vocab.empty() ? clip_default_vocab() : vocab;
   UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
   ClipTokenizer tok = ClipTokenizer::load(v);
   ClipTextConfig cc = clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(clip_config);
-  auto be = make_cpu_backend();  // the text encoder runs on the CPU
+  auto be = make_backend(device, "fp32");  // the text encoder is an fp32 model
   ClipTextModel model(cc, *be);
   model.load_file(clip);
   PromptContexts r;

@@ -18,6 +18,6 @@ std::vector<std::string> gather_prompts(const std::vector<std::string>& prompts,
 // (config `clip_config`, "" = ViT-L/14) and vocabulary `vocab` ("" = the default).
 PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& prompts, int n,
                                            const std::string& clip, const std::string& clip_config,
-                                           const std::string& vocab);
+                                           const std::string& vocab, const std::string& device);
 
 }  // namespace uvit::cli

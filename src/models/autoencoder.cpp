@@ -1,22 +1,41 @@
-// The KL autoencoder's forward passes (SPEC 13): NCHW fp32 on the CPU, built from the nn:: layers.
+// The KL autoencoder's forward passes (SPEC 13): NCHW fp32 through the Backend (CPU or CUDA).
 #include "uvit/autoencoder.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
+#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
-#include "uvit/nn.hpp"
 
 namespace uvit {
 
 namespace {
 
 // Activations of the decoder reach 64 MiB (256 channels at 256x256); fresh allocations of that
-// size are mmap'd, page-faulted and zero-filled on every use (a third of the decode time when
-// measured). A forward pass therefore recycles its buffers through this pool.
+// size are mmap'd, page-faulted and zero-filled on every use on the CPU (a third of the decode
+// time when measured), and cudaMalloc synchronises on the GPU. A forward pass therefore recycles
+// its backend buffers through this pool, which frees them all at the end of the pass.
 struct BufferPool {
-  std::vector<std::vector<float>> free;
+  Backend* be = nullptr;
+  std::vector<std::pair<float*, size_t>> free, all;  // (buffer, capacity in floats)
+  ~BufferPool() {
+    for (auto& [p, n] : all) be->free_bytes(p);
+  }
+  std::pair<float*, size_t> take(size_t n) {
+    size_t best = free.size();  // best fit: the smallest pooled buffer that holds n floats
+    for (size_t i = 0; i < free.size(); ++i)
+      if (free[i].second >= n && (best == free.size() || free[i].second < free[best].second))
+        best = i;
+    if (best < free.size()) {
+      auto r = free[best];
+      free.erase(free.begin() + long(best));
+      return r;
+    }
+    all.push_back({be->alloc(n), n});
+    return all.back();
+  }
 };
 thread_local BufferPool* t_pool = nullptr;
 
@@ -24,7 +43,8 @@ thread_local BufferPool* t_pool = nullptr;
 struct PoolScope {
   BufferPool pool;
   bool owner = t_pool == nullptr;
-  PoolScope() {
+  explicit PoolScope(Backend& be) {
+    pool.be = &be;
     if (owner) t_pool = &pool;
   }
   ~PoolScope() {
@@ -34,42 +54,36 @@ struct PoolScope {
 
 }  // namespace
 
+// An activation [B, C, H, W] in backend memory, borrowed from the pass's pool.
 struct Autoencoder::Tensor {
   int B = 0, C = 0, H = 0, W = 0;
-  std::vector<float> d;
+  float* d = nullptr;
+  size_t cap = 0;
   Tensor() = default;
-  Tensor(Tensor&& o) noexcept : B(o.B), C(o.C), H(o.H), W(o.W), d(std::move(o.d)) {}
+  Tensor(Tensor&& o) noexcept : B(o.B), C(o.C), H(o.H), W(o.W), d(o.d), cap(o.cap) {
+    o.d = nullptr, o.cap = 0;
+  }
   Tensor& operator=(Tensor&& o) noexcept {
     if (this != &o) {
       release();
-      B = o.B, C = o.C, H = o.H, W = o.W;
-      d = std::move(o.d);
+      B = o.B, C = o.C, H = o.H, W = o.W, d = o.d, cap = o.cap;
+      o.d = nullptr, o.cap = 0;
     }
     return *this;
   }
   ~Tensor() { release(); }
   void release() {
-    if (t_pool && d.capacity() >= (size_t(1) << 16)) t_pool->free.push_back(std::move(d));
-    d = {};
+    if (d) t_pool->free.push_back({d, cap});
+    d = nullptr, cap = 0;
   }
   void resize(int b, int c, int h, int w) {
     B = b, C = c, H = h, W = w;
-    const size_t n = size_t(b) * c * h * w;
-    if (d.capacity() < n && t_pool) {
-      // Best fit: the smallest pooled buffer that holds n floats.
-      auto& f = t_pool->free;
-      size_t best = f.size();
-      for (size_t i = 0; i < f.size(); ++i)
-        if (f[i].capacity() >= n && (best == f.size() || f[i].capacity() < f[best].capacity()))
-          best = i;
-      if (best < f.size()) {
-        release();
-        d = std::move(f[best]);
-        f.erase(f.begin() + long(best));
-      }
+    if (size() > cap) {
+      release();
+      std::tie(d, cap) = t_pool->take(size());
     }
-    d.resize(n);  // only growth within the buffer is zero-filled
   }
+  size_t size() const { return size_t(B) * C * H * W; }
   size_t plane() const { return size_t(H) * W; }
 };
 
@@ -84,7 +98,8 @@ bool contains(const std::vector<int>& v, int x) {
 
 }  // namespace
 
-Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what)
+Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+                         const std::string& device)
     : cfg_(cfg) {
   const auto expected = autoencoder_param_shapes(cfg);
   std::map<std::string, Array*> given;
@@ -97,49 +112,66 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
       if (missing++ == 0) first_missing = name;
       continue;
     }
-    Array& a = *it->second;
+    const Array& a = *it->second;
     UVIT_CHECK(a.shape == shape, what, ": ", name, " has shape ", shape_str(a.shape),
                ", the autoencoder config expects ", shape_str(shape));
     UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
                    a.dtype == DType::F64,
                what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
-    w_[name] = a.dtype == DType::F32 ? std::move(a) : a.converted(DType::F32);
+    shapes_[name] = a.shape;
   }
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
              " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
   if (weights.size() != expected.size()) {
     for (const auto& [name, a] : weights)
-      UVIT_CHECK(w_.count(name), what, ": unexpected key '", name, "' (",
+      UVIT_CHECK(shapes_.count(name), what, ": unexpected key '", name, "' (",
                  weights.size() - expected.size(), " extra; does the config match the weights?)");
+  }
+  // One backend allocation holds every parameter.
+  size_t total = 0;
+  for (const auto& [name, shape] : expected) total += size_t(given.at(name)->numel());
+  be_ = make_backend(device, "fp32");
+  float* base = be_->alloc(total);
+  params_ = std::shared_ptr<float>(base, [be = be_](float* q) { be->free_bytes(q); });
+  size_t off = 0;
+  for (const auto& [name, shape] : expected) {
+    Array& a = *given.at(name);
+    const size_t n = size_t(a.numel());
+    const std::vector<float> v = a.dtype == DType::F32 ? std::vector<float>() : a.to_f32();
+    be_->upload(base + off, v.empty() ? a.as<float>() : v.data(), n * sizeof(float));
+    std::vector<uint8_t>().swap(a.data);  // freed as it goes: one copy of the weights at a time
+    ptr_[name] = base + off;
+    off += n;
   }
 }
 
-Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg) {
-  return Autoencoder(cfg, load_weights(path), path);
+Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
+                              const std::string& device) {
+  return Autoencoder(cfg, load_weights(path), path, device);
 }
 
 const float* Autoencoder::p(const std::string& name) const {
-  auto it = w_.find(name);
-  UVIT_CHECK(it != w_.end(), "autoencoder: no parameter '", name, "'");  // a bug, not bad input
-  return it->second.as<float>();
+  auto it = ptr_.find(name);
+  UVIT_CHECK(it != ptr_.end(), "autoencoder: no parameter '", name, "'");  // a bug, not bad input
+  return it->second;
 }
 
 void Autoencoder::conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride,
                        int pad_lt, int pad_rb) const {
-  const auto& ws = w_.at(name + ".weight").shape;
-  nn::Conv2dShape s;
+  const auto& ws = shapes_.at(name + ".weight");
+  Conv2dShape s;
   s.B = x.B, s.Cin = x.C, s.H = x.H, s.W = x.W, s.Cout = int(ws[0]);
   s.kh = s.kw = k, s.sh = s.sw = stride;
   s.pt = s.pl = pad_lt, s.pb = s.pr = pad_rb;
   y.resize(x.B, s.Cout, s.out_h(), s.out_w());
-  nn::conv2d(s, x.d.data(), p(name + ".weight"), p(name + ".bias"), y.d.data());
+  be_->conv2d(s, x.d, p(name + ".weight"), p(name + ".bias"), y.d);
 }
 
 void Autoencoder::group_norm_swish(const std::string& name, const Tensor& x, Tensor& y,
                                    bool swish) const {
   y.resize(x.B, x.C, x.H, x.W);
-  nn::group_norm(x.d.data(), p(name + ".weight"), p(name + ".bias"), y.d.data(), x.B, x.C,
-                 int(x.plane()), kGroups, kNormEps, swish);
+  be_->group_norm(x.d, p(name + ".weight"), p(name + ".bias"), y.d, x.B, x.C, int(x.plane()),
+                  kGroups, kNormEps, swish);
 }
 
 // x = shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x)))))); dropout is the identity here.
@@ -149,15 +181,11 @@ void Autoencoder::resblock(const std::string& n, Tensor& x) const {
   conv(n + ".conv1", a, h, 3, 1, 1, 1);
   group_norm_swish(n + ".norm2", h, a, true);
   conv(n + ".conv2", a, h, 3, 1, 1, 1);
-  if (w_.count(n + ".nin_shortcut.weight")) {
+  if (shapes_.count(n + ".nin_shortcut.weight")) {
     conv(n + ".nin_shortcut", x, a, 1, 1, 0, 0);
     x = std::move(a);
   }
-  float* xd = x.d.data();
-  const float* hd = h.d.data();
-  const long len = long(x.d.size());
-#pragma omp parallel for simd schedule(static)
-  for (long i = 0; i < len; ++i) xd[i] += hd[i];
+  be_->axpy(x.d, h.d, 1.f, x.size());
 }
 
 // x += proj_out(attention(q, k, v)) with q, k, v = 1x1 convs of norm(x).
@@ -168,13 +196,9 @@ void Autoencoder::attnblock(const std::string& n, Tensor& x) const {
   conv(n + ".k", hn, k, 1, 1, 0, 0);
   conv(n + ".v", hn, v, 1, 1, 0, 0);
   o.resize(x.B, x.C, x.H, x.W);
-  const size_t img = size_t(x.C) * x.plane();
-  const float scale = 1.f / std::sqrt(float(x.C));
-  for (int b = 0; b < x.B; ++b)
-    nn::spatial_attention(q.d.data() + b * img, k.d.data() + b * img, v.d.data() + b * img,
-                          o.d.data() + b * img, x.C, int(x.plane()), scale);
+  be_->spatial_attention(q.d, k.d, v.d, o.d, x.B, x.C, int(x.plane()), 1.f / std::sqrt(float(x.C)));
   conv(n + ".proj_out", o, hn, 1, 1, 0, 0);
-  for (size_t i = 0; i < x.d.size(); ++i) x.d[i] += hn.d[i];
+  be_->axpy(x.d, hn.d, 1.f, x.size());
 }
 
 Autoencoder::Tensor Autoencoder::run_encoder(Tensor x) const {
@@ -220,7 +244,7 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
     if (i != 0) {
       Tensor u;
       u.resize(h.B, h.C, 2 * h.H, 2 * h.W);
-      nn::upsample_nearest2x(h.d.data(), u.d.data(), h.B * h.C, h.H, h.W);
+      be_->upsample_nearest2x(h.d, u.d, h.B * h.C, h.H, h.W);
       h.release();  // back to the pool before the conv allocates
       conv(cat("decoder.up.", i, ".upsample.conv"), u, h, 3, 1, 1, 1);
       res *= 2;
@@ -239,13 +263,14 @@ Array Autoencoder::encode_moments(const Array& images) const {
                  s[2] % f == 0 && s[3] % f == 0,
              "autoencoder encode: images have shape ", shape_str(s), ", expected [B, ",
              cfg_.in_channels, ", H, W] with H and W positive multiples of ", f);
-  PoolScope scope;
+  PoolScope scope(*be_);
   Tensor x;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
-  x.d = images.to_f32();
+  const std::vector<float> host = images.to_f32();
+  be_->upload(x.d, host.data(), host.size() * sizeof(float));
   Tensor h = run_encoder(std::move(x)), m;
   conv("quant_conv", h, m, 1, 1, 0, 0);
-  return Array::from_f32({m.B, m.C, m.H, m.W}, m.d.data());
+  return download(m);
 }
 
 Array Autoencoder::decode(const Array& z) const {
@@ -253,15 +278,22 @@ Array Autoencoder::decode(const Array& z) const {
   UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.embed_dim && s[2] > 0 && s[3] > 0,
              "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.embed_dim, ", h, w]");
-  PoolScope scope;
+  PoolScope scope(*be_);
   Tensor x, h;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
-  x.d = z.to_f32();
+  std::vector<float> host = z.to_f32();
   const float sf = float(cfg_.scale_factor);
-  for (auto& v : x.d) v /= sf;  // divided, as the official z / scale_factor
+  for (auto& v : host) v /= sf;  // divided, as the official z / scale_factor
+  be_->upload(x.d, host.data(), host.size() * sizeof(float));
   conv("post_quant_conv", x, h, 1, 1, 0, 0);
   Tensor y = run_decoder(std::move(h));
-  return Array::from_f32({y.B, y.C, y.H, y.W}, y.d.data());
+  return download(y);
+}
+
+Array Autoencoder::download(const Tensor& t) const {
+  std::vector<float> host(t.size());
+  be_->download(host.data(), t.d, host.size() * sizeof(float));
+  return Array::from_f32({t.B, t.C, t.H, t.W}, host.data());
 }
 
 Array map_batches(const Array& in, int chunk, const std::function<Array(const Array&)>& fn,

@@ -1,7 +1,6 @@
 // The CLIP text transformer (HF CLIPTextModel): token + position embeddings, pre-norm blocks with
 // causal self-attention and a quick-GELU MLP, final LayerNorm (SPEC 14).
-// GEMMs, LayerNorms and activations go through the Backend; the causal attention core runs on
-// host pointers (the CPU backend's memory), as the Backend's attention kernel has no mask.
+// Every kernel goes through the Backend (any device), in fp32.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -88,6 +87,8 @@ struct ClipTextModel::Weights {
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& cfg, Backend& be) : cfg_(cfg), be_(be) {
   cfg_.validate("clip text config");
+  UVIT_CHECK(be.precision() == "fp32", "clip text: the model runs in fp32, got a ", be.precision(),
+             " ", be.name(), " backend");
   const int64_t V = cfg.vocab_size, H = cfg.hidden_size, I = cfg.intermediate_size,
                 P = cfg.max_position_embeddings;
   w_ = std::make_unique<Weights>();
@@ -166,44 +167,6 @@ void ClipTextModel::load_file(const std::string& path) { load(load_weights(path)
 
 // ---- forward -----------------------------------------------------------------------------------
 
-namespace {
-// out[b, i, h*Dh + d] = sum_{j <= i} softmax_j(scale * q_i . k_j) v_j, per batch element and head.
-void causal_attention(const float* qkv, float* out, int B, int L, int Hn, int Dh) {
-  const int H = Hn * Dh;
-  const float scale = 1.f / std::sqrt(float(Dh));
-#pragma omp parallel
-  {
-    std::vector<float> s(static_cast<size_t>(L));
-#pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < B; ++b)
-      for (int h = 0; h < Hn; ++h) {
-        const float* base = qkv + size_t(b) * L * 3 * H + size_t(h) * Dh;
-        for (int i = 0; i < L; ++i) {
-          const float* q = base + size_t(i) * 3 * H;
-          float mx = -INFINITY;
-          for (int j = 0; j <= i; ++j) {
-            const float* k = base + size_t(j) * 3 * H + H;
-            float acc = 0.f;
-            for (int d = 0; d < Dh; ++d) acc += q[d] * k[d];
-            s[size_t(j)] = acc * scale;
-            mx = std::max(mx, s[size_t(j)]);
-          }
-          float sum = 0.f;
-          for (int j = 0; j <= i; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
-          const float inv = 1.f / sum;
-          float* o = out + (size_t(b) * L + i) * H + size_t(h) * Dh;
-          for (int d = 0; d < Dh; ++d) o[d] = 0.f;
-          for (int j = 0; j <= i; ++j) {
-            const float* v = base + size_t(j) * 3 * H + 2 * H;
-            const float p = s[size_t(j)] * inv;
-            for (int d = 0; d < Dh; ++d) o[d] += p * v[d];
-          }
-        }
-      }
-  }
-}
-}  // namespace
-
 std::vector<float> ClipTextModel::forward(const std::vector<int>& ids, int B, int L) {
   UVIT_CHECK(B > 0 && L > 0 && ids.size() == size_t(B) * size_t(L), "clip text: ", ids.size(),
              " ids for batch ", B, " x length ", L);
@@ -233,7 +196,7 @@ std::vector<float> ClipTextModel::forward(const std::vector<int>& ids, int B, in
       be.layernorm_fwd(x, P + Ly.ln1_w, P + Ly.ln1_b, h, nullptr, nullptr, M, H, eps);
       be.gemm(false, true, M, 3 * H, H, 1.f, h, H, P + Ly.qkv_w, H, 0.f, qkv, 3 * H);
       be.add_bias(qkv, P + Ly.qkv_b, M, 3 * H);
-      causal_attention(qkv, att, B, L, Hn, Dh);
+      be.causal_attention_fwd(qkv, att, B, L, Hn, Dh, 1.f / std::sqrt(float(Dh)));
       be.gemm(false, true, M, H, H, 1.f, att, H, P + Ly.out_w, H, 1.f, x, H);  // x += proj
       be.add_bias(x, P + Ly.out_b, M, H);
       be.layernorm_fwd(x, P + Ly.ln2_w, P + Ly.ln2_b, h, nullptr, nullptr, M, H, eps);
