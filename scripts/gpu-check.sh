@@ -8,11 +8,14 @@
 # deadline, is logged, and is recorded as ok / FAIL / TIMEOUT / skipped.
 #
 # Files under $OUT (at most 8 come back from the device): gpu-check.log (all stages),
-# gtest_cuda.log, gtest_cuda.xml, uvit_bench.jsonl, torch_twin.jsonl, results.json, summary.txt.
+# gtest_cuda.log, gtest_cuda.xml, uvit_bench.jsonl, torch_twin.jsonl, encoders.jsonl, results.json,
+# summary.txt (8: keep it so).
 #
 # Environment (all optional):
 #   GPU_CHECK_STAGES    stages to run, comma list (default: all) of
-#                       probe,unpack,configure,build,test,bench,torch,summary
+#                       probe,unpack,configure,build,test,bench,torch,encoders,summary
+#                       (encoders: the autoencoder, FID Inception and CLIP against their twins,
+#                       bench/gpu/encoders.sh -> encoders.jsonl; GPU_CHECK_ENCODERS_N images)
 #   GPU_CHECK_SKIP      stages to leave out, comma list (e.g. "torch")
 #   GPU_CHECK_DEADLINE  seconds for the whole script (default 460)
 #   GPU_CHECK_CAP_<stage>  the most seconds that stage may take (defaults in CAP below)
@@ -47,7 +50,7 @@ STAGES_TSV=$WORK/stages.tsv
 : >"$STAGES_TSV"
 
 DEADLINE=${GPU_CHECK_DEADLINE:-460}
-STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,bench,torch,summary}
+STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,bench,torch,encoders,summary}
 SKIP=${GPU_CHECK_SKIP:-}
 CUDA=${GPU_CHECK_CUDA:-ON}
 ARCHS=${GPU_CHECK_ARCHS:-80;90}
@@ -67,10 +70,10 @@ SAMPLE_BATCH=${GPU_CHECK_SAMPLE_BATCH:-250}
 TWIN_ARGS=${GPU_CHECK_TWIN_ARGS:-}
 BENCH_DEVICE=${GPU_CHECK_DEVICE:-cuda}
 LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
-ORDER="probe unpack configure build test bench torch summary"
+ORDER="probe unpack configure build test bench torch encoders summary"
 # Seconds: the most a stage may take, and what it keeps for itself out of the stages before it.
-declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [bench]=170 [torch]=190 [summary]=20)
-declare -A RESERVE=([test]=30 [bench]=60 [torch]=120 [summary]=10)
+declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [bench]=170 [torch]=190 [encoders]=120 [summary]=20)
+declare -A RESERVE=([test]=30 [bench]=60 [torch]=120 [encoders]=60 [summary]=10)
 declare -A STATUS=()
 for s in $ORDER; do # GPU_CHECK_CAP_build=400 etc. override a stage's cap
   v=GPU_CHECK_CAP_$s
@@ -163,7 +166,7 @@ run_stage() {
     echo "-------------------------------"
   fi
 }
-declare -A NEEDS=([configure]=unpack [build]=configure [test]=build [bench]=build)
+declare -A NEEDS=([configure]=unpack [build]=configure [test]=build [bench]=build [encoders]=build)
 STAGE_PID=
 on_signal() {
   [ -n "$STAGE_PID" ] && kill -TERM "$STAGE_PID" 2>/dev/null
@@ -382,6 +385,10 @@ stage_torch() {
     --budget-s $((STAGE_BUDGET - 15)) $TWIN_ARGS
 }
 
+stage_encoders() {
+  PYTHON=$PY bench/gpu/encoders.sh "$BUILD/uvit" "$OUT/encoders.jsonl" "${GPU_CHECK_ENCODERS_N:-64}"
+}
+
 stage_summary() {
   local dev
   dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
@@ -389,7 +396,7 @@ stage_summary() {
     --stages "$WORK/stages.tsv" --gtest-xml "$OUT/gtest_cuda.xml" --device-name "$dev" \
     --out "$OUT/results.json" | tee "$OUT/summary.txt"
 }
-export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_summary
+export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_encoders stage_summary
 
 # ---------------------------------------------------------------- main
 # One function, called on the last line: bash has read the whole file before anything runs, so
@@ -403,6 +410,7 @@ main() {
   run_stage test stage_test
   run_stage bench stage_bench
   run_stage torch stage_torch
+  run_stage encoders stage_encoders
   # The summary's stage list is written before it runs; its own status is in the table below.
   run_stage summary stage_summary
 

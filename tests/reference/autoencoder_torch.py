@@ -287,16 +287,24 @@ def cmd_run(args):
 
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
-    model = sd_model(0)
-    z = torch.randn(1, 4, args.latent, args.latent, generator=torch.Generator().manual_seed(1))
+    dev = torch.device(args.device)
+    model = sd_model(0).to(dev)
+    z = torch.randn(args.batch, 4, args.latent, args.latent,
+                    generator=torch.Generator().manual_seed(1)).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     with torch.no_grad():
+        if dev.type == "cuda":  # warm-up: cuDNN algorithm choice, allocator
+            model.decode(z)
         times = []
         for _ in range(args.reps):
+            sync()
             t0 = time.perf_counter()
             x = model.decode(z)
+            sync()
             times.append(time.perf_counter() - t0)
     print(json.dumps({"impl": "pytorch %s" % torch.__version__, "threads": args.threads,
-                      "out_shape": list(x.shape), "seconds": min(times), "all": times}))
+                      "device": args.device, "batch": args.batch, "out_shape": list(x.shape),
+                      "seconds": min(times), "all": times}))
 
 
 def main():
@@ -308,6 +316,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--latent", type=int, default=32)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     sub.add_parser("check-sd")
     p = sub.add_parser("save")
     p.add_argument("--out", required=True)

@@ -247,22 +247,27 @@ def make_fixtures(out, net_only=False):
         f.write("ok\n")
 
 
-def bench(n, threads, weights):
+def bench(n, threads, weights, device="cpu", batch=10):
     torch.set_num_threads(threads)
     m = build()
     if weights:
         m.load_state_dict(torch.load(weights))
     else:
         randomize(m)
+    dev = torch.device(device)
+    m = m.to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x = torch.rand(n, 3, 32, 32)
     with torch.no_grad():
-        pool3(m, x[:1])
+        pool3(m, x[:batch].to(dev))
+        sync()
         t = time.time()
-        for i in range(0, n, 10):  # batches of 10, as a DataLoader would feed
-            pool3(m, x[i:i + 10])
+        for i in range(0, n, batch):  # batches, as a DataLoader would feed (copies included)
+            pool3(m, x[i:i + batch].to(dev))
+        sync()
         dt = time.time() - t
-    print(json.dumps({"impl": "torch", "threads": threads, "images": n, "seconds": dt,
-                      "img_per_s": n / dt}))
+    print(json.dumps({"impl": "torch", "threads": threads, "device": device, "batch": batch,
+                      "images": n, "seconds": dt, "img_per_s": n / dt}))
 
 
 if __name__ == "__main__":
@@ -272,9 +277,11 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default="")
     ap.add_argument("--net-only", action="store_true", help="only the weights, images, features")
+    ap.add_argument("--device", default="cpu", help="--bench: cpu or cuda")
+    ap.add_argument("--batch", type=int, default=10, help="--bench: images per forward")
     a = ap.parse_args()
     if a.bench:
-        bench(a.bench, a.threads, a.weights)
+        bench(a.bench, a.threads, a.weights, a.device, a.batch)
     elif a.out:
         make_fixtures(a.out, a.net_only)
     else:

@@ -1,0 +1,151 @@
+// Whole encoders on the GPU against the CPU: the KL autoencoder (encode and decode) and the CLIP
+// text model, with random weights in their official key layouts (no Python needed on the GPU
+// machine). fp32 on both sides; each comparison prints its max error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "uvit/autoencoder.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/clip.hpp"
+#include "uvit/error.hpp"
+
+namespace {
+
+using namespace uvit;
+
+#define REQUIRE_CUDA() \
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
+
+std::vector<float> randn(size_t n, std::mt19937& g, float sd) {
+  std::normal_distribution<float> d(0.f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+Array random_array(const std::vector<int64_t>& shape, std::mt19937& g, float sd) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  const std::vector<float> v = randn(size_t(n), g, sd);
+  return Array::from_f32(shape, v.data());
+}
+
+// max |a - b| / max |b|, printed.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+  EXPECT_EQ(a.size(), b.size()) << what;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    num = std::max(num, double(std::fabs(a[i] - b[i])));
+    den = std::max(den, double(std::fabs(b[i])));
+  }
+  const double r = num / std::max(den, 1e-30);
+  std::printf("  %-28s max|d| %.3e  max|ref| %.3e  rel %.3e\n", what, num, den, r);
+  return r;
+}
+
+// A small ddconfig that still has every block kind: two levels (one downsample / upsample),
+// shortcut convs (ch_mult 1 -> 2), attention at 16 px and in the mid blocks.
+AutoencoderConfig small_ae() {
+  AutoencoderConfig c;
+  c.ch = 32;
+  c.ch_mult = {1, 2};
+  c.num_res_blocks = 1;
+  c.resolution = 32;
+  c.attn_resolutions = {16};
+  return c;
+}
+
+NamedArrays random_ae_weights(const AutoencoderConfig& c, unsigned seed) {
+  std::mt19937 g(seed);
+  NamedArrays w;
+  for (const auto& [name, shape] : autoencoder_param_shapes(c)) {
+    const bool norm = name.find("norm") != std::string::npos;
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    // Norm weights near 1, small biases, conv weights ~ 1/sqrt(fan-in).
+    float sd = 0.05f;
+    if (!norm && !bias && shape.size() == 4)
+      sd = 1.f / std::sqrt(float(shape[1] * shape[2] * shape[3]));
+    Array a = random_array(shape, g, sd);
+    if (norm && !bias)
+      for (int64_t i = 0; i < a.numel(); ++i) a.as<float>()[i] += 1.f;
+    w.emplace_back(name, std::move(a));
+  }
+  return w;
+}
+
+TEST(CudaEncoders, AutoencoderMatchesCpu) {
+  REQUIRE_CUDA();
+  const AutoencoderConfig c = small_ae();
+  const Autoencoder cpu(c, random_ae_weights(c, 1), "random", "cpu");
+  const Autoencoder gpu(c, random_ae_weights(c, 1), "random", "cuda");
+  std::mt19937 g(2);
+  const Array images = random_array({2, 3, 32, 32}, g, 0.5f);
+  const Array m_cpu = cpu.encode_moments(images), m_gpu = gpu.encode_moments(images);
+  EXPECT_EQ(m_gpu.shape, m_cpu.shape);
+  EXPECT_LT(rel_err(m_gpu.to_f32(), m_cpu.to_f32(), "encode moments"), 1e-4);
+  const Array z = random_array({2, 4, 16, 16}, g, 0.2f);
+  const Array x_cpu = cpu.decode(z), x_gpu = gpu.decode(z);
+  EXPECT_EQ(x_gpu.shape, x_cpu.shape);
+  EXPECT_LT(rel_err(x_gpu.to_f32(), x_cpu.to_f32(), "decode"), 1e-4);
+  // Odd latent sizes (the attention and convolutions see HW that is no multiple of 4).
+  const Array z2 = random_array({1, 4, 7, 5}, g, 0.2f);
+  EXPECT_LT(rel_err(gpu.decode(z2).to_f32(), cpu.decode(z2).to_f32(), "decode 7x5"), 1e-4);
+}
+
+TEST(CudaEncoders, ClipTextModelMatchesCpu) {
+  REQUIRE_CUDA();
+  ClipTextConfig c;
+  c.vocab_size = 500;
+  c.hidden_size = 96;
+  c.intermediate_size = 160;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 3;
+  c.max_position_embeddings = 77;
+  std::mt19937 g(3);
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  NamedArrays sd;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape, float s, float shift = 0.f) {
+    Array a = random_array(shape, g, s);
+    for (int64_t i = 0; i < a.numel(); ++i) a.as<float>()[i] += shift;
+    sd.emplace_back("text_model." + n, std::move(a));
+  };
+  add("embeddings.token_embedding.weight", {c.vocab_size, H}, 0.5f);
+  add("embeddings.position_embedding.weight", {77, H}, 0.1f);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = cat("encoder.layers.", l, ".");
+    for (const char* ln : {"layer_norm1", "layer_norm2"}) {
+      add(p + ln + ".weight", {H}, 0.1f, 1.f);
+      add(p + ln + ".bias", {H}, 0.1f);
+    }
+    for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+      add(p + "self_attn." + proj + ".weight", {H, H}, 0.1f);
+      add(p + "self_attn." + proj + ".bias", {H}, 0.05f);
+    }
+    add(p + "mlp.fc1.weight", {I, H}, 0.1f);
+    add(p + "mlp.fc1.bias", {I}, 0.05f);
+    add(p + "mlp.fc2.weight", {H, I}, 0.08f);
+    add(p + "mlp.fc2.bias", {H}, 0.05f);
+  }
+  add("final_layer_norm.weight", {H}, 0.1f, 1.f);
+  add("final_layer_norm.bias", {H}, 0.1f);
+
+  auto cpu_be = make_cpu_backend();
+  auto gpu_be = make_backend("cuda", "fp32");
+  ClipTextModel cpu(c, *cpu_be), gpu(c, *gpu_be);
+  cpu.load(sd, "random");
+  gpu.load(sd, "random");
+  std::vector<int> ids(2 * 77);
+  for (auto& id : ids) id = int(g() % unsigned(c.vocab_size));
+  EXPECT_LT(rel_err(gpu.forward(ids, 2, 77), cpu.forward(ids, 2, 77), "clip [2, 77]"), 1e-4);
+  // A bf16 backend is refused with a one-line error (the encoders are fp32 models).
+  auto bf16 = make_backend("cuda", "bf16");
+  EXPECT_THROW(ClipTextModel(c, *bf16), Error);
+}
+
+}  // namespace
