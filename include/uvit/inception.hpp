@@ -1,7 +1,7 @@
 // The FID Inception network (SPEC 17): the TF "2015-12-05" Inception-v3 port that pytorch-fid uses,
 // in torchvision's Inception3 key layout with 1008 classes, with the FID-specific pool branches
 // (average pools that exclude padding; a max pool in Mixed_7c). BatchNorm (eps 1e-3) is folded into
-// the convolutions at load. CPU, NCHW fp32.
+// the convolutions at load. NCHW fp32 on a Backend (its memory holds the weights and activations).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -22,22 +22,32 @@ inline constexpr const char* kInceptionWeightsUrl =
 // uvit::Error saying where to download them when neither is set or the file does not exist.
 std::string inception_weights_path(const std::string& explicit_path);
 
+class Backend;
+
 class FidInception {
  public:
   static constexpr int kDims = 2048;     // pool3 features
   static constexpr int kClasses = 1008;  // fc outputs
   static constexpr int kSize = 299;      // network input size
 
-  // From a state_dict (torchvision Inception3 names; AuxLogits.* and num_batches_tracked ignored).
+  // From a state_dict (torchvision Inception3 names; AuxLogits.* and num_batches_tracked ignored),
+  // on an internal CPU backend, or on `be` (kept by reference: it must outlive the network), which
+  // must be fp32 (a one-line uvit::Error otherwise). Weights are uploaded once.
   explicit FidInception(const NamedArrays& state_dict, const std::string& name = "inception");
+  FidInception(const NamedArrays& state_dict, Backend& be, const std::string& name = "inception");
   ~FidInception();
   FidInception(FidInception&&) noexcept;
   static FidInception load(const std::string& path);
+  static FidInception load(const std::string& path, Backend& be);
+  // Random weights in the torchvision layout, scaled as tests/reference/inception_torch.py
+  // randomizes them (He-normal convs, BatchNorm near identity), for tests and benchmarks.
+  static NamedArrays random_state_dict(uint64_t seed);
 
   // x: [B, 3, H, W] in [0, 1] (any H, W >= 1), resized to 299x299 bilinearly (align_corners false)
-  // and mapped to [-1, 1] as pytorch-fid does. pool3: [B, 2048]. logits (may be nullptr):
-  // [B, 1008] = pool3 * fc.weight^T WITHOUT the fc bias (the Inception Score's logits, as in the
-  // original IS code and torch-fidelity's "logits_unbiased").
+  // and mapped to [-1, 1] as pytorch-fid does (on the host; the 299x299 image is uploaded and the
+  // network runs one image at a time on the backend). pool3 and logits are host memory. pool3: [B,
+  // 2048]. logits (may be nullptr): [B, 1008] = pool3 * fc.weight^T WITHOUT the fc bias (the
+  // Inception Score's logits, as in the original IS code and torch-fidelity's "logits_unbiased").
   void forward(const float* x, int B, int H, int W, float* pool3, float* logits = nullptr) const;
   // uint8 images [B, H, W, C] (C = 1 or 3; gray is replicated to RGB), divided by 255 first.
   void forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,

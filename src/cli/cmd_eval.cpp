@@ -92,7 +92,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device, "cpu or cuda (sampling)");
+  cmd->add_option("--device", o->device, "cpu or cuda (sampling and the Inception)");
   cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->add_option("--autoencoder", o->autoencoder,
                   "latent presets: autoencoder_kl.pth (or .safetensors) that decodes the samples");
@@ -109,7 +109,8 @@ void add_eval(CLI::App& app) {
                " is text-to-image: uvit eval supports unconditional and class-conditional presets");
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent)
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config));
+      ae.emplace(
+          load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device));
     // Image size and channels of the evaluated samples (decoded, for latent presets).
     const int s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
     const int c = ae ? ae->config().out_ch : nc.in_chans;
@@ -126,8 +127,12 @@ void add_eval(CLI::App& app) {
       UVIT_CHECK(ref_feat.shape.size() == 2 && ref_feat.shape[1] == FidInception::kDims,
                  o->ref_features, ": expected features [N, 2048], got ", shape_str(ref_feat.shape));
     }
-    const FidInception inception = FidInception::load(inception_weights_path(o->inception));
     auto be = make_backend(o->device, o->precision);
+    // The Inception runs in fp32 on the same device: on a backend of its own when sampling is bf16.
+    std::unique_ptr<Backend> inception_be;
+    if (be->precision() != "fp32") inception_be = make_backend(o->device, "fp32");
+    const FidInception inception = FidInception::load(inception_weights_path(o->inception),
+                                                      inception_be ? *inception_be : *be);
     UViT net(nc, *be);
     net.load_file(o->weights);
 

@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
 #include "uvit/inception.hpp"
@@ -19,18 +20,24 @@ namespace uvit::cli {
 
 namespace {
 
-// Loads the network on first use, so two statistics files never need the weights.
+// Loads the network (on an fp32 backend of `device`) on first use, so two statistics files never
+// need the weights or a GPU.
 class LazyInception {
  public:
-  explicit LazyInception(std::string path) : path_(std::move(path)) {}
+  LazyInception(std::string path, std::string device)
+      : path_(std::move(path)), device_(std::move(device)) {}
   const FidInception& get() {
-    if (!net_)
-      net_ = std::make_unique<FidInception>(FidInception::load(inception_weights_path(path_)));
+    if (!net_) {
+      const std::string p = inception_weights_path(path_);
+      be_ = make_backend(device_, "fp32");
+      net_ = std::make_unique<FidInception>(FidInception::load(p, *be_));
+    }
     return *net_;
   }
 
  private:
-  std::string path_;
+  std::string path_, device_;
+  std::unique_ptr<Backend> be_;  // declared before net_, which uses it
   std::unique_ptr<FidInception> net_;
 };
 
@@ -73,13 +80,14 @@ FidStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
 
 void add_fid(CLI::App& app) {
   struct Opts {
-    std::string a, b, source, out, logits, inception;
+    std::string a, b, source, out, logits, inception, device = "cpu";
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
   const char* inc_help =
       "FID Inception weights pt_inception-2015-12-05-6726825d.pth "
       "(default: $UVIT_INCEPTION)";
+  const char* dev_help = "cpu or cuda: where the Inception runs (default cpu)";
   const char* src_help =
       "a folder of images, a .npy of uint8 images [N,H,W,C] (or an .npz with arr_0), or a "
       ".npy of float features [N,2048]";
@@ -90,9 +98,10 @@ void add_fid(CLI::App& app) {
       ->required();
   fid->add_option("B", o->b, "the same kinds as A")->required();
   fid->add_option("--inception", o->inception, inc_help);
+  fid->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
   fid->add_flag("--quiet,-q", o->quiet, "no progress display");
   fid->callback([o] {
-    LazyInception net(o->inception);
+    LazyInception net(o->inception, o->device);
     const FidStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
     UVIT_CHECK(a.dims == b.dims, o->a, " and ", o->b, ": statistics of different dimensions (",
                a.dims, " and ", b.dims, ")");
@@ -105,9 +114,10 @@ void add_fid(CLI::App& app) {
   feat->add_option("--out,-o", o->out, "features .npy")->required();
   feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
   feat->add_option("--inception", o->inception, inc_help);
+  feat->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
   feat->add_flag("--quiet,-q", o->quiet, "no progress display");
   feat->callback([o] {
-    LazyInception net(o->inception);
+    LazyInception net(o->inception, o->device);
     std::vector<float> logits;
     const std::vector<float> f =
         features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
@@ -123,9 +133,10 @@ void add_fid(CLI::App& app) {
   st->add_option("SOURCE", o->source, src_help)->required();
   st->add_option("--out,-o", o->out, "statistics .npz")->required();
   st->add_option("--inception", o->inception, inc_help);
+  st->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
   st->add_flag("--quiet,-q", o->quiet, "no progress display");
   st->callback([o] {
-    LazyInception net(o->inception);
+    LazyInception net(o->inception, o->device);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
     save_fid_stats(o->out, stats_of(net, o->source, o->quiet));
     std::fprintf(stderr, "wrote %s\n", o->out.c_str());

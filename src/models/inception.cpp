@@ -1,7 +1,7 @@
 // The FID Inception-v3 (SPEC 17): weight loading with BatchNorm folded into the convolutions, and
-// the forward pass, one image at a time so that branch outputs are written straight into their
-// channel slice of the concatenated block output (no copies), and the 1x1 convolutions that read
-// the same block input run as one fused convolution.
+// the forward pass on a Backend, one image at a time so that branch outputs are written straight
+// into their channel slice of the concatenated block output (no copies), and the 1x1 convolutions
+// that read the same block input run as one fused convolution.
 #include "uvit/inception.hpp"
 
 #include <algorithm>
@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <random>
 
+#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/nn.hpp"
@@ -33,40 +35,92 @@ std::string inception_weights_path(const std::string& explicit_path) {
 
 namespace {
 
-// A convolution with its BatchNorm folded in, followed by ReLU (torchvision BasicConv2d).
-struct Conv {
-  int cin = 0, cout = 0, kh = 1, kw = 1, s = 1, ph = 0, pw = 0;
-  std::vector<float> w, b;
-  int out_h(int H) const { return (H + 2 * ph - kh) / s + 1; }
-  int out_w(int W) const { return (W + 2 * pw - kw) / s + 1; }
+// Where the tensors come from: a state dict, or (random_state_dict) random tensors made on
+// request in the shape asked for, so the architecture is written down once.
+struct Source {
+  std::string file;
+  std::map<std::string, const Array*> dict;
+  std::map<std::string, Array>* made = nullptr;
+  std::mt19937_64* rng = nullptr;
 };
 
-using Dict = std::map<std::string, const Array*>;
+// Scales as tests/reference/inception_torch.py's randomize().
+Array random_tensor(const std::string& key, const std::vector<int64_t>& shape, std::mt19937_64& g) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  std::normal_distribution<float> N01;
+  std::uniform_real_distribution<float> U01;
+  auto ends = [&](const char* s) {
+    const std::string t = s;
+    return key.size() >= t.size() && key.compare(key.size() - t.size(), t.size(), t) == 0;
+  };
+  // x = mul * (uniform ? U(0,1) : N(0,1)) + add
+  float mul = 0.05f, add = 0;  // fc.weight
+  bool uniform = false;
+  if (ends(".conv.weight")) mul = std::sqrt(2.f / float(n / size_t(shape[0])));
+  if (ends(".bn.weight")) mul = 0.2f, add = 1;
+  if (ends(".bn.bias") || ends(".bn.running_mean")) mul = 0.1f;
+  if (ends(".bn.running_var")) mul = 1, add = 0.5f, uniform = true;
+  std::vector<float> v(n);
+  for (float& x : v) x = mul * (uniform ? U01(g) : N01(g)) + add;
+  return Array::from_f32(shape, v.data());
+}
 
-const Array& get(const Dict& d, const std::string& file, const std::string& key,
-                 const std::vector<int64_t>& shape) {
-  auto it = d.find(key);
-  UVIT_CHECK(it != d.end(), file, ": missing tensor ", key,
+const Array& get(Source& s, const std::string& key, const std::vector<int64_t>& shape) {
+  if (s.made) return (*s.made)[key] = random_tensor(key, shape, *s.rng);
+  auto it = s.dict.find(key);
+  UVIT_CHECK(it != s.dict.end(), s.file, ": missing tensor ", key,
              " (expected the torchvision Inception3 layout of ", kInceptionWeightsName, ")");
-  UVIT_CHECK(it->second->shape == shape, file, ": ", key, " has shape ",
+  UVIT_CHECK(it->second->shape == shape, s.file, ": ", key, " has shape ",
              shape_str(it->second->shape), ", expected ", shape_str(shape));
   return *it->second;
 }
 
-Conv load_conv(const Dict& d, const std::string& file, const std::string& name, int cin, int cout,
-               int kh, int kw, int s = 1, int ph = 0, int pw = 0) {
-  Conv c;
+// A convolution with its BatchNorm folded in, on the host while loading.
+struct HostConv {
+  int cin = 0, cout = 0, kh = 1, kw = 1, s = 1, ph = 0, pw = 0;
+  std::vector<float> w, b;
+};
+
+// The same, packed: w and b are offsets into the backend's weight arena.
+struct Conv {
+  int cin = 0, cout = 0, kh = 1, kw = 1, s = 1, ph = 0, pw = 0;
+  size_t w = 0, b = 0;
+  int out_h(int H) const { return (H + 2 * ph - kh) / s + 1; }
+  int out_w(int W) const { return (W + 2 * pw - kw) / s + 1; }
+};
+
+// All parameters in one host vector, uploaded in one go.
+struct Packer {
+  std::vector<float> data;
+  size_t add(const std::vector<float>& v) {
+    const size_t o = data.size();
+    data.insert(data.end(), v.begin(), v.end());
+    return o;
+  }
+  Conv add(const HostConv& h) {
+    Conv c;
+    c.cin = h.cin, c.cout = h.cout, c.kh = h.kh, c.kw = h.kw, c.s = h.s, c.ph = h.ph, c.pw = h.pw;
+    c.w = add(h.w);
+    c.b = add(h.b);
+    return c;
+  }
+};
+
+HostConv load_conv(Source& d, const std::string& name, int cin, int cout, int kh, int kw, int s = 1,
+                   int ph = 0, int pw = 0) {
+  HostConv c;
   c.cin = cin, c.cout = cout, c.kh = kh, c.kw = kw, c.s = s, c.ph = ph, c.pw = pw;
-  const std::vector<float> w = get(d, file, name + ".conv.weight", {cout, cin, kh, kw}).to_f32();
-  const std::vector<float> g = get(d, file, name + ".bn.weight", {cout}).to_f32();
-  const std::vector<float> beta = get(d, file, name + ".bn.bias", {cout}).to_f32();
-  const std::vector<float> mean = get(d, file, name + ".bn.running_mean", {cout}).to_f32();
-  const std::vector<float> var = get(d, file, name + ".bn.running_var", {cout}).to_f32();
+  const std::vector<float> w = get(d, name + ".conv.weight", {cout, cin, kh, kw}).to_f32();
+  const std::vector<float> g = get(d, name + ".bn.weight", {cout}).to_f32();
+  const std::vector<float> beta = get(d, name + ".bn.bias", {cout}).to_f32();
+  const std::vector<float> mean = get(d, name + ".bn.running_mean", {cout}).to_f32();
+  const std::vector<float> var = get(d, name + ".bn.running_var", {cout}).to_f32();
   const size_t per = size_t(cin) * kh * kw;
   c.w.resize(w.size());
   c.b.resize(cout);
   for (int o = 0; o < cout; ++o) {
-    UVIT_CHECK(var[o] >= 0 && std::isfinite(var[o]), file, ": ", name,
+    UVIT_CHECK(var[o] >= 0 && std::isfinite(var[o]), d.file, ": ", name,
                ".bn.running_var has a negative or non-finite entry");
     const double scale = double(g[o]) / std::sqrt(double(var[o]) + 1e-3);  // BN eps 0.001
     for (size_t i = 0; i < per; ++i) c.w[o * per + i] = float(double(w[o * per + i]) * scale);
@@ -76,8 +130,8 @@ Conv load_conv(const Dict& d, const std::string& file, const std::string& name, 
 }
 
 // 1x1 convolutions on the same input stacked along the output channels.
-Conv fuse(const std::vector<Conv>& cs) {
-  Conv f = cs[0];
+HostConv fuse(const std::vector<HostConv>& cs) {
+  HostConv f = cs[0];
   for (size_t i = 1; i < cs.size(); ++i) {
     f.cout += cs[i].cout;
     f.w.insert(f.w.end(), cs[i].w.begin(), cs[i].w.end());
@@ -86,175 +140,185 @@ Conv fuse(const std::vector<Conv>& cs) {
   return f;
 }
 
+// Splits a pool-branch conv into its weights (bias 0, for the fused conv) and its bias.
+HostConv without_bias(HostConv c, std::vector<float>* bias) {
+  *bias = c.b;
+  std::fill(c.b.begin(), c.b.end(), 0.0f);
+  return c;
+}
+
+// The backend and its weight arena during a forward pass.
+struct Ctx {
+  Backend& be;
+  const float* P;
+};
+
 // y = conv(x) with the folded bias, then ReLU on the first relu_ch output channels (all: -1).
-void run(const Conv& c, const float* x, int H, int W, float* y, int relu_ch = -1) {
-  nn::Conv2dShape s;
+void run(const Ctx& m, const Conv& c, const float* x, int H, int W, float* y, int relu_ch = -1) {
+  Conv2dShape s;
   s.B = 1, s.Cin = c.cin, s.H = H, s.W = W, s.Cout = c.cout, s.kh = c.kh, s.kw = c.kw;
   s.sh = s.sw = c.s;
   s.pt = s.pb = c.ph;
   s.pl = s.pr = c.pw;
-  nn::conv2d(s, x, c.w.data(), c.b.data(), y);
-  const long n = long(relu_ch < 0 ? c.cout : relu_ch) * s.out_h() * s.out_w();
-#pragma omp parallel for simd schedule(static)
-  for (long i = 0; i < n; ++i) y[i] = std::max(y[i], 0.0f);
+  m.be.conv2d(s, x, m.P + c.w, m.P + c.b, y);
+  // One image: the first relu_ch channels are one contiguous [relu_ch, HW] block.
+  m.be.channel_bias_act(y, nullptr, 1, relu_ch < 0 ? c.cout : relu_ch, s.out_h() * s.out_w(), true);
 }
 
 // The avg-pool branches run their 1x1 conv first, inside the block's fused 1x1 conv (without
 // bias): a 1x1 conv and an average pool commute, the pool's weights summing to 1 at every pixel
 // (count_include_pad=False), so relu(conv(avgpool(x)) + b) = relu(avgpool(conv(x)) + b) with 4-7x
 // fewer channels to pool. This adds the bias and the ReLU after the pool.
-void pool_bias_relu(const float* z, const std::vector<float>& b, int H, int W, float* y) {
-  const int C = int(b.size());
-  nn::pool2d(z, y, C, H, W, 3, 1, 1, false);
-  const long hw = long(H) * W;
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < C; ++c)
-    for (long i = 0; i < hw; ++i) y[c * hw + i] = std::max(y[c * hw + i] + b[c], 0.0f);
-}
-
-// Splits a pool-branch conv into its weights (bias 0, for the fused conv) and its bias.
-Conv without_bias(Conv c, std::vector<float>* bias) {
-  *bias = c.b;
-  std::fill(c.b.begin(), c.b.end(), 0.0f);
-  return c;
+void pool_bias_relu(const Ctx& m, const float* z, size_t b, int C, int H, int W, float* y) {
+  m.be.pool2d(z, y, C, H, W, 3, 1, 1, false);
+  m.be.channel_bias_act(y, m.P + b, 1, C, H * W, true);
 }
 
 struct BlockA {  // Mixed_5b/5c/5d (InceptionA, FID pool: avg excluding padding)
   Conv fused, b5_2, d2, d3;
-  std::vector<float> pool_b;
+  size_t pool_b = 0;
   int cin = 0, pf = 0;
-  BlockA(const Dict& d, const std::string& f, const std::string& n, int cin_, int pf_)
-      : cin(cin_), pf(pf_) {
-    fused = fuse({load_conv(d, f, n + ".branch1x1", cin, 64, 1, 1),
-                  load_conv(d, f, n + ".branch5x5_1", cin, 48, 1, 1),
-                  load_conv(d, f, n + ".branch3x3dbl_1", cin, 64, 1, 1),
-                  without_bias(load_conv(d, f, n + ".branch_pool", cin, pf, 1, 1), &pool_b)});
-    b5_2 = load_conv(d, f, n + ".branch5x5_2", 48, 64, 5, 5, 1, 2, 2);
-    d2 = load_conv(d, f, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1);
-    d3 = load_conv(d, f, n + ".branch3x3dbl_3", 96, 96, 3, 3, 1, 1, 1);
+  BlockA(Source& d, Packer& pk, const std::string& n, int cin_, int pf_) : cin(cin_), pf(pf_) {
+    std::vector<float> pb;
+    fused = pk.add(fuse({load_conv(d, n + ".branch1x1", cin, 64, 1, 1),
+                         load_conv(d, n + ".branch5x5_1", cin, 48, 1, 1),
+                         load_conv(d, n + ".branch3x3dbl_1", cin, 64, 1, 1),
+                         without_bias(load_conv(d, n + ".branch_pool", cin, pf, 1, 1), &pb)}));
+    pool_b = pk.add(pb);
+    b5_2 = pk.add(load_conv(d, n + ".branch5x5_2", 48, 64, 5, 5, 1, 2, 2));
+    d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1));
+    d3 = pk.add(load_conv(d, n + ".branch3x3dbl_3", 96, 96, 3, 3, 1, 1, 1));
   }
   // scratch: 336 * H * W floats at most.
-  void operator()(const float* x, int H, int W, float* out, float* scratch) const {
+  void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long hw = long(H) * W;
     float *t = scratch, *u = t + (176 + pf) * hw;
-    run(fused, x, H, W, t, 176);
-    std::copy(t, t + 64 * hw, out);
-    run(b5_2, t + 64 * hw, H, W, out + 64 * hw);
-    run(d2, t + 112 * hw, H, W, u);
-    run(d3, u, H, W, out + 128 * hw);
-    pool_bias_relu(t + 176 * hw, pool_b, H, W, out + 224 * hw);
+    run(m, fused, x, H, W, t, 176);
+    m.be.copy(out, t, 64 * hw);
+    run(m, b5_2, t + 64 * hw, H, W, out + 64 * hw);
+    run(m, d2, t + 112 * hw, H, W, u);
+    run(m, d3, u, H, W, out + 128 * hw);
+    pool_bias_relu(m, t + 176 * hw, pool_b, pf, H, W, out + 224 * hw);
   }
 };
 
 struct BlockB {  // Mixed_6a (InceptionB)
   Conv b3, d1, d2, d3;
-  BlockB(const Dict& d, const std::string& f, const std::string& n) {
-    b3 = load_conv(d, f, n + ".branch3x3", 288, 384, 3, 3, 2);
-    d1 = load_conv(d, f, n + ".branch3x3dbl_1", 288, 64, 1, 1);
-    d2 = load_conv(d, f, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1);
-    d3 = load_conv(d, f, n + ".branch3x3dbl_3", 96, 96, 3, 3, 2);
+  BlockB(Source& d, Packer& pk, const std::string& n) {
+    b3 = pk.add(load_conv(d, n + ".branch3x3", 288, 384, 3, 3, 2));
+    d1 = pk.add(load_conv(d, n + ".branch3x3dbl_1", 288, 64, 1, 1));
+    d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1));
+    d3 = pk.add(load_conv(d, n + ".branch3x3dbl_3", 96, 96, 3, 3, 2));
   }
-  void operator()(const float* x, int H, int W, float* out, float* scratch) const {
+  void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long ohw = long(b3.out_h(H)) * b3.out_w(W), hw = long(H) * W;
     float *t = scratch, *u = t + 64 * hw;
-    run(b3, x, H, W, out);
-    run(d1, x, H, W, t);
-    run(d2, t, H, W, u);
-    run(d3, u, H, W, out + 384 * ohw);
-    nn::pool2d(x, out + 480 * ohw, 288, H, W, 3, 2, 0, true);
+    run(m, b3, x, H, W, out);
+    run(m, d1, x, H, W, t);
+    run(m, d2, t, H, W, u);
+    run(m, d3, u, H, W, out + 384 * ohw);
+    m.be.pool2d(x, out + 480 * ohw, 288, H, W, 3, 2, 0, true);
   }
 };
 
 struct BlockC {  // Mixed_6b..6e (InceptionC, FID pool: avg excluding padding)
   Conv fused, s2, s3, d2, d3, d4, d5;
-  std::vector<float> pool_b;
+  size_t pool_b = 0;
   int c7 = 0;
-  BlockC(const Dict& d, const std::string& f, const std::string& n, int c7_) : c7(c7_) {
-    fused = fuse({load_conv(d, f, n + ".branch1x1", 768, 192, 1, 1),
-                  load_conv(d, f, n + ".branch7x7_1", 768, c7, 1, 1),
-                  load_conv(d, f, n + ".branch7x7dbl_1", 768, c7, 1, 1),
-                  without_bias(load_conv(d, f, n + ".branch_pool", 768, 192, 1, 1), &pool_b)});
-    s2 = load_conv(d, f, n + ".branch7x7_2", c7, c7, 1, 7, 1, 0, 3);
-    s3 = load_conv(d, f, n + ".branch7x7_3", c7, 192, 7, 1, 1, 3, 0);
-    d2 = load_conv(d, f, n + ".branch7x7dbl_2", c7, c7, 7, 1, 1, 3, 0);
-    d3 = load_conv(d, f, n + ".branch7x7dbl_3", c7, c7, 1, 7, 1, 0, 3);
-    d4 = load_conv(d, f, n + ".branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0);
-    d5 = load_conv(d, f, n + ".branch7x7dbl_5", c7, 192, 1, 7, 1, 0, 3);
+  BlockC(Source& d, Packer& pk, const std::string& n, int c7_) : c7(c7_) {
+    std::vector<float> pb;
+    fused = pk.add(fuse({load_conv(d, n + ".branch1x1", 768, 192, 1, 1),
+                         load_conv(d, n + ".branch7x7_1", 768, c7, 1, 1),
+                         load_conv(d, n + ".branch7x7dbl_1", 768, c7, 1, 1),
+                         without_bias(load_conv(d, n + ".branch_pool", 768, 192, 1, 1), &pb)}));
+    pool_b = pk.add(pb);
+    s2 = pk.add(load_conv(d, n + ".branch7x7_2", c7, c7, 1, 7, 1, 0, 3));
+    s3 = pk.add(load_conv(d, n + ".branch7x7_3", c7, 192, 7, 1, 1, 3, 0));
+    d2 = pk.add(load_conv(d, n + ".branch7x7dbl_2", c7, c7, 7, 1, 1, 3, 0));
+    d3 = pk.add(load_conv(d, n + ".branch7x7dbl_3", c7, c7, 1, 7, 1, 0, 3));
+    d4 = pk.add(load_conv(d, n + ".branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0));
+    d5 = pk.add(load_conv(d, n + ".branch7x7dbl_5", c7, 192, 1, 7, 1, 0, 3));
   }
   // scratch: 1152 * H * W floats at most.
-  void operator()(const float* x, int H, int W, float* out, float* scratch) const {
+  void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long hw = long(H) * W;
     float *t = scratch, *u = t + (384 + 2 * c7) * hw, *v = u + 192 * hw;
-    run(fused, x, H, W, t, 192 + 2 * c7);
-    std::copy(t, t + 192 * hw, out);
-    run(s2, t + 192 * hw, H, W, u);
-    run(s3, u, H, W, out + 192 * hw);
-    run(d2, t + (192 + c7) * hw, H, W, u);
-    run(d3, u, H, W, v);
-    run(d4, v, H, W, u);
-    run(d5, u, H, W, out + 384 * hw);
-    pool_bias_relu(t + (192 + 2 * c7) * hw, pool_b, H, W, out + 576 * hw);
+    run(m, fused, x, H, W, t, 192 + 2 * c7);
+    m.be.copy(out, t, 192 * hw);
+    run(m, s2, t + 192 * hw, H, W, u);
+    run(m, s3, u, H, W, out + 192 * hw);
+    run(m, d2, t + (192 + c7) * hw, H, W, u);
+    run(m, d3, u, H, W, v);
+    run(m, d4, v, H, W, u);
+    run(m, d5, u, H, W, out + 384 * hw);
+    pool_bias_relu(m, t + (192 + 2 * c7) * hw, pool_b, 192, H, W, out + 576 * hw);
   }
 };
 
 struct BlockD {  // Mixed_7a (InceptionD)
   Conv fused, b3_2, s2, s3, s4;
-  BlockD(const Dict& d, const std::string& f, const std::string& n) {
-    fused = fuse({load_conv(d, f, n + ".branch3x3_1", 768, 192, 1, 1),
-                  load_conv(d, f, n + ".branch7x7x3_1", 768, 192, 1, 1)});
-    b3_2 = load_conv(d, f, n + ".branch3x3_2", 192, 320, 3, 3, 2);
-    s2 = load_conv(d, f, n + ".branch7x7x3_2", 192, 192, 1, 7, 1, 0, 3);
-    s3 = load_conv(d, f, n + ".branch7x7x3_3", 192, 192, 7, 1, 1, 3, 0);
-    s4 = load_conv(d, f, n + ".branch7x7x3_4", 192, 192, 3, 3, 2);
+  BlockD(Source& d, Packer& pk, const std::string& n) {
+    fused = pk.add(fuse({load_conv(d, n + ".branch3x3_1", 768, 192, 1, 1),
+                         load_conv(d, n + ".branch7x7x3_1", 768, 192, 1, 1)}));
+    b3_2 = pk.add(load_conv(d, n + ".branch3x3_2", 192, 320, 3, 3, 2));
+    s2 = pk.add(load_conv(d, n + ".branch7x7x3_2", 192, 192, 1, 7, 1, 0, 3));
+    s3 = pk.add(load_conv(d, n + ".branch7x7x3_3", 192, 192, 7, 1, 1, 3, 0));
+    s4 = pk.add(load_conv(d, n + ".branch7x7x3_4", 192, 192, 3, 3, 2));
   }
   // scratch: 768 * H * W floats.
-  void operator()(const float* x, int H, int W, float* out, float* scratch) const {
+  void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long hw = long(H) * W, ohw = long(b3_2.out_h(H)) * b3_2.out_w(W);
     float *t = scratch, *u = t + 384 * hw, *v = u + 192 * hw;
-    run(fused, x, H, W, t);
-    run(b3_2, t, H, W, out);
-    run(s2, t + 192 * hw, H, W, u);
-    run(s3, u, H, W, v);
-    run(s4, v, H, W, out + 320 * ohw);
-    nn::pool2d(x, out + 512 * ohw, 768, H, W, 3, 2, 0, true);
+    run(m, fused, x, H, W, t);
+    run(m, b3_2, t, H, W, out);
+    run(m, s2, t + 192 * hw, H, W, u);
+    run(m, s3, u, H, W, v);
+    run(m, s4, v, H, W, out + 320 * ohw);
+    m.be.pool2d(x, out + 512 * ohw, 768, H, W, 3, 2, 0, true);
   }
 };
 
 struct BlockE {  // Mixed_7b (avg pool excluding padding) and Mixed_7c (max pool)
   Conv fused, a2a, a2b, d2, d3a, d3b, pool;
-  std::vector<float> pool_b;
+  size_t pool_b = 0;
   int cin = 0;
   bool max_pool = false;
-  BlockE(const Dict& d, const std::string& f, const std::string& n, int cin_, bool max_pool_)
+  BlockE(Source& d, Packer& pk, const std::string& n, int cin_, bool max_pool_)
       : cin(cin_), max_pool(max_pool_) {
-    std::vector<Conv> ones = {load_conv(d, f, n + ".branch1x1", cin, 320, 1, 1),
-                              load_conv(d, f, n + ".branch3x3_1", cin, 384, 1, 1),
-                              load_conv(d, f, n + ".branch3x3dbl_1", cin, 448, 1, 1)};
-    pool = load_conv(d, f, n + ".branch_pool", cin, 192, 1, 1);
-    if (!max_pool) ones.push_back(without_bias(pool, &pool_b));  // max pool is not linear
-    fused = fuse(ones);
-    a2a = load_conv(d, f, n + ".branch3x3_2a", 384, 384, 1, 3, 1, 0, 1);
-    a2b = load_conv(d, f, n + ".branch3x3_2b", 384, 384, 3, 1, 1, 1, 0);
-    d2 = load_conv(d, f, n + ".branch3x3dbl_2", 448, 384, 3, 3, 1, 1, 1);
-    d3a = load_conv(d, f, n + ".branch3x3dbl_3a", 384, 384, 1, 3, 1, 0, 1);
-    d3b = load_conv(d, f, n + ".branch3x3dbl_3b", 384, 384, 3, 1, 1, 1, 0);
+    std::vector<HostConv> ones = {load_conv(d, n + ".branch1x1", cin, 320, 1, 1),
+                                  load_conv(d, n + ".branch3x3_1", cin, 384, 1, 1),
+                                  load_conv(d, n + ".branch3x3dbl_1", cin, 448, 1, 1)};
+    HostConv p = load_conv(d, n + ".branch_pool", cin, 192, 1, 1);
+    if (max_pool) {  // max pool is not linear: its conv runs after it
+      pool = pk.add(p);
+    } else {
+      std::vector<float> pb;
+      ones.push_back(without_bias(p, &pb));
+      pool_b = pk.add(pb);
+    }
+    fused = pk.add(fuse(ones));
+    a2a = pk.add(load_conv(d, n + ".branch3x3_2a", 384, 384, 1, 3, 1, 0, 1));
+    a2b = pk.add(load_conv(d, n + ".branch3x3_2b", 384, 384, 3, 1, 1, 1, 0));
+    d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 448, 384, 3, 3, 1, 1, 1));
+    d3a = pk.add(load_conv(d, n + ".branch3x3dbl_3a", 384, 384, 1, 3, 1, 0, 1));
+    d3b = pk.add(load_conv(d, n + ".branch3x3dbl_3b", 384, 384, 3, 1, 1, 1, 0));
   }
   // scratch: 3392 * H * W floats at most.
-  void operator()(const float* x, int H, int W, float* out, float* scratch) const {
+  void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long hw = long(H) * W;
     float *t = scratch, *u = t + 1344 * hw;
-    run(fused, x, H, W, t, 1152);
-    std::copy(t, t + 320 * hw, out);
-    run(a2a, t + 320 * hw, H, W, out + 320 * hw);
-    run(a2b, t + 320 * hw, H, W, out + 704 * hw);
-    run(d2, t + 704 * hw, H, W, u);
-    run(d3a, u, H, W, out + 1088 * hw);
-    run(d3b, u, H, W, out + 1472 * hw);
+    run(m, fused, x, H, W, t, 1152);
+    m.be.copy(out, t, 320 * hw);
+    run(m, a2a, t + 320 * hw, H, W, out + 320 * hw);
+    run(m, a2b, t + 320 * hw, H, W, out + 704 * hw);
+    run(m, d2, t + 704 * hw, H, W, u);
+    run(m, d3a, u, H, W, out + 1088 * hw);
+    run(m, d3b, u, H, W, out + 1472 * hw);
     if (max_pool) {
-      nn::pool2d(x, u, cin, H, W, 3, 1, 1, true);
-      run(pool, u, H, W, out + 1856 * hw);
+      m.be.pool2d(x, u, cin, H, W, 3, 1, 1, true);
+      run(m, pool, u, H, W, out + 1856 * hw);
     } else {
-      pool_bias_relu(t + 1152 * hw, pool_b, H, W, out + 1856 * hw);
+      pool_bias_relu(m, t + 1152 * hw, pool_b, 192, H, W, out + 1856 * hw);
     }
   }
 };
@@ -262,77 +326,114 @@ struct BlockE {  // Mixed_7b (avg pool excluding padding) and Mixed_7c (max pool
 }  // namespace
 
 struct FidInception::Impl {
+  std::unique_ptr<Backend> own;  // the internal CPU backend of the backend-less constructor
+  Backend* be = nullptr;
   Conv c1a, c2a, c2b, c3b, c4a;
   std::vector<BlockA> a;
-  std::unique_ptr<BlockB> b;
+  std::vector<BlockB> b;
   std::vector<BlockC> c;
-  std::unique_ptr<BlockD> d;
+  std::vector<BlockD> d;
   std::vector<BlockE> e;
-  std::vector<float> fc;  // [1008, 2048]
+  size_t fc = 0;  // [1008, 2048]
 
-  // Workspace reused across calls (allocating it per image cost page faults and zero-fills):
-  // the resized input, two ping-pong activation buffers and the blocks' scratch.
+  // Backend memory: the weights, and a workspace reused across calls (the resized input, two
+  // ping-pong activation buffers, the blocks' scratch, one image's pool3 and logits).
   static constexpr long kIn = 3L * kSize * kSize;
   static constexpr long kBuf = 64L * 147 * 147;     // the largest activation (Conv2d_2b_3x3)
   static constexpr long kScratch = 336L * 35 * 35;  // the largest block scratch (BlockA)
+  static constexpr long kWs = kIn + 2 * kBuf + kScratch + kDims + kClasses;
+  float* params = nullptr;
+  float* ws = nullptr;
   mutable std::mutex mu;
-  mutable std::unique_ptr<float[]> ws;
+  std::vector<float> host_in;  // the resized input before upload (under mu)
+
+  ~Impl() {
+    if (params) be->free_bytes(params);
+    if (ws) be->free_bytes(ws);
+  }
+
+  void build(Source& src, Packer& pk) {
+    c1a = pk.add(load_conv(src, "Conv2d_1a_3x3", 3, 32, 3, 3, 2));
+    c2a = pk.add(load_conv(src, "Conv2d_2a_3x3", 32, 32, 3, 3));
+    c2b = pk.add(load_conv(src, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1));
+    c3b = pk.add(load_conv(src, "Conv2d_3b_1x1", 64, 80, 1, 1));
+    c4a = pk.add(load_conv(src, "Conv2d_4a_3x3", 80, 192, 3, 3));
+    a.emplace_back(src, pk, "Mixed_5b", 192, 32);
+    a.emplace_back(src, pk, "Mixed_5c", 256, 64);
+    a.emplace_back(src, pk, "Mixed_5d", 288, 64);
+    b.emplace_back(src, pk, "Mixed_6a");
+    c.emplace_back(src, pk, "Mixed_6b", 128);
+    c.emplace_back(src, pk, "Mixed_6c", 160);
+    c.emplace_back(src, pk, "Mixed_6d", 160);
+    c.emplace_back(src, pk, "Mixed_6e", 192);
+    d.emplace_back(src, pk, "Mixed_7a");
+    e.emplace_back(src, pk, "Mixed_7b", 1280, false);
+    e.emplace_back(src, pk, "Mixed_7c", 2048, true);
+    fc = pk.add(get(src, "fc.weight", {kClasses, kDims}).to_f32());
+  }
 
   // One image [3, 299, 299] in [-1, 1] -> pool3 [2048]. p, q: ping-pong buffers of kBuf floats.
-  void features(const float* x, float* pool3, float* p, float* q, float* scr) const {
-    run(c1a, x, 299, 299, p);                // 32 x 149 x 149
-    run(c2a, p, 149, 149, q);                // 32 x 147 x 147
-    run(c2b, q, 147, 147, p);                // 64 x 147 x 147
-    nn::pool2d(p, q, 64, 147, 147, 3, 2, 0, true);  // 64 x 73 x 73
-    run(c3b, q, 73, 73, p);                  // 80 x 73 x 73
-    run(c4a, p, 73, 73, q);                  // 192 x 71 x 71
-    nn::pool2d(q, p, 192, 71, 71, 3, 2, 0, true);   // 192 x 35 x 35
+  void features(const Ctx& m, const float* x, float* pool3, float* p, float* q, float* scr) const {
+    Backend& be = m.be;
+    run(m, c1a, x, 299, 299, p);                   // 32 x 149 x 149
+    run(m, c2a, p, 149, 149, q);                   // 32 x 147 x 147
+    run(m, c2b, q, 147, 147, p);                   // 64 x 147 x 147
+    be.pool2d(p, q, 64, 147, 147, 3, 2, 0, true);  // 64 x 73 x 73
+    run(m, c3b, q, 73, 73, p);                     // 80 x 73 x 73
+    run(m, c4a, p, 73, 73, q);                     // 192 x 71 x 71
+    be.pool2d(q, p, 192, 71, 71, 3, 2, 0, true);   // 192 x 35 x 35
     for (const BlockA& blk : a) {
-      blk(p, 35, 35, q, scr);
+      blk(m, p, 35, 35, q, scr);
       std::swap(p, q);
     }
-    (*b)(p, 35, 35, q, scr);  // 768 x 17 x 17
+    b[0](m, p, 35, 35, q, scr);  // 768 x 17 x 17
     std::swap(p, q);
     for (const BlockC& blk : c) {
-      blk(p, 17, 17, q, scr);
+      blk(m, p, 17, 17, q, scr);
       std::swap(p, q);
     }
-    (*d)(p, 17, 17, q, scr);  // 1280 x 8 x 8
+    d[0](m, p, 17, 17, q, scr);  // 1280 x 8 x 8
     std::swap(p, q);
     for (const BlockE& blk : e) {
-      blk(p, 8, 8, q, scr);
+      blk(m, p, 8, 8, q, scr);
       std::swap(p, q);
     }
-    nn::global_avg_pool(p, pool3, kDims, 64);
+    be.global_avg_pool(p, pool3, kDims, 64);
   }
 };
 
-FidInception::FidInception(const NamedArrays& sd, const std::string& file)
-    : impl_(std::make_unique<Impl>()) {
-  Dict dict;
-  for (const auto& [k, v] : sd) dict[k] = &v;
-  const Dict& d = dict;
-  Impl& m = *impl_;
-  m.c1a = load_conv(d, file, "Conv2d_1a_3x3", 3, 32, 3, 3, 2);
-  m.c2a = load_conv(d, file, "Conv2d_2a_3x3", 32, 32, 3, 3);
-  m.c2b = load_conv(d, file, "Conv2d_2b_3x3", 32, 64, 3, 3, 1, 1, 1);
-  m.c3b = load_conv(d, file, "Conv2d_3b_1x1", 64, 80, 1, 1);
-  m.c4a = load_conv(d, file, "Conv2d_4a_3x3", 80, 192, 3, 3);
-  m.a.emplace_back(d, file, "Mixed_5b", 192, 32);
-  m.a.emplace_back(d, file, "Mixed_5c", 256, 64);
-  m.a.emplace_back(d, file, "Mixed_5d", 288, 64);
-  m.b = std::make_unique<BlockB>(d, file, "Mixed_6a");
-  m.c.emplace_back(d, file, "Mixed_6b", 128);
-  m.c.emplace_back(d, file, "Mixed_6c", 160);
-  m.c.emplace_back(d, file, "Mixed_6d", 160);
-  m.c.emplace_back(d, file, "Mixed_6e", 192);
-  m.d = std::make_unique<BlockD>(d, file, "Mixed_7a");
-  m.e.emplace_back(d, file, "Mixed_7b", 1280, false);
-  m.e.emplace_back(d, file, "Mixed_7c", 2048, true);
-  m.fc = get(d, file, "fc.weight", {kClasses, kDims}).to_f32();
+namespace {
+// Loads the weights into m (whose backend is set) and allocates the workspace.
+void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file) {
+  Backend& be = *m.be;
+  UVIT_CHECK(be.precision() == "fp32", file, ": the FID Inception runs in fp32, got a ",
+             be.precision(), " ", be.name(), " backend");
+  Source src;
+  src.file = file;
+  for (const auto& [k, v] : sd) src.dict[k] = &v;
+  Packer pk;
+  m.build(src, pk);
   for (const auto& [k, v] : sd)
     for (float f : v.dtype == DType::I64 ? std::vector<float>{} : v.to_f32())
       UVIT_CHECK(std::isfinite(f), file, ": tensor ", k, " has non-finite values");
+  m.params = be.alloc(pk.data.size());
+  m.ws = be.alloc(FidInception::Impl::kWs);
+  be.upload(m.params, pk.data.data(), pk.data.size() * sizeof(float));
+  m.host_in.resize(FidInception::Impl::kIn);
+}
+}  // namespace
+
+FidInception::FidInception(const NamedArrays& sd, const std::string& file)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->own = make_cpu_backend();
+  impl_->be = impl_->own.get();
+  init(*impl_, sd, file);
+}
+
+FidInception::FidInception(const NamedArrays& sd, Backend& be, const std::string& file)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->be = &be;
+  init(*impl_, sd, file);
 }
 
 FidInception::~FidInception() = default;
@@ -342,26 +443,44 @@ FidInception FidInception::load(const std::string& path) {
   return FidInception(load_weights(path), path);
 }
 
+FidInception FidInception::load(const std::string& path, Backend& be) {
+  return FidInception(load_weights(path), be, path);
+}
+
+NamedArrays FidInception::random_state_dict(uint64_t seed) {
+  std::map<std::string, Array> made;
+  std::mt19937_64 rng(seed);
+  Source src;
+  src.file = "random";
+  src.made = &made;
+  src.rng = &rng;
+  Packer pk;
+  Impl().build(src, pk);
+  NamedArrays sd;
+  for (auto& [k, v] : made) sd.emplace_back(k, std::move(v));
+  return sd;
+}
+
 void FidInception::forward(const float* x, int B, int H, int W, float* pool3, float* logits) const {
   UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x3x", H, "x", W);
   const long in = 3L * H * W;
   std::lock_guard<std::mutex> lock(impl_->mu);
-  if (!impl_->ws) impl_->ws.reset(new float[Impl::kIn + 2 * Impl::kBuf + Impl::kScratch]);
-  float *r = impl_->ws.get(), *p = r + Impl::kIn, *q = p + Impl::kBuf, *scr = q + Impl::kBuf;
+  Impl& m = *impl_;
+  Backend& be = *m.be;
+  const Ctx ctx{be, m.params};
+  float *r = m.ws, *p = r + Impl::kIn, *q = p + Impl::kBuf, *scr = q + Impl::kBuf;
+  float *f = scr + Impl::kScratch, *l = f + kDims;
+  float* h = m.host_in.data();
   for (int i = 0; i < B; ++i) {
-    nn::resize_bilinear(x + i * in, r, 3, H, W, kSize, kSize);
-    for (long k = 0; k < Impl::kIn; ++k) r[k] = 2 * r[k] - 1;  // pytorch-fid normalize_input
-    float* f = pool3 + long(i) * kDims;
-    impl_->features(r, f, p, q, scr);
-    if (logits) {
-      const float* w = impl_->fc.data();
-      float* l = logits + long(i) * kClasses;
-#pragma omp parallel for schedule(static)
-      for (int k = 0; k < kClasses; ++k) {
-        double s = 0;
-        for (int j = 0; j < kDims; ++j) s += double(w[long(k) * kDims + j]) * f[j];
-        l[k] = float(s);
-      }
+    nn::resize_bilinear(x + i * in, h, 3, H, W, kSize, kSize);
+    for (long k = 0; k < Impl::kIn; ++k) h[k] = 2 * h[k] - 1;  // pytorch-fid normalize_input
+    be.upload(r, h, Impl::kIn * sizeof(float));
+    m.features(ctx, r, f, p, q, scr);
+    be.download(pool3 + long(i) * kDims, f, kDims * sizeof(float));
+    if (logits) {  // l[1, 1008] = pool3 fc^T
+      be.gemm(false, true, 1, kClasses, kDims, 1.f, f, kDims, m.params + m.fc, kDims, 0.f, l,
+              kClasses);
+      be.download(logits + long(i) * kClasses, l, kClasses * sizeof(float));
     }
   }
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
 #include "uvit/image.hpp"
@@ -118,6 +119,47 @@ TEST(FidInception, LoadsWithoutNumBatchesTracked) {
   std::vector<float> f(2 * 2048);
   n.forward_u8(im.as<uint8_t>(), 2, 32, 32, 3, f.data());
   EXPECT_LT(max_rel(f, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
+}
+
+// Random weights (the helper for backend tests) on the default and an explicit CPU backend: the
+// same numbers, logits = pool3 fc^T by hand, a fixed seed gives fixed weights.
+TEST(FidInception, RandomWeightsOnExplicitCpuBackend) {
+  const NamedArrays sd = FidInception::random_state_dict(3);
+  const NamedArrays sd2 = FidInception::random_state_dict(3);
+  ASSERT_EQ(sd.size(), sd2.size());
+  const Array* fc = nullptr;
+  for (size_t i = 0; i < sd.size(); ++i) {
+    EXPECT_EQ(sd[i].first, sd2[i].first);
+    EXPECT_EQ(sd[i].second.data, sd2[i].second.data) << sd[i].first;
+    if (sd[i].first == "fc.weight") fc = &sd[i].second;
+  }
+  ASSERT_TRUE(fc);
+  EXPECT_EQ(fc->shape, std::vector<int64_t>({1008, 2048}));
+  const FidInception a(sd, "random");
+  auto be = make_cpu_backend();
+  const FidInception b(sd, *be, "random");
+  std::mt19937 g(5);
+  std::vector<uint8_t> im(2 * 40 * 33);  // two gray 40x33 images
+  for (auto& v : im) v = uint8_t(g() % 256);
+  std::vector<float> fa(2 * 2048), la(2 * 1008), fb(fa.size()), lb(la.size());
+  a.forward_u8(im.data(), 2, 40, 33, 1, fa.data(), la.data());
+  b.forward_u8(im.data(), 2, 40, 33, 1, fb.data(), lb.data());
+  EXPECT_EQ(fa, fb);
+  EXPECT_EQ(la, lb);
+  const std::vector<float> w = fc->to_f32();
+  std::vector<float> ref(la.size());
+  double fmax = 0;
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < 1008; ++k) {
+      double s = 0;
+      for (int j = 0; j < 2048; ++j) s += double(w[k * 2048 + j]) * fa[i * 2048 + j];
+      ref[i * 1008 + k] = float(s);
+    }
+  for (float f : fa) fmax = std::max(fmax, double(std::abs(f)));
+  EXPECT_GT(fmax, 1e-3);  // the random network passes a signal through
+  EXPECT_NE(std::vector<float>(fa.begin(), fa.begin() + 2048),
+            std::vector<float>(fa.begin() + 2048, fa.end()));
+  EXPECT_LT(max_rel(la, ref), 1e-5);
 }
 
 TEST(FidInception, BadWeightsSayWhichTensor) {

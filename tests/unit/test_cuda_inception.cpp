@@ -1,0 +1,68 @@
+// The FID Inception on the CUDA backend (fp32) against the CPU backend, random weights in the
+// pytorch-fid layout: pool3 features and logits to 1e-4 of max|ref|. Skipped, saying so, without a
+// GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "uvit/backend.hpp"
+#include "uvit/error.hpp"
+#include "uvit/inception.hpp"
+
+using namespace uvit;
+
+namespace {
+
+// max|a - b| / max|b|
+double rel(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    num = std::max(num, std::fabs(double(a[i]) - b[i]));
+    den = std::max(den, std::fabs(double(b[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+}  // namespace
+
+TEST(CudaInception, MatchesCpuBackend) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const NamedArrays sd = FidInception::random_state_dict(7);
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "fp32");
+  const FidInception ref(sd, *cpu, "random"), net(sd, *gpu, "random");
+  std::mt19937 g(11);
+  // RGB 32x32 (CIFAR, upsampled), RGB 320x300 (downsampled), gray 64x48.
+  struct Case {
+    int B, H, W, C;
+  };
+  for (const Case& c : {Case{2, 32, 32, 3}, Case{1, 320, 300, 3}, Case{1, 64, 48, 1}}) {
+    std::vector<uint8_t> im(size_t(c.B) * c.H * c.W * c.C);
+    for (auto& v : im) v = uint8_t(g() % 256);
+    std::vector<float> f(size_t(c.B) * FidInception::kDims),
+        l(size_t(c.B) * FidInception::kClasses);
+    std::vector<float> rf(f.size()), rl(l.size());
+    ref.forward_u8(im.data(), c.B, c.H, c.W, c.C, rf.data(), rl.data());
+    net.forward_u8(im.data(), c.B, c.H, c.W, c.C, f.data(), l.data());
+    const double ef = rel(f, rf), el = rel(l, rl);
+    std::printf("inception %dx%dx%dx%d: pool3 rel err %.3g, logits rel err %.3g\n", c.B, c.H, c.W,
+                c.C, ef, el);
+    EXPECT_LT(ef, 1e-4) << c.H << "x" << c.W;
+    EXPECT_LT(el, 1e-4) << c.H << "x" << c.W;
+  }
+}
+
+TEST(CudaInception, RefusesBf16Backend) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  auto be = make_backend("cuda", "bf16");
+  try {
+    FidInception net(FidInception::random_state_dict(1), *be, "random");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fp32"), std::string::npos) << e.what();
+  }
+}
