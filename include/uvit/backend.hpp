@@ -31,6 +31,7 @@ struct Conv2dShape {
   int pt = 0, pl = 0, pb = 0, pr = 0;
   int out_h() const { return (H + pt + pb - kh) / sh + 1; }
   int out_w() const { return (W + pl + pr - kw) / sw + 1; }
+  void check() const;  // throws uvit::Error naming the geometry when it is not a valid one
 };
 
 class Backend {

@@ -10,6 +10,16 @@ std::unique_ptr<Backend> make_cuda_backend(const std::string& precision);  // ba
 int cuda_device_count();
 #endif
 
+void Conv2dShape::check() const {
+  const Conv2dShape& s = *this;
+  UVIT_CHECK(s.B > 0 && s.Cin > 0 && s.H > 0 && s.W > 0 && s.Cout > 0 && s.kh > 0 && s.kw > 0 &&
+                 s.sh > 0 && s.sw > 0 && s.pt >= 0 && s.pl >= 0 && s.pb >= 0 && s.pr >= 0,
+             "conv2d: invalid geometry B=", s.B, " Cin=", s.Cin, " H=", s.H, " W=", s.W,
+             " Cout=", s.Cout, " k=", s.kh, "x", s.kw, " stride=", s.sh, "x", s.sw);
+  UVIT_CHECK(s.H + s.pt + s.pb >= s.kh && s.W + s.pl + s.pr >= s.kw, "conv2d: kernel ", s.kh, "x",
+             s.kw, " larger than the padded input ", s.H + s.pt + s.pb, "x", s.W + s.pl + s.pr);
+}
+
 bool cuda_available() {
 #ifdef UVIT_HAVE_CUDA
   return cuda_device_count() > 0;

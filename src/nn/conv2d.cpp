@@ -237,12 +237,7 @@ ConvImpl default_impl(const Conv2dShape& s) {
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
             ConvImpl impl) {
-  UVIT_CHECK(s.B > 0 && s.Cin > 0 && s.H > 0 && s.W > 0 && s.Cout > 0 && s.kh > 0 && s.kw > 0 &&
-                 s.sh > 0 && s.sw > 0 && s.pt >= 0 && s.pl >= 0 && s.pb >= 0 && s.pr >= 0,
-             "conv2d: invalid geometry B=", s.B, " Cin=", s.Cin, " H=", s.H, " W=", s.W,
-             " Cout=", s.Cout, " k=", s.kh, "x", s.kw, " stride=", s.sh, "x", s.sw);
-  UVIT_CHECK(s.H + s.pt + s.pb >= s.kh && s.W + s.pl + s.pr >= s.kw, "conv2d: kernel ", s.kh, "x",
-             s.kw, " larger than the padded input ", s.H + s.pt + s.pb, "x", s.W + s.pl + s.pr);
+  s.check();
   if (impl == ConvImpl::Auto) impl = default_impl(s);
   if (impl == ConvImpl::Im2col) return conv_im2col(s, x, w, b, y);
   try {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_compare.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -20,19 +21,10 @@ namespace {
 using uvit::Backend;
 using uvit::Conv2dShape;
 using VecF = std::vector<float>;
-
-#define REQUIRE_CUDA() \
-  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
+using uvit::test::compare;
+using uvit::test::randv;
 
 constexpr double kTol = 1e-5;
-
-VecF randv(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  VecF v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
 
 // The fp32 CUDA backend and the CPU reference; device buffers are freed at scope end.
 class Dev {
@@ -58,25 +50,6 @@ class Dev {
  private:
   std::vector<void*> bufs_;
 };
-
-// max |got - ref| <= tol * max|ref| (and everything finite); prints the errors either way.
-void compare(const std::string& what, const VecF& got, const VecF& ref, double tol) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double max_err = 0, max_ref = 0;
-  size_t worst = 0, nonfinite = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) ++nonfinite;
-    const double e = std::fabs(double(got[i]) - ref[i]);
-    if (e > max_err || std::isnan(e)) max_err = e, worst = i;
-    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
-  }
-  const double scale = max_ref > 0 ? max_ref : 1.0;
-  std::printf("  %-62s n=%-8zu max_abs_err=%.3g max|ref|=%.3g rel=%.3g\n", what.c_str(), ref.size(),
-              max_err, max_ref, max_err / scale);
-  EXPECT_EQ(nonfinite, 0u) << what << ": non-finite outputs";
-  EXPECT_LE(max_err, tol * scale) << what << ": worst at [" << worst << "] got " << got[worst]
-                                  << " expected " << ref[worst];
-}
 
 std::string conv_tag(const Conv2dShape& s, bool bias) {
   return "conv2d B=" + std::to_string(s.B) + " " + std::to_string(s.Cin) + "x" +

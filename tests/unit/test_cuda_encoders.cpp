@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_compare.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
@@ -18,9 +19,6 @@
 namespace {
 
 using namespace uvit;
-
-#define REQUIRE_CUDA() \
-  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
 
 std::vector<float> randn(size_t n, std::mt19937& g, float sd) {
   std::normal_distribution<float> d(0.f, sd);
@@ -34,19 +32,6 @@ Array random_array(const std::vector<int64_t>& shape, std::mt19937& g, float sd)
   for (int64_t s : shape) n *= s;
   const std::vector<float> v = randn(size_t(n), g, sd);
   return Array::from_f32(shape, v.data());
-}
-
-// max |a - b| / max |b|, printed.
-double rel_err(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
-  EXPECT_EQ(a.size(), b.size()) << what;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    num = std::max(num, double(std::fabs(a[i] - b[i])));
-    den = std::max(den, double(std::fabs(b[i])));
-  }
-  const double r = num / std::max(den, 1e-30);
-  std::printf("  %-28s max|d| %.3e  max|ref| %.3e  rel %.3e\n", what, num, den, r);
-  return r;
 }
 
 // A small ddconfig that still has every block kind: two levels (one downsample / upsample),
@@ -88,14 +73,14 @@ TEST(CudaEncoders, AutoencoderMatchesCpu) {
   const Array images = random_array({2, 3, 32, 32}, g, 0.5f);
   const Array m_cpu = cpu.encode_moments(images), m_gpu = gpu.encode_moments(images);
   EXPECT_EQ(m_gpu.shape, m_cpu.shape);
-  EXPECT_LT(rel_err(m_gpu.to_f32(), m_cpu.to_f32(), "encode moments"), 1e-4);
+  test::compare("encode moments", m_gpu.to_f32(), m_cpu.to_f32(), 1e-4);
   const Array z = random_array({2, 4, 16, 16}, g, 0.2f);
   const Array x_cpu = cpu.decode(z), x_gpu = gpu.decode(z);
   EXPECT_EQ(x_gpu.shape, x_cpu.shape);
-  EXPECT_LT(rel_err(x_gpu.to_f32(), x_cpu.to_f32(), "decode"), 1e-4);
+  test::compare("decode", x_gpu.to_f32(), x_cpu.to_f32(), 1e-4);
   // Odd latent sizes (the attention and convolutions see HW that is no multiple of 4).
   const Array z2 = random_array({1, 4, 7, 5}, g, 0.2f);
-  EXPECT_LT(rel_err(gpu.decode(z2).to_f32(), cpu.decode(z2).to_f32(), "decode 7x5"), 1e-4);
+  test::compare("decode 7x5", gpu.decode(z2).to_f32(), cpu.decode(z2).to_f32(), 1e-4);
 }
 
 TEST(CudaEncoders, ClipTextModelMatchesCpu) {
@@ -142,7 +127,7 @@ TEST(CudaEncoders, ClipTextModelMatchesCpu) {
   gpu.load(sd, "random");
   std::vector<int> ids(2 * 77);
   for (auto& id : ids) id = int(g() % unsigned(c.vocab_size));
-  EXPECT_LT(rel_err(gpu.forward(ids, 2, 77), cpu.forward(ids, 2, 77), "clip [2, 77]"), 1e-4);
+  test::compare("clip [2, 77]", gpu.forward(ids, 2, 77), cpu.forward(ids, 2, 77), 1e-4);
   // A bf16 backend is refused with a one-line error (the encoders are fp32 models).
   auto bf16 = make_backend("cuda", "bf16");
   EXPECT_THROW(ClipTextModel(c, *bf16), Error);

@@ -9,28 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "gpu_compare.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/inception.hpp"
 
 using namespace uvit;
 
-namespace {
-
-// max|a - b| / max|b|
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - b[i]));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return den > 0 ? num / den : num;
-}
-
-}  // namespace
-
 TEST(CudaInception, MatchesCpuBackend) {
-  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  REQUIRE_CUDA();
   const NamedArrays sd = FidInception::random_state_dict(7);
   auto cpu = make_cpu_backend();
   auto gpu = make_backend("cuda", "fp32");
@@ -48,16 +35,14 @@ TEST(CudaInception, MatchesCpuBackend) {
     std::vector<float> rf(f.size()), rl(l.size());
     ref.forward_u8(im.data(), c.B, c.H, c.W, c.C, rf.data(), rl.data());
     net.forward_u8(im.data(), c.B, c.H, c.W, c.C, f.data(), l.data());
-    const double ef = rel(f, rf), el = rel(l, rl);
-    std::printf("inception %dx%dx%dx%d: pool3 rel err %.3g, logits rel err %.3g\n", c.B, c.H, c.W,
-                c.C, ef, el);
-    EXPECT_LT(ef, 1e-4) << c.H << "x" << c.W;
-    EXPECT_LT(el, 1e-4) << c.H << "x" << c.W;
+    const std::string tag = cat("inception ", c.B, "x", c.H, "x", c.W, "x", c.C);
+    test::compare(tag + " pool3", f, rf, 1e-4);
+    test::compare(tag + " logits", l, rl, 1e-4);
   }
 }
 
 TEST(CudaInception, RefusesBf16Backend) {
-  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  REQUIRE_CUDA();
   auto be = make_backend("cuda", "bf16");
   try {
     FidInception net(FidInception::random_state_dict(1), *be, "random");

@@ -20,10 +20,6 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-#define UVIT_GRID_STRIDE(i, n)                                            \
-  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += size_t(gridDim.x) * blockDim.x)
-
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

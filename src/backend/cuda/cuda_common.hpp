@@ -41,6 +41,11 @@ inline unsigned grid_for(size_t n, unsigned threads, unsigned max_blocks = 1u <<
 }
 
 #ifdef __CUDACC__
+// A grid-stride loop of size_t index i over [0, n) (launch with grid_for).
+#define UVIT_GRID_STRIDE(i, n)                                            \
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += size_t(gridDim.x) * blockDim.x)
+
 using bf16 = __nv_bfloat16;
 
 __device__ __forceinline__ float to_f(float v) { return v; }

@@ -26,13 +26,7 @@ float* CudaBackend::workspace(size_t floats) {
 void CudaBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
                          float* y) {
   require_fp32("conv2d");
-  // The CPU's checks (nn::conv2d): a bad shape must not size the workspace or the kernels.
-  UVIT_CHECK(s.B > 0 && s.Cin > 0 && s.H > 0 && s.W > 0 && s.Cout > 0 && s.kh > 0 && s.kw > 0 &&
-                 s.sh > 0 && s.sw > 0 && s.pt >= 0 && s.pl >= 0 && s.pb >= 0 && s.pr >= 0,
-             "conv2d: invalid geometry B=", s.B, " Cin=", s.Cin, " H=", s.H, " W=", s.W,
-             " Cout=", s.Cout, " k=", s.kh, "x", s.kw, " stride=", s.sh, "x", s.sw);
-  UVIT_CHECK(s.H + s.pt + s.pb >= s.kh && s.W + s.pl + s.pr >= s.kw, "conv2d: kernel ", s.kh, "x",
-             s.kw, " larger than the padded input ", s.H + s.pt + s.pb, "x", s.W + s.pl + s.pr);
+  s.check();  // a bad shape must not size the workspace or the kernels
   const int Ho = s.out_h(), Wo = s.out_w(), K = s.Cin * s.kh * s.kw;
   const size_t in_img = size_t(s.Cin) * s.H * s.W, out_img = size_t(s.Cout) * Ho * Wo;
   const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 &&

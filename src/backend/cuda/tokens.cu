@@ -10,10 +10,6 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-#define UVIT_GRID_STRIDE(i, n)                                            \
-  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += size_t(gridDim.x) * blockDim.x)
-
 // cols[b*L + i*g + j, (c*p + u)*p + v] = x[b, c, i*p + u, j*p + v]
 template <class T>
 __global__ void im2col_kernel(const float* __restrict__ x, T* __restrict__ cols, int B, int C,
@@ -134,8 +130,7 @@ __global__ void embedding_bwd_kernel(const T* __restrict__ dout, const int32_t* 
   // One thread per column walks the batch in order: no atomics, so the sums (duplicate labels
   // included) are the same on every run, which bit-identical resume needs.
   UVIT_GRID_STRIDE(d, size_t(D)) {
-    for (int b = 0; b < B; ++b)
-      dtable[size_t(idx[b]) * D + d] += to_f(dout[size_t(b) * ldo + d]);
+    for (int b = 0; b < B; ++b) dtable[size_t(idx[b]) * D + d] += to_f(dout[size_t(b) * ldo + d]);
   }
 }
 

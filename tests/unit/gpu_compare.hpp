@@ -1,0 +1,49 @@
+// Shared helpers of the GPU-vs-CPU tests (tests/unit/test_cuda_*.cpp): the skip guard, random
+// vectors, and the comparison that prints its errors either way, so that one GPU run shows every
+// deviation at once.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "uvit/backend.hpp"
+
+#define REQUIRE_CUDA() \
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
+
+namespace uvit::test {
+
+inline std::vector<float> randv(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+// Expects max |got - ref| <= tol * max|ref| and every output finite; prints the errors either way.
+inline void compare(const std::string& what, const std::vector<float>& got,
+                    const std::vector<float>& ref, double tol) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double max_err = 0, max_ref = 0;
+  size_t worst = 0, nonfinite = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i])) ++nonfinite;
+    const double e = std::fabs(double(got[i]) - ref[i]);
+    if (e > max_err || std::isnan(e)) max_err = e, worst = i;
+    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+  }
+  const double scale = max_ref > 0 ? max_ref : 1.0;
+  std::printf("  %-62s n=%-8zu max_abs_err=%.3g max|ref|=%.3g rel=%.3g\n", what.c_str(), ref.size(),
+              max_err, max_ref, max_err / scale);
+  EXPECT_EQ(nonfinite, 0u) << what << ": non-finite outputs";
+  EXPECT_LE(max_err, tol * scale)  // (got[worst] is only read on failure, so never when empty)
+      << what << ": worst at [" << worst << "] got " << got[worst] << " expected " << ref[worst];
+}
+
+}  // namespace uvit::test
