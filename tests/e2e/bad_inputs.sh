@@ -22,5 +22,10 @@ expect_error "the config expects" "$UVIT" predict --config "$FX/$c.json" --x "$F
 expect_error "patch_size" "$UVIT" info --config "$tmp/badcfg.json"
 expect_error "brokencfg.json" "$UVIT" info --config "$tmp/brokencfg.json"
 expect_error "not found" "$UVIT" info --config no_such_preset
+# Without a GPU, --device cuda fails with one line (not compiled in, or no usable device).
+if ! nvidia-smi >/dev/null 2>&1; then
+  expect_error "cuda" "$UVIT" encode-text --device cuda --clip "$tmp/missing" --out "$tmp/o.npy" -- hi
+  expect_error "cuda" "$UVIT" fid-features "$FX/${c}_x.npy" --device cuda --inception "$FX/$c.pth" --out "$tmp/o.npy"
+fi
 [ ! -e "$tmp/o.npy" ] || fail "an output was written despite errors"
 exit $fails
