@@ -33,7 +33,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    // A bad command line is bad input like any other: one line, exit code 1.
+    std::fprintf(stderr, "uvit: error: %s (see --help)\n", e.what());
+    return 1;
   } catch (const uvit::Error& e) {
     std::fprintf(stderr, "uvit: error: %s\n", e.what());
     return 1;

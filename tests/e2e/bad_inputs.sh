@@ -22,6 +22,10 @@ expect_error "the config expects" "$UVIT" predict --config "$FX/$c.json" --x "$F
 expect_error "patch_size" "$UVIT" info --config "$tmp/badcfg.json"
 expect_error "brokencfg.json" "$UVIT" info --config "$tmp/brokencfg.json"
 expect_error "not found" "$UVIT" info --config no_such_preset
+# Command-line errors: one line too.
+expect_error "gpu not in" "$UVIT" autoencoder decode --device gpu -w "$tmp/missing" --in x --out "$tmp/o.npy"
+expect_error "required" "$UVIT" predict --config "$FX/$c.json"
+expect_error "not expected" "$UVIT" info --config "$FX/$c.json" stray
 # Without a GPU, --device cuda fails with one line (not compiled in, or no usable device).
 if ! nvidia-smi >/dev/null 2>&1; then
   expect_error "cuda" "$UVIT" encode-text --device cuda --clip "$tmp/missing" --out "$tmp/o.npy" -- hi
