@@ -39,17 +39,16 @@ struct BufferPool {
 };
 thread_local BufferPool* t_pool = nullptr;
 
-// Installs a pool for the duration of one forward pass (outermost call wins).
+// Installs the pool of one forward pass on this thread (restoring any outer one after it), so a
+// pass's tensors always come from its own backend.
 struct PoolScope {
   BufferPool pool;
-  bool owner = t_pool == nullptr;
+  BufferPool* outer = t_pool;
   explicit PoolScope(Backend& be) {
     pool.be = &be;
-    if (owner) t_pool = &pool;
+    t_pool = &pool;
   }
-  ~PoolScope() {
-    if (owner) t_pool = nullptr;
-  }
+  ~PoolScope() { t_pool = outer; }
 };
 
 }  // namespace
