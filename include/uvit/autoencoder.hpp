@@ -59,6 +59,8 @@ class Autoencoder {
 
  private:
   struct Tensor;
+  Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+              std::shared_ptr<Backend> be);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride, int pad_lt,
             int pad_rb) const;

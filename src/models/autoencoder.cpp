@@ -99,7 +99,11 @@ bool contains(const std::vector<int>& v, int x) {
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          const std::string& device)
-    : cfg_(cfg) {
+    : Autoencoder(cfg, std::move(weights), what, make_backend(device, "fp32")) {}
+
+Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+                         std::shared_ptr<Backend> be)
+    : cfg_(cfg), be_(std::move(be)) {
   const auto expected = autoencoder_param_shapes(cfg);
   std::map<std::string, Array*> given;
   for (auto& [name, a] : weights) given[name] = &a;
@@ -129,7 +133,6 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
   // One backend allocation holds every parameter.
   size_t total = 0;
   for (const auto& [name, shape] : expected) total += size_t(given.at(name)->numel());
-  be_ = make_backend(device, "fp32");
   float* base = be_->alloc(total);
   params_ = std::shared_ptr<float>(base, [be = be_](float* q) { be->free_bytes(q); });
   size_t off = 0;
@@ -146,7 +149,8 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
                               const std::string& device) {
-  return Autoencoder(cfg, load_weights(path), path, device);
+  auto be = make_backend(device, "fp32");  // a device that is not there fails before the load
+  return Autoencoder(cfg, load_weights(path), path, std::move(be));
 }
 
 const float* Autoencoder::p(const std::string& name) const {

@@ -28,6 +28,7 @@ expect_error "required" "$UVIT" predict --config "$FX/$c.json"
 expect_error "not expected" "$UVIT" info --config "$FX/$c.json" stray
 # Without a GPU, --device cuda fails with one line (not compiled in, or no usable device).
 if ! nvidia-smi >/dev/null 2>&1; then
+  expect_error "cuda" "$UVIT" autoencoder decode --device cuda -w "$FX/$c.pth" --in "$FX/${c}_x.npy" --out "$tmp/o.npy"
   expect_error "cuda" "$UVIT" encode-text --device cuda --clip "$tmp/missing" --out "$tmp/o.npy" -- hi
   expect_error "cuda" "$UVIT" fid-features "$FX/${c}_x.npy" --device cuda --inception "$FX/$c.pth" --out "$tmp/o.npy"
 fi
