@@ -394,6 +394,7 @@ stage_summary() {
   dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   "$PY" bench/gpu/summarize.py table --ours "$OUT/uvit_bench.jsonl" --twin "$OUT/torch_twin.jsonl" \
     --stages "$WORK/stages.tsv" --gtest-xml "$OUT/gtest_cuda.xml" --device-name "$dev" \
+    --encoders "$OUT/encoders.jsonl" \
     --out "$OUT/results.json" | tee "$OUT/summary.txt"
 }
 export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_encoders stage_summary

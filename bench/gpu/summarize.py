@@ -179,6 +179,36 @@ def twin_problem(twin, mode, cfg, impl, ckpt):
     return "not run"
 
 
+def encoder_rows(path):
+    """encoders.jsonl (bench/gpu/encoders.sh) -> [(what, unit, uvit, torch, uvit / torch speed-up)]."""
+    recs = read_jsonl(path)
+    got = {}
+    for r in recs:
+        raw = r.get("raw") or {}
+        impl = r.get("impl") or raw.get("impl", "")
+        who = "uvit" if impl == "uvit" else "torch"
+        what = r.get("what")
+        if what == "ae_decode":
+            if who == "uvit" and r.get("seconds"):
+                got[(what, who)] = r["images"] / r["seconds"]
+            elif raw.get("all"):
+                got[(what, who)] = raw["batch"] * len(raw["all"]) / sum(raw["all"])
+        elif what == "fid_features":
+            v = r.get("img_per_s", raw.get("img_per_s"))
+            if v:
+                got[(what, who)] = v
+        elif what == "clip_prompt" and raw.get("median_s"):
+            got[(what, who)] = 1e3 * raw["median_s"]
+    rows = []
+    for what, unit, higher in (("ae_decode", "img/s (256 px)", True),
+                               ("fid_features", "img/s", True),
+                               ("clip_prompt", "ms per prompt", False)):
+        u, t = got.get((what, "uvit")), got.get((what, "torch"))
+        speed = None if u is None or t is None else (u / t if higher else t / u)
+        rows.append((what, unit, u, t, speed))
+    return rows
+
+
 def cmd_table(a):
     ours = read_jsonl(a.ours)
     twin = read_jsonl(a.twin)
@@ -276,7 +306,9 @@ def cmd_table(a):
 
     gtest = parse_gtest(a.gtest_xml)
     stages = parse_stages(a.stages)
-    doc = {"device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
+    enc = encoder_rows(a.encoders) if a.encoders and os.path.isfile(a.encoders) else []
+    doc = {"encoders": [dict(zip(("what", "unit", "uvit", "torch", "speedup"), r)) for r in enc],
+           "device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
            "sample": sample, "gtest": gtest, "stages": stages,
            "twin_meta": {k: twin[0].get(k) for k in ("torch", "python", "sdpa_check_max_abs_err")} if twin else None,
            "raw": {"ours": ours, "twin": twin}}
@@ -314,6 +346,10 @@ def cmd_table(a):
     p("\n| target | measured | result |\n|---|---|---|")
     for t in targets:
         p(f"| {t['target']} | {t['measured']} | {t['result']} |")
+    if enc:
+        p("\n| encoder (fp32) | unit | uvit | torch | uvit speed-up |\n|---|---|---|---|---|")
+        for what, unit, u, t, speed in enc:
+            p(f"| {what} | {unit} | {fmt(u, '.1f')} | {fmt(t, '.1f')} | {fmt(speed, '.2f', 'x')} |")
     if gtest:
         if "error" in gtest:
             p(f"\ngtest: {gtest['error']}")
@@ -342,6 +378,7 @@ def main():
     t.add_argument("--out")
     t.add_argument("--stages")
     t.add_argument("--gtest-xml")
+    t.add_argument("--encoders", help="encoders.jsonl of bench/gpu/encoders.sh")
     t.add_argument("--device-name", default="")
     t.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100/H200 SXM: 989)")
     a = ap.parse_args()
