@@ -24,9 +24,10 @@ std::string clip_clean_text(const std::string& utf8);
 // <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 std::vector<std::string> clip_pretokenize(const std::string& cleaned);
 
-// The vocabulary used when none is given: $UVIT_CLIP_VOCAB, else the repository's
-// data/clip/bpe_simple_vocab_16e6.txt.gz when it exists, else "".
-std::string clip_default_vocab();
+// The vocabulary to load: `given` when not empty, else $UVIT_CLIP_VOCAB, else the repository's
+// data/clip/bpe_simple_vocab_16e6.txt.gz when it exists; an error saying how to give one when
+// there is none.
+std::string clip_vocab_path(const std::string& given);
 
 class ClipTokenizer {
  public:

@@ -36,9 +36,7 @@ void add_encode_text(CLI::App& app) {
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {
-    std::string v = o->vocab.empty() ? clip_default_vocab() : o->vocab;
-    UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
-    ClipTokenizer tok = ClipTokenizer::load(v);
+    ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     ClipTextConfig cc =
         o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
     auto be = make_backend(o->device, "fp32");

@@ -92,7 +92,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device, "cpu or cuda (sampling and the Inception)");
+  cmd->add_option("--device", o->device,
+                  "cpu or cuda (sampling, the autoencoder and the Inception)");
   cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->add_option("--autoencoder", o->autoencoder,
                   "latent presets: autoencoder_kl.pth (or .safetensors) that decodes the samples");

@@ -55,7 +55,7 @@ void extract_mscoco(const Opts& o) {
   const AutoencoderConfig cfg =
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device);
-  const ClipTokenizer tok = ClipTokenizer::load(o.vocab.empty() ? clip_default_vocab() : o.vocab);
+  const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
   auto be = make_backend(o.device, "fp32");
   ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
                      *be);

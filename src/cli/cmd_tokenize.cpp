@@ -24,9 +24,7 @@ void add_tokenize(CLI::App& app) {
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {
-    std::string v = o->vocab.empty() ? clip_default_vocab() : o->vocab;
-    UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
-    ClipTokenizer tok = ClipTokenizer::load(v);
+    ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     const int L = ClipTokenizer::kContextLength;
     std::vector<int64_t> all;
     for (const auto& p : o->prompts) {

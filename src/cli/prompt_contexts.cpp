@@ -34,9 +34,7 @@ PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& promp
                                            const std::string& vocab, const std::string& device) {
   UVIT_CHECK(!prompts.empty() && n > 0, "no prompts to encode");
   UVIT_CHECK(!clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
-  std::string v = vocab.empty() ? clip_default_vocab() : vocab;
-  UVIT_CHECK(!v.empty(), "no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
-  ClipTokenizer tok = ClipTokenizer::load(v);
+  ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(vocab));
   ClipTextConfig cc = clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(clip_config);
   auto be = make_backend(device, "fp32");  // the text encoder is an fp32 model
   ClipTextModel model(cc, *be);

@@ -104,14 +104,15 @@ uint64_t pair_key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_
 
 }  // namespace
 
-std::string clip_default_vocab() {
+std::string clip_vocab_path(const std::string& given) {
+  if (!given.empty()) return given;
   if (const char* e = std::getenv("UVIT_CLIP_VOCAB"); e && *e) return e;
 #ifdef UVIT_SOURCE_CONFIG_DIR
   std::string p =
       std::string(UVIT_SOURCE_CONFIG_DIR) + "/../data/clip/bpe_simple_vocab_16e6.txt.gz";
   if (fs::exists(p)) return p;
 #endif
-  return "";
+  fail("no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
 }
 
 void ClipTokenizer::build(std::vector<std::string> tokens,
