@@ -278,19 +278,12 @@ class AttentionImpl final : public AttentionContext {
       bgemm(true, false, N, Dh, N, 1.f, aP, act_, N, adO, act_, D, adV, act_, 3 * D, BH);
       bgemm(false, true, N, N, Dh, 1.f, adO, act_, D, aV, act_, 3 * D, adP, CUDA_R_32F, N, BH);
       // Delta = rowsum(dO * O) ; dS = P * (dP - Delta)
+      attention_delta(bf16_, dO, o, delta, rows, N, H, Dh, stream_);
       if (bf16_) {
-        delta_kernel<<<grid_1d(rows, 8), 256, 0, stream_>>>(
-            reinterpret_cast<const __nv_bfloat16*>(dO), reinterpret_cast<const __nv_bfloat16*>(o),
-            delta, rows, N, H, Dh);
-        check_launch("delta_kernel");
         ds_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(
             reinterpret_cast<const float*>(S), reinterpret_cast<const float*>(dP), delta,
             reinterpret_cast<__nv_bfloat16*>(dS), total, N);
       } else {
-        delta_kernel<<<grid_1d(rows, 8), 256, 0, stream_>>>(reinterpret_cast<const float*>(dO),
-                                                            reinterpret_cast<const float*>(o),
-                                                            delta, rows, N, H, Dh);
-        check_launch("delta_kernel");
         ds_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(
             reinterpret_cast<const float*>(S), reinterpret_cast<const float*>(dP), delta,
             reinterpret_cast<float*>(dS), total, N);
@@ -379,6 +372,19 @@ class AttentionImpl final : public AttentionContext {
 
 std::unique_ptr<AttentionContext> make_attention_context(cudaStream_t stream, bool bf16) {
   return std::make_unique<AttentionImpl>(stream, bf16);
+}
+
+void attention_delta(bool bf16, const void* dout, const void* out, float* delta, size_t rows, int N,
+                     int H, int Dh, cudaStream_t stream) {
+  if (rows == 0) return;
+  if (bf16)
+    delta_kernel<<<grid_1d(rows, 8), 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(dout),
+                                                       static_cast<const __nv_bfloat16*>(out),
+                                                       delta, rows, N, H, Dh);
+  else
+    delta_kernel<<<grid_1d(rows, 8), 256, 0, stream>>>(
+        static_cast<const float*>(dout), static_cast<const float*>(out), delta, rows, N, H, Dh);
+  check_launch("delta_kernel");
 }
 
 }  // namespace uvit::cuda

@@ -22,4 +22,9 @@ class AttentionContext {
 
 std::unique_ptr<AttentionContext> make_attention_context(cudaStream_t stream, bool bf16);
 
+// Delta[(b*H + h)*N + i] = sum_d dO[b, i, h*Dh + d] * O[b, i, h*Dh + d] (fp32) for the first `rows`
+// = B*H*N rows: the softmax-backward term of both attention backwards. dout, out act.
+void attention_delta(bool bf16, const void* dout, const void* out, float* delta, size_t rows, int N,
+                     int H, int Dh, cudaStream_t stream);
+
 }  // namespace uvit::cuda

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cuda/attention.hpp"
 #include "backend/cuda/attention_flash.hpp"
 #include "backend/cuda/mma_sm80.cuh"
 #include "uvit/error.hpp"
@@ -113,23 +114,6 @@ __device__ __forceinline__ void stage_rows(bf16* sw, const float (&acc)[NT][4], 
         __floats2bfloat162_rn(acc[n][0] * mul, acc[n][1] * mul);
     *reinterpret_cast<__nv_bfloat162*>(sw + (g + 8) * LD + n * 8 + 2 * t) =
         __floats2bfloat162_rn(acc[n][2] * mul, acc[n][3] * mul);
-  }
-}
-
-// Delta[bh * N + i] = sum_d dO[b, i, h*Dh + d] * O[b, i, h*Dh + d]; one warp per row, fixed order.
-__global__ void delta_kernel(const bf16* __restrict__ dout, const bf16* __restrict__ out,
-                             float* __restrict__ delta, size_t rows, int N, int H, int Dh) {
-  const int lane = threadIdx.x % 32;
-  const size_t step = size_t(gridDim.x) * (blockDim.x / 32);
-  for (size_t row = size_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; row < rows;
-       row += step) {
-    const size_t i = row % N, h = (row / N) % H, bb = row / (size_t(N) * H);
-    const size_t off = (bb * N + i) * size_t(H) * Dh + h * Dh;
-    float acc = 0.f;
-    for (int d = lane; d < Dh; d += 32)
-      acc += __bfloat162float(dout[off + d]) * __bfloat162float(out[off + d]);
-    for (int o = 16; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) delta[row] = acc;
   }
 }
 
@@ -499,10 +483,7 @@ void flash_attention_bwd_bf16(const void* dout, const void* qkv, const void* out
              " N=", N, " H=", H);
   if (B == 0 || N == 0 || H == 0) return;
   const size_t rows = size_t(B) * H * N;
-  const unsigned blocks = unsigned(std::min<size_t>((rows + 7) / 8, size_t(1) << 20));
-  delta_kernel<<<blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout),
-                                           static_cast<const bf16*>(out), delta, rows, N, H, Dh);
-  check_launch("delta_kernel", Dh);
+  attention_delta(true, dout, out, delta, rows, N, H, Dh, stream);
 
   Args a{};
   a.dout = static_cast<const bf16*>(dout);
