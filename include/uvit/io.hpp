@@ -1,7 +1,9 @@
 // File formats: safetensors, PyTorch .pth (zip + restricted unpickler), .npy / .npz.
-// Every reader validates what it reads and throws uvit::Error with a one-line message naming the file.
+// Every reader validates what it reads and throws uvit::Error with a one-line message naming the
+// file.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "uvit/array.hpp"
@@ -9,7 +11,8 @@
 namespace uvit {
 
 // safetensors: F32, F16, BF16 (plus F64/I64/I32/U8/... for non-weight tensors).
-NamedArrays load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+NamedArrays load_safetensors(const std::string& path,
+                             std::map<std::string, std::string>* metadata = nullptr);
 // Only the header's "__metadata__" (cheap for any file size).
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // Written atomically (temporary file, fsync, rename).
@@ -33,5 +36,7 @@ void save_npz(const std::string& path, const NamedArrays& arrays);  // stored, a
 // Atomic whole-file write: path.tmp.PID, fsync, rename.
 void write_file_atomic(const std::string& path, const void* data, size_t n);
 std::vector<uint8_t> read_file(const std::string& path);
+// A whole JSON file; errors "PATH: file not found" / "PATH: invalid JSON (...)".
+nlohmann::json read_json_file(const std::string& path);
 
 }  // namespace uvit

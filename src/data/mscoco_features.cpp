@@ -23,14 +23,7 @@ struct CocoImage {
 };
 
 std::vector<CocoImage> read_captions(const std::string& path) {
-  UVIT_CHECK(fs::exists(path), path, ": file not found");
-  std::vector<uint8_t> raw = read_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(raw.begin(), raw.end());
-  } catch (const std::exception& e) {
-    fail(path, ": invalid JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = read_json_file(path);
   UVIT_CHECK(j.is_object() && j.contains("images") && j["images"].is_array() &&
                  j.contains("annotations") && j["annotations"].is_array(),
              path, ": expected a COCO captions file with \"images\" and \"annotations\" arrays");

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "uvit/error.hpp"
@@ -128,6 +129,16 @@ std::vector<uint8_t> read_file(const std::string& path) {
   std::vector<uint8_t> out(static_cast<size_t>(f.size()));
   f.read(0, out.data(), out.size(), "file");
   return out;
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  UVIT_CHECK(std::filesystem::exists(path), path, ": file not found");
+  const std::vector<uint8_t> raw = read_file(path);
+  try {
+    return nlohmann::json::parse(raw.begin(), raw.end());
+  } catch (const std::exception& e) {
+    fail(path, ": invalid JSON (", e.what(), ")");
+  }
 }
 
 }  // namespace uvit

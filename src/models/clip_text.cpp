@@ -44,15 +44,7 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j0, const std::st
 }
 
 ClipTextConfig ClipTextConfig::load(const std::string& path) {
-  UVIT_CHECK(std::filesystem::exists(path), path, ": file not found");
-  std::vector<uint8_t> raw = read_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(raw.begin(), raw.end());
-  } catch (const std::exception& e) {
-    fail(path, ": invalid JSON (", e.what(), ")");
-  }
-  return from_json(j, path);
+  return from_json(read_json_file(path), path);
 }
 
 void ClipTextConfig::validate(const std::string& what) const {
