@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -269,36 +268,14 @@ void CudaBackend::conv3x3_bwd(const float* dy, const float* x, const float* w, f
 
 // ---- optimisation ----
 
-namespace {
-// As the CPU backend (src/backend/cpu/optim.cpp): PyTorch sees the config's decimal literals as
-// doubles, so recover the shortest decimal that rounds to the given float.
-double as_decimal(float f) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof(buf) - 1, f);
-  *r.ptr = '\0';
-  return std::strtod(buf, nullptr);
-}
-}  // namespace
-
 void CudaBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
                         float beta1, float beta2, float eps, float weight_decay, long step) {
-  const double lr_d = as_decimal(lr), b1_d = as_decimal(beta1), b2_d = as_decimal(beta2);
-  const double bc1 = 1.0 - std::pow(b1_d, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(b2_d, static_cast<double>(step));
-  cuda::AdamScalars s;
-  s.decay = static_cast<float>(1.0 - lr_d * as_decimal(weight_decay));
-  s.beta1 = beta1;
-  s.beta2 = beta2;
-  s.one_m_b1 = static_cast<float>(1.0 - b1_d);
-  s.one_m_b2 = static_cast<float>(1.0 - b2_d);
-  s.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  s.neg_step = static_cast<float>(-(lr_d / bc1));
-  s.eps = eps;
+  const AdamScalars s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step);
   cuda::adamw(p, g, m, v, n, s);
 }
 
 void CudaBackend::ema(float* e, const float* p, size_t n, float decay) {
-  cuda::ema(e, p, n, decay, static_cast<float>(1.0 - as_decimal(decay)));
+  cuda::ema(e, p, n, decay, ema_keep(decay));
 }
 
 }  // namespace uvit

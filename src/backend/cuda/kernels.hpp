@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/optim_scalars.hpp"
 #include "uvit/backend.hpp"  // Conv2dShape
 
 namespace uvit::cuda {
@@ -63,14 +64,7 @@ void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, flo
                  int B, int Cin, int Cout, int H, int W, Scratch& scratch);
 
 // ---- optim.cu (fp32) ----
-// The per-step scalars of Backend::adamw, prepared on the host as the CPU backend does.
-struct AdamScalars {
-  float decay;  // 1 - lr * wd
-  float beta1, beta2, one_m_b1, one_m_b2;
-  float bc2_sqrt;  // sqrt(1 - beta2^step)
-  float neg_step;  // -lr / (1 - beta1^step)
-  float eps;
-};
+using uvit::AdamScalars;  // (backend/optim_scalars.hpp)
 void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamScalars& s);
 void ema(float* e, const float* p, size_t n, float decay, float keep);
 
