@@ -94,6 +94,8 @@ for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
   [ -x "$d/nvcc" ] && ! command -v nvcc >/dev/null 2>&1 && export PATH=$d:$PATH
 done
 export UVIT_CONFIG_DIR=$REPO/configs
+# A prebuilt binary's compiled-in source path is not this checkout's: name the vocabulary here.
+export UVIT_CLIP_VOCAB=${UVIT_CLIP_VOCAB:-$REPO/data/clip/bpe_simple_vocab_16e6.txt.gz}
 export PYTHONUNBUFFERED=1
 
 now() { date +%s; }
