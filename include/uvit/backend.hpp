@@ -29,8 +29,13 @@ namespace uvit {
 struct Conv2dShape {
   int B = 1, Cin = 0, H = 0, W = 0, Cout = 0, kh = 1, kw = 1, sh = 1, sw = 1;
   int pt = 0, pl = 0, pb = 0, pr = 0;
+  // Floats from one image to the next in x and y; 0: dense (Cin*H*W, Cout*Ho*Wo). Larger strides
+  // read or write a channel slice of a wider tensor (an Inception branch's concatenated output).
+  long x_stride = 0, y_stride = 0;
   int out_h() const { return (H + pt + pb - kh) / sh + 1; }
   int out_w() const { return (W + pl + pr - kw) / sw + 1; }
+  long in_stride() const { return x_stride ? x_stride : long(Cin) * H * W; }
+  long out_stride() const { return y_stride ? y_stride : long(Cout) * out_h() * out_w(); }
   void check() const;  // throws uvit::Error naming the geometry when it is not a valid one
 };
 

@@ -18,6 +18,9 @@ void Conv2dShape::check() const {
              " Cout=", s.Cout, " k=", s.kh, "x", s.kw, " stride=", s.sh, "x", s.sw);
   UVIT_CHECK(s.H + s.pt + s.pb >= s.kh && s.W + s.pl + s.pr >= s.kw, "conv2d: kernel ", s.kh, "x",
              s.kw, " larger than the padded input ", s.H + s.pt + s.pb, "x", s.W + s.pl + s.pr);
+  UVIT_CHECK((s.x_stride == 0 || s.x_stride >= long(s.Cin) * s.H * s.W) &&
+                 (s.y_stride == 0 || s.y_stride >= long(s.Cout) * s.out_h() * s.out_w()),
+             "conv2d: image strides ", s.x_stride, "/", s.y_stride, " smaller than one image");
 }
 
 bool cuda_available() {

@@ -79,8 +79,9 @@ struct ClipTextModel::Weights {
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& cfg, Backend& be) : cfg_(cfg), be_(be) {
   cfg_.validate("clip text config");
-  UVIT_CHECK(be.precision() == "fp32", "clip text: the model runs in fp32, got a ", be.precision(),
-             " ", be.name(), " backend");
+  UVIT_CHECK(be.act_bytes() == sizeof(float),
+             "clip text: the model needs fp32 activations (precision fp32 or tf32), got a ",
+             be.precision(), " ", be.name(), " backend");
   const int64_t V = cfg.vocab_size, H = cfg.hidden_size, I = cfg.intermediate_size,
                 P = cfg.max_position_embeddings;
   w_ = std::make_unique<Weights>();

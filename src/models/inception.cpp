@@ -406,7 +406,8 @@ namespace {
 // Loads the weights into m (whose backend is set) and allocates the workspace.
 void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file) {
   Backend& be = *m.be;
-  UVIT_CHECK(be.precision() == "fp32", file, ": the FID Inception runs in fp32, got a ",
+  UVIT_CHECK(be.act_bytes() == sizeof(float), file,
+             ": the FID Inception needs fp32 activations (precision fp32 or tf32), got a ",
              be.precision(), " ", be.name(), " backend");
   Source src;
   src.file = file;

@@ -153,7 +153,7 @@ class Attention(torch.nn.Module):
         q = split(self.q_proj(x)) * dh ** -0.5
         k, v = split(self.k_proj(x)), split(self.v_proj(x))
         s = q @ k.transpose(-1, -2)
-        mask = torch.full((L, L), float("-inf"), dtype=x.dtype).triu(1)
+        mask = torch.full((L, L), float("-inf"), dtype=x.dtype, device=x.device).triu(1)
         a = torch.softmax(s + mask, dim=-1) @ v
         return self.out_proj(a.transpose(1, 2).reshape(B, L, D))
 

@@ -51,20 +51,22 @@ __device__ float block_reduce(float v, float* red) {
 }
 
 // ---- im2col ----
-// cols[(c*kh + u)*kw + v, i*Wo + j] = x[c, i*sh - pt + u, j*sw - pl + v] (0 outside the image)
-__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ cols, int H, int W,
-                              int kh, int kw, int sh, int sw, int pt, int pl, int Ho, int Wo,
-                              size_t total) {
+// cols[n, (c*kh + u)*kw + v, i*Wo + j] = x[n*xs + (c*H + i*sh - pt + u)*W + j*sw - pl + v]
+// (0 outside the image)
+__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ cols, long xs,
+                              int H, int W, int kh, int kw, int sh, int sw, int pt, int pl, int Ho,
+                              int Wo, size_t per_img, size_t total) {
   const size_t L = size_t(Ho) * Wo;
   UVIT_GRID_STRIDE(e, total) {
-    const size_t r = e / L;
-    const int col = static_cast<int>(e % L);
+    const size_t n = e / per_img, er = e % per_img;
+    const size_t r = er / L;
+    const int col = static_cast<int>(er % L);
     const int i = col / Wo, j = col % Wo;
     const int v = static_cast<int>(r % kw);
     const int u = static_cast<int>((r / kw) % kh);
     const size_t c = r / (size_t(kh) * kw);
     const int yy = i * sh - pt + u, xx = j * sw - pl + v;
-    cols[e] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[(c * H + yy) * W + xx] : 0.f;
+    cols[e] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? x[n * xs + (c * H + yy) * W + xx] : 0.f;
   }
 }
 
@@ -289,12 +291,13 @@ __global__ void causal_attention_kernel(const float* __restrict__ qkv, float* __
 
 }  // namespace
 
-void im2col(const float* x, float* cols, const Conv2dShape& s) {
+void im2col(const float* x, float* cols, const Conv2dShape& s, int images) {
   const int Ho = s.out_h(), Wo = s.out_w();
-  if (s.Cin <= 0 || Ho <= 0 || Wo <= 0) return;
-  const size_t total = size_t(s.Cin) * s.kh * s.kw * Ho * Wo;
-  im2col_kernel<<<grid_for(total, kThreads), kThreads>>>(x, cols, s.H, s.W, s.kh, s.kw, s.sh, s.sw,
-                                                         s.pt, s.pl, Ho, Wo, total);
+  if (images <= 0 || s.Cin <= 0 || Ho <= 0 || Wo <= 0) return;
+  const size_t per_img = size_t(s.Cin) * s.kh * s.kw * Ho * Wo, total = per_img * images;
+  im2col_kernel<<<grid_for(total, kThreads), kThreads>>>(x, cols, s.in_stride(), s.H, s.W, s.kh,
+                                                         s.kw, s.sh, s.sw, s.pt, s.pl, Ho, Wo,
+                                                         per_img, total);
   check_launch("im2col_kernel");
 }
 

@@ -43,9 +43,22 @@ uint32_t alignment_of(const void* p) {
 
 enum class Kind { kGemm, kWgrad };  // kWgrad: A/B act, C/D fp32
 
-// kind, trans_a, trans_b, M, N, K, lda, ldb, ldc, bias epilogue, alignments of A, B, C, D
+// kind, trans_a, trans_b, M, N, K, lda, ldb, ldc, bias epilogue, alignments of A, B, C, D,
+// batch count and the strides of A, B, C (batch 1: strides 0)
 using Key = std::tuple<int, bool, bool, int, int, int, int, int, int, bool, uint32_t, uint32_t,
-                       uint32_t, uint32_t>;
+                       uint32_t, uint32_t, int, long long, long long, long long>;
+
+// One matrix of a strided batch (no-op for batch 1).
+void set_batch(cublasLtMatrixLayout_t l, int batch, long long stride) {
+  if (batch <= 1) return;
+  check_blas(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                              sizeof(batch)),
+             "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)");
+  const int64_t st = stride;
+  check_blas(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st,
+                                              sizeof(st)),
+             "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)");
+}
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -75,8 +88,11 @@ void warn_fallback_once(const char* what, int M, int N, int K) {
 
 class LtGemm final : public GemmContext {
  public:
-  LtGemm(cudaStream_t stream, bool bf16)
-      : stream_(stream), act_(bf16 ? CUDA_R_16BF : CUDA_R_32F), esize_(bf16 ? 2 : 4) {
+  LtGemm(cudaStream_t stream, bool bf16, bool tf32)
+      : stream_(stream),
+        act_(bf16 ? CUDA_R_16BF : CUDA_R_32F),
+        compute_(!bf16 && tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F),
+        esize_(bf16 ? 2 : 4) {
     check_blas(cublasLtCreate(&lt_), "cublasLtCreate");
     const cudaError_t e = cudaMalloc(&workspace_, kWorkspaceBytes);
     if (e != cudaSuccess) {
@@ -104,6 +120,31 @@ class LtGemm final : public GemmContext {
       return;
     warn_fallback_once("gemm", M, N, K);
     gemm_ex(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, act_);
+  }
+
+  void gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
+                    int lda, long long stride_a, const void* B, int ldb, long long stride_b,
+                    float beta, void* C, int ldc, long long stride_c, int batch) override {
+    if (batch <= 1)
+      return batch == 1 ? gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+                        : void();
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {  // C_i = beta C_i, one matrix at a time
+      for (int i = 0; i < batch; ++i)
+        gemm_scale_rows(static_cast<char*>(C) + i * stride_c * esize_, beta, M, N, ldc, bf16(),
+                        stream_);
+      return;
+    }
+    if (lt_matmul(Kind::kGemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, C, ldc,
+                  nullptr, batch, stride_a, stride_b, stride_c))
+      return;
+    warn_fallback_once("gemm_batched", M, N, K);
+    ensure_blas();
+    check_blas(cublasGemmStridedBatchedEx(
+                   blas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                   N, M, K, &alpha, B, act_, ldb, stride_b, A, act_, lda, stride_a, &beta, C, act_,
+                   ldc, stride_c, batch, compute_, CUBLAS_GEMM_DEFAULT),
+               "cublasGemmStridedBatchedEx");
   }
 
   void gemm_wgrad(int M, int N, int K, const void* A, int lda, const void* B, int ldb, float* C,
@@ -151,7 +192,8 @@ class LtGemm final : public GemmContext {
   // D = alpha op(A) op(B) + beta C (+ bias) through cuBLASLt; false when no algorithm exists.
   bool lt_matmul(Kind kind, bool ta, bool tb, int M, int N, int K, float alpha, const void* A,
                  int lda, const void* B, int ldb, float beta, const void* C, void* D, int ldc,
-                 const void* bias) {
+                 const void* bias, int batch = 1, long long sa = 0, long long sb = 0,
+                 long long sc = 0) {
     const Key key{int(kind),
                   ta,
                   tb,
@@ -165,7 +207,11 @@ class LtGemm final : public GemmContext {
                   alignment_of(A),
                   alignment_of(B),
                   alignment_of(C),
-                  alignment_of(D)};
+                  alignment_of(D),
+                  batch,
+                  sa,
+                  sb,
+                  sc};
     auto it = plans_.find(key);
     if (it == plans_.end()) {
       if (plans_.size() >= kMaxPlans) {
@@ -187,12 +233,13 @@ class LtGemm final : public GemmContext {
   }
 
   Plan make_plan(const Key& key) {
-    const auto [kind, ta, tb, M, N, K, lda, ldb, ldc, has_bias, alA, alB, alC, alD] = key;
+    const auto [kind, ta, tb, M, N, K, lda, ldb, ldc, has_bias, alA, alB, alC, alD, batch, sa, sb,
+                sc] = key;
     const cudaDataType ab = act_;
     const cudaDataType cd = kind == int(Kind::kWgrad) ? CUDA_R_32F : act_;
     Plan p;
     try {
-      check_blas(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+      check_blas(cublasLtMatmulDescCreate(&p.desc, compute_, CUDA_R_32F),
                  "cublasLtMatmulDescCreate");
       const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's A is our B
       const cublasOperation_t op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -214,6 +261,9 @@ class LtGemm final : public GemmContext {
       check_blas(cublasLtMatrixLayoutCreate(&p.b, ab, ta ? M : K, ta ? K : M, lda),
                  "cublasLtMatrixLayoutCreate(B)");
       check_blas(cublasLtMatrixLayoutCreate(&p.c, cd, N, M, ldc), "cublasLtMatrixLayoutCreate(C)");
+      set_batch(p.a, batch, sb);
+      set_batch(p.b, batch, sa);
+      set_batch(p.c, batch, sc);
 
       cublasLtMatmulPreference_t pref = nullptr;
       check_blas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
@@ -246,22 +296,28 @@ class LtGemm final : public GemmContext {
   }
 
   // The fallback: legacy cuBLAS (any alignment, any leading dimension). C is also the output.
+  void ensure_blas() {
+    if (blas_) return;
+    check_blas(cublasCreate(&blas_), "cublasCreate");
+    check_blas(cublasSetStream(blas_, stream_), "cublasSetStream");
+    check_blas(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes), "cublasSetWorkspace");
+    // Pedantic: no silent TF32 in fp32 mode; TF32 mode asks for it through compute_.
+    if (compute_ == CUBLAS_COMPUTE_32F)
+      check_blas(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+  }
+
   void gemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, int lda,
                const void* B, int ldb, float beta, void* C, int ldc, cudaDataType ctype) {
-    if (!blas_) {
-      check_blas(cublasCreate(&blas_), "cublasCreate");
-      check_blas(cublasSetStream(blas_, stream_), "cublasSetStream");
-      check_blas(cublasSetWorkspace(blas_, workspace_, kWorkspaceBytes), "cublasSetWorkspace");
-      check_blas(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
-    }
+    ensure_blas();
     check_blas(cublasGemmEx(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                             N, M, K, &alpha, B, act_, ldb, A, act_, lda, &beta, C, ctype, ldc,
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                            compute_, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
   }
 
   cudaStream_t stream_;
   cudaDataType act_;
+  cublasComputeType_t compute_;
   size_t esize_;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
@@ -271,8 +327,8 @@ class LtGemm final : public GemmContext {
 
 }  // namespace
 
-std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16) {
-  return std::make_unique<LtGemm>(stream, bf16);
+std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32) {
+  return std::make_unique<LtGemm>(stream, bf16, tf32);
 }
 
 }  // namespace uvit::cuda

@@ -13,6 +13,12 @@ class GemmContext {
   // C[M,N] = alpha op(A) op(B) + beta C, all act.
   virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
                     int lda, const void* B, int ldb, float beta, void* C, int ldc) = 0;
+  // For i < batch: C_i = alpha op(A_i) op(B_i) + beta C_i with X_i = X + i * strideX (elements;
+  // a stride of 0 shares one matrix across the batch), all act.
+  virtual void gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const void* A, int lda, long long stride_a, const void* B, int ldb,
+                            long long stride_b, float beta, void* C, int ldc, long long stride_c,
+                            int batch) = 0;
   // C[M,N] (fp32) += A^T B, A [K,M] and B [K,N] act.
   virtual void gemm_wgrad(int M, int N, int K, const void* A, int lda, const void* B, int ldb,
                           float* C, int ldc) = 0;
@@ -24,7 +30,9 @@ class GemmContext {
   virtual size_t workspace_bytes() const { return 0; }
 };
 
-// bf16: act is __nv_bfloat16, else float (pure fp32 math: CUBLAS_COMPUTE_32F, no TF32).
-std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16);
+// bf16: act is __nv_bfloat16, else float. fp32 acts multiply in pure fp32 (CUBLAS_COMPUTE_32F)
+// unless tf32: then on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa inputs,
+// fp32 accumulation; what PyTorch's convolutions do by default). bf16 ignores tf32.
+std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32 = false);
 
 }  // namespace uvit::cuda

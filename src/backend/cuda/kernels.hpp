@@ -69,10 +69,11 @@ void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamSca
 void ema(float* e, const float* p, size_t n, float decay, float keep);
 
 // ---- convnet.cu (fp32; the inference-only encoders: autoencoder, FID Inception, CLIP) ----
-// The columns of ONE image x [Cin, H, W] for conv geometry s (s.B ignored): cols [Cin*kh*kw,
-// Ho*Wo], row (c*kh + u)*kw + v, column i*Wo + j, value x[c, i*sh - pt + u, j*sw - pl + v] or 0
-// outside the image. The convolution is then W [Cout, Cin*kh*kw] x cols.
-void im2col(const float* x, float* cols, const Conv2dShape& s);
+// The columns of `images` images x [Cin, H, W] (s.in_stride() floats apart; s.B ignored) for conv
+// geometry s: cols [images, Cin*kh*kw, Ho*Wo], row (c*kh + u)*kw + v, column i*Wo + j, value
+// x[c, i*sh - pt + u, j*sw - pl + v] or 0 outside the image. The convolution of image n is then
+// W [Cout, Cin*kh*kw] x cols[n].
+void im2col(const float* x, float* cols, const Conv2dShape& s, int images);
 void group_norm(const float* x, const float* w, const float* b, float* y, int B, int C, int HW,
                 int G, float eps, bool swish);
 void upsample_nearest2x(const float* x, float* y, int N, int H, int W);
