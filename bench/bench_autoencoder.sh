@@ -24,7 +24,7 @@ usage() {
 for ((i = 0; i < REPS; i++)); do
   /usr/bin/time -v "$UVIT" --threads "$T" autoencoder decode -w "$tmp/sd.pth" --in "$tmp/z.npy" \
     --out "$tmp/x.npy" -q 2>"$tmp/u.err"
-  s=$(sed -n 's/^decoded .* in \([0-9.]*\) s$/\1/p' "$tmp/u.err")
+  s=$(sed -n 's/^decoded .* in \([0-9.]*\) s (.*$/\1/p' "$tmp/u.err")
   echo "{\"impl\": \"uvit\", \"threads\": $T, \"seconds\": $s, $(usage "$tmp/u.err")}"
   /usr/bin/time -v "$PY" tests/reference/autoencoder_torch.py bench --threads "$T" >"$tmp/t.out" \
     2>"$tmp/t.err"

@@ -22,7 +22,7 @@ export OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T
 "$PY" tests/reference/inception_torch.py --bench "$N" --threads "$T" --weights "$tmp/net/inception.pth"
 "$UVIT" --threads "$T" fid-features "$tmp/imgs.npy" --inception "$tmp/net/inception.pth" \
   --out "$tmp/f.npy" -q 2>"$tmp/err"
-sed -n 's/^inception: \([0-9]*\) images in \([0-9.]*\) s (\([0-9.]*\) img\/s)/{"impl": "uvit", "threads": '"$T"', "images": \1, "seconds": \2, "img_per_s": \3}/p' "$tmp/err"
+sed -n 's/^inception: \([0-9]*\) images in \([0-9.]*\) s (\([0-9.]*\) img\/s.*/{"impl": "uvit", "threads": '"$T"', "images": \1, "seconds": \2, "img_per_s": \3}/p' "$tmp/err"
 t0=$(date +%s.%N)
 "$UVIT" --threads "$T" fid "$tmp/s0.npz" "$tmp/s1.npz" >/dev/null
 t1=$(date +%s.%N)

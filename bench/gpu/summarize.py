@@ -180,32 +180,38 @@ def twin_problem(twin, mode, cfg, impl, ckpt):
 
 
 def encoder_rows(path):
-    """encoders.jsonl (bench/gpu/encoders.sh) -> [(what, unit, uvit, torch, uvit / torch speed-up)]."""
-    recs = read_jsonl(path)
-    got = {}
-    for r in recs:
+    """encoders.jsonl (bench/gpu/encoders.sh) -> [(what, unit, uvit precision, uvit, torch,
+    uvit / torch speed-up)], one row per uvit precision measured."""
+    uvit, torch_ = {}, {}
+    for r in read_jsonl(path):
         raw = r.get("raw") or {}
         impl = r.get("impl") or raw.get("impl", "")
-        who = "uvit" if impl == "uvit" else "torch"
-        what = r.get("what")
+        what, prec = r.get("what"), r.get("precision", "fp32")
+        v = None
         if what == "ae_decode":
-            if who == "uvit" and r.get("seconds"):
-                got[(what, who)] = r["images"] / r["seconds"]
+            if impl == "uvit" and (r.get("steady_per_s") or r.get("seconds")):
+                v = r.get("steady_per_s") or r["images"] / r["seconds"]
             elif raw.get("all"):
-                got[(what, who)] = raw["batch"] * len(raw["all"]) / sum(raw["all"])
+                v = raw["batch"] * len(raw["all"]) / sum(raw["all"])
         elif what == "fid_features":
-            v = r.get("img_per_s", raw.get("img_per_s"))
-            if v:
-                got[(what, who)] = v
+            v = r.get("steady_per_s") or r.get("img_per_s", raw.get("img_per_s"))
         elif what == "clip_prompt" and raw.get("median_s"):
-            got[(what, who)] = 1e3 * raw["median_s"]
+            v = 1e3 * raw["median_s"]
+        if v:
+            if impl == "uvit":
+                uvit[(what, prec)] = v
+            else:
+                torch_[what] = v
     rows = []
     for what, unit, higher in (("ae_decode", "img/s (256 px)", True),
                                ("fid_features", "img/s", True),
                                ("clip_prompt", "ms per prompt", False)):
-        u, t = got.get((what, "uvit")), got.get((what, "torch"))
-        speed = None if u is None or t is None else (u / t if higher else t / u)
-        rows.append((what, unit, u, t, speed))
+        t = torch_.get(what)
+        precs = sorted(p for (w, p) in uvit if w == what) or [None]
+        for prec in precs:
+            u = uvit.get((what, prec))
+            speed = None if u is None or t is None else (u / t if higher else t / u)
+            rows.append((what, unit, prec, u, t, speed))
     return rows
 
 
@@ -307,7 +313,8 @@ def cmd_table(a):
     gtest = parse_gtest(a.gtest_xml)
     stages = parse_stages(a.stages)
     enc = encoder_rows(a.encoders) if a.encoders and os.path.isfile(a.encoders) else []
-    doc = {"encoders": [dict(zip(("what", "unit", "uvit", "torch", "speedup"), r)) for r in enc],
+    doc = {"encoders": [dict(zip(("what", "unit", "precision", "uvit", "torch", "speedup"), r))
+                        for r in enc],
            "device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
            "sample": sample, "gtest": gtest, "stages": stages,
            "twin_meta": {k: twin[0].get(k) for k in ("torch", "python", "sdpa_check_max_abs_err")} if twin else None,
@@ -347,9 +354,11 @@ def cmd_table(a):
     for t in targets:
         p(f"| {t['target']} | {t['measured']} | {t['result']} |")
     if enc:
-        p("\n| encoder (fp32) | unit | uvit | torch | uvit speed-up |\n|---|---|---|---|---|")
-        for what, unit, u, t, speed in enc:
-            p(f"| {what} | {unit} | {fmt(u, '.1f')} | {fmt(t, '.1f')} | {fmt(speed, '.2f', 'x')} |")
+        p("\n| encoder | unit | uvit precision | uvit | torch (defaults: TF32 convs, fp32 matmuls) "
+          "| uvit speed-up |\n|---|---|---|---|---|---|")
+        for what, unit, prec, u, t, speed in enc:
+            p(f"| {what} | {unit} | {prec or '-'} | {fmt(u, '.1f')} | {fmt(t, '.1f')} "
+              f"| {fmt(speed, '.2f', 'x')} |")
     if gtest:
         if "error" in gtest:
             p(f"\ngtest: {gtest['error']}")

@@ -43,11 +43,12 @@ class Autoencoder {
  public:
   // Strict: every expected key present with its shape, no unexpected keys (one-line errors naming
   // the first offender). Weights of any float type are uploaded as fp32 to a backend of its own on
-  // `device` ("cpu" or "cuda", always fp32).
+  // `device` ("cpu" or "cuda") with `precision` (encoder_precision: "fp32", or "tf32" on CUDA; ""
+  // = the device's default, tf32 on CUDA).
   Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
-              const std::string& device = "cpu");
+              const std::string& device = "cpu", const std::string& precision = "");
   static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {},
-                          const std::string& device = "cpu");
+                          const std::string& device = "cpu", const std::string& precision = "");
 
   const AutoencoderConfig& config() const { return cfg_; }
 
@@ -74,6 +75,8 @@ class Autoencoder {
   AutoencoderConfig cfg_;
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every weight, in be_'s memory (freed through be_)
+  struct Pool;
+  std::shared_ptr<Pool> pool_;  // activation buffers, kept from one pass to the next
   std::map<std::string, const float*> ptr_;
   std::map<std::string, std::vector<int64_t>> shapes_;
 };
@@ -94,7 +97,8 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
 // section (the latents were scaled by it, SPEC 12.5), which wins over the JSON's.
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
                                     const std::string& config_path,
-                                    const std::string& device = "cpu");
+                                    const std::string& device = "cpu",
+                                    const std::string& precision = "");
 
 // One official ImageNet feature file ({idx}.npy): the bytes np.save writes for the object array
 // (moments float32 [8, h, w], numpy.int64 label); read back by the imagenet*_features dataset.

@@ -43,7 +43,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  virtual std::string precision() const { return "fp32"; }  // "fp32" or "bf16" (the act type)
+  // "fp32" or "bf16" (the act type), or "tf32" (CUDA: fp32 acts, GEMMs on TF32 tensor cores)
+  virtual std::string precision() const { return "fp32"; }
   virtual void synchronize() {}  // waits for queued device work (timing, host reads)
   // Device memory high-water mark of this backend's allocations in bytes (0 where not tracked,
   // e.g. on the CPU, whose peak is the process's resident set).
@@ -60,6 +61,12 @@ class Backend {
   virtual void upload(void* dst, const void* host, size_t bytes) = 0;
   virtual void download(void* host, const void* src, size_t bytes) = 0;
   virtual void copy(float* dst, const float* src, size_t n) = 0;
+  // rows x cols floats from src (rows ld_src apart) to dst (rows ld_dst apart), e.g. one channel
+  // slice of each image of a batch. Backends with a 2-D copy (cudaMemcpy2DAsync) override it.
+  virtual void copy_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                       long cols) {
+    for (long r = 0; r < rows; ++r) copy(dst + r * ld_dst, src + r * ld_src, size_t(cols));
+  }
   virtual void fill(float* dst, float v, size_t n) = 0;
   virtual void axpy(float* y, const float* x, float a, size_t n) = 0;  // y += a*x
   virtual void scale(float* x, float a, size_t n) = 0;                 // x *= a
@@ -162,8 +169,8 @@ class Backend {
 
   // ---- convolutional and text encoders (inference only) ----
   // The autoencoder (SPEC 13), the FID Inception (SPEC 17) and the CLIP text model (SPEC 14) run
-  // through these. They are fp32 models: their owners require precision() == "fp32", so "act"
-  // below is fp32 too. Images are NCHW.
+  // through these. They are fp32 models: their owners require fp32 acts (precision fp32 or tf32),
+  // so "act" below is fp32 too. Images are NCHW.
   // y = conv(x, w) + b (b may be nullptr) with geometry s.
   virtual void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
                       float* y) = 0;
@@ -177,14 +184,23 @@ class Backend {
   // out[c, i] = sum_j softmax_j(scale * sum_d q[d, i] k[d, j]) v[c, j]; q, k, v, out [B, C, HW].
   virtual void spatial_attention(const float* q, const float* k, const float* v, float* out, int B,
                                  int C, int HW, float scale) = 0;
-  // Pooling of x [N, H, W] -> y [N, Ho, Wo], Ho = (H + 2 pad - k) / stride + 1 (likewise Wo):
-  // the maximum, or the average over the in-image taps only (count_include_pad=False).
-  virtual void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
-                      bool max) = 0;
+  // Pooling of x [B, C, H, W] -> y [B, C, Ho, Wo], Ho = (H + 2 pad - k) / stride + 1 (likewise
+  // Wo): the maximum, or the average over the in-image taps only (count_include_pad=False).
+  // x_stride, y_stride: floats from one image to the next (0: dense C*H*W, C*Ho*Wo), for channel
+  // slices of wider tensors.
+  virtual void pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride,
+                      int pad, bool max, long x_stride = 0, long y_stride = 0) = 0;
   // y[n] = mean of the HW values of plane n of x [N, HW] (accumulated in double on the CPU).
   virtual void global_avg_pool(const float* x, float* y, int N, int HW) = 0;
-  // x[b, c, i] += bias[c] (bias may be nullptr), then ReLU when `relu`, for x [B, C, HW].
-  virtual void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) = 0;
+  // x[b, c, i] += bias[c] (bias may be nullptr), then ReLU when `relu`, for x [B, C, HW] whose
+  // images are `stride` floats apart (0: dense C*HW; larger: a channel slice of a wider tensor).
+  virtual void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                                long stride = 0) = 0;
+  // torch F.interpolate(mode="bilinear", align_corners=False, no antialias) of x [planes, H, W]
+  // to y [planes, oh, ow] in fp32 (nn::resize_bilinear's formula), then y = y * scale + shift
+  // (2x - 1: pytorch-fid's normalisation).
+  virtual void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                               float scale = 1.f, float shift = 0.f) = 0;
   // Causal self-attention (query i attends to keys j <= i), inference only; qkv and out are laid
   // out as in attention_fwd. act.
   virtual void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
@@ -200,10 +216,14 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
-// "cpu" or "cuda". precision "fp32" or "bf16" ("" = the device default: fp32 on the CPU, bf16 on
-// CUDA). Throws uvit::Error when the backend is not compiled in, no device is present, or the
-// precision is not offered (the CPU backend is fp32 only).
+// "cpu" or "cuda". precision "fp32", "bf16" or "tf32" ("" = the device default: fp32 on the CPU,
+// bf16 on CUDA). Throws uvit::Error when the backend is not compiled in, no device is present, or
+// the precision is not offered (the CPU backend is fp32 only).
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
+// The precision of the fp32 encoder models (autoencoder, FID Inception, CLIP text model) on a
+// device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
+// use by default) and fp32 on the CPU. Throws uvit::Error for anything else (bf16 included).
+std::string encoder_precision(const std::string& device, const std::string& requested = "");
 // Whether this build has the CUDA backend and a usable GPU is present (for tests that skip).
 bool cuda_available();
 

@@ -44,12 +44,16 @@ class FidInception {
   static NamedArrays random_state_dict(uint64_t seed);
 
   // x: [B, 3, H, W] in [0, 1] (any H, W >= 1), resized to 299x299 bilinearly (align_corners false)
-  // and mapped to [-1, 1] as pytorch-fid does (on the host; the 299x299 image is uploaded and the
-  // network runs one image at a time on the backend). pool3 and logits are host memory. pool3: [B,
-  // 2048]. logits (may be nullptr): [B, 1008] = pool3 * fc.weight^T WITHOUT the fc bias (the
-  // Inception Score's logits, as in the original IS code and torch-fidelity's "logits_unbiased").
+  // and mapped to [-1, 1] as pytorch-fid does. The images are uploaded as they are and resized and
+  // normalised on the backend; the network runs a chunk of images per layer call: one on the CPU,
+  // 32 on a device, or $UVIT_INCEPTION_BATCH (read at construction; a positive count, for tests of
+  // the batched path on the CPU). Features do not depend on the chunking beyond rounding. pool3 and
+  // logits are host memory. pool3: [B, 2048]. logits (may be nullptr): [B, 1008] = pool3 *
+  // fc.weight^T WITHOUT the fc bias (the Inception Score's logits, as in the original IS code and
+  // torch-fidelity's "logits_unbiased").
   void forward(const float* x, int B, int H, int W, float* pool3, float* logits = nullptr) const;
-  // uint8 images [B, H, W, C] (C = 1 or 3; gray is replicated to RGB), divided by 255 first.
+  // uint8 images [B, H, W, C] (C = 1 or 3; gray is replicated to RGB), divided by 255 first and
+  // handed to forward in chunks (pass many images per call to use a device's batching).
   void forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
                   float* logits = nullptr) const;
 

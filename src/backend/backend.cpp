@@ -32,8 +32,8 @@ bool cuda_available() {
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
-  if (!precision.empty() && precision != "fp32" && precision != "bf16")
-    fail("unknown precision '", precision, "' (expected 'fp32' or 'bf16')");
+  if (!precision.empty() && precision != "fp32" && precision != "bf16" && precision != "tf32")
+    fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
   if (name == "cpu") {
     UVIT_CHECK(precision.empty() || precision == "fp32",
                "the cpu backend computes in fp32 only (got --precision ", precision, ")");
@@ -47,6 +47,13 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const std::string
 #endif
   }
   fail("unknown backend '", name, "' (expected 'cpu' or 'cuda')");
+}
+
+std::string encoder_precision(const std::string& device, const std::string& requested) {
+  if (requested.empty()) return device == "cuda" ? "tf32" : "fp32";
+  UVIT_CHECK(requested == "fp32" || requested == "tf32",
+             "the encoders compute in fp32 or tf32 (got '", requested, "')");
+  return requested;
 }
 
 void Backend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,

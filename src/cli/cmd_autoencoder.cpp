@@ -13,7 +13,7 @@ namespace uvit::cli {
 namespace {
 
 struct AeOpts {
-  std::string config, weights, in, out, device = "cpu";
+  std::string config, weights, in, out, device = "cpu", precision;
   int batch = 8;
   bool quiet = false;
 };
@@ -28,19 +28,19 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
       ->check(CLI::PositiveNumber);
   c->add_flag("--quiet,-q", o.quiet, "no progress display");
-  c->add_option("--device", o.device, "cpu or cuda (the autoencoder runs in fp32)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(c, o.device, o.precision, "the autoencoder");
 }
 
 void run(const AeOpts& o, bool encode) {
   const AutoencoderConfig cfg =
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device);
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   const Array in = load_npy(o.in);
   UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
              encode ? ", expected images [B, 3, H, W]" : ", expected latents [B, 4, h, w]");
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar(encode ? "encode" : "decode", long(in.shape[0]), o.quiet);
+  SteadyRate steady;
   const Array out = map_batches(
       in, o.batch,
       [&](const Array& part) {
@@ -50,12 +50,16 @@ void run(const AeOpts& o, bool encode) {
           fail(o.in, ": ", e.what());
         }
       },
-      [&](int64_t done, int64_t) { bar.update(long(done)); });
+      [&](int64_t done, int64_t) {
+        bar.update(long(done));
+        steady.update(long(done));
+      });
   bar.finish();
   save_npy(o.out, out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "%s %s -> %s %s in %.2f s\n", encode ? "encoded" : "decoded",
-               shape_str(in.shape).c_str(), shape_str(out.shape).c_str(), o.out.c_str(), s);
+  std::fprintf(stderr, "%s %s -> %s %s in %.2f s (after the first batch: %.2f items/s)\n",
+               encode ? "encoded" : "decoded", shape_str(in.shape).c_str(),
+               shape_str(out.shape).c_str(), o.out.c_str(), s, steady.per_second());
 }
 
 }  // namespace

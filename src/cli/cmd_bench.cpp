@@ -85,7 +85,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--iters", o->iters, "timed iterations")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", o->device, "cpu or cuda");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->add_option("--json", o->json, "append the result line to this file");
   cmd->add_option("--n", o->n, "sample mode: images to draw")->check(CLI::PositiveNumber);
   cmd->add_option("--steps", o->steps, "sample mode: solver steps")->check(CLI::PositiveNumber);

@@ -15,7 +15,7 @@ namespace uvit::cli {
 void add_encode_text(CLI::App& app) {
   auto* cmd = app.add_subcommand("encode-text", "CLIP text-encoder contexts of prompts (.npy)");
   struct Opts {
-    std::string clip, clip_config, vocab, out, device = "cpu";
+    std::string clip, clip_config, vocab, out, device = "cpu", precision;
     std::vector<std::string> prompts;
     int repeat = 0;
   };
@@ -28,8 +28,7 @@ void add_encode_text(CLI::App& app) {
                   "bpe_simple_vocab_16e6.txt.gz, HF vocab.json or a folder (default: "
                   "$UVIT_CLIP_VOCAB or the repository's data/clip)");
   cmd->add_option("--out,-o", o->out, "float32 [N,77,hidden] .npy")->required();
-  cmd->add_option("--device", o->device, "cpu or cuda (the encoder runs in fp32)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(cmd, o->device, o->precision, "the text encoder");
   cmd->add_option("--repeat", o->repeat,
                   "benchmark: encode this many more times and print the median latency")
       ->check(CLI::NonNegativeNumber);
@@ -39,7 +38,7 @@ void add_encode_text(CLI::App& app) {
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     ClipTextConfig cc =
         o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
-    auto be = make_backend(o->device, "fp32");
+    auto be = make_backend(o->device, encoder_precision(o->device, o->precision));
     ClipTextModel model(cc, *be);
     model.load_file(o->clip);
     using clk = std::chrono::steady_clock;

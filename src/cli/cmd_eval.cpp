@@ -94,7 +94,7 @@ void add_eval(CLI::App& app) {
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device,
                   "cpu or cuda (sampling, the autoencoder and the Inception)");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->add_option("--autoencoder", o->autoencoder,
                   "latent presets: autoencoder_kl.pth (or .safetensors) that decodes the samples");
   cmd->add_option("--autoencoder-config", o->autoencoder_config,
@@ -110,8 +110,8 @@ void add_eval(CLI::App& app) {
                " is text-to-image: uvit eval supports unconditional and class-conditional presets");
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent)
-      ae.emplace(
-          load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device));
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device,
+                                         encoders_beside(o->device, o->precision)));
     // Image size and channels of the evaluated samples (decoded, for latent presets).
     const int s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
     const int c = ae ? ae->config().out_ch : nc.in_chans;
@@ -129,9 +129,11 @@ void add_eval(CLI::App& app) {
                  o->ref_features, ": expected features [N, 2048], got ", shape_str(ref_feat.shape));
     }
     auto be = make_backend(o->device, o->precision);
-    // The Inception runs in fp32 on the same device: on a backend of its own when sampling is bf16.
+    // The Inception needs fp32 activations: on a backend of its own unless the U-ViT's precision
+    // is the encoders' one.
     std::unique_ptr<Backend> inception_be;
-    if (be->precision() != "fp32") inception_be = make_backend(o->device, "fp32");
+    const std::string ip = encoders_beside(o->device, be->precision());
+    if (be->precision() != ip) inception_be = make_backend(o->device, ip);
     const FidInception inception = FidInception::load(inception_weights_path(o->inception),
                                                       inception_be ? *inception_be : *be);
     UViT net(nc, *be);
@@ -200,14 +202,13 @@ void add_eval(CLI::App& app) {
         ch.samples = Array(DType::U8, {m, s, s, c});
         ch.pool3 = Array(DType::F32, {m, FidInception::kDims});
         ch.logits = Array(DType::F32, {m, FidInception::kClasses});
-        for (long i = 0; i < m; ++i) {
+        for (long i = 0; i < m; ++i)
           std::copy(imgs[i].px.begin(), imgs[i].px.end(),
                     ch.samples.as<uint8_t>() + size_t(i) * s * s * c);
-          inception.forward_u8(imgs[i].px.data(), 1, s, s, c,
-                               ch.pool3.as<float>() + i * FidInception::kDims,
-                               ch.logits.as<float>() + i * FidInception::kClasses);
-          bar.update(first + m, cat("inception ", i + 1, "/", m));
-        }
+        bar.update(first + m, "inception");
+        // The whole chunk at once: the Inception batches it on a GPU.
+        inception.forward_u8(ch.samples.as<uint8_t>(), int(m), s, s, c, ch.pool3.as<float>(),
+                             ch.logits.as<float>());
         save_npz(path, {{"samples", ch.samples}, {"pool3", ch.pool3}, {"logits", ch.logits}});
       }
       std::copy(ch.samples.data.begin(), ch.samples.data.end(),

@@ -43,8 +43,8 @@ Item file_indices(int64_t i, int64_t n) {
 }
 
 struct Opts {
-  std::string data, weights, out, config, captions, clip, clip_config, vocab, split = "train",
-                                                                              device = "cpu";
+  std::string data, weights, out, config, captions, clip, clip_config, vocab,
+      split = "train", device = "cpu", precision;
   int resolution = 256, batch = 4;
   bool quiet = false;
 };
@@ -54,9 +54,9 @@ void extract_mscoco(const Opts& o) {
   UVIT_CHECK(!o.clip.empty(), "extract-features --captions needs --clip (CLIP text weights)");
   const AutoencoderConfig cfg =
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device);
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
-  auto be = make_backend(o.device, "fp32");
+  auto be = make_backend(o.device, encoder_precision(o.device, o.precision));
   ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
                      *be);
   clip.load_file(o.clip);
@@ -100,8 +100,7 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device, "cpu or cuda (the encoders run in fp32)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(cmd, o->device, o->precision, "the encoders");
   cmd->add_option(
       "--captions", o->captions,
       "MS-COCO: captions JSON (annotations/captions_train2014.json); --data is then the "
@@ -119,7 +118,7 @@ void add_extract_features(CLI::App& app) {
     UVIT_CHECK(cfg.embed_dim == 4 && cfg.in_channels == 3 && cfg.downsample_factor() == 8,
                "extract-features: the feature layout needs an RGB kl-f8 autoencoder with "
                "embed_dim 4 (moments [8, res/8, res/8])");
-    const Autoencoder ae = Autoencoder::load(o->weights, cfg, o->device);
+    const Autoencoder ae = Autoencoder::load(o->weights, cfg, o->device, o->precision);
     const auto ds = make_imagenet_dataset(o->data, o->resolution);
     const int64_t n = ds->size();
     std::error_code ec;

@@ -24,19 +24,19 @@ namespace {
 // need the weights or a GPU.
 class LazyInception {
  public:
-  LazyInception(std::string path, std::string device)
-      : path_(std::move(path)), device_(std::move(device)) {}
+  LazyInception(std::string path, std::string device, std::string precision)
+      : path_(std::move(path)), device_(std::move(device)), precision_(std::move(precision)) {}
   const FidInception& get() {
     if (!net_) {
       const std::string p = inception_weights_path(path_);
-      be_ = make_backend(device_, "fp32");
+      be_ = make_backend(device_, encoder_precision(device_, precision_));
       net_ = std::make_unique<FidInception>(FidInception::load(p, *be_));
     }
     return *net_;
   }
 
  private:
-  std::string path_, device_;
+  std::string path_, device_, precision_;
   std::unique_ptr<Backend> be_;  // declared before net_, which uses it
   std::unique_ptr<FidInception> net_;
 };
@@ -57,14 +57,17 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   const FidInception& n = net.get();
   std::unique_ptr<Progress> bar;
   const auto t0 = std::chrono::steady_clock::now();
+  SteadyRate steady;
   auto f = source_features(n, source, logits, [&](long done, long total) {
     if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
     bar->update(done, "", 1, "img/s");
+    steady.update(done);
   });
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
-  std::fprintf(stderr, "inception: %ld images in %.3f s (%.3f img/s)\n", count, s, count / s);
+  std::fprintf(stderr, "inception: %ld images in %.3f s (%.3f img/s; after the first batch %.3f)\n",
+               count, s, count / s, steady.per_second());
   return f;
 }
 
@@ -80,14 +83,13 @@ FidStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
 
 void add_fid(CLI::App& app) {
   struct Opts {
-    std::string a, b, source, out, logits, inception, device = "cpu";
+    std::string a, b, source, out, logits, inception, device = "cpu", precision;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
   const char* inc_help =
       "FID Inception weights pt_inception-2015-12-05-6726825d.pth "
       "(default: $UVIT_INCEPTION)";
-  const char* dev_help = "cpu or cuda: where the Inception runs (default cpu)";
   const char* src_help =
       "a folder of images, a .npy of uint8 images [N,H,W,C] (or an .npz with arr_0), or a "
       ".npy of float features [N,2048]";
@@ -98,10 +100,10 @@ void add_fid(CLI::App& app) {
       ->required();
   fid->add_option("B", o->b, "the same kinds as A")->required();
   fid->add_option("--inception", o->inception, inc_help);
-  fid->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(fid, o->device, o->precision, "the Inception");
   fid->add_flag("--quiet,-q", o->quiet, "no progress display");
   fid->callback([o] {
-    LazyInception net(o->inception, o->device);
+    LazyInception net(o->inception, o->device, o->precision);
     const FidStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
     UVIT_CHECK(a.dims == b.dims, o->a, " and ", o->b, ": statistics of different dimensions (",
                a.dims, " and ", b.dims, ")");
@@ -114,10 +116,10 @@ void add_fid(CLI::App& app) {
   feat->add_option("--out,-o", o->out, "features .npy")->required();
   feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
   feat->add_option("--inception", o->inception, inc_help);
-  feat->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(feat, o->device, o->precision, "the Inception");
   feat->add_flag("--quiet,-q", o->quiet, "no progress display");
   feat->callback([o] {
-    LazyInception net(o->inception, o->device);
+    LazyInception net(o->inception, o->device, o->precision);
     std::vector<float> logits;
     const std::vector<float> f =
         features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
@@ -133,10 +135,10 @@ void add_fid(CLI::App& app) {
   st->add_option("SOURCE", o->source, src_help)->required();
   st->add_option("--out,-o", o->out, "statistics .npz")->required();
   st->add_option("--inception", o->inception, inc_help);
-  st->add_option("--device", o->device, dev_help)->check(CLI::IsMember({"cpu", "cuda"}));
+  add_encoder_device(st, o->device, o->precision, "the Inception");
   st->add_flag("--quiet,-q", o->quiet, "no progress display");
   st->callback([o] {
-    LazyInception net(o->inception, o->device);
+    LazyInception net(o->inception, o->device, o->precision);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
     save_fid_stats(o->out, stats_of(net, o->source, o->quiet));
     std::fprintf(stderr, "wrote %s\n", o->out.c_str());

@@ -25,7 +25,7 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
   cmd->add_option("--device", o->device, "cpu or cuda");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->callback([o] {
     Config c = load_config(o->config);
     const NetConfig& n = c.net;

@@ -71,7 +71,7 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   cmd->add_option("--device", o->device, "cpu or cuda");
-  cmd->add_option("--precision", o->precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->callback([o, cmd] {
     Config cfg = load_config(o->config);
     for (const auto& a : o->set) apply_override(cfg, a);
@@ -85,8 +85,8 @@ void add_sample(CLI::App& app) {
                "(or only --latents FILE)");
     std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
     if (latent && images) {
-      ae.emplace(
-          load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device));
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device,
+                                         encoders_beside(o->device, o->precision)));
     }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
@@ -114,7 +114,8 @@ void add_sample(CLI::App& app) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
       PromptContexts pc =
-          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab, o->device);
+          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab, o->device,
+                                      encoders_beside(o->device, o->precision));
       const size_t per = size_t(nc.num_clip_token) * size_t(nc.clip_dim);
       UVIT_CHECK(pc.null_context.size() == per, o->clip, ": CLIP contexts are [77, ",
                  pc.null_context.size() / 77, "], config ", cfg.config_name, " expects [",

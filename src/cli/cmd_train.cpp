@@ -50,7 +50,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--resume", j.resume, "continue the run in --out");
   cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
   cmd->add_option("--device", j.device, "cpu or cuda");
-  cmd->add_option("--precision", j.precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", j.precision, kPrecisionHelp);
   cmd->callback([o] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
@@ -97,7 +97,7 @@ void add_demo(CLI::App& app) {
   cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
   cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
   cmd->add_option("--device", j.device, "cpu or cuda");
-  cmd->add_option("--precision", j.precision, "fp32 or bf16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--precision", j.precision, kPrecisionHelp);
   cmd->callback([o] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;

@@ -42,4 +42,26 @@ class Progress {
   clock::time_point t0_;
 };
 
+// Items per second after the first progress report: the first batch also pays one-time set-up
+// (library handles, lazy kernel loading, algorithm choice), which a benchmark against a warmed-up
+// PyTorch twin leaves out. 0 until two reports have come.
+class SteadyRate {
+ public:
+  void update(long done) {
+    const auto now = clock::now();
+    if (!started_) started_ = true, t0_ = now, n0_ = done;
+    t_ = now, n_ = done;
+  }
+  double per_second() const {
+    const double s = std::chrono::duration<double>(t_ - t0_).count();
+    return s > 0 ? (n_ - n0_) / s : 0;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  bool started_ = false;
+  clock::time_point t0_, t_;
+  long n0_ = 0, n_ = 0;
+};
+
 }  // namespace uvit::cli

@@ -31,12 +31,13 @@ std::vector<std::string> gather_prompts(const std::vector<std::string>& prompts,
 
 PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& prompts, int n,
                                            const std::string& clip, const std::string& clip_config,
-                                           const std::string& vocab, const std::string& device) {
+                                           const std::string& vocab, const std::string& device,
+                                           const std::string& precision) {
   UVIT_CHECK(!prompts.empty() && n > 0, "no prompts to encode");
   UVIT_CHECK(!clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
   ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(vocab));
   ClipTextConfig cc = clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(clip_config);
-  auto be = make_backend(device, "fp32");  // the text encoder is an fp32 model
+  auto be = make_backend(device, encoder_precision(device, precision));
   ClipTextModel model(cc, *be);
   model.load_file(clip);
   PromptContexts r;

@@ -15,9 +15,11 @@ struct PromptContexts {
 std::vector<std::string> gather_prompts(const std::vector<std::string>& prompts,
                                         const std::string& prompts_file);
 // Encodes `prompts` cycled to n samples and the empty prompt with CLIP weights `clip`
-// (config `clip_config`, "" = ViT-L/14) and vocabulary `vocab` ("" = the default).
+// (config `clip_config`, "" = ViT-L/14) and vocabulary `vocab` ("" = the default), on `device`
+// with encoder precision `precision` (encoder_precision).
 PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& prompts, int n,
                                            const std::string& clip, const std::string& clip_config,
-                                           const std::string& vocab, const std::string& device);
+                                           const std::string& vocab, const std::string& device,
+                                           const std::string& precision);
 
 }  // namespace uvit::cli

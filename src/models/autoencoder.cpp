@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <tuple>
 
 #include "uvit/backend.hpp"
@@ -15,11 +16,13 @@ namespace {
 
 // Activations of the decoder reach 64 MiB (256 channels at 256x256); fresh allocations of that
 // size are mmap'd, page-faulted and zero-filled on every use on the CPU (a third of the decode
-// time when measured), and cudaMalloc synchronises on the GPU. A forward pass therefore recycles
-// its backend buffers through this pool, which frees them all at the end of the pass.
+// time when measured), and cudaMalloc/cudaFree synchronise on the GPU. Forward passes therefore
+// recycle their backend buffers through this pool, which the autoencoder keeps from one pass (one
+// batch) to the next and frees with itself: the memory held between passes is one pass's peak.
 struct BufferPool {
   Backend* be = nullptr;
   std::vector<std::pair<float*, size_t>> free, all;  // (buffer, capacity in floats)
+  std::mutex mu;                                     // one pass at a time
   ~BufferPool() {
     for (auto& [p, n] : all) be->free_bytes(p);
   }
@@ -39,19 +42,18 @@ struct BufferPool {
 };
 thread_local BufferPool* t_pool = nullptr;
 
-// Installs the pool of one forward pass on this thread (restoring any outer one after it), so a
-// pass's tensors always come from its own backend.
+// Installs an autoencoder's pool on this thread for one forward pass (restoring any outer one
+// after it), so a pass's tensors always come from its own backend.
 struct PoolScope {
-  BufferPool pool;
+  std::lock_guard<std::mutex> lock;
   BufferPool* outer = t_pool;
-  explicit PoolScope(Backend& be) {
-    pool.be = &be;
-    t_pool = &pool;
-  }
+  explicit PoolScope(BufferPool& pool) : lock(pool.mu) { t_pool = &pool; }
   ~PoolScope() { t_pool = outer; }
 };
 
 }  // namespace
+
+struct Autoencoder::Pool : BufferPool {};
 
 // An activation [B, C, H, W] in backend memory, borrowed from the pass's pool.
 struct Autoencoder::Tensor {
@@ -98,8 +100,9 @@ bool contains(const std::vector<int>& v, int x) {
 }  // namespace
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
-                         const std::string& device)
-    : Autoencoder(cfg, std::move(weights), what, make_backend(device, "fp32")) {}
+                         const std::string& device, const std::string& precision)
+    : Autoencoder(cfg, std::move(weights), what,
+                  make_backend(device, encoder_precision(device, precision))) {}
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
@@ -135,6 +138,8 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
   for (const auto& [name, shape] : expected) total += size_t(given.at(name)->numel());
   float* base = be_->alloc(total);
   params_ = std::shared_ptr<float>(base, [be = be_](float* q) { be->free_bytes(q); });
+  pool_ = std::make_shared<Pool>();
+  pool_->be = be_.get();  // be_ outlives it: declared before pool_, destroyed after
   size_t off = 0;
   for (const auto& [name, shape] : expected) {
     Array& a = *given.at(name);
@@ -148,8 +153,9 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 }
 
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
-                              const std::string& device) {
-  auto be = make_backend(device, "fp32");  // a device that is not there fails before the load
+                              const std::string& device, const std::string& precision) {
+  // a device that is not there fails before the load
+  auto be = make_backend(device, encoder_precision(device, precision));
   return Autoencoder(cfg, load_weights(path), path, std::move(be));
 }
 
@@ -266,7 +272,7 @@ Array Autoencoder::encode_moments(const Array& images) const {
                  s[2] % f == 0 && s[3] % f == 0,
              "autoencoder encode: images have shape ", shape_str(s), ", expected [B, ",
              cfg_.in_channels, ", H, W] with H and W positive multiples of ", f);
-  PoolScope scope(*be_);
+  PoolScope scope(*pool_);
   Tensor x;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   const std::vector<float> host = images.to_f32();
@@ -281,7 +287,7 @@ Array Autoencoder::decode(const Array& z) const {
   UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.embed_dim && s[2] > 0 && s[3] > 0,
              "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.embed_dim, ", h, w]");
-  PoolScope scope(*be_);
+  PoolScope scope(*pool_);
   Tensor x, h;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   std::vector<float> host = z.to_f32();

@@ -188,12 +188,13 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
 }
 
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config_path, const std::string& device) {
+                                    const std::string& config_path, const std::string& device,
+                                    const std::string& precision) {
   AutoencoderConfig ac =
       config_path.empty() ? AutoencoderConfig{} : load_autoencoder_config(config_path);
   ac.scale_factor =
       preset.value("autoencoder", nlohmann::json::object()).value("scale_factor", ac.scale_factor);
-  return Autoencoder::load(path, ac, device);
+  return Autoencoder::load(path, ac, device, precision);
 }
 
 }  // namespace uvit

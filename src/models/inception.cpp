@@ -1,7 +1,8 @@
 // The FID Inception-v3 (SPEC 17): weight loading with BatchNorm folded into the convolutions, and
-// the forward pass on a Backend, one image at a time so that branch outputs are written straight
-// into their channel slice of the concatenated block output (no copies), and the 1x1 convolutions
-// that read the same block input run as one fused convolution.
+// the forward pass on a Backend, a chunk of images per layer call (one on the CPU, 32 on a device).
+// Branch outputs are written straight into their channel slice of the concatenated block output
+// (strided images), and the 1x1 convolutions that read the same block input run as one fused
+// convolution, whose first branch is then copied into place (one 2-D copy per chunk).
 #include "uvit/inception.hpp"
 
 #include <algorithm>
@@ -147,33 +148,47 @@ HostConv without_bias(HostConv c, std::vector<float>* bias) {
   return c;
 }
 
-// The backend and its weight arena during a forward pass.
+// The backend, its weight arena and the number of images n of a forward pass. Activations are
+// NCHW [n, C, H, W]; a branch writes (and reads) a channel slice of a wider tensor, so its images
+// are that tensor's C*H*W floats apart (the strides below).
 struct Ctx {
   Backend& be;
   const float* P;
+  int n;
 };
 
-// y = conv(x) with the folded bias, then ReLU on the first relu_ch output channels (all: -1).
-void run(const Ctx& m, const Conv& c, const float* x, int H, int W, float* y, int relu_ch = -1) {
+// y = conv(x) with the folded bias, then ReLU on the first relu_ch output channels (all: -1) of
+// each image. xs, ys: floats between images of x and y (0: dense).
+void run(const Ctx& m, const Conv& c, const float* x, int H, int W, float* y, int relu_ch = -1,
+         long xs = 0, long ys = 0) {
   Conv2dShape s;
-  s.B = 1, s.Cin = c.cin, s.H = H, s.W = W, s.Cout = c.cout, s.kh = c.kh, s.kw = c.kw;
+  s.B = m.n, s.Cin = c.cin, s.H = H, s.W = W, s.Cout = c.cout, s.kh = c.kh, s.kw = c.kw;
   s.sh = s.sw = c.s;
   s.pt = s.pb = c.ph;
   s.pl = s.pr = c.pw;
+  s.x_stride = xs, s.y_stride = ys;
   m.be.conv2d(s, x, m.P + c.w, m.P + c.b, y);
-  // One image: the first relu_ch channels are one contiguous [relu_ch, HW] block.
-  m.be.channel_bias_act(y, nullptr, 1, relu_ch < 0 ? c.cout : relu_ch, s.out_h() * s.out_w(), true);
+  m.be.channel_bias_act(y, nullptr, m.n, relu_ch < 0 ? c.cout : relu_ch, s.out_h() * s.out_w(),
+                        true, s.out_stride());
 }
 
 // The avg-pool branches run their 1x1 conv first, inside the block's fused 1x1 conv (without
 // bias): a 1x1 conv and an average pool commute, the pool's weights summing to 1 at every pixel
 // (count_include_pad=False), so relu(conv(avgpool(x)) + b) = relu(avgpool(conv(x)) + b) with 4-7x
 // fewer channels to pool. This adds the bias and the ReLU after the pool.
-void pool_bias_relu(const Ctx& m, const float* z, size_t b, int C, int H, int W, float* y) {
-  m.be.pool2d(z, y, C, H, W, 3, 1, 1, false);
-  m.be.channel_bias_act(y, m.P + b, 1, C, H * W, true);
+void pool_bias_relu(const Ctx& m, const float* z, long zs, size_t b, int C, int H, int W, float* y,
+                    long ys) {
+  m.be.pool2d(z, y, m.n, C, H, W, 3, 1, 1, false, zs, ys);
+  m.be.channel_bias_act(y, m.P + b, m.n, C, H * W, true, ys);
 }
 
+// The branch 1x1 conv's channels [0, C) of the fused output t (ts floats per image) are the
+// block output's first C channels (os floats per image).
+void copy_first(const Ctx& m, float* out, long os, const float* t, long ts, long C_hw) {
+  m.be.copy_2d(out, os, t, ts, m.n, C_hw);
+}
+
+// Each block's scratch is given in floats per image: n images need n times as much.
 struct BlockA {  // Mixed_5b/5c/5d (InceptionA, FID pool: avg excluding padding)
   Conv fused, b5_2, d2, d3;
   size_t pool_b = 0;
@@ -189,16 +204,16 @@ struct BlockA {  // Mixed_5b/5c/5d (InceptionA, FID pool: avg excluding padding)
     d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1));
     d3 = pk.add(load_conv(d, n + ".branch3x3dbl_3", 96, 96, 3, 3, 1, 1, 1));
   }
-  // scratch: 336 * H * W floats at most.
+  // scratch: 336 * H * W floats per image at most.
   void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
-    const long hw = long(H) * W;
-    float *t = scratch, *u = t + (176 + pf) * hw;
+    const long hw = long(H) * W, ts = (176 + pf) * hw, os = (224 + pf) * hw;
+    float *t = scratch, *u = t + m.n * ts;
     run(m, fused, x, H, W, t, 176);
-    m.be.copy(out, t, 64 * hw);
-    run(m, b5_2, t + 64 * hw, H, W, out + 64 * hw);
-    run(m, d2, t + 112 * hw, H, W, u);
-    run(m, d3, u, H, W, out + 128 * hw);
-    pool_bias_relu(m, t + 176 * hw, pool_b, pf, H, W, out + 224 * hw);
+    copy_first(m, out, os, t, ts, 64 * hw);
+    run(m, b5_2, t + 64 * hw, H, W, out + 64 * hw, -1, ts, os);
+    run(m, d2, t + 112 * hw, H, W, u, -1, ts);
+    run(m, d3, u, H, W, out + 128 * hw, -1, 0, os);
+    pool_bias_relu(m, t + 176 * hw, ts, pool_b, pf, H, W, out + 224 * hw, os);
   }
 };
 
@@ -210,14 +225,15 @@ struct BlockB {  // Mixed_6a (InceptionB)
     d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1));
     d3 = pk.add(load_conv(d, n + ".branch3x3dbl_3", 96, 96, 3, 3, 2));
   }
+  // scratch: 160 * H * W floats per image.
   void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
-    const long ohw = long(b3.out_h(H)) * b3.out_w(W), hw = long(H) * W;
-    float *t = scratch, *u = t + 64 * hw;
-    run(m, b3, x, H, W, out);
+    const long ohw = long(b3.out_h(H)) * b3.out_w(W), hw = long(H) * W, os = 768 * ohw;
+    float *t = scratch, *u = t + m.n * 64 * hw;
+    run(m, b3, x, H, W, out, -1, 0, os);
     run(m, d1, x, H, W, t);
     run(m, d2, t, H, W, u);
-    run(m, d3, u, H, W, out + 384 * ohw);
-    m.be.pool2d(x, out + 480 * ohw, 288, H, W, 3, 2, 0, true);
+    run(m, d3, u, H, W, out + 384 * ohw, -1, 0, os);
+    m.be.pool2d(x, out + 480 * ohw, m.n, 288, H, W, 3, 2, 0, true, 0, os);
   }
 };
 
@@ -239,19 +255,19 @@ struct BlockC {  // Mixed_6b..6e (InceptionC, FID pool: avg excluding padding)
     d4 = pk.add(load_conv(d, n + ".branch7x7dbl_4", c7, c7, 7, 1, 1, 3, 0));
     d5 = pk.add(load_conv(d, n + ".branch7x7dbl_5", c7, 192, 1, 7, 1, 0, 3));
   }
-  // scratch: 1152 * H * W floats at most.
+  // scratch: 1152 * H * W floats per image at most.
   void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
-    const long hw = long(H) * W;
-    float *t = scratch, *u = t + (384 + 2 * c7) * hw, *v = u + 192 * hw;
+    const long hw = long(H) * W, ts = (384 + 2 * c7) * hw, os = 768 * hw;
+    float *t = scratch, *u = t + m.n * ts, *v = u + m.n * 192 * hw;  // u, v: c7 <= 192 channels
     run(m, fused, x, H, W, t, 192 + 2 * c7);
-    m.be.copy(out, t, 192 * hw);
-    run(m, s2, t + 192 * hw, H, W, u);
-    run(m, s3, u, H, W, out + 192 * hw);
-    run(m, d2, t + (192 + c7) * hw, H, W, u);
+    copy_first(m, out, os, t, ts, 192 * hw);
+    run(m, s2, t + 192 * hw, H, W, u, -1, ts);
+    run(m, s3, u, H, W, out + 192 * hw, -1, 0, os);
+    run(m, d2, t + (192 + c7) * hw, H, W, u, -1, ts);
     run(m, d3, u, H, W, v);
     run(m, d4, v, H, W, u);
-    run(m, d5, u, H, W, out + 384 * hw);
-    pool_bias_relu(m, t + (192 + 2 * c7) * hw, pool_b, 192, H, W, out + 576 * hw);
+    run(m, d5, u, H, W, out + 384 * hw, -1, 0, os);
+    pool_bias_relu(m, t + (192 + 2 * c7) * hw, ts, pool_b, 192, H, W, out + 576 * hw, os);
   }
 };
 
@@ -265,16 +281,17 @@ struct BlockD {  // Mixed_7a (InceptionD)
     s3 = pk.add(load_conv(d, n + ".branch7x7x3_3", 192, 192, 7, 1, 1, 3, 0));
     s4 = pk.add(load_conv(d, n + ".branch7x7x3_4", 192, 192, 3, 3, 2));
   }
-  // scratch: 768 * H * W floats.
+  // scratch: 768 * H * W floats per image.
   void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
     const long hw = long(H) * W, ohw = long(b3_2.out_h(H)) * b3_2.out_w(W);
-    float *t = scratch, *u = t + 384 * hw, *v = u + 192 * hw;
+    const long ts = 384 * hw, os = 1280 * ohw;
+    float *t = scratch, *u = t + m.n * ts, *v = u + m.n * 192 * hw;
     run(m, fused, x, H, W, t);
-    run(m, b3_2, t, H, W, out);
-    run(m, s2, t + 192 * hw, H, W, u);
+    run(m, b3_2, t, H, W, out, -1, ts, os);
+    run(m, s2, t + 192 * hw, H, W, u, -1, ts);
     run(m, s3, u, H, W, v);
-    run(m, s4, v, H, W, out + 320 * ohw);
-    m.be.pool2d(x, out + 512 * ohw, 768, H, W, 3, 2, 0, true);
+    run(m, s4, v, H, W, out + 320 * ohw, -1, 0, os);
+    m.be.pool2d(x, out + 512 * ohw, m.n, 768, H, W, 3, 2, 0, true, 0, os);
   }
 };
 
@@ -303,25 +320,43 @@ struct BlockE {  // Mixed_7b (avg pool excluding padding) and Mixed_7c (max pool
     d3a = pk.add(load_conv(d, n + ".branch3x3dbl_3a", 384, 384, 1, 3, 1, 0, 1));
     d3b = pk.add(load_conv(d, n + ".branch3x3dbl_3b", 384, 384, 3, 1, 1, 1, 0));
   }
-  // scratch: 3392 * H * W floats at most.
+  // scratch: 3392 * H * W floats per image at most.
   void operator()(const Ctx& m, const float* x, int H, int W, float* out, float* scratch) const {
-    const long hw = long(H) * W;
-    float *t = scratch, *u = t + 1344 * hw;
+    const long hw = long(H) * W, ts = fused.cout * hw, os = 2048 * hw;
+    float *t = scratch, *u = t + m.n * 1344 * hw;
     run(m, fused, x, H, W, t, 1152);
-    m.be.copy(out, t, 320 * hw);
-    run(m, a2a, t + 320 * hw, H, W, out + 320 * hw);
-    run(m, a2b, t + 320 * hw, H, W, out + 704 * hw);
-    run(m, d2, t + 704 * hw, H, W, u);
-    run(m, d3a, u, H, W, out + 1088 * hw);
-    run(m, d3b, u, H, W, out + 1472 * hw);
+    copy_first(m, out, os, t, ts, 320 * hw);
+    run(m, a2a, t + 320 * hw, H, W, out + 320 * hw, -1, ts, os);
+    run(m, a2b, t + 320 * hw, H, W, out + 704 * hw, -1, ts, os);
+    run(m, d2, t + 704 * hw, H, W, u, -1, ts);
+    run(m, d3a, u, H, W, out + 1088 * hw, -1, 0, os);
+    run(m, d3b, u, H, W, out + 1472 * hw, -1, 0, os);
     if (max_pool) {
-      m.be.pool2d(x, u, cin, H, W, 3, 1, 1, true);
-      run(m, pool, u, H, W, out + 1856 * hw);
+      m.be.pool2d(x, u, m.n, cin, H, W, 3, 1, 1, true);
+      run(m, pool, u, H, W, out + 1856 * hw, -1, 0, os);
     } else {
-      pool_bias_relu(m, t + 1152 * hw, pool_b, 192, H, W, out + 1856 * hw);
+      pool_bias_relu(m, t + 1152 * hw, ts, pool_b, 192, H, W, out + 1856 * hw, os);
     }
   }
 };
+
+// Images per chunk on a device backend: the network runs each layer on a chunk at once (32 images:
+// ~0.5 GB of activations; fewer small launches and wider GEMMs than one image at a time). The CPU
+// runs one image at a time, its fastest (the GEMMs already fill the cores) and leanest way.
+constexpr int kDeviceBatch = 32;
+
+// The chunk size on `be`: $UVIT_INCEPTION_BATCH (a positive count, e.g. for tests of the
+// batched path on the CPU) if set, else 1 on the CPU and kDeviceBatch elsewhere.
+int chunk_images(const Backend& be) {
+  if (const char* e = std::getenv("UVIT_INCEPTION_BATCH"); e && *e) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    UVIT_CHECK(*end == 0 && v >= 1 && v <= 4096, "UVIT_INCEPTION_BATCH=", e,
+               ": expected a number of images from 1 to 4096");
+    return int(v);
+  }
+  return be.name() == "cpu" ? 1 : kDeviceBatch;
+}
 
 }  // namespace
 
@@ -336,20 +371,26 @@ struct FidInception::Impl {
   std::vector<BlockE> e;
   size_t fc = 0;  // [1008, 2048]
 
-  // Backend memory: the weights, and a workspace reused across calls (the resized input, two
-  // ping-pong activation buffers, the blocks' scratch, one image's pool3 and logits).
+  // Backend memory: the weights, and a workspace for nb images reused across calls (the resized
+  // input, two ping-pong activation buffers, the blocks' scratch, pool3 and logits); the sizes
+  // below are per image. raw: the uploaded images before the resize, grown on demand.
   static constexpr long kIn = 3L * kSize * kSize;
   static constexpr long kBuf = 64L * 147 * 147;     // the largest activation (Conv2d_2b_3x3)
   static constexpr long kScratch = 336L * 35 * 35;  // the largest block scratch (BlockA)
   static constexpr long kWs = kIn + 2 * kBuf + kScratch + kDims + kClasses;
+  // The raw input buffer's cap in floats (256 MiB): large images go through in smaller chunks.
+  static constexpr long kRawCap = 64L << 20;
+  int nb = 1;  // images per chunk
   float* params = nullptr;
   float* ws = nullptr;
+  float* raw = nullptr;
+  long raw_floats = 0;
   mutable std::mutex mu;
-  std::vector<float> host_in;  // the resized input before upload (under mu)
 
   ~Impl() {
     if (params) be->free_bytes(params);
     if (ws) be->free_bytes(ws);
+    if (raw) be->free_bytes(raw);
   }
 
   void build(Source& src, Packer& pk) {
@@ -372,16 +413,18 @@ struct FidInception::Impl {
     fc = pk.add(get(src, "fc.weight", {kClasses, kDims}).to_f32());
   }
 
-  // One image [3, 299, 299] in [-1, 1] -> pool3 [2048]. p, q: ping-pong buffers of kBuf floats.
+  // m.n images [n, 3, 299, 299] in [-1, 1] -> pool3 [n, 2048]. p, q: ping-pong buffers of n*kBuf
+  // floats; scr: n*kScratch floats.
   void features(const Ctx& m, const float* x, float* pool3, float* p, float* q, float* scr) const {
     Backend& be = m.be;
-    run(m, c1a, x, 299, 299, p);                   // 32 x 149 x 149
-    run(m, c2a, p, 149, 149, q);                   // 32 x 147 x 147
-    run(m, c2b, q, 147, 147, p);                   // 64 x 147 x 147
-    be.pool2d(p, q, 64, 147, 147, 3, 2, 0, true);  // 64 x 73 x 73
-    run(m, c3b, q, 73, 73, p);                     // 80 x 73 x 73
-    run(m, c4a, p, 73, 73, q);                     // 192 x 71 x 71
-    be.pool2d(q, p, 192, 71, 71, 3, 2, 0, true);   // 192 x 35 x 35
+    const int n = m.n;
+    run(m, c1a, x, 299, 299, p);                      // 32 x 149 x 149
+    run(m, c2a, p, 149, 149, q);                      // 32 x 147 x 147
+    run(m, c2b, q, 147, 147, p);                      // 64 x 147 x 147
+    be.pool2d(p, q, n, 64, 147, 147, 3, 2, 0, true);  // 64 x 73 x 73
+    run(m, c3b, q, 73, 73, p);                        // 80 x 73 x 73
+    run(m, c4a, p, 73, 73, q);                        // 192 x 71 x 71
+    be.pool2d(q, p, n, 192, 71, 71, 3, 2, 0, true);   // 192 x 35 x 35
     for (const BlockA& blk : a) {
       blk(m, p, 35, 35, q, scr);
       std::swap(p, q);
@@ -398,12 +441,12 @@ struct FidInception::Impl {
       blk(m, p, 8, 8, q, scr);
       std::swap(p, q);
     }
-    be.global_avg_pool(p, pool3, kDims, 64);
+    be.global_avg_pool(p, pool3, n * kDims, 64);
   }
 };
 
 namespace {
-// Loads the weights into m (whose backend is set) and allocates the workspace.
+// Loads the weights into m (whose backend is set) and allocates the workspace for m.nb images.
 void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file) {
   Backend& be = *m.be;
   UVIT_CHECK(be.act_bytes() == sizeof(float), file,
@@ -417,10 +460,10 @@ void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file)
   for (const auto& [k, v] : sd)
     for (float f : v.dtype == DType::I64 ? std::vector<float>{} : v.to_f32())
       UVIT_CHECK(std::isfinite(f), file, ": tensor ", k, " has non-finite values");
+  m.nb = chunk_images(be);
   m.params = be.alloc(pk.data.size());
-  m.ws = be.alloc(FidInception::Impl::kWs);
+  m.ws = be.alloc(size_t(m.nb) * FidInception::Impl::kWs);
   be.upload(m.params, pk.data.data(), pk.data.size() * sizeof(float));
-  m.host_in.resize(FidInception::Impl::kIn);
 }
 }  // namespace
 
@@ -468,20 +511,28 @@ void FidInception::forward(const float* x, int B, int H, int W, float* pool3, fl
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& m = *impl_;
   Backend& be = *m.be;
-  const Ctx ctx{be, m.params};
-  float *r = m.ws, *p = r + Impl::kIn, *q = p + Impl::kBuf, *scr = q + Impl::kBuf;
-  float *f = scr + Impl::kScratch, *l = f + kDims;
-  float* h = m.host_in.data();
-  for (int i = 0; i < B; ++i) {
-    nn::resize_bilinear(x + i * in, h, 3, H, W, kSize, kSize);
-    for (long k = 0; k < Impl::kIn; ++k) h[k] = 2 * h[k] - 1;  // pytorch-fid normalize_input
-    be.upload(r, h, Impl::kIn * sizeof(float));
+  const int nb = int(std::clamp<long>(Impl::kRawCap / in, 1, m.nb));
+  if (B > 0 && m.raw_floats < std::min<long>(B, nb) * in) {
+    if (m.raw) be.free_bytes(m.raw);
+    m.raw = nullptr, m.raw_floats = 0;
+    m.raw = be.alloc(size_t(std::min<long>(B, nb) * in));
+    m.raw_floats = std::min<long>(B, nb) * in;
+  }
+  for (int i0 = 0; i0 < B; i0 += nb) {
+    const int n = std::min(nb, B - i0);
+    const Ctx ctx{be, m.params, n};
+    // The workspace of nb images, carved for n.
+    float *r = m.ws, *p = r + n * Impl::kIn, *q = p + n * Impl::kBuf, *scr = q + n * Impl::kBuf;
+    float *f = scr + n * Impl::kScratch, *l = f + n * kDims;
+    be.upload(m.raw, x + i0 * in, size_t(n * in) * sizeof(float));
+    // Bilinear to 299x299, then 2x - 1 (pytorch-fid's normalize_input).
+    be.resize_bilinear(m.raw, r, 3 * n, H, W, kSize, kSize, 2.f, -1.f);
     m.features(ctx, r, f, p, q, scr);
-    be.download(pool3 + long(i) * kDims, f, kDims * sizeof(float));
-    if (logits) {  // l[1, 1008] = pool3 fc^T
-      be.gemm(false, true, 1, kClasses, kDims, 1.f, f, kDims, m.params + m.fc, kDims, 0.f, l,
+    be.download(pool3 + long(i0) * kDims, f, size_t(n) * kDims * sizeof(float));
+    if (logits) {  // l[n, 1008] = pool3 fc^T
+      be.gemm(false, true, n, kClasses, kDims, 1.f, f, kDims, m.params + m.fc, kDims, 0.f, l,
               kClasses);
-      be.download(logits + long(i) * kClasses, l, kClasses * sizeof(float));
+      be.download(logits + long(i0) * kClasses, l, size_t(n) * kClasses * sizeof(float));
     }
   }
 }
@@ -489,14 +540,20 @@ void FidInception::forward(const float* x, int B, int H, int W, float* pool3, fl
 void FidInception::forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
                               float* logits) const {
   UVIT_CHECK(C == 1 || C == 3, "inception: images must have 1 or 3 channels, got ", C);
+  UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x", H, "x", W, "x", C);
   const long hw = long(H) * W;
-  std::vector<float> x(3 * hw);
-  for (int i = 0; i < B; ++i) {
-    const uint8_t* im = hwc + i * hw * C;
-    for (int c = 0; c < 3; ++c)
-      for (long k = 0; k < hw; ++k) x[c * hw + k] = float(im[k * C + (C == 3 ? c : 0)]) / 255.0f;
-    forward(x.data(), 1, H, W, pool3 + long(i) * kDims,
-            logits ? logits + long(i) * kClasses : nullptr);
+  const int nb = impl_->nb;  // forward's chunk: one conversion buffer of nb images
+  std::vector<float> x(size_t(std::min(B, nb)) * 3 * hw);
+  for (int i0 = 0; i0 < B; i0 += nb) {
+    const int n = std::min(nb, B - i0);
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* im = hwc + (i0 + i) * hw * C;
+      float* xi = x.data() + i * 3 * hw;
+      for (int c = 0; c < 3; ++c)
+        for (long k = 0; k < hw; ++k) xi[c * hw + k] = float(im[k * C + (C == 3 ? c : 0)]) / 255.0f;
+    }
+    forward(x.data(), n, H, W, pool3 + long(i0) * kDims,
+            logits ? logits + long(i0) * kClasses : nullptr);
   }
 }
 

@@ -304,7 +304,9 @@ def cmd_bench(args):
             times.append(time.perf_counter() - t0)
     print(json.dumps({"impl": "pytorch %s" % torch.__version__, "threads": args.threads,
                       "device": args.device, "batch": args.batch, "out_shape": list(x.shape),
-                      "seconds": min(times), "all": times}))
+                      "seconds": min(times), "all": times,
+                      "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                      "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}))
 
 
 def main():

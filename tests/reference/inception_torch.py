@@ -267,7 +267,9 @@ def bench(n, threads, weights, device="cpu", batch=10):
         sync()
         dt = time.time() - t
     print(json.dumps({"impl": "torch", "threads": threads, "device": device, "batch": batch,
-                      "images": n, "seconds": dt, "img_per_s": n / dt}))
+                      "images": n, "seconds": dt, "img_per_s": n / dt,
+                      "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                      "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}))
 
 
 if __name__ == "__main__":

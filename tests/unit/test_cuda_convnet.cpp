@@ -218,9 +218,9 @@ TEST(CudaConvnet, Pool2d) {
     const size_t nx = size_t(c.N) * c.H * c.W, ny = size_t(c.N) * Ho * Wo;
     const VecF x = randv(nx, ++seed, -3.f, 1.f);  // mostly negative: padding must not win a max
     VecF ref(ny);
-    d.cpu->pool2d(x.data(), ref.data(), c.N, c.H, c.W, c.k, c.stride, c.pad, c.max);
+    d.cpu->pool2d(x.data(), ref.data(), 1, c.N, c.H, c.W, c.k, c.stride, c.pad, c.max);
     float* dy = d.up(VecF(ny, 0.f));
-    d.gpu->pool2d(d.up(x), dy, c.N, c.H, c.W, c.k, c.stride, c.pad, c.max);
+    d.gpu->pool2d(d.up(x), dy, 1, c.N, c.H, c.W, c.k, c.stride, c.pad, c.max);
     compare(std::string(c.max ? "max" : "avg") + "_pool N=" + std::to_string(c.N) + " " +
                 std::to_string(c.H) + "x" + std::to_string(c.W) + " k" + std::to_string(c.k) +
                 " s" + std::to_string(c.stride) + " p" + std::to_string(c.pad),
@@ -299,3 +299,91 @@ TEST(CudaConvnet, CausalAttention) {
 }
 
 }  // namespace
+
+// Channel slices of wider tensors (per-image strides, as the batched Inception blocks use them):
+// the GPU against the CPU backend on the whole wide buffers, so writes outside the slice show.
+TEST(CudaConvnet, StridedPoolBiasActAndCopy2d) {
+  REQUIRE_CUDA();
+  Dev d;
+  const float sentinel = 42.5f;
+  const int B = 3, C = 5, Cx = 8, cx0 = 2, Cy = 9, cy0 = 3;
+  struct PoolCase {
+    int H, W, k, stride, pad;
+    bool max;
+  };
+  unsigned seed = 900;
+  for (const PoolCase& c : {PoolCase{9, 11, 3, 1, 1, false}, PoolCase{9, 11, 3, 2, 0, true},
+                            PoolCase{8, 8, 3, 1, 1, true}}) {
+    const int Ho = (c.H + 2 * c.pad - c.k) / c.stride + 1;
+    const int Wo = (c.W + 2 * c.pad - c.k) / c.stride + 1;
+    const long hw = long(c.H) * c.W, ohw = long(Ho) * Wo;
+    const VecF x = randv(size_t(B) * Cx * hw, ++seed, -3.f, 1.f);
+    VecF ref(size_t(B) * Cy * ohw, sentinel);
+    d.cpu->pool2d(x.data() + cx0 * hw, ref.data() + cy0 * ohw, B, C, c.H, c.W, c.k, c.stride, c.pad,
+                  c.max, Cx * hw, Cy * ohw);
+    float* dy = d.up(VecF(ref.size(), sentinel));
+    d.gpu->pool2d(d.up(x) + cx0 * hw, dy + cy0 * ohw, B, C, c.H, c.W, c.k, c.stride, c.pad, c.max,
+                  Cx * hw, Cy * ohw);
+    compare(uvit::cat(c.max ? "max" : "avg", "_pool strided B=", B, " C=", C, " ", c.H, "x", c.W,
+                      " k", c.k, " s", c.stride, " p", c.pad),
+            d.down(dy, ref.size()), ref, c.max ? 0 : 1e-6);
+  }
+  // channel_bias_act: packs of 4 (HW and stride multiples of 4), an odd HW, and a stride that is
+  // not a multiple of 4 with HW that is.
+  struct BiasCase {
+    int HW;
+    long stride;
+  };
+  for (const BiasCase& c : {BiasCase{12, 8 * 12}, BiasCase{13, 8 * 13}, BiasCase{12, 8 * 12 + 2}}) {
+    const size_t n = size_t(B) * c.stride;
+    const VecF b = randv(C, ++seed);
+    VecF x = randv(n, ++seed);
+    const float* db = d.up(b);
+    for (bool relu : {false, true}) {
+      VecF ref = x;
+      d.cpu->channel_bias_act(ref.data() + cx0 * c.HW, b.data(), B, C, c.HW, relu, c.stride);
+      float* dx = d.up(x);
+      d.gpu->channel_bias_act(dx + cx0 * c.HW, db, B, C, c.HW, relu, c.stride);
+      compare(uvit::cat("channel_bias_act strided B=", B, " C=", C, " HW=", c.HW,
+                        " stride=", c.stride, relu ? " relu" : ""),
+              d.down(dx, n), ref, 0);
+    }
+  }
+  // copy_2d: channels [0, 2) of 3 images [4, 5] into a [3, 6, 5] tensor (one cudaMemcpy2DAsync).
+  const VecF src = randv(3 * 4 * 5, ++seed);
+  VecF ref(3 * 6 * 5, sentinel);
+  d.cpu->copy_2d(ref.data(), 30, src.data(), 20, 3, 10);
+  float* dd = d.up(VecF(ref.size(), sentinel));
+  d.gpu->copy_2d(dd, 30, d.up(src), 20, 3, 10);
+  compare("copy_2d 3 rows of 10, ld 30 <- 20", d.down(dd, ref.size()), ref, 0);
+}
+
+// The device resize (+ 2x - 1) against nn::resize_bilinear on the CPU: the same fp32 formula, up
+// to FMA contraction (~1 ulp).
+TEST(CudaConvnet, ResizeBilinear) {
+  REQUIRE_CUDA();
+  Dev d;
+  struct Case {
+    int planes, H, W, oh, ow;
+    float scale, shift;
+  };
+  const Case cases[] = {
+      {6, 32, 32, 299, 299, 2.f, -1.f},    // CIFAR-10 up to the Inception's input
+      {3, 320, 300, 299, 299, 2.f, -1.f},  // down
+      {3, 299, 299, 299, 299, 1.f, 0.f},   // identity
+      {2, 1, 1, 5, 7, 1.f, 0.f},           // a single pixel
+      {4, 40, 30, 299, 299, 2.f, -1.f},
+  };
+  unsigned seed = 950;
+  for (const Case& c : cases) {
+    const VecF x = randv(size_t(c.planes) * c.H * c.W, ++seed, 0.f, 1.f);
+    const size_t ny = size_t(c.planes) * c.oh * c.ow;
+    VecF ref(ny);
+    d.cpu->resize_bilinear(x.data(), ref.data(), c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift);
+    float* dy = d.up(VecF(ny, 0.f));
+    d.gpu->resize_bilinear(d.up(x), dy, c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift);
+    compare(uvit::cat("resize_bilinear ", c.planes, "x", c.H, "x", c.W, " -> ", c.oh, "x", c.ow,
+                      " *", c.scale, " +", c.shift),
+            d.down(dy, ny), ref, 1e-6);
+  }
+}

@@ -1,6 +1,7 @@
 // Whole encoders on the GPU against the CPU: the KL autoencoder (encode and decode) and the CLIP
 // text model, with random weights in their official key layouts (no Python needed on the GPU
-// machine). fp32 on both sides; each comparison prints its max error.
+// machine). fp32 on the CPU; on the GPU fp32 (to 1e-4) and tf32 (TF32 tensor-core GEMMs, ~1e-3
+// relative per product: to 1e-2); each comparison prints its max error.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -68,19 +69,24 @@ TEST(CudaEncoders, AutoencoderMatchesCpu) {
   REQUIRE_CUDA();
   const AutoencoderConfig c = small_ae();
   const Autoencoder cpu(c, random_ae_weights(c, 1), "random", "cpu");
-  const Autoencoder gpu(c, random_ae_weights(c, 1), "random", "cuda");
-  std::mt19937 g(2);
-  const Array images = random_array({2, 3, 32, 32}, g, 0.5f);
-  const Array m_cpu = cpu.encode_moments(images), m_gpu = gpu.encode_moments(images);
-  EXPECT_EQ(m_gpu.shape, m_cpu.shape);
-  test::compare("encode moments", m_gpu.to_f32(), m_cpu.to_f32(), 1e-4);
-  const Array z = random_array({2, 4, 16, 16}, g, 0.2f);
-  const Array x_cpu = cpu.decode(z), x_gpu = gpu.decode(z);
-  EXPECT_EQ(x_gpu.shape, x_cpu.shape);
-  test::compare("decode", x_gpu.to_f32(), x_cpu.to_f32(), 1e-4);
-  // Odd latent sizes (the attention and convolutions see HW that is no multiple of 4).
-  const Array z2 = random_array({1, 4, 7, 5}, g, 0.2f);
-  test::compare("decode 7x5", gpu.decode(z2).to_f32(), cpu.decode(z2).to_f32(), 1e-4);
+  for (const char* prec : {"fp32", "tf32"}) {
+    SCOPED_TRACE(prec);
+    const double tol = std::string(prec) == "fp32" ? 1e-4 : 1e-2;
+    const Autoencoder gpu(c, random_ae_weights(c, 1), "random", "cuda", prec);
+    std::mt19937 g(2);
+    const Array images = random_array({2, 3, 32, 32}, g, 0.5f);
+    const Array m_cpu = cpu.encode_moments(images), m_gpu = gpu.encode_moments(images);
+    EXPECT_EQ(m_gpu.shape, m_cpu.shape);
+    test::compare(std::string(prec) + " encode moments", m_gpu.to_f32(), m_cpu.to_f32(), tol);
+    const Array z = random_array({2, 4, 16, 16}, g, 0.2f);
+    const Array x_cpu = cpu.decode(z), x_gpu = gpu.decode(z);
+    EXPECT_EQ(x_gpu.shape, x_cpu.shape);
+    test::compare(std::string(prec) + " decode", x_gpu.to_f32(), x_cpu.to_f32(), tol);
+    // Odd latent sizes (the attention and convolutions see HW that is no multiple of 4).
+    const Array z2 = random_array({1, 4, 7, 5}, g, 0.2f);
+    test::compare(std::string(prec) + " decode 7x5", gpu.decode(z2).to_f32(),
+                  cpu.decode(z2).to_f32(), tol);
+  }
 }
 
 TEST(CudaEncoders, ClipTextModelMatchesCpu) {
@@ -121,13 +127,18 @@ TEST(CudaEncoders, ClipTextModelMatchesCpu) {
   add("final_layer_norm.bias", {H}, 0.1f);
 
   auto cpu_be = make_cpu_backend();
-  auto gpu_be = make_backend("cuda", "fp32");
-  ClipTextModel cpu(c, *cpu_be), gpu(c, *gpu_be);
+  ClipTextModel cpu(c, *cpu_be);
   cpu.load(sd, "random");
-  gpu.load(sd, "random");
   std::vector<int> ids(2 * 77);
   for (auto& id : ids) id = int(g() % unsigned(c.vocab_size));
-  test::compare("clip [2, 77]", gpu.forward(ids, 2, 77), cpu.forward(ids, 2, 77), 1e-4);
+  const std::vector<float> ref = cpu.forward(ids, 2, 77);
+  for (const char* prec : {"fp32", "tf32"}) {
+    auto gpu_be = make_backend("cuda", prec);
+    ClipTextModel gpu(c, *gpu_be);
+    gpu.load(sd, "random");
+    test::compare(std::string(prec) + " clip [2, 77]", gpu.forward(ids, 2, 77), ref,
+                  std::string(prec) == "fp32" ? 1e-4 : 1e-2);
+  }
   // A bf16 backend is refused with a one-line error (the encoders are fp32 models).
   auto bf16 = make_backend("cuda", "bf16");
   EXPECT_THROW(ClipTextModel(c, *bf16), Error);

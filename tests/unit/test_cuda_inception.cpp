@@ -1,6 +1,7 @@
-// The FID Inception on the CUDA backend (fp32) against the CPU backend, random weights in the
-// pytorch-fid layout: pool3 features and logits to 1e-4 of max|ref|. Skipped, saying so, without a
-// GPU.
+// The FID Inception on the CUDA backend (fp32; batched in chunks of 32 images, resized on the
+// device) against the CPU backend (one image at a time, resized by nn::resize_bilinear), random
+// weights in the pytorch-fid layout: pool3 features and logits to 1e-4 of max|ref|. Skipped, saying
+// so, without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,11 +24,13 @@ TEST(CudaInception, MatchesCpuBackend) {
   auto gpu = make_backend("cuda", "fp32");
   const FidInception ref(sd, *cpu, "random"), net(sd, *gpu, "random");
   std::mt19937 g(11);
-  // RGB 32x32 (CIFAR, upsampled), RGB 320x300 (downsampled), gray 64x48.
+  // RGB 32x32 (CIFAR, upsampled), RGB 320x300 (downsampled), gray 64x48, and 37 images: more
+  // than one device chunk (32 images), the last one partial.
   struct Case {
     int B, H, W, C;
   };
-  for (const Case& c : {Case{2, 32, 32, 3}, Case{1, 320, 300, 3}, Case{1, 64, 48, 1}}) {
+  for (const Case& c :
+       {Case{2, 32, 32, 3}, Case{1, 320, 300, 3}, Case{1, 64, 48, 1}, Case{37, 40, 30, 3}}) {
     std::vector<uint8_t> im(size_t(c.B) * c.H * c.W * c.C);
     for (auto& v : im) v = uint8_t(g() % 256);
     std::vector<float> f(size_t(c.B) * FidInception::kDims),

@@ -133,11 +133,12 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   const Result ref = run_net(*cpu, c.net, B, true);
   const Result ref_inf = run_net(*cpu, c.net, B, false);
   UViT table_net(c.net, *cpu);
-  for (const char* prec : {"fp32", "bf16"}) {
+  for (const char* prec : {"fp32", "bf16", "tf32"}) {
     auto gpu = make_backend("cuda", prec);
     const Result g = run_net(*gpu, c.net, B, true);
     const Result gi = run_net(*gpu, c.net, B, false);
-    const bool bf = std::string(prec) == "bf16";
+    // tf32 (fp32 activations, TF32 GEMMs) is held to the bf16 bounds: between the two in error.
+    const bool bf = std::string(prec) != "fp32";
     std::string worst;
     const double eo = rel(g.out, ref.out), ei = rel(gi.out, ref_inf.out);
     const double eg = worst_grad(table_net, g.grads, ref.grads, &worst);

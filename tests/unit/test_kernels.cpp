@@ -129,6 +129,13 @@ TEST(KernelBackend, MakeBackendByName) {
   } catch (const uvit::Error& e) {
     EXPECT_NE(std::string(e.what()).find("fp32 only"), std::string::npos) << e.what();
   }
+  EXPECT_THROW(uvit::make_backend("cpu", "tf32"), uvit::Error);  // a CUDA precision
+  EXPECT_THROW(uvit::make_backend("cpu", "fp16"), uvit::Error);
+  // The encoders' precision: tf32 by default on CUDA, fp32 on the CPU, never bf16.
+  EXPECT_EQ(uvit::encoder_precision("cuda"), "tf32");
+  EXPECT_EQ(uvit::encoder_precision("cpu"), "fp32");
+  EXPECT_EQ(uvit::encoder_precision("cuda", "fp32"), "fp32");
+  EXPECT_THROW(uvit::encoder_precision("cuda", "bf16"), uvit::Error);
   try {
     uvit::make_backend("tpu");
     FAIL() << "tpu is not a backend";

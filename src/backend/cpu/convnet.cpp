@@ -5,13 +5,21 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "uvit/error.hpp"
+#include "uvit/inception.hpp"  // nn::resize_bilinear
 #include "uvit/nn.hpp"
 
 namespace uvit {
 
 void CpuBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
                         float* y) {
-  nn::conv2d(s, x, w, b, y);
+  s.check();
+  Conv2dShape d = s;  // nn::conv2d takes dense images
+  d.x_stride = d.y_stride = 0;
+  if (s.B == 1 || (s.in_stride() == d.in_stride() && s.out_stride() == d.out_stride()))
+    return nn::conv2d(d, x, w, b, y);
+  d.B = 1;  // channel slices of wider tensors: one image at a time
+  for (int n = 0; n < s.B; ++n) nn::conv2d(d, x + n * s.in_stride(), w, b, y + n * s.out_stride());
 }
 
 void CpuBackend::group_norm(const float* x, const float* w, const float* b, float* y, int B, int C,
@@ -30,20 +38,29 @@ void CpuBackend::spatial_attention(const float* q, const float* k, const float* 
     nn::spatial_attention(q + b * img, k + b * img, v + b * img, out + b * img, C, HW, scale);
 }
 
-void CpuBackend::pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
-                        bool max) {
-  nn::pool2d(x, y, N, H, W, k, stride, pad, max);
+void CpuBackend::pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride,
+                        int pad, bool max, long x_stride, long y_stride) {
+  UVIT_CHECK(k > 0 && stride > 0 && pad >= 0, "pool2d: invalid window k=", k, " stride=", stride,
+             " pad=", pad);
+  const long Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+  const long xs = x_stride ? x_stride : long(C) * H * W, ys = y_stride ? y_stride : C * Ho * Wo;
+  if (B == 1 || (xs == long(C) * H * W && ys == C * Ho * Wo))
+    return nn::pool2d(x, y, B * C, H, W, k, stride, pad, max);
+  for (int b = 0; b < B; ++b)  // channel slices of wider tensors: one image at a time
+    nn::pool2d(x + b * xs, y + b * ys, C, H, W, k, stride, pad, max);
 }
 
 void CpuBackend::global_avg_pool(const float* x, float* y, int N, int HW) {
   nn::global_avg_pool(x, y, N, HW);
 }
 
-void CpuBackend::channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) {
+void CpuBackend::channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                                  long stride) {
+  const size_t st = stride ? size_t(stride) : size_t(C) * HW;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; ++b)
     for (int c = 0; c < C; ++c) {
-      float* p = x + (size_t(b) * C + c) * HW;
+      float* p = x + size_t(b) * st + size_t(c) * HW;
       const float bc = bias ? bias[c] : 0.f;
 #pragma omp simd
       for (int i = 0; i < HW; ++i) {
@@ -51,6 +68,15 @@ void CpuBackend::channel_bias_act(float* x, const float* bias, int B, int C, int
         p[i] = relu ? std::max(v, 0.f) : v;
       }
     }
+}
+
+void CpuBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                                 float scale, float shift) {
+  nn::resize_bilinear(x, y, planes, H, W, oh, ow);
+  if (scale == 1.f && shift == 0.f) return;
+  const long n = long(planes) * oh * ow;
+#pragma omp parallel for simd schedule(static)
+  for (long i = 0; i < n; ++i) y[i] = y[i] * scale + shift;
 }
 
 // Per (batch, head): out_i = sum_{j <= i} softmax_j(scale q_i . k_j) v_j.

@@ -63,10 +63,13 @@ class CpuBackend final : public Backend {
   void upsample_nearest2x(const float* x, float* y, int N, int H, int W) override;
   void spatial_attention(const float* q, const float* k, const float* v, float* out, int B, int C,
                          int HW, float scale) override;
-  void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
-              bool max) override;
+  void pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride, int pad,
+              bool max, long x_stride = 0, long y_stride = 0) override;
   void global_avg_pool(const float* x, float* y, int N, int HW) override;
-  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) override;
+  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                        long stride = 0) override;
+  void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                       float scale = 1.f, float shift = 0.f) override;
   void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
                             float scale) override;
 

@@ -1,7 +1,8 @@
 // Kernels of the inference-only encoders (autoencoder, FID Inception, CLIP text model), fp32 only.
 // The reference semantics are the CPU backend's (src/backend/cpu/convnet.cpp, src/nn/*.cpp).
 //
-// - im2col, upsample, pool2d, channel_bias_act: one thread per output element (grid-stride).
+// - im2col, upsample, pool2d, channel_bias_act, resize_bilinear: one thread per output element
+//   (grid-stride); images may be channel slices of wider tensors (strides between images).
 // - group_norm: one block per (image, group) slab (contiguous in [B, C, HW]); two passes (mean,
 //   then centred squares) with fixed-order block reductions, then the affine (+ swish) pass.
 // - softmax_rows: one block per row, in place.
@@ -53,9 +54,9 @@ __device__ float block_reduce(float v, float* red) {
 // ---- im2col ----
 // cols[n, (c*kh + u)*kw + v, i*Wo + j] = x[n*xs + (c*H + i*sh - pt + u)*W + j*sw - pl + v]
 // (0 outside the image)
-__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ cols, long xs,
-                              int H, int W, int kh, int kw, int sh, int sw, int pt, int pl, int Ho,
-                              int Wo, size_t per_img, size_t total) {
+__global__ void im2col_kernel(const float* __restrict__ x, float* __restrict__ cols, long xs, int H,
+                              int W, int kh, int kw, int sh, int sw, int pt, int pl, int Ho, int Wo,
+                              size_t per_img, size_t total) {
   const size_t L = size_t(Ho) * Wo;
   UVIT_GRID_STRIDE(e, total) {
     const size_t n = e / per_img, er = e % per_img;
@@ -153,15 +154,17 @@ __global__ void softmax_rows_kernel(float* x, int cols) {
 }
 
 // ---- pooling ----
-// The max, or the mean over the in-image taps (count_include_pad=False), of each window.
-__global__ void pool2d_kernel(const float* __restrict__ x, float* __restrict__ y, int H, int W,
-                              int Ho, int Wo, int k, int stride, int pad, bool is_max,
-                              size_t total) {
+// The max, or the mean over the in-image taps (count_include_pad=False), of each window. Plane
+// (b, c) of x is at b*xs + c*H*W, of y at b*ys + c*Ho*Wo.
+__global__ void pool2d_kernel(const float* __restrict__ x, float* __restrict__ y, int C, int H,
+                              int W, int Ho, int Wo, int k, int stride, int pad, bool is_max,
+                              long xs, long ys, size_t total) {
+  const size_t ohw = size_t(Ho) * Wo;
   UVIT_GRID_STRIDE(e, total) {
     const int j = static_cast<int>(e % Wo);
     const int i = static_cast<int>((e / Wo) % Ho);
-    const size_t plane = e / (size_t(Ho) * Wo);
-    const float* xp = x + plane * H * W;
+    const size_t plane = e / ohw, b = plane / C, c = plane % C;
+    const float* xp = x + b * xs + c * H * W;
     const int u0 = max(i * stride - pad, 0), u1 = min(i * stride - pad + k, H);
     const int v0 = max(j * stride - pad, 0), v1 = min(j * stride - pad + k, W);
     float out = 0.f;  // a window with no in-image tap (pad >= k, invalid in PyTorch) gives 0
@@ -174,7 +177,7 @@ __global__ void pool2d_kernel(const float* __restrict__ x, float* __restrict__ y
         }
       out = is_max ? acc : acc / float((u1 - u0) * (v1 - v0));
     }
-    y[e] = out;
+    y[b * ys + c * ohw + size_t(i) * Wo + j] = out;
   }
 }
 
@@ -192,21 +195,56 @@ __global__ void global_avg_pool_kernel(const float* __restrict__ x, float* __res
   if (lane == 0) y[p] = static_cast<float>(s / double(HW));
 }
 
-// x[b, c, i] += bias[c] (when bias), then ReLU. V = 4 when HW % 4 == 0 and x is aligned.
+// x[b*stride + c*HW + i] += bias[c] (when bias), then ReLU. V = 4 when HW and stride are
+// multiples of 4 and x is aligned (a pack then never straddles channels or images).
 template <int V>
 __global__ void channel_bias_act_kernel(float* x, const float* __restrict__ bias, int C, int HW,
-                                        bool relu, size_t total_packs) {
+                                        bool relu, long stride, size_t total_packs) {
+  const size_t chw = size_t(C) * HW;
   UVIT_GRID_STRIDE(p, total_packs) {
-    const size_t e = p * V;
-    const float bc = bias ? bias[(e / HW) % C] : 0.f;
+    const size_t e = p * V, b = e / chw, r0 = e % chw;
+    const float bc = bias ? bias[r0 / HW] : 0.f;
+    float* xe = x + b * stride + r0;
     float r[V];
-    load_pack<V>(x + e, r);
+    load_pack<V>(xe, r);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       const float v = r[k] + bc;
       r[k] = v < 0.f && relu ? 0.f : v;  // NaN passes through, as std::max(v, 0.f)
     }
-    store_pack<V>(x + e, r);
+    store_pack<V>(xe, r);
+  }
+}
+
+// ---- bilinear resize (align_corners=False), then * scale + shift ----
+// One source axis tap, as nn::resize_bilinear computes it on the host: src = max(r * (d + 0.5) -
+// 0.5, 0), r = in / out; the lower index, the upper one (clamped) and the upper weight.
+// Explicitly rounded products and sums (__fmul_rn, __fadd_rn): nvcc would otherwise contract them
+// into FMAs, whose one-ulp differences in src (3e-5 at src ~ 300) move the weights off the CPU's.
+__device__ __forceinline__ void resize_tap(int d, int in, float r, int& i0, int& i1, float& l1) {
+  const float src = fmaxf(__fadd_rn(__fmul_rn(r, float(d) + 0.5f), -0.5f), 0.f);
+  i0 = static_cast<int>(src);
+  i1 = i0 + (i0 < in - 1 ? 1 : 0);
+  l1 = fminf(fmaxf(src - float(i0), 0.f), 1.f);
+}
+
+__global__ void resize_bilinear_kernel(const float* __restrict__ x, float* __restrict__ y, int H,
+                                       int W, int oh, int ow, float rh, float rw, float scale,
+                                       float shift, bool affine, size_t total) {
+  UVIT_GRID_STRIDE(e, total) {
+    const int j = static_cast<int>(e % ow);
+    const int i = static_cast<int>((e / ow) % oh);
+    const float* xp = x + (e / (size_t(oh) * ow)) * H * W;
+    int i0, i1, j0, j1;
+    float a1, b1;
+    resize_tap(i, H, rh, i0, i1, a1);
+    resize_tap(j, W, rw, j0, j1, b1);
+    const float a0 = 1.f - a1, b0 = 1.f - b1;
+    const float *r0 = xp + size_t(i0) * W, *r1 = xp + size_t(i1) * W;
+    const float t0 = __fadd_rn(__fmul_rn(b0, r0[j0]), __fmul_rn(b1, r0[j1]));
+    const float t1 = __fadd_rn(__fmul_rn(b0, r1[j0]), __fmul_rn(b1, r1[j1]));
+    const float v = __fadd_rn(__fmul_rn(a0, t0), __fmul_rn(a1, t1));
+    y[e] = affine ? __fadd_rn(__fmul_rn(v, scale), shift) : v;
   }
 }
 
@@ -295,9 +333,8 @@ void im2col(const float* x, float* cols, const Conv2dShape& s, int images) {
   const int Ho = s.out_h(), Wo = s.out_w();
   if (images <= 0 || s.Cin <= 0 || Ho <= 0 || Wo <= 0) return;
   const size_t per_img = size_t(s.Cin) * s.kh * s.kw * Ho * Wo, total = per_img * images;
-  im2col_kernel<<<grid_for(total, kThreads), kThreads>>>(x, cols, s.in_stride(), s.H, s.W, s.kh,
-                                                         s.kw, s.sh, s.sw, s.pt, s.pl, Ho, Wo,
-                                                         per_img, total);
+  im2col_kernel<<<grid_for(total, kThreads), kThreads>>>(
+      x, cols, s.in_stride(), s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, Ho, Wo, per_img, total);
   check_launch("im2col_kernel");
 }
 
@@ -328,14 +365,17 @@ void softmax_rows(float* x, int rows, int cols) {
   check_launch("softmax_rows_kernel");
 }
 
-void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad, bool max) {
+void pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride, int pad,
+            bool max, long xs, long ys) {
   UVIT_CHECK(k > 0 && stride > 0 && pad >= 0, "pool2d: invalid window k=", k, " stride=", stride,
              " pad=", pad);
   const int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
-  if (N <= 0 || H <= 0 || W <= 0 || Ho <= 0 || Wo <= 0) return;
-  const size_t total = size_t(N) * Ho * Wo;
-  pool2d_kernel<<<grid_for(total, kThreads), kThreads>>>(x, y, H, W, Ho, Wo, k, stride, pad, max,
-                                                         total);
+  if (B <= 0 || C <= 0 || H <= 0 || W <= 0 || Ho <= 0 || Wo <= 0) return;
+  const size_t total = size_t(B) * C * Ho * Wo;
+  if (xs == 0) xs = long(C) * H * W;
+  if (ys == 0) ys = long(C) * Ho * Wo;
+  pool2d_kernel<<<grid_for(total, kThreads), kThreads>>>(x, y, C, H, W, Ho, Wo, k, stride, pad, max,
+                                                         xs, ys, total);
   check_launch("pool2d_kernel");
 }
 
@@ -346,16 +386,27 @@ void global_avg_pool(const float* x, float* y, int N, int HW) {
   check_launch("global_avg_pool_kernel");
 }
 
-void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) {
+void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu, long stride) {
   if (B <= 0 || C <= 0 || HW <= 0 || (!bias && !relu)) return;
   const size_t total = size_t(B) * C * HW;
-  if (HW % 4 == 0 && aligned16(x))
+  if (stride == 0) stride = long(C) * HW;
+  if (HW % 4 == 0 && stride % 4 == 0 && aligned16(x))
     channel_bias_act_kernel<4>
-        <<<grid_for(total / 4, kThreads), kThreads>>>(x, bias, C, HW, relu, total / 4);
+        <<<grid_for(total / 4, kThreads), kThreads>>>(x, bias, C, HW, relu, stride, total / 4);
   else
     channel_bias_act_kernel<1>
-        <<<grid_for(total, kThreads), kThreads>>>(x, bias, C, HW, relu, total);
+        <<<grid_for(total, kThreads), kThreads>>>(x, bias, C, HW, relu, stride, total);
   check_launch("channel_bias_act_kernel");
+}
+
+void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                     float scale, float shift) {
+  if (planes <= 0 || H <= 0 || W <= 0 || oh <= 0 || ow <= 0) return;
+  const size_t total = size_t(planes) * oh * ow;
+  const bool affine = scale != 1.f || shift != 0.f;
+  resize_bilinear_kernel<<<grid_for(total, kThreads), kThreads>>>(
+      x, y, H, W, oh, ow, float(H) / float(oh), float(W) / float(ow), scale, shift, affine, total);
+  check_launch("resize_bilinear_kernel");
 }
 
 void causal_attention(const float* qkv, float* out, int B, int N, int H, int Dh, float scale) {

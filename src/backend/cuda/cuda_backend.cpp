@@ -32,9 +32,10 @@ std::unique_ptr<Backend> make_cuda_backend(const std::string& precision) {
 }
 
 CudaBackend::CudaBackend(const std::string& precision) {
-  UVIT_CHECK(precision == "fp32" || precision == "bf16", "cuda backend: unknown precision '",
-             precision, "' (expected 'fp32' or 'bf16')");
+  UVIT_CHECK(precision == "fp32" || precision == "bf16" || precision == "tf32",
+             "cuda backend: unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
   bf16_ = precision == "bf16";
+  tf32_ = precision == "tf32";
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
@@ -49,7 +50,7 @@ CudaBackend::CudaBackend(const std::string& precision) {
   const std::string dev = prop.name;
   if (dev.find("H100") != std::string::npos || dev.find("H200") != std::string::npos)
     peak_flops_ = 989e12;
-  gemm_ = cuda::make_gemm_context(0, bf16_);
+  gemm_ = cuda::make_gemm_context(0, bf16_, tf32_);
   attn_ = cuda::make_attention_context(0, bf16_);
 }
 
@@ -84,7 +85,8 @@ void* CudaBackend::alloc_bytes(size_t n) {
 }
 
 size_t CudaBackend::peak_bytes() const {
-  return peak_ + gemm_->workspace_bytes() + attn_->workspace_bytes();
+  return peak_ + gemm_->workspace_bytes() + attn_->workspace_bytes() +
+         (cudnn_ ? cudnn_->workspace_bytes() : 0);
 }
 
 void CudaBackend::free_bytes(void* p) {

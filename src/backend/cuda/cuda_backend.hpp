@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "backend/cuda/attention.hpp"
+#include "backend/cuda/cudnn_conv.hpp"
 #include "backend/cuda/gemm.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "uvit/backend.hpp"
@@ -15,15 +16,16 @@ namespace uvit {
 
 class CudaBackend final : public Backend, private cuda::Scratch {
  public:
-  explicit CudaBackend(const std::string& precision);  // "fp32" or "bf16"
+  // "fp32", "bf16", or "tf32" (fp32 activations, GEMMs on TF32 tensor cores)
+  explicit CudaBackend(const std::string& precision);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   std::string name() const override { return "cuda"; }
-  std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
+  std::string precision() const override { return bf16_ ? "bf16" : tf32_ ? "tf32" : "fp32"; }
   void synchronize() override;
-  // Our allocations' high-water mark plus the GEMM workspace and attention scratch (grow-only).
+  // Our allocations' high-water mark plus the GEMM, attention and cuDNN workspaces (grow-only).
   size_t peak_bytes() const override;
   void reset_peak_bytes() override { peak_ = live_; }
   double peak_flops() const override { return peak_flops_; }
@@ -33,6 +35,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void upload(void* dst, const void* host, size_t bytes) override;
   void download(void* host, const void* src, size_t bytes) override;
   void copy(float* dst, const float* src, size_t n) override;
+  void copy_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+               long cols) override;  // one cudaMemcpy2DAsync (cuda_convnet.cpp)
   void fill(float* dst, float v, size_t n) override;
   void axpy(float* y, const float* x, float a, size_t n) override;
   void scale(float* x, float a, size_t n) override;
@@ -93,10 +97,13 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void upsample_nearest2x(const float* x, float* y, int N, int H, int W) override;
   void spatial_attention(const float* q, const float* k, const float* v, float* out, int B, int C,
                          int HW, float scale) override;
-  void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
-              bool max) override;
+  void pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride, int pad,
+              bool max, long x_stride = 0, long y_stride = 0) override;
   void global_avg_pool(const float* x, float* y, int N, int HW) override;
-  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) override;
+  void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                        long stride = 0) override;
+  void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                       float scale = 1.f, float shift = 0.f) override;
   void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
                             float scale) override;
 
@@ -111,6 +118,7 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   float* workspace(size_t floats);          // grow-only: im2col columns, spatial attention scores
 
   bool bf16_;
+  bool tf32_;
   double peak_flops_ = 0;
   size_t live_ = 0, peak_ = 0;
   std::unordered_map<void*, size_t> sizes_;  // live allocations, for the peak figure
@@ -122,6 +130,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   int freqs_half_ = -1;
   float* ws_ = nullptr;
   size_t ws_floats_ = 0;
+  std::unique_ptr<cuda::CudnnConv> cudnn_;  // tf32 convolutions (cudnn_conv.hpp)
+  bool cudnn_tried_ = false;
 };
 
 // Number of usable CUDA devices; 0 when there is no device or driver (never throws).

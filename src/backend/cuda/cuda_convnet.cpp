@@ -1,9 +1,12 @@
 // CudaBackend's inference-only encoder kernels (autoencoder, FID Inception, CLIP). They are fp32
-// models: convolutions are im2col + cuBLASLt fp32 GEMMs per image, the spatial attention two GEMMs
-// around a row softmax; the rest are the launchers of convnet.cu.
+// models: convolutions are im2col + cuBLASLt strided-batched GEMMs (exact fp32; in tf32, cuDNN
+// where it takes the geometry), the spatial attention two GEMMs around a row softmax; the rest are
+// the launchers of convnet.cu.
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/cuda_common.hpp"
+#include "backend/cuda/cudnn_conv.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -27,19 +30,31 @@ void CudaBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, c
                          float* y) {
   require_fp32("conv2d");
   s.check();  // a bad shape must not size the workspace or the kernels
-  const int Ho = s.out_h(), Wo = s.out_w(), K = s.Cin * s.kh * s.kw;
-  const size_t in_img = size_t(s.Cin) * s.H * s.W, out_img = size_t(s.Cout) * Ho * Wo;
+  const int Ho = s.out_h(), Wo = s.out_w(), K = s.Cin * s.kh * s.kw, L = Ho * Wo;
+  const long xs = s.in_stride(), ys = s.out_stride();
+  auto add_bias = [&] {
+    if (b) cuda::channel_bias_act(y, b, s.B, s.Cout, L, false, ys);
+  };
+  if (tf32_) {  // cuDNN, as PyTorch (created on the first tf32 convolution)
+    if (!cudnn_tried_) cudnn_ = cuda::make_cudnn_conv(0), cudnn_tried_ = true;
+    if (cudnn_ && cudnn_->forward(s, x, w, y)) return add_bias();
+  }
   const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pl == 0 &&
                       s.pb == 0 && s.pr == 0;
-  float* cols = direct ? nullptr : workspace(size_t(K) * Ho * Wo);
-  for (int n = 0; n < s.B; ++n) {
-    const float* xn = x + n * in_img;
-    if (!direct) cuda::im2col(xn, cols, s);
-    // y_n [Cout, Ho*Wo] = w [Cout, K] x cols [K, Ho*Wo]
-    gemm_->gemm(false, false, s.Cout, Ho * Wo, K, 1.f, w, K, direct ? xn : cols, Ho * Wo, 0.f,
-                y + n * out_img, Ho * Wo);
+  // y_n [Cout, L] = w [Cout, K] x cols_n [K, L] for all images in one strided-batched GEMM (w
+  // shared: stride 0). The columns of a chunk of images are capped at kColFloats (the workspace).
+  constexpr size_t kColFloats = size_t(64) << 20;  // 256 MiB
+  const size_t per_img = size_t(K) * L;
+  const int chunk = direct ? s.B : int(std::clamp<size_t>(kColFloats / per_img, 1, size_t(s.B)));
+  float* cols = direct ? nullptr : workspace(per_img * chunk);
+  for (int n0 = 0; n0 < s.B; n0 += chunk) {
+    const int nb = std::min(chunk, s.B - n0);
+    const float* xn = x + n0 * xs;
+    if (!direct) cuda::im2col(xn, cols, s, nb);
+    gemm_->gemm_batched(false, false, s.Cout, L, K, 1.f, w, K, 0, direct ? xn : cols, L,
+                        direct ? xs : long(per_img), 0.f, y + n0 * ys, L, ys, nb);
   }
-  if (b) cuda::channel_bias_act(y, b, s.B, s.Cout, Ho * Wo, false);
+  add_bias();
 }
 
 void CudaBackend::group_norm(const float* x, const float* w, const float* b, float* y, int B, int C,
@@ -69,10 +84,10 @@ void CudaBackend::spatial_attention(const float* q, const float* k, const float*
   }
 }
 
-void CudaBackend::pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad,
-                         bool max) {
+void CudaBackend::pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride,
+                         int pad, bool max, long x_stride, long y_stride) {
   require_fp32("pool2d");
-  cuda::pool2d(x, y, N, H, W, k, stride, pad, max);
+  cuda::pool2d(x, y, B, C, H, W, k, stride, pad, max, x_stride, y_stride);
 }
 
 void CudaBackend::global_avg_pool(const float* x, float* y, int N, int HW) {
@@ -80,9 +95,26 @@ void CudaBackend::global_avg_pool(const float* x, float* y, int N, int HW) {
   cuda::global_avg_pool(x, y, N, HW);
 }
 
-void CudaBackend::channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu) {
+void CudaBackend::channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                                   long stride) {
   require_fp32("channel_bias_act");
-  cuda::channel_bias_act(x, bias, B, C, HW, relu);
+  cuda::channel_bias_act(x, bias, B, C, HW, relu, stride);
+}
+
+void CudaBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh,
+                                  int ow, float scale, float shift) {
+  require_fp32("resize_bilinear");
+  cuda::resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift);
+}
+
+void CudaBackend::copy_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                          long cols) {
+  if (rows <= 0 || cols <= 0) return;
+  UVIT_CHECK(ld_dst >= cols && ld_src >= cols, "copy_2d: rows of ", cols,
+             " floats do not fit leading dimensions ", ld_dst, " and ", ld_src);
+  UVIT_CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(ld_dst) * sizeof(float), src,
+                                    size_t(ld_src) * sizeof(float), size_t(cols) * sizeof(float),
+                                    size_t(rows), cudaMemcpyDeviceToDevice, 0));
 }
 
 void CudaBackend::causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,

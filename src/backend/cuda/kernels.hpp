@@ -79,9 +79,14 @@ void group_norm(const float* x, const float* w, const float* b, float* y, int B,
 void upsample_nearest2x(const float* x, float* y, int N, int H, int W);
 // In place, per row of x [rows, cols]: x = softmax(x) (max-subtracted).
 void softmax_rows(float* x, int rows, int cols);
-void pool2d(const float* x, float* y, int N, int H, int W, int k, int stride, int pad, bool max);
+// xs, ys (pool2d) and stride (channel_bias_act): floats between images, 0 for dense images.
+void pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride, int pad,
+            bool max, long xs = 0, long ys = 0);
 void global_avg_pool(const float* x, float* y, int N, int HW);
-void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu);
+void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
+                      long stride = 0);
+void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
+                     float scale, float shift);
 void causal_attention(const float* qkv, float* out, int B, int N, int H, int Dh, float scale);
 
 }  // namespace uvit::cuda

@@ -1,0 +1,168 @@
+// cuDNN's (legacy, still shipped in 9.x) convolution API: per geometry one plan (descriptors with
+// the image strides, the heuristics' first algorithm that fits the workspace cap, its math type),
+// cached; a grow-only workspace. cuDNN's default math lets fp32 convolutions use TF32 tensor
+// cores on Ampere and later, as PyTorch does with allow_tf32 (its default for convolutions).
+#include "backend/cuda/cudnn_conv.hpp"
+
+#include <cstdio>
+
+#ifdef UVIT_HAVE_CUDNN
+#include <cudnn.h>
+
+#include <map>
+#include <tuple>
+
+#include "uvit/error.hpp"
+#endif
+
+namespace uvit::cuda {
+
+#ifdef UVIT_HAVE_CUDNN
+namespace {
+
+constexpr size_t kMaxWorkspace = size_t(1) << 30;  // algorithms needing more are skipped
+
+void check_dnn(cudnnStatus_t s, const char* what) {
+  if (s != CUDNN_STATUS_SUCCESS) fail("cudnn: ", what, " failed: ", cudnnGetErrorString(s));
+}
+
+// B, Cin, H, W, Cout, kh, kw, sh, sw, pad h, pad w, x image stride, y image stride
+using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int, long, long>;
+
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  cudnnConvolutionFwdAlgo_t algo{};
+  size_t ws = 0;
+  bool ok = false;  // an algorithm was found (and has not been turned down at run time)
+
+  void destroy() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    x = y = nullptr;
+    w = nullptr;
+    conv = nullptr;
+  }
+};
+
+class DnnConv final : public CudnnConv {
+ public:
+  explicit DnnConv(cudnnHandle_t h) : h_(h) {}
+  ~DnnConv() override {
+    for (auto& kv : plans_) kv.second.destroy();
+    if (ws_) cudaFree(ws_);
+    cudnnDestroy(h_);
+  }
+
+  size_t workspace_bytes() const override { return ws_bytes_; }
+
+  bool forward(const Conv2dShape& s, const float* x, const float* w, float* y) override {
+    if (s.pt != s.pb || s.pl != s.pr) return false;  // the legacy API pads symmetrically
+    const Key key{s.B,  s.Cin, s.H,  s.W,  s.Cout,        s.kh,          s.kw,
+                  s.sh, s.sw,  s.pt, s.pl, s.in_stride(), s.out_stride()};
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, make_plan(s)).first;
+    Plan& p = it->second;
+    if (!p.ok) return false;
+    if (p.ws > ws_bytes_) {
+      if (ws_) cudaFree(ws_);  // waits for the work still using it
+      ws_ = nullptr;
+      ws_bytes_ = 0;
+      const cudaError_t e = cudaMalloc(&ws_, p.ws);
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        fail("cudnn: cudaMalloc of a ", p.ws,
+             "-byte convolution workspace failed: ", cudaGetErrorString(e));
+      }
+      ws_bytes_ = p.ws;
+    }
+    const float one = 1.f, zero = 0.f;
+    const cudnnStatus_t st =
+        cudnnConvolutionForward(h_, &one, p.x, x, p.w, w, p.conv, p.algo, ws_, p.ws, &zero, p.y, y);
+    if (st == CUDNN_STATUS_NOT_SUPPORTED) {
+      p.ok = false;
+      return false;
+    }
+    check_dnn(st, "cudnnConvolutionForward");
+    return true;
+  }
+
+ private:
+  Plan make_plan(const Conv2dShape& s) {
+    Plan p;
+    try {
+      const int Ho = s.out_h(), Wo = s.out_w();
+      check_dnn(cudnnCreateTensorDescriptor(&p.x), "cudnnCreateTensorDescriptor");
+      check_dnn(cudnnCreateTensorDescriptor(&p.y), "cudnnCreateTensorDescriptor");
+      check_dnn(cudnnCreateFilterDescriptor(&p.w), "cudnnCreateFilterDescriptor");
+      check_dnn(cudnnCreateConvolutionDescriptor(&p.conv), "cudnnCreateConvolutionDescriptor");
+      // NCHW with the image stride of a channel slice of a wider tensor.
+      check_dnn(cudnnSetTensor4dDescriptorEx(p.x, CUDNN_DATA_FLOAT, s.B, s.Cin, s.H, s.W,
+                                             int(s.in_stride()), s.H * s.W, s.W, 1),
+                "cudnnSetTensor4dDescriptorEx(x)");
+      check_dnn(cudnnSetTensor4dDescriptorEx(p.y, CUDNN_DATA_FLOAT, s.B, s.Cout, Ho, Wo,
+                                             int(s.out_stride()), Ho * Wo, Wo, 1),
+                "cudnnSetTensor4dDescriptorEx(y)");
+      check_dnn(cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s.Cout, s.Cin,
+                                           s.kh, s.kw),
+                "cudnnSetFilter4dDescriptor");
+      check_dnn(cudnnSetConvolution2dDescriptor(p.conv, s.pt, s.pl, s.sh, s.sw, 1, 1,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                "cudnnSetConvolution2dDescriptor");
+      check_dnn(cudnnSetConvolutionMathType(p.conv, CUDNN_DEFAULT_MATH),
+                "cudnnSetConvolutionMathType");
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      int n = 0;
+      check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(h_, p.x, p.w, p.conv, p.y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                "cudnnGetConvolutionForwardAlgorithm_v7");
+      for (int i = 0; i < n && !p.ok; ++i) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace) continue;
+        size_t ws = 0;  // the heuristics' estimate can differ from the real need
+        if (cudnnSetConvolutionMathType(p.conv, perf[i].mathType) != CUDNN_STATUS_SUCCESS ||
+            cudnnGetConvolutionForwardWorkspaceSize(h_, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
+                CUDNN_STATUS_SUCCESS ||
+            ws > kMaxWorkspace)
+          continue;
+        p.algo = perf[i].algo;
+        p.ws = ws;
+        p.ok = true;
+      }
+    } catch (...) {
+      p.destroy();
+      throw;
+    }
+    return p;
+  }
+
+  cudnnHandle_t h_;
+  void* ws_ = nullptr;
+  size_t ws_bytes_ = 0;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudnnConv> make_cudnn_conv(cudaStream_t stream) {
+  cudnnHandle_t h = nullptr;
+  cudnnStatus_t s = cudnnCreate(&h);
+  if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(h, stream);
+  if (s != CUDNN_STATUS_SUCCESS) {
+    if (h) cudnnDestroy(h);
+    std::fprintf(stderr, "uvit cuda: cuDNN unavailable (%s); tf32 convolutions use im2col + GEMM\n",
+                 cudnnGetErrorString(s));
+    return nullptr;
+  }
+  return std::make_unique<DnnConv>(h);
+}
+
+#else
+
+std::unique_ptr<CudnnConv> make_cudnn_conv(cudaStream_t) { return nullptr; }
+
+#endif
+
+}  // namespace uvit::cuda
