@@ -116,7 +116,10 @@ void CudaBackend::copy(float* dst, const float* src, size_t n) {
 }
 
 void CudaBackend::fill(float* dst, float v, size_t n) { cuda::fill_f32(dst, v, n); }
-void CudaBackend::axpy(float* y, const float* x, float a, size_t n) { cuda::axpy_f32(y, x, a, n); }
+void CudaBackend::axpy(float* y, const float* x, float a, size_t n) {
+  cuda::OpScope t(optimes_, [&] { return cat("axpy n=", n); });
+  cuda::axpy_f32(y, x, a, n);
+}
 void CudaBackend::scale(float* x, float a, size_t n) { cuda::scale_f32(x, a, n); }
 double CudaBackend::sum_squares(const float* x, size_t n) {
   return cuda::sum_squares_f32(x, n, *this);

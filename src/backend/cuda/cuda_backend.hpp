@@ -10,6 +10,7 @@
 #include "backend/cuda/cudnn_conv.hpp"
 #include "backend/cuda/gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/op_timer.hpp"
 #include "uvit/backend.hpp"
 
 namespace uvit {
@@ -131,6 +132,7 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   float* ws_ = nullptr;
   size_t ws_floats_ = 0;
   std::unique_ptr<cuda::CudnnConv> cudnn_;  // tf32 convolutions (cudnn_conv.hpp)
+  cuda::OpTimes optimes_;                   // UVIT_CUDA_OPTIME=1 (op_timer.hpp)
   bool cudnn_tried_ = false;
 };
 

@@ -30,6 +30,10 @@ void CudaBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, c
                          float* y) {
   require_fp32("conv2d");
   s.check();  // a bad shape must not size the workspace or the kernels
+  cuda::OpScope t(optimes_, [&] {
+    return cat("conv2d ", s.kh, "x", s.kw, "/", s.sh, " ", s.Cin, "->", s.Cout, " ", s.H, "x", s.W,
+               " B", s.B, tf32_ && cudnn_ ? " tf32" : "");
+  });
   const int Ho = s.out_h(), Wo = s.out_w(), K = s.Cin * s.kh * s.kw, L = Ho * Wo;
   const long xs = s.in_stride(), ys = s.out_stride();
   auto add_bias = [&] {
@@ -60,6 +64,7 @@ void CudaBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, c
 void CudaBackend::group_norm(const float* x, const float* w, const float* b, float* y, int B, int C,
                              int HW, int G, float eps, bool swish) {
   require_fp32("group_norm");
+  cuda::OpScope t(optimes_, [&] { return cat("group_norm C", C, " HW", HW, " B", B); });
   UVIT_CHECK(B > 0 && C > 0 && HW > 0 && G > 0 && C % G == 0, "group_norm: ", C,
              " channels do not split into ", G, " groups");
   cuda::group_norm(x, w, b, y, B, C, HW, G, eps, swish);
@@ -67,12 +72,14 @@ void CudaBackend::group_norm(const float* x, const float* w, const float* b, flo
 
 void CudaBackend::upsample_nearest2x(const float* x, float* y, int N, int H, int W) {
   require_fp32("upsample_nearest2x");
+  cuda::OpScope t(optimes_, [&] { return cat("upsample2x ", N, " planes ", H, "x", W); });
   cuda::upsample_nearest2x(x, y, N, H, W);
 }
 
 void CudaBackend::spatial_attention(const float* q, const float* k, const float* v, float* out,
                                     int B, int C, int HW, float scale) {
   require_fp32("spatial_attention");
+  cuda::OpScope t(optimes_, [&] { return cat("spatial_attention C", C, " HW", HW, " B", B); });
   const size_t img = size_t(C) * HW;
   float* s = workspace(size_t(HW) * HW);  // 64 MiB at 512 px (HW = 4096)
   for (int n = 0; n < B; ++n) {
