@@ -1,7 +1,12 @@
 // cuDNN's (legacy, still shipped in 9.x) convolution API: per geometry one plan (descriptors with
-// the image strides, the heuristics' first algorithm that fits the workspace cap, its math type),
-// cached; a grow-only workspace. cuDNN's default math lets fp32 convolutions use TF32 tensor
-// cores on Ampere and later, as PyTorch does with allow_tf32 (its default for convolutions).
+// the image strides, the algorithm and its math type), cached; a grow-only workspace. cuDNN's
+// default math lets fp32 convolutions use TF32 tensor cores on Ampere and later, as PyTorch does
+// with allow_tf32 (its default for convolutions).
+// The algorithm is the fastest one measured on the first call of each geometry
+// (cudnnFindConvolutionForwardAlgorithmEx, PyTorch's cudnn.benchmark): on an H100 the v7
+// heuristics' first choice ran the SD decoder's 256->256 3x3 convolution at 256x256 at 23
+// TFLOP/s and its 128->3 output convolution in 15 ms, several times slower than the best. The
+// search costs a one-time few milliseconds per geometry; the heuristics remain the fallback.
 #include "backend/cuda/cudnn_conv.hpp"
 
 #include <cstdio>
@@ -20,7 +25,7 @@ namespace uvit::cuda {
 #ifdef UVIT_HAVE_CUDNN
 namespace {
 
-constexpr size_t kMaxWorkspace = size_t(1) << 30;  // algorithms needing more are skipped
+constexpr size_t kMaxWorkspace = size_t(512) << 20;  // algorithms needing more are skipped
 
 void check_dnn(cudnnStatus_t s, const char* what) {
   if (s != CUDNN_STATUS_SUCCESS) fail("cudnn: ", what, " failed: ", cudnnGetErrorString(s));
@@ -64,21 +69,10 @@ class DnnConv final : public CudnnConv {
     const Key key{s.B,  s.Cin, s.H,  s.W,  s.Cout,        s.kh,          s.kw,
                   s.sh, s.sw,  s.pt, s.pl, s.in_stride(), s.out_stride()};
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, make_plan(s)).first;
+    if (it == plans_.end()) it = plans_.emplace(key, make_plan(s, x, w, y)).first;
     Plan& p = it->second;
     if (!p.ok) return false;
-    if (p.ws > ws_bytes_) {
-      if (ws_) cudaFree(ws_);  // waits for the work still using it
-      ws_ = nullptr;
-      ws_bytes_ = 0;
-      const cudaError_t e = cudaMalloc(&ws_, p.ws);
-      if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        fail("cudnn: cudaMalloc of a ", p.ws,
-             "-byte convolution workspace failed: ", cudaGetErrorString(e));
-      }
-      ws_bytes_ = p.ws;
-    }
+    grow(p.ws);
     const float one = 1.f, zero = 0.f;
     const cudnnStatus_t st =
         cudnnConvolutionForward(h_, &one, p.x, x, p.w, w, p.conv, p.algo, ws_, p.ws, &zero, p.y, y);
@@ -91,7 +85,38 @@ class DnnConv final : public CudnnConv {
   }
 
  private:
-  Plan make_plan(const Conv2dShape& s) {
+  void grow(size_t bytes) {
+    if (bytes <= ws_bytes_) return;
+    if (ws_) cudaFree(ws_);  // waits for the work still using it
+    ws_ = nullptr;
+    ws_bytes_ = 0;
+    const cudaError_t e = cudaMalloc(&ws_, bytes);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      fail("cudnn: cudaMalloc of a ", bytes,
+           "-byte convolution workspace failed: ", cudaGetErrorString(e));
+    }
+    ws_bytes_ = bytes;
+  }
+
+  // Takes the first usable entry of perf (fastest first): success, its math type accepted and its
+  // real workspace need (the estimate can differ) within the cap.
+  void choose(Plan& p, const cudnnConvolutionFwdAlgoPerf_t* perf, int n) {
+    for (int i = 0; i < n && !p.ok; ++i) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace) continue;
+      size_t ws = 0;
+      if (cudnnSetConvolutionMathType(p.conv, perf[i].mathType) != CUDNN_STATUS_SUCCESS ||
+          cudnnGetConvolutionForwardWorkspaceSize(h_, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
+              CUDNN_STATUS_SUCCESS ||
+          ws > kMaxWorkspace)
+        continue;
+      p.algo = perf[i].algo;
+      p.ws = ws;
+      p.ok = true;
+    }
+  }
+
+  Plan make_plan(const Conv2dShape& s, const float* x, const float* w, float* y) {
     Plan p;
     try {
       const int Ho = s.out_h(), Wo = s.out_w();
@@ -116,20 +141,19 @@ class DnnConv final : public CudnnConv {
                 "cudnnSetConvolutionMathType");
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
       int n = 0;
-      check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(h_, p.x, p.w, p.conv, p.y,
-                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
-                "cudnnGetConvolutionForwardAlgorithm_v7");
-      for (int i = 0; i < n && !p.ok; ++i) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace) continue;
-        size_t ws = 0;  // the heuristics' estimate can differ from the real need
-        if (cudnnSetConvolutionMathType(p.conv, perf[i].mathType) != CUDNN_STATUS_SUCCESS ||
-            cudnnGetConvolutionForwardWorkspaceSize(h_, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
-                CUDNN_STATUS_SUCCESS ||
-            ws > kMaxWorkspace)
-          continue;
-        p.algo = perf[i].algo;
-        p.ws = ws;
-        p.ok = true;
+      // Measured on the real buffers (y is overwritten; the caller computes it right after).
+      grow(kMaxWorkspace);
+      if (cudnnFindConvolutionForwardAlgorithmEx(h_, p.x, x, p.w, w, p.conv, p.y, y,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws_,
+                                                 ws_bytes_) == CUDNN_STATUS_SUCCESS)
+        choose(p, perf, n);
+      if (!p.ok) {
+        check_dnn(cudnnSetConvolutionMathType(p.conv, CUDNN_DEFAULT_MATH),
+                  "cudnnSetConvolutionMathType");
+        check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(
+                      h_, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                  "cudnnGetConvolutionForwardAlgorithm_v7");
+        choose(p, perf, n);
       }
     } catch (...) {
       p.destroy();
