@@ -2,11 +2,11 @@
 // the image strides, the algorithm and its math type), cached; a grow-only workspace. cuDNN's
 // default math lets fp32 convolutions use TF32 tensor cores on Ampere and later, as PyTorch does
 // with allow_tf32 (its default for convolutions).
-// The algorithm is the fastest one measured on the first call of each geometry
-// (cudnnFindConvolutionForwardAlgorithmEx, PyTorch's cudnn.benchmark): on an H100 the v7
-// heuristics' first choice ran the SD decoder's 256->256 3x3 convolution at 256x256 at 23
-// TFLOP/s and its 128->3 output convolution in 15 ms, several times slower than the best. The
-// search costs a one-time few milliseconds per geometry; the heuristics remain the fallback.
+// The algorithm (UVIT_CUDNN_ALGO): "heuristic" (default), the v7 heuristics' first usable choice;
+// "precomp", IMPLICIT_PRECOMP_GEMM on tensor cores where the heuristics offer it (the implicit-GEMM
+// kernels PyTorch's cuDNN runs for these convolutions); "find", the fastest tensor-core algorithm
+// measured on the real buffers (cudnnFindConvolutionForwardAlgorithmEx, run twice: the first run
+// loads the kernels, whose load time would otherwise decide). docs/gpu.md has the measurements.
 #include "backend/cuda/cudnn_conv.hpp"
 
 #include <cstdio>
@@ -14,7 +14,9 @@
 #ifdef UVIT_HAVE_CUDNN
 #include <cudnn.h>
 
+#include <cstdlib>
 #include <map>
+#include <string>
 #include <tuple>
 
 #include "uvit/error.hpp"
@@ -25,7 +27,18 @@ namespace uvit::cuda {
 #ifdef UVIT_HAVE_CUDNN
 namespace {
 
-constexpr size_t kMaxWorkspace = size_t(512) << 20;  // algorithms needing more are skipped
+constexpr size_t kMaxWorkspace = size_t(1) << 30;  // algorithms needing more are skipped
+
+enum class Algo { kHeuristic, kPrecomp, kFind };
+
+Algo algo_from_env() {
+  const char* e = std::getenv("UVIT_CUDNN_ALGO");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "heuristic") return Algo::kHeuristic;
+  if (v == "precomp") return Algo::kPrecomp;
+  if (v == "find") return Algo::kFind;
+  fail("UVIT_CUDNN_ALGO: expected heuristic, precomp or find, got '", v, "'");
+}
 
 void check_dnn(cudnnStatus_t s, const char* what) {
   if (s != CUDNN_STATUS_SUCCESS) fail("cudnn: ", what, " failed: ", cudnnGetErrorString(s));
@@ -39,6 +52,7 @@ struct Plan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   cudnnConvolutionFwdAlgo_t algo{};
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t ws = 0;
   bool ok = false;  // an algorithm was found (and has not been turned down at run time)
 
@@ -55,7 +69,7 @@ struct Plan {
 
 class DnnConv final : public CudnnConv {
  public:
-  explicit DnnConv(cudnnHandle_t h) : h_(h) {}
+  explicit DnnConv(cudnnHandle_t h) : h_(h), algo_(algo_from_env()) {}
   ~DnnConv() override {
     for (auto& kv : plans_) kv.second.destroy();
     if (ws_) cudaFree(ws_);
@@ -99,11 +113,14 @@ class DnnConv final : public CudnnConv {
     ws_bytes_ = bytes;
   }
 
-  // Takes the first usable entry of perf (fastest first): success, its math type accepted and its
-  // real workspace need (the estimate can differ) within the cap.
-  void choose(Plan& p, const cudnnConvolutionFwdAlgoPerf_t* perf, int n) {
+  // Takes the first usable entry of perf (best first) that `want` accepts: success, its math type
+  // accepted and its real workspace need (the estimate can differ) within the cap.
+  template <class Want>
+  void choose(Plan& p, const cudnnConvolutionFwdAlgoPerf_t* perf, int n, Want want) {
     for (int i = 0; i < n && !p.ok; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace) continue;
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspace ||
+          !want(perf[i]))
+        continue;
       size_t ws = 0;
       if (cudnnSetConvolutionMathType(p.conv, perf[i].mathType) != CUDNN_STATUS_SUCCESS ||
           cudnnGetConvolutionForwardWorkspaceSize(h_, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
@@ -111,6 +128,7 @@ class DnnConv final : public CudnnConv {
           ws > kMaxWorkspace)
         continue;
       p.algo = perf[i].algo;
+      p.math = perf[i].mathType;
       p.ws = ws;
       p.ok = true;
     }
@@ -141,19 +159,30 @@ class DnnConv final : public CudnnConv {
                 "cudnnSetConvolutionMathType");
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
       int n = 0;
-      // Measured on the real buffers (y is overwritten; the caller computes it right after).
-      grow(kMaxWorkspace);
-      if (cudnnFindConvolutionForwardAlgorithmEx(h_, p.x, x, p.w, w, p.conv, p.y, y,
-                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws_,
-                                                 ws_bytes_) == CUDNN_STATUS_SUCCESS)
-        choose(p, perf, n);
-      if (!p.ok) {
-        check_dnn(cudnnSetConvolutionMathType(p.conv, CUDNN_DEFAULT_MATH),
+      const auto tensor_op = [](const cudnnConvolutionFwdAlgoPerf_t& r) {
+        return r.mathType != CUDNN_FMA_MATH;
+      };
+      if (algo_ == Algo::kFind) {
+        // On the real buffers (y is overwritten; the caller computes it right after).
+        grow(kMaxWorkspace);
+        cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+        for (int run = 0; run < 2 && st == CUDNN_STATUS_SUCCESS; ++run)
+          st = cudnnFindConvolutionForwardAlgorithmEx(h_, p.x, x, p.w, w, p.conv, p.y, y,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf,
+                                                      ws_, ws_bytes_);
+        if (st == CUDNN_STATUS_SUCCESS) choose(p, perf, n, tensor_op);
+        check_dnn(cudnnSetConvolutionMathType(p.conv, p.ok ? p.math : CUDNN_DEFAULT_MATH),
                   "cudnnSetConvolutionMathType");
+      }
+      if (!p.ok) {
         check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(
                       h_, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
                   "cudnnGetConvolutionForwardAlgorithm_v7");
-        choose(p, perf, n);
+        if (algo_ == Algo::kPrecomp)
+          choose(p, perf, n, [&](const cudnnConvolutionFwdAlgoPerf_t& r) {
+            return r.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM && tensor_op(r);
+          });
+        choose(p, perf, n, [](const cudnnConvolutionFwdAlgoPerf_t&) { return true; });
       }
     } catch (...) {
       p.destroy();
@@ -163,6 +192,7 @@ class DnnConv final : public CudnnConv {
   }
 
   cudnnHandle_t h_;
+  Algo algo_;
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
   std::map<Key, Plan> plans_;
