@@ -46,4 +46,30 @@ inline void compare(const std::string& what, const std::vector<float>& got,
       << what << ": worst at [" << worst << "] got " << got[worst] << " expected " << ref[worst];
 }
 
+// Device copies of host vectors on a backend, freed when this goes out of scope.
+class DeviceBuffers {
+ public:
+  explicit DeviceBuffers(Backend& be) : be_(be) {}
+  ~DeviceBuffers() {
+    for (void* p : bufs_) be_.free_bytes(p);
+  }
+  DeviceBuffers(const DeviceBuffers&) = delete;
+  DeviceBuffers& operator=(const DeviceBuffers&) = delete;
+  float* up(const std::vector<float>& h) {
+    float* p = static_cast<float*>(be_.alloc_bytes(std::max<size_t>(h.size(), 1) * 4));
+    bufs_.push_back(p);
+    be_.upload(p, h.data(), h.size() * 4);
+    return p;
+  }
+  std::vector<float> down(const float* p, size_t n) {
+    std::vector<float> h(n);
+    be_.download(h.data(), p, n * 4);
+    return h;
+  }
+
+ private:
+  Backend& be_;
+  std::vector<void*> bufs_;
+};
+
 }  // namespace uvit::test

@@ -30,25 +30,13 @@ constexpr double kTol = 1e-5;
 class Dev {
  public:
   explicit Dev(const std::string& prec = "fp32")
-      : gpu(uvit::make_backend("cuda", prec)), cpu(uvit::make_cpu_backend()) {}
-  ~Dev() {
-    for (void* p : bufs_) gpu->free_bytes(p);
-  }
-  float* up(const VecF& h) {
-    float* p = static_cast<float*>(gpu->alloc_bytes(std::max<size_t>(h.size(), 1) * 4));
-    bufs_.push_back(p);
-    gpu->upload(p, h.data(), h.size() * 4);
-    return p;
-  }
-  VecF down(const float* p, size_t n) {
-    VecF h(n);
-    gpu->download(h.data(), p, n * 4);
-    return h;
-  }
+      : gpu(uvit::make_backend("cuda", prec)), cpu(uvit::make_cpu_backend()), bufs_(*gpu) {}
+  float* up(const VecF& h) { return bufs_.up(h); }
+  VecF down(const float* p, size_t n) { return bufs_.down(p, n); }
   std::unique_ptr<Backend> gpu, cpu;
 
  private:
-  std::vector<void*> bufs_;
+  uvit::test::DeviceBuffers bufs_;
 };
 
 std::string conv_tag(const Conv2dShape& s, bool bias) {

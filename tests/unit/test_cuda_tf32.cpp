@@ -23,23 +23,11 @@ using uvit::test::compare;
 using uvit::test::randv;
 
 struct Gpu {
-  explicit Gpu(const std::string& prec) : be(uvit::make_backend("cuda", prec)) {}
-  ~Gpu() {
-    for (void* p : bufs) be->free_bytes(p);
-  }
-  float* up(const VecF& h) {
-    float* p = static_cast<float*>(be->alloc_bytes(std::max<size_t>(h.size(), 1) * 4));
-    bufs.push_back(p);
-    be->upload(p, h.data(), h.size() * 4);
-    return p;
-  }
-  VecF down(const float* p, size_t n) {
-    VecF h(n);
-    be->download(h.data(), p, n * 4);
-    return h;
-  }
+  explicit Gpu(const std::string& prec) : be(uvit::make_backend("cuda", prec)), bufs(*be) {}
+  float* up(const VecF& h) { return bufs.up(h); }
+  VecF down(const float* p, size_t n) { return bufs.down(p, n); }
   std::unique_ptr<Backend> be;
-  std::vector<void*> bufs;
+  uvit::test::DeviceBuffers bufs;
 };
 
 // max |a - b| / max |b|

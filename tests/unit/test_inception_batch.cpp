@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_compare.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/inception.hpp"
@@ -21,13 +22,7 @@ namespace {
 
 using VecF = std::vector<float>;
 
-VecF randv(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  VecF v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
+using uvit::test::randv;
 
 constexpr float kSentinel = 42.5f;  // what a strided write must leave alone
 
