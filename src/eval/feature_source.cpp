@@ -93,16 +93,44 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
                                    const std::function<void(long, long)>& progress) {
   constexpr int D = FidInception::kDims, K = FidInception::kClasses;
   std::vector<float> f;
+  // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
+  constexpr long kChunk = 32;
   if (fs::is_directory(source)) {
     const std::vector<std::string> files = list_image_files(source);
     const long n = long(files.size());
     f.resize(size_t(n) * D);
     if (logits) logits->resize(size_t(n) * K);
-    for (long i = 0; i < n; ++i) {
-      const Image im = read_image(files[i], 3);  // PIL convert("RGB")
-      net.forward_u8(im.px.data(), 1, im.h, im.w, 3, f.data() + i * D,
-                     logits ? logits->data() + i * K : nullptr);
-      if (progress) progress(i + 1, n);
+    std::vector<Image> ims(size_t(std::min(kChunk, n)));
+    std::vector<uint8_t> batch;
+    for (long i0 = 0; i0 < n; i0 += kChunk) {
+      // Decoded in parallel (stb is reentrant); the first failure is rethrown in file order.
+      const long m = std::min(kChunk, n - i0);
+      std::vector<std::string> err(static_cast<size_t>(m));
+#pragma omp parallel for schedule(dynamic)
+      for (long j = 0; j < m; ++j) {
+        try {
+          ims[size_t(j)] = read_image(files[size_t(i0 + j)], 3);  // PIL convert("RGB")
+        } catch (const std::exception& e) {
+          err[size_t(j)] = e.what();
+        }
+      }
+      for (const std::string& e : err)
+        if (!e.empty()) fail(e);
+      // Runs of images of one size go through the network together.
+      for (long j = 0; j < m;) {
+        const Image& a = ims[size_t(j)];
+        long k = j + 1;
+        while (k < m && ims[size_t(k)].h == a.h && ims[size_t(k)].w == a.w) ++k;
+        const size_t per = a.px.size();
+        batch.resize(per * size_t(k - j));
+        for (long t = j; t < k; ++t)
+          std::copy(ims[size_t(t)].px.begin(), ims[size_t(t)].px.end(),
+                    batch.begin() + long(per) * (t - j));
+        net.forward_u8(batch.data(), int(k - j), a.h, a.w, 3, f.data() + (i0 + j) * D,
+                       logits ? logits->data() + (i0 + j) * K : nullptr);
+        j = k;
+      }
+      if (progress) progress(i0 + m, n);
     }
     return f;
   }
@@ -115,8 +143,6 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
   const int H = int(a.shape[1]), W = int(a.shape[2]), C = int(a.shape[3]);
   f.resize(size_t(n) * D);
   if (logits) logits->resize(size_t(n) * K);
-  // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
-  constexpr long kChunk = 32;
   for (long i = 0; i < n; i += kChunk) {
     const int m = int(std::min(kChunk, n - i));
     net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, m, H, W, C, f.data() + i * D,

@@ -2,10 +2,13 @@
 // slices of wider tensors) against per-image dense calls, exactly, and the network run in chunks
 // of 3 images (UVIT_INCEPTION_BATCH) against one image at a time.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <string>
@@ -14,6 +17,8 @@
 #include "gpu_compare.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
+#include "uvit/fid.hpp"
+#include "uvit/image.hpp"
 #include "uvit/inception.hpp"
 
 using namespace uvit;
@@ -230,6 +235,59 @@ TEST(FidInceptionBatch, ChunksOfThreeMatchOneAtATime) {
   VecF f4(size_t(4) * FidInception::kDims);
   three->forward(x.data(), 4, H, W, f4.data());
   expect_close(f4, VecF(f1.begin() + 3 * FidInception::kDims, f1.end()), "pool3 (float input)");
+}
+
+// A folder goes through the network in runs of same-sized images (decoded in parallel): with
+// chunks of 3, runs of 4, 3 and 2 images of two sizes give the features of one image at a time.
+TEST(FidInceptionBatch, FolderOfMixedSizesMatchesOneAtATime) {
+  const NamedArrays sd = FidInception::random_state_dict(7);
+  auto be = make_cpu_backend();
+  std::optional<FidInception> one, three;
+  {
+    EnvGuard env("UVIT_INCEPTION_BATCH", nullptr);
+    one.emplace(sd, *be, "random");
+  }
+  {
+    EnvGuard env("UVIT_INCEPTION_BATCH", "3");
+    three.emplace(sd, *be, "random");
+  }
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("uvit_fid_folder_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::mt19937 g(8);
+  const int sizes[9][2] = {{32, 24}, {32, 24}, {32, 24}, {32, 24}, {20, 28},
+                           {20, 28}, {20, 28}, {32, 24}, {32, 24}};
+  for (int i = 0; i < 9; ++i) {
+    std::vector<uint8_t> px(size_t(sizes[i][0]) * sizes[i][1] * 3);
+    for (auto& v : px) v = uint8_t(g() % 256);
+    write_png((dir / ("im" + std::to_string(i) + ".png")).string(), px.data(), sizes[i][0],
+              sizes[i][1], 3);
+  }
+  VecF l1, l3;
+  const VecF f1 = source_features(*one, dir.string(), &l1);
+  const VecF f3 = source_features(*three, dir.string(), &l3);
+  ASSERT_EQ(f1.size(), size_t(9) * FidInception::kDims);
+  ASSERT_EQ(f3.size(), f1.size());
+  double err = 0, mx = 0;
+  for (size_t i = 0; i < f1.size(); ++i) {
+    err = std::max(err, std::fabs(double(f3[i]) - f1[i]));
+    mx = std::max(mx, std::fabs(double(f1[i])));
+  }
+  EXPECT_GT(mx, 0);
+  EXPECT_LE(err, 1e-5 * mx) << "max error " << err << ", max|ref| " << mx;
+  // A file that does not decode is named in a one-line error.
+  {
+    std::ofstream bad(dir / "im5.png", std::ios::binary | std::ios::trunc);
+    bad << "not a png";
+  }
+  try {
+    source_features(*three, dir.string(), nullptr);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("im5.png"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 TEST(FidInceptionBatch, BadBatchVariableIsOneLineError) {
