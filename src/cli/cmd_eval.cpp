@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
+#include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
@@ -55,27 +56,13 @@ bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
 void add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval", "Sample N images and report FID (and IS, precision/recall) against reference stats");
-  struct Opts {
-    std::string config, weights, sampler, ref, ref_features, inception,
-        out = "eval_samples.npz", work, metrics = "fid", json, device = "cpu", precision,
-        autoencoder, autoencoder_config;
-    int n = 50000, steps = 0, batch = 0, chunk = 1000;
-    double scale = -1;
-    long seed = 0;
-    std::vector<std::string> set;
-    bool quiet = false;
+  struct Opts : SamplingOptions {
+    std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "fid", json;
+    int n = 50000, chunk = 1000;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
-  cmd->add_option("--weights,-w", o->weights, "weights (.safetensors or .pth)")->required();
+  add_sampling_options(cmd, *o, "cpu or cuda (sampling, the autoencoder and the Inception)");
   cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--sampler", o->sampler, "as in uvit sample (default: the preset's)");
-  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--cfg-scale", o->scale, "guidance scale (default: the preset's; 0 = none)");
-  cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", o->batch, "samples per network batch (default: the preset's)")
-      ->check(CLI::PositiveNumber);
   cmd->add_option("--ref", o->ref, "reference FID statistics .npz (mu, sigma)")->required();
   cmd->add_option("--metrics", o->metrics, "fid or all (adds Inception Score, precision/recall)")
       ->check(CLI::IsMember({"fid", "all"}));
@@ -90,18 +77,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--chunk", o->chunk, "samples per saved chunk (default 1000)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
-  cmd->add_option("--set", o->set, "override a config field: section.key=value");
-  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device,
-                  "cpu or cuda (sampling, the autoencoder and the Inception)");
-  cmd->add_option("--precision", o->precision, kPrecisionHelp);
-  cmd->add_option("--autoencoder", o->autoencoder,
-                  "latent presets: autoencoder_kl.pth (or .safetensors) that decodes the samples");
-  cmd->add_option("--autoencoder-config", o->autoencoder_config,
-                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
   cmd->callback([o] {
-    Config cfg = load_config(o->config);
-    for (const auto& a : o->set) apply_override(cfg, a);
+    const Config cfg = o->load();
     const NetConfig& nc = cfg.net;
     const bool latent = cfg.json.contains("z_shape");
     UVIT_CHECK(!latent || !o->autoencoder.empty(), "config ", cfg.config_name,
@@ -139,12 +116,7 @@ void add_eval(CLI::App& app) {
     UViT net(nc, *be);
     net.load_file(o->weights);
 
-    GenerateOptions g;
-    g.sampler = o->sampler;
-    g.steps = o->steps;
-    g.cfg_scale = o->scale;
-    g.mini_batch = o->batch;
-    g = with_preset_defaults(cfg, g);
+    GenerateOptions g = o->generate_options(cfg);
 
     const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
@@ -191,7 +163,6 @@ void add_eval(CLI::App& app) {
           for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced
         // Sample i draws the noise of sample i of one `uvit sample --seed` run of all N, so the
         // result does not depend on --chunk.
-        g.seed = uint64_t(o->seed);
         g.first_index = uint64_t(first);
         g.progress = [&](int done, int total) {
           bar.update(first + long(double(m) * done / total), "sampling");

@@ -8,6 +8,7 @@
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
 #include "cli/sample_grid.hpp"
+#include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
@@ -19,36 +20,19 @@ namespace uvit::cli {
 
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
-  struct Opts {
-    std::string config, weights, sampler, classes, out, npy, dir, context, null_context,
-        device = "cpu", precision;
-    int n = 16, steps = 0, cls = -1, batch = 0;
-    double scale = -1;
-    long seed = 0;
-    std::vector<std::string> set;
-    bool quiet = false;
+  struct Opts : SamplingOptions {
+    std::string classes, out, npy, dir, context, null_context;
+    int n = 16, cls = -1;
     std::vector<std::string> prompt;
-    std::string prompts_file, clip, clip_config, vocab, latents, autoencoder, autoencoder_config;
+    std::string prompts_file, clip, clip_config, vocab, latents;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
-  cmd->add_option("--weights,-w", o->weights, "weights (.safetensors or .pth)")->required();
+  add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
   cmd->add_option("--n", o->n, "number of samples")->check(CLI::PositiveNumber);
-  cmd->add_option("--sampler", o->sampler,
-                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
-                  "dpm-solver++2m, ddpm, ddim (default: the preset's)");
-  cmd->add_option("--steps", o->steps, "sampler steps (default: the preset's)")
-      ->check(CLI::PositiveNumber);
   auto* c1 =
       cmd->add_option("--class", o->cls, "class of every sample")->check(CLI::NonNegativeNumber);
   auto* c2 = cmd->add_option("--classes", o->classes, "'all': sample i gets class i mod classes");
   c1->excludes(c2);
-  cmd->add_option("--cfg-scale", o->scale,
-                  "guidance scale s in eps_c + s (eps_c - eps_u) "
-                  "(default: the preset's; 0 = none)");
-  cmd->add_option("--seed", o->seed, "random seed")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", o->batch, "samples per network batch (default: the preset's)")
-      ->check(CLI::PositiveNumber);
   cmd->add_option("--out,-o", o->out, "grid .png");
   cmd->add_option("--npy", o->npy, "all samples as uint8 [N,H,W,C] .npy");
   cmd->add_option("--dir", o->dir, "one PNG per sample, with the generation parameters");
@@ -64,17 +48,8 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--vocab", o->vocab, "CLIP vocabulary (default: the repository's data/clip)");
   cmd->add_option("--latents", o->latents,
                   "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
-  cmd->add_option("--autoencoder", o->autoencoder,
-                  "latent models: autoencoder_kl.pth (or .safetensors) that decodes the samples");
-  cmd->add_option("--autoencoder-config", o->autoencoder_config,
-                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
-  cmd->add_option("--set", o->set, "override a config field: section.key=value");
-  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
-  cmd->add_option("--device", o->device, "cpu or cuda");
-  cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->callback([o, cmd] {
-    Config cfg = load_config(o->config);
-    for (const auto& a : o->set) apply_override(cfg, a);
+    const Config cfg = o->load();
     const NetConfig& nc = cfg.net;
     const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
@@ -145,13 +120,7 @@ void add_sample(CLI::App& app) {
     net.load_file(o->weights);
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
     // sampler, steps and guidance scale actually used.
-    GenerateOptions g;
-    g.sampler = o->sampler;
-    g.steps = o->steps;
-    g.cfg_scale = o->scale;
-    g.seed = uint64_t(o->seed);
-    g.mini_batch = o->batch;
-    g = with_preset_defaults(cfg, g);
+    GenerateOptions g = o->generate_options(cfg);
     Progress timing("sample", 1, o->quiet);
     const auto t0 = std::chrono::steady_clock::now();
     long last_done = 0;

@@ -1,0 +1,47 @@
+#include "cli/sampling_options.hpp"
+
+#include "cli/commands.hpp"
+
+namespace uvit::cli {
+
+Config SamplingOptions::load() const {
+  Config cfg = load_config(config);
+  for (const auto& a : set) apply_override(cfg, a);
+  return cfg;
+}
+
+GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
+  GenerateOptions g;
+  g.sampler = sampler;
+  g.steps = steps;
+  g.cfg_scale = scale;
+  g.seed = uint64_t(seed);
+  g.mini_batch = batch;
+  return with_preset_defaults(cfg, g);
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
+  cmd->add_option("--config,-c", o.config, "preset name or JSON file")->required();
+  cmd->add_option("--weights,-w", o.weights, "weights (.safetensors or .pth)")->required();
+  cmd->add_option("--sampler", o.sampler,
+                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
+                  "dpm-solver++2m, ddpm, ddim (default: the preset's)");
+  cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--cfg-scale", o.scale,
+                  "guidance scale s in eps_c + s (eps_c - eps_u) "
+                  "(default: the preset's; 0 = none)");
+  cmd->add_option("--seed", o.seed, "random seed")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--set", o.set, "override a config field: section.key=value");
+  cmd->add_flag("--quiet,-q", o.quiet, "no progress display");
+  cmd->add_option("--device", o.device, device_help)->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", o.precision, kPrecisionHelp);
+  cmd->add_option("--autoencoder", o.autoencoder,
+                  "latent models: autoencoder_kl.pth (or .safetensors) that decodes the samples");
+  cmd->add_option("--autoencoder-config", o.autoencoder_config,
+                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
+}
+
+}  // namespace uvit::cli

@@ -1,0 +1,32 @@
+// The options `uvit sample` and `uvit eval` share: the preset and weights, the sampler settings,
+// and where the network and the latent decoder run.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "uvit/config.hpp"
+#include "uvit/generate.hpp"
+
+namespace uvit::cli {
+
+struct SamplingOptions {
+  std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config;
+  int steps = 0, batch = 0;
+  double scale = -1;
+  long seed = 0;
+  std::vector<std::string> set;
+  bool quiet = false;
+
+  // The preset with the --set overrides applied.
+  Config load() const;
+  // The generator's settings with the preset's defaults resolved (so that what is recorded, in
+  // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
+  GenerateOptions generate_options(const Config& cfg) const;
+};
+
+// Declares --config, --weights, --sampler, --steps, --cfg-scale, --seed, --batch, --set, --quiet,
+// --device (help: what runs on it), --precision, --autoencoder and --autoencoder-config.
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help);
+
+}  // namespace uvit::cli
