@@ -224,6 +224,9 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const std::string
 // device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
 // use by default) and fp32 on the CPU. Throws uvit::Error for anything else (bf16 included).
 std::string encoder_precision(const std::string& device, const std::string& requested = "");
+// A backend for an encoder model: make_backend(device, encoder_precision(device, requested)).
+std::unique_ptr<Backend> make_encoder_backend(const std::string& device,
+                                              const std::string& requested = "");
 // Whether this build has the CUDA backend and a usable GPU is present (for tests that skip).
 bool cuda_available();
 

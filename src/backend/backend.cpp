@@ -56,6 +56,11 @@ std::string encoder_precision(const std::string& device, const std::string& requ
   return requested;
 }
 
+std::unique_ptr<Backend> make_encoder_backend(const std::string& device,
+                                              const std::string& requested) {
+  return make_backend(device, encoder_precision(device, requested));
+}
+
 void Backend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
                      const float* residual, float* y, int ldy, int M, int N, int K) {
   float beta = 0.f;

@@ -38,7 +38,7 @@ void add_encode_text(CLI::App& app) {
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     ClipTextConfig cc =
         o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
-    auto be = make_backend(o->device, encoder_precision(o->device, o->precision));
+    auto be = make_encoder_backend(o->device, o->precision);
     ClipTextModel model(cc, *be);
     model.load_file(o->clip);
     using clk = std::chrono::steady_clock;

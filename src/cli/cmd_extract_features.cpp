@@ -56,7 +56,7 @@ void extract_mscoco(const Opts& o) {
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
-  auto be = make_backend(o.device, encoder_precision(o.device, o.precision));
+  auto be = make_encoder_backend(o.device, o.precision);
   ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
                      *be);
   clip.load_file(o.clip);

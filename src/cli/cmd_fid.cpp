@@ -20,8 +20,8 @@ namespace uvit::cli {
 
 namespace {
 
-// Loads the network (on an fp32 backend of `device`) on first use, so two statistics files never
-// need the weights or a GPU.
+// Loads the network (on an encoder backend of `device` and `precision`) on first use, so two
+// statistics files never need the weights or a GPU.
 class LazyInception {
  public:
   LazyInception(std::string path, std::string device, std::string precision)
@@ -29,7 +29,7 @@ class LazyInception {
   const FidInception& get() {
     if (!net_) {
       const std::string p = inception_weights_path(path_);
-      be_ = make_backend(device_, encoder_precision(device_, precision_));
+      be_ = make_encoder_backend(device_, precision_);
       net_ = std::make_unique<FidInception>(FidInception::load(p, *be_));
     }
     return *net_;

@@ -37,7 +37,7 @@ PromptContexts encode_prompts_for_sampling(const std::vector<std::string>& promp
   UVIT_CHECK(!clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
   ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(vocab));
   ClipTextConfig cc = clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(clip_config);
-  auto be = make_backend(device, encoder_precision(device, precision));
+  auto be = make_encoder_backend(device, precision);
   ClipTextModel model(cc, *be);
   model.load_file(clip);
   PromptContexts r;

@@ -101,8 +101,7 @@ bool contains(const std::vector<int>& v, int x) {
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          const std::string& device, const std::string& precision)
-    : Autoencoder(cfg, std::move(weights), what,
-                  make_backend(device, encoder_precision(device, precision))) {}
+    : Autoencoder(cfg, std::move(weights), what, make_encoder_backend(device, precision)) {}
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
@@ -155,7 +154,7 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
                               const std::string& device, const std::string& precision) {
   // a device that is not there fails before the load
-  auto be = make_backend(device, encoder_precision(device, precision));
+  auto be = make_encoder_backend(device, precision);
   return Autoencoder(cfg, load_weights(path), path, std::move(be));
 }
 

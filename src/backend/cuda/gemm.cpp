@@ -295,7 +295,8 @@ class LtGemm final : public GemmContext {
     return p;
   }
 
-  // The fallback: legacy cuBLAS (any alignment, any leading dimension). C is also the output.
+  // The fallback's handle: legacy cuBLAS (any alignment, any leading dimension), created on first
+  // use.
   void ensure_blas() {
     if (blas_) return;
     check_blas(cublasCreate(&blas_), "cublasCreate");
@@ -306,6 +307,7 @@ class LtGemm final : public GemmContext {
       check_blas(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
   }
 
+  // The fallback GEMM. C is also the output.
   void gemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, int lda,
                const void* B, int ldb, float beta, void* C, int ldc, cudaDataType ctype) {
     ensure_blas();
