@@ -6,6 +6,8 @@ Usage: /usr/bin/python3 make_fixtures.py --out DIR [--only CASE[,CASE...]]
 Per case, into DIR: CASE.json (constructor args + "name"), CASE.safetensors (inputs, output,
 every parameter and its gradient), CASE.pth (float32 state_dict) and CASE_{x,t,y,context,out}.npy.
 References are computed in float64 from float32 weights/inputs and stored as float32.
+U-ViT cases (uvit_torch.py) in CASES, DiT / Skip-DiT cases (dit_torch.py) in DIT_CASES; the case
+"adm" writes adm.safetensors (adm_reference.py, DiT's diffusion process).
 Exits non-zero if a self-check fails.
 """
 
@@ -24,6 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import adm_reference  # noqa: E402
+import dit_torch  # noqa: E402
 import uvit_torch  # noqa: E402
 from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
 
@@ -46,11 +50,37 @@ CASES = [
                     num_classes=10, conv=True), 2, 107),
 ]
 
+# DiT / Skip-DiT (tests/reference/dit_torch.py): official constructor names; "name" is dit or skip_dit.
+DIT_CASES = [
+    ("dit_p2", dict(name="dit", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                    num_heads=2, num_classes=10, class_dropout_prob=0.1, learn_sigma=True), 3, 201),
+    ("dit_p4_nosigma", dict(name="dit", input_size=16, patch_size=4, in_channels=3, hidden_size=96, depth=2,
+                            num_heads=4, num_classes=10, class_dropout_prob=0.1, learn_sigma=False), 3, 202),
+    # class_dropout_prob 0: the label table has no null row (num_classes rows).
+    ("dit_p8", dict(name="dit", input_size=16, patch_size=8, in_channels=1, hidden_size=64, depth=2,
+                    num_heads=2, num_classes=5, class_dropout_prob=0.0, learn_sigma=True), 2, 203),
+    # head size 24 (not a power of two) and mlp_ratio 2
+    ("dit_h24", dict(name="dit", input_size=8, patch_size=2, in_channels=4, hidden_size=72, depth=2,
+                     num_heads=3, mlp_ratio=2.0, num_classes=10, class_dropout_prob=0.1, learn_sigma=True), 3, 204),
+    ("skipdit_p2", dict(name="skip_dit", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=4,
+                        num_heads=2, num_classes=10, class_dropout_prob=0.1, learn_sigma=True), 3, 205),
+    ("skipdit_sigma_off", dict(name="skip_dit", input_size=8, patch_size=4, in_channels=3, hidden_size=48,
+                               depth=6, num_heads=2, num_classes=7, class_dropout_prob=0.1, learn_sigma=False),
+     3, 206),
+]
+ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
+
 TIME_VALUES = [0.5, 999.0, 250.7]  # the network time input (e.g. 999*t or 1000*t)
+
+
+def is_dit(cfg):
+    return cfg.get("name") in ("dit", "skip_dit")
 
 
 def full_config(cfg):
     """All constructor fields (official names), defaults filled in, plus "name"."""
+    if is_dit(cfg):
+        return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
     out = {"name": cfg["name"]}
     for k, p in inspect.signature(cls.__init__).parameters.items():
@@ -137,6 +167,40 @@ def make_weights(net, seed):
         net.pos_embed.copy_(0.5 * torch.randn(net.pos_embed.shape, generator=g))
 
 
+def make_weights_dit(net, seed):
+    """Official init happened in the constructor (adaLN and final linear zero); now make every trainable
+    parameter non-trivial: Linear weights std 1/sqrt(fan_in), the label table N(0, 1), skip LayerNorm
+    weights 1 + N(0, .1), every bias + N(0, .05). pos_embed stays the fixed sin-cos table."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
+            elif isinstance(m, torch.nn.Embedding):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+        for name, p in net.named_parameters():
+            if name.endswith(".bias"):
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def make_inputs_dit(cfg, batch, seed):
+    """x, t (TIME_VALUES: ADM indices as floats), y in [0, num_classes) with the null class
+    num_classes as the last label when the table has a null row, gout for out_channels."""
+    g = torch.Generator().manual_seed(seed + 104729)
+    S, C = cfg["input_size"], cfg["in_channels"]
+    inp = {"x": torch.randn(batch, C, S, S, generator=g)}
+    inp["t"] = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(batch)], dtype=torch.float32)
+    y = torch.randint(0, cfg["num_classes"], (batch,), generator=g, dtype=torch.int64)
+    if cfg["class_dropout_prob"] > 0:
+        y[-1] = cfg["num_classes"]
+    inp["y"] = y
+    out_c = 2 * C if cfg["learn_sigma"] else C
+    inp["gout"] = torch.randn(batch, out_c, S, S, generator=g)
+    return inp
+
+
 def make_inputs(cfg, batch, seed):
     g = torch.Generator().manual_seed(seed + 104729)
     S, C = cfg["img_size"], cfg["in_chans"]
@@ -164,7 +228,9 @@ def run_net(net, inp, dtype):
         extra = [ctx]
     out = net(x, inp["t"], *extra)
     (out * inp["gout"].to(dtype)).sum().backward()
-    grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    # A frozen parameter (DiT's pos_embed) has no .grad: its gradient is stored as zeros.
+    grads = {n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+             for n, p in net.named_parameters()}
     igrads = {"x": x.grad.detach().clone()}
     if ctx is not None:
         igrads["context"] = ctx.grad.detach().clone()
@@ -178,9 +244,14 @@ def f32(t):
 def make_case(name, cfg_partial, batch, seed, outdir):
     cfg = full_config(cfg_partial)
     torch.manual_seed(seed)
-    net = build_from_config(cfg)
-    make_weights(net, seed)
-    inp = make_inputs(cfg, batch, seed)
+    if is_dit(cfg):
+        net = dit_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        inp = make_inputs_dit(cfg, batch, seed)
+    else:
+        net = build_from_config(cfg)
+        make_weights(net, seed)
+        inp = make_inputs(cfg, batch, seed)
 
     out64, grads64, igrads64 = run_net(net, inp, torch.float64)
     out32, _, _ = run_net(net, inp, torch.float32)
@@ -248,6 +319,49 @@ def check_counts():
                                                                                          "final_layer.bias"]
     ok &= good
     print("self-check key order: %s" % ("ok" if good else "FAIL"))
+    return ok
+
+
+def check_counts_dit():
+    """Official DiT / Skip-DiT state_dict sizes (pos_embed included) and key order."""
+    ok = True
+    for label, cfg, want_n, want_p in [
+        ("DiT-XL/2", dit_torch.preset("xl", 2), 292, 675129632),
+        ("DiT-S/2", dit_torch.preset("s", 2), 132, 32963360),
+        ("Skip-DiT-XL/2", dict(dit_torch.preset("xl", 2), name="skip_dit"), 348, 712369184),
+    ]:
+        n, p = dit_torch.count(cfg)
+        good = (n, p) == (want_n, want_p)
+        ok &= good
+        print("self-check %-18s %d tensors, %d params: %s" % (label, n, p, "ok" if good else
+                                                                 "FAIL (want %d, %d)" % (want_n, want_p)))
+    with uvit_torch.on_meta():
+        keys = list(dit_torch.build_from_config(dict(dit_torch.preset("s", 2), name="skip_dit",
+                                                     depth=4)).state_dict().keys())
+    want = ["pos_embed", "x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight",
+            "t_embedder.mlp.0.bias", "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias",
+            "y_embedder.embedding_table.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+            "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias", "blocks.0.mlp.fc1.weight",
+            "blocks.0.mlp.fc1.bias", "blocks.0.mlp.fc2.weight", "blocks.0.mlp.fc2.bias",
+            "blocks.0.adaLN_modulation.1.weight", "blocks.0.adaLN_modulation.1.bias"]
+    tail = ["final_layer.linear.weight", "final_layer.linear.bias", "final_layer.adaLN_modulation.1.weight",
+            "final_layer.adaLN_modulation.1.bias", "skip_norms.0.weight", "skip_norms.0.bias",
+            "skip_norms.1.weight", "skip_norms.1.bias", "skip_linears.0.linear.weight",
+            "skip_linears.0.linear.bias", "skip_linears.1.linear.weight", "skip_linears.1.linear.bias"]
+    good = keys[:len(want)] == want and keys[-len(tail):] == tail
+    ok &= good
+    print("self-check DiT key order: %s" % ("ok" if good else "FAIL"))
+    # pos_embed: token r*g + c, channel k < D/4: sin(c * w_k); D/4 + k: cos(c * w_k); D/2 + k: sin(r * w_k)
+    D, g = 8, 3
+    pe = dit_torch.sincos_pos_embed_2d(D, g)
+    w = [1.0, 0.01]
+    good = all(abs(pe[r * g + c, j] - f(pos * w[k])) < 1e-15
+               for r in range(g) for c in range(g)
+               for j, (f, pos, k) in enumerate([(math.sin, c, 0), (math.sin, c, 1), (math.cos, c, 0),
+                                                (math.cos, c, 1), (math.sin, r, 0), (math.sin, r, 1),
+                                                (math.cos, r, 0), (math.cos, r, 1)]))
+    ok &= good
+    print("self-check DiT pos_embed layout: %s" % ("ok" if good else "FAIL"))
     return ok
 
 
@@ -362,8 +476,85 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
     return img
 
 
+def numpy_forward_dit(cfg, sd, x, t, y):
+    """Independent float64 DiT / Skip-DiT forward with explicit index formulas (spec 1.1, 2)."""
+    D, p, C, S, H = cfg["hidden_size"], cfg["patch_size"], cfg["in_channels"], cfg["input_size"], cfg["num_heads"]
+    Dh, g, B, depth = D // H, S // p, x.shape[0], cfg["depth"]
+    Co = 2 * C if cfg["learn_sigma"] else C
+
+    def lin(v, pre):
+        return v @ sd[pre + ".weight"].T + sd[pre + ".bias"]
+
+    def ln(v, w=None, b=None):
+        mu = v.mean(-1, keepdims=True)
+        out = (v - mu) / np.sqrt(((v - mu) ** 2).mean(-1, keepdims=True) + 1e-6)
+        return out if w is None else out * w + b
+
+    def silu(v):
+        return v / (1 + np.exp(-v))
+
+    def gelu_tanh(v):
+        return 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
+
+    w = sd["x_embedder.proj.weight"]
+    h = np.zeros((B, g * g, D))
+    for r in range(g):
+        for c in range(g):
+            blk = x[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p]
+            h[:, r * g + c] = np.einsum("bcij,dcij->bd", blk, w) + sd["x_embedder.proj.bias"]
+    h = h + sd["pos_embed"]
+    freqs = torch.exp(-math.log(10000) * torch.arange(0, 128, dtype=torch.float32) / 128).numpy()
+    args = (t.astype(np.float32)[:, None] * freqs[None]).astype(np.float64)
+    temb = lin(silu(lin(np.concatenate([np.cos(args), np.sin(args)], -1), "t_embedder.mlp.0")),
+               "t_embedder.mlp.2")
+    cvec = temb + sd["y_embedder.embedding_table.weight"][y]
+    sc = silu(cvec)
+
+    def block(v, pre):
+        mod = lin(sc, pre + ".adaLN_modulation.1")  # [B, 6D]
+        sh1, sc1, g1, sh2, sc2, g2 = (mod[:, i * D:(i + 1) * D][:, None] for i in range(6))
+        a_in = ln(v) * (1 + sc1) + sh1
+        qkv = lin(a_in, pre + ".attn.qkv")
+        heads = []
+        for hh in range(H):
+            q, k, vv = (qkv[..., kk * D + hh * Dh: kk * D + (hh + 1) * Dh] for kk in range(3))
+            a = np.einsum("bnd,bmd->bnm", q, k) / math.sqrt(Dh)
+            a = np.exp(a - a.max(-1, keepdims=True))
+            heads.append(np.einsum("bnm,bmd->bnd", a / a.sum(-1, keepdims=True), vv))
+        v = v + g1 * lin(np.concatenate(heads, -1), pre + ".attn.proj")
+        m_in = ln(v) * (1 + sc2) + sh2
+        return v + g2 * lin(gelu_tanh(lin(m_in, pre + ".mlp.fc1")), pre + ".mlp.fc2")
+
+    outs = []
+    for k in range(depth):
+        if cfg["name"] == "skip_dit" and k >= depth // 2:
+            j = k - depth // 2  # pairs with the output of block depth-1-k
+            cat = np.concatenate([h, outs[depth - 1 - k]], -1)
+            h = lin(ln(cat, sd["skip_norms.%d.weight" % j], sd["skip_norms.%d.bias" % j]),
+                    "skip_linears.%d.linear" % j)
+        h = block(h, "blocks.%d" % k)
+        outs.append(h)
+    mod = lin(sc, "final_layer.adaLN_modulation.1")
+    feat = lin(ln(h) * (1 + mod[:, None, D:]) + mod[:, None, :D], "final_layer.linear")
+    img = np.zeros((B, Co, S, S))
+    for r in range(g):
+        for c in range(g):
+            for p1 in range(p):
+                for p2 in range(p):
+                    for ch in range(Co):
+                        img[:, ch, r * p + p1, c * p + p2] = feat[:, r * g + c, (p1 * p + p2) * Co + ch]
+    return img
+
+
 def check_numpy_twin(name, tensors, cfg):
     sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
+    if is_dit(cfg):
+        ref = numpy_forward_dit(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
+                                tensors["input.y"])
+        d = np.abs(ref - tensors["output"]).max()
+        good = d < 1e-6 * max(1.0, np.abs(ref).max())
+        print("self-check %-18s numpy re-derivation max|diff|=%.1e: %s" % (name, d, "ok" if good else "FAIL"))
+        return good
     ref = numpy_forward(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
                         tensors.get("input.y"), tensors["input.context"].astype(np.float64)
                         if "input.context" in tensors else None)
@@ -379,7 +570,7 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = [c[0] for c in CASES]
+    names = [c[0] for c in CASES + DIT_CASES] + [ADM_CASE]
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -389,9 +580,9 @@ def main():
     torch.set_num_threads(1)  # deterministic reductions
     t0 = time.time()
 
-    ok = check_counts() & check_building_blocks()
+    ok = check_counts() & check_building_blocks() & check_counts_dit()
     results = {}
-    for name, cfg, batch, seed in CASES:
+    for name, cfg, batch, seed in CASES + DIT_CASES:
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))
@@ -402,6 +593,10 @@ def main():
         ok &= same
         print("self-check use_checkpoint (cond_ckpt == cond_p2, %d tensors bitwise): %s"
               % (len(a), "ok" if same else "FAIL"))
+
+    if ADM_CASE in only:
+        ok &= adm_reference.write_fixture(os.path.join(args.out, ADM_CASE + ".safetensors"), write_safetensors)
+        results[ADM_CASE] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:
