@@ -15,6 +15,7 @@ Keys:
   ddpm.{i,x,model_out,noise,mean,log_variance,pred_x0,out}   one DDPM step on the '250' diffusion,
                                   per sample b at index i[b] (i = 0: no noise); model_out [B, 2C, N]
                                   holds eps (channels 0..C-1) and v (C..2C-1)
+  ddpm.out_fixed_{large,small}    the same step with FIXED_LARGE / FIXED_SMALL variance
   ddim.{i,x,model_out,pred_x0,out}                           one DDIM (eta 0) step on 'ddim50'
   loss.{t,x0,noise,model_out,x_t,mse,vb,loss,grad}           the hybrid loss on the full diffusion:
                                   x_t = q_sample(x0, t, noise), model_out evaluated "at x_t";
@@ -116,6 +117,13 @@ class Adm:
     # ---- sampling (per element, index i of this diffusion, no clipping)
     def pred_x0(self, i, x, eps):
         return self.sqrt_recip_alphas_cumprod[i] * x - self.sqrt_recipm1_alphas_cumprod[i] * eps
+
+    def fixed_log_variance(self, i, large):
+        """FIXED_LARGE: log([posterior_variance_1, beta_1, beta_2, ...]); FIXED_SMALL: the clipped
+        posterior log variance."""
+        if large:
+            return np.log(self.posterior_variance[1] if i == 0 else self.betas[i])
+        return self.posterior_log_variance_clipped[i]
 
     def learned_log_variance(self, i, v):
         frac = (v + 1) / 2
@@ -260,6 +268,11 @@ def make_tensors():
     T.update({"ddpm.i": idx, "ddpm.x": x, "ddpm.model_out": mo, "ddpm.noise": z,
               "ddpm.out": np.stack([o[0] for o in outs]), "ddpm.mean": np.stack([o[1] for o in outs]),
               "ddpm.log_variance": np.stack([o[2] for o in outs]), "ddpm.pred_x0": np.stack([o[3] for o in outs])})
+    # the same inputs with a fixed variance (learn_sigma off: only the eps channels are read)
+    for name, large in (("large", True), ("small", False)):
+        T["ddpm.out_fixed_" + name] = np.stack([
+            o[1] + (1.0 if i != 0 else 0.0) * np.exp(0.5 * d.fixed_log_variance(int(i), large)) * z[b]
+            for b, (i, o) in enumerate(zip(idx, outs))])
     # DDIM step ('ddim50')
     d = diffs["ddim50"]
     idx = np.array([49, 17, 0], dtype=np.int64)
