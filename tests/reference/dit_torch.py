@@ -227,6 +227,13 @@ class DiT(nn.Module):
         return unpatchify(self.final_layer(h, c), self.out_channels, self.patch_size)
 
 
+class DiT_skip(DiT):
+    """Skip-DiT (`DiT_skip`): DiT with the official constructor and depth/2 long skips."""
+
+    def __init__(self, **kwargs):
+        super().__init__(skip=True, **kwargs)
+
+
 CONFIG_KEYS = ["input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
                "class_dropout_prob", "num_classes", "learn_sigma"]
 DEFAULTS = dict(input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
