@@ -1,5 +1,5 @@
 // The compute backend: every kernel the networks, samplers and trainer need, behind one interface,
-// so the model code is written once and runs on the CPU or (later) CUDA unchanged.
+// so the model code is written once and runs on the CPU or CUDA unchanged.
 //
 // Conventions
 // - All pointers are backend memory (host memory for the CPU backend), row-major, contiguous
@@ -120,6 +120,34 @@ class Backend {
   virtual void silu_fwd(const float* x, float* y, size_t n) = 0;
   virtual void silu_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;
 
+  // tanh-approximate GELU (nn.GELU(approximate="tanh")): 0.5 x (1 + tanh(sqrt(2/pi) (x +
+  // 0.044715 x^3))). act; dx may alias dy.
+  virtual void gelu_tanh_fwd(const float* x, float* y, size_t n) = 0;
+  virtual void gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;
+
+  // ---- adaLN (DiT-style modulation by a per-sample vector; all act, sums in fp32) ----
+  // Per-sample rows shift/scale/gate are [B] rows ldm elements apart (chunks of one adaLN output).
+  // y[b, n, :] = x[b, n, :] * (1 + scale[b, :]) + shift[b, :] for the N tokens of sample b.
+  virtual void modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
+                            float* y, int B, int N, int D) = 0;
+  // dx = dy * (1 + scale) (overwritten; may alias dy); dshift[b, :] = sum_n dy,
+  // dscale[b, :] = sum_n dy * x (both overwritten).
+  virtual void modulate_bwd(const float* dy, const float* x, const float* scale, int ldm, float* dx,
+                            float* dshift, float* dscale, int B, int N, int D) = 0;
+  // out = x + gate[b, :] * y (out may alias x).
+  virtual void gate_fwd(const float* x, const float* y, const float* gate, int ldm, float* out,
+                        int B, int N, int D) = 0;
+  // dy = dout * gate[b, :] (overwritten), dgate[b, :] = sum_n dout * y (overwritten).
+  virtual void gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
+                        float* dgate, int B, int N, int D) = 0;
+  // rows x cols act elements from src (rows ld_src apart) to dst (rows ld_dst apart): a feature
+  // concatenation. Backends with a 2-D copy override it.
+  virtual void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                           long cols) {
+    for (long r = 0; r < rows; ++r)
+      copy_act(act_at(dst, r * ld_dst), act_at(src, r * ld_src), cols);
+  }
+
   // ---- attention ----
   // qkv [B, N, 3*H*Dh] with feature f = k*H*Dh + h*Dh + d (k = 0 q, 1 k, 2 v);
   // out [B, N, H*Dh] (head h at h*Dh); lse [B, H, N] = logsumexp of the scaled scores per query
@@ -213,6 +241,38 @@ class Backend {
                      float beta2, float eps, float weight_decay, long step) = 0;
   // e = decay * e + (1 - decay) * p
   virtual void ema(float* e, const float* p, size_t n, float decay) = 0;
+};
+
+// Backend memory owned by a handle: freed when the handle goes, so an exception in the middle of
+// a request leaks nothing.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend& be, size_t bytes) : be_(&be), p_(bytes ? be.alloc_bytes(bytes) : nullptr) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : be_(o.be_), p_(o.p_) { o.p_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      be_ = o.be_;
+      p_ = o.p_;
+      o.p_ = nullptr;
+    }
+    return *this;
+  }
+  void reset() {
+    if (p_) be_->free_bytes(p_);
+    p_ = nullptr;
+  }
+  template <class T = float>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  float* f32() const { return as<float>(); }
+
+ private:
+  Backend* be_ = nullptr;
+  void* p_ = nullptr;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

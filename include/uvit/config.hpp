@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "uvit/network.hpp"
+
 namespace uvit {
 
 struct NetConfig {
@@ -44,11 +46,13 @@ struct NetConfig {
 NetConfig net_config_from_json(const nlohmann::json& j);
 
 // A whole preset: {"name": ..., "nnet": {...}, "train": {...}, "optimizer": {...}, ...}.
-// A bare network object (with "name": "uvit"/"uvit_t2i") is wrapped as {"nnet": obj}.
+// A bare network object (with "name": a registered network) is wrapped as {"nnet": obj}.
 struct Config {
   std::string config_name;  // preset name or file stem
   nlohmann::json json;      // the whole document
-  NetConfig net;
+  NetSpec spec;             // the network as the engine sees it (any family)
+  NetConfig net;            // U-ViT's constructor arguments (uvit/uvit_t2i only; else defaults)
+  bool is_uvit() const { return spec.name == "uvit" || spec.name == "uvit_t2i"; }
 };
 
 // `name_or_path` is a preset name in configs/ (searched in UVIT_CONFIG_DIR, the source tree's

@@ -8,12 +8,14 @@
 
 #include "uvit/config.hpp"
 #include "uvit/diffusion.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit {
 
-// The schedule a preset trains and samples with: "schedule" = "continuous_vp" or "discrete_sd".
+// The schedule a preset trains and samples with: "schedule" = "continuous_vp", "discrete_sd" or
+// "adm" (DiT's linear betas; its ddpm/ddim samplers are ADM's, the others run on this schedule).
 NoiseSchedule schedule_for(const Config& c);
+bool is_adm(const Config& c);
 // Real classes of a class-conditional preset (num_classes minus the null class when the dataset
 // uses guidance), 0 for unconditional and text models.
 int real_classes(const Config& c);
@@ -30,6 +32,8 @@ struct GenerateOptions {
   // first_index + i, so a run split into pieces (uvit eval's chunks) equals the whole run.
   uint64_t first_index = 0;
   std::function<void(int done, int total)> progress;  // after each network evaluation
+  // The initial x_T [n, C, H, W] instead of drawing it (later noise still comes from the seed).
+  std::vector<float> noise;
 };
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),
@@ -40,7 +44,7 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].
 // Sample i's initial noise depends only on (seed, i), so results do not depend on mini-batching.
 // contexts / null_context for text models: [N, L, clip_dim] and [L, clip_dim].
-std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions& opt, int n,
+std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt, int n,
                             const std::vector<int>& labels = {},
                             const std::vector<float>& contexts = {},
                             const std::vector<float>& null_context = {});

@@ -1,4 +1,4 @@
-// The U-ViT noise-prediction network (`uvit` and `uvit_t2i`), written once against the Backend.
+// The U-ViT noise-prediction network (`uvit` and `uvit_t2i`): one Network of the registry.
 #pragma once
 #include <memory>
 #include <string>
@@ -7,6 +7,7 @@
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
+#include "uvit/network.hpp"
 #include "uvit/params.hpp"
 
 namespace uvit {
@@ -16,45 +17,27 @@ ParamTable build_param_table(const NetConfig& cfg);
 // Forward FLOPs per image (2 per multiply-add), counting every GEMM, attention and conv.
 double forward_flops(const NetConfig& cfg);
 
-class UViT {
+class UViT final : public Network {
  public:
-  UViT(const NetConfig& cfg, Backend& be);
-  ~UViT();
-  UViT(const UViT&) = delete;
-  UViT& operator=(const UViT&) = delete;
+  // null_class: the label table's "no class" row (num_classes - 1 when the preset trains with
+  // label dropout, dataset.cfg), or -1.
+  UViT(const NetConfig& cfg, Backend& be, int null_class = -1);
+  ~UViT() override;
 
   const NetConfig& config() const { return cfg_; }
-  const ParamTable& table() const { return table_; }
-  Backend& backend() { return be_; }
-  // Flat fp32 parameters, backend memory. Taking the mutable pointer marks the act copy stale:
-  // the next forward refreshes it (bf16 backends keep GEMM weights in bf16).
-  float* params() {
-    act_stale_ = true;
-    return params_;
-  }
-  const float* params() const { return params_; }
-  float* grads();                      // allocated on first use
-  size_t num_params() const { return table_.total(); }
-
-  // Loads a state_dict (strict: every name and shape must match; `what` names the source).
-  void load(const NamedArrays& sd, const std::string& what);
-  void load_file(const std::string& path);  // .safetensors or .pth
-  NamedArrays export_weights(DType dtype = DType::F32) const;
   // The official initialisation (SPEC 4.4) from a counter-based RNG.
-  void init_random(uint64_t seed);
+  void init_random(uint64_t seed) override;
 
-  // All pointers are backend memory. x [B,C,S,S]; t [B] network time input; y [B] int32 class
-  // labels (class-conditional uvit) or nullptr; context [B, num_clip_token, clip_dim] (uvit_t2i)
-  // or nullptr; out [B,C,S,S]. With `train`, the activations needed by backward() are kept
-  // (all of them, or per-block inputs only when use_checkpoint is set).
+  // x [B,C,S,S]; t [B] network time input; y [B] int32 class labels (class-conditional uvit) or
+  // nullptr; context [B, num_clip_token, clip_dim] (uvit_t2i) or nullptr; out [B,C,S,S]. With
+  // `train`, the activations needed by backward() are kept (all of them, or per-block inputs only
+  // when use_checkpoint is set).
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
-               int B, bool train = false);
-  // Accumulates d(sum(out * dout))/d(params) into grads(); needs the preceding forward(train=true).
-  void backward(const float* dout);
-  void zero_grad();
+               int B, bool train = false) override;
+  void backward(const float* dout) override;
 
-  // Bytes of activation memory planned for the last forward.
-  size_t arena_bytes() const { return arena_bytes_; }
+  size_t arena_bytes() const override { return arena_bytes_; }
+  double forward_flops() const override { return uvit::forward_flops(cfg_); }
 
  private:
   struct Plan;
@@ -63,13 +46,6 @@ class UViT {
   void block_backward(int k, const float* skip, float* dskip);
 
   NetConfig cfg_;
-  Backend& be_;
-  ParamTable table_;
-  float* params_ = nullptr;
-  float* act_params_ = nullptr;  // act copy of params_ (== params_ when act is fp32)
-  bool act_stale_ = true;
-  float* grads_ = nullptr;
-  void sync_act_params();
   std::unique_ptr<Plan> plan_;
   size_t arena_bytes_ = 0;
 };

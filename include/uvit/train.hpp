@@ -9,7 +9,8 @@
 #include "uvit/config.hpp"
 #include "uvit/data.hpp"
 #include "uvit/diffusion.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
+#include "uvit/objective.hpp"
 
 namespace uvit {
 
@@ -56,9 +57,9 @@ class Trainer {
   long step_count() const { return step_; }
   const TrainSettings& settings() const { return s_; }
   TrainSettings& settings() { return s_; }
-  UViT& net() { return *net_; }
+  Network& net() { return *net_; }
   // A network holding the EMA weights (for sampling).
-  UViT& ema_net();
+  Network& ema_net() { return *ema_; }
   const Config& config() const { return cfg_; }
 
  private:
@@ -67,12 +68,11 @@ class Trainer {
   std::shared_ptr<Dataset> data_;
   std::string dir_;
   TrainSettings s_;
-  NoiseSchedule ns_;
-  std::unique_ptr<UViT> net_, ema_;
+  std::unique_ptr<Objective> objective_;
+  std::unique_ptr<Network> net_, ema_;
   std::unique_ptr<Loader> loader_;
-  float *m_ = nullptr, *v_ = nullptr;
-  float *dx_ = nullptr, *dt_ = nullptr, *deps_ = nullptr, *dout_ = nullptr, *dctx_ = nullptr;
-  int32_t* dy_ = nullptr;
+  DeviceBuffer m_, v_;  // AdamW moments
+  DeviceBuffer dx_, dt_, dout_, dctx_, dy_;
   long step_ = 0;
 };
 

@@ -12,7 +12,7 @@
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit::cli {
@@ -46,7 +46,7 @@ double peak_rss_mb() {
 }
 
 // Draws o.n samples with the named sampler; the time includes everything generate() does.
-void bench_sample(const Opts& o, const Config& c, Backend& be, UViT& net) {
+void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   GenerateOptions g;
   g.sampler = o.sampler;
   g.steps = o.steps;
@@ -56,7 +56,7 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, UViT& net) {
   std::vector<int> labels;
   const int classes = real_classes(c);
   for (int i = 0; classes > 0 && i < o.n; ++i) labels.push_back(i % classes);
-  UVIT_CHECK(!c.net.t2i(),
+  UVIT_CHECK(!c.spec.text_conditional(),
              "bench --mode sample: text-to-image presets need contexts; use a "
              "class-conditional or unconditional preset");
   int evals = 0;
@@ -94,23 +94,24 @@ void add_bench(CLI::App& app) {
   cmd->callback([o] {
     Config c = load_config(o->config);
     for (const auto& a : o->set) apply_override(c, a);
-    const NetConfig& n = c.net;
+    const NetSpec& n = c.spec;
     auto be = make_backend(o->device, o->precision);
-    UViT net(n, *be);
+    auto netp = make_network(c, *be);
+    Network& net = *netp;
     net.init_random(1);
     if (o->mode == "sample") return bench_sample(*o, c, *be, net);
     const int B = o->batch;
-    const size_t img = size_t(n.in_chans) * n.img_size * n.img_size;
+    const size_t img = n.in_numel();
     Philox rng(7);
-    std::vector<float> x(B * img), target(B * img), t(B), ctx;
+    std::vector<float> x(B * img), target(B * n.out_numel()), t(B), ctx;
     rng.fill_normal(x.data(), x.size());
     rng.fill_normal(target.data(), target.size(), x.size());
     for (int b = 0; b < B; ++b) t[b] = 999.f * rng.uniform(10 * x.size() + b);
     std::vector<int32_t> y;
-    if (n.t2i()) {
-      ctx.resize(size_t(B) * n.num_clip_token * n.clip_dim);
+    if (n.text_conditional()) {
+      ctx.resize(B * n.context_numel());
       rng.fill_normal(ctx.data(), ctx.size(), 3 * x.size());
-    } else if (n.num_classes > 0) {
+    } else if (n.class_conditional()) {
       for (int b = 0; b < B; ++b) y.push_back(b % n.num_classes);
     }
     auto up = [&](const void* src, size_t bytes) {
@@ -123,7 +124,7 @@ void add_bench(CLI::App& app) {
     auto* dt = static_cast<float*>(up(t.data(), t.size() * 4));
     auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(up(y.data(), y.size() * 4));
     auto* dctx = ctx.empty() ? nullptr : static_cast<float*>(up(ctx.data(), ctx.size() * 4));
-    float* out = be->alloc(x.size());
+    float* out = be->alloc(target.size());
     const bool train = o->mode == "train";
     float *m = nullptr, *v = nullptr, *ema = nullptr;
     if (train) {
@@ -144,8 +145,8 @@ void add_bench(CLI::App& app) {
       net.zero_grad();
       net.forward(dx, dt, dy, dctx, out, B, true);
       // d(mean squared error)/d(out) = 2 (out - target) / numel
-      be->axpy(out, dtarget, -1.f, x.size());
-      be->scale(out, 2.f / float(x.size()), x.size());
+      be->axpy(out, dtarget, -1.f, target.size());
+      be->scale(out, 2.f / float(target.size()), target.size());
       net.backward(out);
       be->adamw(net.params(), net.grads(), m, v, net.num_params(), 2e-4f, 0.99f, 0.999f, 1e-8f,
                 0.03f, ++step);
@@ -162,10 +163,11 @@ void add_bench(CLI::App& app) {
     }
     std::sort(secs.begin(), secs.end());
     const double med = secs[secs.size() / 2];
-    const double flops = forward_flops(n) * (train ? 3 : 1) * B;
+    const double flops = net.forward_flops() * (train ? 3 : 1) * B;
     emit(*o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"", o->mode,
                  "\", \"device\": \"", be->name(), "\", \"precision\": \"", be->precision(),
-                 "\", \"checkpoint\": ", (train && n.use_checkpoint) ? "true" : "false",
+                 "\", \"checkpoint\": ",
+                 (train && c.is_uvit() && c.net.use_checkpoint) ? "true" : "false",
                  ", \"batch\": ", B, ", \"median_s\": ", med, ", \"img_s\": ", B / med,
                  ", \"gflop_s\": ", flops / med / 1e9, ", \"peak_rss_mb\": ", peak_rss_mb(),
                  ", \"peak_device_mb\": ", be->peak_bytes() / 1048576.0, "}"));

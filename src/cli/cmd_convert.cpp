@@ -5,7 +5,7 @@
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit::cli {
 
@@ -33,7 +33,7 @@ void add_convert(CLI::App& app) {
     NamedArrays sd = load_weights(o->in);
     if (!o->config.empty()) {
       Config c = load_config(o->config);
-      ParamTable t = build_param_table(c.net);
+      ParamTable t = network_param_table(c);
       std::vector<float> scratch(t.total());
       t.load(sd, scratch.data(), o->in);  // strict check; values are not needed
     }

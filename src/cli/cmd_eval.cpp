@@ -79,11 +79,11 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->callback([o] {
     const Config cfg = o->load();
-    const NetConfig& nc = cfg.net;
+    const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
     UVIT_CHECK(!latent || !o->autoencoder.empty(), "config ", cfg.config_name,
                " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples");
-    UVIT_CHECK(!nc.t2i(), "config ", cfg.config_name,
+    UVIT_CHECK(!nc.text_conditional(), "config ", cfg.config_name,
                " is text-to-image: uvit eval supports unconditional and class-conditional presets");
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent)
@@ -113,7 +113,8 @@ void add_eval(CLI::App& app) {
     if (be->precision() != ip) inception_be = make_backend(o->device, ip);
     const FidInception inception = FidInception::load(inception_weights_path(o->inception),
                                                       inception_be ? *inception_be : *be);
-    UViT net(nc, *be);
+    auto netp = make_network(cfg, *be);
+    Network& net = *netp;
     net.load_file(o->weights);
 
     GenerateOptions g = o->generate_options(cfg);

@@ -3,7 +3,7 @@
 
 #include "cli/commands.hpp"
 #include "uvit/config.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit::cli {
 
@@ -17,7 +17,8 @@ void add_info(CLI::App& app) {
   cmd->callback([config, json] {
     Config c = load_config(*config);
     const NetConfig& n = c.net;
-    ParamTable t = build_param_table(n);
+    ParamTable t = network_param_table(c);
+    const double flops = network_forward_flops(c);
     if (*json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& e : t.entries()) j.push_back({{"name", e.name}, {"shape", e.shape}});
@@ -25,27 +26,37 @@ void add_info(CLI::App& app) {
       return;
     }
     std::printf("config        %s\n", c.config_name.c_str());
-    std::printf(
-        "network       %s  img %d  patch %d  in_chans %d  (tokens %d = %d extra + %d patches)\n",
-        n.name.c_str(), n.img_size, n.patch_size, n.in_chans, n.tokens(), n.extras(),
-        n.num_patches());
-    std::printf("width         embed_dim %d  heads %d x %d  mlp %d\n", n.embed_dim, n.num_heads,
-                n.head_dim(), n.mlp_hidden());
-    std::printf("blocks        %d in + 1 mid + %d out = %d  (depth %d)  skip %s  conv %s\n",
-                n.blocks_per_side(), n.blocks_per_side(), 2 * n.blocks_per_side() + 1, n.depth,
-                n.skip ? "yes" : "no", n.conv ? "yes" : "no");
-    if (n.t2i())
-      std::printf("condition     text: %d tokens x %d\n", n.num_clip_token, n.clip_dim);
-    else if (n.num_classes > 0)
-      std::printf("condition     class: %d classes\n", n.num_classes);
+    if (!c.is_uvit()) {
+      const nlohmann::json full = network_family(c.spec.name).full_config(c.json["nnet"]);
+      std::printf("network       %s %s\n", c.spec.name.c_str(), full.dump().c_str());
+      std::printf("input         %d channels, %dx%d; output %d channels%s\n", c.spec.in_chans,
+                  c.spec.img_size, c.spec.img_size, c.spec.out_chans,
+                  c.spec.learned_sigma() ? " (eps and a learned variance)" : "");
+    } else {
+      std::printf(
+          "network       %s  img %d  patch %d  in_chans %d  (tokens %d = %d extra + %d patches)\n",
+          n.name.c_str(), n.img_size, n.patch_size, n.in_chans, n.tokens(), n.extras(),
+          n.num_patches());
+      std::printf("width         embed_dim %d  heads %d x %d  mlp %d\n", n.embed_dim, n.num_heads,
+                  n.head_dim(), n.mlp_hidden());
+      std::printf("blocks        %d in + 1 mid + %d out = %d  (depth %d)  skip %s  conv %s\n",
+                  n.blocks_per_side(), n.blocks_per_side(), 2 * n.blocks_per_side() + 1, n.depth,
+                  n.skip ? "yes" : "no", n.conv ? "yes" : "no");
+      std::printf("options       qkv_bias %s  mlp_time_embed %s  use_checkpoint %s\n",
+                  n.qkv_bias ? "yes" : "no", n.mlp_time_embed ? "yes" : "no",
+                  n.use_checkpoint ? "yes" : "no");
+    }
+    const NetSpec& s = c.spec;
+    if (s.text_conditional())
+      std::printf("condition     text: %d tokens x %d\n", s.context_tokens, s.context_dim);
+    else if (s.class_conditional())
+      std::printf("condition     class: %d classes%s\n", s.num_classes,
+                  s.null_class >= 0 ? " (the last one the null class)" : "");
     else
       std::printf("condition     none\n");
-    std::printf("options       qkv_bias %s  mlp_time_embed %s  use_checkpoint %s\n",
-                n.qkv_bias ? "yes" : "no", n.mlp_time_embed ? "yes" : "no",
-                n.use_checkpoint ? "yes" : "no");
     std::printf("parameters    %zu in %zu tensors\n", t.total(), t.entries().size());
-    std::printf("forward       %.3f GFLOP per image (training step ~%.3f)\n",
-                forward_flops(n) / 1e9, 3 * forward_flops(n) / 1e9);
+    std::printf("forward       %.3f GFLOP per image (training step ~%.3f)\n", flops / 1e9,
+                3 * flops / 1e9);
   });
 }
 

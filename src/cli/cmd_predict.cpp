@@ -6,7 +6,7 @@
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit::cli {
 
@@ -28,7 +28,7 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->callback([o] {
     Config c = load_config(o->config);
-    const NetConfig& n = c.net;
+    const NetSpec& n = c.spec;
     Array x = load_npy(o->x);
     const std::vector<int64_t> img_shape = {n.in_chans, n.img_size, n.img_size};
     UVIT_CHECK(x.shape.size() == 4 &&
@@ -43,28 +43,26 @@ void add_predict(CLI::App& app) {
     UVIT_CHECK(int64_t(tv.size()) == B, o->t, ": has ", tv.size(), " values for a batch of ", B);
 
     auto be = make_backend(o->device, o->precision);
-    UViT net(n, *be);
-    net.load_file(o->weights);
+    auto net = make_network(c, *be);
+    net->load_file(o->weights);
 
     auto upload = [&](const void* src, size_t bytes) {
-      void* p = be->alloc_bytes(bytes);
-      be->upload(p, src, bytes);
-      return p;
+      DeviceBuffer d(*be, bytes);
+      be->upload(d.as(), src, bytes);
+      return d;
     };
     std::vector<float> xv = x.to_f32();
-    auto* dx = static_cast<float*>(upload(xv.data(), xv.size() * 4));
-    auto* dt = static_cast<float*>(upload(tv.data(), tv.size() * 4));
-    int32_t* dy = nullptr;
-    float* dctx = nullptr;
-    if (n.t2i()) {
-      UVIT_CHECK(!o->context.empty(), "--context is required for the uvit_t2i network");
+    DeviceBuffer dx = upload(xv.data(), xv.size() * 4), dt = upload(tv.data(), tv.size() * 4);
+    DeviceBuffer dy, dctx;
+    if (n.text_conditional()) {
+      UVIT_CHECK(!o->context.empty(), "--context is required for the ", n.name, " network");
       Array ctx = load_npy(o->context);
-      const std::vector<int64_t> want = {B, n.num_clip_token, n.clip_dim};
+      const std::vector<int64_t> want = {B, n.context_tokens, n.context_dim};
       UVIT_CHECK(ctx.shape == want, o->context, ": shape ", shape_str(ctx.shape), ", expected ",
                  shape_str(want));
       std::vector<float> cv = ctx.to_f32();
-      dctx = static_cast<float*>(upload(cv.data(), cv.size() * 4));
-    } else if (n.num_classes > 0) {
+      dctx = upload(cv.data(), cv.size() * 4);
+    } else if (n.class_conditional()) {
       UVIT_CHECK(!o->y.empty(), "--y is required: config ", c.config_name,
                  " is class-conditional (", n.num_classes, " classes)");
       Array y = load_npy(o->y);
@@ -76,20 +74,17 @@ void add_predict(CLI::App& app) {
                    " is outside [0, ", n.num_classes, ")");
         yi[b] = int32_t(yv[b]);
       }
-      dy = static_cast<int32_t*>(upload(yi.data(), yi.size() * 4));
+      dy = upload(yi.data(), yi.size() * 4);
     } else {
       UVIT_CHECK(o->y.empty(), "--y given, but config ", c.config_name, " is unconditional");
     }
-    UVIT_CHECK(n.t2i() || o->context.empty(), "--context given, but config ", c.config_name,
-               " is not a text-to-image network");
-    float* dout = be->alloc(xv.size());
-    net.forward(dx, dt, dy, dctx, dout, B);
-    Array out(DType::F32, x.shape);
-    be->download(out.data.data(), dout, out.nbytes());
+    UVIT_CHECK(n.text_conditional() || o->context.empty(), "--context given, but config ",
+               c.config_name, " is not a text-to-image network");
+    DeviceBuffer dout(*be, B * n.out_numel() * 4);
+    net->forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dctx.f32(), dout.f32(), B);
+    Array out(DType::F32, {B, n.out_chans, n.img_size, n.img_size});
+    be->download(out.data.data(), dout.f32(), out.nbytes());
     save_npy(o->out, out);
-    for (void* p : {static_cast<void*>(dx), static_cast<void*>(dt), static_cast<void*>(dy),
-                    static_cast<void*>(dctx), static_cast<void*>(dout)})
-      if (p) be->free_bytes(p);
   });
 }
 

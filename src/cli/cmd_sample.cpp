@@ -50,7 +50,7 @@ void add_sample(CLI::App& app) {
                   "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
   cmd->callback([o, cmd] {
     const Config cfg = o->load();
-    const NetConfig& nc = cfg.net;
+    const NetSpec& nc = cfg.spec;
     const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
                "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
@@ -66,7 +66,7 @@ void add_sample(CLI::App& app) {
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
     std::vector<int> labels;
-    if (!nc.t2i() && nc.num_classes > 0) {
+    if (nc.class_conditional()) {
       if (o->classes == "all") {
         labels = classes_all(cfg, n);
       } else {
@@ -83,41 +83,41 @@ void add_sample(CLI::App& app) {
     }
     std::vector<float> ctx, null_ctx;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
-    UVIT_CHECK(nc.t2i() || prompts.empty(), "config ", cfg.config_name,
+    UVIT_CHECK(nc.text_conditional() || prompts.empty(), "config ", cfg.config_name,
                " is not text-to-image: --prompt/--prompts do not apply");
-    if (nc.t2i() && !prompts.empty()) {
+    if (nc.text_conditional() && !prompts.empty()) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
       PromptContexts pc =
           encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab, o->device,
                                       encoders_beside(o->device, o->precision));
-      const size_t per = size_t(nc.num_clip_token) * size_t(nc.clip_dim);
+      const size_t per = nc.context_numel();
       UVIT_CHECK(pc.null_context.size() == per, o->clip, ": CLIP contexts are [77, ",
                  pc.null_context.size() / 77, "], config ", cfg.config_name, " expects [",
-                 nc.num_clip_token, ", ", nc.clip_dim, "]");
+                 nc.context_tokens, ", ", nc.context_dim, "]");
       ctx = std::move(pc.contexts);
       null_ctx = std::move(pc.null_context);
       sample_prompts = std::move(pc.prompts);
-    } else if (nc.t2i()) {
+    } else if (nc.text_conditional()) {
       UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
                  " is text-to-image: give --prompt TEXT (with --clip W) or --context "
                  "contexts.npy");
       Array a = load_npy(o->context);
-      const std::vector<int64_t> want = {n, nc.num_clip_token, nc.clip_dim};
+      const std::vector<int64_t> want = {n, nc.context_tokens, nc.context_dim};
       UVIT_CHECK(a.shape == want, o->context, ": shape ", shape_str(a.shape), ", expected ",
                  shape_str(want));
       ctx = a.to_f32();
       if (!o->null_context.empty()) {
         Array b = load_npy(o->null_context);
-        const std::vector<int64_t> w2 = {nc.num_clip_token, nc.clip_dim};
+        const std::vector<int64_t> w2 = {nc.context_tokens, nc.context_dim};
         UVIT_CHECK(b.shape == w2, o->null_context, ": shape ", shape_str(b.shape), ", expected ",
                    shape_str(w2));
         null_ctx = b.to_f32();
       }
     }
     auto be = make_backend(o->device, o->precision);
-    UViT net(nc, *be);
-    net.load_file(o->weights);
+    auto net = make_network(cfg, *be);
+    net->load_file(o->weights);
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
     // sampler, steps and guidance scale actually used.
     GenerateOptions g = o->generate_options(cfg);
@@ -129,7 +129,7 @@ void add_sample(CLI::App& app) {
       last_done = done;
       timing.update(done);
     };
-    std::vector<float> x = generate(net, cfg, g, n, labels, ctx, null_ctx);
+    std::vector<float> x = generate(*net, cfg, g, n, labels, ctx, null_ctx);
     timing.finish();
     if (!o->latents.empty())
       save_npy(o->latents, Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, x.data()));

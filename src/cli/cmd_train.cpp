@@ -108,11 +108,11 @@ void add_demo(CLI::App& app) {
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     run_training(job);
     auto be = make_backend(job.device, job.precision);
-    UViT net(job.cfg.net, *be);
-    net.load_file(dir + "/nnet_ema.safetensors");
+    auto net = make_network(job.cfg, *be);
+    net->load_file(dir + "/nnet_ema.safetensors");
     const std::string png = dir + "/grid.png";
     if (!job.quiet) std::fprintf(stderr, "sampling a 10x10 grid (one row per class)...\n");
-    write_grid(net, job.cfg, png, 100, 0, 0);
+    write_grid(*net, job.cfg, png, 100, 0, 0);
     std::printf(
         "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
         "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "

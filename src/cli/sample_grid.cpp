@@ -17,9 +17,9 @@ std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s) {
   return out;
 }
 
-void write_grid(UViT& net, const Config& cfg, const std::string& png, int n, int steps,
+void write_grid(Network& net, const Config& cfg, const std::string& png, int n, int steps,
                 uint64_t seed) {
-  const NetConfig& nc = net.config();
+  const NetSpec& nc = net.spec();
   const int k = real_classes(cfg);
   int rows;
   std::vector<int> labels;

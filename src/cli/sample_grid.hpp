@@ -7,7 +7,7 @@
 #include "uvit/config.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/image.hpp"
-#include "uvit/model.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit::cli {
 
@@ -17,7 +17,7 @@ std::vector<int> classes_all(const Config& cfg, int n);
 std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s);
 // n samples with the preset's sampler; class models: rows of classes (n rounded to a multiple of
 // the class count). steps 0 = the preset's.
-void write_grid(UViT& net, const Config& cfg, const std::string& png, int n, int steps,
+void write_grid(Network& net, const Config& cfg, const std::string& png, int n, int steps,
                 uint64_t seed = 0);
 
 }  // namespace uvit::cli

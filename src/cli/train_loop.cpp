@@ -72,7 +72,7 @@ long run_training(const TrainJob& job) {
   std::ofstream log(dir + "/log.jsonl", std::ios::app);
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
-  const double fwd_flops = forward_flops(cfg.net);
+  const double fwd_flops = tr.net().forward_flops();
   Progress bar("train", s.steps - first, job.quiet);
   double loss_acc = 0;
   long loss_n = 0;
@@ -81,7 +81,7 @@ long run_training(const TrainJob& job) {
   };
   auto eval = [&] {
     write_loss_plot(dir);
-    if (cfg.net.t2i()) return;  // text models need prompts: see `uvit sample --prompt`
+    if (cfg.spec.text_conditional()) return;  // text models need prompts: see `uvit sample --prompt`
     // Latent models' samples are latents: decoding them needs the autoencoder (`uvit sample
     // --autoencoder`), so the run keeps only the loss curve.
     if (cfg.json.contains("z_shape")) return;

@@ -187,7 +187,7 @@ void check_field(const json& v, const std::string& name, Kind k) {
 
 // Whole-document checks beyond the network: field types, our added fields, and that the latent
 // shape agrees with the network input.
-void check_preset(const json& doc, const NetConfig& net) {
+void check_preset(const json& doc, const NetSpec& net) {
   for (const char* s : kSections)
     if (doc.contains(s))
       UVIT_CHECK(doc[s].is_object(), s, ": expected an object, got ", kind(doc[s]));
@@ -203,8 +203,8 @@ void check_preset(const json& doc, const NetConfig& net) {
   }
   if (doc.contains("schedule")) {
     std::string s = get_string(doc["schedule"], "schedule");
-    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd", "schedule \"", s,
-               "\" is not \"continuous_vp\" or \"discrete_sd\"");
+    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm", "schedule \"", s,
+               "\" is not \"continuous_vp\", \"discrete_sd\" or \"adm\"");
   }
   if (doc.contains("train") && doc["train"].contains("mode")) {
     std::string m = doc["train"]["mode"];
@@ -278,8 +278,12 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 void finish(Config& c, const std::string& context = "") {
   try {
     UVIT_CHECK(c.json.contains("nnet"), "no \"nnet\" section");
-    c.net = net_config_from_json(c.json["nnet"]);
-    check_preset(c.json, c.net);
+    const json& nnet = c.json["nnet"];
+    UVIT_CHECK(nnet.is_object(), "nnet: expected an object, got ", kind(nnet));
+    const std::string name = nnet.contains("name") ? get_string(nnet["name"], "nnet.name") : "uvit";
+    c.spec = network_family(name).spec(c.json);
+    c.net = c.is_uvit() ? net_config_from_json(nnet) : NetConfig{};
+    check_preset(c.json, c.spec);
   } catch (const Error& e) {
     fail("config ", c.config_name, ": ", e.what(), context);
   }
@@ -438,11 +442,14 @@ Config load_config(const std::string& name_or_path) {
              kind(doc));
   if (!doc.contains("nnet")) {
     // A bare object of constructor arguments is a network-only config.
-    bool net_only = doc.contains("name") && doc["name"].is_string() &&
-                    (doc["name"] == "uvit" || doc["name"] == "uvit_t2i");
+    bool net_only = false;
+    std::string names;
+    for (const std::string& n : network_names()) {
+      net_only = net_only || (doc.contains("name") && doc["name"] == n);
+      names += (names.empty() ? "\"" : ", \"") + n + "\"";
+    }
     UVIT_CHECK(net_only, path.string(),
-               ": no \"nnet\" section (a network-only config needs \"name\": \"uvit\" or "
-               "\"uvit_t2i\")");
+               ": no \"nnet\" section (a network-only config needs \"name\": one of ", names, ")");
     doc = json{{"nnet", std::move(doc)}};
   }
   c.json = std::move(doc);
@@ -516,16 +523,19 @@ void apply_override(Config& c, const std::string& assignment) {
     }
   }
   // z_shape is the network input; keep it in step so nnet.img_size=64 works on its own.
-  if (in_nnet && (leaf == "img_size" || leaf == "in_chans") && doc.contains("z_shape") &&
-      doc["z_shape"] == json{c.net.in_chans, c.net.img_size, c.net.img_size}) {
+  if (in_nnet && doc.contains("z_shape") &&
+      doc["z_shape"] == json{c.spec.in_chans, c.spec.img_size, c.spec.img_size}) {
     try {
-      NetConfig n = net_config_from_json(doc["nnet"]);
+      json probe = doc;
+      probe.erase("z_shape");
+      const std::string name = probe["nnet"].value("name", std::string("uvit"));
+      NetSpec n = network_family(name).spec(probe);
       doc["z_shape"] = json{n.in_chans, n.img_size, n.img_size};
     } catch (const Error&) {
       // finish() reports the bad network value below
     }
   }
-  Config next{c.config_name, std::move(doc), {}};
+  Config next{c.config_name, std::move(doc), {}, {}};
   finish(next, cat(" (after ", where, ")"));
   c = std::move(next);
 }

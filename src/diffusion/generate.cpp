@@ -1,7 +1,9 @@
 #include "uvit/generate.hpp"
 
 #include <algorithm>
+#include <cmath>
 
+#include "uvit/adm.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
 
@@ -11,22 +13,16 @@ NoiseSchedule schedule_for(const Config& c) {
   const std::string s = c.json.value("schedule", std::string("continuous_vp"));
   if (s == "continuous_vp") return NoiseSchedule::linear_vp();
   if (s == "discrete_sd") return NoiseSchedule::discrete_sd();
-  fail("config ", c.config_name, ": schedule '", s, "' is not continuous_vp or discrete_sd");
+  // DiT trains on the SpacedDiffusion of all 1000 steps (betas recomputed from alphabar).
+  if (s == "adm") return NoiseSchedule::discrete(AdmDiffusion::dit("").betas());
+  fail("config ", c.config_name, ": schedule '", s, "' is not continuous_vp, discrete_sd or adm");
 }
 
-static bool dataset_cfg(const Config& c) {
-  return c.json.contains("dataset") && c.json["dataset"].value("cfg", false);
-}
+bool is_adm(const Config& c) { return c.json.value("schedule", std::string()) == "adm"; }
 
-int real_classes(const Config& c) {
-  if (c.net.t2i() || c.net.num_classes <= 0) return 0;
-  return dataset_cfg(c) ? c.net.num_classes - 1 : c.net.num_classes;
-}
+int real_classes(const Config& c) { return c.spec.real_classes(); }
 
-int null_class(const Config& c) {
-  if (c.net.t2i() || c.net.num_classes <= 0 || !dataset_cfg(c)) return -1;
-  return c.net.num_classes - 1;
-}
+int null_class(const Config& c) { return c.spec.null_class; }
 
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
@@ -38,93 +34,192 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   return opt;
 }
 
-std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions& opt_in, int n,
+namespace {
+// The network as the samplers see it: a mini-batch of B samples at one network time, both halves
+// of guidance in one batched call, the halves combined (DiT: on the first guidance_channels
+// channels only, as its forward_with_cfg; the rest from the conditional pass).
+class Denoiser {
+ public:
+  Denoiser(Network& net, int cap, bool guided, double scale)
+      : net_(net),
+        be_(net.backend()),
+        s_(net.spec()),
+        guided_(guided),
+        scale_(scale),
+        dx_(be_, size_t(cap) * (guided ? 2 : 1) * s_.in_numel() * 4),
+        dout_(be_, size_t(cap) * (guided ? 2 : 1) * s_.out_numel() * 4),
+        dt_(be_, size_t(cap) * (guided ? 2 : 1) * 4),
+        dy_(be_, s_.class_conditional() ? size_t(cap) * (guided ? 2 : 1) * 4 : 0),
+        dctx_(be_, s_.text_conditional() ? size_t(cap) * (guided ? 2 : 1) * s_.context_numel() * 4
+                                         : 0) {}
+
+  // Labels and contexts of the mini-batch (the unconditional half gets the null ones).
+  void condition(int B, const int* labels, int null_class, const float* ctx,
+                 const float* null_ctx) {
+    B_ = B;
+    const int BB = B * (guided_ ? 2 : 1);
+    if (s_.class_conditional()) {
+      std::vector<int32_t> y(BB);
+      for (int b = 0; b < B; ++b) {
+        UVIT_CHECK(labels[b] >= 0 && labels[b] < s_.num_classes, "class ", labels[b],
+                   " is outside [0, ", s_.num_classes, ")");
+        y[b] = labels[b];
+        if (guided_) y[B + b] = null_class;
+      }
+      be_.upload(dy_.as(), y.data(), y.size() * 4);
+    }
+    if (s_.text_conditional()) {
+      const size_t L = s_.context_numel();
+      be_.upload(dctx_.f32(), ctx, size_t(B) * L * 4);
+      for (int b = 0; guided_ && b < B; ++b)
+        be_.upload(dctx_.f32() + size_t(B + b) * L, null_ctx, L * 4);
+    }
+  }
+
+  // out [B, out_chans, S, S] (host) = the guided prediction at network time tnet for x (host).
+  void operator()(const float* x, float tnet, float* out) {
+    const int BB = B_ * (guided_ ? 2 : 1);
+    const size_t in = size_t(B_) * s_.in_numel(), on = size_t(B_) * s_.out_numel();
+    std::vector<float> t(BB, tnet);
+    be_.upload(dt_.f32(), t.data(), t.size() * 4);
+    be_.upload(dx_.f32(), x, in * 4);
+    if (guided_) be_.upload(dx_.f32() + in, x, in * 4);
+    net_.forward(dx_.f32(), dt_.f32(), dy_.as<int32_t>(), dctx_.f32(), dout_.f32(), BB, false);
+    if (!guided_) return be_.download(out, dout_.f32(), on * 4);
+    host_.resize(2 * on);
+    be_.download(host_.data(), dout_.f32(), host_.size() * 4);
+    const size_t hw = size_t(s_.img_size) * s_.img_size, per = s_.out_numel();
+    const size_t g =
+        (s_.guidance_channels > 0 ? size_t(s_.guidance_channels) : size_t(s_.in_chans)) * hw;
+    for (int b = 0; b < B_; ++b) {
+      const float* c = host_.data() + b * per;
+      float* o = out + b * per;
+      cfg_combine(c, c + on, float(scale_), o, g);
+      std::copy(c + g, c + per, o + g);
+    }
+  }
+
+ private:
+  Network& net_;
+  Backend& be_;
+  const NetSpec& s_;
+  bool guided_;
+  double scale_;
+  int B_ = 0;
+  DeviceBuffer dx_, dout_, dt_, dy_, dctx_;
+  std::vector<float> host_;
+};
+
+// DiT's ADM samplers: `ddpm` = respacing "K" with the network's variance (learned, or fixed
+// large), `ddim` = respacing "ddimK" with eta 0 (facebookresearch/DiT diffusion/respace.py).
+std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector<float> x,
+                              Denoiser& model, const NetSpec& s, int B, uint64_t seed,
+                              uint64_t noise_offset, const std::function<void()>& on_eval) {
+  const bool ddim = sampler == "ddim";
+  const AdmDiffusion d = AdmDiffusion::dit((ddim ? "ddim" : "") + std::to_string(steps));
+  const int K = d.num_timesteps();
+  const int C = s.in_chans, Co = s.out_chans;
+  const int64_t hw = int64_t(s.img_size) * s.img_size;
+  const AdmVariance var = s.learned_sigma() ? AdmVariance::LearnedRange : AdmVariance::FixedLarge;
+  std::vector<float> out(size_t(B) * s.out_numel()), next(x.size()), z(x.size());
+  for (int i = K - 1; i >= 0; --i) {
+    model(x.data(), float(d.network_time(i)), out.data());
+    if (on_eval) on_eval();
+    if (ddim) {
+      d.ddim_step(i, x.data(), out.data(), Co, next.data(), B, C, hw);
+    } else {
+      if (i > 0)
+        Philox(seed, sampler_noise_stream(uint64_t(K - 1 - i)))
+            .fill_normal(z.data(), z.size(), noise_offset);
+      d.ddpm_step(i, x.data(), out.data(), Co, i > 0 ? z.data() : nullptr, next.data(), B, C, hw,
+                  var);
+    }
+    std::swap(x, next);
+  }
+  return x;
+}
+}  // namespace
+
+std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt_in, int n,
                             const std::vector<int>& labels, const std::vector<float>& contexts,
                             const std::vector<float>& null_context) {
-  const NetConfig& nc = net.config();
+  const NetSpec& nc = net.spec();
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
   const NoiseSchedule ns = schedule_for(cfg);
+  const bool adm = is_adm(cfg);
   const GenerateOptions opt = with_preset_defaults(cfg, opt_in);
   const std::string& sampler = opt.sampler;
   const int steps = opt.steps;
   const double scale = opt.cfg_scale;
-  const bool cls = !nc.t2i() && nc.num_classes > 0;
+  UVIT_CHECK(std::isfinite(scale), "guidance scale must be finite, got ", scale);
+  const bool cls = nc.class_conditional(), text = nc.text_conditional();
   if (cls) UVIT_CHECK(int(labels.size()) == n, "generate: ", n, " samples need ", n, " labels");
   if (scale != 0 && cls)
     UVIT_CHECK(null_class(cfg) >= 0, "config ", cfg.config_name,
                " was not trained with label dropout (dataset.cfg), so it has no null class for "
                "guidance; use --cfg-scale 0");
-  if (scale != 0 && !cls && !nc.t2i())
+  if (scale != 0 && !cls && !text)
     fail("classifier-free guidance needs a conditional model; config ", cfg.config_name,
          " is unconditional (use --cfg-scale 0)");
-  const size_t L = size_t(nc.num_clip_token) * nc.clip_dim;
-  if (nc.t2i()) {
+  const size_t L = nc.context_numel();
+  if (text) {
     UVIT_CHECK(contexts.size() == size_t(n) * L, "generate: contexts must be [", n, ", ",
-               nc.num_clip_token, ", ", nc.clip_dim, "]");
+               nc.context_tokens, ", ", nc.context_dim, "]");
     UVIT_CHECK(scale == 0 || null_context.size() == L,
                "generate: guidance needs the empty-prompt context");
   }
-  const size_t numel = size_t(nc.in_chans) * nc.img_size * nc.img_size;
+  const size_t numel = nc.in_numel(), onumel = nc.out_numel();
+  UVIT_CHECK(opt.noise.empty() || opt.noise.size() == size_t(n) * numel,
+             "generate: the initial noise must be [", n, ", ", nc.in_chans, ", ", nc.img_size, ", ",
+             nc.img_size, "]");
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
   mb = std::max(1, std::min(mb, n));
-  const int guided = scale != 0 ? 2 : 1;  // cond and uncond halves in one batched call
 
-  Backend& be = net.backend();
-  const int cap = mb * guided;
-  float* dx = be.alloc(size_t(cap) * numel);
-  float* dout = be.alloc(size_t(cap) * numel);
-  float* dt = be.alloc(cap);
-  auto* dy = cls ? static_cast<int32_t*>(be.alloc_bytes(sizeof(int32_t) * cap)) : nullptr;
-  float* dctx = nc.t2i() ? be.alloc(size_t(cap) * L) : nullptr;
+  Denoiser model(net, mb, scale != 0, scale);
   std::vector<float> result(size_t(n) * numel);
   int evals_done = 0;
   const int evals_total = ((n + mb - 1) / mb) * steps;
+  auto on_eval = [&] {
+    ++evals_done;
+    if (opt.progress) opt.progress(evals_done, evals_total);
+  };
+  // The network time of the solvers' continuous t: the schedule's, one less for ADM's 0-based
+  // steps (DPM-Solver's discrete t = (n + 1) / N).
+  const double time_shift = adm ? -1.0 : 0.0;
 
   for (int start = 0; start < n; start += mb) {
     const int B = std::min(mb, n - start);
-    const int BB = B * guided;
     std::vector<float> x(size_t(B) * numel);
     const uint64_t first = (opt.first_index + uint64_t(start)) * numel;
-    Philox(opt.seed, 0).fill_normal(x.data(), x.size(), first);
-    if (cls) {
-      std::vector<int32_t> y(BB);
-      for (int b = 0; b < B; ++b) {
-        UVIT_CHECK(labels[start + b] >= 0 && labels[start + b] < nc.num_classes, "class ",
-                   labels[start + b], " is outside [0, ", nc.num_classes, ")");
-        y[b] = labels[start + b];
-        if (guided == 2) y[B + b] = null_class(cfg);
-      }
-      be.upload(dy, y.data(), y.size() * 4);
+    if (opt.noise.empty())
+      Philox(opt.seed, 0).fill_normal(x.data(), x.size(), first);
+    else
+      std::copy_n(opt.noise.begin() + size_t(start) * numel, x.size(), x.begin());
+    model.condition(B, cls ? labels.data() + start : nullptr, null_class(cfg),
+                    text ? contexts.data() + size_t(start) * L : nullptr,
+                    null_context.empty() ? nullptr : null_context.data());
+    std::vector<float> x0;
+    if (adm && (sampler == "ddpm" || sampler == "ddim")) {
+      x0 = adm_sample(sampler, steps, std::move(x), model, nc, B, opt.seed, first, on_eval);
+    } else {
+      std::vector<float> out(size_t(B) * onumel);
+      EpsFn eps_fn = [&](const std::vector<float>& xs, double t, std::vector<float>& eps) {
+        model(xs.data(), float(ns.net_time(t) + time_shift), out.data());
+        eps.resize(xs.size());
+        for (int b = 0; b < B; ++b)  // the eps channels of each sample
+          std::copy_n(out.begin() + b * onumel, numel, eps.begin() + b * numel);
+        on_eval();
+      };
+      SamplerOptions so;
+      so.noise_offset = first;
+      x0 = sample(sampler, ns, steps, std::move(x), eps_fn, opt.seed, so);
     }
-    if (nc.t2i()) {
-      be.upload(dctx, contexts.data() + size_t(start) * L, size_t(B) * L * 4);
-      for (int b = 0; guided == 2 && b < B; ++b)
-        be.upload(dctx + size_t(B + b) * L, null_context.data(), L * 4);
-    }
-    std::vector<float> out(size_t(BB) * numel), tnet(BB);
-    EpsFn eps_fn = [&](const std::vector<float>& xs, double t, std::vector<float>& eps) {
-      std::fill(tnet.begin(), tnet.end(), float(ns.net_time(t)));
-      be.upload(dt, tnet.data(), tnet.size() * 4);
-      be.upload(dx, xs.data(), xs.size() * 4);
-      if (guided == 2) be.upload(dx + xs.size(), xs.data(), xs.size() * 4);
-      net.forward(dx, dt, dy, dctx, dout, BB, false);
-      be.download(out.data(), dout, out.size() * 4);
-      eps.resize(xs.size());
-      if (guided == 2)
-        cfg_combine(out.data(), out.data() + xs.size(), float(scale), eps.data(), xs.size());
-      else
-        std::copy(out.begin(), out.begin() + xs.size(), eps.begin());
-      ++evals_done;
-      if (opt.progress) opt.progress(evals_done, evals_total);
-    };
-    SamplerOptions so;
-    so.noise_offset = first;
-    std::vector<float> x0 = sample(sampler, ns, steps, std::move(x), eps_fn, opt.seed, so);
+    for (float v : x0)
+      UVIT_CHECK(std::isfinite(v),
+                 "sampling produced non-finite values (NaN or Inf): check the "
+                 "weights and the guidance scale");
     std::copy(x0.begin(), x0.end(), result.begin() + size_t(start) * numel);
   }
-  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dout), static_cast<void*>(dt),
-                  static_cast<void*>(dy), static_cast<void*>(dctx)})
-    if (p) be.free_bytes(p);
   return result;
 }
 

@@ -69,9 +69,10 @@ std::string sampler_for_algorithm(const std::string& algorithm, ScheduleKind kin
   if (algorithm == "euler_maruyama_ode") return "euler-ode";
   if (algorithm == "dpm_solver" || algorithm.empty())
     return kind == ScheduleKind::LinearVP ? "dpm-solver" : "dpm-solver++";
+  if (algorithm == "ddpm" || algorithm == "ddim") return algorithm;  // DiT's (ADM) samplers
   fail("sample.algorithm '", algorithm,
-       "' is not an official U-ViT sampler (valid: euler_maruyama_sde, euler_maruyama_ode, "
-       "dpm_solver)");
+       "' is not an official sampler (valid: euler_maruyama_sde, euler_maruyama_ode, "
+       "dpm_solver, ddpm, ddim)");
 }
 
 std::vector<float> sample(const std::string& name, const NoiseSchedule& ns, int steps,

@@ -68,66 +68,57 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
       data_(std::move(data)),
       dir_(std::move(run_dir)),
       s_(train_settings(cfg_)),
-      ns_(schedule_for(cfg_)) {
-  const NetConfig& n = cfg_.net;
+      objective_(make_objective(cfg_)) {
+  const NetSpec& n = cfg_.spec;
   auto shape = data_->item_shape();
   UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.img_size, "dataset ",
              data_->describe(), ": items are [", shape[0], ", ", shape[1], ", ", shape[2],
              "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ", n.img_size, ", ",
              n.img_size, "]");
-  if (n.num_classes > 0 && !n.t2i())
+  if (n.class_conditional())
     UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes, "dataset ",
                data_->describe(), " has ", data_->num_classes(), " classes; config ",
                cfg_.config_name, " has num_classes ", n.num_classes);
-  if (n.t2i()) {
+  if (n.text_conditional()) {
     auto cs = data_->context_shape();
-    UVIT_CHECK(cs[0] == n.num_clip_token && cs[1] == n.clip_dim, "dataset ", data_->describe(),
-               ": contexts are [", cs[0], ", ", cs[1], "], config expects [", n.num_clip_token,
-               ", ", n.clip_dim, "]");
+    UVIT_CHECK(cs[0] == n.context_tokens && cs[1] == n.context_dim, "dataset ", data_->describe(),
+               ": contexts are [", cs[0], ", ", cs[1], "], config expects [", n.context_tokens,
+               ", ", n.context_dim, "]");
   }
-  net_ = std::make_unique<UViT>(n, be_);
-  ema_ = std::make_unique<UViT>(n, be_);
-  const size_t P = net_->num_params();
-  m_ = be_.alloc(P);
-  v_ = be_.alloc(P);
-  const size_t numel = size_t(s_.batch) * n.in_chans * n.img_size * n.img_size;
-  dx_ = be_.alloc(numel);
-  deps_ = be_.alloc(numel);
-  dout_ = be_.alloc(numel);
-  dt_ = be_.alloc(s_.batch);
-  dy_ = static_cast<int32_t*>(be_.alloc_bytes(sizeof(int32_t) * s_.batch));
-  if (n.t2i()) dctx_ = be_.alloc(size_t(s_.batch) * n.num_clip_token * n.clip_dim);
+  net_ = make_network(cfg_, be_);
+  ema_ = make_network(cfg_, be_);
+  const size_t P = net_->num_params(), B = size_t(s_.batch);
+  m_ = DeviceBuffer(be_, P * 4);
+  v_ = DeviceBuffer(be_, P * 4);
+  dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
+  dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
+  dt_ = DeviceBuffer(be_, B * 4);
+  dy_ = DeviceBuffer(be_, B * sizeof(int32_t));
+  if (n.text_conditional()) dctx_ = DeviceBuffer(be_, B * n.context_numel() * 4);
   LoaderOptions lo = loader_options(data_options_from_json(cfg_.json), s_.batch, s_.seed);
   loader_ = std::make_unique<Loader>(data_, lo);
 }
 
-Trainer::~Trainer() {
-  loader_.reset();
-  for (void* p : {static_cast<void*>(m_), static_cast<void*>(v_), static_cast<void*>(dx_),
-                  static_cast<void*>(deps_), static_cast<void*>(dout_), static_cast<void*>(dt_),
-                  static_cast<void*>(dy_), static_cast<void*>(dctx_)})
-    if (p) be_.free_bytes(p);
-}
+Trainer::~Trainer() { loader_.reset(); }
 
 void Trainer::init() {
   net_->init_random(s_.seed);
   be_.copy(ema_->params(), net_->params(), net_->num_params());
-  be_.fill(m_, 0.f, net_->num_params());
-  be_.fill(v_, 0.f, net_->num_params());
+  be_.fill(m_.f32(), 0.f, net_->num_params());
+  be_.fill(v_.f32(), 0.f, net_->num_params());
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
 }
 
-UViT& Trainer::ema_net() { return *ema_; }
-
 StepStats Trainer::step() {
-  const NetConfig& n = cfg_.net;
+  const NetSpec& n = cfg_.spec;
   const int B = s_.batch;
-  const size_t item = size_t(n.in_chans) * n.img_size * n.img_size, numel = B * item;
-  const bool cls = !n.t2i() && n.num_classes > 0;
+  const size_t item = n.in_numel(), numel = B * item, onumel = B * n.out_numel();
+  const bool cls = n.class_conditional();
   StepStats st;
   net_->zero_grad();
-  std::vector<float> x(numel), eps(numel), out(numel), tnet(B);
+  std::vector<float> x(numel), eps(numel), out(onumel), dout(onumel), tnet(B);
+  std::vector<TrainDraw> draws(B);
   std::vector<int32_t> y(B);
   for (int micro = 0; micro < s_.accum; ++micro) {
     Batch b = loader_->next();
@@ -137,17 +128,9 @@ StepStats Trainer::step() {
     Philox(s_.seed, kStreamNoise).fill_normal(eps.data(), numel, draw * numel);
     const Philox tr(s_.seed, kStreamTime);
     for (int i = 0; i < B; ++i) {
-      const double u = tr.uniform(draw * B + i);
-      NoiseSchedule::Coeffs co;
-      if (ns_.kind() == ScheduleKind::LinearVP) {
-        co = ns_.train_coeffs(u);  // t ~ U[0, 1), network time 999 t
-        tnet[i] = float(ns_.net_time(u));
-      } else {
-        const int nn = std::min(ns_.total_n(), 1 + int(u * ns_.total_n()));  // n ~ U{1..N}
-        co = ns_.train_coeffs_discrete(nn);
-        tnet[i] = float(nn);
-      }
-      const float a = float(co.mean), s = float(co.std);
+      draws[i] = objective_->draw(tr.uniform(draw * B + i));
+      tnet[i] = draws[i].net_time;
+      const float a = float(draws[i].mean), s = float(draws[i].std);
       for (size_t k = 0; k < item; ++k)
         x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
       if (cls) {
@@ -156,30 +139,25 @@ StepStats Trainer::step() {
         y[i] = int32_t(b.labels[i]);
       }
     }
-    be_.upload(dx_, x.data(), numel * 4);
-    be_.upload(dt_, tnet.data(), B * 4);
-    if (cls) be_.upload(dy_, y.data(), B * 4);
-    if (n.t2i()) be_.upload(dctx_, b.context.data(), b.context.size() * 4);
-    net_->forward(dx_, dt_, cls ? dy_ : nullptr, dctx_, dout_, B, true);
-    be_.download(out.data(), dout_, numel * 4);
-    // Loss = mean over all elements of (out - eps)^2; its gradient 2 (out - eps) / numel.
-    double loss = 0;
-    const float g = 2.f / float(numel) / float(s_.accum);
-    for (size_t k = 0; k < numel; ++k) {
-      const float d = out[k] - eps[k];
-      loss += double(d) * d;
-      out[k] = g * d;
-    }
-    st.loss += loss / double(numel) / s_.accum;
-    be_.upload(dout_, out.data(), numel * 4);
-    net_->backward(dout_);
+    be_.upload(dx_.f32(), x.data(), numel * 4);
+    be_.upload(dt_.f32(), tnet.data(), B * 4);
+    if (cls) be_.upload(dy_.as(), y.data(), B * 4);
+    if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
+    net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(), dout_.f32(),
+                  B, true);
+    be_.download(out.data(), dout_.f32(), onumel * 4);
+    st.loss += objective_->loss(out.data(), eps.data(), b.x.data(), x.data(), draws.data(), B, item,
+                                n.out_numel(), s_.accum, dout.data()) /
+               s_.accum;
+    be_.upload(dout_.f32(), dout.data(), onumel * 4);
+    net_->backward(dout_.f32());
   }
   const size_t P = net_->num_params();
   st.grad_norm = std::sqrt(be_.sum_squares(net_->grads(), P));
   if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
     be_.scale(net_->grads(), float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
   st.lr = s_.lr * warmup_factor(step_, s_.warmup);
-  be_.adamw(net_->params(), net_->grads(), m_, v_, P, float(st.lr), float(s_.beta1),
+  be_.adamw(net_->params(), net_->grads(), m_.f32(), v_.f32(), P, float(st.lr), float(s_.beta1),
             float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
   be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
@@ -212,10 +190,10 @@ void write_state(const std::string& dir, Trainer& t, Backend& be, const float* m
 
 void Trainer::save(bool snapshot) {
   const LoaderState ls = loader_->get_state();
-  write_state(dir_, *this, be_, m_, v_, ls);
+  write_state(dir_, *this, be_, m_.f32(), v_.f32(), ls);
   if (!snapshot) return;
   const fs::path root = fs::path(dir_) / "ckpts";
-  write_state((root / std::to_string(step_)).string(), *this, be_, m_, v_, ls);
+  write_state((root / std::to_string(step_)).string(), *this, be_, m_.f32(), v_.f32(), ls);
   std::vector<long> steps;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string name = e.path().filename().string();
@@ -254,9 +232,9 @@ void Trainer::resume() {
   net_->load(w, dir_ + "/nnet.safetensors");
   ema_->load(we, dir_ + "/nnet_ema.safetensors");
   std::vector<float> h = st[0].second.to_f32();
-  be_.upload(m_, h.data(), P * 4);
+  be_.upload(m_.f32(), h.data(), P * 4);
   h = st[1].second.to_f32();
-  be_.upload(v_, h.data(), P * 4);
+  be_.upload(v_.f32(), h.data(), P * 4);
   step_ = step;
   loader_->set_state({std::stoull(need("loader_seed")), std::stoll(need("loader_epoch")),
                       std::stoll(need("loader_offset"))});

@@ -10,6 +10,7 @@
 #include "uvit/config.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/model.hpp"
+#include "uvit/network.hpp"
 #include "uvit/rng.hpp"
 #include "uvit/train.hpp"
 
@@ -30,6 +31,12 @@ const char* kConfigs[] = {
     R"({"name": "u", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4, "in_chans": 3,
         "embed_dim": 64, "depth": 2, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": true,
         "mlp_time_embed": true, "num_classes": 0, "conv": true}})",
+    // DiT with a learned variance and a 72-wide head; Skip-DiT with its skip fusions.
+    R"({"name": "dit", "nnet": {"name": "dit", "input_size": 16, "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 3, "num_heads": 2, "num_classes": 10}})",
+    R"({"name": "skip_dit", "nnet": {"name": "skip_dit", "input_size": 8, "patch_size": 2,
+        "in_channels": 3, "hidden_size": 128, "depth": 4, "num_heads": 2, "num_classes": 5,
+        "learn_sigma": false}})",
 };
 
 Config config_from(const char* json) {
@@ -55,10 +62,12 @@ struct Result {
   std::vector<float> out, grads;
 };
 
-Result run_net(Backend& be, const NetConfig& n, int B, bool train) {
-  UViT net(n, be);
+Result run_net(Backend& be, const Config& c, int B, bool train) {
+  auto netp = make_network(c, be);
+  Network& net = *netp;
+  const NetSpec& n = net.spec();
   net.init_random(5);
-  // Non-zero biases and norms so every parameter matters.
+  // Non-zero biases, norms and adaLN-Zero layers so every parameter matters.
   {
     std::vector<float> p(net.num_params());
     be.download(p.data(), net.params(), p.size() * 4);
@@ -66,50 +75,43 @@ Result run_net(Backend& be, const NetConfig& n, int B, bool train) {
     for (size_t i = 0; i < p.size(); ++i) p[i] += 0.02f * r.normal(i);
     be.upload(net.params(), p.data(), p.size() * 4);
   }
-  const size_t img = size_t(n.in_chans) * n.img_size * n.img_size;
   Philox rng(3);
-  std::vector<float> x(B * img), t(B), gout(B * img), ctx;
+  std::vector<float> x(B * n.in_numel()), t(B), gout(B * n.out_numel()), ctx;
   rng.fill_normal(x.data(), x.size());
   rng.fill_normal(gout.data(), gout.size(), x.size());
   for (int b = 0; b < B; ++b) t[b] = 999.f * rng.uniform(7 * x.size() + b);
   std::vector<int32_t> y;
-  for (int b = 0; b < B && n.num_classes > 0 && !n.t2i(); ++b) y.push_back((3 * b) % n.num_classes);
-  if (n.t2i()) {
-    ctx.resize(size_t(B) * n.num_clip_token * n.clip_dim);
+  for (int b = 0; b < B && n.class_conditional(); ++b) y.push_back((3 * b) % n.num_classes);
+  if (n.text_conditional()) {
+    ctx.resize(B * n.context_numel());
     rng.fill_normal(ctx.data(), ctx.size(), 9 * x.size());
   }
   auto up = [&](const void* src, size_t bytes) {
-    void* p = be.alloc_bytes(std::max<size_t>(bytes, 4));
-    if (bytes) be.upload(p, src, bytes);
-    return p;
+    DeviceBuffer d(be, bytes);
+    if (bytes) be.upload(d.as(), src, bytes);
+    return d;
   };
-  auto* dx = static_cast<float*>(up(x.data(), x.size() * 4));
-  auto* dt = static_cast<float*>(up(t.data(), t.size() * 4));
-  auto* dg = static_cast<float*>(up(gout.data(), gout.size() * 4));
-  auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(up(y.data(), y.size() * 4));
-  auto* dc = ctx.empty() ? nullptr : static_cast<float*>(up(ctx.data(), ctx.size() * 4));
-  float* out = be.alloc(x.size());
+  DeviceBuffer dx = up(x.data(), x.size() * 4), dt = up(t.data(), t.size() * 4),
+               dg = up(gout.data(), gout.size() * 4), dy = up(y.data(), y.size() * 4),
+               dc = up(ctx.data(), ctx.size() * 4), out(be, gout.size() * 4);
   Result r;
   if (train) net.zero_grad();
-  net.forward(dx, dt, dy, dc, out, B, train);
-  if (train) net.backward(dg);
-  r.out.resize(x.size());
-  be.download(r.out.data(), out, r.out.size() * 4);
+  net.forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dc.f32(), out.f32(), B, train);
+  if (train) net.backward(dg.f32());
+  r.out.resize(gout.size());
+  be.download(r.out.data(), out.f32(), r.out.size() * 4);
   if (train) {
     r.grads.resize(net.num_params());
     be.download(r.grads.data(), net.grads(), r.grads.size() * 4);
   }
-  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dt), static_cast<void*>(dg),
-                  static_cast<void*>(dy), static_cast<void*>(dc), static_cast<void*>(out)})
-    if (p) be.free_bytes(p);
   return r;
 }
 
 // Per-tensor gradient error: the worst tensor's max|a-b| / max|b|.
-double worst_grad(const UViT& ref_net, const std::vector<float>& a, const std::vector<float>& b,
+double worst_grad(const ParamTable& table, const std::vector<float>& a, const std::vector<float>& b,
                   std::string* name) {
   double worst = 0;
-  for (const auto& e : ref_net.table().entries()) {
+  for (const auto& e : table.entries()) {
     std::vector<float> x(a.begin() + e.offset, a.begin() + e.offset + e.numel);
     std::vector<float> y(b.begin() + e.offset, b.begin() + e.offset + e.numel);
     const double r = rel(x, y);
@@ -130,18 +132,18 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   const Config c = config_from(kConfigs[GetParam()]);
   const int B = 3;
   auto cpu = make_cpu_backend();
-  const Result ref = run_net(*cpu, c.net, B, true);
-  const Result ref_inf = run_net(*cpu, c.net, B, false);
-  UViT table_net(c.net, *cpu);
+  const Result ref = run_net(*cpu, c, B, true);
+  const Result ref_inf = run_net(*cpu, c, B, false);
+  const ParamTable table = network_param_table(c);
   for (const char* prec : {"fp32", "bf16", "tf32"}) {
     auto gpu = make_backend("cuda", prec);
-    const Result g = run_net(*gpu, c.net, B, true);
-    const Result gi = run_net(*gpu, c.net, B, false);
+    const Result g = run_net(*gpu, c, B, true);
+    const Result gi = run_net(*gpu, c, B, false);
     // tf32 (fp32 activations, TF32 GEMMs) is held to the bf16 bounds: between the two in error.
     const bool bf = std::string(prec) != "fp32";
     std::string worst;
     const double eo = rel(g.out, ref.out), ei = rel(gi.out, ref_inf.out);
-    const double eg = worst_grad(table_net, g.grads, ref.grads, &worst);
+    const double eg = worst_grad(table, g.grads, ref.grads, &worst);
     std::printf("[%s %s] forward %.3g (inference %.3g), worst gradient %.3g (%s)\n",
                 c.config_name.c_str(), prec, eo, ei, eg, worst.c_str());
     EXPECT_LE(eo, bf ? 3e-2 : 1e-5) << prec;
@@ -150,15 +152,16 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4));
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   Config c = config_from(kConfigs[0]);
   auto gpu = make_backend("cuda", "bf16");
-  const Result a = run_net(*gpu, c.net, 2, true);
+  const Result a = run_net(*gpu, c, 2, true);
+  c.json["nnet"]["use_checkpoint"] = true;
   c.net.use_checkpoint = true;
-  const Result b = run_net(*gpu, c.net, 2, true);
+  const Result b = run_net(*gpu, c, 2, true);
   EXPECT_LE(rel(b.grads, a.grads), 1e-6);
   EXPECT_EQ(rel(b.out, a.out), 0.0);
 }

@@ -43,9 +43,7 @@ struct NetRun {
   size_t arena = 0;
 };
 
-NetRun run(const Fixture& f, const NetConfig& net, bool train = true) {
-  auto be = make_cpu_backend();
-  UViT m(net, *be);
+NetRun run_net(Network& m, const Fixture& f, bool train) {
   NamedArrays sd;
   for (const auto& e : m.table().entries()) sd.emplace_back(e.name, f.t.at("param." + e.name));
   m.load(sd, "fixture");
@@ -57,7 +55,7 @@ NetRun run(const Fixture& f, const NetConfig& net, bool train = true) {
   if (f.t.count("input.context")) ctx = f.t.at("input.context").to_f32();
   const int B = int(f.t.at("input.x").shape[0]);
   NetRun r;
-  r.out.resize(x.size());
+  r.out.resize(gout.size());
   m.forward(x.data(), t.data(), y.empty() ? nullptr : y.data(), ctx.empty() ? nullptr : ctx.data(),
             r.out.data(), B, train);
   if (train) {
@@ -69,18 +67,28 @@ NetRun run(const Fixture& f, const NetConfig& net, bool train = true) {
   return r;
 }
 
-class ModelParity : public ::testing::TestWithParam<std::string> {};
+NetRun run(const Fixture& f, const NetConfig& net, bool train = true) {
+  auto be = make_cpu_backend();
+  UViT m(net, *be);
+  return run_net(m, f, train);
+}
 
-TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
-  Fixture f = load_fixture(GetParam());
-  NetRun r = run(f, f.cfg.net);
+// Output to 1e-5 and every parameter gradient to 1e-4 of the twin's.
+void expect_parity(const Fixture& f, const NetRun& r, const ParamTable& table) {
   EXPECT_LE(rel_err(r.out.data(), f.t.at("output").to_f32()), 1e-5) << "output";
-  ParamTable table = build_param_table(f.cfg.net);
   for (const auto& e : table.entries()) {
     ASSERT_TRUE(f.t.count("grad." + e.name)) << e.name;
     EXPECT_LE(rel_err(r.grads.data() + e.offset, f.t.at("grad." + e.name).to_f32()), 1e-4)
         << "grad of " << e.name;
   }
+}
+
+class ModelParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture(GetParam());
+  NetRun r = run(f, f.cfg.net);
+  expect_parity(f, r, build_param_table(f.cfg.net));
   // Inference forward (a different buffer plan) gives the same output.
   EXPECT_EQ(run(f, f.cfg.net, false).out, r.out);
 }
@@ -88,6 +96,23 @@ TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
 INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
                          ::testing::Values("cond_p2", "uncond_p4_h64", "uncond_p1_mlptime", "t2i",
                                            "cond_ckpt", "noskip_qkscale", "fmnist"));
+
+// DiT and Skip-DiT through the registry (make_network), against tests/reference/dit_torch.py.
+class NetworkParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NetworkParity, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture(GetParam());
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  NetRun r = run_net(*m, f, true);
+  expect_parity(f, r, m->table());
+  auto m2 = make_network(f.cfg, *be);
+  EXPECT_EQ(run_net(*m2, f, false).out, r.out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
+                         ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24",
+                                           "skipdit_p2", "skipdit_sigma_off"));
 
 TEST(ModelCheckpointing, SameGradientsLessMemory) {
   Fixture f = load_fixture("cond_p2");
@@ -121,6 +146,23 @@ TEST(ModelTable, OfficialParameterCounts) {
   EXPECT_EQ(t.entries().front().name, "pos_embed");
   EXPECT_EQ(t.entries()[3].name, "in_blocks.0.norm1.weight");
   EXPECT_EQ(t.entries().back().name, "final_layer.bias");
+}
+
+TEST(ModelTable, DiTParameterCounts) {
+  // The official models' counts (pos_embed included: it is a Parameter there).
+  struct Want {
+    const char* preset;
+    size_t tensors, params;
+  };
+  for (auto w : {Want{"dit_xl_2", 292, 675129632}, Want{"dit_s_2", 132, 32963360},
+                 Want{"skip_dit_xl_2", 348, 712369184}}) {
+    ParamTable t = network_param_table(load_config(w.preset));
+    EXPECT_EQ(t.entries().size(), w.tensors) << w.preset;
+    EXPECT_EQ(t.total(), w.params) << w.preset;
+  }
+  ParamTable t = network_param_table(load_config("skip_dit_xl_2"));
+  EXPECT_EQ(t.entries().front().name, "pos_embed");
+  EXPECT_EQ(t.entries().back().name, "skip_linears.13.linear.bias");
 }
 
 TEST(ModelTable, ForwardFlopsMatchTheIssue) {

@@ -32,6 +32,16 @@ class CpuBackend final : public Backend {
   void gelu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
   void silu_fwd(const float* x, float* y, size_t n) override;
   void silu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+  void gelu_tanh_fwd(const float* x, float* y, size_t n) override;
+  void gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+  void modulate_fwd(const float* x, const float* shift, const float* scale, int ldm, float* y,
+                    int B, int N, int D) override;
+  void modulate_bwd(const float* dy, const float* x, const float* scale, int ldm, float* dx,
+                    float* dshift, float* dscale, int B, int N, int D) override;
+  void gate_fwd(const float* x, const float* y, const float* gate, int ldm, float* out, int B,
+                int N, int D) override;
+  void gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
+                float* dgate, int B, int N, int D) override;
 
   void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
                      float scale) override;

@@ -196,6 +196,35 @@ void CudaBackend::silu_fwd(const float* x, float* y, size_t n) { cuda::silu_fwd(
 void CudaBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n) {
   cuda::silu_bwd(bf16_, dy, x, dx, n);
 }
+void CudaBackend::gelu_tanh_fwd(const float* x, float* y, size_t n) {
+  cuda::gelu_tanh_fwd(bf16_, x, y, n);
+}
+void CudaBackend::gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  cuda::gelu_tanh_bwd(bf16_, dy, x, dx, n);
+}
+void CudaBackend::modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
+                               float* y, int B, int N, int D) {
+  cuda::modulate_fwd(bf16_, x, shift, scale, ldm, y, B, N, D);
+}
+void CudaBackend::modulate_bwd(const float* dy, const float* x, const float* scale, int ldm,
+                               float* dx, float* dshift, float* dscale, int B, int N, int D) {
+  cuda::modulate_bwd(bf16_, dy, x, scale, ldm, dx, dshift, dscale, B, N, D);
+}
+void CudaBackend::gate_fwd(const float* x, const float* y, const float* gate, int ldm, float* out,
+                           int B, int N, int D) {
+  cuda::gate_fwd(bf16_, x, y, gate, ldm, out, B, N, D);
+}
+void CudaBackend::gate_bwd(const float* dout, const float* y, const float* gate, int ldm,
+                           float* dy, float* dgate, int B, int N, int D) {
+  cuda::gate_bwd(bf16_, dout, y, gate, ldm, dy, dgate, B, N, D);
+}
+void CudaBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                              long cols) {
+  const size_t e = act_bytes();
+  if (rows && cols)
+    UVIT_CUDA_CHECK(cudaMemcpy2DAsync(dst, ld_dst * e, src, ld_src * e, cols * e, rows,
+                                      cudaMemcpyDeviceToDevice, 0));
+}
 
 // ---- attention ----
 

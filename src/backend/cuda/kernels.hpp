@@ -32,6 +32,18 @@ void silu_fwd(bool bf16, const void* x, void* y, size_t n);
 void silu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
 void add_bias(bool bf16, void* y, const void* b, int M, int N);
 
+// ---- adaln.cu ----
+void gelu_tanh_fwd(bool bf16, const void* x, void* y, size_t n);
+void gelu_tanh_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
+void modulate_fwd(bool bf16, const void* x, const void* shift, const void* scale, int ldm, void* y,
+                  int B, int N, int D);
+void modulate_bwd(bool bf16, const void* dy, const void* x, const void* scale, int ldm, void* dx,
+                  void* dshift, void* dscale, int B, int N, int D);
+void gate_fwd(bool bf16, const void* x, const void* y, const void* gate, int ldm, void* out, int B,
+              int N, int D);
+void gate_bwd(bool bf16, const void* dout, const void* y, const void* gate, int ldm, void* dy,
+              void* dgate, int B, int N, int D);
+
 // ---- layernorm.cu (with the column reductions) ----
 void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch);
 void layernorm_fwd(bool bf16, const void* x, const float* w, const float* b, void* y, float* mean,

@@ -1,0 +1,125 @@
+// The denoiser interface every backbone implements (U-ViT, DiT, Skip-DiT, ...), and the registry
+// that builds one from a config's "nnet" section. Nothing outside src/models names a concrete
+// network class or its constructor fields: the trainer, the samplers and the CLI see a Network and
+// its NetSpec. docs/architecture.md shows how to add a backbone.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "uvit/array.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/params.hpp"
+
+namespace uvit {
+
+struct Config;
+
+// What the rest of the engine needs to know about a network: its input, output and conditioning.
+struct NetSpec {
+  std::string name;  // registry name ("uvit", "uvit_t2i", "dit", "skip_dit")
+  int in_chans = 0, img_size = 0;
+  int out_chans = 0;    // in_chans, or 2 in_chans when the network also predicts a variance
+  int num_classes = 0;  // rows of the label table, the null class included; 0: no labels
+  int null_class = -1;  // the label that means "no class" (guidance, label dropout); -1: none
+  int context_tokens = 0, context_dim = 0;  // text conditioning [B, tokens, dim]; 0: none
+  // Channels classifier-free guidance combines (DiT: 3, as its forward_with_cfg); the rest come
+  // from the conditional pass. 0: every eps channel.
+  int guidance_channels = 0;
+
+  bool class_conditional() const { return num_classes > 0; }
+  bool text_conditional() const { return context_tokens > 0; }
+  bool learned_sigma() const { return out_chans == 2 * in_chans; }
+  // Classes a user may ask for: the table's rows without the null class.
+  int real_classes() const { return null_class >= 0 ? num_classes - 1 : num_classes; }
+  size_t in_numel() const { return size_t(in_chans) * img_size * img_size; }
+  size_t out_numel() const { return size_t(out_chans) * img_size * img_size; }
+  size_t context_numel() const { return size_t(context_tokens) * context_dim; }
+};
+
+// A network over backend memory with its parameters in one flat fp32 buffer laid out by its
+// ParamTable (official state_dict names and order). The parameter plumbing lives here once.
+class Network {
+ public:
+  virtual ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  const NetSpec& spec() const { return spec_; }
+  const ParamTable& table() const { return table_; }
+  Backend& backend() { return be_; }
+  // Flat fp32 parameters, backend memory. Taking the mutable pointer marks the act copy stale:
+  // the next forward refreshes it (bf16 backends keep GEMM weights in bf16).
+  float* params() {
+    act_stale_ = true;
+    return params_;
+  }
+  const float* params() const { return params_; }
+  float* grads();  // allocated (zeroed) on first use
+  size_t num_params() const { return table_.total(); }
+  void zero_grad();
+
+  // Loads a state_dict (strict: every name and shape must match; `what` names the source).
+  void load(const NamedArrays& sd, const std::string& what);
+  void load_file(const std::string& path);  // .safetensors or .pth
+  NamedArrays export_weights(DType dtype = DType::F32) const;
+  // The official initialisation of the family, from a counter-based RNG keyed on the seed.
+  virtual void init_random(uint64_t seed) = 0;
+
+  // All pointers are backend memory. x [B, in_chans, S, S]; t [B] the network's time input; y [B]
+  // int32 labels (class-conditional networks) or nullptr; context [B, tokens, dim] (text networks)
+  // or nullptr; out [B, out_chans, S, S]. With `train`, what backward() needs is kept.
+  virtual void forward(const float* x, const float* t, const int32_t* y, const float* context,
+                       float* out, int B, bool train = false) = 0;
+  // Accumulates d(sum(out * dout))/d(params) into grads(); needs the preceding forward(train).
+  virtual void backward(const float* dout) = 0;
+
+  // Bytes of activation memory planned for the last forward.
+  virtual size_t arena_bytes() const = 0;
+  // Forward FLOPs per image (2 per multiply-add), every GEMM, attention and conv counted.
+  virtual double forward_flops() const = 0;
+
+ protected:
+  Network(NetSpec spec, ParamTable table, Backend& be);
+  // The act copy of the parameters, refreshed when stale (== params_ when act is fp32).
+  const float* act_params();
+  void check_inputs(const int32_t* y, const float* context, int B) const;
+
+  NetSpec spec_;
+  ParamTable table_;
+  Backend& be_;
+  float* params_ = nullptr;
+  float* act_params_ = nullptr;
+  float* grads_ = nullptr;
+
+ private:
+  bool act_stale_ = true;
+};
+
+// One backbone family of the registry (src/models/registry.cpp lists them).
+struct NetworkFamily {
+  std::string name;
+  // Validates doc["nnet"] (the whole preset is given, for settings such as dataset.cfg that
+  // decide the conditioning) and describes the network; throws uvit::Error naming the field.
+  std::function<NetSpec(const nlohmann::json& doc)> spec;
+  // The parameter table without allocating anything (convert --config, info).
+  std::function<ParamTable(const nlohmann::json& nnet)> table;
+  std::function<double(const nlohmann::json& nnet)> flops;  // forward FLOPs per image
+  std::function<std::unique_ptr<Network>(const nlohmann::json& doc, Backend& be)> create;
+  // The nnet section with every constructor argument filled in (info, run config.json).
+  std::function<nlohmann::json(const nlohmann::json& nnet)> full_config;
+};
+
+// The family of a registry name; throws uvit::Error listing the names when there is none.
+const NetworkFamily& network_family(const std::string& name);
+std::vector<std::string> network_names();
+
+// A network for a loaded config (parameters zero until init_random or load).
+std::unique_ptr<Network> make_network(const Config& cfg, Backend& be);
+ParamTable network_param_table(const Config& cfg);
+double network_forward_flops(const Config& cfg);
+
+}  // namespace uvit

@@ -1,0 +1,35 @@
+// The training objective of a diffusion process: how a batch is noised and what the loss is. The
+// trainer is written once over it; each process (U-ViT's continuous VP and discrete SD schedules,
+// DiT's ADM process) supplies its own.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "uvit/config.hpp"
+
+namespace uvit {
+
+// One training sample's time: x_t = mean·x0 + std·eps, and the network's time input.
+struct TrainDraw {
+  double mean = 1, std = 0;
+  float net_time = 0;
+  int index = 0;  // the discrete step where the process has one (ADM's n in 0..N-1)
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // The time of one sample from u ~ U[0, 1).
+  virtual TrainDraw draw(double u) const = 0;
+  // The loss of a batch of B samples and its gradient. out [B, out_numel] is the network output,
+  // eps / x0 / xt [B, in_numel] the noise, the data and the noised input. Returns the mean loss;
+  // writes dloss/dout / accum (micro-batches per update) into dout [B, out_numel].
+  virtual double loss(const float* out, const float* eps, const float* x0, const float* xt,
+                      const TrainDraw* draws, int B, size_t in_numel, size_t out_numel, int accum,
+                      float* dout) const = 0;
+};
+
+// The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm).
+std::unique_ptr<Objective> make_objective(const Config& cfg);
+
+}  // namespace uvit

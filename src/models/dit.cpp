@@ -1,0 +1,576 @@
+// DiT (facebookresearch/DiT models.py) and Skip-DiT (OpenSparseLLMs/Skip-DiT
+// class-to-image/models.py, DiT_skip): patch tokens with a fixed 2-D sin-cos position, a
+// conditioning vector c = t_emb + y_emb, adaLN-Zero blocks and an adaLN final layer; Skip-DiT adds
+// depth/2 long skips fused before each deep block by Linear(LayerNorm(concat(x, skip))).
+// docs/dit.md has the facts this file relies on.
+#include <algorithm>
+#include <cmath>
+
+#include "models/families.hpp"
+#include "models/layers.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/rng.hpp"
+
+namespace uvit {
+
+using namespace layers;
+using nlohmann::json;
+
+namespace {
+
+constexpr float kLnEps = 1e-6f;
+constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
+
+// The constructor arguments, official names and defaults (DiT.__init__).
+struct DiTConfig {
+  std::string name = "dit";  // or "skip_dit"
+  int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
+      num_heads = 16, num_classes = 1000;
+  double mlp_ratio = 4.0, class_dropout_prob = 0.1;
+  bool learn_sigma = true;
+
+  bool skip() const { return name == "skip_dit"; }
+  int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+  int grid() const { return input_size / patch_size; }
+  int tokens() const { return grid() * grid(); }
+  int head_dim() const { return hidden_size / num_heads; }
+  int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
+  // LabelEmbedder: a null row after the classes when labels can be dropped.
+  int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
+
+  json to_json() const {
+    return {{"name", name},
+            {"input_size", input_size},
+            {"patch_size", patch_size},
+            {"in_channels", in_channels},
+            {"hidden_size", hidden_size},
+            {"depth", depth},
+            {"num_heads", num_heads},
+            {"mlp_ratio", mlp_ratio},
+            {"class_dropout_prob", class_dropout_prob},
+            {"num_classes", num_classes},
+            {"learn_sigma", learn_sigma}};
+  }
+};
+
+int get_int(const json& v, const std::string& f) {
+  UVIT_CHECK(
+      v.is_number_integer() || (v.is_number() && std::floor(v.get<double>()) == v.get<double>()), f,
+      ": expected an integer, got ", v.dump());
+  return int(v.get<double>());
+}
+double get_number(const json& v, const std::string& f) {
+  UVIT_CHECK(v.is_number() && std::isfinite(v.get<double>()), f, ": expected a number, got ",
+             v.dump());
+  return v.get<double>();
+}
+
+DiTConfig parse(const json& j) {
+  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
+  DiTConfig c;
+  c.name = j.value("name", std::string("dit"));
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    const std::string f = "nnet." + k;
+    if (k == "name") continue;
+    if (k == "input_size")
+      c.input_size = get_int(v, f);
+    else if (k == "patch_size")
+      c.patch_size = get_int(v, f);
+    else if (k == "in_channels")
+      c.in_channels = get_int(v, f);
+    else if (k == "hidden_size")
+      c.hidden_size = get_int(v, f);
+    else if (k == "depth")
+      c.depth = get_int(v, f);
+    else if (k == "num_heads")
+      c.num_heads = get_int(v, f);
+    else if (k == "num_classes")
+      c.num_classes = get_int(v, f);
+    else if (k == "mlp_ratio")
+      c.mlp_ratio = get_number(v, f);
+    else if (k == "class_dropout_prob")
+      c.class_dropout_prob = get_number(v, f);
+    else if (k == "learn_sigma") {
+      UVIT_CHECK(v.is_boolean(), f, ": expected true or false, got ", v.dump());
+      c.learn_sigma = v.get<bool>();
+    } else {
+      fail(f, ": unknown key (not an argument of ", c.name, ")");
+    }
+  }
+  auto range = [](const char* f, long v, long lo, long hi) {
+    UVIT_CHECK(v >= lo && v <= hi, "nnet.", f, " must be in [", lo, ", ", hi, "], got ", v);
+  };
+  range("input_size", c.input_size, 1, 4096);
+  range("patch_size", c.patch_size, 1, 4096);
+  range("in_channels", c.in_channels, 1, 4096);
+  range("hidden_size", c.hidden_size, 1, 65536);
+  range("depth", c.depth, 1, 1024);
+  range("num_heads", c.num_heads, 1, 65536);
+  range("num_classes", c.num_classes, 1, 1 << 20);
+  UVIT_CHECK(c.input_size % c.patch_size == 0, "nnet.input_size ", c.input_size,
+             " is not divisible by nnet.patch_size ", c.patch_size);
+  UVIT_CHECK(c.hidden_size % c.num_heads == 0, "nnet.hidden_size ", c.hidden_size,
+             " is not divisible by nnet.num_heads ", c.num_heads);
+  // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
+  UVIT_CHECK(c.hidden_size % 4 == 0, "nnet.hidden_size ", c.hidden_size,
+             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
+  UVIT_CHECK(c.mlp_ratio > 0 && c.mlp_hidden() >= 1, "nnet.mlp_ratio must be positive, got ",
+             c.mlp_ratio);
+  UVIT_CHECK(c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
+             "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
+  UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
+             " must be even for skip_dit (depth/2 long skips)");
+  UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");
+  return c;
+}
+
+// The official state_dict: the module's own parameter (pos_embed) first, then the submodules in
+// registration order (DiT_skip registers its skip modules after the final layer).
+ParamTable dit_table(const DiTConfig& c) {
+  const int64_t D = c.hidden_size, p = c.patch_size, Hd = c.mlp_hidden();
+  ParamTable t;
+  t.add("pos_embed", {1, c.tokens(), D});
+  t.add("x_embedder.proj.weight", {D, c.in_channels, p, p});
+  t.add("x_embedder.proj.bias", {D});
+  t.add("t_embedder.mlp.0.weight", {D, kFreqDim});
+  t.add("t_embedder.mlp.0.bias", {D});
+  t.add("t_embedder.mlp.2.weight", {D, D});
+  t.add("t_embedder.mlp.2.bias", {D});
+  t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = cat("blocks.", i, ".");
+    t.add(b + "attn.qkv.weight", {3 * D, D});
+    t.add(b + "attn.qkv.bias", {3 * D});
+    t.add(b + "attn.proj.weight", {D, D});
+    t.add(b + "attn.proj.bias", {D});
+    t.add(b + "mlp.fc1.weight", {Hd, D});
+    t.add(b + "mlp.fc1.bias", {Hd});
+    t.add(b + "mlp.fc2.weight", {D, Hd});
+    t.add(b + "mlp.fc2.bias", {D});
+    t.add(b + "adaLN_modulation.1.weight", {6 * D, D});
+    t.add(b + "adaLN_modulation.1.bias", {6 * D});
+  }
+  t.add("final_layer.linear.weight", {int64_t(p * p * c.out_channels()), D});
+  t.add("final_layer.linear.bias", {int64_t(p * p * c.out_channels())});
+  t.add("final_layer.adaLN_modulation.1.weight", {2 * D, D});
+  t.add("final_layer.adaLN_modulation.1.bias", {2 * D});
+  if (c.skip()) {
+    for (int i = 0; i < c.depth / 2; ++i) {
+      t.add(cat("skip_norms.", i, ".weight"), {2 * D});
+      t.add(cat("skip_norms.", i, ".bias"), {2 * D});
+    }
+    for (int i = 0; i < c.depth / 2; ++i) {
+      t.add(cat("skip_linears.", i, ".linear.weight"), {D, 2 * D});
+      t.add(cat("skip_linears.", i, ".linear.bias"), {D});
+    }
+  }
+  return t;
+}
+
+double dit_flops(const DiTConfig& c) {
+  const double D = c.hidden_size, L = c.tokens(), Hd = c.mlp_hidden(), p = c.patch_size;
+  double f = 2 * L * D * c.in_channels * p * p;          // patch embedding
+  f += 2 * (kFreqDim * D + D * D);                       // timestep MLP
+  const double block = 2 * L * D * (3 * D + D + 2 * Hd)  // qkv, proj, fc1 + fc2
+                       + 4 * L * L * D                   // scores and weighted sum
+                       + 2 * D * 6 * D;                  // adaLN
+  f += c.depth * block;
+  if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;       // skip linears
+  f += 2 * L * D * p * p * c.out_channels() + 2 * D * 2 * D;  // final layer
+  return f;
+}
+
+NetSpec dit_spec(const DiTConfig& c) {
+  NetSpec s;
+  s.name = c.name;
+  s.in_chans = c.in_channels;
+  s.out_chans = c.out_channels();
+  s.img_size = c.input_size;
+  s.num_classes = c.label_rows();
+  s.null_class = c.class_dropout_prob > 0 ? c.num_classes : -1;
+  // forward_with_cfg guides model_out[:, :3] (the latent eps but its 4th channel) and takes the
+  // rest from each half's own pass.
+  s.guidance_channels = std::min(3, c.out_channels());
+  return s;
+}
+
+// Per-block activations kept for backward.
+struct BlockActs {
+  const float* xs = nullptr;  // block input: the stream, or the skip fusion's output
+  float* fused = nullptr;     // storage of the fusion's output (skip_dit)
+  float *cat = nullptr, *cat_n = nullptr, *cat_mean = nullptr, *cat_rstd = nullptr;  // skip fusion
+  float *mod, *h1, *mean1, *rstd1, *m1, *a, *x2, *h2, *mean2, *rstd2, *m2, *o;
+  AttentionActs attn;
+  MlpActs mlp;
+};
+
+struct BlockW {
+  Linear ada;  // adaLN_modulation.1: c -> 6 D (shift, scale, gate for msa, then for mlp)
+  Attention attn;
+  Mlp mlp;
+  bool fuse = false;  // Skip-DiT: x = skip_linear(skip_norm(concat(x, skip))) first
+  Norm skip_norm;
+  Linear skip_linear;
+};
+
+class DiT final : public Network {
+ public:
+  DiT(const DiTConfig& c, Backend& be)
+      : Network(dit_spec(c), dit_table(c), be), c_(c), consts_(be, size_t(6) * c.hidden_size * 4) {
+    // ones [2D], zeros [2D], and a sink [2D] for the non-affine LayerNorms' weight gradients.
+    const size_t D = c.hidden_size;
+    std::vector<float> h(6 * D, 0.f);
+    std::fill(h.begin(), h.begin() + 2 * D, 1.f);
+    be_.upload(consts_.f32(), h.data(), h.size() * 4);
+    const float* one = consts_.f32();
+    const float* zero = one + 2 * D;
+    float* sink = consts_.f32() + 4 * D;
+    ln_ = norm_no_affine(int(D), kLnEps, one, zero, sink);
+    const ParamTable& t = table_;
+    patch_ = linear(t, "x_embedder.proj");
+    t0_ = linear(t, "t_embedder.mlp.0");
+    t2_ = linear(t, "t_embedder.mlp.2");
+    final_ada_ = linear(t, "final_layer.adaLN_modulation.1");
+    final_ = linear(t, "final_layer.linear");
+    for (int k = 0; k < c.depth; ++k) {
+      const std::string p = cat("blocks.", k, ".");
+      BlockW w;
+      w.ada = linear(t, p + "adaLN_modulation.1");
+      w.attn.qkv = linear(t, p + "attn.qkv");
+      w.attn.proj = linear(t, p + "attn.proj");
+      w.attn.heads = c.num_heads;
+      w.attn.head_dim = c.head_dim();
+      w.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
+      w.mlp.fc1 = linear(t, p + "mlp.fc1");
+      w.mlp.fc2 = linear(t, p + "mlp.fc2");
+      w.mlp.act = Activation::GeluTanh;
+      if (c.skip() && k >= c.depth / 2) {
+        const int i = k - c.depth / 2;
+        w.fuse = true;
+        w.skip_norm = norm(t, cat("skip_norms.", i), 2 * int(D), kLnEps);
+        w.skip_linear = linear(t, cat("skip_linears.", i, ".linear"));
+      }
+      blocks_.push_back(w);
+    }
+  }
+
+  void init_random(uint64_t seed) override;
+  void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
+               int B, bool train) override;
+  void backward(const float* dout) override;
+  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
+  double forward_flops() const override { return dit_flops(c_); }
+
+ private:
+  void plan(int B, bool train);
+  // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].
+  int skip_stream(int k) const { return c_.depth - k; }
+  void block_forward(int k, BlockActs& A);
+  void block_backward(int k, BlockActs& A);
+
+  DiTConfig c_;
+  DeviceBuffer consts_;
+  Norm ln_;
+  Linear patch_, t0_, t2_, final_ada_, final_;
+  std::vector<BlockW> blocks_;
+
+  // The plan of the last forward.
+  int B_ = 0;
+  bool train_ = false;
+  std::unique_ptr<Arena> arena_;
+  const float* x_in_ = nullptr;
+  const int32_t* y_ = nullptr;
+  float *cols_, *patches_, *temb_, *th_, *ts_, *c_vec_, *sc_, *fmod_, *fh_, *fmean_, *frstd_, *fm_,
+      *tok_;
+  std::vector<float*> stream_;  // stream_[k]: the output of block k-1 (stream_[0]: the tokens)
+  std::vector<BlockActs> acts_;
+  float *dX_, *dO_, *dM_, *dG_, *dA_, *dQKV_, *dmod_, *dsc_, *dc_, *dth_, *dtok_, *dcat_, *dcatn_;
+  std::vector<float*> dskip_;
+};
+
+void DiT::plan(int B, bool train) {
+  if (arena_ && B_ == B && train_ == train) return;
+  arena_.reset();
+  arena_ = std::make_unique<Arena>(be_);
+  B_ = B;
+  train_ = train;
+  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L, Hd = c_.mlp_hidden();
+  const size_t nh = c_.num_heads, cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
+  const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
+  const int depth = c_.depth, half = depth / 2;
+  arena_->plan([&](Arena& a) {
+    cols_ = a.act(M * cpp);
+    patches_ = a.act(M * D);
+    temb_ = a.act(size_t(B) * kFreqDim);
+    th_ = a.act(size_t(B) * D);
+    ts_ = a.act(size_t(B) * D);
+    c_vec_ = a.act(size_t(B) * D);
+    sc_ = a.act(size_t(B) * D);
+    stream_.assign(depth + 1, nullptr);
+    if (train) {
+      for (auto& s : stream_) s = a.act(M * D);
+    } else {
+      // Inference keeps the outputs the skips need and ping-pongs the rest.
+      const int keep = c_.skip() ? half : 0;
+      for (int k = 0; k <= keep; ++k) stream_[k] = a.act(M * D);
+      float* p = a.act(M * D);
+      float* q = a.act(M * D);
+      for (int k = keep + 1; k <= depth; ++k) stream_[k] = ((k - keep) % 2) ? p : q;
+    }
+    acts_.assign(train ? depth : 1, BlockActs{});
+    for (auto& A : acts_) {
+      if (c_.skip()) {
+        A.fused = a.act(M * D);
+        A.cat = a.act(M * 2 * D);
+        A.cat_n = a.act(M * 2 * D);
+        A.cat_mean = a.f32(M);
+        A.cat_rstd = a.f32(M);
+      }
+      A.mod = a.act(size_t(B) * 6 * D);
+      A.h1 = a.act(M * D);
+      A.mean1 = a.f32(M);
+      A.rstd1 = a.f32(M);
+      A.m1 = a.act(M * D);
+      A.attn.qkv = a.act(M * 3 * D);
+      A.attn.att = a.act(M * D);
+      A.attn.lse = a.f32(size_t(B) * nh * L);
+      A.a = a.act(M * D);
+      A.x2 = a.act(M * D);
+      A.h2 = a.act(M * D);
+      A.mean2 = a.f32(M);
+      A.rstd2 = a.f32(M);
+      A.m2 = a.act(M * D);
+      A.mlp.f = a.act(M * Hd);
+      A.mlp.g = a.act(M * Hd);
+      A.o = a.act(M * D);
+    }
+    fmod_ = a.act(size_t(B) * 2 * D);
+    fh_ = a.act(M * D);
+    fmean_ = a.f32(M);
+    frstd_ = a.f32(M);
+    fm_ = a.act(M * D);
+    tok_ = a.act(M * pd);
+    if (train) {
+      dX_ = a.act(M * D);
+      dO_ = a.act(M * D);
+      dM_ = a.act(M * D);
+      dG_ = a.act(M * Hd);
+      dA_ = a.act(M * D);
+      dQKV_ = a.act(M * 3 * D);
+      dmod_ = a.act(size_t(B) * 6 * D);
+      dsc_ = a.act(size_t(B) * D);
+      dc_ = a.act(size_t(B) * D);
+      dth_ = a.act(size_t(B) * D);
+      dtok_ = a.act(M * pd);
+      dcat_ = c_.skip() ? a.act(M * 2 * D) : nullptr;
+      dcatn_ = c_.skip() ? a.act(M * 2 * D) : nullptr;
+      dskip_.assign(c_.skip() ? half : 0, nullptr);
+      for (auto& d : dskip_) d = a.act(M * D);
+    }
+  });
+}
+
+void DiT::block_forward(int k, BlockActs& A) {
+  const BlockW& w = blocks_[k];
+  const Weights W{be_, params_, act_params_, grads_};
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = 6 * D;
+  A.xs = stream_[k];
+  if (w.fuse) {
+    // x = skip_linear(skip_norm(concat([x, skip]))): replaces x (no residual).
+    be_.copy_act_2d(A.cat, 2 * D, A.xs, D, M, D);
+    be_.copy_act_2d(be_.act_at(A.cat, D), 2 * D, stream_[skip_stream(k)], D, M, D);
+    norm_fwd(W, w.skip_norm, A.cat, A.cat_n, A.cat_mean, A.cat_rstd, M);
+    linear_fwd(W, w.skip_linear, A.cat_n, 2 * D, A.fused, D, M);
+    A.xs = A.fused;
+  }
+  const float* xin = A.xs;
+  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
+  linear_fwd(W, w.ada, sc_, D, A.mod, D6, B);
+  // x2 = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa))
+  norm_fwd(W, ln_, xin, A.h1, A.mean1, A.rstd1, M);
+  be_.modulate_fwd(A.h1, chunk(0), chunk(1), D6, A.m1, B, L, D);
+  attention_fwd(W, w.attn, A.m1, A.attn, A.a, nullptr, B, L);
+  be_.gate_fwd(xin, A.a, chunk(2), D6, A.x2, B, L, D);
+  // out = x2 + gate_mlp * mlp(modulate(norm2(x2), shift_mlp, scale_mlp))
+  norm_fwd(W, ln_, A.x2, A.h2, A.mean2, A.rstd2, M);
+  be_.modulate_fwd(A.h2, chunk(3), chunk(4), D6, A.m2, B, L, D);
+  mlp_fwd(W, w.mlp, A.m2, A.mlp, A.o, nullptr, M);
+  be_.gate_fwd(A.x2, A.o, chunk(5), D6, stream_[k + 1], B, L, D);
+}
+
+void DiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
+                  float* out, int B, bool train) {
+  check_inputs(y, context, B);
+  plan(B, train);
+  act_params();
+  x_in_ = x;
+  y_ = y;
+  const Weights W{be_, params_, act_params_, grads_};
+  const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
+  const int L = c_.tokens(), M = B * L, Co = c_.out_channels(), pd = p * p * Co;
+
+  // Patch tokens plus the fixed position.
+  be_.patch_im2col(x, cols_, B, C, S, p);
+  linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
+  be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, stream_[0], B, 0, L,
+                 D);
+  // c = t_embedder(t) + y_embedder(y); every adaLN reads silu(c).
+  be_.timestep_embedding(t, temb_, B, kFreqDim, kFreqDim);
+  linear_fwd(W, t0_, temb_, kFreqDim, th_, D, B);
+  be_.silu_fwd(th_, ts_, size_t(B) * D);
+  linear_fwd(W, t2_, ts_, D, c_vec_, D, B);
+  be_.embedding_fwd(params_ + table_.at("y_embedder.embedding_table.weight").offset, y, sc_, B, D,
+                    D);
+  be_.axpy_act(c_vec_, sc_, 1.f, size_t(B) * D);
+  be_.silu_fwd(c_vec_, sc_, size_t(B) * D);
+
+  for (int k = 0; k < c_.depth; ++k) block_forward(k, acts_[train ? k : 0]);
+
+  // Final layer: linear(modulate(norm(x), shift, scale)), then unpatchify.
+  linear_fwd(W, final_ada_, sc_, D, fmod_, 2 * D, B);
+  norm_fwd(W, ln_, stream_[c_.depth], fh_, fmean_, frstd_, M);
+  be_.modulate_fwd(fh_, fmod_, be_.act_at(fmod_, D), 2 * D, fm_, B, L, D);
+  linear_fwd(W, final_, fm_, D, tok_, pd, M);
+  be_.unpatchify_fwd(tok_, out, B, 0, Co, S, p);
+}
+
+void DiT::block_backward(int k, BlockActs& A) {
+  const BlockW& w = blocks_[k];
+  const Weights W{be_, params_, act_params_, grads_};
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = 6 * D;
+  const float* xin = A.xs;
+  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
+  auto dchunk = [&](int i) { return be_.act_at(dmod_, size_t(i) * D); };
+  // dX_: d(block output) in, d(block input) out (the residual paths add into it).
+  be_.gate_bwd(dX_, A.o, chunk(5), D6, dO_, dchunk(5), B, L, D);
+  mlp_bwd(W, w.mlp, A.m2, A.mlp, dO_, dM_, dG_, M);
+  be_.modulate_bwd(dM_, A.h2, chunk(4), D6, dM_, dchunk(3), dchunk(4), B, L, D);
+  norm_bwd(W, ln_, dM_, A.x2, A.mean2, A.rstd2, dX_, M);
+  be_.gate_bwd(dX_, A.a, chunk(2), D6, dO_, dchunk(2), B, L, D);
+  attention_bwd(W, w.attn, A.m1, A.attn, dO_, dM_, dA_, dQKV_, B, L);
+  be_.modulate_bwd(dM_, A.h1, chunk(1), D6, dM_, dchunk(0), dchunk(1), B, L, D);
+  norm_bwd(W, ln_, dM_, xin, A.mean1, A.rstd1, dX_, M);
+  linear_bwd(W, w.ada, sc_, D, dmod_, D6, dsc_, D, B, 1.f);
+  if (w.fuse) {
+    linear_bwd(W, w.skip_linear, A.cat_n, 2 * D, dX_, D, dcatn_, 2 * D, M);
+    be_.zero_act(dcat_, size_t(M) * 2 * D);
+    norm_bwd(W, w.skip_norm, dcatn_, A.cat, A.cat_mean, A.cat_rstd, dcat_, M);
+    be_.copy_act_2d(dX_, D, dcat_, 2 * D, M, D);
+    // The skip's half goes to the in-block whose output it was (added when that block is reached).
+    be_.copy_act_2d(dskip_[c_.depth - 1 - k], D, be_.act_at(dcat_, D), 2 * D, M, D);
+  }
+}
+
+void DiT::backward(const float* dout) {
+  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
+  grads();
+  const Weights W{be_, params_, act_params_, grads_};
+  const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
+  const int L = c_.tokens(), M = B * L, Co = c_.out_channels(), pd = p * p * Co,
+            half = c_.depth / 2;
+
+  // Final layer.
+  be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
+  linear_bwd(W, final_, fm_, D, dtok_, pd, dM_, D, M);
+  be_.modulate_bwd(dM_, fh_, be_.act_at(fmod_, D), 2 * D, dM_, dmod_, be_.act_at(dmod_, D), B, L,
+                   D);
+  be_.zero_act(dsc_, size_t(B) * D);
+  linear_bwd(W, final_ada_, sc_, D, dmod_, 2 * D, dsc_, D, B, 1.f);
+  be_.zero_act(dX_, size_t(M) * D);
+  norm_bwd(W, ln_, dM_, stream_[c_.depth], fmean_, frstd_, dX_, M);
+
+  // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
+  for (int k = c_.depth - 1; k >= 0; --k) {
+    if (c_.skip() && k < half) be_.axpy_act(dX_, dskip_[k], 1.f, size_t(M) * D);
+    block_backward(k, acts_[k]);
+  }
+
+  // Tokens: the position is frozen (requires_grad=False), so only the patch embedding learns.
+  linear_bwd(W, patch_, cols_, patch_.in, dX_, D, nullptr, 0, M);
+  // c = t_emb + y_emb, sc = silu(c).
+  be_.silu_bwd(dsc_, c_vec_, dc_, size_t(B) * D);
+  be_.embedding_bwd(dc_, y_, grads_ + table_.at("y_embedder.embedding_table.weight").offset, B, D,
+                    D);
+  linear_bwd(W, t2_, ts_, D, dc_, D, dth_, D, B);
+  be_.silu_bwd(dth_, th_, dth_, size_t(B) * D);
+  linear_bwd(W, t0_, temb_, kFreqDim, dth_, D, nullptr, 0, B);
+}
+
+// The fixed 2-D sin-cos position (MAE's get_2d_sincos_pos_embed), in double: the first D/2
+// features encode the column, the last D/2 the row; each half is [sin(pos w_k)] ++ [cos(pos w_k)]
+// with w_k = 10000^(-k / (D/4)).
+void sincos_2d(float* pos, int grid, int D) {
+  const int q = D / 4;
+  for (int i = 0; i < grid; ++i)
+    for (int j = 0; j < grid; ++j) {
+      float* row = pos + (size_t(i) * grid + j) * D;
+      for (int k = 0; k < q; ++k) {
+        const double w = 1.0 / std::pow(10000.0, double(k) / q);
+        row[k] = float(std::sin(j * w));
+        row[q + k] = float(std::cos(j * w));
+        row[2 * q + k] = float(std::sin(i * w));
+        row[3 * q + k] = float(std::cos(i * w));
+      }
+    }
+}
+
+void DiT::init_random(uint64_t seed) {
+  std::vector<float> host(table_.total(), 0.f);
+  uint64_t stream = 0;
+  auto starts = [](const std::string& n, const char* p) { return n.rfind(p, 0) == 0; };
+  auto ends = [](const std::string& n, const char* s) {
+    const std::string t = s;
+    return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
+  };
+  for (const auto& e : table_.entries()) {
+    Philox rng(seed, stream++);
+    float* p = host.data() + e.offset;
+    const std::string& n = e.name;
+    const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
+    if (n == "pos_embed") {
+      sincos_2d(p, c_.grid(), c_.hidden_size);
+    } else if (n == "y_embedder.embedding_table.weight" ||
+               (starts(n, "t_embedder.mlp.") && ends(n, ".weight"))) {
+      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (starts(n, "skip_norms.")) {
+      std::fill(p, p + e.numel, ends(n, ".weight") ? 1.f : 0.f);
+    } else if (starts(n, "skip_linears.")) {
+      // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
+      const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
+      const double bound = 1.0 / std::sqrt(double(w.shape[1]));
+      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+    } else if (n.find("adaLN_modulation") != std::string::npos || starts(n, "final_layer.linear")) {
+      // adaLN-Zero: every modulation and the output layer start at zero.
+    } else if (e.shape.size() >= 2) {
+      // xavier_uniform over [out, in] (the patch conv as a [D, C p p] matrix).
+      const double bound = std::sqrt(6.0 / double(fan_in + fan_out));
+      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+    }  // biases: 0
+  }
+  be_.upload(params(), host.data(), host.size() * sizeof(float));
+}
+
+}  // namespace
+
+NetworkFamily dit_family(const std::string& name) {
+  NetworkFamily f;
+  f.name = name;
+  auto cfg = [name](const json& nnet) {
+    DiTConfig c = parse(nnet);
+    UVIT_CHECK(c.name == name, "nnet.name \"", c.name, "\" is not \"", name, "\"");
+    return c;
+  };
+  f.spec = [cfg](const json& doc) { return dit_spec(cfg(doc.at("nnet"))); };
+  f.table = [cfg](const json& nnet) { return dit_table(cfg(nnet)); };
+  f.flops = [cfg](const json& nnet) { return dit_flops(cfg(nnet)); };
+  f.create = [cfg](const json& doc, Backend& be) -> std::unique_ptr<Network> {
+    return std::make_unique<DiT>(cfg(doc.at("nnet")), be);
+  };
+  f.full_config = [cfg](const json& nnet) { return cfg(nnet).to_json(); };
+  return f;
+}
+
+}  // namespace uvit

@@ -1,0 +1,12 @@
+// The registry entries, one function per backbone file (src/models/registry.cpp lists them).
+#pragma once
+#include <string>
+
+#include "uvit/network.hpp"
+
+namespace uvit {
+
+NetworkFamily uvit_family(const std::string& name);  // "uvit", "uvit_t2i" (uvit.cpp)
+NetworkFamily dit_family(const std::string& name);   // "dit", "skip_dit" (dit.cpp)
+
+}  // namespace uvit

@@ -1,0 +1,134 @@
+#include "models/layers.hpp"
+
+#include "uvit/error.hpp"
+
+namespace uvit::layers {
+
+Linear linear(const ParamTable& t, const std::string& name) {
+  const ParamEntry& w = t.at(name + ".weight");
+  UVIT_CHECK(w.shape.size() >= 2, name, ".weight: expected a matrix");
+  Linear l;
+  l.w = w.offset;
+  l.out = int(w.shape[0]);
+  l.in = l.ldw = int(w.numel / size_t(l.out));
+  if (const ParamEntry* b = t.find(name + ".bias")) l.b = b->offset;
+  return l;
+}
+
+Linear column_slice(const Linear& l, int c0, int n, bool bias) {
+  Linear s = l;
+  s.w = l.w + size_t(c0);
+  s.in = n;
+  if (!bias) s.b = kAbsent;
+  return s;
+}
+
+void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, float* y, int ldy,
+                int M, const float* residual) {
+  W.be.linear(x, ldx, W.act(l.w), l.ldw, l.b != kAbsent ? W.act(l.b) : nullptr, residual, y, ldy, M,
+              l.out, l.in);
+}
+
+void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
+                int ldy, float* dx, int lddx, int M, float beta, bool bias_per_row) {
+  Backend& be = W.be;
+  if (l.b != kAbsent) {
+    if (ldy == l.out && !bias_per_row) {
+      be.bias_grad(dy, W.g + l.b, M, l.out);
+    } else {  // rows of a wider tensor: one row at a time
+      for (int m = 0; m < M; ++m) be.bias_grad(be.act_at(dy, size_t(m) * ldy), W.g + l.b, 1, l.out);
+    }
+  }
+  be.gemm_wgrad(l.out, l.in, M, dy, ldy, x, ldx, W.g + l.w, l.ldw);
+  if (dx) be.gemm(false, false, M, l.in, l.out, 1.f, dy, ldy, W.act(l.w), l.ldw, beta, dx, lddx);
+}
+
+Norm norm(const ParamTable& t, const std::string& name, int D, float eps) {
+  Norm n;
+  n.w = t.at(name + ".weight").offset;
+  n.b = t.at(name + ".bias").offset;
+  n.D = D;
+  n.eps = eps;
+  return n;
+}
+
+Norm norm_no_affine(int D, float eps, const float* one, const float* zero, float* sink) {
+  Norm n;
+  n.D = D;
+  n.eps = eps;
+  n.one = one;
+  n.zero = zero;
+  n.sink = sink;
+  return n;
+}
+
+void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
+              int M) {
+  const bool affine = n.w != kAbsent;
+  W.be.layernorm_fwd(x, affine ? W.w32 + n.w : n.one, affine ? W.w32 + n.b : n.zero, y, mean, rstd,
+                     M, n.D, n.eps);
+}
+
+void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
+              const float* rstd, float* dx, int M) {
+  if (n.w != kAbsent)
+    W.be.layernorm_bwd(dy, x, W.w32 + n.w, mean, rstd, dx, W.g + n.w, W.g + n.b, M, n.D);
+  else
+    W.be.layernorm_bwd(dy, x, n.one, mean, rstd, dx, n.sink, n.sink + n.D, M, n.D);
+}
+
+void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
+                   float* out, const float* residual, int B, int N) {
+  const int D = a.heads * a.head_dim, M = B * N;
+  linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
+  W.be.attention_fwd(A.qkv, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
+  linear_fwd(W, a.proj, A.att, D, out, D, M, residual);
+}
+
+void attention_bwd(const Weights& W, const Attention& a, const float* h, const AttentionActs& A,
+                   const float* dout, float* dh, float* dA, float* dQKV, int B, int N) {
+  const int D = a.heads * a.head_dim, M = B * N;
+  linear_bwd(W, a.proj, A.att, D, dout, D, dA, D, M);
+  W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
+  linear_bwd(W, a.qkv, h, D, dQKV, 3 * D, dh, D, M);
+}
+
+void act_fwd(Backend& be, Activation a, const float* x, float* y, size_t n) {
+  switch (a) {
+    case Activation::Gelu:
+      return be.gelu_fwd(x, y, n);
+    case Activation::GeluTanh:
+      return be.gelu_tanh_fwd(x, y, n);
+    case Activation::Silu:
+      return be.silu_fwd(x, y, n);
+  }
+}
+
+void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* dx, size_t n) {
+  switch (a) {
+    case Activation::Gelu:
+      return be.gelu_bwd(dy, x, dx, n);
+    case Activation::GeluTanh:
+      return be.gelu_tanh_bwd(dy, x, dx, n);
+    case Activation::Silu:
+      return be.silu_bwd(dy, x, dx, n);
+  }
+}
+
+void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* out,
+             const float* residual, int M) {
+  const int D = m.fc1.in, Hd = m.fc1.out;
+  linear_fwd(W, m.fc1, h, D, A.f, Hd, M);
+  act_fwd(W.be, m.act, A.f, A.g, size_t(M) * Hd);
+  linear_fwd(W, m.fc2, A.g, Hd, out, m.fc2.out, M, residual);
+}
+
+void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
+             float* dh, float* dG, int M) {
+  const int D = m.fc1.in, Hd = m.fc1.out;
+  linear_bwd(W, m.fc2, A.g, Hd, dout, m.fc2.out, dG, Hd, M);
+  act_bwd(W.be, m.act, dG, A.f, dG, size_t(M) * Hd);
+  linear_bwd(W, m.fc1, h, D, dG, Hd, dh, D, M);
+}
+
+}  // namespace uvit::layers

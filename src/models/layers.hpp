@@ -1,0 +1,133 @@
+// The transformer pieces every backbone is built from, forward and backward over the Backend:
+// Linear, LayerNorm (with or without affine), attention (qkv -> attention -> proj), the MLP with
+// its activation, adaLN modulation, the timestep MLP, and the two-pass activation arena. A layer is
+// a small struct of parameter offsets built once in plan(); forward and backward mirror each other
+// call for call. Backward calls ACCUMULATE parameter gradients (the Backend's contract).
+#pragma once
+#include <climits>
+#include <cstddef>
+#include <string>
+
+#include "uvit/backend.hpp"
+#include "uvit/params.hpp"
+
+namespace uvit::layers {
+
+constexpr size_t kAbsent = SIZE_MAX;
+
+// A network's weights as the layers read them: fp32 parameters, their act copy, fp32 gradients.
+struct Weights {
+  Backend& be;
+  const float* w32;   // fp32 parameters (LayerNorm, embeddings, positions, convs)
+  const float* wact;  // act copy (GEMM weights and linear biases)
+  float* g;           // gradients (backward only)
+  const float* act(size_t off) const { return be.act_at(wact, off); }
+};
+
+// y = x W^T + b; W [out, in] (rows ldw apart: a column slice of a wider weight when ldw > in).
+struct Linear {
+  size_t w = kAbsent, b = kAbsent;
+  int in = 0, out = 0, ldw = 0;
+};
+// `name`.weight (required) and `name`.bias (when present) of the table. A conv weight [out, C, k,
+// k] is read as [out, C k k] (a patch embedding as im2col + GEMM).
+Linear linear(const ParamTable& t, const std::string& name);
+// Columns [c0, c0 + n) of a linear's weight (the bias goes with the slice that has `bias`).
+Linear column_slice(const Linear& l, int c0, int n, bool bias);
+
+// y[M, out] (ldy) = x[M, in] (ldx) W^T + b + residual (residual may be y itself, or nullptr).
+void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, float* y, int ldy,
+                int M, const float* residual = nullptr);
+// dW += dy^T x, db += sum dy; dx = dy W (beta 0) or dx += dy W (beta 1); dx may be nullptr.
+// bias_per_row adds db one row at a time (as for rows of a wider dy, ldy > out).
+void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
+                int ldy, float* dx, int lddx, int M, float beta = 0.f, bool bias_per_row = false);
+
+// LayerNorm over D features. Without affine (w == kAbsent) it reads `one`/`zero` and sends the
+// weight gradients to `sink` (D floats each, owned by the network).
+struct Norm {
+  size_t w = kAbsent, b = kAbsent;
+  int D = 0;
+  float eps = 1e-5f;
+  const float* one = nullptr;
+  const float* zero = nullptr;
+  float* sink = nullptr;  // 2 D floats
+};
+Norm norm(const ParamTable& t, const std::string& name, int D, float eps);
+Norm norm_no_affine(int D, float eps, const float* one, const float* zero, float* sink);
+void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
+              int M);
+// dx += dLN/dx (residual-friendly), parameter gradients +=.
+void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
+              const float* rstd, float* dx, int M);
+
+// Multi-head self-attention sublayer: proj(attention(qkv(h))).
+struct Attention {
+  Linear qkv, proj;
+  int heads = 0, head_dim = 0;
+  float scale = 0;
+};
+struct AttentionActs {
+  float *qkv = nullptr, *att = nullptr, *lse = nullptr;
+};
+// out = proj(...) + residual (residual may be nullptr).
+void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
+                   float* out, const float* residual, int B, int N);
+// dh = d/dh; dA [M, D] and dQKV [M, 3D] are scratch.
+void attention_bwd(const Weights& W, const Attention& a, const float* h, const AttentionActs& A,
+                   const float* dout, float* dh, float* dA, float* dQKV, int B, int N);
+
+// MLP sublayer: fc2(act(fc1(h))).
+enum class Activation { Gelu, GeluTanh, Silu };
+void act_fwd(Backend& be, Activation a, const float* x, float* y, size_t n);
+void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* dx, size_t n);
+struct Mlp {
+  Linear fc1, fc2;
+  Activation act = Activation::Gelu;
+};
+struct MlpActs {
+  float *f = nullptr, *g = nullptr;  // fc1 output, activation output
+};
+void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* out,
+             const float* residual, int M);
+// dh = d/dh; dG [M, hidden] is scratch.
+void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
+             float* dh, float* dG, int M);
+
+// One allocation carved into activation buffers: plan() runs the carve twice, first sizing with a
+// null base, then on the allocation (256-byte aligned pieces).
+class Arena {
+ public:
+  explicit Arena(Backend& be) : be_(be) {}
+  ~Arena() { release(); }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  template <class F>
+  void plan(F&& carve) {
+    release();
+    used_ = 0;
+    carve(*this);
+    base_ = static_cast<char*>(be_.alloc_bytes(used_));
+    used_ = 0;
+    carve(*this);
+  }
+  float* act(size_t n) { return bytes(n * be_.act_bytes()); }  // act elements
+  float* f32(size_t n) { return bytes(n * sizeof(float)); }    // fp32 elements
+  size_t size() const { return used_; }
+
+ private:
+  float* bytes(size_t n) {
+    float* p = reinterpret_cast<float*>(base_ ? base_ + used_ : nullptr);
+    used_ += (n + 255) / 256 * 256;
+    return p;
+  }
+  void release() {
+    if (base_) be_.free_bytes(base_);
+    base_ = nullptr;
+  }
+  Backend& be_;
+  char* base_ = nullptr;
+  size_t used_ = 0;
+};
+
+}  // namespace uvit::layers

@@ -1,0 +1,36 @@
+// The backbone registry: a network is chosen by its config's nnet.name. Adding a backbone means
+// one file with its NetworkFamily and one line here (docs/architecture.md).
+#include <vector>
+
+#include "models/families.hpp"
+#include "uvit/error.hpp"
+
+namespace uvit {
+
+namespace {
+const std::vector<NetworkFamily>& families() {
+  static const std::vector<NetworkFamily> all = {
+      uvit_family("uvit"),
+      uvit_family("uvit_t2i"),
+      dit_family("dit"),
+      dit_family("skip_dit"),
+  };
+  return all;
+}
+}  // namespace
+
+std::vector<std::string> network_names() {
+  std::vector<std::string> names;
+  for (const auto& f : families()) names.push_back(f.name);
+  return names;
+}
+
+const NetworkFamily& network_family(const std::string& name) {
+  for (const auto& f : families())
+    if (f.name == name) return f;
+  std::string known;
+  for (const auto& n : network_names()) known += (known.empty() ? "" : ", ") + n;
+  fail("nnet.name \"", name, "\" is not a known network (", known, ")");
+}
+
+}  // namespace uvit
