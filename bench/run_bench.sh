@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # uvit.cpp against the PyTorch twin on the same threads, in one run: forward and a full training
 # step (forward, backward, AdamW), each measured in its own process (for peak RSS).
-# Usage: bench/run_bench.sh [THREADS] [ITERS]   (after scripts/test.sh or a build into build/)
+# Usage: bench/run_bench.sh [THREADS] [ITERS] ["CONFIG BATCH" ...]   (after a build into build/)
+# Without configs: the U-ViT set below. DiT: bench/run_bench.sh 2 3 "dit_s_2 8" "dit_xl_2 1".
 # Prints a markdown table; raw JSON lines go to bench/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,9 @@ out=bench/results.jsonl
 export OMP_NUM_THREADS=$THREADS
 printf '| config | batch | mode | uvit img/s | torch img/s | ratio | uvit GFLOP/s | uvit peak MB | torch peak MB |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
-for spec in "fmnist_uvit_tiny 64" "bench/configs/uvit_128x7_p2_fmnist.json 64" "cifar10_uvit_small 8"; do
+SPECS=("${@:3}")
+[ ${#SPECS[@]} -gt 0 ] || SPECS=("fmnist_uvit_tiny 64" "bench/configs/uvit_128x7_p2_fmnist.json 64" "cifar10_uvit_small 8")
+for spec in "${SPECS[@]}"; do
   set -- $spec
   cfg=$1 batch=$2
   for mode in forward train; do

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Times the PyTorch twin (the baseline for bench/ comparisons).
+"""Times the PyTorch twins, U-ViT and DiT / Skip-DiT (the baseline for bench/ comparisons).
 
 Usage: /usr/bin/python3 bench_torch.py --config FILE.json --batch B [--threads 2] [--iters N]
                                        [--mode forward|train|both]
@@ -26,25 +26,35 @@ from uvit_torch import UViT, UViT_t2i  # noqa: E402
 
 
 def load_net_config(path):
+    """(builder, kwargs, family): a U-ViT twin, or a DiT / Skip-DiT twin (dit_torch.py)."""
     with open(path) as f:
         doc = json.load(f)
     cfg = doc.get("nnet", doc)
     name = cfg.get("name", "uvit")
+    if name in ("dit", "skip_dit"):
+        import dit_torch  # noqa: E402
+        full = dit_torch.full_config(cfg)
+        return (lambda **kw: dit_torch.build_from_config(full)), full, "dit"
     if name not in ("uvit", "uvit_t2i"):
         raise SystemExit("bench_torch.py: %s: unknown network name %r" % (path, name))
     cls = UViT if name == "uvit" else UViT_t2i
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "norm_layer"}
-    return cls, {k: v for k, v in cfg.items() if k in allowed}
+    return cls, {k: v for k, v in cfg.items() if k in allowed}, name
 
 
-def make_batch(kw, cls, batch, g):
+def make_batch(kw, family, batch, g):
+    if family == "dit":
+        S, C = kw["input_size"], kw["in_channels"]
+        x = torch.randn(batch, C, S, S, generator=g)
+        t = torch.randint(0, 1000, (batch,), generator=g).float()
+        return x, t, [torch.randint(0, kw["num_classes"], (batch,), generator=g)]
     S, C = kw.get("img_size", 224), kw.get("in_chans", 3)
     x = torch.randn(batch, C, S, S, generator=g)
     t = torch.rand(batch, generator=g) * 999
     extra = []
-    if cls is UViT and kw.get("num_classes", -1) > 0:
+    if family == "uvit" and kw.get("num_classes", -1) > 0:
         extra = [torch.randint(0, kw["num_classes"], (batch,), generator=g)]
-    elif cls is UViT_t2i:
+    elif family == "uvit_t2i":
         extra = [torch.randn(batch, kw.get("num_clip_token", 77), kw.get("clip_dim", 768), generator=g)]
     return x, t, extra
 
@@ -53,10 +63,10 @@ def child(args):
     """Runs one mode in this process; prints {"img_s": ..., "peak_rss_mb": ...}."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cls, kw = load_net_config(args.config)
+    cls, kw, family = load_net_config(args.config)
     net = cls(**kw)
     g = torch.Generator().manual_seed(1)
-    x, t, extra = make_batch(kw, cls, args.batch, g)
+    x, t, extra = make_batch(kw, family, args.batch, g)
     if args.mode == "forward":
         net.eval()
 
@@ -66,7 +76,9 @@ def child(args):
     else:
         net.train()
         opt = torch.optim.AdamW(net.parameters(), lr=2e-4, weight_decay=0.03, betas=(0.99, 0.999))
-        target = torch.randn(x.shape, generator=g)
+        with torch.no_grad():
+            out_shape = net(x[:1], t[:1], *[e[:1] for e in extra]).shape[1:]
+        target = torch.randn((x.shape[0],) + tuple(out_shape), generator=g)
 
         def step():
             opt.zero_grad(set_to_none=True)
