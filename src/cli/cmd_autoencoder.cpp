@@ -26,7 +26,7 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   c->add_option("--in,-i", o.in, in_help)->required();
   c->add_option("--out,-o", o.out, out_help)->required();
   c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   c->add_flag("--quiet,-q", o.quiet, "no progress display");
   add_encoder_device(c, o.device, o.precision, "the autoencoder");
 }

@@ -79,16 +79,16 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
   cmd->add_option("--set", o->set, "override a config field: section.key=value");
   cmd->add_option("--batch,-b", o->batch, "batch size (sample mode: images per mini-batch)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--mode", o->mode, "forward, train or sample")
       ->check(CLI::IsMember({"forward", "train", "sample"}));
-  cmd->add_option("--iters", o->iters, "timed iterations")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--iters", o->iters, "timed iterations")->check(at_least(1));
+  cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(at_least(0));
   cmd->add_option("--device", o->device, "cpu or cuda");
   cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->add_option("--json", o->json, "append the result line to this file");
-  cmd->add_option("--n", o->n, "sample mode: images to draw")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o->steps, "sample mode: solver steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--n", o->n, "sample mode: images to draw")->check(at_least(1));
+  cmd->add_option("--steps", o->steps, "sample mode: solver steps")->check(at_least(1));
   cmd->add_option("--sampler", o->sampler, "sample mode: sampler name");
   cmd->add_option("--cfg-scale", o->cfg_scale, "sample mode: guidance scale (default: preset's)");
   cmd->callback([o] {

@@ -31,7 +31,7 @@ void add_encode_text(CLI::App& app) {
   add_encoder_device(cmd, o->device, o->precision, "the text encoder");
   cmd->add_option("--repeat", o->repeat,
                   "benchmark: encode this many more times and print the median latency")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {

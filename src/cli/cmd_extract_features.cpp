@@ -98,7 +98,7 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--resolution", o->resolution, "256 or 512")->check(CLI::IsMember({256, 512}));
   cmd->add_option("--config,-c", o->config, "autoencoder JSON (default: Stable Diffusion kl-f8)");
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
   add_encoder_device(cmd, o->device, o->precision, "the encoders");
   cmd->add_option(

@@ -1,6 +1,7 @@
 #include "uvit/generate.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -125,6 +126,13 @@ std::vector<float> generate(UViT& net, const Config& cfg, const GenerateOptions&
   for (void* p : {static_cast<void*>(dx), static_cast<void*>(dout), static_cast<void*>(dt),
                   static_cast<void*>(dy), static_cast<void*>(dctx)})
     if (p) be.free_bytes(p);
+  // NaN or Inf would be written as black images with a success status.
+  const auto bad =
+      std::find_if(result.begin(), result.end(), [](float v) { return !std::isfinite(v); });
+  UVIT_CHECK(bad == result.end(), "sampling gave non-finite values (NaN/Inf) from sample ",
+             (bad - result.begin()) / ptrdiff_t(numel),
+             " on: the weights hold NaN/Inf (a diverged or damaged checkpoint?) or the settings "
+             "are unstable (--cfg-scale, --steps)");
   return result;
 }
 
