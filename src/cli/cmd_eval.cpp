@@ -237,8 +237,9 @@ void add_eval(CLI::App& app) {
       const std::string j = res.dump(1) + "\n";
       write_file_atomic(o->json, j.data(), j.size());
     }
-    std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
-                 work.c_str());
+    if (!o->quiet)
+      std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
+                   work.c_str());
   });
 }
 

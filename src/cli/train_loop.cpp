@@ -192,7 +192,7 @@ TrainOutcome run_training(const TrainJob& job) {
     g.sampler = kGridSampler;
     g.steps = kGridSteps;
     const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
-    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", dir, name), job.quiet);
+    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), job.quiet);
     drawn_at = tr.step_count();
   };
   bool timed_out = false;
@@ -217,7 +217,7 @@ TrainOutcome run_training(const TrainJob& job) {
     else
       std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
     bar.update(k, extra, s.batch, "img/s");
-    if (k % s.log_interval == 0 || k == s.steps) {
+    if (k % s.log_interval == 0) {
       json j = {{"step", k},      {"loss", win.sum / win.n},
                 {"lr", st.lr},    {"grad_norm", st.grad_norm},
                 {"img_s", img_s}, {"elapsed_s", elapsed()}};
@@ -234,7 +234,9 @@ TrainOutcome run_training(const TrainJob& job) {
   std::signal(SIGTERM, old_term);
   const long k = tr.step_count();
   if (win.n > 0) {
-    // Stopped inside a log window: its mean so far, and its sum for the row after --resume.
+    // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
+    // and its sum, so that the first row after --resume averages the same steps as a run that
+    // never stopped.
     const json j = {{"step", k},
                     {"loss", win.sum / win.n},
                     {"window_steps", win.n},

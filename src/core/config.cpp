@@ -473,10 +473,11 @@ Config load_config(const std::string& name_or_path) {
                ": a folder without config.json (not a training run's folder)");
     c.config_name = run_config_name(name_or_path);
   } else {
-    std::string list;
+    std::string list, searched;
     for (const std::string& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+    for (const fs::path& d : search_dirs()) searched += (searched.empty() ? "" : ", ") + d.string();
     fail("config '", name_or_path, "' not found: not a file, a run folder or a preset (presets: ",
-         list.empty() ? std::string("none found; set UVIT_CONFIG_DIR") : list, ")");
+         list.empty() ? "none in " + searched + "; set UVIT_CONFIG_DIR" : list, ")");
   }
   std::string text = read_text(path);
   json doc;
