@@ -1,8 +1,8 @@
 // Configurations: the network's constructor arguments (official names) and the full preset JSON.
 #pragma once
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "uvit/network.hpp"
 
@@ -24,8 +24,8 @@ struct NetConfig {
   bool use_checkpoint = false;
   bool conv = true;
   bool skip = true;
-  int clip_dim = 768;        // uvit_t2i only
-  int num_clip_token = 77;   // uvit_t2i only
+  int clip_dim = 768;       // uvit_t2i only
+  int num_clip_token = 77;  // uvit_t2i only
 
   bool t2i() const { return name == "uvit_t2i"; }
   int head_dim() const { return embed_dim / num_heads; }
@@ -55,9 +55,12 @@ struct Config {
   bool is_uvit() const { return spec.name == "uvit" || spec.name == "uvit_t2i"; }
 };
 
-// `name_or_path` is a preset name in configs/ (searched in UVIT_CONFIG_DIR, the source tree's
-// configs/, and next to the executable) or a path to a JSON file.
+// `name_or_path` is a preset name in configs/, with or without .json (searched in UVIT_CONFIG_DIR,
+// the source tree's configs/, and next to the executable), a path to a JSON file, or a training
+// run's folder (its config.json, named after the preset its checkpoints record).
 Config load_config(const std::string& name_or_path);
+// The preset names found in those folders, sorted.
+std::vector<std::string> preset_names();
 // Applies "section.key=value" (value parsed as JSON, else taken as a string) and re-validates.
 void apply_override(Config& c, const std::string& assignment);
 

@@ -26,8 +26,8 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   c->add_option("--in,-i", o.in, in_help)->required();
   c->add_option("--out,-o", o.out, out_help)->required();
   c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
-      ->check(CLI::PositiveNumber);
-  c->add_flag("--quiet,-q", o.quiet, "no progress display");
+      ->check(at_least(1));
+  c->add_flag("--quiet,-q", o.quiet, "print only errors");
   add_encoder_device(c, o.device, o.precision, "the autoencoder");
 }
 
@@ -57,9 +57,10 @@ void run(const AeOpts& o, bool encode) {
   bar.finish();
   save_npy(o.out, out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "%s %s -> %s %s in %.2f s (after the first batch: %.2f items/s)\n",
-               encode ? "encoded" : "decoded", shape_str(in.shape).c_str(),
-               shape_str(out.shape).c_str(), o.out.c_str(), s, steady.per_second());
+  if (!o.quiet)
+    std::fprintf(stderr, "%s %s -> %s %s in %.2f s (after the first batch: %.2f items/s)\n",
+                 encode ? "encoded" : "decoded", shape_str(in.shape).c_str(),
+                 shape_str(out.shape).c_str(), o.out.c_str(), s, steady.per_second());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/progress.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -19,10 +20,11 @@ namespace uvit::cli {
 
 namespace {
 struct Opts {
-  std::string config, mode = "forward", device = "cpu", precision, json, sampler = "dpm-solver++";
+  std::string config, mode = "forward", device = "cpu", precision, json, sampler;
   std::vector<std::string> set;
-  int batch = 8, iters = 5, warmup = 1, n = 500, steps = 50;
+  int batch = 8, iters = 5, warmup = 1, n = 500, steps = 0;
   double cfg_scale = -1;
+  bool quiet = false;
 };
 
 double now_s() {
@@ -45,7 +47,8 @@ double peak_rss_mb() {
   return ru.ru_maxrss / 1024.0;
 }
 
-// Draws o.n samples with the named sampler; the time includes everything generate() does.
+// Draws o.n samples (by default with the preset's sampler, steps and guidance); the time includes
+// everything generate() does.
 void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   GenerateOptions g;
   g.sampler = o.sampler;
@@ -53,6 +56,7 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   g.cfg_scale = o.cfg_scale;
   g.seed = 1;
   g.mini_batch = o.batch;
+  g = with_preset_defaults(c, g);
   std::vector<int> labels;
   const int classes = real_classes(c);
   for (int i = 0; classes > 0 && i < o.n; ++i) labels.push_back(i % classes);
@@ -60,38 +64,60 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
              "bench --mode sample: text-to-image presets need contexts; use a "
              "class-conditional or unconditional preset");
   int evals = 0;
-  g.progress = [&](int done, int) { evals = done; };
+  Progress bar("sample (network evaluations)", 1, o.quiet);
+  g.progress = [&](int done, int total) {
+    evals = done;
+    bar.set_total(total);
+    bar.update(done);
+  };
   const double t0 = now_s();
   std::vector<float> x = generate(net, c, g, o.n, labels);
   be.synchronize();
   const double secs = now_s() - t0;
+  bar.finish();
   emit(o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"sample\", ",
               "\"device\": \"", be.name(), "\", \"precision\": \"", be.precision(),
-              "\", \"sampler\": \"", o.sampler, "\", \"steps\": ", o.steps, ", \"n\": ", o.n,
-              ", \"mini_batch\": ", o.batch, ", \"network_calls\": ", evals,
-              ", \"seconds\": ", secs, ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
+              "\", \"sampler\": \"", g.sampler, "\", \"steps\": ", g.steps,
+              ", \"cfg_scale\": ", g.cfg_scale, ", \"n\": ", o.n, ", \"mini_batch\": ", o.batch,
+              ", \"network_calls\": ", evals, ", \"seconds\": ", secs, ", \"img_s\": ", o.n / secs,
+              ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
 }
 }  // namespace
 
 void add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Time the forward pass, a training step, or sampling");
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
-  cmd->add_option("--set", o->set, "override a config field: section.key=value");
-  cmd->add_option("--batch,-b", o->batch, "batch size (sample mode: images per mini-batch)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--mode", o->mode, "forward, train or sample")
+  cmd->add_option("--config,-c", o->config, "preset name, JSON file or training run folder")
+      ->required();
+  cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
+  cmd->add_option("--batch,-b", o->batch,
+                  "batch size (default 8; sample mode: images per mini-batch)")
+      ->check(at_least(1));
+  cmd->add_option("--mode", o->mode, "forward, train or sample (default forward)")
       ->check(CLI::IsMember({"forward", "train", "sample"}));
-  cmd->add_option("--iters", o->iters, "timed iterations")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", o->warmup, "untimed iterations")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--device", o->device, "cpu or cuda (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o->precision, kPrecisionHelp);
-  cmd->add_option("--json", o->json, "append the result line to this file");
-  cmd->add_option("--n", o->n, "sample mode: images to draw")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o->steps, "sample mode: solver steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--sampler", o->sampler, "sample mode: sampler name");
-  cmd->add_option("--cfg-scale", o->cfg_scale, "sample mode: guidance scale (default: preset's)");
-  cmd->callback([o] {
+  cmd->add_option("--json", o->json, "also append the result line to this file");
+  // Options of one mode only: given in another they are refused rather than ignored.
+  const std::vector<CLI::Option*> timed = {
+      cmd->add_option("--iters", o->iters, "forward/train: timed iterations (default 5)")
+          ->check(at_least(1)),
+      cmd->add_option("--warmup", o->warmup, "forward/train: untimed iterations (default 1)")
+          ->check(at_least(0))};
+  const std::vector<CLI::Option*> sampling = {
+      cmd->add_option("--n", o->n, "sample: images to draw (default 500)")->check(at_least(1)),
+      cmd->add_option("--steps", o->steps, "sample: solver steps (default: the preset's)")
+          ->check(at_least(1)),
+      cmd->add_option("--sampler", o->sampler, "sample: sampler name (default: the preset's)"),
+      cmd->add_option("--cfg-scale", o->cfg_scale, "sample: guidance scale (default: the preset's)")
+          ->check(at_least(0))};
+  cmd->add_flag("--quiet,-q", o->quiet, "sample: no progress line");
+  cmd->callback([o, timed, sampling] {
+    const bool sample = o->mode == "sample";
+    for (const CLI::Option* opt : sample ? timed : sampling)
+      UVIT_CHECK(opt->count() == 0, opt->get_name(), " does not apply to --mode ", o->mode, " (",
+                 sample ? "forward and train" : "sample", " only)");
     Config c = load_config(o->config);
     for (const auto& a : o->set) apply_override(c, a);
     const NetSpec& n = c.spec;

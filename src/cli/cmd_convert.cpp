@@ -1,7 +1,9 @@
 // `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors.
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -16,6 +18,18 @@ DType parse_dtype(const std::string& s) {
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
   fail("--dtype: unknown dtype '", s, "' (expected f32, f16 or bf16)");
 }
+
+// Writing over the input would destroy it (the rename replaces it even when the read succeeded):
+// refused by path and by file identity (hard links, symbolic links, ./x and x).
+void check_not_input(const std::string& in, const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool same = fs::exists(out, ec)
+                        ? fs::equivalent(in, out, ec)
+                        : fs::weakly_canonical(in, ec) == fs::weakly_canonical(out, ec);
+  UVIT_CHECK(!same, "OUT ", out, " is the input file ", in,
+             "; give another output name (OUT.safetensors)");
+}
 }  // namespace
 
 void add_convert(CLI::App& app) {
@@ -26,10 +40,12 @@ void add_convert(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
-  cmd->add_option("OUT", o->out, "output .safetensors")->required();
+  cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
   cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
+    check_output("OUT", o->out, {".safetensors"});
+    check_not_input(o->in, o->out);
     NamedArrays sd = load_weights(o->in);
     if (!o->config.empty()) {
       Config c = load_config(o->config);
@@ -44,6 +60,7 @@ void add_convert(CLI::App& app) {
             a.dtype == DType::F64)
           a = a.converted(d);
     }
+    make_parent_dir(o->out);
     save_safetensors(o->out, sd, {{"format", "pt"}, {"source", o->in}});
     size_t n = 0;
     for (auto& [name, a] : sd) n += a.numel();

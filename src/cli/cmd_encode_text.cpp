@@ -18,6 +18,7 @@ void add_encode_text(CLI::App& app) {
     std::string clip, clip_config, vocab, out, device = "cpu", precision;
     std::vector<std::string> prompts;
     int repeat = 0;
+    bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--clip", o->clip, "CLIPTextModel weights (.safetensors or torch .bin/.pth)")
@@ -31,7 +32,8 @@ void add_encode_text(CLI::App& app) {
   add_encoder_device(cmd, o->device, o->precision, "the text encoder");
   cmd->add_option("--repeat", o->repeat,
                   "benchmark: encode this many more times and print the median latency")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
+  cmd->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {
@@ -47,7 +49,8 @@ void add_encode_text(CLI::App& app) {
     double first = std::chrono::duration<double>(clk::now() - t0).count();
     const int64_t n = int64_t(o->prompts.size()), L = ClipTokenizer::kContextLength;
     save_npy(o->out, Array::from_f32({n, L, cc.hidden_size}, ctx.data()));
-    std::fprintf(stderr, "%lld prompts encoded in %.3f s\n", static_cast<long long>(n), first);
+    if (!o->quiet)
+      std::fprintf(stderr, "%lld prompts encoded in %.3f s\n", static_cast<long long>(n), first);
     if (o->repeat > 0) {
       std::vector<double> t;
       for (int i = 0; i < o->repeat; ++i) {

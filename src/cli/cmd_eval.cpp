@@ -62,7 +62,7 @@ void add_eval(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, the autoencoder and the Inception)");
-  cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(at_least(1));
   cmd->add_option("--ref", o->ref, "reference FID statistics .npz (mu, sigma)")->required();
   cmd->add_option("--metrics", o->metrics, "fid or all (adds Inception Score, precision/recall)")
       ->check(CLI::IsMember({"fid", "all"}));
@@ -75,7 +75,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--out,-o", o->out, "all samples as .npz (arr_0: uint8 [N,H,W,C])");
   cmd->add_option("--work", o->work, "folder of finished chunks for resuming (default: OUT.parts)");
   cmd->add_option("--chunk", o->chunk, "samples per saved chunk (default 1000)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->callback([o] {
     const Config cfg = o->load();
@@ -238,8 +238,9 @@ void add_eval(CLI::App& app) {
       const std::string j = res.dump(1) + "\n";
       write_file_atomic(o->json, j.data(), j.size());
     }
-    std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
-                 work.c_str());
+    if (!o->quiet)
+      std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
+                   work.c_str());
   });
 }
 

@@ -77,8 +77,9 @@ void extract_mscoco(const Opts& o) {
       });
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "encoded %lld images and %lld captions into %s/%s in %.1f s\n",
-               (long long)r.images, (long long)r.captions, o.out.c_str(), o.split.c_str(), s);
+  if (!o.quiet)
+    std::fprintf(stderr, "encoded %lld images and %lld captions into %s/%s in %.1f s\n",
+                 (long long)r.images, (long long)r.captions, o.out.c_str(), o.split.c_str(), s);
 }
 
 }  // namespace
@@ -98,8 +99,8 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--resolution", o->resolution, "256 or 512")->check(CLI::IsMember({256, 512}));
   cmd->add_option("--config,-c", o->config, "autoencoder JSON (default: Stable Diffusion kl-f8)");
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_flag("--quiet,-q", o->quiet, "no progress display");
+      ->check(at_least(1));
+  cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
   add_encoder_device(cmd, o->device, o->precision, "the encoders");
   cmd->add_option(
       "--captions", o->captions,
@@ -132,9 +133,10 @@ void add_extract_features(CLI::App& app) {
       const Item it = file_indices(i, n);
       if (!fs::exists(path(it.file)) || !fs::exists(path(it.flip_file))) todo.push_back(it);
     }
-    std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
-                 ds->describe().c_str(), (long long)n, (long long)(2 * n), o->out.c_str(),
-                 (long long)(n - int64_t(todo.size())));
+    if (!o->quiet)
+      std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
+                   ds->describe().c_str(), (long long)n, (long long)(2 * n), o->out.c_str(),
+                   (long long)(n - int64_t(todo.size())));
     const int64_t R = o->resolution, img = 3 * R * R;
     Progress bar("extract", long(todo.size()), o->quiet);
     const auto t0 = std::chrono::steady_clock::now();
@@ -173,7 +175,7 @@ void add_extract_features(CLI::App& app) {
     }
     bar.finish();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+    if (!o->quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
   });
 }
 

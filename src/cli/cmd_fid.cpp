@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
@@ -41,6 +42,11 @@ class LazyInception {
   std::unique_ptr<FidInception> net_;
 };
 
+// Before the Inception weights are looked for: a mistyped input name is the likelier mistake.
+void check_sources(std::initializer_list<std::string> sources) {
+  for (const std::string& s : sources) UVIT_CHECK(fs::exists(s), s, ": no such file or folder");
+}
+
 bool is_stats_npz(const std::string& path) {
   if (fs::path(path).extension() != ".npz" || !fs::is_regular_file(path)) return false;
   for (const auto& [k, v] : load_npz(path))
@@ -66,8 +72,10 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
-  std::fprintf(stderr, "inception: %ld images in %.3f s (%.3f img/s; after the first batch %.3f)\n",
-               count, s, count / s, steady.per_second());
+  if (!quiet)
+    std::fprintf(stderr,
+                 "inception: %ld images in %.3f s (%.3f img/s; after the first batch %.3f)\n",
+                 count, s, count / s, steady.per_second());
   return f;
 }
 
@@ -101,8 +109,9 @@ void add_fid(CLI::App& app) {
   fid->add_option("B", o->b, "the same kinds as A")->required();
   fid->add_option("--inception", o->inception, inc_help);
   add_encoder_device(fid, o->device, o->precision, "the Inception");
-  fid->add_flag("--quiet,-q", o->quiet, "no progress display");
+  fid->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   fid->callback([o] {
+    check_sources({o->a, o->b});
     LazyInception net(o->inception, o->device, o->precision);
     const FidStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
     UVIT_CHECK(a.dims == b.dims, o->a, " and ", o->b, ": statistics of different dimensions (",
@@ -117,17 +126,22 @@ void add_fid(CLI::App& app) {
   feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
   feat->add_option("--inception", o->inception, inc_help);
   add_encoder_device(feat, o->device, o->precision, "the Inception");
-  feat->add_flag("--quiet,-q", o->quiet, "no progress display");
+  feat->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   feat->callback([o] {
+    check_sources({o->source});
+    check_output("--out", o->out, {".npy"});
+    check_output("--logits", o->logits, {".npy"});
     LazyInception net(o->inception, o->device, o->precision);
     std::vector<float> logits;
     const std::vector<float> f =
         features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
     const int64_t n = int64_t(f.size() / FidInception::kDims);
+    make_parent_dir(o->out);
+    make_parent_dir(o->logits);
     save_npy(o->out, Array::from_f32({n, FidInception::kDims}, f.data()));
     if (!o->logits.empty())
       save_npy(o->logits, Array::from_f32({n, FidInception::kClasses}, logits.data()));
-    std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
+    if (!o->quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
   });
 
   auto* st =
@@ -136,12 +150,16 @@ void add_fid(CLI::App& app) {
   st->add_option("--out,-o", o->out, "statistics .npz")->required();
   st->add_option("--inception", o->inception, inc_help);
   add_encoder_device(st, o->device, o->precision, "the Inception");
-  st->add_flag("--quiet,-q", o->quiet, "no progress display");
+  st->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   st->callback([o] {
+    check_sources({o->source});
+    check_output("--out", o->out, {".npz"});
     LazyInception net(o->inception, o->device, o->precision);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
-    save_fid_stats(o->out, stats_of(net, o->source, o->quiet));
-    std::fprintf(stderr, "wrote %s\n", o->out.c_str());
+    const FidStats stats = stats_of(net, o->source, o->quiet);
+    make_parent_dir(o->out);
+    save_fid_stats(o->out, stats);
+    if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->out.c_str());
   });
 }
 

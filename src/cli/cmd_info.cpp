@@ -1,8 +1,10 @@
-// `uvit info --config C`: architecture, parameter count, forward GFLOPs per image.
+// `uvit info --config C`: architecture, parameter count, forward GFLOPs per image; `uvit info
+// --presets`: the preset names.
 #include <cstdio>
 
 #include "cli/commands.hpp"
 #include "uvit/config.hpp"
+#include "uvit/error.hpp"
 #include "uvit/network.hpp"
 
 namespace uvit::cli {
@@ -11,10 +13,16 @@ void add_info(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("info", "Print a config's architecture, parameter count and FLOPs");
   auto config = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
-  cmd->add_option("--config,-c", *config, "preset name or JSON file")->required();
-  cmd->add_flag("--json", *json, "print the parameter table as JSON");
-  cmd->callback([config, json] {
+  auto json = std::make_shared<bool>(false), presets = std::make_shared<bool>(false);
+  cmd->add_option("--config,-c", *config, "preset name, JSON file or training run folder");
+  cmd->add_flag("--json", *json, "print the parameter table as JSON (one line)");
+  cmd->add_flag("--presets", *presets, "list the preset names (for --config) and exit");
+  cmd->callback([config, json, presets] {
+    if (*presets) {
+      for (const std::string& n : preset_names()) std::printf("%s\n", n.c_str());
+      return;
+    }
+    UVIT_CHECK(!config->empty(), "give --config C (a preset: uvit info --presets lists them)");
     Config c = load_config(*config);
     const NetConfig& n = c.net;
     ParamTable t = network_param_table(c);
@@ -22,7 +30,7 @@ void add_info(CLI::App& app) {
     if (*json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& e : t.entries()) j.push_back({{"name", e.name}, {"shape", e.shape}});
-      std::printf("%s\n", j.dump(1).c_str());
+      std::printf("%s\n", j.dump().c_str());
       return;
     }
     std::printf("config        %s\n", c.config_name.c_str());

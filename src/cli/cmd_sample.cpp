@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
 #include "cli/sample_grid.hpp"
@@ -28,14 +29,17 @@ void add_sample(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
-  cmd->add_option("--n", o->n, "number of samples")->check(CLI::PositiveNumber);
-  auto* c1 =
-      cmd->add_option("--class", o->cls, "class of every sample")->check(CLI::NonNegativeNumber);
-  auto* c2 = cmd->add_option("--classes", o->classes, "'all': sample i gets class i mod classes");
+  cmd->add_option("--n", o->n, "number of samples (default 16; with --prompt: one per prompt)")
+      ->check(at_least(1));
+  auto* c1 = cmd->add_option("--class", o->cls, "class models: the class of every sample")
+                 ->check(at_least(0));
+  auto* c2 = cmd->add_option("--classes", o->classes,
+                             "class models: 'all' gives sample i class i mod (classes)");
   c1->excludes(c2);
-  cmd->add_option("--out,-o", o->out, "grid .png");
-  cmd->add_option("--npy", o->npy, "all samples as uint8 [N,H,W,C] .npy");
-  cmd->add_option("--dir", o->dir, "one PNG per sample, with the generation parameters");
+  cmd->add_option("--out,-o", o->out, "write a grid .png (with --classes all: one row per class)");
+  cmd->add_option("--npy", o->npy, "write all samples as uint8 [N,H,W,C] .npy");
+  cmd->add_option("--dir", o->dir,
+                  "write one PNG per sample, with the generation parameters (folder created)");
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
   cmd->add_option("--null-context", o->null_context,
                   "text models: the empty prompt's [77,clip_dim] .npy");
@@ -54,6 +58,11 @@ void add_sample(CLI::App& app) {
     const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
                "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
+    // Every output is checked before minutes of sampling, not at the end.
+    check_output("--out", o->out, {".png"});
+    check_output("--npy", o->npy, {".npy"});
+    check_output("--latents", o->latents, {".npy"});
+    check_output_dir("--dir", o->dir);
     const bool latent = cfg.json.contains("z_shape");
     UVIT_CHECK(!latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
                " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples "
@@ -64,6 +73,11 @@ void add_sample(CLI::App& app) {
                                          encoders_beside(o->device, o->precision)));
     }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
+    UVIT_CHECK(nc.text_conditional() || prompts.empty(), "config ", cfg.config_name,
+               " is not text-to-image: --prompt/--prompts do not apply",
+               nc.class_conditional()
+                   ? " (it is class-conditional: give --class K or --classes all)"
+                   : " (it is unconditional: leave them out)");
     const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
     std::vector<int> labels;
     if (nc.class_conditional()) {
@@ -83,8 +97,6 @@ void add_sample(CLI::App& app) {
     }
     std::vector<float> ctx, null_ctx;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
-    UVIT_CHECK(nc.text_conditional() || prompts.empty(), "config ", cfg.config_name,
-               " is not text-to-image: --prompt/--prompts do not apply");
     if (nc.text_conditional() && !prompts.empty()) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
@@ -121,12 +133,14 @@ void add_sample(CLI::App& app) {
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
     // sampler, steps and guidance scale actually used.
     GenerateOptions g = o->generate_options(cfg);
-    Progress timing("sample", 1, o->quiet);
+    for (const std::string& f : {o->out, o->npy, o->latents}) make_parent_dir(f);
+    if (!o->dir.empty()) fs::create_directories(o->dir);
+    Progress timing("sample (network evaluations)", 1, o->quiet);
     const auto t0 = std::chrono::steady_clock::now();
     long last_done = 0;
     g.progress = [&](int done, int total) {
-      if (done == 1) timing = Progress("sample (network evaluations)", total, o->quiet);
       last_done = done;
+      timing.set_total(total);
       timing.update(done);
     };
     std::vector<float> x = generate(*net, cfg, g, n, labels, ctx, null_ctx);
@@ -145,12 +159,11 @@ void add_sample(CLI::App& app) {
     }
     auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
     if (!o->out.empty()) {
-      const int per_row = labels.empty() || o->classes != "all" ? 0 : real_classes(cfg);
-      const int nrow = per_row > 0 ? per_row : std::max(1, int(std::ceil(std::sqrt(double(n)))));
-      write_png(o->out, make_grid(imgs, nrow), {{"uvit", cfg.config_name}});
+      const bool rows = o->classes == "all";  // one row per class
+      write_png(o->out, sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg)),
+                {{"uvit", cfg.config_name}});
     }
     if (!o->dir.empty()) {
-      fs::create_directories(o->dir);
       for (int i = 0; i < n; ++i) {
         std::map<std::string, std::string> meta = {{"uvit", cfg.config_name},
                                                    {"weights", o->weights},
@@ -171,7 +184,8 @@ void add_sample(CLI::App& app) {
         std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);
       save_npy(o->npy, a);
     }
-    std::fprintf(stderr, "%d samples in %.2f s (%ld network evaluations)\n", n, secs, last_done);
+    if (!o->quiet)
+      std::fprintf(stderr, "%d samples in %.2f s (%ld network evaluations)\n", n, secs, last_done);
   });
 }
 

@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
-#include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/train_loop.hpp"
 #include "uvit/backend.hpp"
@@ -15,15 +14,34 @@ namespace fs = std::filesystem;
 namespace uvit::cli {
 
 namespace {
-// The preset name a run was started with, from its checkpoint's metadata; "" when unavailable.
-// Loading the run's config.json alone would name it "config".
-std::string run_config_name(const std::string& dir) {
-  try {
-    auto m = read_safetensors_metadata(dir + "/train_state.safetensors");
-    return m.count("config") ? m["config"] : "";
-  } catch (const Error&) {
-    return "";
-  }
+// --resume keeps the run's own config; a --config that names another one would relabel the run
+// (its name goes into the checkpoints) without training it as that config, so it is refused.
+void check_same_config(const Config& run, const std::string& dir, const std::string& other) {
+  const Config o = load_config(other);
+  UVIT_CHECK(o.config_name == run.config_name && o.json["nnet"] == run.json["nnet"], "--config ",
+             other, ": the run in ", dir, " was trained with config ", run.config_name,
+             o.config_name == run.config_name ? " (another network)" : "",
+             "; --resume keeps the run's own config: leave --config out (change settings with "
+             "--set or --steps)");
+}
+
+// The exit status of a run stopped by a signal, after its checkpoint (128 + the signal, as a
+// shell reports a command killed by it), so that `uvit train ... && next` stops there.
+void exit_if_interrupted(const TrainOutcome& r) {
+  if (r.signal) throw ExitStatus{128 + r.signal};
+}
+
+void add_grid_options(CLI::App* cmd, TrainJob& j) {
+  cmd->add_option("--grid-every", j.grid_every,
+                  "draw a sample grid (RUN/samples/step_N.png) every N steps (default: the "
+                  "preset's train.eval_interval) and at the end")
+      ->check(at_least(1));
+  cmd->add_option("--grid-n", j.grid_n,
+                  "images per grid, drawn with 25 dpm-solver++ steps (default 16; class models: 4 "
+                  "per class up to 16 classes, one row per class)")
+      ->check(at_least(1));
+  cmd->add_flag_function(
+      "--no-grid", [&j](int64_t) { j.grids = false; }, "draw no sample grids");
 }
 }  // namespace
 
@@ -37,19 +55,27 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   TrainJob& j = o->job;
   cmd->add_option("--config,-c", o->config,
-                  "preset name or JSON file (default with --resume: the run's)");
+                  "preset name, JSON file or run folder (default with --resume: the run's own)");
+  cmd->add_option("--out,-o", j.out_dir, "run folder (created)")->required();
   cmd->add_option("--data", j.data_path,
-                  "dataset path (default: the preset's; Fashion-MNIST is built in)");
-  cmd->add_option("--out,-o", j.out_dir, "run directory")->required();
-  cmd->add_option("--steps", j.steps, "total optimizer steps of the run")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", j.batch, "batch size")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", j.seed, "random seed")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
-  cmd->add_option("--minutes", j.max_minutes, "stop (with a checkpoint) after this many minutes");
-  cmd->add_flag("--resume", j.resume, "continue the run in --out");
-  cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
-  cmd->add_option("--device", j.device, "cpu or cuda");
+                  "dataset path (default: the preset's dataset.path; Fashion-MNIST is built in)");
+  cmd->add_option("--steps", j.steps, "total optimizer steps of the run (default: train.n_steps)")
+      ->check(at_least(0));
+  cmd->add_option("--batch", j.batch, "batch size (default: train.batch_size)")->check(at_least(1));
+  cmd->add_option("--seed", j.seed, "random seed (default: the preset's seed)")->check(at_least(0));
+  cmd->add_option("--set", o->set,
+                  "override a config field: section.key=value (repeatable; with --resume, "
+                  "recorded in the run's config.json and log.jsonl)");
+  cmd->add_option("--minutes", j.max_minutes,
+                  "stop with a checkpoint after this many minutes (default: no limit)")
+      ->check(positive());
+  cmd->add_flag("--resume", j.resume,
+                "continue the run in --out with its own settings; --steps, --set and --data "
+                "change them from the current step on");
+  add_grid_options(cmd, j);
+  cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
+  cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);
   cmd->callback([o] {
     TrainJob job = o->job;
@@ -57,20 +83,19 @@ void add_train(CLI::App& app) {
     UVIT_CHECK(!(job.resume && (job.seed >= 0 || job.batch > 0)),
                "--seed and --batch cannot change on --resume (the run keeps its own)");
     UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
-    if (job.resume && fs::exists(dir + "/config.json")) {
-      // Keep the run's own settings (batch, seed, data flags); overrides below still apply.
-      job.cfg = load_config(dir + "/config.json");
-      if (!o->config.empty())
-        job.cfg.config_name = load_config(o->config).config_name;
-      else if (std::string name = run_config_name(dir); !name.empty())
-        job.cfg.config_name = name;
+    if (job.resume) {
+      UVIT_CHECK(fs::exists(dir + "/config.json"), "--resume: ", dir,
+                 " holds no training run (no config.json); start one with --config C --out ", dir);
+      job.cfg = load_config(dir);  // the run's own settings, named as its checkpoints record
+      if (!o->config.empty()) check_same_config(job.cfg, dir, o->config);
     } else {
-      job.cfg = load_config(o->config.empty() ? dir + "/config.json" : o->config);
+      job.cfg = load_config(o->config);
     }
     for (const auto& a : o->set) apply_override(job.cfg, a);
-    long k = run_training(job);
-    std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), k,
+    const TrainOutcome r = run_training(job);
+    std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), r.step,
                 dir.c_str());
+    exit_if_interrupted(r);
   });
 }
 
@@ -85,18 +110,23 @@ void add_demo(CLI::App& app) {
   TrainJob& j = o->job;
   j.out_dir = "runs/demo";
   j.max_minutes = 12.5;
-  cmd->add_option("--out,-o", j.out_dir, "run directory (default runs/demo)");
-  cmd->add_option(
-         "--minutes", j.max_minutes,
-         "training time limit in minutes (default 12.5; the final grid adds under a minute)")
-      ->check(CLI::PositiveNumber);
+  j.final_grid = false;  // the demo's own grid.png is the final one
+  cmd->add_option("--out,-o", j.out_dir,
+                  "run folder (default runs/demo; a second call continues it)");
+  cmd->add_option("--minutes", j.max_minutes,
+                  "training time limit in minutes (default 12.5; the final grid adds under a "
+                  "minute)")
+      ->check(positive());
   cmd->add_option("--steps", j.steps,
-                  "training steps (default: the preset's, within the time limit)");
+                  "training steps (default: the preset's 10000, within the time limit)")
+      ->check(at_least(0));
   cmd->add_option("--data", j.data_path,
-                  "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
-  cmd->add_flag("--quiet,-q", j.quiet, "no progress display");
+                  "Fashion-MNIST folder (default: Debian's dataset-fashion-mnist)");
+  add_grid_options(cmd, j);
+  cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
   cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
-  cmd->add_option("--device", j.device, "cpu or cuda");
+  cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);
   cmd->callback([o] {
     TrainJob job = o->job;
@@ -106,13 +136,18 @@ void add_demo(CLI::App& app) {
     job.resume = fs::exists(dir + "/train_state.safetensors");
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
-    run_training(job);
+    const TrainOutcome r = run_training(job);
+    exit_if_interrupted(r);
+    const std::string png = dir + "/grid.png";
+    if (!r.trained && fs::exists(png)) {
+      std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());
+      return;
+    }
     auto be = make_backend(job.device, job.precision);
     auto net = make_network(job.cfg, *be);
     net->load_file(dir + "/nnet_ema.safetensors");
-    const std::string png = dir + "/grid.png";
-    if (!job.quiet) std::fprintf(stderr, "sampling a 10x10 grid (one row per class)...\n");
-    write_grid(*net, job.cfg, png, 100, 0, 0);
+    write_grid(*net, job.cfg, png, 100, GenerateOptions{}, "grid " + png + " (one row per class)",
+               job.quiet);
     std::printf(
         "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
         "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "

@@ -1,6 +1,9 @@
 // Each subcommand registers itself on the app; main() dispatches and turns errors into one line.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "uvit/backend.hpp"
@@ -20,6 +23,35 @@ void add_fid(CLI::App& app);  // fid, fid-features, fid-stats
 void add_eval(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_encode_text(CLI::App& app);
+
+// Thrown by a command that must end with a particular exit status (an interrupted training run:
+// 128 + the signal); main() returns it.
+struct ExitStatus {
+  int status;
+};
+
+// Number checks with readable messages: "must be >= 1, got 0" (main() prints "--steps must be >= 1,
+// got 0"). Every floating option gets one of them, so "nan" and "inf" are refused everywhere.
+inline CLI::Validator number_check(double lo, bool lo_open, const char* desc) {
+  return CLI::Validator(
+      [lo, lo_open](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0') return "must be a number, got '" + s + "'";
+        if (!std::isfinite(v)) return "must be a finite number, got " + s;
+        if (lo_open ? v > lo : v >= lo) return "";
+        char b[64];
+        std::snprintf(b, sizeof b, "must be %s %g, got %s", lo_open ? ">" : ">=", lo, s.c_str());
+        return b;
+      },
+      desc);
+}
+// Any finite number.
+inline CLI::Validator finite() { return number_check(-HUGE_VAL, false, "NUMBER"); }
+// A finite number >= lo (integers: >= 1 for counts, >= 0 for seeds).
+inline CLI::Validator at_least(double lo) { return number_check(lo, false, ""); }
+// A finite number > 0 (times, rates).
+inline CLI::Validator positive() { return number_check(0, true, ""); }
 
 // The --precision help of the commands that run the U-ViT.
 inline constexpr const char* kPrecisionHelp =

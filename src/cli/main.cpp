@@ -3,20 +3,121 @@
 
 #include <cstdio>
 #include <new>
+#include <sstream>
 
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
 
-int main(int argc, char** argv) {
-  CLI::App app{"uvit: U-ViT diffusion models in C++"};
-  app.require_subcommand(1);
-  app.add_option_function<int>(
+namespace {
+
+// Wraps option and command descriptions to the terminal's usual 100 columns (CLI11 2.1 does not),
+// indenting the continuation lines under the description column.
+class WrappingFormatter : public CLI::Formatter {
+ public:
+  WrappingFormatter() { column_width(32); }
+  std::string make_option_desc(const CLI::Option* opt) const override {
+    return wrap(CLI::Formatter::make_option_desc(opt));
+  }
+  std::string make_subcommand(const CLI::App* sub) const override {
+    std::stringstream out;
+    CLI::detail::format_help(out, sub->get_display_name(true), wrap(sub->get_description()),
+                             column_width_);
+    return out.str();
+  }
+
+ private:
+  static constexpr size_t kWidth = 100;
+  std::string wrap(const std::string& text) const {
+    const size_t width = kWidth - get_column_width();
+    std::string out, line;
+    std::istringstream words(text);
+    for (std::string w; words >> w;) {
+      if (!line.empty() && line.size() + 1 + w.size() > width) {
+        out += line + "\n";
+        line.clear();
+      }
+      line += (line.empty() ? "" : " ") + w;
+    }
+    return out + line;
+  }
+};
+
+std::string command_list(const CLI::App& app) {
+  std::string s;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App*) { return true; }))
+    s += (s.empty() ? "" : ", ") + c->get_name();
+  return s;
+}
+
+// --threads on the program and on every (sub)command, so that it works in any position and shows
+// in every command's help.
+void add_threads(CLI::App* app) {
+  app->add_option_function<int>(
          "--threads",
          [](int n) {
            if (n > 0) omp_set_num_threads(n);
          },
-         "CPU threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+         "CPU threads (default: all cores; 0 = all; docs/benchmarks.md: on a busy machine fewer "
+         "can be faster)")
+      ->check(uvit::cli::at_least(0));
+  for (CLI::App* sub : app->get_subcommands({})) add_threads(sub);
+}
+
+// `uvit help [COMMAND [SUBCOMMAND]]`: the command's help (the program's without one).
+void add_help(CLI::App& app) {
+  auto* cmd = app.add_subcommand("help", "Print the help of a command: uvit help COMMAND");
+  auto words = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("COMMAND", *words, "command (and subcommand) whose help to print");
+  cmd->callback([&app, words] {
+    CLI::App* target = &app;
+    std::string parents;  // the usage line's "uvit autoencoder" before "decode"
+    for (const std::string& w : *words) {
+      parents += (parents.empty() ? "" : " ") + (target == &app ? "uvit" : target->get_name());
+      CLI::App* sub = nullptr;
+      for (CLI::App* c : target->get_subcommands([&w](CLI::App* a) { return a->check_name(w); }))
+        sub = c;
+      UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
+      target = sub;
+    }
+    std::printf("%s", target->help(parents).c_str());
+  });
+}
+
+// A parse error as one line; the common mistakes get a hint on how to fix them.
+std::string describe(const CLI::App& app, const CLI::ParseError& e) {
+  std::string msg = e.what();
+  const CLI::App* sub = nullptr;
+  for (const CLI::App* s : app.get_subcommands()) sub = s;
+  if (!sub) {
+    for (const std::string& w : app.remaining())
+      if (!w.empty() && w[0] != '-')
+        return "unknown command '" + w + "' (commands: " + command_list(app) + ")";
+    return "give a command: " + command_list(app) + " (uvit help COMMAND)";
+  }
+  while (!sub->get_subcommands().empty()) sub = sub->get_subcommands().back();
+  // CLI11's "--steps: must be >= 1" reads better as a sentence.
+  if (size_t p = msg.find(": must "); p != std::string::npos) msg.erase(p, 1);
+  const bool takes_words = !sub->get_options([](const CLI::Option* o) {
+                                 return o->get_positional() && o->get_items_expected_max() > 1;
+                               })
+                                .empty();
+  for (const std::string& w : sub->remaining()) {
+    if (w.size() < 2 || w[0] != '-') continue;
+    if (takes_words)
+      return w + ": not an option of " + sub->get_name() +
+             "; put -- before a prompt that starts with '-': uvit " + sub->get_name() + " -- " + w;
+    return w + ": not an option of " + sub->get_name() + " (uvit help " + sub->get_name() + ")";
+  }
+  return msg + " (uvit help " + sub->get_name() + ")";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"uvit: U-ViT diffusion models in C++", "uvit"};
+  app.formatter(std::make_shared<WrappingFormatter>());
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("uvit ") + UVIT_VERSION);
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
@@ -30,13 +131,17 @@ int main(int argc, char** argv) {
   uvit::cli::add_tokenize(app);
   uvit::cli::add_encode_text(app);
   uvit::cli::add_demo(app);
+  add_help(app);
+  add_threads(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     // A bad command line is bad input like any other: one line, exit code 1.
-    std::fprintf(stderr, "uvit: error: %s (see --help)\n", e.what());
+    std::fprintf(stderr, "uvit: error: %s\n", describe(app, e).c_str());
     return 1;
+  } catch (const uvit::cli::ExitStatus& e) {
+    return e.status;
   } catch (const uvit::Error& e) {
     std::fprintf(stderr, "uvit: error: %s\n", e.what());
     return 1;

@@ -1,5 +1,9 @@
-// A one-line progress display on stderr: "label  k/n  [extra]  rate  ETA".
+// A one-line progress display on stderr: "label k/n [extra] rate ETA". On a terminal the line is
+// redrawn in place (at most 10 times a second); when stderr is a file or a pipe, plain lines at
+// most every 10 seconds, plus the last one, so that logs stay readable.
 #pragma once
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -8,21 +12,31 @@ namespace uvit::cli {
 
 class Progress {
  public:
-  Progress(std::string label, long total, bool quiet = false)
-      : label_(std::move(label)), total_(total), quiet_(quiet), t0_(clock::now()) {}
-  // `done` counts from the start of this display; `extra` is printed after the counter.
+  // `start`: the count already done when the display starts (a resumed run shows absolute steps;
+  // the rate counts from `start`).
+  Progress(std::string label, long total, bool quiet = false, long start = 0)
+      : label_(std::move(label)),
+        total_(total),
+        start_(start),
+        quiet_(quiet),
+        tty_(isatty(2) != 0),
+        t0_(clock::now()),
+        last_(t0_) {}
+  void set_total(long total) { total_ = total; }
+  // `done` counts from 0 (not from `start`); `extra` is printed after the counter.
   void update(long done, const std::string& extra = "", double items_per_unit = 1,
               const char* unit = "it/s") {
     if (quiet_) return;
-    const double s = std::chrono::duration<double>(clock::now() - t0_).count();
-    const double rate = s > 0 ? done / s : 0;
-    const double eta = rate > 0 ? (total_ - done) / rate : 0;
-    std::fprintf(stderr, "\r%s %ld/%ld %s %.2f %s ETA %s   ", label_.c_str(), done, total_,
-                 extra.c_str(), rate * items_per_unit, unit, fmt_time(eta).c_str());
-    std::fflush(stderr);
+    const auto now = clock::now();
+    line_ = format(done, extra, items_per_unit, unit, seconds(t0_, now));
+    if (seconds(last_, now) >= (tty_ ? 0.1 : 10.0) || done == total_) show(now);
   }
+  // Ends the display: the last state is shown and the terminal line closed.
   void finish() {
-    if (!quiet_) std::fprintf(stderr, "\n");
+    if (quiet_) return;
+    if (!line_.empty()) show(clock::now());
+    if (tty_ && shown_ > 0) std::fprintf(stderr, "\n");
+    shown_ = 0;
   }
   static std::string fmt_time(double s) {
     char b[32];
@@ -36,10 +50,44 @@ class Progress {
 
  private:
   using clock = std::chrono::steady_clock;
+  static double seconds(clock::time_point a, clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  }
+  std::string format(long done, const std::string& extra, double per, const char* unit,
+                     double s) const {
+    std::string out = label_ + " " + std::to_string(done) + "/" + std::to_string(total_);
+    if (!extra.empty()) out += " " + extra;
+    // A rate from the first few milliseconds is noise (a first "1984126.98 it/s"): wait for 0.2 s.
+    if (s >= 0.2 && done > start_) {
+      const double rate = (done - start_) / s;
+      char b[96];
+      std::snprintf(b, sizeof b, " %.2f %s ETA %s", rate * per, unit,
+                    fmt_time((total_ - done) / rate).c_str());
+      out += b;
+    }
+    return out;
+  }
+  void show(clock::time_point now) {
+    if (tty_) {
+      // Spaces over what is left of a longer previous line.
+      const size_t pad = shown_ > line_.size() ? shown_ - line_.size() : 0;
+      std::fprintf(stderr, "\r%s%s", line_.c_str(), std::string(pad, ' ').c_str());
+      shown_ = line_.size();
+    } else {
+      std::fprintf(stderr, "%s\n", line_.c_str());
+      shown_ = 1;
+    }
+    std::fflush(stderr);
+    line_.clear();
+    last_ = now;
+  }
+
   std::string label_;
-  long total_;
-  bool quiet_;
-  clock::time_point t0_;
+  long total_, start_;
+  bool quiet_, tty_;
+  clock::time_point t0_, last_;
+  std::string line_;  // the latest state, not yet shown
+  size_t shown_ = 0;  // characters on the terminal line (tty), or whether anything was printed
 };
 
 // Items per second after the first progress report: the first batch also pays one-time set-up

@@ -1,6 +1,9 @@
 #include "cli/sample_grid.hpp"
 
+#include <algorithm>
 #include <cmath>
+
+#include "cli/progress.hpp"
 
 namespace uvit::cli {
 
@@ -17,27 +20,46 @@ std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s) {
   return out;
 }
 
-void write_grid(Network& net, const Config& cfg, const std::string& png, int n, int steps,
-                uint64_t seed) {
+Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels, int classes) {
+  if (labels.empty() || classes <= 0) {
+    const int side = std::max(1, int(std::ceil(std::sqrt(double(imgs.size())))));
+    return make_grid(imgs, side);
+  }
+  std::vector<std::vector<const Image*>> rows(static_cast<size_t>(classes));
+  for (size_t i = 0; i < imgs.size(); ++i) rows[size_t(labels[i])].push_back(&imgs[i]);
+  size_t cols = 1;
+  for (const auto& r : rows) cols = std::max(cols, r.size());
+  // Empty classes keep their row so that row c is always class c.
+  const Image blank(imgs[0].w, imgs[0].h, imgs[0].c, 0);
+  std::vector<Image> cells;
+  for (const auto& r : rows)
+    for (size_t j = 0; j < cols; ++j) cells.push_back(j < r.size() ? *r[j] : blank);
+  return make_grid(cells, int(cols));
+}
+
+void write_grid(Network& net, const Config& cfg, const std::string& png, int n, GenerateOptions g,
+                const std::string& label, bool quiet) {
   const NetSpec& nc = net.spec();
   const int k = real_classes(cfg);
-  int rows;
   std::vector<int> labels;
-  if (k > 0) {
-    const int per = std::max(1, n / k);
+  if (k > 0 && n >= k) {
+    const int per = n / k;
     n = per * k;
-    rows = per;  // make_grid's nrow = images per row: one row per class
-    for (int c = 0; c < k; ++c)
-      for (int j = 0; j < per; ++j) labels.push_back(c);
-  } else {
-    rows = int(std::ceil(std::sqrt(double(n))));
+    for (int c = 0; c < k; ++c) labels.insert(labels.end(), size_t(per), c);
+  } else if (k > 0) {
+    for (int i = 0; i < n; ++i) labels.push_back(int(int64_t(i) * k / n));
   }
-  GenerateOptions o;
-  o.steps = steps;
-  o.seed = seed;
-  auto x = generate(net, cfg, o, n, labels);
-  auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
-  write_png(png, make_grid(imgs, rows), {{"uvit", cfg.config_name}});
+  Progress bar(label, 1, quiet);
+  g.progress = [&](int done, int total) {
+    bar.set_total(total);
+    bar.update(done);
+  };
+  const auto x = generate(net, cfg, g, n, labels);
+  bar.finish();
+  const auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
+  const bool rows = k > 0 && int(labels.size()) >= k;  // one row per class
+  write_png(png, sample_grid(imgs, rows ? labels : std::vector<int>{}, k),
+            {{"uvit", cfg.config_name}});
 }
 
 }  // namespace uvit::cli

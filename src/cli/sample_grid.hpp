@@ -15,9 +15,14 @@ namespace uvit::cli {
 std::vector<int> classes_all(const Config& cfg, int n);
 // Converts samples in [-1, 1] [N,C,H,W] to images (SPEC 12.5 quantisation).
 std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s);
-// n samples with the preset's sampler; class models: rows of classes (n rounded to a multiple of
-// the class count). steps 0 = the preset's.
-void write_grid(Network& net, const Config& cfg, const std::string& png, int n, int steps,
-                uint64_t seed = 0);
+// A grid of `imgs`: with `labels` (classes in [0, classes)), one row per class, left-aligned in
+// sample order (gaps where a class has fewer samples); without, a square grid.
+Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels = {},
+                  int classes = 0);
+// Draws a grid of about `n` samples from `net` with the sampler settings `g` (unset fields: the
+// preset's) and writes it to `png`. Class models: n / classes per class, one row per class (with
+// fewer than one per class, n classes spread over the range). A progress line is labelled `label`.
+void write_grid(Network& net, const Config& cfg, const std::string& png, int n, GenerateOptions g,
+                const std::string& label, bool quiet);
 
 }  // namespace uvit::cli

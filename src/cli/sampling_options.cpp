@@ -21,21 +21,23 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
-  cmd->add_option("--config,-c", o.config, "preset name or JSON file")->required();
-  cmd->add_option("--weights,-w", o.weights, "weights (.safetensors or .pth)")->required();
+  cmd->add_option("--config,-c", o.config, "preset name, JSON file or training run folder")
+      ->required();
+  cmd->add_option("--weights,-w", o.weights,
+                  "weights (.safetensors or .pth; a run's RUN/nnet_ema.safetensors)")
+      ->required();
   cmd->add_option("--sampler", o.sampler,
-                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
-                  "dpm-solver++2m, ddpm, ddim (default: the preset's)");
-  cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")
-      ->check(CLI::PositiveNumber);
+                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
+                  "ddim (default: the preset's)");
+  cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")->check(at_least(1));
   cmd->add_option("--cfg-scale", o.scale,
-                  "guidance scale s in eps_c + s (eps_c - eps_u) "
-                  "(default: the preset's; 0 = none)");
-  cmd->add_option("--seed", o.seed, "random seed")->check(CLI::NonNegativeNumber);
+                  "guidance scale s in eps_c + s (eps_c - eps_u); 0 = none (default: the preset's)")
+      ->check(at_least(0));
+  cmd->add_option("--seed", o.seed, "random seed (default 0)")->check(at_least(0));
   cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--set", o.set, "override a config field: section.key=value");
-  cmd->add_flag("--quiet,-q", o.quiet, "no progress display");
+      ->check(at_least(1));
+  cmd->add_option("--set", o.set, "override a config field: section.key=value (repeatable)");
+  cmd->add_flag("--quiet,-q", o.quiet, "print only results and errors");
   cmd->add_option("--device", o.device, device_help)->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o.precision, kPrecisionHelp);
   cmd->add_option("--autoencoder", o.autoencoder,

@@ -17,46 +17,144 @@
 #include "uvit/train.hpp"
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace uvit::cli {
 
 namespace {
-std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop = true; }
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal = sig; }
 
-// Re-reads the run's log to plot the whole loss curve, resumed segments included.
-void write_loss_plot(const std::string& dir) {
+// In-training grids use a fast sampler: the preset's (often 250 steps) would cost far more than
+// the training between two grids.
+constexpr const char* kGridSampler = "dpm-solver++";
+constexpr int kGridSteps = 25;
+
+std::vector<json> read_log(const std::string& dir) {
   std::ifstream in(dir + "/log.jsonl");
+  std::vector<json> rows;
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object()) rows.push_back(std::move(j));
+  }
+  return rows;
+}
+
+// Re-reads the run's log to plot the whole loss curve, resumed segments included (rows without a
+// loss, such as recorded overrides, are skipped).
+void write_loss_plot(const std::string& dir) {
   PlotSeries s;
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("loss")) continue;
+  for (const json& j : read_log(dir)) {
+    if (!j.contains("loss") || !j.contains("step")) continue;
     s.x.push_back(j["step"].get<double>());
     s.y.push_back(j["loss"].get<double>());
   }
   if (s.x.size() >= 2) write_plot_png(dir + "/loss.png", {s}, 640, 400, true, {{"Title", "loss"}});
 }
+
+// The step a run's checkpoint holds.
+long checkpoint_step(const std::string& dir) {
+  const std::string path = dir + "/train_state.safetensors";
+  auto meta = read_safetensors_metadata(path);
+  UVIT_CHECK(meta.count("step"), path, ": metadata lacks 'step'");
+  return std::stol(meta["step"]);
+}
+
+// The fields of `after` that differ from `before`, as {"section.key": value}.
+json changed_fields(const json& before, const json& after) {
+  const json a = before.flatten(), b = after.flatten();
+  json out = json::object();
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (a.contains(it.key()) && a[it.key()] == it.value()) continue;
+    std::string key = it.key().substr(1);
+    for (char& c : key)
+      if (c == '/') c = '.';
+    out[key] = it.value();
+  }
+  return out;
+}
+
+// On --resume: options that change the run's settings (--steps, --set, --data) are written to its
+// config.json, and the step they take effect at to log.jsonl, so that the run's files say how its
+// weights were trained and a later plain --resume keeps them.
+void record_overrides(const std::string& dir, const Config& cfg, long step, bool quiet) {
+  const json before = read_json_file(dir + "/config.json");
+  const json changed = changed_fields(before, cfg.json);
+  if (changed.empty()) return;
+  const std::string c = cfg.json.dump(2) + "\n";
+  write_file_atomic(dir + "/config.json", c.data(), c.size());
+  std::ofstream(dir + "/log.jsonl", std::ios::app)
+      << json{{"step", step}, {"override", changed}}.dump() << "\n";
+  if (!quiet)
+    std::fprintf(stderr, "from step %ld: %s (recorded in %s/config.json)\n", step,
+                 changed.dump().c_str(), dir.c_str());
+}
+
+// The loss window a stopped run left open (steps since its last log row), so that the first row
+// after --resume averages the same steps as an uninterrupted run.
+struct LossWindow {
+  double sum = 0;
+  long n = 0;
+};
+LossWindow open_window(const std::string& dir, long step) {
+  const std::vector<json> rows = read_log(dir);
+  if (rows.empty() || rows.back().value("step", -1L) != step ||
+      !rows.back().contains("window_steps"))
+    return {};
+  return {rows.back()["window_loss_sum"].get<double>(), rows.back()["window_steps"].get<long>()};
+}
+
+// Checks the request against the run before anything is loaded or created. Returns the step the
+// run is at (0 for a new run).
+long check_run_dir(const TrainJob& job, long target) {
+  const std::string& dir = job.out_dir;
+  const bool has_state = fs::exists(dir + "/train_state.safetensors");
+  UVIT_CHECK(job.resume || !has_state, dir,
+             " already holds a training run; pass --resume to continue it or choose another --out");
+  if (!job.resume) return 0;
+  UVIT_CHECK(has_state, dir, ": nothing to resume (no train_state.safetensors)");
+  const long at = checkpoint_step(dir);
+  UVIT_CHECK(at <= target, "the run in ", dir, " is already at step ", at, ", past the ", target,
+             " steps asked for (--steps or train.n_steps); give --steps above ", at,
+             " to train further");
+  return at;
+}
 }  // namespace
 
-long run_training(const TrainJob& job) {
+int default_grid_images(const Config& cfg) {
+  const int k = real_classes(cfg);
+  return k > 0 && k <= 16 ? 4 * k : 16;
+}
+
+TrainOutcome run_training(const TrainJob& job) {
   Config cfg = job.cfg;
   if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
   if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
   if (job.seed >= 0) cfg.json["seed"] = job.seed;
+  // The data a run trains on is part of its settings (a later --resume without --data uses it).
+  if (!job.data_path.empty() && cfg.json.contains("dataset"))
+    cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
   const std::string dir = job.out_dir;
-  fs::create_directories(dir);
-  const bool has_state = fs::exists(dir + "/train_state.safetensors");
-  UVIT_CHECK(job.resume || !has_state, dir,
-             " already holds a training run; pass --resume to continue it or choose another --out");
+  const long target = train_settings(cfg).steps;
+  const long at = check_run_dir(job, target);
+  if (job.resume && at == target) {
+    if (!job.quiet)
+      std::fprintf(stderr,
+                   "the run in %s is already at step %ld: nothing to train (give --steps N "
+                   "to train further)\n",
+                   dir.c_str(), at);
+    return {at, 0, false};
+  }
 
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
   auto be = make_backend(job.device, job.precision);
   Trainer tr(cfg, *be, ds, dir);
   if (job.resume) {
     tr.resume();
+    record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
+    fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
     const std::string c = cfg.json.dump(2) + "\n";
     write_file_atomic(dir + "/config.json", c.data(), c.size());
   }
@@ -66,41 +164,48 @@ long run_training(const TrainJob& job) {
                  cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
                  tr.step_count(), s.steps, dir.c_str());
 
-  g_stop = false;
+  g_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
   std::ofstream log(dir + "/log.jsonl", std::ios::app);
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
   const double fwd_flops = tr.net().forward_flops();
-  Progress bar("train", s.steps - first, job.quiet);
-  double loss_acc = 0;
-  long loss_n = 0;
+  Progress bar("train", s.steps, job.quiet, first);
+  LossWindow win = open_window(dir, first);
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  auto eval = [&] {
+  // Text models need prompts (`uvit sample --prompt`) and latent models the autoencoder (`uvit
+  // sample --autoencoder`), so their runs keep only the loss curve.
+  const bool can_draw = job.grids && !cfg.spec.text_conditional() && !cfg.json.contains("z_shape");
+  const long grid_every = job.grid_every > 0 ? job.grid_every : s.eval_interval;
+  long drawn_at = -1;
+  auto grid = [&] {
     write_loss_plot(dir);
-    if (cfg.spec.text_conditional()) return;  // text models need prompts: see `uvit sample --prompt`
-    // Latent models' samples are latents: decoding them needs the autoencoder (`uvit sample
-    // --autoencoder`), so the run keeps only the loss curve.
-    if (cfg.json.contains("z_shape")) return;
+    if (!can_draw || drawn_at == tr.step_count()) return;
+    bar.finish();  // the grid's progress goes on a line of its own
     fs::create_directories(dir + "/samples");
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());
-    write_grid(tr.ema_net(), cfg, dir + name, job.eval_samples, 0);
+    GenerateOptions g;
+    g.sampler = kGridSampler;
+    g.steps = kGridSteps;
+    const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
+    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), job.quiet);
+    drawn_at = tr.step_count();
   };
   bool timed_out = false;
-  while (tr.step_count() < s.steps && !g_stop) {
+  while (tr.step_count() < s.steps && !g_signal) {
     if (job.max_minutes > 0 && elapsed() > job.max_minutes * 60) {
       timed_out = true;
       break;
     }
-    StepStats st = tr.step();
+    const StepStats st = tr.step();
     UVIT_CHECK(std::isfinite(st.loss), "training diverged at step ", tr.step_count(), " (loss ",
                st.loss, ")");
-    loss_acc += st.loss;
-    ++loss_n;
+    win.sum += st.loss;
+    ++win.n;
     const long k = tr.step_count();
     char extra[96];
     // MFU counts 3x the forward FLOPs per training image (forward + backward) against the
@@ -111,33 +216,44 @@ long run_training(const TrainJob& job) {
       std::snprintf(extra, sizeof extra, "loss %.4f MFU %.0f%%", st.loss, 100 * mfu);
     else
       std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
-    bar.update(k - first, extra, s.batch, "img/s");
-    if (k % s.log_interval == 0 || k == s.steps) {
-      nlohmann::json j = {{"step", k},
-                          {"loss", loss_acc / loss_n},
-                          {"lr", st.lr},
-                          {"grad_norm", st.grad_norm},
-                          {"img_s", img_s},
-                          {"elapsed_s", elapsed()}};
+    bar.update(k, extra, s.batch, "img/s");
+    if (k % s.log_interval == 0) {
+      json j = {{"step", k},      {"loss", win.sum / win.n},
+                {"lr", st.lr},    {"grad_norm", st.grad_norm},
+                {"img_s", img_s}, {"elapsed_s", elapsed()}};
       if (mfu > 0) j["mfu"] = mfu;
       log << j.dump() << "\n" << std::flush;
-      loss_acc = 0;
-      loss_n = 0;
+      win = {};
     }
     if (k % s.save_interval == 0) tr.save(true);
-    if (k % s.eval_interval == 0 && k < s.steps) eval();
+    if (k % grid_every == 0 && k < s.steps) grid();
   }
   bar.finish();
   tr.save();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
-  if (g_stop && !job.quiet)
+  const long k = tr.step_count();
+  if (win.n > 0) {
+    // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
+    // and its sum, so that the first row after --resume averages the same steps as a run that
+    // never stopped.
+    const json j = {{"step", k},
+                    {"loss", win.sum / win.n},
+                    {"window_steps", win.n},
+                    {"window_loss_sum", win.sum}};
+    log << j.dump() << "\n" << std::flush;
+  }
+  if (g_signal)  // even with -q: the exit status alone does not say what happened
     std::fprintf(stderr, "interrupted: checkpoint written at step %ld; continue with --resume\n",
-                 tr.step_count());
+                 k);
   if (timed_out && !job.quiet)
-    std::fprintf(stderr, "time limit reached at step %ld; checkpoint written\n", tr.step_count());
-  if (!g_stop) eval();
-  return tr.step_count();
+    std::fprintf(stderr, "time limit reached at step %ld; checkpoint written\n", k);
+  const bool trained = k > first;
+  if (!g_signal && trained && job.final_grid)
+    grid();
+  else if (trained)
+    write_loss_plot(dir);
+  return {k, g_signal, trained};
 }
 
 }  // namespace uvit::cli

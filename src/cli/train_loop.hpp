@@ -1,5 +1,5 @@
 // The training driver shared by `uvit train` and `uvit demo`: progress, JSONL log, periodic
-// evaluation pictures, checkpoints, Ctrl-C handling.
+// sample grids, checkpoints, Ctrl-C handling, and the record of options changed on --resume.
 #pragma once
 #include <string>
 #include <vector>
@@ -17,18 +17,25 @@ struct TrainJob {
   long seed = -1;   // -1 = the preset's seed
   bool resume = false;
   double max_minutes = 0;  // 0 = no time limit
-  int eval_samples = 100;  // size of the evaluation grids
+  long grid_every = 0;     // steps between sample grids; 0 = train.eval_interval
+  int grid_n = 0;          // images per grid; 0 = default_grid_images(cfg)
+  bool grids = true;       // false: no sample grids (--no-grid)
+  bool final_grid = true;  // a grid at the end of the run (the demo draws its own)
   bool quiet = false;
   std::string device = "cpu";
   std::string precision;  // "" = the device default
 };
 
-// Returns the number of updates done in total (the run's step count when it stopped).
-long run_training(const TrainJob& job);
+// The default --grid-n: 4 per class for class models with up to 16 classes, else 16.
+int default_grid_images(const Config& cfg);
 
-// Writes a grid of class-conditional samples (one row per class, `per_class` columns) from the
-// weights in `weights` to `png`; returns the seconds it took.
-double write_class_grid(const Config& cfg, const std::string& weights, const std::string& png,
-                        int per_class, const std::string& device, int steps = 0);
+struct TrainOutcome {
+  long step = 0;         // the run's step count when it stopped
+  int signal = 0;        // SIGINT or SIGTERM when interrupted, else 0
+  bool trained = false;  // whether this call did any update
+};
+
+// Trains (or continues) the run in job.out_dir; returns where it stopped.
+TrainOutcome run_training(const TrainJob& job);
 
 }  // namespace uvit::cli

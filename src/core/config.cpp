@@ -9,10 +9,12 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <set>
 #include <string_view>
 #include <vector>
 
 #include "uvit/error.hpp"
+#include "uvit/io.hpp"
 
 namespace uvit {
 namespace {
@@ -274,9 +276,22 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// JSON has no NaN or infinity, but a number such as 1e999 parses as one.
+void check_finite(const json& v, const std::string& where) {
+  if (v.is_number_float())
+    UVIT_CHECK(std::isfinite(v.get<double>()), where, " = ", v.get<double>(),
+               " is not a finite number");
+  if (v.is_object())
+    for (auto it = v.begin(); it != v.end(); ++it)
+      check_finite(it.value(), where.empty() ? it.key() : where + "." + it.key());
+  if (v.is_array())
+    for (size_t i = 0; i < v.size(); ++i) check_finite(v[i], cat(where, "[", i, "]"));
+}
+
 // Re-derives c.net from c.json and checks the whole document; errors get the config's name.
 void finish(Config& c, const std::string& context = "") {
   try {
+    check_finite(c.json, "");
     UVIT_CHECK(c.json.contains("nnet"), "no \"nnet\" section");
     const json& nnet = c.json["nnet"];
     UVIT_CHECK(nnet.is_object(), "nnet: expected an object, got ", kind(nnet));
@@ -410,26 +425,63 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
   return c;
 }
 
+std::vector<std::string> preset_names() {
+  std::set<std::string> names;
+  for (const fs::path& d : search_dirs()) {
+    std::error_code ec;
+    for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".json" && is_file(it->path()))
+        names.insert(it->path().stem().string());
+  }
+  return {names.begin(), names.end()};
+}
+
+namespace {
+fs::path find_preset(const std::string& name) {
+  for (const fs::path& d : search_dirs())
+    if (fs::path p = d / (name + ".json"); is_file(p)) return p;
+  return {};
+}
+
+// A training run's folder is named in its config by the preset its checkpoints record.
+std::string run_config_name(const fs::path& dir) {
+  for (const char* f : {"train_state.safetensors", "nnet_ema.safetensors"}) {
+    try {
+      auto meta = read_safetensors_metadata((dir / f).string());
+      if (meta.count("config") && !meta["config"].empty()) return meta["config"];
+    } catch (const Error&) {
+    }
+  }
+  return dir.lexically_normal().filename().string();
+}
+}  // namespace
+
 Config load_config(const std::string& name_or_path) {
   UVIT_CHECK(!name_or_path.empty(), "config: empty name");
   fs::path path;
   Config c;
-  if (name_or_path.find('/') == std::string::npos && !ends_with(name_or_path, ".json")) {
-    std::string searched;
-    for (const fs::path& d : search_dirs()) {
-      fs::path p = d / (name_or_path + ".json");
-      if (is_file(p)) {
-        path = p;
-        break;
-      }
-      searched += (searched.empty() ? "" : ", ") + d.string();
-    }
-    UVIT_CHECK(!path.empty(), "config '", name_or_path, "' not found (searched: ", searched, ")");
-    c.config_name = name_or_path;
-  } else {
+  // A bare name is a preset, also with .json unless a file of that name is here.
+  const bool is_json = ends_with(name_or_path, ".json");
+  const std::string preset =
+      is_json ? name_or_path.substr(0, name_or_path.size() - 5) : name_or_path;
+  const bool bare = name_or_path.find('/') == std::string::npos;
+  std::error_code ec;
+  if (bare && !(is_json && is_file(name_or_path)) && !(path = find_preset(preset)).empty()) {
+    c.config_name = preset;
+  } else if (is_file(name_or_path)) {
     path = name_or_path;
-    UVIT_CHECK(is_file(path), "config file '", name_or_path, "' not found");
     c.config_name = path.stem().string();
+  } else if (fs::is_directory(name_or_path, ec)) {
+    path = fs::path(name_or_path) / "config.json";
+    UVIT_CHECK(is_file(path), "config ", name_or_path,
+               ": a folder without config.json (not a training run's folder)");
+    c.config_name = run_config_name(name_or_path);
+  } else {
+    std::string list, searched;
+    for (const std::string& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+    for (const fs::path& d : search_dirs()) searched += (searched.empty() ? "" : ", ") + d.string();
+    fail("config '", name_or_path, "' not found: not a file, a run folder or a preset (presets: ",
+         list.empty() ? "none in " + searched + "; set UVIT_CONFIG_DIR" : list, ")");
   }
   std::string text = read_text(path);
   json doc;

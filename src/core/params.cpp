@@ -30,9 +30,25 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return *e;
 }
 
+namespace {
+// torch DistributedDataParallel saves every tensor as "module.<name>".
+size_t ddp_prefix(const NamedArrays& sd) {
+  const std::string p = "module.";
+  for (const auto& [name, arr] : sd)
+    if (name.compare(0, p.size(), p) != 0) return 0;
+  return sd.empty() ? 0 : p.size();
+}
+}  // namespace
+
 void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+  for (const auto& [name, arr] : sd)
+    UVIT_CHECK(name.rfind("adamw.", 0) != 0, what,
+               ": a training state (optimizer moments), not network weights; give "
+               "nnet_ema.safetensors (or nnet.safetensors) from the same run folder");
+  const size_t strip = ddp_prefix(sd);
   std::set<std::string> seen;
-  for (const auto& [name, arr] : sd) {
+  for (const auto& [full, arr] : sd) {
+    const std::string name = full.substr(strip);
     const ParamEntry* e = find(name);
     if (!e)
       fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),

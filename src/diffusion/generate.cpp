@@ -214,12 +214,15 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
       so.noise_offset = first;
       x0 = sample(sampler, ns, steps, std::move(x), eps_fn, opt.seed, so);
     }
-    for (float v : x0)
-      UVIT_CHECK(std::isfinite(v),
-                 "sampling produced non-finite values (NaN or Inf): check the "
-                 "weights and the guidance scale");
     std::copy(x0.begin(), x0.end(), result.begin() + size_t(start) * numel);
   }
+  // NaN or Inf would be written as black images with a success status.
+  const auto bad =
+      std::find_if(result.begin(), result.end(), [](float v) { return !std::isfinite(v); });
+  UVIT_CHECK(bad == result.end(), "sampling gave non-finite values (NaN/Inf) from sample ",
+             (bad - result.begin()) / ptrdiff_t(numel),
+             " on: the weights hold NaN/Inf (a diverged or damaged checkpoint?) or the settings "
+             "are unstable (--cfg-scale, --steps)");
   return result;
 }
 

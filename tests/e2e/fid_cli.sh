@@ -101,7 +101,7 @@ sed -e 's/"num_classes": 11/"num_classes": 0/' -e 's/"cfg": true/"cfg": false/g'
 run "$UVIT" train --config "$tmp/uncond.json" --out "$tmp/run" --steps 0 -q
 NW=$(ls "$tmp"/run/*.safetensors | head -1)
 E=(eval --config "$tmp/uncond.json" --weights "$NW" --n 12 --chunk 5 --ref "$tmp/st.npz"
-   --inception "$W" --out "$tmp/ev.npz" -q)
+   --inception "$W" --out "$tmp/ev.npz")  # not -q: the resume count is read from stderr
 run "$UVIT" "${E[@]}" --metrics all --ref-features "$tmp/fdir.npy" --json "$tmp/ev.json"
 grep -q '^FID: ' "$tmp/out" && grep -q '^IS: ' "$tmp/out" && grep -q '^precision: ' "$tmp/out" \
   && echo "ok: eval: $(tr '\n' ' ' <"$tmp/out")" || { fail "eval output"; cat "$tmp/out"; }

@@ -38,7 +38,7 @@ PYEOF
 
 feat=$tmp/feat
 run "$UVIT" --threads 2 extract-features --data "$tmp/images" --weights "$tmp/ae.pth" \
-  --config "$tmp/ae.json" --out "$feat" --batch 2 -q
+  --config "$tmp/ae.json" --out "$feat" --batch 2  # not -q: its counts are read
 n=$(ls "$feat" | wc -l)
 [ "$n" -eq 10 ] || fail "expected 10 feature files, found $n"
 grep -q "0 already done" "$tmp/err" || fail "first extraction: $(cat "$tmp/err")"
@@ -48,7 +48,7 @@ grep -q "0 already done" "$tmp/err" || fail "first extraction: $(cat "$tmp/err")
 cp "$feat/3.npy" "$tmp/3.before"; cp "$feat/9.npy" "$tmp/9.before"
 rm "$feat/3.npy" "$feat/9.npy"
 run "$UVIT" --threads 2 extract-features --data "$tmp/images" --weights "$tmp/ae.pth" \
-  --config "$tmp/ae.json" --out "$feat" --batch 2 -q
+  --config "$tmp/ae.json" --out "$feat" --batch 2  # not -q: its counts are read
 grep -q "(3 already done)" "$tmp/err" || fail "resume did not skip finished images: $(cat "$tmp/err")"
 grep -q "encoded 2 images" "$tmp/err" || fail "resume re-encoded the wrong count: $(cat "$tmp/err")"
 cmp -s "$feat/3.npy" "$tmp/3.before" || fail "3.npy differs after resume"

@@ -77,14 +77,14 @@ if cmd == "outputs":  # outputs NPY DIR GRID N: the three outputs agree
         # The preset's defaults as resolved: dpm_solver on continuous_vp, 5 steps, scale 1.
         assert text.get("sampler") == "dpm-solver" and text.get("steps") == "5" and \
             float(text.get("cfg_scale", "nan")) == 1.0, f"{names[i]}: {text}"
-    g, _ = decode(grid)  # one row per 10 classes, 2-pixel padding (torchvision make_grid)
-    rows = (n + 9) // 10
-    assert g.shape == (2 + 30 * rows, 302, 1), f"grid shape {g.shape}"
+    g, _ = decode(grid)  # one row per class (sample i: class i % 10), 2-pixel padding
+    cols = (n + 9) // 10
+    assert g.shape == (302, 2 + 30 * cols, 1), f"grid shape {g.shape}, want 10 rows of {cols}"
     for i in range(n):
-        r, col = divmod(i, 10)
+        col, r = divmod(i, 10)
         cell = g[2 + 30 * r:30 + 30 * r, 2 + 30 * col:30 + 30 * col]
         assert np.array_equal(cell, a[i]), f"grid cell {i} differs from npy[{i}]"
-    print(f"ok: npy [{n},28,28,1], {n} PNGs with class metadata and the grid agree")
+    print(f"ok: npy [{n},28,28,1], {n} PNGs with class metadata and the grid (a row per class) agree")
 elif cmd == "same":  # same A B: identical samples
     a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
     assert a.shape == b.shape and np.array_equal(a, b), f"{sys.argv[2]} != {sys.argv[3]}"
@@ -100,7 +100,8 @@ elif cmd == "npy":  # npy FILE N
 PYEOF
 check() { "$PY" "$tmp/check.py" "$@" || fail "check $*"; }
 
-base=(--config "$tmp/tiny.json" --weights "$W" --classes all --n 20 -q)
+# Not -q: the summary line (network evaluations) is read from stderr.
+base=(--config "$tmp/tiny.json" --weights "$W" --classes all --n 20)
 run "$UVIT" sample "${base[@]}" --seed 3 --out "$tmp/grid.png" --npy "$tmp/s.npy" --dir "$tmp/d"
 [ "$(evals)" = 5 ] || fail "default sampler: $(evals) network evaluations, want sample_steps 5"
 check outputs "$tmp/s.npy" "$tmp/d" "$tmp/grid.png" 20

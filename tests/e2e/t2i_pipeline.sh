@@ -55,7 +55,7 @@ run "$UVIT" train --config mscoco_uvit_small "${SET[@]}" --set train.log_interva
 W=$tmp/run/nnet_ema.safetensors
 [ -f "$W" ] || fail "training wrote no $W"
 
-S=(sample --config mscoco_uvit_small "${SET[@]}" --weights "$W" --seed 5 -q)
+S=(sample --config mscoco_uvit_small "${SET[@]}" --weights "$W" --seed 5)  # not -q: the summary is read
 run "$UVIT" "${S[@]}" "${CLIP[@]}" --prompt "a red bus" --prompt "two dogs" --latents "$tmp/z.npy"
 grep -q "(3 network evaluations)" "$tmp/err" || fail "sampling: $(cat "$tmp/err")"  # 3 guided steps
 printf 'a red bus\n\ntwo dogs\n' >"$tmp/prompts.txt"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ctrl-C (SIGINT) and SIGTERM stop training with a consistent checkpoint and exit code 0; the run
-# then resumes to completion and ends bit-identical to a run that was never interrupted.
+# Ctrl-C (SIGINT) and SIGTERM stop training with a consistent checkpoint, one line on stderr (also
+# with -q) and exit status 130 / 143 (128 + the signal, so `train && sample` stops); the run then
+# resumes to completion and ends bit-identical to a run that was never interrupted.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
@@ -20,10 +21,10 @@ print(json.loads(d[8:8 + n]).get("__metadata__", {}).get("step", "none"))
 PYEOF
 }
 
-# interrupt SIGNAL MIN_STEP ARGS...: train in the background, send SIGNAL once log.jsonl shows
-# MIN_STEP steps done, and check the exit code, message and checkpoint.
+# interrupt SIGNAL STATUS MIN_STEP ARGS...: train in the background, send SIGNAL once log.jsonl
+# shows MIN_STEP steps done, and check the exit status, message and checkpoint.
 interrupt() {
-  local sig=$1 min=$2; shift 2
+  local sig=$1 want=$2 min=$3; shift 3
   "$UVIT" train --out "$tmp/run" "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   local waited=0
@@ -36,7 +37,7 @@ interrupt() {
   kill -s "$sig" "$pid"
   wait "$pid"; local rc=$?
   pid=
-  [ $rc -eq 0 ] || { fail "$sig: exit code $rc, want 0"; cat "$tmp/err"; }
+  [ $rc -eq "$want" ] || { fail "$sig: exit status $rc, want $want"; cat "$tmp/err"; }
   grep -q "interrupted: checkpoint written at step [0-9]*; continue with --resume" "$tmp/err" ||
     fail "$sig: no --resume hint in: $(tail -c 300 "$tmp/err")"
   local k; k=$(sed -n 's/.* at step \([0-9]*\):.*/\1/p' "$tmp/out")
@@ -51,10 +52,12 @@ interrupt() {
 }
 
 last=0
-interrupt INT 5 --config "$tmp/tiny.json"
+interrupt INT 130 5 --config "$tmp/tiny.json"
 first=$last
-# Resume, then stop again with SIGTERM (a second interrupted segment).
-interrupt TERM $((first + 3)) --resume
+# Resume, then stop again with SIGTERM (a second interrupted segment); with -q the interruption is
+# the one line on stderr.
+interrupt TERM 143 $((first + 3)) --resume -q
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "TERM with -q: stderr is not one line: $(cat "$tmp/err")"
 final=$((last + 4))
 if "$UVIT" train --out "$tmp/run" --resume --steps $final -q >"$tmp/out" 2>"$tmp/err"; then
   grep -q "at step $final:" "$tmp/out" || fail "resume to completion: $(cat "$tmp/out")"

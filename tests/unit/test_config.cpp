@@ -371,7 +371,7 @@ TEST(ConfigLoad, ErrorsNameTheFileAndField) {
   use_source_configs();
   TempDir t;
   expect_error([] { load_config("no_such_preset"); },
-               {"config 'no_such_preset' not found (searched: ", kConfigDir});
+               {"config 'no_such_preset' not found", "presets: ", "fmnist_uvit_tiny"});
   expect_error([&] { load_config((t.dir / "missing.json").string()); },
                {"missing.json", "not found"});
 

@@ -1,0 +1,18 @@
+// Output paths of the commands: checked before any work (so a long run never fails at its final
+// write), their folders created just before the work starts.
+#pragma once
+#include <initializer_list>
+#include <string>
+
+namespace uvit::cli {
+
+// Fails with one line naming `option` unless `path` can be written: its extension is one of `exts`
+// (none given: any), it is not a folder, and its folder exists or can be created. "" passes.
+void check_output(const char* option, const std::string& path,
+                  std::initializer_list<const char*> exts = {});
+// Like check_output for a folder that the command creates (--dir).
+void check_output_dir(const char* option, const std::string& dir);
+// Creates the folder that `path` goes into (nothing for "" or a bare file name).
+void make_parent_dir(const std::string& path);
+
+}  // namespace uvit::cli
