@@ -1,5 +1,7 @@
 // `uvit sample`: draws samples from trained weights and writes a grid, PNGs and/or .npy.
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -19,10 +21,30 @@ namespace fs = std::filesystem;
 
 namespace uvit::cli {
 
+namespace {
+// "0,3,7,9": class indices in [0, k), at least one.
+std::vector<int> parse_class_list(const std::string& text, int k) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    UVIT_CHECK(!item.empty() && end && *end == '\0', "--classes: expected 'all' or a list such as "
+               "0,3,7,9, got '", text, "'");
+    UVIT_CHECK(v >= 0 && v < k, "--classes: class ", v, " is outside [0, ", k, ")");
+    out.push_back(int(v));
+    start = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
   struct Opts : SamplingOptions {
-    std::string classes, out, npy, dir, context, null_context;
+    std::string classes, out, npy, dir, context, null_context, noise;
     int n = 16, cls = -1;
     std::vector<std::string> prompt;
     std::string prompts_file, clip, clip_config, vocab, latents;
@@ -34,7 +56,8 @@ void add_sample(CLI::App& app) {
   auto* c1 = cmd->add_option("--class", o->cls, "class models: the class of every sample")
                  ->check(at_least(0));
   auto* c2 = cmd->add_option("--classes", o->classes,
-                             "class models: 'all' gives sample i class i mod (classes)");
+                             "class models: 'all' gives sample i class i mod (classes); a list "
+                             "such as 0,3,7,9 gives sample i entry i mod (its length)");
   c1->excludes(c2);
   cmd->add_option("--out,-o", o->out, "write a grid .png (with --classes all: one row per class)");
   cmd->add_option("--npy", o->npy, "write all samples as uint8 [N,H,W,C] .npy");
@@ -50,6 +73,9 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--clip", o->clip, "text models: CLIPTextModel weights for --prompt");
   cmd->add_option("--clip-config", o->clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
   cmd->add_option("--vocab", o->vocab, "CLIP vocabulary (default: the repository's data/clip)");
+  cmd->add_option("--noise", o->noise,
+                  "the initial noise x_T as float32 [N,C,H,W] .npy instead of drawing it (later "
+                  "noise still comes from --seed)");
   cmd->add_option("--latents", o->latents,
                   "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
   cmd->callback([o, cmd] {
@@ -83,8 +109,11 @@ void add_sample(CLI::App& app) {
     if (nc.class_conditional()) {
       if (o->classes == "all") {
         labels = classes_all(cfg, n);
+      } else if (!o->classes.empty()) {
+        UVIT_CHECK(o->cls < 0, "give --class or --classes, not both");
+        const std::vector<int> list = parse_class_list(o->classes, real_classes(cfg));
+        for (int i = 0; i < n; ++i) labels.push_back(list[size_t(i) % list.size()]);
       } else {
-        UVIT_CHECK(o->classes.empty(), "--classes: expected 'all', got '", o->classes, "'");
         UVIT_CHECK(o->cls >= 0, "config ", cfg.config_name,
                    " is class-conditional: give --class K or --classes all");
         const int k = real_classes(cfg);
@@ -133,6 +162,13 @@ void add_sample(CLI::App& app) {
     // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
     // sampler, steps and guidance scale actually used.
     GenerateOptions g = o->generate_options(cfg);
+    if (!o->noise.empty()) {
+      Array a = load_npy(o->noise);
+      const std::vector<int64_t> want = {n, nc.in_chans, nc.img_size, nc.img_size};
+      UVIT_CHECK(a.shape == want, o->noise, ": shape ", shape_str(a.shape), ", expected ",
+                 shape_str(want), " (the initial noise x_T of the --n samples)");
+      g.noise = a.to_f32();
+    }
     for (const std::string& f : {o->out, o->npy, o->latents}) make_parent_dir(f);
     if (!o->dir.empty()) fs::create_directories(o->dir);
     Progress timing("sample (network evaluations)", 1, o->quiet);
@@ -171,7 +207,8 @@ void add_sample(CLI::App& app) {
                                                    {"steps", std::to_string(g.steps)},
                                                    {"seed", std::to_string(o->seed)},
                                                    {"index", std::to_string(i)},
-                                                   {"cfg_scale", std::to_string(g.cfg_scale)}};
+                                                   {"cfg_scale", std::to_string(g.cfg_scale)},
+                                                   {"guidance", std::to_string(g.cfg_scale + 1)}};
         if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
         if (!sample_prompts.empty()) meta["prompt"] = sample_prompts[size_t(i)];
         write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);

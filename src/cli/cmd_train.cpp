@@ -101,9 +101,12 @@ void add_train(CLI::App& app) {
 
 void add_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "demo", "Train fmnist_uvit_tiny on the built-in Fashion-MNIST, then draw a 10x10 class grid");
+      "demo",
+      "Train a tiny model (fmnist_uvit_tiny, or --config fmnist_dit_tiny) on the built-in "
+      "Fashion-MNIST, then draw a 10x10 class grid");
   struct Opts {
     TrainJob job;
+    std::string config = "fmnist_uvit_tiny";
     std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
@@ -124,14 +127,23 @@ void add_demo(CLI::App& app) {
                   "Fashion-MNIST folder (default: Debian's dataset-fashion-mnist)");
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
-  cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
+  cmd->add_option("--config,-c", o->config,
+                  "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny or "
+                  "fmnist_skip_dit_tiny");
+  cmd->add_option("--set", o->set, "override a field of the preset: section.key=value");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);
   cmd->callback([o] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    job.cfg = load_config("fmnist_uvit_tiny");
+    job.cfg = load_config(o->config);
+    UVIT_CHECK(job.cfg.json.contains("dataset") &&
+                   job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
+                   job.cfg.spec.real_classes() == 10,
+               "demo: config ", job.cfg.config_name,
+               " is not a class-conditional Fashion-MNIST preset (try fmnist_uvit_tiny or "
+               "fmnist_dit_tiny)");
     for (const auto& a : o->set) apply_override(job.cfg, a);
     job.resume = fs::exists(dir + "/train_state.safetensors");
     if (job.resume && !job.quiet)

@@ -14,7 +14,7 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   GenerateOptions g;
   g.sampler = sampler;
   g.steps = steps;
-  g.cfg_scale = scale;
+  g.cfg_scale = guidance >= 0 ? guidance - 1 : scale;
   g.seed = uint64_t(seed);
   g.mini_batch = batch;
   return with_preset_defaults(cfg, g);
@@ -30,9 +30,15 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                   "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
                   "ddim (default: the preset's)");
   cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")->check(at_least(1));
-  cmd->add_option("--cfg-scale", o.scale,
-                  "guidance scale s in eps_c + s (eps_c - eps_u); 0 = none (default: the preset's)")
-      ->check(at_least(0));
+  auto* s = cmd->add_option("--cfg-scale", o.scale,
+                            "guidance scale s in eps_c + s (eps_c - eps_u), U-ViT's convention; 0 "
+                            "= none (default: the preset's)")
+                ->check(at_least(0));
+  auto* w = cmd->add_option("--guidance", o.guidance,
+                            "guidance w in eps_u + w (eps_c - eps_u), DiT's and diffusers' "
+                            "convention (w = s + 1; 1 = none)")
+                ->check(at_least(1));
+  s->excludes(w);
   cmd->add_option("--seed", o.seed, "random seed (default 0)")->check(at_least(0));
   cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
       ->check(at_least(1));

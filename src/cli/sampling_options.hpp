@@ -13,7 +13,8 @@ namespace uvit::cli {
 struct SamplingOptions {
   std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config;
   int steps = 0, batch = 0;
-  double scale = -1;
+  double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
+  double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
   long seed = 0;
   std::vector<std::string> set;
   bool quiet = false;
@@ -25,7 +26,8 @@ struct SamplingOptions {
   GenerateOptions generate_options(const Config& cfg) const;
 };
 
-// Declares --config, --weights, --sampler, --steps, --cfg-scale, --seed, --batch, --set, --quiet,
+// Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them), --seed,
+// --batch, --set, --quiet,
 // --device (help: what runs on it), --precision, --autoencoder and --autoencoder-config.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help);
 
