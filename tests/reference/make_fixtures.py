@@ -7,7 +7,8 @@ Per case, into DIR: CASE.json (constructor args + "name"), CASE.safetensors (inp
 every parameter and its gradient), CASE.pth (float32 state_dict) and CASE_{x,t,y,context,out}.npy.
 References are computed in float64 from float32 weights/inputs and stored as float32.
 U-ViT cases (uvit_torch.py) in CASES, DiT / Skip-DiT cases (dit_torch.py) in DIT_CASES; the case
-"adm" writes adm.safetensors (adm_reference.py, DiT's diffusion process).
+"adm" writes adm.safetensors (adm_reference.py, DiT's diffusion process); SAMPLING_CASES write CASE.json
+and CASE.safetensors only: a DiT case's network and a float64 DDIM run of DiT's sample loop.
 Exits non-zero if a self-check fails.
 """
 
@@ -69,6 +70,15 @@ DIT_CASES = [
      3, 206),
 ]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
+
+# DDIM sampling of a DiT fixture network through DiT's ADM process (docs/dit.md), float64:
+# name, the DIT_CASES network it reuses (same weights), respacing, number of samples, seed of x_T and y.
+SAMPLING_CASES = [
+    ("dit_p2_sampling", "dit_p2", "ddim10", 3, 301),
+    ("skipdit_p2_sampling", "skipdit_p2", "ddim5", 3, 302),
+]
+# Our guidance scale s (eps_c + s (eps_c - eps_u)); DiT's cfg_scale is w = s + 1 (sample.py's 4.0).
+SAMPLING_SCALES = [0.0, 3.0]
 
 TIME_VALUES = [0.5, 999.0, 250.7]  # the network time input (e.g. 999*t or 1000*t)
 
@@ -564,13 +574,119 @@ def check_numpy_twin(name, tensors, cfg):
     return good
 
 
+# ---------------------------------------------------------------- DiT sampling (DDIM, guidance)
+
+
+def dit_forward_with_cfg(net, x, t, y, w, guided_channels=3, rest_swapped=False):
+    """DiT's forward_with_cfg as docs/dit.md describes it. The batch is [x_c; x_u] with labels
+    [y; null]; only its first half is read: the network runs on [x[:B]; x[:B]], channels
+    0..guided_channels-1 become u + w (c - u) in both halves, the other channels (eps channel 3, the
+    variance) come from each half's own pass (rest_swapped: from the other half's, a near miss)."""
+    B = x.shape[0] // 2
+    out = net(torch.cat([x[:B], x[:B]]), t, y)
+    c, u = out[:B, :guided_channels], out[B:, :guided_channels]
+    g = u + w * (c - u)
+    rest = out[:, guided_channels:]
+    if rest_swapped:
+        rest = torch.cat([rest[B:], rest[:B]])
+    return torch.cat([torch.cat([g, g]), rest], dim=1)
+
+
+def dit_ddim_sample(net, adm, x_T, y, s, null_class, dtype, guided_channels=3, net_time=None,
+                    rest_swapped=False):
+    """DDIM (eta 0) over the respaced process `adm` from x_T, driven as DiT's ddim_sample_loop:
+    i = K-1..0, the network called at the original step timestep_map[i] (as a float). With s != 0
+    the loop carries [x_T; x_T] with labels [y; null_class] through forward_with_cfg at w = s + 1 and
+    keeps the first half (sample.py). The step itself is float64 (adm_reference.Adm); `dtype` is the
+    network's and x's storage type. Returns the trajectory [K, B, ...]: x after each step."""
+    B, C = x_T.shape[0], x_T.shape[1]
+    guided = s != 0
+    x = torch.from_numpy(x_T).to(dtype)
+    labels = torch.from_numpy(y)
+    if guided:
+        x = torch.cat([x, x])
+        labels = torch.cat([labels, torch.full_like(labels, null_class)])
+    traj = []
+    for i in reversed(range(adm.n)):
+        tn = float(adm.timestep_map[i]) if net_time is None else net_time(i)
+        t = torch.full((x.shape[0],), tn, dtype=torch.float32)
+        with torch.no_grad():
+            out = dit_forward_with_cfg(net, x, t, labels, s + 1.0, guided_channels, rest_swapped) if guided else \
+                net(x, t, labels)
+        xn, _ = adm.ddim_step(i, x.double().numpy(), out[:, :C].double().numpy())
+        x = torch.from_numpy(xn).to(dtype)
+        traj.append(x[:B].double().numpy())
+    return np.stack(traj)
+
+
+def rel(a, ref):
+    return np.abs(a - ref).max() / np.abs(ref).max()
+
+
+def make_sampling_case(name, base, respacing, n, seed, outdir, base_tensors=None):
+    """CASE.json (the network config of `base`) and CASE.safetensors: param.NAME (the weights of the
+    `base` case), sample.x_T [n, C, S, S] F32, sample.y [n] I64, sample.timestep_map I64,
+    sample.scales F64 (our s per run), sample.x0 [runs, n, C, S, S] and sample.traj
+    [runs, K, n, C, S, S] (x after each step) F32, computed in float64."""
+    _, cfg_partial, _, base_seed = next(c for c in DIT_CASES if c[0] == base)
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(base_seed)  # rebuild the `base` network exactly as make_case does
+    net = dit_torch.build_from_config(cfg)
+    make_weights_dit(net, base_seed)
+    sd = net.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    S, C = cfg["input_size"], cfg["in_channels"]
+    x_T = torch.randn(n, C, S, S, generator=g).numpy()
+    y = torch.randint(0, cfg["num_classes"], (n,), generator=g, dtype=torch.int64).numpy()
+    adm = adm_reference.Adm(adm_reference.linear_betas(1000), adm_reference.space_timesteps(1000, respacing))
+    null = cfg["num_classes"]  # the null row of the label table (class_dropout_prob > 0)
+    assert cfg["class_dropout_prob"] > 0
+    net64 = copy.deepcopy(net).to(torch.float64)
+    trajs = [dit_ddim_sample(net64, adm, x_T, y, s, null, torch.float64) for s in SAMPLING_SCALES]
+
+    ok = True
+    if base_tensors is not None:
+        good = all(np.array_equal(base_tensors["param." + k], f32(v)) for k, v in sd.items())
+        ok &= good
+        print("self-check %-18s weights == %s: %s" % (name, base, "ok" if good else "FAIL"))
+    # The fixture must tell the official semantics from near misses: guiding all 4 eps channels, eps
+    # channel 3 from the unconditional pass, or the network called at the respaced index i instead of
+    # timestep_map[i].
+    sg = SAMPLING_SCALES[-1]
+    ref = trajs[-1][-1]
+    d4 = rel(dit_ddim_sample(net64, adm, x_T, y, sg, null, torch.float64, guided_channels=C)[-1], ref)
+    du = rel(dit_ddim_sample(net64, adm, x_T, y, sg, null, torch.float64, rest_swapped=True)[-1], ref)
+    di = rel(dit_ddim_sample(net64, adm, x_T, y, sg, null, torch.float64, net_time=float)[-1], ref)
+    d32 = max(rel(dit_ddim_sample(copy.deepcopy(net).float(), adm, x_T, y, s, null, torch.float32)[-1],
+                  tr[-1]) for s, tr in zip(SAMPLING_SCALES, trajs))
+    good = min(d4, du, di) > 1e-2
+    ok &= good
+    print("%-18s %s, %d samples, |x0|max=%.2f; rel diff to: %d-channel guidance %.1e, unguided channels "
+          "from the null pass %.1e, index as time %.1e (must be > 1e-2: %s); float32 run %.1e"
+          % (name, respacing, n, max(np.abs(t[-1]).max() for t in trajs), C, d4, du, di,
+             "ok" if good else "FAIL", d32))
+
+    tensors = {"sample.x_T": x_T, "sample.y": y.astype(np.int64),
+               "sample.timestep_map": np.array(adm.timestep_map, dtype=np.int64),
+               "sample.scales": np.array(SAMPLING_SCALES, dtype=np.float64),
+               "sample.x0": np.stack([t[-1] for t in trajs]).astype(np.float32),
+               "sample.traj": np.stack(trajs).astype(np.float32)}
+    for pname, p in sd.items():
+        tensors["param." + pname] = f32(p)
+    with _atomic(os.path.join(outdir, name + ".json")) as f:
+        f.write((json.dumps(cfg, indent=1) + "\n").encode("utf-8"))
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors,
+                      {"case": name, "producer": "tests/reference/make_fixtures.py", "respacing": respacing})
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder (created if missing)")
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = [c[0] for c in CASES + DIT_CASES] + [ADM_CASE]
+    names = [c[0] for c in CASES + DIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES]
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -597,6 +713,11 @@ def main():
     if ADM_CASE in only:
         ok &= adm_reference.write_fixture(os.path.join(args.out, ADM_CASE + ".safetensors"), write_safetensors)
         results[ADM_CASE] = True
+
+    for name, base, respacing, n, seed in SAMPLING_CASES:
+        if name in only:
+            ok &= make_sampling_case(name, base, respacing, n, seed, args.out, results.get(base))
+            results[name] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:
