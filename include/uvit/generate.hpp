@@ -34,6 +34,8 @@ struct GenerateOptions {
   std::function<void(int done, int total)> progress;  // after each network evaluation
   // The initial x_T [n, C, H, W] instead of drawing it (later noise still comes from the seed).
   std::vector<float> noise;
+  // Skip-Cache every N network calls (skip_dit only; 0 or 1: off).
+  int skip_cache = 0;
 };
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),

@@ -82,6 +82,11 @@ class Network {
   // Forward FLOPs per image (2 per multiply-add), every GEMM, attention and conv counted.
   virtual double forward_flops() const = 0;
 
+  // Skip-Cache (Skip-DiT's inference shortcut): every `every`-th inference call runs the whole
+  // network, the others reuse the deep features it cached; `every` <= 1 turns it off. Starting it
+  // (again) empties the cache, so call it before each sampling run. Networks without it refuse.
+  virtual void set_skip_cache(int every);
+
  protected:
   Network(NetSpec spec, ParamTable table, Backend& be);
   // The act copy of the parameters, refreshed when stale (== params_ when act is fp32).

@@ -17,6 +17,7 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   g.cfg_scale = guidance >= 0 ? guidance - 1 : scale;
   g.seed = uint64_t(seed);
   g.mini_batch = batch;
+  g.skip_cache = skip_cache;
   return with_preset_defaults(cfg, g);
 }
 
@@ -39,6 +40,10 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                             "convention (w = s + 1; 1 = none)")
                 ->check(at_least(1));
   s->excludes(w);
+  cmd->add_option("--skip-cache", o.skip_cache,
+                  "skip_dit: run the whole network every N calls and only its first and last 4 "
+                  "blocks in between (Skip-DiT's Skip-Cache; default off)")
+      ->check(at_least(1));
   cmd->add_option("--seed", o.seed, "random seed (default 0)")->check(at_least(0));
   cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
       ->check(at_least(1));

@@ -195,6 +195,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
       Philox(opt.seed, 0).fill_normal(x.data(), x.size(), first);
     else
       std::copy_n(opt.noise.begin() + size_t(start) * numel, x.size(), x.begin());
+    net.set_skip_cache(opt.skip_cache);  // an empty cache for each mini-batch's trajectory
     model.condition(B, cls ? labels.data() + start : nullptr, null_class(cfg),
                     text ? contexts.data() + size_t(start) * L : nullptr,
                     null_context.empty() ? nullptr : null_context.data());

@@ -21,6 +21,10 @@ namespace {
 
 constexpr float kLnEps = 1e-6f;
 constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
+// Skip-Cache (Skip-DiT class-to-image/models.py DiT_cache): cached calls run only the first and
+// last kCacheBranch blocks; the cache is emptied once the timestep is <= kCacheCloseAt.
+constexpr int kCacheBranch = 4;
+constexpr float kCacheCloseAt = 20;
 
 // The constructor arguments, official names and defaults (DiT.__init__).
 struct DiTConfig {
@@ -262,13 +266,22 @@ class DiT final : public Network {
                int B, bool train) override;
   void backward(const float* dout) override;
   size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
+  void set_skip_cache(int every) override {
+    UVIT_CHECK(every <= 1 || (c_.skip() && c_.depth >= 2 * kCacheBranch), "--skip-cache: network ",
+               c_.name, " of depth ", c_.depth, " has no Skip-Cache (skip_dit of depth >= ",
+               2 * kCacheBranch, ")");
+    cache_every_ = every;
+    cache_calls_ = 0;
+    cache_valid_ = false;
+  }
   double forward_flops() const override { return dit_flops(c_); }
 
  private:
   void plan(int B, bool train);
   // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].
   int skip_stream(int k) const { return c_.depth - k; }
-  void block_forward(int k, BlockActs& A);
+  // `input`: the block's input instead of stream_[k] (Skip-Cache's cached features).
+  void block_forward(int k, BlockActs& A, const float* input = nullptr);
   void block_backward(int k, BlockActs& A);
 
   DiTConfig c_;
@@ -289,6 +302,12 @@ class DiT final : public Network {
   std::vector<BlockActs> acts_;
   float *dX_, *dO_, *dM_, *dG_, *dA_, *dQKV_, *dmod_, *dsc_, *dc_, *dth_, *dtok_, *dcat_, *dcatn_;
   std::vector<float*> dskip_;
+  // Skip-Cache (DiT_cache.forward): the input of block depth - kCacheBranch from the last full call.
+  int cache_every_ = 0;
+  long cache_calls_ = 0;
+  DeviceBuffer cache_;
+  int cache_B_ = 0;
+  bool cache_valid_ = false;
 };
 
 void DiT::plan(int B, bool train) {
@@ -373,11 +392,11 @@ void DiT::plan(int B, bool train) {
   });
 }
 
-void DiT::block_forward(int k, BlockActs& A) {
+void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_};
   const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = 6 * D;
-  A.xs = stream_[k];
+  A.xs = input ? input : stream_[k];
   if (w.fuse) {
     // x = skip_linear(skip_norm(concat([x, skip]))): replaces x (no residual).
     be_.copy_act_2d(A.cat, 2 * D, A.xs, D, M, D);
@@ -427,7 +446,30 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   be_.axpy_act(c_vec_, sc_, 1.f, size_t(B) * D);
   be_.silu_fwd(c_vec_, sc_, size_t(B) * D);
 
-  for (int k = 0; k < c_.depth; ++k) block_forward(k, acts_[train ? k : 0]);
+  if (cache_every_ > 1 && !train) {
+    // DiT_cache: a full call caches stream[depth - 4]; the others run blocks 0..3 (whose outputs
+    // are the skips the last 4 blocks pop) and then the last 4 blocks from the cached input.
+    const int deep = c_.depth - kCacheBranch;
+    const size_t n = size_t(M) * D * be_.act_bytes();
+    const bool full = cache_calls_ % cache_every_ == 0 || !cache_valid_ || cache_B_ != B;
+    for (int k = 0; k < c_.depth; ++k) {
+      if (!full && k >= kCacheBranch && k < deep) continue;
+      if (k == deep && full) {
+        if (!cache_.as() || cache_B_ != B) cache_ = DeviceBuffer(be_, n);
+        cache_B_ = B;
+        cache_valid_ = true;
+        be_.copy_act(cache_.f32(), stream_[k], size_t(M) * D);
+      }
+      // (stream_[deep] may be a skip source, so the cached input is passed, not copied there.)
+      block_forward(k, acts_[0], k == deep && !full ? cache_.f32() : nullptr);
+    }
+    ++cache_calls_;
+    float t0 = 0;
+    be_.download(&t0, t, sizeof(float));
+    if (t0 <= kCacheCloseAt) set_skip_cache(cache_every_);
+  } else {
+    for (int k = 0; k < c_.depth; ++k) block_forward(k, acts_[train ? k : 0]);
+  }
 
   // Final layer: linear(modulate(norm(x), shift, scale)), then unpatchify.
   linear_fwd(W, final_ada_, sc_, D, fmod_, 2 * D, B);

@@ -67,6 +67,11 @@ void Network::check_inputs(const int32_t* y, const float* context, int B) const 
                                        : "an unconditional network takes no class labels");
 }
 
+void Network::set_skip_cache(int every) {
+  UVIT_CHECK(every <= 1, "--skip-cache: network ", spec_.name,
+             " has no Skip-Cache (it needs the long skips of skip_dit)");
+}
+
 std::unique_ptr<Network> make_network(const Config& cfg, Backend& be) {
   return network_family(cfg.spec.name).create(cfg.json, be);
 }

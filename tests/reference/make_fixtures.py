@@ -486,8 +486,12 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
     return img
 
 
-def numpy_forward_dit(cfg, sd, x, t, y):
-    """Independent float64 DiT / Skip-DiT forward with explicit index formulas (spec 1.1, 2)."""
+def numpy_forward_dit(cfg, sd, x, t, y, cache=None):
+    """Independent float64 DiT / Skip-DiT forward with explicit index formulas (spec 1.1, 2).
+
+    cache (Skip-Cache, Skip-DiT's DiT_cache): None runs every block; {"use": None} runs every block
+    and stores the input of block depth-4 in cache["store"]; {"use": h} runs blocks 0..3, then the
+    last 4 blocks from h (their skips are the outputs of blocks 3..0)."""
     D, p, C, S, H = cfg["hidden_size"], cfg["patch_size"], cfg["in_channels"], cfg["input_size"], cfg["num_heads"]
     Dh, g, B, depth = D // H, S // p, x.shape[0], cfg["depth"]
     Co = 2 * C if cfg["learn_sigma"] else C
@@ -537,6 +541,14 @@ def numpy_forward_dit(cfg, sd, x, t, y):
 
     outs = []
     for k in range(depth):
+        if cache is not None and k == depth - 4:
+            if cache["use"] is None:
+                cache["store"] = h
+            else:
+                h = cache["use"]
+        if cache is not None and cache["use"] is not None and 4 <= k < depth - 4:
+            outs.append(None)  # skipped: its output is never popped
+            continue
         if cfg["name"] == "skip_dit" and k >= depth // 2:
             j = k - depth // 2  # pairs with the output of block depth-1-k
             cat = np.concatenate([h, outs[depth - 1 - k]], -1)
@@ -680,13 +692,63 @@ def make_sampling_case(name, base, respacing, n, seed, outdir, base_tensors=None
     return ok
 
 
+# Skip-Cache: a depth-8 Skip-DiT called 5 times as a sampler would (N = 2). DiT_cache runs the whole
+# network when calls % N == 0 or nothing is cached, and empties the cache after a call at t <= 20.
+CACHE_CASE = ("skipdit_cache", dict(name="skip_dit", input_size=8, patch_size=2, in_channels=4,
+                                    hidden_size=64, depth=8, num_heads=2, num_classes=10,
+                                    class_dropout_prob=0.1, learn_sigma=True), 2, 331)
+CACHE_TIMES = [999.0, 750.0, 500.0, 20.0, 10.0]
+CACHE_EVERY = 2
+
+
+def make_cache_case(outdir):
+    name, cfg_partial, batch, seed = CACHE_CASE
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(seed)
+    net = dit_torch.build_from_config(cfg)
+    make_weights_dit(net, seed)
+    sd = {k: v.detach().to(torch.float32).to(torch.float64).numpy() for k, v in net.state_dict().items()}
+    g = torch.Generator().manual_seed(seed + 17)
+    C, S = cfg["in_channels"], cfg["input_size"]
+    xs = torch.randn(len(CACHE_TIMES), batch, C, S, S, generator=g).numpy().astype(np.float64)
+    y = np.array([3, cfg["num_classes"]][:batch], dtype=np.int64)
+    outs, full, cached, calls = [], [], None, 0
+    for i, tv in enumerate(CACHE_TIMES):
+        t = np.full(batch, tv, dtype=np.float64)
+        run_full = calls % CACHE_EVERY == 0 or cached is None
+        cache = {"use": None if run_full else cached}
+        outs.append(numpy_forward_dit(cfg, sd, xs[i], t, y, cache))
+        full.append(numpy_forward_dit(cfg, sd, xs[i], t, y))
+        if run_full:
+            cached = cache["store"]
+        calls += 1
+        if tv <= 20:
+            calls, cached = 0, None
+    tensors = {"cache.x": xs.astype(np.float32), "cache.t": np.array(CACHE_TIMES, np.float32),
+               "cache.y": y, "cache.out": np.stack(outs).astype(np.float32),
+               "cache.full": np.stack(full).astype(np.float32)}
+    for k, v in sd.items():
+        tensors["param." + k] = v.astype(np.float32)
+    with _atomic(os.path.join(outdir, name + ".json")) as f:
+        f.write(json.dumps(cfg, indent=1).encode())
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, {"every": CACHE_EVERY})
+    # Calls 1 and 3 (t = 20, the last before the cache is emptied) reuse the cache and differ from
+    # the full network; calls 0, 2 and 4 (after the reset) run it whole.
+    d = [float(np.abs(o - f).max() / np.abs(f).max()) for o, f in zip(outs, full)]
+    good = min(d[1], d[3]) > 1e-3 and max(d[0], d[2], d[4]) == 0
+    print("self-check %s (cached calls differ by %.3g, %.3g; full calls equal): %s"
+          % (name, d[1], d[3], "ok" if good else "FAIL %s" % d))
+    return good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder (created if missing)")
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = [c[0] for c in CASES + DIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES]
+    names = ([c[0] for c in CASES + DIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
+             [CACHE_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -718,6 +780,10 @@ def main():
         if name in only:
             ok &= make_sampling_case(name, base, respacing, n, seed, args.out, results.get(base))
             results[name] = True
+
+    if CACHE_CASE[0] in only:
+        ok &= make_cache_case(args.out)
+        results[CACHE_CASE[0]] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:

@@ -12,6 +12,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/diffusion.hpp"
+#include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
 #include "uvit/network.hpp"
@@ -187,3 +188,51 @@ INSTANTIATE_TEST_SUITE_P(Cases, DiTSampling,
                          ::testing::Values("dit_p2_sampling", "skipdit_p2_sampling"));
 
 }  // namespace
+
+// Skip-Cache against make_fixtures.py's skipdit_cache: five calls of a depth-8 Skip-DiT with
+// N = 2 (full, cached, full, cached at t = 20 and then emptied, full), each output to 1e-5 of the
+// float64 reference of Skip-DiT's DiT_cache.forward.
+TEST(DiTSkipCache, MatchesTheOfficialCallSchedule) {
+  const std::string dir = UVIT_TEST_FIXTURES;
+  Config cfg = load_config(dir + "/skipdit_cache.json");
+  std::map<std::string, Array> t;
+  std::map<std::string, std::string> meta;
+  for (auto& [k, a] : load_safetensors(dir + "/skipdit_cache.safetensors", &meta))
+    t[k] = std::move(a);
+  auto be = make_cpu_backend();
+  auto net = make_network(cfg, *be);
+  NamedArrays sd;
+  for (const auto& e : net->table().entries()) sd.emplace_back(e.name, t.at("param." + e.name));
+  net->load(sd, "skipdit_cache");
+  const std::vector<float> xs = t.at("cache.x").to_f32(), ts = t.at("cache.t").to_f32();
+  const std::vector<float> ref = t.at("cache.out").to_f32(), full = t.at("cache.full").to_f32();
+  std::vector<int32_t> y;
+  for (int64_t v : t.at("cache.y").to_i64()) y.push_back(int32_t(v));
+  const int B = int(y.size()), calls = int(ts.size());
+  const size_t in = xs.size() / calls, on = ref.size() / calls;
+  net->set_skip_cache(std::stoi(meta.at("every")));
+  std::vector<float> out(on), tv(B);
+  for (int i = 0; i < calls; ++i) {
+    std::fill(tv.begin(), tv.end(), ts[size_t(i)]);
+    net->forward(xs.data() + i * in, tv.data(), y.data(), nullptr, out.data(), B);
+    const double e = rel_err(out, ref.data() + i * on, on);
+    const double to_full = rel_err(out, full.data() + i * on, on);
+    std::printf("call %d (t %.0f): %.3g from the reference, %.3g from the full network\n", i,
+                ts[size_t(i)], e, to_full);
+    EXPECT_LE(e, 1e-5) << "call " << i;
+  }
+  // Off again: the full network.
+  net->set_skip_cache(0);
+  net->forward(xs.data() + in, tv.data(), y.data(), nullptr, out.data(), B);
+  std::fill(tv.begin(), tv.end(), ts[1]);
+  net->forward(xs.data() + in, tv.data(), y.data(), nullptr, out.data(), B);
+  EXPECT_LE(rel_err(out, full.data() + on, on), 1e-5);
+}
+
+TEST(DiTSkipCache, RefusedWhereThereAreNoSkips) {
+  auto be = make_cpu_backend();
+  Config cfg = load_config(std::string(UVIT_TEST_FIXTURES) + "/dit_p2.json");
+  auto net = make_network(cfg, *be);
+  EXPECT_THROW(net->set_skip_cache(2), Error);
+  net->set_skip_cache(1);  // off is fine everywhere
+}
