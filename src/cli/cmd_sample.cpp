@@ -1,8 +1,8 @@
 // `uvit sample`: draws samples from trained weights and writes a grid, PNGs and/or .npy.
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -31,8 +31,10 @@ std::vector<int> parse_class_list(const std::string& text, int k) {
     const std::string item = text.substr(start, comma - start);
     char* end = nullptr;
     const long v = std::strtol(item.c_str(), &end, 10);
-    UVIT_CHECK(!item.empty() && end && *end == '\0', "--classes: expected 'all' or a list such as "
-               "0,3,7,9, got '", text, "'");
+    UVIT_CHECK(!item.empty() && end && *end == '\0',
+               "--classes: expected 'all' or a list such as "
+               "0,3,7,9, got '",
+               text, "'");
     UVIT_CHECK(v >= 0 && v < k, "--classes: class ", v, " is outside [0, ", k, ")");
     out.push_back(int(v));
     start = comma + 1;

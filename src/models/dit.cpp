@@ -268,8 +268,8 @@ class DiT final : public Network {
   size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   void set_skip_cache(int every) override {
     UVIT_CHECK(every <= 1 || (c_.skip() && c_.depth >= 2 * kCacheBranch), "--skip-cache: network ",
-               c_.name, " of depth ", c_.depth, " has no Skip-Cache (skip_dit of depth >= ",
-               2 * kCacheBranch, ")");
+               c_.name, " of depth ", c_.depth,
+               " has no Skip-Cache (skip_dit of depth >= ", 2 * kCacheBranch, ")");
     cache_every_ = every;
     cache_calls_ = 0;
     cache_valid_ = false;
@@ -302,7 +302,8 @@ class DiT final : public Network {
   std::vector<BlockActs> acts_;
   float *dX_, *dO_, *dM_, *dG_, *dA_, *dQKV_, *dmod_, *dsc_, *dc_, *dth_, *dtok_, *dcat_, *dcatn_;
   std::vector<float*> dskip_;
-  // Skip-Cache (DiT_cache.forward): the input of block depth - kCacheBranch from the last full call.
+  // Skip-Cache (DiT_cache.forward): the input of block depth - kCacheBranch from the last full
+  // call.
   int cache_every_ = 0;
   long cache_calls_ = 0;
   DeviceBuffer cache_;
