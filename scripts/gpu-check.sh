@@ -28,7 +28,7 @@
 #   GPU_CHECK_NO_DPKG=1     unpack with ar + tar instead of dpkg -x (the fallback for an image without dpkg)
 #   GPU_CHECK_GTEST_FILTER  (default 'Cuda*')
 #   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_s fwd_h train_s train_h train_h_ckpt sample_h;
-#                           also: fwd_s_fp32 fwd_h_fp32)
+#                           also: fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl)
 #   GPU_CHECK_BENCH_ARGS    extra args for every `uvit bench` (not --iters/--warmup/--batch: below)
 #   GPU_CHECK_ITERS / GPU_CHECK_WARMUP   timed / untimed iterations, ours and twin (default 10 / 3)
 #   GPU_CHECK_BATCH         batch of the forward and train cases, ours and twin (default 128)
@@ -318,6 +318,8 @@ bench_case() {
     train_s) echo "cifar10_uvit_small train 0 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=false" ;;
     train_h) echo "imagenet256_uvit_huge train 0 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=false" ;;
     train_h_ckpt) echo "imagenet256_uvit_huge train 1 --mode train --precision bf16 --batch $BATCH --set nnet.use_checkpoint=true" ;;
+    fwd_dit_xl) echo "dit_xl_2 forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
+    train_dit_xl) echo "dit_xl_2 train 0 --mode train --precision bf16 --batch $BATCH" ;;
     sample_h) echo "imagenet256_uvit_huge sample 0 --mode sample --precision bf16 --n $SAMPLE_N --batch $SAMPLE_BATCH --sampler dpm-solver++ --steps 50 --cfg-scale 0.4" ;;
     *) return 1 ;;
   esac
