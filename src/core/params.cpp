@@ -30,7 +30,7 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return *e;
 }
 
-void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+void ParamTable::check(const NamedArrays& sd, const std::string& what) const {
   std::set<std::string> seen;
   for (const auto& [name, arr] : sd) {
     const ParamEntry* e = find(name);
@@ -41,13 +41,35 @@ void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& wha
       fail(what, ": tensor '", name, "' has shape ", shape_str(arr.shape), ", the config expects ",
            shape_str(e->shape));
     if (!seen.insert(name).second) fail(what, ": tensor '", name, "' appears twice");
-    std::vector<float> v = arr.to_f32();
-    std::memcpy(flat + e->offset, v.data(), e->numel * sizeof(float));
   }
   for (const auto& e : entries_)
     if (!seen.count(e.name))
       fail(what, ": missing tensor '", e.name, "' ", shape_str(e.shape), " (", sd.size(), " of ",
            entries_.size(), " tensors present)");
+}
+
+namespace {
+void copy_in(const Array& arr, const ParamEntry& e, float* flat) {
+  if (arr.dtype == DType::F32) {
+    std::memcpy(flat + e.offset, arr.data.data(), e.numel * sizeof(float));
+  } else {
+    std::vector<float> v = arr.to_f32();
+    std::memcpy(flat + e.offset, v.data(), e.numel * sizeof(float));
+  }
+}
+}  // namespace
+
+void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+  check(sd, what);
+  for (const auto& [name, arr] : sd) copy_in(arr, at(name), flat);
+}
+
+void ParamTable::load(NamedArrays&& sd, float* flat, const std::string& what) const {
+  check(sd, what);
+  for (auto& [name, arr] : sd) {
+    copy_in(arr, at(name), flat);
+    std::vector<uint8_t>().swap(arr.data);
+  }
 }
 
 NamedArrays ParamTable::export_arrays(const float* flat, DType dtype) const {
