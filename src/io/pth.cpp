@@ -640,7 +640,11 @@ NamedArrays load_pth(const std::string& path) {
   const Obj* top = u.run();
 
   if (top->k != Obj::K::Dict)
-    fail(path, ": the pickle holds a ", kind_name(top->k), ", not a dict of tensors");
+    fail(path, ": the pickle holds ",
+         top->k == Obj::K::Object ? "an " + top->s + " object"
+         : top->k == Obj::K::Int  ? std::string("an int")
+                                  : std::string("a ") + kind_name(top->k),
+         ", not a dict of tensors");
   if (const Obj* sd = find_state_dict(top, 0)) top = sd;
   std::vector<std::pair<std::string, const Obj*>> tensors;
   for (auto& [k, v] : top->dict) {
