@@ -343,8 +343,8 @@ TEST(Autoencoder, StrictLoadingNamesTheKey) {
   EXPECT_THROW(ae.decode(Array(DType::F32, {4, 4, 4})), Error);
 }
 
-// Names and shapes as stored in stabilityai/sd-vae-ft-ema / sd-vae-ft-mse (diffusers AutoencoderKL,
-// the SD kl-f8 config), with both generations of attention names, against the official layout.
+// Names and shapes of the SD kl-f8 VAE in diffusers' AutoencoderKL layout (that of
+// stabilityai/sd-vae-ft-ema / -mse), both generations of attention names, against the official table.
 TEST(Autoencoder, DiffusersNamesOfTheSdVae) {
   using S = std::vector<int64_t>;
   struct Case {
