@@ -301,8 +301,7 @@ class Unpickler {
           push(new_object(expect_kind(pop(), Obj::K::Global, "NEWOBJ_EX"), "NEWOBJ_EX"));
           break;
         }
-        case 'b': {  // BUILD: attribute state (state_dict._metadata, a Namespace's fields) is
-                     // dropped
+        case 'b': {  // BUILD: the state (state_dict._metadata, a Namespace's fields) is dropped
           pop();
           Obj* o = top();
           if (o->k != Obj::K::Dict && o->k != Obj::K::Tensor && o->k != Obj::K::Object)

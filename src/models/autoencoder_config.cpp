@@ -228,8 +228,8 @@ Renamed diffusers_to_ldm(std::string_view k, int levels) {
   auto resnet = [](std::string_view rest) {
     return take(rest, "conv_shortcut.") ? "nin_shortcut." + std::string(rest) : std::string(rest);
   };
-  // Both generations of diffusers attention names: query/key/value/proj_attn (the SD VAE files)
-  // and to_q/to_k/to_v/to_out.0 (diffusers >= 0.15).
+  // Both generations of diffusers attention names: query/key/value/proj_attn (files saved by older
+  // diffusers) and to_q/to_k/to_v/to_out.0 (diffusers >= 0.15).
   auto attention = [](std::string prefix, std::string_view rest) -> Renamed {
     static const std::pair<const char*, const char*> kMap[] = {
         {"group_norm.", "norm."},  {"query.", "q."}, {"to_q.", "q."}, {"key.", "k."},

@@ -344,7 +344,8 @@ TEST(Autoencoder, StrictLoadingNamesTheKey) {
 }
 
 // Names and shapes of the SD kl-f8 VAE in diffusers' AutoencoderKL layout (that of
-// stabilityai/sd-vae-ft-ema / -mse), both generations of attention names, against the official table.
+// stabilityai/sd-vae-ft-ema / -mse), both generations of attention names, against the official
+// table.
 TEST(Autoencoder, DiffusersNamesOfTheSdVae) {
   using S = std::vector<int64_t>;
   struct Case {
