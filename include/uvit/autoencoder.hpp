@@ -39,12 +39,25 @@ AutoencoderConfig load_autoencoder_config(const std::string& path);
 std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shapes(
     const AutoencoderConfig& cfg);
 
+// A diffusers AutoencoderKL state_dict (stabilityai/sd-vae-ft-ema, sd-vae-ft-mse:
+// encoder.down_blocks.i.resnets.j..., mid_block.attentions.0.{to_q|query}..., decoder.up_blocks in
+// reverse level order) is renamed in place to the official names above, its attention Linear
+// weights [C, C] reshaped to 1x1 convs [C, C, 1, 1]. Returns whether any name was renamed (false,
+// nothing changed, for the official layout). Names without a counterpart are left as they are,
+// for the strict check to report. `levels` is the config's len(ch_mult).
+bool autoencoder_from_diffusers(NamedArrays& weights, int levels);
+
+// Strict check of a state_dict against the config: every expected name with its shape and a float
+// dtype, no other or repeated name; a one-line error naming `what` and the first offender.
+void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
+                               const std::string& what);
+
 class Autoencoder {
  public:
-  // Strict: every expected key present with its shape, no unexpected keys (one-line errors naming
-  // the first offender). Weights of any float type are uploaded as fp32 to a backend of its own on
-  // `device` ("cpu" or "cuda") with `precision` (encoder_precision: "fp32", or "tf32" on CUDA; ""
-  // = the device's default, tf32 on CUDA).
+  // Strict (check_autoencoder_weights), after renaming a diffusers layout
+  // (autoencoder_from_diffusers). Weights of any float type are uploaded as fp32 to a backend of
+  // its own on `device` ("cpu" or "cuda") with `precision` (encoder_precision: "fp32", or "tf32" on
+  // CUDA; "" = the device's default, tf32 on CUDA).
   Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
               const std::string& device = "cpu", const std::string& precision = "");
   static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {},

@@ -19,12 +19,15 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 void save_safetensors(const std::string& path, const NamedArrays& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// torch.save zip archives holding a state_dict (OrderedDict/dict of tensors, possibly nested under
-// "state_dict"/"model"); float32/float16/bfloat16/float64/int64 storages with strides and offsets.
-// Never executes anything: only an allow-list of globals is understood.
+// torch.save zip archives holding a state_dict (OrderedDict/dict of tensors), or a checkpoint dict
+// whose "state_dict", "ema" or "model" entry (first match, in that order) holds it, e.g. DiT's
+// {"model", "ema", "opt", "args"}; float32/float16/bfloat16/float64/int64 storages with strides and
+// offsets. Never executes anything: only an allow-list of globals is understood, and only the
+// chosen tensors are read.
 NamedArrays load_pth(const std::string& path);
 
-// Chooses by extension (.safetensors, .pth/.pt/.bin/.ckpt) and verifies the magic bytes.
+// Chooses by extension (.safetensors, .pth/.pt/.bin/.ckpt) and verifies the magic bytes. A
+// "module." prefix on every name (a DDP-wrapped model's state_dict) is removed.
 NamedArrays load_weights(const std::string& path);
 
 Array load_npy(const std::string& path);

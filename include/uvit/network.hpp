@@ -101,6 +101,7 @@ class Network {
   float* grads_ = nullptr;
 
  private:
+  void upload_params(const float* host);
   bool act_stale_ = true;
 };
 

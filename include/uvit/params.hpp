@@ -25,9 +25,13 @@ class ParamTable {
   const ParamEntry* find(const std::string& name) const;  // nullptr when absent
   const ParamEntry& at(const std::string& name) const;    // throws when absent
 
-  // Copies a state_dict into a flat fp32 buffer, checking every name and shape; the error names
-  // the first missing, unexpected or mismatched tensor. `what` names the source (a file path).
+  // Checks every name and shape of a state_dict; the error names the first missing, unexpected,
+  // duplicated or mismatched tensor. `what` names the source (a file path).
+  void check(const NamedArrays& sd, const std::string& what) const;
+  // check(), then copies the state_dict into a flat fp32 buffer.
   void load(const NamedArrays& sd, float* flat, const std::string& what) const;
+  // The same, freeing each tensor once copied, so a large checkpoint is not held twice.
+  void load(NamedArrays&& sd, float* flat, const std::string& what) const;
   NamedArrays export_arrays(const float* flat, DType dtype = DType::F32) const;
 
  private:

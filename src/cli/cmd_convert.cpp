@@ -1,9 +1,12 @@
-// `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors.
+// `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors; with
+// --autoencoder, a diffusers VAE is renamed to the official autoencoder names.
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -36,22 +39,35 @@ void add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a .pth checkpoint to .safetensors");
   struct Opts {
     std::string in, out, config, dtype;
+    bool autoencoder = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
   cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
-  cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
+  cmd->add_option("--config,-c", o->config,
+                  "check every name and shape against this config (a network preset, or with "
+                  "--autoencoder an autoencoder JSON)");
+  cmd->add_flag("--autoencoder", o->autoencoder,
+                "IN is a KL autoencoder: diffusers names become the official ones, checked "
+                "against --config (default: Stable Diffusion kl-f8), in state_dict order");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
     check_output("OUT", o->out, {".safetensors"});
     check_not_input(o->in, o->out);
     NamedArrays sd = load_weights(o->in);
-    if (!o->config.empty()) {
-      Config c = load_config(o->config);
-      ParamTable t = network_param_table(c);
-      std::vector<float> scratch(t.total());
-      t.load(sd, scratch.data(), o->in);  // strict check; values are not needed
+    if (o->autoencoder) {
+      const AutoencoderConfig c =
+          o->config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o->config);
+      const bool diffusers = autoencoder_from_diffusers(sd, int(c.ch_mult.size()));
+      check_autoencoder_weights(sd, c, diffusers ? o->in + " (diffusers layout)" : o->in);
+      std::map<std::string, Array> by_name;
+      for (auto& [name, a] : sd) by_name.emplace(name, std::move(a));
+      sd.clear();
+      for (const auto& [name, shape] : autoencoder_param_shapes(c))
+        sd.emplace_back(name, std::move(by_name.at(name)));
+    } else if (!o->config.empty()) {
+      network_param_table(load_config(o->config)).check(sd, o->in);
     }
     if (!o->dtype.empty()) {
       DType d = parse_dtype(o->dtype);

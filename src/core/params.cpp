@@ -30,25 +30,13 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return *e;
 }
 
-namespace {
-// torch DistributedDataParallel saves every tensor as "module.<name>".
-size_t ddp_prefix(const NamedArrays& sd) {
-  const std::string p = "module.";
-  for (const auto& [name, arr] : sd)
-    if (name.compare(0, p.size(), p) != 0) return 0;
-  return sd.empty() ? 0 : p.size();
-}
-}  // namespace
-
-void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+void ParamTable::check(const NamedArrays& sd, const std::string& what) const {
   for (const auto& [name, arr] : sd)
     UVIT_CHECK(name.rfind("adamw.", 0) != 0, what,
                ": a training state (optimizer moments), not network weights; give "
                "nnet_ema.safetensors (or nnet.safetensors) from the same run folder");
-  const size_t strip = ddp_prefix(sd);
   std::set<std::string> seen;
-  for (const auto& [full, arr] : sd) {
-    const std::string name = full.substr(strip);
+  for (const auto& [name, arr] : sd) {
     const ParamEntry* e = find(name);
     if (!e)
       fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),
@@ -57,13 +45,35 @@ void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& wha
       fail(what, ": tensor '", name, "' has shape ", shape_str(arr.shape), ", the config expects ",
            shape_str(e->shape));
     if (!seen.insert(name).second) fail(what, ": tensor '", name, "' appears twice");
-    std::vector<float> v = arr.to_f32();
-    std::memcpy(flat + e->offset, v.data(), e->numel * sizeof(float));
   }
   for (const auto& e : entries_)
     if (!seen.count(e.name))
       fail(what, ": missing tensor '", e.name, "' ", shape_str(e.shape), " (", sd.size(), " of ",
            entries_.size(), " tensors present)");
+}
+
+namespace {
+void copy_in(const Array& arr, const ParamEntry& e, float* flat) {
+  if (arr.dtype == DType::F32) {
+    std::memcpy(flat + e.offset, arr.data.data(), e.numel * sizeof(float));
+  } else {
+    std::vector<float> v = arr.to_f32();
+    std::memcpy(flat + e.offset, v.data(), e.numel * sizeof(float));
+  }
+}
+}  // namespace
+
+void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
+  check(sd, what);
+  for (const auto& [name, arr] : sd) copy_in(arr, at(name), flat);
+}
+
+void ParamTable::load(NamedArrays&& sd, float* flat, const std::string& what) const {
+  check(sd, what);
+  for (auto& [name, arr] : sd) {
+    copy_in(arr, at(name), flat);
+    std::vector<uint8_t>().swap(arr.data);
+  }
 }
 
 NamedArrays ParamTable::export_arrays(const float* flat, DType dtype) const {

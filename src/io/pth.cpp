@@ -1,7 +1,9 @@
 // PyTorch .pth (torch.save zip format, torch >= 1.6): "<prefix>/data.pkl" is a pickle whose tensors
 // are persistent ids ('storage', torch.XStorage, key, location, numel) naming
 // "<prefix>/data/<key>". The unpickler below is restricted: it builds plain values and knows a
-// handful of globals; it never imports or calls anything else.
+// handful of globals; it never imports or calls anything else. Training checkpoints also pickle
+// optimizer state (plain values) and argparse.Namespace objects: those are kept as inert
+// placeholders, since only the tensors are read.
 #include <algorithm>
 #include <memory>
 #include <unordered_map>
@@ -16,12 +18,26 @@ namespace uvit {
 namespace {
 
 struct Obj {
-  enum class K { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor };
+  enum class K {
+    None,
+    Bool,
+    Int,
+    Float,
+    Str,
+    Bytes,
+    Tuple,
+    List,
+    Dict,
+    Global,
+    Storage,
+    Tensor,
+    Object
+  };
   K k = K::None;
   int64_t i = 0;  // Int, Bool; Storage: numel
   double f = 0;
-  std::string s;                               // Str, Bytes, Global ("module.name"), Storage key
-  std::vector<Obj*> items;                     // Tuple, List
+  std::string s;            // Str, Bytes, Global and Object ("module.name"), Storage key
+  std::vector<Obj*> items;  // Tuple, List
   std::vector<std::pair<Obj*, Obj*>> dict;     // Dict, in insertion order
   std::unordered_map<std::string, size_t> at;  // Dict: string key -> index in dict
   DType dtype = DType::F32;                    // Storage, Tensor
@@ -56,6 +72,8 @@ const char* kind_name(Obj::K k) {
       return "storage";
     case Obj::K::Tensor:
       return "tensor";
+    case Obj::K::Object:
+      return "object";
   }
   return "?";
 }
@@ -69,6 +87,17 @@ const std::pair<const char*, DType> kStorages[] = {
 
 const char* const kFunctions[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
                                   "torch._utils._rebuild_parameter"};
+
+// Classes whose instances are created empty (NEWOBJ) and given their attributes (BUILD) by the
+// pickle; we keep an opaque placeholder and drop the attributes. argparse.Namespace is the "args"
+// entry of DiT / Skip-DiT train.py checkpoints.
+const char* const kInertClasses[] = {"argparse.Namespace"};
+
+bool is_inert_class(const std::string& name) {
+  for (const char* c : kInertClasses)
+    if (name == c) return true;
+  return false;
+}
 
 class Unpickler {
  public:
@@ -262,25 +291,21 @@ class Unpickler {
           break;
         }
         case 0x81: {  // NEWOBJ: cls.__new__(cls, *args)
-          Obj* args = expect_kind(pop(), Obj::K::Tuple, "NEWOBJ");
-          Obj* cls = expect_kind(pop(), Obj::K::Global, "NEWOBJ");
-          if (cls->s != "collections.OrderedDict") bad("NEWOBJ of ", cls->s);
-          (void)args;
-          push(make(Obj::K::Dict));
+          expect_kind(pop(), Obj::K::Tuple, "NEWOBJ");
+          push(new_object(expect_kind(pop(), Obj::K::Global, "NEWOBJ"), "NEWOBJ"));
           break;
         }
-        case 0x92: {  // NEWOBJ_EX
+        case 0x92: {  // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
           pop();
           pop();
-          Obj* cls = expect_kind(pop(), Obj::K::Global, "NEWOBJ_EX");
-          if (cls->s != "collections.OrderedDict") bad("NEWOBJ_EX of ", cls->s);
-          push(make(Obj::K::Dict));
+          push(new_object(expect_kind(pop(), Obj::K::Global, "NEWOBJ_EX"), "NEWOBJ_EX"));
           break;
         }
-        case 'b': {  // BUILD: only attribute state on dicts/tensors (e.g. state_dict._metadata)
+        case 'b': {  // BUILD: the state (state_dict._metadata, a Namespace's fields) is dropped
           pop();
           Obj* o = top();
-          if (o->k != Obj::K::Dict && o->k != Obj::K::Tensor) bad("BUILD on a ", kind_name(o->k));
+          if (o->k != Obj::K::Dict && o->k != Obj::K::Tensor && o->k != Obj::K::Object)
+            bad("BUILD on a ", kind_name(o->k));
           break;
         }
         case 'Q':
@@ -397,11 +422,21 @@ class Unpickler {
     bool ok = false;
     for (const char* f : kFunctions) ok |= full == f;
     for (auto& [s, d] : kStorages) ok |= full == s;
+    ok |= is_inert_class(full);
     if (!ok)
       fail(path_, ": unsupported pickle global '", full,
            "' (only state_dicts of tensors are loaded)");
     Obj* o = make(Obj::K::Global);
     o->s = full;
+    return o;
+  }
+
+  // An OrderedDict, or a placeholder for an inert class; nothing is called.
+  Obj* new_object(Obj* cls, const char* op) {
+    if (cls->s == "collections.OrderedDict") return make(Obj::K::Dict);
+    if (!is_inert_class(cls->s)) bad(op, " of ", cls->s);
+    Obj* o = make(Obj::K::Object);
+    o->s = cls->s;
     return o;
   }
 
@@ -547,6 +582,22 @@ void gather(const uint8_t* src, const Obj* t, uint8_t* dst) {
   }
 }
 
+// The dict of tensors in a checkpoint: the top level when it holds tensors, else the first of its
+// "state_dict", "ema", "model" entries (in that order, up to 4 levels down) that leads to one.
+// "ema" before "model" is what DiT's download.py:find_model does with a train.py checkpoint
+// {"model", "ema", "opt", "args"}; U-ViT files are plain state_dicts or {"state_dict": ...}.
+const Obj* find_state_dict(const Obj* d, int depth) {
+  for (auto& [k, v] : d->dict)
+    if (v->k == Obj::K::Tensor) return d;
+  if (depth >= 4) return nullptr;
+  for (const char* key : {"state_dict", "ema", "model"}) {
+    auto it = d->at.find(key);
+    if (it == d->at.end() || d->dict[it->second].second->k != Obj::K::Dict) continue;
+    if (const Obj* r = find_state_dict(d->dict[it->second].second, depth + 1)) return r;
+  }
+  return nullptr;
+}
+
 void check_magic(const std::string& path) {
   io::InFile f(path);
   uint8_t m[4] = {0, 0, 0, 0};
@@ -585,26 +636,15 @@ NamedArrays load_pth(const std::string& path) {
   }
   std::vector<uint8_t> pkl = z.read(*z.find(prefix + "data.pkl"));
   Unpickler u(pkl, path);
-  Obj* top = u.run();
+  const Obj* top = u.run();
 
-  // Pick the dict of tensors: the top level, or its "state_dict"/"model" entry.
   if (top->k != Obj::K::Dict)
-    fail(path, ": the pickle holds a ", kind_name(top->k), ", not a dict of tensors");
-  auto has_tensor = [](const Obj* d) {
-    for (auto& [k, v] : d->dict)
-      if (v->k == Obj::K::Tensor) return true;
-    return false;
-  };
-  for (int depth = 0; depth < 4 && !has_tensor(top); ++depth) {
-    Obj* next = nullptr;
-    for (const char* key : {"state_dict", "model"}) {
-      auto it = top->at.find(key);
-      if (!next && it != top->at.end() && top->dict[it->second].second->k == Obj::K::Dict)
-        next = top->dict[it->second].second;
-    }
-    if (!next) break;
-    top = next;
-  }
+    fail(path, ": the pickle holds ",
+         top->k == Obj::K::Object ? "an " + top->s + " object"
+         : top->k == Obj::K::Int  ? std::string("an int")
+                                  : std::string("a ") + kind_name(top->k),
+         ", not a dict of tensors");
+  if (const Obj* sd = find_state_dict(top, 0)) top = sd;
   std::vector<std::pair<std::string, const Obj*>> tensors;
   for (auto& [k, v] : top->dict) {
     if (v->k != Obj::K::Tensor) continue;  // e.g. an epoch counter next to the weights
@@ -652,6 +692,21 @@ NamedArrays load_pth(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// torch.save(ddp_model.state_dict()) names every tensor "module.<name>"; the prefix goes when all
+// names have it (a single name without it means the prefix is part of the real names).
+NamedArrays strip_ddp_prefix(NamedArrays sd) {
+  const std::string p = "module.";
+  if (sd.empty()) return sd;
+  for (auto& [name, a] : sd)
+    if (name.compare(0, p.size(), p) != 0) return sd;
+  for (auto& [name, a] : sd) name.erase(0, p.size());
+  return sd;
+}
+
+}  // namespace
+
 NamedArrays load_weights(const std::string& path) {
   auto ends_with = [&](const char* ext) {
     size_t n = std::strlen(ext);
@@ -663,10 +718,10 @@ NamedArrays load_weights(const std::string& path) {
     if (f.size() >= 4) f.read(0, m, 4, "magic");
     if (std::memcmp(m, "PK\x03\x04", 4) == 0)
       fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
-    return load_safetensors(path);
+    return strip_ddp_prefix(load_safetensors(path));
   }
   if (ends_with(".pth") || ends_with(".pt") || ends_with(".bin") || ends_with(".ckpt"))
-    return load_pth(path);
+    return strip_ddp_prefix(load_pth(path));
   fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");
 }
 

@@ -106,32 +106,12 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
     : cfg_(cfg), be_(std::move(be)) {
+  const bool diffusers = autoencoder_from_diffusers(weights, int(cfg.ch_mult.size()));
+  check_autoencoder_weights(weights, cfg, diffusers ? what + " (diffusers layout)" : what);
   const auto expected = autoencoder_param_shapes(cfg);
   std::map<std::string, Array*> given;
   for (auto& [name, a] : weights) given[name] = &a;
-  size_t missing = 0;
-  std::string first_missing;
-  for (const auto& [name, shape] : expected) {
-    auto it = given.find(name);
-    if (it == given.end()) {
-      if (missing++ == 0) first_missing = name;
-      continue;
-    }
-    const Array& a = *it->second;
-    UVIT_CHECK(a.shape == shape, what, ": ", name, " has shape ", shape_str(a.shape),
-               ", the autoencoder config expects ", shape_str(shape));
-    UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
-                   a.dtype == DType::F64,
-               what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
-    shapes_[name] = a.shape;
-  }
-  UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
-             " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
-  if (weights.size() != expected.size()) {
-    for (const auto& [name, a] : weights)
-      UVIT_CHECK(shapes_.count(name), what, ": unexpected key '", name, "' (",
-                 weights.size() - expected.size(), " extra; does the config match the weights?)");
-  }
+  for (const auto& [name, shape] : expected) shapes_[name] = shape;
   // One backend allocation holds every parameter.
   size_t total = 0;
   for (const auto& [name, shape] : expected) total += size_t(given.at(name)->numel());

@@ -1,7 +1,9 @@
 // The autoencoder's JSON config (official ddconfig field names) and its state_dict key layout.
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
@@ -185,6 +187,122 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
   conv("quant_conv", 2 * int64_t(c.z_channels), 2 * int64_t(c.embed_dim), 1);
   conv("post_quant_conv", c.embed_dim, c.z_channels, 1);
   return out;
+}
+
+namespace {
+
+bool take(std::string_view& s, std::string_view prefix) {
+  if (s.substr(0, prefix.size()) != prefix) return false;
+  s.remove_prefix(prefix.size());
+  return true;
+}
+
+// "<digits>." at the front of s.
+bool take_index(std::string_view& s, int& i) {
+  size_t n = 0;
+  i = 0;
+  while (n < s.size() && n < 6 && s[n] >= '0' && s[n] <= '9') i = i * 10 + (s[n++] - '0');
+  if (n == 0 || n >= s.size() || s[n] != '.') return false;
+  s.remove_prefix(n + 1);
+  return true;
+}
+
+struct Renamed {
+  std::string name;     // empty: not a diffusers name
+  bool linear = false;  // an attention Linear weight/bias (weights become 1x1 convs)
+};
+
+// One diffusers name -> the official one. The rules are those of
+// huggingface/diffusers:scripts/convert_diffusers_to_original_stable_diffusion.py
+// (vae_conversion_map, vae_conversion_map_attn), for any number of levels, plus attention inside
+// a level ("attentions.j" of AttnDownEncoderBlock2D / AttnUpDecoderBlock2D; SD's VAE has none).
+Renamed diffusers_to_ldm(std::string_view k, int levels) {
+  std::string side;
+  if (take(k, "encoder."))
+    side = "encoder.";
+  else if (take(k, "decoder."))
+    side = "decoder.";
+  else
+    return {};
+  const bool enc = side == "encoder.";
+  auto resnet = [](std::string_view rest) {
+    return take(rest, "conv_shortcut.") ? "nin_shortcut." + std::string(rest) : std::string(rest);
+  };
+  // Both generations of diffusers attention names: query/key/value/proj_attn (files saved by older
+  // diffusers) and to_q/to_k/to_v/to_out.0 (diffusers >= 0.15).
+  auto attention = [](std::string prefix, std::string_view rest) -> Renamed {
+    static const std::pair<const char*, const char*> kMap[] = {
+        {"group_norm.", "norm."},  {"query.", "q."}, {"to_q.", "q."}, {"key.", "k."},
+        {"to_k.", "k."},           {"value.", "v."}, {"to_v.", "v."}, {"proj_attn.", "proj_out."},
+        {"to_out.0.", "proj_out."}};
+    for (const auto& [d, l] : kMap)
+      if (take(rest, d)) return {prefix + l + std::string(rest), std::string_view(l) != "norm."};
+    return {};
+  };
+  int i = 0, j = 0;
+  if (take(k, "conv_norm_out.")) return {side + "norm_out." + std::string(k)};
+  if (take(k, "mid_block.")) {
+    if (take(k, "resnets.") && take_index(k, j) && j < 2)
+      return {side + "mid.block_" + std::to_string(j + 1) + "." + resnet(k)};
+    if (take(k, "attentions.0.")) return attention(side + "mid.attn_1.", k);
+    return {};
+  }
+  if (!take(k, enc ? "down_blocks." : "up_blocks.") || !take_index(k, i) || i >= levels) return {};
+  // diffusers numbers the decoder's blocks from the lowest resolution up, the official code by
+  // level.
+  const std::string lv =
+      side + (enc ? "down." : "up.") + std::to_string(enc ? i : levels - 1 - i) + ".";
+  if (take(k, "resnets.") && take_index(k, j))
+    return {lv + "block." + std::to_string(j) + "." + resnet(k)};
+  if (take(k, "attentions.") && take_index(k, j))
+    return attention(lv + "attn." + std::to_string(j) + ".", k);
+  if (take(k, enc ? "downsamplers.0." : "upsamplers.0."))
+    return {lv + (enc ? "downsample." : "upsample.") + std::string(k)};
+  return {};
+}
+
+}  // namespace
+
+bool autoencoder_from_diffusers(NamedArrays& weights, int levels) {
+  bool any = false;
+  for (auto& [name, a] : weights) {
+    Renamed r = diffusers_to_ldm(name, levels);
+    if (r.name.empty()) continue;
+    any = true;
+    name = std::move(r.name);
+    if (r.linear && a.shape.size() == 2) a.shape.insert(a.shape.end(), {1, 1});  // same bytes
+  }
+  return any;
+}
+
+void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
+                               const std::string& what) {
+  const auto expected = autoencoder_param_shapes(cfg);
+  std::map<std::string, const Array*> given;
+  for (const auto& [name, a] : weights)
+    UVIT_CHECK(given.emplace(name, &a).second, what, ": tensor '", name, "' appears twice");
+  size_t missing = 0;
+  std::string first_missing;
+  std::set<std::string> names;
+  for (const auto& [name, shape] : expected) {
+    names.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) {
+      if (missing++ == 0) first_missing = name;
+      continue;
+    }
+    const Array& a = *it->second;
+    UVIT_CHECK(a.shape == shape, what, ": ", name, " has shape ", shape_str(a.shape),
+               ", the autoencoder config expects ", shape_str(shape));
+    UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
+                   a.dtype == DType::F64,
+               what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
+  }
+  UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
+             " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
+  for (const auto& [name, a] : weights)
+    UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
+               weights.size() - expected.size(), " extra; does the config match the weights?)");
 }
 
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,

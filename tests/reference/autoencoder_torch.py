@@ -5,6 +5,7 @@ Module and parameter names follow the official state_dict (encoder.down.0.block.
 
 Usage:
   autoencoder_torch.py fixtures --out DIR    small config, random weights: DIR/ae_small.{json,pth},
+                                             ae_small_diffusers_{new,old}.bin (to_diffusers),
                                              ae_images.npy, ae_z.npy, ae_moments.npy, ae_decoded.npy
                                              (references in float64 from the float32 weights/inputs)
   autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32]
@@ -12,11 +13,15 @@ Usage:
   autoencoder_torch.py check-sd              SD key count (248) and parameter count (83,653,863)
   autoencoder_torch.py save --out FILE [--config C] [--seed S]
                                              random weights (SD config by default), torch.save'd
+  autoencoder_torch.py to-diffusers --weights W --out FILE.bin [--config C] [--style new|old]
+                                             W's state_dict under diffusers AutoencoderKL names
+                                             (attention to_q.. "new" or query.. "old")
   autoencoder_torch.py run encode|decode --weights W [--config C] --in X.npy --out Y.npy
                                              reference encode_moments / decode in float64
 """
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -222,6 +227,52 @@ def randomize(model, seed):
     return model.eval()
 
 
+# Attention member names of diffusers' AutoencoderKL: "new" since diffusers 0.15 (Attention), "old" as
+# in the stabilityai/sd-vae-ft-ema / sd-vae-ft-mse files (AttentionBlock).
+DIFFUSERS_ATTN = {
+    "new": {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"},
+    "old": {"norm": "group_norm", "q": "query", "k": "key", "v": "value", "proj_out": "proj_attn"},
+}
+
+
+def to_diffusers(sd, levels, style="new"):
+    """This autoencoder's state_dict under diffusers AutoencoderKL names (the test input for the C++
+    renaming, written separately from it): down/up blocks hold resnets, attentions, downsamplers.0 /
+    upsamplers.0; the decoder's up_blocks count from the lowest resolution (up_blocks.i = up.{L-1-i});
+    mid.block_1/2 -> mid_block.resnets.0/1, mid.attn_1 -> mid_block.attentions.0; norm_out ->
+    conv_norm_out; nin_shortcut -> conv_shortcut; attention 1x1 convs become Linear weights [C, C].
+    Only the names matter to the loader, so the official order is kept."""
+    names = DIFFUSERS_ATTN[style]
+    out = collections.OrderedDict()
+    for k, v in sd.items():
+        p = k.split(".")
+        attn = False
+        if p[0] in ("encoder", "decoder"):
+            side, rest = p[0], p[1:]
+            if rest[0] == "norm_out":
+                rest[0] = "conv_norm_out"
+            elif rest[0] == "mid":
+                attn = rest[1] == "attn_1"
+                rest = ["mid_block"] + (["attentions", "0"] if attn else ["resnets", str(int(rest[1][-1]) - 1)]) \
+                    + rest[2:]
+            elif rest[0] in ("down", "up"):
+                i = int(rest[1])
+                idx = i if rest[0] == "down" else levels - 1 - i
+                kind = {"block": ["resnets", rest[3]], "attn": ["attentions", rest[3]],
+                        "downsample": ["downsamplers", "0"], "upsample": ["upsamplers", "0"]}[rest[2]]
+                attn = rest[2] == "attn"
+                rest = [rest[0] + "_blocks", str(idx)] + kind + rest[4 if rest[2] in ("block", "attn") else 3:]
+            rest = ["conv_shortcut" if r == "nin_shortcut" else r for r in rest]
+            if attn:
+                member = rest[-2]
+                rest[-2] = names[member]
+                if member != "norm" and rest[-1] == "weight":
+                    v = v[:, :, 0, 0]
+            p = [side] + rest
+        out[".".join(p)] = v.contiguous()
+    return out
+
+
 def cmd_fixtures(args):
     os.makedirs(args.out, exist_ok=True)
     dd = dict(double_z=True, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=32,
@@ -231,6 +282,9 @@ def cmd_fixtures(args):
         json.dump(cfg, f)
     model = randomize(FrozenAutoencoderKL(dd, 4), 7)
     torch.save(model.state_dict(), os.path.join(args.out, "ae_small.pth"))
+    for style in ("new", "old"):
+        torch.save(to_diffusers(model.state_dict(), len(dd["ch_mult"]), style),
+                   os.path.join(args.out, "ae_small_diffusers_%s.bin" % style))
     g = torch.Generator().manual_seed(8)
     # Non-square on purpose: H != W catches transposed loops.
     images = (torch.rand(2, 3, 32, 48, generator=g) * 2 - 1).float()
@@ -272,6 +326,12 @@ def cmd_save(args):
     c = load_cfg(args.config)
     model = randomize(FrozenAutoencoderKL(c["ddconfig"], c["embed_dim"], c["scale_factor"]), args.seed)
     torch.save(model.state_dict(), args.out)
+
+
+def cmd_to_diffusers(args):
+    c = load_cfg(args.config)
+    sd = torch.load(args.weights)
+    torch.save(to_diffusers(sd, len(c["ddconfig"]["ch_mult"]), args.style), args.out)
 
 
 def cmd_run(args):
@@ -325,6 +385,11 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--config", default="")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("to-diffusers")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--config", default="")
+    p.add_argument("--style", choices=["new", "old"], default="new")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("run")
     p.add_argument("mode", choices=["encode", "decode"])
     p.add_argument("--weights", required=True)
@@ -333,7 +398,7 @@ def main():
     p.add_argument("--out", required=True)
     args = ap.parse_args()
     {"fixtures": cmd_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
-     "run": cmd_run}[args.cmd](args)
+     "to-diffusers": cmd_to_diffusers, "run": cmd_run}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Values are chosen to be exact in every dtype so the C++ test can recompute them: v(i) = i*0.25 - 3.
 """
+import argparse
 import collections
 import os
 import sys
@@ -43,3 +44,21 @@ torch.save({"w": torch.nn.Parameter(ar(4))}, os.path.join(out, "param.pth"))
 torch.save({"model": {"a": ar(3)}}, os.path.join(out, "model.pth"))
 torch.save(sd, os.path.join(out, "proto4.pth"), pickle_protocol=4)
 torch.save({"w": ar(3)}, os.path.join(out, "legacy.pth"), _use_new_zipfile_serialization=False)
+
+# A DiT / Skip-DiT train.py checkpoint: {"model", "ema", "opt", "args"} with AdamW state (an int-keyed
+# "state" dict, 0-d "step" tensors, floats, tuples, None) and an argparse.Namespace. "ema" holds the
+# `lin` values, "model" other ones, so the test sees which entry was read.
+model = torch.nn.Linear(3, 2)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+model(torch.ones(1, 3)).sum().backward()
+opt.step()
+args = argparse.Namespace(model="DiT-XL/2", image_size=256, num_classes=1000, vae="ema", ckpt="")
+torch.save({"model": model.state_dict(), "ema": lin.state_dict(), "opt": opt.state_dict(), "args": args},
+           os.path.join(out, "train.pt"))
+# An "ema" entry without tensors (an EMA helper's bookkeeping) falls back to "model".
+torch.save({"ema": {"decay": 0.9999, "num_updates": 3}, "model": {"a": ar(3)}},
+           os.path.join(out, "ema_meta.pt"))
+# torch.save(ddp_model.state_dict()): every name starts with "module.".
+torch.save(collections.OrderedDict(("module." + k, v) for k, v in lin.state_dict().items()),
+           os.path.join(out, "ddp.pth"))
+torch.save({"module.a": ar(3), "b": ar(2)}, os.path.join(out, "some_module.pth"))

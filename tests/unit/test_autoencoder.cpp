@@ -343,6 +343,134 @@ TEST(Autoencoder, StrictLoadingNamesTheKey) {
   EXPECT_THROW(ae.decode(Array(DType::F32, {4, 4, 4})), Error);
 }
 
+// Names and shapes of the SD kl-f8 VAE in diffusers' AutoencoderKL layout (that of
+// stabilityai/sd-vae-ft-ema / -mse), both generations of attention names, against the official
+// table.
+TEST(Autoencoder, DiffusersNamesOfTheSdVae) {
+  using S = std::vector<int64_t>;
+  struct Case {
+    const char* diffusers;
+    S shape;
+    const char* official;  // nullptr: no counterpart, left as it is
+  };
+  const Case cases[] = {
+      {"encoder.conv_in.weight", {128, 3, 3, 3}, "encoder.conv_in.weight"},
+      {"encoder.down_blocks.0.resnets.1.norm2.bias", {128}, "encoder.down.0.block.1.norm2.bias"},
+      {"encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
+       {256, 128, 1, 1},
+       "encoder.down.1.block.0.nin_shortcut.weight"},
+      {"encoder.down_blocks.2.downsamplers.0.conv.bias",
+       {512},
+       "encoder.down.2.downsample.conv.bias"},
+      {"encoder.mid_block.resnets.1.conv2.weight",
+       {512, 512, 3, 3},
+       "encoder.mid.block_2.conv2.weight"},
+      {"encoder.mid_block.attentions.0.group_norm.bias", {512}, "encoder.mid.attn_1.norm.bias"},
+      {"encoder.mid_block.attentions.0.to_q.weight", {512, 512}, "encoder.mid.attn_1.q.weight"},
+      {"encoder.mid_block.attentions.0.to_k.bias", {512}, "encoder.mid.attn_1.k.bias"},
+      {"encoder.mid_block.attentions.0.to_out.0.weight",
+       {512, 512},
+       "encoder.mid.attn_1.proj_out.weight"},
+      {"encoder.conv_norm_out.weight", {512}, "encoder.norm_out.weight"},
+      {"decoder.mid_block.resnets.0.norm1.weight", {512}, "decoder.mid.block_1.norm1.weight"},
+      {"decoder.mid_block.attentions.0.query.weight", {512, 512}, "decoder.mid.attn_1.q.weight"},
+      {"decoder.mid_block.attentions.0.value.weight", {512, 512}, "decoder.mid.attn_1.v.weight"},
+      {"decoder.mid_block.attentions.0.proj_attn.bias", {512}, "decoder.mid.attn_1.proj_out.bias"},
+      {"decoder.up_blocks.0.upsamplers.0.conv.weight",
+       {512, 512, 3, 3},
+       "decoder.up.3.upsample.conv.weight"},
+      {"decoder.up_blocks.1.resnets.2.conv1.bias", {512}, "decoder.up.2.block.2.conv1.bias"},
+      {"decoder.up_blocks.2.resnets.0.conv_shortcut.weight",
+       {256, 512, 1, 1},
+       "decoder.up.1.block.0.nin_shortcut.weight"},
+      {"decoder.up_blocks.3.resnets.0.conv_shortcut.weight",
+       {128, 256, 1, 1},
+       "decoder.up.0.block.0.nin_shortcut.weight"},
+      {"decoder.conv_norm_out.bias", {128}, "decoder.norm_out.bias"},
+      {"post_quant_conv.weight", {4, 4, 1, 1}, "post_quant_conv.weight"},
+      {"decoder.up_blocks.4.resnets.0.conv1.bias", {128}, nullptr},  // no fifth level
+      {"encoder.mid_block.attentions.0.rel_pos.weight", {512}, nullptr},
+  };
+  std::map<std::string, S> layout;
+  for (const auto& [name, shape] : autoencoder_param_shapes(AutoencoderConfig{}))
+    layout[name] = shape;
+  NamedArrays w;
+  for (const Case& c : cases) w.push_back({c.diffusers, Array(DType::F32, c.shape)});
+  EXPECT_TRUE(autoencoder_from_diffusers(w, 4));
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (!cases[i].official) {
+      EXPECT_EQ(w[i].first, cases[i].diffusers);
+      continue;
+    }
+    EXPECT_EQ(w[i].first, cases[i].official) << cases[i].diffusers;
+    ASSERT_TRUE(layout.count(w[i].first)) << w[i].first;
+    EXPECT_EQ(w[i].second.shape, layout[w[i].first]) << w[i].first;  // Linear -> 1x1 conv
+  }
+  // The official layout is left alone.
+  NamedArrays ldm;
+  for (const auto& [name, shape] : layout) ldm.push_back({name, Array(DType::F32, {1})});
+  const NamedArrays before = ldm;
+  EXPECT_FALSE(autoencoder_from_diffusers(ldm, 4));
+  for (size_t i = 0; i < ldm.size(); ++i) EXPECT_EQ(ldm[i].first, before[i].first);
+}
+
+// The small twin's weights under diffusers names (autoencoder_torch.py to_diffusers, both attention
+// styles, .bin and .safetensors) load and give bit-identical results; errors name the layout.
+TEST(Autoencoder, LoadsDiffusersLayouts) {
+  NEED_FIXTURES();
+  const auto cfg = load_autoencoder_config(d / "ae_small.json");
+  const Autoencoder ref = Autoencoder::load(d / "ae_small.pth", cfg);
+  const Array z = load_npy(d / "ae_z.npy"), images = load_npy(d / "ae_images.npy");
+  const Array x = ref.decode(z), m = ref.encode_moments(images);
+  std::map<std::string, std::vector<int64_t>> layout;
+  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) layout[name] = shape;
+  for (const std::string style : {"new", "old"}) {
+    const std::string bin = d / ("ae_small_diffusers_" + style + ".bin");
+    const NamedArrays w = load_weights(bin);
+    ASSERT_EQ(w.size(), 154u);
+    NamedArrays renamed = w;
+    EXPECT_TRUE(autoencoder_from_diffusers(renamed, 2));
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& [name, a] : renamed) got[name] = a.shape;
+    EXPECT_EQ(got, layout) << style;
+    const Autoencoder ae = Autoencoder::load(bin, cfg);
+    EXPECT_EQ(ae.decode(z).data, x.data) << style;
+    EXPECT_EQ(ae.encode_moments(images).data, m.data) << style;
+    const std::string st = d / ("diffusion_pytorch_model_" + style + ".safetensors");
+    save_safetensors(st, w);
+    EXPECT_EQ(Autoencoder::load(st, cfg).decode(z).data, x.data) << style;
+  }
+  const NamedArrays good = load_weights(d / "ae_small_diffusers_new.bin");
+  auto err = [&](const NamedArrays& w, const AutoencoderConfig& c) {
+    try {
+      Autoencoder ae(c, w, "vae.bin");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  NamedArrays missing;
+  for (const auto& [name, a] : good)
+    if (name != "decoder.up_blocks.0.attentions.1.to_k.bias") missing.push_back({name, a});
+  EXPECT_EQ(err(missing, cfg),
+            "vae.bin (diffusers layout): missing 1 of 154 autoencoder weights, first "
+            "'decoder.up.1.attn.1.k.bias' (is this autoencoder_kl.pth?)");
+  NamedArrays extra = good;
+  extra.push_back({"encoder.mid_block.attentions.0.rel_pos.weight", Array(DType::F32, {64})});
+  EXPECT_NE(err(extra, cfg)
+                .find("vae.bin (diffusers layout): unexpected key "
+                      "'encoder.mid_block.attentions.0.rel_pos.weight'"),
+            std::string::npos)
+      << err(extra, cfg);
+  NamedArrays both = good;  // old and new attention names for the same weight
+  both.push_back({"encoder.mid_block.attentions.0.query.weight", Array(DType::F32, {64, 64})});
+  EXPECT_EQ(err(both, cfg),
+            "vae.bin (diffusers layout): tensor 'encoder.mid.attn_1.q.weight' appears twice");
+  // The SD default config against these small weights: one line, not a crash.
+  EXPECT_NE(err(good, AutoencoderConfig{}).find("vae.bin (diffusers layout): "), std::string::npos)
+      << err(good, AutoencoderConfig{});
+}
+
 TEST(Autoencoder, FeatureRecordRoundTrips) {
   for (int h : {2, 32}) {  // 2: SHORT_BINBYTES payload, 32: BINBYTES
     const auto v = randn(size_t(8) * h * h, 31);

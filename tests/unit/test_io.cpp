@@ -867,6 +867,72 @@ TEST(IOPth, LoadsTorchSaveFiles) {
             std::string::npos);
 }
 
+// DiT / Skip-DiT train.py checkpoints: the "ema" entry is read (as download.py:find_model does),
+// past AdamW state and an argparse.Namespace.
+TEST(IOPth, TrainingCheckpointLoadsItsEma) {
+  const std::string& d = torch_files();
+  if (d.empty()) GTEST_SKIP() << "python3-torch is not available to /usr/bin/python3";
+  NamedArrays ema = load_pth(d + "/train.pt");  // {"model", "ema", "opt", "args"}
+  ASSERT_EQ(ema.size(), 2u);
+  expect_tensor(ema, 0, "weight", DType::F32, {2, 3}, {v(0), v(1), v(2), v(3), v(4), v(5)});
+  expect_tensor(ema, 1, "bias", DType::F32, {2}, {v(0), v(1)});
+  expect_same(ema, load_weights(d + "/train.pt"));
+  // An "ema" entry without tensors does not hide "model".
+  expect_tensor(load_pth(d + "/ema_meta.pt"), 0, "a", DType::F32, {3}, {v(0), v(1), v(2)});
+}
+
+TEST(IOPth, DdpPrefixIsStrippedWhenEveryNameHasIt) {
+  const std::string& d = torch_files();
+  if (d.empty()) GTEST_SKIP() << "python3-torch is not available to /usr/bin/python3";
+  const NamedArrays raw = load_pth(d + "/ddp.pth");  // load_pth keeps the names as stored
+  ASSERT_EQ(raw.size(), 2u);
+  EXPECT_EQ(raw[0].first, "module.weight");
+  const NamedArrays w = load_weights(d + "/ddp.pth");
+  expect_tensor(w, 0, "weight", DType::F32, {2, 3}, {v(0), v(1), v(2), v(3), v(4), v(5)});
+  expect_tensor(w, 1, "bias", DType::F32, {2}, {v(0), v(1)});
+  TempDir t;
+  save_safetensors(t / "ddp.safetensors", raw);
+  expect_same(w, load_weights(t / "ddp.safetensors"));
+  const NamedArrays some = load_weights(d + "/some_module.pth");  // only one name has it: kept
+  ASSERT_EQ(some.size(), 2u);
+  EXPECT_EQ(some[0].first, "module.a");
+  EXPECT_EQ(some[1].first, "b");
+}
+
+TEST(IOPth, NamespaceIsAnInertPlaceholder) {
+  TempDir t;
+  // {"args": argparse.Namespace(lr=3) (NEWOBJ + BUILD), "w": tensor}, as torch.save writes it.
+  Pickle p;
+  p.op("}(").str("args").global("argparse", "Namespace").op(")\x81}(").str("lr").i1(3).op("ub");
+  p.str("w").tensor("0", 2, 0, {2}, {1}).op("u.");
+  write_pth(t / "ns.pth", p.b, {{"0", floats({1, 2})}});
+  NamedArrays r = load_pth(t / "ns.pth");
+  ASSERT_EQ(r.size(), 1u);
+  expect_tensor(r, 0, "w", DType::F32, {2}, {1, 2});
+  // It is never called, and other classes stay refused.
+  Pickle call;
+  call.op("}(").str("args").global("argparse", "Namespace").op(")Ru.");
+  write_pth(t / "call.pth", call.b, {});
+  EXPECT_NE(message_of([&] {
+              load_pth(t / "call.pth");
+            }).find("calling argparse.Namespace is not supported"),
+            std::string::npos);
+  Pickle other;
+  other.op("}(").str("net").global("models", "DiT").op(")\x81u.");
+  write_pth(t / "other.pth", other.b, {});
+  EXPECT_EQ(
+      message_of([&] { load_pth(t / "other.pth"); }),
+      t / "other.pth" +
+          ": unsupported pickle global 'models.DiT' (only state_dicts of tensors are loaded)");
+  // A Namespace instead of a dict of tensors is a one-line error.
+  Pickle top;
+  top.global("argparse", "Namespace").op(")\x81.");
+  write_pth(t / "top.pth", top.b, {});
+  EXPECT_EQ(
+      message_of([&] { load_pth(t / "top.pth"); }),
+      t / "top.pth" + ": the pickle holds an argparse.Namespace object, not a dict of tensors");
+}
+
 TEST(IOPth, CorruptInputsThrow) {
   TempDir t;
   std::string good;
