@@ -95,7 +95,9 @@ TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
                          ::testing::Values("cond_p2", "uncond_p4_h64", "uncond_p1_mlptime", "t2i",
-                                           "cond_ckpt", "noskip_qkscale", "fmnist"));
+                                           "cond_ckpt", "noskip_qkscale", "fmnist", "skip_add",
+                                           "skip_add_linear", "skip_linear_add", "pos_sincos",
+                                           "pos_none_t2i", "conv_before"));
 
 // DiT and Skip-DiT through the registry (make_network), against tests/reference/dit_torch.py.
 class NetworkParity : public ::testing::TestWithParam<std::string> {};
