@@ -26,6 +26,12 @@ struct NetConfig {
   bool skip = true;
   int clip_dim = 768;       // uvit_t2i only
   int num_clip_token = 77;  // uvit_t2i only
+  // The paper's ablation variants (Bao et al. 2023, section 3 / Figure 2; docs/configs.md). The
+  // first value listed is the official one; only non-official values appear in to_json().
+  std::string skip_mode = "concat_linear";     // concat_linear, add, add_linear, linear_add
+  std::string pos_embed = "learned_1d";        // learned_1d, sincos_2d, none
+  std::string conv_position = "after_linear";  // after_linear, before_linear
+  static const std::vector<std::string>& variant_values(const std::string& field);
 
   bool t2i() const { return name == "uvit_t2i"; }
   int head_dim() const { return embed_dim / num_heads; }
@@ -36,6 +42,9 @@ struct NetConfig {
   int tokens() const { return extras() + num_patches(); }
   int patch_dim() const { return patch_size * patch_size * in_chans; }
   int blocks_per_side() const { return depth / 2; }
+  bool learned_pos() const { return pos_embed == "learned_1d"; }
+  bool conv_before() const { return conv && conv_position == "before_linear"; }
+  bool conv_after() const { return conv && conv_position == "after_linear"; }
   float attn_scale() const;
 
   void validate() const;  // throws uvit::Error naming the bad field

@@ -1,6 +1,7 @@
 // Network configuration parsing/validation, preset loading and --set overrides.
 #include "uvit/config.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -310,6 +311,26 @@ float NetConfig::attn_scale() const {
   return float(qk_scale > 0 ? qk_scale : 1.0 / std::sqrt(double(head_dim())));
 }
 
+const std::vector<std::string>& NetConfig::variant_values(const std::string& field) {
+  static const std::vector<std::string> skip = {"concat_linear", "add", "add_linear", "linear_add"},
+                                        pos = {"learned_1d", "sincos_2d", "none"},
+                                        conv = {"after_linear", "before_linear"}, none;
+  return field == "skip_mode"       ? skip
+         : field == "pos_embed"     ? pos
+         : field == "conv_position" ? conv
+                                    : none;
+}
+
+namespace {
+void check_variant(const std::string& field, const std::string& v) {
+  const auto& ok = NetConfig::variant_values(field);
+  if (std::find(ok.begin(), ok.end(), v) != ok.end()) return;
+  std::string list;
+  for (const auto& o : ok) list += (list.empty() ? "" : ", ") + o;
+  fail("nnet.", field, " \"", v, "\" is not one of: ", list);
+}
+}  // namespace
+
 void NetConfig::validate() const {
   UVIT_CHECK(name == "uvit" || name == "uvit_t2i", "nnet.name \"", name,
              "\" is not \"uvit\" or \"uvit_t2i\"");
@@ -340,6 +361,12 @@ void NetConfig::validate() const {
     UVIT_CHECK(num_classes <= kMaxClasses, "nnet.num_classes ", num_classes, " exceeds the limit ",
                kMaxClasses);
   }
+  check_variant("skip_mode", skip_mode);
+  check_variant("pos_embed", pos_embed);
+  check_variant("conv_position", conv_position);
+  // The 2-D sin-cos table splits D into four sin/cos quarters.
+  UVIT_CHECK(pos_embed != "sincos_2d" || embed_dim % 4 == 0, "nnet.embed_dim ", embed_dim,
+             " must be a multiple of 4 for nnet.pos_embed \"sincos_2d\"");
   UVIT_CHECK(int64_t(extras()) + int64_t(num_patches()) <= kMaxTokens,
              "nnet: ", int64_t(extras()) + int64_t(num_patches()), " tokens (img_size ", img_size,
              ", patch_size ", patch_size, ") exceed the limit ", kMaxTokens);
@@ -366,6 +393,11 @@ nlohmann::json NetConfig::to_json() const {
   } else {
     j["num_classes"] = num_classes;
   }
+  // Official choices stay implicit, so official configs and run folders read as before.
+  for (const auto& [k, v] : {std::pair<const char*, const std::string*>{"skip_mode", &skip_mode},
+                             {"pos_embed", &pos_embed},
+                             {"conv_position", &conv_position}})
+    if (*v != variant_values(k).front()) j[k] = *v;
   return j;
 }
 
@@ -410,6 +442,12 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
       c.conv = get_bool(v, f);
     else if (k == "skip")
       c.skip = get_bool(v, f);
+    else if (k == "skip_mode")
+      c.skip_mode = get_string(v, f);
+    else if (k == "pos_embed")
+      c.pos_embed = get_string(v, f);
+    else if (k == "conv_position")
+      c.conv_position = get_string(v, f);
     else if (k == "num_classes" && !t2i)
       c.num_classes = get_int(v, f);
     else if (k == "clip_dim" && t2i)

@@ -542,24 +542,6 @@ void DiT::backward(const float* dout) {
   linear_bwd(W, t0_, temb_, kFreqDim, dth_, D, nullptr, 0, B);
 }
 
-// The fixed 2-D sin-cos position (MAE's get_2d_sincos_pos_embed), in double: the first D/2
-// features encode the column, the last D/2 the row; each half is [sin(pos w_k)] ++ [cos(pos w_k)]
-// with w_k = 10000^(-k / (D/4)).
-void sincos_2d(float* pos, int grid, int D) {
-  const int q = D / 4;
-  for (int i = 0; i < grid; ++i)
-    for (int j = 0; j < grid; ++j) {
-      float* row = pos + (size_t(i) * grid + j) * D;
-      for (int k = 0; k < q; ++k) {
-        const double w = 1.0 / std::pow(10000.0, double(k) / q);
-        row[k] = float(std::sin(j * w));
-        row[q + k] = float(std::cos(j * w));
-        row[2 * q + k] = float(std::sin(i * w));
-        row[3 * q + k] = float(std::cos(i * w));
-      }
-    }
-}
-
 void DiT::init_random(uint64_t seed) {
   std::vector<float> host(table_.total(), 0.f);
   uint64_t stream = 0;

@@ -1,5 +1,7 @@
 #include "models/layers.hpp"
 
+#include <cmath>
+
 #include "uvit/error.hpp"
 
 namespace uvit::layers {
@@ -129,6 +131,23 @@ void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, c
   linear_bwd(W, m.fc2, A.g, Hd, dout, m.fc2.out, dG, Hd, M);
   act_bwd(W.be, m.act, dG, A.f, dG, size_t(M) * Hd);
   linear_bwd(W, m.fc1, h, D, dG, Hd, dh, D, M);
+}
+
+// In double: the first D/2 features encode the column, the last D/2 the row; each half is
+// [sin(pos w_k)] ++ [cos(pos w_k)] with w_k = 10000^(-k / (D/4)).
+void sincos_2d(float* pos, int grid, int D) {
+  const int q = D / 4;
+  for (int i = 0; i < grid; ++i)
+    for (int j = 0; j < grid; ++j) {
+      float* row = pos + (size_t(i) * grid + j) * D;
+      for (int k = 0; k < q; ++k) {
+        const double w = 1.0 / std::pow(10000.0, double(k) / q);
+        row[k] = float(std::sin(j * w));
+        row[q + k] = float(std::cos(j * w));
+        row[2 * q + k] = float(std::sin(i * w));
+        row[3 * q + k] = float(std::cos(i * w));
+      }
+    }
 }
 
 }  // namespace uvit::layers

@@ -94,6 +94,10 @@ void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* 
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M);
 
+// The fixed 2-D sin-cos position table [grid * grid, D] on the host (MAE's get_2d_sincos_pos_embed,
+// as DiT uses it); D a multiple of 4.
+void sincos_2d(float* pos, int grid, int D);
+
 // One allocation carved into activation buffers: plan() runs the carve twice, first sizing with a
 // null base, then on the allocation (256-byte aligned pieces).
 class Arena {

@@ -18,13 +18,20 @@ using namespace layers;
 namespace {
 constexpr float kLnEps = 1e-5f;
 
-// One U-ViT block: [skip_linear(concat(x, skip))] -> x + attn(norm1(x)) -> x + mlp(norm2(x)).
+// How an out block merges its long skip s into its input x (nnet.skip_mode):
+//   TwoLinear: W_x x + W_s s + b. concat_linear (the official Linear(concat(x, s))) reads W_x, W_s
+//              as skip_linear's columns [:D] and [D:]; add_linear, Linear(x + s), reads the one
+//              [D, D] weight twice, so neither needs the concatenation or the sum materialised.
+//   LinearAdd: x + Linear(s).   Add: x + s.
+enum class SkipOp { None, TwoLinear, LinearAdd, Add };
+
+// One U-ViT block: [merge the long skip] -> x + attn(norm1(x)) -> x + mlp(norm2(x)).
 struct BlockW {
   Norm norm1, norm2;
   Attention attn;
   Mlp mlp;
-  bool has_skip = false;
-  Linear skip_x, skip_s;  // skip_linear's weight columns [:D] (x) and [D:] (the skip, with bias)
+  SkipOp skip = SkipOp::None;
+  Linear skip_x, skip_s;  // TwoLinear: the weights of x and of the skip (the bias goes with skip_s)
 };
 
 struct BlockActs {
@@ -35,7 +42,8 @@ struct BlockActs {
   MlpActs mlp;
 };
 
-BlockW block_weights(const ParamTable& t, const std::string& p, const NetConfig& c) {
+BlockW block_weights(const ParamTable& t, const std::string& p, const NetConfig& c,
+                     bool out_block) {
   BlockW w;
   const int D = c.embed_dim;
   w.norm1 = norm(t, p + ".norm1", D, kLnEps);
@@ -48,11 +56,19 @@ BlockW block_weights(const ParamTable& t, const std::string& p, const NetConfig&
   w.mlp.fc1 = linear(t, p + ".mlp.fc1");
   w.mlp.fc2 = linear(t, p + ".mlp.fc2");
   w.mlp.act = Activation::Gelu;
-  if (t.find(p + ".skip_linear.weight")) {
-    const Linear l = linear(t, p + ".skip_linear");
-    w.has_skip = true;
+  if (!out_block || !c.skip) return w;
+  if (c.skip_mode == "add") {
+    w.skip = SkipOp::Add;
+    return w;
+  }
+  const Linear l = linear(t, p + ".skip_linear");
+  if (c.skip_mode == "linear_add") {
+    w.skip = SkipOp::LinearAdd;
+    w.skip_s = l;
+  } else {
+    w.skip = SkipOp::TwoLinear;
     w.skip_x = column_slice(l, 0, D, false);
-    w.skip_s = column_slice(l, D, D, true);
+    w.skip_s = c.skip_mode == "concat_linear" ? column_slice(l, D, D, true) : l;
   }
   return w;
 }
@@ -70,6 +86,11 @@ struct UViT::Plan {
   const float* ctx = nullptr;  // the context as act (the input itself when act is fp32)
   // forward buffers
   float *cols, *patches, *extras, *temb, *th, *ts, *normout, *nmean, *nrstd, *tok, *img, *ctx_act;
+  float* pos_fixed = nullptr;  // pos_embed sincos_2d / none: the fixed table [tokens, D], fp32
+  float* dpos_sink = nullptr;  // ... and where tokens_bwd's (discarded) position gradient goes
+  // conv_position before_linear: the patch tokens as a [B, D, g, g] grid, the conv's output, and
+  // that output as tokens [B L, D] (decoder_pred's input); their gradients.
+  float *grid = nullptr, *gridconv = nullptr, *ctok = nullptr, *dgrid = nullptr, *dgridin = nullptr;
   std::vector<float*> stream;  // stream[k] = input of block k; stream[nblocks] = last output
   std::vector<BlockActs> acts;
   // backward buffers
@@ -113,8 +134,8 @@ void UViT::init_random(uint64_t seed) {
       std::string n = e.name, suf = s;
       return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
     };
-    const bool conv =
-        e.name.rfind("patch_embed.proj", 0) == 0 || e.name.rfind("final_layer", 0) == 0;
+    const bool conv = e.name.rfind("patch_embed.proj", 0) == 0 ||
+                      e.name.rfind("final_layer", 0) == 0 || e.name.rfind("token_conv", 0) == 0;
     if (conv) {
       // PyTorch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
       const auto& w = table_.at(e.name.substr(0, e.name.rfind('.')) + ".weight");
@@ -194,7 +215,18 @@ void UViT::plan(int B, bool train) {
     P.nmean = take32(M);
     P.nrstd = take32(M);
     P.tok = take(M * pd);
-    P.img = cfg_.conv ? take32(size_t(B) * C * S * S) : nullptr;
+    P.img = cfg_.conv_after() ? take32(size_t(B) * C * S * S) : nullptr;
+    if (!cfg_.learned_pos()) {
+      P.pos_fixed = take32(N * D);
+      P.dpos_sink = train ? take32(N * D) : nullptr;
+    }
+    if (cfg_.conv_before()) {
+      P.grid = take32(size_t(B) * L * D);
+      P.gridconv = take32(size_t(B) * L * D);
+      P.ctok = take(size_t(B) * L * D);
+      P.dgrid = train ? take32(size_t(B) * L * D) : nullptr;
+      P.dgridin = train ? take32(size_t(B) * L * D) : nullptr;
+    }
     P.ctx_act = (cfg_.t2i() && be_.act_bytes() != sizeof(float))
                     ? take(size_t(B) * cfg_.num_clip_token * cfg_.clip_dim)
                     : nullptr;
@@ -206,7 +238,7 @@ void UViT::plan(int B, bool train) {
       P.dQKV = take(M * 3 * D);
       P.dA = take(M * D);
       P.dtok = take(M * pd);
-      P.dimg = cfg_.conv ? take32(size_t(B) * C * S * S) : nullptr;
+      P.dimg = cfg_.conv_after() ? take32(size_t(B) * C * S * S) : nullptr;
       P.dextras = take(size_t(B) * E * D);
       P.dpatches = take(size_t(B) * L * D);
       P.dth = cfg_.mlp_time_embed ? take(size_t(B) * 4 * D) : nullptr;
@@ -215,10 +247,19 @@ void UViT::plan(int B, bool train) {
     }
   });
   arena_bytes_ = P.arena.size();
+  if (P.pos_fixed) {
+    // Fixed positions: zero for the extra tokens (and everywhere for none), the 2-D sin-cos table
+    // for the patches.
+    std::vector<float> pos(N * D, 0.f);
+    if (cfg_.pos_embed == "sincos_2d") sincos_2d(pos.data() + E * D, cfg_.grid(), int(D));
+    be_.upload(P.pos_fixed, pos.data(), pos.size() * sizeof(float));
+  }
   P.bw.clear();
-  for (int i = 0; i < nin; ++i) P.bw.push_back(block_weights(table_, cat("in_blocks.", i), cfg_));
-  P.bw.push_back(block_weights(table_, "mid_block", cfg_));
-  for (int i = 0; i < nin; ++i) P.bw.push_back(block_weights(table_, cat("out_blocks.", i), cfg_));
+  for (int i = 0; i < nin; ++i)
+    P.bw.push_back(block_weights(table_, cat("in_blocks.", i), cfg_, false));
+  P.bw.push_back(block_weights(table_, "mid_block", cfg_, false));
+  for (int i = 0; i < nin; ++i)
+    P.bw.push_back(block_weights(table_, cat("out_blocks.", i), cfg_, true));
   P.patch = linear(table_, "patch_embed.proj");  // the conv weight [D, C, p, p] as [D, C p p]
   if (cfg_.mlp_time_embed) {
     P.time0 = linear(table_, "time_embed.0");
@@ -241,14 +282,22 @@ void UViT::block_forward(int k, const float* skip, bool keep) {
   const float* xin = P.stream[k];
   float* out = P.stream[k + 1];
 
-  if (w.has_skip) {
-    // skip_linear(concat([x, skip])): weight columns [:D] multiply x, [D:] multiply the skip.
-    linear_fwd(W, w.skip_x, xin, D, A.xs_buf, D, M);
-    linear_fwd(W, w.skip_s, skip, D, A.xs_buf, D, M, A.xs_buf);
-    A.xs = A.xs_buf;
-  } else {
-    A.xs = xin;
+  switch (w.skip) {
+    case SkipOp::TwoLinear:
+      linear_fwd(W, w.skip_x, xin, D, A.xs_buf, D, M);
+      linear_fwd(W, w.skip_s, skip, D, A.xs_buf, D, M, A.xs_buf);
+      break;
+    case SkipOp::LinearAdd:
+      linear_fwd(W, w.skip_s, skip, D, A.xs_buf, D, M, xin);
+      break;
+    case SkipOp::Add:
+      be_.copy_act(A.xs_buf, xin, size_t(M) * D);
+      be_.axpy_act(A.xs_buf, skip, 1.f, size_t(M) * D);
+      break;
+    case SkipOp::None:
+      break;
   }
+  A.xs = w.skip == SkipOp::None ? xin : A.xs_buf;
   norm_fwd(W, w.norm1, A.xs, A.h1, A.mean1, A.rstd1, M);
   attention_fwd(W, w.attn, A.h1, A.attn, A.x2, A.xs, P.B, cfg_.tokens());
   norm_fwd(W, w.norm2, A.x2, A.h2, A.mean2, A.rstd2, M);
@@ -297,7 +346,8 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   } else if (cfg_.num_classes > 0) {
     be_.embedding_fwd(params_ + off("label_emb.weight"), y, P.extras, B, D, E * D);
   }
-  be_.tokens_fwd(P.extras, P.patches, params_ + off("pos_embed"), P.stream[0], B, E, L, D);
+  const float* pos = cfg_.learned_pos() ? params_ + off("pos_embed") : P.pos_fixed;
+  be_.tokens_fwd(P.extras, P.patches, pos, P.stream[0], B, E, L, D);
 
   // Blocks: in-block outputs are the long skips, consumed LIFO by the out blocks.
   const int nin = cfg_.blocks_per_side();
@@ -307,6 +357,18 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   // Head: norm -> decoder_pred -> drop extras + unpatchify -> final conv.
   const int last = 2 * nin + 1, pd = cfg_.patch_dim();
   norm_fwd(W, P.norm, P.stream[last], P.normout, P.nmean, P.nrstd, M);
+  if (cfg_.conv_before()) {
+    // The patch tokens as a D-channel g x g image (unpatchify with p = 1 drops the extras), the
+    // conv, and back to tokens (im2col with p = 1); decoder_pred then sees the patches only.
+    const int g = cfg_.grid();
+    be_.unpatchify_fwd(P.normout, P.grid, B, E, D, g, 1);
+    be_.conv3x3_fwd(P.grid, params_ + off("token_conv.weight"), params_ + off("token_conv.bias"),
+                    P.gridconv, B, D, D, g, g);
+    be_.patch_im2col(P.gridconv, P.ctok, B, D, g, 1);
+    linear_fwd(W, P.decoder, P.ctok, D, P.tok, pd, B * L);
+    be_.unpatchify_fwd(P.tok, out, B, 0, C, S, p);
+    return;
+  }
   linear_fwd(W, P.decoder, P.normout, D, P.tok, pd, M);
   if (cfg_.conv) {
     be_.unpatchify_fwd(P.tok, P.img, B, E, C, S, p);
@@ -331,10 +393,21 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
   norm_bwd(W, w.norm2, P.dH, A.x2, A.mean2, A.rstd2, dX, M);
   attention_bwd(W, w.attn, A.h1, A.attn, dX, P.dH, P.dA, P.dQKV, P.B, cfg_.tokens());
   norm_bwd(W, w.norm1, P.dH, A.xs, A.mean1, A.rstd1, dX, M);
-  if (w.has_skip) {
-    linear_bwd(W, w.skip_s, skip, D, dX, D, dskip, D, M);
-    linear_bwd(W, w.skip_x, P.stream[k], D, dX, D, P.dX2, D, M);
-    std::swap(P.dX, P.dX2);
+  // The skip's gradient goes to dskip; x's stays in dX (identity for LinearAdd and Add).
+  switch (w.skip) {
+    case SkipOp::TwoLinear:
+      linear_bwd(W, w.skip_s, skip, D, dX, D, dskip, D, M);
+      linear_bwd(W, w.skip_x, P.stream[k], D, dX, D, P.dX2, D, M);
+      std::swap(P.dX, P.dX2);
+      break;
+    case SkipOp::LinearAdd:
+      linear_bwd(W, w.skip_s, skip, D, dX, D, dskip, D, M);
+      break;
+    case SkipOp::Add:
+      be_.copy_act(dskip, dX, size_t(M) * D);
+      break;
+    case SkipOp::None:
+      break;
   }
 }
 
@@ -350,14 +423,26 @@ void UViT::backward(const float* dout) {
   const int nin = cfg_.blocks_per_side(), last = 2 * nin + 1, pd = cfg_.patch_dim();
 
   // Head.
-  const float* dimg = dout;
-  if (cfg_.conv) {
-    be_.conv3x3_bwd(dout, P.img, params_ + off("final_layer.weight"), P.dimg,
-                    G + off("final_layer.weight"), G + off("final_layer.bias"), B, C, C, S, S);
-    dimg = P.dimg;
+  if (cfg_.conv_before()) {
+    // Mirrors forward; the token <-> grid transposes are permutations, so each one's adjoint is
+    // the other. dA [M, D] holds d(decoder_pred input).
+    const int g = cfg_.grid();
+    be_.unpatchify_bwd(dout, P.dtok, B, 0, C, S, p);
+    linear_bwd(W, P.decoder, P.ctok, D, P.dtok, pd, P.dA, D, B * L);
+    be_.unpatchify_fwd(P.dA, P.dgrid, B, 0, D, g, 1);
+    be_.conv3x3_bwd(P.dgrid, P.grid, params_ + off("token_conv.weight"), P.dgridin,
+                    G + off("token_conv.weight"), G + off("token_conv.bias"), B, D, D, g, g);
+    be_.unpatchify_bwd(P.dgridin, P.dH, B, E, D, g, 1);
+  } else {
+    const float* dimg = dout;
+    if (cfg_.conv) {
+      be_.conv3x3_bwd(dout, P.img, params_ + off("final_layer.weight"), P.dimg,
+                      G + off("final_layer.weight"), G + off("final_layer.bias"), B, C, C, S, S);
+      dimg = P.dimg;
+    }
+    be_.unpatchify_bwd(dimg, P.dtok, B, E, C, S, p);
+    linear_bwd(W, P.decoder, P.normout, D, P.dtok, pd, P.dH, D, M);
   }
-  be_.unpatchify_bwd(dimg, P.dtok, B, E, C, S, p);
-  linear_bwd(W, P.decoder, P.normout, D, P.dtok, pd, P.dH, D, M);
   be_.zero_act(P.dX, size_t(M) * D);
   norm_bwd(W, P.norm, P.dH, P.stream[last], P.nmean, P.nrstd, P.dX, M);
 
@@ -369,7 +454,12 @@ void UViT::backward(const float* dout) {
   }
 
   // Tokens and embeddings.
-  be_.tokens_bwd(P.dX, P.dextras, P.dpatches, G + off("pos_embed"), B, E, L, D);
+  float* dpos = P.dpos_sink;  // fixed positions: no gradient (tokens_bwd still wants somewhere)
+  if (cfg_.learned_pos())
+    dpos = G + off("pos_embed");
+  else
+    be_.fill(dpos, 0.f, size_t(cfg_.tokens()) * D);
+  be_.tokens_bwd(P.dX, P.dextras, P.dpatches, dpos, B, E, L, D);
   linear_bwd(W, P.patch, P.cols, P.patch.in, P.dpatches, D, nullptr, 0, B * L);
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
   if (cfg_.mlp_time_embed) {

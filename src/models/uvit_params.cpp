@@ -19,8 +19,10 @@ void add_block(ParamTable& t, const std::string& p, const NetConfig& c, bool ski
   t.add(p + ".mlp.fc1.bias", {H});
   t.add(p + ".mlp.fc2.weight", {D, H});
   t.add(p + ".mlp.fc2.bias", {D});
-  if (skip) {
-    t.add(p + ".skip_linear.weight", {D, 2 * D});
+  // concat_linear: Linear(2D -> D) over [x, skip]; add_linear, linear_add: Linear(D -> D); add:
+  // none.
+  if (skip && c.skip_mode != "add") {
+    t.add(p + ".skip_linear.weight", {D, c.skip_mode == "concat_linear" ? 2 * D : D});
     t.add(p + ".skip_linear.bias", {D});
   }
 }
@@ -30,7 +32,7 @@ ParamTable build_param_table(const NetConfig& c) {
   c.validate();
   ParamTable t;
   const int64_t D = c.embed_dim, C = c.in_chans, p = c.patch_size;
-  t.add("pos_embed", {1, c.tokens(), D});
+  if (c.learned_pos()) t.add("pos_embed", {1, c.tokens(), D});  // sincos_2d is a fixed buffer
   t.add("patch_embed.proj.weight", {D, C, p, p});
   t.add("patch_embed.proj.bias", {D});
   if (c.mlp_time_embed) {
@@ -50,9 +52,13 @@ ParamTable build_param_table(const NetConfig& c) {
   for (int i = 0; i < c.blocks_per_side(); ++i) add_block(t, cat("out_blocks.", i), c, c.skip);
   t.add("norm.weight", {D});
   t.add("norm.bias", {D});
+  if (c.conv_before()) {
+    t.add("token_conv.weight", {D, D, 3, 3});
+    t.add("token_conv.bias", {D});
+  }
   t.add("decoder_pred.weight", {c.patch_dim(), D});
   t.add("decoder_pred.bias", {c.patch_dim()});
-  if (c.conv) {
+  if (c.conv_after()) {
     t.add("final_layer.weight", {C, C, 3, 3});
     t.add("final_layer.bias", {C});
   }
@@ -64,12 +70,14 @@ double forward_flops(const NetConfig& c) {
   const double blocks = 2 * c.blocks_per_side() + 1;
   double per_block = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N * D * H;
   double f = blocks * per_block;
-  if (c.skip) f += c.blocks_per_side() * 2 * N * 2 * D * D;
-  f += 2 * L * D * c.patch_dim();  // patch embedding
-  f += 2 * N * D * c.patch_dim();  // decoder_pred
+  if (c.skip && c.skip_mode != "add")
+    f += c.blocks_per_side() * 2 * N * (c.skip_mode == "concat_linear" ? 2 : 1) * D * D;
+  f += 2 * L * D * c.patch_dim();                          // patch embedding
+  f += 2 * (c.conv_before() ? L : N) * D * c.patch_dim();  // decoder_pred
+  if (c.conv_before()) f += 2.0 * L * D * D * 9;
   if (c.mlp_time_embed) f += 2 * 2 * D * 4 * D;
   if (c.t2i()) f += 2.0 * c.num_clip_token * c.clip_dim * D;
-  if (c.conv) f += 2.0 * c.img_size * c.img_size * c.in_chans * c.in_chans * 9;
+  if (c.conv_after()) f += 2.0 * c.img_size * c.img_size * c.in_chans * c.in_chans * 9;
   return f;
 }
 

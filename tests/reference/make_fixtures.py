@@ -49,6 +49,19 @@ CASES = [
                             num_heads=4, skip=False, qk_scale=0.2, num_classes=5, mlp_ratio=2.0), 2, 106),
     ("fmnist", dict(name="uvit", img_size=28, patch_size=2, in_chans=1, embed_dim=64, depth=2, num_heads=2,
                     num_classes=10, conv=True), 2, 107),
+    # The paper's ablation variants (uvit_torch.VARIANTS); depth 4 gives two long skips.
+    ("skip_add", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4, num_heads=2,
+                      num_classes=10, skip_mode="add"), 2, 111),
+    ("skip_add_linear", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4,
+                             num_heads=2, num_classes=10, skip_mode="add_linear"), 2, 112),
+    ("skip_linear_add", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4,
+                             num_heads=2, num_classes=-1, skip_mode="linear_add", use_checkpoint=True), 2, 113),
+    ("pos_sincos", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=2, num_heads=2,
+                        num_classes=10, pos_embed="sincos_2d"), 2, 114),
+    ("pos_none_t2i", dict(name="uvit_t2i", img_size=8, patch_size=2, in_chans=4, embed_dim=64, depth=2,
+                          num_heads=2, clip_dim=32, num_clip_token=5, pos_embed="none"), 2, 115),
+    ("conv_before", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=2, num_heads=2,
+                         num_classes=10, conv_position="before_linear", mlp_time_embed=True), 2, 116),
 ]
 
 # DiT / Skip-DiT (tests/reference/dit_torch.py): official constructor names; "name" is dit or skip_dit.
@@ -95,6 +108,10 @@ def full_config(cfg):
     out = {"name": cfg["name"]}
     for k, p in inspect.signature(cls.__init__).parameters.items():
         if k in ("self", "norm_layer"):
+            continue
+        # Ablation fields are written only when they differ from the official choice (the
+        # official cases' JSON stays as it was).
+        if k in uvit_torch.VARIANT_DEFAULTS and cfg.get(k, p.default) == p.default:
             continue
         out[k] = cfg.get(k, p.default)
     out["mlp_ratio"] = float(out["mlp_ratio"])
@@ -174,7 +191,8 @@ def make_weights(net, seed):
         for name, p in net.named_parameters():
             if name.endswith(".bias"):
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
-        net.pos_embed.copy_(0.5 * torch.randn(net.pos_embed.shape, generator=g))
+        if isinstance(net.pos_embed, torch.nn.Parameter):  # a fixed table (or none) stays as built
+            net.pos_embed.copy_(0.5 * torch.randn(net.pos_embed.shape, generator=g))
 
 
 def make_weights_dit(net, seed):
@@ -299,7 +317,8 @@ def make_case(name, cfg_partial, batch, seed, outdir):
 
     d32 = (out32.double() - out64).abs().max().item()
     print("%-18s B=%d tokens=%d params=%d |out|max=%.3f  fp32-vs-fp64 max|diff|=%.2e"
-          % (name, batch, net.pos_embed.shape[1], sum(p.numel() for p in sd.values()),
+          % (name, batch, net.pos_embed.shape[1] if net.pos_embed is not None
+          else net.extras + (cfg["img_size"] // cfg["patch_size"]) ** 2, sum(p.numel() for p in sd.values()),
              out64.abs().max().item(), d32))
     return tensors
 
@@ -442,12 +461,25 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
         toks.append(lin(context, "context_embed"))
     if y is not None:
         toks.insert(0, sd["label_emb.weight"][y][:, None])
-    seq = np.concatenate(toks + [patches], 1) + sd["pos_embed"]
+    seq = np.concatenate(toks + [patches], 1)
     E = seq.shape[1] - g * g
+    pos_mode = cfg.get("pos_embed", "learned_1d")
+    if pos_mode == "learned_1d":
+        seq = seq + sd["pos_embed"]
+    elif pos_mode == "sincos_2d":  # the patches get the table (rounded to float32), extras nothing
+        seq[:, E:] += dit_torch.sincos_pos_embed_2d(D, g).astype(np.float32)
+    skip_mode = cfg.get("skip_mode", "concat_linear")
 
     def block(v, pre, skip=None):
-        if pre + ".skip_linear.weight" in sd:
-            v = lin(np.concatenate([v, skip], -1), pre + ".skip_linear")
+        if skip is not None and cfg["skip"]:
+            if skip_mode == "concat_linear":
+                v = lin(np.concatenate([v, skip], -1), pre + ".skip_linear")
+            elif skip_mode == "add":
+                v = v + skip
+            elif skip_mode == "add_linear":
+                v = lin(v + skip, pre + ".skip_linear")
+            else:
+                v = v + lin(skip, pre + ".skip_linear")
         qkv = lin(ln(v, pre + ".norm1"), pre + ".attn.qkv")
         heads = []
         for h in range(H):
@@ -467,7 +499,26 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
     seq = block(seq, "mid_block")
     for i in range(nb):
         seq = block(seq, "out_blocks.%d" % i, skips[nb - 1 - i])
-    feat = lin(ln(seq, "norm"), "decoder_pred")[:, E:]
+    def conv3x3(im, pre):  # padding 1
+        wf, bf = sd[pre + ".weight"], sd[pre + ".bias"]
+        hh, ww = im.shape[2], im.shape[3]
+        pad = np.pad(im, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        out = np.zeros((im.shape[0], wf.shape[0], hh, ww)) + bf[None, :, None, None]
+        for a in range(3):
+            for b in range(3):
+                out += np.einsum("bcij,oc->boij", pad[:, :, a:a + hh, b:b + ww], wf[:, :, a, b])
+        return out
+
+    feat = ln(seq, "norm")[:, E:]
+    if "token_conv.weight" in sd:
+        # token r*g + c is pixel (r, c) of a D-channel g x g image
+        grid = np.zeros((B, D, g, g))
+        for r in range(g):
+            for c in range(g):
+                grid[:, :, r, c] = feat[:, r * g + c]
+        grid = conv3x3(grid, "token_conv")
+        feat = np.stack([grid[:, :, r, c] for r in range(g) for c in range(g)], 1)
+    feat = lin(feat, "decoder_pred")
     img = np.zeros((B, C, S, S))
     for r in range(g):
         for c in range(g):
@@ -476,13 +527,7 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
                     for ch in range(C):
                         img[:, ch, r * p + p1, c * p + p2] = feat[:, r * g + c, (p1 * p + p2) * C + ch]
     if "final_layer.weight" in sd:
-        wf, bf = sd["final_layer.weight"], sd["final_layer.bias"]
-        pad = np.pad(img, ((0, 0), (0, 0), (1, 1), (1, 1)))
-        out = np.zeros_like(img) + bf[None, :, None, None]
-        for a in range(3):
-            for b in range(3):
-                out += np.einsum("bcij,oc->boij", pad[:, :, a:a + S, b:b + S], wf[:, :, a, b])
-        img = out
+        img = conv3x3(img, "final_layer")
     return img
 
 

@@ -2,6 +2,9 @@
 
 Parameter names, shapes and state_dict order equal the official checkpoints, so a state_dict of
 this module loads official weights and vice versa. Only the exact ("math") attention is implemented.
+
+The ablation variants of the paper (Bao et al. 2023, section 3 / Figure 2) are constructor arguments
+too; VARIANT_DEFAULTS holds the official choices (which add nothing to the official layout).
 """
 
 import math
@@ -23,6 +26,20 @@ class on_meta:
     def __exit__(self, *exc):
         global _BUILD_DEVICE
         _BUILD_DEVICE = self._old
+
+
+# The ablation fields, each with its official value first.
+VARIANTS = {
+    "skip_mode": ("concat_linear", "add", "add_linear", "linear_add"),
+    "pos_embed": ("learned_1d", "sincos_2d", "none"),
+    "conv_position": ("after_linear", "before_linear"),
+}
+VARIANT_DEFAULTS = {k: v[0] for k, v in VARIANTS.items()}
+
+
+def _check_variant(field, value):
+    if value not in VARIANTS[field]:
+        raise ValueError("nnet.%s %r is not one of %s" % (field, value, ", ".join(VARIANTS[field])))
 
 
 def _dev():
@@ -107,14 +124,17 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
-                 norm_layer=nn.LayerNorm, skip=False, use_checkpoint=False):
+                 norm_layer=nn.LayerNorm, skip=False, use_checkpoint=False, skip_mode="concat_linear"):
         super().__init__()
         # Registration order fixes the state_dict order: norm1, attn, norm2, mlp, skip_linear.
         self.norm1 = norm_layer(dim, **_dev())
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale)
         self.norm2 = norm_layer(dim, **_dev())
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.skip_linear = nn.Linear(2 * dim, dim, **_dev()) if skip else None
+        # concat_linear: Linear(2D -> D); add_linear / linear_add: Linear(D -> D); add: none.
+        self.skip_mode = skip_mode if skip else None
+        width = 2 * dim if skip_mode == "concat_linear" else dim
+        self.skip_linear = nn.Linear(width, dim, **_dev()) if skip and skip_mode != "add" else None
         self.use_checkpoint = use_checkpoint
 
     def forward(self, x, skip=None):
@@ -123,8 +143,14 @@ class Block(nn.Module):
         return self._forward(x, skip)
 
     def _forward(self, x, skip=None):
-        if self.skip_linear is not None:
+        if self.skip_mode == "concat_linear":
             x = self.skip_linear(torch.cat([x, skip], dim=-1))  # [current, skip]
+        elif self.skip_mode == "add":
+            x = x + skip
+        elif self.skip_mode == "add_linear":
+            x = self.skip_linear(x + skip)
+        elif self.skip_mode == "linear_add":
+            x = x + self.skip_linear(skip)
         x = x + self.attn(self.norm1(x))
         x = x + self.mlp(self.norm2(x))
         return x
@@ -146,7 +172,11 @@ class _UViTBase(nn.Module):
     """Shared trunk. `extra_modules` registers label_emb / context_embed after time_embed."""
 
     def _build(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
-               qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra_modules):
+               qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra_modules,
+               skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
+        _check_variant("skip_mode", skip_mode)
+        _check_variant("pos_embed", pos_embed)
+        _check_variant("conv_position", conv_position)
         self.num_features = self.embed_dim = embed_dim
         self.in_chans = in_chans
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
@@ -157,25 +187,43 @@ class _UViTBase(nn.Module):
             nn.Linear(4 * embed_dim, embed_dim, **_dev()),
         ) if mlp_time_embed else nn.Identity()
         extra_modules()
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.extras + num_patches, embed_dim, **_dev()))
+        tokens = self.extras + num_patches
+        if pos_embed == "learned_1d":
+            self.pos_embed = nn.Parameter(torch.zeros(1, tokens, embed_dim, **_dev()))
+        elif pos_embed == "sincos_2d":
+            # Fixed: DiT's 2-D sin-cos table for the patches, zero for the extra tokens (time, label,
+            # text), which their own embeddings already tell apart. A buffer outside the
+            # state_dict: no gradient, no weight decay, nothing to load.
+            import dit_torch  # dit_torch imports this module
+            table = torch.zeros(1, tokens, embed_dim, dtype=torch.float64)
+            table[0, self.extras:] = torch.from_numpy(
+                dit_torch.sincos_pos_embed_2d(embed_dim, img_size // patch_size))
+            self.register_buffer("pos_embed", table.float().to(_BUILD_DEVICE or "cpu"), persistent=False)
+        else:
+            self.pos_embed = None
 
         def blk(with_skip):
             return Block(dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                          qk_scale=qk_scale, norm_layer=norm_layer, skip=with_skip,
-                         use_checkpoint=use_checkpoint)
+                         use_checkpoint=use_checkpoint, skip_mode=skip_mode)
 
         self.in_blocks = nn.ModuleList([blk(False) for _ in range(depth // 2)])
         self.mid_block = blk(False)
         self.out_blocks = nn.ModuleList([blk(skip) for _ in range(depth // 2)])
         self.norm = norm_layer(embed_dim, **_dev())
+        # before_linear: the 3x3 conv runs on the patch-token grid (D channels) before decoder_pred.
+        self.token_conv = nn.Conv2d(embed_dim, embed_dim, 3, padding=1, **_dev()) \
+            if conv and conv_position == "before_linear" else None
         self.patch_dim = patch_size ** 2 * in_chans
         self.decoder_pred = nn.Linear(embed_dim, self.patch_dim, bias=True, **_dev())
-        self.final_layer = nn.Conv2d(in_chans, in_chans, 3, padding=1, **_dev()) if conv else nn.Identity()
+        self.final_layer = nn.Conv2d(in_chans, in_chans, 3, padding=1, **_dev()) \
+            if conv and conv_position == "after_linear" else nn.Identity()
 
         # SPEC 4.4 (convs and Embedding keep their PyTorch defaults)
-        if self.pos_embed.is_meta:
+        if self.decoder_pred.weight.is_meta:
             return
-        trunc_normal_(self.pos_embed, std=0.02)
+        if isinstance(self.pos_embed, nn.Parameter):
+            trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -192,11 +240,12 @@ class _UViTBase(nn.Module):
         return {"pos_embed"}
 
     def _time_token(self, timesteps):
-        emb = timestep_embedding(timesteps, self.embed_dim, dtype=self.pos_embed.dtype)
+        emb = timestep_embedding(timesteps, self.embed_dim, dtype=self.decoder_pred.weight.dtype)
         return self.time_embed(emb).unsqueeze(dim=1)
 
     def _trunk(self, x, L):
-        x = x + self.pos_embed
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
         skips = []
         for blk in self.in_blocks:
             x = blk(x)
@@ -205,9 +254,16 @@ class _UViTBase(nn.Module):
         for blk in self.out_blocks:
             x = blk(x, skips.pop())  # LIFO: out_blocks[0] gets in_blocks[-1]
         x = self.norm(x)
-        x = self.decoder_pred(x)
-        assert x.size(1) == self.extras + L
-        x = x[:, self.extras:, :]
+        if self.token_conv is not None:
+            x = x[:, self.extras:, :]
+            B, _, D = x.shape
+            g = int(L ** 0.5)
+            x = self.token_conv(x.transpose(1, 2).reshape(B, D, g, g)).flatten(2).transpose(1, 2)
+            x = self.decoder_pred(x)
+        else:
+            x = self.decoder_pred(x)
+            assert x.size(1) == self.extras + L
+            x = x[:, self.extras:, :]
         x = unpatchify(x, self.in_chans)
         return self.final_layer(x)
 
@@ -217,7 +273,8 @@ class UViT(_UViTBase):
 
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, qkv_bias=False, qk_scale=None, norm_layer=nn.LayerNorm,
-                 mlp_time_embed=False, num_classes=-1, use_checkpoint=False, conv=True, skip=True):
+                 mlp_time_embed=False, num_classes=-1, use_checkpoint=False, conv=True, skip=True,
+                 skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
         super().__init__()
         self.num_classes = num_classes
 
@@ -229,7 +286,8 @@ class UViT(_UViTBase):
                 self.extras = 1
 
         self._build(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
-                    qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra)
+                    qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra,
+                    skip_mode, pos_embed, conv_position)
 
     def forward(self, x, timesteps, y=None):
         x = self.patch_embed(x)
@@ -246,7 +304,7 @@ class UViT_t2i(_UViTBase):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, qkv_bias=False, qk_scale=None, norm_layer=nn.LayerNorm,
                  mlp_time_embed=False, use_checkpoint=False, clip_dim=768, num_clip_token=77, conv=True,
-                 skip=True):
+                 skip=True, skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
         super().__init__()
 
         def extra():
@@ -254,7 +312,8 @@ class UViT_t2i(_UViTBase):
             self.extras = 1 + num_clip_token
 
         self._build(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
-                    qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra)
+                    qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra,
+                    skip_mode, pos_embed, conv_position)
 
     def forward(self, x, timesteps, context):
         x = self.patch_embed(x)

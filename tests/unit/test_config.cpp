@@ -308,6 +308,44 @@ TEST(ConfigNet, ValidationNamesTheField) {
   expect_error([&] { bad.validate(); }, {"nnet.img_size 30 is not divisible by nnet.patch_size 4"});
 }
 
+// The paper's ablation fields: official defaults stay implicit, others round-trip, bad values list
+// the valid ones.
+TEST(ConfigNet, AblationVariantFields) {
+  NetConfig d = uvit::net_config_from_json(json{{"name", "uvit"}});
+  EXPECT_EQ(d.skip_mode, "concat_linear");
+  EXPECT_EQ(d.pos_embed, "learned_1d");
+  EXPECT_EQ(d.conv_position, "after_linear");
+  for (const char* k : {"skip_mode", "pos_embed", "conv_position"})
+    EXPECT_FALSE(d.to_json().contains(k)) << k;
+  json v = {{"skip_mode", "linear_add"},
+            {"pos_embed", "sincos_2d"},
+            {"conv_position", "before_linear"},
+            {"embed_dim", 64},
+            {"num_heads", 4}};
+  NetConfig n = uvit::net_config_from_json(v);
+  EXPECT_EQ(n.skip_mode, "linear_add");
+  EXPECT_TRUE(n.conv_before());
+  EXPECT_FALSE(n.learned_pos());
+  json back = n.to_json();
+  for (const char* k : {"skip_mode", "pos_embed", "conv_position"}) EXPECT_EQ(back[k], v[k]) << k;
+  EXPECT_EQ(uvit::net_config_from_json(back).to_json(), back);
+
+  auto parse = [](json j) { return [j] { uvit::net_config_from_json(j); }; };
+  expect_error(parse({{"skip_mode", "concat"}}),
+               {"nnet.skip_mode \"concat\"", "concat_linear, add, add_linear, linear_add"});
+  expect_error(parse({{"pos_embed", "rope"}}),
+               {"nnet.pos_embed \"rope\"", "learned_1d, sincos_2d, none"});
+  expect_error(parse({{"conv_position", "before"}}),
+               {"nnet.conv_position \"before\"", "after_linear, before_linear"});
+  expect_error(parse({{"skip_mode", 1}}), {"nnet.skip_mode", "expected a string"});
+  expect_error(parse({{"pos_embed", "sincos_2d"}, {"embed_dim", 6}, {"num_heads", 1}}),
+               {"nnet.embed_dim 6", "multiple of 4"});
+  use_source_configs();
+  Config c = load_config("cifar10_uvit_small");
+  expect_error([&] { uvit::apply_override(c, "nnet.skip_mode=sum"); },
+               {"nnet.skip_mode \"sum\"", "concat_linear"});
+}
+
 TEST(ConfigOverride, DepthTurnsSmallIntoDeep) {
   use_source_configs();
   Config c = load_config("mscoco_uvit_small");

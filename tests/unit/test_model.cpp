@@ -95,7 +95,9 @@ TEST_P(ModelParity, OutputAndGradientsMatchTorch) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
                          ::testing::Values("cond_p2", "uncond_p4_h64", "uncond_p1_mlptime", "t2i",
-                                           "cond_ckpt", "noskip_qkscale", "fmnist"));
+                                           "cond_ckpt", "noskip_qkscale", "fmnist", "skip_add",
+                                           "skip_add_linear", "skip_linear_add", "pos_sincos",
+                                           "pos_none_t2i", "conv_before"));
 
 // DiT and Skip-DiT through the registry (make_network), against tests/reference/dit_torch.py.
 class NetworkParity : public ::testing::TestWithParam<std::string> {};
@@ -169,6 +171,43 @@ TEST(ModelTable, ForwardFlopsMatchTheIssue) {
   // One U-ViT-S/2 training image ~73 GFLOP (3x forward); U-ViT-H/2 ~799 GFLOP.
   EXPECT_NEAR(3 * forward_flops(load_config("cifar10_uvit_small").net) / 1e9, 73, 1.0);
   EXPECT_NEAR(3 * forward_flops(load_config("imagenet256_uvit_huge").net) / 1e9, 799, 8.0);
+}
+
+// The ablation variants change exactly the parameters they should (cifar10_uvit_small: D 512,
+// 6 long skips, 257 tokens, 3 channels).
+TEST(ModelTable, AblationVariantCounts) {
+  const NetConfig base = load_config("cifar10_uvit_small").net;
+  const ParamTable official = build_param_table(base);
+  const size_t D = 512, skips = 6, N = 257, C = 3;
+  auto count = [&](const char* field, const char* value) {
+    NetConfig n = base;
+    (std::string(field) == "skip_mode"   ? n.skip_mode
+     : std::string(field) == "pos_embed" ? n.pos_embed
+                                         : n.conv_position) = value;
+    return build_param_table(n);
+  };
+  ASSERT_EQ(official.total(), 44255328u);
+  EXPECT_EQ(count("skip_mode", "add").total(), official.total() - skips * (2 * D * D + D));
+  EXPECT_EQ(count("skip_mode", "add").entries().size(), official.entries().size() - 2 * skips);
+  for (const char* m : {"add_linear", "linear_add"}) {
+    const ParamTable t = count("skip_mode", m);
+    EXPECT_EQ(t.total(), official.total() - skips * D * D) << m;
+    EXPECT_EQ(t.at("out_blocks.0.skip_linear.weight").shape, (std::vector<int64_t>{512, 512}));
+  }
+  for (const char* p : {"sincos_2d", "none"}) {
+    const ParamTable t = count("pos_embed", p);
+    EXPECT_EQ(t.total(), official.total() - N * D) << p;
+    EXPECT_FALSE(t.find("pos_embed")) << p;
+  }
+  const ParamTable before = count("conv_position", "before_linear");
+  EXPECT_EQ(before.total(), official.total() - (C * C * 9 + C) + (D * D * 9 + D));
+  EXPECT_FALSE(before.find("final_layer.weight"));
+  EXPECT_EQ(before.at("token_conv.weight").shape, (std::vector<int64_t>{512, 512, 3, 3}));
+  // conv: false stays "no conv" whatever the position.
+  NetConfig none = base;
+  none.conv = false;
+  none.conv_position = "before_linear";
+  EXPECT_EQ(build_param_table(none).total(), official.total() - (C * C * 9 + C));
 }
 
 TEST(ModelLoad, StrictNamesAndShapes) {
