@@ -44,8 +44,8 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
-    check_output("OUT", o->out, {".safetensors"});
     check_not_input(o->in, o->out);
+    check_output("OUT", o->out, {".safetensors"});
     NamedArrays sd = load_weights(o->in);
     if (!o->config.empty()) {
       Config c = load_config(o->config);
