@@ -41,7 +41,9 @@ void add_convert(CLI::App& app) {
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
   cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
-  cmd->add_option("--config,-c", o->config, "check every name and shape against this config");
+  cmd->add_option(
+      "--config,-c", o->config,
+      "check every name and shape against this config (preset, JSON file or run folder)");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
     check_not_input(o->in, o->out);

@@ -37,8 +37,8 @@ void add_grid_options(CLI::App* cmd, TrainJob& j) {
                   "preset's train.eval_interval) and at the end")
       ->check(at_least(1));
   cmd->add_option("--grid-n", j.grid_n,
-                  "images per grid, drawn with 25 dpm-solver++ steps (default 16; class models: 4 "
-                  "per class up to 16 classes, one row per class)")
+                  "images per grid, drawn with 25 dpm-solver++ steps (default: 16; class models "
+                  "with up to 16 classes: 4 per class, one row per class)")
       ->check(at_least(1));
   cmd->add_flag_function(
       "--no-grid", [&j](int64_t) { j.grids = false; }, "draw no sample grids");
@@ -124,7 +124,8 @@ void add_demo(CLI::App& app) {
                   "Fashion-MNIST folder (default: Debian's dataset-fashion-mnist)");
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
-  cmd->add_option("--set", o->set, "override a fmnist_uvit_tiny field: section.key=value");
+  cmd->add_option("--set", o->set,
+                  "override a fmnist_uvit_tiny field: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);

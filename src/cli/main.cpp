@@ -70,16 +70,18 @@ void add_help(CLI::App& app) {
   cmd->add_option("COMMAND", *words, "command (and subcommand) whose help to print");
   cmd->callback([&app, words] {
     CLI::App* target = &app;
-    std::string parents;  // the usage line's "uvit autoencoder" before "decode"
+    std::string name = "uvit";  // for the usage line: "uvit autoencoder decode"
     for (const std::string& w : *words) {
-      parents += (parents.empty() ? "" : " ") + (target == &app ? "uvit" : target->get_name());
       CLI::App* sub = nullptr;
       for (CLI::App* c : target->get_subcommands([&w](CLI::App* a) { return a->check_name(w); }))
         sub = c;
       UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
       target = sub;
+      name += " " + sub->get_name();
     }
-    std::printf("%s", target->help(parents).c_str());
+    // Not App::help(): on the program it would describe the selected command, `help` itself.
+    std::printf(
+        "%s", target->get_formatter()->make_help(target, name, CLI::AppFormatMode::Normal).c_str());
   });
 }
 
@@ -118,6 +120,10 @@ int main(int argc, char** argv) {
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("uvit ") + UVIT_VERSION);
+  app.footer(
+      "uvit help COMMAND prints a command's options. Exit status: 0 done, 1 error (one line "
+      "\"uvit: error: ...\"), 130 / 143 training stopped by SIGINT / SIGTERM after its "
+      "checkpoint.");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
