@@ -121,9 +121,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("uvit ") + UVIT_VERSION);
   app.footer(
-      "uvit help COMMAND prints a command's options. Exit status: 0 done, 1 error (one line "
-      "\"uvit: error: ...\"), 130 / 143 training stopped by SIGINT / SIGTERM after its "
-      "checkpoint.");
+      "uvit help COMMAND prints a command's options.\nExit status: 0 done; 1 error (one line "
+      "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM (after its "
+      "checkpoint).");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
