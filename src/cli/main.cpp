@@ -88,15 +88,21 @@ void add_help(CLI::App& app) {
 // A parse error as one line; the common mistakes get a hint on how to fix them.
 std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   std::string msg = e.what();
-  const CLI::App* sub = nullptr;
-  for (const CLI::App* s : app.get_subcommands()) sub = s;
-  if (!sub) {
-    for (const std::string& w : app.remaining())
-      if (!w.empty() && w[0] != '-')
-        return "unknown command '" + w + "' (commands: " + command_list(app) + ")";
-    return "give a command: " + command_list(app) + " (uvit help COMMAND)";
+  // The command that failed to parse: "" (the program), "sample", "autoencoder decode".
+  const CLI::App* sub = &app;
+  std::string cmd;
+  while (!sub->get_subcommands().empty()) {
+    sub = sub->get_subcommands().back();
+    cmd += (cmd.empty() ? "" : " ") + sub->get_name();
   }
-  while (!sub->get_subcommands().empty()) sub = sub->get_subcommands().back();
+  if (!command_list(*sub).empty()) {  // it takes a command, and none was recognised
+    const std::string where = cmd.empty() ? "" : cmd + " ";
+    for (const std::string& w : sub->remaining())
+      if (!w.empty() && w[0] != '-')
+        return "unknown command '" + where + w + "' (commands: " + command_list(*sub) + ")";
+    if (cmd.empty()) return "give a command: " + command_list(*sub) + " (uvit help COMMAND)";
+    return cmd + " needs a command: " + command_list(*sub) + " (uvit help " + cmd + ")";
+  }
   // CLI11's "--steps: must be >= 1" reads better as a sentence.
   if (size_t p = msg.find(": must "); p != std::string::npos) msg.erase(p, 1);
   const bool takes_words = !sub->get_options([](const CLI::Option* o) {
@@ -106,11 +112,11 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   for (const std::string& w : sub->remaining()) {
     if (w.size() < 2 || w[0] != '-') continue;
     if (takes_words)
-      return w + ": not an option of " + sub->get_name() +
-             "; put -- before a prompt that starts with '-': uvit " + sub->get_name() + " -- " + w;
-    return w + ": not an option of " + sub->get_name() + " (uvit help " + sub->get_name() + ")";
+      return w + ": not an option of " + cmd +
+             "; put -- before a prompt that starts with '-': uvit " + cmd + " -- " + w;
+    return w + ": not an option of " + cmd + " (uvit help " + cmd + ")";
   }
-  return msg + " (uvit help " + sub->get_name() + ")";
+  return msg + " (uvit help " + cmd + ")";
 }
 
 }  // namespace
