@@ -11,6 +11,8 @@ run "$UVIT" --version
 grep -q '^uvit [0-9]' "$tmp/out" || fail "--version: $(cat "$tmp/out")"
 expect_error "unknown command 'foo' (commands: info, convert" "$UVIT" foo
 expect_error "give a command: info" "$UVIT"
+expect_error "unknown command 'autoencoder foo' (commands: encode, decode)" "$UVIT" autoencoder foo
+expect_error "gpu not in {cpu,cuda} (uvit help autoencoder decode)" "$UVIT" autoencoder decode --device gpu -w x --in x --out y
 run "$UVIT" help sample
 grep -q "^Usage: uvit sample" "$tmp/out" && grep -q -- "--cfg-scale" "$tmp/out" && grep -q -- "--threads" "$tmp/out" ||
   fail "help sample: $(head -3 "$tmp/out")"

@@ -55,6 +55,34 @@ assert a == b and [s for s, _ in a] == [2, 4, 6, 8, 10], (a, b)
 print("ok: the resumed log averages the same windows as a straight run")
 PYEOF
 
+# On a terminal (script(1) provides one) the line is redrawn in place, each redraw covers the
+# previous one, and the first rate shown is not the absurd one of a few microseconds.
+if command -v script >/dev/null; then
+  script -qec "$UVIT train --config $tmp/tiny.json --out $tmp/tty --steps 40 --no-grid" /dev/null >"$tmp/tty.txt" 2>&1
+  "$PY" - "$tmp/tty.txt" <<'PYEOF' || fail "terminal progress: $(tr '\r' '|' <"$tmp/tty.txt")"
+import re, sys
+t = open(sys.argv[1], newline="", errors="replace").read()
+assert "\r" in t, "no in-place redraw"
+lines = [s for s in re.split(r"[\r\n]", t) if s.startswith("train ")]
+assert lines and lines[-1].startswith("train 40/40"), lines[-1:]
+for a, b in zip(lines, lines[1:]):
+    assert len(b) >= len(a.rstrip(" ")), ("leftover characters", a, b)
+rates = [float(r) for r in re.findall(r"([0-9.]+) img/s", t)]
+assert all(r < 1e5 for r in rates), rates
+print("ok: terminal progress redrawn in place,", len(lines), "redraws")
+PYEOF
+  script -qec "$UVIT sample --config $tmp/tiny.json --weights $R/nnet_ema.safetensors --classes all --n 2 --npy $tmp/tty.npy" \
+    /dev/null >"$tmp/tty.txt" 2>&1
+  "$PY" - "$tmp/tty.txt" <<'PYEOF' || fail "sample progress: $(tr '\r' '|' <"$tmp/tty.txt")"
+import re, sys
+t = open(sys.argv[1], newline="", errors="replace").read()
+rates = [float(r) for r in re.findall(r"([0-9.]+) it/s", t)]
+assert "sample (network evaluations) 4/4" in t and all(r < 1e5 for r in rates), rates
+PYEOF
+else
+  echo "skip: no script(1) for a terminal test"
+fi
+
 # Runs that cannot start leave no folder behind.
 expect_error "nodata" "$UVIT" train --config "$tmp/tiny.json" --data "$tmp/nodata" --out "$tmp/f1" -q
 expect_error "holds no training run" "$UVIT" train --resume --out "$tmp/f2" -q
