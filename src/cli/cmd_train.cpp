@@ -18,9 +18,10 @@ namespace {
 // (its name goes into the checkpoints) without training it as that config, so it is refused.
 void check_same_config(const Config& run, const std::string& dir, const std::string& other) {
   const Config o = load_config(other);
-  UVIT_CHECK(o.config_name == run.config_name && o.json["nnet"] == run.json["nnet"], "--config ",
-             other, ": the run in ", dir, " was trained with config ", run.config_name,
-             o.config_name == run.config_name ? " (another network)" : "",
+  const bool same_name = o.config_name == run.config_name;
+  UVIT_CHECK(same_name && o.json["nnet"] == run.json["nnet"], "--config ", other, ": the run in ",
+             dir, " was trained with config ", run.config_name,
+             same_name ? " and another network" : "",
              "; --resume keeps the run's own config: leave --config out (change settings with "
              "--set or --steps)");
 }

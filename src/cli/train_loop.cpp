@@ -235,7 +235,7 @@ TrainOutcome run_training(const TrainJob& job) {
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
   const long k = tr.step_count();
-  if (win.n > 0) {
+  if (win.n > 0 && k > first) {
     // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
     // and its sum, so that the first row after --resume averages the same steps as a run that
     // never stopped.
