@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
@@ -32,6 +33,7 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
 }
 
 void run(const AeOpts& o, bool encode) {
+  check_output("--out", o.out, {".npy"});
   const AutoencoderConfig cfg =
       o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
@@ -55,6 +57,7 @@ void run(const AeOpts& o, bool encode) {
         steady.update(long(done));
       });
   bar.finish();
+  make_parent_dir(o.out);
   save_npy(o.out, out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.quiet)

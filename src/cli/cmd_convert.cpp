@@ -46,15 +46,15 @@ void add_convert(CLI::App& app) {
       ->required();
   cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
   cmd->add_option("--config,-c", o->config,
-                  "check every name and shape against this config (a network preset, or with "
-                  "--autoencoder an autoencoder JSON)");
+                  "check every name and shape against this config (a network preset, JSON file "
+                  "or run folder; with --autoencoder an autoencoder JSON)");
   cmd->add_flag("--autoencoder", o->autoencoder,
                 "IN is a KL autoencoder: diffusers names become the official ones, checked "
                 "against --config (default: Stable Diffusion kl-f8), in state_dict order");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
-    check_output("OUT", o->out, {".safetensors"});
     check_not_input(o->in, o->out);
+    check_output("OUT", o->out, {".safetensors"});
     NamedArrays sd = load_weights(o->in);
     if (o->autoencoder) {
       const AutoencoderConfig c =

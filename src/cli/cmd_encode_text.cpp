@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -37,6 +38,7 @@ void add_encode_text(CLI::App& app) {
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {
+    check_output("--out", o->out, {".npy"});
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     ClipTextConfig cc =
         o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
@@ -48,6 +50,7 @@ void add_encode_text(CLI::App& app) {
     std::vector<float> ctx = clip_encode_prompts(tok, model, o->prompts);
     double first = std::chrono::duration<double>(clk::now() - t0).count();
     const int64_t n = int64_t(o->prompts.size()), L = ClipTokenizer::kContextLength;
+    make_parent_dir(o->out);
     save_npy(o->out, Array::from_f32({n, L, cc.hidden_size}, ctx.data()));
     if (!o->quiet)
       std::fprintf(stderr, "%lld prompts encoded in %.3f s\n", static_cast<long long>(n), first);

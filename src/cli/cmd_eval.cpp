@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
@@ -64,7 +65,8 @@ void add_eval(CLI::App& app) {
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, the autoencoder and the Inception)");
   cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(at_least(1));
   cmd->add_option("--ref", o->ref, "reference FID statistics .npz (mu, sigma)")->required();
-  cmd->add_option("--metrics", o->metrics, "fid or all (adds Inception Score, precision/recall)")
+  cmd->add_option("--metrics", o->metrics,
+                  "fid or all (adds Inception Score, precision/recall; default fid)")
       ->check(CLI::IsMember({"fid", "all"}));
   cmd->add_option(
       "--ref-features", o->ref_features,
@@ -72,12 +74,15 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--inception", o->inception,
                   "FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: "
                   "$UVIT_INCEPTION)");
-  cmd->add_option("--out,-o", o->out, "all samples as .npz (arr_0: uint8 [N,H,W,C])");
+  cmd->add_option("--out,-o", o->out,
+                  "all samples as .npz (arr_0: uint8 [N,H,W,C]; default eval_samples.npz)");
   cmd->add_option("--work", o->work, "folder of finished chunks for resuming (default: OUT.parts)");
   cmd->add_option("--chunk", o->chunk, "samples per saved chunk (default 1000)")
       ->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->callback([o] {
+    check_output("--out", o->out, {".npz"});
+    check_output("--json", o->json, {".json"});
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
@@ -123,6 +128,7 @@ void add_eval(CLI::App& app) {
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
     const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
     fs::create_directories(work);
+    for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     const nlohmann::json manifest = {{"config", cfg.config_name},
                                      {"weights", fs::absolute(o->weights).string()},

@@ -96,7 +96,8 @@ void add_extract_features(CLI::App& app) {
       ->required();
   cmd->add_option("--weights,-w", o->weights, "autoencoder_kl.pth or .safetensors")->required();
   cmd->add_option("--out,-o", o->out, "feature folder ({idx}.npy files)")->required();
-  cmd->add_option("--resolution", o->resolution, "256 or 512")->check(CLI::IsMember({256, 512}));
+  cmd->add_option("--resolution", o->resolution, "256 or 512 (default 256)")
+      ->check(CLI::IsMember({256, 512}));
   cmd->add_option("--config,-c", o->config, "autoencoder JSON (default: Stable Diffusion kl-f8)");
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
       ->check(at_least(1));
@@ -110,7 +111,7 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--clip-config", o->clip_config,
                   "MS-COCO: CLIPTextConfig JSON (default ViT-L/14)");
   cmd->add_option("--vocab", o->vocab, "MS-COCO: CLIP vocabulary (default: data/clip)");
-  cmd->add_option("--split", o->split, "MS-COCO: output subfolder, train or val")
+  cmd->add_option("--split", o->split, "MS-COCO: output subfolder, train or val (default train)")
       ->check(CLI::IsMember({"train", "val"}));
   cmd->callback([o] {
     if (!o->captions.empty()) return extract_mscoco(*o);

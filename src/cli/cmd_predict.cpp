@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -16,7 +17,8 @@ void add_predict(CLI::App& app) {
     std::string config, weights, x, t, y, context, out, device = "cpu", precision;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config,-c", o->config, "preset name or JSON file")->required();
+  cmd->add_option("--config,-c", o->config, "preset name, JSON file or training run folder")
+      ->required();
   cmd->add_option("--weights,-w", o->weights, ".safetensors or .pth")->required();
   cmd->add_option("--x", o->x, "float32 [B,C,H,W] .npy")->required();
   cmd->add_option("--t", o->t, "[B] network time input .npy (as the official code passes it)")
@@ -24,9 +26,11 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--y", o->y, "int64 [B] class labels .npy (class-conditional models)");
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
-  cmd->add_option("--device", o->device, "cpu or cuda");
+  cmd->add_option("--device", o->device, "cpu or cuda (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o->precision, kPrecisionHelp);
   cmd->callback([o] {
+    check_output("--out", o->out, {".npy"});
     Config c = load_config(o->config);
     const NetSpec& n = c.spec;
     Array x = load_npy(o->x);
@@ -84,6 +88,7 @@ void add_predict(CLI::App& app) {
     net->forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dctx.f32(), dout.f32(), B);
     Array out(DType::F32, {B, n.out_chans, n.img_size, n.img_size});
     be->download(out.data.data(), dout.f32(), out.nbytes());
+    make_parent_dir(o->out);
     save_npy(o->out, out);
   });
 }

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -24,6 +25,7 @@ void add_tokenize(CLI::App& app) {
   cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
       ->required();
   cmd->callback([o] {
+    check_output("--out", o->out, {".npy"});
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
     const int L = ClipTokenizer::kContextLength;
     std::vector<int64_t> all;
@@ -42,8 +44,10 @@ void add_tokenize(CLI::App& app) {
         std::printf("%s\n", line.c_str());
       }
     }
-    if (!o->out.empty() && !o->tokens)
+    if (!o->out.empty() && !o->tokens) {
+      make_parent_dir(o->out);
       save_npy(o->out, Array::from_i64({int64_t(o->prompts.size()), L}, all.data()));
+    }
   });
 }
 

@@ -18,9 +18,10 @@ namespace {
 // (its name goes into the checkpoints) without training it as that config, so it is refused.
 void check_same_config(const Config& run, const std::string& dir, const std::string& other) {
   const Config o = load_config(other);
-  UVIT_CHECK(o.config_name == run.config_name && o.json["nnet"] == run.json["nnet"], "--config ",
-             other, ": the run in ", dir, " was trained with config ", run.config_name,
-             o.config_name == run.config_name ? " (another network)" : "",
+  const bool same_name = o.config_name == run.config_name;
+  UVIT_CHECK(same_name && o.json["nnet"] == run.json["nnet"], "--config ", other, ": the run in ",
+             dir, " was trained with config ", run.config_name,
+             same_name ? " and another network" : "",
              "; --resume keeps the run's own config: leave --config out (change settings with "
              "--set or --steps)");
 }
@@ -37,8 +38,8 @@ void add_grid_options(CLI::App* cmd, TrainJob& j) {
                   "preset's train.eval_interval) and at the end")
       ->check(at_least(1));
   cmd->add_option("--grid-n", j.grid_n,
-                  "images per grid, drawn with 25 dpm-solver++ steps (default 16; class models: 4 "
-                  "per class up to 16 classes, one row per class)")
+                  "images per grid, drawn with 25 dpm-solver++ steps (default: 16; class models "
+                  "with up to 16 classes: 4 per class, one row per class)")
       ->check(at_least(1));
   cmd->add_flag_function(
       "--no-grid", [&j](int64_t) { j.grids = false; }, "draw no sample grids");
@@ -130,7 +131,8 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--config,-c", o->config,
                   "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny or "
                   "fmnist_skip_dit_tiny");
-  cmd->add_option("--set", o->set, "override a field of the preset: section.key=value");
+  cmd->add_option("--set", o->set,
+                  "override a field of the preset: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);

@@ -68,11 +68,11 @@ inline std::string encoders_beside(const std::string& device, const std::string&
 // (autoencoder, FID Inception, CLIP); the precision's default is encoder_precision's.
 inline void add_encoder_device(CLI::App* c, std::string& device, std::string& precision,
                                const char* what) {
-  c->add_option("--device", device, std::string("cpu or cuda: where ") + what + " run(s)")
+  c->add_option("--device", device, std::string("cpu or cuda, for ") + what + " (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_option("--precision", precision,
-                "fp32, or tf32 on cuda (TF32 tensor-core GEMMs, as PyTorch's convolutions; the "
-                "cuda default)")
+                "fp32, or on cuda tf32 (TF32 tensor-core GEMMs, as PyTorch's convolutions); "
+                "default: fp32 on cpu, tf32 on cuda")
       ->check(CLI::IsMember({"fp32", "tf32"}));
 }
 

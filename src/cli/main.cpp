@@ -70,31 +70,39 @@ void add_help(CLI::App& app) {
   cmd->add_option("COMMAND", *words, "command (and subcommand) whose help to print");
   cmd->callback([&app, words] {
     CLI::App* target = &app;
-    std::string parents;  // the usage line's "uvit autoencoder" before "decode"
+    std::string name = "uvit";  // for the usage line: "uvit autoencoder decode"
     for (const std::string& w : *words) {
-      parents += (parents.empty() ? "" : " ") + (target == &app ? "uvit" : target->get_name());
       CLI::App* sub = nullptr;
       for (CLI::App* c : target->get_subcommands([&w](CLI::App* a) { return a->check_name(w); }))
         sub = c;
       UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
       target = sub;
+      name += " " + sub->get_name();
     }
-    std::printf("%s", target->help(parents).c_str());
+    // Not App::help(): on the program it would describe the selected command, `help` itself.
+    std::printf(
+        "%s", target->get_formatter()->make_help(target, name, CLI::AppFormatMode::Normal).c_str());
   });
 }
 
 // A parse error as one line; the common mistakes get a hint on how to fix them.
 std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   std::string msg = e.what();
-  const CLI::App* sub = nullptr;
-  for (const CLI::App* s : app.get_subcommands()) sub = s;
-  if (!sub) {
-    for (const std::string& w : app.remaining())
-      if (!w.empty() && w[0] != '-')
-        return "unknown command '" + w + "' (commands: " + command_list(app) + ")";
-    return "give a command: " + command_list(app) + " (uvit help COMMAND)";
+  // The command that failed to parse: "" (the program), "sample", "autoencoder decode".
+  const CLI::App* sub = &app;
+  std::string cmd;
+  while (!sub->get_subcommands().empty()) {
+    sub = sub->get_subcommands().back();
+    cmd += (cmd.empty() ? "" : " ") + sub->get_name();
   }
-  while (!sub->get_subcommands().empty()) sub = sub->get_subcommands().back();
+  if (!command_list(*sub).empty()) {  // it takes a command, and none was recognised
+    const std::string where = cmd.empty() ? "" : cmd + " ";
+    for (const std::string& w : sub->remaining())
+      if (!w.empty() && w[0] != '-')
+        return "unknown command '" + where + w + "' (commands: " + command_list(*sub) + ")";
+    if (cmd.empty()) return "give a command: " + command_list(*sub) + " (uvit help COMMAND)";
+    return cmd + " needs a command: " + command_list(*sub) + " (uvit help " + cmd + ")";
+  }
   // CLI11's "--steps: must be >= 1" reads better as a sentence.
   if (size_t p = msg.find(": must "); p != std::string::npos) msg.erase(p, 1);
   const bool takes_words = !sub->get_options([](const CLI::Option* o) {
@@ -104,11 +112,11 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   for (const std::string& w : sub->remaining()) {
     if (w.size() < 2 || w[0] != '-') continue;
     if (takes_words)
-      return w + ": not an option of " + sub->get_name() +
-             "; put -- before a prompt that starts with '-': uvit " + sub->get_name() + " -- " + w;
-    return w + ": not an option of " + sub->get_name() + " (uvit help " + sub->get_name() + ")";
+      return w + ": not an option of " + cmd +
+             "; put -- before a prompt that starts with '-': uvit " + cmd + " -- " + w;
+    return w + ": not an option of " + cmd + " (uvit help " + cmd + ")";
   }
-  return msg + " (uvit help " + sub->get_name() + ")";
+  return msg + " (uvit help " + cmd + ")";
 }
 
 }  // namespace
@@ -118,6 +126,10 @@ int main(int argc, char** argv) {
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("uvit ") + UVIT_VERSION);
+  app.footer(
+      "uvit help COMMAND prints a command's options.\nExit status: 0 done; 1 error (one line "
+      "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM (after its "
+      "checkpoint).");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);

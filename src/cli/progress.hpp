@@ -22,6 +22,12 @@ class Progress {
         tty_(isatty(2) != 0),
         t0_(clock::now()),
         last_(t0_) {}
+  // An error on the way out starts on a line of its own.
+  ~Progress() {
+    if (tty_ && shown_ > 0) std::fprintf(stderr, "\n");
+  }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
   void set_total(long total) { total_ = total; }
   // `done` counts from 0 (not from `start`); `extra` is printed after the counter.
   void update(long done, const std::string& extra = "", double items_per_unit = 1,

@@ -25,11 +25,12 @@ Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels
     const int side = std::max(1, int(std::ceil(std::sqrt(double(imgs.size())))));
     return make_grid(imgs, side);
   }
-  std::vector<std::vector<const Image*>> rows(static_cast<size_t>(classes));
+  // Row c is class c, up to the last class drawn (an empty class keeps its row, blank).
+  const int last = *std::max_element(labels.begin(), labels.end());
+  std::vector<std::vector<const Image*>> rows(static_cast<size_t>(last + 1));
   for (size_t i = 0; i < imgs.size(); ++i) rows[size_t(labels[i])].push_back(&imgs[i]);
   size_t cols = 1;
   for (const auto& r : rows) cols = std::max(cols, r.size());
-  // Empty classes keep their row so that row c is always class c.
   const Image blank(imgs[0].w, imgs[0].h, imgs[0].c, 0);
   std::vector<Image> cells;
   for (const auto& r : rows)

@@ -49,7 +49,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->check(at_least(1));
   cmd->add_option("--set", o.set, "override a config field: section.key=value (repeatable)");
   cmd->add_flag("--quiet,-q", o.quiet, "print only results and errors");
-  cmd->add_option("--device", o.device, device_help)->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--device", o.device, std::string(device_help) + " (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o.precision, kPrecisionHelp);
   cmd->add_option("--autoencoder", o.autoencoder,
                   "latent models: autoencoder_kl.pth (or .safetensors) that decodes the samples");

@@ -98,10 +98,12 @@ struct LossWindow {
 };
 LossWindow open_window(const std::string& dir, long step) {
   const std::vector<json> rows = read_log(dir);
-  if (rows.empty() || rows.back().value("step", -1L) != step ||
-      !rows.back().contains("window_steps"))
-    return {};
-  return {rows.back()["window_loss_sum"].get<double>(), rows.back()["window_steps"].get<long>()};
+  for (auto r = rows.rbegin(); r != rows.rend(); ++r) {
+    if (!r->contains("loss")) continue;  // recorded overrides
+    if (r->value("step", -1L) != step || !r->contains("window_steps")) return {};
+    return {(*r)["window_loss_sum"].get<double>(), (*r)["window_steps"].get<long>()};
+  }
+  return {};
 }
 
 // Checks the request against the run before anything is loaded or created. Returns the step the
@@ -233,7 +235,7 @@ TrainOutcome run_training(const TrainJob& job) {
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
   const long k = tr.step_count();
-  if (win.n > 0) {
+  if (win.n > 0 && k > first) {
     // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
     // and its sum, so that the first row after --resume averages the same steps as a run that
     // never stopped.

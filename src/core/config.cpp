@@ -277,22 +277,9 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// JSON has no NaN or infinity, but a number such as 1e999 parses as one.
-void check_finite(const json& v, const std::string& where) {
-  if (v.is_number_float())
-    UVIT_CHECK(std::isfinite(v.get<double>()), where, " = ", v.get<double>(),
-               " is not a finite number");
-  if (v.is_object())
-    for (auto it = v.begin(); it != v.end(); ++it)
-      check_finite(it.value(), where.empty() ? it.key() : where + "." + it.key());
-  if (v.is_array())
-    for (size_t i = 0; i < v.size(); ++i) check_finite(v[i], cat(where, "[", i, "]"));
-}
-
 // Re-derives c.net from c.json and checks the whole document; errors get the config's name.
 void finish(Config& c, const std::string& context = "") {
   try {
-    check_finite(c.json, "");
     UVIT_CHECK(c.json.contains("nnet"), "no \"nnet\" section");
     const json& nnet = c.json["nnet"];
     UVIT_CHECK(nnet.is_object(), "nnet: expected an object, got ", kind(nnet));

@@ -124,6 +124,9 @@ expect_error "different run" "$UVIT" "${E[@]}" --seed 5
 expect_error "pytorch-fid/releases" "$UVIT" fid "$tmp/dir" "$tmp/st.npz"
 expect_error "not found" "$UVIT" fid-features "$tmp/dir" --inception "$tmp/nope.pth" --out "$tmp/x.npy"
 expect_error "no such file" "$UVIT" fid "$tmp/missing" "$tmp/st.npz" --inception "$W"
+# A mistyped input is named before the (absent) Inception weights are looked for.
+expect_error "dri: no such file or folder" env -u UVIT_INCEPTION "$UVIT" fid "$tmp/dri" "$tmp/st.npz"
+expect_error "dri: no such file or folder" env -u UVIT_INCEPTION "$UVIT" fid-stats "$tmp/dri" --out "$tmp/x.npz"
 mkdir -p "$tmp/empty"
 expect_error "no images" "$UVIT" fid-stats "$tmp/empty" --inception "$W" --out "$tmp/x.npz"
 "$PY" -c "import numpy as np; np.save('$tmp/f.npy', np.zeros((2, 8, 8, 3), np.float32)); np.savez('$tmp/bad.npz', mu=np.zeros(3), sigma=np.zeros((3, 2)))"

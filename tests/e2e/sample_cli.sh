@@ -144,7 +144,41 @@ check differ_any "$tmp/smp6.npy" "$tmp/smp7.npy"  # DDPM vs DDIM
 run "$UVIT" sample --config "$tmp/uncond.json" --weights "$tmp/urun/nnet_ema.safetensors" --n 5 -q --npy "$tmp/u.npy"
 check npy "$tmp/u.npy" 5
 
+# Outputs into folders that do not exist yet: created (checked before sampling, not after).
+run "$UVIT" sample "${base[@]}" -q --seed 3 --npy "$tmp/new/sub/s.npy" --out "$tmp/new2/g.png" --dir "$tmp/new3/d"
+check same "$tmp/s.npy" "$tmp/new/sub/s.npy"
+[ -s "$tmp/new2/g.png" ] && [ -s "$tmp/new3/d/19.png" ] || fail "outputs in new folders missing"
+# A training run's folder as --config (its config.json) gives the same samples.
+run "$UVIT" sample --config "$tmp/run" --weights "$W" --classes all --n 20 --seed 3 -q --npy "$tmp/s_run.npy"
+check same "$tmp/s.npy" "$tmp/s_run.npy"
+
+# Weights holding a NaN: an error, not black images.
+"$PY" - "$W" "$tmp/nan.safetensors" <<'PYEOF'
+import json, struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+(n,) = struct.unpack("<Q", d[:8])
+b, e = json.loads(d[8:8 + n])["pos_embed"]["data_offsets"]
+d[8 + n + b:8 + n + b + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(d)
+PYEOF
+expect_error "non-finite values" "$UVIT" sample --config "$tmp/tiny.json" --weights "$tmp/nan.safetensors" \
+  --classes all --n 4 --npy "$tmp/e.npy" -q
+
 # Bad requests: one line, exit code 1, nothing written.
+expect_error "--cfg-scale must be a finite number, got nan" "$UVIT" sample "${base[@]}" --cfg-scale nan --npy "$tmp/e.npy"
+expect_error "--cfg-scale must be a finite number, got inf" "$UVIT" sample "${base[@]}" --cfg-scale inf --npy "$tmp/e.npy"
+expect_error "--cfg-scale must be >= 0, got -1" "$UVIT" sample "${base[@]}" --cfg-scale -1 --npy "$tmp/e.npy"
+expect_error "expects a number" "$UVIT" sample "${base[@]}" --set sample.scale=nan --npy "$tmp/e.npy"
+expect_error "expects a number" "$UVIT" sample "${base[@]}" --set sample.scale=1e999 --npy "$tmp/e.npy"
+expect_error "--steps must be >= 1, got 0" "$UVIT" sample "${base[@]}" --steps 0 --npy "$tmp/e.npy"
+printf x >"$tmp/afile"
+expect_error "is a file, not a folder" "$UVIT" sample "${base[@]}" --npy "$tmp/e.npy" --out "$tmp/afile/g.png"
+expect_error "is a file, not a folder" "$UVIT" sample "${base[@]}" --npy "$tmp/e.npy" --dir "$tmp/afile"
+expect_error "writes .png only" "$UVIT" sample "${base[@]}" --npy "$tmp/e.npy" --out "$tmp/g.jpg"
+expect_error "nnet_ema" "$UVIT" sample --config "$tmp/tiny.json" --weights "$tmp/run/train_state.safetensors" \
+  --classes all --npy "$tmp/e.npy"
+expect_error "give --class K or --classes all" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" \
+  --prompt "a shoe" --npy "$tmp/e.npy"
 expect_error "valid: euler-maruyama" "$UVIT" sample "${base[@]}" --sampler heun --npy "$tmp/e.npy"
 expect_error "--class 99 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 99 --npy "$tmp/e.npy"
 expect_error "--class 10 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 10 --npy "$tmp/e.npy"
@@ -159,5 +193,5 @@ expect_error "unconditional" "$UVIT" sample --config "$tmp/uncond.json" \
   --weights "$tmp/urun/nnet_ema.safetensors" --cfg-scale 2 --npy "$tmp/e.npy"
 expect_error "nothing to write" "$UVIT" sample "${base[@]}"
 expect_error "pos_embed" "$UVIT" sample --config "$tmp/uncond.json" --weights "$W" --npy "$tmp/e.npy"
-[ ! -e "$tmp/e.npy" ] || fail "an output was written despite errors"
+[ ! -e "$tmp/e.npy" ] && [ ! -e "$tmp/g.jpg" ] || fail "an output was written despite errors"
 exit $fails
