@@ -368,7 +368,10 @@ PYEOF
     t0=$(date +%s)
     # shellcheck disable=SC2086
     # --foreground: stays in the stage's process group, so the stage's timeout reaches it too.
-    timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" --device "$BENCH_DEVICE" $args --warmup "$WARMUP" --iters "$ITERS" \
+    # Sample mode times one sampling run: `uvit bench` refuses --warmup/--iters there.
+    timed="--warmup $WARMUP --iters $ITERS"
+    [ "$mode" = sample ] && timed=
+    timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" --device "$BENCH_DEVICE" $args $timed \
       $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
     rc=$?
     tail -n 20 "$WORK/$name.stdout"

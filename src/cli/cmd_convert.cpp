@@ -27,9 +27,7 @@ DType parse_dtype(const std::string& s) {
 void check_not_input(const std::string& in, const std::string& out) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const bool same = fs::exists(out, ec)
-                        ? fs::equivalent(in, out, ec)
-                        : fs::weakly_canonical(in, ec) == fs::weakly_canonical(out, ec);
+  const bool same = fs::exists(out, ec) && fs::equivalent(in, out, ec);
   UVIT_CHECK(!same, "OUT ", out, " is the input file ", in,
              "; give another output name (OUT.safetensors)");
 }

@@ -31,7 +31,7 @@ struct ExitStatus {
 };
 
 // Number checks with readable messages: "must be >= 1, got 0" (main() prints "--steps must be >= 1,
-// got 0"). Every floating option gets one of them, so "nan" and "inf" are refused everywhere.
+// got 0"). Every numeric option gets one of them, so "nan" and "inf" are refused everywhere.
 inline CLI::Validator number_check(double lo, bool lo_open, const char* desc) {
   return CLI::Validator(
       [lo, lo_open](std::string& s) -> std::string {
@@ -46,8 +46,6 @@ inline CLI::Validator number_check(double lo, bool lo_open, const char* desc) {
       },
       desc);
 }
-// Any finite number.
-inline CLI::Validator finite() { return number_check(-HUGE_VAL, false, "NUMBER"); }
 // A finite number >= lo (integers: >= 1 for counts, >= 0 for seeds).
 inline CLI::Validator at_least(double lo) { return number_check(lo, false, ""); }
 // A finite number > 0 (times, rates).
