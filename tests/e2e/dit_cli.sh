@@ -73,6 +73,11 @@ expect_error "expected 'all' or a list" "$UVIT" sample "${S[@]}" --n 2 --classes
 expect_error "xT.npy: shape .4, 1, 28, 28., expected .2, 1, 28, 28." "$UVIT" sample "${S[@]}" \
   --n 2 --class 1 --noise "$tmp/xT.npy" --npy "$tmp/e.npy"
 expect_error "--guidance" "$UVIT" sample "${S[@]}" --n 2 --class 1 --guidance 0.5 --npy "$tmp/e.npy"
+expect_error "has no Skip-Cache" "$UVIT" sample "${S[@]}" --n 2 --class 1 --skip-cache 2 \
+  --npy "$tmp/e.npy"
+R2=$tmp/fmnist_skip_dit_tiny
+expect_error "of depth 2 has no Skip-Cache" "$UVIT" sample --config "$R2" \
+  --weights "$R2/nnet_ema.safetensors" -q --n 2 --class 1 --skip-cache 2 --npy "$tmp/e.npy"
 expect_error "must be even for skip_dit" "$UVIT" train --config fmnist_skip_dit_tiny \
   --set nnet.depth=3 --out "$tmp/bad"
 expect_error "nnet.hidden_sise: unknown key" "$UVIT" train --config fmnist_dit_tiny \
