@@ -7,8 +7,9 @@
 // network is called with the ORIGINAL step timestep_map()[i] (network_time(i)), as the official
 // _WrappedModel does. Sampling runs i = K-1 down to 0.
 //
-// Layouts: x, noise [batch, channels, n] (n = pixels per channel); model_out [batch, model_channels,
-// n] with eps in channels 0..channels-1 and, with a learned variance, v in channels..2·channels-1.
+// Layouts: x, noise [batch, channels, n] (n = pixels per channel); model_out [batch,
+// model_channels, n] with eps in channels 0..channels-1 and, with a learned variance, v in
+// channels..2·channels-1.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -21,16 +22,17 @@ namespace uvit {
 std::vector<double> adm_linear_betas(int num_timesteps = 1000);
 
 // respace.py space_timesteps, ascending. section: "ddimK" takes the smallest integer stride s with
-// exactly K steps in range(0, num_timesteps, s); otherwise comma-separated counts, one per equal part
-// (the first num_timesteps % parts parts one longer), count k of a part of size m taking
-// start + round(j·(m-1)/(k-1)) with the float stride accumulated and round half to even (Python's
-// round). Counts are plain non-negative integers (surrounding spaces allowed). Throws uvit::Error
-// for a malformed string, a count larger than its part, no ddim stride, or no step at all.
+// exactly K steps in range(0, num_timesteps, s); otherwise comma-separated counts, one per equal
+// part (the first num_timesteps % parts parts one longer), count k of a part of size m taking start
+// + round(j·(m-1)/(k-1)) with the float stride accumulated and round half to even (Python's round).
+// Counts are plain non-negative integers (surrounding spaces allowed). Throws uvit::Error for a
+// malformed string, a count larger than its part, no ddim stride, or no step at all.
 std::vector<int> space_timesteps(int num_timesteps, const std::string& section);
 
 // What the model's variance is (gaussian_diffusion.py ModelVarType).
 enum class AdmVariance {
-  LearnedRange,  // log var = frac·log(beta_i) + (1-frac)·posterior_log_variance_clipped_i, frac = (v+1)/2
+  LearnedRange,  // log var = frac·log(beta_i) + (1-frac)·posterior_log_variance_clipped_i, frac =
+                 // (v+1)/2
   FixedLarge,    // var = [posterior_variance_1, beta_1, beta_2, ...]
   FixedSmall,    // var = posterior_variance (log: posterior_log_variance_clipped)
 };
@@ -40,11 +42,13 @@ class AdmDiffusion {
   // The process with these betas (each in (0, 1], at least 2 of them), no respacing.
   explicit AdmDiffusion(std::vector<double> betas);
   // SpacedDiffusion: keeps the original steps use_timesteps (any order, duplicates ignored, each in
-  // [0, base_betas.size())) with betas'_i = 1 - abar[t_i] / abar[t_{i-1}] (abar = 1 before the first).
+  // [0, base_betas.size())) with betas'_i = 1 - abar[t_i] / abar[t_{i-1}] (abar = 1 before the
+  // first).
   AdmDiffusion(const std::vector<double>& base_betas, const std::vector<int>& use_timesteps);
   // DiT's create_diffusion(respacing): linear betas over diffusion_steps, respaced by
-  // space_timesteps(diffusion_steps, respacing); "" keeps every step (still a SpacedDiffusion, so the
-  // betas are recomputed from abar and differ from the linear ones by rounding, as in DiT's training).
+  // space_timesteps(diffusion_steps, respacing); "" keeps every step (still a SpacedDiffusion, so
+  // the betas are recomputed from abar and differ from the linear ones by rounding, as in DiT's
+  // training).
   static AdmDiffusion dit(const std::string& respacing = "", int diffusion_steps = 1000);
 
   int num_timesteps() const { return int(betas_.size()); }
@@ -94,37 +98,41 @@ class AdmDiffusion {
   void ddpm_step(int i, const T* x, const T* model_out, int model_channels, const T* noise, T* out,
                  int batch, int channels, int64_t n,
                  AdmVariance var = AdmVariance::LearnedRange) const;
-  // One DDIM step with eta = 0 (ddim_sample): out = x0·sqrt(abar_prev_i) + sqrt(1 - abar_prev_i)·eps'
-  // with eps' re-derived from x0 as the official code does. Reads the eps channels only.
+  // One DDIM step with eta = 0 (ddim_sample): out = x0·sqrt(abar_prev_i) + sqrt(1 -
+  // abar_prev_i)·eps' with eps' re-derived from x0 as the official code does. Reads the eps
+  // channels only.
   template <class T>
   void ddim_step(int i, const T* x, const T* model_out, int model_channels, T* out, int batch,
                  int channels, int64_t n) const;
   // x_t for per-sample indices t[b].
   template <class T>
-  void q_sample(const int* t, const T* x0, const T* noise, T* x_t, int batch, int64_t per_sample) const;
+  void q_sample(const int* t, const T* x0, const T* noise, T* x_t, int batch,
+                int64_t per_sample) const;
 
   // ---- training (training_losses, LossType.MSE, eps prediction) ----
   struct LossTerms {
-    double loss = 0;               // mean over the batch of mse + vb
-    std::vector<double> mse, vb;   // per sample; vb empty without learn_sigma
+    double loss = 0;              // mean over the batch of mse + vb
+    std::vector<double> mse, vb;  // per sample; vb empty without learn_sigma
   };
-  // model_out is the network's output at x_t = q_sample(x0, t, noise), with 2·channels channels when
-  // learn_sigma (LearnedRange) and channels otherwise. mse_b = mean over (c, n) of (noise - eps)^2;
-  // vb_b = KL(q(x_{t-1}|x_t,x0) || N(mean from the DETACHED eps, learned var)) / ln 2 averaged over
-  // (c, n), and at t = 0 the discretized-Gaussian decoder NLL in bits instead. grad (nullable, the
-  // layout of model_out) receives d loss / d model_out: eps channels the MSE term only (the mean is
-  // frozen in vb), v channels the vb term.
+  // model_out is the network's output at x_t = q_sample(x0, t, noise), with 2·channels channels
+  // when learn_sigma (LearnedRange) and channels otherwise. mse_b = mean over (c, n) of (noise -
+  // eps)^2; vb_b = KL(q(x_{t-1}|x_t,x0) || N(mean from the DETACHED eps, learned var)) / ln 2
+  // averaged over (c, n), and at t = 0 the discretized-Gaussian decoder NLL in bits instead. grad
+  // (nullable, the layout of model_out) receives d loss / d model_out: eps channels the MSE term
+  // only (the mean is frozen in vb), v channels the vb term.
   template <class T>
   LossTerms hybrid_loss(const int* t, const T* x0, const T* noise, const T* model_out,
-                        bool learn_sigma, int batch, int channels, int64_t n, T* grad = nullptr) const;
+                        bool learn_sigma, int batch, int channels, int64_t n,
+                        T* grad = nullptr) const;
 
  private:
   void init(std::vector<double> betas);
   void check_index(int i, const char* what) const;
   int original_num_steps_ = 0;
   std::vector<int> timestep_map_;
-  std::vector<double> betas_, log_betas_, ac_, ac_prev_, ac_next_, sqrt_ac_, sqrt_1m_ac_, log_1m_ac_,
-      sqrt_recip_ac_, sqrt_recipm1_ac_, post_var_, post_logvar_, coef1_, coef2_, large_logvar_;
+  std::vector<double> betas_, log_betas_, ac_, ac_prev_, ac_next_, sqrt_ac_, sqrt_1m_ac_,
+      log_1m_ac_, sqrt_recip_ac_, sqrt_recipm1_ac_, post_var_, post_logvar_, coef1_, coef2_,
+      large_logvar_;
 };
 
 }  // namespace uvit

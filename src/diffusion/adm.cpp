@@ -25,8 +25,9 @@ int parse_count(const std::string& s, const std::string& section) {
   UVIT_CHECK(a < b, "space_timesteps: bad section string '", section, "' (empty count)");
   long v = 0;
   for (size_t k = a; k < b; ++k) {
-    UVIT_CHECK(std::isdigit(static_cast<unsigned char>(s[k])), "space_timesteps: bad section string '",
-               section, "' ('", s.substr(a, b - a), "' is not a non-negative integer)");
+    UVIT_CHECK(std::isdigit(static_cast<unsigned char>(s[k])),
+               "space_timesteps: bad section string '", section, "' ('", s.substr(a, b - a),
+               "' is not a non-negative integer)");
     v = v * 10 + (s[k] - '0');
     UVIT_CHECK(v <= 1000000000, "space_timesteps: count in '", section, "' is too large");
   }
@@ -44,8 +45,8 @@ long round_half_even(double x) {
 constexpr double kLn2 = 0.69314718055994530942;
 constexpr double kBin = 1.0 / 255.0;
 
-// The tanh approximation of the standard normal CDF (diffusion_utils.approx_standard_normal_cdf) and
-// its derivative.
+// The tanh approximation of the standard normal CDF (diffusion_utils.approx_standard_normal_cdf)
+// and its derivative.
 inline double approx_cdf(double u) {
   const double k = std::sqrt(2.0 / M_PI);
   return 0.5 * (1.0 + std::tanh(k * (u + 0.044715 * u * u * u)));
@@ -57,9 +58,9 @@ inline double approx_pdf(double u) {
 }
 
 // -log p of the discretized Gaussian decoder (bins of width 2/255, edge bins open) for x0 given
-// mean and log variance, in nats, and its derivative with respect to the log variance. Probabilities
-// are clamped at 1e-12 (gradient 0 below). `low`/`high`: x0 < -0.999 / x0 > 0.999 (compared in the
-// caller's element type, as PyTorch compares a tensor with a Python float).
+// mean and log variance, in nats, and its derivative with respect to the log variance.
+// Probabilities are clamped at 1e-12 (gradient 0 below). `low`/`high`: x0 < -0.999 / x0 > 0.999
+// (compared in the caller's element type, as PyTorch compares a tensor with a Python float).
 struct Nll {
   double value, d_logvar;
 };
@@ -97,7 +98,8 @@ std::vector<double> adm_linear_betas(int num_timesteps) {
 }
 
 std::vector<int> space_timesteps(int num_timesteps, const std::string& section) {
-  UVIT_CHECK(num_timesteps >= 1, "space_timesteps: num_timesteps = ", num_timesteps, " must be >= 1");
+  UVIT_CHECK(num_timesteps >= 1, "space_timesteps: num_timesteps = ", num_timesteps,
+             " must be >= 1");
   std::set<int> steps;
   if (section.rfind("ddim", 0) == 0) {
     const int k = parse_count(section.substr(4), section);
@@ -114,9 +116,9 @@ std::vector<int> space_timesteps(int num_timesteps, const std::string& section) 
   size_t pos = 0;
   while (true) {
     const size_t comma = section.find(',', pos);
-    counts.push_back(parse_count(section.substr(pos, comma == std::string::npos ? std::string::npos
-                                                                                : comma - pos),
-                                 section));
+    counts.push_back(parse_count(
+        section.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos),
+        section));
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
@@ -146,7 +148,8 @@ AdmDiffusion::AdmDiffusion(std::vector<double> betas) {
   init(std::move(betas));
 }
 
-AdmDiffusion::AdmDiffusion(const std::vector<double>& base_betas, const std::vector<int>& use_timesteps) {
+AdmDiffusion::AdmDiffusion(const std::vector<double>& base_betas,
+                           const std::vector<int>& use_timesteps) {
   const int n = int(base_betas.size());
   UVIT_CHECK(n >= 2, "ADM diffusion: need at least 2 base betas, got ", n);
   std::vector<char> keep(size_t(n), 0);
@@ -257,8 +260,9 @@ AdmDiffusion::QCoeffs AdmDiffusion::q_sample_coeffs(int i) const {
 }
 
 template <class T>
-void AdmDiffusion::ddpm_step(int i, const T* x, const T* model_out, int model_channels, const T* noise,
-                             T* out, int batch, int channels, int64_t n, AdmVariance var) const {
+void AdmDiffusion::ddpm_step(int i, const T* x, const T* model_out, int model_channels,
+                             const T* noise, T* out, int batch, int channels, int64_t n,
+                             AdmVariance var) const {
   check_index(i, "ADM DDPM step");
   const bool learned = var == AdmVariance::LearnedRange;
   UVIT_CHECK(learned ? model_channels == 2 * channels : model_channels >= channels,
@@ -271,8 +275,8 @@ void AdmDiffusion::ddpm_step(int i, const T* x, const T* model_out, int model_ch
       const T* eps = model_out + (int64_t(b) * model_channels + c) * n;
       const T* v = learned ? model_out + (int64_t(b) * model_channels + channels + c) * n : nullptr;
       for (int64_t k = 0; k < n; ++k) {
-        const MeanVar mv = p_mean_variance(i, double(x[xo + k]), double(eps[k]),
-                                           v ? double(v[k]) : 0.0, var);
+        const MeanVar mv =
+            p_mean_variance(i, double(x[xo + k]), double(eps[k]), v ? double(v[k]) : 0.0, var);
         double r = mv.mean;
         if (i != 0) r += std::exp(0.5 * mv.log_variance) * double(noise[xo + k]);
         out[xo + k] = T(r);
@@ -350,7 +354,7 @@ AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss(const int* t, const T* x0, con
           dterm = 0.5 * (1.0 - e1 - dm * dm * e2);
         } else {
           const T xe = x0[xo + k];
-          const Nll nll = decoder_nll(x0v, xe < T(-0.999), xe > T(0.999), mv.mean, mv.log_variance);
+          const Nll nll = decoder_nll(x0v, xe<T(-0.999), xe> T(0.999), mv.mean, mv.log_variance);
           term = nll.value;
           dterm = nll.d_logvar;
         }
@@ -370,13 +374,13 @@ AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss(const int* t, const T* x0, con
   return r;
 }
 
-#define UVIT_ADM_INSTANTIATE(T)                                                                     \
-  template void AdmDiffusion::ddpm_step<T>(int, const T*, const T*, int, const T*, T*, int, int,     \
-                                           int64_t, AdmVariance) const;                             \
-  template void AdmDiffusion::ddim_step<T>(int, const T*, const T*, int, T*, int, int, int64_t)      \
-      const;                                                                                        \
-  template void AdmDiffusion::q_sample<T>(const int*, const T*, const T*, T*, int, int64_t) const;  \
-  template AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss<T>(                                    \
+#define UVIT_ADM_INSTANTIATE(T)                                                                    \
+  template void AdmDiffusion::ddpm_step<T>(int, const T*, const T*, int, const T*, T*, int, int,   \
+                                           int64_t, AdmVariance) const;                            \
+  template void AdmDiffusion::ddim_step<T>(int, const T*, const T*, int, T*, int, int, int64_t)    \
+      const;                                                                                       \
+  template void AdmDiffusion::q_sample<T>(const int*, const T*, const T*, T*, int, int64_t) const; \
+  template AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss<T>(                                   \
       const int*, const T*, const T*, const T*, bool, int, int, int64_t, T*) const;
 UVIT_ADM_INSTANTIATE(float)
 UVIT_ADM_INSTANTIATE(double)

@@ -54,7 +54,8 @@ const char* kSections[] = {"250", "100", "50", "25", "10,20,30", "ddim25", "ddim
 // ---------------------------------------------------------------- respacing
 
 TEST(AdmRespacing, MapsMatchReference) {
-  for (const char* s : kSections) EXPECT_EQ(space_timesteps(1000, s), ints(std::string("map.") + s)) << s;
+  for (const char* s : kSections)
+    EXPECT_EQ(space_timesteps(1000, s), ints(std::string("map.") + s)) << s;
 }
 
 TEST(AdmRespacing, HandChecked) {
@@ -89,8 +90,8 @@ TEST(AdmRespacing, HandChecked) {
 }
 
 TEST(AdmRespacing, BadStringsThrow) {
-  for (const char* s : {"", "abc", "25x", "-5", "+5", "1e3", "10,,20", ",", "2000", "0", "0,0", "ddim",
-                        "ddimx", "ddim1", "ddim999", "ddim-4", "ddim 2000"})
+  for (const char* s : {"", "abc", "25x", "-5", "+5", "1e3", "10,,20", ",", "2000", "0", "0,0",
+                        "ddim", "ddimx", "ddim1", "ddim999", "ddim-4", "ddim 2000"})
     EXPECT_THROW(space_timesteps(1000, s), Error) << "'" << s << "'";
   EXPECT_THROW(AdmDiffusion::dit("abc"), Error);
   EXPECT_THROW(space_timesteps(0, "1"), Error);
@@ -208,8 +209,9 @@ void check_ddpm(double tol) {
       // At i = 0 no noise is drawn: pass none.
       d.ddpm_step<T>(idx[b], xb.data(), mob.data(), 2 * C, idx[b] == 0 ? nullptr : zb.data(),
                      out.data(), 1, C, N, kind.var);
-      EXPECT_LE(rel_err(out, std::vector<double>(want.begin() + b * per, want.begin() + (b + 1) * per)),
-                tol)
+      EXPECT_LE(
+          rel_err(out, std::vector<double>(want.begin() + b * per, want.begin() + (b + 1) * per)),
+          tol)
           << kind.key << " sample " << b << " i " << idx[b];
     }
   }
@@ -231,7 +233,8 @@ TEST(AdmSampling, PMeanVarianceMatchesReference) {
   std::vector<double> gm, gl, gx;
   for (size_t b = 0; b < idx.size(); ++b)
     for (size_t e = 0; e < per; ++e) {
-      const auto r = d.p_mean_variance(idx[b], x[b * per + e], mo[b * 2 * per + e], mo[b * 2 * per + per + e]);
+      const auto r =
+          d.p_mean_variance(idx[b], x[b * per + e], mo[b * 2 * per + e], mo[b * 2 * per + per + e]);
       gm.push_back(r.mean);
       gl.push_back(r.log_variance);
       gx.push_back(r.pred_x0);
@@ -275,8 +278,8 @@ TEST(AdmSampling, BatchLayoutAndChecks) {
   for (size_t k = 0; k < mo.size(); ++k) mo[k] = 0.7 * std::sin(0.3 * double(k) + 2);
   d.ddpm_step<double>(100, x.data(), mo.data(), 2 * C, z.data(), both.data(), 2, C, N);
   for (int b = 0; b < 2; ++b) {
-    d.ddpm_step<double>(100, x.data() + b * 6, mo.data() + b * 12, 2 * C, z.data() + b * 6, one.data(), 1,
-                        C, N);
+    d.ddpm_step<double>(100, x.data() + b * 6, mo.data() + b * 12, 2 * C, z.data() + b * 6,
+                        one.data(), 1, C, N);
     for (int k = 0; k < 6; ++k) EXPECT_EQ(one[size_t(k)], both[size_t(b * 6 + k)]);
   }
   d.ddpm_step<double>(0, x.data(), mo.data(), 2 * C, nullptr, both.data(), 2, C, N);
@@ -286,9 +289,12 @@ TEST(AdmSampling, BatchLayoutAndChecks) {
         const size_t xi = size_t((b * C + c) * N + k), mi = size_t((b * 2 * C + c) * N + k);
         EXPECT_EQ(both[xi], d.p_mean_variance(0, x[xi], mo[mi], mo[mi + C * N]).mean);
       }
-  EXPECT_THROW(d.ddpm_step<double>(5, x.data(), mo.data(), 2 * C, nullptr, both.data(), 2, C, N), Error);
-  EXPECT_THROW(d.ddpm_step<double>(5, x.data(), mo.data(), C, z.data(), both.data(), 2, C, N), Error);
-  EXPECT_THROW(d.ddpm_step<double>(250, x.data(), mo.data(), 2 * C, z.data(), both.data(), 2, C, N), Error);
+  EXPECT_THROW(d.ddpm_step<double>(5, x.data(), mo.data(), 2 * C, nullptr, both.data(), 2, C, N),
+               Error);
+  EXPECT_THROW(d.ddpm_step<double>(5, x.data(), mo.data(), C, z.data(), both.data(), 2, C, N),
+               Error);
+  EXPECT_THROW(d.ddpm_step<double>(250, x.data(), mo.data(), 2 * C, z.data(), both.data(), 2, C, N),
+               Error);
   EXPECT_THROW(d.ddim_step<double>(-1, x.data(), mo.data(), 2 * C, both.data(), 2, C, N), Error);
 }
 
@@ -306,7 +312,8 @@ TEST(AdmLoss, HybridLossAndGradientMatchReference) {
   EXPECT_LE(rel_err(xt, f64("loss.x_t")), 1e-14);
 
   std::vector<double> grad(mo.size());
-  const auto r = d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), true, B, C, N, grad.data());
+  const auto r = d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), true, B, C, N,
+                                       grad.data());
   EXPECT_NEAR(r.loss, f64("loss.loss")[0], 1e-13 * std::fabs(r.loss));
   EXPECT_LE(rel_err(r.mse, f64("loss.mse")), 1e-13);
   EXPECT_LE(rel_err(r.vb, f64("loss.vb")), 1e-12);
@@ -315,22 +322,26 @@ TEST(AdmLoss, HybridLossAndGradientMatchReference) {
   // float inputs, math in double
   const auto x0f = cast<float>(x0), nf = cast<float>(noise), mof = cast<float>(mo);
   std::vector<float> gradf(mo.size());
-  const auto rf = d.hybrid_loss<float>(t.data(), x0f.data(), nf.data(), mof.data(), true, B, C, N, gradf.data());
+  const auto rf = d.hybrid_loss<float>(t.data(), x0f.data(), nf.data(), mof.data(), true, B, C, N,
+                                       gradf.data());
   EXPECT_NEAR(rf.loss, r.loss, 1e-5 * r.loss);
   EXPECT_LE(rel_err(gradf, f64("loss.grad")), 1e-5);
 
   // grad may be null; the value is the same
-  EXPECT_EQ(d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), true, B, C, N).loss, r.loss);
+  EXPECT_EQ(d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), true, B, C, N).loss,
+            r.loss);
 }
 
 TEST(AdmLoss, WithoutLearnedSigmaIsMse) {
   const AdmDiffusion d = AdmDiffusion::dit("");
   const auto t = ints("loss_nosigma.t");
-  const auto x0 = f64("loss_nosigma.x0"), noise = f64("loss_nosigma.noise"), mo = f64("loss_nosigma.model_out");
+  const auto x0 = f64("loss_nosigma.x0"), noise = f64("loss_nosigma.noise"),
+             mo = f64("loss_nosigma.model_out");
   const int B = int(t.size()), C = int(fx().at("loss_nosigma.x0").shape[1]);
   const int64_t N = fx().at("loss_nosigma.x0").shape[2];
   std::vector<double> grad(mo.size());
-  const auto r = d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), false, B, C, N, grad.data());
+  const auto r = d.hybrid_loss<double>(t.data(), x0.data(), noise.data(), mo.data(), false, B, C, N,
+                                       grad.data());
   EXPECT_NEAR(r.loss, f64("loss_nosigma.loss")[0], 1e-14);
   EXPECT_LE(rel_err(r.mse, f64("loss_nosigma.mse")), 1e-14);
   EXPECT_TRUE(r.vb.empty());
@@ -356,9 +367,11 @@ TEST(AdmLoss, GradientMatchesFiniteDifferences) {
   for (size_t k = 0; k < mo.size(); ++k) {
     const double h = 1e-6, keep = mo[k];
     mo[k] = keep + h;
-    const double lp = d.hybrid_loss<double>(t, x0.data(), noise.data(), mo.data(), true, B, C, N).loss;
+    const double lp =
+        d.hybrid_loss<double>(t, x0.data(), noise.data(), mo.data(), true, B, C, N).loss;
     mo[k] = keep - h;
-    const double lm = d.hybrid_loss<double>(t, x0.data(), noise.data(), mo.data(), true, B, C, N).loss;
+    const double lm =
+        d.hybrid_loss<double>(t, x0.data(), noise.data(), mo.data(), true, B, C, N).loss;
     mo[k] = keep;
     const size_t b = k / size_t(2 * C * N), ch = (k / size_t(N)) % size_t(2 * C);
     if (ch < size_t(C)) {  // eps channel: the MSE gradient alone
@@ -370,12 +383,14 @@ TEST(AdmLoss, GradientMatchesFiniteDifferences) {
 }
 
 TEST(AdmLoss, DecoderEdgeComparedInElementType) {
-  // PyTorch compares a float32 x0 with -0.999 in float32: x0 = float(-0.999) is not below it and takes
-  // the middle bin. In double the same value (-0.99900001...) is below -0.999 (the open edge bin).
+  // PyTorch compares a float32 x0 with -0.999 in float32: x0 = float(-0.999) is not below it and
+  // takes the middle bin. In double the same value (-0.99900001...) is below -0.999 (the open edge
+  // bin).
   const AdmDiffusion d = AdmDiffusion::dit("");
   const int t[1] = {0};
   const float xf[1] = {-0.999f}, nf[1] = {0.1f}, mf[2] = {0.05f, 0.2f};
-  const double xd_mid[1] = {-0.999}, xd_edge[1] = {double(-0.999f)}, nd[1] = {0.1f}, md[2] = {0.05f, 0.2f};
+  const double xd_mid[1] = {-0.999}, xd_edge[1] = {double(-0.999f)}, nd[1] = {0.1f},
+               md[2] = {0.05f, 0.2f};
   const double lf = d.hybrid_loss<float>(t, xf, nf, mf, true, 1, 1, 1).loss;
   const double lmid = d.hybrid_loss<double>(t, xd_mid, nd, md, true, 1, 1, 1).loss;
   const double ledge = d.hybrid_loss<double>(t, xd_edge, nd, md, true, 1, 1, 1).loss;

@@ -214,8 +214,8 @@ void CudaBackend::gate_fwd(const float* x, const float* y, const float* gate, in
                            int B, int N, int D) {
   cuda::gate_fwd(bf16_, x, y, gate, ldm, out, B, N, D);
 }
-void CudaBackend::gate_bwd(const float* dout, const float* y, const float* gate, int ldm,
-                           float* dy, float* dgate, int B, int N, int D) {
+void CudaBackend::gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
+                           float* dgate, int B, int N, int D) {
   cuda::gate_bwd(bf16_, dout, y, gate, ldm, dy, dgate, B, N, D);
 }
 void CudaBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
