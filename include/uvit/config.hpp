@@ -51,6 +51,16 @@ struct NetConfig {
   nlohmann::json to_json() const;
 };
 
+// Typed reads of one config value; the error names `field` (e.g. "nnet.depth: expected an
+// integer, got a string \"12\"") and rejects ints that do not fit an int. Every network family
+// parses its nnet section with these.
+int json_int(const nlohmann::json& v, const std::string& field);
+double json_number(const nlohmann::json& v, const std::string& field);
+bool json_bool(const nlohmann::json& v, const std::string& field);
+std::string json_string(const nlohmann::json& v, const std::string& field);
+// nnet.`field` within [lo, hi] (lo 0: "must be non-negative", else "must be positive").
+void check_net_range(const std::string& field, long v, long lo, long hi);
+
 // Parses the network section ("nnet" of a preset, or a bare object of constructor arguments).
 NetConfig net_config_from_json(const nlohmann::json& j);
 

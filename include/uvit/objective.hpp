@@ -22,11 +22,10 @@ class Objective {
   // The time of one sample from u ~ U[0, 1).
   virtual TrainDraw draw(double u) const = 0;
   // The loss of a batch of B samples and its gradient. out [B, out_numel] is the network output,
-  // eps / x0 / xt [B, in_numel] the noise, the data and the noised input. Returns the mean loss;
+  // eps / x0 [B, in_numel] the noise and the data. Returns the mean loss;
   // writes dloss/dout / accum (micro-batches per update) into dout [B, out_numel].
-  virtual double loss(const float* out, const float* eps, const float* x0, const float* xt,
-                      const TrainDraw* draws, int B, size_t in_numel, size_t out_numel, int accum,
-                      float* dout) const = 0;
+  virtual double loss(const float* out, const float* eps, const float* x0, const TrainDraw* draws,
+                      int B, size_t in_numel, size_t out_numel, int accum, float* dout) const = 0;
 };
 
 // The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm).

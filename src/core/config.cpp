@@ -77,35 +77,6 @@ int64_t as_int64(const json& v) {
   return int64_t(v.get<double>());
 }
 
-int get_int(const json& v, const std::string& field) {
-  UVIT_CHECK(integral(v), field, ": expected an integer, got ", kind(v), " ", show(v));
-  int64_t x = as_int64(v);
-  UVIT_CHECK(x >= std::numeric_limits<int>::min() && x <= std::numeric_limits<int>::max(), field,
-             ": ", show(v), " is out of range");
-  return int(x);
-}
-
-double get_number(const json& v, const std::string& field) {
-  UVIT_CHECK(v.is_number(), field, ": expected a number, got ", kind(v), " ", show(v));
-  return v.get<double>();
-}
-
-bool get_bool(const json& v, const std::string& field) {
-  UVIT_CHECK(v.is_boolean(), field, ": expected true or false, got ", kind(v), " ", show(v));
-  return v.get<bool>();
-}
-
-std::string get_string(const json& v, const std::string& field) {
-  UVIT_CHECK(v.is_string(), field, ": expected a string, got ", kind(v), " ", show(v));
-  return v.get<std::string>();
-}
-
-void check_range(const char* field, int v, int lo, int hi) {
-  UVIT_CHECK(v >= lo, "nnet.", field, " must be ", lo == 0 ? "non-negative" : "positive", ", got ",
-             v);
-  UVIT_CHECK(v <= hi, "nnet.", field, " ", v, " exceeds the limit ", hi);
-}
-
 std::string key_list(const json& obj) {
   std::string s;
   for (auto it = obj.begin(); it != obj.end(); ++it) s += (s.empty() ? "" : ", ") + it.key();
@@ -158,32 +129,32 @@ constexpr const char* kSections[] = {"train",       "optimizer", "lr_scheduler",
 void check_field(const json& v, const std::string& name, Kind k) {
   switch (k) {
     case Kind::Int:
-      get_int(v, name);
+      json_int(v, name);
       break;
     case Kind::PosInt:
-      UVIT_CHECK(get_int(v, name) > 0, name, " must be positive, got ", show(v));
+      UVIT_CHECK(json_int(v, name) > 0, name, " must be positive, got ", show(v));
       break;
     case Kind::NonNegInt:
-      UVIT_CHECK(get_int(v, name) >= 0, name, " must be non-negative, got ", show(v));
+      UVIT_CHECK(json_int(v, name) >= 0, name, " must be non-negative, got ", show(v));
       break;
     case Kind::Number:
-      UVIT_CHECK(std::isfinite(get_number(v, name)), name, " must be finite");
+      UVIT_CHECK(std::isfinite(json_number(v, name)), name, " must be finite");
       break;
     case Kind::Prob: {
-      double x = get_number(v, name);
+      double x = json_number(v, name);
       UVIT_CHECK(x >= 0 && x <= 1, name, " must be in [0, 1], got ", show(v));
       break;
     }
     case Kind::PosNumber: {
-      double x = get_number(v, name);
+      double x = json_number(v, name);
       UVIT_CHECK(std::isfinite(x) && x > 0, name, " must be positive, got ", show(v));
       break;
     }
     case Kind::Bool:
-      get_bool(v, name);
+      json_bool(v, name);
       break;
     case Kind::String:
-      get_string(v, name);
+      json_string(v, name);
       break;
   }
 }
@@ -205,7 +176,7 @@ void check_preset(const json& doc, const NetSpec& net) {
     if (parent->contains(f.key)) check_field((*parent)[f.key], name, f.kind);
   }
   if (doc.contains("schedule")) {
-    std::string s = get_string(doc["schedule"], "schedule");
+    std::string s = json_string(doc["schedule"], "schedule");
     UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm", "schedule \"", s,
                "\" is not \"continuous_vp\", \"discrete_sd\" or \"adm\"");
   }
@@ -283,7 +254,8 @@ void finish(Config& c, const std::string& context = "") {
     UVIT_CHECK(c.json.contains("nnet"), "no \"nnet\" section");
     const json& nnet = c.json["nnet"];
     UVIT_CHECK(nnet.is_object(), "nnet: expected an object, got ", kind(nnet));
-    const std::string name = nnet.contains("name") ? get_string(nnet["name"], "nnet.name") : "uvit";
+    const std::string name =
+        nnet.contains("name") ? json_string(nnet["name"], "nnet.name") : "uvit";
     c.spec = network_family(name).spec(c.json);
     c.net = c.is_uvit() ? net_config_from_json(nnet) : NetConfig{};
     check_preset(c.json, c.spec);
@@ -293,6 +265,35 @@ void finish(Config& c, const std::string& context = "") {
 }
 
 }  // namespace
+
+int json_int(const json& v, const std::string& field) {
+  UVIT_CHECK(integral(v), field, ": expected an integer, got ", kind(v), " ", show(v));
+  int64_t x = as_int64(v);
+  UVIT_CHECK(x >= std::numeric_limits<int>::min() && x <= std::numeric_limits<int>::max(), field,
+             ": ", show(v), " is out of range");
+  return int(x);
+}
+
+double json_number(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_number(), field, ": expected a number, got ", kind(v), " ", show(v));
+  return v.get<double>();
+}
+
+bool json_bool(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_boolean(), field, ": expected true or false, got ", kind(v), " ", show(v));
+  return v.get<bool>();
+}
+
+std::string json_string(const json& v, const std::string& field) {
+  UVIT_CHECK(v.is_string(), field, ": expected a string, got ", kind(v), " ", show(v));
+  return v.get<std::string>();
+}
+
+void check_net_range(const std::string& field, long v, long lo, long hi) {
+  UVIT_CHECK(v >= lo, "nnet.", field, " must be ", lo == 0 ? "non-negative" : "positive", ", got ",
+             v);
+  UVIT_CHECK(v <= hi, "nnet.", field, " ", v, " exceeds the limit ", hi);
+}
 
 float NetConfig::attn_scale() const {
   return float(qk_scale > 0 ? qk_scale : 1.0 / std::sqrt(double(head_dim())));
@@ -321,12 +322,12 @@ void check_variant(const std::string& field, const std::string& v) {
 void NetConfig::validate() const {
   UVIT_CHECK(name == "uvit" || name == "uvit_t2i", "nnet.name \"", name,
              "\" is not \"uvit\" or \"uvit_t2i\"");
-  check_range("img_size", img_size, 1, kMaxImg);
-  check_range("patch_size", patch_size, 1, kMaxImg);
-  check_range("in_chans", in_chans, 1, kMaxWidth);
-  check_range("embed_dim", embed_dim, 1, kMaxWidth);
-  check_range("depth", depth, 0, kMaxDepth);
-  check_range("num_heads", num_heads, 1, kMaxWidth);
+  check_net_range("img_size", img_size, 1, kMaxImg);
+  check_net_range("patch_size", patch_size, 1, kMaxImg);
+  check_net_range("in_chans", in_chans, 1, kMaxWidth);
+  check_net_range("embed_dim", embed_dim, 1, kMaxWidth);
+  check_net_range("depth", depth, 0, kMaxDepth);
+  check_net_range("num_heads", num_heads, 1, kMaxWidth);
   UVIT_CHECK(img_size % patch_size == 0, "nnet.img_size ", img_size,
              " is not divisible by nnet.patch_size ", patch_size);
   UVIT_CHECK(embed_dim % num_heads == 0, "nnet.embed_dim ", embed_dim,
@@ -341,8 +342,8 @@ void NetConfig::validate() const {
   UVIT_CHECK(std::isfinite(qk_scale) && qk_scale >= 0,
              "nnet.qk_scale must be positive or null, got ", qk_scale);
   if (t2i()) {
-    check_range("clip_dim", clip_dim, 1, kMaxWidth);
-    check_range("num_clip_token", num_clip_token, 1, kMaxTokens);
+    check_net_range("clip_dim", clip_dim, 1, kMaxWidth);
+    check_net_range("num_clip_token", num_clip_token, 1, kMaxTokens);
   } else {
     // Like the official code: num_classes > 0 adds label_emb, anything else means unconditional.
     UVIT_CHECK(num_classes <= kMaxClasses, "nnet.num_classes ", num_classes, " exceeds the limit ",
@@ -392,7 +393,7 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", kind(j));
   NetConfig c;
   if (j.contains("name")) {
-    c.name = get_string(j["name"], "nnet.name");
+    c.name = json_string(j["name"], "nnet.name");
     UVIT_CHECK(c.name == "uvit" || c.name == "uvit_t2i", "nnet.name \"", c.name,
                "\" is not \"uvit\" or \"uvit_t2i\"");
   }
@@ -404,43 +405,43 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
     if (k == "name")
       continue;
     else if (k == "img_size")
-      c.img_size = get_int(v, f);
+      c.img_size = json_int(v, f);
     else if (k == "patch_size")
-      c.patch_size = get_int(v, f);
+      c.patch_size = json_int(v, f);
     else if (k == "in_chans")
-      c.in_chans = get_int(v, f);
+      c.in_chans = json_int(v, f);
     else if (k == "embed_dim")
-      c.embed_dim = get_int(v, f);
+      c.embed_dim = json_int(v, f);
     else if (k == "depth")
-      c.depth = get_int(v, f);
+      c.depth = json_int(v, f);
     else if (k == "num_heads")
-      c.num_heads = get_int(v, f);
+      c.num_heads = json_int(v, f);
     else if (k == "mlp_ratio")
-      c.mlp_ratio = get_number(v, f);
+      c.mlp_ratio = json_number(v, f);
     else if (k == "qkv_bias")
-      c.qkv_bias = get_bool(v, f);
+      c.qkv_bias = json_bool(v, f);
     else if (k == "qk_scale")
-      c.qk_scale = v.is_null() ? 0.0 : get_number(v, f);
+      c.qk_scale = v.is_null() ? 0.0 : json_number(v, f);
     else if (k == "mlp_time_embed")
-      c.mlp_time_embed = get_bool(v, f);
+      c.mlp_time_embed = json_bool(v, f);
     else if (k == "use_checkpoint")
-      c.use_checkpoint = get_bool(v, f);
+      c.use_checkpoint = json_bool(v, f);
     else if (k == "conv")
-      c.conv = get_bool(v, f);
+      c.conv = json_bool(v, f);
     else if (k == "skip")
-      c.skip = get_bool(v, f);
+      c.skip = json_bool(v, f);
     else if (k == "skip_mode")
-      c.skip_mode = get_string(v, f);
+      c.skip_mode = json_string(v, f);
     else if (k == "pos_embed")
-      c.pos_embed = get_string(v, f);
+      c.pos_embed = json_string(v, f);
     else if (k == "conv_position")
-      c.conv_position = get_string(v, f);
+      c.conv_position = json_string(v, f);
     else if (k == "num_classes" && !t2i)
-      c.num_classes = get_int(v, f);
+      c.num_classes = json_int(v, f);
     else if (k == "clip_dim" && t2i)
-      c.clip_dim = get_int(v, f);
+      c.clip_dim = json_int(v, f);
     else if (k == "num_clip_token" && t2i)
-      c.num_clip_token = get_int(v, f);
+      c.num_clip_token = json_int(v, f);
     else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
   }

@@ -35,8 +35,8 @@ class EpsMse final : public Objective {
     return d;
   }
 
-  double loss(const float* out, const float* eps, const float*, const float*, const TrainDraw*,
-              int B, size_t in_numel, size_t out_numel, int accum, float* dout) const override {
+  double loss(const float* out, const float* eps, const float*, const TrainDraw*, int B,
+              size_t in_numel, size_t out_numel, int accum, float* dout) const override {
     UVIT_CHECK(in_numel == out_numel,
                "the eps-MSE objective needs a network without a variance "
                "output");
@@ -71,9 +71,8 @@ class AdmHybrid final : public Objective {
     return d;
   }
 
-  double loss(const float* out, const float* eps, const float* x0, const float*,
-              const TrainDraw* draws, int B, size_t in_numel, size_t out_numel, int accum,
-              float* dout) const override {
+  double loss(const float* out, const float* eps, const float* x0, const TrainDraw* draws, int B,
+              size_t in_numel, size_t out_numel, int accum, float* dout) const override {
     const bool sigma = out_numel == 2 * in_numel;
     UVIT_CHECK(sigma || out_numel == in_numel, "the ADM objective needs C or 2 C output channels");
     std::vector<int> t(B);

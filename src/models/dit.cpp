@@ -58,62 +58,45 @@ struct DiTConfig {
   }
 };
 
-int get_int(const json& v, const std::string& f) {
-  UVIT_CHECK(
-      v.is_number_integer() || (v.is_number() && std::floor(v.get<double>()) == v.get<double>()), f,
-      ": expected an integer, got ", v.dump());
-  return int(v.get<double>());
-}
-double get_number(const json& v, const std::string& f) {
-  UVIT_CHECK(v.is_number() && std::isfinite(v.get<double>()), f, ": expected a number, got ",
-             v.dump());
-  return v.get<double>();
-}
-
 DiTConfig parse(const json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   DiTConfig c;
-  c.name = j.value("name", std::string("dit"));
+  if (j.contains("name")) c.name = json_string(j["name"], "nnet.name");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
     const std::string f = "nnet." + k;
     if (k == "name") continue;
     if (k == "input_size")
-      c.input_size = get_int(v, f);
+      c.input_size = json_int(v, f);
     else if (k == "patch_size")
-      c.patch_size = get_int(v, f);
+      c.patch_size = json_int(v, f);
     else if (k == "in_channels")
-      c.in_channels = get_int(v, f);
+      c.in_channels = json_int(v, f);
     else if (k == "hidden_size")
-      c.hidden_size = get_int(v, f);
+      c.hidden_size = json_int(v, f);
     else if (k == "depth")
-      c.depth = get_int(v, f);
+      c.depth = json_int(v, f);
     else if (k == "num_heads")
-      c.num_heads = get_int(v, f);
+      c.num_heads = json_int(v, f);
     else if (k == "num_classes")
-      c.num_classes = get_int(v, f);
+      c.num_classes = json_int(v, f);
     else if (k == "mlp_ratio")
-      c.mlp_ratio = get_number(v, f);
+      c.mlp_ratio = json_number(v, f);
     else if (k == "class_dropout_prob")
-      c.class_dropout_prob = get_number(v, f);
-    else if (k == "learn_sigma") {
-      UVIT_CHECK(v.is_boolean(), f, ": expected true or false, got ", v.dump());
-      c.learn_sigma = v.get<bool>();
-    } else {
+      c.class_dropout_prob = json_number(v, f);
+    else if (k == "learn_sigma")
+      c.learn_sigma = json_bool(v, f);
+    else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
-    }
   }
-  auto range = [](const char* f, long v, long lo, long hi) {
-    UVIT_CHECK(v >= lo && v <= hi, "nnet.", f, " must be in [", lo, ", ", hi, "], got ", v);
-  };
-  range("input_size", c.input_size, 1, 4096);
-  range("patch_size", c.patch_size, 1, 4096);
-  range("in_channels", c.in_channels, 1, 4096);
-  range("hidden_size", c.hidden_size, 1, 65536);
-  range("depth", c.depth, 1, 1024);
-  range("num_heads", c.num_heads, 1, 65536);
-  range("num_classes", c.num_classes, 1, 1 << 20);
+  check_net_range("input_size", c.input_size, 1, 4096);
+  check_net_range("patch_size", c.patch_size, 1, 4096);
+  check_net_range("in_channels", c.in_channels, 1, 4096);
+  check_net_range("hidden_size", c.hidden_size, 1, 65536);
+  check_net_range("depth", c.depth, 1, 1024);
+  check_net_range("num_heads", c.num_heads, 1, 65536);
+  check_net_range("num_classes", c.num_classes, 1, 1 << 20);
   UVIT_CHECK(c.input_size % c.patch_size == 0, "nnet.input_size ", c.input_size,
              " is not divisible by nnet.patch_size ", c.patch_size);
   UVIT_CHECK(c.hidden_size % c.num_heads == 0, "nnet.hidden_size ", c.hidden_size,
@@ -121,10 +104,14 @@ DiTConfig parse(const json& j) {
   // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
   UVIT_CHECK(c.hidden_size % 4 == 0, "nnet.hidden_size ", c.hidden_size,
              " must be a multiple of 4 (the 2-D sin-cos position embedding)");
-  UVIT_CHECK(c.mlp_ratio > 0 && c.mlp_hidden() >= 1, "nnet.mlp_ratio must be positive, got ",
+  // Finite and bounded first: mlp_hidden() converts hidden_size * mlp_ratio to an int.
+  UVIT_CHECK(std::isfinite(c.mlp_ratio) && c.mlp_ratio > 0 &&
+                 c.hidden_size * c.mlp_ratio <= double(1 << 24) && c.mlp_hidden() >= 1,
+             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
              c.mlp_ratio);
-  UVIT_CHECK(c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
-             "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
+  UVIT_CHECK(
+      std::isfinite(c.class_dropout_prob) && c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
+      "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
   UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
              " must be even for skip_dit (depth/2 long skips)");
   UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");
@@ -294,7 +281,6 @@ class DiT final : public Network {
   int B_ = 0;
   bool train_ = false;
   std::unique_ptr<Arena> arena_;
-  const float* x_in_ = nullptr;
   const int32_t* y_ = nullptr;
   float *cols_, *patches_, *temb_, *th_, *ts_, *c_vec_, *sc_, *fmod_, *fh_, *fmean_, *frstd_, *fm_,
       *tok_;
@@ -341,8 +327,11 @@ void DiT::plan(int B, bool train) {
       for (int k = keep + 1; k <= depth; ++k) stream_[k] = ((k - keep) % 2) ? p : q;
     }
     acts_.assign(train ? depth : 1, BlockActs{});
-    for (auto& A : acts_) {
-      if (c_.skip()) {
+    for (size_t k = 0; k < acts_.size(); ++k) {
+      BlockActs& A = acts_[k];
+      // Fusion buffers where a block fuses (training keeps one set per block; inference shares
+      // one set, used by every deep block).
+      if (train ? blocks_[k].fuse : c_.skip()) {
         A.fused = a.act(M * D);
         A.cat = a.act(M * 2 * D);
         A.cat_n = a.act(M * 2 * D);
@@ -426,7 +415,6 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   check_inputs(y, context, B);
   plan(B, train);
   act_params();
-  x_in_ = x;
   y_ = y;
   const Weights W{be_, params_, act_params_, grads_};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;

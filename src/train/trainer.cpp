@@ -146,7 +146,7 @@ StepStats Trainer::step() {
     net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(), dout_.f32(),
                   B, true);
     be_.download(out.data(), dout_.f32(), onumel * 4);
-    st.loss += objective_->loss(out.data(), eps.data(), b.x.data(), x.data(), draws.data(), B, item,
+    st.loss += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B, item,
                                 n.out_numel(), s_.accum, dout.data()) /
                s_.accum;
     be_.upload(dout_.f32(), dout.data(), onumel * 4);

@@ -1,5 +1,6 @@
-// Elementwise activations. GELU is the exact erf form (nn.GELU default); erf and exp come from
-// vmath.hpp so the loops vectorise (std::erf made GELU a visible share of the forward pass).
+// Elementwise activations. GELU is the exact erf form (nn.GELU default) or the tanh approximation
+// (DiT); erf and exp come from vmath.hpp so the loops vectorise (std::erf made GELU a visible share
+// of the forward pass).
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.hpp"
@@ -11,6 +12,11 @@ namespace {
 constexpr long kParallelMin = 1 << 14;
 constexpr float kRsqrt2 = 0.70710678118654752f;
 constexpr float kRsqrt2Pi = 0.39894228040143268f;  // 1/sqrt(2 pi)
+constexpr float kSqrt2OverPi = 0.79788456080286536f;
+constexpr float kCoef = 0.044715f;  // the cubic term of the tanh approximation
+
+// tanh(u) through exp, vectorisable: 1 - 2 / (exp(2u) + 1), exact at the saturated ends.
+inline float tanh_fast(float u) { return 1.f - 2.f / (vm::exp(2.f * u) + 1.f); }
 }  // namespace
 
 void CpuBackend::gelu_fwd(const float* x, float* y, size_t n) {
@@ -30,6 +36,26 @@ void CpuBackend::gelu_bwd(const float* dy, const float* x, float* dx, size_t n) 
     const float cdf = 0.5f * (1.f + vm::erf(v * kRsqrt2));
     const float pdf = kRsqrt2Pi * vm::exp(-0.5f * v * v);
     dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+void CpuBackend::gelu_tanh_fwd(const float* x, float* y, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.f + tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v)));
+  }
+}
+
+void CpuBackend::gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) {
+    const float v = x[i];
+    const float th = tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v));
+    const float du = kSqrt2OverPi * (1.f + 3.f * kCoef * v * v);
+    dx[i] = dy[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
   }
 }
 

@@ -1,23 +1,15 @@
-// DiT's adaLN kernels (modulate, gate) and the tanh-approximate GELU. The per-sample sums of the
-// backward passes run over tokens for a block of features at a time, so each thread owns its
-// output and the reduction order is fixed (results do not depend on the thread count).
+// DiT's adaLN kernels (modulate, gate). The per-sample sums of the backward passes run over tokens
+// for a block of features at a time, so each thread owns its output and the reduction order is
+// fixed (results do not depend on the thread count).
 #include <algorithm>
-#include <cmath>
-#include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
-#include "backend/cpu/vmath.hpp"
 
 namespace uvit {
 
 namespace {
 constexpr long kParallelMin = 1 << 14;
 constexpr int kChunk = 64;  // features per task of the token reductions
-constexpr float kSqrt2OverPi = 0.79788456080286536f;
-constexpr float kCoef = 0.044715f;
-
-// tanh(u) through exp, vectorisable: 1 - 2 / (exp(2u) + 1), exact at the saturated ends.
-inline float tanh_fast(float u) { return 1.f - 2.f / (vm::exp(2.f * u) + 1.f); }
 
 // Calls f(b, d0, d1) for every sample and feature block, in parallel.
 template <class F>
@@ -31,26 +23,6 @@ void for_blocks(int B, int D, long work, F f) {
   }
 }
 }  // namespace
-
-void CpuBackend::gelu_tanh_fwd(const float* x, float* y, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.f + tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v)));
-  }
-}
-
-void CpuBackend::gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
-    const float th = tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v));
-    const float du = kSqrt2OverPi * (1.f + 3.f * kCoef * v * v);
-    dx[i] = dy[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
-  }
-}
 
 void CpuBackend::modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
                               float* y, int B, int N, int D) {
