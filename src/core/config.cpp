@@ -177,8 +177,9 @@ void check_preset(const json& doc, const NetSpec& net) {
   }
   if (doc.contains("schedule")) {
     std::string s = json_string(doc["schedule"], "schedule");
-    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm", "schedule \"", s,
-               "\" is not \"continuous_vp\", \"discrete_sd\" or \"adm\"");
+    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm" || s == "flow",
+               "schedule \"", s,
+               "\" is not \"continuous_vp\", \"discrete_sd\", \"adm\" or \"flow\"");
   }
   if (doc.contains("train") && doc["train"].contains("mode")) {
     std::string m = doc["train"]["mode"];

@@ -9,6 +9,8 @@ References are computed in float64 from float32 weights/inputs and stored as flo
 U-ViT cases (uvit_torch.py) in CASES, DiT / Skip-DiT cases (dit_torch.py) in DIT_CASES; the case
 "adm" writes adm.safetensors (adm_reference.py, DiT's diffusion process); SAMPLING_CASES write CASE.json
 and CASE.safetensors only: a DiT case's network and a float64 DDIM run of DiT's sample loop.
+The case "flow" writes flow.safetensors and flow_dit_sampling.{json,safetensors}
+(flow_reference.py: flow matching's grids, loss, dopri5 and the official sample_ode on a DiT).
 Exits non-zero if a self-check fails.
 """
 
@@ -29,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
+import flow_reference  # noqa: E402
 import uvit_torch  # noqa: E402
 from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
 
@@ -83,6 +86,7 @@ DIT_CASES = [
      3, 206),
 ]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
+FLOW_CASE = "flow"  # tests/reference/flow_reference.py -> flow.safetensors, flow_dit_sampling.*
 
 # DDIM sampling of a DiT fixture network through DiT's ADM process (docs/dit.md), float64:
 # name, the DIT_CASES network it reuses (same weights), respacing, number of samples, seed of x_T and y.
@@ -793,7 +797,7 @@ def main():
     args = ap.parse_args()
 
     names = ([c[0] for c in CASES + DIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
-             [CACHE_CASE[0]])
+             [CACHE_CASE[0], FLOW_CASE])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -829,6 +833,11 @@ def main():
     if CACHE_CASE[0] in only:
         ok &= make_cache_case(args.out)
         results[CACHE_CASE[0]] = True
+
+    if FLOW_CASE in only:
+        ok &= flow_reference.write_fixtures(args.out, write_safetensors, _atomic, json, dit_torch,
+                                            make_weights_dit, f32)
+        results[FLOW_CASE] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:
