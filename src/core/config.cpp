@@ -122,9 +122,13 @@ constexpr Field kFields[] = {
     {"sample", "cfg", Kind::Bool},
     {"sample", "scale", Kind::Number},
     {"sample", "path", Kind::String},
+    {"sample", "shift", Kind::PosNumber},  // flow presets (docs/flow.md)
+    {"sample", "cfg_interval", Kind::Prob},
+    {"sample", "atol", Kind::PosNumber},
+    {"sample", "rtol", Kind::PosNumber},
 };
-constexpr const char* kSections[] = {"train",       "optimizer", "lr_scheduler",
-                                     "autoencoder", "dataset",   "sample"};
+constexpr const char* kSections[] = {"train",   "optimizer", "lr_scheduler", "autoencoder",
+                                     "dataset", "sample",    "transport"};
 
 void check_field(const json& v, const std::string& name, Kind k) {
   switch (k) {
