@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 
 namespace uvit::cli {
 
@@ -37,6 +38,19 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
     g.guidance_channels = int(n);
   }
   return with_preset_defaults(cfg, g);
+}
+
+std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
+                                                           const GenerateOptions& g) {
+  std::map<std::string, std::string> m;
+  const NetSpec& ns = cfg.spec;
+  if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
+    m["guidance_channels"] = std::to_string(g.guidance_channels);
+  if (!is_flow(cfg)) return m;
+  m["shift"] = cat(g.shift);
+  m["cfg_interval"] = cat(g.cfg_interval);
+  if (g.sampler == "dopri5") m["atol"] = cat(g.atol), m["rtol"] = cat(g.rtol);
+  return m;
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
