@@ -74,8 +74,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                 ->check(at_least(1));
   s->excludes(w);
   cmd->add_option("--guidance-channels", o.guidance_channels,
-                  "channels guidance combines: all or N, the first N (default: the network's; "
-                  "DiT: 3)");
+                  "output channels guidance combines: all (the input channels) or N, the first "
+                  "N (default: the network's; DiT: 3)");
   cmd->add_option("--shift", o.shift,
                   "flow presets: time shift s, t' = s t / (1 + (s - 1) t) (default: the "
                   "preset's; 1 = none)")

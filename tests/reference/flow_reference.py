@@ -9,7 +9,8 @@ write_fixtures(outdir, write_safetensors, ...) writes, for make_fixtures.py:
   ode.steps (accepted step ends), ode.stats [nfe, accepted, rejected], ode.y1, ode.exact).
 - flow_dit_sampling.json / .safetensors: a DiT (learn_sigma false, 4 channels) and the official
   sample_ode(euler / heun2, timestep_shift) with LightningDiT's forward_with_cfg (3 channels, cfg
-  interval) from a stored x_T, in float64.
+  interval) from a stored x_T, in float64 (sample.x1 per run of FLOW_RUNS; sample.x1_all_channels:
+  the first run with guidance on all 4 channels).
 """
 
 import copy
@@ -262,7 +263,8 @@ def write_fixtures(outdir, write_safetensors, atomic, json, dit_torch, make_weig
     # The fixture must tell the official semantics from near misses: guidance on all channels,
     # no cfg interval, no shift, Euler instead of Heun.
     m, K, sh, s, t0 = FLOW_RUNS[0]
-    d_all = rel(sample_ode(net64, x_T, y, m, K, sh, 1 + s, t0, null, ch=4), outs[0])
+    x1_all = sample_ode(net64, x_T, y, m, K, sh, 1 + s, t0, null, ch=4)
+    d_all = rel(x1_all, outs[0])
     d_int = rel(sample_ode(net64, x_T, y, m, K, sh, 1 + s, 0.0, null), outs[0])
     d_sh = rel(sample_ode(net64, x_T, y, m, K, 1.0, 1 + s, t0, null), outs[0])
     m, K, sh, s, t0 = FLOW_RUNS[2]
@@ -274,7 +276,8 @@ def write_fixtures(outdir, write_safetensors, atomic, json, dit_torch, make_weig
     tensors = {"sample.x_T": x_T, "sample.y": y,
                "sample.runs": np.array([[K, sh, s, t0] for _, K, sh, s, t0 in FLOW_RUNS], dtype=np.float64),
                "sample.heun": np.array([m == "heun" for m, *_ in FLOW_RUNS], dtype=np.int64),
-               "sample.x1": np.stack(outs).astype(np.float32)}
+               "sample.x1": np.stack(outs).astype(np.float32),
+               "sample.x1_all_channels": x1_all.astype(np.float32)}
     for k, p in sd.items():
         tensors["param." + k] = f32(p)
     with atomic(os.path.join(outdir, "flow_dit_sampling.json")) as f:

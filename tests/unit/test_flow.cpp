@@ -365,6 +365,15 @@ TEST(FlowSampling, MatchesOfficialSampleOdeOnDiT) {
     if (r == 0) {  // fixed-grid samplers: each sample's trajectory is its own
       o.mini_batch = 1;
       EXPECT_EQ(generate(*c.net, c.cfg, o, n, c.labels), got);
+      // --guidance-channels all: the standard guidance on every channel.
+      o.guidance_channels = 4;
+      const std::vector<float> all = generate(*c.net, c.cfg, o, n, c.labels),
+                               ref = c.t.at("sample.x1_all_channels").to_f32();
+      double e = 0, d = 0;
+      for (size_t i = 0; i < per; ++i)
+        e = std::max(e, std::fabs(double(all[i]) - ref[i])),
+        d = std::max(d, std::fabs(double(ref[i])));
+      EXPECT_LE(e / d, 1e-4);
     }
   }
 }
