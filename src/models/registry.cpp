@@ -14,6 +14,7 @@ const std::vector<NetworkFamily>& families() {
       uvit_family("uvit_t2i"),
       dit_family("dit"),
       dit_family("skip_dit"),
+      dit_family("lightningdit"),
   };
   return all;
 }
