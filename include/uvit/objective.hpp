@@ -28,7 +28,7 @@ class Objective {
                       int B, size_t in_numel, size_t out_numel, int accum, float* dout) const = 0;
 };
 
-// The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm).
+// The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm, flow).
 std::unique_ptr<Objective> make_objective(const Config& cfg);
 
 }  // namespace uvit

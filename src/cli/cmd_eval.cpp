@@ -172,7 +172,8 @@ void add_eval(CLI::App& app) {
         // result does not depend on --chunk.
         g.first_index = uint64_t(first);
         g.progress = [&](int done, int total) {
-          bar.update(first + long(double(m) * done / total), "sampling");
+          bar.update(first + (total > 0 ? long(double(m) * done / total) : 0),
+                     total > 0 ? std::string("sampling") : cat("sampling, ", done, " evaluations"));
         };
         std::vector<float> x = generate(net, cfg, g, int(m), labels);
         if (ae) x = decode_latents(*ae, x, int(m), nc.in_chans, nc.img_size, nc.img_size, 4);

@@ -38,7 +38,8 @@ void add_grid_options(CLI::App* cmd, TrainJob& j) {
                   "preset's train.eval_interval) and at the end")
       ->check(at_least(1));
   cmd->add_option("--grid-n", j.grid_n,
-                  "images per grid, drawn with 25 dpm-solver++ steps (default: 16; class models "
+                  "images per grid, drawn with 25 dpm-solver++ steps, flow presets 32 euler steps "
+                  "(default: 16; class models "
                   "with up to 16 classes: 4 per class, one row per class)")
       ->check(at_least(1));
   cmd->add_flag_function(

@@ -61,10 +61,12 @@ class Progress {
   }
   std::string format(long done, const std::string& extra, double per, const char* unit,
                      double s) const {
-    std::string out = label_ + " " + std::to_string(done) + "/" + std::to_string(total_);
+    // A negative total is not known in advance (an adaptive solver's network evaluations).
+    std::string out = label_ + " " + std::to_string(done) + "/" +
+                      (total_ < 0 ? std::string("? (adaptive)") : std::to_string(total_));
     if (!extra.empty()) out += " " + extra;
     // A rate from the first few milliseconds is noise (a first "1984126.98 it/s"): wait for 0.2 s.
-    if (s >= 0.2 && done > start_) {
+    if (s >= 0.2 && done > start_ && total_ >= 0) {
       const double rate = (done - start_) / s;
       char b[96];
       std::snprintf(b, sizeof b, " %.2f %s ETA %s", rate * per, unit,

@@ -1,6 +1,9 @@
 #include "cli/sampling_options.hpp"
 
+#include <cstdlib>
+
 #include "cli/commands.hpp"
+#include "uvit/error.hpp"
 
 namespace uvit::cli {
 
@@ -18,6 +21,21 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   g.seed = uint64_t(seed);
   g.mini_batch = batch;
   g.skip_cache = skip_cache;
+  g.shift = shift;
+  g.cfg_interval = cfg_interval;
+  g.atol = atol;
+  g.rtol = rtol;
+  if (guidance_channels == "all") {
+    g.guidance_channels = cfg.spec.in_chans;
+  } else if (!guidance_channels.empty()) {
+    char* end = nullptr;
+    const long n = std::strtol(guidance_channels.c_str(), &end, 10);
+    UVIT_CHECK(*end == '\0' && n >= 1 && n <= 1 << 20,
+               "--guidance-channels must be 'all' or a "
+               "positive integer, got '",
+               guidance_channels, "'");
+    g.guidance_channels = int(n);
+  }
   return with_preset_defaults(cfg, g);
 }
 
@@ -29,7 +47,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->required();
   cmd->add_option("--sampler", o.sampler,
                   "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
-                  "ddim (default: the preset's)");
+                  "ddim; flow presets: euler, heun, euler_maruyama or dopri5 (default: the "
+                  "preset's)");
   cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")->check(at_least(1));
   auto* s = cmd->add_option("--cfg-scale", o.scale,
                             "guidance scale s in eps_c + s (eps_c - eps_u), U-ViT's convention; 0 "
@@ -40,6 +59,20 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                             "convention (w = s + 1; 1 = none)")
                 ->check(at_least(1));
   s->excludes(w);
+  cmd->add_option("--guidance-channels", o.guidance_channels,
+                  "channels guidance combines: all or N, the first N (default: the network's; "
+                  "DiT: 3)");
+  cmd->add_option("--shift", o.shift,
+                  "flow presets: time shift s, t' = s t / (1 + (s - 1) t) (default: the "
+                  "preset's; 1 = none)")
+      ->check(positive());
+  cmd->add_option("--cfg-interval", o.cfg_interval,
+                  "flow presets: no guidance while t < t0, t0 in [0, 1] (default: the preset's)")
+      ->check(at_least(0));
+  cmd->add_option("--atol", o.atol, "flow presets, dopri5: absolute tolerance (default 1e-6)")
+      ->check(positive());
+  cmd->add_option("--rtol", o.rtol, "flow presets, dopri5: relative tolerance (default 1e-3)")
+      ->check(positive());
   cmd->add_option("--skip-cache", o.skip_cache,
                   "skip_dit: run the whole network every N calls and only its first and last 4 "
                   "blocks in between (Skip-DiT's Skip-Cache; default off)")

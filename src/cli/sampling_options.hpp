@@ -15,6 +15,8 @@ struct SamplingOptions {
   int steps = 0, batch = 0, skip_cache = 0;
   double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
   double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
+  double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;  // flow presets; unset: the preset's
+  std::string guidance_channels;                            // "all" or N; "": the network's
   long seed = 0;
   std::vector<std::string> set;
   bool quiet = false;
@@ -26,8 +28,9 @@ struct SamplingOptions {
   GenerateOptions generate_options(const Config& cfg) const;
 };
 
-// Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them), --seed,
-// --batch, --set, --quiet,
+// Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
+// --guidance-channels, the flow options --shift, --cfg-interval, --atol, --rtol, --seed, --batch,
+// --set, --quiet,
 // --device (help: what runs on it), --precision, --autoencoder and --autoencoder-config.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help);
 

@@ -12,6 +12,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
 #include "uvit/train.hpp"
@@ -29,6 +30,9 @@ extern "C" void on_signal(int sig) { g_signal = sig; }
 // the training between two grids.
 constexpr const char* kGridSampler = "dpm-solver++";
 constexpr int kGridSteps = 25;
+// Flow presets: Euler on 33 points (32 steps) and the preset's shift (docs/flow.md).
+constexpr const char* kFlowGridSampler = "euler";
+constexpr int kFlowGridSteps = 33;
 
 std::vector<json> read_log(const std::string& dir) {
   std::ifstream in(dir + "/log.jsonl");
@@ -191,8 +195,8 @@ TrainOutcome run_training(const TrainJob& job) {
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());
     GenerateOptions g;
-    g.sampler = kGridSampler;
-    g.steps = kGridSteps;
+    g.sampler = is_flow(cfg) ? kFlowGridSampler : kGridSampler;
+    g.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
     const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
     write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), job.quiet);
     drawn_at = tr.step_count();

@@ -122,9 +122,13 @@ constexpr Field kFields[] = {
     {"sample", "cfg", Kind::Bool},
     {"sample", "scale", Kind::Number},
     {"sample", "path", Kind::String},
+    {"sample", "shift", Kind::PosNumber},  // flow presets (docs/flow.md)
+    {"sample", "cfg_interval", Kind::Prob},
+    {"sample", "atol", Kind::PosNumber},
+    {"sample", "rtol", Kind::PosNumber},
 };
-constexpr const char* kSections[] = {"train",       "optimizer", "lr_scheduler",
-                                     "autoencoder", "dataset",   "sample"};
+constexpr const char* kSections[] = {"train",   "optimizer", "lr_scheduler", "autoencoder",
+                                     "dataset", "sample",    "transport"};
 
 void check_field(const json& v, const std::string& name, Kind k) {
   switch (k) {
@@ -177,8 +181,9 @@ void check_preset(const json& doc, const NetSpec& net) {
   }
   if (doc.contains("schedule")) {
     std::string s = json_string(doc["schedule"], "schedule");
-    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm", "schedule \"", s,
-               "\" is not \"continuous_vp\", \"discrete_sd\" or \"adm\"");
+    UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm" || s == "flow",
+               "schedule \"", s,
+               "\" is not \"continuous_vp\", \"discrete_sd\", \"adm\" or \"flow\"");
   }
   if (doc.contains("train") && doc["train"].contains("mode")) {
     std::string m = doc["train"]["mode"];

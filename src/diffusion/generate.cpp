@@ -5,6 +5,7 @@
 
 #include "uvit/adm.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit {
@@ -15,7 +16,9 @@ NoiseSchedule schedule_for(const Config& c) {
   if (s == "discrete_sd") return NoiseSchedule::discrete_sd();
   // DiT trains on the SpacedDiffusion of all 1000 steps (betas recomputed from alphabar).
   if (s == "adm") return NoiseSchedule::discrete(AdmDiffusion::dit("").betas());
-  fail("config ", c.config_name, ": schedule '", s, "' is not continuous_vp, discrete_sd or adm");
+  if (s == "flow") fail("config ", c.config_name, ": a flow preset has no noise schedule");
+  fail("config ", c.config_name, ": schedule '", s,
+       "' is not continuous_vp, discrete_sd, adm or flow");
 }
 
 bool is_adm(const Config& c) { return c.json.value("schedule", std::string()) == "adm"; }
@@ -26,11 +29,24 @@ int null_class(const Config& c) { return c.spec.null_class; }
 
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
-  if (opt.sampler.empty())
-    opt.sampler = sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
-  check_sampler_name(opt.sampler);
-  if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
+  if (is_flow(cfg)) {
+    with_flow_defaults(cfg, opt);
+  } else {
+    UVIT_CHECK(opt.shift <= 0 && opt.cfg_interval < 0 && opt.atol <= 0 && opt.rtol <= 0, "config ",
+               cfg.config_name,
+               " is not a flow preset: the time shift, cfg interval, atol and rtol apply to flow "
+               "presets only");
+    if (opt.sampler.empty())
+      opt.sampler = sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
+    check_sampler_name(opt.sampler);
+    if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
+  }
   if (opt.cfg_scale < 0) opt.cfg_scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+  const NetSpec& ns = cfg.spec;
+  if (opt.guidance_channels <= 0)
+    opt.guidance_channels = ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans;
+  UVIT_CHECK(opt.guidance_channels <= ns.in_chans, "guidance channels ", opt.guidance_channels,
+             " exceed the ", ns.in_chans, " channels of config ", cfg.config_name);
   return opt;
 }
 
@@ -40,12 +56,13 @@ namespace {
 // channels only, as its forward_with_cfg; the rest from the conditional pass).
 class Denoiser {
  public:
-  Denoiser(Network& net, int cap, bool guided, double scale)
+  Denoiser(Network& net, int cap, bool guided, double scale, int guidance_channels)
       : net_(net),
         be_(net.backend()),
         s_(net.spec()),
         guided_(guided),
         scale_(scale),
+        gch_(guidance_channels),
         dx_(be_, size_t(cap) * (guided ? 2 : 1) * s_.in_numel() * 4),
         dout_(be_, size_t(cap) * (guided ? 2 : 1) * s_.out_numel() * 4),
         dt_(be_, size_t(cap) * (guided ? 2 : 1) * 4),
@@ -77,20 +94,22 @@ class Denoiser {
   }
 
   // out [B, out_chans, S, S] (host) = the guided prediction at network time tnet for x (host).
-  void operator()(const float* x, float tnet, float* out) {
-    const int BB = B_ * (guided_ ? 2 : 1);
+  // guide false: the conditional prediction alone (the unconditional half is not run), which is
+  // what the guided combination gives on a step outside a guidance interval.
+  void operator()(const float* x, float tnet, float* out, bool guide = true) {
+    const bool both = guided_ && guide;
+    const int BB = B_ * (both ? 2 : 1);
     const size_t in = size_t(B_) * s_.in_numel(), on = size_t(B_) * s_.out_numel();
     std::vector<float> t(BB, tnet);
     be_.upload(dt_.f32(), t.data(), t.size() * 4);
     be_.upload(dx_.f32(), x, in * 4);
-    if (guided_) be_.upload(dx_.f32() + in, x, in * 4);
+    if (both) be_.upload(dx_.f32() + in, x, in * 4);
     net_.forward(dx_.f32(), dt_.f32(), dy_.as<int32_t>(), dctx_.f32(), dout_.f32(), BB, false);
-    if (!guided_) return be_.download(out, dout_.f32(), on * 4);
+    if (!both) return be_.download(out, dout_.f32(), on * 4);
     host_.resize(2 * on);
     be_.download(host_.data(), dout_.f32(), host_.size() * 4);
     const size_t hw = size_t(s_.img_size) * s_.img_size, per = s_.out_numel();
-    const size_t g =
-        (s_.guidance_channels > 0 ? size_t(s_.guidance_channels) : size_t(s_.in_chans)) * hw;
+    const size_t g = size_t(gch_) * hw;
     for (int b = 0; b < B_; ++b) {
       const float* c = host_.data() + b * per;
       float* o = out + b * per;
@@ -105,6 +124,7 @@ class Denoiser {
   const NetSpec& s_;
   bool guided_;
   double scale_;
+  int gch_;  // channels guidance combines (the rest come from the conditional pass)
   int B_ = 0;
   DeviceBuffer dx_, dout_, dt_, dy_, dctx_;
   std::vector<float> host_;
@@ -138,6 +158,28 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
   }
   return x;
 }
+
+// A flow preset's sampler (docs/flow.md): the network time is the solver's t in [0, 1]; guidance
+// as LightningDiT's forward_with_cfg with cfg_interval, unguided while t < t0 (the shifted t, in
+// float32 as the official comparison).
+std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, Denoiser& model,
+                            const NetSpec& s, int B, uint64_t noise_offset,
+                            const std::function<void()>& on_eval) {
+  const size_t numel = s.in_numel(), onumel = s.out_numel();
+  std::vector<float> out(size_t(B) * onumel);
+  VelocityFnT<float> velocity = [&](const std::vector<float>& xs, double t, std::vector<float>& v) {
+    model(xs.data(), float(t), out.data(), !(float(t) < float(opt.cfg_interval)));
+    for (int b = 0; b < B; ++b)  // the velocity channels of each sample
+      std::copy_n(out.begin() + b * onumel, numel, v.begin() + b * numel);
+    on_eval();
+  };
+  FlowOptions fo;
+  fo.shift = opt.shift;
+  fo.atol = opt.atol;
+  fo.rtol = opt.rtol;
+  fo.noise_offset = noise_offset;
+  return flow_sample(opt.sampler, opt.steps, std::move(x), velocity, opt.seed, fo);
+}
 }  // namespace
 
 std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt_in, int n,
@@ -145,8 +187,8 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
                             const std::vector<float>& null_context) {
   const NetSpec& nc = net.spec();
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
-  const NoiseSchedule ns = schedule_for(cfg);
-  const bool adm = is_adm(cfg);
+  const bool adm = is_adm(cfg), flow = is_flow(cfg);
+  const NoiseSchedule ns = flow ? NoiseSchedule::linear_vp() : schedule_for(cfg);  // flow: unused
   const GenerateOptions opt = with_preset_defaults(cfg, opt_in);
   const std::string& sampler = opt.sampler;
   const int steps = opt.steps;
@@ -175,10 +217,12 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
   mb = std::max(1, std::min(mb, n));
 
-  Denoiser model(net, mb, scale != 0, scale);
+  Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels);
   std::vector<float> result(size_t(n) * numel);
   int evals_done = 0;
-  const int evals_total = ((n + mb - 1) / mb) * steps;
+  // dopri5's count is not known in advance: the total is then -1.
+  const int per_batch = flow ? flow_evaluations(sampler, steps) : steps;
+  const int evals_total = per_batch < 0 ? -1 : ((n + mb - 1) / mb) * per_batch;
   auto on_eval = [&] {
     ++evals_done;
     if (opt.progress) opt.progress(evals_done, evals_total);
@@ -200,7 +244,9 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
                     text ? contexts.data() + size_t(start) * L : nullptr,
                     null_context.empty() ? nullptr : null_context.data());
     std::vector<float> x0;
-    if (adm && (sampler == "ddpm" || sampler == "ddim")) {
+    if (flow) {
+      x0 = flow_run(opt, std::move(x), model, nc, B, first, on_eval);
+    } else if (adm && (sampler == "ddpm" || sampler == "ddim")) {
       x0 = adm_sample(sampler, steps, std::move(x), model, nc, B, opt.seed, first, on_eval);
     } else {
       std::vector<float> out(size_t(B) * onumel);

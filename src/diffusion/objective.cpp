@@ -8,6 +8,7 @@
 #include "uvit/adm.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 #include "uvit/generate.hpp"
 
 namespace uvit {
@@ -92,6 +93,7 @@ class AdmHybrid final : public Objective {
 
 std::unique_ptr<Objective> make_objective(const Config& cfg) {
   if (is_adm(cfg)) return std::make_unique<AdmHybrid>(cfg.spec.in_chans);
+  if (is_flow(cfg)) return make_flow_objective(cfg);
   return std::make_unique<EpsMse>(schedule_for(cfg));
 }
 

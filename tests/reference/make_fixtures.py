@@ -9,6 +9,8 @@ References are computed in float64 from float32 weights/inputs and stored as flo
 U-ViT cases (uvit_torch.py) in CASES, DiT / Skip-DiT cases (dit_torch.py) in DIT_CASES; the case
 "adm" writes adm.safetensors (adm_reference.py, DiT's diffusion process); SAMPLING_CASES write CASE.json
 and CASE.safetensors only: a DiT case's network and a float64 DDIM run of DiT's sample loop.
+The case "flow" writes flow.safetensors and flow_dit_sampling.{json,safetensors}
+(flow_reference.py: flow matching's grids, loss, dopri5 and the official sample_ode on a DiT).
 Exits non-zero if a self-check fails.
 """
 
@@ -30,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
 import lightningdit_torch  # noqa: E402
+import flow_reference  # noqa: E402
 import uvit_torch  # noqa: E402
 from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
 
@@ -99,6 +102,7 @@ LDIT_CASES = [
                                    use_qknorm=True, use_swiglu=True, use_rmsnorm=True, wo_shift=True), 3, 404),
 ]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
+FLOW_CASE = "flow"  # tests/reference/flow_reference.py -> flow.safetensors, flow_dit_sampling.*
 
 # DDIM sampling of a DiT fixture network through DiT's ADM process (docs/dit.md), float64:
 # name, the DIT_CASES network it reuses (same weights), respacing, number of samples, seed of x_T and y.
@@ -666,6 +670,47 @@ def check_counts_lightning():
     return ok
 
 
+# The official sampler (flow_reference.sample_ode: euler / heun, timestep_shift, LightningDiT's
+# forward_with_cfg with its interval on 3 channels) on our LightningDiT twin, every switch on but
+# wo_shift and learn_sigma: the same runs and tensor names as flow_dit_sampling.
+LDIT_FLOW_CASE = ("ldit_flow_sampling", dict(name="lightningdit", input_size=8, patch_size=1, in_channels=4,
+                                             hidden_size=64, depth=2, num_heads=2, num_classes=10,
+                                             use_qknorm=True, use_swiglu=True, use_rope=True, use_rmsnorm=True),
+                  411)
+
+
+def make_ldit_flow_case(outdir):
+    name, cfg_partial, seed = LDIT_FLOW_CASE
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(seed)
+    net = lightningdit_torch.build_from_config(cfg)
+    make_weights_dit(net, seed)
+    net64 = copy.deepcopy(net).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    n = 3
+    x_T = torch.randn(n, 4, 8, 8, generator=g).numpy()
+    y = torch.randint(0, 10, (n,), generator=g, dtype=torch.int64).numpy()
+    runs = flow_reference.FLOW_RUNS
+    outs = [flow_reference.sample_ode(net64, x_T, y, m, K, sh, 1 + sc, t0, cfg["num_classes"])
+            for m, K, sh, sc, t0 in runs]
+    m, K, sh, sc, t0 = runs[0]
+    d_int = flow_reference.rel(flow_reference.sample_ode(net64, x_T, y, m, K, sh, 1 + sc, 0.0, cfg["num_classes"]),
+                               outs[0])
+    good = d_int > 1e-2
+    print("%s: %d runs; rel diff without the cfg interval %.1e (must be > 1e-2: %s)"
+          % (name, len(runs), d_int, "ok" if good else "FAIL"))
+    tensors = {"sample.x_T": x_T, "sample.y": y,
+               "sample.runs": np.array([[K, sh, sc, t0] for _, K, sh, sc, t0 in runs], dtype=np.float64),
+               "sample.heun": np.array([m == "heun" for m, *_ in runs], dtype=np.int64),
+               "sample.x1": np.stack(outs).astype(np.float32)}
+    for k, p in net.state_dict().items():
+        tensors["param." + k] = f32(p)
+    with _atomic(os.path.join(outdir, name + ".json")) as f:
+        f.write((json.dumps(cfg, indent=1) + "\n").encode("utf-8"))
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, {"producer": "tests/reference/make_fixtures.py"})
+    return good
+
+
 def check_lightning_twin(name, tensors, cfg):
     """The RoPE tables stored in the state_dict equal an independent float64 formula (to float32
     rounding), and the rotation is a pure rotation: |rope(q)| = |q| per pair."""
@@ -867,7 +912,7 @@ def main():
     args = ap.parse_args()
 
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
-             [CACHE_CASE[0]])
+             [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -903,6 +948,15 @@ def main():
     if CACHE_CASE[0] in only:
         ok &= make_cache_case(args.out)
         results[CACHE_CASE[0]] = True
+
+    if FLOW_CASE in only:
+        ok &= flow_reference.write_fixtures(args.out, write_safetensors, _atomic, json, dit_torch,
+                                            make_weights_dit, f32)
+        results[FLOW_CASE] = True
+
+    if LDIT_FLOW_CASE[0] in only:
+        ok &= make_ldit_flow_case(args.out)
+        results[LDIT_FLOW_CASE[0]] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:
