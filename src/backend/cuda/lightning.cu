@@ -2,6 +2,8 @@
 // and the 2-D RoPE, with the semantics of the CPU backend (src/backend/cpu/lightning.cpp).
 // RMSNorm runs one warp per group; its weight gradient is a two-pass column reduction (per chunk of
 // rows, then the chunks in order), so results are reproducible run to run.
+#include <algorithm>
+
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/kernels.hpp"
 
@@ -9,8 +11,9 @@ namespace uvit::cuda {
 
 namespace {
 constexpr unsigned kThreads = 256;
-constexpr int kWarps = 8;           // groups (warps) per RMSNorm block
-constexpr int kRowsPerChunk = 256;  // rows per partial sum of the weight gradient
+constexpr int kWarps = 8;            // groups (warps) per RMSNorm block
+constexpr long kRowsPerChunk = 256;  // rows per partial sum of the weight gradient (at least)
+constexpr long kMaxChunks = 65535;   // gridDim.y
 
 __device__ __forceinline__ size_t group_offset(long r, int G, int D, int ld) {
   return size_t(r / G) * ld + size_t(r % G) * D;
@@ -56,11 +59,11 @@ __global__ void rms_bwd_dx_kernel(const T* dy, const T* x, const float* w, const
 // part[chunk * D + d] = sum over the chunk's groups of dy * x * rstd at feature d.
 template <class T>
 __global__ void rms_dw_partial_kernel(const T* dy, const T* x, const float* rstd, float* part,
-                                      long rows, int G, int D, int ld) {
+                                      long rows, int G, int D, int ld, long per_chunk) {
   const int d = blockIdx.x * blockDim.x + threadIdx.x;
   if (d >= D) return;
-  const long r0 = long(blockIdx.y) * kRowsPerChunk;
-  const long r1 = min(rows, r0 + kRowsPerChunk);
+  const long r0 = long(blockIdx.y) * per_chunk;
+  const long r1 = min(rows, r0 + per_chunk);
   float s = 0.f;
   for (long r = r0; r < r1; ++r) {
     const size_t i = group_offset(r, G, D, ld) + d;
@@ -137,12 +140,13 @@ void rmsnorm_bwd(bool bf16, const void* dy, const void* x, const float* w, const
   const long rows = long(M) * G;
   if (!rows) return;
   // The weight gradient first: dx may alias dy.
-  const int chunks = int((rows + kRowsPerChunk - 1) / kRowsPerChunk);
+  const long per_chunk = std::max(kRowsPerChunk, (rows + kMaxChunks - 1) / kMaxChunks);
+  const int chunks = int((rows + per_chunk - 1) / per_chunk);
   float* part = scratch.get(size_t(chunks) * D);
   const dim3 pgrid((D + kThreads - 1) / kThreads, chunks);
-  UVIT_ACT_DISPATCH(
-      bf16, T,
-      rms_dw_partial_kernel<<<pgrid, kThreads>>>(as<T>(dy), as<T>(x), rstd, part, rows, G, D, ld));
+  UVIT_ACT_DISPATCH(bf16, T,
+                    rms_dw_partial_kernel<<<pgrid, kThreads>>>(as<T>(dy), as<T>(x), rstd, part,
+                                                               rows, G, D, ld, per_chunk));
   check_launch("rms_dw_partial_kernel");
   rms_dw_sum_kernel<<<(D + kThreads - 1) / kThreads, kThreads>>>(part, dw, chunks, D);
   check_launch("rms_dw_sum_kernel");
