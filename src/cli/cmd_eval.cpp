@@ -130,16 +130,17 @@ void add_eval(CLI::App& app) {
     fs::create_directories(work);
     for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
-    const nlohmann::json manifest = {{"config", cfg.config_name},
-                                     {"weights", fs::absolute(o->weights).string()},
-                                     {"sampler", g.sampler},
-                                     {"steps", g.steps},
-                                     {"cfg_scale", g.cfg_scale},
-                                     {"seed", o->seed},
-                                     {"n", n},
-                                     {"chunk", chunk},
-                                     {"img_size", s},
-                                     {"channels", c}};
+    nlohmann::json manifest = {{"config", cfg.config_name},
+                               {"weights", fs::absolute(o->weights).string()},
+                               {"sampler", g.sampler},
+                               {"steps", g.steps},
+                               {"cfg_scale", g.cfg_scale},
+                               {"seed", o->seed},
+                               {"n", n},
+                               {"chunk", chunk},
+                               {"img_size", s},
+                               {"channels", c}};
+    for (const auto& [k, v] : extra_sampling_settings(cfg, g)) manifest[k] = v;
     const std::string mpath = work + "/manifest.json";
     if (fs::exists(mpath)) {
       std::ifstream f(mpath);
@@ -215,6 +216,7 @@ void add_eval(CLI::App& app) {
                           {"seed", o->seed},
                           {"ref", o->ref},
                           {"seconds", secs}};
+    for (const auto& [k, v] : extra_sampling_settings(cfg, g)) res[k] = v;
     const FidStats st = stats_from_features(pool3.data(), n, FidInception::kDims);
     const double fid = frechet_distance(st, ref, "samples vs " + o->ref);
     res["fid"] = fid;

@@ -211,6 +211,7 @@ void add_sample(CLI::App& app) {
                                                    {"index", std::to_string(i)},
                                                    {"cfg_scale", std::to_string(g.cfg_scale)},
                                                    {"guidance", std::to_string(g.cfg_scale + 1)}};
+        meta.merge(extra_sampling_settings(cfg, g));
         if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
         if (!sample_prompts.empty()) meta["prompt"] = sample_prompts[size_t(i)];
         write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);

@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 
 namespace uvit::cli {
 
@@ -39,6 +40,19 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   return with_preset_defaults(cfg, g);
 }
 
+std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
+                                                           const GenerateOptions& g) {
+  std::map<std::string, std::string> m;
+  const NetSpec& ns = cfg.spec;
+  if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
+    m["guidance_channels"] = std::to_string(g.guidance_channels);
+  if (!is_flow(cfg)) return m;
+  m["shift"] = cat(g.shift);
+  m["cfg_interval"] = cat(g.cfg_interval);
+  if (g.sampler == "dopri5") m["atol"] = cat(g.atol), m["rtol"] = cat(g.rtol);
+  return m;
+}
+
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
   cmd->add_option("--config,-c", o.config, "preset name, JSON file or training run folder")
       ->required();
@@ -60,8 +74,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                 ->check(at_least(1));
   s->excludes(w);
   cmd->add_option("--guidance-channels", o.guidance_channels,
-                  "channels guidance combines: all or N, the first N (default: the network's; "
-                  "DiT: 3)");
+                  "output channels guidance combines: all (the input channels) or N, the first "
+                  "N (default: the network's; DiT: 3)");
   cmd->add_option("--shift", o.shift,
                   "flow presets: time shift s, t' = s t / (1 + (s - 1) t) (default: the "
                   "preset's; 1 = none)")

@@ -2,6 +2,7 @@
 // and where the network and the latent decoder run.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct SamplingOptions {
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
   GenerateOptions generate_options(const Config& cfg) const;
 };
+
+// The settings beyond sampler, steps and scale that change the samples, for PNG metadata and
+// run manifests: a flow preset's shift, cfg interval and (dopri5) tolerances, and the guidance
+// channels where they differ from the network's. Empty for an eps preset with its defaults.
+std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
+                                                           const GenerateOptions& g);
 
 // Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
 // --guidance-channels, the flow options --shift, --cfg-interval, --atol, --rtol, --seed, --batch,

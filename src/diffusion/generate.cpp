@@ -45,8 +45,10 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   const NetSpec& ns = cfg.spec;
   if (opt.guidance_channels <= 0)
     opt.guidance_channels = ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans;
-  UVIT_CHECK(opt.guidance_channels <= ns.in_chans, "guidance channels ", opt.guidance_channels,
-             " exceed the ", ns.in_chans, " channels of config ", cfg.config_name);
+  // Output channels, as forward_with_cfg slices them (DiT with a learned variance on fewer than 3
+  // input channels guides variance channels too).
+  UVIT_CHECK(opt.guidance_channels <= ns.out_chans, "guidance channels ", opt.guidance_channels,
+             " exceed the ", ns.out_chans, " output channels of config ", cfg.config_name);
   return opt;
 }
 

@@ -55,7 +55,7 @@ expect_error "flow presets only" "$UVIT" sample "${S[@]}" --set schedule=adm --n
 expect_error "--shift" "$UVIT" sample "${S[@]}" --n 2 --class 1 --shift 0 --npy "$tmp/x.npy"
 expect_error "cfg interval start must lie in \[0, 1\], got 1.5" "$UVIT" sample "${S[@]}" --n 2 \
   --class 1 --cfg-interval 1.5 --npy "$tmp/x.npy"
-expect_error "guidance channels 2 exceed the 1 channels" "$UVIT" sample "${S[@]}" --n 2 --class 1 \
+expect_error "guidance channels 2 exceed the 1 output channels" "$UVIT" sample "${S[@]}" --n 2 --class 1 \
   --guidance-channels 2 --npy "$tmp/x.npy"
 expect_error "--guidance-channels must be 'all' or a positive integer" "$UVIT" sample "${S[@]}" \
   --n 2 --class 1 --guidance-channels some --npy "$tmp/x.npy"

@@ -9,7 +9,9 @@ write_fixtures(outdir, write_safetensors, ...) writes, for make_fixtures.py:
   ode.steps (accepted step ends), ode.stats [nfe, accepted, rejected], ode.y1, ode.exact).
 - flow_dit_sampling.json / .safetensors: a DiT (learn_sigma false, 4 channels) and the official
   sample_ode(euler / heun2, timestep_shift) with LightningDiT's forward_with_cfg (3 channels, cfg
-  interval) from a stored x_T, in float64.
+  interval) from a stored x_T, in float64 (sample.x1 per run of FLOW_RUNS; sample.x1_all_channels:
+  the first run with guidance on all 4 channels; sample.dopri5_{runs,nfe,x1}: dopri5 per
+  DOPRI5_RUNS).
 """
 
 import copy
@@ -180,11 +182,48 @@ def sample_ode(net, x_T, y, method, K, shift, w, t0, null, ch=3):
     return x[:x_T.shape[0]].numpy()
 
 
+def sample_dopri5(net, x_T, y, w, t0, null, ch=4, atol=1e-6, rtol=1e-3):
+    """Sampler.sample_ode(sampling_method='dopri5') with forward_with_cfg: odeint's state is the
+    whole batch ([z; z] with guidance), its error norm the RMS over all of it. With guidance on all
+    channels (ch = C) the two halves stay equal, so the norm equals the conditional half's."""
+    guided = w > 1
+    x = torch.from_numpy(x_T).double()
+    labels = torch.from_numpy(y)
+    if guided:
+        x = torch.cat([x, x])
+        labels = torch.cat([labels, torch.full_like(labels, null)])
+    shape = x.shape
+
+    def f(t, yy):
+        xx = torch.from_numpy(yy).view(shape)
+        tt = torch.ones(shape[0], dtype=torch.float64) * t
+        with torch.no_grad():
+            out = forward_with_cfg(net, xx, tt, labels, w, t0, ch) if guided else net(xx, tt, labels)
+        return out.numpy().reshape(-1)
+
+    y1, steps, nfe, rej = dopri5(f, x.numpy().reshape(-1), 1.0, atol, rtol)
+    return y1.reshape(shape)[:x_T.shape[0]], nfe
+
+
+class Float32Net(torch.nn.Module):
+    """The network in float32 on float64 inputs, its output back in float64."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t, y):
+        return self.net(x.float(), t.float(), y).double()
+
+
 FLOW_DIT = dict(name="dit", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=2,
                 num_classes=10, class_dropout_prob=0.1, learn_sigma=False)
 # (method, K, shift, our scale S (w = 1 + S), cfg interval t0); t0 0.3 lies between grid points.
 FLOW_RUNS = [("euler", 12, 0.3, 3.0, 0.3), ("euler", 12, 1.0, 0.0, 0.0), ("heun", 8, 0.3, 3.0, 0.3),
              ("euler", 10, 1.0, 2.0, 0.0)]
+
+# dopri5 runs (S, t0), guidance on all 4 channels, atol 1e-6, rtol 1e-3.
+DOPRI5_RUNS = [(0.0, 0.0), (2.0, 0.3)]
 
 
 def rel(a, ref):
@@ -262,7 +301,8 @@ def write_fixtures(outdir, write_safetensors, atomic, json, dit_torch, make_weig
     # The fixture must tell the official semantics from near misses: guidance on all channels,
     # no cfg interval, no shift, Euler instead of Heun.
     m, K, sh, s, t0 = FLOW_RUNS[0]
-    d_all = rel(sample_ode(net64, x_T, y, m, K, sh, 1 + s, t0, null, ch=4), outs[0])
+    x1_all = sample_ode(net64, x_T, y, m, K, sh, 1 + s, t0, null, ch=4)
+    d_all = rel(x1_all, outs[0])
     d_int = rel(sample_ode(net64, x_T, y, m, K, sh, 1 + s, 0.0, null), outs[0])
     d_sh = rel(sample_ode(net64, x_T, y, m, K, 1.0, 1 + s, t0, null), outs[0])
     m, K, sh, s, t0 = FLOW_RUNS[2]
@@ -271,10 +311,21 @@ def write_fixtures(outdir, write_safetensors, atomic, json, dit_torch, make_weig
     ok &= good
     print("flow_dit_sampling rel diff to: 4-channel guidance %.1e, no interval %.1e, no shift %.1e, euler for "
           "heun %.1e (must be > 1e-2: %s)" % (d_all, d_int, d_sh, d_heun, "ok" if good else "FAIL"))
+    # dopri5 where the official state's halves coincide: unguided, and guided on all channels.
+    # Its error estimate of a step is close to float32 rounding here, so the step sizes follow the
+    # network's precision: the reference runs the network in float32 as the official does (the
+    # state in float64). A float64 network changes the steps and the result by up to 7e-3.
+    net32 = Float32Net(copy.deepcopy(net).float())
+    dop = [sample_dopri5(net32, x_T, y, 1 + s, t0, null) for s, t0 in DOPRI5_RUNS]
+    print("flow_dit_sampling dopri5: %s network evaluations" % ", ".join(str(d[1]) for d in dop))
     tensors = {"sample.x_T": x_T, "sample.y": y,
+               "sample.dopri5_runs": np.array(DOPRI5_RUNS, dtype=np.float64),
+               "sample.dopri5_nfe": np.array([d[1] for d in dop], dtype=np.int64),
+               "sample.dopri5_x1": np.stack([d[0] for d in dop]).astype(np.float32),
                "sample.runs": np.array([[K, sh, s, t0] for _, K, sh, s, t0 in FLOW_RUNS], dtype=np.float64),
                "sample.heun": np.array([m == "heun" for m, *_ in FLOW_RUNS], dtype=np.int64),
-               "sample.x1": np.stack(outs).astype(np.float32)}
+               "sample.x1": np.stack(outs).astype(np.float32),
+               "sample.x1_all_channels": x1_all.astype(np.float32)}
     for k, p in sd.items():
         tensors["param." + k] = f32(p)
     with atomic(os.path.join(outdir, "flow_dit_sampling.json")) as f:
