@@ -9,6 +9,8 @@ namespace uvit {
 
 namespace {
 const std::vector<NetworkFamily>& families() {
+  // One line per backbone.
+  // clang-format off
   static const std::vector<NetworkFamily> all = {
       uvit_family("uvit"),
       uvit_family("uvit_t2i"),
@@ -16,6 +18,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("skip_dit"),
       dit_family("lightningdit"),
   };
+  // clang-format on
   return all;
 }
 }  // namespace
