@@ -127,11 +127,12 @@ class Backend {
 
   // ---- adaLN (DiT-style modulation by a per-sample vector; all act, sums in fp32) ----
   // Per-sample rows shift/scale/gate are [B] rows ldm elements apart (chunks of one adaLN output).
-  // y[b, n, :] = x[b, n, :] * (1 + scale[b, :]) + shift[b, :] for the N tokens of sample b.
+  // y[b, n, :] = x[b, n, :] * (1 + scale[b, :]) + shift[b, :] for the N tokens of sample b; shift
+  // may be nullptr (LightningDiT's wo_shift: no shift term).
   virtual void modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
                             float* y, int B, int N, int D) = 0;
-  // dx = dy * (1 + scale) (overwritten; may alias dy); dshift[b, :] = sum_n dy,
-  // dscale[b, :] = sum_n dy * x (both overwritten).
+  // dx = dy * (1 + scale) (overwritten; may alias dy); dshift[b, :] = sum_n dy (skipped when
+  // nullptr), dscale[b, :] = sum_n dy * x (both overwritten).
   virtual void modulate_bwd(const float* dy, const float* x, const float* scale, int ldm, float* dx,
                             float* dshift, float* dscale, int B, int N, int D) = 0;
   // out = x + gate[b, :] * y (out may alias x).
@@ -140,6 +141,31 @@ class Backend {
   // dy = dout * gate[b, :] (overwritten), dgate[b, :] = sum_n dout * y (overwritten).
   virtual void gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
                         float* dgate, int B, int N, int D) = 0;
+  // ---- LightningDiT (docs/lightningdit.md): RMSNorm, SwiGLU, 2-D RoPE; all act, sums in fp32 ----
+  // RMSNorm of M rows `ld` elements apart, each holding G groups of D features (group g of row m
+  // at m*ld + g*D; G = 1, ld = D for a plain norm; the per-head q/k norm reads q or k in the qkv
+  // tensor with G = heads, ld = 3*H*Dh): y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) per
+  // group, w [D] fp32; rstd [M*G] fp32 is saved (may be nullptr). y may alias x.
+  virtual void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int M, int G,
+                           int D, int ld, float eps) = 0;
+  // dx = rstd * (w dy - xhat * mean(w dy xhat)), xhat = x rstd; added to dx when `accumulate`
+  // (residual-friendly, as layernorm_bwd), else overwritten (then dx may alias dy). dw += sum
+  // dy * xhat. Same layout as the forward.
+  virtual void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd,
+                           float* dx, float* dw, int M, int G, int D, int ld, bool accumulate) = 0;
+  // SwiGLU: y[M, H] = silu(x12[:, :H]) * x12[:, H:] for x12 [M, 2H].
+  virtual void swiglu_fwd(const float* x12, float* y, int M, int H) = 0;
+  // dx12 [M, 2H] from dy (rows ldy apart, ldy >= H). dy may sit in dx12's first half (ldy = 2H,
+  // dy == dx12): each element is read before its slot is written.
+  virtual void swiglu_bwd(const float* dy, int ldy, const float* x12, float* dx12, int M,
+                          int H) = 0;
+  // 2-D RoPE in place on x: B*N rows `ld` apart, each with G groups of Dh features; token n of a
+  // sample rotates its interleaved pairs (a, b) = (x[2k], x[2k+1]) by the fp32 tables cos, sin
+  // [N, Dh]: (a cos[2k] - b sin[2k], b cos[2k+1] + a sin[2k+1]). `inverse` applies the transposed
+  // map (the backward pass of the gradient).
+  virtual void rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
+                    int ld, bool inverse) = 0;
+
   // rows x cols act elements from src (rows ld_src apart) to dst (rows ld_dst apart): a feature
   // concatenation. Backends with a 2-D copy override it.
   virtual void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,

@@ -1,8 +1,10 @@
-// DiT (facebookresearch/DiT models.py) and Skip-DiT (OpenSparseLLMs/Skip-DiT
-// class-to-image/models.py, DiT_skip): patch tokens with a fixed 2-D sin-cos position, a
-// conditioning vector c = t_emb + y_emb, adaLN-Zero blocks and an adaLN final layer; Skip-DiT adds
-// depth/2 long skips fused before each deep block by Linear(LayerNorm(concat(x, skip))).
-// docs/dit.md has the facts this file relies on.
+// DiT (facebookresearch/DiT models.py), Skip-DiT (OpenSparseLLMs/Skip-DiT
+// class-to-image/models.py, DiT_skip) and LightningDiT (hustvl/LightningDiT
+// models/lightningdit.py): patch tokens with a fixed 2-D sin-cos position, a conditioning vector c
+// = t_emb + y_emb, adaLN-Zero blocks and an adaLN final layer; Skip-DiT adds depth/2 long skips
+// fused before each deep block by Linear(LayerNorm(concat(x, skip))); LightningDiT swaps pieces of
+// the same block (RMSNorm, SwiGLU, qk-norm, 2-D RoPE, adaLN without shift) and drops the sigma half
+// of its output. docs/dit.md and docs/lightningdit.md have the facts this file relies on.
 #include <algorithm>
 #include <cmath>
 
@@ -26,42 +28,66 @@ constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
 constexpr int kCacheBranch = 4;
 constexpr float kCacheCloseAt = 20;
 
-// The constructor arguments, official names and defaults (DiT.__init__).
+// The constructor arguments, official names and defaults (DiT.__init__, LightningDiT.__init__).
 struct DiTConfig {
-  std::string name = "dit";  // or "skip_dit"
+  std::string name = "dit";  // or "skip_dit", "lightningdit"
   int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
       num_heads = 16, num_classes = 1000;
   double mlp_ratio = 4.0, class_dropout_prob = 0.1;
   bool learn_sigma = true;
+  // LightningDiT's switches (all off by default there, as in the official signature).
+  bool use_qknorm = false, use_swiglu = false, use_rope = false, use_rmsnorm = false,
+       wo_shift = false;
 
+  explicit DiTConfig(const std::string& n = "dit") : name(n) {
+    if (lightning()) {
+      in_channels = 32;
+      learn_sigma = false;
+    }
+  }
   bool skip() const { return name == "skip_dit"; }
-  int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+  bool lightning() const { return name == "lightningdit"; }
+  // The final linear's channels; LightningDiT's forward keeps only the first in_channels of them.
+  int head_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+  int out_channels() const { return lightning() ? in_channels : head_channels(); }
   int grid() const { return input_size / patch_size; }
   int tokens() const { return grid() * grid(); }
   int head_dim() const { return hidden_size / num_heads; }
   int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
+  // SwiGLUFFN(D, int(2/3 * mlp_hidden_dim)): w12 has twice this many outputs.
+  int swiglu_hidden() const { return int(2.0 / 3.0 * mlp_hidden()); }
+  int fc1_out() const { return use_swiglu ? 2 * swiglu_hidden() : mlp_hidden(); }
+  int fc2_in() const { return use_swiglu ? swiglu_hidden() : mlp_hidden(); }
+  int mod_chunks() const { return wo_shift ? 4 : 6; }  // (scale, gate) x 2 without the shifts
   // LabelEmbedder: a null row after the classes when labels can be dropped.
   int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
 
   json to_json() const {
-    return {{"name", name},
-            {"input_size", input_size},
-            {"patch_size", patch_size},
-            {"in_channels", in_channels},
-            {"hidden_size", hidden_size},
-            {"depth", depth},
-            {"num_heads", num_heads},
-            {"mlp_ratio", mlp_ratio},
-            {"class_dropout_prob", class_dropout_prob},
-            {"num_classes", num_classes},
-            {"learn_sigma", learn_sigma}};
+    json j = {{"name", name},
+              {"input_size", input_size},
+              {"patch_size", patch_size},
+              {"in_channels", in_channels},
+              {"hidden_size", hidden_size},
+              {"depth", depth},
+              {"num_heads", num_heads},
+              {"mlp_ratio", mlp_ratio},
+              {"class_dropout_prob", class_dropout_prob},
+              {"num_classes", num_classes},
+              {"learn_sigma", learn_sigma}};
+    if (lightning()) {
+      j["use_qknorm"] = use_qknorm;
+      j["use_swiglu"] = use_swiglu;
+      j["use_rope"] = use_rope;
+      j["use_rmsnorm"] = use_rmsnorm;
+      j["wo_shift"] = wo_shift;
+    }
+    return j;
   }
 };
 
 DiTConfig parse(const json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
-  DiTConfig c;
-  if (j.contains("name")) c.name = json_string(j["name"], "nnet.name");
+  DiTConfig c(j.contains("name") ? json_string(j["name"], "nnet.name") : std::string("dit"));
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
@@ -87,6 +113,19 @@ DiTConfig parse(const json& j) {
       c.class_dropout_prob = json_number(v, f);
     else if (k == "learn_sigma")
       c.learn_sigma = json_bool(v, f);
+    else if (c.lightning() && k == "use_qknorm")
+      c.use_qknorm = json_bool(v, f);
+    else if (c.lightning() && k == "use_swiglu")
+      c.use_swiglu = json_bool(v, f);
+    else if (c.lightning() && k == "use_rope")
+      c.use_rope = json_bool(v, f);
+    else if (c.lightning() && k == "use_rmsnorm")
+      c.use_rmsnorm = json_bool(v, f);
+    else if (c.lightning() && k == "wo_shift")
+      c.wo_shift = json_bool(v, f);
+    else if (c.lightning() && k == "use_checkpoint")
+      // Activation checkpointing changes memory only; this engine keeps every block's activations.
+      json_bool(v, f);
     else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
   }
@@ -115,13 +154,25 @@ DiTConfig parse(const json& j) {
   UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
              " must be even for skip_dit (depth/2 long skips)");
   UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");
+  UVIT_CHECK(!c.use_swiglu || c.swiglu_hidden() >= 1, "nnet.mlp_ratio ", c.mlp_ratio,
+             " leaves SwiGLU no hidden features");
+  // VisionRotaryEmbeddingFast(dim = head_dim / 2): dim/2 frequencies, each used twice per axis,
+  // cover head_dim only when head_dim is a multiple of 4.
+  UVIT_CHECK(!c.use_rope || c.head_dim() % 4 == 0, "nnet.use_rope needs a head size (hidden_size ",
+             "/ num_heads) that is a multiple of 4, got ", c.head_dim());
+  // The official qk-norm without use_rmsnorm is an affine LayerNorm (eps 1e-5) per head, which no
+  // preset uses; only the RMSNorm form is implemented.
+  UVIT_CHECK(!c.use_qknorm || c.use_rmsnorm,
+             "nnet.use_qknorm without nnet.use_rmsnorm (a per-head LayerNorm) is not supported");
   return c;
 }
 
 // The official state_dict: the module's own parameter (pos_embed) first, then the submodules in
-// registration order (DiT_skip registers its skip modules after the final layer).
+// registration order (DiT_skip registers its skip modules after the final layer; LightningDiT's
+// feat_rope buffers follow the embedders, and its blocks register norm1, norm2, attn (qkv, q_norm,
+// k_norm, proj), mlp, adaLN_modulation).
 ParamTable dit_table(const DiTConfig& c) {
-  const int64_t D = c.hidden_size, p = c.patch_size, Hd = c.mlp_hidden();
+  const int64_t D = c.hidden_size, p = c.patch_size, Dh = c.head_dim();
   ParamTable t;
   t.add("pos_embed", {1, c.tokens(), D});
   t.add("x_embedder.proj.weight", {D, c.in_channels, p, p});
@@ -131,21 +182,37 @@ ParamTable dit_table(const DiTConfig& c) {
   t.add("t_embedder.mlp.2.weight", {D, D});
   t.add("t_embedder.mlp.2.bias", {D});
   t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
+  if (c.use_rope) {  // frozen tables [tokens, head_dim], persistent buffers of the state_dict
+    t.add("feat_rope.freqs_cos", {c.tokens(), Dh});
+    t.add("feat_rope.freqs_sin", {c.tokens(), Dh});
+  }
+  const std::string fc1 = c.use_swiglu ? "mlp.w12" : "mlp.fc1";
+  const std::string fc2 = c.use_swiglu ? "mlp.w3" : "mlp.fc2";
+  const int64_t F1 = c.fc1_out(), F2 = c.fc2_in(), Dm = c.mod_chunks() * D;
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = cat("blocks.", i, ".");
+    if (c.use_rmsnorm) {
+      t.add(b + "norm1.weight", {D});
+      t.add(b + "norm2.weight", {D});
+    }
     t.add(b + "attn.qkv.weight", {3 * D, D});
     t.add(b + "attn.qkv.bias", {3 * D});
+    if (c.use_qknorm) {
+      t.add(b + "attn.q_norm.weight", {Dh});
+      t.add(b + "attn.k_norm.weight", {Dh});
+    }
     t.add(b + "attn.proj.weight", {D, D});
     t.add(b + "attn.proj.bias", {D});
-    t.add(b + "mlp.fc1.weight", {Hd, D});
-    t.add(b + "mlp.fc1.bias", {Hd});
-    t.add(b + "mlp.fc2.weight", {D, Hd});
-    t.add(b + "mlp.fc2.bias", {D});
-    t.add(b + "adaLN_modulation.1.weight", {6 * D, D});
-    t.add(b + "adaLN_modulation.1.bias", {6 * D});
+    t.add(b + fc1 + ".weight", {F1, D});
+    t.add(b + fc1 + ".bias", {F1});
+    t.add(b + fc2 + ".weight", {D, F2});
+    t.add(b + fc2 + ".bias", {D});
+    t.add(b + "adaLN_modulation.1.weight", {Dm, D});
+    t.add(b + "adaLN_modulation.1.bias", {Dm});
   }
-  t.add("final_layer.linear.weight", {int64_t(p * p * c.out_channels()), D});
-  t.add("final_layer.linear.bias", {int64_t(p * p * c.out_channels())});
+  if (c.use_rmsnorm) t.add("final_layer.norm_final.weight", {D});
+  t.add("final_layer.linear.weight", {int64_t(p * p * c.head_channels()), D});
+  t.add("final_layer.linear.bias", {int64_t(p * p * c.head_channels())});
   t.add("final_layer.adaLN_modulation.1.weight", {2 * D, D});
   t.add("final_layer.adaLN_modulation.1.bias", {2 * D});
   if (c.skip()) {
@@ -162,15 +229,15 @@ ParamTable dit_table(const DiTConfig& c) {
 }
 
 double dit_flops(const DiTConfig& c) {
-  const double D = c.hidden_size, L = c.tokens(), Hd = c.mlp_hidden(), p = c.patch_size;
-  double f = 2 * L * D * c.in_channels * p * p;          // patch embedding
-  f += 2 * (kFreqDim * D + D * D);                       // timestep MLP
-  const double block = 2 * L * D * (3 * D + D + 2 * Hd)  // qkv, proj, fc1 + fc2
-                       + 4 * L * L * D                   // scores and weighted sum
-                       + 2 * D * 6 * D;                  // adaLN
+  const double D = c.hidden_size, L = c.tokens(), p = c.patch_size;
+  double f = 2 * L * D * c.in_channels * p * p;                            // patch embedding
+  f += 2 * (kFreqDim * D + D * D);                                         // timestep MLP
+  const double block = 2 * L * D * (3 * D + D + c.fc1_out() + c.fc2_in())  // qkv, proj, MLP
+                       + 4 * L * L * D                // scores and weighted sum
+                       + 2 * D * c.mod_chunks() * D;  // adaLN
   f += c.depth * block;
-  if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;       // skip linears
-  f += 2 * L * D * p * p * c.out_channels() + 2 * D * 2 * D;  // final layer
+  if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;        // skip linears
+  f += 2 * L * D * p * p * c.head_channels() + 2 * D * 2 * D;  // final layer
   return f;
 }
 
@@ -199,7 +266,8 @@ struct BlockActs {
 };
 
 struct BlockW {
-  Linear ada;  // adaLN_modulation.1: c -> 6 D (shift, scale, gate for msa, then for mlp)
+  Linear ada;  // adaLN_modulation.1: c -> 6 D (shift, scale, gate for msa, then for mlp) or 4 D
+  Norm norm1, norm2;
   Attention attn;
   Mlp mlp;
   bool fuse = false;  // Skip-DiT: x = skip_linear(skip_norm(concat(x, skip))) first
@@ -221,6 +289,7 @@ class DiT final : public Network {
     float* sink = consts_.f32() + 4 * D;
     ln_ = norm_no_affine(int(D), kLnEps, one, zero, sink);
     const ParamTable& t = table_;
+    fnorm_ = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
     patch_ = linear(t, "x_embedder.proj");
     t0_ = linear(t, "t_embedder.mlp.0");
     t2_ = linear(t, "t_embedder.mlp.2");
@@ -230,14 +299,25 @@ class DiT final : public Network {
       const std::string p = cat("blocks.", k, ".");
       BlockW w;
       w.ada = linear(t, p + "adaLN_modulation.1");
+      w.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
+      w.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
       w.attn.qkv = linear(t, p + "attn.qkv");
       w.attn.proj = linear(t, p + "attn.proj");
       w.attn.heads = c.num_heads;
       w.attn.head_dim = c.head_dim();
       w.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
-      w.mlp.fc1 = linear(t, p + "mlp.fc1");
-      w.mlp.fc2 = linear(t, p + "mlp.fc2");
+      if (c.use_qknorm) {
+        w.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
+        w.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
+      }
+      if (c.use_rope) {
+        w.attn.rope_cos = t.at("feat_rope.freqs_cos").offset;
+        w.attn.rope_sin = t.at("feat_rope.freqs_sin").offset;
+      }
+      w.mlp.fc1 = linear(t, p + (c.use_swiglu ? "mlp.w12" : "mlp.fc1"));
+      w.mlp.fc2 = linear(t, p + (c.use_swiglu ? "mlp.w3" : "mlp.fc2"));
       w.mlp.act = Activation::GeluTanh;
+      w.mlp.gated = c.use_swiglu;
       if (c.skip() && k >= c.depth / 2) {
         const int i = k - c.depth / 2;
         w.fuse = true;
@@ -270,10 +350,16 @@ class DiT final : public Network {
   // `input`: the block's input instead of stream_[k] (Skip-Cache's cached features).
   void block_forward(int k, BlockActs& A, const float* input = nullptr);
   void block_backward(int k, BlockActs& A);
+  // The adaLN chunk of a role (0..5: shift, scale, gate of msa, then of mlp); -1 for the shifts
+  // that wo_shift drops.
+  int chunk_of(int role) const {
+    if (!c_.wo_shift) return role;
+    return role % 3 == 0 ? -1 : role / 3 * 2 + role % 3 - 1;
+  }
 
   DiTConfig c_;
   DeviceBuffer consts_;
-  Norm ln_;
+  Norm ln_, fnorm_;
   Linear patch_, t0_, t2_, final_ada_, final_;
   std::vector<BlockW> blocks_;
 
@@ -284,6 +370,7 @@ class DiT final : public Network {
   const int32_t* y_ = nullptr;
   float *cols_, *patches_, *temb_, *th_, *ts_, *c_vec_, *sc_, *fmod_, *fh_, *fmean_, *frstd_, *fm_,
       *tok_;
+  float* img_ = nullptr;        // LightningDiT with learn_sigma: the whole head output as an image
   std::vector<float*> stream_;  // stream_[k]: the output of block k-1 (stream_[0]: the tokens)
   std::vector<BlockActs> acts_;
   float *dX_, *dO_, *dM_, *dG_, *dA_, *dQKV_, *dmod_, *dsc_, *dc_, *dth_, *dtok_, *dcat_, *dcatn_;
@@ -303,9 +390,12 @@ void DiT::plan(int B, bool train) {
   arena_ = std::make_unique<Arena>(be_);
   B_ = B;
   train_ = train;
-  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L, Hd = c_.mlp_hidden();
+  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L, F1 = c_.fc1_out(),
+               F2 = c_.fc2_in(), Dm = size_t(c_.mod_chunks()) * D;
   const size_t nh = c_.num_heads, cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
-  const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
+  const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.head_channels();
+  const size_t img = size_t(B) * c_.head_channels() * c_.input_size * c_.input_size;
+  const bool drop_sigma = c_.out_channels() != c_.head_channels();
   const int depth = c_.depth, half = depth / 2;
   arena_->plan([&](Arena& a) {
     cols_ = a.act(M * cpp);
@@ -338,7 +428,7 @@ void DiT::plan(int B, bool train) {
         A.cat_mean = a.f32(M);
         A.cat_rstd = a.f32(M);
       }
-      A.mod = a.act(size_t(B) * 6 * D);
+      A.mod = a.act(size_t(B) * Dm);
       A.h1 = a.act(M * D);
       A.mean1 = a.f32(M);
       A.rstd1 = a.f32(M);
@@ -346,14 +436,18 @@ void DiT::plan(int B, bool train) {
       A.attn.qkv = a.act(M * 3 * D);
       A.attn.att = a.act(M * D);
       A.attn.lse = a.f32(size_t(B) * nh * L);
+      if (c_.use_qknorm) {
+        A.attn.qkv_raw = a.act(M * 3 * D);
+        A.attn.qk_rstd = a.f32(M * 2 * nh);
+      }
       A.a = a.act(M * D);
       A.x2 = a.act(M * D);
       A.h2 = a.act(M * D);
       A.mean2 = a.f32(M);
       A.rstd2 = a.f32(M);
       A.m2 = a.act(M * D);
-      A.mlp.f = a.act(M * Hd);
-      A.mlp.g = a.act(M * Hd);
+      A.mlp.f = a.act(M * F1);
+      A.mlp.g = a.act(M * F2);
       A.o = a.act(M * D);
     }
     fmod_ = a.act(size_t(B) * 2 * D);
@@ -362,14 +456,15 @@ void DiT::plan(int B, bool train) {
     frstd_ = a.f32(M);
     fm_ = a.act(M * D);
     tok_ = a.act(M * pd);
+    img_ = drop_sigma ? a.f32(img) : nullptr;
     if (train) {
       dX_ = a.act(M * D);
       dO_ = a.act(M * D);
       dM_ = a.act(M * D);
-      dG_ = a.act(M * Hd);
+      dG_ = a.act(M * F1);
       dA_ = a.act(M * D);
       dQKV_ = a.act(M * 3 * D);
-      dmod_ = a.act(size_t(B) * 6 * D);
+      dmod_ = a.act(size_t(B) * Dm);
       dsc_ = a.act(size_t(B) * D);
       dc_ = a.act(size_t(B) * D);
       dth_ = a.act(size_t(B) * D);
@@ -385,7 +480,7 @@ void DiT::plan(int B, bool train) {
 void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = 6 * D;
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
   A.xs = input ? input : stream_[k];
   if (w.fuse) {
     // x = skip_linear(skip_norm(concat([x, skip]))): replaces x (no residual).
@@ -396,15 +491,18 @@ void DiT::block_forward(int k, BlockActs& A, const float* input) {
     A.xs = A.fused;
   }
   const float* xin = A.xs;
-  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
+  auto chunk = [&](int role) {
+    const int i = chunk_of(role);
+    return i < 0 ? nullptr : be_.act_at(A.mod, size_t(i) * D);
+  };
   linear_fwd(W, w.ada, sc_, D, A.mod, D6, B);
   // x2 = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa))
-  norm_fwd(W, ln_, xin, A.h1, A.mean1, A.rstd1, M);
+  norm_fwd(W, w.norm1, xin, A.h1, A.mean1, A.rstd1, M);
   be_.modulate_fwd(A.h1, chunk(0), chunk(1), D6, A.m1, B, L, D);
   attention_fwd(W, w.attn, A.m1, A.attn, A.a, nullptr, B, L);
   be_.gate_fwd(xin, A.a, chunk(2), D6, A.x2, B, L, D);
   // out = x2 + gate_mlp * mlp(modulate(norm2(x2), shift_mlp, scale_mlp))
-  norm_fwd(W, ln_, A.x2, A.h2, A.mean2, A.rstd2, M);
+  norm_fwd(W, w.norm2, A.x2, A.h2, A.mean2, A.rstd2, M);
   be_.modulate_fwd(A.h2, chunk(3), chunk(4), D6, A.m2, B, L, D);
   mlp_fwd(W, w.mlp, A.m2, A.mlp, A.o, nullptr, M);
   be_.gate_fwd(A.x2, A.o, chunk(5), D6, stream_[k + 1], B, L, D);
@@ -418,7 +516,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   y_ = y;
   const Weights W{be_, params_, act_params_, grads_};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.out_channels(), pd = p * p * Co;
+  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co;
 
   // Patch tokens plus the fixed position.
   be_.patch_im2col(x, cols_, B, C, S, p);
@@ -462,28 +560,41 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 
   // Final layer: linear(modulate(norm(x), shift, scale)), then unpatchify.
   linear_fwd(W, final_ada_, sc_, D, fmod_, 2 * D, B);
-  norm_fwd(W, ln_, stream_[c_.depth], fh_, fmean_, frstd_, M);
+  norm_fwd(W, fnorm_, stream_[c_.depth], fh_, fmean_, frstd_, M);
   be_.modulate_fwd(fh_, fmod_, be_.act_at(fmod_, D), 2 * D, fm_, B, L, D);
   linear_fwd(W, final_, fm_, D, tok_, pd, M);
-  be_.unpatchify_fwd(tok_, out, B, 0, Co, S, p);
+  if (img_) {
+    // LightningDiT with learn_sigma: x, _ = x.chunk(2, dim=1), the first in_channels.
+    const long n = long(c_.in_channels) * S * S;
+    be_.unpatchify_fwd(tok_, img_, B, 0, Co, S, p);
+    be_.copy_2d(out, n, img_, 2 * n, B, n);
+  } else {
+    be_.unpatchify_fwd(tok_, out, B, 0, Co, S, p);
+  }
 }
 
 void DiT::block_backward(int k, BlockActs& A) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = 6 * D;
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
   const float* xin = A.xs;
-  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
-  auto dchunk = [&](int i) { return be_.act_at(dmod_, size_t(i) * D); };
+  auto chunk = [&](int role) {
+    const int i = chunk_of(role);
+    return i < 0 ? nullptr : be_.act_at(A.mod, size_t(i) * D);
+  };
+  auto dchunk = [&](int role) {
+    const int i = chunk_of(role);
+    return i < 0 ? nullptr : be_.act_at(dmod_, size_t(i) * D);
+  };
   // dX_: d(block output) in, d(block input) out (the residual paths add into it).
   be_.gate_bwd(dX_, A.o, chunk(5), D6, dO_, dchunk(5), B, L, D);
   mlp_bwd(W, w.mlp, A.m2, A.mlp, dO_, dM_, dG_, M);
   be_.modulate_bwd(dM_, A.h2, chunk(4), D6, dM_, dchunk(3), dchunk(4), B, L, D);
-  norm_bwd(W, ln_, dM_, A.x2, A.mean2, A.rstd2, dX_, M);
+  norm_bwd(W, w.norm2, dM_, A.x2, A.mean2, A.rstd2, dX_, M);
   be_.gate_bwd(dX_, A.a, chunk(2), D6, dO_, dchunk(2), B, L, D);
   attention_bwd(W, w.attn, A.m1, A.attn, dO_, dM_, dA_, dQKV_, B, L);
   be_.modulate_bwd(dM_, A.h1, chunk(1), D6, dM_, dchunk(0), dchunk(1), B, L, D);
-  norm_bwd(W, ln_, dM_, xin, A.mean1, A.rstd1, dX_, M);
+  norm_bwd(W, w.norm1, dM_, xin, A.mean1, A.rstd1, dX_, M);
   linear_bwd(W, w.ada, sc_, D, dmod_, D6, dsc_, D, B, 1.f);
   if (w.fuse) {
     linear_bwd(W, w.skip_linear, A.cat_n, 2 * D, dX_, D, dcatn_, 2 * D, M);
@@ -500,18 +611,25 @@ void DiT::backward(const float* dout) {
   grads();
   const Weights W{be_, params_, act_params_, grads_};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.out_channels(), pd = p * p * Co,
+  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co,
             half = c_.depth / 2;
 
-  // Final layer.
-  be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
+  // Final layer (the dropped sigma channels get no gradient).
+  if (img_) {
+    const long n = long(c_.in_channels) * S * S;
+    be_.fill(img_, 0.f, size_t(B) * 2 * n);
+    be_.copy_2d(img_, 2 * n, dout, n, B, n);
+    be_.unpatchify_bwd(img_, dtok_, B, 0, Co, S, p);
+  } else {
+    be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
+  }
   linear_bwd(W, final_, fm_, D, dtok_, pd, dM_, D, M);
   be_.modulate_bwd(dM_, fh_, be_.act_at(fmod_, D), 2 * D, dM_, dmod_, be_.act_at(dmod_, D), B, L,
                    D);
   be_.zero_act(dsc_, size_t(B) * D);
   linear_bwd(W, final_ada_, sc_, D, dmod_, 2 * D, dsc_, D, B, 1.f);
   be_.zero_act(dX_, size_t(M) * D);
-  norm_bwd(W, ln_, dM_, stream_[c_.depth], fmean_, frstd_, dX_, M);
+  norm_bwd(W, fnorm_, dM_, stream_[c_.depth], fmean_, frstd_, dX_, M);
 
   // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
   for (int k = c_.depth - 1; k >= 0; --k) {
@@ -545,6 +663,11 @@ void DiT::init_random(uint64_t seed) {
     const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
     if (n == "pos_embed") {
       sincos_2d(p, c_.grid(), c_.hidden_size);
+    } else if (starts(n, "feat_rope.")) {
+      rope_2d(p, c_.grid(), c_.head_dim(), ends(n, "cos"));
+    } else if (ends(n, "norm1.weight") || ends(n, "norm2.weight") || ends(n, "_norm.weight") ||
+               ends(n, "norm_final.weight")) {
+      std::fill(p, p + e.numel, 1.f);  // RMSNorm weights (LightningDiT)
     } else if (n == "y_embedder.embedding_table.weight" ||
                (starts(n, "t_embedder.mlp.") && ends(n, ".weight"))) {
       for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);

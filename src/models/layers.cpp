@@ -64,8 +64,18 @@ Norm norm_no_affine(int D, float eps, const float* one, const float* zero, float
   return n;
 }
 
+Norm rms_norm(const ParamTable& t, const std::string& name, int D, float eps) {
+  Norm n;
+  n.w = t.at(name + ".weight").offset;
+  n.D = D;
+  n.eps = eps;
+  n.rms = true;
+  return n;
+}
+
 void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
               int M) {
+  if (n.rms) return W.be.rmsnorm_fwd(x, W.w32 + n.w, y, rstd, M, 1, n.D, n.D, n.eps);
   const bool affine = n.w != kAbsent;
   W.be.layernorm_fwd(x, affine ? W.w32 + n.w : n.one, affine ? W.w32 + n.b : n.zero, y, mean, rstd,
                      M, n.D, n.eps);
@@ -73,7 +83,9 @@ void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* 
 
 void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
               const float* rstd, float* dx, int M) {
-  if (n.w != kAbsent)
+  if (n.rms)
+    W.be.rmsnorm_bwd(dy, x, W.w32 + n.w, rstd, dx, W.g + n.w, M, 1, n.D, n.D, true);
+  else if (n.w != kAbsent)
     W.be.layernorm_bwd(dy, x, W.w32 + n.w, mean, rstd, dx, W.g + n.w, W.g + n.b, M, n.D);
   else
     W.be.layernorm_bwd(dy, x, n.one, mean, rstd, dx, n.sink, n.sink + n.D, M, n.D);
@@ -81,8 +93,21 @@ void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, 
 
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
                    float* out, const float* residual, int B, int N) {
-  const int D = a.heads * a.head_dim, M = B * N;
-  linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
+  const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
+  Backend& be = W.be;
+  if (a.qk_norm()) {
+    // q, k normalised per head from the raw GEMM output into qkv; v copied beside them.
+    linear_fwd(W, a.qkv, h, D, A.qkv_raw, 3 * D, M);
+    be.rmsnorm_fwd(A.qkv_raw, W.w32 + a.q_norm.w, A.qkv, A.qk_rstd, M, H, Dh, 3 * D, a.q_norm.eps);
+    be.rmsnorm_fwd(be.act_at(A.qkv_raw, D), W.w32 + a.k_norm.w, be.act_at(A.qkv, D),
+                   A.qk_rstd + size_t(M) * H, M, H, Dh, 3 * D, a.k_norm.eps);
+    be.copy_act_2d(be.act_at(A.qkv, 2 * D), 3 * D, be.act_at(A.qkv_raw, 2 * D), 3 * D, M, D);
+  } else {
+    linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
+  }
+  // q and k are the first 2 H groups of Dh features of each qkv row.
+  if (a.rope())
+    be.rope(A.qkv, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, false);
   W.be.attention_fwd(A.qkv, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
   linear_fwd(W, a.proj, A.att, D, out, D, M, residual);
 }
@@ -92,6 +117,17 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
   const int D = a.heads * a.head_dim, M = B * N;
   linear_bwd(W, a.proj, A.att, D, dout, D, dA, D, M);
   W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
+  const int H = a.heads, Dh = a.head_dim;
+  Backend& be = W.be;
+  if (a.rope()) be.rope(dQKV, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, true);
+  if (a.qk_norm()) {
+    // In place: the q and k parts of dQKV become gradients of the raw GEMM output.
+    be.rmsnorm_bwd(dQKV, A.qkv_raw, W.w32 + a.q_norm.w, A.qk_rstd, dQKV, W.g + a.q_norm.w, M, H, Dh,
+                   3 * D, false);
+    be.rmsnorm_bwd(be.act_at(dQKV, D), be.act_at(A.qkv_raw, D), W.w32 + a.k_norm.w,
+                   A.qk_rstd + size_t(M) * H, be.act_at(dQKV, D), W.g + a.k_norm.w, M, H, Dh, 3 * D,
+                   false);
+  }
   linear_bwd(W, a.qkv, h, D, dQKV, 3 * D, dh, D, M);
 }
 
@@ -119,17 +155,24 @@ void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* 
 
 void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* out,
              const float* residual, int M) {
-  const int D = m.fc1.in, Hd = m.fc1.out;
+  const int D = m.fc1.in, Hd = m.fc1.out, Hg = m.fc2.in;
   linear_fwd(W, m.fc1, h, D, A.f, Hd, M);
-  act_fwd(W.be, m.act, A.f, A.g, size_t(M) * Hd);
-  linear_fwd(W, m.fc2, A.g, Hd, out, m.fc2.out, M, residual);
+  if (m.gated)
+    W.be.swiglu_fwd(A.f, A.g, M, Hg);
+  else
+    act_fwd(W.be, m.act, A.f, A.g, size_t(M) * Hd);
+  linear_fwd(W, m.fc2, A.g, Hg, out, m.fc2.out, M, residual);
 }
 
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M) {
-  const int D = m.fc1.in, Hd = m.fc1.out;
-  linear_bwd(W, m.fc2, A.g, Hd, dout, m.fc2.out, dG, Hd, M);
-  act_bwd(W.be, m.act, dG, A.f, dG, size_t(M) * Hd);
+  const int D = m.fc1.in, Hd = m.fc1.out, Hg = m.fc2.in;
+  // Gated: d(silu(a) b) lands in the first half of each dG row, then expands in place to [da | db].
+  linear_bwd(W, m.fc2, A.g, Hg, dout, m.fc2.out, dG, Hd, M);
+  if (m.gated)
+    W.be.swiglu_bwd(dG, Hd, A.f, dG, M, Hg);
+  else
+    act_bwd(W.be, m.act, dG, A.f, dG, size_t(M) * Hd);
   linear_bwd(W, m.fc1, h, D, dG, Hd, dh, D, M);
 }
 
@@ -146,6 +189,21 @@ void sincos_2d(float* pos, int grid, int D) {
         row[q + k] = float(std::cos(j * w));
         row[2 * q + k] = float(std::sin(i * w));
         row[3 * q + k] = float(std::cos(i * w));
+      }
+    }
+}
+
+// In fp32 like the official buffers (torch float32 pow, product and cos/sin).
+void rope_2d(float* table, int grid, int Dh, bool cosine) {
+  const int dim = Dh / 2;
+  for (int i = 0; i < grid; ++i)
+    for (int j = 0; j < grid; ++j) {
+      float* row = table + (size_t(i) * grid + j) * Dh;
+      for (int k = 0; k < dim / 2; ++k) {
+        const float f = 1.f / std::pow(10000.f, float(2 * k) / float(dim));
+        const float a = float(i) * f, b = float(j) * f;
+        row[2 * k] = row[2 * k + 1] = cosine ? std::cos(a) : std::sin(a);
+        row[dim + 2 * k] = row[dim + 2 * k + 1] = cosine ? std::cos(b) : std::sin(b);
       }
     }
 }

@@ -44,31 +44,43 @@ void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, cons
                 int ldy, float* dx, int lddx, int M, float beta = 0.f, bool bias_per_row = false);
 
 // LayerNorm over D features. Without affine (w == kAbsent) it reads `one`/`zero` and sends the
-// weight gradients to `sink` (D floats each, owned by the network).
+// weight gradients to `sink` (D floats each, owned by the network). With `rms`, an RMSNorm with a
+// weight w and no bias (LightningDiT; its forward writes only rstd, never mean).
 struct Norm {
   size_t w = kAbsent, b = kAbsent;
   int D = 0;
   float eps = 1e-5f;
+  bool rms = false;
   const float* one = nullptr;
   const float* zero = nullptr;
   float* sink = nullptr;  // 2 D floats
 };
 Norm norm(const ParamTable& t, const std::string& name, int D, float eps);
 Norm norm_no_affine(int D, float eps, const float* one, const float* zero, float* sink);
+Norm rms_norm(const ParamTable& t, const std::string& name, int D, float eps);
 void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
               int M);
 // dx += dLN/dx (residual-friendly), parameter gradients +=.
 void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
               const float* rstd, float* dx, int M);
 
-// Multi-head self-attention sublayer: proj(attention(qkv(h))).
+// Multi-head self-attention sublayer: proj(attention(qkv(h))). LightningDiT's options, in its
+// order: a per-head RMSNorm of q and k (q_norm, k_norm with rms set), then the 2-D RoPE of q and k
+// by the fp32 tables at rope_cos / rope_sin ([N, head_dim] parameters).
 struct Attention {
   Linear qkv, proj;
   int heads = 0, head_dim = 0;
   float scale = 0;
+  Norm q_norm, k_norm;  // used when q_norm.rms
+  size_t rope_cos = kAbsent, rope_sin = kAbsent;
+  bool qk_norm() const { return q_norm.rms; }
+  bool rope() const { return rope_cos != kAbsent; }
 };
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
+  // With qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd (fp32
+  // [M, 2 heads]: q's then k's).
+  float *qkv_raw = nullptr, *qk_rstd = nullptr;
 };
 // out = proj(...) + residual (residual may be nullptr).
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
@@ -77,26 +89,33 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
 void attention_bwd(const Weights& W, const Attention& a, const float* h, const AttentionActs& A,
                    const float* dout, float* dh, float* dA, float* dQKV, int B, int N);
 
-// MLP sublayer: fc2(act(fc1(h))).
+// MLP sublayer: fc2(act(fc1(h))); `gated`: SwiGLU, fc2(silu(a) * b) with [a | b] = fc1(h)
+// (LightningDiT's w12 / w3, so fc1 has twice fc2's input features).
 enum class Activation { Gelu, GeluTanh, Silu };
 void act_fwd(Backend& be, Activation a, const float* x, float* y, size_t n);
 void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* dx, size_t n);
 struct Mlp {
   Linear fc1, fc2;
   Activation act = Activation::Gelu;
+  bool gated = false;
 };
 struct MlpActs {
-  float *f = nullptr, *g = nullptr;  // fc1 output, activation output
+  float *f = nullptr, *g = nullptr;  // fc1 output [M, fc1.out], activation output [M, fc2.in]
 };
 void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* out,
              const float* residual, int M);
-// dh = d/dh; dG [M, hidden] is scratch.
+// dh = d/dh; dG [M, fc1.out] is scratch.
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M);
 
 // The fixed 2-D sin-cos position table [grid * grid, D] on the host (MAE's get_2d_sincos_pos_embed,
 // as DiT uses it); D a multiple of 4.
 void sincos_2d(float* pos, int grid, int D);
+// LightningDiT's 2-D RoPE table [grid * grid, Dh] on the host (EVA-02 VisionRotaryEmbeddingFast
+// with dim = Dh/2): token i*grid + j, features [0, Dh/2) rotate by the row i, [Dh/2, Dh) by the
+// column j, pair k of a half (features 2k, 2k+1) at angle pos * 10000^(-2k / (Dh/2)); `cosine`
+// picks cos or sin. Dh a multiple of 4.
+void rope_2d(float* table, int grid, int Dh, bool cosine);
 
 // One allocation carved into activation buffers: plan() runs the carve twice, first sizing with a
 // null base, then on the allocation (256-byte aligned pieces).

@@ -9,12 +9,16 @@ namespace uvit {
 
 namespace {
 const std::vector<NetworkFamily>& families() {
+  // One line per backbone.
+  // clang-format off
   static const std::vector<NetworkFamily> all = {
       uvit_family("uvit"),
       uvit_family("uvit_t2i"),
       dit_family("dit"),
       dit_family("skip_dit"),
+      dit_family("lightningdit"),
   };
+  // clang-format on
   return all;
 }
 }  // namespace

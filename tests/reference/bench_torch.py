@@ -26,7 +26,8 @@ from uvit_torch import UViT, UViT_t2i  # noqa: E402
 
 
 def load_net_config(path):
-    """(builder, kwargs, family): a U-ViT twin, or a DiT / Skip-DiT twin (dit_torch.py)."""
+    """(builder, kwargs, family): a U-ViT twin, or a DiT / Skip-DiT / LightningDiT twin (dit_torch.py,
+    lightningdit_torch.py)."""
     with open(path) as f:
         doc = json.load(f)
     cfg = doc.get("nnet", doc)
@@ -35,6 +36,10 @@ def load_net_config(path):
         import dit_torch  # noqa: E402
         full = dit_torch.full_config(cfg)
         return (lambda **kw: dit_torch.build_from_config(full)), full, "dit"
+    if name == "lightningdit":
+        import lightningdit_torch  # noqa: E402
+        full = lightningdit_torch.full_config(cfg)
+        return (lambda **kw: lightningdit_torch.build_from_config(full)), full, "dit"
     if name not in ("uvit", "uvit_t2i"):
         raise SystemExit("bench_torch.py: %s: unknown network name %r" % (path, name))
     cls = UViT if name == "uvit" else UViT_t2i

@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
+import lightningdit_torch  # noqa: E402
 import flow_reference  # noqa: E402
 import uvit_torch  # noqa: E402
 from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
@@ -85,6 +86,21 @@ DIT_CASES = [
                                depth=6, num_heads=2, num_classes=7, class_dropout_prob=0.1, learn_sigma=False),
      3, 206),
 ]
+# LightningDiT (tests/reference/lightningdit_torch.py): RoPE and qk-norm on and off, patch 1 and 2,
+# learn_sigma on and off (its forward keeps only the first in_channels), wo_shift, the plain DiT pieces.
+LDIT_CASES = [
+    ("ldit_p1", dict(name="lightningdit", input_size=8, patch_size=1, in_channels=4, hidden_size=64, depth=2,
+                     num_heads=2, num_classes=10, use_swiglu=True, use_rope=True, use_rmsnorm=True), 2, 401),
+    ("ldit_p2_qknorm_sigma", dict(name="lightningdit", input_size=8, patch_size=2, in_channels=3, hidden_size=64,
+                                  depth=2, num_heads=4, num_classes=10, learn_sigma=True, use_qknorm=True,
+                                  use_swiglu=True, use_rope=True, use_rmsnorm=True), 3, 402),
+    ("ldit_p2_plain_woshift", dict(name="lightningdit", input_size=8, patch_size=2, in_channels=4,
+                                   hidden_size=48, depth=2, num_heads=2, num_classes=5, class_dropout_prob=0.0,
+                                   learn_sigma=True, wo_shift=True), 2, 403),
+    ("ldit_p1_qknorm_norope", dict(name="lightningdit", input_size=4, patch_size=1, in_channels=2,
+                                   hidden_size=48, depth=3, num_heads=2, mlp_ratio=2.0, num_classes=7,
+                                   use_qknorm=True, use_swiglu=True, use_rmsnorm=True, wo_shift=True), 3, 404),
+]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
 FLOW_CASE = "flow"  # tests/reference/flow_reference.py -> flow.safetensors, flow_dit_sampling.*
 
@@ -98,14 +114,22 @@ SAMPLING_CASES = [
 SAMPLING_SCALES = [0.0, 3.0]
 
 TIME_VALUES = [0.5, 999.0, 250.7]  # the network time input (e.g. 999*t or 1000*t)
+FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 
 def is_dit(cfg):
-    return cfg.get("name") in ("dit", "skip_dit")
+    """DiT-family networks (DiT, Skip-DiT, LightningDiT): DiT's weight and input makers."""
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit")
+
+
+def is_lightning(cfg):
+    return cfg.get("name") == "lightningdit"
 
 
 def full_config(cfg):
     """All constructor fields (official names), defaults filled in, plus "name"."""
+    if is_lightning(cfg):
+        return lightningdit_torch.full_config(cfg)
     if is_dit(cfg):
         return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
@@ -208,7 +232,7 @@ def make_weights_dit(net, seed):
         for name, m in net.named_modules():
             if isinstance(m, torch.nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
-            elif isinstance(m, torch.nn.LayerNorm):
+            elif isinstance(m, (torch.nn.LayerNorm, lightningdit_torch.RMSNorm)):
                 m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
             elif isinstance(m, torch.nn.Embedding):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g))
@@ -223,12 +247,13 @@ def make_inputs_dit(cfg, batch, seed):
     g = torch.Generator().manual_seed(seed + 104729)
     S, C = cfg["input_size"], cfg["in_channels"]
     inp = {"x": torch.randn(batch, C, S, S, generator=g)}
-    inp["t"] = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(batch)], dtype=torch.float32)
+    times = FLOW_TIME_VALUES if is_lightning(cfg) else TIME_VALUES
+    inp["t"] = torch.tensor([times[i % len(times)] for i in range(batch)], dtype=torch.float32)
     y = torch.randint(0, cfg["num_classes"], (batch,), generator=g, dtype=torch.int64)
     if cfg["class_dropout_prob"] > 0:
         y[-1] = cfg["num_classes"]
     inp["y"] = y
-    out_c = 2 * C if cfg["learn_sigma"] else C
+    out_c = 2 * C if cfg["learn_sigma"] and not is_lightning(cfg) else C
     inp["gout"] = torch.randn(batch, out_c, S, S, generator=g)
     return inp
 
@@ -277,7 +302,7 @@ def make_case(name, cfg_partial, batch, seed, outdir):
     cfg = full_config(cfg_partial)
     torch.manual_seed(seed)
     if is_dit(cfg):
-        net = dit_torch.build_from_config(cfg)
+        net = (lightningdit_torch if is_lightning(cfg) else dit_torch).build_from_config(cfg)
         make_weights_dit(net, seed)
         inp = make_inputs_dit(cfg, batch, seed)
     else:
@@ -300,7 +325,8 @@ def make_case(name, cfg_partial, batch, seed, outdir):
     sd = net.state_dict()
     for pname, p in sd.items():
         tensors["param." + pname] = f32(p)
-        tensors["grad." + pname] = f32(grads64[pname])
+        # Buffers (LightningDiT's RoPE tables) are not trained: zero gradient, like a frozen parameter.
+        tensors["grad." + pname] = f32(grads64[pname]) if pname in grads64 else np.zeros(p.shape, np.float32)
 
     with open(os.path.join(outdir, name + ".json.tmp"), "w") as f:
         json.dump(cfg, f, indent=1)
@@ -617,8 +643,100 @@ def numpy_forward_dit(cfg, sd, x, t, y, cache=None):
     return img
 
 
+def check_counts_lightning():
+    """Released LightningDiT sizes (rope buffers included) and the key order of the official module."""
+    ok = True
+    for label, size, patch, want_n, want_p in [("LightningDiT-XL/1", "xl", 1, 351, 675293600),
+                                                ("LightningDiT-B/1", "b", 1, 159, 130588960)]:
+        n, p = lightningdit_torch.count(lightningdit_torch.preset(size, patch))
+        good = (n, p) == (want_n, want_p)
+        ok &= good
+        print("self-check %-18s %d tensors, %d params: %s" % (label, n, p, "ok" if good else "FAIL"))
+    with lightningdit_torch.on_meta():
+        keys = list(lightningdit_torch.build_from_config(dict(lightningdit_torch.preset("b", 1), depth=1,
+                                                              use_qknorm=True)).state_dict().keys())
+    want = ["pos_embed", "x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight",
+            "t_embedder.mlp.0.bias", "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias",
+            "y_embedder.embedding_table.weight", "feat_rope.freqs_cos", "feat_rope.freqs_sin",
+            "blocks.0.norm1.weight", "blocks.0.norm2.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+            "blocks.0.attn.q_norm.weight", "blocks.0.attn.k_norm.weight", "blocks.0.attn.proj.weight",
+            "blocks.0.attn.proj.bias", "blocks.0.mlp.w12.weight", "blocks.0.mlp.w12.bias", "blocks.0.mlp.w3.weight",
+            "blocks.0.mlp.w3.bias", "blocks.0.adaLN_modulation.1.weight", "blocks.0.adaLN_modulation.1.bias",
+            "final_layer.norm_final.weight", "final_layer.linear.weight", "final_layer.linear.bias",
+            "final_layer.adaLN_modulation.1.weight", "final_layer.adaLN_modulation.1.bias"]
+    good = keys == want
+    ok &= good
+    print("self-check LightningDiT key order: %s" % ("ok" if good else "FAIL %s" % keys))
+    return ok
+
+
+# The official sampler (flow_reference.sample_ode: euler / heun, timestep_shift, LightningDiT's
+# forward_with_cfg with its interval on 3 channels) on our LightningDiT twin, every switch on but
+# wo_shift and learn_sigma: the same runs and tensor names as flow_dit_sampling.
+LDIT_FLOW_CASE = ("ldit_flow_sampling", dict(name="lightningdit", input_size=8, patch_size=1, in_channels=4,
+                                             hidden_size=64, depth=2, num_heads=2, num_classes=10,
+                                             use_qknorm=True, use_swiglu=True, use_rope=True, use_rmsnorm=True),
+                  411)
+
+
+def make_ldit_flow_case(outdir):
+    name, cfg_partial, seed = LDIT_FLOW_CASE
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(seed)
+    net = lightningdit_torch.build_from_config(cfg)
+    make_weights_dit(net, seed)
+    net64 = copy.deepcopy(net).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    n = 3
+    x_T = torch.randn(n, 4, 8, 8, generator=g).numpy()
+    y = torch.randint(0, 10, (n,), generator=g, dtype=torch.int64).numpy()
+    runs = flow_reference.FLOW_RUNS
+    outs = [flow_reference.sample_ode(net64, x_T, y, m, K, sh, 1 + sc, t0, cfg["num_classes"])
+            for m, K, sh, sc, t0 in runs]
+    m, K, sh, sc, t0 = runs[0]
+    d_int = flow_reference.rel(flow_reference.sample_ode(net64, x_T, y, m, K, sh, 1 + sc, 0.0, cfg["num_classes"]),
+                               outs[0])
+    # --guidance-channels all: the first run with guidance on every channel.
+    x1_all = flow_reference.sample_ode(net64, x_T, y, m, K, sh, 1 + sc, t0, cfg["num_classes"], ch=4)
+    d_all = flow_reference.rel(x1_all, outs[0])
+    good = min(d_int, d_all) > 1e-2
+    print("%s: %d runs; rel diff without the cfg interval %.1e, guidance on all channels %.1e (must be > 1e-2: %s)"
+          % (name, len(runs), d_int, d_all, "ok" if good else "FAIL"))
+    tensors = {"sample.x_T": x_T, "sample.y": y,
+               "sample.runs": np.array([[K, sh, sc, t0] for _, K, sh, sc, t0 in runs], dtype=np.float64),
+               "sample.heun": np.array([m == "heun" for m, *_ in runs], dtype=np.int64),
+               "sample.x1": np.stack(outs).astype(np.float32), "sample.x1_all_channels": x1_all.astype(np.float32)}
+    for k, p in net.state_dict().items():
+        tensors["param." + k] = f32(p)
+    with _atomic(os.path.join(outdir, name + ".json")) as f:
+        f.write((json.dumps(cfg, indent=1) + "\n").encode("utf-8"))
+    write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, {"producer": "tests/reference/make_fixtures.py"})
+    return good
+
+
+def check_lightning_twin(name, tensors, cfg):
+    """The RoPE tables stored in the state_dict equal an independent float64 formula (to float32
+    rounding), and the rotation is a pure rotation: |rope(q)| = |q| per pair."""
+    if not cfg["use_rope"]:
+        print("self-check %-18s (no RoPE tables)" % name)
+        return True
+    Dh, grid = cfg["hidden_size"] // cfg["num_heads"], cfg["input_size"] // cfg["patch_size"]
+    dim = Dh // 2
+    f = 1.0 / 10000.0 ** (np.arange(0, dim, 2)[: dim // 2] / dim)
+    i, j = np.divmod(np.arange(grid * grid), grid)
+    ang = np.concatenate([np.repeat(i[:, None] * f[None], 2, axis=1), np.repeat(j[:, None] * f[None], 2, axis=1)],
+                         axis=1)
+    d = max(np.abs(np.cos(ang) - tensors["param.feat_rope.freqs_cos"]).max(),
+            np.abs(np.sin(ang) - tensors["param.feat_rope.freqs_sin"]).max())
+    good = d < 1e-5
+    print("self-check %-18s RoPE tables max|diff|=%.1e: %s" % (name, d, "ok" if good else "FAIL"))
+    return good
+
+
 def check_numpy_twin(name, tensors, cfg):
     sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
+    if is_lightning(cfg):
+        return check_lightning_twin(name, tensors, cfg)
     if is_dit(cfg):
         ref = numpy_forward_dit(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
                                 tensors["input.y"])
@@ -796,8 +914,8 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = ([c[0] for c in CASES + DIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
-             [CACHE_CASE[0], FLOW_CASE])
+    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
+             [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -807,9 +925,9 @@ def main():
     torch.set_num_threads(1)  # deterministic reductions
     t0 = time.time()
 
-    ok = check_counts() & check_building_blocks() & check_counts_dit()
+    ok = check_counts() & check_building_blocks() & check_counts_dit() & check_counts_lightning()
     results = {}
-    for name, cfg, batch, seed in CASES + DIT_CASES:
+    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES:
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))
@@ -838,6 +956,10 @@ def main():
         ok &= flow_reference.write_fixtures(args.out, write_safetensors, _atomic, json, dit_torch,
                                             make_weights_dit, f32)
         results[FLOW_CASE] = True
+
+    if LDIT_FLOW_CASE[0] in only:
+        ok &= make_ldit_flow_case(args.out)
+        results[LDIT_FLOW_CASE[0]] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:

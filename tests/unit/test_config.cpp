@@ -102,7 +102,10 @@ TEST(ConfigPresets, DiTPresetsHaveTheOfficialValues) {
   };
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(kConfigDir))
-    files += e.path().extension() == ".json" && !load_config(e.path().string()).is_uvit();
+    if (e.path().extension() == ".json") {
+      const std::string net = load_config(e.path().string()).spec.name;
+      files += net == "dit" || net == "skip_dit";
+    }
   std::vector<std::string> names = {"dit_xl_2_512", "skip_dit_xl_2", "fmnist_dit_tiny",
                                     "fmnist_skip_dit_tiny"};
   for (Size z : {Size{"s", 12, 384, 6}, Size{"b", 12, 768, 12}, Size{"l", 24, 1024, 16},
@@ -138,6 +141,77 @@ TEST(ConfigPresets, DiTPresetsHaveTheOfficialValues) {
   const Config big = load_config("dit_xl_2_512");
   EXPECT_EQ(big.json["nnet"]["input_size"], 64);
   EXPECT_EQ(load_config("skip_dit_xl_2").json["nnet"]["name"], "skip_dit");
+}
+
+// LightningDiT's released configuration
+// (configs/reproductions/lightningdit_xl_vavae_f16d32_800ep_cfg .yaml, docs/lightningdit.md) and
+// our Fashion-MNIST model.
+TEST(ConfigPresets, LightningDiTPresetsHaveTheOfficialValues) {
+  use_source_configs();
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(kConfigDir))
+    files += e.path().extension() == ".json" &&
+             load_config(e.path().string()).spec.name == "lightningdit";
+  EXPECT_EQ(files, 3u) << "a LightningDiT preset in configs/ is not checked here";
+  struct Size {
+    const char* name;
+    int depth, hidden, heads;
+  };
+  for (Size z : {Size{"lightningdit_xl_1", 28, 1152, 16}, Size{"lightningdit_b_1", 12, 768, 12}}) {
+    SCOPED_TRACE(z.name);
+    const Config c = load_config(z.name);
+    const json& n = c.json["nnet"];
+    EXPECT_EQ(n["name"], "lightningdit");
+    EXPECT_EQ(n["depth"], z.depth);
+    EXPECT_EQ(n["hidden_size"], z.hidden);
+    EXPECT_EQ(n["num_heads"], z.heads);
+    EXPECT_EQ(n["patch_size"], 1);
+    EXPECT_EQ(n["input_size"], 16);
+    EXPECT_EQ(n["in_channels"], 32);
+    EXPECT_EQ(n["mlp_ratio"], 4.0);
+    EXPECT_EQ(n["learn_sigma"], false);
+    EXPECT_EQ(n["use_qknorm"], false);
+    EXPECT_EQ(n["use_swiglu"], true);
+    EXPECT_EQ(n["use_rope"], true);
+    EXPECT_EQ(n["use_rmsnorm"], true);
+    EXPECT_EQ(n["wo_shift"], false);
+    EXPECT_EQ(c.spec.out_chans, 32);
+    EXPECT_EQ(c.spec.num_classes, 1001);
+    EXPECT_EQ(c.spec.null_class, 1000);
+    EXPECT_EQ(c.spec.guidance_channels, 3);
+    EXPECT_EQ(c.json["schedule"], "flow");
+    EXPECT_EQ(c.json["z_shape"], json({32, 16, 16}));
+    EXPECT_EQ(c.json["transport"]["time_dist"], "logit_normal");
+    EXPECT_EQ(c.json["transport"]["cos_loss"], true);
+    EXPECT_EQ(c.json["optimizer"]["lr"], 2e-4);
+    EXPECT_EQ(c.json["optimizer"]["betas"], json({0.9, 0.95}));
+    EXPECT_EQ(c.json["optimizer"]["weight_decay"], 0.0);
+    EXPECT_EQ(c.json["lr_scheduler"]["warmup_steps"], 0);
+    EXPECT_EQ(c.json["grad_clip"], 0.0);
+    EXPECT_EQ(c.json["ema_rate"], 0.9999);
+    EXPECT_EQ(c.json["train"]["batch_size"], 1024);
+    EXPECT_EQ(c.json["train"]["n_steps"], 80000);
+    EXPECT_EQ(c.json["dataset"]["p_uncond"], 0.1);
+    const json& s = c.json["sample"];
+    EXPECT_EQ(s["algorithm"], "euler");
+    EXPECT_EQ(s["sample_steps"], 250);
+    EXPECT_EQ(s["shift"], 0.3);
+    EXPECT_EQ(s["cfg"], true);
+    EXPECT_EQ(s["scale"], 5.7);  // cfg 6.7 = 1 + scale
+    EXPECT_EQ(s["cfg_interval"], 0.125);
+    const json& ae = c.json["autoencoder"];
+    EXPECT_EQ(ae["embed_dim"], 32);
+    EXPECT_EQ(ae["ddconfig"]["z_channels"], 32);
+    EXPECT_EQ(ae["ddconfig"]["ch_mult"], json({1, 1, 2, 2, 4}));
+    EXPECT_EQ(ae["ddconfig"]["attn_resolutions"], json({16}));
+  }
+  const Config t = load_config("fmnist_lightningdit_tiny");
+  EXPECT_EQ(t.json["schedule"], "flow");
+  EXPECT_EQ(t.spec.in_chans, 1);
+  EXPECT_EQ(t.spec.img_size, 28);
+  EXPECT_EQ(t.spec.num_classes, 11);
+  EXPECT_EQ(t.json["dataset"]["name"], "fashion_mnist");
+  EXPECT_EQ(t.json["transport"]["cos_loss"], true);
 }
 
 TEST(ConfigPresets, EveryPresetLoadsWithTheOfficialValues) {

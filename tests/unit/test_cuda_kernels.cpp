@@ -322,6 +322,81 @@ TEST(CudaKernels, LayerNorm) {
   }
 }
 
+// ------------------------------------------------------------------ LightningDiT
+
+TEST(CudaKernels, RmsNormGroups) {
+  REQUIRE_CUDA();
+  struct Shape {
+    int M, G, D, ld;
+  };
+  for (const char* prec : kModes) {
+    SCOPED_TRACE(prec);
+    Mode m(prec);
+    for (Shape s : {Shape{5, 1, 7, 7}, Shape{600, 1, 1152, 1152}, Shape{512, 16, 72, 3 * 1152},
+                    Shape{77, 12, 64, 3 * 768 + 5}}) {
+      const std::string tag =
+          "M=" + std::to_string(s.M) + " G=" + std::to_string(s.G) + " D=" + std::to_string(s.D);
+      const size_t n = size_t(s.M) * s.ld, rows = size_t(s.M) * s.G;
+      const VecF x = m.act(randv(n, 21, -2.f, 3.f)), w = randv(s.D, 22, 0.5f, 1.5f);
+      VecF ry = m.act(randv(n, 23)), rrstd(rows);
+      float* dyout = m.actbuf(ry);
+      m.cpu->rmsnorm_fwd(x.data(), w.data(), ry.data(), rrstd.data(), s.M, s.G, s.D, s.ld, 1e-6f);
+      float* dx_in = m.actbuf(x);
+      float* dw = m.f32(w);
+      float* drstd = m.f32(VecF(rows, 0.f));
+      m.gpu->rmsnorm_fwd(dx_in, dw, dyout, drstd, s.M, s.G, s.D, s.ld, 1e-6f);
+      compare("rmsnorm_fwd y " + tag, m.get_act(dyout, n), m.act_out(ry), m.tol());
+      compare("rmsnorm_fwd rstd " + tag, m.get_f32(drstd, rows), rrstd, 1e-5);
+      for (bool acc : {true, false}) {
+        const VecF g = m.act(randv(n, 24)), dx0 = m.act(randv(n, 25));
+        const VecF dw0 = randv(s.D, 26, -3.f, 3.f);
+        VecF rdx = acc ? dx0 : g, rdw = dw0;
+        m.cpu->rmsnorm_bwd(g.data(), x.data(), w.data(), rrstd.data(), rdx.data(), rdw.data(), s.M,
+                           s.G, s.D, s.ld, acc);
+        float* dg = m.actbuf(g);
+        float* ddx = acc ? m.actbuf(dx0) : dg;  // overwrite runs in place on dy
+        float* ddw = m.f32(dw0);
+        m.gpu->rmsnorm_bwd(dg, dx_in, dw, m.f32(rrstd), ddx, ddw, s.M, s.G, s.D, s.ld, acc);
+        const std::string t2 = tag + (acc ? " +=" : " in place");
+        compare("rmsnorm_bwd dx " + t2, m.get_act(ddx, n), m.act_out(rdx), m.tol());
+        compare("rmsnorm_bwd dw " + t2, m.get_f32(ddw, s.D), rdw, m.bf16 ? 1e-2 : 1e-5);
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, SwiGluAndRope) {
+  REQUIRE_CUDA();
+  for (const char* prec : kModes) {
+    SCOPED_TRACE(prec);
+    Mode m(prec);
+    const int M = 300, H = 2048;
+    const VecF x = m.act(randv(size_t(M) * 2 * H, 31, -4.f, 4.f)),
+               g = m.act(randv(size_t(M) * H, 32));
+    VecF ry(size_t(M) * H), rdx(size_t(M) * 2 * H);
+    m.cpu->swiglu_fwd(x.data(), ry.data(), M, H);
+    m.cpu->swiglu_bwd(g.data(), H, x.data(), rdx.data(), M, H);
+    float* dx = m.actbuf(x);
+    float* dy = m.actbuf(VecF(ry.size(), 0.f));
+    m.gpu->swiglu_fwd(dx, dy, M, H);
+    compare("swiglu_fwd", m.get_act(dy, ry.size()), m.act_out(ry), m.tol());
+    float* ddx = m.actbuf(VecF(rdx.size(), 0.f));
+    m.gpu->swiglu_bwd(m.actbuf(g), H, dx, ddx, M, H);
+    compare("swiglu_bwd", m.get_act(ddx, rdx.size()), m.act_out(rdx), m.tol());
+
+    const int B = 3, N = 256, G = 32, Dh = 72, ld = 3 * 16 * Dh;  // q and k heads of XL/1
+    const VecF c = randv(size_t(N) * Dh, 33), s = randv(size_t(N) * Dh, 34);
+    const VecF q = m.act(randv(size_t(B) * N * ld, 35));
+    for (bool inv : {false, true}) {
+      VecF rq = q;
+      m.cpu->rope(rq.data(), c.data(), s.data(), B, N, G, Dh, ld, inv);
+      float* dq = m.actbuf(q);
+      m.gpu->rope(dq, m.f32(c), m.f32(s), B, N, G, Dh, ld, inv);
+      compare(inv ? "rope inverse" : "rope", m.get_act(dq, q.size()), m.act_out(rq), m.tol());
+    }
+  }
+}
+
 // ------------------------------------------------------------------ tokens
 
 TEST(CudaKernels, PatchIm2colCol2im) {

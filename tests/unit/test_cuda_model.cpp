@@ -37,6 +37,15 @@ const char* kConfigs[] = {
     R"({"name": "skip_dit", "nnet": {"name": "skip_dit", "input_size": 8, "patch_size": 2,
         "in_channels": 3, "hidden_size": 128, "depth": 4, "num_heads": 2, "num_classes": 5,
         "learn_sigma": false}})",
+    // LightningDiT: RMSNorm, SwiGLU, qk-norm and RoPE on a 72-wide head (XL/1's), patch 1, learned
+    // sigma dropped; and the plain pieces with wo_shift.
+    R"({"name": "ldit", "nnet": {"name": "lightningdit", "input_size": 8, "patch_size": 1,
+        "in_channels": 4, "hidden_size": 144, "depth": 3, "num_heads": 2, "num_classes": 10,
+        "learn_sigma": true, "use_qknorm": true, "use_swiglu": true, "use_rope": true,
+        "use_rmsnorm": true}})",
+    R"({"name": "ldit_ws", "nnet": {"name": "lightningdit", "input_size": 8, "patch_size": 2,
+        "in_channels": 3, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
+        "wo_shift": true, "use_rope": true}})",
 };
 
 Config config_from(const char* json) {
@@ -152,7 +161,7 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4, 5, 6));
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";

@@ -313,16 +313,17 @@ struct FlowCase {
   std::vector<int> labels;
 };
 
-FlowCase load_flow_case() {
+// flow_dit_sampling (a DiT), or ldit_flow_sampling (a LightningDiT, make_fixtures.py).
+FlowCase load_flow_case(const std::string& name = "flow_dit_sampling") {
   FlowCase c;
-  c.cfg = load_config(std::string(UVIT_TEST_FIXTURES) + "/flow_dit_sampling.json");
+  c.cfg = load_config(std::string(UVIT_TEST_FIXTURES) + "/" + name + ".json");
   c.cfg.json["schedule"] = "flow";
-  c.t = fixture("flow_dit_sampling.safetensors");
+  c.t = fixture(name + ".safetensors");
   c.be = make_cpu_backend();
   c.net = make_network(c.cfg, *c.be);
   NamedArrays sd;
   for (const auto& e : c.net->table().entries()) sd.emplace_back(e.name, c.t.at("param." + e.name));
-  c.net->load(sd, "flow_dit_sampling");
+  c.net->load(sd, name);
   c.x_T = c.t.at("sample.x_T").to_f32();
   for (int64_t y : c.t.at("sample.y").to_i64()) c.labels.push_back(int(y));
   return c;
@@ -333,8 +334,10 @@ FlowCase load_flow_case() {
 // LightningDiT's forward_with_cfg (3 channels, cfg interval, w = 1 + S) from the same x_T, to 1e-4.
 // Steps outside the interval skip the unconditional half, which the reference computes and
 // discards.
-TEST(FlowSampling, MatchesOfficialSampleOdeOnDiT) {
-  FlowCase c = load_flow_case();
+class FlowSamplingParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FlowSamplingParity, MatchesOfficialSampleOde) {
+  FlowCase c = load_flow_case(GetParam());
   const int n = int(c.labels.size());
   const std::vector<double> runs = f64(c.t.at("sample.runs"));
   const std::vector<int64_t> heun = c.t.at("sample.heun").to_i64();
@@ -377,6 +380,11 @@ TEST(FlowSampling, MatchesOfficialSampleOdeOnDiT) {
     }
   }
 }
+
+// The DiT twin (tests/reference/flow_reference.py) and the LightningDiT twin
+// (tests/reference/lightningdit_torch.py) under the same official sampler.
+INSTANTIATE_TEST_SUITE_P(Nets, FlowSamplingParity,
+                         ::testing::Values("flow_dit_sampling", "ldit_flow_sampling"));
 
 // dopri5 through generate() against the official sample_ode(dopri5) + forward_with_cfg where the
 // official state's two halves coincide (unguided; guided on all channels). The error estimates

@@ -676,4 +676,172 @@ TEST(KernelOptim, Ema) {
   EXPECT_EQ(one[0], 3.f);
 }
 
+// ---------------------------------------------------------------- LightningDiT: RMSNorm, SwiGLU,
+// RoPE
+
+// Float64 RMSNorm over groups (docs/lightningdit.md): y = x rstd w; the gradients of sum(y * g).
+struct RmsRef {
+  VecD y, dx, dw;
+};
+RmsRef rms_ref(const VecD& x, const VecD& w, const VecD& g, int M, int G, int D, int ld,
+               double eps) {
+  RmsRef r{VecD(x.size(), 0.0), VecD(x.size(), 0.0), VecD(D, 0.0)};
+  for (int m = 0; m < M; ++m)
+    for (int q = 0; q < G; ++q) {
+      const size_t o = size_t(m) * ld + size_t(q) * D;
+      double s = 0, sgx = 0;
+      for (int d = 0; d < D; ++d) s += x[o + d] * x[o + d];
+      const double rs = 1 / std::sqrt(s / D + eps);
+      for (int d = 0; d < D; ++d) {
+        r.y[o + d] = x[o + d] * rs * w[d];
+        r.dw[d] += g[o + d] * x[o + d] * rs;
+        sgx += g[o + d] * w[d] * x[o + d] * rs;
+      }
+      for (int d = 0; d < D; ++d) r.dx[o + d] = rs * (g[o + d] * w[d] - x[o + d] * rs * sgx / D);
+    }
+  return r;
+}
+
+TEST(KernelRmsNorm, GroupsForwardBackwardAgainstFloat64) {
+  struct Shape {
+    int M, G, D, ld;
+  };
+  // a plain norm (G 1), per-head groups inside wider rows (the q part of a qkv row), and a size
+  // above the parallel threshold
+  for (Shape s : {Shape{7, 1, 24, 24}, Shape{5, 3, 8, 3 * 3 * 8}, Shape{300, 4, 32, 3 * 128}}) {
+    const size_t n = size_t(s.M) * s.ld;
+    VecF x = randv(n, 1, -2.f, 3.f), w = randv(s.D, 2, 0.5f, 1.5f), g = randv(n, 3);
+    const RmsRef ref = rms_ref(to_d(x), to_d(w), to_d(g), s.M, s.G, s.D, s.ld, 1e-6);
+    VecF y = randv(n, 4), rstd(size_t(s.M) * s.G);
+    const VecF y0 = y;
+    be().rmsnorm_fwd(x.data(), w.data(), y.data(), rstd.data(), s.M, s.G, s.D, s.ld, 1e-6f);
+    VecD ey(y0.begin(), y0.end());  // features outside the groups are left as they were
+    for (int m = 0; m < s.M; ++m)
+      for (int k = 0; k < s.G * s.D; ++k) ey[size_t(m) * s.ld + k] = ref.y[size_t(m) * s.ld + k];
+    expect_close(y, ey, 1e-6, 1e-5, "rms y");
+
+    // accumulate: dx += , dw +=
+    VecF dx = randv(n, 5), dw = randv(s.D, 6);
+    VecD edx = to_d(dx), edw = to_d(dw);
+    for (int m = 0; m < s.M; ++m)
+      for (int k = 0; k < s.G * s.D; ++k) edx[size_t(m) * s.ld + k] += ref.dx[size_t(m) * s.ld + k];
+    for (int d = 0; d < s.D; ++d) edw[d] += ref.dw[d];
+    be().rmsnorm_bwd(g.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), s.M, s.G, s.D,
+                     s.ld, true);
+    expect_close(dx, edx, 2e-5, 1e-4, "rms dx +=");
+    expect_close(dw, edw, 2e-5, 1e-4, "rms dw");
+    // overwrite, in place on dy
+    VecF gi = g, dw2(s.D, 0.f);
+    be().rmsnorm_bwd(gi.data(), x.data(), w.data(), rstd.data(), gi.data(), dw2.data(), s.M, s.G,
+                     s.D, s.ld, false);
+    VecD egi = to_d(g);
+    for (int m = 0; m < s.M; ++m)
+      for (int k = 0; k < s.G * s.D; ++k) egi[size_t(m) * s.ld + k] = ref.dx[size_t(m) * s.ld + k];
+    expect_close(gi, egi, 2e-5, 1e-4, "rms dx in place");
+
+    // the reference's gradients by finite differences of sum(y * g)
+    const VecD xd = to_d(x), wd = to_d(w), gd = to_d(g);
+    auto loss = [&](const VecD& xx, const VecD& ww) {
+      return dot(rms_ref(xx, ww, gd, s.M, s.G, s.D, s.ld, 1e-6).y, gd);
+    };
+    VecD fdx = ref.dx;
+    fd_check([&](const VecD& xx) { return loss(xx, wd); }, xd, fdx, 4, 7);
+    fd_check([&](const VecD& ww) { return loss(xd, ww); }, wd, ref.dw, 4, 8);
+  }
+}
+
+TEST(KernelSwiGlu, HandValuesAndFiniteDifferences) {
+  // silu(a) b for a row [a0 a1 | b0 b1]
+  VecF x12 = {1.f, -2.f, 3.f, 0.5f}, y(2);
+  be().swiglu_fwd(x12.data(), y.data(), 1, 2);
+  EXPECT_NEAR(y[0], 1.0 / (1 + std::exp(-1.0)) * 3.0, 1e-6);
+  EXPECT_NEAR(y[1], -2.0 / (1 + std::exp(2.0)) * 0.5, 1e-6);
+
+  for (int M : {3, 200}) {
+    const int H = 37;
+    const VecF x = randv(size_t(M) * 2 * H, 9, -4.f, 4.f), g = randv(size_t(M) * H, 10);
+    VecF out(size_t(M) * H);
+    be().swiglu_fwd(x.data(), out.data(), M, H);
+    auto f = [&](const VecD& xx) {
+      double s = 0;
+      for (int m = 0; m < M; ++m)
+        for (int j = 0; j < H; ++j) {
+          const double a = xx[size_t(m) * 2 * H + j], b = xx[size_t(m) * 2 * H + H + j];
+          s += a / (1 + std::exp(-a)) * b * g[size_t(m) * H + j];
+        }
+      return s;
+    };
+    EXPECT_NEAR(f(to_d(x)), dot(to_d(out), to_d(g)), 1e-4 * M);
+    VecF dx(x.size());
+    be().swiglu_bwd(g.data(), H, x.data(), dx.data(), M, H);
+    fd_check(f, to_d(x), to_d(dx), 6, 11, 1e-6, 1e-5);
+    // dy in the first half of dx12's rows (ldy = 2H), expanded in place
+    VecF inplace(x.size(), 0.f);
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < H; ++j) inplace[size_t(m) * 2 * H + j] = g[size_t(m) * H + j];
+    be().swiglu_bwd(inplace.data(), 2 * H, x.data(), inplace.data(), M, H);
+    EXPECT_EQ(inplace, dx);
+  }
+}
+
+TEST(KernelRope, HandValuesInverseAndAdjoint) {
+  // One token, two groups of Dh 4 in a row of 10 (2 features not rotated): pair (a, b) ->
+  // (a c0 - b s0, b c1 + a s1).
+  VecF cos = {0.5f, 0.25f, 1.f, 0.f}, sin = {0.75f, -0.5f, 0.f, 1.f};
+  VecF x = {1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f};
+  be().rope(x.data(), cos.data(), sin.data(), 1, 1, 2, 4, 10, false);
+  const VecF want = {1 * 0.5f - 2 * 0.75f,
+                     2 * 0.25f + 1 * -0.5f,
+                     3.f,
+                     3.f,
+                     5 * 0.5f - 6 * 0.75f,
+                     6 * 0.25f + 5 * -0.5f,
+                     7.f,
+                     7.f,
+                     9.f,
+                     10.f};
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_FLOAT_EQ(x[i], want[i]) << i;
+
+  // arbitrary tables: <rope(x), g> = <x, rope^T(g)> (the backward is the transpose)
+  const int B = 3, N = 5, G = 4, Dh = 8, ld = G * Dh + 3;
+  const VecF c = randv(size_t(N) * Dh, 12), s = randv(size_t(N) * Dh, 13);
+  const VecF x0 = randv(size_t(B) * N * ld, 14), g0 = randv(size_t(B) * N * ld, 15);
+  VecF fx = x0, tg = g0;
+  be().rope(fx.data(), c.data(), s.data(), B, N, G, Dh, ld, false);
+  be().rope(tg.data(), c.data(), s.data(), B, N, G, Dh, ld, true);
+  EXPECT_NEAR(dot(to_d(fx), to_d(g0)), dot(to_d(x0), to_d(tg)), 1e-4);
+  // true rotations (EVA-02 tables: equal angles per pair): the inverse undoes the forward
+  VecF rc(size_t(N) * Dh), rs(size_t(N) * Dh);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < Dh; k += 2) {
+      const double a = 0.3 * n + 0.7 * k;
+      rc[n * Dh + k] = rc[n * Dh + k + 1] = float(std::cos(a));
+      rs[n * Dh + k] = rs[n * Dh + k + 1] = float(std::sin(a));
+    }
+  VecF r = x0;
+  be().rope(r.data(), rc.data(), rs.data(), B, N, G, Dh, ld, false);
+  be().rope(r.data(), rc.data(), rs.data(), B, N, G, Dh, ld, true);
+  expect_close(r, x0, 1e-6, 1e-6, "rope inverse");
+}
+
+TEST(KernelAdaLN, ModulateWithoutShift) {
+  // wo_shift: y = x (1 + scale), no shift gradient written
+  const int B = 2, N = 3, D = 5, ldm = 4 * D;
+  const VecF x = randv(size_t(B) * N * D, 16), mod = randv(size_t(B) * ldm, 17),
+             g = randv(size_t(B) * N * D, 18);
+  VecF y(x.size());
+  be().modulate_fwd(x.data(), nullptr, mod.data(), ldm, y.data(), B, N, D);
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < N * D; ++i)
+      EXPECT_FLOAT_EQ(y[b * N * D + i], x[b * N * D + i] * (1 + mod[b * ldm + i % D]));
+  VecF dx(x.size()), dsc(size_t(B) * ldm, 0.f);
+  be().modulate_bwd(g.data(), x.data(), mod.data(), ldm, dx.data(), nullptr, dsc.data(), B, N, D);
+  for (int b = 0; b < B; ++b)
+    for (int d = 0; d < D; ++d) {
+      double s = 0;
+      for (int n = 0; n < N; ++n) s += double(g[(b * N + n) * D + d]) * x[(b * N + n) * D + d];
+      EXPECT_NEAR(dsc[b * ldm + d], s, 1e-5);
+    }
+}
+
 }  // namespace

@@ -99,7 +99,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
                                            "skip_add_linear", "skip_linear_add", "pos_sincos",
                                            "pos_none_t2i", "conv_before"));
 
-// DiT and Skip-DiT through the registry (make_network), against tests/reference/dit_torch.py.
+// DiT, Skip-DiT and LightningDiT through the registry (make_network), against
+// tests/reference/dit_torch.py and lightningdit_torch.py.
 class NetworkParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NetworkParity, OutputAndGradientsMatchTorch) {
@@ -114,7 +115,9 @@ TEST_P(NetworkParity, OutputAndGradientsMatchTorch) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                          ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24",
-                                           "skipdit_p2", "skipdit_sigma_off"));
+                                           "skipdit_p2", "skipdit_sigma_off", "ldit_p1",
+                                           "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
+                                           "ldit_p1_qknorm_norope"));
 
 TEST(ModelCheckpointing, SameGradientsLessMemory) {
   Fixture f = load_fixture("cond_p2");
@@ -165,6 +168,89 @@ TEST(ModelTable, DiTParameterCounts) {
   ParamTable t = network_param_table(load_config("skip_dit_xl_2"));
   EXPECT_EQ(t.entries().front().name, "pos_embed");
   EXPECT_EQ(t.entries().back().name, "skip_linears.13.linear.bias");
+}
+
+// LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so
+// the network is checked apart from the rest of the preset), RoPE buffers included.
+nlohmann::json preset_nnet(const std::string& name) {
+  const auto b = read_file(std::string(UVIT_TEST_SOURCE) + "/../configs/" + name + ".json");
+  return nlohmann::json::parse(std::string(b.begin(), b.end())).at("nnet");
+}
+
+TEST(ModelTable, LightningDiTParameterCounts) {
+  struct Want {
+    const char* preset;
+    size_t tensors, params;
+    int64_t rope_dh;
+  };
+  const NetworkFamily& f = network_family("lightningdit");
+  for (auto w : {Want{"lightningdit_xl_1", 351, 675293600, 72},
+                 Want{"lightningdit_b_1", 159, 130588960, 64}}) {
+    ParamTable t = f.table(preset_nnet(w.preset));
+    EXPECT_EQ(t.entries().size(), w.tensors) << w.preset;
+    EXPECT_EQ(t.total(), w.params) << w.preset;
+    EXPECT_EQ(t.at("feat_rope.freqs_cos").shape, (std::vector<int64_t>{256, w.rope_dh}));
+  }
+  ParamTable t = f.table(preset_nnet("lightningdit_xl_1"));
+  EXPECT_EQ(t.entries()[8].name, "feat_rope.freqs_cos");
+  EXPECT_EQ(t.entries()[10].name, "blocks.0.norm1.weight");
+  EXPECT_EQ(t.at("blocks.0.mlp.w12.weight").shape, (std::vector<int64_t>{6144, 1152}));
+  EXPECT_EQ(t.at("blocks.0.mlp.w3.weight").shape, (std::vector<int64_t>{1152, 3072}));
+  EXPECT_EQ(t.entries().back().name, "final_layer.adaLN_modulation.1.bias");
+  // 2 L D (3D + D + 3 Hs) + 4 L^2 D + 12 D^2 per block, L 256, D 1152, Hs 3072, plus the
+  // embeddings and the final layer: 237.25 GFLOP (2 x the ~119 G multiply-adds of DiT-XL/2's size)
+  EXPECT_NEAR(f.flops(preset_nnet("lightningdit_xl_1")) / 1e9, 237.25, 0.01);
+}
+
+// Official initialisation: RMSNorm weights 1, adaLN and the output layer zero, and the RoPE tables
+// equal to the PyTorch twin's (VisionRotaryEmbeddingFast in float32).
+TEST(ModelTable, LightningDiTInitialisation) {
+  Fixture fx = load_fixture("ldit_p2_qknorm_sigma");
+  auto be = make_cpu_backend();
+  auto m = make_network(fx.cfg, *be);
+  m->init_random(3);
+  const float* p = m->params();
+  for (const auto& e : m->table().entries()) {
+    const float* v = p + e.offset;
+    const std::string& n = e.name;
+    if (n.find("feat_rope") == 0) {
+      EXPECT_LE(rel_err(v, fx.t.at("param." + n).to_f32()), 1e-6) << n;
+    } else if (n.find("norm") != std::string::npos) {
+      for (size_t i = 0; i < e.numel; ++i) ASSERT_EQ(v[i], 1.f) << n;
+    } else if (n.find("adaLN") != std::string::npos || n.find("final_layer.linear") == 0) {
+      for (size_t i = 0; i < e.numel; ++i) ASSERT_EQ(v[i], 0.f) << n;
+    }
+  }
+}
+
+TEST(ModelTable, LightningDiTRejectsUnsupportedSwitches) {
+  const NetworkFamily& f = network_family("lightningdit");
+  nlohmann::json n = {{"name", "lightningdit"}, {"input_size", 8}, {"patch_size", 1},
+                      {"hidden_size", 48},      {"num_heads", 4},  {"depth", 1}};
+  EXPECT_NO_THROW(f.table(n));
+  auto fails = [&](nlohmann::json j, const char* what) {
+    try {
+      f.table(j);
+      ADD_FAILURE() << "no error for " << j.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  nlohmann::json r = n;
+  r["use_rope"] = true;  // head size 12, not a multiple of 4
+  r["num_heads"] = 4;
+  r["hidden_size"] = 40;
+  fails(r, "use_rope");
+  nlohmann::json q = n;
+  q["use_qknorm"] = true;  // the LayerNorm form
+  fails(q, "use_qknorm");
+  nlohmann::json d = {{"name", "dit"}, {"use_swiglu", true}};  // a LightningDiT switch on DiT
+  try {
+    network_family("dit").table(d);
+    ADD_FAILURE() << "dit accepted use_swiglu";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nnet.use_swiglu"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ModelTable, ForwardFlopsMatchTheIssue) {

@@ -30,12 +30,17 @@ void CpuBackend::modulate_fwd(const float* x, const float* shift, const float* s
 #pragma omp parallel for schedule(static) if (work >= kParallelMin)
   for (long r = 0; r < long(B) * N; ++r) {
     const long b = r / N;
-    const float* sh = shift + b * ldm;
     const float* sc = scale + b * ldm;
     const float* xr = x + r * D;
     float* yr = y + r * D;
+    if (shift) {
+      const float* sh = shift + b * ldm;
 #pragma omp simd
-    for (int d = 0; d < D; ++d) yr[d] = xr[d] * (1.f + sc[d]) + sh[d];
+      for (int d = 0; d < D; ++d) yr[d] = xr[d] * (1.f + sc[d]) + sh[d];
+    } else {
+#pragma omp simd
+      for (int d = 0; d < D; ++d) yr[d] = xr[d] * (1.f + sc[d]);
+    }
   }
 }
 
@@ -54,7 +59,7 @@ void CpuBackend::modulate_bwd(const float* dy, const float* x, const float* scal
       }
     }
     for (int d = d0; d < d1; ++d) {
-      dshift[long(b) * ldm + d] = s_sh[d - d0];
+      if (dshift) dshift[long(b) * ldm + d] = s_sh[d - d0];
       dscale[long(b) * ldm + d] = s_sc[d - d0];
     }
   });

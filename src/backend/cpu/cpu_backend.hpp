@@ -42,6 +42,14 @@ class CpuBackend final : public Backend {
                 int N, int D) override;
   void gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
                 float* dgate, int B, int N, int D) override;
+  void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int M, int G, int D,
+                   int ld, float eps) override;
+  void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                   float* dw, int M, int G, int D, int ld, bool accumulate) override;
+  void swiglu_fwd(const float* x12, float* y, int M, int H) override;
+  void swiglu_bwd(const float* dy, int ldy, const float* x12, float* dx12, int M, int H) override;
+  void rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh, int ld,
+            bool inverse) override;
 
   void attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H, int Dh,
                      float scale) override;

@@ -36,7 +36,7 @@ __global__ void modulate_fwd_kernel(const T* x, const T* shift, const T* scale, 
   UVIT_GRID_STRIDE(i, n) {
     const size_t b = i / (size_t(N) * D);
     const int d = int(i % D);
-    const float sc = to_f(scale[b * ldm + d]), sh = to_f(shift[b * ldm + d]);
+    const float sc = to_f(scale[b * ldm + d]), sh = shift ? to_f(shift[b * ldm + d]) : 0.f;
     y[i] = from_f<T>(to_f(x[i]) * (1.f + sc) + sh);
   }
 }
@@ -56,7 +56,7 @@ __global__ void modulate_bwd_kernel(const T* dy, const T* x, const T* scale, int
       c += g * to_f(x[i]);
       dx[i] = from_f<T>(g * s1);
     }
-    dshift[b * ldm + d] = from_f<T>(a);
+    if (dshift) dshift[b * ldm + d] = from_f<T>(a);
     dscale[b * ldm + d] = from_f<T>(c);
   }
 }

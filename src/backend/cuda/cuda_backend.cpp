@@ -218,6 +218,25 @@ void CudaBackend::gate_bwd(const float* dout, const float* y, const float* gate,
                            float* dgate, int B, int N, int D) {
   cuda::gate_bwd(bf16_, dout, y, gate, ldm, dy, dgate, B, N, D);
 }
+void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int M, int G,
+                              int D, int ld, float eps) {
+  cuda::rmsnorm_fwd(bf16_, x, w, y, rstd, M, G, D, ld, eps);
+}
+void CudaBackend::rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd,
+                              float* dx, float* dw, int M, int G, int D, int ld, bool accumulate) {
+  cuda::rmsnorm_bwd(bf16_, dy, x, w, rstd, dx, dw, M, G, D, ld, accumulate, *this);
+}
+void CudaBackend::swiglu_fwd(const float* x12, float* y, int M, int H) {
+  cuda::swiglu_fwd(bf16_, x12, y, M, H);
+}
+void CudaBackend::swiglu_bwd(const float* dy, int ldy, const float* x12, float* dx12, int M,
+                             int H) {
+  cuda::swiglu_bwd(bf16_, dy, ldy, x12, dx12, M, H);
+}
+void CudaBackend::rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
+                       int ld, bool inverse) {
+  cuda::rope(bf16_, x, cos, sin, B, N, G, Dh, ld, inverse);
+}
 void CudaBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                               long cols) {
   const size_t e = act_bytes();

@@ -44,6 +44,17 @@ void gate_fwd(bool bf16, const void* x, const void* y, const void* gate, int ldm
 void gate_bwd(bool bf16, const void* dout, const void* y, const void* gate, int ldm, void* dy,
               void* dgate, int B, int N, int D);
 
+// ---- lightning.cu (LightningDiT: RMSNorm, SwiGLU, RoPE) ----
+void rmsnorm_fwd(bool bf16, const void* x, const float* w, void* y, float* rstd, int M, int G,
+                 int D, int ld, float eps);
+void rmsnorm_bwd(bool bf16, const void* dy, const void* x, const float* w, const float* rstd,
+                 void* dx, float* dw, int M, int G, int D, int ld, bool accumulate,
+                 Scratch& scratch);
+void swiglu_fwd(bool bf16, const void* x12, void* y, int M, int H);
+void swiglu_bwd(bool bf16, const void* dy, int ldy, const void* x12, void* dx12, int M, int H);
+void rope(bool bf16, void* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
+          int ld, bool inverse);
+
 // ---- layernorm.cu (with the column reductions) ----
 void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch);
 void layernorm_fwd(bool bf16, const void* x, const float* w, const float* b, void* y, float* mean,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# LightningDiT checkpoints as released (docs/lightningdit.md): the XL/1 key set and shapes, RoPE
+# buffers included, equal `uvit info --json` for the official configuration; a raw state_dict and a
+# train.py checkpoint {"model", "ema", "opt", "config"} ("ema" is read, as inference.py does) of the
+# fixture networks convert and predict the twin's output; a checkpoint without the RoPE buffers is a
+# one-line error (the official load is strict).
+set -uo pipefail
+UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+source tests/e2e/data/lib.sh
+
+# XL/1: the twin's state_dict names and shapes (built on the meta device: nothing allocated).
+"$PY" - "$tmp" <<'PYEOF' || fail "writing the XL/1 key set"
+import json, sys
+sys.path.insert(0, "tests/reference")
+import lightningdit_torch as L
+cfg = L.preset("xl", 1)
+json.dump(cfg, open(sys.argv[1] + "/xl1.json", "w"))
+with L.on_meta():
+    sd = L.build_from_config(cfg).state_dict()
+json.dump([{"name": k, "shape": list(v.shape)} for k, v in sd.items()], open(sys.argv[1] + "/xl1_keys.json", "w"))
+PYEOF
+run "$UVIT" info --json --config "$tmp/xl1.json"
+"$PY" - "$tmp/out" "$tmp/xl1_keys.json" <<'PYEOF' || fail "XL/1 key set"
+import json, sys
+ours, twin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert ours == twin, "uvit's XL/1 table differs from the official state_dict"
+print("XL/1: %d tensors, %d values, same names, shapes and order" %
+      (len(ours), sum(eval("*".join(map(str, e["shape"]))) for e in ours)))
+PYEOF
+
+for c in ldit_p1 ldit_p2_qknorm_sigma; do
+  "$PY" - "$FX/$c.json" "$FX/$c.pth" "$tmp/$c" <<'PYEOF' || fail "$c: writing the checkpoints"
+import collections, json, sys
+sys.path.insert(0, "tests/reference")
+import torch
+import lightningdit_torch
+cfg, pth, out = sys.argv[1:4]
+sd = torch.load(pth)
+net = lightningdit_torch.build_from_config(json.load(open(cfg)))
+net.load_state_dict(sd)
+opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0)
+for p in net.parameters():
+    if p.requires_grad:
+        p.grad = torch.ones_like(p)
+opt.step()  # "model" moves away from "ema" (whose output the fixture holds)
+torch.save({"model": net.state_dict(), "ema": sd, "opt": opt.state_dict(), "config": {"model": {"model_type": "x"}}},
+           out + "_train.pt")
+torch.save(dict(sd), out + ".pt")
+torch.save(collections.OrderedDict((k, v) for k, v in sd.items() if not k.startswith("feat_rope.")),
+           out + "_norope.pt")
+PYEOF
+  pargs=(--config "$FX/$c.json" --x "$FX/${c}_x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy")
+  for f in "$c.pt" "${c}_train.pt"; do
+    run "$UVIT" convert "$tmp/$f" "$tmp/$f.safetensors" --config "$FX/$c.json"
+    run "$UVIT" predict "${pargs[@]}" --weights "$tmp/$f" --out "$tmp/$f.npy"
+    run "$UVIT" predict "${pargs[@]}" --weights "$tmp/$f.safetensors" --out "$tmp/$f.st.npy"
+    "$PY" - "$tmp/$f.npy" "$tmp/$f.st.npy" "$FX/${c}_out.npy" <<'PYEOF' || fail "$f: predictions"
+import sys, numpy as np
+a, b, ref = (np.load(p) for p in sys.argv[1:4])
+assert a.shape == ref.shape and np.array_equal(a, b), "checkpoint and safetensors predictions differ"
+err = np.abs(a - ref).max() / np.abs(ref).max()
+assert err <= 1e-5, f"relative error {err} (the wrong entry loaded?)"
+print(sys.argv[1], "ok, rel err", err)
+PYEOF
+  done
+done
+expect_error "ldit_p1_norope.pt: missing tensor 'feat_rope.freqs_cos'" \
+  "$UVIT" convert "$tmp/ldit_p1_norope.pt" "$tmp/x.safetensors" --config "$FX/ldit_p1.json"
+[ ! -e "$tmp/x.safetensors" ] || fail "convert wrote a file despite the error"
+exit $fails
