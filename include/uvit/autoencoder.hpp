@@ -165,8 +165,7 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
 // `latent_stats`, else the preset's "autoencoder.latent_stats" (none: mean 0, std 1). The
 // config's embed_dim must be the preset's latent channels (z_shape[0]).
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config,
-                                    const std::string& latent_stats = "",
+                                    const std::string& config, const std::string& latent_stats = "",
                                     const std::string& device = "cpu",
                                     const std::string& precision = "");
 

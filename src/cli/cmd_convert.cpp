@@ -43,9 +43,10 @@ void add_convert(CLI::App& app) {
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
   cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
-  cmd->add_option("--config,-c", o->config,
-                  "check every name and shape against this config (a network preset, JSON file "
-                  "or run folder; with --autoencoder sd_kl_f8, vavae_f16d32 or an autoencoder JSON)");
+  cmd->add_option(
+      "--config,-c", o->config,
+      "check every name and shape against this config (a network preset, JSON file "
+      "or run folder; with --autoencoder sd_kl_f8, vavae_f16d32 or an autoencoder JSON)");
   cmd->add_flag("--autoencoder", o->autoencoder,
                 "IN is a KL autoencoder: tensors outside encoder/decoder/quant_conv/"
                 "post_quant_conv are dropped, diffusers names become the official ones, checked "

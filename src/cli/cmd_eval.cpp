@@ -87,9 +87,10 @@ void add_eval(CLI::App& app) {
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
-    UVIT_CHECK(!latent || !o->autoencoder.empty(), "config ", cfg.config_name,
-                " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
-               "decode its samples");
+    UVIT_CHECK(
+        !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
+        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+        "decode its samples");
     UVIT_CHECK(!nc.text_conditional(), "config ", cfg.config_name,
                " is text-to-image: uvit eval supports unconditional and class-conditional presets");
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first

@@ -130,8 +130,9 @@ LatentStats compute_latent_stats(const Opts& o, const Dataset& ds, const Autoenc
   for (int64_t i = 0; i < n; ++i) perm[size_t(i)] = i;
   const Philox pick(0, 0x9c4);  // not the stream of the posterior samples
   for (int64_t i = 0; i < k; ++i) {
-    const int64_t j = i + int64_t(uint64_t(pick.bits(uint64_t(2 * i))) << 32 |
-                                  pick.bits(uint64_t(2 * i + 1))) % (n - i);
+    const int64_t j =
+        i + int64_t(uint64_t(pick.bits(uint64_t(2 * i))) << 32 | pick.bits(uint64_t(2 * i + 1))) %
+                (n - i);
     std::swap(perm[size_t(i)], perm[size_t(j)]);
   }
   LatentStatsAccumulator acc(0);

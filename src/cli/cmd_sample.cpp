@@ -93,9 +93,10 @@ void add_sample(CLI::App& app) {
     check_output("--latents", o->latents, {".npy"});
     check_output_dir("--dir", o->dir);
     const bool latent = cfg.json.contains("z_shape");
-    UVIT_CHECK(!latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
-                " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
-               "decode its samples (or only --latents FILE)");
+    UVIT_CHECK(
+        !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
+        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+        "decode its samples (or only --latents FILE)");
     std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
     if (latent && images) {
       ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,

@@ -12,7 +12,7 @@ namespace uvit::cli {
 
 struct SamplingOptions {
   std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config,
-      latent_stats;
+                                        latent_stats;
   int steps = 0, batch = 0, skip_cache = 0;
   double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
   double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off

@@ -139,8 +139,8 @@ std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, 
   const int64_t h = s.size() == 3 ? s[1] : 0;
   UVIT_CHECK(s.size() == 3 && s[0] > 0 && s[0] % 2 == 0 && h > 0 && s[2] == h &&
                  resolution % h == 0 && ((resolution / h) & (resolution / h - 1)) == 0,
-             first, ": moments have shape ", shape_str(s), ", expected [2C, ", resolution,
-             "/f, ", resolution, "/f] (f a power of two) for resolution ", resolution);
+             first, ": moments have shape ", shape_str(s), ", expected [2C, ", resolution, "/f, ",
+             resolution, "/f] (f a power of two) for resolution ", resolution);
   return std::make_shared<ImageNetFeatures>(dir, count, s[0] / 2, h, resolution,
                                             float(scale_factor));
 }

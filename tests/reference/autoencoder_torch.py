@@ -18,8 +18,8 @@ Usage:
                                              vavae_f16d32_synth.pt: the real f16d32 key set and shapes
                                              (views of one 9 MB storage) with the extra tensors, and
                                              vavae_f16d32_{image,moments,z,decoded}.npy at 32x32 px
-  autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32]
-                                             SD config, random weights: decode one 4xSxS latent
+  autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32] [--config sd_kl_f8|vavae_f16d32|C]
+                                             random weights (SD config by default): decode one CxSxS latent
   autoencoder_torch.py check-sd              SD key count (248) and parameter count (83,653,863)
   autoencoder_torch.py save --out FILE [--config C] [--seed S]
                                              random weights (SD config by default), torch.save'd
@@ -399,8 +399,11 @@ def cmd_check_sd(_):
 
 
 def load_cfg(path):
-    if not path:
+    """A JSON config, or the built-in names of uvit's autoencoder_config_from."""
+    if not path or path == "sd_kl_f8":
         return dict(ddconfig=SD_DDCONFIG, embed_dim=4, scale_factor=0.18215)
+    if path == "vavae_f16d32":
+        return dict(ddconfig=VAVAE_F16D32, embed_dim=32, scale_factor=1.0)
     with open(path) as f:
         c = json.load(f)
     dd = dict(SD_DDCONFIG)
@@ -434,8 +437,9 @@ def cmd_run(args):
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    model = sd_model(0).to(dev)
-    z = torch.randn(args.batch, 4, args.latent, args.latent,
+    c = load_cfg(args.config)
+    model = randomize(FrozenAutoencoderKL(c["ddconfig"], c["embed_dim"], c["scale_factor"]), 0).to(dev)
+    z = torch.randn(args.batch, c["embed_dim"], args.latent, args.latent,
                     generator=torch.Generator().manual_seed(1)).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     with torch.no_grad():
@@ -466,6 +470,7 @@ def main():
     p.add_argument("--latent", type=int, default=32)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--config", default="", help="JSON, sd_kl_f8 (default) or vavae_f16d32")
     sub.add_parser("check-sd")
     p = sub.add_parser("vavae-fixtures")
     p.add_argument("--out", required=True)

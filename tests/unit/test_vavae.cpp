@@ -33,9 +33,9 @@ const TempDir* fixtures() {
   static TempDir dir;
   static bool made = [] {
     if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return false;
-    const std::string cmd =
-        cat("/usr/bin/python3 ", UVIT_TEST_SOURCE,
-            "/reference/autoencoder_torch.py vavae-fixtures --out ", dir.dir.string(), " >/dev/null");
+    const std::string cmd = cat("/usr/bin/python3 ", UVIT_TEST_SOURCE,
+                                "/reference/autoencoder_torch.py vavae-fixtures --out ",
+                                dir.dir.string(), " >/dev/null");
     return std::system(cmd.c_str()) == 0;
   }();
   return made ? &dir : nullptr;
@@ -132,13 +132,15 @@ TEST(VaVae, SmallFamilyMatchesPyTorch) {
   EXPECT_LE(ed, 1e-5);
   std::printf("relative error: encode %.2e, decode %.2e\n", em, ed);
   // One-line errors for latents of the wrong channel count and stats of the wrong size.
-  EXPECT_NE(error_of([&] { ae.decode(Array(DType::F32, {1, 4, 4, 6})); })
-                .find("expected [B, 8, h, w]"),
-            std::string::npos);
   EXPECT_NE(error_of([&] {
-              ae.set_latent_stats(LatentStats{std::vector<float>(4, 0.f), std::vector<float>(4, 1.f)});
-            }).find("latent stats have 4 channels, the autoencoder's latents 8"),
+              ae.decode(Array(DType::F32, {1, 4, 4, 6}));
+            }).find("expected [B, 8, h, w]"),
             std::string::npos);
+  EXPECT_NE(
+      error_of([&] {
+        ae.set_latent_stats(LatentStats{std::vector<float>(4, 0.f), std::vector<float>(4, 1.f)});
+      }).find("latent stats have 4 channels, the autoencoder's latents 8"),
+      std::string::npos);
 }
 
 TEST(VaVae, PresetSectionNamesConfigAndStats) {
@@ -147,8 +149,7 @@ TEST(VaVae, PresetSectionNamesConfigAndStats) {
   const nlohmann::json preset = {
       {"z_shape", {8, 4, 6}},
       {"autoencoder",
-       {{"config", d / "vavae_small.json"},
-        {"latent_stats", d / "vavae_small_stats.pt"}}}};
+       {{"config", d / "vavae_small.json"}, {"latent_stats", d / "vavae_small_stats.pt"}}}};
   const Autoencoder ae = load_preset_autoencoder(preset, d / "vavae_small.pt", "");
   EXPECT_LE(rel_err(ae.decode(load_npy(d / "vavae_small_z.npy")),
                     load_npy(d / "vavae_small_decoded.npy")),
@@ -179,8 +180,9 @@ TEST(VaVae, RealGeometryCheckpointLoadsAndMatchesPyTorch) {
   EXPECT_LE(ed, 1e-4);
   std::printf("f16d32 relative error: encode %.2e, decode %.2e\n", em, ed);
   // The SD config against it: a mismatch naming the file, not a crash.
-  EXPECT_NE(error_of([&] { Autoencoder::load(d / "vavae_f16d32_synth.pt"); })
-                .find("vavae_f16d32_synth.pt: "),
+  EXPECT_NE(error_of([&] {
+              Autoencoder::load(d / "vavae_f16d32_synth.pt");
+            }).find("vavae_f16d32_synth.pt: "),
             std::string::npos);
 }
 
@@ -212,8 +214,9 @@ TEST(VaVae, LatentStatsRoundTripAndErrors) {
   EXPECT_NE(error_of([&] { load_latent_stats(bad); }).find("has shape [1, 3, 2, 1]"),
             std::string::npos);
   save_safetensors(bad, {{"avg", Array::from_f32({1, 3, 1, 1}, six.data())}});
-  EXPECT_NE(error_of([&] { load_latent_stats(bad); })
-                .find("latent stats need tensors 'mean' and 'std' [1, C, 1, 1], found avg"),
+  EXPECT_NE(error_of([&] {
+              load_latent_stats(bad);
+            }).find("latent stats need tensors 'mean' and 'std' [1, C, 1, 1], found avg"),
             std::string::npos);
   const std::vector<float> zero = {1.f, 0.f, 1.f};
   save_safetensors(bad, {{"mean", Array::from_f32({1, 3, 1, 1}, s.mean.data())},
