@@ -352,7 +352,8 @@ void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConf
                what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
   }
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
-             " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
+             " autoencoder weights, first '", first_missing,
+             "' (does the autoencoder config match the weights? built-in: sd_kl_f8, vavae_f16d32)");
   for (const auto& [name, a] : weights)
     UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
                weights.size() - expected.size(), " extra; does the config match the weights?)");
