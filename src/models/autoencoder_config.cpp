@@ -119,11 +119,22 @@ AutoencoderConfig vavae_f16d32() {
 
 std::vector<std::string> autoencoder_config_names() { return {"sd_kl_f8", "vavae_f16d32"}; }
 
+namespace {
+
+// "sd_kl_f8, vavae_f16d32", for error messages.
+std::string config_name_list() {
+  std::string s;
+  for (const std::string& n : autoencoder_config_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+}  // namespace
+
 AutoencoderConfig autoencoder_config_from(const std::string& name_or_path) {
   if (name_or_path.empty() || name_or_path == "sd_kl_f8") return AutoencoderConfig{};
   if (name_or_path == "vavae_f16d32") return vavae_f16d32();
   UVIT_CHECK(std::filesystem::is_regular_file(name_or_path), "unknown autoencoder config '",
-             name_or_path, "' (not a file; built-in: sd_kl_f8, vavae_f16d32)");
+             name_or_path, "' (not a file; built-in: ", config_name_list(), ")");
   return load_autoencoder_config(name_or_path);
 }
 
@@ -353,7 +364,8 @@ void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConf
   }
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
              " autoencoder weights, first '", first_missing,
-             "' (does the autoencoder config match the weights? built-in: sd_kl_f8, vavae_f16d32)");
+             "' (does the autoencoder config match the weights? built-in: ", config_name_list(),
+             ")");
   for (const auto& [name, a] : weights)
     UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
                weights.size() - expected.size(), " extra; does the config match the weights?)");
