@@ -1,6 +1,6 @@
-// The Stable Diffusion KL autoencoder (SPEC 13) on the CPU or a GPU: encode images to posterior
-// moments, decode latents to images. Loads the official autoencoder_kl.pth key layout (or
-// safetensors).
+// The LDM KL autoencoder on the CPU or a GPU: Stable Diffusion's kl-f8 (SPEC 13) and
+// LightningDiT's VA-VAE f16d32 (docs/autoencoder.md). Encodes images to posterior moments, decodes
+// latents to images; loads the official key layout (or safetensors, or diffusers names).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -35,6 +35,51 @@ struct AutoencoderConfig {
 AutoencoderConfig parse_autoencoder_config(const std::string& json_text, const std::string& what);
 AutoencoderConfig load_autoencoder_config(const std::string& path);
 
+// Built-in configs: "sd_kl_f8" (the default, SPEC 13) and "vavae_f16d32" (LightningDiT's VA-VAE:
+// ch_mult (1,1,2,2,4), attention at 16x16, z_channels = embed_dim = 32, scale_factor 1).
+std::vector<std::string> autoencoder_config_names();
+// A built-in name, else a JSON file; "" = sd_kl_f8. An unknown name that is not a file is an
+// error listing the names.
+AutoencoderConfig autoencoder_config_from(const std::string& name_or_path);
+
+// Drops the tensors outside the autoencoder's four modules (encoder.*, decoder.*, quant_conv.*,
+// post_quant_conv.*), as a VA-VAE checkpoint also holds loss.*, foundation_model.* and
+// linear_proj.*. Returns "" when nothing was dropped, else one line naming the count and the
+// prefixes, e.g. "skipped 3 tensors outside the autoencoder: foundation_model.* (1), loss.* (2)".
+std::string keep_autoencoder_tensors(NamedArrays& weights);
+
+// Per-channel latent statistics (LightningDiT's latents_stats.pt: {"mean", "std"}, each
+// [1, C, 1, 1]): the diffusion model sees (z - mean) / std * scale_factor.
+struct LatentStats {
+  std::vector<float> mean, std;
+  int channels() const { return int(mean.size()); }
+};
+// .pt (torch.save of the dict) or .safetensors with tensors "mean" and "std" of shape [1, C, 1, 1]
+// or [C]; `channels` > 0 is checked. Every std must be positive and finite.
+LatentStats load_latent_stats(const std::string& path, int channels = 0);
+// .safetensors, "mean" and "std" as float32 [1, C, 1, 1] (atomic).
+void save_latent_stats(const std::string& path, const LatentStats& stats);
+// Moments [B, 2C, h, w] (mean, logvar) of z become those of (z - m) / s: mean' = (mean - m) / s,
+// logvar' = logvar - 2 ln s, so a posterior sample of the result is the normalised sample.
+void normalize_moments(Array& moments, const LatentStats& stats);
+
+// The official statistics (LightningDiT datasets/img_latent_dataset.py): one posterior sample
+// z = mean + exp(0.5 * clamp(logvar, -30, 20)) * eps per latent, then the per-channel mean and
+// the unbiased std over all latents and positions. Add moments [2C, h, w] one at a time.
+class LatentStatsAccumulator {
+ public:
+  // eps of latent k comes from a Philox stream of `seed`, so a result does not depend on order.
+  explicit LatentStatsAccumulator(uint64_t seed) : seed_(seed) {}
+  void add(const Array& moments, uint64_t latent_index);
+  int64_t count() const { return latents_; }
+  LatentStats finish() const;
+
+ private:
+  uint64_t seed_;
+  int64_t latents_ = 0;
+  std::vector<double> n_, mean_, m2_;  // per channel: count, mean, sum of squared deviations
+};
+
 // Every parameter of the official state_dict with its shape, in state_dict order (248 for SD).
 std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shapes(
     const AutoencoderConfig& cfg);
@@ -64,11 +109,17 @@ class Autoencoder {
                           const std::string& device = "cpu", const std::string& precision = "");
 
   const AutoencoderConfig& config() const { return cfg_; }
+  // What loading dropped (keep_autoencoder_tensors), "" if nothing; the CLI prints it.
+  const std::string& skipped() const { return skipped_; }
+  // decode() then un-normalises: z = z_norm * std / scale_factor + mean (LightningDiT
+  // inference.py); without stats, mean 0 and std 1. Channels must be embed_dim.
+  void set_latent_stats(const LatentStats& stats);
 
   // images [B, in_channels, H, W] in [-1, 1] (H, W multiples of the downsample factor) ->
   // moments [B, 2*embed_dim, H/f, W/f]: quant_conv(encoder(x)) (channels: mean, then logvar).
   Array encode_moments(const Array& images) const;
-  // z [B, embed_dim, h, w] -> images [B, out_ch, h*f, w*f]: decoder(post_quant_conv(z/scale)).
+  // z [B, embed_dim, h, w] -> images [B, out_ch, h*f, w*f]:
+  // decoder(post_quant_conv(z * std / scale + mean)) (mean 0, std 1 without latent stats).
   Array decode(const Array& z) const;
 
  private:
@@ -86,6 +137,8 @@ class Autoencoder {
 
   Array download(const Tensor& t) const;
   AutoencoderConfig cfg_;
+  std::string skipped_;
+  std::vector<float> z_mul_, z_add_;  // per channel: std / scale_factor, mean
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every weight, in be_'s memory (freed through be_)
   struct Pool;
@@ -105,16 +158,20 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
                                   int h, int w, int chunk,
                                   const std::function<void(int64_t, int64_t)>& progress = {});
 
-// The autoencoder that decodes a latent preset's samples: weights `path`, architecture from
-// `config_path` ("" = Stable Diffusion kl-f8), scale_factor from the preset's "autoencoder"
-// section (the latents were scaled by it, SPEC 12.5), which wins over the JSON's.
+// The autoencoder that decodes a latent preset's samples: weights `path`; architecture from
+// `config` (a name or JSON, autoencoder_config_from), else the preset's "autoencoder.config",
+// else Stable Diffusion kl-f8; scale_factor from the preset's "autoencoder" section (the latents
+// were scaled by it, SPEC 12.5), which wins over the config's; latent statistics from
+// `latent_stats`, else the preset's "autoencoder.latent_stats" (none: mean 0, std 1). The
+// config's embed_dim must be the preset's latent channels (z_shape[0]).
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config_path,
+                                    const std::string& config, const std::string& latent_stats = "",
                                     const std::string& device = "cpu",
                                     const std::string& precision = "");
 
 // One official ImageNet feature file ({idx}.npy): the bytes np.save writes for the object array
-// (moments float32 [8, h, w], numpy.int64 label); read back by the imagenet*_features dataset.
+// (moments float32 [2 * embed_dim, h, w], numpy.int64 label); read back by the imagenet*_features
+// dataset.
 std::vector<uint8_t> encode_feature_record(const Array& moments, int64_t label);
 
 }  // namespace uvit

@@ -85,9 +85,10 @@ std::shared_ptr<Dataset> make_celeba_dataset(const std::string& dir, int resolut
 std::shared_ptr<Dataset> make_imagenet_dataset(const std::string& dir, int resolution = 64);
 // A plain folder of images (sorted walk), center_crop_arr to `resolution`, unlabeled.
 std::shared_ptr<Dataset> make_image_folder_dataset(const std::string& dir, int resolution);
-// ImageNet latent features: {dir}/{idx}.npy, each a pickled object array (moments [8,r/8,r/8],
-// int64 label), idx = 0..n-1. Items are scale_factor * (mean + exp(0.5*clamp(logvar,-30,20)) * eps)
-// with a fresh eps per draw. resolution: 256 or 512.
+// ImageNet latent features: {dir}/{idx}.npy, each a pickled object array (moments [2C,r/f,r/f]:
+// [8,r/8,r/8] for SD kl-f8, [64,r/16,r/16] for the VA-VAE; int64 label), idx = 0..n-1. Items are
+// scale_factor * (mean + exp(0.5*clamp(logvar,-30,20)) * eps) with a fresh eps per draw.
+// resolution: 256 or 512.
 std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, int resolution,
                                                         double scale_factor = 0.18215);
 // MS-COCO latent features: {dir}/{train|val}/{i}.npy moments [8,32,32] and {i}_{k}.npy contexts

@@ -1,7 +1,8 @@
-// `uvit autoencoder encode|decode`: the Stable Diffusion KL autoencoder on .npy arrays.
+// `uvit autoencoder encode|decode`: a KL autoencoder (SD kl-f8, VA-VAE f16d32, ...) on .npy arrays.
 #include <chrono>
 #include <cstdio>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -14,16 +15,16 @@ namespace uvit::cli {
 namespace {
 
 struct AeOpts {
-  std::string config, weights, in, out, device = "cpu", precision;
+  std::string config, weights, in, out, device = "cpu", precision, latent_stats;
   int batch = 8;
   bool quiet = false;
 };
 
 void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_help) {
-  c->add_option("--config,-c", o.config,
-                "autoencoder JSON {\"ddconfig\": {...}, \"embed_dim\", \"scale_factor\"} "
-                "(default: Stable Diffusion kl-f8)");
-  c->add_option("--weights,-w", o.weights, "autoencoder_kl.pth or .safetensors")->required();
+  c->add_option("--config,-c,--autoencoder-config", o.config, kAutoencoderConfigHelp);
+  c->add_option("--weights,-w", o.weights,
+                "autoencoder_kl.pth, a VA-VAE .pt (other modules skipped) or .safetensors")
+      ->required();
   c->add_option("--in,-i", o.in, in_help)->required();
   c->add_option("--out,-o", o.out, out_help)->required();
   c->add_option("--batch", o.batch, "items per forward pass (bounds memory; default 8)")
@@ -34,12 +35,16 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
 
 void run(const AeOpts& o, bool encode) {
   check_output("--out", o.out, {".npy"});
-  const AutoencoderConfig cfg =
-      o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  const AutoencoderConfig cfg = autoencoder_config_from(o.config);
+  const LatentStats stats =
+      o.latent_stats.empty() ? LatentStats{} : load_latent_stats(o.latent_stats, cfg.embed_dim);
+  Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  print_skipped(ae, o.weights, o.quiet);
+  if (!o.latent_stats.empty()) ae.set_latent_stats(stats);
   const Array in = load_npy(o.in);
   UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
-             encode ? ", expected images [B, 3, H, W]" : ", expected latents [B, 4, h, w]");
+             encode ? ", expected images [B, " : ", expected latents [B, ",
+             encode ? cfg.in_channels : cfg.embed_dim, encode ? ", H, W]" : ", h, w]");
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar(encode ? "encode" : "decode", long(in.shape[0]), o.quiet);
   SteadyRate steady;
@@ -69,16 +74,20 @@ void run(const AeOpts& o, bool encode) {
 }  // namespace
 
 void add_autoencoder(CLI::App& app) {
-  auto* cmd = app.add_subcommand("autoencoder", "Stable Diffusion KL autoencoder: encode/decode");
+  auto* cmd = app.add_subcommand(
+      "autoencoder", "KL autoencoder (SD kl-f8, VA-VAE f16d32, or a JSON config): encode/decode");
   cmd->require_subcommand(1);
   auto enc = std::make_shared<AeOpts>(), dec = std::make_shared<AeOpts>();
-  auto* e = cmd->add_subcommand(
-      "encode", "images [B,3,H,W] float32 in [-1,1] -> moments [B,8,H/8,W/8] (mean, logvar)");
+  auto* e = cmd->add_subcommand("encode",
+                                "images [B,3,H,W] float32 in [-1,1] -> moments [B,2C,H/f,W/f] "
+                                "(mean, then raw logvar; C = embed_dim, f = 2^(levels-1))");
   add_common(e, *enc, "images .npy", "moments .npy");
   e->callback([enc] { run(*enc, true); });
-  auto* d = cmd->add_subcommand(
-      "decode", "latents z [B,4,h,w] -> images [B,3,8h,8w] (decoder(post_quant_conv(z/scale)))");
+  auto* d = cmd->add_subcommand("decode",
+                                "latents z [B,C,h,w] -> images [B,3,f*h,f*w] "
+                                "(decoder(post_quant_conv(z * std / scale + mean)))");
   add_common(d, *dec, "latents .npy", "images .npy (float32, unclamped)");
+  d->add_option("--latent-stats", dec->latent_stats, kLatentStatsHelp);
   d->callback([dec] { run(*dec, false); });
 }
 

@@ -43,11 +43,13 @@ void add_convert(CLI::App& app) {
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
   cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
-  cmd->add_option("--config,-c", o->config,
-                  "check every name and shape against this config (a network preset, JSON file "
-                  "or run folder; with --autoencoder an autoencoder JSON)");
+  cmd->add_option(
+      "--config,-c", o->config,
+      "check every name and shape against this config (a network preset, JSON file "
+      "or run folder; with --autoencoder sd_kl_f8, vavae_f16d32 or an autoencoder JSON)");
   cmd->add_flag("--autoencoder", o->autoencoder,
-                "IN is a KL autoencoder: diffusers names become the official ones, checked "
+                "IN is a KL autoencoder: tensors outside encoder/decoder/quant_conv/"
+                "post_quant_conv are dropped, diffusers names become the official ones, checked "
                 "against --config (default: Stable Diffusion kl-f8), in state_dict order");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
   cmd->callback([o] {
@@ -55,8 +57,9 @@ void add_convert(CLI::App& app) {
     check_output("OUT", o->out, {".safetensors"});
     NamedArrays sd = load_weights(o->in);
     if (o->autoencoder) {
-      const AutoencoderConfig c =
-          o->config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o->config);
+      const AutoencoderConfig c = autoencoder_config_from(o->config);
+      const std::string skipped = keep_autoencoder_tensors(sd);  // a VA-VAE's loss.*, ...
+      if (!skipped.empty()) std::fprintf(stderr, "%s: %s\n", o->in.c_str(), skipped.c_str());
       const bool diffusers = autoencoder_from_diffusers(sd, int(c.ch_mult.size()));
       check_autoencoder_weights(sd, c, diffusers ? o->in + " (diffusers layout)" : o->in);
       std::map<std::string, Array> by_name;

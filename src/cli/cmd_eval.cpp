@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -86,14 +87,19 @@ void add_eval(CLI::App& app) {
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
-    UVIT_CHECK(!latent || !o->autoencoder.empty(), "config ", cfg.config_name,
-               " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples");
+    UVIT_CHECK(
+        !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
+        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+        "decode its samples");
     UVIT_CHECK(!nc.text_conditional(), "config ", cfg.config_name,
                " is text-to-image: uvit eval supports unconditional and class-conditional presets");
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
-    if (latent)
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device,
+    if (latent) {
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
+                                         o->latent_stats, o->device,
                                          encoders_beside(o->device, o->precision)));
+      print_skipped(*ae, o->autoencoder, o->quiet);
+    }
     // Image size and channels of the evaluated samples (decoded, for latent presets).
     const int s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
     const int c = ae ? ae->config().out_ch : nc.in_chans;

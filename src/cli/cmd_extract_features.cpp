@@ -1,6 +1,8 @@
 // `uvit extract-features`: ImageNet-style image folder -> the official imagenet{256,512}_features
 // layout (SPEC 15.4): center crop, each image and its horizontal flip through encode_moments,
-// one {idx}.npy per (moments, label). Resumable: finished files are skipped (writes are atomic).
+// one {idx}.npy per (moments, label), for any RGB autoencoder config (SD kl-f8, VA-VAE f16d32);
+// with --latent-stats / --write-latent-stats the moments are of the normalised latents
+// (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic).
 // With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
 // context per caption and empty_context.npy (src/data/mscoco_features.cpp).
 #include <omp.h>
@@ -9,8 +11,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/mscoco_features.hpp"
 #include "uvit/autoencoder.hpp"
@@ -19,6 +24,7 @@
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/rng.hpp"
 
 namespace fs = std::filesystem;
 
@@ -43,8 +49,8 @@ Item file_indices(int64_t i, int64_t n) {
 }
 
 struct Opts {
-  std::string data, weights, out, config, captions, clip, clip_config, vocab,
-      split = "train", device = "cpu", precision;
+  std::string data, weights, out, config, captions, clip, clip_config, vocab, latent_stats,
+      write_stats, split = "train", device = "cpu", precision;
   int resolution = 256, batch = 4;
   bool quiet = false;
 };
@@ -52,9 +58,12 @@ struct Opts {
 // MS-COCO: moments of each image and the CLIP context of each of its captions.
 void extract_mscoco(const Opts& o) {
   UVIT_CHECK(!o.clip.empty(), "extract-features --captions needs --clip (CLIP text weights)");
-  const AutoencoderConfig cfg =
-      o.config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o.config);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  UVIT_CHECK(o.latent_stats.empty() && o.write_stats.empty(),
+             "extract-features --captions: --latent-stats/--write-latent-stats apply to ImageNet "
+             "features only");
+  const Autoencoder ae =
+      Autoencoder::load(o.weights, autoencoder_config_from(o.config), o.device, o.precision);
+  print_skipped(ae, o.weights, o.quiet);
   const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
   auto be = make_encoder_backend(o.device, o.precision);
   ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
@@ -82,6 +91,132 @@ void extract_mscoco(const Opts& o) {
                  (long long)r.images, (long long)r.captions, o.out.c_str(), o.split.c_str(), s);
 }
 
+// Images i (and, with flips, their mirror images after them) as one batch [k or 2k, 3, R, R];
+// labels[j] of image j.
+Array load_images(const Dataset& ds, const std::vector<int64_t>& images, int64_t R, bool flips,
+                  std::vector<int64_t>& labels) {
+  const int m = int(images.size());
+  const int64_t img = 3 * R * R;
+  // [originals..., flips...] as the official torch.cat([img, img.flip(-1)]).
+  Array x(DType::F32, {(flips ? 2 : 1) * m, 3, R, R});
+  float* xd = x.as<float>();
+  labels.assign(size_t(m), 0);
+  DrawRng rng{};  // the center-crop transform draws nothing
+  std::string err;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int j = 0; j < m; ++j) {
+    try {
+      labels[size_t(j)] = ds.get(images[size_t(j)], xd + j * img, nullptr, rng);
+      if (!flips) continue;
+      const float* src = xd + j * img;
+      float* dst = xd + (m + j) * img;
+      for (int64_t row = 0; row < 3 * R; ++row)
+        for (int64_t c = 0; c < R; ++c) dst[row * R + c] = src[row * R + (R - 1 - c)];
+    } catch (const std::exception& e) {
+#pragma omp critical
+      if (err.empty()) err = e.what();
+    }
+  }
+  UVIT_CHECK(err.empty(), err);
+  return x;
+}
+
+// LightningDiT's statistics: min(10000, n) images drawn without replacement (a partial
+// Fisher-Yates shuffle on a fixed Philox stream), one posterior sample of each, no flips.
+LatentStats compute_latent_stats(const Opts& o, const Dataset& ds, const Autoencoder& ae) {
+  constexpr int64_t kStatsImages = 10000;
+  const int64_t n = ds.size(), k = std::min(n, kStatsImages);
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm[size_t(i)] = i;
+  const Philox pick(0, 0x9c4);  // not the stream of the posterior samples
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t j =
+        i + int64_t(uint64_t(pick.bits(uint64_t(2 * i))) << 32 | pick.bits(uint64_t(2 * i + 1))) %
+                (n - i);
+    std::swap(perm[size_t(i)], perm[size_t(j)]);
+  }
+  LatentStatsAccumulator acc(0);
+  Progress bar("latent stats", long(k), o.quiet);
+  std::vector<int64_t> labels;
+  for (int64_t b = 0; b < k; b += o.batch) {
+    const std::vector<int64_t> idx(perm.begin() + b, perm.begin() + std::min(k, b + o.batch));
+    const Array mom = ae.encode_moments(load_images(ds, idx, o.resolution, false, labels));
+    const int64_t per = mom.numel() / mom.shape[0];
+    for (size_t j = 0; j < idx.size(); ++j)
+      acc.add(Array::from_f32({mom.shape[1], mom.shape[2], mom.shape[3]},
+                              mom.as<float>() + int64_t(j) * per),
+              uint64_t(idx[j]));
+    bar.update(long(b + int64_t(idx.size())));
+  }
+  bar.finish();
+  return acc.finish();
+}
+
+void extract_imagenet(const Opts& o) {
+  UVIT_CHECK(o.latent_stats.empty() || o.write_stats.empty(),
+             "give --latent-stats or --write-latent-stats, not both");
+  if (!o.write_stats.empty()) check_output("--write-latent-stats", o.write_stats, {".safetensors"});
+  const AutoencoderConfig cfg = autoencoder_config_from(o.config);
+  const int f = cfg.downsample_factor();
+  UVIT_CHECK(cfg.in_channels == 3 && o.resolution % f == 0,
+             "extract-features: the feature layout needs an RGB autoencoder whose downsampling (",
+             f, ") divides --resolution ", o.resolution);
+  std::optional<LatentStats> stats;
+  if (!o.latent_stats.empty()) stats = load_latent_stats(o.latent_stats, cfg.embed_dim);
+  if (!o.write_stats.empty() && fs::exists(o.write_stats))
+    stats = load_latent_stats(o.write_stats, cfg.embed_dim);  // a resumed run keeps its stats
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  print_skipped(ae, o.weights, o.quiet);
+  const auto ds = make_imagenet_dataset(o.data, o.resolution);
+  const int64_t n = ds->size();
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
+  auto path = [&](int64_t f) { return cat(o.out, "/", f, ".npy"); };
+
+  // Resume: only images with a missing output are encoded again.
+  std::vector<Item> todo;
+  for (int64_t i = 0; i < n; ++i) {
+    const Item it = file_indices(i, n);
+    if (!fs::exists(path(it.file)) || !fs::exists(path(it.flip_file))) todo.push_back(it);
+  }
+  if (!o.quiet)
+    std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
+                 ds->describe().c_str(), (long long)n, (long long)(2 * n), o.out.c_str(),
+                 (long long)(n - int64_t(todo.size())));
+  if (!o.write_stats.empty() && !stats) {
+    UVIT_CHECK(todo.size() == size_t(n), o.out, ": holds features of ", n - int64_t(todo.size()),
+               " images but ", o.write_stats,
+               " is missing: their normalisation is unknown (use a new --out folder)");
+    stats = compute_latent_stats(o, *ds, ae);
+    save_latent_stats(o.write_stats, *stats);
+    if (!o.quiet) std::fprintf(stderr, "latent stats -> %s\n", o.write_stats.c_str());
+  }
+  const int64_t R = o.resolution;
+  Progress bar("extract", long(todo.size()), o.quiet);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> idx, labels;
+  for (size_t k = 0; k < todo.size(); k += size_t(o.batch)) {
+    const int m = int(std::min(todo.size() - k, size_t(o.batch)));
+    idx.clear();
+    for (int j = 0; j < m; ++j) idx.push_back(todo[k + size_t(j)].image);
+    Array mom = ae.encode_moments(load_images(*ds, idx, R, true, labels));
+    if (stats) normalize_moments(mom, *stats);
+    const int64_t per = mom.numel() / (2 * m);
+    for (int j = 0; j < 2 * m; ++j) {
+      const Item& it = todo[k + size_t(j % m)];
+      Array one =
+          Array::from_f32({mom.shape[1], mom.shape[2], mom.shape[3]}, mom.as<float>() + j * per);
+      const auto bytes = encode_feature_record(one, labels[size_t(j % m)]);
+      write_file_atomic(path(j < m ? it.file : it.flip_file), bytes.data(), bytes.size());
+    }
+    bar.update(long(k) + m);
+  }
+  bar.finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+}
+
 }  // namespace
 
 void add_extract_features(CLI::App& app) {
@@ -94,11 +229,13 @@ void add_extract_features(CLI::App& app) {
                   "image folder (or its train/ subfolder): files <synset>_*.{jpg,png,...}, "
                   "the label is the sorted index of the synset prefix")
       ->required();
-  cmd->add_option("--weights,-w", o->weights, "autoencoder_kl.pth or .safetensors")->required();
+  cmd->add_option("--weights,-w", o->weights,
+                  "autoencoder_kl.pth, a VA-VAE .pt (other modules skipped) or .safetensors")
+      ->required();
   cmd->add_option("--out,-o", o->out, "feature folder ({idx}.npy files)")->required();
   cmd->add_option("--resolution", o->resolution, "256 or 512 (default 256)")
       ->check(CLI::IsMember({256, 512}));
-  cmd->add_option("--config,-c", o->config, "autoencoder JSON (default: Stable Diffusion kl-f8)");
+  cmd->add_option("--config,-c,--autoencoder-config", o->config, kAutoencoderConfigHelp);
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
       ->check(at_least(1));
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
@@ -113,70 +250,16 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--vocab", o->vocab, "MS-COCO: CLIP vocabulary (default: data/clip)");
   cmd->add_option("--split", o->split, "MS-COCO: output subfolder, train or val (default train)")
       ->check(CLI::IsMember({"train", "val"}));
+  cmd->add_option("--latent-stats", o->latent_stats,
+                  std::string(kLatentStatsHelp) +
+                      ": the files hold the moments of (z - mean) / std (no scale factor)");
+  cmd->add_option("--write-latent-stats", o->write_stats,
+                  "compute the per-channel mean/std as LightningDiT does (one posterior sample of "
+                  "up to 10000 random images, no flips) and write them (.safetensors); a file "
+                  "already there is reused; then normalise as --latent-stats");
   cmd->callback([o] {
     if (!o->captions.empty()) return extract_mscoco(*o);
-    const AutoencoderConfig cfg =
-        o->config.empty() ? AutoencoderConfig{} : load_autoencoder_config(o->config);
-    UVIT_CHECK(cfg.embed_dim == 4 && cfg.in_channels == 3 && cfg.downsample_factor() == 8,
-               "extract-features: the feature layout needs an RGB kl-f8 autoencoder with "
-               "embed_dim 4 (moments [8, res/8, res/8])");
-    const Autoencoder ae = Autoencoder::load(o->weights, cfg, o->device, o->precision);
-    const auto ds = make_imagenet_dataset(o->data, o->resolution);
-    const int64_t n = ds->size();
-    std::error_code ec;
-    fs::create_directories(o->out, ec);
-    UVIT_CHECK(!ec, o->out, ": cannot create directory: ", ec.message());
-    auto path = [&](int64_t f) { return cat(o->out, "/", f, ".npy"); };
-
-    // Resume: only images with a missing output are encoded again.
-    std::vector<Item> todo;
-    for (int64_t i = 0; i < n; ++i) {
-      const Item it = file_indices(i, n);
-      if (!fs::exists(path(it.file)) || !fs::exists(path(it.flip_file))) todo.push_back(it);
-    }
-    if (!o->quiet)
-      std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
-                   ds->describe().c_str(), (long long)n, (long long)(2 * n), o->out.c_str(),
-                   (long long)(n - int64_t(todo.size())));
-    const int64_t R = o->resolution, img = 3 * R * R;
-    Progress bar("extract", long(todo.size()), o->quiet);
-    const auto t0 = std::chrono::steady_clock::now();
-    DrawRng rng{};  // the center-crop transform draws nothing
-    for (size_t k = 0; k < todo.size(); k += size_t(o->batch)) {
-      const int m = int(std::min(todo.size() - k, size_t(o->batch)));
-      // [originals..., flips...] as the official torch.cat([img, img.flip(-1)]).
-      Array x(DType::F32, {2 * m, 3, R, R});
-      float* xd = x.as<float>();
-      std::vector<int64_t> labels(static_cast<size_t>(m));
-      std::string err;
-#pragma omp parallel for schedule(dynamic, 1)
-      for (int j = 0; j < m; ++j) {
-        try {
-          labels[size_t(j)] = ds->get(todo[k + size_t(j)].image, xd + j * img, nullptr, rng);
-          const float* src = xd + j * img;
-          float* dst = xd + (m + j) * img;
-          for (int64_t row = 0; row < 3 * R; ++row)
-            for (int64_t c = 0; c < R; ++c) dst[row * R + c] = src[row * R + (R - 1 - c)];
-        } catch (const std::exception& e) {
-#pragma omp critical
-          if (err.empty()) err = e.what();
-        }
-      }
-      UVIT_CHECK(err.empty(), err);
-      const Array mom = ae.encode_moments(x);
-      const int64_t per = mom.numel() / (2 * m);
-      for (int j = 0; j < 2 * m; ++j) {
-        const Item& it = todo[k + size_t(j % m)];
-        Array one =
-            Array::from_f32({mom.shape[1], mom.shape[2], mom.shape[3]}, mom.as<float>() + j * per);
-        const auto bytes = encode_feature_record(one, labels[size_t(j % m)]);
-        write_file_atomic(path(j < m ? it.file : it.flip_file), bytes.data(), bytes.size());
-      }
-      bar.update(long(k) + m);
-    }
-    bar.finish();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!o->quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+    extract_imagenet(*o);
   });
 }
 

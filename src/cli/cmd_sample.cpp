@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -92,13 +93,16 @@ void add_sample(CLI::App& app) {
     check_output("--latents", o->latents, {".npy"});
     check_output_dir("--dir", o->dir);
     const bool latent = cfg.json.contains("z_shape");
-    UVIT_CHECK(!latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
-               " is a latent model: give --autoencoder autoencoder_kl.pth to decode its samples "
-               "(or only --latents FILE)");
+    UVIT_CHECK(
+        !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
+        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+        "decode its samples (or only --latents FILE)");
     std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
     if (latent && images) {
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config, o->device,
+      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
+                                         o->latent_stats, o->device,
                                          encoders_beside(o->device, o->precision)));
+      print_skipped(*ae, o->autoencoder, o->quiet);
     }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     UVIT_CHECK(nc.text_conditional() || prompts.empty(), "config ", cfg.config_name,

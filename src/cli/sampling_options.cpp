@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
@@ -100,9 +101,15 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", o.precision, kPrecisionHelp);
   cmd->add_option("--autoencoder", o.autoencoder,
-                  "latent models: autoencoder_kl.pth (or .safetensors) that decodes the samples");
+                  "latent models: the autoencoder weights that decode the samples "
+                  "(autoencoder_kl.pth, a VA-VAE .pt, or .safetensors)");
   cmd->add_option("--autoencoder-config", o.autoencoder_config,
-                  "autoencoder JSON (default: Stable Diffusion kl-f8; scale_factor: the preset's)");
+                  std::string(kAutoencoderConfigHelp) +
+                      " (default: the preset's autoencoder.config; scale_factor: the preset's)");
+  cmd->add_option("--latent-stats", o.latent_stats,
+                  std::string("latent models: ") + kLatentStatsHelp +
+                      "; decoded as z * std / scale_factor + mean (default: the preset's "
+                      "autoencoder.latent_stats, else none)");
 }
 
 }  // namespace uvit::cli

@@ -12,7 +12,8 @@
 namespace uvit::cli {
 
 struct SamplingOptions {
-  std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config;
+  std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config,
+                                        latent_stats;
   int steps = 0, batch = 0, skip_cache = 0;
   double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
   double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
@@ -37,8 +38,8 @@ std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
 
 // Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
 // --guidance-channels, the flow options --shift, --cfg-interval, --atol, --rtol, --seed, --batch,
-// --set, --quiet,
-// --device (help: what runs on it), --precision, --autoencoder and --autoencoder-config.
+// --set, --quiet, --device (help: what runs on it), --precision, --autoencoder,
+// --autoencoder-config and --latent-stats.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help);
 
 }  // namespace uvit::cli

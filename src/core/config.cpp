@@ -109,6 +109,8 @@ constexpr Field kFields[] = {
     {"lr_scheduler", "warmup_steps", Kind::NonNegInt},
     {"autoencoder", "pretrained_path", Kind::String},
     {"autoencoder", "scale_factor", Kind::PosNumber},
+    {"autoencoder", "config", Kind::String},        // a built-in name or JSON (docs/autoencoder.md)
+    {"autoencoder", "latent_stats", Kind::String},  // per-channel mean/std file
     {"dataset", "name", Kind::String},
     {"dataset", "path", Kind::String},
     {"dataset", "random_flip", Kind::Bool},

@@ -1,4 +1,5 @@
 // The "dataset" section of a config -> a Dataset and the loader flags the official pipeline uses.
+#include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 
@@ -46,6 +47,8 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
     const auto& ae = config["autoencoder"];
     if (ae.contains("scale_factor") && ae["scale_factor"].is_number())
       o.scale_factor = ae["scale_factor"].get<double>();
+    else if (ae.contains("config") && ae["config"].is_string())  // e.g. vavae_f16d32: 1
+      o.scale_factor = autoencoder_config_from(ae["config"].get<std::string>()).scale_factor;
   }
   if (!path_override.empty()) o.path = path_override;
   UVIT_CHECK(o.p_uncond >= 0 && o.p_uncond <= 1, "config dataset.p_uncond: ", o.p_uncond,

@@ -27,12 +27,13 @@ bool parse_index(const std::string& s, int64_t& v) {
   return true;
 }
 
-void sample_posterior(const Array& moments, const std::string& path, int64_t h, float scale,
-                      float* x, const DrawRng& rng) {
-  UVIT_CHECK(moments.shape == std::vector<int64_t>({8, h, h}), path, ": moments have shape ",
-             shape_str(moments.shape), ", expected [8, ", h, ", ", h, "]");
+// Moments [2c, h, h]: 8 channels for SD's kl-f8, 64 for the VA-VAE f16d32.
+void sample_posterior(const Array& moments, const std::string& path, int64_t c, int64_t h,
+                      float scale, float* x, const DrawRng& rng) {
+  UVIT_CHECK(moments.shape == std::vector<int64_t>({2 * c, h, h}), path, ": moments have shape ",
+             shape_str(moments.shape), ", expected [", 2 * c, ", ", h, ", ", h, "]");
   std::vector<float> m = moments.to_f32();
-  int64_t n = 4 * h * h;
+  int64_t n = c * h * h;
   Philox eps = rng.stream(kRngPosterior);
   uint64_t base = uint64_t(rng.position) * uint64_t(n);
   for (int64_t j = 0; j < n; ++j) {
@@ -44,27 +45,28 @@ void sample_posterior(const Array& moments, const std::string& path, int64_t h, 
 
 class ImageNetFeatures : public Dataset {
  public:
-  ImageNetFeatures(std::string dir, int64_t n, int64_t h, float scale)
-      : dir_(std::move(dir)), n_(n), h_(h), scale_(scale) {}
+  ImageNetFeatures(std::string dir, int64_t n, int64_t c, int64_t h, int resolution, float scale)
+      : dir_(std::move(dir)), n_(n), c_(c), h_(h), res_(resolution), scale_(scale) {}
   int64_t size() const override { return n_; }
-  std::array<int64_t, 3> item_shape() const override { return {4, h_, h_}; }
+  std::array<int64_t, 3> item_shape() const override { return {c_, h_, h_}; }
   int num_classes() const override { return 1000; }
   int64_t get(int64_t i, float* x, float*, const DrawRng& rng) const override {
     UVIT_CHECK(i >= 0 && i < n_, dir_, ": index ", i, " out of range");
     std::string path = cat(dir_, "/", i, ".npy");
     data::FeatureRecord r = data::load_feature_record(path);
     UVIT_CHECK(r.label >= 0 && r.label < 1000, path, ": label ", r.label, " outside 0..999");
-    sample_posterior(r.moments, path, h_, scale_, x, rng);
+    sample_posterior(r.moments, path, c_, h_, scale_, x, rng);
     return r.label;
   }
   std::string describe() const override {
-    return cat("imagenet", h_ * 8, "_features ", dir_, ": ", n_, " moments [8,", h_, ",", h_,
-               "], 1000 classes, scale ", scale_);
+    return cat("imagenet", res_, "_features ", dir_, ": ", n_, " moments [", 2 * c_, ",", h_, ",",
+               h_, "], 1000 classes, scale ", scale_);
   }
 
  private:
   std::string dir_;
-  int64_t n_, h_;
+  int64_t n_, c_, h_;
+  int res_;
   float scale_;
 };
 
@@ -79,7 +81,7 @@ class CocoFeatures : public Dataset {
   int64_t get(int64_t i, float* x, float* ctx, const DrawRng& rng) const override {
     UVIT_CHECK(i >= 0 && i < size(), dir_, ": index ", i, " out of range");
     std::string path = cat(dir_, "/", i, ".npy");
-    sample_posterior(load_npy(path), path, 32, scale_, x, rng);
+    sample_posterior(load_npy(path), path, 4, 32, scale_, x, rng);
     // random.randint(0, n - 1): one caption uniformly.
     int n = ncap_[size_t(i)];
     int k = std::min(n - 1, int(rng.stream(kRngCaption).uniform(uint64_t(rng.position)) * n));
@@ -129,13 +131,18 @@ std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, 
       UVIT_CHECK(fs::exists(cat(dir, "/", i, ".npy")), dir, ": feature file ", i,
                  ".npy is missing (found ", count, " files up to index ", maxi, ")");
   }
-  int64_t h = resolution / 8;
+  // The latent geometry comes from the first file: [8, r/8, r/8] (SD kl-f8) or [64, r/16, r/16]
+  // (VA-VAE f16d32), any [2C, r/f, r/f] with f a power of two.
   std::string first = dir + "/0.npy";
   data::FeatureRecord r = data::load_feature_record(first);
-  UVIT_CHECK(r.moments.shape == std::vector<int64_t>({8, h, h}), first, ": moments have shape ",
-             shape_str(r.moments.shape), ", expected [8, ", h, ", ", h, "] for resolution ",
-             resolution);
-  return std::make_shared<ImageNetFeatures>(dir, count, h, float(scale_factor));
+  const auto& s = r.moments.shape;
+  const int64_t h = s.size() == 3 ? s[1] : 0;
+  UVIT_CHECK(s.size() == 3 && s[0] > 0 && s[0] % 2 == 0 && h > 0 && s[2] == h &&
+                 resolution % h == 0 && ((resolution / h) & (resolution / h - 1)) == 0,
+             first, ": moments have shape ", shape_str(s), ", expected [2C, ", resolution, "/f, ",
+             resolution, "/f] (f a power of two) for resolution ", resolution);
+  return std::make_shared<ImageNetFeatures>(dir, count, s[0] / 2, h, resolution,
+                                            float(scale_factor));
 }
 
 std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,

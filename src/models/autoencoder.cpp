@@ -1,4 +1,5 @@
-// The KL autoencoder's forward passes (SPEC 13): NCHW fp32 through the Backend (CPU or CUDA).
+// The KL autoencoder's forward passes (SPEC 13; VA-VAE in docs/autoencoder.md): NCHW fp32 through
+// the Backend (CPU or CUDA).
 #include "uvit/autoencoder.hpp"
 
 #include <algorithm>
@@ -105,7 +106,11 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
-    : cfg_(cfg), be_(std::move(be)) {
+    : cfg_(cfg),
+      skipped_(keep_autoencoder_tensors(weights)),
+      z_mul_(size_t(cfg.embed_dim), 1.f),
+      z_add_(size_t(cfg.embed_dim), 0.f),
+      be_(std::move(be)) {
   const bool diffusers = autoencoder_from_diffusers(weights, int(cfg.ch_mult.size()));
   check_autoencoder_weights(weights, cfg, diffusers ? what + " (diffusers layout)" : what);
   const auto expected = autoencoder_param_shapes(cfg);
@@ -129,6 +134,14 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
     ptr_[name] = base + off;
     off += n;
   }
+}
+
+void Autoencoder::set_latent_stats(const LatentStats& stats) {
+  UVIT_CHECK(stats.channels() == cfg_.embed_dim && stats.std.size() == stats.mean.size(),
+             "latent stats have ", stats.channels(), " channels, the autoencoder's latents ",
+             cfg_.embed_dim);
+  z_mul_ = stats.std;
+  z_add_ = stats.mean;
 }
 
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
@@ -271,7 +284,12 @@ Array Autoencoder::decode(const Array& z) const {
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   std::vector<float> host = z.to_f32();
   const float sf = float(cfg_.scale_factor);
-  for (auto& v : host) v /= sf;  // divided, as the official z / scale_factor
+  const size_t plane = size_t(s[2] * s[3]);
+  // As LightningDiT's (z * std) / multiplier + mean; SD's z / scale_factor when std 1, mean 0.
+  for (size_t i = 0; i < host.size(); ++i) {
+    const size_t c = (i / plane) % size_t(cfg_.embed_dim);
+    host[i] = host[i] * z_mul_[c] / sf + z_add_[c];
+  }
   be_->upload(x.d, host.data(), host.size() * sizeof(float));
   conv("post_quant_conv", x, h, 1, 1, 0, 0);
   Tensor y = run_decoder(std::move(h));

@@ -1,5 +1,6 @@
 // The autoencoder's JSON config (official ddconfig field names) and its state_dict key layout.
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -99,6 +100,69 @@ AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::s
 AutoencoderConfig load_autoencoder_config(const std::string& path) {
   const std::vector<uint8_t> b = read_file(path);
   return parse_autoencoder_config(std::string(b.begin(), b.end()), path);
+}
+
+namespace {
+
+// LightningDiT tokenizer/configs/vavae_f16d32.yaml (ddconfig) and tokenizer/autoencoder.py: the
+// VA-VAE has no scale factor (latent statistics instead: latent_multiplier 1.0).
+AutoencoderConfig vavae_f16d32() {
+  AutoencoderConfig c;
+  c.z_channels = c.embed_dim = 32;
+  c.ch_mult = {1, 1, 2, 2, 4};
+  c.attn_resolutions = {16};
+  c.scale_factor = 1.0;
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> autoencoder_config_names() { return {"sd_kl_f8", "vavae_f16d32"}; }
+
+namespace {
+
+// "sd_kl_f8, vavae_f16d32", for error messages.
+std::string config_name_list() {
+  std::string s;
+  for (const std::string& n : autoencoder_config_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+}  // namespace
+
+AutoencoderConfig autoencoder_config_from(const std::string& name_or_path) {
+  if (name_or_path.empty() || name_or_path == "sd_kl_f8") return AutoencoderConfig{};
+  if (name_or_path == "vavae_f16d32") return vavae_f16d32();
+  UVIT_CHECK(std::filesystem::is_regular_file(name_or_path), "unknown autoencoder config '",
+             name_or_path, "' (not a file; built-in: ", config_name_list(), ")");
+  return load_autoencoder_config(name_or_path);
+}
+
+std::string keep_autoencoder_tensors(NamedArrays& weights) {
+  static const char* kModules[] = {"encoder.", "decoder.", "quant_conv.", "post_quant_conv."};
+  std::map<std::string, int> skipped;  // first name component -> count
+  size_t n = 0;
+  NamedArrays kept;
+  kept.reserve(weights.size());
+  for (auto& [name, a] : weights) {
+    bool ours = false;
+    for (const char* m : kModules) ours = ours || name.rfind(m, 0) == 0;
+    if (ours) {
+      kept.emplace_back(std::move(name), std::move(a));
+    } else {
+      ++skipped[name.substr(0, name.find('.'))];
+      ++n;
+    }
+  }
+  weights = std::move(kept);
+  if (n == 0) return "";
+  std::string line = cat("skipped ", n, " tensors outside the autoencoder:");
+  const char* sep = " ";
+  for (const auto& [prefix, count] : skipped) {
+    line += cat(sep, prefix, ".* (", count, ")");
+    sep = ", ";
+  }
+  return line;
 }
 
 // Module registration order of libs/autoencoder.py, so the list reads like the state_dict.
@@ -299,20 +363,37 @@ void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConf
                what, ": ", name, " has dtype ", dtype_name(a.dtype), ", expected a float type");
   }
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
-             " autoencoder weights, first '", first_missing, "' (is this autoencoder_kl.pth?)");
+             " autoencoder weights, first '", first_missing,
+             "' (does the autoencoder config match the weights? built-in: ", config_name_list(),
+             ")");
   for (const auto& [name, a] : weights)
     UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
                weights.size() - expected.size(), " extra; does the config match the weights?)");
 }
 
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config_path, const std::string& device,
-                                    const std::string& precision) {
-  AutoencoderConfig ac =
-      config_path.empty() ? AutoencoderConfig{} : load_autoencoder_config(config_path);
-  ac.scale_factor =
-      preset.value("autoencoder", nlohmann::json::object()).value("scale_factor", ac.scale_factor);
-  return Autoencoder::load(path, ac, device, precision);
+                                    const std::string& config, const std::string& latent_stats,
+                                    const std::string& device, const std::string& precision) {
+  const nlohmann::json section = preset.value("autoencoder", nlohmann::json::object());
+  const std::string config_name = !config.empty() ? config : section.value("config", "");
+  AutoencoderConfig ac = autoencoder_config_from(config_name);
+  ac.scale_factor = section.value("scale_factor", ac.scale_factor);
+  if (preset.contains("z_shape") && preset["z_shape"].is_array() && !preset["z_shape"].empty()) {
+    const int c = preset["z_shape"][0].get<int>();
+    UVIT_CHECK(c == ac.embed_dim, "the preset's latents have ", c,
+               " channels, the autoencoder config ",
+               config_name.empty() ? std::string("sd_kl_f8") : config_name, " has embed_dim ",
+               ac.embed_dim, " (give --autoencoder-config",
+               c == 32 ? " vavae_f16d32)" : " with a matching embed_dim)");
+  }
+  // Checked before the weights load (seconds), which is checked before sampling (hours).
+  const std::string stats_path =
+      !latent_stats.empty() ? latent_stats : section.value("latent_stats", "");
+  const LatentStats stats =
+      stats_path.empty() ? LatentStats{} : load_latent_stats(stats_path, ac.embed_dim);
+  Autoencoder ae = Autoencoder::load(path, ac, device, precision);
+  if (!stats_path.empty()) ae.set_latent_stats(stats);
+  return ae;
 }
 
 }  // namespace uvit

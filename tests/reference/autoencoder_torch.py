@@ -8,8 +8,18 @@ Usage:
                                              ae_small_diffusers_{new,old}.bin (to_diffusers),
                                              ae_images.npy, ae_z.npy, ae_moments.npy, ae_decoded.npy
                                              (references in float64 from the float32 weights/inputs)
-  autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32]
-                                             SD config, random weights: decode one 4xSxS latent
+  autoencoder_torch.py vavae-fixtures --out DIR
+                                             the VA-VAE family (LightningDiT tokenizer/autoencoder.py):
+                                             DIR/vavae_small.{json,pt} (5 levels, attention at a middle
+                                             level, z 8; the .pt nested under "state_dict" with loss.*,
+                                             foundation_model.*, linear_proj.* tensors beside),
+                                             vavae_small_{images,moments,z,decoded}.npy (decoded from
+                                             z * std + mean), vavae_small_stats.pt {"mean","std"};
+                                             vavae_f16d32_synth.pt: the real f16d32 key set and shapes
+                                             (views of one 9 MB storage) with the extra tensors, and
+                                             vavae_f16d32_{image,moments,z,decoded}.npy at 32x32 px
+  autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32] [--config sd_kl_f8|vavae_f16d32|C]
+                                             random weights (SD config by default): decode one CxSxS latent
   autoencoder_torch.py check-sd              SD key count (248) and parameter count (83,653,863)
   autoencoder_torch.py save --out FILE [--config C] [--seed S]
                                              random weights (SD config by default), torch.save'd
@@ -300,6 +310,82 @@ def cmd_fixtures(args):
     print("keys", len(model.state_dict()), "moments", tuple(moments.shape), "decoded", tuple(decoded.shape))
 
 
+VAVAE_F16D32 = dict(double_z=True, z_channels=32, resolution=256, in_channels=3, out_ch=3, ch=128,
+                    ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0)
+
+
+def vavae_extras():
+    """Tensors of the other modules a VA-VAE training checkpoint holds (vavae/ldm/models/autoencoder.py:
+    loss = LPIPSWithDiscriminator, foundation_model = DINOv2 ViT-L, linear_proj = reverse projection
+    32 -> 1024); shapes as there, a few of each."""
+    g = torch.Generator().manual_seed(3)
+    r = lambda *s: torch.randn(*s, generator=g)
+    return collections.OrderedDict([
+        ("loss.logvar", torch.zeros(())),
+        ("loss.perceptual_loss.net.slice1.0.weight", r(64, 3, 3, 3)),
+        ("loss.discriminator.main.0.weight", r(64, 3, 4, 4)),
+        ("foundation_model.model.cls_token", r(1, 1, 1024)),
+        ("foundation_model.model.blocks.0.norm1.weight", r(1024)),
+        ("linear_proj.weight", r(1024, 32, 1, 1)),
+    ])
+
+
+def lightning_checkpoint(sd):
+    """As a Lightning checkpoint: the state_dict (model tensors + extras) under "state_dict"."""
+    full = collections.OrderedDict(sd)
+    full.update(vavae_extras())
+    return {"epoch": 7, "global_step": 1234, "state_dict": full}
+
+
+def cmd_vavae_fixtures(args):
+    os.makedirs(args.out, exist_ok=True)
+    out = lambda n: os.path.join(args.out, n)
+    # A small member of the family: 5 levels like f16d32, attention at the 16x16 level of a 64 px
+    # config = level 2 of 5 (neither the top nor the lowest), z_channels = embed_dim = 8.
+    dd = dict(double_z=True, z_channels=8, resolution=64, in_channels=3, out_ch=3, ch=32,
+              ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0)
+    with open(out("vavae_small.json"), "w") as f:
+        json.dump({"ddconfig": dd, "embed_dim": 8, "scale_factor": 1.0}, f)
+    model = randomize(FrozenAutoencoderKL(dd, 8, 1.0), 11)
+    torch.save(lightning_checkpoint(model.state_dict()), out("vavae_small.pt"))
+    g = torch.Generator().manual_seed(12)
+    images = (torch.rand(2, 3, 64, 96, generator=g) * 2 - 1).float()  # non-square
+    z = torch.randn(2, 8, 4, 6, generator=g).float()
+    mean = (0.5 * torch.randn(1, 8, 1, 1, generator=g)).float()
+    std = (0.5 + torch.rand(1, 8, 1, 1, generator=g)).float()
+    torch.save({"mean": mean, "std": std}, out("vavae_small_stats.pt"))  # as latents_stats.pt
+    m64 = model.double()
+    with torch.no_grad():
+        moments = m64.encode_moments(images.double()).float()
+        # LightningDiT inference.py: (z * std) / latent_multiplier + mean, multiplier 1.0.
+        decoded = m64.decode(z.double() * std.double() + mean.double()).float()
+    for n, a in (("images", images), ("moments", moments), ("z", z), ("decoded", decoded)):
+        np.save(out("vavae_small_%s.npy" % n), a.numpy())
+
+    # The real f16d32 geometry, cheaply: every tensor a view into one shared storage (the largest
+    # tensor's size), at its own offset, so the .pt stays ~9 MB instead of ~280 MB.
+    big = FrozenAutoencoderKL(VAVAE_F16D32, 32, 1.0)
+    shapes = [(k, v.shape) for k, v in big.state_dict().items()]
+    n_max = max(int(np.prod(s)) for _, s in shapes)
+    base = (torch.rand(n_max + 4096, generator=torch.Generator().manual_seed(13)) * 0.06 - 0.03).float()
+    sd = collections.OrderedDict()
+    for i, (k, s) in enumerate(shapes):
+        n = int(np.prod(s))
+        off = (i * 257) % (base.numel() - n + 1)
+        sd[k] = base[off:off + n].view(s)
+    torch.save(lightning_checkpoint(sd), out("vavae_f16d32_synth.pt"))
+    big.load_state_dict(sd, strict=True)
+    big = big.eval().double()
+    image = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1).float()
+    zb = torch.randn(1, 32, 2, 2, generator=g).float()
+    with torch.no_grad():
+        mb = big.encode_moments(image.double()).float()
+        db = big.decode(zb.double()).float()
+    for n, a in (("image", image), ("moments", mb), ("z", zb), ("decoded", db)):
+        np.save(out("vavae_f16d32_%s.npy" % n), a.numpy())
+    print("f16d32 keys", len(shapes), "params", sum(int(np.prod(s)) for _, s in shapes))
+
+
 def sd_model(seed=0):
     return randomize(FrozenAutoencoderKL(SD_DDCONFIG, 4), seed)
 
@@ -313,8 +399,11 @@ def cmd_check_sd(_):
 
 
 def load_cfg(path):
-    if not path:
+    """A JSON config, or the built-in names of uvit's autoencoder_config_from."""
+    if not path or path == "sd_kl_f8":
         return dict(ddconfig=SD_DDCONFIG, embed_dim=4, scale_factor=0.18215)
+    if path == "vavae_f16d32":
+        return dict(ddconfig=VAVAE_F16D32, embed_dim=32, scale_factor=1.0)
     with open(path) as f:
         c = json.load(f)
     dd = dict(SD_DDCONFIG)
@@ -348,8 +437,9 @@ def cmd_run(args):
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    model = sd_model(0).to(dev)
-    z = torch.randn(args.batch, 4, args.latent, args.latent,
+    c = load_cfg(args.config)
+    model = randomize(FrozenAutoencoderKL(c["ddconfig"], c["embed_dim"], c["scale_factor"]), 0).to(dev)
+    z = torch.randn(args.batch, c["embed_dim"], args.latent, args.latent,
                     generator=torch.Generator().manual_seed(1)).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     with torch.no_grad():
@@ -380,7 +470,10 @@ def main():
     p.add_argument("--latent", type=int, default=32)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--config", default="", help="JSON, sd_kl_f8 (default) or vavae_f16d32")
     sub.add_parser("check-sd")
+    p = sub.add_parser("vavae-fixtures")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("save")
     p.add_argument("--out", required=True)
     p.add_argument("--config", default="")
@@ -397,7 +490,7 @@ def main():
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"fixtures": cmd_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
+    {"fixtures": cmd_fixtures, "vavae-fixtures": cmd_vavae_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
      "to-diffusers": cmd_to_diffusers, "run": cmd_run}[args.cmd](args)
 
 

@@ -326,8 +326,13 @@ TEST(Autoencoder, StrictLoadingNamesTheKey) {
       std::string::npos)
       << err(missing, cfg);
   NamedArrays extra = good;
-  extra.push_back({"loss.discriminator.weight", Array(DType::F32, {1})});
-  EXPECT_NE(err(extra, cfg).find("unexpected key 'loss.discriminator.weight'"), std::string::npos);
+  extra.push_back({"encoder.extra.weight", Array(DType::F32, {1})});
+  EXPECT_NE(err(extra, cfg).find("unexpected key 'encoder.extra.weight'"), std::string::npos);
+  // Tensors of other modules (a VA-VAE checkpoint's loss.*, foundation_model.*) are skipped.
+  NamedArrays others = good;
+  others.push_back({"loss.discriminator.weight", Array(DType::F32, {1})});
+  EXPECT_EQ(Autoencoder(cfg, others, "w.pth").skipped(),
+            "skipped 1 tensors outside the autoencoder: loss.* (1)");
   NamedArrays bad_shape = good;
   bad_shape[0].second = Array(DType::F32, {32, 3, 3, 1});
   EXPECT_NE(err(bad_shape, cfg).find("encoder.conv_in.weight has shape [32, 3, 3, 1]"),
@@ -454,7 +459,8 @@ TEST(Autoencoder, LoadsDiffusersLayouts) {
     if (name != "decoder.up_blocks.0.attentions.1.to_k.bias") missing.push_back({name, a});
   EXPECT_EQ(err(missing, cfg),
             "vae.bin (diffusers layout): missing 1 of 154 autoencoder weights, first "
-            "'decoder.up.1.attn.1.k.bias' (is this autoencoder_kl.pth?)");
+            "'decoder.up.1.attn.1.k.bias' (does the autoencoder config match the weights? "
+            "built-in: sd_kl_f8, vavae_f16d32)");
   NamedArrays extra = good;
   extra.push_back({"encoder.mid_block.attentions.0.rel_pos.weight", Array(DType::F32, {64})});
   EXPECT_NE(err(extra, cfg)

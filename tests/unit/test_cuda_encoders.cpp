@@ -89,6 +89,33 @@ TEST(CudaEncoders, AutoencoderMatchesCpu) {
   }
 }
 
+// The VA-VAE family (docs/autoencoder.md): 5 levels, attention at a middle level (16 px of a
+// 64 px config), z_channels = embed_dim = 8, decoded through per-channel latent statistics.
+TEST(CudaEncoders, VaVaeFamilyMatchesCpu) {
+  REQUIRE_CUDA();
+  AutoencoderConfig c = autoencoder_config_from("vavae_f16d32");
+  c.ch = 32;
+  c.resolution = 64;
+  c.z_channels = c.embed_dim = 8;
+  const LatentStats st{{0.1f, -0.2f, 0.3f, 0.f, 0.5f, -1.f, 0.2f, 0.4f},
+                       {0.5f, 1.5f, 1.f, 2.f, 0.8f, 1.2f, 0.9f, 1.1f}};
+  Autoencoder cpu(c, random_ae_weights(c, 3), "random", "cpu");
+  cpu.set_latent_stats(st);
+  for (const char* prec : {"fp32", "tf32"}) {
+    SCOPED_TRACE(prec);
+    const double tol = std::string(prec) == "fp32" ? 1e-4 : 1e-2;
+    Autoencoder gpu(c, random_ae_weights(c, 3), "random", "cuda", prec);
+    gpu.set_latent_stats(st);
+    std::mt19937 g(4);
+    const Array images = random_array({2, 3, 64, 96}, g, 0.5f);
+    test::compare(std::string(prec) + " vavae encode", gpu.encode_moments(images).to_f32(),
+                  cpu.encode_moments(images).to_f32(), tol);
+    const Array z = random_array({2, 8, 4, 6}, g, 1.f);
+    test::compare(std::string(prec) + " vavae decode", gpu.decode(z).to_f32(),
+                  cpu.decode(z).to_f32(), tol);
+  }
+}
+
 TEST(CudaEncoders, ClipTextModelMatchesCpu) {
   REQUIRE_CUDA();
   ClipTextConfig c;
