@@ -78,10 +78,9 @@ void add_eval(CLI::App& app) {
                   "all (Inception Score, FID, sFID, Precision, Recall; the default) or fid (FID, "
                   "sFID)")
       ->check(CLI::IsMember({"fid", "all"}));
-  cmd->add_option(
-      "--ref-features", o->ref_features,
-      "reference pool3 features .npy [N,2048] (uvit fid-features) for precision/recall "
-      "(default: the features of the reference batch's arr_0)");
+  cmd->add_option("--ref-features", o->ref_features,
+                  "reference pool3 features .npy [N,2048] (uvit fid-features) for precision/recall "
+                  "(default: the features of the reference batch's arr_0)");
   cmd->add_option("--inception", o->inception,
                   "FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: "
                   "$UVIT_INCEPTION)");

@@ -66,11 +66,14 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   std::unique_ptr<Progress> bar;
   const auto t0 = std::chrono::steady_clock::now();
   SteadyRate steady;
-  auto f = source_features(n, source, logits, [&](long done, long total) {
-    if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
-    bar->update(done, "", 1, "img/s");
-    steady.update(done);
-  }, spatial);
+  auto f = source_features(
+      n, source, logits,
+      [&](long done, long total) {
+        if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
+        bar->update(done, "", 1, "img/s");
+        steady.update(done);
+      },
+      spatial);
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
@@ -136,8 +139,8 @@ void add_fid(CLI::App& app) {
     std::printf("FID: %.6f\n", frechet_distance(a.fid, b.fid, o->a + " vs " + o->b));
     if (a.sfid && b.sfid) {
       UVIT_CHECK(a.sfid->dims == b.sfid->dims, o->a, " and ", o->b,
-                 ": sFID statistics of different dimensions (", a.sfid->dims, " and ",
-                 b.sfid->dims, ")");
+                 ": sFID statistics of different dimensions (", a.sfid->dims, " and ", b.sfid->dims,
+                 ")");
       std::printf("sFID: %.6f\n",
                   frechet_distance(*a.sfid, *b.sfid, o->a + " vs " + o->b + " (sFID)"));
     } else if (!o->quiet) {

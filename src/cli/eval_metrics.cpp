@@ -3,8 +3,8 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 #include "uvit/error.hpp"
 #include "uvit/inception.hpp"
@@ -71,8 +71,7 @@ std::string py_float(double v) {
 void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
                     const std::vector<float>& logits, const std::vector<float>& spatial, long n,
                     bool all, nlohmann::json& res) {
-  constexpr int D = FidInception::kDims, K = FidInception::kClasses,
-                S = FidInception::kSpatialDims;
+  constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
   if (all) {
     // The evaluator's: splits of 5000 samples; uvit's 10-split mean/std goes to the JSON too.
     const double is = inception_score_adm(logits.data(), n, K);
@@ -83,8 +82,8 @@ void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
       res["inception_score_10_splits"] = {{"mean", is10.mean}, {"std", is10.std}};
     }
   }
-  const double fid = frechet_distance(stats_from_features(pool3.data(), n, D), ref.fid,
-                                      "samples vs " + ref.path);
+  const double fid =
+      frechet_distance(stats_from_features(pool3.data(), n, D), ref.fid, "samples vs " + ref.path);
   res["fid"] = fid;
   std::printf("FID: %s\n", py_float(fid).c_str());
   if (ref.sfid) {
@@ -98,8 +97,8 @@ void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
   }
   if (!all) return;
   if (ref.n_pool3 > 3 && n > 3) {
-    const PrecisionRecall pr = precision_recall_adm(ref.pool3.data(), ref.n_pool3, pool3.data(),
-                                                    n, D, 3);
+    const PrecisionRecall pr =
+        precision_recall_adm(ref.pool3.data(), ref.n_pool3, pool3.data(), n, D, 3);
     res["precision"] = pr.precision;
     res["recall"] = pr.recall;
     std::printf("Precision: %s\nRecall: %s\n", py_float(pr.precision).c_str(),
