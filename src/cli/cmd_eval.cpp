@@ -60,9 +60,7 @@ bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
 
 void add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "eval",
-      "Sample N images and report Inception Score, FID, sFID, Precision and Recall (the ADM "
-      "evaluator's) against reference statistics or an ADM reference batch");
+      "eval", "Sample N images; report IS, FID, sFID, precision, recall as the ADM evaluator");
   struct Opts : SamplingOptions {
     std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "all", json;
     int n = 50000, chunk = 1000;

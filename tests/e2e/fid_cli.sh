@@ -133,6 +133,7 @@ run "$UVIT" "${E[@]}" --ref-features "$tmp/fdir.npy" --json "$tmp/ev.json"
 # The ADM evaluator's lines, in its order.
 [ "$(sed 's/: .*//' "$tmp/out" | tr '\n' ,)" = "Inception Score,FID,sFID,Precision,Recall," ] \
   && echo "ok: eval: $(tr '\n' ' ' <"$tmp/out")" || { fail "eval output"; cat "$tmp/out"; }
+cp "$tmp/out" "$tmp/out.all"
 first=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
 ls "$tmp/ev.npz.parts"/chunk_*.npz | wc -l | grep -q '^3$' || fail "eval: expected 3 chunks"
 rm "$tmp/ev.npz.parts/chunk_1.npz"
@@ -145,7 +146,12 @@ again=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
 import numpy as np, json
 a = np.load('$tmp/ev.npz')['arr_0']; assert a.shape == (12, 28, 28, 1) and a.dtype == np.uint8, a.shape
 j = json.load(open('$tmp/ev.json')); assert {'fid', 'sfid', 'inception_score', 'precision', 'recall'} <= set(j), j
-" && echo "ok: eval samples .npz and json" || fail "eval samples .npz / json"
+# The printed numbers are Python's repr of the values, as the evaluator's print shows them.
+keys = {'Inception Score': 'inception_score', 'FID': 'fid', 'sFID': 'sfid', 'Precision': 'precision', 'Recall': 'recall'}
+for line in open('$tmp/out.all'):
+    name, value = line.rstrip('\\n').split(': ')
+    assert value == repr(float(j[keys[name]])), (line, j[keys[name]])
+" && echo "ok: eval samples .npz, json, printed as repr" || fail "eval samples .npz / json / repr"
 
 # The samples batch, read the way the ADM evaluator streams arr_0 (zipfile + npy header 1.0/2.0).
 "$PY" - "$tmp/ev.npz" <<'PYEOF' && echo "ok: the evaluator's reader streams arr_0" || fail "evaluator reader"
