@@ -20,9 +20,15 @@ struct FidStats {
 
 // mu = mean over rows; sigma = unbiased (N - 1) covariance (np.cov(rowvar=False)). Needs n >= 2.
 FidStats stats_from_features(const float* features, long n, int dims);
-// .npz with keys "mu" [d] and "sigma" [d, d] (any float dtype; stored as float64).
-FidStats load_fid_stats(const std::string& path);
-void save_fid_stats(const std::string& path, const FidStats& s);  // atomic, float64
+// .npz with keys "mu" [d] and "sigma" [d, d] (any float dtype; stored as float64); with
+// spatial = true the sFID statistics "mu_s" and "sigma_s" instead (an ADM reference batch holds
+// both pairs next to its images arr_0). Only those two members are read.
+FidStats load_fid_stats(const std::string& path, bool spatial = false);
+// Writes mu, sigma and, when `spatial` is given, mu_s, sigma_s (the ADM evaluator's keys). Atomic,
+// float64.
+void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial = nullptr);
+// Whether the .npz `path` has a member named `key` (reads the zip directory only).
+bool npz_has(const std::string& path, const std::string& key);
 
 // sum_i sqrt(lambda_i) over the eigenvalues of s1 * s2, i.e. tr(sqrtm(s1 s2)), computed from the
 // symmetric PSD matrix sqrt(s1) s2 sqrt(s1) (eigenvalues clamped at 0, which equals the real part
@@ -49,12 +55,27 @@ struct PrecisionRecall {
 PrecisionRecall precision_recall(const float* real, long n_real, const float* fake, long n_fake,
                                  int dims, int k = 3);
 
+// The ADM evaluator's metrics (openai/guided-diffusion evaluations/evaluator.py; facts in
+// docs/evaluation.md "The ADM evaluator"). Its Inception Score: softmax of the logits, splits of
+// `split_size` consecutive samples (the last one shorter), the mean of exp(mean KL) over splits.
+double inception_score_adm(const float* logits, long n, int classes, long split_size = 5000);
+// Its precision/recall (ManifoldEstimator, k = 3): squared distances by blocks of row_batch x
+// col_batch points, each block first in float16 (TensorFlow's arithmetic: fp16 inputs, fp32
+// accumulation, every op rounded to fp16) and again in float32 when any fp16 value is not finite;
+// radius = the (k+1)-th smallest squared distance of a point's row (itself included); a point is
+// inside when its squared distance <= a radius.
+PrecisionRecall precision_recall_adm(const float* real, long n_real, const float* fake, long n_fake,
+                                     int dims, int k = 3, long row_batch = 10000,
+                                     long col_batch = 10000);
+
 // Images to features. A SOURCE is a folder of images (pytorch-fid's extensions, lowercase,
 // not recursive, sorted by path) or a .npy of uint8 images [N, H, W, C] (C = 1 or 3) or [N, H, W].
-// Returns pool3 [N, 2048] (and logits [N, 1008] when `logits` is non-null). progress(done, total).
+// Returns pool3 [N, 2048] (and logits [N, 1008] when `logits` is non-null, sFID's spatial features
+// [N, 2023] when `spatial` is). progress(done, total).
 std::vector<float> source_features(const FidInception& net, const std::string& source,
                                    std::vector<float>* logits = nullptr,
-                                   const std::function<void(long, long)>& progress = {});
+                                   const std::function<void(long, long)>& progress = {},
+                                   std::vector<float>* spatial = nullptr);
 // A .npy that already holds features: float32/float64 [N, 2048]. Non-features .npy -> false.
 bool is_feature_npy(const std::string& path);
 // Image files of a folder in pytorch-fid's order; throws when there are none.

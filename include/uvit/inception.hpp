@@ -29,6 +29,12 @@ class FidInception {
   static constexpr int kDims = 2048;     // pool3 features
   static constexpr int kClasses = 1008;  // fc outputs
   static constexpr int kSize = 299;      // network input size
+  // sFID's spatial features (docs/evaluation.md "sFID"): the ADM evaluator's `mixed_6/conv:0`
+  // (TF graph) = Mixed_6d.branch1x1 after its BatchNorm and ReLU here, its first 7 channels of
+  // 17x17, flattened in TF's NHWC order (h, w, c) as the evaluator reshapes them: 2023 values.
+  static constexpr int kSpatialChannels = 7;
+  static constexpr int kSpatialSide = 17;
+  static constexpr int kSpatialDims = kSpatialChannels * kSpatialSide * kSpatialSide;
 
   // From a state_dict (torchvision Inception3 names; AuxLogits.* and num_batches_tracked ignored),
   // on an internal CPU backend, or on `be` (kept by reference: it must outlive the network), which
@@ -50,12 +56,14 @@ class FidInception {
   // the batched path on the CPU). Features do not depend on the chunking beyond rounding. pool3 and
   // logits are host memory. pool3: [B, 2048]. logits (may be nullptr): [B, 1008] = pool3 *
   // fc.weight^T WITHOUT the fc bias (the Inception Score's logits, as in the original IS code and
-  // torch-fidelity's "logits_unbiased").
-  void forward(const float* x, int B, int H, int W, float* pool3, float* logits = nullptr) const;
+  // torch-fidelity's "logits_unbiased"). spatial (may be nullptr): [B, kSpatialDims], sFID's
+  // features.
+  void forward(const float* x, int B, int H, int W, float* pool3, float* logits = nullptr,
+               float* spatial = nullptr) const;
   // uint8 images [B, H, W, C] (C = 1 or 3; gray is replicated to RGB), divided by 255 first and
   // handed to forward in chunks (pass many images per call to use a device's batching).
   void forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
-                  float* logits = nullptr) const;
+                  float* logits = nullptr, float* spatial = nullptr) const;
 
   struct Impl;
 

@@ -34,6 +34,11 @@ Array load_npy(const std::string& path);
 void save_npy(const std::string& path, const Array& a);  // atomic
 // .npz: a zip of .npy members (stored or deflated).
 NamedArrays load_npz(const std::string& path);
+// Only the members named in `names` that the file has (others, e.g. a reference batch's
+// gigabytes of images, are not read), in file order.
+NamedArrays load_npz(const std::string& path, const std::vector<std::string>& names);
+// The array names of an .npz (its zip directory only).
+std::vector<std::string> npz_names(const std::string& path);
 void save_npz(const std::string& path, const NamedArrays& arrays);  // stored, atomic
 
 // Atomic whole-file write: path.tmp.PID, fsync, rename.

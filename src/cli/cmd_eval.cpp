@@ -1,7 +1,7 @@
-// `uvit eval`: samples N images in chunks, scores them with the FID Inception and reports FID
-// against reference statistics (and, with --metrics all, Inception Score and precision/recall).
-// Each finished chunk (uint8 samples + pool3 + logits) is saved in the work folder, so an
-// interrupted run resumes where it stopped.
+// `uvit eval`: samples N images in chunks, scores them with the FID Inception and reports the ADM
+// evaluator's Inception Score, FID, sFID, Precision and Recall against reference statistics or an
+// ADM reference batch (eval_metrics.hpp). Each finished chunk (uint8 samples + pool3 + logits +
+// spatial features) is saved in the work folder, so an interrupted run resumes where it stopped.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +11,7 @@
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
+#include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
@@ -32,6 +33,7 @@ struct Chunk {
   Array samples;  // uint8 [m, H, W, C]
   Array pool3;    // f32 [m, 2048]
   Array logits;   // f32 [m, 1008]
+  Array spatial;  // f32 [m, 2023] (sFID)
 };
 
 bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
@@ -46,32 +48,38 @@ bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
     if (k == "samples") out->samples = std::move(v);
     if (k == "pool3") out->pool3 = std::move(v);
     if (k == "logits") out->logits = std::move(v);
+    if (k == "spatial") out->spatial = std::move(v);
   }
   return out->samples.shape == std::vector<int64_t>({m, s, s, c}) &&
          out->samples.dtype == DType::U8 &&
          out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
-         out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses});
+         out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses}) &&
+         out->spatial.shape == std::vector<int64_t>({m, FidInception::kSpatialDims});
 }
 
 }  // namespace
 
 void add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "eval", "Sample N images and report FID (and IS, precision/recall) against reference stats");
+      "eval", "Sample N images; report IS, FID, sFID, precision, recall as the ADM evaluator");
   struct Opts : SamplingOptions {
-    std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "fid", json;
+    std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "all", json;
     int n = 50000, chunk = 1000;
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, the autoencoder and the Inception)");
   cmd->add_option("--n", o->n, "number of samples (default 50000)")->check(at_least(1));
-  cmd->add_option("--ref", o->ref, "reference FID statistics .npz (mu, sigma)")->required();
+  cmd->add_option("--ref", o->ref,
+                  "reference .npz: FID statistics (mu, sigma; mu_s, sigma_s for sFID) or an ADM "
+                  "reference batch (those and arr_0, whose images give precision/recall)")
+      ->required();
   cmd->add_option("--metrics", o->metrics,
-                  "fid or all (adds Inception Score, precision/recall; default fid)")
+                  "all (Inception Score, FID, sFID, Precision, Recall; the default) or fid (FID, "
+                  "sFID)")
       ->check(CLI::IsMember({"fid", "all"}));
-  cmd->add_option(
-      "--ref-features", o->ref_features,
-      "reference pool3 features .npy [N,2048] (uvit fid-features) for precision/recall");
+  cmd->add_option("--ref-features", o->ref_features,
+                  "reference pool3 features .npy [N,2048] (uvit fid-features) for precision/recall "
+                  "(default: the features of the reference batch's arr_0)");
   cmd->add_option("--inception", o->inception,
                   "FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: "
                   "$UVIT_INCEPTION)");
@@ -106,16 +114,8 @@ void add_eval(CLI::App& app) {
     UVIT_CHECK(c == 1 || c == 3, "config ", cfg.config_name, ": ", c,
                " image channels; the FID Inception takes 1 (gray) or 3");
     // Everything that can fail cheaply is checked before hours of sampling.
-    const FidStats ref = load_fid_stats(o->ref);
-    UVIT_CHECK(ref.dims == FidInception::kDims, o->ref, ": statistics of ", ref.dims,
-               " dimensions, the FID Inception gives ", int(FidInception::kDims));
     const bool all = o->metrics == "all";
-    Array ref_feat;
-    if (all && !o->ref_features.empty()) {
-      ref_feat = load_npy(o->ref_features).converted(DType::F32);
-      UVIT_CHECK(ref_feat.shape.size() == 2 && ref_feat.shape[1] == FidInception::kDims,
-                 o->ref_features, ": expected features [N, 2048], got ", shape_str(ref_feat.shape));
-    }
+    EvalReference ref = read_eval_reference(o->ref, all ? o->ref_features : "");
     auto be = make_backend(o->device, o->precision);
     // The Inception needs fp32 activations: on a backend of its own unless the U-ViT's precision
     // is the encoders' one.
@@ -161,7 +161,7 @@ void add_eval(CLI::App& app) {
     const int k = real_classes(cfg);
     std::vector<uint8_t> samples(size_t(n) * s * s * c);
     std::vector<float> pool3(size_t(n) * FidInception::kDims),
-        logits(size_t(n) * FidInception::kClasses);
+        logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
     long resumed = 0;
     Progress bar("eval", n, o->quiet);
     const auto t0 = std::chrono::steady_clock::now();
@@ -188,19 +188,25 @@ void add_eval(CLI::App& app) {
         ch.samples = Array(DType::U8, {m, s, s, c});
         ch.pool3 = Array(DType::F32, {m, FidInception::kDims});
         ch.logits = Array(DType::F32, {m, FidInception::kClasses});
+        ch.spatial = Array(DType::F32, {m, FidInception::kSpatialDims});
         for (long i = 0; i < m; ++i)
           std::copy(imgs[i].px.begin(), imgs[i].px.end(),
                     ch.samples.as<uint8_t>() + size_t(i) * s * s * c);
         bar.update(first + m, "inception");
         // The whole chunk at once: the Inception batches it on a GPU.
         inception.forward_u8(ch.samples.as<uint8_t>(), int(m), s, s, c, ch.pool3.as<float>(),
-                             ch.logits.as<float>());
-        save_npz(path, {{"samples", ch.samples}, {"pool3", ch.pool3}, {"logits", ch.logits}});
+                             ch.logits.as<float>(), ch.spatial.as<float>());
+        save_npz(path, {{"samples", ch.samples},
+                        {"pool3", ch.pool3},
+                        {"logits", ch.logits},
+                        {"spatial", ch.spatial}});
       }
       std::copy(ch.samples.data.begin(), ch.samples.data.end(),
                 samples.begin() + size_t(first) * s * s * c);
       std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
                 pool3.begin() + size_t(first) * FidInception::kDims);
+      std::copy(ch.spatial.as<float>(), ch.spatial.as<float>() + ch.spatial.numel(),
+                spatial.begin() + size_t(first) * FidInception::kSpatialDims);
       std::copy(ch.logits.as<float>(), ch.logits.as<float>() + ch.logits.numel(),
                 logits.begin() + size_t(first) * FidInception::kClasses);
       bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
@@ -223,32 +229,16 @@ void add_eval(CLI::App& app) {
                           {"ref", o->ref},
                           {"seconds", secs}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) res[k] = v;
-    const FidStats st = stats_from_features(pool3.data(), n, FidInception::kDims);
-    const double fid = frechet_distance(st, ref, "samples vs " + o->ref);
-    res["fid"] = fid;
-    std::printf("FID: %.6f  (%ld samples, %s, %d steps, scale %g)\n", fid, n, g.sampler.c_str(),
-                g.steps, g.cfg_scale);
-    if (all) {
-      if (n >= 10) {
-        const InceptionScore is = inception_score(logits.data(), n, FidInception::kClasses, 10);
-        res["inception_score"] = is.mean;
-        res["inception_score_std"] = is.std;
-        std::printf("IS: %.4f +- %.4f  (10 splits)\n", is.mean, is.std);
-      } else {
-        std::printf("IS: skipped (needs at least 10 samples)\n");
-      }
-      if (ref_feat.shape.empty()) {
-        std::printf(
-            "precision/recall: skipped (needs --ref-features; make them with uvit "
-            "fid-features)\n");
-      } else {
-        const PrecisionRecall pr = precision_recall(ref_feat.as<float>(), ref_feat.shape[0],
-                                                    pool3.data(), n, FidInception::kDims, 3);
-        res["precision"] = pr.precision;
-        res["recall"] = pr.recall;
-        std::printf("precision: %.4f  recall: %.4f  (k = 3)\n", pr.precision, pr.recall);
-      }
+    if (all && ref.n_pool3 == 0 && ref.has_images) {  // the reference batch's own images
+      std::unique_ptr<Progress> rb;
+      ref.pool3 = source_features(inception, o->ref, nullptr, [&](long done, long total) {
+        if (!rb) rb = std::make_unique<Progress>("inception " + o->ref, total, o->quiet);
+        rb->update(done, "", 1, "img/s");
+      });
+      if (rb) rb->finish();
+      ref.n_pool3 = long(ref.pool3.size() / FidInception::kDims);
     }
+    report_metrics(ref, pool3, logits, spatial, n, all, res);
     if (!o->json.empty()) {
       const std::string j = res.dump(1) + "\n";
       write_file_atomic(o->json, j.data(), j.size());

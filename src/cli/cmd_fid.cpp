@@ -1,10 +1,12 @@
 // `uvit fid A B`, `uvit fid-features SOURCE`, `uvit fid-stats SOURCE`: pytorch-fid compatible FID
-// (SPEC 17). A and B are statistics (.npz with mu, sigma), folders of images, uint8 sample arrays
-// (.npy [N,H,W,C] or an .npz with arr_0) or float features (.npy [N,2048]).
+// (SPEC 17) and the ADM evaluator's sFID (docs/evaluation.md). A and B are statistics (.npz with
+// mu, sigma and maybe mu_s, sigma_s), folders of images, uint8 sample arrays (.npy [N,H,W,C] or an
+// .npz with arr_0) or float features (.npy [N,2048]; no sFID from them).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
@@ -48,27 +50,30 @@ void check_sources(std::initializer_list<std::string> sources) {
 }
 
 bool is_stats_npz(const std::string& path) {
-  if (fs::path(path).extension() != ".npz" || !fs::is_regular_file(path)) return false;
-  for (const auto& [k, v] : load_npz(path))
-    if (k == "mu") return true;
-  return false;
+  // The zip directory only: an ADM reference batch's images are not read.
+  return fs::path(path).extension() == ".npz" && fs::is_regular_file(path) && npz_has(path, "mu");
 }
 
 std::vector<float> features_of(LazyInception& net, const std::string& source, bool quiet,
-                               std::vector<float>* logits = nullptr) {
+                               std::vector<float>* logits = nullptr,
+                               std::vector<float>* spatial = nullptr) {
   if (is_feature_npy(source)) {
-    UVIT_CHECK(!logits, source, ": holds features, not images: the logits cannot be computed");
+    UVIT_CHECK(!logits && !spatial, source, ": holds features, not images: the ",
+               logits ? "logits" : "spatial features", " cannot be computed");
     return load_npy(source).to_f32();
   }
   const FidInception& n = net.get();
   std::unique_ptr<Progress> bar;
   const auto t0 = std::chrono::steady_clock::now();
   SteadyRate steady;
-  auto f = source_features(n, source, logits, [&](long done, long total) {
-    if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
-    bar->update(done, "", 1, "img/s");
-    steady.update(done);
-  });
+  auto f = source_features(
+      n, source, logits,
+      [&](long done, long total) {
+        if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
+        bar->update(done, "", 1, "img/s");
+        steady.update(done);
+      },
+      spatial);
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
@@ -79,19 +84,34 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   return f;
 }
 
-FidStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
-  if (is_stats_npz(source)) return load_fid_stats(source);
-  const std::vector<float> f = features_of(net, source, quiet);
+// FID statistics and, where the source has them (images, or a file with mu_s), sFID statistics.
+struct BothStats {
+  FidStats fid;
+  std::optional<FidStats> sfid;
+};
+
+BothStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
+  BothStats r;
+  if (is_stats_npz(source)) {
+    r.fid = load_fid_stats(source);
+    if (npz_has(source, "mu_s")) r.sfid = load_fid_stats(source, true);
+    return r;
+  }
+  std::vector<float> sp;
+  const bool images = !is_feature_npy(source);
+  const std::vector<float> f = features_of(net, source, quiet, nullptr, images ? &sp : nullptr);
   const long n = long(f.size() / FidInception::kDims);
   UVIT_CHECK(n >= 2, source, ": FID statistics need at least 2 images, found ", n);
-  return stats_from_features(f.data(), n, FidInception::kDims);
+  r.fid = stats_from_features(f.data(), n, FidInception::kDims);
+  if (images) r.sfid = stats_from_features(sp.data(), n, FidInception::kSpatialDims);
+  return r;
 }
 
 }  // namespace
 
 void add_fid(CLI::App& app) {
   struct Opts {
-    std::string a, b, source, out, logits, inception, device = "cpu", precision;
+    std::string a, b, source, out, logits, spatial, inception, device = "cpu", precision;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -113,10 +133,20 @@ void add_fid(CLI::App& app) {
   fid->callback([o] {
     check_sources({o->a, o->b});
     LazyInception net(o->inception, o->device, o->precision);
-    const FidStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
-    UVIT_CHECK(a.dims == b.dims, o->a, " and ", o->b, ": statistics of different dimensions (",
-               a.dims, " and ", b.dims, ")");
-    std::printf("FID: %.6f\n", frechet_distance(a, b, o->a + " vs " + o->b));
+    const BothStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
+    UVIT_CHECK(a.fid.dims == b.fid.dims, o->a, " and ", o->b,
+               ": statistics of different dimensions (", a.fid.dims, " and ", b.fid.dims, ")");
+    std::printf("FID: %.6f\n", frechet_distance(a.fid, b.fid, o->a + " vs " + o->b));
+    if (a.sfid && b.sfid) {
+      UVIT_CHECK(a.sfid->dims == b.sfid->dims, o->a, " and ", o->b,
+                 ": sFID statistics of different dimensions (", a.sfid->dims, " and ", b.sfid->dims,
+                 ")");
+      std::printf("sFID: %.6f\n",
+                  frechet_distance(*a.sfid, *b.sfid, o->a + " vs " + o->b + " (sFID)"));
+    } else if (!o->quiet) {
+      std::fprintf(stderr, "sFID: skipped (%s has no spatial statistics mu_s/sigma_s)\n",
+                   (a.sfid ? o->b : o->a).c_str());
+    }
   });
 
   auto* feat =
@@ -124,6 +154,8 @@ void add_fid(CLI::App& app) {
   feat->add_option("SOURCE", o->source, src_help)->required();
   feat->add_option("--out,-o", o->out, "features .npy")->required();
   feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
+  feat->add_option("--spatial", o->spatial,
+                   "also write sFID's spatial features .npy [N,2023] (mixed_6/conv, 7 channels)");
   feat->add_option("--inception", o->inception, inc_help);
   add_encoder_device(feat, o->device, o->precision, "the Inception");
   feat->add_flag("--quiet,-q", o->quiet, "print only results and errors");
@@ -131,21 +163,28 @@ void add_fid(CLI::App& app) {
     check_sources({o->source});
     check_output("--out", o->out, {".npy"});
     check_output("--logits", o->logits, {".npy"});
+    check_output("--spatial", o->spatial, {".npy"});
     LazyInception net(o->inception, o->device, o->precision);
-    std::vector<float> logits;
+    std::vector<float> logits, spatial;
     const std::vector<float> f =
-        features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
+        features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits,
+                    o->spatial.empty() ? nullptr : &spatial);
     const int64_t n = int64_t(f.size() / FidInception::kDims);
     make_parent_dir(o->out);
     make_parent_dir(o->logits);
+    make_parent_dir(o->spatial);
     save_npy(o->out, Array::from_f32({n, FidInception::kDims}, f.data()));
     if (!o->logits.empty())
       save_npy(o->logits, Array::from_f32({n, FidInception::kClasses}, logits.data()));
+    if (!o->spatial.empty())
+      save_npy(o->spatial, Array::from_f32({n, FidInception::kSpatialDims}, spatial.data()));
     if (!o->quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
   });
 
   auto* st =
-      app.add_subcommand("fid-stats", "FID statistics (.npz with mu, sigma; pytorch-fid readable)");
+      app.add_subcommand("fid-stats",
+                         "FID statistics (.npz with mu, sigma, and from images mu_s, sigma_s for "
+                         "sFID; pytorch-fid and the ADM evaluator read it)");
   st->add_option("SOURCE", o->source, src_help)->required();
   st->add_option("--out,-o", o->out, "statistics .npz")->required();
   st->add_option("--inception", o->inception, inc_help);
@@ -156,9 +195,9 @@ void add_fid(CLI::App& app) {
     check_output("--out", o->out, {".npz"});
     LazyInception net(o->inception, o->device, o->precision);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
-    const FidStats stats = stats_of(net, o->source, o->quiet);
+    const BothStats stats = stats_of(net, o->source, o->quiet);
     make_parent_dir(o->out);
-    save_fid_stats(o->out, stats);
+    save_fid_stats(o->out, stats.fid, stats.sfid ? &*stats.sfid : nullptr);
     if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->out.c_str());
   });
 }

@@ -90,8 +90,9 @@ Array load_samples(const std::string& path) {
 
 std::vector<float> source_features(const FidInception& net, const std::string& source,
                                    std::vector<float>* logits,
-                                   const std::function<void(long, long)>& progress) {
-  constexpr int D = FidInception::kDims, K = FidInception::kClasses;
+                                   const std::function<void(long, long)>& progress,
+                                   std::vector<float>* spatial) {
+  constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
   std::vector<float> f;
   // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
   constexpr long kChunk = 32;
@@ -100,6 +101,7 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
     const long n = long(files.size());
     f.resize(size_t(n) * D);
     if (logits) logits->resize(size_t(n) * K);
+    if (spatial) spatial->resize(size_t(n) * S);
     std::vector<Image> ims(size_t(std::min(kChunk, n)));
     std::vector<uint8_t> batch;
     for (long i0 = 0; i0 < n; i0 += kChunk) {
@@ -127,7 +129,8 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
           std::copy(ims[size_t(t)].px.begin(), ims[size_t(t)].px.end(),
                     batch.begin() + long(per) * (t - j));
         net.forward_u8(batch.data(), int(k - j), a.h, a.w, 3, f.data() + (i0 + j) * D,
-                       logits ? logits->data() + (i0 + j) * K : nullptr);
+                       logits ? logits->data() + (i0 + j) * K : nullptr,
+                       spatial ? spatial->data() + (i0 + j) * S : nullptr);
         j = k;
       }
       if (progress) progress(i0 + m, n);
@@ -143,10 +146,12 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
   const int H = int(a.shape[1]), W = int(a.shape[2]), C = int(a.shape[3]);
   f.resize(size_t(n) * D);
   if (logits) logits->resize(size_t(n) * K);
+  if (spatial) spatial->resize(size_t(n) * S);
   for (long i = 0; i < n; i += kChunk) {
     const int m = int(std::min(kChunk, n - i));
     net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, m, H, W, C, f.data() + i * D,
-                   logits ? logits->data() + i * K : nullptr);
+                   logits ? logits->data() + i * K : nullptr,
+                   spatial ? spatial->data() + i * S : nullptr);
     if (progress) progress(i + m, n);
   }
   return f;

@@ -41,40 +41,55 @@ std::vector<double> as_f64(const Array& a) {
 }
 }  // namespace
 
-FidStats load_fid_stats(const std::string& path) {
-  NamedArrays z = load_npz(path);
+bool npz_has(const std::string& path, const std::string& key) {
+  const std::vector<std::string> names = npz_names(path);
+  return std::find(names.begin(), names.end(), key) != names.end();
+}
+
+FidStats load_fid_stats(const std::string& path, bool spatial) {
+  const std::string km = spatial ? "mu_s" : "mu", ks = spatial ? "sigma_s" : "sigma";
+  NamedArrays z = load_npz(path, {km, ks});
   const Array *mu = nullptr, *sigma = nullptr;
   for (const auto& [k, v] : z) {
-    if (k == "mu") mu = &v;
-    if (k == "sigma") sigma = &v;
+    if (k == km) mu = &v;
+    if (k == ks) sigma = &v;
   }
-  UVIT_CHECK(mu && sigma, path, ": not FID statistics (needs arrays 'mu' and 'sigma')");
-  UVIT_CHECK(mu->shape.size() == 1 && mu->shape[0] > 0, path, ": mu has shape ",
+  UVIT_CHECK(mu && sigma, path,
+             spatial ? ": no sFID statistics (needs arrays 'mu_s' and 'sigma_s')"
+                     : ": not FID statistics (needs arrays 'mu' and 'sigma')");
+  UVIT_CHECK(mu->shape.size() == 1 && mu->shape[0] > 0, path, ": ", km, " has shape ",
              shape_str(mu->shape), ", expected [d]");
   const int64_t d = mu->shape[0];
-  UVIT_CHECK(sigma->shape == std::vector<int64_t>({d, d}), path, ": sigma has shape ",
+  UVIT_CHECK(sigma->shape == std::vector<int64_t>({d, d}), path, ": ", ks, " has shape ",
              shape_str(sigma->shape), ", expected ", shape_str({d, d}));
-  UVIT_CHECK(mu->dtype == DType::F64 || mu->dtype == DType::F32, path,
-             ": mu must be float64 or float32, got ", dtype_name(mu->dtype));
-  UVIT_CHECK(sigma->dtype == DType::F64 || sigma->dtype == DType::F32, path,
-             ": sigma must be float64 or float32, got ", dtype_name(sigma->dtype));
+  UVIT_CHECK(mu->dtype == DType::F64 || mu->dtype == DType::F32, path, ": ", km,
+             " must be float64 or float32, got ", dtype_name(mu->dtype));
+  UVIT_CHECK(sigma->dtype == DType::F64 || sigma->dtype == DType::F32, path, ": ", ks,
+             " must be float64 or float32, got ", dtype_name(sigma->dtype));
   FidStats s;
   s.dims = int(d);
   s.mu = as_f64(*mu);
   s.sigma = as_f64(*sigma);
-  for (double v : s.mu) UVIT_CHECK(std::isfinite(v), path, ": mu has non-finite values");
-  for (double v : s.sigma) UVIT_CHECK(std::isfinite(v), path, ": sigma has non-finite values");
+  for (double v : s.mu) UVIT_CHECK(std::isfinite(v), path, ": ", km, " has non-finite values");
+  for (double v : s.sigma) UVIT_CHECK(std::isfinite(v), path, ": ", ks, " has non-finite values");
   return s;
 }
 
-void save_fid_stats(const std::string& path, const FidStats& s) {
-  const int64_t d = s.dims;
-  UVIT_CHECK(s.mu.size() == size_t(d) && s.sigma.size() == size_t(d * d), path,
-             ": malformed statistics");
-  Array mu(DType::F64, {d}), sigma(DType::F64, {d, d});
-  std::copy(s.mu.begin(), s.mu.end(), mu.as<double>());
-  std::copy(s.sigma.begin(), s.sigma.end(), sigma.as<double>());
-  save_npz(path, {{"mu", std::move(mu)}, {"sigma", std::move(sigma)}});
+void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial) {
+  NamedArrays out;
+  auto add = [&](const FidStats& st, const char* km, const char* ks) {
+    const int64_t d = st.dims;
+    UVIT_CHECK(st.mu.size() == size_t(d) && st.sigma.size() == size_t(d * d), path,
+               ": malformed statistics");
+    Array mu(DType::F64, {d}), sigma(DType::F64, {d, d});
+    std::copy(st.mu.begin(), st.mu.end(), mu.as<double>());
+    std::copy(st.sigma.begin(), st.sigma.end(), sigma.as<double>());
+    out.emplace_back(km, std::move(mu));
+    out.emplace_back(ks, std::move(sigma));
+  };
+  add(s, "mu", "sigma");
+  if (spatial) add(*spatial, "mu_s", "sigma_s");
+  save_npz(path, out);
 }
 
 }  // namespace uvit

@@ -1,5 +1,6 @@
 // .npy (format versions 1.0, 2.0, 3.0) and .npz (a zip of .npy members).
 // The header is a Python dict literal: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+#include <algorithm>
 #include <unordered_set>
 
 #include "io/file.hpp"
@@ -224,16 +225,39 @@ void save_npy(const std::string& path, const Array& a) {
   w.commit();
 }
 
-NamedArrays load_npz(const std::string& path) {
+namespace {
+// Only .npy members are arrays; np.savez writes nothing else.
+bool is_npy_member(const zip::Entry& e) {
+  return e.name.size() >= 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0;
+}
+
+NamedArrays read_npz(const std::string& path, const std::vector<std::string>* names) {
   zip::Reader z(path);
   NamedArrays out;
   for (const zip::Entry& e : z.entries()) {
-    // Only .npy members are arrays; np.savez writes nothing else.
-    if (e.name.size() < 4 || e.name.compare(e.name.size() - 4, 4, ".npy") != 0) continue;
+    if (!is_npy_member(e)) continue;
+    if (names && std::find(names->begin(), names->end(), e.name.substr(0, e.name.size() - 4)) ==
+                     names->end())
+      continue;
     std::vector<uint8_t> bytes = z.read(e);
     out.emplace_back(e.name.substr(0, e.name.size() - 4),
                      parse_npy(bytes.data(), bytes.size(), cat(path, ": ", e.name)));
   }
+  return out;
+}
+}  // namespace
+
+NamedArrays load_npz(const std::string& path) { return read_npz(path, nullptr); }
+
+NamedArrays load_npz(const std::string& path, const std::vector<std::string>& names) {
+  return read_npz(path, &names);
+}
+
+std::vector<std::string> npz_names(const std::string& path) {
+  zip::Reader z(path);
+  std::vector<std::string> out;
+  for (const zip::Entry& e : z.entries())
+    if (is_npy_member(e)) out.push_back(e.name.substr(0, e.name.size() - 4));
   return out;
 }
 

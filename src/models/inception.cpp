@@ -377,7 +377,8 @@ struct FidInception::Impl {
   static constexpr long kIn = 3L * kSize * kSize;
   static constexpr long kBuf = 64L * 147 * 147;     // the largest activation (Conv2d_2b_3x3)
   static constexpr long kScratch = 336L * 35 * 35;  // the largest block scratch (BlockA)
-  static constexpr long kWs = kIn + 2 * kBuf + kScratch + kDims + kClasses;
+  static constexpr long kSp = long(kSpatialChannels) * kSpatialSide * kSpatialSide;
+  static constexpr long kWs = kIn + 2 * kBuf + kScratch + kDims + kClasses + kSp;
   // The raw input buffer's cap in floats (256 MiB): large images go through in smaller chunks.
   static constexpr long kRawCap = 64L << 20;
   int nb = 1;  // images per chunk
@@ -414,8 +415,10 @@ struct FidInception::Impl {
   }
 
   // m.n images [n, 3, 299, 299] in [-1, 1] -> pool3 [n, 2048]. p, q: ping-pong buffers of n*kBuf
-  // floats; scr: n*kScratch floats.
-  void features(const Ctx& m, const float* x, float* pool3, float* p, float* q, float* scr) const {
+  // floats; scr: n*kScratch floats. sp (may be nullptr): [n, 7, 17, 17], the first 7 channels of
+  // Mixed_6d, which are its branch1x1 output (the first of the concatenated branches).
+  void features(const Ctx& m, const float* x, float* pool3, float* p, float* q, float* scr,
+                float* sp) const {
     Backend& be = m.be;
     const int n = m.n;
     run(m, c1a, x, 299, 299, p);                      // 32 x 149 x 149
@@ -431,9 +434,10 @@ struct FidInception::Impl {
     }
     b[0](m, p, 35, 35, q, scr);  // 768 x 17 x 17
     std::swap(p, q);
-    for (const BlockC& blk : c) {
-      blk(m, p, 17, 17, q, scr);
+    for (size_t i = 0; i < c.size(); ++i) {
+      c[i](m, p, 17, 17, q, scr);
       std::swap(p, q);
+      if (i == 2 && sp) be.copy_2d(sp, kSp, p, 768L * 17 * 17, n, kSp);  // Mixed_6d
     }
     d[0](m, p, 17, 17, q, scr);  // 1280 x 8 x 8
     std::swap(p, q);
@@ -505,7 +509,8 @@ NamedArrays FidInception::random_state_dict(uint64_t seed) {
   return sd;
 }
 
-void FidInception::forward(const float* x, int B, int H, int W, float* pool3, float* logits) const {
+void FidInception::forward(const float* x, int B, int H, int W, float* pool3, float* logits,
+                           float* spatial) const {
   UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x3x", H, "x", W);
   const long in = 3L * H * W;
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -523,22 +528,32 @@ void FidInception::forward(const float* x, int B, int H, int W, float* pool3, fl
     const Ctx ctx{be, m.params, n};
     // The workspace of nb images, carved for n.
     float *r = m.ws, *p = r + n * Impl::kIn, *q = p + n * Impl::kBuf, *scr = q + n * Impl::kBuf;
-    float *f = scr + n * Impl::kScratch, *l = f + n * kDims;
+    float *f = scr + n * Impl::kScratch, *l = f + n * kDims, *sp = l + n * kClasses;
     be.upload(m.raw, x + i0 * in, size_t(n * in) * sizeof(float));
     // Bilinear to 299x299, then 2x - 1 (pytorch-fid's normalize_input).
     be.resize_bilinear(m.raw, r, 3 * n, H, W, kSize, kSize, 2.f, -1.f);
-    m.features(ctx, r, f, p, q, scr);
+    m.features(ctx, r, f, p, q, scr, spatial ? sp : nullptr);
     be.download(pool3 + long(i0) * kDims, f, size_t(n) * kDims * sizeof(float));
     if (logits) {  // l[n, 1008] = pool3 fc^T
       be.gemm(false, true, n, kClasses, kDims, 1.f, f, kDims, m.params + m.fc, kDims, 0.f, l,
               kClasses);
       be.download(logits + long(i0) * kClasses, l, size_t(n) * kClasses * sizeof(float));
     }
+    if (spatial) {  // CHW on the backend -> the evaluator's HWC
+      std::vector<float> chw(size_t(n) * Impl::kSp);
+      be.download(chw.data(), sp, chw.size() * sizeof(float));
+      constexpr int C = kSpatialChannels, HW = kSpatialSide * kSpatialSide;
+      for (int i = 0; i < n; ++i)
+        for (int k = 0; k < HW; ++k)
+          for (int ch = 0; ch < C; ++ch)
+            spatial[(long(i0) + i) * Impl::kSp + k * C + ch] =
+                chw[size_t(i) * Impl::kSp + ch * HW + k];
+    }
   }
 }
 
 void FidInception::forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
-                              float* logits) const {
+                              float* logits, float* spatial) const {
   UVIT_CHECK(C == 1 || C == 3, "inception: images must have 1 or 3 channels, got ", C);
   UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x", H, "x", W, "x", C);
   const long hw = long(H) * W;
@@ -553,7 +568,8 @@ void FidInception::forward_u8(const uint8_t* hwc, int B, int H, int W, int C, fl
         for (long k = 0; k < hw; ++k) xi[c * hw + k] = float(im[k * C + (C == 3 ? c : 0)]) / 255.0f;
     }
     forward(x.data(), n, H, W, pool3 + long(i0) * kDims,
-            logits ? logits + long(i0) * kClasses : nullptr);
+            logits ? logits + long(i0) * kClasses : nullptr,
+            spatial ? spatial + long(i0) * kSpatialDims : nullptr);
   }
 }
 

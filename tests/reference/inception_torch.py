@@ -15,6 +15,9 @@ Fixtures in DIR (random weights, fixed seeds):
   images_{a,b,c}.npy       uint8 [N,H,W,3] inputs (32x32 upsampled, 299x299 identity, 401x350 down)
   pool3_{a,b,c}.npy        float32 [N,2048] reference features (computed in float64)
   logits_{a,b,c}.npy       float32 [N,1008] = pool3 @ fc.weight^T (no bias)
+  spatial_{a,b,c}.npy      float32 [N,2023] sFID features: Mixed_6d.branch1x1 (the TF graph's
+                           mixed_6/conv) channels 0..6, 17x17, flattened (h, w, c)
+  adm_*.npy + adm_metrics.json  the ADM evaluator's IS and precision/recall (adm_evaluator_ref.py)
   frechet.json + stats_*.npz  random 2048-d statistics pairs and pytorch-fid's FID (scipy sqrtm)
   feats.npy + feats_stats.npz  features and np.mean/np.cov of them
   is_logits.npy, pr_real.npy, pr_fake.npy, metrics.json  Inception Score and precision/recall refs
@@ -119,6 +122,18 @@ def pool3(m, x01):
     return x.flatten(1)
 
 
+def spatial(m, x01):
+    """sFID features [B, 2023]: the ADM evaluator's mixed_6/conv:0[..., :7], reshaped [B, -1]."""
+    x = F.interpolate(x01, size=(299, 299), mode="bilinear", align_corners=False)
+    x = 2 * x - 1
+    for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                 "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a",
+                 "Mixed_6b", "Mixed_6c"):
+        x = getattr(m, name)(x)
+    s = m.Mixed_6d.branch1x1(x)[:, :7]  # BasicConv2d: conv, BatchNorm, ReLU
+    return s.permute(0, 2, 3, 1).flatten(1)  # NHWC as in the TF graph
+
+
 def to01(u8):
     return torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255.0
 
@@ -200,6 +215,9 @@ def make_fixtures(out, net_only=False):
         worst = max(worst, rel)
         np.save(os.path.join(out, f"pool3_{k}.npy"), f64.float().numpy())
         np.save(os.path.join(out, f"logits_{k}.npy"), (f64 @ fc.T).float().numpy())
+        with torch.no_grad():
+            np.save(os.path.join(out, f"spatial_{k}.npy"),
+                    spatial(m64, to01(u8).double()).float().numpy())
         print(f"images_{k} {list(u8.shape)}: |pool3| max {float(f64.abs().max()):.4g} "
               f"mean {float(f64.mean()):.4g}; fp32 twin vs fp64 rel {rel:.2e}")
 
@@ -243,8 +261,36 @@ def make_fixtures(out, net_only=False):
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump({"is_mean": ism, "is_std": iss, "precision": prec, "recall": rec}, f, indent=1)
     print(f"IS {ism:.6f} +- {iss:.6f}; precision {prec:.4f} recall {rec:.4f}")
+    adm_fixtures(out, rng)
     with open(os.path.join(out, "done"), "w") as f:
         f.write("ok\n")
+
+
+def adm_fixtures(out, rng):
+    """The ADM evaluator's metrics on data whose fp16/fp32 arithmetic is exact (multiples of 1/8
+    near 8, like pool3 features: far from 0 and close together, so the fp16 rounding of the norms
+    changes the answer), so every rounding is deterministic; in the last set a few rows are large enough that their fp16
+    squared norms overflow, so those blocks (and only those) fall back to fp32."""
+    import adm_evaluator_ref as adm
+    res = {}
+    real = (8 + rng.randint(-4, 5, (120, 32)) / 8).astype(np.float32)
+    fake = (8 + rng.randint(-3, 7, (90, 32)) / 8).astype(np.float32)
+    big_r, big_f = real.copy(), fake.copy()
+    big_r[[3, 70, 71]] *= 8
+    big_f[[5, 50]] *= 8
+    for name, r, f, rb, cb in (("exact", real, fake, 10000, 10000), ("blocks", real, fake, 50, 40),
+                               ("fallback", big_r, big_f, 50, 40)):
+        np.save(os.path.join(out, f"adm_real_{name}.npy"), r)
+        np.save(os.path.join(out, f"adm_fake_{name}.npy"), f)
+        p, rc = adm.precision_recall(r, f, 3, rb, cb)
+        res[name] = {"precision": p, "recall": rc, "row_batch": rb, "col_batch": cb}
+    logits = (rng.randn(23, 1008) * 3).astype(np.float32)
+    np.save(os.path.join(out, "adm_is_logits.npy"), logits)
+    res["is_split10"] = adm.inception_score(logits, 10)
+    res["is_split5000"] = adm.inception_score(logits)
+    with open(os.path.join(out, "adm_metrics.json"), "w") as fh:
+        json.dump(res, fh, indent=1)
+    print("adm:", {k: (v["precision"], v["recall"]) for k, v in res.items() if isinstance(v, dict)})
 
 
 def bench(n, threads, weights, device="cpu", batch=10):

@@ -1,7 +1,7 @@
 // The FID Inception on the CUDA backend (fp32; batched in chunks of 32 images, resized on the
 // device) against the CPU backend (one image at a time, resized by nn::resize_bilinear), random
-// weights in the pytorch-fid layout: pool3 features and logits to 1e-4 of max|ref|. Skipped, saying
-// so, without a GPU.
+// weights in the pytorch-fid layout: pool3 features, logits and sFID's spatial features to 1e-4 of
+// max|ref|. Skipped, saying so, without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,12 +35,14 @@ TEST(CudaInception, MatchesCpuBackend) {
     for (auto& v : im) v = uint8_t(g() % 256);
     std::vector<float> f(size_t(c.B) * FidInception::kDims),
         l(size_t(c.B) * FidInception::kClasses);
-    std::vector<float> rf(f.size()), rl(l.size());
-    ref.forward_u8(im.data(), c.B, c.H, c.W, c.C, rf.data(), rl.data());
-    net.forward_u8(im.data(), c.B, c.H, c.W, c.C, f.data(), l.data());
+    std::vector<float> rf(f.size()), rl(l.size()), s(size_t(c.B) * FidInception::kSpatialDims),
+        rs(s.size());
+    ref.forward_u8(im.data(), c.B, c.H, c.W, c.C, rf.data(), rl.data(), rs.data());
+    net.forward_u8(im.data(), c.B, c.H, c.W, c.C, f.data(), l.data(), s.data());
     const std::string tag = cat("inception ", c.B, "x", c.H, "x", c.W, "x", c.C);
     test::compare(tag + " pool3", f, rf, 1e-4);
     test::compare(tag + " logits", l, rl, 1e-4);
+    test::compare(tag + " spatial", s, rs, 1e-4);
   }
 }
 

@@ -314,3 +314,94 @@ TEST(FidSources, FolderAndNpyGiveTheSameFeatures) {
   EXPECT_EQ(logits.size(), 2u * 1008);
   EXPECT_LT(max_rel(a, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
 }
+
+// sFID's spatial features: Mixed_6d.branch1x1 channels 0..6 in (h, w, c) order, as the twin takes
+// them from the branch itself (not from the concatenated block output).
+TEST(FidInception, SpatialFeaturesMatchTorchTwin) {
+  for (const char* k : {"a", "b", "c"}) {
+    Array im = load_npy(fix() + "/images_" + k + ".npy");
+    const int B = int(im.shape[0]), H = int(im.shape[1]), W = int(im.shape[2]);
+    std::vector<float> f(size_t(B) * 2048), s(size_t(B) * FidInception::kSpatialDims);
+    net().forward_u8(im.as<uint8_t>(), B, H, W, 3, f.data(), nullptr, s.data());
+    Array ref = load_npy(fix() + "/spatial_" + k + ".npy");
+    ASSERT_EQ(ref.shape, std::vector<int64_t>({B, 2023})) << k;
+    EXPECT_LT(max_rel(s, ref.to_f32()), 1e-4) << k;
+    EXPECT_LT(max_rel(f, load_npy(fix() + "/pool3_" + k + ".npy").to_f32()), 1e-4) << k;
+  }
+  // Through a source, as fid-features --spatial reads it.
+  std::vector<float> sp;
+  source_features(net(), fix() + "/images_a.npy", nullptr, {}, &sp);
+  EXPECT_LT(max_rel(sp, load_npy(fix() + "/spatial_a.npy").to_f32()), 1e-4);
+}
+
+// An ADM reference batch: arr_0 images next to mu, sigma, mu_s, sigma_s; only the statistics are
+// read for FID/sFID, and a file without mu_s says so in one line.
+TEST(FidStats, ReferenceBatchWithSpatialStats) {
+  const std::string dir = testing::TempDir();
+  std::mt19937 g(5);
+  std::normal_distribution<float> N;
+  std::vector<float> f(40 * 2048), s(40 * FidInception::kSpatialDims);
+  for (float& v : f) v = N(g);
+  for (float& v : s) v = N(g);
+  const FidStats a = stats_from_features(f.data(), 40, 2048);
+  const FidStats b = stats_from_features(s.data(), 40, FidInception::kSpatialDims);
+  const std::string p = dir + "/ref_batch.npz";
+  save_fid_stats(p, a, &b);
+  EXPECT_EQ(npz_names(p), std::vector<std::string>({"mu", "sigma", "mu_s", "sigma_s"}));
+  // Add images as arr_0, as the published batches hold them.
+  NamedArrays z = load_npz(p);
+  z.insert(z.begin(), {"arr_0", Array(DType::U8, {2, 8, 8, 3})});
+  save_npz(p, z);
+  EXPECT_TRUE(npz_has(p, "arr_0"));
+  EXPECT_EQ(load_npz(p, {"mu_s"}).size(), 1u);
+  const FidStats a2 = load_fid_stats(p), b2 = load_fid_stats(p, true);
+  EXPECT_EQ(a2.mu, a.mu);
+  EXPECT_EQ(b2.sigma, b.sigma);
+  EXPECT_EQ(b2.dims, 2023);
+  save_fid_stats(dir + "/plain.npz", a);
+  EXPECT_FALSE(npz_has(dir + "/plain.npz", "mu_s"));
+  try {
+    load_fid_stats(dir + "/plain.npz", true);
+    ADD_FAILURE() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mu_s"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+  }
+  // sFID statistics against FID statistics: dimensions differ -> an error naming them.
+  EXPECT_THROW(frechet_distance(a2, b2), Error);
+}
+
+// The ADM evaluator's precision/recall against the numpy reimplementation (adm_evaluator_ref.py):
+// data whose arithmetic is exact in fp16/fp32 so the answers must be identical, with one and with
+// several blocks, and with blocks that overflow fp16 and fall back to fp32.
+TEST(FidAdm, PrecisionRecallMatchesNumpy) {
+  const nlohmann::json ref = read_json(fix() + "/adm_metrics.json");
+  for (const char* k : {"exact", "blocks", "fallback"}) {
+    Array r = load_npy(fix() + "/adm_real_" + k + ".npy");
+    Array f = load_npy(fix() + "/adm_fake_" + k + ".npy");
+    const auto& c = ref[k];
+    const PrecisionRecall pr =
+        precision_recall_adm(r.as<float>(), r.shape[0], f.as<float>(), f.shape[0], int(r.shape[1]),
+                             3, long(c["row_batch"]), long(c["col_batch"]));
+    EXPECT_DOUBLE_EQ(pr.precision, double(c["precision"])) << k;
+    EXPECT_DOUBLE_EQ(pr.recall, double(c["recall"])) << k;
+    if (std::string(k) == "exact") {  // the fp16 distances matter: exact ones give other numbers
+      const PrecisionRecall ex =
+          precision_recall(r.as<float>(), r.shape[0], f.as<float>(), f.shape[0], int(r.shape[1]));
+      EXPECT_NE(ex.precision, pr.precision);
+    }
+  }
+  const float one[4] = {0, 1, 2, 3};
+  EXPECT_THROW(precision_recall_adm(one, 4, one, 3, 1), Error);  // 3 points, k = 3
+}
+
+TEST(FidAdm, InceptionScoreMatchesNumpy) {
+  const nlohmann::json ref = read_json(fix() + "/adm_metrics.json");
+  Array l = load_npy(fix() + "/adm_is_logits.npy");
+  const long n = l.shape[0];
+  EXPECT_NEAR(inception_score_adm(l.as<float>(), n, 1008, 10), double(ref["is_split10"]), 1e-9);
+  EXPECT_NEAR(inception_score_adm(l.as<float>(), n, 1008), double(ref["is_split5000"]), 1e-9);
+  // One split of all samples is the 1-split score of uvit's own IS.
+  EXPECT_NEAR(inception_score_adm(l.as<float>(), n, 1008),
+              inception_score(l.as<float>(), n, 1008, 1).mean, 1e-9);
+}

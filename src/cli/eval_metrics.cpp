@@ -1,0 +1,115 @@
+// `uvit eval`'s reference and report (eval_metrics.hpp).
+#include "cli/eval_metrics.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "uvit/error.hpp"
+#include "uvit/inception.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit::cli {
+
+EvalReference read_eval_reference(const std::string& ref, const std::string& ref_features) {
+  EvalReference r;
+  r.path = ref;
+  r.fid = load_fid_stats(ref);
+  UVIT_CHECK(r.fid.dims == FidInception::kDims, ref, ": statistics of ", r.fid.dims,
+             " dimensions, the FID Inception gives ", int(FidInception::kDims));
+  if (npz_has(ref, "mu_s")) {
+    r.sfid = load_fid_stats(ref, true);
+    UVIT_CHECK(r.sfid->dims == FidInception::kSpatialDims, ref, ": sFID statistics (mu_s) of ",
+               r.sfid->dims, " dimensions, expected ", int(FidInception::kSpatialDims),
+               " (7 x 17 x 17 of mixed_6/conv)");
+  }
+  r.has_images = npz_has(ref, "arr_0");
+  if (!ref_features.empty()) {
+    Array f = load_npy(ref_features);
+    UVIT_CHECK(f.shape.size() == 2 && f.shape[1] == FidInception::kDims &&
+                   (f.dtype == DType::F32 || f.dtype == DType::F64),
+               ref_features, ": expected float features [N, 2048], got ", dtype_name(f.dtype), " ",
+               shape_str(f.shape));
+    r.pool3 = f.to_f32();
+    r.n_pool3 = f.shape[0];
+  }
+  return r;
+}
+
+std::string py_float(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  // The shortest round-trip digits d.ddd and exponent e, laid out as Python's repr does: plain
+  // digits for -4 <= e < 16, else d.ddde+XX (at least two exponent digits); always a '.' or 'e'.
+  char b[64];
+  const auto r = std::to_chars(b, b + sizeof b, v, std::chars_format::scientific);
+  const std::string s(b, r.ptr);
+  const size_t e = s.find('e');
+  const int exp = std::stoi(s.substr(e + 1));
+  const bool neg = s[0] == '-';
+  std::string digits;
+  for (size_t i = neg ? 1 : 0; i < e; ++i)
+    if (s[i] != '.') digits += s[i];
+  std::string out = neg ? "-" : "";
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) {
+      out += "0." + std::string(size_t(-exp - 1), '0') + digits;
+    } else if (size_t(exp) + 1 >= digits.size()) {
+      out += digits + std::string(size_t(exp) + 1 - digits.size(), '0') + ".0";
+    } else {
+      out += digits.substr(0, size_t(exp) + 1) + "." + digits.substr(size_t(exp) + 1);
+    }
+    return out;
+  }
+  out += digits.substr(0, 1);
+  if (digits.size() > 1) out += "." + digits.substr(1);
+  char x[16];
+  std::snprintf(x, sizeof x, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
+  return out + x;
+}
+
+void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
+                    const std::vector<float>& logits, const std::vector<float>& spatial, long n,
+                    bool all, nlohmann::json& res) {
+  constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
+  if (all) {
+    // The evaluator's: splits of 5000 samples; uvit's 10-split mean/std goes to the JSON too.
+    const double is = inception_score_adm(logits.data(), n, K);
+    res["inception_score"] = is;
+    std::printf("Inception Score: %s\n", py_float(is).c_str());
+    if (n >= 10) {
+      const InceptionScore is10 = inception_score(logits.data(), n, K, 10);
+      res["inception_score_10_splits"] = {{"mean", is10.mean}, {"std", is10.std}};
+    }
+  }
+  const double fid =
+      frechet_distance(stats_from_features(pool3.data(), n, D), ref.fid, "samples vs " + ref.path);
+  res["fid"] = fid;
+  std::printf("FID: %s\n", py_float(fid).c_str());
+  if (ref.sfid) {
+    const double sfid = frechet_distance(stats_from_features(spatial.data(), n, S), *ref.sfid,
+                                         "samples vs " + ref.path + " (sFID)");
+    res["sfid"] = sfid;
+    std::printf("sFID: %s\n", py_float(sfid).c_str());
+  } else {
+    std::fprintf(stderr, "sFID: skipped (%s has no mu_s/sigma_s; make them with uvit fid-stats)\n",
+                 ref.path.c_str());
+  }
+  if (!all) return;
+  if (ref.n_pool3 > 3 && n > 3) {
+    const PrecisionRecall pr =
+        precision_recall_adm(ref.pool3.data(), ref.n_pool3, pool3.data(), n, D, 3);
+    res["precision"] = pr.precision;
+    res["recall"] = pr.recall;
+    std::printf("Precision: %s\nRecall: %s\n", py_float(pr.precision).c_str(),
+                py_float(pr.recall).c_str());
+  } else {
+    std::fprintf(stderr,
+                 "Precision/Recall: skipped (%s; needs more than 3 samples and reference "
+                 "features: --ref-features real.npy from uvit fid-features, or a reference batch "
+                 "with arr_0)\n",
+                 n > 3 ? "no reference features" : "too few samples");
+  }
+}
+
+}  // namespace uvit::cli
