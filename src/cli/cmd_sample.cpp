@@ -16,6 +16,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace fs = std::filesystem;
 
@@ -196,25 +197,24 @@ void add_sample(CLI::App& app) {
       img_c = ae->config().out_ch, img_s *= ae->config().downsample_factor();
     }
     auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
+    // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
+    const ModelIdentity id = !o->out.empty() || !o->dir.empty()
+                                 ? model_identity(cfg, o->weights, ae ? o->autoencoder : "")
+                                 : ModelIdentity{};
+    const auto params = [&](int i) {
+      return image_params_for(cfg, g, id, labels.empty() ? -1 : labels[size_t(i)],
+                              sample_prompts.empty() ? "" : sample_prompts[size_t(i)],
+                              g.first_index + uint64_t(i), img_s, img_s);
+    };
     if (!o->out.empty()) {
       const bool rows = o->classes == "all";  // one row per class
-      write_png(o->out, sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg)),
-                {{"uvit", cfg.config_name}});
+      const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg));
+      write_png(o->out, grid, grid_metadata(params(0), n));
     }
     if (!o->dir.empty()) {
-      for (int i = 0; i < n; ++i) {
-        std::map<std::string, std::string> meta = {{"uvit", cfg.config_name},
-                                                   {"weights", o->weights},
-                                                   {"sampler", g.sampler},
-                                                   {"steps", std::to_string(g.steps)},
-                                                   {"seed", std::to_string(o->seed)},
-                                                   {"index", std::to_string(i)},
-                                                   {"cfg_scale", std::to_string(g.cfg_scale)},
-                                                   {"guidance", std::to_string(g.cfg_scale + 1)}};
-        if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
-        if (!sample_prompts.empty()) meta["prompt"] = sample_prompts[size_t(i)];
-        write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);
-      }
+      for (int i = 0; i < n; ++i)
+        write_png(o->dir + "/" + sample_file_name(g.first_index + uint64_t(i)), imgs[i],
+                  png_metadata(params(i)));
     }
     if (!o->npy.empty()) {
       const int c = img_c, s = img_s;

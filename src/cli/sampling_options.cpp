@@ -1,6 +1,7 @@
 #include "cli/sampling_options.hpp"
 
 #include "cli/commands.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
 
@@ -12,7 +13,7 @@ Config SamplingOptions::load() const {
 
 GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   GenerateOptions g;
-  g.sampler = sampler;
+  g.sampler = canonical_sampler(sampler);  // A1111 spellings too ("DPM++ 2M", "Euler a")
   g.steps = steps;
   g.cfg_scale = guidance >= 0 ? guidance - 1 : scale;
   g.seed = uint64_t(seed);
@@ -27,9 +28,11 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
   cmd->add_option("--weights,-w", o.weights,
                   "weights (.safetensors or .pth; a run's RUN/nnet_ema.safetensors)")
       ->required();
-  cmd->add_option("--sampler", o.sampler,
-                  "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
-                  "ddim (default: the preset's)");
+  cmd->add_option(
+      "--sampler", o.sampler,
+      "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
+      "ddim, or A1111's names (Euler, Euler a, DPM++ 2M, DDIM; docs/c_api.md) (default: the "
+      "preset's)");
   cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")->check(at_least(1));
   auto* s = cmd->add_option("--cfg-scale", o.scale,
                             "guidance scale s in eps_c + s (eps_c - eps_u), U-ViT's convention; 0 "
