@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "uvit/class_names.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
@@ -84,6 +85,12 @@ struct GenerationResult {
   int evaluations = 0;
   double sample_seconds = 0, decode_seconds = 0;
 };
+
+// The class name table of a preset's dataset (class_names.hpp; empty when it has none).
+const std::vector<ClassName>& class_table_of(const Config& cfg);
+// A command-line --class value: a decimal id (returned as is, for the caller's range check), a
+// WordNet id or a class name; an unknown name fails with the nearest names.
+int class_from_option(const Config& cfg, const std::string& text);
 
 // What the metadata says about the model: the preset name, basenames and SHA-256 of the files.
 struct ModelIdentity {

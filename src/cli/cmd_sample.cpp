@@ -47,7 +47,7 @@ std::vector<int> parse_class_list(const std::string& text, int k) {
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
   struct Opts : SamplingOptions {
-    std::string classes, out, npy, dir, context, null_context, noise;
+    std::string classes, out, npy, dir, context, null_context, noise, cls_text;
     int n = 16, cls = -1;
     std::vector<std::string> prompt;
     std::string prompts_file, clip, clip_config, vocab, latents;
@@ -56,8 +56,9 @@ void add_sample(CLI::App& app) {
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
   cmd->add_option("--n", o->n, "number of samples (default 16; with --prompt: one per prompt)")
       ->check(at_least(1));
-  auto* c1 = cmd->add_option("--class", o->cls, "class models: the class of every sample")
-                 ->check(at_least(0));
+  auto* c1 = cmd->add_option("--class", o->cls_text,
+                             "class models: the class of every sample: an id, a WordNet id or a "
+                             "name, case-insensitive (uvit info --config C --classes)");
   auto* c2 = cmd->add_option("--classes", o->classes,
                              "class models: 'all' gives sample i class i mod (classes); a list "
                              "such as 0,3,7,9 gives sample i entry i mod (its length)");
@@ -84,6 +85,9 @@ void add_sample(CLI::App& app) {
   cmd->callback([o, cmd] {
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
+    if (!o->cls_text.empty())
+      o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
+    o->resolve_seed();  // --seed -1: a random seed, printed and recorded
     const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
                "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");

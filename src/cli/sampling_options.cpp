@@ -1,5 +1,8 @@
 #include "cli/sampling_options.hpp"
 
+#include <cstdio>
+#include <random>
+
 #include "cli/commands.hpp"
 #include "uvit/pipeline.hpp"
 
@@ -11,7 +14,14 @@ Config SamplingOptions::load() const {
   return cfg;
 }
 
+void SamplingOptions::resolve_seed() {
+  if (seed >= 0) return;
+  seed = long(std::random_device{}() & 0xffffffffu);
+  if (!quiet) std::fprintf(stderr, "seed %ld\n", seed);
+}
+
 GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
+  UVIT_CHECK(seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
   GenerateOptions g;
   g.sampler = canonical_sampler(sampler);  // A1111 spellings too ("DPM++ 2M", "Euler a")
   g.steps = steps;
@@ -47,7 +57,9 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                   "skip_dit: run the whole network every N calls and only its first and last 4 "
                   "blocks in between (Skip-DiT's Skip-Cache; default off)")
       ->check(at_least(1));
-  cmd->add_option("--seed", o.seed, "random seed (default 0)")->check(at_least(0));
+  cmd->add_option("--seed", o.seed,
+                  "random seed (default 0; uvit sample: -1 = a random one, printed)")
+      ->check(at_least(-1));
   cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
       ->check(at_least(1));
   cmd->add_option("--set", o.set, "override a config field: section.key=value (repeatable)");

@@ -19,6 +19,8 @@ struct SamplingOptions {
   std::vector<std::string> set;
   bool quiet = false;
 
+  // --seed -1: draws a random seed in [0, 2^32), prints "seed N" (unless --quiet) and keeps it.
+  void resolve_seed();
   // The preset with the --set overrides applied.
   Config load() const;
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in

@@ -1,10 +1,14 @@
 // Class name tables: Fashion-MNIST's and CIFAR-10's labels in their datasets' documented order
-// (zalandoresearch/fashion-mnist README, the CIFAR-10 batches.meta), looked up by id or name.
+// (zalandoresearch/fashion-mnist README, the CIFAR-10 batches.meta) and ImageNet-1k's
+// (imagenet_classes.cpp), looked up by id, WordNet id or name.
 #include "uvit/class_names.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <sstream>
+
+#include "pipeline/imagenet_classes.hpp"
 
 namespace uvit {
 namespace {
@@ -57,9 +61,19 @@ const std::vector<ClassName>& class_table(const std::string& dataset) {
   static const std::vector<ClassName> cifar10 =
       simple({"airplane, plane", "automobile, car", "bird", "cat", "deer", "dog", "frog", "horse",
               "ship", "truck"});
+  static const std::vector<ClassName> imagenet = [] {
+    std::vector<ClassName> t;
+    std::istringstream in(imagenet_class_table());
+    for (std::string line; std::getline(in, line);) {
+      const size_t sp = line.find(' ');
+      t.push_back({int(t.size()), line.substr(0, sp), line.substr(sp + 1)});
+    }
+    return t;
+  }();
   static const std::vector<ClassName> none;
   if (dataset == "fashion_mnist") return fmnist;
   if (dataset == "cifar10") return cifar10;
+  if (dataset.rfind("imagenet", 0) == 0) return imagenet;  // imagenet, imagenet256_features, ...
   return none;
 }
 
@@ -104,7 +118,7 @@ std::vector<std::string> near_class_names(const std::vector<ClassName>& t, const
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> out;
   for (const auto& [d, s] : scored) {
-    if (int(out.size()) >= k) break;
+    if (int(out.size()) >= k || d > scored[0].first + 2) break;  // only the close ones
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
   return out;

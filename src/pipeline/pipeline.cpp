@@ -22,15 +22,30 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-const std::string& dataset_name(const Config& c) {
-  static const std::string none;
+}  // namespace
+
+const std::vector<ClassName>& class_table_of(const Config& c) {
+  static const std::vector<ClassName> none;
   const auto d = c.json.find("dataset");
   if (d == c.json.end() || !d->is_object()) return none;
   const auto n = d->find("name");
-  return n != d->end() && n->is_string() ? n->get_ref<const std::string&>() : none;
+  return n != d->end() && n->is_string() ? class_table(n->get<std::string>()) : none;
 }
 
-}  // namespace
+int class_from_option(const Config& cfg, const std::string& text) {
+  if (!text.empty() && text.size() < 10 &&
+      text.find_first_not_of("0123456789") == std::string::npos)
+    return std::stoi(text);
+  const auto& t = class_table_of(cfg);
+  const int k = find_class(t, real_classes(cfg), text);
+  if (k >= 0) return k;
+  std::string near;
+  for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
+  fail("--class '", text, "' is not a class of ", cfg.config_name,
+       near.empty() ? cat(" (no class names: give an id 0..", real_classes(cfg) - 1, ")")
+                    : cat("; did you mean: ", near, " (uvit info --config ", cfg.config_name,
+                          " --classes lists them)"));
+}
 
 const char* model_kind_name(ModelKind k) {
   return k == ModelKind::Class ? "class" : k == ModelKind::Text ? "t2i" : "uncond";
@@ -122,15 +137,15 @@ int Pipeline::default_steps() const { return with_preset_defaults(cfg_, {}).step
 double Pipeline::default_guidance_w() const { return with_preset_defaults(cfg_, {}).cfg_scale + 1; }
 
 int Pipeline::class_from_name(const std::string& name) const {
-  return find_class(class_table(dataset_name(cfg_)), num_classes(), name);
+  return find_class(class_table_of(cfg_), num_classes(), name);
 }
 
 std::string Pipeline::class_name(int id) const {
-  return class_display_name(class_table(dataset_name(cfg_)), id);
+  return class_display_name(class_table_of(cfg_), id);
 }
 
 std::vector<std::string> Pipeline::near_classes(const std::string& name, int k) const {
-  return near_class_names(class_table(dataset_name(cfg_)), name, k);
+  return near_class_names(class_table_of(cfg_), name, k);
 }
 
 GenerationResult Pipeline::generate(const GenerationRequest& r) {
@@ -274,7 +289,7 @@ ImageParams image_params_for(const Config& cfg, const GenerateOptions& resolved,
                              uint64_t index, int width, int height) {
   ImageParams p;
   if (class_id >= 0) {
-    const std::string name = class_display_name(class_table(dataset_name(cfg)), class_id);
+    const std::string name = class_display_name(class_table_of(cfg), class_id);
     p.prompt = name.empty() ? std::to_string(class_id) : name;
     p.class_id = class_id;
   } else {

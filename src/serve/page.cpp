@@ -7,7 +7,7 @@ namespace uvit::serve {
 const char* page_html() {
   return R"PAGE(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>uvit serve</title>
+<title>uvit serve</title><link rel="icon" href="data:,">
 <style>
 body{font:15px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}
 header{background:#233;color:#fff;padding:10px 18px}header b{font-size:18px}#model{opacity:.8;margin-left:12px}
@@ -75,7 +75,7 @@ async function init() {
     if (m.kind === "class") {
       const c = await call("GET", "/uvit/v1/classes");
       for (const e of c.classes) { const o = document.createElement("option"); o.value = e.name || String(e.id); o.label = e.id; $("classes").appendChild(o); }
-      if (c.classes.length) $("cls").value = c.classes[0].name || "0";
+      if (c.classes.length && !$("cls").value) $("cls").value = c.classes[0].name || "0";
     }
   } catch (e) { showError("cannot read the server's capabilities: " + e.message); }
 }

@@ -53,7 +53,8 @@ try:
     check(model.startswith("srv (class, 28x28, "), f"model line: {model}")
     check(page.js("document.getElementById('classrow').hidden === false && document.getElementById('promptrow').hidden"),
           "the form does not show the class picker")
-    check(page.js("document.querySelectorAll('#classes option').length") == 10, "class names")
+    # The class names arrive after the capabilities; wait for them before touching the form.
+    page.wait("document.querySelectorAll('#classes option').length === 10", "the 10 class names")
 
     def generate(cls, steps, n):
         page.js(f"""(() => {{ const s = (id, v) => document.getElementById(id).value = v;
@@ -66,7 +67,8 @@ try:
     check(page.js("[...document.querySelectorAll('#images img')].map(i => i.naturalWidth + 'x' + i.naturalHeight).join()")
           == "28x28,28x28", "images at 28x28")
     check(page.js("document.querySelector('#images img').alt") == "Sneaker", "image caption")
-    check(page.js("document.getElementById('fill').style.width") == "100.0%", "bar at 100 % when done")
+    check(page.js("parseFloat(document.getElementById('fill').style.width)") == 100, "bar at 100 % when done")
+    time.sleep(0.5)  # the bar's CSS transition
     page.screenshot(os.path.join(shots, "serve_page.png"))
 
     # The download is the PNG with its parameters chunk.
@@ -89,8 +91,8 @@ try:
     widths = []
     end = time.time() + 60
     for _ in range(3000):
-        st = page.js("[document.getElementById('fill').style.width, document.getElementById('status').textContent]")
-        w = float(st[0].rstrip('%') or 0)
+        st = page.js("[parseFloat(document.getElementById('fill').style.width) || 0, document.getElementById('status').textContent]")
+        w = st[0]
         if st[1].startswith("step") and w > 0:
             widths.append(w)
         if len(widths) >= 5 and widths[-1] > widths[0] or time.time() > end:

@@ -52,4 +52,21 @@ grep -q '"Model":"meta_model"' "$tmp/out" && ! grep -q 'Model hash' "$tmp/out" |
 "$PY" -c "from PIL import Image; Image.new('RGB', (2, 2)).save('$tmp/plain.png')"
 expect_error "no generation parameters" "$UVIT" info "$tmp/plain.png"
 expect_error "not a PNG" "$UVIT" info "$tmp/run/config.json"
+# CLI habits: --class by name (case-insensitive) or synonym, near matches for an unknown name,
+# --seed -1 printed and recorded, the class table.
+M=(--config "$tmp/meta_model.json" --weights "$tmp/run/nnet_ema.safetensors")
+run "$UVIT" sample "${M[@]}" --class "ANKLE boot" --n 1 --seed -1 --dir "$tmp/r"
+seed=$(sed -n 's/^seed \([0-9]*\)$/\1/p' "$tmp/err")
+[ -n "$seed" ] || fail "--seed -1 printed no seed: $(cat "$tmp/err")"
+run "$UVIT" info "$tmp/r/000000.png"
+grep -q "^Ankle boot$" "$tmp/out" && grep -q "Seed: $seed, Index: 0, .* Class: 9," "$tmp/out" ||
+  fail "--class name / --seed -1 metadata: $(cat "$tmp/out")"
+run "$UVIT" sample "${M[@]}" --class boot --n 1 --seed "$seed" -q --dir "$tmp/r2"
+cmp -s "$tmp/r/000000.png" "$tmp/r2/000000.png" || fail "the printed seed does not reproduce the image"
+expect_error "did you mean: Sneaker" "$UVIT" sample "${M[@]}" --class snaeker --npy "$tmp/e.npy"
+run "$UVIT" info --config "$tmp/meta_model.json" --classes
+[ "$(sed -n 8p "$tmp/out")" = "$(printf '7\t\tSneaker')" ] && [ "$(wc -l <"$tmp/out")" -eq 10 ] ||
+  fail "info --classes: $(cat "$tmp/out")"
+run "$UVIT" info --config imagenet256_uvit_huge --classes
+[ "$(sed -n 208p "$tmp/out")" = "$(printf '207\tn02099601\tgolden retriever')" ] || fail "ImageNet table: $(sed -n 208p "$tmp/out")"
 exit $fails

@@ -166,6 +166,19 @@ TEST(ClassNames, LookupByIdNameAndSynonym) {
   EXPECT_EQ(near[0], "Sneaker");
   EXPECT_EQ(near_class_names(t, "shirt", 3).size(), 3u);  // T-shirt/top, t-shirt, Shirt ...
   EXPECT_TRUE(class_table("celeba").empty());
+  // ImageNet: 1000 classes in sorted-wnid order; ids, WordNet ids and any synonym.
+  const auto& in = class_table("imagenet256_features");
+  ASSERT_EQ(in.size(), 1000u);
+  EXPECT_EQ(find_class(in, 1000, "golden retriever"), 207);
+  EXPECT_EQ(find_class(in, 1000, "n02099601"), 207);
+  EXPECT_EQ(find_class(in, 1000, "Tinca tinca"), 0);
+  EXPECT_EQ(find_class(in, 1000, "toilet tissue"), 999);
+  EXPECT_EQ(find_class(in, 1000, "crane"), 134);  // the bird; the machine (517) by id or wnid
+  EXPECT_EQ(find_class(in, 1000, "n03126707"), 517);
+  EXPECT_EQ(class_display_name(in, 88), "macaw");
+  EXPECT_EQ(in[999].wnid, "n15075141");
+  EXPECT_EQ(near_class_names(in, "golden retreiver", 1),
+            std::vector<std::string>{"golden retriever"});
 }
 
 TEST(Samplers, A1111SpellingsMapToOurs) {
