@@ -82,7 +82,12 @@ void add_info(CLI::App& app) {
       for (const std::string& n : preset_names()) std::printf("%s\n", n.c_str());
       return;
     }
-    if (!image->empty()) return print_image_info(*image, *json);
+    if (!image->empty()) {
+      UVIT_CHECK(config->empty(), "'", *image,
+                 "' is not expected with --config (uvit info IMAGE.png prints an image's "
+                 "generation parameters)");
+      return print_image_info(*image, *json);
+    }
     if (*classes) {
       UVIT_CHECK(!config->empty(), "--classes: give --config C (its dataset's classes)");
       return print_classes(load_config(*config));

@@ -118,7 +118,8 @@ std::vector<std::string> near_class_names(const std::vector<ClassName>& t, const
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> out;
   for (const auto& [d, s] : scored) {
-    if (int(out.size()) >= k || d > scored[0].first + 2) break;  // only the close ones
+    // Only close ones: a substring, or a few edits (a third of the name) from it.
+    if (int(out.size()) >= k || d > std::max<size_t>(2, q.size() / 3) + 1) break;
     if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
   }
   return out;

@@ -15,6 +15,11 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::atomic<bool>& shutting_down() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
 const char* status_name(JobStatus s) {
   switch (s) {
     case JobStatus::Queued:
@@ -59,6 +64,7 @@ std::shared_ptr<Job> JobQueue::submit(std::vector<GenerationRequest> parts,
   job->created = unix_now();
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (shutting_down()) throw HttpError(503, "the server is shutting down");
     if (int(queue_.size()) >= max_queue_)
       throw HttpError(429, cat("the queue is full (", max_queue_,
                                " jobs waiting); retry when /sdapi/v1/progress shows it idle"));
@@ -226,14 +232,14 @@ void JobQueue::run() {
               job->steps = total;
             }
             ++version_;
-            if (job->cancel_requested) return false;
+            if (job->cancel_requested || shutting_down()) return false;
           }
           change_cv_.notify_all();
           return true;
         };
         {
           std::lock_guard<std::mutex> l(mu_);
-          if (job->cancel_requested) throw Cancelled();
+          if (job->cancel_requested || shutting_down()) throw Cancelled();
           job->part = int(k);
           job->step = 0;
         }

@@ -2,6 +2,7 @@
 // so the HTTP threads stay free for progress, cancel and queries; a bounded queue refuses more
 // work with 429. docs/serve.md.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -95,5 +96,8 @@ class JobQueue {
 };
 
 double unix_now();
+// Set by SIGINT/SIGTERM: running jobs stop at their next network evaluation, queued ones are
+// cancelled, new ones refused (503), so the HTTP threads waiting on them can finish and exit.
+std::atomic<bool>& shutting_down();
 
 }  // namespace uvit::serve

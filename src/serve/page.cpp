@@ -90,7 +90,7 @@ async function generate() {
     job = await call("POST", "/uvit/v1/jobs", body);
     $("status").textContent = "queued (seed " + job.seed + ")";
     poll();
-  } catch (e) { setBusy(false); showError(e.message); }
+  } catch (e) { setBusy(false); $("status").textContent = ""; showError(e.message); }
 }
 async function poll() {
   if (!job) return;

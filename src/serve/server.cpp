@@ -26,6 +26,7 @@ using nlohmann::json;
 std::atomic<httplib::Server*> g_server{nullptr};
 
 void on_signal(int) {
+  shutting_down().store(true);  // lock-free atomics: safe in a signal handler
   if (httplib::Server* s = g_server.load()) s->stop();
 }
 

@@ -23,6 +23,15 @@ others=$(nm -D --defined-only "$LIB/libuvit.so.0" | awk '{print $3}' | grep -v '
 nm -D --defined-only "$LIB/libuvit.so.0" | grep -q ' T uvit_generate$' || fail "uvit_generate not exported"
 "$P/bin/uvit" --version >"$tmp/v" || fail "installed uvit --version"
 
+cmake_consumer() {  # cmake_consumer DIR WHAT: configure, build and run DIR's `consumer`
+  if cmake -S "$1" -B "$1/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" >"$tmp/log" 2>&1 &&
+     cmake --build "$1/b" >>"$tmp/log" 2>&1; then
+    "$1/b/consumer" || fail "$2 run"
+  else
+    fail "$2 build"; cat "$tmp/log"
+  fi
+}
+
 mkdir -p "$tmp/c"
 cat >"$tmp/c/main.c" <<'CEOF'
 #include <stdio.h>
@@ -42,12 +51,7 @@ find_package(uvit 0.1 REQUIRED)
 add_executable(consumer main.c)
 target_link_libraries(consumer PRIVATE uvit::uvit)
 CEOF
-if cmake -S "$tmp/c" -B "$tmp/c/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" >"$tmp/log" 2>&1 &&
-   cmake --build "$tmp/c/b" >>"$tmp/log" 2>&1; then
-  "$tmp/c/b/consumer" || fail "find_package consumer run"
-else
-  fail "find_package consumer build"; cat "$tmp/log"
-fi
+cmake_consumer "$tmp/c" "find_package C consumer"
 if PKG_CONFIG_PATH=$LIB/pkgconfig cc -std=c99 -Wall -Werror "$tmp/c/main.c" -o "$tmp/c/pc" \
      $(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --cflags --libs uvit) 2>"$tmp/log"; then
   LD_LIBRARY_PATH=$LIB "$tmp/c/pc" || fail "pkg-config consumer run"
@@ -74,11 +78,6 @@ find_package(uvit 0.1 REQUIRED)
 add_executable(consumer main.cpp)
 target_link_libraries(consumer PRIVATE uvit::uvit_static)
 CEOF
-if cmake -S "$tmp/cpp" -B "$tmp/cpp/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" >"$tmp/log" 2>&1 &&
-   cmake --build "$tmp/cpp/b" >>"$tmp/log" 2>&1; then
-  "$tmp/cpp/b/consumer" || fail "C++ consumer run"
-else
-  fail "C++ consumer build"; cat "$tmp/log"
-fi
+cmake_consumer "$tmp/cpp" "find_package C++ consumer"
 echo "install_test: $fails failure(s)"
 exit $fails

@@ -165,6 +165,7 @@ TEST(ClassNames, LookupByIdNameAndSynonym) {
   ASSERT_FALSE(near.empty());
   EXPECT_EQ(near[0], "Sneaker");
   EXPECT_EQ(near_class_names(t, "shirt", 3).size(), 3u);  // T-shirt/top, t-shirt, Shirt ...
+  EXPECT_TRUE(near_class_names(t, "zebra").empty());      // nothing close
   EXPECT_TRUE(class_table("celeba").empty());
   // ImageNet: 1000 classes in sorted-wnid order; ids, WordNet ids and any synonym.
   const auto& in = class_table("imagenet256_features");
