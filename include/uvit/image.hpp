@@ -29,6 +29,9 @@ void write_png(const std::string& path, const Image& im,
                const std::map<std::string, std::string>& text = {});
 // The tEXt/iTXt chunks of a PNG file (CRC-checked).
 std::map<std::string, std::string> read_png_text(const std::string& path);
+// The same from PNG bytes in memory; `name` names them in errors.
+std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,
+                                                   const std::string& name);
 
 // PNG/JPEG/GIF/BMP/... via stb_image. want_c = 0 keeps the file's channels; 1..4 converts (3: RGB
 // as PIL's convert("RGB") for gray and palette images).

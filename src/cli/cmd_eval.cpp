@@ -22,6 +22,7 @@
 #include "uvit/fid.hpp"
 #include "uvit/inception.hpp"
 #include "uvit/io.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace fs = std::filesystem;
 

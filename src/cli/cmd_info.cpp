@@ -1,26 +1,96 @@
 // `uvit info --config C`: architecture, parameter count, forward GFLOPs per image; `uvit info
-// --presets`: the preset names.
+// --presets`: the preset names; `uvit info IMAGE.png [--json]`: an image's generation parameters;
+// `uvit info --config C --classes`: the class table.
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "uvit/class_names.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
+#include "uvit/generate.hpp"
+#include "uvit/image.hpp"
+#include "uvit/metadata.hpp"
 #include "uvit/network.hpp"
 
 namespace uvit::cli {
+namespace {
+
+// `uvit info IMAGE.png [--json]`: the metadata chunks as written, or one JSON line with the
+// parsed A1111 fields and the uvit-params record.
+void print_image_info(const std::string& path, bool as_json) {
+  const auto text = read_png_text(path);
+  const auto p = text.find("parameters"), r = text.find("uvit-params");
+  UVIT_CHECK(p != text.end() || r != text.end(), path,
+             ": no generation parameters (no 'parameters' or 'uvit-params' text chunk)");
+  if (!as_json) {
+    if (p != text.end()) std::printf("%s\n", p->second.c_str());
+    if (r != text.end())
+      std::printf("%suvit-params: %s\n", p != text.end() ? "\n" : "", r->second.c_str());
+    return;
+  }
+  nlohmann::json j = {{"file", base_name(path)}};
+  if (p != text.end()) {
+    j["parameters"] = p->second;
+    nlohmann::json fields = nlohmann::json::object();
+    for (const auto& [k, v] : parse_a1111_parameters(p->second)) fields[k] = v;
+    j["fields"] = fields;
+  }
+  if (r != text.end()) {
+    try {
+      j["uvit-params"] = nlohmann::json::parse(r->second);
+    } catch (const nlohmann::json::exception&) {
+      fail(path, ": the uvit-params chunk is not JSON");
+    }
+  }
+  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+void print_classes(const Config& c) {
+  const int k = real_classes(c);
+  UVIT_CHECK(k > 0, "config ", c.config_name, " is not class-conditional");
+  const std::string dataset = c.json.value("dataset", nlohmann::json::object()).value("name", "");
+  const auto& t = class_table(dataset);
+  for (int id = 0; id < k; ++id) {
+    const auto it =
+        std::find_if(t.begin(), t.end(), [id](const ClassName& e) { return e.id == id; });
+    std::printf("%d\t%s\t%s\n", id, it == t.end() ? "" : it->wnid.c_str(),
+                it == t.end() ? "" : it->names.c_str());
+  }
+}
+
+}  // namespace
 
 void add_info(CLI::App& app) {
-  auto* cmd =
-      app.add_subcommand("info", "Print a config's architecture, parameter count and FLOPs");
+  auto* cmd = app.add_subcommand(
+      "info",
+      "Print a config's architecture, parameter count and FLOPs, or a PNG's generation parameters");
   auto config = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false), presets = std::make_shared<bool>(false);
   cmd->add_option("--config,-c", *config, "preset name, JSON file or training run folder");
-  cmd->add_flag("--json", *json, "print the parameter table as JSON (one line)");
+  cmd->add_flag("--json", *json,
+                "print the parameter table (with IMAGE: its parameters) as JSON (one line)");
   cmd->add_flag("--presets", *presets, "list the preset names (for --config) and exit");
-  cmd->callback([config, json, presets] {
+  auto image = std::make_shared<std::string>();
+  auto classes = std::make_shared<bool>(false);
+  cmd->add_option("IMAGE", *image,
+                  "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`)");
+  cmd->add_flag("--classes", *classes,
+                "print the class table of the config's dataset: id, WordNet id, names");
+  cmd->callback([config, json, presets, image, classes] {
     if (*presets) {
       for (const std::string& n : preset_names()) std::printf("%s\n", n.c_str());
       return;
+    }
+    if (!image->empty()) {
+      UVIT_CHECK(config->empty(), "'", *image,
+                 "' is not expected with --config (uvit info IMAGE.png prints an image's "
+                 "generation parameters)");
+      return print_image_info(*image, *json);
+    }
+    if (*classes) {
+      UVIT_CHECK(!config->empty(), "--classes: give --config C (its dataset's classes)");
+      return print_classes(load_config(*config));
     }
     UVIT_CHECK(!config->empty(), "give --config C (a preset: uvit info --presets lists them)");
     Config c = load_config(*config);

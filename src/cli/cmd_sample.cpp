@@ -17,6 +17,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace fs = std::filesystem;
 
@@ -47,7 +48,7 @@ std::vector<int> parse_class_list(const std::string& text, int k) {
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
   struct Opts : SamplingOptions {
-    std::string classes, out, npy, dir, context, null_context, noise;
+    std::string classes, out, npy, dir, context, null_context, noise, cls_text;
     int n = 16, cls = -1;
     std::vector<std::string> prompt;
     std::string prompts_file, clip, clip_config, vocab, latents;
@@ -56,8 +57,9 @@ void add_sample(CLI::App& app) {
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
   cmd->add_option("--n", o->n, "number of samples (default 16; with --prompt: one per prompt)")
       ->check(at_least(1));
-  auto* c1 = cmd->add_option("--class", o->cls, "class models: the class of every sample")
-                 ->check(at_least(0));
+  auto* c1 = cmd->add_option("--class", o->cls_text,
+                             "class models: the class of every sample: an id, a WordNet id or a "
+                             "name, case-insensitive (uvit info --config C --classes)");
   auto* c2 = cmd->add_option("--classes", o->classes,
                              "class models: 'all' gives sample i class i mod (classes); a list "
                              "such as 0,3,7,9 gives sample i entry i mod (its length)");
@@ -84,6 +86,9 @@ void add_sample(CLI::App& app) {
   cmd->callback([o, cmd] {
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
+    if (!o->cls_text.empty())
+      o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
+    o->resolve_seed();  // --seed -1: a random seed, printed and recorded
     const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
                "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
@@ -200,26 +205,24 @@ void add_sample(CLI::App& app) {
       img_c = ae->config().out_ch, img_s *= ae->config().downsample_factor();
     }
     auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
+    // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
+    const ModelIdentity id = !o->out.empty() || !o->dir.empty()
+                                 ? model_identity(cfg, o->weights, ae ? o->autoencoder : "")
+                                 : ModelIdentity{};
+    const auto params = [&](int i) {
+      return image_params_for(cfg, g, id, labels.empty() ? -1 : labels[size_t(i)],
+                              sample_prompts.empty() ? "" : sample_prompts[size_t(i)],
+                              g.first_index + uint64_t(i), img_s, img_s);
+    };
     if (!o->out.empty()) {
       const bool rows = o->classes == "all";  // one row per class
-      write_png(o->out, sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg)),
-                {{"uvit", cfg.config_name}});
+      const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg));
+      write_png(o->out, grid, grid_metadata(params(0), n));
     }
     if (!o->dir.empty()) {
-      for (int i = 0; i < n; ++i) {
-        std::map<std::string, std::string> meta = {{"uvit", cfg.config_name},
-                                                   {"weights", o->weights},
-                                                   {"sampler", g.sampler},
-                                                   {"steps", std::to_string(g.steps)},
-                                                   {"seed", std::to_string(o->seed)},
-                                                   {"index", std::to_string(i)},
-                                                   {"cfg_scale", std::to_string(g.cfg_scale)},
-                                                   {"guidance", std::to_string(g.cfg_scale + 1)}};
-        meta.merge(extra_sampling_settings(cfg, g));
-        if (!labels.empty()) meta["class"] = std::to_string(labels[i]);
-        if (!sample_prompts.empty()) meta["prompt"] = sample_prompts[size_t(i)];
-        write_png(o->dir + "/" + std::to_string(i) + ".png", imgs[i], meta);
-      }
+      for (int i = 0; i < n; ++i)
+        write_png(o->dir + "/" + sample_file_name(g.first_index + uint64_t(i)), imgs[i],
+                  png_metadata(params(i)));
     }
     if (!o->npy.empty()) {
       const int c = img_c, s = img_s;

@@ -23,6 +23,7 @@ void add_fid(CLI::App& app);  // fid, fid-features, fid-stats
 void add_eval(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_encode_text(CLI::App& app);
+void add_serve(CLI::App& app);
 
 // Thrown by a command that must end with a particular exit status (an interrupted training run:
 // 128 + the signal); main() returns it.

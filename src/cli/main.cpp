@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_tokenize(app);
   uvit::cli::add_encode_text(app);
   uvit::cli::add_demo(app);
+  uvit::cli::add_serve(app);
   add_help(app);
   add_threads(&app);
   try {

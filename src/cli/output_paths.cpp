@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "uvit/error.hpp"
@@ -57,6 +58,12 @@ void make_parent_dir(const std::string& path) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   UVIT_CHECK(!ec, path, ": cannot create folder ", dir.string(), ": ", ec.message());
+}
+
+std::string sample_file_name(uint64_t index) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%06llu.png", static_cast<unsigned long long>(index));
+  return b;
 }
 
 }  // namespace uvit::cli

@@ -1,6 +1,7 @@
 // Output paths of the commands: checked before any work (so a long run never fails at its final
 // write), their folders created just before the work starts.
 #pragma once
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 
@@ -14,5 +15,8 @@ void check_output(const char* option, const std::string& path,
 void check_output_dir(const char* option, const std::string& dir);
 // Creates the folder that `path` goes into (nothing for "" or a bare file name).
 void make_parent_dir(const std::string& path);
+// The file of sample `index` in a --dir folder: "%06d.png", as DiT's sample_ddp.py and the ADM
+// suite name theirs.
+std::string sample_file_name(uint64_t index);
 
 }  // namespace uvit::cli

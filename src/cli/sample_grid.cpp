@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cli/progress.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
 
@@ -59,8 +60,13 @@ void write_grid(Network& net, const Config& cfg, const std::string& png, int n, 
   bar.finish();
   const auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
   const bool rows = k > 0 && int(labels.size()) >= k;  // one row per class
-  write_png(png, sample_grid(imgs, rows ? labels : std::vector<int>{}, k),
-            {{"uvit", cfg.config_name}});
+  const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, k);
+  const GenerateOptions used = with_preset_defaults(cfg, g);
+  ModelIdentity grid_id;  // the weights are in memory: no file to name or hash
+  grid_id.model = cfg.config_name;
+  const ImageParams p = image_params_for(cfg, used, grid_id, labels.empty() ? -1 : labels[0], "",
+                                         used.first_index, imgs[0].w, imgs[0].h);
+  write_png(png, grid, grid_metadata(p, n));
 }
 
 }  // namespace uvit::cli

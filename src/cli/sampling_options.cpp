@@ -1,11 +1,14 @@
 #include "cli/sampling_options.hpp"
 
+#include <cstdio>
 #include <cstdlib>
+#include <random>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
 
@@ -15,9 +18,17 @@ Config SamplingOptions::load() const {
   return cfg;
 }
 
+void SamplingOptions::resolve_seed() {
+  if (seed >= 0) return;
+  seed = long(std::random_device{}() & 0xffffffffu);
+  if (!quiet) std::fprintf(stderr, "seed %ld\n", seed);
+}
+
 GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
+  UVIT_CHECK(seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
   GenerateOptions g;
-  g.sampler = sampler;
+  g.sampler =
+      canonical_sampler(sampler, is_flow(cfg));  // A1111 spellings too ("DPM++ 2M", "Euler a")
   g.steps = steps;
   g.cfg_scale = guidance >= 0 ? guidance - 1 : scale;
   g.seed = uint64_t(seed);
@@ -41,19 +52,6 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   return with_preset_defaults(cfg, g);
 }
 
-std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
-                                                           const GenerateOptions& g) {
-  std::map<std::string, std::string> m;
-  const NetSpec& ns = cfg.spec;
-  if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
-    m["guidance_channels"] = std::to_string(g.guidance_channels);
-  if (!is_flow(cfg)) return m;
-  m["shift"] = cat(g.shift);
-  m["cfg_interval"] = cat(g.cfg_interval);
-  if (g.sampler == "dopri5") m["atol"] = cat(g.atol), m["rtol"] = cat(g.rtol);
-  return m;
-}
-
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
   cmd->add_option("--config,-c", o.config, "preset name, JSON file or training run folder")
       ->required();
@@ -62,8 +60,8 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->required();
   cmd->add_option("--sampler", o.sampler,
                   "euler-maruyama, euler-ode, dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or "
-                  "ddim; flow presets: euler, heun, euler_maruyama or dopri5 (default: the "
-                  "preset's)");
+                  "ddim; flow presets: euler, heun, euler_maruyama or dopri5; or A1111's names "
+                  "(Euler, Euler a, DPM++ 2M, DDIM; docs/c_api.md) (default: the preset's)");
   cmd->add_option("--steps", o.steps, "sampler steps (default: the preset's)")->check(at_least(1));
   auto* s = cmd->add_option("--cfg-scale", o.scale,
                             "guidance scale s in eps_c + s (eps_c - eps_u), U-ViT's convention; 0 "
@@ -92,7 +90,9 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                   "skip_dit: run the whole network every N calls and only its first and last 4 "
                   "blocks in between (Skip-DiT's Skip-Cache; default off)")
       ->check(at_least(1));
-  cmd->add_option("--seed", o.seed, "random seed (default 0)")->check(at_least(0));
+  cmd->add_option("--seed", o.seed,
+                  "random seed (default 0; uvit sample: -1 = a random one, printed)")
+      ->check(at_least(-1));
   cmd->add_option("--batch", o.batch, "samples per network batch (default: the preset's)")
       ->check(at_least(1));
   cmd->add_option("--set", o.set, "override a config field: section.key=value (repeatable)");

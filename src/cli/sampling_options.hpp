@@ -23,18 +23,14 @@ struct SamplingOptions {
   std::vector<std::string> set;
   bool quiet = false;
 
+  // --seed -1: draws a random seed in [0, 2^32), prints "seed N" (unless --quiet) and keeps it.
+  void resolve_seed();
   // The preset with the --set overrides applied.
   Config load() const;
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
   GenerateOptions generate_options(const Config& cfg) const;
 };
-
-// The settings beyond sampler, steps and scale that change the samples, for PNG metadata and
-// run manifests: a flow preset's shift, cfg interval and (dopri5) tolerances, and the guidance
-// channels where they differ from the network's. Empty for an eps preset with its defaults.
-std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
-                                                           const GenerateOptions& g);
 
 // Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
 // --guidance-channels, the flow options --shift, --cfg-interval, --atol, --rtol, --seed, --batch,

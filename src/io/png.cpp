@@ -132,8 +132,20 @@ void write_png(const std::string& path, const Image& im,
 }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {
-  std::vector<uint8_t> f = read_file(path);
-  UVIT_CHECK(f.size() >= 8 && std::memcmp(f.data(), kSignature, 8) == 0, path,
+  const std::vector<uint8_t> f = read_file(path);
+  return decode_png_text(f.data(), f.size(), path);
+}
+
+std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,
+                                                   const std::string& path) {
+  struct Bytes {  // the checks below index f[] as in a vector
+    const uint8_t* p;
+    size_t n;
+    size_t size() const { return n; }
+    const uint8_t* data() const { return p; }
+    const uint8_t& operator[](size_t i) const { return p[i]; }
+  } f{data, size};
+  UVIT_CHECK(data && f.size() >= 8 && std::memcmp(f.data(), kSignature, 8) == 0, path,
              ": not a PNG file (bad signature)");
   std::map<std::string, std::string> out;
   size_t pos = 8;

@@ -148,7 +148,7 @@ grep -q '"step": *3' "$tmp/run/log.jsonl" 2>/dev/null || fail "no step-3 entry i
 run "$UVIT" --threads 2 sample --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" \
   --autoencoder "$tmp/ae.pth" --autoencoder-config "$tmp/ae.json" --n 2 --class 1 --steps 3 --npy "$tmp/s.npy" --latents "$tmp/lat.npy" \
   --dir "$tmp/png" -q
-[ -f "$tmp/png/1.png" ] || fail "sample --dir wrote no 1.png"
+[ -f "$tmp/png/000001.png" ] || fail "sample --dir wrote no 000001.png"
 "$PY" - "$tmp" "$TWIN" <<'PYEOF' || fails=$((fails+1))
 import os, sys
 import numpy as np
@@ -173,9 +173,9 @@ if got.shape != (2, 256, 256, 3) or got.dtype != np.uint8:
 d = np.abs(got.astype(int) - ref.astype(int))
 if d.max() > 1 or (d > 0).mean() > 1e-3:
     print("FAIL: decoded samples differ from the PyTorch decode: max %d, %.4f%% of values" % (d.max(), 100 * (d > 0).mean())); bad += 1
-png = np.array(Image.open(os.path.join(tmp, "png", "1.png")))
+png = np.array(Image.open(os.path.join(tmp, "png", "000001.png")))
 if not (png == got[1]).all():
-    print("FAIL: png/1.png differs from the .npy sample"); bad += 1
+    print("FAIL: png/000001.png differs from the .npy sample"); bad += 1
 if got.std() < 1:
     print("FAIL: decoded samples are flat"); bad += 1
 if not bad:

@@ -16,8 +16,10 @@ run "$UVIT" train --config "$tmp/uncond.json" --out "$tmp/urun" --steps 0 -q
 W=$tmp/run/nnet_ema.safetensors
 
 cat >"$tmp/check.py" <<'PYEOF'
-import os, struct, sys, zlib
+import json, os, struct, sys, zlib
 import numpy as np
+sys.path.insert(0, "tests/e2e/data")
+from a1111_infotext import parse_generation_parameters
 
 def chunks(p):
     d = open(p, "rb").read()
@@ -67,17 +69,29 @@ cmd = sys.argv[1]
 if cmd == "outputs":  # outputs NPY DIR GRID N: the three outputs agree
     npy, d, grid, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     a = check_npy(npy, n)
-    names = sorted(os.listdir(d), key=lambda s: int(s.split(".")[0]))
-    assert names == [f"{i}.png" for i in range(n)], names
+    names = sorted(os.listdir(d))
+    assert names == [f"{i:06d}.png" for i in range(n)], names
+    fmnist = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+              "Bag", "Ankle boot"]
     for i in range(n):
         im, text = decode(os.path.join(d, names[i]))
         assert np.array_equal(im, a[i]), f"{names[i]} pixels differ from npy[{i}]"
-        assert text.get("class") == str(i % 10), f"{names[i]}: class {text.get('class')}, want {i % 10}"
-        assert text.get("index") == str(i) and text.get("seed") == "3", f"{names[i]}: {text}"
-        # The preset's defaults as resolved: dpm_solver on continuous_vp, 5 steps, scale 1.
-        assert text.get("sampler") == "dpm-solver" and text.get("steps") == "5" and \
-            float(text.get("cfg_scale", "nan")) == 1.0, f"{names[i]}: {text}"
-    g, _ = decode(grid)  # one row per class (sample i: class i % 10), 2-pixel padding
+        assert set(text) == {"parameters", "uvit-params"}, f"{names[i]}: chunks {sorted(text)}"
+        assert os.path.dirname(d) not in text["parameters"] + text["uvit-params"], f"a path: {text}"
+        p, rec = parse_generation_parameters(text["parameters"]), json.loads(text["uvit-params"])
+        assert p["Prompt"] == fmnist[i % 10] and p["Class"] == str(i % 10), f"{names[i]}: {p}"
+        assert p["Index"] == str(i) and p["Seed"] == "3", f"{names[i]}: {p}"
+        # The preset's defaults as resolved: dpm_solver on continuous_vp, 5 steps, s = 1 (w = 2).
+        assert p["Sampler"] == "dpm-solver" and p["Steps"] == "5" and p["CFG scale"] == "2" and \
+            p["UViT scale"] == "1" and p["Size-1"] == "28" and p["Size-2"] == "28", f"{names[i]}: {p}"
+        assert p["Model"] == "tiny" and p["Weights"] == "nnet_ema.safetensors" and \
+            len(p["Model hash"]) == 10, f"{names[i]}: {p}"
+        assert rec["schema"] == "uvit.image.params/v1" and rec["seed"] == 3 and rec["index"] == i \
+            and rec["class"] == i % 10 and rec["guidance"] == {"w": 2, "s": 1} and \
+            rec["weights"]["sha256"].startswith(p["Model hash"]), f"{names[i]}: {rec}"
+    g, gtext = decode(grid)  # one row per class (sample i: class i % 10), 2-pixel padding
+    gp = parse_generation_parameters(gtext["parameters"])
+    assert gp["Batch size"] == str(n) and gp["Seed"] == "3" and gp["Index"] == "0", gp
     cols = (n + 9) // 10
     assert g.shape == (302, 2 + 30 * cols, 1), f"grid shape {g.shape}, want 10 rows of {cols}"
     for i in range(n):
@@ -147,7 +161,7 @@ check npy "$tmp/u.npy" 5
 # Outputs into folders that do not exist yet: created (checked before sampling, not after).
 run "$UVIT" sample "${base[@]}" -q --seed 3 --npy "$tmp/new/sub/s.npy" --out "$tmp/new2/g.png" --dir "$tmp/new3/d"
 check same "$tmp/s.npy" "$tmp/new/sub/s.npy"
-[ -s "$tmp/new2/g.png" ] && [ -s "$tmp/new3/d/19.png" ] || fail "outputs in new folders missing"
+[ -s "$tmp/new2/g.png" ] && [ -s "$tmp/new3/d/000019.png" ] || fail "outputs in new folders missing"
 # A training run's folder as --config (its config.json) gives the same samples.
 run "$UVIT" sample --config "$tmp/run" --weights "$W" --classes all --n 20 --seed 3 -q --npy "$tmp/s_run.npy"
 check same "$tmp/s.npy" "$tmp/s_run.npy"

@@ -1,0 +1,45 @@
+# libuvit.so: the C API (include/uvit.h) over the static library, exporting only the uvit_*
+# functions (hidden visibility, archive symbols hidden); the install rules, the CMake package
+# (uvit::uvit = the C API, uvit::uvit_static = the C++ library) and uvit.pc. docs/c_api.md.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+# uvit.h's version macros must match the project's version.
+file(STRINGS ${CMAKE_SOURCE_DIR}/include/uvit.h _uvit_h_version REGEX "#define UVIT_VERSION_(MAJOR|MINOR|PATCH) ")
+string(REGEX REPLACE "[^0-9;]" "" _uvit_h_version "${_uvit_h_version}")
+string(REPLACE ";" "." _uvit_h_version "${_uvit_h_version}")
+if(NOT _uvit_h_version STREQUAL PROJECT_VERSION)
+  message(FATAL_ERROR "include/uvit.h says version ${_uvit_h_version}, CMakeLists.txt ${PROJECT_VERSION}")
+endif()
+
+add_library(uvit_c SHARED src/capi/uvit_c.cpp)
+set_target_properties(uvit_c PROPERTIES OUTPUT_NAME uvit EXPORT_NAME uvit
+  VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
+  C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
+  INSTALL_RPATH_USE_LINK_PATH ON)
+target_compile_definitions(uvit_c PRIVATE UVIT_BUILD)
+target_compile_options(uvit_c PRIVATE ${UVIT_FLAGS})
+target_include_directories(uvit_c PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+target_link_libraries(uvit_c PRIVATE uvitlib)
+target_link_options(uvit_c PRIVATE -Wl,--exclude-libs,ALL -Wl,--no-undefined
+  -Wl,--version-script=${CMAKE_SOURCE_DIR}/cmake/uvit.map)
+set_target_properties(uvit_c PROPERTIES LINK_DEPENDS ${CMAKE_SOURCE_DIR}/cmake/uvit.map)
+
+install(TARGETS uvit RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS uvit_c uvitlib EXPORT uvitTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(FILES ${CMAKE_SOURCE_DIR}/include/uvit.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/uvit DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT uvitTargets NAMESPACE uvit:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/uvit)
+configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/uvitConfig.cmake.in
+  ${CMAKE_BINARY_DIR}/uvitConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/uvit)
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/uvitConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES ${CMAKE_BINARY_DIR}/uvitConfig.cmake ${CMAKE_BINARY_DIR}/uvitConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/uvit)
+# uvit.pc finds its prefix from its own folder, so `cmake --install --prefix P` works anywhere.
+file(RELATIVE_PATH UVIT_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+configure_file(${CMAKE_SOURCE_DIR}/cmake/uvit.pc.in ${CMAKE_BINARY_DIR}/uvit.pc @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/uvit.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

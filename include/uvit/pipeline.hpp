@@ -1,0 +1,175 @@
+// The generation pipeline behind the C API (include/uvit.h), `uvit serve` and `uvit sample`: a
+// network, its autoencoder and CLIP text encoder loaded once; requests resolved against the
+// preset's defaults; generate() (generate.hpp) run with cancellation; latents decoded; every image
+// returned with its A1111-style metadata (metadata.hpp). docs/c_api.md.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "uvit/class_names.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/generate.hpp"
+#include "uvit/image.hpp"
+#include "uvit/metadata.hpp"
+
+namespace uvit {
+
+class Autoencoder;
+class Backend;
+class ClipTextModel;
+class ClipTokenizer;
+class Network;
+
+// Thrown by Pipeline::generate when uvit_cancel / Pipeline::cancel or the progress callback stops
+// it (at the next network evaluation or decode chunk).
+struct Cancelled : Error {
+  Cancelled() : Error("generation cancelled") {}
+};
+
+struct PipelineOptions {
+  std::string config;              // preset name, JSON file or training run folder
+  std::vector<std::string> set;    // "section.key=value" overrides
+  std::string weights;             // .safetensors or .pth
+  std::string autoencoder;         // latent presets: the KL autoencoder (else unused)
+  std::string autoencoder_config;  // "" = Stable Diffusion kl-f8
+  std::string clip;                // text presets: CLIPTextModel weights ("" = contexts only)
+  std::string clip_config, vocab;  // "" = ViT-L/14 and the repository's vocabulary
+  std::string device = "cpu";      // cpu or cuda
+  std::string precision;           // "" = the device's default
+  bool decode = true;              // load the autoencoder (false: latents only)
+};
+
+enum class ModelKind { Unconditional, Class, Text };
+const char* model_kind_name(ModelKind k);  // "uncond", "class", "t2i"
+
+struct GenerationRequest {
+  int n = 1;
+  std::vector<int> classes;          // class models: sample i gets classes[i mod size]
+  std::vector<std::string> prompts;  // text models: sample i gets prompts[i mod size]
+  std::string negative_prompt;       // text models: the unconditional context's prompt
+  // Text models without CLIP: precomputed contexts [n, L, D] and the empty prompt's [L, D].
+  std::vector<float> contexts, null_context;
+  std::string sampler;       // "" = the preset's; A1111 spellings accepted (canonical_sampler)
+  int steps = 0;             // 0 = the preset's
+  double guidance_w = -1;    // w = s + 1 (1 = off); < 0 = the preset's
+  int64_t seed = 0;          // -1 = random (the chosen seed is returned)
+  uint64_t first_index = 0;  // sample i draws the noise of sample first_index + i
+  int batch = 0;             // samples per network batch; 0 = the preset's
+  int skip_cache = 0;
+  std::vector<float> noise;   // optional x_T [n, C, H, W]
+  bool keep_latents = false;  // fill GenerationResult::latents (latent models: before decoding)
+  // After each network evaluation (done/total) and decode chunk; false cancels.
+  std::function<bool(const char* phase, int done, int total)> progress;
+};
+
+struct GeneratedImage {
+  Image image;
+  uint64_t seed = 0, index = 0;
+  int class_id = -1;
+  std::string prompt;      // text models: this sample's prompt
+  std::string parameters;  // the A1111 `parameters` text (metadata.hpp)
+  std::string record;      // the `uvit-params` JSON
+};
+
+struct GenerationResult {
+  std::vector<GeneratedImage> images;  // empty when nothing was decoded (PipelineOptions::decode)
+  std::vector<float> latents;          // with keep_latents: the sampler's output [n, C, H, W]
+  GenerateOptions resolved;            // sampler, steps and s actually used
+  uint64_t seed = 0;
+  int evaluations = 0;
+  double sample_seconds = 0, decode_seconds = 0;
+};
+
+// The class name table of a preset's dataset (class_names.hpp; empty when it has none).
+const std::vector<ClassName>& class_table_of(const Config& cfg);
+// A command-line --class value: a decimal id (returned as is, for the caller's range check), a
+// WordNet id or a class name; an unknown name fails with the nearest names.
+int class_from_option(const Config& cfg, const std::string& text);
+
+// What the metadata says about the model: the preset name, basenames and SHA-256 of the files.
+struct ModelIdentity {
+  std::string model, weights, weights_sha256, autoencoder, autoencoder_sha256;
+};
+// Hashes the files ("" paths are left out).
+ModelIdentity model_identity(const Config& cfg, const std::string& weights,
+                             const std::string& autoencoder);
+// The metadata of one image: `resolved` holds the sampler, steps and s that ran
+// (with_preset_defaults) and the seed; class models name the class (dataset's table, else the id)
+// on the prompt line.
+ImageParams image_params_for(const Config& cfg, const GenerateOptions& resolved,
+                             const ModelIdentity& id, int class_id, const std::string& prompt,
+                             uint64_t index, int width, int height);
+
+class Pipeline {
+ public:
+  explicit Pipeline(const PipelineOptions& o);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  const Config& config() const { return cfg_; }
+  ModelKind kind() const;
+  int resolution() const;   // output image side in pixels (after decoding)
+  int channels() const;     // output image channels
+  int num_classes() const;  // real classes (0 unless kind() == Class)
+  std::string default_sampler() const;
+  int default_steps() const;
+  double default_guidance_w() const;
+  bool can_encode_prompts() const { return clip_ != nullptr; }
+  // The basenames and 10-hex SHA-256 prefixes recorded in metadata.
+  const std::string& model_name() const { return id_.model; }
+  const std::string& weights_name() const { return id_.weights; }
+  const std::string& weights_sha256() const { return id_.weights_sha256; }
+  const ModelIdentity& identity() const { return id_; }
+
+  // Class id for a name, WordNet id or decimal id (class_names.hpp); -1 when unknown.
+  int class_from_name(const std::string& name) const;
+  std::string class_name(int id) const;  // "" when the dataset has no names
+  // Up to k known class names closest to `name`, for "did you mean" messages.
+  std::vector<std::string> near_classes(const std::string& name, int k = 5) const;
+
+  // The metadata of one generated image (the grid writer adjusts it for a grid).
+  ImageParams image_params(const GenerationResult& res, const GeneratedImage& im) const;
+
+  // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
+  GenerationResult generate(const GenerationRequest& r);
+  // Stops the running generation at its next network evaluation; safe from any thread. A call
+  // while nothing runs has no effect.
+  void cancel() { cancel_.store(true); }
+
+ private:
+  Config cfg_;
+  PipelineOptions opt_;
+  std::unique_ptr<Backend> be_, ae_be_, clip_be_;
+  std::unique_ptr<Network> net_;
+  std::unique_ptr<Autoencoder> ae_;
+  std::unique_ptr<ClipTokenizer> tok_;
+  std::unique_ptr<ClipTextModel> clip_;
+  ModelIdentity id_;
+  std::mutex run_;
+  std::atomic<bool> cancel_{false};
+};
+
+// The PNG of a generated image, with its `parameters` and `uvit-params` text chunks.
+std::vector<uint8_t> png_bytes(const GeneratedImage& im);
+
+// A1111 sampler spellings ("DPM++ 2M", "Euler a", "DDIM", "k_euler") and our own names,
+// case-insensitive, to the engine's names; "" stays "". A flow preset's (`flow`) names are its
+// own samplers: "Euler" is the flow Euler ODE, "Euler a" its Euler-Maruyama SDE. Throws
+// uvit::Error for an unknown name.
+std::string canonical_sampler(const std::string& name, bool flow = false);
+
+// The settings beyond sampler, steps and scale that change the samples, for PNG metadata and
+// run manifests: a flow preset's shift, cfg interval and (dopri5) tolerances, and the guidance
+// channels where they differ from the network's. Empty for an eps preset with its defaults.
+std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
+                                                           const GenerateOptions& g);
+
+}  // namespace uvit

@@ -1,0 +1,321 @@
+// The C API (include/uvit.h) over uvit::Pipeline: argument checks, append-only struct copies,
+// exceptions turned into a status and a thread-local message. Built into libuvit.so only.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "uvit.h"
+#include "uvit/error.hpp"
+#include "uvit/log.hpp"
+#include "uvit/pipeline.hpp"
+
+struct uvit_ctx {
+  std::unique_ptr<uvit::Pipeline> pipe;
+  std::string name, sha256, sampler;
+};
+
+namespace {
+
+thread_local std::string t_error;
+thread_local std::string t_class_name;
+
+uvit_status set_error(uvit_status s, const std::string& msg) {
+  t_error = msg;
+  return s;
+}
+
+// Runs fn, turning every exception into a status; `load_failure` is the status of a uvit::Error
+// (UVIT_ERR_LOAD while loading, UVIT_ERR_INVALID_ARGUMENT for a request).
+template <class F>
+uvit_status guarded(uvit_status load_failure, F&& fn) {
+  t_error.clear();
+  try {
+    fn();
+    return UVIT_OK;
+  } catch (const uvit::Cancelled& e) {
+    return set_error(UVIT_ERR_CANCELLED, e.what());
+  } catch (const uvit::Error& e) {
+    return set_error(load_failure, e.what());
+  } catch (const std::bad_alloc&) {
+    return set_error(UVIT_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return set_error(UVIT_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return set_error(UVIT_ERR_INTERNAL, "unknown exception");
+  }
+}
+
+// Copies the caller's struct (struct_size bytes, its header's version) over our defaults: fields
+// it does not know keep their defaults; bytes beyond ours must be zero (a newer header's fields
+// left at their defaults), else the caller asks for something this library cannot do.
+template <class T>
+bool copy_params(const T* in, T& out, const char* what) {
+  if (!in) return set_error(UVIT_ERR_INVALID_ARGUMENT, std::string(what) + " is NULL"), false;
+  const size_t n = in->struct_size;
+  if (n < sizeof(size_t) + sizeof(int)) {
+    set_error(UVIT_ERR_INVALID_ARGUMENT,
+              std::string(what) + ".struct_size is " + std::to_string(n) +
+                  ": set it to sizeof the struct (the *_init functions do)");
+    return false;
+  }
+  const auto* bytes = reinterpret_cast<const unsigned char*>(in);
+  for (size_t i = sizeof(T); i < n; ++i)
+    if (bytes[i] != 0) {
+      set_error(UVIT_ERR_INVALID_ARGUMENT, std::string(what) + " sets fields this library (uvit " +
+                                               uvit_version() + ") does not know: struct_size " +
+                                               std::to_string(n) + " > " +
+                                               std::to_string(sizeof(T)));
+      return false;
+    }
+  std::memcpy(&out, in, std::min(n, sizeof(T)));
+  out.struct_size = sizeof(T);
+  return true;
+}
+
+std::string str(const char* s) { return s ? s : ""; }
+
+char* dup(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!p) throw std::bad_alloc();
+  std::memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+uint8_t* dup_bytes(const uint8_t* d, size_t n) {
+  auto* p = static_cast<uint8_t*>(std::malloc(n ? n : 1));
+  if (!p) throw std::bad_alloc();
+  if (n) std::memcpy(p, d, n);
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* uvit_status_string(uvit_status s) {
+  switch (s) {
+    case UVIT_OK:
+      return "ok";
+    case UVIT_ERR_INVALID_ARGUMENT:
+      return "invalid argument";
+    case UVIT_ERR_LOAD:
+      return "load failed";
+    case UVIT_ERR_OUT_OF_MEMORY:
+      return "out of memory";
+    case UVIT_ERR_CANCELLED:
+      return "cancelled";
+    case UVIT_ERR_INTERNAL:
+      return "internal error";
+  }
+  return "unknown status";
+}
+
+const char* uvit_last_error(void) { return t_error.c_str(); }
+const char* uvit_version(void) { return uvit::version_string(); }
+const char* uvit_commit(void) { return uvit::commit_string(); }
+
+void uvit_set_log_callback(uvit_log_callback cb, void* user) {
+  if (!cb) return uvit::set_log_sink({});
+  uvit::set_log_sink([cb, user](uvit::LogLevel l, const std::string& m) {
+    cb(static_cast<uvit_log_level>(l), m.c_str(), user);
+  });
+}
+
+void uvit_ctx_params_init(uvit_ctx_params* p) {
+  if (!p) return;
+  *p = uvit_ctx_params{};
+  p->struct_size = sizeof *p;
+  p->device = "cpu";
+}
+
+uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
+  t_error.clear();
+  if (!out) return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_ctx_create: out is NULL");
+  *out = nullptr;
+  uvit_ctx_params p;
+  uvit_ctx_params_init(&p);
+  if (!copy_params(params, p, "uvit_ctx_params")) return UVIT_ERR_INVALID_ARGUMENT;
+  if (p.n_threads < 0)
+    return set_error(UVIT_ERR_INVALID_ARGUMENT,
+                     "uvit_ctx_params.n_threads must be >= 0, got " + std::to_string(p.n_threads));
+  return guarded(UVIT_ERR_LOAD, [&] {
+    uvit::PipelineOptions o;
+    o.config = str(p.config);
+    o.weights = str(p.weights);
+    o.autoencoder = str(p.autoencoder);
+    o.autoencoder_config = str(p.autoencoder_config);
+    o.clip = str(p.clip);
+    o.clip_config = str(p.clip_config);
+    o.vocab = str(p.vocab);
+    o.device = p.device ? p.device : "cpu";
+    o.precision = str(p.precision);
+    if (p.n_threads > 0) omp_set_num_threads(p.n_threads);
+    auto ctx = std::make_unique<uvit_ctx>();
+    ctx->pipe = std::make_unique<uvit::Pipeline>(o);
+    ctx->name = ctx->pipe->model_name();
+    ctx->sha256 = ctx->pipe->weights_sha256();
+    ctx->sampler = ctx->pipe->default_sampler();
+    *out = ctx.release();
+  });
+}
+
+void uvit_ctx_free(uvit_ctx* ctx) { delete ctx; }
+
+uvit_status uvit_model_info_get(const uvit_ctx* ctx, uvit_model_info* info) {
+  t_error.clear();
+  if (!ctx || !info)
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_model_info_get: ctx or info is NULL");
+  if (info->struct_size < sizeof(size_t) + sizeof(int))
+    return set_error(UVIT_ERR_INVALID_ARGUMENT,
+                     "uvit_model_info.struct_size must be sizeof(uvit_model_info)");
+  return guarded(UVIT_ERR_INTERNAL, [&] {
+    const uvit::Pipeline& p = *ctx->pipe;
+    uvit_model_info m{};
+    m.struct_size = std::min(info->struct_size, sizeof m);
+    m.kind = static_cast<uvit_model_kind>(p.kind());
+    m.resolution = p.resolution();
+    m.channels = p.channels();
+    m.num_classes = p.num_classes();
+    m.name = ctx->name.c_str();
+    m.weights_sha256 = ctx->sha256.c_str();
+    m.default_sampler = ctx->sampler.c_str();
+    m.default_steps = p.default_steps();
+    m.default_guidance_w = float(p.default_guidance_w());
+    std::memcpy(info, &m, m.struct_size);  // only the fields the caller's header has
+  });
+}
+
+int uvit_class_from_name(const uvit_ctx* ctx, const char* name) {
+  t_error.clear();
+  if (!ctx || !name) return -1;
+  int id = -1;
+  guarded(UVIT_ERR_INTERNAL, [&] { id = ctx->pipe->class_from_name(name); });
+  return id;
+}
+
+const char* uvit_class_name(const uvit_ctx* ctx, int id) {
+  t_error.clear();
+  t_class_name.clear();
+  if (ctx) guarded(UVIT_ERR_INTERNAL, [&] { t_class_name = ctx->pipe->class_name(id); });
+  return t_class_name.c_str();
+}
+
+void uvit_gen_params_init(uvit_gen_params* p) {
+  if (!p) return;
+  *p = uvit_gen_params{};
+  p->struct_size = sizeof *p;
+  p->n = 1;
+  p->guidance_w = -1;
+}
+
+uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_image** images,
+                          int* n_images) {
+  t_error.clear();
+  if (images) *images = nullptr;
+  if (n_images) *n_images = 0;
+  if (!ctx || !images || !n_images)
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_generate: ctx, images or n_images is NULL");
+  uvit_gen_params p;
+  uvit_gen_params_init(&p);
+  if (!copy_params(params, p, "uvit_gen_params")) return UVIT_ERR_INVALID_ARGUMENT;
+  if ((p.n_classes > 0 && !p.classes) || (p.n_prompts > 0 && !p.prompts) || p.n_classes < 0 ||
+      p.n_prompts < 0)
+    return set_error(UVIT_ERR_INVALID_ARGUMENT,
+                     "uvit_gen_params: classes/prompts is NULL or their count is negative");
+  for (int i = 0; i < p.n_prompts; ++i)
+    if (!p.prompts[i])
+      return set_error(UVIT_ERR_INVALID_ARGUMENT,
+                       "uvit_gen_params: prompts[" + std::to_string(i) + "] is NULL");
+  uvit_image* out = nullptr;
+  int made = 0;
+  const uvit_status s = guarded(UVIT_ERR_INVALID_ARGUMENT, [&] {
+    uvit::GenerationRequest r;
+    r.n = p.n;
+    r.classes.assign(p.classes, p.classes + p.n_classes);
+    for (int i = 0; i < p.n_prompts; ++i) r.prompts.emplace_back(p.prompts[i]);
+    r.negative_prompt = str(p.negative_prompt);
+    r.sampler = str(p.sampler);
+    r.steps = p.steps;
+    r.guidance_w = p.guidance_w;
+    r.seed = p.seed;
+    r.first_index = p.first_index;
+    r.batch = p.batch;
+    if (p.progress)
+      r.progress = [&p](const char* phase, int done, int total) {
+        // Decode chunks are not reported: the callback counts network evaluations.
+        return std::strcmp(phase, "sample") != 0 || done == 0 ||
+               p.progress(done, total, p.progress_user);
+      };
+    const uvit::GenerationResult res = ctx->pipe->generate(r);
+    const size_t n = res.images.size();
+    out = static_cast<uvit_image*>(std::calloc(n ? n : 1, sizeof(uvit_image)));
+    if (!out) throw std::bad_alloc();
+    for (const uvit::GeneratedImage& g : res.images) {
+      uvit_image& o = out[made++];  // counted first, so a failure below frees what was made
+      o.width = g.image.w;
+      o.height = g.image.h;
+      o.channels = g.image.c;
+      o.seed = int64_t(g.seed);
+      o.index = g.index;
+      o.class_id = g.class_id;
+      o.pixels = dup_bytes(g.image.px.data(), g.image.px.size());
+      const std::vector<uint8_t> png = uvit::png_bytes(g);
+      o.png = dup_bytes(png.data(), png.size());
+      o.png_size = png.size();
+      o.parameters = dup(g.parameters);
+      o.record = dup(g.record);
+    }
+  });
+  if (s != UVIT_OK) {
+    uvit_images_free(out, made);
+    return s;
+  }
+  *images = out;
+  *n_images = made;
+  return UVIT_OK;
+}
+
+void uvit_images_free(uvit_image* images, int n) {
+  if (!images) return;
+  for (int i = 0; i < n; ++i) {
+    std::free(images[i].pixels);
+    std::free(images[i].png);
+    std::free(images[i].parameters);
+    std::free(images[i].record);
+  }
+  std::free(images);
+}
+
+void uvit_cancel(uvit_ctx* ctx) {
+  if (ctx) ctx->pipe->cancel();
+}
+
+uvit_status uvit_png_read_parameters(const uint8_t* png, size_t size, char** parameters,
+                                     char** record) {
+  t_error.clear();
+  if (parameters) *parameters = nullptr;
+  if (record) *record = nullptr;
+  if (!png) return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_png_read_parameters: png is NULL");
+  return guarded(UVIT_ERR_INVALID_ARGUMENT, [&] {
+    const auto text = uvit::decode_png_text(png, size, "PNG");
+    const auto get = [&](const char* k) {
+      const auto it = text.find(k);
+      return it == text.end() ? std::string() : it->second;
+    };
+    char* a = parameters ? dup(get("parameters")) : nullptr;
+    try {
+      if (record) *record = dup(get("uvit-params"));
+    } catch (...) {
+      std::free(a);
+      throw;
+    }
+    if (parameters) *parameters = a;
+  });
+}
+
+void uvit_free(void* p) { std::free(p); }
+
+}  // extern "C"

@@ -1,0 +1,82 @@
+// `uvit serve`: loads a model once and serves the A1111, OpenAI and native HTTP APIs and the page
+// (src/serve/, docs/serve.md).
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "uvit/error.hpp"
+#include "uvit/log.hpp"
+#include "uvit/pipeline.hpp"
+#ifdef UVIT_HAVE_SERVE
+#include "serve/server.hpp"
+#endif
+
+namespace uvit::cli {
+
+void add_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "serve", "Serve a model over HTTP: a web page, the A1111 and OpenAI image APIs, jobs");
+  struct Opts {
+    PipelineOptions p;
+    std::string host = "127.0.0.1", api_key;
+    std::vector<std::string> set;
+    int port = 7860, queue = 4, max_images = 16;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config,-c", o->p.config, "preset name, JSON file or training run folder")
+      ->required();
+  cmd->add_option("--weights,-w", o->p.weights, "weights (.safetensors or .pth)")->required();
+  cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
+  cmd->add_option("--autoencoder", o->p.autoencoder, "latent models: autoencoder_kl.pth");
+  cmd->add_option("--autoencoder-config", o->p.autoencoder_config,
+                  "autoencoder JSON (default: Stable Diffusion kl-f8)");
+  cmd->add_option("--clip", o->p.clip, "text models: CLIPTextModel weights (for prompts)");
+  cmd->add_option("--clip-config", o->p.clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
+  cmd->add_option("--vocab", o->p.vocab, "CLIP vocabulary (default: the repository's data/clip)");
+  cmd->add_option("--device", o->p.device, "cpu or cuda (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", o->p.precision, kPrecisionHelp);
+  cmd->add_option("--host", o->host,
+                  "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes "
+                  "the server to the network)");
+  cmd->add_option("--port", o->port, "TCP port (default 7860, A1111's)")->check(at_least(1));
+  cmd->add_option("--api-key", o->api_key,
+                  "require Authorization: Bearer KEY on the API (not on / and /health)");
+  cmd->add_option("--queue", o->queue,
+                  "jobs that may wait behind the running one (default 4; "
+                  "more get HTTP 429)")
+      ->check(at_least(1));
+  cmd->add_option("--max-images", o->max_images, "images per request (default 16)")
+      ->check(at_least(1));
+  cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
+  cmd->callback([o] {
+#ifdef UVIT_HAVE_SERVE
+    UVIT_CHECK(o->port <= 65535, "--port must be <= 65535, got ", o->port);
+    const bool quiet = o->quiet;
+    set_log_sink([quiet](LogLevel l, const std::string& m) {
+      if (quiet && l < LogLevel::Error) return;
+      static const char* tags[] = {"[DEBUG]", "[INFO ]", "[WARN ]", "[ERROR]"};
+      std::fprintf(stderr, "%s %s\n", tags[int(l)], m.c_str());
+    });
+    if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
+      log(LogLevel::Warn, "listening on " + o->host + ": other machines can reach this server" +
+                              (o->api_key.empty() ? " and it has no --api-key" : ""));
+    o->p.set = o->set;
+    Pipeline pipe(o->p);
+    serve::ServeOptions so;
+    so.host = o->host;
+    so.port = o->port;
+    so.api_key = o->api_key;
+    so.max_queue = o->queue;
+    so.max_images = o->max_images;
+    serve::run_server(pipe, so);
+    set_log_sink({});
+#else
+    fail(
+        "this uvit was built without cpp-httplib: install libcpp-httplib-dev "
+        "(scripts/setup.sh) and rebuild for `uvit serve`");
+#endif
+  });
+}
+
+}  // namespace uvit::cli

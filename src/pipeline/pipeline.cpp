@@ -1,0 +1,346 @@
+// The generation pipeline (include/uvit/pipeline.hpp): loads once, then wraps generate() with
+// request resolution, cancellation, decoding and metadata. docs/c_api.md.
+#include "uvit/pipeline.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <random>
+
+#include "uvit/autoencoder.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/class_names.hpp"
+#include "uvit/clip.hpp"
+#include "uvit/flow.hpp"
+#include "uvit/log.hpp"
+#include "uvit/metadata.hpp"
+#include "uvit/network.hpp"
+
+namespace uvit {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+const std::vector<ClassName>& class_table_of(const Config& c) {
+  static const std::vector<ClassName> none;
+  const auto d = c.json.find("dataset");
+  if (d == c.json.end() || !d->is_object()) return none;
+  const auto n = d->find("name");
+  return n != d->end() && n->is_string() ? class_table(n->get<std::string>()) : none;
+}
+
+int class_from_option(const Config& cfg, const std::string& text) {
+  if (!text.empty() && text.size() < 10 &&
+      text.find_first_not_of("0123456789") == std::string::npos)
+    return std::stoi(text);
+  const auto& t = class_table_of(cfg);
+  const int k = find_class(t, real_classes(cfg), text);
+  if (k >= 0) return k;
+  std::string near;
+  for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
+  fail("--class '", text, "' is not a class of ", cfg.config_name,
+       near.empty() ? cat(" (no class names: give an id 0..", real_classes(cfg) - 1, ")")
+                    : cat("; did you mean: ", near, " (uvit info --config ", cfg.config_name,
+                          " --classes lists them)"));
+}
+
+const char* model_kind_name(ModelKind k) {
+  return k == ModelKind::Class ? "class" : k == ModelKind::Text ? "t2i" : "uncond";
+}
+
+std::string canonical_sampler(const std::string& name, bool flow) {
+  if (name.empty()) return name;
+  std::string k;
+  for (char c : name) k += char(std::tolower(static_cast<unsigned char>(c)));
+  if (flow) {  // docs/flow.md: the flow samplers, and A1111's names for the closest of them
+    static const std::vector<std::pair<std::string, std::string>> flow_aliases = {
+        {"k_euler", "euler"},
+        {"euler a", "euler_maruyama"},
+        {"k_euler_a", "euler_maruyama"},
+        {"k_heun", "heun"},
+        {"euler-maruyama", "euler_maruyama"}};
+    for (const auto& [a, ours] : flow_aliases)
+      if (k == a) return ours;
+    check_flow_sampler_name(k);
+    return k;
+  }
+  // A1111's display names and k-diffusion aliases -> ours (the closest solver of each family).
+  static const std::vector<std::pair<std::string, std::string>> aliases = {
+      {"euler", "euler-ode"},
+      {"k_euler", "euler-ode"},
+      {"euler a", "euler-maruyama"},
+      {"k_euler_a", "euler-maruyama"},
+      {"dpm++ 2m", "dpm-solver++2m"},
+      {"k_dpmpp_2m", "dpm-solver++2m"},
+      {"dpm++ 2m karras", "dpm-solver++2m"},
+      {"dpm++ 2s", "dpm-solver++"},
+      {"dpm-solver++ 2s", "dpm-solver++"},
+      {"dpm solver", "dpm-solver"},
+      {"dpm-solver", "dpm-solver"},
+      {"ddim", "ddim"},
+      {"ddpm", "ddpm"},
+      {"euler_maruyama", "euler-maruyama"},
+      {"euler_maruyama_sde", "euler-maruyama"},
+      {"euler_maruyama_ode", "euler-ode"},
+      {"dpm_solver", "dpm-solver"},
+  };
+  for (const auto& [a, ours] : aliases)
+    if (k == a) return ours;
+  check_sampler_name(k);
+  return k;
+}
+
+Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  UVIT_CHECK(!o.config.empty(), "no config: give a preset name, JSON file or run folder");
+  UVIT_CHECK(!o.weights.empty(), "no weights: give a .safetensors or .pth file");
+  cfg_ = load_config(o.config);
+  for (const auto& a : o.set) apply_override(cfg_, a);
+  const bool latent = cfg_.json.contains("z_shape");
+  UVIT_CHECK(!latent || !o.decode || !o.autoencoder.empty(), "config ", cfg_.config_name,
+             " is a latent model: give the autoencoder (autoencoder_kl.pth) to decode its samples");
+  UVIT_CHECK(cfg_.spec.text_conditional() || o.clip.empty(), "config ", cfg_.config_name,
+             " is not text-to-image: a CLIP text encoder does not apply");
+  const std::string enc_prec = encoder_precision(o.device, o.precision == "fp32" ? "fp32" : "");
+  if (latent && o.decode) {
+    ae_ = std::make_unique<Autoencoder>(load_preset_autoencoder(
+        cfg_.json, o.autoencoder, o.autoencoder_config, o.device, enc_prec));
+  }
+  if (!o.clip.empty()) {
+    tok_ = std::make_unique<ClipTokenizer>(ClipTokenizer::load(clip_vocab_path(o.vocab)));
+    const ClipTextConfig cc =
+        o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config);
+    clip_be_ = make_encoder_backend(o.device, enc_prec);
+    clip_ = std::make_unique<ClipTextModel>(cc, *clip_be_);
+    clip_->load_file(o.clip);
+    UVIT_CHECK(size_t(cc.hidden_size) * 77 == cfg_.spec.context_numel(), o.clip,
+               ": CLIP contexts are [77, ", cc.hidden_size, "], config ", cfg_.config_name,
+               " expects [", cfg_.spec.context_tokens, ", ", cfg_.spec.context_dim, "]");
+  }
+  be_ = make_backend(o.device, o.precision);
+  net_ = make_network(cfg_, *be_);
+  net_->load_file(o.weights);
+  id_ = model_identity(cfg_, o.weights, ae_ ? o.autoencoder : "");
+  log(LogLevel::Info,
+      cat("loaded ", id_.model, " (", id_.weights, ", ", id_.weights_sha256.substr(0, 10), ") on ",
+          o.device, " in ", seconds_since(t0), " s"));
+}
+
+Pipeline::~Pipeline() = default;
+
+ModelKind Pipeline::kind() const {
+  if (cfg_.spec.text_conditional()) return ModelKind::Text;
+  return cfg_.spec.class_conditional() ? ModelKind::Class : ModelKind::Unconditional;
+}
+
+int Pipeline::resolution() const {
+  return ae_ ? cfg_.spec.img_size * ae_->config().downsample_factor() : cfg_.spec.img_size;
+}
+
+int Pipeline::channels() const { return ae_ ? ae_->config().out_ch : cfg_.spec.in_chans; }
+
+int Pipeline::num_classes() const { return kind() == ModelKind::Class ? real_classes(cfg_) : 0; }
+
+std::string Pipeline::default_sampler() const { return with_preset_defaults(cfg_, {}).sampler; }
+int Pipeline::default_steps() const { return with_preset_defaults(cfg_, {}).steps; }
+double Pipeline::default_guidance_w() const { return with_preset_defaults(cfg_, {}).cfg_scale + 1; }
+
+int Pipeline::class_from_name(const std::string& name) const {
+  return find_class(class_table_of(cfg_), num_classes(), name);
+}
+
+std::string Pipeline::class_name(int id) const {
+  return class_display_name(class_table_of(cfg_), id);
+}
+
+std::vector<std::string> Pipeline::near_classes(const std::string& name, int k) const {
+  return near_class_names(class_table_of(cfg_), name, k);
+}
+
+GenerationResult Pipeline::generate(const GenerationRequest& r) {
+  std::lock_guard<std::mutex> lock(run_);
+  cancel_.store(false);
+  const NetSpec& nc = cfg_.spec;
+  const int n = r.n;
+  UVIT_CHECK(n >= 1, "n must be >= 1, got ", n);
+  UVIT_CHECK(r.batch >= 0, "batch must be >= 0, got ", r.batch);
+  UVIT_CHECK(r.steps >= 0, "steps must be >= 0, got ", r.steps);
+  UVIT_CHECK(r.seed >= -1, "seed must be >= 0 or -1 (random), got ", r.seed);
+  UVIT_CHECK(r.guidance_w < 0 || r.guidance_w >= 1, "guidance w must be >= 1 (1 = off), got ",
+             r.guidance_w);
+  GenerateOptions g;
+  g.sampler = canonical_sampler(r.sampler, is_flow(cfg_));
+  g.steps = r.steps;
+  g.cfg_scale = r.guidance_w < 0 ? -1 : r.guidance_w - 1;
+  g.mini_batch = r.batch;
+  g.skip_cache = r.skip_cache;
+  g.first_index = r.first_index;
+  g.noise = r.noise;
+  if (r.seed < 0) {
+    std::random_device rd;
+    g.seed = rd() & 0xffffffffu;  // printable and within every client's seed range
+  } else {
+    g.seed = uint64_t(r.seed);
+  }
+  g = with_preset_defaults(cfg_, g);
+
+  std::vector<int> labels;
+  if (kind() == ModelKind::Class) {
+    UVIT_CHECK(!r.classes.empty(), "config ", cfg_.config_name,
+               " is class-conditional: give the classes");
+    for (int c : r.classes)
+      UVIT_CHECK(c >= 0 && c < num_classes(), "class ", c, " is outside [0, ", num_classes(), ")");
+    for (int i = 0; i < n; ++i) labels.push_back(r.classes[size_t(i) % r.classes.size()]);
+  } else {
+    UVIT_CHECK(r.classes.empty(), "config ", cfg_.config_name,
+               " is not class-conditional: classes do not apply");
+  }
+  UVIT_CHECK(r.negative_prompt.empty() || kind() == ModelKind::Text,
+             "a negative prompt applies to text-to-image models only");
+  std::vector<float> ctx = r.contexts, null_ctx = r.null_context;
+  std::vector<std::string> prompts;  // per sample
+  if (kind() == ModelKind::Text) {
+    if (!r.prompts.empty()) {
+      UVIT_CHECK(clip_, "config ", cfg_.config_name,
+                 " is text-to-image: prompts need the CLIP text encoder weights");
+      UVIT_CHECK(r.contexts.empty(), "give prompts or contexts, not both");
+      for (int i = 0; i < n; ++i) prompts.push_back(r.prompts[size_t(i) % r.prompts.size()]);
+      std::vector<float> enc = clip_encode_prompts(*tok_, *clip_, r.prompts);
+      null_ctx = clip_encode_prompts(*tok_, *clip_, {r.negative_prompt});
+      const size_t per = null_ctx.size();
+      ctx.resize(size_t(n) * per);
+      for (int i = 0; i < n; ++i)
+        std::copy_n(enc.begin() + ptrdiff_t((size_t(i) % r.prompts.size()) * per), per,
+                    ctx.begin() + ptrdiff_t(size_t(i) * per));
+    } else {
+      UVIT_CHECK(!r.contexts.empty(), "config ", cfg_.config_name,
+                 " is text-to-image: give prompts (with CLIP weights) or contexts");
+      UVIT_CHECK(r.negative_prompt.empty(), "a negative prompt needs the CLIP text encoder");
+    }
+  } else {
+    UVIT_CHECK(r.prompts.empty() && r.contexts.empty(), "config ", cfg_.config_name,
+               " is not text-to-image: prompts do not apply");
+  }
+
+  const auto check_stop = [&](const char* phase, int done, int total) {
+    if (cancel_.load() || (r.progress && !r.progress(phase, done, total))) throw Cancelled();
+  };
+  GenerationResult res;
+  res.seed = g.seed;
+  auto t0 = std::chrono::steady_clock::now();
+  g.progress = [&](int done, int total) {
+    res.evaluations = done;
+    check_stop("sample", done, total);
+  };
+  check_stop("sample", 0, 0);
+  std::vector<float> x = uvit::generate(*net_, cfg_, g, n, labels, ctx, null_ctx);
+  res.sample_seconds = seconds_since(t0);
+  log(LogLevel::Info, cat("sampling completed, taking ", res.sample_seconds, " s (",
+                          res.evaluations, " network evaluations, seed ", g.seed, ")"));
+  g.progress = nullptr;
+  g.noise.clear();
+  res.resolved = g;
+  if (r.keep_latents) res.latents = x;
+  if (!opt_.decode && cfg_.json.contains("z_shape")) return res;
+  int c = nc.in_chans, s = nc.img_size;
+  if (ae_) {
+    t0 = std::chrono::steady_clock::now();
+    check_stop("decode", 0, n);
+    x = decode_latents(*ae_, x, n, c, s, s, 4, [&](int64_t done, int64_t total) {
+      check_stop("decode", int(done), int(total));
+    });
+    c = ae_->config().out_ch;
+    s *= ae_->config().downsample_factor();
+    res.decode_seconds = seconds_since(t0);
+    log(LogLevel::Info, cat("decode completed, taking ", res.decode_seconds, " s"));
+  }
+  const size_t per = size_t(c) * s * s;
+  for (int i = 0; i < n; ++i) {
+    GeneratedImage im;
+    im.image = to_image(x.data() + size_t(i) * per, c, s, s);
+    im.seed = g.seed;
+    im.index = g.first_index + uint64_t(i);
+    if (!labels.empty()) im.class_id = labels[size_t(i)];
+    if (!prompts.empty()) im.prompt = prompts[size_t(i)];
+    ImageParams p = image_params(res, im);
+    p.negative_prompt = r.negative_prompt;
+    im.parameters = a1111_parameters(p);
+    im.record = params_record(p);
+    res.images.push_back(std::move(im));
+  }
+  return res;
+}
+
+ImageParams Pipeline::image_params(const GenerationResult& res, const GeneratedImage& im) const {
+  ImageParams p = image_params_for(cfg_, res.resolved, id_, im.class_id, im.prompt, im.index,
+                                   im.image.w, im.image.h);
+  p.seed = im.seed;
+  return p;
+}
+
+ModelIdentity model_identity(const Config& cfg, const std::string& weights,
+                             const std::string& autoencoder) {
+  ModelIdentity id;
+  id.model = cfg.config_name;
+  if (!weights.empty()) {
+    id.weights = base_name(weights);
+    id.weights_sha256 = file_sha256(weights);
+  }
+  if (!autoencoder.empty()) {
+    id.autoencoder = base_name(autoencoder);
+    id.autoencoder_sha256 = file_sha256(autoencoder);
+  }
+  return id;
+}
+
+std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
+                                                           const GenerateOptions& g) {
+  std::map<std::string, std::string> m;
+  const NetSpec& ns = cfg.spec;
+  if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
+    m["guidance_channels"] = std::to_string(g.guidance_channels);
+  if (!is_flow(cfg)) return m;
+  m["shift"] = cat(g.shift);
+  m["cfg_interval"] = cat(g.cfg_interval);
+  if (g.sampler == "dopri5") m["atol"] = cat(g.atol), m["rtol"] = cat(g.rtol);
+  return m;
+}
+
+ImageParams image_params_for(const Config& cfg, const GenerateOptions& resolved,
+                             const ModelIdentity& id, int class_id, const std::string& prompt,
+                             uint64_t index, int width, int height) {
+  ImageParams p;
+  if (class_id >= 0) {
+    const std::string name = class_display_name(class_table_of(cfg), class_id);
+    p.prompt = name.empty() ? std::to_string(class_id) : name;
+    p.class_id = class_id;
+  } else {
+    p.prompt = prompt;
+  }
+  p.sampler = resolved.sampler;
+  p.steps = resolved.steps;
+  p.guidance_w = resolved.cfg_scale + 1;
+  p.seed = resolved.seed;
+  p.index = index;
+  p.width = width;
+  p.height = height;
+  p.model = id.model;
+  p.weights = id.weights;
+  p.weights_sha256 = id.weights_sha256;
+  p.autoencoder = id.autoencoder;
+  p.autoencoder_sha256 = id.autoencoder_sha256;
+  p.schedule = cfg.json.value("schedule", std::string("continuous_vp"));
+  p.extra = extra_sampling_settings(cfg, resolved);
+  return p;
+}
+
+std::vector<uint8_t> png_bytes(const GeneratedImage& im) {
+  return encode_png(im.image.px.data(), im.image.w, im.image.h, im.image.c,
+                    {{"parameters", im.parameters}, {"uvit-params", im.record}});
+}
+
+}  // namespace uvit

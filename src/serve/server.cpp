@@ -1,0 +1,655 @@
+// Routes of `uvit serve` (docs/serve.md): request validation with 4xx messages, the three API
+// families mapped onto GenerationRequests, and the job queue.
+#include "serve/server.hpp"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <random>
+
+#include "serve/base64.hpp"
+#include "serve/jobs.hpp"
+#include "uvit/flow.hpp"
+#include "uvit/image.hpp"
+#include "uvit/log.hpp"
+#include "uvit/metadata.hpp"
+
+namespace uvit::serve {
+namespace {
+
+using httplib::Request;
+using httplib::Response;
+using nlohmann::json;
+
+std::atomic<httplib::Server*> g_server{nullptr};
+
+void on_signal(int) {
+  shutting_down().store(true);  // lock-free atomics: safe in a signal handler
+  if (httplib::Server* s = g_server.load()) s->stop();
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void reply(Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+// Errors in each family's envelope: OpenAI {"error": {message, type, param, code}}, A1111
+// {"error", "detail"}, ours {"error": {"code", "message"}}.
+void send_error(const Request& req, Response& res, int status, const std::string& msg,
+                const std::string& param = "") {
+  if (req.path.rfind("/v1/", 0) == 0) {
+    reply(res, status,
+          {{"error",
+            {{"message", msg},
+             {"type", status == 429   ? "rate_limit_error"
+                      : status >= 500 ? "server_error"
+                                      : "invalid_request_error"},
+             {"param", param.empty() ? json(nullptr) : json(param)},
+             {"code", nullptr}}}});
+  } else if (req.path.rfind("/sdapi/", 0) == 0) {
+    reply(res, status,
+          {{"error", status == 429   ? "QueueFull"
+                     : status >= 500 ? "ServerError"
+                                     : "BadRequest"},
+           {"detail", msg}});
+  } else {
+    reply(res, status, {{"error", {{"code", status}, {"message", msg}}}});
+  }
+}
+
+size_t g_max_body = size_t(8) << 20;
+
+json parse_body(const Request& req) {
+  // Checked here rather than by httplib, which closes the connection before the client has sent
+  // the body (the client then sees a reset instead of the 413 and its message).
+  if (req.body.size() > g_max_body)
+    throw HttpError(413, cat("the request body is too large (", req.body.size(), " bytes; at most ",
+                             g_max_body, ")"));
+  if (req.body.empty()) return json::object();
+  json j;
+  try {
+    j = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    throw HttpError(400, cat("the request body is not valid JSON (byte ", e.byte, ")"));
+  }
+  if (!j.is_object()) throw HttpError(400, "the request body must be a JSON object");
+  return j;
+}
+
+// The job id of the /uvit/v1/jobs/ID routes (their regex's first group).
+std::string job_id(const Request& req) {
+  return req.matches.size() > 1 ? req.matches[1].str() : "";
+}
+
+bool has(const json& j, const char* k) { return j.contains(k) && !j.at(k).is_null(); }
+
+double get_number(const json& j, const char* k, double def, double lo, double hi) {
+  if (!has(j, k)) return def;
+  const json& v = j.at(k);
+  if (!v.is_number()) throw HttpError(422, cat(k, " must be a number, got ", dump(v)), k);
+  const double d = v.get<double>();
+  if (!(d >= lo && d <= hi))
+    throw HttpError(422, cat(k, " must be in [", lo, ", ", hi, "], got ", d), k);
+  return d;
+}
+
+int64_t get_int(const json& j, const char* k, int64_t def, int64_t lo, int64_t hi) {
+  if (!has(j, k)) return def;
+  const json& v = j.at(k);
+  // Integral floats (20.0) are integers, as Python clients send them.
+  if (!v.is_number() ||
+      (v.is_number_float() && v.get<double>() != double(int64_t(v.get<double>()))))
+    throw HttpError(422, cat(k, " must be an integer, got ", dump(v)), k);
+  const double d = v.get<double>();
+  if (d < double(lo) || d > double(hi))
+    throw HttpError(422, cat(k, " must be in [", lo, ", ", hi, "], got ", dump(v)), k);
+  return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
+}
+
+std::string get_string(const json& j, const char* k, const std::string& def = "") {
+  if (!has(j, k)) return def;
+  if (!j.at(k).is_string())
+    throw HttpError(422, cat(k, " must be a string, got ", dump(j.at(k))), k);
+  return j.at(k).get<std::string>();
+}
+
+bool get_bool(const json& j, const char* k, bool def) {
+  if (!has(j, k)) return def;
+  if (!j.at(k).is_boolean())
+    throw HttpError(422, cat(k, " must be true or false, got ", dump(j.at(k))), k);
+  return j.at(k).get<bool>();
+}
+
+uint64_t random_seed() {
+  std::random_device rd;
+  return rd() & 0xffffffffu;
+}
+
+class Api {
+ public:
+  Api(Pipeline& p, const ServeOptions& o) : pipe_(p), opt_(o), jobs_(p, o.max_queue) {}
+
+  void routes(httplib::Server& s);
+
+ private:
+  // What every generation request boils down to.
+  struct Spec {
+    int n = 1;
+    std::vector<int> classes;
+    std::vector<std::string> prompts;
+    std::string negative, sampler, label;  // label: the resolved class name / prompt
+    int steps = 0;
+    double w = -1;
+    int64_t seed = -1;
+    std::vector<std::string> notes;
+  };
+
+  // The prompt as the model understands it: a class name or id, CLIP text, or nothing.
+  void apply_prompt(Spec& s, const std::string& prompt, const std::string& field) const {
+    switch (pipe_.kind()) {
+      case ModelKind::Class: {
+        if (prompt.empty())
+          throw HttpError(
+              422,
+              cat(field, " must name a class of ", pipe_.model_name(), " (a name such as '",
+                  pipe_.class_name(0).empty() ? "0" : pipe_.class_name(0), "' or an id 0..",
+                  pipe_.num_classes() - 1, ")"),
+              field);
+        const int c = pipe_.class_from_name(prompt);
+        if (c < 0) {
+          std::string near;
+          for (const auto& n : pipe_.near_classes(prompt)) near += (near.empty() ? "" : ", ") + n;
+          throw HttpError(422,
+                          cat("unknown class '", prompt, "' for ", pipe_.model_name(),
+                              near.empty() ? cat(" (ids 0..", pipe_.num_classes() - 1, ")")
+                                           : cat("; did you mean: ", near)),
+                          field);
+        }
+        s.classes = {c};
+        s.label = pipe_.class_name(c).empty() ? std::to_string(c) : pipe_.class_name(c);
+        break;
+      }
+      case ModelKind::Text:
+        if (!pipe_.can_encode_prompts())
+          throw HttpError(422,
+                          "this server was started without --clip, so it cannot encode text "
+                          "prompts",
+                          field);
+        s.prompts = {prompt};
+        s.label = prompt;
+        break;
+      case ModelKind::Unconditional:
+        if (!prompt.empty())
+          s.notes.push_back("prompt ignored: " + pipe_.model_name() + " is unconditional");
+        break;
+    }
+  }
+
+  void apply_common(Spec& s, const json& b, const char* guidance_key) const {
+    s.steps = int(get_int(b, "steps", 0, 0, 1000));
+    s.seed = get_int(b, "seed", -1, -1, int64_t(0xffffffffffffLL));
+    s.w = get_number(b, guidance_key, -1, 0, 100);
+    if (s.w >= 0 && s.w < 1)
+      throw HttpError(422, cat(guidance_key, " must be >= 1 (1 = no guidance)"), guidance_key);
+    const bool can_guide = pipe_.kind() == ModelKind::Text ||
+                           (pipe_.kind() == ModelKind::Class && null_class(pipe_.config()) >= 0);
+    if (s.w > 1 && !can_guide) {
+      s.notes.push_back(cat(guidance_key, " ignored: ", pipe_.model_name(), " has no guidance"));
+      s.w = 1;
+    }
+    std::string neg = get_string(b, "negative_prompt");
+    if (!neg.empty() && pipe_.kind() != ModelKind::Text)
+      s.notes.push_back("negative_prompt ignored: it applies to text-to-image models only");
+    else if (!neg.empty() && !pipe_.can_encode_prompts())
+      throw HttpError(422, "negative_prompt needs the CLIP text encoder (--clip)",
+                      "negative_prompt");
+    else
+      s.negative = neg;
+    if (s.seed < 0) s.seed = int64_t(random_seed());
+  }
+
+  void check_sampler(Spec& s, const std::string& name, const char* field) const {
+    try {
+      s.sampler = canonical_sampler(name, is_flow(pipe_.config()));
+    } catch (const Error& e) {
+      throw HttpError(422, e.what(), field);
+    }
+  }
+
+  void check_size(Spec& s, int w, int h) const {
+    const int r = pipe_.resolution();
+    if ((w > 0 && w != r) || (h > 0 && h != r))
+      s.notes.push_back(cat("generated at the model's native size ", r, "x", r, " (asked ",
+                            w > 0 ? w : r, "x", h > 0 ? h : r, ")"));
+  }
+
+  GenerationRequest part(const Spec& s, int n, int64_t seed) const {
+    GenerationRequest r;
+    r.n = n;
+    r.classes = s.classes;
+    r.prompts = s.prompts;
+    r.negative_prompt = s.negative;
+    r.sampler = s.sampler;
+    r.steps = s.steps;
+    r.guidance_w = s.w;
+    r.seed = seed;
+    return r;
+  }
+
+  void txt2img(const Request& req, Response& res);
+  void openai_generate(const Request& req, Response& res);
+  void native_submit(const Request& req, Response& res);
+  void native_events(const Request& req, Response& res);
+  json capabilities() const;
+  json sd_model() const;
+  std::string model_title() const {
+    return pipe_.model_name() + " [" + pipe_.weights_sha256().substr(0, 10) + "]";
+  }
+
+  Pipeline& pipe_;
+  ServeOptions opt_;
+  JobQueue jobs_;
+};
+
+void Api::txt2img(const Request& req, Response& res) {
+  const json b = parse_body(req);
+  Spec s;
+  apply_prompt(s, get_string(b, "prompt"), "prompt");
+  apply_common(s, b, "cfg_scale");
+  std::string sampler = get_string(b, "sampler_name");
+  if (sampler.empty()) sampler = get_string(b, "sampler_index");
+  check_sampler(s, sampler, "sampler_name");
+  const int batch = int(get_int(b, "batch_size", 1, 1, opt_.max_images));
+  const int iters = int(get_int(b, "n_iter", 1, 1, opt_.max_images));
+  if (batch * iters > opt_.max_images)
+    throw HttpError(422,
+                    cat("batch_size x n_iter = ", batch * iters, " images; at most ",
+                        opt_.max_images, " per request"),
+                    "batch_size");
+  check_size(s, int(get_int(b, "width", 0, 0, 1 << 16)), int(get_int(b, "height", 0, 0, 1 << 16)));
+  const bool send_images = get_bool(b, "send_images", true);
+  // A1111's seeds: image i is (seed + i, index 0), so all_seeds[i] regenerates it alone.
+  std::vector<GenerationRequest> parts;
+  for (int i = 0; i < batch * iters; ++i) parts.push_back(part(s, 1, s.seed + i));
+  const auto job = jobs_.submit(std::move(parts), s.notes);
+  jobs_.wait(job);
+  if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
+  json images = json::array(), infotexts = json::array(), seeds = json::array(),
+       prompts = json::array();
+  for (const JobImage& im : job->images) {
+    if (send_images) images.push_back(base64_encode(im.png.data(), im.png.size()));
+    infotexts.push_back(im.parameters);
+    seeds.push_back(im.seed);
+    prompts.push_back(s.label);
+  }
+  char stamp[32];
+  const std::time_t t = std::time_t(job->created);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+  const GenerateOptions& g = job->resolved;
+  json info = {{"prompt", s.label},
+               {"all_prompts", prompts},
+               {"negative_prompt", s.negative},
+               {"seed", s.seed},
+               {"all_seeds", seeds},
+               {"subseed", -1},
+               {"width", pipe_.resolution()},
+               {"height", pipe_.resolution()},
+               {"sampler_name", g.sampler.empty() ? pipe_.default_sampler() : g.sampler},
+               {"cfg_scale", g.sampler.empty() ? pipe_.default_guidance_w() : g.cfg_scale + 1},
+               {"steps", g.steps > 0 ? g.steps : pipe_.default_steps()},
+               {"batch_size", batch},
+               {"n_iter", iters},
+               {"sd_model_name", pipe_.model_name()},
+               {"sd_model_hash", pipe_.weights_sha256().substr(0, 10)},
+               {"infotexts", infotexts},
+               {"index_of_first_image", 0},
+               {"job_timestamp", stamp},
+               {"interrupted", job->status == JobStatus::Cancelled},
+               {"extra_generation_params", json::object()},
+               {"notes", s.notes},
+               {"version", std::string("uvit.cpp ") + version_string()}};
+  reply(res, 200, {{"images", images}, {"parameters", b}, {"info", dump(info)}});
+}
+
+void Api::openai_generate(const Request& req, Response& res) {
+  const json b = parse_body(req);
+  if (!has(b, "prompt") && pipe_.kind() != ModelKind::Unconditional)
+    throw HttpError(400, "prompt is required", "prompt");
+  Spec s;
+  apply_prompt(s, get_string(b, "prompt"), "prompt");
+  apply_common(s, b, "guidance_scale");
+  check_sampler(s, get_string(b, "sampler"), "sampler");
+  s.n = int(get_int(b, "n", 1, 1, std::min(10, opt_.max_images)));
+  const std::string fmt = get_string(b, "response_format", "b64_json");
+  if (fmt != "b64_json")
+    throw HttpError(400, "response_format must be b64_json (this server returns no URLs)",
+                    "response_format");
+  const std::string size = get_string(b, "size", "auto");
+  int w = 0, h = 0;
+  if (size != "auto" && std::sscanf(size.c_str(), "%dx%d", &w, &h) != 2)
+    throw HttpError(400, "size must be WIDTHxHEIGHT or auto, got '" + size + "'", "size");
+  check_size(s, w, h);
+  const std::string model = get_string(b, "model");
+  if (!model.empty() && model != pipe_.model_name())
+    s.notes.push_back("model '" + model + "' ignored: this server serves " + pipe_.model_name());
+  const auto job = jobs_.submit({part(s, s.n, s.seed)}, s.notes);
+  jobs_.wait(job);
+  if (job->status == JobStatus::Cancelled) throw HttpError(409, "the generation was cancelled");
+  if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
+  json data = json::array();
+  for (const JobImage& im : job->images)
+    data.push_back(
+        {{"b64_json", base64_encode(im.png.data(), im.png.size())}, {"revised_prompt", s.label}});
+  reply(res, 200,
+        {{"created", int64_t(job->created)},
+         {"data", data},
+         {"output_format", "png"},
+         {"size", cat(pipe_.resolution(), "x", pipe_.resolution())}});
+}
+
+void Api::native_submit(const Request& req, Response& res) {
+  const json b = parse_body(req);
+  Spec s;
+  if (has(b, "class") && pipe_.kind() == ModelKind::Class) {
+    const json& c = b.at("class");
+    if (c.is_number_integer())
+      apply_prompt(s, std::to_string(c.get<int64_t>()), "class");
+    else if (c.is_string())
+      apply_prompt(s, c.get<std::string>(), "class");
+    else
+      throw HttpError(422, "class must be an id or a name, got " + dump(c), "class");
+  } else {
+    apply_prompt(s, get_string(b, "prompt"), "prompt");
+  }
+  apply_common(s, b, "guidance_w");
+  check_sampler(s, get_string(b, "sampler"), "sampler");
+  s.n = int(get_int(b, "n", 1, 1, opt_.max_images));
+  GenerationRequest r = part(s, s.n, s.seed);
+  r.first_index = uint64_t(get_int(b, "first_index", 0, 0, int64_t(1) << 40));
+  const auto job = jobs_.submit({r}, s.notes);
+  json j = jobs_.job_json(job, false);
+  j["poll_url"] = "/uvit/v1/jobs/" + job->id;
+  j["events_url"] = "/uvit/v1/jobs/" + job->id + "/events";
+  j["seed"] = s.seed;
+  reply(res, 202, j);
+}
+
+void Api::native_events(const Request& req, Response& res) {
+  const auto job = jobs_.find(job_id(req));
+  if (!job) throw HttpError(404, "no job " + job_id(req) + " (unknown or expired)");
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream", [this, job](size_t, httplib::DataSink& sink) {
+        uint64_t v = 0;
+        // At most one event per change, a keep-alive comment every 15 s, until the job ends or
+        // the client goes away.
+        for (int idle = 0; sink.is_writable();) {
+          json j = jobs_.job_json(job, false);
+          const std::string st = j["status"];
+          const bool end = st == "completed" || st == "failed" || st == "cancelled";
+          const std::string ev = !end ? "progress" : st == "completed" ? "done" : "error";
+          if (end) j = jobs_.job_json(job, true);
+          const std::string msg = "event: " + ev + "\ndata: " + dump(j) + "\n\n";
+          if (!sink.write(msg.data(), msg.size())) return false;
+          if (end) break;
+          const uint64_t nv = jobs_.wait_change(v, 1.0);
+          if (nv == v && ++idle % 15 == 0 && !sink.write(": keep-alive\n\n", 14)) return false;
+          v = nv;
+        }
+        sink.done();
+        return true;
+      });
+}
+
+json Api::capabilities() const {
+  json samplers = json::array();
+  for (const std::string& n : sampler_names()) samplers.push_back(n);
+  return {{"model",
+           {{"name", pipe_.model_name()},
+            {"kind", model_kind_name(pipe_.kind())},
+            {"resolution", pipe_.resolution()},
+            {"channels", pipe_.channels()},
+            {"num_classes", pipe_.num_classes()},
+            {"weights", pipe_.weights_name()},
+            {"sha256", pipe_.weights_sha256()},
+            {"can_encode_prompts", pipe_.can_encode_prompts()}}},
+          {"defaults",
+           {{"sampler", pipe_.default_sampler()},
+            {"steps", pipe_.default_steps()},
+            {"guidance_w", pipe_.default_guidance_w()}}},
+          {"samplers", samplers},
+          {"limits", {{"max_images", opt_.max_images}, {"max_queue", opt_.max_queue}}},
+          {"version", version_string()},
+          {"commit", commit_string()}};
+}
+
+json Api::sd_model() const {
+  return {{"title", model_title()},
+          {"model_name", pipe_.model_name()},
+          {"hash", pipe_.weights_sha256().substr(0, 10)},
+          {"sha256", pipe_.weights_sha256()},
+          {"filename", pipe_.weights_name()},
+          {"config", nullptr}};
+}
+
+// Every handler runs inside this: HttpError -> its status, uvit::Error -> 422, else 500.
+template <class F>
+httplib::Server::Handler guarded(F f) {
+  return [f](const Request& req, Response& res) {
+    try {
+      f(req, res);
+    } catch (const HttpError& e) {
+      send_error(req, res, e.status, e.what(), e.param);
+    } catch (const Error& e) {
+      send_error(req, res, 422, e.what());
+    } catch (const std::bad_alloc&) {
+      send_error(req, res, 500, "out of memory");
+    } catch (const std::exception& e) {
+      send_error(req, res, 500, e.what());
+    }
+  };
+}
+
+void Api::routes(httplib::Server& s) {
+  s.Get("/", [](const Request&, Response& res) {
+    res.set_content(page_html(), "text/html; charset=utf-8");
+  });
+  s.Get("/health", [](const Request&, Response& res) { reply(res, 200, {{"status", "ok"}}); });
+
+  s.Post("/sdapi/v1/txt2img", guarded([this](const Request& q, Response& r) { txt2img(q, r); }));
+  s.Get("/sdapi/v1/progress", guarded([this](const Request&, Response& r) {
+          const ProgressSnapshot p = jobs_.progress();
+          reply(r, 200,
+                {{"progress", p.busy ? p.progress : 0.0},
+                 {"eta_relative", p.eta_s},
+                 {"state",
+                  {{"skipped", false},
+                   {"interrupted", p.interrupted},
+                   {"stopping_generation", false},
+                   {"job", p.job_id},
+                   {"job_count", p.job_count},
+                   {"job_timestamp", ""},
+                   {"job_no", p.job_no},
+                   {"sampling_step", p.step},
+                   {"sampling_steps", p.steps},
+                   {"queued", p.queued}}},
+                 {"current_image", nullptr},
+                 {"textinfo", p.busy ? cat("image ", p.job_no + 1, "/", p.job_count, ", step ",
+                                           p.step, "/", p.steps)
+                                     : std::string()}});
+        }));
+  s.Post("/sdapi/v1/interrupt", guarded([this](const Request&, Response& r) {
+           jobs_.interrupt();
+           reply(r, 200, json::object());
+         }));
+  s.Post("/sdapi/v1/png-info", guarded([](const Request& q, Response& r) {
+           const json b = parse_body(q);
+           const std::string img = get_string(b, "image");
+           if (img.empty()) throw HttpError(422, "image (base64 PNG) is required", "image");
+           std::vector<uint8_t> png;
+           try {
+             png = base64_decode(img);
+           } catch (const Error& e) {
+             throw HttpError(422, e.what(), "image");
+           }
+           std::map<std::string, std::string> text;
+           try {
+             text = decode_png_text(png.data(), png.size(), "image");
+           } catch (const Error& e) {
+             throw HttpError(422, e.what(), "image");
+           }
+           json items = json::object(), params = json::object();
+           std::string info;
+           for (const auto& [k, v] : text) {
+             if (k == "parameters")
+               info = v;
+             else
+               items[k] = v;
+           }
+           if (!info.empty())
+             for (const auto& [k, v] : parse_a1111_parameters(info)) params[k] = v;
+           reply(r, 200, {{"info", info}, {"items", items}, {"parameters", params}});
+         }));
+  s.Get("/sdapi/v1/samplers", guarded([this](const Request&, Response& r) {
+          // Ours, each with the A1111 names that map to it (canonical_sampler).
+          const std::vector<std::pair<std::string, std::vector<std::string>>> flow_names = {
+              {"euler", {"Euler", "k_euler"}},
+              {"heun", {"Heun", "k_heun"}},
+              {"euler_maruyama", {"Euler a", "k_euler_a"}},
+              {"dopri5", {}}};
+          const std::vector<std::pair<std::string, std::vector<std::string>>> eps_names = {
+              {"dpm-solver", {"DPM Solver"}},
+              {"dpm-solver++", {"DPM++ 2S"}},
+              {"dpm-solver++2m", {"DPM++ 2M", "k_dpmpp_2m"}},
+              {"euler-maruyama", {"Euler a", "k_euler_a"}},
+              {"euler-ode", {"Euler", "k_euler"}},
+              {"ddpm", {"DDPM"}},
+              {"ddim", {"DDIM"}}};
+          json a = json::array();
+          for (const auto& [n, al] : is_flow(pipe_.config()) ? flow_names : eps_names)
+            a.push_back({{"name", n}, {"aliases", al}, {"options", json::object()}});
+          reply(r, 200, a);
+        }));
+  s.Get("/sdapi/v1/sd-models",
+        guarded([this](const Request&, Response& r) { reply(r, 200, json::array({sd_model()})); }));
+  s.Get("/sdapi/v1/options", guarded([this](const Request&, Response& r) {
+          reply(r, 200, {{"sd_model_checkpoint", model_title()}, {"samples_format", "png"}});
+        }));
+  s.Post("/sdapi/v1/options", guarded([this](const Request& q, Response& r) {
+           const json b = parse_body(q);
+           const std::string m = get_string(b, "sd_model_checkpoint");
+           if (!m.empty() && m != model_title() && m != pipe_.model_name())
+             throw HttpError(404,
+                             "model '" + m + "' is not loaded; this server serves " + model_title(),
+                             "sd_model_checkpoint");
+           reply(r, 200, json::object());
+         }));
+
+  s.Post("/v1/images/generations",
+         guarded([this](const Request& q, Response& r) { openai_generate(q, r); }));
+  s.Get("/v1/models", guarded([this](const Request&, Response& r) {
+          reply(r, 200,
+                {{"object", "list"},
+                 {"data", json::array({{{"id", pipe_.model_name()},
+                                        {"object", "model"},
+                                        {"created", 0},
+                                        {"owned_by", "uvit.cpp"}}})}});
+        }));
+
+  s.Get("/uvit/v1/capabilities",
+        guarded([this](const Request&, Response& r) { reply(r, 200, capabilities()); }));
+  s.Get("/uvit/v1/classes", guarded([this](const Request&, Response& r) {
+          json a = json::array();
+          for (int c = 0; c < pipe_.num_classes(); ++c)
+            a.push_back({{"id", c}, {"name", pipe_.class_name(c)}});
+          reply(r, 200, {{"classes", a}});
+        }));
+  s.Post("/uvit/v1/jobs", guarded([this](const Request& q, Response& r) { native_submit(q, r); }));
+  s.Get(R"(/uvit/v1/jobs/([\w-]+))", guarded([this](const Request& q, Response& r) {
+          const auto job = jobs_.find(job_id(q));
+          if (!job) throw HttpError(404, "no job " + job_id(q) + " (unknown or expired)");
+          reply(r, 200, jobs_.job_json(job, true));
+        }));
+  s.Get(R"(/uvit/v1/jobs/([\w-]+)/events)",
+        guarded([this](const Request& q, Response& r) { native_events(q, r); }));
+  s.Post(R"(/uvit/v1/jobs/([\w-]+)/cancel)", guarded([this](const Request& q, Response& r) {
+           const auto job = jobs_.find(job_id(q));
+           if (!job) throw HttpError(404, "no job " + job_id(q) + " (unknown or expired)");
+           const bool did = jobs_.cancel(job);
+           json j = jobs_.job_json(job, false);
+           j["cancel_requested"] = did;
+           reply(r, did ? 202 : 409, j);
+         }));
+}
+
+}  // namespace
+
+void run_server(Pipeline& pipe, const ServeOptions& o) {
+  httplib::Server s;
+  // Threads for the clients waiting on queued jobs, plus progress, cancel and event streams.
+  const int threads = o.max_queue + 16;
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  g_max_body = o.max_body;
+  s.set_payload_max_length(4 * o.max_body);
+  s.set_read_timeout(30);
+  s.set_write_timeout(30);
+  const std::string key = o.api_key;
+  s.set_pre_routing_handler([key](const Request& req, Response& res) {
+    // CORS as sd.cpp's server does it: echo the origin, allow any method and header.
+    const std::string origin = req.get_header_value("Origin");
+    res.set_header("Access-Control-Allow-Origin", origin.empty() ? "*" : origin);
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "*");
+    res.set_header("Vary", "Origin");
+    if (req.method == "OPTIONS") {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!key.empty() && req.path != "/" && req.path != "/health" &&
+        req.get_header_value("Authorization") != "Bearer " + key) {
+      send_error(req, res, 401, "missing or wrong API key (send Authorization: Bearer KEY)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_error_handler([](const Request& req, Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404)
+      send_error(req, res, 404, "no endpoint " + req.method + " " + req.path);
+    else if (res.status == 413)
+      send_error(req, res, 413, "the request body is too large");
+    else
+      send_error(req, res, res.status, "HTTP " + std::to_string(res.status));
+  });
+  s.set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
+    std::string msg = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      msg = e.what();
+    } catch (...) {
+    }
+    send_error(req, res, 500, msg);
+  });
+  Api api(pipe, o);
+  api.routes(s);
+  UVIT_CHECK(s.bind_to_port(o.host, o.port), "serve: cannot listen on ", o.host, ":", o.port,
+             " (in use, or not an address of this machine)");
+  g_server.store(&s);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  log(LogLevel::Info, cat("serving ", pipe.model_name(), " on http://", o.host, ":", o.port, "/"));
+  s.listen_after_bind();
+  g_server.store(nullptr);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+}  // namespace uvit::serve

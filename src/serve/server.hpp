@@ -1,0 +1,25 @@
+// `uvit serve`: the HTTP API (A1111 /sdapi/v1, OpenAI /v1/images, native /uvit/v1 jobs with
+// server-sent progress) and the embedded page, over one Pipeline and its JobQueue. docs/serve.md.
+#pragma once
+#include <string>
+
+#include "uvit/pipeline.hpp"
+
+namespace uvit::serve {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 7860;
+  std::string api_key;                // "" = none
+  int max_queue = 4;                  // jobs waiting behind the running one; more get 429
+  int max_images = 16;                // per request
+  size_t max_body = size_t(8) << 20;  // bytes (png-info uploads)
+};
+
+// Serves until SIGINT/SIGTERM. Throws uvit::Error when the address cannot be bound.
+void run_server(Pipeline& pipe, const ServeOptions& o);
+
+// The page served at GET / (page.cpp).
+const char* page_html();
+
+}  // namespace uvit::serve

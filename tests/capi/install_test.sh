@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix and builds small consumers against it: C through
+# find_package(uvit) (uvit::uvit), C through pkg-config, and C++ through uvit::uvit_static.
+# install_test.sh BUILD_DIR
+set -uo pipefail
+BUILD=$1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+P=$tmp/prefix
+cmake --install "$BUILD" --prefix "$P" >"$tmp/install.log" || { cat "$tmp/install.log"; exit 1; }
+LIB=$(dirname "$(find "$P" -name 'libuvit.so.0' | head -1)")
+[ -n "$LIB" ] && [ -d "$LIB" ] || { fail "no libuvit.so.0 under $P"; find "$P"; exit 1; }
+for f in bin/uvit include/uvit.h include/uvit/pipeline.hpp; do [ -e "$P/$f" ] || fail "missing $f"; done
+for f in libuvit.so libuvit.a pkgconfig/uvit.pc cmake/uvit/uvitConfig.cmake \
+         cmake/uvit/uvitConfigVersion.cmake cmake/uvit/uvitTargets.cmake; do
+  [ -e "$LIB/$f" ] || fail "missing lib/$f"
+done
+readelf -d "$LIB/libuvit.so.0" | grep -q 'SONAME.*\[libuvit.so.0\]' || fail "SONAME is not libuvit.so.0"
+# Hidden visibility: the C API is all the library exports.
+others=$(nm -D --defined-only "$LIB/libuvit.so.0" | awk '{print $3}' | grep -v '^uvit_' | grep -v '^_init$\|^_fini$' || true)
+[ -z "$others" ] || fail "exports beyond uvit_*: $(echo "$others" | head -5 | tr '\n' ' ')"
+nm -D --defined-only "$LIB/libuvit.so.0" | grep -q ' T uvit_generate$' || fail "uvit_generate not exported"
+"$P/bin/uvit" --version >"$tmp/v" || fail "installed uvit --version"
+
+cmake_consumer() {  # cmake_consumer DIR WHAT: configure, build and run DIR's `consumer`
+  if cmake -S "$1" -B "$1/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" >"$tmp/log" 2>&1 &&
+     cmake --build "$1/b" >>"$tmp/log" 2>&1; then
+    "$1/b/consumer" || fail "$2 run"
+  else
+    fail "$2 build"; cat "$tmp/log"
+  fi
+}
+
+mkdir -p "$tmp/c"
+cat >"$tmp/c/main.c" <<'CEOF'
+#include <stdio.h>
+#include <string.h>
+#include <uvit.h>
+int main(void) {
+  uvit_ctx* ctx = NULL;
+  uvit_status s = uvit_ctx_create(NULL, &ctx);
+  printf("uvit %s (%s): %s: %s\n", uvit_version(), uvit_commit(), uvit_status_string(s), uvit_last_error());
+  return s == UVIT_ERR_INVALID_ARGUMENT && ctx == NULL && strcmp(uvit_version(), "0.1.0") == 0 ? 0 : 1;
+}
+CEOF
+cat >"$tmp/c/CMakeLists.txt" <<'CEOF'
+cmake_minimum_required(VERSION 3.22)
+project(consumer C)
+find_package(uvit 0.1 REQUIRED)
+add_executable(consumer main.c)
+target_link_libraries(consumer PRIVATE uvit::uvit)
+CEOF
+cmake_consumer "$tmp/c" "find_package C consumer"
+if PKG_CONFIG_PATH=$LIB/pkgconfig cc -std=c99 -Wall -Werror "$tmp/c/main.c" -o "$tmp/c/pc" \
+     $(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --cflags --libs uvit) 2>"$tmp/log"; then
+  LD_LIBRARY_PATH=$LIB "$tmp/c/pc" || fail "pkg-config consumer run"
+else
+  fail "pkg-config consumer build"; cat "$tmp/log"
+fi
+[ "$(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --modversion uvit)" = 0.1.0 ] || fail "uvit.pc version"
+
+mkdir -p "$tmp/cpp"
+cat >"$tmp/cpp/main.cpp" <<'CEOF'
+#include <cstdio>
+#include "uvit/metadata.hpp"
+int main() {
+  const auto kv = uvit::parse_a1111_parameters("a cat\nSteps: 4, Sampler: ddim, Size: 8x6");
+  std::printf("uvit %s: %zu fields\n", uvit::version_string(), kv.size());
+  return kv.size() == 6 && kv[5].second == "6" ? 0 : 1;
+}
+CEOF
+cat >"$tmp/cpp/CMakeLists.txt" <<'CEOF'
+cmake_minimum_required(VERSION 3.22)
+project(consumer_cpp CXX)
+set(CMAKE_CXX_STANDARD 20)
+find_package(uvit 0.1 REQUIRED)
+add_executable(consumer main.cpp)
+target_link_libraries(consumer PRIVATE uvit::uvit_static)
+CEOF
+cmake_consumer "$tmp/cpp" "find_package C++ consumer"
+echo "install_test: $fails failure(s)"
+exit $fails

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `uvit serve` against a live server on 127.0.0.1 with a tiny class model (tests/e2e/serve_api.py:
+# API shapes, metadata, reproducibility, 4xx on bad input, 429 on a full queue, progress, SSE,
+# cancel and interrupt leaving it usable, the API key); then SIGTERM stops it cleanly.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+source tests/e2e/data/lib.sh
+if ! "$UVIT" help serve >/dev/null 2>&1 || "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
+  echo "SKIP: uvit was built without cpp-httplib (libcpp-httplib-dev)"; exit 0
+fi
+"$PY" tests/e2e/data/tiny_config.py "$tmp/srv.json" train.n_steps=2 lr_scheduler.warmup_steps=1
+run "$UVIT" train --config "$tmp/srv.json" --out "$tmp/run" -q
+port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
+  --queue 1 --max-images 16 --api-key sekret 2>"$tmp/server.log" &
+pid=$!
+"$PY" tests/e2e/serve_api.py "http://127.0.0.1:$port" sekret || { fail "API checks"; cat "$tmp/server.log"; }
+kill -TERM "$pid"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIGTERM"; else
+  wait "$pid"; rc=$?; [ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM"; fi
+pid=
+grep -q "^\[INFO \] serving srv on http://127.0.0.1:$port/" "$tmp/server.log" || { fail "no serving line"; cat "$tmp/server.log"; }
+exit $fails
