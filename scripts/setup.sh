@@ -8,6 +8,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libdnnl-dev libopenblas-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev \
-  libgtest-dev libbenchmark-dev \
+  libgtest-dev libbenchmark-dev openmpi-bin libopenmpi-dev \
   python3 python3-numpy python3-torch python3-scipy python3-torchvision ccache \
   dataset-fashion-mnist

@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/rank_split.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
@@ -54,8 +55,9 @@ bool is_stats_npz(const std::string& path) {
   return false;
 }
 
+// `comm`: share the images among the ranks of an mpirun job (rank 0 returns all features).
 std::vector<float> features_of(LazyInception& net, const std::string& source, bool quiet,
-                               std::vector<float>* logits = nullptr) {
+                               std::vector<float>* logits = nullptr, Comm* comm = nullptr) {
   if (is_feature_npy(source)) {
     UVIT_CHECK(!logits, source, ": holds features, not images: the logits cannot be computed");
     return load_npy(source).to_f32();
@@ -64,11 +66,18 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   std::unique_ptr<Progress> bar;
   const auto t0 = std::chrono::steady_clock::now();
   SteadyRate steady;
-  auto f = source_features(n, source, logits, [&](long done, long total) {
-    if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
-    bar->update(done, "", 1, "img/s");
-    steady.update(done);
-  });
+  auto f = source_features(
+      n, source, logits,
+      [&](long done, long total) {
+        if (!bar) bar = std::make_unique<Progress>("inception " + source, total, quiet);
+        bar->update(done, "", 1, "img/s");
+        steady.update(done);
+      },
+      comm ? comm->rank() : 0, comm ? comm->size() : 1);
+  if (comm && comm->size() > 1) {
+    f = gather_to_root(*comm, f);
+    if (logits) *logits = gather_to_root(*comm, *logits);
+  }
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
@@ -132,16 +141,19 @@ void add_fid(CLI::App& app) {
     check_output("--out", o->out, {".npy"});
     check_output("--logits", o->logits, {".npy"});
     LazyInception net(o->inception, o->device, o->precision);
+    Comm& comm = world(o->device);  // under mpirun: the images are shared among the ranks
+    const bool quiet = o->quiet || comm.rank() != 0;
     std::vector<float> logits;
     const std::vector<float> f =
-        features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits);
+        features_of(net, o->source, quiet, o->logits.empty() ? nullptr : &logits, &comm);
+    if (comm.rank() != 0) return;
     const int64_t n = int64_t(f.size() / FidInception::kDims);
     make_parent_dir(o->out);
     make_parent_dir(o->logits);
     save_npy(o->out, Array::from_f32({n, FidInception::kDims}, f.data()));
     if (!o->logits.empty())
       save_npy(o->logits, Array::from_f32({n, FidInception::kClasses}, logits.data()));
-    if (!o->quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
+    if (!quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
   });
 
   auto* st =

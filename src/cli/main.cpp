@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 
 namespace {
@@ -155,13 +156,16 @@ int main(int argc, char** argv) {
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
   } catch (const uvit::Error& e) {
-    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
+    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    uvit::abort_job(1);
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "uvit: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    uvit::abort_job(1);
     return 1;
   }
   return 0;
