@@ -43,11 +43,10 @@ int main() {
       float s = all[e];
       for (int b = 1; b < W * k; ++b) s += all[size_t(b) * n + e];
       bad += std::memcmp(&s, &full[e], 4) != 0;
-      if (W * k >= 3) {  // pairwise order, for contrast: must differ somewhere
-        float p = all[e] + all[n + e];
-        float q = all[2 * n + e];
-        for (int b = 3; b < W * k; ++b) q += all[size_t(b) * n + e];
-        reassoc += (p + q) != s;
+      if (W * k >= 3) {  // right to left, x0 + (x1 + (x2 + ...)), for contrast: must differ
+        float q = all[size_t(W * k - 1) * n + e];
+        for (int b = W * k - 2; b >= 0; --b) q = all[size_t(b) * n + e] + q;
+        reassoc += q != s;
       }
     }
     char msg[160];

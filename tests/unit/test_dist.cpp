@@ -7,6 +7,7 @@
 
 #include "uvit/data.hpp"
 #include "uvit/dist.hpp"
+#include "uvit/error.hpp"
 
 using namespace uvit;
 
@@ -84,8 +85,8 @@ TEST(Dist, LoaderSlicesConcatenateToTheGlobalStream) {
 
 TEST(Dist, LoaderRejectsABadSlice) {
   auto ds = std::make_shared<Items>(29);
-  EXPECT_THROW(Loader(ds, opts(2, 1, 2)), Error);
-  EXPECT_THROW(Loader(ds, opts(0, 0, 1)), Error);
+  EXPECT_THROW({ Loader l(ds, opts(2, 1, 2)); }, Error);
+  EXPECT_THROW({ Loader l(ds, opts(0, 0, 1)); }, Error);
 }
 
 // The single-rank communicator: k buffers added left to right, bit for bit.
