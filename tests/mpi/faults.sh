@@ -25,8 +25,9 @@ print(json.loads(d[8:8 + n]).get('__metadata__', {}).get('step', 'none'))" "$1"
 run mpi 2 "${T[@]}" --out "$tmp/straight" --steps 6
 UVIT_TEST_DIE=1:3 mpi 2 "${T[@]}" --out "$tmp/d" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
+# OpenMPI names the rank as "Process name: [[JOB,1],1]" beside "Exit code: 77" (MPICH: "rank 1").
 if [ $rc -eq 77 ] && grep -q "rank 1: UVIT_TEST_DIE: dying at step 3" "$tmp/err" &&
-  grep -q "rank 1" <(grep -i -A8 "exit" "$tmp/err"); then
+  grep -E -q "Process name: \[\[[0-9]+,[0-9]+\],1\]|rank 1 " "$tmp/err"; then
   echo "ok: rank 1 died: mpirun exit status 77, messages name rank 1"
 else
   fail "rank death: rc $rc (want 77)"; cat "$tmp/err"
