@@ -48,6 +48,11 @@ std::string rank_prefix();
 // Ends every rank of a parallel job with `code` (MPI_Abort); returns when there is none.
 void abort_job(int code);
 
+// Fault tests' hook: UVIT_TEST_DIE=RANK:STEP[:PHASE] (PHASE "step", the default: before training
+// step STEP + 1; "save": inside the checkpoint of step STEP, after nnet.safetensors). The named
+// rank prints a line naming itself and _exit(77)s: no checkpoint, no MPI_Finalize.
+void test_hook_die(const Comm& c, long step, const char* phase);
+
 // Sum of n floats over k contiguous buffers (stride `stride`), added left to right.
 void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out);
 // OR of a flag over all ranks.

@@ -65,6 +65,9 @@ class Trainer {
   void save(bool snapshot = false);
 
   long step_count() const { return step_; }
+  // Several ranks: throws when any rank's weights or EMA differ from rank 0's (compared by hash;
+  // the replicated update must keep them identical, docs/distributed.md).
+  void check_replicas();
   const TrainSettings& settings() const { return s_; }
   TrainSettings& settings() { return s_; }
   Network& net() { return *net_; }

@@ -56,18 +56,6 @@ void write_loss_plot(const std::string& dir) {
   if (s.x.size() >= 2) write_plot_png(dir + "/loss.png", {s}, 640, 400, true, {{"Title", "loss"}});
 }
 
-// Test hook of the fault tests (docs/distributed.md): UVIT_TEST_DIE=RANK:STEP makes that rank
-// exit abruptly (status 77, no checkpoint, no MPI_Finalize) before it trains step STEP + 1.
-void test_hook_die(const Comm& comm, long step) {
-  static const char* spec = std::getenv("UVIT_TEST_DIE");
-  if (!spec) return;
-  int rank = -1;
-  long at = -1;
-  if (std::sscanf(spec, "%d:%ld", &rank, &at) != 2 || rank != comm.rank() || at != step) return;
-  std::fprintf(stderr, "rank %d: UVIT_TEST_DIE: dying at step %ld\n", rank, step);
-  _exit(77);
-}
-
 // The step a run's checkpoint holds.
 long checkpoint_step(const std::string& dir) {
   const std::string path = dir + "/train_state.safetensors";
@@ -244,7 +232,7 @@ TrainOutcome run_training(const TrainJob& job) {
     return sig != 0 || timed_out;
   };
   while (tr.step_count() < s.steps && !stop_requested()) {
-    test_hook_die(comm, tr.step_count());
+    test_hook_die(comm, tr.step_count(), "step");
     const StepStats st = tr.step();
     UVIT_CHECK(std::isfinite(st.loss), "training diverged at step ", tr.step_count(), " (loss ",
                st.loss, ")");
@@ -262,6 +250,7 @@ TrainOutcome run_training(const TrainJob& job) {
     else
       std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
     bar.update(k, extra, s.batch, "img/s");
+    if (k % s.log_interval == 0) tr.check_replicas();
     if (k % s.log_interval == 0 && lead) {
       json j = {{"step", k},      {"loss", win.sum / win.n},
                 {"lr", st.lr},    {"grad_norm", st.grad_norm},

@@ -1,4 +1,7 @@
 // The single-rank communicator, launcher detection and the helpers every communicator shares.
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -90,6 +93,20 @@ void abort_job(int code) {
 #else
   (void)code;
 #endif
+}
+
+void test_hook_die(const Comm& c, long step, const char* phase) {
+  static const char* spec = std::getenv("UVIT_TEST_DIE");
+  if (!spec) return;
+  int rank = -1;
+  long at = -1;
+  char what[16] = "step";
+  if (std::sscanf(spec, "%d:%ld:%15s", &rank, &at, what) < 2 || rank != c.rank() || at != step ||
+      std::strcmp(what, phase) != 0)
+    return;
+  std::fprintf(stderr, "rank %d: UVIT_TEST_DIE: dying at step %ld (%s)\n", rank, step, phase);
+  std::fflush(stderr);
+  _exit(77);
 }
 
 bool any_rank(Comm& c, bool flag) {

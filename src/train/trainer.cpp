@@ -304,6 +304,23 @@ void Trainer::gather_moments(std::vector<float>& m, std::vector<float>& v) {
   }
 }
 
+void Trainer::check_replicas() {
+  if (comm_->size() == 1) return;
+  const size_t P = net_->num_params();
+  std::vector<uint64_t> words((P + 1) / 2, 0);
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
+  for (Network* n : {net_.get(), ema_.get()}) {
+    be_.download(words.data(), n->params(), P * 4);
+    for (uint64_t w : words) h = (h ^ w) * 1099511628211ull;
+  }
+  std::vector<uint64_t> all(size_t(comm_->size()));
+  comm_->allgather_bytes(&h, sizeof h, all.data());
+  for (size_t r = 1; r < all.size(); ++r)
+    UVIT_CHECK(all[r] == all[0], "at step ", step_, " the weights of rank ", r,
+               " differ from rank 0's: the replicated update diverged (ranks on different "
+               "builds or hardware? docs/distributed.md)");
+}
+
 namespace {
 void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m,
                  const std::vector<float>& v, const LoaderState& ls) {
@@ -311,6 +328,7 @@ void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m
   const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
                                                    {"config", t.config().config_name}};
   save_safetensors(dir + "/nnet.safetensors", t.net().export_weights(), meta);
+  test_hook_die(t.comm(), t.step_count(), "save");
   save_safetensors(dir + "/nnet_ema.safetensors", t.ema_net().export_weights(), meta);
   const size_t P = t.net().num_params();
   NamedArrays st;
@@ -370,14 +388,29 @@ void Trainer::resume() {
                  st[1].second.numel() == int64_t(P),
              sp, ": unexpected optimizer state layout");
   const long step = std::stol(need("step"));
+  // train_state is written last: a save interrupted before it left newer weights beside the
+  // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
+  std::string wdir = dir_;
   std::map<std::string, std::string> m1, m2;
-  NamedArrays w = load_safetensors(dir_ + "/nnet.safetensors", &m1);
-  NamedArrays we = load_safetensors(dir_ + "/nnet_ema.safetensors", &m2);
+  NamedArrays w = load_safetensors(wdir + "/nnet.safetensors", &m1);
+  NamedArrays we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+  const std::string snap = dir_ + "/ckpts/" + need("step");
+  if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
+      fs::exists(snap + "/train_state.safetensors")) {
+    wdir = snap;
+    w = load_safetensors(wdir + "/nnet.safetensors", &m1);
+    we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+    if (comm_->rank() == 0)
+      std::fprintf(stderr,
+                   "note: %s holds an interrupted save; resuming from the complete checkpoint "
+                   "of step %s (%s)\n",
+                   dir_.c_str(), need("step").c_str(), snap.c_str());
+  }
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), dir_,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
-  net_->load(w, dir_ + "/nnet.safetensors");
-  ema_->load(we, dir_ + "/nnet_ema.safetensors");
+  net_->load(w, wdir + "/nnet.safetensors");
+  ema_->load(we, wdir + "/nnet_ema.safetensors");
   // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero).
   const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
   const size_t len = off < P ? std::min(moments_n_, P - off) : 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Faults in a 2-rank job (docs/distributed.md): a rank that dies ends the job with its exit status
-# and a message naming it, and the last checkpoint resumes to the same bits as a run that never
-# failed; SIGTERM to the ranks (what Slurm sends) or SIGUSR1 to mpirun (forwarded) stops every rank
+# Faults in a 2-rank job (docs/distributed.md): a rank that dies (between steps, or rank 0 inside a
+# save) ends the job with its exit status and a message naming it, and the last complete
+# checkpoint resumes to the same bits as a run that never failed; SIGTERM to the ranks (what Slurm sends) or SIGUSR1 to mpirun (forwarded) stops every rank
 # at the same step with one checkpoint and exit status 0; SIGTERM to mpirun itself (OpenMPI then
 # kills the ranks after odls_base_sigkill_timeout, 30 s here) also leaves a complete checkpoint.
 set -uo pipefail
@@ -36,6 +36,21 @@ fi
   fail "the run left by the dead rank is not the step-2 checkpoint"
 run mpi 2 train --out "$tmp/d" --resume -q --no-grid
 same_files "$tmp/d" "$tmp/straight" "resumed after a rank died vs never failed"
+
+# --- rank 0 dies inside the checkpoint of step 4, after nnet.safetensors --------------------------
+# train_state (written last) still says step 2: --resume takes the step-2 weights from their
+# snapshot in ckpts/2 and ends bit-identical to the straight run.
+UVIT_TEST_DIE=0:4:save mpi 2 "${T[@]}" --out "$tmp/s" --steps 6 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (save)" "$tmp/err" &&
+  [ "$(state_step "$tmp/s/nnet.safetensors")" = 4 ] && [ "$(state_step "$tmp/s/train_state.safetensors")" = 2 ] ||
+  { fail "death inside a save: rc $rc"; cat "$tmp/err"; }
+if mpi 2 train --out "$tmp/s" --resume --no-grid >"$tmp/out" 2>"$tmp/err" &&
+  grep -q "interrupted save; resuming from the complete checkpoint of step 2" "$tmp/err"; then
+  same_files "$tmp/s" "$tmp/straight" "resumed after a death inside a save vs never failed"
+else
+  fail "resume after a death inside a save"; cat "$tmp/err"
+fi
 
 # --- signals ---------------------------------------------------------------------------------------
 # start DIR ARGS: a long 2-rank run in the background; waits until it has logged 3 steps.
