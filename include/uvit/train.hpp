@@ -80,6 +80,7 @@ class Trainer {
  private:
   float* reduce_gradients();  // the step's summed gradient, the same bits on every rank
   void reduce_shard();        // this rank's shard of it, into part_
+  void gather_parts();        // red_ = every rank's part_, in rank order
   // ZeRO-1: the AdamW update of this rank's shard, then the parameters gathered.
   void zero_update(double lr);
   void gather_moments(std::vector<float>& m, std::vector<float>& v);

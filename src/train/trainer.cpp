@@ -238,13 +238,18 @@ float* Trainer::reduce_gradients() {
     return red_.f32();
   }
   reduce_shard();
+  gather_parts();
+  return red_.f32();
+}
+
+void Trainer::gather_parts() {
   if (host_acc_.empty()) {
     comm_->allgather(part_.f32(), shard_, red_.f32());
-  } else {
-    comm_->allgather(host_part_.data(), shard_, host_red_.data());
-    be_.upload(red_.f32(), host_red_.data(), n_pad_ * 4);
+    return;
   }
-  return red_.f32();
+  be_.download(host_part_.data(), part_.f32(), shard_ * 4);
+  comm_->allgather(host_part_.data(), shard_, host_red_.data());
+  be_.upload(red_.f32(), host_red_.data(), n_pad_ * 4);
 }
 
 void Trainer::reduce_shard() {
@@ -275,13 +280,7 @@ void Trainer::zero_update(double lr) {
   // Every rank's updated shard: the whole parameter vector on every rank.
   be_.fill(part_.f32(), 0.f, shard_);
   if (len > 0) be_.copy(part_.f32(), net_->params() + off, len);
-  if (host_acc_.empty()) {
-    comm_->allgather(part_.f32(), shard_, red_.f32());
-  } else {
-    be_.download(host_part_.data(), part_.f32(), shard_ * 4);
-    comm_->allgather(host_part_.data(), shard_, host_red_.data());
-    be_.upload(red_.f32(), host_red_.data(), n_pad_ * 4);
-  }
+  gather_parts();
   be_.copy(net_->params(), red_.f32(), P);
 }
 
