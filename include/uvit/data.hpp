@@ -130,6 +130,9 @@ struct Batch {
   int64_t L = 0, D = 0;           // context shape for text datasets
   std::vector<float> context;     // [B, L, D] or empty
   int64_t epoch = 0, offset = 0;  // where this batch starts
+  // Where the loader's state goes after this batch (past the batches a data-parallel rank skips
+  // at the end of its group).
+  int64_t next_epoch = 0, next_offset = 0;
 };
 
 struct LoaderState {
@@ -148,6 +151,10 @@ struct LoaderOptions {
   double p_uncond = 0.0;
   int prefetch = 3;     // batches produced ahead (2-4 is plenty)
   int num_workers = 1;  // threads decoding the items of one batch
+  // Data parallelism (docs/distributed.md): every training step takes `group` consecutive batches
+  // of the one global stream; this loader builds only batches [take_first, take_first +
+  // take_count) of each group and skips the rest, so its state (and a checkpoint) stays global.
+  int64_t group = 1, take_first = 0, take_count = 1;
 };
 
 // Flip/cfg flags the official pipeline uses for a dataset config.
@@ -185,8 +192,9 @@ class Loader {
 
   std::shared_ptr<const Dataset> ds_;
   LoaderOptions opt_;
-  LoaderState consumed_;  // state of the next batch handed out
-  LoaderState produced_;  // state of the next batch the thread builds
+  LoaderState consumed_;        // state of the next batch handed out
+  LoaderState produced_;        // state of the next batch the thread builds
+  int64_t produced_index_ = 0;  // its index within its group
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;

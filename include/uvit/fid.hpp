@@ -72,10 +72,13 @@ PrecisionRecall precision_recall_adm(const float* real, long n_real, const float
 // not recursive, sorted by path) or a .npy of uint8 images [N, H, W, C] (C = 1 or 3) or [N, H, W].
 // Returns pool3 [N, 2048] (and logits [N, 1008] when `logits` is non-null, sFID's spatial features
 // [N, 2023] when `spatial` is). progress(done, total).
+// part / parts (data-parallel ranks): only that contiguous share of the images, in whole batches
+// of 32 (each computed as in one process); the rows of all parts in order make the whole.
 std::vector<float> source_features(const FidInception& net, const std::string& source,
                                    std::vector<float>* logits = nullptr,
                                    const std::function<void(long, long)>& progress = {},
-                                   std::vector<float>* spatial = nullptr);
+                                   std::vector<float>* spatial = nullptr, int part = 0,
+                                   int parts = 1);
 // A .npy that already holds features: float32/float64 [N, 2048]. Non-features .npy -> false.
 bool is_feature_npy(const std::string& path);
 // Image files of a folder in pytorch-fid's order; throws when there are none.

@@ -14,6 +14,7 @@
 #include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/rank_split.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
@@ -91,6 +92,8 @@ void add_eval(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->callback([o] {
+    Comm& comm = world(o->device);  // under mpirun: the chunks are shared among the ranks
+    const bool lead = comm.rank() == 0;
     check_output("--out", o->out, {".npz"});
     check_output("--json", o->json, {".json"});
     const Config cfg = o->load();
@@ -164,15 +167,32 @@ void add_eval(CLI::App& app) {
     std::vector<float> pool3(size_t(n) * FidInception::kDims),
         logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
     long resumed = 0;
-    Progress bar("eval", n, o->quiet);
+    Progress bar("eval", n, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
-    for (long ci = 0; ci < chunks; ++ci) {
+    // Several ranks: each makes its own run of chunks (a chunk is computed the same whichever rank
+    // does it); after a barrier (-1) rank 0 assembles all of them from the work folder.
+    std::vector<long> plan;
+    if (comm.size() > 1) {
+      const RankRange mine = rank_range(comm, chunks, 1);
+      for (long ci = mine.begin; ci < mine.end; ++ci) plan.push_back(ci);
+      plan.push_back(-1);
+    }
+    for (long ci = 0; ci < chunks; ++ci) plan.push_back(ci);
+    bool assembling = false;  // rank 0 reading the other ranks' chunks: not "resumed"
+    for (const long ci : plan) {
+      if (ci < 0) {
+        comm.barrier();
+        if (!lead) return;
+        assembling = true;
+        continue;
+      }
       const long first = ci * chunk, m = std::min(chunk, n - first);
       const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
       Chunk ch;
       if (load_chunk(path, m, s, c, &ch)) {
-        resumed += m;
+        if (!assembling) resumed += m;
       } else {
+        UVIT_CHECK(!assembling, path, ": missing after every rank finished its chunks");
         std::vector<int> labels;
         if (k > 0)
           for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced

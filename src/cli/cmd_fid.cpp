@@ -11,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/rank_split.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
@@ -54,9 +55,10 @@ bool is_stats_npz(const std::string& path) {
   return fs::path(path).extension() == ".npz" && fs::is_regular_file(path) && npz_has(path, "mu");
 }
 
+// `comm`: share the images among the ranks of an mpirun job (rank 0 returns all features).
 std::vector<float> features_of(LazyInception& net, const std::string& source, bool quiet,
                                std::vector<float>* logits = nullptr,
-                               std::vector<float>* spatial = nullptr) {
+                               std::vector<float>* spatial = nullptr, Comm* comm = nullptr) {
   if (is_feature_npy(source)) {
     UVIT_CHECK(!logits && !spatial, source, ": holds features, not images: the ",
                logits ? "logits" : "spatial features", " cannot be computed");
@@ -73,7 +75,12 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
         bar->update(done, "", 1, "img/s");
         steady.update(done);
       },
-      spatial);
+      spatial, comm ? comm->rank() : 0, comm ? comm->size() : 1);
+  if (comm && comm->size() > 1) {
+    f = gather_to_root(*comm, f);
+    if (logits) *logits = gather_to_root(*comm, *logits);
+    if (spatial) *spatial = gather_to_root(*comm, *spatial);
+  }
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
@@ -165,10 +172,13 @@ void add_fid(CLI::App& app) {
     check_output("--logits", o->logits, {".npy"});
     check_output("--spatial", o->spatial, {".npy"});
     LazyInception net(o->inception, o->device, o->precision);
+    Comm& comm = world(o->device);  // under mpirun: the images are shared among the ranks
+    const bool quiet = o->quiet || comm.rank() != 0;
     std::vector<float> logits, spatial;
     const std::vector<float> f =
-        features_of(net, o->source, o->quiet, o->logits.empty() ? nullptr : &logits,
-                    o->spatial.empty() ? nullptr : &spatial);
+        features_of(net, o->source, quiet, o->logits.empty() ? nullptr : &logits,
+                    o->spatial.empty() ? nullptr : &spatial, &comm);
+    if (comm.rank() != 0) return;
     const int64_t n = int64_t(f.size() / FidInception::kDims);
     make_parent_dir(o->out);
     make_parent_dir(o->logits);
@@ -178,7 +188,7 @@ void add_fid(CLI::App& app) {
       save_npy(o->logits, Array::from_f32({n, FidInception::kClasses}, logits.data()));
     if (!o->spatial.empty())
       save_npy(o->spatial, Array::from_f32({n, FidInception::kSpatialDims}, spatial.data()));
-    if (!o->quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
+    if (!quiet) std::fprintf(stderr, "%lld images -> %s\n", (long long)n, o->out.c_str());
   });
 
   auto* st =

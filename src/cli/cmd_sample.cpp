@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <numeric>
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
@@ -11,6 +12,7 @@
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
+#include "cli/rank_split.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
@@ -84,6 +86,10 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--latents", o->latents,
                   "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
   cmd->callback([o, cmd] {
+    // Under mpirun each rank draws whole mini-batches of the samples (sample i keeps the noise of
+    // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
+    Comm& comm = world(o->device);
+    const bool lead = comm.rank() == 0;
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     if (!o->cls_text.empty())
@@ -180,9 +186,29 @@ void add_sample(CLI::App& app) {
                  shape_str(want), " (the initial noise x_T of the --n samples)");
       g.noise = a.to_f32();
     }
-    for (const std::string& f : {o->out, o->npy, o->latents}) make_parent_dir(f);
-    if (!o->dir.empty()) fs::create_directories(o->dir);
-    Progress timing("sample (network evaluations)", 1, o->quiet);
+    if (lead) {
+      for (const std::string& f : {o->out, o->npy, o->latents}) make_parent_dir(f);
+      if (!o->dir.empty()) fs::create_directories(o->dir);
+    }
+    const size_t in_numel = nc.in_numel();
+    const long mb = std::min<long>(
+        n, g.mini_batch > 0
+               ? g.mini_batch
+               : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50));
+    g.mini_batch = int(mb);
+    // Whole mini-batches (and whole decoder chunks of 4) per rank: each computed as in one process.
+    const RankRange part = rank_range(comm, n, ae ? std::lcm(mb, 4L) : mb);
+    const int mine = int(part.end - part.begin);
+    auto slice = [&](const auto& v, size_t per) {
+      using V = std::decay_t<decltype(v)>;
+      if (v.empty() || comm.size() == 1) return v;
+      return V(v.begin() + part.begin * long(per), v.begin() + part.end * long(per));
+    };
+    const std::vector<int> my_labels = slice(labels, 1);
+    const std::vector<float> my_ctx = slice(ctx, nc.context_numel());
+    g.noise = slice(g.noise, in_numel);
+    g.first_index = uint64_t(part.begin);
+    Progress timing("sample (network evaluations)", 1, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
     long last_done = 0;
     g.progress = [&](int done, int total) {
@@ -190,20 +216,28 @@ void add_sample(CLI::App& app) {
       timing.set_total(total);
       timing.update(done);
     };
-    std::vector<float> x = generate(*net, cfg, g, n, labels, ctx, null_ctx);
+    std::vector<float> x;
+    if (mine > 0) x = generate(*net, cfg, g, mine, my_labels, my_ctx, null_ctx);
     timing.finish();
-    if (!o->latents.empty())
-      save_npy(o->latents, Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, x.data()));
+    if (!o->latents.empty()) {
+      const std::vector<float> all = gather_to_root(comm, x);
+      if (lead)
+        save_npy(o->latents,
+                 Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, all.data()));
+    }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int img_c = nc.in_chans, img_s = nc.img_size;
     if (ae) {
-      Progress bar("decode", n, o->quiet);
-      x = decode_latents(*ae, x, n, img_c, img_s, img_s, 4,
-                         [&](int64_t done, int64_t) { bar.update(long(done)); });
+      Progress bar("decode", mine, o->quiet || !lead);
+      if (mine > 0 && images)
+        x = decode_latents(*ae, x, mine, img_c, img_s, img_s, 4,
+                           [&](int64_t done, int64_t) { bar.update(long(done)); });
       bar.finish();
       img_c = ae->config().out_ch, img_s *= ae->config().downsample_factor();
     }
+    if (images) x = gather_to_root(comm, x);
+    if (!lead) return;
     auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
     // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
     const ModelIdentity id = !o->out.empty() || !o->dir.empty()

@@ -27,9 +27,10 @@ void check_same_config(const Config& run, const std::string& dir, const std::str
 }
 
 // The exit status of a run stopped by a signal, after its checkpoint (128 + the signal, as a
-// shell reports a command killed by it), so that `uvit train ... && next` stops there.
+// shell reports a command killed by it), so that `uvit train ... && next` stops there. The ranks
+// of a data-parallel job exit 0: mpirun reads any other status as a crash (docs/distributed.md).
 void exit_if_interrupted(const TrainOutcome& r) {
-  if (r.signal) throw ExitStatus{128 + r.signal};
+  if (r.signal && r.ranks == 1) throw ExitStatus{128 + r.signal};
 }
 
 void add_grid_options(CLI::App* cmd, TrainJob& j) {
@@ -95,8 +96,9 @@ void add_train(CLI::App& app) {
     }
     for (const auto& a : o->set) apply_override(job.cfg, a);
     const TrainOutcome r = run_training(job);
-    std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), r.step,
-                dir.c_str());
+    if (r.rank == 0)
+      std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), r.step,
+                  dir.c_str());
     exit_if_interrupted(r);
   });
 }
@@ -153,6 +155,7 @@ void add_demo(CLI::App& app) {
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     const TrainOutcome r = run_training(job);
     exit_if_interrupted(r);
+    if (r.rank != 0) return;  // rank 0 draws the demo's grid
     const std::string png = dir + "/grid.png";
     if (!r.trained && fs::exists(png)) {
       std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());

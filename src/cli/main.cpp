@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 
 namespace {
@@ -129,7 +130,7 @@ int main(int argc, char** argv) {
   app.footer(
       "uvit help COMMAND prints a command's options.\nExit status: 0 done; 1 error (one line "
       "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM (after its "
-      "checkpoint).");
+      "checkpoint; 0 in an mpirun/srun job of several ranks).");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
@@ -156,13 +157,16 @@ int main(int argc, char** argv) {
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
   } catch (const uvit::Error& e) {
-    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
+    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    uvit::abort_job(1);
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "uvit: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    uvit::abort_job(1);
     return 1;
   }
   return 0;

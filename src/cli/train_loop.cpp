@@ -1,9 +1,12 @@
 #include "cli/train_loop.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -11,6 +14,7 @@
 #include "cli/sample_grid.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
+#include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
 #include "uvit/image.hpp"
@@ -141,43 +145,56 @@ TrainOutcome run_training(const TrainJob& job) {
   if (!job.data_path.empty() && cfg.json.contains("dataset"))
     cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
   const std::string dir = job.out_dir;
+  // Under mpirun or srun every rank trains its slice of each batch; rank 0 alone writes the run's
+  // files, log and grids (docs/distributed.md).
+  Comm& comm = world(job.device);
+  check_world_matches_scheduler(comm);
+  const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const long target = train_settings(cfg).steps;
   const long at = check_run_dir(job, target);
   if (job.resume && at == target) {
-    if (!job.quiet)
+    if (!quiet)
       std::fprintf(stderr,
                    "the run in %s is already at step %ld: nothing to train (give --steps N "
                    "to train further)\n",
                    dir.c_str(), at);
-    return {at, 0, false};
+    return {at, 0, false, comm.rank(), comm.size()};
   }
 
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
   auto be = make_backend(job.device, job.precision);
-  Trainer tr(cfg, *be, ds, dir);
+  Trainer tr(cfg, *be, ds, dir, &comm);
   if (job.resume) {
     tr.resume();
-    record_overrides(dir, cfg, tr.step_count(), job.quiet);
+    if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
-    fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
-    const std::string c = cfg.json.dump(2) + "\n";
-    write_file_atomic(dir + "/config.json", c.data(), c.size());
+    if (lead) {
+      fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
+      const std::string c = cfg.json.dump(2) + "\n";
+      write_file_atomic(dir + "/config.json", c.data(), c.size());
+    }
   }
+  comm.barrier();
   const TrainSettings& s = tr.settings();
-  if (!job.quiet)
+  if (!quiet)
     std::fprintf(stderr, "training %s on %s: %zu parameters, batch %d, steps %ld -> %ld, run %s\n",
                  cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
                  tr.step_count(), s.steps, dir.c_str());
+  if (!quiet && comm.size() > 1)
+    std::fprintf(stderr, "data parallel: %d ranks (%s), %d slices of %d images per step\n",
+                 comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width());
 
   g_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
-  std::ofstream log(dir + "/log.jsonl", std::ios::app);
+  auto old_usr1 = std::signal(SIGUSR1, on_signal);  // forwarded by mpirun, sent by Slurm --signal
+  std::ofstream log;
+  if (lead) log.open(dir + "/log.jsonl", std::ios::app);
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
   const double fwd_flops = tr.net().forward_flops();
-  Progress bar("train", s.steps, job.quiet, first);
+  Progress bar("train", s.steps, quiet, first);
   LossWindow win = open_window(dir, first);
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -188,6 +205,7 @@ TrainOutcome run_training(const TrainJob& job) {
   const long grid_every = job.grid_every > 0 ? job.grid_every : s.eval_interval;
   long drawn_at = -1;
   auto grid = [&] {
+    if (!lead) return;  // the other ranks wait at the next step's collectives
     write_loss_plot(dir);
     if (!can_draw || drawn_at == tr.step_count()) return;
     bar.finish();  // the grid's progress goes on a line of its own
@@ -198,20 +216,33 @@ TrainOutcome run_training(const TrainJob& job) {
     g.sampler = is_flow(cfg) ? kFlowGridSampler : kGridSampler;
     g.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
     const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
-    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), job.quiet);
+    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), quiet);
     drawn_at = tr.step_count();
   };
   bool timed_out = false;
-  while (tr.step_count() < s.steps && !g_signal) {
-    if (job.max_minutes > 0 && elapsed() > job.max_minutes * 60) {
-      timed_out = true;
-      break;
+  double comm_s = 0;  // time in the data-parallel exchange (reported with several ranks)
+  // Every rank leaves at the same step: a signal or the time limit seen by any rank stops all.
+  auto stop_requested = [&] {
+    const int32_t mine[2] = {g_signal.load(),
+                             job.max_minutes > 0 && elapsed() > job.max_minutes * 60};
+    std::vector<int32_t> all(2 * size_t(comm.size()));
+    comm.allgather_bytes(mine, sizeof mine, all.data());
+    int sig = 0;
+    for (size_t r = 0; r < all.size(); r += 2) {
+      if (!sig) sig = all[r];
+      timed_out = timed_out || all[r + 1];
     }
+    g_signal = sig;
+    return sig != 0 || timed_out;
+  };
+  while (tr.step_count() < s.steps && !stop_requested()) {
+    test_hook_die(comm, tr.step_count(), "step");
     const StepStats st = tr.step();
     UVIT_CHECK(std::isfinite(st.loss), "training diverged at step ", tr.step_count(), " (loss ",
                st.loss, ")");
     win.sum += st.loss;
     ++win.n;
+    comm_s += st.comm_s;
     const long k = tr.step_count();
     char extra[96];
     // MFU counts 3x the forward FLOPs per training image (forward + backward) against the
@@ -223,7 +254,8 @@ TrainOutcome run_training(const TrainJob& job) {
     else
       std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
     bar.update(k, extra, s.batch, "img/s");
-    if (k % s.log_interval == 0) {
+    if (k % s.log_interval == 0) tr.check_replicas();
+    if (k % s.log_interval == 0 && lead) {
       json j = {{"step", k},      {"loss", win.sum / win.n},
                 {"lr", st.lr},    {"grad_norm", st.grad_norm},
                 {"img_s", img_s}, {"elapsed_s", elapsed()}};
@@ -238,8 +270,9 @@ TrainOutcome run_training(const TrainJob& job) {
   tr.save();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
+  std::signal(SIGUSR1, old_usr1);
   const long k = tr.step_count();
-  if (win.n > 0 && k > first) {
+  if (win.n > 0 && k > first && lead) {
     // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
     // and its sum, so that the first row after --resume averages the same steps as a run that
     // never stopped.
@@ -249,17 +282,20 @@ TrainOutcome run_training(const TrainJob& job) {
                     {"window_loss_sum", win.sum}};
     log << j.dump() << "\n" << std::flush;
   }
-  if (g_signal)  // even with -q: the exit status alone does not say what happened
+  if (g_signal && lead)  // even with -q: the exit status alone does not say what happened
     std::fprintf(stderr, "interrupted: checkpoint written at step %ld; continue with --resume\n",
                  k);
-  if (timed_out && !job.quiet)
+  if (comm.size() > 1 && !quiet && k > first)
+    std::fprintf(stderr, "data parallel: %.3f s of %.3f s in the gradient exchange (%.1f %%)\n",
+                 comm_s, elapsed(), 100 * comm_s / elapsed());
+  if (timed_out && !quiet)
     std::fprintf(stderr, "time limit reached at step %ld; checkpoint written\n", k);
   const bool trained = k > first;
   if (!g_signal && trained && job.final_grid)
     grid();
-  else if (trained)
+  else if (trained && lead)
     write_loss_plot(dir);
-  return {k, g_signal, trained};
+  return {k, g_signal, trained, comm.rank(), comm.size()};
 }
 
 }  // namespace uvit::cli

@@ -31,8 +31,9 @@ int default_grid_images(const Config& cfg);
 
 struct TrainOutcome {
   long step = 0;         // the run's step count when it stopped
-  int signal = 0;        // SIGINT or SIGTERM when interrupted, else 0
+  int signal = 0;        // SIGINT, SIGTERM or SIGUSR1 when interrupted, else 0
   bool trained = false;  // whether this call did any update
+  int rank = 0, ranks = 1;  // this process in a data-parallel job (docs/distributed.md)
 };
 
 // Trains (or continues) the run in job.out_dir; returns where it stopped.

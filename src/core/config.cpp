@@ -577,12 +577,16 @@ void apply_override(Config& c, const std::string& assignment) {
   }
   const std::string& leaf = parts.back();
   const bool in_nnet = path == "nnet";
+  // Integer keys a preset may leave out (data parallelism, docs/distributed.md).
+  const bool optional_int = key == "train.dp_virtual" || key == "train.zero";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.
-    UVIT_CHECK(in_nnet, where, ": unknown key ", key, " (",
+    UVIT_CHECK(in_nnet || optional_int, where, ": unknown key ", key, " (",
                path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
-    (*node)[leaf] = value;
+    UVIT_CHECK(!optional_int || integral(value), where, ": ", key, " expects an integer, got ",
+               show(value));
+    (*node)[leaf] = optional_int ? json(as_int64(value)) : value;
   } else {
     json& old = (*node)[leaf];
     if (in_nnet) {

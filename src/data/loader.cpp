@@ -68,8 +68,17 @@ const std::vector<int64_t>& cached_permutation(uint64_t seed, int64_t epoch, int
   return c.perm;
 }
 
+// The state after the batch that starts at `st` (normalised), without building it.
+LoaderState advance(LoaderState st, int64_t n, const LoaderOptions& o) {
+  return normalise({st.seed, st.epoch, st.offset + batch_len(n, o, st.offset)}, n, o);
+}
+
 void check_options(const Dataset& ds, const LoaderOptions& o) {
   UVIT_CHECK(o.batch_size > 0, "loader: batch size must be positive, got ", o.batch_size);
+  UVIT_CHECK(o.group >= 1 && o.take_first >= 0 && o.take_count >= 1 &&
+                 o.take_first + o.take_count <= o.group,
+             "loader: batches [", o.take_first, ", ", o.take_first + o.take_count,
+             ") of each group of ", o.group, " are not a valid slice");
   UVIT_CHECK(ds.size() > 0, ds.describe(), ": dataset is empty");
   UVIT_CHECK(!o.drop_last || ds.size() >= o.batch_size, ds.describe(), ": ", ds.size(),
              " items, fewer than one batch of ", o.batch_size);
@@ -151,6 +160,7 @@ Loader::Loader(std::shared_ptr<const Dataset> ds, LoaderOptions opt)
   check_options(*ds_, opt_);
   opt_.prefetch = std::max(1, opt_.prefetch);
   consumed_ = produced_ = normalise({opt_.seed, 0, 0}, ds_->size(), opt_);
+  produced_index_ = 0;
   start();
 }
 
@@ -173,16 +183,26 @@ void Loader::stop() {
 void Loader::run() {
   while (true) {
     LoaderState st;
+    int64_t index;
     {
       std::unique_lock<std::mutex> g(mu_);
       cv_.wait(g, [&] { return stop_ || int(queue_.size()) < opt_.prefetch; });
       if (stop_) return;
       st = produced_;
+      index = produced_index_;
     }
     Batch b;
     LoaderState after;
+    const int64_t n = ds_->size();
     try {
+      // A data-parallel rank skips the batches of its group before its own ...
+      for (; index < opt_.take_first; ++index) st = advance(normalise(st, n, opt_), n, opt_);
       after = make_batch(*ds_, opt_, st, b);
+      // ... and, after its last one, those up to the end of the group (the next step starts there).
+      if (++index == opt_.take_first + opt_.take_count)
+        for (; index < opt_.group; ++index) after = advance(after, n, opt_);
+      if (index == opt_.group) index = 0;
+      b.next_epoch = after.epoch, b.next_offset = after.offset;
     } catch (...) {
       std::lock_guard<std::mutex> g(mu_);
       error_ = std::current_exception();
@@ -194,6 +214,7 @@ void Loader::run() {
       if (stop_) return;
       queue_.push_back(std::move(b));
       produced_ = after;
+      produced_index_ = index;
     }
     cv_.notify_all();
   }
@@ -205,7 +226,7 @@ Batch Loader::next() {
   if (queue_.empty()) std::rethrow_exception(error_);
   Batch b = std::move(queue_.front());
   queue_.pop_front();
-  consumed_ = normalise({consumed_.seed, b.epoch, b.offset + b.B}, ds_->size(), opt_);
+  consumed_ = {consumed_.seed, b.next_epoch, b.next_offset};
   g.unlock();
   cv_.notify_all();
   return b;
@@ -222,6 +243,7 @@ void Loader::set_state(const LoaderState& st) {
   error_ = nullptr;
   opt_.seed = st.seed;
   consumed_ = produced_ = normalise(st, ds_->size(), opt_);
+  produced_index_ = 0;  // states are set at group boundaries (the steps of a checkpoint)
   start();
 }
 

@@ -91,20 +91,28 @@ Array load_samples(const std::string& path) {
 std::vector<float> source_features(const FidInception& net, const std::string& source,
                                    std::vector<float>* logits,
                                    const std::function<void(long, long)>& progress,
-                                   std::vector<float>* spatial) {
+                                   std::vector<float>* spatial, int part, int parts) {
   constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
   std::vector<float> f;
   // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
   constexpr long kChunk = 32;
+  // This part's images [lo, hi) of n; rows are stored from lo.
+  long lo = 0, hi = 0;
+  auto share = [&](long n) {
+    const long chunks = (n + kChunk - 1) / kChunk;
+    lo = std::min(n, chunks * part / parts * kChunk);
+    hi = std::min(n, chunks * (part + 1) / parts * kChunk);
+    f.resize(size_t(hi - lo) * D);
+    if (logits) logits->resize(size_t(hi - lo) * K);
+    if (spatial) spatial->resize(size_t(hi - lo) * S);
+  };
   if (fs::is_directory(source)) {
     const std::vector<std::string> files = list_image_files(source);
     const long n = long(files.size());
-    f.resize(size_t(n) * D);
-    if (logits) logits->resize(size_t(n) * K);
-    if (spatial) spatial->resize(size_t(n) * S);
+    share(n);
     std::vector<Image> ims(size_t(std::min(kChunk, n)));
     std::vector<uint8_t> batch;
-    for (long i0 = 0; i0 < n; i0 += kChunk) {
+    for (long i0 = lo; i0 < hi; i0 += kChunk) {
       // Decoded in parallel (stb is reentrant); the first failure is rethrown in file order.
       const long m = std::min(kChunk, n - i0);
       std::vector<std::string> err(static_cast<size_t>(m));
@@ -128,12 +136,12 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
         for (long t = j; t < k; ++t)
           std::copy(ims[size_t(t)].px.begin(), ims[size_t(t)].px.end(),
                     batch.begin() + long(per) * (t - j));
-        net.forward_u8(batch.data(), int(k - j), a.h, a.w, 3, f.data() + (i0 + j) * D,
-                       logits ? logits->data() + (i0 + j) * K : nullptr,
-                       spatial ? spatial->data() + (i0 + j) * S : nullptr);
+        net.forward_u8(batch.data(), int(k - j), a.h, a.w, 3, f.data() + (i0 - lo + j) * D,
+                       logits ? logits->data() + (i0 - lo + j) * K : nullptr,
+                       spatial ? spatial->data() + (i0 - lo + j) * S : nullptr);
         j = k;
       }
-      if (progress) progress(i0 + m, n);
+      if (progress) progress(i0 + m - lo, hi - lo);
     }
     return f;
   }
@@ -144,15 +152,13 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
   const Array a = load_samples(source);
   const long n = a.shape[0];
   const int H = int(a.shape[1]), W = int(a.shape[2]), C = int(a.shape[3]);
-  f.resize(size_t(n) * D);
-  if (logits) logits->resize(size_t(n) * K);
-  if (spatial) spatial->resize(size_t(n) * S);
-  for (long i = 0; i < n; i += kChunk) {
+  share(n);
+  for (long i = lo; i < hi; i += kChunk) {
     const int m = int(std::min(kChunk, n - i));
-    net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, m, H, W, C, f.data() + i * D,
-                   logits ? logits->data() + i * K : nullptr,
-                   spatial ? spatial->data() + i * S : nullptr);
-    if (progress) progress(i + m, n);
+    net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, m, H, W, C, f.data() + (i - lo) * D,
+                   logits ? logits->data() + (i - lo) * K : nullptr,
+                   spatial ? spatial->data() + (i - lo) * S : nullptr);
+    if (progress) progress(i + m - lo, hi - lo);
   }
   return f;
 }

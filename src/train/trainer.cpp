@@ -1,7 +1,9 @@
 // The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW at the warm-up
 // learning rate, EMA. All randomness is counter-based: update u's draws depend only on (seed, u).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "uvit/error.hpp"
@@ -33,6 +35,8 @@ TrainSettings train_settings(const Config& c) {
   s.grad_clip = j.value("grad_clip", 0.0);  // top level, as official
   s.accum = tr.value("accum", 1);
   s.keep_snapshots = tr.value("keep_snapshots", 3);
+  s.dp_virtual = tr.value("dp_virtual", 0);
+  s.zero = tr.value("zero", 0);
   s.seed = j.value("seed", uint64_t(1234));
   s.lr = op.value("lr", 2e-4);
   s.weight_decay = op.value("weight_decay", 0.03);
@@ -50,6 +54,8 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
   UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name,
              ": train.keep_snapshots must be >= 1");
+  UVIT_CHECK(s.dp_virtual >= 0 && (s.zero == 0 || s.zero == 1), "config ", c.config_name,
+             ": train.dp_virtual must be >= 0 and train.zero 0 or 1");
   UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
              c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
@@ -62,7 +68,8 @@ double warmup_factor(long update, long warmup) {
   return std::min(double(update) / double(warmup), 1.0);
 }
 
-Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir)
+Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir,
+                 Comm* comm)
     : cfg_(std::move(cfg)),
       be_(be),
       data_(std::move(data)),
@@ -85,17 +92,47 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
                ": contexts are [", cs[0], ", ", cs[1], "], config expects [", n.context_tokens,
                ", ", n.context_dim, "]");
   }
+  // Data parallelism (docs/distributed.md): logical rank v of V covers micro-batches v*A .. v*A +
+  // A-1 of the step; this process holds logical ranks rank*k .. rank*k + k-1.
+  comm_ = comm ? comm : &single_;
+  const int W = comm_->size();
+  V_ = s_.dp_virtual > 0 ? s_.dp_virtual : W;
+  UVIT_CHECK(V_ % W == 0, "train.dp_virtual ", V_, " is not a multiple of the ", W,
+             " ranks of this job");
+  k_ = V_ / W;
+  UVIT_CHECK(s_.batch % (V_ * s_.accum) == 0, "batch ", s_.batch, " does not split into ", V_,
+             " data-parallel slices of ", s_.accum,
+             " micro-batches (ranks or train.dp_virtual, train.accum)");
+  micro_ = s_.batch / (V_ * s_.accum);
   net_ = make_network(cfg_, be_);
   ema_ = make_network(cfg_, be_);
-  const size_t P = net_->num_params(), B = size_t(s_.batch);
-  m_ = DeviceBuffer(be_, P * 4);
-  v_ = DeviceBuffer(be_, P * 4);
+  const size_t P = net_->num_params(), B = size_t(micro_);
+  n_pad_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
+  shard_ = n_pad_ / size_t(W);
+  const bool zero = s_.zero == 1 && W > 1;
+  moments_n_ = zero ? shard_ : P;
+  m_ = DeviceBuffer(be_, moments_n_ * 4);
+  v_ = DeviceBuffer(be_, moments_n_ * 4);
+  if (V_ > 1 || s_.accum > 1) {
+    acc_ = DeviceBuffer(be_, size_t(k_) * n_pad_ * 4);
+    be_.fill(acc_.f32(), 0.f, size_t(k_) * n_pad_);  // the padding stays zero
+  }
+  if (W > 1 || k_ > 1) red_ = DeviceBuffer(be_, n_pad_ * 4);
+  if (W > 1) part_ = DeviceBuffer(be_, shard_ * 4);
+  if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu") {  // CUDA without NCCL
+    host_acc_.resize(size_t(k_) * n_pad_);
+    host_red_.resize(n_pad_);
+    host_part_.resize(shard_);
+  }
   dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
   dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
   dt_ = DeviceBuffer(be_, B * 4);
   dy_ = DeviceBuffer(be_, B * sizeof(int32_t));
   if (n.text_conditional()) dctx_ = DeviceBuffer(be_, B * n.context_numel() * 4);
-  LoaderOptions lo = loader_options(data_options_from_json(cfg_.json), s_.batch, s_.seed);
+  LoaderOptions lo = loader_options(data_options_from_json(cfg_.json), micro_, s_.seed);
+  lo.group = int64_t(V_) * s_.accum;
+  lo.take_first = int64_t(comm_->rank()) * k_ * s_.accum;
+  lo.take_count = int64_t(k_) * s_.accum;
   loader_ = std::make_unique<Loader>(data_, lo);
 }
 
@@ -104,106 +141,233 @@ Trainer::~Trainer() { loader_.reset(); }
 void Trainer::init() {
   net_->init_random(s_.seed);
   be_.copy(ema_->params(), net_->params(), net_->num_params());
-  be_.fill(m_.f32(), 0.f, net_->num_params());
-  be_.fill(v_.f32(), 0.f, net_->num_params());
+  be_.fill(m_.f32(), 0.f, moments_n_);
+  be_.fill(v_.f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
 }
 
 StepStats Trainer::step() {
   const NetSpec& n = cfg_.spec;
-  const int B = s_.batch;
+  const int B = micro_, A = s_.accum;
   const size_t item = n.in_numel(), numel = B * item, onumel = B * n.out_numel();
-  const bool cls = n.class_conditional();
+  const size_t P = net_->num_params();
+  const bool cls = n.class_conditional(),
+             direct = acc_.f32() == nullptr;  // direct: one slice, no accumulation
   StepStats st;
-  net_->zero_grad();
+  if (direct) net_->zero_grad();
   std::vector<float> x(numel), eps(numel), out(onumel), dout(onumel), tnet(B);
   std::vector<TrainDraw> draws(B);
   std::vector<int32_t> y(B);
-  for (int micro = 0; micro < s_.accum; ++micro) {
-    Batch b = loader_->next();
-    UVIT_CHECK(b.B == B && b.x.size() == numel, "data loader returned a batch of ", b.B,
-               ", expected ", B);
-    const uint64_t draw = uint64_t(step_) * s_.accum + micro;
-    Philox(s_.seed, kStreamNoise).fill_normal(eps.data(), numel, draw * numel);
-    const Philox tr(s_.seed, kStreamTime);
-    for (int i = 0; i < B; ++i) {
-      draws[i] = objective_->draw(tr.uniform(draw * B + i));
-      tnet[i] = draws[i].net_time;
-      const float a = float(draws[i].mean), s = float(draws[i].std);
-      for (size_t k = 0; k < item; ++k)
-        x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
-      if (cls) {
-        UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
-                   " is outside [0, ", n.num_classes, ")");
-        y[i] = int32_t(b.labels[i]);
+  std::vector<double> losses(size_t(k_), 0.0);  // per logical rank
+  for (int j = 0; j < k_; ++j) {
+    const int v = comm_->rank() * k_ + j;
+    for (int micro = 0; micro < A; ++micro) {
+      Batch b = loader_->next();
+      UVIT_CHECK(b.B == B && b.x.size() == numel, "data loader returned a batch of ", b.B,
+                 ", expected ", B);
+      // All randomness is keyed by the sample's index in the global batch stream, so the data
+      // and noise do not depend on how the batch is split.
+      const uint64_t first = uint64_t(step_) * s_.batch + uint64_t(v * A + micro) * B;
+      Philox(s_.seed, kStreamNoise).fill_normal(eps.data(), numel, first * item);
+      const Philox tr(s_.seed, kStreamTime);
+      for (int i = 0; i < B; ++i) {
+        draws[i] = objective_->draw(tr.uniform(first + i));
+        tnet[i] = draws[i].net_time;
+        const float a = float(draws[i].mean), s = float(draws[i].std);
+        for (size_t k = 0; k < item; ++k)
+          x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
+        if (cls) {
+          UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
+                     " is outside [0, ", n.num_classes, ")");
+          y[i] = int32_t(b.labels[i]);
+        }
       }
+      be_.upload(dx_.f32(), x.data(), numel * 4);
+      be_.upload(dt_.f32(), tnet.data(), B * 4);
+      if (cls) be_.upload(dy_.as(), y.data(), B * 4);
+      if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
+      if (!direct) net_->zero_grad();  // each micro-batch's gradient on its own, then added
+      net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(),
+                    dout_.f32(), B, true);
+      be_.download(out.data(), dout_.f32(), onumel * 4);
+      losses[size_t(j)] += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B,
+                                            item, n.out_numel(), V_ * A, dout.data()) /
+                           A;
+      be_.upload(dout_.f32(), dout.data(), onumel * 4);
+      net_->backward(dout_.f32());
+      if (direct) continue;
+      float* r = acc_.f32() + size_t(j) * n_pad_;
+      if (micro == 0)
+        be_.copy(r, net_->grads(), P);
+      else
+        be_.axpy(r, net_->grads(), 1.f, P);
     }
-    be_.upload(dx_.f32(), x.data(), numel * 4);
-    be_.upload(dt_.f32(), tnet.data(), B * 4);
-    if (cls) be_.upload(dy_.as(), y.data(), B * 4);
-    if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
-    net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(), dout_.f32(),
-                  B, true);
-    be_.download(out.data(), dout_.f32(), onumel * 4);
-    st.loss += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B, item,
-                                n.out_numel(), s_.accum, dout.data()) /
-               s_.accum;
-    be_.upload(dout_.f32(), dout.data(), onumel * 4);
-    net_->backward(dout_.f32());
   }
-  const size_t P = net_->num_params();
-  st.grad_norm = std::sqrt(be_.sum_squares(net_->grads(), P));
-  if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
-    be_.scale(net_->grads(), float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
+  // The loss of the whole batch: the logical ranks' means added in order.
+  const auto c0 = std::chrono::steady_clock::now();
+  const std::vector<double> all = allgather_doubles(*comm_, losses);
+  for (double l : all) st.loss += l;
+  st.loss /= V_;
   st.lr = s_.lr * warmup_factor(step_, s_.warmup);
-  be_.adamw(net_->params(), net_->grads(), m_.f32(), v_.f32(), P, float(st.lr), float(s_.beta1),
-            float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+  if (s_.zero == 1 && comm_->size() > 1) {
+    zero_update(st.lr);  // (its AdamW counts as exchange time too)
+    st.grad_norm = last_norm_;
+    st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+  } else {
+    float* g = reduce_gradients();
+    st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    st.grad_norm = std::sqrt(be_.sum_squares(g, P));
+    if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
+      be_.scale(g, float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
+    be_.adamw(net_->params(), g, m_.f32(), v_.f32(), P, float(st.lr), float(s_.beta1),
+              float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+  }
   be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
   return st;
 }
 
+float* Trainer::reduce_gradients() {
+  const size_t P = net_->num_params();
+  if (acc_.f32() == nullptr) return net_->grads();
+  if (comm_->size() == 1) {
+    if (k_ == 1) return acc_.f32();
+    be_.copy(red_.f32(), acc_.f32(), P);  // ((g_0 + g_1) + g_2) + ...
+    for (int j = 1; j < k_; ++j) be_.axpy(red_.f32(), acc_.f32() + size_t(j) * n_pad_, 1.f, P);
+    return red_.f32();
+  }
+  reduce_shard();
+  gather_parts();
+  return red_.f32();
+}
+
+void Trainer::gather_parts() {
+  if (host_acc_.empty()) {
+    comm_->allgather(part_.f32(), shard_, red_.f32());
+    return;
+  }
+  be_.download(host_part_.data(), part_.f32(), shard_ * 4);
+  comm_->allgather(host_part_.data(), shard_, host_red_.data());
+  be_.upload(red_.f32(), host_red_.data(), n_pad_ * 4);
+}
+
+void Trainer::reduce_shard() {
+  if (host_acc_.empty()) {  // host memory (CPU) or a communicator that takes device memory
+    comm_->reduce_scatter_ordered(acc_.f32(), k_, n_pad_, part_.f32());
+    return;
+  }
+  be_.download(host_acc_.data(), acc_.f32(), host_acc_.size() * 4);
+  comm_->reduce_scatter_ordered(host_acc_.data(), k_, n_pad_, host_part_.data());
+  be_.upload(part_.f32(), host_part_.data(), shard_ * 4);
+}
+
+void Trainer::zero_update(double lr) {
+  const size_t P = net_->num_params(), off = size_t(comm_->rank()) * shard_;
+  const size_t len = off < P ? std::min(shard_, P - off) : 0;
+  reduce_shard();
+  // The norm from the shards' sums of squares added in rank order (only clipping and the log use
+  // it; it can differ from the unsharded norm in the last bits).
+  const std::vector<double> sq = allgather_doubles(*comm_, {be_.sum_squares(part_.f32(), shard_)});
+  double total = 0;
+  for (double q : sq) total += q;
+  last_norm_ = std::sqrt(total);
+  if (s_.grad_clip > 0 && last_norm_ > s_.grad_clip)
+    be_.scale(part_.f32(), float(s_.grad_clip / (last_norm_ + 1e-6)), shard_);
+  if (len > 0)
+    be_.adamw(net_->params() + off, part_.f32(), m_.f32(), v_.f32(), len, float(lr),
+              float(s_.beta1), float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+  // Every rank's updated shard: the whole parameter vector on every rank.
+  be_.fill(part_.f32(), 0.f, shard_);
+  if (len > 0) be_.copy(part_.f32(), net_->params() + off, len);
+  gather_parts();
+  be_.copy(net_->params(), red_.f32(), P);
+}
+
+// The AdamW moments of all parameters (gathered from the shards under ZeRO-1), on the host.
+void Trainer::gather_moments(std::vector<float>& m, std::vector<float>& v) {
+  const size_t P = net_->num_params();
+  if (moments_n_ == P) {
+    if (comm_->rank() != 0) return;  // only rank 0 writes them
+    m.resize(P), v.resize(P);
+    be_.download(m.data(), m_.f32(), P * 4);
+    be_.download(v.data(), v_.f32(), P * 4);
+    return;
+  }
+  std::vector<float> shard(shard_);
+  for (auto [dst, src] : {std::pair{&m, &m_}, std::pair{&v, &v_}}) {
+    dst->resize(n_pad_);
+    be_.download(shard.data(), src->f32(), shard_ * 4);
+    comm_->allgather(shard.data(), shard_, dst->data());
+    dst->resize(P);
+  }
+}
+
+void Trainer::check_replicas() {
+  if (comm_->size() == 1) return;
+  const size_t P = net_->num_params();
+  std::vector<uint64_t> words((P + 1) / 2, 0);
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
+  for (Network* n : {net_.get(), ema_.get()}) {
+    be_.download(words.data(), n->params(), P * 4);
+    for (uint64_t w : words) h = (h ^ w) * 1099511628211ull;
+  }
+  std::vector<uint64_t> all(size_t(comm_->size()));
+  comm_->allgather_bytes(&h, sizeof h, all.data());
+  for (size_t r = 1; r < all.size(); ++r)
+    UVIT_CHECK(all[r] == all[0], "at step ", step_, " the weights of rank ", r,
+               " differ from rank 0's: the replicated update diverged (ranks on different "
+               "builds or hardware? docs/distributed.md)");
+}
+
 namespace {
-void write_state(const std::string& dir, Trainer& t, Backend& be, const float* m, const float* v,
-                 const LoaderState& ls) {
+void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m,
+                 const std::vector<float>& v, const LoaderState& ls) {
   fs::create_directories(dir);
   const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
                                                    {"config", t.config().config_name}};
   save_safetensors(dir + "/nnet.safetensors", t.net().export_weights(), meta);
+  test_hook_die(t.comm(), t.step_count(), "save");
   save_safetensors(dir + "/nnet_ema.safetensors", t.ema_net().export_weights(), meta);
   const size_t P = t.net().num_params();
   NamedArrays st;
-  Array am(DType::F32, {int64_t(P)}), av(DType::F32, {int64_t(P)});
-  be.download(am.data.data(), m, P * 4);
-  be.download(av.data.data(), v, P * 4);
-  st.emplace_back("adamw.exp_avg", std::move(am));
-  st.emplace_back("adamw.exp_avg_sq", std::move(av));
+  st.emplace_back("adamw.exp_avg", Array::from_f32({int64_t(P)}, m.data()));
+  st.emplace_back("adamw.exp_avg_sq", Array::from_f32({int64_t(P)}, v.data()));
   auto meta2 = meta;
   meta2["loader_seed"] = std::to_string(ls.seed);
   meta2["loader_epoch"] = std::to_string(ls.epoch);
   meta2["loader_offset"] = std::to_string(ls.offset);
   meta2["num_params"] = std::to_string(P);
+  // How the batch was split (information: a run resumes with any split, docs/distributed.md).
+  meta2["dp_width"] = std::to_string(t.dp_width());
+  meta2["accum"] = std::to_string(t.settings().accum);
+  meta2["global_batch"] = std::to_string(t.settings().batch);
   save_safetensors(dir + "/train_state.safetensors", st, meta2);  // written last: marks completion
 }
 }  // namespace
 
 void Trainer::save(bool snapshot) {
   const LoaderState ls = loader_->get_state();
-  write_state(dir_, *this, be_, m_.f32(), v_.f32(), ls);
-  if (!snapshot) return;
-  const fs::path root = fs::path(dir_) / "ckpts";
-  write_state((root / std::to_string(step_)).string(), *this, be_, m_.f32(), v_.f32(), ls);
-  std::vector<long> steps;
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && !name.empty() &&
-        name.find_first_not_of("0123456789") == std::string::npos)
-      steps.push_back(std::stol(name));
+  std::vector<float> m, v;
+  gather_moments(m, v);      // collective under ZeRO-1
+  if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
+    write_state(dir_, *this, m, v, ls);
+    if (snapshot) {
+      const fs::path root = fs::path(dir_) / "ckpts";
+      write_state((root / std::to_string(step_)).string(), *this, m, v, ls);
+      std::vector<long> steps;
+      for (const auto& e : fs::directory_iterator(root)) {
+        const std::string name = e.path().filename().string();
+        if (e.is_directory() && !name.empty() &&
+            name.find_first_not_of("0123456789") == std::string::npos)
+          steps.push_back(std::stol(name));
+      }
+      std::sort(steps.begin(), steps.end());
+      for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
+        fs::remove_all(root / std::to_string(steps[i]));
+    }
   }
-  std::sort(steps.begin(), steps.end());
-  for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
-    fs::remove_all(root / std::to_string(steps[i]));
+  comm_->barrier();  // no rank goes on (or exits) before the checkpoint is complete
 }
 
 void Trainer::resume() {
@@ -223,19 +387,46 @@ void Trainer::resume() {
                  st[1].second.numel() == int64_t(P),
              sp, ": unexpected optimizer state layout");
   const long step = std::stol(need("step"));
+  // train_state is written last: a save interrupted before it left newer weights beside the
+  // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
+  std::string wdir = dir_;
   std::map<std::string, std::string> m1, m2;
-  NamedArrays w = load_safetensors(dir_ + "/nnet.safetensors", &m1);
-  NamedArrays we = load_safetensors(dir_ + "/nnet_ema.safetensors", &m2);
+  NamedArrays w = load_safetensors(wdir + "/nnet.safetensors", &m1);
+  NamedArrays we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+  const std::string snap = dir_ + "/ckpts/" + need("step");
+  if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
+      fs::exists(snap + "/train_state.safetensors")) {
+    wdir = snap;
+    w = load_safetensors(wdir + "/nnet.safetensors", &m1);
+    we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+    if (comm_->rank() == 0)
+      std::fprintf(stderr,
+                   "note: %s holds an interrupted save; resuming from the complete checkpoint "
+                   "of step %s (%s)\n",
+                   dir_.c_str(), need("step").c_str(), snap.c_str());
+  }
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), dir_,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
-  net_->load(w, dir_ + "/nnet.safetensors");
-  ema_->load(we, dir_ + "/nnet_ema.safetensors");
+  net_->load(w, wdir + "/nnet.safetensors");
+  ema_->load(we, wdir + "/nnet_ema.safetensors");
+  // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero).
+  const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
+  const size_t len = off < P ? std::min(moments_n_, P - off) : 0;
+  be_.fill(m_.f32(), 0.f, moments_n_);
+  be_.fill(v_.f32(), 0.f, moments_n_);
   std::vector<float> h = st[0].second.to_f32();
-  be_.upload(m_.f32(), h.data(), P * 4);
+  if (len) be_.upload(m_.f32(), h.data() + off, len * 4);
   h = st[1].second.to_f32();
-  be_.upload(v_.f32(), h.data(), P * 4);
+  if (len) be_.upload(v_.f32(), h.data() + off, len * 4);
   step_ = step;
+  if (meta.count("dp_width") && comm_->rank() == 0 &&
+      (std::stoi(meta["dp_width"]) != V_ || std::stoi(meta["accum"]) != s_.accum))
+    std::fprintf(stderr,
+                 "note: the run was split into %s slices x %s micro-batches, now %d x %d: same "
+                 "data and noise, gradients added in another order (last-bit differences from "
+                 "an uninterrupted run; set train.dp_virtual to keep the split)\n",
+                 meta["dp_width"].c_str(), meta["accum"].c_str(), V_, s_.accum);
   loader_->set_state({std::stoull(need("loader_seed")), std::stoll(need("loader_epoch")),
                       std::stoll(need("loader_offset"))});
 }

@@ -43,9 +43,12 @@ CudaBackend::CudaBackend(const std::string& precision) {
     fail("cuda backend: no usable CUDA device (cudaGetDeviceCount: ", cudaGetErrorString(e), ")");
   }
   UVIT_CHECK(n > 0, "cuda backend: no CUDA device is present");
-  UVIT_CUDA_CHECK(cudaSetDevice(0));
+  // The current device: 0 unless a data-parallel rank chose its own (docs/distributed.md).
+  int device = 0;
+  UVIT_CUDA_CHECK(cudaGetDevice(&device));
+  UVIT_CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp prop{};
-  UVIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  UVIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   // Dense bf16 tensor peak of the SXM Hopper parts (the MFU reference of issue 5); unknown else.
   const std::string dev = prop.name;
   if (dev.find("H100") != std::string::npos || dev.find("H200") != std::string::npos)

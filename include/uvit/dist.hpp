@@ -1,0 +1,77 @@
+// Data parallelism across processes (docs/distributed.md): a communicator over the ranks of a job
+// started by mpirun or srun, and the deterministic ordered gradient reduction that makes W ranks
+// bit-identical to one process emulating W "virtual ranks".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace uvit {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual std::string name() const = 0;  // "single", "mpi" or "nccl"
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual int local_rank() const { return 0; }  // rank among the processes of this node
+  virtual void barrier() = 0;
+  virtual void bcast(void* data, size_t bytes, int root) = 0;
+  // Every rank gives `bytes`; out (size() * bytes) receives them in rank order.
+  virtual void allgather_bytes(const void* in, size_t bytes, void* out) = 0;
+  // Every rank gives any number of bytes; root returns their concatenation in rank order, the
+  // other ranks an empty vector.
+  virtual std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) = 0;
+  // Whether reduce_scatter_ordered/allgather take device (CUDA) pointers; else host pointers.
+  virtual bool device_buffers() const { return false; }
+  // The ordered reduction. `bufs` holds k buffers of n floats (n a multiple of size()): this
+  // rank's logical ranks rank*k .. rank*k + k-1. `shard` (n / size() floats) receives elements
+  // [rank*n/size, (rank+1)*n/size) of ((b_0 + b_1) + b_2) + ... over all size*k logical buffers
+  // in logical-rank order: the same bits for any split of the logical ranks over processes.
+  virtual void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) = 0;
+  // full (size() * shard_n floats) = every rank's shard in rank order.
+  virtual void allgather(const float* shard, size_t shard_n, float* full) = 0;
+};
+
+// The communicator of this process: MPI (or NCCL for `device` "cuda" when built with it) when a
+// launcher started the process (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in the environment),
+// else a single rank. A plain `uvit ...` never initialises MPI. Created on first use.
+Comm& world(const std::string& device = "cpu");
+// Whether the environment says a launcher (mpirun, mpiexec, srun --mpi=...) started this process.
+bool launched_by_mpi();
+// Refuses a job the scheduler runs as several tasks that MPI sees as one (SLURM_NTASKS > 1 but a
+// world of 1: srun without PMI/PMIx support, or a build without MPI): each task would train alone.
+void check_world_matches_scheduler(const Comm& c);
+// "rank R: " in a job of several ranks (error messages), else "".
+std::string rank_prefix();
+// Ends every rank of a parallel job with `code` (MPI_Abort); returns when there is none.
+void abort_job(int code);
+
+// Fault tests' hook: UVIT_TEST_DIE=RANK:STEP[:PHASE] (PHASE "step", the default: before training
+// step STEP + 1; "save": inside the checkpoint of step STEP, after nnet.safetensors). The named
+// rank prints a line naming itself and _exit(77)s: no checkpoint, no MPI_Finalize.
+void test_hook_die(const Comm& c, long step, const char* phase);
+
+// Sum of n floats over k contiguous buffers (stride `stride`), added left to right.
+void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out);
+// OR of a flag over all ranks.
+bool any_rank(Comm& c, bool flag);
+// Every rank's k doubles, in rank order, on every rank.
+std::vector<double> allgather_doubles(Comm& c, const std::vector<double>& mine);
+
+// The ranks of a single process (always built; the W = 1 case of every code path).
+class SingleComm final : public Comm {
+ public:
+  std::string name() const override { return "single"; }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void barrier() override {}
+  void bcast(void*, size_t, int) override {}
+  void allgather_bytes(const void* in, size_t bytes, void* out) override;
+  std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) override;
+  void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) override;
+  void allgather(const float* shard, size_t shard_n, float* full) override;
+};
+
+}  // namespace uvit

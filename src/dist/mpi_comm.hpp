@@ -1,0 +1,32 @@
+// MPI_COMM_WORLD as a uvit::Comm (host buffers). Owns MPI's lifetime: MPI_Init_thread(FUNNELED)
+// on construction (uvit calls MPI only from the main thread), MPI_Finalize on destruction.
+#pragma once
+#include <mpi.h>
+
+#include "uvit/dist.hpp"
+
+namespace uvit {
+
+class MpiComm : public Comm {
+ public:
+  MpiComm();
+  ~MpiComm() override;
+  std::string name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  void barrier() override;
+  void bcast(void* data, size_t bytes, int root) override;
+  void allgather_bytes(const void* in, size_t bytes, void* out) override;
+  std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) override;
+  // Alltoall of shard r of every local buffer to rank r, then the ordered sum on the host:
+  // the bytes of a ring all-reduce, with an order no MPI algorithm choice can change.
+  void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) override;
+  void allgather(const float* shard, size_t shard_n, float* full) override;
+
+ private:
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  std::vector<float> recv_;  // [size][k][shard]
+};
+
+}  // namespace uvit

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `uvit sample`, `uvit eval` and `uvit fid-features` on 2 ranks (docs/distributed.md): the work is
+# shared, rank 0 writes the results, byte-identical to one process.
+set -uo pipefail
+UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+source tests/mpi/lib.bash
+unset UVIT_INCEPTION
+
+F=$FIX/fid
+if [ ! -f "$F/inception.pth" ]; then
+  F=$tmp/fidnet
+  "$PY" tests/reference/inception_torch.py --out "$F" --net-only >/dev/null || fail "twin fixtures"
+fi
+W=$F/inception.pth
+
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps=3 sample.mini_batch_size=4
+run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" --steps 2 --no-grid -q
+NW=$tmp/run/nnet_ema.safetensors
+
+# 10 samples in mini-batches of 4: rank 0 draws 0-3, rank 1 4-9.
+S=(sample --config "$tmp/tiny.json" --weights "$NW" --n 10 --classes all -q)
+run "$UVIT" "${S[@]}" --npy "$tmp/s1.npy" --out "$tmp/g1.png" --dir "$tmp/d1"
+run mpi 2 "${S[@]}" --npy "$tmp/s2.npy" --out "$tmp/g2.png" --dir "$tmp/d2"
+cmp -s "$tmp/s1.npy" "$tmp/s2.npy" && cmp -s "$tmp/g1.png" "$tmp/g2.png" &&
+  diff -r "$tmp/d1" "$tmp/d2" >/dev/null && [ "$(ls "$tmp/d2" | wc -l)" -eq 10 ] &&
+  echo "ok: sample on 2 ranks == 1 process (npy, grid, 10 PNGs)" || fail "sample: 2 ranks differ from 1"
+
+# eval: 10 samples in 4 chunks of 3 (2 per rank), FID from rank 0.
+"$PY" -c "
+import numpy as np
+r = np.random.RandomState(0); x = r.randn(64, 2048)
+np.savez('$tmp/st.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+np.save('$tmp/imgs.npy', r.randint(0, 256, (40, 28, 28, 1)).astype(np.uint8))"
+E=(eval --config "$tmp/tiny.json" --weights "$NW" --n 10 --chunk 3 --ref "$tmp/st.npz" --inception "$W" -q)
+run "$UVIT" "${E[@]}" --out "$tmp/e1.npz"
+fid1=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
+run mpi 2 "${E[@]}" --out "$tmp/e2.npz"
+fid2=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
+[ "$(grep -c '^FID' "$tmp/out")" -eq 1 ] || fail "eval on 2 ranks: expected one FID line: $(cat "$tmp/out")"
+[ -n "$fid1" ] && [ "$fid1" = "$fid2" ] && cmp -s "$tmp/e1.npz" "$tmp/e2.npz" &&
+  echo "ok: eval on 2 ranks == 1 process (FID $fid2, samples .npz)" || fail "eval: FID $fid2 vs $fid1 or samples differ"
+
+# fid-features of 40 images: batches of 32, rank 0 the first, rank 1 the rest.
+run "$UVIT" fid-features "$tmp/imgs.npy" --inception "$W" --out "$tmp/f1.npy" --logits "$tmp/l1.npy" -q
+run mpi 2 fid-features "$tmp/imgs.npy" --inception "$W" --out "$tmp/f2.npy" --logits "$tmp/l2.npy" -q
+cmp -s "$tmp/f1.npy" "$tmp/f2.npy" && cmp -s "$tmp/l1.npy" "$tmp/l2.npy" &&
+  echo "ok: fid-features on 2 ranks == 1 process" || fail "fid-features: 2 ranks differ from 1"
+exit $fails

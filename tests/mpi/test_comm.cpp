@@ -1,0 +1,84 @@
+// The MPI communicator under mpirun -np W (W = 2, 3, 4, oversubscribed): the ordered reduction
+// equals the sequential left-to-right sum over all logical buffers bit for bit (n not divisible
+// by W, values of mixed magnitude, 1 and 2 buffers per rank), and the control collectives work.
+// Exit status: the number of failed checks (every rank checks on its own).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "uvit/dist.hpp"
+
+using namespace uvit;
+
+namespace {
+int failures = 0;
+void check(bool ok, int rank, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "rank %d: FAIL: %s\n", rank, what);
+  ++failures;
+}
+}  // namespace
+
+int main() {
+  Comm& c = world();
+  const int W = c.size(), r = c.rank();
+  check(launched_by_mpi() && c.name() == "mpi", r, "not started as an MPI rank");
+  for (int k : {1, 2}) {
+    const size_t P = 100003;  // not a multiple of W
+    const size_t n = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
+    // Every rank makes all W*k logical buffers from one seed and keeps its own.
+    std::mt19937 gen(11);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> all(size_t(W) * k * n, 0.f);
+    for (int b = 0; b < W * k; ++b)
+      for (size_t e = 0; e < P; ++e)
+        all[size_t(b) * n + e] = u(gen) * std::ldexp(1.f, int((e * 7 + size_t(b)) % 48) - 24);
+    std::vector<float> shard(n / size_t(W)), full(n);
+    c.reduce_scatter_ordered(all.data() + size_t(r) * k * n, k, n, shard.data());
+    c.allgather(shard.data(), shard.size(), full.data());
+    size_t bad = 0, reassoc = 0;
+    for (size_t e = 0; e < n; ++e) {
+      float s = all[e];
+      for (int b = 1; b < W * k; ++b) s += all[size_t(b) * n + e];
+      bad += std::memcmp(&s, &full[e], 4) != 0;
+      if (W * k >= 3) {  // right to left, x0 + (x1 + (x2 + ...)), for contrast: must differ
+        float q = all[size_t(W * k - 1) * n + e];
+        for (int b = W * k - 2; b >= 0; --b) q = all[size_t(b) * n + e] + q;
+        reassoc += q != s;
+      }
+    }
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "W %d k %d: %zu of %zu elements differ from the sequential sum",
+                  W, k, bad, n);
+    check(bad == 0, r, msg);
+    if (W * k >= 3) check(reassoc > 0, r, "another association gave the same bits everywhere");
+    if (r == 0 && bad == 0)
+      std::printf(
+          "ok: W %d, %d buffers per rank: ordered reduction == sequential sum (%zu floats)\n", W, k,
+          n);
+  }
+  // Control collectives.
+  check(any_rank(c, r == W - 1) && !any_rank(c, false), r, "any_rank");
+  const std::vector<double> d = allgather_doubles(c, {double(r), 0.5});
+  bool dok = d.size() == size_t(2 * W);
+  for (int q = 0; q < W && dok; ++q) dok = d[2 * q] == q && d[2 * q + 1] == 0.5;
+  check(dok, r, "allgather_doubles");
+  int v = r == 1 ? 42 : 0;
+  c.bcast(&v, sizeof v, 1);
+  check(v == 42, r, "bcast from rank 1");
+  std::vector<uint8_t> mine(size_t(r + 1), uint8_t('a' + r));  // r + 1 bytes: variable sizes
+  const std::vector<uint8_t> g = c.gatherv_bytes(mine.data(), mine.size(), 0);
+  if (r == 0) {
+    std::vector<uint8_t> want;
+    for (int q = 0; q < W; ++q) want.insert(want.end(), size_t(q + 1), uint8_t('a' + q));
+    check(g == want, r, "gatherv_bytes on the root");
+  } else {
+    check(g.empty(), r, "gatherv_bytes off the root");
+  }
+  check(c.local_rank() == r, r, "local rank on one node");
+  c.barrier();
+  if (r == 0 && failures == 0) std::printf("ok: bcast, gatherv, any, allgather on %d ranks\n", W);
+  return failures;
+}

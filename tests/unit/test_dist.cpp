@@ -1,0 +1,140 @@
+// Data parallelism without MPI: the loader's rank slices and the ordered sum of the single-rank
+// communicator (the MPI versions: tests/mpi/).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "uvit/data.hpp"
+#include "uvit/dist.hpp"
+#include "uvit/error.hpp"
+
+using namespace uvit;
+
+namespace {
+// Item i: value i + j/1000 at element j of a [1, 2, 3] image; label i % 10.
+class Items : public Dataset {
+ public:
+  explicit Items(int64_t n) : n_(n) {}
+  int64_t size() const override { return n_; }
+  std::array<int64_t, 3> item_shape() const override { return {1, 2, 3}; }
+  int num_classes() const override { return 10; }
+  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
+    for (int j = 0; j < 6; ++j) x[j] = float(i) + j / 1000.0f;
+    return i % 10;
+  }
+  std::string describe() const override { return "items"; }
+
+ private:
+  int64_t n_;
+};
+
+LoaderOptions opts(int64_t group, int64_t first, int64_t count) {
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.seed = 5;
+  o.random_flip = true;  // flips and label dropout are keyed by the global position
+  o.cfg = true;
+  o.p_uncond = 0.3;
+  o.group = group, o.take_first = first, o.take_count = count;
+  return o;
+}
+}  // namespace
+
+// V slices x A micro-batches: the batches every rank takes, in rank order, are the single
+// stream's, and the state after each step (a checkpoint) is the single stream's too.
+TEST(Dist, LoaderSlicesConcatenateToTheGlobalStream) {
+  auto ds = std::make_shared<Items>(29);  // 9 batches of 3 per epoch, 2 items dropped
+  const int steps = 7;
+  for (int V : {1, 2, 3, 4})
+    for (int A : {1, 2}) {
+      const int G = V * A;
+      Loader whole(ds, opts(1, 0, 1));
+      std::vector<Batch> ref;
+      std::vector<LoaderState> ref_state;
+      for (int s = 0; s < steps; ++s) {
+        for (int i = 0; i < G; ++i) ref.push_back(whole.next());
+        ref_state.push_back(whole.get_state());
+      }
+      for (int W : {1, 2, 4}) {
+        if (V % W) continue;
+        const int k = V / W;
+        for (int r = 0; r < W; ++r) {
+          Loader part(ds, opts(G, int64_t(r) * k * A, int64_t(k) * A));
+          for (int s = 0; s < steps; ++s) {
+            for (int i = 0; i < k * A; ++i) {
+              const Batch b = part.next();
+              const Batch& want = ref[size_t(s * G + r * k * A + i)];
+              ASSERT_EQ(b.x, want.x) << "V " << V << " A " << A << " W " << W << " rank " << r;
+              ASSERT_EQ(b.labels, want.labels);
+              ASSERT_EQ(b.epoch, want.epoch);
+              ASSERT_EQ(b.offset, want.offset);
+            }
+            const LoaderState st = part.get_state();
+            EXPECT_EQ(st.epoch, ref_state[size_t(s)].epoch);
+            EXPECT_EQ(st.offset, ref_state[size_t(s)].offset);
+          }
+          // Resumed at a step boundary, a rank continues its slice of the global stream.
+          Loader again(ds, opts(G, int64_t(r) * k * A, int64_t(k) * A));
+          again.set_state(ref_state[2]);
+          EXPECT_EQ(again.next().x, ref[size_t(3 * G + r * k * A)].x);
+        }
+      }
+    }
+}
+
+TEST(Dist, LoaderRejectsABadSlice) {
+  auto ds = std::make_shared<Items>(29);
+  EXPECT_THROW({ Loader l(ds, opts(2, 1, 2)); }, Error);
+  EXPECT_THROW({ Loader l(ds, opts(0, 0, 1)); }, Error);
+}
+
+// The single-rank communicator: k buffers added left to right, bit for bit.
+TEST(Dist, SingleCommOrderedSumIsTheSequentialSum) {
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int k = 5;
+  const size_t n = 1001;
+  std::vector<float> bufs(k * n), shard(n), full(n);
+  for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = u(gen) * std::ldexp(1.f, int(i % 40) - 20);
+  SingleComm c;
+  c.reduce_scatter_ordered(bufs.data(), k, n, shard.data());
+  c.allgather(shard.data(), n, full.data());
+  for (size_t e = 0; e < n; ++e) {
+    float s = bufs[e];
+    for (int j = 1; j < k; ++j) s += bufs[j * n + e];
+    ASSERT_EQ(std::memcmp(&s, &full[e], 4), 0) << e;
+  }
+  // Addition is not associative here: a pairwise order gives other bits somewhere.
+  size_t differ = 0;
+  for (size_t e = 0; e < n; ++e) {
+    const float pair =
+        (bufs[e] + bufs[n + e]) + ((bufs[2 * n + e] + bufs[3 * n + e]) + bufs[4 * n + e]);
+    differ += pair != full[e];
+  }
+  EXPECT_GT(differ, 0u);
+  EXPECT_TRUE(any_rank(c, true));
+  EXPECT_FALSE(any_rank(c, false));
+  EXPECT_EQ(allgather_doubles(c, {1.5, 2.5}), (std::vector<double>{1.5, 2.5}));
+  const char msg[] = "abc";
+  EXPECT_EQ(c.gatherv_bytes(msg, 3, 0), (std::vector<uint8_t>{'a', 'b', 'c'}));
+}
+
+// Without a launcher the process is a single rank, and a Slurm job of several tasks that MPI sees
+// as one is refused.
+TEST(Dist, PlainProcessIsASingleRankAndTheSlurmGuardFires) {
+  if (launched_by_mpi()) GTEST_SKIP() << "started by an MPI launcher";
+  Comm& c = world();
+  EXPECT_EQ(c.size(), 1);
+  EXPECT_EQ(c.name(), "single");
+  setenv("SLURM_NTASKS", "4", 1);
+  try {
+    check_world_matches_scheduler(c);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SLURM_NTASKS"), std::string::npos) << e.what();
+  }
+  setenv("SLURM_NTASKS", "1", 1);
+  EXPECT_NO_THROW(check_world_matches_scheduler(c));
+  unsetenv("SLURM_NTASKS");
+}
