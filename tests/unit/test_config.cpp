@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "uvit/autoencoder.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 
@@ -199,11 +200,16 @@ TEST(ConfigPresets, LightningDiTPresetsHaveTheOfficialValues) {
     EXPECT_EQ(s["cfg"], true);
     EXPECT_EQ(s["scale"], 5.7);  // cfg 6.7 = 1 + scale
     EXPECT_EQ(s["cfg_interval"], 0.125);
+    // The VA-VAE f16d32 by name, with its per-channel latent statistics (docs/autoencoder.md).
     const json& ae = c.json["autoencoder"];
-    EXPECT_EQ(ae["embed_dim"], 32);
-    EXPECT_EQ(ae["ddconfig"]["z_channels"], 32);
-    EXPECT_EQ(ae["ddconfig"]["ch_mult"], json({1, 1, 2, 2, 4}));
-    EXPECT_EQ(ae["ddconfig"]["attn_resolutions"], json({16}));
+    EXPECT_EQ(ae["config"], "vavae_f16d32");
+    EXPECT_EQ(ae["latent_stats"], "assets/vavae/latents_stats.pt");
+    const AutoencoderConfig a = autoencoder_config_from(ae["config"].get<std::string>());
+    EXPECT_EQ(a.embed_dim, 32);
+    EXPECT_EQ(a.z_channels, 32);
+    EXPECT_EQ(a.ch_mult, std::vector<int>({1, 1, 2, 2, 4}));
+    EXPECT_EQ(a.attn_resolutions, std::vector<int>({16}));
+    EXPECT_EQ(a.scale_factor, 1.0);
   }
   const Config t = load_config("fmnist_lightningdit_tiny");
   EXPECT_EQ(t.json["schedule"], "flow");
