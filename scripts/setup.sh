@@ -9,5 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libdnnl-dev libopenblas-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev \
   libgtest-dev libbenchmark-dev \
-  python3 python3-numpy python3-torch python3-scipy python3-torchvision ccache \
+  python3 python3-numpy python3-torch python3-scipy python3-torchvision python3-matplotlib ccache \
   dataset-fashion-mnist
