@@ -35,6 +35,40 @@ from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALIASES = {("skip_mode", "none"): ("nnet.skip", "false"), ("conv_position", "none"): ("nnet.conv", "false")}
+# U-ViT's official ablation choices (docs/configs.md): setting one is a no-op for a preset that does
+# not set the field, so such rows share the preset's runs.
+OFFICIAL = {"nnet.skip_mode": "concat_linear", "nnet.pos_embed": "learned_1d", "nnet.conv_position": "after_linear",
+            "nnet.time_cond": "token", "nnet.patch_embed": "linear"}
+
+
+def preset_nnet(preset):
+    """The nnet section of a preset (configs/NAME.json or a JSON path), {} if it cannot be read."""
+    for path in (preset, os.path.join(ROOT, "configs", preset + ".json"), os.path.join(ROOT, "configs", preset)):
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    return json.load(f).get("nnet", {})
+            except (OSError, ValueError):
+                return {}
+    return {}
+
+
+def effective(preset, sets):
+    """The overrides that change something: a preset's own nnet value, or an official value the
+    preset leaves implicit, drops out."""
+    nnet = preset_nnet(preset)
+    out = []
+    for s in sets:
+        k, v = s.split("=", 1)
+        field = k.split(".", 1)[1] if k.startswith("nnet.") else None
+        try:
+            value = json.loads(v)
+        except ValueError:
+            value = v
+        if field and ((field in nnet and nnet[field] == value) or (field not in nnet and OFFICIAL.get(k) == v)):
+            continue
+        out.append(s)
+    return sorted(out)
 
 
 def fail(msg):
@@ -79,6 +113,11 @@ def parse_vary(spec):
     return field, rows
 
 
+def display(preset):
+    name = os.path.basename(preset)
+    return name[:-5] if name.endswith(".json") else name
+
+
 def slug(s):
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", s)
 
@@ -117,18 +156,20 @@ def final_loss(run_dir):
     return sum(tail) / len(tail)
 
 
-def one_run(a, preset, label, sets, seed):
-    name = os.path.basename(preset)
-    d = os.path.join(a.out, "runs", slug(name[:-5] if name.endswith(".json") else name), slug(label),
+def one_run(a, preset, label, sets, seed, report_only=False):
+    # The folder is named by the overrides, so identical variants share runs across studies.
+    d = os.path.join(a.runs or os.path.join(a.out, "runs"), slug(display(preset)), slug("+".join(sets)) or "preset",
                      "seed%d" % seed)
     res_path = os.path.join(d, "result.json")
     if os.path.exists(res_path):
         with open(res_path) as f:
             return json.load(f)
+    if report_only:
+        return None
     os.makedirs(os.path.dirname(d), exist_ok=True)
     logf = d + ".log"
     common = ["--threads", str(a.threads), "--device", a.device, "-q"]
-    sset = [x for s in sets for x in ("--set", s)]
+    sset = [x for s in a.set + sets for x in ("--set", s)]
     t0 = time.time()
     if not os.path.exists(os.path.join(d, "nnet_ema.safetensors")):
         if os.path.exists(d):  # an interrupted training: start it again cleanly
@@ -175,7 +216,7 @@ def aggregate(rows, results):
         acc, acc_sd = stats([r["accuracy"] for r in rs])
         loss, loss_sd = stats([r["final_loss"] for r in rs])
         train_s, _ = stats([r["train_s"] for r in rs])
-        table.append({"group": group, "preset": preset, "label": label, "sets": sets, "seeds": len(rs),
+        table.append({"group": group, "preset": display(preset), "label": label, "sets": sets, "seeds": len(rs),
                       "fd_cls": fd, "fd_cls_sd": fd_sd, "accuracy": acc, "accuracy_sd": acc_sd,
                       "final_loss": loss, "final_loss_sd": loss_sd,
                       "params": rs[0]["params"] if rs else None, "gflop": rs[0]["gflop"] if rs else None,
@@ -250,6 +291,10 @@ def main():
     ap.add_argument("--seeds", type=int, default=3, help="seeds 1..K per row (default 3)")
     ap.add_argument("--steps", type=int, required=True, help="training steps of every run")
     ap.add_argument("--batch", type=int, help="training batch size (default: the preset's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every run, before the row's own (repeatable)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: tabulate and plot the runs already finished")
     ap.add_argument("--n", type=int, default=1000, help="samples per run for the metrics (default 1000)")
     ap.add_argument("--sample-steps", type=int, help="sampler steps (default: the preset's)")
     ap.add_argument("--sampler", help="sampler (default: the preset's)")
@@ -257,6 +302,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     ap.add_argument("--out", required=True, help="study folder (created; rerun to resume)")
+    ap.add_argument("--runs", help="runs folder (default OUT/runs; share one between studies to share runs)")
     ap.add_argument("--uvit", default=os.environ.get("UVIT", os.path.join(ROOT, "build", "uvit")))
     ap.add_argument("--python", default="/usr/bin/python3", help="python with torch for eval_fmnist.py")
     ap.add_argument("--eval-cache", help="classifier cache of eval_fmnist.py (default: its own)")
@@ -276,7 +322,8 @@ def main():
             field, vs = parse_vary(spec)
             for label, sets in vs:
                 rows.append((field, p, label, sets))
-    # Identical rows (same preset and overrides) share their runs.
+    # Identical rows (same preset and effective overrides) share their runs.
+    rows = [(g, p, label, effective(p, sets)) for g, p, label, sets in rows]
     seen, unique = {}, []
     for g, p, label, sets in rows:
         key = (p, tuple(sorted(sets)))
@@ -284,7 +331,8 @@ def main():
             seen[key] = label
             unique.append((p, label, sets))
     os.makedirs(a.out, exist_ok=True)
-    jobs = [(p, label, sets, s) for s in range(1, a.seeds + 1) for p, label, sets in unique]
+    # Row by row (all seeds of a row before the next), so a study stopped early has complete rows.
+    jobs = [(p, label, sets, s) for p, label, sets in unique for s in range(1, a.seeds + 1)]
     log("%d rows, %d runs (%d distinct variants x %d seeds), %d at a time"
         % (len(rows), len(jobs), len(unique), a.seeds, a.jobs))
     t0 = time.time()
@@ -292,7 +340,7 @@ def main():
 
     def work(j):
         try:
-            return one_run(a, *j)
+            return one_run(a, *j, report_only=a.report_only)
         except Exception as e:  # keep the other runs going; report at the end
             failures.append("%s / %s / seed %d: %s" % (j[0], j[1], j[3], e))
             log("FAILED " + failures[-1])
