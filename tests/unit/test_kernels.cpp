@@ -500,7 +500,8 @@ TEST(KernelTokens, Conv3x3Im2colStrideAndAdjoint) {
     const VecF dc = randv(cols.size(), 33);
     VecF dx(x.size(), NAN);
     be().conv3x3_col2im(dc.data(), dx.data(), B, C, H, W, stride);
-    EXPECT_NEAR(dot(to_d(cols), to_d(dc)), dot(to_d(x), to_d(dx)), 1e-9) << "stride " << stride;
+    // <im2col(x), c> = <x, col2im(c)>, up to dx's fp32 sums of up to 9 terms.
+    EXPECT_NEAR(dot(to_d(cols), to_d(dc)), dot(to_d(x), to_d(dx)), 1e-5) << "stride " << stride;
   }
 }
 
