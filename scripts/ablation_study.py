@@ -113,6 +113,19 @@ def parse_vary(spec):
     return field, rows
 
 
+def sampler_for(spec, preset):
+    """--sampler NAME, or PRESET:NAME,... (a preset not listed keeps its own sampler)."""
+    if not spec:
+        return None
+    if ":" not in spec:
+        return spec
+    for item in spec.split(","):
+        p, _, name = item.partition(":")
+        if p in (preset, display(preset)):
+            return name
+    return None
+
+
 def display(preset):
     name = os.path.basename(preset)
     return name[:-5] if name.endswith(".json") else name
@@ -178,8 +191,9 @@ def one_run(a, preset, label, sets, seed, report_only=False):
              "--no-grid"] + (["--batch", str(a.batch)] if a.batch else []) + sset + common, logf)
     t1 = time.time()
     samples = os.path.join(d, "samples.npy")
+    sampler = sampler_for(a.sampler, preset)
     sample_opts = (["--steps", str(a.sample_steps)] if a.sample_steps else []) + \
-                  (["--sampler", a.sampler] if a.sampler else [])
+                  (["--sampler", sampler] if sampler else [])
     run([a.uvit, "sample", "-c", d, "-w", os.path.join(d, "nnet_ema.safetensors"), "--n", str(a.n),
          "--classes", "all", "--seed", str(seed), "--npy", samples] + sample_opts + common, logf)
     t2 = time.time()
@@ -209,18 +223,27 @@ def stats(xs):
 
 
 def aggregate(rows, results):
+    """Per row: mean and sd over seeds, and the loss difference to the preset's unmodified run
+    paired by seed (same data, noise and times, so most of the seed-to-seed spread cancels)."""
+    base = {}
+    for r in results:
+        if not r["sets"]:
+            base[(r["preset"], r["seed"])] = r
     table = []
     for group, preset, label, sets in rows:
         rs = [r for r in results if r["preset"] == preset and r["label"] == label]
+        diffs = [r["final_loss"] - base[(preset, r["seed"])]["final_loss"] for r in rs
+                 if (preset, r["seed"]) in base and r["final_loss"] is not None]
+        dloss, dloss_sd = stats(diffs) if sets else (None, None)
         fd, fd_sd = stats([r["fd_cls"] for r in rs])
         acc, acc_sd = stats([r["accuracy"] for r in rs])
         loss, loss_sd = stats([r["final_loss"] for r in rs])
         train_s, _ = stats([r["train_s"] for r in rs])
         table.append({"group": group, "preset": display(preset), "label": label, "sets": sets, "seeds": len(rs),
                       "fd_cls": fd, "fd_cls_sd": fd_sd, "accuracy": acc, "accuracy_sd": acc_sd,
-                      "final_loss": loss, "final_loss_sd": loss_sd,
+                      "final_loss": loss, "final_loss_sd": loss_sd, "dloss": dloss, "dloss_sd": dloss_sd,
                       "params": rs[0]["params"] if rs else None, "gflop": rs[0]["gflop"] if rs else None,
-                      "train_s": train_s, "per_seed_fd": [r["fd_cls"] for r in rs]})
+                      "train_s": train_s, "per_seed": {k: [r[k] for r in rs] for k in ("fd_cls", "accuracy", "final_loss")}})
     return table
 
 
@@ -229,21 +252,25 @@ def fmt(m, sd, digits):
 
 
 def write_tables(a, table):
-    md = ["| group | preset | variant | seeds | FD_cls ↓ | accuracy ↑ | final loss | params | GFLOP/img | train s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = ["| group | preset | variant | seeds | FD_cls ↓ | accuracy ↑ | final loss | Δ loss (paired) "
+          "| params | GFLOP/img | train s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        md.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+        md.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
             t["group"], t["preset"], t["label"], t["seeds"], fmt(t["fd_cls"], t["fd_cls_sd"], 2),
             fmt(t["accuracy"], t["accuracy_sd"], 3), fmt(t["final_loss"], t["final_loss_sd"], 4),
+            "-" if t["dloss"] is None else "%+.4f ± %.4f" % (t["dloss"], t["dloss_sd"]),
             "-" if t["params"] is None else "{:,}".format(t["params"]),
             "-" if t["gflop"] is None else "%.3f" % t["gflop"],
             "-" if t["train_s"] is None else "%.0f" % t["train_s"]))
     md.append("")
-    md.append("Mean ± sample standard deviation over seeds; %d training steps, %d samples per run." % (a.steps, a.n))
+    md.append("Mean ± sample standard deviation over seeds; %d training steps, %d samples per run. Final loss: "
+              "the mean training loss over the last fifth of the logged steps; Δ loss: its difference to the "
+              "preset's unmodified run with the same seed (same data order, noise and times)." % (a.steps, a.n))
     atomic_write(os.path.join(a.out, "table.md"), "\n".join(md) + "\n")
     buf = io.StringIO()
     keys = ["group", "preset", "label", "seeds", "fd_cls", "fd_cls_sd", "accuracy", "accuracy_sd", "final_loss",
-            "final_loss_sd", "params", "gflop", "train_s"]
+            "final_loss_sd", "dloss", "dloss_sd", "params", "gflop", "train_s"]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)
     for t in table:
@@ -262,16 +289,22 @@ def write_plot(a, table):
     names = [("%s: %s" % (t["preset"], t["label"])) if len({r["preset"] for r in rows}) > 1 else t["label"]
              for t in rows]
     y = list(range(len(rows)))[::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.45 * len(rows) + 1.6), sharey=True)
     groups = sorted({t["group"] for t in rows}, key=[t["group"] for t in rows].index)
     colors = {g: plt.cm.tab10(i % 10) for i, g in enumerate(groups)}
     for ax, key, title in ((axes[0], "fd_cls", "FD_cls (lower is better)"),
-                           (axes[1], "accuracy", "classifier accuracy (higher is better)")):
-        ax.barh(y, [t[key] for t in rows], xerr=[t[key + "_sd"] for t in rows],
-                color=[colors[t["group"]] for t in rows], capsize=3)
-        if key == "fd_cls":  # the individual seeds
-            for yi, t in zip(y, rows):
-                ax.plot(t["per_seed_fd"], [yi] * len(t["per_seed_fd"]), "k.", ms=4)
+                           (axes[1], "accuracy", "classifier accuracy (higher is better)"),
+                           (axes[2], "final_loss", "final training loss (lower is better)")):
+        vals = [t[key] if t[key] is not None else 0 for t in rows]
+        sds = [t[key + "_sd"] or 0 for t in rows]
+        if key == "final_loss":  # the differences are small next to the loss: points, not bars
+            for yi, v, sd, t in zip(y, vals, sds, rows):
+                ax.errorbar([v], [yi], xerr=[sd], fmt="o", color=colors[t["group"]], capsize=3)
+        else:
+            ax.barh(y, vals, xerr=sds, color=[colors[t["group"]] for t in rows], capsize=3)
+        for yi, t in zip(y, rows):  # the individual seeds
+            pts = [v for v in t["per_seed"][key] if v is not None]
+            ax.plot(pts, [yi] * len(pts), "k.", ms=4)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y)
@@ -297,7 +330,8 @@ def main():
                     help="run nothing: tabulate and plot the runs already finished")
     ap.add_argument("--n", type=int, default=1000, help="samples per run for the metrics (default 1000)")
     ap.add_argument("--sample-steps", type=int, help="sampler steps (default: the preset's)")
-    ap.add_argument("--sampler", help="sampler (default: the preset's)")
+    ap.add_argument("--sampler", help="sampler NAME for every run, or PRESET:NAME,... per preset "
+                                      "(default: the preset's)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
