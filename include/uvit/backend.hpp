@@ -217,6 +217,14 @@ class Backend {
   // 3x3 convolution, padding 1, stride 1: x [B, Cin, H, W], w [Cout, Cin, 3, 3], b [Cout].
   virtual void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin,
                            int Cout, int H, int W) = 0;
+  // A 3x3 convolution (padding 1, stride s) on channels-last maps as im2col + GEMM (U-ViT's
+  // patch_embed conv_stack): x [B, H, W, C] -> cols [B Ho Wo, 9 C], col = c*9 + ky*3 + kx (the
+  // flattened Conv2d weight [Cout, C, 3, 3]), Ho = (H - 1) / s + 1, zeros outside. act.
+  virtual void conv3x3_im2col(const float* x, float* cols, int B, int C, int H, int W,
+                              int stride) = 0;
+  // The adjoint: x[b, h, w, c] = sum of the cols entries that read it (overwritten). act.
+  virtual void conv3x3_col2im(const float* cols, float* x, int B, int C, int H, int W,
+                              int stride) = 0;
   // dx overwritten (may be nullptr), dw +=, db +=.
   virtual void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw,
                            float* db, int B, int Cin, int Cout, int H, int W) = 0;

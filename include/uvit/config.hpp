@@ -31,6 +31,8 @@ struct NetConfig {
   std::string skip_mode = "concat_linear";     // concat_linear, add, add_linear, linear_add
   std::string pos_embed = "learned_1d";        // learned_1d, sincos_2d, none
   std::string conv_position = "after_linear";  // after_linear, before_linear
+  std::string time_cond = "token";             // token, adaln
+  std::string patch_embed = "linear";          // linear, conv_stack
   static const std::vector<std::string>& variant_values(const std::string& field);
 
   bool t2i() const { return name == "uvit_t2i"; }
@@ -38,7 +40,16 @@ struct NetConfig {
   int mlp_hidden() const { return int(embed_dim * mlp_ratio); }
   int grid() const { return img_size / patch_size; }
   int num_patches() const { return grid() * grid(); }
-  int extras() const { return t2i() ? 1 + num_clip_token : (num_classes > 0 ? 2 : 1); }
+  bool time_token() const { return time_cond == "token"; }
+  bool adaln() const { return time_cond == "adaln"; }
+  // Extra tokens before the patches: [label?, time?] or [time?, context...] (no time with adaln).
+  int extras() const {
+    return (time_token() ? 1 : 0) + (t2i() ? num_clip_token : (num_classes > 0 ? 1 : 0));
+  }
+  // conv_stack: log2(patch_size) stride-2 3x3 convs, output channels D / 2^(k-1-i)
+  // (docs/configs.md).
+  int stem_convs() const;
+  int stem_channels(int i) const { return embed_dim >> (stem_convs() - 1 - i); }
   int tokens() const { return extras() + num_patches(); }
   int patch_dim() const { return patch_size * patch_size * in_chans; }
   int blocks_per_side() const { return depth / 2; }

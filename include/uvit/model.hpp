@@ -44,6 +44,8 @@ class UViT final : public Network {
   void plan(int B, bool train);
   void block_forward(int k, const float* skip, bool keep);
   void block_backward(int k, const float* skip, float* dskip);
+  void patch_forward(const float* x);  // image -> patch tokens (linear or conv_stack)
+  void patch_backward();               // its parameter gradients
 
   NetConfig cfg_;
   std::unique_ptr<Plan> plan_;

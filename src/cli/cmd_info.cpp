@@ -123,6 +123,13 @@ void add_info(CLI::App& app) {
       std::printf("options       qkv_bias %s  mlp_time_embed %s  use_checkpoint %s\n",
                   n.qkv_bias ? "yes" : "no", n.mlp_time_embed ? "yes" : "no",
                   n.use_checkpoint ? "yes" : "no");
+      // The paper's ablation fields that differ from the official choice (to_json omits the rest).
+      const nlohmann::json nj = n.to_json();
+      std::string variants;
+      for (const char* k : {"skip_mode", "pos_embed", "conv_position", "time_cond", "patch_embed"})
+        if (nj.contains(k))
+          variants += cat(variants.empty() ? "" : "  ", k, " ", nj[k].get<std::string>());
+      if (!variants.empty()) std::printf("variants      %s\n", variants.c_str());
     }
     const NetSpec& s = c.spec;
     if (s.text_conditional())

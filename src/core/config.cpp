@@ -309,11 +309,21 @@ float NetConfig::attn_scale() const {
 const std::vector<std::string>& NetConfig::variant_values(const std::string& field) {
   static const std::vector<std::string> skip = {"concat_linear", "add", "add_linear", "linear_add"},
                                         pos = {"learned_1d", "sincos_2d", "none"},
-                                        conv = {"after_linear", "before_linear"}, none;
+                                        conv = {"after_linear", "before_linear"},
+                                        time = {"token", "adaln"}, patch = {"linear", "conv_stack"},
+                                        none;
   return field == "skip_mode"       ? skip
          : field == "pos_embed"     ? pos
          : field == "conv_position" ? conv
+         : field == "time_cond"     ? time
+         : field == "patch_embed"   ? patch
                                     : none;
+}
+
+int NetConfig::stem_convs() const {
+  int k = 0;
+  while ((1 << k) < patch_size) ++k;
+  return k;
 }
 
 namespace {
@@ -359,6 +369,16 @@ void NetConfig::validate() const {
   check_variant("skip_mode", skip_mode);
   check_variant("pos_embed", pos_embed);
   check_variant("conv_position", conv_position);
+  check_variant("time_cond", time_cond);
+  check_variant("patch_embed", patch_embed);
+  if (patch_embed == "conv_stack") {
+    // One stride-2 3x3 conv per halving; the first has D / 2^(k-1) channels.
+    UVIT_CHECK(patch_size >= 2 && (patch_size & (patch_size - 1)) == 0, "nnet.patch_size ",
+               patch_size, " must be a power of two >= 2 for nnet.patch_embed \"conv_stack\"");
+    UVIT_CHECK(embed_dim % (1 << (stem_convs() - 1)) == 0, "nnet.embed_dim ", embed_dim,
+               " must be a multiple of ", 1 << (stem_convs() - 1),
+               " for nnet.patch_embed \"conv_stack\" with patch_size ", patch_size);
+  }
   // The 2-D sin-cos table splits D into four sin/cos quarters.
   UVIT_CHECK(pos_embed != "sincos_2d" || embed_dim % 4 == 0, "nnet.embed_dim ", embed_dim,
              " must be a multiple of 4 for nnet.pos_embed \"sincos_2d\"");
@@ -391,7 +411,9 @@ nlohmann::json NetConfig::to_json() const {
   // Official choices stay implicit, so official configs and run folders read as before.
   for (const auto& [k, v] : {std::pair<const char*, const std::string*>{"skip_mode", &skip_mode},
                              {"pos_embed", &pos_embed},
-                             {"conv_position", &conv_position}})
+                             {"conv_position", &conv_position},
+                             {"time_cond", &time_cond},
+                             {"patch_embed", &patch_embed}})
     if (*v != variant_values(k).front()) j[k] = *v;
   return j;
 }
@@ -443,6 +465,10 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
       c.pos_embed = json_string(v, f);
     else if (k == "conv_position")
       c.conv_position = json_string(v, f);
+    else if (k == "time_cond")
+      c.time_cond = json_string(v, f);
+    else if (k == "patch_embed")
+      c.patch_embed = json_string(v, f);
     else if (k == "num_classes" && !t2i)
       c.num_classes = json_int(v, f);
     else if (k == "clip_dim" && t2i)

@@ -25,9 +25,12 @@ constexpr float kLnEps = 1e-5f;
 //   LinearAdd: x + Linear(s).   Add: x + s.
 enum class SkipOp { None, TwoLinear, LinearAdd, Add };
 
-// One U-ViT block: [merge the long skip] -> x + attn(norm1(x)) -> x + mlp(norm2(x)).
+// One U-ViT block: [merge the long skip] -> x + attn(norm1(x)) -> x + mlp(norm2(x)). With
+// time_cond adaln each norm's output is modulated, y = (1 + scale) * LN(x) + shift, by a per-sample
+// (shift, scale) from `ada` applied to the time embedding (docs/configs.md).
 struct BlockW {
   Norm norm1, norm2;
+  Linear ada;  // adaLN_modulation: time embedding [D] -> (shift1, scale1, shift2, scale2) [4 D]
   Attention attn;
   Mlp mlp;
   SkipOp skip = SkipOp::None;
@@ -38,6 +41,7 @@ struct BlockActs {
   const float* xs = nullptr;  // block stream input (after skip_linear when present)
   float* xs_buf = nullptr;    // owned storage for xs in skip blocks
   float *h1, *mean1, *rstd1, *x2, *h2, *mean2, *rstd2;
+  float *mod = nullptr, *m1 = nullptr, *m2 = nullptr;  // adaln: [B, 4D], the modulated norms
   AttentionActs attn;
   MlpActs mlp;
 };
@@ -56,6 +60,7 @@ BlockW block_weights(const ParamTable& t, const std::string& p, const NetConfig&
   w.mlp.fc1 = linear(t, p + ".mlp.fc1");
   w.mlp.fc2 = linear(t, p + ".mlp.fc2");
   w.mlp.act = Activation::Gelu;
+  if (c.adaln()) w.ada = linear(t, p + ".adaLN_modulation");
   if (!out_block || !c.skip) return w;
   if (c.skip_mode == "add") {
     w.skip = SkipOp::Add;
@@ -96,6 +101,14 @@ struct UViT::Plan {
   // backward buffers
   float *dX, *dX2, *dG, *dH, *dQKV, *dA, *dtok, *dimg, *dextras, *dpatches, *dth;
   std::vector<float*> dskip;
+  // time_cond adaln: the time embedding [B, D] every block's adaLN_modulation reads, its gradient,
+  // and one block's modulation gradient [B, 4D].
+  float *tvec = nullptr, *dtvec = nullptr, *dmod = nullptr;
+  // patch_embed conv_stack: the image as NHWC act, and per stride-2 conv its im2col columns,
+  // output before and after the GELU; backward scratch (two ping-pong maps and columns).
+  float *simg = nullptr, *sd0 = nullptr, *sd1 = nullptr, *sdcols = nullptr;
+  std::vector<float*> scols, spre, spost;
+  std::vector<Linear> stem;
   // layers
   std::vector<BlockW> bw;
   Linear patch, time0, time2, context, decoder;
@@ -134,14 +147,16 @@ void UViT::init_random(uint64_t seed) {
       std::string n = e.name, suf = s;
       return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
     };
-    const bool conv = e.name.rfind("patch_embed.proj", 0) == 0 ||
-                      e.name.rfind("final_layer", 0) == 0 || e.name.rfind("token_conv", 0) == 0;
+    const bool conv = e.name.rfind("patch_embed.", 0) == 0 || e.name.rfind("final_layer", 0) == 0 ||
+                      e.name.rfind("token_conv", 0) == 0;
     if (conv) {
       // PyTorch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
       const auto& w = table_.at(e.name.substr(0, e.name.rfind('.')) + ".weight");
       const double fan_in = double(w.numel) / double(w.shape[0]);
       const double bound = 1.0 / std::sqrt(fan_in);
       for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+    } else if (e.name.find(".adaLN_modulation.") != std::string::npos) {
+      std::fill(p, p + e.numel, 0.f);  // adaln starts as the plain LayerNorm
     } else if (e.name == "label_emb.weight") {
       for (size_t i = 0; i < e.numel; ++i) p[i] = rng.normal(i);  // nn.Embedding default N(0, 1)
     } else if (e.shape.size() == 1 && (e.name.find("norm") != std::string::npos) &&
@@ -175,10 +190,38 @@ void UViT::plan(int B, bool train) {
   const int nin = cfg_.blocks_per_side(), nblocks = 2 * nin + 1;
 
   // take() holds act elements, take32() fp32 ones (statistics, the image-space head).
+  const int nstem = cfg_.patch_embed == "conv_stack" ? cfg_.stem_convs() : 0;
   P.arena.plan([&](Arena& a) {
     auto take = [&](size_t n) { return a.act(n); };
     auto take32 = [&](size_t n) { return a.f32(n); };
-    P.cols = take(size_t(B) * L * C * cfg_.patch_size * cfg_.patch_size);
+    P.cols = nstem ? nullptr : take(size_t(B) * L * C * cfg_.patch_size * cfg_.patch_size);
+    if (nstem) {
+      P.simg = take(size_t(B) * S * S * C);
+      P.scols.assign(nstem, nullptr);
+      P.spre.assign(nstem, nullptr);
+      P.spost.assign(nstem, nullptr);
+      size_t side = S, cin = C, dmax = 0, cmax = 0;
+      for (int i = 0; i < nstem; ++i) {
+        side /= 2;
+        const size_t px = size_t(B) * side * side, co = cfg_.stem_channels(i);
+        P.scols[i] = take(px * 9 * cin);
+        P.spre[i] = take(px * co);
+        P.spost[i] = take(px * co);
+        dmax = std::max(dmax, px * co);
+        if (i > 0) cmax = std::max(cmax, px * 9 * cin);
+        cin = co;
+      }
+      if (train) {
+        P.sd0 = take(dmax);
+        P.sd1 = take(dmax);
+        P.sdcols = take(cmax);
+      }
+    }
+    if (cfg_.adaln()) {
+      P.tvec = take(size_t(B) * D);
+      P.dtvec = train ? take(size_t(B) * D) : nullptr;
+      P.dmod = train ? take(size_t(B) * 4 * D) : nullptr;
+    }
     P.patches = take(size_t(B) * L * D);
     P.extras = take(size_t(B) * E * D);
     P.temb = cfg_.mlp_time_embed ? take(size_t(B) * D) : nullptr;
@@ -210,6 +253,11 @@ void UViT::plan(int B, bool train) {
       A.rstd2 = take32(M);
       A.mlp.f = take(M * Hd);
       A.mlp.g = take(M * Hd);
+      if (cfg_.adaln()) {
+        A.mod = take(size_t(B) * 4 * D);
+        A.m1 = take(M * D);
+        A.m2 = take(M * D);
+      }
     }
     P.normout = take(M * D);
     P.nmean = take32(M);
@@ -260,7 +308,10 @@ void UViT::plan(int B, bool train) {
   P.bw.push_back(block_weights(table_, "mid_block", cfg_, false));
   for (int i = 0; i < nin; ++i)
     P.bw.push_back(block_weights(table_, cat("out_blocks.", i), cfg_, true));
-  P.patch = linear(table_, "patch_embed.proj");  // the conv weight [D, C, p, p] as [D, C p p]
+  // The conv weight [D, C, p, p] as [D, C p p]; conv_stack's 1x1 [D, c, 1, 1] as [D, c].
+  P.patch = linear(table_, "patch_embed.proj");
+  P.stem.clear();
+  for (int i = 0; i < nstem; ++i) P.stem.push_back(linear(table_, cat("patch_embed.convs.", i)));
   if (cfg_.mlp_time_embed) {
     P.time0 = linear(table_, "time_embed.0");
     P.time2 = linear(table_, "time_embed.2");
@@ -268,6 +319,61 @@ void UViT::plan(int B, bool train) {
   if (cfg_.t2i()) P.context = linear(table_, "context_embed");
   P.decoder = linear(table_, "decoder_pred");
   P.norm = norm(table_, "norm", int(D), kLnEps);
+}
+
+// Patch embedding. linear: im2col + GEMM (kernel = stride = p). conv_stack: the image as NHWC
+// tokens, then per stride-2 3x3 conv im2col + GEMM + GELU, then the 1x1 conv as a GEMM.
+void UViT::patch_forward(const float* x) {
+  Plan& P = *plan_;
+  const Weights W{be_, params_, act_params_, grads_};
+  const int B = P.B, C = cfg_.in_chans, S = cfg_.img_size, D = cfg_.embed_dim;
+  const int L = cfg_.num_patches();
+  if (P.stem.empty()) {
+    be_.patch_im2col(x, P.cols, B, C, S, cfg_.patch_size);
+    linear_fwd(W, P.patch, P.cols, P.patch.in, P.patches, D, B * L);
+    return;
+  }
+  be_.patch_im2col(x, P.simg, B, C, S, 1);  // p = 1: [B, S S, C]
+  const float* in = P.simg;
+  int side = S, cin = C;
+  for (size_t i = 0; i < P.stem.size(); ++i) {
+    const int co = P.stem[i].out, px = B * (side / 2) * (side / 2);
+    be_.conv3x3_im2col(in, P.scols[i], B, cin, side, side, 2);
+    linear_fwd(W, P.stem[i], P.scols[i], 9 * cin, P.spre[i], co, px);
+    be_.gelu_fwd(P.spre[i], P.spost[i], size_t(px) * co);
+    in = P.spost[i];
+    side /= 2;
+    cin = co;
+  }
+  linear_fwd(W, P.patch, in, cin, P.patches, D, B * L);
+}
+
+void UViT::patch_backward() {
+  Plan& P = *plan_;
+  const Weights W{be_, params_, act_params_, grads_};
+  const int B = P.B, D = cfg_.embed_dim, L = cfg_.num_patches();
+  if (P.stem.empty()) {
+    linear_bwd(W, P.patch, P.cols, P.patch.in, P.dpatches, D, nullptr, 0, B * L);
+    return;
+  }
+  const int n = int(P.stem.size());
+  int cin = P.patch.in;
+  float* d = P.sd0;  // d(output of conv i after its GELU)
+  linear_bwd(W, P.patch, P.spost[n - 1], cin, P.dpatches, D, d, cin, B * L);
+  int side = cfg_.grid();
+  for (int i = n - 1; i >= 0; --i) {
+    const int co = P.stem[i].out, ci = P.stem[i].in / 9, px = B * side * side;
+    be_.gelu_bwd(d, P.spre[i], d, size_t(px) * co);
+    if (i == 0) {
+      linear_bwd(W, P.stem[i], P.scols[i], 9 * ci, d, co, nullptr, 0, px);
+      break;
+    }
+    float* next = d == P.sd0 ? P.sd1 : P.sd0;
+    linear_bwd(W, P.stem[i], P.scols[i], 9 * ci, d, co, P.sdcols, 9 * ci, px);
+    be_.conv3x3_col2im(P.sdcols, next, B, ci, 2 * side, 2 * side, 2);
+    d = next;
+    side *= 2;
+  }
 }
 
 // The out block k's skip source: the output of in-block 2 nin - k, i.e. stream[2 nin - k + 1].
@@ -298,10 +404,16 @@ void UViT::block_forward(int k, const float* skip, bool keep) {
       break;
   }
   A.xs = w.skip == SkipOp::None ? xin : A.xs_buf;
+  const bool ada = cfg_.adaln();
+  const int N = cfg_.tokens(), D4 = 4 * D;
+  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
+  if (ada) linear_fwd(W, w.ada, P.tvec, D, A.mod, D4, P.B);
   norm_fwd(W, w.norm1, A.xs, A.h1, A.mean1, A.rstd1, M);
-  attention_fwd(W, w.attn, A.h1, A.attn, A.x2, A.xs, P.B, cfg_.tokens());
+  if (ada) be_.modulate_fwd(A.h1, chunk(0), chunk(1), D4, A.m1, P.B, N, D);
+  attention_fwd(W, w.attn, ada ? A.m1 : A.h1, A.attn, A.x2, A.xs, P.B, N);
   norm_fwd(W, w.norm2, A.x2, A.h2, A.mean2, A.rstd2, M);
-  mlp_fwd(W, w.mlp, A.h2, A.mlp, out, A.x2, M);
+  if (ada) be_.modulate_fwd(A.h2, chunk(2), chunk(3), D4, A.m2, P.B, N, D);
+  mlp_fwd(W, w.mlp, ada ? A.m2 : A.h2, A.mlp, out, A.x2, M);
 }
 
 void UViT::forward(const float* x, const float* t, const int32_t* y, const float* context,
@@ -319,20 +431,20 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   const int D = cfg_.embed_dim, C = cfg_.in_chans, S = cfg_.img_size, p = cfg_.patch_size;
   const int L = cfg_.num_patches(), E = cfg_.extras(), M = B * cfg_.tokens();
 
-  // Patch embedding as im2col + GEMM.
-  be_.patch_im2col(x, P.cols, B, C, S, p);
-  linear_fwd(W, P.patch, P.cols, P.patch.in, P.patches, D, B * L);
+  patch_forward(x);
 
-  // Extra tokens.
+  // Extra tokens; with adaln the time embedding goes to P.tvec instead of a token.
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
-  float* time_tok = be_.act_at(P.extras, size_t(time_row) * D);
+  const int ctx_row = cfg_.time_token() ? 1 : 0;
+  const int ldt = cfg_.adaln() ? D : E * D;
+  float* time_tok = cfg_.adaln() ? P.tvec : be_.act_at(P.extras, size_t(time_row) * D);
   if (cfg_.mlp_time_embed) {
     be_.timestep_embedding(t, P.temb, B, D, D);
     linear_fwd(W, P.time0, P.temb, D, P.th, 4 * D, B);
     be_.silu_fwd(P.th, P.ts, size_t(B) * 4 * D);
-    linear_fwd(W, P.time2, P.ts, 4 * D, time_tok, E * D, B);
+    linear_fwd(W, P.time2, P.ts, 4 * D, time_tok, ldt, B);
   } else {
-    be_.timestep_embedding(t, time_tok, B, D, E * D);
+    be_.timestep_embedding(t, time_tok, B, D, ldt);
   }
   if (cfg_.t2i()) {
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
@@ -342,7 +454,7 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
     }
     for (int b = 0; b < B; ++b)
       linear_fwd(W, P.context, be_.act_at(P.ctx, size_t(b) * nc * cd), cd,
-                 be_.act_at(P.extras, (size_t(b) * E + 1) * D), D, nc);
+                 be_.act_at(P.extras, (size_t(b) * E + ctx_row) * D), D, nc);
   } else if (cfg_.num_classes > 0) {
     be_.embedding_fwd(params_ + off("label_emb.weight"), y, P.extras, B, D, E * D);
   }
@@ -387,12 +499,19 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
   const Weights W{be_, params_, act_params_, grads_};
   const int D = cfg_.embed_dim, M = P.B * cfg_.tokens();
   float* dX = P.dX;  // in: d(block output); out: d(block input)
+  const bool ada = cfg_.adaln();
+  const int N = cfg_.tokens(), D4 = 4 * D;
+  auto chunk = [&](int i) { return be_.act_at(A.mod, size_t(i) * D); };
+  auto dchunk = [&](int i) { return be_.act_at(P.dmod, size_t(i) * D); };
 
   // out = x2 + mlp(norm2(x2)); x2 = xs + attn(norm1(xs)). LayerNorm backward adds into dX.
-  mlp_bwd(W, w.mlp, A.h2, A.mlp, dX, P.dH, P.dG, M);
+  mlp_bwd(W, w.mlp, ada ? A.m2 : A.h2, A.mlp, dX, P.dH, P.dG, M);
+  if (ada) be_.modulate_bwd(P.dH, A.h2, chunk(3), D4, P.dH, dchunk(2), dchunk(3), P.B, N, D);
   norm_bwd(W, w.norm2, P.dH, A.x2, A.mean2, A.rstd2, dX, M);
-  attention_bwd(W, w.attn, A.h1, A.attn, dX, P.dH, P.dA, P.dQKV, P.B, cfg_.tokens());
+  attention_bwd(W, w.attn, ada ? A.m1 : A.h1, A.attn, dX, P.dH, P.dA, P.dQKV, P.B, N);
+  if (ada) be_.modulate_bwd(P.dH, A.h1, chunk(1), D4, P.dH, dchunk(0), dchunk(1), P.B, N, D);
   norm_bwd(W, w.norm1, P.dH, A.xs, A.mean1, A.rstd1, dX, M);
+  if (ada) linear_bwd(W, w.ada, P.tvec, D, P.dmod, D4, P.dtvec, D, P.B, 1.f);
   // The skip's gradient goes to dskip; x's stays in dX (identity for LinearAdd and Add).
   switch (w.skip) {
     case SkipOp::TwoLinear:
@@ -447,6 +566,7 @@ void UViT::backward(const float* dout) {
   norm_bwd(W, P.norm, P.dH, P.stream[last], P.nmean, P.nrstd, P.dX, M);
 
   // Blocks in reverse; an in-block's output also receives its out-block's skip gradient.
+  if (cfg_.adaln()) be_.zero_act(P.dtvec, size_t(B) * D);
   for (int k = last - 1; k >= 0; --k) {
     if (k < nin && cfg_.skip) be_.axpy_act(P.dX, P.dskip[k], 1.f, size_t(M) * D);
     const int pair = skip_stream(k, nin);
@@ -460,11 +580,13 @@ void UViT::backward(const float* dout) {
   else
     be_.fill(dpos, 0.f, size_t(cfg_.tokens()) * D);
   be_.tokens_bwd(P.dX, P.dextras, P.dpatches, dpos, B, E, L, D);
-  linear_bwd(W, P.patch, P.cols, P.patch.in, P.dpatches, D, nullptr, 0, B * L);
+  patch_backward();
   const int time_row = (!cfg_.t2i() && cfg_.num_classes > 0) ? 1 : 0;
+  const int ctx_row = cfg_.time_token() ? 1 : 0;
   if (cfg_.mlp_time_embed) {
-    const float* dtt = be_.act_at(P.dextras, size_t(time_row) * D);
-    linear_bwd(W, P.time2, P.ts, 4 * D, dtt, E * D, P.dth, 4 * D, B, 0.f, /*bias_per_row=*/true);
+    const float* dtt = cfg_.adaln() ? P.dtvec : be_.act_at(P.dextras, size_t(time_row) * D);
+    const int ldt = cfg_.adaln() ? D : E * D;
+    linear_bwd(W, P.time2, P.ts, 4 * D, dtt, ldt, P.dth, 4 * D, B, 0.f, /*bias_per_row=*/true);
     be_.silu_bwd(P.dth, P.th, P.dth, size_t(B) * 4 * D);
     linear_bwd(W, P.time0, P.temb, D, P.dth, 4 * D, nullptr, 0, B);
   }
@@ -472,7 +594,7 @@ void UViT::backward(const float* dout) {
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
     for (int b = 0; b < B; ++b)
       linear_bwd(W, P.context, be_.act_at(P.ctx, size_t(b) * nc * cd), cd,
-                 be_.act_at(P.dextras, (size_t(b) * E + 1) * D), D, nullptr, 0, nc);
+                 be_.act_at(P.dextras, (size_t(b) * E + ctx_row) * D), D, nullptr, 0, nc);
   } else if (cfg_.num_classes > 0) {
     be_.embedding_bwd(P.dextras, P.y, G + off("label_emb.weight"), B, D, E * D);
   }

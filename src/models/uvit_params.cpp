@@ -25,6 +25,11 @@ void add_block(ParamTable& t, const std::string& p, const NetConfig& c, bool ski
     t.add(p + ".skip_linear.weight", {D, c.skip_mode == "concat_linear" ? 2 * D : D});
     t.add(p + ".skip_linear.bias", {D});
   }
+  // time_cond adaln: (shift, scale) of norm1, then of norm2, from the time embedding.
+  if (c.adaln()) {
+    t.add(p + ".adaLN_modulation.weight", {4 * D, D});
+    t.add(p + ".adaLN_modulation.bias", {4 * D});
+  }
 }
 }  // namespace
 
@@ -33,7 +38,19 @@ ParamTable build_param_table(const NetConfig& c) {
   ParamTable t;
   const int64_t D = c.embed_dim, C = c.in_chans, p = c.patch_size;
   if (c.learned_pos()) t.add("pos_embed", {1, c.tokens(), D});  // sincos_2d is a fixed buffer
-  t.add("patch_embed.proj.weight", {D, C, p, p});
+  if (c.patch_embed == "conv_stack") {
+    // Stride-2 3x3 convs, then the 1x1 projection to D (docs/configs.md).
+    int64_t cin = C;
+    for (int i = 0; i < c.stem_convs(); ++i) {
+      const int64_t co = c.stem_channels(i);
+      t.add(cat("patch_embed.convs.", i, ".weight"), {co, cin, 3, 3});
+      t.add(cat("patch_embed.convs.", i, ".bias"), {co});
+      cin = co;
+    }
+    t.add("patch_embed.proj.weight", {D, cin, 1, 1});
+  } else {
+    t.add("patch_embed.proj.weight", {D, C, p, p});
+  }
   t.add("patch_embed.proj.bias", {D});
   if (c.mlp_time_embed) {
     t.add("time_embed.0.weight", {4 * D, D});
@@ -72,7 +89,18 @@ double forward_flops(const NetConfig& c) {
   double f = blocks * per_block;
   if (c.skip && c.skip_mode != "add")
     f += c.blocks_per_side() * 2 * N * (c.skip_mode == "concat_linear" ? 2 : 1) * D * D;
-  f += 2 * L * D * c.patch_dim();                          // patch embedding
+  if (c.patch_embed == "conv_stack") {
+    double cin = c.in_chans, side = c.img_size;
+    for (int i = 0; i < c.stem_convs(); ++i) {
+      side /= 2;
+      f += 2 * side * side * 9 * cin * c.stem_channels(i);
+      cin = c.stem_channels(i);
+    }
+    f += 2 * L * D * cin;
+  } else {
+    f += 2 * L * D * c.patch_dim();  // patch embedding
+  }
+  if (c.adaln()) f += (2 * c.blocks_per_side() + 1) * 2.0 * D * 4 * D;
   f += 2 * (c.conv_before() ? L : N) * D * c.patch_dim();  // decoder_pred
   if (c.conv_before()) f += 2.0 * L * D * D * 9;
   if (c.mlp_time_embed) f += 2 * 2 * D * 4 * D;

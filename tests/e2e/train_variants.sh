@@ -9,9 +9,11 @@ source tests/e2e/data/lib.sh
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json"
 N=2
 for v in skip_mode=add skip_mode=add_linear skip_mode=linear_add pos_embed=sincos_2d \
-         pos_embed=none conv_position=before_linear; do
+         pos_embed=none conv_position=before_linear time_cond=adaln patch_embed=conv_stack; do
   A=$tmp/A_$v B=$tmp/B_$v
-  common=(--config "$tmp/tiny.json" --batch 4 --set "nnet.$v" -q)
+  # conv_stack needs a power-of-two patch size (tiny.json's is 7).
+  pre=(); [[ $v == patch_embed=* ]] && pre=(--set nnet.patch_size=4)
+  common=(--config "$tmp/tiny.json" --batch 4 "${pre[@]}" --set "nnet.$v" -q)
   run "$UVIT" train "${common[@]}" --out "$A" --steps $((2 * N))
   run "$UVIT" train "${common[@]}" --out "$B" --steps $N
   run "$UVIT" train --out "$B" --resume --steps $((2 * N)) -q
@@ -35,7 +37,11 @@ bad = 0
 checks = [("skip_mode=add", "out_blocks.0.skip_linear.weight", None),
           ("skip_mode=linear_add", "out_blocks.0.skip_linear.weight", [32, 32]),
           ("pos_embed=none", "pos_embed", None),
-          ("conv_position=before_linear", "token_conv.weight", [32, 32, 3, 3])]
+          ("conv_position=before_linear", "token_conv.weight", [32, 32, 3, 3]),
+          ("time_cond=adaln", "mid_block.adaLN_modulation.weight", [128, 32]),
+          ("time_cond=adaln", "pos_embed", [1, 17, 32]),  # label + 16 patches, no time token
+          ("patch_embed=conv_stack", "patch_embed.convs.1.weight", [32, 16, 3, 3]),
+          ("patch_embed=conv_stack", "patch_embed.proj.weight", [32, 32, 1, 1])]
 for v, k, shape in checks:
     got = names("%s/A_%s/nnet.safetensors" % (t, v)).get(k)
     if got != shape:
@@ -46,4 +52,8 @@ PYEOF
 
 expect_error 'nnet.skip_mode "sum" is not one of: concat_linear, add, add_linear, linear_add' \
   "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/bad" --steps 1 --set nnet.skip_mode=sum -q
+expect_error 'nnet.time_cond "adaLN" is not one of: token, adaln' \
+  "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/bad" --steps 1 --set nnet.time_cond=adaLN -q
+expect_error 'nnet.patch_embed "conv" is not one of: linear, conv_stack' \
+  "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/bad" --steps 1 --set nnet.patch_embed=conv -q
 exit $fails

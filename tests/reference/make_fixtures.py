@@ -66,6 +66,20 @@ CASES = [
                           num_heads=2, clip_dim=32, num_clip_token=5, pos_embed="none"), 2, 115),
     ("conv_before", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=2, num_heads=2,
                          num_classes=10, conv_position="before_linear", mlp_time_embed=True), 2, 116),
+    # time_cond adaln: no time token; class-conditional (extras 1), unconditional with the time MLP
+    # and checkpointing (extras 0), text (extras = the context tokens only).
+    ("time_adaln", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=4, num_heads=2,
+                        num_classes=10, time_cond="adaln"), 2, 117),
+    ("time_adaln_uncond", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=2,
+                               num_heads=2, num_classes=-1, time_cond="adaln", mlp_time_embed=True,
+                               use_checkpoint=True), 3, 118),
+    ("time_adaln_t2i", dict(name="uvit_t2i", img_size=8, patch_size=2, in_chans=4, embed_dim=64, depth=2,
+                            num_heads=2, clip_dim=32, num_clip_token=5, time_cond="adaln"), 2, 119),
+    # patch_embed conv_stack: one stride-2 conv (p 2), and two (p 4, 32 then 64 channels).
+    ("patch_conv_p2", dict(name="uvit", img_size=8, patch_size=2, in_chans=3, embed_dim=64, depth=2,
+                           num_heads=2, num_classes=10, patch_embed="conv_stack"), 2, 120),
+    ("patch_conv_p4", dict(name="uvit", img_size=16, patch_size=4, in_chans=1, embed_dim=64, depth=2,
+                           num_heads=2, num_classes=-1, patch_embed="conv_stack", time_cond="adaln"), 2, 121),
 ]
 
 # DiT / Skip-DiT (tests/reference/dit_torch.py): official constructor names; "name" is dit or skip_dit.
@@ -474,10 +488,26 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
     # patch tokens: token r*g + c = sum over (ci, a, b) of w[:, ci, a, b] * x[ci, r*p + a, c*p + b]
     w = sd["patch_embed.proj.weight"]
     patches = np.zeros((B, g * g, D))
-    for r in range(g):
-        for c in range(g):
-            blk = x[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p]  # B, C, p, p
-            patches[:, r * g + c] = np.einsum("bcij,dcij->bd", blk, w) + sd["patch_embed.proj.bias"]
+    if cfg.get("patch_embed", "linear") == "conv_stack":
+        # stride-2 3x3 convs (padding 1) + GELU as explicit sums over taps, then the 1x1 conv
+        im, i = x, 0
+        while "patch_embed.convs.%d.weight" % i in sd:
+            wf, bf = sd["patch_embed.convs.%d.weight" % i], sd["patch_embed.convs.%d.bias" % i]
+            ho = im.shape[2] // 2
+            pad = np.pad(im, ((0, 0), (0, 0), (1, 1), (1, 1)))
+            out = np.zeros((B, wf.shape[0], ho, ho)) + bf[None, :, None, None]
+            for a in range(3):
+                for b in range(3):
+                    out += np.einsum("bcij,oc->boij", pad[:, :, a:a + 2 * ho:2, b:b + 2 * ho:2], wf[:, :, a, b])
+            im, i = gelu(out), i + 1
+        for r in range(g):
+            for c in range(g):
+                patches[:, r * g + c] = im[:, :, r, c] @ w[:, :, 0, 0].T + sd["patch_embed.proj.bias"]
+    else:
+        for r in range(g):
+            for c in range(g):
+                blk = x[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p]  # B, C, p, p
+                patches[:, r * g + c] = np.einsum("bcij,dcij->bd", blk, w) + sd["patch_embed.proj.bias"]
     half = D // 2
     # torch's float32 exp, as the official code (numpy's f32 exp differs by an ulp for some i)
     freqs = torch.exp(-math.log(10000) * torch.arange(0, half, dtype=torch.float32) / half).numpy()
@@ -486,7 +516,8 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
     if cfg["mlp_time_embed"]:
         h1 = lin(temb, "time_embed.0")
         temb = lin(h1 / (1 + np.exp(-h1)), "time_embed.2")
-    toks = [temb[:, None]]
+    adaln = cfg.get("time_cond", "token") == "adaln"
+    toks = [] if adaln else [temb[:, None]]
     if context is not None:
         toks.append(lin(context, "context_embed"))
     if y is not None:
@@ -510,7 +541,12 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
                 v = lin(v + skip, pre + ".skip_linear")
             else:
                 v = v + lin(skip, pre + ".skip_linear")
-        qkv = lin(ln(v, pre + ".norm1"), pre + ".attn.qkv")
+        if adaln:  # (1 + scale) * LN + shift, chunks shift1, scale1, shift2, scale2
+            mod = lin(temb, pre + ".adaLN_modulation")[:, None]
+            n1 = ln(v, pre + ".norm1") * (1 + mod[..., D:2 * D]) + mod[..., :D]
+        else:
+            n1 = ln(v, pre + ".norm1")
+        qkv = lin(n1, pre + ".attn.qkv")
         heads = []
         for h in range(H):
             q, k, vv = (qkv[..., kk * D + h * Dh: kk * D + (h + 1) * Dh] for kk in range(3))
@@ -519,7 +555,10 @@ def numpy_forward(cfg, sd, x, t, y=None, context=None):
             a /= a.sum(-1, keepdims=True)
             heads.append(np.einsum("bnm,bmd->bnd", a, vv))
         v = v + lin(np.concatenate(heads, -1), pre + ".attn.proj")
-        return v + lin(gelu(lin(ln(v, pre + ".norm2"), pre + ".mlp.fc1")), pre + ".mlp.fc2")
+        n2 = ln(v, pre + ".norm2")
+        if adaln:
+            n2 = n2 * (1 + mod[..., 3 * D:]) + mod[..., 2 * D:3 * D]
+        return v + lin(gelu(lin(n2, pre + ".mlp.fc1")), pre + ".mlp.fc2")
 
     nb = cfg["depth"] // 2
     skips = []

@@ -33,6 +33,8 @@ VARIANTS = {
     "skip_mode": ("concat_linear", "add", "add_linear", "linear_add"),
     "pos_embed": ("learned_1d", "sincos_2d", "none"),
     "conv_position": ("after_linear", "before_linear"),
+    "time_cond": ("token", "adaln"),
+    "patch_embed": ("linear", "conv_stack"),
 }
 VARIANT_DEFAULTS = {k: v[0] for k, v in VARIANTS.items()}
 
@@ -124,7 +126,8 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
-                 norm_layer=nn.LayerNorm, skip=False, use_checkpoint=False, skip_mode="concat_linear"):
+                 norm_layer=nn.LayerNorm, skip=False, use_checkpoint=False, skip_mode="concat_linear",
+                 adaln=False):
         super().__init__()
         # Registration order fixes the state_dict order: norm1, attn, norm2, mlp, skip_linear.
         self.norm1 = norm_layer(dim, **_dev())
@@ -135,14 +138,17 @@ class Block(nn.Module):
         self.skip_mode = skip_mode if skip else None
         width = 2 * dim if skip_mode == "concat_linear" else dim
         self.skip_linear = nn.Linear(width, dim, **_dev()) if skip and skip_mode != "add" else None
+        # time_cond adaln: time embedding -> (shift1, scale1, shift2, scale2); each norm's output
+        # becomes (1 + scale) * LN(x) + shift (the paper's y_s LN(h) + y_b with y_s = 1 + ...).
+        self.adaLN_modulation = nn.Linear(dim, 4 * dim, **_dev()) if adaln else None
         self.use_checkpoint = use_checkpoint
 
-    def forward(self, x, skip=None):
+    def forward(self, x, skip=None, temb=None):
         if self.use_checkpoint:
-            return torch.utils.checkpoint.checkpoint(self._forward, x, skip)
-        return self._forward(x, skip)
+            return torch.utils.checkpoint.checkpoint(self._forward, x, skip, temb)
+        return self._forward(x, skip, temb)
 
-    def _forward(self, x, skip=None):
+    def _forward(self, x, skip=None, temb=None):
         if self.skip_mode == "concat_linear":
             x = self.skip_linear(torch.cat([x, skip], dim=-1))  # [current, skip]
         elif self.skip_mode == "add":
@@ -151,20 +157,38 @@ class Block(nn.Module):
             x = self.skip_linear(x + skip)
         elif self.skip_mode == "linear_add":
             x = x + self.skip_linear(skip)
+        if self.adaLN_modulation is not None:
+            sh1, sc1, sh2, sc2 = self.adaLN_modulation(temb).unsqueeze(1).chunk(4, dim=-1)
+            x = x + self.attn(self.norm1(x) * (1 + sc1) + sh1)
+            return x + self.mlp(self.norm2(x) * (1 + sc2) + sh2)
         x = x + self.attn(self.norm1(x))
         x = x + self.mlp(self.norm2(x))
         return x
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch_size=16, in_chans=3, embed_dim=768):
+    def __init__(self, patch_size=16, in_chans=3, embed_dim=768, conv_stack=False):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, **_dev())
+        if conv_stack:
+            # log2(p) stride-2 3x3 convs with GELU, channels D/2^(k-1), ..., D, then a 1x1 conv
+            # (Xiao et al. 2021's stem as docs/configs.md reads it, without BatchNorm).
+            k = patch_size.bit_length() - 1
+            if patch_size < 2 or 1 << k != patch_size or embed_dim % (1 << (k - 1)):
+                raise ValueError("conv_stack needs a power-of-two patch_size and embed_dim % 2^(k-1) == 0")
+            chans = [in_chans] + [embed_dim >> (k - 1 - i) for i in range(k)]
+            self.convs = nn.ModuleList([nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1, **_dev())
+                                        for i in range(k)])
+            self.proj = nn.Conv2d(chans[-1], embed_dim, 1, **_dev())
+        else:
+            self.convs = None
+            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, **_dev())
 
     def forward(self, x):
         B, C, H, W = x.shape
         assert H % self.patch_size == 0 and W % self.patch_size == 0
+        for conv in self.convs or []:
+            x = nn.functional.gelu(conv(x))
         return self.proj(x).flatten(2).transpose(1, 2)  # token = row*(S/p) + col
 
 
@@ -173,13 +197,16 @@ class _UViTBase(nn.Module):
 
     def _build(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
                qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra_modules,
-               skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
-        _check_variant("skip_mode", skip_mode)
-        _check_variant("pos_embed", pos_embed)
-        _check_variant("conv_position", conv_position)
+               skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear",
+               time_cond="token", patch_embed="linear"):
+        for field, value in (("skip_mode", skip_mode), ("pos_embed", pos_embed), ("conv_position", conv_position),
+                             ("time_cond", time_cond), ("patch_embed", patch_embed)):
+            _check_variant(field, value)
         self.num_features = self.embed_dim = embed_dim
         self.in_chans = in_chans
-        self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        self.time_token = time_cond == "token"
+        self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                                      conv_stack=patch_embed == "conv_stack")
         num_patches = (img_size // patch_size) ** 2
         self.time_embed = nn.Sequential(
             nn.Linear(embed_dim, 4 * embed_dim, **_dev()),
@@ -205,7 +232,7 @@ class _UViTBase(nn.Module):
         def blk(with_skip):
             return Block(dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                          qk_scale=qk_scale, norm_layer=norm_layer, skip=with_skip,
-                         use_checkpoint=use_checkpoint, skip_mode=skip_mode)
+                         use_checkpoint=use_checkpoint, skip_mode=skip_mode, adaln=not self.time_token)
 
         self.in_blocks = nn.ModuleList([blk(False) for _ in range(depth // 2)])
         self.mid_block = blk(False)
@@ -225,6 +252,10 @@ class _UViTBase(nn.Module):
         if isinstance(self.pos_embed, nn.Parameter):
             trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_weights)
+        for m in self.modules():  # adaln starts as the plain LayerNorm
+            if isinstance(m, Block) and m.adaLN_modulation is not None:
+                nn.init.zeros_(m.adaLN_modulation.weight)
+                nn.init.zeros_(m.adaLN_modulation.bias)
 
     @staticmethod
     def _init_weights(m):
@@ -243,16 +274,17 @@ class _UViTBase(nn.Module):
         emb = timestep_embedding(timesteps, self.embed_dim, dtype=self.decoder_pred.weight.dtype)
         return self.time_embed(emb).unsqueeze(dim=1)
 
-    def _trunk(self, x, L):
+    def _trunk(self, x, L, temb=None):
+        """temb: the time embedding [B, D] the blocks' adaLN_modulation read (time_cond adaln)."""
         if self.pos_embed is not None:
             x = x + self.pos_embed
         skips = []
         for blk in self.in_blocks:
-            x = blk(x)
+            x = blk(x, None, temb)
             skips.append(x)
-        x = self.mid_block(x)
+        x = self.mid_block(x, None, temb)
         for blk in self.out_blocks:
-            x = blk(x, skips.pop())  # LIFO: out_blocks[0] gets in_blocks[-1]
+            x = blk(x, skips.pop(), temb)  # LIFO: out_blocks[0] gets in_blocks[-1]
         x = self.norm(x)
         if self.token_conv is not None:
             x = x[:, self.extras:, :]
@@ -274,28 +306,29 @@ class UViT(_UViTBase):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, qkv_bias=False, qk_scale=None, norm_layer=nn.LayerNorm,
                  mlp_time_embed=False, num_classes=-1, use_checkpoint=False, conv=True, skip=True,
-                 skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
+                 skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear",
+                 time_cond="token", patch_embed="linear"):
         super().__init__()
         self.num_classes = num_classes
 
         def extra():
             if num_classes > 0:
                 self.label_emb = nn.Embedding(num_classes, embed_dim, **_dev())
-                self.extras = 2
-            else:
-                self.extras = 1
+            self.extras = (num_classes > 0) + (time_cond == "token")
 
         self._build(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
                     qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra,
-                    skip_mode, pos_embed, conv_position)
+                    skip_mode, pos_embed, conv_position, time_cond, patch_embed)
 
     def forward(self, x, timesteps, y=None):
         x = self.patch_embed(x)
         L = x.size(1)
-        x = torch.cat((self._time_token(timesteps), x), dim=1)
+        time = self._time_token(timesteps)
+        if self.time_token:
+            x = torch.cat((time, x), dim=1)
         if y is not None:
             x = torch.cat((self.label_emb(y).unsqueeze(dim=1), x), dim=1)
-        return self._trunk(x, L)
+        return self._trunk(x, L, None if self.time_token else time[:, 0])
 
 
 class UViT_t2i(_UViTBase):
@@ -304,23 +337,25 @@ class UViT_t2i(_UViTBase):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12,
                  mlp_ratio=4.0, qkv_bias=False, qk_scale=None, norm_layer=nn.LayerNorm,
                  mlp_time_embed=False, use_checkpoint=False, clip_dim=768, num_clip_token=77, conv=True,
-                 skip=True, skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear"):
+                 skip=True, skip_mode="concat_linear", pos_embed="learned_1d", conv_position="after_linear",
+                 time_cond="token", patch_embed="linear"):
         super().__init__()
 
         def extra():
             self.context_embed = nn.Linear(clip_dim, embed_dim, **_dev())
-            self.extras = 1 + num_clip_token
+            self.extras = (time_cond == "token") + num_clip_token
 
         self._build(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
                     qk_scale, norm_layer, mlp_time_embed, use_checkpoint, conv, skip, extra,
-                    skip_mode, pos_embed, conv_position)
+                    skip_mode, pos_embed, conv_position, time_cond, patch_embed)
 
     def forward(self, x, timesteps, context):
         x = self.patch_embed(x)
         L = x.size(1)
         context_token = self.context_embed(context)
-        x = torch.cat((self._time_token(timesteps), context_token, x), dim=1)
-        return self._trunk(x, L)
+        time = self._time_token(timesteps)
+        x = torch.cat((time, context_token, x) if self.time_token else (context_token, x), dim=1)
+        return self._trunk(x, L, None if self.time_token else time[:, 0])
 
 
 CONFIG_KEYS_COMMON = ["img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio",

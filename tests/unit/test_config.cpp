@@ -395,11 +395,15 @@ TEST(ConfigNet, AblationVariantFields) {
   EXPECT_EQ(d.skip_mode, "concat_linear");
   EXPECT_EQ(d.pos_embed, "learned_1d");
   EXPECT_EQ(d.conv_position, "after_linear");
-  for (const char* k : {"skip_mode", "pos_embed", "conv_position"})
+  EXPECT_EQ(d.time_cond, "token");
+  EXPECT_EQ(d.patch_embed, "linear");
+  for (const char* k : {"skip_mode", "pos_embed", "conv_position", "time_cond", "patch_embed"})
     EXPECT_FALSE(d.to_json().contains(k)) << k;
   json v = {{"skip_mode", "linear_add"},
             {"pos_embed", "sincos_2d"},
             {"conv_position", "before_linear"},
+            {"time_cond", "adaln"},
+            {"patch_embed", "conv_stack"},
             {"embed_dim", 64},
             {"num_heads", 4}};
   NetConfig n = uvit::net_config_from_json(v);
@@ -407,7 +411,12 @@ TEST(ConfigNet, AblationVariantFields) {
   EXPECT_TRUE(n.conv_before());
   EXPECT_FALSE(n.learned_pos());
   json back = n.to_json();
-  for (const char* k : {"skip_mode", "pos_embed", "conv_position"}) EXPECT_EQ(back[k], v[k]) << k;
+  for (const char* k : {"skip_mode", "pos_embed", "conv_position", "time_cond", "patch_embed"})
+    EXPECT_EQ(back[k], v[k]) << k;
+  // adaln drops the time token: [label] for class-conditional, nothing for unconditional.
+  EXPECT_EQ(n.extras(), 0);
+  EXPECT_EQ(uvit::net_config_from_json(json{{"time_cond", "adaln"}, {"num_classes", 10}}).extras(),
+            1);
   EXPECT_EQ(uvit::net_config_from_json(back).to_json(), back);
 
   auto parse = [](json j) { return [j] { uvit::net_config_from_json(j); }; };
@@ -417,6 +426,17 @@ TEST(ConfigNet, AblationVariantFields) {
                {"nnet.pos_embed \"rope\"", "learned_1d, sincos_2d, none"});
   expect_error(parse({{"conv_position", "before"}}),
                {"nnet.conv_position \"before\"", "after_linear, before_linear"});
+  expect_error(parse({{"time_cond", "film"}}), {"nnet.time_cond \"film\"", "token, adaln"});
+  expect_error(parse({{"patch_embed", "conv"}}),
+               {"nnet.patch_embed \"conv\"", "linear, conv_stack"});
+  expect_error(parse({{"patch_embed", "conv_stack"}, {"img_size", 24}, {"patch_size", 3}}),
+               {"nnet.patch_size 3", "power of two"});
+  expect_error(parse({{"patch_embed", "conv_stack"},
+                      {"img_size", 32},
+                      {"patch_size", 8},
+                      {"embed_dim", 6},
+                      {"num_heads", 1}}),
+               {"nnet.embed_dim 6", "multiple of 4"});
   expect_error(parse({{"skip_mode", 1}}), {"nnet.skip_mode", "expected a string"});
   expect_error(parse({{"pos_embed", "sincos_2d"}, {"embed_dim", 6}, {"num_heads", 1}}),
                {"nnet.embed_dim 6", "multiple of 4"});

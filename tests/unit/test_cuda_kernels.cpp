@@ -428,6 +428,37 @@ TEST(CudaKernels, PatchIm2colCol2im) {
   }
 }
 
+TEST(CudaKernels, Conv3x3Im2colCol2im) {
+  REQUIRE_CUDA();
+  struct Shape {
+    int B, C, H, W, s;
+  };
+  for (const char* prec : kModes) {
+    SCOPED_TRACE(prec);
+    Mode m(prec);
+    for (Shape s : {Shape{1, 1, 2, 2, 2}, Shape{2, 3, 28, 28, 2}, Shape{3, 64, 14, 14, 2},
+                    Shape{2, 5, 7, 6, 1}}) {
+      const std::string tag = "B=" + std::to_string(s.B) + " C=" + std::to_string(s.C) +
+                              " H=" + std::to_string(s.H) + " s=" + std::to_string(s.s);
+      const size_t n = size_t(s.B) * s.H * s.W * s.C;
+      const size_t nc = size_t(s.B) * ((s.H - 1) / s.s + 1) * ((s.W - 1) / s.s + 1) * 9 * s.C;
+      const VecF x = m.act(randv(n, 21));
+      VecF rcols(nc);
+      m.cpu->conv3x3_im2col(x.data(), rcols.data(), s.B, s.C, s.H, s.W, s.s);
+      float* dcols = m.actbuf(VecF(nc, 3.f));
+      m.gpu->conv3x3_im2col(m.actbuf(x), dcols, s.B, s.C, s.H, s.W, s.s);
+      compare("conv3x3_im2col " + tag, m.get_act(dcols, nc), m.act_out(rcols), 0);
+
+      const VecF cols = m.act(randv(nc, 22));
+      VecF rx(n);
+      m.cpu->conv3x3_col2im(cols.data(), rx.data(), s.B, s.C, s.H, s.W, s.s);
+      float* dx = m.actbuf(VecF(n, 7.f));
+      m.gpu->conv3x3_col2im(m.actbuf(cols), dx, s.B, s.C, s.H, s.W, s.s);
+      compare("conv3x3_col2im " + tag, m.get_act(dx, n), m.act_out(rx), 1e-5);
+    }
+  }
+}
+
 TEST(CudaKernels, TokensFwdBwd) {
   REQUIRE_CUDA();
   struct Shape {

@@ -46,6 +46,11 @@ const char* kConfigs[] = {
     R"({"name": "ldit_ws", "nnet": {"name": "lightningdit", "input_size": 8, "patch_size": 2,
         "in_channels": 3, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
         "wo_shift": true, "use_rope": true}})",
+    // U-ViT's ablation variants with new code paths: adaLN time (no time token) and the
+    // convolutional patch embedding (two strided 3x3 convs).
+    R"({"name": "uvit_adaln_convstack", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4,
+        "in_chans": 3, "embed_dim": 64, "depth": 2, "num_heads": 2, "num_classes": 10,
+        "time_cond": "adaln", "patch_embed": "conv_stack", "mlp_time_embed": true}})",
 };
 
 Config config_from(const char* json) {
@@ -161,7 +166,7 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4, 5, 6));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4, 5, 6, 7));
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";

@@ -472,6 +472,39 @@ TEST(KernelTokens, Im2colMappingAndAdjoint) {
   EXPECT_EQ(round, x);
 }
 
+// The strided 3x3 im2col (patch_embed conv_stack) against a direct convolution written from the
+// definition, and col2im as its exact adjoint; odd sizes exercise the padding at both edges.
+TEST(KernelTokens, Conv3x3Im2colStrideAndAdjoint) {
+  for (int stride : {1, 2}) {
+    const int B = 2, C = 3, H = 7, W = 6, Co = 4, Ho = (H - 1) / stride + 1,
+              Wo = (W - 1) / stride + 1, K = 9 * C;
+    const VecF x = randv(B * H * W * C, 31), w = randv(Co * K, 32);  // x [B, H, W, C]
+    VecF cols(size_t(B) * Ho * Wo * K, NAN);
+    be().conv3x3_im2col(x.data(), cols.data(), B, C, H, W, stride);
+    for (int b = 0; b < B; ++b)
+      for (int i = 0; i < Ho; ++i)
+        for (int j = 0; j < Wo; ++j)
+          for (int o = 0; o < Co; ++o) {
+            double direct = 0, gemm = 0;
+            for (int c = 0; c < C; ++c)
+              for (int ky = 0; ky < 3; ++ky)
+                for (int kx = 0; kx < 3; ++kx) {
+                  const int r = i * stride + ky - 1, q = j * stride + kx - 1;
+                  const float wv = w[o * K + c * 9 + ky * 3 + kx];
+                  if (r >= 0 && r < H && q >= 0 && q < W)
+                    direct += double(wv) * x[((b * H + r) * W + q) * C + c];
+                  gemm += double(wv) * cols[((b * Ho + i) * Wo + j) * K + c * 9 + ky * 3 + kx];
+                }
+            ASSERT_NEAR(gemm, direct, 1e-9) << "stride " << stride;
+          }
+    const VecF dc = randv(cols.size(), 33);
+    VecF dx(x.size(), NAN);
+    be().conv3x3_col2im(dc.data(), dx.data(), B, C, H, W, stride);
+    // <im2col(x), c> = <x, col2im(c)>, up to dx's fp32 sums of up to 9 terms.
+    EXPECT_NEAR(dot(to_d(cols), to_d(dc)), dot(to_d(x), to_d(dx)), 1e-5) << "stride " << stride;
+  }
+}
+
 TEST(KernelTokens, SequenceForwardBackward) {
   const int B = 3, E = 2, L = 5, D = 7, T = E + L;
   VecF ex = randv(B * E * D, 1), pa = randv(B * L * D, 2), pos = randv(T * D, 3), seq(B * T * D);

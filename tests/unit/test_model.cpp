@@ -97,7 +97,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, ModelParity,
                          ::testing::Values("cond_p2", "uncond_p4_h64", "uncond_p1_mlptime", "t2i",
                                            "cond_ckpt", "noskip_qkscale", "fmnist", "skip_add",
                                            "skip_add_linear", "skip_linear_add", "pos_sincos",
-                                           "pos_none_t2i", "conv_before"));
+                                           "pos_none_t2i", "conv_before", "time_adaln",
+                                           "time_adaln_uncond", "time_adaln_t2i", "patch_conv_p2",
+                                           "patch_conv_p4"));
 
 // DiT, Skip-DiT and LightningDiT through the registry (make_network), against
 // tests/reference/dit_torch.py and lightningdit_torch.py.
@@ -267,9 +269,11 @@ TEST(ModelTable, AblationVariantCounts) {
   const size_t D = 512, skips = 6, N = 257, C = 3;
   auto count = [&](const char* field, const char* value) {
     NetConfig n = base;
-    (std::string(field) == "skip_mode"   ? n.skip_mode
-     : std::string(field) == "pos_embed" ? n.pos_embed
-                                         : n.conv_position) = value;
+    (std::string(field) == "skip_mode"     ? n.skip_mode
+     : std::string(field) == "pos_embed"   ? n.pos_embed
+     : std::string(field) == "time_cond"   ? n.time_cond
+     : std::string(field) == "patch_embed" ? n.patch_embed
+                                           : n.conv_position) = value;
     return build_param_table(n);
   };
   ASSERT_EQ(official.total(), 44255328u);
@@ -294,6 +298,25 @@ TEST(ModelTable, AblationVariantCounts) {
   none.conv = false;
   none.conv_position = "before_linear";
   EXPECT_EQ(build_param_table(none).total(), official.total() - (C * C * 9 + C));
+  // adaln: one Linear(D -> 4D) per block (13), no time token (one position fewer).
+  const ParamTable ada = count("time_cond", "adaln");
+  EXPECT_EQ(ada.total(), official.total() + 13 * (4 * D * D + 4 * D) - D);
+  EXPECT_EQ(ada.at("mid_block.adaLN_modulation.weight").shape, (std::vector<int64_t>{2048, 512}));
+  EXPECT_EQ(ada.at("pos_embed").shape, (std::vector<int64_t>{1, 256, 512}));
+  // conv_stack at patch size 2: one stride-2 3x3 conv C -> D, then the 1x1 D -> D (replacing the
+  // 2x2 patch conv's D x C x 4 weights).
+  const ParamTable stem = count("patch_embed", "conv_stack");
+  EXPECT_EQ(stem.total(), official.total() - D * C * 4 + (D * C * 9 + D) + D * D);
+  EXPECT_EQ(stem.at("patch_embed.convs.0.weight").shape, (std::vector<int64_t>{512, 3, 3, 3}));
+  EXPECT_EQ(stem.at("patch_embed.proj.weight").shape, (std::vector<int64_t>{512, 512, 1, 1}));
+  // ... and at patch size 8: three convs of D/4, D/2, D channels.
+  NetConfig p8 = base;
+  p8.patch_size = 8;
+  p8.patch_embed = "conv_stack";
+  const ParamTable t8 = build_param_table(p8);
+  EXPECT_EQ(t8.at("patch_embed.convs.0.weight").shape, (std::vector<int64_t>{128, 3, 3, 3}));
+  EXPECT_EQ(t8.at("patch_embed.convs.2.weight").shape, (std::vector<int64_t>{512, 256, 3, 3}));
+  EXPECT_FALSE(t8.find("patch_embed.convs.3.weight"));
 }
 
 TEST(ModelLoad, StrictNamesAndShapes) {

@@ -313,6 +313,14 @@ void CudaBackend::unpatchify_bwd(const float* dimg, float* dtok, int B, int E, i
                                  int p) {
   cuda::unpatchify_bwd(bf16_, dimg, dtok, B, E, C, S, p);
 }
+void CudaBackend::conv3x3_im2col(const float* x, float* cols, int B, int C, int H, int W,
+                                 int stride) {
+  cuda::conv3x3_im2col(bf16_, x, cols, B, C, H, W, stride);
+}
+void CudaBackend::conv3x3_col2im(const float* cols, float* x, int B, int C, int H, int W,
+                                 int stride) {
+  cuda::conv3x3_col2im(bf16_, cols, x, B, C, H, W, stride);
+}
 void CudaBackend::conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B,
                               int Cin, int Cout, int H, int W) {
   cuda::conv3x3_fwd(x, w, b, y, B, Cin, Cout, H, W);

@@ -106,6 +106,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
                      int ldo) override;
   void unpatchify_fwd(const float* tok, float* img, int B, int E, int C, int S, int p) override;
   void unpatchify_bwd(const float* dimg, float* dtok, int B, int E, int C, int S, int p) override;
+  void conv3x3_im2col(const float* x, float* cols, int B, int C, int H, int W, int stride) override;
+  void conv3x3_col2im(const float* cols, float* x, int B, int C, int H, int W, int stride) override;
   void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin,
                    int Cout, int H, int W) override;
   void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,

@@ -80,6 +80,10 @@ void embedding_bwd(bool bf16, const void* dout, const int32_t* idx, float* dtabl
 void unpatchify_fwd(bool bf16, const void* tok, float* img, int B, int E, int C, int S, int p);
 void unpatchify_bwd(bool bf16, const float* dimg, void* dtok, int B, int E, int C, int S, int p);
 
+// ---- conv_im2col.cu (act) ----
+void conv3x3_im2col(bool bf16, const void* x, void* cols, int B, int C, int H, int W, int stride);
+void conv3x3_col2im(bool bf16, const void* cols, void* x, int B, int C, int H, int W, int stride);
+
 // ---- conv3x3.cu (fp32) ----
 void conv3x3_fwd(const float* x, const float* w, const float* b, float* y, int B, int Cin, int Cout,
                  int H, int W);
