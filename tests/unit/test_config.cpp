@@ -204,7 +204,8 @@ TEST(ConfigPresets, LightningDiTPresetsHaveTheOfficialValues) {
     const json& ae = c.json["autoencoder"];
     EXPECT_EQ(ae["config"], "vavae_f16d32");
     EXPECT_EQ(ae["latent_stats"], "assets/vavae/latents_stats.pt");
-    const AutoencoderConfig a = autoencoder_config_from(ae["config"].get<std::string>());
+    const uvit::AutoencoderConfig a =
+        uvit::autoencoder_config_from(ae["config"].get<std::string>());
     EXPECT_EQ(a.embed_dim, 32);
     EXPECT_EQ(a.z_channels, 32);
     EXPECT_EQ(a.ch_mult, std::vector<int>({1, 1, 2, 2, 4}));
