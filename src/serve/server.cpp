@@ -389,11 +389,16 @@ void Api::native_events(const Request& req, Response& res) {
       "text/event-stream", [this, job](size_t, httplib::DataSink& sink) {
         uint64_t v = 0;
         // At most one event per change, a keep-alive comment every 15 s, until the job ends or
-        // the client goes away.
-        for (int idle = 0; sink.is_writable();) {
+        // the client goes away. Every stream starts with a progress event, also for a job that
+        // finished before the client subscribed (a tiny model's job can end in a millisecond).
+        for (int idle = 0, sent = 0; sink.is_writable(); ++sent) {
           json j = jobs_.job_json(job, false);
           const std::string st = j["status"];
           const bool end = st == "completed" || st == "failed" || st == "cancelled";
+          if (end && sent == 0) {
+            const std::string first = "event: progress\ndata: " + dump(j) + "\n\n";
+            if (!sink.write(first.data(), first.size())) return false;
+          }
           const std::string ev = !end ? "progress" : st == "completed" ? "done" : "error";
           if (end) j = jobs_.job_json(job, true);
           const std::string msg = "event: " + ev + "\ndata: " + dump(j) + "\n\n";
