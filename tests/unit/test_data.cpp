@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "data/feature_npy.hpp"
+#include "toy_dataset.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
@@ -618,22 +619,7 @@ TEST(Data, FromConfigJson) {
 
 namespace {
 
-// Item i: value i + j/1000 at element j of a [1, 2, 3] image; label i % 10.
-class Toy : public Dataset {
- public:
-  explicit Toy(int64_t n) : n_(n) {}
-  int64_t size() const override { return n_; }
-  std::array<int64_t, 3> item_shape() const override { return {1, 2, 3}; }
-  int num_classes() const override { return 10; }
-  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
-    for (int j = 0; j < 6; ++j) x[j] = float(i) + j / 1000.0f;
-    return i % 10;
-  }
-  std::string describe() const override { return "toy"; }
-
- private:
-  int64_t n_;
-};
+using uvit::testing::Toy;
 
 LoaderOptions toy_opts(uint64_t seed) {
   LoaderOptions o;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "toy_dataset.hpp"
 #include "uvit/data.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
@@ -12,22 +13,7 @@
 using namespace uvit;
 
 namespace {
-// Item i: value i + j/1000 at element j of a [1, 2, 3] image; label i % 10.
-class Items : public Dataset {
- public:
-  explicit Items(int64_t n) : n_(n) {}
-  int64_t size() const override { return n_; }
-  std::array<int64_t, 3> item_shape() const override { return {1, 2, 3}; }
-  int num_classes() const override { return 10; }
-  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
-    for (int j = 0; j < 6; ++j) x[j] = float(i) + j / 1000.0f;
-    return i % 10;
-  }
-  std::string describe() const override { return "items"; }
-
- private:
-  int64_t n_;
-};
+using uvit::testing::Toy;
 
 LoaderOptions opts(int64_t group, int64_t first, int64_t count) {
   LoaderOptions o;
@@ -44,7 +30,7 @@ LoaderOptions opts(int64_t group, int64_t first, int64_t count) {
 // V slices x A micro-batches: the batches every rank takes, in rank order, are the single
 // stream's, and the state after each step (a checkpoint) is the single stream's too.
 TEST(Dist, LoaderSlicesConcatenateToTheGlobalStream) {
-  auto ds = std::make_shared<Items>(29);  // 9 batches of 3 per epoch, 2 items dropped
+  auto ds = std::make_shared<Toy>(29);  // 9 batches of 3 per epoch, 2 items dropped
   const int steps = 7;
   for (int V : {1, 2, 3, 4})
     for (int A : {1, 2}) {
@@ -84,7 +70,7 @@ TEST(Dist, LoaderSlicesConcatenateToTheGlobalStream) {
 }
 
 TEST(Dist, LoaderRejectsABadSlice) {
-  auto ds = std::make_shared<Items>(29);
+  auto ds = std::make_shared<Toy>(29);
   EXPECT_THROW({ Loader l(ds, opts(2, 1, 2)); }, Error);
   EXPECT_THROW({ Loader l(ds, opts(0, 0, 1)); }, Error);
 }
