@@ -163,24 +163,9 @@ class LightningDiT(nn.Module):
         if not self.pos_embed.is_meta:
             self._official_init(grid)
 
-    def _official_init(self, grid):
-        with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
-            D = self.pos_embed.shape[-1]
-            self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(D, grid)).float().unsqueeze(0))
-            w = self.x_embedder.proj.weight
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-            nn.init.zeros_(self.x_embedder.proj.bias)
-            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-            for lin in [b.adaLN_modulation[1] for b in self.blocks] + [self.final_layer.adaLN_modulation[1],
-                                                                        self.final_layer.linear]:
-                nn.init.zeros_(lin.weight)
-                nn.init.zeros_(lin.bias)
+    # The same official initialisation as DiT (pos_embed, patch embedder, label/time embedders,
+    # zeroed adaLN and output layers).
+    _official_init = dit_torch.DiT._official_init
 
     def forward(self, x, t, y):
         """x [B, C, S, S], t [B] float (flow time in [0, 1]), y [B] int64 -> [B, in_channels, S, S]."""
