@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
+#include "uvit/log.hpp"
 
 namespace {
 
@@ -147,6 +148,13 @@ int main(int argc, char** argv) {
   uvit::cli::add_serve(app);
   add_help(app);
   add_threads(&app);
+  // Library warnings reach the user; info lines are the commands' own business (serve and the C
+  // API install their own sinks).
+  uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {
+    if (l >= uvit::LogLevel::Warn)
+      std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
+                   m.c_str());
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

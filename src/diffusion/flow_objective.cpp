@@ -6,6 +6,7 @@
 
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
+#include "uvit/log.hpp"
 
 namespace uvit {
 
@@ -143,7 +144,13 @@ std::unique_ptr<Objective> make_flow_objective(const Config& cfg) {
   UVIT_CHECK(cfg.spec.out_chans == cfg.spec.in_chans, "config ", cfg.config_name,
              ": the flow objective needs a network that predicts only the velocity (learn_sigma "
              "false)");
-  return std::make_unique<FlowMatching>(transport_of(cfg), cfg.spec.in_chans);
+  const Transport tr = transport_of(cfg);
+  // One channel makes the per-pixel cosine a sign: no gradient but a 1/eps spike at the start.
+  if (tr.cos_loss && cfg.spec.in_chans == 1)
+    log(LogLevel::Warn, "config " + cfg.config_name +
+                            ": transport.cos_loss on 1-channel images adds no gradient (the cosine "
+                            "over one channel is a sign) and a 1e8 spike at step 1; docs/flow.md");
+  return std::make_unique<FlowMatching>(tr, cfg.spec.in_chans);
 }
 
 }  // namespace uvit
