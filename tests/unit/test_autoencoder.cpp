@@ -11,6 +11,7 @@
 
 #include "data/feature_npy.hpp"
 #include "temp_dir.hpp"
+#include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -183,36 +184,9 @@ struct TempDir : uvit_test::TempDir {
   TempDir() : uvit_test::TempDir("uvit_ae") {}
 };
 
-// autoencoder_torch.py fixtures, made once per test run ("" when /usr/bin/python3 has no torch).
-const TempDir* fixtures() {
-  static TempDir dir;
-  static bool made = [] {
-    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return false;
-    const std::string cmd =
-        cat("/usr/bin/python3 ", UVIT_TEST_SOURCE,
-            "/reference/autoencoder_torch.py fixtures --out ", dir.dir.string(), " >/dev/null");
-    return std::system(cmd.c_str()) == 0;
-  }();
-  return made ? &dir : nullptr;
-}
+using uvit_test::rel_err;
 
-// max |a - b| / max |b|
-double rel_err(const Array& a, const Array& b) {
-  EXPECT_EQ(a.shape, b.shape);
-  if (a.shape != b.shape) return 1e9;
-  const auto x = a.to_f32(), y = b.to_f32();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num = std::max(num, double(std::fabs(x[i] - y[i])));
-    den = std::max(den, double(std::fabs(y[i])));
-  }
-  return num / den;
-}
-
-#define NEED_FIXTURES()                                                          \
-  const TempDir* fx = fixtures();                                                \
-  if (!fx) GTEST_SKIP() << "python3-torch is not available to /usr/bin/python3"; \
-  const TempDir& d = *fx
+#define NEED_FIXTURES() NEED_TORCH_FIXTURES("uvit_ae", "autoencoder_torch.py fixtures")
 
 }  // namespace
 

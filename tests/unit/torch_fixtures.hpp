@@ -1,0 +1,53 @@
+// Fixtures that a tests/reference script writes, made once per test process and shared by the
+// tests of a file, and the relative error the twin comparisons use.
+#pragma once
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "temp_dir.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit_test {
+
+// Runs `/usr/bin/python3 tests/reference/<script_args> --out DIR` once per prefix and returns DIR,
+// or null when /usr/bin/python3 has no torch or the script fails.
+inline const TempDir* torch_fixtures(const std::string& prefix, const std::string& script_args) {
+  static std::map<std::string, std::unique_ptr<TempDir>> made;
+  const auto it = made.find(prefix);
+  if (it != made.end()) return it->second.get();
+  std::unique_ptr<TempDir> dir;
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0) {
+    dir = std::make_unique<TempDir>(prefix);
+    const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) + "/reference/" +
+                            script_args + " --out " + dir->dir.string() + " >/dev/null";
+    if (std::system(cmd.c_str()) != 0) dir.reset();
+  }
+  return (made[prefix] = std::move(dir)).get();
+}
+
+// max |a - b| / max |b| (1e9 and a failure when the shapes differ).
+inline double rel_err(const uvit::Array& a, const uvit::Array& b) {
+  EXPECT_EQ(a.shape, b.shape);
+  if (a.shape != b.shape) return 1e9;
+  const auto x = a.to_f32(), y = b.to_f32();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num = std::max(num, double(std::fabs(x[i] - y[i])));
+    den = std::max(den, double(std::fabs(y[i])));
+  }
+  return num / den;
+}
+
+}  // namespace uvit_test
+
+// In a test: `d` is the fixture directory, or the test skips.
+#define NEED_TORCH_FIXTURES(prefix, script_args)                                 \
+  const uvit_test::TempDir* fx = uvit_test::torch_fixtures(prefix, script_args); \
+  if (!fx) GTEST_SKIP() << "python3-torch is not available to /usr/bin/python3"; \
+  const uvit_test::TempDir& d = *fx
