@@ -31,20 +31,7 @@ torch.save({"model": net.state_dict(), "ema": sd, "opt": opt.state_dict(), "args
 torch.save(dict(sd), out + ".pt")
 torch.save(collections.OrderedDict(("module." + k, v) for k, v in sd.items()), out + "_ddp.pt")
 PYEOF
-  pargs=(--config "$FX/$c.json" --x "$FX/${c}_x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy")
-  for f in "$c.pt" "${c}_train.pt" "${c}_ddp.pt"; do
-    run "$UVIT" convert "$tmp/$f" "$tmp/$f.safetensors" --config "$FX/$c.json"
-    run "$UVIT" predict "${pargs[@]}" --weights "$tmp/$f" --out "$tmp/$f.npy"
-    run "$UVIT" predict "${pargs[@]}" --weights "$tmp/$f.safetensors" --out "$tmp/$f.st.npy"
-    "$PY" - "$tmp/$f.npy" "$tmp/$f.st.npy" "$FX/${c}_out.npy" <<'PYEOF' || fail "$f: predictions"
-import sys, numpy as np
-a, b, ref = (np.load(p) for p in sys.argv[1:4])
-assert a.shape == ref.shape and np.array_equal(a, b), "checkpoint and safetensors predictions differ"
-err = np.abs(a - ref).max() / np.abs(ref).max()
-assert err <= 1e-5, f"relative error {err} (the wrong entry loaded?)"
-print(sys.argv[1], "ok, rel err", err)
-PYEOF
-  done
+  for f in "$c.pt" "${c}_train.pt" "${c}_ddp.pt"; do check_checkpoint "$FX" "$c" "$tmp/$f"; done
 done
 # A Skip-DiT checkpoint against a DiT config, and the reverse: one line naming the file and tensor.
 expect_error "skipdit_p2_train.pt: unexpected tensor 'blocks.2.attn.qkv.weight'" \
