@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "uvit/array.hpp"
@@ -15,13 +16,17 @@ struct ParamEntry {
   std::vector<int64_t> shape;
   size_t offset = 0;  // in floats
   size_t numel = 0;
+  // Not trained (requires_grad=False or a buffer): the optimizer neither updates nor decays it.
+  bool frozen = false;
 };
 
 class ParamTable {
  public:
-  void add(const std::string& name, std::vector<int64_t> shape);
+  void add(const std::string& name, std::vector<int64_t> shape, bool frozen = false);
   const std::vector<ParamEntry>& entries() const { return entries_; }
   size_t total() const { return total_; }
+  // The [begin, end) float ranges of the trained parameters, in order (frozen ones left out).
+  std::vector<std::pair<size_t, size_t>> trained_ranges() const;
   const ParamEntry* find(const std::string& name) const;  // nullptr when absent
   const ParamEntry& at(const std::string& name) const;    // throws when absent
 

@@ -83,6 +83,10 @@ class Trainer {
   void gather_parts();        // red_ = every rank's part_, in rank order
   // ZeRO-1: the AdamW update of this rank's shard, then the parameters gathered.
   void zero_update(double lr);
+  // AdamW over floats [off, off + len) of the parameter vector (p, g, m, v point at float off),
+  // skipping the frozen parameters, which the official optimizers never see.
+  void adamw_trained(float* p, const float* g, float* m, float* v, size_t off, size_t len,
+                     double lr);
   void gather_moments(std::vector<float>& m, std::vector<float>& v);
   Config cfg_;
   Backend& be_;

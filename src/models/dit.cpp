@@ -174,7 +174,7 @@ DiTConfig parse(const json& j) {
 ParamTable dit_table(const DiTConfig& c) {
   const int64_t D = c.hidden_size, p = c.patch_size, Dh = c.head_dim();
   ParamTable t;
-  t.add("pos_embed", {1, c.tokens(), D});
+  t.add("pos_embed", {1, c.tokens(), D}, /*frozen=*/true);
   t.add("x_embedder.proj.weight", {D, c.in_channels, p, p});
   t.add("x_embedder.proj.bias", {D});
   t.add("t_embedder.mlp.0.weight", {D, kFreqDim});
@@ -183,8 +183,8 @@ ParamTable dit_table(const DiTConfig& c) {
   t.add("t_embedder.mlp.2.bias", {D});
   t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
   if (c.use_rope) {  // frozen tables [tokens, head_dim], persistent buffers of the state_dict
-    t.add("feat_rope.freqs_cos", {c.tokens(), Dh});
-    t.add("feat_rope.freqs_sin", {c.tokens(), Dh});
+    t.add("feat_rope.freqs_cos", {c.tokens(), Dh}, /*frozen=*/true);
+    t.add("feat_rope.freqs_sin", {c.tokens(), Dh}, /*frozen=*/true);
   }
   const std::string fc1 = c.use_swiglu ? "mlp.w12" : "mlp.fc1";
   const std::string fc2 = c.use_swiglu ? "mlp.w3" : "mlp.fc2";

@@ -220,8 +220,7 @@ StepStats Trainer::step() {
     st.grad_norm = std::sqrt(be_.sum_squares(g, P));
     if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
       be_.scale(g, float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
-    be_.adamw(net_->params(), g, m_.f32(), v_.f32(), P, float(st.lr), float(s_.beta1),
-              float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+    adamw_trained(net_->params(), g, m_.f32(), v_.f32(), 0, P, st.lr);
   }
   be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
@@ -274,14 +273,23 @@ void Trainer::zero_update(double lr) {
   last_norm_ = std::sqrt(total);
   if (s_.grad_clip > 0 && last_norm_ > s_.grad_clip)
     be_.scale(part_.f32(), float(s_.grad_clip / (last_norm_ + 1e-6)), shard_);
-  if (len > 0)
-    be_.adamw(net_->params() + off, part_.f32(), m_.f32(), v_.f32(), len, float(lr),
-              float(s_.beta1), float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1);
+  if (len > 0) adamw_trained(net_->params() + off, part_.f32(), m_.f32(), v_.f32(), off, len, lr);
   // Every rank's updated shard: the whole parameter vector on every rank.
   be_.fill(part_.f32(), 0.f, shard_);
   if (len > 0) be_.copy(part_.f32(), net_->params() + off, len);
   gather_parts();
   be_.copy(net_->params(), red_.f32(), P);
+}
+
+void Trainer::adamw_trained(float* p, const float* g, float* m, float* v, size_t off, size_t len,
+                            double lr) {
+  for (const auto& [b, e] : net_->table().trained_ranges()) {
+    const size_t lo = std::max(b, off), hi = std::min(e, off + len);
+    if (lo >= hi) continue;
+    const size_t k = lo - off;
+    be_.adamw(p + k, g + k, m + k, v + k, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
+              float(s_.eps), float(s_.weight_decay), step_ + 1);
+  }
 }
 
 // The AdamW moments of all parameters (gathered from the shards under ZeRO-1), on the host.
