@@ -95,11 +95,11 @@ class ClipScorer {
              Backend& be);
   // Image embeddings of uint8 HWC images (any sizes; C = 1 or 3), `batch` at a time.
   std::vector<float> image_embeddings(const std::vector<Image>& images, int batch = 16);
-  // Text embeddings of prompts (one each).
-  std::vector<float> text_embeddings(const std::vector<std::string>& prompts, int batch = 64);
-  // The text embeddings from contexts already computed by the text model for `prompts`.
-  std::vector<float> text_embeddings_from(const std::vector<float>& hidden,
-                                          const std::vector<std::string>& prompts);
+  // Text embeddings of prompts (one each), `batch` prompts per forward pass; with `contexts`,
+  // also the text tower's last hidden states [n, 77, hidden] (the text-to-image conditioning,
+  // as clip_encode_prompts) are appended there.
+  std::vector<float> text_embeddings(const std::vector<std::string>& prompts, int batch = 64,
+                                     std::vector<float>* contexts = nullptr);
   int dim() const { return vision_.config().projection_dim; }
   ClipTextModel& text() { return text_; }
   const ClipTokenizer& tokenizer() const { return tok_; }

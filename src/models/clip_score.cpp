@@ -89,25 +89,21 @@ std::vector<float> ClipScorer::image_embeddings(const std::vector<Image>& images
   return out;
 }
 
-std::vector<float> ClipScorer::text_embeddings_from(const std::vector<float>& hidden,
-                                                    const std::vector<std::string>& prompts) {
+std::vector<float> ClipScorer::text_embeddings(const std::vector<std::string>& prompts, int batch,
+                                               std::vector<float>* contexts) {
   const int L = ClipTokenizer::kContextLength;
-  std::vector<int> ids;
-  for (const auto& p : prompts) {
-    const auto t = tok_.tokenize(p, L);
-    ids.insert(ids.end(), t.begin(), t.end());
-  }
-  return text_.project_pooled(hidden, ids, int(prompts.size()), L);
-}
-
-std::vector<float> ClipScorer::text_embeddings(const std::vector<std::string>& prompts, int batch) {
   std::vector<float> out;
   for (size_t i0 = 0; i0 < prompts.size(); i0 += size_t(batch)) {
-    const std::vector<std::string> part(
-        prompts.begin() + ptrdiff_t(i0),
-        prompts.begin() + ptrdiff_t(std::min(prompts.size(), i0 + size_t(batch))));
-    const std::vector<float> e = text_embeddings_from(clip_encode_prompts(tok_, text_, part), part);
+    const size_t m = std::min(prompts.size() - i0, size_t(batch));
+    std::vector<int> ids;
+    for (size_t j = 0; j < m; ++j) {
+      const auto t = tok_.tokenize(prompts[i0 + j], L);
+      ids.insert(ids.end(), t.begin(), t.end());
+    }
+    const std::vector<float> hidden = text_.forward(ids, int(m), L);
+    const std::vector<float> e = text_.project_pooled(hidden, ids, int(m), L);
     out.insert(out.end(), e.begin(), e.end());
+    if (contexts) contexts->insert(contexts->end(), hidden.begin(), hidden.end());
   }
   return out;
 }

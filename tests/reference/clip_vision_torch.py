@@ -5,6 +5,9 @@ written from the facts in docs/clip_score.md (no transformers package), and CLIP
 preprocessing with PIL itself.
 
   clip_vision_torch.py fixtures --vocab V --out DIR   fixtures (below)
+  clip_vision_torch.py score --weights W.safetensors --config C.json --vocab V --images X.npz
+                      --prompts FILE                  CLIPScore of arr_0's images (image i gets
+                                                      prompt i mod P), float64; prints the mean
   clip_vision_torch.py bench --threads 2 --iters N [--size l14|b16] [--batch B]
                                                       image-tower img/s of the twin (JSON)
 
@@ -216,6 +219,36 @@ def _meta_model(tc, vc, proj):
     return net
 
 
+def read_safetensors(path):
+    dt = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    return {k: torch.from_numpy(np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]],
+                                              dt[v["dtype"]]).reshape(v["shape"]).copy())
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def cmd_score(a):
+    c = json.load(open(a.config))
+    tc, vc = dict(ct.SMALL), dict(VISION_SMALL)
+    tc.update(c["text_config"])
+    vc.update(c["vision_config"])
+    net = ClipModelTwin(tc, vc, c["projection_dim"])
+    net.load_state_dict(read_safetensors(a.weights))
+    net = net.double()
+    imgs = np.load(a.images)["arr_0"]
+    prompts = [l.rstrip("\r\n") for l in open(a.prompts, encoding="utf-8") if l.strip(" \t\r\n")]
+    tok = ct.RefTokenizer(a.vocab)
+    px = torch.from_numpy(np.stack([clip_preprocess(im, vc["image_size"]) for im in imgs])).double()
+    ids = torch.tensor([tok.tokenize(prompts[i % len(prompts)]) for i in range(len(imgs))], dtype=torch.int64)
+    with torch.no_grad():
+        cos = torch.nn.functional.cosine_similarity(net.image_features(px), net.text_features(ids), dim=-1)
+    print(repr(float((100 * cos.clamp(min=0)).mean())))
+    return 0
+
+
 def cmd_bench(a):
     torch.set_num_threads(a.threads)
     vc = VISION_L14 if a.size == "l14" else VISION_B16
@@ -241,6 +274,9 @@ def main():
     s = sub.add_parser("fixtures")
     s.add_argument("--vocab", required=True)
     s.add_argument("--out", required=True)
+    s = sub.add_parser("score")
+    for k in ("weights", "config", "vocab", "images", "prompts"):
+        s.add_argument("--" + k, required=True)
     s = sub.add_parser("bench")
     s.add_argument("--size", default="l14", choices=["l14", "b16"])
     s.add_argument("--threads", type=int, default=2)
@@ -248,7 +284,7 @@ def main():
     s.add_argument("--iters", type=int, default=3)
     s.add_argument("--warmup", type=int, default=1)
     a = p.parse_args()
-    return {"fixtures": cmd_fixtures, "bench": cmd_bench}[a.cmd](a)
+    return {"fixtures": cmd_fixtures, "score": cmd_score, "bench": cmd_bench}[a.cmd](a)
 
 
 if __name__ == "__main__":
