@@ -1,5 +1,7 @@
 // `uvit clip-score`: CLIPScore (100 * max(cos, 0), averaged) of images against their prompts with
 // both CLIP towers (docs/clip_score.md).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -20,7 +22,7 @@ void add_clip_score(CLI::App& app) {
       "clip-score", "CLIPScore of images against prompts (CLIP ViT-L/14 image and text towers)");
   struct Opts {
     std::string images, prompts, clip, clip_config, vocab, json, device = "cpu", precision;
-    int batch = 16;
+    int batch = 16, repeat = 0;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -41,6 +43,10 @@ void add_clip_score(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "images per forward pass (default 16)")->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the score (and each image's) as JSON");
   add_encoder_device(cmd, o->device, o->precision, "the CLIP towers");
+  cmd->add_option("--repeat", o->repeat,
+                  "benchmark: run the image tower this many more times over the images (batches "
+                  "of --batch, preprocessing included) and print the median img/s")
+      ->check(at_least(0));
   cmd->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   cmd->callback([o] {
     check_output("--json", o->json, {".json"});
@@ -86,6 +92,32 @@ void add_clip_score(CLI::App& app) {
       make_parent_dir(o->json);
       const std::string t = j.dump(1) + "\n";
       write_file_atomic(o->json, t.data(), t.size());
+    }
+    if (o->repeat > 0) {
+      // The decoded images once more, then timed passes of preprocessing + image tower.
+      std::vector<Image> all;
+      visit_image_source(
+          o->images, o->batch, [](long m) { return std::make_pair(0L, m); },
+          [&](const ImageRun& r) {
+            const size_t per = size_t(r.h) * r.w * r.c;
+            for (int j = 0; j < r.n; ++j) {
+              Image im(r.w, r.h, r.c);
+              std::copy(r.px + j * per, r.px + (j + 1) * per, im.px.begin());
+              all.push_back(std::move(im));
+            }
+          });
+      std::vector<double> t;
+      for (int i = 0; i < o->repeat; ++i) {
+        const auto a = std::chrono::steady_clock::now();
+        scorer.image_embeddings(all, o->batch);
+        be->synchronize();
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+      }
+      std::sort(t.begin(), t.end());
+      std::printf(
+          "{\"impl\": \"uvit\", \"images\": %ld, \"batch\": %d, \"iters\": %d, "
+          "\"median_s\": %.6f, \"img_per_s\": %.3f}\n",
+          n, o->batch, o->repeat, t[t.size() / 2], double(n) / t[t.size() / 2]);
     }
     if (!o->quiet && prompts.size() != size_t(n))
       std::fprintf(stderr, "note: %zu prompts for %ld images (image i gets prompt i mod %zu)\n",

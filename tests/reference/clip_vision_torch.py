@@ -8,6 +8,9 @@ preprocessing with PIL itself.
   clip_vision_torch.py score --weights W.safetensors --config C.json --vocab V --images X.npz
                       --prompts FILE                  CLIPScore of arr_0's images (image i gets
                                                       prompt i mod P), float64; prints the mean
+  clip_vision_torch.py weights --size l14|b16 --out W.safetensors [--dtype f32|f16]
+                                                      random CLIPModel weights (ViT-L/14 or a
+                                                      ViT-B/16-sized image tower), config beside
   clip_vision_torch.py bench --threads 2 --iters N [--size l14|b16] [--batch B]
                                                       image-tower img/s of the twin (JSON)
 
@@ -249,6 +252,18 @@ def cmd_score(a):
     return 0
 
 
+def cmd_weights(a):
+    vc = VISION_L14 if a.size == "l14" else VISION_B16
+    net = ClipModelTwin(dict(ct.VIT_L14), dict(vc), 768)
+    randomize(net, 0)
+    dt = np.float16 if a.dtype == "f16" else np.float32
+    ct.write_safetensors(a.out, {k: (v.numpy().astype(dt) if v.is_floating_point() else v.numpy())
+                                 for k, v in net.state_dict().items()})
+    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+        json.dump({"projection_dim": 768, "text_config": ct.VIT_L14, "vision_config": vc}, f)
+    return 0
+
+
 def cmd_bench(a):
     torch.set_num_threads(a.threads)
     vc = VISION_L14 if a.size == "l14" else VISION_B16
@@ -277,6 +292,10 @@ def main():
     s = sub.add_parser("score")
     for k in ("weights", "config", "vocab", "images", "prompts"):
         s.add_argument("--" + k, required=True)
+    s = sub.add_parser("weights")
+    s.add_argument("--size", default="l14", choices=["l14", "b16"])
+    s.add_argument("--out", required=True)
+    s.add_argument("--dtype", default="f16", choices=["f32", "f16"])
     s = sub.add_parser("bench")
     s.add_argument("--size", default="l14", choices=["l14", "b16"])
     s.add_argument("--threads", type=int, default=2)
@@ -284,7 +303,7 @@ def main():
     s.add_argument("--iters", type=int, default=3)
     s.add_argument("--warmup", type=int, default=1)
     a = p.parse_args()
-    return {"fixtures": cmd_fixtures, "score": cmd_score, "bench": cmd_bench}[a.cmd](a)
+    return {"fixtures": cmd_fixtures, "score": cmd_score, "weights": cmd_weights, "bench": cmd_bench}[a.cmd](a)
 
 
 if __name__ == "__main__":
