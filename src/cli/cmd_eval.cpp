@@ -209,7 +209,9 @@ void add_eval(CLI::App& app) {
     }
 
     const int k = real_classes(cfg);
-    std::vector<uint8_t> samples(size_t(n) * s * s * c);
+    // The samples batch, filled chunk by chunk (the only copy of all N images in memory), RGB
+    // even for gray presets: the ADM evaluator's graph takes [N, H, W, 3].
+    Array batch(DType::U8, {n, s, s, 3});
     std::vector<float> pool3(size_t(n) * FidInception::kDims),
         logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
     std::vector<double> clip_scores_all(text ? size_t(n) : 0);
@@ -299,8 +301,12 @@ void add_eval(CLI::App& app) {
         }
         save_npz(path, members);
       }
-      std::copy(ch.samples.data.begin(), ch.samples.data.end(),
-                samples.begin() + size_t(first) * s * s * c);
+      {
+        const uint8_t* src = ch.samples.as<uint8_t>();
+        uint8_t* dst = batch.as<uint8_t>() + size_t(first) * s * s * 3;
+        for (size_t i = 0; i < size_t(m) * s * s; ++i)
+          for (int k = 0; k < 3; ++k) dst[i * 3 + k] = src[i * c + (c == 3 ? k : 0)];
+      }
       std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
                 pool3.begin() + size_t(first) * FidInception::kDims);
       std::copy(ch.spatial.as<float>(), ch.spatial.as<float>() + ch.spatial.numel(),
@@ -315,12 +321,9 @@ void add_eval(CLI::App& app) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     {
-      // RGB even for gray presets: the ADM evaluator's graph takes [N, H, W, 3].
-      Array a(DType::U8, {n, s, s, 3});
-      uint8_t* dst = a.as<uint8_t>();
-      for (size_t i = 0; i < size_t(n) * s * s; ++i)
-        for (int k = 0; k < 3; ++k) dst[i * 3 + k] = samples[i * c + (c == 3 ? k : 0)];
-      save_npz(o->out, {{"arr_0", std::move(a)}});
+      NamedArrays z;  // moved in, not copied (an initializer list would copy N images)
+      z.emplace_back("arr_0", std::move(batch));
+      save_npz(o->out, z);
     }
 
     nlohmann::json res = {{"n", n},

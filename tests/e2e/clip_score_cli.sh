@@ -62,8 +62,8 @@ IW=$F/inception.pth
 import json, sys, torch
 sys.path.insert(0, "tests/reference")
 import clip_torch, uvit_torch
-net = uvit_torch.build_from_config(json.load(open(sys.argv[1]))["nnet"])
 torch.manual_seed(0)
+net = uvit_torch.build_from_config(json.load(open(sys.argv[1]))["nnet"])
 with torch.no_grad():
     for p in net.parameters():
         p.add_(0.02 * torch.randn(p.shape))
