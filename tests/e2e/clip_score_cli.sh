@@ -32,6 +32,11 @@ j = json.load(open(sys.argv[1])); w = np.load(sys.argv[2])
 assert j["n"] == 6 and np.allclose(j["per_image"], w, rtol=1e-4, atol=1e-4), (j["per_image"], w)
 assert repr(float(j["clip_score"])) == open(sys.argv[1]).read().split('"clip_score": ')[1].split(",")[0]
 PYEOF
+# --repeat (bench/bench_clip_vision.sh): the score line, then one JSON line of timings.
+run "$UVIT" clip-score --images "$fx/images" --prompts "$fx/prompts.txt" "${CLIP[@]}" --repeat 2 -q
+"$PY" -c "import json, sys; l = open(sys.argv[1]).read().splitlines(); assert l[0] == 'CLIPScore: $got', l
+j = json.loads(l[1]); assert j['images'] == 6 and j['iters'] == 2 and j['img_per_s'] > 0, j" "$tmp/out" \
+  && echo "ok: clip-score --repeat prints its timing JSON" || fail "clip-score --repeat"
 # An .npz (arr_0) and the .bin weights; fewer prompts than images: image i gets prompt i mod P.
 "$PY" -c "
 import numpy as np, sys
