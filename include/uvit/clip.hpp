@@ -77,8 +77,10 @@ struct ClipTextConfig {
   int max_position_embeddings = 77;
   std::string hidden_act = "quick_gelu";  // or "gelu"
   double layer_norm_eps = 1e-5;
+  int projection_dim = 768;  // text_projection.weight [projection_dim, hidden_size] (CLIPScore)
 
-  // Reads the fields above (others are ignored; a CLIPConfig's "text_config" is used when present).
+  // Reads the fields above (others are ignored; a CLIPConfig's "text_config" is used when present,
+  // and its top-level projection_dim).
   static ClipTextConfig from_json(const nlohmann::json& j, const std::string& what = "config");
   static ClipTextConfig load(const std::string& path);
   void validate(const std::string& what) const;
@@ -92,8 +94,9 @@ class ClipTextModel {
   ClipTextModel& operator=(const ClipTextModel&) = delete;
 
   const ClipTextConfig& config() const { return cfg_; }
-  // HF CLIPTextModel keys ("text_model.*"); other keys (vision tower, projections, position_ids)
-  // are ignored. Every text-model weight must be present with its shape. Any float dtype.
+  // HF CLIPTextModel keys ("text_model.*") and, when present, a CLIPModel's
+  // "text_projection.weight"; other keys (vision tower, position_ids) are ignored. Every
+  // text-model weight must be present with its shape. Any float dtype.
   void load(const NamedArrays& sd, const std::string& what);
   void load_file(const std::string& path);  // .safetensors or torch .bin/.pth
   size_t num_params() const { return total_; }
@@ -101,6 +104,14 @@ class ClipTextModel {
   // ids [B, L] (L <= max_position_embeddings) -> the final LayerNorm's output [B, L, hidden] on
   // the host. Attention is causal; no padding mask (as FrozenCLIPEmbedder calls it).
   std::vector<float> forward(const std::vector<int>& ids, int B, int L);
+
+  // Whether the checkpoint had text_projection.weight (CLIPModel files do).
+  bool has_projection() const;
+  // HF CLIPModel.get_text_features from forward()'s output: the row of each sequence's end token
+  // (the first position of its largest id, as HF pools) times text_projection -> [B,
+  // projection_dim] on the host.
+  std::vector<float> project_pooled(const std::vector<float>& hidden, const std::vector<int>& ids,
+                                    int B, int L);
 
  private:
   struct Weights;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "uvit/array.hpp"
@@ -81,6 +82,18 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
                                    int parts = 1);
 // A .npy that already holds features: float32/float64 [N, 2048]. Non-features .npy -> false.
 bool is_feature_npy(const std::string& path);
+// Images of a SOURCE (as source_features) in order, `chunk` at a time, as runs of one size:
+// fn(run) with run.px = run.n images [h, w, c] (a folder's images are decoded to RGB, c = 3; a
+// .npy/.npz keeps its C). range(n) picks the images [lo, hi) of the n to visit.
+struct ImageRun {
+  long first;
+  int n, h, w, c;
+  const uint8_t* px;
+  long lo, hi;  // the visited range
+};
+void visit_image_source(const std::string& source, long chunk,
+                        const std::function<std::pair<long, long>(long)>& range,
+                        const std::function<void(const ImageRun&)>& fn);
 // Image files of a folder in pytorch-fid's order; throws when there are none.
 std::vector<std::string> list_image_files(const std::string& dir);
 

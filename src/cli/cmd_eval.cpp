@@ -1,7 +1,8 @@
 // `uvit eval`: samples N images in chunks, scores them with the FID Inception and reports the ADM
 // evaluator's Inception Score, FID, sFID, Precision and Recall against reference statistics or an
-// ADM reference batch (eval_metrics.hpp). Each finished chunk (uint8 samples + pool3 + logits +
-// spatial features) is saved in the work folder, so an interrupted run resumes where it stopped.
+// ADM reference batch (eval_metrics.hpp), and CLIPScore for text-to-image presets. Each finished
+// chunk (uint8 samples + pool3 + logits + spatial features [+ CLIPScores]) is saved in the work
+// folder, so an interrupted run resumes where it stopped.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,11 +15,13 @@
 #include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/prompt_contexts.hpp"
 #include "cli/rank_split.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/clip_vision.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
 #include "uvit/inception.hpp"
@@ -36,9 +39,10 @@ struct Chunk {
   Array pool3;    // f32 [m, 2048]
   Array logits;   // f32 [m, 1008]
   Array spatial;  // f32 [m, 2023] (sFID)
+  Array clip;     // f64 [m] CLIPScore of each sample (text-to-image presets)
 };
 
-bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
+bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk* out) {
   if (!fs::exists(path)) return false;
   NamedArrays z;
   try {
@@ -51,7 +55,10 @@ bool load_chunk(const std::string& path, long m, int s, int c, Chunk* out) {
     if (k == "pool3") out->pool3 = std::move(v);
     if (k == "logits") out->logits = std::move(v);
     if (k == "spatial") out->spatial = std::move(v);
+    if (k == "clip_score") out->clip = std::move(v);
   }
+  if (clip && (out->clip.dtype != DType::F64 || out->clip.shape != std::vector<int64_t>({m})))
+    return false;
   return out->samples.shape == std::vector<int64_t>({m, s, s, c}) &&
          out->samples.dtype == DType::U8 &&
          out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
@@ -66,7 +73,9 @@ void add_eval(CLI::App& app) {
       "eval", "Sample N images; report IS, FID, sFID, precision, recall as the ADM evaluator");
   struct Opts : SamplingOptions {
     std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "all", json;
+    std::string prompts, clip, clip_config, vocab;
     int n = 50000, chunk = 1000;
+    long max_chunks = 0;
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, the autoencoder and the Inception)");
@@ -91,9 +100,23 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--chunk", o->chunk, "samples per saved chunk (default 1000)")
       ->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
+  cmd->add_option("--max-chunks", o->max_chunks,
+                  "compute at most this many chunks, then stop (run the same command again to "
+                  "continue; 0: all)")
+      ->check(at_least(0));
+  cmd->add_option("--prompts", o->prompts,
+                  "text-to-image presets: prompts, one per line; sample i gets prompt i mod P");
+  cmd->add_option("--clip", o->clip,
+                  "text-to-image presets: CLIPModel weights (openai/clip-vit-large-patch14): the "
+                  "text tower encodes the prompts, both towers give CLIPScore");
+  cmd->add_option("--clip-config", o->clip_config, "HF CLIPConfig JSON (default: ViT-L/14)");
+  cmd->add_option("--vocab", o->vocab,
+                  "CLIP vocabulary (default: $UVIT_CLIP_VOCAB or the repository's data/clip)");
   cmd->callback([o] {
     Comm& comm = world(o->device);  // under mpirun: the chunks are shared among the ranks
     const bool lead = comm.rank() == 0;
+    UVIT_CHECK(o->max_chunks == 0 || comm.size() == 1,
+               "--max-chunks works in one process (under mpirun the ranks share the chunks)");
     check_output("--out", o->out, {".npz"});
     check_output("--json", o->json, {".json"});
     const Config cfg = o->load();
@@ -103,8 +126,14 @@ void add_eval(CLI::App& app) {
         !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
         " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
         "decode its samples");
-    UVIT_CHECK(!nc.text_conditional(), "config ", cfg.config_name,
-               " is text-to-image: uvit eval supports unconditional and class-conditional presets");
+    const bool text = nc.text_conditional();
+    UVIT_CHECK(!text || (!o->prompts.empty() && !o->clip.empty()), "config ", cfg.config_name,
+               " is text-to-image: give --prompts FILE and --clip W (a CLIPModel checkpoint with "
+               "both towers)");
+    UVIT_CHECK(text || (o->prompts.empty() && o->clip.empty()), "config ", cfg.config_name,
+               " is not text-to-image: --prompts/--clip do not apply");
+    const std::vector<std::string> prompts =
+        text ? gather_prompts({}, o->prompts) : std::vector<std::string>{};
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent) {
       ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
@@ -128,6 +157,18 @@ void add_eval(CLI::App& app) {
     if (be->precision() != ip) inception_be = make_backend(o->device, ip);
     const FidInception inception = FidInception::load(inception_weights_path(o->inception),
                                                       inception_be ? *inception_be : *be);
+    Backend& enc_be = inception_be ? *inception_be : *be;
+    std::unique_ptr<ClipScorer> clip;
+    std::vector<float> null_ctx;
+    if (text) {
+      clip = std::make_unique<ClipScorer>(o->clip, o->clip_config, o->vocab, enc_be);
+      const ClipTextConfig& tc = clip->text().config();
+      UVIT_CHECK(
+          tc.hidden_size == nc.context_dim && nc.context_tokens == ClipTokenizer::kContextLength,
+          o->clip, ": CLIP contexts are [77, ", tc.hidden_size, "], config ", cfg.config_name,
+          " expects [", nc.context_tokens, ", ", nc.context_dim, "]");
+      null_ctx = clip_encode_prompts(clip->tokenizer(), clip->text(), {""});
+    }
     auto netp = make_network(cfg, *be);
     Network& net = *netp;
     net.load_file(o->weights);
@@ -151,6 +192,11 @@ void add_eval(CLI::App& app) {
                                {"img_size", s},
                                {"channels", c}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) manifest[k] = v;
+    if (text) {
+      manifest["prompts"] = fs::absolute(o->prompts).string();
+      manifest["n_prompts"] = prompts.size();
+      manifest["clip"] = fs::absolute(o->clip).string();
+    }
     const std::string mpath = work + "/manifest.json";
     if (fs::exists(mpath)) {
       std::ifstream f(mpath);
@@ -163,10 +209,13 @@ void add_eval(CLI::App& app) {
     }
 
     const int k = real_classes(cfg);
-    std::vector<uint8_t> samples(size_t(n) * s * s * c);
+    // The samples batch, filled chunk by chunk (the only copy of all N images in memory), RGB
+    // even for gray presets: the ADM evaluator's graph takes [N, H, W, 3].
+    Array batch(DType::U8, {n, s, s, 3});
     std::vector<float> pool3(size_t(n) * FidInception::kDims),
         logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
-    long resumed = 0;
+    std::vector<double> clip_scores_all(text ? size_t(n) : 0);
+    long resumed = 0, computed = 0;
     Progress bar("eval", n, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
     // Several ranks: each makes its own run of chunks (a chunk is computed the same whichever rank
@@ -189,10 +238,20 @@ void add_eval(CLI::App& app) {
       const long first = ci * chunk, m = std::min(chunk, n - first);
       const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
       Chunk ch;
-      if (load_chunk(path, m, s, c, &ch)) {
+      if (load_chunk(path, m, s, c, text, &ch)) {
         if (!assembling) resumed += m;
       } else {
         UVIT_CHECK(!assembling, path, ": missing after every rank finished its chunks");
+        if (o->max_chunks > 0 && computed == o->max_chunks) {
+          bar.finish();
+          if (!o->quiet)
+            std::fprintf(stderr,
+                         "stopped after %ld new chunks (--max-chunks): run the same command again "
+                         "to continue\n",
+                         computed);
+          return;
+        }
+        ++computed;
         std::vector<int> labels;
         if (k > 0)
           for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced
@@ -203,7 +262,17 @@ void add_eval(CLI::App& app) {
           bar.update(first + (total > 0 ? long(double(m) * done / total) : 0),
                      total > 0 ? std::string("sampling") : cat("sampling, ", done, " evaluations"));
         };
-        std::vector<float> x = generate(net, cfg, g, int(m), labels);
+        // Text presets: sample i's prompt is i mod P; its context and its CLIP text embedding come
+        // from one pass of the text tower.
+        std::vector<std::string> chunk_prompts;
+        std::vector<float> ctx, text_emb;
+        if (text) {
+          for (long i = first; i < first + m; ++i)
+            chunk_prompts.push_back(prompts[size_t(i) % prompts.size()]);
+          bar.update(first, "encoding prompts");
+          text_emb = clip->text_embeddings(chunk_prompts, 64, &ctx);
+        }
+        std::vector<float> x = generate(net, cfg, g, int(m), labels, ctx, null_ctx);
         if (ae) x = decode_latents(*ae, x, int(m), nc.in_chans, nc.img_size, nc.img_size, 4);
         const std::vector<Image> imgs = to_images(x, int(m), c, s);
         ch.samples = Array(DType::U8, {m, s, s, c});
@@ -217,28 +286,44 @@ void add_eval(CLI::App& app) {
         // The whole chunk at once: the Inception batches it on a GPU.
         inception.forward_u8(ch.samples.as<uint8_t>(), int(m), s, s, c, ch.pool3.as<float>(),
                              ch.logits.as<float>(), ch.spatial.as<float>());
-        save_npz(path, {{"samples", ch.samples},
-                        {"pool3", ch.pool3},
-                        {"logits", ch.logits},
-                        {"spatial", ch.spatial}});
+        NamedArrays members = {{"samples", ch.samples},
+                               {"pool3", ch.pool3},
+                               {"logits", ch.logits},
+                               {"spatial", ch.spatial}};
+        if (text) {
+          bar.update(first + m, "clip");
+          const std::vector<float> img_emb = clip->image_embeddings(imgs);
+          const std::vector<double> sc =
+              clip_scores(img_emb.data(), text_emb.data(), m, clip->dim());
+          ch.clip = Array(DType::F64, {m});
+          std::copy(sc.begin(), sc.end(), ch.clip.as<double>());
+          members.emplace_back("clip_score", ch.clip);
+        }
+        save_npz(path, members);
       }
-      std::copy(ch.samples.data.begin(), ch.samples.data.end(),
-                samples.begin() + size_t(first) * s * s * c);
+      {
+        const uint8_t* src = ch.samples.as<uint8_t>();
+        uint8_t* dst = batch.as<uint8_t>() + size_t(first) * s * s * 3;
+        for (size_t i = 0; i < size_t(m) * s * s; ++i)
+          for (int k = 0; k < 3; ++k) dst[i * 3 + k] = src[i * c + (c == 3 ? k : 0)];
+      }
       std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
                 pool3.begin() + size_t(first) * FidInception::kDims);
       std::copy(ch.spatial.as<float>(), ch.spatial.as<float>() + ch.spatial.numel(),
                 spatial.begin() + size_t(first) * FidInception::kSpatialDims);
       std::copy(ch.logits.as<float>(), ch.logits.as<float>() + ch.logits.numel(),
                 logits.begin() + size_t(first) * FidInception::kClasses);
+      if (text)
+        std::copy(ch.clip.as<double>(), ch.clip.as<double>() + m, clip_scores_all.begin() + first);
       bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
     }
     bar.finish();
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     {
-      Array a(DType::U8, {n, s, s, c});
-      std::copy(samples.begin(), samples.end(), a.as<uint8_t>());
-      save_npz(o->out, {{"arr_0", std::move(a)}});
+      NamedArrays z;  // moved in, not copied (an initializer list would copy N images)
+      z.emplace_back("arr_0", std::move(batch));
+      save_npz(o->out, z);
     }
 
     nlohmann::json res = {{"n", n},
@@ -260,6 +345,14 @@ void add_eval(CLI::App& app) {
       ref.n_pool3 = long(ref.pool3.size() / FidInception::kDims);
     }
     report_metrics(ref, pool3, logits, spatial, n, all, res);
+    if (text) {
+      double mean = 0;
+      for (double v : clip_scores_all) mean += v;
+      mean /= double(n);
+      std::printf("CLIPScore: %s\n", py_float(mean).c_str());
+      res["clip_score"] = mean;
+      res["prompts"] = o->prompts;
+    }
     if (!o->json.empty()) {
       const std::string j = res.dump(1) + "\n";
       write_file_atomic(o->json, j.data(), j.size());

@@ -21,6 +21,7 @@ void add_autoencoder(CLI::App& app);
 void add_extract_features(CLI::App& app);
 void add_fid(CLI::App& app);  // fid, fid-features, fid-stats
 void add_eval(CLI::App& app);
+void add_clip_score(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_encode_text(CLI::App& app);
 void add_serve(CLI::App& app);

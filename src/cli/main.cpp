@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_extract_features(app);
   uvit::cli::add_fid(app);
   uvit::cli::add_eval(app);
+  uvit::cli::add_clip_score(app);
   uvit::cli::add_tokenize(app);
   uvit::cli::add_encode_text(app);
   uvit::cli::add_demo(app);

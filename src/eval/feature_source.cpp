@@ -88,33 +88,18 @@ Array load_samples(const std::string& path) {
 }
 }  // namespace
 
-std::vector<float> source_features(const FidInception& net, const std::string& source,
-                                   std::vector<float>* logits,
-                                   const std::function<void(long, long)>& progress,
-                                   std::vector<float>* spatial, int part, int parts) {
-  constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
-  std::vector<float> f;
-  // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
-  constexpr long kChunk = 32;
-  // This part's images [lo, hi) of n; rows are stored from lo.
-  long lo = 0, hi = 0;
-  auto share = [&](long n) {
-    const long chunks = (n + kChunk - 1) / kChunk;
-    lo = std::min(n, chunks * part / parts * kChunk);
-    hi = std::min(n, chunks * (part + 1) / parts * kChunk);
-    f.resize(size_t(hi - lo) * D);
-    if (logits) logits->resize(size_t(hi - lo) * K);
-    if (spatial) spatial->resize(size_t(hi - lo) * S);
-  };
+void visit_image_source(const std::string& source, long chunk,
+                        const std::function<std::pair<long, long>(long)>& range,
+                        const std::function<void(const ImageRun&)>& fn) {
   if (fs::is_directory(source)) {
     const std::vector<std::string> files = list_image_files(source);
     const long n = long(files.size());
-    share(n);
-    std::vector<Image> ims(size_t(std::min(kChunk, n)));
+    const auto [lo, hi] = range(n);
+    std::vector<Image> ims(size_t(std::max(0L, std::min(chunk, hi - lo))));
     std::vector<uint8_t> batch;
-    for (long i0 = lo; i0 < hi; i0 += kChunk) {
+    for (long i0 = lo; i0 < hi; i0 += chunk) {
       // Decoded in parallel (stb is reentrant); the first failure is rethrown in file order.
-      const long m = std::min(kChunk, n - i0);
+      const long m = std::min(chunk, hi - i0);
       std::vector<std::string> err(static_cast<size_t>(m));
 #pragma omp parallel for schedule(dynamic)
       for (long j = 0; j < m; ++j) {
@@ -126,7 +111,7 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
       }
       for (const std::string& e : err)
         if (!e.empty()) fail(e);
-      // Runs of images of one size go through the network together.
+      // Runs of images of one size go together.
       for (long j = 0; j < m;) {
         const Image& a = ims[size_t(j)];
         long k = j + 1;
@@ -136,14 +121,11 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
         for (long t = j; t < k; ++t)
           std::copy(ims[size_t(t)].px.begin(), ims[size_t(t)].px.end(),
                     batch.begin() + long(per) * (t - j));
-        net.forward_u8(batch.data(), int(k - j), a.h, a.w, 3, f.data() + (i0 - lo + j) * D,
-                       logits ? logits->data() + (i0 - lo + j) * K : nullptr,
-                       spatial ? spatial->data() + (i0 - lo + j) * S : nullptr);
+        fn({i0 + j, int(k - j), a.h, a.w, 3, batch.data(), lo, hi});
         j = k;
       }
-      if (progress) progress(i0 + m - lo, hi - lo);
     }
-    return f;
+    return;
   }
   UVIT_CHECK(fs::exists(source), source, ": no such file or folder");
   const std::string ext = fs::path(source).extension().string();
@@ -152,14 +134,38 @@ std::vector<float> source_features(const FidInception& net, const std::string& s
   const Array a = load_samples(source);
   const long n = a.shape[0];
   const int H = int(a.shape[1]), W = int(a.shape[2]), C = int(a.shape[3]);
-  share(n);
-  for (long i = lo; i < hi; i += kChunk) {
-    const int m = int(std::min(kChunk, n - i));
-    net.forward_u8(a.as<uint8_t>() + size_t(i) * H * W * C, m, H, W, C, f.data() + (i - lo) * D,
-                   logits ? logits->data() + (i - lo) * K : nullptr,
-                   spatial ? spatial->data() + (i - lo) * S : nullptr);
-    if (progress) progress(i + m - lo, hi - lo);
+  const auto [lo, hi] = range(n);
+  for (long i = lo; i < hi; i += chunk) {
+    const int m = int(std::min(chunk, hi - i));
+    fn({i, m, H, W, C, a.as<uint8_t>() + size_t(i) * H * W * C, lo, hi});
   }
+}
+
+std::vector<float> source_features(const FidInception& net, const std::string& source,
+                                   std::vector<float>* logits,
+                                   const std::function<void(long, long)>& progress,
+                                   std::vector<float>* spatial, int part, int parts) {
+  constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
+  std::vector<float> f;
+  // Chunks of images per call, so that a device backend runs them batched (FidInception::forward).
+  constexpr long kChunk = 32;
+  // This part's images [lo, hi) of n, in whole chunks; rows are stored from lo.
+  auto share = [&](long n) {
+    const long chunks = (n + kChunk - 1) / kChunk;
+    const long lo = std::min(n, chunks * part / parts * kChunk);
+    const long hi = std::min(n, chunks * (part + 1) / parts * kChunk);
+    f.resize(size_t(hi - lo) * D);
+    if (logits) logits->resize(size_t(hi - lo) * K);
+    if (spatial) spatial->resize(size_t(hi - lo) * S);
+    return std::make_pair(lo, hi);
+  };
+  visit_image_source(source, kChunk, share, [&](const ImageRun& r) {
+    const long at = r.first - r.lo;
+    net.forward_u8(r.px, r.n, r.h, r.w, r.c, f.data() + at * D,
+                   logits ? logits->data() + at * K : nullptr,
+                   spatial ? spatial->data() + at * S : nullptr);
+    if (progress) progress(at + r.n, r.hi - r.lo);
+  });
   return f;
 }
 

@@ -144,7 +144,7 @@ again=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")
   || fail "resumed FID $again != $first"
 "$PY" -c "
 import numpy as np, json
-a = np.load('$tmp/ev.npz')['arr_0']; assert a.shape == (12, 28, 28, 1) and a.dtype == np.uint8, a.shape
+a = np.load('$tmp/ev.npz')['arr_0']; assert a.shape == (12, 28, 28, 3) and a.dtype == np.uint8, a.shape
 j = json.load(open('$tmp/ev.json')); assert {'fid', 'sfid', 'inception_score', 'precision', 'recall'} <= set(j), j
 # The printed numbers are Python's repr of the values, as the evaluator's print shows them.
 keys = {'Inception Score': 'inception_score', 'FID': 'fid', 'sFID': 'sfid', 'Precision': 'precision', 'Recall': 'recall'}
@@ -162,7 +162,7 @@ with open(sys.argv[1], "rb") as f, zipfile.ZipFile(f, "r") as z:
         v = np.lib.format.read_magic(a)
         shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1, 0)
                                  else np.lib.format.read_array_header_2_0)(a)
-        assert not fortran and dtype == np.uint8 and shape == (12, 28, 28, 1), (shape, dtype)
+        assert not fortran and dtype == np.uint8 and shape == (12, 28, 28, 3), (shape, dtype)
         data = np.frombuffer(a.read(), dtype).reshape(shape)
 assert (data == np.load(sys.argv[1])["arr_0"]).all()
 PYEOF

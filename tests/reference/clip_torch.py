@@ -139,9 +139,9 @@ PROMPTS = [
 
 
 class Attention(torch.nn.Module):
-    def __init__(self, d, heads):
+    def __init__(self, d, heads, causal=True):
         super().__init__()
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (torch.nn.Linear(d, d) for _ in range(4))
 
     def forward(self, x):
@@ -153,8 +153,9 @@ class Attention(torch.nn.Module):
         q = split(self.q_proj(x)) * dh ** -0.5
         k, v = split(self.k_proj(x)), split(self.v_proj(x))
         s = q @ k.transpose(-1, -2)
-        mask = torch.full((L, L), float("-inf"), dtype=x.dtype, device=x.device).triu(1)
-        a = torch.softmax(s + mask, dim=-1) @ v
+        if self.causal:
+            s = s + torch.full((L, L), float("-inf"), dtype=x.dtype, device=x.device).triu(1)
+        a = torch.softmax(s, dim=-1) @ v
         return self.out_proj(a.transpose(1, 2).reshape(B, L, D))
 
 
@@ -170,10 +171,10 @@ class Mlp(torch.nn.Module):
 
 
 class Layer(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, causal=True):
         super().__init__()
         d, eps = c["hidden_size"], c["layer_norm_eps"]
-        self.self_attn = Attention(d, c["num_attention_heads"])
+        self.self_attn = Attention(d, c["num_attention_heads"], causal)
         self.layer_norm1 = torch.nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, c["intermediate_size"], c["hidden_act"])
         self.layer_norm2 = torch.nn.LayerNorm(d, eps=eps)
@@ -192,9 +193,9 @@ class Embeddings(torch.nn.Module):
 
 
 class Encoder(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, causal=True):
         super().__init__()
-        self.layers = torch.nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
+        self.layers = torch.nn.ModuleList(Layer(c, causal) for _ in range(c["num_hidden_layers"]))
 
 
 class TextTransformer(torch.nn.Module):
@@ -245,7 +246,8 @@ def randomize(net, seed):
         for m in net.modules():
             if isinstance(m, torch.nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
+                if m.bias is not None:
+                    m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
             elif isinstance(m, torch.nn.LayerNorm):
                 m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
                 m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
@@ -306,7 +308,7 @@ def cmd_fixtures(a):
     randomize(net, 1234)
     sd = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     extra = {"vision_model.embeddings.class_embedding": np.ones(7, np.float32),
-             "text_projection.weight": np.ones((3, 64), np.float32)}
+             "text_projection.weight": np.ones((768, 64), np.float32)}
     write_safetensors(os.path.join(a.out, "text_small.safetensors"), dict(sd, **extra))
     # The .pth: a wrapper prefix ("transformer.text_model.*", as in a FrozenCLIPEmbedder state_dict).
     torch.save({"transformer." + k: v for k, v in net.state_dict().items()}, os.path.join(a.out, "text_small.pth"))

@@ -15,6 +15,7 @@
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
+#include "uvit/clip_vision.hpp"
 #include "uvit/error.hpp"
 
 namespace {
@@ -169,6 +170,43 @@ TEST(CudaEncoders, ClipTextModelMatchesCpu) {
   // A bf16 backend is refused with a one-line error (the encoders are fp32 models).
   auto bf16 = make_backend("cuda", "bf16");
   EXPECT_THROW(ClipTextModel(c, *bf16), Error);
+}
+
+// The CLIP image tower (docs/clip_score.md): a small ViT of the ViT-L/14 family (odd head count,
+// 17 tokens) with random weights in the HF layout, fp32 and tf32 against the CPU.
+TEST(CudaEncoders, ClipVisionModelMatchesCpu) {
+  REQUIRE_CUDA();
+  ClipVisionConfig c;
+  c.hidden_size = 96;
+  c.intermediate_size = 160;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 3;
+  c.image_size = 56;
+  c.patch_size = 14;
+  c.projection_dim = 40;
+  std::mt19937 g(5);
+  NamedArrays sd;
+  for (const auto& [name, shape] : clip_vision_param_shapes(c)) {
+    const bool norm = name.find("norm") != std::string::npos;  // layer_norm*, pre_layrnorm
+    Array a = random_array(shape, g, 0.1f);
+    if (norm && name.compare(name.size() - 7, 7, ".weight") == 0)
+      for (int64_t i = 0; i < a.numel(); ++i) a.as<float>()[i] += 1.f;
+    sd.emplace_back(name, std::move(a));
+  }
+  const std::vector<float> px = randn(size_t(3) * 3 * 56 * 56, g, 1.f);
+  auto cpu_be = make_cpu_backend();
+  ClipVisionModel cpu(c, *cpu_be);
+  cpu.load(sd, "random");
+  const std::vector<float> ref = cpu.forward(px.data(), 3);
+  for (const char* prec : {"fp32", "tf32"}) {
+    auto gpu_be = make_backend("cuda", prec);
+    ClipVisionModel gpu(c, *gpu_be);
+    gpu.load(sd, "random");
+    test::compare(std::string(prec) + " clip vision [3, 40]", gpu.forward(px.data(), 3), ref,
+                  std::string(prec) == "fp32" ? 1e-4 : 1e-2);
+  }
+  auto bf16 = make_backend("cuda", "bf16");
+  EXPECT_THROW(ClipVisionModel(c, *bf16), Error);
 }
 
 }  // namespace

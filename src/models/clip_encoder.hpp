@@ -1,0 +1,82 @@
+// The pieces the two CLIP towers share (docs/clip_score.md): the flat parameter layout keyed by
+// Hugging Face names, the key matching and validation of a checkpoint (any wrapper prefix before
+// "text_model." / "vision_model."), and the pre-norm transformer stack (LayerNorm -> multi-head
+// self-attention -> residual, LayerNorm -> fc1 -> quick-GELU/GELU -> fc2 -> residual), causal for
+// the text tower and bidirectional for the image tower. Inference only, fp32, over the Backend.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "uvit/array.hpp"
+#include "uvit/backend.hpp"
+
+namespace uvit::clip {
+
+struct Slot {
+  size_t offset = 0;
+  std::vector<int64_t> shape;
+  bool optional = false;  // may be absent from a checkpoint (the text projection)
+};
+
+// Where every HF tensor lands in one flat fp32 buffer. Names are full HF names
+// ("vision_model.encoder.layers.0.mlp.fc1.weight", "visual_projection.weight").
+class Layout {
+ public:
+  // `tower`: "text_model." or "vision_model."; `kind`: "text-model" or "vision-model" (errors).
+  Layout(std::string tower, std::string kind) : tower_(std::move(tower)), kind_(std::move(kind)) {}
+  // Reserves a tensor; an empty name reserves unnamed room (the stacked q/k/v).
+  size_t take(const std::string& name, std::vector<int64_t> shape, bool optional = false);
+  // Names a part of room reserved earlier.
+  void alias(const std::string& name, size_t offset, std::vector<int64_t> shape);
+  // Names outside the tower ("visual_projection.weight") that a checkpoint may hold at its top
+  // level or after a wrapper prefix.
+  void add_top_level(const std::string& name) { top_.push_back(name); }
+  size_t total() const { return total_; }
+  const std::map<std::string, Slot>& slots() const { return slots_; }
+
+  // The slot a checkpoint key goes to: nullptr for keys of other parts (the other tower,
+  // logit_scale, position_ids); throws a one-line error for an unexpected tower key or a wrong
+  // shape. `layers` is named in the error for unexpected keys.
+  const Slot* match(const std::string& key, const std::vector<int64_t>& shape,
+                    const std::string& what, int layers, std::string* name) const;
+  // Throws for the first required slot not in `done`.
+  void check_complete(const std::map<std::string, bool>& done, const std::string& what) const;
+
+ private:
+  std::string tower_, kind_;
+  std::vector<std::string> top_;
+  std::map<std::string, Slot> slots_;
+  size_t total_ = 0;
+};
+
+// Offsets of one transformer layer's weights; q, k, v are stacked into one [3H, H] weight (and
+// [3H] bias) so that one GEMM computes them.
+struct LayerOffsets {
+  size_t ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+};
+// Adds `n` layers under `prefix` ("text_model.encoder.layers.").
+std::vector<LayerOffsets> add_layers(Layout& lay, const std::string& prefix, int n, int64_t H,
+                                     int64_t I);
+
+struct StackDims {
+  int hidden = 0, intermediate = 0, heads = 0;
+  float eps = 1e-5f;
+  bool quick_gelu = true;  // else exact GELU
+  bool causal = false;
+};
+// Scratch for the stack at M = B * L rows: h [M, H], qkv [M, 3H], att [M, H], f [M, I] floats.
+size_t stack_scratch_floats(const StackDims& d, size_t M);
+// x [B, L, H] (backend memory) through every layer, in place.
+void stack_forward(Backend& be, const float* P, const std::vector<LayerOffsets>& layers,
+                   const StackDims& d, float* x, float* scratch, int B, int L);
+
+// Loads every tensor of `sd` that `lay` matches into `params` (backend memory), converted to fp32;
+// then checks that nothing required is missing. Returns the slots that were loaded.
+std::map<std::string, bool> load_into(Backend& be, float* params, const Layout& lay,
+                                      const NamedArrays& sd, const std::string& what, int layers);
+
+}  // namespace uvit::clip

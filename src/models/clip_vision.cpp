@@ -1,0 +1,193 @@
+// CLIP's image tower (HF CLIPVisionModel + CLIPModel.visual_projection): patch-14 convolution
+// (no bias) as im2col + GEMM, the class token, learned positions, pre_layrnorm, the shared pre-norm
+// transformer stack (bidirectional), post_layernorm of the class token, visual_projection (no
+// bias). Facts: docs/clip_score.md. Every kernel goes through the Backend, in fp32.
+#include "uvit/clip_vision.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "models/clip_encoder.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit {
+
+// ---- config ------------------------------------------------------------------------------------
+
+ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j0, const std::string& what) {
+  UVIT_CHECK(j0.is_object(), what, ": expected a JSON object");
+  const nlohmann::json& j = j0.contains("vision_config") ? j0["vision_config"] : j0;
+  UVIT_CHECK(j.is_object(), what, ": vision_config is not an object");
+  ClipVisionConfig c;
+  auto get_int = [&](const nlohmann::json& o, const char* k, int& v) {
+    if (!o.contains(k)) return;
+    UVIT_CHECK(o[k].is_number_integer(), what, ": ", k, " must be an integer");
+    v = o[k].get<int>();
+  };
+  get_int(j, "hidden_size", c.hidden_size);
+  get_int(j, "intermediate_size", c.intermediate_size);
+  get_int(j, "num_hidden_layers", c.num_hidden_layers);
+  get_int(j, "num_attention_heads", c.num_attention_heads);
+  get_int(j, "num_channels", c.num_channels);
+  get_int(j, "image_size", c.image_size);
+  get_int(j, "patch_size", c.patch_size);
+  get_int(j0, "projection_dim", c.projection_dim);  // CLIPConfig's, when present
+  get_int(j, "projection_dim", c.projection_dim);
+  if (j.contains("hidden_act")) {
+    UVIT_CHECK(j["hidden_act"].is_string(), what, ": hidden_act must be a string");
+    c.hidden_act = j["hidden_act"].get<std::string>();
+  }
+  if (j.contains("layer_norm_eps")) {
+    UVIT_CHECK(j["layer_norm_eps"].is_number(), what, ": layer_norm_eps must be a number");
+    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  }
+  c.validate(what);
+  return c;
+}
+
+ClipVisionConfig ClipVisionConfig::load(const std::string& path) {
+  return from_json(read_json_file(path), path);
+}
+
+void ClipVisionConfig::validate(const std::string& what) const {
+  UVIT_CHECK(hidden_size > 0 && intermediate_size > 0 && num_hidden_layers >= 0 &&
+                 num_attention_heads > 0 && image_size > 0 && patch_size > 0 && projection_dim > 0,
+             what, ": vision sizes must be positive");
+  UVIT_CHECK(num_channels == 3, what, ": num_channels ", num_channels,
+             " is not supported (CLIP takes RGB: 3)");
+  UVIT_CHECK(hidden_size % num_attention_heads == 0, what, ": vision hidden_size ", hidden_size,
+             " is not divisible by num_attention_heads ", num_attention_heads);
+  UVIT_CHECK(image_size % patch_size == 0, what, ": image_size ", image_size,
+             " is not a multiple of patch_size ", patch_size);
+  UVIT_CHECK(hidden_act == "quick_gelu" || hidden_act == "gelu", what, ": hidden_act '", hidden_act,
+             "' is not supported (quick_gelu or gelu)");
+  UVIT_CHECK(layer_norm_eps > 0, what, ": layer_norm_eps must be positive");
+}
+
+// ---- weights -----------------------------------------------------------------------------------
+
+namespace {
+struct VisionLayout {
+  clip::Layout lay{"vision_model.", "vision-model"};
+  size_t cls, patch, pos, pre_w, pre_b, post_w, post_b, proj;
+  std::vector<clip::LayerOffsets> layers;
+
+  explicit VisionLayout(const ClipVisionConfig& c) {
+    const int64_t H = c.hidden_size, C = c.num_channels, p = c.patch_size;
+    cls = lay.take("vision_model.embeddings.class_embedding", {H});
+    patch = lay.take("vision_model.embeddings.patch_embedding.weight", {H, C, p, p});
+    pos = lay.take("vision_model.embeddings.position_embedding.weight", {c.positions(), H});
+    pre_w = lay.take("vision_model.pre_layrnorm.weight", {H});  // HF's spelling
+    pre_b = lay.take("vision_model.pre_layrnorm.bias", {H});
+    layers = clip::add_layers(lay, "vision_model.encoder.layers.", c.num_hidden_layers, H,
+                              c.intermediate_size);
+    post_w = lay.take("vision_model.post_layernorm.weight", {H});
+    post_b = lay.take("vision_model.post_layernorm.bias", {H});
+    lay.add_top_level("visual_projection.weight");
+    proj = lay.take("visual_projection.weight", {c.projection_dim, H});
+  }
+};
+}  // namespace
+
+struct ClipVisionModel::Weights : VisionLayout {
+  using VisionLayout::VisionLayout;
+};
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> clip_vision_param_shapes(
+    const ClipVisionConfig& cfg) {
+  cfg.validate("clip vision config");
+  const VisionLayout w(cfg);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (const auto& [name, slot] : w.lay.slots()) out.emplace_back(name, slot.shape);
+  return out;
+}
+
+ClipVisionModel::ClipVisionModel(const ClipVisionConfig& cfg, Backend& be) : cfg_(cfg), be_(be) {
+  cfg_.validate("clip vision config");
+  UVIT_CHECK(be.act_bytes() == sizeof(float),
+             "clip vision: the model needs fp32 activations (precision fp32 or tf32), got a ",
+             be.precision(), " ", be.name(), " backend");
+  w_ = std::make_unique<Weights>(cfg_);
+  total_ = w_->lay.total();
+  params_ = DeviceBuffer(be_, total_ * sizeof(float));
+  be_.fill(params_.f32(), 0.f, total_);
+}
+
+ClipVisionModel::~ClipVisionModel() = default;
+
+void ClipVisionModel::load(const NamedArrays& sd, const std::string& what) {
+  clip::load_into(be_, params_.f32(), w_->lay, sd, what, cfg_.num_hidden_layers);
+}
+
+void ClipVisionModel::load_file(const std::string& path) { load(load_weights(path), path); }
+
+void ClipVisionModel::check_keys(
+    const ClipVisionConfig& cfg,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& keys,
+    const std::string& what) {
+  cfg.validate(what);
+  const VisionLayout w(cfg);
+  std::map<std::string, bool> done;
+  for (const auto& [key, shape] : keys) {
+    std::string name;
+    if (!w.lay.match(key, shape, what, cfg.num_hidden_layers, &name)) continue;
+    UVIT_CHECK(!done[name], what, ": tensor ", name, " appears twice");
+    done[name] = true;
+  }
+  w.lay.check_complete(done, what);
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+std::vector<float> ClipVisionModel::forward(const float* pixels, int B,
+                                            std::vector<float>* pooled) {
+  UVIT_CHECK(B > 0, "clip vision: empty batch");
+  const int H = cfg_.hidden_size, C = cfg_.num_channels, S = cfg_.image_size, p = cfg_.patch_size,
+            L = cfg_.grid() * cfg_.grid(), N = L + 1, Pd = cfg_.projection_dim;
+  const int K = C * p * p;
+  const clip::StackDims dims{H,
+                             cfg_.intermediate_size,
+                             cfg_.num_attention_heads,
+                             float(cfg_.layer_norm_eps),
+                             cfg_.hidden_act == "quick_gelu",
+                             /*causal=*/false};
+  const Weights& w = *w_;
+  const float* P = params_.f32();
+  Backend& be = be_;
+  const size_t n_img = size_t(B) * C * S * S, n_cols = size_t(B) * std::max(L * K, 2 * H + Pd),
+               n_seq = size_t(B) * N * H, n_scr = clip::stack_scratch_floats(dims, size_t(B) * N);
+  // img | cols | patches | extras | seq | x | scratch; pooled rows and the output reuse cols.
+  const size_t total = n_img + n_cols + size_t(B) * L * H + size_t(B) * H + 2 * n_seq + n_scr;
+  DeviceBuffer buf(be, total * sizeof(float));
+  float* img = buf.f32();
+  float* cols = img + n_img;
+  float* patches = cols + n_cols;
+  float* extras = patches + size_t(B) * L * H;
+  float* seq = extras + size_t(B) * H;
+  float* x = seq + n_seq;
+  float* scratch = x + n_seq;
+  be.upload(img, pixels, n_img * sizeof(float));
+  be.patch_im2col(img, cols, B, C, S, p);
+  be.gemm(false, true, B * L, H, K, 1.f, cols, K, P + w.patch, K, 0.f, patches, H);
+  for (int b = 0; b < B; ++b) be.copy(extras + size_t(b) * H, P + w.cls, size_t(H));
+  be.tokens_fwd(extras, patches, P + w.pos, seq, B, 1, L, H);
+  be.layernorm_fwd(seq, P + w.pre_w, P + w.pre_b, x, nullptr, nullptr, B * N, H, dims.eps);
+  clip::stack_forward(be, P, w.layers, dims, x, scratch, B, N);
+  // The class token of each image -> post_layernorm -> visual_projection.
+  float* cls = cols;
+  float* pool = cls + size_t(B) * H;
+  float* emb = pool + size_t(B) * H;
+  be.copy_2d(cls, H, x, long(N) * H, B, H);
+  be.layernorm_fwd(cls, P + w.post_w, P + w.post_b, pool, nullptr, nullptr, B, H, dims.eps);
+  be.gemm(false, true, B, Pd, H, 1.f, pool, H, P + w.proj, H, 0.f, emb, Pd);
+  if (pooled) {
+    pooled->resize(size_t(B) * H);
+    be.download(pooled->data(), pool, pooled->size() * sizeof(float));
+  }
+  std::vector<float> out(size_t(B) * Pd);
+  be.download(out.data(), emb, out.size() * sizeof(float));
+  return out;
+}
+
+}  // namespace uvit
