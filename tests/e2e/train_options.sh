@@ -29,7 +29,7 @@ run "$UVIT" train --out "$R" --resume --config "$R" --steps 5 --no-grid -q  # th
 run "$UVIT" train --out "$R" --resume --steps 8 --set optimizer.lr=0.0005 --no-grid -q
 [ "$(jget "$R/config.json" '["train"]["n_steps"]')/$(jget "$R/config.json" '["optimizer"]["lr"]')" = 8/0.0005 ] ||
   fail "config.json does not record --steps 8 --set optimizer.lr=0.0005: $(cat "$R/config.json")"
-grep -q '{"override":{"optimizer.lr":0.0005,"train.n_steps":8},"step":5}' "$R/log.jsonl" ||
+grep -q '"event":"override","override":{"optimizer.lr":0.0005,"train.n_steps":8},"step":5,' "$R/log.jsonl" ||
   fail "log.jsonl does not record the overrides: $(grep override "$R/log.jsonl")"
 # A plain --resume keeps them: nothing left to train at step 8, then lr 0.0005 to step 10.
 run "$UVIT" train --out "$R" --resume --no-grid
