@@ -33,6 +33,16 @@ def check(cond, msg):
         print("FAIL:", msg)
 
 
+def drop_first_download(page):
+    """Drops the first image's download link (the PNG) on the page; returns the parameters shown."""
+    page.js("""(async () => { const a = document.querySelector('#images a');
+        const bytes = Uint8Array.from(atob(a.href.split(',')[1]), c => c.charCodeAt(0));
+        const dt = new DataTransfer(); dt.items.add(new File([bytes], 'x.png', {type: 'image/png'}));
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    })()""")
+    return page.wait("document.getElementById('info').textContent", "the dropped PNG's parameters")
+
+
 def check_t2i(page, model, shots, bad_events):
     """The page with a text-to-image model: a prompt (UTF-8) and a negative prompt in, the image
     at the model's size out, with the prompt in its metadata; no console errors."""
@@ -53,12 +63,7 @@ def check_t2i(page, model, shots, bad_events):
     time.sleep(0.5)  # the bar's CSS transition
     page.screenshot(os.path.join(shots, "serve_page_t2i.png"))
     # The download dropped back on the page: the UTF-8 prompt survives (an iTXt chunk).
-    page.js("""(async () => { const a = document.querySelector('#images a');
-        const bytes = Uint8Array.from(atob(a.href.split(',')[1]), c => c.charCodeAt(0));
-        const dt = new DataTransfer(); dt.items.add(new File([bytes], 'x.png', {type: 'image/png'}));
-        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
-    })()""")
-    info = page.wait("document.getElementById('info').textContent", "the dropped PNG's parameters")
+    info = drop_first_download(page)
     check(info.startswith(prompt + "\nNegative prompt: blurry\nSteps: 3,"), f"png info: {info[:120]}")
     # An empty prompt is the unconditional context: still an image, not an error.
     page.js("""(() => { document.getElementById('prompt').value = ''; document.getElementById('neg').value = '';
@@ -122,12 +127,7 @@ try:
     check(meta == "uvit-5-0.png|true", f"download: {meta}")
 
     # Drop that PNG on the page: its parameters come back through /sdapi/v1/png-info.
-    page.js("""(async () => { const a = document.querySelector('#images a');
-        const bytes = Uint8Array.from(atob(a.href.split(',')[1]), c => c.charCodeAt(0));
-        const dt = new DataTransfer(); dt.items.add(new File([bytes], 'x.png', {type: 'image/png'}));
-        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
-    })()""")
-    info = page.wait("document.getElementById('info').textContent", "the dropped PNG's parameters")
+    info = drop_first_download(page)
     check(info.startswith("Sneaker\nSteps: 4, Sampler: dpm-solver, CFG scale: 2, UViT scale: 1, Seed: 5, Index: 0, Size: 28x28"),
           f"png info: {info[:120]}")
 

@@ -1,4 +1,4 @@
-# A tiny text-to-image model for the serve tests (sourced after lib.sh, with $UVIT, $PY and $tmp
+# A tiny text-to-image model for the t2i and serve tests (sourced after lib.sh, with $UVIT, $PY and $tmp
 # set): a random one-layer CLIP text model of width 768, a generated mscoco256_features folder whose
 # captions it encodes, 3 training steps of a small mscoco_uvit_small and a tiny random KL
 # autoencoder to decode its 32x32x4 latents to 256x256. Sets T2I_CONFIG (the preset and its --set
@@ -16,6 +16,8 @@ import sys
 import numpy as np
 t = sys.argv[1]
 c = np.load(t + "/caps.npy")
+assert c.shape == (9, 77, 768) and c.dtype == np.float32 and np.isfinite(c).all(), c.shape
+assert np.abs(c[0] - c[1]).max() > 1e-3, "different captions gave the same context"
 rng = np.random.default_rng(0)
 for i in range(4):
     m = np.concatenate([rng.standard_normal((4, 32, 32)), np.full((4, 32, 32), -4.0)]).astype(np.float32)
