@@ -34,16 +34,21 @@ struct Cancelled : Error {
 };
 
 struct PipelineOptions {
-  std::string config;              // preset name, JSON file or training run folder
-  std::vector<std::string> set;    // "section.key=value" overrides
-  std::string weights;             // .safetensors or .pth
-  std::string autoencoder;         // latent presets: the KL autoencoder (else unused)
-  std::string autoencoder_config;  // "" = Stable Diffusion kl-f8
-  std::string clip;                // text presets: CLIPTextModel weights ("" = contexts only)
+  std::string config;            // preset name, JSON file or training run folder
+  std::vector<std::string> set;  // "section.key=value" overrides
+  std::string weights;           // .safetensors or .pth
+  std::string autoencoder;       // latent presets: the KL autoencoder (else unused)
+  std::string
+      autoencoder_config;    // "" = the preset's autoencoder.config, else Stable Diffusion kl-f8
+  std::string latent_stats;  // latent presets: per-channel mean/std ("" = the preset's)
+  std::string clip;          // text presets: CLIPTextModel weights ("" = contexts only)
   std::string clip_config, vocab;  // "" = ViT-L/14 and the repository's vocabulary
   std::string device = "cpu";      // cpu or cuda
   std::string precision;           // "" = the device's default
   bool decode = true;              // load the autoencoder (false: latents only)
+  // Hash the weights and autoencoder files for the metadata (false: the model name only, for
+  // callers that write no PNG).
+  bool identify = true;
 };
 
 enum class ModelKind { Unconditional, Class, Text };
@@ -59,11 +64,15 @@ struct GenerationRequest {
   std::string sampler;       // "" = the preset's; A1111 spellings accepted (canonical_sampler)
   int steps = 0;             // 0 = the preset's
   double guidance_w = -1;    // w = s + 1 (1 = off); < 0 = the preset's
+  double cfg_scale = -1;     // U-ViT's s itself, used when guidance_w < 0 (exact, not w - 1)
   int64_t seed = 0;          // -1 = random (the chosen seed is returned)
   uint64_t first_index = 0;  // sample i draws the noise of sample first_index + i
   int batch = 0;             // samples per network batch; 0 = the preset's
   int skip_cache = 0;
   std::vector<float> noise;   // optional x_T [n, C, H, W]
+  int guidance_channels = 0;  // channels guidance combines; 0 = the network's
+  // Flow presets (docs/flow.md); 0 (cfg_interval: < 0) = the preset's.
+  double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;
   bool keep_latents = false;  // fill GenerationResult::latents (latent models: before decoding)
   // After each network evaluation (done/total) and decode chunk; false cancels.
   std::function<bool(const char* phase, int done, int total)> progress;
@@ -86,6 +95,12 @@ struct GenerationResult {
   int evaluations = 0;
   double sample_seconds = 0, decode_seconds = 0;
 };
+
+// The sampler settings a request runs with on preset `cfg`: its sampler (canonical name), steps,
+// guidance, seed (-1: a random one, drawn anew by each call), batch, Skip-Cache, first index and
+// flow options over the preset's defaults (with_preset_defaults); not the noise or the progress.
+// Throws uvit::Error for values out of range.
+GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r);
 
 // The class name table of a preset's dataset (class_names.hpp; empty when it has none).
 const std::vector<ClassName>& class_table_of(const Config& cfg);
@@ -140,6 +155,8 @@ class Pipeline {
 
   // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
   GenerationResult generate(const GenerationRequest& r);
+  // The loaded autoencoder (nullptr: pixel model, or decode = false).
+  const Autoencoder* autoencoder() const { return ae_.get(); }
   // Stops the running generation at its next network evaluation; safe from any thread. A call
   // while nothing runs has no effect.
   void cancel() { cancel_.store(true); }

@@ -57,8 +57,10 @@ class Trainer {
 
   // Fresh run: official initialisation from the seed, EMA an exact copy.
   void init();
-  // Continues the run in run_dir bit-identically; throws when there is nothing to resume.
-  void resume();
+  // Continues the run in run_dir bit-identically from its checkpoint, or from the checkpoint in
+  // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
+  // resume. Later saves go to run_dir.
+  void resume(const std::string& from = "");
   StepStats step();
   // Writes nnet.safetensors, nnet_ema.safetensors and train_state.safetensors atomically, and a
   // snapshot under ckpts/STEP when `snapshot` (keeping the last keep_snapshots).

@@ -1,11 +1,11 @@
-// `uvit sample`: draws samples from trained weights and writes a grid, PNGs and/or .npy.
+// `uvit sample`: draws samples from trained weights through the library pipeline
+// (include/uvit/pipeline.hpp, the same calls as the C API and `uvit serve`) and writes a grid,
+// per-image PNGs, .npy / .npz arrays and/or the latents.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
-#include <optional>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
@@ -16,7 +16,6 @@
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
-#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/pipeline.hpp"
@@ -45,15 +44,31 @@ std::vector<int> parse_class_list(const std::string& text, int k) {
   }
   return out;
 }
+
+// A float32 .npy of exactly `want` (the error names the option's file and what it holds).
+std::vector<float> load_f32(const std::string& path, const std::vector<int64_t>& want,
+                            const char* what = "") {
+  Array a = load_npy(path);
+  UVIT_CHECK(a.shape == want, path, ": shape ", shape_str(a.shape), ", expected ", shape_str(want),
+             what);
+  return a.to_f32();
+}
+
+// The part of per-sample values `v` (`per` values each) that samples [begin, end) hold.
+template <class T>
+std::vector<T> slice(const std::vector<T>& v, size_t per, long begin, long end, long n) {
+  if (v.empty() || (begin == 0 && end == n)) return v;
+  return std::vector<T>(v.begin() + begin * long(per), v.begin() + end * long(per));
+}
 }  // namespace
 
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate samples from trained weights");
   struct Opts : SamplingOptions {
-    std::string classes, out, npy, dir, context, null_context, noise, cls_text;
+    std::string classes, out, npy, npz, dir, context, null_context, noise, cls_text;
     int n = 16, cls = -1;
     std::vector<std::string> prompt;
-    std::string prompts_file, clip, clip_config, vocab, latents;
+    std::string prompts_file, negative_prompt, clip, clip_config, vocab, latents;
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
@@ -66,10 +81,17 @@ void add_sample(CLI::App& app) {
                              "class models: 'all' gives sample i class i mod (classes); a list "
                              "such as 0,3,7,9 gives sample i entry i mod (its length)");
   c1->excludes(c2);
-  cmd->add_option("--out,-o", o->out, "write a grid .png (with --classes all: one row per class)");
+  cmd->add_option("--out,-o", o->out,
+                  "write a grid .png (with --classes all: one row per class); a printf pattern "
+                  "such as out/img_%03d.png writes one PNG per sample instead (%d = the sample's "
+                  "index)");
   cmd->add_option("--npy", o->npy, "write all samples as uint8 [N,H,W,C] .npy");
+  cmd->add_option("--npz", o->npz,
+                  "write all samples as .npz with arr_0 uint8 [N,H,W,C] (the ADM evaluator's and "
+                  "DiT's sample_ddp.py layout)");
   cmd->add_option("--dir", o->dir,
-                  "write one PNG per sample, with the generation parameters (folder created)");
+                  "write one PNG per sample, NNNNNN.png, with the generation parameters (folder "
+                  "created)");
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
   cmd->add_option("--null-context", o->null_context,
                   "text models: the empty prompt's [77,clip_dim] .npy");
@@ -77,6 +99,8 @@ void add_sample(CLI::App& app) {
                   "text models: a prompt (repeatable; sample i gets prompt i mod P; --n defaults "
                   "to P)");
   cmd->add_option("--prompts", o->prompts_file, "text models: a file of prompts, one per line");
+  cmd->add_option("--negative-prompt", o->negative_prompt,
+                  "text models: guidance pushes away from this prompt instead of the empty one");
   cmd->add_option("--clip", o->clip, "text models: CLIPTextModel weights for --prompt");
   cmd->add_option("--clip-config", o->clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
   cmd->add_option("--vocab", o->vocab, "CLIP vocabulary (default: the repository's data/clip)");
@@ -90,17 +114,19 @@ void add_sample(CLI::App& app) {
     // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
     Comm& comm = world(o->device);
     const bool lead = comm.rank() == 0;
-    const Config cfg = o->load();
+    const Config cfg = o->load();  // for the checks before loading; the pipeline loads the same
     const NetSpec& nc = cfg.spec;
     if (!o->cls_text.empty())
       o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
     o->resolve_seed();  // --seed -1: a random seed, printed and recorded
-    const bool images = !o->out.empty() || !o->npy.empty() || !o->dir.empty();
+    const bool per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
+    const bool images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
-               "nothing to write: give --out grid.png, --npy FILE and/or --dir DIR");
+               "nothing to write: give --out grid.png, --npy FILE, --npz FILE and/or --dir DIR");
     // Every output is checked before minutes of sampling, not at the end.
     check_output("--out", o->out, {".png"});
     check_output("--npy", o->npy, {".npy"});
+    check_output("--npz", o->npz, {".npz"});
     check_output("--latents", o->latents, {".npy"});
     check_output_dir("--dir", o->dir);
     const bool latent = cfg.json.contains("z_shape");
@@ -108,16 +134,9 @@ void add_sample(CLI::App& app) {
         !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
         " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
         "decode its samples (or only --latents FILE)");
-    std::optional<Autoencoder> ae;  // loaded up front so a bad file fails before sampling
-    if (latent && images) {
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
-                                         o->latent_stats, o->device,
-                                         encoders_beside(o->device, o->precision)));
-      print_skipped(*ae, o->autoencoder, o->quiet);
-    }
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
-    UVIT_CHECK(nc.text_conditional() || prompts.empty(), "config ", cfg.config_name,
-               " is not text-to-image: --prompt/--prompts do not apply",
+    UVIT_CHECK(nc.text_conditional() || (prompts.empty() && o->negative_prompt.empty()), "config ",
+               cfg.config_name, " is not text-to-image: --prompt/--prompts do not apply",
                nc.class_conditional()
                    ? " (it is class-conditional: give --class K or --classes all)"
                    : " (it is unconditional: leave them out)");
@@ -141,132 +160,138 @@ void add_sample(CLI::App& app) {
       UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
                  " is not class-conditional: --class/--classes do not apply");
     }
-    std::vector<float> ctx, null_ctx;
+    GenerationRequest req = o->request(cfg);
+    req.negative_prompt = o->negative_prompt;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
     if (nc.text_conditional() && !prompts.empty()) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
-      PromptContexts pc =
-          encode_prompts_for_sampling(prompts, n, o->clip, o->clip_config, o->vocab, o->device,
-                                      encoders_beside(o->device, o->precision));
-      const size_t per = nc.context_numel();
-      UVIT_CHECK(pc.null_context.size() == per, o->clip, ": CLIP contexts are [77, ",
-                 pc.null_context.size() / 77, "], config ", cfg.config_name, " expects [",
-                 nc.context_tokens, ", ", nc.context_dim, "]");
-      ctx = std::move(pc.contexts);
-      null_ctx = std::move(pc.null_context);
-      sample_prompts = std::move(pc.prompts);
+      UVIT_CHECK(!o->clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
+      for (int i = 0; i < n; ++i) sample_prompts.push_back(prompts[size_t(i) % prompts.size()]);
     } else if (nc.text_conditional()) {
       UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
                  " is text-to-image: give --prompt TEXT (with --clip W) or --context "
                  "contexts.npy");
-      Array a = load_npy(o->context);
-      const std::vector<int64_t> want = {n, nc.context_tokens, nc.context_dim};
-      UVIT_CHECK(a.shape == want, o->context, ": shape ", shape_str(a.shape), ", expected ",
-                 shape_str(want));
-      ctx = a.to_f32();
-      if (!o->null_context.empty()) {
-        Array b = load_npy(o->null_context);
-        const std::vector<int64_t> w2 = {nc.context_tokens, nc.context_dim};
-        UVIT_CHECK(b.shape == w2, o->null_context, ": shape ", shape_str(b.shape), ", expected ",
-                   shape_str(w2));
-        null_ctx = b.to_f32();
-      }
+      UVIT_CHECK(o->negative_prompt.empty(),
+                 "--negative-prompt needs --prompt and the CLIP text encoder (--clip W); with "
+                 "--context give the negative prompt's context as --null-context");
+      req.contexts = load_f32(o->context, {n, nc.context_tokens, nc.context_dim});
+      if (!o->null_context.empty())
+        req.null_context = load_f32(o->null_context, {nc.context_tokens, nc.context_dim});
     }
-    auto be = make_backend(o->device, o->precision);
-    auto net = make_network(cfg, *be);
-    net->load_file(o->weights);
-    // Resolve the preset defaults here (as generate() would) so the PNG metadata records the
-    // sampler, steps and guidance scale actually used.
-    GenerateOptions g = o->generate_options(cfg);
-    if (!o->noise.empty()) {
-      Array a = load_npy(o->noise);
-      const std::vector<int64_t> want = {n, nc.in_chans, nc.img_size, nc.img_size};
-      UVIT_CHECK(a.shape == want, o->noise, ": shape ", shape_str(a.shape), ", expected ",
-                 shape_str(want), " (the initial noise x_T of the --n samples)");
-      g.noise = a.to_f32();
-    }
+    if (!o->noise.empty())
+      req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.img_size},
+                           " (the initial noise x_T of the --n samples)");
+    // The settings that run, checked before loading and recorded in the metadata.
+    const GenerateOptions resolved = resolve_generation(cfg, req);
+
+    PipelineOptions po;
+    po.config = o->config;
+    po.set = o->set;
+    po.weights = o->weights;
+    po.autoencoder = latent && images ? o->autoencoder : "";
+    po.autoencoder_config = o->autoencoder_config;
+    po.latent_stats = o->latent_stats;
+    po.clip = prompts.empty() ? "" : o->clip;
+    po.clip_config = o->clip_config;
+    po.vocab = o->vocab;
+    po.device = o->device;
+    po.precision = o->precision;
+    po.decode = images;
+    po.identify = lead && (!o->out.empty() || !o->dir.empty());  // PNG metadata names the files
+    Pipeline pipe(po);
+    if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
+
     if (lead) {
-      for (const std::string& f : {o->out, o->npy, o->latents}) make_parent_dir(f);
+      for (const std::string& f : {o->out, o->npy, o->npz, o->latents}) make_parent_dir(f);
       if (!o->dir.empty()) fs::create_directories(o->dir);
     }
-    const size_t in_numel = nc.in_numel();
     const long mb = std::min<long>(
-        n, g.mini_batch > 0
-               ? g.mini_batch
+        n, req.batch > 0
+               ? req.batch
                : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50));
-    g.mini_batch = int(mb);
+    req.batch = int(mb);
     // Whole mini-batches (and whole decoder chunks of 4) per rank: each computed as in one process.
-    const RankRange part = rank_range(comm, n, ae ? std::lcm(mb, 4L) : mb);
+    const RankRange part = rank_range(comm, n, pipe.autoencoder() ? std::lcm(mb, 4L) : mb);
     const int mine = int(part.end - part.begin);
-    auto slice = [&](const auto& v, size_t per) {
-      using V = std::decay_t<decltype(v)>;
-      if (v.empty() || comm.size() == 1) return v;
-      return V(v.begin() + part.begin * long(per), v.begin() + part.end * long(per));
+    req.n = mine;
+    req.first_index = uint64_t(part.begin);
+    req.classes = slice(labels, 1, part.begin, part.end, n);
+    req.contexts = slice(req.contexts, nc.context_numel(), part.begin, part.end, n);
+    req.noise = slice(req.noise, nc.in_numel(), part.begin, part.end, n);
+    // Each distinct prompt is encoded once: this rank's samples in order, cycled.
+    for (long j = 0; !prompts.empty() && j < std::min<long>(mine, long(prompts.size())); ++j)
+      req.prompts.push_back(prompts[size_t(part.begin + j) % prompts.size()]);
+    req.keep_latents = !o->latents.empty();
+
+    const bool show = !o->quiet && lead;
+    Progress sampling("sample (network evaluations)", 1, !show);
+    Progress decoding("decode", mine, !show);
+    req.progress = [&](const char* phase, int done, int total) {
+      if (std::string(phase) == "sample") {
+        if (total == 0) return true;  // the check before the first evaluation
+        sampling.set_total(total);
+        sampling.update(done);
+      } else {
+        sampling.finish();
+        decoding.update(done);
+      }
+      return true;
     };
-    const std::vector<int> my_labels = slice(labels, 1);
-    const std::vector<float> my_ctx = slice(ctx, nc.context_numel());
-    g.noise = slice(g.noise, in_numel);
-    g.first_index = uint64_t(part.begin);
-    Progress timing("sample (network evaluations)", 1, o->quiet || !lead);
-    const auto t0 = std::chrono::steady_clock::now();
-    long last_done = 0;
-    g.progress = [&](int done, int total) {
-      last_done = done;
-      timing.set_total(total);
-      timing.update(done);
-    };
-    std::vector<float> x;
-    if (mine > 0) x = generate(*net, cfg, g, mine, my_labels, my_ctx, null_ctx);
-    timing.finish();
+    GenerationResult res;
+    if (mine > 0) res = pipe.generate(req);
+    sampling.finish();
+    decoding.finish();
     if (!o->latents.empty()) {
-      const std::vector<float> all = gather_to_root(comm, x);
+      const std::vector<float> all = gather_to_root(comm, res.latents);
       if (lead)
         save_npy(o->latents,
                  Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, all.data()));
     }
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    int img_c = nc.in_chans, img_s = nc.img_size;
-    if (ae) {
-      Progress bar("decode", mine, o->quiet || !lead);
-      if (mine > 0 && images)
-        x = decode_latents(*ae, x, mine, img_c, img_s, img_s, 4,
-                           [&](int64_t done, int64_t) { bar.update(long(done)); });
-      bar.finish();
-      img_c = ae->config().out_ch, img_s *= ae->config().downsample_factor();
+    const int img_c = pipe.channels(), img_s = pipe.resolution();
+    const size_t per_image = size_t(img_c) * img_s * img_s;
+    std::vector<uint8_t> px;
+    if (images) {
+      for (const GeneratedImage& im : res.images)
+        px.insert(px.end(), im.image.px.begin(), im.image.px.end());
+      px = gather_to_root(comm, px);
     }
-    if (images) x = gather_to_root(comm, x);
     if (!lead) return;
-    auto imgs = images ? to_images(x, n, img_c, img_s) : std::vector<Image>{};
+    std::vector<Image> imgs;
+    for (int i = 0; images && i < n; ++i) {
+      imgs.emplace_back(img_s, img_s, img_c, 0);
+      std::copy_n(px.begin() + ptrdiff_t(size_t(i) * per_image), per_image, imgs.back().px.begin());
+    }
     // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
-    const ModelIdentity id = !o->out.empty() || !o->dir.empty()
-                                 ? model_identity(cfg, o->weights, ae ? o->autoencoder : "")
-                                 : ModelIdentity{};
     const auto params = [&](int i) {
-      return image_params_for(cfg, g, id, labels.empty() ? -1 : labels[size_t(i)],
-                              sample_prompts.empty() ? "" : sample_prompts[size_t(i)],
-                              g.first_index + uint64_t(i), img_s, img_s);
+      ImageParams p = image_params_for(
+          cfg, resolved, pipe.identity(), labels.empty() ? -1 : labels[size_t(i)],
+          sample_prompts.empty() ? "" : sample_prompts[size_t(i)], uint64_t(i), img_s, img_s);
+      p.negative_prompt = o->negative_prompt;
+      return p;
     };
-    if (!o->out.empty()) {
+    if (!o->out.empty() && !per_image_out) {
       const bool rows = o->classes == "all";  // one row per class
       const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg));
       write_png(o->out, grid, grid_metadata(params(0), n));
     }
-    if (!o->dir.empty()) {
-      for (int i = 0; i < n; ++i)
-        write_png(o->dir + "/" + sample_file_name(g.first_index + uint64_t(i)), imgs[i],
+    for (int i = 0; i < n && (per_image_out || !o->dir.empty()); ++i) {
+      if (per_image_out)
+        write_png(format_index_pattern(o->out, uint64_t(i)), imgs[size_t(i)],
+                  png_metadata(params(i)));
+      if (!o->dir.empty())
+        write_png(o->dir + "/" + sample_file_name(uint64_t(i)), imgs[size_t(i)],
                   png_metadata(params(i)));
     }
-    if (!o->npy.empty()) {
-      const int c = img_c, s = img_s;
-      Array a(DType::U8, {n, s, s, c});
-      for (int i = 0; i < n; ++i)
-        std::copy(imgs[i].px.begin(), imgs[i].px.end(), a.as<uint8_t>() + size_t(i) * s * s * c);
-      save_npy(o->npy, a);
+    if (!o->npy.empty() || !o->npz.empty()) {
+      Array a(DType::U8, {n, img_s, img_s, img_c});
+      std::copy(px.begin(), px.end(), a.as<uint8_t>());
+      if (!o->npy.empty()) save_npy(o->npy, a);
+      if (!o->npz.empty()) save_npz(o->npz, {{"arr_0", std::move(a)}});
     }
     if (!o->quiet)
-      std::fprintf(stderr, "%d samples in %.2f s (%ld network evaluations)\n", n, secs, last_done);
+      std::fprintf(stderr, "%d samples in %.2f s (%d network evaluations)\n", n, res.sample_seconds,
+                   res.evaluations);
   });
 }
 

@@ -2,6 +2,7 @@
 // (src/serve/, docs/serve.md).
 #include <cstdio>
 
+#include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
@@ -30,6 +31,9 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--autoencoder", o->p.autoencoder, "latent models: autoencoder_kl.pth");
   cmd->add_option("--autoencoder-config", o->p.autoencoder_config,
                   "autoencoder JSON (default: Stable Diffusion kl-f8)");
+  cmd->add_option("--latent-stats", o->p.latent_stats,
+                  std::string("latent models: ") + kLatentStatsHelp +
+                      " (default: the preset's autoencoder.latent_stats, else none)");
   cmd->add_option("--clip", o->p.clip, "text models: CLIPTextModel weights (for prompts)");
   cmd->add_option("--clip-config", o->p.clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
   cmd->add_option("--vocab", o->p.vocab, "CLIP vocabulary (default: the repository's data/clip)");

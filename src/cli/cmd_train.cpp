@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/resume.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/train_loop.hpp"
 #include "uvit/backend.hpp"
@@ -14,18 +15,6 @@ namespace fs = std::filesystem;
 namespace uvit::cli {
 
 namespace {
-// --resume keeps the run's own config; a --config that names another one would relabel the run
-// (its name goes into the checkpoints) without training it as that config, so it is refused.
-void check_same_config(const Config& run, const std::string& dir, const std::string& other) {
-  const Config o = load_config(other);
-  const bool same_name = o.config_name == run.config_name;
-  UVIT_CHECK(same_name && o.json["nnet"] == run.json["nnet"], "--config ", other, ": the run in ",
-             dir, " was trained with config ", run.config_name,
-             same_name ? " and another network" : "",
-             "; --resume keeps the run's own config: leave --config out (change settings with "
-             "--set or --steps)");
-}
-
 // The exit status of a run stopped by a signal, after its checkpoint (128 + the signal, as a
 // shell reports a command killed by it), so that `uvit train ... && next` stops there. The ranks
 // of a data-parallel job exit 0: mpirun reads any other status as a crash (docs/distributed.md).
@@ -52,7 +41,7 @@ void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a diffusion model");
   struct Opts {
     TrainJob job;
-    std::string config;
+    std::string config, resume;
     std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
@@ -72,29 +61,34 @@ void add_train(CLI::App& app) {
   cmd->add_option("--minutes", j.max_minutes,
                   "stop with a checkpoint after this many minutes (default: no limit)")
       ->check(positive());
-  cmd->add_flag("--resume", j.resume,
-                "continue the run in --out with its own settings; --steps, --set and --data "
-                "change them from the current step on");
+  cmd->add_option("--resume", o->resume,
+                  "continue a run with its own settings: [latest] the newest checkpoint in --out, "
+                  "or PATH, a checkpoint (RUN or RUN/ckpts/STEP; another run's is continued in "
+                  "--out); --steps, --set and --data change settings from its step on; --config, "
+                  "--seed and --batch may repeat the run's own (docs/cli.md)")
+      ->expected(0, 1);
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--precision", j.precision, kPrecisionHelp);
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    UVIT_CHECK(!(job.resume && (job.seed >= 0 || job.batch > 0)),
-               "--seed and --batch cannot change on --resume (the run keeps its own)");
+    job.resume = cmd->count("--resume") > 0;
     UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
     if (job.resume) {
-      UVIT_CHECK(fs::exists(dir + "/config.json"), "--resume: ", dir,
-                 " holds no training run (no config.json); start one with --config C --out ", dir);
-      job.cfg = load_config(dir);  // the run's own settings, named as its checkpoints record
-      if (!o->config.empty()) check_same_config(job.cfg, dir, o->config);
+      const ResumePoint rp = resolve_resume(o->resume, dir);
+      job.cfg = load_config(rp.run);  // the run's own settings, named as its checkpoints record
+      check_resume_options(job.cfg, rp.run, o->config, o->set, job.seed, job.batch);
+      for (const auto& a : o->set) apply_override(job.cfg, a);
+      job.resume_from = rp.checkpoint == dir ? "" : rp.checkpoint;
+      job.resume_run = rp.run;
+      job.resume_label = o->resume.empty() ? "latest" : o->resume;
     } else {
       job.cfg = load_config(o->config);
+      for (const auto& a : o->set) apply_override(job.cfg, a);
     }
-    for (const auto& a : o->set) apply_override(job.cfg, a);
     const TrainOutcome r = run_training(job);
     if (r.rank == 0)
       std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), r.step,

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
@@ -64,6 +65,69 @@ std::string sample_file_name(uint64_t index) {
   char b[32];
   std::snprintf(b, sizeof b, "%06llu.png", static_cast<unsigned long long>(index));
   return b;
+}
+
+namespace {
+// The one conversion of an index pattern: where it starts, where it ends and its width and flag.
+struct Conversion {
+  size_t begin = std::string::npos, end = 0;
+  int width = 0;
+  bool zero = false;
+};
+// Scans `p`; sets `error` when it is not a valid pattern. `n` counts the conversions.
+Conversion scan_pattern(const std::string& p, int& n, std::string& error) {
+  Conversion c;
+  n = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] != '%') continue;
+    if (i + 1 < p.size() && p[i + 1] == '%') {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    const bool zero = j < p.size() && p[j] == '0';
+    if (zero) ++j;
+    int width = 0;
+    while (j < p.size() && std::isdigit(static_cast<unsigned char>(p[j])) && width < 100)
+      width = width * 10 + (p[j++] - '0');
+    if (j >= p.size() || (p[j] != 'd' && p[j] != 'i' && p[j] != 'u') || width > 32) {
+      error = cat("'", p.substr(i, std::min<size_t>(j + 1, p.size()) - i),
+                  "' is not an index conversion (use %d, %06d, ...; %% for a percent sign)");
+      return c;
+    }
+    if (n++ == 0) c = {i, j + 1, width, zero};
+  }
+  if (n > 1) error = "holds more than one %d conversion";
+  return c;
+}
+}  // namespace
+
+bool is_index_pattern(const char* option, const std::string& path) {
+  int n = 0;
+  std::string error;
+  scan_pattern(path, n, error);
+  UVIT_CHECK(error.empty(), option, " ", path, ": ", error);
+  return n == 1;
+}
+
+std::string format_index_pattern(const std::string& pattern, uint64_t index) {
+  int n = 0;
+  std::string error, out;
+  const Conversion c = scan_pattern(pattern, n, error);
+  UVIT_CHECK(error.empty() && n == 1, pattern, ": not an index pattern");
+  std::string digits = std::to_string(index);
+  if (int(digits.size()) < c.width)
+    digits.insert(0, size_t(c.width) - digits.size(), c.zero ? '0' : ' ');
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (i == c.begin) {
+      out += digits;
+      i = c.end - 1;
+    } else {
+      out += pattern[i];
+      if (pattern[i] == '%') ++i;  // "%%" -> "%"
+    }
+  }
+  return out;
 }
 
 }  // namespace uvit::cli

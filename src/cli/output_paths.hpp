@@ -18,5 +18,12 @@ void make_parent_dir(const std::string& path);
 // The file of sample `index` in a --dir folder: "%06d.png", as DiT's sample_ddp.py and the ADM
 // suite name theirs.
 std::string sample_file_name(uint64_t index);
+// Whether `path` is a printf pattern for per-image files (sd.cpp's `-o out/img_%03d.png`,
+// docs/cli.md): it holds a '%' other than "%%". A pattern must hold exactly one integer conversion,
+// %d, %i or %u with an optional 0 flag and width (%d, %05d, %3i); anything else fails naming
+// `option`.
+bool is_index_pattern(const char* option, const std::string& path);
+// The pattern with the conversion replaced by `index` and "%%" by "%".
+std::string format_index_pattern(const std::string& pattern, uint64_t index);
 
 }  // namespace uvit::cli

@@ -24,22 +24,21 @@ void SamplingOptions::resolve_seed() {
   if (!quiet) std::fprintf(stderr, "seed %ld\n", seed);
 }
 
-GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
-  UVIT_CHECK(seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
-  GenerateOptions g;
-  g.sampler =
-      canonical_sampler(sampler, is_flow(cfg));  // A1111 spellings too ("DPM++ 2M", "Euler a")
-  g.steps = steps;
-  g.cfg_scale = guidance >= 0 ? guidance - 1 : scale;
-  g.seed = uint64_t(seed);
-  g.mini_batch = batch;
-  g.skip_cache = skip_cache;
-  g.shift = shift;
-  g.cfg_interval = cfg_interval;
-  g.atol = atol;
-  g.rtol = rtol;
+GenerationRequest SamplingOptions::request(const Config& cfg) const {
+  GenerationRequest r;
+  r.sampler = sampler;  // A1111 spellings too ("DPM++ 2M", "Euler a"): canonical_sampler
+  r.steps = steps;
+  r.guidance_w = guidance;
+  r.cfg_scale = scale;
+  r.seed = seed;
+  r.batch = batch;
+  r.skip_cache = skip_cache;
+  r.shift = shift;
+  r.cfg_interval = cfg_interval;
+  r.atol = atol;
+  r.rtol = rtol;
   if (guidance_channels == "all") {
-    g.guidance_channels = cfg.spec.in_chans;
+    r.guidance_channels = cfg.spec.in_chans;
   } else if (!guidance_channels.empty()) {
     char* end = nullptr;
     const long n = std::strtol(guidance_channels.c_str(), &end, 10);
@@ -47,9 +46,14 @@ GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
                "--guidance-channels must be 'all' or a "
                "positive integer, got '",
                guidance_channels, "'");
-    g.guidance_channels = int(n);
+    r.guidance_channels = int(n);
   }
-  return with_preset_defaults(cfg, g);
+  return r;
+}
+
+GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
+  UVIT_CHECK(seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
+  return resolve_generation(cfg, request(cfg));
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {

@@ -8,6 +8,7 @@
 
 #include "uvit/config.hpp"
 #include "uvit/generate.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
 
@@ -27,6 +28,9 @@ struct SamplingOptions {
   void resolve_seed();
   // The preset with the --set overrides applied.
   Config load() const;
+  // The sampler settings as a pipeline request (n, classes, prompts and outputs left to the
+  // caller); fails on a bad --guidance-channels.
+  GenerationRequest request(const Config& cfg) const;
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
   GenerateOptions generate_options(const Config& cfg) const;

@@ -38,6 +38,20 @@ constexpr int kGridSteps = 25;
 constexpr const char* kFlowGridSampler = "euler";
 constexpr int kFlowGridSteps = 33;
 
+// A log.jsonl row (docs/cli.md "log.jsonl"): its event, the wall-clock time and the step.
+json log_row(const char* event, long step) {
+  const double t =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return {{"event", event}, {"t", std::round(t * 1000) / 1000}, {"step", step}};
+}
+
+// A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
+void log_event(std::ofstream& log, const char* event, long step, const std::string& path) {
+  json j = log_row(event, step);
+  j["path"] = path;
+  log << j.dump() << "\n" << std::flush;
+}
+
 std::vector<json> read_log(const std::string& dir) {
   std::ifstream in(dir + "/log.jsonl");
   std::vector<json> rows;
@@ -91,11 +105,26 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
   if (changed.empty()) return;
   const std::string c = cfg.json.dump(2) + "\n";
   write_file_atomic(dir + "/config.json", c.data(), c.size());
-  std::ofstream(dir + "/log.jsonl", std::ios::app)
-      << json{{"step", step}, {"override", changed}}.dump() << "\n";
+  json row = log_row("override", step);
+  row["override"] = changed;
+  std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
   if (!quiet)
     std::fprintf(stderr, "from step %ld: %s (recorded in %s/config.json)\n", step,
                  changed.dump().c_str(), dir.c_str());
+}
+
+// On --resume PATH: the run's log up to the checkpoint's step, from `src` (the run's folder) into
+// `dir` (the same folder, cut back: the rows after the checkpoint describe weights that are
+// dropped; or a fork's new folder), followed by a row saying where the run continues from.
+void continue_log(const std::string& src, const std::string& dir, long step,
+                  const std::string& from) {
+  std::string text;
+  for (const json& r : read_log(src))
+    if (r.value("step", 0L) <= step) text += r.dump() + "\n";
+  json row = log_row("resume", step);
+  row["from"] = from;
+  text += row.dump() + "\n";
+  write_file_atomic(dir + "/log.jsonl", text.data(), text.size());
 }
 
 // The loss window a stopped run left open (steps since its last log row), so that the first row
@@ -122,9 +151,11 @@ long check_run_dir(const TrainJob& job, long target) {
   UVIT_CHECK(job.resume || !has_state, dir,
              " already holds a training run; pass --resume to continue it or choose another --out");
   if (!job.resume) return 0;
-  UVIT_CHECK(has_state, dir, ": nothing to resume (no train_state.safetensors)");
-  const long at = checkpoint_step(dir);
-  UVIT_CHECK(at <= target, "the run in ", dir, " is already at step ", at, ", past the ", target,
+  const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
+  UVIT_CHECK(fs::exists(ckpt + "/train_state.safetensors"), ckpt,
+             ": nothing to resume (no train_state.safetensors)");
+  const long at = checkpoint_step(ckpt);
+  UVIT_CHECK(at <= target, "the run in ", ckpt, " is already at step ", at, ", past the ", target,
              " steps asked for (--steps or train.n_steps); give --steps above ", at,
              " to train further");
   return at;
@@ -165,7 +196,18 @@ TrainOutcome run_training(const TrainJob& job) {
   auto be = make_backend(job.device, job.precision);
   Trainer tr(cfg, *be, ds, dir, &comm);
   if (job.resume) {
-    tr.resume();
+    tr.resume(job.resume_from);
+    if (lead && !job.resume_from.empty()) {
+      if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's
+        fs::create_directories(dir);
+        const std::string c = read_json_file(job.resume_run + "/config.json").dump(2) + "\n";
+        write_file_atomic(dir + "/config.json", c.data(), c.size());
+      }
+      continue_log(job.resume_run, dir, tr.step_count(), job.resume_label);
+      if (!job.quiet)
+        std::fprintf(stderr, "continuing from the checkpoint of step %ld in %s\n", tr.step_count(),
+                     job.resume_from.c_str());
+    }
     if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
@@ -217,6 +259,7 @@ TrainOutcome run_training(const TrainJob& job) {
     g.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
     const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
     write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), quiet);
+    log_event(log, "sample", tr.step_count(), name + 1);
     drawn_at = tr.step_count();
   };
   bool timed_out = false;
@@ -256,18 +299,25 @@ TrainOutcome run_training(const TrainJob& job) {
     bar.update(k, extra, s.batch, "img/s");
     if (k % s.log_interval == 0) tr.check_replicas();
     if (k % s.log_interval == 0 && lead) {
-      json j = {{"step", k},      {"loss", win.sum / win.n},
-                {"lr", st.lr},    {"grad_norm", st.grad_norm},
-                {"img_s", img_s}, {"elapsed_s", elapsed()}};
+      json j = log_row("train", k);
+      j.update({{"loss", win.sum / win.n},
+                {"lr", st.lr},
+                {"grad_norm", st.grad_norm},
+                {"img_s", img_s},
+                {"elapsed_s", elapsed()}});
       if (mfu > 0) j["mfu"] = mfu;
       log << j.dump() << "\n" << std::flush;
       win = {};
     }
-    if (k % s.save_interval == 0) tr.save(true);
+    if (k % s.save_interval == 0) {
+      tr.save(true);
+      if (lead) log_event(log, "checkpoint", k, cat("ckpts/", k));
+    }
     if (k % grid_every == 0 && k < s.steps) grid();
   }
   bar.finish();
   tr.save();
+  if (lead && tr.step_count() > first) log_event(log, "checkpoint", tr.step_count(), ".");
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
   std::signal(SIGUSR1, old_usr1);
@@ -276,10 +326,8 @@ TrainOutcome run_training(const TrainJob& job) {
     // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
     // and its sum, so that the first row after --resume averages the same steps as a run that
     // never stopped.
-    const json j = {{"step", k},
-                    {"loss", win.sum / win.n},
-                    {"window_steps", win.n},
-                    {"window_loss_sum", win.sum}};
+    json j = log_row("train", k);
+    j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
     log << j.dump() << "\n" << std::flush;
   }
   if (g_signal && lead)  // even with -q: the exit status alone does not say what happened

@@ -16,6 +16,9 @@ struct TrainJob {
   int batch = 0;    // 0 = train.batch_size
   long seed = -1;   // -1 = the preset's seed
   bool resume = false;
+  // With resume (cli/resume.hpp): the checkpoint folder ("" = the run in out_dir), the run it
+  // belongs to (out_dir, or another run that out_dir continues as a fork) and the --resume value.
+  std::string resume_from, resume_run, resume_label = "latest";
   double max_minutes = 0;  // 0 = no time limit
   long grid_every = 0;     // steps between sample grids; 0 = train.eval_interval
   int grid_n = 0;          // images per grid; 0 = default_grid_images(cfg)
@@ -30,9 +33,9 @@ struct TrainJob {
 int default_grid_images(const Config& cfg);
 
 struct TrainOutcome {
-  long step = 0;         // the run's step count when it stopped
-  int signal = 0;        // SIGINT, SIGTERM or SIGUSR1 when interrupted, else 0
-  bool trained = false;  // whether this call did any update
+  long step = 0;            // the run's step count when it stopped
+  int signal = 0;           // SIGINT, SIGTERM or SIGUSR1 when interrupted, else 0
+  bool trained = false;     // whether this call did any update
   int rank = 0, ranks = 1;  // this process in a data-parallel job (docs/distributed.md)
 };
 

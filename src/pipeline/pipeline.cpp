@@ -108,7 +108,7 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   const std::string enc_prec = encoder_precision(o.device, o.precision == "fp32" ? "fp32" : "");
   if (latent && o.decode) {
     ae_ = std::make_unique<Autoencoder>(load_preset_autoencoder(
-        cfg_.json, o.autoencoder, o.autoencoder_config, o.device, enc_prec));
+        cfg_.json, o.autoencoder, o.autoencoder_config, o.latent_stats, o.device, enc_prec));
   }
   if (!o.clip.empty()) {
     tok_ = std::make_unique<ClipTokenizer>(ClipTokenizer::load(clip_vocab_path(o.vocab)));
@@ -124,10 +124,14 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   be_ = make_backend(o.device, o.precision);
   net_ = make_network(cfg_, *be_);
   net_->load_file(o.weights);
-  id_ = model_identity(cfg_, o.weights, ae_ ? o.autoencoder : "");
-  log(LogLevel::Info,
-      cat("loaded ", id_.model, " (", id_.weights, ", ", id_.weights_sha256.substr(0, 10), ") on ",
-          o.device, " in ", seconds_since(t0), " s"));
+  if (o.identify) {
+    id_ = model_identity(cfg_, o.weights, ae_ ? o.autoencoder : "");
+  } else {
+    id_.model = cfg_.config_name;
+  }
+  log(LogLevel::Info, cat("loaded ", id_.model, " (", base_name(o.weights),
+                          o.identify ? ", " + id_.weights_sha256.substr(0, 10) : "", ") on ",
+                          o.device, " in ", seconds_since(t0), " s"));
 }
 
 Pipeline::~Pipeline() = default;
@@ -161,32 +165,41 @@ std::vector<std::string> Pipeline::near_classes(const std::string& name, int k) 
   return near_class_names(class_table_of(cfg_), name, k);
 }
 
-GenerationResult Pipeline::generate(const GenerationRequest& r) {
-  std::lock_guard<std::mutex> lock(run_);
-  cancel_.store(false);
-  const NetSpec& nc = cfg_.spec;
-  const int n = r.n;
-  UVIT_CHECK(n >= 1, "n must be >= 1, got ", n);
+GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r) {
   UVIT_CHECK(r.batch >= 0, "batch must be >= 0, got ", r.batch);
   UVIT_CHECK(r.steps >= 0, "steps must be >= 0, got ", r.steps);
   UVIT_CHECK(r.seed >= -1, "seed must be >= 0 or -1 (random), got ", r.seed);
   UVIT_CHECK(r.guidance_w < 0 || r.guidance_w >= 1, "guidance w must be >= 1 (1 = off), got ",
              r.guidance_w);
   GenerateOptions g;
-  g.sampler = canonical_sampler(r.sampler, is_flow(cfg_));
+  g.sampler = canonical_sampler(r.sampler, is_flow(cfg));
   g.steps = r.steps;
-  g.cfg_scale = r.guidance_w < 0 ? -1 : r.guidance_w - 1;
+  g.cfg_scale = r.guidance_w < 0 ? r.cfg_scale : r.guidance_w - 1;
   g.mini_batch = r.batch;
   g.skip_cache = r.skip_cache;
   g.first_index = r.first_index;
-  g.noise = r.noise;
+  g.guidance_channels = r.guidance_channels;
+  g.shift = r.shift;
+  g.cfg_interval = r.cfg_interval;
+  g.atol = r.atol;
+  g.rtol = r.rtol;
   if (r.seed < 0) {
     std::random_device rd;
     g.seed = rd() & 0xffffffffu;  // printable and within every client's seed range
   } else {
     g.seed = uint64_t(r.seed);
   }
-  g = with_preset_defaults(cfg_, g);
+  return with_preset_defaults(cfg, g);
+}
+
+GenerationResult Pipeline::generate(const GenerationRequest& r) {
+  std::lock_guard<std::mutex> lock(run_);
+  cancel_.store(false);
+  const NetSpec& nc = cfg_.spec;
+  const int n = r.n;
+  UVIT_CHECK(n >= 1, "n must be >= 1, got ", n);
+  GenerateOptions g = resolve_generation(cfg_, r);
+  g.noise = r.noise;
 
   std::vector<int> labels;
   if (kind() == ModelKind::Class) {

@@ -378,9 +378,10 @@ void Trainer::save(bool snapshot) {
   comm_->barrier();  // no rank goes on (or exits) before the checkpoint is complete
 }
 
-void Trainer::resume() {
-  const std::string sp = dir_ + "/train_state.safetensors";
-  UVIT_CHECK(fs::exists(sp), dir_, ": nothing to resume (no train_state.safetensors)");
+void Trainer::resume(const std::string& from) {
+  const std::string src = from.empty() ? dir_ : from;
+  const std::string sp = src + "/train_state.safetensors";
+  UVIT_CHECK(fs::exists(sp), src, ": nothing to resume (no train_state.safetensors)");
   std::map<std::string, std::string> meta;
   NamedArrays st = load_safetensors(sp, &meta);
   auto need = [&](const char* k) {
@@ -397,11 +398,11 @@ void Trainer::resume() {
   const long step = std::stol(need("step"));
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
-  std::string wdir = dir_;
+  std::string wdir = src;
   std::map<std::string, std::string> m1, m2;
   NamedArrays w = load_safetensors(wdir + "/nnet.safetensors", &m1);
   NamedArrays we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
-  const std::string snap = dir_ + "/ckpts/" + need("step");
+  const std::string snap = src + "/ckpts/" + need("step");
   if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
       fs::exists(snap + "/train_state.safetensors")) {
     wdir = snap;
@@ -411,9 +412,9 @@ void Trainer::resume() {
       std::fprintf(stderr,
                    "note: %s holds an interrupted save; resuming from the complete checkpoint "
                    "of step %s (%s)\n",
-                   dir_.c_str(), need("step").c_str(), snap.c_str());
+                   src.c_str(), need("step").c_str(), snap.c_str());
   }
-  UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), dir_,
+  UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
   net_->load(w, wdir + "/nnet.safetensors");

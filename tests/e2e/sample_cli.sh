@@ -162,6 +162,25 @@ check npy "$tmp/u.npy" 5
 run "$UVIT" sample "${base[@]}" -q --seed 3 --npy "$tmp/new/sub/s.npy" --out "$tmp/new2/g.png" --dir "$tmp/new3/d"
 check same "$tmp/s.npy" "$tmp/new/sub/s.npy"
 [ -s "$tmp/new2/g.png" ] && [ -s "$tmp/new3/d/000019.png" ] || fail "outputs in new folders missing"
+# -o with a printf pattern (sd.cpp's habit): one PNG per sample, equal to the --dir files; --npz
+# holds arr_0 equal to the --npy array (the ADM evaluator's layout).
+run "$UVIT" sample "${base[@]}" -q --seed 3 -o "$tmp/pat/img_%03d_%%.png" --npz "$tmp/s.npz"
+"$PY" - "$tmp" <<'PYEOF' || fail "-o pattern / --npz"
+import os, sys
+import numpy as np
+t = sys.argv[1]
+names = sorted(os.listdir(t + "/pat"))
+assert names == [f"img_{i:03d}_%.png" for i in range(20)], names
+for i in range(20):
+    a, b = open(f"{t}/pat/{names[i]}", "rb").read(), open(f"{t}/d/{i:06d}.png", "rb").read()
+    assert a == b, f"{names[i]} differs from --dir's {i:06d}.png"
+z = np.load(t + "/s.npz")
+assert list(z.keys()) == ["arr_0"] and np.array_equal(z["arr_0"], np.load(t + "/s.npy")), "npz"
+print("ok: -o img_%03d_%%.png writes 20 PNGs equal to --dir's; --npz arr_0 equals --npy")
+PYEOF
+expect_error "'%s' is not an index conversion" "$UVIT" sample "${base[@]}" -o "$tmp/x_%s.png"
+expect_error "more than one %d" "$UVIT" sample "${base[@]}" -o "$tmp/x_%d_%d.png"
+expect_error "writes .npz only" "$UVIT" sample "${base[@]}" --npz "$tmp/x.npy"
 # A training run's folder as --config (its config.json) gives the same samples.
 run "$UVIT" sample --config "$tmp/run" --weights "$W" --classes all --n 20 --seed 3 -q --npy "$tmp/s_run.npy"
 check same "$tmp/s.npy" "$tmp/s_run.npy"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `uvit serve` against a live server on 127.0.0.1 with a tiny class model (tests/e2e/serve_api.py:
 # API shapes, metadata, reproducibility, 4xx on bad input, 429 on a full queue, progress, SSE,
-# cancel and interrupt leaving it usable, the API key); then SIGTERM stops it cleanly.
+# cancel and interrupt leaving it usable, the API key); then SIGTERM stops it cleanly. Then a tiny
+# text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
@@ -25,4 +26,11 @@ if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIGTER
   wait "$pid"; rc=$?; [ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM"; fi
 pid=
 grep -q "^\[INFO \] serving srv on http://127.0.0.1:$port/" "$tmp/server.log" || { fail "no serving line"; cat "$tmp/server.log"; }
+
+# A text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
+source tests/e2e/data/tiny_t2i.sh
+"$UVIT" serve "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}" --port "$port" 2>"$tmp/server.log" &
+pid=$!
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+timeout 600 "$PY" tests/e2e/serve_api_t2i.py "http://127.0.0.1:$port" || { fail "t2i API checks"; cat "$tmp/server.log"; }
 exit $fails

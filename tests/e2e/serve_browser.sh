@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `uvit serve` page in Debian's headless Chromium (tests/browser/serve_page.py) against a server
-# on 127.0.0.1 with a tiny class model. Skips, saying so, without chromium or cpp-httplib.
+# on 127.0.0.1, once with a tiny class model and once with a tiny text-to-image model. Skips,
+# saying so, without chromium or cpp-httplib.
 # UVIT_SHOTS=DIR keeps the screenshots (docs/serve_page*.png were made so).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
@@ -14,13 +15,30 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 source tests/e2e/data/lib.sh
+# serve MODEL_ARGS...: starts `uvit serve` on a free port (pid in $pid, URL in $url), waits for it.
+serve() {
+  local port
+  port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  "$UVIT" serve "$@" --port "$port" 2>"$tmp/server.log" &
+  pid=$!
+  url=http://127.0.0.1:$port/
+  for _ in $(seq 600); do curl -sf "${url}health" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=; }
+shots=${UVIT_SHOTS:-$tmp/shots}; mkdir -p "$shots"
+
+# A class model: the class picker.
 "$PY" tests/e2e/data/tiny_config.py "$tmp/srv.json" train.n_steps=2 lr_scheduler.warmup_steps=1
 run "$UVIT" train --config "$tmp/srv.json" --out "$tmp/run" -q
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" 2>"$tmp/server.log" &
-pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-shots=${UVIT_SHOTS:-$tmp/shots}; mkdir -p "$shots"
-timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "http://127.0.0.1:$port/" "$shots" ||
-  { fail "browser checks"; cat "$tmp/server.log"; }
+serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors"
+timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$url" "$shots" ||
+  { fail "browser checks (class model)"; cat "$tmp/server.log"; }
+stop
+
+# A text-to-image model (latent, decoded to 256x256): the prompt box.
+source tests/e2e/data/tiny_t2i.sh
+serve "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}"
+timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$url" "$shots" t2i ||
+  { fail "browser checks (text-to-image model)"; cat "$tmp/server.log"; }
+stop
 exit $fails

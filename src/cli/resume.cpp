@@ -1,0 +1,87 @@
+#include "cli/resume.hpp"
+
+#include <filesystem>
+
+#include "uvit/error.hpp"
+#include "uvit/train.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit::cli {
+
+namespace {
+bool has_checkpoint(const fs::path& d) { return fs::exists(d / "train_state.safetensors"); }
+
+bool same_folder(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+}  // namespace
+
+ResumePoint resolve_resume(const std::string& value, const std::string& out) {
+  ResumePoint r;
+  if (value.empty() || value == "latest") {
+    UVIT_CHECK(fs::exists(out + "/config.json"), "--resume: ", out,
+               " holds no training run (no config.json); start one with --config C --out ", out);
+    UVIT_CHECK(has_checkpoint(out), out, ": nothing to resume (no train_state.safetensors)");
+    r.run = r.checkpoint = out;
+    return r;
+  }
+  fs::path p(value);
+  UVIT_CHECK(fs::exists(p), "--resume ", value, ": not found");
+  if (fs::is_regular_file(p)) {
+    UVIT_CHECK(p.filename() == "train_state.safetensors", "--resume ", value,
+               ": not a checkpoint (give a run folder, RUN/ckpts/STEP or its "
+               "train_state.safetensors)");
+    p = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  }
+  UVIT_CHECK(has_checkpoint(p), "--resume ", value,
+             ": holds no checkpoint (no train_state.safetensors; give a run folder or "
+             "RUN/ckpts/STEP)");
+  // A snapshot RUN/ckpts/STEP has no config.json: its run is two folders up.
+  fs::path run = p;
+  if (!fs::exists(run / "config.json") && p.parent_path().filename() == "ckpts")
+    run = p.parent_path().parent_path();
+  UVIT_CHECK(fs::exists(run / "config.json"), "--resume ", value,
+             ": no config.json beside it or in the run folder above ckpts/");
+  r.checkpoint = p.string();
+  r.run = run.string();
+  r.in_place = same_folder(run, out);
+  if (r.in_place) {
+    r.run = out;
+    if (same_folder(p, out)) r.checkpoint = out;
+  } else {
+    UVIT_CHECK(!has_checkpoint(out), "--resume ", value, ": --out ", out,
+               " already holds another run; give a new --out to continue ", value,
+               " there, or --out ", run.string(), " to continue that run");
+  }
+  return r;
+}
+
+void check_resume_options(const Config& saved, const std::string& run_dir,
+                          const std::string& config, const std::vector<std::string>& set, long seed,
+                          int batch) {
+  Config run = saved;  // what the run trains with after the command's --set overrides
+  for (const auto& a : set) apply_override(run, a);
+  UVIT_CHECK(run.json["nnet"] == saved.json["nnet"], "--set: the run in ", run_dir,
+             " keeps its network on --resume; nnet.* cannot change (start a new run with --out)");
+  if (!config.empty()) {
+    // The command's config as it would be trained: the preset with the same --set overrides.
+    Config o = load_config(config);
+    for (const auto& a : set) apply_override(o, a);
+    const bool same_name = o.config_name == run.config_name;
+    UVIT_CHECK(same_name && o.json["nnet"] == run.json["nnet"], "--config ", config,
+               ": the run in ", run_dir, " was trained with config ", run.config_name,
+               same_name ? " and another network" : "",
+               "; --resume keeps the run's own config: leave --config out (change settings with "
+               "--set or --steps)");
+  }
+  const TrainSettings ts = train_settings(run);
+  const long run_seed = long(ts.seed);
+  UVIT_CHECK(seed < 0 || seed == run_seed, "--seed ", seed, " differs from the run's seed ",
+             run_seed, ": a resumed run keeps its own (leave --seed out)");
+  UVIT_CHECK(batch <= 0 || batch == ts.batch, "--batch ", batch, " differs from the run's batch ",
+             ts.batch, ": a resumed run keeps its own (leave --batch out)");
+}
+
+}  // namespace uvit::cli

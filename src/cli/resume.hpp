@@ -1,0 +1,31 @@
+// `uvit train --resume [latest|PATH]` (docs/cli.md "Resume"): which checkpoint a run continues
+// from, and which options of a re-run command may differ from the run's own.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "uvit/config.hpp"
+
+namespace uvit::cli {
+
+struct ResumePoint {
+  std::string run;         // the run folder whose config.json and log.jsonl continue
+  std::string checkpoint;  // the folder holding nnet, nnet_ema and train_state .safetensors
+  long step = 0;           // the checkpoint's step
+  bool in_place = true;    // run is --out itself (else --out starts as a copy of run: a fork)
+};
+
+// `value` "" or "latest": the newest checkpoint of the run in `out` (its train_state.safetensors,
+// written last). Otherwise a checkpoint: a run folder, a snapshot RUN/ckpts/STEP, or the
+// train_state.safetensors in either. A checkpoint of another run than `out` forks it into `out`,
+// which must not hold a run of its own.
+ResumePoint resolve_resume(const std::string& value, const std::string& out);
+
+// A re-run command with --resume added may repeat the run's own --config, --set, --seed and
+// --batch; only values that differ are refused (the run keeps its network, seed and batch).
+// `saved` is the run's config.json; seed < 0 and batch 0 mean "not given".
+void check_resume_options(const Config& saved, const std::string& run_dir,
+                          const std::string& config, const std::vector<std::string>& set, long seed,
+                          int batch);
+
+}  // namespace uvit::cli
