@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "uvit/array.hpp"
+#include "uvit/io.hpp"
 
 namespace uvit {
 
@@ -15,6 +16,9 @@ struct ParamEntry {
   std::vector<int64_t> shape;
   size_t offset = 0;  // in floats
   size_t numel = 0;
+  // Set when a network binds the tensor as a GEMM weight (layers::linear): the weights int8/int4
+  // quantisation may replace (docs/formats.md, "Quantised weights").
+  mutable bool gemm = false;
 };
 
 class ParamTable {
@@ -28,6 +32,7 @@ class ParamTable {
   // Checks every name and shape of a state_dict; the error names the first missing, unexpected,
   // duplicated or mismatched tensor. `what` names the source (a file path).
   void check(const NamedArrays& sd, const std::string& what) const;
+  void check(const std::vector<TensorInfo>& tensors, const std::string& what) const;
   // check(), then copies the state_dict into a flat fp32 buffer.
   void load(const NamedArrays& sd, float* flat, const std::string& what) const;
   // The same, freeing each tensor once copied, so a large checkpoint is not held twice.
