@@ -43,3 +43,24 @@ measure "PyTorch twin (whole process: import, build, warm-up + 1 forward)" "$PY"
   tests/reference/bench_torch.py --child --config "$json" --batch "$B" --threads "$T" --iters 1 \
   --warmup 1 --mode forward
 sed -n 's/.*"median_s": *\([0-9.]*\).*/| PyTorch forward alone (in-process) | \1 | | |/p' "$d/out"
+# sample: one image, one step (start-up + one network evaluation + PNG/npy writing).
+measure "uvit sample --n 1 --steps 1" "$UVIT" --threads "$T" sample -c "$json" -w "$d/w.safetensors" \
+  --n 1 --steps 1 --npy "$d/s.npy" -q
+# serve: launch to /health answering, and to the first txt2img (one image, one step) answered.
+port=$((20000 + RANDOM % 20000))
+t0=$(date +%s.%N)
+"$UVIT" --threads "$T" serve -c "$json" -w "$d/w.safetensors" --port "$port" -q &
+pid=$!
+until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
+  kill -0 $pid 2>/dev/null || { echo "serve exited"; exit 1; }
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+curl -sf -X POST "http://127.0.0.1:$port/sdapi/v1/txt2img" -H 'Content-Type: application/json' \
+  -d '{"steps": 1, "batch_size": 1, "seed": 1}' >/dev/null
+t2=$(date +%s.%N)
+rss=$(awk '/VmHWM/ {print int($2 / 1024)}' /proc/$pid/status)
+kill $pid; wait $pid 2>/dev/null || true
+printf '| uvit serve: launch to /health answering | %.2f | | |\n' "$(echo "$t1 - $t0" | bc)"
+printf '| uvit serve: launch to first txt2img answered (1 image, 1 step) | %.2f | | %s |\n' \
+  "$(echo "$t2 - $t0" | bc)" "$rss"
