@@ -3,6 +3,7 @@
 // file.
 #pragma once
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -29,6 +30,35 @@ NamedArrays load_pth(const std::string& path);
 // Chooses by extension (.safetensors, .pth/.pt/.bin/.ckpt) and verifies the magic bytes. A
 // "module." prefix on every name (a DDP-wrapped model's state_dict) is removed.
 NamedArrays load_weights(const std::string& path);
+
+// A weights file's tensor directory, read one tensor at a time straight into the caller's memory
+// (Network::load_file reads into the parameter buffer: no whole-model copy on the way).
+struct TensorInfo {
+  std::string name;  // after the DDP "module." prefix is removed
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+};
+class TensorReader {
+ public:
+  virtual ~TensorReader() = default;
+  const std::string& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Tensor i's row-major bytes (nbytes()) into dst. Each tensor may be read once.
+  virtual void read(size_t i, void* dst) = 0;
+  // Tensor i as fp32 into dst (numel floats): 2-byte dtypes are read into the upper half of dst
+  // and widened in place, so no temporary of the tensor's size exists.
+  void read_f32(size_t i, float* dst);
+
+ protected:
+  std::string path_;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+// As load_weights chooses and checks the file, with the same names.
+std::unique_ptr<TensorReader> open_weights(const std::string& path);
 
 Array load_npy(const std::string& path);
 void save_npy(const std::string& path, const Array& a);  // atomic

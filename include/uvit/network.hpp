@@ -12,7 +12,9 @@
 
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/io.hpp"
 #include "uvit/params.hpp"
+#include "uvit/quant.hpp"
 
 namespace uvit {
 
@@ -54,18 +56,29 @@ class Network {
   // Flat fp32 parameters, backend memory. Taking the mutable pointer marks the act copy stale:
   // the next forward refreshes it (bf16 backends keep GEMM weights in bf16).
   float* params() {
+    ensure_params();
     act_stale_ = true;
     return params_;
   }
-  const float* params() const { return params_; }
-  float* grads();  // allocated (zeroed) on first use
+  const float* params() const {
+    ensure_params();
+    return params_;
+  }
+  float* grads();  // allocated (zeroed) on first use; refused for quantised weights
   size_t num_params() const { return table_.total(); }
   void zero_grad();
 
   // Loads a state_dict (strict: every name and shape must match; `what` names the source).
+  // Quantised tensors are refused (training needs fp32 weights).
   void load(const NamedArrays& sd, const std::string& what);
-  void load_file(const std::string& path);  // .safetensors or .pth
+  // .safetensors or .pth, each tensor read straight into the parameter buffer (dtype converted
+  // in place). A quantised safetensors (quant.hpp) keeps its GEMM weights as integers on the CPU
+  // (dequantised one layer at a time in forward) and is dequantised once on other backends.
+  void load_file(const std::string& path);
+  // fp32 export; quantised weights come out dequantised.
   NamedArrays export_weights(DType dtype = DType::F32) const;
+  // The quantised weights kept by load_file (CPU), or nullptr.
+  const QuantWeights* quantized() const { return quant_.get(); }
   // The official initialisation of the family, from a counter-based RNG keyed on the seed.
   virtual void init_random(uint64_t seed) = 0;
 
@@ -99,10 +112,17 @@ class Network {
   float* params_ = nullptr;
   float* act_params_ = nullptr;
   float* grads_ = nullptr;
+  std::unique_ptr<QuantWeights> quant_;
 
  private:
   void upload_params(const float* host);
+  // The parameters are zeroed on first use unless a load or init wrote them first: a quantised
+  // load never touches its GEMM weights' part of the buffer, so those pages are never resident.
+  void ensure_params() const;
+  void load_quantized(TensorReader& r, const QuantFormat& f, float* dst);
   bool act_stale_ = true;
+  mutable bool params_set_ = false;
+  std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded
 };
 
 // One backbone family of the registry (src/models/registry.cpp lists them).

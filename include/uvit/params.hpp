@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "uvit/array.hpp"
+#include "uvit/io.hpp"
 
 namespace uvit {
 
@@ -18,6 +19,9 @@ struct ParamEntry {
   size_t numel = 0;
   // Not trained (requires_grad=False or a buffer): the optimizer neither updates nor decays it.
   bool frozen = false;
+  // Set when a network binds the tensor as a GEMM weight (layers::linear): the weights int8/int4
+  // quantisation may replace (docs/formats.md, "Quantised weights").
+  mutable bool gemm = false;
 };
 
 class ParamTable {
@@ -33,6 +37,7 @@ class ParamTable {
   // Checks every name and shape of a state_dict; the error names the first missing, unexpected,
   // duplicated or mismatched tensor. `what` names the source (a file path).
   void check(const NamedArrays& sd, const std::string& what) const;
+  void check(const std::vector<TensorInfo>& tensors, const std::string& what) const;
   // check(), then copies the state_dict into a flat fp32 buffer.
   void load(const NamedArrays& sd, float* flat, const std::string& what) const;
   // The same, freeing each tensor once copied, so a large checkpoint is not held twice.

@@ -11,6 +11,7 @@
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/network.hpp"
+#include "uvit/quant.hpp"
 
 namespace uvit::cli {
 
@@ -36,7 +37,7 @@ void check_not_input(const std::string& in, const std::string& out) {
 void add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a .pth checkpoint to .safetensors");
   struct Opts {
-    std::string in, out, config, dtype;
+    std::string in, out, config, dtype, quantize;
     bool autoencoder = false;
   };
   auto o = std::make_shared<Opts>();
@@ -52,10 +53,25 @@ void add_convert(CLI::App& app) {
                 "post_quant_conv are dropped, diffusers names become the official ones, checked "
                 "against --config (default: Stable Diffusion kl-f8), in state_dict order");
   cmd->add_option("--dtype", o->dtype, "store as f32, f16 or bf16 (default: keep each tensor's)");
+  cmd->add_option("--quantize", o->quantize,
+                  "int8 (per output channel) or int4[:GROUP] (GROUP 32, 64 or 128; default 32): "
+                  "the network's linear weights as integers plus F32 scales, for inference "
+                  "(needs --config; docs/formats.md)");
   cmd->callback([o] {
     check_not_input(o->in, o->out);
     check_output("OUT", o->out, {".safetensors"});
+    UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
+               "--quantize is for diffusion networks, "
+               "not --autoencoder");
     NamedArrays sd = load_weights(o->in);
+    std::map<std::string, std::string> meta;
+    if (!o->dtype.empty()) {  // before quantising: the scales stay F32
+      DType d = parse_dtype(o->dtype);
+      for (auto& [name, a] : sd)
+        if (a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
+            a.dtype == DType::F64)
+          a = a.converted(d);
+    }
     if (o->autoencoder) {
       const AutoencoderConfig c = autoencoder_config_from(o->config);
       const std::string skipped = keep_autoencoder_tensors(sd);  // a VA-VAE's loss.*, ...
@@ -67,18 +83,24 @@ void add_convert(CLI::App& app) {
       sd.clear();
       for (const auto& [name, shape] : autoencoder_param_shapes(c))
         sd.emplace_back(name, std::move(by_name.at(name)));
+    } else if (!o->quantize.empty()) {
+      UVIT_CHECK(!o->config.empty(),
+                 "--quantize needs --config (the network whose linear weights "
+                 "are quantised)");
+      const QuantFormat f = parse_quant_format(o->quantize);
+      // The network binds its layers, which marks the GEMM weights in its table; its parameter
+      // buffer is allocated but never touched.
+      auto be = make_backend("cpu", "fp32");
+      auto net = make_network(load_config(o->config), *be);
+      sd = quantize_state_dict(std::move(sd), net->table(), f, o->in);
+      meta = quant_metadata(f);
     } else if (!o->config.empty()) {
       network_param_table(load_config(o->config)).check(sd, o->in);
     }
-    if (!o->dtype.empty()) {
-      DType d = parse_dtype(o->dtype);
-      for (auto& [name, a] : sd)
-        if (a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
-            a.dtype == DType::F64)
-          a = a.converted(d);
-    }
     make_parent_dir(o->out);
-    save_safetensors(o->out, sd, {{"format", "pt"}, {"source", o->in}});
+    meta["format"] = "pt";
+    meta["source"] = o->in;
+    save_safetensors(o->out, sd, meta);
     size_t n = 0;
     for (auto& [name, a] : sd) n += a.numel();
     std::printf("wrote %s: %zu tensors, %zu values\n", o->out.c_str(), sd.size(), n);

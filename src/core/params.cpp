@@ -43,26 +43,45 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return *e;
 }
 
-void ParamTable::check(const NamedArrays& sd, const std::string& what) const {
-  for (const auto& [name, arr] : sd)
-    UVIT_CHECK(name.rfind("adamw.", 0) != 0, what,
+namespace {
+// The strict state_dict check over any list of (name, shape).
+template <class Name, class Shape>
+void check_tensors(const ParamTable& t, size_t n, Name name_of, Shape shape_of,
+                   const std::string& what) {
+  for (size_t i = 0; i < n; ++i)
+    UVIT_CHECK(name_of(i).rfind("adamw.", 0) != 0, what,
                ": a training state (optimizer moments), not network weights; give "
                "nnet_ema.safetensors (or nnet.safetensors) from the same run folder");
   std::set<std::string> seen;
-  for (const auto& [name, arr] : sd) {
-    const ParamEntry* e = find(name);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& name = name_of(i);
+    const std::vector<int64_t>& shape = shape_of(i);
+    const ParamEntry* e = t.find(name);
     if (!e)
-      fail(what, ": unexpected tensor '", name, "' ", shape_str(arr.shape),
+      fail(what, ": unexpected tensor '", name, "' ", shape_str(shape),
            " (not a parameter of this network config)");
-    if (arr.shape != e->shape)
-      fail(what, ": tensor '", name, "' has shape ", shape_str(arr.shape), ", the config expects ",
+    if (shape != e->shape)
+      fail(what, ": tensor '", name, "' has shape ", shape_str(shape), ", the config expects ",
            shape_str(e->shape));
     if (!seen.insert(name).second) fail(what, ": tensor '", name, "' appears twice");
   }
-  for (const auto& e : entries_)
+  for (const auto& e : t.entries())
     if (!seen.count(e.name))
-      fail(what, ": missing tensor '", e.name, "' ", shape_str(e.shape), " (", sd.size(), " of ",
-           entries_.size(), " tensors present)");
+      fail(what, ": missing tensor '", e.name, "' ", shape_str(e.shape), " (", n, " of ",
+           t.entries().size(), " tensors present)");
+}
+}  // namespace
+
+void ParamTable::check(const NamedArrays& sd, const std::string& what) const {
+  check_tensors(
+      *this, sd.size(), [&](size_t i) -> const std::string& { return sd[i].first; },
+      [&](size_t i) -> const std::vector<int64_t>& { return sd[i].second.shape; }, what);
+}
+
+void ParamTable::check(const std::vector<TensorInfo>& ts, const std::string& what) const {
+  check_tensors(
+      *this, ts.size(), [&](size_t i) -> const std::string& { return ts[i].name; },
+      [&](size_t i) -> const std::vector<int64_t>& { return ts[i].shape; }, what);
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "io/file.hpp"
+#include "io/readers.hpp"
 #include "io/zip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -612,117 +613,102 @@ void check_magic(const std::string& path) {
   fail(path, ": not a PyTorch zip archive (bad magic bytes)");
 }
 
-}  // namespace
+// The archive parsed up to the storages (checked for size); each tensor is read on demand.
+class PthReader : public TensorReader {
+ public:
+  explicit PthReader(const std::string& path) : z_((check_magic(path), path)) {
+    path_ = path;
+    // The archive's single top folder holds data.pkl; its name varies ("archive", the file stem).
+    for (const zip::Entry& e : z_.entries()) {
+      size_t slash = e.name.find('/');
+      if (slash != std::string::npos &&
+          e.name.compare(slash, std::string::npos, "/data.pkl") == 0) {
+        prefix_ = e.name.substr(0, slash + 1);
+        break;
+      }
+    }
+    if (prefix_.empty()) fail(path, ": not a torch.save archive (no <folder>/data.pkl entry)");
+    // torch >= 2.1 records the byte order of the storages; ours is little-endian.
+    if (const zip::Entry* bo = z_.find(prefix_ + "byteorder")) {
+      std::vector<uint8_t> b = z_.read(*bo);
+      if (std::string(b.begin(), b.end()) != "little")
+        fail(path, ": storages are not little-endian (byteorder '",
+             std::string(b.begin(), b.begin() + long(std::min<size_t>(b.size(), 16))), "')");
+    }
+    pkl_ = z_.read(*z_.find(prefix_ + "data.pkl"));
+    u_ = std::make_unique<Unpickler>(pkl_, path);
+    const Obj* top = u_->run();
 
-NamedArrays load_pth(const std::string& path) {
-  check_magic(path);
-  zip::Reader z(path);
-  // The archive's single top folder holds data.pkl; its name varies ("archive", the file stem).
-  std::string prefix;
-  for (const zip::Entry& e : z.entries()) {
-    size_t slash = e.name.find('/');
-    if (slash != std::string::npos && e.name.compare(slash, std::string::npos, "/data.pkl") == 0) {
-      prefix = e.name.substr(0, slash + 1);
-      break;
+    if (top->k != Obj::K::Dict)
+      fail(path, ": the pickle holds ",
+           top->k == Obj::K::Object ? "an " + top->s + " object"
+           : top->k == Obj::K::Int  ? std::string("an int")
+                                    : std::string("a ") + kind_name(top->k),
+           ", not a dict of tensors");
+    if (const Obj* sd = find_state_dict(top, 0)) top = sd;
+    for (auto& [k, v] : top->dict) {
+      if (v->k != Obj::K::Tensor) continue;  // e.g. an epoch counter next to the weights
+      if (k->k != Obj::K::Str)
+        fail(path, ": a tensor is stored under a ", kind_name(k->k), " key, not a string");
+      objs_.push_back(v);
+      tensors_.push_back({k->s, v->dtype, v->size});
+    }
+    if (objs_.empty()) fail(path, ": no tensors found in the pickle");
+
+    // Storages: check sizes, count uses so a storage read for several views is read once and
+    // freed after its last use, while a storage with one dense tensor is read straight into it.
+    for (size_t i = 0; i < objs_.size(); ++i) {
+      const Obj* t = objs_[i];
+      Store& s = stores_[t->storage];
+      if (s.uses++ == 0) {
+        const std::string key = prefix_ + "data/" + t->storage->s;
+        s.entry = z_.find(key);
+        if (!s.entry)
+          fail(path, ": missing storage entry ", key, " for tensor '", tensors_[i].name, "'");
+        const uint64_t want = uint64_t(t->storage->i) * dtype_size(t->storage->dtype);
+        if (uint64_t(t->storage->i) > (uint64_t(1) << 60) || s.entry->size != want)
+          fail(path, ": storage ", key, " has ", s.entry->size, " bytes, expected ", want, " (",
+               t->storage->i, " x ", dtype_name(t->storage->dtype), ")");
+      }
     }
   }
-  if (prefix.empty()) fail(path, ": not a torch.save archive (no <folder>/data.pkl entry)");
-  // torch >= 2.1 records the byte order of the storages; ours is little-endian.
-  if (const zip::Entry* bo = z.find(prefix + "byteorder")) {
-    std::vector<uint8_t> b = z.read(*bo);
-    if (std::string(b.begin(), b.end()) != "little")
-      fail(path, ": storages are not little-endian (byteorder '",
-           std::string(b.begin(), b.begin() + long(std::min<size_t>(b.size(), 16))), "')");
-  }
-  std::vector<uint8_t> pkl = z.read(*z.find(prefix + "data.pkl"));
-  Unpickler u(pkl, path);
-  const Obj* top = u.run();
 
-  if (top->k != Obj::K::Dict)
-    fail(path, ": the pickle holds ",
-         top->k == Obj::K::Object ? "an " + top->s + " object"
-         : top->k == Obj::K::Int  ? std::string("an int")
-                                  : std::string("a ") + kind_name(top->k),
-         ", not a dict of tensors");
-  if (const Obj* sd = find_state_dict(top, 0)) top = sd;
-  std::vector<std::pair<std::string, const Obj*>> tensors;
-  for (auto& [k, v] : top->dict) {
-    if (v->k != Obj::K::Tensor) continue;  // e.g. an epoch counter next to the weights
-    if (k->k != Obj::K::Str)
-      fail(path, ": a tensor is stored under a ", kind_name(k->k), " key, not a string");
-    tensors.emplace_back(k->s, v);
+  void read(size_t i, void* dst) override {
+    const Obj* t = objs_.at(i);
+    Store& s = stores_[t->storage];
+    UVIT_CHECK(s.uses > 0, path_, ": tensor '", tensors_[i].name, "' read twice");
+    const int64_t n = tensors_[i].numel();
+    const bool whole = t->offset == 0 && is_contiguous(t) && n == t->storage->i;
+    auto* out = static_cast<uint8_t*>(dst);
+    if (s.uses == 1 && s.bytes.empty() && whole) {
+      z_.read_into(*s.entry, out);
+    } else {
+      if (s.bytes.empty() && s.entry->size > 0) s.bytes = z_.read(*s.entry);
+      if (n > 0) gather(s.bytes.data(), t, out);
+    }
+    if (--s.uses == 0) std::vector<uint8_t>().swap(s.bytes);
   }
-  if (tensors.empty()) fail(path, ": no tensors found in the pickle");
 
-  // Storages: check sizes, count uses so a storage read for several views is read once and
-  // freed after its last use, while a storage with one dense tensor is read straight into it.
+ private:
   struct Store {
     const zip::Entry* entry = nullptr;
     int uses = 0;
     std::vector<uint8_t> bytes;
   };
-  std::unordered_map<const Obj*, Store> stores;
-  for (auto& [name, t] : tensors) {
-    Store& s = stores[t->storage];
-    if (s.uses++ == 0) {
-      const std::string key = prefix + "data/" + t->storage->s;
-      s.entry = z.find(key);
-      if (!s.entry) fail(path, ": missing storage entry ", key, " for tensor '", name, "'");
-      const uint64_t want = uint64_t(t->storage->i) * dtype_size(t->storage->dtype);
-      if (uint64_t(t->storage->i) > (uint64_t(1) << 60) || s.entry->size != want)
-        fail(path, ": storage ", key, " has ", s.entry->size, " bytes, expected ", want, " (",
-             t->storage->i, " x ", dtype_name(t->storage->dtype), ")");
-    }
-  }
-  NamedArrays out;
-  out.reserve(tensors.size());
-  for (auto& [name, t] : tensors) {
-    Store& s = stores[t->storage];
-    Array a(t->dtype, t->size);
-    const bool whole = t->offset == 0 && is_contiguous(t) && a.numel() == t->storage->i;
-    if (s.uses == 1 && s.bytes.empty() && whole) {
-      z.read_into(*s.entry, a.data.data());
-    } else {
-      if (s.bytes.empty() && s.entry->size > 0) s.bytes = z.read(*s.entry);
-      if (a.numel() > 0) gather(s.bytes.data(), t, a.data.data());
-    }
-    if (--s.uses == 0) std::vector<uint8_t>().swap(s.bytes);
-    out.emplace_back(name, std::move(a));
-  }
-  return out;
-}
-
-namespace {
-
-// torch.save(ddp_model.state_dict()) names every tensor "module.<name>"; the prefix goes when all
-// names have it (a single name without it means the prefix is part of the real names).
-NamedArrays strip_ddp_prefix(NamedArrays sd) {
-  const std::string p = "module.";
-  if (sd.empty()) return sd;
-  for (auto& [name, a] : sd)
-    if (name.compare(0, p.size(), p) != 0) return sd;
-  for (auto& [name, a] : sd) name.erase(0, p.size());
-  return sd;
-}
+  zip::Reader z_;
+  std::string prefix_;
+  std::vector<uint8_t> pkl_;
+  std::unique_ptr<Unpickler> u_;  // owns the objects objs_ points into
+  std::vector<const Obj*> objs_;
+  std::unordered_map<const Obj*, Store> stores_;
+};
 
 }  // namespace
 
-NamedArrays load_weights(const std::string& path) {
-  auto ends_with = [&](const char* ext) {
-    size_t n = std::strlen(ext);
-    return path.size() >= n && path.compare(path.size() - n, n, ext) == 0;
-  };
-  if (ends_with(".safetensors")) {
-    io::InFile f(path);
-    uint8_t m[4] = {0, 0, 0, 0};
-    if (f.size() >= 4) f.read(0, m, 4, "magic");
-    if (std::memcmp(m, "PK\x03\x04", 4) == 0)
-      fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
-    return strip_ddp_prefix(load_safetensors(path));
-  }
-  if (ends_with(".pth") || ends_with(".pt") || ends_with(".bin") || ends_with(".ckpt"))
-    return strip_ddp_prefix(load_pth(path));
-  fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");
+std::unique_ptr<TensorReader> open_pth_reader(const std::string& path) {
+  return std::make_unique<PthReader>(path);
 }
+
+NamedArrays load_pth(const std::string& path) { return read_all(*open_pth_reader(path)); }
 
 }  // namespace uvit

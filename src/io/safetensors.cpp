@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "io/file.hpp"
+#include "io/readers.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -82,12 +83,16 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
   return m;
 }
 
-NamedArrays load_safetensors(const std::string& path,
-                             std::map<std::string, std::string>* metadata) {
-  io::InFile f(path);
+namespace {
+
+// The header's tensors, validated (dtype, shape, offsets covering the buffer exactly), in offset
+// order; the data buffer starts at *data_at.
+std::vector<Spec> read_specs(io::InFile& f, const std::string& path,
+                             std::map<std::string, std::string>* metadata, uint64_t* data_at) {
   uint64_t hlen = 0;
   ojson h = read_header(f, path, &hlen);
   const uint64_t data_size = f.size() - 8 - hlen;
+  *data_at = 8 + hlen;
 
   std::vector<Spec> specs;
   for (auto it = h.begin(); it != h.end(); ++it) {
@@ -143,15 +148,39 @@ NamedArrays load_safetensors(const std::string& path,
   }
   if (at != data_size)
     fail(path, ": data buffer has ", data_size, " bytes but the tensors cover ", at);
+  return specs;
+}
 
-  NamedArrays out;
-  out.reserve(specs.size());
-  for (Spec& s : specs) {
-    Array a(s.dtype, s.shape);
-    f.read(8 + hlen + s.begin, a.data.data(), a.data.size(), s.name.c_str());
-    out.emplace_back(std::move(s.name), std::move(a));
+// Positional reads of one tensor at a time: the bytes go straight from the file to the caller.
+class SafetensorsReader : public TensorReader {
+ public:
+  explicit SafetensorsReader(const std::string& path) : f_(path) {
+    path_ = path;
+    specs_ = read_specs(f_, path, &metadata_, &data_at_);
+    for (const Spec& s : specs_) tensors_.push_back({s.name, s.dtype, s.shape});
   }
-  return out;
+  void read(size_t i, void* dst) override {
+    const Spec& s = specs_.at(i);
+    f_.read(data_at_ + s.begin, dst, s.end - s.begin, s.name.c_str());
+  }
+
+ private:
+  io::InFile f_;
+  std::vector<Spec> specs_;
+  uint64_t data_at_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorReader> open_safetensors_reader(const std::string& path) {
+  return std::make_unique<SafetensorsReader>(path);
+}
+
+NamedArrays load_safetensors(const std::string& path,
+                             std::map<std::string, std::string>* metadata) {
+  SafetensorsReader r(path);
+  if (metadata) *metadata = r.metadata();
+  return read_all(r);
 }
 
 void save_safetensors(const std::string& path, const NamedArrays& tensors,

@@ -479,7 +479,7 @@ void DiT::plan(int B, bool train) {
 
 void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
-  const Weights W{be_, params_, act_params_, grads_};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
   A.xs = input ? input : stream_[k];
   if (w.fuse) {
@@ -514,7 +514,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   plan(B, train);
   act_params();
   y_ = y;
-  const Weights W{be_, params_, act_params_, grads_};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co;
 
@@ -575,7 +575,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 
 void DiT::block_backward(int k, BlockActs& A) {
   const BlockW& w = blocks_[k];
-  const Weights W{be_, params_, act_params_, grads_};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
   const float* xin = A.xs;
   auto chunk = [&](int role) {
@@ -609,7 +609,7 @@ void DiT::block_backward(int k, BlockActs& A) {
 void DiT::backward(const float* dout) {
   UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
   grads();
-  const Weights W{be_, params_, act_params_, grads_};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co,
             half = c_.depth / 2;

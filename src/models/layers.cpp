@@ -9,6 +9,7 @@ namespace uvit::layers {
 Linear linear(const ParamTable& t, const std::string& name) {
   const ParamEntry& w = t.at(name + ".weight");
   UVIT_CHECK(w.shape.size() >= 2, name, ".weight: expected a matrix");
+  w.gemm = true;  // read only through linear_fwd/bwd: quantisable
   Linear l;
   l.w = w.offset;
   l.out = int(w.shape[0]);
@@ -25,15 +26,36 @@ Linear column_slice(const Linear& l, int c0, int n, bool bias) {
   return s;
 }
 
+namespace {
+// A quantised weight's columns of this Linear, dequantised into the shared scratch (then to the
+// act type): one layer's fp32 weights exist at a time. nullptr when the weight is not quantised.
+const float* dequantized(const Weights& W, const Linear& l) {
+  const QuantTensor* t = W.q ? W.q->find(l.w) : nullptr;
+  if (!t) return nullptr;
+  const size_t c0 = l.w - t->offset, n = size_t(l.out) * size_t(l.in);
+  UVIT_CHECK(c0 + size_t(l.in) <= size_t(t->in) && l.out == t->out, t->name,
+             ": a quantised weight read outside its rows");
+  const bool f32 = W.be.act_bytes() == sizeof(float);
+  float* s = W.q->scratch(f32 ? n : 2 * n);
+  t->dequantize(W.q->format, int(c0), l.in, s);
+  if (f32) return s;
+  W.be.to_act(s, s + n, n);
+  return s + n;
+}
+}  // namespace
+
 void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, float* y, int ldy,
                 int M, const float* residual) {
-  W.be.linear(x, ldx, W.act(l.w), l.ldw, l.b != kAbsent ? W.act(l.b) : nullptr, residual, y, ldy, M,
-              l.out, l.in);
+  const float* bias = l.b != kAbsent ? W.act(l.b) : nullptr;
+  if (const float* w = dequantized(W, l))
+    return W.be.linear(x, ldx, w, l.in, bias, residual, y, ldy, M, l.out, l.in);
+  W.be.linear(x, ldx, W.act(l.w), l.ldw, bias, residual, y, ldy, M, l.out, l.in);
 }
 
 void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
                 int ldy, float* dx, int lddx, int M, float beta, bool bias_per_row) {
   Backend& be = W.be;
+  UVIT_CHECK(!W.q || !W.q->find(l.w), W.q->path, ": quantised weights cannot be trained");
   if (l.b != kAbsent) {
     if (ldy == l.out && !bias_per_row) {
       be.bias_grad(dy, W.g + l.b, M, l.out);

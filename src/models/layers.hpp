@@ -10,6 +10,7 @@
 
 #include "uvit/backend.hpp"
 #include "uvit/params.hpp"
+#include "uvit/quant.hpp"
 
 namespace uvit::layers {
 
@@ -21,6 +22,8 @@ struct Weights {
   const float* w32;   // fp32 parameters (LayerNorm, embeddings, positions, convs)
   const float* wact;  // act copy (GEMM weights and linear biases)
   float* g;           // gradients (backward only)
+  // Quantised GEMM weights (a network loaded from an int8/int4 file on the CPU), or nullptr.
+  const QuantWeights* q = nullptr;
   const float* act(size_t off) const { return be.act_at(wact, off); }
 };
 

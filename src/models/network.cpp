@@ -1,6 +1,9 @@
 // The parameter plumbing every Network shares, and the registry lookups.
 #include "uvit/network.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <map>
 #include <memory>
 
 #include "uvit/config.hpp"
@@ -12,7 +15,6 @@ namespace uvit {
 Network::Network(NetSpec spec, ParamTable table, Backend& be)
     : spec_(std::move(spec)), table_(std::move(table)), be_(be) {
   params_ = be_.alloc(table_.total());
-  be_.fill(params_, 0.f, table_.total());
   act_params_ = params_;
   if (be_.act_bytes() != sizeof(float)) {
     try {
@@ -30,13 +32,23 @@ Network::~Network() {
   be_.free_bytes(params_);
 }
 
+void Network::ensure_params() const {
+  if (params_set_) return;
+  be_.fill(params_, 0.f, table_.total());
+  params_set_ = true;
+}
+
 const float* Network::act_params() {
+  ensure_params();
   if (act_stale_ && act_params_ != params_) be_.to_act(params_, act_params_, table_.total());
   act_stale_ = false;
   return act_params_;
 }
 
 float* Network::grads() {
+  UVIT_CHECK(quantized_from_.empty(), quantized_from_,
+             ": quantised weights are for inference (predict, sample, eval, serve); training "
+             "needs the fp32 weights");
   if (!grads_) {
     grads_ = be_.alloc(table_.total());
     be_.fill(grads_, 0.f, table_.total());
@@ -46,30 +58,141 @@ float* Network::grads() {
 
 void Network::zero_grad() { be_.fill(grads(), 0.f, table_.total()); }
 
-// The host buffers are left uninitialised (ParamTable::load writes every value): load_file frees
-// each tensor once copied, so pages are touched as others are released and the host side peaks
-// near one copy of the weights (2.7 GB for DiT-XL/2), not two.
+// The host buffers are left uninitialised (ParamTable::load writes every value).
 void Network::load(const NamedArrays& sd, const std::string& what) {
+  for (const auto& [name, a] : sd)
+    UVIT_CHECK(a.dtype != DType::I8 && a.dtype != DType::U8, what, ": tensor '", name, "' is ",
+               dtype_name(a.dtype),
+               ": quantised weights are for inference (predict, sample, eval, serve); training "
+               "needs the fp32 weights");
   std::unique_ptr<float[]> host(new float[table_.total()]);
   table_.load(sd, host.get(), what);
   upload_params(host.get());
+  quant_.reset();
+  quantized_from_.clear();
 }
 
+// On the CPU the parameters are host memory and each tensor is read straight into its place;
+// elsewhere through one host buffer and one upload.
 void Network::load_file(const std::string& path) {
-  NamedArrays sd = load_weights(path);
-  std::unique_ptr<float[]> host(new float[table_.total()]);
-  table_.load(std::move(sd), host.get(), path);
-  upload_params(host.get());
+  std::unique_ptr<TensorReader> r = open_weights(path);
+  const bool host = be_.name() == "cpu";
+  std::unique_ptr<float[]> staging(host ? nullptr : new float[table_.total()]);
+  float* dst = host ? params_ : staging.get();
+  quant_.reset();
+  quantized_from_.clear();
+  QuantFormat f;
+  if (quant_format_of(r->metadata(), path, &f)) {
+    load_quantized(*r, f, dst);
+  } else {
+    table_.check(r->tensors(), path);
+    for (size_t i = 0; i < r->tensors().size(); ++i)
+      r->read_f32(i, dst + table_.at(r->tensors()[i].name).offset);
+  }
+  params_set_ = true;
+  if (!host) {
+    if (quant_) {  // dequantised once: the GEMMs read act weights in device memory
+      for (const QuantTensor& t : quant_->tensors) t.dequantize(f, 0, t.in, dst + t.offset);
+      quant_.reset();
+    }
+    be_.upload(params_, dst, table_.total() * sizeof(float));
+  }
+  act_stale_ = true;
+}
+
+// Quantised GEMM weights (I8 / packed U8 with an F32 NAME_scale) are checked against the table as
+// the fp32 tensors they stand for; every error names the tensor.
+void Network::load_quantized(TensorReader& r, const QuantFormat& f, float* dst) {
+  const std::string& path = r.path();
+  const std::vector<TensorInfo>& ts = r.tensors();
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < ts.size(); ++i) index[ts[i].name] = i;
+  const DType want = f.kind == QuantKind::Int8 ? DType::I8 : DType::U8;
+  std::vector<TensorInfo> as_fp32;  // what the strict table check sees
+  std::vector<size_t> scale_of(ts.size(), SIZE_MAX);
+  std::vector<bool> is_scale(ts.size(), false);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const TensorInfo& t = ts[i];
+    const bool integer = t.dtype == DType::I8 || t.dtype == DType::U8;
+    const ParamEntry* e = table_.find(t.name);
+    if (!integer || !e) continue;
+    UVIT_CHECK(e->gemm, path, ": tensor '", t.name, "' is ", dtype_name(t.dtype),
+               " but is not a linear weight of this network (only those are quantised)");
+    UVIT_CHECK(t.dtype == want, path, ": tensor '", t.name, "' is ", dtype_name(t.dtype), ", an ",
+               f.name(), " file stores quantised weights as ", dtype_name(want));
+    const int64_t out = e->shape[0], in = int64_t(e->numel) / out;
+    UVIT_CHECK(f.kind == QuantKind::Int8 || in % f.group == 0, path, ": tensor '", t.name, "' has ",
+               in, " inputs per row, not a multiple of the int4 group ", f.group);
+    const std::vector<int64_t> qshape =
+        f.kind == QuantKind::Int8 ? e->shape : std::vector<int64_t>{out, in / 2};
+    const std::vector<int64_t> sshape = f.kind == QuantKind::Int8
+                                            ? std::vector<int64_t>{out}
+                                            : std::vector<int64_t>{out, in / f.group};
+    UVIT_CHECK(t.shape == qshape, path, ": tensor '", t.name, "' has shape ", shape_str(t.shape),
+               ", ", f.name(), " of ", shape_str(e->shape), " needs ", shape_str(qshape));
+    const std::string sname = t.name + kScaleSuffix;
+    auto it = index.find(sname);
+    UVIT_CHECK(it != index.end(), path, ": tensor '", t.name, "' is quantised but its scale '",
+               sname, "' is missing");
+    const TensorInfo& s = ts[it->second];
+    UVIT_CHECK(s.dtype == DType::F32, path, ": tensor '", sname, "' is ", dtype_name(s.dtype),
+               ", scales are F32");
+    UVIT_CHECK(s.shape == sshape, path, ": tensor '", sname, "' has shape ", shape_str(s.shape),
+               ", expected ", shape_str(sshape));
+    scale_of[i] = it->second;
+    is_scale[it->second] = true;
+  }
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (is_scale[i]) continue;
+    TensorInfo t = ts[i];
+    if (scale_of[i] != SIZE_MAX) t = {t.name, DType::F32, table_.at(t.name).shape};
+    as_fp32.push_back(std::move(t));
+  }
+  table_.check(as_fp32, path);
+
+  auto q = std::make_unique<QuantWeights>();
+  q->format = f;
+  q->path = path;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (is_scale[i]) continue;
+    const ParamEntry& e = table_.at(ts[i].name);
+    if (scale_of[i] == SIZE_MAX) {
+      r.read_f32(i, dst + e.offset);
+      continue;
+    }
+    QuantTensor t;
+    t.name = e.name;
+    t.offset = e.offset;
+    t.out = int(e.shape[0]);
+    t.in = int(e.numel / size_t(t.out));
+    t.q.resize(ts[i].nbytes());
+    r.read(i, t.q.data());
+    t.scale.resize(size_t(ts[scale_of[i]].numel()));
+    r.read(scale_of[i], t.scale.data());
+    for (float v : t.scale)
+      UVIT_CHECK(std::isfinite(v) && v >= 0.f, path, ": tensor '", ts[scale_of[i]].name,
+                 "' holds a negative or non-finite scale ", v);
+    q->tensors.push_back(std::move(t));
+  }
+  std::sort(q->tensors.begin(), q->tensors.end(),
+            [](const QuantTensor& a, const QuantTensor& b) { return a.offset < b.offset; });
+  quant_ = std::move(q);
+  quantized_from_ = cat(path, " (", f.name(), ")");
 }
 
 void Network::upload_params(const float* host) {
   be_.upload(params_, host, table_.total() * sizeof(float));
+  params_set_ = true;
   act_stale_ = true;
 }
 
 NamedArrays Network::export_weights(DType dtype) const {
+  ensure_params();
   std::vector<float> host(table_.total());
   be_.download(host.data(), params_, host.size() * sizeof(float));
+  if (quant_)
+    for (const QuantTensor& t : quant_->tensors)
+      t.dequantize(quant_->format, 0, t.in, host.data() + t.offset);
   return table_.export_arrays(host.data(), dtype);
 }
 

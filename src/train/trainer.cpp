@@ -9,6 +9,7 @@
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
+#include "uvit/quant.hpp"
 #include "uvit/rng.hpp"
 #include "uvit/train.hpp"
 
@@ -402,6 +403,8 @@ void Trainer::resume(const std::string& from) {
   std::map<std::string, std::string> m1, m2;
   NamedArrays w = load_safetensors(wdir + "/nnet.safetensors", &m1);
   NamedArrays we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+  UVIT_CHECK(!m1.count(kQuantKey) && !m2.count(kQuantKey), wdir,
+             ": the weights are quantised; training needs the fp32 weights");
   const std::string snap = src + "/ckpts/" + need("step");
   if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
       fs::exists(snap + "/train_state.safetensors")) {

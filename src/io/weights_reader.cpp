@@ -1,0 +1,96 @@
+// open_weights / load_weights: the format by extension, the DDP prefix, and fp32 reads in place.
+#include <cstring>
+#include <vector>
+
+#include "io/file.hpp"
+#include "io/readers.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace uvit {
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+void TensorReader::read_f32(size_t i, float* dst) {
+  const TensorInfo& t = tensors_.at(i);
+  const size_t n = size_t(t.numel());
+  if (t.dtype == DType::F32) return read(i, dst);
+  if (t.dtype == DType::F16 || t.dtype == DType::BF16) {
+    // Raw halves in the upper half of dst, widened front to back: writing float k (bytes
+    // [4k, 4k + 4)) never reaches a half not yet read (half j >= k + 1 sits at 2n + 2j).
+    auto* raw = reinterpret_cast<uint16_t*>(dst) + n;
+    read(i, raw);
+    const bool half = t.dtype == DType::F16;
+    for (size_t k = 0; k < n; ++k) {
+      const uint16_t h = raw[k];
+      dst[k] = half ? half_to_float(h) : bf16_to_float(h);
+    }
+    return;
+  }
+  Array a(t.dtype, t.shape);  // F64 and integer tensors (rare in weights): one temporary
+  read(i, a.data.data());
+  const std::vector<float> v = a.to_f32();
+  std::memcpy(dst, v.data(), n * sizeof(float));
+}
+
+NamedArrays read_all(TensorReader& r) {
+  NamedArrays out;
+  out.reserve(r.tensors().size());
+  for (size_t i = 0; i < r.tensors().size(); ++i) {
+    const TensorInfo& t = r.tensors()[i];
+    Array a(t.dtype, t.shape);
+    r.read(i, a.data.data());
+    out.emplace_back(t.name, std::move(a));
+  }
+  return out;
+}
+
+namespace {
+
+// torch.save(ddp_model.state_dict()) names every tensor "module.<name>"; the prefix goes when all
+// names have it (a single name without it means the prefix is part of the real names).
+class DdpNames : public TensorReader {
+ public:
+  explicit DdpNames(std::unique_ptr<TensorReader> r) : r_(std::move(r)) {
+    path_ = r_->path();
+    tensors_ = r_->tensors();
+    metadata_ = r_->metadata();
+    const std::string p = "module.";
+    bool all = !tensors_.empty();
+    for (const TensorInfo& t : tensors_) all = all && t.name.compare(0, p.size(), p) == 0;
+    if (all)
+      for (TensorInfo& t : tensors_) t.name.erase(0, p.size());
+  }
+  void read(size_t i, void* dst) override { r_->read(i, dst); }
+
+ private:
+  std::unique_ptr<TensorReader> r_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorReader> open_weights(const std::string& path) {
+  auto ends_with = [&](const char* ext) {
+    size_t n = std::strlen(ext);
+    return path.size() >= n && path.compare(path.size() - n, n, ext) == 0;
+  };
+  if (ends_with(".safetensors")) {
+    io::InFile f(path);
+    uint8_t m[4] = {0, 0, 0, 0};
+    if (f.size() >= 4) f.read(0, m, 4, "magic");
+    if (std::memcmp(m, "PK\x03\x04", 4) == 0)
+      fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
+    return std::make_unique<DdpNames>(open_safetensors_reader(path));
+  }
+  if (ends_with(".pth") || ends_with(".pt") || ends_with(".bin") || ends_with(".ckpt"))
+    return std::make_unique<DdpNames>(open_pth_reader(path));
+  fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");
+}
+
+NamedArrays load_weights(const std::string& path) { return read_all(*open_weights(path)); }
+
+}  // namespace uvit
