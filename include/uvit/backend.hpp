@@ -312,7 +312,8 @@ class DeviceBuffer {
 std::unique_ptr<Backend> make_cpu_backend();
 // "cpu" or "cuda". precision "fp32", "bf16" or "tf32" ("" = the device default: fp32 on the CPU,
 // bf16 on CUDA). Throws uvit::Error when the backend is not compiled in, no device is present, or
-// the precision is not offered (the CPU backend is fp32 only).
+// the precision is not offered (tf32 on the CPU). "cpu" with "bf16" on a CPU without bf16 units
+// says so in one line on stderr and gives the fp32 backend (docs/cpu_bf16.md).
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
 // The precision of the fp32 encoder models (autoencoder, FID Inception, CLIP text model) on a
 // device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
@@ -323,5 +324,8 @@ std::unique_ptr<Backend> make_encoder_backend(const std::string& device,
                                               const std::string& requested = "");
 // Whether this build has the CUDA backend and a usable GPU is present (for tests that skip).
 bool cuda_available();
+// Whether this CPU runs oneDNN's bf16 kernels (AVX512-BF16 or AMX), as oneDNN sees it
+// (DNNL_MAX_CPU_ISA lowers it): what the CPU's bf16 mode needs.
+bool cpu_has_bf16();
 
 }  // namespace uvit
