@@ -29,6 +29,10 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
   void set_total(long total) { total_ = total; }
+  // A time limit `seconds` after construction (a run bounded by time, e.g. the demo): while it
+  // comes before `total`, the line shows the steps done and the time left instead of an ETA for
+  // the nominal total.
+  void set_deadline(double seconds) { deadline_ = seconds; }
   // `done` counts from 0 (not from `start`); `extra` is printed after the counter.
   void update(long done, const std::string& extra = "", double items_per_unit = 1,
               const char* unit = "it/s") {
@@ -69,6 +73,13 @@ class Progress {
     if (s >= 0.2 && done > start_ && total_ >= 0) {
       const double rate = (done - start_) / s;
       char b[96];
+      const double left = deadline_ - s;
+      if (deadline_ > 0 && (total_ - done) / rate > left) {
+        std::snprintf(b, sizeof b, " %.2f %s, %s left", rate * per, unit,
+                      fmt_time(left > 0 ? left : 0).c_str());
+        return label_ + " " + std::to_string(done) + " done" + (extra.empty() ? "" : " " + extra) +
+               b;
+      }
       std::snprintf(b, sizeof b, " %.2f %s ETA %s", rate * per, unit,
                     fmt_time((total_ - done) / rate).c_str());
       out += b;
@@ -92,6 +103,7 @@ class Progress {
 
   std::string label_;
   long total_, start_;
+  double deadline_ = 0;  // seconds; 0 = none
   bool quiet_, tty_;
   clock::time_point t0_, last_;
   std::string line_;  // the latest state, not yet shown
