@@ -141,7 +141,7 @@ class LimitProjection {
       k0_ = k, t0_ = t;
       return;
     }
-    if (t - t0_ < kWindowS || k - k0_ < 3) return;
+    if (t - t0_ < kWindowS) return;
     done_ = true;
     const double rate = (k - k0_) / (t - t0_);
     const long expected = k + long(rate * (limit_s_ - t));
