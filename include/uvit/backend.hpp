@@ -6,11 +6,12 @@
 //   unless a leading dimension (ld*) is given.
 // - Precision. Arguments marked "act" are activations: act_bytes()-byte elements, fp32 on the
 //   CPU and in the CUDA backend's fp32 mode, bf16 in its bf16 mode (they are typed float* all the
-//   same; offset them with act_at()). Everything else is fp32: parameters and their gradients,
-//   optimizer state, LayerNorm statistics, the logsumexp, network inputs and outputs. GEMM weights
-//   and linear biases are read from the act copy of the parameters (UViT keeps one; on the CPU it
-//   is the parameters themselves), LayerNorm/embedding/position/conv parameters from fp32.
-//   Unmarked kernels (copy, fill, axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
+//   same; offset them with act_at()); the CPU's bf16 mode likewise (docs/cpu_bf16.md). Everything
+//   else is fp32: parameters and their gradients, optimizer state, LayerNorm statistics, the
+//   logsumexp, network inputs and outputs. GEMM weights and linear biases are read from the act
+//   copy of the parameters (UViT keeps one; on the CPU it is the parameters themselves with fp32
+//   acts), LayerNorm/embedding/position/conv parameters from fp32. Unmarked kernels (copy, fill,
+//   axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
 // - Activation layout is [B, N, D] (tokens of a batch element contiguous). Linear weights are
 //   [out, in] as in PyTorch; y = x W^T + b.
 // - Backward kernels ACCUMULATE (+=) into parameter gradients (dw, db, dtable, dpos).
