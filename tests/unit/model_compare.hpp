@@ -158,6 +158,20 @@ class NoiseDataset : public Dataset {
   std::string describe() const override { return "noise (64 items)"; }
 };
 
+// kConfigs[0] with a 6-step training setup (AdamW, warm-up, classifier-free guidance dropout).
+inline Config train_config() {
+  Config c = config_from(kConfigs[0]);
+  c.json["train"] = {{"batch_size", 8},
+                     {"n_steps", 6},
+                     {"log_interval", 1000},
+                     {"eval_interval", 100000},
+                     {"save_interval", 100000}};
+  c.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
+  c.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 2}};
+  c.json["dataset"] = {{"cfg", true}, {"p_uncond", 0.1}};
+  return c;
+}
+
 // Trains `steps` steps (from a checkpoint in dir when `resume`), saves, and returns the losses of
 // the steps run and the final parameters.
 inline std::pair<std::vector<double>, std::vector<float>> train_run(const Config& c, Backend& be,

@@ -86,15 +86,7 @@ TEST(CudaSample, SamplerOnGpuMatchesCpu) {
 
 TEST(CudaTrain, ResumeIsBitIdenticalAndLossTracksCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  Config c = config_from(kConfigs[0]);
-  c.json["train"] = {{"batch_size", 8},
-                     {"n_steps", 6},
-                     {"log_interval", 1000},
-                     {"eval_interval", 100000},
-                     {"save_interval", 100000}};
-  c.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
-  c.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 2}};
-  c.json["dataset"] = {{"cfg", true}, {"p_uncond", 0.1}};
+  const Config c = train_config();
   auto data = std::make_shared<NoiseDataset>();
   const fs::path root = fs::temp_directory_path() / "uvit_cuda_train";
   fs::remove_all(root);
