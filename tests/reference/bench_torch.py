@@ -7,8 +7,10 @@ Usage: /usr/bin/python3 bench_torch.py --config FILE.json --batch B [--threads 2
 FILE.json is a network config (CASE.json format: constructor args + "name"), or a preset with an
 "nnet" section. Each mode runs in a fresh process so its peak RSS is its own. Prints one JSON line:
 {"forward_img_s", "train_img_s", "peak_rss_mb_forward", "peak_rss_mb_train", ...} (only the modes run).
---precision bf16 runs the steps under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's own
-CPU bf16: bf16 matmuls through oneDNN, fp32 parameters and optimizer).
+--precision bf16: PyTorch's own CPU bf16. Training runs under torch.autocast('cpu',
+dtype=torch.bfloat16) (bf16 matmuls through oneDNN, fp32 parameters and optimizer); the forward
+casts the network and its inputs to bf16 instead, because torch 1.13's CPU autocast stops at the
+twin's LayerNorm ("expected scalar type BFloat16 but found Float").
 """
 import contextlib
 
@@ -77,6 +79,10 @@ def child(args):
     x, t, extra = make_batch(kw, family, args.batch, g)
     if args.mode == "forward":
         net.eval()
+        if args.precision == "bf16":
+            net = net.to(torch.bfloat16)
+            x, t = x.to(torch.bfloat16), t.to(torch.bfloat16)
+            extra = [e.to(torch.bfloat16) if e.is_floating_point() else e for e in extra]
 
         def step():
             with torch.no_grad():
@@ -94,8 +100,8 @@ def child(args):
             loss.backward()
             opt.step()
 
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.precision == "bf16" \
-        else contextlib.nullcontext
+    autocast = args.precision == "bf16" and args.mode == "train"
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
     for _ in range(args.warmup):
         with ctx():
             step()
