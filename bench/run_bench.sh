@@ -3,11 +3,13 @@
 # step (forward, backward, AdamW), each measured in its own process (for peak RSS).
 # Usage: bench/run_bench.sh [THREADS] [ITERS] ["CONFIG BATCH" ...]   (after a build into build/)
 # Without configs: the U-ViT set below. DiT: bench/run_bench.sh 2 3 "dit_s_2 8" "dit_xl_2 1".
+# PRECISION=bf16 runs both sides in bf16 (ours: --precision bf16; the twin: torch.autocast).
 # Prints a markdown table; raw JSON lines go to bench/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
 ITERS=${2:-5}
+PRECISION=${PRECISION:-fp32}
 UVIT=build/uvit
 PY=/usr/bin/python3
 out=bench/results.jsonl
@@ -21,10 +23,11 @@ for spec in "${SPECS[@]}"; do
   set -- $spec
   cfg=$1 batch=$2
   for mode in forward train; do
-    u=$("$UVIT" --threads "$THREADS" bench --config "$cfg" --batch "$batch" --mode "$mode" --iters "$ITERS")
+    u=$("$UVIT" --threads "$THREADS" bench --config "$cfg" --batch "$batch" --mode "$mode" --iters "$ITERS" \
+          --precision "$PRECISION")
     json=$cfg; [ -f "$json" ] || json=configs/$cfg.json
     t=$("$PY" tests/reference/bench_torch.py --config "$json" --batch "$batch" \
-          --threads "$THREADS" --iters "$ITERS" --mode "$mode")
+          --threads "$THREADS" --iters "$ITERS" --mode "$mode" --precision "$PRECISION")
     echo "$u" >>"$out"
     echo "$t" >>"$out"
     "$PY" - "$u" "$t" "$cfg" "$batch" "$mode" <<'PYEOF'

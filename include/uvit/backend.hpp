@@ -6,11 +6,12 @@
 //   unless a leading dimension (ld*) is given.
 // - Precision. Arguments marked "act" are activations: act_bytes()-byte elements, fp32 on the
 //   CPU and in the CUDA backend's fp32 mode, bf16 in its bf16 mode (they are typed float* all the
-//   same; offset them with act_at()). Everything else is fp32: parameters and their gradients,
-//   optimizer state, LayerNorm statistics, the logsumexp, network inputs and outputs. GEMM weights
-//   and linear biases are read from the act copy of the parameters (UViT keeps one; on the CPU it
-//   is the parameters themselves), LayerNorm/embedding/position/conv parameters from fp32.
-//   Unmarked kernels (copy, fill, axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
+//   same; offset them with act_at()); the CPU's bf16 mode likewise (docs/cpu_bf16.md). Everything
+//   else is fp32: parameters and their gradients, optimizer state, LayerNorm statistics, the
+//   logsumexp, network inputs and outputs. GEMM weights and linear biases are read from the act
+//   copy of the parameters (UViT keeps one; on the CPU it is the parameters themselves with fp32
+//   acts), LayerNorm/embedding/position/conv parameters from fp32. Unmarked kernels (copy, fill,
+//   axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
 // - Activation layout is [B, N, D] (tokens of a batch element contiguous). Linear weights are
 //   [out, in] as in PyTorch; y = x W^T + b.
 // - Backward kernels ACCUMULATE (+=) into parameter gradients (dw, db, dtable, dpos).
@@ -312,7 +313,8 @@ class DeviceBuffer {
 std::unique_ptr<Backend> make_cpu_backend();
 // "cpu" or "cuda". precision "fp32", "bf16" or "tf32" ("" = the device default: fp32 on the CPU,
 // bf16 on CUDA). Throws uvit::Error when the backend is not compiled in, no device is present, or
-// the precision is not offered (the CPU backend is fp32 only).
+// the precision is not offered (tf32 on the CPU). "cpu" with "bf16" on a CPU without bf16 units
+// says so in one line on stderr and gives the fp32 backend (docs/cpu_bf16.md).
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
 // The precision of the fp32 encoder models (autoencoder, FID Inception, CLIP text model) on a
 // device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
@@ -323,5 +325,8 @@ std::unique_ptr<Backend> make_encoder_backend(const std::string& device,
                                               const std::string& requested = "");
 // Whether this build has the CUDA backend and a usable GPU is present (for tests that skip).
 bool cuda_available();
+// Whether this CPU runs oneDNN's bf16 kernels (AVX512-BF16 or AMX), as oneDNN sees it
+// (DNNL_MAX_CPU_ISA lowers it): what the CPU's bf16 mode needs.
+bool cpu_has_bf16();
 
 }  // namespace uvit

@@ -1,9 +1,13 @@
 // Backend selection and the default (unfused) compositions of the Backend interface.
 #include "uvit/backend.hpp"
 
+#include <iostream>
+
 #include "uvit/error.hpp"
 
 namespace uvit {
+
+std::unique_ptr<Backend> make_cpu_bf16_backend();  // backend/cpu
 
 #ifdef UVIT_HAVE_CUDA
 std::unique_ptr<Backend> make_cuda_backend(const std::string& precision);  // backend/cuda
@@ -35,8 +39,10 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const std::string
   if (!precision.empty() && precision != "fp32" && precision != "bf16" && precision != "tf32")
     fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
   if (name == "cpu") {
-    UVIT_CHECK(precision.empty() || precision == "fp32",
-               "the cpu backend computes in fp32 only (got --precision ", precision, ")");
+    UVIT_CHECK(precision != "tf32", "tf32 is a CUDA precision (the cpu offers fp32 and bf16)");
+    if (precision != "bf16") return make_cpu_backend();
+    if (cpu_has_bf16()) return make_cpu_bf16_backend();
+    std::cerr << "note: this CPU has no bf16 units (AVX512-BF16 or AMX); computing in fp32\n";
     return make_cpu_backend();
   }
   if (name == "cuda") {

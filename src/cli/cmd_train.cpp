@@ -115,11 +115,12 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--out,-o", j.out_dir,
                   "run folder (default runs/demo; a second call continues it)");
   cmd->add_option("--minutes", j.max_minutes,
-                  "training time limit in minutes (default 12.5; the final grid adds under a "
-                  "minute)")
+                  "training time limit in minutes (default 12.5, none with --steps; the final "
+                  "grid adds under a minute)")
       ->check(positive());
   cmd->add_option("--steps", j.steps,
-                  "training steps (default: the preset's 10000, within the time limit)")
+                  "train this many steps however long they take, instead of for 12.5 minutes "
+                  "(default: the preset's 10000 within the time limit)")
       ->check(at_least(0));
   cmd->add_option("--data", j.data_path,
                   "Fashion-MNIST folder (default: Debian's dataset-fashion-mnist)");
@@ -132,10 +133,21 @@ void add_demo(CLI::App& app) {
                   "override a field of the preset: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", j.precision, kPrecisionHelp);
-  cmd->callback([o] {
+  cmd->add_option("--precision", j.precision,
+                  "fp32 or bf16 (default: bf16 where the CPU has bf16 units (AVX512-BF16, AMX), "
+                  "else fp32; bf16 on cuda)");
+  cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
+    // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
+    if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
+    if (job.precision.empty() && job.device == "cpu") {
+      job.precision = cpu_has_bf16() ? "bf16" : "fp32";
+      if (job.precision == "fp32" && !job.quiet)
+        std::fprintf(stderr,
+                     "note: this CPU has no bf16 units (AVX512-BF16 or AMX); the demo "
+                     "trains in fp32\n");
+    }
     job.cfg = load_config(o->config);
     UVIT_CHECK(job.cfg.json.contains("dataset") &&
                    job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&

@@ -27,6 +27,7 @@ struct ProgressState {
   std::string extra;          // after the rate ("loss 0.1234")
   double items_per_unit = 1;  // items per counted unit ("img/s" = batch images per step)
   std::string unit = "it/s";  // the items' rate unit, shown beside it/s when not "it/s"
+  double deadline = 0;        // seconds after the start when a time-bounded run stops; 0: none
 };
 
 // tqdm's clock: "00:12", "59:59", "1:02:03".
@@ -62,6 +63,13 @@ inline std::string item_rate(const ProgressState& s, double r) {
   const double v = r * s.items_per_unit;
   return ", " + num(v >= 100 ? "%.0f" : "%.2f", v) + " " + s.unit;
 }
+// A time-bounded run (the demo) that stops before its nominal total: the seconds it has left, or
+// -1 when the total comes first (or no deadline is set), so an ETA for the total means something.
+inline double time_left(const ProgressState& s, double r) {
+  if (s.deadline <= 0 || s.total < 0) return -1;
+  const double left = std::max(0.0, s.deadline - s.elapsed);
+  return r > 0 && (s.total - s.done) / r <= left ? -1 : left;
+}
 }  // namespace progress_detail
 
 // The terminal line: "label  43%|████▎     | 43/100 [00:12<00:16, 3.51it/s, extra]", a 10-cell
@@ -73,6 +81,9 @@ inline std::string progress_bar_line(const ProgressState& s) {
   if (s.total < 0)
     return s.label + " " + std::to_string(s.done) + "it [" + progress_clock(s.elapsed) + ", " +
            step_rate(r) + tail;
+  if (const double left = time_left(s, r); left >= 0)
+    return s.label + " " + std::to_string(s.done) + " done [" + progress_clock(s.elapsed) + ", " +
+           progress_clock(left) + " left, " + step_rate(r) + tail;
   const double frac = s.total > 0 ? std::min(1.0, std::max(0.0, double(s.done) / s.total)) : 1;
   static const char* const eighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
   // 1e-9: 0.12 * 10 is 1.1999999999999999556, which is 1.2 cells, not 1.19.
@@ -98,9 +109,13 @@ inline std::string progress_bar_line(const ProgressState& s) {
 inline std::string progress_plain_line(const ProgressState& s) {
   using namespace progress_detail;
   const double r = rate(s);
-  std::string out = s.label + " " + std::to_string(s.done) + "/" +
-                    (s.total < 0 ? std::string("? (adaptive)") : std::to_string(s.total));
-  if (s.total > 0) out += " (" + std::to_string(int(100.0 * s.done / s.total)) + "%)";
+  const double left = time_left(s, r);
+  std::string out = s.label + " " + std::to_string(s.done);
+  if (left >= 0)
+    out += " done";
+  else
+    out += "/" + (s.total < 0 ? std::string("? (adaptive)") : std::to_string(s.total));
+  if (s.total > 0 && left < 0) out += " (" + std::to_string(int(100.0 * s.done / s.total)) + "%)";
   if (!s.extra.empty()) out += " " + s.extra;
   if (r > 0) {
     out += r >= 1 ? num(" %.2f it/s", r) : num(" %.2f s/it", 1 / r);
@@ -113,7 +128,10 @@ inline std::string progress_plain_line(const ProgressState& s) {
     return c.size() == 5 && c[0] == '0' ? c.substr(1) : c;
   };
   out += " elapsed " + clock(s.elapsed);
-  if (r > 0 && s.total >= 0) out += " eta " + clock(std::max(0L, s.total - s.done) / r);
+  if (left >= 0)
+    out += ", " + clock(left) + " left";
+  else if (r > 0 && s.total >= 0)
+    out += " eta " + clock(std::max(0L, s.total - s.done) / r);
   return out;
 }
 
@@ -174,6 +192,10 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
   void set_total(long total) { st_.total = total; }
+  // A time limit `seconds` after construction (a run bounded by time, e.g. the demo): while it
+  // comes before the total, the line shows the steps done and the time left instead of an ETA for
+  // the nominal total.
+  void set_deadline(double seconds) { st_.deadline = seconds; }
   // `done` counts from 0 (not from `start`); `extra` is printed after the rate; the rate is also
   // shown as `items_per_unit` items per step in `unit`.
   void update(long done, const std::string& extra = "", double items_per_unit = 1,

@@ -160,6 +160,38 @@ long check_run_dir(const TrainJob& job, long target) {
              " to train further");
   return at;
 }
+// Says up front when a run bounded by time (the demo, --minutes) will stop before its last step:
+// after some seconds of steady steps (the first, which pays one-time set-up, left out), one line
+// with the step it is expected to reach.
+class LimitProjection {
+ public:
+  LimitProjection(double limit_s, long target) : limit_s_(limit_s), target_(target) {}
+  void update(long k, double t, Progress& bar) {
+    if (done_ || limit_s_ <= 0) return;
+    if (k0_ < 0) {
+      k0_ = k, t0_ = t;
+      return;
+    }
+    if (t - t0_ < kWindowS) return;
+    done_ = true;
+    const double rate = (k - k0_) / (t - t0_);
+    const long expected = k + long(rate * (limit_s_ - t));
+    if (expected >= target_) return;
+    bar.finish();
+    std::fprintf(stderr,
+                 "note: at %.2f steps/s this machine reaches about step %ld of %ld in the %s time "
+                 "limit (all %ld would take about %s); --steps asks for a step count instead\n",
+                 rate, expected, target_, Progress::fmt_time(limit_s_).c_str(), target_,
+                 Progress::fmt_time(t + (target_ - k) / rate).c_str());
+  }
+
+ private:
+  static constexpr double kWindowS = 8;  // seconds of steps timed before projecting
+  double limit_s_;
+  long target_, k0_ = -1;
+  double t0_ = 0;
+  bool done_ = false;
+};
 }  // namespace
 
 int default_grid_images(const Config& cfg) {
@@ -237,6 +269,7 @@ TrainOutcome run_training(const TrainJob& job) {
   const long first = tr.step_count();
   const double fwd_flops = tr.net().forward_flops();
   Progress bar("train", s.steps, quiet, first);
+  if (job.max_minutes > 0) bar.set_deadline(job.max_minutes * 60);
   LossWindow win = open_window(dir, first);
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -263,6 +296,7 @@ TrainOutcome run_training(const TrainJob& job) {
     drawn_at = tr.step_count();
   };
   bool timed_out = false;
+  LimitProjection projection(job.max_minutes * 60, s.steps);
   double comm_s = 0;  // time in the data-parallel exchange (reported with several ranks)
   // Every rank leaves at the same step: a signal or the time limit seen by any rank stops all.
   auto stop_requested = [&] {
@@ -297,6 +331,7 @@ TrainOutcome run_training(const TrainJob& job) {
     else
       std::snprintf(extra, sizeof extra, "loss %.4f", st.loss);
     bar.update(k, extra, s.batch, "img/s");
+    if (!quiet) projection.update(k, elapsed(), bar);
     if (k % s.log_interval == 0) tr.check_replicas();
     if (k % s.log_interval == 0 && lead) {
       json j = log_row("train", k);

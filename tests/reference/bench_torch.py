@@ -2,12 +2,17 @@
 """Times the PyTorch twins, U-ViT and DiT / Skip-DiT (the baseline for bench/ comparisons).
 
 Usage: /usr/bin/python3 bench_torch.py --config FILE.json --batch B [--threads 2] [--iters N]
-                                       [--mode forward|train|both]
+                                       [--mode forward|train|both] [--precision fp32|bf16]
 
 FILE.json is a network config (CASE.json format: constructor args + "name"), or a preset with an
 "nnet" section. Each mode runs in a fresh process so its peak RSS is its own. Prints one JSON line:
 {"forward_img_s", "train_img_s", "peak_rss_mb_forward", "peak_rss_mb_train", ...} (only the modes run).
+--precision bf16: PyTorch's own CPU bf16. Training runs under torch.autocast('cpu',
+dtype=torch.bfloat16) (bf16 matmuls through oneDNN, fp32 parameters and optimizer); the forward
+casts the network and its inputs to bf16 instead, because torch 1.13's CPU autocast stops at the
+twin's LayerNorm ("expected scalar type BFloat16 but found Float").
 """
+import contextlib
 
 import argparse
 import inspect
@@ -74,6 +79,10 @@ def child(args):
     x, t, extra = make_batch(kw, family, args.batch, g)
     if args.mode == "forward":
         net.eval()
+        if args.precision == "bf16":
+            net = net.to(torch.bfloat16)
+            x, t = x.to(torch.bfloat16), t.to(torch.bfloat16)
+            extra = [e.to(torch.bfloat16) if e.is_floating_point() else e for e in extra]
 
         def step():
             with torch.no_grad():
@@ -91,12 +100,16 @@ def child(args):
             loss.backward()
             opt.step()
 
+    autocast = args.precision == "bf16" and args.mode == "train"
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
     for _ in range(args.warmup):
-        step()
+        with ctx():
+            step()
     times = []
     for _ in range(args.iters):
         t0 = time.perf_counter()
-        step()
+        with ctx():
+            step()
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
@@ -111,6 +124,7 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--mode", choices=["forward", "train", "both"], default="both")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.batch < 1 or args.iters < 1 or args.threads < 1 or args.warmup < 0:
@@ -124,7 +138,7 @@ def main():
     for mode in (["forward", "train"] if args.mode == "both" else [args.mode]):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--config", args.config,
                "--batch", str(args.batch), "--threads", str(args.threads), "--iters", str(args.iters),
-               "--warmup", str(args.warmup), "--mode", mode]
+               "--warmup", str(args.warmup), "--mode", mode, "--precision", args.precision]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             sys.stderr.write(p.stderr)
@@ -133,7 +147,7 @@ def main():
         result[mode + "_img_s"] = r["img_s"]
         result["peak_rss_mb_" + mode] = r["peak_rss_mb"]
     result.update({"batch": args.batch, "threads": args.threads, "iters": args.iters,
-                   "torch": torch.__version__})
+                   "precision": args.precision, "torch": torch.__version__})
     print(json.dumps(result))
 
 

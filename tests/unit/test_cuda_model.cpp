@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "model_compare.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/generate.hpp"
@@ -16,128 +17,7 @@
 
 namespace fs = std::filesystem;
 using namespace uvit;
-
-namespace {
-
-// Small configurations that still exercise every path: class-conditional with the conv head and
-// a 72-wide head (the U-ViT-H head size), text-to-image, and unconditional with mlp_time_embed.
-const char* kConfigs[] = {
-    R"({"name": "c1", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 2, "in_chans": 3,
-        "embed_dim": 144, "depth": 4, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": false,
-        "mlp_time_embed": false, "num_classes": 11, "conv": true}})",
-    R"({"name": "t2i", "nnet": {"name": "uvit_t2i", "img_size": 8, "patch_size": 2, "in_chans": 4,
-        "embed_dim": 128, "depth": 2, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": false,
-        "mlp_time_embed": false, "clip_dim": 48, "num_clip_token": 7, "conv": false}})",
-    R"({"name": "u", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4, "in_chans": 3,
-        "embed_dim": 64, "depth": 2, "num_heads": 2, "mlp_ratio": 4, "qkv_bias": true,
-        "mlp_time_embed": true, "num_classes": 0, "conv": true}})",
-    // DiT with a learned variance and a 72-wide head; Skip-DiT with its skip fusions.
-    R"({"name": "dit", "nnet": {"name": "dit", "input_size": 16, "patch_size": 2,
-        "in_channels": 4, "hidden_size": 144, "depth": 3, "num_heads": 2, "num_classes": 10}})",
-    R"({"name": "skip_dit", "nnet": {"name": "skip_dit", "input_size": 8, "patch_size": 2,
-        "in_channels": 3, "hidden_size": 128, "depth": 4, "num_heads": 2, "num_classes": 5,
-        "learn_sigma": false}})",
-    // LightningDiT: RMSNorm, SwiGLU, qk-norm and RoPE on a 72-wide head (XL/1's), patch 1, learned
-    // sigma dropped; and the plain pieces with wo_shift.
-    R"({"name": "ldit", "nnet": {"name": "lightningdit", "input_size": 8, "patch_size": 1,
-        "in_channels": 4, "hidden_size": 144, "depth": 3, "num_heads": 2, "num_classes": 10,
-        "learn_sigma": true, "use_qknorm": true, "use_swiglu": true, "use_rope": true,
-        "use_rmsnorm": true}})",
-    R"({"name": "ldit_ws", "nnet": {"name": "lightningdit", "input_size": 8, "patch_size": 2,
-        "in_channels": 3, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
-        "wo_shift": true, "use_rope": true}})",
-    // U-ViT's ablation variants with new code paths: adaLN time (no time token) and the
-    // convolutional patch embedding (two strided 3x3 convs).
-    R"({"name": "uvit_adaln_convstack", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4,
-        "in_chans": 3, "embed_dim": 64, "depth": 2, "num_heads": 2, "num_classes": 10,
-        "time_cond": "adaln", "patch_embed": "conv_stack", "mlp_time_embed": true}})",
-};
-
-Config config_from(const char* json) {
-  fs::path p = fs::temp_directory_path() /
-               ("uvit_cuda_cfg_" + std::to_string(std::hash<std::string>{}(json)) + ".json");
-  FILE* f = std::fopen(p.c_str(), "w");
-  std::fputs(json, f);
-  std::fclose(f);
-  return load_config(p.string());
-}
-
-// max|a - b| / max|b|
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - b[i]));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return den > 0 ? num / den : num;
-}
-
-struct Result {
-  std::vector<float> out, grads;
-};
-
-Result run_net(Backend& be, const Config& c, int B, bool train) {
-  auto netp = make_network(c, be);
-  Network& net = *netp;
-  const NetSpec& n = net.spec();
-  net.init_random(5);
-  // Non-zero biases, norms and adaLN-Zero layers so every parameter matters.
-  {
-    std::vector<float> p(net.num_params());
-    be.download(p.data(), net.params(), p.size() * 4);
-    Philox r(11);
-    for (size_t i = 0; i < p.size(); ++i) p[i] += 0.02f * r.normal(i);
-    be.upload(net.params(), p.data(), p.size() * 4);
-  }
-  Philox rng(3);
-  std::vector<float> x(B * n.in_numel()), t(B), gout(B * n.out_numel()), ctx;
-  rng.fill_normal(x.data(), x.size());
-  rng.fill_normal(gout.data(), gout.size(), x.size());
-  for (int b = 0; b < B; ++b) t[b] = 999.f * rng.uniform(7 * x.size() + b);
-  std::vector<int32_t> y;
-  for (int b = 0; b < B && n.class_conditional(); ++b) y.push_back((3 * b) % n.num_classes);
-  if (n.text_conditional()) {
-    ctx.resize(B * n.context_numel());
-    rng.fill_normal(ctx.data(), ctx.size(), 9 * x.size());
-  }
-  auto up = [&](const void* src, size_t bytes) {
-    DeviceBuffer d(be, bytes);
-    if (bytes) be.upload(d.as(), src, bytes);
-    return d;
-  };
-  DeviceBuffer dx = up(x.data(), x.size() * 4), dt = up(t.data(), t.size() * 4),
-               dg = up(gout.data(), gout.size() * 4), dy = up(y.data(), y.size() * 4),
-               dc = up(ctx.data(), ctx.size() * 4), out(be, gout.size() * 4);
-  Result r;
-  if (train) net.zero_grad();
-  net.forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dc.f32(), out.f32(), B, train);
-  if (train) net.backward(dg.f32());
-  r.out.resize(gout.size());
-  be.download(r.out.data(), out.f32(), r.out.size() * 4);
-  if (train) {
-    r.grads.resize(net.num_params());
-    be.download(r.grads.data(), net.grads(), r.grads.size() * 4);
-  }
-  return r;
-}
-
-// Per-tensor gradient error: the worst tensor's max|a-b| / max|b|.
-double worst_grad(const ParamTable& table, const std::vector<float>& a, const std::vector<float>& b,
-                  std::string* name) {
-  double worst = 0;
-  for (const auto& e : table.entries()) {
-    std::vector<float> x(a.begin() + e.offset, a.begin() + e.offset + e.numel);
-    std::vector<float> y(b.begin() + e.offset, b.begin() + e.offset + e.numel);
-    const double r = rel(x, y);
-    if (r > worst) {
-      worst = r;
-      *name = e.name;
-    }
-  }
-  return worst;
-}
-
-}  // namespace
+using namespace uvit::test;
 
 class CudaModel : public ::testing::TestWithParam<int> {};
 
@@ -204,45 +84,14 @@ TEST(CudaSample, SamplerOnGpuMatchesCpu) {
   }
 }
 
-namespace {
-// Deterministic random images: enough for the trainer's plumbing.
-class NoiseDataset : public Dataset {
- public:
-  int64_t size() const override { return 64; }
-  std::array<int64_t, 3> item_shape() const override { return {3, 16, 16}; }
-  int num_classes() const override { return 10; }
-  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
-    Philox(77, uint64_t(i)).fill_normal(x, 3 * 16 * 16);
-    for (int k = 0; k < 3 * 16 * 16; ++k) x[k] = std::tanh(x[k]);
-    return i % 10;
-  }
-  std::string describe() const override { return "noise (64 items)"; }
-};
-}  // namespace
-
 TEST(CudaTrain, ResumeIsBitIdenticalAndLossTracksCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  Config c = config_from(kConfigs[0]);
-  c.json["train"] = {{"batch_size", 8},
-                     {"n_steps", 6},
-                     {"log_interval", 1000},
-                     {"eval_interval", 100000},
-                     {"save_interval", 100000}};
-  c.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
-  c.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 2}};
-  c.json["dataset"] = {{"cfg", true}, {"p_uncond", 0.1}};
+  const Config c = train_config();
   auto data = std::make_shared<NoiseDataset>();
   const fs::path root = fs::temp_directory_path() / "uvit_cuda_train";
   fs::remove_all(root);
   auto losses = [&](Backend& be, const std::string& dir, int steps, bool resume) {
-    Trainer tr(c, be, data, dir);
-    resume ? tr.resume() : tr.init();
-    std::vector<double> l;
-    while (tr.step_count() < steps) l.push_back(tr.step().loss);
-    tr.save();
-    std::vector<float> p(tr.net().num_params());
-    be.download(p.data(), tr.net().params(), p.size() * 4);
-    return std::make_pair(l, p);
+    return train_run(c, be, data, dir, steps, resume);
   };
   auto cpu = make_cpu_backend();
   auto gpu = make_backend("cuda", "fp32");

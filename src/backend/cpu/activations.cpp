@@ -3,6 +3,7 @@
 // of the forward pass).
 #include <cmath>
 
+#include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/vmath.hpp"
 
@@ -17,65 +18,68 @@ constexpr float kCoef = 0.044715f;  // the cubic term of the tanh approximation
 
 // tanh(u) through exp, vectorisable: 1 - 2 / (exp(2u) + 1), exact at the saturated ends.
 inline float tanh_fast(float u) { return 1.f - 2.f / (vm::exp(2.f * u) + 1.f); }
+
+using cpu::as;
+using cpu::ld;
+using cpu::st;
+
+// y = f(x) elementwise, fp32 inside.
+template <class T, class F>
+void map_fwd(const float* x, float* y, size_t n, F f) {
+  const T* xs = as<T>(x);
+  T* ys = as<T>(y);
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) ys[i] = st<T>(f(ld(xs[i])));
+}
+
+// dx = dy * f'(x) elementwise (dx may alias dy); f returns f'(x).
+template <class T, class F>
+void map_bwd(const float* dy, const float* x, float* dx, size_t n, F f) {
+  const T *gs = as<T>(dy), *xs = as<T>(x);
+  T* ds = as<T>(dx);
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) ds[i] = st<T>(ld(gs[i]) * f(ld(xs[i])));
+}
 }  // namespace
 
 void CpuBackend::gelu_fwd(const float* x, float* y, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.f + vm::erf(v * kRsqrt2));
-  }
+  UVIT_CPU_ACT(
+      map_fwd<T>(x, y, n, [](float v) { return 0.5f * v * (1.f + vm::erf(v * kRsqrt2)); }));
 }
 
 void CpuBackend::gelu_bwd(const float* dy, const float* x, float* dx, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
+  UVIT_CPU_ACT(map_bwd<T>(dy, x, dx, n, [](float v) {
     const float cdf = 0.5f * (1.f + vm::erf(v * kRsqrt2));
     const float pdf = kRsqrt2Pi * vm::exp(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
+    return cdf + v * pdf;
+  }));
 }
 
 void CpuBackend::gelu_tanh_fwd(const float* x, float* y, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.f + tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v)));
-  }
+  UVIT_CPU_ACT(map_fwd<T>(x, y, n, [](float v) {
+    return 0.5f * v * (1.f + tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v)));
+  }));
 }
 
 void CpuBackend::gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
+  UVIT_CPU_ACT(map_bwd<T>(dy, x, dx, n, [](float v) {
     const float th = tanh_fast(kSqrt2OverPi * (v + kCoef * v * v * v));
     const float du = kSqrt2OverPi * (1.f + 3.f * kCoef * v * v);
-    dx[i] = dy[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
-  }
+    return 0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du;
+  }));
 }
 
 void CpuBackend::silu_fwd(const float* x, float* y, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
-    y[i] = v / (1.f + vm::exp(-v));
-  }
+  UVIT_CPU_ACT(map_fwd<T>(x, y, n, [](float v) { return v / (1.f + vm::exp(-v)); }));
 }
 
 void CpuBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n) {
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) {
-    const float v = x[i];
+  UVIT_CPU_ACT(map_bwd<T>(dy, x, dx, n, [](float v) {
     const float s = 1.f / (1.f + vm::exp(-v));
-    dx[i] = dy[i] * s * (1.f + v * (1.f - s));
-  }
+    return s * (1.f + v * (1.f - s));
+  }));
 }
 
 }  // namespace uvit

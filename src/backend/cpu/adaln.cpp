@@ -3,6 +3,7 @@
 // fixed (results do not depend on the thread count).
 #include <algorithm>
 
+#include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 
 namespace uvit {
@@ -22,75 +23,105 @@ void for_blocks(int B, int D, long work, F f) {
     f(b, d0, std::min(D, d0 + kChunk));
   }
 }
-}  // namespace
 
-void CpuBackend::modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
-                              float* y, int B, int N, int D) {
+using cpu::as;
+using cpu::ld;
+using cpu::st;
+
+template <class T>
+void modulate_fwd_t(const T* x, const T* shift, const T* scale, int ldm, T* y, int B, int N,
+                    int D) {
   const long work = long(B) * N * D;
 #pragma omp parallel for schedule(static) if (work >= kParallelMin)
   for (long r = 0; r < long(B) * N; ++r) {
     const long b = r / N;
-    const float* sc = scale + b * ldm;
-    const float* xr = x + r * D;
-    float* yr = y + r * D;
+    const T* sc = scale + b * ldm;
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
     if (shift) {
-      const float* sh = shift + b * ldm;
+      const T* sh = shift + b * ldm;
 #pragma omp simd
-      for (int d = 0; d < D; ++d) yr[d] = xr[d] * (1.f + sc[d]) + sh[d];
+      for (int d = 0; d < D; ++d) yr[d] = st<T>(ld(xr[d]) * (1.f + ld(sc[d])) + ld(sh[d]));
     } else {
 #pragma omp simd
-      for (int d = 0; d < D; ++d) yr[d] = xr[d] * (1.f + sc[d]);
+      for (int d = 0; d < D; ++d) yr[d] = st<T>(ld(xr[d]) * (1.f + ld(sc[d])));
     }
   }
+}
+
+template <class T>
+void modulate_bwd_t(const T* dy, const T* x, const T* scale, int ldm, T* dx, T* dshift, T* dscale,
+                    int B, int N, int D) {
+  for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
+    float s_sh[kChunk] = {}, s_sc[kChunk] = {};
+    const T* sc = scale + long(b) * ldm;
+    for (int n = 0; n < N; ++n) {
+      const long r = (long(b) * N + n) * D;
+      for (int d = d0; d < d1; ++d) {
+        const float g = ld(dy[r + d]);
+        s_sh[d - d0] += g;
+        s_sc[d - d0] += g * ld(x[r + d]);
+        dx[r + d] = st<T>(g * (1.f + ld(sc[d])));
+      }
+    }
+    for (int d = d0; d < d1; ++d) {
+      if (dshift) dshift[long(b) * ldm + d] = st<T>(s_sh[d - d0]);
+      dscale[long(b) * ldm + d] = st<T>(s_sc[d - d0]);
+    }
+  });
+}
+
+template <class T>
+void gate_fwd_t(const T* x, const T* y, const T* gate, int ldm, T* out, int B, int N, int D) {
+  const long work = long(B) * N * D;
+#pragma omp parallel for schedule(static) if (work >= kParallelMin)
+  for (long r = 0; r < long(B) * N; ++r) {
+    const T* g = gate + (r / N) * ldm;
+#pragma omp simd
+    for (int d = 0; d < D; ++d)
+      out[r * D + d] = st<T>(ld(x[r * D + d]) + ld(g[d]) * ld(y[r * D + d]));
+  }
+}
+
+template <class T>
+void gate_bwd_t(const T* dout, const T* y, const T* gate, int ldm, T* dy, T* dgate, int B, int N,
+                int D) {
+  for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
+    float s[kChunk] = {};
+    const T* g = gate + long(b) * ldm;
+    for (int n = 0; n < N; ++n) {
+      const long r = (long(b) * N + n) * D;
+      for (int d = d0; d < d1; ++d) {
+        const float go = ld(dout[r + d]);
+        s[d - d0] += go * ld(y[r + d]);
+        dy[r + d] = st<T>(go * ld(g[d]));
+      }
+    }
+    for (int d = d0; d < d1; ++d) dgate[long(b) * ldm + d] = st<T>(s[d - d0]);
+  });
+}
+}  // namespace
+
+void CpuBackend::modulate_fwd(const float* x, const float* shift, const float* scale, int ldm,
+                              float* y, int B, int N, int D) {
+  UVIT_CPU_ACT(modulate_fwd_t(as<T>(x), as<T>(shift), as<T>(scale), ldm, as<T>(y), B, N, D));
 }
 
 void CpuBackend::modulate_bwd(const float* dy, const float* x, const float* scale, int ldm,
                               float* dx, float* dshift, float* dscale, int B, int N, int D) {
-  for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
-    float s_sh[kChunk] = {}, s_sc[kChunk] = {};
-    const float* sc = scale + long(b) * ldm;
-    for (int n = 0; n < N; ++n) {
-      const long r = (long(b) * N + n) * D;
-      for (int d = d0; d < d1; ++d) {
-        const float g = dy[r + d];
-        s_sh[d - d0] += g;
-        s_sc[d - d0] += g * x[r + d];
-        dx[r + d] = g * (1.f + sc[d]);
-      }
-    }
-    for (int d = d0; d < d1; ++d) {
-      if (dshift) dshift[long(b) * ldm + d] = s_sh[d - d0];
-      dscale[long(b) * ldm + d] = s_sc[d - d0];
-    }
-  });
+  UVIT_CPU_ACT(modulate_bwd_t(as<T>(dy), as<T>(x), as<T>(scale), ldm, as<T>(dx), as<T>(dshift),
+                              as<T>(dscale), B, N, D));
 }
 
 void CpuBackend::gate_fwd(const float* x, const float* y, const float* gate, int ldm, float* out,
                           int B, int N, int D) {
-  const long work = long(B) * N * D;
-#pragma omp parallel for schedule(static) if (work >= kParallelMin)
-  for (long r = 0; r < long(B) * N; ++r) {
-    const float* g = gate + (r / N) * ldm;
-#pragma omp simd
-    for (int d = 0; d < D; ++d) out[r * D + d] = x[r * D + d] + g[d] * y[r * D + d];
-  }
+  UVIT_CPU_ACT(gate_fwd_t(as<T>(x), as<T>(y), as<T>(gate), ldm, as<T>(out), B, N, D));
 }
 
 void CpuBackend::gate_bwd(const float* dout, const float* y, const float* gate, int ldm, float* dy,
                           float* dgate, int B, int N, int D) {
-  for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
-    float s[kChunk] = {};
-    const float* g = gate + long(b) * ldm;
-    for (int n = 0; n < N; ++n) {
-      const long r = (long(b) * N + n) * D;
-      for (int d = d0; d < d1; ++d) {
-        const float go = dout[r + d];
-        s[d - d0] += go * y[r + d];
-        dy[r + d] = go * g[d];
-      }
-    }
-    for (int d = d0; d < d1; ++d) dgate[long(b) * ldm + d] = s[d - d0];
-  });
+  UVIT_CPU_ACT(
+      gate_bwd_t(as<T>(dout), as<T>(y), as<T>(gate), ldm, as<T>(dy), as<T>(dgate), B, N, D));
 }
 
 }  // namespace uvit

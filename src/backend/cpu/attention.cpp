@@ -3,13 +3,18 @@
 // log-sum-exp per query; the backward (FlashAttention-2 style) recomputes P = exp(S - lse) per
 // block, uses D_i = rowsum(dO_i * O_i) and dS = P * (dP - D_i). The small products run as
 // single-threaded sgemm calls on strided views of qkv (faster than hand loops at Dh <= 72).
+// In the bf16 mode (docs/cpu_bf16.md) the products take bf16 operands (the probabilities and dS
+// tiles are rounded to bf16 for them, as on CUDA) and accumulate in fp32: scores, softmax, and
+// the dK/dV sums over query blocks stay fp32 until the final store.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/vmath.hpp"
 
@@ -53,79 +58,134 @@ void softmax_rows(float* s, int rows, int n, float* inv, float* lse) {
   }
 }
 
-}  // namespace
+using cpu::as;
+using cpu::bf16;
+using cpu::ld;
+using cpu::st;
 
-void CpuBackend::attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H,
-                               int Dh, float scale) {
+// C[M,N] (fp32) = alpha op(A) op(B) + beta C, single-threaded, A and B of the act type.
+template <class T>
+void gemm_t(bool ta, bool tb, int M, int N, int K, float alpha, const T* A, int lda, const T* B,
+            int ldb, float beta, float* C, int ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm_serial_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Per-thread fp32 accumulators for act outputs: with fp32 acts the products write the output
+// directly; with bf16 acts they write here and store() rounds once.
+template <class T>
+struct Acc {
+  std::vector<float> buf;
+  explicit Acc(size_t n) : buf(std::is_same_v<T, float> ? 0 : n) {}
+  // Where a product for `out` (rows ld_out apart, Dh wide) accumulates, and its row stride.
+  float* at(T* out) {
+    if constexpr (std::is_same_v<T, float>)
+      return out;
+    else
+      return buf.data();
+  }
+  int ld(int ld_out, int Dh) const { return std::is_same_v<T, float> ? ld_out : Dh; }
+  // out = acc * mul[r] (mul == nullptr: 1) for rows x Dh.
+  void store(T* out, int ld_out, int rows, int Dh, const float* mul = nullptr) {
+    const float* a = at(out);
+    const int la = ld(ld_out, Dh);
+    for (int r = 0; r < rows; ++r) {
+      const float m = mul ? mul[r] : 1.f;
+      if (!mul && std::is_same_v<T, float>) continue;  // already in place
+      T* o = out + static_cast<size_t>(r) * ld_out;
+      const float* ar = a + static_cast<size_t>(r) * la;
+#pragma omp simd
+      for (int d = 0; d < Dh; ++d) o[d] = st<T>(ar[d] * m);
+    }
+  }
+};
+
+// The [rows, n] fp32 tile as an operand of the act type (rounded to bf16 in the bf16 mode).
+template <class T>
+const T* operand(const std::vector<float>& tile, std::vector<T>& conv, size_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return tile.data();
+  } else {
+    cpu::convert(conv.data(), tile.data(), long(n));
+    return conv.data();
+  }
+}
+
+template <class T>
+void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int Dh, float scale) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> s(static_cast<size_t>(kBq) * N), inv(kBq);
+    std::vector<T> p(std::is_same_v<T, float> ? 0 : s.size());
+    Acc<T> acc(static_cast<size_t>(kBq) * Dh);
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
-      const float* q = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
-      const float* k = q + D;
-      const float* v = q + 2 * D;
-      float* o = out + static_cast<size_t>(b) * N * D + h * Dh;
+      const T* q = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
+      const T* k = q + D;
+      const T* v = q + 2 * D;
+      T* o = out + static_cast<size_t>(b) * N * D + h * Dh;
       float* l = lse ? lse + static_cast<size_t>(task) * N : nullptr;
       for (int i0 = 0; i0 < N; i0 += kBq) {
         const int bq = std::min(kBq, N - i0);
         // S = scale * Q_blk K^T, then exp in place, then O_blk = (E V) / rowsum(E).
-        gemm_serial(false, true, bq, N, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
-                    0.f, s.data(), N);
+        gemm_t<T>(false, true, bq, N, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
+                  0.f, s.data(), N);
         softmax_rows(s.data(), bq, N, inv.data(), l ? l + i0 : nullptr);
-        float* ob = o + static_cast<size_t>(i0) * D;
-        gemm_serial(false, false, bq, Dh, N, 1.f, s.data(), N, v, ld3, 0.f, ob, D);
-        for (int r = 0; r < bq; ++r) {
-          float* orow = ob + static_cast<size_t>(r) * D;
-#pragma omp simd
-          for (int d = 0; d < Dh; ++d) orow[d] *= inv[r];
-        }
+        T* ob = o + static_cast<size_t>(i0) * D;
+        gemm_t<T>(false, false, bq, Dh, N, 1.f, operand<T>(s, p, size_t(bq) * N), N, v, ld3, 0.f,
+                  acc.at(ob), acc.ld(D, Dh));
+        acc.store(ob, D, bq, Dh, inv.data());
       }
     }
   }
 }
 
-void CpuBackend::attention_bwd(const float* dout, const float* qkv, const float* out,
-                               const float* lse, float* dqkv, int B, int N, int H, int Dh,
-                               float scale) {
+template <class T>
+void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse, T* dqkv, int B,
+                     int N, int H, int Dh, float scale) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> p(static_cast<size_t>(kBq) * N), dp(static_cast<size_t>(kBq) * N);
+    std::vector<T> p16(std::is_same_v<T, float> ? 0 : p.size()), ds16(p16.size());
     std::vector<float> di(N);
+    Acc<T> dq_acc(static_cast<size_t>(kBq) * Dh), dk_acc(static_cast<size_t>(N) * Dh),
+        dv_acc(static_cast<size_t>(N) * Dh);
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
       const size_t base3 = static_cast<size_t>(b) * N * ld3 + h * Dh;
-      const float* q = qkv + base3;
-      const float* k = q + D;
-      const float* v = q + 2 * D;
-      float* dq = dqkv + base3;
-      float* dk = dq + D;
-      float* dv = dq + 2 * D;
+      const T* q = qkv + base3;
+      const T* k = q + D;
+      const T* v = q + 2 * D;
+      T* dq = dqkv + base3;
+      T* dk = dq + D;
+      T* dv = dq + 2 * D;
       const size_t base = static_cast<size_t>(b) * N * D + h * Dh;
-      const float* o = out + base;
-      const float* dO = dout + base;
+      const T* o = out + base;
+      const T* dO = dout + base;
       const float* l = lse + static_cast<size_t>(task) * N;
       for (int i = 0; i < N; ++i) {
-        const float* a = dO + static_cast<size_t>(i) * D;
-        const float* c = o + static_cast<size_t>(i) * D;
+        const T* a = dO + static_cast<size_t>(i) * D;
+        const T* c = o + static_cast<size_t>(i) * D;
         float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
-        for (int d = 0; d < Dh; ++d) acc += a[d] * c[d];
+        for (int d = 0; d < Dh; ++d) acc += ld(a[d]) * ld(c[d]);
         di[i] = acc;
       }
       for (int i0 = 0; i0 < N; i0 += kBq) {
         const int bq = std::min(kBq, N - i0);
-        const float* qb = q + static_cast<size_t>(i0) * ld3;
-        const float* dob = dO + static_cast<size_t>(i0) * D;
+        const T* qb = q + static_cast<size_t>(i0) * ld3;
+        const T* dob = dO + static_cast<size_t>(i0) * D;
         const float first = i0 == 0 ? 0.f : 1.f;  // dk, dv are overwritten by the first block
         // P = exp(scale * Q K^T - lse)
-        gemm_serial(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, 0.f, p.data(), N);
+        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, 0.f, p.data(), N);
         for (int r = 0; r < bq; ++r) {
           float* row = p.data() + static_cast<size_t>(r) * N;
           const float li = l[i0 + r];
@@ -133,8 +193,9 @@ void CpuBackend::attention_bwd(const float* dout, const float* qkv, const float*
           for (int j = 0; j < N; ++j) row[j] = vm::exp(row[j] - li);
         }
         // dV (+)= P^T dO_blk ; dP = dO_blk V^T
-        gemm_serial(true, false, N, Dh, bq, 1.f, p.data(), N, dob, D, first, dv, ld3);
-        gemm_serial(false, true, bq, N, Dh, 1.f, dob, D, v, ld3, 0.f, dp.data(), N);
+        gemm_t<T>(true, false, N, Dh, bq, 1.f, operand<T>(p, p16, size_t(bq) * N), N, dob, D, first,
+                  dv_acc.at(dv), dv_acc.ld(ld3, Dh));
+        gemm_t<T>(false, true, bq, N, Dh, 1.f, dob, D, v, ld3, 0.f, dp.data(), N);
         // dS = P * (dP - D_i); the score scale is folded into the dQ / dK products.
         for (int r = 0; r < bq; ++r) {
           const float* pr = p.data() + static_cast<size_t>(r) * N;
@@ -143,12 +204,32 @@ void CpuBackend::attention_bwd(const float* dout, const float* qkv, const float*
 #pragma omp simd
           for (int j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dii);
         }
-        gemm_serial(false, false, bq, Dh, N, scale, dp.data(), N, k, ld3, 0.f,
-                    dq + static_cast<size_t>(i0) * ld3, ld3);
-        gemm_serial(true, false, N, Dh, bq, scale, dp.data(), N, qb, ld3, first, dk, ld3);
+        const T* ds = operand<T>(dp, ds16, size_t(bq) * N);
+        T* dqb = dq + static_cast<size_t>(i0) * ld3;
+        gemm_t<T>(false, false, bq, Dh, N, scale, ds, N, k, ld3, 0.f, dq_acc.at(dqb),
+                  dq_acc.ld(ld3, Dh));
+        dq_acc.store(dqb, ld3, bq, Dh);
+        gemm_t<T>(true, false, N, Dh, bq, scale, ds, N, qb, ld3, first, dk_acc.at(dk),
+                  dk_acc.ld(ld3, Dh));
       }
+      dk_acc.store(dk, ld3, N, Dh);
+      dv_acc.store(dv, ld3, N, Dh);
     }
   }
+}
+
+}  // namespace
+
+void CpuBackend::attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H,
+                               int Dh, float scale) {
+  UVIT_CPU_ACT(attention_fwd_t(as<T>(qkv), as<T>(out), lse, B, N, H, Dh, scale));
+}
+
+void CpuBackend::attention_bwd(const float* dout, const float* qkv, const float* out,
+                               const float* lse, float* dqkv, int B, int N, int H, int Dh,
+                               float scale) {
+  UVIT_CPU_ACT(
+      attention_bwd_t(as<T>(dout), as<T>(qkv), as<T>(out), lse, as<T>(dqkv), B, N, H, Dh, scale));
 }
 
 }  // namespace uvit

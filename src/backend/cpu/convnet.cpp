@@ -13,6 +13,7 @@ namespace uvit {
 
 void CpuBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b,
                         float* y) {
+  require_fp32("conv2d");
   s.check();
   Conv2dShape d = s;  // nn::conv2d takes dense images
   d.x_stride = d.y_stride = 0;
@@ -24,6 +25,7 @@ void CpuBackend::conv2d(const Conv2dShape& s, const float* x, const float* w, co
 
 void CpuBackend::group_norm(const float* x, const float* w, const float* b, float* y, int B, int C,
                             int HW, int G, float eps, bool swish) {
+  require_fp32("group_norm");
   nn::group_norm(x, w, b, y, B, C, HW, G, eps, swish);
 }
 
@@ -33,6 +35,7 @@ void CpuBackend::upsample_nearest2x(const float* x, float* y, int N, int H, int 
 
 void CpuBackend::spatial_attention(const float* q, const float* k, const float* v, float* out,
                                    int B, int C, int HW, float scale) {
+  require_fp32("spatial_attention");
   const size_t img = size_t(C) * HW;
   for (int b = 0; b < B; ++b)
     nn::spatial_attention(q + b * img, k + b * img, v + b * img, out + b * img, C, HW, scale);

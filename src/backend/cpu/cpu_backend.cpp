@@ -1,9 +1,12 @@
 // CpuBackend: construction, memory and the flat elementwise helpers; backend selection by name.
 #include "backend/cpu/cpu_backend.hpp"
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/cpu/act.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -63,7 +66,58 @@ double CpuBackend::sum_squares(const float* x, size_t n) {
   return s;
 }
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+// ---- activation precision: conversions between fp32 and the act type ----
 
+void CpuBackend::to_act(const float* src, float* dst_act, size_t n) {
+  UVIT_CPU_ACT(cpu::convert(cpu::as<T>(dst_act), src, long(n)));
+}
+
+void CpuBackend::from_act(const float* src_act, float* dst, size_t n) {
+  UVIT_CPU_ACT(cpu::convert(dst, cpu::as<T>(src_act), long(n)));
+}
+
+void CpuBackend::copy_act(float* dst, const float* src, size_t n) {
+  UVIT_CPU_ACT(cpu::convert(cpu::as<T>(dst), cpu::as<T>(src), long(n)));
+}
+
+void CpuBackend::zero_act(float* dst, size_t n) {
+  if (n) std::memset(dst, 0, n * act_bytes());  // +0.0 is all-zero bits in fp32 and bf16
+}
+
+void CpuBackend::axpy_act(float* y, const float* x, float a, size_t n) {
+  if (!bf16_) return axpy(y, x, a, n);
+  cpu::bf16* ys = cpu::as<cpu::bf16>(y);
+  const cpu::bf16* xs = cpu::as<cpu::bf16>(x);
+  const long ln = static_cast<long>(n);
+#pragma omp parallel for simd if (n >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) ys[i] = cpu::to_bf16(cpu::ld(ys[i]) + a * cpu::ld(xs[i]));
+}
+
+namespace {
+template <class T>
+void copy_2d_t(T* dst, long ld_dst, const T* src, long ld_src, long rows, long cols) {
+#pragma omp parallel for schedule(static) if (rows * cols >= long(kParallelMin))
+  for (long r = 0; r < rows; ++r) cpu::convert(dst + r * ld_dst, src + r * ld_src, cols);
+}
+}  // namespace
+
+void CpuBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                             long cols) {
+  UVIT_CPU_ACT(copy_2d_t(cpu::as<T>(dst), ld_dst, cpu::as<T>(src), ld_src, rows, cols));
+}
+
+void CpuBackend::require_fp32(const char* op) const {
+  UVIT_CHECK(!bf16_, "cpu backend: ", op, " runs in fp32 only (this backend is bf16)");
+}
+
+bool cpu_has_bf16() {
+  // avx512_core_bf16's bits are a subset of avx512_core_amx's, so one mask covers both.
+  const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const unsigned bf16 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
+  return (isa & bf16) == bf16;
+}
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_bf16_backend() { return std::make_unique<CpuBackend>(true); }
 
 }  // namespace uvit

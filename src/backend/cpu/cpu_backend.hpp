@@ -1,5 +1,6 @@
 // CpuBackend: the host implementation of uvit::Backend (OpenMP over the available cores, oneDNN for
 // GEMM). Methods are defined in topic files (gemm.cpp, layernorm.cpp, attention.cpp, ...).
+// Activations ("act") are fp32, or bf16 in the bf16 mode (docs/cpu_bf16.md; act.hpp).
 #pragma once
 #include "uvit/backend.hpp"
 
@@ -7,7 +8,9 @@ namespace uvit {
 
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(bool bf16 = false) : bf16_(bf16) {}
   std::string name() const override { return "cpu"; }
+  std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
 
   void* alloc_bytes(size_t n) override;
   void free_bytes(void* p) override;
@@ -19,10 +22,21 @@ class CpuBackend final : public Backend {
   void scale(float* x, float a, size_t n) override;
   double sum_squares(const float* x, size_t n) override;
 
+  size_t act_bytes() const override { return bf16_ ? 2 : 4; }
+  void to_act(const float* src, float* dst_act, size_t n) override;
+  void from_act(const float* src_act, float* dst, size_t n) override;
+  void copy_act(float* dst, const float* src, size_t n) override;
+  void zero_act(float* dst, size_t n) override;
+  void axpy_act(float* y, const float* x, float a, size_t n) override;
+  void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
+                   long cols) override;
+
   void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override;
   void add_bias(float* y, const float* b, int M, int N) override;
   void bias_grad(const float* dy, float* db, int M, int N) override;
+  void gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                  int ldc) override;
 
   void layernorm_fwd(const float* x, const float* w, const float* b, float* y, float* mean,
                      float* rstd, int M, int D, float eps) override;
@@ -96,11 +110,19 @@ class CpuBackend final : public Backend {
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;
+
+ private:
+  void require_fp32(const char* op) const;  // the encoders' kernels are fp32 only (convnet.cpp)
+
+  bool bf16_;
 };
 
 // Single-threaded row-major GEMM for use inside OpenMP parallel regions (attention); same
 // conventions as Backend::gemm.
 void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                  int lda, const float* B, int ldb, float beta, float* C, int ldc);
+// The same with bf16 A and B (act.hpp's cpu::bf16) and fp32 C, fp32 accumulation.
+void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
+                      int lda, const void* B, int ldb, float beta, float* C, int ldc);
 
 }  // namespace uvit

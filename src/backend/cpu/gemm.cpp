@@ -1,7 +1,10 @@
 // GEMM through oneDNN. Measured at the U-ViT shapes (docs/kernels.md) the matmul primitive (brgemm
 // kernels) beats both dnnl_sgemm and OpenBLAS, so whole-model GEMMs use cached matmul primitives;
 // calls from inside an OpenMP parallel region (attention) use dnnl_sgemm, which is reentrant and
-// runs single-threaded there.
+// runs single-threaded there. The bf16 mode (docs/cpu_bf16.md) runs bf16 matmul primitives (fp32
+// accumulation; oneDNN picks AMX or AVX512-BF16 kernels); oneDNN 2.x has no reentrant bf16 BLAS
+// call, so attention's bf16 products run matmul primitives too, each thread with its own stream
+// and scratchpad.
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
@@ -10,7 +13,9 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <vector>
 
+#include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "uvit/error.hpp"
 
@@ -18,7 +23,9 @@ namespace uvit {
 
 namespace {
 
-using Key = std::tuple<bool, bool, int, int, int, int, int, int, float, float>;
+using dt = dnnl::memory::data_type;
+// trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A/B type, C type, threads
+using Key = std::tuple<bool, bool, int, int, int, int, int, int, float, float, dt, dt, int>;
 
 struct MatmulCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
@@ -34,23 +41,35 @@ MatmulCache& cache() {
 
 constexpr size_t kMaxCached = 512;  // shapes vary little (batch sizes); bound it anyway
 
-dnnl::matmul make_prim(MatmulCache& c, const Key& k) {
-  const auto [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta] = k;
-  using dims = dnnl::memory::dims;
-  using md = dnnl::memory::desc;
-  const auto f32 = dnnl::memory::data_type::f32;
-  // Row-major op(A)[M,K]: strides (lda,1), or (1,lda) when A is stored transposed; likewise B.
-  md a({M, K}, f32, ta ? dims{1, lda} : dims{lda, 1});
-  md b({K, N}, f32, tb ? dims{1, ldb} : dims{ldb, 1});
-  md cd({M, N}, f32, dims{ldc, 1});
+using dims = dnnl::memory::dims;
+using md = dnnl::memory::desc;
+
+// Row-major op(A)[M,K]: strides (lda,1), or (1,lda) when A is stored transposed; likewise B.
+md a_desc(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return md({M, K}, tab, ta ? dims{1, lda} : dims{lda, 1});
+}
+md b_desc(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return md({K, N}, tab, tb ? dims{1, ldb} : dims{ldb, 1});
+}
+md c_desc(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return md({M, N}, tc, dims{ldc, 1});
+}
+
+dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scratchpad = false) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const md a = a_desc(k), b = b_desc(k), cd = c_desc(k);
   dnnl::primitive_attr attr;
+  if (user_scratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (alpha != 1.f) attr.set_output_scales(0, {alpha});
   if (beta != 0.f) {
     dnnl::post_ops po;
     po.append_sum(beta);
     attr.set_post_ops(po);
   }
-  return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, c.engine));
+  return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, engine));
 }
 
 void check_status(dnnl_status_t s, int M, int N, int K) {
@@ -67,10 +86,8 @@ void scale_only(int M, int N, float beta, float* C, int ldc) {
           beta == 0.f ? 0.f : beta * C[static_cast<size_t>(m) * ldc + n];
 }
 
-}  // namespace
-
-void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
-                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+void gemm_serial_impl(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                      int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_only(M, N, beta, C, ldc);
   check_status(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
@@ -78,47 +95,161 @@ void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
                M, N, K);
 }
 
-void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
-                      int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) return scale_only(M, N, beta, C, ldc);
-  if (omp_in_parallel())
-    return gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+// C (fp32 or bf16 per key) = alpha op(A) op(B) + beta C through a cached, threaded primitive.
+// Returns false when oneDNN offers no primitive for the layout.
+bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
   auto& c = cache();
-  const Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta};
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.prims.find(key);
   if (it == c.prims.end()) {
     if (c.prims.size() >= kMaxCached) c.prims.clear();
     try {
-      it = c.prims.emplace(key, make_prim(c, key)).first;
+      it = c.prims.emplace(key, make_prim(c.engine, key)).first;
     } catch (const dnnl::error&) {
-      // Layouts the primitive does not support fall back to the (slower) BLAS-style entry point.
-      return gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return false;
     }
   }
-  using dims = dnnl::memory::dims;
-  const auto f32 = dnnl::memory::data_type::f32;
   // Memory descriptors only wrap the caller's pointers; the primitive holds the layout.
-  dnnl::memory am({{M, K}, f32, trans_a ? dims{1, lda} : dims{lda, 1}}, c.engine,
-                  const_cast<float*>(A));
-  dnnl::memory bm({{K, N}, f32, trans_b ? dims{1, ldb} : dims{ldb, 1}}, c.engine,
-                  const_cast<float*>(B));
-  dnnl::memory cm({{M, N}, f32, dims{ldc, 1}}, c.engine, C);
+  dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
+  dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
+  dnnl::memory cm(c_desc(key), c.engine, C);
   it->second.execute(c.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   c.stream.wait();
+  return true;
 }
 
-void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
+// bf16 operands widened to fp32 for dnnl_sgemm: the path for layouts no bf16 primitive takes.
+void gemm_widened(bool ta, bool tb, int M, int N, int K, float alpha, const cpu::bf16* A, int lda,
+                  const cpu::bf16* B, int ldb, float beta, float* C, int ldc) {
+  const long na = long(ta ? K : M) * lda, nb = long(tb ? N : K) * ldb;
+  std::vector<float> a(static_cast<size_t>(na)), b(static_cast<size_t>(nb));
+  cpu::convert(a.data(), A, na);
+  cpu::convert(b.data(), B, nb);
+  gemm_serial_impl(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
+}
+
+// One bf16 matmul primitive per shape, executed concurrently by the threads of a parallel region:
+// each thread has its own stream and scratchpad (the threaded cache above serialises executions).
+struct SerialCache {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  struct Entry {
+    dnnl::matmul prim;
+    md scratch;
+  };
+  std::map<Key, Entry> prims;
+  std::mutex mu;  // guards the map; primitives execute concurrently
+};
+
+SerialCache& serial_cache() {
+  static SerialCache c;
+  return c;
+}
+
+}  // namespace
+
+void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  gemm_serial_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
+                      int lda, const void* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return scale_only(M, N, beta, C, ldc);
+  const Key key{trans_a,
+                trans_b,
+                M,
+                N,
+                K,
+                lda,
+                ldb,
+                ldc,
+                alpha,
+                beta,
+                dt::bf16,
+                dt::f32,
+                omp_get_max_threads()};
+  auto& c = serial_cache();
+  const SerialCache::Entry* prim = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.prims.find(key);
+    if (it == c.prims.end()) {
+      try {
+        dnnl::matmul m = make_prim(c.engine, key, true);
+        const md spd =
+            dnnl::matmul::primitive_desc(const_cast<dnnl_primitive_desc_t>(m.get_primitive_desc()))
+                .scratchpad_desc();
+        it = c.prims.emplace(key, SerialCache::Entry{m, spd}).first;
+      } catch (const dnnl::error&) {
+        it = c.prims.end();
+      }
+    }
+    if (it != c.prims.end()) prim = &it->second;  // std::map nodes do not move
+  }
+  const auto* a16 = static_cast<const cpu::bf16*>(A);
+  const auto* b16 = static_cast<const cpu::bf16*>(B);
+  if (!prim)
+    return gemm_widened(trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C, ldc);
+  thread_local dnnl::stream stream(c.engine);
+  thread_local std::vector<char> scratch;
+  const md& spd = prim->scratch;
+  if (scratch.size() < spd.get_size()) scratch.resize(spd.get_size());
+  dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
+  dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
+  dnnl::memory cm(c_desc(key), c.engine, C);
+  dnnl::memory sm(spd, c.engine, scratch.data());
+  prim->prim.execute(
+      stream,
+      {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  stream.wait();
+}
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                      int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (!bf16_) {
+    if (K <= 0) return scale_only(M, N, beta, C, ldc);
+    const Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, dt::f32, dt::f32, 0};
+    if (omp_in_parallel() || !run_matmul(key, A, B, C))
+      gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // bf16 C: oneDNN computes in fp32 and rounds once on store (its sum post-op reads C).
+  const Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, dt::bf16, dt::bf16, 0};
+  if (K > 0 && !omp_in_parallel() && run_matmul(key, A, B, C)) return;
+  // Other layouts (and K == 0): through an fp32 copy of C.
+  std::vector<float> c32(size_t(M) * N);
+  auto* C16 = cpu::as<cpu::bf16>(C);
+  for (int m = 0; m < M; ++m) cpu::convert(c32.data() + size_t(m) * N, C16 + size_t(m) * ldc, N);
+  gemm_serial_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, c32.data(), N);
+  for (int m = 0; m < M; ++m) cpu::convert(C16 + size_t(m) * ldc, c32.data() + size_t(m) * N, N);
+}
+
+void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                            float* C, int ldc) {
+  if (!bf16_) return gemm(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  // bf16 A, B; fp32 C accumulated (+=) by the sum post-op.
+  const Key key{true, false, M, N, K, lda, ldb, ldc, 1.f, 1.f, dt::bf16, dt::f32, 0};
+  if (!omp_in_parallel() && run_matmul(key, A, B, C)) return;
+  gemm_serial_bf16(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
+}
+
+namespace {
+
+template <class T>
+void add_bias_t(T* y, const T* b, int M, int N) {
 #pragma omp parallel for schedule(static) if (static_cast <long>(M) * N >= 32768)
   for (int m = 0; m < M; ++m) {
-    float* row = y + static_cast<size_t>(m) * N;
+    T* row = y + static_cast<size_t>(m) * N;
 #pragma omp simd
-    for (int n = 0; n < N; ++n) row[n] += b[n];
+    for (int n = 0; n < N; ++n) row[n] = cpu::st<T>(cpu::ld(row[n]) + cpu::ld(b[n]));
   }
 }
 
-void CpuBackend::bias_grad(const float* dy, float* db, int M, int N) {
+template <class T>
+void bias_grad_t(const T* dy, float* db, int M, int N) {
   // Columns are split between threads so each db[n] has one writer; rows are summed in order.
   const int chunk = 64;
   const int nchunks = (N + chunk - 1) / chunk;
@@ -127,12 +258,23 @@ void CpuBackend::bias_grad(const float* dy, float* db, int M, int N) {
     const int n0 = c * chunk, n1 = std::min(N, n0 + chunk);
     double acc[chunk] = {};  // double: M is thousands of rows
     for (int m = 0; m < M; ++m) {
-      const float* row = dy + static_cast<size_t>(m) * N;
+      const T* row = dy + static_cast<size_t>(m) * N;
 #pragma omp simd
-      for (int n = n0; n < n1; ++n) acc[n - n0] += row[n];
+      for (int n = n0; n < n1; ++n) acc[n - n0] += cpu::ld(row[n]);
     }
     for (int n = n0; n < n1; ++n) db[n] += acc[n - n0];
   }
+}
+
+}  // namespace
+
+// The linear bias is read from the act copy of the parameters (backend.hpp).
+void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
+  UVIT_CPU_ACT(add_bias_t(cpu::as<T>(y), cpu::as<T>(b), M, N));
+}
+
+void CpuBackend::bias_grad(const float* dy, float* db, int M, int N) {
+  UVIT_CPU_ACT(bias_grad_t(cpu::as<T>(dy), db, M, N));
 }
 
 }  // namespace uvit

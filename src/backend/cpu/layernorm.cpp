@@ -5,37 +5,46 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 
 namespace uvit {
 
-void CpuBackend::layernorm_fwd(const float* x, const float* w, const float* b, float* y,
-                               float* mean, float* rstd, int M, int D, float eps) {
+namespace {
+using cpu::as;
+using cpu::ld;
+using cpu::st;
+
+template <class T>
+
+void layernorm_fwd_t(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
+                     int M, int D, float eps) {
 #pragma omp parallel for schedule(static) if (static_cast <long>(M) * D >= 16384)
   for (int m = 0; m < M; ++m) {
-    const float* xr = x + static_cast<size_t>(m) * D;
-    float* yr = y + static_cast<size_t>(m) * D;
+    const T* xr = x + static_cast<size_t>(m) * D;
+    T* yr = y + static_cast<size_t>(m) * D;
     double s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int d = 0; d < D; ++d) s += xr[d];
+    for (int d = 0; d < D; ++d) s += ld(xr[d]);
     const double mu = s / D;
     double v = 0;  // two passes: no cancellation from E[x^2] - E[x]^2
 #pragma omp simd reduction(+ : v)
     for (int d = 0; d < D; ++d) {
-      const double c = xr[d] - mu;
+      const double c = ld(xr[d]) - mu;
       v += c * c;
     }
     const double rs = 1.0 / std::sqrt(v / D + static_cast<double>(eps));
     const float muf = static_cast<float>(mu), rsf = static_cast<float>(rs);
 #pragma omp simd
-    for (int d = 0; d < D; ++d) yr[d] = (xr[d] - muf) * rsf * w[d] + b[d];
+    for (int d = 0; d < D; ++d) yr[d] = st<T>((ld(xr[d]) - muf) * rsf * w[d] + b[d]);
     if (mean) mean[m] = muf;
     if (rstd) rstd[m] = rsf;
   }
 }
 
-void CpuBackend::layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
-                               const float* rstd, float* dx, float* dw, float* db, int M, int D) {
+template <class T>
+void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean, const float* rstd,
+                     T* dx, float* dw, float* db, int M, int D) {
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w; dw, db are reduced per
   // thread into private buffers and summed in thread order (deterministic for a fixed team).
   const bool par = static_cast<long>(M) * D >= 16384;
@@ -48,27 +57,28 @@ void CpuBackend::layernorm_bwd(const float* dy, const float* x, const float* w, 
     std::vector<float> xh(D), gw(D);
 #pragma omp for schedule(static)
     for (int m = 0; m < M; ++m) {
-      const float* xr = x + static_cast<size_t>(m) * D;
-      const float* gr = dy + static_cast<size_t>(m) * D;
-      float* dxr = dx + static_cast<size_t>(m) * D;
+      const T* xr = x + static_cast<size_t>(m) * D;
+      const T* gr = dy + static_cast<size_t>(m) * D;
+      T* dxr = dx + static_cast<size_t>(m) * D;
       const float mu = mean[m], rs = rstd[m];
       double sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
       for (int d = 0; d < D; ++d) {
-        const float xhat = (xr[d] - mu) * rs;
+        const float xhat = (ld(xr[d]) - mu) * rs;
         xh[d] = xhat;
-        const float g = gr[d] * w[d];
+        const float gd = ld(gr[d]);
+        const float g = gd * w[d];
         gw[d] = g;
         sg += g;
         sgx += static_cast<double>(g) * xhat;
-        pdw[d] += static_cast<double>(gr[d]) * xhat;
-        pdb[d] += gr[d];
+        pdw[d] += static_cast<double>(gd) * xhat;
+        pdb[d] += gd;
       }
       const float mg = static_cast<float>(sg / D), mgx = static_cast<float>(sgx / D);
 #pragma omp simd
       // The stored product: recomputing gr * w here lets -march=native contract it with - mg into
       // an FMA, whose unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
-      for (int d = 0; d < D; ++d) dxr[d] += rs * (gw[d] - mg - xh[d] * mgx);
+      for (int d = 0; d < D; ++d) dxr[d] = st<T>(ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
     }
   }
   for (int t = 0; t < nt; ++t) {
@@ -78,6 +88,18 @@ void CpuBackend::layernorm_bwd(const float* dy, const float* x, const float* w, 
       db[d] += static_cast<float>(pdw[D + d]);
     }
   }
+}
+
+}  // namespace
+
+void CpuBackend::layernorm_fwd(const float* x, const float* w, const float* b, float* y,
+                               float* mean, float* rstd, int M, int D, float eps) {
+  UVIT_CPU_ACT(layernorm_fwd_t(as<T>(x), w, b, as<T>(y), mean, rstd, M, D, eps));
+}
+
+void CpuBackend::layernorm_bwd(const float* dy, const float* x, const float* w, const float* mean,
+                               const float* rstd, float* dx, float* dw, float* db, int M, int D) {
+  UVIT_CPU_ACT(layernorm_bwd_t(as<T>(dy), as<T>(x), w, mean, rstd, as<T>(dx), dw, db, M, D));
 }
 
 }  // namespace uvit
