@@ -218,7 +218,9 @@ TEST(ConfigPresets, LightningDiTPresetsHaveTheOfficialValues) {
   EXPECT_EQ(t.spec.img_size, 28);
   EXPECT_EQ(t.spec.num_classes, 11);
   EXPECT_EQ(t.json["dataset"]["name"], "fashion_mnist");
-  EXPECT_EQ(t.json["transport"]["cos_loss"], true);
+  // No cosine term on 1-channel pixels (docs/flow.md): the cosine over one channel is a sign.
+  EXPECT_EQ(t.json["transport"]["cos_loss"], false);
+  EXPECT_EQ(t.json["transport"]["time_dist"], "logit_normal");
 }
 
 TEST(ConfigPresets, EveryPresetLoadsWithTheOfficialValues) {
