@@ -252,9 +252,10 @@ TrainOutcome run_training(const TrainJob& job) {
   comm.barrier();
   const TrainSettings& s = tr.settings();
   if (!quiet)
-    std::fprintf(stderr, "training %s on %s: %zu parameters, batch %d, steps %ld -> %ld, run %s\n",
-                 cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
-                 tr.step_count(), s.steps, dir.c_str());
+    std::fprintf(
+        stderr, "training %s on %s: %zu parameters, batch %d, steps %ld -> %ld, %s %s, run %s\n",
+        cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
+        tr.step_count(), s.steps, be->name().c_str(), be->precision().c_str(), dir.c_str());
   if (!quiet && comm.size() > 1)
     std::fprintf(stderr, "data parallel: %d ranks (%s), %d slices of %d images per step\n",
                  comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width());
