@@ -7,6 +7,24 @@
 
 namespace uvit::clip {
 
+void ConfigFields::get(const char* k, int& v) const {
+  if (!j.contains(k)) return;
+  UVIT_CHECK(j[k].is_number_integer(), what, ": ", k, " must be an integer");
+  v = j[k].get<int>();
+}
+
+void ConfigFields::get(const char* k, double& v) const {
+  if (!j.contains(k)) return;
+  UVIT_CHECK(j[k].is_number(), what, ": ", k, " must be a number");
+  v = j[k].get<double>();
+}
+
+void ConfigFields::get(const char* k, std::string& v) const {
+  if (!j.contains(k)) return;
+  UVIT_CHECK(j[k].is_string(), what, ": ", k, " must be a string");
+  v = j[k].get<std::string>();
+}
+
 size_t Layout::take(const std::string& name, std::vector<int64_t> shape, bool optional) {
   size_t n = 1;
   for (int64_t d : shape) n *= size_t(d);

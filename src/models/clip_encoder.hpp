@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,16 @@
 #include "uvit/backend.hpp"
 
 namespace uvit::clip {
+
+// The optional fields of one section of an HF CLIP config, each type-checked with a one-line error
+// naming `what` (the file); an absent field leaves the default.
+struct ConfigFields {
+  const nlohmann::json& j;
+  const std::string& what;
+  void get(const char* k, int& v) const;
+  void get(const char* k, double& v) const;
+  void get(const char* k, std::string& v) const;
+};
 
 struct Slot {
   size_t offset = 0;

@@ -21,31 +21,17 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j0, const std::st
   const nlohmann::json& j = j0.contains("text_config") ? j0["text_config"] : j0;
   UVIT_CHECK(j.is_object(), what, ": text_config is not an object");
   ClipTextConfig c;
-  auto get_int = [&](const char* k, int& v) {
-    if (!j.contains(k)) return;
-    UVIT_CHECK(j[k].is_number_integer(), what, ": ", k, " must be an integer");
-    v = j[k].get<int>();
-  };
-  get_int("vocab_size", c.vocab_size);
-  get_int("hidden_size", c.hidden_size);
-  get_int("intermediate_size", c.intermediate_size);
-  get_int("num_hidden_layers", c.num_hidden_layers);
-  get_int("num_attention_heads", c.num_attention_heads);
-  get_int("max_position_embeddings", c.max_position_embeddings);
-  if (j.contains("hidden_act")) {
-    UVIT_CHECK(j["hidden_act"].is_string(), what, ": hidden_act must be a string");
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (j0.contains("projection_dim") && !j.contains("projection_dim")) {
-    UVIT_CHECK(j0["projection_dim"].is_number_integer(), what,
-               ": projection_dim must be an integer");
-    c.projection_dim = j0["projection_dim"].get<int>();
-  }
-  get_int("projection_dim", c.projection_dim);
-  if (j.contains("layer_norm_eps")) {
-    UVIT_CHECK(j["layer_norm_eps"].is_number(), what, ": layer_norm_eps must be a number");
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
+  const clip::ConfigFields f{j, what}, top{j0, what};
+  f.get("vocab_size", c.vocab_size);
+  f.get("hidden_size", c.hidden_size);
+  f.get("intermediate_size", c.intermediate_size);
+  f.get("num_hidden_layers", c.num_hidden_layers);
+  f.get("num_attention_heads", c.num_attention_heads);
+  f.get("max_position_embeddings", c.max_position_embeddings);
+  f.get("hidden_act", c.hidden_act);
+  top.get("projection_dim", c.projection_dim);  // CLIPConfig's, when present
+  f.get("projection_dim", c.projection_dim);
+  f.get("layer_norm_eps", c.layer_norm_eps);
   c.validate(what);
   return c;
 }

@@ -20,28 +20,18 @@ ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j0, const std
   const nlohmann::json& j = j0.contains("vision_config") ? j0["vision_config"] : j0;
   UVIT_CHECK(j.is_object(), what, ": vision_config is not an object");
   ClipVisionConfig c;
-  auto get_int = [&](const nlohmann::json& o, const char* k, int& v) {
-    if (!o.contains(k)) return;
-    UVIT_CHECK(o[k].is_number_integer(), what, ": ", k, " must be an integer");
-    v = o[k].get<int>();
-  };
-  get_int(j, "hidden_size", c.hidden_size);
-  get_int(j, "intermediate_size", c.intermediate_size);
-  get_int(j, "num_hidden_layers", c.num_hidden_layers);
-  get_int(j, "num_attention_heads", c.num_attention_heads);
-  get_int(j, "num_channels", c.num_channels);
-  get_int(j, "image_size", c.image_size);
-  get_int(j, "patch_size", c.patch_size);
-  get_int(j0, "projection_dim", c.projection_dim);  // CLIPConfig's, when present
-  get_int(j, "projection_dim", c.projection_dim);
-  if (j.contains("hidden_act")) {
-    UVIT_CHECK(j["hidden_act"].is_string(), what, ": hidden_act must be a string");
-    c.hidden_act = j["hidden_act"].get<std::string>();
-  }
-  if (j.contains("layer_norm_eps")) {
-    UVIT_CHECK(j["layer_norm_eps"].is_number(), what, ": layer_norm_eps must be a number");
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
-  }
+  const clip::ConfigFields f{j, what}, top{j0, what};
+  f.get("hidden_size", c.hidden_size);
+  f.get("intermediate_size", c.intermediate_size);
+  f.get("num_hidden_layers", c.num_hidden_layers);
+  f.get("num_attention_heads", c.num_attention_heads);
+  f.get("num_channels", c.num_channels);
+  f.get("image_size", c.image_size);
+  f.get("patch_size", c.patch_size);
+  top.get("projection_dim", c.projection_dim);  // CLIPConfig's, when present
+  f.get("projection_dim", c.projection_dim);
+  f.get("hidden_act", c.hidden_act);
+  f.get("layer_norm_eps", c.layer_norm_eps);
   c.validate(what);
   return c;
 }
