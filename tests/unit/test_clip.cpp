@@ -11,6 +11,7 @@
 
 #include "data/mscoco_features.hpp"
 #include "temp_dir.hpp"
+#include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -37,16 +38,12 @@ struct TempDir : uvit_test::TempDir {
 
 // clip_torch.py fixtures, made once per test run ("" when /usr/bin/python3 has no torch).
 const std::string& fixtures() {
-  static TempDir dir;
-  static std::string made = [] {
-    if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0)
-      return std::string();
-    std::string cmd =
-        cat("/usr/bin/python3 ", UVIT_TEST_SOURCE, "/reference/clip_torch.py fixtures --vocab ",
-            kVocab, " --out ", dir.dir.string(), " >/dev/null");
-    return std::system(cmd.c_str()) == 0 ? dir.dir.string() : std::string();
+  static const std::string d = [] {
+    const uvit_test::TempDir* t =
+        uvit_test::torch_fixtures("uvit_clip", "clip_torch.py fixtures --vocab " + kVocab);
+    return t ? t->dir.string() : std::string();
   }();
-  return made;
+  return d;
 }
 
 // (vocabulary entry, id) pairs: each id checked by hand against the merges list (merge r gives id

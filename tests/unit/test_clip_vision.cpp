@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "temp_dir.hpp"
+#include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip_vision.hpp"
 #include "uvit/error.hpp"
@@ -32,16 +33,12 @@ struct TempDir : uvit_test::TempDir {
 
 // clip_vision_torch.py fixtures, made once per test run ("" without torch + PIL).
 const std::string& fixtures() {
-  static TempDir dir;
-  static std::string made = [] {
-    if (std::system("/usr/bin/python3 -c 'import torch, numpy, PIL' >/dev/null 2>&1") != 0)
-      return std::string();
-    const std::string cmd = cat("/usr/bin/python3 ", UVIT_TEST_SOURCE,
-                                "/reference/clip_vision_torch.py fixtures --vocab ", kVocab,
-                                " --out ", dir.dir.string(), " >/dev/null");
-    return std::system(cmd.c_str()) == 0 ? dir.dir.string() : std::string();
+  static const std::string d = [] {
+    const uvit_test::TempDir* t = uvit_test::torch_fixtures(
+        "uvit_clip_vision", "clip_vision_torch.py fixtures --vocab " + kVocab, "torch, numpy, PIL");
+    return t ? t->dir.string() : std::string();
   }();
-  return made;
+  return d;
 }
 #define NEED_FIXTURES()              \
   const std::string& d = fixtures(); \

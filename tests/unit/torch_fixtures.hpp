@@ -16,13 +16,15 @@
 namespace uvit_test {
 
 // Runs `/usr/bin/python3 tests/reference/<script_args> --out DIR` once per prefix and returns DIR,
-// or null when /usr/bin/python3 has no torch or the script fails.
-inline const TempDir* torch_fixtures(const std::string& prefix, const std::string& script_args) {
+// or null when /usr/bin/python3 lacks one of `modules` or the script fails.
+inline const TempDir* torch_fixtures(const std::string& prefix, const std::string& script_args,
+                                     const std::string& modules = "torch, numpy") {
   static std::map<std::string, std::unique_ptr<TempDir>> made;
   const auto it = made.find(prefix);
   if (it != made.end()) return it->second.get();
   std::unique_ptr<TempDir> dir;
-  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0) {
+  const std::string probe = "/usr/bin/python3 -c 'import " + modules + "' >/dev/null 2>&1";
+  if (std::system(probe.c_str()) == 0) {
     dir = std::make_unique<TempDir>(prefix);
     const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) + "/reference/" +
                             script_args + " --out " + dir->dir.string() + " >/dev/null";
