@@ -43,6 +43,8 @@
 #                           fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl; any case
 #                           NAME_tuned is NAME with UVIT_CUBLASLT_AUTOTUNE=1)
 #   GPU_CHECK_PROFILE_CASES cases of the profile stage (default: train_h fwd_h), 1 warm-up + 3 steps
+#   GPU_CHECK_ANCHOR_ARGS   extra args for bench/gpu/anchors.py (a CPU dry run: "--device cpu --tiny")
+#   GPU_CHECK_ANCHOR_N / GPU_CHECK_ANCHOR_BATCH   our decode in the anchors stage (default 150 / 50)
 #   GPU_CHECK_BENCH_ARGS    extra args for every `uvit bench` (not --iters/--warmup/--batch: below)
 #   GPU_CHECK_ITERS / GPU_CHECK_WARMUP   timed / untimed iterations, ours and twin (default 10 / 3)
 #   GPU_CHECK_BATCH         batch of the forward and train cases, ours and twin (default 128)
@@ -79,6 +81,9 @@ PY=${GPU_CHECK_PYTHON:-python3}
 GTEST_FILTER=${GPU_CHECK_GTEST_FILTER:-Cuda*}
 BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_s fwd_h train_s train_h sample_h fwd_h_tuned train_h_tuned train_s_tuned}
 PROFILE_CASES=${GPU_CHECK_PROFILE_CASES:-train_h fwd_h}
+ANCHOR_ARGS=${GPU_CHECK_ANCHOR_ARGS:-}
+ANCHOR_N=${GPU_CHECK_ANCHOR_N:-150}
+ANCHOR_BATCH=${GPU_CHECK_ANCHOR_BATCH:-50}
 BENCH_ARGS=${GPU_CHECK_BENCH_ARGS:-}
 ITERS=${GPU_CHECK_ITERS:-10}
 WARMUP=${GPU_CHECK_WARMUP:-3}
@@ -208,7 +213,8 @@ trap on_signal INT TERM
 
 # ---------------------------------------------------------------- stages (run under bash -c)
 export REPO OUT WORK PREFIX LIBDIR DEBS BUILD CUDA ARCHS JOBS PY GTEST_FILTER BENCH_CASES BENCH_ARGS \
-  ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE PROFILE_CASES
+  ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE PROFILE_CASES ANCHOR_ARGS ANCHOR_N \
+  ANCHOR_BATCH
 
 stage_probe() {
   set -x
@@ -454,35 +460,41 @@ stage_profile() {
   left=$(stage_left 5)
   echo "== torch twin, torch.profiler: $twin_cases" | tee -a "$f"
   [ "$left" -lt 10 ] && { echo "out of time" | tee -a "$f"; exit 1; }
+  # shellcheck disable=SC2086
   timeout --foreground -k 5 "$left" "$PY" bench/gpu/torch_twin.py --device cuda --batch "$BATCH" \
     --iters 2 --warmup 2 --cases "$twin_cases" --profile --profile-steps 2 --budget-s 0 \
-    --out "$WORK/twin_profile.jsonl" >>"$f" 2>&1
+    --out "$WORK/twin_profile.jsonl" $TWIN_ARGS >>"$f" 2>&1
   local rc=$?
   grep -E '^uvit cuda op profile|^  wall |^== ' "$f"
   exit "$rc"
 }
 
 stage_gemm() {
+  echo "== uvit_cublaslt_bench --batch $BATCH" >>"$OUT/profile.txt"
   "$BUILD/uvit_cublaslt_bench" --batch "$BATCH" --json "$OUT/anchors.jsonl" >>"$OUT/profile.txt" 2>&1
   local rc=$?
-  grep -E '^all rows|^cuBLASLt' "$OUT/profile.txt"
+  if [ "$rc" -eq 0 ]; then grep -E '^all rows|^cuBLASLt' "$OUT/profile.txt"; else tail -n 5 "$OUT/profile.txt"; fi
   exit "$rc"
 }
 
 # torch's attention backends and SD decoder at our shapes, and our decoder at the same batch.
 stage_anchors() {
-  local fails=0 tmp=$WORK/anchors n=150 s st
+  local fails=0 tmp=$WORK/anchors n=$ANCHOR_N s st
   mkdir -p "$tmp"
-  "$PY" bench/gpu/anchors.py attention --device cuda --out "$OUT/anchors.jsonl" || fails=$((fails + 1))
-  "$PY" bench/gpu/anchors.py vae --device cuda --batch 50 --out "$OUT/anchors.jsonl" || fails=$((fails + 1))
+  # shellcheck disable=SC2086
+  "$PY" bench/gpu/anchors.py attention --device cuda --out "$OUT/anchors.jsonl" $ANCHOR_ARGS || fails=$((fails + 1))
+  # shellcheck disable=SC2086
+  "$PY" bench/gpu/anchors.py vae --device cuda --batch 50 --out "$OUT/anchors.jsonl" $ANCHOR_ARGS || fails=$((fails + 1))
   if [ -x "$BUILD/uvit" ] && "$PY" tests/reference/autoencoder_torch.py save --out "$tmp/sd.pth" --seed 0 &&
     "$PY" -c "import numpy as np; np.save('$tmp/z.npy', np.random.RandomState(1).randn($n, 4, 32, 32).astype(np.float32))"; then
     # tf32: the exact path's default precision on a GPU (uvit has no fp16 decoder yet)
-    if "$BUILD/uvit" autoencoder decode --device cuda --precision tf32 -w "$tmp/sd.pth" --in "$tmp/z.npy" \
-      --out "$tmp/x.npy" --batch 50 -q 2>"$tmp/ae.err"; then
+    local prec=tf32
+    [ "$BENCH_DEVICE" = cpu ] && prec=fp32 # a CPU dry run
+    if "$BUILD/uvit" autoencoder decode --device "$BENCH_DEVICE" --precision "$prec" -w "$tmp/sd.pth" \
+      --in "$tmp/z.npy" --out "$tmp/x.npy" --batch "$ANCHOR_BATCH" 2>"$tmp/ae.err"; then
       st=$(sed -n 's/^decoded .*after the first batch: \([0-9.]*\) items.*$/\1/p' "$tmp/ae.err")
       s=$(sed -n 's/^decoded .* in \([0-9.]*\) s (.*$/\1/p' "$tmp/ae.err")
-      echo "{\"what\": \"vae_anchor\", \"impl\": \"uvit\", \"variant\": \"tf32_nchw\", \"batch\": 50, \"images\": $n, \"seconds\": ${s:-0}, \"img_s\": ${st:-0}}" |
+      echo "{\"what\": \"vae_anchor\", \"impl\": \"uvit\", \"variant\": \"${prec}_nchw\", \"batch\": $ANCHOR_BATCH, \"images\": $n, \"seconds\": ${s:-0}, \"img_s\": ${st:-0}}" |
         tee -a "$OUT/anchors.jsonl"
     else
       tail -3 "$tmp/ae.err"
