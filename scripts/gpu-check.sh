@@ -416,6 +416,8 @@ PYEOF
       --device "$BENCH_DEVICE" $args $timed $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
     rc=$?
     tail -n 20 "$WORK/$name.stdout"
+    # A tuned case's stderr ends with the autotuner's choice per GEMM (longer than the tail).
+    [ "$tuned" = 1 ] && sed -n '/^uvit cublaslt autotune/,$p' "$WORK/$name.stdout" | head -n 80
     "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
       --precision "$prec" --autotune "$tuned" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" \
       --stdout "$WORK/$name.stdout" | tee -a "$OUT/uvit_bench.jsonl"

@@ -289,7 +289,10 @@ def profile_table(spec, step, timer, device, steps):
         timer.sync()
     wall_ms = 1e3 * (time.perf_counter() - t0) / steps
     ka = prof.key_averages()
-    kernels_ms = sum(evt_us(e, "self_") for e in ka) / 1e3 / steps
+    # The GPU kernels' own events (kineto gives them device type CUDA); an operator's row repeats
+    # its kernels' time, so only the kernel rows are summed (as the table's "Self CUDA time total").
+    kernels_ms = sum(evt_us(e, "self_") for e in ka
+                     if str(getattr(e, "device_type", "")).endswith("CUDA")) / 1e3 / steps
     table = None
     for key in (("self_cuda_time_total", "cuda_time_total", "self_device_time_total",
                  "device_time_total") if device.type == "cuda" else ("self_cpu_time_total",)):
