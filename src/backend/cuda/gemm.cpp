@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -309,8 +310,9 @@ class LtGemm final : public GemmContext {
         p.algo = res.algo;
         p.found = true;
         p.candidates.push_back(res.algo);
-        for (int i = 1; i < n_all; ++i)
-          if (all[size_t(i)].state == CUBLAS_STATUS_SUCCESS)
+        for (int i = 0; i < n_all; ++i)  // the rest of the list, without the first choice again
+          if (all[size_t(i)].state == CUBLAS_STATUS_SUCCESS &&
+              std::memcmp(&all[size_t(i)].algo, &res.algo, sizeof(res.algo)) != 0)
             p.candidates.push_back(all[size_t(i)].algo);
       }
     } catch (...) {
