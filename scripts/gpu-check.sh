@@ -38,8 +38,8 @@
 #   GPU_CHECK_UNPACK_ALL=1  unpack the runtime-only .debs even where the image has those libraries
 #   GPU_CHECK_NO_DPKG=1     unpack with ar + tar instead of dpkg -x (the fallback for an image without dpkg)
 #   GPU_CHECK_GTEST_FILTER  (default 'Cuda*')
-#   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_s fwd_h train_s train_h sample_h
-#                           fwd_h_tuned train_h_tuned train_s_tuned; also: train_h_ckpt,
+#   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_h train_h train_s sample_h (issue 17's
+#                           rows) fwd_h_tuned train_h_tuned train_s_tuned; also: fwd_s train_h_ckpt,
 #                           fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl; any case
 #                           NAME_tuned is NAME with UVIT_CUBLASLT_AUTOTUNE=1)
 #   GPU_CHECK_PROFILE_CASES cases of the profile stage (default: train_h fwd_h), 1 warm-up + 3 steps
@@ -79,7 +79,7 @@ DEBS=${GPU_CHECK_DEBS:-.debs}
 JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 PY=${GPU_CHECK_PYTHON:-python3}
 GTEST_FILTER=${GPU_CHECK_GTEST_FILTER:-Cuda*}
-BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_s fwd_h train_s train_h sample_h fwd_h_tuned train_h_tuned train_s_tuned}
+BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_h train_h train_s sample_h fwd_h_tuned train_h_tuned train_s_tuned}
 PROFILE_CASES=${GPU_CHECK_PROFILE_CASES:-train_h fwd_h}
 ANCHOR_ARGS=${GPU_CHECK_ANCHOR_ARGS:-}
 ANCHOR_N=${GPU_CHECK_ANCHOR_N:-150}
@@ -101,7 +101,7 @@ ORDER="probe unpack configure build test profile gemm bench anchors torch encode
 # a second call with GPU_CHECK_STAGES=probe,unpack,torch,encoders,summary covers them
 # (docs/gpu.md, "The device script").
 declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [profile]=100 [gemm]=40
-  [bench]=210 [anchors]=80 [torch]=190 [encoders]=120 [summary]=20)
+  [bench]=210 [anchors]=90 [torch]=190 [encoders]=120 [summary]=20)
 declare -A RESERVE=([test]=20 [profile]=60 [gemm]=15 [bench]=150 [anchors]=50 [torch]=40
   [summary]=10)
 declare -A STATUS=()
