@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# The device run for the CUDA backend (issues 4 and 5): on a fresh GPU machine, from the repo root,
-# with .debs/ carried (scripts/fetch_gpu_debs.sh fills it here):
+# The device run for the CUDA backend (issues 4, 5 and 17): on a fresh GPU machine, from the repo
+# root, with .debs/ carried (scripts/fetch_gpu_debs.sh fills it here):
 #   unpack the .debs into a private prefix (dpkg -x, never into /), configure and build with CUDA,
-#   run the Cuda* gtests, benchmark `uvit bench` and the PyTorch twin (bench/gpu/torch_twin.py) on
-#   the same card, and write a table + results.json under $OUT.
+#   run the Cuda* gtests, profile one H/2 training step and forward pass (ours and the twin's),
+#   time cuBLASLt at U-ViT's GEMM shapes, benchmark `uvit bench` (with and without GEMM
+#   autotuning) and the PyTorch twin (bench/gpu/torch_twin.py) on the same card, time torch's
+#   attention and SD-decoder anchors, log the clocks, and write a table + results.json under $OUT.
+#   docs/gpu.md, "The device script", says what each stage measures and how to read it.
 # It never stops at the first failure: each stage has its own timeout and a share of a global
 # deadline, is logged, and is recorded as ok / FAIL / TIMEOUT / skipped.
 #
 # Files under $OUT (at most 8 come back from the device): gpu-check.log (all stages),
-# gtest_cuda.log, gtest_cuda.xml, uvit_bench.jsonl, torch_twin.jsonl, encoders.jsonl, results.json,
-# summary.txt (8: keep it so).
+# gtest_cuda.log, profile.txt (UVIT_CUDA_OPTIME + torch.profiler tables, the cuBLASLt table),
+# uvit_bench.jsonl, torch_twin.jsonl, anchors.jsonl (GEMM rows, attention / SD-decoder anchors,
+# the encoders against their twins), results.json, summary.txt (8: keep it so; the gtest XML and
+# the clock log stay in the work folder and reach results.json through the summary).
 #
 # Environment (all optional):
 #   GPU_CHECK_STAGES    stages to run, comma list (default: all) of
-#                       probe,unpack,configure,build,test,bench,torch,encoders,summary
-#                       (encoders: the autoencoder, FID Inception and CLIP against their twins,
-#                       bench/gpu/encoders.sh -> encoders.jsonl; GPU_CHECK_ENCODERS_N images)
+#                       probe,unpack,configure,build,test,profile,gemm,bench,anchors,torch,
+#                       encoders,summary
+#                       (profile: UVIT_CUDA_OPTIME=1 `uvit bench` of GPU_CHECK_PROFILE_CASES and
+#                       torch_twin.py --profile of the same, -> profile.txt;
+#                       gemm: build/uvit_cublaslt_bench -> profile.txt + anchors.jsonl;
+#                       anchors: bench/gpu/anchors.py attention + vae, and our decode at the same
+#                       batch -> anchors.jsonl;
+#                       encoders: the autoencoder, FID Inception and CLIP against their twins,
+#                       bench/gpu/encoders.sh -> anchors.jsonl; GPU_CHECK_ENCODERS_N images)
 #   GPU_CHECK_SKIP      stages to leave out, comma list (e.g. "torch")
-#   GPU_CHECK_DEADLINE  seconds for the whole script (default 460)
+#   GPU_CHECK_DEADLINE  seconds for the whole script (default 450: an 8-minute device call)
 #   GPU_CHECK_CAP_<stage>  the most seconds that stage may take (defaults in CAP below)
 #   GPU_CHECK_CUDA      UVIT_CUDA value (default ON; OFF = CPU-only dry run of the build steps)
 #   GPU_CHECK_ARCHS     CMAKE_CUDA_ARCHITECTURES (default "80;90")
@@ -27,8 +38,13 @@
 #   GPU_CHECK_UNPACK_ALL=1  unpack the runtime-only .debs even where the image has those libraries
 #   GPU_CHECK_NO_DPKG=1     unpack with ar + tar instead of dpkg -x (the fallback for an image without dpkg)
 #   GPU_CHECK_GTEST_FILTER  (default 'Cuda*')
-#   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_s fwd_h train_s train_h train_h_ckpt sample_h;
-#                           also: fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl)
+#   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_h train_h train_s sample_h (issue 17's
+#                           rows) fwd_h_tuned train_h_tuned train_s_tuned; also: fwd_s train_h_ckpt,
+#                           fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl; any case
+#                           NAME_tuned is NAME with UVIT_CUBLASLT_AUTOTUNE=1)
+#   GPU_CHECK_PROFILE_CASES cases of the profile stage (default: train_h fwd_h), 1 warm-up + 3 steps
+#   GPU_CHECK_ANCHOR_ARGS   extra args for bench/gpu/anchors.py (a CPU dry run: "--device cpu --tiny")
+#   GPU_CHECK_ANCHOR_N / GPU_CHECK_ANCHOR_BATCH   our decode in the anchors stage (default 150 / 50)
 #   GPU_CHECK_BENCH_ARGS    extra args for every `uvit bench` (not --iters/--warmup/--batch: below)
 #   GPU_CHECK_ITERS / GPU_CHECK_WARMUP   timed / untimed iterations, ours and twin (default 10 / 3)
 #   GPU_CHECK_BATCH         batch of the forward and train cases, ours and twin (default 128)
@@ -48,9 +64,12 @@ LOG=$OUT/gpu-check.log
 STAGES_TSV=$WORK/stages.tsv
 : >"$LOG"
 : >"$STAGES_TSV"
+: >"$WORK/windows.tsv"
+: >"$OUT/anchors.jsonl" # appended to by the gemm, anchors and encoders stages
+rm -f "$OUT/profile.txt" "$OUT/encoders.jsonl" "$OUT/gtest_cuda.xml" # older runs' files
 
-DEADLINE=${GPU_CHECK_DEADLINE:-460}
-STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,bench,torch,encoders,summary}
+DEADLINE=${GPU_CHECK_DEADLINE:-450}
+STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,profile,gemm,bench,anchors,torch,encoders,summary}
 SKIP=${GPU_CHECK_SKIP:-}
 CUDA=${GPU_CHECK_CUDA:-ON}
 ARCHS=${GPU_CHECK_ARCHS:-80;90}
@@ -60,7 +79,11 @@ DEBS=${GPU_CHECK_DEBS:-.debs}
 JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 PY=${GPU_CHECK_PYTHON:-python3}
 GTEST_FILTER=${GPU_CHECK_GTEST_FILTER:-Cuda*}
-BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_s fwd_h train_s train_h train_h_ckpt sample_h}
+BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_h train_h train_s sample_h fwd_h_tuned train_h_tuned train_s_tuned}
+PROFILE_CASES=${GPU_CHECK_PROFILE_CASES:-train_h fwd_h}
+ANCHOR_ARGS=${GPU_CHECK_ANCHOR_ARGS:-}
+ANCHOR_N=${GPU_CHECK_ANCHOR_N:-150}
+ANCHOR_BATCH=${GPU_CHECK_ANCHOR_BATCH:-50}
 BENCH_ARGS=${GPU_CHECK_BENCH_ARGS:-}
 ITERS=${GPU_CHECK_ITERS:-10}
 WARMUP=${GPU_CHECK_WARMUP:-3}
@@ -70,10 +93,17 @@ SAMPLE_BATCH=${GPU_CHECK_SAMPLE_BATCH:-250}
 TWIN_ARGS=${GPU_CHECK_TWIN_ARGS:-}
 BENCH_DEVICE=${GPU_CHECK_DEVICE:-cuda}
 LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
-ORDER="probe unpack configure build test bench torch encoders summary"
+ORDER="probe unpack configure build test profile gemm bench anchors torch encoders summary"
 # Seconds: the most a stage may take, and what it keeps for itself out of the stages before it.
-declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [bench]=170 [torch]=190 [encoders]=120 [summary]=20)
-declare -A RESERVE=([test]=30 [bench]=60 [torch]=120 [encoders]=60 [summary]=10)
+# Measured on an H200 (earlier runs): build 27, test 6, bench ~20 per case (sample_h ~35),
+# torch ~190 with its compiled cases. The default deadline runs everything up to anchors in full;
+# torch gets what is left (eager first, its --budget-s skips the rest) and encoders usually none:
+# a second call with GPU_CHECK_STAGES=probe,unpack,torch,encoders,summary covers them
+# (docs/gpu.md, "The device script").
+declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [profile]=100 [gemm]=40
+  [bench]=210 [anchors]=90 [torch]=190 [encoders]=120 [summary]=20)
+declare -A RESERVE=([test]=20 [profile]=60 [gemm]=15 [bench]=150 [anchors]=50 [torch]=40
+  [summary]=10)
 declare -A STATUS=()
 for s in $ORDER; do # GPU_CHECK_CAP_build=400 etc. override a stage's cap
   v=GPU_CHECK_CAP_$s
@@ -161,6 +191,7 @@ run_stage() {
     *) st=FAIL ;;
   esac
   record "$name" "$st" "$rc" "$(($(now) - t0))"
+  printf '%s\t%s\t%s\n' "$name" "$t0" "$(now)" >>"$WORK/windows.tsv"
   say "$name: $st (rc $rc, $(($(now) - t0))s)"
   if [ "$st" != ok ]; then
     echo "----- last lines of $name -----"
@@ -168,10 +199,12 @@ run_stage() {
     echo "-------------------------------"
   fi
 }
-declare -A NEEDS=([configure]=unpack [build]=configure [test]=build [bench]=build [encoders]=build)
+declare -A NEEDS=([configure]=unpack [build]=configure [test]=build [profile]=build [gemm]=build
+  [bench]=build [encoders]=build)
 STAGE_PID=
 on_signal() {
   [ -n "$STAGE_PID" ] && kill -TERM "$STAGE_PID" 2>/dev/null
+  stop_clocks
   say "interrupted"
   rm -rf "$WORK"
   exit 130
@@ -180,7 +213,8 @@ trap on_signal INT TERM
 
 # ---------------------------------------------------------------- stages (run under bash -c)
 export REPO OUT WORK PREFIX LIBDIR DEBS BUILD CUDA ARCHS JOBS PY GTEST_FILTER BENCH_CASES BENCH_ARGS \
-  ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE
+  ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE PROFILE_CASES ANCHOR_ARGS ANCHOR_N \
+  ANCHOR_BATCH
 
 stage_probe() {
   set -x
@@ -292,7 +326,10 @@ stage_configure() {
 }
 
 stage_build() {
-  ninja -C "$BUILD" -j"$JOBS" uvit uvit_cuda_tests || exit 1
+  local targets="uvit uvit_cuda_tests"
+  [ "$CUDA" != OFF ] && targets="$targets uvit_cublaslt_bench"
+  # shellcheck disable=SC2086
+  ninja -C "$BUILD" -j"$JOBS" $targets || exit 1
   echo "--- libraries of the built binaries:"
   ldd "$BUILD/uvit" | grep -E 'dnnl|openblas|gfortran|OpenCL|cud|cublas|not found'
   ! ldd "$BUILD/uvit" "$BUILD/tests/uvit_cuda_tests" | grep 'not found'
@@ -301,16 +338,16 @@ stage_build() {
 stage_test() {
   local bin=$BUILD/tests/uvit_cuda_tests rc
   [ -x "$bin" ] || bin=$BUILD/tests/uvit_tests
-  "$bin" --gtest_filter="$GTEST_FILTER" --gtest_output=xml:"$OUT/gtest_cuda.xml" >"$OUT/gtest_cuda.log" 2>&1
+  "$bin" --gtest_filter="$GTEST_FILTER" --gtest_output=xml:"$WORK/gtest_cuda.xml" >"$OUT/gtest_cuda.log" 2>&1
   rc=$?
   grep -E '^\[ *(PASSED|FAILED|SKIPPED) *\]|tests? ran|^\[  FAILED' "$OUT/gtest_cuda.log" | head -60
   [ "$rc" -ne 0 ] && tail -n 40 "$OUT/gtest_cuda.log"
-  exit $rc
+  exit "$rc"
 }
 
-# name | config | mode | ckpt | arguments
+# name | config | mode | ckpt | arguments (NAME_tuned: NAME's; stage_bench sets the autotuning)
 bench_case() {
-  case $1 in
+  case ${1%_tuned} in
     fwd_s) echo "cifar10_uvit_small forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
     fwd_h) echo "imagenet256_uvit_huge forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
     fwd_s_fp32) echo "cifar10_uvit_small forward 0 --mode forward --precision fp32 --batch $BATCH" ;;
@@ -327,14 +364,14 @@ bench_case() {
 export -f bench_case
 
 stage_bench() {
-  local uvit=$BUILD/uvit fails=0 name spec cfg mode ckpt args prec t0 rc left per
+  local uvit=$BUILD/uvit fails=0 name spec cfg mode ckpt args prec t0 rc left per tuned note
   : >"$OUT/uvit_bench.jsonl"
   local n=0
   for name in $BENCH_CASES; do n=$((n + 1)); done
   local stage_t0
   stage_t0=$(date +%s)
   # If an attention test failed, benchmark on the attention path that passed (the batched one).
-  if [ -f "$OUT/gtest_cuda.xml" ] && "$PY" - "$OUT/gtest_cuda.xml" <<'PYEOF'; then
+  if [ -f "$WORK/gtest_cuda.xml" ] && "$PY" - "$WORK/gtest_cuda.xml" <<'PYEOF'; then
 import sys, xml.etree.ElementTree as ET
 bad = [c for c in ET.parse(sys.argv[1]).iter("testcase")
        if c.get("classname", "").startswith("CudaAttention") and c.find("failure") is not None]
@@ -350,6 +387,8 @@ PYEOF
       continue
     fi
     read -r cfg mode ckpt args <<<"$spec"
+    tuned=0
+    [ "$name" != "${name%_tuned}" ] && tuned=1
     prec=bf16
     [[ " $args " == *" --precision fp32 "* ]] && prec=fp32
     # Each case gets at most 90 s and never more than what is left of the stage.
@@ -359,25 +398,29 @@ PYEOF
     if [ "$per" -lt 5 ]; then
       echo "$name: skipped (stage out of time)"
       "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
-        --precision "$prec" --rc 124 --seconds 0 >>"$OUT/uvit_bench.jsonl"
+        --precision "$prec" --autotune "$tuned" --rc 124 --seconds 0 >>"$OUT/uvit_bench.jsonl"
       fails=$((fails + 1))
       continue
     fi
-    echo "--- $name: uvit bench --config $cfg --device $BENCH_DEVICE $args $BENCH_ARGS (limit ${per}s)"
+    note=
+    [ "$tuned" = 1 ] && note=", UVIT_CUBLASLT_AUTOTUNE=1"
+    echo "--- $name: uvit bench --config $cfg --device $BENCH_DEVICE $args $BENCH_ARGS (limit ${per}s$note)"
     rm -f "$WORK/$name.json"
     t0=$(date +%s)
-    # shellcheck disable=SC2086
     # --foreground: stays in the stage's process group, so the stage's timeout reaches it too.
     # Sample mode times one sampling run: `uvit bench` refuses --warmup/--iters there.
     timed="--warmup $WARMUP --iters $ITERS"
     [ "$mode" = sample ] && timed=
-    timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" --device "$BENCH_DEVICE" $args $timed \
-      $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
+    # shellcheck disable=SC2086
+    UVIT_CUBLASLT_AUTOTUNE=$tuned timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" \
+      --device "$BENCH_DEVICE" $args $timed $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
     rc=$?
     tail -n 20 "$WORK/$name.stdout"
+    # A tuned case's stderr ends with the autotuner's choice per GEMM (longer than the tail).
+    [ "$tuned" = 1 ] && sed -n '/^uvit cublaslt autotune/,$p' "$WORK/$name.stdout" | head -n 80
     "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
-      --precision "$prec" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" --stdout "$WORK/$name.stdout" \
-      | tee -a "$OUT/uvit_bench.jsonl"
+      --precision "$prec" --autotune "$tuned" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" \
+      --stdout "$WORK/$name.stdout" | tee -a "$OUT/uvit_bench.jsonl"
     [ "$rc" -ne 0 ] && fails=$((fails + 1))
   done
   echo "$fails of $n bench cases failed"
@@ -393,7 +436,91 @@ stage_torch() {
 }
 
 stage_encoders() {
-  PYTHON=$PY bench/gpu/encoders.sh "$BUILD/uvit" "$OUT/encoders.jsonl" "${GPU_CHECK_ENCODERS_N:-64}"
+  PYTHON=$PY bench/gpu/encoders.sh "$BUILD/uvit" "$OUT/anchors.jsonl" "${GPU_CHECK_ENCODERS_N:-64}"
+}
+
+# Seconds left of this stage (STAGE_BUDGET, set by run_stage), less a margin.
+stage_left() { echo $((STAGE_BUDGET - ($(date +%s) - STAGE_T0) - ${1:-5})); }
+export -f stage_left
+
+stage_profile() {
+  local uvit=$BUILD/uvit f=$OUT/profile.txt name spec cfg mode ckpt args left twin_cases=""
+  export STAGE_T0
+  STAGE_T0=$(date +%s)
+  for name in $PROFILE_CASES; do
+    spec=$(bench_case "$name") || { echo "unknown profile case $name"; continue; }
+    read -r cfg mode ckpt args <<<"$spec"
+    left=$(stage_left 35) # keep time for the twin's profile
+    [ "$left" -lt 10 ] && { echo "$name: out of time" | tee -a "$f"; continue; }
+    echo "== uvit bench $name (--config $cfg $args), UVIT_CUDA_OPTIME=1, 1 warm-up + 3 steps" | tee -a "$f"
+    # shellcheck disable=SC2086
+    UVIT_CUDA_OPTIME=1 timeout --foreground -k 5 "$left" "$uvit" bench --config "$cfg" \
+      --device "$BENCH_DEVICE" $args --warmup 1 --iters 3 >>"$f" 2>&1
+    echo "(rc $?)" >>"$f"
+    twin_cases="$twin_cases${twin_cases:+,}$mode:$cfg:eager$([ "$mode" = train ] && echo ":$([ "$ckpt" = 1 ] && echo ckpt || echo nockpt)")"
+  done
+  left=$(stage_left 5)
+  echo "== torch twin, torch.profiler: $twin_cases" | tee -a "$f"
+  [ "$left" -lt 10 ] && { echo "out of time" | tee -a "$f"; exit 1; }
+  # shellcheck disable=SC2086
+  timeout --foreground -k 5 "$left" "$PY" bench/gpu/torch_twin.py --device cuda --batch "$BATCH" \
+    --iters 2 --warmup 2 --cases "$twin_cases" --profile --profile-steps 2 --budget-s 0 \
+    --out "$WORK/twin_profile.jsonl" $TWIN_ARGS >>"$f" 2>&1
+  local rc=$?
+  grep -E '^uvit cuda op profile|^  wall |^== ' "$f"
+  exit "$rc"
+}
+
+stage_gemm() {
+  echo "== uvit_cublaslt_bench --batch $BATCH" >>"$OUT/profile.txt"
+  "$BUILD/uvit_cublaslt_bench" --batch "$BATCH" --json "$OUT/anchors.jsonl" >>"$OUT/profile.txt" 2>&1
+  local rc=$?
+  if [ "$rc" -eq 0 ]; then grep -E '^all rows|^cuBLASLt' "$OUT/profile.txt"; else tail -n 5 "$OUT/profile.txt"; fi
+  exit "$rc"
+}
+
+# torch's attention backends and SD decoder at our shapes, and our decoder at the same batch.
+stage_anchors() {
+  local fails=0 tmp=$WORK/anchors n=$ANCHOR_N s st
+  mkdir -p "$tmp"
+  # shellcheck disable=SC2086
+  "$PY" bench/gpu/anchors.py attention --device cuda --out "$OUT/anchors.jsonl" $ANCHOR_ARGS || fails=$((fails + 1))
+  # shellcheck disable=SC2086
+  "$PY" bench/gpu/anchors.py vae --device cuda --batch 50 --out "$OUT/anchors.jsonl" $ANCHOR_ARGS || fails=$((fails + 1))
+  if [ -x "$BUILD/uvit" ] && "$PY" tests/reference/autoencoder_torch.py save --out "$tmp/sd.pth" --seed 0 &&
+    "$PY" -c "import numpy as np; np.save('$tmp/z.npy', np.random.RandomState(1).randn($n, 4, 32, 32).astype(np.float32))"; then
+    # tf32: the exact path's default precision on a GPU (uvit has no fp16 decoder yet)
+    local prec=tf32
+    [ "$BENCH_DEVICE" = cpu ] && prec=fp32 # a CPU dry run
+    if "$BUILD/uvit" autoencoder decode --device "$BENCH_DEVICE" --precision "$prec" -w "$tmp/sd.pth" \
+      --in "$tmp/z.npy" --out "$tmp/x.npy" --batch "$ANCHOR_BATCH" 2>"$tmp/ae.err"; then
+      st=$(sed -n 's/^decoded .*after the first batch: \([0-9.]*\) items.*$/\1/p' "$tmp/ae.err")
+      s=$(sed -n 's/^decoded .* in \([0-9.]*\) s (.*$/\1/p' "$tmp/ae.err")
+      echo "{\"what\": \"vae_anchor\", \"impl\": \"uvit\", \"variant\": \"${prec}_nchw\", \"batch\": $ANCHOR_BATCH, \"images\": $n, \"seconds\": ${s:-0}, \"img_s\": ${st:-0}}" |
+        tee -a "$OUT/anchors.jsonl"
+    else
+      tail -3 "$tmp/ae.err"
+      fails=$((fails + 1))
+    fi
+  else
+    echo "no uvit binary or no weights: our decode skipped"
+    fails=$((fails + 1))
+  fi
+  exit "$fails"
+}
+
+# The GPU's clocks, power and temperature every 250 ms from the profile stage to the summary
+# (summarize.py reports them per stage: an MFU is only comparable at the same clocks).
+CLOCKS_PID=
+start_clocks() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu \
+    --format=csv,noheader,nounits -lms 250 >"$WORK/clocks.csv" 2>/dev/null &
+  CLOCKS_PID=$!
+}
+stop_clocks() {
+  [ -n "$CLOCKS_PID" ] && kill "$CLOCKS_PID" 2>/dev/null
+  CLOCKS_PID=
 }
 
 stage_summary() {
@@ -401,10 +528,12 @@ stage_summary() {
   dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   "$PY" bench/gpu/summarize.py table --ours "$OUT/uvit_bench.jsonl" --twin "$OUT/torch_twin.jsonl" \
     --stages "$WORK/stages.tsv" --gtest-xml "$OUT/gtest_cuda.xml" --device-name "$dev" \
-    --encoders "$OUT/encoders.jsonl" \
+    --anchors "$OUT/anchors.jsonl" --gtest-log "$OUT/gtest_cuda.log" --profile "$OUT/profile.txt" \
+    --clocks "$WORK/clocks.csv" --windows "$WORK/windows.tsv" \
     --out "$OUT/results.json" | tee "$OUT/summary.txt"
 }
-export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_encoders stage_summary
+export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_encoders stage_summary \
+  stage_profile stage_gemm stage_anchors
 
 # ---------------------------------------------------------------- main
 # One function, called on the last line: bash has read the whole file before anything runs, so
@@ -416,9 +545,14 @@ main() {
   run_stage configure stage_configure
   run_stage build stage_build
   run_stage test stage_test
+  [ "$CUDA" != OFF ] && start_clocks
+  run_stage profile stage_profile
+  run_stage gemm stage_gemm
   run_stage bench stage_bench
+  run_stage anchors stage_anchors
   run_stage torch stage_torch
   run_stage encoders stage_encoders
+  stop_clocks
   # The summary's stage list is written before it runs; its own status is in the table below.
   run_stage summary stage_summary
 

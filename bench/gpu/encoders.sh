@@ -9,7 +9,9 @@
 #   - CLIP ViT-L/14 text encoder: one prompt, median of 20 after warm-up.
 # Usage: bench/gpu/encoders.sh UVIT OUT_JSONL [N]   (PYTHON: python with torch, default python3;
 #        ENCODERS_DEVICE=cpu: a dry run without a GPU)
-# Each part runs even if another fails; the exit status counts the failed parts.
+# Each part runs even if another fails; the exit status counts the failed parts. The records are
+# appended to OUT_JSONL (scripts/gpu-check.sh empties it at its start). No -q on the uvit runs:
+# quiet also drops the final "decoded ... / inception: ..." line these rates are read from.
 set -u
 set -o pipefail
 UVIT=$1 OUTF=$2 N=${3:-64}
@@ -23,7 +25,6 @@ if [ "$DEV" = cuda ]; then NF=$((8 * N)); else NF=$N; fi
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-: >"$OUTF"
 fails=0
 emit() { echo "$1" | tee -a "$OUTF"; }
 
@@ -32,7 +33,7 @@ if "$PY" tests/reference/autoencoder_torch.py save --out "$tmp/sd.pth" --seed 0 
   "$PY" -c "import numpy as np; np.save('$tmp/z.npy', np.random.RandomState(1).randn($N, 4, 32, 32).astype(np.float32))"; then
   for P in $PRECS; do
     if "$UVIT" autoencoder decode --device "$DEV" --precision "$P" -w "$tmp/sd.pth" --in "$tmp/z.npy" \
-      --out "$tmp/x.npy" --batch 8 -q 2>"$tmp/ae.err"; then
+      --out "$tmp/x.npy" --batch 8 2>"$tmp/ae.err"; then
       s=$(sed -n 's/^decoded .* in \([0-9.]*\) s (.*$/\1/p' "$tmp/ae.err")
       st=$(sed -n 's/^decoded .*after the first batch: \([0-9.]*\) items.*$/\1/p' "$tmp/ae.err")
       st=${st:-0}
@@ -58,7 +59,7 @@ if "$PY" tests/reference/inception_torch.py --out "$tmp/net" --net-only >/dev/nu
   "$PY" -c "import numpy as np; np.save('$tmp/imgs.npy', np.random.RandomState(0).randint(0, 256, ($NF, 32, 32, 3)).astype(np.uint8))"; then
   for P in $PRECS; do
     if "$UVIT" fid-features "$tmp/imgs.npy" --device "$DEV" --precision "$P" \
-      --inception "$tmp/net/inception.pth" --out "$tmp/f.npy" -q 2>"$tmp/fid.err"; then
+      --inception "$tmp/net/inception.pth" --out "$tmp/f.npy" 2>"$tmp/fid.err"; then
       emit "$(sed -n 's/^inception: \([0-9]*\) images in \([0-9.]*\) s (\([0-9.]*\) img\/s; after the first batch \([0-9.]*\))/{"what": "fid_features", "impl": "uvit", "precision": "'"$P"'", "device": "'"$DEV"'", "images": \1, "seconds": \2, "img_per_s": \3, "steady_per_s": \4}/p' "$tmp/fid.err")"
     else
       tail -3 "$tmp/fid.err"

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Results of scripts/gpu-check.sh: uvit (CUDA) against the PyTorch twin, one table and one JSON.
 
-  summarize.py record --case NAME --config C --mode M [--ckpt 0|1] [--precision bf16|fp32] --rc RC --seconds S
-                      [--json FILE] [--stdout FILE] >> uvit_bench.jsonl
+  summarize.py record --case NAME --config C --mode M [--ckpt 0|1] [--precision bf16|fp32] [--autotune 0|1]
+                      --rc RC --seconds S [--json FILE] [--stdout FILE] >> uvit_bench.jsonl
       wraps one `uvit bench` run as one JSON line (its --json file, else the last JSON line it
       printed; a failed or silent run is recorded with rc and the tail of its output).
   summarize.py table --ours uvit_bench.jsonl --twin torch_twin.jsonl --out results.json
                      [--stages stages.tsv] [--gtest-xml gtest.xml] [--device-name NAME]
-                     [--peak-tflops 989]
-      prints a markdown table (ours vs the eager and compiled twin, MFU, peak memory, the issues'
-      targets) and writes results.json. Missing inputs give "n/a" cells, never a crash.
+                     [--peak-tflops 989] [--anchors anchors.jsonl] [--gtest-log gtest_cuda.log]
+                     [--profile profile.txt] [--clocks clocks.csv --windows windows.tsv]
+      prints markdown tables (ours vs the eager and compiled twin, MFU, peak memory, the issues'
+      targets; GEMM autotuning on/off; where the step's time goes; cuBLASLt per GEMM; attention
+      and SD-decoder anchors beside ours; clocks per stage) and writes results.json. Missing
+      inputs give "n/a" cells or no section, never a crash.
 
 MFU = mult x forward FLOPs x img/s / peak, mult = 3 for a training step and 1 for a forward pass
 (forward FLOPs per image as src/models/uvit_params.cpp counts them: 2 per multiply-add).
@@ -19,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -106,7 +110,8 @@ def cmd_record(a):
             res.get("mode", a.mode) != a.mode:
         partial, res = res, None  # a failed or mismatched run yields no figures
     rec = {"case": a.case, "config": a.config, "mode": a.mode, "use_checkpoint": bool(a.ckpt),
-           "precision": a.precision, "rc": a.rc, "seconds": a.seconds, "result": res}
+           "precision": a.precision, "autotune": bool(a.autotune), "rc": a.rc, "seconds": a.seconds,
+           "result": res}
     if partial is not None:
         rec["partial_result"] = partial
     if a.rc != 0 or res is None:
@@ -215,16 +220,202 @@ def encoder_rows(path):
     return rows
 
 
+ATTN_RE = re.compile(r"attention (fwd|bwd) bf16 (\S+)\s+B=(\d+) N=(\d+) H=(\d+) Dh=(\d+): "
+                     r"([\d.]+) ms\s+([\d.]+) TFLOP/s")
+
+
+def parse_our_attention(path):
+    """CudaAttentionTiming's lines in gtest_cuda.log -> {(B, H, N, Dh, dir, impl): TFLOP/s}."""
+    out = {}
+    if not path or not os.path.isfile(path):
+        return out
+    with open(path, errors="replace") as f:
+        for m in ATTN_RE.finditer(f.read()):
+            d, impl, B, N, H, Dh, _ms, tf = m.groups()
+            out[(int(B), int(H), int(N), int(Dh), d, impl)] = float(tf)
+    return out
+
+
+def attention_rows(anchors, ours):
+    """One row per shape: our kernels' and torch SDPA's backends' useful TFLOP/s, fwd and bwd."""
+    shapes = sorted({k[:4] for k in ours} | {(r["B"], r["H"], r["N"], r["Dh"]) for r in anchors
+                                              if r.get("what") == "attn_anchor"}, reverse=True)
+    rows = []
+    for B, H, N, Dh in shapes:
+        r = {"B": B, "H": H, "N": N, "Dh": Dh}
+        for d in ("fwd", "bwd"):
+            r[f"ours_{d}"] = ours.get((B, H, N, Dh, d, "flash"))
+            for t in anchors:
+                if t.get("what") == "attn_anchor" and (t["B"], t["H"], t["N"], t["Dh"]) == (B, H, N, Dh):
+                    r[f"torch_{t['backend']}_{d}"] = t.get(f"{d}_tflops")
+                    if t.get("error"):
+                        r[f"torch_{t['backend']}_error"] = t["error"]
+        rows.append(r)
+    return rows
+
+
+def vae_rows(anchors):
+    return [{"impl": r.get("impl"), "variant": r.get("variant"), "batch": r.get("batch"),
+             "img_s": r.get("img_s"), "error": r.get("error")}
+            for r in anchors if r.get("what") == "vae_anchor"]
+
+
+def autotune_rows(ours, ours_for, keys):
+    """UVIT_CUBLASLT_AUTOTUNE's A/B: each case measured both ways in the same run."""
+    rows = []
+    for cfg, mode, ckpt in keys:
+        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, autotune=True)
+        if on is None:
+            continue
+        a, b = first((off or {}).get("result") or {}, RATE_KEYS), first(on.get("result") or {}, RATE_KEYS)
+        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, "heuristic_img_s": a,
+                     "autotuned_img_s": b, "gain": ratio(b, a), "error": on.get("error")})
+    return rows
+
+
+PROF_WALL_RE = re.compile(r"^  wall ([\d.]+) ms, timed operations ([\d.]+) ms \(([\d.]+)%\), gap ([-\d.]+) ms")
+TORCH_PROF_RE = re.compile(r"^== torch.profiler: (\S+), \d+ steps: wall ([\d.]+) ms per step, GPU kernels "
+                           r"([\d.]+) ms per step")
+KIND_RE = re.compile(r"^\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)$")
+
+
+def parse_profile(path):
+    """profile.txt -> per section: wall, GPU time and gap per step, and (ours) the top kinds."""
+    out = []
+    if not path or not os.path.isfile(path):
+        return out
+    cur, in_kinds = None, False
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("== uvit bench "):
+                cur = {"impl": "uvit", "case": line.split()[3], "kinds": []}
+                out.append(cur)
+                in_kinds = False
+                continue
+            m = TORCH_PROF_RE.match(line)
+            if m:
+                w, g = float(m.group(2)), float(m.group(3))
+                out.append({"impl": "torch", "case": m.group(1), "wall_ms": w, "gpu_ms": g, "gap_ms": w - g})
+                cur = None
+                continue
+            if cur is None:
+                continue
+            m = PROF_WALL_RE.match(line)
+            if m:
+                cur.update(wall_ms=float(m.group(1)), gpu_ms=float(m.group(2)), gap_ms=float(m.group(4)))
+            elif line == "by kind:":
+                in_kinds = True
+            elif line.startswith("by operation"):
+                in_kinds = False
+            elif in_kinds:
+                m = KIND_RE.match(line)
+                if m:
+                    cur["kinds"].append({"kind": m.group(4), "ms": float(m.group(1)), "pct": float(m.group(2))})
+    return out
+
+
+def clock_rows(path, windows):
+    """nvidia-smi samples (timestamp, SM MHz, memory MHz, W, C) summarised per stage window."""
+    if not path or not os.path.isfile(path) or not windows or not os.path.isfile(windows):
+        return []
+    import datetime
+    samples = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            p = [x.strip() for x in line.split(",")]
+            if len(p) < 5:
+                continue
+            try:
+                ts = datetime.datetime.strptime(p[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+                samples.append((ts, float(p[1]), float(p[2]), float(p[3]), float(p[4])))
+            except ValueError:
+                continue
+    rows = []
+    with open(windows) as f:
+        for line in f:
+            p = line.split()
+            if len(p) != 3:
+                continue
+            t0, t1 = float(p[1]), float(p[2])
+            s = [x for x in samples if t0 <= x[0] <= t1 + 1]
+            if not s:
+                continue
+            r = {"stage": p[0], "samples": len(s)}
+            for i, k in ((1, "sm_mhz"), (2, "mem_mhz"), (3, "power_w"), (4, "temp_c")):
+                v = sorted(x[i] for x in s)
+                r[k] = {"min": v[0], "median": v[len(v) // 2], "max": v[-1]}
+            rows.append(r)
+    return rows
+
+
+def print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks):
+    """The sections that say where the time goes and what to try next (issue 17)."""
+    if tuning:
+        p("\n### GEMM autotuning (UVIT_CUBLASLT_AUTOTUNE=1) against the heuristic's choice, same run\n")
+        p("| config | mode | heuristic img/s | autotuned img/s | gain |\n|---|---|---|---|---|")
+        for r in tuning:
+            p(f"| {r['config']} | {r['mode']} | {fmt(r['heuristic_img_s'])} | {fmt(r['autotuned_img_s'])} "
+              f"| {fmt(None if r['gain'] is None else 100 * (r['gain'] - 1), '+.1f', '%')} |")
+    if prof:
+        p("\n### Where a step's time goes (profile.txt has every operation and kernel)\n")
+        p("| case | impl | wall ms/step | GPU ms/step | gap ms | top kinds (ms, % of GPU time) |\n|---|---|---|---|---|---|")
+        for r in prof:
+            kinds = ", ".join(f"{k['kind']} {k['ms']:.1f} ({k['pct']:.0f}%)" for k in r.get("kinds", [])[:6])
+            p(f"| {r['case']} | {r['impl']} | {fmt(r.get('wall_ms'), '.2f')} | {fmt(r.get('gpu_ms'), '.2f')} "
+              f"| {fmt(r.get('gap_ms'), '.2f')} | {kinds or '-'} |")
+        p("(ours: events around each Backend operation, no synchronisation; the twin: torch.profiler, "
+          "whose own host cost inflates its gap)")
+    if gemms:
+        p("\n### cuBLASLt at U-ViT's GEMM shapes (bf16; heuristic top-1 vs the best of 16)\n")
+        p("| net | gemm | pass | M | N | K | heuristic TFLOP/s | tuned TFLOP/s | gain | pick |\n|---|---|---|---|---|---|---|---|---|---|")
+        for r in gemms:
+            p(f"| {r['net']} | {r['gemm']} | {r['pass']} | {r['M']} | {r['N']} | {r['K']} "
+              f"| {fmt(r.get('heuristic_tflops'))} | {fmt(r.get('tuned_tflops'))} "
+              f"| {fmt(ratio(r.get('heuristic_ms'), r.get('tuned_ms')), '.3f', 'x')} | {r.get('pick', '-')} |")
+    if gelu:
+        p(f"\ncuBLASLt GELU epilogue: max |epilogue - erf GELU| {gelu['max_abs_vs_erf']:.3g}, "
+          f"max |epilogue - tanh GELU| {gelu['max_abs_vs_tanh']:.3g}: it computes {gelu['computes']} GELU")
+    if att:
+        backends = ("flash", "mem_efficient", "cudnn", "math", "math_manual")
+        p("\n### Attention, useful TFLOP/s (4 B H N^2 Dh forward, 2.5x backward), bf16\n")
+        p("| B, H, N, Dh | pass | ours (flash) | " + " | ".join(f"torch {b}" for b in backends) +
+          " |\n|---|---|---|" + "---|" * len(backends))
+        for r in att:
+            for d in ("fwd", "bwd"):
+                cells = [fmt(r.get(f"torch_{b}_{d}")) if r.get(f"torch_{b}_{d}") is not None else
+                         ("error" if r.get(f"torch_{b}_error") else "n/a") for b in backends]
+                p(f"| {r['B']}, {r['H']}, {r['N']}, {r['Dh']} | {d} | {fmt(r.get(f'ours_{d}'))} | " +
+                  " | ".join(cells) + " |")
+        errs = sorted({(b, r[f"torch_{b}_error"]) for r in att for b in backends if r.get(f"torch_{b}_error")})
+        for b, e in errs[:6]:
+            p(f"- torch {b}: {e[:160]}")
+    if vae:
+        p("\n### SD decoder at 256 px (cudnn.benchmark on for torch)\n")
+        p("| impl | variant | batch | img/s |\n|---|---|---|---|")
+        for r in vae:
+            p(f"| {r['impl']} | {r['variant']} | {r.get('batch') or '-'} | "
+              f"{fmt(r.get('img_s')) if not r.get('error') else 'error: ' + r['error'][:80]} |")
+    if clocks:
+        p("\n### GPU clocks per stage (nvidia-smi every 250 ms: min / median / max)\n")
+        p("| stage | samples | SM MHz | memory MHz | power W | temperature C |\n|---|---|---|---|---|---|")
+        for r in clocks:
+            cell = (lambda k: f"{r[k]['min']:.0f} / {r[k]['median']:.0f} / {r[k]['max']:.0f}")
+            p(f"| {r['stage']} | {r['samples']} | {cell('sm_mhz')} | {cell('mem_mhz')} | {cell('power_w')} "
+              f"| {cell('temp_c')} |")
+
+
 def cmd_table(a):
     ours = read_jsonl(a.ours)
     twin = read_jsonl(a.twin)
     peak = a.peak_tflops * 1e12
     device = a.device_name or next((t.get("device") for t in twin if t.get("device")), "unknown")
 
-    def ours_for(cfg, mode, ckpt):
+    def ours_for(cfg, mode, ckpt, autotune=False):
         for r in ours:
             if r.get("config") == cfg and r.get("mode") == mode and \
-                    bool(r.get("use_checkpoint")) == ckpt and r.get("precision", "bf16") == "bf16":
+                    bool(r.get("use_checkpoint")) == ckpt and r.get("precision", "bf16") == "bf16" and \
+                    bool(r.get("autotune")) == autotune:
                 return r
         return None
 
@@ -310,11 +501,44 @@ def cmd_table(a):
                 # Derived, not measured: image-NFEs / the twin's forward NFE/s at batch 128.
                 sample[f"twin_{impl}_derived_s"] = (n * 2 * steps / nfe) if nfe else None
 
+    # Issue 17's targets (same card, same run; docs/gpu.md).
+    for cfg, mode, rate, vs in ((H, "train", 700, 1.3), (H, "forward", 2300, 1.3), (S, "train", 5200, 1.2)):
+        r = row(cfg, mode, False)
+        v = r.get("ours_img_s")
+        target(f"{cfg} {mode} >= {rate} img/s", fmt(v, ".0f"), None if v is None else v >= rate)
+        v = r.get("vs_compiled")
+        target(f"{cfg} {mode} >= {vs}x compiled twin", fmt(v, ".2f", "x"), None if v is None else v >= vs)
+
     gtest = parse_gtest(a.gtest_xml)
     stages = parse_stages(a.stages)
-    enc = encoder_rows(a.encoders) if a.encoders and os.path.isfile(a.encoders) else []
+    anchors_path = a.anchors or a.encoders
+    enc = encoder_rows(anchors_path) if anchors_path and os.path.isfile(anchors_path) else []
+    anchors = read_jsonl(anchors_path)
+    tuning = autotune_rows(ours, ours_for, keys)
+    att = attention_rows(anchors, parse_our_attention(a.gtest_log))
+    vae = vae_rows(anchors)
+    gemms = [r for r in anchors if r.get("what") == "gemm"]
+    gelu = next((r for r in anchors if r.get("what") == "gelu_epilogue"), None)
+    prof = parse_profile(a.profile)
+    clocks = clock_rows(a.clocks, a.windows)
+    h_att = next((r for r in att if (r["N"], r["Dh"]) == (258, 72)), None)
+    for d, goal in (("fwd", 250), ("bwd", 170)):
+        v = h_att.get(f"ours_{d}") if h_att else None
+        target(f"attention {d} at (128, 16, 258, 72) >= {goal} TFLOP/s", fmt(v, ".0f"),
+               None if v is None else v >= goal)
+    v = next((r["img_s"] for r in vae if r["impl"] == "uvit" and "tf32" in r["variant"]), None)
+    target("SD decoder 256 px, exact tf32 path >= 230 img/s", fmt(v, ".0f"), None if v is None else v >= 230)
+    v = next((r["img_s"] for r in vae if r["impl"] == "uvit" and "fp16" in r["variant"]), None)
+    target("SD decoder 256 px, fp16/bf16 path >= 450 img/s", fmt(v, ".0f") if v else "no such path yet",
+           None if v is None else v >= 450)
+    v = (sample or {}).get("ours_s")
+    target("500 H/2 samples (50 DPM-Solver++ steps, guidance) <= 18 s", fmt(v, ".1f", " s"),
+           None if v is None else v <= 18)
+
     doc = {"encoders": [dict(zip(("what", "unit", "precision", "uvit", "torch", "speedup"), r))
                         for r in enc],
+           "autotune": tuning, "attention": att, "vae": vae, "gemm": gemms, "gelu_epilogue": gelu,
+           "profile": prof, "clocks": clocks,
            "device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
            "sample": sample, "gtest": gtest, "stages": stages,
            "twin_meta": {k: twin[0].get(k) for k in ("torch", "python", "sdpa_check_max_abs_err")} if twin else None,
@@ -359,6 +583,7 @@ def cmd_table(a):
         for what, unit, prec, u, t, speed in enc:
             p(f"| {what} | {unit} | {prec or '-'} | {fmt(u, '.1f')} | {fmt(t, '.1f')} "
               f"| {fmt(speed, '.2f', 'x')} |")
+    print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks)
     if gtest:
         if "error" in gtest:
             p(f"\ngtest: {gtest['error']}")
@@ -377,6 +602,7 @@ def main():
     r.add_argument("--mode", required=True)
     r.add_argument("--ckpt", type=int, default=0)
     r.add_argument("--precision", default="bf16")
+    r.add_argument("--autotune", type=int, default=0, help="1: run with UVIT_CUBLASLT_AUTOTUNE=1")
     r.add_argument("--rc", type=int, required=True)
     r.add_argument("--seconds", type=float, default=None)
     r.add_argument("--json")
@@ -387,7 +613,12 @@ def main():
     t.add_argument("--out")
     t.add_argument("--stages")
     t.add_argument("--gtest-xml")
-    t.add_argument("--encoders", help="encoders.jsonl of bench/gpu/encoders.sh")
+    t.add_argument("--encoders", help="encoders.jsonl of bench/gpu/encoders.sh (older runs)")
+    t.add_argument("--anchors", help="anchors.jsonl: GEMM rows, attention/VAE anchors, encoders")
+    t.add_argument("--gtest-log", help="gtest_cuda.log (our attention timings)")
+    t.add_argument("--profile", help="profile.txt (UVIT_CUDA_OPTIME and torch.profiler sections)")
+    t.add_argument("--clocks", help="nvidia-smi csv: timestamp, SM MHz, memory MHz, W, C")
+    t.add_argument("--windows", help="stage, start, end (epoch seconds) per line")
     t.add_argument("--device-name", default="")
     t.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100/H200 SXM: 989)")
     a = ap.parse_args()

@@ -12,6 +12,10 @@ Usage:
                                   [--budget-s 170] [--iters 10] [--warmup 3]
   python3 bench/gpu/torch_twin.py --list                       # default and known cases
   /usr/bin/python3 bench/gpu/torch_twin.py --device cpu --tiny --out /tmp/twin.jsonl   # smoke test
+  python3 bench/gpu/torch_twin.py --profile --cases forward:imagenet256_uvit_huge:eager ...
+      after each case's timing, torch.profiler over --profile-steps more steps: the kernel table
+      (key_averages sorted by CUDA time, top 40) and the kernels' total against the steps' wall
+      time, printed (scripts/gpu-check.sh's `profile` stage puts it beside UVIT_CUDA_OPTIME's).
 
 A case is MODE:CONFIG:IMPL[:ckpt|:nockpt] (MODE forward|train, IMPL eager|compiled, CONFIG a
 configs/*.json name). One JSON object per case is appended to --out as soon as it is measured;
@@ -73,11 +77,12 @@ def sdpa_attention_forward(self, x):
     return self.proj(o.transpose(1, 2).reshape(B, N, C))
 
 
-def block_forward(self, x, skip=None):
+def block_forward(self, x, skip=None, temb=None):
     # Non-reentrant checkpointing: the reentrant default warns in torch 2.x and breaks compile.
+    # The signature follows uvit_torch.Block.forward (temb: time_cond adaln).
     if self.use_checkpoint and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(self._forward, x, skip, use_reentrant=False)
-    return self._forward(x, skip)
+        return torch.utils.checkpoint.checkpoint(self._forward, x, skip, temb, use_reentrant=False)
+    return self._forward(x, skip, temb)
 
 
 def layernorm_fp32_forward(self, x):
@@ -257,7 +262,50 @@ def run_case(spec, args, device):
         rec["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     mult = 3 if mode == "train" else 1
     rec["tflop_s"] = mult * forward_flops(kw) * B / med / 1e12
+    if args.profile:
+        rec.update(profile_table(spec, step, timer, device, args.profile_steps))
     return rec
+
+
+def evt_us(e, what):
+    """An event's CUDA (device) microseconds under torch 1.13's and 2.x's attribute names."""
+    for name in (f"{what}device_time_total", f"{what}cuda_time_total"):
+        v = getattr(e, name, None)
+        if isinstance(v, (int, float)):
+            return float(v)
+    return 0.0
+
+
+def profile_table(spec, step, timer, device, steps):
+    """torch.profiler over `steps` steps: prints the top-40 table, returns the per-step sums."""
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    timer.sync()
+    t0 = time.perf_counter()
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        timer.sync()
+    wall_ms = 1e3 * (time.perf_counter() - t0) / steps
+    ka = prof.key_averages()
+    # The GPU kernels' own events (kineto gives them device type CUDA); an operator's row repeats
+    # its kernels' time, so only the kernel rows are summed (as the table's "Self CUDA time total").
+    kernels_ms = sum(evt_us(e, "self_") for e in ka
+                     if str(getattr(e, "device_type", "")).endswith("CUDA")) / 1e3 / steps
+    table = None
+    for key in (("self_cuda_time_total", "cuda_time_total", "self_device_time_total",
+                 "device_time_total") if device.type == "cuda" else ("self_cpu_time_total",)):
+        try:
+            table = ka.table(sort_by=key, row_limit=40, max_name_column_width=90)
+            break
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+    print(f"\n== torch.profiler: {spec}, {steps} steps: wall {wall_ms:.3f} ms per step, GPU kernels "
+          f"{kernels_ms:.3f} ms per step ({100 * kernels_ms / wall_ms if wall_ms else 0:.1f}%), "
+          f"gap {wall_ms - kernels_ms:.3f} ms (the profiler itself adds host time)", flush=True)
+    print(table if table is not None else "(no table: unknown sort keys in this torch)", flush=True)
+    return {"profile_steps": steps, "profile_wall_ms": wall_ms, "profile_kernels_ms": kernels_ms}
 
 
 def cleanup(device):
@@ -286,6 +334,9 @@ def main():
     ap.add_argument("--fp32", dest="bf16", action="store_false", help="no autocast (fp32 throughout)")
     ap.add_argument("--tiny", action="store_true", help="small shapes for a CPU smoke test")
     ap.add_argument("--list", action="store_true", help="print the default and extra cases")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's kernel table of each case (top 40)")
+    ap.add_argument("--profile-steps", type=int, default=2, help="steps under the profiler (default 2)")
     args = ap.parse_args()
     if args.list:
         print("default:", ",".join(DEFAULT_CASES))

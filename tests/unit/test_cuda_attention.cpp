@@ -319,12 +319,14 @@ TEST(CudaAttention, RejectsUnknownMode) {
   EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
 }
 
-// Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px) and U-ViT-M
-// shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs
+// Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px), U-ViT-M and
+// U-ViT-S/2 shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs
 // = 4 B H N^2 Dh.
 TEST(CudaAttentionTiming, Shapes) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  const Shape shapes[] = {{128, 258, 16, 72}, {128, 257, 12, 64}};
+  // U-ViT-H/2 at 256 px, U-ViT-M, and U-ViT-S/2 on CIFAR-10 (bench/gpu/anchors.py times torch's
+  // SDPA backends at the first and last; summarize.py puts them side by side).
+  const Shape shapes[] = {{128, 258, 16, 72}, {128, 257, 12, 64}, {128, 257, 8, 64}};
   for (const Shape& s : shapes) {
     const int D = s.H * s.Dh;
     const size_t nqkv = size_t(s.B) * s.N * 3 * D, nout = size_t(s.B) * s.N * D;

@@ -1,6 +1,7 @@
 // The cuBLASLt GEMM context against the CPU backend: all transposes, padded leading dimensions,
 // alpha/beta, the fp32-C weight gradient, and linear with every bias/residual combination,
-// including misaligned (odd element offset) bf16 operands that force the fallbacks.
+// including misaligned (odd element offset) bf16 operands that force the fallbacks; the same
+// again with autotuning (UVIT_CUBLASLT_AUTOTUNE's candidates timed on the real operands).
 #ifdef UVIT_HAVE_CUDA
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -11,12 +12,16 @@
 #include <random>
 #include <vector>
 
+#include "backend/algo_autotune.hpp"
 #include "backend/cuda/gemm.hpp"
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
 namespace {
+
+// Candidates each context times (0: the heuristic's choice, whatever the environment says).
+int tune_k = 0;
 
 // Device buffer of n act elements (+ slack for offset views).
 struct Dev {
@@ -109,7 +114,7 @@ void check_gemm(bool bf16, bool ta, bool tb, int M, int N, int K, int pad, float
   upload(dA, 0, A, bf16);
   upload(dB, 0, B, bf16);
   upload(dC, 0, C, bf16);
-  auto ctx = uvit::cuda::make_gemm_context(0, bf16);
+  auto ctx = uvit::cuda::make_gemm_context(0, bf16, false, tune_k);
   ctx->gemm(ta, tb, M, N, K, alpha, dA.p, lda, dB.p, ldb, beta, dC.p, ldc);
   auto got = download(dC, 0, nc, bf16);
   auto cpu = uvit::make_cpu_backend();
@@ -141,8 +146,7 @@ TEST(CudaGemm, ZeroKScalesC) {
   }
 }
 
-TEST(CudaGemm, WgradAccumulatesInFp32) {
-  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+static void check_wgrads() {
   struct Case {
     int M, N, K, pad;
   };
@@ -158,7 +162,7 @@ TEST(CudaGemm, WgradAccumulatesInFp32) {
       upload(dA, 0, A, bf16);
       upload(dB, 0, B, bf16);
       upload(dC, 0, C, false);
-      auto ctx = uvit::cuda::make_gemm_context(0, bf16);
+      auto ctx = uvit::cuda::make_gemm_context(0, bf16, false, tune_k);
       ctx->gemm_wgrad(c.M, c.N, c.K, dA.p, lda, dB.p, ldb, static_cast<float*>(dC.p), ldc);
       auto got = download(dC, 0, nc, false);
       auto cpu = uvit::make_cpu_backend();
@@ -167,6 +171,11 @@ TEST(CudaGemm, WgradAccumulatesInFp32) {
                    uvit::cat("gemm_wgrad ", mode_name(bf16), " M=", c.M, " N=", c.N, " K=", c.K,
                              " pad=", c.pad));
     }
+}
+
+TEST(CudaGemm, WgradAccumulatesInFp32) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  check_wgrads();
 }
 
 // residual: 0 none, 1 separate buffer, 2 residual == y. off: element offset of x, bias and the
@@ -185,7 +194,7 @@ static void check_linear(bool bf16, int M, int N, int K, int pad, bool bias, int
   upload(dB, off, Bv, bf16);
   upload(dY, off, residual == 2 ? R : Y, bf16);
   upload(dR, off, R, bf16);
-  auto ctx = uvit::cuda::make_gemm_context(0, bf16);
+  auto ctx = uvit::cuda::make_gemm_context(0, bf16, false, tune_k);
   const void* res = residual == 0 ? nullptr : residual == 1 ? at(dR, off, bf16) : at(dY, off, bf16);
   ctx->linear(at(dX, off, bf16), ldx, dW.p, ldw, bias ? at(dB, off, bf16) : nullptr, res,
               at(dY, off, bf16), ldy, M, N, K);
@@ -212,6 +221,50 @@ TEST(CudaGemm, LinearBiasResidualCombinations) {
       }
   check_linear(true, 16, 8, 0, 0, true, 1, 0);  // K == 0: y = bias + residual
   check_linear(false, 16, 8, 0, 0, true, 0, 0);
+}
+
+// UVIT_CUBLASLT_AUTOTUNE: whichever algorithm wins, the results stay within the same bounds, and
+// the timing runs (into a scratch output) leave accumulating outputs (beta = 1, residual == y,
+// the fp32 weight gradient) as one call leaves them.
+TEST(CudaGemm, AutotunedMatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  tune_k = 16;
+  for (bool bf16 : {false, true}) {
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        check_gemm(bf16, ta, tb, 130, 72, 200, 8, -1.5f, 0.5f);
+        check_gemm(bf16, ta, tb, 256, 384, 128, 0, 1.f, 1.f);
+      }
+    for (bool bias : {false, true})
+      for (int residual : {0, 1, 2}) {
+        check_linear(bf16, 258, 384, 128, 0, bias, residual, 0);
+        check_linear(bf16, 33, 40, 24, 8, bias, residual, 1);
+      }
+  }
+  check_wgrads();
+  tune_k = 0;
+}
+
+TEST(CudaGemm, AutotuneRecordsOneChoicePerShape) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const int M = 256, N = 192, K = 64;
+  Dev x(size_t(M) * K * 2), w(size_t(N) * K * 2), y(size_t(M) * N * 2);
+  ASSERT_EQ(cudaMemset(x.p, 0, x.bytes), cudaSuccess);
+  ASSERT_EQ(cudaMemset(w.p, 0, w.bytes), cudaSuccess);
+  auto ctx = uvit::cuda::make_gemm_context(0, true, false, 16);
+  ASSERT_NE(ctx->autotuner(), nullptr);
+  for (int r = 0; r < 3; ++r) ctx->linear(x.p, K, w.p, K, nullptr, nullptr, y.p, N, M, N, K);
+  ctx->linear(x.p, K, w.p, K, nullptr, nullptr, y.p, N, M / 2, N, K);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto& keys = ctx->autotuner()->keys();
+  ASSERT_EQ(keys.size(), 2u) << ctx->autotuner()->report();
+  for (const auto& k : keys) {
+    const auto& c = ctx->autotuner()->at(k);
+    EXPECT_GE(c.best_ms(), 0.0) << k;
+    EXPECT_LT(size_t(c.winner), c.ms.size()) << k;
+  }
+  std::printf("%s", ctx->autotuner()->report().c_str());
+  EXPECT_EQ(uvit::cuda::make_gemm_context(0, true, false, 0)->autotuner(), nullptr);
 }
 
 #endif  // UVIT_HAVE_CUDA

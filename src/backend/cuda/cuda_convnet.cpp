@@ -93,29 +93,34 @@ void CudaBackend::spatial_attention(const float* q, const float* k, const float*
 
 void CudaBackend::pool2d(const float* x, float* y, int B, int C, int H, int W, int k, int stride,
                          int pad, bool max, long x_stride, long y_stride) {
+  UVIT_OPTIME(optimes_, "pool2d B=", B, " C=", C, " ", H, "x", W, " k=", k, max ? " max" : " avg");
   require_fp32("pool2d");
   cuda::pool2d(x, y, B, C, H, W, k, stride, pad, max, x_stride, y_stride);
 }
 
 void CudaBackend::global_avg_pool(const float* x, float* y, int N, int HW) {
+  UVIT_OPTIME(optimes_, "global_avg_pool N=", N, " HW=", HW);
   require_fp32("global_avg_pool");
   cuda::global_avg_pool(x, y, N, HW);
 }
 
 void CudaBackend::channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
                                    long stride) {
+  UVIT_OPTIME(optimes_, "channel_bias_act B=", B, " C=", C, " HW=", HW);
   require_fp32("channel_bias_act");
   cuda::channel_bias_act(x, bias, B, C, HW, relu, stride);
 }
 
 void CudaBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh,
                                   int ow, float scale, float shift) {
+  UVIT_OPTIME(optimes_, "resize_bilinear planes=", planes, " ", H, "x", W, "->", oh, "x", ow);
   require_fp32("resize_bilinear");
   cuda::resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift);
 }
 
 void CudaBackend::copy_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                           long cols) {
+  UVIT_OPTIME(optimes_, "copy_2d rows=", rows, " cols=", cols);
   if (rows <= 0 || cols <= 0) return;
   UVIT_CHECK(ld_dst >= cols && ld_src >= cols, "copy_2d: rows of ", cols,
              " floats do not fit leading dimensions ", ld_dst, " and ", ld_src);
@@ -126,6 +131,7 @@ void CudaBackend::copy_2d(float* dst, long ld_dst, const float* src, long ld_src
 
 void CudaBackend::causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
                                        float scale) {
+  UVIT_OPTIME(optimes_, "causal_attention_fwd B=", B, " N=", N, " H=", H, " Dh=", Dh);
   require_fp32("causal_attention_fwd");
   cuda::causal_attention(qkv, out, B, N, H, Dh, scale);
 }

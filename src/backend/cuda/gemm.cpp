@@ -3,7 +3,10 @@
 // transpose flags. Plans (descriptors + the heuristic's algorithm) are cached per shape and per
 // pointer alignment (the heuristic's choice depends on it: bf16 views offset by odd element counts
 // are only 2-byte aligned). When cuBLASLt offers no algorithm the call falls back to cublasGemmEx
-// (plus a bias kernel), announced once on stderr: never a silent failure.
+// (plus a bias kernel), announced once on stderr: never a silent failure. With autotuning on
+// (UVIT_CUBLASLT_AUTOTUNE), a plan asks the heuristic for several algorithms and, at its first
+// call, times each on the real operands into a scratch output (the real output is untouched) and
+// keeps the fastest: the algorithms differ only in tiling and summation order.
 #include "backend/cuda/gemm.hpp"
 
 #include <cublasLt.h>
@@ -11,9 +14,13 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <tuple>
+#include <vector>
 
+#include "backend/algo_autotune.hpp"
 #include "backend/cuda/gemm_kernels.hpp"
 #include "uvit/error.hpp"
 
@@ -64,7 +71,8 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;  // cuBLASLt's A (= our B), B, C=D
   cublasLtMatmulAlgo_t algo{};
-  bool found = false;  // the heuristic returned an algorithm
+  bool found = false;                            // the heuristic returned an algorithm
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // autotuning: the heuristic's list, best first
 
   void destroy() {
     if (desc) cublasLtMatmulDescDestroy(desc);
@@ -88,11 +96,13 @@ void warn_fallback_once(const char* what, int M, int N, int K) {
 
 class LtGemm final : public GemmContext {
  public:
-  LtGemm(cudaStream_t stream, bool bf16, bool tf32)
+  LtGemm(cudaStream_t stream, bool bf16, bool tf32, int autotune)
       : stream_(stream),
         act_(bf16 ? CUDA_R_16BF : CUDA_R_32F),
         compute_(!bf16 && tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F),
-        esize_(bf16 ? 2 : 4) {
+        esize_(bf16 ? 2 : 4),
+        autotune_(autotune) {
+    if (autotune_ > 1) tuner_ = std::make_unique<AlgoAutotuner>();
     check_blas(cublasLtCreate(&lt_), "cublasLtCreate");
     const cudaError_t e = cudaMalloc(&workspace_, kWorkspaceBytes);
     if (e != cudaSuccess) {
@@ -103,8 +113,12 @@ class LtGemm final : public GemmContext {
   }
 
   size_t workspace_bytes() const override { return kWorkspaceBytes; }
+  const AlgoAutotuner* autotuner() const override { return tuner_.get(); }
 
   ~LtGemm() override {
+    if (tuner_ && !tuner_->keys().empty() && std::getenv("UVIT_CUBLASLT_AUTOTUNE"))
+      std::fprintf(stderr, "uvit cublaslt autotune (UVIT_CUBLASLT_AUTOTUNE=%d candidates):\n%s",
+                   autotune_, tuner_->report().c_str());
     for (auto& kv : plans_) kv.second.destroy();
     if (blas_) cublasDestroy(blas_);
     if (lt_) cublasLtDestroy(lt_);
@@ -226,6 +240,7 @@ class LtGemm final : public GemmContext {
       check_blas(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                 sizeof(bias)),
                  "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+    if (p.candidates.size() > 1) tune(key, p, alpha, A, B, beta, C);
     check_blas(cublasLtMatmul(lt_, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, D, p.c, &p.algo,
                               workspace_, kWorkspaceBytes, stream_),
                "cublasLtMatmul");
@@ -280,6 +295,13 @@ class LtGemm final : public GemmContext {
       int count = 0;
       if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulAlgoGetHeuristic(lt_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &res, &count);
+      // Autotuning: the heuristic's list (its first entry is the one asked for above).
+      std::vector<cublasLtMatmulHeuristicResult_t> all(autotune_ > 1 ? size_t(autotune_) : 0);
+      int n_all = 0;
+      if (s == CUBLAS_STATUS_SUCCESS && !all.empty() &&
+          cublasLtMatmulAlgoGetHeuristic(lt_, p.desc, p.a, p.b, p.c, p.c, pref, autotune_,
+                                         all.data(), &n_all) != CUBLAS_STATUS_SUCCESS)
+        n_all = 0;
       cublasLtMatmulPreferenceDestroy(pref);
       // NOT_SUPPORTED (or zero results) means "no algorithm": the caller falls back.
       if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED)
@@ -287,12 +309,64 @@ class LtGemm final : public GemmContext {
       if (s == CUBLAS_STATUS_SUCCESS && count > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
         p.algo = res.algo;
         p.found = true;
+        p.candidates.push_back(res.algo);
+        for (int i = 0; i < n_all; ++i)  // the rest of the list, without the first choice again
+          if (all[size_t(i)].state == CUBLAS_STATUS_SUCCESS &&
+              std::memcmp(&all[size_t(i)].algo, &res.algo, sizeof(res.algo)) != 0)
+            p.candidates.push_back(all[size_t(i)].algo);
       }
     } catch (...) {
       p.destroy();
       throw;
     }
     return p;
+  }
+
+  // Times the plan's candidates on these operands (into a scratch D) once per process and shape
+  // and makes the fastest the plan's algorithm (AlgoAutotuner: median of 3 runs, >1% to win).
+  void tune(const Key& key, Plan& p, float alpha, const void* A, const void* B, float beta,
+            const void* C) {
+    const auto [kind, ta, tb, M, N, K, lda, ldb, ldc, has_bias, alA, alB, alC, alD, batch, sa, sb,
+                sc] = key;
+    const std::string name =
+        cat(kind == int(Kind::kWgrad) ? "wgrad"
+            : has_bias                ? "gemm+bias"
+                                      : "gemm",
+            " ", ta ? "T" : "N", tb ? "T" : "N", " M=", M, " N=", N, " K=", K, " ld=", lda, ",",
+            ldb, ",", ldc, batch > 1 ? cat(" batch=", batch) : std::string(),
+            act_ == CUDA_R_16BF ? " bf16" : " fp32", " align=", alA, ",", alB, ",", alC, ",", alD);
+    if (tuner_->has(name)) {  // a plan evicted from plans_ and made again: no new timing
+      p.algo = p.candidates[size_t(tuner_->at(name).winner)];
+      p.candidates.clear();
+      return;
+    }
+    const size_t out_esize = kind == int(Kind::kWgrad) ? 4 : esize_;
+    const size_t out_elems =
+        size_t(batch > 1 ? batch - 1 : 0) * size_t(sc) + size_t(M - 1) * size_t(ldc) + size_t(N);
+    void* scratch = nullptr;
+    check_cuda(cudaMalloc(&scratch, out_elems * out_esize), "cudaMalloc (autotune scratch)");
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    check_cuda(cudaEventCreate(&e0), "cudaEventCreate");
+    check_cuda(cudaEventCreate(&e1), "cudaEventCreate");
+    const AutotuneChoice& c = tuner_->choose(name, int(p.candidates.size()), [&](int i) {
+      cudaEventRecord(e0, stream_);
+      const cublasStatus_t st =
+          cublasLtMatmul(lt_, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, scratch, p.c,
+                         &p.candidates[size_t(i)], workspace_, kWorkspaceBytes, stream_);
+      cudaEventRecord(e1, stream_);
+      float ms = -1.f;
+      if (st != CUBLAS_STATUS_SUCCESS || cudaEventSynchronize(e1) != cudaSuccess ||
+          cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1.0;
+      }
+      return double(ms);
+    });
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(scratch);
+    p.algo = p.candidates[size_t(c.winner)];
+    p.candidates.clear();  // tuned: this plan never times again
   }
 
   // The fallback's handle: legacy cuBLAS (any alignment, any leading dimension), created on first
@@ -325,12 +399,16 @@ class LtGemm final : public GemmContext {
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
   std::map<Key, Plan> plans_;
+  int autotune_;                          // candidates to time per plan (<= 1: off)
+  std::unique_ptr<AlgoAutotuner> tuner_;  // its choices, cached by GEMM description
 };
 
 }  // namespace
 
-std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32) {
-  return std::make_unique<LtGemm>(stream, bf16, tf32);
+std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32,
+                                               int autotune) {
+  if (autotune < 0) autotune = autotune_candidates(std::getenv("UVIT_CUBLASLT_AUTOTUNE"));
+  return std::make_unique<LtGemm>(stream, bf16, tf32, autotune);
 }
 
 }  // namespace uvit::cuda

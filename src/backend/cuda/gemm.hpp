@@ -5,6 +5,10 @@
 
 #include <memory>
 
+namespace uvit {
+class AlgoAutotuner;
+}
+
 namespace uvit::cuda {
 
 class GemmContext {
@@ -28,11 +32,17 @@ class GemmContext {
                       const void* residual, void* y, int ldy, int M, int N, int K) = 0;
   // Device bytes held as workspace, for peak-memory reports.
   virtual size_t workspace_bytes() const { return 0; }
+  // The autotuner's choices so far (UVIT_CUBLASLT_AUTOTUNE), nullptr when tuning is off.
+  virtual const AlgoAutotuner* autotuner() const { return nullptr; }
 };
 
 // bf16: act is __nv_bfloat16, else float. fp32 acts multiply in pure fp32 (CUBLAS_COMPUTE_32F)
 // unless tf32: then on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa inputs,
 // fp32 accumulation; what PyTorch's convolutions do by default). bf16 ignores tf32.
-std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32 = false);
+// autotune: how many of cuBLASLt's heuristic candidates to time per GEMM plan at its first use,
+// keeping the fastest (0: off, the heuristic's first choice, the default; -1: read
+// UVIT_CUBLASLT_AUTOTUNE; docs/gpu.md, "GEMM autotuning").
+std::unique_ptr<GemmContext> make_gemm_context(cudaStream_t stream, bool bf16, bool tf32 = false,
+                                               int autotune = -1);
 
 }  // namespace uvit::cuda

@@ -1,80 +1,82 @@
-// UVIT_CUDA_OPTIME=1: the GPU time of each encoder operation (by kind and shape), summed over the
-// run and printed to stderr, slowest first, when the backend is destroyed. A tuning aid for
-// machines without Nsight: every timed operation is synchronised (cudaEventSynchronize), so the
-// whole run is slower while it is on. Off (the default), a scope costs one branch.
+// UVIT_CUDA_OPTIME=1: the GPU time of every Backend operation by kind and shape, cut into
+// intervals at each synchronize(), printed to stderr (op_profile.hpp formats it) when the backend
+// is destroyed; docs/gpu.md, "Profiling", says how to read it. Each outermost operation is
+// bracketed by two CUDA events on the default stream; nothing waits for them until the next
+// synchronize() (or every kMaxPending operations), so the timed run keeps its launch pipeline and
+// the gap between the interval's wall time and the sum of the operations is the launch and host
+// overhead. Off (the default), a scope costs one branch and builds no name.
 #pragma once
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <map>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "backend/op_profile.hpp"
+#include "uvit/error.hpp"
 
 namespace uvit::cuda {
 
 class OpTimes {
  public:
-  OpTimes() {
-    const char* e = std::getenv("UVIT_CUDA_OPTIME");
-    on_ = e && *e && std::string(e) != "0";
-  }
-  ~OpTimes() {
-    if (!on_ || ms_.empty()) return;
-    std::vector<std::pair<std::string, std::pair<double, long>>> v(ms_.begin(), ms_.end());
-    std::sort(v.begin(), v.end(),
-              [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-    double total = 0;
-    for (const auto& kv : v) total += kv.second.first;
-    std::fprintf(stderr, "uvit cuda op times (UVIT_CUDA_OPTIME): %.2f ms in all\n", total);
-    for (const auto& [name, t] : v)
-      std::fprintf(stderr, "  %9.3f ms %6ld x  %s\n", t.first, t.second, name.c_str());
-  }
+  OpTimes();  // reads UVIT_CUDA_OPTIME
+  ~OpTimes();
+  OpTimes(const OpTimes&) = delete;
+  OpTimes& operator=(const OpTimes&) = delete;
+
   bool on() const { return on_; }
-  void add(const std::string& name, double ms) {
-    auto& t = ms_[name];
-    t.first += ms;
-    t.second += 1;
-  }
+  // An operation starts: the start event when it is the outermost one, else nullptr (nested
+  // operations are part of their caller's time).
+  cudaEvent_t begin();
+  void end(cudaEvent_t start, std::string name);
+  // A host event that costs wall time (a cudaMalloc, a blocking copy).
+  void count(const char* what);
+  // After a device-wide synchronisation: resolves the pending events and closes the interval.
+  void synchronized();
 
  private:
+  struct Pending {
+    std::string name;
+    cudaEvent_t a, b;
+  };
+  static constexpr size_t kMaxPending = 16384;
+  cudaEvent_t take();
+  void resolve();
+
   bool on_ = false;
-  std::map<std::string, std::pair<double, long>> ms_;
+  int depth_ = 0;
+  std::vector<cudaEvent_t> free_, all_;
+  std::vector<Pending> pending_;
+  std::unique_ptr<OpProfile> profile_;
 };
 
-// Times its scope on the default stream when the timer is on; `name` is only built then.
+// Times its scope when the timer is on; `name` (a callable returning the name) only runs then.
 template <class Name>
 class OpScope {
  public:
-  OpScope(OpTimes& t, Name&& name) : t_(t) {
-    if (!t_.on()) return;
-    name_ = name();
-    cudaEventCreate(&a_);
-    cudaEventCreate(&b_);
-    cudaEventRecord(a_, 0);
+  OpScope(OpTimes& t, Name&& name) : t_(t), name_(std::forward<Name>(name)) {
+    if (t_.on()) start_ = t_.begin();
   }
   ~OpScope() {
-    if (!t_.on()) return;
-    cudaEventRecord(b_, 0);
-    cudaEventSynchronize(b_);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a_, b_);
-    t_.add(name_, ms);
-    cudaEventDestroy(a_);
-    cudaEventDestroy(b_);
+    if (t_.on()) t_.end(start_, start_ ? name_() : std::string());
   }
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
 
  private:
   OpTimes& t_;
-  std::string name_;
-  cudaEvent_t a_ = nullptr, b_ = nullptr;
+  std::decay_t<Name> name_;
+  cudaEvent_t start_ = nullptr;
 };
 
 template <class Name>
 OpScope(OpTimes&, Name&&) -> OpScope<Name>;
 
 }  // namespace uvit::cuda
+
+// Times the enclosing Backend operation; the arguments make its name with cat() (only when timing):
+// the kind first, then the shape.
+#define UVIT_OPTIME(timer, ...) \
+  ::uvit::cuda::OpScope uvit_optime_scope_((timer), [&] { return ::uvit::cat(__VA_ARGS__); })
