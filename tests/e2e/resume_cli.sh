@@ -5,7 +5,6 @@
 # and log.jsonl follows its documented schema.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.save_interval=4 train.log_interval=2

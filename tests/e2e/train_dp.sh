@@ -4,7 +4,6 @@
 # left to right), resumes bit-identically, and a Slurm job whose tasks MPI does not see is refused.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1

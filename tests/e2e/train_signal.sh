@@ -4,10 +4,6 @@
 # resumes to completion and ends bit-identical to a run that was never interrupted.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=1000000 train.log_interval=1 train.eval_interval=1000000 train.save_interval=1000000 sample.sample_steps=3

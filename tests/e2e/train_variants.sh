@@ -3,7 +3,6 @@
 # --resume to 2N give bit-identical weights, EMA and optimizer state; bad values are one line.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json"

@@ -11,6 +11,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
@@ -63,14 +64,7 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
   return e / m;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using uvit_test::error_of;
 
 using Keys = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 
+#include "sampling_case.hpp"
 #include "uvit/adm.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
@@ -22,31 +23,12 @@ using namespace uvit;
 
 namespace {
 
-struct SamplingCase {
-  Config cfg;
-  std::map<std::string, Array> t;
-  std::unique_ptr<Backend> be;
-  std::unique_ptr<Network> net;
-  std::vector<float> x_T;
-  std::vector<int> labels;
+struct SamplingCase : uvit::testing::SamplingCase {
   int n = 0, steps = 0;
 };
 
 SamplingCase load_case(const std::string& name) {
-  const std::string dir = UVIT_TEST_FIXTURES;
-  SamplingCase c;
-  // The fixture's json is the bare network (wrapped as {"nnet": ...}); DiT samples on ADM's
-  // schedule.
-  c.cfg = load_config(dir + "/" + name + ".json");
-  c.cfg.json["schedule"] = "adm";
-  for (auto& [k, a] : load_safetensors(dir + "/" + name + ".safetensors")) c.t[k] = std::move(a);
-  c.be = make_cpu_backend();
-  c.net = make_network(c.cfg, *c.be);
-  NamedArrays sd;
-  for (const auto& e : c.net->table().entries()) sd.emplace_back(e.name, c.t.at("param." + e.name));
-  c.net->load(sd, name);
-  c.x_T = c.t.at("sample.x_T").to_f32();
-  for (int64_t y : c.t.at("sample.y").to_i64()) c.labels.push_back(int(y));
+  SamplingCase c{uvit::testing::load_sampling_case(name, "adm")};  // DiT samples on ADM's schedule
   c.n = int(c.labels.size());
   c.steps = int(c.t.at("sample.timestep_map").shape[0]);
   return c;
