@@ -65,8 +65,6 @@ fi
 # A run trained straight to the same step holds the same bytes (nothing lost at the interrupts).
 "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/straight" --steps $final -q >/dev/null 2>"$tmp/err" ||
   { fail "straight run failed"; cat "$tmp/err"; }
-for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
-  cmp -s "$tmp/run/$f" "$tmp/straight/$f" || fail "$f differs from an uninterrupted run to step $final"
-done
+same_files "$tmp/run" "$tmp/straight" "resumed to step $final vs an uninterrupted run"
 [ $fails -eq 0 ] && echo "ok: interrupted at $first and $last, resumed to $final: identical to a straight run"
 exit $fails

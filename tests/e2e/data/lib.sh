@@ -28,6 +28,13 @@ same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte f
   done
   [ $bad -eq 0 ] && echo "ok: $3: identical weights, EMA and optimizer state"
 }
+same_weights() {  # same_weights DIR_A DIR_B WHAT: nnet and nnet_ema byte for byte
+  local f bad=0
+  for f in nnet.safetensors nnet_ema.safetensors; do
+    cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs"; bad=1; }
+  done
+  [ $bad -eq 0 ] && echo "ok: $3: identical weights and EMA"
+}
 # inception_weights VAR [FIX]: VAR = a random-weight FID Inception in torchvision's layout: the unit
 # tests' FIX/fid/inception.pth when present, else one the twin writes under $tmp/fidnet.
 inception_weights() {
