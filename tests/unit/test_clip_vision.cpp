@@ -54,17 +54,8 @@ Image image_of(const std::string& path) {
   return im;
 }
 
-double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double e = 0, m = 0;
-  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
-    e = std::max(e, std::abs(double(got[i]) - want[i]));
-    m = std::max(m, std::abs(double(want[i])));
-  }
-  return e / m;
-}
-
 using uvit_test::error_of;
+using uvit_test::rel_err;
 
 using Keys = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 

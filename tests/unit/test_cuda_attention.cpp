@@ -24,12 +24,7 @@
 
 namespace {
 
-using uvit::test::Dev;
-using uvit::test::download;
-using uvit::test::expect_close;
-using uvit::test::randv;
-using uvit::test::round_bf16;
-using uvit::test::upload;
+using namespace uvit::test;  // Dev, upload/download, randv, round_bf16, expect_close
 
 struct Shape {
   int B, N, H, Dh;

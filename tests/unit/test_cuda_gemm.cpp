@@ -20,13 +20,7 @@
 
 namespace {
 
-using uvit::test::at;
-using uvit::test::Dev;
-using uvit::test::download;
-using uvit::test::expect_close;
-using uvit::test::randv;
-using uvit::test::round_bf16;
-using uvit::test::upload;
+using namespace uvit::test;  // Dev, upload/download, randv, round_bf16, expect_close
 
 const char* mode_name(bool bf16) { return bf16 ? "bf16" : "fp32"; }
 
