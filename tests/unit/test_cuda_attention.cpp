@@ -11,78 +11,20 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <vector>
 
 #include "backend/cuda/attention.hpp"
+#include "cuda_act.hpp"
+#include "gpu_compare.hpp"
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
 namespace {
 
-struct Dev {
-  void* p = nullptr;
-  explicit Dev(size_t b) { EXPECT_EQ(cudaMalloc(&p, b ? b : 1), cudaSuccess); }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-};
-
-std::vector<float> randv(size_t n, std::mt19937& g, float amp) {
-  std::uniform_real_distribution<float> u(-amp, amp);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
-
-void round_bf16(std::vector<float>& v) {
-  for (auto& x : v) x = uvit::bf16_to_float(uvit::float_to_bf16(x));
-}
-
-void upload(const Dev& d, const std::vector<float>& v, bool bf16) {
-  if (bf16) {
-    std::vector<uint16_t> h(v.size());
-    for (size_t i = 0; i < v.size(); ++i) h[i] = uvit::float_to_bf16(v[i]);
-    ASSERT_EQ(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-  } else {
-    ASSERT_EQ(cudaMemcpy(d.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  }
-}
-
-std::vector<float> download(const Dev& d, size_t n, bool bf16) {
-  std::vector<float> v(n);
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  if (bf16) {
-    std::vector<uint16_t> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < n; ++i) v[i] = uvit::bf16_to_float(h[i]);
-  } else {
-    EXPECT_EQ(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-  }
-  return v;
-}
-
-// Max abs error relative to max(max|ref|, floor) (floor: for parts whose reference is ~0).
-void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
-                  const std::string& what, double floor = 0) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double mx = 0, err = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    mx = std::max(mx, double(std::fabs(ref[i])));
-    const double e = std::fabs(double(got[i]) - ref[i]);
-    if (!(e <= err)) {
-      err = std::isnan(e) ? INFINITY : e;
-      worst = i;
-    }
-  }
-  const double den = std::max(mx, floor);
-  const double rel = err / (den > 0 ? den : 1.0);
-  std::printf("  %-64s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
-  EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
-                      << ref[worst];
-}
+using namespace uvit::test;  // Dev, upload/download, randv, round_bf16, expect_close
 
 struct Shape {
   int B, N, H, Dh;
@@ -319,9 +261,29 @@ TEST(CudaAttention, RejectsUnknownMode) {
   EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
 }
 
+namespace {
+
+// *ms = the mean time of 20 calls of run() after 3 warm-ups (cudaEvent on the default stream).
+void time_calls(const std::function<void()>& run, float* ms) {
+  for (int r = 0; r < 3; ++r) run();
+  cudaEvent_t e0, e1;
+  ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
+  EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
+  for (int r = 0; r < 20; ++r) run();
+  EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
+  EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(ms, e0, e1), cudaSuccess);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  *ms /= 20.f;
+}
+
+}  // namespace
+
 // Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px), U-ViT-M and
-// U-ViT-S/2 shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs (cudaEvent). FLOPs
-// = 4 B H N^2 Dh.
+// U-ViT-S/2 shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs
+// (cudaEvent). FLOPs = 4 B H N^2 Dh.
 TEST(CudaAttentionTiming, Shapes) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   // U-ViT-H/2 at 256 px, U-ViT-M, and U-ViT-S/2 on CIFAR-10 (bench/gpu/anchors.py times torch's
@@ -342,19 +304,9 @@ TEST(CudaAttentionTiming, Shapes) {
     for (const char* mode : {"unfused", "wmma", "flash"}) {
       auto ctx = make_ctx(true, mode);
       auto run = [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); };
-      for (int r = 0; r < 3; ++r) run();
-      cudaEvent_t e0, e1;
-      ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
-      ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
-      EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
-      for (int r = 0; r < 20; ++r) run();
-      EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
-      EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
       float ms = 0.f;
-      EXPECT_EQ(cudaEventElapsedTime(&ms, e0, e1), cudaSuccess);
-      cudaEventDestroy(e0);
-      cudaEventDestroy(e1);
-      ms /= 20.f;
+      time_calls(run, &ms);
+      if (::testing::Test::HasFatalFailure()) return;
       const double flop = 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
       std::printf("  attention fwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
                   s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
@@ -371,19 +323,9 @@ TEST(CudaAttentionTiming, Shapes) {
         ctx->backward(ddo.p, dq.p, dout.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H,
                       s.Dh, scale);
       };
-      for (int r = 0; r < 3; ++r) run();
-      cudaEvent_t e0, e1;
-      ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
-      ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
-      EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
-      for (int r = 0; r < 20; ++r) run();
-      EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
-      EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
       float ms = 0.f;
-      EXPECT_EQ(cudaEventElapsedTime(&ms, e0, e1), cudaSuccess);
-      cudaEventDestroy(e0);
-      cudaEventDestroy(e1);
-      ms /= 20.f;
+      time_calls(run, &ms);
+      if (::testing::Test::HasFatalFailure()) return;
       const double flop = 2.5 * 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
       std::printf("  attention bwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
                   s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
