@@ -118,7 +118,6 @@ void add_sample(CLI::App& app) {
     const NetSpec& nc = cfg.spec;
     if (!o->cls_text.empty())
       o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
-    o->resolve_seed();  // --seed -1: a random seed, printed and recorded
     const bool per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
     const bool images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
@@ -160,6 +159,7 @@ void add_sample(CLI::App& app) {
       UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
                  " is not class-conditional: --class/--classes do not apply");
     }
+    o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
     GenerationRequest req = o->request(cfg);
     req.negative_prompt = o->negative_prompt;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
