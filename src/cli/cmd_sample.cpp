@@ -256,6 +256,14 @@ void add_sample(CLI::App& app) {
         px.insert(px.end(), im.image.px.begin(), im.image.px.end());
       px = gather_to_root(comm, px);
     }
+    // Rank 0 may have drawn no mini-batch of its own: report the busiest rank's time and count.
+    const double mine_stats[2] = {res.sample_seconds, double(res.evaluations)};
+    std::vector<double> stats(2 * size_t(comm.size()));
+    comm.allgather_bytes(mine_stats, sizeof mine_stats, stats.data());
+    for (size_t r = 0; r < stats.size(); r += 2) {
+      res.sample_seconds = std::max(res.sample_seconds, stats[r]);
+      res.evaluations = std::max(res.evaluations, int(stats[r + 1]));
+    }
     if (!lead) return;
     std::vector<Image> imgs;
     for (int i = 0; images && i < n; ++i) {
