@@ -147,6 +147,8 @@ I=$F/inception.pth
 expect_error "pass --inception pt_inception-2015-12-05-6726825d.pth or set UVIT_INCEPTION" \
   "$UVIT" fid "$tmp/s/s.npy" "$tmp/s/s.npz"
 run "$UVIT" fid-features "$tmp/s/s.npy" --out "$tmp/f.npy" --logits "$tmp/l.npy" --spatial "$tmp/sp.npy" --inception "$I"
+grep -q "^inception: 20 images in [0-9.]* s ([0-9.]* img/s" "$tmp/err" && ! grep -q "first batch 0.000" "$tmp/err" ||
+  fail "fid-features report: $(grep '^inception:' "$tmp/err")"  # one batch: no rate after it
 run "$UVIT" fid-stats "$tmp/f.npy" --out "$tmp/st.npz"
 run "$UVIT" fid "$tmp/st.npz" "$tmp/st.npz"
 grep -qx "FID: 0.000000" "$tmp/out" || fail "fid of a file with itself: $(cat "$tmp/out")"
