@@ -20,7 +20,8 @@ np.save(d + "/x.npy", r.standard_normal((B, C, S, S)).astype(np.float32))
 np.save(d + "/t.npy", (r.random(B) * 999).astype(np.float32))
 np.save(d + "/y.npy", r.integers(0, max(1, cfg.get("num_classes", 1) - 1), B).astype(np.int64))
 PYEOF
-y=(); grep -q '"num_classes": *[1-9]' "$json" && y=(--y "$d/y.npy")
+y=() cls=() prompt=''
+grep -q '"num_classes": *[1-9]' "$json" && y=(--y "$d/y.npy") cls=(--classes all) prompt='"prompt": "0", '
 measure() {  # label CMD...: wall seconds and peak RSS of the whole process
   /usr/bin/time -v "${@:2}" >"$d/out" 2>"$d/time" || { cat "$d/time"; exit 1; }
   local wall rss cpu
@@ -45,19 +46,20 @@ measure "PyTorch twin (whole process: import, build, warm-up + 1 forward)" "$PY"
 sed -n 's/.*"median_s": *\([0-9.]*\).*/| PyTorch forward alone (in-process) | \1 | | |/p' "$d/out"
 # sample: one image, one step (start-up + one network evaluation + PNG/npy writing).
 measure "uvit sample --n 1 --steps 1" "$UVIT" --threads "$T" sample -c "$json" -w "$d/w.safetensors" \
-  --n 1 --steps 1 --npy "$d/s.npy" -q
+  --n 1 --steps 1 "${cls[@]}" --npy "$d/s.npy" -q
 # serve: launch to /health answering, and to the first txt2img (one image, one step) answered.
 port=$((20000 + RANDOM % 20000))
 t0=$(date +%s.%N)
 "$UVIT" --threads "$T" serve -c "$json" -w "$d/w.safetensors" --port "$port" -q &
 pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$d"' EXIT  # never leave the server behind
 until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
   kill -0 $pid 2>/dev/null || { echo "serve exited"; exit 1; }
   sleep 0.05
 done
 t1=$(date +%s.%N)
 curl -sf -X POST "http://127.0.0.1:$port/sdapi/v1/txt2img" -H 'Content-Type: application/json' \
-  -d '{"steps": 1, "batch_size": 1, "seed": 1}' >/dev/null
+  -d "{$prompt\"steps\": 1, \"batch_size\": 1, \"seed\": 1}" >/dev/null
 t2=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print int($2 / 1024)}' /proc/$pid/status)
 kill $pid; wait $pid 2>/dev/null || true

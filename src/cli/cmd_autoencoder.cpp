@@ -65,10 +65,14 @@ void run(const AeOpts& o, bool encode) {
   make_parent_dir(o.out);
   save_npy(o.out, out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!o.quiet)
-    std::fprintf(stderr, "%s %s -> %s %s in %.2f s (after the first batch: %.2f items/s)\n",
-                 encode ? "encoded" : "decoded", shape_str(in.shape).c_str(),
-                 shape_str(out.shape).c_str(), o.out.c_str(), s, steady.per_second());
+  if (!o.quiet) {  // a single batch has no rate after the first one: print none rather than 0
+    char rate[64] = "";
+    if (steady.per_second() > 0)
+      std::snprintf(rate, sizeof rate, " (after the first batch: %.2f items/s)",
+                    steady.per_second());
+    std::fprintf(stderr, "%s %s -> %s %s in %.2f s%s\n", encode ? "encoded" : "decoded",
+                 shape_str(in.shape).c_str(), shape_str(out.shape).c_str(), o.out.c_str(), s, rate);
+  }
 }
 
 }  // namespace

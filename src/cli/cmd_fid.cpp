@@ -84,10 +84,13 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
   if (bar) bar->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long count = long(f.size() / FidInception::kDims);
-  if (!quiet)
+  // A single batch has no rate after the first one: print none rather than 0.
+  if (!quiet && steady.per_second() > 0)
     std::fprintf(stderr,
                  "inception: %ld images in %.3f s (%.3f img/s; after the first batch %.3f)\n",
                  count, s, count / s, steady.per_second());
+  else if (!quiet)
+    std::fprintf(stderr, "inception: %ld images in %.3f s (%.3f img/s)\n", count, s, count / s);
   return f;
 }
 

@@ -118,7 +118,6 @@ void add_sample(CLI::App& app) {
     const NetSpec& nc = cfg.spec;
     if (!o->cls_text.empty())
       o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
-    o->resolve_seed();  // --seed -1: a random seed, printed and recorded
     const bool per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
     const bool images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
     UVIT_CHECK(images || !o->latents.empty(),
@@ -160,6 +159,7 @@ void add_sample(CLI::App& app) {
       UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
                  " is not class-conditional: --class/--classes do not apply");
     }
+    o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
     GenerationRequest req = o->request(cfg);
     req.negative_prompt = o->negative_prompt;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
@@ -255,6 +255,14 @@ void add_sample(CLI::App& app) {
       for (const GeneratedImage& im : res.images)
         px.insert(px.end(), im.image.px.begin(), im.image.px.end());
       px = gather_to_root(comm, px);
+    }
+    // Rank 0 may have drawn no mini-batch of its own: report the busiest rank's time and count.
+    const double mine_stats[2] = {res.sample_seconds, double(res.evaluations)};
+    std::vector<double> stats(2 * size_t(comm.size()));
+    comm.allgather_bytes(mine_stats, sizeof mine_stats, stats.data());
+    for (size_t r = 0; r < stats.size(); r += 2) {
+      res.sample_seconds = std::max(res.sample_seconds, stats[r]);
+      res.evaluations = std::max(res.evaluations, int(stats[r + 1]));
     }
     if (!lead) return;
     std::vector<Image> imgs;

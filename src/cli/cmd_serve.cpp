@@ -28,9 +28,12 @@ void add_serve(CLI::App& app) {
       ->required();
   cmd->add_option("--weights,-w", o->p.weights, "weights (.safetensors or .pth)")->required();
   cmd->add_option("--set", o->set, "override a config field: section.key=value (repeatable)");
-  cmd->add_option("--autoencoder", o->p.autoencoder, "latent models: autoencoder_kl.pth");
-  cmd->add_option("--autoencoder-config", o->p.autoencoder_config,
-                  "autoencoder JSON (default: Stable Diffusion kl-f8)");
+  cmd->add_option("--autoencoder", o->p.autoencoder,
+                  "latent models: the autoencoder weights (autoencoder_kl.pth, a VA-VAE .pt, or "
+                  ".safetensors)");
+  cmd->add_option(
+      "--autoencoder-config", o->p.autoencoder_config,
+      std::string(kAutoencoderConfigHelp) + " (default: the preset's autoencoder.config)");
   cmd->add_option("--latent-stats", o->p.latent_stats,
                   std::string("latent models: ") + kLatentStatsHelp +
                       " (default: the preset's autoencoder.latent_stats, else none)");

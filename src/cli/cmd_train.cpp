@@ -100,7 +100,7 @@ void add_train(CLI::App& app) {
 void add_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "demo",
-      "Train a tiny model (fmnist_uvit_tiny, or --config fmnist_dit_tiny) on the built-in "
+      "Train a tiny model (fmnist_uvit_tiny, or another --config fmnist_*_tiny) on the built-in "
       "Fashion-MNIST, then draw a 10x10 class grid");
   struct Opts {
     TrainJob job;
@@ -127,8 +127,8 @@ void add_demo(CLI::App& app) {
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
   cmd->add_option("--config,-c", o->config,
-                  "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny or "
-                  "fmnist_skip_dit_tiny");
+                  "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny, "
+                  "fmnist_skip_dit_tiny or fmnist_lightningdit_tiny");
   cmd->add_option("--set", o->set,
                   "override a field of the preset: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
@@ -153,8 +153,8 @@ void add_demo(CLI::App& app) {
                    job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
                    job.cfg.spec.real_classes() == 10,
                "demo: config ", job.cfg.config_name,
-               " is not a class-conditional Fashion-MNIST preset (try fmnist_uvit_tiny or "
-               "fmnist_dit_tiny)");
+               " is not a class-conditional Fashion-MNIST preset (fmnist_uvit_tiny, "
+               "fmnist_dit_tiny, fmnist_skip_dit_tiny or fmnist_lightningdit_tiny)");
     for (const auto& a : o->set) apply_override(job.cfg, a);
     job.resume = fs::exists(dir + "/train_state.safetensors");
     if (job.resume && !job.quiet)

@@ -164,7 +164,9 @@ for method, path, body, want, needle in bad:
     check(st == want and needle in text, f"{method} {path} {str(body)[:60]}: {st} {text[:200]}")
 
 # SSE: progress events, then done with the images.
-st, j = request("POST", "/uvit/v1/jobs", {"class": 3, "n": 2, "steps": 4, "seed": 9})
+# 400 steps: a 4-step job of this tiny model could finish before the 202 is written (seen: status
+# "completed" in the answer), leaving no progress to stream.
+st, j = request("POST", "/uvit/v1/jobs", {"class": 3, "n": 2, "steps": 400, "seed": 9})
 check(st == 202 and j["status"] in ("queued", "generating") and j["seed"] == 9, f"job: {st} {j}")
 sse = urllib.request.Request(BASE + j["events_url"], headers={"Authorization": "Bearer " + KEY})
 events, done = [], {}

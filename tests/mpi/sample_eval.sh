@@ -20,6 +20,12 @@ cmp -s "$tmp/s1.npy" "$tmp/s2.npy" && cmp -s "$tmp/g1.png" "$tmp/g2.png" &&
   diff -r "$tmp/d1" "$tmp/d2" >/dev/null && [ "$(ls "$tmp/d2" | wc -l)" -eq 10 ] &&
   echo "ok: sample on 2 ranks == 1 process (npy, grid, 10 PNGs)" || fail "sample: 2 ranks differ from 1"
 
+# One mini-batch of 4, drawn by rank 1 alone: rank 0's report counts the busiest rank's work.
+run mpi 2 sample --config "$tmp/tiny.json" --weights "$NW" --n 4 --classes all --npy "$tmp/s4.npy"
+grep -q "^4 samples in [0-9.]* s (3 network evaluations)$" "$tmp/err" &&
+  echo "ok: sample on 2 ranks reports the busy rank's 3 evaluations" ||
+  fail "sample report on 2 ranks: $(tail -1 "$tmp/err")"
+
 # eval: 10 samples in 4 chunks of 3 (2 per rank), FID from rank 0.
 "$PY" -c "
 import numpy as np
