@@ -7,8 +7,7 @@
 set -uo pipefail
 UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") FIX=${2:-}
 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-source tests/e2e/data/lib.sh
+source tests/e2e/data/lib.sh  # $tmp, removed at exit with the server in $pid
 unset UVIT_INCEPTION
 
 # --- docs/cli.md's table against the help texts -------------------------------------------------
@@ -176,12 +175,12 @@ if "$UVIT" serve --config fmnist_uvit_tiny --weights /nonexistent.safetensors 2>
 else
   port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" >"$tmp/serve.out" 2>"$tmp/serve.err" &
-  spid=$!
+  pid=$!
   for _ in $(seq 200); do curl -sf -m 2 "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   curl -sf -m 60 -X POST "http://127.0.0.1:$port/sdapi/v1/txt2img" \
     -d '{"prompt": "sneaker", "steps": 2, "batch_size": 2, "seed": 4}' >"$tmp/t2i.json" ||
     fail "serve: txt2img"
-  kill -TERM $spid; wait $spid; rc=$?
+  kill -TERM $pid; wait $pid; rc=$?; pid=
   [ $rc = 0 ] || fail "serve: SIGTERM gave status $rc"
   grep -q "^\[INFO \] loaded fmnist_uvit_tiny (nnet_ema.safetensors, [0-9a-f]\{10\}) on cpu in [0-9.]* s$" "$tmp/serve.err" &&
     grep -qx "\[INFO \] serving fmnist_uvit_tiny on http://127.0.0.1:$port/" "$tmp/serve.err" ||
