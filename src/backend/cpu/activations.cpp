@@ -20,17 +20,20 @@ constexpr float kCoef = 0.044715f;  // the cubic term of the tanh approximation
 inline float tanh_fast(float u) { return 1.f - 2.f / (vm::exp(2.f * u) + 1.f); }
 
 using cpu::as;
-using cpu::ld;
-using cpu::st;
 
-// y = f(x) elementwise, fp32 inside.
+// y = f(x) elementwise, on fp32 blocks (act.hpp).
 template <class T, class F>
 void map_fwd(const float* x, float* y, size_t n, F f) {
   const T* xs = as<T>(x);
   T* ys = as<T>(y);
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) ys[i] = st<T>(f(ld(xs[i])));
+  cpu::for_each_block(long(n), kParallelMin, [&](long i0, long m) {
+    alignas(64) float xb[cpu::kBlock], yb[cpu::kBlock];
+    const float* xv = cpu::load_f32(xs + i0, m, xb);
+    float* yv = cpu::out_f32(ys + i0, yb);
+#pragma omp simd
+    for (long i = 0; i < m; ++i) yv[i] = f(xv[i]);
+    cpu::store_f32(ys + i0, yv, m);
+  });
 }
 
 // dx = dy * f'(x) elementwise (dx may alias dy); f returns f'(x).
@@ -38,9 +41,15 @@ template <class T, class F>
 void map_bwd(const float* dy, const float* x, float* dx, size_t n, F f) {
   const T *gs = as<T>(dy), *xs = as<T>(x);
   T* ds = as<T>(dx);
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) ds[i] = st<T>(ld(gs[i]) * f(ld(xs[i])));
+  cpu::for_each_block(long(n), kParallelMin, [&](long i0, long m) {
+    alignas(64) float gb[cpu::kBlock], xb[cpu::kBlock], db[cpu::kBlock];
+    const float* gv = cpu::load_f32(gs + i0, m, gb);
+    const float* xv = cpu::load_f32(xs + i0, m, xb);
+    float* dv = cpu::out_f32(ds + i0, db);
+#pragma omp simd
+    for (long i = 0; i < m; ++i) dv[i] = gv[i] * f(xv[i]);
+    cpu::store_f32(ds + i0, dv, m);
+  });
 }
 }  // namespace
 
