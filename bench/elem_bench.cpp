@@ -1,5 +1,5 @@
-// CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread, at
-// U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
+// CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
+// at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
 // kernels at DiT/U-ViT shapes with 256 patches). Thread CPU time, best of --reps runs, so other
 // processes on a shared machine barely change it (docs/benchmarks.md, "bf16 on the CPU").
 //   elem_bench [--reps N] [--filter SUBSTRING]
@@ -28,6 +28,7 @@ double thread_cpu_seconds() {
 
 // Act buffers sized in floats (big enough for either mode), filled through to_act.
 struct Buffers {
+  explicit Buffers(uvit::Backend& b) : be(b) {}
   uvit::Backend& be;
   std::vector<std::vector<float>> store;
   std::mt19937 rng{7};
@@ -45,15 +46,21 @@ struct Buffers {
   }
 };
 
-double best_of(int reps, const std::function<void()>& f) {
+// Best times of f and g over reps runs each, alternating, so that both see the same machine load.
+std::pair<double, double> best_of(int reps, const std::function<void()>& f,
+                                  const std::function<void()>& g) {
   f();  // warm: page faults, caches
-  double best = 1e30;
+  g();
+  double bf = 1e30, bg = 1e30;
   for (int r = 0; r < reps; ++r) {
-    const double t0 = thread_cpu_seconds();
+    double t0 = thread_cpu_seconds();
     f();
-    best = std::min(best, thread_cpu_seconds() - t0);
+    bf = std::min(bf, thread_cpu_seconds() - t0);
+    t0 = thread_cpu_seconds();
+    g();
+    bg = std::min(bg, thread_cpu_seconds() - t0);
   }
-  return best;
+  return {bf, bg};
 }
 
 using Op = std::function<std::function<void()>(uvit::Backend&, Buffers&)>;
@@ -61,7 +68,7 @@ using Op = std::function<std::function<void()>(uvit::Backend&, Buffers&)>;
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 7;
+  int reps = 15;
   std::string filter;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
@@ -172,8 +179,8 @@ int main(int argc, char** argv) {
               "bf16 x", reps);
   for (const auto& [name, op] : ops) {
     if (!filter.empty() && name.find(filter) == std::string::npos) continue;
-    Buffers b32{*f32}, b16{*bf};
-    const double t32 = best_of(reps, op(*f32, b32)), t16 = best_of(reps, op(*bf, b16));
+    Buffers b32(*f32), b16(*bf);
+    const auto [t32, t16] = best_of(reps, op(*f32, b32), op(*bf, b16));
     std::printf("%-24s %10.3f %10.3f %8.2f\n", name.c_str(), 1e3 * t32, 1e3 * t16, t32 / t16);
   }
   return 0;

@@ -46,67 +46,102 @@ inline T st(float v) {
     return to_bf16(v);
 }
 
-// ---- vector conversions of n elements (any n, any alignment) ----
+// ---- 16 fp32 lanes: vector loads and stores of act elements ----
 
-// Portable fp32 -> bf16: to_bf16 in an `omp simd` loop, which compilers turn into vector integer
-// round-to-nearest-even (AVX2, AVX-512) or leave scalar.
-inline void narrow_portable(bf16* dst, const float* src, long n) {
-#pragma omp simd
-  for (long i = 0; i < n; ++i) dst[i] = to_bf16(src[i]);
+// 16 fp32 lanes (a GCC/Clang vector; +, -, * and scalars work on it): the unit of the light
+// element-wise kernels, which convert in registers on the way in and out.
+using f32x16 = float __attribute__((vector_size(64)));
+
+#if defined(UVIT_CPU_AVX512)
+inline __mmask16 lanes(long m) { return m >= 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1); }
+#endif
+
+// m <= 16 act elements at p as fp32 lanes (lanes past m are 0). bf16 widens by a 16-bit shift.
+inline f32x16 load16(const float* p, long m) {
+#if defined(UVIT_CPU_AVX512)
+  if (m >= 16) return f32x16(_mm512_loadu_ps(p));  // unmasked where it can: faster on Zen
+  return f32x16(_mm512_maskz_loadu_ps(lanes(m), p));
+#else
+  f32x16 v = {};
+  for (long j = 0; j < m; ++j) v[j] = p[j];
+  return v;
+#endif
+}
+inline f32x16 load16(const bf16* p, long m) {
+#if defined(UVIT_CPU_AVX512)
+  const __mmask16 k = lanes(m), all = 0xffff;  // maskz forms: GCC 12 warns on the plain ones
+  const __m256i h = m >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                            : _mm256_maskz_loadu_epi16(k, p);
+  const __m512i w = _mm512_maskz_cvtepu16_epi32(all, h);
+  return f32x16(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, w, 16)));
+#else
+  f32x16 v = {};
+  for (long j = 0; j < m; ++j) v[j] = ld(p[j]);
+  return v;
+#endif
 }
 
-// fp32 -> bf16, bit for bit to_bf16. With AVX512-BF16, vcvtne2ps2bf16 rounds 32 lanes at once: it
-// rounds to nearest even and quiets a NaN exactly as to_bf16 does ((bits >> 16) | 0x40), but it
-// flushes denormal inputs to signed zero. So lanes whose exponent bits are zero (zeros and
-// denormals) are checked, and a block holding a denormal is redone by to_bf16, which rounds it to
-// a bf16 denormal as PyTorch does.
+// Stores the first m <= 16 lanes of v at p. bf16 rounds as to_bf16, bit for bit: AVX512-BF16's
+// vcvtneps2bf16 rounds to nearest even and quiets a NaN exactly as to_bf16 does ((bits >> 16) |
+// 0x40), but it flushes denormal inputs to signed zero; so where a lane has zero exponent bits and
+// a nonzero fraction (rare: the test costs two mask instructions) the lanes are redone by to_bf16,
+// which rounds a denormal to a bf16 denormal as PyTorch does.
+inline void store16(float* p, f32x16 v, long m) {
+#if defined(UVIT_CPU_AVX512)
+  if (m >= 16)
+    _mm512_storeu_ps(p, __m512(v));
+  else
+    _mm512_mask_storeu_ps(p, lanes(m), __m512(v));
+#else
+  for (long j = 0; j < m; ++j) p[j] = v[j];
+#endif
+}
+inline void store16(bf16* p, f32x16 v, long m) {
+#if defined(UVIT_CPU_AVX512) && defined(__AVX512BF16__)
+  const __mmask16 k = lanes(m);
+  const __m256i h = (__m256i)_mm512_cvtneps_pbh(__m512(v));
+  if (m >= 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+  else
+    _mm256_mask_storeu_epi16(p, k, h);
+  const __m512i u = _mm512_castps_si512(__m512(v));
+  const __mmask16 zero_exp = _mm512_mask_testn_epi32_mask(k, u, _mm512_set1_epi32(0x7f800000));
+  if (zero_exp && _mm512_mask_test_epi32_mask(zero_exp, u, _mm512_set1_epi32(0x007fffff)))
+    for (long j = 0; j < m; ++j) p[j] = to_bf16(v[j]);
+#else
+  // Compilers vectorise this fixed-length loop into integer RNE where the target has vectors.
+  for (long j = 0; j < m; ++j) p[j] = to_bf16(v[j]);
+#endif
+}
+
+// Calls f(i, m) for i = 0, 16, 32, ... < n with m = min(16, n - i) lanes.
+template <class F>
+inline void for_each16(long n, F f) {
+  for (long i = 0; i < n; i += 16) f(i, std::min(16L, n - i));
+}
+
+// fp32 -> bf16 of n elements, bit for bit to_bf16; 32 lanes per vcvtne2ps2bf16 where available.
 inline void narrow(bf16* dst, const float* src, long n) {
+  long i = 0;
 #if defined(UVIT_CPU_AVX512) && defined(__AVX512BF16__)
   const __m512i exp_bits = _mm512_set1_epi32(0x7f800000), frac_bits = _mm512_set1_epi32(0x007fffff);
-  // A denormal among the lanes with zero exponent (k) of u: rare, so tested only when k is set.
-  auto has_denormal = [&](__mmask16 k, __m512i u) {
-    return k && _mm512_mask_test_epi32_mask(k, u, frac_bits);
-  };
-  long i = 0;
   for (; i + 32 <= n; i += 32) {
     const __m512 lo = _mm512_loadu_ps(src + i), hi = _mm512_loadu_ps(src + i + 16);
     _mm512_storeu_si512(dst + i, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     const __m512i ul = _mm512_castps_si512(lo), uh = _mm512_castps_si512(hi);
-    const __mmask16 kl = _mm512_testn_epi32_mask(ul, exp_bits);
-    const __mmask16 kh = _mm512_testn_epi32_mask(uh, exp_bits);
-    if ((kl | kh) && (has_denormal(kl, ul) || has_denormal(kh, uh)))
-      narrow_portable(dst + i, src + i, 32);
+    const __mmask16 zl = _mm512_testn_epi32_mask(ul, exp_bits);
+    const __mmask16 zh = _mm512_testn_epi32_mask(uh, exp_bits);
+    if ((zl | zh) && (_mm512_mask_test_epi32_mask(zl, ul, frac_bits) |
+                      _mm512_mask_test_epi32_mask(zh, uh, frac_bits)))
+      for (long j = i; j < i + 32; ++j) dst[j] = to_bf16(src[j]);
   }
-  for (; i < n; i += 16) {
-    const long m = std::min(16L, n - i);
-    const __mmask16 k = __mmask16((1u << m) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(k, src + i);
-    _mm256_mask_storeu_epi16(dst + i, k, (__m256i)_mm512_cvtneps_pbh(v));
-    const __m512i u = _mm512_castps_si512(v);
-    if (has_denormal(_mm512_testn_epi32_mask(u, exp_bits), u)) narrow_portable(dst + i, src + i, m);
-  }
-#else
-  narrow_portable(dst, src, n);
 #endif
+  for_each16(n - i, [&](long j, long m) { store16(dst + i + j, load16(src + i + j, m), m); });
 }
 
-// bf16 -> fp32: a 16-bit shift (exact).
+// bf16 -> fp32 of n elements (exact).
 inline void widen(float* dst, const bf16* src, long n) {
-#if defined(UVIT_CPU_AVX512)
-  auto wide = [](__m256i h) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  };
-  long i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(dst + i, wide(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
-  if (i < n) {
-    const __mmask16 k = __mmask16((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(dst + i, k, wide(_mm256_maskz_loadu_epi16(k, src + i)));
-  }
-#else
-#pragma omp simd
-  for (long i = 0; i < n; ++i) dst[i] = ld(src[i]);
-#endif
+  for_each16(n, [&](long i, long m) { store16(dst + i, load16(src + i, m), m); });
 }
 
 // n elements from src to dst, converting between element types (a memcpy when they are equal).
@@ -134,6 +169,18 @@ inline std::vector<float> f32_scratch(size_t n) {
 // An fp32 view of n act elements at p: p itself for float, their widened copy in buf for bf16.
 template <class T>
 inline const float* load_f32(const T* p, long n, float* buf) {
+  if constexpr (std::is_same_v<T, float>) {
+    return p;
+  } else {
+    widen(buf, p, n);
+    return buf;
+  }
+}
+
+// An fp32 view of n act elements at p that the kernel updates in place: p itself for float, the
+// widened copy in buf for bf16 (store_f32 writes it back).
+template <class T>
+inline float* update_f32(T* p, long n, float* buf) {
   if constexpr (std::is_same_v<T, float>) {
     return p;
   } else {

@@ -28,6 +28,7 @@ using cpu::as;
 using cpu::ld;
 using cpu::st;
 
+// The forward kernels run 16 lanes at a time, converted in registers (act.hpp).
 template <class T>
 void modulate_fwd_t(const T* x, const T* shift, const T* scale, int ldm, T* y, int B, int N,
                     int D) {
@@ -36,16 +37,13 @@ void modulate_fwd_t(const T* x, const T* shift, const T* scale, int ldm, T* y, i
   for (long r = 0; r < long(B) * N; ++r) {
     const long b = r / N;
     const T* sc = scale + b * ldm;
+    const T* sh = shift ? shift + b * ldm : nullptr;
     const T* xr = x + r * D;
     T* yr = y + r * D;
-    if (shift) {
-      const T* sh = shift + b * ldm;
-#pragma omp simd
-      for (int d = 0; d < D; ++d) yr[d] = st<T>(ld(xr[d]) * (1.f + ld(sc[d])) + ld(sh[d]));
-    } else {
-#pragma omp simd
-      for (int d = 0; d < D; ++d) yr[d] = st<T>(ld(xr[d]) * (1.f + ld(sc[d])));
-    }
+    cpu::for_each16(D, [&](long d, long m) {
+      const cpu::f32x16 v = cpu::load16(xr + d, m) * (1.f + cpu::load16(sc + d, m));
+      cpu::store16(yr + d, sh ? v + cpu::load16(sh + d, m) : v, m);
+    });
   }
 }
 
@@ -77,9 +75,11 @@ void gate_fwd_t(const T* x, const T* y, const T* gate, int ldm, T* out, int B, i
 #pragma omp parallel for schedule(static) if (work >= kParallelMin)
   for (long r = 0; r < long(B) * N; ++r) {
     const T* g = gate + (r / N) * ldm;
-#pragma omp simd
-    for (int d = 0; d < D; ++d)
-      out[r * D + d] = st<T>(ld(x[r * D + d]) + ld(g[d]) * ld(y[r * D + d]));
+    cpu::for_each16(D, [&](long d, long m) {
+      cpu::store16(
+          out + r * D + d,
+          cpu::load16(x + r * D + d, m) + cpu::load16(g + d, m) * cpu::load16(y + r * D + d, m), m);
+    });
   }
 }
 
