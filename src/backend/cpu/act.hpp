@@ -48,9 +48,36 @@ inline T st(float v) {
 
 // ---- 16 fp32 lanes: vector loads and stores of act elements ----
 
-// 16 fp32 lanes (a GCC/Clang vector; +, -, * and scalars work on it): the unit of the light
-// element-wise kernels, which convert in registers on the way in and out.
+// 16 fp32 lanes: the unit of the light element-wise kernels, which convert in registers on the way
+// in and out. A GCC/Clang vector with AVX-512; elsewhere 16 floats with the same operators, which
+// compilers vectorise (a 64-byte vector there would change the calling convention, -Wpsabi).
+#if defined(UVIT_CPU_AVX512)
 using f32x16 = float __attribute__((vector_size(64)));
+#else
+struct f32x16 {
+  float v[16];
+  float& operator[](long j) { return v[j]; }
+  float operator[](long j) const { return v[j]; }
+};
+template <class F>
+inline f32x16 lanewise(F f) {
+  f32x16 r;
+  for (int j = 0; j < 16; ++j) r.v[j] = f(j);
+  return r;
+}
+inline f32x16 operator+(f32x16 a, f32x16 b) {
+  return lanewise([&](int j) { return a[j] + b[j]; });
+}
+inline f32x16 operator*(f32x16 a, f32x16 b) {
+  return lanewise([&](int j) { return a[j] * b[j]; });
+}
+inline f32x16 operator+(float a, f32x16 b) {
+  return lanewise([&](int j) { return a + b[j]; });
+}
+inline f32x16 operator*(float a, f32x16 b) {
+  return lanewise([&](int j) { return a * b[j]; });
+}
+#endif
 
 #if defined(UVIT_CPU_AVX512)
 inline __mmask16 lanes(long m) { return m >= 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1); }
@@ -62,7 +89,7 @@ inline f32x16 load16(const float* p, long m) {
   if (m >= 16) return f32x16(_mm512_loadu_ps(p));  // unmasked where it can: faster on Zen
   return f32x16(_mm512_maskz_loadu_ps(lanes(m), p));
 #else
-  f32x16 v = {};
+  f32x16 v{};
   for (long j = 0; j < m; ++j) v[j] = p[j];
   return v;
 #endif
@@ -75,7 +102,7 @@ inline f32x16 load16(const bf16* p, long m) {
   const __m512i w = _mm512_maskz_cvtepu16_epi32(all, h);
   return f32x16(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, w, 16)));
 #else
-  f32x16 v = {};
+  f32x16 v{};
   for (long j = 0; j < m; ++j) v[j] = ld(p[j]);
   return v;
 #endif
