@@ -141,7 +141,9 @@ inline void store16(bf16* p, f32x16 v, long m) {
 #endif
 }
 
-// Calls f(i, m) for i = 0, 16, 32, ... < n with m = min(16, n - i) lanes.
+// Calls f(i, m) for i = 0, 16, 32, ... < n with m = min(16, n - i) lanes. Kernels pass lambdas
+// that capture by value: the vector stores may alias anything (__m512 is may_alias), so captured
+// references would be reloaded from memory on every iteration.
 template <class F>
 inline void for_each16(long n, F f) {
   for (long i = 0; i < n; i += 16) f(i, std::min(16L, n - i));
@@ -163,12 +165,12 @@ inline void narrow(bf16* dst, const float* src, long n) {
       for (long j = i; j < i + 32; ++j) dst[j] = to_bf16(src[j]);
   }
 #endif
-  for_each16(n - i, [&](long j, long m) { store16(dst + i + j, load16(src + i + j, m), m); });
+  for_each16(n - i, [=](long j, long m) { store16(dst + i + j, load16(src + i + j, m), m); });
 }
 
 // bf16 -> fp32 of n elements (exact).
 inline void widen(float* dst, const bf16* src, long n) {
-  for_each16(n, [&](long i, long m) { store16(dst + i, load16(src + i, m), m); });
+  for_each16(n, [=](long i, long m) { store16(dst + i, load16(src + i, m), m); });
 }
 
 // n elements from src to dst, converting between element types (a memcpy when they are equal).

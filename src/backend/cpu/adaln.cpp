@@ -40,7 +40,7 @@ void modulate_fwd_t(const T* x, const T* shift, const T* scale, int ldm, T* y, i
     const T* sh = shift ? shift + b * ldm : nullptr;
     const T* xr = x + r * D;
     T* yr = y + r * D;
-    cpu::for_each16(D, [&](long d, long m) {
+    cpu::for_each16(D, [=](long d, long m) {
       const cpu::f32x16 v = cpu::load16(xr + d, m) * (1.f + cpu::load16(sc + d, m));
       cpu::store16(yr + d, sh ? v + cpu::load16(sh + d, m) : v, m);
     });
@@ -74,11 +74,11 @@ void gate_fwd_t(const T* x, const T* y, const T* gate, int ldm, T* out, int B, i
   const long work = long(B) * N * D;
 #pragma omp parallel for schedule(static) if (work >= kParallelMin)
   for (long r = 0; r < long(B) * N; ++r) {
-    const T* g = gate + (r / N) * ldm;
-    cpu::for_each16(D, [&](long d, long m) {
-      cpu::store16(
-          out + r * D + d,
-          cpu::load16(x + r * D + d, m) + cpu::load16(g + d, m) * cpu::load16(y + r * D + d, m), m);
+    const T *g = gate + (r / N) * ldm, *xr = x + r * D, *yr = y + r * D;
+    T* o = out + r * D;
+    cpu::for_each16(D, [=](long d, long m) {
+      cpu::store16(o + d, cpu::load16(xr + d, m) + cpu::load16(g + d, m) * cpu::load16(yr + d, m),
+                   m);
     });
   }
 }

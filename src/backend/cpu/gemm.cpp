@@ -244,7 +244,7 @@ void add_bias_t(T* y, const T* b, int M, int N) {
 #pragma omp parallel for schedule(static) if (static_cast <long>(M) * N >= 32768)
   for (int m = 0; m < M; ++m) {
     T* row = y + static_cast<size_t>(m) * N;
-    cpu::for_each16(N, [&](long i, long k) {
+    cpu::for_each16(N, [=](long i, long k) {
       cpu::store16(row + i, cpu::load16(row + i, k) + cpu::load16(b + i, k), k);
     });
   }
