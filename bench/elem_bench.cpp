@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,13 +37,23 @@ struct Buffers {
     std::vector<float> host(n);
     std::normal_distribution<float> nd;
     for (auto& v : host) v = nd(rng);
-    store.emplace_back(n);
-    be.to_act(host.data(), store.back().data(), n);
-    return store.back().data();
+    float* p = alloc(n);
+    be.to_act(host.data(), p, n);
+    return p;
   }
   float* f32(size_t n, float v = 0.5f) {
-    store.emplace_back(n, v);
-    return store.back().data();
+    float* p = alloc(n);
+    std::fill(p, p + n, v);
+    return p;
+  }
+  // Each buffer at its own offset modulo 4 KiB (a multiple of 64 bytes), so that no two streams
+  // of a kernel alias in the L1 (4K aliasing): otherwise timings depend on where the heap happened
+  // to put them (seen as a 40 % swing of unchanged kernels between runs).
+  float* alloc(size_t n) {
+    store.emplace_back(n + 2048);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(store.back().data());
+    const uintptr_t page = (a + 4095) & ~uintptr_t(4095);
+    return reinterpret_cast<float*>(page + (store.size() * 576) % 4096);
   }
 };
 

@@ -1,10 +1,10 @@
 // The CPU backend's activation element types (docs/cpu_bf16.md): every act kernel is one template
 // over the element type T, float in the fp32 mode and bf16 in the bf16 mode, that computes in fp32.
-// The hot kernels work on blocks: load_f32() gives an fp32 view of a block of act elements (the
-// data itself for float, a copy widened by the vector routines below for bf16), the kernel's loop
-// runs on fp32 arrays only, and store_f32() narrows the results back. Per-element ld()/st<T>()
-// inside a long loop body made GCC process 32 elements per iteration for the 32-lane bf16 stores
-// and spill registers, so bf16 ran slower than fp32 (docs/benchmarks.md, "bf16 on the CPU").
+// Light kernels convert 16 lanes in registers (load16/store16); heavier ones convert a block or row
+// once into an fp32 array (load_f32/store_f32: the data itself for float) and loop over fp32 only.
+// Both use the vector conversions below; scalar ld()/st<T>() in a long loop body made GCC handle
+// 32 elements per iteration (for the 32-lane bf16 stores) and spill registers, so bf16 ran slower
+// than fp32 (docs/benchmarks.md, "bf16 on the CPU").
 #pragma once
 #include <algorithm>
 #include <bit>
@@ -198,18 +198,6 @@ inline std::vector<float> f32_scratch(size_t n) {
 // An fp32 view of n act elements at p: p itself for float, their widened copy in buf for bf16.
 template <class T>
 inline const float* load_f32(const T* p, long n, float* buf) {
-  if constexpr (std::is_same_v<T, float>) {
-    return p;
-  } else {
-    widen(buf, p, n);
-    return buf;
-  }
-}
-
-// An fp32 view of n act elements at p that the kernel updates in place: p itself for float, the
-// widened copy in buf for bf16 (store_f32 writes it back).
-template <class T>
-inline float* update_f32(T* p, long n, float* buf) {
   if constexpr (std::is_same_v<T, float>) {
     return p;
   } else {

@@ -13,8 +13,8 @@ namespace uvit {
 namespace {
 using cpu::as;
 
-// Rows are widened to fp32 (act.hpp: load_f32), so the loops below run on fp32 arrays in both
-// modes and compute what the per-element code did, bit for bit.
+// The forward widens rows to fp32 (act.hpp: load_f32), so its loops run on fp32 arrays in both
+// modes and compute what per-element ld()/st<T>() did, bit for bit.
 template <class T>
 void layernorm_fwd_t(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
                      int M, int D, float eps) {
@@ -52,6 +52,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
                      T* dx, float* dw, float* db, int M, int D) {
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w; dw, db are reduced per
   // thread into private buffers and summed in thread order (deterministic for a fixed team).
+  // Per-element ld()/st<T>() here: fp32 row copies as in the forward measured 8% slower in bf16
+  // (the double-precision sums dominate; docs/benchmarks.md).
   const bool par = static_cast<long>(M) * D >= 16384;
   const int nt = par ? omp_get_max_threads() : 1;
   std::vector<double> part(static_cast<size_t>(nt) * 2 * D, 0.0);
@@ -60,21 +62,18 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
     double* pdw = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * D;
     double* pdb = pdw + D;
     std::vector<float> xh(D), gw(D);
-    std::vector<float> xb = cpu::f32_scratch<T>(D), gb = cpu::f32_scratch<T>(D);
-    std::vector<float> db_ = cpu::f32_scratch<T>(D);
 #pragma omp for schedule(static)
     for (int m = 0; m < M; ++m) {
-      const float* xr = cpu::load_f32(x + static_cast<size_t>(m) * D, D, xb.data());
-      const float* gr = cpu::load_f32(dy + static_cast<size_t>(m) * D, D, gb.data());
-      T* dxrow = dx + static_cast<size_t>(m) * D;
-      float* dxr = cpu::update_f32(dxrow, D, db_.data());
+      const T* xr = x + static_cast<size_t>(m) * D;
+      const T* gr = dy + static_cast<size_t>(m) * D;
+      T* dxr = dx + static_cast<size_t>(m) * D;
       const float mu = mean[m], rs = rstd[m];
       double sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
       for (int d = 0; d < D; ++d) {
-        const float xhat = (xr[d] - mu) * rs;
+        const float xhat = (cpu::ld(xr[d]) - mu) * rs;
         xh[d] = xhat;
-        const float gd = gr[d];
+        const float gd = cpu::ld(gr[d]);
         const float g = gd * w[d];
         gw[d] = g;
         sg += g;
@@ -86,8 +85,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
 #pragma omp simd
       // The stored product: recomputing gr * w here lets -march=native contract it with - mg into
       // an FMA, whose unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
-      for (int d = 0; d < D; ++d) dxr[d] = dxr[d] + rs * (gw[d] - mg - xh[d] * mgx);
-      cpu::store_f32(dxrow, dxr, D);
+      for (int d = 0; d < D; ++d)
+        dxr[d] = cpu::st<T>(cpu::ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
     }
   }
   for (int t = 0; t < nt; ++t) {
