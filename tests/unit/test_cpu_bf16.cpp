@@ -91,7 +91,7 @@ TEST(CpuBf16, GemmMatchesFp32) {
   for (const S s : {S{1, 1, 1, 0}, S{17, 33, 65, 0}, S{256, 384, 384, 0}, S{130, 96, 72, 5}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
-        for (const auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}}) {
+        for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}}) {
           const int lda = (ta ? s.M : s.K) + s.pad, ldb = (tb ? s.K : s.N) + s.pad,
                     ldc = s.N + s.pad;
           const VecF A = round_bf16(randv(size_t(ta ? s.K : s.M) * lda, 1)),
