@@ -1,19 +1,24 @@
 // The CPU backend's bf16 mode (docs/cpu_bf16.md) against its fp32 mode: the GEMMs (all transposes,
 // padded leading dimensions, alpha/beta, the fp32-C weight gradient, linear), attention forward
 // and backward, the adaLN kernels, the whole network of every family (forward and gradients),
-// training losses, and bit-identical resume. The elementwise, norm and token kernels are compared
-// in test_cuda_kernels.cpp (its "cpu bf16" mode). Inputs are rounded to bf16 first so both modes
+// training losses, and bit-identical resume; the vector bf16 <-> fp32 conversions against the
+// scalar rounding, and the element-wise kernels' bf16 outputs against their fp32 outputs rounded
+// (bit for bit). The elementwise, norm and token kernels are also compared in
+// test_cuda_kernels.cpp (its "cpu bf16" mode). Inputs are rounded to bf16 first so both modes
 // see the same values; the bounds are those of the CUDA bf16 tests. Skipped, saying so, where the
 // CPU has no bf16 units.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "backend/cpu/act.hpp"
 #include "gpu_compare.hpp"
 #include "model_compare.hpp"
 #include "uvit/array.hpp"
@@ -86,7 +91,7 @@ TEST(CpuBf16, GemmMatchesFp32) {
   for (const S s : {S{1, 1, 1, 0}, S{17, 33, 65, 0}, S{256, 384, 384, 0}, S{130, 96, 72, 5}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
-        for (const auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}}) {
+        for (const auto& [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, 1.f}}) {
           const int lda = (ta ? s.M : s.K) + s.pad, ldb = (tb ? s.K : s.N) + s.pad,
                     ldc = s.N + s.pad;
           const VecF A = round_bf16(randv(size_t(ta ? s.K : s.M) * lda, 1)),
@@ -258,4 +263,214 @@ TEST(CpuBf16Train, LossTracksFp32AndResumeIsBitIdentical) {
   }
   for (size_t i = 0; i < l2.size(); ++i) EXPECT_EQ(l2[i], l1[3 + i]) << "resumed step " << i + 4;
   fs::remove_all(root);
+}
+
+// ---- the vector bf16 <-> fp32 conversions (src/backend/cpu/act.hpp) ----
+
+namespace {
+
+uint16_t narrow_bits(float f) {
+  cpu::bf16 h{};
+  cpu::narrow(&h, &f, 1);
+  return h.bits;
+}
+
+// narrow() over v, at every tail length of the 16- and 32-lane loops, against to_bf16 bit for bit.
+void expect_narrow_matches_scalar(const std::vector<uint32_t>& bits, const char* what) {
+  VecF f(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) f[i] = std::bit_cast<float>(bits[i]);
+  std::vector<cpu::bf16> got(f.size());
+  cpu::narrow(got.data(), f.data(), long(f.size()));
+  size_t bad = 0;
+  for (size_t i = 0; i < f.size(); ++i)
+    if (got[i].bits != cpu::to_bf16(f[i]).bits && bad++ < 5)
+      ADD_FAILURE() << what << ": 0x" << std::hex << bits[i] << " -> 0x" << got[i].bits
+                    << ", to_bf16 gives 0x" << cpu::to_bf16(f[i]).bits;
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+}  // namespace
+
+TEST(CpuBf16Convert, EdgeCasesMatchScalarRounding) {
+  // Runs on every CPU: the AVX512-BF16 path where the build targets it, the portable one otherwise.
+  const std::vector<uint32_t> edge = {
+      0x3f808000u,               // 1 + 2^-8: a tie, to the even 1
+      0x3f818000u,               // 1 + 3 * 2^-8: a tie, to the even 1 + 2^-6
+      0xbf808000u, 0xbf818000u,  // negative ties
+      0x3f808001u, 0x3f807fffu,  // just above / below a tie
+      0x7f7fffffu,               // max finite: rounds up to +inf
+      0x7f7f7fffu,               // the largest that rounds to the max finite bf16
+      0x7f800000u, 0xff800000u,  // +-inf
+      0x7fc00000u, 0xffc00000u,  // quiet NaNs
+      0x7f800001u, 0x7f80ffffu,  // signalling NaNs whose payload sits in the dropped bits
+      0x7fbfffffu, 0xffffffffu,  // NaNs with full payloads
+      0x00000000u, 0x80000000u,  // +-0
+      0x00000001u, 0x80000001u,  // the smallest denormals: round to +-0
+      0x00008000u, 0x00018000u,  // denormal ties
+      0x0000c000u, 0x000f1234u,  // denormals that round to bf16 denormals
+      0x007fffffu, 0x807fffffu,  // the largest denormals: round up to +-FLT_MIN
+      0x00800000u, 0x00800001u,  // FLT_MIN and its neighbour
+  };
+  for (uint32_t b : edge)
+    EXPECT_EQ(narrow_bits(std::bit_cast<float>(b)), cpu::to_bf16(std::bit_cast<float>(b)).bits)
+        << std::hex << "0x" << b;
+  // Known values: the ties, +inf from max finite, a NaN stays a NaN, -0 keeps its sign, a
+  // denormal is not flushed (vcvtneps2bf16 alone would give 0).
+  EXPECT_EQ(narrow_bits(std::bit_cast<float>(0x3f808000u)), 0x3f80);
+  EXPECT_EQ(narrow_bits(std::bit_cast<float>(0x3f818000u)), 0x3f82);
+  EXPECT_EQ(narrow_bits(std::bit_cast<float>(0x7f7fffffu)), 0x7f80);
+  EXPECT_EQ(narrow_bits(std::bit_cast<float>(0x7f800001u)), 0x7fc0);
+  EXPECT_EQ(narrow_bits(-0.f), 0x8000);
+  EXPECT_EQ(narrow_bits(std::bit_cast<float>(0x000f1234u)), 0x000f);
+  // Every edge case in every lane of a 32-lane block and of each tail length.
+  for (size_t n = 1; n <= 70; ++n) {
+    std::vector<uint32_t> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = edge[(i * 7 + n) % edge.size()];
+    expect_narrow_matches_scalar(v, "edge block");
+  }
+  // One denormal among normal values: its block is redone, the others keep the vector result.
+  std::vector<uint32_t> one(64, 0x3f818000u);
+  one[37] = 0x000f1234u;
+  expect_narrow_matches_scalar(one, "one denormal");
+}
+
+TEST(CpuBf16Convert, RandomBitsMatchScalarRounding) {
+  std::mt19937 rng(42);
+  std::vector<uint32_t> bits(1000003);  // not a multiple of 16 or 32: the tails too
+  for (auto& b : bits) b = rng();       // every class: normals, denormals, NaNs, infinities
+  expect_narrow_matches_scalar(bits, "random bits");
+  std::normal_distribution<float> nd;  // and activation-like values
+  for (auto& b : bits) b = std::bit_cast<uint32_t>(nd(rng));
+  expect_narrow_matches_scalar(bits, "random normal");
+}
+
+TEST(CpuBf16Convert, WidenIsExactForEveryBf16) {
+  std::vector<cpu::bf16> h(65536 + 5);
+  for (size_t i = 0; i < h.size(); ++i) h[i].bits = uint16_t(i);
+  VecF f(h.size());
+  cpu::widen(f.data(), h.data(), long(h.size()));
+  for (size_t i = 0; i < h.size(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(f[i]), uint32_t(h[i].bits) << 16) << i;
+  // load16/store16 round trip of any lane count: bf16 -> fp32 -> bf16 is the identity (NaNs too:
+  // a quiet NaN's bits survive to_bf16's quieting).
+  for (long m = 1; m <= 16; ++m) {
+    std::vector<cpu::bf16> src(16), dst(16, cpu::bf16{0x1234});
+    for (long j = 0; j < 16; ++j) src[size_t(j)].bits = uint16_t(0x3f80 + 977 * j + m);
+    cpu::store16(dst.data(), cpu::load16(src.data(), m), m);
+    for (long j = 0; j < 16; ++j)
+      EXPECT_EQ(dst[size_t(j)].bits, j < m ? src[size_t(j)].bits : 0x1234) << m << " " << j;
+  }
+}
+
+// The element-wise kernels share one template between the modes and compute in fp32, so on
+// bf16-representable inputs the bf16 mode's outputs are the fp32 mode's outputs rounded to bf16,
+// bit for bit (the block and 16-lane restructuring changed no arithmetic). Odd sizes exercise the
+// tails.
+TEST(CpuBf16, ElementwiseKernelsAreFp32RoundedBitForBit) {
+  REQUIRE_CPU_BF16();
+  Fixture fx;
+  auto bits = [](const VecF& v) {
+    std::vector<uint16_t> b(v.size());
+    for (size_t i = 0; i < v.size(); ++i) b[i] = float_to_bf16(v[i]);
+    return b;
+  };
+  auto expect_rounded = [&](const char* what, const Bf16& got, const VecF& ref) {
+    ASSERT_EQ(got.h.size(), ref.size());
+    const std::vector<uint16_t> want = bits(ref);
+    size_t bad = 0;
+    for (size_t i = 0; i < ref.size(); ++i)
+      if (got.h[i] != want[i] && !(std::isnan(ref[i]) && std::isnan(bf16_to_float(got.h[i]))) &&
+          bad++ < 3)
+        ADD_FAILURE() << what << "[" << i << "]: 0x" << std::hex << got.h[i] << " vs 0x" << want[i];
+    EXPECT_EQ(bad, 0u) << what;
+  };
+  const size_t n = 3 * 1024 + 21;
+  const VecF x = round_bf16(randv(n, 31, -5.f, 5.f)), dy = round_bf16(randv(n, 32));
+  Bf16 bx(x), bdy(dy);
+  {
+    // The activation maps read bf16 inputs' results from tables (activations.cpp): every one of
+    // the 65536 bf16 values (NaNs and infinities too; a NaN result need only stay a NaN).
+    const size_t n = 65536 + 21;
+    VecF x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = bf16_to_float(uint16_t(i));
+    const VecF dy = round_bf16(randv(n, 32));
+    Bf16 bx(x), bdy(dy);
+    VecF ref(n);
+    Bf16 out(VecF(n, 0.f));
+    fx.f32->gelu_fwd(x.data(), ref.data(), n);
+    fx.bf->gelu_fwd(bx.p(), out.p(), n);
+    expect_rounded("gelu_fwd", out, ref);
+    fx.f32->gelu_bwd(dy.data(), x.data(), ref.data(), n);
+    fx.bf->gelu_bwd(bdy.p(), bx.p(), out.p(), n);
+    expect_rounded("gelu_bwd", out, ref);
+    fx.f32->gelu_tanh_fwd(x.data(), ref.data(), n);
+    fx.bf->gelu_tanh_fwd(bx.p(), out.p(), n);
+    expect_rounded("gelu_tanh_fwd", out, ref);
+    fx.f32->gelu_tanh_bwd(dy.data(), x.data(), ref.data(), n);
+    fx.bf->gelu_tanh_bwd(bdy.p(), bx.p(), out.p(), n);
+    expect_rounded("gelu_tanh_bwd", out, ref);
+    fx.f32->silu_fwd(x.data(), ref.data(), n);
+    fx.bf->silu_fwd(bx.p(), out.p(), n);
+    expect_rounded("silu_fwd", out, ref);
+    fx.f32->silu_bwd(dy.data(), x.data(), ref.data(), n);
+    fx.bf->silu_bwd(bdy.p(), bx.p(), out.p(), n);
+    expect_rounded("silu_bwd", out, ref);
+  }
+  {
+    VecF y = dy;  // axpy_act: y += a x, in place
+    Bf16 by(dy);
+    fx.f32->axpy_act(y.data(), x.data(), 0.75f, n);
+    fx.bf->axpy_act(by.p(), bx.p(), 0.75f, n);
+    expect_rounded("axpy_act", by, y);
+  }
+  for (const int D : {77, 512}) {  // LayerNorm and add_bias rows, with and without a tail
+    const int M = int(n) / D;
+    const size_t md = size_t(M) * D;
+    const VecF xs(x.begin(), x.begin() + long(md)), gs(dy.begin(), dy.begin() + long(md));
+    const VecF w = round_bf16(randv(size_t(D), 33)), b = round_bf16(randv(size_t(D), 34));
+    Bf16 bxs(xs), bgs(gs), bb(b);
+    VecF y(md), mu(static_cast<size_t>(M)), rs(static_cast<size_t>(M));
+    VecF mu2(static_cast<size_t>(M)), rs2(static_cast<size_t>(M));
+    Bf16 out(VecF(md, 0.f));
+    fx.f32->layernorm_fwd(xs.data(), w.data(), b.data(), y.data(), mu.data(), rs.data(), M, D,
+                          1e-6f);
+    fx.bf->layernorm_fwd(bxs.p(), w.data(), b.data(), out.p(), mu2.data(), rs2.data(), M, D, 1e-6f);
+    expect_rounded("layernorm_fwd", out, y);
+    EXPECT_EQ(mu, mu2);
+    EXPECT_EQ(rs, rs2);
+    // dx accumulates (+=) into bf16-representable values; dw, db are fp32 and identical.
+    VecF dx = round_bf16(randv(md, 35)), dw(size_t(D), 0.f), db(size_t(D), 0.f);
+    VecF dw2 = dw, db2 = db;
+    Bf16 bdx(dx);
+    fx.f32->layernorm_bwd(gs.data(), xs.data(), w.data(), mu.data(), rs.data(), dx.data(),
+                          dw.data(), db.data(), M, D);
+    fx.bf->layernorm_bwd(bgs.p(), bxs.p(), w.data(), mu.data(), rs.data(), bdx.p(), dw2.data(),
+                         db2.data(), M, D);
+    expect_rounded("layernorm_bwd dx", bdx, dx);
+    EXPECT_EQ(dw, dw2);
+    EXPECT_EQ(db, db2);
+    VecF yb = xs;  // add_bias in place
+    Bf16 byb(xs);
+    fx.f32->add_bias(yb.data(), b.data(), M, D);
+    fx.bf->add_bias(byb.p(), bb.p(), M, D);
+    expect_rounded("add_bias", byb, yb);
+  }
+  // adaLN forward, odd feature count.
+  const int B = 3, N = 11, D = 45, ldm = 6 * D;
+  const size_t nt = size_t(B) * N * D;
+  const VecF xa(x.begin(), x.begin() + long(nt)), ya(dy.begin(), dy.begin() + long(nt));
+  const VecF mod = round_bf16(randv(size_t(B) * ldm, 36));
+  Bf16 bxa(xa), bya(ya), bm(mod);
+  VecF ref(nt);
+  Bf16 out(VecF(nt, 0.f));
+  for (const bool with_shift : {true, false}) {
+    fx.f32->modulate_fwd(xa.data(), with_shift ? mod.data() : nullptr, mod.data() + D, ldm,
+                         ref.data(), B, N, D);
+    fx.bf->modulate_fwd(bxa.p(), with_shift ? bm.p() : nullptr, fx.bf->act_at(bm.p(), D), ldm,
+                        out.p(), B, N, D);
+    expect_rounded(with_shift ? "modulate_fwd" : "modulate_fwd (no shift)", out, ref);
+  }
+  fx.f32->gate_fwd(xa.data(), ya.data(), mod.data() + 2 * D, ldm, ref.data(), B, N, D);
+  fx.bf->gate_fwd(bxa.p(), bya.p(), fx.bf->act_at(bm.p(), 2 * D), ldm, out.p(), B, N, D);
+  expect_rounded("gate_fwd", out, ref);
 }

@@ -3,6 +3,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -88,9 +89,12 @@ void CpuBackend::axpy_act(float* y, const float* x, float a, size_t n) {
   if (!bf16_) return axpy(y, x, a, n);
   cpu::bf16* ys = cpu::as<cpu::bf16>(y);
   const cpu::bf16* xs = cpu::as<cpu::bf16>(x);
-  const long ln = static_cast<long>(n);
-#pragma omp parallel for simd if (n >= kParallelMin) schedule(static)
-  for (long i = 0; i < ln; ++i) ys[i] = cpu::to_bf16(cpu::ld(ys[i]) + a * cpu::ld(xs[i]));
+  const long ln = static_cast<long>(n), nv = (ln + 15) / 16;
+#pragma omp parallel for if (n >= kParallelMin) schedule(static)
+  for (long v = 0; v < nv; ++v) {
+    const long i = 16 * v, m = std::min(16L, ln - i);
+    cpu::store16(ys + i, cpu::load16(ys + i, m) + a * cpu::load16(xs + i, m), m);
+  }
 }
 
 namespace {

@@ -240,11 +240,18 @@ namespace {
 
 template <class T>
 void add_bias_t(T* y, const T* b, int M, int N) {
-#pragma omp parallel for schedule(static) if (static_cast <long>(M) * N >= 32768)
-  for (int m = 0; m < M; ++m) {
-    T* row = y + static_cast<size_t>(m) * N;
-#pragma omp simd
-    for (int n = 0; n < N; ++n) row[n] = cpu::st<T>(cpu::ld(row[n]) + cpu::ld(b[n]));
+  // 16 lanes at a time, converted in registers (act.hpp); the bias widened once per thread.
+#pragma omp parallel if (static_cast <long>(M) * N >= 32768)
+  {
+    std::vector<float> bb = cpu::f32_scratch<T>(size_t(N));
+    const float* bf = cpu::load_f32(b, N, bb.data());
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      T* row = y + static_cast<size_t>(m) * N;
+      cpu::for_each16(N, [=](long i, long k) {
+        cpu::store16(row + i, cpu::load16(row + i, k) + cpu::load16(bf + i, k), k);
+      });
+    }
   }
 }
 

@@ -12,33 +12,38 @@ namespace uvit {
 
 namespace {
 using cpu::as;
-using cpu::ld;
-using cpu::st;
 
+// The forward widens rows to fp32 (act.hpp: load_f32), so its loops run on fp32 arrays in both
+// modes and compute what per-element ld()/st<T>() did, bit for bit.
 template <class T>
-
 void layernorm_fwd_t(const T* x, const float* w, const float* b, T* y, float* mean, float* rstd,
                      int M, int D, float eps) {
-#pragma omp parallel for schedule(static) if (static_cast <long>(M) * D >= 16384)
-  for (int m = 0; m < M; ++m) {
-    const T* xr = x + static_cast<size_t>(m) * D;
-    T* yr = y + static_cast<size_t>(m) * D;
-    double s = 0;
+#pragma omp parallel if (static_cast <long>(M) * D >= 16384)
+  {
+    std::vector<float> xb = cpu::f32_scratch<T>(D), yb = cpu::f32_scratch<T>(D);
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      const float* xr = cpu::load_f32(x + static_cast<size_t>(m) * D, D, xb.data());
+      T* yrow = y + static_cast<size_t>(m) * D;
+      float* yr = cpu::out_f32(yrow, yb.data());
+      double s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int d = 0; d < D; ++d) s += ld(xr[d]);
-    const double mu = s / D;
-    double v = 0;  // two passes: no cancellation from E[x^2] - E[x]^2
+      for (int d = 0; d < D; ++d) s += xr[d];
+      const double mu = s / D;
+      double v = 0;  // two passes: no cancellation from E[x^2] - E[x]^2
 #pragma omp simd reduction(+ : v)
-    for (int d = 0; d < D; ++d) {
-      const double c = ld(xr[d]) - mu;
-      v += c * c;
-    }
-    const double rs = 1.0 / std::sqrt(v / D + static_cast<double>(eps));
-    const float muf = static_cast<float>(mu), rsf = static_cast<float>(rs);
+      for (int d = 0; d < D; ++d) {
+        const double c = xr[d] - mu;
+        v += c * c;
+      }
+      const double rs = 1.0 / std::sqrt(v / D + static_cast<double>(eps));
+      const float muf = static_cast<float>(mu), rsf = static_cast<float>(rs);
 #pragma omp simd
-    for (int d = 0; d < D; ++d) yr[d] = st<T>((ld(xr[d]) - muf) * rsf * w[d] + b[d]);
-    if (mean) mean[m] = muf;
-    if (rstd) rstd[m] = rsf;
+      for (int d = 0; d < D; ++d) yr[d] = (xr[d] - muf) * rsf * w[d] + b[d];
+      cpu::store_f32(yrow, yr, D);
+      if (mean) mean[m] = muf;
+      if (rstd) rstd[m] = rsf;
+    }
   }
 }
 
@@ -47,6 +52,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
                      T* dx, float* dw, float* db, int M, int D) {
   // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w; dw, db are reduced per
   // thread into private buffers and summed in thread order (deterministic for a fixed team).
+  // Per-element ld()/st<T>() here: fp32 row copies as in the forward measured 8% slower in bf16
+  // (the double-precision sums dominate; docs/benchmarks.md).
   const bool par = static_cast<long>(M) * D >= 16384;
   const int nt = par ? omp_get_max_threads() : 1;
   std::vector<double> part(static_cast<size_t>(nt) * 2 * D, 0.0);
@@ -64,9 +71,9 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
       double sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
       for (int d = 0; d < D; ++d) {
-        const float xhat = (ld(xr[d]) - mu) * rs;
+        const float xhat = (cpu::ld(xr[d]) - mu) * rs;
         xh[d] = xhat;
-        const float gd = ld(gr[d]);
+        const float gd = cpu::ld(gr[d]);
         const float g = gd * w[d];
         gw[d] = g;
         sg += g;
@@ -78,7 +85,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
 #pragma omp simd
       // The stored product: recomputing gr * w here lets -march=native contract it with - mg into
       // an FMA, whose unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
-      for (int d = 0; d < D; ++d) dxr[d] = st<T>(ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
+      for (int d = 0; d < D; ++d)
+        dxr[d] = cpu::st<T>(cpu::ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
     }
   }
   for (int t = 0; t < nt; ++t) {

@@ -1,0 +1,198 @@
+// CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
+// at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
+// kernels at DiT/U-ViT shapes with 256 patches). Thread CPU time, best of --reps runs, so other
+// processes on a shared machine barely change it (docs/benchmarks.md, "bf16 on the CPU").
+//   elem_bench [--reps N] [--filter SUBSTRING]
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "uvit/backend.hpp"
+
+namespace {
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Act buffers sized in floats (big enough for either mode), filled through to_act.
+struct Buffers {
+  explicit Buffers(uvit::Backend& b) : be(b) {}
+  uvit::Backend& be;
+  std::vector<std::vector<float>> store;
+  std::mt19937 rng{7};
+  float* act(size_t n) {
+    std::vector<float> host(n);
+    std::normal_distribution<float> nd;
+    for (auto& v : host) v = nd(rng);
+    float* p = alloc(n);
+    be.to_act(host.data(), p, n);
+    return p;
+  }
+  float* f32(size_t n, float v = 0.5f) {
+    float* p = alloc(n);
+    std::fill(p, p + n, v);
+    return p;
+  }
+  // Each buffer at its own offset modulo 4 KiB (a multiple of 64 bytes), so that no two streams
+  // of a kernel alias in the L1 (4K aliasing): otherwise timings depend on where the heap happened
+  // to put them (seen as a 40 % swing of unchanged kernels between runs).
+  float* alloc(size_t n) {
+    store.emplace_back(n + 2048);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(store.back().data());
+    const uintptr_t page = (a + 4095) & ~uintptr_t(4095);
+    return reinterpret_cast<float*>(page + (store.size() * 576) % 4096);
+  }
+};
+
+// Best times of f and g over reps runs each, alternating, so that both see the same machine load.
+std::pair<double, double> best_of(int reps, const std::function<void()>& f,
+                                  const std::function<void()>& g) {
+  f();  // warm: page faults, caches
+  g();
+  double bf = 1e30, bg = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    double t0 = thread_cpu_seconds();
+    f();
+    bf = std::min(bf, thread_cpu_seconds() - t0);
+    t0 = thread_cpu_seconds();
+    g();
+    bg = std::min(bg, thread_cpu_seconds() - t0);
+  }
+  return {bf, bg};
+}
+
+using Op = std::function<std::function<void()>(uvit::Backend&, Buffers&)>;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 15;
+  std::string filter;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc)
+      filter = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: elem_bench [--reps N] [--filter SUBSTRING]\n");
+      return 2;
+    }
+  }
+  omp_set_num_threads(1);
+  const int B = 8, L = 256, E = 1, Tn = E + L, M = B * Tn, D = 512, H = 2048;
+  const size_t MD = size_t(M) * D, MH = size_t(M) * H;
+  const std::vector<std::pair<std::string, Op>> ops = {
+      {"layernorm_fwd  M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *y = b.act(MD), *w = b.f32(D, 1.1f), *bb = b.f32(D, 0.1f);
+         float *mu = b.f32(M), *rs = b.f32(M);
+         return [=, &be] { be.layernorm_fwd(x, w, bb, y, mu, rs, M, D, 1e-6f); };
+       }},
+      {"layernorm_bwd  M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *y = b.act(MD), *w = b.f32(D, 1.1f), *bb = b.f32(D, 0.1f);
+         float *mu = b.f32(M), *rs = b.f32(M), *dy = b.act(MD), *dx = b.act(MD);
+         float *dw = b.f32(D), *db = b.f32(D);
+         be.layernorm_fwd(x, w, bb, y, mu, rs, M, D, 1e-6f);
+         return [=, &be] { be.layernorm_bwd(dy, x, w, mu, rs, dx, dw, db, M, D); };
+       }},
+      {"gelu_fwd       M x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MH), *y = b.act(MH);
+         return [=, &be] { be.gelu_fwd(x, y, MH); };
+       }},
+      {"gelu_bwd       M x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MH), *dy = b.act(MH), *dx = b.act(MH);
+         return [=, &be] { be.gelu_bwd(dy, x, dx, MH); };
+       }},
+      {"gelu_tanh_fwd  M x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MH), *y = b.act(MH);
+         return [=, &be] { be.gelu_tanh_fwd(x, y, MH); };
+       }},
+      {"add_bias       M x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *y = b.act(MH), *bias = b.act(H);
+         return [=, &be] { be.add_bias(y, bias, M, H); };
+       }},
+      {"bias_grad      M x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *dy = b.act(MH), *db = b.f32(H);
+         return [=, &be] { be.bias_grad(dy, db, M, H); };
+       }},
+      {"axpy_act       M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *y = b.act(MD), *x = b.act(MD);
+         return [=, &be] { be.axpy_act(y, x, 1.f, MD); };
+       }},
+      {"to_act         M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.f32(MD), *y = b.act(MD);
+         return [=, &be] { be.to_act(x, y, MD); };
+       }},
+      {"from_act       M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *y = b.f32(MD);
+         return [=, &be] { be.from_act(x, y, MD); };
+       }},
+      {"modulate_fwd   M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *y = b.act(MD), *m = b.act(size_t(B) * 6 * D);
+         return [=, &be] { be.modulate_fwd(x, m, m + D, 6 * D, y, B, Tn, D); };
+       }},
+      {"modulate_bwd   M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *dy = b.act(MD), *dx = b.act(MD), *m = b.act(size_t(B) * 6 * D);
+         float* dm = b.act(size_t(B) * 6 * D);
+         return [=, &be] { be.modulate_bwd(dy, x, m + D, 6 * D, dx, dm, dm + D, B, Tn, D); };
+       }},
+      {"gate_fwd       M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *y = b.act(MD), *o = b.act(MD), *m = b.act(size_t(B) * 6 * D);
+         return [=, &be] { be.gate_fwd(x, y, m + 2 * D, 6 * D, o, B, Tn, D); };
+       }},
+      {"gate_bwd       M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *g = b.act(MD), *y = b.act(MD), *dy = b.act(MD), *m = b.act(size_t(B) * 6 * D);
+         float* dm = b.act(size_t(B) * 6 * D);
+         return [=, &be] { be.gate_bwd(g, y, m + 2 * D, 6 * D, dy, dm + 2 * D, B, Tn, D); };
+       }},
+      {"tokens_fwd     M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *ex = b.act(size_t(B) * E * D), *p = b.act(size_t(B) * L * D), *pos = b.f32(Tn * D);
+         float* seq = b.act(MD);
+         return [=, &be] { be.tokens_fwd(ex, p, pos, seq, B, E, L, D); };
+       }},
+      {"tokens_bwd     M x 512",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *dex = b.act(size_t(B) * E * D), *dp = b.act(size_t(B) * L * D);
+         float *dpos = b.f32(Tn * D), *dseq = b.act(MD);
+         return [=, &be] { be.tokens_bwd(dseq, dex, dp, dpos, B, E, L, D); };
+       }},
+  };
+  auto f32 = uvit::make_cpu_backend();
+  auto bf = uvit::make_backend("cpu", "bf16");
+  std::printf("%-24s %10s %10s %8s   (ms CPU, one thread, best of %d)\n", "op", "fp32", "bf16",
+              "bf16 x", reps);
+  for (const auto& [name, op] : ops) {
+    if (!filter.empty() && name.find(filter) == std::string::npos) continue;
+    Buffers b32(*f32), b16(*bf);
+    const auto [t32, t16] = best_of(reps, op(*f32, b32), op(*bf, b16));
+    std::printf("%-24s %10.3f %10.3f %8.2f\n", name.c_str(), 1e3 * t32, 1e3 * t16, t32 / t16);
+  }
+  return 0;
+}
