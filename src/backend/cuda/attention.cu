@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -312,10 +313,14 @@ class AttentionImpl final : public AttentionContext {
   }
 
   // UVIT_ATTENTION=cudnn: cuDNN's SDPA in bf16; otherwise (fp32, or a build without cuDNN) the
-  // default path, said once.
+  // default path, said once per process (the CLI makes fp32 backends for the encoders too).
   void use_cudnn() {
     if (!bf16_) {
-      std::fprintf(stderr, "uvit cuda: UVIT_ATTENTION=cudnn needs bf16 precision; using ours\n");
+      static std::atomic<bool> said{false};
+      if (!said.exchange(true))
+        std::fprintf(stderr,
+                     "uvit cuda: UVIT_ATTENTION=cudnn needs bf16 precision; fp32 attention runs "
+                     "ours\n");
       return;
     }
     cudnn_ = make_cudnn_attention(stream_);
@@ -382,7 +387,7 @@ class AttentionImpl final : public AttentionContext {
   cudaDataType act_;
   size_t e_;
   bool fused_ = true;
-  bool flash_ = true;  // takes precedence over fused_
+  bool flash_ = true;                      // takes precedence over fused_
   std::unique_ptr<CudnnAttention> cudnn_;  // UVIT_ATTENTION=cudnn; precedes flash_
   cublasHandle_t blas_ = nullptr;
   void* scratch_ = nullptr;

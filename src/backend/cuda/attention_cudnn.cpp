@@ -172,11 +172,15 @@ class DnnAttention final : public CudnnAttention {
     const size_t e = 2, D = size_t(H) * Dh;
     auto* q = const_cast<char*>(static_cast<const char*>(qkv));
     auto* dq = static_cast<char*>(dqkv);
-    std::unordered_map<int64_t, void*> pack{
-        {kQ, q},           {kK, q + D * e},   {kV, q + 2 * D * e},
-        {kdQ, dq},         {kdK, dq + D * e}, {kdV, dq + 2 * D * e},
-        {kdO, const_cast<void*>(dout)},       {kO, const_cast<void*>(out)},
-        {kStats, const_cast<float*>(lse)}};
+    std::unordered_map<int64_t, void*> pack{{kQ, q},
+                                            {kK, q + D * e},
+                                            {kV, q + 2 * D * e},
+                                            {kdQ, dq},
+                                            {kdK, dq + D * e},
+                                            {kdV, dq + 2 * D * e},
+                                            {kdO, const_cast<void*>(dout)},
+                                            {kO, const_cast<void*>(out)},
+                                            {kStats, const_cast<float*>(lse)}};
     return run(Kind::kBackward, B, N, H, Dh, scale, pack);
   }
 
