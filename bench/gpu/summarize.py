@@ -261,29 +261,17 @@ def vae_rows(anchors):
             for r in anchors if r.get("what") == "vae_anchor"]
 
 
-def cudnn_rows(ours_for, keys):
-    """UVIT_ATTENTION=cudnn's A/B: each case with our attention kernels and with cuDNN's SDPA."""
+def ab_rows(ours_for, keys, switch, off_name, on_name):
+    """An A/B of one switch (ours_for's keyword: autotune, cudnn): each case measured both ways in
+    the same run; off_name / on_name name the two img/s columns."""
     rows = []
     for cfg, mode, ckpt in keys:
-        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, cudnn=True)
+        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, **{switch: True})
         if on is None:
             continue
         a, b = first((off or {}).get("result") or {}, RATE_KEYS), first(on.get("result") or {}, RATE_KEYS)
-        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, "ours_img_s": a,
-                     "cudnn_img_s": b, "gain": ratio(b, a), "error": on.get("error")})
-    return rows
-
-
-def autotune_rows(ours, ours_for, keys):
-    """UVIT_CUBLASLT_AUTOTUNE's A/B: each case measured both ways in the same run."""
-    rows = []
-    for cfg, mode, ckpt in keys:
-        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, autotune=True)
-        if on is None:
-            continue
-        a, b = first((off or {}).get("result") or {}, RATE_KEYS), first(on.get("result") or {}, RATE_KEYS)
-        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, "heuristic_img_s": a,
-                     "autotuned_img_s": b, "gain": ratio(b, a), "error": on.get("error")})
+        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, off_name: a, on_name: b,
+                     "gain": ratio(b, a), "error": on.get("error")})
     return rows
 
 
@@ -372,7 +360,8 @@ def print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks, sdpa=()):
             p(f"| {r['config']} | {r['mode']} | {fmt(r['ours_img_s'])} | "
               f"{fmt(r['cudnn_img_s']) if not r.get('error') else 'error: ' + r['error'][:80]} "
               f"| {fmt(None if r['gain'] is None else 100 * (r['gain'] - 1), '+.1f', '%')} |")
-        p("(docs/gpu.md, \"cuDNN attention\": a gain on every row makes cuDNN the default)")
+        p("(docs/gpu.md, \"cuDNN attention\": cuDNN becomes the bf16 default if it wins here and in the "
+          "attention table's kernel rows)")
     if tuning:
         p("\n### GEMM autotuning (UVIT_CUBLASLT_AUTOTUNE=1) against the heuristic's choice, same run\n")
         p("| config | mode | heuristic img/s | autotuned img/s | gain |\n|---|---|---|---|---|")
@@ -536,8 +525,9 @@ def cmd_table(a):
     anchors_path = a.anchors or a.encoders
     enc = encoder_rows(anchors_path) if anchors_path and os.path.isfile(anchors_path) else []
     anchors = read_jsonl(anchors_path)
-    tuning = autotune_rows(ours, ours_for, keys)
-    sdpa = cudnn_rows(ours_for, keys)
+    # UVIT_CUBLASLT_AUTOTUNE=1 and UVIT_ATTENTION=cudnn against the default, case by case.
+    tuning = ab_rows(ours_for, keys, "autotune", "heuristic_img_s", "autotuned_img_s")
+    sdpa = ab_rows(ours_for, keys, "cudnn", "ours_img_s", "cudnn_img_s")
     att = attention_rows(anchors, parse_our_attention(a.gtest_log))
     vae = vae_rows(anchors)
     gemms = [r for r in anchors if r.get("what") == "gemm"]

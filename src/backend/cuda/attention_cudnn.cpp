@@ -8,19 +8,20 @@
 // (CMakeLists.txt).
 #include "backend/cuda/attention_cudnn.hpp"
 
+#include <cstdio>
+
 #ifdef UVIT_HAVE_CUDNN_SDPA
 #include <cudnn_frontend.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <map>
-#include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 
 #include "backend/cuda/cuda_common.hpp"
+#include "backend/cuda/cudnn_handle.hpp"
 #include "uvit/error.hpp"
 #endif
 
@@ -235,14 +236,8 @@ class DnnAttention final : public CudnnAttention {
 }  // namespace
 
 std::unique_ptr<CudnnAttention> make_cudnn_attention(cudaStream_t stream) {
-  cudnnHandle_t h = nullptr;
-  cudnnStatus_t s = cudnnCreate(&h);
-  if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(h, stream);
-  if (s != CUDNN_STATUS_SUCCESS) {
-    if (h) cudnnDestroy(h);
-    std::fprintf(stderr, "uvit cuda: cuDNN unavailable (%s)\n", cudnnGetErrorString(s));
-    return nullptr;
-  }
+  cudnnHandle_t h = create_cudnn_handle(stream, "UVIT_ATTENTION=cudnn runs our attention kernels");
+  if (!h) return nullptr;
   try {
     return std::make_unique<DnnAttention>(h);
   } catch (...) {
@@ -253,7 +248,12 @@ std::unique_ptr<CudnnAttention> make_cudnn_attention(cudaStream_t stream) {
 
 #else
 
-std::unique_ptr<CudnnAttention> make_cudnn_attention(cudaStream_t) { return nullptr; }
+std::unique_ptr<CudnnAttention> make_cudnn_attention(cudaStream_t) {
+  std::fprintf(stderr,
+               "uvit cuda: this build has no cuDNN SDPA (cuDNN or NVRTC not found); "
+               "UVIT_ATTENTION=cudnn runs our attention kernels\n");
+  return nullptr;
+}
 
 #endif
 

@@ -27,8 +27,8 @@ class CudnnAttention {
   virtual size_t workspace_bytes() const = 0;
 };
 
-// nullptr when this build has no cuDNN, or when its handle cannot be created here (then said on
-// stderr).
+// nullptr, said once on stderr, when this build has no cuDNN SDPA or cuDNN cannot be initialised
+// here.
 std::unique_ptr<CudnnAttention> make_cudnn_attention(cudaStream_t stream);
 
 }  // namespace uvit::cuda
