@@ -56,7 +56,7 @@ std::string one_line(std::string s) {
   return s;
 }
 
-// Grow-only device memory (freed on destruction, also when a constructor above it throws).
+// Grow-only device memory, freed with its owner (also when an exception unwinds it).
 class Workspace {
  public:
   Workspace() = default;
