@@ -30,7 +30,8 @@ class ParamTable {
   const std::vector<ParamEntry>& entries() const { return entries_; }
   size_t total() const { return total_; }
   // The [begin, end) float ranges of the trained parameters, in order (frozen ones left out).
-  std::vector<std::pair<size_t, size_t>> trained_ranges() const;
+  // Kept up to date by add(), so the optimizer reads it every step without rebuilding it.
+  const std::vector<std::pair<size_t, size_t>>& trained_ranges() const { return trained_; }
   const ParamEntry* find(const std::string& name) const;  // nullptr when absent
   const ParamEntry& at(const std::string& name) const;    // throws when absent
 
@@ -46,6 +47,7 @@ class ParamTable {
 
  private:
   std::vector<ParamEntry> entries_;
+  std::vector<std::pair<size_t, size_t>> trained_;  // adjacent trained entries merged
   size_t total_ = 0;
 };
 

@@ -16,19 +16,13 @@ void ParamTable::add(const std::string& name, std::vector<int64_t> shape, bool f
   e.shape = std::move(shape);
   e.offset = total_;
   total_ += e.numel;
-  entries_.push_back(std::move(e));
-}
-
-std::vector<std::pair<size_t, size_t>> ParamTable::trained_ranges() const {
-  std::vector<std::pair<size_t, size_t>> r;
-  for (const ParamEntry& e : entries_) {
-    if (e.frozen || e.numel == 0) continue;
-    if (!r.empty() && r.back().second == e.offset)
-      r.back().second += e.numel;
+  if (!e.frozen && e.numel > 0) {
+    if (!trained_.empty() && trained_.back().second == e.offset)
+      trained_.back().second += e.numel;
     else
-      r.emplace_back(e.offset, e.offset + e.numel);
+      trained_.emplace_back(e.offset, e.offset + e.numel);
   }
-  return r;
+  entries_.push_back(std::move(e));
 }
 
 const ParamEntry* ParamTable::find(const std::string& name) const {

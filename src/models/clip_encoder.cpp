@@ -7,6 +7,14 @@
 
 namespace uvit::clip {
 
+const nlohmann::json& ConfigFields::section(const nlohmann::json& j0, const char* key,
+                                            const std::string& what) {
+  UVIT_CHECK(j0.is_object(), what, ": expected a JSON object");
+  const nlohmann::json& j = j0.contains(key) ? j0[key] : j0;
+  UVIT_CHECK(j.is_object(), what, ": ", key, " is not an object");
+  return j;
+}
+
 void ConfigFields::get(const char* k, int& v) const {
   if (!j.contains(k)) return;
   UVIT_CHECK(j[k].is_number_integer(), what, ": ", k, " must be an integer");

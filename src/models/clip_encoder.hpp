@@ -20,6 +20,10 @@ namespace uvit::clip {
 // The optional fields of one section of an HF CLIP config, each type-checked with a one-line error
 // naming `what` (the file); an absent field leaves the default.
 struct ConfigFields {
+  // A CLIPConfig's tower section `key` ("text_config", "vision_config") when present, else the
+  // whole object (a tower's own config).
+  static const nlohmann::json& section(const nlohmann::json& j0, const char* key,
+                                       const std::string& what);
   const nlohmann::json& j;
   const std::string& what;
   void get(const char* k, int& v) const;

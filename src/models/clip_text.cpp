@@ -17,9 +17,7 @@ namespace uvit {
 // ---- config ------------------------------------------------------------------------------------
 
 ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j0, const std::string& what) {
-  UVIT_CHECK(j0.is_object(), what, ": expected a JSON object");
-  const nlohmann::json& j = j0.contains("text_config") ? j0["text_config"] : j0;
-  UVIT_CHECK(j.is_object(), what, ": text_config is not an object");
+  const nlohmann::json& j = clip::ConfigFields::section(j0, "text_config", what);
   ClipTextConfig c;
   const clip::ConfigFields f{j, what}, top{j0, what};
   f.get("vocab_size", c.vocab_size);

@@ -16,9 +16,7 @@ namespace uvit {
 // ---- config ------------------------------------------------------------------------------------
 
 ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j0, const std::string& what) {
-  UVIT_CHECK(j0.is_object(), what, ": expected a JSON object");
-  const nlohmann::json& j = j0.contains("vision_config") ? j0["vision_config"] : j0;
-  UVIT_CHECK(j.is_object(), what, ": vision_config is not an object");
+  const nlohmann::json& j = clip::ConfigFields::section(j0, "vision_config", what);
   ClipVisionConfig c;
   const clip::ConfigFields f{j, what}, top{j0, what};
   f.get("hidden_size", c.hidden_size);

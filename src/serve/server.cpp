@@ -139,13 +139,8 @@ class Api {
  private:
   // What every generation request boils down to.
   struct Spec {
-    int n = 1;
-    std::vector<int> classes;
-    std::vector<std::string> prompts;
-    std::string negative, sampler, label;  // label: the resolved class name / prompt
-    int steps = 0;
-    double w = -1;
-    int64_t seed = -1;
+    GenerationRequest req;  // n, classes or prompts, negative prompt, sampler, steps, w, seed
+    std::string label;      // the resolved class name / prompt
     std::vector<std::string> notes;
   };
 
@@ -170,7 +165,7 @@ class Api {
                                            : cat("; did you mean: ", near)),
                           field);
         }
-        s.classes = {c};
+        s.req.classes = {c};
         s.label = pipe_.class_name(c).empty() ? std::to_string(c) : pipe_.class_name(c);
         break;
       }
@@ -180,7 +175,7 @@ class Api {
                           "this server was started without --clip, so it cannot encode text "
                           "prompts",
                           field);
-        s.prompts = {prompt};
+        s.req.prompts = {prompt};
         s.label = prompt;
         break;
       case ModelKind::Unconditional:
@@ -191,16 +186,16 @@ class Api {
   }
 
   void apply_common(Spec& s, const json& b, const char* guidance_key) const {
-    s.steps = int(get_int(b, "steps", 0, 0, 1000));
-    s.seed = get_int(b, "seed", -1, -1, int64_t(0xffffffffffffLL));
-    s.w = get_number(b, guidance_key, -1, 0, 100);
-    if (s.w >= 0 && s.w < 1)
+    s.req.steps = int(get_int(b, "steps", 0, 0, 1000));
+    s.req.seed = get_int(b, "seed", -1, -1, int64_t(0xffffffffffffLL));
+    s.req.guidance_w = get_number(b, guidance_key, -1, 0, 100);
+    if (s.req.guidance_w >= 0 && s.req.guidance_w < 1)
       throw HttpError(422, cat(guidance_key, " must be >= 1 (1 = no guidance)"), guidance_key);
     const bool can_guide = pipe_.kind() == ModelKind::Text ||
                            (pipe_.kind() == ModelKind::Class && null_class(pipe_.config()) >= 0);
-    if (s.w > 1 && !can_guide) {
+    if (s.req.guidance_w > 1 && !can_guide) {
       s.notes.push_back(cat(guidance_key, " ignored: ", pipe_.model_name(), " has no guidance"));
-      s.w = 1;
+      s.req.guidance_w = 1;
     }
     std::string neg = get_string(b, "negative_prompt");
     if (!neg.empty() && pipe_.kind() != ModelKind::Text)
@@ -209,13 +204,13 @@ class Api {
       throw HttpError(422, "negative_prompt needs the CLIP text encoder (--clip)",
                       "negative_prompt");
     else
-      s.negative = neg;
-    if (s.seed < 0) s.seed = int64_t(random_seed());
+      s.req.negative_prompt = neg;
+    if (s.req.seed < 0) s.req.seed = int64_t(random_seed());
   }
 
   void check_sampler(Spec& s, const std::string& name, const char* field) const {
     try {
-      s.sampler = canonical_sampler(name, is_flow(pipe_.config()));
+      s.req.sampler = canonical_sampler(name, is_flow(pipe_.config()));
     } catch (const Error& e) {
       throw HttpError(422, e.what(), field);
     }
@@ -226,19 +221,6 @@ class Api {
     if ((w > 0 && w != r) || (h > 0 && h != r))
       s.notes.push_back(cat("generated at the model's native size ", r, "x", r, " (asked ",
                             w > 0 ? w : r, "x", h > 0 ? h : r, ")"));
-  }
-
-  GenerationRequest part(const Spec& s, int n, int64_t seed) const {
-    GenerationRequest r;
-    r.n = n;
-    r.classes = s.classes;
-    r.prompts = s.prompts;
-    r.negative_prompt = s.negative;
-    r.sampler = s.sampler;
-    r.steps = s.steps;
-    r.guidance_w = s.w;
-    r.seed = seed;
-    return r;
   }
 
   void txt2img(const Request& req, Response& res);
@@ -275,7 +257,12 @@ void Api::txt2img(const Request& req, Response& res) {
   const bool send_images = get_bool(b, "send_images", true);
   // A1111's seeds: image i is (seed + i, index 0), so all_seeds[i] regenerates it alone.
   std::vector<GenerationRequest> parts;
-  for (int i = 0; i < batch * iters; ++i) parts.push_back(part(s, 1, s.seed + i));
+  for (int i = 0; i < batch * iters; ++i) {
+    GenerationRequest r = s.req;
+    r.n = 1;
+    r.seed = s.req.seed + i;
+    parts.push_back(std::move(r));
+  }
   const auto job = jobs_.submit(std::move(parts), s.notes);
   jobs_.wait(job);
   if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
@@ -295,8 +282,8 @@ void Api::txt2img(const Request& req, Response& res) {
   const GenerateOptions& g = job->resolved;
   json info = {{"prompt", s.label},
                {"all_prompts", prompts},
-               {"negative_prompt", s.negative},
-               {"seed", s.seed},
+               {"negative_prompt", s.req.negative_prompt},
+               {"seed", s.req.seed},
                {"all_seeds", seeds},
                {"subseed", -1},
                {"width", pipe_.resolution()},
@@ -326,7 +313,7 @@ void Api::openai_generate(const Request& req, Response& res) {
   apply_prompt(s, get_string(b, "prompt"), "prompt");
   apply_common(s, b, "guidance_scale");
   check_sampler(s, get_string(b, "sampler"), "sampler");
-  s.n = int(get_int(b, "n", 1, 1, std::min(10, opt_.max_images)));
+  s.req.n = int(get_int(b, "n", 1, 1, std::min(10, opt_.max_images)));
   const std::string fmt = get_string(b, "response_format", "b64_json");
   if (fmt != "b64_json")
     throw HttpError(400, "response_format must be b64_json (this server returns no URLs)",
@@ -339,7 +326,7 @@ void Api::openai_generate(const Request& req, Response& res) {
   const std::string model = get_string(b, "model");
   if (!model.empty() && model != pipe_.model_name())
     s.notes.push_back("model '" + model + "' ignored: this server serves " + pipe_.model_name());
-  const auto job = jobs_.submit({part(s, s.n, s.seed)}, s.notes);
+  const auto job = jobs_.submit({s.req}, s.notes);
   jobs_.wait(job);
   if (job->status == JobStatus::Cancelled) throw HttpError(409, "the generation was cancelled");
   if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
@@ -370,14 +357,13 @@ void Api::native_submit(const Request& req, Response& res) {
   }
   apply_common(s, b, "guidance_w");
   check_sampler(s, get_string(b, "sampler"), "sampler");
-  s.n = int(get_int(b, "n", 1, 1, opt_.max_images));
-  GenerationRequest r = part(s, s.n, s.seed);
-  r.first_index = uint64_t(get_int(b, "first_index", 0, 0, int64_t(1) << 40));
-  const auto job = jobs_.submit({r}, s.notes);
+  s.req.n = int(get_int(b, "n", 1, 1, opt_.max_images));
+  s.req.first_index = uint64_t(get_int(b, "first_index", 0, 0, int64_t(1) << 40));
+  const auto job = jobs_.submit({s.req}, s.notes);
   json j = jobs_.job_json(job, false);
   j["poll_url"] = "/uvit/v1/jobs/" + job->id;
   j["events_url"] = "/uvit/v1/jobs/" + job->id + "/events";
-  j["seed"] = s.seed;
+  j["seed"] = s.req.seed;
   reply(res, 202, j);
 }
 

@@ -4,7 +4,6 @@
 # retraining, bad arguments are errors.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json"

@@ -2,7 +2,6 @@
 # Corrupt, truncated and mismatched inputs give a one-line error and exit code 1, never a crash.
 set -uo pipefail
 UVIT=$1 FX=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 c=cond_p2
 base=(--config "$FX/$c.json" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/o.npy")

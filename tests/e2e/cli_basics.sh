@@ -4,7 +4,6 @@
 # prompts that start with '-', and `bench` options checked against the mode.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 run "$UVIT" --version

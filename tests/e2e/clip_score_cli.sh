@@ -7,7 +7,6 @@
 set -uo pipefail
 UVIT=$1 FIX=${2:-}
 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 unset UVIT_INCEPTION
 VOCAB=data/clip/bpe_simple_vocab_16e6.txt.gz
@@ -53,12 +52,7 @@ want=$("$PY" "$TWIN" score --weights "$fx/clip_small.safetensors" --config "$fx/
 close "$got" "$want" && echo "ok: clip-score of an .npz with .bin weights $got = twin $want" || fail "npz clip-score $got != $want"
 
 # --- eval on a tiny pixel-space text-to-image U-ViT: CLIPScore of its samples = the twin's ------
-F=$FIX/fid
-if [ ! -f "$F/inception.pth" ]; then
-  F=$tmp/fidnet
-  "$PY" tests/reference/inception_torch.py --out "$F" --net-only >/dev/null || fail "inception twin"
-fi
-IW=$F/inception.pth
+inception_weights IW "$FIX"
 "$PY" tests/e2e/data/tiny_config.py "$tmp/t2i.json" 'nnet={"name": "uvit_t2i", "img_size": 16,
   "patch_size": 4, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0,
   "qkv_bias": false, "qk_scale": null, "mlp_time_embed": false, "clip_dim": 64, "num_clip_token": 77,

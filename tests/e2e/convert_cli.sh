@@ -5,7 +5,6 @@
 # weights says which file to give instead.
 set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 c=cond_p2
 cp "$FX/$c.pth" "$tmp/w.pth"

@@ -5,7 +5,6 @@
 # Each converts with --config and predicts the twin's output; mismatches are one-line errors.
 set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 for c in dit_p2 skipdit_p2; do
   "$PY" - "$FX/$c.json" "$FX/$c.pth" "$tmp/$c" <<'PYEOF' || fail "$c: writing the checkpoints"

@@ -8,17 +8,10 @@
 set -uo pipefail
 UVIT=$1 FIX=${2:-}
 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 unset UVIT_INCEPTION
 
-# Random-weight Inception in torchvision's layout (reuse the unit tests' fixtures when present).
-F=$FIX/fid
-if [ ! -f "$F/inception.pth" ]; then
-  F=$tmp/fidnet
-  "$PY" tests/reference/inception_torch.py --out "$F" --net-only >/dev/null || fail "twin fixtures"
-fi
-W=$F/inception.pth
+inception_weights W "$FIX"
 
 # --- two statistics files: no network; equals pytorch-fid's formula with scipy's sqrtm ---------
 cat >"$tmp/stats.py" <<'PYEOF'

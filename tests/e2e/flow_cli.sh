@@ -4,7 +4,6 @@
 # flow sampler and the flow options, and the one-line errors of bad values.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 CFG=tests/configs/flow_dit_tiny.json
 

@@ -6,16 +6,9 @@
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 TWIN=tests/reference/autoencoder_torch.py
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
-# A kl-f8 layout (4 levels) at a small width, so a 256x256 encode takes a fraction of a second.
-cat >"$tmp/ae.json" <<'EOF'
-{"ddconfig": {"double_z": true, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
-              "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
-              "dropout": 0.0},
- "embed_dim": 4, "scale_factor": 0.18215}
-EOF
+tiny_kl_f8 "$tmp/ae.json" 0.18215
 run "$PY" $TWIN save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 3
 
 # Five images of odd sizes in two synsets (sorted: n01 -> label 0, n02 -> label 1).
@@ -202,12 +195,12 @@ expect_error "multiple of 32" "$UVIT" autoencoder decode -c "$tmp/bad.json" -w "
 [ $fails -eq 0 ] && echo "latent_pipeline: all passed"
 # `uvit eval` on the latent preset: samples are decoded through the autoencoder before the FID
 # Inception (random twin weights), so the saved samples are 256x256 RGB.
-"$PY" tests/reference/inception_torch.py --out "$tmp/fidnet" --net-only >/dev/null || fail "inception weights"
+inception_weights IW
 "$PY" -c "import numpy as np; r = np.random.RandomState(0); x = r.randn(50, 2048)
 np.savez('$tmp/ref.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))" || fail "reference stats"
 run "$UVIT" --threads 2 eval --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" \
   --autoencoder "$tmp/ae.pth" --autoencoder-config "$tmp/ae.json" --n 3 --steps 2 --ref "$tmp/ref.npz" \
-  --inception "$tmp/fidnet/inception.pth" --out "$tmp/ev.npz" -q
+  --inception "$IW" --out "$tmp/ev.npz" -q
 grep -q '^FID: ' "$tmp/out" || fail "latent eval printed no FID: $(cat "$tmp/out")"
 "$PY" -c "import numpy as np; a = np.load('$tmp/ev.npz')['arr_0']
 assert a.shape == (3, 256, 256, 3) and a.dtype == np.uint8, a.shape" || fail "latent eval samples"

@@ -6,7 +6,6 @@
 # one-line error (the official load is strict).
 set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 # XL/1: the twin's state_dict names and shapes (built on the meta device: nothing allocated).

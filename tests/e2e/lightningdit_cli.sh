@@ -5,7 +5,6 @@
 # fmnist_lightningdit_tiny` drawing its class grid.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 CFG=fmnist_lightningdit_tiny
 small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2)

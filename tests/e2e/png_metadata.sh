@@ -5,7 +5,6 @@
 # `uvit info` on a PNG without them is a one-line error.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/meta_model.json" train.n_steps=2 lr_scheduler.warmup_steps=1

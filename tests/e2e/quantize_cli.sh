@@ -5,7 +5,6 @@
 # quantised weights) are one line.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=6 lr_scheduler.warmup_steps=1 sample.sample_steps=5
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" -q

@@ -5,11 +5,10 @@
 # and log.jsonl follows its documented schema.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.save_interval=4 train.log_interval=2
-same_weights() {  # same_weights A B WHAT: nnet_ema and train_state tensors byte for byte
+same_tensors() {  # same_tensors A B WHAT: nnet_ema and train_state tensors byte for byte (metadata aside)
   "$PY" - "$1" "$2" <<'PYEOF' || fail "$3: weights differ"
 import json, struct, sys
 def tensors(p):
@@ -29,7 +28,7 @@ run "$UVIT" "${cmd[@]}" --steps 8 --out "$tmp/S"
 run "$UVIT" "${cmd[@]}" --steps 4 --out "$tmp/R"
 run "$UVIT" "${cmd[@]}" --steps 8 --out "$tmp/R" --resume
 grep -q "at step 8" "$tmp/out" || fail "re-run with --resume: $(cat "$tmp/out" "$tmp/err")"
-same_weights "$tmp/S" "$tmp/R" "the same command with --resume"
+same_tensors "$tmp/S" "$tmp/R" "the same command with --resume"
 # Only values that differ from the run's own are refused.
 expect_error "--seed 6 differs from the run's seed 5" "$UVIT" train --config "$tmp/tiny.json" --batch 16 --seed 6 \
   --set optimizer.lr=0.002 --steps 9 --out "$tmp/R" --resume
@@ -45,10 +44,10 @@ grep -q "already at step 8: nothing to train" "$tmp/err" || fail "--resume lates
 cp -r "$tmp/S" "$tmp/B"
 run "$UVIT" train --out "$tmp/B" --resume "$tmp/B/ckpts/4" --steps 8 --no-grid
 grep -q "continuing from the checkpoint of step 4" "$tmp/err" || fail "rollback: $(cat "$tmp/err")"
-same_weights "$tmp/S" "$tmp/B" "--resume RUN/ckpts/4 in place"
+same_tensors "$tmp/S" "$tmp/B" "--resume RUN/ckpts/4 in place"
 # A fork: another run's snapshot (its train_state.safetensors named) continued in a new folder.
 run "$UVIT" train --out "$tmp/F" --resume "$tmp/S/ckpts/4/train_state.safetensors" --steps 8 --no-grid -q
-same_weights "$tmp/S" "$tmp/F" "--resume S/ckpts/4 --out F (a fork)"
+same_tensors "$tmp/S" "$tmp/F" "--resume S/ckpts/4 --out F (a fork)"
 cmp -s "$tmp/S/config.json" "$tmp/F/config.json" || fail "the fork's config.json differs from its run's"
 
 "$PY" - "$tmp" <<'PYEOF' || fail "log.jsonl"

@@ -3,7 +3,6 @@
 # the seed (not on mini-batching), every sampler runs, and bad requests give one-line errors.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 evals() { sed -n 's/.*(\([0-9]*\) network evaluations).*/\1/p' "$tmp/err"; }
 

@@ -5,10 +5,6 @@
 # text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
 source tests/e2e/data/lib.sh
 if ! "$UVIT" help serve >/dev/null 2>&1 || "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib (libcpp-httplib-dev)"; exit 0

@@ -10,10 +10,6 @@ CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib"; exit 0
 fi
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
 source tests/e2e/data/lib.sh
 # serve MODEL_ARGS...: starts `uvit serve` on a free port (pid in $pid, URL in $url), waits for it.
 serve() {

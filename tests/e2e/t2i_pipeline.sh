@@ -6,7 +6,6 @@
 # sampling from the same contexts given as --context/--null-context.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 VOCAB=data/clip/bpe_simple_vocab_16e6.txt.gz
 

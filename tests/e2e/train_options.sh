@@ -5,7 +5,6 @@
 # configurable, and the progress display suits a log file.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.eval_interval=1000
 cp "$tmp/tiny.json" "$tmp/other.json"

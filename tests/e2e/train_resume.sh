@@ -3,7 +3,6 @@
 # optimizer state; run-directory errors are one line; snapshots, log, loss plot and eval grids.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 # A tiny class-conditional U-ViT on the built-in Fashion-MNIST: a step takes milliseconds.

@@ -4,10 +4,6 @@
 # resumes to completion and ends bit-identical to a run that was never interrupted.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=1000000 train.log_interval=1 train.eval_interval=1000000 train.save_interval=1000000 sample.sample_steps=3
@@ -69,8 +65,6 @@ fi
 # A run trained straight to the same step holds the same bytes (nothing lost at the interrupts).
 "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/straight" --steps $final -q >/dev/null 2>"$tmp/err" ||
   { fail "straight run failed"; cat "$tmp/err"; }
-for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
-  cmp -s "$tmp/run/$f" "$tmp/straight/$f" || fail "$f differs from an uninterrupted run to step $final"
-done
+same_files "$tmp/run" "$tmp/straight" "resumed to step $final vs an uninterrupted run"
 [ $fails -eq 0 ] && echo "ok: interrupted at $first and $last, resumed to $final: identical to a straight run"
 exit $fails

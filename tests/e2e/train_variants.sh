@@ -3,7 +3,6 @@
 # --resume to 2N give bit-identical weights, EMA and optimizer state; bad values are one line.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json"
@@ -18,9 +17,7 @@ for v in skip_mode=add skip_mode=add_linear skip_mode=linear_add pos_embed=sinco
   run "$UVIT" train "${common[@]}" --out "$B" --steps $N
   run "$UVIT" train --out "$B" --resume --steps $((2 * N)) -q
   grep -q "\"${v%%=*}\": *\"${v#*=}\"" "$A/config.json" || fail "$v: not in the run's config.json"
-  for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
-    cmp -s "$A/$f" "$B/$f" || fail "$v: $f differs between the straight and the resumed run"
-  done
+  same_files "$A" "$B" "$v: straight vs resumed"
   cmp -s "$A/nnet.safetensors" "$A/nnet_ema.safetensors" && fail "$v: weights equal their EMA (no update?)"
   echo "ok: $v trains and resumes exactly"
 done

@@ -7,7 +7,6 @@
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 TWIN=tests/reference/autoencoder_torch.py
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/e2e/data/lib.sh
 fx=$tmp/fx
 run "$PY" $TWIN vavae-fixtures --out "$fx"

@@ -6,11 +6,10 @@
 # kills the ranks after odls_base_sigkill_timeout, 30 s here) also leaves a complete checkpoint.
 set -uo pipefail
 UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-job=
-cleanup() { [ -n "$job" ] && kill -9 "$job" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
 source tests/mpi/lib.bash
+job=
+cleanup() { [ -n "$job" ] && kill -9 "$job" 2>/dev/null; rm -rf "$tmp"; }  # mpirun: SIGKILL
+trap cleanup EXIT
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1 train.save_interval=2
 T=(train --config "$tmp/tiny.json" --batch 8 --no-grid -q)

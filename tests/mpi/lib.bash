@@ -5,17 +5,3 @@ mpi() {  # mpi NP ARGS...: uvit under mpirun
   local np=$1; shift
   timeout -k 10 300 "$MPIRUN" -np "$np" "$UVIT" "$@"
 }
-same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
-  local f bad=0
-  for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
-    cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs"; bad=1; }
-  done
-  [ $bad -eq 0 ] && echo "ok: $3: identical weights, EMA and optimizer state"
-}
-same_weights() {  # same_weights DIR_A DIR_B WHAT: nnet and nnet_ema byte for byte
-  local f bad=0
-  for f in nnet.safetensors nnet_ema.safetensors; do
-    cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs"; bad=1; }
-  done
-  [ $bad -eq 0 ] && echo "ok: $3: identical weights and EMA"
-}

@@ -3,16 +3,10 @@
 # shared, rank 0 writes the results, byte-identical to one process.
 set -uo pipefail
 UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/mpi/lib.bash
 unset UVIT_INCEPTION
 
-F=$FIX/fid
-if [ ! -f "$F/inception.pth" ]; then
-  F=$tmp/fidnet
-  "$PY" tests/reference/inception_torch.py --out "$F" --net-only >/dev/null || fail "twin fixtures"
-fi
-W=$F/inception.pth
+inception_weights W "$FIX"
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps=3 sample.mini_batch_size=4
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" --steps 2 --no-grid -q

@@ -4,7 +4,6 @@
 # stated tolerance of plain one-process training, and resumable on 2 ranks or on 1.
 set -uo pipefail
 UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source tests/mpi/lib.bash
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1 train.save_interval=2

@@ -153,23 +153,33 @@ def forward_with_cfg(net, x, t, y, w, t0, ch=3):
     return torch.cat([torch.cat([h, h]), rest], dim=1)
 
 
+def guided_batch(x_T, y, w, null):
+    """inference.py's batch in float64: [z; z] with labels [y; null] when w > 1, else z and y."""
+    x = torch.from_numpy(x_T).double()
+    labels = torch.from_numpy(y)
+    if w > 1:
+        x = torch.cat([x, x])
+        labels = torch.cat([labels, torch.full_like(labels, null)])
+    return x, labels
+
+
+def velocity(net, x, t, labels, w, t0, ch):
+    """The samplers' model call at time t on the whole batch: forward_with_cfg (w > 1) or the net."""
+    tt = torch.ones(x.shape[0], dtype=torch.float64) * t
+    with torch.no_grad():
+        return forward_with_cfg(net, x, tt, labels, w, t0, ch) if w > 1 else net(x, tt, labels)
+
+
 def sample_ode(net, x_T, y, method, K, shift, w, t0, null, ch=3):
     """Sampler.sample_ode(sampling_method=method, num_steps=K, timestep_shift=shift) with
     inference.py's batch [z; z], labels [y; null] (w > 1) or model.forward (w = 1); torchdiffeq's
     fixed grid: euler y += dt f(t0, y), heun2 y += dt (k1 + k2) / 2 with k2 = f(t0 + dt, y + dt k1).
     Returns the first half at t = 1."""
-    guided = w > 1
-    x = torch.from_numpy(x_T).double()
-    labels = torch.from_numpy(y)
-    if guided:
-        x = torch.cat([x, x])
-        labels = torch.cat([labels, torch.full_like(labels, null)])
+    x, labels = guided_batch(x_T, y, w, null)
     grid = official_grid(K, shift).double()
 
     def fn(t, xx):
-        tt = torch.ones(xx.shape[0], dtype=torch.float64) * t
-        with torch.no_grad():
-            return forward_with_cfg(net, xx, tt, labels, w, t0, ch) if guided else net(xx, tt, labels)
+        return velocity(net, xx, t, labels, w, t0, ch)
 
     for a, b in zip(grid[:-1], grid[1:]):
         dt = b - a
@@ -186,20 +196,11 @@ def sample_dopri5(net, x_T, y, w, t0, null, ch=4, atol=1e-6, rtol=1e-3):
     """Sampler.sample_ode(sampling_method='dopri5') with forward_with_cfg: odeint's state is the
     whole batch ([z; z] with guidance), its error norm the RMS over all of it. With guidance on all
     channels (ch = C) the two halves stay equal, so the norm equals the conditional half's."""
-    guided = w > 1
-    x = torch.from_numpy(x_T).double()
-    labels = torch.from_numpy(y)
-    if guided:
-        x = torch.cat([x, x])
-        labels = torch.cat([labels, torch.full_like(labels, null)])
+    x, labels = guided_batch(x_T, y, w, null)
     shape = x.shape
 
     def f(t, yy):
-        xx = torch.from_numpy(yy).view(shape)
-        tt = torch.ones(shape[0], dtype=torch.float64) * t
-        with torch.no_grad():
-            out = forward_with_cfg(net, xx, tt, labels, w, t0, ch) if guided else net(xx, tt, labels)
-        return out.numpy().reshape(-1)
+        return velocity(net, torch.from_numpy(yy).view(shape), t, labels, w, t0, ch).numpy().reshape(-1)
 
     y1, steps, nfe, rej = dopri5(f, x.numpy().reshape(-1), 1.0, atol, rtol)
     return y1.reshape(shape)[:x_T.shape[0]], nfe

@@ -46,6 +46,28 @@ inline void compare(const std::string& what, const std::vector<float>& got,
       << what << ": worst at [" << worst << "] got " << got[worst] << " expected " << ref[worst];
 }
 
+// Max abs error relative to max(max|ref|, floor) (1 when both are 0; floor: for parts whose
+// reference is ~0), NaN counting as worst; prints it and checks tol (the kernel-level tests).
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
+                         const std::string& what, double floor = 0) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double mx = 0, err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    mx = std::max(mx, double(std::fabs(ref[i])));
+    const double e = std::fabs(double(got[i]) - ref[i]);
+    if (!(e <= err)) {
+      err = std::isnan(e) ? INFINITY : e;
+      worst = i;
+    }
+  }
+  const double den = std::max(mx, floor);
+  const double rel = err / (den > 0 ? den : 1.0);
+  std::printf("  %-64s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
+  EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
+                      << ref[worst];
+}
+
 // Device copies of host vectors on a backend, freed when this goes out of scope.
 class DeviceBuffers {
  public:

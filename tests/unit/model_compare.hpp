@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "rel_err.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/data.hpp"
@@ -72,12 +73,7 @@ inline Config config_from(const char* json) {
 
 // max|a - b| / max|b|
 inline double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - b[i]));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return den > 0 ? num / den : num;
+  return uvit_test::rel_err(a, b);
 }
 
 struct Result {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/feature_npy.hpp"
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
@@ -21,6 +22,8 @@ using namespace uvit;
 namespace fs = std::filesystem;
 
 namespace {
+
+using uvit_test::error_of;
 
 std::vector<float> randn(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
@@ -232,12 +235,7 @@ TEST(Autoencoder, ConfigParsing) {
   EXPECT_EQ(c.downsample_factor(), 2);
   EXPECT_EQ(AutoencoderConfig{}.downsample_factor(), 8);
   auto msg = [](const std::string& j) {
-    try {
-      parse_autoencoder_config(j, "t.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { parse_autoencoder_config(j, "t.json"); });
   };
   EXPECT_NE(msg(R"({"ddconfig": {"chmult": [1]}})").find("unknown ddconfig field 'chmult'"),
             std::string::npos);
@@ -286,12 +284,7 @@ TEST(Autoencoder, StrictLoadingNamesTheKey) {
   const auto cfg = load_autoencoder_config(d / "ae_small.json");
   const NamedArrays good = load_weights(d / "ae_small.pth");
   auto err = [&](const NamedArrays& w, const AutoencoderConfig& c) {
-    try {
-      Autoencoder ae(c, w, "w.pth");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { Autoencoder ae(c, w, "w.pth"); });
   };
   NamedArrays missing = good;
   missing.erase(missing.begin() + 5);
@@ -421,12 +414,7 @@ TEST(Autoencoder, LoadsDiffusersLayouts) {
   }
   const NamedArrays good = load_weights(d / "ae_small_diffusers_new.bin");
   auto err = [&](const NamedArrays& w, const AutoencoderConfig& c) {
-    try {
-      Autoencoder ae(c, w, "vae.bin");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { Autoencoder ae(c, w, "vae.bin"); });
   };
   NamedArrays missing;
   for (const auto& [name, a] : good)

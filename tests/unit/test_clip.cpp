@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/mscoco_features.hpp"
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
@@ -59,14 +60,7 @@ void expect_seq(const std::string& prompt, const Seq& want) {
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using uvit_test::error_of;
 
 }  // namespace
 

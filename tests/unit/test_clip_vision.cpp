@@ -11,6 +11,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
@@ -53,24 +54,8 @@ Image image_of(const std::string& path) {
   return im;
 }
 
-double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double e = 0, m = 0;
-  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
-    e = std::max(e, std::abs(double(got[i]) - want[i]));
-    m = std::max(m, std::abs(double(want[i])));
-  }
-  return e / m;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using uvit_test::error_of;
+using uvit_test::rel_err;
 
 using Keys = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 

@@ -13,79 +13,21 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <vector>
 
 #include "backend/cuda/attention.hpp"
 #include "backend/cuda/attention_cudnn.hpp"
+#include "cuda_act.hpp"
+#include "gpu_compare.hpp"
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
 namespace {
 
-struct Dev {
-  void* p = nullptr;
-  explicit Dev(size_t b) { EXPECT_EQ(cudaMalloc(&p, b ? b : 1), cudaSuccess); }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-};
-
-std::vector<float> randv(size_t n, std::mt19937& g, float amp) {
-  std::uniform_real_distribution<float> u(-amp, amp);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
-
-void round_bf16(std::vector<float>& v) {
-  for (auto& x : v) x = uvit::bf16_to_float(uvit::float_to_bf16(x));
-}
-
-void upload(const Dev& d, const std::vector<float>& v, bool bf16) {
-  if (bf16) {
-    std::vector<uint16_t> h(v.size());
-    for (size_t i = 0; i < v.size(); ++i) h[i] = uvit::float_to_bf16(v[i]);
-    ASSERT_EQ(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-  } else {
-    ASSERT_EQ(cudaMemcpy(d.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  }
-}
-
-std::vector<float> download(const Dev& d, size_t n, bool bf16) {
-  std::vector<float> v(n);
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  if (bf16) {
-    std::vector<uint16_t> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < n; ++i) v[i] = uvit::bf16_to_float(h[i]);
-  } else {
-    EXPECT_EQ(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-  }
-  return v;
-}
-
-// Max abs error relative to max(max|ref|, floor) (floor: for parts whose reference is ~0).
-void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
-                  const std::string& what, double floor = 0) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double mx = 0, err = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    mx = std::max(mx, double(std::fabs(ref[i])));
-    const double e = std::fabs(double(got[i]) - ref[i]);
-    if (!(e <= err)) {
-      err = std::isnan(e) ? INFINITY : e;
-      worst = i;
-    }
-  }
-  const double den = std::max(mx, floor);
-  const double rel = err / (den > 0 ? den : 1.0);
-  std::printf("  %-64s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
-  EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
-                      << ref[worst];
-}
+using namespace uvit::test;  // Dev, upload/download, randv, round_bf16, expect_close
 
 struct Shape {
   int B, N, H, Dh;
@@ -392,6 +334,24 @@ TEST(CudaAttention, RejectsUnknownMode) {
   EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
 }
 
+namespace {
+
+// *ms = the mean time of 20 calls of run() after 3 warm-ups (cudaEvent on the default stream).
+void time_calls(const std::function<void()>& run, float* ms) {
+  for (int r = 0; r < 3; ++r) run();
+  cudaEvent_t e0, e1;
+  ASSERT_EQ(cudaEventCreate(&e0), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&e1), cudaSuccess);
+  EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
+  for (int r = 0; r < 20; ++r) run();
+  EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
+  EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(ms, e0, e1), cudaSuccess);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  *ms /= 20.f;
+}
+
 // The timed implementations: ours, then cuDNN's SDPA alone (label "cudnn") where this build has
 // it; a shape cuDNN turns down prints a line instead of a time.
 std::vector<const char*> timed_modes(std::initializer_list<const char*> ours) {
@@ -400,24 +360,17 @@ std::vector<const char*> timed_modes(std::initializer_list<const char*> ours) {
   return m;
 }
 
-// Mean milliseconds of 20 calls after 3 warm-ups (cudaEvent); negative when cuDNN turned the
-// call down.
-template <class F>
-float time_ms(uvit::cuda::AttentionContext& ctx, F&& run) {
-  for (int r = 0; r < 3; ++r) run();
-  if (auto* c = dynamic_cast<CudnnOnly*>(&ctx); c && c->declined()) return -1.f;
-  cudaEvent_t e0, e1;
-  EXPECT_EQ(cudaEventCreate(&e0), cudaSuccess);
-  EXPECT_EQ(cudaEventCreate(&e1), cudaSuccess);
-  EXPECT_EQ(cudaEventRecord(e0, 0), cudaSuccess);
-  for (int r = 0; r < 20; ++r) run();
-  EXPECT_EQ(cudaEventRecord(e1, 0), cudaSuccess);
-  EXPECT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+std::unique_ptr<uvit::cuda::AttentionContext> timed_ctx(const char* mode) {
+  if (std::string(mode) == "cudnn-only") return std::make_unique<CudnnOnly>(false);
+  return make_ctx(true, mode);
+}
+
+// time_calls of ctx's calls; -1 when cuDNN turned them down.
+float time_ctx(uvit::cuda::AttentionContext& ctx, const std::function<void()>& run) {
   float ms = 0.f;
-  EXPECT_EQ(cudaEventElapsedTime(&ms, e0, e1), cudaSuccess);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return ms / 20.f;
+  time_calls(run, &ms);
+  if (auto* c = dynamic_cast<CudnnOnly*>(&ctx); c && c->declined()) return -1.f;
+  return ms;
 }
 
 // One timing line (bench/gpu/summarize.py parses it): useful TFLOP/s = flop / time.
@@ -431,10 +384,7 @@ void print_time(const char* dir, const char* mode, const Shape& s, float ms, dou
                 label, s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
 }
 
-std::unique_ptr<uvit::cuda::AttentionContext> timed_ctx(const char* mode) {
-  if (std::string(mode) == "cudnn-only") return std::make_unique<CudnnOnly>(false);
-  return make_ctx(true, mode);
-}
+}  // namespace
 
 // Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px), U-ViT-M and
 // U-ViT-S/2 shapes, printed for the benchmark notes. FLOPs = 4 B H N^2 Dh forward, 2.5x that
@@ -460,7 +410,8 @@ TEST(CudaAttentionTiming, Shapes) {
     for (const char* mode : timed_modes({"unfused", "wmma", "flash"})) {
       auto ctx = timed_ctx(mode);
       const float ms =
-          time_ms(*ctx, [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); });
+          time_ctx(*ctx, [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); });
+      if (::testing::Test::HasFatalFailure()) return;
       print_time("fwd", mode, s, ms, flop);
     }
     // Backward (dout = qkv's first nout values, lse from the flash forward).
@@ -470,10 +421,11 @@ TEST(CudaAttentionTiming, Shapes) {
         ->forward(dq.p, dout.p, static_cast<float*>(dl.p), s.B, s.N, s.H, s.Dh, scale);
     for (const char* mode : timed_modes({"unfused", "flash"})) {
       auto ctx = timed_ctx(mode);
-      const float ms = time_ms(*ctx, [&] {
+      const float ms = time_ctx(*ctx, [&] {
         ctx->backward(ddo.p, dq.p, dout.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H,
                       s.Dh, scale);
       });
+      if (::testing::Test::HasFatalFailure()) return;
       print_time("bwd", mode, s, ms, 2.5 * flop);
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);

@@ -14,6 +14,8 @@
 
 #include "backend/algo_autotune.hpp"
 #include "backend/cuda/gemm.hpp"
+#include "cuda_act.hpp"
+#include "gpu_compare.hpp"
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
@@ -23,82 +25,7 @@ namespace {
 // Candidates each context times (0: the heuristic's choice, whatever the environment says).
 int tune_k = 0;
 
-// Device buffer of n act elements (+ slack for offset views).
-struct Dev {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit Dev(size_t b) : bytes(b) { EXPECT_EQ(cudaMalloc(&p, b ? b : 1), cudaSuccess); }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-};
-
-std::vector<float> randv(size_t n, std::mt19937& g) {
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
-
-void round_bf16(std::vector<float>& v) {
-  for (auto& x : v) x = uvit::bf16_to_float(uvit::float_to_bf16(x));
-}
-
-// Host floats -> act bytes at element offset off of a device buffer.
-void upload(const Dev& d, size_t off, const std::vector<float>& v, bool bf16) {
-  if (bf16) {
-    std::vector<uint16_t> h(v.size());
-    for (size_t i = 0; i < v.size(); ++i) h[i] = uvit::float_to_bf16(v[i]);
-    ASSERT_EQ(cudaMemcpy(static_cast<char*>(d.p) + off * 2, h.data(), h.size() * 2,
-                         cudaMemcpyHostToDevice),
-              cudaSuccess);
-  } else {
-    ASSERT_EQ(cudaMemcpy(static_cast<char*>(d.p) + off * 4, v.data(), v.size() * 4,
-                         cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-}
-
-std::vector<float> download(const Dev& d, size_t off, size_t n, bool bf16) {
-  std::vector<float> v(n);
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  if (bf16) {
-    std::vector<uint16_t> h(n);
-    EXPECT_EQ(
-        cudaMemcpy(h.data(), static_cast<char*>(d.p) + off * 2, n * 2, cudaMemcpyDeviceToHost),
-        cudaSuccess);
-    for (size_t i = 0; i < n; ++i) v[i] = uvit::bf16_to_float(h[i]);
-  } else {
-    EXPECT_EQ(
-        cudaMemcpy(v.data(), static_cast<char*>(d.p) + off * 4, n * 4, cudaMemcpyDeviceToHost),
-        cudaSuccess);
-  }
-  return v;
-}
-
-void* at(const Dev& d, size_t off, bool bf16) {
-  return static_cast<char*>(d.p) + off * (bf16 ? 2 : 4);
-}
-
-// Max abs error relative to max |ref| (1 if ref is all zero); prints it and checks tol.
-void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double mx = 0, err = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    mx = std::max(mx, double(std::fabs(ref[i])));
-    const double e = std::fabs(double(got[i]) - ref[i]);
-    if (!(e <= err)) {  // NaN counts as worst
-      err = std::isnan(e) ? INFINITY : e;
-      worst = i;
-    }
-  }
-  const double rel = err / (mx > 0 ? mx : 1.0);
-  std::printf("  %-60s max|ref| %.3g  max abs err %.3g  rel %.3g\n", what.c_str(), mx, err, rel);
-  EXPECT_LE(rel, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
-                      << ref[worst];
-}
+using namespace uvit::test;  // Dev, upload/download, randv, round_bf16, expect_close
 
 const char* mode_name(bool bf16) { return bf16 ? "bf16" : "fp32"; }
 

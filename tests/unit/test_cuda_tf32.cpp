@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu_compare.hpp"
+#include "rel_err.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -30,15 +31,7 @@ struct Gpu {
   uvit::test::DeviceBuffers bufs;
 };
 
-// max |a - b| / max |b|
-double rel_err(const VecF& a, const VecF& b) {
-  double e = 0, m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    e = std::max(e, double(std::abs(a[i] - b[i])));
-    m = std::max(m, double(std::abs(b[i])));
-  }
-  return e / (m > 0 ? m : 1);
-}
+using uvit_test::rel_err;
 
 Conv2dShape conv3x3(int B, int Cin, int H, int W, int Cout) {
   Conv2dShape s;

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <map>
 
+#include "rel_err.hpp"
+#include "sampling_case.hpp"
 #include "uvit/adm.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
@@ -22,44 +24,18 @@ using namespace uvit;
 
 namespace {
 
-struct SamplingCase {
-  Config cfg;
-  std::map<std::string, Array> t;
-  std::unique_ptr<Backend> be;
-  std::unique_ptr<Network> net;
-  std::vector<float> x_T;
-  std::vector<int> labels;
+struct SamplingCase : uvit::testing::SamplingCase {
   int n = 0, steps = 0;
 };
 
 SamplingCase load_case(const std::string& name) {
-  const std::string dir = UVIT_TEST_FIXTURES;
-  SamplingCase c;
-  // The fixture's json is the bare network (wrapped as {"nnet": ...}); DiT samples on ADM's
-  // schedule.
-  c.cfg = load_config(dir + "/" + name + ".json");
-  c.cfg.json["schedule"] = "adm";
-  for (auto& [k, a] : load_safetensors(dir + "/" + name + ".safetensors")) c.t[k] = std::move(a);
-  c.be = make_cpu_backend();
-  c.net = make_network(c.cfg, *c.be);
-  NamedArrays sd;
-  for (const auto& e : c.net->table().entries()) sd.emplace_back(e.name, c.t.at("param." + e.name));
-  c.net->load(sd, name);
-  c.x_T = c.t.at("sample.x_T").to_f32();
-  for (int64_t y : c.t.at("sample.y").to_i64()) c.labels.push_back(int(y));
+  SamplingCase c{uvit::testing::load_sampling_case(name, "adm")};  // DiT samples on ADM's schedule
   c.n = int(c.labels.size());
   c.steps = int(c.t.at("sample.timestep_map").shape[0]);
   return c;
 }
 
-double rel_err(const std::vector<float>& a, const float* ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - double(ref[i])));
-    den = std::max(den, std::fabs(double(ref[i])));
-  }
-  return den > 0 ? num / den : num;
-}
+using uvit_test::rel_err;
 
 bool all_finite(const std::vector<float>& v) {
   for (float x : v)
@@ -95,7 +71,7 @@ TEST_P(DiTSampling, DdimFromTheSameNoiseMatchesReference) {
     o.progress = [&](int, int) { ++evals; };
     const std::vector<float> got = generate(*c.net, c.cfg, o, c.n, c.labels);
     EXPECT_EQ(evals, c.steps);
-    const double err = rel_err(got, x0.data() + r * per_run, per_run);
+    const double err = rel_err(got.data(), x0.data() + r * per_run, per_run);
     std::printf("%s ddim%d cfg_scale %g: rel err %.2e\n", GetParam().c_str(), c.steps, scales[r],
                 err);
     EXPECT_LE(err, 1e-4) << "cfg_scale " << scales[r];
@@ -175,13 +151,13 @@ TEST_P(DiTSampling, DdpmLearnedVarianceIsDeterministic) {
     return x;
   };
   const std::vector<float> ref = written_out(AdmVariance::LearnedRange);
-  const double err = rel_err(got, ref.data(), ref.size());
+  const double err = rel_err(got.data(), ref.data(), ref.size());
   std::printf("%s ddpm2 cfg_scale 3: rel err to the written-out loop %.2e\n", GetParam().c_str(),
               err);
   EXPECT_LE(err, 1e-5);
   // The learned variance matters here: the fixed (large) one gives another sample.
   const std::vector<float> fixed = written_out(AdmVariance::FixedLarge);
-  EXPECT_GT(rel_err(got, fixed.data(), fixed.size()), 1e-2);
+  EXPECT_GT(rel_err(got.data(), fixed.data(), fixed.size()), 1e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, DiTSampling,
@@ -215,8 +191,8 @@ TEST(DiTSkipCache, MatchesTheOfficialCallSchedule) {
   for (int i = 0; i < calls; ++i) {
     std::fill(tv.begin(), tv.end(), ts[size_t(i)]);
     net->forward(xs.data() + i * in, tv.data(), y.data(), nullptr, out.data(), B);
-    const double e = rel_err(out, ref.data() + i * on, on);
-    const double to_full = rel_err(out, full.data() + i * on, on);
+    const double e = rel_err(out.data(), ref.data() + i * on, on);
+    const double to_full = rel_err(out.data(), full.data() + i * on, on);
     std::printf("call %d (t %.0f): %.3g from the reference, %.3g from the full network\n", i,
                 ts[size_t(i)], e, to_full);
     EXPECT_LE(e, 1e-5) << "call " << i;
@@ -226,7 +202,7 @@ TEST(DiTSkipCache, MatchesTheOfficialCallSchedule) {
   net->forward(xs.data() + in, tv.data(), y.data(), nullptr, out.data(), B);
   std::fill(tv.begin(), tv.end(), ts[1]);
   net->forward(xs.data() + in, tv.data(), y.data(), nullptr, out.data(), B);
-  EXPECT_LE(rel_err(out, full.data() + on, on), 1e-5);
+  EXPECT_LE(rel_err(out.data(), full.data() + on, on), 1e-5);
 }
 
 TEST(DiTSkipCache, RefusedWhereThereAreNoSkips) {

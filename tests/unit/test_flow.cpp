@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 
+#include "error_of.hpp"
+#include "sampling_case.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/diffusion.hpp"
@@ -277,12 +279,7 @@ TEST(FlowOptions, PresetDefaultsAndOneLineErrors) {
   EXPECT_DOUBLE_EQ(d.shift, 1.0);
   EXPECT_DOUBLE_EQ(d.cfg_interval, 0.0);
   auto message = [&](GenerateOptions g, const Config& cfg) {
-    try {
-      with_preset_defaults(cfg, g);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
+    return uvit_test::error_of([&] { with_preset_defaults(cfg, g); });
   };
   GenerateOptions g;
   g.sampler = "dpm-solver++";
@@ -304,29 +301,11 @@ TEST(FlowOptions, PresetDefaultsAndOneLineErrors) {
 }
 
 namespace {
-struct FlowCase {
-  Config cfg;
-  std::map<std::string, Array> t;
-  std::unique_ptr<Backend> be;
-  std::unique_ptr<Network> net;
-  std::vector<float> x_T;
-  std::vector<int> labels;
-};
+using FlowCase = uvit::testing::SamplingCase;
 
 // flow_dit_sampling (a DiT), or ldit_flow_sampling (a LightningDiT, make_fixtures.py).
 FlowCase load_flow_case(const std::string& name = "flow_dit_sampling") {
-  FlowCase c;
-  c.cfg = load_config(std::string(UVIT_TEST_FIXTURES) + "/" + name + ".json");
-  c.cfg.json["schedule"] = "flow";
-  c.t = fixture(name + ".safetensors");
-  c.be = make_cpu_backend();
-  c.net = make_network(c.cfg, *c.be);
-  NamedArrays sd;
-  for (const auto& e : c.net->table().entries()) sd.emplace_back(e.name, c.t.at("param." + e.name));
-  c.net->load(sd, name);
-  c.x_T = c.t.at("sample.x_T").to_f32();
-  for (int64_t y : c.t.at("sample.y").to_i64()) c.labels.push_back(int(y));
-  return c;
+  return uvit::testing::load_sampling_case(name, "flow");
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <random>
 
+#include "error_of.hpp"
 #include "io/zip.hpp"
 #include "temp_dir.hpp"
 #include "uvit/error.hpp"
@@ -160,14 +161,7 @@ int check_flips(const std::string& good, const std::string& bad,
   return errors;
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using uvit_test::error_of;
 
 const char* kPython = "/usr/bin/python3";
 
@@ -379,7 +373,7 @@ TEST(IOSafetensors, RejectsInconsistentHeaders) {
     f.insert(f.end(), h.begin(), h.end());
     f.resize(f.size() + data_bytes);
     spit(t / "x.safetensors", f);
-    return message_of([&] { load_safetensors(t / "x.safetensors"); });
+    return error_of([&] { load_safetensors(t / "x.safetensors"); });
   };
   auto T = [](const char* name, const char* dt, const char* shape, const char* off) {
     return cat("\"", name, "\":{\"dtype\":\"", dt, "\",\"shape\":", shape,
@@ -410,14 +404,14 @@ TEST(IOSafetensors, RejectsInconsistentHeaders) {
   std::vector<uint8_t> f(16, 0);
   f[0] = 200;
   spit(t / "y.safetensors", f);
-  EXPECT_NE(message_of([&] { load_safetensors(t / "y.safetensors"); }).find("truncated"),
+  EXPECT_NE(error_of([&] { load_safetensors(t / "y.safetensors"); }).find("truncated"),
             std::string::npos);
   f[0] = 0;
   f[7] = 0xFF;
   spit(t / "y.safetensors", f);
-  EXPECT_NE(message_of([&] { load_safetensors(t / "y.safetensors"); }).find("header length"),
+  EXPECT_NE(error_of([&] { load_safetensors(t / "y.safetensors"); }).find("header length"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { load_safetensors(t / "missing.safetensors"); }).find("cannot open"),
+  EXPECT_NE(error_of([&] { load_safetensors(t / "missing.safetensors"); }).find("cannot open"),
             std::string::npos);
 }
 
@@ -437,7 +431,7 @@ TEST(IONpy, RoundTripEveryDtype) {
   TempDir t;
   for (auto& [name, a] : all_dtypes()) {
     if (a.dtype == DType::BF16) {
-      EXPECT_NE(message_of([&] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
+      EXPECT_NE(error_of([&] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
                 std::string::npos);
       continue;
     }
@@ -482,7 +476,7 @@ TEST(IONpy, ParsesHeaderVariantsAndRejectsUnsupported) {
     std::vector<uint8_t> f(h.begin(), h.end());
     for (size_t i = 0; i < data_bytes; ++i) f.push_back(uint8_t(i + 1));
     spit(t / "x.npy", f);
-    return message_of([&] { load_npy(t / "x.npy"); });
+    return error_of([&] { load_npy(t / "x.npy"); });
   };
   // Versions 2.0 and 3.0, key order, double quotes, Python 2 'L' suffixes.
   EXPECT_EQ(npy(2, "{'shape': (2,), 'fortran_order': False, 'descr': '<i2'}\n", 4), "(no error)");
@@ -787,11 +781,11 @@ TEST(IOPth, HandBuiltPickleWithViews) {
   Pickle q;
   q.ordered_dict().op("(").str("a").tensor("0", 7, 2, {2, 3}, {1, 2}).op("u.");
   write_pth(t / "o.pth", q.b, {{"0", floats({0, 1, 2, 3, 4, 5, 6})}});
-  EXPECT_NE(message_of([&] { load_pth(t / "o.pth"); }).find("exceeds its storage"),
+  EXPECT_NE(error_of([&] { load_pth(t / "o.pth"); }).find("exceeds its storage"),
             std::string::npos);
   // A storage entry of the wrong size is refused.
   write_pth(t / "s.pth", p.b, {{"0", floats({0, 1, 2})}, {"k1", f64}});
-  EXPECT_NE(message_of([&] { load_pth(t / "s.pth"); }).find("expected 28"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_pth(t / "s.pth"); }).find("expected 28"), std::string::npos);
   // Any archive folder name works.
   write_pth(t / "n.pth", p.b, {{"0", floats({0, 1, 2, 3, 4, 5, 6})}, {"k1", f64}}, "my_model/");
   expect_same(r, load_pth(t / "n.pth"));
@@ -801,8 +795,7 @@ TEST(IOPth, HandBuiltPickleWithViews) {
   write_pth(t / "l.pth", p.b, st, "archive/", "little");
   expect_same(r, load_pth(t / "l.pth"));
   write_pth(t / "b.pth", p.b, st, "archive/", "big");
-  EXPECT_NE(message_of([&] { load_pth(t / "b.pth"); }).find("not little-endian"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { load_pth(t / "b.pth"); }).find("not little-endian"), std::string::npos);
 }
 
 TEST(IOPth, RefusesForeignGlobals) {
@@ -811,7 +804,7 @@ TEST(IOPth, RefusesForeignGlobals) {
   Pickle p;
   p.global("os", "system").binput(0).str("id").op("\x85R.");
   write_pth(t / "evil.pth", p.b, {});
-  EXPECT_EQ(message_of([&] { load_pth(t / "evil.pth"); }),
+  EXPECT_EQ(error_of([&] { load_pth(t / "evil.pth"); }),
             t / "evil.pth" +
                 ": unsupported pickle global 'os.system' (only state_dicts of tensors are loaded)");
   // The same via STACK_GLOBAL (protocol 4).
@@ -819,33 +812,32 @@ TEST(IOPth, RefusesForeignGlobals) {
   s.b = "\x80\x04";
   s.op("\x8c\x05posix\x8c\x06system\x93").str("id").op("\x85R.");
   write_pth(t / "evil4.pth", s.b, {});
-  EXPECT_NE(message_of([&] { load_pth(t / "evil4.pth"); }).find("'posix.system'"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { load_pth(t / "evil4.pth"); }).find("'posix.system'"), std::string::npos);
   // builtins.eval hidden inside a dict value is refused too.
   Pickle d;
   d.ordered_dict().op("(").str("x").global("builtins", "eval").str("1").op("\x85Ru.");
   write_pth(t / "evil_d.pth", d.b, {});
-  EXPECT_NE(message_of([&] { load_pth(t / "evil_d.pth"); }).find("'builtins.eval'"),
+  EXPECT_NE(error_of([&] { load_pth(t / "evil_d.pth"); }).find("'builtins.eval'"),
             std::string::npos);
 }
 
 TEST(IOPth, RejectsNonTorchFiles) {
   TempDir t;
   spit(t / "legacy.pth", std::string("\x80\x02\x8a\x0a", 4) + "0123456789.");
-  EXPECT_EQ(message_of([&] { load_weights(t / "legacy.pth"); }),
+  EXPECT_EQ(error_of([&] { load_weights(t / "legacy.pth"); }),
             t / "legacy.pth" +
                 ": legacy (pre-1.6) torch serialization is not supported; re-save with "
                 "torch.save(..., _use_new_zipfile_serialization=True)");
   save_safetensors(t / "st.pth", {{"a", Array(DType::F32, {1})}});
-  EXPECT_NE(message_of([&] { load_weights(t / "st.pth"); }).find("not a PyTorch zip archive"),
+  EXPECT_NE(error_of([&] { load_weights(t / "st.pth"); }).find("not a PyTorch zip archive"),
             std::string::npos);
   save_npz(t / "z.pth", {{"a", Array(DType::F32, {1})}});
-  EXPECT_NE(message_of([&] { load_weights(t / "z.pth"); }).find("no <folder>/data.pkl"),
+  EXPECT_NE(error_of([&] { load_weights(t / "z.pth"); }).find("no <folder>/data.pkl"),
             std::string::npos);
   save_npz(t / "z.safetensors", {{"a", Array(DType::F32, {1})}});
-  EXPECT_NE(message_of([&] { load_weights(t / "z.safetensors"); }).find("not safetensors"),
+  EXPECT_NE(error_of([&] { load_weights(t / "z.safetensors"); }).find("not safetensors"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { load_weights(t / "w.onnx"); }).find("unknown weights format"),
+  EXPECT_NE(error_of([&] { load_weights(t / "w.onnx"); }).find("unknown weights format"),
             std::string::npos);
 }
 
@@ -863,7 +855,7 @@ TEST(IOPth, LoadsTorchSaveFiles) {
   expect_tensor(par, 0, "w", DType::F32, {4}, {v(0), v(1), v(2), v(3)});
   NamedArrays model = load_pth(d + "/model.pth");  // {"model": {...}}
   expect_tensor(model, 0, "a", DType::F32, {3}, {v(0), v(1), v(2)});
-  EXPECT_NE(message_of([&] { load_pth(d + "/legacy.pth"); }).find("legacy (pre-1.6)"),
+  EXPECT_NE(error_of([&] { load_pth(d + "/legacy.pth"); }).find("legacy (pre-1.6)"),
             std::string::npos);
 }
 
@@ -913,7 +905,7 @@ TEST(IOPth, NamespaceIsAnInertPlaceholder) {
   Pickle call;
   call.op("}(").str("args").global("argparse", "Namespace").op(")Ru.");
   write_pth(t / "call.pth", call.b, {});
-  EXPECT_NE(message_of([&] {
+  EXPECT_NE(error_of([&] {
               load_pth(t / "call.pth");
             }).find("calling argparse.Namespace is not supported"),
             std::string::npos);
@@ -921,7 +913,7 @@ TEST(IOPth, NamespaceIsAnInertPlaceholder) {
   other.op("}(").str("net").global("models", "DiT").op(")\x81u.");
   write_pth(t / "other.pth", other.b, {});
   EXPECT_EQ(
-      message_of([&] { load_pth(t / "other.pth"); }),
+      error_of([&] { load_pth(t / "other.pth"); }),
       t / "other.pth" +
           ": unsupported pickle global 'models.DiT' (only state_dicts of tensors are loaded)");
   // A Namespace instead of a dict of tensors is a one-line error.
@@ -929,7 +921,7 @@ TEST(IOPth, NamespaceIsAnInertPlaceholder) {
   top.global("argparse", "Namespace").op(")\x81.");
   write_pth(t / "top.pth", top.b, {});
   EXPECT_EQ(
-      message_of([&] { load_pth(t / "top.pth"); }),
+      error_of([&] { load_pth(t / "top.pth"); }),
       t / "top.pth" + ": the pickle holds an argparse.Namespace object, not a dict of tensors");
 }
 
@@ -1001,7 +993,7 @@ TEST(IOFile, FailedWriteKeepsOldFile) {
   lim.rlim_cur = 4096;
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
   std::vector<uint8_t> big(1 << 16, 7);
-  std::string msg = message_of([&] { write_file_atomic(p, big.data(), big.size()); });
+  std::string msg = error_of([&] { write_file_atomic(p, big.data(), big.size()); });
   setrlimit(RLIMIT_FSIZE, &old);
   std::signal(SIGXFSZ, old_handler);
   EXPECT_NE(msg.find("write error"), std::string::npos) << msg;
@@ -1011,13 +1003,11 @@ TEST(IOFile, FailedWriteKeepsOldFile) {
 
   // The same through a writer: save_safetensors onto a path that is a directory cannot rename.
   fs::create_directory(t.dir / "d.safetensors");
-  EXPECT_NE(message_of([&] {
-              save_safetensors(t / "d.safetensors", all_dtypes());
-            }).find("cannot rename"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { save_safetensors(t / "d.safetensors", all_dtypes()); }).find("cannot rename"),
+      std::string::npos);
   EXPECT_EQ(std::distance(fs::directory_iterator(t.dir), fs::directory_iterator()),
             2);  // f.bin and the directory; no temporary left behind
-  EXPECT_NE(message_of([&] { read_file(t / "nope"); }).find("cannot open"), std::string::npos);
-  EXPECT_NE(message_of([&] { read_file(t.dir.string()); }).find("is a directory"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { read_file(t / "nope"); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_file(t.dir.string()); }).find("is a directory"), std::string::npos);
 }

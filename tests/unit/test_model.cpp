@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "rel_err.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -29,14 +30,7 @@ Fixture load_fixture(const std::string& name) {
   return f;
 }
 
-double rel_err(const float* a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - ref[i]));
-    den = std::max(den, std::fabs(double(ref[i])));
-  }
-  return den > 0 ? num / den : num;
-}
+using uvit_test::rel_err;
 
 struct NetRun {
   std::vector<float> out, grads;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "error_of.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -22,14 +23,7 @@ using namespace uvit;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using uvit_test::error_of;
 
 fs::path tmp_dir() {
   fs::path d = fs::temp_directory_path() /

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
@@ -33,14 +34,7 @@ using uvit_test::rel_err;
 
 #define NEED_FIXTURES() NEED_TORCH_FIXTURES("uvit_vavae", "autoencoder_torch.py vavae-fixtures")
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using uvit_test::error_of;
 
 // What the fixtures' checkpoints hold beside the autoencoder (vavae_extras in the twin).
 const char* kSkipped =

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "rel_err.hpp"
 #include "temp_dir.hpp"
 #include "uvit/io.hpp"
 
@@ -37,13 +38,7 @@ inline const TempDir* torch_fixtures(const std::string& prefix, const std::strin
 inline double rel_err(const uvit::Array& a, const uvit::Array& b) {
   EXPECT_EQ(a.shape, b.shape);
   if (a.shape != b.shape) return 1e9;
-  const auto x = a.to_f32(), y = b.to_f32();
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num = std::max(num, double(std::fabs(x[i] - y[i])));
-    den = std::max(den, double(std::fabs(y[i])));
-  }
-  return num / den;
+  return rel_err(a.to_f32(), b.to_f32());
 }
 
 }  // namespace uvit_test

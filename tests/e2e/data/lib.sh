@@ -1,5 +1,11 @@
-# Shared helpers of the end-to-end scripts (sourced; they set $tmp first). A failure is counted in
-# $fails, which each script returns as its exit status.
+# Shared helpers of the end-to-end scripts (sourced first). A failure is counted in $fails, which
+# each script returns as its exit status.
+# The scratch folder $tmp (made here unless the script made it), removed at exit, and a background
+# process the script starts (its id in $pid), stopped then.
+tmp=${tmp:-$(mktemp -d)}
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 run() {  # run CMD...: must succeed; stdout in $tmp/out, stderr in $tmp/err
@@ -14,6 +20,40 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
   else
     echo "ok: $(cat "$tmp/err")"
   fi
+}
+same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
+  local f bad=0
+  for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
+    cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs"; bad=1; }
+  done
+  [ $bad -eq 0 ] && echo "ok: $3: identical weights, EMA and optimizer state"
+}
+same_weights() {  # same_weights DIR_A DIR_B WHAT: nnet and nnet_ema byte for byte
+  local f bad=0
+  for f in nnet.safetensors nnet_ema.safetensors; do
+    cmp -s "$1/$f" "$2/$f" || { fail "$3: $f differs"; bad=1; }
+  done
+  [ $bad -eq 0 ] && echo "ok: $3: identical weights and EMA"
+}
+# inception_weights VAR [FIX]: VAR = a random-weight FID Inception in torchvision's layout: the unit
+# tests' FIX/fid/inception.pth when present, else one the twin writes under $tmp/fidnet.
+inception_weights() {
+  local d=${2:+$2/fid}
+  if [ -z "$d" ] || [ ! -f "$d/inception.pth" ]; then
+    d=$tmp/fidnet
+    "$PY" tests/reference/inception_torch.py --out "$d" --net-only >/dev/null || fail "inception twin"
+  fi
+  printf -v "$1" %s "$d/inception.pth"
+}
+# tiny_kl_f8 FILE SCALE: a KL autoencoder config in the kl-f8 layout (4 levels, 4 latent channels)
+# at width 32, so a 256x256 encode takes a fraction of a second; SCALE is its scale_factor.
+tiny_kl_f8() {
+  cat >"$1" <<JSON
+{"ddconfig": {"double_z": true, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+              "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
+              "dropout": 0.0},
+ "embed_dim": 4, "scale_factor": $2}
+JSON
 }
 # check_checkpoint FX CONFIG FILE: convert FILE (an official-layout checkpoint) to safetensors;
 # predictions from both must be identical and within 1e-5 of the twin's $FX/CONFIG_out.npy.

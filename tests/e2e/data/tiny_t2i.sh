@@ -30,12 +30,7 @@ T2I_CONFIG=(--config mscoco_uvit_small --set nnet.embed_dim=32 --set nnet.depth=
   --set nnet.patch_size=8 --set sample.sample_steps=3)
 run "$UVIT" train "${T2I_CONFIG[@]}" --set lr_scheduler.warmup_steps=1 --data "$T2I/coco" --steps 3 \
   --batch 4 --out "$T2I/run" -q
-cat >"$T2I/ae.json" <<'JSON'
-{"ddconfig": {"double_z": true, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
-              "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
-              "dropout": 0.0},
- "embed_dim": 4, "scale_factor": 0.23010}
-JSON
+tiny_kl_f8 "$T2I/ae.json" 0.23010
 "$PY" tests/reference/autoencoder_torch.py save --config "$T2I/ae.json" --out "$T2I/ae.pth" --seed 5 >/dev/null ||
   fail "tiny t2i: autoencoder"
 T2I_MODEL=(--weights "$T2I/run/nnet_ema.safetensors" --autoencoder "$T2I/ae.pth"

@@ -1,0 +1,31 @@
+// The relative error the comparisons against references bound: max |got - want| / max |want|, in
+// double (the max error itself when want is all zero).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace uvit_test {
+
+inline double rel_err(const float* got, const float* want, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num = std::max(num, std::fabs(double(got[i]) - double(want[i])));
+    den = std::max(den, std::fabs(double(want[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+inline double rel_err(const float* got, const std::vector<float>& want) {
+  return rel_err(got, want.data(), want.size());
+}
+
+// (A size mismatch is a failure; the common prefix is compared.)
+inline double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  return rel_err(got.data(), want.data(), std::min(got.size(), want.size()));
+}
+
+}  // namespace uvit_test
