@@ -39,9 +39,10 @@
 #   GPU_CHECK_NO_DPKG=1     unpack with ar + tar instead of dpkg -x (the fallback for an image without dpkg)
 #   GPU_CHECK_GTEST_FILTER  (default 'Cuda*')
 #   GPU_CHECK_BENCH_CASES   our bench cases (default: fwd_h train_h train_s sample_h (issue 17's
-#                           rows) fwd_h_tuned train_h_tuned train_s_tuned; also: fwd_s train_h_ckpt,
-#                           fwd_s_fp32 fwd_h_fp32, and DiT-XL/2's fwd_dit_xl train_dit_xl; any case
-#                           NAME_tuned is NAME with UVIT_CUBLASLT_AUTOTUNE=1)
+#                           rows) fwd_h_cudnn train_h_cudnn train_s_cudnn fwd_h_tuned train_h_tuned
+#                           train_s_tuned; also: fwd_s train_h_ckpt, fwd_s_fp32 fwd_h_fp32, and
+#                           DiT-XL/2's fwd_dit_xl train_dit_xl; any case NAME_tuned is NAME with
+#                           UVIT_CUBLASLT_AUTOTUNE=1, NAME_cudnn is NAME with UVIT_ATTENTION=cudnn)
 #   GPU_CHECK_PROFILE_CASES cases of the profile stage (default: train_h fwd_h), 1 warm-up + 3 steps
 #   GPU_CHECK_ANCHOR_ARGS   extra args for bench/gpu/anchors.py (a CPU dry run: "--device cpu --tiny")
 #   GPU_CHECK_ANCHOR_N / GPU_CHECK_ANCHOR_BATCH   our decode in the anchors stage (default 150 / 50)
@@ -79,7 +80,7 @@ DEBS=${GPU_CHECK_DEBS:-.debs}
 JOBS=${GPU_CHECK_JOBS:-$(nproc)}
 PY=${GPU_CHECK_PYTHON:-python3}
 GTEST_FILTER=${GPU_CHECK_GTEST_FILTER:-Cuda*}
-BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_h train_h train_s sample_h fwd_h_tuned train_h_tuned train_s_tuned}
+BENCH_CASES=${GPU_CHECK_BENCH_CASES:-fwd_h train_h train_s sample_h fwd_h_cudnn train_h_cudnn train_s_cudnn fwd_h_tuned train_h_tuned train_s_tuned}
 PROFILE_CASES=${GPU_CHECK_PROFILE_CASES:-train_h fwd_h}
 ANCHOR_ARGS=${GPU_CHECK_ANCHOR_ARGS:-}
 ANCHOR_N=${GPU_CHECK_ANCHOR_N:-150}
@@ -101,7 +102,7 @@ ORDER="probe unpack configure build test profile gemm bench anchors torch encode
 # a second call with GPU_CHECK_STAGES=probe,unpack,torch,encoders,summary covers them
 # (docs/gpu.md, "The device script").
 declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [profile]=100 [gemm]=40
-  [bench]=210 [anchors]=90 [torch]=190 [encoders]=120 [summary]=20)
+  [bench]=270 [anchors]=90 [torch]=190 [encoders]=120 [summary]=20)
 declare -A RESERVE=([test]=20 [profile]=60 [gemm]=15 [bench]=150 [anchors]=50 [torch]=40
   [summary]=10)
 declare -A STATUS=()
@@ -232,9 +233,10 @@ stage_probe() {
   ninja --version
   "$PY" -c 'import sys, torch; print(sys.executable, torch.__version__, torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "-")'
   ls -d /usr/local/cuda* 2>/dev/null
-  # Where cuDNN / cuBLASLt live (the CUDA backend's CMake must find them).
+  # Where cuDNN / cuBLASLt / NVRTC live (the CUDA backend's CMake must find them; the cuDNN
+  # attention path (cudnn-frontend) links NVRTC).
   find /usr/include /usr/local/cuda*/include /usr/local/cuda*/targets/*/include -maxdepth 2 -name 'cudnn*.h' 2>/dev/null | head -3
-  find /usr/lib/x86_64-linux-gnu /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib -maxdepth 1 \( -name 'libcudnn.so*' -o -name 'libcublasLt.so*' \) 2>/dev/null | head -6
+  find /usr/lib/x86_64-linux-gnu /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib -maxdepth 1 \( -name 'libcudnn.so*' -o -name 'libcublasLt.so*' -o -name 'libnvrtc.so*' \) 2>/dev/null | head -9
   "$PY" -c 'import nvidia.cudnn, os; print("pip cudnn:", os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null
   ldconfig -p | grep -E 'libgomp|libgfortran|libOpenCL|libz\.so|libstdc\+\+' | head
   exit 0
@@ -331,7 +333,7 @@ stage_build() {
   # shellcheck disable=SC2086
   ninja -C "$BUILD" -j"$JOBS" $targets || exit 1
   echo "--- libraries of the built binaries:"
-  ldd "$BUILD/uvit" | grep -E 'dnnl|openblas|gfortran|OpenCL|cud|cublas|not found'
+  ldd "$BUILD/uvit" | grep -E 'dnnl|openblas|gfortran|OpenCL|cud|cublas|nvrtc|not found'
   ! ldd "$BUILD/uvit" "$BUILD/tests/uvit_cuda_tests" | grep 'not found'
 }
 
@@ -345,9 +347,11 @@ stage_test() {
   exit "$rc"
 }
 
-# name | config | mode | ckpt | arguments (NAME_tuned: NAME's; stage_bench sets the autotuning)
+# name | config | mode | ckpt | arguments (NAME_tuned, NAME_cudnn: NAME's; stage_bench sets the
+# autotuning and the attention path)
 bench_case() {
-  case ${1%_tuned} in
+  local base=${1%_tuned}
+  case ${base%_cudnn} in
     fwd_s) echo "cifar10_uvit_small forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
     fwd_h) echo "imagenet256_uvit_huge forward 0 --mode forward --precision bf16 --batch $BATCH" ;;
     fwd_s_fp32) echo "cifar10_uvit_small forward 0 --mode forward --precision fp32 --batch $BATCH" ;;
@@ -364,7 +368,8 @@ bench_case() {
 export -f bench_case
 
 stage_bench() {
-  local uvit=$BUILD/uvit fails=0 name spec cfg mode ckpt args prec t0 rc left per tuned note
+  local uvit=$BUILD/uvit fails=0 name spec cfg mode ckpt args prec t0 rc left per tuned note attn
+  local attn_default=${UVIT_ATTENTION:-} cudnn_bad=
   : >"$OUT/uvit_bench.jsonl"
   local n=0
   for name in $BENCH_CASES; do n=$((n + 1)); done
@@ -374,11 +379,22 @@ stage_bench() {
   if [ -f "$WORK/gtest_cuda.xml" ] && "$PY" - "$WORK/gtest_cuda.xml" <<'PYEOF'; then
 import sys, xml.etree.ElementTree as ET
 bad = [c for c in ET.parse(sys.argv[1]).iter("testcase")
-       if c.get("classname", "").startswith("CudaAttention") and c.find("failure") is not None]
+       if c.get("classname", "").startswith("CudaAttention") and "Cudnn" not in c.get("name", "")
+       and c.find("failure") is not None]
 sys.exit(0 if bad else 1)
 PYEOF
-    export UVIT_ATTENTION=unfused
-    echo "an attention test failed: benchmarking with UVIT_ATTENTION=unfused"
+    attn_default=unfused
+    echo "an attention test of our kernels failed: benchmarking with UVIT_ATTENTION=unfused"
+  fi
+  # A failed cuDNN attention test skips the *_cudnn cases (their speed would mean nothing).
+  if [ -f "$WORK/gtest_cuda.xml" ] && "$PY" - "$WORK/gtest_cuda.xml" <<'PYEOF'; then
+import sys, xml.etree.ElementTree as ET
+bad = [c for c in ET.parse(sys.argv[1]).iter("testcase")
+       if "Cudnn" in c.get("classname", "") + c.get("name", "") and c.find("failure") is not None]
+sys.exit(0 if bad else 1)
+PYEOF
+    cudnn_bad=1
+    echo "a cuDNN attention test failed: the *_cudnn cases are skipped"
   fi
   for name in $BENCH_CASES; do
     if ! spec=$(bench_case "$name"); then
@@ -389,6 +405,8 @@ PYEOF
     read -r cfg mode ckpt args <<<"$spec"
     tuned=0
     [ "$name" != "${name%_tuned}" ] && tuned=1
+    attn=$attn_default
+    case $name in *_cudnn | *_cudnn_tuned) attn=cudnn ;; esac
     prec=bf16
     [[ " $args " == *" --precision fp32 "* ]] && prec=fp32
     # Each case gets at most 90 s and never more than what is left of the stage.
@@ -398,12 +416,20 @@ PYEOF
     if [ "$per" -lt 5 ]; then
       echo "$name: skipped (stage out of time)"
       "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
-        --precision "$prec" --autotune "$tuned" --rc 124 --seconds 0 >>"$OUT/uvit_bench.jsonl"
+        --precision "$prec" --autotune "$tuned" --attention "${attn:-default}" --rc 124 --seconds 0 \
+        >>"$OUT/uvit_bench.jsonl"
       fails=$((fails + 1))
+      continue
+    fi
+    if [ "$attn" = cudnn ] && [ -n "$cudnn_bad" ]; then
+      echo "$name: skipped (a cuDNN attention test failed)"
+      "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
+        --precision "$prec" --autotune "$tuned" --attention cudnn --rc 1 --seconds 0 >>"$OUT/uvit_bench.jsonl"
       continue
     fi
     note=
     [ "$tuned" = 1 ] && note=", UVIT_CUBLASLT_AUTOTUNE=1"
+    [ -n "$attn" ] && note="$note, UVIT_ATTENTION=$attn"
     echo "--- $name: uvit bench --config $cfg --device $BENCH_DEVICE $args $BENCH_ARGS (limit ${per}s$note)"
     rm -f "$WORK/$name.json"
     t0=$(date +%s)
@@ -412,14 +438,14 @@ PYEOF
     timed="--warmup $WARMUP --iters $ITERS"
     [ "$mode" = sample ] && timed=
     # shellcheck disable=SC2086
-    UVIT_CUBLASLT_AUTOTUNE=$tuned timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" \
+    UVIT_CUBLASLT_AUTOTUNE=$tuned UVIT_ATTENTION=$attn timeout --foreground -k 5 "$per" "$uvit" bench --config "$cfg" \
       --device "$BENCH_DEVICE" $args $timed $BENCH_ARGS --json "$WORK/$name.json" >"$WORK/$name.stdout" 2>&1
     rc=$?
     tail -n 20 "$WORK/$name.stdout"
     # A tuned case's stderr ends with the autotuner's choice per GEMM (longer than the tail).
     [ "$tuned" = 1 ] && sed -n '/^uvit cublaslt autotune/,$p' "$WORK/$name.stdout" | head -n 80
     "$PY" bench/gpu/summarize.py record --case "$name" --config "$cfg" --mode "$mode" --ckpt "$ckpt" \
-      --precision "$prec" --autotune "$tuned" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" \
+      --precision "$prec" --autotune "$tuned" --attention "${attn:-default}" --rc "$rc" --seconds "$(($(date +%s) - t0))" --json "$WORK/$name.json" \
       --stdout "$WORK/$name.stdout" | tee -a "$OUT/uvit_bench.jsonl"
     [ "$rc" -ne 0 ] && fails=$((fails + 1))
   done

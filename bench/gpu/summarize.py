@@ -2,7 +2,7 @@
 """Results of scripts/gpu-check.sh: uvit (CUDA) against the PyTorch twin, one table and one JSON.
 
   summarize.py record --case NAME --config C --mode M [--ckpt 0|1] [--precision bf16|fp32] [--autotune 0|1]
-                      --rc RC --seconds S [--json FILE] [--stdout FILE] >> uvit_bench.jsonl
+                      [--attention default|unfused|cudnn] --rc RC --seconds S [--json FILE] [--stdout FILE] >> uvit_bench.jsonl
       wraps one `uvit bench` run as one JSON line (its --json file, else the last JSON line it
       printed; a failed or silent run is recorded with rc and the tail of its output).
   summarize.py table --ours uvit_bench.jsonl --twin torch_twin.jsonl --out results.json
@@ -10,7 +10,7 @@
                      [--peak-tflops 989] [--anchors anchors.jsonl] [--gtest-log gtest_cuda.log]
                      [--profile profile.txt] [--clocks clocks.csv --windows windows.tsv]
       prints markdown tables (ours vs the eager and compiled twin, MFU, peak memory, the issues'
-      targets; GEMM autotuning on/off; where the step's time goes; cuBLASLt per GEMM; attention
+      targets; GEMM autotuning on/off; cuDNN SDPA vs our attention; where the step's time goes; cuBLASLt per GEMM; attention
       and SD-decoder anchors beside ours; clocks per stage) and writes results.json. Missing
       inputs give "n/a" cells or no section, never a crash.
 
@@ -110,8 +110,8 @@ def cmd_record(a):
             res.get("mode", a.mode) != a.mode:
         partial, res = res, None  # a failed or mismatched run yields no figures
     rec = {"case": a.case, "config": a.config, "mode": a.mode, "use_checkpoint": bool(a.ckpt),
-           "precision": a.precision, "autotune": bool(a.autotune), "rc": a.rc, "seconds": a.seconds,
-           "result": res}
+           "precision": a.precision, "autotune": bool(a.autotune), "attention": a.attention,
+           "rc": a.rc, "seconds": a.seconds, "result": res}
     if partial is not None:
         rec["partial_result"] = partial
     if a.rc != 0 or res is None:
@@ -245,6 +245,7 @@ def attention_rows(anchors, ours):
         r = {"B": B, "H": H, "N": N, "Dh": Dh}
         for d in ("fwd", "bwd"):
             r[f"ours_{d}"] = ours.get((B, H, N, Dh, d, "flash"))
+            r[f"cudnn_{d}"] = ours.get((B, H, N, Dh, d, "cudnn"))  # UVIT_ATTENTION=cudnn's kernel
             for t in anchors:
                 if t.get("what") == "attn_anchor" and (t["B"], t["H"], t["N"], t["Dh"]) == (B, H, N, Dh):
                     r[f"torch_{t['backend']}_{d}"] = t.get(f"{d}_tflops")
@@ -260,16 +261,17 @@ def vae_rows(anchors):
             for r in anchors if r.get("what") == "vae_anchor"]
 
 
-def autotune_rows(ours, ours_for, keys):
-    """UVIT_CUBLASLT_AUTOTUNE's A/B: each case measured both ways in the same run."""
+def ab_rows(ours_for, keys, switch, off_name, on_name):
+    """An A/B of one switch (ours_for's keyword: autotune, cudnn): each case measured both ways in
+    the same run; off_name / on_name name the two img/s columns."""
     rows = []
     for cfg, mode, ckpt in keys:
-        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, autotune=True)
+        off, on = ours_for(cfg, mode, ckpt), ours_for(cfg, mode, ckpt, **{switch: True})
         if on is None:
             continue
         a, b = first((off or {}).get("result") or {}, RATE_KEYS), first(on.get("result") or {}, RATE_KEYS)
-        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, "heuristic_img_s": a,
-                     "autotuned_img_s": b, "gain": ratio(b, a), "error": on.get("error")})
+        rows.append({"config": cfg, "mode": mode, "use_checkpoint": ckpt, off_name: a, on_name: b,
+                     "gain": ratio(b, a), "error": on.get("error")})
     return rows
 
 
@@ -349,8 +351,17 @@ def clock_rows(path, windows):
     return rows
 
 
-def print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks):
+def print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks, sdpa=()):
     """The sections that say where the time goes and what to try next (issue 17)."""
+    if sdpa:
+        p("\n### cuDNN SDPA (UVIT_ATTENTION=cudnn) against our attention kernels, same run\n")
+        p("| config | mode | ours img/s | cuDNN SDPA img/s | gain |\n|---|---|---|---|---|")
+        for r in sdpa:
+            p(f"| {r['config']} | {r['mode']} | {fmt(r['ours_img_s'])} | "
+              f"{fmt(r['cudnn_img_s']) if not r.get('error') else 'error: ' + r['error'][:80]} "
+              f"| {fmt(None if r['gain'] is None else 100 * (r['gain'] - 1), '+.1f', '%')} |")
+        p("(docs/gpu.md, \"cuDNN attention\": cuDNN becomes the bf16 default if it wins here and in the "
+          "attention table's kernel rows)")
     if tuning:
         p("\n### GEMM autotuning (UVIT_CUBLASLT_AUTOTUNE=1) against the heuristic's choice, same run\n")
         p("| config | mode | heuristic img/s | autotuned img/s | gain |\n|---|---|---|---|---|")
@@ -379,14 +390,14 @@ def print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks):
     if att:
         backends = ("flash", "mem_efficient", "cudnn", "math", "math_manual")
         p("\n### Attention, useful TFLOP/s (4 B H N^2 Dh forward, 2.5x backward), bf16\n")
-        p("| B, H, N, Dh | pass | ours (flash) | " + " | ".join(f"torch {b}" for b in backends) +
-          " |\n|---|---|---|" + "---|" * len(backends))
+        p("| B, H, N, Dh | pass | ours (flash) | ours (cuDNN SDPA) | " +
+          " | ".join(f"torch {b}" for b in backends) + " |\n|---|---|---|---|" + "---|" * len(backends))
         for r in att:
             for d in ("fwd", "bwd"):
                 cells = [fmt(r.get(f"torch_{b}_{d}")) if r.get(f"torch_{b}_{d}") is not None else
                          ("error" if r.get(f"torch_{b}_error") else "n/a") for b in backends]
-                p(f"| {r['B']}, {r['H']}, {r['N']}, {r['Dh']} | {d} | {fmt(r.get(f'ours_{d}'))} | " +
-                  " | ".join(cells) + " |")
+                p(f"| {r['B']}, {r['H']}, {r['N']}, {r['Dh']} | {d} | {fmt(r.get(f'ours_{d}'))} "
+                  f"| {fmt(r.get(f'cudnn_{d}'))} | " + " | ".join(cells) + " |")
         errs = sorted({(b, r[f"torch_{b}_error"]) for r in att for b in backends if r.get(f"torch_{b}_error")})
         for b, e in errs[:6]:
             p(f"- torch {b}: {e[:160]}")
@@ -411,11 +422,11 @@ def cmd_table(a):
     peak = a.peak_tflops * 1e12
     device = a.device_name or next((t.get("device") for t in twin if t.get("device")), "unknown")
 
-    def ours_for(cfg, mode, ckpt, autotune=False):
+    def ours_for(cfg, mode, ckpt, autotune=False, cudnn=False):
         for r in ours:
             if r.get("config") == cfg and r.get("mode") == mode and \
                     bool(r.get("use_checkpoint")) == ckpt and r.get("precision", "bf16") == "bf16" and \
-                    bool(r.get("autotune")) == autotune:
+                    bool(r.get("autotune")) == autotune and (r.get("attention") == "cudnn") == cudnn:
                 return r
         return None
 
@@ -514,7 +525,9 @@ def cmd_table(a):
     anchors_path = a.anchors or a.encoders
     enc = encoder_rows(anchors_path) if anchors_path and os.path.isfile(anchors_path) else []
     anchors = read_jsonl(anchors_path)
-    tuning = autotune_rows(ours, ours_for, keys)
+    # UVIT_CUBLASLT_AUTOTUNE=1 and UVIT_ATTENTION=cudnn against the default, case by case.
+    tuning = ab_rows(ours_for, keys, "autotune", "heuristic_img_s", "autotuned_img_s")
+    sdpa = ab_rows(ours_for, keys, "cudnn", "ours_img_s", "cudnn_img_s")
     att = attention_rows(anchors, parse_our_attention(a.gtest_log))
     vae = vae_rows(anchors)
     gemms = [r for r in anchors if r.get("what") == "gemm"]
@@ -526,6 +539,10 @@ def cmd_table(a):
         v = h_att.get(f"ours_{d}") if h_att else None
         target(f"attention {d} at (128, 16, 258, 72) >= {goal} TFLOP/s", fmt(v, ".0f"),
                None if v is None else v >= goal)
+        v = h_att.get(f"cudnn_{d}") if h_att else None
+        if v is not None:  # the opt-in path (UVIT_ATTENTION=cudnn), same bar
+            target(f"attention {d} at (128, 16, 258, 72), cuDNN SDPA >= {goal} TFLOP/s", fmt(v, ".0f"),
+                   v >= goal)
     v = next((r["img_s"] for r in vae if r["impl"] == "uvit" and "tf32" in r["variant"]), None)
     target("SD decoder 256 px, exact tf32 path >= 230 img/s", fmt(v, ".0f"), None if v is None else v >= 230)
     v = next((r["img_s"] for r in vae if r["impl"] == "uvit" and "fp16" in r["variant"]), None)
@@ -537,7 +554,7 @@ def cmd_table(a):
 
     doc = {"encoders": [dict(zip(("what", "unit", "precision", "uvit", "torch", "speedup"), r))
                         for r in enc],
-           "autotune": tuning, "attention": att, "vae": vae, "gemm": gemms, "gelu_epilogue": gelu,
+           "autotune": tuning, "cudnn_sdpa": sdpa, "attention": att, "vae": vae, "gemm": gemms, "gelu_epilogue": gelu,
            "profile": prof, "clocks": clocks,
            "device": device, "peak_tflops": a.peak_tflops, "rows": rows, "targets": targets,
            "sample": sample, "gtest": gtest, "stages": stages,
@@ -583,7 +600,7 @@ def cmd_table(a):
         for what, unit, prec, u, t, speed in enc:
             p(f"| {what} | {unit} | {prec or '-'} | {fmt(u, '.1f')} | {fmt(t, '.1f')} "
               f"| {fmt(speed, '.2f', 'x')} |")
-    print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks)
+    print_issue17(p, tuning, prof, gemms, gelu, att, vae, clocks, sdpa)
     if gtest:
         if "error" in gtest:
             p(f"\ngtest: {gtest['error']}")
@@ -603,6 +620,7 @@ def main():
     r.add_argument("--ckpt", type=int, default=0)
     r.add_argument("--precision", default="bf16")
     r.add_argument("--autotune", type=int, default=0, help="1: run with UVIT_CUBLASLT_AUTOTUNE=1")
+    r.add_argument("--attention", default="default", help="UVIT_ATTENTION of the run (cudnn: cuDNN SDPA)")
     r.add_argument("--rc", type=int, required=True)
     r.add_argument("--seconds", type=float, default=None)
     r.add_argument("--json")

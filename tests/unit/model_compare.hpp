@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -153,6 +154,15 @@ class NoiseDataset : public Dataset {
   }
   std::string describe() const override { return "noise (64 items)"; }
 };
+
+// A bf16 CUDA backend whose attention is cuDNN's SDPA (UVIT_ATTENTION=cudnn, which the backend
+// reads once, when it is made; docs/gpu.md "cuDNN attention").
+inline std::unique_ptr<Backend> make_cudnn_attention_backend() {
+  setenv("UVIT_ATTENTION", "cudnn", 1);
+  auto be = make_backend("cuda", "bf16");
+  unsetenv("UVIT_ATTENTION");
+  return be;
+}
 
 // kConfigs[0] with a 6-step training setup (AdamW, warm-up, classifier-free guidance dropout).
 inline Config train_config() {

@@ -2,6 +2,8 @@
 // bf16, forward and backward) and the fused (wmma) and flash bf16 forwards, at U-ViT shapes (N
 // 65..258, Dh 64/72) and awkward ones (Dh 32, odd Dh, tiny N, N not a multiple of the 64-key tile,
 // misaligned pointers), and the flash backward (vs the CPU, and bit-identical run to run).
+// cuDNN's SDPA (UVIT_ATTENTION=cudnn, attention_cudnn.hpp) is held to the same bounds, both through
+// the context (with its fallback) and alone ("cudnn-only": a call cuDNN turns down fails).
 // CudaAttentionTiming prints forward and backward timings (no assertion on them).
 #ifdef UVIT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "backend/cuda/attention.hpp"
+#include "backend/cuda/attention_cudnn.hpp"
 #include "cuda_act.hpp"
 #include "gpu_compare.hpp"
 #include "uvit/array.hpp"
@@ -33,8 +36,39 @@ struct Shape {
 const Shape kShapes[] = {{2, 65, 8, 64}, {1, 258, 3, 72}, {3, 17, 2, 32},
                          {2, 33, 2, 33}, {1, 130, 4, 40}, {2, 1, 2, 16}};
 
-// Sets UVIT_ATTENTION for the context's construction (the context reads it once).
+// cuDNN's SDPA alone, as an AttentionContext: a call it turns down fails the test (strict) or is
+// only remembered (the timing test, which then skips the row).
+class CudnnOnly final : public uvit::cuda::AttentionContext {
+ public:
+  explicit CudnnOnly(bool strict) : strict_(strict) {}
+  void forward(const void* qkv, void* out, float* lse, int B, int N, int H, int Dh,
+               float scale) override {
+    expect(dnn_->forward(qkv, out, lse, B, N, H, Dh, scale), "forward", B, N, H, Dh);
+  }
+  void backward(const void* dout, const void* qkv, const void* out, const float* lse, void* dqkv,
+                int B, int N, int H, int Dh, float scale) override {
+    expect(dnn_->backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale), "backward", B, N, H, Dh);
+  }
+  bool declined() const { return declined_; }
+
+ private:
+  void expect(bool ran, const char* what, int B, int N, int H, int Dh) {
+    declined_ = declined_ || !ran;
+    if (strict_) {
+      EXPECT_TRUE(ran) << "cuDNN turned down the " << what << " B=" << B << " N=" << N << " H=" << H
+                       << " Dh=" << Dh;
+    }
+  }
+  std::unique_ptr<uvit::cuda::CudnnAttention> dnn_ = uvit::cuda::make_cudnn_attention(0);
+  bool strict_, declined_ = false;
+};
+
+bool have_cudnn_sdpa() { return uvit::cuda::make_cudnn_attention(0) != nullptr; }
+
+// Sets UVIT_ATTENTION for the context's construction (the context reads it once); "cudnn-only"
+// is cuDNN's SDPA without the fallback.
 std::unique_ptr<uvit::cuda::AttentionContext> make_ctx(bool bf16, const char* mode) {
+  if (mode && std::string(mode) == "cudnn-only") return std::make_unique<CudnnOnly>(true);
   if (mode)
     setenv("UVIT_ATTENTION", mode, 1);
   else
@@ -256,6 +290,45 @@ TEST(CudaAttention, BackwardBf16FlashDeterministic) {
   }
 }
 
+// The shapes cuDNN's SDPA must take itself (no fallback): U-ViT-H/2's (258 tokens, head dim 72)
+// and S/2's (257, 64) with fewer heads, the full H/2 head count, and other head dims that are
+// multiples of 8; forward with and without statistics, backward split into dq/dk/dv.
+const Shape kCudnnShapes[] = {{2, 258, 4, 72}, {2, 257, 3, 64},  {2, 258, 16, 72},
+                              {3, 17, 2, 32},  {1, 200, 2, 128}, {2, 65, 8, 64}};
+
+TEST(CudaAttention, CudnnForwardMatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  if (!have_cudnn_sdpa()) GTEST_SKIP() << "no cuDNN SDPA in this build";
+  for (const Shape& s : kCudnnShapes) {
+    check_forward(true, "cudnn-only", s, true);
+    check_forward(true, "cudnn-only", s, false);
+  }
+}
+
+TEST(CudaAttention, CudnnBackwardMatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  if (!have_cudnn_sdpa()) GTEST_SKIP() << "no cuDNN SDPA in this build";
+  for (const Shape& s : kCudnnShapes) check_backward(true, s, "cudnn-only", true, 2e-2);
+  for (const Shape& s : {kCudnnShapes[0], kCudnnShapes[1]}) check_backward(true, s, "cudnn-only");
+}
+
+// Through the context (UVIT_ATTENTION=cudnn): every test shape, where cuDNN turns one down (odd
+// head dims, misaligned tensors) the flash kernels run; fp32 always runs ours.
+TEST(CudaAttention, CudnnContextMatchesCpu) {
+  if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const Shape& s : kShapes) {
+    check_forward(true, "cudnn", s, true);
+    check_forward(true, "cudnn", s, false);
+    check_backward(true, s, "cudnn", true, 2e-2);
+  }
+  check_forward(true, "cudnn", Shape{1, 130, 2, 72}, true, 4);
+  check_forward(true, "cudnn", Shape{2, 70, 2, 33}, true, 1);
+  check_backward(true, Shape{1, 130, 2, 72}, "cudnn", true, 2e-2, 4);
+  check_backward(true, Shape{2, 70, 2, 33}, "cudnn", true, 2e-2, 1);
+  check_forward(false, "cudnn", Shape{2, 65, 3, 64}, true);  // fp32: ours
+  check_backward(false, Shape{2, 65, 3, 64}, "cudnn");
+}
+
 TEST(CudaAttention, RejectsUnknownMode) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   EXPECT_THROW(make_ctx(true, "flash9"), uvit::Error);
@@ -279,11 +352,43 @@ void time_calls(const std::function<void()>& run, float* ms) {
   *ms /= 20.f;
 }
 
+// The timed implementations: ours, then cuDNN's SDPA alone (label "cudnn") where this build has
+// it; a shape cuDNN turns down prints a line instead of a time.
+std::vector<const char*> timed_modes(std::initializer_list<const char*> ours) {
+  std::vector<const char*> m(ours);
+  if (have_cudnn_sdpa()) m.push_back("cudnn-only");
+  return m;
+}
+
+std::unique_ptr<uvit::cuda::AttentionContext> timed_ctx(const char* mode) {
+  if (std::string(mode) == "cudnn-only") return std::make_unique<CudnnOnly>(false);
+  return make_ctx(true, mode);
+}
+
+// time_calls of ctx's calls; -1 when cuDNN turned them down.
+float time_ctx(uvit::cuda::AttentionContext& ctx, const std::function<void()>& run) {
+  float ms = 0.f;
+  time_calls(run, &ms);
+  if (auto* c = dynamic_cast<CudnnOnly*>(&ctx); c && c->declined()) return -1.f;
+  return ms;
+}
+
+// One timing line (bench/gpu/summarize.py parses it): useful TFLOP/s = flop / time.
+void print_time(const char* dir, const char* mode, const Shape& s, float ms, double flop) {
+  const char* label = std::string(mode) == "cudnn-only" ? "cudnn" : mode;
+  if (ms < 0)
+    std::printf("  attention %s bf16 %-10s B=%d N=%d H=%d Dh=%d: turned down by cuDNN\n", dir,
+                label, s.B, s.N, s.H, s.Dh);
+  else
+    std::printf("  attention %s bf16 %-10s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", dir,
+                label, s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
+}
+
 }  // namespace
 
 // Forward (and backward) timings of every bf16 implementation at U-ViT-H/2 (256px), U-ViT-M and
-// U-ViT-S/2 shapes, printed for the benchmark notes: 3 warm-ups, then the mean of 20 runs
-// (cudaEvent). FLOPs = 4 B H N^2 Dh.
+// U-ViT-S/2 shapes, printed for the benchmark notes. FLOPs = 4 B H N^2 Dh forward, 2.5x that
+// backward.
 TEST(CudaAttentionTiming, Shapes) {
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   // U-ViT-H/2 at 256 px, U-ViT-M, and U-ViT-S/2 on CIFAR-10 (bench/gpu/anchors.py times torch's
@@ -301,34 +406,27 @@ TEST(CudaAttentionTiming, Shapes) {
     Dev dq(nqkv * 2), dout(nout * 2);
     ASSERT_EQ(cudaMemcpy(dq.p, h.data(), nqkv * 2, cudaMemcpyHostToDevice), cudaSuccess);
     const float scale = 1.f / std::sqrt(float(s.Dh));
-    for (const char* mode : {"unfused", "wmma", "flash"}) {
-      auto ctx = make_ctx(true, mode);
-      auto run = [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); };
-      float ms = 0.f;
-      time_calls(run, &ms);
+    const double flop = 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
+    for (const char* mode : timed_modes({"unfused", "wmma", "flash"})) {
+      auto ctx = timed_ctx(mode);
+      const float ms =
+          time_ctx(*ctx, [&] { ctx->forward(dq.p, dout.p, nullptr, s.B, s.N, s.H, s.Dh, scale); });
       if (::testing::Test::HasFatalFailure()) return;
-      const double flop = 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
-      std::printf("  attention fwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
-                  s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
+      print_time("fwd", mode, s, ms, flop);
     }
-    // Backward (dout = qkv's first nout values, lse from the flash forward); TFLOP/s counts 2.5x
-    // the forward's FLOPs.
+    // Backward (dout = qkv's first nout values, lse from the flash forward).
     Dev ddo(nout * 2), dl(size_t(s.B) * s.H * s.N * 4), ddq(nqkv * 2);
     ASSERT_EQ(cudaMemcpy(ddo.p, h.data(), nout * 2, cudaMemcpyHostToDevice), cudaSuccess);
     make_ctx(true, "flash")
         ->forward(dq.p, dout.p, static_cast<float*>(dl.p), s.B, s.N, s.H, s.Dh, scale);
-    for (const char* mode : {"unfused", "flash"}) {
-      auto ctx = make_ctx(true, mode);
-      auto run = [&] {
+    for (const char* mode : timed_modes({"unfused", "flash"})) {
+      auto ctx = timed_ctx(mode);
+      const float ms = time_ctx(*ctx, [&] {
         ctx->backward(ddo.p, dq.p, dout.p, static_cast<const float*>(dl.p), ddq.p, s.B, s.N, s.H,
                       s.Dh, scale);
-      };
-      float ms = 0.f;
-      time_calls(run, &ms);
+      });
       if (::testing::Test::HasFatalFailure()) return;
-      const double flop = 2.5 * 4.0 * s.B * s.H * double(s.N) * s.N * s.Dh;
-      std::printf("  attention bwd bf16 %-8s B=%d N=%d H=%d Dh=%d: %.3f ms  %.1f TFLOP/s\n", mode,
-                  s.B, s.N, s.H, s.Dh, ms, flop / (ms * 1e-3) / 1e12);
+      print_time("bwd", mode, s, ms, 2.5 * flop);
     }
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }

@@ -1,5 +1,6 @@
 // The whole network, the samplers and the trainer on the CUDA backend against the CPU backend:
-// fp32 to 1e-5 (outputs) / 1e-4 (gradients), bf16 to the tolerances in docs/kernels.md.
+// fp32 to 1e-5 (outputs) / 1e-4 (gradients), bf16 (also with cuDNN's attention,
+// UVIT_ATTENTION=cudnn) to the tolerances in docs/kernels.md.
 // Skipped, saying so, without a GPU.
 #include <gtest/gtest.h>
 
@@ -29,8 +30,10 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   const Result ref = run_net(*cpu, c, B, true);
   const Result ref_inf = run_net(*cpu, c, B, false);
   const ParamTable table = network_param_table(c);
-  for (const char* prec : {"fp32", "bf16", "tf32"}) {
-    auto gpu = make_backend("cuda", prec);
+  for (const char* prec : {"fp32", "bf16", "tf32", "bf16+cudnn"}) {
+    // bf16+cudnn: bf16 with cuDNN's SDPA as the attention, held to the bf16 bounds.
+    auto gpu = std::string(prec) == "bf16+cudnn" ? make_cudnn_attention_backend()
+                                                 : make_backend("cuda", prec);
     const Result g = run_net(*gpu, c, B, true);
     const Result gi = run_net(*gpu, c, B, false);
     // tf32 (fp32 activations, TF32 GEMMs) is held to the bf16 bounds: between the two in error.

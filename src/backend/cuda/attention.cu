@@ -10,17 +10,22 @@
 // bf16 forwards use flash (default, or UVIT_ATTENTION=flash); UVIT_ATTENTION=wmma (alias fused)
 // forces the fused kernel, UVIT_ATTENTION=unfused the unfused path. bf16 backwards with Dh <= 128
 // use the flash backward (attention_flash_bwd.cu) unless UVIT_ATTENTION is unfused or wmma/fused.
+// UVIT_ATTENTION=cudnn (opt-in, bf16 only) runs cuDNN's SDPA forward and backward
+// (attention_cudnn.cpp); where cuDNN turns a call down, and in fp32, the flash path runs instead.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
 
 #include "backend/cuda/attention.hpp"
+#include "backend/cuda/attention_cudnn.hpp"
 #include "backend/cuda/attention_flash.hpp"
 #include "backend/cuda/attention_fused.hpp"
 #include "backend/cuda/cuda_common.hpp"
@@ -137,8 +142,11 @@ class AttentionImpl final : public AttentionContext {
       fused_ = flash_ = false;
     else if (mode == "wmma" || mode == "fused")
       flash_ = false;
+    else if (mode == "cudnn")
+      use_cudnn();
     else if (!(mode.empty() || mode == "auto" || mode == "flash"))
-      fail("UVIT_ATTENTION='", mode, "': expected 'auto', 'flash', 'wmma' ('fused') or 'unfused'");
+      fail("UVIT_ATTENTION='", mode,
+           "': expected 'auto', 'flash', 'wmma' ('fused'), 'unfused' or 'cudnn'");
     check_blas(cublasCreate(&blas_), "cublasCreate");
     const cublasStatus_t s = cublasSetStream(blas_, stream_);
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -148,7 +156,8 @@ class AttentionImpl final : public AttentionContext {
   }
 
   size_t workspace_bytes() const override {
-    return scratch_bytes_ + ptrs_count_ * sizeof(void*) + delta_bytes_;
+    return scratch_bytes_ + ptrs_count_ * sizeof(void*) + delta_bytes_ +
+           (cudnn_ ? cudnn_->workspace_bytes() : 0);
   }
 
   ~AttentionImpl() override {
@@ -162,6 +171,7 @@ class AttentionImpl final : public AttentionContext {
                float scale) override {
     check_shape("attention_fwd", B, N, H, Dh);
     if (B == 0 || N == 0 || H == 0 || Dh == 0) return;
+    if (cudnn_ && cudnn_->forward(qkv, out, lse, B, N, H, Dh, scale)) return;
     if (bf16_ && flash_ && flash_attention_supported(Dh)) {
       flash_attention_fwd_bf16(qkv, out, lse, B, N, H, Dh, scale, stream_);
       return;
@@ -213,6 +223,7 @@ class AttentionImpl final : public AttentionContext {
     check_shape("attention_bwd", B, N, H, Dh);
     if (B == 0 || N == 0 || H == 0 || Dh == 0) return;
     UVIT_CHECK(lse != nullptr, "cuda attention_bwd: lse is null (run the forward with lse)");
+    if (cudnn_ && cudnn_->backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale)) return;
     if (bf16_ && flash_ && flash_attention_supported(Dh)) {
       const size_t need = flash_attention_bwd_scratch_bytes(B, N, H);
       if (need > delta_bytes_) {  // grow-only Delta scratch
@@ -301,6 +312,20 @@ class AttentionImpl final : public AttentionContext {
       fail("cuda ", what, ": negative shape B=", B, " N=", N, " H=", H, " Dh=", Dh);
   }
 
+  // UVIT_ATTENTION=cudnn: cuDNN's SDPA in bf16; otherwise (fp32, or a build without cuDNN) the
+  // default path, said once per process (the CLI makes fp32 backends for the encoders too).
+  void use_cudnn() {
+    if (!bf16_) {
+      static std::atomic<bool> said{false};
+      if (!said.exchange(true))
+        std::fprintf(stderr,
+                     "uvit cuda: UVIT_ATTENTION=cudnn needs bf16 precision; fp32 attention runs "
+                     "ours\n");
+      return;
+    }
+    cudnn_ = make_cudnn_attention(stream_);  // nullptr (said on stderr): ours
+  }
+
   // Batch elements per chunk so that the chunk's scratch stays under kScratchCap.
   static int chunk(int B, int H, size_t per_bh) {
     const size_t per_b = per_bh * size_t(H);
@@ -358,7 +383,8 @@ class AttentionImpl final : public AttentionContext {
   cudaDataType act_;
   size_t e_;
   bool fused_ = true;
-  bool flash_ = true;  // takes precedence over fused_
+  bool flash_ = true;                      // takes precedence over fused_
+  std::unique_ptr<CudnnAttention> cudnn_;  // UVIT_ATTENTION=cudnn; precedes flash_
   cublasHandle_t blas_ = nullptr;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;

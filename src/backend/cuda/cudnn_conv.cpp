@@ -19,6 +19,7 @@
 #include <string>
 #include <tuple>
 
+#include "backend/cuda/cudnn_handle.hpp"
 #include "uvit/error.hpp"
 #endif
 
@@ -201,15 +202,8 @@ class DnnConv final : public CudnnConv {
 }  // namespace
 
 std::unique_ptr<CudnnConv> make_cudnn_conv(cudaStream_t stream) {
-  cudnnHandle_t h = nullptr;
-  cudnnStatus_t s = cudnnCreate(&h);
-  if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(h, stream);
-  if (s != CUDNN_STATUS_SUCCESS) {
-    if (h) cudnnDestroy(h);
-    std::fprintf(stderr, "uvit cuda: cuDNN unavailable (%s); tf32 convolutions use im2col + GEMM\n",
-                 cudnnGetErrorString(s));
-    return nullptr;
-  }
+  cudnnHandle_t h = create_cudnn_handle(stream, "tf32 convolutions use im2col + GEMM");
+  if (!h) return nullptr;
   return std::make_unique<DnnConv>(h);
 }
 
