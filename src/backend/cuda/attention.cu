@@ -156,15 +156,12 @@ class AttentionImpl final : public AttentionContext {
   }
 
   size_t workspace_bytes() const override {
-    return scratch_bytes_ + ptrs_count_ * sizeof(void*) + delta_bytes_ +
+    return scratch_.bytes() + ptrs_.bytes() + delta_.bytes() +
            (cudnn_ ? cudnn_->workspace_bytes() : 0);
   }
 
   ~AttentionImpl() override {
     if (blas_) cublasDestroy(blas_);
-    if (scratch_) cudaFree(scratch_);
-    if (ptrs_) cudaFree(ptrs_);
-    if (delta_) cudaFree(delta_);
   }
 
   void forward(const void* qkv, void* out, float* lse, int B, int N, int H, int Dh,
@@ -190,7 +187,7 @@ class AttentionImpl final : public AttentionContext {
       const int nb = std::min(bc, B - b0), BH = nb * H;
       const char* q = qkv_c + size_t(b0) * N * 3 * D * e_;
       char* o = static_cast<char*>(out) + size_t(b0) * N * D * e_;
-      char* S = static_cast<char*>(scratch_);
+      char* S = static_cast<char*>(scratch_.get());
       char* P = bf16_ ? S + round_up(size_t(BH) * NN * 4) : S;
       const long long s3 = (long long)(N * 3 * D * e_), s1 = (long long)(N * D * e_);
       const long long hq = (long long)(Dh * e_);
@@ -225,16 +222,8 @@ class AttentionImpl final : public AttentionContext {
     UVIT_CHECK(lse != nullptr, "cuda attention_bwd: lse is null (run the forward with lse)");
     if (cudnn_ && cudnn_->backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale)) return;
     if (bf16_ && flash_ && flash_attention_supported(Dh)) {
-      const size_t need = flash_attention_bwd_scratch_bytes(B, N, H);
-      if (need > delta_bytes_) {  // grow-only Delta scratch
-        if (delta_) check(cudaFree(delta_), "cudaFree (flash backward scratch)");
-        delta_ = nullptr;
-        delta_bytes_ = 0;
-        check(cudaMalloc(&delta_, need), "cudaMalloc (flash backward scratch)");
-        delta_bytes_ = need;
-      }
-      flash_attention_bwd_bf16(dout, qkv, out, lse, dqkv, static_cast<float*>(delta_), B, N, H, Dh,
-                               scale, stream_);
+      auto* delta = static_cast<float*>(delta_.reserve(flash_attention_bwd_scratch_bytes(B, N, H)));
+      flash_attention_bwd_bf16(dout, qkv, out, lse, dqkv, delta, B, N, H, Dh, scale, stream_);
       return;
     }
     const int D = H * Dh;
@@ -249,7 +238,7 @@ class AttentionImpl final : public AttentionContext {
       char* dq = static_cast<char*>(dqkv) + off3;
       const char* dO = static_cast<const char*>(dout) + off1;
       const char* o = static_cast<const char*>(out) + off1;
-      char* S = static_cast<char*>(scratch_);
+      char* S = static_cast<char*>(scratch_.get());
       char* dP = S + round_up(size_t(BH) * NN * 4);
       char* Pact = dP + round_up(size_t(BH) * NN * 4);  // bf16 only
       float* delta = reinterpret_cast<float*>(bf16_ ? Pact + round_up(size_t(BH) * NN * e_) : Pact);
@@ -339,28 +328,15 @@ class AttentionImpl final : public AttentionContext {
     if (bwd) need += round_up(BH * NN * 4);         // dP
     if (bf16_) need += round_up(BH * NN * e_);      // P / dS as act
     if (bwd) need += round_up(BH * size_t(N) * 4);  // Delta
-    if (need > scratch_bytes_) {
-      if (scratch_) check(cudaFree(scratch_), "cudaFree (attention scratch)");
-      scratch_ = nullptr;
-      scratch_bytes_ = 0;
-      check(cudaMalloc(&scratch_, need), "cudaMalloc (attention scratch)");
-      scratch_bytes_ = need;
-    }
-    const size_t nptr = BH * kMaxPtrArrays;
-    if (nptr > ptrs_count_) {
-      if (ptrs_) check(cudaFree(ptrs_), "cudaFree (attention pointer arrays)");
-      ptrs_ = nullptr;
-      ptrs_count_ = 0;
-      check(cudaMalloc(&ptrs_, nptr * sizeof(void*)), "cudaMalloc (attention pointers)");
-      ptrs_count_ = nptr;
-    }
+    scratch_.reserve(need);
+    ptrs_.reserve(BH * kMaxPtrArrays * sizeof(void*));
   }
 
   const void** fill(std::initializer_list<PtrSpec> specs, int BH, int H) {
     PtrSpecs ps{};
     ps.count = int(specs.size());
     std::copy(specs.begin(), specs.end(), ps.s);
-    auto** arr = static_cast<const void**>(ptrs_);
+    auto** arr = static_cast<const void**>(ptrs_.get());
     fill_ptrs_kernel<<<grid_1d(size_t(BH), 128), 128, 0, stream_>>>(ps, arr, BH, H);
     check_launch("fill_ptrs_kernel");
     return arr;
@@ -386,12 +362,9 @@ class AttentionImpl final : public AttentionContext {
   bool flash_ = true;                      // takes precedence over fused_
   std::unique_ptr<CudnnAttention> cudnn_;  // UVIT_ATTENTION=cudnn; precedes flash_
   cublasHandle_t blas_ = nullptr;
-  void* scratch_ = nullptr;
-  size_t scratch_bytes_ = 0;
-  void* ptrs_ = nullptr;
-  size_t ptrs_count_ = 0;
-  void* delta_ = nullptr;  // flash backward's Delta [B, H, N] fp32
-  size_t delta_bytes_ = 0;
+  GrowBuffer scratch_{"attention scratch"};
+  GrowBuffer ptrs_{"attention pointer arrays"};
+  GrowBuffer delta_{"flash backward scratch"};  // flash backward's Delta [B, H, N] fp32
 };
 
 }  // namespace

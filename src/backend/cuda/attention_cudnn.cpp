@@ -56,32 +56,6 @@ std::string one_line(std::string s) {
   return s;
 }
 
-// Grow-only device memory, freed with its owner (also when an exception unwinds it).
-class Workspace {
- public:
-  Workspace() = default;
-  ~Workspace() {
-    if (p_) cudaFree(p_);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* reserve(size_t bytes) {
-    if (bytes > bytes_) {
-      if (p_) check(cudaFree(p_), "cudaFree (cuDNN attention workspace)");
-      p_ = nullptr;
-      bytes_ = 0;
-      check(cudaMalloc(&p_, bytes), "cudaMalloc (cuDNN attention workspace)");
-      bytes_ = bytes;
-    }
-    return p_;
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 struct Entry {
   std::shared_ptr<fe::graph::Graph> graph;  // nullptr: cuDNN turned the shape down
   int64_t workspace = 0;
@@ -229,7 +203,7 @@ class DnnAttention final : public CudnnAttention {
   }
 
   cudnnHandle_t h_;
-  Workspace ws_;
+  GrowBuffer ws_{"cuDNN attention workspace"};
   std::map<Key, Entry> graphs_;
 };
 

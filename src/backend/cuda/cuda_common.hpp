@@ -24,6 +24,42 @@ inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel)
 
 #define UVIT_CUDA_CHECK(call) ::uvit::cuda::check((call), #call)
 
+// Grow-only device memory that frees itself (also when an exception unwinds its owner): reserve()
+// reallocates only when more is needed, freeing the old block first so the peak is one block.
+// `what` names it in the out-of-memory error.
+class GrowBuffer {
+ public:
+  explicit GrowBuffer(const char* what) : what_(what) {}
+  ~GrowBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+
+  void* reserve(size_t bytes) {
+    if (bytes <= bytes_) return p_;
+    if (p_) cudaFree(p_);  // waits for the work still using it
+    p_ = nullptr;
+    bytes_ = 0;
+    const cudaError_t e = cudaMalloc(&p_, bytes);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      p_ = nullptr;
+      fail("CUDA: cudaMalloc of ", bytes, " bytes (", what_, ") failed: ", cudaGetErrorName(e),
+           " (", cudaGetErrorString(e), ")");
+    }
+    bytes_ = bytes;
+    return p_;
+  }
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  const char* what_;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Whether p may be read/written with load_pack<V>/store_pack<V> at offsets that are multiples of V.

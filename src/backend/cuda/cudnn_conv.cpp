@@ -19,6 +19,7 @@
 #include <string>
 #include <tuple>
 
+#include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/cudnn_handle.hpp"
 #include "uvit/error.hpp"
 #endif
@@ -73,11 +74,10 @@ class DnnConv final : public CudnnConv {
   explicit DnnConv(cudnnHandle_t h) : h_(h), algo_(algo_from_env()) {}
   ~DnnConv() override {
     for (auto& kv : plans_) kv.second.destroy();
-    if (ws_) cudaFree(ws_);
     cudnnDestroy(h_);
   }
 
-  size_t workspace_bytes() const override { return ws_bytes_; }
+  size_t workspace_bytes() const override { return ws_.bytes(); }
 
   bool forward(const Conv2dShape& s, const float* x, const float* w, float* y) override {
     if (s.pt != s.pb || s.pl != s.pr) return false;  // the legacy API pads symmetrically
@@ -87,10 +87,10 @@ class DnnConv final : public CudnnConv {
     if (it == plans_.end()) it = plans_.emplace(key, make_plan(s, x, w, y)).first;
     Plan& p = it->second;
     if (!p.ok) return false;
-    grow(p.ws);
+    ws_.reserve(p.ws);
     const float one = 1.f, zero = 0.f;
-    const cudnnStatus_t st =
-        cudnnConvolutionForward(h_, &one, p.x, x, p.w, w, p.conv, p.algo, ws_, p.ws, &zero, p.y, y);
+    const cudnnStatus_t st = cudnnConvolutionForward(h_, &one, p.x, x, p.w, w, p.conv, p.algo,
+                                                     ws_.get(), p.ws, &zero, p.y, y);
     if (st == CUDNN_STATUS_NOT_SUPPORTED) {
       p.ok = false;
       return false;
@@ -100,20 +100,6 @@ class DnnConv final : public CudnnConv {
   }
 
  private:
-  void grow(size_t bytes) {
-    if (bytes <= ws_bytes_) return;
-    if (ws_) cudaFree(ws_);  // waits for the work still using it
-    ws_ = nullptr;
-    ws_bytes_ = 0;
-    const cudaError_t e = cudaMalloc(&ws_, bytes);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      fail("cudnn: cudaMalloc of a ", bytes,
-           "-byte convolution workspace failed: ", cudaGetErrorString(e));
-    }
-    ws_bytes_ = bytes;
-  }
-
   // Takes the first usable entry of perf (best first) that `want` accepts: success, its math type
   // accepted and its real workspace need (the estimate can differ) within the cap.
   template <class Want>
@@ -165,12 +151,12 @@ class DnnConv final : public CudnnConv {
       };
       if (algo_ == Algo::kFind) {
         // On the real buffers (y is overwritten; the caller computes it right after).
-        grow(kMaxWorkspace);
+        ws_.reserve(kMaxWorkspace);
         cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
         for (int run = 0; run < 2 && st == CUDNN_STATUS_SUCCESS; ++run)
           st = cudnnFindConvolutionForwardAlgorithmEx(h_, p.x, x, p.w, w, p.conv, p.y, y,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf,
-                                                      ws_, ws_bytes_);
+                                                      ws_.get(), ws_.bytes());
         if (st == CUDNN_STATUS_SUCCESS) choose(p, perf, n, tensor_op);
         check_dnn(cudnnSetConvolutionMathType(p.conv, p.ok ? p.math : CUDNN_DEFAULT_MATH),
                   "cudnnSetConvolutionMathType");
@@ -194,8 +180,7 @@ class DnnConv final : public CudnnConv {
 
   cudnnHandle_t h_;
   Algo algo_;
-  void* ws_ = nullptr;
-  size_t ws_bytes_ = 0;
+  GrowBuffer ws_{"cuDNN convolution workspace"};
   std::map<Key, Plan> plans_;
 };
 
