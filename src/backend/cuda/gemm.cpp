@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/algo_autotune.hpp"
+#include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/gemm_kernels.hpp"
 #include "uvit/error.hpp"
 
@@ -343,8 +344,8 @@ class LtGemm final : public GemmContext {
     const size_t out_esize = kind == int(Kind::kWgrad) ? 4 : esize_;
     const size_t out_elems =
         size_t(batch > 1 ? batch - 1 : 0) * size_t(sc) + size_t(M - 1) * size_t(ldc) + size_t(N);
-    void* scratch = nullptr;
-    check_cuda(cudaMalloc(&scratch, out_elems * out_esize), "cudaMalloc (autotune scratch)");
+    GrowBuffer scratch_buf("autotune scratch");  // freed however this returns
+    void* scratch = scratch_buf.reserve(out_elems * out_esize);
     cudaEvent_t e0 = nullptr, e1 = nullptr;
     check_cuda(cudaEventCreate(&e0), "cudaEventCreate");
     check_cuda(cudaEventCreate(&e1), "cudaEventCreate");
@@ -364,7 +365,6 @@ class LtGemm final : public GemmContext {
     });
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
-    cudaFree(scratch);
     p.algo = p.candidates[size_t(c.winner)];
     p.candidates.clear();  // tuned: this plan never times again
   }
