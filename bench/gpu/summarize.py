@@ -28,7 +28,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-S, H = "cifar10_uvit_small", "imagenet256_uvit_huge"
+S, H, DIT = "cifar10_uvit_small", "imagenet256_uvit_huge", "dit_xl_2"
 # Row order of the table: (config, mode, use_checkpoint).
 ROWS = [(S, "forward", False), (H, "forward", False), (S, "train", False), (H, "train", False),
         (H, "train", True)]
@@ -449,8 +449,9 @@ def cmd_table(a):
         ores = (o or {}).get("result") or {}
         try:
             ff = forward_flops(cfg)
-        except (OSError, KeyError, ValueError):
-            ff = None
+        except (OSError, KeyError, ValueError):  # not a uvit network: the twin's count (DiT)
+            ff = first(e or c or {}, ("forward_gflop_per_img",))
+            ff = ff * 1e9 if ff else None
         mult = 3 if mode == "train" else 1
 
         def mfu(rate):
@@ -519,6 +520,17 @@ def cmd_table(a):
         target(f"{cfg} {mode} >= {rate} img/s", fmt(v, ".0f"), None if v is None else v >= rate)
         v = r.get("vs_compiled")
         target(f"{cfg} {mode} >= {vs}x compiled twin", fmt(v, ".2f", "x"), None if v is None else v >= vs)
+    # DiT-XL/2 (when its cases ran): at least U-ViT-H/2's training MFU, >= 1.3x torch.compile.
+    h_mfu = row(H, "train", False).get("ours_mfu")
+    for mode in ("train", "forward"):
+        r = row(DIT, mode, False)
+        if not r:
+            continue
+        v = r.get("ours_mfu")
+        target(f"{DIT} {mode} MFU >= {H} train MFU ({fmt(None if h_mfu is None else 100 * h_mfu, '.1f', '%')})",
+               fmt(None if v is None else 100 * v, ".1f", "%"), None if v is None or h_mfu is None else v >= h_mfu)
+        v = r.get("vs_compiled")
+        target(f"{DIT} {mode} >= 1.3x compiled twin", fmt(v, ".2f", "x"), None if v is None else v >= 1.3)
 
     gtest = parse_gtest(a.gtest_xml)
     stages = parse_stages(a.stages)

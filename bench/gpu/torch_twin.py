@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch GPU baseline for scripts/gpu-check.sh (issues 4 and 5).
+"""PyTorch GPU baseline for scripts/gpu-check.sh (issues 4, 5 and 17).
 
-The project's own twin of U-ViT (tests/reference/uvit_torch.py) with its attention swapped for
-F.scaled_dot_product_attention (SPEC 2.5 qkv layout), bf16 autocast over fp32 master weights,
+The project's own twins of U-ViT (tests/reference/uvit_torch.py) and of DiT / Skip-DiT
+(tests/reference/dit_torch.py, configs whose nnet name is dit or skip_dit) with their attention
+swapped for F.scaled_dot_product_attention (same qkv layout), bf16 autocast over fp32 master weights,
 fused AdamW; eager and torch.compile. Per case it records forward NFE/s or training img/s (median of
 --iters timed iterations after --warmup, CUDA events) and peak memory (max_memory_allocated over
 the timed steps, after warm-up, so optimizer state is counted).
@@ -42,6 +43,7 @@ import torch.utils.checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
+import dit_torch  # noqa: E402
 import uvit_torch  # noqa: E402
 
 S, H = "cifar10_uvit_small", "imagenet256_uvit_huge"
@@ -52,7 +54,10 @@ DEFAULT_CASES = [
     f"train:{S}:eager:nockpt", f"train:{H}:eager:nockpt", f"train:{H}:eager:ckpt",
     f"forward:{S}:compiled", f"forward:{H}:compiled", f"train:{S}:compiled:nockpt",
 ]
-EXTRA_CASES = [f"train:{S}:eager:ckpt", f"train:{H}:compiled:nockpt", f"train:{H}:compiled:ckpt"]
+DIT = "dit_xl_2"  # issue 17's DiT-XL/2 rows (with --cases, or 'all')
+EXTRA_CASES = [f"train:{S}:eager:ckpt", f"train:{H}:compiled:nockpt", f"train:{H}:compiled:ckpt",
+               f"forward:{DIT}:eager", f"train:{DIT}:eager:nockpt", f"forward:{DIT}:compiled",
+               f"train:{DIT}:compiled:nockpt"]
 # Rough wall seconds per case on an H100 (model build, cold compile, timing), for the budget.
 ESTIMATE_S = {("forward", "eager"): 10, ("train", "eager"): 15, ("forward", "compiled"): 60,
               ("train", "compiled"): 100}
@@ -110,21 +115,57 @@ def check_sdpa(device):
 
 
 def load_net_kwargs(config, tiny):
+    """The twin's constructor arguments; "name" says which twin (uvit, dit or skip_dit)."""
     path = config if config.endswith(".json") else os.path.join(REPO, "configs", config + ".json")
     with open(path) as f:
         doc = json.load(f)
     cfg = doc.get("nnet", doc)
-    if cfg.get("name", "uvit") != "uvit":
-        raise SystemExit(f"torch_twin.py: {path}: only 'uvit' networks are benchmarked")
+    name = cfg.get("name", "uvit")
+    if name in ("dit", "skip_dit"):
+        kw = dit_torch.full_config(cfg)
+        if tiny:
+            kw.update(input_size=8, hidden_size=64, depth=4, num_heads=2)
+        return kw
+    if name != "uvit":
+        raise SystemExit(f"torch_twin.py: {path}: only uvit, dit and skip_dit networks are benchmarked")
     allowed = set(inspect.signature(uvit_torch.UViT.__init__).parameters) - {"self", "norm_layer"}
     kw = {k: v for k, v in cfg.items() if k in allowed}
     if tiny:  # CPU smoke test: same structure (classes, channels, conv, skip), small sizes
         kw.update(img_size=8, embed_dim=64, depth=4, num_heads=2)
+    kw["name"] = "uvit"
     return kw
+
+
+def build_net(kw):
+    args = {k: v for k, v in kw.items() if k != "name"}
+    if kw["name"] == "uvit":
+        return uvit_torch.UViT(**args)
+    args.pop("use_checkpoint", None)  # the DiT twin keeps every activation
+    return dit_torch.DiT(skip=kw["name"] == "skip_dit", **args)
+
+
+def net_input(kw):
+    """(channels, side, classes) of the network's input."""
+    if kw["name"] == "uvit":
+        return kw["in_chans"], kw["img_size"], kw.get("num_classes", -1)
+    return kw["in_channels"], kw["input_size"], kw["num_classes"]
+
+
+def dit_forward_flops(kw):
+    """2 FLOPs per multiply-add, the count of src/models/dit.cpp dit_flops (DiT, Skip-DiT)."""
+    D, p, C, L = kw["hidden_size"], kw["patch_size"], kw["in_channels"], (kw["input_size"] // kw["patch_size"]) ** 2
+    Hd = int(D * kw["mlp_ratio"])
+    f = 2 * L * D * C * p * p + 2 * (dit_torch.FREQ_DIM * D + D * D)
+    f += kw["depth"] * (2 * L * D * (3 * D + D + 2 * Hd) + 4 * L * L * D + 2 * D * 6 * D)
+    if kw["name"] == "skip_dit":
+        f += (kw["depth"] // 2) * 2 * L * 2 * D * D
+    return f + 2 * L * D * p * p * (2 * C if kw["learn_sigma"] else C) + 2 * D * 2 * D
 
 
 def forward_flops(kw):
     """2 FLOPs per multiply-add (same count as src/models/uvit_params.cpp forward_flops)."""
+    if kw["name"] != "uvit":
+        return dit_forward_flops(kw)
     D, p, C, S_ = kw["embed_dim"], kw["patch_size"], kw["in_chans"], kw["img_size"]
     L = (S_ // p) ** 2
     N = L + (2 if kw.get("num_classes", -1) > 0 else 1)
@@ -185,6 +226,8 @@ def run_case(spec, args, device):
     mode, config, impl = parts[:3]
     kw = load_net_kwargs(config, args.tiny)
     ckpt = (parts[3] == "ckpt") if len(parts) == 4 else False
+    if ckpt and kw["name"] != "uvit":
+        raise ValueError(f"bad case {spec!r}: the DiT twin has no activation checkpointing")
     kw["use_checkpoint"] = ckpt and mode == "train"
     rec = {"impl": "torch_" + impl, "config": config, "mode": mode, "use_checkpoint": kw["use_checkpoint"],
            "batch": args.batch, "precision": "bf16-autocast" if args.bf16 else "fp32",
@@ -194,14 +237,15 @@ def run_case(spec, args, device):
     torch.manual_seed(0)
     old, uvit_torch._BUILD_DEVICE = uvit_torch._BUILD_DEVICE, device
     try:
-        net = uvit_torch.UViT(**kw)  # built (and initialised) directly on the device
+        net = build_net(kw)  # built (and initialised) directly on the device
     finally:
         uvit_torch._BUILD_DEVICE = old
     B = args.batch
     g = torch.Generator(device="cpu").manual_seed(1)
-    x = torch.randn(B, kw["in_chans"], kw["img_size"], kw["img_size"], generator=g).to(device)
+    chans, side, classes = net_input(kw)
+    x = torch.randn(B, chans, side, side, generator=g).to(device)
     t = (torch.rand(B, generator=g) * 999).to(device)
-    y = (torch.arange(B) % kw["num_classes"]).to(device) if kw.get("num_classes", -1) > 0 else None
+    y = (torch.arange(B) % classes).to(device) if classes > 0 else None
     rec["params"] = sum(p.numel() for p in net.parameters())
 
     fn = net
@@ -221,7 +265,10 @@ def run_case(spec, args, device):
     else:
         net.train()
         opt, rec["optimizer"] = make_adamw(net.parameters(), device)
-        target = torch.randn(x.shape, generator=g).to(device)
+        # The output's shape (DiT's learned sigma doubles the channels): an MSE over all of it
+        # stands in for the hybrid loss, whose vb term is element-wise.
+        out_chans = 2 * chans if kw.get("learn_sigma") else chans
+        target = torch.randn(B, out_chans, side, side, generator=g).to(device)
         # The EMA copy the official trainer keeps (uvit bench's train step updates one too).
         params = [p for p in net.parameters()]
         ema = [p.detach().clone() for p in params]
@@ -368,6 +415,7 @@ def main():
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("torch_twin.py: --device cuda but torch.cuda.is_available() is False")
     uvit_torch.Attention.forward = sdpa_attention_forward
+    dit_torch.Attention.forward = sdpa_attention_forward  # the same qkv layout and attributes
     uvit_torch.Block.forward = block_forward
     if device.type == "cpu" and args.bf16:
         torch.nn.LayerNorm.forward = layernorm_fp32_forward

@@ -21,6 +21,12 @@ done
 echo '{"img_s": 600.0, "config": "imagenet256_uvit_huge", "mode": "train"}' >"$tmp/c.json"
 "$PY" $S record --case train_h_cudnn --config imagenet256_uvit_huge --mode train --attention cudnn \
   --rc 0 --seconds 9 --json "$tmp/c.json" >>"$tmp/ours.jsonl" || fail "record --attention cudnn"
+# DiT-XL/2: ours from `record`, the compiled twin's row carries the FLOP count summarize.py
+# cannot derive from a non-uvit config.
+echo '{"img_s": 150.0, "config": "dit_xl_2", "mode": "train"}' >"$tmp/d.json"
+"$PY" $S record --case train_dit_xl --config dit_xl_2 --mode train --rc 0 --seconds 9 \
+  --json "$tmp/d.json" >>"$tmp/ours.jsonl" || fail "record train_dit_xl"
+echo '{"impl": "torch_compiled", "config": "dit_xl_2", "mode": "train", "use_checkpoint": false, "img_s": 100.0, "forward_gflop_per_img": 237.242843136}' >"$tmp/twin.jsonl"
 cat >"$tmp/gtest.log" <<'LOG'
   attention fwd bf16 unfused  B=128 N=258 H=16 Dh=72: 2.000 ms  45.1 TFLOP/s
   attention fwd bf16 flash    B=128 N=258 H=16 Dh=72: 0.700 ms  128.9 TFLOP/s
@@ -59,7 +65,7 @@ with open(sys.argv[1], "w") as f:
         t = datetime.datetime.fromtimestamp(1000 + i * 0.25).strftime("%Y/%m/%d %H:%M:%S.%f")[:-3]
         f.write(f"{t}, {1980 - i}, 3201, {600 + i}.5, {50 + i // 10}\n")
 PYEOF
-run "$PY" $S table --ours "$tmp/ours.jsonl" --anchors "$tmp/anchors.jsonl" --gtest-log "$tmp/gtest.log" \
+run "$PY" $S table --ours "$tmp/ours.jsonl" --twin "$tmp/twin.jsonl" --anchors "$tmp/anchors.jsonl" --gtest-log "$tmp/gtest.log" \
   --profile "$tmp/profile.txt" --clocks "$tmp/clocks.csv" --windows "$tmp/windows.tsv" --out "$tmp/results.json"
 want() { grep -qF -- "$1" "$tmp/out" && echo "ok: $1" || fail "summary lacks: $1"; }
 want "| imagenet256_uvit_huge | train | no | 540.0 |"  # the main table keeps the heuristic run
@@ -79,6 +85,10 @@ want "| imagenet256_uvit_huge train >= 700 img/s | 540 | FAIL |"
 want "| attention fwd at (128, 16, 258, 72) >= 250 TFLOP/s | 129 | FAIL |"
 want "| attention fwd at (128, 16, 258, 72), cuDNN SDPA >= 250 TFLOP/s | 200 | FAIL |"
 want "| SD decoder 256 px, exact tf32 path >= 230 img/s | 240 | PASS |"
+# 3 * 237.24 GFLOP * 150 img/s / 989 TFLOP/s = 10.8%; U-ViT-H/2's 540 img/s is 43.6%.
+want "| dit_xl_2 | train | no | 150.0 | n/a | 100.0 | n/a | 1.50x | 10.8% |"
+want "| dit_xl_2 train MFU >= imagenet256_uvit_huge train MFU (43.6%) | 10.8% | FAIL |"
+want "| dit_xl_2 train >= 1.3x compiled twin | 1.50x | PASS |"
 "$PY" - "$tmp/results.json" <<'PYEOF' || fail "results.json"
 import json, sys
 d = json.load(open(sys.argv[1]))
