@@ -57,8 +57,7 @@ TrainSettings train_settings(const Config& c) {
   }
   s.max_grad_norm = op.value("max_grad_norm", 0.0);
   s.no_prox = op.value("no_prox", false);
-  UVIT_CHECK(adan || (!op.contains("max_grad_norm") && !op.contains("no_prox")), "config ",
-             c.config_name,
+  UVIT_CHECK(adan || (s.max_grad_norm == 0 && !s.no_prox), "config ", c.config_name,
              ": optimizer.max_grad_norm and no_prox are Adan options (AdamW clips with grad_clip)");
   UVIT_CHECK(!adan || s.grad_clip == 0, "config ", c.config_name,
              ": Adan clips with optimizer.max_grad_norm; remove grad_clip");
