@@ -286,8 +286,8 @@ class Backend {
   // n = b3 n + (1-b3) (g + b2 u)^2; den = sqrt(n) / sqrt(1-b3^step) + eps;
   // p -= lr/(1-b1^step) m/den + lr b2/(1-b2^step) d/den, then p /= 1 + lr wd (no_prox: p *= 1 - lr
   // wd before the update).
-  virtual void adan(float* p, const float* g, float* m, float* d, float* n, float* gp,
-                    size_t count, const AdanHyper& h, long step) = 0;
+  virtual void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
+                    const AdanHyper& h, long step) = 0;
   // e = decay * e + (1 - decay) * p
   virtual void ema(float* e, const float* p, size_t n, float decay) = 0;
 };

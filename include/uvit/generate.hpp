@@ -49,8 +49,8 @@ struct GenerateOptions {
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),
 // steps (sample.sample_steps, else the sampler's default), guidance scale (sample.scale when
-// sample.cfg, else 0), guidance channels, the power-cos power and, for flow presets, shift, cfg interval and
-// tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
+// sample.cfg, else 0), guidance channels, the power-cos power and, for flow presets, shift, cfg
+// interval and tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
 
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].

@@ -24,9 +24,9 @@ struct TrainSettings {
   // whose defaults lr 1e-3, betas (0.98, 0.92, 0.99), weight_decay 0 apply when a key is absent).
   std::string optimizer = "adamw";
   double lr = 2e-4, beta1 = 0.99, beta2 = 0.999, eps = 1e-8, weight_decay = 0.03;
-  double beta3 = 0.99;          // Adan only
-  double max_grad_norm = 0;     // Adan's own clipping: g *= min(max / (|g| + eps), 1); 0: off
-  bool no_prox = false;         // Adan: p *= 1 - lr wd before the step instead of p /= 1 + lr wd
+  double beta3 = 0.99;       // Adan only
+  double max_grad_norm = 0;  // Adan's own clipping: g *= min(max / (|g| + eps), 1); 0: off
+  bool no_prox = false;      // Adan: p *= 1 - lr wd before the step instead of p /= 1 + lr wd
   long warmup = 0;
   double ema_rate = 0.9999;
   double grad_clip = 0;  // 0: off (official)

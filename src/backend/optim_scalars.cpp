@@ -39,7 +39,8 @@ AdanScalars adan_scalars(const AdanHyper& h, long step) {
   const double lr = as_decimal(h.lr), b1 = as_decimal(h.beta1), b2 = as_decimal(h.beta2),
                b3 = as_decimal(h.beta3), wd = as_decimal(h.weight_decay);
   const double k = static_cast<double>(step);
-  const double bc1 = 1.0 - std::pow(b1, k), bc2 = 1.0 - std::pow(b2, k), bc3 = 1.0 - std::pow(b3, k);
+  const double bc1 = 1.0 - std::pow(b1, k), bc2 = 1.0 - std::pow(b2, k),
+               bc3 = 1.0 - std::pow(b3, k);
   AdanScalars s;
   s.beta1 = h.beta1;
   s.beta2 = h.beta2;

@@ -1,5 +1,6 @@
-// The per-step scalars of Backend::adamw, Backend::adan and Backend::ema, prepared on the host the same way by
-// every backend (src/backend/cpu/optim.cpp, src/backend/cuda/optim.cu) so their fp32 updates agree.
+// The per-step scalars of Backend::adamw, Backend::adan and Backend::ema, prepared on the host the
+// same way by every backend (src/backend/cpu/optim.cpp, src/backend/cuda/optim.cu) so their fp32
+// updates agree.
 #pragma once
 #include "uvit/backend.hpp"
 

@@ -213,7 +213,8 @@ void check_preset(const json& doc, const NetSpec& net) {
     // so that --set can switch the two one key at a time.
     bool ok = b.is_array() && (b.size() == 2 || b.size() == 3);
     for (size_t i = 0; ok && i < b.size(); ++i) ok = b[i].is_number();
-    UVIT_CHECK(ok, "optimizer.betas: expected an array of two (adamw) or three (adan) numbers, got ",
+    UVIT_CHECK(ok,
+               "optimizer.betas: expected an array of two (adamw) or three (adan) numbers, got ",
                show(b));
     for (const json& x : b)
       UVIT_CHECK(x.get<double>() >= 0 && x.get<double>() < 1, "optimizer.betas ", show(b),
@@ -625,9 +626,8 @@ void apply_override(Config& c, const std::string& assignment) {
   // Integer keys a preset may leave out (data parallelism, docs/distributed.md), and MDT's
   // options (docs/mdt_diffusion.md; typed by the field table when the document is re-checked).
   const bool optional_int = key == "train.dp_virtual" || key == "train.zero";
-  const bool optional = optional_int || key == "train.min_snr_gamma" ||
-                        key == "sample.cfg_power" || key == "optimizer.max_grad_norm" ||
-                        key == "optimizer.no_prox";
+  const bool optional = optional_int || key == "train.min_snr_gamma" || key == "sample.cfg_power" ||
+                        key == "optimizer.max_grad_norm" || key == "optimizer.no_prox";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.

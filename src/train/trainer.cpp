@@ -1,5 +1,6 @@
 // The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW (or Adan,
-// docs/mdt_diffusion.md) at the warm-up learning rate, EMA. All randomness is counter-based: update u's draws depend only on (seed, u).
+// docs/mdt_diffusion.md) at the warm-up learning rate, EMA. All randomness is counter-based: update
+// u's draws depend only on (seed, u).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -50,7 +51,8 @@ TrainSettings train_settings(const Config& c) {
   if (op.contains("betas")) {
     const size_t k = adan ? 3 : 2;
     UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == k, "config ", c.config_name,
-               ": optimizer.betas must be ", adan ? "[beta1, beta2, beta3] for adan" : "[beta1, beta2]");
+               ": optimizer.betas must be ",
+               adan ? "[beta1, beta2, beta3] for adan" : "[beta1, beta2]");
     s.beta1 = op["betas"][0].get<double>();
     s.beta2 = op["betas"][1].get<double>();
     if (adan) s.beta3 = op["betas"][2].get<double>();
@@ -298,7 +300,8 @@ void Trainer::zero_update(double lr) {
   double total = 0;
   for (double q : sq) total += q;
   last_norm_ = std::sqrt(total);
-  if (const double c = grad_clip_factor(s_, last_norm_); c != 1.0) be_.scale(part_.f32(), float(c), shard_);
+  if (const double c = grad_clip_factor(s_, last_norm_); c != 1.0)
+    be_.scale(part_.f32(), float(c), shard_);
   if (len > 0) update_trained(net_->params() + off, part_.f32(), off, len, lr);
   // Every rank's updated shard: the whole parameter vector on every rank.
   be_.fill(part_.f32(), 0.f, shard_);
@@ -370,8 +373,7 @@ void Trainer::check_replicas() {
 }
 
 namespace {
-void write_state(const std::string& dir, Trainer& t, const NamedArrays& st,
-                 const LoaderState& ls) {
+void write_state(const std::string& dir, Trainer& t, const NamedArrays& st, const LoaderState& ls) {
   fs::create_directories(dir);
   const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
                                                    {"config", t.config().config_name}};

@@ -31,7 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define NEED_MDT_FIXTURES() \
+#define NEED_MDT_FIXTURES()                                      \
   NEED_TORCH_FIXTURES("uvit_mdt", "mdt_diffusion_reference.py"); \
   const auto fx_t = tensors(d.dir / "mdt_diffusion.safetensors")
 
@@ -96,8 +96,8 @@ TEST(MinSnr, AdmHybridLossMatchesReference) {
                            noise = fx_t.at("minsnr.noise").to_f32(),
                            x0 = fx_t.at("minsnr.x0").to_f32();
   std::vector<float> grad(B * out_n);
-  const double loss = obj->loss(mo.data(), noise.data(), x0.data(), draws.data(), B, in, out_n, 1,
-                                grad.data());
+  const double loss =
+      obj->loss(mo.data(), noise.data(), x0.data(), draws.data(), B, in, out_n, 1, grad.data());
   EXPECT_NEAR(loss, f64(fx_t.at("minsnr.loss"))[0], 1e-6 * loss);
   EXPECT_LE(uvit_test::rel_err(grad, fx_t.at("minsnr.grad").to_f32()), 1e-5);
 
@@ -114,7 +114,8 @@ TEST(MinSnr, AdmHybridLossMatchesReference) {
 
 TEST(MinSnr, EpsMseWeightsEachSample) {
   for (const char* preset : {"fmnist_uvit_tiny", "mscoco_uvit_small"}) {  // continuous, discrete
-    const auto obj = make_objective(with_gamma(preset, 5)), plain = make_objective(load_config(preset));
+    const auto obj = make_objective(with_gamma(preset, 5)),
+               plain = make_objective(load_config(preset));
     const int B = 6;
     const size_t n = 10;
     std::vector<TrainDraw> draws;
@@ -122,7 +123,8 @@ TEST(MinSnr, EpsMseWeightsEachSample) {
     std::vector<float> out(B * n), eps(B * n), g(B * n), g0(B * n);
     Philox(3, 1).fill_normal(out.data(), out.size());
     Philox(3, 2).fill_normal(eps.data(), eps.size());
-    const double loss = obj->loss(out.data(), eps.data(), nullptr, draws.data(), B, n, n, 2, g.data());
+    const double loss =
+        obj->loss(out.data(), eps.data(), nullptr, draws.data(), B, n, n, 2, g.data());
     plain->loss(out.data(), eps.data(), nullptr, draws.data(), B, n, n, 2, g0.data());
     double want = 0;
     int weighted = 0;
@@ -143,25 +145,27 @@ TEST(MinSnr, EpsMseWeightsEachSample) {
 }
 
 TEST(MinSnr, RefusedForFlowAndBadValues) {
-  EXPECT_NE(error_of([] { make_objective(with_gamma("fmnist_lightningdit_tiny", 5)); })
-                .find("train.min_snr_gamma weights an eps-prediction loss"),
+  EXPECT_NE(error_of([] {
+              make_objective(with_gamma("fmnist_lightningdit_tiny", 5));
+            }).find("train.min_snr_gamma weights an eps-prediction loss"),
             std::string::npos);
   Config c = load_config("fmnist_dit_tiny");
-  EXPECT_NE(error_of([&] { apply_override(c, "train.min_snr_gamma=-1"); })
-                .find("train.min_snr_gamma must be positive"),
+  EXPECT_NE(error_of([&] {
+              apply_override(c, "train.min_snr_gamma=-1");
+            }).find("train.min_snr_gamma must be positive"),
             std::string::npos);
 }
 
 // --------------------------------------------------------------------------- power-cos
 
 TEST(PowerCos, ScaleByHand) {
-  EXPECT_NEAR(power_cos_scale(0.5, 1), 0.5, 1e-15);             // (1 - cos(pi/2)) / 2
-  EXPECT_NEAR(power_cos_scale(0.5, 4), 0.009607359798384785, 1e-15);  // sin^2(pi/32)
-  EXPECT_NEAR(power_cos_scale(0.25, 4), 0.22733750578897677, 1e-15);  // 0.75^4 = 0.31640625
+  EXPECT_NEAR(power_cos_scale(0.5, 1), 0.5, 1e-15);                    // (1 - cos(pi/2)) / 2
+  EXPECT_NEAR(power_cos_scale(0.5, 4), 0.009607359798384785, 1e-15);   // sin^2(pi/32)
+  EXPECT_NEAR(power_cos_scale(0.25, 4), 0.22733750578897677, 1e-15);   // 0.75^4 = 0.31640625
   EXPECT_NEAR(power_cos_scale(0.5, 0.01), 0.9998822759832104, 1e-15);  // MDT's demo power
-  EXPECT_EQ(power_cos_scale(0.0, 4), 1.0);   // the last step (t = 0): full guidance
-  EXPECT_EQ(power_cos_scale(1.0, 2), 0.0);   // pure noise: none
-  EXPECT_EQ(power_cos_scale(0.3, 0), 1.0);   // power 0: constant
+  EXPECT_EQ(power_cos_scale(0.0, 4), 1.0);      // the last step (t = 0): full guidance
+  EXPECT_EQ(power_cos_scale(1.0, 2), 0.0);      // pure noise: none
+  EXPECT_EQ(power_cos_scale(0.3, 0), 1.0);      // power 0: constant
   EXPECT_LT(power_cos_scale(0.999, 4), 1e-20);  // MDT's first step (t = 999)
   EXPECT_THROW(power_cos_scale(1.5, 4), Error);
   EXPECT_THROW(power_cos_scale(0.5, -1), Error);
@@ -212,8 +216,7 @@ TEST(PowerCos, SamplingFollowsTheSchedule) {
   const auto guided = sample_with(*net, cfg, 0, "ddim", 6);
   EXPECT_LT(uvit_test::rel_err(huge, unguided), uvit_test::rel_err(guided, unguided));
   EXPECT_GT(uvit_test::rel_err(huge, unguided), 0);
-  EXPECT_NE(error_of([&] { sample_with(*net, cfg, std::nan(""), "ddim", 6); })
-                .find("cfg_power"),
+  EXPECT_NE(error_of([&] { sample_with(*net, cfg, std::nan(""), "ddim", 6); }).find("cfg_power"),
             std::string::npos);
 }
 
@@ -283,20 +286,24 @@ TEST(Adan, FirstStepByHand) {
 TEST(Adan, ConfigErrors) {
   Config c = load_config("fmnist_dit_tiny");
   apply_override(c, "optimizer.name=adan");  // (the preset's two betas: refused when training)
-  EXPECT_NE(error_of([&] { train_settings(c); })
-                .find("optimizer.betas must be [beta1, beta2, beta3] for adan"),
+  EXPECT_NE(error_of([&] {
+              train_settings(c);
+            }).find("optimizer.betas must be [beta1, beta2, beta3] for adan"),
             std::string::npos);
   apply_override(c, "optimizer.betas=[0.98, 0.92, 0.99]");
   EXPECT_EQ(train_settings(c).beta3, 0.99);
-  EXPECT_NE(error_of([&] { apply_override(c, "optimizer.name=sgd"); })
-                .find("optimizer.name \"sgd\" is not \"adamw\" or \"adan\""),
+  EXPECT_NE(error_of([&] {
+              apply_override(c, "optimizer.name=sgd");
+            }).find("optimizer.name \"sgd\" is not \"adamw\" or \"adan\""),
             std::string::npos);
-  EXPECT_NE(error_of([&] { apply_override(c, "optimizer.eps=0"); })
-                .find("optimizer.eps must be positive"),
+  EXPECT_NE(error_of([&] {
+              apply_override(c, "optimizer.eps=0");
+            }).find("optimizer.eps must be positive"),
             std::string::npos);
   Config bad = load_config("fmnist_dit_tiny");
-  EXPECT_NE(error_of([&] { apply_override(bad, "optimizer.betas=[0.98, 1.0]"); })
-                .find("must lie in [0, 1)"),
+  EXPECT_NE(error_of([&] {
+              apply_override(bad, "optimizer.betas=[0.98, 1.0]");
+            }).find("must lie in [0, 1)"),
             std::string::npos);
   Config a = load_config("fmnist_dit_tiny");
   apply_override(a, "optimizer.max_grad_norm=1");
@@ -325,11 +332,13 @@ TEST(Adan, ConfigErrors) {
 TEST(Adan, ResumeIsBitIdentical) {
   auto be = make_cpu_backend();
   Config c = test::train_config();
-  c.json["optimizer"] = {{"name", "adan"},         {"lr", 2e-3},           {"weight_decay", 0.01},
-                         {"betas", {0.98, 0.92, 0.99}}, {"max_grad_norm", 0.5}, {"eps", 1e-8}};
+  c.json["optimizer"] = {{"name", "adan"},       {"lr", 2e-3},
+                         {"weight_decay", 0.01}, {"betas", {0.98, 0.92, 0.99}},
+                         {"max_grad_norm", 0.5}, {"eps", 1e-8}};
   c.json["train"]["min_snr_gamma"] = 5.0;
   auto data = std::make_shared<test::NoiseDataset>();
-  const fs::path root = fs::temp_directory_path() / ("uvit_adan_resume_" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("uvit_adan_resume_" + std::to_string(::getpid()));
   fs::remove_all(root);
   const auto [l1, p1] = test::train_run(c, *be, data, (root / "straight").string(), 6, false);
   test::train_run(c, *be, data, (root / "resumed").string(), 3, false);
@@ -338,7 +347,8 @@ TEST(Adan, ResumeIsBitIdentical) {
   EXPECT_EQ(std::vector<double>(l1.begin() + 3, l1.end()), l2);
   EXPECT_EQ(p1, p2);
   std::map<std::string, std::string> meta;
-  const NamedArrays s1 = load_safetensors((root / "straight/train_state.safetensors").string(), &meta);
+  const NamedArrays s1 =
+      load_safetensors((root / "straight/train_state.safetensors").string(), &meta);
   const NamedArrays s2 = load_safetensors((root / "resumed/train_state.safetensors").string());
   EXPECT_EQ(meta["optimizer"], "adan");
   ASSERT_EQ(s1.size(), 4u);
@@ -356,9 +366,8 @@ TEST(Adan, ResumeIsBitIdentical) {
   }
   EXPECT_NE(init, p1);
   Config adamw = test::train_config();
-  const std::string msg = error_of([&] {
-    test::train_run(adamw, *be, data, (root / "resumed").string(), 7, true);
-  });
+  const std::string msg =
+      error_of([&] { test::train_run(adamw, *be, data, (root / "resumed").string(), 7, true); });
   EXPECT_NE(msg.find("holds no adamw state"), std::string::npos) << msg;
   fs::remove_all(root);
 }

@@ -1,7 +1,8 @@
-// AdamW, Adan (backend/adan_update.hpp) and EMA as flat vectorised loops, following torch.optim.AdamW (PyTorch 1.13, single-tensor
+// AdamW and EMA as flat vectorised loops, following torch.optim.AdamW (PyTorch 1.13, single-tensor
 // path) operation by operation so fp32 rounding matches: scalars and bias corrections in double,
 // then p *= 1 - lr*wd; m = m*b1 + g*(1-b1); v = v*b2 + (1-b2)*g*g;
 // denom = sqrt(v) / sqrt(bc2) + eps; p += (-lr/bc1) * m / denom.
+// Adan likewise, its per-element update shared with CUDA (backend/adan_update.hpp).
 #include <cmath>
 
 #include "backend/adan_update.hpp"

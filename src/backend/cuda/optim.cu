@@ -116,8 +116,7 @@ void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamSca
 void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
           const AdanScalars& s) {
   if (count == 0) return;
-  if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(d) && aligned16(n) &&
-      aligned16(gp))
+  if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(d) && aligned16(n) && aligned16(gp))
     adan_kernel<4><<<grid_for(count / 4 + 4, kThreads), kThreads>>>(p, g, m, d, n, gp, count, s);
   else
     adan_kernel<1><<<grid_for(count, kThreads), kThreads>>>(p, g, m, d, n, gp, count, s);
