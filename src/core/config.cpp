@@ -214,7 +214,7 @@ void check_preset(const json& doc, const NetSpec& net) {
     bool ok = b.is_array() && (b.size() == 2 || b.size() == 3);
     for (size_t i = 0; ok && i < b.size(); ++i) ok = b[i].is_number();
     UVIT_CHECK(ok,
-               "optimizer.betas: expected an array of two (adamw) or three (adan) numbers, got ",
+               "optimizer.betas: expected an array of two numbers (adamw) or three (adan), got ",
                show(b));
     for (const json& x : b)
       UVIT_CHECK(x.get<double>() >= 0 && x.get<double>() < 1, "optimizer.betas ", show(b),
