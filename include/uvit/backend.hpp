@@ -11,7 +11,7 @@
 //   logsumexp, network inputs and outputs. GEMM weights and linear biases are read from the act
 //   copy of the parameters (UViT keeps one; on the CPU it is the parameters themselves with fp32
 //   acts), LayerNorm/embedding/position/conv parameters from fp32. Unmarked kernels (copy, fill,
-//   axpy, scale, sum_squares, adamw, ema, conv3x3) are fp32.
+//   axpy, scale, sum_squares, adamw, adan, ema, conv3x3) are fp32.
 // - Activation layout is [B, N, D] (tokens of a batch element contiguous). Linear weights are
 //   [out, in] as in PyTorch; y = x W^T + b.
 // - Backward kernels ACCUMULATE (+=) into parameter gradients (dw, db, dtable, dpos).
@@ -38,6 +38,12 @@ struct Conv2dShape {
   long in_stride() const { return x_stride ? x_stride : long(Cin) * H * W; }
   long out_stride() const { return y_stride ? y_stride : long(Cout) * out_h() * out_w(); }
   void check() const;  // throws uvit::Error naming the geometry when it is not a valid one
+};
+
+// Adan's hyperparameters (Backend::adan).
+struct AdanHyper {
+  float lr = 1e-3f, beta1 = 0.98f, beta2 = 0.92f, beta3 = 0.99f, eps = 1e-8f, weight_decay = 0.f;
+  bool no_prox = false;
 };
 
 class Backend {
@@ -274,6 +280,14 @@ class Backend {
   // p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps).  step counts from 1.
   virtual void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, long step) = 0;
+  // Adan (sail-sg/Adan adan.py, the single-tensor update; docs/mdt_diffusion.md). g is the
+  // (clipped) gradient, gp the previous step's (read from step 2 on; step 1 takes g - gp = 0) and
+  // receives g. With u = g - gp: m = b1 m + (1-b1) g; d = b2 d + (1-b2) u;
+  // n = b3 n + (1-b3) (g + b2 u)^2; den = sqrt(n) / sqrt(1-b3^step) + eps;
+  // p -= lr/(1-b1^step) m/den + lr b2/(1-b2^step) d/den, then p /= 1 + lr wd (no_prox: p *= 1 - lr
+  // wd before the update).
+  virtual void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
+                    const AdanHyper& h, long step) = 0;
   // e = decay * e + (1 - decay) * p
   virtual void ema(float* e, const float* p, size_t n, float decay) = 0;
 };

@@ -86,6 +86,11 @@ double net_time(ScheduleKind kind, double t);
 void cfg_combine(const float* eps_c, const float* eps_u, float scale, float* out, size_t n);
 std::vector<float> cfg_combine(const std::vector<float>& eps_c, const std::vector<float>& eps_u,
                                float scale);
+// MDT's power-cos guidance schedule (docs/mdt_diffusion.md): the factor (1 - cos((1 - tau)^power
+// pi)) / 2 in [0, 1] that multiplies the guidance scale s (cfg_t - 1 = (cfg - 1) this), with tau
+// in [0, 1] the sampling time as a fraction of the process (1 = pure noise; ADM: t / 1000 with t
+// the original step). power 0 gives 1 (constant guidance).
+double power_cos_scale(double tau, double power);
 
 // ---- time grids (SPEC 9.1), descending from t_T to t_0, n intervals, n + 1 points ----
 // torch.linspace semantics: the first half start + i·step, the second half end - (n-1-i)·step.

@@ -38,6 +38,9 @@ struct GenerateOptions {
   int skip_cache = 0;
   // Channels guidance combines (<= 0: NetSpec::guidance_channels, all if that is 0).
   int guidance_channels = 0;
+  // MDT's power-cos guidance: the scale times power_cos_scale(tau, cfg_power) at each step; 0 =
+  // constant guidance; < 0 = the preset's sample.cfg_power (default 0). docs/mdt_diffusion.md.
+  double cfg_power = -1;
   // Flow presets only (docs/flow.md); each <= 0 (cfg_interval: < 0) means the preset's.
   double shift = 0;           // time shift s of the grid (sample.shift, default 1: none)
   double cfg_interval = -1;   // no guidance while t < t0 (sample.cfg_interval, default 0)
@@ -46,8 +49,8 @@ struct GenerateOptions {
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),
 // steps (sample.sample_steps, else the sampler's default), guidance scale (sample.scale when
-// sample.cfg, else 0), guidance channels and, for flow presets, shift, cfg interval and
-// tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
+// sample.cfg, else 0), guidance channels, the power-cos power and, for flow presets, shift, cfg
+// interval and tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
 
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].

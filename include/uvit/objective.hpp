@@ -28,7 +28,12 @@ class Objective {
                       int B, size_t in_numel, size_t out_numel, int accum, float* dout) const = 0;
 };
 
-// The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm, flow).
+// The objective of a preset's process ("schedule": continuous_vp, discrete_sd, adm, flow), with
+// train.min_snr_gamma weighting its eps-MSE term (not flow's; docs/mdt_diffusion.md).
 std::unique_ptr<Objective> make_objective(const Config& cfg);
+
+// min-SNR-gamma (MDT's gaussian_diffusion.py training_losses): the eps-MSE of a sample drawn at
+// snr = mean^2 / std^2 (= abar / (1 - abar)) is weighted min(snr, gamma) / snr; 1 when gamma <= 0.
+double min_snr_weight(const TrainDraw& d, double gamma);
 
 }  // namespace uvit

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "uvit/config.hpp"
@@ -19,7 +20,13 @@ struct TrainSettings {
   long steps = 0;  // total optimizer updates of the run
   int batch = 0;
   uint64_t seed = 0;
+  // optimizer.name: "adamw" (the official U-ViT/DiT one) or "adan" (MDT's; docs/mdt_diffusion.md,
+  // whose defaults lr 1e-3, betas (0.98, 0.92, 0.99), weight_decay 0 apply when a key is absent).
+  std::string optimizer = "adamw";
   double lr = 2e-4, beta1 = 0.99, beta2 = 0.999, eps = 1e-8, weight_decay = 0.03;
+  double beta3 = 0.99;       // Adan only
+  double max_grad_norm = 0;  // Adan's own clipping: g *= min(max / (|g| + eps), 1); 0: off
+  bool no_prox = false;      // Adan: p *= 1 - lr wd before the step instead of p /= 1 + lr wd
   long warmup = 0;
   double ema_rate = 0.9999;
   double grad_clip = 0;  // 0: off (official)
@@ -32,9 +39,15 @@ struct TrainSettings {
   int dp_virtual = 0;
   int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
 };
-// Reads "train", "optimizer", "lr_scheduler", "ema_rate", "seed", "grad_clip" and our
+// Reads "train", "optimizer" (name, lr, betas, eps, weight_decay; Adan: max_grad_norm, no_prox),
+// "lr_scheduler", "ema_rate", "seed", "grad_clip" and our
 // "train.accum", "train.keep_snapshots", "train.dp_virtual", "train.zero" of a preset.
 TrainSettings train_settings(const Config& c);
+
+// The factor a gradient of global norm `norm` is scaled by before the update: torch's
+// clip_grad_norm_ with grad_clip (AdamW), or Adan's clamp(max_grad_norm / (norm + eps), max=1)
+// computed in fp32 as adan.py does; 1 when clipping is off.
+double grad_clip_factor(const TrainSettings& s, double norm);
 
 // The official 'customized' LambdaLR factor for optimizer update u (0-based): min(u / warmup, 1),
 // so the first update runs at lr 0.
@@ -85,11 +98,15 @@ class Trainer {
   void gather_parts();        // red_ = every rank's part_, in rank order
   // ZeRO-1: the AdamW update of this rank's shard, then the parameters gathered.
   void zero_update(double lr);
-  // AdamW over floats [off, off + len) of the parameter vector (p, g, m, v point at float off),
-  // skipping the frozen parameters, which the official optimizers never see.
-  void adamw_trained(float* p, const float* g, float* m, float* v, size_t off, size_t len,
-                     double lr);
-  void gather_moments(std::vector<float>& m, std::vector<float>& v);
+  // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off;
+  // the state buffers hold floats from off on), skipping the frozen parameters, which the official
+  // optimizers never see.
+  void update_trained(float* p, const float* g, size_t off, size_t len, double lr);
+  // The optimizer state as saved: (name, buffer) in file order (AdamW: exp_avg, exp_avg_sq; Adan:
+  // also exp_avg_diff and the previous gradient).
+  std::vector<std::pair<std::string, DeviceBuffer*>> state_buffers();
+  // The optimizer state of all parameters (gathered from the shards under ZeRO-1), on the host.
+  NamedArrays gather_state();
   Config cfg_;
   Backend& be_;
   std::shared_ptr<Dataset> data_;
@@ -98,14 +115,15 @@ class Trainer {
   std::unique_ptr<Objective> objective_;
   std::unique_ptr<Network> net_, ema_;
   std::unique_ptr<Loader> loader_;
-  DeviceBuffer m_, v_;  // AdamW moments (ZeRO-1: of this rank's shard)
+  DeviceBuffer m_, v_;   // AdamW / Adan moments (ZeRO-1: of this rank's shard)
+  DeviceBuffer d_, gp_;  // Adan: average gradient difference, previous gradient
   DeviceBuffer dx_, dt_, dout_, dctx_, dy_;
   long step_ = 0;
   SingleComm single_;
   Comm* comm_ = nullptr;
   int V_ = 1, k_ = 1, micro_ = 0;  // logical ranks, of them on this process, micro-batch size
   size_t n_pad_ = 0, shard_ = 0;   // gradient length padded to a multiple of the ranks; a shard
-  size_t moments_n_ = 0;           // floats in m_ and v_
+  size_t moments_n_ = 0;           // floats in each optimizer state buffer
   double last_norm_ = 0;
   DeviceBuffer acc_, red_, part_;  // per logical rank gradients, the reduced one, this shard
   std::vector<float> host_acc_, host_red_, host_part_;  // CUDA with host MPI: staging

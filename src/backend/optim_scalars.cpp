@@ -35,6 +35,30 @@ AdamScalars adam_scalars(float lr, float beta1, float beta2, float eps, float we
   return s;
 }
 
+AdanScalars adan_scalars(const AdanHyper& h, long step) {
+  const double lr = as_decimal(h.lr), b1 = as_decimal(h.beta1), b2 = as_decimal(h.beta2),
+               b3 = as_decimal(h.beta3), wd = as_decimal(h.weight_decay);
+  const double k = static_cast<double>(step);
+  const double bc1 = 1.0 - std::pow(b1, k), bc2 = 1.0 - std::pow(b2, k),
+               bc3 = 1.0 - std::pow(b3, k);
+  AdanScalars s;
+  s.beta1 = h.beta1;
+  s.beta2 = h.beta2;
+  s.beta3 = h.beta3;
+  s.one_m_b1 = static_cast<float>(1.0 - b1);
+  s.one_m_b2 = static_cast<float>(1.0 - b2);
+  s.one_m_b3 = static_cast<float>(1.0 - b3);
+  s.bc3_sqrt = static_cast<float>(std::sqrt(bc3));
+  s.neg_step = static_cast<float>(-(lr / bc1));
+  s.neg_step_diff = static_cast<float>(-(lr * b2 / bc2));
+  s.decay = static_cast<float>(1.0 - lr * wd);
+  s.div = static_cast<float>(1.0 + lr * wd);
+  s.eps = h.eps;
+  s.no_prox = h.no_prox ? 1 : 0;
+  s.first = step == 1 ? 1 : 0;
+  return s;
+}
+
 float ema_keep(float decay) { return static_cast<float>(1.0 - as_decimal(decay)); }
 
 }  // namespace uvit

@@ -35,6 +35,7 @@ GenerationRequest SamplingOptions::request(const Config& cfg) const {
   r.skip_cache = skip_cache;
   r.shift = shift;
   r.cfg_interval = cfg_interval;
+  r.cfg_power = cfg_power;
   r.atol = atol;
   r.rtol = rtol;
   if (guidance_channels == "all") {
@@ -79,6 +80,11 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
   cmd->add_option("--guidance-channels", o.guidance_channels,
                   "output channels guidance combines: all (the input channels) or N, the first "
                   "N (default: the network's; DiT: 3)");
+  cmd->add_option("--cfg-power", o.cfg_power,
+                  "MDT's power-cos guidance: the scale times (1 - cos((1 - tau)^P pi)) / 2, tau "
+                  "the time toward noise in [0, 1] (ADM: step/1000; docs/mdt_diffusion.md); 0 = "
+                  "constant (default: the preset's sample.cfg_power)")
+      ->check(at_least(0));
   cmd->add_option("--shift", o.shift,
                   "flow presets: time shift s, t' = s t / (1 + (s - 1) t) (default: the "
                   "preset's; 1 = none)")

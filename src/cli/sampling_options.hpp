@@ -20,6 +20,7 @@ struct SamplingOptions {
   double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
   double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;  // flow presets; unset: the preset's
   std::string guidance_channels;                            // "all" or N; "": the network's
+  double cfg_power = -1;  // MDT's power-cos guidance; unset: the preset's
   long seed = 0;
   std::vector<std::string> set;
   bool quiet = false;
@@ -37,8 +38,8 @@ struct SamplingOptions {
 };
 
 // Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
-// --guidance-channels, the flow options --shift, --cfg-interval, --atol, --rtol, --seed, --batch,
-// --set, --quiet, --device (help: what runs on it), --precision, --autoencoder,
+// --guidance-channels, --cfg-power, the flow options --shift, --cfg-interval, --atol, --rtol,
+// --seed, --batch, --set, --quiet, --device (help: what runs on it), --precision, --autoencoder,
 // --autoencoder-config and --latent-stats.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help);
 

@@ -85,7 +85,7 @@ std::string key_list(const json& obj) {
 
 // Types (and a few ranges) of the non-network fields that the trainer and sampler read. Each is
 // checked only when present, so hand-written configs may leave sections out.
-enum class Kind { Int, PosInt, NonNegInt, Number, Prob, PosNumber, Bool, String };
+enum class Kind { Int, PosInt, NonNegInt, Number, Prob, PosNumber, NonNegNumber, Bool, String };
 struct Field {
   const char* section;  // "" = top level
   const char* key;
@@ -102,9 +102,13 @@ constexpr Field kFields[] = {
     {"train", "log_interval", Kind::PosInt},
     {"train", "eval_interval", Kind::PosInt},
     {"train", "save_interval", Kind::PosInt},
+    {"train", "min_snr_gamma", Kind::PosNumber},  // docs/mdt_diffusion.md
     {"optimizer", "name", Kind::String},
     {"optimizer", "lr", Kind::PosNumber},
     {"optimizer", "weight_decay", Kind::Number},
+    {"optimizer", "eps", Kind::PosNumber},
+    {"optimizer", "max_grad_norm", Kind::NonNegNumber},  // Adan (docs/mdt_diffusion.md)
+    {"optimizer", "no_prox", Kind::Bool},
     {"lr_scheduler", "name", Kind::String},
     {"lr_scheduler", "warmup_steps", Kind::NonNegInt},
     {"autoencoder", "pretrained_path", Kind::String},
@@ -126,6 +130,7 @@ constexpr Field kFields[] = {
     {"sample", "path", Kind::String},
     {"sample", "shift", Kind::PosNumber},  // flow presets (docs/flow.md)
     {"sample", "cfg_interval", Kind::Prob},
+    {"sample", "cfg_power", Kind::NonNegNumber},  // power-cos guidance (docs/mdt_diffusion.md)
     {"sample", "atol", Kind::PosNumber},
     {"sample", "rtol", Kind::PosNumber},
 };
@@ -154,6 +159,11 @@ void check_field(const json& v, const std::string& name, Kind k) {
     case Kind::PosNumber: {
       double x = json_number(v, name);
       UVIT_CHECK(std::isfinite(x) && x > 0, name, " must be positive, got ", show(v));
+      break;
+    }
+    case Kind::NonNegNumber: {
+      double x = json_number(v, name);
+      UVIT_CHECK(std::isfinite(x) && x >= 0, name, " must be a finite number >= 0, got ", show(v));
       break;
     }
     case Kind::Bool:
@@ -192,10 +202,20 @@ void check_preset(const json& doc, const NetSpec& net) {
     UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", m,
                "\" is not \"uncond\" or \"cond\"");
   }
+  if (doc.contains("optimizer") && doc["optimizer"].contains("name")) {
+    const std::string o = doc["optimizer"]["name"];
+    UVIT_CHECK(o == "adamw" || o == "adan", "optimizer.name \"", o,
+               "\" is not \"adamw\" or \"adan\"");
+  }
   if (doc.contains("optimizer") && doc["optimizer"].contains("betas")) {
     const json& b = doc["optimizer"]["betas"];
-    UVIT_CHECK(b.is_array() && b.size() == 2 && b[0].is_number() && b[1].is_number(),
-               "optimizer.betas: expected an array of two numbers, got ", show(b));
+    // Two (AdamW) or three (Adan): the count is matched to optimizer.name when training starts,
+    // so that --set can switch the two one key at a time.
+    bool ok = b.is_array() && (b.size() == 2 || b.size() == 3);
+    for (size_t i = 0; ok && i < b.size(); ++i) ok = b[i].is_number();
+    UVIT_CHECK(ok,
+               "optimizer.betas: expected an array of two numbers (adamw) or three (adan), got ",
+               show(b));
     for (const json& x : b)
       UVIT_CHECK(x.get<double>() >= 0 && x.get<double>() < 1, "optimizer.betas ", show(b),
                  " must lie in [0, 1)");
@@ -603,12 +623,15 @@ void apply_override(Config& c, const std::string& assignment) {
   }
   const std::string& leaf = parts.back();
   const bool in_nnet = path == "nnet";
-  // Integer keys a preset may leave out (data parallelism, docs/distributed.md).
+  // Integer keys a preset may leave out (data parallelism, docs/distributed.md), and MDT's
+  // options (docs/mdt_diffusion.md; typed by the field table when the document is re-checked).
   const bool optional_int = key == "train.dp_virtual" || key == "train.zero";
+  const bool optional = optional_int || key == "train.min_snr_gamma" || key == "sample.cfg_power" ||
+                        key == "optimizer.max_grad_norm" || key == "optimizer.no_prox";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.
-    UVIT_CHECK(in_nnet || optional_int, where, ": unknown key ", key, " (",
+    UVIT_CHECK(in_nnet || optional, where, ": unknown key ", key, " (",
                path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
     UVIT_CHECK(!optional_int || integral(value), where, ": ", key, " expects an integer, got ",
                show(value));

@@ -43,7 +43,7 @@ template <class Name, class Shape>
 void check_tensors(const ParamTable& t, size_t n, Name name_of, Shape shape_of,
                    const std::string& what) {
   for (size_t i = 0; i < n; ++i)
-    UVIT_CHECK(name_of(i).rfind("adamw.", 0) != 0, what,
+    UVIT_CHECK(name_of(i).rfind("adamw.", 0) != 0 && name_of(i).rfind("adan.", 0) != 0, what,
                ": a training state (optimizer moments), not network weights; give "
                "nnet_ema.safetensors (or nnet.safetensors) from the same run folder");
   std::set<std::string> seen;

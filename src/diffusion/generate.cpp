@@ -42,6 +42,9 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
     if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
   }
   if (opt.cfg_scale < 0) opt.cfg_scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
+  if (opt.cfg_power < 0) opt.cfg_power = sc.value("cfg_power", 0.0);
+  UVIT_CHECK(std::isfinite(opt.cfg_power) && opt.cfg_power >= 0,
+             "the power-cos guidance power (cfg_power) must be >= 0, got ", opt.cfg_power);
   const NetSpec& ns = cfg.spec;
   if (opt.guidance_channels <= 0)
     opt.guidance_channels = ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans;
@@ -55,15 +58,17 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
 namespace {
 // The network as the samplers see it: a mini-batch of B samples at one network time, both halves
 // of guidance in one batched call, the halves combined (DiT: on the first guidance_channels
-// channels only, as its forward_with_cfg; the rest from the conditional pass).
+// channels only, as its forward_with_cfg; the rest from the conditional pass). With a power-cos
+// power the scale follows power_cos_scale of the step's time fraction tau.
 class Denoiser {
  public:
-  Denoiser(Network& net, int cap, bool guided, double scale, int guidance_channels)
+  Denoiser(Network& net, int cap, bool guided, double scale, int guidance_channels, double power)
       : net_(net),
         be_(net.backend()),
         s_(net.spec()),
         guided_(guided),
         scale_(scale),
+        power_(power),
         gch_(guidance_channels),
         dx_(be_, size_t(cap) * (guided ? 2 : 1) * s_.in_numel() * 4),
         dout_(be_, size_t(cap) * (guided ? 2 : 1) * s_.out_numel() * 4),
@@ -95,10 +100,11 @@ class Denoiser {
     }
   }
 
-  // out [B, out_chans, S, S] (host) = the guided prediction at network time tnet for x (host).
+  // out [B, out_chans, S, S] (host) = the guided prediction at network time tnet for x (host);
+  // tau: the time as a fraction of the process, 1 = noise (power-cos guidance).
   // guide false: the conditional prediction alone (the unconditional half is not run), which is
   // what the guided combination gives on a step outside a guidance interval.
-  void operator()(const float* x, float tnet, float* out, bool guide = true) {
+  void operator()(const float* x, float tnet, double tau, float* out, bool guide = true) {
     const bool both = guided_ && guide;
     const int BB = B_ * (both ? 2 : 1);
     const size_t in = size_t(B_) * s_.in_numel(), on = size_t(B_) * s_.out_numel();
@@ -112,10 +118,11 @@ class Denoiser {
     be_.download(host_.data(), dout_.f32(), host_.size() * 4);
     const size_t hw = size_t(s_.img_size) * s_.img_size, per = s_.out_numel();
     const size_t g = size_t(gch_) * hw;
+    const float scale = power_ > 0 ? float(scale_ * power_cos_scale(tau, power_)) : float(scale_);
     for (int b = 0; b < B_; ++b) {
       const float* c = host_.data() + b * per;
       float* o = out + b * per;
-      cfg_combine(c, c + on, float(scale_), o, g);
+      cfg_combine(c, c + on, scale, o, g);
       std::copy(c + g, c + per, o + g);
     }
   }
@@ -125,7 +132,7 @@ class Denoiser {
   Backend& be_;
   const NetSpec& s_;
   bool guided_;
-  double scale_;
+  double scale_, power_;
   int gch_;  // channels guidance combines (the rest come from the conditional pass)
   int B_ = 0;
   DeviceBuffer dx_, dout_, dt_, dy_, dctx_;
@@ -134,6 +141,7 @@ class Denoiser {
 
 // DiT's ADM samplers: `ddpm` = respacing "K" with the network's variance (learned, or fixed
 // large), `ddim` = respacing "ddimK" with eta 0 (facebookresearch/DiT diffusion/respace.py).
+// Power-cos guidance reads the original step t as tau = t / 1000, as MDT's forward_with_cfg.
 std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector<float> x,
                               Denoiser& model, const NetSpec& s, int B, uint64_t seed,
                               uint64_t noise_offset, const std::function<void()>& on_eval) {
@@ -145,7 +153,8 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
   const AdmVariance var = s.learned_sigma() ? AdmVariance::LearnedRange : AdmVariance::FixedLarge;
   std::vector<float> out(size_t(B) * s.out_numel()), next(x.size()), z(x.size());
   for (int i = K - 1; i >= 0; --i) {
-    model(x.data(), float(d.network_time(i)), out.data());
+    const double t = d.network_time(i);
+    model(x.data(), float(t), t / d.original_num_steps(), out.data());
     if (on_eval) on_eval();
     if (ddim) {
       d.ddim_step(i, x.data(), out.data(), Co, next.data(), B, C, hw);
@@ -163,14 +172,14 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
 
 // A flow preset's sampler (docs/flow.md): the network time is the solver's t in [0, 1]; guidance
 // as LightningDiT's forward_with_cfg with cfg_interval, unguided while t < t0 (the shifted t, in
-// float32 as the official comparison).
+// float32 as the official comparison). Power-cos guidance: tau = 1 - t (t = 1 is data).
 std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, Denoiser& model,
                             const NetSpec& s, int B, uint64_t noise_offset,
                             const std::function<void()>& on_eval) {
   const size_t numel = s.in_numel(), onumel = s.out_numel();
   std::vector<float> out(size_t(B) * onumel);
   VelocityFnT<float> velocity = [&](const std::vector<float>& xs, double t, std::vector<float>& v) {
-    model(xs.data(), float(t), out.data(), !(float(t) < float(opt.cfg_interval)));
+    model(xs.data(), float(t), 1.0 - t, out.data(), !(float(t) < float(opt.cfg_interval)));
     for (int b = 0; b < B; ++b)  // the velocity channels of each sample
       std::copy_n(out.begin() + b * onumel, numel, v.begin() + b * numel);
     on_eval();
@@ -219,7 +228,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
   mb = std::max(1, std::min(mb, n));
 
-  Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels);
+  Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels, opt.cfg_power);
   std::vector<float> result(size_t(n) * numel);
   int evals_done = 0;
   // dopri5's count is not known in advance: the total is then -1.
@@ -230,7 +239,8 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
     if (opt.progress) opt.progress(evals_done, evals_total);
   };
   // The network time of the solvers' continuous t: the schedule's, one less for ADM's 0-based
-  // steps (DPM-Solver's discrete t = (n + 1) / N).
+  // steps (DPM-Solver's discrete t = (n + 1) / N). Power-cos guidance: tau = that step / N for
+  // ADM (as its ddpm), the solver's t for U-ViT's schedules.
   const double time_shift = adm ? -1.0 : 0.0;
 
   for (int start = 0; start < n; start += mb) {
@@ -253,7 +263,8 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
     } else {
       std::vector<float> out(size_t(B) * onumel);
       EpsFn eps_fn = [&](const std::vector<float>& xs, double t, std::vector<float>& eps) {
-        model(xs.data(), float(ns.net_time(t) + time_shift), out.data());
+        const double tnet = ns.net_time(t) + time_shift;
+        model(xs.data(), float(tnet), adm ? tnet / ns.total_n() : t, out.data());
         eps.resize(xs.size());
         for (int b = 0; b < B; ++b)  // the eps channels of each sample
           std::copy_n(out.begin() + b * onumel, numel, eps.begin() + b * numel);

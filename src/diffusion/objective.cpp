@@ -1,8 +1,9 @@
 // Training objectives: the noise-prediction MSE of U-ViT's schedules (SPEC 7.3) and DiT's ADM
-// hybrid loss (docs/dit.md).
+// hybrid loss (docs/dit.md), optionally min-SNR weighted (docs/mdt_diffusion.md).
 #include "uvit/objective.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "uvit/adm.hpp"
@@ -13,11 +14,18 @@
 
 namespace uvit {
 
+double min_snr_weight(const TrainDraw& d, double gamma) {
+  if (gamma <= 0) return 1.0;
+  const double r = d.mean / d.std, snr = r * r;  // +inf at std 0: weight 0
+  return snr <= gamma ? 1.0 : gamma / snr;
+}
+
 namespace {
-// eps-MSE over every element: loss = mean (out - eps)^2, gradient 2 (out - eps) / numel.
+// eps-MSE over every element: loss = mean w_b (out - eps)^2, gradient 2 w_b (out - eps) / numel,
+// w_b the sample's min-SNR weight (1 without train.min_snr_gamma: the plain MSE, bit for bit).
 class EpsMse final : public Objective {
  public:
-  explicit EpsMse(NoiseSchedule ns) : ns_(std::move(ns)) {}
+  EpsMse(NoiseSchedule ns, double gamma) : ns_(std::move(ns)), gamma_(gamma) {}
 
   TrainDraw draw(double u) const override {
     TrainDraw d;
@@ -36,7 +44,7 @@ class EpsMse final : public Objective {
     return d;
   }
 
-  double loss(const float* out, const float* eps, const float*, const TrainDraw*, int B,
+  double loss(const float* out, const float* eps, const float*, const TrainDraw* draws, int B,
               size_t in_numel, size_t out_numel, int accum, float* dout) const override {
     UVIT_CHECK(in_numel == out_numel,
                "the eps-MSE objective needs a network without a variance "
@@ -44,22 +52,28 @@ class EpsMse final : public Objective {
     const size_t numel = size_t(B) * in_numel;
     const float g = 2.f / float(numel) / float(accum);
     double loss = 0;
-    for (size_t k = 0; k < numel; ++k) {
-      const float d = out[k] - eps[k];
-      loss += double(d) * d;
-      dout[k] = g * d;
+    for (int b = 0; b < B; ++b) {
+      const double w = min_snr_weight(draws[b], gamma_);
+      const float gb = g * float(w);
+      for (size_t k = size_t(b) * in_numel; k < size_t(b + 1) * in_numel; ++k) {
+        const float d = out[k] - eps[k];
+        loss += w * (double(d) * d);
+        dout[k] = gb * d;
+      }
     }
     return loss / double(numel);
   }
 
  private:
   NoiseSchedule ns_;
+  double gamma_;
 };
 // DiT's training_losses (LossType.MSE): t ~ U{0..N-1}, eps-MSE plus, with a learned variance, the
 // variational bound term with the mean frozen (KL in bits; the decoder NLL at t = 0).
 class AdmHybrid final : public Objective {
  public:
-  AdmHybrid(int channels) : d_(AdmDiffusion::dit("")), channels_(channels) {}
+  AdmHybrid(int channels, double gamma)
+      : d_(AdmDiffusion::dit("")), channels_(channels), gamma_(gamma) {}
 
   TrainDraw draw(double u) const override {
     const int N = d_.num_timesteps();
@@ -82,19 +96,38 @@ class AdmHybrid final : public Objective {
     const auto terms = d_.hybrid_loss(t.data(), x0, eps, out, sigma, B, channels_, hw, dout);
     const size_t n = size_t(B) * out_numel;
     for (size_t k = 0; k < n; ++k) dout[k] /= float(accum);
-    return terms.loss;
+    if (gamma_ <= 0) return terms.loss;
+    // MDT: loss_b = w_b mse_b + vb_b; the eps channels carry the MSE term's gradient alone.
+    double loss = 0;
+    for (int b = 0; b < B; ++b) {
+      const double w = min_snr_weight(draws[b], gamma_);
+      loss += w * terms.mse[size_t(b)] + (sigma ? terms.vb[size_t(b)] : 0.0);
+      float* e = dout + size_t(b) * out_numel;
+      for (size_t k = 0; k < in_numel; ++k) e[k] *= float(w);
+    }
+    return loss / B;
   }
 
  private:
   AdmDiffusion d_;
   int channels_;
+  double gamma_;
 };
 }  // namespace
 
 std::unique_ptr<Objective> make_objective(const Config& cfg) {
-  if (is_adm(cfg)) return std::make_unique<AdmHybrid>(cfg.spec.in_chans);
-  if (is_flow(cfg)) return make_flow_objective(cfg);
-  return std::make_unique<EpsMse>(schedule_for(cfg));
+  const nlohmann::json tr = cfg.json.value("train", nlohmann::json::object());
+  const double gamma = tr.value("min_snr_gamma", 0.0);
+  UVIT_CHECK(std::isfinite(gamma) && gamma >= 0, "config ", cfg.config_name,
+             ": train.min_snr_gamma must be positive, got ", gamma);
+  if (is_adm(cfg)) return std::make_unique<AdmHybrid>(cfg.spec.in_chans, gamma);
+  if (is_flow(cfg)) {
+    UVIT_CHECK(gamma == 0, "config ", cfg.config_name,
+               ": train.min_snr_gamma weights an eps-prediction loss; a flow preset trains a "
+               "velocity (remove it)");
+    return make_flow_objective(cfg);
+  }
+  return std::make_unique<EpsMse>(schedule_for(cfg), gamma);
 }
 
 }  // namespace uvit

@@ -181,6 +181,7 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
   g.guidance_channels = r.guidance_channels;
   g.shift = r.shift;
   g.cfg_interval = r.cfg_interval;
+  g.cfg_power = r.cfg_power;
   g.atol = r.atol;
   g.rtol = r.rtol;
   if (r.seed < 0) {
@@ -316,6 +317,7 @@ std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
   const NetSpec& ns = cfg.spec;
   if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
     m["guidance_channels"] = std::to_string(g.guidance_channels);
+  if (g.cfg_power > 0) m["cfg_power"] = cat(g.cfg_power);
   if (!is_flow(cfg)) return m;
   m["shift"] = cat(g.shift);
   m["cfg_interval"] = cat(g.cfg_interval);

@@ -1,5 +1,6 @@
-// The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW at the warm-up
-// learning rate, EMA. All randomness is counter-based: update u's draws depend only on (seed, u).
+// The training loop (SPEC 7.3, 16): noise the batch, epsilon-MSE, backward, AdamW (or Adan,
+// docs/mdt_diffusion.md) at the warm-up learning rate, EMA. All randomness is counter-based: update
+// u's draws depend only on (seed, u).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,15 +40,31 @@ TrainSettings train_settings(const Config& c) {
   s.dp_virtual = tr.value("dp_virtual", 0);
   s.zero = tr.value("zero", 0);
   s.seed = j.value("seed", uint64_t(1234));
-  s.lr = op.value("lr", 2e-4);
-  s.weight_decay = op.value("weight_decay", 0.03);
+  s.optimizer = op.value("name", std::string("adamw"));
+  const bool adan = s.optimizer == "adan";
+  UVIT_CHECK(adan || s.optimizer == "adamw", "config ", c.config_name, ": optimizer.name \"",
+             s.optimizer, "\" is not \"adamw\" or \"adan\"");
+  s.lr = op.value("lr", adan ? 1e-3 : 2e-4);
+  s.weight_decay = op.value("weight_decay", adan ? 0.0 : 0.03);
   s.eps = op.value("eps", 1e-8);
+  if (adan) s.beta1 = 0.98, s.beta2 = 0.92, s.beta3 = 0.99;
   if (op.contains("betas")) {
-    UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == 2, "config ", c.config_name,
-               ": optimizer.betas must be [beta1, beta2]");
+    const size_t k = adan ? 3 : 2;
+    UVIT_CHECK(op["betas"].is_array() && op["betas"].size() == k, "config ", c.config_name,
+               ": optimizer.betas must be ",
+               adan ? "[beta1, beta2, beta3] for adan" : "[beta1, beta2]");
     s.beta1 = op["betas"][0].get<double>();
     s.beta2 = op["betas"][1].get<double>();
+    if (adan) s.beta3 = op["betas"][2].get<double>();
   }
+  s.max_grad_norm = op.value("max_grad_norm", 0.0);
+  s.no_prox = op.value("no_prox", false);
+  UVIT_CHECK(adan || (s.max_grad_norm == 0 && !s.no_prox), "config ", c.config_name,
+             ": optimizer.max_grad_norm and no_prox are Adan options (AdamW clips with grad_clip)");
+  UVIT_CHECK(!adan || s.grad_clip == 0, "config ", c.config_name,
+             ": Adan clips with optimizer.max_grad_norm; remove grad_clip");
+  UVIT_CHECK(s.eps > 0 && s.max_grad_norm >= 0, "config ", c.config_name,
+             ": optimizer.eps must be positive and max_grad_norm >= 0");
   s.warmup = lr.value("warmup_steps", 0L);
   s.ema_rate = j.value("ema_rate", 0.9999);
   UVIT_CHECK(s.batch > 0, "config ", c.config_name, ": train.batch_size must be positive");
@@ -62,6 +79,15 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
              ": optimizer.lr must be >= 0 and ema_rate in [0, 1]");
   return s;
+}
+
+double grad_clip_factor(const TrainSettings& s, double norm) {
+  if (s.optimizer == "adan") {
+    if (s.max_grad_norm <= 0) return 1.0;
+    return std::min(float(s.max_grad_norm) / (float(norm) + float(s.eps)), 1.f);
+  }
+  if (s.grad_clip > 0 && norm > s.grad_clip) return s.grad_clip / (norm + 1e-6);
+  return 1.0;
 }
 
 double warmup_factor(long update, long warmup) {
@@ -114,6 +140,10 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   moments_n_ = zero ? shard_ : P;
   m_ = DeviceBuffer(be_, moments_n_ * 4);
   v_ = DeviceBuffer(be_, moments_n_ * 4);
+  if (s_.optimizer == "adan") {
+    d_ = DeviceBuffer(be_, moments_n_ * 4);
+    gp_ = DeviceBuffer(be_, moments_n_ * 4);
+  }
   if (V_ > 1 || s_.accum > 1) {
     acc_ = DeviceBuffer(be_, size_t(k_) * n_pad_ * 4);
     be_.fill(acc_.f32(), 0.f, size_t(k_) * n_pad_);  // the padding stays zero
@@ -142,8 +172,7 @@ Trainer::~Trainer() { loader_.reset(); }
 void Trainer::init() {
   net_->init_random(s_.seed);
   be_.copy(ema_->params(), net_->params(), net_->num_params());
-  be_.fill(m_.f32(), 0.f, moments_n_);
-  be_.fill(v_.f32(), 0.f, moments_n_);
+  for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
 }
@@ -212,16 +241,15 @@ StepStats Trainer::step() {
   st.loss /= V_;
   st.lr = s_.lr * warmup_factor(step_, s_.warmup);
   if (s_.zero == 1 && comm_->size() > 1) {
-    zero_update(st.lr);  // (its AdamW counts as exchange time too)
+    zero_update(st.lr);  // (its optimizer update counts as exchange time too)
     st.grad_norm = last_norm_;
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
   } else {
     float* g = reduce_gradients();
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
     st.grad_norm = std::sqrt(be_.sum_squares(g, P));
-    if (s_.grad_clip > 0 && st.grad_norm > s_.grad_clip)  // torch clip_grad_norm_
-      be_.scale(g, float(s_.grad_clip / (st.grad_norm + 1e-6)), P);
-    adamw_trained(net_->params(), g, m_.f32(), v_.f32(), 0, P, st.lr);
+    if (const double c = grad_clip_factor(s_, st.grad_norm); c != 1.0) be_.scale(g, float(c), P);
+    update_trained(net_->params(), g, 0, P, st.lr);
   }
   be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
@@ -272,9 +300,9 @@ void Trainer::zero_update(double lr) {
   double total = 0;
   for (double q : sq) total += q;
   last_norm_ = std::sqrt(total);
-  if (s_.grad_clip > 0 && last_norm_ > s_.grad_clip)
-    be_.scale(part_.f32(), float(s_.grad_clip / (last_norm_ + 1e-6)), shard_);
-  if (len > 0) adamw_trained(net_->params() + off, part_.f32(), m_.f32(), v_.f32(), off, len, lr);
+  if (const double c = grad_clip_factor(s_, last_norm_); c != 1.0)
+    be_.scale(part_.f32(), float(c), shard_);
+  if (len > 0) update_trained(net_->params() + off, part_.f32(), off, len, lr);
   // Every rank's updated shard: the whole parameter vector on every rank.
   be_.fill(part_.f32(), 0.f, shard_);
   if (len > 0) be_.copy(part_.f32(), net_->params() + off, len);
@@ -282,34 +310,49 @@ void Trainer::zero_update(double lr) {
   be_.copy(net_->params(), red_.f32(), P);
 }
 
-void Trainer::adamw_trained(float* p, const float* g, float* m, float* v, size_t off, size_t len,
-                            double lr) {
+void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr) {
+  const bool adan = s_.optimizer == "adan";
+  AdanHyper h;
+  h.lr = float(lr), h.beta1 = float(s_.beta1), h.beta2 = float(s_.beta2);
+  h.beta3 = float(s_.beta3), h.eps = float(s_.eps), h.weight_decay = float(s_.weight_decay);
+  h.no_prox = s_.no_prox;
   for (const auto& [b, e] : net_->table().trained_ranges()) {
     const size_t lo = std::max(b, off), hi = std::min(e, off + len);
     if (lo >= hi) continue;
     const size_t k = lo - off;
-    be_.adamw(p + k, g + k, m + k, v + k, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
-              float(s_.eps), float(s_.weight_decay), step_ + 1);
+    float *m = m_.f32() + k, *v = v_.f32() + k;
+    if (adan)
+      be_.adan(p + k, g + k, m, d_.f32() + k, v, gp_.f32() + k, hi - lo, h, step_ + 1);
+    else
+      be_.adamw(p + k, g + k, m, v, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
+                float(s_.eps), float(s_.weight_decay), step_ + 1);
   }
 }
 
-// The AdamW moments of all parameters (gathered from the shards under ZeRO-1), on the host.
-void Trainer::gather_moments(std::vector<float>& m, std::vector<float>& v) {
+std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {
+  if (s_.optimizer == "adan")
+    return {{"adan.exp_avg", &m_},
+            {"adan.exp_avg_sq", &v_},
+            {"adan.exp_avg_diff", &d_},
+            {"adan.pre_grad", &gp_}};
+  return {{"adamw.exp_avg", &m_}, {"adamw.exp_avg_sq", &v_}};
+}
+
+NamedArrays Trainer::gather_state() {
   const size_t P = net_->num_params();
-  if (moments_n_ == P) {
-    if (comm_->rank() != 0) return;  // only rank 0 writes them
-    m.resize(P), v.resize(P);
-    be_.download(m.data(), m_.f32(), P * 4);
-    be_.download(v.data(), v_.f32(), P * 4);
-    return;
+  NamedArrays out;
+  std::vector<float> h(moments_n_ == P ? P : n_pad_), shard(moments_n_ == P ? 0 : shard_);
+  for (auto& [name, buf] : state_buffers()) {
+    if (moments_n_ == P) {
+      if (comm_->rank() != 0) continue;  // only rank 0 writes them
+      be_.download(h.data(), buf->f32(), P * 4);
+    } else {
+      be_.download(shard.data(), buf->f32(), shard_ * 4);
+      comm_->allgather(shard.data(), shard_, h.data());
+    }
+    out.emplace_back(name, Array::from_f32({int64_t(P)}, h.data()));
   }
-  std::vector<float> shard(shard_);
-  for (auto [dst, src] : {std::pair{&m, &m_}, std::pair{&v, &v_}}) {
-    dst->resize(n_pad_);
-    be_.download(shard.data(), src->f32(), shard_ * 4);
-    comm_->allgather(shard.data(), shard_, dst->data());
-    dst->resize(P);
-  }
+  return out;
 }
 
 void Trainer::check_replicas() {
@@ -330,8 +373,7 @@ void Trainer::check_replicas() {
 }
 
 namespace {
-void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m,
-                 const std::vector<float>& v, const LoaderState& ls) {
+void write_state(const std::string& dir, Trainer& t, const NamedArrays& st, const LoaderState& ls) {
   fs::create_directories(dir);
   const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
                                                    {"config", t.config().config_name}};
@@ -339,10 +381,8 @@ void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m
   test_hook_die(t.comm(), t.step_count(), "save");
   save_safetensors(dir + "/nnet_ema.safetensors", t.ema_net().export_weights(), meta);
   const size_t P = t.net().num_params();
-  NamedArrays st;
-  st.emplace_back("adamw.exp_avg", Array::from_f32({int64_t(P)}, m.data()));
-  st.emplace_back("adamw.exp_avg_sq", Array::from_f32({int64_t(P)}, v.data()));
   auto meta2 = meta;
+  meta2["optimizer"] = t.settings().optimizer;
   meta2["loader_seed"] = std::to_string(ls.seed);
   meta2["loader_epoch"] = std::to_string(ls.epoch);
   meta2["loader_offset"] = std::to_string(ls.offset);
@@ -357,13 +397,12 @@ void write_state(const std::string& dir, Trainer& t, const std::vector<float>& m
 
 void Trainer::save(bool snapshot) {
   const LoaderState ls = loader_->get_state();
-  std::vector<float> m, v;
-  gather_moments(m, v);      // collective under ZeRO-1
-  if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
-    write_state(dir_, *this, m, v, ls);
+  const NamedArrays st = gather_state();  // collective under ZeRO-1
+  if (comm_->rank() == 0) {               // every rank holds the same weights: one writer
+    write_state(dir_, *this, st, ls);
     if (snapshot) {
       const fs::path root = fs::path(dir_) / "ckpts";
-      write_state((root / std::to_string(step_)).string(), *this, m, v, ls);
+      write_state((root / std::to_string(step_)).string(), *this, st, ls);
       std::vector<long> steps;
       for (const auto& e : fs::directory_iterator(root)) {
         const std::string name = e.path().filename().string();
@@ -392,10 +431,13 @@ void Trainer::resume(const std::string& from) {
   const size_t P = net_->num_params();
   UVIT_CHECK(std::stoull(need("num_params")) == P, sp, ": holds ", need("num_params"),
              " parameters, config ", cfg_.config_name, " has ", P);
-  UVIT_CHECK(st.size() == 2 && st[0].first == "adamw.exp_avg" &&
-                 st[1].first == "adamw.exp_avg_sq" && st[0].second.numel() == int64_t(P) &&
-                 st[1].second.numel() == int64_t(P),
-             sp, ": unexpected optimizer state layout");
+  const auto bufs = state_buffers();
+  bool layout = st.size() == bufs.size();
+  for (size_t i = 0; layout && i < st.size(); ++i)
+    layout = st[i].first == bufs[i].first && st[i].second.numel() == int64_t(P);
+  UVIT_CHECK(layout, sp, ": holds no ", s_.optimizer, " state for ", P, " parameters (tensors ",
+             st.empty() ? std::string("none") : st[0].first, "...; config ", cfg_.config_name,
+             " trains with optimizer.name ", s_.optimizer, ")");
   const long step = std::stol(need("step"));
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
@@ -425,12 +467,11 @@ void Trainer::resume(const std::string& from) {
   // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero).
   const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
   const size_t len = off < P ? std::min(moments_n_, P - off) : 0;
-  be_.fill(m_.f32(), 0.f, moments_n_);
-  be_.fill(v_.f32(), 0.f, moments_n_);
-  std::vector<float> h = st[0].second.to_f32();
-  if (len) be_.upload(m_.f32(), h.data() + off, len * 4);
-  h = st[1].second.to_f32();
-  if (len) be_.upload(v_.f32(), h.data() + off, len * 4);
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    be_.fill(bufs[i].second->f32(), 0.f, moments_n_);
+    const std::vector<float> h = st[i].second.to_f32();
+    if (len) be_.upload(bufs[i].second->f32(), h.data() + off, len * 4);
+  }
   step_ = step;
   if (meta.count("dp_width") && comm_->rank() == 0 &&
       (std::stoi(meta["dp_width"]) != V_ || std::stoi(meta["accum"]) != s_.accum))

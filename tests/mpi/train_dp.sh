@@ -31,6 +31,12 @@ run "$UVIT" "${T[@]}" --out "$tmp/v4" --steps $S --set train.dp_virtual=4
 same_files "$tmp/r4" "$tmp/v4" "dp_virtual=4 on 2 ranks vs on 1 process"
 run mpi 2 "${T[@]}" --out "$tmp/z" --steps $S --set train.zero=1
 same_files "$tmp/z" "$tmp/r2" "ZeRO-1 on 2 ranks vs 2 ranks"
+# Adan's four state vectors (docs/mdt_diffusion.md) shard, gather and resume like the moments.
+A=(--set optimizer.name=adan --set "optimizer.betas=[0.98,0.92,0.99]")
+run mpi 2 "${T[@]}" "${A[@]}" --out "$tmp/ra" --steps $S
+run mpi 2 "${T[@]}" "${A[@]}" --out "$tmp/za" --steps 2 --set train.zero=1
+run mpi 2 train --out "$tmp/za" --resume --steps $S -q --no-grid
+same_files "$tmp/za" "$tmp/ra" "Adan: ZeRO-1 on 2 ranks, resumed, vs 2 ranks"
 
 # Plain one-process training (one batch of 8) differs only by rounding: the GEMMs add the batch
 # in another order. Tolerance (this preset, lr 1e-3 after 3 warm-up steps; measured: losses 1.5e-9

@@ -151,8 +151,9 @@ def _approx_cdf(u):
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u ** 3)))
 
 
-def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True):
-    """x0, noise [B, C, N], t [B] (indices of adm), model_out [B, 2C or C, N], float64 numpy.
+def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True, mse_weight=None):
+    """x0, noise [B, C, N], t [B] (indices of adm), model_out [B, 2C or C, N], float64 numpy;
+    mse_weight [B] (optional) multiplies each sample's MSE term (MDT's min-SNR weighting).
     Returns (loss, mse [B], vb [B] or None, grad of loss w.r.t. model_out) by autograd."""
     C = x0.shape[1]
     x0, noise = torch.from_numpy(x0), torch.from_numpy(noise)
@@ -166,7 +167,7 @@ def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True):
     eps = out[:, :C]
     mse = ((noise - eps) ** 2).mean(dim=(1, 2))
     vb = None
-    loss_b = mse
+    loss_b = mse if mse_weight is None else torch.from_numpy(np.asarray(mse_weight)) * mse
     if learn_sigma:
         v = out[:, C:]
         e_frozen = eps.detach()
@@ -188,7 +189,7 @@ def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True):
                                      torch.log((cdf_plus - cdf_min).clamp(min=1e-12))))
         nll = (-lp).mean(dim=(1, 2)) / LN2
         vb = torch.where(tt == 0, nll, kl)
-        loss_b = mse + vb
+        loss_b = loss_b + vb
     loss = loss_b.mean()
     loss.backward()
     return (loss.item(), mse.detach().numpy(), None if vb is None else vb.detach().numpy(),

@@ -109,6 +109,8 @@ class CpuBackend final : public Backend {
 
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override;
+  void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
+            const AdanHyper& h, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;
 
  private:

@@ -2,8 +2,10 @@
 // path) operation by operation so fp32 rounding matches: scalars and bias corrections in double,
 // then p *= 1 - lr*wd; m = m*b1 + g*(1-b1); v = v*b2 + (1-b2)*g*g;
 // denom = sqrt(v) / sqrt(bc2) + eps; p += (-lr/bc1) * m / denom.
+// Adan likewise, its per-element update shared with CUDA (backend/adan_update.hpp).
 #include <cmath>
 
+#include "backend/adan_update.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/optim_scalars.hpp"
 
@@ -30,6 +32,14 @@ void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, f
     const float denom = std::sqrt(vi) / bc2_sqrt + eps;
     p[i] = pi + neg_step * mi / denom;
   }
+}
+
+void CpuBackend::adan(float* p, const float* g, float* m, float* d, float* n, float* gp,
+                      size_t count, const AdanHyper& h, long step) {
+  const AdanScalars s = adan_scalars(h, step);
+  const long ln = static_cast<long>(count);
+#pragma omp parallel for simd if (ln >= kParallelMin) schedule(static)
+  for (long i = 0; i < ln; ++i) adan_one(p[i], g[i], m[i], d[i], n[i], gp[i], s);
 }
 
 void CpuBackend::ema(float* e, const float* p, size_t n, float decay) {

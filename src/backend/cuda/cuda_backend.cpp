@@ -405,6 +405,12 @@ void CudaBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, 
   cuda::adamw(p, g, m, v, n, s);
 }
 
+void CudaBackend::adan(float* p, const float* g, float* m, float* d, float* n, float* gp,
+                       size_t count, const AdanHyper& h, long step) {
+  UVIT_OPTIME(optimes_, "adan n=", count);
+  cuda::adan(p, g, m, d, n, gp, count, adan_scalars(h, step));
+}
+
 void CudaBackend::ema(float* e, const float* p, size_t n, float decay) {
   UVIT_OPTIME(optimes_, "ema n=", n);
   cuda::ema(e, p, n, decay, ema_keep(decay));

@@ -132,6 +132,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
 
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
              float beta2, float eps, float weight_decay, long step) override;
+  void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
+            const AdanHyper& h, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;
 
  private:

@@ -93,6 +93,9 @@ void conv3x3_bwd(const float* dy, const float* x, const float* w, float* dx, flo
 // ---- optim.cu (fp32) ----
 using uvit::AdamScalars;  // (backend/optim_scalars.hpp)
 void adamw(float* p, const float* g, float* m, float* v, size_t n, const AdamScalars& s);
+using uvit::AdanScalars;
+void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
+          const AdanScalars& s);
 void ema(float* e, const float* p, size_t n, float decay, float keep);
 
 // ---- convnet.cu (fp32; the inference-only encoders: autoencoder, FID Inception, CLIP) ----
