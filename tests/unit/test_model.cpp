@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include "models/mdt.hpp"
 #include "rel_err.hpp"
@@ -240,6 +241,24 @@ TEST(ModelTable, DiTParameterCounts) {
   ParamTable t = network_param_table(load_config("skip_dit_xl_2"));
   EXPECT_EQ(t.entries().front().name, "pos_embed");
   EXPECT_EQ(t.entries().back().name, "skip_linears.13.linear.bias");
+}
+
+TEST(ModelTable, MDTParameterCounts) {
+  // The official MDTv2 state_dicts (the int64 relative_position_index buffers included).
+  for (auto [preset, tensors, params] :
+       {std::tuple<const char*, size_t, size_t>{"mdt_xl_2", 394, 744164448},
+        {"mdt_s_2", 188, 39306840}}) {
+    ParamTable t = network_param_table(load_config(preset));
+    EXPECT_EQ(t.entries().size(), tensors) << preset;
+    EXPECT_EQ(t.total(), params) << preset;
+  }
+  ParamTable t = network_param_table(load_config("mdt_xl_2"));
+  EXPECT_EQ(t.entries()[2].name, "mask_token");
+  EXPECT_FALSE(t.entries()[2].frozen);  // trained with mask_ratio
+  EXPECT_TRUE(t.at("sideblocks.0.attn.rel_pos_bias.relative_position_index").frozen);
+  EXPECT_EQ(t.at("en_inblocks.0.attn.rel_pos_bias.relative_position_bias_table").shape,
+            (std::vector<int64_t>{964, 16}));
+  EXPECT_EQ(t.entries().back().name, "final_layer.adaLN_modulation.1.bias");
 }
 
 // LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so
