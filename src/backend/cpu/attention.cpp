@@ -6,13 +6,16 @@
 // In the bf16 mode (docs/cpu_bf16.md) the products take bf16 operands (the probabilities and dS
 // tiles are rounded to bf16 for them, as on CUDA) and accumulate in fp32: scores, softmax, and
 // the dK/dV sums over query blocks stay fp32 until the final store.
-// With an additive bias (MDT's relative position bias) each score tile gets its bias rows after
-// the Q K^T product; the backward scatters dS over the index into one [R] slice per (batch, head)
-// and adds the slices into dtable in batch order, so the table gradient is deterministic.
+// With an additive bias (MDT's relative position bias) each score tile starts as its bias rows and
+// the Q K^T product accumulates onto it (GEMM beta 1); over the full grid the bias of each head is
+// materialised once per call ([H, N, N], shared by the batch) so a tile's rows are one copy. The
+// backward scatters dS over the index into one [R] slice per (batch, head) and adds the slices into
+// dtable in batch order, so the table gradient is deterministic.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -61,37 +64,58 @@ void softmax_rows(float* s, int rows, int n, float* inv, float* lse) {
   }
 }
 
-// One (batch, head) task's view of the bias: the head's table column, the key positions and
-// the rows of the index the queries read.
+// The bias of every head over the full grid, [H, N, N] (nullptr-sized for gathered tokens,
+// whose bias differs per batch element).
+std::vector<float> full_bias(const Backend::AttnBias* b, int N, int H) {
+  if (!b || b->ids) return {};
+  std::vector<float> full(size_t(H) * N * N);
+#pragma omp parallel for schedule(static) if (size_t(H) * N * N >= 65536)
+  for (int i = 0; i < N; ++i) {
+    const int32_t* ir = b->index + size_t(i) * b->Lf;
+    for (int h = 0; h < H; ++h) {
+      float* row = full.data() + (size_t(h) * N + i) * N;
+      for (int j = 0; j < N; ++j) row[j] = b->table[size_t(ir[j]) * H + h];
+    }
+  }
+  return full;
+}
+
+// One (batch, head) task's view of the bias: the head's materialised bias (full grid), or its
+// table column, the key positions and the index rows the queries read (gathered tokens).
 struct BiasRows {
   const Backend::AttnBias* b = nullptr;
-  std::vector<float> col;     // table[:, h]
-  std::vector<int32_t> kpos;  // position of key j among the Lf
+  const float* full = nullptr;  // [N, N] of this head
+  std::vector<float> col;       // table[:, h]
+  std::vector<int32_t> kpos;    // position of key j among the Lf
   const int32_t* ids = nullptr;
 
-  void setup(const Backend::AttnBias* bias, int batch, int h, int H, int N) {
+  void setup(const Backend::AttnBias* bias, const std::vector<float>& all, int batch, int h, int H,
+             int N) {
     b = bias;
     if (!b) return;
-    col.resize(size_t(b->R));
-    for (int r = 0; r < b->R; ++r) col[size_t(r)] = b->table[size_t(r) * H + h];
     ids = b->ids ? b->ids + size_t(batch) * N : nullptr;
+    if (!ids) {
+      full = all.data() + size_t(h) * N * N;
+    } else {
+      col.resize(size_t(b->R));
+      for (int r = 0; r < b->R; ++r) col[size_t(r)] = b->table[size_t(r) * H + h];
+    }
     kpos.resize(size_t(N));
     for (int j = 0; j < N; ++j) kpos[size_t(j)] = ids ? ids[j] : j;
   }
   const int32_t* index_row(int i) const {
     return b->index + size_t(ids ? ids[i] : i) * size_t(b->Lf);
   }
-  // Rows i0 .. i0 + rows of the [rows, N] score tile s += bias.
-  void add(float* s, int i0, int rows, int N) const {
+  // The [rows, N] tile s = the bias of query rows i0 .. i0 + rows.
+  void fill(float* s, int i0, int rows, int N) const {
+    if (full) {
+      std::memcpy(s, full + size_t(i0) * N, sizeof(float) * size_t(rows) * N);
+      return;
+    }
     for (int r = 0; r < rows; ++r) {
       const int32_t* ir = index_row(i0 + r);
       float* row = s + size_t(r) * N;
-      const float* c = col.data();
-      if (ids) {
-        for (int j = 0; j < N; ++j) row[j] += c[ir[kpos[size_t(j)]]];
-      } else {
-        for (int j = 0; j < N; ++j) row[j] += c[ir[j]];
-      }
+      for (int j = 0; j < N; ++j) row[j] = col[size_t(ir[kpos[size_t(j)]])];
     }
   }
   // dcol[index] += dS over the [rows, N] tile ds.
@@ -164,6 +188,7 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
                      const Backend::AttnBias* bias = nullptr) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
+  const std::vector<float> full = full_bias(bias, N, H);
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> s(static_cast<size_t>(kBq) * N), inv(kBq);
@@ -173,7 +198,7 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
-      br.setup(bias, b, h, H, N);
+      br.setup(bias, full, b, h, H, N);
       const T* q = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
       const T* k = q + D;
       const T* v = q + 2 * D;
@@ -181,10 +206,10 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
       float* l = lse ? lse + static_cast<size_t>(task) * N : nullptr;
       for (int i0 = 0; i0 < N; i0 += kBq) {
         const int bq = std::min(kBq, N - i0);
-        // S = scale * Q_blk K^T, then exp in place, then O_blk = (E V) / rowsum(E).
+        // S = scale * Q_blk K^T (+ bias), then exp in place, then O_blk = (E V) / rowsum(E).
+        if (bias) br.fill(s.data(), i0, bq, N);
         gemm_t<T>(false, true, bq, N, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
-                  0.f, s.data(), N);
-        if (bias) br.add(s.data(), i0, bq, N);
+                  bias ? 1.f : 0.f, s.data(), N);
         softmax_rows(s.data(), bq, N, inv.data(), l ? l + i0 : nullptr);
         T* ob = o + static_cast<size_t>(i0) * D;
         gemm_t<T>(false, false, bq, Dh, N, 1.f, operand<T>(s, p, size_t(bq) * N), N, v, ld3, 0.f,
@@ -203,6 +228,7 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
   const int tasks = B * H;
   // The bias gradient of task (b, h) over the R table rows, added into dtable after the tasks.
   std::vector<float> dslices(bias && dtable ? size_t(tasks) * bias->R : 0, 0.f);
+  const std::vector<float> full = full_bias(bias, N, H);
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> p(static_cast<size_t>(kBq) * N), dp(static_cast<size_t>(kBq) * N);
@@ -214,7 +240,7 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
-      br.setup(bias, b, h, H, N);
+      br.setup(bias, full, b, h, H, N);
       float* dcol = dslices.empty() ? nullptr : dslices.data() + size_t(task) * bias->R;
       const size_t base3 = static_cast<size_t>(b) * N * ld3 + h * Dh;
       const T* q = qkv + base3;
@@ -241,8 +267,8 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
         const T* dob = dO + static_cast<size_t>(i0) * D;
         const float first = i0 == 0 ? 0.f : 1.f;  // dk, dv are overwritten by the first block
         // P = exp(scale * Q K^T - lse)
-        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, 0.f, p.data(), N);
-        if (bias) br.add(p.data(), i0, bq, N);
+        if (bias) br.fill(p.data(), i0, bq, N);
+        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, bias ? 1.f : 0.f, p.data(), N);
         for (int r = 0; r < bq; ++r) {
           float* row = p.data() + static_cast<size_t>(r) * N;
           const float li = l[i0 + r];
