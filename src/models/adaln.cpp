@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "uvit/config.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit::layers {
@@ -168,6 +169,32 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
   linear_bwd(W, f.ada, sc, D, G.dmod, 2 * D, dsc, D, B, 1.f);
   be.zero_act(G.dX, size_t(M) * D);
   norm_bwd(W, f.norm, G.dM, x, A.mean, A.rstd, G.dX, M);
+}
+
+void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob) {
+  check_net_range("input_size", input_size, 1, 4096);
+  check_net_range("patch_size", patch_size, 1, 4096);
+  check_net_range("in_channels", in_channels, 1, 4096);
+  check_net_range("hidden_size", hidden_size, 1, 65536);
+  check_net_range("depth", depth, 1, 1024);
+  check_net_range("num_heads", num_heads, 1, 65536);
+  check_net_range("num_classes", num_classes, 1, 1 << 20);
+  UVIT_CHECK(input_size % patch_size == 0, "nnet.input_size ", input_size,
+             " is not divisible by nnet.patch_size ", patch_size);
+  UVIT_CHECK(hidden_size % num_heads == 0, "nnet.hidden_size ", hidden_size,
+             " is not divisible by nnet.num_heads ", num_heads);
+  // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
+  UVIT_CHECK(hidden_size % 4 == 0, "nnet.hidden_size ", hidden_size,
+             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
+  // Finite and bounded before the int conversion of hidden_size * mlp_ratio.
+  UVIT_CHECK(std::isfinite(mlp_ratio) && mlp_ratio > 0 &&
+                 hidden_size * mlp_ratio <= double(1 << 24) && int(hidden_size * mlp_ratio) >= 1,
+             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
+             mlp_ratio);
+  UVIT_CHECK(
+      std::isfinite(class_dropout_prob) && class_dropout_prob >= 0 && class_dropout_prob <= 1,
+      "nnet.class_dropout_prob must be in [0, 1], got ", class_dropout_prob);
 }
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }

@@ -92,6 +92,12 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
 // adaLN_modulation and final_layer.linear zero, the label table and the timestep MLP weights
 // N(0, 0.02), norm weights one, other matrices xavier_uniform over [out, in] (the patch conv as
 // [D, C p p]), vectors zero.
+// The checks of DiT's constructor arguments (DiT's family and MDT): ranges, patch and head
+// divisibility, a multiple of 4 for the 2-D sin-cos position, a finite MLP ratio giving 1 to 2^24
+// features (int(hidden_size * mlp_ratio)), a dropout probability; one-line errors naming the field.
+void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob);
+
 using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
 std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);
 bool starts_with(const std::string& s, const char* prefix);

@@ -129,28 +129,8 @@ DiTConfig parse(const json& j) {
     else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
   }
-  check_net_range("input_size", c.input_size, 1, 4096);
-  check_net_range("patch_size", c.patch_size, 1, 4096);
-  check_net_range("in_channels", c.in_channels, 1, 4096);
-  check_net_range("hidden_size", c.hidden_size, 1, 65536);
-  check_net_range("depth", c.depth, 1, 1024);
-  check_net_range("num_heads", c.num_heads, 1, 65536);
-  check_net_range("num_classes", c.num_classes, 1, 1 << 20);
-  UVIT_CHECK(c.input_size % c.patch_size == 0, "nnet.input_size ", c.input_size,
-             " is not divisible by nnet.patch_size ", c.patch_size);
-  UVIT_CHECK(c.hidden_size % c.num_heads == 0, "nnet.hidden_size ", c.hidden_size,
-             " is not divisible by nnet.num_heads ", c.num_heads);
-  // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
-  UVIT_CHECK(c.hidden_size % 4 == 0, "nnet.hidden_size ", c.hidden_size,
-             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
-  // Finite and bounded first: mlp_hidden() converts hidden_size * mlp_ratio to an int.
-  UVIT_CHECK(std::isfinite(c.mlp_ratio) && c.mlp_ratio > 0 &&
-                 c.hidden_size * c.mlp_ratio <= double(1 << 24) && c.mlp_hidden() >= 1,
-             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
-             c.mlp_ratio);
-  UVIT_CHECK(
-      std::isfinite(c.class_dropout_prob) && c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
-      "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
+  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
   UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
              " must be even for skip_dit (depth/2 long skips)");
   UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");

@@ -53,36 +53,37 @@ struct MDTConfig {
   // The fewest tokens a masked pass keeps: len_keep at r -> mask_ratio + 0.2.
   int min_keep() const { return int(float(tokens()) * (1.f - (float(mask_ratio) + kMaskSpread))); }
 
+  // The integer and real arguments by name (parse and to_json walk the same lists).
+  std::vector<std::pair<const char*, int*>> int_args() {
+    return {{"input_size", &input_size},
+            {"patch_size", &patch_size},
+            {"in_channels", &in_channels},
+            {"hidden_size", &hidden_size},
+            {"depth", &depth},
+            {"num_heads", &num_heads},
+            {"num_classes", &num_classes},
+            {"decode_layer", &decode_layer}};
+  }
+  std::vector<std::pair<const char*, double*>> real_args() {
+    return {{"mlp_ratio", &mlp_ratio}, {"class_dropout_prob", &class_dropout_prob}};
+  }
+
   json to_json() const {
-    return {{"name", "mdt"},
-            {"input_size", input_size},
-            {"patch_size", patch_size},
-            {"in_channels", in_channels},
-            {"hidden_size", hidden_size},
-            {"depth", depth},
-            {"num_heads", num_heads},
-            {"mlp_ratio", mlp_ratio},
-            {"class_dropout_prob", class_dropout_prob},
-            {"num_classes", num_classes},
-            {"learn_sigma", learn_sigma},
-            {"mask_ratio", masked ? json(mask_ratio) : json(nullptr)},
-            {"decode_layer", decode_layer}};
+    MDTConfig c = *this;
+    json j = {{"name", "mdt"},
+              {"learn_sigma", learn_sigma},
+              {"mask_ratio", masked ? json(mask_ratio) : json(nullptr)}};
+    for (auto& [name, v] : c.int_args()) j[name] = *v;
+    for (auto& [name, v] : c.real_args()) j[name] = *v;
+    return j;
   }
 };
 
 MDTConfig parse(const json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   MDTConfig c;
-  const std::pair<const char*, int*> ints[] = {{"input_size", &c.input_size},
-                                               {"patch_size", &c.patch_size},
-                                               {"in_channels", &c.in_channels},
-                                               {"hidden_size", &c.hidden_size},
-                                               {"depth", &c.depth},
-                                               {"num_heads", &c.num_heads},
-                                               {"num_classes", &c.num_classes},
-                                               {"decode_layer", &c.decode_layer}};
-  const std::pair<const char*, double*> reals[] = {{"mlp_ratio", &c.mlp_ratio},
-                                                   {"class_dropout_prob", &c.class_dropout_prob}};
+  const auto ints = c.int_args();
+  const auto reals = c.real_args();
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
@@ -101,27 +102,9 @@ MDTConfig parse(const json& j) {
     }
     UVIT_CHECK(known, f, ": unknown key (not an argument of MDTv2)");
   }
-  check_net_range("input_size", c.input_size, 1, 4096);
-  check_net_range("patch_size", c.patch_size, 1, 4096);
-  check_net_range("in_channels", c.in_channels, 1, 4096);
-  check_net_range("hidden_size", c.hidden_size, 1, 65536);
-  check_net_range("depth", c.depth, 1, 1024);
-  check_net_range("num_heads", c.num_heads, 1, 65536);
-  check_net_range("num_classes", c.num_classes, 1, 1 << 20);
+  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
   check_net_range("decode_layer", c.decode_layer, 0, c.depth);
-  UVIT_CHECK(c.input_size % c.patch_size == 0, "nnet.input_size ", c.input_size,
-             " is not divisible by nnet.patch_size ", c.patch_size);
-  UVIT_CHECK(c.hidden_size % c.num_heads == 0, "nnet.hidden_size ", c.hidden_size,
-             " is not divisible by nnet.num_heads ", c.num_heads);
-  UVIT_CHECK(c.hidden_size % 4 == 0, "nnet.hidden_size ", c.hidden_size,
-             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
-  UVIT_CHECK(std::isfinite(c.mlp_ratio) && c.mlp_ratio > 0 &&
-                 c.hidden_size * c.mlp_ratio <= double(1 << 24) && c.mlp_hidden() >= 1,
-             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
-             c.mlp_ratio);
-  UVIT_CHECK(
-      std::isfinite(c.class_dropout_prob) && c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
-      "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
   // The relative index is an int64 buffer of L^2 entries, read here as int32 and fp32.
   UVIT_CHECK(c.tokens() <= 4096, "nnet: ", c.tokens(),
              " tokens exceed the relative position bias's limit of 4096");
