@@ -1,6 +1,7 @@
 // CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
 // at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
-// kernels at DiT/U-ViT shapes with 256 patches). Thread CPU time, best of --reps runs, so other
+// kernels at DiT/U-ViT shapes with 256 patches; attention with and without MDT's relative position
+// bias at MDT-S/2's, 8 x 256 tokens, 6 heads of 64). Thread CPU time, best of --reps runs, so other
 // processes on a shared machine barely change it (docs/benchmarks.md, "bf16 on the CPU").
 //   elem_bench [--reps N] [--filter SUBSTRING]
 #include <omp.h>
@@ -94,7 +95,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(1);
   const int B = 8, L = 256, E = 1, Tn = E + L, M = B * Tn, D = 512, H = 2048;
   const size_t MD = size_t(M) * D, MH = size_t(M) * H;
-  const std::vector<std::pair<std::string, Op>> ops = {
+  std::vector<std::pair<std::string, Op>> ops = {
       {"layernorm_fwd  M x 512",
        [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
          float *x = b.act(MD), *y = b.act(MD), *w = b.f32(D, 1.1f), *bb = b.f32(D, 0.1f);
@@ -184,6 +185,41 @@ int main(int argc, char** argv) {
          return [=, &be] { be.tokens_bwd(dseq, dex, dp, dpos, B, E, L, D); };
        }},
   };
+  // Attention at MDT-S/2 shapes, plain and with the relative position bias (its 31 x 31 + 3 rows).
+  const int AH = 6, ADh = 64, AD = AH * ADh, g = 16, R = (2 * g - 1) * (2 * g - 1) + 3;
+  const size_t QKV = size_t(B) * L * 3 * AD, O = size_t(B) * L * AD, LSE = size_t(B) * AH * L;
+  auto index = std::make_shared<std::vector<int32_t>>(size_t(L) * L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j < L; ++j)
+      (*index)[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
+  auto attn = [&](bool bias, bool bwd) -> Op {
+    return [=](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+      float *qkv = b.act(QKV), *out = b.act(O), *lse = b.f32(LSE), *dout = b.act(O);
+      float *dqkv = b.act(QKV), *dtable = b.f32(size_t(R) * AH);
+      uvit::Backend::AttnBias ab;
+      ab.table = b.f32(size_t(R) * AH, 0.01f);
+      ab.index = index->data();
+      ab.R = R;
+      ab.Lf = L;
+      const float sc = 0.125f;
+      if (bias)
+        be.attention_bias_fwd(qkv, ab, out, lse, B, L, AH, ADh, sc);
+      else
+        be.attention_fwd(qkv, out, lse, B, L, AH, ADh, sc);
+      if (!bwd && bias)
+        return [=, &be] { be.attention_bias_fwd(qkv, ab, out, lse, B, L, AH, ADh, sc); };
+      if (!bwd) return [=, &be] { be.attention_fwd(qkv, out, lse, B, L, AH, ADh, sc); };
+      if (bias)
+        return [=, &be] {
+          be.attention_bias_bwd(dout, qkv, out, lse, ab, dqkv, dtable, B, L, AH, ADh, sc);
+        };
+      return [=, &be] { be.attention_bwd(dout, qkv, out, lse, dqkv, B, L, AH, ADh, sc); };
+    };
+  };
+  ops.push_back({"attention_fwd  8x256, 6x64", attn(false, false)});
+  ops.push_back({"attn_bias_fwd  8x256, 6x64", attn(true, false)});
+  ops.push_back({"attention_bwd  8x256, 6x64", attn(false, true)});
+  ops.push_back({"attn_bias_bwd  8x256, 6x64", attn(true, true)});
   auto f32 = uvit::make_cpu_backend();
   auto bf = uvit::make_backend("cpu", "bf16");
   std::printf("%-24s %10s %10s %8s   (ms CPU, one thread, best of %d)\n", "op", "fp32", "bf16",

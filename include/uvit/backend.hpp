@@ -192,6 +192,25 @@ class Backend {
                              const float* lse, float* dqkv, int B, int N, int H, int Dh,
                              float scale) = 0;
 
+  // Attention with an additive bias (MDT's BEiT relative position bias, docs/mdt.md): the scores
+  // are scale q.k + bias[h, i, j] with bias[h, i, j] = table[index[pi * Lf + pj] * H + h], pi, pj
+  // the positions of tokens i, j among the Lf of the full grid: ids[b * N + i] (the kept tokens
+  // of a masked pass) or i itself when ids is nullptr (then N == Lf). table fp32 [R, H]; index
+  // int32 [Lf, Lf], entries in [0, R) (checked by the caller); ids int32 [B, N]. Otherwise as
+  // attention_fwd / attention_bwd; the backward also adds the bias gradient, scattered over the
+  // index, into dtable [R, H] (+=).
+  struct AttnBias {
+    const float* table = nullptr;
+    const int32_t* index = nullptr;
+    const int32_t* ids = nullptr;
+    int R = 0, Lf = 0;
+  };
+  virtual void attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse,
+                                  int B, int N, int H, int Dh, float scale) = 0;
+  virtual void attention_bias_bwd(const float* dout, const float* qkv, const float* out,
+                                  const float* lse, const AttnBias& bias, float* dqkv,
+                                  float* dtable, int B, int N, int H, int Dh, float scale) = 0;
+
   // ---- tokens ----
   // x [B, C, S, S] -> cols [B*L, C*p*p], row = b*L + i*(S/p) + j, col = (c*p + u)*p + v
   // (the flattened Conv2d weight [D, C, p, p]); the patch conv is then a GEMM. x fp32, cols act.

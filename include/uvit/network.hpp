@@ -100,11 +100,22 @@ class Network {
   // (again) empties the cache, so call it before each sampling run. Networks without it refuse.
   virtual void set_skip_cache(int every);
 
+  // Masked training (MDT, docs/mdt.md): how many passes a training step runs over its batch (the
+  // same data, times and labels; each pass's loss adds to the step's): 1, or 2 for MDT with a
+  // mask_ratio (the plain pass, then the masked one).
+  virtual int train_passes() const { return 1; }
+  // Selects the pass of the next forward(train=true); `first` (the micro-batch's first sample in
+  // the run's sample stream) keys the pass's own draws from Philox(seed).
+  virtual void set_train_pass(int pass, uint64_t seed, uint64_t first);
+
  protected:
   Network(NetSpec spec, ParamTable table, Backend& be);
   // The act copy of the parameters, refreshed when stale (== params_ when act is fp32).
   const float* act_params();
   void check_inputs(const int32_t* y, const float* context, int B) const;
+  // Called after every load: checks the tensors a network rebuilds itself (MDT's
+  // relative_position_index buffers) against what was read.
+  virtual void check_loaded() {}
 
   NetSpec spec_;
   ParamTable table_;

@@ -169,11 +169,14 @@ void add_bench(CLI::App& app) {
         return;
       }
       net.zero_grad();
-      net.forward(dx, dt, dy, dctx, out, B, true);
-      // d(mean squared error)/d(out) = 2 (out - target) / numel
-      be->axpy(out, dtarget, -1.f, target.size());
-      be->scale(out, 2.f / float(target.size()), target.size());
-      net.backward(out);
+      for (int pass = 0; pass < net.train_passes(); ++pass) {  // MDT: and its masked pass
+        net.set_train_pass(pass, 0, uint64_t(step) * B);
+        net.forward(dx, dt, dy, dctx, out, B, true);
+        // d(mean squared error)/d(out) = 2 (out - target) / numel
+        be->axpy(out, dtarget, -1.f, target.size());
+        be->scale(out, 2.f / float(target.size()), target.size());
+        net.backward(out);
+      }
       be->adamw(net.params(), net.grads(), m, v, net.num_params(), 2e-4f, 0.99f, 0.999f, 1e-8f,
                 0.03f, ++step);
       be->ema(ema, net.params(), net.num_params(), 0.9999f);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/adaln.hpp"
 #include "models/families.hpp"
 #include "models/layers.hpp"
 #include "uvit/config.hpp"
@@ -22,7 +23,6 @@ using nlohmann::json;
 namespace {
 
 constexpr float kLnEps = 1e-6f;
-constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
 // Skip-Cache (Skip-DiT class-to-image/models.py DiT_cache): cached calls run only the first and
 // last kCacheBranch blocks; the cache is emptied once the timestep is <= kCacheCloseAt.
 constexpr int kCacheBranch = 4;
@@ -129,28 +129,8 @@ DiTConfig parse(const json& j) {
     else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
   }
-  check_net_range("input_size", c.input_size, 1, 4096);
-  check_net_range("patch_size", c.patch_size, 1, 4096);
-  check_net_range("in_channels", c.in_channels, 1, 4096);
-  check_net_range("hidden_size", c.hidden_size, 1, 65536);
-  check_net_range("depth", c.depth, 1, 1024);
-  check_net_range("num_heads", c.num_heads, 1, 65536);
-  check_net_range("num_classes", c.num_classes, 1, 1 << 20);
-  UVIT_CHECK(c.input_size % c.patch_size == 0, "nnet.input_size ", c.input_size,
-             " is not divisible by nnet.patch_size ", c.patch_size);
-  UVIT_CHECK(c.hidden_size % c.num_heads == 0, "nnet.hidden_size ", c.hidden_size,
-             " is not divisible by nnet.num_heads ", c.num_heads);
-  // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
-  UVIT_CHECK(c.hidden_size % 4 == 0, "nnet.hidden_size ", c.hidden_size,
-             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
-  // Finite and bounded first: mlp_hidden() converts hidden_size * mlp_ratio to an int.
-  UVIT_CHECK(std::isfinite(c.mlp_ratio) && c.mlp_ratio > 0 &&
-                 c.hidden_size * c.mlp_ratio <= double(1 << 24) && c.mlp_hidden() >= 1,
-             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
-             c.mlp_ratio);
-  UVIT_CHECK(
-      std::isfinite(c.class_dropout_prob) && c.class_dropout_prob >= 0 && c.class_dropout_prob <= 1,
-      "nnet.class_dropout_prob must be in [0, 1], got ", c.class_dropout_prob);
+  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
   UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
              " must be even for skip_dit (depth/2 long skips)");
   UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");
@@ -255,21 +235,16 @@ NetSpec dit_spec(const DiTConfig& c) {
   return s;
 }
 
-// Per-block activations kept for backward.
+// Per-block activations kept for backward: the adaLN-Zero block's, and Skip-DiT's fusion before it.
 struct BlockActs {
   const float* xs = nullptr;  // block input: the stream, or the skip fusion's output
   float* fused = nullptr;     // storage of the fusion's output (skip_dit)
   float *cat = nullptr, *cat_n = nullptr, *cat_mean = nullptr, *cat_rstd = nullptr;  // skip fusion
-  float *mod, *h1, *mean1, *rstd1, *m1, *a, *x2, *h2, *mean2, *rstd2, *m2, *o;
-  AttentionActs attn;
-  MlpActs mlp;
+  AdaLNActs blk;
 };
 
 struct BlockW {
-  Linear ada;  // adaLN_modulation.1: c -> 6 D (shift, scale, gate for msa, then for mlp) or 4 D
-  Norm norm1, norm2;
-  Attention attn;
-  Mlp mlp;
+  AdaLNBlock blk;
   bool fuse = false;  // Skip-DiT: x = skip_linear(skip_norm(concat(x, skip))) first
   Norm skip_norm;
   Linear skip_linear;
@@ -289,35 +264,36 @@ class DiT final : public Network {
     float* sink = consts_.f32() + 4 * D;
     ln_ = norm_no_affine(int(D), kLnEps, one, zero, sink);
     const ParamTable& t = table_;
-    fnorm_ = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
     patch_ = linear(t, "x_embedder.proj");
-    t0_ = linear(t, "t_embedder.mlp.0");
-    t2_ = linear(t, "t_embedder.mlp.2");
-    final_ada_ = linear(t, "final_layer.adaLN_modulation.1");
-    final_ = linear(t, "final_layer.linear");
+    cond_ = conditioning(t, int(D));
+    final_.norm = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
+    final_.ada = linear(t, "final_layer.adaLN_modulation.1");
+    final_.linear = linear(t, "final_layer.linear");
     for (int k = 0; k < c.depth; ++k) {
       const std::string p = cat("blocks.", k, ".");
       BlockW w;
-      w.ada = linear(t, p + "adaLN_modulation.1");
-      w.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
-      w.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
-      w.attn.qkv = linear(t, p + "attn.qkv");
-      w.attn.proj = linear(t, p + "attn.proj");
-      w.attn.heads = c.num_heads;
-      w.attn.head_dim = c.head_dim();
-      w.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
+      AdaLNBlock& b = w.blk;
+      b.wo_shift = c.wo_shift;
+      b.ada = linear(t, p + "adaLN_modulation.1");
+      b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
+      b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
+      b.attn.qkv = linear(t, p + "attn.qkv");
+      b.attn.proj = linear(t, p + "attn.proj");
+      b.attn.heads = c.num_heads;
+      b.attn.head_dim = c.head_dim();
+      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
       if (c.use_qknorm) {
-        w.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
-        w.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
+        b.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
+        b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
       if (c.use_rope) {
-        w.attn.rope_cos = t.at("feat_rope.freqs_cos").offset;
-        w.attn.rope_sin = t.at("feat_rope.freqs_sin").offset;
+        b.attn.rope_cos = t.at("feat_rope.freqs_cos").offset;
+        b.attn.rope_sin = t.at("feat_rope.freqs_sin").offset;
       }
-      w.mlp.fc1 = linear(t, p + (c.use_swiglu ? "mlp.w12" : "mlp.fc1"));
-      w.mlp.fc2 = linear(t, p + (c.use_swiglu ? "mlp.w3" : "mlp.fc2"));
-      w.mlp.act = Activation::GeluTanh;
-      w.mlp.gated = c.use_swiglu;
+      b.mlp.fc1 = linear(t, p + (c.use_swiglu ? "mlp.w12" : "mlp.fc1"));
+      b.mlp.fc2 = linear(t, p + (c.use_swiglu ? "mlp.w3" : "mlp.fc2"));
+      b.mlp.act = Activation::GeluTanh;
+      b.mlp.gated = c.use_swiglu;
       if (c.skip() && k >= c.depth / 2) {
         const int i = k - c.depth / 2;
         w.fuse = true;
@@ -350,30 +326,27 @@ class DiT final : public Network {
   // `input`: the block's input instead of stream_[k] (Skip-Cache's cached features).
   void block_forward(int k, BlockActs& A, const float* input = nullptr);
   void block_backward(int k, BlockActs& A);
-  // The adaLN chunk of a role (0..5: shift, scale, gate of msa, then of mlp); -1 for the shifts
-  // that wo_shift drops.
-  int chunk_of(int role) const {
-    if (!c_.wo_shift) return role;
-    return role % 3 == 0 ? -1 : role / 3 * 2 + role % 3 - 1;
-  }
 
   DiTConfig c_;
   DeviceBuffer consts_;
-  Norm ln_, fnorm_;
-  Linear patch_, t0_, t2_, final_ada_, final_;
+  Norm ln_;
+  Linear patch_;
+  Conditioning cond_;
+  FinalLayer final_;
   std::vector<BlockW> blocks_;
 
   // The plan of the last forward.
   int B_ = 0;
   bool train_ = false;
   std::unique_ptr<Arena> arena_;
-  const int32_t* y_ = nullptr;
-  float *cols_, *patches_, *temb_, *th_, *ts_, *c_vec_, *sc_, *fmod_, *fh_, *fmean_, *frstd_, *fm_,
-      *tok_;
+  float *cols_, *patches_;
+  CondActs cond_acts_;
+  FinalActs final_acts_;
   float* img_ = nullptr;        // LightningDiT with learn_sigma: the whole head output as an image
   std::vector<float*> stream_;  // stream_[k]: the output of block k-1 (stream_[0]: the tokens)
   std::vector<BlockActs> acts_;
-  float *dX_, *dO_, *dM_, *dG_, *dA_, *dQKV_, *dmod_, *dsc_, *dc_, *dth_, *dtok_, *dcat_, *dcatn_;
+  AdaLNGrads grads_acts_;
+  float *dtok_, *dcat_, *dcatn_;
   std::vector<float*> dskip_;
   // Skip-Cache (DiT_cache.forward): the input of block depth - kCacheBranch from the last full
   // call.
@@ -390,9 +363,8 @@ void DiT::plan(int B, bool train) {
   arena_ = std::make_unique<Arena>(be_);
   B_ = B;
   train_ = train;
-  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L, F1 = c_.fc1_out(),
-               F2 = c_.fc2_in(), Dm = size_t(c_.mod_chunks()) * D;
-  const size_t nh = c_.num_heads, cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
+  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
+  const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.head_channels();
   const size_t img = size_t(B) * c_.head_channels() * c_.input_size * c_.input_size;
   const bool drop_sigma = c_.out_channels() != c_.head_channels();
@@ -400,11 +372,7 @@ void DiT::plan(int B, bool train) {
   arena_->plan([&](Arena& a) {
     cols_ = a.act(M * cpp);
     patches_ = a.act(M * D);
-    temb_ = a.act(size_t(B) * kFreqDim);
-    th_ = a.act(size_t(B) * D);
-    ts_ = a.act(size_t(B) * D);
-    c_vec_ = a.act(size_t(B) * D);
-    sc_ = a.act(size_t(B) * D);
+    plan_conditioning(a, cond_acts_, B, int(D), train);
     stream_.assign(depth + 1, nullptr);
     if (train) {
       for (auto& s : stream_) s = a.act(M * D);
@@ -428,46 +396,12 @@ void DiT::plan(int B, bool train) {
         A.cat_mean = a.f32(M);
         A.cat_rstd = a.f32(M);
       }
-      A.mod = a.act(size_t(B) * Dm);
-      A.h1 = a.act(M * D);
-      A.mean1 = a.f32(M);
-      A.rstd1 = a.f32(M);
-      A.m1 = a.act(M * D);
-      A.attn.qkv = a.act(M * 3 * D);
-      A.attn.att = a.act(M * D);
-      A.attn.lse = a.f32(size_t(B) * nh * L);
-      if (c_.use_qknorm) {
-        A.attn.qkv_raw = a.act(M * 3 * D);
-        A.attn.qk_rstd = a.f32(M * 2 * nh);
-      }
-      A.a = a.act(M * D);
-      A.x2 = a.act(M * D);
-      A.h2 = a.act(M * D);
-      A.mean2 = a.f32(M);
-      A.rstd2 = a.f32(M);
-      A.m2 = a.act(M * D);
-      A.mlp.f = a.act(M * F1);
-      A.mlp.g = a.act(M * F2);
-      A.o = a.act(M * D);
+      plan_block(a, blocks_[k].blk, A.blk, B, int(L));
     }
-    fmod_ = a.act(size_t(B) * 2 * D);
-    fh_ = a.act(M * D);
-    fmean_ = a.f32(M);
-    frstd_ = a.f32(M);
-    fm_ = a.act(M * D);
-    tok_ = a.act(M * pd);
+    plan_final(a, final_, final_acts_, B, int(L));
     img_ = drop_sigma ? a.f32(img) : nullptr;
     if (train) {
-      dX_ = a.act(M * D);
-      dO_ = a.act(M * D);
-      dM_ = a.act(M * D);
-      dG_ = a.act(M * F1);
-      dA_ = a.act(M * D);
-      dQKV_ = a.act(M * 3 * D);
-      dmod_ = a.act(size_t(B) * Dm);
-      dsc_ = a.act(size_t(B) * D);
-      dc_ = a.act(size_t(B) * D);
-      dth_ = a.act(size_t(B) * D);
+      plan_block_grads(a, blocks_[0].blk, grads_acts_, B, int(L));
       dtok_ = a.act(M * pd);
       dcat_ = c_.skip() ? a.act(M * 2 * D) : nullptr;
       dcatn_ = c_.skip() ? a.act(M * 2 * D) : nullptr;
@@ -480,7 +414,7 @@ void DiT::plan(int B, bool train) {
 void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size;
   A.xs = input ? input : stream_[k];
   if (w.fuse) {
     // x = skip_linear(skip_norm(concat([x, skip]))): replaces x (no residual).
@@ -490,22 +424,7 @@ void DiT::block_forward(int k, BlockActs& A, const float* input) {
     linear_fwd(W, w.skip_linear, A.cat_n, 2 * D, A.fused, D, M);
     A.xs = A.fused;
   }
-  const float* xin = A.xs;
-  auto chunk = [&](int role) {
-    const int i = chunk_of(role);
-    return i < 0 ? nullptr : be_.act_at(A.mod, size_t(i) * D);
-  };
-  linear_fwd(W, w.ada, sc_, D, A.mod, D6, B);
-  // x2 = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa))
-  norm_fwd(W, w.norm1, xin, A.h1, A.mean1, A.rstd1, M);
-  be_.modulate_fwd(A.h1, chunk(0), chunk(1), D6, A.m1, B, L, D);
-  attention_fwd(W, w.attn, A.m1, A.attn, A.a, nullptr, B, L);
-  be_.gate_fwd(xin, A.a, chunk(2), D6, A.x2, B, L, D);
-  // out = x2 + gate_mlp * mlp(modulate(norm2(x2), shift_mlp, scale_mlp))
-  norm_fwd(W, w.norm2, A.x2, A.h2, A.mean2, A.rstd2, M);
-  be_.modulate_fwd(A.h2, chunk(3), chunk(4), D6, A.m2, B, L, D);
-  mlp_fwd(W, w.mlp, A.m2, A.mlp, A.o, nullptr, M);
-  be_.gate_fwd(A.x2, A.o, chunk(5), D6, stream_[k + 1], B, L, D);
+  block_fwd(W, w.blk, A.xs, cond_acts_.sc, A.blk, stream_[k + 1], B, L);
 }
 
 void DiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
@@ -513,25 +432,16 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   check_inputs(y, context, B);
   plan(B, train);
   act_params();
-  y_ = y;
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co;
+  const int L = c_.tokens(), M = B * L, Co = c_.head_channels();
 
   // Patch tokens plus the fixed position.
   be_.patch_im2col(x, cols_, B, C, S, p);
   linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
   be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, stream_[0], B, 0, L,
                  D);
-  // c = t_embedder(t) + y_embedder(y); every adaLN reads silu(c).
-  be_.timestep_embedding(t, temb_, B, kFreqDim, kFreqDim);
-  linear_fwd(W, t0_, temb_, kFreqDim, th_, D, B);
-  be_.silu_fwd(th_, ts_, size_t(B) * D);
-  linear_fwd(W, t2_, ts_, D, c_vec_, D, B);
-  be_.embedding_fwd(params_ + table_.at("y_embedder.embedding_table.weight").offset, y, sc_, B, D,
-                    D);
-  be_.axpy_act(c_vec_, sc_, 1.f, size_t(B) * D);
-  be_.silu_fwd(c_vec_, sc_, size_t(B) * D);
+  conditioning_fwd(W, cond_, t, y, cond_acts_, B);
 
   if (cache_every_ > 1 && !train) {
     // DiT_cache: a full call caches stream[depth - 4]; the others run blocks 0..3 (whose outputs
@@ -558,49 +468,29 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
     for (int k = 0; k < c_.depth; ++k) block_forward(k, acts_[train ? k : 0]);
   }
 
-  // Final layer: linear(modulate(norm(x), shift, scale)), then unpatchify.
-  linear_fwd(W, final_ada_, sc_, D, fmod_, 2 * D, B);
-  norm_fwd(W, fnorm_, stream_[c_.depth], fh_, fmean_, frstd_, M);
-  be_.modulate_fwd(fh_, fmod_, be_.act_at(fmod_, D), 2 * D, fm_, B, L, D);
-  linear_fwd(W, final_, fm_, D, tok_, pd, M);
+  final_fwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, B, L);
+  const float* tok = final_acts_.tok;
   if (img_) {
     // LightningDiT with learn_sigma: x, _ = x.chunk(2, dim=1), the first in_channels.
     const long n = long(c_.in_channels) * S * S;
-    be_.unpatchify_fwd(tok_, img_, B, 0, Co, S, p);
+    be_.unpatchify_fwd(tok, img_, B, 0, Co, S, p);
     be_.copy_2d(out, n, img_, 2 * n, B, n);
   } else {
-    be_.unpatchify_fwd(tok_, out, B, 0, Co, S, p);
+    be_.unpatchify_fwd(tok, out, B, 0, Co, S, p);
   }
 }
 
 void DiT::block_backward(int k, BlockActs& A) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size, D6 = c_.mod_chunks() * D;
-  const float* xin = A.xs;
-  auto chunk = [&](int role) {
-    const int i = chunk_of(role);
-    return i < 0 ? nullptr : be_.act_at(A.mod, size_t(i) * D);
-  };
-  auto dchunk = [&](int role) {
-    const int i = chunk_of(role);
-    return i < 0 ? nullptr : be_.act_at(dmod_, size_t(i) * D);
-  };
-  // dX_: d(block output) in, d(block input) out (the residual paths add into it).
-  be_.gate_bwd(dX_, A.o, chunk(5), D6, dO_, dchunk(5), B, L, D);
-  mlp_bwd(W, w.mlp, A.m2, A.mlp, dO_, dM_, dG_, M);
-  be_.modulate_bwd(dM_, A.h2, chunk(4), D6, dM_, dchunk(3), dchunk(4), B, L, D);
-  norm_bwd(W, w.norm2, dM_, A.x2, A.mean2, A.rstd2, dX_, M);
-  be_.gate_bwd(dX_, A.a, chunk(2), D6, dO_, dchunk(2), B, L, D);
-  attention_bwd(W, w.attn, A.m1, A.attn, dO_, dM_, dA_, dQKV_, B, L);
-  be_.modulate_bwd(dM_, A.h1, chunk(1), D6, dM_, dchunk(0), dchunk(1), B, L, D);
-  norm_bwd(W, w.norm1, dM_, xin, A.mean1, A.rstd1, dX_, M);
-  linear_bwd(W, w.ada, sc_, D, dmod_, D6, dsc_, D, B, 1.f);
+  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size;
+  const AdaLNGrads& G = grads_acts_;
+  block_bwd(W, w.blk, A.blk, cond_acts_.sc, G, cond_acts_.dsc, B, L);
   if (w.fuse) {
-    linear_bwd(W, w.skip_linear, A.cat_n, 2 * D, dX_, D, dcatn_, 2 * D, M);
+    linear_bwd(W, w.skip_linear, A.cat_n, 2 * D, G.dX, D, dcatn_, 2 * D, M);
     be_.zero_act(dcat_, size_t(M) * 2 * D);
     norm_bwd(W, w.skip_norm, dcatn_, A.cat, A.cat_mean, A.cat_rstd, dcat_, M);
-    be_.copy_act_2d(dX_, D, dcat_, 2 * D, M, D);
+    be_.copy_act_2d(G.dX, D, dcat_, 2 * D, M, D);
     // The skip's half goes to the in-block whose output it was (added when that block is reached).
     be_.copy_act_2d(dskip_[c_.depth - 1 - k], D, be_.act_at(dcat_, D), 2 * D, M, D);
   }
@@ -611,8 +501,8 @@ void DiT::backward(const float* dout) {
   grads();
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), pd = p * p * Co,
-            half = c_.depth / 2;
+  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), half = c_.depth / 2;
+  const AdaLNGrads& G = grads_acts_;
 
   // Final layer (the dropped sigma channels get no gradient).
   if (img_) {
@@ -623,69 +513,40 @@ void DiT::backward(const float* dout) {
   } else {
     be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
   }
-  linear_bwd(W, final_, fm_, D, dtok_, pd, dM_, D, M);
-  be_.modulate_bwd(dM_, fh_, be_.act_at(fmod_, D), 2 * D, dM_, dmod_, be_.act_at(dmod_, D), B, L,
-                   D);
-  be_.zero_act(dsc_, size_t(B) * D);
-  linear_bwd(W, final_ada_, sc_, D, dmod_, 2 * D, dsc_, D, B, 1.f);
-  be_.zero_act(dX_, size_t(M) * D);
-  norm_bwd(W, fnorm_, dM_, stream_[c_.depth], fmean_, frstd_, dX_, M);
+  final_bwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, dtok_, G, cond_acts_.dsc, B,
+            L);
 
   // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
   for (int k = c_.depth - 1; k >= 0; --k) {
-    if (c_.skip() && k < half) be_.axpy_act(dX_, dskip_[k], 1.f, size_t(M) * D);
+    if (c_.skip() && k < half) be_.axpy_act(G.dX, dskip_[k], 1.f, size_t(M) * D);
     block_backward(k, acts_[k]);
   }
 
   // Tokens: the position is frozen (requires_grad=False), so only the patch embedding learns.
-  linear_bwd(W, patch_, cols_, patch_.in, dX_, D, nullptr, 0, M);
-  // c = t_emb + y_emb, sc = silu(c).
-  be_.silu_bwd(dsc_, c_vec_, dc_, size_t(B) * D);
-  be_.embedding_bwd(dc_, y_, grads_ + table_.at("y_embedder.embedding_table.weight").offset, B, D,
-                    D);
-  linear_bwd(W, t2_, ts_, D, dc_, D, dth_, D, B);
-  be_.silu_bwd(dth_, th_, dth_, size_t(B) * D);
-  linear_bwd(W, t0_, temb_, kFreqDim, dth_, D, nullptr, 0, B);
+  linear_bwd(W, patch_, cols_, patch_.in, G.dX, D, nullptr, 0, M);
+  conditioning_bwd(W, cond_, cond_acts_, B);
 }
 
 void DiT::init_random(uint64_t seed) {
-  std::vector<float> host(table_.total(), 0.f);
-  uint64_t stream = 0;
-  auto starts = [](const std::string& n, const char* p) { return n.rfind(p, 0) == 0; };
-  auto ends = [](const std::string& n, const char* s) {
-    const std::string t = s;
-    return n.size() >= t.size() && n.compare(n.size() - t.size(), t.size(), t) == 0;
-  };
-  for (const auto& e : table_.entries()) {
-    Philox rng(seed, stream++);
-    float* p = host.data() + e.offset;
-    const std::string& n = e.name;
-    const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
-    if (n == "pos_embed") {
-      sincos_2d(p, c_.grid(), c_.hidden_size);
-    } else if (starts(n, "feat_rope.")) {
-      rope_2d(p, c_.grid(), c_.head_dim(), ends(n, "cos"));
-    } else if (ends(n, "norm1.weight") || ends(n, "norm2.weight") || ends(n, "_norm.weight") ||
-               ends(n, "norm_final.weight")) {
-      std::fill(p, p + e.numel, 1.f);  // RMSNorm weights (LightningDiT)
-    } else if (n == "y_embedder.embedding_table.weight" ||
-               (starts(n, "t_embedder.mlp.") && ends(n, ".weight"))) {
-      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (starts(n, "skip_norms.")) {
-      std::fill(p, p + e.numel, ends(n, ".weight") ? 1.f : 0.f);
-    } else if (starts(n, "skip_linears.")) {
-      // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
-      const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
-      const double bound = 1.0 / std::sqrt(double(w.shape[1]));
-      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
-    } else if (n.find("adaLN_modulation") != std::string::npos || starts(n, "final_layer.linear")) {
-      // adaLN-Zero: every modulation and the output layer start at zero.
-    } else if (e.shape.size() >= 2) {
-      // xavier_uniform over [out, in] (the patch conv as a [D, C p p] matrix).
-      const double bound = std::sqrt(6.0 / double(fan_in + fan_out));
-      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
-    }  // biases: 0
-  }
+  const std::vector<float> host =
+      init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
+        const std::string& n = e.name;
+        if (n == "pos_embed") {
+          sincos_2d(p, c_.grid(), c_.hidden_size);
+        } else if (starts_with(n, "feat_rope.")) {
+          rope_2d(p, c_.grid(), c_.head_dim(), ends_with(n, "cos"));
+        } else if (starts_with(n, "skip_norms.")) {
+          std::fill(p, p + e.numel, ends_with(n, ".weight") ? 1.f : 0.f);
+        } else if (starts_with(n, "skip_linears.")) {
+          // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
+          const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
+          const double bound = 1.0 / std::sqrt(double(w.shape[1]));
+          for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+        } else {
+          return false;
+        }
+        return true;
+      });
   be_.upload(params(), host.data(), host.size() * sizeof(float));
 }
 

@@ -113,6 +113,18 @@ void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, 
     W.be.layernorm_bwd(dy, x, n.one, mean, rstd, dx, n.sink, n.sink + n.D, M, n.D);
 }
 
+namespace {
+Backend::AttnBias rel_bias(const Weights& W, const Attention& a) {
+  Backend::AttnBias b;
+  b.table = W.w32 + a.rel_table;
+  b.index = a.rel_index;
+  b.ids = a.rel_ids;
+  b.R = a.rel_R;
+  b.Lf = a.rel_Lf;
+  return b;
+}
+}  // namespace
+
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
                    float* out, const float* residual, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
@@ -130,7 +142,11 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
   // q and k are the first 2 H groups of Dh features of each qkv row.
   if (a.rope())
     be.rope(A.qkv, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, false);
-  W.be.attention_fwd(A.qkv, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
+  if (a.rel_bias())
+    W.be.attention_bias_fwd(A.qkv, rel_bias(W, a), A.att, A.lse, B, N, a.heads, a.head_dim,
+                            a.scale);
+  else
+    W.be.attention_fwd(A.qkv, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
   linear_fwd(W, a.proj, A.att, D, out, D, M, residual);
 }
 
@@ -138,7 +154,11 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
                    const float* dout, float* dh, float* dA, float* dQKV, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N;
   linear_bwd(W, a.proj, A.att, D, dout, D, dA, D, M);
-  W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
+  if (a.rel_bias())
+    W.be.attention_bias_bwd(dA, A.qkv, A.att, A.lse, rel_bias(W, a), dQKV, W.g + a.rel_table, B, N,
+                            a.heads, a.head_dim, a.scale);
+  else
+    W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
   const int H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
   if (a.rope()) be.rope(dQKV, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, true);

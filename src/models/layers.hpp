@@ -6,6 +6,7 @@
 #pragma once
 #include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "uvit/backend.hpp"
@@ -76,8 +77,16 @@ struct Attention {
   float scale = 0;
   Norm q_norm, k_norm;  // used when q_norm.rms
   size_t rope_cos = kAbsent, rope_sin = kAbsent;
+  // MDT's relative position bias (Backend::attention_bias_fwd): the table parameter [rel_R,
+  // heads] at rel_table, the int32 index [rel_Lf, rel_Lf] and the positions of the pass's tokens
+  // rel_ids [B, N] (nullptr: the full grid), backend memory.
+  size_t rel_table = kAbsent;
+  const int32_t* rel_index = nullptr;
+  const int32_t* rel_ids = nullptr;
+  int rel_R = 0, rel_Lf = 0;
   bool qk_norm() const { return q_norm.rms; }
   bool rope() const { return rope_cos != kAbsent; }
+  bool rel_bias() const { return rel_table != kAbsent; }
 };
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;

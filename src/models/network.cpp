@@ -70,6 +70,7 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
   upload_params(host.get());
   quant_.reset();
   quantized_from_.clear();
+  check_loaded();
 }
 
 // On the CPU the parameters are host memory and each tensor is read straight into its place;
@@ -98,6 +99,7 @@ void Network::load_file(const std::string& path) {
     be_.upload(params_, dst, table_.total() * sizeof(float));
   }
   act_stale_ = true;
+  check_loaded();
 }
 
 // Quantised GEMM weights (I8 / packed U8 with an F32 NAME_scale) are checked against the table as
@@ -207,6 +209,10 @@ void Network::check_inputs(const int32_t* y, const float* context, int B) const 
 void Network::set_skip_cache(int every) {
   UVIT_CHECK(every <= 1, "--skip-cache: network ", spec_.name,
              " has no Skip-Cache (it needs the long skips of skip_dit)");
+}
+
+void Network::set_train_pass(int pass, uint64_t, uint64_t) {
+  UVIT_CHECK(pass == 0, "network ", spec_.name, " has a single training pass, not pass ", pass);
 }
 
 std::unique_ptr<Network> make_network(const Config& cfg, Backend& be) {

@@ -22,6 +22,7 @@ namespace {
 // Philox streams of the trainer (kept apart from the data loader's and the samplers').
 constexpr uint64_t kStreamTime = (uint64_t(7) << 40) + 1;
 constexpr uint64_t kStreamNoise = (uint64_t(7) << 40) + 2;
+constexpr uint64_t kStreamNoise2 = (uint64_t(7) << 40) + 3;  // a second training pass's noise
 }  // namespace
 
 TrainSettings train_settings(const Config& c) {
@@ -199,33 +200,39 @@ StepStats Trainer::step() {
       // All randomness is keyed by the sample's index in the global batch stream, so the data
       // and noise do not depend on how the batch is split.
       const uint64_t first = uint64_t(step_) * s_.batch + uint64_t(v * A + micro) * B;
-      Philox(s_.seed, kStreamNoise).fill_normal(eps.data(), numel, first * item);
-      const Philox tr(s_.seed, kStreamTime);
-      for (int i = 0; i < B; ++i) {
-        draws[i] = objective_->draw(tr.uniform(first + i));
-        tnet[i] = draws[i].net_time;
-        const float a = float(draws[i].mean), s = float(draws[i].std);
-        for (size_t k = 0; k < item; ++k)
-          x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
-        if (cls) {
-          UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
-                     " is outside [0, ", n.num_classes, ")");
-          y[i] = int32_t(b.labels[i]);
-        }
-      }
-      be_.upload(dx_.f32(), x.data(), numel * 4);
-      be_.upload(dt_.f32(), tnet.data(), B * 4);
-      if (cls) be_.upload(dy_.as(), y.data(), B * 4);
-      if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
       if (!direct) net_->zero_grad();  // each micro-batch's gradient on its own, then added
-      net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(),
-                    dout_.f32(), B, true);
-      be_.download(out.data(), dout_.f32(), onumel * 4);
-      losses[size_t(j)] += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B,
-                                            item, n.out_numel(), V_ * A, dout.data()) /
-                           A;
-      be_.upload(dout_.f32(), dout.data(), onumel * 4);
-      net_->backward(dout_.f32());
+      // MDT's masked training runs a second pass with the same data, times and labels and fresh
+      // noise (docs/mdt.md); the passes' gradients and losses add.
+      for (int pass = 0; pass < net_->train_passes(); ++pass) {
+        Philox(s_.seed, pass ? kStreamNoise2 : kStreamNoise)
+            .fill_normal(eps.data(), numel, first * item);
+        const Philox tr(s_.seed, kStreamTime);
+        for (int i = 0; i < B; ++i) {
+          draws[i] = objective_->draw(tr.uniform(first + i));
+          tnet[i] = draws[i].net_time;
+          const float a = float(draws[i].mean), s = float(draws[i].std);
+          for (size_t k = 0; k < item; ++k)
+            x[i * item + k] = a * b.x[i * item + k] + s * eps[i * item + k];
+          if (cls) {
+            UVIT_CHECK(b.labels[i] >= 0 && b.labels[i] < n.num_classes, "data: label ", b.labels[i],
+                       " is outside [0, ", n.num_classes, ")");
+            y[i] = int32_t(b.labels[i]);
+          }
+        }
+        be_.upload(dx_.f32(), x.data(), numel * 4);
+        be_.upload(dt_.f32(), tnet.data(), B * 4);
+        if (cls) be_.upload(dy_.as(), y.data(), B * 4);
+        if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
+        net_->set_train_pass(pass, s_.seed, first);
+        net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(),
+                      dout_.f32(), B, true);
+        be_.download(out.data(), dout_.f32(), onumel * 4);
+        losses[size_t(j)] += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B,
+                                              item, n.out_numel(), V_ * A, dout.data()) /
+                             A;
+        be_.upload(dout_.f32(), dout.data(), onumel * 4);
+        net_->backward(dout_.f32());
+      }
       if (direct) continue;
       float* r = acc_.f32() + size_t(j) * n_pad_;
       if (micro == 0)

@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
+import mdt_torch  # noqa: E402
 import lightningdit_torch  # noqa: E402
 import flow_reference  # noqa: E402
 import uvit_torch  # noqa: E402
@@ -115,6 +116,19 @@ LDIT_CASES = [
                                    hidden_size=48, depth=3, num_heads=2, mlp_ratio=2.0, num_classes=7,
                                    use_qknorm=True, use_swiglu=True, use_rmsnorm=True, wo_shift=True), 3, 404),
 ]
+# MDTv2 (tests/reference/mdt_torch.py): decoder blocks, an odd depth - decode_layer (official floor),
+# learn_sigma off; "mask": (len_keep, seed) adds a masked pass with an injected shuffle
+# (input.ids_shuffle, input.len_keep), the official enable_mask=True path.
+MDT_CASES = [
+    ("mdt_p2", dict(name="mdt", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=5, num_heads=2,
+                    num_classes=10, class_dropout_prob=0.1, learn_sigma=True, decode_layer=1), 3, 501),
+    ("mdt_odd_nosigma", dict(name="mdt", input_size=12, patch_size=4, in_channels=3, hidden_size=48, depth=4,
+                             num_heads=4, num_classes=7, class_dropout_prob=0.0, learn_sigma=False,
+                             mask_ratio=0.3, decode_layer=1), 2, 502),
+    ("mdt_p2_masked", dict(name="mdt", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=5,
+                           num_heads=2, num_classes=10, class_dropout_prob=0.1, learn_sigma=True, mask_ratio=0.3,
+                           decode_layer=1, mask=(9, 7)), 3, 503),
+]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
 FLOW_CASE = "flow"  # tests/reference/flow_reference.py -> flow.safetensors, flow_dit_sampling.*
 
@@ -132,8 +146,8 @@ FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 
 def is_dit(cfg):
-    """DiT-family networks (DiT, Skip-DiT, LightningDiT): DiT's weight and input makers."""
-    return cfg.get("name") in ("dit", "skip_dit", "lightningdit")
+    """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT): DiT's weight and input makers."""
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt")
 
 
 def is_lightning(cfg):
@@ -144,6 +158,8 @@ def full_config(cfg):
     """All constructor fields (official names), defaults filled in, plus "name"."""
     if is_lightning(cfg):
         return lightningdit_torch.full_config(cfg)
+    if cfg.get("name") == "mdt":
+        return mdt_torch.full_config(cfg)
     if is_dit(cfg):
         return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
@@ -297,7 +313,10 @@ def run_net(net, inp, dtype):
     if "context" in inp:
         ctx = inp["context"].to(dtype).requires_grad_(True)
         extra = [ctx]
-    out = net(x, inp["t"], *extra)
+    kw = {}
+    if "ids_shuffle" in inp:  # MDT's masked pass
+        kw = dict(ids_shuffle=inp["ids_shuffle"], len_keep=int(inp["len_keep"]))
+    out = net(x, inp["t"], *extra, **kw)
     (out * inp["gout"].to(dtype)).sum().backward()
     # A frozen parameter (DiT's pos_embed) has no .grad: its gradient is stored as zeros.
     grads = {n: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
@@ -313,9 +332,20 @@ def f32(t):
 
 
 def make_case(name, cfg_partial, batch, seed, outdir):
-    cfg = full_config(cfg_partial)
+    mask = cfg_partial.get("mask")
+    cfg = full_config({k: v for k, v in cfg_partial.items() if k != "mask"})
     torch.manual_seed(seed)
-    if is_dit(cfg):
+    if cfg["name"] == "mdt":
+        net = mdt_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        mdt_torch.randomize(net, torch.Generator().manual_seed(seed + 31))
+        inp = make_inputs_dit(cfg, batch, seed)
+        if mask:  # official random_masking: argsort of uniform noise per sample
+            L = (cfg["input_size"] // cfg["patch_size"]) ** 2
+            noise = torch.rand(batch, L, generator=torch.Generator().manual_seed(mask[1]))
+            inp["ids_shuffle"] = torch.argsort(noise, dim=1)
+            inp["len_keep"] = mask[0]
+    elif is_dit(cfg):
         net = (lightningdit_torch if is_lightning(cfg) else dit_torch).build_from_config(cfg)
         make_weights_dit(net, seed)
         inp = make_inputs_dit(cfg, batch, seed)
@@ -332,6 +362,9 @@ def make_case(name, cfg_partial, batch, seed, outdir):
         tensors["input.y"] = inp["y"].numpy().astype(np.int64)
     if "context" in inp:
         tensors["input.context"] = f32(inp["context"])
+    if "ids_shuffle" in inp:
+        tensors["input.ids_shuffle"] = inp["ids_shuffle"].numpy().astype(np.int64)
+        tensors["input.len_keep"] = np.array([inp["len_keep"]], np.int64)
     tensors["input.gout"] = f32(inp["gout"])
     tensors["output"] = f32(out64)
     for k, v in igrads64.items():
@@ -682,6 +715,38 @@ def numpy_forward_dit(cfg, sd, x, t, y, cache=None):
     return img
 
 
+def check_counts_mdt():
+    """Official MDTv2 state_dict sizes (the int64 index buffers included) and key order."""
+    ok = True
+    for label, cfg, want_n, want_p in [("MDTv2-XL/2", mdt_torch.preset("xl", 4), 394, 744164448),
+                                       ("MDTv2-S/2 dec 6", mdt_torch.preset("s", 6), 188, 39306840)]:
+        n, p = mdt_torch.count(cfg)
+        good = (n, p) == (want_n, want_p)
+        ok &= good
+        print("self-check %-18s %d tensors, %d params: %s" % (label, n, p, "ok" if good else "FAIL"))
+    with mdt_torch.on_meta():
+        sd = mdt_torch.build_from_config(dict(mdt_torch.preset("s", 6), depth=8)).state_dict()
+    keys = list(sd.keys())
+    good = (keys[:4] == ["pos_embed", "decoder_pos_embed", "mask_token", "x_embedder.proj.weight"]
+            and sd["en_inblocks.0.attn.rel_pos_bias.relative_position_index"].dtype == torch.int64
+            and keys[-4] == "final_layer.linear.weight" and keys[-5] == "sideblocks.0.adaLN_modulation.1.bias")
+    ok &= good
+    print("self-check MDT key order: %s" % ("ok" if good else "FAIL"))
+    return ok
+
+
+def check_mdt_twin(name, tensors, cfg):
+    """The index buffers hold the formula (the BEiT construction, recomputed here with meshgrid)."""
+    g = cfg["input_size"] // cfg["patch_size"]
+    coords = torch.stack(torch.meshgrid([torch.arange(g), torch.arange(g)], indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (g - 1)
+    want = (rel[:, :, 0] * (2 * g - 1) + rel[:, :, 1]).numpy()
+    idx = [v for k, v in tensors.items() if k.endswith("relative_position_index") and k.startswith("param.")]
+    good = len(idx) > 0 and all(np.array_equal(v, want) for v in idx)
+    print("self-check %-18s relative_position_index == BEiT construction: %s" % (name, "ok" if good else "FAIL"))
+    return good
+
+
 def check_counts_lightning():
     """Released LightningDiT sizes (rope buffers included) and the key order of the official module."""
     ok = True
@@ -773,6 +838,8 @@ def check_lightning_twin(name, tensors, cfg):
 
 
 def check_numpy_twin(name, tensors, cfg):
+    if cfg["name"] == "mdt":
+        return check_mdt_twin(name, tensors, cfg)
     sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
     if is_lightning(cfg):
         return check_lightning_twin(name, tensors, cfg)
@@ -953,7 +1020,7 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
+    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
              [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
@@ -964,9 +1031,10 @@ def main():
     torch.set_num_threads(1)  # deterministic reductions
     t0 = time.time()
 
-    ok = check_counts() & check_building_blocks() & check_counts_dit() & check_counts_lightning()
+    ok = (check_counts() & check_building_blocks() & check_counts_dit() & check_counts_lightning()
+          & check_counts_mdt())
     results = {}
-    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES:
+    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES:
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))

@@ -59,6 +59,11 @@ inline const char* kConfigs[] = {
     R"({"name": "uvit_adaln_convstack", "nnet": {"name": "uvit", "img_size": 16, "patch_size": 4,
         "in_chans": 3, "embed_dim": 64, "depth": 2, "num_heads": 2, "num_classes": 10,
         "time_cond": "adaln", "patch_embed": "conv_stack", "mlp_time_embed": true}})",
+    // MDTv2: the relative position bias in every attention, en_in/en_out/de blocks with skip
+    // linears (eval pass; the masked pass is tested against the twin on the CPU).
+    R"({"name": "mdt", "nnet": {"name": "mdt", "input_size": 8, "patch_size": 2,
+        "in_channels": 4, "hidden_size": 128, "depth": 5, "num_heads": 2, "num_classes": 10,
+        "decode_layer": 1, "mask_ratio": 0.3}})",
 };
 
 inline Config config_from(const char* json) {

@@ -1,4 +1,5 @@
-// The CUDA backend's own kernels (everything but GEMM and attention) against the CPU backend on
+// The CUDA backend's own kernels (everything but GEMM and plain attention; the biased attention of
+// MDT is here) against the CPU backend on
 // random inputs, in fp32 mode (~1e-5 of max|ref|) and bf16 mode (inputs rounded to bf16 on the
 // host before both runs; ~1e-2 of max|ref|). The CPU backend's bf16 mode (docs/cpu_bf16.md) is
 // held to the same bounds against its fp32 mode here, where the CPU has bf16 units. "+=" outputs
@@ -6,6 +7,7 @@
 // GPU run shows every deviation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -567,6 +569,68 @@ TEST(CudaKernels, EmbeddingFwdBwd) {
     m.gpu->embedding_bwd(m.actbuf(g), didx, ddt, B, D, ldo);
     compare("embedding_bwd", m.get_f32(ddt, rdt.size()), rdt, 1e-6);
     m.gpu->free_bytes(didx);
+  }
+}
+
+TEST(CudaKernels, AttentionBias) {
+  // MDT's relative position bias (docs/mdt.md): the full 6 x 6 grid and a gathered subset of it
+  // (a masked pass's kept tokens, in shuffled order).
+  REQUIRE_MODES();
+  const int g = 6, L = g * g, R = (2 * g - 1) * (2 * g - 1) + 3, B = 2, H = 3, Dh = 16, D = H * Dh;
+  std::vector<int32_t> index(size_t(L) * L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j < L; ++j)
+      index[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
+  std::vector<int32_t> ids;
+  std::mt19937 rng(5);
+  for (int b = 0; b < B; ++b) {
+    std::vector<int32_t> perm(L);
+    for (int i = 0; i < L; ++i) perm[i] = i;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    ids.insert(ids.end(), perm.begin(), perm.begin() + 20);
+  }
+  for (const char* prec : modes()) {
+    for (bool masked : {false, true}) {
+      SCOPED_TRACE(std::string(prec) + (masked ? " masked" : " full"));
+      Mode m(prec);
+      const int N = masked ? 20 : L;
+      const float scale = 0.25f;
+      const VecF qkv = m.act(randv(size_t(B) * N * 3 * D, 60, -1.5f, 1.5f));
+      const VecF table = randv(size_t(R) * H, 61, -2.f, 2.f);
+      const VecF dout = m.act(randv(size_t(B) * N * D, 62));
+      const VecF dt0 = randv(table.size(), 63);
+      Backend::AttnBias hb;
+      hb.table = table.data();
+      hb.index = index.data();
+      hb.ids = masked ? ids.data() : nullptr;
+      hb.R = R;
+      hb.Lf = L;
+      VecF out(size_t(B) * N * D), lse(size_t(B) * H * N), dqkv(qkv.size()), dtable = dt0;
+      m.cpu->attention_bias_fwd(qkv.data(), hb, out.data(), lse.data(), B, N, H, Dh, scale);
+      m.cpu->attention_bias_bwd(dout.data(), qkv.data(), out.data(), lse.data(), hb, dqkv.data(),
+                                dtable.data(), B, N, H, Dh, scale);
+      auto* didx = static_cast<int32_t*>(m.gpu->alloc_bytes(index.size() * 4));
+      auto* dids = static_cast<int32_t*>(m.gpu->alloc_bytes(ids.size() * 4));
+      m.gpu->upload(didx, index.data(), index.size() * 4);
+      m.gpu->upload(dids, ids.data(), ids.size() * 4);
+      Backend::AttnBias db = hb;
+      db.table = m.f32(table);
+      db.index = didx;
+      db.ids = masked ? dids : nullptr;
+      float* gout = m.actbuf(VecF(out.size()));
+      float* glse = m.f32(VecF(lse.size()));
+      m.gpu->attention_bias_fwd(m.actbuf(qkv), db, gout, glse, B, N, H, Dh, scale);
+      compare("attention_bias_fwd out", m.get_act(gout, out.size()), m.act_out(out), m.tol());
+      compare("attention_bias_fwd lse", m.get_f32(glse, lse.size()), lse, m.tol());
+      float* gdqkv = m.actbuf(VecF(dqkv.size()));
+      float* gdt = m.f32(dt0);
+      m.gpu->attention_bias_bwd(m.actbuf(dout), m.actbuf(qkv), gout, glse, db, gdqkv, gdt, B, N, H,
+                                Dh, scale);
+      compare("attention_bias_bwd dqkv", m.get_act(gdqkv, dqkv.size()), dqkv, 2 * m.tol());
+      compare("attention_bias_bwd dtable", m.get_f32(gdt, dtable.size()), dtable, 2 * m.tol());
+      m.gpu->free_bytes(didx);
+      m.gpu->free_bytes(dids);
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // turn checked by central finite differences of the double reference forward.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -347,12 +348,27 @@ TEST(KernelActivation, Silu) {
 // ---------------------------------------------------------------- attention
 
 struct AttnRef {
-  VecD out, lse, dqkv;
+  VecD out, lse, dqkv, dtable;
 };
 
-AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh, double scale) {
+// MDT's relative position bias (docs/mdt.md): bias[b, h, i, j] = table[index[pi, pj] * H + h],
+// pi = ids[b, i] (i itself without ids, over the full grid of Lf tokens).
+struct BiasRef {
+  VecD table;
+  std::vector<int32_t> index, ids;
+  int Lf = 0;
+  size_t slot(int b, int i, int j, int h, int N, int H) const {
+    const size_t pi = ids.empty() ? i : ids[size_t(b) * N + i];
+    const size_t pj = ids.empty() ? j : ids[size_t(b) * N + j];
+    return size_t(index[pi * Lf + pj]) * H + h;
+  }
+};
+
+AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh, double scale,
+                 const BiasRef* bias = nullptr) {
   const int D = H * Dh;
-  AttnRef r{VecD(B * N * D), VecD(B * H * N), VecD(qkv.size())};
+  AttnRef r{VecD(B * N * D), VecD(B * H * N), VecD(qkv.size()),
+            VecD(bias ? bias->table.size() : 0)};
   auto at = [&](int b, int n, int k, int h, int d) {
     return qkv[(b * N + n) * 3 * D + k * D + h * Dh + d];
   };
@@ -367,8 +383,9 @@ AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh,
         for (int j = 0; j < N; ++j) {
           double s = 0;
           for (int d = 0; d < Dh; ++d) s += at(b, i, 0, h, d) * at(b, j, 1, h, d);
-          P[i * N + j] = s * scale;
-          mx = std::max(mx, s * scale);
+          s = s * scale + (bias ? bias->table[bias->slot(b, i, j, h, N, H)] : 0.0);
+          P[i * N + j] = s;
+          mx = std::max(mx, s);
         }
         double sum = 0;
         for (int j = 0; j < N; ++j) sum += std::exp(P[i * N + j] - mx);
@@ -390,7 +407,10 @@ AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh,
           dP[i * N + j] = s;
           rs += s * P[i * N + j];
         }
-        for (int j = 0; j < N; ++j) dP[i * N + j] = P[i * N + j] * (dP[i * N + j] - rs);  // dS
+        for (int j = 0; j < N; ++j) {
+          dP[i * N + j] = P[i * N + j] * (dP[i * N + j] - rs);  // dS
+          if (bias) r.dtable[bias->slot(b, i, j, h, N, H)] += dP[i * N + j];
+        }
       }
       for (int i = 0; i < N; ++i)
         for (int d = 0; d < Dh; ++d) {
@@ -445,6 +465,122 @@ TEST(KernelAttention, ForwardBackwardAgainstFloat64) {
   const AttnRef ref = attn_ref(qkv, g, B, N, H, Dh, 0.5);
   fd_check([&](const VecD& x) { return dot(attn_ref(x, {}, B, N, H, Dh, 0.5).out, g); }, qkv,
            ref.dqkv, 24, 9);
+}
+
+// ---------------------------------------------------------------- attention with a bias
+
+// MDT's relative position bias (Backend::attention_bias_fwd/bwd) against attn_ref with BiasRef:
+// the full grid (the eval pass) and gathered token subsets (a masked pass's kept tokens).
+
+// The BEiT index of a g x g grid: (dy + g - 1) (2g - 1) + (dx + g - 1) (docs/mdt.md).
+std::vector<int32_t> rel_index(int g) {
+  const int L = g * g;
+  std::vector<int32_t> idx(size_t(L) * L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j < L; ++j)
+      idx[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
+  return idx;
+}
+
+struct BiasCase {
+  int B, H, Dh, g, keep;  // keep 0: the full grid, else `keep` shuffled positions per sample
+  int N() const { return keep ? keep : g * g; }
+  int R() const { return (2 * g - 1) * (2 * g - 1) + 3; }
+  BiasRef bias(unsigned seed) const {
+    BiasRef r;
+    r.table = to_d(randv(size_t(R()) * H, seed, -2.f, 2.f));
+    r.index = rel_index(g);
+    r.Lf = g * g;
+    std::mt19937 rng(seed);
+    for (int b = 0; keep && b < B; ++b) {
+      std::vector<int32_t> perm(size_t(r.Lf));
+      for (int i = 0; i < r.Lf; ++i) perm[size_t(i)] = i;
+      std::shuffle(perm.begin(), perm.end(), rng);
+      r.ids.insert(r.ids.end(), perm.begin(), perm.begin() + keep);
+    }
+    return r;
+  }
+};
+
+TEST(KernelAttentionBias, IndexFormulaCorners) {
+  // 2 x 2 grid: tokens (0,0) (0,1) (1,0) (1,1); 3 x 3 offsets, row offset major.
+  EXPECT_EQ(rel_index(2), (std::vector<int32_t>{4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4}));
+}
+
+TEST(KernelAttentionBias, ForwardBackwardAgainstFloat64) {
+  // N below and above the kernel's 128-query tile.
+  const BiasCase cases[] = {{2, 2, 8, 3, 0}, {2, 3, 16, 4, 0},    {1, 2, 32, 12, 0},
+                            {2, 2, 8, 4, 9}, {3, 2, 16, 12, 100}, {2, 1, 8, 3, 1}};
+  for (const BiasCase& c : cases) {
+    const int N = c.N(), D = c.H * c.Dh;
+    SCOPED_TRACE(testing::Message() << "B=" << c.B << " N=" << N << " H=" << c.H << " Dh=" << c.Dh
+                                    << " g=" << c.g << " keep=" << c.keep);
+    const double scale = 1 / std::sqrt(double(c.Dh));
+    const BiasRef br = c.bias(20 + N);
+    const VecF qkv = randv(size_t(c.B) * N * 3 * D, 10 + N, -1.5f, 1.5f);
+    const VecF dout = randv(size_t(c.B) * N * D, 30 + N);
+    const AttnRef ref = attn_ref(to_d(qkv), to_d(dout), c.B, N, c.H, c.Dh, scale, &br);
+    const VecF table(br.table.begin(), br.table.end());
+    Backend::AttnBias bias;
+    bias.table = table.data();
+    bias.index = br.index.data();
+    bias.ids = br.ids.empty() ? nullptr : br.ids.data();
+    bias.R = c.R();
+    bias.Lf = br.Lf;
+    VecF out(dout.size(), NAN), lse(size_t(c.B) * c.H * N, NAN);
+    be().attention_bias_fwd(qkv.data(), bias, out.data(), lse.data(), c.B, N, c.H, c.Dh,
+                            float(scale));
+    expect_close(out, ref.out, 2e-6, 2e-5, "out");
+    expect_close(lse, ref.lse, 2e-6, 2e-6, "lse");
+    VecF dqkv(qkv.size(), NAN), dtable(table.size(), 0.5f);  // dtable is accumulated into
+    be().attention_bias_bwd(dout.data(), qkv.data(), out.data(), lse.data(), bias, dqkv.data(),
+                            dtable.data(), c.B, N, c.H, c.Dh, float(scale));
+    expect_close(dqkv, ref.dqkv, 2e-5, 1e-4, "dqkv");
+    VecD want = ref.dtable;
+    for (auto& w : want) w += 0.5;
+    expect_close(dtable, want, 2e-5, 1e-4, "dtable");
+  }
+}
+
+TEST(KernelAttentionBias, ZeroTableIsPlainAttention) {
+  const int B = 2, H = 2, Dh = 16, g = 5, N = g * g, R = (2 * g - 1) * (2 * g - 1) + 3;
+  const VecF qkv = randv(size_t(B) * N * 3 * H * Dh, 41, -1.5f, 1.5f), table(size_t(R) * H, 0.f);
+  const std::vector<int32_t> index = rel_index(g);
+  Backend::AttnBias bias;
+  bias.table = table.data();
+  bias.index = index.data();
+  bias.R = R;
+  bias.Lf = N;
+  VecF a(size_t(B) * N * H * Dh), b(a.size()), la(size_t(B) * H * N), lb(la.size());
+  be().attention_fwd(qkv.data(), a.data(), la.data(), B, N, H, Dh, 0.25f);
+  be().attention_bias_fwd(qkv.data(), bias, b.data(), lb.data(), B, N, H, Dh, 0.25f);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(la, lb);
+}
+
+TEST(KernelAttentionBias, ReferenceGradientsMatchFiniteDifferences) {
+  // The analytic double backward (dqkv, and the table gradient as a scatter of dS) against
+  // central differences of sum(out * g); the 3 unused table rows get exactly 0.
+  for (int keep : {0, 5}) {
+    const BiasCase c{2, 2, 3, 3, keep};
+    const int N = c.N(), D = c.H * c.Dh;
+    const BiasRef br = c.bias(51 + keep);
+    const VecD qkv = to_d(randv(size_t(c.B) * N * 3 * D, 50, -1.5f, 1.5f));
+    const VecD g = to_d(randv(size_t(c.B) * N * D, 52));
+    const AttnRef ref = attn_ref(qkv, g, c.B, N, c.H, c.Dh, 0.5, &br);
+    fd_check(
+        [&](const VecD& x) { return dot(attn_ref(x, {}, c.B, N, c.H, c.Dh, 0.5, &br).out, g); },
+        qkv, ref.dqkv, 24, 53);
+    fd_check(
+        [&](const VecD& t) {
+          BiasRef b2 = br;
+          b2.table = t;
+          return dot(attn_ref(qkv, {}, c.B, N, c.H, c.Dh, 0.5, &b2).out, g);
+        },
+        br.table, ref.dtable, 24, 54);
+    for (size_t i = size_t(c.R() - 3) * c.H; i < br.table.size(); ++i)
+      EXPECT_EQ(ref.dtable[i], 0.0);
+  }
 }
 
 // ---------------------------------------------------------------- tokens

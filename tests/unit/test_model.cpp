@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
+#include "models/mdt.hpp"
 #include "rel_err.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
@@ -113,7 +115,82 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                          ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24",
                                            "skipdit_p2", "skipdit_sigma_off", "ldit_p1",
                                            "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
-                                           "ldit_p1_qknorm_norope"));
+                                           "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma"));
+
+// MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
+// encoder with the gathered relative bias, the side-interpolater, mask_token's gradient.
+TEST(MdtMasked, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture("mdt_p2_masked");
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  EXPECT_EQ(m->train_passes(), 2);
+  std::vector<int32_t> ids;
+  for (auto v : f.t.at("input.ids_shuffle").to_i64()) ids.push_back(int32_t(v));
+  const int keep = int(f.t.at("input.len_keep").to_i64()[0]);
+  mdt_set_mask(*m, ids, keep);
+  NetRun r = run_net(*m, f, true);
+  expect_parity(f, r, m->table());
+  const ParamEntry& tok = m->table().at("mask_token");
+  double g = 0;
+  for (size_t i = 0; i < tok.numel; ++i) g += std::fabs(r.grads[tok.offset + i]);
+  EXPECT_GT(g, 0) << "mask_token got no gradient";
+  // The mask lasts one forward: the next training forward is the plain pass again.
+  mdt_set_mask(*m, ids, keep);
+  NetRun masked = run_net(*m, f, true), plain = run_net(*m, f, true);
+  EXPECT_EQ(masked.out, r.out);
+  EXPECT_NE(plain.out, r.out);
+  EXPECT_THROW(mdt_set_mask(*m, std::vector<int32_t>(ids.size(), 0), keep), Error);
+}
+
+// A drawn mask (the trainer's pass 1): the same draw for the same key, another for another key;
+// inference ignores the pass.
+TEST(MdtMasked, DrawnMaskIsKeyed) {
+  Fixture f = load_fixture("mdt_p2_masked");
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  auto run = [&](uint64_t first) {
+    m->set_train_pass(1, 1234, first);
+    return run_net(*m, f, false).out;  // (inference: the pass is ignored)
+  };
+  const std::vector<float> eval = run(0);
+  NetRun plain = run_net(*m, f, false);
+  EXPECT_EQ(eval, plain.out);
+  auto masked = [&](uint64_t first) {
+    m->set_train_pass(1, 1234, first);
+    return run_net(*m, f, true).out;
+  };
+  EXPECT_EQ(masked(3), masked(3));
+  EXPECT_NE(masked(3), masked(4));
+  EXPECT_THROW(m->set_train_pass(2, 1, 0), Error);
+  auto dit = make_network(load_fixture("dit_p2").cfg, *be);
+  EXPECT_EQ(dit->train_passes(), 1);
+  EXPECT_THROW(dit->set_train_pass(1, 1, 0), Error);
+}
+
+// relative_position_index is a buffer of the official state_dict: loaded, and checked against the
+// formula (a wrong value is refused with the tensor's name).
+TEST(MdtMasked, RelativeIndexIsCheckedOnLoad) {
+  Fixture f = load_fixture("mdt_p2");
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  NamedArrays sd;
+  for (const auto& e : m->table().entries()) sd.emplace_back(e.name, f.t.at("param." + e.name));
+  m->load(sd, "fixture");
+  for (auto& [name, a] : sd)
+    if (name == "de_blocks.0.attn.rel_pos_bias.relative_position_index") {
+      std::vector<float> v = a.to_f32();
+      v[5] += 1;
+      a = Array::from_f32(a.shape, v.data());
+    }
+  try {
+    m->load(sd, "fixture");
+    ADD_FAILURE() << "a wrong relative_position_index was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("de_blocks.0.attn.rel_pos_bias.relative_position_index"),
+              std::string::npos)
+        << e.what();
+  }
+}
 
 TEST(ModelCheckpointing, SameGradientsLessMemory) {
   Fixture f = load_fixture("cond_p2");
@@ -164,6 +241,24 @@ TEST(ModelTable, DiTParameterCounts) {
   ParamTable t = network_param_table(load_config("skip_dit_xl_2"));
   EXPECT_EQ(t.entries().front().name, "pos_embed");
   EXPECT_EQ(t.entries().back().name, "skip_linears.13.linear.bias");
+}
+
+TEST(ModelTable, MDTParameterCounts) {
+  // The official MDTv2 state_dicts (the int64 relative_position_index buffers included).
+  for (auto [preset, tensors, params] :
+       {std::tuple<const char*, size_t, size_t>{"mdt_xl_2", 394, 744164448},
+        {"mdt_s_2", 188, 39306840}}) {
+    ParamTable t = network_param_table(load_config(preset));
+    EXPECT_EQ(t.entries().size(), tensors) << preset;
+    EXPECT_EQ(t.total(), params) << preset;
+  }
+  ParamTable t = network_param_table(load_config("mdt_xl_2"));
+  EXPECT_EQ(t.entries()[2].name, "mask_token");
+  EXPECT_FALSE(t.entries()[2].frozen);  // trained with mask_ratio
+  EXPECT_TRUE(t.at("sideblocks.0.attn.rel_pos_bias.relative_position_index").frozen);
+  EXPECT_EQ(t.at("en_inblocks.0.attn.rel_pos_bias.relative_position_bias_table").shape,
+            (std::vector<int64_t>{964, 16}));
+  EXPECT_EQ(t.entries().back().name, "final_layer.adaLN_modulation.1.bias");
 }
 
 // LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so

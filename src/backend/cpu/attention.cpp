@@ -6,10 +6,16 @@
 // In the bf16 mode (docs/cpu_bf16.md) the products take bf16 operands (the probabilities and dS
 // tiles are rounded to bf16 for them, as on CUDA) and accumulate in fp32: scores, softmax, and
 // the dK/dV sums over query blocks stay fp32 until the final store.
+// With an additive bias (MDT's relative position bias) each score tile starts as its bias rows and
+// the Q K^T product accumulates onto it (GEMM beta 1); over the full grid the bias of each head is
+// materialised once per call ([H, N, N], shared by the batch) so a tile's rows are one copy. The
+// backward scatters dS over the index into one [R] slice per (batch, head) and adds the slices into
+// dtable in batch order, so the table gradient is deterministic.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -57,6 +63,70 @@ void softmax_rows(float* s, int rows, int n, float* inv, float* lse) {
     if (lse) lse[r] = mx + std::log(sum);
   }
 }
+
+// The bias of every head over the full grid, [H, N, N] (nullptr-sized for gathered tokens,
+// whose bias differs per batch element).
+std::vector<float> full_bias(const Backend::AttnBias* b, int N, int H) {
+  if (!b || b->ids) return {};
+  std::vector<float> full(size_t(H) * N * N);
+#pragma omp parallel for schedule(static) if (size_t(H) * N * N >= 65536)
+  for (int i = 0; i < N; ++i) {
+    const int32_t* ir = b->index + size_t(i) * b->Lf;
+    for (int h = 0; h < H; ++h) {
+      float* row = full.data() + (size_t(h) * N + i) * N;
+      for (int j = 0; j < N; ++j) row[j] = b->table[size_t(ir[j]) * H + h];
+    }
+  }
+  return full;
+}
+
+// One (batch, head) task's view of the bias: the head's materialised bias (full grid), or its
+// table column, the key positions and the index rows the queries read (gathered tokens).
+struct BiasRows {
+  const Backend::AttnBias* b = nullptr;
+  const float* full = nullptr;  // [N, N] of this head
+  std::vector<float> col;       // table[:, h]
+  std::vector<int32_t> kpos;    // position of key j among the Lf
+  const int32_t* ids = nullptr;
+
+  void setup(const Backend::AttnBias* bias, const std::vector<float>& all, int batch, int h, int H,
+             int N) {
+    b = bias;
+    if (!b) return;
+    ids = b->ids ? b->ids + size_t(batch) * N : nullptr;
+    if (!ids) {
+      full = all.data() + size_t(h) * N * N;
+    } else {
+      col.resize(size_t(b->R));
+      for (int r = 0; r < b->R; ++r) col[size_t(r)] = b->table[size_t(r) * H + h];
+    }
+    kpos.resize(size_t(N));
+    for (int j = 0; j < N; ++j) kpos[size_t(j)] = ids ? ids[j] : j;
+  }
+  const int32_t* index_row(int i) const {
+    return b->index + size_t(ids ? ids[i] : i) * size_t(b->Lf);
+  }
+  // The [rows, N] tile s = the bias of query rows i0 .. i0 + rows.
+  void fill(float* s, int i0, int rows, int N) const {
+    if (full) {
+      std::memcpy(s, full + size_t(i0) * N, sizeof(float) * size_t(rows) * N);
+      return;
+    }
+    for (int r = 0; r < rows; ++r) {
+      const int32_t* ir = index_row(i0 + r);
+      float* row = s + size_t(r) * N;
+      for (int j = 0; j < N; ++j) row[j] = col[size_t(ir[kpos[size_t(j)]])];
+    }
+  }
+  // dcol[index] += dS over the [rows, N] tile ds.
+  void scatter(const float* ds, int i0, int rows, int N, float* dcol) const {
+    for (int r = 0; r < rows; ++r) {
+      const int32_t* ir = index_row(i0 + r);
+      const float* row = ds + size_t(r) * N;
+      for (int j = 0; j < N; ++j) dcol[ir[kpos[size_t(j)]]] += row[j];
+    }
+  }
+};
 
 using cpu::as;
 using cpu::bf16;
@@ -114,17 +184,21 @@ const T* operand(const std::vector<float>& tile, std::vector<T>& conv, size_t n)
 }
 
 template <class T>
-void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int Dh, float scale) {
+void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int Dh, float scale,
+                     const Backend::AttnBias* bias = nullptr) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
+  const std::vector<float> full = full_bias(bias, N, H);
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> s(static_cast<size_t>(kBq) * N), inv(kBq);
     std::vector<T> p(std::is_same_v<T, float> ? 0 : s.size());
     Acc<T> acc(static_cast<size_t>(kBq) * Dh);
+    BiasRows br;
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
+      br.setup(bias, full, b, h, H, N);
       const T* q = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
       const T* k = q + D;
       const T* v = q + 2 * D;
@@ -132,9 +206,10 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
       float* l = lse ? lse + static_cast<size_t>(task) * N : nullptr;
       for (int i0 = 0; i0 < N; i0 += kBq) {
         const int bq = std::min(kBq, N - i0);
-        // S = scale * Q_blk K^T, then exp in place, then O_blk = (E V) / rowsum(E).
+        // S = scale * Q_blk K^T (+ bias), then exp in place, then O_blk = (E V) / rowsum(E).
+        if (bias) br.fill(s.data(), i0, bq, N);
         gemm_t<T>(false, true, bq, N, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
-                  0.f, s.data(), N);
+                  bias ? 1.f : 0.f, s.data(), N);
         softmax_rows(s.data(), bq, N, inv.data(), l ? l + i0 : nullptr);
         T* ob = o + static_cast<size_t>(i0) * D;
         gemm_t<T>(false, false, bq, Dh, N, 1.f, operand<T>(s, p, size_t(bq) * N), N, v, ld3, 0.f,
@@ -147,9 +222,13 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
 
 template <class T>
 void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse, T* dqkv, int B,
-                     int N, int H, int Dh, float scale) {
+                     int N, int H, int Dh, float scale, const Backend::AttnBias* bias = nullptr,
+                     float* dtable = nullptr) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
+  // The bias gradient of task (b, h) over the R table rows, added into dtable after the tasks.
+  std::vector<float> dslices(bias && dtable ? size_t(tasks) * bias->R : 0, 0.f);
+  const std::vector<float> full = full_bias(bias, N, H);
 #pragma omp parallel if (tasks > 1)
   {
     std::vector<float> p(static_cast<size_t>(kBq) * N), dp(static_cast<size_t>(kBq) * N);
@@ -157,9 +236,12 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
     std::vector<float> di(N);
     Acc<T> dq_acc(static_cast<size_t>(kBq) * Dh), dk_acc(static_cast<size_t>(N) * Dh),
         dv_acc(static_cast<size_t>(N) * Dh);
+    BiasRows br;
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
+      br.setup(bias, full, b, h, H, N);
+      float* dcol = dslices.empty() ? nullptr : dslices.data() + size_t(task) * bias->R;
       const size_t base3 = static_cast<size_t>(b) * N * ld3 + h * Dh;
       const T* q = qkv + base3;
       const T* k = q + D;
@@ -185,7 +267,8 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
         const T* dob = dO + static_cast<size_t>(i0) * D;
         const float first = i0 == 0 ? 0.f : 1.f;  // dk, dv are overwritten by the first block
         // P = exp(scale * Q K^T - lse)
-        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, 0.f, p.data(), N);
+        if (bias) br.fill(p.data(), i0, bq, N);
+        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, bias ? 1.f : 0.f, p.data(), N);
         for (int r = 0; r < bq; ++r) {
           float* row = p.data() + static_cast<size_t>(r) * N;
           const float li = l[i0 + r];
@@ -204,6 +287,7 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
 #pragma omp simd
           for (int j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dii);
         }
+        if (dcol) br.scatter(dp.data(), i0, bq, N, dcol);  // d(bias) = dS
         const T* ds = operand<T>(dp, ds16, size_t(bq) * N);
         T* dqb = dq + static_cast<size_t>(i0) * ld3;
         gemm_t<T>(false, false, bq, Dh, N, scale, ds, N, k, ld3, 0.f, dq_acc.at(dqb),
@@ -216,9 +300,28 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
       dv_acc.store(dv, ld3, N, Dh);
     }
   }
+  if (dslices.empty()) return;
+  const int R = bias->R;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      const float* sl = dslices.data() + (size_t(b) * H + h) * R;
+      for (int r = 0; r < R; ++r) dtable[size_t(r) * H + h] += sl[r];
+    }
 }
 
 }  // namespace
+
+void CpuBackend::attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse,
+                                    int B, int N, int H, int Dh, float scale) {
+  UVIT_CPU_ACT(attention_fwd_t(as<T>(qkv), as<T>(out), lse, B, N, H, Dh, scale, &bias));
+}
+
+void CpuBackend::attention_bias_bwd(const float* dout, const float* qkv, const float* out,
+                                    const float* lse, const AttnBias& bias, float* dqkv,
+                                    float* dtable, int B, int N, int H, int Dh, float scale) {
+  UVIT_CPU_ACT(attention_bwd_t(as<T>(dout), as<T>(qkv), as<T>(out), lse, as<T>(dqkv), B, N, H, Dh,
+                               scale, &bias, dtable));
+}
 
 void CpuBackend::attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H,
                                int Dh, float scale) {

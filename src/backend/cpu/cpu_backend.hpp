@@ -69,6 +69,11 @@ class CpuBackend final : public Backend {
                      float scale) override;
   void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
                      float* dqkv, int B, int N, int H, int Dh, float scale) override;
+  void attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse, int B,
+                          int N, int H, int Dh, float scale) override;
+  void attention_bias_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
+                          const AttnBias& bias, float* dqkv, float* dtable, int B, int N, int H,
+                          int Dh, float scale) override;
 
   void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) override;
   void patch_col2im(const float* cols, float* x, int B, int C, int S, int p) override;

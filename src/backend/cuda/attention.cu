@@ -12,6 +12,9 @@
 // use the flash backward (attention_flash_bwd.cu) unless UVIT_ATTENTION is unfused or wmma/fused.
 // UVIT_ATTENTION=cudnn (opt-in, bf16 only) runs cuDNN's SDPA forward and backward
 // (attention_cudnn.cpp); where cuDNN turns a call down, and in fp32, the flash path runs instead.
+// Attention with an additive bias (MDT's relative position bias) always takes the unfused path:
+// a kernel adds the bias to the fp32 scores, and the backward scatters dS into the table with
+// fp32 atomics (so its last bits may differ run to run).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -125,6 +128,32 @@ __global__ void ds_kernel(const float* P, const float* dP, const float* delta, T
     dS[i] = from_f<T>(P[i] * (dP[i] - delta[i / N]));
 }
 
+// The bias of the scores of a chunk's BH = nb*H (batch, head) pairs from batch b0 (S [BH, N, N]
+// fp32): S[bh, i, j] += table[index[pi * Lf + pj] * H + h], pi = ids[b, i] (i without ids).
+__device__ inline size_t bias_slot(const AttentionContext::Bias& bs, size_t e, int b0, int H,
+                                   int N) {
+  const size_t j = e % N, i = (e / N) % N, bh = e / (size_t(N) * N);
+  const size_t b = size_t(b0) + bh / H, h = bh % H;
+  const size_t pi = bs.ids ? size_t(bs.ids[b * N + i]) : i;
+  const size_t pj = bs.ids ? size_t(bs.ids[b * N + j]) : j;
+  return size_t(bs.index[pi * bs.Lf + pj]) * H + h;
+}
+
+__global__ void bias_add_kernel(float* S, AttentionContext::Bias bs, int b0, int H, int N,
+                                size_t total) {
+  for (size_t e = blockIdx.x * size_t(blockDim.x) + threadIdx.x; e < total;
+       e += size_t(gridDim.x) * blockDim.x)
+    S[e] += bs.table[bias_slot(bs, e, b0, H, N)];
+}
+
+// dtable[slot] += dS = P * (dP - Delta_row).
+__global__ void bias_grad_kernel(const float* P, const float* dP, const float* delta, float* dtable,
+                                 AttentionContext::Bias bs, int b0, int H, int N, size_t total) {
+  for (size_t e = blockIdx.x * size_t(blockDim.x) + threadIdx.x; e < total;
+       e += size_t(gridDim.x) * blockDim.x)
+    atomicAdd(dtable + bias_slot(bs, e, b0, H, N), P[e] * (dP[e] - delta[e / N]));
+}
+
 unsigned grid_1d(size_t total, int block) {
   const size_t g = (total + block - 1) / block;
   return unsigned(std::min<size_t>(std::max<size_t>(g, 1), 1u << 20));
@@ -177,6 +206,28 @@ class AttentionImpl final : public AttentionContext {
       fused_attention_fwd_bf16(qkv, out, lse, B, N, H, Dh, scale, stream_);
       return;
     }
+    unfused_forward(qkv, out, lse, B, N, H, Dh, scale, nullptr);
+  }
+
+  void forward_bias(const void* qkv, const Bias& bias, void* out, float* lse, int B, int N, int H,
+                    int Dh, float scale) override {
+    check_shape("attention_bias_fwd", B, N, H, Dh);
+    if (B == 0 || N == 0 || H == 0 || Dh == 0) return;
+    unfused_forward(qkv, out, lse, B, N, H, Dh, scale, &bias);
+  }
+
+  void backward_bias(const void* dout, const void* qkv, const void* out, const float* lse,
+                     const Bias& bias, void* dqkv, float* dtable, int B, int N, int H, int Dh,
+                     float scale) override {
+    check_shape("attention_bias_bwd", B, N, H, Dh);
+    if (B == 0 || N == 0 || H == 0 || Dh == 0) return;
+    UVIT_CHECK(lse != nullptr, "cuda attention_bias_bwd: lse is null (run the forward with lse)");
+    unfused_backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale, &bias, dtable);
+  }
+
+  // The batched-GEMM path; with a bias, the bias kernels around the softmax.
+  void unfused_forward(const void* qkv, void* out, float* lse, int B, int N, int H, int Dh,
+                       float scale, const Bias* bias) {
     const int D = H * Dh;
     const size_t NN = size_t(N) * N;
     const size_t per_bh = NN * 4 + (bf16_ ? round_up(NN * e_) : 0);
@@ -203,6 +254,11 @@ class AttentionImpl final : public AttentionContext {
       // S = scale Q K^T (fp32), P = softmax(S) (act), O = P V.
       bgemm(false, true, N, N, Dh, scale, aQ, act_, 3 * D, aK, act_, 3 * D, aS, CUDA_R_32F, N, BH);
       const size_t rows = size_t(BH) * N;
+      if (bias) {
+        bias_add_kernel<<<grid_1d(rows * N, 256), 256, 0, stream_>>>(reinterpret_cast<float*>(S),
+                                                                     *bias, b0, H, N, rows * N);
+        check_launch("bias_add_kernel");
+      }
       float* l = lse ? lse + size_t(b0) * H * N : nullptr;
       if (bf16_)
         softmax_fwd_kernel<<<grid_1d(rows, 8), 256, 0, stream_>>>(
@@ -226,6 +282,12 @@ class AttentionImpl final : public AttentionContext {
       flash_attention_bwd_bf16(dout, qkv, out, lse, dqkv, delta, B, N, H, Dh, scale, stream_);
       return;
     }
+    unfused_backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale, nullptr, nullptr);
+  }
+
+  void unfused_backward(const void* dout, const void* qkv, const void* out, const float* lse,
+                        void* dqkv, int B, int N, int H, int Dh, float scale, const Bias* bias,
+                        float* dtable) {
     const int D = H * Dh;
     const size_t NN = size_t(N) * N;
     const size_t per_bh = 2 * NN * 4 + (bf16_ ? round_up(NN * e_) : 0) + size_t(N) * 4;
@@ -267,6 +329,11 @@ class AttentionImpl final : public AttentionContext {
       const float* l = lse + size_t(b0) * H * N;
       // P = exp(scale Q K^T - lse)
       bgemm(false, true, N, N, Dh, scale, aQ, act_, 3 * D, aK, act_, 3 * D, aS, CUDA_R_32F, N, BH);
+      if (bias) {
+        bias_add_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(reinterpret_cast<float*>(S),
+                                                                  *bias, b0, H, N, total);
+        check_launch("bias_add_kernel");
+      }
       if (bf16_)
         recompute_p_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(
             reinterpret_cast<float*>(S), reinterpret_cast<__nv_bfloat16*>(Pact), l, total, N);
@@ -279,6 +346,12 @@ class AttentionImpl final : public AttentionContext {
       bgemm(false, true, N, N, Dh, 1.f, adO, act_, D, aV, act_, 3 * D, adP, CUDA_R_32F, N, BH);
       // Delta = rowsum(dO * O) ; dS = P * (dP - Delta)
       attention_delta(bf16_, dO, o, delta, rows, N, H, Dh, stream_);
+      if (bias && dtable) {  // before ds_kernel, which may overwrite dP
+        bias_grad_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(
+            reinterpret_cast<const float*>(S), reinterpret_cast<const float*>(dP), delta, dtable,
+            *bias, b0, H, N, total);
+        check_launch("bias_grad_kernel");
+      }
       if (bf16_) {
         ds_kernel<<<grid_1d(total, 256), 256, 0, stream_>>>(
             reinterpret_cast<const float*>(S), reinterpret_cast<const float*>(dP), delta,
@@ -368,6 +441,15 @@ class AttentionImpl final : public AttentionContext {
 };
 
 }  // namespace
+
+void AttentionContext::forward_bias(const void*, const Bias&, void*, float*, int, int, int, int,
+                                    float) {
+  fail("cuda attention: this attention context has no biased attention");
+}
+void AttentionContext::backward_bias(const void*, const void*, const void*, const float*,
+                                     const Bias&, void*, float*, int, int, int, int, float) {
+  fail("cuda attention: this attention context has no biased attention");
+}
 
 std::unique_ptr<AttentionContext> make_attention_context(cudaStream_t stream, bool bf16) {
   return std::make_unique<AttentionImpl>(stream, bf16);

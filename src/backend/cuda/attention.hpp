@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <memory>
 
 namespace uvit::cuda {
@@ -16,6 +17,19 @@ class AttentionContext {
                        float scale) = 0;
   virtual void backward(const void* dout, const void* qkv, const void* out, const float* lse,
                         void* dqkv, int B, int N, int H, int Dh, float scale) = 0;
+  // With an additive bias (Backend::attention_bias_fwd/bwd: table [R, H] fp32, index [Lf, Lf] and
+  // ids [B, N] int32, ids nullptr for the full grid); dtable +=. The unfused path only.
+  struct Bias {
+    const float* table;
+    const int32_t* index;
+    const int32_t* ids;
+    int R, Lf;
+  };
+  virtual void forward_bias(const void* qkv, const Bias& bias, void* out, float* lse, int B, int N,
+                            int H, int Dh, float scale);
+  virtual void backward_bias(const void* dout, const void* qkv, const void* out, const float* lse,
+                             const Bias& bias, void* dqkv, float* dtable, int B, int N, int H,
+                             int Dh, float scale);
   // Device bytes held as scratch (grow-only), for peak-memory reports.
   virtual size_t workspace_bytes() const { return 0; }
 };

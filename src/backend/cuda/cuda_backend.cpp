@@ -313,6 +313,20 @@ void CudaBackend::attention_bwd(const float* dout, const float* qkv, const float
   attn_->backward(dout, qkv, out, lse, dqkv, B, N, H, Dh, scale);
 }
 
+void CudaBackend::attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse,
+                                     int B, int N, int H, int Dh, float scale) {
+  UVIT_OPTIME(optimes_, "attention_bias_fwd B=", B, " N=", N, " H=", H, " Dh=", Dh);
+  attn_->forward_bias(qkv, {bias.table, bias.index, bias.ids, bias.R, bias.Lf}, out, lse, B, N, H,
+                      Dh, scale);
+}
+void CudaBackend::attention_bias_bwd(const float* dout, const float* qkv, const float* out,
+                                     const float* lse, const AttnBias& bias, float* dqkv,
+                                     float* dtable, int B, int N, int H, int Dh, float scale) {
+  UVIT_OPTIME(optimes_, "attention_bias_bwd B=", B, " N=", N, " H=", H, " Dh=", Dh);
+  attn_->backward_bias(dout, qkv, out, lse, {bias.table, bias.index, bias.ids, bias.R, bias.Lf},
+                       dqkv, dtable, B, N, H, Dh, scale);
+}
+
 // ---- tokens ----
 
 void CudaBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p) {

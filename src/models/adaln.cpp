@@ -1,0 +1,234 @@
+#include "models/adaln.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+
+namespace uvit::layers {
+
+Conditioning conditioning(const ParamTable& t, int D) {
+  Conditioning c;
+  c.t0 = linear(t, "t_embedder.mlp.0");
+  c.t2 = linear(t, "t_embedder.mlp.2");
+  c.ytable = t.at("y_embedder.embedding_table.weight").offset;
+  c.D = D;
+  return c;
+}
+
+void plan_conditioning(Arena& a, CondActs& A, int B, int D, bool train) {
+  const size_t n = size_t(B) * D;
+  A.temb = a.act(size_t(B) * kFreqDim);
+  A.th = a.act(n);
+  A.ts = a.act(n);
+  A.c = a.act(n);
+  A.sc = a.act(n);
+  A.dsc = train ? a.act(n) : nullptr;
+  A.dc = train ? a.act(n) : nullptr;
+  A.dth = train ? a.act(n) : nullptr;
+}
+
+void conditioning_fwd(const Weights& W, const Conditioning& c, const float* t, const int32_t* y,
+                      CondActs& A, int B) {
+  Backend& be = W.be;
+  const int D = c.D;
+  A.y = y;
+  be.timestep_embedding(t, A.temb, B, kFreqDim, kFreqDim);
+  linear_fwd(W, c.t0, A.temb, kFreqDim, A.th, D, B);
+  be.silu_fwd(A.th, A.ts, size_t(B) * D);
+  linear_fwd(W, c.t2, A.ts, D, A.c, D, B);
+  be.embedding_fwd(W.w32 + c.ytable, y, A.sc, B, D, D);
+  be.axpy_act(A.c, A.sc, 1.f, size_t(B) * D);
+  be.silu_fwd(A.c, A.sc, size_t(B) * D);
+}
+
+void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int B) {
+  Backend& be = W.be;
+  const int D = c.D;
+  be.silu_bwd(A.dsc, A.c, A.dc, size_t(B) * D);
+  be.embedding_bwd(A.dc, A.y, W.g + c.ytable, B, D, D);
+  linear_bwd(W, c.t2, A.ts, D, A.dc, D, A.dth, D, B);
+  be.silu_bwd(A.dth, A.th, A.dth, size_t(B) * D);
+  linear_bwd(W, c.t0, A.temb, kFreqDim, A.dth, D, nullptr, 0, B);
+}
+
+void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L) {
+  const int D = w.attn.heads * w.attn.head_dim, nh = w.attn.heads;
+  const size_t M = size_t(B) * L;
+  A.mod = a.act(size_t(B) * w.chunks() * D);
+  A.h1 = a.act(M * D);
+  A.mean1 = a.f32(M);
+  A.rstd1 = a.f32(M);
+  A.m1 = a.act(M * D);
+  A.attn.qkv = a.act(M * 3 * D);
+  A.attn.att = a.act(M * D);
+  A.attn.lse = a.f32(size_t(B) * nh * L);
+  if (w.attn.qk_norm()) {
+    A.attn.qkv_raw = a.act(M * 3 * D);
+    A.attn.qk_rstd = a.f32(M * 2 * nh);
+  }
+  A.a = a.act(M * D);
+  A.x2 = a.act(M * D);
+  A.h2 = a.act(M * D);
+  A.mean2 = a.f32(M);
+  A.rstd2 = a.f32(M);
+  A.m2 = a.act(M * D);
+  A.mlp.f = a.act(M * w.mlp.fc1.out);
+  A.mlp.g = a.act(M * w.mlp.fc2.in);
+  A.o = a.act(M * D);
+}
+
+void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L) {
+  const int D = w.attn.heads * w.attn.head_dim;
+  const size_t M = size_t(B) * L;
+  G.dX = a.act(M * D);
+  G.dO = a.act(M * D);
+  G.dM = a.act(M * D);
+  G.dG = a.act(M * w.mlp.fc1.out);
+  G.dA = a.act(M * D);
+  G.dQKV = a.act(M * 3 * D);
+  G.dmod = a.act(size_t(B) * w.chunks() * D);
+}
+
+void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
+               float* out, int B, int L) {
+  Backend& be = W.be;
+  const int D = w.attn.heads * w.attn.head_dim, Dm = w.chunks() * D, M = B * L;
+  auto chunk = [&](int role) {
+    const int i = w.chunk_of(role);
+    return i < 0 ? nullptr : be.act_at(A.mod, size_t(i) * D);
+  };
+  A.x = x;
+  linear_fwd(W, w.ada, sc, D, A.mod, Dm, B);
+  // x2 = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa))
+  norm_fwd(W, w.norm1, x, A.h1, A.mean1, A.rstd1, M);
+  be.modulate_fwd(A.h1, chunk(0), chunk(1), Dm, A.m1, B, L, D);
+  attention_fwd(W, w.attn, A.m1, A.attn, A.a, nullptr, B, L);
+  be.gate_fwd(x, A.a, chunk(2), Dm, A.x2, B, L, D);
+  // out = x2 + gate_mlp * mlp(modulate(norm2(x2), shift_mlp, scale_mlp))
+  norm_fwd(W, w.norm2, A.x2, A.h2, A.mean2, A.rstd2, M);
+  be.modulate_fwd(A.h2, chunk(3), chunk(4), Dm, A.m2, B, L, D);
+  mlp_fwd(W, w.mlp, A.m2, A.mlp, A.o, nullptr, M);
+  be.gate_fwd(A.x2, A.o, chunk(5), Dm, out, B, L, D);
+}
+
+void block_bwd(const Weights& W, const AdaLNBlock& w, const AdaLNActs& A, const float* sc,
+               const AdaLNGrads& G, float* dsc, int B, int L) {
+  Backend& be = W.be;
+  const int D = w.attn.heads * w.attn.head_dim, Dm = w.chunks() * D, M = B * L;
+  auto chunk = [&](int role) {
+    const int i = w.chunk_of(role);
+    return i < 0 ? nullptr : be.act_at(A.mod, size_t(i) * D);
+  };
+  auto dchunk = [&](int role) {
+    const int i = w.chunk_of(role);
+    return i < 0 ? nullptr : be.act_at(G.dmod, size_t(i) * D);
+  };
+  // G.dX: d(block output) in, d(block input) out (the residual paths add into it).
+  be.gate_bwd(G.dX, A.o, chunk(5), Dm, G.dO, dchunk(5), B, L, D);
+  mlp_bwd(W, w.mlp, A.m2, A.mlp, G.dO, G.dM, G.dG, M);
+  be.modulate_bwd(G.dM, A.h2, chunk(4), Dm, G.dM, dchunk(3), dchunk(4), B, L, D);
+  norm_bwd(W, w.norm2, G.dM, A.x2, A.mean2, A.rstd2, G.dX, M);
+  be.gate_bwd(G.dX, A.a, chunk(2), Dm, G.dO, dchunk(2), B, L, D);
+  attention_bwd(W, w.attn, A.m1, A.attn, G.dO, G.dM, G.dA, G.dQKV, B, L);
+  be.modulate_bwd(G.dM, A.h1, chunk(1), Dm, G.dM, dchunk(0), dchunk(1), B, L, D);
+  norm_bwd(W, w.norm1, G.dM, A.x, A.mean1, A.rstd1, G.dX, M);
+  linear_bwd(W, w.ada, sc, D, G.dmod, Dm, dsc, D, B, 1.f);
+}
+
+void plan_final(Arena& a, const FinalLayer& f, FinalActs& A, int B, int L) {
+  const size_t M = size_t(B) * L, D = f.linear.in;
+  A.mod = a.act(size_t(B) * 2 * D);
+  A.h = a.act(M * D);
+  A.mean = a.f32(M);
+  A.rstd = a.f32(M);
+  A.m = a.act(M * D);
+  A.tok = a.act(M * f.linear.out);
+}
+
+void final_fwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc, FinalActs& A,
+               int B, int L) {
+  Backend& be = W.be;
+  const int D = f.linear.in, M = B * L;
+  linear_fwd(W, f.ada, sc, D, A.mod, 2 * D, B);
+  norm_fwd(W, f.norm, x, A.h, A.mean, A.rstd, M);
+  be.modulate_fwd(A.h, A.mod, be.act_at(A.mod, D), 2 * D, A.m, B, L, D);
+  linear_fwd(W, f.linear, A.m, D, A.tok, f.linear.out, M);
+}
+
+void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc,
+               const FinalActs& A, const float* dtok, const AdaLNGrads& G, float* dsc, int B,
+               int L) {
+  Backend& be = W.be;
+  const int D = f.linear.in, M = B * L;
+  linear_bwd(W, f.linear, A.m, D, dtok, f.linear.out, G.dM, D, M);
+  be.modulate_bwd(G.dM, A.h, be.act_at(A.mod, D), 2 * D, G.dM, G.dmod, be.act_at(G.dmod, D), B, L,
+                  D);
+  be.zero_act(dsc, size_t(B) * D);
+  linear_bwd(W, f.ada, sc, D, G.dmod, 2 * D, dsc, D, B, 1.f);
+  be.zero_act(G.dX, size_t(M) * D);
+  norm_bwd(W, f.norm, G.dM, x, A.mean, A.rstd, G.dX, M);
+}
+
+void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob) {
+  check_net_range("input_size", input_size, 1, 4096);
+  check_net_range("patch_size", patch_size, 1, 4096);
+  check_net_range("in_channels", in_channels, 1, 4096);
+  check_net_range("hidden_size", hidden_size, 1, 65536);
+  check_net_range("depth", depth, 1, 1024);
+  check_net_range("num_heads", num_heads, 1, 65536);
+  check_net_range("num_classes", num_classes, 1, 1 << 20);
+  UVIT_CHECK(input_size % patch_size == 0, "nnet.input_size ", input_size,
+             " is not divisible by nnet.patch_size ", patch_size);
+  UVIT_CHECK(hidden_size % num_heads == 0, "nnet.hidden_size ", hidden_size,
+             " is not divisible by nnet.num_heads ", num_heads);
+  // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
+  UVIT_CHECK(hidden_size % 4 == 0, "nnet.hidden_size ", hidden_size,
+             " must be a multiple of 4 (the 2-D sin-cos position embedding)");
+  // Finite and bounded before the int conversion of hidden_size * mlp_ratio.
+  UVIT_CHECK(std::isfinite(mlp_ratio) && mlp_ratio > 0 &&
+                 hidden_size * mlp_ratio <= double(1 << 24) && int(hidden_size * mlp_ratio) >= 1,
+             "nnet.mlp_ratio must be positive and give an MLP of 1 to 2^24 features, got ",
+             mlp_ratio);
+  UVIT_CHECK(
+      std::isfinite(class_dropout_prob) && class_dropout_prob >= 0 && class_dropout_prob <= 1,
+      "nnet.class_dropout_prob must be in [0, 1], got ", class_dropout_prob);
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const std::string t = suffix;
+  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+}
+
+std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special) {
+  std::vector<float> host(t.total(), 0.f);
+  uint64_t stream = 0;
+  for (const auto& e : t.entries()) {
+    const Philox rng(seed, stream++);
+    float* p = host.data() + e.offset;
+    const std::string& n = e.name;
+    const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
+    if (special && special(e, rng, p)) continue;
+    if (ends_with(n, "norm1.weight") || ends_with(n, "norm2.weight") ||
+        ends_with(n, "_norm.weight") || ends_with(n, "norm_final.weight")) {
+      std::fill(p, p + e.numel, 1.f);  // RMSNorm weights (LightningDiT)
+    } else if (n == "y_embedder.embedding_table.weight" ||
+               (starts_with(n, "t_embedder.mlp.") && ends_with(n, ".weight"))) {
+      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (n.find("adaLN_modulation") != std::string::npos ||
+               starts_with(n, "final_layer.linear")) {
+      // adaLN-Zero: every modulation and the output layer start at zero.
+    } else if (e.shape.size() >= 2) {
+      // xavier_uniform over [out, in] (the patch conv as a [D, C p p] matrix).
+      const double bound = std::sqrt(6.0 / double(fan_in + fan_out));
+      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+    }  // biases: 0
+  }
+  return host;
+}
+
+}  // namespace uvit::layers

@@ -1,0 +1,106 @@
+// DiT's adaLN-Zero pieces, shared by the DiT family (dit.cpp) and MDT (mdt.cpp): the conditioning
+// vector c = t_embedder(t) + y_embedder(y) (every adaLN reads silu(c)), the adaLN-Zero block
+// (modulated norm -> attention -> gate, modulated norm -> MLP -> gate) and the adaLN final layer.
+// Forward and backward mirror each other; backward calls accumulate parameter gradients.
+// docs/dit.md has the facts.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/layers.hpp"
+#include "uvit/rng.hpp"
+
+namespace uvit::layers {
+
+constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
+
+// t_embedder.mlp.{0,2} and y_embedder.embedding_table (fp32 [rows, D]).
+struct Conditioning {
+  Linear t0, t2;
+  size_t ytable = kAbsent;
+  int D = 0;
+};
+Conditioning conditioning(const ParamTable& t, int D);
+struct CondActs {
+  float *temb, *th, *ts, *c, *sc;  // sinusoid, mlp.0 out, silu, c, silu(c)
+  float *dsc, *dc, *dth;           // training: d silu(c) (the blocks add into it), scratch
+  const int32_t* y = nullptr;
+};
+void plan_conditioning(Arena& a, CondActs& A, int B, int D, bool train);
+void conditioning_fwd(const Weights& W, const Conditioning& c, const float* t, const int32_t* y,
+                      CondActs& A, int B);
+// From A.dsc back to the embedders' weights.
+void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int B);
+
+// The adaLN-Zero block. adaLN_modulation.1 gives (shift, scale, gate) for the attention then for
+// the MLP (6 chunks), or (scale, gate) twice without the shifts (LightningDiT's wo_shift).
+struct AdaLNBlock {
+  Linear ada;
+  Norm norm1, norm2;
+  Attention attn;
+  Mlp mlp;
+  bool wo_shift = false;
+  int chunks() const { return wo_shift ? 4 : 6; }
+  // The adaLN chunk of a role (0..5: shift, scale, gate of msa, then of mlp); -1 for the shifts
+  // that wo_shift drops.
+  int chunk_of(int role) const {
+    if (!wo_shift) return role;
+    return role % 3 == 0 ? -1 : role / 3 * 2 + role % 3 - 1;
+  }
+};
+struct AdaLNActs {
+  const float* x = nullptr;  // the block input (kept for the backward)
+  float *mod, *h1, *mean1, *rstd1, *m1, *a, *x2, *h2, *mean2, *rstd2, *m2, *o;
+  AttentionActs attn;
+  MlpActs mlp;
+};
+// The backward's scratch, shared by every block: dX [M, D] carries d(out) in and d(x) out.
+struct AdaLNGrads {
+  float *dX, *dO, *dM, *dG, *dA, *dQKV, *dmod;
+};
+// Buffers for M = B * L tokens (the most a pass gives the block).
+void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L);
+void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L);
+// out = the block of x [B, L, D] under the conditioning sc = silu(c) [B, D].
+void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
+               float* out, int B, int L);
+// G.dX: d(out) in, d(x) out; dsc += d(sc).
+void block_bwd(const Weights& W, const AdaLNBlock& w, const AdaLNActs& A, const float* sc,
+               const AdaLNGrads& G, float* dsc, int B, int L);
+
+// final_layer: linear(modulate(norm_final(x), shift, scale)), (shift, scale) = adaLN_modulation.
+struct FinalLayer {
+  Linear ada, linear;
+  Norm norm;
+};
+struct FinalActs {
+  float *mod, *h, *mean, *rstd, *m, *tok;
+};
+void plan_final(Arena& a, const FinalLayer& f, FinalActs& A, int B, int L);
+void final_fwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc, FinalActs& A,
+               int B, int L);
+// From dtok [B L, p p C] to dX [B L, D] (overwritten) and dsc (overwritten); G's dM and dmod are
+// scratch.
+void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc,
+               const FinalActs& A, const float* dtok, const AdaLNGrads& G, float* dsc, int B,
+               int L);
+
+// DiT.initialize_weights over a table, one Philox(seed, k) stream for the k-th tensor: `special`
+// writes a family's own tensors first (true when it did); the rest get the shared rules: every
+// adaLN_modulation and final_layer.linear zero, the label table and the timestep MLP weights
+// N(0, 0.02), norm weights one, other matrices xavier_uniform over [out, in] (the patch conv as
+// [D, C p p]), vectors zero.
+// The checks of DiT's constructor arguments (DiT's family and MDT): ranges, patch and head
+// divisibility, a multiple of 4 for the 2-D sin-cos position, a finite MLP ratio giving 1 to 2^24
+// features (int(hidden_size * mlp_ratio)), a dropout probability; one-line errors naming the field.
+void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob);
+
+using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
+std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);
+bool starts_with(const std::string& s, const char* prefix);
+bool ends_with(const std::string& s, const char* suffix);
+
+}  // namespace uvit::layers

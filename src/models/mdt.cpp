@@ -1,0 +1,688 @@
+// MDTv2 (sail-sg/MDT masked_diffusion/models.py `MDTv2`): DiT's adaLN-Zero blocks with a BEiT
+// relative position bias in every attention, a learnable position (sin-cos init), an encoder of
+// en_inblocks (their outputs pushed) and en_outblocks (each popping one, LIFO, fused by a
+// skip_linear on cat[x, skip] before the block), a learnable decoder position, de_blocks whose skip
+// is the embedded input, and DiT's final layer. Masked training (mask_ratio set) adds a second pass
+// per step: the encoder sees a random subset of the tokens, and a side-interpolater block fills in
+// the rest from mask_token. docs/mdt.md has the facts this file relies on.
+#include "models/mdt.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "models/adaln.hpp"
+#include "models/families.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/rng.hpp"
+
+namespace uvit {
+
+using namespace layers;
+using nlohmann::json;
+
+namespace {
+
+constexpr float kLnEps = 1e-6f;
+// Philox streams of the masked pass's draws (docs/mdt.md): the batch's ratio, the per-sample
+// shuffle noise.
+constexpr uint64_t kStreamMaskRatio = (uint64_t(9) << 40) + 1;
+constexpr uint64_t kStreamMaskNoise = (uint64_t(9) << 40) + 2;
+constexpr float kMaskSpread = 0.2f;  // r = mask_ratio + 0.2 U(0, 1)
+
+// The constructor arguments, official names and defaults (MDTv2.__init__).
+struct MDTConfig {
+  int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
+      num_heads = 16, num_classes = 1000, decode_layer = 4;
+  double mlp_ratio = 4.0, class_dropout_prob = 0.1;
+  bool learn_sigma = true;
+  bool masked = false;  // mask_ratio given (null: no masked training, mask_token frozen)
+  double mask_ratio = 0;
+
+  int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+  int grid() const { return input_size / patch_size; }
+  int tokens() const { return grid() * grid(); }
+  int head_dim() const { return hidden_size / num_heads; }
+  int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
+  int half() const { return (depth - decode_layer) / 2; }  // en_inblocks = en_outblocks
+  int main_blocks() const { return 2 * half() + decode_layer; }
+  int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
+  // RelativePositionBias: (2g-1)^2 offsets plus 3 rows (BEiT's cls-token rows, never indexed).
+  int rel_rows() const { return (2 * grid() - 1) * (2 * grid() - 1) + 3; }
+  // The fewest tokens a masked pass keeps: len_keep at r -> mask_ratio + 0.2.
+  int min_keep() const { return int(float(tokens()) * (1.f - (float(mask_ratio) + kMaskSpread))); }
+
+  // The integer and real arguments by name (parse and to_json walk the same lists).
+  std::vector<std::pair<const char*, int*>> int_args() {
+    return {{"input_size", &input_size},
+            {"patch_size", &patch_size},
+            {"in_channels", &in_channels},
+            {"hidden_size", &hidden_size},
+            {"depth", &depth},
+            {"num_heads", &num_heads},
+            {"num_classes", &num_classes},
+            {"decode_layer", &decode_layer}};
+  }
+  std::vector<std::pair<const char*, double*>> real_args() {
+    return {{"mlp_ratio", &mlp_ratio}, {"class_dropout_prob", &class_dropout_prob}};
+  }
+
+  json to_json() const {
+    MDTConfig c = *this;
+    json j = {{"name", "mdt"},
+              {"learn_sigma", learn_sigma},
+              {"mask_ratio", masked ? json(mask_ratio) : json(nullptr)}};
+    for (auto& [name, v] : c.int_args()) j[name] = *v;
+    for (auto& [name, v] : c.real_args()) j[name] = *v;
+    return j;
+  }
+};
+
+MDTConfig parse(const json& j) {
+  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
+  MDTConfig c;
+  const auto ints = c.int_args();
+  const auto reals = c.real_args();
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    const std::string f = "nnet." + k;
+    bool known = k == "name";
+    if (known) UVIT_CHECK(json_string(v, f) == "mdt", f, " \"", v.dump(), "\" is not \"mdt\"");
+    for (auto& [name, dst] : ints)
+      if (k == name) *dst = json_int(v, f), known = true;
+    for (auto& [name, dst] : reals)
+      if (k == name) *dst = json_number(v, f), known = true;
+    if (k == "learn_sigma") c.learn_sigma = json_bool(v, f), known = true;
+    if (k == "mask_ratio") {
+      c.masked = !v.is_null();
+      if (c.masked) c.mask_ratio = json_number(v, f);
+      known = true;
+    }
+    UVIT_CHECK(known, f, ": unknown key (not an argument of MDTv2)");
+  }
+  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+  check_net_range("decode_layer", c.decode_layer, 0, c.depth);
+  // The relative index is an int64 buffer of L^2 entries, read here as int32 and fp32.
+  UVIT_CHECK(c.tokens() <= 4096, "nnet: ", c.tokens(),
+             " tokens exceed the relative position bias's limit of 4096");
+  UVIT_CHECK(!c.masked || (std::isfinite(c.mask_ratio) && c.mask_ratio >= 0 && c.min_keep() >= 1),
+             "nnet.mask_ratio must be >= 0 and keep a token at mask_ratio + 0.2 (", c.tokens(),
+             " tokens), got ", c.mask_ratio);
+  return c;
+}
+
+// The block names in state_dict order: en_inblocks, en_outblocks, de_blocks, then sideblocks.0.
+std::string block_name(const MDTConfig& c, int k) {
+  const int h = c.half();
+  if (k < h) return cat("en_inblocks.", k);
+  if (k < 2 * h) return cat("en_outblocks.", k - h);
+  if (k < c.main_blocks()) return cat("de_blocks.", k - 2 * h);
+  return "sideblocks.0";
+}
+bool has_skip(const MDTConfig& c, int k) { return k >= c.half() && k < c.main_blocks(); }
+
+// The official state_dict: MDTv2's own parameters (pos_embed, decoder_pos_embed, mask_token) first,
+// then the submodules in registration order; in a block attn (qkv, proj, rel_pos_bias: its table,
+// then the int64 index buffer), mlp, adaLN_modulation, skip_linear.
+ParamTable mdt_table(const MDTConfig& c) {
+  const int64_t D = c.hidden_size, p = c.patch_size, L = c.tokens();
+  ParamTable t;
+  t.add("pos_embed", {1, L, D});
+  t.add("decoder_pos_embed", {1, L, D});
+  t.add("mask_token", {1, 1, D}, /*frozen=*/!c.masked);  // requires_grad=False without mask_ratio
+  t.add("x_embedder.proj.weight", {D, c.in_channels, p, p});
+  t.add("x_embedder.proj.bias", {D});
+  t.add("t_embedder.mlp.0.weight", {D, kFreqDim});
+  t.add("t_embedder.mlp.0.bias", {D});
+  t.add("t_embedder.mlp.2.weight", {D, D});
+  t.add("t_embedder.mlp.2.bias", {D});
+  t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
+  const int64_t F = c.mlp_hidden();
+  for (int k = 0; k <= c.main_blocks(); ++k) {
+    const std::string b = block_name(c, k) + ".";
+    t.add(b + "attn.qkv.weight", {3 * D, D});
+    t.add(b + "attn.qkv.bias", {3 * D});
+    t.add(b + "attn.proj.weight", {D, D});
+    t.add(b + "attn.proj.bias", {D});
+    t.add(b + "attn.rel_pos_bias.relative_position_bias_table", {c.rel_rows(), c.num_heads});
+    t.add(b + "attn.rel_pos_bias.relative_position_index", {L, L}, /*frozen=*/true);
+    t.add(b + "mlp.fc1.weight", {F, D});
+    t.add(b + "mlp.fc1.bias", {F});
+    t.add(b + "mlp.fc2.weight", {D, F});
+    t.add(b + "mlp.fc2.bias", {D});
+    t.add(b + "adaLN_modulation.1.weight", {6 * D, D});
+    t.add(b + "adaLN_modulation.1.bias", {6 * D});
+    if (has_skip(c, k)) {
+      t.add(b + "skip_linear.weight", {D, 2 * D});
+      t.add(b + "skip_linear.bias", {D});
+    }
+  }
+  t.add("final_layer.linear.weight", {p * p * c.out_channels(), D});
+  t.add("final_layer.linear.bias", {p * p * c.out_channels()});
+  t.add("final_layer.adaLN_modulation.1.weight", {2 * D, D});
+  t.add("final_layer.adaLN_modulation.1.bias", {2 * D});
+  return t;
+}
+
+// The forward of the eval pass (the side block does not run there).
+double mdt_flops(const MDTConfig& c) {
+  const double D = c.hidden_size, L = c.tokens(), p = c.patch_size;
+  double f = 2 * L * D * c.in_channels * p * p + 2 * (kFreqDim * D + D * D);
+  const double block = 2 * L * D * (4 * D + 2 * c.mlp_hidden()) + 4 * L * L * D + 2 * D * 6 * D;
+  f += c.main_blocks() * block;
+  f += (c.main_blocks() - c.half()) * 2 * L * 2 * D * D;  // skip linears
+  f += 2 * L * D * p * p * c.out_channels() + 2 * D * 2 * D;
+  return f;
+}
+
+NetSpec mdt_spec(const MDTConfig& c) {
+  NetSpec s;
+  s.name = "mdt";
+  s.in_chans = c.in_channels;
+  s.out_chans = c.out_channels();
+  s.img_size = c.input_size;
+  s.num_classes = c.label_rows();
+  s.null_class = c.class_dropout_prob > 0 ? c.num_classes : -1;
+  s.guidance_channels = std::min(3, c.out_channels());  // forward_with_cfg: model_out[:, :3]
+  return s;
+}
+
+// RelativePositionBias.relative_position_index of a g x g grid: token i = (hi, wi) to token
+// j = (hj, wj) reads row (hi - hj + g - 1) (2g - 1) + (wi - wj + g - 1) of the table.
+std::vector<int32_t> relative_index(int g) {
+  const int L = g * g;
+  std::vector<int32_t> idx(size_t(L) * L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j < L; ++j)
+      idx[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
+  return idx;
+}
+
+struct BlockActs {
+  float* fused = nullptr;  // the skip_linear output (the block's input) where the block fuses
+  AdaLNActs blk;
+};
+
+// A masked pass's tokens: per sample the kept positions (ids_keep, the first len_keep of the
+// shuffle) and, per position, its place among the kept ones or -1 (masked).
+struct Mask {
+  int keep = 0;
+  std::vector<int32_t> ids_keep;  // [B, keep]
+  std::vector<int32_t> rank;      // [B, L]
+};
+
+class MDT final : public Network {
+ public:
+  MDT(const MDTConfig& c, Backend& be)
+      : Network(mdt_spec(c), mdt_table(c), be),
+        c_(c),
+        consts_(be, size_t(6) * c.hidden_size * 4),
+        index_(be, size_t(c.tokens()) * c.tokens() * 4) {
+    const int D = c.hidden_size;
+    std::vector<float> h(6 * size_t(D), 0.f);
+    std::fill(h.begin(), h.begin() + 2 * D, 1.f);
+    be_.upload(consts_.f32(), h.data(), h.size() * 4);
+    const float* one = consts_.f32();
+    ln_ = norm_no_affine(D, kLnEps, one, one + 2 * D, consts_.f32() + 4 * D);
+    const std::vector<int32_t> idx = relative_index(c.grid());
+    be_.upload(index_.as(), idx.data(), idx.size() * 4);
+    const ParamTable& t = table_;
+    patch_ = linear(t, "x_embedder.proj");
+    cond_ = conditioning(t, D);
+    final_.norm = ln_;
+    final_.ada = linear(t, "final_layer.adaLN_modulation.1");
+    final_.linear = linear(t, "final_layer.linear");
+    for (int k = 0; k <= c.main_blocks(); ++k) {
+      const std::string p = block_name(c, k) + ".";
+      AdaLNBlock b;
+      b.ada = linear(t, p + "adaLN_modulation.1");
+      b.norm1 = b.norm2 = ln_;
+      b.attn.qkv = linear(t, p + "attn.qkv");
+      b.attn.proj = linear(t, p + "attn.proj");
+      b.attn.heads = c.num_heads;
+      b.attn.head_dim = c.head_dim();
+      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
+      b.attn.rel_table = t.at(p + "attn.rel_pos_bias.relative_position_bias_table").offset;
+      b.attn.rel_index = index_.as<int32_t>();
+      b.attn.rel_R = c.rel_rows();
+      b.attn.rel_Lf = c.tokens();
+      b.mlp.fc1 = linear(t, p + "mlp.fc1");
+      b.mlp.fc2 = linear(t, p + "mlp.fc2");
+      b.mlp.act = Activation::GeluTanh;
+      blocks_.push_back(b);
+      if (has_skip(c, k)) {
+        // skip_linear(cat[x, skip]) as two GEMMs on the weight's column halves.
+        const Linear s = linear(t, p + "skip_linear");
+        skip_x_.push_back(column_slice(s, 0, D, true));
+        skip_s_.push_back(column_slice(s, D, D, false));
+      } else {
+        skip_x_.emplace_back();
+        skip_s_.emplace_back();
+      }
+    }
+  }
+
+  void init_random(uint64_t seed) override;
+  void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
+               int B, bool train) override;
+  void backward(const float* dout) override;
+  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
+  double forward_flops() const override { return mdt_flops(c_); }
+  int train_passes() const override { return c_.masked ? 2 : 1; }
+  void set_train_pass(int pass, uint64_t seed, uint64_t first) override;
+  void set_mask(const std::vector<int32_t>& ids_shuffle, int keep);
+
+ protected:
+  void check_loaded() override;
+
+ private:
+  void plan(int B, bool train);
+  int side() const { return c_.main_blocks(); }  // the side block's index in blocks_
+  // The skip a fusing block pops: an en_inblock's output (LIFO), or the embedded input.
+  const float* skip_of(int k) const {
+    return k < 2 * c_.half() ? out_[2 * c_.half() - 1 - k] : x0_;
+  }
+  void block_forward(int k, BlockActs& A, const float* x, float* out, int N);
+  // G.dX: d(out) in, d(x) out; a fusing block adds its skip's gradient into dskip.
+  void block_backward(int k, BlockActs& A, const float* x, float* dskip, int N);
+  void side_forward(BlockActs& A);
+  void side_backward(BlockActs& A);
+  // Rows of act tensors [B, rows, D]: dst[b, i] = src[b, ids[b, i]] (or += with accumulate).
+  void gather_rows(float* dst, const float* src, int n, bool accumulate, bool scatter);
+
+  MDTConfig c_;
+  DeviceBuffer consts_, index_;
+  Norm ln_;
+  Linear patch_;
+  Conditioning cond_;
+  FinalLayer final_;
+  std::vector<AdaLNBlock> blocks_;       // main blocks, then the side block
+  std::vector<Linear> skip_x_, skip_s_;  // per block: skip_linear's x and skip halves
+
+  // The masked pass: the next forward(train) runs it when pass_ is 1.
+  int pass_ = 0;
+  bool injected_ = false;  // set_mask() gave the mask of the next masked pass
+  uint64_t seed_ = 0, first_ = 0;
+  Mask mask_;
+  DeviceBuffer ids_;  // int32 [B, keep] on the backend
+  bool masked_now_ = false;
+
+  // The plan of the last forward.
+  int B_ = 0;
+  bool train_ = false;
+  std::unique_ptr<Arena> arena_;
+  float *cols_, *patches_, *x0_, *enc_in_, *dec_in_;
+  CondActs cond_acts_;
+  FinalActs final_acts_;
+  std::vector<float*> in_, out_;  // per main block: its input (before a fusion) and output
+  std::vector<BlockActs> acts_;
+  // The side-interpolater (masked pass): encoder tokens and mask tokens unshuffled, + decoder_pos
+  // (side_in: x_before), the side block's output.
+  float *side_raw_ = nullptr, *side_in_ = nullptr, *side_out_ = nullptr;
+  AdaLNGrads G_;
+  float *dtok_, *dx0_, *dF_, *dT_;
+  std::vector<float*> dskip_;
+};
+
+void MDT::plan(int B, bool train) {
+  if (arena_ && B_ == B && train_ == train) return;
+  arena_.reset();
+  arena_ = std::make_unique<Arena>(be_);
+  B_ = B;
+  train_ = train;
+  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
+  const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
+  const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
+  const int nb = c_.main_blocks(), h = c_.half();
+  const bool side = train && c_.masked;
+  arena_->plan([&](Arena& a) {
+    cols_ = a.act(M * cpp);
+    patches_ = a.act(M * D);
+    x0_ = a.act(M * D);
+    enc_in_ = side ? a.act(M * D) : nullptr;
+    dec_in_ = a.act(M * D);
+    plan_conditioning(a, cond_acts_, B, int(D), train);
+    in_.assign(nb, nullptr);
+    out_.assign(nb, nullptr);
+    if (train) {
+      for (auto& o : out_) o = a.act(M * D);
+    } else {
+      // Inference keeps the en_inblocks' outputs (the skips) and ping-pongs the rest.
+      for (int k = 0; k < h; ++k) out_[k] = a.act(M * D);
+      float* p = a.act(M * D);
+      float* q = a.act(M * D);
+      for (int k = h; k < nb; ++k) out_[k] = (k - h) % 2 ? q : p;
+    }
+    acts_.assign(train ? nb + (side ? 1 : 0) : 1, BlockActs{});
+    for (size_t k = 0; k < acts_.size(); ++k) {
+      if (train ? (int(k) < nb && has_skip(c_, int(k))) : h + c_.decode_layer > 0)
+        acts_[k].fused = a.act(M * D);
+      plan_block(a, blocks_[k], acts_[k].blk, B, int(L));
+    }
+    if (side) {
+      side_raw_ = a.act(M * D);
+      side_in_ = a.act(M * D);
+      side_out_ = a.act(M * D);
+    }
+    plan_final(a, final_, final_acts_, B, int(L));
+    if (train) {
+      plan_block_grads(a, blocks_[0], G_, B, int(L));
+      dtok_ = a.act(M * pd);
+      dx0_ = a.act(M * D);
+      dF_ = a.act(M * D);
+      dT_ = a.act(M * D);
+      dskip_.assign(h, nullptr);
+      for (auto& d : dskip_) d = a.act(M * D);
+    }
+  });
+}
+
+void MDT::gather_rows(float* dst, const float* src, int n, bool accumulate, bool scatter) {
+  // Per-row copies through the Backend (the masked pass only): dst row (b, i) <- src row
+  // (b, ids[b, i]), or the transpose with `scatter`.
+  const int L = c_.tokens(), D = c_.hidden_size;
+  for (int b = 0; b < B_; ++b)
+    for (int i = 0; i < n; ++i) {
+      const size_t kept = size_t(b) * L + size_t(mask_.ids_keep[size_t(b) * n + i]);
+      const size_t row = size_t(b) * n + i;
+      float* d = be_.act_at(dst, (scatter ? kept : row) * D);
+      const float* s = be_.act_at(src, (scatter ? row : kept) * D);
+      if (accumulate)
+        be_.axpy_act(d, s, 1.f, size_t(D));
+      else
+        be_.copy_act(d, s, size_t(D));
+    }
+}
+
+void MDT::set_mask(const std::vector<int32_t>& ids_shuffle, int keep) {
+  const int L = c_.tokens();
+  UVIT_CHECK(ids_shuffle.size() % size_t(L) == 0 && keep >= 1 && keep <= L,
+             "mdt: a mask needs ids_shuffle [B, ", L, "] and 1 <= len_keep <= ", L);
+  const int B = int(ids_shuffle.size() / size_t(L));
+  mask_.keep = keep;
+  mask_.ids_keep.assign(size_t(B) * keep, 0);
+  mask_.rank.assign(size_t(B) * L, -1);
+  for (int b = 0; b < B; ++b) {
+    std::vector<bool> seen(size_t(L), false);
+    for (int i = 0; i < L; ++i) {
+      const int32_t v = ids_shuffle[size_t(b) * L + i];
+      UVIT_CHECK(v >= 0 && v < L && !seen[size_t(v)], "mdt: ids_shuffle row ", b,
+                 " is not a permutation of 0..", L - 1);
+      seen[size_t(v)] = true;
+      if (i < keep) {
+        mask_.ids_keep[size_t(b) * keep + i] = v;
+        mask_.rank[size_t(b) * L + v] = i;
+      }
+    }
+  }
+  ids_ = DeviceBuffer(be_, mask_.ids_keep.size() * 4);
+  be_.upload(ids_.as(), mask_.ids_keep.data(), mask_.ids_keep.size() * 4);
+  pass_ = 1;
+  injected_ = true;
+}
+
+void MDT::set_train_pass(int pass, uint64_t seed, uint64_t first) {
+  UVIT_CHECK(pass == 0 || (pass == 1 && c_.masked), "mdt: no training pass ", pass,
+             c_.masked ? "" : " (nnet.mask_ratio is null: no masked pass)");
+  pass_ = pass;
+  injected_ = false;
+  seed_ = seed;
+  first_ = first;
+}
+
+void MDT::forward(const float* x, const float* t, const int32_t* y, const float* context,
+                  float* out, int B, bool train) {
+  check_inputs(y, context, B);
+  masked_now_ = train && pass_ == 1;
+  UVIT_CHECK(!masked_now_ || c_.masked, "mdt: a masked pass needs nnet.mask_ratio");
+  plan(B, train);
+  act_params();
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
+  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half();
+
+  // x = x_embedder(x) + pos_embed; input_skip = x.
+  be_.patch_im2col(x, cols_, B, C, S, p);
+  linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
+  be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, x0_, B, 0, L, D);
+  conditioning_fwd(W, cond_, t, y, cond_acts_, B);
+
+  int N = L;  // the encoder's tokens
+  const float* enc = x0_;
+  if (masked_now_) {
+    if (!injected_) {
+      // random_masking: r = mask_ratio + 0.2 U(0, 1) for the micro-batch (float32 as the
+      // official tensors), len_keep = int(L (1 - r)), and per sample argsort of U(0, 1) noise.
+      const float u = Philox(seed_, kStreamMaskRatio).uniform(first_);
+      const float r = u * kMaskSpread + float(c_.mask_ratio);
+      const int keep = std::max(1, int(float(L) * (1.f - r)));
+      const Philox noise(seed_, kStreamMaskNoise);
+      std::vector<int32_t> shuffle(size_t(B) * L);
+      std::vector<float> score(static_cast<size_t>(L));
+      for (int b = 0; b < B; ++b) {
+        for (int l = 0; l < L; ++l)
+          score[size_t(l)] = noise.uniform((first_ + b) * uint64_t(L) + l);
+        int32_t* s = shuffle.data() + size_t(b) * L;
+        std::iota(s, s + L, 0);
+        std::stable_sort(s, s + L,
+                         [&](int32_t i, int32_t j) { return score[size_t(i)] < score[size_t(j)]; });
+      }
+      set_mask(shuffle, keep);
+    }
+    UVIT_CHECK(mask_.ids_keep.size() == size_t(B) * mask_.keep, "mdt: the injected mask is for ",
+               mask_.ids_keep.size() / size_t(mask_.keep), " samples, the batch has ", B);
+    N = mask_.keep;
+    gather_rows(enc_in_, x0_, N, false, false);
+    enc = enc_in_;
+  }
+  for (int k = 0; k < nb + 1; ++k)
+    blocks_[k].attn.rel_ids = masked_now_ && k < 2 * h ? ids_.as<int32_t>() : nullptr;
+
+  // Encoder: en_inblocks push, en_outblocks pop.
+  for (int k = 0; k < 2 * h; ++k) {
+    in_[k] = k == 0 ? const_cast<float*>(enc) : out_[k - 1];
+    block_forward(k, acts_[train ? k : 0], in_[k], out_[k], N);
+  }
+  const float* enc_out = 2 * h > 0 ? out_[2 * h - 1] : enc;
+  if (masked_now_) {
+    side_forward(acts_[nb]);  // the side-interpolater fills the decoder's input
+  } else {
+    be_.tokens_fwd(nullptr, enc_out, params_ + table_.at("decoder_pos_embed").offset, dec_in_, B, 0,
+                   L, D);
+  }
+  // Decoder: every de_block's skip is the embedded input.
+  for (int k = 2 * h; k < nb; ++k) {
+    in_[k] = k == 2 * h ? dec_in_ : out_[k - 1];
+    block_forward(k, acts_[train ? k : 0], in_[k], out_[k], L);
+  }
+  const float* last = nb > 2 * h ? out_[nb - 1] : dec_in_;
+  final_fwd(W, final_, last, cond_acts_.sc, final_acts_, B, L);
+  be_.unpatchify_fwd(final_acts_.tok, out, B, 0, c_.out_channels(), S, p);
+  pass_ = 0;
+  injected_ = false;
+}
+
+void MDT::block_forward(int k, BlockActs& A, const float* x, float* out, int N) {
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int D = c_.hidden_size, M = B_ * N;
+  const float* xin = x;
+  if (has_skip(c_, k)) {
+    // x = skip_linear(cat[x, skip]) replaces x (no residual, no norm).
+    linear_fwd(W, skip_x_[k], x, D, A.fused, D, M);
+    linear_fwd(W, skip_s_[k], skip_of(k), D, A.fused, D, M, A.fused);
+    xin = A.fused;
+  }
+  block_fwd(W, blocks_[k], xin, cond_acts_.sc, A.blk, out, B_, N);
+}
+
+void MDT::side_forward(BlockActs& A) {
+  // forward_side_interpolater: cat[x, mask_token ...] unshuffled by ids_restore, + decoder_pos
+  // (x_before), the side block, then x = side(x) on masked tokens and x_before on kept ones.
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
+  const float* enc_out = c_.half() > 0 ? out_[2 * c_.half() - 1] : enc_in_;
+  const float* token = params_ + table_.at("mask_token").offset;
+  for (int b = 0; b < B_; ++b)
+    for (int l = 0; l < L; ++l) {
+      const int r = mask_.rank[size_t(b) * L + l];
+      float* dst = be_.act_at(side_raw_, (size_t(b) * L + l) * D);
+      if (r >= 0)
+        be_.copy_act(dst, be_.act_at(enc_out, (size_t(b) * N + r) * D), size_t(D));
+      else
+        be_.to_act(token, dst, size_t(D));
+    }
+  be_.tokens_fwd(nullptr, side_raw_, params_ + table_.at("decoder_pos_embed").offset, side_in_, B_,
+                 0, L, D);
+  block_fwd(W, blocks_[side()], side_in_, cond_acts_.sc, A.blk, side_out_, B_, L);
+  for (int b = 0; b < B_; ++b)
+    for (int l = 0; l < L; ++l) {
+      const size_t row = (size_t(b) * L + l) * D;
+      const bool kept = mask_.rank[size_t(b) * L + l] >= 0;
+      be_.copy_act(be_.act_at(dec_in_, row), be_.act_at(kept ? side_in_ : side_out_, row),
+                   size_t(D));
+    }
+}
+
+void MDT::block_backward(int k, BlockActs& A, const float* x, float* dskip, int N) {
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int D = c_.hidden_size, M = B_ * N;
+  block_bwd(W, blocks_[k], A.blk, cond_acts_.sc, G_, cond_acts_.dsc, B_, N);
+  if (has_skip(c_, k)) {
+    be_.copy_act(dF_, G_.dX, size_t(M) * D);
+    linear_bwd(W, skip_s_[k], skip_of(k), D, dF_, D, dskip, D, M, k < 2 * c_.half() ? 0.f : 1.f);
+    linear_bwd(W, skip_x_[k], x, D, dF_, D, G_.dX, D, M);
+  }
+}
+
+void MDT::side_backward(BlockActs& A) {
+  // G_.dX holds d(dec_in) [B, L]; leaves d(encoder output) [B, keep] in G_.dX.
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
+  // d(side out) = d(dec_in) on masked rows; d(x_before) = d(dec_in) on kept rows + the block's.
+  be_.copy_act(dT_, G_.dX, size_t(B_) * L * D);
+  for (int b = 0; b < B_; ++b)
+    for (int l = 0; l < L; ++l)
+      if (mask_.rank[size_t(b) * L + l] >= 0)
+        be_.zero_act(be_.act_at(G_.dX, (size_t(b) * L + l) * D), size_t(D));
+  block_bwd(W, blocks_[side()], A.blk, cond_acts_.sc, G_, cond_acts_.dsc, B_, L);
+  for (int b = 0; b < B_; ++b)
+    for (int l = 0; l < L; ++l)
+      if (mask_.rank[size_t(b) * L + l] >= 0) {
+        const size_t row = (size_t(b) * L + l) * D;
+        be_.axpy_act(be_.act_at(G_.dX, row), be_.act_at(dT_, row), 1.f, size_t(D));
+      }
+  // x_before = unshuffled + decoder_pos_embed.
+  be_.tokens_bwd(G_.dX, nullptr, dT_, grads_ + table_.at("decoder_pos_embed").offset, B_, 0, L, D);
+  // Kept rows go back to the encoder output, masked rows to mask_token.
+  float* gtoken = grads_ + table_.at("mask_token").offset;
+  for (int b = 0; b < B_; ++b)
+    for (int l = 0; l < L; ++l) {
+      const int r = mask_.rank[size_t(b) * L + l];
+      const float* row = be_.act_at(dT_, (size_t(b) * L + l) * D);
+      if (r >= 0)
+        be_.copy_act(be_.act_at(G_.dX, (size_t(b) * N + r) * D), row, size_t(D));
+      else
+        be_.bias_grad(row, gtoken, 1, D);
+    }
+}
+
+void MDT::backward(const float* dout) {
+  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
+  grads();
+  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
+  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half();
+  const int N = masked_now_ ? mask_.keep : L;
+
+  be_.unpatchify_bwd(dout, dtok_, B, 0, c_.out_channels(), S, p);
+  const float* last = nb > 2 * h ? out_[nb - 1] : dec_in_;
+  final_bwd(W, final_, last, cond_acts_.sc, final_acts_, dtok_, G_, cond_acts_.dsc, B, L);
+  // Decoder: the skips' gradients add into d(input_skip).
+  be_.zero_act(dx0_, size_t(M) * D);
+  for (int k = nb - 1; k >= 2 * h; --k) block_backward(k, acts_[k], in_[k], dx0_, L);
+  // G_.dX = d(dec_in).
+  if (masked_now_) {
+    side_backward(acts_[nb]);
+  } else {
+    be_.tokens_bwd(G_.dX, nullptr, dT_, grads_ + table_.at("decoder_pos_embed").offset, B, 0, L, D);
+    be_.copy_act(G_.dX, dT_, size_t(M) * D);
+  }
+  // Encoder in reverse; an en_inblock's output also receives its en_outblock's skip gradient.
+  for (int k = 2 * h - 1; k >= 0; --k) {
+    if (k < h) be_.axpy_act(G_.dX, dskip_[k], 1.f, size_t(B) * N * D);
+    block_backward(k, acts_[k], in_[k], k >= h ? dskip_[2 * h - 1 - k] : nullptr, N);
+  }
+  // G_.dX = d(encoder input): x0 itself, or its kept rows.
+  if (masked_now_)
+    gather_rows(dx0_, G_.dX, N, true, true);
+  else
+    be_.axpy_act(dx0_, G_.dX, 1.f, size_t(M) * D);
+  be_.tokens_bwd(dx0_, nullptr, dT_, grads_ + table_.at("pos_embed").offset, B, 0, L, D);
+  linear_bwd(W, patch_, cols_, patch_.in, dT_, D, nullptr, 0, M);
+  conditioning_bwd(W, cond_, cond_acts_, B);
+}
+
+void MDT::check_loaded() {
+  // The relative_position_index buffers must hold the formula (the kernels use their own copy).
+  const std::vector<int32_t> want = relative_index(c_.grid());
+  std::vector<float> got(want.size());
+  for (int k = 0; k <= c_.main_blocks(); ++k) {
+    const std::string n = block_name(c_, k) + ".attn.rel_pos_bias.relative_position_index";
+    be_.download(got.data(), params_ + table_.at(n).offset, got.size() * 4);
+    for (size_t i = 0; i < want.size(); ++i)
+      UVIT_CHECK(std::lround(got[i]) == want[i], n, "[", i / size_t(c_.tokens()), ", ",
+                 i % size_t(c_.tokens()), "] = ", got[i],
+                 " differs from the relative position formula's ", want[i],
+                 " (docs/mdt.md); the file is not an MDTv2 of this grid");
+  }
+}
+
+void MDT::init_random(uint64_t seed) {
+  const int g = c_.grid(), D = c_.hidden_size;
+  const std::vector<int32_t> idx = relative_index(g);
+  const std::vector<float> host =
+      init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
+        const std::string& n = e.name;
+        if (n == "pos_embed" || n == "decoder_pos_embed") {
+          sincos_2d(p, g, D);
+        } else if (n == "mask_token") {
+          // N(0, 0.02) with mask_ratio, else zeros (and frozen).
+          for (size_t i = 0; c_.masked && i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+        } else if (ends_with(n, "relative_position_bias_table")) {
+          // trunc_normal_(std=.02): truncated at +-2 (absolute), i.e. 100 sigma: a plain normal.
+          for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+        } else if (ends_with(n, "relative_position_index")) {
+          std::copy(idx.begin(), idx.end(), p);
+        } else {
+          return false;  // skip_linear: xavier_uniform like every Linear (_basic_init)
+        }
+        return true;
+      });
+  be_.upload(params(), host.data(), host.size() * sizeof(float));
+}
+
+}  // namespace
+
+void mdt_set_mask(Network& net, const std::vector<int32_t>& ids_shuffle, int len_keep) {
+  auto* m = dynamic_cast<MDT*>(&net);
+  UVIT_CHECK(m, "mdt_set_mask: network ", net.spec().name, " is not an mdt");
+  m->set_mask(ids_shuffle, len_keep);
+}
+
+NetworkFamily mdt_family(const std::string& name) {
+  NetworkFamily f;
+  f.name = name;
+  f.spec = [](const json& doc) { return mdt_spec(parse(doc.at("nnet"))); };
+  f.table = [](const json& nnet) { return mdt_table(parse(nnet)); };
+  f.flops = [](const json& nnet) { return mdt_flops(parse(nnet)); };
+  f.create = [](const json& doc, Backend& be) -> std::unique_ptr<Network> {
+    return std::make_unique<MDT>(parse(doc.at("nnet")), be);
+  };
+  f.full_config = [](const json& nnet) { return parse(nnet).to_json(); };
+  return f;
+}
+
+}  // namespace uvit
