@@ -7,6 +7,6 @@
 namespace uvit {
 
 NetworkFamily uvit_family(const std::string& name);  // "uvit", "uvit_t2i" (uvit.cpp)
-NetworkFamily dit_family(const std::string& name);   // "dit", "skip_dit", "lightningdit" (dit.cpp)
+NetworkFamily dit_family(const std::string& name);   // "dit", "skip_dit", "lightningdit", "fitv2"
 
 }  // namespace uvit

@@ -17,6 +17,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("dit"),
       dit_family("skip_dit"),
       dit_family("lightningdit"),
+      dit_family("fitv2"),
   };
   // clang-format on
   return all;

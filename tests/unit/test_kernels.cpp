@@ -469,6 +469,24 @@ TEST(KernelTokens, Im2colMappingAndAdjoint) {
   EXPECT_EQ(round, x);
 }
 
+// A non-square image (FiTv2's 2 x 4-token grids): H = 4, W = 8 -> 2 x 4 patches, row-major.
+TEST(KernelTokens, Im2colNonSquare) {
+  const int B = 2, C = 3, H = 4, W = 8, p = 2, gw = W / p, L = (H / p) * gw, P = C * p * p;
+  VecF x = randv(B * C * H * W, 3), cols(B * L * P);
+  be().patch_im2col(x.data(), cols.data(), B, C, H, p, W);
+  // hand-checked entry: b=1, patch (i=1, j=2), c=2, u=0, v=1 -> pixel [1, 2, 2, 5]
+  EXPECT_EQ(cols[(1 * L + 1 * gw + 2) * P + (2 * p + 0) * p + 1], x[((1 * C + 2) * H + 2) * W + 5]);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < C; ++c)
+      for (int yy = 0; yy < H; ++yy)
+        for (int xx = 0; xx < W; ++xx)
+          ASSERT_EQ(cols[(b * L + (yy / p) * gw + xx / p) * P + (c * p + yy % p) * p + xx % p],
+                    x[((b * C + c) * H + yy) * W + xx]);
+  VecF round(x.size(), NAN);
+  be().patch_col2im(cols.data(), round.data(), B, C, H, p, W);
+  EXPECT_EQ(round, x);
+}
+
 // The strided 3x3 im2col (patch_embed conv_stack) against a direct convolution written from the
 // definition, and col2im as its exact adjoint; odd sizes exercise the padding at both edges.
 TEST(KernelTokens, Conv3x3Im2colStrideAndAdjoint) {

@@ -113,7 +113,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                          ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24",
                                            "skipdit_p2", "skipdit_sigma_off", "ldit_p1",
                                            "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
-                                           "ldit_p1_qknorm_norope"));
+                                           "ldit_p1_qknorm_norope", "fit_p2", "fit_p1_plain",
+                                           "fit_rect", "fit_rect_dynntk", "fit_ntkpro2"));
 
 TEST(ModelCheckpointing, SameGradientsLessMemory) {
   Fixture f = load_fixture("cond_p2");
