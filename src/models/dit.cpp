@@ -47,7 +47,7 @@ struct DiTConfig {
   // FiTv2's (docs/fit.md): adaln_lora_dim 0 is adaln_type "normal"; q_norm/k_norm "layernorm".
   int context_size = 256, adaln_lora_dim = 0;
   int input_w = 0;  // FiTv2: the latent width when input_size is [height, width]; 0: square
-  bool use_swiglu_large = false, qk_layernorm = false, k_layernorm = false, qkv_bias = true,
+  bool use_swiglu_large = false, q_layernorm = false, k_layernorm = false, qkv_bias = true,
        ffn_bias = true, adaln_bias = true;
   double time_shifting = 1;
   FitRope rope;  // custom_freqs, rope_theta, max_pe_len_h/w, decouple, ori_max_pe_len
@@ -60,7 +60,7 @@ struct DiTConfig {
     if (fit()) {
       depth = 36;
       learn_sigma = false;
-      use_swiglu = use_rope = qk_layernorm = k_layernorm = true;
+      use_swiglu = use_rope = q_layernorm = k_layernorm = true;
       adaln_lora_dim = 288;
     }
   }
@@ -108,7 +108,8 @@ struct DiTConfig {
       j["use_swiglu"] = use_swiglu;
       j["use_swiglu_large"] = use_swiglu_large;
       j["rel_pos_embed"] = use_rope ? json("rope") : json(nullptr);
-      j["q_norm"] = j["k_norm"] = qk_layernorm ? json("layernorm") : json(nullptr);
+      j["q_norm"] = q_layernorm ? json("layernorm") : json(nullptr);
+      j["k_norm"] = k_layernorm ? json("layernorm") : json(nullptr);
       j["qk_norm_weight"] = false;
       j["norm_type"] = "layernorm";
       j["qkv_bias"] = qkv_bias;
@@ -164,7 +165,7 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
   } else if (k == "q_norm" || k == "k_norm") {
     const std::string s = opt_string();
     require(s.empty() || s == "none" || s == "layernorm", "\"layernorm\" or null");
-    (k == "q_norm" ? c.qk_layernorm : c.k_layernorm) = s == "layernorm";
+    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm";
   } else if (k == "qk_norm_weight") {
     require(!json_bool(v, f), "false: a LayerNorm without weight");
   } else if (k == "qkv_bias") {
@@ -295,8 +296,6 @@ DiTConfig parse(const json& j) {
   if (c.fit()) {
     UVIT_CHECK(!c.learn_sigma, "nnet.learn_sigma: fitv2 is a velocity model (use_sit), so ",
                "learn_sigma must be false (FiTv1's ADM variant is not implemented)");
-    UVIT_CHECK(c.qk_layernorm == c.k_layernorm,
-               "nnet.q_norm and nnet.k_norm must be the same (both \"layernorm\" or both null)");
     UVIT_CHECK(c.adaln_lora_dim >= 0, "nnet.adaln_type \"lora\" needs nnet.adaln_lora_dim");
     check_net_range("adaln_lora_dim", c.adaln_lora_dim, 0, 65536);
     check_net_range("context_size", c.context_size, 1, 1 << 20);
@@ -471,11 +470,8 @@ struct BlockW {
 class DiT final : public Network {
  public:
   DiT(const DiTConfig& c, Backend& be)
-      : Network(dit_spec(c), dit_table(c), be),
-        c_(c),
-        consts_(be, (size_t(6) * c.hidden_size + 2 * c.fc2_in()) * 4) {
-    // ones [2D], zeros [2D], a sink [2D] for the non-affine LayerNorms' weight gradients, and the
-    // split SwiGLU's bias scratch [2 F2].
+      : Network(dit_spec(c), dit_table(c), be), c_(c), consts_(be, size_t(6) * c.hidden_size * 4) {
+    // ones [2D], zeros [2D], and a sink [2D] for the non-affine LayerNorms' weight gradients.
     const size_t D = c.hidden_size;
     std::vector<float> h(6 * D, 0.f);
     std::fill(h.begin(), h.begin() + 2 * D, 1.f);
@@ -518,8 +514,9 @@ class DiT final : public Network {
         w.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
         w.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
-      if (c.qk_layernorm)  // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters
-        w.attn.q_norm = w.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
+      // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters.
+      if (c.q_layernorm) w.attn.q_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
+      if (c.k_layernorm) w.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
       if (c.use_rope && c.fit()) {
         w.attn.rope_cos_buf = rope_.f32();
         w.attn.rope_sin_buf = rope_.f32() + size_t(c.tokens()) * c.head_dim();
@@ -530,7 +527,6 @@ class DiT final : public Network {
       if (c.fit() && c.use_swiglu) {  // timm SwiGLU: fc2(silu(fc1_g(x)) * fc1_x(x))
         w.mlp.fc1 = linear(t, p + "mlp.fc1_g");
         w.mlp.fc1x = linear(t, p + "mlp.fc1_x");
-        w.mlp.bias_scratch = consts_.f32() + 6 * D;
       } else {
         w.mlp.fc1 = linear(t, p + (c.use_swiglu && !c.fit() ? "mlp.w12" : "mlp.fc1"));
       }
@@ -637,8 +633,9 @@ void DiT::plan(int B, bool train) {
     tnet_ = c_.fit() ? a.f32(B) : nullptr;
     gmod_ = c_.fit() && r > 0 ? a.act(size_t(B) * Dm) : nullptr;
     // FiT's LayerNorm qk-norm: scratch shared by the blocks.
-    float* qk_tmp = c_.qk_layernorm ? a.act(M * 2 * D) : nullptr;
-    float* qk_dx = c_.qk_layernorm && train ? a.act(M * 2 * D) : nullptr;
+    const bool qk_ln = c_.q_layernorm || c_.k_layernorm;
+    float* qk_tmp = qk_ln ? a.act(M * 2 * D) : nullptr;
+    float* qk_dx = qk_ln && train ? a.act(M * 2 * D) : nullptr;
     temb_ = a.act(size_t(B) * kFreqDim);
     th_ = a.act(size_t(B) * D);
     ts_ = a.act(size_t(B) * D);
@@ -680,7 +677,7 @@ void DiT::plan(int B, bool train) {
         A.attn.qkv_raw = a.act(M * 3 * D);
         A.attn.qk_rstd = a.f32(M * 2 * nh);
       }
-      if (c_.qk_layernorm) {
+      if (qk_ln) {
         A.attn.qkv_raw = a.act(M * 2 * D);
         A.attn.qk_mean = a.f32(M * 2 * nh);
         A.attn.qk_rstd = a.f32(M * 2 * nh);

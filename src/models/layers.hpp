@@ -68,26 +68,27 @@ void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, 
               const float* rstd, float* dx, int M);
 
 // Multi-head self-attention sublayer: proj(attention(qkv(h))). Options, in this order: a per-head
-// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight, or FiTv2's LayerNorm
-// without affine, one Norm for both), then the 2-D RoPE of q and k by the fp32 tables [N, head_dim]
-// at rope_cos / rope_sin (parameters) or rope_cos_buf / rope_sin_buf (a network's own buffer).
+// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, or FiTv2's
+// LayerNorm without affine on either or both), then the 2-D RoPE of q and k by the fp32 tables [N,
+// head_dim] at rope_cos / rope_sin (parameters) or rope_cos_buf / rope_sin_buf (a network's own
+// buffer).
 struct Attention {
   Linear qkv, proj;
   int heads = 0, head_dim = 0;
   float scale = 0;
-  Norm q_norm, k_norm;  // used when q_norm.D > 0
+  Norm q_norm, k_norm;  // each used when its D > 0
   size_t rope_cos = kAbsent, rope_sin = kAbsent;
   const float *rope_cos_buf = nullptr, *rope_sin_buf = nullptr;
-  bool qk_norm() const { return q_norm.D > 0; }
+  bool qk_norm() const { return q_norm.D > 0 || k_norm.D > 0; }
   bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
 };
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
   // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
-  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: q | k before the norm (act
-  // [M, 2D], contiguous so that the norm runs over M*2H rows of head_dim), its mean and rstd
-  // (fp32 [M * 2H]), and two [M, 2D] act scratch buffers (qk_dx for backward only) that blocks may
-  // share.
+  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: the normed part (q | k, or one
+  // of them) before the norm (act [M, 2D] at most, contiguous so that the norm runs over rows of
+  // head_dim), its mean and rstd (fp32 [M * 2H]), and two [M, 2D] act scratch buffers (qk_dx for
+  // backward only) that blocks may share.
   float *qkv_raw = nullptr, *qk_rstd = nullptr, *qk_mean = nullptr, *qk_tmp = nullptr,
         *qk_dx = nullptr;
 };
@@ -103,14 +104,13 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
 enum class Activation { Gelu, GeluTanh, Silu };
 void act_fwd(Backend& be, Activation a, const float* x, float* y, size_t n);
 void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* dx, size_t n);
-// timm's SwiGLU (FiTv2) keeps the halves as two linears: fc1 = fc1_g (the silu'd half), fc1x =
-// fc1_x, each writing its half of the [M, 2 fc2.in] activation; bias_scratch (fp32, 2 fc2.in
-// floats, network-owned) collects both bias gradients in one pass.
+// timm's SwiGLU (FiTv2) keeps the halves as two linears: fc1 = fc1_g (the silu'd half) and fc1x =
+// fc1_x. Each writes a contiguous [M, fc2.in] block of the activation (gate block, then x block),
+// so the pair is one SwiGLU "row" of 2 M fc2.in elements and every GEMM and bias is dense.
 struct Mlp {
   Linear fc1, fc2, fc1x;
   Activation act = Activation::Gelu;
   bool gated = false;
-  float* bias_scratch = nullptr;
   bool split() const { return fc1x.out > 0; }
 };
 struct MlpActs {

@@ -29,7 +29,7 @@ FIT_CASES = [
                              decouple=True, ori_max_pe_len=4), 2, 504),
     ("fit_ntkpro2", dict(name="fitv2", input_size=12, patch_size=2, in_channels=4, hidden_size=64, depth=1,
                          num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-aware-pro2",
-                         decouple=True, ori_max_pe_len=4), 2, 505),
+                         decouple=True, ori_max_pe_len=4, k_norm=None), 2, 505),  # q-norm only
 ]
 
 TIME_VALUES = [0.25, 1.02, 0.6]  # flow time; 1.02 as dopri5 may ask past t = 1 (FiT clamps at 1)

@@ -130,11 +130,11 @@ def _ln(x):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, num_heads, qk_norm, qkv_bias, rope):
+    def __init__(self, dim, num_heads, q_norm, k_norm, qkv_bias, rope):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.qk_norm = qk_norm
+        self.q_norm, self.k_norm = q_norm, k_norm
         self.rope = rope
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **_dev())
         self.proj = nn.Linear(dim, dim, **_dev())
@@ -143,8 +143,10 @@ class Attention(nn.Module):
         B, N, D = x.shape
         H, Dh = self.num_heads, self.head_dim
         q, k, v = self.qkv(x).reshape(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)
-        if self.qk_norm:
-            q, k = _ln(q), _ln(k)
+        if self.q_norm:
+            q = _ln(q)
+        if self.k_norm:
+            k = _ln(k)
         if self.rope:
             q = q * cos + rotate_pairs(q) * sin
             k = k * cos + rotate_pairs(k) * sin
@@ -182,10 +184,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, num_heads, mlp_ratio, use_swiglu, use_swiglu_large, qk_norm, rope, qkv_bias, ffn_bias,
-                 adaln_bias, lora_dim):
+    def __init__(self, dim, num_heads, mlp_ratio, use_swiglu, use_swiglu_large, q_norm, k_norm, rope, qkv_bias,
+                 ffn_bias, adaln_bias, lora_dim):
         super().__init__()
-        self.attn = Attention(dim, num_heads, qk_norm, qkv_bias, rope)
+        self.attn = Attention(dim, num_heads, q_norm, k_norm, qkv_bias, rope)
         hidden = int(dim * mlp_ratio)
         if use_swiglu:
             self.mlp = SwiGLU(dim, hidden if use_swiglu_large else hidden * 2 // 3, ffn_bias)
@@ -217,7 +219,7 @@ class FinalLayer(nn.Module):
 class FiT(nn.Module):
     def __init__(self, patch_size=2, in_channels=4, hidden_size=1152, depth=36, num_heads=16, mlp_ratio=4.0,
                  class_dropout_prob=0.1, num_classes=1000, use_swiglu=True, use_swiglu_large=False,
-                 rel_pos_embed="rope", q_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
+                 rel_pos_embed="rope", q_norm="layernorm", k_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
                  adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
                  max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1):
         super().__init__()
@@ -236,7 +238,8 @@ class FiT(nn.Module):
         self.global_adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D, bias=adaln_bias, **_dev())) \
             if lora else None
         self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, use_swiglu, use_swiglu_large,
-                                           q_norm == "layernorm", rope, qkv_bias, ffn_bias, adaln_bias, lora)
+                                           q_norm == "layernorm", k_norm == "layernorm", rope, qkv_bias,
+                                           ffn_bias, adaln_bias, lora)
                                      for _ in range(depth)])
         self.final_layer = FinalLayer(D, patch_size, in_channels, adaln_bias)
         if not self.final_layer.linear.weight.is_meta:
@@ -356,7 +359,7 @@ def build_from_config(cfg):
     cfg = full_config(cfg)
     kw = {k: cfg[k] for k in ("patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
                               "class_dropout_prob", "num_classes", "use_swiglu", "use_swiglu_large",
-                              "rel_pos_embed", "q_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
+                              "rel_pos_embed", "q_norm", "k_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
                               "adaln_lora_dim", "rope_theta", "custom_freqs", "time_shifting")}
     gh, gw = (s // cfg["patch_size"] for s in input_hw(cfg))
     if cfg["custom_freqs"] != "normal":
