@@ -95,9 +95,26 @@ def check_twin(name, tensors, cfg):
     return good
 
 
+def check_cfg_channels():
+    """forward_with_cfg guides the first 3 p^2 features of each (c, p1, p2) token; after unpatchify that is
+    image channels 0..2, which is what the engine's 3-channel guidance (NetSpec::guidance_channels)
+    combines."""
+    torch.manual_seed(0)
+    p, C, gh, gw, B = 2, 4, 2, 3, 2
+    cond, uncond = torch.randn(B, gh * gw, p * p * C), torch.randn(B, gh * gw, p * p * C)
+    k = 3 * p * p
+    tok = torch.cat([uncond[..., :k] + 1.5 * (cond[..., :k] - uncond[..., :k]), cond[..., k:]], -1)
+    ci, ui = (fit_torch.unpatchify(v, C, p, gh, gw) for v in (cond, uncond))
+    img = torch.cat([ui[:, :3] + 1.5 * (ci[:, :3] - ui[:, :3]), ci[:, 3:]], 1)
+    good = torch.equal(fit_torch.unpatchify(tok, C, p, gh, gw), img)
+    print("self-check fitv2 guidance on 3 p^2 token features == on image channels 0..2: %s"
+          % ("ok" if good else "FAIL"))
+    return good
+
+
 def check_counts():
     """FiTv2-XL/2 and 3B/2 state_dict sizes (README: 671M; spec: 517 / 573 tensors)."""
-    ok = True
+    ok = check_cfg_channels()
     for size, want in (("xl", (517, 671045776)), ("3b", (573, 2971928080))):
         got = fit_torch.count(fit_torch.preset(size))
         ok &= got == want
