@@ -9,34 +9,24 @@ source tests/e2e/data/lib.sh
 CFG=fmnist_fit_tiny
 small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2 --set nnet.adaln_lora_dim=8)
 
-# No warm-up, so that a few steps move the zero-initialised output layer off zero.
-run "$UVIT" train --config $CFG "${small[@]}" --set lr_scheduler.warmup_steps=0 --out "$tmp/run" \
-  --steps 3 --batch 8 --no-grid -q
-run "$UVIT" train --out "$tmp/run" --resume --steps 5 --no-grid -q
-grep -q "at step 5" "$tmp/out" || fail "resume: $(cat "$tmp/out")"
-"$PY" -c "
-import json, math, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-loss = [r['loss'] for r in rows if 'loss' in r]
-assert loss and all(math.isfinite(x) and 0.5 < x < 5.0 for x in loss), loss
-cfg = json.load(open(sys.argv[2]))
-assert cfg['nnet']['name'] == 'fitv2' and cfg['nnet']['adaln_lora_dim'] == 8, cfg['nnet']
-" "$tmp/run/log.jsonl" "$tmp/run/config.json" || fail "training log or run config"
+train_resume $CFG fitv2 "${small[@]}"
+grep -q '"adaln_lora_dim": *8' "$tmp/run/config.json" || fail "run config lost adaln_lora_dim"
 
-S=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
-run "$UVIT" sample "${S[@]}" --n 4 --classes 0,7 --steps 6 --npy "$tmp/a.npy"
-"$PY" -c "import numpy as n,sys; a=n.load(sys.argv[1]); assert a.shape==(4,28,28,1), a.shape" \
-  "$tmp/a.npy" || fail "bad sample shape"
+R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
+run "$UVIT" sample "${R[@]}" --n 4 --classes 0,7 --steps 6 --npy "$tmp/a.npy"
 
 # Extrapolation: 28 x 56 pixels = 7 x 14 tokens from a 7 x 7 training grid; the w axis's RoPE base
 # grows by (14/7)^(d/(d-2)), the h axis keeps its frequencies. ori_max_pe_len before custom_freqs:
 # each --set is validated as it applies.
 wide=(--set 'nnet.input_size=[28,56]' --set nnet.ori_max_pe_len=7 --set nnet.custom_freqs=ntk-aware
   --set nnet.decouple=true)
-run "$UVIT" sample "${S[@]}" "${wide[@]}" --n 3 --class 2 --steps 4 --npy "$tmp/w.npy" \
+run "$UVIT" sample "${R[@]}" "${wide[@]}" --n 3 --class 2 --steps 4 --npy "$tmp/w.npy" \
   --out "$tmp/w_%d.png"
-"$PY" -c "import numpy as n,sys; a=n.load(sys.argv[1]); assert a.shape==(3,28,56,1), a.shape" \
-  "$tmp/w.npy" || fail "bad non-square sample shape"
+"$PY" -c "
+import numpy as n, sys
+shapes = [n.load(f).shape for f in sys.argv[1:]]
+assert shapes == [(4, 28, 28, 1), (3, 28, 56, 1)], shapes
+" "$tmp/a.npy" "$tmp/w.npy" || fail "sample shapes (square, then 28 x 56)"
 "$PY" - "$tmp/w_0.png" <<'PYEOF' || fail "non-square PNG"
 import struct, sys
 b = open(sys.argv[1], "rb").read()
@@ -57,7 +47,7 @@ assert e < 1e-5, e
 " "$tmp/p.npy" "${FX}_out.npy" || fail "predict against the twin"
 
 # A scaling without its training length is one line naming the field.
-expect_error "ori_max_pe_len" "$UVIT" sample "${S[@]}" --set nnet.custom_freqs=ntk-aware-pro2 \
+expect_error "ori_max_pe_len" "$UVIT" sample "${R[@]}" --set nnet.custom_freqs=ntk-aware-pro2 \
   --n 1 --class 0 --npy "$tmp/x.npy"
 
 run "$UVIT" info --config fitv2_xl_2
