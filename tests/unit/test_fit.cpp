@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 
 #include "error_of.hpp"
@@ -12,6 +13,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
+#include "uvit/generate.hpp"
 #include "uvit/io.hpp"
 #include "uvit/network.hpp"
 
@@ -70,6 +72,48 @@ TEST(FiT, ReleasedSizesAndStateDictOrder) {
   // that skips the attention products); ours, 2 per multiply-add, add QK^T and AV: 2 L^2 D each.
   const double attention = 36 * 2 * 256.0 * 256 * 1152;
   EXPECT_NEAR((fit().flops(preset_nnet("fitv2_xl_2")) / 2 - attention) / 1e9, 147, 0.5);
+}
+
+// configs/fitv2/config_fitv2_xl.yaml and the README's FID command (docs/fit.md), and our tiny
+// model.
+TEST(FiT, PresetsHaveTheOfficialValues) {
+  const std::string dir = std::string(UVIT_TEST_SOURCE) + "/../configs";
+  ::setenv("UVIT_CONFIG_DIR", dir.c_str(), 1);
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    files += e.path().extension() == ".json" && load_config(e.path().string()).spec.name == "fitv2";
+  EXPECT_EQ(files, 2u) << "a FiTv2 preset in configs/ is not checked here";
+  const Config c = load_config("fitv2_xl_2");
+  const nlohmann::json& j = c.json;
+  EXPECT_EQ(j["schedule"], "flow");
+  EXPECT_EQ(j["transport"]["time_dist"], "logit_normal");
+  EXPECT_EQ(j["transport"]["cos_loss"], false);
+  EXPECT_EQ(j["z_shape"], nlohmann::json({4, 32, 32}));
+  EXPECT_DOUBLE_EQ(j["autoencoder"]["scale_factor"].get<double>(), 0.18215);
+  EXPECT_DOUBLE_EQ(j["optimizer"]["lr"].get<double>(), 1e-4);
+  EXPECT_EQ(j["optimizer"]["betas"], nlohmann::json({0.9, 0.999}));
+  EXPECT_DOUBLE_EQ(j["optimizer"]["weight_decay"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j["optimizer"]["eps"].get<double>(), 1e-8);
+  EXPECT_EQ(j["lr_scheduler"]["warmup_steps"], 50000);
+  EXPECT_DOUBLE_EQ(j["grad_clip"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["ema_rate"].get<double>(), 0.9999);
+  EXPECT_EQ(j["train"]["batch_size"], 256);
+  EXPECT_EQ(j["train"]["n_steps"], 2000000);
+  EXPECT_EQ(j["dataset"]["p_uncond"], 0.1);
+  const nlohmann::json& sm = j["sample"];
+  EXPECT_EQ(sm["algorithm"], "dopri5");
+  EXPECT_DOUBLE_EQ(sm["atol"].get<double>(), 1e-6);
+  EXPECT_DOUBLE_EQ(sm["rtol"].get<double>(), 1e-3);
+  EXPECT_DOUBLE_EQ(sm["scale"].get<double>(), 0.5);  // cfg 1.5
+  EXPECT_EQ(sm["cfg"], true);
+  EXPECT_EQ(c.spec.guidance_channels, 3);  // the first 3 p^2 features of each (c, p1, p2) token
+  const GenerateOptions g = with_preset_defaults(c, GenerateOptions{});
+  EXPECT_EQ(g.sampler, "dopri5");
+  EXPECT_DOUBLE_EQ(g.cfg_scale, 0.5);
+  const Config t = load_config("fmnist_fit_tiny");
+  EXPECT_EQ(t.spec.img_size, 28);
+  EXPECT_EQ(t.spec.in_chans, 1);
+  EXPECT_EQ(t.json["dataset"]["name"], "fashion_mnist");
 }
 
 TEST(FiT, OfficialInitialisation) {
