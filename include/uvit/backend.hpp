@@ -212,11 +212,12 @@ class Backend {
                                   float* dtable, int B, int N, int H, int Dh, float scale) = 0;
 
   // ---- tokens ----
-  // x [B, C, S, S] -> cols [B*L, C*p*p], row = b*L + i*(S/p) + j, col = (c*p + u)*p + v
-  // (the flattened Conv2d weight [D, C, p, p]); the patch conv is then a GEMM. x fp32, cols act.
-  virtual void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) = 0;
-  virtual void patch_col2im(const float* cols, float* x, int B, int C, int S,
-                            int p) = 0;  // overwrite
+  // x [B, C, S, W] (W = 0: S) -> cols [B*L, C*p*p], row = b*L + i*(W/p) + j, col = (c*p + u)*p
+  // + v (the flattened Conv2d weight [D, C, p, p]; FiT's (c, p1, p2) tokens); the patch conv is
+  // then a GEMM. x fp32, cols act.
+  virtual void patch_im2col(const float* x, float* cols, int B, int C, int S, int p, int W = 0) = 0;
+  virtual void patch_col2im(const float* cols, float* x, int B, int C, int S, int p,
+                            int W = 0) = 0;  // overwrite
   // seq[b, e] = extras[b, e] + pos[e] for e < E; seq[b, E + l] = patches[b, l] + pos[E + l].
   // extras, patches, seq (and their gradients) act; pos, dpos fp32.
   virtual void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq,

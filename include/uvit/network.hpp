@@ -22,8 +22,9 @@ struct Config;
 
 // What the rest of the engine needs to know about a network: its input, output and conditioning.
 struct NetSpec {
-  std::string name;  // registry name ("uvit", "uvit_t2i", "dit", "skip_dit")
-  int in_chans = 0, img_size = 0;
+  std::string name;                // registry name ("uvit", "uvit_t2i", "dit", "skip_dit")
+  int in_chans = 0, img_size = 0;  // img_size: the side, or the height of a non-square input
+  int img_w = 0;        // the width when it differs from the height (FiTv2's grids); 0: square
   int out_chans = 0;    // in_chans, or 2 in_chans when the network also predicts a variance
   int num_classes = 0;  // rows of the label table, the null class included; 0: no labels
   int null_class = -1;  // the label that means "no class" (guidance, label dropout); -1: none
@@ -37,8 +38,10 @@ struct NetSpec {
   bool learned_sigma() const { return out_chans == 2 * in_chans; }
   // Classes a user may ask for: the table's rows without the null class.
   int real_classes() const { return null_class >= 0 ? num_classes - 1 : num_classes; }
-  size_t in_numel() const { return size_t(in_chans) * img_size * img_size; }
-  size_t out_numel() const { return size_t(out_chans) * img_size * img_size; }
+  int width() const { return img_w > 0 ? img_w : img_size; }
+  bool square() const { return width() == img_size; }
+  size_t in_numel() const { return size_t(in_chans) * img_size * width(); }
+  size_t out_numel() const { return size_t(out_chans) * img_size * width(); }
   size_t context_numel() const { return size_t(context_tokens) * context_dim; }
 };
 

@@ -132,7 +132,8 @@ class Pipeline {
 
   const Config& config() const { return cfg_; }
   ModelKind kind() const;
-  int resolution() const;   // output image side in pixels (after decoding)
+  int resolution() const;   // output image side (height) in pixels (after decoding)
+  int width() const;        // output width: resolution() but for a non-square network input
   int channels() const;     // output image channels
   int num_classes() const;  // real classes (0 unless kind() == Class)
   std::string default_sampler() const;

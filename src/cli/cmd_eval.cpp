@@ -126,6 +126,8 @@ void add_eval(CLI::App& app) {
         !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
         " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
         "decode its samples");
+    UVIT_CHECK(nc.square(), "config ", cfg.config_name, ": a non-square input (", nc.img_size, "x",
+               nc.width(), ") cannot be evaluated; sample it with uvit sample --npz instead");
     const bool text = nc.text_conditional();
     UVIT_CHECK(!text || (!o->prompts.empty() && !o->clip.empty()), "config ", cfg.config_name,
                " is text-to-image: give --prompts FILE and --clip W (a CLIPModel checkpoint with "

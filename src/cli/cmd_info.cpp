@@ -108,7 +108,7 @@ void add_info(CLI::App& app) {
       const nlohmann::json full = network_family(c.spec.name).full_config(c.json["nnet"]);
       std::printf("network       %s %s\n", c.spec.name.c_str(), full.dump().c_str());
       std::printf("input         %d channels, %dx%d; output %d channels%s\n", c.spec.in_chans,
-                  c.spec.img_size, c.spec.img_size, c.spec.out_chans,
+                  c.spec.img_size, c.spec.width(), c.spec.out_chans,
                   c.spec.learned_sigma() ? " (eps and a learned variance)" : "");
     } else {
       std::printf(

@@ -34,11 +34,11 @@ void add_predict(CLI::App& app) {
     Config c = load_config(o->config);
     const NetSpec& n = c.spec;
     Array x = load_npy(o->x);
-    const std::vector<int64_t> img_shape = {n.in_chans, n.img_size, n.img_size};
+    const std::vector<int64_t> img_shape = {n.in_chans, n.img_size, n.width()};
     UVIT_CHECK(x.shape.size() == 4 &&
                    std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()) == img_shape,
                o->x, ": shape ", shape_str(x.shape), " does not match the config's [B, ",
-               n.in_chans, ", ", n.img_size, ", ", n.img_size, "]");
+               n.in_chans, ", ", n.img_size, ", ", n.width(), "]");
     const int B = int(x.shape[0]);
     UVIT_CHECK(B > 0, o->x, ": empty batch");
     Array t = load_npy(o->t);
@@ -86,7 +86,7 @@ void add_predict(CLI::App& app) {
                c.config_name, " is not a text-to-image network");
     DeviceBuffer dout(*be, B * n.out_numel() * 4);
     net->forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dctx.f32(), dout.f32(), B);
-    Array out(DType::F32, {B, n.out_chans, n.img_size, n.img_size});
+    Array out(DType::F32, {B, n.out_chans, n.img_size, n.width()});
     be->download(out.data.data(), dout.f32(), out.nbytes());
     make_parent_dir(o->out);
     save_npy(o->out, out);

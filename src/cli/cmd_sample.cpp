@@ -180,7 +180,7 @@ void add_sample(CLI::App& app) {
         req.null_context = load_f32(o->null_context, {nc.context_tokens, nc.context_dim});
     }
     if (!o->noise.empty())
-      req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.img_size},
+      req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.width()},
                            " (the initial noise x_T of the --n samples)");
     // The settings that run, checked before loading and recorded in the metadata.
     const GenerateOptions resolved = resolve_generation(cfg, req);
@@ -246,10 +246,10 @@ void add_sample(CLI::App& app) {
       const std::vector<float> all = gather_to_root(comm, res.latents);
       if (lead)
         save_npy(o->latents,
-                 Array::from_f32({n, nc.in_chans, nc.img_size, nc.img_size}, all.data()));
+                 Array::from_f32({n, nc.in_chans, nc.img_size, nc.width()}, all.data()));
     }
-    const int img_c = pipe.channels(), img_s = pipe.resolution();
-    const size_t per_image = size_t(img_c) * img_s * img_s;
+    const int img_c = pipe.channels(), img_s = pipe.resolution(), img_w = pipe.width();
+    const size_t per_image = size_t(img_c) * img_s * img_w;
     std::vector<uint8_t> px;
     if (images) {
       for (const GeneratedImage& im : res.images)
@@ -267,14 +267,14 @@ void add_sample(CLI::App& app) {
     if (!lead) return;
     std::vector<Image> imgs;
     for (int i = 0; images && i < n; ++i) {
-      imgs.emplace_back(img_s, img_s, img_c, 0);
+      imgs.emplace_back(img_w, img_s, img_c, 0);
       std::copy_n(px.begin() + ptrdiff_t(size_t(i) * per_image), per_image, imgs.back().px.begin());
     }
     // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
     const auto params = [&](int i) {
       ImageParams p = image_params_for(
           cfg, resolved, pipe.identity(), labels.empty() ? -1 : labels[size_t(i)],
-          sample_prompts.empty() ? "" : sample_prompts[size_t(i)], uint64_t(i), img_s, img_s);
+          sample_prompts.empty() ? "" : sample_prompts[size_t(i)], uint64_t(i), img_w, img_s);
       p.negative_prompt = o->negative_prompt;
       return p;
     };
@@ -292,7 +292,7 @@ void add_sample(CLI::App& app) {
                   png_metadata(params(i)));
     }
     if (!o->npy.empty() || !o->npz.empty()) {
-      Array a(DType::U8, {n, img_s, img_s, img_c});
+      Array a(DType::U8, {n, img_s, img_w, img_c});
       std::copy(px.begin(), px.end(), a.as<uint8_t>());
       if (!o->npy.empty()) save_npy(o->npy, a);
       if (!o->npz.empty()) save_npz(o->npz, {{"arr_0", std::move(a)}});

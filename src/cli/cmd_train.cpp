@@ -128,7 +128,7 @@ void add_demo(CLI::App& app) {
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
   cmd->add_option("--config,-c", o->config,
                   "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny, "
-                  "fmnist_skip_dit_tiny or fmnist_lightningdit_tiny");
+                  "fmnist_skip_dit_tiny, fmnist_lightningdit_tiny or fmnist_fit_tiny");
   cmd->add_option("--set", o->set,
                   "override a field of the preset: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
@@ -149,12 +149,13 @@ void add_demo(CLI::App& app) {
                      "trains in fp32\n");
     }
     job.cfg = load_config(o->config);
-    UVIT_CHECK(job.cfg.json.contains("dataset") &&
-                   job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
-                   job.cfg.spec.real_classes() == 10,
-               "demo: config ", job.cfg.config_name,
-               " is not a class-conditional Fashion-MNIST preset (fmnist_uvit_tiny, "
-               "fmnist_dit_tiny, fmnist_skip_dit_tiny or fmnist_lightningdit_tiny)");
+    UVIT_CHECK(
+        job.cfg.json.contains("dataset") &&
+            job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
+            job.cfg.spec.real_classes() == 10,
+        "demo: config ", job.cfg.config_name,
+        " is not a class-conditional Fashion-MNIST preset (fmnist_uvit_tiny, "
+        "fmnist_dit_tiny, fmnist_skip_dit_tiny, fmnist_lightningdit_tiny or fmnist_fit_tiny)");
     for (const auto& a : o->set) apply_override(job.cfg, a);
     job.resume = fs::exists(dir + "/train_state.safetensors");
     if (job.resume && !job.quiet)

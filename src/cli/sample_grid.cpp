@@ -15,9 +15,10 @@ std::vector<int> classes_all(const Config& cfg, int n) {
   return y;
 }
 
-std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s) {
+std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s, int w) {
+  if (w <= 0) w = s;
   std::vector<Image> out;
-  for (int i = 0; i < n; ++i) out.push_back(to_image(x.data() + size_t(i) * c * s * s, c, s, s));
+  for (int i = 0; i < n; ++i) out.push_back(to_image(x.data() + size_t(i) * c * s * w, c, s, w));
   return out;
 }
 
@@ -58,7 +59,7 @@ void write_grid(Network& net, const Config& cfg, const std::string& png, int n, 
   };
   const auto x = generate(net, cfg, g, n, labels);
   bar.finish();
-  const auto imgs = to_images(x, n, nc.in_chans, nc.img_size);
+  const auto imgs = to_images(x, n, nc.in_chans, nc.img_size, nc.width());
   const bool rows = k > 0 && int(labels.size()) >= k;  // one row per class
   const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, k);
   const GenerateOptions used = with_preset_defaults(cfg, g);

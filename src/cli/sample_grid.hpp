@@ -14,7 +14,7 @@ namespace uvit::cli {
 // Labels for `n` samples: sample i gets class i mod (real classes); empty for unconditional models.
 std::vector<int> classes_all(const Config& cfg, int n);
 // Converts samples in [-1, 1] [N,C,H,W] to images (SPEC 12.5 quantisation).
-std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s);
+std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s, int w = 0);
 // A grid of `imgs`: with `labels` (classes in [0, classes)), one row per class, left-aligned in
 // sample order (gaps where a class has fewer samples); without, a square grid.
 Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels = {},

@@ -226,9 +226,9 @@ void check_preset(const json& doc, const NetSpec& net) {
     for (size_t i = 0; ok && i < 3; ++i) ok = integral(z[i]);
     UVIT_CHECK(ok, "z_shape: expected an array of three integers, got ", show(z));
     UVIT_CHECK(as_int64(z[0]) == net.in_chans && as_int64(z[1]) == net.img_size &&
-                   as_int64(z[2]) == net.img_size,
+                   as_int64(z[2]) == net.width(),
                "z_shape ", show(z), " does not match nnet (in_chans ", net.in_chans, ", img_size ",
-               net.img_size, ")");
+               net.img_size, net.square() ? std::string() : cat(" x ", net.width()), ")");
   }
 }
 
@@ -662,13 +662,13 @@ void apply_override(Config& c, const std::string& assignment) {
   }
   // z_shape is the network input; keep it in step so nnet.img_size=64 works on its own.
   if (in_nnet && doc.contains("z_shape") &&
-      doc["z_shape"] == json{c.spec.in_chans, c.spec.img_size, c.spec.img_size}) {
+      doc["z_shape"] == json{c.spec.in_chans, c.spec.img_size, c.spec.width()}) {
     try {
       json probe = doc;
       probe.erase("z_shape");
       const std::string name = probe["nnet"].value("name", std::string("uvit"));
       NetSpec n = network_family(name).spec(probe);
-      doc["z_shape"] = json{n.in_chans, n.img_size, n.img_size};
+      doc["z_shape"] = json{n.in_chans, n.img_size, n.width()};
     } catch (const Error&) {
       // finish() reports the bad network value below
     }

@@ -116,7 +116,7 @@ class Denoiser {
     if (!both) return be_.download(out, dout_.f32(), on * 4);
     host_.resize(2 * on);
     be_.download(host_.data(), dout_.f32(), host_.size() * 4);
-    const size_t hw = size_t(s_.img_size) * s_.img_size, per = s_.out_numel();
+    const size_t hw = size_t(s_.img_size) * s_.width(), per = s_.out_numel();
     const size_t g = size_t(gch_) * hw;
     const float scale = power_ > 0 ? float(scale_ * power_cos_scale(tau, power_)) : float(scale_);
     for (int b = 0; b < B_; ++b) {
@@ -149,7 +149,7 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
   const AdmDiffusion d = AdmDiffusion::dit((ddim ? "ddim" : "") + std::to_string(steps));
   const int K = d.num_timesteps();
   const int C = s.in_chans, Co = s.out_chans;
-  const int64_t hw = int64_t(s.img_size) * s.img_size;
+  const int64_t hw = int64_t(s.img_size) * s.width();
   const AdmVariance var = s.learned_sigma() ? AdmVariance::LearnedRange : AdmVariance::FixedLarge;
   std::vector<float> out(size_t(B) * s.out_numel()), next(x.size()), z(x.size());
   for (int i = K - 1; i >= 0; --i) {
@@ -224,7 +224,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   const size_t numel = nc.in_numel(), onumel = nc.out_numel();
   UVIT_CHECK(opt.noise.empty() || opt.noise.size() == size_t(n) * numel,
              "generate: the initial noise must be [", n, ", ", nc.in_chans, ", ", nc.img_size, ", ",
-             nc.img_size, "]");
+             nc.width(), "]");
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
   mb = std::max(1, std::min(mb, n));
 

@@ -53,10 +53,12 @@ void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int 
   linear_bwd(W, c.t0, A.temb, kFreqDim, A.dth, D, nullptr, 0, B);
 }
 
-void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L) {
+void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float* qk_tmp,
+                float* qk_dx) {
   const int D = w.attn.heads * w.attn.head_dim, nh = w.attn.heads;
   const size_t M = size_t(B) * L;
   A.mod = a.act(size_t(B) * w.chunks() * D);
+  if (w.ada2.out) A.lora = a.act(size_t(B) * w.ada.out);
   A.h1 = a.act(M * D);
   A.mean1 = a.f32(M);
   A.rstd1 = a.f32(M);
@@ -64,9 +66,15 @@ void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L) {
   A.attn.qkv = a.act(M * 3 * D);
   A.attn.att = a.act(M * D);
   A.attn.lse = a.f32(size_t(B) * nh * L);
-  if (w.attn.qk_norm()) {
+  if (w.attn.qk_norm() && w.attn.q_norm.rms) {  // LightningDiT's RMSNorm
     A.attn.qkv_raw = a.act(M * 3 * D);
     A.attn.qk_rstd = a.f32(M * 2 * nh);
+  } else if (w.attn.qk_norm()) {  // FiTv2's parameter-free LayerNorm of q and/or k
+    A.attn.qkv_raw = a.act(M * 2 * D);
+    A.attn.qk_mean = a.f32(M * 2 * nh);
+    A.attn.qk_rstd = a.f32(M * 2 * nh);
+    A.attn.qk_tmp = qk_tmp;
+    A.attn.qk_dx = qk_dx;
   }
   A.a = a.act(M * D);
   A.x2 = a.act(M * D);
@@ -74,7 +82,7 @@ void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L) {
   A.mean2 = a.f32(M);
   A.rstd2 = a.f32(M);
   A.m2 = a.act(M * D);
-  A.mlp.f = a.act(M * w.mlp.fc1.out);
+  A.mlp.f = a.act(M * (w.mlp.fc1.out + w.mlp.fc1x.out));
   A.mlp.g = a.act(M * w.mlp.fc2.in);
   A.o = a.act(M * D);
 }
@@ -85,10 +93,12 @@ void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L
   G.dX = a.act(M * D);
   G.dO = a.act(M * D);
   G.dM = a.act(M * D);
-  G.dG = a.act(M * w.mlp.fc1.out);
+  G.dG = a.act(M * (w.mlp.fc1.out + w.mlp.fc1x.out));
   G.dA = a.act(M * D);
   G.dQKV = a.act(M * 3 * D);
   G.dmod = a.act(size_t(B) * w.chunks() * D);
+  G.dgmod = w.ada2.out ? a.act(size_t(B) * w.chunks() * D) : nullptr;
+  G.dlora = w.ada2.out ? a.act(size_t(B) * w.ada.out) : nullptr;
 }
 
 void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
@@ -100,7 +110,13 @@ void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const floa
     return i < 0 ? nullptr : be.act_at(A.mod, size_t(i) * D);
   };
   A.x = x;
-  linear_fwd(W, w.ada, sc, D, A.mod, Dm, B);
+  if (w.ada2.out) {
+    // FiTv2: adaLN_modulation(c) + global_adaLN_modulation(c), the sum as the GEMM's residual.
+    linear_fwd(W, w.ada, sc, D, A.lora, w.ada.out, B);
+    linear_fwd(W, w.ada2, A.lora, w.ada.out, A.mod, Dm, B, A.gmod);
+  } else {
+    linear_fwd(W, w.ada, sc, D, A.mod, Dm, B);
+  }
   // x2 = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa))
   norm_fwd(W, w.norm1, x, A.h1, A.mean1, A.rstd1, M);
   be.modulate_fwd(A.h1, chunk(0), chunk(1), Dm, A.m1, B, L, D);
@@ -134,7 +150,13 @@ void block_bwd(const Weights& W, const AdaLNBlock& w, const AdaLNActs& A, const 
   attention_bwd(W, w.attn, A.m1, A.attn, G.dO, G.dM, G.dA, G.dQKV, B, L);
   be.modulate_bwd(G.dM, A.h1, chunk(1), Dm, G.dM, dchunk(0), dchunk(1), B, L, D);
   norm_bwd(W, w.norm1, G.dM, A.x, A.mean1, A.rstd1, G.dX, M);
-  linear_bwd(W, w.ada, sc, D, G.dmod, Dm, dsc, D, B, 1.f);
+  if (w.ada2.out) {
+    be.axpy_act(G.dgmod, G.dmod, 1.f, size_t(B) * Dm);  // the global modulation's share
+    linear_bwd(W, w.ada2, A.lora, w.ada.out, G.dmod, Dm, G.dlora, w.ada.out, B);
+    linear_bwd(W, w.ada, sc, D, G.dlora, w.ada.out, dsc, D, B, 1.f);
+  } else {
+    linear_bwd(W, w.ada, sc, D, G.dmod, Dm, dsc, D, B, 1.f);
+  }
 }
 
 void plan_final(Arena& a, const FinalLayer& f, FinalActs& A, int B, int L) {
@@ -172,7 +194,8 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
 }
 
 void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
-                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob) {
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob,
+                    bool sincos_pos) {
   check_net_range("input_size", input_size, 1, 4096);
   check_net_range("patch_size", patch_size, 1, 4096);
   check_net_range("in_channels", in_channels, 1, 4096);
@@ -185,7 +208,7 @@ void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_
   UVIT_CHECK(hidden_size % num_heads == 0, "nnet.hidden_size ", hidden_size,
              " is not divisible by nnet.num_heads ", num_heads);
   // The 2-D sin-cos position splits D into four sin/cos quarters (get_2d_sincos_pos_embed).
-  UVIT_CHECK(hidden_size % 4 == 0, "nnet.hidden_size ", hidden_size,
+  UVIT_CHECK(!sincos_pos || hidden_size % 4 == 0, "nnet.hidden_size ", hidden_size,
              " must be a multiple of 4 (the 2-D sin-cos position embedding)");
   // Finite and bounded before the int conversion of hidden_size * mlp_ratio.
   UVIT_CHECK(std::isfinite(mlp_ratio) && mlp_ratio > 0 &&
@@ -219,7 +242,9 @@ std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpec
     } else if (n == "y_embedder.embedding_table.weight" ||
                (starts_with(n, "t_embedder.mlp.") && ends_with(n, ".weight"))) {
       for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (n.find("adaLN_modulation") != std::string::npos ||
+    } else if ((n.find("adaLN_modulation") != std::string::npos &&
+                !(ends_with(n, "adaLN_modulation.1.weight") &&
+                  t.find(n.substr(0, n.size() - 8) + "2.weight"))) ||
                starts_with(n, "final_layer.linear")) {
       // adaLN-Zero: every modulation and the output layer start at zero.
     } else if (e.shape.size() >= 2) {

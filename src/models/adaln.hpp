@@ -38,6 +38,7 @@ void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int 
 // the MLP (6 chunks), or (scale, gate) twice without the shifts (LightningDiT's wo_shift).
 struct AdaLNBlock {
   Linear ada;
+  Linear ada2;  // FiTv2's AdaLN-LoRA: ada is c -> r, ada2 (adaLN_modulation.2) r -> chunks D
   Norm norm1, norm2;
   Attention attn;
   Mlp mlp;
@@ -52,16 +53,26 @@ struct AdaLNBlock {
 };
 struct AdaLNActs {
   const float* x = nullptr;  // the block input (kept for the backward)
+  // FiTv2: the shared global modulation [B, chunks D] added to the block's own, and the LoRA
+  // bottleneck [B, r].
+  const float* gmod = nullptr;
+  float* lora = nullptr;
   float *mod, *h1, *mean1, *rstd1, *m1, *a, *x2, *h2, *mean2, *rstd2, *m2, *o;
   AttentionActs attn;
   MlpActs mlp;
 };
 // The backward's scratch, shared by every block: dX [M, D] carries d(out) in and d(x) out.
+// With AdaLN-LoRA, dgmod sums the blocks' modulation gradients for the global modulation (the
+// caller zeroes it) and dlora is the bottleneck's scratch.
 struct AdaLNGrads {
   float *dX, *dO, *dM, *dG, *dA, *dQKV, *dmod;
+  float *dgmod = nullptr, *dlora = nullptr;
 };
-// Buffers for M = B * L tokens (the most a pass gives the block).
-void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L);
+// Buffers for M = B * L tokens (the most a pass gives the block). A parameter-free LayerNorm
+// qk-norm (FiTv2) uses the [M, 2D] scratch qk_tmp and, in training, qk_dx that the caller shares
+// between blocks.
+void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float* qk_tmp = nullptr,
+                float* qk_dx = nullptr);
 void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L);
 // out = the block of x [B, L, D] under the conditioning sc = silu(c) [B, D].
 void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
@@ -91,12 +102,15 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
 // writes a family's own tensors first (true when it did); the rest get the shared rules: every
 // adaLN_modulation and final_layer.linear zero, the label table and the timestep MLP weights
 // N(0, 0.02), norm weights one, other matrices xavier_uniform over [out, in] (the patch conv as
-// [D, C p p]), vectors zero.
+// [D, C p p]), vectors zero; an AdaLN-LoRA down projection (adaLN_modulation.1 followed by an
+// adaLN_modulation.2) is xavier, only the modulation's last linear is zero.
 // The checks of DiT's constructor arguments (DiT's family and MDT): ranges, patch and head
 // divisibility, a multiple of 4 for the 2-D sin-cos position, a finite MLP ratio giving 1 to 2^24
 // features (int(hidden_size * mlp_ratio)), a dropout probability; one-line errors naming the field.
+// sincos_pos: the network has DiT's 2-D sin-cos position (FiTv2 has none).
 void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
-                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob);
+                    int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob,
+                    bool sincos_pos = true);
 
 using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
 std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);

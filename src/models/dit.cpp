@@ -4,12 +4,16 @@
 // = t_emb + y_emb, adaLN-Zero blocks and an adaLN final layer; Skip-DiT adds depth/2 long skips
 // fused before each deep block by Linear(LayerNorm(concat(x, skip))); LightningDiT swaps pieces of
 // the same block (RMSNorm, SwiGLU, qk-norm, 2-D RoPE, adaLN without shift) and drops the sigma half
-// of its output. docs/dit.md and docs/lightningdit.md have the facts this file relies on.
+// of its output. FiTv2 (whlzy/FiT fit/model/fit_model.py, modules.py) is the same block with
+// AdaLN-LoRA plus a shared global modulation, a parameter-free per-head LayerNorm of q and k,
+// timm's split SwiGLU, RoPE without an absolute position, and (c, p1, p2) patch tokens.
+// docs/dit.md, docs/lightningdit.md and docs/fit.md have the facts this file relies on.
 #include <algorithm>
 #include <cmath>
 
 #include "models/adaln.hpp"
 #include "models/families.hpp"
+#include "models/fit_rope.hpp"
 #include "models/layers.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -28,9 +32,10 @@ constexpr float kLnEps = 1e-6f;
 constexpr int kCacheBranch = 4;
 constexpr float kCacheCloseAt = 20;
 
-// The constructor arguments, official names and defaults (DiT.__init__, LightningDiT.__init__).
+// The constructor arguments, official names and defaults (DiT.__init__, LightningDiT.__init__;
+// FiT.__init__ with config_fitv2_xl.yaml's values as the defaults of "fitv2").
 struct DiTConfig {
-  std::string name = "dit";  // or "skip_dit", "lightningdit"
+  std::string name = "dit";  // or "skip_dit", "lightningdit", "fitv2"
   int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
       num_heads = 16, num_classes = 1000;
   double mlp_ratio = 4.0, class_dropout_prob = 0.1;
@@ -39,23 +44,44 @@ struct DiTConfig {
   bool use_qknorm = false, use_swiglu = false, use_rope = false, use_rmsnorm = false,
        wo_shift = false;
 
+  // FiTv2's (docs/fit.md): adaln_lora_dim 0 is adaln_type "normal"; q_norm/k_norm "layernorm".
+  int context_size = 256, adaln_lora_dim = 0;
+  int input_w = 0;  // FiTv2: the latent width when input_size is [height, width]; 0: square
+  bool use_swiglu_large = false, q_layernorm = false, k_layernorm = false, qkv_bias = true,
+       ffn_bias = true, adaln_bias = true;
+  double time_shifting = 1;
+  FitRope rope;  // custom_freqs, rope_theta, max_pe_len_h/w, decouple, ori_max_pe_len
+
   explicit DiTConfig(const std::string& n = "dit") : name(n) {
     if (lightning()) {
       in_channels = 32;
       learn_sigma = false;
     }
+    if (fit()) {
+      depth = 36;
+      learn_sigma = false;
+      use_swiglu = use_rope = q_layernorm = k_layernorm = true;
+      adaln_lora_dim = 288;
+    }
   }
   bool skip() const { return name == "skip_dit"; }
   bool lightning() const { return name == "lightningdit"; }
+  bool fit() const { return name == "fitv2"; }
   // The final linear's channels; LightningDiT's forward keeps only the first in_channels of them.
   int head_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int out_channels() const { return lightning() ? in_channels : head_channels(); }
-  int grid() const { return input_size / patch_size; }
-  int tokens() const { return grid() * grid(); }
+  int grid() const { return input_size / patch_size; }  // rows of tokens
+  int width() const { return input_w > 0 ? input_w : input_size; }
+  int grid_w() const { return width() / patch_size; }  // columns of tokens
+  int tokens() const { return grid() * grid_w(); }
   int head_dim() const { return hidden_size / num_heads; }
   int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
-  // SwiGLUFFN(D, int(2/3 * mlp_hidden_dim)): w12 has twice this many outputs.
-  int swiglu_hidden() const { return int(2.0 / 3.0 * mlp_hidden()); }
+  // SwiGLUFFN(D, int(2/3 * mlp_hidden_dim)): w12 has twice this many outputs. FiT's timm SwiGLU:
+  // (mlp_hidden_dim * 2) // 3, or mlp_hidden_dim with use_swiglu_large.
+  int swiglu_hidden() const {
+    if (fit()) return use_swiglu_large ? mlp_hidden() : mlp_hidden() * 2 / 3;
+    return int(2.0 / 3.0 * mlp_hidden());
+  }
   int fc1_out() const { return use_swiglu ? 2 * swiglu_hidden() : mlp_hidden(); }
   int fc2_in() const { return use_swiglu ? swiglu_hidden() : mlp_hidden(); }
   int mod_chunks() const { return wo_shift ? 4 : 6; }  // (scale, gate) x 2 without the shifts
@@ -74,6 +100,33 @@ struct DiTConfig {
               {"class_dropout_prob", class_dropout_prob},
               {"num_classes", num_classes},
               {"learn_sigma", learn_sigma}};
+    if (fit()) {
+      // Ours: the latent side or [height, width] (FiT's own input is a token list).
+      j["input_size"] = input_w > 0 ? json{input_size, input_w} : json(input_size);
+      j["context_size"] = context_size;
+      j["use_sit"] = true;
+      j["use_swiglu"] = use_swiglu;
+      j["use_swiglu_large"] = use_swiglu_large;
+      j["rel_pos_embed"] = use_rope ? json("rope") : json(nullptr);
+      j["q_norm"] = q_layernorm ? json("layernorm") : json(nullptr);
+      j["k_norm"] = k_layernorm ? json("layernorm") : json(nullptr);
+      j["qk_norm_weight"] = false;
+      j["norm_type"] = "layernorm";
+      j["qkv_bias"] = qkv_bias;
+      j["ffn_bias"] = ffn_bias;
+      j["adaln_bias"] = adaln_bias;
+      j["adaln_type"] = adaln_lora_dim > 0 ? "lora" : "normal";
+      if (adaln_lora_dim > 0) j["adaln_lora_dim"] = adaln_lora_dim;
+      j["rope_theta"] = rope.theta;
+      j["custom_freqs"] = rope.custom_freqs;
+      if (rope.scaled()) {
+        j["max_pe_len_h"] = rope.max_pe_len_h > 0 ? rope.max_pe_len_h : grid();
+        j["max_pe_len_w"] = rope.max_pe_len_w > 0 ? rope.max_pe_len_w : grid_w();
+        j["decouple"] = rope.decouple;
+        j["ori_max_pe_len"] = rope.ori_max_pe_len;
+      }
+      j["time_shifting"] = time_shifting;
+    }
     if (lightning()) {
       j["use_qknorm"] = use_qknorm;
       j["use_swiglu"] = use_swiglu;
@@ -85,6 +138,142 @@ struct DiTConfig {
   }
 };
 
+// FiT.__init__'s own arguments (the shared ones are read by parse). Only FiTv2's choices are
+// implemented; every other value is refused by name. Returns false for a key that is not FiT's.
+bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std::string& f) {
+  // A string field that may be null (None).
+  auto opt_string = [&] { return v.is_null() ? std::string() : json_string(v, f); };
+  auto require = [&](bool ok, const char* what) {
+    UVIT_CHECK(ok, f, ": ", v.dump(), " is not supported (only ", what, ", FiTv2's choice)");
+  };
+  if (k == "context_size") {
+    c.context_size = json_int(v, f);
+  } else if (k == "use_sit") {
+    require(json_bool(v, f), "true: the SiT velocity model");
+  } else if (k == "use_swiglu") {
+    c.use_swiglu = json_bool(v, f);
+  } else if (k == "use_swiglu_large") {
+    c.use_swiglu_large = json_bool(v, f);
+  } else if (k == "rel_pos_embed") {
+    const std::string s = opt_string();
+    require(s.empty() || s == "rope", "\"rope\" or null");
+    c.use_rope = s == "rope";
+  } else if (k == "abs_pos_embed") {
+    require(v.is_null(), "null");
+  } else if (k == "norm_type") {
+    require(json_string(v, f) == "layernorm", "\"layernorm\"");
+  } else if (k == "q_norm" || k == "k_norm") {
+    const std::string s = opt_string();
+    require(s.empty() || s == "none" || s == "layernorm", "\"layernorm\" or null");
+    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm";
+  } else if (k == "qk_norm_weight") {
+    require(!json_bool(v, f), "false: a LayerNorm without weight");
+  } else if (k == "qkv_bias") {
+    c.qkv_bias = json_bool(v, f);
+  } else if (k == "ffn_bias") {
+    c.ffn_bias = json_bool(v, f);
+  } else if (k == "adaln_bias") {
+    c.adaln_bias = json_bool(v, f);
+  } else if (k == "adaln_type") {
+    const std::string s = json_string(v, f);
+    require(s == "lora" || s == "normal", "\"lora\" or \"normal\"");
+    if (s == "normal") c.adaln_lora_dim = 0;
+    if (s == "lora" && c.adaln_lora_dim == 0) c.adaln_lora_dim = -1;  // needs adaln_lora_dim
+  } else if (k == "adaln_lora_dim") {
+    c.adaln_lora_dim = v.is_null() ? -1 : json_int(v, f);
+  } else if (k == "rope_theta") {
+    c.rope.theta = json_number(v, f);
+  } else if (k == "custom_freqs") {
+    c.rope.custom_freqs = json_string(v, f);
+    UVIT_CHECK(fit_rope_known(c.rope.custom_freqs), f, ": \"", c.rope.custom_freqs,
+               "\" is not one of ", fit_rope_names());
+  } else if (k == "max_pe_len_h" || k == "max_pe_len_w") {
+    (k == "max_pe_len_h" ? c.rope.max_pe_len_h : c.rope.max_pe_len_w) =
+        v.is_null() ? 0 : json_int(v, f);
+  } else if (k == "decouple") {
+    c.rope.decouple = json_bool(v, f);
+  } else if (k == "ori_max_pe_len") {
+    c.rope.ori_max_pe_len = v.is_null() ? 0 : json_int(v, f);
+  } else if (k == "online_rope" || k == "add_rel_pe_to_v") {
+    require(!json_bool(v, f), "false");
+  } else if (k == "time_shifting") {
+    c.time_shifting = json_number(v, f);
+  } else if (k == "pretrain_ckpt" || k == "ignore_keys" || k == "finetune") {
+    require(v.is_null(), "null: load weights with --weights");
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// FiT.__init__'s own arguments (the shared ones are read by parse). Only FiTv2's choices are
+// implemented; every other value is refused by name. Returns false for a key that is not FiT's.
+bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std::string& f) {
+  // A string field that may be null (None).
+  auto opt_string = [&] { return v.is_null() ? std::string() : json_string(v, f); };
+  auto require = [&](bool ok, const char* what) {
+    UVIT_CHECK(ok, f, ": ", v.dump(), " is not supported (only ", what, ", FiTv2's choice)");
+  };
+  if (k == "context_size") {
+    c.context_size = json_int(v, f);
+  } else if (k == "use_sit") {
+    require(json_bool(v, f), "true: the SiT velocity model");
+  } else if (k == "use_swiglu") {
+    c.use_swiglu = json_bool(v, f);
+  } else if (k == "use_swiglu_large") {
+    c.use_swiglu_large = json_bool(v, f);
+  } else if (k == "rel_pos_embed") {
+    const std::string s = opt_string();
+    require(s.empty() || s == "rope", "\"rope\" or null");
+    c.use_rope = s == "rope";
+  } else if (k == "abs_pos_embed") {
+    require(v.is_null(), "null");
+  } else if (k == "norm_type") {
+    require(json_string(v, f) == "layernorm", "\"layernorm\"");
+  } else if (k == "q_norm" || k == "k_norm") {
+    const std::string s = opt_string();
+    require(s.empty() || s == "none" || s == "layernorm", "\"layernorm\" or null");
+    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm";
+  } else if (k == "qk_norm_weight") {
+    require(!json_bool(v, f), "false: a LayerNorm without weight");
+  } else if (k == "qkv_bias") {
+    c.qkv_bias = json_bool(v, f);
+  } else if (k == "ffn_bias") {
+    c.ffn_bias = json_bool(v, f);
+  } else if (k == "adaln_bias") {
+    c.adaln_bias = json_bool(v, f);
+  } else if (k == "adaln_type") {
+    const std::string s = json_string(v, f);
+    require(s == "lora" || s == "normal", "\"lora\" or \"normal\"");
+    if (s == "normal") c.adaln_lora_dim = 0;
+    if (s == "lora" && c.adaln_lora_dim == 0) c.adaln_lora_dim = -1;  // needs adaln_lora_dim
+  } else if (k == "adaln_lora_dim") {
+    c.adaln_lora_dim = v.is_null() ? -1 : json_int(v, f);
+  } else if (k == "rope_theta") {
+    c.rope.theta = json_number(v, f);
+  } else if (k == "custom_freqs") {
+    c.rope.custom_freqs = json_string(v, f);
+    UVIT_CHECK(fit_rope_known(c.rope.custom_freqs), f, ": \"", c.rope.custom_freqs,
+               "\" is not one of ", fit_rope_names());
+  } else if (k == "max_pe_len_h" || k == "max_pe_len_w") {
+    (k == "max_pe_len_h" ? c.rope.max_pe_len_h : c.rope.max_pe_len_w) =
+        v.is_null() ? 0 : json_int(v, f);
+  } else if (k == "decouple") {
+    c.rope.decouple = json_bool(v, f);
+  } else if (k == "ori_max_pe_len") {
+    c.rope.ori_max_pe_len = v.is_null() ? 0 : json_int(v, f);
+  } else if (k == "online_rope" || k == "add_rel_pe_to_v") {
+    require(!json_bool(v, f), "false");
+  } else if (k == "time_shifting") {
+    c.time_shifting = json_number(v, f);
+  } else if (k == "pretrain_ckpt" || k == "ignore_keys" || k == "finetune") {
+    require(v.is_null(), "null: load weights with --weights");
+  } else {
+    return false;
+  }
+  return true;
+}
+
 DiTConfig parse(const json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   DiTConfig c(j.contains("name") ? json_string(j["name"], "nnet.name") : std::string("dit"));
@@ -93,7 +282,12 @@ DiTConfig parse(const json& j) {
     const json& v = it.value();
     const std::string f = "nnet." + k;
     if (k == "name") continue;
-    if (k == "input_size")
+    if (k == "input_size" && c.fit() && v.is_array()) {
+      UVIT_CHECK(v.size() == 2, f, ": expected a side or [height, width], got ", v.dump());
+      c.input_size = json_int(v[0], f + "[0]");
+      c.input_w = json_int(v[1], f + "[1]");
+      check_net_range("input_size[1]", c.input_w, 1, 4096);
+    } else if (k == "input_size")
       c.input_size = json_int(v, f);
     else if (k == "patch_size")
       c.patch_size = json_int(v, f);
@@ -123,14 +317,18 @@ DiTConfig parse(const json& j) {
       c.use_rmsnorm = json_bool(v, f);
     else if (c.lightning() && k == "wo_shift")
       c.wo_shift = json_bool(v, f);
-    else if (c.lightning() && k == "use_checkpoint")
+    else if ((c.lightning() || c.fit()) && k == "use_checkpoint")
       // Activation checkpointing changes memory only; this engine keeps every block's activations.
       json_bool(v, f);
+    else if (c.fit() && parse_fit_key(c, k, v, f))
+      continue;
     else
       fail(f, ": unknown key (not an argument of ", c.name, ")");
   }
   check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
-                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob, /*sincos_pos=*/!c.fit());
+  UVIT_CHECK(c.width() % c.patch_size == 0, "nnet.input_size ", c.input_size, " x ", c.input_w,
+             " is not divisible by nnet.patch_size ", c.patch_size);
   UVIT_CHECK(!c.skip() || c.depth % 2 == 0, "nnet.depth ", c.depth,
              " must be even for skip_dit (depth/2 long skips)");
   UVIT_CHECK(c.tokens() <= (1 << 20), "nnet: ", c.tokens(), " tokens exceed the limit");
@@ -144,6 +342,25 @@ DiTConfig parse(const json& j) {
   // preset uses; only the RMSNorm form is implemented.
   UVIT_CHECK(!c.use_qknorm || c.use_rmsnorm,
              "nnet.use_qknorm without nnet.use_rmsnorm (a per-head LayerNorm) is not supported");
+  if (c.fit()) {
+    UVIT_CHECK(!c.learn_sigma, "nnet.learn_sigma: fitv2 is a velocity model (use_sit), so ",
+               "learn_sigma must be false (FiTv1's ADM variant is not implemented)");
+    UVIT_CHECK(c.adaln_lora_dim >= 0, "nnet.adaln_type \"lora\" needs nnet.adaln_lora_dim");
+    check_net_range("adaln_lora_dim", c.adaln_lora_dim, 0, 65536);
+    check_net_range("context_size", c.context_size, 1, 1 << 20);
+    // The official RoPE caches positions 0..255 (max_cached_len).
+    UVIT_CHECK(!c.use_rope || std::max(c.grid(), c.grid_w()) <= 256, "nnet: a grid of ", c.grid(),
+               " x ", c.grid_w(), " tokens exceeds the 256 positions per side of FiT's RoPE cache");
+    UVIT_CHECK(std::isfinite(c.rope.theta) && c.rope.theta > 1, "nnet.rope_theta must be > 1, got ",
+               c.rope.theta);
+    UVIT_CHECK(!c.rope.scaled() || c.rope.ori_max_pe_len > 0, "nnet.custom_freqs \"",
+               c.rope.custom_freqs, "\" needs nnet.ori_max_pe_len (the training grid side)");
+    check_net_range("max_pe_len_h", c.rope.max_pe_len_h, 0, 1 << 16);
+    check_net_range("max_pe_len_w", c.rope.max_pe_len_w, 0, 1 << 16);
+    check_net_range("ori_max_pe_len", c.rope.ori_max_pe_len, 0, 1 << 16);
+    UVIT_CHECK(std::isfinite(c.time_shifting) && c.time_shifting > 0,
+               "nnet.time_shifting must be positive, got ", c.time_shifting);
+  }
   return c;
 }
 
@@ -151,7 +368,46 @@ DiTConfig parse(const json& j) {
 // registration order (DiT_skip registers its skip modules after the final layer; LightningDiT's
 // feat_rope buffers follow the embedders, and its blocks register norm1, norm2, attn (qkv, q_norm,
 // k_norm, proj), mlp, adaLN_modulation).
+// FiT registers x_embedder, t_embedder, y_embedder, the RoPE (non-persistent buffers: not in the
+// state_dict), global_adaLN_modulation, the blocks (the norms and qk-norms have no parameters;
+// timm SwiGLU: fc1_g, fc1_x, fc2), final_layer (linear before adaLN_modulation).
+ParamTable fit_table(const DiTConfig& c) {
+  const int64_t D = c.hidden_size, p = c.patch_size, r = c.adaln_lora_dim, Hs = c.fc2_in();
+  ParamTable t;
+  auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
+    t.add(n + ".weight", {out, in});
+    if (bias) t.add(n + ".bias", {out});
+  };
+  lin("x_embedder.proj", D, p * p * c.in_channels, true);
+  lin("t_embedder.mlp.0", D, kFreqDim, true);
+  lin("t_embedder.mlp.2", D, D, true);
+  t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
+  if (r > 0) lin("global_adaLN_modulation.1", 6 * D, D, c.adaln_bias);
+  for (int i = 0; i < c.depth; ++i) {
+    const std::string b = cat("blocks.", i, ".");
+    lin(b + "attn.qkv", 3 * D, D, c.qkv_bias);
+    lin(b + "attn.proj", D, D, true);
+    if (c.use_swiglu) {
+      lin(b + "mlp.fc1_g", Hs, D, c.ffn_bias);
+      lin(b + "mlp.fc1_x", Hs, D, c.ffn_bias);
+    } else {
+      lin(b + "mlp.fc1", Hs, D, c.ffn_bias);
+    }
+    lin(b + "mlp.fc2", D, Hs, c.ffn_bias);
+    if (r > 0) {
+      lin(b + "adaLN_modulation.1", r, D, c.adaln_bias);
+      lin(b + "adaLN_modulation.2", 6 * D, r, c.adaln_bias);
+    } else {
+      lin(b + "adaLN_modulation.1", 6 * D, D, c.adaln_bias);
+    }
+  }
+  lin("final_layer.linear", p * p * c.head_channels(), D, true);
+  lin("final_layer.adaLN_modulation.1", 2 * D, D, c.adaln_bias);
+  return t;
+}
+
 ParamTable dit_table(const DiTConfig& c) {
+  if (c.fit()) return fit_table(c);
   const int64_t D = c.hidden_size, p = c.patch_size, Dh = c.head_dim();
   ParamTable t;
   t.add("pos_embed", {1, c.tokens(), D}, /*frozen=*/true);
@@ -210,12 +466,14 @@ ParamTable dit_table(const DiTConfig& c) {
 
 double dit_flops(const DiTConfig& c) {
   const double D = c.hidden_size, L = c.tokens(), p = c.patch_size;
-  double f = 2 * L * D * c.in_channels * p * p;                            // patch embedding
-  f += 2 * (kFreqDim * D + D * D);                                         // timestep MLP
+  double f = 2 * L * D * c.in_channels * p * p;  // patch embedding
+  f += 2 * (kFreqDim * D + D * D);               // timestep MLP
+  const double r = c.adaln_lora_dim, Dm = c.mod_chunks() * D;
   const double block = 2 * L * D * (3 * D + D + c.fc1_out() + c.fc2_in())  // qkv, proj, MLP
-                       + 4 * L * L * D                // scores and weighted sum
-                       + 2 * D * c.mod_chunks() * D;  // adaLN
+                       + 4 * L * L * D                                     // scores, weighted sum
+                       + (r > 0 ? 2 * r * (D + Dm) : 2 * D * Dm);          // adaLN (LoRA)
   f += c.depth * block;
+  if (r > 0) f += 2 * D * Dm;                                  // FiTv2's global adaLN
   if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;        // skip linears
   f += 2 * L * D * p * p * c.head_channels() + 2 * D * 2 * D;  // final layer
   return f;
@@ -227,6 +485,7 @@ NetSpec dit_spec(const DiTConfig& c) {
   s.in_chans = c.in_channels;
   s.out_chans = c.out_channels();
   s.img_size = c.input_size;
+  s.img_w = c.width() != c.input_size ? c.width() : 0;
   s.num_classes = c.label_rows();
   s.null_class = c.class_dropout_prob > 0 ? c.num_classes : -1;
   // forward_with_cfg guides model_out[:, :3] (the latent eps but its 4th channel) and takes the
@@ -264,6 +523,17 @@ class DiT final : public Network {
     float* sink = consts_.f32() + 4 * D;
     ln_ = norm_no_affine(int(D), kLnEps, one, zero, sink);
     const ParamTable& t = table_;
+    if (c.fit()) {
+      if (c.adaln_lora_dim > 0) global_ada_ = linear(t, "global_adaLN_modulation.1");
+      if (c.use_rope) {
+        // Non-persistent buffers (not parameters): computed for this grid and scaling.
+        const size_t n = size_t(c.tokens()) * c.head_dim();
+        std::vector<float> tab(2 * n);
+        fit_rope_tables(c.rope, c.grid(), c.grid_w(), c.head_dim(), tab.data(), tab.data() + n);
+        rope_ = DeviceBuffer(be_, tab.size() * 4);
+        be_.upload(rope_.f32(), tab.data(), tab.size() * 4);
+      }
+    }
     patch_ = linear(t, "x_embedder.proj");
     cond_ = conditioning(t, int(D));
     final_.norm = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
@@ -275,6 +545,7 @@ class DiT final : public Network {
       AdaLNBlock& b = w.blk;
       b.wo_shift = c.wo_shift;
       b.ada = linear(t, p + "adaLN_modulation.1");
+      if (c.fit() && c.adaln_lora_dim > 0) b.ada2 = linear(t, p + "adaLN_modulation.2");
       b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
       b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
       b.attn.qkv = linear(t, p + "attn.qkv");
@@ -286,12 +557,23 @@ class DiT final : public Network {
         b.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
         b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
-      if (c.use_rope) {
+      // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters.
+      if (c.q_layernorm) b.attn.q_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
+      if (c.k_layernorm) b.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
+      if (c.use_rope && c.fit()) {
+        b.attn.rope_cos_buf = rope_.f32();
+        b.attn.rope_sin_buf = rope_.f32() + size_t(c.tokens()) * c.head_dim();
+      } else if (c.use_rope) {
         b.attn.rope_cos = t.at("feat_rope.freqs_cos").offset;
         b.attn.rope_sin = t.at("feat_rope.freqs_sin").offset;
       }
-      b.mlp.fc1 = linear(t, p + (c.use_swiglu ? "mlp.w12" : "mlp.fc1"));
-      b.mlp.fc2 = linear(t, p + (c.use_swiglu ? "mlp.w3" : "mlp.fc2"));
+      if (c.fit() && c.use_swiglu) {  // timm SwiGLU: fc2(silu(fc1_g(x)) * fc1_x(x))
+        b.mlp.fc1 = linear(t, p + "mlp.fc1_g");
+        b.mlp.fc1x = linear(t, p + "mlp.fc1_x");
+      } else {
+        b.mlp.fc1 = linear(t, p + (c.use_swiglu && !c.fit() ? "mlp.w12" : "mlp.fc1"));
+      }
+      b.mlp.fc2 = linear(t, p + (c.use_swiglu && !c.fit() ? "mlp.w3" : "mlp.fc2"));
       b.mlp.act = Activation::GeluTanh;
       b.mlp.gated = c.use_swiglu;
       if (c.skip() && k >= c.depth / 2) {
@@ -321,6 +603,16 @@ class DiT final : public Network {
 
  private:
   void plan(int B, bool train);
+  // FiT.forward's network time: clamp(s t / (1 + (s - 1) t), max = 1) with s = time_shifting
+  // (fp32, into tnet_). The clamp matters to dopri5, which may step a little past t = 1.
+  const float* fit_time(const float* t, int B) {
+    std::vector<float> h(B);
+    be_.download(h.data(), t, h.size() * 4);
+    const float s = float(c_.time_shifting);
+    for (float& v : h) v = std::min(s * v / (1.f + (s - 1.f) * v), 1.f);
+    be_.upload(tnet_, h.data(), h.size() * 4);
+    return tnet_;
+  }
   // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].
   int skip_stream(int k) const { return c_.depth - k; }
   // `input`: the block's input instead of stream_[k] (Skip-Cache's cached features).
@@ -329,8 +621,9 @@ class DiT final : public Network {
 
   DiTConfig c_;
   DeviceBuffer consts_;
+  DeviceBuffer rope_;  // FiTv2: cos then sin [tokens, head_dim]
   Norm ln_;
-  Linear patch_;
+  Linear patch_, global_ada_;
   Conditioning cond_;
   FinalLayer final_;
   std::vector<BlockW> blocks_;
@@ -340,6 +633,8 @@ class DiT final : public Network {
   bool train_ = false;
   std::unique_ptr<Arena> arena_;
   float *cols_, *patches_;
+  // FiTv2: the network time (fp32 [B]) and the global modulation [B, 6D].
+  float *tnet_ = nullptr, *gmod_ = nullptr;
   CondActs cond_acts_;
   FinalActs final_acts_;
   float* img_ = nullptr;        // LightningDiT with learn_sigma: the whole head output as an image
@@ -366,12 +661,18 @@ void DiT::plan(int B, bool train) {
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.head_channels();
-  const size_t img = size_t(B) * c_.head_channels() * c_.input_size * c_.input_size;
+  const size_t img = size_t(B) * c_.head_channels() * c_.input_size * c_.width();
   const bool drop_sigma = c_.out_channels() != c_.head_channels();
   const int depth = c_.depth, half = depth / 2;
   arena_->plan([&](Arena& a) {
     cols_ = a.act(M * cpp);
-    patches_ = a.act(M * D);
+    patches_ = c_.fit() ? nullptr : a.act(M * D);  // FiT: no position, the tokens are stream_[0]
+    tnet_ = c_.fit() ? a.f32(B) : nullptr;
+    gmod_ = c_.fit() && c_.adaln_lora_dim > 0 ? a.act(size_t(B) * 6 * D) : nullptr;
+    // FiT's LayerNorm qk-norm: scratch shared by the blocks.
+    const bool qk_ln = c_.q_layernorm || c_.k_layernorm;
+    float* qk_tmp = qk_ln ? a.act(M * 2 * D) : nullptr;
+    float* qk_dx = qk_ln && train ? a.act(M * 2 * D) : nullptr;
     plan_conditioning(a, cond_acts_, B, int(D), train);
     stream_.assign(depth + 1, nullptr);
     if (train) {
@@ -396,7 +697,8 @@ void DiT::plan(int B, bool train) {
         A.cat_mean = a.f32(M);
         A.cat_rstd = a.f32(M);
       }
-      plan_block(a, blocks_[k].blk, A.blk, B, int(L));
+      plan_block(a, blocks_[k].blk, A.blk, B, int(L), qk_tmp, qk_dx);
+      A.blk.gmod = gmod_;
     }
     plan_final(a, final_, final_acts_, B, int(L));
     img_ = drop_sigma ? a.f32(img) : nullptr;
@@ -436,12 +738,19 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, Co = c_.head_channels();
 
-  // Patch tokens plus the fixed position.
-  be_.patch_im2col(x, cols_, B, C, S, p);
-  linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
-  be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, stream_[0], B, 0, L,
-                 D);
+  // Patch tokens plus the fixed position (FiT: x_embedder's Linear over the (c, p1, p2) features
+  // im2col gives, and no position).
+  be_.patch_im2col(x, cols_, B, C, S, p, c_.width());
+  if (c_.fit()) {
+    linear_fwd(W, patch_, cols_, patch_.in, stream_[0], D, M);
+    t = fit_time(t, B);
+  } else {
+    linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
+    be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, stream_[0], B, 0, L,
+                   D);
+  }
   conditioning_fwd(W, cond_, t, y, cond_acts_, B);
+  if (gmod_) linear_fwd(W, global_ada_, cond_acts_.sc, D, gmod_, 6 * D, B);
 
   if (cache_every_ > 1 && !train) {
     // DiT_cache: a full call caches stream[depth - 4]; the others run blocks 0..3 (whose outputs
@@ -470,7 +779,10 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 
   final_fwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, B, L);
   const float* tok = final_acts_.tok;
-  if (img_) {
+  if (c_.fit()) {
+    // unpatchify "b h w (c p1 p2) -> b c (h p1) (w p2)"
+    be_.patch_col2im(tok, out, B, Co, S, p, c_.width());
+  } else if (img_) {
     // LightningDiT with learn_sigma: x, _ = x.chunk(2, dim=1), the first in_channels.
     const long n = long(c_.in_channels) * S * S;
     be_.unpatchify_fwd(tok, img_, B, 0, Co, S, p);
@@ -505,7 +817,9 @@ void DiT::backward(const float* dout) {
   const AdaLNGrads& G = grads_acts_;
 
   // Final layer (the dropped sigma channels get no gradient).
-  if (img_) {
+  if (c_.fit()) {
+    be_.patch_im2col(dout, dtok_, B, Co, S, p, c_.width());
+  } else if (img_) {
     const long n = long(c_.in_channels) * S * S;
     be_.fill(img_, 0.f, size_t(B) * 2 * n);
     be_.copy_2d(img_, 2 * n, dout, n, B, n);
@@ -517,10 +831,13 @@ void DiT::backward(const float* dout) {
             L);
 
   // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
+  if (G.dgmod) be_.zero_act(G.dgmod, size_t(B) * 6 * D);
   for (int k = c_.depth - 1; k >= 0; --k) {
     if (c_.skip() && k < half) be_.axpy_act(G.dX, dskip_[k], 1.f, size_t(M) * D);
     block_backward(k, acts_[k]);
   }
+  if (G.dgmod)
+    linear_bwd(W, global_ada_, cond_acts_.sc, D, G.dgmod, 6 * D, cond_acts_.dsc, D, B, 1.f);
 
   // Tokens: the position is frozen (requires_grad=False), so only the patch embedding learns.
   linear_bwd(W, patch_, cols_, patch_.in, G.dX, D, nullptr, 0, M);

@@ -7,7 +7,7 @@
 namespace uvit {
 
 NetworkFamily uvit_family(const std::string& name);  // "uvit", "uvit_t2i" (uvit.cpp)
-NetworkFamily dit_family(const std::string& name);   // "dit", "skip_dit", "lightningdit" (dit.cpp)
+NetworkFamily dit_family(const std::string& name);   // "dit", "skip_dit", "lightningdit", "fitv2"
 NetworkFamily mdt_family(const std::string& name);   // "mdt" (mdt.cpp)
 
 }  // namespace uvit

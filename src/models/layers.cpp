@@ -123,13 +123,38 @@ Backend::AttnBias rel_bias(const Weights& W, const Attention& a) {
   b.Lf = a.rel_Lf;
   return b;
 }
+const float* rope_cos(const Weights& W, const Attention& a) {
+  return a.rope_cos_buf ? a.rope_cos_buf : W.w32 + a.rope_cos;
+}
+const float* rope_sin(const Weights& W, const Attention& a) {
+  return a.rope_sin_buf ? a.rope_sin_buf : W.w32 + a.rope_sin;
+}
+// The qkv columns a parameter-free LayerNorm qk-norm covers: q, k or both (one Norm, as both are
+// the same LayerNorm(head_dim)).
+struct LnColumns {
+  int c0, w;
+  Norm n;
+};
+LnColumns ln_columns(const Attention& a) {
+  const int D = a.heads * a.head_dim;
+  const bool q = a.q_norm.D > 0, k = a.k_norm.D > 0;
+  return {q ? 0 : D, (q && k) ? 2 * D : D, q ? a.q_norm : a.k_norm};
+}
 }  // namespace
 
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
                    float* out, const float* residual, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
-  if (a.qk_norm()) {
+  if (a.qk_norm() && !a.q_norm.rms) {
+    // LayerNorm per head: the normed columns [c0, c0 + w) gathered contiguous, normalised as rows
+    // of head_dim, scattered back.
+    const LnColumns c = ln_columns(a);
+    linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
+    be.copy_act_2d(A.qkv_raw, c.w, be.act_at(A.qkv, c.c0), 3 * D, M, c.w);
+    norm_fwd(W, c.n, A.qkv_raw, A.qk_tmp, A.qk_mean, A.qk_rstd, M * (c.w / Dh));
+    be.copy_act_2d(be.act_at(A.qkv, c.c0), 3 * D, A.qk_tmp, c.w, M, c.w);
+  } else if (a.qk_norm()) {
     // q, k normalised per head from the raw GEMM output into qkv; v copied beside them.
     linear_fwd(W, a.qkv, h, D, A.qkv_raw, 3 * D, M);
     be.rmsnorm_fwd(A.qkv_raw, W.w32 + a.q_norm.w, A.qkv, A.qk_rstd, M, H, Dh, 3 * D, a.q_norm.eps);
@@ -140,8 +165,7 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
     linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
   }
   // q and k are the first 2 H groups of Dh features of each qkv row.
-  if (a.rope())
-    be.rope(A.qkv, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, false);
+  if (a.rope()) be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), B, N, 2 * H, Dh, 3 * D, false);
   if (a.rel_bias())
     W.be.attention_bias_fwd(A.qkv, rel_bias(W, a), A.att, A.lse, B, N, a.heads, a.head_dim,
                             a.scale);
@@ -161,8 +185,16 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
     W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
   const int H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
-  if (a.rope()) be.rope(dQKV, W.w32 + a.rope_cos, W.w32 + a.rope_sin, B, N, 2 * H, Dh, 3 * D, true);
-  if (a.qk_norm()) {
+  if (a.rope()) be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), B, N, 2 * H, Dh, 3 * D, true);
+  if (a.qk_norm() && !a.q_norm.rms) {
+    // The normed columns' gradient gathered contiguous, through the LayerNorm (which accumulates:
+    // qk_dx zeroed first), scattered back.
+    const LnColumns c = ln_columns(a);
+    be.copy_act_2d(A.qk_tmp, c.w, be.act_at(dQKV, c.c0), 3 * D, M, c.w);
+    be.zero_act(A.qk_dx, size_t(M) * c.w);
+    norm_bwd(W, c.n, A.qk_tmp, A.qkv_raw, A.qk_mean, A.qk_rstd, A.qk_dx, M * (c.w / Dh));
+    be.copy_act_2d(be.act_at(dQKV, c.c0), 3 * D, A.qk_dx, c.w, M, c.w);
+  } else if (a.qk_norm()) {
     // In place: the q and k parts of dQKV become gradients of the raw GEMM output.
     be.rmsnorm_bwd(dQKV, A.qkv_raw, W.w32 + a.q_norm.w, A.qk_rstd, dQKV, W.g + a.q_norm.w, M, H, Dh,
                    3 * D, false);
@@ -198,6 +230,14 @@ void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* 
 void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* out,
              const float* residual, int M) {
   const int D = m.fc1.in, Hd = m.fc1.out, Hg = m.fc2.in;
+  if (m.split()) {
+    const size_t blk = size_t(M) * Hg;
+    UVIT_CHECK(blk <= size_t(INT_MAX), "SwiGLU: ", M, " x ", Hg, " activations exceed 2^31");
+    linear_fwd(W, m.fc1, h, D, A.f, Hg, M);
+    linear_fwd(W, m.fc1x, h, D, W.be.act_at(A.f, blk), Hg, M);
+    W.be.swiglu_fwd(A.f, A.g, 1, int(blk));
+    return linear_fwd(W, m.fc2, A.g, Hg, out, m.fc2.out, M, residual);
+  }
   linear_fwd(W, m.fc1, h, D, A.f, Hd, M);
   if (m.gated)
     W.be.swiglu_fwd(A.f, A.g, M, Hg);
@@ -209,6 +249,13 @@ void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* 
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M) {
   const int D = m.fc1.in, Hd = m.fc1.out, Hg = m.fc2.in;
+  if (m.split()) {  // d(silu(g) x) in dG's first block, expanded in place to [dg block | dx block]
+    const size_t blk = size_t(M) * Hg;
+    linear_bwd(W, m.fc2, A.g, Hg, dout, m.fc2.out, dG, Hg, M);
+    W.be.swiglu_bwd(dG, int(blk), A.f, dG, 1, int(blk));
+    linear_bwd(W, m.fc1, h, D, dG, Hg, dh, D, M);
+    return linear_bwd(W, m.fc1x, h, D, W.be.act_at(dG, blk), Hg, dh, D, M, 1.f);
+  }
   // Gated: d(silu(a) b) lands in the first half of each dG row, then expands in place to [da | db].
   linear_bwd(W, m.fc2, A.g, Hg, dout, m.fc2.out, dG, Hd, M);
   if (m.gated)

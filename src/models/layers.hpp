@@ -68,14 +68,16 @@ void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* 
 void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
               const float* rstd, float* dx, int M);
 
-// Multi-head self-attention sublayer: proj(attention(qkv(h))). LightningDiT's options, in its
-// order: a per-head RMSNorm of q and k (q_norm, k_norm with rms set), then the 2-D RoPE of q and k
-// by the fp32 tables at rope_cos / rope_sin ([N, head_dim] parameters).
+// Multi-head self-attention sublayer: proj(attention(qkv(h))). Options, in this order: a per-head
+// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, or FiTv2's
+// LayerNorm without affine on either or both), then the 2-D RoPE of q and k by the fp32 tables [N,
+// head_dim] at rope_cos / rope_sin (parameters) or rope_cos_buf / rope_sin_buf (a network's own
+// buffer).
 struct Attention {
   Linear qkv, proj;
   int heads = 0, head_dim = 0;
   float scale = 0;
-  Norm q_norm, k_norm;  // used when q_norm.rms
+  Norm q_norm, k_norm;  // each used when its D > 0
   size_t rope_cos = kAbsent, rope_sin = kAbsent;
   // MDT's relative position bias (Backend::attention_bias_fwd): the table parameter [rel_R,
   // heads] at rel_table, the int32 index [rel_Lf, rel_Lf] and the positions of the pass's tokens
@@ -84,15 +86,21 @@ struct Attention {
   const int32_t* rel_index = nullptr;
   const int32_t* rel_ids = nullptr;
   int rel_R = 0, rel_Lf = 0;
-  bool qk_norm() const { return q_norm.rms; }
-  bool rope() const { return rope_cos != kAbsent; }
+  // RoPE tables in backend memory instead of parameters (FiTv2's scaled tables).
+  const float *rope_cos_buf = nullptr, *rope_sin_buf = nullptr;
+  bool qk_norm() const { return q_norm.D > 0 || k_norm.D > 0; }
+  bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
   bool rel_bias() const { return rel_table != kAbsent; }
 };
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
-  // With qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd (fp32
-  // [M, 2 heads]: q's then k's).
-  float *qkv_raw = nullptr, *qk_rstd = nullptr;
+  // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
+  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: the normed part (q | k, or one
+  // of them) before the norm (act [M, 2D] at most, contiguous so that the norm runs over rows of
+  // head_dim), its mean and rstd (fp32 [M * 2H]), and two [M, 2D] act scratch buffers (qk_dx for
+  // backward only) that blocks may share.
+  float *qkv_raw = nullptr, *qk_rstd = nullptr, *qk_mean = nullptr, *qk_tmp = nullptr,
+        *qk_dx = nullptr;
 };
 // out = proj(...) + residual (residual may be nullptr).
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
@@ -106,10 +114,14 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
 enum class Activation { Gelu, GeluTanh, Silu };
 void act_fwd(Backend& be, Activation a, const float* x, float* y, size_t n);
 void act_bwd(Backend& be, Activation a, const float* dy, const float* x, float* dx, size_t n);
+// timm's SwiGLU (FiTv2) keeps the halves as two linears: fc1 = fc1_g (the silu'd half) and fc1x =
+// fc1_x. Each writes a contiguous [M, fc2.in] block of the activation (gate block, then x block),
+// so the pair is one SwiGLU "row" of 2 M fc2.in elements and every GEMM and bias is dense.
 struct Mlp {
-  Linear fc1, fc2;
+  Linear fc1, fc2, fc1x;
   Activation act = Activation::Gelu;
   bool gated = false;
+  bool split() const { return fc1x.out > 0; }
 };
 struct MlpActs {
   float *f = nullptr, *g = nullptr;  // fc1 output [M, fc1.out], activation output [M, fc2.in]

@@ -18,6 +18,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("skip_dit"),
       dit_family("lightningdit"),
       mdt_family("mdt"),
+      dit_family("fitv2"),
   };
   // clang-format on
   return all;

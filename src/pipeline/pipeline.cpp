@@ -145,6 +145,10 @@ int Pipeline::resolution() const {
   return ae_ ? cfg_.spec.img_size * ae_->config().downsample_factor() : cfg_.spec.img_size;
 }
 
+int Pipeline::width() const {
+  return ae_ ? cfg_.spec.width() * ae_->config().downsample_factor() : cfg_.spec.width();
+}
+
 int Pipeline::channels() const { return ae_ ? ae_->config().out_ch : cfg_.spec.in_chans; }
 
 int Pipeline::num_classes() const { return kind() == ModelKind::Class ? real_classes(cfg_) : 0; }
@@ -260,22 +264,23 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   res.resolved = g;
   if (r.keep_latents) res.latents = x;
   if (!opt_.decode && cfg_.json.contains("z_shape")) return res;
-  int c = nc.in_chans, s = nc.img_size;
+  int c = nc.in_chans, s = nc.img_size, w = nc.width();  // s: the height
   if (ae_) {
     t0 = std::chrono::steady_clock::now();
     check_stop("decode", 0, n);
-    x = decode_latents(*ae_, x, n, c, s, s, 4, [&](int64_t done, int64_t total) {
+    x = decode_latents(*ae_, x, n, c, s, w, 4, [&](int64_t done, int64_t total) {
       check_stop("decode", int(done), int(total));
     });
     c = ae_->config().out_ch;
     s *= ae_->config().downsample_factor();
+    w *= ae_->config().downsample_factor();
     res.decode_seconds = seconds_since(t0);
     log(LogLevel::Info, cat("decode completed, taking ", res.decode_seconds, " s"));
   }
-  const size_t per = size_t(c) * s * s;
+  const size_t per = size_t(c) * s * w;
   for (int i = 0; i < n; ++i) {
     GeneratedImage im;
-    im.image = to_image(x.data() + size_t(i) * per, c, s, s);
+    im.image = to_image(x.data() + size_t(i) * per, c, s, w);
     im.seed = g.seed;
     im.index = g.first_index + uint64_t(i);
     if (!labels.empty()) im.class_id = labels[size_t(i)];

@@ -217,10 +217,10 @@ class Api {
   }
 
   void check_size(Spec& s, int w, int h) const {
-    const int r = pipe_.resolution();
-    if ((w > 0 && w != r) || (h > 0 && h != r))
-      s.notes.push_back(cat("generated at the model's native size ", r, "x", r, " (asked ",
-                            w > 0 ? w : r, "x", h > 0 ? h : r, ")"));
+    const int r = pipe_.resolution(), rw = pipe_.width();
+    if ((w > 0 && w != rw) || (h > 0 && h != r))
+      s.notes.push_back(cat("generated at the model's native size ", rw, "x", r, " (asked ",
+                            w > 0 ? w : rw, "x", h > 0 ? h : r, ")"));
   }
 
   void txt2img(const Request& req, Response& res);
@@ -286,7 +286,7 @@ void Api::txt2img(const Request& req, Response& res) {
                {"seed", s.req.seed},
                {"all_seeds", seeds},
                {"subseed", -1},
-               {"width", pipe_.resolution()},
+               {"width", pipe_.width()},
                {"height", pipe_.resolution()},
                {"sampler_name", g.sampler.empty() ? pipe_.default_sampler() : g.sampler},
                {"cfg_scale", g.sampler.empty() ? pipe_.default_guidance_w() : g.cfg_scale + 1},
@@ -338,7 +338,7 @@ void Api::openai_generate(const Request& req, Response& res) {
         {{"created", int64_t(job->created)},
          {"data", data},
          {"output_format", "png"},
-         {"size", cat(pipe_.resolution(), "x", pipe_.resolution())}});
+         {"size", cat(pipe_.width(), "x", pipe_.resolution())}});
 }
 
 void Api::native_submit(const Request& req, Response& res) {

@@ -106,10 +106,10 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
       objective_(make_objective(cfg_)) {
   const NetSpec& n = cfg_.spec;
   auto shape = data_->item_shape();
-  UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.img_size, "dataset ",
+  UVIT_CHECK(shape[0] == n.in_chans && shape[1] == n.img_size && shape[2] == n.width(), "dataset ",
              data_->describe(), ": items are [", shape[0], ", ", shape[1], ", ", shape[2],
              "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ", n.img_size, ", ",
-             n.img_size, "]");
+             n.width(), "]");
   if (n.class_conditional())
     UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes, "dataset ",
                data_->describe(), " has ", data_->num_classes(), " classes; config ",

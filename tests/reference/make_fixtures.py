@@ -31,6 +31,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
+import fit_fixtures  # noqa: E402
+import fit_torch  # noqa: E402
 import mdt_torch  # noqa: E402
 import lightningdit_torch  # noqa: E402
 import flow_reference  # noqa: E402
@@ -146,12 +148,16 @@ FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 
 def is_dit(cfg):
-    """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT): DiT's weight and input makers."""
-    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt")
+    """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT, FiTv2): DiT's weight and input makers."""
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "fitv2")
 
 
 def is_lightning(cfg):
     return cfg.get("name") == "lightningdit"
+
+
+def is_fit(cfg):
+    return cfg.get("name") == "fitv2"
 
 
 def full_config(cfg):
@@ -160,6 +166,8 @@ def full_config(cfg):
         return lightningdit_torch.full_config(cfg)
     if cfg.get("name") == "mdt":
         return mdt_torch.full_config(cfg)
+    if is_fit(cfg):
+        return fit_torch.full_config(cfg)
     if is_dit(cfg):
         return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
@@ -345,6 +353,10 @@ def make_case(name, cfg_partial, batch, seed, outdir):
             noise = torch.rand(batch, L, generator=torch.Generator().manual_seed(mask[1]))
             inp["ids_shuffle"] = torch.argsort(noise, dim=1)
             inp["len_keep"] = mask[0]
+    elif is_fit(cfg):
+        net = fit_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        inp = fit_fixtures.make_inputs(cfg, batch, seed)
     elif is_dit(cfg):
         net = (lightningdit_torch if is_lightning(cfg) else dit_torch).build_from_config(cfg)
         make_weights_dit(net, seed)
@@ -394,7 +406,8 @@ def make_case(name, cfg_partial, batch, seed, outdir):
 
     d32 = (out32.double() - out64).abs().max().item()
     print("%-18s B=%d tokens=%d params=%d |out|max=%.3f  fp32-vs-fp64 max|diff|=%.2e"
-          % (name, batch, net.pos_embed.shape[1] if net.pos_embed is not None
+          % (name, batch, inp["x"][0, 0].numel() // cfg["patch_size"] ** 2 if is_fit(cfg)
+             else net.pos_embed.shape[1] if net.pos_embed is not None
           else net.extras + (cfg["img_size"] // cfg["patch_size"]) ** 2, sum(p.numel() for p in sd.values()),
              out64.abs().max().item(), d32))
     return tensors
@@ -843,6 +856,8 @@ def check_numpy_twin(name, tensors, cfg):
     sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
     if is_lightning(cfg):
         return check_lightning_twin(name, tensors, cfg)
+    if is_fit(cfg):
+        return fit_fixtures.check_twin(name, tensors, cfg)
     if is_dit(cfg):
         ref = numpy_forward_dit(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
                                 tensors["input.y"])
@@ -1020,8 +1035,8 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES] + [ADM_CASE] + [c[0] for c in SAMPLING_CASES] +
-             [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0]])
+    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES] + [ADM_CASE] +
+             [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope"])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1033,8 +1048,9 @@ def main():
 
     ok = (check_counts() & check_building_blocks() & check_counts_dit() & check_counts_lightning()
           & check_counts_mdt())
+    ok &= fit_fixtures.check_counts()
     results = {}
-    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES:
+    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES:
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))
@@ -1063,6 +1079,10 @@ def main():
         ok &= flow_reference.write_fixtures(args.out, write_safetensors, _atomic, json, dit_torch,
                                             make_weights_dit, f32)
         results[FLOW_CASE] = True
+
+    if "fit_rope" in only:
+        ok &= fit_fixtures.write_rope_fixture(os.path.join(args.out, "fit_rope.safetensors"), write_safetensors)
+        results["fit_rope"] = True
 
     if LDIT_FLOW_CASE[0] in only:
         ok &= make_ldit_flow_case(args.out)

@@ -64,6 +64,16 @@ inline const char* kConfigs[] = {
     R"({"name": "mdt", "nnet": {"name": "mdt", "input_size": 8, "patch_size": 2,
         "in_channels": 4, "hidden_size": 128, "depth": 5, "num_heads": 2, "num_classes": 10,
         "decode_layer": 1, "mask_ratio": 0.3}})",
+    // FiTv2 (docs/fit.md): AdaLN-LoRA + global, LayerNorm qk-norm, split SwiGLU and RoPE on a
+    // 72-wide head over a non-square 4 x 8 token grid; and the ntk-aware-pro2 scaled RoPE with
+    // adaLN "normal" and the tanh-GELU MLP.
+    R"({"name": "fit_rect", "nnet": {"name": "fitv2", "input_size": [8, 16], "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10,
+        "adaln_lora_dim": 24}})",
+    R"({"name": "fit_ntk", "nnet": {"name": "fitv2", "input_size": 12, "patch_size": 2,
+        "in_channels": 4, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
+        "adaln_type": "normal", "use_swiglu": false, "custom_freqs": "ntk-aware-pro2",
+        "decouple": true, "ori_max_pe_len": 4}})",
 };
 
 inline Config config_from(const char* json) {

@@ -420,27 +420,29 @@ TEST(CudaKernels, SwiGluAndRope) {
 TEST(CudaKernels, PatchIm2colCol2im) {
   REQUIRE_MODES();
   struct Shape {
-    int B, C, S, p;
+    int B, C, S, p, W;  // W 0: square; else an S x W image (FiTv2's non-square grids)
   };
   for (const char* prec : modes()) {
     SCOPED_TRACE(prec);
     Mode m(prec);
-    for (Shape s : {Shape{1, 1, 2, 2}, Shape{3, 3, 8, 2}, Shape{2, 4, 32, 4}, Shape{5, 3, 12, 3}}) {
+    for (Shape s : {Shape{1, 1, 2, 2, 0}, Shape{3, 3, 8, 2, 0}, Shape{2, 4, 32, 4, 0},
+                    Shape{5, 3, 12, 3, 0}, Shape{2, 4, 4, 2, 8}, Shape{3, 4, 20, 2, 40}}) {
       const std::string tag = "B=" + std::to_string(s.B) + " C=" + std::to_string(s.C) +
-                              " S=" + std::to_string(s.S) + " p=" + std::to_string(s.p);
-      const size_t n = size_t(s.B) * s.C * s.S * s.S;
+                              " S=" + std::to_string(s.S) + " p=" + std::to_string(s.p) +
+                              " W=" + std::to_string(s.W);
+      const size_t n = size_t(s.B) * s.C * s.S * (s.W > 0 ? s.W : s.S);
       const VecF x = randv(n, 19);
       VecF rcols(n);
-      m.cpu->patch_im2col(x.data(), rcols.data(), s.B, s.C, s.S, s.p);
+      m.cpu->patch_im2col(x.data(), rcols.data(), s.B, s.C, s.S, s.p, s.W);
       float* dcols = m.actbuf(VecF(n, 0.f));
-      m.gpu->patch_im2col(m.f32(x), dcols, s.B, s.C, s.S, s.p);
+      m.gpu->patch_im2col(m.f32(x), dcols, s.B, s.C, s.S, s.p, s.W);
       compare("patch_im2col " + tag, m.get_act(dcols, n), m.act_out(rcols), 0);
 
       const VecF cols = m.act(randv(n, 20));
       VecF rx(n);
-      m.cpu->patch_col2im(cols.data(), rx.data(), s.B, s.C, s.S, s.p);
+      m.cpu->patch_col2im(cols.data(), rx.data(), s.B, s.C, s.S, s.p, s.W);
       float* dx = m.f32(VecF(n, 7.f));
-      m.gpu->patch_col2im(m.actbuf(cols), dx, s.B, s.C, s.S, s.p);
+      m.gpu->patch_col2im(m.actbuf(cols), dx, s.B, s.C, s.S, s.p, s.W);
       compare("patch_col2im " + tag, m.get_f32(dx, n), rx, 0);
     }
   }

@@ -585,24 +585,29 @@ TEST(KernelAttentionBias, ReferenceGradientsMatchFiniteDifferences) {
 
 // ---------------------------------------------------------------- tokens
 
+// Square (U-ViT, DiT) and non-square (FiTv2's grids: H 4, W 8 -> 2 x 4 patches, row-major) images.
 TEST(KernelTokens, Im2colMappingAndAdjoint) {
-  const int B = 2, C = 3, S = 8, p = 2, g = S / p, L = g * g, P = C * p * p;
-  VecF x = randv(B * C * S * S, 1), cols(B * L * P);
-  be().patch_im2col(x.data(), cols.data(), B, C, S, p);
-  // hand-checked entry: b=1, patch (i=2, j=3), c=2, u=1, v=0 -> pixel [1, 2, 5, 6]
-  EXPECT_EQ(cols[(1 * L + 2 * g + 3) * P + (2 * p + 1) * p + 0], x[((1 * C + 2) * S + 5) * S + 6]);
-  for (int b = 0; b < B; ++b)
-    for (int c = 0; c < C; ++c)
-      for (int yy = 0; yy < S; ++yy)
-        for (int xx = 0; xx < S; ++xx)
-          ASSERT_EQ(cols[(b * L + (yy / p) * g + xx / p) * P + (c * p + yy % p) * p + xx % p],
-                    x[((b * C + c) * S + yy) * S + xx]);
-  VecF cc = randv(cols.size(), 2), back(x.size(), NAN);
-  be().patch_col2im(cc.data(), back.data(), B, C, S, p);
-  EXPECT_NEAR(dot(to_d(cols), to_d(cc)), dot(to_d(x), to_d(back)), 1e-9);
-  VecF round(x.size());
-  be().patch_col2im(cols.data(), round.data(), B, C, S, p);
-  EXPECT_EQ(round, x);
+  for (const int W : {8, 16}) {
+    const int B = 2, C = 3, H = 8, p = 2, gw = W / p, L = (H / p) * gw, P = C * p * p;
+    SCOPED_TRACE(W);
+    VecF x = randv(B * C * H * W, 1), cols(B * L * P);
+    be().patch_im2col(x.data(), cols.data(), B, C, H, p, W == H ? 0 : W);
+    // hand-checked entry: b=1, patch (i=2, j=3), c=2, u=1, v=0 -> pixel [1, 2, 5, 6]
+    EXPECT_EQ(cols[(1 * L + 2 * gw + 3) * P + (2 * p + 1) * p + 0],
+              x[((1 * C + 2) * H + 5) * W + 6]);
+    for (int b = 0; b < B; ++b)
+      for (int c = 0; c < C; ++c)
+        for (int yy = 0; yy < H; ++yy)
+          for (int xx = 0; xx < W; ++xx)
+            ASSERT_EQ(cols[(b * L + (yy / p) * gw + xx / p) * P + (c * p + yy % p) * p + xx % p],
+                      x[((b * C + c) * H + yy) * W + xx]);
+    VecF cc = randv(cols.size(), 2), back(x.size(), NAN);
+    be().patch_col2im(cc.data(), back.data(), B, C, H, p, W);
+    EXPECT_NEAR(dot(to_d(cols), to_d(cc)), dot(to_d(x), to_d(back)), 1e-9);
+    VecF round(x.size());
+    be().patch_col2im(cols.data(), round.data(), B, C, H, p, W);
+    EXPECT_EQ(round, x);
+  }
 }
 
 // The strided 3x3 im2col (patch_embed conv_stack) against a direct convolution written from the

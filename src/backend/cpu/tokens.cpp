@@ -15,33 +15,33 @@ using cpu::ld;
 using cpu::st;
 
 template <class T>
-void patch_im2col_t(const float* x, T* cols, int B, int C, int S, int p) {
-  const int g = S / p, L = g * g, P = C * p * p;
+void patch_im2col_t(const float* x, T* cols, int B, int C, int H, int W, int p) {
+  const int gh = H / p, gw = W / p, L = gh * gw, P = C * p * p;
 #pragma omp parallel for collapse(2) schedule(static) if (static_cast <long>(B) * L * P >= 32768)
   for (int b = 0; b < B; ++b)
-    for (int i = 0; i < g; ++i)
-      for (int j = 0; j < g; ++j) {
-        T* row = cols + (static_cast<size_t>(b) * L + i * g + j) * P;
+    for (int i = 0; i < gh; ++i)
+      for (int j = 0; j < gw; ++j) {
+        T* row = cols + (static_cast<size_t>(b) * L + i * gw + j) * P;
         for (int c = 0; c < C; ++c)
           for (int u = 0; u < p; ++u) {
-            const float* src = x + ((static_cast<size_t>(b) * C + c) * S + i * p + u) * S + j * p;
+            const float* src = x + ((static_cast<size_t>(b) * C + c) * H + i * p + u) * W + j * p;
             convert(row + (c * p + u) * p, src, p);
           }
       }
 }
 
 template <class T>
-void patch_col2im_t(const T* cols, float* x, int B, int C, int S, int p) {
+void patch_col2im_t(const T* cols, float* x, int B, int C, int H, int W, int p) {
   // Patches tile the image exactly (stride == kernel), so this is a pure permutation back.
-  const int g = S / p, L = g * g, P = C * p * p;
+  const int gh = H / p, gw = W / p, L = gh * gw, P = C * p * p;
 #pragma omp parallel for collapse(2) schedule(static) if (static_cast <long>(B) * L * P >= 32768)
   for (int b = 0; b < B; ++b)
-    for (int i = 0; i < g; ++i)
-      for (int j = 0; j < g; ++j) {
-        const T* row = cols + (static_cast<size_t>(b) * L + i * g + j) * P;
+    for (int i = 0; i < gh; ++i)
+      for (int j = 0; j < gw; ++j) {
+        const T* row = cols + (static_cast<size_t>(b) * L + i * gw + j) * P;
         for (int c = 0; c < C; ++c)
           for (int u = 0; u < p; ++u) {
-            float* dst = x + ((static_cast<size_t>(b) * C + c) * S + i * p + u) * S + j * p;
+            float* dst = x + ((static_cast<size_t>(b) * C + c) * H + i * p + u) * W + j * p;
             convert(dst, row + (c * p + u) * p, p);
           }
       }
@@ -153,11 +153,11 @@ void unpatchify_bwd_t(const float* dimg, T* dtok, int B, int E, int C, int S, in
 
 }  // namespace
 
-void CpuBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p) {
-  UVIT_CPU_ACT(patch_im2col_t(x, as<T>(cols), B, C, S, p));
+void CpuBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p, int W) {
+  UVIT_CPU_ACT(patch_im2col_t(x, as<T>(cols), B, C, S, W > 0 ? W : S, p));
 }
-void CpuBackend::patch_col2im(const float* cols, float* x, int B, int C, int S, int p) {
-  UVIT_CPU_ACT(patch_col2im_t(as<T>(cols), x, B, C, S, p));
+void CpuBackend::patch_col2im(const float* cols, float* x, int B, int C, int S, int p, int W) {
+  UVIT_CPU_ACT(patch_col2im_t(as<T>(cols), x, B, C, S, W > 0 ? W : S, p));
 }
 void CpuBackend::tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq,
                             int B, int E, int L, int D) {

@@ -329,13 +329,13 @@ void CudaBackend::attention_bias_bwd(const float* dout, const float* qkv, const 
 
 // ---- tokens ----
 
-void CudaBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p) {
-  UVIT_OPTIME(optimes_, "patch_im2col B=", B, " C=", C, " S=", S, " p=", p);
-  cuda::patch_im2col(bf16_, x, cols, B, C, S, p);
+void CudaBackend::patch_im2col(const float* x, float* cols, int B, int C, int S, int p, int W) {
+  UVIT_OPTIME(optimes_, "patch_im2col B=", B, " C=", C, " S=", S, " p=", p, " W=", W);
+  cuda::patch_im2col(bf16_, x, cols, B, C, S, W > 0 ? W : S, p);
 }
-void CudaBackend::patch_col2im(const float* cols, float* x, int B, int C, int S, int p) {
-  UVIT_OPTIME(optimes_, "patch_col2im B=", B, " C=", C, " S=", S, " p=", p);
-  cuda::patch_col2im(bf16_, cols, x, B, C, S, p);
+void CudaBackend::patch_col2im(const float* cols, float* x, int B, int C, int S, int p, int W) {
+  UVIT_OPTIME(optimes_, "patch_col2im B=", B, " C=", C, " S=", S, " p=", p, " W=", W);
+  cuda::patch_col2im(bf16_, cols, x, B, C, S, W > 0 ? W : S, p);
 }
 void CudaBackend::tokens_fwd(const float* extras, const float* patches, const float* pos,
                              float* seq, int B, int E, int L, int D) {

@@ -98,8 +98,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
                           const AttnBias& bias, float* dqkv, float* dtable, int B, int N, int H,
                           int Dh, float scale) override;
 
-  void patch_im2col(const float* x, float* cols, int B, int C, int S, int p) override;
-  void patch_col2im(const float* cols, float* x, int B, int C, int S, int p) override;
+  void patch_im2col(const float* x, float* cols, int B, int C, int S, int p, int W = 0) override;
+  void patch_col2im(const float* cols, float* x, int B, int C, int S, int p, int W = 0) override;
   void tokens_fwd(const float* extras, const float* patches, const float* pos, float* seq, int B,
                   int E, int L, int D) override;
   void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B, int E,

@@ -64,8 +64,9 @@ void layernorm_bwd(bool bf16, const void* dy, const void* x, const float* w, con
                    Scratch& scratch);
 
 // ---- tokens.cu ----
-void patch_im2col(bool bf16, const float* x, void* cols, int B, int C, int S, int p);
-void patch_col2im(bool bf16, const void* cols, float* x, int B, int C, int S, int p);
+// x [B, C, H, W] <-> cols [B * (H/p) * (W/p), C p p].
+void patch_im2col(bool bf16, const float* x, void* cols, int B, int C, int H, int W, int p);
+void patch_col2im(bool bf16, const void* cols, float* x, int B, int C, int H, int W, int p);
 void tokens_fwd(bool bf16, const void* extras, const void* patches, const float* pos, void* seq,
                 int B, int E, int L, int D);
 void tokens_bwd(bool bf16, const void* dseq, void* dextras, void* dpatches, float* dpos, int B,

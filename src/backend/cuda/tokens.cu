@@ -13,31 +13,31 @@ constexpr unsigned kThreads = 256;
 // cols[b*L + i*g + j, (c*p + u)*p + v] = x[b, c, i*p + u, j*p + v]
 template <class T>
 __global__ void im2col_kernel(const float* __restrict__ x, T* __restrict__ cols, int B, int C,
-                              int S, int p) {
-  const int g = S / p, L = g * g, P = C * p * p;
+                              int H, int W, int p) {
+  const int gw = W / p, L = (H / p) * gw, P = C * p * p;
   const size_t total = size_t(B) * L * P;
   UVIT_GRID_STRIDE(e, total) {
     const size_t row = e / P;
     const int col = static_cast<int>(e % P);
     const int b = static_cast<int>(row / L), l = static_cast<int>(row % L);
-    const int i = l / g, j = l % g;
+    const int i = l / gw, j = l % gw;
     const int c = col / (p * p), u = (col / p) % p, v = col % p;
-    cols[e] = from_f<T>(x[((size_t(b) * C + c) * S + i * p + u) * S + j * p + v]);
+    cols[e] = from_f<T>(x[((size_t(b) * C + c) * H + i * p + u) * W + j * p + v]);
   }
 }
 
 template <class T>
 __global__ void col2im_kernel(const T* __restrict__ cols, float* __restrict__ x, int B, int C,
-                              int S, int p) {
-  const int g = S / p, L = g * g, P = C * p * p;
-  const size_t total = size_t(B) * C * S * S;
+                              int H, int W, int p) {
+  const int gw = W / p, L = (H / p) * gw, P = C * p * p;
+  const size_t total = size_t(B) * C * H * W;
   UVIT_GRID_STRIDE(e, total) {
-    const int xx = static_cast<int>(e % S);
-    const int yy = static_cast<int>((e / S) % S);
-    const size_t bc = e / (size_t(S) * S);
+    const int xx = static_cast<int>(e % W);
+    const int yy = static_cast<int>((e / W) % H);
+    const size_t bc = e / (size_t(H) * W);
     const int c = static_cast<int>(bc % C), b = static_cast<int>(bc / C);
     const int i = yy / p, u = yy % p, j = xx / p, v = xx % p;
-    x[e] = to_f(cols[(size_t(b) * L + i * g + j) * P + (c * p + u) * p + v]);
+    x[e] = to_f(cols[(size_t(b) * L + i * gw + j) * P + (c * p + u) * p + v]);
   }
 }
 
@@ -202,19 +202,19 @@ void tokens_bwd_t(const T* dseq, T* dextras, T* dpatches, float* dpos, int B, in
 
 }  // namespace
 
-void patch_im2col(bool bf16, const float* x, void* cols, int B, int C, int S, int p) {
-  const size_t n = size_t(B) * C * S * S;
+void patch_im2col(bool bf16, const float* x, void* cols, int B, int C, int H, int W, int p) {
+  const size_t n = size_t(B) * C * H * W;
   if (n == 0) return;
-  UVIT_ACT_DISPATCH(bf16, T,
-                    im2col_kernel<<<grid_for(n, kThreads), kThreads>>>(x, as<T>(cols), B, C, S, p));
+  UVIT_ACT_DISPATCH(
+      bf16, T, im2col_kernel<<<grid_for(n, kThreads), kThreads>>>(x, as<T>(cols), B, C, H, W, p));
   check_launch("im2col_kernel");
 }
 
-void patch_col2im(bool bf16, const void* cols, float* x, int B, int C, int S, int p) {
-  const size_t n = size_t(B) * C * S * S;
+void patch_col2im(bool bf16, const void* cols, float* x, int B, int C, int H, int W, int p) {
+  const size_t n = size_t(B) * C * H * W;
   if (n == 0) return;
-  UVIT_ACT_DISPATCH(bf16, T,
-                    col2im_kernel<<<grid_for(n, kThreads), kThreads>>>(as<T>(cols), x, B, C, S, p));
+  UVIT_ACT_DISPATCH(
+      bf16, T, col2im_kernel<<<grid_for(n, kThreads), kThreads>>>(as<T>(cols), x, B, C, H, W, p));
   check_launch("col2im_kernel");
 }
 

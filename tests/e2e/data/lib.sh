@@ -21,6 +21,23 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
     echo "ok: $(cat "$tmp/err")"
   fi
 }
+# train_resume CFG NET ARGS...: CFG (with ARGS) trained 3 steps into $tmp/run without warm-up, so
+# that a few steps move the zero-initialised output layer off zero, then resumed to step 5; the
+# log's losses must be finite and the run's nnet.name NET.
+train_resume() {
+  local cfg=$1 net=$2; shift 2
+  run "$UVIT" train --config "$cfg" "$@" --set lr_scheduler.warmup_steps=0 --out "$tmp/run" \
+    --steps 3 --batch 8 --no-grid -q
+  run "$UVIT" train --out "$tmp/run" --resume --steps 5 --no-grid -q
+  grep -q "at step 5" "$tmp/out" || fail "resume: $(cat "$tmp/out")"
+  "$PY" -c "
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+loss = [r['loss'] for r in rows if 'loss' in r]
+assert loss and all(math.isfinite(x) and 0.5 < x < 5.0 for x in loss), loss
+assert json.load(open(sys.argv[2]))['nnet']['name'] == sys.argv[3]
+" "$tmp/run/log.jsonl" "$tmp/run/config.json" "$net" || fail "training log or run config"
+}
 same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
   local f bad=0
   for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# fmnist_fit_tiny end to end at toy step counts (docs/fit.md): `uvit train` and resume, `uvit
+# sample` at the training size and at a non-square extrapolated size with FiTv2's RoPE scaling
+# (ntk-aware + decouple, the official 160x320 recipe's), `uvit predict` against the twin on a
+# non-square scaled grid, and `uvit info` on the XL/2 preset.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+source tests/e2e/data/lib.sh
+CFG=fmnist_fit_tiny
+small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2 --set nnet.adaln_lora_dim=8)
+
+train_resume $CFG fitv2 "${small[@]}"
+grep -q '"adaln_lora_dim": *8' "$tmp/run/config.json" || fail "run config lost adaln_lora_dim"
+
+R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
+run "$UVIT" sample "${R[@]}" --n 4 --classes 0,7 --steps 6 --npy "$tmp/a.npy"
+
+# Extrapolation: 28 x 56 pixels = 7 x 14 tokens from a 7 x 7 training grid; the w axis's RoPE base
+# grows by (14/7)^(d/(d-2)), the h axis keeps its frequencies. ori_max_pe_len before custom_freqs:
+# each --set is validated as it applies.
+wide=(--set 'nnet.input_size=[28,56]' --set nnet.ori_max_pe_len=7 --set nnet.custom_freqs=ntk-aware
+  --set nnet.decouple=true)
+run "$UVIT" sample "${R[@]}" "${wide[@]}" --n 3 --class 2 --steps 4 --npy "$tmp/w.npy" \
+  --out "$tmp/w_%d.png"
+"$PY" -c "
+import numpy as n, sys
+shapes = [n.load(f).shape for f in sys.argv[1:]]
+assert shapes == [(4, 28, 28, 1), (3, 28, 56, 1)], shapes
+" "$tmp/a.npy" "$tmp/w.npy" || fail "sample shapes (square, then 28 x 56)"
+"$PY" - "$tmp/w_0.png" <<'PYEOF' || fail "non-square PNG"
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+w, h = struct.unpack(">II", b[16:24])
+assert (w, h) == (56, 28), (w, h)
+PYEOF
+# The network from the command line against the PyTorch twin: the official .pth state_dict, a
+# non-square 2 x 6 grid with ntk-aware + decouple (fixture fit_rect_dynntk, make_fixtures.py).
+FX=$2/fit_rect_dynntk
+run "$UVIT" predict --config "$FX.json" --weights "$FX.pth" --x "${FX}_x.npy" --t "${FX}_t.npy" \
+  --y "${FX}_y.npy" --out "$tmp/p.npy"
+"$PY" -c "
+import numpy as n, sys
+a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
+assert a.shape == b.shape == (2, 4, 4, 12), (a.shape, b.shape)
+e = abs(a - b).max() / abs(b).max()
+assert e < 1e-5, e
+" "$tmp/p.npy" "${FX}_out.npy" || fail "predict against the twin"
+
+# A scaling without its training length is one line naming the field.
+expect_error "ori_max_pe_len" "$UVIT" sample "${R[@]}" --set nnet.custom_freqs=ntk-aware-pro2 \
+  --n 1 --class 0 --npy "$tmp/x.npy"
+
+run "$UVIT" info --config fitv2_xl_2
+grep -q "671045776 in 517 tensors" "$tmp/out" || fail "fitv2_xl_2 size: $(cat "$tmp/out")"
+exit $fails

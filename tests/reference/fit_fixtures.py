@@ -1,0 +1,138 @@
+"""FiTv2 fixture cases for make_fixtures.py (the twin is fit_torch.py; docs/fit.md).
+
+Network cases go through make_fixtures.make_case like the DiT family (same weight maker, forward and
+backward in float64); this module adds their inputs, a self-check of the twin's grid handling, and the
+RoPE-table fixture `fit_rope` that tests/unit/test_fit.cpp compares with the C++ tables.
+"""
+
+import torch
+
+import fit_torch
+
+# name, nnet (non-default FiT args; input_size an int or [height, width]), batch, seed
+FIT_CASES = [
+    # FiTv2's own choices at a tiny size: AdaLN-LoRA + global, LayerNorm qk-norm, timm SwiGLU, RoPE.
+    ("fit_p2", dict(name="fitv2", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                    num_heads=4, adaln_lora_dim=16, num_classes=10), 3, 501),
+    # The other switches: adaLN "normal", no qk-norm, the tanh-GELU Mlp, no qkv bias, no null class,
+    # patch 1, head size 24, time_shifting 2 (and t > 1: the clamp).
+    ("fit_p1_plain", dict(name="fitv2", input_size=4, patch_size=1, in_channels=3, hidden_size=48, depth=2,
+                          num_heads=2, adaln_type="normal", q_norm=None, k_norm=None, use_swiglu=False,
+                          qkv_bias=False, class_dropout_prob=0.0, num_classes=7, time_shifting=2), 2, 502),
+    # A non-square grid (2 x 4 tokens), SwiGLU-large.
+    ("fit_rect", dict(name="fitv2", input_size=[4, 8], patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                      num_heads=2, adaln_lora_dim=8, use_swiglu_large=True, num_classes=10), 2, 503),
+    # Resolution extrapolation: 2 x 6 tokens from a 4-token training side, ntk-aware + decouple (the
+    # official 160x320 recipe's scaling), and a square 6 x 6 with ntk-aware-pro2 (the 320x320 one).
+    ("fit_rect_dynntk", dict(name="fitv2", input_size=[4, 12], patch_size=2, in_channels=4, hidden_size=64,
+                             depth=2, num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-aware",
+                             decouple=True, ori_max_pe_len=4), 2, 504),
+    ("fit_ntkpro2", dict(name="fitv2", input_size=12, patch_size=2, in_channels=4, hidden_size=64, depth=1,
+                         num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-aware-pro2",
+                         decouple=True, ori_max_pe_len=4, k_norm=None), 2, 505),  # q-norm only
+]
+
+TIME_VALUES = [0.25, 1.02, 0.6]  # flow time; 1.02 as dopri5 may ask past t = 1 (FiT clamps at 1)
+
+# RoPE tables: (custom_freqs, grid h, grid w, head_dim, decouple, ori_max_pe_len, max_pe_len_h, _w)
+ROPE_CASES = [
+    ("normal", 3, 5, 16, False, 0, 0, 0),
+    ("linear", 4, 6, 16, False, 2, 0, 0),
+    ("ntk-aware", 10, 20, 72, True, 16, 0, 0),
+    ("ntk-aware", 20, 20, 72, False, 16, 0, 0),
+    ("ntk-aware-pro1", 6, 4, 24, True, 4, 0, 0),
+    ("ntk-aware-pro2", 20, 20, 72, True, 16, 0, 0),
+    ("ntk-aware-pro2", 16, 16, 72, True, 16, 0, 0),
+    ("ntk-by-parts", 12, 9, 72, False, 4, 0, 0),
+    ("yarn", 8, 30, 72, True, 4, 0, 0),
+    ("ntk-aware", 4, 4, 16, True, 4, 10, 20),  # explicit max_pe_len_h/w
+]
+
+
+def make_inputs(cfg, batch, seed):
+    g = torch.Generator().manual_seed(seed + 104729)
+    H, W = fit_torch.input_hw(cfg)
+    C = cfg["in_channels"]
+    inp = {"x": torch.randn(batch, C, H, W, generator=g)}
+    inp["t"] = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(batch)], dtype=torch.float32)
+    y = torch.randint(0, cfg["num_classes"], (batch,), generator=g, dtype=torch.int64)
+    if cfg["class_dropout_prob"] > 0:
+        y[-1] = cfg["num_classes"]
+    inp["y"] = y
+    inp["gout"] = torch.randn(batch, C, H, W, generator=g)
+    return inp
+
+
+def check_twin(name, tensors, cfg):
+    """The packed-sequence interface agrees with the image one when the tokens (and their grid) are
+    shuffled, and a padding token changes nothing for the others: the grid and the mask work."""
+    net = fit_torch.build_from_config(cfg).net.double()
+    sd = {k[len("param."):]: torch.from_numpy(v).double() for k, v in tensors.items() if k.startswith("param.")}
+    net.load_state_dict(sd)
+    x = torch.from_numpy(tensors["input.x"]).double()
+    t = torch.from_numpy(tensors["input.t"])
+    y = torch.from_numpy(tensors["input.y"])
+    B, C, H, W = x.shape
+    p = cfg["patch_size"]
+    gh, gw = H // p, W // p
+    tok, grid = fit_torch.patchify(x, p), fit_torch.make_grid(B, gh, gw)
+    perm = torch.randperm(gh * gw, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        out = net(tok[:, perm], t, y, grid[:, :, perm], torch.ones(B, gh * gw, dtype=torch.float64))
+        ref = torch.from_numpy(tensors["output"]).double()
+        want = fit_torch.patchify(ref, p)[:, perm]
+        d1 = (out - want).abs().max().item()
+        # One padding token appended (its grid entry 0, 0): the real tokens' outputs do not change.
+        pad_tok = torch.cat([tok, torch.randn(B, 1, tok.shape[2], dtype=torch.float64)], 1)
+        pad_grid = torch.cat([grid, torch.zeros(B, 2, 1, dtype=grid.dtype)], 2)
+        mask = torch.cat([torch.ones(B, gh * gw), torch.zeros(B, 1)], 1).double()
+        outp = net(pad_tok, t, y, pad_grid, mask)
+        d2 = (outp[:, :-1] - fit_torch.patchify(ref, p)).abs().max().item() + outp[:, -1].abs().max().item()
+    scale = max(1.0, ref.abs().max().item())
+    good = d1 < 1e-6 * scale and d2 < 1e-6 * scale
+    print("self-check %-18s shuffled tokens max|diff|=%.1e, padded %.1e: %s" % (name, d1, d2,
+                                                                              "ok" if good else "FAIL"))
+    return good
+
+
+def check_cfg_channels():
+    """forward_with_cfg guides the first 3 p^2 features of each (c, p1, p2) token; after unpatchify that is
+    image channels 0..2, which is what the engine's 3-channel guidance (NetSpec::guidance_channels)
+    combines."""
+    torch.manual_seed(0)
+    p, C, gh, gw, B = 2, 4, 2, 3, 2
+    cond, uncond = torch.randn(B, gh * gw, p * p * C), torch.randn(B, gh * gw, p * p * C)
+    k = 3 * p * p
+    tok = torch.cat([uncond[..., :k] + 1.5 * (cond[..., :k] - uncond[..., :k]), cond[..., k:]], -1)
+    ci, ui = (fit_torch.unpatchify(v, C, p, gh, gw) for v in (cond, uncond))
+    img = torch.cat([ui[:, :3] + 1.5 * (ci[:, :3] - ui[:, :3]), ci[:, 3:]], 1)
+    good = torch.equal(fit_torch.unpatchify(tok, C, p, gh, gw), img)
+    print("self-check fitv2 guidance on 3 p^2 token features == on image channels 0..2: %s"
+          % ("ok" if good else "FAIL"))
+    return good
+
+
+def check_counts():
+    """FiTv2-XL/2 and 3B/2 state_dict sizes (README: 671M; spec: 517 / 573 tensors)."""
+    ok = check_cfg_channels()
+    for size, want in (("xl", (517, 671045776)), ("3b", (573, 2971928080))):
+        got = fit_torch.count(fit_torch.preset(size))
+        ok &= got == want
+        print("self-check fitv2_%s %d tensors, %d params: %s" % (size, got[0], got[1],
+                                                                "ok" if got == want else "FAIL"))
+    return ok
+
+
+def write_rope_fixture(path, write_safetensors):
+    """Each ROPE_CASES row's cos and sin [gh*gw, head_dim] as the twin's module builds them."""
+    tensors = {}
+    for i, (kind, gh, gw, dh, dec, ori, ph, pw) in enumerate(ROPE_CASES):
+        rope = fit_torch.Rope(dh, kind, 10000.0, ph or gh, pw or gw, dec, ori or None)
+        cos, sin = rope.tables(fit_torch.make_grid(1, gh, gw))
+        tensors["case%d.cos" % i] = cos[0].contiguous().numpy()
+        tensors["case%d.sin" % i] = sin[0].contiguous().numpy()
+    meta = {"case%d" % i: ",".join(str(v) for v in c) for i, c in enumerate(ROPE_CASES)}
+    meta["producer"] = "tests/reference/fit_fixtures.py"
+    write_safetensors(path, tensors, meta)
+    print("fit_rope: %d table pairs" % len(ROPE_CASES))
+    return True

@@ -1,0 +1,388 @@
+"""PyTorch twin of FiTv2, written from docs/fit.md (whlzy/FiT fit/model/fit_model.py, modules.py,
+rope.py, norms.py; configs/fitv2/*.yaml).
+
+`FiT` takes what the official module takes: packed tokens x [B, N, p*p*C] with features ordered
+(c, p1, p2), t [B], y [B], grid [B, 2, N] (row 0 the w index, row 1 the h index) and mask [B, N].
+Its state_dict names, shapes and order equal the official checkpoints (the RoPE buffers are
+non-persistent, so they are not in it). `FiTImage` wraps it for the engine's interface, an image
+[B, C, H, W] in and out, one H x W grid for the whole batch and no padding.
+Differences from the official module, on purpose:
+- no label dropout inside forward (the trainer replaces labels by the null class itself);
+- explicit softmax attention with the boolean mask as -inf (F.scaled_dot_product_attention's math);
+- the network dtype follows the input, so a float64 reference stays float64; the RoPE tables are built
+  in float32 as the official buffers are, then used in the network dtype.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dit_torch import LabelEmbedder, TimestepEmbedder, modulate
+from uvit_torch import _dev, on_meta  # noqa: F401  (on_meta re-exported)
+
+ROPE_KINDS = ("normal", "linear", "ntk-aware", "ntk-aware-pro1", "ntk-aware-pro2", "ntk-by-parts", "yarn")
+MAX_CACHED_LEN = 256  # positions the official RoPE caches
+
+
+# ---------------------------------------------------------------------------------------------- RoPE
+
+
+def _correction_range(low_rot, high_rot, dim, base, max_pos):
+    """YaRN's find_correction_range: indices between low_rot and high_rot rotations over max_pos."""
+    def factor(rot):
+        return dim * math.log(max_pos / (rot * 2 * math.pi)) / (2 * math.log(base))
+    return max(math.floor(factor(low_rot)), 0), min(math.ceil(factor(high_rot)), dim - 1)
+
+
+def _keep(lo, hi, n):
+    """1 - linear ramp from lo to hi over n indices, float32."""
+    if lo == hi:
+        hi = hi + 0.001
+    return 1 - ((torch.arange(n, dtype=torch.float32) - lo) / (hi - lo)).clamp(0, 1)
+
+
+def axis_freqs(kind, theta, dim, length, ori):
+    """The dim/2 float32 frequencies of one axis (dim = head_dim / 2) scaled for a length `length`
+    trained at `ori` (docs/fit.md "RoPE")."""
+    expo = torch.arange(0, dim, 2, dtype=torch.float32) / dim
+    base = 1.0 / (theta ** expo)
+    if kind == "normal":
+        return base
+    s = torch.clamp_min(torch.tensor(length) / ori, 1.0)
+    lin = 1.0 / (s * theta ** expo)
+    ntk = 1.0 / torch.pow(theta * s ** (dim / (dim - 2)), expo)
+    if kind == "linear":
+        return lin
+    if kind in ("ntk-aware", "ntk-aware-pro1", "ntk-aware-pro2"):
+        return ntk
+    if kind == "ntk-by-parts":
+        m = _keep(*_correction_range(1.25, 0.75, dim, theta, ori), dim // 2)
+        f = lin * (1 - m) + ntk * m
+        m = _keep(*_correction_range(16, 2, dim, theta, ori), dim // 2)
+        return f * (1 - m) + base * m
+    assert kind == "yarn", kind
+    m = _keep(*_correction_range(32, 1, dim, theta, ori), dim // 2)
+    return lin * (1 - m) + base * m
+
+
+def _proportion(test, train):
+    """sqrt(ln L / ln L_train) with the test length doubled, 1 when 2 L <= L_train (float32)."""
+    test = 2 * test
+    if float(torch.tensor(test / train)) <= 1.0:
+        return torch.tensor(1.0)
+    return torch.sqrt(torch.log(torch.tensor(float(test))) / torch.log(torch.tensor(float(train))))
+
+
+def magnitude(kind, pe_h, pe_w, ori):
+    """Factor on cos and sin: yarn's mscale, ntk-aware-pro1/2's proportions, else 1."""
+    if kind == "yarn":
+        s = torch.clamp_min(torch.tensor(max(pe_h, pe_w)) / ori, 1.0)
+        return torch.where(s <= 1.0, torch.tensor(1.0), 0.1 * torch.log(s) + 1.0)
+    if kind == "ntk-aware-pro1":
+        return _proportion(max(pe_h, pe_w), ori)
+    if kind == "ntk-aware-pro2":
+        return _proportion(pe_h * pe_w, ori * ori)
+    return torch.tensor(1.0)
+
+
+class Rope(nn.Module):
+    """VisionRotaryEmbedding(head_dim, custom_freqs, theta, max_pe_len_h/w, decouple, ori_max_pe_len):
+    per-axis frequency tables for positions 0..255, then cos/sin of cat([h part, w part]) per token."""
+
+    def __init__(self, head_dim, custom_freqs="normal", theta=10000.0, max_pe_len_h=None, max_pe_len_w=None,
+                 decouple=False, ori_max_pe_len=None):
+        super().__init__()
+        dim = head_dim // 2
+        assert dim % 2 == 0
+        self.kind = custom_freqs.lower()
+        if self.kind == "normal":
+            fh = fw = axis_freqs("normal", theta, dim, 0, 1)
+            self.mag = torch.tensor(1.0)
+        else:
+            lh, lw = (max_pe_len_h, max_pe_len_w) if decouple else (max(max_pe_len_h, max_pe_len_w),) * 2
+            fh = axis_freqs(self.kind, theta, dim, lh, ori_max_pe_len)
+            fw = axis_freqs(self.kind, theta, dim, lw, ori_max_pe_len)
+            self.mag = magnitude(self.kind, max_pe_len_h, max_pe_len_w, ori_max_pe_len)
+        pos = torch.arange(MAX_CACHED_LEN, dtype=torch.float32)
+        # Interleaved pairs: frequency k drives features 2k and 2k + 1.
+        self.register_buffer("h_cached", (pos[:, None] * fh[None, :]).repeat_interleave(2, -1), persistent=False)
+        self.register_buffer("w_cached", (pos[:, None] * fw[None, :]).repeat_interleave(2, -1), persistent=False)
+
+    def tables(self, grid):
+        """grid [B, 2, N] (w index, h index) -> cos, sin [B, N, head_dim] float32."""
+        f = torch.cat([self.h_cached[grid[:, 1]], self.w_cached[grid[:, 0]]], dim=-1)
+        return f.cos() * self.mag, f.sin() * self.mag
+
+
+def rotate_pairs(x):
+    """Interleaved pairs (a, b) -> (-b, a)."""
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack((-b, a), dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+
+
+def _ln(x):
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)  # LayerNorm(eps=1e-6, elementwise_affine=False)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, num_heads, q_norm, k_norm, qkv_bias, rope):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q_norm, self.k_norm = q_norm, k_norm
+        self.rope = rope
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **_dev())
+        self.proj = nn.Linear(dim, dim, **_dev())
+
+    def forward(self, x, mask, cos, sin):
+        B, N, D = x.shape
+        H, Dh = self.num_heads, self.head_dim
+        q, k, v = self.qkv(x).reshape(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)
+        if self.q_norm:
+            q = _ln(q)
+        if self.k_norm:
+            k = _ln(k)
+        if self.rope:
+            q = q * cos + rotate_pairs(q) * sin
+            k = k * cos + rotate_pairs(k) * sin
+        # Valid tokens see valid tokens, pads see pads.
+        allowed = mask[:, None, None, :] == mask[:, None, :, None]
+        s = (q * Dh ** -0.5) @ k.transpose(-2, -1)
+        a = s.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        o = (a @ v).transpose(1, 2).reshape(B, N, D) * (mask != 0).to(x.dtype)[..., None]
+        return self.proj(o)
+
+
+class SwiGLU(nn.Module):
+    """timm.layers.SwiGLU: fc2(silu(fc1_g(x)) * fc1_x(x))."""
+
+    def __init__(self, dim, hidden, bias):
+        super().__init__()
+        self.fc1_g = nn.Linear(dim, hidden, bias=bias, **_dev())
+        self.fc1_x = nn.Linear(dim, hidden, bias=bias, **_dev())
+        self.fc2 = nn.Linear(hidden, dim, bias=bias, **_dev())
+
+    def forward(self, x):
+        return self.fc2(F.silu(self.fc1_g(x)) * self.fc1_x(x))
+
+
+class Mlp(nn.Module):
+    """timm.layers.Mlp with tanh GELU (FiT without use_swiglu)."""
+
+    def __init__(self, dim, hidden, bias):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias, **_dev())
+        self.fc2 = nn.Linear(hidden, dim, bias=bias, **_dev())
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, mlp_ratio, use_swiglu, use_swiglu_large, q_norm, k_norm, rope, qkv_bias,
+                 ffn_bias, adaln_bias, lora_dim):
+        super().__init__()
+        self.attn = Attention(dim, num_heads, q_norm, k_norm, qkv_bias, rope)
+        hidden = int(dim * mlp_ratio)
+        if use_swiglu:
+            self.mlp = SwiGLU(dim, hidden if use_swiglu_large else hidden * 2 // 3, ffn_bias)
+        else:
+            self.mlp = Mlp(dim, hidden, ffn_bias)
+        if lora_dim:  # AdaLN-LoRA: no activation between the two linears
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, lora_dim, bias=adaln_bias, **_dev()),
+                                                  nn.Linear(lora_dim, 6 * dim, bias=adaln_bias, **_dev()))
+        else:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=adaln_bias, **_dev()))
+
+    def forward(self, x, c, mask, cos, sin, global_mod):
+        s1, c1, g1, s2, c2, g2 = (self.adaLN_modulation(c) + global_mod).chunk(6, dim=1)
+        x = x + g1.unsqueeze(1) * self.attn(modulate(_ln(x), s1, c1), mask, cos, sin)
+        return x + g2.unsqueeze(1) * self.mlp(modulate(_ln(x), s2, c2))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim, patch_size, out_channels, adaln_bias):
+        super().__init__()
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, **_dev())
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=adaln_bias, **_dev()))
+
+    def forward(self, x, c):
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(_ln(x), shift, scale))
+
+
+class FiT(nn.Module):
+    def __init__(self, patch_size=2, in_channels=4, hidden_size=1152, depth=36, num_heads=16, mlp_ratio=4.0,
+                 class_dropout_prob=0.1, num_classes=1000, use_swiglu=True, use_swiglu_large=False,
+                 rel_pos_embed="rope", q_norm="layernorm", k_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
+                 adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
+                 max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1):
+        super().__init__()
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.time_shifting = time_shifting
+        D = hidden_size
+        self.x_embedder = nn.Module()
+        self.x_embedder.proj = nn.Linear(in_channels * patch_size ** 2, D, **_dev())
+        self.t_embedder = TimestepEmbedder(D)
+        self.y_embedder = LabelEmbedder(num_classes, D, class_dropout_prob)
+        rope = rel_pos_embed == "rope"
+        self.rel_pos_embed = Rope(D // num_heads, custom_freqs, rope_theta, max_pe_len_h, max_pe_len_w, decouple,
+                                  ori_max_pe_len) if rope else None
+        lora = adaln_lora_dim if adaln_type == "lora" else 0
+        self.global_adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D, bias=adaln_bias, **_dev())) \
+            if lora else None
+        self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, use_swiglu, use_swiglu_large,
+                                           q_norm == "layernorm", k_norm == "layernorm", rope, qkv_bias,
+                                           ffn_bias, adaln_bias, lora)
+                                     for _ in range(depth)])
+        self.final_layer = FinalLayer(D, patch_size, in_channels, adaln_bias)
+        if not self.final_layer.linear.weight.is_meta:
+            self._official_init()
+
+    def _official_init(self):
+        """initialize_weights: xavier_uniform + zero bias on every Linear; the label table and both t-MLP
+        weights N(0, 0.02); the last linear of every adaLN modulation, the global one and the final linear
+        zero (the LoRA down projection stays xavier)."""
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+            last = [b.adaLN_modulation[-1] for b in self.blocks] + [self.final_layer.adaLN_modulation[-1],
+                                                                     self.final_layer.linear]
+            if self.global_adaLN_modulation is not None:
+                last.append(self.global_adaLN_modulation[-1])
+            for m in last:
+                nn.init.zeros_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x, t, y, grid, mask):
+        """x [B, N, p*p*C], t [B] float32 flow time, y [B], grid [B, 2, N], mask [B, N] -> [B, N, p*p*C]."""
+        s = self.time_shifting
+        t = torch.clamp(s * t / (1 + (s - 1) * t), max=1.0)
+        h = self.x_embedder.proj(x)
+        c = self.t_embedder(t) + self.y_embedder(y)
+        cos = sin = None
+        if self.rel_pos_embed is not None:
+            cos, sin = self.rel_pos_embed.tables(grid)
+            cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
+        g = self.global_adaLN_modulation(c) if self.global_adaLN_modulation is not None else 0.0
+        for block in self.blocks:
+            h = block(h, c, mask, cos, sin, g)
+        return self.final_layer(h, c) * mask[..., None]
+
+
+def patchify(img, p):
+    """[B, C, H, W] -> [B, (H/p)(W/p), C p p]: "b c (h p1) (w p2) -> b (h w) (c p1 p2)"."""
+    B, C, H, W = img.shape
+    return img.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * p * p)
+
+
+def unpatchify(tok, C, p, gh, gw):
+    """The inverse of patchify (the official unpatchify with use_sit)."""
+    B = tok.shape[0]
+    return tok.reshape(B, gh, gw, C, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, C, gh * p, gw * p)
+
+
+def make_grid(B, gh, gw):
+    """sample_fitv2_ddp.py's grid: row 0 the w index, row 1 the h index, tokens row-major."""
+    hh, ww = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    return torch.stack([ww.reshape(-1), hh.reshape(-1)]).unsqueeze(0).repeat(B, 1, 1)
+
+
+class FiTImage(nn.Module):
+    """The engine's interface: image [B, C, H, W] in and out (one grid, no padding). Its state_dict is
+    the FiT one (the wrapped module is registered under no prefix)."""
+
+    def __init__(self, **kw):
+        super().__init__()
+        self.net = FiT(**kw)
+
+    def state_dict(self, *a, **kw):
+        return self.net.state_dict(*a, **kw)
+
+    def named_parameters(self, *a, **kw):
+        return self.net.named_parameters(*a, **kw)
+
+    def forward(self, x, t, y):
+        B, C, H, W = x.shape
+        p = self.net.patch_size
+        gh, gw = H // p, W // p
+        mask = torch.ones(B, gh * gw, dtype=x.dtype)
+        out = self.net(patchify(x, p), t, y, make_grid(B, gh, gw), mask)
+        return unpatchify(out, C, p, gh, gw)
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+# Our nnet section: FiT's constructor names (config_fitv2_xl.yaml's values as defaults) plus input_size,
+# the latent side (an int) or [height, width].
+DEFAULTS = dict(input_size=32, context_size=256, patch_size=2, in_channels=4, hidden_size=1152, depth=36,
+                num_heads=16, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=1000, learn_sigma=False,
+                use_sit=True, use_swiglu=True, use_swiglu_large=False, rel_pos_embed="rope", q_norm="layernorm",
+                k_norm="layernorm", qk_norm_weight=False, norm_type="layernorm", qkv_bias=True, ffn_bias=True,
+                adaln_bias=True, adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
+                time_shifting=1)
+ROPE_SCALING = ["max_pe_len_h", "max_pe_len_w", "decouple", "ori_max_pe_len"]
+
+
+def full_config(cfg):
+    out = {"name": "fitv2"}
+    for k, v in DEFAULTS.items():
+        out[k] = cfg.get(k, v)
+    for k in ROPE_SCALING:
+        if k in cfg:
+            out[k] = cfg[k]
+    out["mlp_ratio"] = float(out["mlp_ratio"])
+    out["class_dropout_prob"] = float(out["class_dropout_prob"])
+    out["rope_theta"] = float(out["rope_theta"])
+    return out
+
+
+def input_hw(cfg):
+    s = cfg["input_size"]
+    return (s, s) if isinstance(s, int) else tuple(s)
+
+
+def build_from_config(cfg):
+    cfg = full_config(cfg)
+    kw = {k: cfg[k] for k in ("patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
+                              "class_dropout_prob", "num_classes", "use_swiglu", "use_swiglu_large",
+                              "rel_pos_embed", "q_norm", "k_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
+                              "adaln_lora_dim", "rope_theta", "custom_freqs", "time_shifting")}
+    gh, gw = (s // cfg["patch_size"] for s in input_hw(cfg))
+    if cfg["custom_freqs"] != "normal":
+        kw["max_pe_len_h"] = cfg.get("max_pe_len_h", gh)
+        kw["max_pe_len_w"] = cfg.get("max_pe_len_w", gw)
+        kw["decouple"] = cfg.get("decouple", False)
+        kw["ori_max_pe_len"] = cfg["ori_max_pe_len"]
+    return FiTImage(**kw)
+
+
+def preset(size):
+    """configs/fitv2/config_fitv2_{xl,3B}.yaml (256-px ImageNet, sd-vae latents 4 x 32 x 32)."""
+    depth, hidden, heads, lora = {"xl": (36, 1152, 16, 288), "3b": (40, 2304, 24, 576)}[size]
+    return dict(name="fitv2", input_size=32, depth=depth, hidden_size=hidden, num_heads=heads,
+                adaln_lora_dim=lora)
+
+
+def count(cfg):
+    with on_meta():
+        sd = build_from_config(cfg).state_dict()
+    return len(sd), sum(v.numel() for v in sd.values())
+
+
+if __name__ == "__main__":
+    for s in ("xl", "3b"):
+        print(s, count(preset(s)))

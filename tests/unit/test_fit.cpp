@@ -1,0 +1,253 @@
+// FiTv2 (docs/fit.md): the released sizes and state_dict order, the official initialisation, the
+// refused switches, and the RoPE with its extrapolation scalings against hand-computed values and
+// the PyTorch twin's tables (tests/reference/fit_fixtures.py, fixture fit_rope). The network's
+// forward and backward parity is NetworkParity's fit_* cases (test_model.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "error_of.hpp"
+#include "models/fit_rope.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/generate.hpp"
+#include "uvit/io.hpp"
+#include "uvit/network.hpp"
+
+using namespace uvit;
+using uvit_test::error_of;
+
+namespace {
+
+nlohmann::json preset_nnet(const std::string& name) {
+  const auto b = read_file(std::string(UVIT_TEST_SOURCE) + "/../configs/" + name + ".json");
+  return nlohmann::json::parse(std::string(b.begin(), b.end())).at("nnet");
+}
+
+const NetworkFamily& fit() { return network_family("fitv2"); }
+
+TEST(FiT, ReleasedSizesAndStateDictOrder) {
+  // FiTv2-XL/2: 517 tensors, 671.05 M (the README's 671M); 3B/2: 573 tensors, 2.97 B.
+  ParamTable t = fit().table(preset_nnet("fitv2_xl_2"));
+  EXPECT_EQ(t.entries().size(), 517u);
+  EXPECT_EQ(t.total(), 671045776u);
+  nlohmann::json b3 = preset_nnet("fitv2_xl_2");
+  b3["hidden_size"] = 2304;
+  b3["depth"] = 40;
+  b3["num_heads"] = 24;
+  b3["adaln_lora_dim"] = 576;
+  const ParamTable t3 = fit().table(b3);
+  EXPECT_EQ(t3.entries().size(), 573u);
+  EXPECT_EQ(t3.total(), 2971928080u);
+  const auto& e = t.entries();
+  EXPECT_EQ(e[0].name, "x_embedder.proj.weight");
+  EXPECT_EQ(e[0].shape, (std::vector<int64_t>{1152, 16}));
+  EXPECT_EQ(e[7].name, "global_adaLN_modulation.1.weight");
+  EXPECT_EQ(e[7].shape, (std::vector<int64_t>{6912, 1152}));
+  const char* block[] = {"attn.qkv.weight",
+                         "attn.qkv.bias",
+                         "attn.proj.weight",
+                         "attn.proj.bias",
+                         "mlp.fc1_g.weight",
+                         "mlp.fc1_g.bias",
+                         "mlp.fc1_x.weight",
+                         "mlp.fc1_x.bias",
+                         "mlp.fc2.weight",
+                         "mlp.fc2.bias",
+                         "adaLN_modulation.1.weight",
+                         "adaLN_modulation.1.bias",
+                         "adaLN_modulation.2.weight",
+                         "adaLN_modulation.2.bias"};
+  for (size_t i = 0; i < 14; ++i) EXPECT_EQ(e[9 + i].name, std::string("blocks.0.") + block[i]);
+  EXPECT_EQ(t.at("blocks.0.mlp.fc1_g.weight").shape, (std::vector<int64_t>{3072, 1152}));
+  EXPECT_EQ(t.at("blocks.35.adaLN_modulation.1.weight").shape, (std::vector<int64_t>{288, 1152}));
+  EXPECT_EQ(t.at("blocks.35.adaLN_modulation.2.weight").shape, (std::vector<int64_t>{6912, 288}));
+  EXPECT_EQ(e[e.size() - 4].name, "final_layer.linear.weight");
+  EXPECT_EQ(e[e.size() - 4].shape, (std::vector<int64_t>{16, 1152}));
+  EXPECT_EQ(e.back().name, "final_layer.adaLN_modulation.1.bias");
+  // The README's 147 GFLOPs are the multiply-adds of the linear layers at 256 tokens (a counter
+  // that skips the attention products); ours, 2 per multiply-add, add QK^T and AV: 2 L^2 D each.
+  const double attention = 36 * 2 * 256.0 * 256 * 1152;
+  EXPECT_NEAR((fit().flops(preset_nnet("fitv2_xl_2")) / 2 - attention) / 1e9, 147, 0.5);
+}
+
+// configs/fitv2/config_fitv2_xl.yaml and the README's FID command (docs/fit.md), and our tiny
+// model.
+TEST(FiT, PresetsHaveTheOfficialValues) {
+  const std::string dir = std::string(UVIT_TEST_SOURCE) + "/../configs";
+  ::setenv("UVIT_CONFIG_DIR", dir.c_str(), 1);
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    files += e.path().extension() == ".json" && load_config(e.path().string()).spec.name == "fitv2";
+  EXPECT_EQ(files, 2u) << "a FiTv2 preset in configs/ is not checked here";
+  const Config c = load_config("fitv2_xl_2");
+  const nlohmann::json& j = c.json;
+  EXPECT_EQ(j["schedule"], "flow");
+  EXPECT_EQ(j["transport"]["time_dist"], "logit_normal");
+  EXPECT_EQ(j["transport"]["cos_loss"], false);
+  EXPECT_EQ(j["z_shape"], nlohmann::json({4, 32, 32}));
+  EXPECT_DOUBLE_EQ(j["autoencoder"]["scale_factor"].get<double>(), 0.18215);
+  EXPECT_DOUBLE_EQ(j["optimizer"]["lr"].get<double>(), 1e-4);
+  EXPECT_EQ(j["optimizer"]["betas"], nlohmann::json({0.9, 0.999}));
+  EXPECT_DOUBLE_EQ(j["optimizer"]["weight_decay"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j["optimizer"]["eps"].get<double>(), 1e-8);
+  EXPECT_EQ(j["lr_scheduler"]["warmup_steps"], 50000);
+  EXPECT_DOUBLE_EQ(j["grad_clip"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["ema_rate"].get<double>(), 0.9999);
+  EXPECT_EQ(j["train"]["batch_size"], 256);
+  EXPECT_EQ(j["train"]["n_steps"], 2000000);
+  EXPECT_EQ(j["dataset"]["p_uncond"], 0.1);
+  const nlohmann::json& sm = j["sample"];
+  EXPECT_EQ(sm["algorithm"], "dopri5");
+  EXPECT_DOUBLE_EQ(sm["atol"].get<double>(), 1e-6);
+  EXPECT_DOUBLE_EQ(sm["rtol"].get<double>(), 1e-3);
+  EXPECT_DOUBLE_EQ(sm["scale"].get<double>(), 0.5);  // cfg 1.5
+  EXPECT_EQ(sm["cfg"], true);
+  EXPECT_EQ(c.spec.guidance_channels, 3);  // the first 3 p^2 features of each (c, p1, p2) token
+  const GenerateOptions g = with_preset_defaults(c, GenerateOptions{});
+  EXPECT_EQ(g.sampler, "dopri5");
+  EXPECT_DOUBLE_EQ(g.cfg_scale, 0.5);
+  const Config t = load_config("fmnist_fit_tiny");
+  EXPECT_EQ(t.spec.img_size, 28);
+  EXPECT_EQ(t.spec.in_chans, 1);
+  EXPECT_EQ(t.json["dataset"]["name"], "fashion_mnist");
+}
+
+TEST(FiT, OfficialInitialisation) {
+  nlohmann::json n = preset_nnet("fmnist_fit_tiny");
+  Config cfg = load_config("fmnist_fit_tiny");
+  auto be = make_cpu_backend();
+  auto m = make_network(cfg, *be);
+  m->init_random(5);
+  const float* p = m->params();
+  auto all = [&](const std::string& name, auto pred) {
+    const ParamEntry& e = m->table().at(name);
+    for (size_t i = 0; i < e.numel; ++i)
+      if (!pred(p[e.offset + i])) return false;
+    return true;
+  };
+  auto zero = [](float v) { return v == 0.f; };
+  for (const char* z :
+       {"global_adaLN_modulation.1.weight", "global_adaLN_modulation.1.bias",
+        "blocks.0.adaLN_modulation.2.weight", "blocks.5.adaLN_modulation.2.bias",
+        "blocks.0.adaLN_modulation.1.bias", "final_layer.adaLN_modulation.1.weight",
+        "final_layer.linear.weight", "final_layer.linear.bias", "blocks.0.mlp.fc1_g.bias"})
+    EXPECT_TRUE(all(z, zero)) << z;
+  // The LoRA down projection is xavier_uniform (bound sqrt(6 / (128 + 32))), not zero.
+  const double bound = std::sqrt(6.0 / (128 + 32));
+  EXPECT_FALSE(all("blocks.0.adaLN_modulation.1.weight", zero));
+  EXPECT_TRUE(
+      all("blocks.0.adaLN_modulation.1.weight", [&](float v) { return std::abs(v) <= bound; }));
+  EXPECT_FALSE(all("blocks.0.mlp.fc1_x.weight", zero));
+  // adaLN-Zero: the output is exactly zero at initialisation.
+  const int B = 2;
+  std::vector<float> x(B * 28 * 28, 0.5f), t = {0.3f, 0.9f}, out(x.size(), 1.f);
+  std::vector<int32_t> y = {1, 10};
+  m->forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
+  for (float v : out) ASSERT_EQ(v, 0.f);
+}
+
+TEST(FiT, RefusesWhatIsNotFiTv2) {
+  const nlohmann::json n = {{"name", "fitv2"},  {"input_size", 8}, {"hidden_size", 64},
+                            {"num_heads", 4},   {"depth", 1},      {"adaln_lora_dim", 8},
+                            {"num_classes", 10}};
+  EXPECT_NO_THROW(fit().table(n));
+  auto err = [&](const char* key, nlohmann::json v) {
+    nlohmann::json j = n;
+    j[key] = v;
+    return error_of([&] { fit().table(j); });
+  };
+  EXPECT_NE(err("learn_sigma", true).find("learn_sigma"), std::string::npos);
+  EXPECT_NE(err("use_sit", false).find("nnet.use_sit"), std::string::npos);
+  EXPECT_NE(err("qk_norm_weight", true).find("nnet.qk_norm_weight"), std::string::npos);
+  EXPECT_NE(err("norm_type", "rmsnorm").find("nnet.norm_type"), std::string::npos);
+  EXPECT_NE(err("custom_freqs", "ntk").find("ntk-aware-pro2"), std::string::npos);
+  EXPECT_NE(err("custom_freqs", "ntk-aware").find("ori_max_pe_len"), std::string::npos);
+  EXPECT_NE(err("k_norm", "rmsnorm").find("nnet.k_norm"), std::string::npos);
+  EXPECT_NE(err("input_size", nlohmann::json{8, 5}).find("patch_size"), std::string::npos);
+  EXPECT_NE(err("adaln_lora_dim", nullptr).find("adaln_lora_dim"), std::string::npos);
+  EXPECT_NE(err("online_rope", true).find("nnet.online_rope"), std::string::npos);
+  EXPECT_NE(err("pos_embed", 1).find("unknown key"), std::string::npos);
+  // A non-square input reaches the NetSpec as height and width.
+  nlohmann::json r = n;
+  r["input_size"] = {4, 8};
+  const NetSpec s = fit().spec({{"nnet", r}});
+  EXPECT_EQ(s.img_size, 4);
+  EXPECT_EQ(s.width(), 8);
+  EXPECT_EQ(s.in_numel(), 4u * 4 * 8);
+}
+
+// Hand values (Python float64): ntk-aware base' = 1e4 * 1.25^(36/34) = 12665.1577069347 for a
+// 20-token axis trained at 16; pair k's frequency base'^(-2k/36).
+TEST(FiT, RopeFrequenciesByHand) {
+  FitRope r;
+  const auto normal = fit_rope_freqs(r, 36, 20);
+  EXPECT_FLOAT_EQ(normal[1], float(std::pow(1e4, -2.0 / 36)));
+  r.custom_freqs = "ntk-aware";
+  r.ori_max_pe_len = 16;
+  const auto f = fit_rope_freqs(r, 36, 20);
+  ASSERT_EQ(f.size(), 18u);
+  EXPECT_FLOAT_EQ(f[0], 1.f);
+  EXPECT_NEAR(f[1], 0.5916667839740939, 2e-7);
+  EXPECT_NEAR(f[5], 0.0725080029734142, 2e-8);
+  EXPECT_NEAR(f[17], 0.0001334480429760047, 2e-10);
+  // An axis no longer than the training one is not scaled (the scale is clamped at 1).
+  EXPECT_EQ(fit_rope_freqs(r, 36, 10), normal);
+  r.custom_freqs = "linear";
+  EXPECT_NEAR(fit_rope_freqs(r, 36, 20)[1], normal[1] / 1.25, 1e-7);
+  // Magnitudes: sqrt(ln(2 L) / ln(L_train)) with the official doubling of L.
+  r.custom_freqs = "ntk-aware-pro2";
+  EXPECT_NEAR(fit_rope_magnitude(r, 20, 20), 1.0979444538417418, 1e-6);
+  EXPECT_NEAR(fit_rope_magnitude(r, 16, 16), 1.0606601717798212, 1e-6);  // sqrt(9/8)
+  EXPECT_EQ(fit_rope_magnitude(r, 8, 8), 1.f);                           // 2 * 64 <= 256
+  r.custom_freqs = "ntk-aware-pro1";
+  r.ori_max_pe_len = 4;
+  EXPECT_NEAR(fit_rope_magnitude(r, 6, 4), 1.3388357817001226, 1e-6);
+  r.custom_freqs = "yarn";
+  EXPECT_NEAR(fit_rope_magnitude(r, 8, 30), 1.2014903020542265, 1e-6);
+  r.custom_freqs = "ntk-aware";
+  EXPECT_EQ(fit_rope_magnitude(r, 8, 30), 1.f);
+}
+
+// Every scaling's cos and sin tables against the twin's module (float32 both; cos/sin may differ
+// by an ulp of the argument's rounding).
+TEST(FiT, RopeTablesMatchTheTwin) {
+  std::map<std::string, Array> t;
+  std::map<std::string, std::string> meta;
+  for (auto& [k, a] : load_safetensors(std::string(UVIT_TEST_FIXTURES) + "/fit_rope.safetensors"))
+    t[k] = a;
+  meta = read_safetensors_metadata(std::string(UVIT_TEST_FIXTURES) + "/fit_rope.safetensors");
+  int cases = 0;
+  for (int i = 0; meta.count("case" + std::to_string(i)); ++i, ++cases) {
+    const std::string spec = meta.at("case" + std::to_string(i));
+    SCOPED_TRACE(spec);
+    std::vector<std::string> f;
+    size_t a = 0;
+    for (size_t b; (b = spec.find(',', a)) != std::string::npos; a = b + 1)
+      f.push_back(spec.substr(a, b - a));
+    f.push_back(spec.substr(a));
+    ASSERT_EQ(f.size(), 8u);
+    FitRope r;
+    r.custom_freqs = f[0];
+    const int gh = std::stoi(f[1]), gw = std::stoi(f[2]), dh = std::stoi(f[3]);
+    r.decouple = f[4] == "True";
+    r.ori_max_pe_len = std::stoi(f[5]);
+    r.max_pe_len_h = std::stoi(f[6]);
+    r.max_pe_len_w = std::stoi(f[7]);
+    std::vector<float> c(size_t(gh) * gw * dh), s(c.size());
+    fit_rope_tables(r, gh, gw, dh, c.data(), s.data());
+    const auto wc = t.at("case" + std::to_string(i) + ".cos").to_f32();
+    const auto ws = t.at("case" + std::to_string(i) + ".sin").to_f32();
+    ASSERT_EQ(wc.size(), c.size());
+    double d = 0;
+    for (size_t k = 0; k < c.size(); ++k)
+      d = std::max({d, double(std::abs(c[k] - wc[k])), double(std::abs(s[k] - ws[k]))});
+    EXPECT_LE(d, 2e-6);
+  }
+  EXPECT_EQ(cases, 10);
+}
+
+}  // namespace
