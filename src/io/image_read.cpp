@@ -1,12 +1,12 @@
-// Image decoding through stb_image (Debian libstb-dev). This is the one translation unit that holds
-// the stb_image implementation.
+// Image decoding through stb_image (v2.30, vendored: third_party/stb/README.md). This is the one
+// translation unit that holds the stb_image implementation.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
-#include <stb/stb_image.h>
+#include "stb_image.h"  // third_party/stb
 #pragma GCC diagnostic pop
 
 #include <climits>
