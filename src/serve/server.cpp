@@ -77,7 +77,7 @@ json parse_body(const Request& req) {
     j = parse_json(req.body, "the request body");
   } catch (const json::parse_error& e) {
     throw HttpError(400, cat("the request body is not valid JSON (byte ", e.byte, ")"));
-  } catch (const Error& e) {  // nested too deeply
+  } catch (const Error& e) {  // nested too deeply, or a number beyond the double range
     throw HttpError(400, e.what());
   }
   if (!j.is_object()) throw HttpError(400, "the request body must be a JSON object");

@@ -60,6 +60,17 @@ TEST(FuzzRegressions, JsonDepthLimit) {
   EXPECT_TRUE(has(e, "deep.json: JSON nested deeper than 256 levels")) << e;
 }
 
+// "scale_factor": 0.18e1522... made nlohmann throw out_of_range, which load_config (catching
+// parse errors only) let escape without the file's name (fuzz_config); serve answered 500.
+TEST(FuzzRegressions, JsonNumberBeyondDoubleRange) {
+  EXPECT_EQ(error_of([] { parse_json("{\"a\": 1e400}", "x"); }),
+            "x: invalid JSON: number overflow parsing '1e400'");
+  TempDir t;
+  spit(t / "big.json", R"({"nnet": {"name": "uvit"}, "autoencoder": {"scale_factor": 0.18e1522}})");
+  const std::string e = error_of([&] { load_config(t / "big.json"); });
+  EXPECT_TRUE(has(e, "big.json: invalid JSON: number overflow parsing '0.18e1522'")) << e;
+}
+
 // A vocab.json without the word-end form of a byte symbol ("a</w>") loaded, and the first word
 // ending in that byte threw std::out_of_range ("map::at") from the BPE instead of a uvit::Error.
 TEST(FuzzRegressions, VocabularyWithoutWordEndSymbols) {
@@ -124,4 +135,25 @@ TEST(FuzzRegressions, ZipEntryWithUnknownMethodIsRefusedBeforeAllocating) {
   EXPECT_EQ(error_of([&] { r.read(r.entries()[0]); }),
             t / "m.npz" + ": x.npy: unsupported zip compression method 99");
   EXPECT_TRUE(has(error_of([&] { load_npz(t / "m.npz"); }), "unsupported zip compression method"));
+}
+
+// A 2 KB JPEG declaring a picture of hundreds of megapixels made stb_image allocate them (fuzz_image:
+// 870 MB RSS). Like PIL, images above 2 x 89478485 pixels are refused from the header.
+TEST(FuzzRegressions, DecompressionBombImageIsRefusedFromItsHeader) {
+  const uint8_t px[3] = {1, 2, 3};
+  std::vector<uint8_t> png = encode_png(px, 1, 1, 3);
+  // IHDR's data starts at byte 16 (signature 8, length 4, type 4); its CRC covers type + data.
+  auto be32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) png[at + size_t(i)] = uint8_t(v >> (24 - 8 * i));
+  };
+  be32(16, 20000);
+  be32(20, 20000);
+  be32(29, uint32_t(crc32(0, png.data() + 12, 17)));
+  EXPECT_EQ(error_of([&] { decode_image(png.data(), png.size(), "bomb.png", 3); }),
+            "bomb.png: 20000x20000 pixels is more than 178956970 (a decompression bomb, as PIL "
+            "calls it)");
+  be32(16, 1000);  // 1000 x 20000 passes the header check and fails on the missing pixels
+  be32(29, uint32_t(crc32(0, png.data() + 12, 17)));
+  EXPECT_TRUE(has(error_of([&] { decode_image(png.data(), png.size(), "tall.png", 3); }),
+                  "tall.png: cannot decode image"));
 }
