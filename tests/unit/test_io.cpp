@@ -431,7 +431,7 @@ TEST(IONpy, RoundTripEveryDtype) {
   TempDir t;
   for (auto& [name, a] : all_dtypes()) {
     if (a.dtype == DType::BF16) {
-      EXPECT_NE(error_of([&] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
+      EXPECT_NE(error_of([&, &a = a] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
                 std::string::npos);
       continue;
     }
