@@ -22,7 +22,12 @@ target_compile_options(uvit_c PRIVATE ${UVIT_FLAGS})
 target_include_directories(uvit_c PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include>
   $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_link_libraries(uvit_c PRIVATE uvitlib)
-target_link_options(uvit_c PRIVATE -Wl,--exclude-libs,ALL -Wl,--no-undefined
+# clang's sanitizer runtimes live in the executable, so a sanitized libuvit.so has undefined
+# __asan_* references by design (docs/fuzzing.md).
+if(NOT (UVIT_SANITIZE AND CMAKE_CXX_COMPILER_ID MATCHES "Clang"))
+  target_link_options(uvit_c PRIVATE -Wl,--no-undefined)
+endif()
+target_link_options(uvit_c PRIVATE -Wl,--exclude-libs,ALL
   -Wl,--version-script=${CMAKE_SOURCE_DIR}/cmake/uvit.map)
 set_target_properties(uvit_c PROPERTIES LINK_DEPENDS ${CMAKE_SOURCE_DIR}/cmake/uvit.map)
 

@@ -10,6 +10,7 @@
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/image.hpp"
+#include "uvit/json_parse.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/network.hpp"
 
@@ -38,7 +39,7 @@ void print_image_info(const std::string& path, bool as_json) {
   }
   if (r != text.end()) {
     try {
-      j["uvit-params"] = nlohmann::json::parse(r->second);
+      j["uvit-params"] = parse_json(r->second, path);
     } catch (const nlohmann::json::exception&) {
       fail(path, ": the uvit-params chunk is not JSON");
     }

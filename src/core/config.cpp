@@ -16,6 +16,7 @@
 
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/json_parse.hpp"
 
 namespace uvit {
 namespace {
@@ -565,7 +566,7 @@ Config load_config(const std::string& name_or_path) {
   std::string text = read_text(path);
   json doc;
   try {
-    doc = json::parse(text);
+    doc = parse_json(text, path.string());
   } catch (const json::parse_error& e) {
     fail(path.string(), ": invalid JSON at byte ", e.byte, ": ", parse_detail(e.what()));
   }

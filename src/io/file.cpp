@@ -12,6 +12,7 @@
 
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/json_parse.hpp"
 
 namespace uvit::io {
 
@@ -135,8 +136,8 @@ nlohmann::json read_json_file(const std::string& path) {
   UVIT_CHECK(std::filesystem::exists(path), path, ": file not found");
   const std::vector<uint8_t> raw = read_file(path);
   try {
-    return nlohmann::json::parse(raw.begin(), raw.end());
-  } catch (const std::exception& e) {
+    return parse_json(std::string(raw.begin(), raw.end()), path);
+  } catch (const nlohmann::json::exception& e) {
     fail(path, ": invalid JSON (", e.what(), ")");
   }
 }

@@ -498,6 +498,12 @@ class Unpickler {
       if (__builtin_mul_overflow(n, t->size[d], &n)) bad("tensor size overflows");
     }
     if (n == 0) return;
+    // Stride 0 (an expanded tensor) can make a view far larger than its storage: a few pickle
+    // bytes would ask read_all for terabytes. Weights never are such views.
+    if (n > t->storage->i)
+      bad("tensor view of ", n, " elements (size ", shape_str(t->size), ", stride ",
+          shape_str(t->stride), ") is larger than its storage of ", t->storage->i,
+          " elements; save it with .contiguous()");
     for (size_t d = 0; d < t->size.size(); ++d) {
       int64_t span;
       if (__builtin_mul_overflow(t->size[d] - 1, t->stride[d], &span) ||

@@ -8,6 +8,7 @@
 #include "io/readers.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/json_parse.hpp"
 
 namespace uvit {
 
@@ -54,7 +55,7 @@ ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   if (text[0] != '{') fail(path, ": safetensors header is not a JSON object");
   ojson h;
   try {
-    h = ojson::parse(text);
+    h = parse_json<ojson>(text, path);
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": bad safetensors JSON header: ", e.what());
   }

@@ -38,6 +38,16 @@ uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
   return uint32_t(crc32_z(crc, p, n));
 }
 
+// What read() checks before it allocates e.size bytes: a method we can read, and for deflate a size
+// within its ~1032:1 limit. (An unknown method with a 2 GB size was an allocation bomb.)
+void check_readable(const std::string& path, const Entry& e) {
+  if (e.method != 0 && e.method != 8)
+    fail(path, ": ", e.name, ": unsupported zip compression method ", e.method);
+  if (e.method == 8 && e.size / 1032 > e.comp_size + 1)
+    fail(path, ": corrupt zip: entry ", e.name, " claims ", e.size, " bytes from ", e.comp_size,
+         " compressed");
+}
+
 }  // namespace
 
 Reader::Reader(const std::string& path) : file_(path) {
@@ -163,10 +173,7 @@ uint64_t Reader::data_offset(const Entry& e) const {
 }
 
 std::vector<uint8_t> Reader::read(const Entry& e) const {
-  // Bound the allocation before trusting the directory: deflate cannot expand beyond ~1032:1.
-  if (e.method == 8 && e.size / 1032 > e.comp_size + 1)
-    fail(file_.path(), ": corrupt zip: entry ", e.name, " claims ", e.size, " bytes from ",
-         e.comp_size, " compressed");
+  check_readable(file_.path(), e);
   std::vector<uint8_t> out(e.size);
   read_into(e, out.data());
   return out;
@@ -174,8 +181,7 @@ std::vector<uint8_t> Reader::read(const Entry& e) const {
 
 void Reader::read_into(const Entry& e, uint8_t* dst) const {
   const std::string& path = file_.path();
-  if (e.method != 0 && e.method != 8)
-    fail(path, ": ", e.name, ": unsupported zip compression method ", e.method);
+  check_readable(path, e);
   uint64_t off = data_offset(e);
   uint32_t crc = 0;
   if (e.method == 0) {
@@ -188,9 +194,6 @@ void Reader::read_into(const Entry& e, uint8_t* dst) const {
       done += n;
     }
   } else {
-    if (e.size / 1032 > e.comp_size + 1)
-      fail(path, ": corrupt zip: entry ", e.name, " claims ", e.size, " bytes from ", e.comp_size,
-           " compressed");
     std::vector<uint8_t> in(e.comp_size);
     file_.read(off, in.data(), in.size(), e.name.c_str());
     z_stream zs{};

@@ -9,6 +9,7 @@
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/json_parse.hpp"
 
 namespace uvit {
 
@@ -39,7 +40,7 @@ std::vector<int> get_ints(const json& j, const char* key, std::vector<int> def,
 AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::string& what) {
   json root;
   try {
-    root = json::parse(text);
+    root = parse_json(text, what);
   } catch (const json::exception& e) {
     fail(what, ": invalid JSON: ", e.what());
   }

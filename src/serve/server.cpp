@@ -14,6 +14,7 @@
 #include "serve/jobs.hpp"
 #include "uvit/flow.hpp"
 #include "uvit/image.hpp"
+#include "uvit/json_parse.hpp"
 #include "uvit/log.hpp"
 #include "uvit/metadata.hpp"
 
@@ -73,9 +74,11 @@ json parse_body(const Request& req) {
   if (req.body.empty()) return json::object();
   json j;
   try {
-    j = json::parse(req.body);
+    j = parse_json(req.body, "the request body");
   } catch (const json::parse_error& e) {
     throw HttpError(400, cat("the request body is not valid JSON (byte ", e.byte, ")"));
+  } catch (const Error& e) {  // nested too deeply, or a number beyond the double range
+    throw HttpError(400, e.what());
   }
   if (!j.is_object()) throw HttpError(400, "the request body must be a JSON object");
   return j;

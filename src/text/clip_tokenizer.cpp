@@ -12,6 +12,7 @@
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/json_parse.hpp"
 
 namespace uvit {
 namespace fs = std::filesystem;
@@ -22,6 +23,7 @@ namespace {
 constexpr size_t kNumMerges = 48894;
 constexpr const char* kStart = "<|startoftext|>";
 constexpr const char* kEnd = "<|endoftext|>";
+constexpr size_t kMaxText = size_t(64) << 20;  // decompressed vocabulary files
 
 std::string utf8_of(uint32_t c) {
   std::string s;
@@ -68,6 +70,11 @@ std::string read_text(const std::string& path) {
       fail(path, rc == Z_BUF_ERROR ? ": truncated gzip stream" : ": corrupt gzip stream");
     }
     out.append(buf, sizeof buf - zs.avail_out);
+    // The real lists are under 2 MB; a gzip bomb must not take the machine's memory.
+    if (out.size() > kMaxText) {
+      inflateEnd(&zs);
+      fail(path, ": decompresses to more than ", kMaxText >> 20, " MB (not a CLIP vocabulary)");
+    }
   } while (rc != Z_STREAM_END);
   inflateEnd(&zs);
   return out;
@@ -126,7 +133,10 @@ void ClipTokenizer::build(std::vector<std::string> tokens,
     UVIT_CHECK(it != ids_.end(), what, ": ", role, " '", s, "' is not in the vocabulary");
     return it->second;
   };
-  for (auto [b, cp] : byte_symbols()) byte_id_[b] = id_of(utf8_of(cp), "byte symbol");
+  for (auto [b, cp] : byte_symbols()) {
+    byte_id_[b] = id_of(utf8_of(cp), "byte symbol");
+    id_of(utf8_of(cp) + "</w>", "word-end byte symbol");  // bpe() ends every word with one
+  }
   merges_.clear();
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& [a, b] = merges[r];
@@ -155,8 +165,8 @@ ClipTokenizer ClipTokenizer::from_hf(const std::string& vocab_json, const std::s
   std::string text = read_text(vocab_json);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
+    j = parse_json(text, vocab_json);
+  } catch (const nlohmann::json::exception& e) {
     fail(vocab_json, ": invalid JSON (", e.what(), ")");
   }
   UVIT_CHECK(j.is_object() && !j.empty(), vocab_json, ": expected an object token -> id");

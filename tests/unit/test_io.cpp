@@ -431,7 +431,7 @@ TEST(IONpy, RoundTripEveryDtype) {
   TempDir t;
   for (auto& [name, a] : all_dtypes()) {
     if (a.dtype == DType::BF16) {
-      EXPECT_NE(error_of([&] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
+      EXPECT_NE(error_of([&, &a = a] { save_npy(t / "x.npy", a); }).find("no .npy dtype"),
                 std::string::npos);
       continue;
     }
@@ -796,6 +796,27 @@ TEST(IOPth, HandBuiltPickleWithViews) {
   expect_same(r, load_pth(t / "l.pth"));
   write_pth(t / "b.pth", p.b, st, "archive/", "big");
   EXPECT_NE(error_of([&] { load_pth(t / "b.pth"); }).find("not little-endian"), std::string::npos);
+}
+
+// Fuzzing finding (docs/fuzzing.md): stride 0 let a view of a 1-element storage claim 255^6
+// elements, and read_all asked for a petabyte; now a one-line error before any allocation.
+TEST(IOPth, ExpandedViewLargerThanItsStorageIsRefused) {
+  TempDir t;
+  Pickle p;
+  p.ordered_dict().op("(").str("w");
+  p.tensor("0", 1, 0, {255, 255, 255, 255, 255, 255}, {0, 0, 0, 0, 0, 0}).op("u.");
+  write_pth(t / "e.pth", p.b, {{"0", floats({1})}});
+  const std::string e = error_of([&] { load_weights(t / "e.pth"); });
+  EXPECT_NE(e.find("e.pth: corrupt or unsupported pickle: tensor view of 274941996890625 "
+                   "elements"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("larger than its storage of 1 elements"), std::string::npos) << e;
+  // A stride-0 view within its storage's element count still loads (and repeats the element).
+  Pickle q;
+  q.ordered_dict().op("(").str("w").tensor("0", 3, 1, {2}, {0}).op("u.");
+  write_pth(t / "r.pth", q.b, {{"0", floats({1, 2, 3})}});
+  expect_tensor(load_weights(t / "r.pth"), 0, "w", DType::F32, {2}, {2, 2});
 }
 
 TEST(IOPth, RefusesForeignGlobals) {

@@ -27,9 +27,13 @@ void conv3x3_im2col_t(const T* x, T* cols, int B, int C, int H, int W, int strid
         for (int ky = 0; ky < 3; ++ky)
           for (int kx = 0; kx < 3; ++kx) {
             const int r = i * stride + ky - 1, c = j * stride + kx - 1;
-            const bool in = r >= 0 && r < H && c >= 0 && c < W;
+            T* dst = row + ky * 3 + kx;
+            if (r < 0 || r >= H || c < 0 || c >= W) {  // padding: no pointer to (r, c) is formed
+              for (int ch = 0; ch < C; ++ch) dst[ch * 9] = st<T>(0.f);
+              continue;
+            }
             const T* src = x + ((static_cast<size_t>(b) * H + r) * W + c) * C;
-            for (int ch = 0; ch < C; ++ch) row[ch * 9 + ky * 3 + kx] = in ? src[ch] : st<T>(0.f);
+            for (int ch = 0; ch < C; ++ch) dst[ch * 9] = src[ch];
           }
       }
 }

@@ -23,7 +23,11 @@ inline float exp(float x) {
   p = std::fma(p, r, 0.5f);
   p = std::fma(p, r, 1.f);
   p = std::fma(p, r, 1.f);
-  const float s = std::bit_cast<float>(static_cast<int32_t>((static_cast<int32_t>(n) + 127) << 23));
+  // NaN input: convert 0 instead of n (a NaN float-to-int conversion is undefined; UBSan); p is
+  // NaN then, so the result still is.
+  const float ni = n == n ? n : 0.f;
+  const float s =
+      std::bit_cast<float>(static_cast<int32_t>((static_cast<int32_t>(ni) + 127) << 23));
   float y = p * s;
   y = x < -87.3f ? 0.f : y;
   return x > 88.7f ? INFINITY : y;
