@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "error_of.hpp"
@@ -373,3 +374,27 @@ TEST(Adan, ResumeIsBitIdentical) {
 }
 
 }  // namespace
+
+// The MDTv2 presets carry MDT's recipe (docs/mdt.md, docs/mdt_diffusion.md): Adan with max grad
+// norm 1 (so no top-level grad_clip), min-SNR 5, power-cos guidance cfg 3.8 with power 4 over the
+// 250-step DDPM.
+TEST(MdtDiffusion, PresetsCarryTheOfficialRecipe) {
+  const std::string dir = std::string(UVIT_TEST_SOURCE) + "/../configs";
+  ::setenv("UVIT_CONFIG_DIR", dir.c_str(), 1);
+  for (const auto& [name, lr] : {std::pair<const char*, double>{"mdt_xl_2", 3e-4},
+                                 std::pair<const char*, double>{"mdt_s_2", 5e-4}}) {
+    SCOPED_TRACE(name);
+    const nlohmann::json j = load_config(name).json;
+    EXPECT_EQ(j["optimizer"]["name"], "adan");
+    EXPECT_DOUBLE_EQ(j["optimizer"]["lr"].get<double>(), lr);
+    EXPECT_EQ(j["optimizer"]["betas"], nlohmann::json({0.98, 0.92, 0.99}));
+    EXPECT_DOUBLE_EQ(j["optimizer"]["weight_decay"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(j["optimizer"]["max_grad_norm"].get<double>(), 1.0);
+    EXPECT_DOUBLE_EQ(j["grad_clip"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(j["train"]["min_snr_gamma"].get<double>(), 5.0);
+    EXPECT_DOUBLE_EQ(j["sample"]["cfg_power"].get<double>(), 4.0);
+    EXPECT_DOUBLE_EQ(j["sample"]["scale"].get<double>(), 2.8);  // cfg 3.8
+    EXPECT_EQ(j["sample"]["algorithm"], "ddpm");
+    EXPECT_EQ(j["sample"]["sample_steps"], 250);
+  }
+}
