@@ -14,7 +14,7 @@ pkgs=(
   libdnnl-dev libdnnl2 ocl-icd-libopencl1 # oneDNN 2.6 (libdnnl.so.2 links libOpenCL.so.1)
   libopenblas-dev libopenblas0 libopenblas0-pthread libopenblas-pthread-dev # LAPACK for FID
   libgfortran5 libquadmath0 libgomp1 # OpenBLAS's Fortran runtime; OpenMP runtime fallback
-  nlohmann-json3-dev libcli11-dev libstb-dev libstb0 libgtest-dev
+  nlohmann-json3-dev libcli11-dev libgtest-dev
   zlib1g-dev zlib1g
 )
 
