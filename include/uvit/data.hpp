@@ -88,9 +88,11 @@ std::shared_ptr<Dataset> make_image_folder_dataset(const std::string& dir, int r
 // ImageNet latent features: {dir}/{idx}.npy, each a pickled object array (moments [2C,r/f,r/f]:
 // [8,r/8,r/8] for SD kl-f8, [64,r/16,r/16] for the VA-VAE; int64 label), idx = 0..n-1. Items are
 // scale_factor * (mean + exp(0.5*clamp(logvar,-30,20)) * eps) with a fresh eps per draw.
-// resolution: 256 or 512.
+// resolution: 256 or 512. `deterministic`: the files hold features [C, r/f, r/f] used as they are
+// (no sampling, no scale factor), e.g. SVG's encoder output (docs/svg_encoder.md).
 std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, int resolution,
-                                                        double scale_factor = 0.18215);
+                                                        double scale_factor = 0.18215,
+                                                        bool deterministic = false);
 // MS-COCO latent features: {dir}/{train|val}/{i}.npy moments [8,32,32] and {i}_{k}.npy contexts
 // [77,768]; {dir}/empty_context.npy. Each draw picks one caption uniformly.
 std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
@@ -110,6 +112,8 @@ struct DataOptions {
   bool cfg = false;          // label dropout to the null condition
   double p_uncond = 0.0;
   double scale_factor = 0.0;  // latent datasets; 0: 0.18215 (ImageNet) / 0.23010 (MS-COCO)
+  // imagenet*_features: "moments" (posterior moments, sampled) or "deterministic" (as-is)
+  std::string feature_kind = "moments";
 };
 
 constexpr const char* kDefaultFmnistPath = "/usr/share/datasets/fashion-mnist";

@@ -3,6 +3,7 @@
 // one {idx}.npy per (moments, label), for any RGB autoencoder config (SD kl-f8, VA-VAE f16d32);
 // with --latent-stats / --write-latent-stats the moments are of the normalised latents
 // (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic).
+// With --encoder svg, SVG's deterministic DINOv3 + residual features instead (docs/svg_encoder.md).
 // With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
 // context per caption and empty_context.npy (src/data/mscoco_features.cpp).
 #include <omp.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -18,6 +20,7 @@
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/mscoco_features.hpp"
+#include "models/svg_encoder.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
@@ -50,7 +53,8 @@ Item file_indices(int64_t i, int64_t n) {
 
 struct Opts {
   std::string data, weights, out, config, captions, clip, clip_config, vocab, latent_stats,
-      write_stats, split = "train", device = "cpu", precision;
+      write_stats, split = "train", device = "cpu", precision, encoder = "autoencoder", dinov3,
+                   svg_config;
   int resolution = 256, batch = 4;
   bool quiet = false;
 };
@@ -90,6 +94,8 @@ void extract_mscoco(const Opts& o) {
     std::fprintf(stderr, "encoded %lld images and %lld captions into %s/%s in %.1f s\n",
                  (long long)r.images, (long long)r.captions, o.out.c_str(), o.split.c_str(), s);
 }
+
+std::string feature_path(const Opts& o, int64_t file) { return cat(o.out, "/", file, ".npy"); }
 
 // Images i (and, with flips, their mirror images after them) as one batch [k or 2k, 3, R, R];
 // labels[j] of image j.
@@ -152,6 +158,54 @@ LatentStats compute_latent_stats(const Opts& o, const Dataset& ds, const Autoenc
   return acc.finish();
 }
 
+// Images of the folder whose two files (original, flip) are not both there yet: a resumed run
+// encodes only those (writes are atomic, so a file that exists is complete).
+std::vector<Item> pending_images(const Opts& o, const Dataset& ds) {
+  const int64_t n = ds.size();
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
+  std::vector<Item> todo;
+  for (int64_t i = 0; i < n; ++i) {
+    const Item it = file_indices(i, n);
+    if (!fs::exists(feature_path(o, it.file)) || !fs::exists(feature_path(o, it.flip_file)))
+      todo.push_back(it);
+  }
+  if (!o.quiet)
+    std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
+                 ds.describe().c_str(), (long long)n, (long long)(2 * n), o.out.c_str(),
+                 (long long)(n - int64_t(todo.size())));
+  return todo;
+}
+
+// The pending images in batches of --batch, each batch [originals..., flips...] through `encode`
+// ([2m, ...] per-image arrays), one (array, label) record per file.
+void write_features(const Opts& o, const Dataset& ds, const std::vector<Item>& todo,
+                    const std::function<Array(const Array&)>& encode) {
+  const int64_t R = o.resolution;
+  Progress bar("extract", long(todo.size()), o.quiet);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> idx, labels;
+  for (size_t k = 0; k < todo.size(); k += size_t(o.batch)) {
+    const int m = int(std::min(todo.size() - k, size_t(o.batch)));
+    idx.clear();
+    for (int j = 0; j < m; ++j) idx.push_back(todo[k + size_t(j)].image);
+    const Array z = encode(load_images(ds, idx, R, true, labels));
+    const int64_t per = z.numel() / (2 * m);
+    for (int j = 0; j < 2 * m; ++j) {
+      const Item& it = todo[k + size_t(j % m)];
+      Array one = Array::from_f32({z.shape[1], z.shape[2], z.shape[3]}, z.as<float>() + j * per);
+      const auto bytes = encode_feature_record(one, labels[size_t(j % m)]);
+      const std::string path = feature_path(o, j < m ? it.file : it.flip_file);
+      write_file_atomic(path, bytes.data(), bytes.size());
+    }
+    bar.update(long(k) + m);
+  }
+  bar.finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+}
+
 void extract_imagenet(const Opts& o) {
   UVIT_CHECK(o.latent_stats.empty() || o.write_stats.empty(),
              "give --latent-stats or --write-latent-stats, not both");
@@ -169,21 +223,7 @@ void extract_imagenet(const Opts& o) {
   print_skipped(ae, o.weights, o.quiet);
   const auto ds = make_imagenet_dataset(o.data, o.resolution);
   const int64_t n = ds->size();
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
-  auto path = [&](int64_t f) { return cat(o.out, "/", f, ".npy"); };
-
-  // Resume: only images with a missing output are encoded again.
-  std::vector<Item> todo;
-  for (int64_t i = 0; i < n; ++i) {
-    const Item it = file_indices(i, n);
-    if (!fs::exists(path(it.file)) || !fs::exists(path(it.flip_file))) todo.push_back(it);
-  }
-  if (!o.quiet)
-    std::fprintf(stderr, "%s\n%lld images -> %lld feature files in %s (%lld already done)\n",
-                 ds->describe().c_str(), (long long)n, (long long)(2 * n), o.out.c_str(),
-                 (long long)(n - int64_t(todo.size())));
+  const std::vector<Item> todo = pending_images(o, *ds);
   if (!o.write_stats.empty() && !stats) {
     UVIT_CHECK(todo.size() == size_t(n), o.out, ": holds features of ", n - int64_t(todo.size()),
                " images but ", o.write_stats,
@@ -192,29 +232,31 @@ void extract_imagenet(const Opts& o) {
     save_latent_stats(o.write_stats, *stats);
     if (!o.quiet) std::fprintf(stderr, "latent stats -> %s\n", o.write_stats.c_str());
   }
-  const int64_t R = o.resolution;
-  Progress bar("extract", long(todo.size()), o.quiet);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int64_t> idx, labels;
-  for (size_t k = 0; k < todo.size(); k += size_t(o.batch)) {
-    const int m = int(std::min(todo.size() - k, size_t(o.batch)));
-    idx.clear();
-    for (int j = 0; j < m; ++j) idx.push_back(todo[k + size_t(j)].image);
-    Array mom = ae.encode_moments(load_images(*ds, idx, R, true, labels));
+  write_features(o, *ds, todo, [&](const Array& x) {
+    Array mom = ae.encode_moments(x);
     if (stats) normalize_moments(mom, *stats);
-    const int64_t per = mom.numel() / (2 * m);
-    for (int j = 0; j < 2 * m; ++j) {
-      const Item& it = todo[k + size_t(j % m)];
-      Array one =
-          Array::from_f32({mom.shape[1], mom.shape[2], mom.shape[3]}, mom.as<float>() + j * per);
-      const auto bytes = encode_feature_record(one, labels[size_t(j % m)]);
-      write_file_atomic(path(j < m ? it.file : it.flip_file), bytes.data(), bytes.size());
-    }
-    bar.update(long(k) + m);
-  }
-  bar.finish();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!o.quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+    return mom;
+  });
+}
+
+// SVG's encoder: deterministic features [392, 16, 16] per image (docs/svg_encoder.md), with
+// match_distribution's statistics per image so that a file does not depend on its batch.
+void extract_svg(const Opts& o) {
+  UVIT_CHECK(
+      o.captions.empty() && o.latent_stats.empty() && o.write_stats.empty() && o.config.empty(),
+      "extract-features --encoder svg: --captions, --config, --latent-stats and "
+      "--write-latent-stats apply to the autoencoders only");
+  const SvgEncoderConfig cfg = SvgEncoderConfig::load(o.svg_config);
+  UVIT_CHECK(o.resolution == cfg.residual.image_size,
+             "extract-features --encoder svg: --resolution ", o.resolution,
+             " differs from the encoder's image size ", cfg.residual.image_size);
+  auto be = make_encoder_backend(o.device, o.precision);
+  SvgEncoder enc(cfg, *be);
+  NamedArrays dino;
+  if (!o.dinov3.empty()) dino = load_weights(o.dinov3);
+  enc.load(load_weights(o.weights), o.weights, o.dinov3.empty() ? nullptr : &dino, o.dinov3);
+  const auto ds = make_imagenet_dataset(o.data, o.resolution);
+  write_features(o, *ds, pending_images(o, *ds), [&](const Array& x) { return enc.encode(x, 1); });
 }
 
 }  // namespace
@@ -257,7 +299,21 @@ void add_extract_features(CLI::App& app) {
                   "compute the per-channel mean/std as LightningDiT does (one posterior sample of "
                   "up to 10000 random images, no flips) and write them (.safetensors); a file "
                   "already there is reused; then normalise as --latent-stats");
+  cmd->add_option("--encoder", o->encoder,
+                  "autoencoder (default: moments of the --weights autoencoder) or svg (SVG's "
+                  "DINOv3 + residual ViT features, used as-is; --weights is the SVG autoencoder "
+                  "checkpoint)")
+      ->check(CLI::IsMember({"autoencoder", "svg"}));
+  cmd->add_option("--dinov3-weights", o->dinov3,
+                  "svg: the DINOv3 ViT-S+/16 weights (dinov3_vits16plus_pretrain_*.pth; default: "
+                  "the checkpoint's encoder.* tensors)");
+  cmd->add_option("--svg-config", o->svg_config,
+                  "svg: encoder config JSON {dinov3, residual, use_outnorm} (default: the official "
+                  "sizes)");
   cmd->callback([o] {
+    if (o->encoder == "svg") return extract_svg(*o);
+    UVIT_CHECK(o->dinov3.empty() && o->svg_config.empty(),
+               "extract-features: --dinov3-weights and --svg-config need --encoder svg");
     if (!o->captions.empty()) return extract_mscoco(*o);
     extract_imagenet(*o);
   });

@@ -43,6 +43,9 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
   read_field(d, "cfg", o.cfg);
   read_field(d, "p_uncond", o.p_uncond);
   read_field(d, "scale_factor", o.scale_factor);
+  read_field(d, "feature_kind", o.feature_kind);
+  UVIT_CHECK(o.feature_kind == "moments" || o.feature_kind == "deterministic",
+             "config dataset.feature_kind: '", o.feature_kind, "' is not moments or deterministic");
   if (o.scale_factor == 0 && config.contains("autoencoder") && config["autoencoder"].is_object()) {
     const auto& ae = config["autoencoder"];
     if (ae.contains("scale_factor") && ae["scale_factor"].is_number())
@@ -92,8 +95,11 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& in) {
     int res = o.name == "imagenet256_features" ? 256 : 512;
     UVIT_CHECK(o.resolution == 0 || o.resolution == res, "dataset ", o.name, ": resolution ",
                o.resolution, " does not match");
-    return make_imagenet_features_dataset(o.path, res, o.scale_factor ? o.scale_factor : 0.18215);
+    return make_imagenet_features_dataset(o.path, res, o.scale_factor ? o.scale_factor : 0.18215,
+                                          o.feature_kind == "deterministic");
   }
+  UVIT_CHECK(o.feature_kind == "moments", "dataset ", o.name,
+             ": feature_kind deterministic applies to imagenet256/512_features only");
   // mscoco256_features
   natural(256);
   return make_mscoco_features_dataset(o.path, o.split, o.scale_factor ? o.scale_factor : 0.23010);

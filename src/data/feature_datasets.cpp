@@ -1,6 +1,7 @@
 // Pre-encoded latent datasets (ImageNet 256/512 features, MS-COCO 256 features). Each draw returns
 // a fresh posterior sample z = scale * (mean + exp(0.5 * clamp(logvar, -30, 20)) * eps), as the
-// official training loop's autoencoder.sample(moments).
+// official training loop's autoencoder.sample(moments); ImageNet features of a deterministic
+// encoder (dataset.feature_kind "deterministic", SVG) are returned as stored.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -43,10 +44,25 @@ void sample_posterior(const Array& moments, const std::string& path, int64_t c, 
   }
 }
 
+// Deterministic features [c, h, h] (SVG's encoder output) copied as they are.
+void copy_features(const Array& f, const std::string& path, int64_t c, int64_t h, float* x) {
+  UVIT_CHECK(f.shape == std::vector<int64_t>({c, h, h}), path, ": features have shape ",
+             shape_str(f.shape), ", expected [", c, ", ", h, ", ", h, "]");
+  const std::vector<float> v = f.to_f32();
+  std::copy(v.begin(), v.end(), x);
+}
+
 class ImageNetFeatures : public Dataset {
  public:
-  ImageNetFeatures(std::string dir, int64_t n, int64_t c, int64_t h, int resolution, float scale)
-      : dir_(std::move(dir)), n_(n), c_(c), h_(h), res_(resolution), scale_(scale) {}
+  ImageNetFeatures(std::string dir, int64_t n, int64_t c, int64_t h, int resolution, float scale,
+                   bool deterministic)
+      : dir_(std::move(dir)),
+        n_(n),
+        c_(c),
+        h_(h),
+        res_(resolution),
+        scale_(scale),
+        deterministic_(deterministic) {}
   int64_t size() const override { return n_; }
   std::array<int64_t, 3> item_shape() const override { return {c_, h_, h_}; }
   int num_classes() const override { return 1000; }
@@ -55,10 +71,16 @@ class ImageNetFeatures : public Dataset {
     std::string path = cat(dir_, "/", i, ".npy");
     data::FeatureRecord r = data::load_feature_record(path);
     UVIT_CHECK(r.label >= 0 && r.label < 1000, path, ": label ", r.label, " outside 0..999");
-    sample_posterior(r.moments, path, c_, h_, scale_, x, rng);
+    if (deterministic_)
+      copy_features(r.moments, path, c_, h_, x);
+    else
+      sample_posterior(r.moments, path, c_, h_, scale_, x, rng);
     return r.label;
   }
   std::string describe() const override {
+    if (deterministic_)
+      return cat("imagenet", res_, "_features ", dir_, ": ", n_, " deterministic features [", c_,
+                 ",", h_, ",", h_, "], 1000 classes, used as-is");
     return cat("imagenet", res_, "_features ", dir_, ": ", n_, " moments [", 2 * c_, ",", h_, ",",
                h_, "], 1000 classes, scale ", scale_);
   }
@@ -68,6 +90,7 @@ class ImageNetFeatures : public Dataset {
   int64_t n_, c_, h_;
   int res_;
   float scale_;
+  bool deterministic_;
 };
 
 class CocoFeatures : public Dataset {
@@ -108,7 +131,7 @@ class CocoFeatures : public Dataset {
 }  // namespace
 
 std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, int resolution,
-                                                        double scale_factor) {
+                                                        double scale_factor, bool deterministic) {
   UVIT_CHECK(resolution == 256 || resolution == 512, dir,
              ": feature resolution must be 256 or 512, got ", resolution);
   UVIT_CHECK(fs::is_directory(dir), dir, ": dataset directory not found");
@@ -132,17 +155,19 @@ std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, 
                  ".npy is missing (found ", count, " files up to index ", maxi, ")");
   }
   // The latent geometry comes from the first file: [8, r/8, r/8] (SD kl-f8) or [64, r/16, r/16]
-  // (VA-VAE f16d32), any [2C, r/f, r/f] with f a power of two.
+  // (VA-VAE f16d32), any [2C, r/f, r/f] with f a power of two; deterministic: [C, r/f, r/f]
+  // ([392, r/16, r/16] for SVG).
   std::string first = dir + "/0.npy";
   data::FeatureRecord r = data::load_feature_record(first);
   const auto& s = r.moments.shape;
   const int64_t h = s.size() == 3 ? s[1] : 0;
-  UVIT_CHECK(s.size() == 3 && s[0] > 0 && s[0] % 2 == 0 && h > 0 && s[2] == h &&
+  UVIT_CHECK(s.size() == 3 && s[0] > 0 && (deterministic || s[0] % 2 == 0) && h > 0 && s[2] == h &&
                  resolution % h == 0 && ((resolution / h) & (resolution / h - 1)) == 0,
-             first, ": moments have shape ", shape_str(s), ", expected [2C, ", resolution, "/f, ",
-             resolution, "/f] (f a power of two) for resolution ", resolution);
-  return std::make_shared<ImageNetFeatures>(dir, count, s[0] / 2, h, resolution,
-                                            float(scale_factor));
+             first, ": ", deterministic ? "features" : "moments", " have shape ", shape_str(s),
+             ", expected [", deterministic ? "C" : "2C", ", ", resolution, "/f, ", resolution,
+             "/f] (f a power of two) for resolution ", resolution);
+  return std::make_shared<ImageNetFeatures>(dir, count, deterministic ? s[0] : s[0] / 2, h,
+                                            resolution, float(scale_factor), deterministic);
 }
 
 std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,

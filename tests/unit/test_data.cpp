@@ -10,6 +10,7 @@
 
 #include "data/feature_npy.hpp"
 #include "toy_dataset.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
@@ -534,6 +535,35 @@ TEST(Data, ImageNetFeaturesFreshPosteriorSample) {
   fs::remove(t.path + "/1.npy");
   EXPECT_THROW(make_imagenet_features_dataset(t.path, 256), Error);
   EXPECT_THROW(make_imagenet_features_dataset(t.path, 512), Error);
+}
+
+// dataset.feature_kind "deterministic" (SVG's features): items are the stored arrays as they are,
+// for any channel count; the moments reader refuses an odd one; the field is validated.
+TEST(Data, ImageNetFeaturesDeterministic) {
+  TempDir t;
+  const int c = 3, h = 16, n = c * h * h;
+  for (int i = 0; i < 2; ++i) {
+    std::vector<float> f(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) f[size_t(j)] = 0.01f * float(j) - float(i);
+    const auto bytes = encode_feature_record(Array::from_f32({c, h, h}, f.data()), 5 + i);
+    write_bytes(t.path + "/" + std::to_string(i) + ".npy", bytes);
+  }
+  DataOptions o = data_options_from_json(nlohmann::json::parse(
+      R"({"dataset": {"name": "imagenet256_features", "feature_kind": "deterministic"}})"));
+  o.path = t.path;
+  auto ds = make_dataset(o);
+  EXPECT_EQ(ds->item_shape(), (std::array<int64_t, 3>{3, 16, 16}));
+  std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+  EXPECT_EQ(ds->get(1, x.data(), nullptr, DrawRng{5, 0, 0}), 6);
+  ds->get(1, y.data(), nullptr, DrawRng{5, 3, 7});
+  EXPECT_EQ(x, y);  // no noise
+  for (int j = 0; j < n; ++j) ASSERT_EQ(x[size_t(j)], 0.01f * float(j) - 1.f) << j;
+  EXPECT_THROW(make_imagenet_features_dataset(t.path, 256), Error);  // 3 channels: not moments
+  EXPECT_THROW(data_options_from_json(nlohmann::json::parse(
+                   R"({"name": "imagenet256_features", "feature_kind": "sampled"})")),
+               Error);
+  o.name = "mscoco256_features";
+  EXPECT_THROW(make_dataset(o), Error);
 }
 
 TEST(Data, MscocoFeatures) {
