@@ -9,6 +9,7 @@ Evaluated in float64 from float32 weights, eval mode.
                                            the real geometry, 1 image of 256 px):
                                            CASE.json (config), CASE.safetensors (random weights,
                                            official names), CASE_x.npy, CASE_out.npy [B, L, D]
+  dinov3_torch.py weights --out W.safetensors   random ViT-S+/16 weights (official names)
   dinov3_torch.py bench --threads T --iters N   ViT-S+/16 ms per 256-px image (float32, JSON)
 """
 import argparse
@@ -163,13 +164,18 @@ def bench(threads, iters):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["fixtures", "bench"])
+    ap.add_argument("cmd", choices=["fixtures", "weights", "bench"])
     ap.add_argument("--out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=5)
     a = ap.parse_args()
     if a.cmd == "bench":
         return bench(a.threads, a.iters)
+    if a.cmd == "weights":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from make_fixtures import write_safetensors
+        sd = random_weights(VITS16PLUS, torch.Generator().manual_seed(0))
+        return write_safetensors(a.out, {k: v.numpy() for k, v in sd.items()})
     os.makedirs(a.out, exist_ok=True)
     for name, cfg, B, S, seed in CASES:
         write_case(a.out, name, cfg, B, S, seed)

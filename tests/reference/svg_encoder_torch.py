@@ -13,6 +13,9 @@ Evaluated in float64 from float32 weights.
                                             (3 images in [-1, 1]), svg_tiny_out.npy (whole-batch
                                             statistics), svg_tiny_out1.npy (one image per group)
   svg_encoder_torch.py weights --out DIR    the same tiny weights and config only (for the e2e test)
+  svg_encoder_torch.py weights --size official --out DIR
+                                            svg_official.safetensors: random residual-branch weights
+                                            at the official sizes (for bench/svg_encoder_bench.cpp)
   svg_encoder_torch.py encode --dir DIR --images X.npy --out Y.npy
                                             features of images [B, 3, S, S] in [-1, 1], one image
                                             per statistics group
@@ -143,6 +146,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--dir")
     ap.add_argument("--images")
+    ap.add_argument("--size", choices=["tiny", "official"], default="tiny")
     a = ap.parse_args()
     if a.cmd == "encode":
         res, dino, _ = write_weights(a.dir)  # the same seed: the same weights
@@ -150,6 +154,13 @@ def main():
         np.save(a.out, encode(res, dino, TINY, x, group=1).float().numpy())
         return
     os.makedirs(a.out, exist_ok=True)
+    if a.size == "official":
+        from make_fixtures import write_safetensors
+        r = dict(image_size=256, patch_size=16, num_layers=6, num_heads=8, hidden_dim=384, mlp_dim=1536,
+                 output_dim=8)
+        res = random_residual(r, torch.Generator().manual_seed(1))
+        return write_safetensors(os.path.join(a.out, "svg_official.safetensors"),
+                                 {k: v.numpy() for k, v in res.items()})
     res, dino, gen = write_weights(a.out)
     if a.cmd == "weights":
         return
