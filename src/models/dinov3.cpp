@@ -6,6 +6,7 @@
 #include "models/dinov3.hpp"
 
 #include <cmath>
+#include <set>
 
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
@@ -22,6 +23,11 @@ int Dinov3Config::swiglu_hidden() const {
 
 Dinov3Config Dinov3Config::from_json(const nlohmann::json& j, const std::string& what) {
   UVIT_CHECK(j.is_object(), what, ": the dinov3 config must be an object");
+  static const std::set<std::string> known = {"patch_size",         "embed_dim",        "depth",
+                                              "num_heads",          "n_storage_tokens", "ffn_ratio",
+                                              "pos_embed_rope_base"};
+  for (const auto& [k, v] : j.items())
+    UVIT_CHECK(known.count(k), what, ": unknown dinov3 field '", k, "'");
   Dinov3Config c;
   const clip::ConfigFields f{j, what};
   f.get("patch_size", c.patch_size);

@@ -5,6 +5,7 @@
 #include "models/svg_encoder.hpp"
 
 #include <cmath>
+#include <set>
 
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
@@ -39,8 +40,13 @@ SvgEncoderConfig SvgEncoderConfig::from_json(const nlohmann::json& j, const std:
   SvgEncoderConfig c;
   if (j.contains("dinov3")) c.dinov3 = Dinov3Config::from_json(j["dinov3"], what);
   if (j.contains("residual")) {
-    const clip::ConfigFields f{j["residual"], what};
     UVIT_CHECK(j["residual"].is_object(), what, ": residual must be an object");
+    static const std::set<std::string> known = {"image_size", "patch_size", "num_layers",
+                                                "num_heads",  "hidden_dim", "mlp_dim",
+                                                "output_dim"};
+    for (const auto& [k, v] : j["residual"].items())
+      UVIT_CHECK(known.count(k), what, ": unknown residual field '", k, "'");
+    const clip::ConfigFields f{j["residual"], what};
     f.get("image_size", c.residual.image_size);
     f.get("patch_size", c.residual.patch_size);
     f.get("num_layers", c.residual.num_layers);

@@ -135,4 +135,14 @@ TEST(SvgEncoder, BadInputErrors) {
               SvgEncoderConfig::from_json(nlohmann::json::parse(R"({"residul": {}})"), "c.json");
             }).find("unknown field 'residul'"),
             std::string::npos);
+  EXPECT_NE(error_of([] {
+              SvgEncoderConfig::from_json(nlohmann::json::parse(R"({"residual": {"depth": 2}})"),
+                                          "c.json");
+            }).find("unknown residual field 'depth'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              SvgEncoderConfig::from_json(nlohmann::json::parse(R"({"dinov3": {"dim": 2}})"),
+                                          "c.json");
+            }).find("unknown dinov3 field 'dim'"),
+            std::string::npos);
 }
