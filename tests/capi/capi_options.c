@@ -102,47 +102,39 @@ int main(int argc, char** argv) {
   p.shift = 2.0;
   run_case(ctx, &p, out, "old_struct");
 
-  /* Bad values. */
-  base(&p);
-  p.shift = -1;
-  expect_refused(ctx, &p, "shift must be > 0");
-  base(&p);
-  p.atol = -1e-3;
-  expect_refused(ctx, &p, "atol must be > 0");
-  base(&p);
-  p.rtol = NAN;
-  expect_refused(ctx, &p, "rtol must be > 0");
-  base(&p);
-  p.has = UVIT_GEN_HAS_CFG_INTERVAL;
-  p.cfg_interval = 1.5;
-  expect_refused(ctx, &p, "the cfg interval start must lie in [0, 1], got 1.5");
-  base(&p);
-  p.has = UVIT_GEN_HAS_CFG_INTERVAL;
-  p.cfg_interval = -1;
-  expect_refused(ctx, &p, "uvit_gen_params.cfg_interval must be >= 0");
-  base(&p);
-  p.has = UVIT_GEN_HAS_CFG_POWER;
-  p.cfg_power = -2;
-  expect_refused(ctx, &p, "uvit_gen_params.cfg_power must be >= 0");
-  base(&p);
-  p.has = UVIT_GEN_HAS_CFG_SCALE;
-  p.cfg_scale = INFINITY;
-  expect_refused(ctx, &p, "cfg_scale");
-  base(&p);
-  p.has = 0x8u;
-  expect_refused(ctx, &p, "uvit_gen_params.has sets unknown bits 8");
-  base(&p);
-  p.guidance_channels = 2;
-  expect_refused(ctx, &p, "guidance channels 2 exceed the 1 output channels");
-  base(&p);
-  p.guidance_channels = -2;
-  expect_refused(ctx, &p, "guidance_channels must be >= 1");
-  base(&p);
-  p.skip_cache = 2;
-  expect_refused(ctx, &p, "has no Skip-Cache");
-  base(&p);
-  p.skip_cache = -1;
-  expect_refused(ctx, &p, "skip_cache must be >= 1");
+  /* Bad values: the fields a case sets over base(), and what the message must say. */
+  static const struct {
+    uvit_gen_params set;
+    const char* want;
+  } bad[] = {
+      {{.shift = -1}, "shift must be > 0"},
+      {{.atol = -1e-3}, "atol must be > 0"},
+      {{.rtol = NAN}, "rtol must be > 0"},
+      {{.has = UVIT_GEN_HAS_CFG_INTERVAL, .cfg_interval = 1.5},
+       "the cfg interval start must lie in [0, 1], got 1.5"},
+      {{.has = UVIT_GEN_HAS_CFG_INTERVAL, .cfg_interval = -1},
+       "uvit_gen_params.cfg_interval must be >= 0"},
+      {{.has = UVIT_GEN_HAS_CFG_POWER, .cfg_power = -2}, "uvit_gen_params.cfg_power must be >= 0"},
+      {{.has = UVIT_GEN_HAS_CFG_SCALE, .cfg_scale = INFINITY}, "cfg_scale"},
+      {{.has = 0x8u}, "uvit_gen_params.has sets unknown bits 8"},
+      {{.guidance_channels = 2}, "guidance channels 2 exceed the 1 output channels"},
+      {{.guidance_channels = -2}, "guidance_channels must be >= 1"},
+      {{.skip_cache = 2}, "has no Skip-Cache"},
+      {{.skip_cache = -1}, "skip_cache must be >= 1"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    base(&p);
+    p.has = bad[i].set.has;
+    p.cfg_scale = bad[i].set.cfg_scale;
+    p.cfg_power = bad[i].set.cfg_power;
+    p.shift = bad[i].set.shift;
+    p.cfg_interval = bad[i].set.cfg_interval;
+    p.atol = bad[i].set.atol;
+    p.rtol = bad[i].set.rtol;
+    p.guidance_channels = bad[i].set.guidance_channels;
+    p.skip_cache = bad[i].set.skip_cache;
+    expect_refused(ctx, &p, bad[i].want);
+  }
 
   uvit_ctx_free(ctx);
   if (failures)
