@@ -138,7 +138,25 @@ typedef struct uvit_gen_params {
   int batch;                   /* images per network batch; 0: the preset's */
   uvit_progress_callback progress;
   void* progress_user;
+  /* Appended: the sampler options of `uvit sample` (docs/c_api.md). Each left at 0 means the
+   * preset's value, so a struct that leaves them 0 also works with a library built before them;
+   * a field whose 0 is itself a value counts only when its UVIT_GEN_HAS_* bit is in `has`. */
+  uint32_t has;     /* UVIT_GEN_HAS_* bits */
+  double cfg_scale; /* U-ViT's s exactly (--cfg-scale; w = s + 1), >= 0; used when guidance_w
+                       < 0 and has UVIT_GEN_HAS_CFG_SCALE */
+  double cfg_power; /* power-cos guidance power (--cfg-power), >= 0; has UVIT_GEN_HAS_CFG_POWER */
+  double shift;     /* flow presets: time shift (--shift), > 0 */
+  double cfg_interval;   /* flow presets: no guidance while t < t0 (--cfg-interval), t0 in [0, 1];
+                            has UVIT_GEN_HAS_CFG_INTERVAL */
+  double atol, rtol;     /* flow presets, dopri5: tolerances (--atol, --rtol), > 0 */
+  int guidance_channels; /* channels guidance combines (--guidance-channels): N >= 1, -1 all */
+  int skip_cache;        /* skip_dit: the whole network every N calls (--skip-cache), N >= 1 */
 } uvit_gen_params;
+
+/* uvit_gen_params.has: the fields whose zero is a value. */
+#define UVIT_GEN_HAS_CFG_SCALE 0x1u
+#define UVIT_GEN_HAS_CFG_POWER 0x2u
+#define UVIT_GEN_HAS_CFG_INTERVAL 0x4u
 
 UVIT_API void uvit_gen_params_init(uvit_gen_params* params);
 

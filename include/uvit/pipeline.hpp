@@ -61,19 +61,20 @@ struct GenerationRequest {
   std::string negative_prompt;       // text models: the unconditional context's prompt
   // Text models without CLIP: precomputed contexts [n, L, D] and the empty prompt's [L, D].
   std::vector<float> contexts, null_context;
-  std::string sampler;       // "" = the preset's; A1111 spellings accepted (canonical_sampler)
-  int steps = 0;             // 0 = the preset's
-  double guidance_w = -1;    // w = s + 1 (1 = off); < 0 = the preset's
-  double cfg_scale = -1;     // U-ViT's s itself, used when guidance_w < 0 (exact, not w - 1)
-  int64_t seed = 0;          // -1 = random (the chosen seed is returned)
-  uint64_t first_index = 0;  // sample i draws the noise of sample first_index + i
-  int batch = 0;             // samples per network batch; 0 = the preset's
-  int skip_cache = 0;
+  std::string sampler;        // "" = the preset's; A1111 spellings accepted (canonical_sampler)
+  int steps = 0;              // 0 = the preset's
+  double guidance_w = -1;     // w = s + 1 (1 = off); < 0 = the preset's
+  double cfg_scale = -1;      // U-ViT's s itself, used when guidance_w < 0 (exact, not w - 1)
+  int64_t seed = 0;           // -1 = random (the chosen seed is returned)
+  uint64_t first_index = 0;   // sample i draws the noise of sample first_index + i
+  int batch = 0;              // samples per network batch; 0 = the preset's
+  int skip_cache = 0;         // skip_dit's Skip-Cache every N calls; 0 = off
   std::vector<float> noise;   // optional x_T [n, C, H, W]
-  int guidance_channels = 0;  // channels guidance combines; 0 = the network's
-  // Flow presets (docs/flow.md); 0 (cfg_interval: < 0) = the preset's.
+  int guidance_channels = 0;  // channels guidance combines; 0 = the network's, -1 = all inputs
+  // Flow presets (docs/flow.md); 0 (cfg_interval: -1) = the preset's, else shift, atol, rtol > 0
+  // and cfg_interval in [0, 1].
   double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;
-  double cfg_power = -1;      // power-cos guidance (docs/mdt_diffusion.md); < 0 = the preset's
+  double cfg_power = -1;      // power-cos guidance (docs/mdt_diffusion.md) >= 0; -1 = the preset's
   bool keep_latents = false;  // fill GenerationResult::latents (latent models: before decoding)
   // After each network evaluation (done/total) and decode chunk; false cancels.
   std::function<bool(const char* phase, int done, int total)> progress;
@@ -100,8 +101,14 @@ struct GenerationResult {
 // The sampler settings a request runs with on preset `cfg`: its sampler (canonical name), steps,
 // guidance, seed (-1: a random one, drawn anew by each call), batch, Skip-Cache, first index and
 // flow options over the preset's defaults (with_preset_defaults); not the noise or the progress.
-// Throws uvit::Error for values out of range.
+// Throws uvit::Error naming the field for a value out of range (an "unset" value must be the
+// exact one above) or a flow option on another preset. The CLI, the server and the C API all
+// resolve their requests here (docs/c_api.md, docs/serve.md).
 GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r);
+
+// A guidance-channels value as the CLI and the server take it: "all" (-1), N >= 1, or "" (0, the
+// network's); a one-line error naming `field` otherwise.
+int guidance_channels_from(const std::string& text, const char* field);
 
 // The class name table of a preset's dataset (class_names.hpp; empty when it has none).
 const std::vector<ClassName>& class_table_of(const Config& cfg);
@@ -155,6 +162,10 @@ class Pipeline {
   // The metadata of one generated image (the grid writer adjusts it for a grid).
   ImageParams image_params(const GenerationResult& res, const GeneratedImage& im) const;
 
+  // Throws the uvit::Error generate() would throw for r's sampler settings (resolve_generation,
+  // a Skip-Cache the network lacks) without waiting for a running generation: for callers that
+  // queue requests (the server).
+  void check(const GenerationRequest& r) const;
   // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
   GenerationResult generate(const GenerationRequest& r);
   // The loaded autoencoder (nullptr: pixel model, or decode = false).
@@ -172,6 +183,7 @@ class Pipeline {
   std::unique_ptr<ClipTokenizer> tok_;
   std::unique_ptr<ClipTextModel> clip_;
   ModelIdentity id_;
+  std::string skip_cache_error_;  // why the network has no Skip-Cache ("" when it has one)
   std::mutex run_;
   std::atomic<bool> cancel_{false};
 };

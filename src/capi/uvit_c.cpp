@@ -243,6 +243,22 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
     r.seed = p.seed;
     r.first_index = p.first_index;
     r.batch = p.batch;
+    // The sampler options: "unset" is 0 or a clear `has` bit; resolve_generation checks the
+    // ranges (one-line errors naming the field).
+    const auto flagged = [&](uint32_t bit, double v, const char* name) {
+      if (!(p.has & bit)) return -1.0;
+      UVIT_CHECK(v >= 0, "uvit_gen_params.", name, " must be >= 0, got ", v);
+      return v;
+    };
+    r.cfg_scale = flagged(UVIT_GEN_HAS_CFG_SCALE, p.cfg_scale, "cfg_scale");
+    r.cfg_power = flagged(UVIT_GEN_HAS_CFG_POWER, p.cfg_power, "cfg_power");
+    r.cfg_interval = flagged(UVIT_GEN_HAS_CFG_INTERVAL, p.cfg_interval, "cfg_interval");
+    UVIT_CHECK(!(p.has & ~uint32_t(7)), "uvit_gen_params.has sets unknown bits ", p.has);
+    r.shift = p.shift;
+    r.atol = p.atol;
+    r.rtol = p.rtol;
+    r.guidance_channels = p.guidance_channels;
+    r.skip_cache = p.skip_cache;
     if (p.progress)
       r.progress = [&p](const char* phase, int done, int total) {
         // Decode chunks are not reported: the callback counts network evaluations.

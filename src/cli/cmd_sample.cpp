@@ -160,7 +160,7 @@ void add_sample(CLI::App& app) {
                  " is not class-conditional: --class/--classes do not apply");
     }
     o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
-    GenerationRequest req = o->request(cfg);
+    GenerationRequest req = o->request();
     req.negative_prompt = o->negative_prompt;
     std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
     if (nc.text_conditional() && !prompts.empty()) {

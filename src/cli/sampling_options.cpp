@@ -1,7 +1,6 @@
 #include "cli/sampling_options.hpp"
 
 #include <cstdio>
-#include <cstdlib>
 #include <random>
 
 #include "cli/autoencoder_cli.hpp"
@@ -24,7 +23,7 @@ void SamplingOptions::resolve_seed() {
   if (!quiet) std::fprintf(stderr, "seed %ld\n", seed);
 }
 
-GenerationRequest SamplingOptions::request(const Config& cfg) const {
+GenerationRequest SamplingOptions::request() const {
   GenerationRequest r;
   r.sampler = sampler;  // A1111 spellings too ("DPM++ 2M", "Euler a"): canonical_sampler
   r.steps = steps;
@@ -38,23 +37,13 @@ GenerationRequest SamplingOptions::request(const Config& cfg) const {
   r.cfg_power = cfg_power;
   r.atol = atol;
   r.rtol = rtol;
-  if (guidance_channels == "all") {
-    r.guidance_channels = cfg.spec.in_chans;
-  } else if (!guidance_channels.empty()) {
-    char* end = nullptr;
-    const long n = std::strtol(guidance_channels.c_str(), &end, 10);
-    UVIT_CHECK(*end == '\0' && n >= 1 && n <= 1 << 20,
-               "--guidance-channels must be 'all' or a "
-               "positive integer, got '",
-               guidance_channels, "'");
-    r.guidance_channels = int(n);
-  }
+  r.guidance_channels = guidance_channels_from(guidance_channels, "--guidance-channels");
   return r;
 }
 
 GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   UVIT_CHECK(seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
-  return resolve_generation(cfg, request(cfg));
+  return resolve_generation(cfg, request());
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {

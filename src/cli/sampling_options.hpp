@@ -31,7 +31,7 @@ struct SamplingOptions {
   Config load() const;
   // The sampler settings as a pipeline request (n, classes, prompts and outputs left to the
   // caller); fails on a bad --guidance-channels.
-  GenerationRequest request(const Config& cfg) const;
+  GenerationRequest request() const;
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
   GenerateOptions generate_options(const Config& cfg) const;

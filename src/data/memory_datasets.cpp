@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "data/pixels.hpp"
 #include "uvit/data.hpp"
@@ -76,35 +77,62 @@ class MemoryDataset : public Dataset {
   std::vector<int64_t> labels_;
 };
 
-// Reads a whole file, inflating it when it starts with the gzip magic.
-std::vector<uint8_t> read_maybe_gz(const std::string& path) {
+uint32_t be32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+
+// Reads an idx file whole, inflating it when it starts with the gzip magic. The gunzipped size is
+// bounded by the header: once `header` bytes are in, `declared` checks them (it also gets fewer
+// at the end of a short stream) and returns the file size they declare; a stream that inflates
+// to more is refused without inflating further, so a small .gz cannot expand to gigabytes.
+std::vector<uint8_t> read_idx_file(
+    const std::string& path, size_t header,
+    const std::function<int64_t(const std::vector<uint8_t>&)>& declared) {
+  const auto head = [&](const std::vector<uint8_t>& b) {
+    return size_t(
+        declared(std::vector<uint8_t>(b.begin(), b.begin() + long(std::min(header, b.size())))));
+  };
   std::vector<uint8_t> raw = read_file(path);
-  if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
+  if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) {
+    head(raw);  // the header checks; the caller compares the sizes
+    return raw;
+  }
   z_stream zs{};
   UVIT_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, path, ": zlib init failed");
   std::vector<uint8_t> out;
   zs.next_in = raw.data();
   zs.avail_in = uInt(raw.size());
+  // `limit`: the bytes wanted so far (the header, then the declared size); one more shows excess.
+  size_t limit = header;
+  bool sized = false;
   int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    out.resize(std::max<size_t>(out.size() * 2, size_t(1) << 20));
-    zs.next_out = out.data() + zs.total_out;
-    zs.avail_out = uInt(out.size() - zs.total_out);
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      std::string msg = zs.msg ? zs.msg : "";
-      inflateEnd(&zs);
-      if (rc == Z_BUF_ERROR) fail(path, ": truncated gzip stream");
-      fail(path, ": corrupt gzip stream (", msg.empty() ? cat("zlib error ", rc) : msg, ")");
+  try {
+    while (rc != Z_STREAM_END) {
+      if (!sized && zs.total_out >= header) {
+        limit = head(out);
+        sized = true;
+      }
+      UVIT_CHECK(zs.total_out <= limit, path, ": the gzip stream inflates to more than the ", limit,
+                 " bytes its idx header declares");
+      out.resize(std::min(std::max<size_t>(out.size() * 2, size_t(1) << 20), limit + 1));
+      zs.next_out = out.data() + zs.total_out;
+      zs.avail_out = uInt(std::min<size_t>(out.size() - zs.total_out, 1u << 30));
+      rc = inflate(&zs, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END) {
+        if (rc == Z_BUF_ERROR) fail(path, ": truncated gzip stream");
+        fail(path, ": corrupt gzip stream (", zs.msg ? zs.msg : cat("zlib error ", rc), ")");
+      }
     }
+  } catch (...) {
+    inflateEnd(&zs);
+    throw;
   }
   out.resize(zs.total_out);
   inflateEnd(&zs);
+  if (!sized) limit = head(out);  // the whole stream fit in the first read
+  UVIT_CHECK(out.size() <= limit, path, ": the gzip stream inflates to more than the ", limit,
+             " bytes its idx header declares");
   return out;
-}
-
-uint32_t be32(const uint8_t* p) {
-  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
 
 // `stem` without extension: prefers the raw file, else stem.gz.
@@ -124,22 +152,28 @@ std::shared_ptr<Dataset> make_idx_dataset(const std::string& dir, const std::str
   std::string pre = split == "train" ? "train" : "t10k";
   std::string ipath = find_idx(dir, pre + "-images-idx3-ubyte");
   std::string lpath = find_idx(dir, pre + "-labels-idx1-ubyte");
-  std::vector<uint8_t> im = read_maybe_gz(ipath), lb = read_maybe_gz(lpath);
-
-  UVIT_CHECK(im.size() >= 16, ipath, ": truncated idx header (", im.size(), " bytes)");
-  UVIT_CHECK(be32(&im[0]) == 0x803, ipath, ": bad idx magic 0x", std::hex, be32(&im[0]),
-             " (expected 0x803: unsigned bytes, 3 dimensions)");
-  int64_t n = be32(&im[4]), rows = be32(&im[8]), cols = be32(&im[12]);
-  UVIT_CHECK(n > 0 && rows > 0 && cols > 0 && rows <= 4096 && cols <= 4096, ipath,
-             ": bad idx dimensions ", n, "x", rows, "x", cols);
+  // The header checks run on the first bytes (of a .gz too, before the rest is inflated).
+  int64_t n = 0, rows = 0, cols = 0;
+  const std::vector<uint8_t> im = read_idx_file(ipath, 16, [&](const std::vector<uint8_t>& h) {
+    UVIT_CHECK(h.size() >= 16, ipath, ": truncated idx header (", h.size(), " bytes)");
+    UVIT_CHECK(be32(&h[0]) == 0x803, ipath, ": bad idx magic 0x", std::hex, be32(&h[0]),
+               " (expected 0x803: unsigned bytes, 3 dimensions)");
+    n = be32(&h[4]), rows = be32(&h[8]), cols = be32(&h[12]);
+    UVIT_CHECK(n > 0 && rows > 0 && cols > 0 && rows <= 4096 && cols <= 4096, ipath,
+               ": bad idx dimensions ", n, "x", rows, "x", cols);
+    return 16 + n * rows * cols;
+  });
   UVIT_CHECK(int64_t(im.size()) == 16 + n * rows * cols, ipath, ": size mismatch: header says ", n,
              " images of ", rows, "x", cols, " (", 16 + n * rows * cols, " bytes), file has ",
              im.size());
-  UVIT_CHECK(lb.size() >= 8, lpath, ": truncated idx header (", lb.size(), " bytes)");
-  UVIT_CHECK(be32(&lb[0]) == 0x801, lpath, ": bad idx magic 0x", std::hex, be32(&lb[0]),
-             " (expected 0x801: unsigned bytes, 1 dimension)");
-  int64_t nl = be32(&lb[4]);
-  UVIT_CHECK(nl == n, lpath, ": ", nl, " labels for ", n, " images in ", ipath);
+  const std::vector<uint8_t> lb = read_idx_file(lpath, 8, [&](const std::vector<uint8_t>& h) {
+    UVIT_CHECK(h.size() >= 8, lpath, ": truncated idx header (", h.size(), " bytes)");
+    UVIT_CHECK(be32(&h[0]) == 0x801, lpath, ": bad idx magic 0x", std::hex, be32(&h[0]),
+               " (expected 0x801: unsigned bytes, 1 dimension)");
+    const int64_t nl = be32(&h[4]);
+    UVIT_CHECK(nl == n, lpath, ": ", nl, " labels for ", n, " images in ", ipath);
+    return 8 + n;
+  });
   UVIT_CHECK(int64_t(lb.size()) == 8 + n, lpath, ": size mismatch: header says ", n,
              " labels, file has ", lb.size() - 8, " bytes of labels");
   std::vector<int64_t> labels(n);
@@ -148,10 +182,9 @@ std::shared_ptr<Dataset> make_idx_dataset(const std::string& dir, const std::str
     UVIT_CHECK(labels[i] <= 9, lpath, ": label ", labels[i], " of item ", i,
                " is not a digit class");
   }
-  im.erase(im.begin(), im.begin() + 16);
   return std::make_shared<MemoryDataset>(
       cat("idx ", dir, " (", split, "): ", n, " images 1x", rows, "x", cols, ", 10 classes"), n, 1,
-      rows, cols, 10, std::move(im), std::move(labels));
+      rows, cols, 10, std::vector<uint8_t>(im.begin() + 16, im.end()), std::move(labels));
 }
 
 std::shared_ptr<Dataset> make_cifar10_dataset(const std::string& dir_in, const std::string& split) {
@@ -173,6 +206,12 @@ std::shared_ptr<Dataset> make_cifar10_dataset(const std::string& dir_in, const s
   px.reserve(files.size() * kPer * 3072);
   for (const auto& f : files) {
     UVIT_CHECK(fs::exists(f), f, ": missing CIFAR-10 batch file");
+    // The size first, so that a wrong file is not read whole.
+    std::error_code ec;
+    const uintmax_t bytes = fs::file_size(f, ec);
+    UVIT_CHECK(!ec && bytes == uintmax_t(kRec * kPer), f, ": expected ", kRec * kPer,
+               " bytes (10000 records of 1 label + 3072 pixels), file has ",
+               ec ? std::string("no size (") + ec.message() + ")" : std::to_string(bytes));
     std::vector<uint8_t> d = read_file(f);
     UVIT_CHECK(int64_t(d.size()) == kRec * kPer, f, ": expected ", kRec * kPer,
                " bytes (10000 records of 1 label + 3072 pixels), file has ", d.size());

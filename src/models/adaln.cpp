@@ -17,6 +17,27 @@ Conditioning conditioning(const ParamTable& t, int D) {
   return c;
 }
 
+bool begin_plan(Backend& be, std::unique_ptr<Arena>& arena, int& planned_B, bool& planned_train,
+                int B, bool train) {
+  if (arena && planned_B == B && planned_train == train) return false;
+  arena.reset();
+  arena = std::make_unique<Arena>(be);
+  planned_B = B;
+  planned_train = train;
+  return true;
+}
+
+void plan_streams(Arena& a, std::vector<float*>& s, size_t n, bool train, size_t keep) {
+  if (train) {
+    for (auto& b : s) b = a.act(n);
+    return;
+  }
+  for (size_t k = 0; k < keep && k < s.size(); ++k) s[k] = a.act(n);
+  float* p = a.act(n);
+  float* q = a.act(n);
+  for (size_t k = keep; k < s.size(); ++k) s[k] = (k - keep) % 2 ? q : p;
+}
+
 void plan_conditioning(Arena& a, CondActs& A, int B, int D, bool train) {
   const size_t n = size_t(B) * D;
   A.temb = a.act(size_t(B) * kFreqDim);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,15 @@
 namespace uvit::layers {
 
 constexpr int kFreqDim = 256;  // TimestepEmbedder.frequency_embedding_size
+
+// The head of a DiT-family plan(B, train): false when `arena` is already carved for (B, train)
+// (planned_B, planned_train); otherwise frees it, makes an empty one and records (B, train).
+bool begin_plan(Backend& be, std::unique_ptr<Arena>& arena, int& planned_B, bool& planned_train,
+                int B, bool train);
+// The residual stream's buffers of n act elements, one per entry of `s`: training keeps every
+// one; inference keeps the first `keep` (what the long skips pop) and alternates two buffers for
+// the rest.
+void plan_streams(Arena& a, std::vector<float*>& s, size_t n, bool train, size_t keep);
 
 // t_embedder.mlp.{0,2} and y_embedder.embedding_table (fp32 [rows, D]).
 struct Conditioning {

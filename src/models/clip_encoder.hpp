@@ -14,6 +14,7 @@
 
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/error.hpp"
 
 namespace uvit::clip {
 
@@ -30,6 +31,31 @@ struct ConfigFields {
   void get(const char* k, double& v) const;
   void get(const char* k, std::string& v) const;
 };
+
+// The fields both towers' configs share: the transformer's sizes, projection_dim (a CLIPConfig's
+// top level, then the tower's own), hidden_act and layer_norm_eps.
+template <class TowerConfig>
+void get_tower_fields(const ConfigFields& f, const ConfigFields& top, TowerConfig& c) {
+  f.get("hidden_size", c.hidden_size);
+  f.get("intermediate_size", c.intermediate_size);
+  f.get("num_hidden_layers", c.num_hidden_layers);
+  f.get("num_attention_heads", c.num_attention_heads);
+  top.get("projection_dim", c.projection_dim);  // CLIPConfig's, when present
+  f.get("projection_dim", c.projection_dim);
+  f.get("hidden_act", c.hidden_act);
+  f.get("layer_norm_eps", c.layer_norm_eps);
+}
+
+// Their checks after the sizes: the heads divide the width ("vision hidden_size" with `tower`
+// "vision "), a supported activation, a positive epsilon.
+template <class TowerConfig>
+void check_tower_fields(const TowerConfig& c, const std::string& what, const char* tower) {
+  UVIT_CHECK(c.hidden_size % c.num_attention_heads == 0, what, ": ", tower, "hidden_size ",
+             c.hidden_size, " is not divisible by num_attention_heads ", c.num_attention_heads);
+  UVIT_CHECK(c.hidden_act == "quick_gelu" || c.hidden_act == "gelu", what, ": hidden_act '",
+             c.hidden_act, "' is not supported (quick_gelu or gelu)");
+  UVIT_CHECK(c.layer_norm_eps > 0, what, ": layer_norm_eps must be positive");
+}
 
 struct Slot {
   size_t offset = 0;

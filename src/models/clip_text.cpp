@@ -21,15 +21,8 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j0, const std::st
   ClipTextConfig c;
   const clip::ConfigFields f{j, what}, top{j0, what};
   f.get("vocab_size", c.vocab_size);
-  f.get("hidden_size", c.hidden_size);
-  f.get("intermediate_size", c.intermediate_size);
-  f.get("num_hidden_layers", c.num_hidden_layers);
-  f.get("num_attention_heads", c.num_attention_heads);
   f.get("max_position_embeddings", c.max_position_embeddings);
-  f.get("hidden_act", c.hidden_act);
-  top.get("projection_dim", c.projection_dim);  // CLIPConfig's, when present
-  f.get("projection_dim", c.projection_dim);
-  f.get("layer_norm_eps", c.layer_norm_eps);
+  clip::get_tower_fields(f, top, c);
   c.validate(what);
   return c;
 }
@@ -42,11 +35,7 @@ void ClipTextConfig::validate(const std::string& what) const {
   UVIT_CHECK(vocab_size > 0 && hidden_size > 0 && intermediate_size > 0 && num_hidden_layers >= 0 &&
                  num_attention_heads > 0 && max_position_embeddings > 0 && projection_dim > 0,
              what, ": sizes must be positive");
-  UVIT_CHECK(hidden_size % num_attention_heads == 0, what, ": hidden_size ", hidden_size,
-             " is not divisible by num_attention_heads ", num_attention_heads);
-  UVIT_CHECK(hidden_act == "quick_gelu" || hidden_act == "gelu", what, ": hidden_act '", hidden_act,
-             "' is not supported (quick_gelu or gelu)");
-  UVIT_CHECK(layer_norm_eps > 0, what, ": layer_norm_eps must be positive");
+  clip::check_tower_fields(*this, what, "");
 }
 
 // ---- weights -----------------------------------------------------------------------------------

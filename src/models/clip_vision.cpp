@@ -19,17 +19,10 @@ ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j0, const std
   const nlohmann::json& j = clip::ConfigFields::section(j0, "vision_config", what);
   ClipVisionConfig c;
   const clip::ConfigFields f{j, what}, top{j0, what};
-  f.get("hidden_size", c.hidden_size);
-  f.get("intermediate_size", c.intermediate_size);
-  f.get("num_hidden_layers", c.num_hidden_layers);
-  f.get("num_attention_heads", c.num_attention_heads);
   f.get("num_channels", c.num_channels);
   f.get("image_size", c.image_size);
   f.get("patch_size", c.patch_size);
-  top.get("projection_dim", c.projection_dim);  // CLIPConfig's, when present
-  f.get("projection_dim", c.projection_dim);
-  f.get("hidden_act", c.hidden_act);
-  f.get("layer_norm_eps", c.layer_norm_eps);
+  clip::get_tower_fields(f, top, c);
   c.validate(what);
   return c;
 }
@@ -44,13 +37,9 @@ void ClipVisionConfig::validate(const std::string& what) const {
              what, ": vision sizes must be positive");
   UVIT_CHECK(num_channels == 3, what, ": num_channels ", num_channels,
              " is not supported (CLIP takes RGB: 3)");
-  UVIT_CHECK(hidden_size % num_attention_heads == 0, what, ": vision hidden_size ", hidden_size,
-             " is not divisible by num_attention_heads ", num_attention_heads);
+  clip::check_tower_fields(*this, what, "vision ");
   UVIT_CHECK(image_size % patch_size == 0, what, ": image_size ", image_size,
              " is not a multiple of patch_size ", patch_size);
-  UVIT_CHECK(hidden_act == "quick_gelu" || hidden_act == "gelu", what, ": hidden_act '", hidden_act,
-             "' is not supported (quick_gelu or gelu)");
-  UVIT_CHECK(layer_norm_eps > 0, what, ": layer_norm_eps must be positive");
 }
 
 // ---- weights -----------------------------------------------------------------------------------

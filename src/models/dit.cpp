@@ -585,11 +585,7 @@ class DiT final : public Network {
 };
 
 void DiT::plan(int B, bool train) {
-  if (arena_ && B_ == B && train_ == train) return;
-  arena_.reset();
-  arena_ = std::make_unique<Arena>(be_);
-  B_ = B;
-  train_ = train;
+  if (!begin_plan(be_, arena_, B_, train_, B, train)) return;
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.head_channels();
@@ -607,16 +603,7 @@ void DiT::plan(int B, bool train) {
     float* qk_dx = qk_ln && train ? a.act(M * 2 * D) : nullptr;
     plan_conditioning(a, cond_acts_, B, int(D), train);
     stream_.assign(depth + 1, nullptr);
-    if (train) {
-      for (auto& s : stream_) s = a.act(M * D);
-    } else {
-      // Inference keeps the outputs the skips need and ping-pongs the rest.
-      const int keep = c_.skip() ? half : 0;
-      for (int k = 0; k <= keep; ++k) stream_[k] = a.act(M * D);
-      float* p = a.act(M * D);
-      float* q = a.act(M * D);
-      for (int k = keep + 1; k <= depth; ++k) stream_[k] = ((k - keep) % 2) ? p : q;
-    }
+    plan_streams(a, stream_, M * D, train, c_.skip() ? half + 1 : 1);  // + 1: the tokens
     acts_.assign(train ? depth : 1, BlockActs{});
     for (size_t k = 0; k < acts_.size(); ++k) {
       BlockActs& A = acts_[k];

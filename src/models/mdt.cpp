@@ -328,11 +328,7 @@ class MDT final : public Network {
 };
 
 void MDT::plan(int B, bool train) {
-  if (arena_ && B_ == B && train_ == train) return;
-  arena_.reset();
-  arena_ = std::make_unique<Arena>(be_);
-  B_ = B;
-  train_ = train;
+  if (!begin_plan(be_, arena_, B_, train_, B, train)) return;
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
@@ -347,15 +343,7 @@ void MDT::plan(int B, bool train) {
     plan_conditioning(a, cond_acts_, B, int(D), train);
     in_.assign(nb, nullptr);
     out_.assign(nb, nullptr);
-    if (train) {
-      for (auto& o : out_) o = a.act(M * D);
-    } else {
-      // Inference keeps the en_inblocks' outputs (the skips) and ping-pongs the rest.
-      for (int k = 0; k < h; ++k) out_[k] = a.act(M * D);
-      float* p = a.act(M * D);
-      float* q = a.act(M * D);
-      for (int k = h; k < nb; ++k) out_[k] = (k - h) % 2 ? q : p;
-    }
+    plan_streams(a, out_, M * D, train, h);  // inference keeps the en_inblocks' outputs (skips)
     acts_.assign(train ? nb + (side ? 1 : 0) : 1, BlockActs{});
     for (size_t k = 0; k < acts_.size(); ++k) {
       if (train ? (int(k) < nb && has_skip(c_, int(k))) : h + c_.decode_layer > 0)

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "uvit/autoencoder.hpp"
@@ -24,6 +26,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
+
+int guidance_channels_from(const std::string& text, const char* field) {
+  if (text.empty()) return 0;
+  if (text == "all") return -1;
+  char* end = nullptr;
+  const long n = std::strtol(text.c_str(), &end, 10);
+  UVIT_CHECK(*end == '\0' && n >= 1 && n <= 1 << 20, field,
+             " must be 'all' or a positive integer, got '", text, "'");
+  return int(n);
+}
 
 const std::vector<ClassName>& class_table_of(const Config& c) {
   static const std::vector<ClassName> none;
@@ -124,6 +136,12 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   be_ = make_backend(o.device, o.precision);
   net_ = make_network(cfg_, *be_);
   net_->load_file(o.weights);
+  try {  // whether the network has a Skip-Cache, for check() (generate() starts it anew)
+    net_->set_skip_cache(2);
+    net_->set_skip_cache(0);
+  } catch (const Error& e) {
+    skip_cache_error_ = e.what();
+  }
   if (o.identify) {
     id_ = model_identity(cfg_, o.weights, ae_ ? o.autoencoder : "");
   } else {
@@ -175,6 +193,24 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
   UVIT_CHECK(r.seed >= -1, "seed must be >= 0 or -1 (random), got ", r.seed);
   UVIT_CHECK(r.guidance_w < 0 || r.guidance_w >= 1, "guidance w must be >= 1 (1 = off), got ",
              r.guidance_w);
+  // The sampler settings' "unset" values are exact (0, or -1 where 0 is a value): anything else
+  // outside a field's range is refused here, naming the field, rather than silently becoming the
+  // preset's value. with_preset_defaults checks what remains (flow-only fields on other presets,
+  // guidance channels against the network).
+  const auto finite = [](double v) { return std::isfinite(v); };
+  UVIT_CHECK(finite(r.shift) && r.shift >= 0, "shift must be > 0 (0: the preset's), got ", r.shift);
+  UVIT_CHECK(finite(r.atol) && r.atol >= 0, "atol must be > 0 (0: the preset's), got ", r.atol);
+  UVIT_CHECK(finite(r.rtol) && r.rtol >= 0, "rtol must be > 0 (0: the preset's), got ", r.rtol);
+  UVIT_CHECK(r.cfg_interval == -1 || r.cfg_interval >= 0,
+             "cfg_interval must lie in [0, 1] (-1: the preset's), got ", r.cfg_interval);
+  UVIT_CHECK(r.cfg_power == -1 || (finite(r.cfg_power) && r.cfg_power >= 0),
+             "cfg_power must be >= 0, got ", r.cfg_power);
+  UVIT_CHECK(r.cfg_scale == -1 || (finite(r.cfg_scale) && r.cfg_scale >= 0),
+             "the guidance scale s (cfg_scale) must be >= 0, got ", r.cfg_scale);
+  UVIT_CHECK(r.skip_cache >= 0, "skip_cache must be >= 1 (0: off), got ", r.skip_cache);
+  UVIT_CHECK(r.guidance_channels >= -1,
+             "guidance_channels must be >= 1 (0: the network's, -1: all), got ",
+             r.guidance_channels);
   GenerateOptions g;
   g.sampler = canonical_sampler(r.sampler, is_flow(cfg));
   g.steps = r.steps;
@@ -182,7 +218,7 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
   g.mini_batch = r.batch;
   g.skip_cache = r.skip_cache;
   g.first_index = r.first_index;
-  g.guidance_channels = r.guidance_channels;
+  g.guidance_channels = r.guidance_channels == -1 ? cfg.spec.in_chans : r.guidance_channels;
   g.shift = r.shift;
   g.cfg_interval = r.cfg_interval;
   g.cfg_power = r.cfg_power;
@@ -195,6 +231,11 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
     g.seed = uint64_t(r.seed);
   }
   return with_preset_defaults(cfg, g);
+}
+
+void Pipeline::check(const GenerationRequest& r) const {
+  resolve_generation(cfg_, r);
+  UVIT_CHECK(r.skip_cache <= 1 || skip_cache_error_.empty(), skip_cache_error_);
 }
 
 GenerationResult Pipeline::generate(const GenerationRequest& r) {

@@ -114,6 +114,13 @@ int64_t get_int(const json& j, const char* k, int64_t def, int64_t lo, int64_t h
   return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
 }
 
+// A number > 0 (0 and negatives refused: in a request "unset" is leaving the field out).
+double get_positive(const json& j, const char* k, double hi) {
+  const double d = get_number(j, k, 0, 0, hi);
+  if (has(j, k) && !(d > 0)) throw HttpError(422, cat(k, " must be > 0, got ", d), k);
+  return d;
+}
+
 std::string get_string(const json& j, const char* k, const std::string& def = "") {
   if (!has(j, k)) return def;
   if (!j.at(k).is_string())
@@ -196,8 +203,9 @@ class Api {
       throw HttpError(422, cat(guidance_key, " must be >= 1 (1 = no guidance)"), guidance_key);
     const bool can_guide = pipe_.kind() == ModelKind::Text ||
                            (pipe_.kind() == ModelKind::Class && null_class(pipe_.config()) >= 0);
-    if (s.req.guidance_w > 1 && !can_guide) {
-      s.notes.push_back(cat(guidance_key, " ignored: ", pipe_.model_name(), " has no guidance"));
+    if ((s.req.guidance_w > 1 || s.req.cfg_scale > 0) && !can_guide) {
+      s.notes.push_back(cat(s.req.cfg_scale > 0 ? "uvit_scale" : guidance_key,
+                            " ignored: ", pipe_.model_name(), " has no guidance"));
       s.req.guidance_w = 1;
     }
     std::string neg = get_string(b, "negative_prompt");
@@ -209,6 +217,41 @@ class Api {
     else
       s.req.negative_prompt = neg;
     if (s.req.seed < 0) s.req.seed = int64_t(random_seed());
+    apply_sampling(s, b);
+  }
+
+  // The sampler options of `uvit sample` (docs/serve.md, "Sampling options"): each checked here
+  // with an error naming the field, then the whole request against the model (Pipeline::check:
+  // a flow option on another preset, guidance channels beyond the network's, a Skip-Cache it
+  // lacks), so that a bad request is refused before it is queued.
+  void apply_sampling(Spec& s, const json& b) const {
+    s.req.shift = get_positive(b, "shift", 1e6);
+    s.req.cfg_interval = get_number(b, "cfg_interval", -1, 0, 1);
+    s.req.cfg_power = get_number(b, "cfg_power", -1, 0, 1e3);
+    s.req.atol = get_positive(b, "atol", 1e6);
+    s.req.rtol = get_positive(b, "rtol", 1e6);
+    s.req.skip_cache = int(get_int(b, "skip_cache", 0, 1, 1 << 20));
+    if (has(b, "guidance_channels")) {
+      const json& v = b.at("guidance_channels");
+      try {
+        s.req.guidance_channels = guidance_channels_from(v.is_string() ? v.get<std::string>()
+                                                         : v.is_number_integer() ? dump(v)
+                                                                                 : "?",
+                                                         "guidance_channels");
+      } catch (const Error&) {
+        throw HttpError(422, "guidance_channels must be \"all\" or an integer >= 1, got " + dump(v),
+                        "guidance_channels");
+      }
+    }
+    for (const char* k : {"shift", "cfg_interval", "atol", "rtol"})
+      if (has(b, k) && !is_flow(pipe_.config()))
+        throw HttpError(
+            422, cat(k, " applies to flow presets only; ", pipe_.model_name(), " is not one"), k);
+    try {
+      pipe_.check(s.req);
+    } catch (const Error& e) {
+      throw HttpError(422, e.what());
+    }
   }
 
   void check_sampler(Spec& s, const std::string& name, const char* field) const {
@@ -245,10 +288,10 @@ void Api::txt2img(const Request& req, Response& res) {
   const json b = parse_body(req);
   Spec s;
   apply_prompt(s, get_string(b, "prompt"), "prompt");
-  apply_common(s, b, "cfg_scale");
   std::string sampler = get_string(b, "sampler_name");
   if (sampler.empty()) sampler = get_string(b, "sampler_index");
   check_sampler(s, sampler, "sampler_name");
+  apply_common(s, b, "cfg_scale");
   const int batch = int(get_int(b, "batch_size", 1, 1, opt_.max_images));
   const int iters = int(get_int(b, "n_iter", 1, 1, opt_.max_images));
   if (batch * iters > opt_.max_images)
@@ -314,8 +357,8 @@ void Api::openai_generate(const Request& req, Response& res) {
     throw HttpError(400, "prompt is required", "prompt");
   Spec s;
   apply_prompt(s, get_string(b, "prompt"), "prompt");
-  apply_common(s, b, "guidance_scale");
   check_sampler(s, get_string(b, "sampler"), "sampler");
+  apply_common(s, b, "guidance_scale");
   s.req.n = int(get_int(b, "n", 1, 1, std::min(10, opt_.max_images)));
   const std::string fmt = get_string(b, "response_format", "b64_json");
   if (fmt != "b64_json")
@@ -358,8 +401,11 @@ void Api::native_submit(const Request& req, Response& res) {
   } else {
     apply_prompt(s, get_string(b, "prompt"), "prompt");
   }
-  apply_common(s, b, "guidance_w");
+  if (has(b, "uvit_scale") && has(b, "guidance_w"))
+    throw HttpError(422, "give guidance_w or uvit_scale, not both", "uvit_scale");
+  s.req.cfg_scale = get_number(b, "uvit_scale", -1, 0, 99);  // U-ViT's s exactly (w = s + 1)
   check_sampler(s, get_string(b, "sampler"), "sampler");
+  apply_common(s, b, "guidance_w");
   s.req.n = int(get_int(b, "n", 1, 1, opt_.max_images));
   s.req.first_index = uint64_t(get_int(b, "first_index", 0, 0, int64_t(1) << 40));
   const auto job = jobs_.submit({s.req}, s.notes);

@@ -9,18 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "uvit.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                              \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                   \
-      fprintf(stderr, "\n");                                          \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
 
 static int log_lines = 0, saw_sampling_line = 0;
 static void on_log(uvit_log_level level, const char* msg, void* user) {

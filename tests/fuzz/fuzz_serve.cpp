@@ -9,41 +9,22 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "fuzz_common.hpp"
+#include "fuzz_model.hpp"
 #include "serve/server.hpp"
-#include "uvit/backend.hpp"
-#include "uvit/network.hpp"
 #include "uvit/pipeline.hpp"
 
 namespace {
 
 int g_port = 0;
 
-// tests/e2e/data/tiny_config.py's model with 2 sampling steps, so accepted requests stay cheap.
-const char* kConfig = R"({"name": "fuzz_tiny", "schedule": "continuous_vp", "pred": "noise_pred",
-  "train": {"mode": "cond"},
-  "nnet": {"name": "uvit", "img_size": 28, "patch_size": 7, "in_chans": 1, "embed_dim": 32,
-           "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "num_classes": 11},
-  "dataset": {"name": "fashion_mnist", "cfg": true, "p_uncond": 0.1},
-  "sample": {"sample_steps": 2, "algorithm": "dpm_solver", "cfg": true, "scale": 1.0}})";
-
 void start_server() {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("uvit_fuzz_serve_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "tiny.json") << kConfig;
-  const uvit::Config cfg = uvit::load_config((dir / "tiny.json").string());
-  auto be = uvit::make_backend("cpu");
-  auto net = uvit::make_network(cfg, *be);
-  net->init_random(1);
-  uvit::save_safetensors((dir / "w.safetensors").string(), net->export_weights());
+  const uvit::fuzz::TinyModel m = uvit::fuzz::tiny_model("fuzz_serve");
   uvit::PipelineOptions po;
-  po.config = (dir / "tiny.json").string();
-  po.weights = (dir / "w.safetensors").string();
+  po.config = m.config;
+  po.weights = m.weights;
   static uvit::Pipeline* pipe = new uvit::Pipeline(po);  // lives as long as the server thread
   uvit::serve::ServeOptions so;
   so.port = g_port = 20000 + int(getpid() % 20000);

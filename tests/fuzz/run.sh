@@ -7,7 +7,7 @@ set -uo pipefail
 B=$(cd "$1" && pwd) S=$2
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors pth npy image config clip_vocab serve)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors pth npy image config clip_vocab serve idx cifar feature_npy latent_stats capi)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seeds=$B/fuzz/seeds
 if [ ! -d "$seeds" ]; then
@@ -15,6 +15,7 @@ if [ ! -d "$seeds" ]; then
   mkdir -p "$seeds/pth" "$seeds/config"
   /usr/bin/python3 "$root/tests/unit/make_torch_files.py" "$seeds/pth" >/dev/null || exit 1
   /usr/bin/python3 "$root/tests/fuzz/make_pth_seeds.py" "$seeds/pth" || exit 1
+  /usr/bin/python3 "$root/tests/fuzz/make_reader_seeds.py" "$seeds" || exit 1
   cp "$root"/configs/*.json "$root"/tests/configs/*.json "$seeds/config/"
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}

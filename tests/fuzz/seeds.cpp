@@ -1,9 +1,17 @@
 // Writes the fuzzers' seed corpora with the project's own writers: `uvit_fuzz_seeds OUT` fills
-// OUT/{safetensors,npy,image,clip_vocab,serve}/ (docs/fuzzing.md; run.sh adds the .pth and config
-// seeds from the PyTorch files and configs/).
+// OUT/{safetensors,npy,image,clip_vocab,serve,idx,cifar,latent_stats,capi}/ (docs/fuzzing.md;
+// run.sh adds the .pth, feature .npy, latent-stats .pt and config seeds from PyTorch, numpy and
+// configs/).
+#include <zlib.h>
+
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
+#include "uvit.h"
+#include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
@@ -51,7 +59,8 @@ std::vector<std::string> byte_symbols() {
 int main(int argc, char** argv) try {
   UVIT_CHECK(argc == 2, "usage: uvit_fuzz_seeds OUT");
   const fs::path out = argv[1];
-  for (const char* d : {"safetensors", "npy", "image", "clip_vocab", "serve"})
+  for (const char* d : {"safetensors", "npy", "image", "clip_vocab", "serve", "idx", "cifar",
+                        "latent_stats", "capi"})
     fs::create_directories(out / d);
   const fs::path tmp = out / "tmp.bin";
 
@@ -146,6 +155,10 @@ int main(int argc, char** argv) try {
       {"jobs",
        post("/uvit/v1/jobs",
             R"({"class": 4, "n": 1, "steps": 1, "sampler": "dpm-solver", "first_index": 3})")},
+      {"jobs_options",
+       post(
+           "/uvit/v1/jobs",
+           R"({"class": 4, "steps": 1, "cfg_power": 2, "uvit_scale": 0.5, "guidance_channels": "all", "skip_cache": 2})")},
       {"job_get", "GET /uvit/v1/jobs/0123abcd HTTP/1.1\r\nHost: x\r\n\r\n"},
       {"job_events", "GET /uvit/v1/jobs/0123abcd/events HTTP/1.1\r\nHost: x\r\n\r\n"},
       {"cancel", post("/uvit/v1/jobs/0123abcd/cancel", "")},
@@ -159,6 +172,87 @@ int main(int argc, char** argv) try {
       {"options_cors", "OPTIONS /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nOrigin: http://a\r\n\r\n"},
   };
   for (auto& [name, r] : reqs) put(out / "serve" / name, r);
+
+  // idx: the images file's length (4 bytes, little endian), the images file, the labels file;
+  // raw and gzipped (fuzz_idx).
+  const auto le32 = [](size_t v) {
+    return std::string{char(v), char(v >> 8), char(v >> 16), char(v >> 24)};
+  };
+  const auto idx = [](uint32_t magic, std::vector<uint32_t> dims, size_t payload) {
+    std::vector<uint8_t> b;
+    dims.insert(dims.begin(), magic);
+    for (uint32_t v : dims)
+      for (int k = 3; k >= 0; --k) b.push_back(uint8_t(v >> (8 * k)));
+    for (size_t i = 0; i < payload; ++i) b.push_back(uint8_t(i * 7 % 10));
+    return b;
+  };
+  const auto gz = [&](const std::vector<uint8_t>& b) {
+    gzFile f = gzopen(tmp.string().c_str(), "wb9");
+    UVIT_CHECK(f && gzwrite(f, b.data(), unsigned(b.size())) == int(b.size()) && gzclose(f) == Z_OK,
+               "gzip seed");
+    return bytes_of(tmp);
+  };
+  const std::vector<uint8_t> images = idx(0x803, {3, 4, 5}, 60), labels = idx(0x801, {3}, 3);
+  auto cat_bytes = [](std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  put(out / "idx" / "raw", le32(images.size()), cat_bytes(images, labels));
+  const std::vector<uint8_t> gi = gz(images), gl = gz(labels);
+  put(out / "idx" / "gz", le32(gi.size()), cat_bytes(gi, gl));
+  put(out / "idx" / "gz_images", le32(gi.size()), cat_bytes(gi, labels));
+  // A gzip stream that inflates past what its header declares (the bound's error).
+  put(out / "idx" / "gz_long", le32(0), gz(idx(0x803, {1, 2, 2}, 4096)));
+
+  // CIFAR-10: one record (label, 3072 pixels), tiled to a whole batch (first byte odd) or not.
+  std::vector<uint8_t> rec(3073);
+  for (size_t i = 0; i < rec.size(); ++i) rec[i] = uint8_t(i % 10);
+  put(out / "cifar" / "tiled", std::string(1, '\1'), rec);
+  put(out / "cifar" / "short", std::string(1, '\0'), rec);
+
+  // The C API: a uvit_gen_params as raw bytes (plus 32 bytes of a newer header), then 8 class
+  // ids and NUL-separated sampler, negative prompt and prompts (fuzz_capi).
+  const auto gen = [&](const std::string& name, const std::function<void(uvit_gen_params&)>& set,
+                       const std::string& strings) {
+    std::vector<uint8_t> b(sizeof(uvit_gen_params) + 32 + 8 * sizeof(int));
+    uvit_gen_params p{};
+    p.struct_size = sizeof p;
+    p.n = 2;
+    p.n_classes = 2;
+    p.guidance_w = -1;
+    p.seed = 5;
+    set(p);
+    std::memcpy(b.data(), &p, sizeof p);
+    const int classes[8] = {3, 7, 0, 9, 10, -1, 11, 2};
+    std::memcpy(b.data() + sizeof(uvit_gen_params) + 32, classes, sizeof classes);
+    put(out / "capi" / name, "", b);
+    std::ofstream(out / "capi" / name, std::ios::app) << strings;
+  };
+  gen(
+      "plain", [](uvit_gen_params&) {}, std::string("\0", 1));
+  gen(
+      "sampler", [](uvit_gen_params& p) { p.steps = 3; }, std::string("DPM++ 2M\0\0", 10));
+  gen(
+      "options",
+      [](uvit_gen_params& p) {
+        p.has = UVIT_GEN_HAS_CFG_SCALE | UVIT_GEN_HAS_CFG_POWER;
+        p.cfg_scale = 0.5;
+        p.cfg_power = 2;
+        p.guidance_channels = -1;
+      },
+      std::string("\0", 1));
+  gen(
+      "old_struct", [](uvit_gen_params& p) { p.struct_size = offsetof(uvit_gen_params, has); },
+      std::string("\0", 1));
+  gen(
+      "prompts", [](uvit_gen_params& p) { p.n_prompts = 2; },
+      std::string("euler-ode\0blurry\0a cat\0a dog", 29));
+
+  // Latent statistics: ours (.safetensors; run.sh adds LightningDiT's .pt from PyTorch).
+  save_latent_stats(tmp.string(), {{0.1f, -0.2f, 0.3f, 0.f}, {1.f, 2.f, 0.5f, 4.f}});
+  put(out / "latent_stats" / "four", std::string(1, '\2'), bytes_of(tmp));
+  save_latent_stats(tmp.string(), {{0.5f}, {1.5f}});
+  put(out / "latent_stats" / "one", std::string(1, '\0'), bytes_of(tmp));
   fs::remove(tmp);
   return 0;
 } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "error_of.hpp"
@@ -11,6 +12,7 @@
 #include "temp_dir.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/config.hpp"
+#include "uvit/data.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -99,6 +101,53 @@ TEST(FuzzRegressions, GzipBombVocabulary) {
   gzclose(g);
   const std::string e = error_of([&] { ClipTokenizer::load(t / "bomb.txt.gz"); });
   EXPECT_TRUE(has(e, "bomb.txt.gz: decompresses to more than 64 MB")) << e;
+}
+
+// An idx .gz whose header declares one 2x2 image (20 bytes) followed by 200 MB of zeros (~200 KB
+// compressed): the reader inflated the whole stream, so any small .gz could ask for gigabytes.
+// Now inflation stops one byte past the declared size. The same header checks run on the first
+// 16 bytes, before the rest is inflated.
+TEST(FuzzRegressions, IdxGzipInflatesNoFurtherThanItsHeaderDeclares) {
+  TempDir t;
+  const auto write_gz = [](const std::string& path, const std::string& head, size_t zeros) {
+    gzFile g = gzopen(path.c_str(), "wb9");
+    ASSERT_NE(g, nullptr);
+    ASSERT_EQ(gzwrite(g, head.data(), unsigned(head.size())), int(head.size()));
+    const std::string z(size_t(1) << 20, '\0');
+    for (size_t i = 0; i < zeros; i += z.size())
+      ASSERT_EQ(gzwrite(g, z.data(), unsigned(z.size())), int(z.size()));
+    gzclose(g);
+  };
+  const std::string one_2x2("\0\0\x08\x03\0\0\0\x01\0\0\0\x02\0\0\0\x02", 16);
+  write_gz(t / "t10k-images-idx3-ubyte.gz", one_2x2, size_t(200) << 20);
+  write_gz(t / "t10k-labels-idx1-ubyte.gz", std::string("\0\0\x08\x01\0\0\0\x01\x03", 9), 0);
+  std::string e = error_of([&] { make_idx_dataset(t.dir.string(), "test"); });
+  EXPECT_TRUE(has(e,
+                  "t10k-images-idx3-ubyte.gz: the gzip stream inflates to more than the 20 "
+                  "bytes its idx header declares"))
+      << e;
+  write_gz(t / "t10k-images-idx3-ubyte.gz", std::string(16, '\x7f'), size_t(200) << 20);
+  e = error_of([&] { make_idx_dataset(t.dir.string(), "test"); });
+  EXPECT_TRUE(has(e, "t10k-images-idx3-ubyte.gz: bad idx magic 0x7f7f7f7f")) << e;
+  // Exactly the declared size still loads; a short stream is a size mismatch.
+  write_gz(t / "t10k-images-idx3-ubyte.gz", one_2x2 + std::string(4, '\x09'), 0);
+  EXPECT_EQ(make_idx_dataset(t.dir.string(), "test")->size(), 1);
+  write_gz(t / "t10k-images-idx3-ubyte.gz", one_2x2 + std::string(3, '\x09'), 0);
+  e = error_of([&] { make_idx_dataset(t.dir.string(), "test"); });
+  EXPECT_TRUE(has(e, "size mismatch: header says 1 images of 2x2 (20 bytes), file has 19")) << e;
+}
+
+// A CIFAR-10 batch of the wrong size was read whole before its size was checked: a 4 GB (sparse)
+// file asked for 4 GB. The size is now checked from the file system first.
+TEST(FuzzRegressions, Cifar10BatchSizeIsCheckedBeforeReading) {
+  TempDir t;
+  { std::ofstream(t / "test_batch.bin", std::ios::binary) << 'x'; }
+  std::filesystem::resize_file(t / "test_batch.bin", uintmax_t(1) << 32);
+  const std::string e = error_of([&] { make_cifar10_dataset(t.dir.string(), "test"); });
+  EXPECT_TRUE(has(e,
+                  "test_batch.bin: expected 30730000 bytes (10000 records of 1 label + 3072 "
+                  "pixels), file has 4294967296"))
+      << e;
 }
 
 // A JPEG whose DHT segment declares 0x61 + 0xFF = 352 codes: Debian's stb_image 2.27 wrote past
