@@ -192,6 +192,17 @@ class Backend {
                              const float* lse, float* dqkv, int B, int N, int H, int Dh,
                              float scale) = 0;
 
+  // Variable-length attention (FiTv2's packed batches, docs/fit.md): sample b holds lens[b] valid
+  // tokens first (1 <= lens[b] <= N; lens is HOST memory, int32 [B]) and padding after them. A
+  // valid query attends to the lens[b] valid keys only, which is the official mask
+  // (mask_q == mask_k) on valid rows; padded rows of out are zero, their lse 0, and their dqkv
+  // rows zero. With every lens[b] == N it is attention_fwd / attention_bwd exactly.
+  virtual void attention_varlen_fwd(const float* qkv, const int32_t* lens, float* out, float* lse,
+                                    int B, int N, int H, int Dh, float scale) = 0;
+  virtual void attention_varlen_bwd(const float* dout, const float* qkv, const float* out,
+                                    const float* lse, const int32_t* lens, float* dqkv, int B,
+                                    int N, int H, int Dh, float scale) = 0;
+
   // Attention with an additive bias (MDT's BEiT relative position bias, docs/mdt.md): the scores
   // are scale q.k + bias[h, i, j] with bias[h, i, j] = table[index[pi * Lf + pj] * H + h], pi, pj
   // the positions of tokens i, j among the Lf of the full grid: ids[b * N + i] (the kept tokens

@@ -16,4 +16,8 @@ const std::array<float, 256>& imagenet_lut();
 // with a jpg/jpeg/png/gif extension (any case), recursing into directories.
 std::vector<std::string> list_images_recursively(const std::string& dir);
 
+// ImageNet's class rule: label = sorted index of the file's basename up to the first '_' (the
+// synset); *classes receives the number of distinct prefixes.
+std::vector<int64_t> prefix_labels(const std::vector<std::string>& files, int* classes);
+
 }  // namespace uvit::data

@@ -69,6 +69,11 @@ class CpuBackend final : public Backend {
                      float scale) override;
   void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
                      float* dqkv, int B, int N, int H, int Dh, float scale) override;
+  void attention_varlen_fwd(const float* qkv, const int32_t* lens, float* out, float* lse, int B,
+                            int N, int H, int Dh, float scale) override;
+  void attention_varlen_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
+                            const int32_t* lens, float* dqkv, int B, int N, int H, int Dh,
+                            float scale) override;
   void attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse, int B,
                           int N, int H, int Dh, float scale) override;
   void attention_bias_bwd(const float* dout, const float* qkv, const float* out, const float* lse,

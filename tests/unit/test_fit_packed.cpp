@@ -1,0 +1,175 @@
+// FiTv2's packed variable-size batches (docs/fit.md "Packed batches"): a batch of three grids on
+// one canvas against the twin's official interface (packed tokens, grid, mask; forward and every
+// parameter gradient), full sizes bit-identical to the plain forward, the refusals, and the masked
+// flow loss by hand.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "rel_err.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+#include "uvit/network.hpp"
+#include "uvit/objective.hpp"
+
+using namespace uvit;
+using uvit_test::rel_err;
+
+namespace {
+
+struct Case {
+  Config cfg;
+  std::map<std::string, Array> t;
+  std::vector<float> x, t_in, gout;
+  std::vector<int32_t> y;
+  int B = 0;
+};
+
+Case load_case(const std::string& name) {
+  const std::string dir = UVIT_TEST_FIXTURES;
+  Case c;
+  c.cfg = load_config(dir + "/" + name + ".json");
+  for (auto& [k, a] : load_safetensors(dir + "/" + name + ".safetensors")) c.t[k] = std::move(a);
+  c.x = c.t.at("input.x").to_f32();
+  c.t_in = c.t.at("input.t").to_f32();
+  c.gout = c.t.at("input.gout").to_f32();
+  for (auto v : c.t.at("input.y").to_i64()) c.y.push_back(int32_t(v));
+  c.B = int(c.t.at("input.x").shape[0]);
+  return c;
+}
+
+std::unique_ptr<Network> loaded(const Case& c, Backend& be) {
+  auto m = make_network(c.cfg, be);
+  NamedArrays sd;
+  for (const auto& e : m->table().entries()) sd.emplace_back(e.name, c.t.at("param." + e.name));
+  m->load(sd, "fixture");
+  return m;
+}
+
+// Output (and with `train` the gradients of sum(out * gout)); sizes empty: a plain batch.
+std::pair<std::vector<float>, std::vector<float>> run(Network& m, const Case& c,
+                                                      const std::vector<std::array<int, 2>>& sizes,
+                                                      bool train) {
+  std::vector<float> out(c.gout.size());
+  if (!sizes.empty()) m.set_valid_sizes(sizes);
+  m.forward(c.x.data(), c.t_in.data(), c.y.data(), nullptr, out.data(), c.B, train);
+  if (!train) return {out, {}};
+  m.zero_grad();
+  m.backward(c.gout.data());
+  return {out, std::vector<float>(m.grads(), m.grads() + m.num_params())};
+}
+
+}  // namespace
+
+TEST(FitPacked, MixedGridsMatchTheTwin) {
+  const Case c = load_case("fit_packed");
+  std::vector<std::array<int, 2>> sizes;
+  const auto s = c.t.at("input.sizes").to_i64();
+  for (size_t i = 0; i < s.size(); i += 2) sizes.push_back({int(s[i]), int(s[i + 1])});
+  auto be = make_cpu_backend();
+  auto m = loaded(c, *be);
+  ASSERT_TRUE(m->packs_sizes());
+  const auto [out, grads] = run(*m, c, sizes, true);
+  EXPECT_LE(rel_err(out, c.t.at("output").to_f32()), 1e-5) << "output";
+  for (const auto& e : m->table().entries())
+    EXPECT_LE(rel_err(grads.data() + e.offset, c.t.at("grad." + e.name).to_f32()), 1e-4)
+        << "grad of " << e.name;
+  // Padding is exactly zero in the output.
+  const int C = 4, H = 6, W = 8;
+  for (int b = 0; b < c.B; ++b)
+    for (int ch = 0; ch < C; ++ch)
+      for (int yy = 0; yy < H; ++yy)
+        for (int xx = 0; xx < W; ++xx)
+          if (yy >= sizes[b][0] || xx >= sizes[b][1])
+            ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f)
+                << b << " " << yy << " " << xx;
+  // Inference plans other buffers: same output. The sizes last one forward: the next is plain.
+  EXPECT_EQ(run(*m, c, sizes, false).first, out);
+  EXPECT_NE(run(*m, c, {}, false).first, out);
+}
+
+// Every sample at the full canvas with a sequence as long as the grid: the packed path (gathers,
+// per-token RoPE rows, varlen attention) is the plain forward and backward bit for bit.
+TEST(FitPacked, FullSizesAreThePlainBatchBitForBit) {
+  const Case c = load_case("fit_p2");  // 8 x 8, patch 2: 16 tokens, context_size 256
+  auto be = make_cpu_backend();
+  auto m = loaded(c, *be);
+  const auto plain = run(*m, c, {}, true);
+  const std::vector<std::array<int, 2>> full(size_t(c.B), {8, 8});
+  const auto packed = run(*m, c, full, true);
+  EXPECT_EQ(packed.first, plain.first);
+  EXPECT_EQ(packed.second, plain.second);
+}
+
+TEST(FitPacked, RefusesBadSizes) {
+  const Case c = load_case("fit_packed");  // canvas 6 x 8, patch 2, context_size 9
+  auto be = make_cpu_backend();
+  auto m = loaded(c, *be);
+  auto message = [&](std::vector<std::array<int, 2>> s) -> std::string {
+    try {
+      m->set_valid_sizes(s);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message({{3, 8}}).find("sample 0 size 3 x 8 is not a multiple of patch_size 2"),
+            std::string::npos);
+  EXPECT_NE(message({{2, 2}, {8, 2}}).find("within the 6 x 8 input"), std::string::npos);
+  EXPECT_NE(message({{6, 8}}).find("sample 0 has 12 tokens, more than the 9"), std::string::npos);
+  // A batch of another size than the sizes given.
+  m->set_valid_sizes({{2, 2}});
+  std::vector<float> out(c.gout.size());
+  EXPECT_THROW(m->forward(c.x.data(), c.t_in.data(), c.y.data(), nullptr, out.data(), c.B, false),
+               Error);
+  auto dit = make_network(load_case("dit_p2").cfg, *be);
+  EXPECT_FALSE(dit->packs_sizes());
+  EXPECT_THROW(dit->set_valid_sizes({{8, 8}}), Error);
+}
+
+// loss_masked by hand: B 2, C 1, 2 x 3 images; sample 0 valid 1 x 2, sample 1 the whole 2 x 3.
+TEST(FitPacked, MaskedFlowLossByHand) {
+  auto obj = make_objective(load_config("fmnist_fit_tiny"));
+  // target u = x0 - eps; take eps 0 so u = x0, and d = out - x0.
+  const std::vector<float> out = {1, 2, 9, 9, 9, 9,   // sample 0: d = 1, 2 on the valid 1 x 2
+                                  1, 1, 1, 1, 1, 3};  // sample 1: d = 1 1 1 1 1 3
+  const std::vector<float> x0(12, 0.f), eps(12, 0.f);
+  const std::array<int, 2> sizes[] = {{1, 2}, {2, 3}};
+  std::vector<float> dout(12, NAN);
+  const double loss = obj->loss_masked(out.data(), eps.data(), x0.data(), nullptr, 2, 1, 2, 3,
+                                       sizes, 2, dout.data());
+  // sample 0: (1 + 4) / 2 = 2.5; sample 1: (5 + 9) / 6 = 14/6; mean of the two.
+  EXPECT_NEAR(loss, (2.5 + 14.0 / 6) / 2, 1e-12);
+  // d loss / d out = 2 d / (n_b B), / accum 2.
+  const std::vector<float> want = {float(2 * 1 / 4.0 / 2),
+                                   float(2 * 2 / 4.0 / 2),
+                                   0,
+                                   0,
+                                   0,
+                                   0,
+                                   float(2 / 12.0 / 2),
+                                   float(2 / 12.0 / 2),
+                                   float(2 / 12.0 / 2),
+                                   float(2 / 12.0 / 2),
+                                   float(2 / 12.0 / 2),
+                                   float(6 / 12.0 / 2)};
+  for (size_t i = 0; i < 12; ++i) EXPECT_FLOAT_EQ(dout[i], want[i]) << i;
+  // Full sizes: the plain MSE (the official N / valid is 1 without padding).
+  const std::array<int, 2> full[] = {{2, 3}, {2, 3}};
+  std::vector<float> d1(12), d2(12);
+  const double a =
+      obj->loss_masked(out.data(), eps.data(), x0.data(), nullptr, 2, 1, 2, 3, full, 1, d1.data());
+  const double b = obj->loss(out.data(), eps.data(), x0.data(), nullptr, 2, 6, 6, 1, d2.data());
+  EXPECT_NEAR(a, b, 1e-12);
+  for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(d1[i], d2[i], 1e-7) << i;
+  // Only the flow objective has it.
+  auto eps_obj = make_objective(load_config("fmnist_uvit_tiny"));  // U-ViT's eps-MSE
+  EXPECT_THROW(eps_obj->loss_masked(out.data(), eps.data(), x0.data(), nullptr, 2, 1, 2, 3, sizes,
+                                    1, dout.data()),
+               Error);
+}
