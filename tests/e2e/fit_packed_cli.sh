@@ -2,8 +2,8 @@
 # FiTv2 on variable-size data from the CLI (docs/fit.md "Packed batches", docs/data.md
 # npy_folder): a folder of per-image .npy arrays of five sizes on fmnist_fit_tiny's 28 x 28
 # canvas, trained a few steps in packed batches, resumed to the same bits as a straight run, then
-# sampled at a non-square size; and the one-line errors of a file that does not fit, a network that
-# cannot pack and an objective without the masked loss.
+# sampled at a non-square size; and the one-line errors of files that do not fit (patch, token
+# limit) and of a network that cannot pack.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -41,8 +41,9 @@ assert a.shape == (3, 16, 28, 1) and n.isfinite(a).all(), a.shape
 expect_error "0_bad.npy: 10 x 12 is not a multiple of 4" "$UVIT" train --config fmnist_fit_tiny \
   "${small[@]}" "${data[@]}" --out "$tmp/bad" --steps 1 --batch 8 -q
 rm "$D/0_bad.npy"
-expect_error "exceed max_tokens 30" "$UVIT" train --config fmnist_fit_tiny "${small[@]}" \
-  "${data[@]}" --set dataset.max_tokens=30 --out "$tmp/bad" --steps 1 --batch 8 -q
+# (the dataset's max_tokens defaults to nnet.context_size, the packed sequence length)
+expect_error "49 tokens exceed max_tokens 30" "$UVIT" train --config fmnist_fit_tiny "${small[@]}" \
+  "${data[@]}" --set nnet.context_size=30 --out "$tmp/bad" --steps 1 --batch 8 -q
 # Only fitv2 packs; only the flow objective masks its loss.
 expect_error "only fitv2 packs them" "$UVIT" train --config fmnist_lightningdit_tiny "${data[@]}" \
   --set nnet.hidden_size=32 --set nnet.depth=2 --out "$tmp/bad" --steps 1 --batch 8 -q

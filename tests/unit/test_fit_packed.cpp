@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "rel_err.hpp"
+#include "temp_dir.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
+#include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/network.hpp"
@@ -85,9 +87,10 @@ TEST(FitPacked, MixedGridsMatchTheTwin) {
     for (int ch = 0; ch < C; ++ch)
       for (int yy = 0; yy < H; ++yy)
         for (int xx = 0; xx < W; ++xx)
-          if (yy >= sizes[b][0] || xx >= sizes[b][1])
-            ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f)
-                << b << " " << yy << " " << xx;
+          if (yy >= sizes[b][0] || xx >= sizes[b][1]) {
+            ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f) << b << " " << yy;
+          }
+  << b << " " << yy << " " << xx;
   // Inference plans other buffers: same output. The sizes last one forward: the next is plain.
   EXPECT_EQ(run(*m, c, sizes, false).first, out);
   EXPECT_NE(run(*m, c, {}, false).first, out);
@@ -172,4 +175,53 @@ TEST(FitPacked, MaskedFlowLossByHand) {
   EXPECT_THROW(eps_obj->loss_masked(out.data(), eps.data(), x0.data(), nullptr, 2, 1, 2, 3, sizes,
                                     1, dout.data()),
                Error);
+}
+
+// The npy_folder dataset: canvas and limits from the preset's nnet, items top-left with zero
+// padding, their sizes in the batch, labels by file-name prefix, and the file named on a bad shape.
+TEST(FitPacked, NpyFolderDatasetAndBatchSizes) {
+  uvit_test::TempDir d("uvit_npyfolder");
+  auto put = [&](const std::string& name, int h, int w, float v) {
+    std::vector<float> a(size_t(h) * w, v);
+    save_npy(d / name, Array::from_f32({1, h, w}, a.data()));
+  };
+  put("a_0.npy", 4, 8, 1.f);
+  put("b_0.npy", 8, 4, 2.f);
+  put("a_1.npy", 4, 4, 3.f);
+  const nlohmann::json cfg = {
+      {"dataset", {{"name", "npy_folder"}, {"path", d.dir.string()}}},
+      {"nnet", {{"input_size", 8}, {"in_channels", 1}, {"patch_size", 4}, {"context_size", 4}}}};
+  const DataOptions o = data_options_from_json(cfg);
+  EXPECT_EQ(o.canvas_h, 8);
+  EXPECT_EQ(o.patch, 4);
+  EXPECT_EQ(o.max_tokens, 4);
+  auto ds = make_dataset(o);
+  ASSERT_TRUE(ds->variable_size());
+  EXPECT_EQ(ds->item_shape(), (std::array<int64_t, 3>{1, 8, 8}));
+  EXPECT_EQ(ds->num_classes(), 2);
+  LoaderOptions lo;
+  lo.batch_size = 3;
+  lo.shuffle = false;
+  Batch b;
+  make_batch(*ds, lo, {0, 0, 0}, b);
+  // sorted: a_0 (4 x 8), a_1 (4 x 4), b_0 (8 x 4)
+  ASSERT_EQ(b.sizes.size(), 3u);
+  EXPECT_EQ(b.sizes[0], (std::array<int, 2>{4, 8}));
+  EXPECT_EQ(b.sizes[1], (std::array<int, 2>{4, 4}));
+  EXPECT_EQ(b.sizes[2], (std::array<int, 2>{8, 4}));
+  EXPECT_EQ(b.labels, (std::vector<int64_t>{0, 0, 1}));
+  EXPECT_EQ(b.x[64 + 3], 3.f);   // a_1 row 0, column 3
+  EXPECT_EQ(b.x[64 + 4], 0.f);   // beyond its width
+  EXPECT_EQ(b.x[64 + 32], 0.f);  // beyond its height
+  EXPECT_EQ(b.x[128 + 7 * 8 + 3], 2.f);
+  put("c_0.npy", 8, 8, 0.f);  // 4 tokens of 4: fits; 6 x 8 does not divide by the patch
+  put("c_1.npy", 6, 8, 0.f);
+  try {
+    make_dataset(o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("c_1.npy: 6 x 8 is not a multiple of 4"),
+              std::string::npos)
+        << e.what();
+  }
 }
