@@ -90,7 +90,6 @@ TEST(FitPacked, MixedGridsMatchTheTwin) {
           if (yy >= sizes[b][0] || xx >= sizes[b][1]) {
             ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f) << b << " " << yy;
           }
-  << b << " " << yy << " " << xx;
   // Inference plans other buffers: same output. The sizes last one forward: the next is plain.
   EXPECT_EQ(run(*m, c, sizes, false).first, out);
   EXPECT_NE(run(*m, c, {}, false).first, out);
