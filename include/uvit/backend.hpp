@@ -240,6 +240,9 @@ class Backend {
   // f_i = exp(-ln(10000) i / half) computed in fp32; a zero column last when D is odd. t fp32,
   // out act.
   virtual void timestep_embedding(const float* t, float* out, int B, int D, int ldo) = 0;
+  // FiTv2's time shifting (docs/fit.md): out[i] = min(s t[i] / (1 + (s - 1) t[i]), 1) in fp32,
+  // for n fp32 values (out may alias t); kept on the device so a forward needs no host round trip.
+  virtual void fit_time_shift(const float* t, float* out, int n, float s) = 0;
   // out[b*ldo + :] = table[idx[b], :]; idx is int32 backend memory, checked < rows by the caller.
   // table, dtable fp32; out, dout act.
   virtual void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,

@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 
 namespace data {
 
-std::vector<std::string> list_images_recursively(const std::string& dir) {
+std::vector<std::string> list_files_recursively(const std::string& dir,
+                                                const std::vector<std::string>& exts) {
   std::vector<std::string> entries, out;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
@@ -29,15 +30,18 @@ std::vector<std::string> list_images_recursively(const std::string& dir) {
     std::string ext = dot == std::string::npos ? "" : e.substr(dot + 1);
     std::transform(ext.begin(), ext.end(), ext.begin(),
                    [](unsigned char c) { return std::tolower(c); });
-    if (dot != std::string::npos &&
-        (ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "gif")) {
+    if (dot != std::string::npos && std::find(exts.begin(), exts.end(), ext) != exts.end()) {
       out.push_back(full);
     } else if (fs::is_directory(full)) {
-      auto sub = list_images_recursively(full);
+      auto sub = list_files_recursively(full, exts);
       out.insert(out.end(), sub.begin(), sub.end());
     }
   }
   return out;
+}
+
+std::vector<std::string> list_images_recursively(const std::string& dir) {
+  return list_files_recursively(dir, {"jpg", "jpeg", "png", "gif"});
 }
 
 std::vector<int64_t> prefix_labels(const std::vector<std::string>& files, int* classes) {

@@ -13,23 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Every *.npy under dir, sorted entries, recursing into directories (as the image folders).
-void list_npy(const std::string& dir, std::vector<std::string>& out) {
-  std::vector<std::string> entries;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    entries.push_back(it->path().filename().string());
-  UVIT_CHECK(!ec, dir, ": cannot list directory: ", ec.message());
-  std::sort(entries.begin(), entries.end());
-  for (const auto& e : entries) {
-    const std::string full = dir + "/" + e;
-    if (fs::is_directory(full))
-      list_npy(full, out);
-    else if (e.size() > 4 && e.compare(e.size() - 4, 4, ".npy") == 0)
-      out.push_back(full);
-  }
-}
-
 class NpyFolder final : public Dataset {
  public:
   NpyFolder(const std::string& dir, int C, int H, int W, int patch, int max_tokens)
@@ -38,7 +21,7 @@ class NpyFolder final : public Dataset {
     UVIT_CHECK(C > 0 && H > 0 && W > 0 && patch > 0 && max_tokens >= 0, "dataset npy_folder ", dir,
                ": bad canvas [", C, ", ", H, ", ", W, "] / patch ", patch, " / max_tokens ",
                max_tokens);
-    list_npy(dir, files_);
+    files_ = data::list_files_recursively(dir, {"npy"});
     UVIT_CHECK(!files_.empty(), dir, ": no .npy files found");
     labels_ = data::prefix_labels(files_, &k_);
     for (const std::string& f : files_) {

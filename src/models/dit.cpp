@@ -548,13 +548,10 @@ class DiT final : public Network {
   // packed -> canvas), feat act elements per token.
   void move_tokens(float* dst, const float* src, long feat, bool to_canvas);
   // FiT.forward's network time: clamp(s t / (1 + (s - 1) t), max = 1) with s = time_shifting
-  // (fp32, into tnet_). The clamp matters to dopri5, which may step a little past t = 1.
+  // (fp32, into tnet_, on the device). The clamp matters to dopri5, which may step a little past
+  // t = 1.
   const float* fit_time(const float* t, int B) {
-    std::vector<float> h(B);
-    be_.download(h.data(), t, h.size() * 4);
-    const float s = float(c_.time_shifting);
-    for (float& v : h) v = std::min(s * v / (1.f + (s - 1.f) * v), 1.f);
-    be_.upload(tnet_, h.data(), h.size() * 4);
+    be_.fit_time_shift(t, tnet_, B, float(c_.time_shifting));
     return tnet_;
   }
   // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model_compare.hpp"
 #include "rel_err.hpp"
 #include "temp_dir.hpp"
 #include "uvit/backend.hpp"
@@ -223,4 +224,47 @@ TEST(FitPacked, NpyFolderDatasetAndBatchSizes) {
               std::string::npos)
         << e.what();
   }
+}
+
+// The CPU's bf16 mode on a packed batch (the varlen attention's bf16 tiles, the act copies)
+// against its fp32 mode, within the bf16 bounds of CpuBf16Model.
+TEST(FitPacked, CpuBf16MatchesFp32) {
+  if (!cpu_has_bf16()) GTEST_SKIP() << "no bf16 units on this CPU";
+  const Config c = uvit::test::config_from(uvit::test::kFitPacked);
+  const auto& sizes = uvit::test::kFitPackedSizes;
+  const int B = int(sizes.size());
+  auto f32 = make_backend("cpu", "fp32");
+  auto bf = make_backend("cpu", "bf16");
+  const auto ref = uvit::test::run_net(*f32, c, B, true, sizes);
+  const auto got = uvit::test::run_net(*bf, c, B, true, sizes);
+  std::string worst;
+  EXPECT_LE(rel_err(got.out, ref.out), 3e-2);
+  EXPECT_LE(uvit::test::worst_grad(network_param_table(c), got.grads, ref.grads, &worst), 1e-1)
+      << worst;
+  // Padding stays exactly zero in bf16 too.
+  const size_t plane = 12 * 20;
+  for (int b = 0; b < B; ++b)
+    for (int ch = 0; ch < 4; ++ch)
+      for (int y = 0; y < 12; ++y)
+        for (int x = 0; x < 20; ++x)
+          if (y >= sizes[b][0] || x >= sizes[b][1]) {
+            ASSERT_EQ(got.out[(size_t(b) * 4 + ch) * plane + size_t(y) * 20 + x], 0.f);
+          }
+}
+
+// FiT's time shifting on the backend (no host round trip): min(s t / (1 + (s - 1) t), 1) by hand.
+TEST(FitTime, ShiftByHand) {
+  auto be = make_cpu_backend();
+  const std::vector<float> t = {0.f, 0.25f, 0.5f, 1.f, 1.02f};
+  std::vector<float> out(t.size());
+  be->fit_time_shift(t.data(), out.data(), int(t.size()), 1.f);  // s = 1: the clamp only
+  EXPECT_EQ(out, (std::vector<float>{0.f, 0.25f, 0.5f, 1.f, 1.f}));
+  be->fit_time_shift(t.data(), out.data(), int(t.size()), 2.f);  // 2t / (1 + t)
+  EXPECT_FLOAT_EQ(out[1], 0.4f);
+  EXPECT_FLOAT_EQ(out[2], 2.f / 3.f);
+  EXPECT_EQ(out[3], 1.f);
+  EXPECT_EQ(out[4], 1.f);  // 2.04 / 2.02 > 1, clamped
+  std::vector<float> in_place = t;
+  be->fit_time_shift(in_place.data(), in_place.data(), int(t.size()), 2.f);
+  EXPECT_EQ(in_place, out);
 }

@@ -87,6 +87,7 @@ class CpuBackend final : public Backend {
   void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B, int E,
                   int L, int D) override;
   void timestep_embedding(const float* t, float* out, int B, int D, int ldo) override;
+  void fit_time_shift(const float* t, float* out, int n, float s) override;
   void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
                      int ldo) override;
   void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,
