@@ -41,9 +41,12 @@ assert a.shape == (3, 16, 28, 1) and n.isfinite(a).all(), a.shape
 expect_error "0_bad.npy: 10 x 12 is not a multiple of 4" "$UVIT" train --config fmnist_fit_tiny \
   "${small[@]}" "${data[@]}" --out "$tmp/bad" --steps 1 --batch 8 -q
 rm "$D/0_bad.npy"
-# (the dataset's max_tokens defaults to nnet.context_size, the packed sequence length)
 expect_error "49 tokens exceed max_tokens 30" "$UVIT" train --config fmnist_fit_tiny "${small[@]}" \
-  "${data[@]}" --set nnet.context_size=30 --out "$tmp/bad" --steps 1 --batch 8 -q
+  "${data[@]}" --set dataset.max_tokens=30 --out "$tmp/bad" --steps 1 --batch 8 -q
+# A sequence shorter than an item (nnet.context_size under the data's limit): the network says so.
+expect_error "49 tokens, more than the 30 of a packed sequence" "$UVIT" train --config \
+  fmnist_fit_tiny "${small[@]}" "${data[@]}" --set nnet.context_size=30 --out "$tmp/bad2" \
+  --steps 1 --batch 8 -q
 # Only fitv2 packs; only the flow objective masks its loss.
 expect_error "only fitv2 packs them" "$UVIT" train --config fmnist_lightningdit_tiny "${data[@]}" \
   --set nnet.hidden_size=32 --set nnet.depth=2 --out "$tmp/bad" --steps 1 --batch 8 -q
