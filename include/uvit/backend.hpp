@@ -192,6 +192,17 @@ class Backend {
                              const float* lse, float* dqkv, int B, int N, int H, int Dh,
                              float scale) = 0;
 
+  // Variable-length attention (FiTv2's packed batches, docs/fit.md): sample b holds lens[b] valid
+  // tokens first (1 <= lens[b] <= N; lens is HOST memory, int32 [B]) and padding after them. A
+  // valid query attends to the lens[b] valid keys only, which is the official mask
+  // (mask_q == mask_k) on valid rows; padded rows of out are zero, their lse 0, and their dqkv
+  // rows zero. With every lens[b] == N it is attention_fwd / attention_bwd exactly.
+  virtual void attention_varlen_fwd(const float* qkv, const int32_t* lens, float* out, float* lse,
+                                    int B, int N, int H, int Dh, float scale) = 0;
+  virtual void attention_varlen_bwd(const float* dout, const float* qkv, const float* out,
+                                    const float* lse, const int32_t* lens, float* dqkv, int B,
+                                    int N, int H, int Dh, float scale) = 0;
+
   // Attention with an additive bias (MDT's BEiT relative position bias, docs/mdt.md): the scores
   // are scale q.k + bias[h, i, j] with bias[h, i, j] = table[index[pi * Lf + pj] * H + h], pi, pj
   // the positions of tokens i, j among the Lf of the full grid: ids[b * N + i] (the kept tokens
@@ -229,6 +240,9 @@ class Backend {
   // f_i = exp(-ln(10000) i / half) computed in fp32; a zero column last when D is odd. t fp32,
   // out act.
   virtual void timestep_embedding(const float* t, float* out, int B, int D, int ldo) = 0;
+  // FiTv2's time shifting (docs/fit.md): out[i] = min(s t[i] / (1 + (s - 1) t[i]), 1) in fp32,
+  // for n fp32 values (out may alias t); kept on the device so a forward needs no host round trip.
+  virtual void fit_time_shift(const float* t, float* out, int n, float s) = 0;
   // out[b*ldo + :] = table[idx[b], :]; idx is int32 backend memory, checked < rows by the caller.
   // table, dtable fp32; out, dout act.
   virtual void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,

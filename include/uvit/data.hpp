@@ -56,6 +56,13 @@ class Dataset {
   // The null condition for text datasets (empty-string context, L*D floats); empty otherwise.
   virtual const std::vector<float>& empty_context() const;
   virtual std::string describe() const = 0;  // one line: name, path, count, shape
+  // Variable-size datasets (FiTv2's packed training, docs/data.md): item i fills only the top-left
+  // valid_size(i) = {height, width} of its item_shape() canvas; get() zeroes the rest.
+  virtual bool variable_size() const { return false; }
+  virtual std::array<int, 2> valid_size(int64_t) const {
+    const auto s = item_shape();
+    return {int(s[1]), int(s[2])};
+  }
   int64_t item_numel() const {
     auto s = item_shape();
     return s[0] * s[1] * s[2];
@@ -99,12 +106,21 @@ std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
                                                       const std::string& split = "train",
                                                       double scale_factor = 0.23010);
 
+// A folder of per-image .npy arrays [C, h, w] of varying h x w (any float or integer dtype, read as
+// float32 as they are: pre-scaled latents or pixels in [-1, 1]), every *.npy under dir in sorted
+// walk, each placed top-left on a [C, canvas_h, canvas_w] canvas. Every file must have C channels,
+// h and w multiples of `patch` within the canvas and (h / patch)(w / patch) <= max_tokens (0: no
+// limit); the file is named otherwise. Label = sorted index of the basename prefix before the
+// first '_' (ImageNet's rule). Shapes are read once when the dataset opens.
+std::shared_ptr<Dataset> make_npy_folder_dataset(const std::string& dir, int channels, int canvas_h,
+                                                 int canvas_w, int patch, int max_tokens);
+
 // ---- configuration -----------------------------------------------------------------------------
 
 struct DataOptions {
   std::string name = "fmnist";  // fmnist (aliases fashion_mnist, fashion-mnist), mnist, cifar10,
                                 // celeba, imagenet, imagenet256_features, imagenet512_features,
-                                // mscoco256_features, image_folder
+                                // mscoco256_features, image_folder, npy_folder
   std::string path;             // empty: the default for the name (fmnist only)
   std::string split = "train";
   int resolution = 0;        // 0: the dataset's natural size
@@ -114,6 +130,10 @@ struct DataOptions {
   double scale_factor = 0.0;  // latent datasets; 0: 0.18215 (ImageNet) / 0.23010 (MS-COCO)
   // imagenet*_features: "moments" (posterior moments, sampled) or "deterministic" (as-is)
   std::string feature_kind = "moments";
+  // npy_folder (variable sizes): the canvas [channels, canvas_h, canvas_w], the size granularity
+  // and the token limit; from dataset.{channels, canvas, patch_size, max_tokens}, else from the
+  // preset's nnet (in_channels, input_size, patch_size, context_size).
+  int channels = 0, canvas_h = 0, canvas_w = 0, patch = 1, max_tokens = 0;
 };
 
 constexpr const char* kDefaultFmnistPath = "/usr/share/datasets/fashion-mnist";
@@ -129,10 +149,12 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& o);
 
 struct Batch {
   int64_t B = 0, C = 0, H = 0, W = 0;
-  std::vector<float> x;           // [B, C, H, W]
-  std::vector<int64_t> labels;    // [B]; -1 for unlabeled data; the null class after dropout
-  int64_t L = 0, D = 0;           // context shape for text datasets
-  std::vector<float> context;     // [B, L, D] or empty
+  std::vector<float> x;         // [B, C, H, W]
+  std::vector<int64_t> labels;  // [B]; -1 for unlabeled data; the null class after dropout
+  int64_t L = 0, D = 0;         // context shape for text datasets
+  std::vector<float> context;   // [B, L, D] or empty
+  // Variable-size datasets: each sample's valid {height, width} (top-left of its item); else empty.
+  std::vector<std::array<int, 2>> sizes;
   int64_t epoch = 0, offset = 0;  // where this batch starts
   // Where the loader's state goes after this batch (past the batches a data-parallel rank skips
   // at the end of its group).

@@ -3,6 +3,7 @@
 // network class or its constructor fields: the trainer, the samplers and the CLI see a Network and
 // its NetSpec. docs/architecture.md shows how to add a backbone.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -110,6 +111,13 @@ class Network {
   // Selects the pass of the next forward(train=true); `first` (the micro-batch's first sample in
   // the run's sample stream) keys the pass's own draws from Philox(seed).
   virtual void set_train_pass(int pass, uint64_t seed, uint64_t first);
+
+  // Variable-size batches (FiTv2's packed training, docs/fit.md): sizes[b] = {height, width} of
+  // the valid top-left region of sample b's [in_chans, S, W] image, multiples of the patch size;
+  // the rest is padding, which the network ignores and leaves zero in its output. Applies to the
+  // next forward (and its backward) only. Networks without packing refuse (packs_sizes() false).
+  virtual bool packs_sizes() const { return false; }
+  virtual void set_valid_sizes(const std::vector<std::array<int, 2>>& sizes);
 
  protected:
   Network(NetSpec spec, ParamTable table, Backend& be);

@@ -20,11 +20,39 @@ std::string canonical_name(const std::string& n) {
   if (n == "fmnist" || n == "fashion_mnist" || n == "fashion-mnist" || n == "fashionmnist")
     return "fmnist";
   for (const char* k : {"mnist", "cifar10", "celeba", "imagenet", "imagenet256_features",
-                        "imagenet512_features", "mscoco256_features", "image_folder"})
+                        "imagenet512_features", "mscoco256_features", "image_folder", "npy_folder"})
     if (n == k) return n;
   fail("config dataset.name: unknown dataset '", n,
        "' (fmnist, mnist, cifar10, celeba, imagenet, imagenet256_features, imagenet512_features, "
-       "mscoco256_features, image_folder)");
+       "mscoco256_features, image_folder, npy_folder)");
+}
+
+// npy_folder's canvas, patch and token limit: the dataset section's, else the preset's nnet
+// (in_channels, input_size as a side or [height, width], patch_size, context_size).
+void npy_folder_options(const nlohmann::json& config, const nlohmann::json& d, DataOptions& o) {
+  const nlohmann::json none = nlohmann::json::object();
+  const nlohmann::json& n =
+      config.contains("nnet") && config["nnet"].is_object() ? config["nnet"] : none;
+  auto pick = [&](const char* dk, const char* nk, int& v) {
+    if (n.contains(nk) && n[nk].is_number_integer()) v = n[nk].get<int>();
+    read_field(d, dk, v);
+  };
+  pick("channels", "in_channels", o.channels);
+  pick("patch_size", "patch_size", o.patch);
+  pick("max_tokens", "context_size", o.max_tokens);
+  const nlohmann::json* c = d.contains("canvas")       ? &d["canvas"]
+                            : n.contains("input_size") ? &n["input_size"]
+                                                       : nullptr;
+  if (!c) return;
+  if (c->is_number_integer()) {
+    o.canvas_h = o.canvas_w = c->get<int>();
+  } else {
+    UVIT_CHECK(c->is_array() && c->size() == 2 && (*c)[0].is_number_integer() &&
+                   (*c)[1].is_number_integer(),
+               "config dataset.canvas: expected a side or [height, width], got ", c->dump());
+    o.canvas_h = (*c)[0].get<int>();
+    o.canvas_w = (*c)[1].get<int>();
+  }
 }
 
 }  // namespace
@@ -53,6 +81,7 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
     else if (ae.contains("config") && ae["config"].is_string())  // e.g. vavae_f16d32: 1
       o.scale_factor = autoencoder_config_from(ae["config"].get<std::string>()).scale_factor;
   }
+  if (o.name == "npy_folder") npy_folder_options(config, d, o);
   if (!path_override.empty()) o.path = path_override;
   UVIT_CHECK(o.p_uncond >= 0 && o.p_uncond <= 1, "config dataset.p_uncond: ", o.p_uncond,
              " outside [0, 1]");
@@ -89,6 +118,13 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& in) {
     UVIT_CHECK(o.resolution > 0, "dataset image_folder: set dataset.resolution");
     UVIT_CHECK(!o.cfg, "dataset image_folder: unlabeled, so cfg cannot be enabled");
     return make_image_folder_dataset(o.path, o.resolution);
+  }
+  if (o.name == "npy_folder") {
+    UVIT_CHECK(o.channels > 0 && o.canvas_h > 0 && o.canvas_w > 0,
+               "dataset npy_folder: set "
+               "dataset.channels and dataset.canvas (or nnet.in_channels and nnet.input_size)");
+    return make_npy_folder_dataset(o.path, o.channels, o.canvas_h, o.canvas_w, o.patch,
+                                   o.max_tokens);
   }
   if (o.name == "imagenet256_features" || o.name == "imagenet512_features") {
     UVIT_CHECK(o.split == "train", "dataset ", o.name, ": only the train split exists");

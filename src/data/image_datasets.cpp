@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 
 namespace data {
 
-std::vector<std::string> list_images_recursively(const std::string& dir) {
+std::vector<std::string> list_files_recursively(const std::string& dir,
+                                                const std::vector<std::string>& exts) {
   std::vector<std::string> entries, out;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
@@ -29,15 +30,33 @@ std::vector<std::string> list_images_recursively(const std::string& dir) {
     std::string ext = dot == std::string::npos ? "" : e.substr(dot + 1);
     std::transform(ext.begin(), ext.end(), ext.begin(),
                    [](unsigned char c) { return std::tolower(c); });
-    if (dot != std::string::npos &&
-        (ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "gif")) {
+    if (dot != std::string::npos && std::find(exts.begin(), exts.end(), ext) != exts.end()) {
       out.push_back(full);
     } else if (fs::is_directory(full)) {
-      auto sub = list_images_recursively(full);
+      auto sub = list_files_recursively(full, exts);
       out.insert(out.end(), sub.begin(), sub.end());
     }
   }
   return out;
+}
+
+std::vector<std::string> list_images_recursively(const std::string& dir) {
+  return list_files_recursively(dir, {"jpg", "jpeg", "png", "gif"});
+}
+
+std::vector<int64_t> prefix_labels(const std::vector<std::string>& files, int* classes) {
+  std::vector<std::string> cls(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string b = fs::path(files[i]).filename().string();
+    cls[i] = b.substr(0, b.find('_'));
+  }
+  std::set<std::string> uniq(cls.begin(), cls.end());
+  std::map<std::string, int64_t> index;
+  for (const auto& c : uniq) index.emplace(c, int64_t(index.size()));
+  std::vector<int64_t> labels(files.size());
+  for (size_t i = 0; i < files.size(); ++i) labels[i] = index[cls[i]];
+  *classes = int(uniq.size());
+  return labels;
 }
 
 }  // namespace data
@@ -139,19 +158,9 @@ std::shared_ptr<Dataset> make_imagenet_dataset(const std::string& dir, int resol
   std::string root = fs::is_directory(dir + "/train") ? dir + "/train" : dir;
   std::vector<std::string> files = data::list_images_recursively(root);
   UVIT_CHECK(!files.empty(), root, ": no images found (jpg/jpeg/png/gif)");
-  // Class = basename up to the first '_' (the synset), numbered in sorted order.
-  std::vector<std::string> cls(files.size());
-  for (size_t i = 0; i < files.size(); ++i) {
-    std::string b = fs::path(files[i]).filename().string();
-    cls[i] = b.substr(0, b.find('_'));
-  }
-  std::set<std::string> uniq(cls.begin(), cls.end());
-  std::map<std::string, int64_t> index;
-  for (const auto& c : uniq) index.emplace(c, int64_t(index.size()));
-  std::vector<int64_t> labels(files.size());
-  for (size_t i = 0; i < files.size(); ++i) labels[i] = index[cls[i]];
+  int k = 0;
+  std::vector<int64_t> labels = data::prefix_labels(files, &k);
   size_t n = files.size();
-  int k = int(uniq.size());
   return std::make_shared<ImageFileDataset>(
       cat("imagenet ", root, ": ", n, " images, ", k, " classes, center crop to ", resolution),
       std::move(files), std::move(labels), k, resolution, Transform::CenterCrop);

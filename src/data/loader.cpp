@@ -80,6 +80,8 @@ void check_options(const Dataset& ds, const LoaderOptions& o) {
              "loader: batches [", o.take_first, ", ", o.take_first + o.take_count,
              ") of each group of ", o.group, " are not a valid slice");
   UVIT_CHECK(ds.size() > 0, ds.describe(), ": dataset is empty");
+  UVIT_CHECK(!o.random_flip || !ds.variable_size(), ds.describe(),
+             ": random_flip would move the valid region of a variable-size item");
   UVIT_CHECK(!o.drop_last || ds.size() >= o.batch_size, ds.describe(), ": ", ds.size(),
              " items, fewer than one batch of ", o.batch_size);
   UVIT_CHECK(o.p_uncond >= 0 && o.p_uncond <= 1, "loader: p_uncond ", o.p_uncond,
@@ -107,6 +109,7 @@ LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState 
   out.x.resize(size_t(B * m));
   out.labels.assign(size_t(B), -1);
   out.context.resize(size_t(B * lc));
+  out.sizes.assign(ds.variable_size() ? size_t(B) : 0, {0, 0});
   out.epoch = st.epoch, out.offset = st.offset;
 
   auto item = [&](int64_t b) {
@@ -115,6 +118,7 @@ LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState 
     float* x = out.x.data() + b * m;
     float* ctx = lc ? out.context.data() + b * lc : nullptr;
     int64_t label = ds.get(perm[size_t(pos)], x, ctx, rng);
+    if (!out.sizes.empty()) out.sizes[size_t(b)] = ds.valid_size(perm[size_t(pos)]);
     if (opt.random_flip && rng.stream(kRngFlip).uniform(uint64_t(pos)) < 0.5f) {
       for (int64_t r = 0; r < shape[0] * shape[1]; ++r)
         std::reverse(x + r * shape[2], x + (r + 1) * shape[2]);

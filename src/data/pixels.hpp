@@ -15,5 +15,12 @@ const std::array<float, 256>& imagenet_lut();
 // Image files under dir as guided-diffusion's _list_image_files_recursively: sorted entries, files
 // with a jpg/jpeg/png/gif extension (any case), recursing into directories.
 std::vector<std::string> list_images_recursively(const std::string& dir);
+// The same walk for files whose lower-cased extension is one of `exts` (without the dot).
+std::vector<std::string> list_files_recursively(const std::string& dir,
+                                                const std::vector<std::string>& exts);
+
+// ImageNet's class rule: label = sorted index of the file's basename up to the first '_' (the
+// synset); *classes receives the number of distinct prefixes.
+std::vector<int64_t> prefix_labels(const std::vector<std::string>& files, int* classes);
 
 }  // namespace uvit::data

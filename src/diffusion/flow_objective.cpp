@@ -1,5 +1,6 @@
 // The flow-matching objective (SiT's Transport.training_losses with a velocity model on the linear
 // path, LightningDiT's logit-normal time and cosine loss; docs/flow.md "Training").
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -100,6 +101,32 @@ class FlowMatching final : public Objective {
     double loss = mse / double(numel);
     if (tr_.cos_loss) loss += cosine(out, eps, x0, B, in_numel, accum, dout);
     return loss;
+  }
+
+  double loss_masked(const float* out, const float* eps, const float* x0, const TrainDraw*, int B,
+                     int C, int H, int W, const std::array<int, 2>* sizes, int accum,
+                     float* dout) const override {
+    UVIT_CHECK(!tr_.cos_loss, "transport.cos_loss: not available with variable-size batches");
+    const size_t item = size_t(C) * H * W;
+    std::fill(dout, dout + size_t(B) * item, 0.f);
+    double loss = 0;
+    for (int b = 0; b < B; ++b) {
+      const int h = sizes[b][0], w = sizes[b][1];
+      UVIT_CHECK(h > 0 && h <= H && w > 0 && w <= W, "sample ", b, ": valid size ", h, " x ", w,
+                 " outside the ", H, " x ", W, " image");
+      const double n = double(C) * h * w, g = 2.0 / (n * B) / accum;
+      double mse = 0;
+      for (int c = 0; c < C; ++c)
+        for (int y = 0; y < h; ++y)
+          for (int x = 0; x < w; ++x) {
+            const size_t k = size_t(b) * item + (size_t(c) * H + y) * W + x;
+            const double d = double(out[k]) - (double(x0[k]) - double(eps[k]));
+            mse += d * d;
+            dout[k] = float(g * d);
+          }
+      loss += mse / n;
+    }
+    return loss / B;
   }
 
  private:

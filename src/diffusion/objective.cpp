@@ -115,6 +115,11 @@ class AdmHybrid final : public Objective {
 };
 }  // namespace
 
+double Objective::loss_masked(const float*, const float*, const float*, const TrainDraw*, int, int,
+                              int, int, const std::array<int, 2>*, int, float*) const {
+  fail("variable-size batches need the flow objective (\"schedule\": \"flow\"; docs/fit.md)");
+}
+
 std::unique_ptr<Objective> make_objective(const Config& cfg) {
   const nlohmann::json tr = cfg.json.value("train", nlohmann::json::object());
   const double gamma = tr.value("min_snr_gamma", 0.0);

@@ -461,6 +461,8 @@ class DiT final : public Network {
         // Non-persistent buffers (not parameters): computed for this grid and scaling.
         const size_t n = size_t(c.tokens()) * c.head_dim();
         std::vector<float> tab(2 * n);
+        // (A packed batch gathers its tokens' rows: the official module's tables are built once
+        // for max_pe_len and indexed by each token's grid position.)
         fit_rope_tables(c.rope, c.grid(), c.grid_w(), c.head_dim(), tab.data(), tab.data() + n);
         rope_ = DeviceBuffer(be_, tab.size() * 4);
         be_.upload(rope_.f32(), tab.data(), tab.size() * 4);
@@ -522,6 +524,8 @@ class DiT final : public Network {
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
                int B, bool train) override;
   void backward(const float* dout) override;
+  bool packs_sizes() const override { return c_.fit(); }
+  void set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) override;
   size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   void set_skip_cache(int every) override {
     UVIT_CHECK(every <= 1 || (c_.skip() && c_.depth >= 2 * kCacheBranch), "--skip-cache: network ",
@@ -534,15 +538,20 @@ class DiT final : public Network {
   double forward_flops() const override { return dit_flops(c_); }
 
  private:
-  void plan(int B, bool train);
+  // L: tokens per sample (the grid's, or the packed sequence's); packed: the gather buffers.
+  void plan(int B, bool train, int L, bool packed);
+  // FiTv2's packed batch: the valid tokens of each sample first in its sequence, the per-token
+  // RoPE rows, and the blocks' attention switched to varlen (or everything back for a plain one).
+  void pack_inputs(const float* x);
+  void set_block_attention();
+  // Per sample, the valid tokens between the canvas grid and the packed sequence (to_canvas:
+  // packed -> canvas), feat act elements per token.
+  void move_tokens(float* dst, const float* src, long feat, bool to_canvas);
   // FiT.forward's network time: clamp(s t / (1 + (s - 1) t), max = 1) with s = time_shifting
-  // (fp32, into tnet_). The clamp matters to dopri5, which may step a little past t = 1.
+  // (fp32, into tnet_, on the device). The clamp matters to dopri5, which may step a little past
+  // t = 1.
   const float* fit_time(const float* t, int B) {
-    std::vector<float> h(B);
-    be_.download(h.data(), t, h.size() * 4);
-    const float s = float(c_.time_shifting);
-    for (float& v : h) v = std::min(s * v / (1.f + (s - 1.f) * v), 1.f);
-    be_.upload(tnet_, h.data(), h.size() * 4);
+    be_.fit_time_shift(t, tnet_, B, float(c_.time_shifting));
     return tnet_;
   }
   // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].
@@ -561,8 +570,13 @@ class DiT final : public Network {
   std::vector<BlockW> blocks_;
 
   // The plan of the last forward.
-  int B_ = 0;
-  bool train_ = false;
+  int B_ = 0, L_ = 0;
+  bool train_ = false, packed_ = false;
+  // FiTv2 packing: sizes of the next forward, the packed one's token grids and lengths (host).
+  std::vector<std::array<int, 2>> pending_sizes_;
+  std::vector<int32_t> lens_;
+  std::vector<std::array<int, 2>> grids_;
+  float *ccols_ = nullptr, *rope_tok_ = nullptr;  // canvas tokens; per-token cos then sin
   std::unique_ptr<Arena> arena_;
   float *cols_, *patches_;
   // FiTv2: the network time (fp32 [B]) and the global modulation [B, 6D].
@@ -584,9 +598,12 @@ class DiT final : public Network {
   bool cache_valid_ = false;
 };
 
-void DiT::plan(int B, bool train) {
+void DiT::plan(int B, bool train, int Lseq, bool packed) {
+  if (L_ != Lseq || packed_ != packed) arena_.reset();  // a new sequence length re-plans too
   if (!begin_plan(be_, arena_, B_, train_, B, train)) return;
-  const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
+  L_ = Lseq;
+  packed_ = packed;
+  const size_t D = c_.hidden_size, L = size_t(Lseq), M = size_t(B) * L;
   const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.head_channels();
   const size_t img = size_t(B) * c_.head_channels() * c_.input_size * c_.width();
@@ -594,6 +611,11 @@ void DiT::plan(int B, bool train) {
   const int depth = c_.depth, half = depth / 2;
   arena_->plan([&](Arena& a) {
     cols_ = a.act(M * cpp);
+    // Packed: the canvas's tokens (im2col of x, and of dout in backward; the output tokens
+    // scattered back before col2im) and the per-token RoPE rows.
+    const size_t Mc = size_t(B) * c_.tokens();
+    ccols_ = packed ? a.act(Mc * std::max(cpp, pd)) : nullptr;
+    rope_tok_ = packed && c_.use_rope ? a.f32(2 * M * c_.head_dim()) : nullptr;
     patches_ = c_.fit() ? nullptr : a.act(M * D);  // FiT: no position, the tokens are stream_[0]
     tnet_ = c_.fit() ? a.f32(B) : nullptr;
     gmod_ = c_.fit() && c_.adaln_lora_dim > 0 ? a.act(size_t(B) * 6 * D) : nullptr;
@@ -635,7 +657,7 @@ void DiT::plan(int B, bool train) {
 void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size;
+  const int B = B_, L = L_, M = B * L, D = c_.hidden_size;
   A.xs = input ? input : stream_[k];
   if (w.fuse) {
     // x = skip_linear(skip_norm(concat([x, skip]))): replaces x (no residual).
@@ -651,15 +673,33 @@ void DiT::block_forward(int k, BlockActs& A, const float* input) {
 void DiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
                   float* out, int B, bool train) {
   check_inputs(y, context, B);
-  plan(B, train);
+  // A packed batch (set_valid_sizes) runs sequences of min(grid tokens, context_size) tokens.
+  const std::vector<std::array<int, 2>> sizes = std::move(pending_sizes_);
+  pending_sizes_.clear();
+  const bool packed = !sizes.empty();
+  UVIT_CHECK(!packed || int(sizes.size()) == B, "fitv2: ", sizes.size(),
+             " valid sizes for a batch of ", B);
+  if (packed) {
+    lens_.assign(size_t(B), 0);
+    grids_.assign(size_t(B), {0, 0});
+    for (int b = 0; b < B; ++b) {
+      grids_[b] = {sizes[b][0] / c_.patch_size, sizes[b][1] / c_.patch_size};
+      lens_[b] = grids_[b][0] * grids_[b][1];
+    }
+  }
+  plan(B, train, packed ? std::min(c_.tokens(), c_.context_size) : c_.tokens(), packed);
+  set_block_attention();
   act_params();
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.head_channels();
+  const int L = L_, M = B * L, Co = c_.head_channels();
 
   // Patch tokens plus the fixed position (FiT: x_embedder's Linear over the (c, p1, p2) features
   // im2col gives, and no position).
-  be_.patch_im2col(x, cols_, B, C, S, p, c_.width());
+  if (packed_)
+    pack_inputs(x);
+  else
+    be_.patch_im2col(x, cols_, B, C, S, p, c_.width());
   if (c_.fit()) {
     linear_fwd(W, patch_, cols_, patch_.in, stream_[0], D, M);
     t = fit_time(t, B);
@@ -698,7 +738,13 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 
   final_fwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, B, L);
   const float* tok = final_acts_.tok;
-  if (c_.fit()) {
+  if (packed_) {
+    // The valid tokens back to their canvas places (padding zero: FiT's output x mask).
+    const size_t pd = size_t(p) * p * Co;
+    be_.zero_act(ccols_, size_t(B) * c_.tokens() * pd);
+    move_tokens(ccols_, tok, long(pd), true);
+    be_.patch_col2im(ccols_, out, B, Co, S, p, c_.width());
+  } else if (c_.fit()) {
     // unpatchify "b h w (c p1 p2) -> b c (h p1) (w p2)"
     be_.patch_col2im(tok, out, B, Co, S, p, c_.width());
   } else if (img_) {
@@ -714,7 +760,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 void DiT::block_backward(int k, BlockActs& A) {
   const BlockW& w = blocks_[k];
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
-  const int B = B_, L = c_.tokens(), M = B * L, D = c_.hidden_size;
+  const int B = B_, L = L_, M = B * L, D = c_.hidden_size;
   const AdaLNGrads& G = grads_acts_;
   block_bwd(W, w.blk, A.blk, cond_acts_.sc, G, cond_acts_.dsc, B, L);
   if (w.fuse) {
@@ -732,11 +778,16 @@ void DiT::backward(const float* dout) {
   grads();
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, Co = c_.head_channels(), half = c_.depth / 2;
+  const int L = L_, M = B * L, Co = c_.head_channels(), half = c_.depth / 2;
   const AdaLNGrads& G = grads_acts_;
 
   // Final layer (the dropped sigma channels get no gradient).
-  if (c_.fit()) {
+  if (packed_) {  // the gradient of the valid tokens; the padding's is zero
+    const size_t pd = size_t(p) * p * Co;
+    be_.patch_im2col(dout, ccols_, B, Co, S, p, c_.width());
+    be_.zero_act(dtok_, size_t(M) * pd);
+    move_tokens(dtok_, ccols_, long(pd), false);
+  } else if (c_.fit()) {
     be_.patch_im2col(dout, dtok_, B, Co, S, p, c_.width());
   } else if (img_) {
     const long n = long(c_.in_channels) * S * S;
@@ -761,6 +812,63 @@ void DiT::backward(const float* dout) {
   // Tokens: the position is frozen (requires_grad=False), so only the patch embedding learns.
   linear_bwd(W, patch_, cols_, patch_.in, G.dX, D, nullptr, 0, M);
   conditioning_bwd(W, cond_, cond_acts_, B);
+}
+
+void DiT::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
+  UVIT_CHECK(sizes.empty() || c_.fit(), "network ", c_.name,
+             " takes no variable-size batches (only fitv2 packs them; docs/fit.md)");
+  const int p = c_.patch_size, seq = std::min(c_.tokens(), c_.context_size);
+  for (size_t b = 0; b < sizes.size(); ++b) {
+    const int h = sizes[b][0], w = sizes[b][1];
+    UVIT_CHECK(
+        h >= p && w >= p && h % p == 0 && w % p == 0 && h <= c_.input_size && w <= c_.width(),
+        "fitv2: sample ", b, " size ", h, " x ", w, " is not a multiple of patch_size ", p,
+        " within the ", c_.input_size, " x ", c_.width(), " input");
+    UVIT_CHECK((h / p) * (w / p) <= seq, "fitv2: sample ", b, " has ", (h / p) * (w / p),
+               " tokens, more than the ", seq, " of a packed sequence (min(grid, context_size))");
+  }
+  pending_sizes_ = sizes;
+}
+
+void DiT::move_tokens(float* dst, const float* src, long feat, bool to_canvas) {
+  const long Lc = c_.tokens(), gw = c_.grid_w();
+  for (int b = 0; b < B_; ++b) {
+    const long rows = grids_[b][0], cols = grids_[b][1] * feat;
+    const float* s = be_.act_at(src, size_t(b) * (to_canvas ? L_ : Lc) * feat);
+    float* d = be_.act_at(dst, size_t(b) * (to_canvas ? Lc : L_) * feat);
+    // canvas rows are gw tokens apart, a packed sample's rows its own width apart
+    be_.copy_act_2d(d, to_canvas ? gw * feat : cols, s, to_canvas ? cols : gw * feat, rows, cols);
+  }
+}
+
+void DiT::pack_inputs(const float* x) {
+  const int B = B_, p = c_.patch_size, C = c_.in_channels;
+  const long cpp = long(C) * p * p;
+  be_.patch_im2col(x, ccols_, B, C, c_.input_size, p, c_.width());
+  be_.zero_act(cols_, size_t(B) * L_ * cpp);
+  move_tokens(cols_, ccols_, cpp, false);
+  if (!rope_tok_) return;
+  // Each token's RoPE row is the canvas table's row of its grid position.
+  const long Dh = c_.head_dim(), M = long(B) * L_, Lc = c_.tokens(), gw = c_.grid_w();
+  be_.fill(rope_tok_, 0.f, size_t(2 * M * Dh));
+  for (int part = 0; part < 2; ++part)
+    for (int b = 0; b < B; ++b) {
+      const long gwb = grids_[b][1];
+      be_.copy_2d(rope_tok_ + part * M * Dh + long(b) * L_ * Dh, gwb * Dh,
+                  rope_.f32() + part * Lc * Dh, gw * Dh, grids_[b][0], gwb * Dh);
+    }
+}
+
+void DiT::set_block_attention() {
+  const size_t Dh = c_.head_dim(), M = size_t(B_) * L_;
+  for (BlockW& w : blocks_) {
+    Attention& a = w.blk.attn;
+    a.kv_lens = packed_ ? lens_.data() : nullptr;
+    if (!c_.fit() || !c_.use_rope) continue;
+    a.rope_per_token = packed_;
+    a.rope_cos_buf = packed_ ? rope_tok_ : rope_.f32();
+    a.rope_sin_buf = packed_ ? rope_tok_ + M * Dh : rope_.f32() + size_t(c_.tokens()) * Dh;
+  }
 }
 
 void DiT::init_random(uint64_t seed) {

@@ -165,10 +165,14 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
     linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
   }
   // q and k are the first 2 H groups of Dh features of each qkv row.
-  if (a.rope()) be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), B, N, 2 * H, Dh, 3 * D, false);
+  if (a.rope())
+    be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
+            a.rope_per_token ? M : N, 2 * H, Dh, 3 * D, false);
   if (a.rel_bias())
     W.be.attention_bias_fwd(A.qkv, rel_bias(W, a), A.att, A.lse, B, N, a.heads, a.head_dim,
                             a.scale);
+  else if (a.kv_lens)
+    W.be.attention_varlen_fwd(A.qkv, a.kv_lens, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
   else
     W.be.attention_fwd(A.qkv, A.att, A.lse, B, N, a.heads, a.head_dim, a.scale);
   linear_fwd(W, a.proj, A.att, D, out, D, M, residual);
@@ -181,11 +185,16 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
   if (a.rel_bias())
     W.be.attention_bias_bwd(dA, A.qkv, A.att, A.lse, rel_bias(W, a), dQKV, W.g + a.rel_table, B, N,
                             a.heads, a.head_dim, a.scale);
+  else if (a.kv_lens)
+    W.be.attention_varlen_bwd(dA, A.qkv, A.att, A.lse, a.kv_lens, dQKV, B, N, a.heads, a.head_dim,
+                              a.scale);
   else
     W.be.attention_bwd(dA, A.qkv, A.att, A.lse, dQKV, B, N, a.heads, a.head_dim, a.scale);
   const int H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
-  if (a.rope()) be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), B, N, 2 * H, Dh, 3 * D, true);
+  if (a.rope())
+    be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
+            a.rope_per_token ? M : N, 2 * H, Dh, 3 * D, true);
   if (a.qk_norm() && !a.q_norm.rms) {
     // The normed columns' gradient gathered contiguous, through the LayerNorm (which accumulates:
     // qk_dx zeroed first), scattered back.

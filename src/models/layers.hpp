@@ -88,6 +88,12 @@ struct Attention {
   int rel_R = 0, rel_Lf = 0;
   // RoPE tables in backend memory instead of parameters (FiTv2's scaled tables).
   const float *rope_cos_buf = nullptr, *rope_sin_buf = nullptr;
+  // FiTv2's packed batches: sample b's valid token count (host int32 [B]; nullptr: all N), run
+  // through Backend::attention_varlen_fwd/bwd (padding after the valid tokens).
+  const int32_t* kv_lens = nullptr;
+  // The RoPE tables hold one row per token of the batch ([B * N, head_dim]: per-sample grids)
+  // instead of one per position ([N, head_dim]).
+  bool rope_per_token = false;
   bool qk_norm() const { return q_norm.D > 0 || k_norm.D > 0; }
   bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
   bool rel_bias() const { return rel_table != kAbsent; }

@@ -215,6 +215,11 @@ void Network::set_train_pass(int pass, uint64_t, uint64_t) {
   UVIT_CHECK(pass == 0, "network ", spec_.name, " has a single training pass, not pass ", pass);
 }
 
+void Network::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
+  UVIT_CHECK(sizes.empty(), "network ", spec_.name,
+             " takes no variable-size batches (only fitv2 packs them; docs/fit.md)");
+}
+
 std::unique_ptr<Network> make_network(const Config& cfg, Backend& be) {
   return network_family(cfg.spec.name).create(cfg.json, be);
 }

@@ -134,6 +134,9 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   micro_ = s_.batch / (V_ * s_.accum);
   net_ = make_network(cfg_, be_);
   ema_ = make_network(cfg_, be_);
+  UVIT_CHECK(!data_->variable_size() || net_->packs_sizes(), "dataset ", data_->describe(),
+             " has items of varying size, which network ", n.name,
+             " cannot batch (only fitv2 packs them; docs/fit.md)");
   const size_t P = net_->num_params(), B = size_t(micro_);
   n_pad_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
   shard_ = n_pad_ / size_t(W);
@@ -224,12 +227,17 @@ StepStats Trainer::step() {
         if (cls) be_.upload(dy_.as(), y.data(), B * 4);
         if (n.text_conditional()) be_.upload(dctx_.f32(), b.context.data(), b.context.size() * 4);
         net_->set_train_pass(pass, s_.seed, first);
+        if (!b.sizes.empty()) net_->set_valid_sizes(b.sizes);  // a variable-size batch (FiTv2)
         net_->forward(dx_.f32(), dt_.f32(), cls ? dy_.as<int32_t>() : nullptr, dctx_.f32(),
                       dout_.f32(), B, true);
         be_.download(out.data(), dout_.f32(), onumel * 4);
-        losses[size_t(j)] += objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B,
-                                              item, n.out_numel(), V_ * A, dout.data()) /
-                             A;
+        losses[size_t(j)] +=
+            (b.sizes.empty() ? objective_->loss(out.data(), eps.data(), b.x.data(), draws.data(), B,
+                                                item, n.out_numel(), V_ * A, dout.data())
+                             : objective_->loss_masked(
+                                   out.data(), eps.data(), b.x.data(), draws.data(), B, n.in_chans,
+                                   n.img_size, n.width(), b.sizes.data(), V_ * A, dout.data())) /
+            A;
         be_.upload(dout_.f32(), dout.data(), onumel * 4);
         net_->backward(dout_.f32());
       }

@@ -136,3 +136,75 @@ def write_rope_fixture(path, write_safetensors):
     write_safetensors(path, tensors, meta)
     print("fit_rope: %d table pairs" % len(ROPE_CASES))
     return True
+
+
+# A packed batch (the official training interface): three images of different grids on one 6 x 8
+# canvas, their valid tokens first in sequences of context_size 9 with zero padding, grid 0 and
+# mask 0 after them. Sample 0 is 4 x 8 (2 x 4 tokens), sample 1 6 x 6 (3 x 3), sample 2 2 x 2 (one
+# token). The RoPE is ntk-aware + decouple from a training side of 2, so each token's table row comes
+# from the module built once for the canvas grid (max_pe_len 3 x 4) and indexed by its grid entry.
+PACKED_CASE = ("fit_packed", dict(name="fitv2", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
+                                  hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
+                                  custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2),
+               [[4, 8], [6, 6], [2, 2]], 506)
+
+
+def packed_run(net, x, t, y, sizes, p, seq, gout=None):
+    """Packs the valid regions, runs FiT.forward with grid and mask, returns the outputs put back on
+    the canvas (zeros elsewhere); with gout, backward of sum(out * gout) too."""
+    B, C = x.shape[:2]
+    tok = torch.zeros(B, seq, C * p * p, dtype=x.dtype)
+    grid = torch.zeros(B, 2, seq, dtype=torch.int64)
+    mask = torch.zeros(B, seq, dtype=x.dtype)
+    for b, (h, w) in enumerate(sizes):
+        n = (h // p) * (w // p)
+        tok[b, :n] = fit_torch.patchify(x[b:b + 1, :, :h, :w], p)[0]
+        grid[b, :, :n] = fit_torch.make_grid(1, h // p, w // p)[0]
+        mask[b, :n] = 1
+    out = net(tok, t, y, grid, mask)
+    img = torch.zeros_like(x)
+    for b, (h, w) in enumerate(sizes):
+        n = (h // p) * (w // p)
+        img[b, :, :h, :w] = fit_torch.unpatchify(out[b:b + 1, :n], C, p, h // p, w // p)[0]
+    if gout is not None:
+        (img * gout).sum().backward()
+    return img, out, mask
+
+
+def write_packed_case(outdir, make_weights, write_safetensors, atomic_json):
+    name, partial, sizes, seed = PACKED_CASE
+    cfg = fit_torch.full_config(partial)
+    torch.manual_seed(seed)
+    image = fit_torch.build_from_config(cfg)
+    make_weights(image, seed)
+    net = image.net.double()
+    g = torch.Generator().manual_seed(seed + 104729)
+    H, W = fit_torch.input_hw(cfg)
+    C, p, B = cfg["in_channels"], cfg["patch_size"], len(sizes)
+    x = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    t = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(B)], dtype=torch.float32)
+    y = torch.randint(0, cfg["num_classes"], (B,), generator=g, dtype=torch.int64)
+    y[-1] = cfg["num_classes"]
+    gout = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    img, out, mask = packed_run(net, x, t, y, sizes, p, cfg["context_size"], gout)
+    grads = {n: (q.grad if q.grad is not None else torch.zeros_like(q)) for n, q in net.named_parameters()}
+    # Self-check: every sample alone, unpadded, through the image interface gives its valid region.
+    good = out[mask == 0].abs().max().item() == 0
+    with torch.no_grad():
+        for b, (h, w) in enumerate(sizes):
+            alone, _, _ = packed_run(net, x[b:b + 1, :, :h, :w].contiguous(), t[b:b + 1], y[b:b + 1], [[h, w]],
+                                     p, (h // p) * (w // p))
+            good &= (alone[0] - img[b, :, :h, :w]).abs().max().item() < 1e-12
+    print("self-check %-18s packed == each sample alone, padding zero: %s" % (name, "ok" if good else "FAIL"))
+    f32 = lambda v: v.detach().to(torch.float32).contiguous().numpy()  # noqa: E731
+    tensors = {"input.x": f32(x), "input.t": f32(t), "input.y": y.numpy().astype("int64"),
+               "input.sizes": torch.tensor(sizes, dtype=torch.int64).numpy(), "input.gout": f32(gout),
+               "output": f32(img)}
+    for pname, v in net.state_dict().items():
+        tensors["param." + pname] = f32(v)
+        tensors["grad." + pname] = f32(grads[pname]) if pname in grads else f32(torch.zeros_like(v))
+    atomic_json(name, cfg)
+    write_safetensors("%s/%s.safetensors" % (outdir, name), tensors,
+                      {"case": name, "producer": "tests/reference/fit_fixtures.py"})
+    print("%-18s B=%d sizes=%s sequence=%d" % (name, B, sizes, cfg["context_size"]))
+    return good

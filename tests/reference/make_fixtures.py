@@ -1036,7 +1036,8 @@ def main():
     args = ap.parse_args()
 
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES] + [ADM_CASE] +
-             [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope"])
+             [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
+              fit_fixtures.PACKED_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1083,6 +1084,13 @@ def main():
     if "fit_rope" in only:
         ok &= fit_fixtures.write_rope_fixture(os.path.join(args.out, "fit_rope.safetensors"), write_safetensors)
         results["fit_rope"] = True
+
+    if fit_fixtures.PACKED_CASE[0] in only:
+        def write_json(name, cfg):
+            with _atomic(os.path.join(args.out, name + ".json")) as f:
+                f.write(json.dumps(cfg, indent=1).encode() + b"\n")
+        ok &= fit_fixtures.write_packed_case(args.out, make_weights_dit, write_safetensors, write_json)
+        results[fit_fixtures.PACKED_CASE[0]] = True
 
     if LDIT_FLOW_CASE[0] in only:
         ok &= make_ldit_flow_case(args.out)

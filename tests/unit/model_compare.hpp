@@ -5,6 +5,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -76,6 +77,14 @@ inline const char* kConfigs[] = {
         "decouple": true, "ori_max_pe_len": 4}})",
 };
 
+// FiTv2's packed batch (docs/fit.md): a 6 x 10 token canvas, sequences of 36 tokens, a 72-wide
+// head; kFitPackedSizes are the three samples' valid regions (2 x 10, 6 x 6, 1 x 1 tokens).
+inline const char* kFitPacked =
+    R"({"name": "fit_packed", "nnet": {"name": "fitv2", "input_size": [12, 20], "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10,
+        "adaln_lora_dim": 24, "context_size": 36}})";
+inline const std::vector<std::array<int, 2>> kFitPackedSizes = {{4, 20}, {12, 12}, {2, 2}};
+
 inline Config config_from(const char* json) {
   model_compare_fs::path p =
       model_compare_fs::temp_directory_path() /
@@ -95,7 +104,9 @@ struct Result {
   std::vector<float> out, grads;
 };
 
-inline Result run_net(Backend& be, const Config& c, int B, bool train) {
+// sizes: FiTv2's packed batch (each sample's valid {h, w}); empty: a plain batch.
+inline Result run_net(Backend& be, const Config& c, int B, bool train,
+                      const std::vector<std::array<int, 2>>& sizes = {}) {
   auto netp = make_network(c, be);
   Network& net = *netp;
   const NetSpec& n = net.spec();
@@ -129,6 +140,7 @@ inline Result run_net(Backend& be, const Config& c, int B, bool train) {
                dc = up(ctx.data(), ctx.size() * 4), out(be, gout.size() * 4);
   Result r;
   if (train) net.zero_grad();
+  if (!sizes.empty()) net.set_valid_sizes(sizes);
   net.forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dc.f32(), out.f32(), B, train);
   if (train) net.backward(dg.f32());
   r.out.resize(gout.size());

@@ -23,6 +23,7 @@
 #include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/vmath.hpp"
+#include "uvit/error.hpp"
 
 namespace uvit {
 
@@ -183,9 +184,20 @@ const T* operand(const std::vector<float>& tile, std::vector<T>& conv, size_t n)
   }
 }
 
+// Sample b's valid tokens (the first lens[b]; all N without lens).
+int valid_len(const int32_t* lens, int b, int N) { return lens ? lens[b] : N; }
+
+void check_lens(const int32_t* lens, int B, int N, const char* op) {
+  for (int b = 0; b < B; ++b)
+    UVIT_CHECK(lens[b] >= 1 && lens[b] <= N, op, ": sample ", b, " has ", lens[b],
+               " valid tokens, outside [1, ", N, "]");
+}
+
+// With lens (varlen), each (batch, head) task runs over its first n = lens[b] queries and keys,
+// exactly as a sequence of n tokens (rows keep their strides), and zeroes its padded rows.
 template <class T>
 void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int Dh, float scale,
-                     const Backend::AttnBias* bias = nullptr) {
+                     const Backend::AttnBias* bias = nullptr, const int32_t* lens = nullptr) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
   const std::vector<float> full = full_bias(bias, N, H);
@@ -204,17 +216,22 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
       const T* v = q + 2 * D;
       T* o = out + static_cast<size_t>(b) * N * D + h * Dh;
       float* l = lse ? lse + static_cast<size_t>(task) * N : nullptr;
-      for (int i0 = 0; i0 < N; i0 += kBq) {
-        const int bq = std::min(kBq, N - i0);
+      const int n = valid_len(lens, b, N);
+      for (int i0 = 0; i0 < n; i0 += kBq) {
+        const int bq = std::min(kBq, n - i0);
         // S = scale * Q_blk K^T (+ bias), then exp in place, then O_blk = (E V) / rowsum(E).
         if (bias) br.fill(s.data(), i0, bq, N);
-        gemm_t<T>(false, true, bq, N, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
-                  bias ? 1.f : 0.f, s.data(), N);
-        softmax_rows(s.data(), bq, N, inv.data(), l ? l + i0 : nullptr);
+        gemm_t<T>(false, true, bq, n, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
+                  bias ? 1.f : 0.f, s.data(), n);
+        softmax_rows(s.data(), bq, n, inv.data(), l ? l + i0 : nullptr);
         T* ob = o + static_cast<size_t>(i0) * D;
-        gemm_t<T>(false, false, bq, Dh, N, 1.f, operand<T>(s, p, size_t(bq) * N), N, v, ld3, 0.f,
+        gemm_t<T>(false, false, bq, Dh, n, 1.f, operand<T>(s, p, size_t(bq) * n), n, v, ld3, 0.f,
                   acc.at(ob), acc.ld(D, Dh));
         acc.store(ob, D, bq, Dh, inv.data());
+      }
+      for (int i = n; i < N; ++i) {  // padding: zero output, lse 0
+        std::fill_n(o + static_cast<size_t>(i) * D, Dh, st<T>(0.f));
+        if (l) l[i] = 0.f;
       }
     }
   }
@@ -223,7 +240,7 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
 template <class T>
 void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse, T* dqkv, int B,
                      int N, int H, int Dh, float scale, const Backend::AttnBias* bias = nullptr,
-                     float* dtable = nullptr) {
+                     float* dtable = nullptr, const int32_t* lens = nullptr) {
   const int D = H * Dh, ld3 = 3 * D;
   const int tasks = B * H;
   // The bias gradient of task (b, h) over the R table rows, added into dtable after the tasks.
@@ -253,7 +270,8 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
       const T* o = out + base;
       const T* dO = dout + base;
       const float* l = lse + static_cast<size_t>(task) * N;
-      for (int i = 0; i < N; ++i) {
+      const int n = valid_len(lens, b, N);
+      for (int i = 0; i < n; ++i) {
         const T* a = dO + static_cast<size_t>(i) * D;
         const T* c = o + static_cast<size_t>(i) * D;
         float acc = 0.f;
@@ -261,43 +279,45 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
         for (int d = 0; d < Dh; ++d) acc += ld(a[d]) * ld(c[d]);
         di[i] = acc;
       }
-      for (int i0 = 0; i0 < N; i0 += kBq) {
-        const int bq = std::min(kBq, N - i0);
+      for (int i0 = 0; i0 < n; i0 += kBq) {
+        const int bq = std::min(kBq, n - i0);
         const T* qb = q + static_cast<size_t>(i0) * ld3;
         const T* dob = dO + static_cast<size_t>(i0) * D;
         const float first = i0 == 0 ? 0.f : 1.f;  // dk, dv are overwritten by the first block
         // P = exp(scale * Q K^T - lse)
         if (bias) br.fill(p.data(), i0, bq, N);
-        gemm_t<T>(false, true, bq, N, Dh, scale, qb, ld3, k, ld3, bias ? 1.f : 0.f, p.data(), N);
+        gemm_t<T>(false, true, bq, n, Dh, scale, qb, ld3, k, ld3, bias ? 1.f : 0.f, p.data(), n);
         for (int r = 0; r < bq; ++r) {
-          float* row = p.data() + static_cast<size_t>(r) * N;
+          float* row = p.data() + static_cast<size_t>(r) * n;
           const float li = l[i0 + r];
 #pragma omp simd
-          for (int j = 0; j < N; ++j) row[j] = vm::exp(row[j] - li);
+          for (int j = 0; j < n; ++j) row[j] = vm::exp(row[j] - li);
         }
         // dV (+)= P^T dO_blk ; dP = dO_blk V^T
-        gemm_t<T>(true, false, N, Dh, bq, 1.f, operand<T>(p, p16, size_t(bq) * N), N, dob, D, first,
+        gemm_t<T>(true, false, n, Dh, bq, 1.f, operand<T>(p, p16, size_t(bq) * n), n, dob, D, first,
                   dv_acc.at(dv), dv_acc.ld(ld3, Dh));
-        gemm_t<T>(false, true, bq, N, Dh, 1.f, dob, D, v, ld3, 0.f, dp.data(), N);
+        gemm_t<T>(false, true, bq, n, Dh, 1.f, dob, D, v, ld3, 0.f, dp.data(), n);
         // dS = P * (dP - D_i); the score scale is folded into the dQ / dK products.
         for (int r = 0; r < bq; ++r) {
-          const float* pr = p.data() + static_cast<size_t>(r) * N;
-          float* dr = dp.data() + static_cast<size_t>(r) * N;
+          const float* pr = p.data() + static_cast<size_t>(r) * n;
+          float* dr = dp.data() + static_cast<size_t>(r) * n;
           const float dii = di[i0 + r];
 #pragma omp simd
-          for (int j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dii);
+          for (int j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - dii);
         }
         if (dcol) br.scatter(dp.data(), i0, bq, N, dcol);  // d(bias) = dS
-        const T* ds = operand<T>(dp, ds16, size_t(bq) * N);
+        const T* ds = operand<T>(dp, ds16, size_t(bq) * n);
         T* dqb = dq + static_cast<size_t>(i0) * ld3;
-        gemm_t<T>(false, false, bq, Dh, N, scale, ds, N, k, ld3, 0.f, dq_acc.at(dqb),
+        gemm_t<T>(false, false, bq, Dh, n, scale, ds, n, k, ld3, 0.f, dq_acc.at(dqb),
                   dq_acc.ld(ld3, Dh));
         dq_acc.store(dqb, ld3, bq, Dh);
-        gemm_t<T>(true, false, N, Dh, bq, scale, ds, N, qb, ld3, first, dk_acc.at(dk),
+        gemm_t<T>(true, false, n, Dh, bq, scale, ds, n, qb, ld3, first, dk_acc.at(dk),
                   dk_acc.ld(ld3, Dh));
       }
-      dk_acc.store(dk, ld3, N, Dh);
-      dv_acc.store(dv, ld3, N, Dh);
+      dk_acc.store(dk, ld3, n, Dh);
+      dv_acc.store(dv, ld3, n, Dh);
+      for (int i = n; i < N; ++i)  // padding: no gradient
+        for (T* g : {dq, dk, dv}) std::fill_n(g + static_cast<size_t>(i) * ld3, Dh, st<T>(0.f));
     }
   }
   if (dslices.empty()) return;
@@ -321,6 +341,20 @@ void CpuBackend::attention_bias_bwd(const float* dout, const float* qkv, const f
                                     float* dtable, int B, int N, int H, int Dh, float scale) {
   UVIT_CPU_ACT(attention_bwd_t(as<T>(dout), as<T>(qkv), as<T>(out), lse, as<T>(dqkv), B, N, H, Dh,
                                scale, &bias, dtable));
+}
+
+void CpuBackend::attention_varlen_fwd(const float* qkv, const int32_t* lens, float* out, float* lse,
+                                      int B, int N, int H, int Dh, float scale) {
+  check_lens(lens, B, N, "attention_varlen_fwd");
+  UVIT_CPU_ACT(attention_fwd_t(as<T>(qkv), as<T>(out), lse, B, N, H, Dh, scale, nullptr, lens));
+}
+
+void CpuBackend::attention_varlen_bwd(const float* dout, const float* qkv, const float* out,
+                                      const float* lse, const int32_t* lens, float* dqkv, int B,
+                                      int N, int H, int Dh, float scale) {
+  check_lens(lens, B, N, "attention_varlen_bwd");
+  UVIT_CPU_ACT(attention_bwd_t(as<T>(dout), as<T>(qkv), as<T>(out), lse, as<T>(dqkv), B, N, H, Dh,
+                               scale, nullptr, nullptr, lens));
 }
 
 void CpuBackend::attention_fwd(const float* qkv, float* out, float* lse, int B, int N, int H,

@@ -69,6 +69,11 @@ class CpuBackend final : public Backend {
                      float scale) override;
   void attention_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
                      float* dqkv, int B, int N, int H, int Dh, float scale) override;
+  void attention_varlen_fwd(const float* qkv, const int32_t* lens, float* out, float* lse, int B,
+                            int N, int H, int Dh, float scale) override;
+  void attention_varlen_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
+                            const int32_t* lens, float* dqkv, int B, int N, int H, int Dh,
+                            float scale) override;
   void attention_bias_fwd(const float* qkv, const AttnBias& bias, float* out, float* lse, int B,
                           int N, int H, int Dh, float scale) override;
   void attention_bias_bwd(const float* dout, const float* qkv, const float* out, const float* lse,
@@ -82,6 +87,7 @@ class CpuBackend final : public Backend {
   void tokens_bwd(const float* dseq, float* dextras, float* dpatches, float* dpos, int B, int E,
                   int L, int D) override;
   void timestep_embedding(const float* t, float* out, int B, int D, int ldo) override;
+  void fit_time_shift(const float* t, float* out, int n, float s) override;
   void embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
                      int ldo) override;
   void embedding_bwd(const float* dout, const int32_t* idx, float* dtable, int B, int D,

@@ -1,5 +1,6 @@
 // Token plumbing: patch im2col/col2im (the patch conv as a GEMM), sequence assembly with position
 // embeddings, timestep and label embeddings, unpatchify. All memory-bound index shuffles.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -169,6 +170,9 @@ void CpuBackend::tokens_bwd(const float* dseq, float* dextras, float* dpatches, 
 }
 void CpuBackend::timestep_embedding(const float* t, float* out, int B, int D, int ldo) {
   UVIT_CPU_ACT(timestep_embedding_t(t, as<T>(out), B, D, ldo));
+}
+void CpuBackend::fit_time_shift(const float* t, float* out, int n, float s) {
+  for (int i = 0; i < n; ++i) out[i] = std::min(s * t[i] / (1.f + (s - 1.f) * t[i]), 1.f);
 }
 void CpuBackend::embedding_fwd(const float* table, const int32_t* idx, float* out, int B, int D,
                                int ldo) {

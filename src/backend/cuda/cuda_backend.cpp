@@ -365,6 +365,10 @@ const float* CudaBackend::timestep_freqs(int half) {
   return freqs_;
 }
 
+void CudaBackend::fit_time_shift(const float* t, float* out, int n, float s) {
+  UVIT_OPTIME(optimes_, "fit_time_shift n=", n);
+  cuda::fit_time_shift(t, out, n, s);
+}
 void CudaBackend::timestep_embedding(const float* t, float* out, int B, int D, int ldo) {
   UVIT_OPTIME(optimes_, "timestep_embedding B=", B, " D=", D);
   if (B <= 0 || D <= 0) return;

@@ -74,6 +74,8 @@ void tokens_bwd(bool bf16, const void* dseq, void* dextras, void* dpatches, floa
 // freqs [D/2] fp32, computed on the host exactly as the CPU backend does.
 void timestep_embedding(bool bf16, const float* t, const float* freqs, void* out, int B, int D,
                         int ldo);
+// min(s t / (1 + (s - 1) t), 1) per element, rounded as the CPU's fp32 (no contraction).
+void fit_time_shift(const float* t, float* out, int n, float s);
 void embedding_fwd(bool bf16, const float* table, const int32_t* idx, void* out, int B, int D,
                    int ldo);
 void embedding_bwd(bool bf16, const void* dout, const int32_t* idx, float* dtable, int B, int D,

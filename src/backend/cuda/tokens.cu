@@ -240,6 +240,19 @@ void timestep_embedding(bool bf16, const float* t, const float* freqs, void* out
   check_launch("timestep_kernel");
 }
 
+__global__ void fit_time_shift_kernel(const float* t, float* out, int n, float s) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float v = t[i];
+  out[i] = fminf(__fdiv_rn(__fmul_rn(s, v), __fadd_rn(1.f, __fmul_rn(s - 1.f, v))), 1.f);
+}
+
+void fit_time_shift(const float* t, float* out, int n, float s) {
+  if (n <= 0) return;
+  fit_time_shift_kernel<<<grid_for(size_t(n), kThreads), kThreads>>>(t, out, n, s);
+  check_launch("fit_time_shift_kernel");
+}
+
 void embedding_fwd(bool bf16, const float* table, const int32_t* idx, void* out, int B, int D,
                    int ldo) {
   const size_t n = size_t(B) * D;

@@ -1,0 +1,56 @@
+// FiTv2 on the CUDA backend against the CPU: fit_time_shift, and the packed batch (docs/fit.md
+// "Packed batches": the token gathers, the per-token RoPE rows and the varlen attention) in fp32,
+// bf16 and tf32, forward and every gradient (the bounds of CudaModel). Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "model_compare.hpp"
+#include "uvit/backend.hpp"
+
+using namespace uvit;
+using namespace uvit::test;
+
+TEST(CudaFitPacked, ForwardAndGradientsMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const Config c = config_from(kFitPacked);
+  const int B = int(kFitPackedSizes.size());
+  auto cpu = make_cpu_backend();
+  const Result ref = run_net(*cpu, c, B, true, kFitPackedSizes);
+  const Result ref_inf = run_net(*cpu, c, B, false, kFitPackedSizes);
+  const ParamTable table = network_param_table(c);
+  for (const char* prec : {"fp32", "bf16", "tf32"}) {
+    auto gpu = make_backend("cuda", prec);
+    const Result g = run_net(*gpu, c, B, true, kFitPackedSizes);
+    const Result gi = run_net(*gpu, c, B, false, kFitPackedSizes);
+    const bool bf = std::string(prec) != "fp32";
+    std::string worst;
+    const double eo = rel(g.out, ref.out), ei = rel(gi.out, ref_inf.out);
+    const double eg = worst_grad(table, g.grads, ref.grads, &worst);
+    std::printf("[fit_packed %s] forward %.3g (inference %.3g), worst gradient %.3g (%s)\n", prec,
+                eo, ei, eg, worst.c_str());
+    EXPECT_LE(eo, bf ? 3e-2 : 1e-5) << prec;
+    EXPECT_LE(ei, bf ? 3e-2 : 1e-5) << prec;
+    EXPECT_LE(eg, bf ? 1e-1 : 1e-4) << prec << " " << worst;
+  }
+}
+
+// Backend::fit_time_shift on the GPU against the CPU (rounded alike: no contraction).
+TEST(CudaFitTime, MatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  std::vector<float> t;
+  for (int i = 0; i <= 300; ++i) t.push_back(1.05f * float(i) / 300.f);
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "fp32");
+  for (float s : {1.f, 2.f, 0.5f}) {
+    std::vector<float> want(t.size()), got(t.size());
+    cpu->fit_time_shift(t.data(), want.data(), int(t.size()), s);
+    DeviceBuffer d(*gpu, t.size() * 4), o(*gpu, t.size() * 4);
+    gpu->upload(d.as(), t.data(), t.size() * 4);
+    gpu->fit_time_shift(d.f32(), o.f32(), int(t.size()), s);
+    gpu->download(got.data(), o.f32(), got.size() * 4);
+    EXPECT_EQ(got, want) << "s " << s;
+  }
+}
