@@ -62,6 +62,7 @@ struct SvgConfig {
 SvgConfig parse(const json& j) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   SvgConfig c;
+  int head_dim = 0;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const json& v = it.value();
@@ -91,9 +92,7 @@ SvgConfig parse(const json& j) {
     else if (k == "qk_norm")
       c.qk_norm = json_bool(v, f);
     else if (k == "head_dim")
-      // Attention(head_dim=None) splits D evenly; another head size is not implemented.
-      UVIT_CHECK(v.is_null() || json_int(v, f) * c.num_heads == c.hidden_size, f, ": ", v.dump(),
-                 " is not supported (only null: hidden_size / num_heads)");
+      head_dim = v.is_null() ? 0 : json_int(v, f);
     else if (k == "use_swiglu")
       // MoeMLP is not defined in the released models_SVG.py: only the GELU Mlp runs.
       UVIT_CHECK(!json_bool(v, f), f, ": true is not supported (MoeMLP is not in the release)");
@@ -102,6 +101,9 @@ SvgConfig parse(const json& j) {
   }
   check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
                  c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+  // Attention(head_dim=None) splits D evenly; another head size is not implemented.
+  UVIT_CHECK(head_dim == 0 || long(head_dim) * c.num_heads == c.hidden_size,
+             "nnet.head_dim: ", head_dim, " is not supported (only null: hidden_size / num_heads)");
   // ln1 embeds single tokens; the official final layer's p*p*out_channels with p > 1 would not
   // match what the flow code splits.
   UVIT_CHECK(c.patch_size == 1, "nnet.patch_size must be 1 for svg (ln1 embeds each token), got ",
