@@ -26,17 +26,22 @@ struct AutoencoderConfig {
   double dropout = 0.0;  // inference ignores it; accepted for compatibility
   int embed_dim = 4;
   double scale_factor = 0.18215;
+  // SVG's DinoDecoder (docs/svg.md): the LDM Decoder alone, fed the features directly: no encoder,
+  // quant_conv or post_quant_conv (embed_dim = z_channels); decode only.
+  bool decoder_only = false;
 
   int downsample_factor() const { return 1 << (int(ch_mult.size()) - 1); }
 };
 
-// {"ddconfig": {...}, "embed_dim": 4, "scale_factor": 0.18215}; absent fields keep the SD
-// defaults, unknown fields are errors. `what` names the source in error messages.
+// {"ddconfig": {...}, "embed_dim": 4, "scale_factor": 0.18215, "decoder_only": false}; absent
+// fields keep the SD defaults, unknown fields are errors. `what` names the source in error
+// messages.
 AutoencoderConfig parse_autoencoder_config(const std::string& json_text, const std::string& what);
 AutoencoderConfig load_autoencoder_config(const std::string& path);
 
-// Built-in configs: "sd_kl_f8" (the default, SPEC 13) and "vavae_f16d32" (LightningDiT's VA-VAE:
-// ch_mult (1,1,2,2,4), attention at 16x16, z_channels = embed_dim = 32, scale_factor 1).
+// Built-in configs: "sd_kl_f8" (the default, SPEC 13), "vavae_f16d32" (LightningDiT's VA-VAE:
+// ch_mult (1,1,2,2,4), attention at 16x16, z_channels = embed_dim = 32, scale_factor 1) and
+// "svg_decoder_z392" (SVG's decoder: the VA-VAE geometry with z_channels 392, decoder_only).
 std::vector<std::string> autoencoder_config_names();
 // A built-in name, else a JSON file; "" = sd_kl_f8. An unknown name that is not a file is an
 // error listing the names.
@@ -46,7 +51,8 @@ AutoencoderConfig autoencoder_config_from(const std::string& name_or_path);
 // post_quant_conv.*), as a VA-VAE checkpoint also holds loss.*, foundation_model.* and
 // linear_proj.*. Returns "" when nothing was dropped, else one line naming the count and the
 // prefixes, e.g. "skipped 3 tensors outside the autoencoder: foundation_model.* (1), loss.* (2)".
-std::string keep_autoencoder_tensors(NamedArrays& weights);
+// With `decoder_only` only decoder.* is kept (SVG's checkpoint also holds the DINOv3 encoder.*).
+std::string keep_autoencoder_tensors(NamedArrays& weights, bool decoder_only = false);
 
 // Per-channel latent statistics (LightningDiT's latents_stats.pt: {"mean", "std"}, each
 // [1, C, 1, 1]): the diffusion model sees (z - mean) / std * scale_factor.
@@ -55,7 +61,8 @@ struct LatentStats {
   int channels() const { return int(mean.size()); }
 };
 // .pt (torch.save of the dict) or .safetensors with tensors "mean" and "std" of shape [1, C, 1, 1]
-// or [C]; `channels` > 0 is checked. Every std must be positive and finite.
+// or [C]; `channels` > 0 is checked. SVG's dinov3_sp_stats.pt ("dinov3_sp_mean", "dinov3_sp_std"
+// [1, 1, C']) is read too, sliced to the first `channels`. Every std must be positive and finite.
 LatentStats load_latent_stats(const std::string& path, int channels = 0);
 // .safetensors, "mean" and "std" as float32 [1, C, 1, 1] (atomic).
 void save_latent_stats(const std::string& path, const LatentStats& stats);

@@ -23,6 +23,7 @@ bool is_flow(const Config& c);
 struct Transport {
   bool logit_normal = false;  // t = sigmoid(N(0, 1)) instead of U[0, 1)
   bool cos_loss = false;      // + mean_flat(1 - cos_sim(v, u, dim=1)) (LightningDiT)
+  double train_shift = 1;     // the drawn t becomes shift_time(t, train_shift) (SVG: 0.4)
 };
 Transport transport_of(const Config& c);
 
@@ -50,8 +51,11 @@ constexpr double kSdeLastStep = 0.04;
 // interval 0, atol 1e-6, rtol 1e-3, or the preset's sample section) and checks them.
 void with_flow_defaults(const Config& cfg, GenerateOptions& opt);
 
-// Network evaluations of a fixed-grid run with K points (dopri5: -1, not known in advance).
-int flow_evaluations(const std::string& name, int K);
+// Refuses zero-init steps outside euler / heun or that leave no step (one line).
+void check_zero_steps(const std::string& name, int K, int zero_steps);
+// Network evaluations of a fixed-grid run with K points whose first `zero_steps` steps are skipped
+// (dopri5: -1, not known in advance).
+int flow_evaluations(const std::string& name, int K, int zero_steps = 0);
 
 template <class T>
 using VelocityFnT = std::function<void(const std::vector<T>& x, double t, std::vector<T>& v)>;
@@ -61,6 +65,9 @@ struct FlowOptions {
   double atol = 1e-6, rtol = 1e-3;  // dopri5 (SiT's and LightningDiT's defaults)
   uint64_t noise_offset = 0;        // euler_maruyama: as SamplerOptions::noise_offset
   int max_steps = 100000;           // dopri5: accepted + rejected steps before giving up
+  // euler / heun: the first N steps have velocity 0 (SVG's cfg_star-N-0, CFG-Zero*'s zero-init),
+  // so x is unchanged until grid point N and the run starts there (no network call).
+  int zero_steps = 0;
 };
 
 // What a run did (dopri5: its step-size control, for tests and the progress display).

@@ -45,6 +45,9 @@ struct GenerateOptions {
   double shift = 0;           // time shift s of the grid (sample.shift, default 1: none)
   double cfg_interval = -1;   // no guidance while t < t0 (sample.cfg_interval, default 0)
   double atol = 0, rtol = 0;  // dopri5 tolerances (sample.atol / rtol, default 1e-6 / 1e-3)
+  // euler / heun: steps with velocity 0 at the start (SVG's cfg_star-N-0; sample.zero_init_steps,
+  // default 0); < 0 = the preset's.
+  int zero_init_steps = -1;
 };
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),

@@ -74,6 +74,7 @@ struct GenerationRequest {
   // Flow presets (docs/flow.md); 0 (cfg_interval: -1) = the preset's, else shift, atol, rtol > 0
   // and cfg_interval in [0, 1].
   double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;
+  int zero_init_steps = -1;   // euler / heun: zero-velocity steps at the start; < 0 = the preset's
   double cfg_power = -1;      // power-cos guidance (docs/mdt_diffusion.md) >= 0; -1 = the preset's
   bool keep_latents = false;  // fill GenerationResult::latents (latent models: before decoding)
   // After each network evaluation (done/total) and decode chunk; false cancels.

@@ -74,7 +74,7 @@ void add_convert(CLI::App& app) {
     }
     if (o->autoencoder) {
       const AutoencoderConfig c = autoencoder_config_from(o->config);
-      const std::string skipped = keep_autoencoder_tensors(sd);  // a VA-VAE's loss.*, ...
+      const std::string skipped = keep_autoencoder_tensors(sd, c.decoder_only);  // loss.*, ...
       if (!skipped.empty()) std::fprintf(stderr, "%s: %s\n", o->in.c_str(), skipped.c_str());
       const bool diffusers = autoencoder_from_diffusers(sd, int(c.ch_mult.size()));
       check_autoencoder_weights(sd, c, diffusers ? o->in + " (diffusers layout)" : o->in);

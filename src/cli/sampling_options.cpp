@@ -34,6 +34,7 @@ GenerationRequest SamplingOptions::request() const {
   r.skip_cache = skip_cache;
   r.shift = shift;
   r.cfg_interval = cfg_interval;
+  r.zero_init_steps = zero_init_steps;
   r.cfg_power = cfg_power;
   r.atol = atol;
   r.rtol = rtol;
@@ -80,6 +81,11 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->check(positive());
   cmd->add_option("--cfg-interval", o.cfg_interval,
                   "flow presets: no guidance while t < t0, t0 in [0, 1] (default: the preset's)")
+      ->check(at_least(0));
+  cmd->add_option(
+         "--zero-init-steps", o.zero_init_steps,
+         "flow presets, euler/heun: the first N steps have velocity 0 (SVG's cfg_star-N-0; "
+         "default: the preset's sample.zero_init_steps, else 0)")
       ->check(at_least(0));
   cmd->add_option("--atol", o.atol, "flow presets, dopri5: absolute tolerance (default 1e-6)")
       ->check(positive());

@@ -19,6 +19,7 @@ struct SamplingOptions {
   double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
   double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
   double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;  // flow presets; unset: the preset's
+  int zero_init_steps = -1;                                 // flow presets; unset: the preset's
   std::string guidance_channels;                            // "all" or N; "": the network's
   double cfg_power = -1;  // MDT's power-cos guidance; unset: the preset's
   long seed = 0;

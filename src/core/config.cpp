@@ -131,7 +131,8 @@ constexpr Field kFields[] = {
     {"sample", "path", Kind::String},
     {"sample", "shift", Kind::PosNumber},  // flow presets (docs/flow.md)
     {"sample", "cfg_interval", Kind::Prob},
-    {"sample", "cfg_power", Kind::NonNegNumber},  // power-cos guidance (docs/mdt_diffusion.md)
+    {"sample", "zero_init_steps", Kind::NonNegInt},  // SVG's cfg_star (docs/svg.md)
+    {"sample", "cfg_power", Kind::NonNegNumber},     // power-cos guidance (docs/mdt_diffusion.md)
     {"sample", "atol", Kind::PosNumber},
     {"sample", "rtol", Kind::PosNumber},
 };

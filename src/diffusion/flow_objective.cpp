@@ -19,8 +19,8 @@ Transport transport_of(const Config& c) {
   const nlohmann::json& j = c.json["transport"];
   UVIT_CHECK(j.is_object(), "config ", c.config_name, ": transport must be an object");
   for (const auto& [k, v] : j.items())
-    UVIT_CHECK(k == "time_dist" || k == "cos_loss", "config ", c.config_name, ": transport.", k,
-               " is not a known field (time_dist, cos_loss)");
+    UVIT_CHECK(k == "time_dist" || k == "cos_loss" || k == "train_shift", "config ", c.config_name,
+               ": transport.", k, " is not a known field (time_dist, cos_loss, train_shift)");
   if (j.contains("time_dist")) {
     const nlohmann::json& d = j["time_dist"];
     UVIT_CHECK(d.is_string() && (d == "uniform" || d == "logit_normal"), "config ", c.config_name,
@@ -31,6 +31,12 @@ Transport transport_of(const Config& c) {
     UVIT_CHECK(j["cos_loss"].is_boolean(), "config ", c.config_name,
                ": transport.cos_loss must be true or false, got ", j["cos_loss"].dump());
     t.cos_loss = j["cos_loss"].get<bool>();
+  }
+  if (j.contains("train_shift")) {
+    const nlohmann::json& s = j["train_shift"];
+    UVIT_CHECK(s.is_number() && std::isfinite(s.get<double>()) && s.get<double>() > 0, "config ",
+               c.config_name, ": transport.train_shift must be a positive number, got ", s.dump());
+    t.train_shift = s.get<double>();
   }
   return t;
 }
@@ -78,6 +84,8 @@ class FlowMatching final : public Objective {
   TrainDraw draw(double u) const override {
     double t = u;  // t ~ U[0, 1) (train_eps 0 for a velocity model on the linear path)
     if (tr_.logit_normal) t = u <= 0 ? 0.0 : 1 / (1 + std::exp(-inverse_normal_cdf(u)));
+    // SVG's RectifiedFlow.forward: t = apply_shift(rand, shift), toward noise for shift < 1.
+    if (tr_.train_shift != 1) t = shift_time(t, tr_.train_shift);
     TrainDraw d;
     d.mean = t;
     d.std = 1 - t;

@@ -16,6 +16,7 @@ void with_flow_defaults(const Config& cfg, GenerateOptions& opt) {
   if (opt.cfg_interval < 0) opt.cfg_interval = sc.value("cfg_interval", 0.0);
   if (opt.atol <= 0) opt.atol = sc.value("atol", 1e-6);
   if (opt.rtol <= 0) opt.rtol = sc.value("rtol", 1e-3);
+  if (opt.zero_init_steps < 0) opt.zero_init_steps = sc.value("zero_init_steps", 0);
   UVIT_CHECK(opt.steps >= 2, "flow samplers need at least 2 time points (steps), got ", opt.steps);
   UVIT_CHECK(opt.shift > 0 && std::isfinite(opt.shift), "the time shift must be positive, got ",
              opt.shift);
@@ -23,6 +24,7 @@ void with_flow_defaults(const Config& cfg, GenerateOptions& opt) {
              "the cfg interval start must lie in [0, 1], got ", opt.cfg_interval);
   UVIT_CHECK(opt.atol > 0 && opt.rtol > 0 && std::isfinite(opt.atol) && std::isfinite(opt.rtol),
              "dopri5 tolerances must be positive, got atol ", opt.atol, " and rtol ", opt.rtol);
+  check_zero_steps(opt.sampler, opt.steps, opt.zero_init_steps);
 }
 
 }  // namespace uvit

@@ -240,12 +240,22 @@ std::vector<double> flow_sde_grid(int K) {
   return linspace(0.0, 1.0 - kSdeLastStep, K);
 }
 
-int flow_evaluations(const std::string& name, int K) {
+int flow_evaluations(const std::string& name, int K, int zero_steps) {
   check_flow_sampler_name(name);
   if (name == "dopri5") return -1;
-  if (name == "heun") return 2 * (K - 1);
+  if (name == "heun") return 2 * (K - 1 - zero_steps);
   if (name == "euler_maruyama") return K;
-  return K - 1;
+  return K - 1 - zero_steps;
+}
+
+void check_zero_steps(const std::string& name, int K, int zero_steps) {
+  UVIT_CHECK(zero_steps >= 0, "zero-init steps must be >= 0, got ", zero_steps);
+  if (zero_steps == 0) return;
+  UVIT_CHECK(name == "euler" || name == "heun",
+             "zero-init steps (cfg_star) apply to the euler and ", "heun grids only, not to ",
+             name);
+  UVIT_CHECK(zero_steps < K - 1, "zero-init steps ", zero_steps, " leave none of the ", K - 1,
+             " steps of ", K, " time points to integrate");
 }
 
 template <class T>
@@ -253,11 +263,18 @@ std::vector<T> flow_sample(const std::string& name, int K, std::vector<T> x,
                            const VelocityFnT<T>& v, uint64_t seed, const FlowOptions& o,
                            FlowStats* stats) {
   check_flow_sampler_name(name);
+  check_zero_steps(name, K, o.zero_steps);
   Velocity<T> f{v};
+  std::vector<double> grid;
+  if (name == "euler" || name == "heun") {
+    // Zero velocity over the first steps: x(t'_N) = x(0), so integrate from t'_N.
+    grid = flow_time_grid(K, o.shift);
+    grid.erase(grid.begin(), grid.begin() + o.zero_steps);
+  }
   if (name == "euler")
-    x = euler(flow_time_grid(K, o.shift), std::move(x), f);
+    x = euler(grid, std::move(x), f);
   else if (name == "heun")
-    x = heun(flow_time_grid(K, o.shift), std::move(x), f);
+    x = heun(grid, std::move(x), f);
   else if (name == "euler_maruyama")
     x = euler_maruyama(K, std::move(x), f, seed, o.noise_offset);
   else

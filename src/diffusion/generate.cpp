@@ -32,10 +32,11 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   if (is_flow(cfg)) {
     with_flow_defaults(cfg, opt);
   } else {
-    UVIT_CHECK(opt.shift <= 0 && opt.cfg_interval < 0 && opt.atol <= 0 && opt.rtol <= 0, "config ",
-               cfg.config_name,
-               " is not a flow preset: the time shift, cfg interval, atol and rtol apply to flow "
-               "presets only");
+    UVIT_CHECK(opt.shift <= 0 && opt.cfg_interval < 0 && opt.atol <= 0 && opt.rtol <= 0 &&
+                   opt.zero_init_steps <= 0,
+               "config ", cfg.config_name,
+               " is not a flow preset: the time shift, cfg interval, zero-init steps, atol and "
+               "rtol apply to flow presets only");
     if (opt.sampler.empty())
       opt.sampler = sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
     check_sampler_name(opt.sampler);
@@ -188,6 +189,7 @@ std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, De
   fo.shift = opt.shift;
   fo.atol = opt.atol;
   fo.rtol = opt.rtol;
+  fo.zero_steps = opt.zero_init_steps;
   fo.noise_offset = noise_offset;
   return flow_sample(opt.sampler, opt.steps, std::move(x), velocity, opt.seed, fo);
 }
@@ -232,7 +234,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   std::vector<float> result(size_t(n) * numel);
   int evals_done = 0;
   // dopri5's count is not known in advance: the total is then -1.
-  const int per_batch = flow ? flow_evaluations(sampler, steps) : steps;
+  const int per_batch = flow ? flow_evaluations(sampler, steps, opt.zero_init_steps) : steps;
   const int evals_total = per_batch < 0 ? -1 : ((n + mb - 1) / mb) * per_batch;
   auto on_eval = [&] {
     ++evals_done;

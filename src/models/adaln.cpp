@@ -90,7 +90,7 @@ void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float
   if (w.attn.qk_norm() && w.attn.q_norm.rms) {  // LightningDiT's RMSNorm
     A.attn.qkv_raw = a.act(M * 3 * D);
     A.attn.qk_rstd = a.f32(M * 2 * nh);
-  } else if (w.attn.qk_norm()) {  // FiTv2's parameter-free LayerNorm of q and/or k
+  } else if (w.attn.qk_norm()) {  // FiTv2's parameter-free or SVG's affine LayerNorm of q, k
     A.attn.qkv_raw = a.act(M * 2 * D);
     A.attn.qk_mean = a.f32(M * 2 * nh);
     A.attn.qk_rstd = a.f32(M * 2 * nh);

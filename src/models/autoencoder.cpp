@@ -107,7 +107,7 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
     : cfg_(cfg),
-      skipped_(keep_autoencoder_tensors(weights)),
+      skipped_(keep_autoencoder_tensors(weights, cfg.decoder_only)),
       z_mul_(size_t(cfg.embed_dim), 1.f),
       z_add_(size_t(cfg.embed_dim), 0.f),
       be_(std::move(be)) {
@@ -258,6 +258,9 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
 }
 
 Array Autoencoder::encode_moments(const Array& images) const {
+  UVIT_CHECK(!cfg_.decoder_only,
+             "autoencoder encode: this is a decoder only (SVG's features come "
+             "from its DINOv3 encoder, not from this autoencoder)");
   const int f = cfg_.downsample_factor();
   const auto& s = images.shape;
   UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.in_channels && s[2] > 0 && s[3] > 0 &&
@@ -291,7 +294,10 @@ Array Autoencoder::decode(const Array& z) const {
     host[i] = host[i] * z_mul_[c] / sf + z_add_[c];
   }
   be_->upload(x.d, host.data(), host.size() * sizeof(float));
-  conv("post_quant_conv", x, h, 1, 1, 0, 0);
+  if (cfg_.decoder_only)
+    h = std::move(x);  // DinoDecoder.decode: self.decoder(z)
+  else
+    conv("post_quant_conv", x, h, 1, 1, 0, 0);
   Tensor y = run_decoder(std::move(h));
   return download(y);
 }

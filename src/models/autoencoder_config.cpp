@@ -47,8 +47,9 @@ AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::s
   UVIT_CHECK(root.is_object(), what, ": expected a JSON object with \"ddconfig\"");
   // The preset's "autoencoder" section carries pretrained_path too; weights come from --weights.
   for (const auto& [k, v] : root.items())
-    UVIT_CHECK(k == "ddconfig" || k == "embed_dim" || k == "scale_factor" || k == "pretrained_path",
-               what, ": unknown field '", k, "' (ddconfig, embed_dim, scale_factor)");
+    UVIT_CHECK(k == "ddconfig" || k == "embed_dim" || k == "scale_factor" || k == "decoder_only" ||
+                   k == "pretrained_path",
+               what, ": unknown field '", k, "' (ddconfig, embed_dim, scale_factor, decoder_only)");
   AutoencoderConfig c;
   if (root.contains("ddconfig")) {
     const json& d = root["ddconfig"];
@@ -83,6 +84,13 @@ AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::s
     UVIT_CHECK(root["scale_factor"].is_number(), what, ": scale_factor must be a number");
     c.scale_factor = root["scale_factor"].get<double>();
   }
+  if (root.contains("decoder_only")) {
+    UVIT_CHECK(root["decoder_only"].is_boolean(), what, ": decoder_only must be true or false");
+    c.decoder_only = root["decoder_only"].get<bool>();
+  }
+  UVIT_CHECK(!c.decoder_only || c.embed_dim == c.z_channels, what, ": decoder_only feeds the ",
+             "latents to the decoder directly, so embed_dim ", c.embed_dim,
+             " must equal ddconfig.z_channels ", c.z_channels);
   UVIT_CHECK(c.z_channels > 0 && c.in_channels > 0 && c.out_ch > 0 && c.ch > 0 &&
                  c.num_res_blocks >= 0 && c.embed_dim > 0 && c.resolution > 0,
              what, ": channel counts, resolution and num_res_blocks must be positive");
@@ -94,7 +102,8 @@ AutoencoderConfig parse_autoencoder_config(const std::string& text, const std::s
   UVIT_CHECK(c.ch % 32 == 0, what, ": ch ", c.ch, " must be a multiple of 32 (GroupNorm)");
   UVIT_CHECK(c.scale_factor > 0, what, ": scale_factor must be positive");
   // FrozenAutoencoderKL asserts it: quant_conv reads mean and logvar.
-  UVIT_CHECK(c.double_z, what, ": ddconfig.double_z must be true (the KL autoencoder needs it)");
+  UVIT_CHECK(c.double_z || c.decoder_only, what,
+             ": ddconfig.double_z must be true (the KL autoencoder needs it)");
   return c;
 }
 
@@ -116,9 +125,20 @@ AutoencoderConfig vavae_f16d32() {
   return c;
 }
 
+// SVG autoencoder/configs/example_svg_autoencoder_vitsp.yaml (ddconfig) and
+// ldm/models/dino_decoder.py: DinoDecoder.decode is self.decoder(z) on the 392 feature channels.
+AutoencoderConfig svg_decoder_z392() {
+  AutoencoderConfig c = vavae_f16d32();
+  c.z_channels = c.embed_dim = 392;
+  c.decoder_only = true;
+  return c;
+}
+
 }  // namespace
 
-std::vector<std::string> autoencoder_config_names() { return {"sd_kl_f8", "vavae_f16d32"}; }
+std::vector<std::string> autoencoder_config_names() {
+  return {"sd_kl_f8", "vavae_f16d32", "svg_decoder_z392"};
+}
 
 namespace {
 
@@ -134,20 +154,22 @@ std::string config_name_list() {
 AutoencoderConfig autoencoder_config_from(const std::string& name_or_path) {
   if (name_or_path.empty() || name_or_path == "sd_kl_f8") return AutoencoderConfig{};
   if (name_or_path == "vavae_f16d32") return vavae_f16d32();
+  if (name_or_path == "svg_decoder_z392") return svg_decoder_z392();
   UVIT_CHECK(std::filesystem::is_regular_file(name_or_path), "unknown autoencoder config '",
              name_or_path, "' (not a file; built-in: ", config_name_list(), ")");
   return load_autoencoder_config(name_or_path);
 }
 
-std::string keep_autoencoder_tensors(NamedArrays& weights) {
-  static const char* kModules[] = {"encoder.", "decoder.", "quant_conv.", "post_quant_conv."};
+std::string keep_autoencoder_tensors(NamedArrays& weights, bool decoder_only) {
+  static const char* kModules[] = {"decoder.", "encoder.", "quant_conv.", "post_quant_conv."};
+  const size_t modules = decoder_only ? 1 : std::size(kModules);
   std::map<std::string, int> skipped;  // first name component -> count
   size_t n = 0;
   NamedArrays kept;
   kept.reserve(weights.size());
   for (auto& [name, a] : weights) {
     bool ours = false;
-    for (const char* m : kModules) ours = ours || name.rfind(m, 0) == 0;
+    for (size_t i = 0; i < modules; ++i) ours = ours || name.rfind(kModules[i], 0) == 0;
     if (ours) {
       kept.emplace_back(std::move(name), std::move(a));
     } else {
@@ -194,11 +216,11 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
            c.attn_resolutions.end();
   };
   const int L = int(c.ch_mult.size());
-  // Encoder.
-  conv("encoder.conv_in", c.in_channels, c.ch, 3);
+  // Encoder (none when decoder_only: the loop and the blocks below it are skipped).
   int res_now = c.resolution;
   int64_t block_in = c.ch;
-  for (int i = 0; i < L; ++i) {
+  if (!c.decoder_only) conv("encoder.conv_in", c.in_channels, c.ch, 3);
+  for (int i = 0; i < (c.decoder_only ? 0 : L); ++i) {
     block_in = int64_t(c.ch) * (i == 0 ? 1 : c.ch_mult[i - 1]);
     const int64_t block_out = int64_t(c.ch) * c.ch_mult[i];
     const std::string lv = cat("encoder.down.", i);
@@ -214,11 +236,13 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
       res_now /= 2;
     }
   }
-  res("encoder.mid.block_1", block_in, block_in);
-  attn("encoder.mid.attn_1", block_in);
-  res("encoder.mid.block_2", block_in, block_in);
-  norm("encoder.norm_out", block_in);
-  conv("encoder.conv_out", block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3);
+  if (!c.decoder_only) {
+    res("encoder.mid.block_1", block_in, block_in);
+    attn("encoder.mid.attn_1", block_in);
+    res("encoder.mid.block_2", block_in, block_in);
+    norm("encoder.norm_out", block_in);
+    conv("encoder.conv_out", block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3);
+  }
   // Decoder: built from the lowest resolution up, stored with index = level.
   block_in = int64_t(c.ch) * c.ch_mult.back();
   conv("decoder.conv_in", c.z_channels, block_in, 3);
@@ -249,6 +273,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> autoencoder_param_shap
   for (auto& lvl : levels) out.insert(out.end(), lvl.begin(), lvl.end());
   norm("decoder.norm_out", block_in);
   conv("decoder.conv_out", block_in, c.out_ch, 3);
+  if (c.decoder_only) return out;
   conv("quant_conv", 2 * int64_t(c.z_channels), 2 * int64_t(c.embed_dim), 1);
   conv("post_quant_conv", c.embed_dim, c.z_channels, 1);
   return out;

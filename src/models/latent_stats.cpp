@@ -29,10 +29,23 @@ std::vector<float> stats_vector(const NamedArrays& all, const char* key, int cha
                  channels > 0 ? std::to_string(channels) : std::string("C"), ", 1, 1]");
       return a.to_f32();
     }
+    if (name == std::string("dinov3_sp_") + key) {
+      // SVG's dinov3_sp_stats.pt: per-token statistics [1, 1, C'] of the DINOv3 (+ residual)
+      // features, of which the official scripts take [:, :, :z_channels] (docs/svg.md).
+      const auto& s = a.shape;
+      UVIT_CHECK(s.size() == 3 && s[0] == 1 && s[1] == 1 && s[2] > 0 && s[2] >= channels, path,
+                 ": SVG feature stats '", name, "' has shape ", shape_str(s),
+                 ", expected [1, 1, C]",
+                 channels > 0 ? cat(" with C >= ", channels) : std::string());
+      std::vector<float> v = a.to_f32();
+      if (channels > 0) v.resize(size_t(channels));
+      return v;
+    }
     found += (found.empty() ? "" : ", ") + name;
   }
   fail(path, ": latent stats need tensors 'mean' and 'std' [1, C, 1, 1], found ",
-       found.empty() ? std::string("none") : found);
+       found.empty() ? std::string("none") : found,
+       " (SVG's file: 'dinov3_sp_mean' and 'dinov3_sp_std' [1, 1, C])");
 }
 
 }  // namespace

@@ -129,16 +129,20 @@ const float* rope_cos(const Weights& W, const Attention& a) {
 const float* rope_sin(const Weights& W, const Attention& a) {
   return a.rope_sin_buf ? a.rope_sin_buf : W.w32 + a.rope_sin;
 }
-// The qkv columns a parameter-free LayerNorm qk-norm covers: q, k or both (one Norm, as both are
-// the same LayerNorm(head_dim)).
-struct LnColumns {
-  int c0, w;
-  Norm n;
+// The LayerNorm qk-norms, q's then k's (FiTv2's parameter-free one on either or both, SVG's affine
+// pair): each normalises the D columns at c0 of every qkv row, per head. Part j is gathered
+// contiguous into block j ([M, D] at j M D) of the scratch so that it runs as M H rows of head_dim
+// with its own weights; its statistics are rows [j M H, (j + 1) M H).
+struct LnPart {
+  int c0;
+  const Norm* n;
 };
-LnColumns ln_columns(const Attention& a) {
+int ln_parts(const Attention& a, LnPart* parts) {
   const int D = a.heads * a.head_dim;
-  const bool q = a.q_norm.D > 0, k = a.k_norm.D > 0;
-  return {q ? 0 : D, (q && k) ? 2 * D : D, q ? a.q_norm : a.k_norm};
+  int n = 0;
+  if (a.q_norm.D > 0) parts[n++] = {0, &a.q_norm};
+  if (a.k_norm.D > 0) parts[n++] = {D, &a.k_norm};
+  return n;
 }
 }  // namespace
 
@@ -147,13 +151,19 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
   if (a.qk_norm() && !a.q_norm.rms) {
-    // LayerNorm per head: the normed columns [c0, c0 + w) gathered contiguous, normalised as rows
-    // of head_dim, scattered back.
-    const LnColumns c = ln_columns(a);
+    // LayerNorm per head: each part's columns gathered contiguous, normalised as rows of
+    // head_dim, scattered back.
+    LnPart parts[2];
+    const int np = ln_parts(a, parts);
     linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
-    be.copy_act_2d(A.qkv_raw, c.w, be.act_at(A.qkv, c.c0), 3 * D, M, c.w);
-    norm_fwd(W, c.n, A.qkv_raw, A.qk_tmp, A.qk_mean, A.qk_rstd, M * (c.w / Dh));
-    be.copy_act_2d(be.act_at(A.qkv, c.c0), 3 * D, A.qk_tmp, c.w, M, c.w);
+    for (int j = 0; j < np; ++j) {
+      const size_t blk = size_t(j) * M * D, st = size_t(j) * M * H;
+      float* raw = be.act_at(A.qkv_raw, blk);
+      float* tmp = be.act_at(A.qk_tmp, blk);
+      be.copy_act_2d(raw, D, be.act_at(A.qkv, parts[j].c0), 3 * D, M, D);
+      norm_fwd(W, *parts[j].n, raw, tmp, A.qk_mean + st, A.qk_rstd + st, M * H);
+      be.copy_act_2d(be.act_at(A.qkv, parts[j].c0), 3 * D, tmp, D, M, D);
+    }
   } else if (a.qk_norm()) {
     // q, k normalised per head from the raw GEMM output into qkv; v copied beside them.
     linear_fwd(W, a.qkv, h, D, A.qkv_raw, 3 * D, M);
@@ -196,13 +206,20 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
     be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
             a.rope_per_token ? M : N, 2 * H, Dh, 3 * D, true);
   if (a.qk_norm() && !a.q_norm.rms) {
-    // The normed columns' gradient gathered contiguous, through the LayerNorm (which accumulates:
-    // qk_dx zeroed first), scattered back.
-    const LnColumns c = ln_columns(a);
-    be.copy_act_2d(A.qk_tmp, c.w, be.act_at(dQKV, c.c0), 3 * D, M, c.w);
-    be.zero_act(A.qk_dx, size_t(M) * c.w);
-    norm_bwd(W, c.n, A.qk_tmp, A.qkv_raw, A.qk_mean, A.qk_rstd, A.qk_dx, M * (c.w / Dh));
-    be.copy_act_2d(be.act_at(dQKV, c.c0), 3 * D, A.qk_dx, c.w, M, c.w);
+    // Each part's gradient gathered contiguous, through its LayerNorm (which accumulates: qk_dx
+    // zeroed first), scattered back.
+    LnPart parts[2];
+    const int np = ln_parts(a, parts);
+    for (int j = 0; j < np; ++j) {
+      const size_t blk = size_t(j) * M * D, st = size_t(j) * M * H;
+      float* tmp = be.act_at(A.qk_tmp, blk);
+      float* dx = be.act_at(A.qk_dx, blk);
+      be.copy_act_2d(tmp, D, be.act_at(dQKV, parts[j].c0), 3 * D, M, D);
+      be.zero_act(dx, size_t(M) * D);
+      norm_bwd(W, *parts[j].n, tmp, be.act_at(A.qkv_raw, blk), A.qk_mean + st, A.qk_rstd + st, dx,
+               M * H);
+      be.copy_act_2d(be.act_at(dQKV, parts[j].c0), 3 * D, dx, D, M, D);
+    }
   } else if (a.qk_norm()) {
     // In place: the q and k parts of dQKV become gradients of the raw GEMM output.
     be.rmsnorm_bwd(dQKV, A.qkv_raw, W.w32 + a.q_norm.w, A.qk_rstd, dQKV, W.g + a.q_norm.w, M, H, Dh,

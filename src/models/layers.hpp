@@ -69,10 +69,10 @@ void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, 
               const float* rstd, float* dx, int M);
 
 // Multi-head self-attention sublayer: proj(attention(qkv(h))). Options, in this order: a per-head
-// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, or FiTv2's
-// LayerNorm without affine on either or both), then the 2-D RoPE of q and k by the fp32 tables [N,
-// head_dim] at rope_cos / rope_sin (parameters) or rope_cos_buf / rope_sin_buf (a network's own
-// buffer).
+// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, FiTv2's
+// LayerNorm without affine on either or both, or SVG's affine LayerNorm on both), then the 2-D RoPE
+// of q and k by the fp32 tables [N, head_dim] at rope_cos / rope_sin (parameters) or rope_cos_buf /
+// rope_sin_buf (a network's own buffer).
 struct Attention {
   Linear qkv, proj;
   int heads = 0, head_dim = 0;
@@ -101,10 +101,10 @@ struct Attention {
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
   // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
-  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: the normed part (q | k, or one
-  // of them) before the norm (act [M, 2D] at most, contiguous so that the norm runs over rows of
-  // head_dim), its mean and rstd (fp32 [M * 2H]), and two [M, 2D] act scratch buffers (qk_dx for
-  // backward only) that blocks may share.
+  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: the normed parts (q, then k,
+  // or one of them) before the norm, each a contiguous [M, D] block so that the norm runs over
+  // rows of head_dim (act [M, 2D] at most), their mean and rstd (fp32 [M * 2H]), and two [M, 2D]
+  // act scratch buffers (qk_dx for backward only) that blocks may share.
   float *qkv_raw = nullptr, *qk_rstd = nullptr, *qk_mean = nullptr, *qk_tmp = nullptr,
         *qk_dx = nullptr;
 };

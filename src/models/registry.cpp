@@ -19,6 +19,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("lightningdit"),
       mdt_family("mdt"),
       dit_family("fitv2"),
+      svg_family("svg"),
   };
   // clang-format on
   return all;

@@ -221,6 +221,7 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
   g.guidance_channels = r.guidance_channels == -1 ? cfg.spec.in_chans : r.guidance_channels;
   g.shift = r.shift;
   g.cfg_interval = r.cfg_interval;
+  g.zero_init_steps = r.zero_init_steps;
   g.cfg_power = r.cfg_power;
   g.atol = r.atol;
   g.rtol = r.rtol;
@@ -367,6 +368,7 @@ std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
   if (!is_flow(cfg)) return m;
   m["shift"] = cat(g.shift);
   m["cfg_interval"] = cat(g.cfg_interval);
+  if (g.zero_init_steps > 0) m["zero_init_steps"] = cat(g.zero_init_steps);
   if (g.sampler == "dopri5") m["atol"] = cat(g.atol), m["rtol"] = cat(g.rtol);
   return m;
 }

@@ -18,6 +18,14 @@ Usage:
                                              vavae_f16d32_synth.pt: the real f16d32 key set and shapes
                                              (views of one 9 MB storage) with the extra tensors, and
                                              vavae_f16d32_{image,moments,z,decoded}.npy at 32x32 px
+  autoencoder_torch.py svg-fixtures --out DIR
+                                             SVG's decoder (ldm/models/dino_decoder.py DinoDecoder.decode =
+                                             self.decoder(z): no post_quant_conv): DIR/svg_decoder_small.{json,
+                                             ckpt} (the VA-VAE geometry at 64 px, z 12; the .ckpt nested under
+                                             "state_dict" with encoder.* (DINOv3), extra_vit.*, norm_vit.*,
+                                             mask_token and loss.* beside), svg_decoder_small_stats.pt in
+                                             dinov3_sp_stats.pt's layout ([1, 1, 15], sliced to 12),
+                                             svg_decoder_small_{z,decoded}.npy (decoded from z * std + mean)
   autoencoder_torch.py bench [--threads 2] [--reps 1] [--latent 32] [--config sd_kl_f8|vavae_f16d32|C]
                                              random weights (SD config by default): decode one CxSxS latent
   autoencoder_torch.py check-sd              SD key count (248) and parameter count (83,653,863)
@@ -386,6 +394,59 @@ def cmd_vavae_fixtures(args):
     print("f16d32 keys", len(shapes), "params", sum(int(np.prod(s)) for _, s in shapes))
 
 
+class SvgDecoder(nn.Module):
+    """DinoDecoder's decode path: the LDM Decoder alone on the feature map (docs/svg.md)."""
+
+    def __init__(self, ddconfig):
+        super().__init__()
+        self.decoder = Decoder(**ddconfig)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+def svg_extras():
+    """A few tensors of DinoDecoder's other modules (the DINOv3 encoder, the residual ViT, norm_vit,
+    mask_token, the LPIPS/discriminator loss); names as there."""
+    g = torch.Generator().manual_seed(4)
+    r = lambda *s: torch.randn(*s, generator=g)
+    return collections.OrderedDict([
+        ("encoder.cls_token", r(1, 1, 384)),
+        ("encoder.blocks.0.norm1.weight", r(384)),
+        ("extra_vit.conv_proj.weight", r(384, 3, 16, 16)),
+        ("norm_vit.weight", r(40)),  # LayerNorm(output_dim 8 + embed_dim 32)
+        ("mask_token", r(1, 8, 1)),
+        ("loss.logvar", torch.zeros(())),
+    ])
+
+
+def cmd_svg_fixtures(args):
+    os.makedirs(args.out, exist_ok=True)
+    out = lambda n: os.path.join(args.out, n)
+    dd = dict(double_z=True, z_channels=12, resolution=64, in_channels=3, out_ch=3, ch=32,
+              ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0)
+    with open(out("svg_decoder_small.json"), "w") as f:
+        json.dump({"ddconfig": dd, "embed_dim": 12, "scale_factor": 1.0, "decoder_only": True}, f)
+    model = randomize(SvgDecoder(dd), 21)
+    full = collections.OrderedDict(svg_extras())
+    full.update(model.state_dict())
+    torch.save({"epoch": 3, "global_step": 99, "state_dict": full}, out("svg_decoder_small.ckpt"))
+    g = torch.Generator().manual_seed(22)
+    z = torch.randn(2, 12, 4, 6, generator=g).float()
+    mean = (0.3 * torch.randn(1, 1, 15, generator=g)).float()
+    std = (0.3 + torch.rand(1, 1, 15, generator=g)).float()
+    torch.save({"dinov3_sp_mean": mean, "dinov3_sp_std": std}, out("svg_decoder_small_stats.pt"))
+    m64 = model.double()
+    with torch.no_grad():
+        # sample_svg.py: samples * sp_std + sp_mean (sliced to z_channels), then decode.
+        zz = z.double() * std[:, :, :12].double().view(1, 12, 1, 1) + mean[:, :, :12].double().view(1, 12, 1, 1)
+        decoded = m64.decode(zz).float()
+    for n, a in (("z", z), ("decoded", decoded)):
+        np.save(out("svg_decoder_small_%s.npy" % n), a.numpy())
+    big = SvgDecoder(dict(VAVAE_F16D32, z_channels=392)).state_dict()
+    print("svg_decoder_z392 keys", len(big), "params", sum(v.numel() for v in big.values()))
+
+
 def sd_model(seed=0):
     return randomize(FrozenAutoencoderKL(SD_DDCONFIG, 4), seed)
 
@@ -474,6 +535,8 @@ def main():
     sub.add_parser("check-sd")
     p = sub.add_parser("vavae-fixtures")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("svg-fixtures")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("save")
     p.add_argument("--out", required=True)
     p.add_argument("--config", default="")
@@ -490,7 +553,7 @@ def main():
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"fixtures": cmd_fixtures, "vavae-fixtures": cmd_vavae_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
+    {"fixtures": cmd_fixtures, "vavae-fixtures": cmd_vavae_fixtures, "svg-fixtures": cmd_svg_fixtures, "bench": cmd_bench, "check-sd": cmd_check_sd, "save": cmd_save,
      "to-diffusers": cmd_to_diffusers, "run": cmd_run}[args.cmd](args)
 
 

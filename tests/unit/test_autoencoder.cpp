@@ -422,7 +422,7 @@ TEST(Autoencoder, LoadsDiffusersLayouts) {
   EXPECT_EQ(err(missing, cfg),
             "vae.bin (diffusers layout): missing 1 of 154 autoencoder weights, first "
             "'decoder.up.1.attn.1.k.bias' (does the autoencoder config match the weights? "
-            "built-in: sd_kl_f8, vavae_f16d32)");
+            "built-in: sd_kl_f8, vavae_f16d32, svg_decoder_z392)");
   NamedArrays extra = good;
   extra.push_back({"encoder.mid_block.attentions.0.rel_pos.weight", Array(DType::F32, {64})});
   EXPECT_NE(err(extra, cfg)
