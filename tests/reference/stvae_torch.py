@@ -299,8 +299,8 @@ def main():
             t0 = time.time()
             y = m.decode_latents(z)
             dt = time.time() - t0
-        print("pytorch %s threads %d: decode %s -> %s in %.3f s"
-              % (torch.__version__, a.threads, tuple(z.shape), tuple(y.shape), dt))
+        print(json.dumps({"torch": torch.__version__, "threads": a.threads, "latent": list(z.shape),
+                          "image": list(y.shape), "seconds": round(dt, 3)}))
     return 0
 
 
