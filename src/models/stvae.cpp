@@ -2,6 +2,8 @@
 // the causal 3-D convolutions folded to 2-D ones at load.
 #include "models/stvae.hpp"
 
+#include <algorithm>
+
 #include "models/pooled_tensor.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
@@ -16,6 +18,12 @@ namespace {
 
 constexpr int kGroups = 32;
 constexpr float kNormEps = 1e-6f;
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t v : shape) n *= v;
+  return n;
+}
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -40,61 +48,69 @@ std::vector<float> fold_causal_conv3d(const Array& w) {
 
 Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
              const std::string& device, const std::string& precision)
-    : cfg_(cfg), skipped_(keep_autoencoder_tensors(weights)) {
-  auto be = make_encoder_backend(device, precision);
-  be_ = std::shared_ptr<Backend>(std::move(be));
+    : Stvae(cfg, std::move(weights), what, make_encoder_backend(device, precision)) {}
+
+Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
+             std::shared_ptr<Backend> be)
+    : cfg_(cfg), skipped_(keep_autoencoder_tensors(weights)), be_(std::move(be)) {
   const auto expected = stvae_param_shapes(cfg);
   check_weight_shapes(weights, expected, what, "lavin_stvae");
   std::map<std::string, Array*> given;
   for (auto& [name, a] : weights) given[name] = &a;
-  // The 2-D weights on the host, then one backend allocation for them all. A spatial norm's
-  // conv_y and conv_b become one 1x1 conv "yb" (scale rows, then shift rows) whose scale bias is
-  // lowered by 1, as Backend::modulate_fwd multiplies by 1 + scale.
-  std::vector<std::pair<std::string, std::vector<float>>> host;
-  std::map<std::string, size_t> index;
+  // Where each official tensor goes: its 2-D name and an offset in it. A spatial norm's conv_y
+  // and conv_b become one 1x1 conv "yb" (scale rows, then shift rows) whose scale bias is lowered
+  // by 1, as Backend::modulate_fwd multiplies by 1 + scale.
+  struct Slot {
+    std::string name;
+    size_t at = 0;
+  };
+  std::vector<Slot> slots;
+  std::vector<std::string> order;  // the 2-D names, in the order of their memory
   for (const auto& [name, shape] : expected) {
-    const Array& a = *given.at(name);
-    std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
     std::vector<int64_t> s2 = shape;
-    if (s2.size() == 5) s2.erase(s2.begin() + 2);
-    std::string n = name;
-    bool append = false;
-    for (const std::string part : {".conv_y.conv.", ".conv_b.conv."}) {
-      const size_t at = name.find(part);
-      if (at == std::string::npos) continue;
-      n = name.substr(0, at) + ".yb." + name.substr(at + part.size());
-      append = part == ".conv_b.conv.";
-      if (!append && ends_with(name, ".bias"))
-        for (float& x : v) x -= 1.f;
+    if (s2.size() == 5) s2.erase(s2.begin() + 2);  // [O, I, kt, kh, kw] -> [O, I, kh, kw]
+    Slot slot{name, 0};
+    const std::string ys = ".conv_y.conv.", bs = ".conv_b.conv.";  // same length
+    const size_t y = name.find(ys), b = name.find(bs), at = std::min(y, b);
+    if (at != std::string::npos)
+      slot.name = name.substr(0, at) + ".yb." + name.substr(at + ys.size());
+    if (b != std::string::npos) {  // conv_b after conv_y: its rows follow
+      std::vector<int64_t>& d = shapes_.at(slot.name);
+      slot.at = size_t(numel(d));
+      d[0] *= 2;
+    } else {
+      shapes_[slot.name] = s2;
+      order.push_back(slot.name);
     }
-    if (append) {  // conv_b after conv_y: its rows follow
-      auto& dst = host[index.at(n)].second;
-      dst.insert(dst.end(), v.begin(), v.end());
-      shapes_[n][0] *= 2;
-      continue;
-    }
-    index[n] = host.size();
-    shapes_[n] = s2;
-    host.emplace_back(n, std::move(v));
+    slots.push_back(slot);
   }
+  // One backend allocation holds every weight, uploaded and freed tensor by tensor.
   size_t total = 0;
-  for (const auto& [n, v] : host) total += v.size();
+  for (const auto& n : order) total += size_t(numel(shapes_.at(n)));
   float* base = be_->alloc(total);
   params_ = std::shared_ptr<float>(base, [be = be_](float* q) { be->free_bytes(q); });
   pool_ = std::make_shared<Pool>();
-  pool_->be = be_.get();
-  size_t off = 0;
-  for (const auto& [n, v] : host) {
-    be_->upload(base + off, v.data(), v.size() * sizeof(float));
-    ptr_[n] = base + off;
-    off += v.size();
+  pool_->be = be_.get();  // be_ outlives it: declared before pool_, destroyed after
+  std::map<std::string, float*> dst;
+  for (const auto& n : order) {
+    ptr_[n] = dst[n] = base;
+    base += numel(shapes_.at(n));
+  }
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& [name, shape] = expected[i];
+    Array& a = *given.at(name);
+    std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
+    std::vector<uint8_t>().swap(a.data);
+    if (name.find(".conv_y.conv.") != std::string::npos && ends_with(name, ".bias"))
+      for (float& x : v) x -= 1.f;
+    be_->upload(dst.at(slots[i].name) + slots[i].at, v.data(), v.size() * sizeof(float));
   }
 }
 
 Stvae Stvae::load(const std::string& path, const StvaeConfig& cfg, const std::string& device,
                   const std::string& precision) {
-  make_encoder_backend(device, precision);  // a device that is not there fails before the load
-  return Stvae(cfg, load_weights(path), path, device, precision);
+  auto be = make_encoder_backend(device, precision);  // a missing device fails before the load
+  return Stvae(cfg, load_weights(path), path, std::move(be));
 }
 
 const float* Stvae::p(const std::string& name) const {

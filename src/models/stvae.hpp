@@ -60,6 +60,8 @@ class Stvae {
  private:
   struct Tensor;
   struct Pool;
+  Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
+        std::shared_ptr<Backend> be);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
             int pad_rb) const;

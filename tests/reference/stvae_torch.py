@@ -296,11 +296,12 @@ def main():
         z = torch.randn(1, c["latent_channels"], a.latent, a.latent)
         with torch.no_grad():
             m.decode_latents(z)  # warm-up
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
             y = m.decode_latents(z)
-            dt = time.time() - t0
+            dt, cpu = time.time() - t0, time.process_time() - c0
         print(json.dumps({"torch": torch.__version__, "threads": a.threads, "latent": list(z.shape),
-                          "image": list(y.shape), "seconds": round(dt, 3)}))
+                          "image": list(y.shape), "seconds": round(dt, 3),
+                          "decode_cpu_s": round(cpu, 3)}))
     return 0
 
 
