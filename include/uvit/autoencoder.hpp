@@ -103,6 +103,11 @@ bool autoencoder_from_diffusers(NamedArrays& weights, int levels);
 // dtype, no other or repeated name; a one-line error naming `what` and the first offender.
 void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
                                const std::string& what);
+// The same check against any expected (name, shape) list; `builtin` lists the built-in configs
+// in the "missing" error.
+void check_weight_shapes(const NamedArrays& weights,
+                         const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
+                         const std::string& what, const std::string& builtin);
 
 class Autoencoder {
  public:

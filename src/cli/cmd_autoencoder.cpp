@@ -1,11 +1,13 @@
 // `uvit autoencoder encode|decode`: a KL autoencoder (SD kl-f8, VA-VAE f16d32, ...) on .npy arrays.
 #include <chrono>
 #include <cstdio>
+#include <functional>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "models/stvae.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -33,18 +35,13 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   add_encoder_device(c, o.device, o.precision, "the autoencoder");
 }
 
-void run(const AeOpts& o, bool encode) {
-  check_output("--out", o.out, {".npy"});
-  const AutoencoderConfig cfg = autoencoder_config_from(o.config);
-  const LatentStats stats =
-      o.latent_stats.empty() ? LatentStats{} : load_latent_stats(o.latent_stats, cfg.embed_dim);
-  Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
-  print_skipped(ae, o.weights, o.quiet);
-  if (!o.latent_stats.empty()) ae.set_latent_stats(stats);
+// Runs fn over the input in batches of --batch and writes the result (atomic).
+void process(const AeOpts& o, bool encode, int in_channels,
+             const std::function<Array(const Array&)>& fn) {
   const Array in = load_npy(o.in);
   UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
-             encode ? ", expected images [B, " : ", expected latents [B, ",
-             encode ? cfg.in_channels : cfg.embed_dim, encode ? ", H, W]" : ", h, w]");
+             encode ? ", expected images [B, " : ", expected latents [B, ", in_channels,
+             encode ? ", H, W]" : ", h, w]");
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar(encode ? "encode" : "decode", long(in.shape[0]), o.quiet);
   SteadyRate steady;
@@ -52,7 +49,7 @@ void run(const AeOpts& o, bool encode) {
       in, o.batch,
       [&](const Array& part) {
         try {
-          return encode ? ae.encode_moments(part) : ae.decode(part);
+          return fn(part);
         } catch (const Error& e) {
           fail(o.in, ": ", e.what());
         }
@@ -75,11 +72,33 @@ void run(const AeOpts& o, bool encode) {
   }
 }
 
+void run(const AeOpts& o, bool encode) {
+  check_output("--out", o.out, {".npy"});
+  if (is_stvae_config(o.config)) {  // LaVin-DiT's ST-VAE, images as one-frame clips
+    UVIT_CHECK(o.latent_stats.empty(), "--latent-stats: the ST-VAE's latents are normalised by ",
+               "its shift and scaling factors (docs/stvae.md), not by latent statistics");
+    const StvaeConfig cfg = stvae_config_from(o.config);
+    const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision);
+    print_skipped(ae, o.weights, o.quiet);
+    return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels,
+                   [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });
+  }
+  const AutoencoderConfig cfg = autoencoder_config_from(o.config);
+  const LatentStats stats =
+      o.latent_stats.empty() ? LatentStats{} : load_latent_stats(o.latent_stats, cfg.embed_dim);
+  Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  print_skipped(ae, o.weights, o.quiet);
+  if (!o.latent_stats.empty()) ae.set_latent_stats(stats);
+  process(o, encode, encode ? cfg.in_channels : cfg.embed_dim,
+          [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });
+}
+
 }  // namespace
 
 void add_autoencoder(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "autoencoder", "KL autoencoder (SD kl-f8, VA-VAE f16d32, or a JSON config): encode/decode");
+  auto* cmd = app.add_subcommand("autoencoder",
+                                 "KL autoencoder (SD kl-f8, VA-VAE f16d32, LaVin-DiT's ST-VAE, or "
+                                 "a JSON config): encode/decode");
   cmd->require_subcommand(1);
   auto enc = std::make_shared<AeOpts>(), dec = std::make_shared<AeOpts>();
   auto* e = cmd->add_subcommand("encode",

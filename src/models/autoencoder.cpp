@@ -4,90 +4,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
-#include <tuple>
 
+#include "models/pooled_tensor.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
 namespace uvit {
 
-namespace {
-
-// Activations of the decoder reach 64 MiB (256 channels at 256x256); fresh allocations of that
-// size are mmap'd, page-faulted and zero-filled on every use on the CPU (a third of the decode
-// time when measured), and cudaMalloc/cudaFree synchronise on the GPU. Forward passes therefore
-// recycle their backend buffers through this pool, which the autoencoder keeps from one pass (one
-// batch) to the next and frees with itself: the memory held between passes is one pass's peak.
-struct BufferPool {
-  Backend* be = nullptr;
-  std::vector<std::pair<float*, size_t>> free, all;  // (buffer, capacity in floats)
-  std::mutex mu;                                     // one pass at a time
-  ~BufferPool() {
-    for (auto& [p, n] : all) be->free_bytes(p);
-  }
-  std::pair<float*, size_t> take(size_t n) {
-    size_t best = free.size();  // best fit: the smallest pooled buffer that holds n floats
-    for (size_t i = 0; i < free.size(); ++i)
-      if (free[i].second >= n && (best == free.size() || free[i].second < free[best].second))
-        best = i;
-    if (best < free.size()) {
-      auto r = free[best];
-      free.erase(free.begin() + long(best));
-      return r;
-    }
-    all.push_back({be->alloc(n), n});
-    return all.back();
-  }
-};
-thread_local BufferPool* t_pool = nullptr;
-
-// Installs an autoencoder's pool on this thread for one forward pass (restoring any outer one
-// after it), so a pass's tensors always come from its own backend.
-struct PoolScope {
-  std::lock_guard<std::mutex> lock;
-  BufferPool* outer = t_pool;
-  explicit PoolScope(BufferPool& pool) : lock(pool.mu) { t_pool = &pool; }
-  ~PoolScope() { t_pool = outer; }
-};
-
-}  // namespace
-
 struct Autoencoder::Pool : BufferPool {};
 
 // An activation [B, C, H, W] in backend memory, borrowed from the pass's pool.
-struct Autoencoder::Tensor {
-  int B = 0, C = 0, H = 0, W = 0;
-  float* d = nullptr;
-  size_t cap = 0;
-  Tensor() = default;
-  Tensor(Tensor&& o) noexcept : B(o.B), C(o.C), H(o.H), W(o.W), d(o.d), cap(o.cap) {
-    o.d = nullptr, o.cap = 0;
-  }
-  Tensor& operator=(Tensor&& o) noexcept {
-    if (this != &o) {
-      release();
-      B = o.B, C = o.C, H = o.H, W = o.W, d = o.d, cap = o.cap;
-      o.d = nullptr, o.cap = 0;
-    }
-    return *this;
-  }
-  ~Tensor() { release(); }
-  void release() {
-    if (d) t_pool->free.push_back({d, cap});
-    d = nullptr, cap = 0;
-  }
-  void resize(int b, int c, int h, int w) {
-    B = b, C = c, H = h, W = w;
-    if (size() > cap) {
-      release();
-      std::tie(d, cap) = t_pool->take(size());
-    }
-  }
-  size_t size() const { return size_t(B) * C * H * W; }
-  size_t plane() const { return size_t(H) * W; }
-};
+struct Autoencoder::Tensor : PooledTensor {};
 
 namespace {
 

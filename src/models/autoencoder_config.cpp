@@ -367,7 +367,12 @@ bool autoencoder_from_diffusers(NamedArrays& weights, int levels) {
 
 void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
                                const std::string& what) {
-  const auto expected = autoencoder_param_shapes(cfg);
+  check_weight_shapes(weights, autoencoder_param_shapes(cfg), what, config_name_list());
+}
+
+void check_weight_shapes(const NamedArrays& weights,
+                         const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
+                         const std::string& what, const std::string& builtin) {
   std::map<std::string, const Array*> given;
   for (const auto& [name, a] : weights)
     UVIT_CHECK(given.emplace(name, &a).second, what, ": tensor '", name, "' appears twice");
@@ -390,8 +395,7 @@ void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConf
   }
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
              " autoencoder weights, first '", first_missing,
-             "' (does the autoencoder config match the weights? built-in: ", config_name_list(),
-             ")");
+             "' (does the autoencoder config match the weights? built-in: ", builtin, ")");
   for (const auto& [name, a] : weights)
     UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
                weights.size() - expected.size(), " extra; does the config match the weights?)");

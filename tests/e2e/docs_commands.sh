@@ -202,6 +202,8 @@ expect_error "sd-vae-ft-ema/diffusion_pytorch_model.safetensors: cannot open" "$
   --classes 207,360,387,974 --guidance 4 --out grid.png
 expect_error "autoencoder_kl.pth: cannot open" "$UVIT" autoencoder encode --weights autoencoder_kl.pth \
   --in images.npy --out moments.npy
+expect_error "stvae.pt: cannot open" "$UVIT" autoencoder decode --config lavin_stvae --weights stvae.pt \
+  --in z.npy --out images.npy
 expect_error "clip_text.safetensors: cannot open" "$UVIT" encode-text --clip clip_text.safetensors --out ctx.npy "A green train"
 expect_error "is a latent model: give --autoencoder" "$UVIT" sample --config imagenet256_uvit_huge --weights W \
   --classes all --out grid.png

@@ -1,7 +1,7 @@
-// Whole encoders on the GPU against the CPU: the KL autoencoder (encode and decode) and the CLIP
-// text model, with random weights in their official key layouts (no Python needed on the GPU
-// machine). fp32 on the CPU; on the GPU fp32 (to 1e-4) and tf32 (TF32 tensor-core GEMMs, ~1e-3
-// relative per product: to 1e-2); each comparison prints its max error.
+// Whole encoders on the GPU against the CPU: the KL autoencoder (encode and decode), the ST-VAE
+// and the CLIP text model, with random weights in their official key layouts (no Python needed on
+// the GPU machine). fp32 on the CPU; on the GPU fp32 (to 1e-4) and tf32 (TF32 tensor-core GEMMs,
+// ~1e-3 relative per product: to 1e-2); each comparison prints its max error.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpu_compare.hpp"
+#include "models/stvae.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
@@ -48,22 +49,29 @@ AutoencoderConfig small_ae() {
   return c;
 }
 
-NamedArrays random_ae_weights(const AutoencoderConfig& c, unsigned seed) {
+NamedArrays random_weights(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                           unsigned seed) {
   std::mt19937 g(seed);
   NamedArrays w;
-  for (const auto& [name, shape] : autoencoder_param_shapes(c)) {
+  for (const auto& [name, shape] : shapes) {
     const bool norm = name.find("norm") != std::string::npos;
     const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    // Norm weights near 1, small biases, conv weights ~ 1/sqrt(fan-in).
+    // Norm weights near 1, small biases, conv weights ~ 1/sqrt(fan-in). (An ST-VAE's spatial-norm
+    // convs count as norms: their scale output stays near 1.)
     float sd = 0.05f;
-    if (!norm && !bias && shape.size() == 4)
-      sd = 1.f / std::sqrt(float(shape[1] * shape[2] * shape[3]));
+    int64_t fan_in = 1;
+    for (size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+    if (!norm && !bias && shape.size() >= 4) sd = 1.f / std::sqrt(float(fan_in));
     Array a = random_array(shape, g, sd);
     if (norm && !bias)
       for (int64_t i = 0; i < a.numel(); ++i) a.as<float>()[i] += 1.f;
     w.emplace_back(name, std::move(a));
   }
   return w;
+}
+
+NamedArrays random_ae_weights(const AutoencoderConfig& c, unsigned seed) {
+  return random_weights(autoencoder_param_shapes(c), seed);
 }
 
 TEST(CudaEncoders, AutoencoderMatchesCpu) {
@@ -113,6 +121,29 @@ TEST(CudaEncoders, VaVaeFamilyMatchesCpu) {
                   cpu.encode_moments(images).to_f32(), tol);
     const Array z = random_array({2, 8, 4, 6}, g, 1.f);
     test::compare(std::string(prec) + " vavae decode", gpu.decode(z).to_f32(),
+                  cpu.decode(z).to_f32(), tol);
+  }
+}
+
+// LaVin-DiT's ST-VAE (docs/stvae.md) at a small width: folded causal convs, the decoder's spatial
+// norm (group_norm, modulate_fwd, silu_fwd on the encoder backend), three levels.
+TEST(CudaEncoders, StvaeMatchesCpu) {
+  REQUIRE_CUDA();
+  const StvaeConfig c = parse_stvae_config(
+      R"({"stvae": {"block_out_channels": [32, 64, 64], "layers_per_block": 2,
+                    "latent_channels": 4}})",
+      "small");
+  const Stvae cpu(c, random_weights(stvae_param_shapes(c), 5), "random", "cpu");
+  for (const char* prec : {"fp32", "tf32"}) {
+    SCOPED_TRACE(prec);
+    const double tol = std::string(prec) == "fp32" ? 1e-4 : 1e-2;
+    const Stvae gpu(c, random_weights(stvae_param_shapes(c), 5), "random", "cuda", prec);
+    std::mt19937 g(6);
+    const Array images = random_array({2, 3, 32, 48}, g, 0.5f);
+    test::compare(std::string(prec) + " stvae encode", gpu.encode_moments(images).to_f32(),
+                  cpu.encode_moments(images).to_f32(), tol);
+    const Array z = random_array({2, 4, 5, 7}, g, 1.f);
+    test::compare(std::string(prec) + " stvae decode", gpu.decode(z).to_f32(),
                   cpu.decode(z).to_f32(), tol);
   }
 }

@@ -1,0 +1,131 @@
+// LaVin-DiT's ST-VAE for one-frame clips (docs/stvae.md): the official key layout, the temporal
+// fold of the causal 3-D convolutions, encode and decode against the PyTorch twin
+// (tests/reference/stvae_torch.py, which runs the real 3-D convolutions), strict loading, config.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "error_of.hpp"
+#include "models/stvae.hpp"
+#include "torch_fixtures.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+using namespace uvit;
+using uvit_test::error_of;
+using uvit_test::rel_err;
+
+namespace {
+
+#define NEED_FIXTURES() NEED_TORCH_FIXTURES("uvit_stvae", "stvae_torch.py fixtures")
+
+TEST(Stvae, LavinLayoutHas436TensorsAnd215583907Params) {
+  // Counted from the twin's module tree at LaVin's config (block_out (128, 256, 256, 512), 3
+  // layers per block, 16 latent channels).
+  const auto shapes = stvae_param_shapes(stvae_config_from("lavin_stvae"));
+  int64_t params = 0;
+  for (const auto& [name, s] : shapes) {
+    int64_t n = 1;
+    for (int64_t v : s) n *= v;
+    params += n;
+  }
+  EXPECT_EQ(shapes.size(), 436u);
+  EXPECT_EQ(params, 215583907);
+  EXPECT_EQ(shapes.front().first, "encoder.conv_in.conv.weight");
+  EXPECT_EQ(shapes.front().second, (std::vector<int64_t>{128, 3, 3, 3, 3}));
+  EXPECT_EQ(shapes.back().first, "decoder.conv_out.conv.bias");
+}
+
+TEST(Stvae, FoldSumsTheTemporalTaps) {
+  // [O 1, I 2, kt 3, 1, 2]: tap t of (i, s) holds 100 i + 10 t + s + 0.25
+  std::vector<float> w;
+  for (int i = 0; i < 2; ++i)
+    for (int t = 0; t < 3; ++t)
+      for (int s = 0; s < 2; ++s) w.push_back(100.f * i + 10.f * t + s + 0.25f);
+  const Array a = Array::from_f32({1, 2, 3, 1, 2}, w.data());
+  const std::vector<float> f = fold_causal_conv3d(a);
+  EXPECT_EQ(f, (std::vector<float>{30.75f, 33.75f, 330.75f, 333.75f}));
+  EXPECT_NE(error_of([&] {
+              fold_causal_conv3d(Array::from_f32({1, 2, 2}, w.data()));
+            }).find("is not [O, I, kt, kh, kw]"),
+            std::string::npos);
+}
+
+TEST(Stvae, PtKeysMatchTheLayout) {
+  NEED_FIXTURES();
+  const NamedArrays w = load_weights(d / "stvae_small.pt");
+  const auto shapes = stvae_param_shapes(stvae_config_from(d / "stvae_small.json"));
+  ASSERT_EQ(w.size(), shapes.size());
+  for (size_t i = 0; i < w.size(); ++i) {  // same names, shapes and state_dict order
+    EXPECT_EQ(w[i].first, shapes[i].first);
+    EXPECT_EQ(w[i].second.shape, shapes[i].second) << w[i].first;
+  }
+}
+
+TEST(Stvae, EncodeAndDecodeMatchPyTorch) {
+  NEED_FIXTURES();
+  const StvaeConfig cfg = stvae_config_from(d / "stvae_small.json");
+  const Stvae ae = Stvae::load(d / "stvae_small.pt", cfg);
+  const Array m = ae.encode_moments(load_npy(d / "stvae_images.npy"));
+  const double em = rel_err(m, load_npy(d / "stvae_moments.npy"));
+  EXPECT_LE(em, 1e-5);
+  const Array x = ae.decode(load_npy(d / "stvae_z.npy"));
+  const double ed = rel_err(x, load_npy(d / "stvae_decoded.npy"));
+  EXPECT_LE(ed, 1e-5);
+  std::printf("relative error: encode %.2e, decode %.2e\n", em, ed);
+  // A second pass (pooled buffers reused) is bit-identical.
+  EXPECT_EQ(ae.decode(load_npy(d / "stvae_z.npy")).data, x.data);
+}
+
+TEST(Stvae, StrictLoadingNamesTheKey) {
+  NEED_FIXTURES();
+  const StvaeConfig cfg = stvae_config_from(d / "stvae_small.json");
+  const NamedArrays good = load_weights(d / "stvae_small.pt");
+  NamedArrays w = good;
+  w.erase(w.begin() + 5);
+  EXPECT_NE(error_of([&] { Stvae(cfg, w, "v.pt"); }).find("v.pt: missing 1 of 268"),
+            std::string::npos);
+  w = good;
+  w[0].second.shape = {32, 3, 1, 3, 9};
+  EXPECT_NE(error_of([&] {
+              Stvae(cfg, w, "v.pt");
+            }).find("encoder.conv_in.conv.weight has shape [32, 3, 1, 3, 9]"),
+            std::string::npos);
+  w = good;  // tensors outside encoder/decoder (a training checkpoint's loss.*) are dropped
+  w.push_back({"loss.logvar", good[1].second});
+  const Stvae ae(cfg, w, "v.pt");
+  EXPECT_EQ(ae.skipped(), "skipped 1 tensors outside the autoencoder: loss.* (1)");
+  EXPECT_NE(error_of([&] {
+              ae.encode_moments(load_npy(d / "stvae_z.npy"));
+            }).find("stvae encode: images have shape [2, 4, 3, 5]"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ae.decode(load_npy(d / "stvae_images.npy"));
+            }).find("stvae decode: latents have shape [2, 3, 16, 24], expected [B, 4, h, w]"),
+            std::string::npos);
+}
+
+TEST(Stvae, ConfigParsing) {
+  const StvaeConfig c = parse_stvae_config(
+      R"({"stvae": {"block_out_channels": [32, 64], "latent_channels": 8}})", "x");
+  EXPECT_EQ(c.block_out_channels, (std::vector<int>{32, 64}));
+  EXPECT_EQ(c.latent_channels, 8);
+  EXPECT_EQ(c.layers_per_block, 3);
+  EXPECT_EQ(c.downsample_factor(), 2);
+  EXPECT_DOUBLE_EQ(stvae_config_from("lavin_stvae").shift_factor, 0.032470703125);
+  EXPECT_TRUE(is_stvae_config("lavin_stvae"));
+  EXPECT_FALSE(is_stvae_config("sd_kl_f8"));
+  auto msg = [](const std::string& s) {
+    return error_of([&] { parse_stvae_config(s, "c.json"); });
+  };
+  EXPECT_NE(msg(R"({"stvae": {"layers": 2}})").find("c.json: unknown stvae field 'layers'"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"stvae": {"block_out_channels": [48]}})").find("multiples of 32"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"stvae": {"latent_channels": "x"}})").find("wrong type"), std::string::npos);
+  EXPECT_NE(msg(R"({"ddconfig": {}})").find("{\"stvae\": {...}}"), std::string::npos);
+  EXPECT_NE(msg("{").find("invalid JSON"), std::string::npos);
+}
+
+}  // namespace
