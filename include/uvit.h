@@ -151,12 +151,16 @@ typedef struct uvit_gen_params {
   double atol, rtol;     /* flow presets, dopri5: tolerances (--atol, --rtol), > 0 */
   int guidance_channels; /* channels guidance combines (--guidance-channels): N >= 1, -1 all */
   int skip_cache;        /* skip_dit: the whole network every N calls (--skip-cache), N >= 1 */
+  int zero_init_steps;   /* flow presets, euler/heun: the first N steps at velocity 0
+                            (--zero-init-steps, SVG's cfg_star), N >= 0; has
+                            UVIT_GEN_HAS_ZERO_INIT_STEPS */
 } uvit_gen_params;
 
 /* uvit_gen_params.has: the fields whose zero is a value. */
 #define UVIT_GEN_HAS_CFG_SCALE 0x1u
 #define UVIT_GEN_HAS_CFG_POWER 0x2u
 #define UVIT_GEN_HAS_CFG_INTERVAL 0x4u
+#define UVIT_GEN_HAS_ZERO_INIT_STEPS 0x8u
 
 UVIT_API void uvit_gen_params_init(uvit_gen_params* params);
 

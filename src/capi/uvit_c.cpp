@@ -253,7 +253,12 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
     r.cfg_scale = flagged(UVIT_GEN_HAS_CFG_SCALE, p.cfg_scale, "cfg_scale");
     r.cfg_power = flagged(UVIT_GEN_HAS_CFG_POWER, p.cfg_power, "cfg_power");
     r.cfg_interval = flagged(UVIT_GEN_HAS_CFG_INTERVAL, p.cfg_interval, "cfg_interval");
-    UVIT_CHECK(!(p.has & ~uint32_t(7)), "uvit_gen_params.has sets unknown bits ", p.has);
+    if (p.has & UVIT_GEN_HAS_ZERO_INIT_STEPS) {
+      UVIT_CHECK(p.zero_init_steps >= 0, "uvit_gen_params.zero_init_steps must be >= 0, got ",
+                 p.zero_init_steps);
+      r.zero_init_steps = p.zero_init_steps;
+    }
+    UVIT_CHECK(!(p.has & ~uint32_t(15)), "uvit_gen_params.has sets unknown bits ", p.has);
     r.shift = p.shift;
     r.atol = p.atol;
     r.rtol = p.rtol;

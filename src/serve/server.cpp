@@ -231,6 +231,7 @@ class Api {
     s.req.atol = get_positive(b, "atol", 1e6);
     s.req.rtol = get_positive(b, "rtol", 1e6);
     s.req.skip_cache = int(get_int(b, "skip_cache", 0, 1, 1 << 20));
+    s.req.zero_init_steps = int(get_int(b, "zero_init_steps", -1, 0, 1000));
     if (has(b, "guidance_channels")) {
       const json& v = b.at("guidance_channels");
       try {

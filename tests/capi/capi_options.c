@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
   base(&p);
   p.guidance_channels = -1; /* --guidance-channels all */
   run_case(ctx, &p, out, "guidance_channels");
+  base(&p);
+  p.has = UVIT_GEN_HAS_ZERO_INIT_STEPS;
+  p.zero_init_steps = 2; /* --zero-init-steps 2 */
+  run_case(ctx, &p, out, "zero_init_steps");
 
   /* A caller compiled before the fields: struct_size ends before `has`, so what lies beyond it
    * (here a shift) is not read and the image is the default one. */
@@ -116,7 +120,9 @@ int main(int argc, char** argv) {
        "uvit_gen_params.cfg_interval must be >= 0"},
       {{.has = UVIT_GEN_HAS_CFG_POWER, .cfg_power = -2}, "uvit_gen_params.cfg_power must be >= 0"},
       {{.has = UVIT_GEN_HAS_CFG_SCALE, .cfg_scale = INFINITY}, "cfg_scale"},
-      {{.has = 0x8u}, "uvit_gen_params.has sets unknown bits 8"},
+      {{.has = 0x10u}, "uvit_gen_params.has sets unknown bits 16"},
+      {{.has = UVIT_GEN_HAS_ZERO_INIT_STEPS, .zero_init_steps = -1},
+       "uvit_gen_params.zero_init_steps must be >= 0"},
       {{.guidance_channels = 2}, "guidance channels 2 exceed the 1 output channels"},
       {{.guidance_channels = -2}, "guidance_channels must be >= 1"},
       {{.skip_cache = 2}, "has no Skip-Cache"},
@@ -133,6 +139,7 @@ int main(int argc, char** argv) {
     p.rtol = bad[i].set.rtol;
     p.guidance_channels = bad[i].set.guidance_channels;
     p.skip_cache = bad[i].set.skip_cache;
+    p.zero_init_steps = bad[i].set.zero_init_steps;
     expect_refused(ctx, &p, bad[i].want);
   }
 

@@ -37,6 +37,7 @@ CASES = {
                {"sampler": "dopri5", "atol": 1e-4, "rtol": 1e-2}),
     "cfg_scale": (["--cfg-scale", "0.3"], {"uvit_scale": 0.3}),  # U-ViT's s: native only
     "guidance_channels": (["--guidance-channels", "all"], {"guidance_channels": "all"}),
+    "zero_init_steps": (["--zero-init-steps", "2"], {"zero_init_steps": 2}),
 }
 
 cli = {}
@@ -117,6 +118,7 @@ if URL:
            ({"guidance_channels": "some"}, "guidance_channels must be \"all\" or an integer >= 1"),
            ({"guidance_channels": 1.5}, "guidance_channels must be \"all\" or an integer >= 1"),
            ({"skip_cache": 0}, "skip_cache must be in [1, "),
+           ({"zero_init_steps": -2}, "zero_init_steps must be in [0, 1000]"),
            ({"skip_cache": 3}, "has no Skip-Cache"),
            ({"uvit_scale": 0.3, "guidance_w": 2}, "guidance_w or uvit_scale, not both"),
            ({"uvit_scale": -1}, "uvit_scale must be in [0, 99]")]
