@@ -61,6 +61,9 @@ struct FlowOptions {
   double atol = 1e-6, rtol = 1e-3;  // dopri5 (SiT's and LightningDiT's defaults)
   uint64_t noise_offset = 0;        // euler_maruyama: as SamplerOptions::noise_offset
   int max_steps = 100000;           // dopri5: accepted + rejected steps before giving up
+  // euler, heun: this time grid (K points, 0 to 1; LaVin-DiT's hard-coded tables) instead of
+  // the shifted linspace; empty: linspace.
+  std::vector<double> grid;
 };
 
 // What a run did (dopri5: its step-size control, for tests and the progress display).

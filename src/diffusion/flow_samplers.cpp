@@ -254,10 +254,13 @@ std::vector<T> flow_sample(const std::string& name, int K, std::vector<T> x,
                            FlowStats* stats) {
   check_flow_sampler_name(name);
   Velocity<T> f{v};
+  UVIT_CHECK(o.grid.empty() || int(o.grid.size()) == K, "flow sampler: a time grid of ",
+             o.grid.size(), " points for ", K, " points");
+  const auto grid = [&] { return o.grid.empty() ? flow_time_grid(K, o.shift) : o.grid; };
   if (name == "euler")
-    x = euler(flow_time_grid(K, o.shift), std::move(x), f);
+    x = euler(grid(), std::move(x), f);
   else if (name == "heun")
-    x = heun(flow_time_grid(K, o.shift), std::move(x), f);
+    x = heun(grid(), std::move(x), f);
   else if (name == "euler_maruyama")
     x = euler_maruyama(K, std::move(x), f, seed, o.noise_offset);
   else

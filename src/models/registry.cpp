@@ -19,6 +19,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("lightningdit"),
       mdt_family("mdt"),
       dit_family("fitv2"),
+      lavin_dit_family(),
   };
   // clang-format on
   return all;

@@ -74,6 +74,11 @@ inline const char* kConfigs[] = {
         "in_channels": 4, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
         "adaln_type": "normal", "use_swiglu": false, "custom_freqs": "ntk-aware-pro2",
         "decouple": true, "ori_max_pe_len": 4}})",
+    // LaVin-DiT (docs/lavin_dit.md): two streams, GQA 4 q / 2 kv heads, the 3-D NeoX RoPE on a
+    // 36-wide head (sections of 12), 3 conditioning frames.
+    R"({"name": "lavin", "nnet": {"name": "lavin_dit", "input_size": 8, "num_frames": 3,
+        "patch_size": 2, "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 4,
+        "kv_group": 2}})",
 };
 
 inline Config config_from(const char* json) {
