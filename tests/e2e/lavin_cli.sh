@@ -44,6 +44,6 @@ err = np.abs(a - ref).max() / np.abs(ref).max()
 assert err <= 1e-5, f"relative error {err}"
 print("predict ok, rel err", err)
 PYEOF
-expect_error "ctx2.npy: shape [2, 2, 64], expected [2, 3, 64]" \
+expect_error "ctx2.npy: shape .2, 2, 64., expected .2, 3, 64." \
   "$UVIT" predict "${pargs[@]}" --context "$tmp/ctx2.npy" --out "$tmp/v2.npy"
 exit $fails
