@@ -131,6 +131,10 @@ class Backend {
   // 0.044715 x^3))). act; dx may alias dy.
   virtual void gelu_tanh_fwd(const float* x, float* y, size_t n) = 0;
   virtual void gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;
+  // tanh (LaVin-DiT's tanh-gated adaLN, docs/lavin_dit.md); dx = dy (1 - tanh(x)^2). act; dx may
+  // alias dy.
+  virtual void tanh_fwd(const float* x, float* y, size_t n) = 0;
+  virtual void tanh_bwd(const float* dy, const float* x, float* dx, size_t n) = 0;
 
   // ---- adaLN (DiT-style modulation by a per-sample vector; all act, sums in fp32) ----
   // Per-sample rows shift/scale/gate are [B] rows ldm elements apart (chunks of one adaLN output).
@@ -169,9 +173,11 @@ class Backend {
   // 2-D RoPE in place on x: B*N rows `ld` apart, each with G groups of Dh features; token n of a
   // sample rotates its interleaved pairs (a, b) = (x[2k], x[2k+1]) by the fp32 tables cos, sin
   // [N, Dh]: (a cos[2k] - b sin[2k], b cos[2k+1] + a sin[2k+1]). `inverse` applies the transposed
-  // map (the backward pass of the gradient).
+  // map (the backward pass of the gradient). With sec > 2 the pairs are NeoX's rotate_half pairs
+  // (i, i + sec/2) inside each section of sec features (LaVin-DiT's 3-D RoPE, docs/lavin_dit.md);
+  // a = x[ia], b = x[ib] then read cos/sin at ia and ib as above (sec = 2 is the interleaved form).
   virtual void rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
-                    int ld, bool inverse) = 0;
+                    int ld, bool inverse, int sec = 2) = 0;
 
   // rows x cols act elements from src (rows ld_src apart) to dst (rows ld_dst apart): a feature
   // concatenation. Backends with a 2-D copy override it.

@@ -68,6 +68,9 @@ struct FlowOptions {
   // euler / heun: the first N steps have velocity 0 (SVG's cfg_star-N-0, CFG-Zero*'s zero-init),
   // so x is unchanged until grid point N and the run starts there (no network call).
   int zero_steps = 0;
+  // euler, heun: this time grid (K points, 0 to 1; LaVin-DiT's hard-coded tables) instead of
+  // the shifted linspace; empty: linspace.
+  std::vector<double> grid;
 };
 
 // What a run did (dopri5: its step-size control, for tests and the progress display).

@@ -13,6 +13,7 @@ namespace uvit::cli {
 void add_info(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_predict(CLI::App& app);
+void add_lavin_sample(CLI::App& app);  // cmd_lavin.cpp
 void add_bench(CLI::App& app);
 void add_train(CLI::App& app);
 void add_demo(CLI::App& app);

@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
+  uvit::cli::add_lavin_sample(app);
   uvit::cli::add_bench(app);
   uvit::cli::add_train(app);
   uvit::cli::add_sample(app);

@@ -265,10 +265,12 @@ std::vector<T> flow_sample(const std::string& name, int K, std::vector<T> x,
   check_flow_sampler_name(name);
   check_zero_steps(name, K, o.zero_steps);
   Velocity<T> f{v};
+  UVIT_CHECK(o.grid.empty() || int(o.grid.size()) == K, "flow sampler: a time grid of ",
+             o.grid.size(), " points for ", K, " points");
   std::vector<double> grid;
   if (name == "euler" || name == "heun") {
     // Zero velocity over the first steps: x(t'_N) = x(0), so integrate from t'_N.
-    grid = flow_time_grid(K, o.shift);
+    grid = o.grid.empty() ? flow_time_grid(K, o.shift) : o.grid;
     grid.erase(grid.begin(), grid.begin() + o.zero_steps);
   }
   if (name == "euler")

@@ -20,6 +20,7 @@ const std::vector<NetworkFamily>& families() {
       mdt_family("mdt"),
       dit_family("fitv2"),
       svg_family("svg"),
+      lavin_dit_family(),
   };
   // clang-format on
   return all;

@@ -45,6 +45,10 @@ def load_net_config(path):
         import lightningdit_torch  # noqa: E402
         full = lightningdit_torch.full_config(cfg)
         return (lambda **kw: lightningdit_torch.build_from_config(full)), full, "dit"
+    if name == "lavin_dit":
+        import lavin_dit_torch  # noqa: E402
+        full = lavin_dit_torch.full_config(cfg)
+        return (lambda **kw: lavin_dit_torch.build_from_config(full)), full, "lavin"
     if name not in ("uvit", "uvit_t2i"):
         raise SystemExit("bench_torch.py: %s: unknown network name %r" % (path, name))
     cls = UViT if name == "uvit" else UViT_t2i
@@ -58,6 +62,10 @@ def make_batch(kw, family, batch, g):
         x = torch.randn(batch, C, S, S, generator=g)
         t = torch.randint(0, 1000, (batch,), generator=g).float()
         return x, t, [torch.randint(0, kw["num_classes"], (batch,), generator=g)]
+    if family == "lavin":  # the conditioning frames [B, T_c, C, S, S] as the context
+        S, C, T = kw["input_size"], kw["in_channels"], kw["num_frames"]
+        return (torch.randn(batch, C, S, S, generator=g), torch.rand(batch, generator=g),
+                [torch.randn(batch, T, C, S, S, generator=g)])
     S, C = kw.get("img_size", 224), kw.get("in_chans", 3)
     x = torch.randn(batch, C, S, S, generator=g)
     t = torch.rand(batch, generator=g) * 999

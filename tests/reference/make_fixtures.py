@@ -34,6 +34,7 @@ import dit_torch  # noqa: E402
 import fit_fixtures  # noqa: E402
 import fit_torch  # noqa: E402
 import mdt_torch  # noqa: E402
+import lavin_dit_torch  # noqa: E402
 import lightningdit_torch  # noqa: E402
 import flow_reference  # noqa: E402
 import svg_fixtures  # noqa: E402
@@ -133,6 +134,14 @@ MDT_CASES = [
                            num_heads=2, num_classes=10, class_dropout_prob=0.1, learn_sigma=True, mask_ratio=0.3,
                            decode_layer=1, mask=(9, 7)), 3, 503),
 ]
+# LaVin-DiT (tests/reference/lavin_dit_torch.py): GQA with 2 q heads per kv head, and MQA (one kv head),
+# patch 2 and 1, Dh 36 and 24 (RoPE sections of 12 and 8).
+LAVIN_CASES = [
+    ("lavin_tiny", dict(name="lavin_dit", input_size=4, num_frames=3, patch_size=2, in_channels=4, hidden_size=144,
+                        depth=2, num_heads=4, kv_group=2), 2, 601),
+    ("lavin_p1_mqa", dict(name="lavin_dit", input_size=4, num_frames=2, patch_size=1, in_channels=3,
+                          hidden_size=96, depth=2, num_heads=4, kv_group=4), 3, 602),
+]
 ADM_CASE = "adm"  # tests/reference/adm_reference.py -> adm.safetensors
 FLOW_CASE = "flow"  # tests/reference/flow_reference.py -> flow.safetensors, flow_dit_sampling.*
 
@@ -166,6 +175,8 @@ def full_config(cfg):
     """All constructor fields (official names), defaults filled in, plus "name"."""
     if is_lightning(cfg):
         return lightningdit_torch.full_config(cfg)
+    if cfg.get("name") == "lavin_dit":
+        return lavin_dit_torch.full_config(cfg)
     if cfg.get("name") == "mdt":
         return mdt_torch.full_config(cfg)
     if is_fit(cfg):
@@ -274,7 +285,8 @@ def make_weights_dit(net, seed):
         for name, m in net.named_modules():
             if isinstance(m, torch.nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
-            elif isinstance(m, (torch.nn.LayerNorm, lightningdit_torch.RMSNorm)):
+            elif isinstance(m, (torch.nn.LayerNorm, lightningdit_torch.RMSNorm, lavin_dit_torch.RMSNorm,
+                                lavin_dit_torch.LayerNorm)):
                 m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
             elif isinstance(m, torch.nn.Embedding):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g))
@@ -365,6 +377,15 @@ def make_case(name, cfg_partial, batch, seed, outdir):
         net = svg_torch.build_from_config(cfg)
         make_weights_dit(net, seed)
         inp = svg_fixtures.make_inputs(cfg, batch, seed)
+    elif cfg["name"] == "lavin_dit":
+        net = lavin_dit_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        g = torch.Generator().manual_seed(seed + 104729)
+        S, C, T = cfg["input_size"], cfg["in_channels"], cfg["num_frames"]
+        inp = {"x": torch.randn(batch, C, S, S, generator=g),
+               "t": torch.tensor([FLOW_TIME_VALUES[i % 3] for i in range(batch)], dtype=torch.float32),
+               "context": torch.randn(batch, T, C, S, S, generator=g),
+               "gout": torch.randn(batch, C, S, S, generator=g)}
     elif is_dit(cfg):
         net = (lightningdit_torch if is_lightning(cfg) else dit_torch).build_from_config(cfg)
         make_weights_dit(net, seed)
@@ -415,7 +436,7 @@ def make_case(name, cfg_partial, batch, seed, outdir):
     d32 = (out32.double() - out64).abs().max().item()
     print("%-18s B=%d tokens=%d params=%d |out|max=%.3f  fp32-vs-fp64 max|diff|=%.2e"
           % (name, batch, inp["x"][0, 0].numel() // cfg["patch_size"] ** 2 if is_fit(cfg)
-             else net.pos_embed.shape[1] if net.pos_embed is not None
+             else net.fixture_tokens if hasattr(net, "fixture_tokens") else net.pos_embed.shape[1] if net.pos_embed is not None
           else net.extras + (cfg["img_size"] // cfg["patch_size"]) ** 2, sum(p.numel() for p in sd.values()),
              out64.abs().max().item(), d32))
     return tensors
@@ -804,6 +825,34 @@ LDIT_FLOW_CASE = ("ldit_flow_sampling", dict(name="lightningdit", input_size=8, 
                   411)
 
 
+LAVIN_SAMPLING_CASE = "lavin_sampling"  # lavin_tiny's network, 20-point table, cfg 1.5, float64
+
+
+def make_lavin_sampling_case(outdir):
+    """lavin_sampling.safetensors: lavin_tiny's weights (param.*), one query's frames [1, T_c, C, S, S] and
+    noise, and the float64 samples of the official sampler with cfg_scale 1.5 (output) and 1 (output_nocfg)."""
+    name, cfg_partial, _, seed = next(c for c in LAVIN_CASES if c[0] == "lavin_tiny")
+    cfg = full_config(cfg_partial)
+    torch.manual_seed(seed)
+    net = lavin_dit_torch.build_from_config(cfg)
+    make_weights_dit(net, seed)
+    g = torch.Generator().manual_seed(seed + 17)
+    S, C, T = cfg["input_size"], cfg["in_channels"], cfg["num_frames"]
+    frames = torch.randn(1, T, C, S, S, generator=g)
+    noise = torch.randn(1, C, S, S, generator=g)
+    net64 = copy.deepcopy(net).double()
+    out = lavin_dit_torch.sample(net64, frames.double(), noise.double(), 1.5)
+    out1 = lavin_dit_torch.sample(net64, frames.double(), noise.double(), 1.0)
+    tensors = {"input.frames": f32(frames), "input.noise": f32(noise), "output": f32(out),
+               "output_nocfg": f32(out1)}
+    for k, v in net.state_dict().items():
+        tensors["param." + k] = f32(v)
+    write_safetensors(os.path.join(outdir, LAVIN_SAMPLING_CASE + ".safetensors"), tensors,
+                      {"case": LAVIN_SAMPLING_CASE, "producer": "tests/reference/make_fixtures.py"})
+    print("%-18s 19 Euler steps, cfg 1.5 and 1: |x|max %.3f" % (LAVIN_SAMPLING_CASE, out.abs().max().item()))
+    return True
+
+
 def make_ldit_flow_case(outdir):
     name, cfg_partial, seed = LDIT_FLOW_CASE
     cfg = full_config(cfg_partial)
@@ -859,6 +908,8 @@ def check_lightning_twin(name, tensors, cfg):
 
 
 def check_numpy_twin(name, tensors, cfg):
+    if cfg["name"] == "lavin_dit":  # no independent numpy twin (yet): the torch twin alone
+        return True
     if cfg["name"] == "mdt":
         return check_mdt_twin(name, tensors, cfg)
     sd = {k[len("param."):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith("param.")}
@@ -1045,9 +1096,10 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args = ap.parse_args()
 
-    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES + svg_fixtures.SVG_CASES] + [ADM_CASE] +
+    names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
+              + svg_fixtures.SVG_CASES + LAVIN_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
-              fit_fixtures.PACKED_CASE[0]])
+              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1061,7 +1113,8 @@ def main():
           & check_counts_mdt())
     ok &= fit_fixtures.check_counts()
     results = {}
-    for name, cfg, batch, seed in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES + svg_fixtures.SVG_CASES:
+    for name, cfg, batch, seed in (CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
+                                   + svg_fixtures.SVG_CASES + LAVIN_CASES):
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))
@@ -1105,6 +1158,10 @@ def main():
     if LDIT_FLOW_CASE[0] in only:
         ok &= make_ldit_flow_case(args.out)
         results[LDIT_FLOW_CASE[0]] = True
+
+    if LAVIN_SAMPLING_CASE in only:
+        ok &= make_lavin_sampling_case(args.out)
+        results[LAVIN_SAMPLING_CASE] = True
 
     print("wrote %d case(s) to %s in %.1f s" % (len(results), args.out, time.time() - t0))
     if not ok:

@@ -79,6 +79,11 @@ inline const char* kConfigs[] = {
     // sigma dropped.
     R"({"name": "svg", "nnet": {"name": "svg", "input_size": 8, "in_channels": 12,
         "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10}})",
+    // LaVin-DiT (docs/lavin_dit.md): two streams, GQA 4 q / 2 kv heads, the 3-D NeoX RoPE on a
+    // 36-wide head (sections of 12), 3 conditioning frames.
+    R"({"name": "lavin", "nnet": {"name": "lavin_dit", "input_size": 8, "num_frames": 3,
+        "patch_size": 2, "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 4,
+        "kv_group": 2}})",
 };
 
 // FiTv2's packed batch (docs/fit.md): a 6 x 10 token canvas, sequences of 36 tokens, a 72-wide

@@ -238,6 +238,12 @@ TEST(CudaKernels, Activations) {
         m.cpu->silu_bwd(dy.data(), x.data(), ref.data(), n);
         m.gpu->silu_bwd(ddy, dx_, out, n);
         compare("silu_bwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
+        m.cpu->tanh_fwd(x.data(), ref.data(), n);
+        m.gpu->tanh_fwd(dx_, out, n);
+        compare("tanh_fwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
+        m.cpu->tanh_bwd(dy.data(), x.data(), ref.data(), n);
+        m.gpu->tanh_bwd(ddy, dx_, out, n);
+        compare("tanh_bwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
         // dx aliasing dy (allowed for gelu_bwd)
         m.cpu->gelu_bwd(dy.data(), x.data(), ref.data(), n);
         m.gpu->gelu_bwd(ddy, dx_, ddy, n);
@@ -411,6 +417,11 @@ TEST(CudaKernels, SwiGluAndRope) {
       float* dq = m.actbuf(q);
       m.gpu->rope(dq, m.f32(c), m.f32(s), B, N, G, Dh, ld, inv);
       compare(inv ? "rope inverse" : "rope", m.get_act(dq, q.size()), m.act_out(rq), m.tol());
+      VecF nq = q;  // LaVin-DiT's NeoX sections (Dh 72 = 3 x 24)
+      m.cpu->rope(nq.data(), c.data(), s.data(), B, N, G, Dh, ld, inv, 24);
+      float* dn = m.actbuf(q);
+      m.gpu->rope(dn, m.f32(c), m.f32(s), B, N, G, Dh, ld, inv, 24);
+      compare("rope neox", m.get_act(dn, q.size()), m.act_out(nq), m.tol());
     }
   }
 }

@@ -49,7 +49,7 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Values(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11));
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Range(0, int(std::size(kConfigs))));
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";

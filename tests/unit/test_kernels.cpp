@@ -345,6 +345,12 @@ TEST(KernelActivation, Silu) {
   check_activation(&Backend::silu_fwd, &Backend::silu_bwd, silu_d, dsilu_d, "silu");
 }
 
+double tanh_d(double v) { return std::tanh(v); }
+double dtanh_d(double v) { return 1.0 - std::tanh(v) * std::tanh(v); }
+TEST(KernelActivation, Tanh) {
+  check_activation(&Backend::tanh_fwd, &Backend::tanh_bwd, tanh_d, dtanh_d, "tanh");
+}
+
 // ---------------------------------------------------------------- attention
 
 struct AttnRef {
@@ -996,6 +1002,28 @@ TEST(KernelRope, HandValuesInverseAndAdjoint) {
   be().rope(r.data(), rc.data(), rs.data(), B, N, G, Dh, ld, false);
   be().rope(r.data(), rc.data(), rs.data(), B, N, G, Dh, ld, true);
   expect_close(r, x0, 1e-6, 1e-6, "rope inverse");
+}
+
+TEST(KernelRope, NeoXSectionsHandValuesAndAdjoint) {
+  // sec 4 (LaVin-DiT's rotate_half inside sections): features (0, 2) and (1, 3) pair in the first
+  // section, (4, 6) and (5, 7) in the second; a' = a c[ia] - b s[ia], b' = b c[ib] + a s[ib].
+  VecF c(8), s(8), x(8);
+  for (int i = 0; i < 8; ++i) c[i] = 0.1f * (i + 1), s[i] = -0.05f * (i + 2), x[i] = float(i + 1);
+  VecF y = x;
+  be().rope(y.data(), c.data(), s.data(), 1, 1, 1, 8, 8, false, 4);
+  for (int sec0 : {0, 4})
+    for (int i = 0; i < 2; ++i) {
+      const int ia = sec0 + i, ib = ia + 2;
+      EXPECT_FLOAT_EQ(y[ia], x[ia] * c[ia] - x[ib] * s[ia]) << ia;
+      EXPECT_FLOAT_EQ(y[ib], x[ib] * c[ib] + x[ia] * s[ib]) << ib;
+    }
+  const int B = 2, N = 3, G = 2, Dh = 12, ld = G * Dh + 1;
+  const VecF tc = randv(size_t(N) * Dh, 22), ts = randv(size_t(N) * Dh, 23);
+  const VecF x0 = randv(size_t(B) * N * ld, 24), g0 = randv(size_t(B) * N * ld, 25);
+  VecF fx = x0, tg = g0;
+  be().rope(fx.data(), tc.data(), ts.data(), B, N, G, Dh, ld, false, 4);
+  be().rope(tg.data(), tc.data(), ts.data(), B, N, G, Dh, ld, true, 4);
+  EXPECT_NEAR(dot(to_d(fx), to_d(g0)), dot(to_d(x0), to_d(tg)), 1e-4);
 }
 
 TEST(KernelAdaLN, ModulateWithoutShift) {

@@ -122,4 +122,15 @@ void CpuBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n) 
   }));
 }
 
+void CpuBackend::tanh_fwd(const float* x, float* y, size_t n) {
+  UVIT_CPU_ACT(map_fwd<T>(x, y, n, [](float v) { return std::tanh(v); }));
+}
+
+void CpuBackend::tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  UVIT_CPU_ACT(map_bwd<T>(dy, x, dx, n, [](float v) {
+    const float t = std::tanh(v);
+    return 1.f - t * t;
+  }));
+}
+
 }  // namespace uvit

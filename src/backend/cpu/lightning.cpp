@@ -103,22 +103,24 @@ void swiglu_bwd_t(const T* dy, int ldy, const T* x12, T* dx12, int M, int H) {
 
 template <class T>
 void rope_t(T* x, const float* cos, const float* sin, int B, int N, int G, int Dh, int ldx,
-            bool inverse) {
+            bool inverse, int sec) {
   const long rows = long(B) * N;
+  const int half = sec / 2;
 #pragma omp parallel for schedule(static) if (rows * G * Dh >= kParallelMin)
   for (long r = 0; r < rows; ++r) {
     const float* c = cos + size_t(r % N) * Dh;
     const float* s = sin + size_t(r % N) * Dh;
     for (int g = 0; g < G; ++g) {
       T* v = x + size_t(r) * ldx + size_t(g) * Dh;
-      for (int k = 0; k + 1 < Dh; k += 2) {
-        const float a = ld(v[k]), b = ld(v[k + 1]);
+      for (int p = 0; p < Dh / 2; ++p) {
+        const int ka = p / half * sec + p % half, kb = ka + half;
+        const float a = ld(v[ka]), b = ld(v[kb]);
         if (!inverse) {
-          v[k] = st<T>(a * c[k] - b * s[k]);
-          v[k + 1] = st<T>(b * c[k + 1] + a * s[k + 1]);
+          v[ka] = st<T>(a * c[ka] - b * s[ka]);
+          v[kb] = st<T>(b * c[kb] + a * s[kb]);
         } else {
-          v[k] = st<T>(a * c[k] + b * s[k + 1]);
-          v[k + 1] = st<T>(b * c[k + 1] - a * s[k]);
+          v[ka] = st<T>(a * c[ka] + b * s[kb]);
+          v[kb] = st<T>(b * c[kb] - a * s[ka]);
         }
       }
     }
@@ -146,8 +148,8 @@ void CpuBackend::swiglu_bwd(const float* dy, int ldy, const float* x12, float* d
 }
 
 void CpuBackend::rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
-                      int ld, bool inverse) {
-  UVIT_CPU_ACT(rope_t(as<T>(x), cos, sin, B, N, G, Dh, ld, inverse));
+                      int ld, bool inverse, int sec) {
+  UVIT_CPU_ACT(rope_t(as<T>(x), cos, sin, B, N, G, Dh, ld, inverse, sec));
 }
 
 }  // namespace uvit

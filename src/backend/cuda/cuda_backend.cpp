@@ -238,6 +238,14 @@ void CudaBackend::silu_bwd(const float* dy, const float* x, float* dx, size_t n)
   UVIT_OPTIME(optimes_, "silu_bwd n=", n);
   cuda::silu_bwd(bf16_, dy, x, dx, n);
 }
+void CudaBackend::tanh_fwd(const float* x, float* y, size_t n) {
+  UVIT_OPTIME(optimes_, "tanh_fwd n=", n);
+  cuda::tanh_fwd(bf16_, x, y, n);
+}
+void CudaBackend::tanh_bwd(const float* dy, const float* x, float* dx, size_t n) {
+  UVIT_OPTIME(optimes_, "tanh_bwd n=", n);
+  cuda::tanh_bwd(bf16_, dy, x, dx, n);
+}
 void CudaBackend::gelu_tanh_fwd(const float* x, float* y, size_t n) {
   UVIT_OPTIME(optimes_, "gelu_tanh_fwd n=", n);
   cuda::gelu_tanh_fwd(bf16_, x, y, n);
@@ -286,9 +294,9 @@ void CudaBackend::swiglu_bwd(const float* dy, int ldy, const float* x12, float* 
   cuda::swiglu_bwd(bf16_, dy, ldy, x12, dx12, M, H);
 }
 void CudaBackend::rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
-                       int ld, bool inverse) {
+                       int ld, bool inverse, int sec) {
   UVIT_OPTIME(optimes_, "rope B=", B, " N=", N, " G=", G, " Dh=", Dh);
-  cuda::rope(bf16_, x, cos, sin, B, N, G, Dh, ld, inverse);
+  cuda::rope(bf16_, x, cos, sin, B, N, G, Dh, ld, inverse, sec);
 }
 void CudaBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                               long cols) {

@@ -67,6 +67,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void gelu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
   void silu_fwd(const float* x, float* y, size_t n) override;
   void silu_bwd(const float* dy, const float* x, float* dx, size_t n) override;
+  void tanh_fwd(const float* x, float* y, size_t n) override;
+  void tanh_bwd(const float* dy, const float* x, float* dx, size_t n) override;
   void gelu_tanh_fwd(const float* x, float* y, size_t n) override;
   void gelu_tanh_bwd(const float* dy, const float* x, float* dx, size_t n) override;
   void modulate_fwd(const float* x, const float* shift, const float* scale, int ldm, float* y,
@@ -84,7 +86,7 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void swiglu_fwd(const float* x12, float* y, int M, int H) override;
   void swiglu_bwd(const float* dy, int ldy, const float* x12, float* dx12, int M, int H) override;
   void rope(float* x, const float* cos, const float* sin, int B, int N, int G, int Dh, int ld,
-            bool inverse) override;
+            bool inverse, int sec = 2) override;
   void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                    long cols) override;
 

@@ -106,6 +106,15 @@ struct SiluBwd {  // f(dy, x)
     return dy * s * (1.f + v * (1.f - s));
   }
 };
+struct TanhFwd {
+  __device__ float operator()(float v) const { return tanhf(v); }
+};
+struct TanhBwd {  // f(dy, x)
+  __device__ float operator()(float dy, float v) const {
+    const float t = tanhf(v);
+    return dy * (1.f - t * t);
+  }
+};
 
 // y[m, n] += b[n] over the flat index i; packs never straddle rows because N % V == 0.
 template <int V, class T>
@@ -251,6 +260,13 @@ void silu_fwd(bool bf16, const void* x, void* y, size_t n) {
 void silu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n) {
   UVIT_ACT_DISPATCH(bf16, T,
                     launch_ew2(as<T>(dx), as<T>(dy), as<T>(x), n, SiluBwd{}, "silu_bwd_kernel"));
+}
+void tanh_fwd(bool bf16, const void* x, void* y, size_t n) {
+  UVIT_ACT_DISPATCH(bf16, T, launch_ew1(as<T>(y), as<T>(x), n, TanhFwd{}, "tanh_fwd_kernel"));
+}
+void tanh_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n) {
+  UVIT_ACT_DISPATCH(bf16, T,
+                    launch_ew2(as<T>(dx), as<T>(dy), as<T>(x), n, TanhBwd{}, "tanh_bwd_kernel"));
 }
 void add_bias(bool bf16, void* y, const void* b, int M, int N) {
   UVIT_ACT_DISPATCH(bf16, T, add_bias_t(as<T>(y), as<T>(b), M, N));

@@ -30,6 +30,8 @@ void gelu_fwd(bool bf16, const void* x, void* y, size_t n);
 void gelu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
 void silu_fwd(bool bf16, const void* x, void* y, size_t n);
 void silu_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
+void tanh_fwd(bool bf16, const void* x, void* y, size_t n);
+void tanh_bwd(bool bf16, const void* dy, const void* x, void* dx, size_t n);
 void add_bias(bool bf16, void* y, const void* b, int M, int N);
 
 // ---- adaln.cu ----
@@ -53,7 +55,7 @@ void rmsnorm_bwd(bool bf16, const void* dy, const void* x, const float* w, const
 void swiglu_fwd(bool bf16, const void* x12, void* y, int M, int H);
 void swiglu_bwd(bool bf16, const void* dy, int ldy, const void* x12, void* dx12, int M, int H);
 void rope(bool bf16, void* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
-          int ld, bool inverse);
+          int ld, bool inverse, int sec);
 
 // ---- layernorm.cu (with the column reductions) ----
 void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch);

@@ -103,21 +103,22 @@ __global__ void swiglu_bwd_kernel(const T* dy, int ldy, const T* x12, T* dx12, i
 
 template <class T>
 __global__ void rope_kernel(T* x, const float* cos, const float* sin, int N, int G, int Dh, int ld,
-                            bool inverse, size_t n) {
-  const int P = Dh / 2;
+                            bool inverse, int sec, size_t n) {
+  const int P = Dh / 2, half = sec / 2;
   UVIT_GRID_STRIDE(i, n) {
     const size_t row = i / (size_t(G) * P);
-    const int g = int(i / P % G), k = 2 * int(i % P);
+    const int g = int(i / P % G), p = int(i % P);
+    const int ka = p / half * sec + p % half, kb = ka + half;
     const float* c = cos + size_t(row % N) * Dh;
     const float* s = sin + size_t(row % N) * Dh;
-    T* v = x + row * ld + size_t(g) * Dh + k;
-    const float a = to_f(v[0]), b = to_f(v[1]);
+    T* v = x + row * ld + size_t(g) * Dh;
+    const float a = to_f(v[ka]), b = to_f(v[kb]);
     if (!inverse) {
-      v[0] = from_f<T>(a * c[k] - b * s[k]);
-      v[1] = from_f<T>(b * c[k + 1] + a * s[k + 1]);
+      v[ka] = from_f<T>(a * c[ka] - b * s[ka]);
+      v[kb] = from_f<T>(b * c[kb] + a * s[kb]);
     } else {
-      v[0] = from_f<T>(a * c[k] + b * s[k + 1]);
-      v[1] = from_f<T>(b * c[k + 1] - a * s[k]);
+      v[ka] = from_f<T>(a * c[ka] + b * s[kb]);
+      v[kb] = from_f<T>(b * c[kb] - a * s[ka]);
     }
   }
 }
@@ -175,12 +176,12 @@ void swiglu_bwd(bool bf16, const void* dy, int ldy, const void* x12, void* dx12,
 }
 
 void rope(bool bf16, void* x, const float* cos, const float* sin, int B, int N, int G, int Dh,
-          int ld, bool inverse) {
+          int ld, bool inverse, int sec) {
   const size_t n = size_t(B) * N * G * (Dh / 2);
   if (!n) return;
   UVIT_ACT_DISPATCH(bf16, T,
                     rope_kernel<<<grid_for(n, kThreads), kThreads>>>(as<T>(x), cos, sin, N, G, Dh,
-                                                                     ld, inverse, n));
+                                                                     ld, inverse, sec, n));
   check_launch("rope_kernel");
 }
 
