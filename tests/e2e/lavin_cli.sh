@@ -81,6 +81,47 @@ for got, want in (("a", "ref"), ("a_raw", "ref_raw")):
     assert err <= 1e-5, f"{got}: relative error {err}"
     print(got, "ok, rel err", err)
 PYEOF
+# --autoencoder: images in, the answer image out, through a tiny ST-VAE (random weights saved by
+# its twin). The normalised posterior samples the network saw (--latents) lie within 6 sd of the
+# encoder's normalised mean; the latent path on them with the same noise gives the same answer
+# latent, and `uvit autoencoder decode` of it is the image (.npy, and the .png quantised from it).
+echo '{"stvae": {"block_out_channels": [32, 64], "layers_per_block": 1, "latent_channels": 4}}' \
+  >"$tmp/st.json"
+run "$PY" tests/reference/stvae_torch.py save --config "$tmp/st.json" --out "$tmp/st.pt" --seed 4
+"$PY" -c "import numpy as np; np.save('$tmp/imgs.npy', np.random.RandomState(2).uniform(-1, 1, (3, 3, 8, 8)).astype(np.float32))"
+st=(--autoencoder "$tmp/st.pt" --autoencoder-config "$tmp/st.json" --seed 3)
+run "$UVIT" lavin-sample "${sargs[@]}" "${st[@]}" --frames "$tmp/imgs.npy" --latents "$tmp/lat.npy" \
+  --out "$tmp/ans.npy"
+run "$UVIT" lavin-sample "${sargs[@]}" "${st[@]}" --frames "$tmp/imgs.npy" --out "$tmp/ans.png"
+run "$UVIT" lavin-sample "${sargs[@]}" --frames "$tmp/lat.npy" --normalized --out "$tmp/ans_lat.npy"
+run "$UVIT" autoencoder encode --config "$tmp/st.json" -w "$tmp/st.pt" -q --in "$tmp/imgs.npy" \
+  --out "$tmp/mom.npy"
+run "$UVIT" autoencoder decode --config "$tmp/st.json" -w "$tmp/st.pt" -q --in "$tmp/ans_lat.npy" \
+  --out "$tmp/ans_dec.npy"
+"$PY" - "$tmp" <<'PYEOF' || fail "lavin-sample --autoencoder"
+import sys, numpy as np
+sys.path.insert(0, "tests/e2e")
+d = sys.argv[1]
+shift, scale = 0.032470703125, 1.08936170213
+lat, mom = np.load(f"{d}/lat.npy"), np.load(f"{d}/mom.npy").astype(np.float64)
+assert lat.shape == (3, 4, 4, 4) and mom.shape == (3, 8, 4, 4), (lat.shape, mom.shape)
+sd = np.exp(0.5 * np.clip(mom[:, 4:], -30, 20))
+dev = np.abs(lat - (mom[:, :4] - shift) * scale) / (scale * sd)
+assert dev.max() < 6 and dev.mean() > 0.1, ("posterior sample", dev.max(), dev.mean())
+a, b = np.load(f"{d}/lat.npy.answer.npy"), np.load(f"{d}/ans_lat.npy")
+assert np.array_equal(a, b), "the latent path on the same frames and noise gives another answer"
+img, ref = np.load(f"{d}/ans.npy"), np.load(f"{d}/ans_dec.npy")
+assert img.shape == ref.shape == (1, 3, 8, 8) and np.array_equal(img, ref), "decode differs"
+png = open(f"{d}/ans.png", "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[16:24] == bytes([0, 0, 0, 8, 0, 0, 0, 8]), "png"
+print("lavin-sample --autoencoder ok: posterior within %.2f sd, answer and decode equal" % dev.max())
+PYEOF
+expect_error "frames.npy: shape .3, 4, 4, 4., expected .T_c >= 2, 3, 8, 8." \
+  "$UVIT" lavin-sample "${sargs[@]}" "${st[@]}" --frames "$tmp/frames.npy" --out "$tmp/b.npy"
+expect_error "--latents needs --autoencoder" \
+  "$UVIT" lavin-sample "${sargs[@]}" --frames "$tmp/frames.npy" --latents "$tmp/l.npy" --out "$tmp/b.npy"
+expect_error "--normalized applies to latent frames, not images" \
+  "$UVIT" lavin-sample "${sargs[@]}" "${st[@]}" --frames "$tmp/imgs.npy" --normalized --out "$tmp/b.npy"
 expect_error "steps must be 20, 30 or 40" \
   "$UVIT" lavin-sample "${sargs[@]}" --frames "$tmp/frames.npy" --steps 25 --out "$tmp/b.npy"
 expect_error "frames.npy: shape .3, 4, 4, 4., expected .T_c >= 2, 4, 8, 8." \
