@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/layers.hpp"
+#include "uvit/config.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit::layers {
@@ -121,6 +122,35 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
 void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_size, int depth,
                     int num_heads, int num_classes, double mlp_ratio, double class_dropout_prob,
                     bool sincos_pos = true);
+
+// Reads `k` into c when it is one of DiT's constructor arguments that every adaLN family with
+// DiT's config names shares (input_size .. learn_sigma); false for any other key.
+template <class Cfg>
+bool read_dit_arg(Cfg& c, const std::string& k, const nlohmann::json& v, const std::string& f) {
+  if (k == "input_size")
+    c.input_size = json_int(v, f);
+  else if (k == "patch_size")
+    c.patch_size = json_int(v, f);
+  else if (k == "in_channels")
+    c.in_channels = json_int(v, f);
+  else if (k == "hidden_size")
+    c.hidden_size = json_int(v, f);
+  else if (k == "depth")
+    c.depth = json_int(v, f);
+  else if (k == "num_heads")
+    c.num_heads = json_int(v, f);
+  else if (k == "num_classes")
+    c.num_classes = json_int(v, f);
+  else if (k == "mlp_ratio")
+    c.mlp_ratio = json_number(v, f);
+  else if (k == "class_dropout_prob")
+    c.class_dropout_prob = json_number(v, f);
+  else if (k == "learn_sigma")
+    c.learn_sigma = json_bool(v, f);
+  else
+    return false;
+  return true;
+}
 
 using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
 std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);

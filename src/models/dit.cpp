@@ -219,26 +219,8 @@ DiTConfig parse(const json& j) {
       c.input_size = json_int(v[0], f + "[0]");
       c.input_w = json_int(v[1], f + "[1]");
       check_net_range("input_size[1]", c.input_w, 1, 4096);
-    } else if (k == "input_size")
-      c.input_size = json_int(v, f);
-    else if (k == "patch_size")
-      c.patch_size = json_int(v, f);
-    else if (k == "in_channels")
-      c.in_channels = json_int(v, f);
-    else if (k == "hidden_size")
-      c.hidden_size = json_int(v, f);
-    else if (k == "depth")
-      c.depth = json_int(v, f);
-    else if (k == "num_heads")
-      c.num_heads = json_int(v, f);
-    else if (k == "num_classes")
-      c.num_classes = json_int(v, f);
-    else if (k == "mlp_ratio")
-      c.mlp_ratio = json_number(v, f);
-    else if (k == "class_dropout_prob")
-      c.class_dropout_prob = json_number(v, f);
-    else if (k == "learn_sigma")
-      c.learn_sigma = json_bool(v, f);
+    } else if (read_dit_arg(c, k, v, f))
+      continue;
     else if (c.lightning() && k == "use_qknorm")
       c.use_qknorm = json_bool(v, f);
     else if (c.lightning() && k == "use_swiglu")

@@ -69,26 +69,8 @@ SvgConfig parse(const json& j) {
     const std::string f = "nnet." + k;
     if (k == "name")
       UVIT_CHECK(json_string(v, f) == "svg", f, ": \"", v.get<std::string>(), "\" is not \"svg\"");
-    else if (k == "input_size")
-      c.input_size = json_int(v, f);
-    else if (k == "patch_size")
-      c.patch_size = json_int(v, f);
-    else if (k == "in_channels")
-      c.in_channels = json_int(v, f);
-    else if (k == "hidden_size")
-      c.hidden_size = json_int(v, f);
-    else if (k == "depth")
-      c.depth = json_int(v, f);
-    else if (k == "num_heads")
-      c.num_heads = json_int(v, f);
-    else if (k == "num_classes")
-      c.num_classes = json_int(v, f);
-    else if (k == "mlp_ratio")
-      c.mlp_ratio = json_number(v, f);
-    else if (k == "class_dropout_prob")
-      c.class_dropout_prob = json_number(v, f);
-    else if (k == "learn_sigma")
-      c.learn_sigma = json_bool(v, f);
+    else if (read_dit_arg(c, k, v, f))
+      continue;
     else if (k == "qk_norm")
       c.qk_norm = json_bool(v, f);
     else if (k == "head_dim")
