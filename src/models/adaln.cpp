@@ -17,6 +17,15 @@ Conditioning conditioning(const ParamTable& t, int D) {
   return c;
 }
 
+Norm adaln_norm_consts(Backend& be, DeviceBuffer& consts, int D, float eps) {
+  consts = DeviceBuffer(be, size_t(6) * D * 4);
+  std::vector<float> h(6 * size_t(D), 0.f);
+  std::fill(h.begin(), h.begin() + 2 * D, 1.f);
+  be.upload(consts.f32(), h.data(), h.size() * 4);
+  const float* one = consts.f32();
+  return norm_no_affine(D, eps, one, one + 2 * D, consts.f32() + 4 * D);
+}
+
 bool begin_plan(Backend& be, std::unique_ptr<Arena>& arena, int& planned_B, bool& planned_train,
                 int B, bool train) {
   if (arena && planned_B == B && planned_train == train) return false;

@@ -152,6 +152,10 @@ bool read_dit_arg(Cfg& c, const std::string& k, const nlohmann::json& v, const s
   return true;
 }
 
+// The constants of DiT's parameter-free LayerNorms, uploaded to `consts` (6 D floats): ones [2D],
+// zeros [2D] and a sink [2D] for the weight gradients they do not have; the Norm reads them.
+Norm adaln_norm_consts(Backend& be, DeviceBuffer& consts, int D, float eps);
+
 using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
 std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);
 bool starts_with(const std::string& s, const char* prefix);

@@ -425,17 +425,9 @@ struct BlockW {
 
 class DiT final : public Network {
  public:
-  DiT(const DiTConfig& c, Backend& be)
-      : Network(dit_spec(c), dit_table(c), be), c_(c), consts_(be, size_t(6) * c.hidden_size * 4) {
-    // ones [2D], zeros [2D], and a sink [2D] for the non-affine LayerNorms' weight gradients.
+  DiT(const DiTConfig& c, Backend& be) : Network(dit_spec(c), dit_table(c), be), c_(c) {
     const size_t D = c.hidden_size;
-    std::vector<float> h(6 * D, 0.f);
-    std::fill(h.begin(), h.begin() + 2 * D, 1.f);
-    be_.upload(consts_.f32(), h.data(), h.size() * 4);
-    const float* one = consts_.f32();
-    const float* zero = one + 2 * D;
-    float* sink = consts_.f32() + 4 * D;
-    ln_ = norm_no_affine(int(D), kLnEps, one, zero, sink);
+    ln_ = adaln_norm_consts(be_, consts_, int(D), kLnEps);
     const ParamTable& t = table_;
     if (c.fit()) {
       if (c.adaln_lora_dim > 0) global_ada_ = linear(t, "global_adaLN_modulation.1");
@@ -474,8 +466,10 @@ class DiT final : public Network {
         b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
       // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters.
-      if (c.q_layernorm) b.attn.q_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
-      if (c.k_layernorm) b.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, one, zero, sink);
+      if (c.q_layernorm)
+        b.attn.q_norm = norm_no_affine(c.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
+      if (c.k_layernorm)
+        b.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
       if (c.use_rope && c.fit()) {
         b.attn.rope_cos_buf = rope_.f32();
         b.attn.rope_sin_buf = rope_.f32() + size_t(c.tokens()) * c.head_dim();

@@ -219,14 +219,9 @@ class MDT final : public Network {
   MDT(const MDTConfig& c, Backend& be)
       : Network(mdt_spec(c), mdt_table(c), be),
         c_(c),
-        consts_(be, size_t(6) * c.hidden_size * 4),
         index_(be, size_t(c.tokens()) * c.tokens() * 4) {
     const int D = c.hidden_size;
-    std::vector<float> h(6 * size_t(D), 0.f);
-    std::fill(h.begin(), h.begin() + 2 * D, 1.f);
-    be_.upload(consts_.f32(), h.data(), h.size() * 4);
-    const float* one = consts_.f32();
-    ln_ = norm_no_affine(D, kLnEps, one, one + 2 * D, consts_.f32() + 4 * D);
+    ln_ = adaln_norm_consts(be_, consts_, D, kLnEps);
     const std::vector<int32_t> idx = relative_index(c.grid());
     be_.upload(index_.as(), idx.data(), idx.size() * 4);
     const ParamTable& t = table_;

@@ -156,17 +156,9 @@ NetSpec svg_spec(const SvgConfig& c) {
 
 class Svg final : public Network {
  public:
-  Svg(const SvgConfig& c, Backend& be)
-      : Network(svg_spec(c), svg_table(c), be), c_(c), consts_(be, size_t(6) * c.hidden_size * 4) {
-    // ones [2D], zeros [2D], and a sink [2D] for the non-affine LayerNorms' weight gradients.
+  Svg(const SvgConfig& c, Backend& be) : Network(svg_spec(c), svg_table(c), be), c_(c) {
     const size_t D = c.hidden_size;
-    std::vector<float> h(6 * D, 0.f);
-    std::fill(h.begin(), h.begin() + 2 * D, 1.f);
-    be_.upload(consts_.f32(), h.data(), h.size() * 4);
-    const float* one = consts_.f32();
-    const float* zero = one + 2 * D;
-    float* sink = consts_.f32() + 4 * D;
-    const Norm ln = norm_no_affine(int(D), kLnEps, one, zero, sink);
+    const Norm ln = adaln_norm_consts(be_, consts_, int(D), kLnEps);
     const ParamTable& t = table_;
     ln1_ = linear(t, "ln1");
     cond_ = conditioning(t, int(D));
