@@ -52,12 +52,20 @@
 #   GPU_CHECK_SAMPLE_N / GPU_CHECK_SAMPLE_BATCH   sampling case size (default 500 / 250)
 #   GPU_CHECK_TWIN_ARGS     extra args for torch_twin.py (e.g. "--cases all")
 #   GPU_CHECK_DEVICE        --device for uvit bench (default cuda)
+#   UVIT_GPU_CHECK_DRYRUN=1 print the plan and run nothing: each enabled stage's start and time
+#                           limit, assuming every stage before it takes its typical time (TYPICAL
+#                           below; =worst: its whole limit), the command lines it would run, and
+#                           what is missing (a binary, a bench case, a preset, a script, the
+#                           .debs); exits non-zero when something is. Writes only
+#                           $OUT/gpu-check.log; needs no GPU.
 set -u
 set -o pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO" || exit 1
 START=$(date +%s)
+DRYRUN=${UVIT_GPU_CHECK_DRYRUN:-}
+[ "$DRYRUN" = 0 ] && DRYRUN=
 export OUT=${OUT:-$REPO/out/gpu-check}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/uvit-gpu-check.XXXXXX)
@@ -66,8 +74,10 @@ STAGES_TSV=$WORK/stages.tsv
 : >"$LOG"
 : >"$STAGES_TSV"
 : >"$WORK/windows.tsv"
-: >"$OUT/anchors.jsonl" # appended to by the gemm, anchors and encoders stages
-rm -f "$OUT/profile.txt" "$OUT/encoders.jsonl" "$OUT/gtest_cuda.xml" # older runs' files
+if [ -z "$DRYRUN" ]; then # a dry run leaves an earlier run's results alone
+  : >"$OUT/anchors.jsonl"   # appended to by the gemm, anchors and encoders stages
+  rm -f "$OUT/profile.txt" "$OUT/encoders.jsonl" "$OUT/gtest_cuda.xml" # older runs' files
+fi
 
 DEADLINE=${GPU_CHECK_DEADLINE:-450}
 STAGES=${GPU_CHECK_STAGES:-probe,unpack,configure,build,test,profile,gemm,bench,anchors,torch,encoders,summary}
@@ -101,10 +111,17 @@ ORDER="probe unpack configure build test profile gemm bench anchors torch encode
 # torch gets what is left (eager first, its --budget-s skips the rest) and encoders usually none:
 # a second call with GPU_CHECK_STAGES=probe,unpack,torch,encoders,summary covers them
 # (docs/gpu.md, "The device script").
-declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=120 [profile]=100 [gemm]=40
+# test: 180, not 120: the suite has grown (13 CudaModel configs x 4 precisions, the cuDNN graph
+# builds) and never ran whole; a test stage cut off writes no gtest XML, which the bench and
+# summary stages read.
+declare -A CAP=([probe]=40 [unpack]=60 [configure]=120 [build]=300 [test]=180 [profile]=100 [gemm]=40
   [bench]=270 [anchors]=90 [torch]=190 [encoders]=120 [summary]=20)
 declare -A RESERVE=([test]=20 [profile]=60 [gemm]=15 [bench]=150 [anchors]=50 [torch]=40
   [summary]=10)
+# Typical seconds per stage on an H200 (the measured figures above and in docs/gpu.md), for the
+# dry run's clock; torch and encoders take whatever they are given.
+declare -A TYPICAL=([probe]=5 [unpack]=20 [configure]=20 [build]=60 [test]=60 [profile]=60 [gemm]=10
+  [bench]=230 [anchors]=50 [torch]=190 [encoders]=120 [summary]=5)
 declare -A STATUS=()
 for s in $ORDER; do # GPU_CHECK_CAP_build=400 etc. override a stage's cap
   v=GPU_CHECK_CAP_$s
@@ -130,7 +147,8 @@ export UVIT_CLIP_VOCAB=${UVIT_CLIP_VOCAB:-$REPO/data/clip/bpe_simple_vocab_16e6.
 export PYTHONUNBUFFERED=1
 
 now() { date +%s; }
-elapsed() { echo $(($(now) - START)); }
+SIM_ELAPSED=0 # a dry run's clock: the sum of the limits of the stages planned so far
+elapsed() { if [ -n "$DRYRUN" ]; then echo "$SIM_ELAPSED"; else echo $(($(now) - START)); fi; }
 enabled() {
   [[ ",$STAGES," == *",$1,"* || ",$STAGES," == *",all,"* ]] && [[ ",$SKIP," != *",$1,"* ]]
 }
@@ -167,6 +185,17 @@ run_stage() {
   if [ "$budget" -lt 5 ]; then
     say "$name: skipped (out of time: ${budget}s left for it)"
     record "$name" skipped - 0 "out of time"
+    return 0
+  fi
+  if [ -n "$DRYRUN" ]; then
+    say "$name: would start at ${SIM_ELAPSED}s (limit ${budget}s, cap ${CAP[$name]}s, $(reserve_after "$name")s kept for the stages after it)"
+    plan_stage "$name" >"$WORK/plan.txt" # not in a pipe: PLAN_PROBLEMS counts here
+    tee -a "$LOG" <"$WORK/plan.txt"
+    local took=${TYPICAL[$name]:-$budget}
+    [ "$DRYRUN" = worst ] || [ "$took" -gt "$budget" ] && took=$budget
+    SIM_ELAPSED=$((SIM_ELAPSED + took))
+    record "$name" planned - "$budget"
+    STATUS[$name]=ok
     return 0
   fi
   say "$name: start (limit ${budget}s)"
@@ -553,13 +582,114 @@ stage_summary() {
   local dev
   dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   "$PY" bench/gpu/summarize.py table --ours "$OUT/uvit_bench.jsonl" --twin "$OUT/torch_twin.jsonl" \
-    --stages "$WORK/stages.tsv" --gtest-xml "$OUT/gtest_cuda.xml" --device-name "$dev" \
+    --stages "$WORK/stages.tsv" --gtest-xml "$WORK/gtest_cuda.xml" --device-name "$dev" \
     --anchors "$OUT/anchors.jsonl" --gtest-log "$OUT/gtest_cuda.log" --profile "$OUT/profile.txt" \
     --clocks "$WORK/clocks.csv" --windows "$WORK/windows.tsv" \
     --out "$OUT/results.json" | tee "$OUT/summary.txt"
 }
 export -f stage_probe stage_configure stage_build stage_test stage_bench stage_torch stage_encoders stage_summary \
   stage_profile stage_gemm stage_anchors
+
+# ---------------------------------------------------------------- the dry run's plan
+# UVIT_GPU_CHECK_DRYRUN=1: what each stage would run, with the same variables as the stages, and
+# what it would find missing. PLAN_PROBLEMS counts the missing things.
+PLAN_PROBLEMS=0
+plan_bad() {
+  echo "    PROBLEM: $*"
+  PLAN_PROBLEMS=$((PLAN_PROBLEMS + 1))
+}
+# A file the stage needs: present now, or made by an enabled stage before it.
+plan_need() { # path, made-by-stage (optional)
+  if [ -e "$1" ]; then return 0; fi
+  if [ -n "${2:-}" ] && enabled "$2"; then
+    echo "    ($1: made by the $2 stage)"
+    return 0
+  fi
+  plan_bad "$1 is missing${2:+ (and the $2 stage is not enabled)}"
+}
+plan_case() { # stage-kind name: the uvit bench command of one case
+  local name=$2 spec cfg mode ckpt args tuned=0 attn timed
+  if ! spec=$(bench_case "$name"); then
+    plan_bad "unknown $1 case '$name'"
+    return
+  fi
+  read -r cfg mode ckpt args <<<"$spec"
+  [ -e "$REPO/configs/$cfg.json" ] || plan_bad "case $name: preset configs/$cfg.json is missing"
+  [ "$name" != "${name%_tuned}" ] && tuned=1
+  attn=${UVIT_ATTENTION:-}
+  case $name in *_cudnn | *_cudnn_tuned) attn=cudnn ;; esac
+  timed="--warmup $WARMUP --iters $ITERS"
+  [ "$1" = profile ] && timed="--warmup 1 --iters 3"
+  [ "$mode" = sample ] && timed=
+  if [ "$1" = profile ]; then
+    echo "    UVIT_CUDA_OPTIME=1 $BUILD/uvit bench --config $cfg --device $BENCH_DEVICE $args $timed"
+  else
+    echo "    UVIT_CUBLASLT_AUTOTUNE=$tuned UVIT_ATTENTION=$attn $BUILD/uvit bench --config $cfg" \
+      "--device $BENCH_DEVICE $args $timed $BENCH_ARGS --json WORK/$name.json"
+  fi
+}
+plan_stage() {
+  local n f
+  case $1 in
+    probe) echo "    nvidia-smi, nvcc/gcc/cmake/ninja versions, $PY + torch, cuDNN/cuBLASLt/NVRTC locations" ;;
+    unpack)
+      n=$(find "$DEBS" -maxdepth 1 -name '*.deb' 2>/dev/null | wc -l)
+      if [ "$n" -eq 0 ]; then
+        plan_bad "no .deb files in $DEBS (run scripts/fetch_gpu_debs.sh here and carry $DEBS)"
+      else
+        echo "    dpkg -x (or ar + tar) of $n packages from $DEBS into $PREFIX"
+      fi
+      ;;
+    configure)
+      echo "    cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DUVIT_CUDA=$CUDA -DUVIT_NATIVE=OFF" \
+        "-DCMAKE_CUDA_ARCHITECTURES='$ARCHS' -DCMAKE_PREFIX_PATH=$PREFIX/usr"
+      ;;
+    build)
+      echo "    ninja -C $BUILD -j$JOBS uvit uvit_cuda_tests$([ "$CUDA" != OFF ] && echo " uvit_cublaslt_bench")"
+      ;;
+    test)
+      f=$BUILD/tests/uvit_cuda_tests
+      if [ ! -e "$f" ] && ! enabled build && [ -e "$BUILD/tests/uvit_tests" ]; then
+        f=$BUILD/tests/uvit_tests # the stage's own fallback
+      fi
+      plan_need "$f" build
+      echo "    $f --gtest_filter='$GTEST_FILTER' --gtest_output=xml:WORK/gtest_cuda.xml > OUT/gtest_cuda.log"
+      ;;
+    profile)
+      plan_need "$BUILD/uvit" build
+      for n in $PROFILE_CASES; do plan_case profile "$n"; done
+      plan_need "$REPO/bench/gpu/torch_twin.py"
+      echo "    $PY bench/gpu/torch_twin.py --device cuda --batch $BATCH --profile --profile-steps 2 $TWIN_ARGS"
+      ;;
+    gemm)
+      plan_need "$BUILD/uvit_cublaslt_bench" build
+      echo "    $BUILD/uvit_cublaslt_bench --batch $BATCH --json OUT/anchors.jsonl >> OUT/profile.txt"
+      ;;
+    bench)
+      plan_need "$BUILD/uvit" build
+      for n in $BENCH_CASES; do plan_case bench "$n"; done
+      echo "    (each case at most 90 s and what is left of the stage; *_cudnn cases skipped if a cuDNN test fails)"
+      ;;
+    anchors)
+      plan_need "$REPO/bench/gpu/anchors.py"
+      plan_need "$REPO/tests/reference/autoencoder_torch.py"
+      echo "    $PY bench/gpu/anchors.py attention|vae --device cuda $ANCHOR_ARGS"
+      echo "    $BUILD/uvit autoencoder decode --device $BENCH_DEVICE --precision tf32 ($ANCHOR_N latents, batch $ANCHOR_BATCH)"
+      ;;
+    torch)
+      plan_need "$REPO/bench/gpu/torch_twin.py"
+      echo "    $PY bench/gpu/torch_twin.py --device cuda --batch $BATCH --iters $ITERS --warmup $WARMUP --out OUT/torch_twin.jsonl $TWIN_ARGS"
+      ;;
+    encoders)
+      plan_need "$REPO/bench/gpu/encoders.sh"
+      echo "    bench/gpu/encoders.sh $BUILD/uvit OUT/anchors.jsonl ${GPU_CHECK_ENCODERS_N:-64}"
+      ;;
+    summary)
+      plan_need "$REPO/bench/gpu/summarize.py"
+      echo "    $PY bench/gpu/summarize.py table ... --out OUT/results.json | tee OUT/summary.txt"
+      ;;
+  esac
+}
 
 # ---------------------------------------------------------------- main
 # One function, called on the last line: bash has read the whole file before anything runs, so
@@ -571,7 +701,7 @@ main() {
   run_stage configure stage_configure
   run_stage build stage_build
   run_stage test stage_test
-  [ "$CUDA" != OFF ] && start_clocks
+  [ "$CUDA" != OFF ] && [ -z "$DRYRUN" ] && start_clocks
   run_stage profile stage_profile
   run_stage gemm stage_gemm
   run_stage bench stage_bench
@@ -588,6 +718,13 @@ main() {
   while IFS=$'\t' read -r s st rc sec note; do
     echo "| $s | $st | $rc | $sec | $note |"
   done <"$STAGES_TSV"
+  if [ -n "$DRYRUN" ]; then
+    say "dry run ($([ "$DRYRUN" = worst ] && echo "every stage takes its whole limit" || echo "typical stage times")):" \
+      "done at ${SIM_ELAPSED}s of the ${DEADLINE}s deadline; $PLAN_PROBLEMS problem(s)"
+    rm -rf "$WORK"
+    [ "$PLAN_PROBLEMS" -eq 0 ]
+    return
+  fi
   say "done in $(elapsed)s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
   # Non-zero when any stage that ran did not succeed.
   local rc=0
