@@ -16,6 +16,7 @@ pkgs=(
   libgfortran5 libquadmath0 libgomp1 # OpenBLAS's Fortran runtime; OpenMP runtime fallback
   nlohmann-json3-dev libcli11-dev libgtest-dev
   zlib1g-dev zlib1g
+  libssl3 # libcrypto.so.3 (uvit links OpenSSL's crypto); unpacked only where the image lacks it
 )
 
 mkdir -p "$dest"

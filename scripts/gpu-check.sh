@@ -131,7 +131,13 @@ done
 # Runtime-only packages, unpacked only where the image lacks their soname, so a newer system
 # library (libgomp from the image's gcc, say) is never shadowed by Debian 12's.
 declare -A RUNTIME_IF_MISSING=([libgomp1]=libgomp.so.1 [libgfortran5]=libgfortran.so.5
-  [libquadmath0]=libquadmath.so.0 [ocl-icd-libopencl1]=libOpenCL.so.1 [zlib1g]=libz.so.1)
+  [libquadmath0]=libquadmath.so.0 [ocl-icd-libopencl1]=libOpenCL.so.1 [zlib1g]=libz.so.1
+  [libssl3]=libcrypto.so.3)
+# Shared libraries a binary may need on the device: the system's, the CUDA toolkit's, and the
+# .debs'. A prebuilt binary needing another (libmpi.so.40, libnccl.so.2 and libcpp-httplib from a
+# default build here) fails to start there: build it with GPU_BUILD_FLAGS.
+DEVICE_LIBS_RE='^(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda|libcudart|libcublas|libcublasLt|libcudnn|libnvrtc|libdnnl|libopenblas|libgomp|libgfortran|libquadmath|libOpenCL|libz|libcrypto)\.so'
+GPU_BUILD_FLAGS="-DUVIT_NATIVE=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DUVIT_MPI=OFF -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON"
 
 # The prefix is used by configure, build and everything that runs our binaries.
 export CMAKE_PREFIX_PATH=$PREFIX/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
@@ -242,7 +248,7 @@ on_signal() {
 trap on_signal INT TERM
 
 # ---------------------------------------------------------------- stages (run under bash -c)
-export REPO OUT WORK PREFIX LIBDIR DEBS BUILD CUDA ARCHS JOBS PY GTEST_FILTER BENCH_CASES BENCH_ARGS \
+export REPO OUT WORK PREFIX LIBDIR DEBS BUILD CUDA ARCHS JOBS PY GTEST_FILTER BENCH_CASES BENCH_ARGS GPU_BUILD_FLAGS \
   ITERS WARMUP BATCH SAMPLE_N SAMPLE_BATCH TWIN_ARGS BENCH_DEVICE PROFILE_CASES ANCHOR_ARGS ANCHOR_N \
   ANCHOR_BATCH
 
@@ -366,9 +372,28 @@ stage_build() {
   ! ldd "$BUILD/uvit" "$BUILD/tests/uvit_cuda_tests" | grep 'not found'
 }
 
+# The libraries the dynamic loader cannot find for these binaries, one line each (none: silent).
+missing_libs() {
+  local f
+  for f in "$@"; do
+    [ -e "$f" ] || continue
+    ldd "$f" 2>/dev/null | awk -v f="$f" '/not found/ {print "  " f " needs " $1 " (not found)"}'
+  done
+}
+export -f missing_libs
+
 stage_test() {
-  local bin=$BUILD/tests/uvit_cuda_tests rc
+  local bin=$BUILD/tests/uvit_cuda_tests rc miss
   [ -x "$bin" ] || bin=$BUILD/tests/uvit_tests
+  # A prebuilt binary linked against a library this image lacks would fail every stage after
+  # this one with the loader's message; say which, and how to build it.
+  miss=$(missing_libs "$bin" "$BUILD/uvit" "$BUILD/uvit_cublaslt_bench")
+  if [ -n "$miss" ]; then
+    echo "the binaries cannot start here:"
+    echo "$miss"
+    echo "build them with $GPU_BUILD_FLAGS (docs/gpu.md, checklist step 1)"
+    exit 3
+  fi
   "$bin" --gtest_filter="$GTEST_FILTER" --gtest_output=xml:"$WORK/gtest_cuda.xml" >"$OUT/gtest_cuda.log" 2>&1
   rc=$?
   grep -E '^\[ *(PASSED|FAILED|SKIPPED) *\]|tests? ran|^\[  FAILED' "$OUT/gtest_cuda.log" | head -60
@@ -598,9 +623,19 @@ plan_bad() {
   echo "    PROBLEM: $*"
   PLAN_PROBLEMS=$((PLAN_PROBLEMS + 1))
 }
-# A file the stage needs: present now, or made by an enabled stage before it.
+# A file the stage needs: present now, or made by an enabled stage before it. A prebuilt ELF
+# binary must not need a library the device lacks (DEVICE_LIBS_RE).
 plan_need() { # path, made-by-stage (optional)
-  if [ -e "$1" ]; then return 0; fi
+  local lib
+  if [ -e "$1" ]; then
+    if [ -z "${2:-}" ] || ! enabled "$2"; then
+      for lib in $(readelf -d "$1" 2>/dev/null | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+        [[ $lib =~ $DEVICE_LIBS_RE ]] ||
+          plan_bad "$1 needs $lib, which the device image and the .debs do not provide: build with $GPU_BUILD_FLAGS"
+      done
+    fi
+    return 0
+  fi
   if [ -n "${2:-}" ] && enabled "$2"; then
     echo "    ($1: made by the $2 stage)"
     return 0
