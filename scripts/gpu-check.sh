@@ -137,7 +137,7 @@ declare -A RUNTIME_IF_MISSING=([libgomp1]=libgomp.so.1 [libgfortran5]=libgfortra
 # .debs'. A prebuilt binary needing another (libmpi.so.40, libnccl.so.2 and libcpp-httplib from a
 # default build here) fails to start there: build it with GPU_BUILD_FLAGS.
 DEVICE_LIBS_RE='^(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda|libcudart|libcublas|libcublasLt|libcudnn|libnvrtc|libdnnl|libopenblas|libgomp|libgfortran|libquadmath|libOpenCL|libz|libcrypto)\.so'
-GPU_BUILD_FLAGS="-DUVIT_NATIVE=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DUVIT_MPI=OFF -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON"
+GPU_BUILD_FLAGS="-DUVIT_NATIVE=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DUVIT_MPI=OFF -DUVIT_SERVE=OFF"
 
 # The prefix is used by configure, build and everything that runs our binaries.
 export CMAKE_PREFIX_PATH=$PREFIX/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
