@@ -731,6 +731,18 @@ plan_stage() {
 # editing the script during a run cannot derail it.
 main() {
   say "repo $REPO, OUT $OUT, stages $STAGES${SKIP:+ (skip $SKIP)}, deadline ${DEADLINE}s, UVIT_CUDA=$CUDA"
+  # Prebuilt binaries may travel gzipped ($BUILD.tar.gz, made by `tar -czf build-dev.tar.gz
+  # build-dev`: a third of the size), since a device call carries at most 64 MiB in all.
+  local tgz=$BUILD.tar.gz
+  if [ ! -d "$BUILD" ] && [ -f "$tgz" ]; then
+    if [ -n "$DRYRUN" ]; then # unpacked into the work folder, only to check the binaries
+      mkdir -p "$WORK/prebuilt" && tar -xzf "$tgz" -C "$WORK/prebuilt" &&
+        BUILD=$WORK/prebuilt/$(basename "$BUILD")
+    else # the archive holds the folder itself (made beside it)
+      say "unpacking $tgz"
+      tar -xzf "$tgz" -C "$(dirname "$BUILD")" || say "could not unpack $tgz"
+    fi
+  fi
   run_stage probe stage_probe
   run_stage unpack "$RUNTIME_IF_MISSING_DECL; stage_unpack"
   run_stage configure stage_configure
@@ -754,6 +766,14 @@ main() {
     echo "| $s | $st | $rc | $sec | $note |"
   done <"$STAGES_TSV"
   if [ -n "$DRYRUN" ]; then
+    local carry=0 p
+    p=$BUILD # the binaries travel as the gzipped folder, else as the folder (unless built there)
+    [ -f "$tgz" ] && p=$tgz
+    [ -f "$tgz" ] || ! enabled build || p=
+    for p in "$DEBS" $p; do [ -e "$p" ] && carry=$((carry + $(du -sbL "$p" | cut -f1))); done
+    carry=$(((carry + 1048575) / 1048576))
+    say "what the device call carries ($DEBS and the prebuilt binaries): ${carry} MiB of at most 64"
+    [ "$carry" -gt 64 ] && plan_bad "over the 64 MiB a device call carries: carry $BUILD.tar.gz instead of $BUILD (tar -czf)"
     say "dry run ($([ "$DRYRUN" = worst ] && echo "every stage takes its whole limit" || echo "typical stage times")):" \
       "done at ${SIM_ELAPSED}s of the ${DEADLINE}s deadline; $PLAN_PROBLEMS problem(s)"
     rm -rf "$WORK"
