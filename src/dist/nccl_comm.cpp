@@ -71,6 +71,7 @@ class NcclComm final : public MpiComm {
       }
     nccl_check(ncclGroupEnd(), "ncclGroupEnd");
     cuda_ordered_sum(recv_.get(), W * k, sh, shard, stream_);
+    cuda_check(cudaGetLastError(), "ordered_sum_kernel launch");  // the sync below misses these
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
 

@@ -426,6 +426,76 @@ TEST(CudaKernels, SwiGluAndRope) {
   }
 }
 
+// DiT's adaLN kernels (modulate, gate), the tanh GELU and the 2-D act copy, at an odd shape
+// without the shift term and at DiT-XL/2's (256 tokens of 1152 features, the six chunks of the
+// adaLN output ldm = 6 D apart). The per-sample gradients are written into a prefilled [B, ldm]
+// buffer: what lies outside their chunks must be left alone.
+TEST(CudaKernels, AdaLnGeluTanhAndCopy2d) {
+  REQUIRE_MODES();
+  struct Shape {
+    int B, N, D;
+    bool shift;
+  };
+  for (const char* prec : modes()) {
+    SCOPED_TRACE(prec);
+    Mode m(prec);
+    for (Shape s : {Shape{1, 1, 1, true}, Shape{3, 17, 37, false}, Shape{4, 256, 1152, true}}) {
+      const std::string tag = "B=" + std::to_string(s.B) + " N=" + std::to_string(s.N) +
+                              " D=" + std::to_string(s.D) + (s.shift ? "" : " no shift");
+      const int D = s.D, ldm = 6 * D;
+      const size_t n = size_t(s.B) * s.N * D, na = size_t(s.B) * ldm;
+      const VecF x = m.act(randv(n, 70, -3.f, 3.f)), y = m.act(randv(n, 71)),
+                 g = m.act(randv(n, 72)), ada = m.act(randv(na, 73, -0.5f, 0.5f)),
+                 dada0 = m.act(randv(na, 74));
+      float *gx = m.actbuf(x), *gy = m.actbuf(y), *gg = m.actbuf(g), *gada = m.actbuf(ada);
+      const float* shift = s.shift ? ada.data() : nullptr;
+      const float* gshift = s.shift ? gada : nullptr;
+      auto at = [&](float* p, size_t k) { return m.gpu->act_at(p, k); };
+
+      VecF ref(n), rdada = dada0, rdx(n);
+      m.cpu->modulate_fwd(x.data(), shift, ada.data() + D, ldm, ref.data(), s.B, s.N, D);
+      float* out = m.actbuf(VecF(n, 0.f));
+      m.gpu->modulate_fwd(gx, gshift, at(gada, D), ldm, out, s.B, s.N, D);
+      compare("modulate_fwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
+
+      m.cpu->modulate_bwd(g.data(), x.data(), ada.data() + D, ldm, rdx.data(),
+                          s.shift ? rdada.data() : nullptr, rdada.data() + D, s.B, s.N, D);
+      float* gdada = m.actbuf(dada0);
+      m.gpu->modulate_bwd(gg, gx, at(gada, D), ldm, out, s.shift ? gdada : nullptr, at(gdada, D),
+                          s.B, s.N, D);
+      compare("modulate_bwd dx " + tag, m.get_act(out, n), m.act_out(rdx), m.tol());
+      compare("modulate_bwd dshift/dscale " + tag, m.get_act(gdada, na), m.act_out(rdada), m.tol());
+
+      m.cpu->gate_fwd(x.data(), y.data(), ada.data() + 2 * D, ldm, ref.data(), s.B, s.N, D);
+      m.gpu->gate_fwd(gx, gy, at(gada, 2 * D), ldm, out, s.B, s.N, D);
+      compare("gate_fwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
+      m.cpu->gate_bwd(g.data(), y.data(), ada.data() + 2 * D, ldm, rdx.data(), rdada.data() + 2 * D,
+                      s.B, s.N, D);
+      m.gpu->gate_bwd(gg, gy, at(gada, 2 * D), ldm, out, at(gdada, 2 * D), s.B, s.N, D);
+      compare("gate_bwd dy " + tag, m.get_act(out, n), m.act_out(rdx), m.tol());
+      compare("gate_bwd dgate " + tag, m.get_act(gdada, na), m.act_out(rdada), m.tol());
+
+      m.cpu->gelu_tanh_fwd(x.data(), ref.data(), n);
+      m.gpu->gelu_tanh_fwd(gx, out, n);
+      compare("gelu_tanh_fwd " + tag, m.get_act(out, n), m.act_out(ref), m.tol());
+      m.cpu->gelu_tanh_bwd(g.data(), x.data(), ref.data(), n);
+      float* gdy = m.actbuf(g);
+      m.gpu->gelu_tanh_bwd(gdy, gx, gdy, n);  // dx aliasing dy, as allowed
+      compare("gelu_tanh_bwd in place " + tag, m.get_act(gdy, n), m.act_out(ref), m.tol());
+
+      // copy_act_2d: the scale chunk (D columns of B rows ldm apart) into a [B, D + 3] buffer at
+      // column 2; the rest of it must stay as it was.
+      const long rows = long(s.B), ldd = D + 3;
+      const VecF dst0 = m.act(randv(size_t(rows) * ldd, 75));
+      VecF rdst = dst0;
+      m.cpu->copy_act_2d(rdst.data() + 2, ldd, ada.data() + D, ldm, rows, D);
+      float* gdst = m.actbuf(dst0);
+      m.gpu->copy_act_2d(at(gdst, 2), ldd, at(gada, D), ldm, rows, D);
+      compare("copy_act_2d " + tag, m.get_act(gdst, rdst.size()), rdst, 0);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ tokens
 
 TEST(CudaKernels, PatchIm2colCol2im) {
@@ -585,11 +655,19 @@ TEST(CudaKernels, EmbeddingFwdBwd) {
   }
 }
 
-TEST(CudaKernels, AttentionBias) {
-  // MDT's relative position bias (docs/mdt.md): the full 6 x 6 grid and a gathered subset of it
-  // (a masked pass's kept tokens, in shuffled order).
+// MDT's relative position bias (docs/mdt.md): the full g x g grid and a gathered subset of it (a
+// masked pass's kept tokens, in shuffled order): a small geometry, and MDT-XL/2's (16 x 16 tokens,
+// 16 heads of 72, 179 of 256 tokens kept at mask ratio 0.3).
+struct BiasGeometry {
+  int g, B, H, Dh, kept;
+};
+class CudaKernelsBias : public ::testing::TestWithParam<BiasGeometry> {};
+
+TEST_P(CudaKernelsBias, AttentionBiasMatchesCpu) {
   REQUIRE_MODES();
-  const int g = 6, L = g * g, R = (2 * g - 1) * (2 * g - 1) + 3, B = 2, H = 3, Dh = 16, D = H * Dh;
+  const BiasGeometry geo = GetParam();
+  const int g = geo.g, L = g * g, R = (2 * g - 1) * (2 * g - 1) + 3, B = geo.B, H = geo.H,
+            Dh = geo.Dh, D = H * Dh;
   std::vector<int32_t> index(size_t(L) * L);
   for (int i = 0; i < L; ++i)
     for (int j = 0; j < L; ++j)
@@ -600,14 +678,14 @@ TEST(CudaKernels, AttentionBias) {
     std::vector<int32_t> perm(L);
     for (int i = 0; i < L; ++i) perm[i] = i;
     std::shuffle(perm.begin(), perm.end(), rng);
-    ids.insert(ids.end(), perm.begin(), perm.begin() + 20);
+    ids.insert(ids.end(), perm.begin(), perm.begin() + geo.kept);
   }
   for (const char* prec : modes()) {
     for (bool masked : {false, true}) {
       SCOPED_TRACE(std::string(prec) + (masked ? " masked" : " full"));
       Mode m(prec);
-      const int N = masked ? 20 : L;
-      const float scale = 0.25f;
+      const int N = masked ? geo.kept : L;
+      const float scale = 1.f / std::sqrt(float(Dh));
       const VecF qkv = m.act(randv(size_t(B) * N * 3 * D, 60, -1.5f, 1.5f));
       const VecF table = randv(size_t(R) * H, 61, -2.f, 2.f);
       const VecF dout = m.act(randv(size_t(B) * N * D, 62));
@@ -646,6 +724,10 @@ TEST(CudaKernels, AttentionBias) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaKernelsBias,
+                         ::testing::Values(BiasGeometry{6, 2, 3, 16, 20},
+                                           BiasGeometry{16, 2, 16, 72, 179}));
 
 TEST(CudaKernels, Unpatchify) {
   REQUIRE_MODES();

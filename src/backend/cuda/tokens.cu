@@ -240,11 +240,12 @@ void timestep_embedding(bool bf16, const float* t, const float* freqs, void* out
   check_launch("timestep_kernel");
 }
 
+// Grid-stride: grid_for caps the grid at 65536 blocks.
 __global__ void fit_time_shift_kernel(const float* t, float* out, int n, float s) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float v = t[i];
-  out[i] = fminf(__fdiv_rn(__fmul_rn(s, v), __fadd_rn(1.f, __fmul_rn(s - 1.f, v))), 1.f);
+  UVIT_GRID_STRIDE(i, size_t(n)) {
+    const float v = t[i];
+    out[i] = fminf(__fdiv_rn(__fmul_rn(s, v), __fadd_rn(1.f, __fmul_rn(s - 1.f, v))), 1.f);
+  }
 }
 
 void fit_time_shift(const float* t, float* out, int n, float s) {
