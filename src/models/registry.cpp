@@ -19,6 +19,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("lightningdit"),
       mdt_family("mdt"),
       dit_family("fitv2"),
+      dit_family("fitv1"),
       svg_family("svg"),
       lavin_dit_family(),
   };

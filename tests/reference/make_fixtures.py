@@ -160,7 +160,7 @@ FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 def is_dit(cfg):
     """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT, FiTv2): DiT's weight and input makers."""
-    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "fitv2", "svg")
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "fitv2", "fitv1", "svg")
 
 
 def is_lightning(cfg):
@@ -168,7 +168,7 @@ def is_lightning(cfg):
 
 
 def is_fit(cfg):
-    return cfg.get("name") == "fitv2"
+    return cfg.get("name") in ("fitv2", "fitv1")
 
 
 def full_config(cfg):

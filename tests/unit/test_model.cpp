@@ -125,8 +125,9 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                                            "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
                                            "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma",
                                            "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk",
-                                           "fit_ntkpro2", "svg_qknorm_sigma", "svg_plain",
-                                           "lavin_tiny", "lavin_p1_mqa"));
+                                           "fit_ntkpro2", "fitv1_p2", "fitv1_rect",
+                                           "svg_qknorm_sigma", "svg_plain", "lavin_tiny",
+                                           "lavin_p1_mqa"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
 // encoder with the gathered relative bias, the side-interpolater, mask_token's gradient.
