@@ -127,12 +127,15 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                                            "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk",
                                            "fit_ntkpro2", "fitv1_p2", "fitv1_rect",
                                            "svg_qknorm_sigma", "svg_plain", "lavin_tiny",
-                                           "lavin_p1_mqa"));
+                                           "lavin_p1_mqa", "mdtv1_p2"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
-// encoder with the gathered relative bias, the side-interpolater, mask_token's gradient.
-TEST(MdtMasked, OutputAndGradientsMatchTorch) {
-  Fixture f = load_fixture("mdt_p2_masked");
+// encoder with the gathered relative bias, the side-interpolater, mask_token's gradient (MDTv2,
+// and MDTv1 with its plain blocks and fixed len_keep).
+class MdtMaskedParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MdtMaskedParity, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture(GetParam());
   auto be = make_cpu_backend();
   auto m = make_network(f.cfg, *be);
   EXPECT_EQ(m->train_passes(), 2);
@@ -153,6 +156,9 @@ TEST(MdtMasked, OutputAndGradientsMatchTorch) {
   EXPECT_NE(plain.out, r.out);
   EXPECT_THROW(mdt_set_mask(*m, std::vector<int32_t>(ids.size(), 0), keep), Error);
 }
+
+INSTANTIATE_TEST_SUITE_P(Cases, MdtMaskedParity,
+                         ::testing::Values("mdt_p2_masked", "mdtv1_p2_masked"));
 
 // A drawn mask (the trainer's pass 1): the same draw for the same key, another for another key;
 // inference ignores the pass.
