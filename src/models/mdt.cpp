@@ -93,10 +93,10 @@ struct MDTConfig {
   }
 };
 
-MDTConfig parse(const json& j, const std::string& name) {
+MDTConfig parse(const json& j, const std::string& family) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   MDTConfig c;
-  c.name = name;
+  c.name = family;
   bool decode_given = false;
   const auto ints = c.int_args();
   const auto reals = c.real_args();
@@ -105,7 +105,9 @@ MDTConfig parse(const json& j, const std::string& name) {
     const json& v = it.value();
     const std::string f = "nnet." + k;
     bool known = k == "name";
-    if (known) UVIT_CHECK(json_string(v, f) == name, f, " ", v.dump(), " is not \"", name, "\"");
+    if (known)
+      UVIT_CHECK(json_string(v, f) == family, f, " ", v.dump(), " is not \"", family, "\"");
+    if (c.v1() && k == "decode_layer" && v.is_null()) continue;  // None: as if absent
     decode_given |= k == "decode_layer";
     for (auto& [name, dst] : ints)
       if (k == name) *dst = json_int(v, f), known = true;

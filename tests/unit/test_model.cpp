@@ -279,6 +279,30 @@ TEST(ModelTable, MDTParameterCounts) {
   EXPECT_EQ(t.entries().back().name, "final_layer.adaLN_modulation.1.bias");
 }
 
+TEST(ModelTable, MDTv1ParameterCounts) {
+  // MDT-XL/2 of the mdtv1 branch (decode_layer 2, the released mdt_xl2_v1_ckpt.pt's): 28 plain
+  // `blocks` and the side block, no skip_linear.
+  ParamTable t = network_param_table(load_config("mdtv1_xl_2"));
+  EXPECT_EQ(t.entries().size(), 362u);
+  EXPECT_EQ(t.total(), 701678688u);
+  EXPECT_EQ(t.entries()[2].name, "mask_token");
+  EXPECT_EQ(t.entries()[10].name, "blocks.0.attn.qkv.weight");
+  EXPECT_TRUE(t.at("blocks.27.attn.rel_pos_bias.relative_position_index").frozen);
+  EXPECT_EQ(t.at("sideblocks.0.adaLN_modulation.1.weight").shape,
+            (std::vector<int64_t>{6912, 1152}));
+  for (const auto& e : t.entries()) EXPECT_EQ(e.name.find("skip_linear"), std::string::npos);
+  // decode_layer has no usable default, and must leave the decoder a block.
+  const nlohmann::json n = {{"name", "mdtv1"}, {"input_size", 8}, {"hidden_size", 32},
+                            {"num_heads", 2},  {"depth", 2},      {"num_classes", 10}};
+  EXPECT_THROW(network_family("mdtv1").table(n), Error);
+  nlohmann::json d = n;
+  d["decode_layer"] = 0;
+  EXPECT_THROW(network_family("mdtv1").table(d), Error);
+  d["decode_layer"] = 1;
+  EXPECT_EQ(network_family("mdtv1").table(d).entries().size(),
+            3u + 7u + 3u * 12u + 4u);  // 2 blocks + side
+}
+
 // LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so
 // the network is checked apart from the rest of the preset), RoPE buffers included.
 nlohmann::json preset_nnet(const std::string& name) {
