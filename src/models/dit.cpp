@@ -33,9 +33,10 @@ constexpr int kCacheBranch = 4;
 constexpr float kCacheCloseAt = 20;
 
 // The constructor arguments, official names and defaults (DiT.__init__, LightningDiT.__init__;
-// FiT.__init__ with config_fitv2_xl.yaml's values as the defaults of "fitv2").
+// FiT.__init__ with config_fitv2_xl.yaml's values as the defaults of "fitv2" and
+// configs/fit/config_fit_xl.yaml's as those of "fitv1").
 struct DiTConfig {
-  std::string name = "dit";  // or "skip_dit", "lightningdit", "fitv2"
+  std::string name = "dit";  // or "skip_dit", "lightningdit", "fitv2", "fitv1"
   int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
       num_heads = 16, num_classes = 1000;
   double mlp_ratio = 4.0, class_dropout_prob = 0.1;
@@ -50,6 +51,10 @@ struct DiTConfig {
   bool use_swiglu_large = false, q_layernorm = false, k_layernorm = false, qkv_bias = true,
        ffn_bias = true, adaln_bias = true;
   double time_shifting = 1;
+  // FiT's use_sit only lays the official tensors out as (B, N, C) instead of (B, C, N); an image
+  // interface has neither. time_clamp (ours): FiT.forward's clamp(t, max=1), which with FiTv1's
+  // ADM timesteps 0..999 leaves the timestep embedder only [0, 1] (docs/fit.md, "FiTv1").
+  bool use_sit = true, time_clamp = true;
   FitRope rope;  // custom_freqs, rope_theta, max_pe_len_h/w, decouple, ori_max_pe_len
 
   explicit DiTConfig(const std::string& n = "dit") : name(n) {
@@ -57,16 +62,22 @@ struct DiTConfig {
       in_channels = 32;
       learn_sigma = false;
     }
-    if (fit()) {
+    if (name == "fitv2") {
       depth = 36;
       learn_sigma = false;
       use_swiglu = use_rope = q_layernorm = k_layernorm = true;
       adaln_lora_dim = 288;
     }
+    // config_fit_xl.yaml: ADM with learned sigma, adaLN "normal", no qk-norm, SwiGLU-large.
+    if (name == "fitv1") {
+      depth = 28;
+      use_sit = false;
+      use_swiglu = use_swiglu_large = use_rope = true;
+    }
   }
   bool skip() const { return name == "skip_dit"; }
   bool lightning() const { return name == "lightningdit"; }
-  bool fit() const { return name == "fitv2"; }
+  bool fit() const { return name == "fitv2" || name == "fitv1"; }
   // The final linear's channels; LightningDiT's forward keeps only the first in_channels of them.
   int head_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int out_channels() const { return lightning() ? in_channels : head_channels(); }
@@ -104,7 +115,7 @@ struct DiTConfig {
       // Ours: the latent side or [height, width] (FiT's own input is a token list).
       j["input_size"] = input_w > 0 ? json{input_size, input_w} : json(input_size);
       j["context_size"] = context_size;
-      j["use_sit"] = true;
+      j["use_sit"] = use_sit;
       j["use_swiglu"] = use_swiglu;
       j["use_swiglu_large"] = use_swiglu_large;
       j["rel_pos_embed"] = use_rope ? json("rope") : json(nullptr);
@@ -126,6 +137,7 @@ struct DiTConfig {
         j["ori_max_pe_len"] = rope.ori_max_pe_len;
       }
       j["time_shifting"] = time_shifting;
+      if (!time_clamp) j["time_clamp"] = false;
     }
     if (lightning()) {
       j["use_qknorm"] = use_qknorm;
@@ -138,18 +150,20 @@ struct DiTConfig {
   }
 };
 
-// FiT.__init__'s own arguments (the shared ones are read by parse). Only FiTv2's choices are
-// implemented; every other value is refused by name. Returns false for a key that is not FiT's.
+// FiT.__init__'s own arguments (the shared ones are read by parse). FiTv2's and FiTv1's choices
+// are implemented; every other value is refused by name. Returns false for a key that is not FiT's.
 bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std::string& f) {
   // A string field that may be null (None).
   auto opt_string = [&] { return v.is_null() ? std::string() : json_string(v, f); };
   auto require = [&](bool ok, const char* what) {
-    UVIT_CHECK(ok, f, ": ", v.dump(), " is not supported (only ", what, ", FiTv2's choice)");
+    UVIT_CHECK(ok, f, ": ", v.dump(), " is not supported (only ", what, ")");
   };
   if (k == "context_size") {
     c.context_size = json_int(v, f);
   } else if (k == "use_sit") {
-    require(json_bool(v, f), "true: the SiT velocity model");
+    c.use_sit = json_bool(v, f);
+  } else if (k == "time_clamp") {
+    c.time_clamp = json_bool(v, f);
   } else if (k == "use_swiglu") {
     c.use_swiglu = json_bool(v, f);
   } else if (k == "use_swiglu_large") {
@@ -257,8 +271,10 @@ DiTConfig parse(const json& j) {
   UVIT_CHECK(!c.use_qknorm || c.use_rmsnorm,
              "nnet.use_qknorm without nnet.use_rmsnorm (a per-head LayerNorm) is not supported");
   if (c.fit()) {
-    UVIT_CHECK(!c.learn_sigma, "nnet.learn_sigma: fitv2 is a velocity model (use_sit), so ",
-               "learn_sigma must be false (FiTv1's ADM variant is not implemented)");
+    // FiT.__init__: assert not (learn_sigma and use_sit).
+    UVIT_CHECK(!(c.learn_sigma && c.use_sit), "nnet.learn_sigma: ", c.name,
+               " with use_sit (a velocity model) has no variance output; set use_sit false");
+    UVIT_CHECK(c.time_clamp || c.time_shifting == 1, "nnet.time_clamp false needs time_shifting 1");
     UVIT_CHECK(c.adaln_lora_dim >= 0, "nnet.adaln_type \"lora\" needs nnet.adaln_lora_dim");
     check_net_range("adaln_lora_dim", c.adaln_lora_dim, 0, 65536);
     check_net_range("context_size", c.context_size, 1, 1 << 20);
@@ -653,7 +669,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   const std::vector<std::array<int, 2>> sizes = std::move(pending_sizes_);
   pending_sizes_.clear();
   const bool packed = !sizes.empty();
-  UVIT_CHECK(!packed || int(sizes.size()) == B, "fitv2: ", sizes.size(),
+  UVIT_CHECK(!packed || int(sizes.size()) == B, c_.name, ": ", sizes.size(),
              " valid sizes for a batch of ", B);
   if (packed) {
     lens_.assign(size_t(B), 0);
@@ -678,7 +694,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
     be_.patch_im2col(x, cols_, B, C, S, p, c_.width());
   if (c_.fit()) {
     linear_fwd(W, patch_, cols_, patch_.in, stream_[0], D, M);
-    t = fit_time(t, B);
+    if (c_.time_clamp) t = fit_time(t, B);  // else time_shifting is 1: t as it is
   } else {
     linear_fwd(W, patch_, cols_, patch_.in, patches_, D, M);
     be_.tokens_fwd(nullptr, patches_, params_ + table_.at("pos_embed").offset, stream_[0], B, 0, L,
@@ -792,15 +808,15 @@ void DiT::backward(const float* dout) {
 
 void DiT::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
   UVIT_CHECK(sizes.empty() || c_.fit(), "network ", c_.name,
-             " takes no variable-size batches (only fitv2 packs them; docs/fit.md)");
+             " takes no variable-size batches (only FiT packs them; docs/fit.md)");
   const int p = c_.patch_size, seq = std::min(c_.tokens(), c_.context_size);
   for (size_t b = 0; b < sizes.size(); ++b) {
     const int h = sizes[b][0], w = sizes[b][1];
     UVIT_CHECK(
         h >= p && w >= p && h % p == 0 && w % p == 0 && h <= c_.input_size && w <= c_.width(),
-        "fitv2: sample ", b, " size ", h, " x ", w, " is not a multiple of patch_size ", p,
+        c_.name, ": sample ", b, " size ", h, " x ", w, " is not a multiple of patch_size ", p,
         " within the ", c_.input_size, " x ", c_.width(), " input");
-    UVIT_CHECK((h / p) * (w / p) <= seq, "fitv2: sample ", b, " has ", (h / p) * (w / p),
+    UVIT_CHECK((h / p) * (w / p) <= seq, c_.name, ": sample ", b, " has ", (h / p) * (w / p),
                " tokens, more than the ", seq, " of a packed sequence (min(grid, context_size))");
   }
   pending_sizes_ = sizes;

@@ -4,7 +4,9 @@
 // skip_linear on cat[x, skip] before the block), a learnable decoder position, de_blocks whose skip
 // is the embedded input, and DiT's final layer. Masked training (mask_ratio set) adds a second pass
 // per step: the encoder sees a random subset of the tokens, and a side-interpolater block fills in
-// the rest from mask_token. docs/mdt.md has the facts this file relies on.
+// the rest from mask_token. MDTv1 (the repository's mdtv1 branch, `MDT`) is the same with plain
+// `blocks` (no long skips): the side-interpolater (or the decoder position) comes before the last
+// decode_layer of them, and the mask ratio is fixed. docs/mdt.md has the facts this file relies on.
 #include "models/mdt.hpp"
 
 #include <algorithm>
@@ -31,8 +33,10 @@ constexpr uint64_t kStreamMaskRatio = (uint64_t(9) << 40) + 1;
 constexpr uint64_t kStreamMaskNoise = (uint64_t(9) << 40) + 2;
 constexpr float kMaskSpread = 0.2f;  // r = mask_ratio + 0.2 U(0, 1)
 
-// The constructor arguments, official names and defaults (MDTv2.__init__).
+// The constructor arguments, official names and defaults (MDTv2.__init__; MDT.__init__ of the
+// mdtv1 branch for "mdtv1", whose decode_layer has no usable default).
 struct MDTConfig {
+  std::string name = "mdt";  // or "mdtv1"
   int input_size = 32, patch_size = 2, in_channels = 4, hidden_size = 1152, depth = 28,
       num_heads = 16, num_classes = 1000, decode_layer = 4;
   double mlp_ratio = 4.0, class_dropout_prob = 0.1;
@@ -40,18 +44,28 @@ struct MDTConfig {
   bool masked = false;  // mask_ratio given (null: no masked training, mask_token frozen)
   double mask_ratio = 0;
 
+  bool v1() const { return name == "mdtv1"; }
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int grid() const { return input_size / patch_size; }
   int tokens() const { return grid() * grid(); }
   int head_dim() const { return hidden_size / num_heads; }
   int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
-  int half() const { return (depth - decode_layer) / 2; }  // en_inblocks = en_outblocks
-  int main_blocks() const { return 2 * half() + decode_layer; }
+  // MDTv2: en_inblocks = en_outblocks = half; MDTv1: none, its encoder is the first
+  // depth - decode_layer of its blocks.
+  int half() const { return v1() ? 0 : (depth - decode_layer) / 2; }
+  int enc() const { return v1() ? depth - decode_layer : 2 * half(); }  // the encoder's blocks
+  int main_blocks() const { return enc() + decode_layer; }
+  // The masked pass's ratio r = mask_ratio + spread U(0, 1) (MDTv1: mask_ratio as it is).
+  float spread() const { return v1() ? 0.f : kMaskSpread; }
   int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
   // RelativePositionBias: (2g-1)^2 offsets plus 3 rows (BEiT's cls-token rows, never indexed).
   int rel_rows() const { return (2 * grid() - 1) * (2 * grid() - 1) + 3; }
-  // The fewest tokens a masked pass keeps: len_keep at r -> mask_ratio + 0.2.
-  int min_keep() const { return int(float(tokens()) * (1.f - (float(mask_ratio) + kMaskSpread))); }
+  // The fewest tokens a masked pass keeps: len_keep at r -> mask_ratio + 0.2 (MDTv1: its fixed
+  // len_keep = int(L (1 - mask_ratio)), Python floats).
+  int min_keep() const {
+    if (v1()) return int(double(tokens()) * (1.0 - mask_ratio));
+    return int(float(tokens()) * (1.f - (float(mask_ratio) + kMaskSpread)));
+  }
 
   // The integer and real arguments by name (parse and to_json walk the same lists).
   std::vector<std::pair<const char*, int*>> int_args() {
@@ -70,7 +84,7 @@ struct MDTConfig {
 
   json to_json() const {
     MDTConfig c = *this;
-    json j = {{"name", "mdt"},
+    json j = {{"name", name},
               {"learn_sigma", learn_sigma},
               {"mask_ratio", masked ? json(mask_ratio) : json(nullptr)}};
     for (auto& [name, v] : c.int_args()) j[name] = *v;
@@ -79,9 +93,11 @@ struct MDTConfig {
   }
 };
 
-MDTConfig parse(const json& j) {
+MDTConfig parse(const json& j, const std::string& family) {
   UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
   MDTConfig c;
+  c.name = family;
+  bool decode_given = false;
   const auto ints = c.int_args();
   const auto reals = c.real_args();
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -89,7 +105,10 @@ MDTConfig parse(const json& j) {
     const json& v = it.value();
     const std::string f = "nnet." + k;
     bool known = k == "name";
-    if (known) UVIT_CHECK(json_string(v, f) == "mdt", f, " \"", v.dump(), "\" is not \"mdt\"");
+    if (known)
+      UVIT_CHECK(json_string(v, f) == family, f, " ", v.dump(), " is not \"", family, "\"");
+    if (c.v1() && k == "decode_layer" && v.is_null()) continue;  // None: as if absent
+    decode_given |= k == "decode_layer";
     for (auto& [name, dst] : ints)
       if (k == name) *dst = json_int(v, f), known = true;
     for (auto& [name, dst] : reals)
@@ -100,11 +119,15 @@ MDTConfig parse(const json& j) {
       if (c.masked) c.mask_ratio = json_number(v, f);
       known = true;
     }
-    UVIT_CHECK(known, f, ": unknown key (not an argument of MDTv2)");
+    UVIT_CHECK(known, f, ": unknown key (not an argument of ", c.v1() ? "MDT" : "MDTv2", ")");
   }
+  // MDTv1: int(decode_layer) of its None default fails; the block before which the decoder starts
+  // must exist (decode_layer 0 would leave a masked pass's tokens unrestored).
+  UVIT_CHECK(!c.v1() || decode_given, "nnet.decode_layer is required for mdtv1 (the official ",
+             "default None fails int(decode_layer)); the released MDT-XL/2 uses 2");
   check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
                  c.num_classes, c.mlp_ratio, c.class_dropout_prob);
-  check_net_range("decode_layer", c.decode_layer, 0, c.depth);
+  check_net_range("decode_layer", c.decode_layer, c.v1() ? 1 : 0, c.depth);
   // The relative index is an int64 buffer of L^2 entries, read here as int32 and fp32.
   UVIT_CHECK(c.tokens() <= 4096, "nnet: ", c.tokens(),
              " tokens exceed the relative position bias's limit of 4096");
@@ -114,15 +137,17 @@ MDTConfig parse(const json& j) {
   return c;
 }
 
-// The block names in state_dict order: en_inblocks, en_outblocks, de_blocks, then sideblocks.0.
+// The block names in state_dict order: en_inblocks, en_outblocks, de_blocks (MDTv1: blocks), then
+// sideblocks.0.
 std::string block_name(const MDTConfig& c, int k) {
+  if (c.v1()) return k < c.depth ? cat("blocks.", k) : std::string("sideblocks.0");
   const int h = c.half();
   if (k < h) return cat("en_inblocks.", k);
   if (k < 2 * h) return cat("en_outblocks.", k - h);
   if (k < c.main_blocks()) return cat("de_blocks.", k - 2 * h);
   return "sideblocks.0";
 }
-bool has_skip(const MDTConfig& c, int k) { return k >= c.half() && k < c.main_blocks(); }
+bool has_skip(const MDTConfig& c, int k) { return !c.v1() && k >= c.half() && k < c.main_blocks(); }
 
 // The official state_dict: MDTv2's own parameters (pos_embed, decoder_pos_embed, mask_token) first,
 // then the submodules in registration order; in a block attn (qkv, proj, rel_pos_bias: its table,
@@ -173,14 +198,14 @@ double mdt_flops(const MDTConfig& c) {
   double f = 2 * L * D * c.in_channels * p * p + 2 * (kFreqDim * D + D * D);
   const double block = 2 * L * D * (4 * D + 2 * c.mlp_hidden()) + 4 * L * L * D + 2 * D * 6 * D;
   f += c.main_blocks() * block;
-  f += (c.main_blocks() - c.half()) * 2 * L * 2 * D * D;  // skip linears
+  if (!c.v1()) f += (c.main_blocks() - c.half()) * 2 * L * 2 * D * D;  // skip linears
   f += 2 * L * D * p * p * c.out_channels() + 2 * D * 2 * D;
   return f;
 }
 
 NetSpec mdt_spec(const MDTConfig& c) {
   NetSpec s;
-  s.name = "mdt";
+  s.name = c.name;
   s.in_chans = c.in_channels;
   s.out_chans = c.out_channels();
   s.img_size = c.input_size;
@@ -341,7 +366,7 @@ void MDT::plan(int B, bool train) {
     plan_streams(a, out_, M * D, train, h);  // inference keeps the en_inblocks' outputs (skips)
     acts_.assign(train ? nb + (side ? 1 : 0) : 1, BlockActs{});
     for (size_t k = 0; k < acts_.size(); ++k) {
-      if (train ? (int(k) < nb && has_skip(c_, int(k))) : h + c_.decode_layer > 0)
+      if (train ? (int(k) < nb && has_skip(c_, int(k))) : !c_.v1() && h + c_.decode_layer > 0)
         acts_[k].fused = a.act(M * D);
       plan_block(a, blocks_[k], acts_[k].blk, B, int(L));
     }
@@ -425,7 +450,7 @@ void MDT::forward(const float* x, const float* t, const int32_t* y, const float*
   act_params();
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half();
+  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), ne = c_.enc();
 
   // x = x_embedder(x) + pos_embed; input_skip = x.
   be_.patch_im2col(x, cols_, B, C, S, p);
@@ -440,8 +465,8 @@ void MDT::forward(const float* x, const float* t, const int32_t* y, const float*
       // random_masking: r = mask_ratio + 0.2 U(0, 1) for the micro-batch (float32 as the
       // official tensors), len_keep = int(L (1 - r)), and per sample argsort of U(0, 1) noise.
       const float u = Philox(seed_, kStreamMaskRatio).uniform(first_);
-      const float r = u * kMaskSpread + float(c_.mask_ratio);
-      const int keep = std::max(1, int(float(L) * (1.f - r)));
+      const float r = u * c_.spread() + float(c_.mask_ratio);
+      const int keep = std::max(1, c_.v1() ? c_.min_keep() : int(float(L) * (1.f - r)));
       const Philox noise(seed_, kStreamMaskNoise);
       std::vector<int32_t> shuffle(size_t(B) * L);
       std::vector<float> score(static_cast<size_t>(L));
@@ -462,26 +487,26 @@ void MDT::forward(const float* x, const float* t, const int32_t* y, const float*
     enc = enc_in_;
   }
   for (int k = 0; k < nb + 1; ++k)
-    blocks_[k].attn.rel_ids = masked_now_ && k < 2 * h ? ids_.as<int32_t>() : nullptr;
+    blocks_[k].attn.rel_ids = masked_now_ && k < ne ? ids_.as<int32_t>() : nullptr;
 
-  // Encoder: en_inblocks push, en_outblocks pop.
-  for (int k = 0; k < 2 * h; ++k) {
+  // Encoder: en_inblocks push, en_outblocks pop (MDTv1: plain blocks).
+  for (int k = 0; k < ne; ++k) {
     in_[k] = k == 0 ? const_cast<float*>(enc) : out_[k - 1];
     block_forward(k, acts_[train ? k : 0], in_[k], out_[k], N);
   }
-  const float* enc_out = 2 * h > 0 ? out_[2 * h - 1] : enc;
+  const float* enc_out = ne > 0 ? out_[ne - 1] : enc;
   if (masked_now_) {
     side_forward(acts_[nb]);  // the side-interpolater fills the decoder's input
   } else {
     be_.tokens_fwd(nullptr, enc_out, params_ + table_.at("decoder_pos_embed").offset, dec_in_, B, 0,
                    L, D);
   }
-  // Decoder: every de_block's skip is the embedded input.
-  for (int k = 2 * h; k < nb; ++k) {
-    in_[k] = k == 2 * h ? dec_in_ : out_[k - 1];
+  // Decoder: every de_block's skip is the embedded input (MDTv1: no skip).
+  for (int k = ne; k < nb; ++k) {
+    in_[k] = k == ne ? dec_in_ : out_[k - 1];
     block_forward(k, acts_[train ? k : 0], in_[k], out_[k], L);
   }
-  const float* last = nb > 2 * h ? out_[nb - 1] : dec_in_;
+  const float* last = nb > ne ? out_[nb - 1] : dec_in_;
   final_fwd(W, final_, last, cond_acts_.sc, final_acts_, B, L);
   be_.unpatchify_fwd(final_acts_.tok, out, B, 0, c_.out_channels(), S, p);
   pass_ = 0;
@@ -506,7 +531,7 @@ void MDT::side_forward(BlockActs& A) {
   // (x_before), the side block, then x = side(x) on masked tokens and x_before on kept ones.
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
-  const float* enc_out = c_.half() > 0 ? out_[2 * c_.half() - 1] : enc_in_;
+  const float* enc_out = c_.enc() > 0 ? out_[c_.enc() - 1] : enc_in_;
   const float* token = params_ + table_.at("mask_token").offset;
   for (int b = 0; b < B_; ++b)
     for (int l = 0; l < L; ++l) {
@@ -577,15 +602,15 @@ void MDT::backward(const float* dout) {
   grads();
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
-  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half();
+  const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half(), ne = c_.enc();
   const int N = masked_now_ ? mask_.keep : L;
 
   be_.unpatchify_bwd(dout, dtok_, B, 0, c_.out_channels(), S, p);
-  const float* last = nb > 2 * h ? out_[nb - 1] : dec_in_;
+  const float* last = nb > ne ? out_[nb - 1] : dec_in_;
   final_bwd(W, final_, last, cond_acts_.sc, final_acts_, dtok_, G_, cond_acts_.dsc, B, L);
   // Decoder: the skips' gradients add into d(input_skip).
   be_.zero_act(dx0_, size_t(M) * D);
-  for (int k = nb - 1; k >= 2 * h; --k) block_backward(k, acts_[k], in_[k], dx0_, L);
+  for (int k = nb - 1; k >= ne; --k) block_backward(k, acts_[k], in_[k], dx0_, L);
   // G_.dX = d(dec_in).
   if (masked_now_) {
     side_backward(acts_[nb]);
@@ -594,9 +619,9 @@ void MDT::backward(const float* dout) {
     be_.copy_act(G_.dX, dT_, size_t(M) * D);
   }
   // Encoder in reverse; an en_inblock's output also receives its en_outblock's skip gradient.
-  for (int k = 2 * h - 1; k >= 0; --k) {
+  for (int k = ne - 1; k >= 0; --k) {
     if (k < h) be_.axpy_act(G_.dX, dskip_[k], 1.f, size_t(B) * N * D);
-    block_backward(k, acts_[k], in_[k], k >= h ? dskip_[2 * h - 1 - k] : nullptr, N);
+    block_backward(k, acts_[k], in_[k], has_skip(c_, k) ? dskip_[2 * h - 1 - k] : nullptr, N);
   }
   // G_.dX = d(encoder input): x0 itself, or its kept rows.
   if (masked_now_)
@@ -619,7 +644,7 @@ void MDT::check_loaded() {
       UVIT_CHECK(std::lround(got[i]) == want[i], n, "[", i / size_t(c_.tokens()), ", ",
                  i % size_t(c_.tokens()), "] = ", got[i],
                  " differs from the relative position formula's ", want[i],
-                 " (docs/mdt.md); the file is not an MDTv2 of this grid");
+                 " (docs/mdt.md); the file is not an ", c_.name, " of this grid");
   }
 }
 
@@ -658,13 +683,13 @@ void mdt_set_mask(Network& net, const std::vector<int32_t>& ids_shuffle, int len
 NetworkFamily mdt_family(const std::string& name) {
   NetworkFamily f;
   f.name = name;
-  f.spec = [](const json& doc) { return mdt_spec(parse(doc.at("nnet"))); };
-  f.table = [](const json& nnet) { return mdt_table(parse(nnet)); };
-  f.flops = [](const json& nnet) { return mdt_flops(parse(nnet)); };
-  f.create = [](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<MDT>(parse(doc.at("nnet")), be);
+  f.spec = [name](const json& doc) { return mdt_spec(parse(doc.at("nnet"), name)); };
+  f.table = [name](const json& nnet) { return mdt_table(parse(nnet, name)); };
+  f.flops = [name](const json& nnet) { return mdt_flops(parse(nnet, name)); };
+  f.create = [name](const json& doc, Backend& be) -> std::unique_ptr<Network> {
+    return std::make_unique<MDT>(parse(doc.at("nnet"), name), be);
   };
-  f.full_config = [](const json& nnet) { return parse(nnet).to_json(); };
+  f.full_config = [name](const json& nnet) { return parse(nnet, name).to_json(); };
   return f;
 }
 

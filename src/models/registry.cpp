@@ -18,7 +18,9 @@ const std::vector<NetworkFamily>& families() {
       dit_family("skip_dit"),
       dit_family("lightningdit"),
       mdt_family("mdt"),
+      mdt_family("mdtv1"),
       dit_family("fitv2"),
+      dit_family("fitv1"),
       svg_family("svg"),
       lavin_dit_family(),
   };

@@ -49,7 +49,8 @@ grep -q "^parameters    1496346 in 93 tensors" "$tmp/out" || fail "info: $(cat "
 run "$UVIT" info --presets
 for p in cifar10_uvit_small imagenet256_uvit_huge mscoco_uvit_small_deep fmnist_uvit_tiny dit_xl_2 \
   dit_xl_2_512 skip_dit_xl_2 fmnist_dit_tiny fmnist_skip_dit_tiny lightningdit_xl_1 lightningdit_b_1 \
-  fmnist_lightningdit_tiny mdt_xl_2 mdt_s_2 fmnist_mdt_tiny fitv2_xl_2 fmnist_fit_tiny; do
+  fmnist_lightningdit_tiny mdt_xl_2 mdt_s_2 fmnist_mdt_tiny fitv2_xl_2 fmnist_fit_tiny \
+  fitv1_xl_2 fmnist_fitv1_tiny mdtv1_xl_2 fmnist_mdtv1_tiny; do
   grep -qx "$p" "$tmp/out" || fail "README names preset $p; uvit info --presets does not"
 done
 run "$UVIT" convert "$W" "$tmp/w16.safetensors" --config fmnist_uvit_tiny --dtype f16

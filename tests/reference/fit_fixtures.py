@@ -1,4 +1,4 @@
-"""FiTv2 fixture cases for make_fixtures.py (the twin is fit_torch.py; docs/fit.md).
+"""FiTv2 and FiTv1 fixture cases for make_fixtures.py (the twin is fit_torch.py; docs/fit.md).
 
 Network cases go through make_fixtures.make_case like the DiT family (same weight maker, forward and
 backward in float64); this module adds their inputs, a self-check of the twin's grid handling, and the
@@ -30,9 +30,18 @@ FIT_CASES = [
     ("fit_ntkpro2", dict(name="fitv2", input_size=12, patch_size=2, in_channels=4, hidden_size=64, depth=1,
                          num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-aware-pro2",
                          decouple=True, ori_max_pe_len=4, k_norm=None), 2, 505),  # q-norm only
+    # FiTv1 (config_fit_xl.yaml's choices: learned sigma = 2C outputs in the (B, C, N) ADM layout,
+    # adaLN "normal", no qk-norm, SwiGLU-large, RoPE) on ADM timesteps, which FiT.forward clamps to 1.
+    ("fitv1_p2", dict(name="fitv1", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                      num_heads=4, num_classes=10), 3, 507),
+    # A non-square 3 x 2 grid, 3 channels (guidance would cover all eps channels), time_clamp false (the
+    # timesteps reach the embedder as they are), without the null class.
+    ("fitv1_rect", dict(name="fitv1", input_size=[6, 4], patch_size=2, in_channels=3, hidden_size=48, depth=2,
+                        num_heads=2, num_classes=7, class_dropout_prob=0.0, time_clamp=False), 2, 508),
 ]
 
 TIME_VALUES = [0.25, 1.02, 0.6]  # flow time; 1.02 as dopri5 may ask past t = 1 (FiT clamps at 1)
+ADM_TIME_VALUES = [0.5, 999.0, 250.0]  # FiTv1: ADM timesteps (the clamp leaves 0.5, 1, 1)
 
 # RoPE tables: (custom_freqs, grid h, grid w, head_dim, decouple, ori_max_pe_len, max_pe_len_h, _w)
 ROPE_CASES = [
@@ -54,12 +63,13 @@ def make_inputs(cfg, batch, seed):
     H, W = fit_torch.input_hw(cfg)
     C = cfg["in_channels"]
     inp = {"x": torch.randn(batch, C, H, W, generator=g)}
-    inp["t"] = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(batch)], dtype=torch.float32)
+    tv = ADM_TIME_VALUES if cfg["name"] == "fitv1" else TIME_VALUES
+    inp["t"] = torch.tensor([tv[i % len(tv)] for i in range(batch)], dtype=torch.float32)
     y = torch.randint(0, cfg["num_classes"], (batch,), generator=g, dtype=torch.int64)
     if cfg["class_dropout_prob"] > 0:
         y[-1] = cfg["num_classes"]
     inp["y"] = y
-    inp["gout"] = torch.randn(batch, C, H, W, generator=g)
+    inp["gout"] = torch.randn(batch, 2 * C if cfg["learn_sigma"] else C, H, W, generator=g)
     return inp
 
 
@@ -78,7 +88,7 @@ def check_twin(name, tensors, cfg):
     tok, grid = fit_torch.patchify(x, p), fit_torch.make_grid(B, gh, gw)
     perm = torch.randperm(gh * gw, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        out = net(tok[:, perm], t, y, grid[:, :, perm], torch.ones(B, gh * gw, dtype=torch.float64))
+        out = net.tokens(tok[:, perm], t, y, grid[:, :, perm], torch.ones(B, gh * gw, dtype=torch.float64))
         ref = torch.from_numpy(tensors["output"]).double()
         want = fit_torch.patchify(ref, p)[:, perm]
         d1 = (out - want).abs().max().item()
@@ -86,7 +96,7 @@ def check_twin(name, tensors, cfg):
         pad_tok = torch.cat([tok, torch.randn(B, 1, tok.shape[2], dtype=torch.float64)], 1)
         pad_grid = torch.cat([grid, torch.zeros(B, 2, 1, dtype=grid.dtype)], 2)
         mask = torch.cat([torch.ones(B, gh * gw), torch.zeros(B, 1)], 1).double()
-        outp = net(pad_tok, t, y, pad_grid, mask)
+        outp = net.tokens(pad_tok, t, y, pad_grid, mask)
         d2 = (outp[:, :-1] - fit_torch.patchify(ref, p)).abs().max().item() + outp[:, -1].abs().max().item()
     scale = max(1.0, ref.abs().max().item())
     good = d1 < 1e-6 * scale and d2 < 1e-6 * scale
@@ -96,29 +106,38 @@ def check_twin(name, tensors, cfg):
 
 
 def check_cfg_channels():
-    """forward_with_cfg guides the first 3 p^2 features of each (c, p1, p2) token; after unpatchify that is
-    image channels 0..2, which is what the engine's 3-channel guidance (NetSpec::guidance_channels)
-    combines."""
+    """forward_with_cfg guides the first 3 p^2 features of each (c, p1, p2) token (FiTv2: the last axis of
+    (B, N, C); FiTv1: the channel axis of (B, C, N), whose 2C output channels are eps then the variance
+    values); after unpatchify that is image channels 0..2, which is what the engine's 3-channel guidance
+    (NetSpec::guidance_channels) combines."""
     torch.manual_seed(0)
-    p, C, gh, gw, B = 2, 4, 2, 3, 2
-    cond, uncond = torch.randn(B, gh * gw, p * p * C), torch.randn(B, gh * gw, p * p * C)
-    k = 3 * p * p
-    tok = torch.cat([uncond[..., :k] + 1.5 * (cond[..., :k] - uncond[..., :k]), cond[..., k:]], -1)
-    ci, ui = (fit_torch.unpatchify(v, C, p, gh, gw) for v in (cond, uncond))
-    img = torch.cat([ui[:, :3] + 1.5 * (ci[:, :3] - ui[:, :3]), ci[:, 3:]], 1)
-    good = torch.equal(fit_torch.unpatchify(tok, C, p, gh, gw), img)
-    print("self-check fitv2 guidance on 3 p^2 token features == on image channels 0..2: %s"
-          % ("ok" if good else "FAIL"))
+    good = True
+    for name, C in (("fitv2", 4), ("fitv1", 8)):
+        p, gh, gw, B = 2, 2, 3, 2
+        cond, uncond = torch.randn(B, gh * gw, p * p * C), torch.randn(B, gh * gw, p * p * C)
+        k = 3 * p * p
+        if name == "fitv2":
+            tok = torch.cat([uncond[..., :k] + 1.5 * (cond[..., :k] - uncond[..., :k]), cond[..., k:]], -1)
+        else:  # the official slices model_out[:, :C_cfg] of (B, C, N)
+            cc, uc = cond.transpose(1, 2), uncond.transpose(1, 2)
+            tok = torch.cat([uc[:, :k] + 1.5 * (cc[:, :k] - uc[:, :k]), cc[:, k:]], 1).transpose(1, 2)
+        ci, ui = (fit_torch.unpatchify(v, C, p, gh, gw) for v in (cond, uncond))
+        img = torch.cat([ui[:, :3] + 1.5 * (ci[:, :3] - ui[:, :3]), ci[:, 3:]], 1)
+        ok = torch.equal(fit_torch.unpatchify(tok, C, p, gh, gw), img)
+        good &= ok
+        print("self-check %s guidance on 3 p^2 token features == on image channels 0..2: %s"
+              % (name, "ok" if ok else "FAIL"))
     return good
 
 
 def check_counts():
-    """FiTv2-XL/2 and 3B/2 state_dict sizes (README: 671M; spec: 517 / 573 tensors)."""
+    """FiTv2-XL/2 and 3B/2 state_dict sizes (README: 671M; spec: 517 / 573 tensors), FiTv1-XL/2's
+    (README: 824M)."""
     ok = check_cfg_channels()
-    for size, want in (("xl", (517, 671045776)), ("3b", (573, 2971928080))):
+    for size, want in (("xl", (517, 671045776)), ("3b", (573, 2971928080)), ("v1_xl", (347, 823599392))):
         got = fit_torch.count(fit_torch.preset(size))
         ok &= got == want
-        print("self-check fitv2_%s %d tensors, %d params: %s" % (size, got[0], got[1],
+        print("self-check fit_%s %d tensors, %d params: %s" % (size, got[0], got[1],
                                                                 "ok" if got == want else "FAIL"))
     return ok
 
@@ -161,7 +180,7 @@ def packed_run(net, x, t, y, sizes, p, seq, gout=None):
         tok[b, :n] = fit_torch.patchify(x[b:b + 1, :, :h, :w], p)[0]
         grid[b, :, :n] = fit_torch.make_grid(1, h // p, w // p)[0]
         mask[b, :n] = 1
-    out = net(tok, t, y, grid, mask)
+    out = net.tokens(tok, t, y, grid, mask)
     img = torch.zeros_like(x)
     for b, (h, w) in enumerate(sizes):
         n = (h // p) * (w // p)

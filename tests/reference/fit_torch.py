@@ -1,8 +1,10 @@
-"""PyTorch twin of FiTv2, written from docs/fit.md (whlzy/FiT fit/model/fit_model.py, modules.py,
-rope.py, norms.py; configs/fitv2/*.yaml).
+"""PyTorch twin of FiTv2 and FiTv1, written from docs/fit.md (whlzy/FiT fit/model/fit_model.py,
+modules.py, rope.py, norms.py; configs/fitv2/*.yaml, configs/fit/config_fit_xl.yaml).
 
-`FiT` takes what the official module takes: packed tokens x [B, N, p*p*C] with features ordered
-(c, p1, p2), t [B], y [B], grid [B, 2, N] (row 0 the w index, row 1 the h index) and mask [B, N].
+`FiT` takes what the official module takes: packed tokens x [B, N, p*p*C] (use_sit; FiTv1's ADM
+layout without it: [B, p*p*C, N]) with features ordered (c, p1, p2), t [B], y [B], grid [B, 2, N]
+(row 0 the w index, row 1 the h index) and mask [B, N]; the output has p*p*2C features per token with
+learn_sigma. `tokens()` calls it with [B, N, features] whatever the layout.
 Its state_dict names, shapes and order equal the official checkpoints (the RoPE buffers are
 non-persistent, so they are not in it). `FiTImage` wraps it for the engine's interface, an image
 [B, C, H, W] in and out, one H x W grid for the whole batch and no padding.
@@ -221,9 +223,14 @@ class FiT(nn.Module):
                  class_dropout_prob=0.1, num_classes=1000, use_swiglu=True, use_swiglu_large=False,
                  rel_pos_embed="rope", q_norm="layernorm", k_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
                  adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
-                 max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1):
+                 max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1,
+                 learn_sigma=False, use_sit=True, time_clamp=True):
         super().__init__()
+        assert not (learn_sigma and use_sit)
         self.in_channels = in_channels
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.use_sit = use_sit
+        self.time_clamp = time_clamp  # ours: False skips FiT.forward's clamp(t, max=1) (docs/fit.md)
         self.patch_size = patch_size
         self.time_shifting = time_shifting
         D = hidden_size
@@ -241,7 +248,7 @@ class FiT(nn.Module):
                                            q_norm == "layernorm", k_norm == "layernorm", rope, qkv_bias,
                                            ffn_bias, adaln_bias, lora)
                                      for _ in range(depth)])
-        self.final_layer = FinalLayer(D, patch_size, in_channels, adaln_bias)
+        self.final_layer = FinalLayer(D, patch_size, self.out_channels, adaln_bias)
         if not self.final_layer.linear.weight.is_meta:
             self._official_init()
 
@@ -268,9 +275,13 @@ class FiT(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x, t, y, grid, mask):
-        """x [B, N, p*p*C], t [B] float32 flow time, y [B], grid [B, 2, N], mask [B, N] -> [B, N, p*p*C]."""
+        """x [B, N, p*p*C] ([B, p*p*C, N] without use_sit), t [B] float32 (flow time, or FiTv1's ADM
+        timestep 0..999), y [B], grid [B, 2, N], mask [B, N] -> [B, N, p*p*C_out] (transposed likewise)."""
         s = self.time_shifting
-        t = torch.clamp(s * t / (1 + (s - 1) * t), max=1.0)
+        if self.time_clamp:
+            t = torch.clamp(s * t / (1 + (s - 1) * t), max=1.0)
+        if not self.use_sit:
+            x = x.transpose(1, 2)
         h = self.x_embedder.proj(x)
         c = self.t_embedder(t) + self.y_embedder(y)
         cos = sin = None
@@ -280,7 +291,14 @@ class FiT(nn.Module):
         g = self.global_adaLN_modulation(c) if self.global_adaLN_modulation is not None else 0.0
         for block in self.blocks:
             h = block(h, c, mask, cos, sin, g)
-        return self.final_layer(h, c) * mask[..., None]
+        out = self.final_layer(h, c) * mask[..., None]
+        return out if self.use_sit else out.transpose(1, 2)
+
+    def tokens(self, x, t, y, grid, mask):
+        """forward with x and the result [B, N, features] for either layout."""
+        if self.use_sit:
+            return self(x, t, y, grid, mask)
+        return self(x.transpose(1, 2), t, y, grid, mask).transpose(1, 2)
 
 
 def patchify(img, p):
@@ -320,8 +338,8 @@ class FiTImage(nn.Module):
         p = self.net.patch_size
         gh, gw = H // p, W // p
         mask = torch.ones(B, gh * gw, dtype=x.dtype)
-        out = self.net(patchify(x, p), t, y, make_grid(B, gh, gw), mask)
-        return unpatchify(out, C, p, gh, gw)
+        out = self.net.tokens(patchify(x, p), t, y, make_grid(B, gh, gw), mask)
+        return unpatchify(out, self.net.out_channels, p, gh, gw)
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -334,13 +352,20 @@ DEFAULTS = dict(input_size=32, context_size=256, patch_size=2, in_channels=4, hi
                 k_norm="layernorm", qk_norm_weight=False, norm_type="layernorm", qkv_bias=True, ffn_bias=True,
                 adaln_bias=True, adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
                 time_shifting=1)
+# "fitv1": configs/fit/config_fit_xl.yaml's values (the Python signature's, but SwiGLU-large and RoPE).
+DEFAULTS_V1 = dict(DEFAULTS, depth=28, learn_sigma=True, use_sit=False, use_swiglu_large=True, q_norm=None,
+                   k_norm=None, adaln_type="normal", adaln_lora_dim=None)
 ROPE_SCALING = ["max_pe_len_h", "max_pe_len_w", "decouple", "ori_max_pe_len"]
 
 
 def full_config(cfg):
-    out = {"name": "fitv2"}
-    for k, v in DEFAULTS.items():
+    out = {"name": cfg.get("name", "fitv2")}
+    for k, v in (DEFAULTS_V1 if out["name"] == "fitv1" else DEFAULTS).items():
         out[k] = cfg.get(k, v)
+    if out["adaln_lora_dim"] is None:  # adaLN "normal" (FiTv1's default) has none
+        del out["adaln_lora_dim"]
+    if "time_clamp" in cfg:
+        out["time_clamp"] = cfg["time_clamp"]
     for k in ROPE_SCALING:
         if k in cfg:
             out[k] = cfg[k]
@@ -360,7 +385,9 @@ def build_from_config(cfg):
     kw = {k: cfg[k] for k in ("patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
                               "class_dropout_prob", "num_classes", "use_swiglu", "use_swiglu_large",
                               "rel_pos_embed", "q_norm", "k_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
-                              "adaln_lora_dim", "rope_theta", "custom_freqs", "time_shifting")}
+                              "rope_theta", "custom_freqs", "time_shifting", "learn_sigma", "use_sit")}
+    kw["adaln_lora_dim"] = cfg.get("adaln_lora_dim")
+    kw["time_clamp"] = cfg.get("time_clamp", True)
     gh, gw = (s // cfg["patch_size"] for s in input_hw(cfg))
     if cfg["custom_freqs"] != "normal":
         kw["max_pe_len_h"] = cfg.get("max_pe_len_h", gh)
@@ -371,7 +398,10 @@ def build_from_config(cfg):
 
 
 def preset(size):
-    """configs/fitv2/config_fitv2_{xl,3B}.yaml (256-px ImageNet, sd-vae latents 4 x 32 x 32)."""
+    """configs/fitv2/config_fitv2_{xl,3B}.yaml (256-px ImageNet, sd-vae latents 4 x 32 x 32), and
+    configs/fit/config_fit_xl.yaml for "v1_xl"."""
+    if size == "v1_xl":
+        return dict(name="fitv1", input_size=32)
     depth, hidden, heads, lora = {"xl": (36, 1152, 16, 288), "3b": (40, 2304, 24, 576)}[size]
     return dict(name="fitv2", input_size=32, depth=depth, hidden_size=hidden, num_heads=heads,
                 adaln_lora_dim=lora)
@@ -384,5 +414,5 @@ def count(cfg):
 
 
 if __name__ == "__main__":
-    for s in ("xl", "3b"):
+    for s in ("xl", "3b", "v1_xl"):
         print(s, count(preset(s)))

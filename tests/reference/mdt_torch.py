@@ -1,4 +1,4 @@
-"""PyTorch twin of MDTv2, written from docs/mdt.md (successors spec section 3 and the facts read from
+"""PyTorch twin of MDTv2 (and MDTv1, `v1=True`: the mdtv1 branch's `MDT`), written from docs/mdt.md (successors spec section 3 and the facts read from
 sail-sg/MDT masked_diffusion/models.py recorded there).
 
 State_dict names, shapes and order equal the official `MDTv2` (relative_position_index included, an
@@ -87,8 +87,11 @@ class MDTBlock(nn.Module):
 class MDTv2(nn.Module):
     def __init__(self, input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
                  mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=1000, learn_sigma=True, mask_ratio=None,
-                 decode_layer=4):
+                 decode_layer=4, v1=False):
+        """v1: the mdtv1 branch's `MDT`: `blocks` without long skips; the side-interpolater (or the
+        decoder position) before the last decode_layer of them."""
         super().__init__()
+        self.v1 = v1
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.patch_size = patch_size
         self.mask_ratio = mask_ratio
@@ -100,11 +103,15 @@ class MDTv2(nn.Module):
         L = self.x_embedder.num_patches
         g = input_size // patch_size
         self.pos_embed = nn.Parameter(torch.zeros(1, L, hidden_size, **_dev()))
-        half = (depth - decode_layer) // 2
         blk = lambda skip: MDTBlock(hidden_size, num_heads, mlp_ratio, g, skip)  # noqa: E731
-        self.en_inblocks = nn.ModuleList([blk(False) for _ in range(half)])
-        self.en_outblocks = nn.ModuleList([blk(True) for _ in range(half)])
-        self.de_blocks = nn.ModuleList([blk(True) for _ in range(decode_layer)])
+        if v1:
+            self.blocks = nn.ModuleList([blk(False) for _ in range(depth)])
+            self.decode_layer = decode_layer
+        else:
+            half = (depth - decode_layer) // 2
+            self.en_inblocks = nn.ModuleList([blk(False) for _ in range(half)])
+            self.en_outblocks = nn.ModuleList([blk(True) for _ in range(half)])
+            self.de_blocks = nn.ModuleList([blk(True) for _ in range(decode_layer)])
         self.sideblocks = nn.ModuleList([blk(False)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, L, hidden_size, **_dev()))
@@ -131,12 +138,18 @@ class MDTv2(nn.Module):
             mask[:, :len_keep] = 0
             mask = torch.gather(mask, 1, ids_restore)  # 1: masked
             x = torch.gather(x, 1, ids_keep[:, :, None].expand(-1, -1, D))
-        skips = []
-        for b in self.en_inblocks:
-            x = b(x, c, ids_keep=ids_keep)
-            skips.append(x)
-        for b in self.en_outblocks:
-            x = b(x, c, skip=skips.pop(), ids_keep=ids_keep)
+        if self.v1:
+            encoder, decoder = self.blocks[:len(self.blocks) - self.decode_layer], \
+                self.blocks[len(self.blocks) - self.decode_layer:]
+            for b in encoder:
+                x = b(x, c, ids_keep=ids_keep)
+        else:
+            skips = []
+            for b in self.en_inblocks:
+                x = b(x, c, ids_keep=ids_keep)
+                skips.append(x)
+            for b in self.en_outblocks:
+                x = b(x, c, skip=skips.pop(), ids_keep=ids_keep)
         if ids_shuffle is not None:
             # side-interpolater: append mask tokens, unshuffle, + decoder_pos_embed, the side block,
             # then the side block's output on masked tokens only.
@@ -150,8 +163,12 @@ class MDTv2(nn.Module):
             x = x * m + (1 - m) * before
         else:
             x = x + self.decoder_pos_embed.to(x.dtype)
-        for b in self.de_blocks:
-            x = b(x, c, skip=input_skip)
+        if self.v1:
+            for b in decoder:
+                x = b(x, c)
+        else:
+            for b in self.de_blocks:
+                x = b(x, c, skip=input_skip)
         return unpatchify(self.final_layer(x, c), self.out_channels, self.patch_size)
 
 
@@ -162,7 +179,7 @@ SIZES = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 
 
 
 def full_config(cfg):
-    out = {"name": "mdt"}
+    out = {"name": cfg.get("name", "mdt")}
     for k in CONFIG_KEYS:
         out[k] = cfg.get(k, DEFAULTS[k])
     out["mlp_ratio"] = float(out["mlp_ratio"])
@@ -174,13 +191,12 @@ def full_config(cfg):
 
 def build_from_config(cfg):
     cfg = full_config(cfg)
-    cfg.pop("name")
-    return MDTv2(**cfg)
+    return MDTv2(v1=cfg.pop("name") == "mdtv1", **cfg)
 
 
-def preset(size, decode_layer, input_size=32):
+def preset(size, decode_layer, input_size=32, name="mdt"):
     depth, hidden, heads = SIZES[size]
-    return dict(name="mdt", input_size=input_size, patch_size=2, in_channels=4, hidden_size=hidden, depth=depth,
+    return dict(name=name, input_size=input_size, patch_size=2, in_channels=4, hidden_size=hidden, depth=depth,
                 num_heads=heads, num_classes=1000, class_dropout_prob=0.1, learn_sigma=True, decode_layer=decode_layer)
 
 
@@ -205,5 +221,6 @@ def randomize(net, g):
 
 
 if __name__ == "__main__":
-    for n, c in [("mdt_xl_2", preset("xl", 4)), ("mdt_s_2", preset("s", 6))]:
+    for n, c in [("mdt_xl_2", preset("xl", 4)), ("mdt_s_2", preset("s", 6)),
+                 ("mdtv1_xl_2", preset("xl", 2, name="mdtv1"))]:
         print(n, count(c))

@@ -1,6 +1,6 @@
 // generate() with DiT's ADM samplers against the float64 DDIM runs of make_fixtures.py (cases
-// *_sampling: the weights of dit_p2 / skipdit_p2, a stored x_T): respacing "ddimK" with eta 0,
-// the network called at the original step timestep_map[i], guidance on 3 channels as DiT's
+// *_sampling: the weights of dit_p2 / skipdit_p2 / fitv1_p2, a stored x_T): respacing "ddimK" with
+// eta 0, the network called at the original step timestep_map[i], guidance on 3 channels as DiT's
 // forward_with_cfg (docs/dit.md). This is the "same initial noise" criterion, to 1e-4.
 #include <gtest/gtest.h>
 
@@ -161,7 +161,8 @@ TEST_P(DiTSampling, DdpmLearnedVarianceIsDeterministic) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, DiTSampling,
-                         ::testing::Values("dit_p2_sampling", "skipdit_p2_sampling"));
+                         ::testing::Values("dit_p2_sampling", "skipdit_p2_sampling",
+                                           "fitv1_p2_sampling"));
 
 }  // namespace
 

@@ -1,7 +1,8 @@
-// FiTv2 (docs/fit.md): the released sizes and state_dict order, the official initialisation, the
-// refused switches, and the RoPE with its extrapolation scalings against hand-computed values and
-// the PyTorch twin's tables (tests/reference/fit_fixtures.py, fixture fit_rope). The network's
-// forward and backward parity is NetworkParity's fit_* cases (test_model.cpp).
+// FiTv2 and FiTv1 (docs/fit.md): the released sizes and state_dict order, the presets' official
+// values, the official initialisation, the refused switches, and the RoPE with its extrapolation
+// scalings against hand-computed values and the PyTorch twin's tables
+// (tests/reference/fit_fixtures.py, fixture fit_rope). The network's forward and backward parity is
+// NetworkParity's fit_* cases (test_model.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -161,7 +162,17 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
     return error_of([&] { fit().table(j); });
   };
   EXPECT_NE(err("learn_sigma", true).find("learn_sigma"), std::string::npos);
-  EXPECT_NE(err("use_sit", false).find("nnet.use_sit"), std::string::npos);
+  // FiTv1's ADM variant: use_sit false with or without the variance output; the official assert.
+  nlohmann::json v1 = n;
+  v1["use_sit"] = false;
+  EXPECT_EQ(fit().spec({{"nnet", v1}}).out_chans, 4);
+  v1["learn_sigma"] = true;
+  EXPECT_EQ(fit().spec({{"nnet", v1}}).out_chans, 8);
+  EXPECT_NE(err("learn_sigma", true).find("use_sit"), std::string::npos);
+  nlohmann::json tc = n;
+  tc["time_shifting"] = 2;
+  tc["time_clamp"] = false;
+  EXPECT_NE(error_of([&] { fit().table(tc); }).find("nnet.time_clamp"), std::string::npos);
   EXPECT_NE(err("qk_norm_weight", true).find("nnet.qk_norm_weight"), std::string::npos);
   EXPECT_NE(err("norm_type", "rmsnorm").find("nnet.norm_type"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk").find("ntk-aware-pro2"), std::string::npos);
@@ -178,6 +189,88 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   EXPECT_EQ(s.img_size, 4);
   EXPECT_EQ(s.width(), 8);
   EXPECT_EQ(s.in_numel(), 4u * 4 * 8);
+}
+
+// FiTv1-XL/2 (configs/fit/config_fit_xl.yaml): 347 tensors, 823,599,392 values (the README's
+// 824M), adaLN "normal" (one Linear(D, 6D) per block, no global modulation), SwiGLU-large (hidden
+// 4D) and the learned-sigma head (p^2 2C = 32 outputs).
+TEST(FiT, V1ReleasedSizesAndStateDictOrder) {
+  const NetworkFamily& v1 = network_family("fitv1");
+  const nlohmann::json nn = preset_nnet("fitv1_xl_2");
+  const ParamTable t = v1.table(nn);
+  EXPECT_EQ(t.entries().size(), 347u);
+  EXPECT_EQ(t.total(), 823599392u);
+  const auto& e = t.entries();
+  EXPECT_EQ(e[6].name, "y_embedder.embedding_table.weight");
+  EXPECT_EQ(e[6].shape, (std::vector<int64_t>{1001, 1152}));
+  const char* block[] = {
+      "attn.qkv.weight",  "attn.qkv.bias",  "attn.proj.weight",          "attn.proj.bias",
+      "mlp.fc1_g.weight", "mlp.fc1_g.bias", "mlp.fc1_x.weight",          "mlp.fc1_x.bias",
+      "mlp.fc2.weight",   "mlp.fc2.bias",   "adaLN_modulation.1.weight", "adaLN_modulation.1.bias"};
+  for (size_t i = 0; i < 12; ++i) EXPECT_EQ(e[7 + i].name, std::string("blocks.0.") + block[i]);
+  EXPECT_EQ(t.at("blocks.27.mlp.fc1_x.weight").shape, (std::vector<int64_t>{4608, 1152}));
+  EXPECT_EQ(t.at("blocks.27.adaLN_modulation.1.weight").shape, (std::vector<int64_t>{6912, 1152}));
+  EXPECT_EQ(e[e.size() - 4].name, "final_layer.linear.weight");
+  EXPECT_EQ(e[e.size() - 4].shape, (std::vector<int64_t>{32, 1152}));
+  // The README's 153 GFLOPs: the linear layers' multiply-adds at 256 tokens (as for FiTv2).
+  const double attention = 28 * 2 * 256.0 * 256 * 1152;
+  EXPECT_NEAR((v1.flops(nn) / 2 - attention) / 1e9, 153, 1.0);
+  // The preset spells out the constructor's defaults: the same network from {"name": "fitv1"}.
+  const ParamTable d = v1.table({{"name", "fitv1"}});
+  EXPECT_EQ(d.total(), t.total());
+  EXPECT_EQ(v1.full_config({{"name", "fitv1"}}), v1.full_config(nn));
+}
+
+// config_fit_xl.yaml and the README's FiTv1 FID command (sample_fit_ddp.py: ADM p_sample_loop over
+// 250 respaced steps, cfg 1.5 on 3 channels), and the tiny model.
+TEST(FiT, V1PresetsHaveTheOfficialValues) {
+  const std::string dir = std::string(UVIT_TEST_SOURCE) + "/../configs";
+  ::setenv("UVIT_CONFIG_DIR", dir.c_str(), 1);
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    files += e.path().extension() == ".json" && load_config(e.path().string()).spec.name == "fitv1";
+  EXPECT_EQ(files, 2u) << "a FiTv1 preset in configs/ is not checked here";
+  const Config c = load_config("fitv1_xl_2");
+  const nlohmann::json& j = c.json;
+  EXPECT_EQ(j["schedule"], "adm");
+  EXPECT_EQ(j["pred"], "noise_pred");
+  EXPECT_EQ(j["z_shape"], nlohmann::json({4, 32, 32}));
+  EXPECT_DOUBLE_EQ(j["autoencoder"]["scale_factor"].get<double>(), 0.18215);
+  EXPECT_DOUBLE_EQ(j["optimizer"]["lr"].get<double>(), 1e-4);
+  EXPECT_EQ(j["optimizer"]["betas"], nlohmann::json({0.9, 0.999}));
+  EXPECT_DOUBLE_EQ(j["optimizer"]["weight_decay"].get<double>(), 0.0);
+  // lr_scheduler "constant" (get_constant_schedule) ignores lr_warmup_steps 500.
+  EXPECT_EQ(j["lr_scheduler"]["warmup_steps"], 0);
+  EXPECT_DOUBLE_EQ(j["grad_clip"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["ema_rate"].get<double>(), 0.9999);
+  EXPECT_EQ(j["train"]["batch_size"], 256);
+  EXPECT_EQ(j["train"]["n_steps"], 2000000);
+  EXPECT_EQ(c.spec.in_chans, 4);
+  EXPECT_EQ(c.spec.out_chans, 8);          // learn_sigma: eps, then the variance values
+  EXPECT_EQ(c.spec.guidance_channels, 3);  // forward_with_cfg's C_cfg = 3 p^2 of (B, C, N)
+  const GenerateOptions g = with_preset_defaults(c, GenerateOptions{});
+  EXPECT_EQ(g.sampler, "ddpm");
+  EXPECT_EQ(g.steps, 250);
+  EXPECT_DOUBLE_EQ(g.cfg_scale, 0.5);  // cfg 1.5
+  const Config t = load_config("fmnist_fitv1_tiny");
+  EXPECT_EQ(t.spec.in_chans, 1);
+  EXPECT_EQ(t.spec.out_chans, 2);
+  EXPECT_EQ(t.json["schedule"], "adm");
+}
+
+// adaLN-Zero with the learned-sigma head: both halves of the output are exactly zero at
+// initialisation, and the ADM objective takes the 2C output.
+TEST(FiT, V1OfficialInitialisation) {
+  Config cfg = load_config("fmnist_fitv1_tiny");
+  auto be = make_cpu_backend();
+  auto m = make_network(cfg, *be);
+  m->init_random(7);
+  EXPECT_THROW(m->table().at("global_adaLN_modulation.1.weight"), Error);
+  const int B = 2;
+  std::vector<float> x(B * 28 * 28, 0.5f), t = {3.f, 900.f}, out(2 * x.size(), 1.f);
+  std::vector<int32_t> y = {1, 10};
+  m->forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
+  for (float v : out) ASSERT_EQ(v, 0.f);
 }
 
 // Hand values (Python float64): ntk-aware base' = 1e4 * 1.25^(36/34) = 12665.1577069347 for a

@@ -398,3 +398,27 @@ TEST(MdtDiffusion, PresetsCarryTheOfficialRecipe) {
     EXPECT_EQ(j["sample"]["sample_steps"], 250);
   }
 }
+
+// MDTv1's recipe (the mdtv1 branch: train_util.py's AdamW with image_train.py's lr 3e-4, no
+// min-SNR weight, no clip; image_sample.py's cfg 3.8 with scale_pow 4 over 250 DDPM steps;
+// run.sh's mask_ratio 0.3, decode_layer 2).
+TEST(MdtDiffusion, V1PresetCarriesTheOfficialRecipe) {
+  const std::string dir = std::string(UVIT_TEST_SOURCE) + "/../configs";
+  ::setenv("UVIT_CONFIG_DIR", dir.c_str(), 1);
+  const Config c = load_config("mdtv1_xl_2");
+  const nlohmann::json& j = c.json;
+  EXPECT_EQ(c.spec.name, "mdtv1");
+  EXPECT_EQ(j["optimizer"]["name"], "adamw");
+  EXPECT_DOUBLE_EQ(j["optimizer"]["lr"].get<double>(), 3e-4);
+  EXPECT_EQ(j["optimizer"]["betas"], nlohmann::json({0.9, 0.999}));
+  EXPECT_DOUBLE_EQ(j["optimizer"]["weight_decay"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j["grad_clip"].get<double>(), 0.0);
+  EXPECT_FALSE(j["train"].contains("min_snr_gamma"));
+  EXPECT_DOUBLE_EQ(j["nnet"]["mask_ratio"].get<double>(), 0.3);
+  EXPECT_EQ(j["nnet"]["decode_layer"], 2);
+  EXPECT_DOUBLE_EQ(j["sample"]["cfg_power"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(j["sample"]["scale"].get<double>(), 2.8);  // cfg 3.8
+  EXPECT_EQ(j["sample"]["algorithm"], "ddpm");
+  EXPECT_EQ(j["sample"]["sample_steps"], 250);
+  EXPECT_EQ(load_config("fmnist_mdtv1_tiny").spec.name, "mdtv1");
+}

@@ -125,13 +125,17 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                                            "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
                                            "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma",
                                            "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk",
-                                           "fit_ntkpro2", "svg_qknorm_sigma", "svg_plain",
-                                           "lavin_tiny", "lavin_p1_mqa"));
+                                           "fit_ntkpro2", "fitv1_p2", "fitv1_rect",
+                                           "svg_qknorm_sigma", "svg_plain", "lavin_tiny",
+                                           "lavin_p1_mqa", "mdtv1_p2"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
-// encoder with the gathered relative bias, the side-interpolater, mask_token's gradient.
-TEST(MdtMasked, OutputAndGradientsMatchTorch) {
-  Fixture f = load_fixture("mdt_p2_masked");
+// encoder with the gathered relative bias, the side-interpolater, mask_token's gradient (MDTv2,
+// and MDTv1 with its plain blocks and fixed len_keep).
+class MdtMaskedParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MdtMaskedParity, OutputAndGradientsMatchTorch) {
+  Fixture f = load_fixture(GetParam());
   auto be = make_cpu_backend();
   auto m = make_network(f.cfg, *be);
   EXPECT_EQ(m->train_passes(), 2);
@@ -152,6 +156,9 @@ TEST(MdtMasked, OutputAndGradientsMatchTorch) {
   EXPECT_NE(plain.out, r.out);
   EXPECT_THROW(mdt_set_mask(*m, std::vector<int32_t>(ids.size(), 0), keep), Error);
 }
+
+INSTANTIATE_TEST_SUITE_P(Cases, MdtMaskedParity,
+                         ::testing::Values("mdt_p2_masked", "mdtv1_p2_masked"));
 
 // A drawn mask (the trainer's pass 1): the same draw for the same key, another for another key;
 // inference ignores the pass.
@@ -270,6 +277,30 @@ TEST(ModelTable, MDTParameterCounts) {
   EXPECT_EQ(t.at("en_inblocks.0.attn.rel_pos_bias.relative_position_bias_table").shape,
             (std::vector<int64_t>{964, 16}));
   EXPECT_EQ(t.entries().back().name, "final_layer.adaLN_modulation.1.bias");
+}
+
+TEST(ModelTable, MDTv1ParameterCounts) {
+  // MDT-XL/2 of the mdtv1 branch (decode_layer 2, the released mdt_xl2_v1_ckpt.pt's): 28 plain
+  // `blocks` and the side block, no skip_linear.
+  ParamTable t = network_param_table(load_config("mdtv1_xl_2"));
+  EXPECT_EQ(t.entries().size(), 362u);
+  EXPECT_EQ(t.total(), 701678688u);
+  EXPECT_EQ(t.entries()[2].name, "mask_token");
+  EXPECT_EQ(t.entries()[10].name, "blocks.0.attn.qkv.weight");
+  EXPECT_TRUE(t.at("blocks.27.attn.rel_pos_bias.relative_position_index").frozen);
+  EXPECT_EQ(t.at("sideblocks.0.adaLN_modulation.1.weight").shape,
+            (std::vector<int64_t>{6912, 1152}));
+  for (const auto& e : t.entries()) EXPECT_EQ(e.name.find("skip_linear"), std::string::npos);
+  // decode_layer has no usable default, and must leave the decoder a block.
+  const nlohmann::json n = {{"name", "mdtv1"}, {"input_size", 8}, {"hidden_size", 32},
+                            {"num_heads", 2},  {"depth", 2},      {"num_classes", 10}};
+  EXPECT_THROW(network_family("mdtv1").table(n), Error);
+  nlohmann::json d = n;
+  d["decode_layer"] = 0;
+  EXPECT_THROW(network_family("mdtv1").table(d), Error);
+  d["decode_layer"] = 1;
+  EXPECT_EQ(network_family("mdtv1").table(d).entries().size(),
+            3u + 7u + 3u * 12u + 4u);  // 2 blocks + side
 }
 
 // LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# FiTv1 end to end (docs/fit.md, "FiTv1"): fmnist_fitv1_tiny trains on the ADM objective (learned
+# sigma, hybrid loss) 3 steps, resumes to 5 byte-identical to a straight run, samples with ADM's
+# ancestral sampler and DDIM under classifier-free guidance; `uvit predict` against the twin (2C
+# outputs, non-square grid); `uvit info --json` of fitv1_xl_2 against the twin's official
+# state_dict; the one-line errors.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+FX=$2
+source tests/e2e/data/lib.sh
+CFG=fmnist_fitv1_tiny
+small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2)
+
+train_resume $CFG fitv1 "${small[@]}"
+grep -q '"use_sit": *false' "$tmp/run/config.json" || fail "run config lost use_sit"
+run "$UVIT" train --config $CFG "${small[@]}" --set lr_scheduler.warmup_steps=0 \
+  --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
+same_files "$tmp/run" "$tmp/straight" "fitv1: 3 steps + resume to 5"
+R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
+# ADM's ancestral sampler (the official p_sample_loop, learned-range variance) with cfg 1.5 on the
+# first 3 channels, and DDIM; a seed repeats. (tests/unit/test_dit_sampling.cpp checks the guided
+# samplers against the float64 reference on fitv1_p2's weights.)
+run "$UVIT" sample "${R[@]}" --n 4 --classes 0,7 --sampler ddpm --steps 8 --guidance 1.5 \
+  --seed 3 --npy "$tmp/g.npy"
+run "$UVIT" sample "${R[@]}" --n 4 --classes 0,7 --sampler ddpm --steps 8 --guidance 1.5 \
+  --seed 3 --npy "$tmp/g2.npy"
+cmp -s "$tmp/g.npy" "$tmp/g2.npy" || fail "ddpm with a seed is not repeatable"
+run "$UVIT" sample "${R[@]}" --n 3 --class 4 --sampler ddim --steps 5 --guidance 2 \
+  --npy "$tmp/d.npy"
+# Five steps leave the labels little say: the raw weights (not the EMA's) at a large scale show
+# that guidance reaches the network.
+W=(--config "$tmp/run" --weights "$tmp/run/nnet.safetensors" -q --n 4 --classes 0,7 --sampler ddpm
+  --steps 8 --seed 3)
+run "$UVIT" sample "${W[@]}" --guidance 1 --npy "$tmp/u.npy"
+run "$UVIT" sample "${W[@]}" --guidance 8 --npy "$tmp/w.npy"
+"$PY" -c "
+import numpy as n, sys
+g, d, u, w = (n.load(f) for f in sys.argv[1:])
+assert g.shape == u.shape == w.shape == (4, 28, 28, 1) and d.shape == (3, 28, 28, 1), (g.shape, d.shape)
+assert (u != w).any(), 'guidance changed nothing'
+" "$tmp/g.npy" "$tmp/d.npy" "$tmp/u.npy" "$tmp/w.npy" || fail "sample shapes / guidance"
+
+# The network from the command line against the PyTorch twin: the official .pth state_dict, a 3 x 2
+# grid, eps and the variance values (2 C = 6 channels), timesteps as they are (time_clamp false).
+C=$FX/fitv1_rect
+run "$UVIT" predict --config "$C.json" --weights "$C.pth" --x "${C}_x.npy" --t "${C}_t.npy" \
+  --y "${C}_y.npy" --out "$tmp/p.npy"
+"$PY" -c "
+import numpy as n, sys
+a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
+assert a.shape == b.shape == (2, 6, 6, 4), (a.shape, b.shape)
+e = abs(a - b).max() / abs(b).max()
+assert e < 1e-5, e
+" "$tmp/p.npy" "${C}_out.npy" || fail "predict against the twin"
+
+# fitv1_xl_2's parameter table is the official FiTv1-XL/2 state_dict, name for name and shape for
+# shape (configs/fit/config_fit_xl.yaml through the twin), 347 tensors, 823,599,392 values.
+"$PY" - "$tmp" <<'PYEOF' || fail "twin state_dict"
+import json, sys
+sys.path.insert(0, "tests/reference")
+import fit_torch as F
+with F.on_meta():
+    sd = F.build_from_config(F.preset("v1_xl")).state_dict()
+json.dump([{"name": k, "shape": list(v.shape)} for k, v in sd.items()], open(sys.argv[1] + "/keys.json", "w"))
+PYEOF
+run "$UVIT" info --json --config fitv1_xl_2
+"$PY" - "$tmp/out" "$tmp/keys.json" <<'PYEOF' || fail "FiTv1-XL/2 key set"
+import json, sys
+ours, twin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert ours == twin, "uvit's fitv1_xl_2 table differs from the official state_dict"
+n = 0
+for e in ours:
+    k = 1
+    for s in e["shape"]:
+        k *= s
+    n += k
+assert (len(ours), n) == (347, 823599392), (len(ours), n)
+print("FiTv1-XL/2: %d tensors, %d values" % (len(ours), n))
+PYEOF
+run "$UVIT" info --config fitv1_xl_2
+grep -q "823599392 in 347 tensors" "$tmp/out" || fail "fitv1_xl_2 size: $(cat "$tmp/out")"
+
+# One-line errors: a variance output on the velocity model; packed batches need the flow objective.
+expect_error "use_sit" "$UVIT" train --config $CFG "${small[@]}" --set nnet.use_sit=true \
+  --out "$tmp/e" --steps 1 --batch 4 --no-grid -q
+D=$tmp/folder
+"$PY" - "$D" <<'PYEOF'
+import os, sys
+import numpy as np
+os.makedirs(sys.argv[1])
+for i, (h, w) in enumerate([(28, 28), (16, 28), (12, 8), (8, 8)]):
+    np.save(os.path.join(sys.argv[1], "%d_%d.npy" % (i % 2, i)), np.zeros((1, h, w), np.float32))
+PYEOF
+expect_error "flow objective" "$UVIT" train --config $CFG "${small[@]}" \
+  --set dataset.name=npy_folder --set "dataset.path=$D" --out "$tmp/e2" --steps 1 --batch 4 \
+  --no-grid -q
+exit $fails
