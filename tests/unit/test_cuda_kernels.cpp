@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -661,6 +662,9 @@ TEST(CudaKernels, EmbeddingFwdBwd) {
 struct BiasGeometry {
   int g, B, H, Dh, kept;
 };
+void PrintTo(const BiasGeometry& b, std::ostream* os) {  // the test's name in ctest
+  *os << "g" << b.g << "_B" << b.B << "_H" << b.H << "_Dh" << b.Dh << "_kept" << b.kept;
+}
 class CudaKernelsBias : public ::testing::TestWithParam<BiasGeometry> {};
 
 TEST_P(CudaKernelsBias, AttentionBiasMatchesCpu) {
@@ -700,8 +704,9 @@ TEST_P(CudaKernelsBias, AttentionBiasMatchesCpu) {
       m.cpu->attention_bias_fwd(qkv.data(), hb, out.data(), lse.data(), B, N, H, Dh, scale);
       m.cpu->attention_bias_bwd(dout.data(), qkv.data(), out.data(), lse.data(), hb, dqkv.data(),
                                 dtable.data(), B, N, H, Dh, scale);
-      auto* didx = static_cast<int32_t*>(m.gpu->alloc_bytes(index.size() * 4));
-      auto* dids = static_cast<int32_t*>(m.gpu->alloc_bytes(ids.size() * 4));
+      const uvit::DeviceBuffer index_buf(*m.gpu, index.size() * 4), ids_buf(*m.gpu, ids.size() * 4);
+      auto* didx = index_buf.as<int32_t>();
+      auto* dids = ids_buf.as<int32_t>();
       m.gpu->upload(didx, index.data(), index.size() * 4);
       m.gpu->upload(dids, ids.data(), ids.size() * 4);
       Backend::AttnBias db = hb;
@@ -719,8 +724,6 @@ TEST_P(CudaKernelsBias, AttentionBiasMatchesCpu) {
                                 Dh, scale);
       compare("attention_bias_bwd dqkv", m.get_act(gdqkv, dqkv.size()), dqkv, 2 * m.tol());
       compare("attention_bias_bwd dtable", m.get_f32(gdt, dtable.size()), dtable, 2 * m.tol());
-      m.gpu->free_bytes(didx);
-      m.gpu->free_bytes(dids);
     }
   }
 }
