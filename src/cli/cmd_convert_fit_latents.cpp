@@ -29,7 +29,7 @@ struct Converted {
 Converted read_fit_latent(const std::string& path, int p) {
   const NamedArrays t = load_safetensors(path);
   const auto get = [&](const char* k) -> const Array& {
-    const auto it = t.find(k);
+    const auto it = std::find_if(t.begin(), t.end(), [&](const auto& e) { return e.first == k; });
     UVIT_CHECK(it != t.end(), path, ": no tensor '", k, "' (expected feature, grid, size, label)");
     return it->second;
   };

@@ -305,10 +305,10 @@ void extract_fit(const Opts& o) {
              " is below one token (", granularity, " px)");
   const std::vector<std::string> files = data::list_images_recursively(o.data);
   UVIT_CHECK(!files.empty(), o.data, ": no images (jpg, jpeg, png, gif) found");
-  const fs::path root(o.data);
+  // OUT/REL + suffix; the walk names every image DATA/REL.
   const auto out_path = [&](const std::string& img, const char* suffix) {
-    return (fs::path(o.out) / fs::path(img).lexically_relative(root).replace_extension(suffix))
-        .string();
+    return cat(o.out, "/",
+               fs::path(img.substr(o.data.size() + 1)).replace_extension(suffix).string());
   };
   std::vector<size_t> todo;
   for (size_t i = 0; i < files.size(); ++i)
@@ -347,8 +347,7 @@ void extract_fit(const Opts& o) {
   // The posterior noise of a file hangs on its name alone (FNV-1a), not on the batch or the resume.
   const auto write = [&](const std::string& path, const Array& moments, int64_t) {
     uint64_t key = 0xcbf29ce484222325ull;
-    for (unsigned char ch : fs::path(path).lexically_relative(o.out).string())
-      key = (key ^ ch) * 0x100000001b3ull;
+    for (unsigned char ch : path.substr(o.out.size() + 1)) key = (key ^ ch) * 0x100000001b3ull;
     const int64_t c = moments.shape[0] / 2, h = moments.shape[1], w = moments.shape[2];
     Array z(DType::F32, {c, h, w});
     sample_posterior(moments.as<float>(), c, h * w, float(cfg.scale_factor), Philox(key, 0xf17), 0,
