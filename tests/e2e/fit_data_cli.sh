@@ -73,9 +73,10 @@ cat "$tmp/out"
 run "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/conv_crop" --crop -q
 run "$PY" $TWIN check-converted "$tmp/off/crop_expected" "$tmp/conv_crop"
 cat "$tmp/out"
-# Labels 0003, 0000, 0999, 0042 as file-name prefixes; latents up to [4, 32, 32] and [4, 2, 40].
-run "$UVIT" train --config fmnist_fit_tiny "${tiny[@]}" --set nnet.input_size=40 \
-  --set nnet.context_size=256 --set dataset.max_tokens=256 --set nnet.num_classes=1000 \
+# Labels 0000, 0003, 0042, 0999 as file-name prefixes (4 classes); latents [4, 8, 12], [4, 32, 32],
+# [4, 2, 40] and [4, 24, 42]: a 32 x 42 canvas, up to 256 tokens.
+run "$UVIT" train --config fmnist_fit_tiny "${tiny[@]}" --set 'nnet.input_size=[32,42]' \
+  --set nnet.context_size=256 --set dataset.max_tokens=256 \
   --set "dataset.path=$tmp/conv" --set lr_scheduler.warmup_steps=0 --out "$tmp/run2" --steps 2 \
   --batch 4 --no-grid -q
 
