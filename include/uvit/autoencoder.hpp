@@ -12,6 +12,7 @@
 
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/rng.hpp"
 
 namespace uvit {
 
@@ -69,6 +70,12 @@ void save_latent_stats(const std::string& path, const LatentStats& stats);
 // Moments [B, 2C, h, w] (mean, logvar) of z become those of (z - m) / s: mean' = (mean - m) / s,
 // logvar' = logvar - 2 ln s, so a posterior sample of the result is the normalised sample.
 void normalize_moments(Array& moments, const LatentStats& stats);
+
+// One posterior sample of moments [2C, plane] (C means, then C log-variances): out[j] = scale *
+// (mean_j + exp(0.5 * clamp(logvar_j, -30, 20)) * eps_j) in float32, eps_j = eps.normal(base + j),
+// j < C * plane (the official DiagonalGaussianDistribution.sample() times the scale factor).
+void sample_posterior(const float* moments, int64_t channels, int64_t plane, float scale,
+                      const Philox& eps, uint64_t base, float* out);
 
 // The official statistics (LightningDiT datasets/img_latent_dataset.py): one posterior sample
 // z = mean + exp(0.5 * clamp(logvar, -30, 20)) * eps per latent, then the per-channel mean and

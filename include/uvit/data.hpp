@@ -53,6 +53,9 @@ class Dataset {
   // Writes item i (C*H*W floats) into x and, for context datasets, L*D floats into ctx. Returns the
   // label or -1. Must be thread-safe (called concurrently for different items).
   virtual int64_t get(int64_t i, float* x, float* ctx, const DrawRng& rng) const = 0;
+  // Item i horizontally flipped (the loader's random_flip): get() then every canvas row mirrored.
+  // npy_folder overrides it: the item's stored flip, else its valid region mirrored in place.
+  virtual int64_t get_flipped(int64_t i, float* x, float* ctx, const DrawRng& rng) const;
   // The null condition for text datasets (empty-string context, L*D floats); empty otherwise.
   virtual const std::vector<float>& empty_context() const;
   virtual std::string describe() const = 0;  // one line: name, path, count, shape
@@ -111,7 +114,9 @@ std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
 // walk, each placed top-left on a [C, canvas_h, canvas_w] canvas. Every file must have C channels,
 // h and w multiples of `patch` within the canvas and (h / patch)(w / patch) <= max_tokens (0: no
 // limit); the file is named otherwise. Label = sorted index of the basename prefix before the
-// first '_' (ImageNet's rule). Shapes are read once when the dataset opens.
+// first '_' (ImageNet's rule). Shapes are read once when the dataset opens. NAME.flip.npy is the
+// stored horizontal flip of NAME.npy (FiT's extraction encodes both, docs/fit.md), not an item:
+// with the loader's random_flip a draw takes it with p 0.5 (get_flipped).
 std::shared_ptr<Dataset> make_npy_folder_dataset(const std::string& dir, int channels, int canvas_h,
                                                  int canvas_w, int patch, int max_tokens);
 

@@ -2,6 +2,7 @@
 // official float -> uint8 quantisation, PIL-compatible resampling for the dataset crops, grids and
 // loss plots.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -61,6 +62,13 @@ Image crop(const Image& in, int left, int top, int w, int h);
 Image center_crop_arr(const Image& in, int res);
 // Horizontal mirror.
 Image flip_horizontal(const Image& in);
+// FiT's resize_arr (docs/fit.md "Training on your own images"): the {width, height} an image of
+// w x h becomes for at most (image_size / granularity)^2 tokens of granularity (VAE factor x
+// patch) pixels, aspect ratio kept; float64 and truncation as the official code. A side may be 0
+// (very thin images), which fit_resize refuses.
+std::array<int, 2> fit_resize_size(int w, int h, int image_size, int granularity);
+// The image at that size (PIL BICUBIC; unchanged when the size is); `what` names it in errors.
+Image fit_resize(const Image& in, int image_size, int granularity, const std::string& what);
 
 // A line plot (e.g. the loss curve) as an RGB image: axes, ticks with small digit labels, one
 // polyline per series. log_y plots log10(y) (non-positive values are skipped).

@@ -4,6 +4,7 @@
 // with --latent-stats / --write-latent-stats the moments are of the normalised latents
 // (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic).
 // With --encoder svg, SVG's deterministic DINOv3 + residual features instead (docs/svg_encoder.md).
+// With --fit, FiTv2's variable-size latents (docs/fit.md): REL.npy + REL.flip.npy per image.
 // With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
 // context per caption and empty_context.npy (src/data/mscoco_features.cpp).
 #include <omp.h>
@@ -20,12 +21,14 @@
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/mscoco_features.hpp"
+#include "data/pixels.hpp"
 #include "models/svg_encoder.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
+#include "uvit/image.hpp"
 #include "uvit/io.hpp"
 #include "uvit/rng.hpp"
 
@@ -55,8 +58,8 @@ struct Opts {
   std::string data, weights, out, config, captions, clip, clip_config, vocab, latent_stats,
       write_stats, split = "train", device = "cpu", precision, encoder = "autoencoder", dinov3,
                    svg_config;
-  int resolution = 256, batch = 4;
-  bool quiet = false;
+  int resolution = 256, batch = 4, patch = 2;
+  bool quiet = false, fit = false;
 };
 
 // MS-COCO: moments of each image and the CLIP context of each of its captions.
@@ -178,32 +181,59 @@ std::vector<Item> pending_images(const Opts& o, const Dataset& ds) {
   return todo;
 }
 
-// The pending images in batches of --batch, each batch [originals..., flips...] through `encode`
-// ([2m, ...] per-image arrays), one (array, label) record per file.
-void write_features(const Opts& o, const Dataset& ds, const std::vector<Item>& todo,
-                    const std::function<Array(const Array&)>& encode) {
-  const int64_t R = o.resolution;
-  Progress bar("extract", long(todo.size()), o.quiet);
+// One batch of pending work: images [k, 3, H, W] and, per image, its output file and label.
+struct ExtractBatch {
+  Array images;
+  std::vector<std::string> paths;
+  std::vector<int64_t> labels;
+};
+
+// The extraction loop of every layout: `count` pending images in batches of `batch` (`load(first,
+// m)` builds one, images and their flips), each through `encode` ([k, ...] per-image arrays), then
+// `write(path, array, label)` per output file (atomic, so a file that exists is complete).
+void run_extraction(size_t count, int batch, bool quiet,
+                    const std::function<ExtractBatch(size_t, int)>& load,
+                    const std::function<Array(const Array&)>& encode,
+                    const std::function<void(const std::string&, const Array&, int64_t)>& write) {
+  Progress bar("extract", long(count), quiet);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int64_t> idx, labels;
-  for (size_t k = 0; k < todo.size(); k += size_t(o.batch)) {
-    const int m = int(std::min(todo.size() - k, size_t(o.batch)));
-    idx.clear();
-    for (int j = 0; j < m; ++j) idx.push_back(todo[k + size_t(j)].image);
-    const Array z = encode(load_images(ds, idx, R, true, labels));
-    const int64_t per = z.numel() / (2 * m);
-    for (int j = 0; j < 2 * m; ++j) {
-      const Item& it = todo[k + size_t(j % m)];
-      Array one = Array::from_f32({z.shape[1], z.shape[2], z.shape[3]}, z.as<float>() + j * per);
-      const auto bytes = encode_feature_record(one, labels[size_t(j % m)]);
-      const std::string path = feature_path(o, j < m ? it.file : it.flip_file);
-      write_file_atomic(path, bytes.data(), bytes.size());
-    }
+  for (size_t k = 0; k < count; k += size_t(batch)) {
+    const int m = int(std::min(count - k, size_t(batch)));
+    const ExtractBatch b = load(k, m);
+    const Array z = encode(b.images);
+    const int64_t per = z.numel() / z.shape[0];
+    for (size_t j = 0; j < b.paths.size(); ++j)
+      write(b.paths[j],
+            Array::from_f32({z.shape[1], z.shape[2], z.shape[3]}, z.as<float>() + int64_t(j) * per),
+            b.labels[j]);
     bar.update(long(k) + m);
   }
   bar.finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!o.quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", todo.size(), s);
+  if (!quiet) std::fprintf(stderr, "encoded %zu images (+ flips) in %.1f s\n", count, s);
+}
+
+// The pending images in batches of --batch, each batch [originals..., flips...] through `encode`
+// ([2m, ...] per-image arrays), one (array, label) record per file.
+void write_features(const Opts& o, const Dataset& ds, const std::vector<Item>& todo,
+                    const std::function<Array(const Array&)>& encode) {
+  const auto load = [&](size_t first, int m) {
+    std::vector<int64_t> idx, labels;
+    for (int j = 0; j < m; ++j) idx.push_back(todo[first + size_t(j)].image);
+    ExtractBatch b;
+    b.images = load_images(ds, idx, o.resolution, true, labels);
+    for (int j = 0; j < 2 * m; ++j) {
+      const Item& it = todo[first + size_t(j % m)];
+      b.paths.push_back(feature_path(o, j < m ? it.file : it.flip_file));
+      b.labels.push_back(labels[size_t(j % m)]);
+    }
+    return b;
+  };
+  run_extraction(todo.size(), o.batch, o.quiet, load, encode,
+                 [](const std::string& path, const Array& one, int64_t label) {
+                   const auto bytes = encode_feature_record(one, label);
+                   write_file_atomic(path, bytes.data(), bytes.size());
+                 });
 }
 
 void extract_imagenet(const Opts& o) {
@@ -259,6 +289,78 @@ void extract_svg(const Opts& o) {
   write_features(o, *ds, pending_images(o, *ds), [&](const Array& x) { return enc.encode(x, 1); });
 }
 
+// FiTv2's layout (docs/fit.md "Training on your own images"): every image of the folder at its own
+// size after the official resize_arr, it and its mirror image through the VAE, one posterior sample
+// times the scale factor per file: REL.npy and REL.flip.npy [C, h, w] (REL: the image's path under
+// --data without its extension), the npy_folder layout with its stored flips.
+void extract_fit(const Opts& o) {
+  UVIT_CHECK(o.captions.empty() && o.latent_stats.empty() && o.write_stats.empty(),
+             "extract-features --fit: --captions, --latent-stats and --write-latent-stats do not "
+             "apply");
+  const AutoencoderConfig cfg = autoencoder_config_from(o.config);
+  UVIT_CHECK(cfg.in_channels == 3 && !cfg.decoder_only,
+             "extract-features --fit needs an RGB autoencoder with an encoder");
+  const int granularity = cfg.downsample_factor() * o.patch;
+  UVIT_CHECK(o.resolution >= granularity, "extract-features --fit: --resolution ", o.resolution,
+             " is below one token (", granularity, " px)");
+  const std::vector<std::string> files = data::list_images_recursively(o.data);
+  UVIT_CHECK(!files.empty(), o.data, ": no images (jpg, jpeg, png, gif) found");
+  // OUT/REL + suffix; the walk names every image DATA/REL.
+  const auto out_path = [&](const std::string& img, const char* suffix) {
+    return cat(o.out, "/",
+               fs::path(img.substr(o.data.size() + 1)).replace_extension(suffix).string());
+  };
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < files.size(); ++i)
+    if (!fs::exists(out_path(files[i], ".npy")) || !fs::exists(out_path(files[i], ".flip.npy")))
+      todo.push_back(i);
+  if (!o.quiet)
+    std::fprintf(stderr,
+                 "%zu images -> FiT latents (resize_arr to <= %d tokens of %d px) in %s (%zu "
+                 "already done)\n",
+                 files.size(), (o.resolution / granularity) * (o.resolution / granularity),
+                 granularity, o.out.c_str(), files.size() - todo.size());
+  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  print_skipped(ae, o.weights, o.quiet);
+  const auto& lut = data::totensor_normalize_lut();
+  // One image and its mirror image per batch: sizes differ between images.
+  const auto load = [&](size_t first, int) {
+    const std::string& f = files[todo[first]];
+    const Image im = fit_resize(read_image(f, 3), o.resolution, granularity, f);
+    const int64_t h = im.h, w = im.w;
+    ExtractBatch b;
+    b.images = Array(DType::F32, {2, 3, h, w});
+    float* x = b.images.as<float>();
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t xx = 0; xx < w; ++xx) {
+          const float v = lut[im.at(int(y), int(xx), int(c))];
+          x[(c * h + y) * w + xx] = v;
+          x[((3 + c) * h + y) * w + (w - 1 - xx)] = v;
+        }
+    for (const char* suffix : {".npy", ".flip.npy"}) {
+      b.paths.push_back(out_path(f, suffix));
+      b.labels.push_back(-1);  // npy_folder labels by the file-name prefix
+    }
+    return b;
+  };
+  // The posterior noise of a file hangs on its name alone (FNV-1a), not on the batch or the resume.
+  const auto write = [&](const std::string& path, const Array& moments, int64_t) {
+    uint64_t key = 0xcbf29ce484222325ull;
+    for (unsigned char ch : path.substr(o.out.size() + 1)) key = (key ^ ch) * 0x100000001b3ull;
+    const int64_t c = moments.shape[0] / 2, h = moments.shape[1], w = moments.shape[2];
+    Array z(DType::F32, {c, h, w});
+    sample_posterior(moments.as<float>(), c, h * w, float(cfg.scale_factor), Philox(key, 0xf17), 0,
+                     z.as<float>());
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    UVIT_CHECK(!ec, path, ": cannot create its directory: ", ec.message());
+    save_npy(path, z);
+  };
+  run_extraction(
+      todo.size(), 1, o.quiet, load, [&](const Array& x) { return ae.encode_moments(x); }, write);
+}
+
 }  // namespace
 
 void add_extract_features(CLI::App& app) {
@@ -275,8 +377,10 @@ void add_extract_features(CLI::App& app) {
                   "autoencoder_kl.pth, a VA-VAE .pt (other modules skipped) or .safetensors")
       ->required();
   cmd->add_option("--out,-o", o->out, "feature folder ({idx}.npy files)")->required();
-  cmd->add_option("--resolution", o->resolution, "256 or 512 (default 256)")
-      ->check(CLI::IsMember({256, 512}));
+  cmd->add_option("--resolution", o->resolution,
+                  "256 or 512 (default 256); with --fit the official image size S (any, at least "
+                  "8 * patch): images of over S^2 pixels shrink to about S^2")
+      ->check(at_least(1));
   cmd->add_option("--config,-c,--autoencoder-config", o->config, kAutoencoderConfigHelp);
   cmd->add_option("--batch", o->batch, "images per forward pass (each also flipped; default 4)")
       ->check(at_least(1));
@@ -310,7 +414,21 @@ void add_extract_features(CLI::App& app) {
   cmd->add_option("--svg-config", o->svg_config,
                   "svg: encoder config JSON {dinov3, residual, use_outnorm} (default: the official "
                   "sizes)");
+  cmd->add_flag("--fit", o->fit,
+                "FiTv2 (docs/fit.md): every image at its own size after the official resize_arr "
+                "(at most (resolution / (8 * patch))^2 tokens, aspect ratio kept) -> REL.npy and "
+                "REL.flip.npy latents [C, h, w] under --out, the npy_folder layout");
+  cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
+      ->check(at_least(1));
   cmd->callback([o] {
+    UVIT_CHECK(o->fit || o->patch == 2, "extract-features: --patch needs --fit");
+    UVIT_CHECK(o->fit || o->resolution == 256 || o->resolution == 512,
+               "extract-features: --resolution must be 256 or 512, got ", o->resolution);
+    if (o->fit) {
+      UVIT_CHECK(o->encoder == "autoencoder",
+                 "extract-features --fit: --encoder svg does not apply");
+      return extract_fit(*o);
+    }
     if (o->encoder == "svg") return extract_svg(*o);
     UVIT_CHECK(o->dinov3.empty() && o->svg_config.empty(),
                "extract-features: --dinov3-weights and --svg-config need --encoder svg");

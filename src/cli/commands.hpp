@@ -20,6 +20,7 @@ void add_demo(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_autoencoder(CLI::App& app);
 void add_extract_features(CLI::App& app);
+void add_convert_fit_latents(CLI::App& app);
 void add_fid(CLI::App& app);  // fid, fid-features, fid-stats
 void add_eval(CLI::App& app);
 void add_clip_score(CLI::App& app);

@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_sample(app);
   uvit::cli::add_autoencoder(app);
   uvit::cli::add_extract_features(app);
+  uvit::cli::add_convert_fit_latents(app);
   uvit::cli::add_fid(app);
   uvit::cli::add_eval(app);
   uvit::cli::add_clip_score(app);

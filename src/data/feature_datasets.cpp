@@ -8,6 +8,7 @@
 #include <map>
 
 #include "data/feature_npy.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -33,15 +34,9 @@ void sample_posterior(const Array& moments, const std::string& path, int64_t c, 
                       float scale, float* x, const DrawRng& rng) {
   UVIT_CHECK(moments.shape == std::vector<int64_t>({2 * c, h, h}), path, ": moments have shape ",
              shape_str(moments.shape), ", expected [", 2 * c, ", ", h, ", ", h, "]");
-  std::vector<float> m = moments.to_f32();
-  int64_t n = c * h * h;
-  Philox eps = rng.stream(kRngPosterior);
-  uint64_t base = uint64_t(rng.position) * uint64_t(n);
-  for (int64_t j = 0; j < n; ++j) {
-    float logvar = std::min(std::max(m[size_t(n + j)], -30.0f), 20.0f);
-    float sd = std::exp(0.5f * logvar);
-    x[j] = scale * (m[size_t(j)] + sd * eps.normal(base + uint64_t(j)));
-  }
+  const std::vector<float> m = moments.to_f32();
+  uvit::sample_posterior(m.data(), c, h * h, scale, rng.stream(kRngPosterior),
+                         uint64_t(rng.position) * uint64_t(c * h * h), x);
 }
 
 // Deterministic features [c, h, h] (SVG's encoder output) copied as they are.

@@ -8,6 +8,13 @@
 
 namespace uvit {
 
+int64_t Dataset::get_flipped(int64_t i, float* x, float* ctx, const DrawRng& rng) const {
+  const int64_t label = get(i, x, ctx, rng);
+  const auto s = item_shape();
+  for (int64_t r = 0; r < s[0] * s[1]; ++r) std::reverse(x + r * s[2], x + (r + 1) * s[2]);
+  return label;
+}
+
 const std::vector<float>& Dataset::empty_context() const {
   static const std::vector<float> none;
   return none;
@@ -80,8 +87,6 @@ void check_options(const Dataset& ds, const LoaderOptions& o) {
              "loader: batches [", o.take_first, ", ", o.take_first + o.take_count,
              ") of each group of ", o.group, " are not a valid slice");
   UVIT_CHECK(ds.size() > 0, ds.describe(), ": dataset is empty");
-  UVIT_CHECK(!o.random_flip || !ds.variable_size(), ds.describe(),
-             ": random_flip would move the valid region of a variable-size item");
   UVIT_CHECK(!o.drop_last || ds.size() >= o.batch_size, ds.describe(), ": ", ds.size(),
              " items, fewer than one batch of ", o.batch_size);
   UVIT_CHECK(o.p_uncond >= 0 && o.p_uncond <= 1, "loader: p_uncond ", o.p_uncond,
@@ -117,12 +122,10 @@ LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState 
     DrawRng rng{st.seed, st.epoch, pos};
     float* x = out.x.data() + b * m;
     float* ctx = lc ? out.context.data() + b * lc : nullptr;
-    int64_t label = ds.get(perm[size_t(pos)], x, ctx, rng);
+    const bool flip = opt.random_flip && rng.stream(kRngFlip).uniform(uint64_t(pos)) < 0.5f;
+    int64_t label = flip ? ds.get_flipped(perm[size_t(pos)], x, ctx, rng)
+                         : ds.get(perm[size_t(pos)], x, ctx, rng);
     if (!out.sizes.empty()) out.sizes[size_t(b)] = ds.valid_size(perm[size_t(pos)]);
-    if (opt.random_flip && rng.stream(kRngFlip).uniform(uint64_t(pos)) < 0.5f) {
-      for (int64_t r = 0; r < shape[0] * shape[1]; ++r)
-        std::reverse(x + r * shape[2], x + (r + 1) * shape[2]);
-    }
     // CFGDataset: with probability p_uncond the condition becomes the null class / empty context.
     if (opt.cfg && rng.stream(kRngDrop).uniform(uint64_t(pos)) < float(opt.p_uncond)) {
       if (lc) {

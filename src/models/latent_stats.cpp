@@ -90,6 +90,15 @@ void normalize_moments(Array& moments, const LatentStats& st) {
     }
 }
 
+void sample_posterior(const float* m, int64_t c, int64_t plane, float scale, const Philox& eps,
+                      uint64_t base, float* out) {
+  const int64_t n = c * plane;
+  for (int64_t j = 0; j < n; ++j) {
+    const float logvar = std::min(std::max(m[n + j], -30.f), 20.f);
+    out[j] = scale * (m[j] + std::exp(0.5f * logvar) * eps.normal(base + uint64_t(j)));
+  }
+}
+
 void LatentStatsAccumulator::add(const Array& moments, uint64_t latent_index) {
   const auto& sh = moments.shape;
   UVIT_CHECK(sh.size() == 3 && sh[0] > 0 && sh[0] % 2 == 0,
@@ -101,17 +110,15 @@ void LatentStatsAccumulator::add(const Array& moments, uint64_t latent_index) {
   const std::vector<float> m = moments.to_f32();
   const Philox eps(seed_, kStatsStream);
   const uint64_t base = latent_index * uint64_t(c * plane);
+  std::vector<float> zs(c * plane);
+  sample_posterior(m.data(), int64_t(c), int64_t(plane), 1.f, eps, base, zs.data());
   for (size_t k = 0; k < c; ++k) {
     // This latent's channel statistics, then Chan et al.'s merge into the running ones.
     double s = 0, s2 = 0;
-    std::vector<double> z(plane);
-    for (size_t j = 0; j < plane; ++j) {
-      const float logvar = std::min(std::max(m[(c + k) * plane + j], -30.f), 20.f);
-      z[j] = double(m[k * plane + j] + std::exp(0.5f * logvar) * eps.normal(base + k * plane + j));
-      s += z[j];
-    }
+    const float* z = zs.data() + k * plane;
+    for (size_t j = 0; j < plane; ++j) s += double(z[j]);
     const double mu = s / double(plane);
-    for (double v : z) s2 += (v - mu) * (v - mu);
+    for (size_t j = 0; j < plane; ++j) s2 += (double(z[j]) - mu) * (double(z[j]) - mu);
     const double n = n_[k] + double(plane), d = mu - mean_[k];
     m2_[k] += s2 + d * d * n_[k] * double(plane) / n;
     mean_[k] += d * double(plane) / n;

@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
 import dit_torch  # noqa: E402
+import fit_data_twin  # noqa: E402
 import fit_fixtures  # noqa: E402
 import fit_torch  # noqa: E402
 import mdt_torch  # noqa: E402
@@ -1113,7 +1114,7 @@ def main():
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
               + svg_fixtures.SVG_CASES + LAVIN_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
-              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE])
+              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE, "fit_resize"])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1161,6 +1162,11 @@ def main():
     if "fit_rope" in only:
         ok &= fit_fixtures.write_rope_fixture(os.path.join(args.out, "fit_rope.safetensors"), write_safetensors)
         results["fit_rope"] = True
+
+    if "fit_resize" in only:  # FiT's resize_arr sizes (fit_data_twin.py)
+        with _atomic(os.path.join(args.out, "fit_resize.json")) as f:
+            f.write(json.dumps(fit_data_twin.resize_table()).encode())
+        results["fit_resize"] = True
 
     if fit_fixtures.PACKED_CASE[0] in only:
         def write_json(name, cfg):

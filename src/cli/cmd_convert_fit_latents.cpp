@@ -1,0 +1,152 @@
+// `uvit convert-fit-latents IN OUT`: FiTv2's official latent files (whlzy/FiT
+// fit/data/in1k_latent_dataset.py, docs/fit.md "The official latent files") to the npy_folder
+// layout: per file, the latent [C, h*p, w*p] of each of its two stored versions (the image and its
+// flip) as LABEL_NAME.npy and LABEL_NAME.flip.npy, LABEL zero-padded to 4 digits.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "data/pixels.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit::cli {
+
+namespace {
+
+struct Converted {
+  Array latent[2];  // feature[0], feature[1]
+  int64_t label = 0;
+};
+
+// One file: feature [2, h, w, p*p*C] (tokens, features in (c, p1, p2) order), grid [2, h*w] (row 0
+// the column, row 1 the row of each token: the official model's reading), size [h, w], label.
+Converted read_fit_latent(const std::string& path, int p) {
+  const NamedArrays t = load_safetensors(path);
+  const auto get = [&](const char* k) -> const Array& {
+    const auto it = std::find_if(t.begin(), t.end(), [&](const auto& e) { return e.first == k; });
+    UVIT_CHECK(it != t.end(), path, ": no tensor '", k, "' (expected feature, grid, size, label)");
+    return it->second;
+  };
+  const Array& f = get("feature");
+  const auto& s = f.shape;
+  UVIT_CHECK(s.size() == 4 && s[0] == 2 && s[1] > 0 && s[2] > 0 && s[3] > 0 && s[3] % (p * p) == 0,
+             path, ": feature has shape ", shape_str(s), ", expected [2, h, w, ", p * p,
+             "*C] (the image and its flip, patch ", p, ")");
+  const int64_t h = s[1], w = s[2], d = s[3], C = d / (p * p), n = h * w;
+  const std::vector<int64_t> size = get("size").to_i64();
+  UVIT_CHECK(size == std::vector<int64_t>({h, w}), path, ": size ", shape_str(size),
+             " differs from the feature's token grid [", h, ", ", w, "]");
+  const Array& g = get("grid");
+  UVIT_CHECK(g.shape == std::vector<int64_t>({2, n}), path, ": grid has shape ", shape_str(g.shape),
+             ", expected [2, ", n, "]");
+  const std::vector<int64_t> grid = g.to_i64();
+  const std::vector<int64_t> label = get("label").to_i64();
+  UVIT_CHECK(label.size() == 1 && label[0] >= 0 && label[0] < 10000, path,
+             ": label must be one integer in 0..9999");
+  const std::vector<float> v = f.to_f32();
+  Converted out;
+  out.label = label[0];
+  std::vector<char> seen(size_t(n), 0);
+  for (int k = 0; k < 2; ++k) out.latent[k] = Array(DType::F32, {C, h * p, w * p});
+  for (int64_t tok = 0; tok < n; ++tok) {
+    const int64_t col = grid[size_t(tok)], row = grid[size_t(n + tok)];
+    UVIT_CHECK(row >= 0 && row < h && col >= 0 && col < w && !seen[size_t(row * w + col)], path,
+               ": grid position (", row, ", ", col, ") of token ", tok, " is outside the ", h,
+               " x ", w, " grid or repeated");
+    seen[size_t(row * w + col)] = 1;
+    for (int k = 0; k < 2; ++k) {
+      float* z = out.latent[k].as<float>();
+      const float* src = v.data() + (k * n + tok) * d;
+      for (int64_t c = 0; c < C; ++c)
+        for (int u = 0; u < p; ++u)
+          for (int q = 0; q < p; ++q)
+            z[(c * h * p + row * p + u) * w * p + col * p + q] = src[(c * p + u) * p + q];
+    }
+  }
+  return out;
+}
+
+// The files to convert: under the official root (a from_16_to_L folder), the folders its loader
+// reads, greater_than_L_resize's file replaced by greater_than_L_crop's one with --crop; else
+// every *.safetensors under IN.
+std::vector<std::string> fit_latent_files(const std::string& in, bool crop) {
+  UVIT_CHECK(fs::is_directory(in), in, ": not a directory");
+  std::string len;
+  for (const auto& e : fs::directory_iterator(in)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("from_16_to_", 0) == 0) len = name.substr(11);
+  }
+  if (len.empty()) {
+    UVIT_CHECK(!crop, in, ": --crop needs the official root (from_16_to_L, greater_than_L_*)");
+    return data::list_files_recursively(in, {"safetensors"});
+  }
+  const auto list = [&](const std::string& sub) {
+    const std::string d = in + "/" + sub;
+    return fs::is_directory(d) ? data::list_files_recursively(d, {"safetensors"})
+                               : std::vector<std::string>{};
+  };
+  std::vector<std::string> files = list("from_16_to_" + len);
+  const std::vector<std::string> resized = list("greater_than_" + len + "_resize"),
+                                 cropped = list("greater_than_" + len + "_crop");
+  std::set<std::string> crop_names;
+  if (crop)
+    for (const auto& f : cropped) crop_names.insert(fs::path(f).filename().string());
+  for (const auto& f : resized)
+    if (!crop_names.count(fs::path(f).filename().string())) files.push_back(f);
+  if (crop) files.insert(files.end(), cropped.begin(), cropped.end());
+  return files;
+}
+
+}  // namespace
+
+void add_convert_fit_latents(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "convert-fit-latents",
+      "Convert FiTv2's official latent files (safetensors of h w c tokens) to an npy_folder");
+  struct Opts {
+    std::string in, out;
+    int patch = 2;
+    bool crop = false, quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("IN", o->in,
+                  "the official dataset root (from_16_to_256, greater_than_256_resize, ...) or any "
+                  "folder of *.safetensors")
+      ->required();
+  cmd->add_option("OUT", o->out, "the npy_folder to write (LABEL_NAME.npy, LABEL_NAME.flip.npy)")
+      ->required();
+  cmd->add_option("--patch", o->patch, "the patch size of the tokens (default 2)")
+      ->check(at_least(1));
+  cmd->add_flag("--crop", o->crop,
+                "take greater_than_L_crop's version of an image instead of the resized one (the "
+                "official random: crop; default: resize)");
+  cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
+  cmd->callback([o] {
+    const std::vector<std::string> files = fit_latent_files(o->in, o->crop);
+    UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
+    std::error_code ec;
+    fs::create_directories(o->out, ec);
+    UVIT_CHECK(!ec, o->out, ": cannot create directory: ", ec.message());
+    Progress bar("convert", long(files.size()), o->quiet);
+    for (size_t i = 0; i < files.size(); ++i) {
+      const Converted c = read_fit_latent(files[i], o->patch);
+      char label[8];
+      std::snprintf(label, sizeof label, "%04lld", (long long)c.label);
+      const std::string stem = cat(o->out, "/", label, "_", fs::path(files[i]).stem().string());
+      save_npy(stem + ".npy", c.latent[0]);
+      save_npy(stem + ".flip.npy", c.latent[1]);
+      bar.update(long(i + 1));
+    }
+    bar.finish();
+    if (!o->quiet)
+      std::fprintf(stderr, "converted %zu latent files into %s\n", files.size(), o->out.c_str());
+  });
+}
+
+}  // namespace uvit::cli

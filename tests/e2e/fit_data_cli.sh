@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# FiTv2's data path from the CLI (docs/fit.md "Training on your own images"): images of different
+# sizes -> `extract-features --fit` (the official resize_arr, SD-style VAE twin, each image and its
+# flip; checked against PIL + the PyTorch twin; resumable) -> `uvit train` a few steps with
+# random_flip on the stored flips; the official latent files (written by
+# tests/reference/fit_data_twin.py) -> `convert-fit-latents` (resize and --crop) -> train; errors.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+TWIN=tests/reference/fit_data_twin.py
+source tests/e2e/data/lib.sh
+
+tiny_kl_f8 "$tmp/ae.json" 0.18215
+run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 3
+
+# Five images in two synsets at S = 64 (<= 16 tokens of 16 px): over S^2 (shrunk), under it
+# (floored to 16), exactly 16 tokens, and a thin one raised to 16 px.
+"$PY" - "$tmp/images" <<'PYEOF' || fail "writing the images"
+import os, sys
+import numpy as np
+from PIL import Image
+root = sys.argv[1]
+rs = np.random.RandomState(0)
+for name, (w, h) in [("n01_a", (100, 50)), ("n01_b", (64, 64)), ("n02_c", (40, 30)),
+                     ("n02_d", (10, 40)), ("n01_e", (200, 150))]:
+    d = os.path.join(root, name.split("_")[0])
+    os.makedirs(d, exist_ok=True)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
+    img = np.clip(base + rs.randint(-40, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(os.path.join(d, name + ".png"))
+PYEOF
+
+X=(--data "$tmp/images" --weights "$tmp/ae.pth" --config "$tmp/ae.json" --out "$tmp/lat" --fit
+   --resolution 64)
+run "$UVIT" --threads 2 extract-features "${X[@]}"  # not -q: its counts are read
+n=$(find "$tmp/lat" -name '*.npy' | wc -l)
+[ "$n" -eq 10 ] || fail "expected 10 latent files, found $n"
+grep -q "0 already done" "$tmp/err" || fail "first extraction: $(cat "$tmp/err")"
+run "$PY" $TWIN check-extracted "$tmp/images" "$tmp/lat" "$tmp/ae.json" "$tmp/ae.pth" 2 64
+cat "$tmp/out"
+
+# Resume: only the image whose flip is missing is encoded again, to the same bytes.
+cp "$tmp/lat/n02/n02_c.flip.npy" "$tmp/c.before"
+rm "$tmp/lat/n02/n02_c.flip.npy"
+run "$UVIT" --threads 2 extract-features "${X[@]}"
+grep -q "(4 already done)" "$tmp/err" || fail "resume did not skip finished images: $(cat "$tmp/err")"
+grep -q "encoded 1 images" "$tmp/err" || fail "resume re-encoded the wrong count: $(cat "$tmp/err")"
+cmp -s "$tmp/lat/n02/n02_c.flip.npy" "$tmp/c.before" || fail "n02_c.flip.npy differs after resume"
+find "$tmp/lat" -name '*tmp*' | grep -q . && fail "temporary files left in $tmp/lat"
+
+# Train a tiny FiT on the latents ([4, h, w] up to 8 x 10: a 12 x 12 canvas, <= 16 tokens), the
+# stored flips drawn by random_flip.
+tiny=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2 --set nnet.adaln_lora_dim=8
+      --set nnet.in_channels=4 --set nnet.patch_size=2 --set nnet.input_size=12
+      --set nnet.context_size=16 --set dataset.name=npy_folder --set dataset.max_tokens=16
+      --set dataset.random_flip=true)
+run "$UVIT" train --config fmnist_fit_tiny "${tiny[@]}" --set "dataset.path=$tmp/lat" \
+  --set lr_scheduler.warmup_steps=0 --out "$tmp/run" --steps 3 --batch 4 --no-grid -q
+
+grep -q "\"random_flip\": *true" "$tmp/run/config.json" || fail "run config lost random_flip"
+"$PY" -c "
+import json, math, sys
+loss = [r['loss'] for r in map(json.loads, open(sys.argv[1])) if 'loss' in r]
+assert loss and all(math.isfinite(x) for x in loss), loss
+" "$tmp/run/log.jsonl" || fail "training on the extracted latents"
+
+# The official latent files: convert (resize versions by default, --crop the crop versions) and
+# compare with the twin's latents bit for bit (F32, F16 and BF16 files).
+run "$PY" $TWIN write-latents "$tmp/off"
+run "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/conv"
+run "$PY" $TWIN check-converted "$tmp/off/expected" "$tmp/conv"
+cat "$tmp/out"
+run "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/conv_crop" --crop -q
+run "$PY" $TWIN check-converted "$tmp/off/crop_expected" "$tmp/conv_crop"
+cat "$tmp/out"
+# Labels 0000, 0003, 0042, 0999 as file-name prefixes (4 classes); latents [4, 8, 12], [4, 32, 32],
+# [4, 2, 40] and [4, 24, 42]: a 32 x 42 canvas, up to 256 tokens.
+run "$UVIT" train --config fmnist_fit_tiny "${tiny[@]}" --set 'nnet.input_size=[32,42]' \
+  --set nnet.context_size=256 --set dataset.max_tokens=256 \
+  --set "dataset.path=$tmp/conv" --set lr_scheduler.warmup_steps=0 --out "$tmp/run2" --steps 2 \
+  --batch 4 --no-grid -q
+
+# Errors, one line each: a too-thin image, a latent file whose grid repeats a position.
+mkdir -p "$tmp/thin"
+"$PY" -c "
+import numpy as np; from PIL import Image
+Image.fromarray(np.zeros((10, 8000, 3), np.uint8)).save('$tmp/thin/n01_t.png')"
+expect_error "n01_t.png: 8000 x 10 is too thin for FiT's resize" "$UVIT" extract-features \
+  --data "$tmp/thin" --weights "$tmp/ae.pth" --config "$tmp/ae.json" --out "$tmp/thin_out" --fit -q
+"$PY" - "$tmp/badgrid" <<'PYEOF' || fail "writing the bad latent file"
+import os, sys
+import numpy as np
+sys.path.insert(0, "tests/reference")
+import fit_data_twin as t
+os.makedirs(sys.argv[1])
+t.write_safetensors(os.path.join(sys.argv[1], "x.safetensors"),
+                    {"feature": np.zeros((2, 1, 2, 16), np.float32), "grid": np.zeros((2, 2), np.int64),
+                     "size": np.array([1, 2], np.int32), "label": np.array([1], np.int64)})
+PYEOF
+expect_error "x.safetensors: grid position (0, 0) of token 1 is outside the 1 x 2 grid or repeated" \
+  "$UVIT" convert-fit-latents "$tmp/badgrid" "$tmp/badgrid_out" -q
+expect_error "--resolution must be 256 or 512, got 64" "$UVIT" extract-features --data "$tmp/images" \
+  --weights "$tmp/ae.pth" --out "$tmp/x" --resolution 64 -q
+exit $fails
