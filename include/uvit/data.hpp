@@ -180,6 +180,9 @@ struct LoaderOptions {
   bool random_flip = false;
   bool cfg = false;
   double p_uncond = 0.0;
+  // The label a dropped class becomes: the network's null row (NetSpec::null_class). -1: the
+  // dataset's class count, which is the null row only when the network has exactly its classes.
+  int null_label = -1;
   int prefetch = 3;     // batches produced ahead (2-4 is plenty)
   int num_workers = 1;  // threads decoding the items of one batch
   // Data parallelism (docs/distributed.md): every training step takes `group` consecutive batches

@@ -132,7 +132,7 @@ LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState 
         const auto& e = ds.empty_context();
         std::copy(e.begin(), e.end(), ctx);
       } else {
-        label = ds.num_classes();
+        label = opt.null_label >= 0 ? opt.null_label : ds.num_classes();
       }
     }
     out.labels[size_t(b)] = label;

@@ -111,9 +111,9 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
              "] but config ", cfg_.config_name, " expects [", n.in_chans, ", ", n.img_size, ", ",
              n.width(), "]");
   if (n.class_conditional())
-    UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.num_classes, "dataset ",
+    UVIT_CHECK(data_->num_classes() > 0 && data_->num_classes() <= n.real_classes(), "dataset ",
                data_->describe(), " has ", data_->num_classes(), " classes; config ",
-               cfg_.config_name, " has num_classes ", n.num_classes);
+               cfg_.config_name, " has ", n.real_classes(), " (besides its null class)");
   if (n.text_conditional()) {
     auto cs = data_->context_shape();
     UVIT_CHECK(cs[0] == n.context_tokens && cs[1] == n.context_dim, "dataset ", data_->describe(),
@@ -168,6 +168,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   lo.group = int64_t(V_) * s_.accum;
   lo.take_first = int64_t(comm_->rank()) * k_ * s_.accum;
   lo.take_count = int64_t(k_) * s_.accum;
+  if (n.null_class >= 0) lo.null_label = n.null_class;
   loader_ = std::make_unique<Loader>(data_, lo);
 }
 

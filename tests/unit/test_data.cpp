@@ -668,6 +668,31 @@ bool same(const Batch& a, const Batch& b) {
 
 }  // namespace
 
+TEST(Data, DroppedLabelsTakeTheNetworksNullRow) {
+  // A dataset with fewer classes than the network (Toy: 10, a DiT with 1000 + the null row):
+  // a dropped label must become the network's null row, not the dataset's class count, which is a
+  // real class of the network.
+  auto ds = std::make_shared<Toy>(64);
+  LoaderOptions o = toy_opts(5);
+  o.random_flip = false, o.p_uncond = 0.5, o.batch_size = 64;
+  Batch dflt, net;
+  make_batch(*ds, o, {5, 0, 0}, dflt);
+  o.null_label = 1000;
+  make_batch(*ds, o, {5, 0, 0}, net);
+  int dropped = 0;
+  for (size_t i = 0; i < 64; ++i) {
+    if (dflt.labels[i] == 10) {
+      EXPECT_EQ(net.labels[i], 1000) << i;  // the same draws are dropped
+      ++dropped;
+    } else {
+      EXPECT_EQ(net.labels[i], dflt.labels[i]) << i;
+      EXPECT_LT(net.labels[i], 10) << i;
+    }
+  }
+  EXPECT_GT(dropped, 16);  // p_uncond 0.5 of 64: 32 expected
+  EXPECT_LT(dropped, 48);
+}
+
 TEST(Data, PermutationIsAPermutationAndSeeded) {
   auto p = epoch_permutation(1, 0, 1000);
   std::vector<int64_t> s = p;
