@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "uvit/backend.hpp"
 #include "uvit/params.hpp"
@@ -107,6 +108,11 @@ struct AttentionActs {
   // act scratch buffers (qk_dx for backward only) that blocks may share.
   float *qkv_raw = nullptr, *qk_rstd = nullptr, *qk_mean = nullptr, *qk_tmp = nullptr,
         *qk_dx = nullptr;
+  // DiffiT's TMSA (docs/diffit.md): a per-sample offset (act [B, 3D], the time token's q, k, v
+  // part) added to every token's qkv (not with a qk-norm); the backward adds its gradient, the
+  // sum over the sample's tokens, into dqkv_off (fp32 [B, 3D], +=).
+  const float* qkv_off = nullptr;
+  float* dqkv_off = nullptr;
 };
 // out = proj(...) + residual (residual may be nullptr).
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
@@ -137,6 +143,15 @@ void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* 
 // dh = d/dh; dG [M, fc1.out] is scratch.
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M);
+
+// The relative position index of a g x g grid (BEiT's / Swin's relative_position_index, MDT and
+// DiffiT): token i = (hi, wi) to token j = (hj, wj) reads row (hi - hj + g - 1) (2g - 1) + (wi - wj
+// + g - 1) of the bias table; [g^2, g^2] int32.
+std::vector<int32_t> relative_index(int g);
+// Refuses a loaded index buffer `name` (fp32 in the parameters, backend memory) that does not hold
+// relative_index(g): one line naming the tensor, the entry, `doc` and `what` ("an MDTv2").
+void check_relative_index(Backend& be, const float* params, const ParamTable& t,
+                          const std::string& name, int g, const char* doc, const char* what);
 
 // The fixed 2-D sin-cos position table [grid * grid, D] on the host (MAE's get_2d_sincos_pos_embed,
 // as DiT uses it); D a multiple of 4.

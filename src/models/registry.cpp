@@ -21,6 +21,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("fitv2"),
       svg_family("svg"),
       lavin_dit_family(),
+      diffit_family(),
   };
   // clang-format on
   return all;
