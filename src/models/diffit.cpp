@@ -5,7 +5,6 @@
 // the whole grid (window = grid). x = x + TMSA(LN(x), c); x = x + MLP(LN(x)); final LN -> SiLU ->
 // Linear -> unpatchify. docs/diffit.md has every equation and its source.
 #include <algorithm>
-#include <cmath>
 
 #include "models/adaln.hpp"
 #include "models/families.hpp"
@@ -34,7 +33,6 @@ struct DiffiTConfig {
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int grid() const { return input_size / patch_size; }  // window_size
   int tokens() const { return grid() * grid(); }
-  int head_dim() const { return hidden_size / num_heads; }
   int mlp_hidden() const { return int(hidden_size * mlp_ratio); }
   int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
   int rel_rows() const { return (2 * grid() - 1) * (2 * grid() - 1); }
@@ -168,18 +166,10 @@ class DiffiT final : public Network {
       const std::string p = cat("blocks.", k, ".");
       Block b;
       b.temb = linear(t, p + "attn.qkv_temb");
-      b.attn.qkv = linear(t, p + "attn.qkv");
-      b.attn.proj = linear(t, p + "attn.proj");
-      b.attn.heads = c.num_heads;
-      b.attn.head_dim = c.head_dim();
-      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
-      b.attn.rel_table = t.at(p + "attn.relative_position_bias_table").offset;
-      b.attn.rel_index = index_.as<int32_t>();
-      b.attn.rel_R = c.rel_rows();
-      b.attn.rel_Lf = c.tokens();
-      b.mlp.fc1 = linear(t, p + "mlp.fc1");
-      b.mlp.fc2 = linear(t, p + "mlp.fc2");
-      b.mlp.act = Activation::GeluTanh;
+      b.attn = attention(t, p + "attn.", c.num_heads);
+      use_relative_bias(b.attn, t.at(p + "attn.relative_position_bias_table").offset, c.rel_rows(),
+                        index_.as<int32_t>(), c.tokens());
+      b.mlp = mlp_gelu_tanh(t, p + "mlp.");
       blocks_.push_back(b);
     }
   }

@@ -146,6 +146,31 @@ int ln_parts(const Attention& a, LnPart* parts) {
 }
 }  // namespace
 
+Attention attention(const ParamTable& t, const std::string& prefix, int heads) {
+  Attention a;
+  a.qkv = linear(t, prefix + "qkv");
+  a.proj = linear(t, prefix + "proj");
+  a.heads = heads;
+  a.head_dim = a.qkv.in / heads;
+  a.scale = float(1.0 / std::sqrt(double(a.head_dim)));
+  return a;
+}
+
+void use_relative_bias(Attention& a, size_t table, int rows, const int32_t* index, int tokens) {
+  a.rel_table = table;
+  a.rel_R = rows;
+  a.rel_index = index;
+  a.rel_Lf = tokens;
+}
+
+Mlp mlp_gelu_tanh(const ParamTable& t, const std::string& prefix) {
+  Mlp m;
+  m.fc1 = linear(t, prefix + "fc1");
+  m.fc2 = linear(t, prefix + "fc2");
+  m.act = Activation::GeluTanh;
+  return m;
+}
+
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
                    float* out, const float* residual, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;

@@ -99,6 +99,12 @@ struct Attention {
   bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
   bool rel_bias() const { return rel_table != kAbsent; }
 };
+// DiT's attention sublayer `prefix`qkv -> `prefix`proj: `heads` heads of in / heads features,
+// scale head_dim^-1/2.
+Attention attention(const ParamTable& t, const std::string& prefix, int heads);
+// The relative position bias (MDT, DiffiT): the table parameter at `table` ([rows, heads]), the
+// shared int32 index [tokens, tokens] in backend memory.
+void use_relative_bias(Attention& a, size_t table, int rows, const int32_t* index, int tokens);
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
   // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
@@ -135,6 +141,8 @@ struct Mlp {
   bool gated = false;
   bool split() const { return fc1x.out > 0; }
 };
+// DiT's MLP `prefix`fc1 -> tanh GELU -> `prefix`fc2.
+Mlp mlp_gelu_tanh(const ParamTable& t, const std::string& prefix);
 struct MlpActs {
   float *f = nullptr, *g = nullptr;  // fc1 output [M, fc1.out], activation output [M, fc2.in]
 };

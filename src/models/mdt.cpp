@@ -224,18 +224,10 @@ class MDT final : public Network {
       AdaLNBlock b;
       b.ada = linear(t, p + "adaLN_modulation.1");
       b.norm1 = b.norm2 = ln_;
-      b.attn.qkv = linear(t, p + "attn.qkv");
-      b.attn.proj = linear(t, p + "attn.proj");
-      b.attn.heads = c.num_heads;
-      b.attn.head_dim = c.head_dim();
-      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
-      b.attn.rel_table = t.at(p + "attn.rel_pos_bias.relative_position_bias_table").offset;
-      b.attn.rel_index = index_.as<int32_t>();
-      b.attn.rel_R = c.rel_rows();
-      b.attn.rel_Lf = c.tokens();
-      b.mlp.fc1 = linear(t, p + "mlp.fc1");
-      b.mlp.fc2 = linear(t, p + "mlp.fc2");
-      b.mlp.act = Activation::GeluTanh;
+      b.attn = attention(t, p + "attn.", c.num_heads);
+      use_relative_bias(b.attn, t.at(p + "attn.rel_pos_bias.relative_position_bias_table").offset,
+                        c.rel_rows(), index_.as<int32_t>(), c.tokens());
+      b.mlp = mlp_gelu_tanh(t, p + "mlp.");
       blocks_.push_back(b);
       if (has_skip(c, k)) {
         // skip_linear(cat[x, skip]) as two GEMMs on the weight's column halves.

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dit_torch import LabelEmbedder, Mlp, PatchEmbed, TimestepEmbedder, _ln, sincos_pos_embed_2d, unpatchify
+from dit_torch import LabelEmbedder, Mlp, PatchEmbed, TimestepEmbedder, _ln, base_init, unpatchify
 from uvit_torch import _dev, on_meta
 
 
@@ -92,24 +92,12 @@ class DiffiT(nn.Module):
             self._official_init(grid)
 
     def _official_init(self, grid):
-        """Bias tables N(0, .02) (trunc_normal_ at +-2 absolute), xavier Linears with zero biases, the
-        sin-cos table, the patch conv xavier over [D, C p p], N(0, .02) label table and timestep MLP
-        weights, zero final linear."""
+        """Bias tables N(0, .02) (trunc_normal_ at +-2 absolute), DiT's shared rules (dit_torch.base_init:
+        xavier Linears, qkv_temb included), zero final linear."""
         with torch.no_grad():
             for b in self.blocks:
                 nn.init.trunc_normal_(b.attn.relative_position_bias_table, std=0.02)
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
-            D = self.pos_embed.shape[-1]
-            self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(D, grid)).float().unsqueeze(0))
-            w = self.x_embedder.proj.weight
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-            nn.init.zeros_(self.x_embedder.proj.bias)
-            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+            base_init(self, grid)
             nn.init.zeros_(self.final_layer.linear.weight)
             nn.init.zeros_(self.final_layer.linear.bias)
 
