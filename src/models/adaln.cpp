@@ -74,9 +74,13 @@ void conditioning_fwd(const Weights& W, const Conditioning& c, const float* t, c
 }
 
 void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int B) {
+  W.be.silu_bwd(A.dsc, A.c, A.dc, size_t(B) * c.D);
+  conditioning_bwd_c(W, c, A, B);
+}
+
+void conditioning_bwd_c(const Weights& W, const Conditioning& c, CondActs& A, int B) {
   Backend& be = W.be;
   const int D = c.D;
-  be.silu_bwd(A.dsc, A.c, A.dc, size_t(B) * D);
   be.embedding_bwd(A.dc, A.y, W.g + c.ytable, B, D, D);
   linear_bwd(W, c.t2, A.ts, D, A.dc, D, A.dth, D, B);
   be.silu_bwd(A.dth, A.th, A.dth, size_t(B) * D);

@@ -44,6 +44,8 @@ void conditioning_fwd(const Weights& W, const Conditioning& c, const float* t, c
                       CondActs& A, int B);
 // From A.dsc back to the embedders' weights.
 void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int B);
+// From A.dc (d c itself: DiffiT reads c, not silu(c)) back to the embedders' weights.
+void conditioning_bwd_c(const Weights& W, const Conditioning& c, CondActs& A, int B);
 
 // The adaLN-Zero block. adaLN_modulation.1 gives (shift, scale, gate) for the attention then for
 // the MLP (6 chunks), or (scale, gate) twice without the shifts (LightningDiT's wo_shift).

@@ -146,6 +146,31 @@ int ln_parts(const Attention& a, LnPart* parts) {
 }
 }  // namespace
 
+Attention attention(const ParamTable& t, const std::string& prefix, int heads) {
+  Attention a;
+  a.qkv = linear(t, prefix + "qkv");
+  a.proj = linear(t, prefix + "proj");
+  a.heads = heads;
+  a.head_dim = a.qkv.in / heads;
+  a.scale = float(1.0 / std::sqrt(double(a.head_dim)));
+  return a;
+}
+
+void use_relative_bias(Attention& a, size_t table, int rows, const int32_t* index, int tokens) {
+  a.rel_table = table;
+  a.rel_R = rows;
+  a.rel_index = index;
+  a.rel_Lf = tokens;
+}
+
+Mlp mlp_gelu_tanh(const ParamTable& t, const std::string& prefix) {
+  Mlp m;
+  m.fc1 = linear(t, prefix + "fc1");
+  m.fc2 = linear(t, prefix + "fc2");
+  m.act = Activation::GeluTanh;
+  return m;
+}
+
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
                    float* out, const float* residual, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
@@ -173,7 +198,12 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
     be.copy_act_2d(be.act_at(A.qkv, 2 * D), 3 * D, be.act_at(A.qkv_raw, 2 * D), 3 * D, M, D);
   } else {
     linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
+    // TMSA's time token part, one row per sample over its N tokens.
+    for (int b = 0; A.qkv_off && b < B; ++b)
+      be.add_bias(be.act_at(A.qkv, size_t(b) * N * 3 * D), be.act_at(A.qkv_off, size_t(b) * 3 * D),
+                  N, 3 * D);
   }
+  UVIT_CHECK(!A.qkv_off || !a.qk_norm(), "attention: a qkv offset with a qk-norm is not supported");
   // q and k are the first 2 H groups of Dh features of each qkv row.
   if (a.rope())
     be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
@@ -228,6 +258,9 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
                    A.qk_rstd + size_t(M) * H, be.act_at(dQKV, D), W.g + a.k_norm.w, M, H, Dh, 3 * D,
                    false);
   }
+  // TMSA's offset: its gradient is the sum over each sample's tokens.
+  for (int b = 0; A.dqkv_off && b < B; ++b)
+    be.bias_grad(be.act_at(dQKV, size_t(b) * N * 3 * D), A.dqkv_off + size_t(b) * 3 * D, N, 3 * D);
   linear_bwd(W, a.qkv, h, D, dQKV, 3 * D, dh, D, M);
 }
 
@@ -289,6 +322,27 @@ void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, c
   else
     act_bwd(W.be, m.act, dG, A.f, dG, size_t(M) * Hd);
   linear_bwd(W, m.fc1, h, D, dG, Hd, dh, D, M);
+}
+
+std::vector<int32_t> relative_index(int g) {
+  const int L = g * g;
+  std::vector<int32_t> idx(size_t(L) * L);
+  for (int i = 0; i < L; ++i)
+    for (int j = 0; j < L; ++j)
+      idx[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
+  return idx;
+}
+
+void check_relative_index(Backend& be, const float* params, const ParamTable& t,
+                          const std::string& name, int g, const char* doc, const char* what) {
+  const std::vector<int32_t> want = relative_index(g);
+  std::vector<float> got(want.size());
+  be.download(got.data(), params + t.at(name).offset, got.size() * 4);
+  const size_t L = size_t(g) * g;
+  for (size_t i = 0; i < want.size(); ++i)
+    UVIT_CHECK(std::lround(got[i]) == want[i], name, "[", i / L, ", ", i % L, "] = ", got[i],
+               " differs from the relative position formula's ", want[i], " (", doc,
+               "); the file is not ", what, " of this grid");
 }
 
 // In double: the first D/2 features encode the column, the last D/2 the row; each half is

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "uvit/backend.hpp"
 #include "uvit/params.hpp"
@@ -98,6 +99,12 @@ struct Attention {
   bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
   bool rel_bias() const { return rel_table != kAbsent; }
 };
+// DiT's attention sublayer `prefix`qkv -> `prefix`proj: `heads` heads of in / heads features,
+// scale head_dim^-1/2.
+Attention attention(const ParamTable& t, const std::string& prefix, int heads);
+// The relative position bias (MDT, DiffiT): the table parameter at `table` ([rows, heads]), the
+// shared int32 index [tokens, tokens] in backend memory.
+void use_relative_bias(Attention& a, size_t table, int rows, const int32_t* index, int tokens);
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
   // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
@@ -107,6 +114,11 @@ struct AttentionActs {
   // act scratch buffers (qk_dx for backward only) that blocks may share.
   float *qkv_raw = nullptr, *qk_rstd = nullptr, *qk_mean = nullptr, *qk_tmp = nullptr,
         *qk_dx = nullptr;
+  // DiffiT's TMSA (docs/diffit.md): a per-sample offset (act [B, 3D], the time token's q, k, v
+  // part) added to every token's qkv (not with a qk-norm); the backward adds its gradient, the
+  // sum over the sample's tokens, into dqkv_off (fp32 [B, 3D], +=).
+  const float* qkv_off = nullptr;
+  float* dqkv_off = nullptr;
 };
 // out = proj(...) + residual (residual may be nullptr).
 void attention_fwd(const Weights& W, const Attention& a, const float* h, AttentionActs& A,
@@ -129,6 +141,8 @@ struct Mlp {
   bool gated = false;
   bool split() const { return fc1x.out > 0; }
 };
+// DiT's MLP `prefix`fc1 -> tanh GELU -> `prefix`fc2.
+Mlp mlp_gelu_tanh(const ParamTable& t, const std::string& prefix);
 struct MlpActs {
   float *f = nullptr, *g = nullptr;  // fc1 output [M, fc1.out], activation output [M, fc2.in]
 };
@@ -137,6 +151,15 @@ void mlp_fwd(const Weights& W, const Mlp& m, const float* h, MlpActs& A, float* 
 // dh = d/dh; dG [M, fc1.out] is scratch.
 void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, const float* dout,
              float* dh, float* dG, int M);
+
+// The relative position index of a g x g grid (BEiT's / Swin's relative_position_index, MDT and
+// DiffiT): token i = (hi, wi) to token j = (hj, wj) reads row (hi - hj + g - 1) (2g - 1) + (wi - wj
+// + g - 1) of the bias table; [g^2, g^2] int32.
+std::vector<int32_t> relative_index(int g);
+// Refuses a loaded index buffer `name` (fp32 in the parameters, backend memory) that does not hold
+// relative_index(g): one line naming the tensor, the entry, `doc` and `what` ("an MDTv2").
+void check_relative_index(Backend& be, const float* params, const ParamTable& t,
+                          const std::string& name, int g, const char* doc, const char* what);
 
 // The fixed 2-D sin-cos position table [grid * grid, D] on the host (MAE's get_2d_sincos_pos_embed,
 // as DiT uses it); D a multiple of 4.

@@ -215,17 +215,6 @@ NetSpec mdt_spec(const MDTConfig& c) {
   return s;
 }
 
-// RelativePositionBias.relative_position_index of a g x g grid: token i = (hi, wi) to token
-// j = (hj, wj) reads row (hi - hj + g - 1) (2g - 1) + (wi - wj + g - 1) of the table.
-std::vector<int32_t> relative_index(int g) {
-  const int L = g * g;
-  std::vector<int32_t> idx(size_t(L) * L);
-  for (int i = 0; i < L; ++i)
-    for (int j = 0; j < L; ++j)
-      idx[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
-  return idx;
-}
-
 struct BlockActs {
   float* fused = nullptr;  // the skip_linear output (the block's input) where the block fuses
   AdaLNActs blk;
@@ -260,18 +249,10 @@ class MDT final : public Network {
       AdaLNBlock b;
       b.ada = linear(t, p + "adaLN_modulation.1");
       b.norm1 = b.norm2 = ln_;
-      b.attn.qkv = linear(t, p + "attn.qkv");
-      b.attn.proj = linear(t, p + "attn.proj");
-      b.attn.heads = c.num_heads;
-      b.attn.head_dim = c.head_dim();
-      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
-      b.attn.rel_table = t.at(p + "attn.rel_pos_bias.relative_position_bias_table").offset;
-      b.attn.rel_index = index_.as<int32_t>();
-      b.attn.rel_R = c.rel_rows();
-      b.attn.rel_Lf = c.tokens();
-      b.mlp.fc1 = linear(t, p + "mlp.fc1");
-      b.mlp.fc2 = linear(t, p + "mlp.fc2");
-      b.mlp.act = Activation::GeluTanh;
+      b.attn = attention(t, p + "attn.", c.num_heads);
+      use_relative_bias(b.attn, t.at(p + "attn.rel_pos_bias.relative_position_bias_table").offset,
+                        c.rel_rows(), index_.as<int32_t>(), c.tokens());
+      b.mlp = mlp_gelu_tanh(t, p + "mlp.");
       blocks_.push_back(b);
       if (has_skip(c, k)) {
         // skip_linear(cat[x, skip]) as two GEMMs on the weight's column halves.
@@ -635,17 +616,10 @@ void MDT::backward(const float* dout) {
 
 void MDT::check_loaded() {
   // The relative_position_index buffers must hold the formula (the kernels use their own copy).
-  const std::vector<int32_t> want = relative_index(c_.grid());
-  std::vector<float> got(want.size());
-  for (int k = 0; k <= c_.main_blocks(); ++k) {
-    const std::string n = block_name(c_, k) + ".attn.rel_pos_bias.relative_position_index";
-    be_.download(got.data(), params_ + table_.at(n).offset, got.size() * 4);
-    for (size_t i = 0; i < want.size(); ++i)
-      UVIT_CHECK(std::lround(got[i]) == want[i], n, "[", i / size_t(c_.tokens()), ", ",
-                 i % size_t(c_.tokens()), "] = ", got[i],
-                 " differs from the relative position formula's ", want[i],
-                 " (docs/mdt.md); the file is not an ", c_.name, " of this grid");
-  }
+  for (int k = 0; k <= c_.main_blocks(); ++k)
+    check_relative_index(be_, params_, table_,
+                         block_name(c_, k) + ".attn.rel_pos_bias.relative_position_index",
+                         c_.grid(), "docs/mdt.md", ("an " + c_.name).c_str());
 }
 
 void MDT::init_random(uint64_t seed) {

@@ -23,6 +23,7 @@ const std::vector<NetworkFamily>& families() {
       dit_family("fitv1"),
       svg_family("svg"),
       lavin_dit_family(),
+      diffit_family(),
   };
   // clang-format on
   return all;

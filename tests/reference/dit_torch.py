@@ -165,6 +165,24 @@ class SkipNorm(nn.LayerNorm):
                             self.eps).to(x.dtype)
 
 
+def base_init(net, grid):
+    """initialize_weights' shared part (DiT, DiffiT): xavier Linears with zero biases, the sin-cos table, the
+    patch conv xavier over (D, C*p*p) with zero bias, N(0, .02) label table and timestep MLP weights."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        D = net.pos_embed.shape[-1]
+        net.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(D, grid)).float().unsqueeze(0))
+        w = net.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a (D, C*p*p) matrix
+        nn.init.zeros_(net.x_embedder.proj.bias)
+        nn.init.normal_(net.y_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(net.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(net.t_embedder.mlp[2].weight, std=0.02)
+
+
 class DiT(nn.Module):
     """`DiT` (facebookresearch/DiT:models.py); with skip=True, `DiT_skip` (Skip-DiT)."""
 
@@ -194,19 +212,8 @@ class DiT(nn.Module):
             self.skip_linears = nn.ModuleList([SkipLinear(hidden_size) for _ in range(depth // 2)])
 
     def _official_init(self, grid):
+        base_init(self, grid)
         with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
-            D = self.pos_embed.shape[-1]
-            self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(D, grid)).float().unsqueeze(0))
-            w = self.x_embedder.proj.weight
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a (D, C*p*p) matrix
-            nn.init.zeros_(self.x_embedder.proj.bias)
-            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
             for lin in [b.adaLN_modulation[1] for b in self.blocks] + [self.final_layer.adaLN_modulation[1],
                                                                         self.final_layer.linear]:
                 nn.init.zeros_(lin.weight)

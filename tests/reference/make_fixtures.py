@@ -30,6 +30,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import adm_reference  # noqa: E402
+import diffit_fixtures  # noqa: E402
+import diffit_torch  # noqa: E402
 import dit_torch  # noqa: E402
 import fit_data_twin  # noqa: E402
 import fit_fixtures  # noqa: E402
@@ -170,7 +172,8 @@ FLOW_TIME_VALUES = [0.25, 0.9, 0.03]  # flow time in [0, 1] (LightningDiT)
 
 def is_dit(cfg):
     """DiT-family networks (DiT, Skip-DiT, LightningDiT, MDT, FiTv2): DiT's weight and input makers."""
-    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "mdtv1", "fitv2", "fitv1", "svg")
+    return cfg.get("name") in ("dit", "skip_dit", "lightningdit", "mdt", "mdtv1", "fitv2", "fitv1", "svg",
+                               "diffit")
 
 
 def is_lightning(cfg):
@@ -193,6 +196,8 @@ def full_config(cfg):
         return fit_torch.full_config(cfg)
     if cfg.get("name") == "svg":
         return svg_torch.full_config(cfg)
+    if cfg.get("name") == "diffit":
+        return diffit_torch.full_config(cfg)
     if is_dit(cfg):
         return dit_torch.full_config(cfg)
     cls = UViT if cfg["name"] == "uvit" else UViT_t2i
@@ -387,6 +392,11 @@ def make_case(name, cfg_partial, batch, seed, outdir):
         net = svg_torch.build_from_config(cfg)
         make_weights_dit(net, seed)
         inp = svg_fixtures.make_inputs(cfg, batch, seed)
+    elif cfg["name"] == "diffit":
+        net = diffit_torch.build_from_config(cfg)
+        make_weights_dit(net, seed)
+        diffit_torch.randomize(net, torch.Generator().manual_seed(seed + 31))
+        inp = make_inputs_dit(cfg, batch, seed)
     elif cfg["name"] == "lavin_dit":
         net = lavin_dit_torch.build_from_config(cfg)
         make_weights_dit(net, seed)
@@ -931,6 +941,8 @@ def check_numpy_twin(name, tensors, cfg):
         return fit_fixtures.check_twin(name, tensors, cfg)
     if cfg["name"] == "svg":
         return True  # svg_torch.py was checked against the official module (docs/svg.md)
+    if cfg["name"] == "diffit":
+        return True  # diffit_torch.py is the only twin (docs/diffit.md); diffit_fixtures checks its layout
     if is_dit(cfg):
         ref = numpy_forward_dit(cfg, sd, tensors["input.x"].astype(np.float64), tensors["input.t"],
                                 tensors["input.y"])
@@ -1112,7 +1124,7 @@ def main():
     args = ap.parse_args()
 
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
-              + svg_fixtures.SVG_CASES + LAVIN_CASES] + [ADM_CASE] +
+              + svg_fixtures.SVG_CASES + LAVIN_CASES + diffit_fixtures.DIFFIT_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
               fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE, "fit_resize"])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
@@ -1127,9 +1139,10 @@ def main():
     ok = (check_counts() & check_building_blocks() & check_counts_dit() & check_counts_lightning()
           & check_counts_mdt())
     ok &= fit_fixtures.check_counts()
+    ok &= diffit_fixtures.check_counts()
     results = {}
     for name, cfg, batch, seed in (CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
-                                   + svg_fixtures.SVG_CASES + LAVIN_CASES):
+                                   + svg_fixtures.SVG_CASES + LAVIN_CASES + diffit_fixtures.DIFFIT_CASES):
         if name in only:
             results[name] = make_case(name, cfg, batch, seed, args.out)
             ok &= check_numpy_twin(name, results[name], full_config(cfg))

@@ -84,6 +84,10 @@ inline const char* kConfigs[] = {
     R"({"name": "lavin", "nnet": {"name": "lavin_dit", "input_size": 8, "num_frames": 3,
         "patch_size": 2, "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 4,
         "kv_group": 2}})",
+    // DiffiT (docs/diffit.md): TMSA's per-sample qkv offset with the relative position bias on a
+    // 72-wide head, learned sigma.
+    R"({"name": "diffit", "nnet": {"name": "diffit", "input_size": 8, "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10}})",
 };
 
 // FiTv2's packed batch (docs/fit.md): a 6 x 10 token canvas, sequences of 36 tokens, a 72-wide

@@ -127,7 +127,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
                                            "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk",
                                            "fit_ntkpro2", "fitv1_p2", "fitv1_rect",
                                            "svg_qknorm_sigma", "svg_plain", "lavin_tiny",
-                                           "lavin_p1_mqa", "mdtv1_p2"));
+                                           "lavin_p1_mqa", "mdtv1_p2", "diffit_p2",
+                                           "diffit_odd_nosigma"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
 // encoder with the gathered relative bias, the side-interpolater, mask_token's gradient (MDTv2,
@@ -301,6 +302,71 @@ TEST(ModelTable, MDTv1ParameterCounts) {
   d["decode_layer"] = 1;
   EXPECT_EQ(network_family("mdtv1").table(d).entries().size(),
             3u + 7u + 3u * 12u + 4u);  // 2 blocks + side
+}
+
+// DiffiT-XL/2 (docs/diffit.md), as the official module's state_dict: 561,035,232 trained values,
+// the frozen pos_embed and the 28 int64 index buffers of 256^2 entries.
+TEST(ModelTable, DiffiTParameterCounts) {
+  const ParamTable t = network_param_table(load_config("diffit_xl_2"));
+  EXPECT_EQ(t.entries().size(), 346u);
+  EXPECT_EQ(t.total(), 563165152u);
+  EXPECT_EQ(t.entries()[8].name, "blocks.0.attn.relative_position_bias_table");
+  EXPECT_EQ(t.entries()[10].name, "blocks.0.attn.qkv_temb.weight");
+  EXPECT_EQ(t.entries().back().name, "final_layer.linear.bias");
+}
+
+// No adaLN: with every qkv_temb zero, the output no longer depends on t or y; and the time
+// token's key part (rows D..2D of qkv_temb) is the same for every key of a sample, so softmax
+// cancels it: its gradient is zero (the twin's too).
+TEST(DiffiT, TimeEntersOnlyThroughTmsa) {
+  Fixture f = load_fixture("diffit_p2");
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  const NetRun r = run_net(*m, f, true);
+  const int D = 64;
+  for (int k = 0; k < 2; ++k) {
+    const ParamEntry& w = m->table().at("blocks." + std::to_string(k) + ".attn.qkv_temb.weight");
+    double gk = 0, gq = 0;
+    for (size_t i = 0; i < size_t(D) * D; ++i) {
+      gq += std::fabs(r.grads[w.offset + i]);
+      gk += std::fabs(r.grads[w.offset + size_t(D) * D + i]);
+    }
+    EXPECT_GT(gq, 1.0);
+    EXPECT_LE(gk, 1e-5 * gq) << "block " << k;  // fp32 rounding (the twin: 1e-15)
+  }
+  for (auto& [name, a] : f.t)
+    if (name.find("qkv_temb") != std::string::npos && name.rfind("param.", 0) == 0)
+      a = Array::from_f32(a.shape, std::vector<float>(a.numel(), 0.f).data());
+  const NetRun base = run_net(*m, f, false);
+  EXPECT_NE(base.out, r.out);
+  Fixture g = f;
+  std::vector<float> t = g.t.at("input.t").to_f32();
+  for (float& v : t) v = 999.f - v;
+  g.t["input.t"] = Array::from_f32(g.t.at("input.t").shape, t.data());
+  std::vector<int64_t> y = g.t.at("input.y").to_i64();
+  for (auto& v : y) v = (v + 3) % 10;
+  g.t["input.y"] = Array::from_i64(g.t.at("input.y").shape, y.data());
+  EXPECT_EQ(run_net(*m, g, false).out, base.out);
+}
+
+// relative_position_index is a buffer of the official state_dict: checked against the formula on
+// load (the helper MDT uses too).
+TEST(DiffiT, RelativeIndexIsCheckedOnLoad) {
+  Fixture f = load_fixture("diffit_odd_nosigma");
+  auto be = make_cpu_backend();
+  auto m = make_network(f.cfg, *be);
+  std::vector<float> v = f.t.at("param.blocks.2.attn.relative_position_index").to_f32();
+  v[7] += 1;
+  f.t["param.blocks.2.attn.relative_position_index"] =
+      Array::from_f32(f.t.at("param.blocks.2.attn.relative_position_index").shape, v.data());
+  try {
+    run_net(*m, f, false);
+    ADD_FAILURE() << "a wrong relative_position_index was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blocks.2.attn.relative_position_index[0, 7]"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // LightningDiT: the released sizes (configs/lightningdit_*_1.json's nnet sections, read as JSON so
