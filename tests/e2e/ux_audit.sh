@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Regressions from the new-user audit (docs/ux_audit.md): each check failed before its fix.
+set -uo pipefail
+UVIT=$1
+source tests/e2e/data/lib.sh
+
+# --- `uvit demo` a second time continues the run with the run's own preset and settings --------
+# README: `uvit demo`, then `uvit demo --config fmnist_dit_tiny` would resume the U-ViT run in the
+# same folder with the DiT preset ("holds 1496346 parameters, config fmnist_dit_tiny has ...").
+D=$tmp/demo
+run "$UVIT" demo --out "$D" --steps 1 --set train.batch_size=4 --set sample.sample_steps=2
+grep -q "batch 4," "$tmp/err" || fail "demo: batch 4 not used: $(cat "$tmp/err")"
+expect_error "demo: $D holds a fmnist_uvit_tiny demo run; give --out another folder for a fmnist_dit_tiny demo" \
+  "$UVIT" demo --out "$D" --config fmnist_dit_tiny --steps 2
+# Without --set the second call keeps batch 4 and the 2 grid steps (not the preset's 64 and 250).
+run "$UVIT" demo --out "$D" --steps 2
+grep -q "batch 4, steps 1 -> 2" "$tmp/err" || fail "demo continued with: $(grep '^training' "$tmp/err")"
+grep -q "^grid $D/grid.png (one row per class) 2/2" "$tmp/err" ||
+  fail "demo's grid not drawn with the run's 2 steps: $(grep '^grid' "$tmp/err" | tail -1)"
+expect_error "nnet.\* cannot change" "$UVIT" demo --out "$D" --steps 3 --set nnet.depth=2
+# The demo takes every fmnist_*_tiny preset and says so.
+"$UVIT" help demo | tr -s ' \n' ' ' | grep -q "fmnist_mdt_tiny, fmnist_skip_dit_tiny, fmnist_svg_tiny" ||
+  fail "uvit help demo does not list every Fashion-MNIST preset"
+
+# --- an --out that is a file: one line naming --out, not a filesystem exception ---------------
+expect_error "^uvit: error: --out $D/grid.png: is a file, not a folder" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$D/grid.png" --steps 1
+expect_error "^uvit: error: --out $D/grid.png: is a file, not a folder" \
+  "$UVIT" demo --out "$D/grid.png" --steps 1
+
+# --- --weights: a missing file or a run folder is named as such, not as an "unknown format" ----
+expect_error "^uvit: error: $tmp/nothere: no such file$" \
+  "$UVIT" sample --config "$D" --weights "$tmp/nothere" --n 1 --class 1 --out "$tmp/g.png"
+expect_error "is a folder, not a weights file (a training run: give $D/nnet_ema.safetensors)" \
+  "$UVIT" sample --config "$D" --weights "$D" --n 1 --class 1 --out "$tmp/g.png"
+[ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
+exit $fails
