@@ -33,5 +33,8 @@ expect_error "^uvit: error: $tmp/nothere: no such file$" \
   "$UVIT" sample --config "$D" --weights "$tmp/nothere" --n 1 --class 1 --out "$tmp/g.png"
 expect_error "is a folder, not a weights file (a training run: give $D/nnet_ema.safetensors)" \
   "$UVIT" sample --config "$D" --weights "$D" --n 1 --class 1 --out "$tmp/g.png"
+# --- --class with a word that is no class: Fashion-MNIST has names (it said "no class names") --
+expect_error "give an id 0..9 or a class name: uvit info --config fmnist_uvit_tiny --classes lists them" \
+  "$UVIT" sample --config "$D" --weights "$D/nnet_ema.safetensors" --n 1 --class -1 --out "$tmp/g.png"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
