@@ -36,5 +36,10 @@ expect_error "is a folder, not a weights file (a training run: give $D/nnet_ema.
 # --- --class with a word that is no class: Fashion-MNIST has names (it said "no class names") --
 expect_error "give an id 0..9 or a class name: uvit info --config fmnist_uvit_tiny --classes lists them" \
   "$UVIT" sample --config "$D" --weights "$D/nnet_ema.safetensors" --n 1 --class -1 --out "$tmp/g.png"
+# --- RUN/config.json is the run's config, named as the run (it was "config", so --resume refused it)
+run "$UVIT" info --config "$D/config.json"
+grep -q "^config  *fmnist_uvit_tiny$" "$tmp/out" || fail "info: $(head -1 "$tmp/out")"
+run "$UVIT" train --config "$D/config.json" --out "$D" --resume --steps 2
+grep -q "already at step 2" "$tmp/err" || fail "resume with the run's config.json: $(cat "$tmp/err")"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
