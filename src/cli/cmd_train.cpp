@@ -42,7 +42,8 @@ void add_grid_options(CLI::App* cmd, TrainJob& j) {
                   "with up to 16 classes: 4 per class, one row per class)")
       ->check(at_least(1));
   cmd->add_flag_function(
-      "--no-grid", [&j](int64_t) { j.grids = false; }, "draw no sample grids");
+      "--no-grid", [&j](int64_t) { j.grids = false; },
+      "draw no sample grids in RUN/samples/ (the demo still draws its grid.png)");
 }
 }  // namespace
 

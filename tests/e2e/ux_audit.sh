@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regressions from the new-user audit (docs/ux_audit.md): each check failed before its fix.
 set -uo pipefail
-UVIT=$1
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 
 # --- `uvit demo` a second time continues the run with the run's own preset and settings --------
@@ -41,5 +41,18 @@ run "$UVIT" info --config "$D/config.json"
 grep -q "^config  *fmnist_uvit_tiny$" "$tmp/out" || fail "info: $(head -1 "$tmp/out")"
 run "$UVIT" train --config "$D/config.json" --out "$D" --resume --steps 2
 grep -q "already at step 2" "$tmp/err" || fail "resume with the run's config.json: $(cat "$tmp/err")"
+# --- uvit eval after more training: the old samples in OUT.parts were "resumed" (same path) and
+# the old model's FID reported; the manifest now holds the weights' SHA-256.
+inception_weights IW "${2:-}"
+run "$UVIT" sample --config "$D" --weights "$D/nnet_ema.safetensors" --n 4 --class 1 --steps 2 \
+  --dir "$tmp/ref" -q
+run "$UVIT" fid-stats "$tmp/ref" --out "$tmp/ref.npz" --inception "$IW" -q
+E=(eval --config "$D" --weights "$D/nnet_ema.safetensors" --n 4 --steps 2 --ref "$tmp/ref.npz"
+  --inception "$IW" --out "$tmp/ev.npz")
+run "$UVIT" "${E[@]}"
+run "$UVIT" "${E[@]}"
+grep -q "(4 resumed from" "$tmp/err" || fail "eval did not resume its own chunks: $(cat "$tmp/err")"
+run "$UVIT" train --out "$D" --resume --steps 3 --no-grid -q
+expect_error "ev.npz.parts: holds chunks of a different run (weights_sha256 " "$UVIT" "${E[@]}"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
