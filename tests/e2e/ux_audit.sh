@@ -54,5 +54,11 @@ run "$UVIT" "${E[@]}"
 grep -q "(4 resumed from" "$tmp/err" || fail "eval did not resume its own chunks: $(cat "$tmp/err")"
 run "$UVIT" train --out "$D" --resume --steps 3 --no-grid -q
 expect_error "ev.npz.parts: holds chunks of a different run (weights_sha256 " "$UVIT" "${E[@]}"
+# --- --sampler euler on a DiT preset: named the sampler and the choices (it said "Euler–Maruyama:
+# needs the linear VP schedule (continuous models), not discrete" from inside the solver)
+run "$UVIT" train --config fmnist_dit_tiny --out "$tmp/dit" --steps 1 --batch 2 --no-grid -q
+expect_error "sampler 'euler-ode' needs the continuous VP schedule (continuous_vp presets); config fmnist_dit_tiny (schedule adm) takes dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or ddim" \
+  "$UVIT" sample --config "$tmp/dit" --weights "$tmp/dit/nnet_ema.safetensors" --n 1 --class 1 \
+  --sampler euler --out "$tmp/g.png"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
