@@ -60,5 +60,10 @@ run "$UVIT" train --config fmnist_dit_tiny --out "$tmp/dit" --steps 1 --batch 2 
 expect_error "sampler 'euler-ode' needs the continuous VP schedule (continuous_vp presets); config fmnist_dit_tiny (schedule adm) takes dpm-solver, dpm-solver++, dpm-solver++2m, ddpm or ddim" \
   "$UVIT" sample --config "$tmp/dit" --weights "$tmp/dit/nnet_ema.safetensors" --n 1 --class 1 \
   --sampler euler --out "$tmp/g.png"
+# --- README's `uvit train --config cifar10_uvit_small --out runs/c10`: the preset's official data
+# path is not here; the message says how to give one (it said "dataset directory not found")
+expect_error "assets/datasets/cifar10: dataset cifar10 not found (give its folder: uvit train --data PATH" \
+  "$UVIT" train --config cifar10_uvit_small --out "$tmp/c10" --steps 1
+[ ! -e "$tmp/c10" ] || fail "a train that could not start left $tmp/c10"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
