@@ -65,5 +65,15 @@ expect_error "sampler 'euler-ode' needs the continuous VP schedule (continuous_v
 expect_error "assets/datasets/cifar10: dataset cifar10 not found (give its folder: uvit train --data PATH" \
   "$UVIT" train --config cifar10_uvit_small --out "$tmp/c10" --steps 1
 [ ! -e "$tmp/c10" ] || fail "a train that could not start left $tmp/c10"
+# --- presets: the CLI's list = configs/ = docs/configs.md's "Every preset" (LaVin-DiT's were in
+# no table), and each one passes `uvit info`
+run "$UVIT" info --presets
+cli=$(sort "$tmp/out")
+dir=$(ls configs/*.json | sed 's|configs/||; s|\.json$||' | sort)
+doc=$(sed -n '/^## Every preset/,$p' docs/configs.md | sed -n '/^`uvit info --presets`/,$p' |
+  tr -s ' ,.\n' '\n' | grep -E '^[a-z0-9]+_[a-z0-9_]+$' | sort)
+[ "$cli" = "$dir" ] || fail "uvit info --presets != configs/: $(diff <(echo "$cli") <(echo "$dir") | grep '^[<>]' | tr '\n' ' ')"
+[ "$cli" = "$doc" ] || fail "uvit info --presets != docs/configs.md: $(diff <(echo "$cli") <(echo "$doc") | grep '^[<>]' | tr '\n' ' ')"
+for p in $cli; do "$UVIT" info --config "$p" >/dev/null 2>"$tmp/err" || fail "info $p: $(cat "$tmp/err")"; done
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails
