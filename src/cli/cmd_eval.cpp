@@ -26,6 +26,7 @@
 #include "uvit/fid.hpp"
 #include "uvit/inception.hpp"
 #include "uvit/io.hpp"
+#include "uvit/metadata.hpp"
 #include "uvit/pipeline.hpp"
 
 namespace fs = std::filesystem;
@@ -185,6 +186,8 @@ void add_eval(CLI::App& app) {
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     nlohmann::json manifest = {{"config", cfg.config_name},
                                {"weights", fs::absolute(o->weights).string()},
+                               // The path alone would resume a retrained model's old samples.
+                               {"weights_sha256", file_sha256(o->weights)},
                                {"sampler", g.sampler},
                                {"steps", g.steps},
                                {"cfg_scale", g.cfg_scale},
@@ -203,8 +206,14 @@ void add_eval(CLI::App& app) {
     if (fs::exists(mpath)) {
       std::ifstream f(mpath);
       nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
-      UVIT_CHECK(old == manifest, work, ": holds chunks of a different run (", old.dump(),
-                 "); use another --work folder or delete it");
+      std::string differ;  // the settings that changed, not two whole manifests
+      for (const auto& [key, v] : manifest.items())
+        if (!old.is_object() || !old.contains(key) || old[key] != v)
+          differ += (differ.empty() ? "" : ", ") + key + " " +
+                    (old.is_object() && old.contains(key) ? old[key].dump() : "(none)") + " -> " +
+                    v.dump();
+      UVIT_CHECK(old == manifest, work, ": holds chunks of a different run (",
+                 differ.empty() ? old.dump() : differ, "); use another --work folder or delete it");
     } else {
       const std::string m = manifest.dump(1);
       write_file_atomic(mpath, m.data(), m.size());

@@ -22,6 +22,15 @@ void exit_if_interrupted(const TrainOutcome& r) {
   if (r.signal && r.ranks == 1) throw ExitStatus{128 + r.signal};
 }
 
+// The demo's presets: every fmnist_*_tiny one (`uvit info --presets`).
+std::string fmnist_presets() {
+  std::string list;
+  for (const std::string& n : preset_names())
+    if (n.rfind("fmnist_", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, "_tiny") == 0)
+      list += (list.empty() ? "" : ", ") + n;
+  return list;
+}
+
 void add_grid_options(CLI::App* cmd, TrainJob& j) {
   cmd->add_option("--grid-every", j.grid_every,
                   "draw a sample grid (RUN/samples/step_N.png) every N steps (default: the "
@@ -33,7 +42,8 @@ void add_grid_options(CLI::App* cmd, TrainJob& j) {
                   "with up to 16 classes: 4 per class, one row per class)")
       ->check(at_least(1));
   cmd->add_flag_function(
-      "--no-grid", [&j](int64_t) { j.grids = false; }, "draw no sample grids");
+      "--no-grid", [&j](int64_t) { j.grids = false; },
+      "draw no sample grids in RUN/samples/ (the demo still draws its grid.png)");
 }
 }  // namespace
 
@@ -127,8 +137,9 @@ void add_demo(CLI::App& app) {
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
   cmd->add_option("--config,-c", o->config,
-                  "a Fashion-MNIST preset: fmnist_uvit_tiny (default), fmnist_dit_tiny, "
-                  "fmnist_skip_dit_tiny, fmnist_lightningdit_tiny or fmnist_fit_tiny");
+                  "a Fashion-MNIST preset: " + fmnist_presets() +
+                      " (default fmnist_uvit_tiny; a second call continues the run in --out with "
+                      "its own preset and settings)");
   cmd->add_option("--set", o->set,
                   "override a field of the preset: section.key=value (repeatable)");
   cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
@@ -148,16 +159,23 @@ void add_demo(CLI::App& app) {
                      "note: this CPU has no bf16 units (AVX512-BF16 or AMX); the demo "
                      "trains in fp32\n");
     }
-    job.cfg = load_config(o->config);
-    UVIT_CHECK(
-        job.cfg.json.contains("dataset") &&
-            job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
-            job.cfg.spec.real_classes() == 10,
-        "demo: config ", job.cfg.config_name,
-        " is not a class-conditional Fashion-MNIST preset (fmnist_uvit_tiny, "
-        "fmnist_dit_tiny, fmnist_skip_dit_tiny, fmnist_lightningdit_tiny or fmnist_fit_tiny)");
+    job.resume = fs::exists(dir + "/train_state.safetensors") && fs::exists(dir + "/config.json");
+    // A second call continues the run with the run's own settings, as `uvit train --resume` does
+    // (its --set and --data, not the preset's); another preset needs another folder.
+    job.cfg = load_config(job.resume ? dir : o->config);
+    if (job.resume && cmd->count("--config")) {
+      const Config asked = load_config(o->config);
+      UVIT_CHECK(asked.config_name == job.cfg.config_name, "demo: ", dir, " holds a ",
+                 job.cfg.config_name, " demo run; give --out another folder for a ",
+                 asked.config_name, " demo (e.g. --out ", dir, "_", asked.config_name, ")");
+    }
+    UVIT_CHECK(job.cfg.json.contains("dataset") &&
+                   job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
+                   job.cfg.spec.real_classes() == 10,
+               "demo: config ", job.cfg.config_name,
+               " is not a class-conditional Fashion-MNIST preset (", fmnist_presets(), ")");
+    if (job.resume) check_resume_options(job.cfg, dir, "", o->set, -1, 0);
     for (const auto& a : o->set) apply_override(job.cfg, a);
-    job.resume = fs::exists(dir + "/train_state.safetensors");
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     const TrainOutcome r = run_training(job);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
 #include "uvit/backend.hpp"
@@ -147,6 +148,7 @@ LossWindow open_window(const std::string& dir, long step) {
 // run is at (0 for a new run).
 long check_run_dir(const TrainJob& job, long target) {
   const std::string& dir = job.out_dir;
+  check_output_dir("--out", dir);  // a file there would fail only after the data and the network
   const bool has_state = fs::exists(dir + "/train_state.safetensors");
   UVIT_CHECK(job.resume || !has_state, dir,
              " already holds a training run; pass --resume to continue it or choose another --out");

@@ -524,16 +524,23 @@ fs::path find_preset(const std::string& name) {
   return {};
 }
 
-// A training run's folder is named in its config by the preset its checkpoints record.
-std::string run_config_name(const fs::path& dir) {
+// The preset a training run's checkpoints record ("" when `dir` holds none).
+std::string recorded_config_name(const fs::path& dir) {
   for (const char* f : {"train_state.safetensors", "nnet_ema.safetensors"}) {
+    std::error_code ec;
+    if (!fs::exists(dir / f, ec)) continue;
     try {
       auto meta = read_safetensors_metadata((dir / f).string());
       if (meta.count("config") && !meta["config"].empty()) return meta["config"];
     } catch (const Error&) {
     }
   }
-  return dir.lexically_normal().filename().string();
+  return "";
+}
+// A training run's folder is named in its config by the preset its checkpoints record.
+std::string run_config_name(const fs::path& dir) {
+  const std::string n = recorded_config_name(dir);
+  return n.empty() ? dir.lexically_normal().filename().string() : n;
 }
 }  // namespace
 
@@ -552,6 +559,12 @@ Config load_config(const std::string& name_or_path) {
   } else if (is_file(name_or_path)) {
     path = name_or_path;
     c.config_name = path.stem().string();
+    // RUN/config.json is the run's config, named as RUN is (not "config").
+    if (path.filename() == "config.json") {
+      const std::string run =
+          recorded_config_name(path.parent_path().empty() ? "." : path.parent_path());
+      if (!run.empty()) c.config_name = run;
+    }
   } else if (fs::is_directory(name_or_path, ec)) {
     path = fs::path(name_or_path) / "config.json";
     UVIT_CHECK(is_file(path), "config ", name_or_path,

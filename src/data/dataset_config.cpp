@@ -1,4 +1,6 @@
 // The "dataset" section of a config -> a Dataset and the loader flags the official pipeline uses.
+#include <filesystem>
+
 #include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
@@ -94,6 +96,10 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& in) {
   o.name = canonical_name(o.name);
   if (o.path.empty() && o.name == "fmnist") o.path = kDefaultFmnistPath;
   UVIT_CHECK(!o.path.empty(), "dataset ", o.name, ": no path given (set dataset.path)");
+  // The presets' paths are the official repos' (assets/datasets/...): say how to give one.
+  std::error_code ec;
+  UVIT_CHECK(std::filesystem::exists(o.path, ec), o.path, ": dataset ", o.name,
+             " not found (give its folder: uvit train --data PATH, or dataset.path; docs/data.md)");
   auto natural = [&](int size) {
     UVIT_CHECK(o.resolution == 0 || o.resolution == size, "dataset ", o.name, ": images are ", size,
                "x", size, ", resolution ", o.resolution, " is not supported");

@@ -55,9 +55,13 @@ int class_from_option(const Config& cfg, const std::string& text) {
   std::string near;
   for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
   fail("--class '", text, "' is not a class of ", cfg.config_name,
-       near.empty() ? cat(" (no class names: give an id 0..", real_classes(cfg) - 1, ")")
-                    : cat("; did you mean: ", near, " (uvit info --config ", cfg.config_name,
-                          " --classes lists them)"));
+       near.empty() && t.empty()
+           ? cat(" (no class names: give an id 0..", real_classes(cfg) - 1, ")")
+       : near.empty()
+           ? cat(" (give an id 0..", real_classes(cfg) - 1, " or a class name: uvit info --config ",
+                 cfg.config_name, " --classes lists them)")
+           : cat("; did you mean: ", near, " (uvit info --config ", cfg.config_name,
+                 " --classes lists them)"));
 }
 
 const char* model_kind_name(ModelKind k) {

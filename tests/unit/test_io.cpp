@@ -858,8 +858,13 @@ TEST(IOPth, RejectsNonTorchFiles) {
   save_npz(t / "z.safetensors", {{"a", Array(DType::F32, {1})}});
   EXPECT_NE(error_of([&] { load_weights(t / "z.safetensors"); }).find("not safetensors"),
             std::string::npos);
+  spit(t / "w.onnx", "onnx");
   EXPECT_NE(error_of([&] { load_weights(t / "w.onnx"); }).find("unknown weights format"),
             std::string::npos);
+  // A missing file or a folder is named as such, not as an unknown format (docs/ux_audit.md).
+  EXPECT_EQ(error_of([&] { load_weights(t / "missing"); }), t / "missing" + ": no such file");
+  EXPECT_EQ(error_of([&] { load_weights(t.dir.string()); }),
+            t.dir.string() + ": is a folder, not a weights file");
 }
 
 TEST(IOPth, LoadsTorchSaveFiles) {
