@@ -24,8 +24,9 @@ class NpyFolder final : public Dataset {
     files_ = data::list_files_recursively(dir, {"npy"});
     UVIT_CHECK(!files_.empty(), dir, ": no .npy files found");
     labels_ = data::prefix_labels(files_, &k_);
+    // Only each file's header here (a folder may hold many thousands); get() reads the data.
     for (const std::string& f : files_) {
-      const Array a = load_npy(f);
+      const NpyInfo a = read_npy_header(f);
       UVIT_CHECK(a.shape.size() == 3 && a.shape[0] == C, f, ": expected a [", C,
                  ", h, w] array, got ", shape_str(a.shape));
       const int h = int(a.shape[1]), w = int(a.shape[2]);
