@@ -227,19 +227,18 @@ Array load_npy(const std::string& path) {
 
 NpyInfo read_npy_header(const std::string& path) {
   io::InFile f(path);
-  // The fixed part (magic, version, header length: 12 bytes at most), then the whole header.
-  std::vector<uint8_t> head(size_t(std::min<uint64_t>(f.size(), 12)));
+  // One read covers numpy's usual header (padded to 64 or 128 bytes); a longer one is read whole.
+  std::vector<uint8_t> head(size_t(std::min<uint64_t>(f.size(), 256)));
   f.read(0, head.data(), head.size(), "npy header");
-  if (head.size() >= 10 && std::memcmp(head.data(), kMagic, 6) == 0 && head[7] == 0 &&
+  if (head.size() >= 12 && std::memcmp(head.data(), kMagic, 6) == 0 && head[7] == 0 &&
       head[6] >= 1 && head[6] <= 3) {
     const size_t pre = head[6] == 1 ? 10 : 12;
-    if (head.size() >= pre) {
-      uint64_t hlen = 0;
-      for (size_t i = 8; i < pre; ++i) hlen |= uint64_t(head[i]) << (8 * (i - 8));
-      if (hlen <= f.size() - pre) {
-        head.resize(pre + size_t(hlen));
-        f.read(pre, head.data() + pre, size_t(hlen), "npy header");
-      }
+    uint64_t hlen = 0;
+    for (size_t i = 8; i < pre; ++i) hlen |= uint64_t(head[i]) << (8 * (i - 8));
+    if (pre + hlen > head.size() && hlen <= f.size() - pre) {
+      const size_t have = head.size();
+      head.resize(pre + size_t(hlen));
+      f.read(have, head.data() + have, head.size() - have, "npy header");
     }
   }
   return parse_npy_header(head.data(), head.size(), f.size(), path);
