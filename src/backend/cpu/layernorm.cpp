@@ -63,7 +63,7 @@ inline double add_parts(const __m512d* acc) {
 // With buf (bf16 rows), the row's fp32 widening is also stored there for the output pass.
 template <class T>
 RowStats row_stats(const T* x, long n, float* buf) {
-  const double c = cpu::ld(x[0]);
+  const double c = n > 0 ? cpu::ld(x[0]) : 0.0;
 #if defined(UVIT_CPU_AVX512)
   // Two chunks per iteration, each with its own accumulators: fixed indices keep them in
   // registers.
@@ -102,7 +102,7 @@ RowStats row_stats(const T* x, long n, float* buf) {
 // Two passes over a row: the statistics, which read the act row through load16 (bf16 widened in
 // registers, and stored once into the fp32 row buf in L1 for the second pass), then the output,
 // written through store16. bf16 moves half the bytes of fp32 (docs/benchmarks.md, "LayerNorm in
-// bf16"). A function of its own, outside the OpenMP region's outlined body, which compiled slower.
+// bf16, second pass").
 template <class T>
 void layernorm_row(const T* xr, const float* w, const float* b, T* yr, float* mean, float* rstd,
                    long D, float eps, float* buf) {
