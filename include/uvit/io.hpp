@@ -2,6 +2,7 @@
 // Every reader validates what it reads and throws uvit::Error with a one-line message naming the
 // file.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -16,9 +17,6 @@ NamedArrays load_safetensors(const std::string& path,
                              std::map<std::string, std::string>* metadata = nullptr);
 // Only the header's "__metadata__" (cheap for any file size).
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
-// Written atomically (temporary file, fsync, rename).
-void save_safetensors(const std::string& path, const NamedArrays& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
 
 // torch.save zip archives holding a state_dict (OrderedDict/dict of tensors), or a checkpoint dict
 // whose "state_dict", "ema" or "model" entry (first match, in that order) holds it, e.g. DiT's
@@ -60,7 +58,26 @@ class TensorReader {
 // As load_weights chooses and checks the file, with the same names.
 std::unique_ptr<TensorReader> open_weights(const std::string& path);
 
+// Written atomically (temporary file, fsync, rename).
+void save_safetensors(const std::string& path, const NamedArrays& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+// The same file streamed: write(i, sink) hands tensor i's row-major bytes to sink in order, in
+// pieces of any size, so no copy of the whole model need exist (Network::save_weights, the
+// trainer's state). A tensor that does not add up to its shape's bytes is an error.
+using ByteSink = std::function<void(const void* data, size_t n)>;
+void save_safetensors(const std::string& path, const std::vector<TensorInfo>& tensors,
+                      const std::function<void(size_t i, const ByteSink& sink)>& write,
+                      const std::map<std::string, std::string>& metadata = {});
+
 Array load_npy(const std::string& path);
+// An .npy file's header only: its dtype and shape, checked (with the file's size) as load_npy
+// checks them, so a file that passes would load unless it changes; reads no data.
+struct NpyInfo {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  uint64_t data_offset = 0;  // where the array's bytes start
+};
+NpyInfo read_npy_header(const std::string& path);
 void save_npy(const std::string& path, const Array& a);  // atomic
 // .npz: a zip of .npy members (stored or deflated).
 NamedArrays load_npz(const std::string& path);

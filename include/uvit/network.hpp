@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +21,7 @@
 namespace uvit {
 
 struct Config;
+class ParamStage;  // network.cpp: moves parameters one tensor at a time
 
 // What the rest of the engine needs to know about a network: its input, output and conditioning.
 struct NetSpec {
@@ -81,10 +83,17 @@ class Network {
   void load_file(const std::string& path);
   // fp32 export; quantised weights come out dequantised.
   NamedArrays export_weights(DType dtype = DType::F32) const;
+  // The same tensors streamed to a safetensors file (fp32), one at a time: no copy of the whole
+  // model is made (the trainer's checkpoints; docs/benchmarks.md, "Peak memory of big models").
+  void save_weights(const std::string& path,
+                    const std::map<std::string, std::string>& metadata) const;
   // The quantised weights kept by load_file (CPU), or nullptr.
   const QuantWeights* quantized() const { return quant_.get(); }
   // The official initialisation of the family, from a counter-based RNG keyed on the seed.
   virtual void init_random(uint64_t seed) = 0;
+  // Fills one tensor: e.numel floats at p, which arrive zeroed; i is e's index in the table
+  // (write_params).
+  using ParamFill = std::function<void(size_t i, const ParamEntry& e, float* p)>;
 
   // All pointers are backend memory. x [B, in_chans, S, S]; t [B] the network's time input; y [B]
   // int32 labels (class-conditional networks) or nullptr; context [B, tokens, dim] (text networks)
@@ -121,6 +130,10 @@ class Network {
 
  protected:
   Network(NetSpec spec, ParamTable table, Backend& be);
+  // Writes every parameter one tensor at a time (init_random): straight into the parameter buffer
+  // on the CPU (host memory), elsewhere through a host buffer of one tensor uploaded after each,
+  // so no host copy of the whole model exists.
+  void write_params(const ParamFill& fill);
   // The act copy of the parameters, refreshed when stale (== params_ when act is fp32).
   const float* act_params();
   void check_inputs(const int32_t* y, const float* context, int B) const;
@@ -137,11 +150,13 @@ class Network {
   std::unique_ptr<QuantWeights> quant_;
 
  private:
-  void upload_params(const float* host);
   // The parameters are zeroed on first use unless a load or init wrote them first: a quantised
   // load never touches its GEMM weights' part of the buffer, so those pages are never resident.
   void ensure_params() const;
-  void load_quantized(TensorReader& r, const QuantFormat& f, float* dst);
+  void load_quantized(TensorReader& r, const QuantFormat& f, ParamStage& stage);
+  // Tensor e's fp32 values (dequantised when quantised) in host memory: in place on the CPU, else
+  // in stage's buffer.
+  const float* host_values(const ParamEntry& e, ParamStage& stage) const;
   bool act_stale_ = true;
   mutable bool params_set_ = false;
   std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded

@@ -24,6 +24,9 @@ struct ParamEntry {
   mutable bool gemm = false;
 };
 
+// a's values as fp32 (any float or integer dtype) into dst (a.numel() floats).
+void copy_f32(const Array& a, float* dst);
+
 class ParamTable {
  public:
   void add(const std::string& name, std::vector<int64_t> shape, bool frozen = false);
@@ -41,9 +44,6 @@ class ParamTable {
   void check(const std::vector<TensorInfo>& tensors, const std::string& what) const;
   // check(), then copies the state_dict into a flat fp32 buffer.
   void load(const NamedArrays& sd, float* flat, const std::string& what) const;
-  // The same, freeing each tensor once copied, so a large checkpoint is not held twice.
-  void load(NamedArrays&& sd, float* flat, const std::string& what) const;
-  NamedArrays export_arrays(const float* flat, DType dtype = DType::F32) const;
 
  private:
   std::vector<ParamEntry> entries_;

@@ -2,6 +2,7 @@
 // optional clipping and accumulation, atomic checkpoints and bit-identical resume.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -105,8 +106,13 @@ class Trainer {
   // The optimizer state as saved: (name, buffer) in file order (AdamW: exp_avg, exp_avg_sq; Adan:
   // also exp_avg_diff and the previous gradient).
   std::vector<std::pair<std::string, DeviceBuffer*>> state_buffers();
-  // The optimizer state of all parameters (gathered from the shards under ZeRO-1), on the host.
+  // Under ZeRO-1 the optimizer state of all parameters gathered from the shards, on the host
+  // (collective); otherwise empty: save_state streams the buffers themselves.
   NamedArrays gather_state();
+  void save_state(const std::string& path, const NamedArrays& gathered,
+                  const std::map<std::string, std::string>& meta);
+  // One checkpoint folder: nnet, nnet_ema, then train_state (which marks it complete).
+  void write_state(const std::string& dir, const NamedArrays& gathered, const LoaderState& ls);
   Config cfg_;
   Backend& be_;
   std::shared_ptr<Dataset> data_;

@@ -1,5 +1,6 @@
 #include "uvit/params.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -78,39 +79,18 @@ void ParamTable::check(const std::vector<TensorInfo>& ts, const std::string& wha
       [&](size_t i) -> const std::vector<int64_t>& { return ts[i].shape; }, what);
 }
 
-namespace {
-void copy_in(const Array& arr, const ParamEntry& e, float* flat) {
-  if (arr.dtype == DType::F32) {
-    std::memcpy(flat + e.offset, arr.data.data(), e.numel * sizeof(float));
+void copy_f32(const Array& a, float* dst) {
+  if (a.dtype == DType::F32) {
+    if (!a.data.empty()) std::memcpy(dst, a.data.data(), a.data.size());
   } else {
-    std::vector<float> v = arr.to_f32();
-    std::memcpy(flat + e.offset, v.data(), e.numel * sizeof(float));
+    const std::vector<float> v = a.to_f32();
+    std::copy(v.begin(), v.end(), dst);
   }
 }
-}  // namespace
 
 void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
   check(sd, what);
-  for (const auto& [name, arr] : sd) copy_in(arr, at(name), flat);
-}
-
-void ParamTable::load(NamedArrays&& sd, float* flat, const std::string& what) const {
-  check(sd, what);
-  for (auto& [name, arr] : sd) {
-    copy_in(arr, at(name), flat);
-    std::vector<uint8_t>().swap(arr.data);
-  }
-}
-
-NamedArrays ParamTable::export_arrays(const float* flat, DType dtype) const {
-  NamedArrays out;
-  out.reserve(entries_.size());
-  for (const auto& e : entries_) {
-    Array a = Array::from_f32(e.shape, flat + e.offset);
-    if (dtype != DType::F32) a = a.converted(dtype);
-    out.emplace_back(e.name, std::move(a));
-  }
-  return out;
+  for (const auto& [name, arr] : sd) copy_f32(arr, flat + at(name).offset);
 }
 
 }  // namespace uvit

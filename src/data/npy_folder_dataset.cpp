@@ -28,8 +28,9 @@ class NpyFolder final : public Dataset {
       (is_flip(f) ? flips : files_).push_back(std::move(f));
     UVIT_CHECK(!files_.empty(), dir, ": no .npy files found");
     labels_ = data::prefix_labels(files_, &k_);
+    // Only each file's header here (a folder may hold many thousands); get() reads the data.
     for (const std::string& f : files_) {
-      const Array a = load_npy(f);
+      const NpyInfo a = read_npy_header(f);
       UVIT_CHECK(a.shape.size() == 3 && a.shape[0] == C, f, ": expected a [", C,
                  ", h, w] array, got ", shape_str(a.shape));
       const int h = int(a.shape[1]), w = int(a.shape[2]);
@@ -48,7 +49,7 @@ class NpyFolder final : public Dataset {
       const auto it = index.find(item);
       UVIT_CHECK(it != index.end(), f, ": a stored flip without its item ", item);
       const size_t i = it->second;
-      const Array a = load_npy(f);
+      const NpyInfo a = read_npy_header(f);
       UVIT_CHECK(a.shape == std::vector<int64_t>({C, sizes_[i][0], sizes_[i][1]}), f, ": shape ",
                  shape_str(a.shape), " differs from its item's [", C, ", ", sizes_[i][0], ", ",
                  sizes_[i][1], "]");

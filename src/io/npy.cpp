@@ -131,7 +131,9 @@ class HeaderParser {
   size_t i_ = 0;
 };
 
-Array parse_npy(const uint8_t* p, size_t n, const std::string& what) {
+// The header at p (n bytes of it available; the whole file is `total` bytes), checked against the
+// file's size.
+NpyInfo parse_npy_header(const uint8_t* p, size_t n, uint64_t total, const std::string& what) {
   if (n < 10 || std::memcmp(p, kMagic, 6) != 0) fail(what, ": not an .npy file (bad magic)");
   const unsigned major = p[6], minor = p[7];
   if (minor != 0 || major < 1 || major > 3)
@@ -141,8 +143,9 @@ Array parse_npy(const uint8_t* p, size_t n, const std::string& what) {
   uint64_t hlen = major == 1 ? uint64_t(p[8] | (p[9] << 8))
                              : uint64_t(p[8]) | uint64_t(p[9]) << 8 | uint64_t(p[10]) << 16 |
                                    uint64_t(p[11]) << 24;
-  if (hlen > n - pre)
-    fail(what, ": truncated: header says ", hlen, " bytes of header, file has ", n - pre);
+  if (hlen > total - pre)
+    fail(what, ": truncated: header says ", hlen, " bytes of header, file has ", total - pre);
+  if (hlen > n - pre) fail(what, ": truncated .npy header");  // (read_npy_header reads it all)
   std::string header(reinterpret_cast<const char*>(p + pre), hlen);
   std::string descr;
   bool fortran = false;
@@ -169,12 +172,17 @@ Array parse_npy(const uint8_t* p, size_t n, const std::string& what) {
   uint64_t nbytes;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(d->dtype)), &nbytes))
     fail(what, ": shape ", shape_str(shape), " overflows");
-  const uint64_t have = n - pre - hlen;
+  const uint64_t have = total - pre - hlen;
   if (have < nbytes)
     fail(what, ": truncated: header says ", nbytes, " bytes of data, file has ", have);
   if (have > nbytes) fail(what, ": ", have - nbytes, " unexpected bytes after the array data");
-  Array a(d->dtype, shape);
-  if (nbytes) std::memcpy(a.data.data(), p + pre + hlen, nbytes);
+  return {d->dtype, std::move(shape), pre + hlen};
+}
+
+Array parse_npy(const uint8_t* p, size_t n, const std::string& what) {
+  const NpyInfo h = parse_npy_header(p, n, n, what);
+  Array a(h.dtype, h.shape);
+  if (!a.data.empty()) std::memcpy(a.data.data(), p + h.data_offset, a.data.size());
   return a;
 }
 
@@ -215,6 +223,25 @@ std::string npy_header(const Array& a, const std::string& what) {
 Array load_npy(const std::string& path) {
   std::vector<uint8_t> bytes = read_file(path);
   return parse_npy(bytes.data(), bytes.size(), path);
+}
+
+NpyInfo read_npy_header(const std::string& path) {
+  io::InFile f(path);
+  // One read covers numpy's usual header (padded to 64 or 128 bytes); a longer one is read whole.
+  std::vector<uint8_t> head(size_t(std::min<uint64_t>(f.size(), 256)));
+  f.read(0, head.data(), head.size(), "npy header");
+  if (head.size() >= 12 && std::memcmp(head.data(), kMagic, 6) == 0 && head[7] == 0 &&
+      head[6] >= 1 && head[6] <= 3) {
+    const size_t pre = head[6] == 1 ? 10 : 12;
+    uint64_t hlen = 0;
+    for (size_t i = 8; i < pre; ++i) hlen |= uint64_t(head[i]) << (8 * (i - 8));
+    if (pre + hlen > head.size() && hlen <= f.size() - pre) {
+      const size_t have = head.size();
+      head.resize(pre + size_t(hlen));
+      f.read(have, head.data() + have, head.size() - have, "npy header");
+    }
+  }
+  return parse_npy_header(head.data(), head.size(), f.size(), path);
 }
 
 void save_npy(const std::string& path, const Array& a) {

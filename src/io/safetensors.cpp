@@ -184,7 +184,8 @@ NamedArrays load_safetensors(const std::string& path,
   return read_all(r);
 }
 
-void save_safetensors(const std::string& path, const NamedArrays& tensors,
+void save_safetensors(const std::string& path, const std::vector<TensorInfo>& tensors,
+                      const std::function<void(size_t i, const ByteSink& sink)>& write,
                       const std::map<std::string, std::string>& metadata) {
   ojson h = ojson::object();
   if (!metadata.empty()) {
@@ -194,16 +195,13 @@ void save_safetensors(const std::string& path, const NamedArrays& tensors,
   }
   uint64_t at = 0;
   std::unordered_set<std::string> names;
-  for (auto& [name, a] : tensors) {
-    UVIT_CHECK(name != "__metadata__", path, ": a tensor cannot be named __metadata__");
-    UVIT_CHECK(names.insert(name).second, path, ": duplicate tensor name '", name, "'");
-    UVIT_CHECK(uint64_t(a.numel()) * dtype_size(a.dtype) == a.data.size(), path, ": tensor '", name,
-               "' holds ", a.data.size(), " bytes, shape ", shape_str(a.shape), " needs ",
-               uint64_t(a.numel()) * dtype_size(a.dtype));
-    h[name] = {{"dtype", dtype_name(a.dtype)},
-               {"shape", a.shape},
-               {"data_offsets", {at, at + a.data.size()}}};
-    at += a.data.size();
+  for (const TensorInfo& t : tensors) {
+    UVIT_CHECK(t.name != "__metadata__", path, ": a tensor cannot be named __metadata__");
+    UVIT_CHECK(names.insert(t.name).second, path, ": duplicate tensor name '", t.name, "'");
+    h[t.name] = {{"dtype", dtype_name(t.dtype)},
+                 {"shape", t.shape},
+                 {"data_offsets", {at, at + t.nbytes()}}};
+    at += t.nbytes();
   }
   std::string text;
   try {
@@ -218,8 +216,32 @@ void save_safetensors(const std::string& path, const NamedArrays& tensors,
   io::AtomicWriter w(path);
   w.write(lenb, 8);
   w.write(text.data(), text.size());
-  for (auto& [name, a] : tensors) w.write(a.data.data(), a.data.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const uint64_t start = w.written();
+    write(i, [&](const void* data, size_t n) { w.write(data, n); });
+    UVIT_CHECK(w.written() - start == tensors[i].nbytes(), path, ": tensor '", tensors[i].name,
+               "' wrote ", w.written() - start, " bytes, shape ", shape_str(tensors[i].shape),
+               " needs ", tensors[i].nbytes());
+  }
   w.commit();
+}
+
+void save_safetensors(const std::string& path, const NamedArrays& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorInfo> infos;
+  infos.reserve(tensors.size());
+  for (auto& [name, a] : tensors) {
+    UVIT_CHECK(uint64_t(a.numel()) * dtype_size(a.dtype) == a.data.size(), path, ": tensor '", name,
+               "' holds ", a.data.size(), " bytes, shape ", shape_str(a.shape), " needs ",
+               uint64_t(a.numel()) * dtype_size(a.dtype));
+    infos.push_back({name, a.dtype, a.shape});
+  }
+  save_safetensors(
+      path, infos,
+      [&](size_t i, const ByteSink& sink) {
+        sink(tensors[i].second.data.data(), tensors[i].second.data.size());
+      },
+      metadata);
 }
 
 }  // namespace uvit

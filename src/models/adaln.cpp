@@ -261,21 +261,18 @@ bool ends_with(const std::string& s, const char* suffix) {
   return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
 
-std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special) {
-  std::vector<float> host(t.total(), 0.f);
-  uint64_t stream = 0;
-  for (const auto& e : t.entries()) {
-    const Philox rng(seed, stream++);
-    float* p = host.data() + e.offset;
+Network::ParamFill init_adaln(const ParamTable& t, uint64_t seed, InitSpecial special) {
+  return [&t, seed, special = std::move(special)](size_t i, const ParamEntry& e, float* p) {
+    const Philox rng(seed, i);
     const std::string& n = e.name;
     const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
-    if (special && special(e, rng, p)) continue;
+    if (special && special(e, rng, p)) return;
     if (ends_with(n, "norm1.weight") || ends_with(n, "norm2.weight") ||
         ends_with(n, "_norm.weight") || ends_with(n, "norm_final.weight")) {
       std::fill(p, p + e.numel, 1.f);  // RMSNorm weights (LightningDiT)
     } else if (n == "y_embedder.embedding_table.weight" ||
                (starts_with(n, "t_embedder.mlp.") && ends_with(n, ".weight"))) {
-      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+      for (size_t k = 0; k < e.numel; ++k) p[k] = 0.02f * rng.normal(k);
     } else if ((n.find("adaLN_modulation") != std::string::npos &&
                 !(ends_with(n, "adaLN_modulation.1.weight") &&
                   t.find(n.substr(0, n.size() - 8) + "2.weight"))) ||
@@ -284,10 +281,9 @@ std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpec
     } else if (e.shape.size() >= 2) {
       // xavier_uniform over [out, in] (the patch conv as a [D, C p p] matrix).
       const double bound = std::sqrt(6.0 / double(fan_in + fan_out));
-      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+      for (size_t k = 0; k < e.numel; ++k) p[k] = float((2.0 * rng.uniform(k) - 1.0) * bound);
     }  // biases: 0
-  }
-  return host;
+  };
 }
 
 }  // namespace uvit::layers

@@ -12,6 +12,7 @@
 
 #include "models/layers.hpp"
 #include "uvit/config.hpp"
+#include "uvit/network.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit::layers {
@@ -159,7 +160,9 @@ bool read_dit_arg(Cfg& c, const std::string& k, const nlohmann::json& v, const s
 Norm adaln_norm_consts(Backend& be, DeviceBuffer& consts, int D, float eps);
 
 using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, float* p)>;
-std::vector<float> init_adaln(const ParamTable& t, uint64_t seed, const InitSpecial& special);
+// DiT's initialize_weights as a Network::write_params fill (tensor i draws from Philox(seed, i));
+// `special` handles a family's own tensors first. t must outlive the fill.
+Network::ParamFill init_adaln(const ParamTable& t, uint64_t seed, InitSpecial special);
 bool starts_with(const std::string& s, const char* prefix);
 bool ends_with(const std::string& s, const char* suffix);
 

@@ -219,20 +219,18 @@ void DiffiT::init_random(uint64_t seed) {
   // linear zero (init_adaln's shared rules); the bias tables keep their trunc_normal_(std=.02)
   // (truncated at +-2 absolute: a plain normal) and pos_embed is the 2-D sin-cos table.
   const std::vector<int32_t> idx = relative_index(c_.grid());
-  const std::vector<float> host =
-      init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
-        if (e.name == "pos_embed") {
-          sincos_2d(p, c_.grid(), c_.hidden_size);
-        } else if (ends_with(e.name, "relative_position_bias_table")) {
-          for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-        } else if (ends_with(e.name, "relative_position_index")) {
-          std::copy(idx.begin(), idx.end(), p);
-        } else {
-          return false;
-        }
-        return true;
-      });
-  be_.upload(params(), host.data(), host.size() * sizeof(float));
+  write_params(init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
+    if (e.name == "pos_embed") {
+      sincos_2d(p, c_.grid(), c_.hidden_size);
+    } else if (ends_with(e.name, "relative_position_bias_table")) {
+      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (ends_with(e.name, "relative_position_index")) {
+      std::copy(idx.begin(), idx.end(), p);
+    } else {
+      return false;
+    }
+    return true;
+  }));
 }
 
 void DiffiT::plan(int B, bool train) {

@@ -864,26 +864,24 @@ void DiT::set_block_attention() {
 }
 
 void DiT::init_random(uint64_t seed) {
-  const std::vector<float> host =
-      init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
-        const std::string& n = e.name;
-        if (n == "pos_embed") {
-          sincos_2d(p, c_.grid(), c_.hidden_size);
-        } else if (starts_with(n, "feat_rope.")) {
-          rope_2d(p, c_.grid(), c_.head_dim(), ends_with(n, "cos"));
-        } else if (starts_with(n, "skip_norms.")) {
-          std::fill(p, p + e.numel, ends_with(n, ".weight") ? 1.f : 0.f);
-        } else if (starts_with(n, "skip_linears.")) {
-          // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
-          const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
-          const double bound = 1.0 / std::sqrt(double(w.shape[1]));
-          for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
-        } else {
-          return false;
-        }
-        return true;
-      });
-  be_.upload(params(), host.data(), host.size() * sizeof(float));
+  write_params(init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
+    const std::string& n = e.name;
+    if (n == "pos_embed") {
+      sincos_2d(p, c_.grid(), c_.hidden_size);
+    } else if (starts_with(n, "feat_rope.")) {
+      rope_2d(p, c_.grid(), c_.head_dim(), ends_with(n, "cos"));
+    } else if (starts_with(n, "skip_norms.")) {
+      std::fill(p, p + e.numel, ends_with(n, ".weight") ? 1.f : 0.f);
+    } else if (starts_with(n, "skip_linears.")) {
+      // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
+      const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
+      const double bound = 1.0 / std::sqrt(double(w.shape[1]));
+      for (size_t i = 0; i < e.numel; ++i) p[i] = float((2.0 * rng.uniform(i) - 1.0) * bound);
+    } else {
+      return false;
+    }
+    return true;
+  }));
 }
 
 }  // namespace

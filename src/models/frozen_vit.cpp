@@ -47,18 +47,23 @@ void patch_embed(const layers::Weights& W, const layers::Linear& proj, const flo
 }
 
 FrozenParams::FrozenParams(Backend& be, ParamTable table, const std::string& what)
-    : be_(be), table_(std::move(table)), host_(table_.total(), 0.f) {
+    : be_(be), table_(std::move(table)) {
   UVIT_CHECK(be.act_bytes() == sizeof(float), what,
              ": the encoder needs fp32 activations (precision fp32 or tf32), got a ",
              be.precision(), " ", be.name(), " backend");
-  dev_ = DeviceBuffer(be_, std::max<size_t>(host_.size(), 1) * sizeof(float));
+  dev_ = DeviceBuffer(be_, std::max<size_t>(table_.total(), 1) * sizeof(float));
 }
 
 void FrozenParams::load_host(const NamedArrays& sd, const std::string& what) {
+  host_.assign(table_.total(), 0.f);
   table_.load(sd, host_.data(), what);
 }
 
-void FrozenParams::upload() { be_.upload(dev_.f32(), host_.data(), host_.size() * sizeof(float)); }
+// The host copy is freed once uploaded: a loaded encoder holds its weights once.
+void FrozenParams::upload() {
+  be_.upload(dev_.f32(), host_.data(), host_.size() * sizeof(float));
+  std::vector<float>().swap(host_);
+}
 
 void scale_rows(float* w, float* b, const float* s, int rows, int cols) {
   for (int r = 0; r < rows; ++r) {

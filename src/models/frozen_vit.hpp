@@ -32,7 +32,8 @@ void blocks_fwd(const layers::Weights& W, const std::vector<Block>& blocks, floa
 void patch_embed(const layers::Weights& W, const layers::Linear& proj, const float* img,
                  float* cols, float* out, int B, int C, int S, int p);
 
-// A frozen model's parameters: the host copy a load fills (then folds) and the backend copy.
+// A frozen model's parameters: the host copy a load fills (then folds), which upload() moves to the
+// backend and frees.
 class FrozenParams {
  public:
   FrozenParams(Backend& be, ParamTable table, const std::string& what);
@@ -41,8 +42,7 @@ class FrozenParams {
   // copy; `what` names the source in errors.
   void load_host(const NamedArrays& sd, const std::string& what);
   float* host(const std::string& name) { return host_.data() + table_.at(name).offset; }
-  std::vector<float>& host() { return host_; }
-  void upload();  // host copy -> backend (after the folds)
+  void upload();  // host copy -> backend (after the folds); the host copy is then gone
   const float* dev() const { return dev_.f32(); }
   layers::Weights weights() const { return layers::Weights{be_, dev(), dev(), nullptr}; }
 

@@ -621,21 +621,19 @@ void LavinDiT::init_random(uint64_t seed) {
   // LaVinDiT.initialize_weights: Linear xavier / zero bias, LayerNorm and the q/k RMSNorm weights
   // one, prompt/answer embeds and the timestep MLP N(0, 0.02), the modulations and the final
   // layer zero.
-  const std::vector<float> host =
-      init_adaln(table_, seed, [](const ParamEntry& e, const Philox& rng, float* p) {
-        const std::string& n = e.name;
-        if (n == "prompt_embed" || n == "answer_embed") {
-          for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-        } else if (ends_with(n, "norm.weight") || ends_with(n, "_embedder.1.weight")) {
-          std::fill(p, p + e.numel, 1.f);
-        } else if (n.find("_modulation.1.") != std::string::npos) {
-          std::fill(p, p + e.numel, 0.f);
-        } else {
-          return false;
-        }
-        return true;
-      });
-  be_.upload(params(), host.data(), host.size() * sizeof(float));
+  write_params(init_adaln(table_, seed, [](const ParamEntry& e, const Philox& rng, float* p) {
+    const std::string& n = e.name;
+    if (n == "prompt_embed" || n == "answer_embed") {
+      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (ends_with(n, "norm.weight") || ends_with(n, "_embedder.1.weight")) {
+      std::fill(p, p + e.numel, 1.f);
+    } else if (n.find("_modulation.1.") != std::string::npos) {
+      std::fill(p, p + e.numel, 0.f);
+    } else {
+      return false;
+    }
+    return true;
+  }));
 }
 
 }  // namespace

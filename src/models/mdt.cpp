@@ -625,25 +625,23 @@ void MDT::check_loaded() {
 void MDT::init_random(uint64_t seed) {
   const int g = c_.grid(), D = c_.hidden_size;
   const std::vector<int32_t> idx = relative_index(g);
-  const std::vector<float> host =
-      init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
-        const std::string& n = e.name;
-        if (n == "pos_embed" || n == "decoder_pos_embed") {
-          sincos_2d(p, g, D);
-        } else if (n == "mask_token") {
-          // N(0, 0.02) with mask_ratio, else zeros (and frozen).
-          for (size_t i = 0; c_.masked && i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-        } else if (ends_with(n, "relative_position_bias_table")) {
-          // trunc_normal_(std=.02): truncated at +-2 (absolute), i.e. 100 sigma: a plain normal.
-          for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-        } else if (ends_with(n, "relative_position_index")) {
-          std::copy(idx.begin(), idx.end(), p);
-        } else {
-          return false;  // skip_linear: xavier_uniform like every Linear (_basic_init)
-        }
-        return true;
-      });
-  be_.upload(params(), host.data(), host.size() * sizeof(float));
+  write_params(init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
+    const std::string& n = e.name;
+    if (n == "pos_embed" || n == "decoder_pos_embed") {
+      sincos_2d(p, g, D);
+    } else if (n == "mask_token") {
+      // N(0, 0.02) with mask_ratio, else zeros (and frozen).
+      for (size_t i = 0; c_.masked && i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (ends_with(n, "relative_position_bias_table")) {
+      // trunc_normal_(std=.02): truncated at +-2 (absolute), i.e. 100 sigma: a plain normal.
+      for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
+    } else if (ends_with(n, "relative_position_index")) {
+      std::copy(idx.begin(), idx.end(), p);
+    } else {
+      return false;  // skip_linear: xavier_uniform like every Linear (_basic_init)
+    }
+    return true;
+  }));
 }
 
 }  // namespace

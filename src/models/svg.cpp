@@ -189,13 +189,11 @@ class Svg final : public Network {
   void init_random(uint64_t seed) override {
     // initialize_weights: DiT's rules (xavier for ln1 as for any Linear; the LayerNorm qk-norms
     // keep their default weight 1, bias 0) plus the sin-cos table.
-    const std::vector<float> host =
-        init_adaln(table_, seed, [&](const ParamEntry& e, const Philox&, float* p) {
-          if (e.name != "pos_embed") return false;
-          sincos_2d(p, c_.input_size, c_.hidden_size);
-          return true;
-        });
-    be_.upload(params(), host.data(), host.size() * sizeof(float));
+    write_params(init_adaln(table_, seed, [&](const ParamEntry& e, const Philox&, float* p) {
+      if (e.name != "pos_embed") return false;
+      sincos_2d(p, c_.input_size, c_.hidden_size);
+      return true;
+    }));
   }
 
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,

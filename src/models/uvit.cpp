@@ -140,11 +140,8 @@ UViT::UViT(const NetConfig& cfg, Backend& be, int null_class)
 UViT::~UViT() = default;
 
 void UViT::init_random(uint64_t seed) {
-  std::vector<float> host(table_.total(), 0.f);
-  uint64_t stream = 0;
-  for (const auto& e : table_.entries()) {
-    Philox rng(seed, stream++);
-    float* p = host.data() + e.offset;
+  write_params([&](size_t stream, const ParamEntry& e, float* p) {
+    const Philox rng(seed, stream);
     auto ends_with = [&](const char* s) {
       std::string n = e.name, suf = s;
       return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
@@ -173,8 +170,7 @@ void UViT::init_random(uint64_t seed) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (long i = 0; i < n; ++i) p[i] = std::clamp(0.02f * rng.normal(i), -2.f, 2.f);
     }
-  }
-  be_.upload(params(), host.data(), host.size() * sizeof(float));
+  });
 }
 
 void UViT::plan(int B, bool train) {

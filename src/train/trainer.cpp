@@ -357,18 +357,37 @@ std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {
 NamedArrays Trainer::gather_state() {
   const size_t P = net_->num_params();
   NamedArrays out;
-  std::vector<float> h(moments_n_ == P ? P : n_pad_), shard(moments_n_ == P ? 0 : shard_);
+  if (moments_n_ == P) return out;  // whole buffers: write_state streams them
+  std::vector<float> h(n_pad_), shard(shard_);
   for (auto& [name, buf] : state_buffers()) {
-    if (moments_n_ == P) {
-      if (comm_->rank() != 0) continue;  // only rank 0 writes them
-      be_.download(h.data(), buf->f32(), P * 4);
-    } else {
-      be_.download(shard.data(), buf->f32(), shard_ * 4);
-      comm_->allgather(shard.data(), shard_, h.data());
-    }
+    be_.download(shard.data(), buf->f32(), shard_ * 4);
+    comm_->allgather(shard.data(), shard_, h.data());
     out.emplace_back(name, Array::from_f32({int64_t(P)}, h.data()));
   }
   return out;
+}
+
+void Trainer::save_state(const std::string& path, const NamedArrays& gathered,
+                         const std::map<std::string, std::string>& meta) {
+  if (!gathered.empty()) return save_safetensors(path, gathered, meta);
+  const size_t P = net_->num_params();
+  const auto bufs = state_buffers();
+  std::vector<TensorInfo> infos;
+  for (const auto& [name, buf] : bufs) infos.push_back({name, DType::F32, {int64_t(P)}});
+  // Host memory (CPU) is written as it is; device memory through a host buffer of 4 MB.
+  std::vector<float> chunk(be_.name() == "cpu" ? 0 : std::min<size_t>(P, 1 << 20));
+  save_safetensors(
+      path, infos,
+      [&](size_t i, const ByteSink& sink) {
+        const float* src = bufs[i].second->f32();
+        if (chunk.empty()) return sink(src, P * 4);
+        for (size_t k = 0; k < P; k += chunk.size()) {
+          const size_t n = std::min(chunk.size(), P - k);
+          be_.download(chunk.data(), src + k, n * 4);
+          sink(chunk.data(), n * 4);
+        }
+      },
+      meta);
 }
 
 void Trainer::check_replicas() {
@@ -388,37 +407,35 @@ void Trainer::check_replicas() {
                "builds or hardware? docs/distributed.md)");
 }
 
-namespace {
-void write_state(const std::string& dir, Trainer& t, const NamedArrays& st, const LoaderState& ls) {
+void Trainer::write_state(const std::string& dir, const NamedArrays& st, const LoaderState& ls) {
   fs::create_directories(dir);
-  const std::map<std::string, std::string> meta = {{"step", std::to_string(t.step_count())},
-                                                   {"config", t.config().config_name}};
-  save_safetensors(dir + "/nnet.safetensors", t.net().export_weights(), meta);
-  test_hook_die(t.comm(), t.step_count(), "save");
-  save_safetensors(dir + "/nnet_ema.safetensors", t.ema_net().export_weights(), meta);
-  const size_t P = t.net().num_params();
+  const std::map<std::string, std::string> meta = {{"step", std::to_string(step_count())},
+                                                   {"config", config().config_name}};
+  net().save_weights(dir + "/nnet.safetensors", meta);
+  test_hook_die(comm(), step_count(), "save");
+  ema_net().save_weights(dir + "/nnet_ema.safetensors", meta);
+  const size_t P = net().num_params();
   auto meta2 = meta;
-  meta2["optimizer"] = t.settings().optimizer;
+  meta2["optimizer"] = settings().optimizer;
   meta2["loader_seed"] = std::to_string(ls.seed);
   meta2["loader_epoch"] = std::to_string(ls.epoch);
   meta2["loader_offset"] = std::to_string(ls.offset);
   meta2["num_params"] = std::to_string(P);
   // How the batch was split (information: a run resumes with any split, docs/distributed.md).
-  meta2["dp_width"] = std::to_string(t.dp_width());
-  meta2["accum"] = std::to_string(t.settings().accum);
-  meta2["global_batch"] = std::to_string(t.settings().batch);
-  save_safetensors(dir + "/train_state.safetensors", st, meta2);  // written last: marks completion
+  meta2["dp_width"] = std::to_string(dp_width());
+  meta2["accum"] = std::to_string(settings().accum);
+  meta2["global_batch"] = std::to_string(settings().batch);
+  save_state(dir + "/train_state.safetensors", st, meta2);  // written last: marks completion
 }
-}  // namespace
 
 void Trainer::save(bool snapshot) {
   const LoaderState ls = loader_->get_state();
   const NamedArrays st = gather_state();  // collective under ZeRO-1
   if (comm_->rank() == 0) {               // every rank holds the same weights: one writer
-    write_state(dir_, *this, st, ls);
+    write_state(dir_, st, ls);
     if (snapshot) {
       const fs::path root = fs::path(dir_) / "ckpts";
-      write_state((root / std::to_string(step_)).string(), *this, st, ls);
+      write_state((root / std::to_string(step_)).string(), st, ls);
       std::vector<long> steps;
       for (const auto& e : fs::directory_iterator(root)) {
         const std::string name = e.path().filename().string();
@@ -438,8 +455,10 @@ void Trainer::resume(const std::string& from) {
   const std::string src = from.empty() ? dir_ : from;
   const std::string sp = src + "/train_state.safetensors";
   UVIT_CHECK(fs::exists(sp), src, ": nothing to resume (no train_state.safetensors)");
-  std::map<std::string, std::string> meta;
-  NamedArrays st = load_safetensors(sp, &meta);
+  // Every file is read one tensor at a time into its buffer: no whole-model host copy.
+  const std::unique_ptr<TensorReader> sr = open_weights(sp);
+  std::map<std::string, std::string> meta = sr->metadata();
+  const std::vector<TensorInfo>& st = sr->tensors();
   auto need = [&](const char* k) {
     UVIT_CHECK(meta.count(k), sp, ": metadata lacks '", k, "'");
     return meta.at(k);
@@ -450,25 +469,24 @@ void Trainer::resume(const std::string& from) {
   const auto bufs = state_buffers();
   bool layout = st.size() == bufs.size();
   for (size_t i = 0; layout && i < st.size(); ++i)
-    layout = st[i].first == bufs[i].first && st[i].second.numel() == int64_t(P);
+    layout = st[i].name == bufs[i].first && st[i].numel() == int64_t(P);
   UVIT_CHECK(layout, sp, ": holds no ", s_.optimizer, " state for ", P, " parameters (tensors ",
-             st.empty() ? std::string("none") : st[0].first, "...; config ", cfg_.config_name,
+             st.empty() ? std::string("none") : st[0].name, "...; config ", cfg_.config_name,
              " trains with optimizer.name ", s_.optimizer, ")");
   const long step = std::stol(need("step"));
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
   std::string wdir = src;
-  std::map<std::string, std::string> m1, m2;
-  NamedArrays w = load_safetensors(wdir + "/nnet.safetensors", &m1);
-  NamedArrays we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+  std::map<std::string, std::string> m1 = read_safetensors_metadata(wdir + "/nnet.safetensors"),
+                                     m2 = read_safetensors_metadata(wdir + "/nnet_ema.safetensors");
   UVIT_CHECK(!m1.count(kQuantKey) && !m2.count(kQuantKey), wdir,
              ": the weights are quantised; training needs the fp32 weights");
   const std::string snap = src + "/ckpts/" + need("step");
   if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
       fs::exists(snap + "/train_state.safetensors")) {
     wdir = snap;
-    w = load_safetensors(wdir + "/nnet.safetensors", &m1);
-    we = load_safetensors(wdir + "/nnet_ema.safetensors", &m2);
+    m1 = read_safetensors_metadata(wdir + "/nnet.safetensors");
+    m2 = read_safetensors_metadata(wdir + "/nnet_ema.safetensors");
     if (comm_->rank() == 0)
       std::fprintf(stderr,
                    "note: %s holds an interrupted save; resuming from the complete checkpoint "
@@ -478,15 +496,23 @@ void Trainer::resume(const std::string& from) {
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
-  net_->load(w, wdir + "/nnet.safetensors");
-  ema_->load(we, wdir + "/nnet_ema.safetensors");
-  // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero).
+  net_->load_file(wdir + "/nnet.safetensors");
+  ema_->load_file(wdir + "/nnet_ema.safetensors");
+  // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero). Whole host
+  // buffers (the CPU without ZeRO) are read into in place.
   const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
   const size_t len = off < P ? std::min(moments_n_, P - off) : 0;
+  const bool in_place = be_.name() == "cpu" && moments_n_ == P;
+  std::vector<float> h(in_place ? 0 : P);
   for (size_t i = 0; i < bufs.size(); ++i) {
-    be_.fill(bufs[i].second->f32(), 0.f, moments_n_);
-    const std::vector<float> h = st[i].second.to_f32();
-    if (len) be_.upload(bufs[i].second->f32(), h.data() + off, len * 4);
+    float* dst = bufs[i].second->f32();
+    if (in_place) {
+      sr->read_f32(i, dst);
+      continue;
+    }
+    be_.fill(dst, 0.f, moments_n_);
+    sr->read_f32(i, h.data());
+    if (len) be_.upload(dst, h.data() + off, len * 4);
   }
   step_ = step;
   if (meta.count("dp_width") && comm_->rank() == 0 &&
