@@ -3,6 +3,7 @@
 // step for step, the objective against torch autograd, and generate() against the official
 // sample_ode + forward_with_cfg on a DiT twin from the same x_T (make_fixtures.py case "flow").
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -195,13 +196,17 @@ TEST(FlowSamplers, Dopri5MatchesTorchdiffeqReimplementationAndExpm) {
 
 namespace {
 Config flow_config(const std::string& extra) {
-  const std::filesystem::path p = std::filesystem::temp_directory_path() / "uvit_flow_tiny.json";
+  // One file per process: ctest runs tests (and other checkouts their suites) side by side.
+  const std::filesystem::path p = std::filesystem::temp_directory_path() /
+                                  ("uvit_flow_tiny_" + std::to_string(::getpid()) + ".json");
   std::ofstream(p) << R"({"name": "flow_tiny", "schedule": "flow", "dataset": {"cfg": true},)"
                    << extra
                    << R"("nnet": {"name": "dit", "input_size": 4, "patch_size": 2, "in_channels": 4,
              "hidden_size": 32, "depth": 1, "num_heads": 2, "num_classes": 3,
              "class_dropout_prob": 0.1, "learn_sigma": false}})";
-  return load_config(p.string());
+  Config c = load_config(p.string());
+  std::filesystem::remove(p);
+  return c;
 }
 }  // namespace
 
