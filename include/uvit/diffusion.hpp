@@ -172,6 +172,10 @@ struct SamplerOptions {
 std::vector<std::string> sampler_names();
 // Throws uvit::Error listing the valid names.
 void check_sampler_name(const std::string& name);
+// The same, and refuses euler-maruyama / euler-ode for a schedule other than the continuous VP one,
+// naming `what` (the config) and the samplers it takes; said up front, as the solver's own error
+// names neither (docs/samplers.md).
+void check_sampler_for(const std::string& name, ScheduleKind kind, const std::string& what);
 // Default number of steps: 1000 for euler-maruyama/euler-ode/ddpm, 50 otherwise.
 int default_steps(const std::string& name);
 // The official sampler for a config's sample.algorithm ("euler_maruyama_sde", "euler_maruyama_ode",

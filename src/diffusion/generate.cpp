@@ -39,16 +39,9 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
                "rtol apply to flow presets only");
     if (opt.sampler.empty())
       opt.sampler = sampler_for_algorithm(sc.value("algorithm", ""), schedule_for(cfg).kind());
-    check_sampler_name(opt.sampler);
-    // Said up front, with the choices: the solver's own message names neither (docs/samplers.md).
-    UVIT_CHECK((opt.sampler != "euler-maruyama" && opt.sampler != "euler-ode") ||
-                   schedule_for(cfg).kind() == ScheduleKind::LinearVP,
-               "sampler '", opt.sampler,
-               "' needs the continuous VP schedule (continuous_vp "
-               "presets); config ",
-               cfg.config_name, " (schedule ", cfg.json.value("schedule", "?"),
-               ") takes dpm-solver, dpm-solver++, dpm-solver++2m, "
-               "ddpm or ddim");
+    check_sampler_for(
+        opt.sampler, schedule_for(cfg).kind(),
+        cat("config ", cfg.config_name, " (schedule ", cfg.json.value("schedule", "?"), ")"));
     if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
   }
   if (opt.cfg_scale < 0) opt.cfg_scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;

@@ -9,6 +9,11 @@ namespace {
 const std::vector<std::string> kNames = {
     "euler-maruyama", "euler-ode", "dpm-solver", "dpm-solver++", "dpm-solver++2m", "ddpm", "ddim"};
 
+// Euler-Maruyama (SDE and ODE) integrate the continuous VP SDE: continuous_vp presets only.
+bool needs_continuous_vp(const std::string& name) {
+  return name == "euler-maruyama" || name == "euler-ode";
+}
+
 std::string joined_names() {
   std::string s;
   for (const std::string& n : kNames) s += (s.empty() ? "" : ", ") + n;
@@ -20,7 +25,7 @@ std::vector<T> run(const std::string& name, const NoiseSchedule& ns, int steps, 
                    const EpsFnT<T>& eps_fn, uint64_t seed, const SamplerOptions& o) {
   check_sampler_name(name);
   if (steps <= 0) steps = default_steps(name);
-  if (name == "euler-maruyama" || name == "euler-ode")
+  if (needs_continuous_vp(name))
     return detail::euler_maruyama_run(ns, steps, name == "euler-ode", std::move(x), eps_fn, seed,
                                       o);
   if (name == "ddpm" || name == "ddim")
@@ -57,6 +62,19 @@ std::vector<std::string> sampler_names() { return kNames; }
 void check_sampler_name(const std::string& name) {
   UVIT_CHECK(std::find(kNames.begin(), kNames.end(), name) != kNames.end(), "unknown sampler '",
              name, "' (valid: ", joined_names(), ")");
+}
+
+void check_sampler_for(const std::string& name, ScheduleKind kind, const std::string& what) {
+  check_sampler_name(name);
+  if (kind == ScheduleKind::LinearVP || !needs_continuous_vp(name)) return;
+  std::vector<std::string> ok;
+  for (const std::string& n : kNames)
+    if (!needs_continuous_vp(n)) ok.push_back(n);
+  std::string list;
+  for (size_t i = 0; i < ok.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == ok.size() ? " or " : ", ") + ok[i];
+  fail("sampler '", name, "' needs the continuous VP schedule (continuous_vp presets); ", what,
+       " takes ", list);
 }
 
 int default_steps(const std::string& name) {
