@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "models/stvae.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -24,18 +25,15 @@ namespace {
 // inference.py's vae.encode(x).sample(): mean + exp(logvar / 2) eps with logvar clamped to
 // [-30, 20] (docs/stvae.md), eps from the seed's own stream (not the answer noise's).
 std::vector<float> sample_posterior(const Array& moments, uint64_t seed) {
-  const int64_t B = moments.shape[0], C2 = moments.shape[1],
+  const int64_t B = moments.shape[0], C = moments.shape[1] / 2,
                 hw = moments.shape[2] * moments.shape[3];
-  const int64_t n = C2 / 2 * hw;
+  const int64_t n = C * hw;
   const std::vector<float> m = moments.to_f32();
   std::vector<float> z(size_t(B * n));
-  Philox(seed ^ 0x706f737465726fULL).fill_normal(z.data(), z.size());
+  const Philox eps(seed ^ 0x706f737465726fULL);
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < n; ++j) {
-      const float logvar = std::clamp(m[size_t(b * 2 * n + n + j)], -30.0f, 20.0f);
-      float& e = z[size_t(b * n + j)];
-      e = m[size_t(b * 2 * n + j)] + std::exp(0.5f * logvar) * e;
-    }
+    uvit::sample_posterior(m.data() + b * 2 * n, C, hw, 1.f, eps, uint64_t(b * n),
+                           z.data() + b * n);
   return z;
 }
 
