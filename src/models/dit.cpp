@@ -472,11 +472,7 @@ class DiT final : public Network {
       if (c.fit() && c.adaln_lora_dim > 0) b.ada2 = linear(t, p + "adaLN_modulation.2");
       b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
       b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
-      b.attn.qkv = linear(t, p + "attn.qkv");
-      b.attn.proj = linear(t, p + "attn.proj");
-      b.attn.heads = c.num_heads;
-      b.attn.head_dim = c.head_dim();
-      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
+      b.attn = attention(t, p + "attn.", c.num_heads);
       if (c.use_qknorm) {
         b.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
         b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);

@@ -170,18 +170,12 @@ class Svg final : public Network {
       AdaLNBlock b;
       b.ada = linear(t, p + "adaLN_modulation.1");
       b.norm1 = b.norm2 = ln;
-      b.attn.qkv = linear(t, p + "attn.qkv");
-      b.attn.proj = linear(t, p + "attn.proj");
-      b.attn.heads = c.num_heads;
-      b.attn.head_dim = c.head_dim();
-      b.attn.scale = float(1.0 / std::sqrt(double(c.head_dim())));
+      b.attn = attention(t, p + "attn.", c.num_heads);
       if (c.qk_norm) {
         b.attn.q_norm = norm(t, p + "attn.q_norm", c.head_dim(), kQkNormEps);
         b.attn.k_norm = norm(t, p + "attn.k_norm", c.head_dim(), kQkNormEps);
       }
-      b.mlp.fc1 = linear(t, p + "mlp.fc1");
-      b.mlp.fc2 = linear(t, p + "mlp.fc2");
-      b.mlp.act = Activation::GeluTanh;
+      b.mlp = mlp_gelu_tanh(t, p + "mlp.");
       blocks_.push_back(b);
     }
   }
