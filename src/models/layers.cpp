@@ -175,6 +175,7 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
                    float* out, const float* residual, int B, int N) {
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
+  UVIT_CHECK(!A.qkv_off || !a.qk_norm(), "attention: a qkv offset with a qk-norm is not supported");
   if (a.qk_norm() && !a.q_norm.rms) {
     // LayerNorm per head: each part's columns gathered contiguous, normalised as rows of
     // head_dim, scattered back.
@@ -203,7 +204,6 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
       be.add_bias(be.act_at(A.qkv, size_t(b) * N * 3 * D), be.act_at(A.qkv_off, size_t(b) * 3 * D),
                   N, 3 * D);
   }
-  UVIT_CHECK(!A.qkv_off || !a.qk_norm(), "attention: a qkv offset with a qk-norm is not supported");
   // q and k are the first 2 H groups of Dh features of each qkv row.
   if (a.rope())
     be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
