@@ -48,19 +48,21 @@ struct PoolScope {
   ~PoolScope() { t_pool = outer; }
 };
 
-// An activation [B, C, H, W] in backend memory, borrowed from the pass's pool.
+// An activation [B, C, H, W] (or a clip [B, C, T, H, W], frames of a channel contiguous) in
+// backend memory, borrowed from the pass's pool.
 struct PooledTensor {
-  int B = 0, C = 0, H = 0, W = 0;
+  int B = 0, C = 0, T = 1, H = 0, W = 0;
   float* d = nullptr;
   size_t cap = 0;
   PooledTensor() = default;
-  PooledTensor(PooledTensor&& o) noexcept : B(o.B), C(o.C), H(o.H), W(o.W), d(o.d), cap(o.cap) {
+  PooledTensor(PooledTensor&& o) noexcept
+      : B(o.B), C(o.C), T(o.T), H(o.H), W(o.W), d(o.d), cap(o.cap) {
     o.d = nullptr, o.cap = 0;
   }
   PooledTensor& operator=(PooledTensor&& o) noexcept {
     if (this != &o) {
       release();
-      B = o.B, C = o.C, H = o.H, W = o.W, d = o.d, cap = o.cap;
+      B = o.B, C = o.C, T = o.T, H = o.H, W = o.W, d = o.d, cap = o.cap;
       o.d = nullptr, o.cap = 0;
     }
     return *this;
@@ -70,15 +72,17 @@ struct PooledTensor {
     if (d) t_pool->free.push_back({d, cap});
     d = nullptr, cap = 0;
   }
-  void resize(int b, int c, int h, int w) {
-    B = b, C = c, H = h, W = w;
+  void resize(int b, int c, int h, int w) { resize(b, c, 1, h, w); }
+  void resize(int b, int c, int t, int h, int w) {
+    B = b, C = c, T = t, H = h, W = w;
     if (size() > cap) {
       release();
       std::tie(d, cap) = t_pool->take(size());
     }
   }
-  size_t size() const { return size_t(B) * C * H * W; }
+  size_t size() const { return size_t(B) * C * T * H * W; }
   size_t plane() const { return size_t(H) * W; }
+  size_t volume() const { return size_t(T) * H * W; }  // one channel of one item
 };
 
 }  // namespace uvit

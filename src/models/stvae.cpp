@@ -1,8 +1,9 @@
-// The ST-VAE's forward passes for one-frame clips (docs/stvae.md): NCHW fp32 through the Backend,
-// the causal 3-D convolutions folded to 2-D ones at load.
+// The ST-VAE's forward passes (docs/stvae.md): NCHW (clips NCTHW) fp32 through the Backend, the
+// causal 3-D convolutions folded to 2-D ones at load for one frame, their taps stacked for clips.
 #include "models/stvae.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "models/pooled_tensor.hpp"
 #include "uvit/autoencoder.hpp"
@@ -29,6 +30,36 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+bool positive(const std::vector<int64_t>& shape) {
+  return std::all_of(shape.begin(), shape.end(), [](int64_t v) { return v > 0; });
+}
+
+// A clip convolution gathers its frames into images of at most this many floats (with its output
+// images) per 2-D convolution call: 128 MiB, at least one frame.
+constexpr long kChunkFloats = 1L << 25;
+
+// PyTorch's nearest source index (F.interpolate(size=...), upsample_nearest): exact for equal
+// and doubled sizes, otherwise floor(dst * (in / out)) in float.
+int nearest(int dst, int in, int out) {
+  if (in == out) return dst;
+  if (out == 2 * in) return dst >> 1;
+  const float scale = float(in) / float(out);
+  return std::min(int(std::floor(float(dst) * scale)), in - 1);
+}
+
+// The spatial norm's resize of z's `in` frames to f's `out` (STVAESpatialNorm3D): for an odd
+// out > 1 the first frame alone and the other frames together, else all at once.
+std::vector<int> spatial_norm_frames(int in, int out) {
+  std::vector<int> src(size_t(out), 0);
+  const bool split = out > 1 && out % 2 == 1;
+  UVIT_CHECK(!split || in > 1, "stvae: no latent frames to resize to ", out);  // a bug
+  for (int t = 0; t < out; ++t)
+    src[size_t(t)] = !split   ? nearest(t, in, out)
+                     : t == 0 ? 0
+                              : 1 + nearest(t - 1, in - 1, out - 1);
+  return src;
+}
+
 }  // namespace
 
 std::vector<float> fold_causal_conv3d(const Array& w) {
@@ -46,13 +77,27 @@ std::vector<float> fold_causal_conv3d(const Array& w) {
   return out;
 }
 
-Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
-             const std::string& device, const std::string& precision)
-    : Stvae(cfg, std::move(weights), what, make_encoder_backend(device, precision)) {}
+std::vector<float> stack_causal_conv3d(const Array& w) {
+  UVIT_CHECK(w.shape.size() == 5, "stack_causal_conv3d: weight ", shape_str(w.shape),
+             " is not [O, I, kt, kh, kw]");
+  const std::vector<float> v = w.to_f32();
+  const int64_t O = w.shape[0], I = w.shape[1], kt = w.shape[2], k2 = w.shape[3] * w.shape[4];
+  std::vector<float> out(v.size());
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t j = 0; j < kt; ++j)
+        std::copy_n(v.begin() + ((o * I + i) * kt + j) * k2, k2,
+                    out.begin() + ((o * kt + j) * I + i) * k2);
+  return out;
+}
 
 Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
-             std::shared_ptr<Backend> be)
-    : cfg_(cfg), skipped_(keep_autoencoder_tensors(weights)), be_(std::move(be)) {
+             const std::string& device, const std::string& precision, bool clips)
+    : Stvae(cfg, std::move(weights), what, make_encoder_backend(device, precision), clips) {}
+
+Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
+             std::shared_ptr<Backend> be, bool clips)
+    : cfg_(cfg), clips_(clips), skipped_(keep_autoencoder_tensors(weights)), be_(std::move(be)) {
   const auto expected = stvae_param_shapes(cfg);
   check_weight_shapes(weights, expected, what, "lavin_stvae");
   std::map<std::string, Array*> given;
@@ -61,7 +106,7 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
   // and conv_b become one 1x1 conv "yb" (scale rows, then shift rows) whose scale bias is lowered
   // by 1, as Backend::modulate_fwd multiplies by 1 + scale.
   struct Slot {
-    std::string name;
+    std::string name, time;  // time: the stacked taps' name, when kept (clips)
     size_t at = 0;
   };
   std::vector<Slot> slots;
@@ -69,7 +114,7 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
   for (const auto& [name, shape] : expected) {
     std::vector<int64_t> s2 = shape;
     if (s2.size() == 5) s2.erase(s2.begin() + 2);  // [O, I, kt, kh, kw] -> [O, I, kh, kw]
-    Slot slot{name, 0};
+    Slot slot{name, "", 0};
     const std::string ys = ".conv_y.conv.", bs = ".conv_b.conv.";  // same length
     const size_t y = name.find(ys), b = name.find(bs), at = std::min(y, b);
     if (at != std::string::npos)
@@ -81,6 +126,11 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
     } else {
       shapes_[slot.name] = s2;
       order.push_back(slot.name);
+    }
+    if (clips_ && shape.size() == 5 && shape[2] > 1) {  // [O, I, kt, kh, kw] -> [O, kt*I, kh, kw]
+      slot.time = name.substr(0, name.size() - 7) + ".time.weight";  // minus ".weight"
+      shapes_[slot.time] = {shape[0], shape[2] * shape[1], shape[3], shape[4]};
+      order.push_back(slot.time);
     }
     slots.push_back(slot);
   }
@@ -99,6 +149,10 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
   for (size_t i = 0; i < expected.size(); ++i) {
     const auto& [name, shape] = expected[i];
     Array& a = *given.at(name);
+    if (!slots[i].time.empty()) {
+      const std::vector<float> t = stack_causal_conv3d(a);
+      be_->upload(dst.at(slots[i].time), t.data(), t.size() * sizeof(float));
+    }
     std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
     std::vector<uint8_t>().swap(a.data);
     if (name.find(".conv_y.conv.") != std::string::npos && ends_with(name, ".bias"))
@@ -108,9 +162,9 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
 }
 
 Stvae Stvae::load(const std::string& path, const StvaeConfig& cfg, const std::string& device,
-                  const std::string& precision) {
+                  const std::string& precision, bool clips) {
   auto be = make_encoder_backend(device, precision);  // a missing device fails before the load
-  return Stvae(cfg, load_weights(path), path, std::move(be));
+  return Stvae(cfg, load_weights(path), path, std::move(be), clips);
 }
 
 const float* Stvae::p(const std::string& name) const {
@@ -122,33 +176,108 @@ const float* Stvae::p(const std::string& name) const {
 void Stvae::conv(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
                  int pad_rb) const {
   const auto& ws = shapes_.at(name + ".weight");
+  const bool pointwise = ws[2] == 1 && ws[3] == 1 && stride == 1 && pad_lt == 0 && pad_rb == 0;
+  if (x.T > 1 && !pointwise) return conv_frames(name, x, y, stride, pad_lt, pad_rb);
+  // One frame (the folded weights), or a 1x1(x1) convolution, which maps every pixel alone: the
+  // frames of a clip are then the rows of one [T*H, W] image.
   Conv2dShape s;
-  s.B = x.B, s.Cin = x.C, s.H = x.H, s.W = x.W, s.Cout = int(ws[0]);
+  s.B = x.B, s.Cin = x.C, s.H = x.T * x.H, s.W = x.W, s.Cout = int(ws[0]);
   s.kh = int(ws[2]), s.kw = int(ws[3]), s.sh = s.sw = stride;
   s.pt = s.pl = pad_lt, s.pb = s.pr = pad_rb;
-  y.resize(x.B, s.Cout, s.out_h(), s.out_w());
+  y.resize(x.B, s.Cout, x.T, s.out_h() / x.T, s.out_w());
   be_->conv2d(s, x.d, p(name + ".weight"), p(name + ".bias"), y.d);
+}
+
+// A 2-D convolution per frame of a clip: output frame t convolves the input frames
+// max(t - kt + 1 + j, 0), j < kt, stacked on the channels: kt = 3 with a causal 3-D convolution's
+// stacked taps (the first frame repeated in front, docs/stvae.md), kt = 1 for the samplers' 2-D
+// convolutions. Frames are gathered into images [n, kt*C, H, W], convolved n at a time and
+// scattered back into the NCTHW output.
+void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
+                        int pad_rb) const {
+  const std::string tw = name + ".time.weight";
+  const bool causal = shapes_.count(tw) != 0;
+  const auto& ws = shapes_.at(causal ? tw : name + ".weight");
+  const int kt = int(ws[1]) / x.C;
+  UVIT_CHECK(kt * x.C == int(ws[1]), "stvae: ", name, " takes ", ws[1], " channels, not ",
+             x.C);  // a bug, not bad input
+  Conv2dShape s;
+  s.Cin = kt * x.C, s.H = x.H, s.W = x.W, s.Cout = int(ws[0]);
+  s.kh = int(ws[2]), s.kw = int(ws[3]), s.sh = s.sw = stride;
+  s.pt = s.pl = pad_lt, s.pb = s.pr = pad_rb;
+  const int Ho = s.out_h(), Wo = s.out_w(), total = x.B * x.T;
+  const long hw = long(x.plane()), hwo = long(Ho) * Wo;
+  y.resize(x.B, s.Cout, x.T, Ho, Wo);
+  const int n = int(std::clamp(kChunkFloats / (s.Cin * hw + s.Cout * hwo), 1L, long(total)));
+  Tensor in, out;
+  in.resize(n, s.Cin, x.H, x.W);
+  out.resize(n, s.Cout, Ho, Wo);
+  const float* w = p(causal ? tw : name + ".weight");
+  for (int i0 = 0; i0 < total; i0 += n) {
+    s.B = std::min(n, total - i0);
+    for (int i = 0; i < s.B; ++i) {
+      const int b = (i0 + i) / x.T, t = (i0 + i) % x.T;
+      for (int j = 0; j < kt; ++j) {
+        const int f = std::max(t - kt + 1 + j, 0);
+        be_->copy_2d(in.d + (size_t(i) * kt + size_t(j)) * x.C * hw, hw,
+                     x.d + (size_t(b) * x.C * x.T + size_t(f)) * hw, x.T * hw, x.C, hw);
+      }
+    }
+    be_->conv2d(s, in.d, w, p(name + ".bias"), out.d);
+    for (int i = 0; i < s.B; ++i) {
+      const int b = (i0 + i) / x.T, t = (i0 + i) % x.T;
+      be_->copy_2d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hwo, y.T * hwo,
+                   out.d + size_t(i) * y.C * hwo, hwo, y.C, hwo);
+    }
+  }
+}
+
+// y[b, :, t] = x[b, :, src[t]]: frames of a clip picked (or repeated) by index.
+Stvae::Tensor Stvae::select_frames(const Tensor& x, const std::vector<int>& src) const {
+  Tensor y;
+  y.resize(x.B, x.C, int(src.size()), x.H, x.W);
+  const long hw = long(x.plane());
+  for (int b = 0; b < x.B; ++b)
+    for (int t = 0; t < y.T; ++t)
+      be_->copy_2d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hw, y.T * hw,
+                   x.d + (size_t(b) * x.C * x.T + size_t(src[size_t(t)])) * hw, x.T * hw, x.C, hw);
+  return y;
+}
+
+// The downsampler's time pooling (compress_time) of a clip of odd T: frame 0 kept, the pairs
+// (2u - 1, 2u) averaged as (a + b) * 0.5, the float avg_pool1d's (a + b) / 2 gives; frame 0 is
+// (x0 + x0) * 0.5 = x0 exactly. Encode admits only clips whose compressed levels see odd T.
+Stvae::Tensor Stvae::pool_time(const Tensor& x) const {
+  UVIT_CHECK(x.T % 2 == 1, "stvae: time pooling of ", x.T, " frames");  // a bug, not bad input
+  std::vector<int> odd(size_t(x.T + 1) / 2), even(odd.size());
+  for (size_t u = 1; u < odd.size(); ++u) odd[u] = int(2 * u - 1), even[u] = int(2 * u);
+  Tensor y = select_frames(x, odd);
+  const Tensor e = select_frames(x, even);
+  be_->axpy(y.d, e.d, 1.f, y.size());
+  be_->scale(y.d, 0.5f, y.size());
+  return y;
 }
 
 // GroupNorm(32, eps 1e-6), or with the decoder's latents `zs` the spatial norm
 // GroupNorm(x) * conv_y(z') + conv_b(z'), z' = z upsampled (nearest) to x's size; swish after.
+// A clip's statistics are over (C/32, T, H, W): GroupNorm with HW := T*H*W on NCTHW.
 void Stvae::norm(const std::string& n, const Tensor& x, Tensor& y, const std::vector<Tensor>* zs,
                  bool swish) const {
-  y.resize(x.B, x.C, x.H, x.W);
+  y.resize(x.B, x.C, x.T, x.H, x.W);
   if (!zs) {
-    be_->group_norm(x.d, p(n + ".weight"), p(n + ".bias"), y.d, x.B, x.C, int(x.plane()), kGroups,
+    be_->group_norm(x.d, p(n + ".weight"), p(n + ".bias"), y.d, x.B, x.C, int(x.volume()), kGroups,
                     kNormEps, swish);
     return;
   }
   be_->group_norm(x.d, p(n + ".norm_layer.weight"), p(n + ".norm_layer.bias"), y.d, x.B, x.C,
-                  int(x.plane()), kGroups, kNormEps, false);
+                  int(x.volume()), kGroups, kNormEps, false);
   const Tensor* z = nullptr;
   for (const Tensor& t : *zs)
-    if (t.H == x.H && t.W == x.W) z = &t;
-  UVIT_CHECK(z, "stvae: no latent at ", x.H, "x", x.W);  // a bug, not bad input
+    if (t.T == x.T && t.H == x.H && t.W == x.W) z = &t;
+  UVIT_CHECK(z, "stvae: no latent at ", x.T, "x", x.H, "x", x.W);  // a bug, not bad input
   Tensor yb;
   conv(n + ".yb", *z, yb, 1, 0, 0);
-  const int hw = int(x.plane());
+  const int hw = int(x.volume());
   for (int b = 0; b < x.B; ++b) {  // per image: C rows of HW, scale rows then shift rows in yb
     float* yi = y.d + size_t(b) * x.C * hw;
     const float* s = yb.d + size_t(b) * 2 * x.C * hw;
@@ -179,6 +308,7 @@ Stvae::Tensor Stvae::run_encoder(Tensor x) const {
     for (int j = 0; j < cfg_.layers_per_block; ++j)
       resblock(cat("encoder.down_blocks.", i, ".resnets.", j), h, nullptr);
     if (i != L - 1) {  // F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv without padding
+      if (i < cfg_.time_levels() && h.T > 1) h = pool_time(h);
       Tensor t;
       conv(cat("encoder.down_blocks.", i, ".downsamplers.0.conv"), h, t, 2, 0, 1);
       h = std::move(t);
@@ -192,25 +322,36 @@ Stvae::Tensor Stvae::run_encoder(Tensor x) const {
 }
 
 Stvae::Tensor Stvae::run_decoder(Tensor z) const {
-  const int L = cfg_.levels();
+  const int L = cfg_.levels(), tl = cfg_.time_levels();
   Tensor h;
   conv("decoder.conv_in.conv", z, h, 1, 1, 1);
-  // The spatial norms read z at every resolution: upsampled once per level here.
+  // The spatial norms read z at every level's size: upsampled in space once per level, then
+  // resized to the level's frames (frames[i]: a compressing upsampler makes T frames 2T - 1).
   std::vector<Tensor> zs(static_cast<size_t>(L));
+  std::vector<int> frames(static_cast<size_t>(L), z.T);
   zs[0] = std::move(z);
   for (size_t l = 1; l < zs.size(); ++l) {
     const Tensor& s = zs[l - 1];
-    zs[l].resize(s.B, s.C, 2 * s.H, 2 * s.W);
-    be_->upsample_nearest2x(s.d, zs[l].d, s.B * s.C, s.H, s.W);
+    zs[l].resize(s.B, s.C, s.T, 2 * s.H, 2 * s.W);
+    be_->upsample_nearest2x(s.d, zs[l].d, s.B * s.C * s.T, s.H, s.W);
+    const int f = frames[l - 1];
+    frames[l] = int(l) - 1 < tl && f > 1 ? 2 * f - 1 : f;
   }
+  for (size_t l = 0; l < zs.size(); ++l)
+    if (frames[l] != zs[l].T) zs[l] = select_frames(zs[l], spatial_norm_frames(zs[l].T, frames[l]));
   for (int j = 0; j < 2; ++j) resblock(cat("decoder.mid_block.resnets.", j), h, &zs);
   for (int i = 0; i < L; ++i) {
     for (int j = 0; j <= cfg_.layers_per_block; ++j)
       resblock(cat("decoder.up_blocks.", i, ".resnets.", j), h, &zs);
     if (i != L - 1) {
+      if (i < tl && h.T > 1) {  // frame 0 upsampled in space only, the others in time too
+        std::vector<int> src(size_t(2 * h.T - 1), 0);
+        for (size_t u = 1; u < src.size(); ++u) src[u] = 1 + int(u - 1) / 2;
+        h = select_frames(h, src);
+      }
       Tensor u;
-      u.resize(h.B, h.C, 2 * h.H, 2 * h.W);
-      be_->upsample_nearest2x(h.d, u.d, h.B * h.C, h.H, h.W);
+      u.resize(h.B, h.C, h.T, 2 * h.H, 2 * h.W);
+      be_->upsample_nearest2x(h.d, u.d, h.B * h.C * h.T, h.H, h.W);
       h.release();  // back to the pool before the conv allocates
       conv(cat("decoder.up_blocks.", i, ".upsamplers.0.conv"), u, h, 1, 1, 1);
     }
@@ -221,40 +362,54 @@ Stvae::Tensor Stvae::run_decoder(Tensor z) const {
   return h;
 }
 
-Array Stvae::encode_moments(const Array& images) const {
-  const int f = cfg_.downsample_factor();
-  const auto& s = images.shape;
-  UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.in_channels && s[2] > 0 && s[3] > 0 &&
-                 s[2] % f == 0 && s[3] % f == 0,
-             "stvae encode: images have shape ", shape_str(s), ", expected [B, ", cfg_.in_channels,
-             ", H, W] with H and W positive multiples of ", f);
-  PoolScope scope(*pool_);
+// An image batch [B, C, H, W] or a clip batch [B, C, T, H, W] in backend memory; latents get
+// LaVin's decode_latents normalisation, z / scaling_factor + shift_factor.
+Stvae::Tensor Stvae::upload(const Array& a, bool latents) const {
+  const auto& s = a.shape;
+  const bool clip = s.size() == 5;
   Tensor x;
-  x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
-  const std::vector<float> host = images.to_f32();
+  x.resize(int(s[0]), int(s[1]), clip ? int(s[2]) : 1, int(s[s.size() - 2]), int(s.back()));
+  UVIT_CHECK(x.T == 1 || clips_, "stvae: a clip of ", x.T, " frames needs the causal ",
+             "convolutions' per-tap weights: load the model for clips");
+  std::vector<float> host = a.to_f32();
+  const float sc = float(cfg_.scaling_factor), sh = float(cfg_.shift_factor);
+  if (latents)
+    for (float& v : host) v = v / sc + sh;
   be_->upload(x.d, host.data(), host.size() * sizeof(float));
-  return download(run_encoder(std::move(x)));
+  return x;
+}
+
+Array Stvae::encode_moments(const Array& images) const {
+  const int f = cfg_.downsample_factor(), r = cfg_.time_compression();
+  const auto& s = images.shape;
+  const size_t n = s.size();
+  UVIT_CHECK((n == 4 || n == 5) && positive(s) && s[1] == cfg_.in_channels && s[n - 2] % f == 0 &&
+                 s.back() % f == 0,
+             "stvae encode: input has shape ", shape_str(s), ", expected images [B, ",
+             cfg_.in_channels, ", H, W] or clips [B, ", cfg_.in_channels,
+             ", T, H, W] with H and W positive multiples of ", f);
+  // The official encoder also runs other T (even ones pooled in pairs), but their latents decode
+  // to 1 + r k frames, not T: refused (docs/stvae.md).
+  UVIT_CHECK(n == 4 || (s[2] - 1) % r == 0, "stvae encode: a clip of ", s[2],
+             " frames; the ST-VAE compresses time by ", r, " and takes 1 + ", r, "k frames (1, ",
+             1 + r, ", ", 1 + 2 * r, ", ...)");
+  PoolScope scope(*pool_);
+  return download(run_encoder(upload(images, false)), n == 5);
 }
 
 Array Stvae::decode(const Array& z) const {
   const auto& s = z.shape;
-  UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.latent_channels && s[2] > 0 && s[3] > 0,
+  UVIT_CHECK((s.size() == 4 || s.size() == 5) && positive(s) && s[1] == cfg_.latent_channels,
              "stvae decode: latents have shape ", shape_str(s), ", expected [B, ",
-             cfg_.latent_channels, ", h, w]");
+             cfg_.latent_channels, ", h, w] or [B, ", cfg_.latent_channels, ", t, h, w]");
   PoolScope scope(*pool_);
-  Tensor x;
-  x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
-  std::vector<float> host = z.to_f32();
-  // LaVin's decode_latents: latents.div_(scaling_factor).add_(shift_factor)
-  const float sc = float(cfg_.scaling_factor), sh = float(cfg_.shift_factor);
-  for (float& v : host) v = v / sc + sh;
-  be_->upload(x.d, host.data(), host.size() * sizeof(float));
-  return download(run_decoder(std::move(x)));
+  return download(run_decoder(upload(z, true)), s.size() == 5);
 }
 
-Array Stvae::download(const Tensor& t) const {
+Array Stvae::download(const Tensor& t, bool clip) const {
   std::vector<float> host(t.size());
   be_->download(host.data(), t.d, host.size() * sizeof(float));
+  if (clip) return Array::from_f32({t.B, t.C, t.T, t.H, t.W}, host.data());
   return Array::from_f32({t.B, t.C, t.H, t.W}, host.data());
 }
 

@@ -1,8 +1,10 @@
 // LaVin-DiT's ST-VAE (AutoencoderKLSTVAE, a CogVideoX-style 3-D causal VAE; docs/stvae.md) for
-// images, i.e. clips of one frame, as LaVin-DiT encodes every image: at T = 1 each causal 3-D
-// convolution is a 2-D convolution with its temporal taps summed (folded at load), so the passes
+// images, i.e. clips of one frame, as LaVin-DiT encodes every image, and for clips of T frames:
+// at T = 1 each causal 3-D convolution is a 2-D convolution with its temporal taps summed (folded
+// at load); at T > 1 it is one 2-D convolution over the taps' frames stacked on the channels. Both
 // run on the 2-D Backend ops of the LDM autoencoder.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +26,15 @@ struct StvaeConfig {
 
   int levels() const { return int(block_out_channels.size()); }
   int downsample_factor() const { return 1 << (levels() - 1); }
+  // The levels whose samplers also halve (double) time: the official compress_time is
+  // i < log2(temporal_compression_ratio), and only the first levels() - 1 levels have samplers.
+  int time_levels() const {
+    int n = 0;
+    while ((2 << n) <= temporal_compression_ratio) ++n;
+    return std::min(n, levels() - 1);
+  }
+  // Clips of 1 + k * time_compression() frames encode to 1 + k latent frames, which decode back.
+  int time_compression() const { return 1 << time_levels(); }
 };
 
 // The built-in "lavin_stvae", or a JSON file {"stvae": {field: value, ...}} with the fields above
@@ -41,49 +52,67 @@ class Stvae {
  public:
   // `weights`: the official names (stvae.pt's "state_dict"; a flat state_dict too). Tensors
   // outside encoder.* / decoder.* are dropped (skipped() names them); within them loading is
-  // strict. Weights of any float type run in fp32 on a backend of its own on `device`.
+  // strict. Weights of any float type run in fp32 on a backend of its own on `device`. `clips`:
+  // also keep every causal convolution's per-tap weights, which clips of T > 1 frames need (they
+  // add 3x the folded weights' memory: 0.86 GB at LaVin's size).
   Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
-        const std::string& device = "cpu", const std::string& precision = "");
+        const std::string& device = "cpu", const std::string& precision = "", bool clips = false);
   static Stvae load(const std::string& path, const StvaeConfig& cfg = {},
-                    const std::string& device = "cpu", const std::string& precision = "");
+                    const std::string& device = "cpu", const std::string& precision = "",
+                    bool clips = false);
 
   const StvaeConfig& config() const { return cfg_; }
   const std::string& skipped() const { return skipped_; }
 
   // images [B, in_channels, H, W] in [-1, 1] (H, W multiples of the downsample factor), each a
-  // one-frame clip -> moments [B, 2 * latent_channels, H/f, W/f] (mean, then raw logvar).
+  // one-frame clip -> moments [B, 2 * latent_channels, H/f, W/f] (mean, then raw logvar); or
+  // clips [B, in_channels, T, H, W] with T = 1 + k * time_compression() frames -> moments
+  // [B, 2 * latent_channels, 1 + k, H/f, W/f].
   Array encode_moments(const Array& images) const;
   // LaVin latents z [B, latent_channels, h, w] -> images [B, out_channels, f*h, f*w]:
-  // decoder(z / scaling_factor + shift_factor), unclamped.
+  // decoder(z / scaling_factor + shift_factor), unclamped; or z [B, latent_channels, t, h, w] ->
+  // clips [B, out_channels, 1 + (t - 1) * time_compression(), f*h, f*w].
   Array decode(const Array& z) const;
 
  private:
   struct Tensor;
   struct Pool;
   Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
-        std::shared_ptr<Backend> be);
+        std::shared_ptr<Backend> be, bool clips);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
             int pad_rb) const;
+  void conv_frames(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
+                   int pad_rb) const;
+  Tensor select_frames(const Tensor& x, const std::vector<int>& src) const;
+  Tensor pool_time(const Tensor& x) const;
+  Tensor upload(const Array& a, bool latents) const;
   void norm(const std::string& name, const Tensor& x, Tensor& y, const std::vector<Tensor>* zs,
             bool swish) const;
   void resblock(const std::string& name, Tensor& x, const std::vector<Tensor>* zs) const;
   Tensor run_encoder(Tensor x) const;
   Tensor run_decoder(Tensor z) const;
-  Array download(const Tensor& t) const;
+  Array download(const Tensor& t, bool clip) const;
 
   StvaeConfig cfg_;
+  bool clips_ = false;
   std::string skipped_;
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every (folded) weight, in be_'s memory
   std::shared_ptr<Pool> pool_;
   std::map<std::string, const float*> ptr_;
-  std::map<std::string, std::vector<int64_t>> shapes_;  // folded (2-D) shapes
+  // folded (2-D) shapes; with clips also "<conv>.time.weight" [O, kt * I, kh, kw] (stacked taps)
+  std::map<std::string, std::vector<int64_t>> shapes_;
 };
 
 // Folds a causal 3-D convolution weight [O, I, kt, kh, kw] for a one-frame clip: the input's only
 // frame is replicated kt - 1 times in front (docs/stvae.md), so every temporal tap sees it and the
 // weight is sum_t w[:, :, t] [O, I, kh, kw], summed in double and rounded once.
 std::vector<float> fold_causal_conv3d(const Array& w);
+
+// The same weight for a clip: its taps stacked on the input channels, [O, kt * I, kh, kw] with
+// out[o, j * I + i] = w[o, i, j], so that output frame t is one 2-D convolution of the input frames
+// max(t - kt + 1 + j, 0), j = 0..kt-1, concatenated on the channels.
+std::vector<float> stack_causal_conv3d(const Array& w);
 
 }  // namespace uvit

@@ -7,12 +7,18 @@ Usage:
   stvae_torch.py fixtures --out DIR   small config, random weights: DIR/stvae_small.{json,pt}
                                       (the .pt as stvae.pt: {"state_dict": ...}),
                                       stvae_{images,moments,z,decoded}.npy (float64 references of
-                                      float32 weights/inputs, stored as float32)
+                                      float32 weights/inputs, stored as float32), and for clips
+                                      stvae_clip{5,9}_{frames,moments}.npy (encode of 5 and 9
+                                      frames) and stvae_clipz{2,3}_{z,decoded}.npy (decode of 2
+                                      and 3 latent frames)
   stvae_torch.py save --out FILE [--config C] [--seed S]   random weights, torch.save'd
   stvae_torch.py run encode|decode --weights W [--config C] --in X.npy --out Y.npy
-                                      images [B,3,H,W] as one-frame clips -> moments, or LaVin
-                                      latents [B,C,h,w] -> decoder(z / scaling + shift), in float64
-  stvae_torch.py bench [--threads 1] [--latent 32] [--config C]   decode one latent, random weights
+                                      images [B,3,H,W] as one-frame clips (or clips [B,3,T,H,W])
+                                      -> moments, or LaVin latents [B,C,h,w] (or [B,C,t,h,w]) ->
+                                      decoder(z / scaling + shift), in float64
+  stvae_torch.py bench [--threads 1] [--latent 32] [--frames 1] [--config C]
+                                      decode one latent (of `frames` latent frames; 1: the image
+                                      path [1,C,h,w]), random weights
 """
 
 import argparse
@@ -201,11 +207,11 @@ class STVAE(nn.Module):
         self.decoder = Decoder(c)
 
     def encode_images(self, x):  # [B, C, H, W] -> moments [B, 2C', h, w], each image one frame
-        return self.encoder(x[:, :, None])[:, :, 0]
+        return self.encoder(x[:, :, None])[:, :, 0] if x.dim() == 4 else self.encoder(x)
 
     def decode_latents(self, z):  # LaVin latents -> images (inference.py decode_latents, unclamped)
         z = z / self.c["scaling_factor"] + self.c["shift_factor"]
-        return self.decoder(z[:, :, None])[:, :, 0]
+        return self.decoder(z[:, :, None])[:, :, 0] if z.dim() == 4 else self.decoder(z)
 
 
 def random_model(c, seed):
@@ -254,7 +260,20 @@ def fixtures(out):
     with torch.no_grad():
         moments = md.encode_images(x).float().numpy()
         decoded = md.decode_latents(torch.from_numpy(z.astype(np.float64))).float().numpy()
-    for n, a in [("images", images), ("z", z), ("moments", moments), ("decoded", decoded)]:
+    arrays = [("images", images), ("z", z), ("moments", moments), ("decoded", decoded)]
+    # Clips [B, C, T, H, W]: 5 and 9 frames (1 + 4k: two and three latent frames), and the decode
+    # of 2 latent frames (an even count: the mid block's spatial norm resizes z whole) and 3.
+    for t, shape in [(5, (2, 3, 5, 16, 24)), (9, (1, 3, 9, 8, 8))]:
+        frames = rs.uniform(-1, 1, shape).astype(np.float32)
+        with torch.no_grad():
+            m_t = md.encode_images(torch.from_numpy(frames.astype(np.float64))).float().numpy()
+        arrays += [("clip%d_frames" % t, frames), ("clip%d_moments" % t, m_t)]
+    for t, shape in [(2, (2, 4, 2, 3, 5)), (3, (1, 4, 3, 2, 3))]:
+        zt = rs.randn(*shape).astype(np.float32)
+        with torch.no_grad():
+            x_t = md.decode_latents(torch.from_numpy(zt.astype(np.float64))).float().numpy()
+        arrays += [("clipz%d_z" % t, zt), ("clipz%d_decoded" % t, x_t)]
+    for n, a in arrays:
         save_atomic(os.path.join(out, "stvae_%s.npy" % n), lambda p, a=a: np.save(open(p, "wb"), a))
     print("stvae fixtures in %s: moments %s, decoded %s" % (out, moments.shape, decoded.shape))
 
@@ -277,6 +296,7 @@ def main():
     p = sub.add_parser("bench")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--latent", type=int, default=32)
+    p.add_argument("--frames", type=int, default=1)
     p.add_argument("--config", default="")
     a = ap.parse_args()
     torch.set_num_threads(getattr(a, "threads", 1))
@@ -293,7 +313,8 @@ def main():
     else:
         c = load_config(a.config)
         m = random_model(c, 0)
-        z = torch.randn(1, c["latent_channels"], a.latent, a.latent)
+        z = torch.randn(1, c["latent_channels"], *([a.frames] if a.frames > 1 else []), a.latent,
+                        a.latent)
         with torch.no_grad():
             m.decode_latents(z)  # warm-up
             t0, c0 = time.time(), time.process_time()
