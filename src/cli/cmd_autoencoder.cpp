@@ -1,4 +1,5 @@
-// `uvit autoencoder encode|decode`: a KL autoencoder (SD kl-f8, VA-VAE f16d32, ...) on .npy arrays.
+// `uvit autoencoder encode|decode`: a KL autoencoder (SD kl-f8, VA-VAE f16d32, ...) on .npy arrays;
+// LaVin-DiT's ST-VAE also on clips [B, C, T, H, W] (docs/stvae.md).
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -35,13 +36,17 @@ void add_common(CLI::App* c, AeOpts& o, const char* in_help, const char* out_hel
   add_encoder_device(c, o.device, o.precision, "the autoencoder");
 }
 
-// Runs fn over the input in batches of --batch and writes the result (atomic).
-void process(const AeOpts& o, bool encode, int in_channels,
+// Runs fn over the input in batches of --batch and writes the result (atomic). `clips`: the
+// model also takes [B, C, T, H, W].
+void process(const AeOpts& o, bool encode, int in_channels, bool clips, const Array& in,
              const std::function<Array(const Array&)>& fn) {
-  const Array in = load_npy(o.in);
-  UVIT_CHECK(in.shape.size() == 4 && in.shape[0] > 0, o.in, ": shape ", shape_str(in.shape),
-             encode ? ", expected images [B, " : ", expected latents [B, ", in_channels,
-             encode ? ", H, W]" : ", h, w]");
+  const size_t rank = in.shape.size();
+  UVIT_CHECK((rank == 4 || (clips && rank == 5)) && in.shape[0] > 0, o.in, ": shape ",
+             shape_str(in.shape), encode ? ", expected images [B, " : ", expected latents [B, ",
+             in_channels, encode ? ", H, W]" : ", h, w]",
+             !clips   ? ""
+             : encode ? cat(" or clips [B, ", in_channels, ", T, H, W]")
+                      : cat(" or [B, ", in_channels, ", t, h, w]"));
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar(encode ? "encode" : "decode", long(in.shape[0]), o.quiet);
   SteadyRate steady;
@@ -78,9 +83,12 @@ void run(const AeOpts& o, bool encode) {
     UVIT_CHECK(o.latent_stats.empty(), "--latent-stats: the ST-VAE's latents are normalised by ",
                "its shift and scaling factors (docs/stvae.md), not by latent statistics");
     const StvaeConfig cfg = stvae_config_from(o.config);
-    const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision);
+    const Array in = load_npy(o.in);  // clips of T > 1 frames need the per-tap weights
+    const bool clips = in.shape.size() == 5 && in.shape[2] > 1;
+    if (clips && encode) stvae_check_frames(cfg, in.shape[2], o.in);  // before the slow load
+    const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision, clips);
     print_skipped(ae, o.weights, o.quiet);
-    return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels,
+    return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels, true, in,
                    [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });
   }
   const AutoencoderConfig cfg = autoencoder_config_from(o.config);
@@ -89,7 +97,7 @@ void run(const AeOpts& o, bool encode) {
   Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   print_skipped(ae, o.weights, o.quiet);
   if (!o.latent_stats.empty()) ae.set_latent_stats(stats);
-  process(o, encode, encode ? cfg.in_channels : cfg.embed_dim,
+  process(o, encode, encode ? cfg.in_channels : cfg.embed_dim, false, load_npy(o.in),
           [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });
 }
 
@@ -103,12 +111,15 @@ void add_autoencoder(CLI::App& app) {
   auto enc = std::make_shared<AeOpts>(), dec = std::make_shared<AeOpts>();
   auto* e = cmd->add_subcommand("encode",
                                 "images [B,3,H,W] float32 in [-1,1] -> moments [B,2C,H/f,W/f] "
-                                "(mean, then raw logvar; C = embed_dim, f = 2^(levels-1))");
+                                "(mean, then raw logvar; C = embed_dim, f = 2^(levels-1)); the "
+                                "ST-VAE also takes clips [B,3,T,H,W] with T = 1 + 4k frames -> "
+                                "[B,2C,1+k,H/f,W/f]");
   add_common(e, *enc, "images .npy", "moments .npy");
   e->callback([enc] { run(*enc, true); });
   auto* d = cmd->add_subcommand("decode",
                                 "latents z [B,C,h,w] -> images [B,3,f*h,f*w] "
-                                "(decoder(post_quant_conv(z * std / scale + mean)))");
+                                "(decoder(post_quant_conv(z * std / scale + mean))); the ST-VAE "
+                                "also takes [B,C,t,h,w] -> clips [B,3,1+4(t-1),f*h,f*w]");
   add_common(d, *dec, "latents .npy", "images .npy (float32, unclamped)");
   d->add_option("--latent-stats", dec->latent_stats, kLatentStatsHelp);
   d->callback([dec] { run(*dec, false); });

@@ -77,6 +77,13 @@ std::vector<float> fold_causal_conv3d(const Array& w) {
   return out;
 }
 
+void stvae_check_frames(const StvaeConfig& cfg, int64_t frames, const std::string& what) {
+  const int r = cfg.time_compression();
+  UVIT_CHECK(frames >= 1 && (frames - 1) % r == 0, what, ": a clip of ", frames,
+             " frames; the ST-VAE compresses time by ", r, " and takes 1 + ", r, "k frames (1, ",
+             1 + r, ", ", 1 + 2 * r, ", ...)");
+}
+
 std::vector<float> stack_causal_conv3d(const Array& w) {
   UVIT_CHECK(w.shape.size() == 5, "stack_causal_conv3d: weight ", shape_str(w.shape),
              " is not [O, I, kt, kh, kw]");
@@ -380,7 +387,7 @@ Stvae::Tensor Stvae::upload(const Array& a, bool latents) const {
 }
 
 Array Stvae::encode_moments(const Array& images) const {
-  const int f = cfg_.downsample_factor(), r = cfg_.time_compression();
+  const int f = cfg_.downsample_factor();
   const auto& s = images.shape;
   const size_t n = s.size();
   UVIT_CHECK((n == 4 || n == 5) && positive(s) && s[1] == cfg_.in_channels && s[n - 2] % f == 0 &&
@@ -388,11 +395,7 @@ Array Stvae::encode_moments(const Array& images) const {
              "stvae encode: input has shape ", shape_str(s), ", expected images [B, ",
              cfg_.in_channels, ", H, W] or clips [B, ", cfg_.in_channels,
              ", T, H, W] with H and W positive multiples of ", f);
-  // The official encoder also runs other T (even ones pooled in pairs), but their latents decode
-  // to 1 + r k frames, not T: refused (docs/stvae.md).
-  UVIT_CHECK(n == 4 || (s[2] - 1) % r == 0, "stvae encode: a clip of ", s[2],
-             " frames; the ST-VAE compresses time by ", r, " and takes 1 + ", r, "k frames (1, ",
-             1 + r, ", ", 1 + 2 * r, ", ...)");
+  if (n == 5) stvae_check_frames(cfg_, s[2], "stvae encode");
   PoolScope scope(*pool_);
   return download(run_encoder(upload(images, false)), n == 5);
 }

@@ -43,6 +43,11 @@ bool is_stvae_config(const std::string& name_or_path);
 StvaeConfig stvae_config_from(const std::string& name_or_path);
 StvaeConfig parse_stvae_config(const std::string& json_text, const std::string& what);
 
+// Refuses a clip of `frames` frames to encode unless frames = 1 + k * time_compression(): the
+// official encoder runs other counts too, but their latents do not decode back to as many frames
+// (docs/stvae.md). `what` prefixes the error.
+void stvae_check_frames(const StvaeConfig& cfg, int64_t frames, const std::string& what);
+
 // Every parameter of the official state_dict (encoder.conv_in.conv.weight [128, 3, 3, 3, 3], ...)
 // with its shape, in state_dict order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> stvae_param_shapes(

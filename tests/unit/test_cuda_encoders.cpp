@@ -148,6 +148,24 @@ TEST(CudaEncoders, StvaeMatchesCpu) {
   }
 }
 
+// The ST-VAE on clips (5 frames -> 2 latent frames -> 5 frames): the per-frame gathers (copy_2d),
+// stacked-tap convolutions, time pooling and upsampling on the GPU against the CPU.
+TEST(CudaEncoders, StvaeClipsMatchCpu) {
+  REQUIRE_CUDA();
+  const StvaeConfig c = parse_stvae_config(
+      R"({"stvae": {"block_out_channels": [32, 64, 64], "layers_per_block": 1,
+                    "latent_channels": 4}})",
+      "small");
+  const Stvae cpu(c, random_weights(stvae_param_shapes(c), 5), "random", "cpu", "", true);
+  const Stvae gpu(c, random_weights(stvae_param_shapes(c), 5), "random", "cuda", "fp32", true);
+  std::mt19937 g(7);
+  const Array clip = random_array({2, 3, 5, 16, 24}, g, 0.5f);
+  test::compare("stvae clip encode", gpu.encode_moments(clip).to_f32(),
+                cpu.encode_moments(clip).to_f32(), 1e-4);
+  const Array z = random_array({1, 4, 2, 5, 7}, g, 1.f);
+  test::compare("stvae clip decode", gpu.decode(z).to_f32(), cpu.decode(z).to_f32(), 1e-4);
+}
+
 TEST(CudaEncoders, ClipTextModelMatchesCpu) {
   REQUIRE_CUDA();
   ClipTextConfig c;
