@@ -199,7 +199,8 @@ void Stvae::conv(const std::string& name, const Tensor& x, Tensor& y, int stride
 // max(t - kt + 1 + j, 0), j < kt, stacked on the channels: kt = 3 with a causal 3-D convolution's
 // stacked taps (the first frame repeated in front, docs/stvae.md), kt = 1 for the samplers' 2-D
 // convolutions. Frames are gathered into images [n, kt*C, H, W], convolved n at a time and
-// scattered back into the NCTHW output.
+// scattered back into the NCTHW output. A causal convolution's frame 0 sees frame 0 only: it is
+// the image path's folded convolution, a third of the work.
 void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
                         int pad_rb) const {
   const std::string tw = name + ".time.weight";
@@ -212,9 +213,15 @@ void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int
   s.Cin = kt * x.C, s.H = x.H, s.W = x.W, s.Cout = int(ws[0]);
   s.kh = int(ws[2]), s.kw = int(ws[3]), s.sh = s.sw = stride;
   s.pt = s.pl = pad_lt, s.pb = s.pr = pad_rb;
-  const int Ho = s.out_h(), Wo = s.out_w(), total = x.B * x.T;
+  const int Ho = s.out_h(), Wo = s.out_w(), first = causal ? 1 : 0, per = x.T - first;
+  const int total = x.B * per;
   const long hw = long(x.plane()), hwo = long(Ho) * Wo;
   y.resize(x.B, s.Cout, x.T, Ho, Wo);
+  if (causal) {
+    Tensor y0;
+    conv(name, select_frames(x, {0}), y0, stride, pad_lt, pad_rb);  // one frame: folded
+    be_->copy_2d(y.d, y.T * hwo, y0.d, hwo, long(y.B) * y.C, hwo);
+  }
   const int n = int(std::clamp(kChunkFloats / (s.Cin * hw + s.Cout * hwo), 1L, long(total)));
   Tensor in, out;
   in.resize(n, s.Cin, x.H, x.W);
@@ -223,7 +230,7 @@ void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int
   for (int i0 = 0; i0 < total; i0 += n) {
     s.B = std::min(n, total - i0);
     for (int i = 0; i < s.B; ++i) {
-      const int b = (i0 + i) / x.T, t = (i0 + i) % x.T;
+      const int b = (i0 + i) / per, t = first + (i0 + i) % per;
       for (int j = 0; j < kt; ++j) {
         const int f = std::max(t - kt + 1 + j, 0);
         be_->copy_2d(in.d + (size_t(i) * kt + size_t(j)) * x.C * hw, hw,
@@ -232,22 +239,22 @@ void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int
     }
     be_->conv2d(s, in.d, w, p(name + ".bias"), out.d);
     for (int i = 0; i < s.B; ++i) {
-      const int b = (i0 + i) / x.T, t = (i0 + i) % x.T;
+      const int b = (i0 + i) / per, t = first + (i0 + i) % per;
       be_->copy_2d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hwo, y.T * hwo,
                    out.d + size_t(i) * y.C * hwo, hwo, y.C, hwo);
     }
   }
 }
 
-// y[b, :, t] = x[b, :, src[t]]: frames of a clip picked (or repeated) by index.
+// y[b, :, t] = x[b, :, src[t]]: frames of a clip picked (or repeated) by index; the planes of
+// one frame are T planes apart over all (b, c), so one 2-D copy per frame.
 Stvae::Tensor Stvae::select_frames(const Tensor& x, const std::vector<int>& src) const {
   Tensor y;
   y.resize(x.B, x.C, int(src.size()), x.H, x.W);
   const long hw = long(x.plane());
-  for (int b = 0; b < x.B; ++b)
-    for (int t = 0; t < y.T; ++t)
-      be_->copy_2d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hw, y.T * hw,
-                   x.d + (size_t(b) * x.C * x.T + size_t(src[size_t(t)])) * hw, x.T * hw, x.C, hw);
+  for (int t = 0; t < y.T; ++t)
+    be_->copy_2d(y.d + size_t(t) * hw, y.T * hw, x.d + size_t(src[size_t(t)]) * hw, x.T * hw,
+                 long(x.B) * x.C, hw);
   return y;
 }
 
