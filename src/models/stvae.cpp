@@ -380,11 +380,11 @@ Stvae::Tensor Stvae::run_decoder(Tensor z) const {
 // LaVin's decode_latents normalisation, z / scaling_factor + shift_factor.
 Stvae::Tensor Stvae::upload(const Array& a, bool latents) const {
   const auto& s = a.shape;
-  const bool clip = s.size() == 5;
-  Tensor x;
-  x.resize(int(s[0]), int(s[1]), clip ? int(s[2]) : 1, int(s[s.size() - 2]), int(s.back()));
-  UVIT_CHECK(x.T == 1 || clips_, "stvae: a clip of ", x.T, " frames needs the causal ",
+  const int T = s.size() == 5 ? int(s[2]) : 1;
+  UVIT_CHECK(T == 1 || clips_, "stvae: a clip of ", T, " frames needs the causal ",
              "convolutions' per-tap weights: load the model for clips");
+  Tensor x;
+  x.resize(int(s[0]), int(s[1]), T, int(s[s.size() - 2]), int(s.back()));
   std::vector<float> host = a.to_f32();
   const float sc = float(cfg_.scaling_factor), sh = float(cfg_.shift_factor);
   if (latents)
