@@ -83,12 +83,16 @@ void run(const AeOpts& o, bool encode) {
     UVIT_CHECK(o.latent_stats.empty(), "--latent-stats: the ST-VAE's latents are normalised by ",
                "its shift and scaling factors (docs/stvae.md), not by latent statistics");
     const StvaeConfig cfg = stvae_config_from(o.config);
-    const Array in = load_npy(o.in);  // clips of T > 1 frames need the per-tap weights
-    const bool clips = in.shape.size() == 5 && in.shape[2] > 1;
-    if (clips && encode) stvae_check_frames(cfg, in.shape[2], o.in);  // before the slow load
+    // Clips of T > 1 frames need the per-tap weights: the input's header decides, read after the
+    // weights file opened (its errors first, as for the other autoencoders) and before the slow
+    // load (a T that encode refuses fails fast).
+    open_weights(o.weights);
+    const std::vector<int64_t> shape = read_npy_header(o.in).shape;
+    const bool clips = shape.size() == 5 && shape[2] > 1;
+    if (clips && encode) stvae_check_frames(cfg, shape[2], o.in);
     const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision, clips);
     print_skipped(ae, o.weights, o.quiet);
-    return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels, true, in,
+    return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels, true, load_npy(o.in),
                    [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });
   }
   const AutoencoderConfig cfg = autoencoder_config_from(o.config);
