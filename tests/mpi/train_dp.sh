@@ -40,7 +40,7 @@ run mpi 2 train --out "$tmp/za" --resume --steps $S -q --no-grid
 same_files "$tmp/za" "$tmp/ra" "Adan: ZeRO-1 on 2 ranks, resumed, vs 2 ranks"
 
 # ZeRO-1 checkpoints stream the shards to rank 0 in pieces of 2^20 floats: a model wider than one
-# piece (embed_dim 256: 1.9 M parameters) saved by 2 ranks (pieces that straddle and lie beyond
+# piece (embed_dim 256: 1.74 M parameters) saved by 2 ranks (pieces that straddle and lie beyond
 # rank 0's shard; the step-2 snapshot gathers a second time) resumes on 4 ranks, each reading its
 # own quarter, and saves again: the same bytes as a run without ZeRO.
 "$PY" tests/e2e/data/tiny_config.py "$tmp/wide.json" train.log_interval=1 train.save_interval=2 \
