@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,17 @@ void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out);
 bool any_rank(Comm& c, bool flag);
 // Every rank's k doubles, in rank order, on every rank.
 std::vector<double> allgather_doubles(Comm& c, const std::vector<double>& mine);
+
+// ZeRO-1's checkpoint (docs/distributed.md): rank 0 receives elements [0, n) of a vector the ranks
+// hold in shards (rank r: [r*shard, (r+1)*shard), clipped to n), in pieces of at most `chunk`
+// floats, in order: sink(data, count) runs on rank 0 only. fetch(local_offset, count, scratch)
+// returns a host pointer to this rank's elements from local_offset on: its own memory, or scratch
+// (chunk floats) after a download from the device. Collective (one gather per piece that lies
+// beyond rank 0's shard); no rank holds more than two pieces.
+using ShardFetch = std::function<const float*(size_t local_offset, size_t count, float* scratch)>;
+using ShardSink = std::function<void(const float* data, size_t count)>;
+void gather_shards(Comm& c, size_t n, size_t shard, size_t chunk, const ShardFetch& fetch,
+                   const ShardSink& sink);
 
 // The ranks of a single process (always built; the W = 1 case of every code path).
 class SingleComm final : public Comm {

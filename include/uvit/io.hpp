@@ -49,6 +49,9 @@ class TensorReader {
   // Tensor i as fp32 into dst (numel floats): 2-byte dtypes are read into the upper half of dst
   // and widened in place, so no temporary of the tensor's size exists.
   void read_f32(size_t i, float* dst);
+  // Bytes [offset, offset + n) of tensor i's row-major bytes into dst (safetensors: a positional
+  // read; ZeRO-1's resume reads each rank's shard of the optimizer state). Any number of times.
+  virtual void read_part(size_t i, uint64_t offset, size_t n, void* dst);
 
  protected:
   std::string path_;

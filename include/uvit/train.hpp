@@ -106,13 +106,12 @@ class Trainer {
   // The optimizer state as saved: (name, buffer) in file order (AdamW: exp_avg, exp_avg_sq; Adan:
   // also exp_avg_diff and the previous gradient).
   std::vector<std::pair<std::string, DeviceBuffer*>> state_buffers();
-  // Under ZeRO-1 the optimizer state of all parameters gathered from the shards, on the host
-  // (collective); otherwise empty: save_state streams the buffers themselves.
-  NamedArrays gather_state();
-  void save_state(const std::string& path, const NamedArrays& gathered,
-                  const std::map<std::string, std::string>& meta);
+  // State buffer i streamed to rank 0's `sink` (4 MB at a time; collective under ZeRO-1, where
+  // the other ranks call it with nullptr and rank 0 receives their shards piece by piece).
+  void stream_state(size_t i, const ByteSink* sink);
+  void save_state(const std::string& path, const std::map<std::string, std::string>& meta);
   // One checkpoint folder: nnet, nnet_ema, then train_state (which marks it complete).
-  void write_state(const std::string& dir, const NamedArrays& gathered, const LoaderState& ls);
+  void write_state(const std::string& dir, const LoaderState& ls);
   Config cfg_;
   Backend& be_;
   std::shared_ptr<Dataset> data_;

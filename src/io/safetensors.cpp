@@ -164,6 +164,13 @@ class SafetensorsReader : public TensorReader {
     const Spec& s = specs_.at(i);
     f_.read(data_at_ + s.begin, dst, s.end - s.begin, s.name.c_str());
   }
+  void read_part(size_t i, uint64_t offset, size_t n, void* dst) override {
+    const Spec& s = specs_.at(i);
+    UVIT_CHECK(offset <= s.end - s.begin && n <= s.end - s.begin - offset, path_, ": bytes [",
+               offset, ", ", offset + n, ") lie outside tensor '", s.name, "' (", s.end - s.begin,
+               " bytes)");
+    f_.read(data_at_ + s.begin + offset, dst, n, s.name.c_str());
+  }
 
  private:
   io::InFile f_;

@@ -38,6 +38,11 @@ void TensorReader::read_f32(size_t i, float* dst) {
   std::memcpy(dst, v.data(), n * sizeof(float));
 }
 
+void TensorReader::read_part(size_t i, uint64_t, size_t, void*) {
+  fail(path_, ": tensor '", tensors_.at(i).name,
+       "' cannot be read in parts from this format (safetensors can)");
+}
+
 NamedArrays read_all(TensorReader& r) {
   NamedArrays out;
   out.reserve(r.tensors().size());
@@ -67,6 +72,9 @@ class DdpNames : public TensorReader {
       for (TensorInfo& t : tensors_) t.name.erase(0, p.size());
   }
   void read(size_t i, void* dst) override { r_->read(i, dst); }
+  void read_part(size_t i, uint64_t offset, size_t n, void* dst) override {
+    r_->read_part(i, offset, n, dst);
+  }
 
  private:
   std::unique_ptr<TensorReader> r_;

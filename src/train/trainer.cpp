@@ -354,40 +354,30 @@ std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {
   return {{"adamw.exp_avg", &m_}, {"adamw.exp_avg_sq", &v_}};
 }
 
-NamedArrays Trainer::gather_state() {
+void Trainer::stream_state(size_t i, const ByteSink* sink) {
   const size_t P = net_->num_params();
-  NamedArrays out;
-  if (moments_n_ == P) return out;  // whole buffers: write_state streams them
-  std::vector<float> h(n_pad_), shard(shard_);
-  for (auto& [name, buf] : state_buffers()) {
-    be_.download(shard.data(), buf->f32(), shard_ * 4);
-    comm_->allgather(shard.data(), shard_, h.data());
-    out.emplace_back(name, Array::from_f32({int64_t(P)}, h.data()));
-  }
-  return out;
+  const bool zero = moments_n_ != P;
+  const float* src = state_buffers()[i].second->f32();
+  const bool host = be_.name() == "cpu";
+  // Pieces of 4 MB: under ZeRO-1 rank 0 receives the other shards one piece at a time (no host
+  // holds the gathered state); host memory (the CPU) is written as it is, device memory through
+  // a host buffer of one piece.
+  gather_shards(
+      zero ? *comm_ : single_, P, zero ? shard_ : P, size_t(1) << 20,
+      [&](size_t off, size_t n, float* scratch) -> const float* {
+        if (host) return src + off;
+        be_.download(scratch, src + off, n * 4);
+        return scratch;
+      },
+      [&](const float* data, size_t n) { (*sink)(data, n * 4); });
 }
 
-void Trainer::save_state(const std::string& path, const NamedArrays& gathered,
-                         const std::map<std::string, std::string>& meta) {
-  if (!gathered.empty()) return save_safetensors(path, gathered, meta);
+void Trainer::save_state(const std::string& path, const std::map<std::string, std::string>& meta) {
   const size_t P = net_->num_params();
-  const auto bufs = state_buffers();
   std::vector<TensorInfo> infos;
-  for (const auto& [name, buf] : bufs) infos.push_back({name, DType::F32, {int64_t(P)}});
-  // Host memory (CPU) is written as it is; device memory through a host buffer of 4 MB.
-  std::vector<float> chunk(be_.name() == "cpu" ? 0 : std::min<size_t>(P, 1 << 20));
+  for (const auto& [name, buf] : state_buffers()) infos.push_back({name, DType::F32, {int64_t(P)}});
   save_safetensors(
-      path, infos,
-      [&](size_t i, const ByteSink& sink) {
-        const float* src = bufs[i].second->f32();
-        if (chunk.empty()) return sink(src, P * 4);
-        for (size_t k = 0; k < P; k += chunk.size()) {
-          const size_t n = std::min(chunk.size(), P - k);
-          be_.download(chunk.data(), src + k, n * 4);
-          sink(chunk.data(), n * 4);
-        }
-      },
-      meta);
+      path, infos, [&](size_t i, const ByteSink& sink) { stream_state(i, &sink); }, meta);
 }
 
 void Trainer::check_replicas() {
@@ -407,7 +397,7 @@ void Trainer::check_replicas() {
                "builds or hardware? docs/distributed.md)");
 }
 
-void Trainer::write_state(const std::string& dir, const NamedArrays& st, const LoaderState& ls) {
+void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   fs::create_directories(dir);
   const std::map<std::string, std::string> meta = {{"step", std::to_string(step_count())},
                                                    {"config", config().config_name}};
@@ -425,17 +415,16 @@ void Trainer::write_state(const std::string& dir, const NamedArrays& st, const L
   meta2["dp_width"] = std::to_string(dp_width());
   meta2["accum"] = std::to_string(settings().accum);
   meta2["global_batch"] = std::to_string(settings().batch);
-  save_state(dir + "/train_state.safetensors", st, meta2);  // written last: marks completion
+  save_state(dir + "/train_state.safetensors", meta2);  // written last: marks completion
 }
 
 void Trainer::save(bool snapshot) {
   const LoaderState ls = loader_->get_state();
-  const NamedArrays st = gather_state();  // collective under ZeRO-1
-  if (comm_->rank() == 0) {               // every rank holds the same weights: one writer
-    write_state(dir_, st, ls);
+  if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
+    write_state(dir_, ls);
     if (snapshot) {
       const fs::path root = fs::path(dir_) / "ckpts";
-      write_state((root / std::to_string(step_)).string(), st, ls);
+      write_state((root / std::to_string(step_)).string(), ls);
       std::vector<long> steps;
       for (const auto& e : fs::directory_iterator(root)) {
         const std::string name = e.path().filename().string();
@@ -447,6 +436,9 @@ void Trainer::save(bool snapshot) {
       for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
         fs::remove_all(root / std::to_string(steps[i]));
     }
+  } else if (moments_n_ != net_->num_params()) {  // ZeRO-1: each train_state gathers the shards
+    for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)
+      for (size_t i = 0; i < state_buffers().size(); ++i) stream_state(i, nullptr);
   }
   comm_->barrier();  // no rank goes on (or exits) before the checkpoint is complete
 }
@@ -469,7 +461,8 @@ void Trainer::resume(const std::string& from) {
   const auto bufs = state_buffers();
   bool layout = st.size() == bufs.size();
   for (size_t i = 0; layout && i < st.size(); ++i)
-    layout = st[i].name == bufs[i].first && st[i].numel() == int64_t(P);
+    layout =
+        st[i].name == bufs[i].first && st[i].numel() == int64_t(P) && st[i].dtype == DType::F32;
   UVIT_CHECK(layout, sp, ": holds no ", s_.optimizer, " state for ", P, " parameters (tensors ",
              st.empty() ? std::string("none") : st[0].name, "...; config ", cfg_.config_name,
              " trains with optimizer.name ", s_.optimizer, ")");
@@ -498,21 +491,20 @@ void Trainer::resume(const std::string& from) {
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
-  // Under ZeRO-1 this rank keeps its shard of the moments (the padding stays zero). Whole host
-  // buffers (the CPU without ZeRO) are read into in place.
+  // Under ZeRO-1 this rank reads only its shard of the state (the padding stays zero): host
+  // memory (the CPU) in place, device memory through a host buffer of 4 MB.
   const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
   const size_t len = off < P ? std::min(moments_n_, P - off) : 0;
-  const bool in_place = be_.name() == "cpu" && moments_n_ == P;
-  std::vector<float> h(in_place ? 0 : P);
+  const bool host = be_.name() == "cpu";
+  std::vector<float> chunk(host ? 0 : std::min<size_t>(std::max<size_t>(len, 1), 1 << 20));
   for (size_t i = 0; i < bufs.size(); ++i) {
     float* dst = bufs[i].second->f32();
-    if (in_place) {
-      sr->read_f32(i, dst);
-      continue;
+    if (len < moments_n_) be_.fill(dst, 0.f, moments_n_);
+    for (size_t k = 0; k < len; k += host ? len : chunk.size()) {
+      const size_t n = host ? len : std::min(chunk.size(), len - k);
+      sr->read_part(i, (off + k) * 4, n * 4, host ? dst : chunk.data());
+      if (!host) be_.upload(dst + k, chunk.data(), n * 4);
     }
-    be_.fill(dst, 0.f, moments_n_);
-    sr->read_f32(i, h.data());
-    if (len) be_.upload(dst, h.data() + off, len * 4);
   }
   step_ = step;
   if (meta.count("dp_width") && comm_->rank() == 0 &&

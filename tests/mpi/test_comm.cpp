@@ -1,7 +1,9 @@
 // The MPI communicator under mpirun -np W (W = 2, 3, 4, oversubscribed): the ordered reduction
 // equals the sequential left-to-right sum over all logical buffers bit for bit (n not divisible
-// by W, values of mixed magnitude, 1 and 2 buffers per rank), and the control collectives work.
+// by W, values of mixed magnitude, 1 and 2 buffers per rank), ZeRO-1's piecewise gather of a
+// sharded vector gives the whole vector, and the control collectives work.
 // Exit status: the number of failed checks (every rank checks on its own).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -59,6 +61,41 @@ int main() {
           "ok: W %d, %d buffers per rank: ordered reduction == sequential sum (%zu floats)\n", W, k,
           n);
   }
+  // ZeRO-1's checkpoint stream: rank 0 receives a sharded vector piece by piece, equal to the whole
+  // vector, for pieces smaller than, straddling and larger than the shards, a last shard cut
+  // short by n or empty, and fetches that return the rank's own memory or the scratch buffer.
+  for (const size_t n : {size_t(5), size_t(1000), size_t(1003), size_t(4097)}) {
+    const size_t shard = (n + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;
+    std::vector<float> whole(n);
+    for (size_t e = 0; e < n; ++e) whole[e] = float(e) * 0.25f - 3.f;
+    const size_t lo = std::min(n, size_t(r) * shard), hi = std::min(n, lo + shard);
+    const std::vector<float> mine(whole.begin() + long(lo), whole.begin() + long(hi));
+    for (const size_t chunk :
+         {size_t(1), size_t(7), size_t(16), shard - 1, shard, shard + 3, n, n + 5}) {
+      if (chunk == 0) continue;
+      for (const bool copy : {false, true}) {
+        std::vector<float> got;
+        bool fetch_ok = true, sink_ok = true;
+        gather_shards(
+            c, n, shard, chunk,
+            [&](size_t off, size_t count, float* scratch) -> const float* {
+              fetch_ok = fetch_ok && count >= 1 && count <= chunk && off + count <= mine.size();
+              if (!copy) return mine.data() + off;
+              std::memcpy(scratch, mine.data() + off, count * 4);
+              return scratch;
+            },
+            [&](const float* data, size_t count) {
+              sink_ok = sink_ok && r == 0 && count >= 1 && count <= chunk;
+              got.insert(got.end(), data, data + count);
+            });
+        char msg[160];
+        std::snprintf(msg, sizeof msg, "gather_shards n %zu shard %zu chunk %zu copy %d", n, shard,
+                      chunk, int(copy));
+        check(fetch_ok && sink_ok && (r == 0 ? got == whole : got.empty()), r, msg);
+      }
+    }
+  }
+  if (r == 0 && failures == 0) std::printf("ok: gather_shards == the whole vector on rank 0\n");
   // Control collectives.
   check(any_rank(c, r == W - 1) && !any_rank(c, false), r, "any_rank");
   const std::vector<double> d = allgather_doubles(c, {double(r), 0.5});

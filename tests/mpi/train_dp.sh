@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training on 2 CPU ranks (docs/distributed.md): bit-identical to one process with
 # train.dp_virtual=2 (also with accumulation, 2 virtual ranks per process and ZeRO-1), within a
-# stated tolerance of plain one-process training, and resumable on 2 ranks or on 1.
+# stated tolerance of plain one-process training, and resumable on 2 ranks or on 1 (a ZeRO-1
+# checkpoint on 4).
 set -uo pipefail
 UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
@@ -37,6 +38,19 @@ run mpi 2 "${T[@]}" "${A[@]}" --out "$tmp/ra" --steps $S
 run mpi 2 "${T[@]}" "${A[@]}" --out "$tmp/za" --steps 2 --set train.zero=1
 run mpi 2 train --out "$tmp/za" --resume --steps $S -q --no-grid
 same_files "$tmp/za" "$tmp/ra" "Adan: ZeRO-1 on 2 ranks, resumed, vs 2 ranks"
+
+# ZeRO-1 checkpoints stream the shards to rank 0 in pieces of 2^20 floats: a model wider than one
+# piece (embed_dim 256: 1.74 M parameters) saved by 2 ranks (pieces that straddle and lie beyond
+# rank 0's shard; the step-2 snapshot gathers a second time) resumes on 4 ranks, each reading its
+# own quarter, and saves again: the same bytes as a run without ZeRO.
+"$PY" tests/e2e/data/tiny_config.py "$tmp/wide.json" train.log_interval=1 train.save_interval=2 \
+  nnet.embed_dim=256
+WD=(train --config "$tmp/wide.json" --batch 8 --no-grid -q --set train.dp_virtual=4)
+run mpi 2 "${WD[@]}" --out "$tmp/w4" --steps $S
+run mpi 2 "${WD[@]}" --out "$tmp/wz" --steps 2 --set train.zero=1
+same_files "$tmp/wz/ckpts/2" "$tmp/w4/ckpts/2" "wide ZeRO-1 on 2 ranks, step-2 snapshot"
+run mpi 4 train --out "$tmp/wz" --resume --steps $S -q --no-grid
+same_files "$tmp/wz" "$tmp/w4" "wide ZeRO-1 on 2 ranks, resumed by 4 ZeRO-1 ranks, vs no ZeRO"
 
 # Plain one-process training (one batch of 8) differs only by rounding: the GEMMs add the batch
 # in another order. Tolerance (this preset, lr 1e-3 after 3 warm-up steps; measured: losses 1.5e-9

@@ -365,6 +365,31 @@ TEST(IOSafetensors, ReadsHandWrittenFile) {
   EXPECT_EQ(meta.at("k"), "v");
 }
 
+TEST(IOSafetensors, ReadsPartsOfATensor) {
+  // ZeRO-1's resume reads each rank's slice of the optimizer state (docs/distributed.md).
+  TempDir t;
+  std::vector<float> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = float(i) - 0.5f;
+  save_safetensors(t / "p.safetensors", {{"a", Array::from_f32({3}, v.data())},
+                                         {"module.b", Array::from_f32({1000}, v.data())}});
+  auto r = open_weights(t / "p.safetensors");
+  ASSERT_EQ(r->tensors()[1].name, "module.b");
+  for (const auto& [off, n] :
+       std::vector<std::pair<size_t, size_t>>{{0, 1000}, {17, 333}, {999, 1}, {500, 0}}) {
+    std::vector<float> got(n + 1, 42.f);
+    r->read_part(1, off * 4, n * 4, got.data());
+    EXPECT_EQ(std::vector<float>(got.begin(), got.begin() + long(n)),
+              std::vector<float>(v.begin() + long(off), v.begin() + long(off + n)))
+        << off << " " << n;
+    EXPECT_EQ(got[n], 42.f);  // nothing past the part
+  }
+  std::vector<float> sink(8);
+  EXPECT_NE(error_of([&] { r->read_part(0, 8, 8, sink.data()); }).find("lie outside tensor 'a'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { r->read_part(1, 3996, 8, sink.data()); }).find("[3996, 4004)"),
+            std::string::npos);
+}
+
 TEST(IOSafetensors, RejectsInconsistentHeaders) {
   TempDir t;
   auto file = [&](const std::string& h, size_t data_bytes) {
