@@ -82,7 +82,7 @@ struct ClipTextConfig {
   // Reads the fields above (others are ignored; a CLIPConfig's "text_config" is used when present,
   // and its top-level projection_dim).
   static ClipTextConfig from_json(const nlohmann::json& j, const std::string& what = "config");
-  static ClipTextConfig load(const std::string& path);
+  static ClipTextConfig load(const std::string& path);  // "": the defaults (ViT-L/14)
   void validate(const std::string& what) const;
 };
 

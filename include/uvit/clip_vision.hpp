@@ -32,7 +32,7 @@ struct ClipVisionConfig {
   int positions() const { return grid() * grid() + 1; }  // patches + the class token
   // A CLIPConfig's "vision_config" (and top-level projection_dim) or a CLIPVisionConfig.
   static ClipVisionConfig from_json(const nlohmann::json& j, const std::string& what = "config");
-  static ClipVisionConfig load(const std::string& path);
+  static ClipVisionConfig load(const std::string& path);  // "": the defaults (ViT-L/14)
   void validate(const std::string& what) const;
 };
 

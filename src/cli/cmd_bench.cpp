@@ -95,9 +95,7 @@ void add_bench(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--mode", o->mode, "forward, train or sample (default forward)")
       ->check(CLI::IsMember({"forward", "train", "sample"}));
-  cmd->add_option("--device", o->device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", o->precision, kPrecisionHelp);
+  add_device_options(cmd, o->device, o->precision);
   cmd->add_option("--json", o->json, "also append the result line to this file");
   // Options of one mode only: given in another they are refused rather than ignored.
   const std::vector<CLI::Option*> timed = {

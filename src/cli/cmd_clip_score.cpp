@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
@@ -32,14 +33,10 @@ void add_clip_score(CLI::App& app) {
   cmd->add_option("--prompts", o->prompts,
                   "prompts, one per line (blank lines skipped): image i gets prompt i mod P")
       ->required();
-  cmd->add_option("--clip", o->clip,
-                  "CLIPModel weights with both towers and projections (.safetensors or torch "
-                  ".bin/.pth), e.g. openai/clip-vit-large-patch14")
+  add_clip_options(cmd, o->clip, o->clip_config, o->vocab, ClipWeights::Model,
+                   "CLIPModel weights with both towers and projections (.safetensors or torch "
+                   ".bin/.pth), e.g. openai/clip-vit-large-patch14")
       ->required();
-  cmd->add_option("--clip-config", o->clip_config, "HF CLIPConfig JSON (default: ViT-L/14)");
-  cmd->add_option("--vocab", o->vocab,
-                  "bpe_simple_vocab_16e6.txt.gz, HF vocab.json or a folder (default: "
-                  "$UVIT_CLIP_VOCAB or the repository's data/clip)");
   cmd->add_option("--batch", o->batch, "images per forward pass (default 16)")->check(at_least(1));
   cmd->add_option("--json", o->json, "also write the score (and each image's) as JSON");
   add_encoder_device(cmd, o->device, o->precision, "the CLIP towers");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "uvit/backend.hpp"
@@ -22,26 +23,20 @@ void add_encode_text(CLI::App& app) {
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--clip", o->clip, "CLIPTextModel weights (.safetensors or torch .bin/.pth)")
+  add_clip_options(cmd, o->clip, o->clip_config, o->vocab, ClipWeights::Text,
+                   "CLIPTextModel weights (.safetensors or torch .bin/.pth)")
       ->required();
-  cmd->add_option("--clip-config", o->clip_config,
-                  "HF CLIPTextConfig JSON (default: ViT-L/14's text model)");
-  cmd->add_option("--vocab", o->vocab,
-                  "bpe_simple_vocab_16e6.txt.gz, HF vocab.json or a folder (default: "
-                  "$UVIT_CLIP_VOCAB or the repository's data/clip)");
   cmd->add_option("--out,-o", o->out, "float32 [N,77,hidden] .npy")->required();
   add_encoder_device(cmd, o->device, o->precision, "the text encoder");
   cmd->add_option("--repeat", o->repeat,
                   "benchmark: encode this many more times and print the median latency")
       ->check(at_least(0));
   cmd->add_flag("--quiet,-q", o->quiet, "print only results and errors");
-  cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
-      ->required();
+  add_prompt_arguments(cmd, o->prompts);
   cmd->callback([o] {
     check_output("--out", o->out, {".npy"});
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));
-    ClipTextConfig cc =
-        o->clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o->clip_config);
+    ClipTextConfig cc = ClipTextConfig::load(o->clip_config);
     auto be = make_encoder_backend(o->device, o->precision);
     ClipTextModel model(cc, *be);
     model.load_file(o->clip);

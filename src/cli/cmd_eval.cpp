@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
@@ -107,12 +108,10 @@ void add_eval(CLI::App& app) {
       ->check(at_least(0));
   cmd->add_option("--prompts", o->prompts,
                   "text-to-image presets: prompts, one per line; sample i gets prompt i mod P");
-  cmd->add_option("--clip", o->clip,
-                  "text-to-image presets: CLIPModel weights (openai/clip-vit-large-patch14): the "
-                  "text tower encodes the prompts, both towers give CLIPScore");
-  cmd->add_option("--clip-config", o->clip_config, "HF CLIPConfig JSON (default: ViT-L/14)");
-  cmd->add_option("--vocab", o->vocab,
-                  "CLIP vocabulary (default: $UVIT_CLIP_VOCAB or the repository's data/clip)");
+  add_clip_options(cmd, o->clip, o->clip_config, o->vocab, ClipWeights::Model,
+                   "text-to-image presets: CLIPModel weights (openai/clip-vit-large-patch14): the "
+                   "text tower encodes the prompts, both towers give CLIPScore",
+                   "text-to-image presets: ");
   cmd->callback([o] {
     Comm& comm = world(o->device);  // under mpirun: the chunks are shared among the ranks
     const bool lead = comm.rank() == 0;

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -73,8 +74,7 @@ void extract_mscoco(const Opts& o) {
   print_skipped(ae, o.weights, o.quiet);
   const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
   auto be = make_encoder_backend(o.device, o.precision);
-  ClipTextModel clip(o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config),
-                     *be);
+  ClipTextModel clip(ClipTextConfig::load(o.clip_config), *be);
   clip.load_file(o.clip);
   MscocoExtractOptions mo;
   mo.images_dir = o.data;
@@ -390,10 +390,8 @@ void add_extract_features(CLI::App& app) {
       "--captions", o->captions,
       "MS-COCO: captions JSON (annotations/captions_train2014.json); --data is then the "
       "image folder and --out the dataset root");
-  cmd->add_option("--clip", o->clip, "MS-COCO: CLIP text encoder weights (Hugging Face layout)");
-  cmd->add_option("--clip-config", o->clip_config,
-                  "MS-COCO: CLIPTextConfig JSON (default ViT-L/14)");
-  cmd->add_option("--vocab", o->vocab, "MS-COCO: CLIP vocabulary (default: data/clip)");
+  add_clip_options(cmd, o->clip, o->clip_config, o->vocab, ClipWeights::Text,
+                   "MS-COCO: CLIP text encoder weights (Hugging Face layout)", "MS-COCO: ");
   cmd->add_option("--split", o->split, "MS-COCO: output subfolder, train or val (default train)")
       ->check(CLI::IsMember({"train", "val"}));
   cmd->add_option("--latent-stats", o->latent_stats,

@@ -128,6 +128,12 @@ void add_fid(CLI::App& app) {
   const char* inc_help =
       "FID Inception weights pt_inception-2015-12-05-6726825d.pth "
       "(default: $UVIT_INCEPTION)";
+  // --inception, where it runs, --quiet: the same in the three commands.
+  auto add_inception_options = [o, inc_help](CLI::App* c) {
+    c->add_option("--inception", o->inception, inc_help);
+    add_encoder_device(c, o->device, o->precision, "the Inception");
+    c->add_flag("--quiet,-q", o->quiet, "print only results and errors");
+  };
   const char* src_help =
       "a folder of images, a .npy of uint8 images [N,H,W,C] (or an .npz with arr_0), or a "
       ".npy of float features [N,2048]";
@@ -137,9 +143,7 @@ void add_fid(CLI::App& app) {
   fid->add_option("A", o->a, "stats .npz (mu, sigma) or images: " + std::string(src_help))
       ->required();
   fid->add_option("B", o->b, "the same kinds as A")->required();
-  fid->add_option("--inception", o->inception, inc_help);
-  add_encoder_device(fid, o->device, o->precision, "the Inception");
-  fid->add_flag("--quiet,-q", o->quiet, "print only results and errors");
+  add_inception_options(fid);
   fid->callback([o] {
     check_sources({o->a, o->b});
     LazyInception net(o->inception, o->device, o->precision);
@@ -166,9 +170,7 @@ void add_fid(CLI::App& app) {
   feat->add_option("--logits", o->logits, "also write the 1008-way logits (no fc bias) .npy");
   feat->add_option("--spatial", o->spatial,
                    "also write sFID's spatial features .npy [N,2023] (mixed_6/conv, 7 channels)");
-  feat->add_option("--inception", o->inception, inc_help);
-  add_encoder_device(feat, o->device, o->precision, "the Inception");
-  feat->add_flag("--quiet,-q", o->quiet, "print only results and errors");
+  add_inception_options(feat);
   feat->callback([o] {
     check_sources({o->source});
     check_output("--out", o->out, {".npy"});
@@ -200,9 +202,7 @@ void add_fid(CLI::App& app) {
                          "sFID; pytorch-fid and the ADM evaluator read it)");
   st->add_option("SOURCE", o->source, src_help)->required();
   st->add_option("--out,-o", o->out, "statistics .npz")->required();
-  st->add_option("--inception", o->inception, inc_help);
-  add_encoder_device(st, o->device, o->precision, "the Inception");
-  st->add_flag("--quiet,-q", o->quiet, "print only results and errors");
+  add_inception_options(st);
   st->callback([o] {
     check_sources({o->source});
     check_output("--out", o->out, {".npz"});

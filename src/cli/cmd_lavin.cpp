@@ -79,9 +79,7 @@ void add_lavin_sample(CLI::App& app) {
                   "output .npy [1, C, S, S] (with --autoencoder: the image, .npy [1, 3, 8S, 8S] "
                   "or .png)")
       ->required();
-  cmd->add_option("--device", o->device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", o->precision, kPrecisionHelp);
+  add_device_options(cmd, o->device, o->precision);
   cmd->callback([o] {
     Config c = load_config(o->config);
     const NetSpec& n = c.spec;

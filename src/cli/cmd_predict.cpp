@@ -26,9 +26,7 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--y", o->y, "int64 [B] class labels .npy (class-conditional models)");
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
-  cmd->add_option("--device", o->device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", o->precision, kPrecisionHelp);
+  add_device_options(cmd, o->device, o->precision);
   cmd->callback([o] {
     check_output("--out", o->out, {".npy"});
     Config c = load_config(o->config);

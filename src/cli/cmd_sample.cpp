@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -101,9 +102,8 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--prompts", o->prompts_file, "text models: a file of prompts, one per line");
   cmd->add_option("--negative-prompt", o->negative_prompt,
                   "text models: guidance pushes away from this prompt instead of the empty one");
-  cmd->add_option("--clip", o->clip, "text models: CLIPTextModel weights for --prompt");
-  cmd->add_option("--clip-config", o->clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
-  cmd->add_option("--vocab", o->vocab, "CLIP vocabulary (default: the repository's data/clip)");
+  add_clip_options(cmd, o->clip, o->clip_config, o->vocab, ClipWeights::Text,
+                   "text models: CLIPTextModel weights for --prompt", "text models: ");
   cmd->add_option("--noise", o->noise,
                   "the initial noise x_T as float32 [N,C,H,W] .npy instead of drawing it (later "
                   "noise still comes from --seed)");

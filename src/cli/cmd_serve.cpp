@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
@@ -37,12 +38,9 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--latent-stats", o->p.latent_stats,
                   std::string("latent models: ") + kLatentStatsHelp +
                       " (default: the preset's autoencoder.latent_stats, else none)");
-  cmd->add_option("--clip", o->p.clip, "text models: CLIPTextModel weights (for prompts)");
-  cmd->add_option("--clip-config", o->p.clip_config, "HF CLIPTextConfig JSON (default: ViT-L/14)");
-  cmd->add_option("--vocab", o->p.vocab, "CLIP vocabulary (default: the repository's data/clip)");
-  cmd->add_option("--device", o->p.device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", o->p.precision, kPrecisionHelp);
+  add_clip_options(cmd, o->p.clip, o->p.clip_config, o->p.vocab, ClipWeights::Text,
+                   "text models: CLIPTextModel weights (for prompts)", "text models: ");
+  add_device_options(cmd, o->p.device, o->p.precision);
   cmd->add_option("--host", o->host,
                   "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes "
                   "the server to the network)");

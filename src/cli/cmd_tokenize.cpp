@@ -1,6 +1,7 @@
 // `uvit tokenize`: CLIP token ids of prompts (77 per prompt: start, BPE ids, end, end padding).
 #include <cstdio>
 
+#include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "uvit/clip.hpp"
@@ -17,13 +18,10 @@ void add_tokenize(CLI::App& app) {
     bool tokens = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--vocab", o->vocab,
-                  "bpe_simple_vocab_16e6.txt.gz, HF vocab.json (merges.txt beside) or a folder "
-                  "(default: $UVIT_CLIP_VOCAB or the repository's data/clip)");
+  add_vocab_option(cmd, o->vocab);
   cmd->add_option("--out,-o", o->out, "write the ids as int64 [N,77] .npy instead of printing");
   cmd->add_flag("--tokens", o->tokens, "print the vocabulary entries instead of ids (no padding)");
-  cmd->add_option("prompts", o->prompts, "prompts (use -- before prompts that start with -)")
-      ->required();
+  add_prompt_arguments(cmd, o->prompts);
   cmd->callback([o] {
     check_output("--out", o->out, {".npy"});
     ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o->vocab));

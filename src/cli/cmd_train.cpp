@@ -79,9 +79,7 @@ void add_train(CLI::App& app) {
       ->expected(0, 1);
   add_grid_options(cmd, j);
   cmd->add_flag("--quiet,-q", j.quiet, "print only the result line and errors");
-  cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", j.precision, kPrecisionHelp);
+  add_device_options(cmd, j.device, j.precision);
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
@@ -142,11 +140,9 @@ void add_demo(CLI::App& app) {
                       "its own preset and settings)");
   cmd->add_option("--set", o->set,
                   "override a field of the preset: section.key=value (repeatable)");
-  cmd->add_option("--device", j.device, "cpu or cuda (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", j.precision,
-                  "fp32 or bf16 (default: bf16 where the CPU has bf16 units (AVX512-BF16, AMX), "
-                  "else fp32; bf16 on cuda)");
+  add_device_options(cmd, j.device, j.precision, "cpu or cuda",
+                     "fp32 or bf16 (default: bf16 where the CPU has bf16 units (AVX512-BF16, AMX), "
+                     "else fp32; bf16 on cuda)");
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;

@@ -66,15 +66,23 @@ inline std::string encoders_beside(const std::string& device, const std::string&
   return encoder_precision(device, uvit == "fp32" ? "fp32" : "");
 }
 
+// --device cpu|cuda (help: device_help, what runs there, and the default cpu) and --precision
+// (help: precision_help); returns --precision for a command's own check.
+inline CLI::Option* add_device_options(CLI::App* c, std::string& device, std::string& precision,
+                                       const std::string& device_help = "cpu or cuda",
+                                       const char* precision_help = kPrecisionHelp) {
+  c->add_option("--device", device, device_help + " (default cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  return c->add_option("--precision", precision, precision_help);
+}
+
 // --device cpu|cuda and --precision fp32|tf32 of the commands that run the fp32 encoders
 // (autoencoder, FID Inception, CLIP); the precision's default is encoder_precision's.
 inline void add_encoder_device(CLI::App* c, std::string& device, std::string& precision,
                                const char* what) {
-  c->add_option("--device", device, std::string("cpu or cuda, for ") + what + " (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  c->add_option("--precision", precision,
-                "fp32, or on cuda tf32 (TF32 tensor-core GEMMs, as PyTorch's convolutions); "
-                "default: fp32 on cpu, tf32 on cuda")
+  add_device_options(c, device, precision, std::string("cpu or cuda, for ") + what,
+                     "fp32, or on cuda tf32 (TF32 tensor-core GEMMs, as PyTorch's convolutions); "
+                     "default: fp32 on cpu, tf32 on cuda")
       ->check(CLI::IsMember({"fp32", "tf32"}));
 }
 

@@ -102,9 +102,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
       ->check(at_least(1));
   cmd->add_option("--set", o.set, "override a config field: section.key=value (repeatable)");
   cmd->add_flag("--quiet,-q", o.quiet, "print only results and errors");
-  cmd->add_option("--device", o.device, std::string(device_help) + " (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--precision", o.precision, kPrecisionHelp);
+  add_device_options(cmd, o.device, o.precision, device_help);
   cmd->add_option("--autoencoder", o.autoencoder,
                   "latent models: the autoencoder weights that decode the samples "
                   "(autoencoder_kl.pth, a VA-VAE .pt, or .safetensors)");

@@ -12,6 +12,7 @@
 
 #include "models/layers.hpp"
 #include "uvit/config.hpp"
+#include "uvit/error.hpp"
 #include "uvit/network.hpp"
 #include "uvit/rng.hpp"
 
@@ -153,6 +154,44 @@ bool read_dit_arg(Cfg& c, const std::string& k, const nlohmann::json& v, const s
   else
     return false;
   return true;
+}
+
+// The nnet section of a family with DiT's arguments: an object whose "name" is `name`; DiT's
+// shared arguments are read into c, every other key goes to own(k, v, f) (f = "nnet.k"), which
+// reads it or fails; then check_dit_args.
+template <class Cfg, class Own>
+Cfg parse_dit_nnet(const nlohmann::json& j, const char* name, Own own) {
+  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
+  Cfg c;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    const std::string f = "nnet." + k;
+    if (k == "name")
+      UVIT_CHECK(json_string(v, f) == name, f, ": \"", v.template get<std::string>(),
+                 "\" is not \"", name, "\"");
+    else if (!read_dit_arg(c, k, v, f))
+      own(c, k, v, f);
+  }
+  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
+                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+  return c;
+}
+
+// The same arguments as a full config's "nnet" entries, under `name` (a family adds its own).
+template <class Cfg>
+nlohmann::json dit_args_json(const std::string& name, const Cfg& c) {
+  return {{"name", name},
+          {"input_size", c.input_size},
+          {"patch_size", c.patch_size},
+          {"in_channels", c.in_channels},
+          {"hidden_size", c.hidden_size},
+          {"depth", c.depth},
+          {"num_heads", c.num_heads},
+          {"mlp_ratio", c.mlp_ratio},
+          {"class_dropout_prob", c.class_dropout_prob},
+          {"num_classes", c.num_classes},
+          {"learn_sigma", c.learn_sigma}};
 }
 
 // The constants of DiT's parameter-free LayerNorms, uploaded to `consts` (6 D floats): ones [2D],

@@ -1,11 +1,18 @@
 // The CLIP towers' shared layout, checkpoint matching and transformer stack (clip_encoder.hpp).
 #include "models/clip_encoder.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "uvit/error.hpp"
 
 namespace uvit::clip {
+
+void require_fp32(const Backend& be, const char* tower) {
+  UVIT_CHECK(be.act_bytes() == sizeof(float), tower,
+             ": the model needs fp32 activations (precision fp32 or tf32), got a ", be.precision(),
+             " ", be.name(), " backend");
+}
 
 const nlohmann::json& ConfigFields::section(const nlohmann::json& j0, const char* key,
                                             const std::string& what) {
@@ -13,6 +20,12 @@ const nlohmann::json& ConfigFields::section(const nlohmann::json& j0, const char
   const nlohmann::json& j = j0.contains(key) ? j0[key] : j0;
   UVIT_CHECK(j.is_object(), what, ": ", key, " is not an object");
   return j;
+}
+
+void ConfigFields::only(std::initializer_list<const char*> known, const char* kind) const {
+  for (const auto& [k, v] : j.items())
+    UVIT_CHECK(std::find(known.begin(), known.end(), k) != known.end(), what, ": unknown ", kind,
+               " field '", k, "'");
 }
 
 void ConfigFields::get(const char* k, int& v) const {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,6 +31,8 @@ struct ConfigFields {
   void get(const char* k, int& v) const;
   void get(const char* k, double& v) const;
   void get(const char* k, std::string& v) const;
+  // Refuses a field not in `known`: "`what`: unknown `kind` field 'k'".
+  void only(std::initializer_list<const char*> known, const char* kind) const;
 };
 
 // The fields both towers' configs share: the transformer's sizes, projection_dim (a CLIPConfig's
@@ -44,6 +47,20 @@ void get_tower_fields(const ConfigFields& f, const ConfigFields& top, TowerConfi
   f.get("projection_dim", c.projection_dim);
   f.get("hidden_act", c.hidden_act);
   f.get("layer_norm_eps", c.layer_norm_eps);
+}
+
+// A tower's config from a CLIPConfig (its section `key`) or the tower's own config: `own(f, c)`
+// reads the tower's own fields, then the shared ones follow and c.validate(what) checks them.
+template <class TowerConfig, class Own>
+TowerConfig read_tower_config(const nlohmann::json& j0, const char* key, const std::string& what,
+                              Own own) {
+  const nlohmann::json& j = ConfigFields::section(j0, key, what);
+  TowerConfig c;
+  const ConfigFields f{j, what}, top{j0, what};
+  own(f, c);
+  get_tower_fields(f, top, c);
+  c.validate(what);
+  return c;
 }
 
 // Their checks after the sizes: the heads divide the width ("vision hidden_size" with `tower`
@@ -109,6 +126,14 @@ struct StackDims {
   bool quick_gelu = true;  // else exact GELU
   bool causal = false;
 };
+// The stack of a tower config (causal: the text tower).
+template <class TowerConfig>
+StackDims stack_dims(const TowerConfig& c, bool causal) {
+  return {c.hidden_size,           c.intermediate_size,          c.num_attention_heads,
+          float(c.layer_norm_eps), c.hidden_act == "quick_gelu", causal};
+}
+// Refuses a backend without fp32 activations; `tower` ("clip text") starts the message.
+void require_fp32(const Backend& be, const char* tower);
 // Scratch for the stack at M = B * L rows: h [M, H], qkv [M, 3H], att [M, H], f [M, I] floats.
 size_t stack_scratch_floats(const StackDims& d, size_t M);
 // x [B, L, H] (backend memory) through every layer, in place.

@@ -50,20 +50,11 @@ std::vector<double> clip_scores(const float* a, const float* b, long n, int d) {
   return s;
 }
 
-namespace {
-ClipVisionConfig vision_config(const std::string& path) {
-  return path.empty() ? ClipVisionConfig{} : ClipVisionConfig::load(path);
-}
-ClipTextConfig text_config(const std::string& path) {
-  return path.empty() ? ClipTextConfig{} : ClipTextConfig::load(path);
-}
-}  // namespace
-
 ClipScorer::ClipScorer(const std::string& weights, const std::string& config,
                        const std::string& vocab, Backend& be)
     : tok_(ClipTokenizer::load(clip_vocab_path(vocab))),
-      vision_(vision_config(config), be),
-      text_(text_config(config), be) {
+      vision_(ClipVisionConfig::load(config), be),
+      text_(ClipTextConfig::load(config), be) {
   UVIT_CHECK(vision_.config().projection_dim == text_.config().projection_dim,
              config.empty() ? std::string("clip config") : config,
              ": projection_dim differs (vision ", vision_.config().projection_dim, ", text ",

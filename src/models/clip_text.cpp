@@ -17,18 +17,15 @@ namespace uvit {
 // ---- config ------------------------------------------------------------------------------------
 
 ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j0, const std::string& what) {
-  const nlohmann::json& j = clip::ConfigFields::section(j0, "text_config", what);
-  ClipTextConfig c;
-  const clip::ConfigFields f{j, what}, top{j0, what};
-  f.get("vocab_size", c.vocab_size);
-  f.get("max_position_embeddings", c.max_position_embeddings);
-  clip::get_tower_fields(f, top, c);
-  c.validate(what);
-  return c;
+  return clip::read_tower_config<ClipTextConfig>(
+      j0, "text_config", what, [](const clip::ConfigFields& f, ClipTextConfig& c) {
+        f.get("vocab_size", c.vocab_size);
+        f.get("max_position_embeddings", c.max_position_embeddings);
+      });
 }
 
 ClipTextConfig ClipTextConfig::load(const std::string& path) {
-  return from_json(read_json_file(path), path);
+  return path.empty() ? ClipTextConfig{} : from_json(read_json_file(path), path);
 }
 
 void ClipTextConfig::validate(const std::string& what) const {
@@ -49,9 +46,7 @@ struct ClipTextModel::Weights {
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& cfg, Backend& be) : cfg_(cfg), be_(be) {
   cfg_.validate("clip text config");
-  UVIT_CHECK(be.act_bytes() == sizeof(float),
-             "clip text: the model needs fp32 activations (precision fp32 or tf32), got a ",
-             be.precision(), " ", be.name(), " backend");
+  clip::require_fp32(be, "clip text");
   const int64_t V = cfg.vocab_size, H = cfg.hidden_size, I = cfg.intermediate_size,
                 P = cfg.max_position_embeddings;
   w_ = std::make_unique<Weights>();
@@ -93,12 +88,7 @@ std::vector<float> ClipTextModel::forward(const std::vector<int>& ids, int B, in
     UVIT_CHECK(id >= 0 && id < cfg_.vocab_size, "clip text: token id ", id, " is outside [0, ",
                cfg_.vocab_size, ")");
   const int H = cfg_.hidden_size, M = B * L;
-  const clip::StackDims dims{H,
-                             cfg_.intermediate_size,
-                             cfg_.num_attention_heads,
-                             float(cfg_.layer_norm_eps),
-                             cfg_.hidden_act == "quick_gelu",
-                             /*causal=*/true};
+  const clip::StackDims dims = clip::stack_dims(cfg_, /*causal=*/true);
   const Weights& w = *w_;
   const float* P = params_;
   Backend& be = be_;

@@ -16,19 +16,16 @@ namespace uvit {
 // ---- config ------------------------------------------------------------------------------------
 
 ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j0, const std::string& what) {
-  const nlohmann::json& j = clip::ConfigFields::section(j0, "vision_config", what);
-  ClipVisionConfig c;
-  const clip::ConfigFields f{j, what}, top{j0, what};
-  f.get("num_channels", c.num_channels);
-  f.get("image_size", c.image_size);
-  f.get("patch_size", c.patch_size);
-  clip::get_tower_fields(f, top, c);
-  c.validate(what);
-  return c;
+  return clip::read_tower_config<ClipVisionConfig>(
+      j0, "vision_config", what, [](const clip::ConfigFields& f, ClipVisionConfig& c) {
+        f.get("num_channels", c.num_channels);
+        f.get("image_size", c.image_size);
+        f.get("patch_size", c.patch_size);
+      });
 }
 
 ClipVisionConfig ClipVisionConfig::load(const std::string& path) {
-  return from_json(read_json_file(path), path);
+  return path.empty() ? ClipVisionConfig{} : from_json(read_json_file(path), path);
 }
 
 void ClipVisionConfig::validate(const std::string& what) const {
@@ -82,9 +79,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> clip_vision_param_shap
 
 ClipVisionModel::ClipVisionModel(const ClipVisionConfig& cfg, Backend& be) : cfg_(cfg), be_(be) {
   cfg_.validate("clip vision config");
-  UVIT_CHECK(be.act_bytes() == sizeof(float),
-             "clip vision: the model needs fp32 activations (precision fp32 or tf32), got a ",
-             be.precision(), " ", be.name(), " backend");
+  clip::require_fp32(be, "clip vision");
   w_ = std::make_unique<Weights>(cfg_);
   total_ = w_->lay.total();
   params_ = DeviceBuffer(be_, total_ * sizeof(float));
@@ -123,12 +118,7 @@ std::vector<float> ClipVisionModel::forward(const float* pixels, int B,
   const int H = cfg_.hidden_size, C = cfg_.num_channels, S = cfg_.image_size, p = cfg_.patch_size,
             L = cfg_.grid() * cfg_.grid(), N = L + 1, Pd = cfg_.projection_dim;
   const int K = C * p * p;
-  const clip::StackDims dims{H,
-                             cfg_.intermediate_size,
-                             cfg_.num_attention_heads,
-                             float(cfg_.layer_norm_eps),
-                             cfg_.hidden_act == "quick_gelu",
-                             /*causal=*/false};
+  const clip::StackDims dims = clip::stack_dims(cfg_, /*causal=*/false);
   const Weights& w = *w_;
   const float* P = params_.f32();
   Backend& be = be_;

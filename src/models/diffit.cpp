@@ -9,6 +9,7 @@
 #include "models/adaln.hpp"
 #include "models/families.hpp"
 #include "models/layers.hpp"
+#include "models/planned_network.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -38,42 +39,22 @@ struct DiffiTConfig {
   int rel_rows() const { return (2 * grid() - 1) * (2 * grid() - 1); }
 
   json to_json() const {
-    return {{"name", "diffit"},
-            {"input_size", input_size},
-            {"patch_size", patch_size},
-            {"in_channels", in_channels},
-            {"hidden_size", hidden_size},
-            {"depth", depth},
-            {"num_heads", num_heads},
-            {"mlp_ratio", mlp_ratio},
-            {"mask_ratio", nullptr},
-            {"decode_layer", nullptr},
-            {"class_dropout_prob", class_dropout_prob},
-            {"num_classes", num_classes},
-            {"learn_sigma", learn_sigma}};
+    json j = dit_args_json("diffit", *this);
+    j["mask_ratio"] = nullptr;
+    j["decode_layer"] = nullptr;
+    return j;
   }
 };
 
 DiffiTConfig parse(const json& j) {
-  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
-  DiffiTConfig c;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    const json& v = it.value();
-    const std::string f = "nnet." + k;
-    if (k == "name")
-      UVIT_CHECK(json_string(v, f) == "diffit", f, ": \"", v.get<std::string>(),
-                 "\" is not \"diffit\"");
-    else if (read_dit_arg(c, k, v, f))
-      continue;
-    else if (k == "mask_ratio" || k == "decode_layer")
-      // Accepted by the official constructor and never read there.
-      UVIT_CHECK(v.is_null(), f, ": only null is supported (DiffiT does not use it)");
-    else
-      fail(f, ": unknown key (not an argument of DiffiT)");
-  }
-  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
-                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+  const DiffiTConfig c = parse_dit_nnet<DiffiTConfig>(
+      j, "diffit", [](DiffiTConfig&, const std::string& k, const json& v, const std::string& f) {
+        if (k == "mask_ratio" || k == "decode_layer")
+          // Accepted by the official constructor and never read there.
+          UVIT_CHECK(v.is_null(), f, ": only null is supported (DiffiT does not use it)");
+        else
+          fail(f, ": unknown key (not an argument of DiffiT)");
+      });
   // The relative index is a buffer of L^2 entries (read as int32 and fp32), as MDT's.
   UVIT_CHECK(c.tokens() <= 4096, "nnet: ", c.tokens(),
              " tokens exceed the relative position bias's limit of 4096");
@@ -149,15 +130,13 @@ struct BlockActs {
   MlpActs mlp;
 };
 
-class DiffiT final : public Network {
+class DiffiT final : public PlannedNetwork {
  public:
   DiffiT(const DiffiTConfig& c, Backend& be)
-      : Network(diffit_spec(c), diffit_table(c), be),
+      : PlannedNetwork(diffit_spec(c), diffit_table(c), be),
         c_(c),
-        index_(be, size_t(c.tokens()) * c.tokens() * 4) {
+        index_(relative_index_buffer(be, c.grid())) {
     ln_ = adaln_norm_consts(be_, consts_, c.hidden_size, kLnEps);
-    const std::vector<int32_t> idx = relative_index(c.grid());
-    be_.upload(index_.as(), idx.data(), idx.size() * 4);
     const ParamTable& t = table_;
     patch_ = linear(t, "x_embedder.proj");
     cond_ = conditioning(t, c.hidden_size);
@@ -178,7 +157,6 @@ class DiffiT final : public Network {
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
                int B, bool train) override;
   void backward(const float* dout) override;
-  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   double forward_flops() const override { return diffit_flops(c_); }
 
  protected:
@@ -190,7 +168,7 @@ class DiffiT final : public Network {
   }
 
  private:
-  void plan(int B, bool train);
+  void plan(int B, bool train) override;
 
   DiffiTConfig c_;
   DeviceBuffer consts_, index_;
@@ -200,9 +178,6 @@ class DiffiT final : public Network {
   std::vector<Block> blocks_;
 
   // The plan of the last forward.
-  int B_ = 0;
-  bool train_ = false;
-  std::unique_ptr<Arena> arena_;
   float *cols_ = nullptr, *patches_ = nullptr;
   CondActs cond_acts_;
   std::vector<float*> stream_;  // stream_[k]: the input of block k (stream_[depth]: the output)
@@ -234,7 +209,7 @@ void DiffiT::init_random(uint64_t seed) {
 }
 
 void DiffiT::plan(int B, bool train) {
-  if (!begin_plan(be_, arena_, B_, train_, B, train)) return;
+  if (!replan(B, train)) return;
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t Cp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t Ct = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
@@ -281,10 +256,7 @@ void DiffiT::plan(int B, bool train) {
 
 void DiffiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
                      float* out, int B, bool train) {
-  check_inputs(y, context, B);
-  plan(B, train);
-  act_params();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_forward(y, context, B, train);
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, Co = c_.out_channels();
 
@@ -315,9 +287,7 @@ void DiffiT::forward(const float* x, const float* t, const int32_t* y, const flo
 }
 
 void DiffiT::backward(const float* dout) {
-  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
-  grads();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_backward();
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, Co = c_.out_channels();
 
@@ -350,16 +320,7 @@ void DiffiT::backward(const float* dout) {
 }  // namespace
 
 NetworkFamily diffit_family() {
-  NetworkFamily f;
-  f.name = "diffit";
-  f.spec = [](const json& doc) { return diffit_spec(parse(doc.at("nnet"))); };
-  f.table = [](const json& nnet) { return diffit_table(parse(nnet)); };
-  f.flops = [](const json& nnet) { return diffit_flops(parse(nnet)); };
-  f.create = [](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<DiffiT>(parse(doc.at("nnet")), be);
-  };
-  f.full_config = [](const json& nnet) { return parse(nnet).to_json(); };
-  return f;
+  return config_family<DiffiT>("diffit", parse, diffit_spec, diffit_table, diffit_flops);
 }
 
 }  // namespace uvit

@@ -6,7 +6,6 @@
 #include "models/dinov3.hpp"
 
 #include <cmath>
-#include <set>
 
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
@@ -23,13 +22,11 @@ int Dinov3Config::swiglu_hidden() const {
 
 Dinov3Config Dinov3Config::from_json(const nlohmann::json& j, const std::string& what) {
   UVIT_CHECK(j.is_object(), what, ": the dinov3 config must be an object");
-  static const std::set<std::string> known = {"patch_size",         "embed_dim",        "depth",
-                                              "num_heads",          "n_storage_tokens", "ffn_ratio",
-                                              "pos_embed_rope_base"};
-  for (const auto& [k, v] : j.items())
-    UVIT_CHECK(known.count(k), what, ": unknown dinov3 field '", k, "'");
-  Dinov3Config c;
   const clip::ConfigFields f{j, what};
+  f.only({"patch_size", "embed_dim", "depth", "num_heads", "n_storage_tokens", "ffn_ratio",
+          "pos_embed_rope_base"},
+         "dinov3");
+  Dinov3Config c;
   f.get("patch_size", c.patch_size);
   f.get("embed_dim", c.embed_dim);
   f.get("depth", c.depth);
@@ -114,7 +111,7 @@ struct Dinov3::Impl {
 
   Impl(const Dinov3Config& c, Backend& be) : params(be, dinov3_param_table(c), "dinov3") {
     const ParamTable& t = params.table();
-    const int D = c.embed_dim, H = c.num_heads, Dh = c.head_dim();
+    const int D = c.embed_dim, H = c.num_heads;
     patch = layers::linear(t, "patch_embed.proj");
     norm = layers::norm(t, "norm", D, kEps);
     cls = t.at("cls_token").offset;
@@ -124,11 +121,8 @@ struct Dinov3::Impl {
       vit::Block k;
       k.norm1 = layers::norm(t, b + "norm1", D, kEps);
       k.norm2 = layers::norm(t, b + "norm2", D, kEps);
-      k.attn.qkv = layers::linear(t, b + "attn.qkv");
-      k.attn.proj = layers::linear(t, b + "attn.proj");
-      k.attn.heads = H;
-      k.attn.head_dim = Dh;
-      k.attn.scale = 1.f / std::sqrt(float(Dh));
+      k.attn =
+          vit::attention(layers::linear(t, b + "attn.qkv"), layers::linear(t, b + "attn.proj"), H);
       k.mlp.fc1 = layers::linear(t, b + "mlp.w1");  // silu'd half
       k.mlp.fc1x = layers::linear(t, b + "mlp.w2");
       k.mlp.fc2 = layers::linear(t, b + "mlp.w3");

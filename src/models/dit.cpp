@@ -100,17 +100,7 @@ struct DiTConfig {
   int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
 
   json to_json() const {
-    json j = {{"name", name},
-              {"input_size", input_size},
-              {"patch_size", patch_size},
-              {"in_channels", in_channels},
-              {"hidden_size", hidden_size},
-              {"depth", depth},
-              {"num_heads", num_heads},
-              {"mlp_ratio", mlp_ratio},
-              {"class_dropout_prob", class_dropout_prob},
-              {"num_classes", num_classes},
-              {"learn_sigma", learn_sigma}};
+    json j = dit_args_json(name, *this);
     if (fit()) {
       // Ours: the latent side or [height, width] (FiT's own input is a token list).
       j["input_size"] = input_w > 0 ? json{input_size, input_w} : json(input_size);

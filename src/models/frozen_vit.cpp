@@ -1,6 +1,7 @@
 #include "models/frozen_vit.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "uvit/error.hpp"
 
@@ -11,6 +12,16 @@ size_t mlp_f_floats(const layers::Mlp& m) {
   return m.split() ? 2 * size_t(m.fc2.in) : size_t(m.fc1.out);
 }
 }  // namespace
+
+layers::Attention attention(const layers::Linear& qkv, const layers::Linear& proj, int heads) {
+  layers::Attention a;
+  a.qkv = qkv;
+  a.proj = proj;
+  a.heads = heads;
+  a.head_dim = qkv.in / heads;
+  a.scale = 1.f / std::sqrt(float(a.head_dim));
+  return a;
+}
 
 size_t blocks_scratch_floats(const Block& b, int B, int N) {
   const size_t M = size_t(B) * N, D = size_t(b.attn.heads) * b.attn.head_dim;

@@ -21,6 +21,9 @@ struct Block {
   layers::Mlp mlp;
 };
 
+// The attention of a block: `heads` heads of qkv.in / heads features, scale head_dim^-1/2.
+layers::Attention attention(const layers::Linear& qkv, const layers::Linear& proj, int heads);
+
 // Scratch floats blocks_fwd needs for B sequences of N tokens.
 size_t blocks_scratch_floats(const Block& b, int B, int N);
 // x [B*N, D] (backend memory) through every block, in place.

@@ -17,6 +17,7 @@
 #include "models/adaln.hpp"
 #include "models/families.hpp"
 #include "models/layers.hpp"
+#include "models/planned_network.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -209,10 +210,10 @@ struct BlockActs {
   float *qkv, *att, *lse;  // the joint sequence [B N, 3D] (kv heads repeated), [B N, D], [B H N]
 };
 
-class LavinDiT final : public Network {
+class LavinDiT final : public PlannedNetwork {
  public:
   LavinDiT(const LavinConfig& c, Backend& be)
-      : Network(lavin_spec(c), lavin_table(c), be),
+      : PlannedNetwork(lavin_spec(c), lavin_table(c), be),
         c_(c),
         consts_(be, size_t(2) * c.hidden_size * 4) {
     const int D = c.hidden_size;
@@ -258,7 +259,6 @@ class LavinDiT final : public Network {
                int B, bool train) override;
   void backward(const float* dout) override;
   void init_random(uint64_t seed) override;
-  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   double forward_flops() const override { return lavin_flops(c_); }
 
   // The conditioning frames of the next forwards (the unconditional pass has 2). Buffers and the
@@ -282,13 +282,12 @@ class LavinDiT final : public Network {
   int joint_tokens() const { return cond_tokens() + c_.frame_tokens(); }
   int rows(int s) const { return s ? c_.frame_tokens() : cond_tokens(); }  // per sample
   int offset(int s) const { return s ? cond_tokens() : 0; }                // in the joint sequence
-  void plan(int B, bool train);
+  void plan(int B, bool train) override;
   void block_fwd(int k, BlockActs& A, const float* const in[kStreams], float* const out[kStreams]);
   void block_bwd(int k, BlockActs& A);
   // Stream rows [B L_s, cols] (ld_s) <-> their place in the joint [B N, ...] (ld_j): `to_joint`
   // copies the stream in, otherwise out.
   void joint_copy(int s, float* joint, long ld_j, float* strm, long ld_s, long cols, bool to_joint);
-  Weights weights() { return Weights{be_, params_, act_params_, grads_, quant_.get()}; }
   // y = x RMSNorm without affine over D (rstd fp32 [M]).
   void rms_fwd(const float* x, float* y, float* rstd, int M) {
     be_.rmsnorm_fwd(x, ones_, y, rstd, M, 1, c_.hidden_size, c_.hidden_size, kRmsEps);
@@ -308,9 +307,7 @@ class LavinDiT final : public Network {
   std::vector<std::array<StreamW, kStreams>> blocks_;
 
   // The plan of the last forward (sized for plan_frames_ conditioning frames).
-  int B_ = 0, plan_frames_ = 0;
-  bool train_ = false;
-  std::unique_ptr<Arena> arena_;
+  int plan_frames_ = 0;
   float *tok_[kStreams], *e_[kStreams], *lnm_[kStreams], *lnr_[kStreams];
   float *temb_, *th_, *ts_, *te_, *tc_[kStreams], *st_[kStreams];
   std::vector<float*> stream_[kStreams];  // stream_[s][k]: the input of block k
@@ -323,11 +320,8 @@ class LavinDiT final : public Network {
 };
 
 void LavinDiT::plan(int B, bool train) {
-  if (arena_ && B_ == B && train_ == train && frames_ <= plan_frames_) return;
-  arena_.reset();
-  arena_ = std::make_unique<Arena>(be_);
-  B_ = B;
-  train_ = train;
+  if (frames_ > plan_frames_) arena_.reset();  // more frames than planned re-plans too
+  if (!replan(B, train)) return;
   plan_frames_ = frames_;
   const size_t D = c_.hidden_size, K = c_.kv_dim(), F = c_.ffn(), P = c_.patch_dim();
   const size_t N = size_t(B) * joint_tokens(), Bd = size_t(B) * D;
@@ -346,13 +340,7 @@ void LavinDiT::plan(int B, bool train) {
       tc_[s] = a.act(Bd);
       st_[s] = a.act(Bd);
       stream_[s].assign(depth + 1, nullptr);
-      if (train) {
-        for (auto& p : stream_[s]) p = a.act(M * D);
-      } else {
-        float* p0 = a.act(M * D);
-        float* p1 = a.act(M * D);
-        for (int k = 0; k <= depth; ++k) stream_[s][k] = k % 2 ? p1 : p0;
-      }
+      plan_streams(a, stream_[s], M * D, train, 0);
     }
     acts_.assign(train ? depth : 1, BlockActs{});
     for (BlockActs& A : acts_) {
@@ -479,11 +467,8 @@ void LavinDiT::block_fwd(int k, BlockActs& A, const float* const in[kStreams],
 
 void LavinDiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
                        float* out, int B, bool train) {
-  check_inputs(y, context, B);
+  const Weights W = begin_forward(y, context, B, train);
   UVIT_CHECK(!y, "lavin_dit takes no class labels");
-  plan(B, train);
-  act_params();
-  const Weights W = weights();
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   // Tokens "(pH pW C)" (unpatchify's transpose): the T_c frames as B T_c images, then x.
   be_.unpatchify_bwd(context, tok_[0], B * frames_, 0, C, S, p);
@@ -584,9 +569,7 @@ void LavinDiT::block_bwd(int k, BlockActs& A) {
 }
 
 void LavinDiT::backward(const float* dout) {
-  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
-  grads();
-  const Weights W = weights();
+  const Weights W = begin_backward();
   const int B = B_, D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int Mx = B * rows(1);
   for (int s = 0; s < kStreams; ++s) be_.zero_act(dst_[s], size_t(B) * D);
@@ -645,16 +628,7 @@ void lavin_set_frames(Network& net, int frames) {
 }
 
 NetworkFamily lavin_dit_family() {
-  NetworkFamily f;
-  f.name = "lavin_dit";
-  f.spec = [](const json& doc) { return lavin_spec(parse(doc.at("nnet"))); };
-  f.table = [](const json& nnet) { return lavin_table(parse(nnet)); };
-  f.flops = [](const json& nnet) { return lavin_flops(parse(nnet)); };
-  f.create = [](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<LavinDiT>(parse(doc.at("nnet")), be);
-  };
-  f.full_config = [](const json& nnet) { return parse(nnet).to_json(); };
-  return f;
+  return config_family<LavinDiT>("lavin_dit", parse, lavin_spec, lavin_table, lavin_flops);
 }
 
 }  // namespace uvit

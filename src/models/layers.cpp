@@ -333,6 +333,13 @@ std::vector<int32_t> relative_index(int g) {
   return idx;
 }
 
+DeviceBuffer relative_index_buffer(Backend& be, int g) {
+  const std::vector<int32_t> idx = relative_index(g);
+  DeviceBuffer b(be, idx.size() * 4);
+  be.upload(b.as(), idx.data(), idx.size() * 4);
+  return b;
+}
+
 void check_relative_index(Backend& be, const float* params, const ParamTable& t,
                           const std::string& name, int g, const char* doc, const char* what) {
   const std::vector<int32_t> want = relative_index(g);

@@ -156,6 +156,8 @@ void mlp_bwd(const Weights& W, const Mlp& m, const float* h, const MlpActs& A, c
 // DiffiT): token i = (hi, wi) to token j = (hj, wj) reads row (hi - hj + g - 1) (2g - 1) + (wi - wj
 // + g - 1) of the bias table; [g^2, g^2] int32.
 std::vector<int32_t> relative_index(int g);
+// relative_index(g) uploaded to a buffer of its own (the kernels' copy of the index).
+DeviceBuffer relative_index_buffer(Backend& be, int g);
 // Refuses a loaded index buffer `name` (fp32 in the parameters, backend memory) that does not hold
 // relative_index(g): one line naming the tensor, the entry, `doc` and `what` ("an MDTv2").
 void check_relative_index(Backend& be, const float* params, const ParamTable& t,

@@ -13,6 +13,7 @@
 #include "models/adaln.hpp"
 #include "models/families.hpp"
 #include "models/layers.hpp"
+#include "models/planned_network.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -42,47 +43,28 @@ struct SvgConfig {
   int label_rows() const { return num_classes + (class_dropout_prob > 0 ? 1 : 0); }
 
   json to_json() const {
-    return {{"name", "svg"},
-            {"input_size", input_size},
-            {"patch_size", patch_size},
-            {"in_channels", in_channels},
-            {"hidden_size", hidden_size},
-            {"depth", depth},
-            {"num_heads", num_heads},
-            {"mlp_ratio", mlp_ratio},
-            {"class_dropout_prob", class_dropout_prob},
-            {"num_classes", num_classes},
-            {"learn_sigma", learn_sigma},
-            {"head_dim", nullptr},
-            {"use_swiglu", false},
-            {"qk_norm", qk_norm}};
+    json j = dit_args_json("svg", *this);
+    j["head_dim"] = nullptr;
+    j["use_swiglu"] = false;
+    j["qk_norm"] = qk_norm;
+    return j;
   }
 };
 
 SvgConfig parse(const json& j) {
-  UVIT_CHECK(j.is_object(), "nnet: expected an object, got ", j.dump());
-  SvgConfig c;
   int head_dim = 0;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    const json& v = it.value();
-    const std::string f = "nnet." + k;
-    if (k == "name")
-      UVIT_CHECK(json_string(v, f) == "svg", f, ": \"", v.get<std::string>(), "\" is not \"svg\"");
-    else if (read_dit_arg(c, k, v, f))
-      continue;
-    else if (k == "qk_norm")
-      c.qk_norm = json_bool(v, f);
-    else if (k == "head_dim")
-      head_dim = v.is_null() ? 0 : json_int(v, f);
-    else if (k == "use_swiglu")
-      // MoeMLP is not defined in the released models_SVG.py: only the GELU Mlp runs.
-      UVIT_CHECK(!json_bool(v, f), f, ": true is not supported (MoeMLP is not in the release)");
-    else
-      fail(f, ": unknown key (not an argument of svg)");
-  }
-  check_dit_args(c.input_size, c.patch_size, c.in_channels, c.hidden_size, c.depth, c.num_heads,
-                 c.num_classes, c.mlp_ratio, c.class_dropout_prob);
+  const SvgConfig c = parse_dit_nnet<SvgConfig>(
+      j, "svg", [&](SvgConfig& cfg, const std::string& k, const json& v, const std::string& f) {
+        if (k == "qk_norm")
+          cfg.qk_norm = json_bool(v, f);
+        else if (k == "head_dim")
+          head_dim = v.is_null() ? 0 : json_int(v, f);
+        else if (k == "use_swiglu")
+          // MoeMLP is not defined in the released models_SVG.py: only the GELU Mlp runs.
+          UVIT_CHECK(!json_bool(v, f), f, ": true is not supported (MoeMLP is not in the release)");
+        else
+          fail(f, ": unknown key (not an argument of svg)");
+      });
   // Attention(head_dim=None) splits D evenly; another head size is not implemented.
   UVIT_CHECK(head_dim == 0 || long(head_dim) * c.num_heads == c.hidden_size,
              "nnet.head_dim: ", head_dim, " is not supported (only null: hidden_size / num_heads)");
@@ -154,9 +136,9 @@ NetSpec svg_spec(const SvgConfig& c) {
   return s;
 }
 
-class Svg final : public Network {
+class Svg final : public PlannedNetwork {
  public:
-  Svg(const SvgConfig& c, Backend& be) : Network(svg_spec(c), svg_table(c), be), c_(c) {
+  Svg(const SvgConfig& c, Backend& be) : PlannedNetwork(svg_spec(c), svg_table(c), be), c_(c) {
     const size_t D = c.hidden_size;
     const Norm ln = adaln_norm_consts(be_, consts_, int(D), kLnEps);
     const ParamTable& t = table_;
@@ -193,11 +175,10 @@ class Svg final : public Network {
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
                int B, bool train) override;
   void backward(const float* dout) override;
-  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   double forward_flops() const override { return svg_flops(c_); }
 
  private:
-  void plan(int B, bool train);
+  void plan(int B, bool train) override;
 
   SvgConfig c_;
   DeviceBuffer consts_;
@@ -207,9 +188,6 @@ class Svg final : public Network {
   std::vector<AdaLNBlock> blocks_;
 
   // The plan of the last forward.
-  int B_ = 0;
-  bool train_ = false;
-  std::unique_ptr<Arena> arena_;
   float *cols_ = nullptr, *embedded_ = nullptr;
   CondActs cond_acts_;
   FinalActs final_acts_;
@@ -221,11 +199,7 @@ class Svg final : public Network {
 };
 
 void Svg::plan(int B, bool train) {
-  if (arena_ && B_ == B && train_ == train) return;
-  arena_.reset();
-  arena_ = std::make_unique<Arena>(be_);
-  B_ = B;
-  train_ = train;
+  if (!replan(B, train)) return;
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t C = c_.in_channels, Co = c_.head_channels();
   const int depth = c_.depth;
@@ -237,13 +211,7 @@ void Svg::plan(int B, bool train) {
     float* qk_dx = c_.qk_norm && train ? a.act(M * 2 * D) : nullptr;
     plan_conditioning(a, cond_acts_, B, int(D), train);
     stream_.assign(depth + 1, nullptr);
-    if (train) {
-      for (auto& s : stream_) s = a.act(M * D);
-    } else {
-      float* p = a.act(M * D);
-      float* q = a.act(M * D);
-      for (int k = 0; k <= depth; ++k) stream_[k] = k % 2 ? q : p;
-    }
+    plan_streams(a, stream_, M * D, train, 0);
     acts_.assign(train ? depth : 1, AdaLNActs{});
     for (auto& A : acts_) plan_block(a, blocks_[0], A, B, int(L), qk_tmp, qk_dx);
     plan_final(a, final_, final_acts_, B, int(L));
@@ -257,10 +225,7 @@ void Svg::plan(int B, bool train) {
 
 void Svg::forward(const float* x, const float* t, const int32_t* y, const float* context,
                   float* out, int B, bool train) {
-  check_inputs(y, context, B);
-  plan(B, train);
-  act_params();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_forward(y, context, B, train);
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, L = c_.tokens();
   const int M = B * L, Co = c_.head_channels();
 
@@ -285,9 +250,7 @@ void Svg::forward(const float* x, const float* t, const int32_t* y, const float*
 }
 
 void Svg::backward(const float* dout) {
-  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
-  grads();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_backward();
   const int B = B_, D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, L = c_.tokens();
   const int M = B * L, Co = c_.head_channels();
   const AdaLNGrads& G = grads_acts_;
@@ -313,16 +276,7 @@ void Svg::backward(const float* dout) {
 }  // namespace
 
 NetworkFamily svg_family(const std::string& name) {
-  NetworkFamily f;
-  f.name = name;
-  f.spec = [](const json& doc) { return svg_spec(parse(doc.at("nnet"))); };
-  f.table = [](const json& nnet) { return svg_table(parse(nnet)); };
-  f.flops = [](const json& nnet) { return svg_flops(parse(nnet)); };
-  f.create = [](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<Svg>(parse(doc.at("nnet")), be);
-  };
-  f.full_config = [](const json& nnet) { return parse(nnet).to_json(); };
-  return f;
+  return config_family<Svg>(name, parse, svg_spec, svg_table, svg_flops);
 }
 
 }  // namespace uvit

@@ -5,7 +5,6 @@
 #include "models/svg_encoder.hpp"
 
 #include <cmath>
-#include <set>
 
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
@@ -41,12 +40,10 @@ SvgEncoderConfig SvgEncoderConfig::from_json(const nlohmann::json& j, const std:
   if (j.contains("dinov3")) c.dinov3 = Dinov3Config::from_json(j["dinov3"], what);
   if (j.contains("residual")) {
     UVIT_CHECK(j["residual"].is_object(), what, ": residual must be an object");
-    static const std::set<std::string> known = {"image_size", "patch_size", "num_layers",
-                                                "num_heads",  "hidden_dim", "mlp_dim",
-                                                "output_dim"};
-    for (const auto& [k, v] : j["residual"].items())
-      UVIT_CHECK(known.count(k), what, ": unknown residual field '", k, "'");
     const clip::ConfigFields f{j["residual"], what};
+    f.only({"image_size", "patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim",
+            "output_dim"},
+           "residual");
     f.get("image_size", c.residual.image_size);
     f.get("patch_size", c.residual.patch_size);
     f.get("num_layers", c.residual.num_layers);
@@ -164,7 +161,7 @@ struct SvgEncoder::Impl {
       : dino(c.dinov3, be), params(be, svg_residual_param_table(c.residual), "svg encoder") {
     const ParamTable& t = params.table();
     const SvgResidualConfig& r = c.residual;
-    const int D = r.hidden_dim, Dh = D / r.num_heads;
+    const int D = r.hidden_dim;
     const std::string p = "extra_vit.";
     patch = layers::linear(t, p + "conv_proj");
     head0 = layers::linear(t, p + "heads.0");
@@ -178,14 +175,12 @@ struct SvgEncoder::Impl {
       k.norm1 = layers::norm(t, b + "ln_1", D, kEps);
       k.norm2 = layers::norm(t, b + "ln_2", D, kEps);
       // nn.MultiheadAttention keeps q, k, v stacked in in_proj_weight / in_proj_bias.
-      k.attn.qkv.w = t.at(b + "self_attention.in_proj_weight").offset;
-      k.attn.qkv.b = t.at(b + "self_attention.in_proj_bias").offset;
-      k.attn.qkv.in = k.attn.qkv.ldw = D;
-      k.attn.qkv.out = 3 * D;
-      k.attn.proj = layers::linear(t, b + "self_attention.out_proj");
-      k.attn.heads = r.num_heads;
-      k.attn.head_dim = Dh;
-      k.attn.scale = 1.f / std::sqrt(float(Dh));
+      layers::Linear qkv;
+      qkv.w = t.at(b + "self_attention.in_proj_weight").offset;
+      qkv.b = t.at(b + "self_attention.in_proj_bias").offset;
+      qkv.in = qkv.ldw = D;
+      qkv.out = 3 * D;
+      k.attn = vit::attention(qkv, layers::linear(t, b + "self_attention.out_proj"), r.num_heads);
       k.mlp.fc1 = layers::linear(t, b + "mlp.0");
       k.mlp.fc2 = layers::linear(t, b + "mlp.3");
       k.mlp.act = layers::Activation::Gelu;

@@ -128,8 +128,7 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   }
   if (!o.clip.empty()) {
     tok_ = std::make_unique<ClipTokenizer>(ClipTokenizer::load(clip_vocab_path(o.vocab)));
-    const ClipTextConfig cc =
-        o.clip_config.empty() ? ClipTextConfig{} : ClipTextConfig::load(o.clip_config);
+    const ClipTextConfig cc = ClipTextConfig::load(o.clip_config);
     clip_be_ = make_encoder_backend(o.device, enc_prec);
     clip_ = std::make_unique<ClipTextModel>(cc, *clip_be_);
     clip_->load_file(o.clip);
