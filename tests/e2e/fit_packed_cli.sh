@@ -9,14 +9,7 @@ UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2 --set nnet.adaln_lora_dim=8)
 D=$tmp/lat
-mixed_npy_folder "$D"
-data=(--set dataset.name=npy_folder --set "dataset.path=$D")
-
-train_resume fmnist_fit_tiny fitv2 "${small[@]}" "${data[@]}"
-grep -q '"name": *"npy_folder"' "$tmp/run/config.json" || fail "run config lost the dataset"
-run "$UVIT" train --config fmnist_fit_tiny "${small[@]}" "${data[@]}" \
-  --set lr_scheduler.warmup_steps=0 --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
-same_files "$tmp/run" "$tmp/straight" "fit packed: 3 steps + resume to 5"
+packed_resume fmnist_fit_tiny fitv2 "${small[@]}"
 
 R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
 run "$UVIT" sample "${R[@]}" --set 'nnet.input_size=[16,28]' --n 3 --class 1 --steps 4 \

@@ -13,9 +13,7 @@ small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2)
 
 train_resume $CFG fitv1 "${small[@]}"
 grep -q '"use_sit": *false' "$tmp/run/config.json" || fail "run config lost use_sit"
-run "$UVIT" train --config $CFG "${small[@]}" --set lr_scheduler.warmup_steps=0 \
-  --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
-same_files "$tmp/run" "$tmp/straight" "fitv1: 3 steps + resume to 5"
+straight_matches $CFG fitv1 "${small[@]}"
 R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
 # ADM's ancestral sampler (the official p_sample_loop, learned-range variance) with cfg 1.5 on the
 # first 3 channels, and DDIM; a seed repeats. (tests/unit/test_dit_sampling.cpp checks the guided

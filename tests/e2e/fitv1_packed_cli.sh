@@ -7,15 +7,7 @@ set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2)
-D=$tmp/lat
-mixed_npy_folder "$D"
-data=(--set dataset.name=npy_folder --set "dataset.path=$D")
-
-train_resume fmnist_fitv1_tiny fitv1 "${small[@]}" "${data[@]}"
-grep -q '"name": *"npy_folder"' "$tmp/run/config.json" || fail "run config lost the dataset"
-run "$UVIT" train --config fmnist_fitv1_tiny "${small[@]}" "${data[@]}" \
-  --set lr_scheduler.warmup_steps=0 --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
-same_files "$tmp/run" "$tmp/straight" "fitv1 packed: 3 steps + resume to 5"
+packed_resume fmnist_fitv1_tiny fitv1 "${small[@]}"
 
 R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q --set 'nnet.input_size=[16,28]')
 run "$UVIT" sample "${R[@]}" --n 3 --classes 0,2 --sampler ddpm --steps 6 --guidance 1.5 --seed 2 \

@@ -36,10 +36,6 @@ T_VALUES = [0, 1, 500, 999, 137]
 SIZES = [[4, 8], [6, 6], [2, 2], [6, 8], [2, 6]]  # 2 x 4, 3 x 3, 1, 3 x 4 (full), 1 x 3 tokens
 
 
-def _approx_cdf(u):
-    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u ** 3)))
-
-
 def training_losses(adm, x_start, t, raw_out, mask, noise):
     """The official masked training_losses (LossType.MSE, EPSILON, LEARNED_RANGE) on (B, Cf, N):
     returns (loss_b, mse_b, vb_b, pad_vb_b). raw_out (B, 2 Cf, N) is the network before `x * mask`."""
@@ -54,21 +50,9 @@ def training_losses(adm, x_start, t, raw_out, mask, noise):
     x_t = ex("sqrt_alphas_cumprod") * x_start + ex("sqrt_one_minus_alphas_cumprod") * noise
     Cf = x_start.shape[1]
     eps_out, v = model_output[:, :Cf], model_output[:, Cf:]
-    # _vb_terms_bpd with frozen_out = cat([eps_out.detach(), v])
-    x0_hat = ex("sqrt_recip_alphas_cumprod") * x_t - ex("sqrt_recipm1_alphas_cumprod") * eps_out.detach()
-    mean = ex("posterior_mean_coef1") * x0_hat + ex("posterior_mean_coef2") * x_t
-    frac = (v + 1) / 2
-    logvar = frac * torch.log(ex("betas")) + (1 - frac) * ex("posterior_log_variance_clipped")
-    tmean = ex("posterior_mean_coef1") * x_start + ex("posterior_mean_coef2") * x_t
-    tlv = ex("posterior_log_variance_clipped")
-    kl = 0.5 * (-1.0 + logvar - tlv + torch.exp(tlv - logvar) + (tmean - mean) ** 2 * torch.exp(-logvar))
-    c = x_start - mean
-    inv = torch.exp(-0.5 * logvar)
-    cdf_plus, cdf_min = _approx_cdf(inv * (c + 1.0 / 255.0)), _approx_cdf(inv * (c - 1.0 / 255.0))
-    lp = torch.where(x_start < -0.999, torch.log(cdf_plus.clamp(min=1e-12)),
-                     torch.where(x_start > 0.999, torch.log((1.0 - cdf_min).clamp(min=1e-12)),
-                                 torch.log((cdf_plus - cdf_min).clamp(min=1e-12))))
-    term = torch.where((tt == 0)[:, None, None], -lp, kl) / LN2  # per element, bits
+    # _vb_terms_bpd with frozen_out = cat([eps_out.detach(), v]), per element in bits
+    kl, nll = adm_reference.vb_elements(ex, x_start, x_t, eps_out.detach(), v)
+    term = torch.where((tt == 0)[:, None, None], nll, kl) / LN2
     vb = term.mean(dim=(1, 2)) * ratio
     pad_vb = (term * (1 - m)).mean(dim=(1, 2)) * ratio
     mse = ((noise * m - eps_out) ** 2).mean(dim=(1, 2)) * ratio
