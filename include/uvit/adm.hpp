@@ -11,6 +11,7 @@
 // model_channels, n] with eps in channels 0..channels-1 and, with a learned variance, v in
 // channels..2·channels-1.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -120,10 +121,14 @@ class AdmDiffusion {
   // averaged over (c, n), and at t = 0 the discretized-Gaussian decoder NLL in bits instead. grad
   // (nullable, the layout of model_out) receives d loss / d model_out: eps channels the MSE term
   // only (the mean is frozen in vb), v channels the vb term.
+  // With `valid` (FiT's packed batches, docs/fit.md "FiTv1"), the n elements of a channel are
+  // rows of `width` and only the top-left valid[b] = {rows, columns} of sample b count: both
+  // means run over its valid elements (the official mean_flat(...) · N / valid) and grad is zero
+  // elsewhere. Without it a sample is one row of n: the same sums in the same order.
   template <class T>
   LossTerms hybrid_loss(const int* t, const T* x0, const T* noise, const T* model_out,
-                        bool learn_sigma, int batch, int channels, int64_t n,
-                        T* grad = nullptr) const;
+                        bool learn_sigma, int batch, int channels, int64_t n, T* grad = nullptr,
+                        const std::array<int, 2>* valid = nullptr, int64_t width = 0) const;
 
  private:
   void init(std::vector<double> betas);

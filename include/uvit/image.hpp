@@ -38,6 +38,8 @@ std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t s
 // as PIL's convert("RGB") for gray and palette images).
 Image read_image(const std::string& path, int want_c = 0);
 Image decode_image(const uint8_t* data, size_t n, const std::string& name, int want_c = 0);
+// {width, height} from the file's header alone (no pixels decoded).
+std::array<int, 2> read_image_size(const std::string& path);
 
 // The official output quantisation: u = clamp(0.5 * (v + 1), 0, 1) (datasets.unpreprocess), then
 // torchvision save_image: uint8(clamp(u * 255 + 0.5, 0, 255)) truncated, all in float32. NaN -> 0.

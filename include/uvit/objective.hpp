@@ -27,11 +27,12 @@ class Objective {
   // writes dloss/dout / accum (micro-batches per update) into dout [B, out_numel].
   virtual double loss(const float* out, const float* eps, const float* x0, const TrainDraw* draws,
                       int B, size_t in_numel, size_t out_numel, int accum, float* dout) const = 0;
-  // The loss of a variable-size batch (FiTv2's packed training, docs/fit.md): out, eps, x0, dout
-  // [B, C, H, W]; only the top-left sizes[b] = {height, width} of sample b counts. Each sample's
-  // loss is the mean over its valid elements (the official mean_flat(((v - u) mask)^2) N / valid),
-  // the result their batch mean; dout is zero outside the valid regions. Only the flow objective
-  // has it; the others refuse.
+  // The loss of a variable-size batch (FiT's packed training, docs/fit.md): eps, x0 [B, C, H, W],
+  // out, dout [B, C_out, H, W] (C_out = 2 C for ADM with a learned variance); only the top-left
+  // sizes[b] = {height, width} of sample b counts. Each sample's loss is the mean over its valid
+  // elements (the official mean_flat(((v - u) mask)^2) N / valid; ADM's mse and vb terms · N /
+  // valid), the result their batch mean; dout is zero outside the valid regions. The flow and
+  // ADM objectives have it; U-ViT's eps-MSE refuses.
   virtual double loss_masked(const float* out, const float* eps, const float* x0,
                              const TrainDraw* draws, int B, int C, int H, int W,
                              const std::array<int, 2>* sizes, int accum, float* dout) const;

@@ -59,7 +59,7 @@ struct Opts {
   std::string data, weights, out, config, captions, clip, clip_config, vocab, latent_stats,
       write_stats, split = "train", device = "cpu", precision, encoder = "autoencoder", dinov3,
                    svg_config;
-  int resolution = 256, batch = 4, patch = 2;
+  int resolution = 256, batch = 4, patch = 2, min_tokens = 16;
   bool quiet = false, fit = false;
 };
 
@@ -310,16 +310,31 @@ void extract_fit(const Opts& o) {
     return cat(o.out, "/",
                fs::path(img.substr(o.data.size() + 1)).replace_extension(suffix).string());
   };
+  // The official data leave images of under 16 tokens out (their `less_than_16` folder, which the
+  // loader does not read): so do we, judged from each pending image's header. A resized side of 0
+  // goes on to fit_resize's error.
+  const auto too_small = [&](const std::string& f) {
+    if (o.min_tokens <= 0) return false;
+    const auto [w, h] = read_image_size(f);
+    const auto [rw, rh] = fit_resize_size(w, h, o.resolution, granularity);
+    return rw > 0 && rh > 0 && int64_t(rw / granularity) * (rh / granularity) < o.min_tokens;
+  };
   std::vector<size_t> todo;
+  size_t small = 0;
   for (size_t i = 0; i < files.size(); ++i)
-    if (!fs::exists(out_path(files[i], ".npy")) || !fs::exists(out_path(files[i], ".flip.npy")))
-      todo.push_back(i);
+    if (!fs::exists(out_path(files[i], ".npy")) || !fs::exists(out_path(files[i], ".flip.npy"))) {
+      if (too_small(files[i]))
+        ++small;
+      else
+        todo.push_back(i);
+    }
   if (!o.quiet)
     std::fprintf(stderr,
                  "%zu images -> FiT latents (resize_arr to <= %d tokens of %d px) in %s (%zu "
-                 "already done)\n",
+                 "already done, %zu under %d tokens left out)\n",
                  files.size(), (o.resolution / granularity) * (o.resolution / granularity),
-                 granularity, o.out.c_str(), files.size() - todo.size());
+                 granularity, o.out.c_str(), files.size() - todo.size() - small, small,
+                 o.min_tokens);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   print_skipped(ae, o.weights, o.quiet);
   const auto& lut = data::totensor_normalize_lut();
@@ -418,8 +433,13 @@ void add_extract_features(CLI::App& app) {
                 "REL.flip.npy latents [C, h, w] under --out, the npy_folder layout");
   cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
       ->check(at_least(1));
+  cmd->add_option("--min-tokens", o->min_tokens,
+                  "--fit: leave out images of fewer tokens after the resize (default 16, the "
+                  "official data's less_than_16; 0 keeps all)")
+      ->check(at_least(0));
   cmd->callback([o] {
     UVIT_CHECK(o->fit || o->patch == 2, "extract-features: --patch needs --fit");
+    UVIT_CHECK(o->fit || o->min_tokens == 16, "extract-features: --min-tokens needs --fit");
     UVIT_CHECK(o->fit || o->resolution == 256 || o->resolution == 512,
                "extract-features: --resolution must be 256 or 512, got ", o->resolution);
     if (o->fit) {

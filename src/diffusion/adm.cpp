@@ -319,15 +319,24 @@ void AdmDiffusion::q_sample(const int* t, const T* x0, const T* noise, T* x_t, i
 template <class T>
 AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss(const int* t, const T* x0, const T* noise,
                                                   const T* model_out, bool learn_sigma, int batch,
-                                                  int channels, int64_t n, T* grad) const {
+                                                  int channels, int64_t n, T* grad,
+                                                  const std::array<int, 2>* valid,
+                                                  int64_t width) const {
   UVIT_CHECK(batch >= 1 && channels >= 1 && n >= 1, "ADM loss: empty batch");
+  UVIT_CHECK(!valid || (width >= 1 && n % width == 0), "ADM loss: width ", width,
+             " does not divide ", n);
   const int mc = learn_sigma ? 2 * channels : channels;
-  const double per = double(channels) * double(n);  // elements per sample (mean_flat)
-  const double gscale = 1.0 / (double(batch) * per);
+  const int64_t W = valid ? width : n;  // without `valid`, one row of n
   LossTerms r;
   r.mse.assign(size_t(batch), 0.0);
   if (learn_sigma) r.vb.assign(size_t(batch), 0.0);
   for (int b = 0; b < batch; ++b) {
+    const int64_t rows = valid ? valid[b][0] : 1, cols = valid ? valid[b][1] : n;
+    UVIT_CHECK(rows >= 1 && cols >= 1 && rows * W <= n && cols <= W, "ADM loss: sample ", b,
+               " valid size ", rows, " x ", cols, " outside the ", n / W, " x ", W, " image");
+    if (grad && valid) std::fill(grad + int64_t(b) * mc * n, grad + int64_t(b + 1) * mc * n, T(0));
+    const double per = double(channels) * double(rows * cols);  // elements of mean_flat
+    const double gscale = 1.0 / (double(batch) * per);
     const int i = t[b];
     check_index(i, "ADM loss");
     const size_t k0 = size_t(i);
@@ -335,31 +344,34 @@ AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss(const int* t, const T* x0, con
     const double tlv = post_logvar_[k0], dlv_dv = 0.5 * (log_betas_[k0] - post_logvar_[k0]);
     double mse = 0, vb = 0;
     for (int c = 0; c < channels; ++c) {
-      const int64_t xo = (int64_t(b) * channels + c) * n;
-      const int64_t eo = (int64_t(b) * mc + c) * n, vo = (int64_t(b) * mc + channels + c) * n;
-      for (int64_t k = 0; k < n; ++k) {
-        const double x0v = double(x0[xo + k]), z = double(noise[xo + k]);
-        const double eps = double(model_out[eo + k]);
-        const double d = z - eps;
-        mse += d * d;
-        if (grad) grad[eo + k] = T(2.0 * (eps - z) * gscale);
-        if (!learn_sigma) continue;
-        const double xt = sa * x0v + s1 * z;
-        const MeanVar mv = p_mean_variance(i, xt, eps, double(model_out[vo + k]));
-        double term, dterm;
-        if (i != 0) {
-          const double tm = coef1_[k0] * x0v + coef2_[k0] * xt, dm = tm - mv.mean;
-          const double e1 = std::exp(tlv - mv.log_variance), e2 = std::exp(-mv.log_variance);
-          term = 0.5 * (-1.0 + mv.log_variance - tlv + e1 + dm * dm * e2);
-          dterm = 0.5 * (1.0 - e1 - dm * dm * e2);
-        } else {
-          const T xe = x0[xo + k];
-          const Nll nll = decoder_nll(x0v, xe<T(-0.999), xe> T(0.999), mv.mean, mv.log_variance);
-          term = nll.value;
-          dterm = nll.d_logvar;
+      const int64_t xc = (int64_t(b) * channels + c) * n;
+      const int64_t ec = (int64_t(b) * mc + c) * n, vc = (int64_t(b) * mc + channels + c) * n;
+      for (int64_t y = 0; y < rows; ++y) {
+        const int64_t xo = xc + y * W, eo = ec + y * W, vo = vc + y * W;
+        for (int64_t k = 0; k < cols; ++k) {
+          const double x0v = double(x0[xo + k]), z = double(noise[xo + k]);
+          const double eps = double(model_out[eo + k]);
+          const double d = z - eps;
+          mse += d * d;
+          if (grad) grad[eo + k] = T(2.0 * (eps - z) * gscale);
+          if (!learn_sigma) continue;
+          const double xt = sa * x0v + s1 * z;
+          const MeanVar mv = p_mean_variance(i, xt, eps, double(model_out[vo + k]));
+          double term, dterm;
+          if (i != 0) {
+            const double tm = coef1_[k0] * x0v + coef2_[k0] * xt, dm = tm - mv.mean;
+            const double e1 = std::exp(tlv - mv.log_variance), e2 = std::exp(-mv.log_variance);
+            term = 0.5 * (-1.0 + mv.log_variance - tlv + e1 + dm * dm * e2);
+            dterm = 0.5 * (1.0 - e1 - dm * dm * e2);
+          } else {
+            const T xe = x0[xo + k];
+            const Nll nll = decoder_nll(x0v, xe<T(-0.999), xe> T(0.999), mv.mean, mv.log_variance);
+            term = nll.value;
+            dterm = nll.d_logvar;
+          }
+          vb += term;
+          if (grad) grad[vo + k] = T(dterm * dlv_dv * gscale / kLn2);
         }
-        vb += term;
-        if (grad) grad[vo + k] = T(dterm * dlv_dv * gscale / kLn2);
       }
     }
     r.mse[size_t(b)] = mse / per;
@@ -381,7 +393,8 @@ AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss(const int* t, const T* x0, con
       const;                                                                                       \
   template void AdmDiffusion::q_sample<T>(const int*, const T*, const T*, T*, int, int64_t) const; \
   template AdmDiffusion::LossTerms AdmDiffusion::hybrid_loss<T>(                                   \
-      const int*, const T*, const T*, const T*, bool, int, int, int64_t, T*) const;
+      const int*, const T*, const T*, const T*, bool, int, int, int64_t, T*,                       \
+      const std::array<int, 2>*, int64_t) const;
 UVIT_ADM_INSTANTIATE(float)
 UVIT_ADM_INSTANTIATE(double)
 #undef UVIT_ADM_INSTANTIATE

@@ -46,4 +46,11 @@ Image read_image(const std::string& path, int want_c) {
   return decode_image(f.data(), f.size(), path, want_c);
 }
 
+std::array<int, 2> read_image_size(const std::string& path) {
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &c))
+    fail(path, ": cannot read the image's size (", stbi_failure_reason(), ")");
+  return {w, h};
+}
+
 }  // namespace uvit

@@ -287,7 +287,7 @@ void Network::set_train_pass(int pass, uint64_t, uint64_t) {
 
 void Network::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
   UVIT_CHECK(sizes.empty(), "network ", spec_.name,
-             " takes no variable-size batches (only fitv2 packs them; docs/fit.md)");
+             " takes no variable-size batches (only fitv2 and fitv1 pack them; docs/fit.md)");
 }
 
 std::unique_ptr<Network> make_network(const Config& cfg, Backend& be) {

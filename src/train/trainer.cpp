@@ -136,7 +136,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   ema_ = make_network(cfg_, be_);
   UVIT_CHECK(!data_->variable_size() || net_->packs_sizes(), "dataset ", data_->describe(),
              " has items of varying size, which network ", n.name,
-             " cannot batch (only fitv2 packs them; docs/fit.md)");
+             " cannot batch (only fitv2 and fitv1 pack them; docs/fit.md)");
   const size_t P = net_->num_params(), B = size_t(micro_);
   n_pad_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
   shard_ = n_pad_ / size_t(W);

@@ -30,8 +30,14 @@ for name, (w, h) in [("n01_a", (100, 50)), ("n01_b", (64, 64)), ("n02_c", (40, 3
     Image.fromarray(img).save(os.path.join(d, name + ".png"))
 PYEOF
 
-X=(--data "$tmp/images" --weights "$tmp/ae.pth" --config "$tmp/ae.json" --out "$tmp/lat" --fit
-   --resolution 64)
+# By default images of under 16 tokens are left out, as the official less_than_16 folder: at S 64
+# only n01_b (64 x 64: 4 x 4 tokens) stays; n01_a 10, n01_e 12, n02_c 2, n02_d 4 tokens.
+X=(--data "$tmp/images" --weights "$tmp/ae.pth" --config "$tmp/ae.json" --fit --resolution 64)
+run "$UVIT" --threads 2 extract-features "${X[@]}" --out "$tmp/lat16"
+grep -q "(0 already done, 4 under 16 tokens left out)" "$tmp/err" || fail "less_than_16: $(cat "$tmp/err")"
+[ "$(cd "$tmp/lat16" && find . -name '*.npy' | sort | tr '\n' ' ')" = "./n01/n01_b.flip.npy ./n01/n01_b.npy " ] ||
+  fail "less_than_16 kept: $(find "$tmp/lat16" -name '*.npy')"
+X+=(--out "$tmp/lat" --min-tokens 0)
 run "$UVIT" --threads 2 extract-features "${X[@]}"  # not -q: its counts are read
 n=$(find "$tmp/lat" -name '*.npy' | wc -l)
 [ "$n" -eq 10 ] || fail "expected 10 latent files, found $n"
@@ -43,7 +49,7 @@ cat "$tmp/out"
 cp "$tmp/lat/n02/n02_c.flip.npy" "$tmp/c.before"
 rm "$tmp/lat/n02/n02_c.flip.npy"
 run "$UVIT" --threads 2 extract-features "${X[@]}"
-grep -q "(4 already done)" "$tmp/err" || fail "resume did not skip finished images: $(cat "$tmp/err")"
+grep -q "(4 already done," "$tmp/err" || fail "resume did not skip finished images: $(cat "$tmp/err")"
 grep -q "encoded 1 images" "$tmp/err" || fail "resume re-encoded the wrong count: $(cat "$tmp/err")"
 cmp -s "$tmp/lat/n02/n02_c.flip.npy" "$tmp/c.before" || fail "n02_c.flip.npy differs after resume"
 find "$tmp/lat" -name '*tmp*' | grep -q . && fail "temporary files left in $tmp/lat"

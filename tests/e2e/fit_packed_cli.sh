@@ -9,23 +9,7 @@ UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2 --set nnet.adaln_lora_dim=8)
 D=$tmp/lat
-"$PY" - "$D" <<'PYEOF' || fail "writing the npy folder"
-import os, sys, numpy as np
-d = sys.argv[1]
-os.makedirs(d)
-rng = np.random.default_rng(0)
-sizes = [(28, 28), (16, 28), (28, 12), (20, 20), (8, 8), (4, 16)]  # 49, 28, 21, 25, 4, 4 tokens
-for i in range(12):
-    h, w = sizes[i % len(sizes)]
-    np.save(os.path.join(d, "%d_%03d.npy" % (i % 3, i)), rng.uniform(-1, 1, (1, h, w)).astype(np.float32))
-PYEOF
-data=(--set dataset.name=npy_folder --set "dataset.path=$D")
-
-train_resume fmnist_fit_tiny fitv2 "${small[@]}" "${data[@]}"
-grep -q '"name": *"npy_folder"' "$tmp/run/config.json" || fail "run config lost the dataset"
-run "$UVIT" train --config fmnist_fit_tiny "${small[@]}" "${data[@]}" \
-  --set lr_scheduler.warmup_steps=0 --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
-same_files "$tmp/run" "$tmp/straight" "fit packed: 3 steps + resume to 5"
+packed_resume fmnist_fit_tiny fitv2 "${small[@]}"
 
 R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
 run "$UVIT" sample "${R[@]}" --set 'nnet.input_size=[16,28]' --n 3 --class 1 --steps 4 \
@@ -47,7 +31,7 @@ expect_error "49 tokens exceed max_tokens 30" "$UVIT" train --config fmnist_fit_
 expect_error "49 tokens, more than the 30 of a packed sequence" "$UVIT" train --config \
   fmnist_fit_tiny "${small[@]}" "${data[@]}" --set nnet.context_size=30 --out "$tmp/bad2" \
   --steps 1 --batch 8 -q
-# Only fitv2 packs; only the flow objective masks its loss.
-expect_error "only fitv2 packs them" "$UVIT" train --config fmnist_lightningdit_tiny "${data[@]}" \
+# Only FiT packs (fitv1 on the ADM objective: tests/e2e/fitv1_packed_cli.sh).
+expect_error "only fitv2 and fitv1 pack them" "$UVIT" train --config fmnist_lightningdit_tiny "${data[@]}" \
   --set nnet.hidden_size=32 --set nnet.depth=2 --out "$tmp/bad" --steps 1 --batch 8 -q
 exit $fails

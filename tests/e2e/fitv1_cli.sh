@@ -13,9 +13,7 @@ small=(--set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.num_heads=2)
 
 train_resume $CFG fitv1 "${small[@]}"
 grep -q '"use_sit": *false' "$tmp/run/config.json" || fail "run config lost use_sit"
-run "$UVIT" train --config $CFG "${small[@]}" --set lr_scheduler.warmup_steps=0 \
-  --out "$tmp/straight" --steps 5 --batch 8 --no-grid -q
-same_files "$tmp/run" "$tmp/straight" "fitv1: 3 steps + resume to 5"
+straight_matches $CFG fitv1 "${small[@]}"
 R=(--config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" -q)
 # ADM's ancestral sampler (the official p_sample_loop, learned-range variance) with cfg 1.5 on the
 # first 3 channels, and DDIM; a seed repeats. (tests/unit/test_dit_sampling.cpp checks the guided
@@ -80,7 +78,8 @@ PYEOF
 run "$UVIT" info --config fitv1_xl_2
 grep -q "823599392 in 347 tensors" "$tmp/out" || fail "fitv1_xl_2 size: $(cat "$tmp/out")"
 
-# One-line errors: a variance output on the velocity model; packed batches need the flow objective.
+# One-line errors: a variance output on the velocity model; packed batches on U-ViT's eps-MSE
+# schedules (the ADM objective packs them: tests/e2e/fitv1_packed_cli.sh).
 expect_error "use_sit" "$UVIT" train --config $CFG "${small[@]}" --set nnet.use_sit=true \
   --out "$tmp/e" --steps 1 --batch 4 --no-grid -q
 D=$tmp/folder
@@ -91,7 +90,7 @@ os.makedirs(sys.argv[1])
 for i, (h, w) in enumerate([(28, 28), (16, 28), (12, 8), (8, 8)]):
     np.save(os.path.join(sys.argv[1], "%d_%d.npy" % (i % 2, i)), np.zeros((1, h, w), np.float32))
 PYEOF
-expect_error "flow objective" "$UVIT" train --config $CFG "${small[@]}" \
-  --set dataset.name=npy_folder --set "dataset.path=$D" --out "$tmp/e2" --steps 1 --batch 4 \
-  --no-grid -q
+expect_error "need the flow or the ADM objective" "$UVIT" train --config $CFG "${small[@]}" \
+  --set schedule=continuous_vp --set nnet.learn_sigma=false --set dataset.name=npy_folder \
+  --set "dataset.path=$D" --out "$tmp/e2" --steps 1 --batch 4 --no-grid -q
 exit $fails

@@ -151,6 +151,28 @@ def _approx_cdf(u):
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u ** 3)))
 
 
+def vb_elements(ex, x0, x_t, eps_frozen, v):
+    """Per element, in nats: KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) with the mean from eps_frozen
+    and the learned-range log variance from v, and the discretized-Gaussian decoder NLL (bins of 2/255,
+    tanh-approximated normal CDF) used at t = 0. ex(name): a schedule array at each sample's t, shaped
+    to broadcast."""
+    x0_hat = ex("sqrt_recip_alphas_cumprod") * x_t - ex("sqrt_recipm1_alphas_cumprod") * eps_frozen
+    mean = ex("posterior_mean_coef1") * x0_hat + ex("posterior_mean_coef2") * x_t
+    frac = (v + 1) / 2
+    logvar = frac * torch.log(ex("betas")) + (1 - frac) * ex("posterior_log_variance_clipped")
+    tmean = ex("posterior_mean_coef1") * x0 + ex("posterior_mean_coef2") * x_t
+    tlv = ex("posterior_log_variance_clipped")
+    kl = 0.5 * (-1.0 + logvar - tlv + torch.exp(tlv - logvar) + (tmean - mean) ** 2 * torch.exp(-logvar))
+    c = x0 - mean
+    inv = torch.exp(-0.5 * logvar)
+    cdf_plus = _approx_cdf(inv * (c + 1.0 / 255.0))
+    cdf_min = _approx_cdf(inv * (c - 1.0 / 255.0))
+    lp = torch.where(x0 < -0.999, torch.log(cdf_plus.clamp(min=1e-12)),
+                     torch.where(x0 > 0.999, torch.log((1.0 - cdf_min).clamp(min=1e-12)),
+                                 torch.log((cdf_plus - cdf_min).clamp(min=1e-12))))
+    return kl, -lp
+
+
 def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True, mse_weight=None):
     """x0, noise [B, C, N], t [B] (indices of adm), model_out [B, 2C or C, N], float64 numpy;
     mse_weight [B] (optional) multiplies each sample's MSE term (MDT's min-SNR weighting).
@@ -169,26 +191,8 @@ def hybrid_loss_torch(adm, x0, noise, t, model_out, learn_sigma=True, mse_weight
     vb = None
     loss_b = mse if mse_weight is None else torch.from_numpy(np.asarray(mse_weight)) * mse
     if learn_sigma:
-        v = out[:, C:]
-        e_frozen = eps.detach()
-        x0_hat = ex("sqrt_recip_alphas_cumprod") * x_t - ex("sqrt_recipm1_alphas_cumprod") * e_frozen
-        mean = ex("posterior_mean_coef1") * x0_hat + ex("posterior_mean_coef2") * x_t
-        frac = (v + 1) / 2
-        logvar = frac * torch.log(ex("betas")) + (1 - frac) * ex("posterior_log_variance_clipped")
-        tmean = ex("posterior_mean_coef1") * x0 + ex("posterior_mean_coef2") * x_t
-        tlv = ex("posterior_log_variance_clipped")
-        kl = 0.5 * (-1.0 + logvar - tlv + torch.exp(tlv - logvar) + (tmean - mean) ** 2 * torch.exp(-logvar))
-        kl = kl.mean(dim=(1, 2)) / LN2
-        # decoder NLL (discretized Gaussian, bins of 2/255, tanh-approximated normal CDF)
-        c = x0 - mean
-        inv = torch.exp(-0.5 * logvar)
-        cdf_plus = _approx_cdf(inv * (c + 1.0 / 255.0))
-        cdf_min = _approx_cdf(inv * (c - 1.0 / 255.0))
-        lp = torch.where(x0 < -0.999, torch.log(cdf_plus.clamp(min=1e-12)),
-                         torch.where(x0 > 0.999, torch.log((1.0 - cdf_min).clamp(min=1e-12)),
-                                     torch.log((cdf_plus - cdf_min).clamp(min=1e-12))))
-        nll = (-lp).mean(dim=(1, 2)) / LN2
-        vb = torch.where(tt == 0, nll, kl)
+        kl, nll = vb_elements(ex, x0, x_t, eps.detach(), out[:, C:])
+        vb = torch.where(tt == 0, nll.mean(dim=(1, 2)) / LN2, kl.mean(dim=(1, 2)) / LN2)
         loss_b = loss_b + vb
     loss = loss_b.mean()
     loss.backward()

@@ -11,6 +11,7 @@ U-ViT cases (uvit_torch.py) in CASES, DiT / Skip-DiT cases (dit_torch.py) in DIT
 and CASE.safetensors only: a DiT case's network and a float64 DDIM run of DiT's sample loop.
 The case "flow" writes flow.safetensors and flow_dit_sampling.{json,safetensors}
 (flow_reference.py: flow matching's grids, loss, dopri5 and the official sample_ode on a DiT).
+The case "fitv1_loss" writes fitv1_loss.safetensors (fit_adm_loss.py: FiTv1's masked ADM loss).
 Exits non-zero if a self-check fails.
 """
 
@@ -33,6 +34,7 @@ import adm_reference  # noqa: E402
 import diffit_fixtures  # noqa: E402
 import diffit_torch  # noqa: E402
 import dit_torch  # noqa: E402
+import fit_adm_loss  # noqa: E402
 import fit_data_twin  # noqa: E402
 import fit_fixtures  # noqa: E402
 import fit_torch  # noqa: E402
@@ -1126,7 +1128,7 @@ def main():
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
               + svg_fixtures.SVG_CASES + LAVIN_CASES + diffit_fixtures.DIFFIT_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
-              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE, "fit_resize"])
+              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE, "fit_resize", "fitv1_loss"])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1180,6 +1182,10 @@ def main():
         with _atomic(os.path.join(args.out, "fit_resize.json")) as f:
             f.write(json.dumps(fit_data_twin.resize_table()).encode())
         results["fit_resize"] = True
+
+    if "fitv1_loss" in only:  # FiTv1's masked ADM loss (fit_adm_loss.py)
+        ok &= fit_adm_loss.write_fixture(os.path.join(args.out, "fitv1_loss.safetensors"), write_safetensors)
+        results["fitv1_loss"] = True
 
     if fit_fixtures.PACKED_CASE[0] in only:
         def write_json(name, cfg):

@@ -245,6 +245,8 @@ TEST(FiT, V1PresetsHaveTheOfficialValues) {
   EXPECT_DOUBLE_EQ(j["ema_rate"].get<double>(), 0.9999);
   EXPECT_EQ(j["train"]["batch_size"], 256);
   EXPECT_EQ(j["train"]["n_steps"], 2000000);
+  // data.params.train.target_len: packed native-aspect latents of at most 256 tokens.
+  EXPECT_EQ(j["dataset"]["max_tokens"], 256);
   EXPECT_EQ(c.spec.in_chans, 4);
   EXPECT_EQ(c.spec.out_chans, 8);          // learn_sigma: eps, then the variance values
   EXPECT_EQ(c.spec.guidance_channels, 3);  // forward_with_cfg's C_cfg = 3 p^2 of (B, C, N)
@@ -256,6 +258,7 @@ TEST(FiT, V1PresetsHaveTheOfficialValues) {
   EXPECT_EQ(t.spec.in_chans, 1);
   EXPECT_EQ(t.spec.out_chans, 2);
   EXPECT_EQ(t.json["schedule"], "adm");
+  EXPECT_EQ(t.json["dataset"]["max_tokens"], 49);  // the whole 7 x 7 grid
 }
 
 // adaLN-Zero with the learned-sigma head: both halves of the output are exactly zero at

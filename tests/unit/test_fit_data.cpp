@@ -76,6 +76,22 @@ TEST(FitResize, ImageAndErrors) {
   }
 }
 
+// extract-features --fit leaves images of under 16 tokens out from their header's size alone.
+TEST(FitResize, ImageSizeFromTheHeader) {
+  uvit_test::TempDir d("uvit_imsize");
+  Image im(37, 21, 3, 5);
+  write_png(d / "a.png", im);
+  EXPECT_EQ(read_image_size(d / "a.png"), (std::array<int, 2>{37, 21}));
+  std::ofstream(d / "b.png") << "not an image";
+  try {
+    read_image_size(d / "b.png");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("b.png: cannot read the image's size"), std::string::npos)
+        << e.what();
+  }
+}
+
 // random_flip on npy_folder: a draw flipped by the loader's flip stream takes the item's stored
 // NAME.flip.npy, or mirrors its valid region in place when it has none; unflipped draws take the
 // item itself. Twins are not items.

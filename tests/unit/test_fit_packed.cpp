@@ -170,7 +170,7 @@ TEST(FitPacked, MaskedFlowLossByHand) {
   const double b = obj->loss(out.data(), eps.data(), x0.data(), nullptr, 2, 6, 6, 1, d2.data());
   EXPECT_NEAR(a, b, 1e-12);
   for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(d1[i], d2[i], 1e-7) << i;
-  // Only the flow objective has it.
+  // U-ViT's eps-MSE has none (the flow and ADM objectives do).
   auto eps_obj = make_objective(load_config("fmnist_uvit_tiny"));  // U-ViT's eps-MSE
   EXPECT_THROW(eps_obj->loss_masked(out.data(), eps.data(), x0.data(), nullptr, 2, 1, 2, 3, sizes,
                                     1, dout.data()),

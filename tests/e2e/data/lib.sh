@@ -38,6 +38,38 @@ assert loss and all(math.isfinite(x) and 0.5 < x < 5.0 for x in loss), loss
 assert json.load(open(sys.argv[2]))['nnet']['name'] == sys.argv[3]
 " "$tmp/run/log.jsonl" "$tmp/run/config.json" "$net" || fail "training log or run config"
 }
+# straight_matches CFG WHAT ARGS...: CFG (with ARGS) trained 5 steps straight, as train_resume trains
+# $tmp/run, must leave the same checkpoint files byte for byte.
+straight_matches() {
+  local cfg=$1 what=$2; shift 2
+  run "$UVIT" train --config "$cfg" "$@" --set lr_scheduler.warmup_steps=0 --out "$tmp/straight" \
+    --steps 5 --batch 8 --no-grid -q
+  same_files "$tmp/run" "$tmp/straight" "$what: 3 steps + resume to 5"
+}
+# mixed_npy_folder DIR: twelve [1, h, w] arrays of six sizes for a 28 x 28 canvas with patch 4
+# (49, 28, 21, 25, 4, 4 tokens), labels 0..2 by file-name prefix: a variable-size npy_folder.
+mixed_npy_folder() {
+  "$PY" - "$1" <<'PYEOF' || fail "writing the npy folder $1"
+import os, sys, numpy as np
+d = sys.argv[1]
+os.makedirs(d)
+rng = np.random.default_rng(0)
+sizes = [(28, 28), (16, 28), (28, 12), (20, 20), (8, 8), (4, 16)]
+for i in range(12):
+    h, w = sizes[i % len(sizes)]
+    np.save(os.path.join(d, "%d_%03d.npy" % (i % 3, i)), rng.uniform(-1, 1, (1, h, w)).astype(np.float32))
+PYEOF
+}
+# packed_resume CFG NET ARGS...: CFG (with ARGS) on a mixed_npy_folder at $tmp/lat (its options in
+# $data): train_resume, then straight_matches (FiT's packed batches, docs/fit.md).
+packed_resume() {
+  local cfg=$1 net=$2; shift 2
+  mixed_npy_folder "$tmp/lat"
+  data=(--set dataset.name=npy_folder --set "dataset.path=$tmp/lat")
+  train_resume "$cfg" "$net" "$@" "${data[@]}"
+  grep -q '"name": *"npy_folder"' "$tmp/run/config.json" || fail "run config lost the dataset"
+  straight_matches "$cfg" "$net packed" "$@" "${data[@]}"
+}
 same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
   local f bad=0
   for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
