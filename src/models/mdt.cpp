@@ -227,8 +227,9 @@ struct BlockActs {
 struct Mask {
   int keep = 0;
   std::vector<int32_t> ids_keep;  // [B, keep]
-  size_t ids = 0, kept = 0, masked = 0,
-         zeros = 0;  // RowLists handles (zeros: row 0 per masked row)
+  // RowLists handles: ids_keep, the kept and the masked rows, and a 0 per masked row (the row of
+  // the one mask_token that every masked row receives).
+  size_t ids = 0, kept = 0, masked = 0, zeros = 0;
 };
 
 class MDT final : public Network {
