@@ -1,7 +1,8 @@
 // CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
 // at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
-// kernels at DiT/U-ViT shapes with 256 patches; attention with and without MDT's relative position
-// bias at MDT-S/2's, 8 x 256 tokens, 6 heads of 64). Thread CPU time, best of --reps runs, so other
+// kernels at DiT/U-ViT shapes with 256 patches; MDT's masked-pass row moves, per-row calls against
+// one move_rows; attention with and without MDT's relative position bias at MDT-S/2's, 8 x 256
+// tokens, 6 heads of 64). Thread CPU time, best of --reps runs, so other
 // processes on a shared machine barely change it (docs/benchmarks.md, "bf16 on the CPU").
 //   elem_bench [--reps N] [--filter SUBSTRING]
 #include <omp.h>
@@ -185,6 +186,34 @@ int main(int argc, char** argv) {
          return [=, &be] { be.tokens_bwd(dseq, dex, dp, dpos, B, E, L, D); };
        }},
   };
+  // MDT's masked-pass row moves (8 x 179 kept of 256 tokens, width 512): the per-row copy_act /
+  // axpy_act calls mdt.cpp made before move_rows, against one move_rows call.
+  const int keep = 179;
+  auto kept = std::make_shared<std::vector<int32_t>>();
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < keep; ++i) kept->push_back(b * L + (i * 37) % L);  // 37 is prime to 256
+  auto rows = [=](bool one_call, bool add) -> Op {
+    return [=](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+      float *full = b.act(size_t(B) * L * D), *part = b.act(size_t(B) * keep * D);
+      const int32_t* ids = kept->data();
+      if (one_call)
+        return [=, &be] { be.move_rows(full, ids, part, nullptr, long(B) * keep, D, add); };
+      return [=, &be] {
+        for (int i = 0; i < B * keep; ++i) {
+          float* d = be.act_at(full, size_t(ids[i]) * D);
+          const float* s = be.act_at(part, size_t(i) * D);
+          if (add)
+            be.axpy_act(d, s, 1.f, D);
+          else
+            be.copy_act(d, s, D);
+        }
+      };
+    };
+  };
+  ops.push_back({"rows per call  8x179 x 512", rows(false, false)});
+  ops.push_back({"move_rows      8x179 x 512", rows(true, false)});
+  ops.push_back({"rows per call  += (axpy)", rows(false, true)});
+  ops.push_back({"move_rows      +=", rows(true, true)});
   // Attention at MDT-S/2 shapes, plain and with the relative position bias (its 31 x 31 + 3 rows).
   const int AH = 6, ADh = 64, AD = AH * ADh, g = 16, R = (2 * g - 1) * (2 * g - 1) + 3;
   const size_t QKV = size_t(B) * L * 3 * AD, O = size_t(B) * L * AD, LSE = size_t(B) * AH * L;

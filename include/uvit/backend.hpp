@@ -91,6 +91,15 @@ class Backend {
   virtual void copy_act(float* dst, const float* src, size_t n) { copy(dst, src, n); }
   virtual void zero_act(float* dst, size_t n) { fill(dst, 0.f, n); }
   virtual void axpy_act(float* y, const float* x, float a, size_t n) { axpy(y, x, a, n); }
+  // Row moves by index lists, one call for the lot (MDT's masked tokens, FiT's packed sequences):
+  // for i < n, dst row (dst_idx ? dst_idx[i] : i) = (+= with `accumulate`) src row (src_idx ?
+  // src_idx[i] : i); rows are row_len act elements (fp32 ones when `act` is false); src nullptr
+  // writes zero rows. The lists are int32 backend memory (uploaded once per mask, not per row)
+  // with entries in range (checked by the caller: models/row_lists.hpp); rows are moved in
+  // parallel, so the dst rows must be distinct and must not overlap the src rows read.
+  virtual void move_rows(float* dst, const int32_t* dst_idx, const float* src,
+                         const int32_t* src_idx, long n, long row_len, bool accumulate,
+                         bool act = true) = 0;
 
   // ---- dense ----
   // Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.

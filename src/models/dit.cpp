@@ -15,6 +15,7 @@
 #include "models/families.hpp"
 #include "models/fit_rope.hpp"
 #include "models/layers.hpp"
+#include "models/row_lists.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -431,7 +432,8 @@ struct BlockW {
 
 class DiT final : public Network {
  public:
-  DiT(const DiTConfig& c, Backend& be) : Network(dit_spec(c), dit_table(c), be), c_(c) {
+  DiT(const DiTConfig& c, Backend& be)
+      : Network(dit_spec(c), dit_table(c), be), c_(c), token_rows_(be) {
     const size_t D = c.hidden_size;
     ln_ = adaln_norm_consts(be_, consts_, int(D), kLnEps);
     const ParamTable& t = table_;
@@ -522,8 +524,8 @@ class DiT final : public Network {
   // RoPE rows, and the blocks' attention switched to varlen (or everything back for a plain one).
   void pack_inputs(const float* x);
   void set_block_attention();
-  // Per sample, the valid tokens between the canvas grid and the packed sequence (to_canvas:
-  // packed -> canvas), feat act elements per token.
+  // The valid tokens between the canvas grid and the packed sequence (to_canvas: packed ->
+  // canvas), feat act elements per token: one move_rows over pack_inputs' index lists.
   void move_tokens(float* dst, const float* src, long feat, bool to_canvas);
   // FiT.forward's network time: clamp(s t / (1 + (s - 1) t), max = 1) with s = time_shifting
   // (fp32, into tnet_, on the device). The clamp matters to dopri5, which may step a little past
@@ -555,6 +557,10 @@ class DiT final : public Network {
   std::vector<int32_t> lens_;
   std::vector<std::array<int, 2>> grids_;
   float *ccols_ = nullptr, *rope_tok_ = nullptr;  // canvas tokens; per-token cos then sin
+  // The valid tokens' rows: in the packed batch, on the canvas, and in one canvas grid (RoPE).
+  RowLists token_rows_;
+  size_t packed_rows_ = 0, canvas_rows_ = 0, grid_rows_ = 0;
+  long valid_ = 0;  // valid tokens in the batch
   std::unique_ptr<Arena> arena_;
   float *cols_, *patches_;
   // FiTv2: the network time (fp32 [B]) and the global modulation [B, 6D].
@@ -809,32 +815,43 @@ void DiT::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
 }
 
 void DiT::move_tokens(float* dst, const float* src, long feat, bool to_canvas) {
-  const long Lc = c_.tokens(), gw = c_.grid_w();
-  for (int b = 0; b < B_; ++b) {
-    const long rows = grids_[b][0], cols = grids_[b][1] * feat;
-    const float* s = be_.act_at(src, size_t(b) * (to_canvas ? L_ : Lc) * feat);
-    float* d = be_.act_at(dst, size_t(b) * (to_canvas ? Lc : L_) * feat);
-    // canvas rows are gw tokens apart, a packed sample's rows its own width apart
-    be_.copy_act_2d(d, to_canvas ? gw * feat : cols, s, to_canvas ? cols : gw * feat, rows, cols);
-  }
+  const int32_t *packed = token_rows_.at(packed_rows_), *canvas = token_rows_.at(canvas_rows_);
+  if (to_canvas)
+    be_.move_rows(dst, canvas, src, packed, valid_, feat, false);
+  else
+    be_.move_rows(dst, packed, src, canvas, valid_, feat, false);
 }
 
 void DiT::pack_inputs(const float* x) {
   const int B = B_, p = c_.patch_size, C = c_.in_channels;
-  const long cpp = long(C) * p * p;
+  const long cpp = long(C) * p * p, Lc = c_.tokens(), gw = c_.grid_w();
+  // Token t = i gw_b + j of sample b sits at row b L + t of the packed batch, b Lc + i gw + j of
+  // the canvas.
+  std::vector<int32_t> packed, canvas, grid;
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < grids_[b][0]; ++i)
+      for (int j = 0; j < grids_[b][1]; ++j) {
+        packed.push_back(int32_t(long(b) * L_ + long(i) * grids_[b][1] + j));
+        grid.push_back(int32_t(i * gw + j));
+        canvas.push_back(int32_t(b * Lc + grid.back()));
+      }
+  valid_ = long(packed.size());
+  token_rows_.clear();
+  packed_rows_ = token_rows_.add(packed, long(B) * L_, true, "fit: packed rows");
+  canvas_rows_ = token_rows_.add(canvas, B * Lc, true, "fit: canvas rows");
+  grid_rows_ = token_rows_.add(grid, Lc, false, "fit: grid rows");
+  token_rows_.upload();
   be_.patch_im2col(x, ccols_, B, C, c_.input_size, p, c_.width());
   be_.zero_act(cols_, size_t(B) * L_ * cpp);
   move_tokens(cols_, ccols_, cpp, false);
   if (!rope_tok_) return;
-  // Each token's RoPE row is the canvas table's row of its grid position.
-  const long Dh = c_.head_dim(), M = long(B) * L_, Lc = c_.tokens(), gw = c_.grid_w();
+  // Each token's RoPE row is the canvas table's row of its grid position (fp32 rows).
+  const long Dh = c_.head_dim(), M = long(B) * L_;
   be_.fill(rope_tok_, 0.f, size_t(2 * M * Dh));
   for (int part = 0; part < 2; ++part)
-    for (int b = 0; b < B; ++b) {
-      const long gwb = grids_[b][1];
-      be_.copy_2d(rope_tok_ + part * M * Dh + long(b) * L_ * Dh, gwb * Dh,
-                  rope_.f32() + part * Lc * Dh, gw * Dh, grids_[b][0], gwb * Dh);
-    }
+    be_.move_rows(rope_tok_ + part * M * Dh, token_rows_.at(packed_rows_),
+                  rope_.f32() + part * Lc * Dh, token_rows_.at(grid_rows_), valid_, Dh, false,
+                  false);
 }
 
 void DiT::set_block_attention() {

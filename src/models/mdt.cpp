@@ -15,6 +15,7 @@
 
 #include "models/adaln.hpp"
 #include "models/families.hpp"
+#include "models/row_lists.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/rng.hpp"
@@ -221,11 +222,14 @@ struct BlockActs {
 };
 
 // A masked pass's tokens: per sample the kept positions (ids_keep, the first len_keep of the
-// shuffle) and, per position, its place among the kept ones or -1 (masked).
+// shuffle), and the index lists of its row moves on the backend (rows of [B, L] tensors: kept
+// ones in ids_keep order, masked ones in position order).
 struct Mask {
   int keep = 0;
   std::vector<int32_t> ids_keep;  // [B, keep]
-  std::vector<int32_t> rank;      // [B, L]
+  // RowLists handles: ids_keep, the kept and the masked rows, and a 0 per masked row (the row of
+  // the one mask_token that every masked row receives).
+  size_t ids = 0, kept = 0, masked = 0, zeros = 0;
 };
 
 class MDT final : public Network {
@@ -233,7 +237,8 @@ class MDT final : public Network {
   MDT(const MDTConfig& c, Backend& be)
       : Network(mdt_spec(c), mdt_table(c), be),
         c_(c),
-        index_(be, size_t(c.tokens()) * c.tokens() * 4) {
+        index_(be, size_t(c.tokens()) * c.tokens() * 4),
+        rows_(be) {
     const int D = c.hidden_size;
     ln_ = adaln_norm_consts(be_, consts_, D, kLnEps);
     const std::vector<int32_t> idx = relative_index(c.grid());
@@ -291,8 +296,6 @@ class MDT final : public Network {
   void block_backward(int k, BlockActs& A, const float* x, float* dskip, int N);
   void side_forward(BlockActs& A);
   void side_backward(BlockActs& A);
-  // Rows of act tensors [B, rows, D]: dst[b, i] = src[b, ids[b, i]] (or += with accumulate).
-  void gather_rows(float* dst, const float* src, int n, bool accumulate, bool scatter);
 
   MDTConfig c_;
   DeviceBuffer consts_, index_;
@@ -308,7 +311,7 @@ class MDT final : public Network {
   bool injected_ = false;  // set_mask() gave the mask of the next masked pass
   uint64_t seed_ = 0, first_ = 0;
   Mask mask_;
-  DeviceBuffer ids_;  // int32 [B, keep] on the backend
+  RowLists rows_;  // the mask's index lists on the backend
   bool masked_now_ = false;
 
   // The plan of the last forward.
@@ -322,7 +325,7 @@ class MDT final : public Network {
   std::vector<BlockActs> acts_;
   // The side-interpolater (masked pass): encoder tokens and mask tokens unshuffled, + decoder_pos
   // (side_in: x_before), the side block's output.
-  float *side_raw_ = nullptr, *side_in_ = nullptr, *side_out_ = nullptr;
+  float *side_raw_ = nullptr, *side_in_ = nullptr, *side_out_ = nullptr, *token_ = nullptr;
   AdaLNGrads G_;
   float *dtok_, *dx0_, *dF_, *dT_;
   std::vector<float*> dskip_;
@@ -355,6 +358,7 @@ void MDT::plan(int B, bool train) {
       side_raw_ = a.act(M * D);
       side_in_ = a.act(M * D);
       side_out_ = a.act(M * D);
+      token_ = a.act(D);  // mask_token as an act row
     }
     plan_final(a, final_, final_acts_, B, int(L));
     if (train) {
@@ -369,23 +373,6 @@ void MDT::plan(int B, bool train) {
   });
 }
 
-void MDT::gather_rows(float* dst, const float* src, int n, bool accumulate, bool scatter) {
-  // Per-row copies through the Backend (the masked pass only): dst row (b, i) <- src row
-  // (b, ids[b, i]), or the transpose with `scatter`.
-  const int L = c_.tokens(), D = c_.hidden_size;
-  for (int b = 0; b < B_; ++b)
-    for (int i = 0; i < n; ++i) {
-      const size_t kept = size_t(b) * L + size_t(mask_.ids_keep[size_t(b) * n + i]);
-      const size_t row = size_t(b) * n + i;
-      float* d = be_.act_at(dst, (scatter ? kept : row) * D);
-      const float* s = be_.act_at(src, (scatter ? row : kept) * D);
-      if (accumulate)
-        be_.axpy_act(d, s, 1.f, size_t(D));
-      else
-        be_.copy_act(d, s, size_t(D));
-    }
-}
-
 void MDT::set_mask(const std::vector<int32_t>& ids_shuffle, int keep) {
   const int L = c_.tokens();
   UVIT_CHECK(ids_shuffle.size() % size_t(L) == 0 && keep >= 1 && keep <= L,
@@ -393,9 +380,10 @@ void MDT::set_mask(const std::vector<int32_t>& ids_shuffle, int keep) {
   const int B = int(ids_shuffle.size() / size_t(L));
   mask_.keep = keep;
   mask_.ids_keep.assign(size_t(B) * keep, 0);
-  mask_.rank.assign(size_t(B) * L, -1);
+  std::vector<int32_t> kept(size_t(B) * keep), masked;
+  masked.reserve(size_t(B) * (L - keep));
   for (int b = 0; b < B; ++b) {
-    std::vector<bool> seen(size_t(L), false);
+    std::vector<bool> seen(size_t(L), false), is_kept(size_t(L), false);
     for (int i = 0; i < L; ++i) {
       const int32_t v = ids_shuffle[size_t(b) * L + i];
       UVIT_CHECK(v >= 0 && v < L && !seen[size_t(v)], "mdt: ids_shuffle row ", b,
@@ -403,12 +391,20 @@ void MDT::set_mask(const std::vector<int32_t>& ids_shuffle, int keep) {
       seen[size_t(v)] = true;
       if (i < keep) {
         mask_.ids_keep[size_t(b) * keep + i] = v;
-        mask_.rank[size_t(b) * L + v] = i;
+        kept[size_t(b) * keep + i] = b * L + v;
+        is_kept[size_t(v)] = true;
       }
     }
+    for (int l = 0; l < L; ++l)
+      if (!is_kept[size_t(l)]) masked.push_back(b * L + l);
   }
-  ids_ = DeviceBuffer(be_, mask_.ids_keep.size() * 4);
-  be_.upload(ids_.as(), mask_.ids_keep.data(), mask_.ids_keep.size() * 4);
+  const long rows = long(B) * L;
+  rows_.clear();
+  mask_.ids = rows_.add(mask_.ids_keep, L, false, "mdt: ids_keep");
+  mask_.kept = rows_.add(kept, rows, true, "mdt: kept rows");
+  mask_.masked = rows_.add(masked, rows, true, "mdt: masked rows");
+  mask_.zeros = rows_.add(std::vector<int32_t>(masked.size(), 0), 1, false, "mdt: mask_token rows");
+  rows_.upload();
   pass_ = 1;
   injected_ = true;
 }
@@ -464,11 +460,11 @@ void MDT::forward(const float* x, const float* t, const int32_t* y, const float*
     UVIT_CHECK(mask_.ids_keep.size() == size_t(B) * mask_.keep, "mdt: the injected mask is for ",
                mask_.ids_keep.size() / size_t(mask_.keep), " samples, the batch has ", B);
     N = mask_.keep;
-    gather_rows(enc_in_, x0_, N, false, false);
+    be_.move_rows(enc_in_, nullptr, x0_, rows_.at(mask_.kept), long(B) * N, D, false);
     enc = enc_in_;
   }
   for (int k = 0; k < nb + 1; ++k)
-    blocks_[k].attn.rel_ids = masked_now_ && k < ne ? ids_.as<int32_t>() : nullptr;
+    blocks_[k].attn.rel_ids = masked_now_ && k < ne ? rows_.at(mask_.ids) : nullptr;
 
   // Encoder: en_inblocks push, en_outblocks pop (MDTv1: plain blocks).
   for (int k = 0; k < ne; ++k) {
@@ -513,26 +509,16 @@ void MDT::side_forward(BlockActs& A) {
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
   const float* enc_out = c_.enc() > 0 ? out_[c_.enc() - 1] : enc_in_;
-  const float* token = params_ + table_.at("mask_token").offset;
-  for (int b = 0; b < B_; ++b)
-    for (int l = 0; l < L; ++l) {
-      const int r = mask_.rank[size_t(b) * L + l];
-      float* dst = be_.act_at(side_raw_, (size_t(b) * L + l) * D);
-      if (r >= 0)
-        be_.copy_act(dst, be_.act_at(enc_out, (size_t(b) * N + r) * D), size_t(D));
-      else
-        be_.to_act(token, dst, size_t(D));
-    }
+  const long kept = long(B_) * N, masked = long(B_) * (L - N);
+  be_.to_act(params_ + table_.at("mask_token").offset, token_, size_t(D));
+  be_.move_rows(side_raw_, rows_.at(mask_.masked), token_, rows_.at(mask_.zeros), masked, D, false);
+  be_.move_rows(side_raw_, rows_.at(mask_.kept), enc_out, nullptr, kept, D, false);
   be_.tokens_fwd(nullptr, side_raw_, params_ + table_.at("decoder_pos_embed").offset, side_in_, B_,
                  0, L, D);
   block_fwd(W, blocks_[side()], side_in_, cond_acts_.sc, A.blk, side_out_, B_, L);
-  for (int b = 0; b < B_; ++b)
-    for (int l = 0; l < L; ++l) {
-      const size_t row = (size_t(b) * L + l) * D;
-      const bool kept = mask_.rank[size_t(b) * L + l] >= 0;
-      be_.copy_act(be_.act_at(dec_in_, row), be_.act_at(kept ? side_in_ : side_out_, row),
-                   size_t(D));
-    }
+  be_.copy_act(dec_in_, side_out_, size_t(B_) * L * D);
+  const int32_t* k = rows_.at(mask_.kept);
+  be_.move_rows(dec_in_, k, side_in_, k, kept, D, false);
 }
 
 void MDT::block_backward(int k, BlockActs& A, const float* x, float* dskip, int N) {
@@ -550,32 +536,20 @@ void MDT::side_backward(BlockActs& A) {
   // G_.dX holds d(dec_in) [B, L]; leaves d(encoder output) [B, keep] in G_.dX.
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
+  const long kept = long(B_) * N, masked = long(B_) * (L - N);
+  const int32_t* k = rows_.at(mask_.kept);
   // d(side out) = d(dec_in) on masked rows; d(x_before) = d(dec_in) on kept rows + the block's.
   be_.copy_act(dT_, G_.dX, size_t(B_) * L * D);
-  for (int b = 0; b < B_; ++b)
-    for (int l = 0; l < L; ++l)
-      if (mask_.rank[size_t(b) * L + l] >= 0)
-        be_.zero_act(be_.act_at(G_.dX, (size_t(b) * L + l) * D), size_t(D));
+  be_.move_rows(G_.dX, k, nullptr, nullptr, kept, D, false);  // zero rows
   block_bwd(W, blocks_[side()], A.blk, cond_acts_.sc, G_, cond_acts_.dsc, B_, L);
-  for (int b = 0; b < B_; ++b)
-    for (int l = 0; l < L; ++l)
-      if (mask_.rank[size_t(b) * L + l] >= 0) {
-        const size_t row = (size_t(b) * L + l) * D;
-        be_.axpy_act(be_.act_at(G_.dX, row), be_.act_at(dT_, row), 1.f, size_t(D));
-      }
+  be_.move_rows(G_.dX, k, dT_, k, kept, D, true);
   // x_before = unshuffled + decoder_pos_embed.
   be_.tokens_bwd(G_.dX, nullptr, dT_, grads_ + table_.at("decoder_pos_embed").offset, B_, 0, L, D);
-  // Kept rows go back to the encoder output, masked rows to mask_token.
-  float* gtoken = grads_ + table_.at("mask_token").offset;
-  for (int b = 0; b < B_; ++b)
-    for (int l = 0; l < L; ++l) {
-      const int r = mask_.rank[size_t(b) * L + l];
-      const float* row = be_.act_at(dT_, (size_t(b) * L + l) * D);
-      if (r >= 0)
-        be_.copy_act(be_.act_at(G_.dX, (size_t(b) * N + r) * D), row, size_t(D));
-      else
-        be_.bias_grad(row, gtoken, 1, D);
-    }
+  // Kept rows go back to the encoder output [B, keep]; masked rows, gathered into dF_ (free
+  // here), sum into mask_token's gradient in one reduction.
+  be_.move_rows(G_.dX, nullptr, dT_, k, kept, D, false);
+  be_.move_rows(dF_, nullptr, dT_, rows_.at(mask_.masked), masked, D, false);
+  if (masked > 0) be_.bias_grad(dF_, grads_ + table_.at("mask_token").offset, int(masked), D);
 }
 
 void MDT::backward(const float* dout) {
@@ -606,7 +580,7 @@ void MDT::backward(const float* dout) {
   }
   // G_.dX = d(encoder input): x0 itself, or its kept rows.
   if (masked_now_)
-    gather_rows(dx0_, G_.dX, N, true, true);
+    be_.move_rows(dx0_, rows_.at(mask_.kept), G_.dX, nullptr, long(B) * N, D, true);
   else
     be_.axpy_act(dx0_, G_.dX, 1.f, size_t(M) * D);
   be_.tokens_bwd(dx0_, nullptr, dT_, grads_ + table_.at("pos_embed").offset, B, 0, L, D);

@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
   void copy_act(float* dst, const float* src, size_t n) override;
   void zero_act(float* dst, size_t n) override;
   void axpy_act(float* y, const float* x, float a, size_t n) override;
+  void move_rows(float* dst, const int32_t* dst_idx, const float* src, const int32_t* src_idx,
+                 long n, long row_len, bool accumulate, bool act = true) override;  // move_rows.cpp
   void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                    long cols) override;
 

@@ -49,6 +49,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void copy_act(float* dst, const float* src, size_t n) override;
   void zero_act(float* dst, size_t n) override;
   void axpy_act(float* y, const float* x, float a, size_t n) override;
+  void move_rows(float* dst, const int32_t* dst_idx, const float* src, const int32_t* src_idx,
+                 long n, long row_len, bool accumulate, bool act = true) override;  // move_rows.cpp
 
   void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override;

@@ -85,6 +85,11 @@ void embedding_bwd(bool bf16, const void* dout, const int32_t* idx, float* dtabl
 void unpatchify_fwd(bool bf16, const void* tok, float* img, int B, int E, int C, int S, int p);
 void unpatchify_bwd(bool bf16, const float* dimg, void* dtok, int B, int E, int C, int S, int p);
 
+// ---- move_rows.cu: rows through int32 index lists (Backend::move_rows); bf16 picks the element
+// type (bf16 or fp32) ----
+void move_rows(bool bf16, void* dst, const int32_t* dst_idx, const void* src,
+               const int32_t* src_idx, size_t n, size_t row_len, bool accumulate);
+
 // ---- conv_im2col.cu (act) ----
 void conv3x3_im2col(bool bf16, const void* x, void* cols, int B, int C, int H, int W, int stride);
 void conv3x3_col2im(bool bf16, const void* cols, void* x, int B, int C, int H, int W, int stride);
