@@ -890,21 +890,12 @@ void DiT::init_random(uint64_t seed) {
 }  // namespace
 
 NetworkFamily dit_family(const std::string& name) {
-  NetworkFamily f;
-  f.name = name;
-  auto cfg = [name](const json& nnet) {
+  const auto cfg = [name](const json& nnet) {
     DiTConfig c = parse(nnet);
     UVIT_CHECK(c.name == name, "nnet.name \"", c.name, "\" is not \"", name, "\"");
     return c;
   };
-  f.spec = [cfg](const json& doc) { return dit_spec(cfg(doc.at("nnet"))); };
-  f.table = [cfg](const json& nnet) { return dit_table(cfg(nnet)); };
-  f.flops = [cfg](const json& nnet) { return dit_flops(cfg(nnet)); };
-  f.create = [cfg](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<DiT>(cfg(doc.at("nnet")), be);
-  };
-  f.full_config = [cfg](const json& nnet) { return cfg(nnet).to_json(); };
-  return f;
+  return config_family<DiT>(name, cfg, dit_spec, dit_table, dit_flops);
 }
 
 }  // namespace uvit

@@ -15,6 +15,7 @@
 
 #include "models/adaln.hpp"
 #include "models/families.hpp"
+#include "models/planned_network.hpp"
 #include "models/row_lists.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -232,17 +233,15 @@ struct Mask {
   size_t ids = 0, kept = 0, masked = 0, zeros = 0;
 };
 
-class MDT final : public Network {
+class MDT final : public PlannedNetwork {
  public:
   MDT(const MDTConfig& c, Backend& be)
-      : Network(mdt_spec(c), mdt_table(c), be),
+      : PlannedNetwork(mdt_spec(c), mdt_table(c), be),
         c_(c),
-        index_(be, size_t(c.tokens()) * c.tokens() * 4),
+        index_(relative_index_buffer(be, c.grid())),
         rows_(be) {
     const int D = c.hidden_size;
     ln_ = adaln_norm_consts(be_, consts_, D, kLnEps);
-    const std::vector<int32_t> idx = relative_index(c.grid());
-    be_.upload(index_.as(), idx.data(), idx.size() * 4);
     const ParamTable& t = table_;
     patch_ = linear(t, "x_embedder.proj");
     cond_ = conditioning(t, D);
@@ -275,7 +274,6 @@ class MDT final : public Network {
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
                int B, bool train) override;
   void backward(const float* dout) override;
-  size_t arena_bytes() const override { return arena_ ? arena_->size() : 0; }
   double forward_flops() const override { return mdt_flops(c_); }
   int train_passes() const override { return c_.masked ? 2 : 1; }
   void set_train_pass(int pass, uint64_t seed, uint64_t first) override;
@@ -285,7 +283,7 @@ class MDT final : public Network {
   void check_loaded() override;
 
  private:
-  void plan(int B, bool train);
+  void plan(int B, bool train) override;
   int side() const { return c_.main_blocks(); }  // the side block's index in blocks_
   // The skip a fusing block pops: an en_inblock's output (LIFO), or the embedded input.
   const float* skip_of(int k) const {
@@ -314,10 +312,7 @@ class MDT final : public Network {
   RowLists rows_;  // the mask's index lists on the backend
   bool masked_now_ = false;
 
-  // The plan of the last forward.
-  int B_ = 0;
-  bool train_ = false;
-  std::unique_ptr<Arena> arena_;
+  // The plan of the last forward (B_, train_, arena_: PlannedNetwork).
   float *cols_, *patches_, *x0_, *enc_in_, *dec_in_;
   CondActs cond_acts_;
   FinalActs final_acts_;
@@ -332,7 +327,7 @@ class MDT final : public Network {
 };
 
 void MDT::plan(int B, bool train) {
-  if (!begin_plan(be_, arena_, B_, train_, B, train)) return;
+  if (!replan(B, train)) return;
   const size_t D = c_.hidden_size, L = c_.tokens(), M = size_t(B) * L;
   const size_t cpp = size_t(c_.in_channels) * c_.patch_size * c_.patch_size;
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
@@ -420,12 +415,9 @@ void MDT::set_train_pass(int pass, uint64_t seed, uint64_t first) {
 
 void MDT::forward(const float* x, const float* t, const int32_t* y, const float* context,
                   float* out, int B, bool train) {
-  check_inputs(y, context, B);
   masked_now_ = train && pass_ == 1;
   UVIT_CHECK(!masked_now_ || c_.masked, "mdt: a masked pass needs nnet.mask_ratio");
-  plan(B, train);
-  act_params();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_forward(y, context, B, train);
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), ne = c_.enc();
 
@@ -553,9 +545,7 @@ void MDT::side_backward(BlockActs& A) {
 }
 
 void MDT::backward(const float* dout) {
-  UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
-  grads();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W = begin_backward();
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
   const int L = c_.tokens(), M = B * L, nb = c_.main_blocks(), h = c_.half(), ne = c_.enc();
   const int N = masked_now_ ? mask_.keep : L;
@@ -627,16 +617,8 @@ void mdt_set_mask(Network& net, const std::vector<int32_t>& ids_shuffle, int len
 }
 
 NetworkFamily mdt_family(const std::string& name) {
-  NetworkFamily f;
-  f.name = name;
-  f.spec = [name](const json& doc) { return mdt_spec(parse(doc.at("nnet"), name)); };
-  f.table = [name](const json& nnet) { return mdt_table(parse(nnet, name)); };
-  f.flops = [name](const json& nnet) { return mdt_flops(parse(nnet, name)); };
-  f.create = [name](const json& doc, Backend& be) -> std::unique_ptr<Network> {
-    return std::make_unique<MDT>(parse(doc.at("nnet"), name), be);
-  };
-  f.full_config = [name](const json& nnet) { return parse(nnet, name).to_json(); };
-  return f;
+  const auto parse_named = [name](const json& nnet) { return parse(nnet, name); };
+  return config_family<MDT>(name, parse_named, mdt_spec, mdt_table, mdt_flops);
 }
 
 }  // namespace uvit
