@@ -1,4 +1,4 @@
-// What every layered backbone that plans its activations per batch repeats (DiffiT, SVG,
+// What every layered backbone that plans its activations per batch repeats (MDT, DiffiT, SVG,
 // LaVin-DiT): one layers::Arena carved per (batch, train), and the heads of forward and backward
 // (inputs checked, plan made, act parameters refreshed, the layers' Weights view).
 #pragma once
