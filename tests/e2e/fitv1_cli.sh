@@ -53,28 +53,8 @@ assert e < 1e-5, e
 
 # fitv1_xl_2's parameter table is the official FiTv1-XL/2 state_dict, name for name and shape for
 # shape (configs/fit/config_fit_xl.yaml through the twin), 347 tensors, 823,599,392 values.
-"$PY" - "$tmp" <<'PYEOF' || fail "twin state_dict"
-import json, sys
-sys.path.insert(0, "tests/reference")
-import fit_torch as F
-with F.on_meta():
-    sd = F.build_from_config(F.preset("v1_xl")).state_dict()
-json.dump([{"name": k, "shape": list(v.shape)} for k, v in sd.items()], open(sys.argv[1] + "/keys.json", "w"))
-PYEOF
-run "$UVIT" info --json --config fitv1_xl_2
-"$PY" - "$tmp/out" "$tmp/keys.json" <<'PYEOF' || fail "FiTv1-XL/2 key set"
-import json, sys
-ours, twin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-assert ours == twin, "uvit's fitv1_xl_2 table differs from the official state_dict"
-n = 0
-for e in ours:
-    k = 1
-    for s in e["shape"]:
-        k *= s
-    n += k
-assert (len(ours), n) == (347, 823599392), (len(ours), n)
-print("FiTv1-XL/2: %d tensors, %d values" % (len(ours), n))
-PYEOF
+official_keys "FiTv1-XL/2" fit_torch 'build_from_config(preset("v1_xl"))' 347 823599392 \
+  --config fitv1_xl_2
 run "$UVIT" info --config fitv1_xl_2
 grep -q "823599392 in 347 tensors" "$tmp/out" || fail "fitv1_xl_2 size: $(cat "$tmp/out")"
 

@@ -7,23 +7,8 @@ set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 
-"$PY" - "$tmp" <<'PYEOF' || fail "writing the 3B key set"
-import json, sys
-sys.path.insert(0, "tests/reference")
-import lavin_dit_torch as L
-with L.on_meta():
-    sd = L.build_from_config(L.preset_3b()).state_dict()
-json.dump([{"name": k, "shape": list(v.shape)} for k, v in sd.items()], open(sys.argv[1] + "/keys.json", "w"))
-PYEOF
-run "$UVIT" info --json --config configs/lavin_dit_3b_2.json
-"$PY" - "$tmp/out" "$tmp/keys.json" <<'PYEOF' || fail "3B key set"
-import json, sys
-ours, twin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-assert ours == twin, "uvit's LaVinDiT_3B_2 table differs from the official state_dict"
-n = sum(eval("*".join(map(str, e["shape"]))) for e in ours)
-assert (len(ours), n) == (502, 3398976064), (len(ours), n)
-print("LaVinDiT_3B_2: %d tensors, %d values" % (len(ours), n))
-PYEOF
+official_keys LaVinDiT_3B_2 lavin_dit_torch 'build_from_config(preset_3b())' 502 3398976064 \
+  --config configs/lavin_dit_3b_2.json
 run "$UVIT" info --config configs/lavin_dit_tiny.json
 grep -q "lavin_dit" "$tmp/out" || fail "info of the tiny preset does not name the network"
 

@@ -7,28 +7,8 @@ set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 
-"$PY" - "$tmp" <<'PYEOF' || fail "twin state_dict"
-import json, sys
-sys.path.insert(0, "tests/reference")
-import mdt_torch as M
-with M.on_meta():
-    sd = M.build_from_config(M.preset("xl", 2, name="mdtv1")).state_dict()
-json.dump([{"name": k, "shape": list(v.shape)} for k, v in sd.items()], open(sys.argv[1] + "/keys.json", "w"))
-PYEOF
-run "$UVIT" info --json --config mdtv1_xl_2
-"$PY" - "$tmp/out" "$tmp/keys.json" <<'PYEOF' || fail "MDT-XL/2 (v1) key set"
-import json, sys
-ours, twin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-assert ours == twin, "uvit's mdtv1_xl_2 table differs from the official state_dict"
-n = 0
-for e in ours:
-    k = 1
-    for s in e["shape"]:
-        k *= s
-    n += k
-assert (len(ours), n) == (362, 701678688), (len(ours), n)
-print("MDT-XL/2 (v1): %d tensors, %d values" % (len(ours), n))
-PYEOF
+official_keys "MDT-XL/2 (v1)" mdt_torch 'build_from_config(preset("xl", 2, name="mdtv1"))' \
+  362 701678688 --config mdtv1_xl_2
 
 # The twin's real state_dict (int64 index buffers) converted and predicting its output.
 check_checkpoint "$FX" mdtv1_p2 "$FX/mdtv1_p2.pth"

@@ -104,6 +104,27 @@ tiny_kl_f8() {
  "embed_dim": 4, "scale_factor": $2}
 JSON
 }
+# official_keys WHAT MODULE EXPR TENSORS VALUES INFO_ARGS...: `uvit info --json INFO_ARGS` lists
+# exactly the state_dict (names, shapes, order) of the twin that EXPR builds in
+# tests/reference/MODULE.py (on the meta device), with TENSORS tensors holding VALUES values.
+official_keys() {
+  local what=$1 module=$2 expr=$3 tensors=$4 values=$5; shift 5
+  run "$UVIT" info --json "$@"
+  "$PY" - "$tmp/out" "$what" "$module" "$expr" "$tensors" "$values" <<'PYEOF' || fail "$what key set"
+import importlib, json, math, sys
+out, what, module, expr, tensors, values = sys.argv[1:7]
+sys.path.insert(0, "tests/reference")
+twin = importlib.import_module(module)
+with twin.on_meta():
+    sd = eval(expr, vars(twin)).state_dict()
+ours = json.load(open(out))
+assert ours == [{"name": k, "shape": list(v.shape)} for k, v in sd.items()], \
+    "uvit's %s table differs from the official state_dict" % what
+n = sum(math.prod(e["shape"]) for e in ours)
+assert (len(ours), n) == (int(tensors), int(values)), (len(ours), n)
+print("%s: %d tensors, %d values" % (what, len(ours), n))
+PYEOF
+}
 # check_checkpoint FX CONFIG FILE: convert FILE (an official-layout checkpoint) to safetensors;
 # predictions from both must be identical and within 1e-5 of the twin's $FX/CONFIG_out.npy.
 check_checkpoint() {
