@@ -117,9 +117,11 @@ struct Result {
   std::vector<float> out, grads;
 };
 
-// sizes: FiTv2's packed batch (each sample's valid {h, w}); empty: a plain batch.
+// sizes: FiTv2's packed batch (each sample's valid {h, w}); empty: a plain batch. train_pass:
+// the training pass of a network with several (MDT's masked pass 1, its mask drawn on the host
+// from a fixed key, so every backend sees the same mask).
 inline Result run_net(Backend& be, const Config& c, int B, bool train,
-                      const std::vector<std::array<int, 2>>& sizes = {}) {
+                      const std::vector<std::array<int, 2>>& sizes = {}, int train_pass = 0) {
   auto netp = make_network(c, be);
   Network& net = *netp;
   const NetSpec& n = net.spec();
@@ -154,6 +156,7 @@ inline Result run_net(Backend& be, const Config& c, int B, bool train,
   Result r;
   if (train) net.zero_grad();
   if (!sizes.empty()) net.set_valid_sizes(sizes);
+  if (train_pass) net.set_train_pass(train_pass, 1234, 7);
   net.forward(dx.f32(), dt.f32(), dy.as<int32_t>(), dc.f32(), out.f32(), B, train);
   if (train) net.backward(dg.f32());
   r.out.resize(gout.size());

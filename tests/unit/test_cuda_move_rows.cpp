@@ -20,11 +20,13 @@ using VecF = std::vector<float>;
 
 namespace {
 
-// `h` as act elements (bf16 or fp32) at element offset `off` of a new device buffer.
+// `h` as act elements (bf16 or fp32) at element offset `off` of a new device buffer. fp32 rows
+// on a bf16 backend are offset in floats (act_at would offset them by 2-byte elements and misalign
+// the kernel's float accesses: a fault, not a mismatch).
 struct DevAct {
   DevAct(Backend& be, const VecF& h, size_t off, bool bf16)
       : be_(be), bf16_(bf16), buf(be, (h.size() + off) * 4 + 16), n(h.size()) {
-    p = be.act_at(buf.f32(), off);
+    p = bf16 ? be.act_at(buf.f32(), off) : buf.f32() + off;
     if (bf16) {
       std::vector<uint16_t> b(n);
       for (size_t i = 0; i < n; ++i) b[i] = float_to_bf16(h[i]);
