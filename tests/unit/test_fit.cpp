@@ -173,7 +173,9 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   tc["time_shifting"] = 2;
   tc["time_clamp"] = false;
   EXPECT_NE(error_of([&] { fit().table(tc); }).find("nnet.time_clamp"), std::string::npos);
-  EXPECT_NE(err("qk_norm_weight", true).find("nnet.qk_norm_weight"), std::string::npos);
+  EXPECT_NE(err("adaln_type", "gated").find("nnet.adaln_type"), std::string::npos);
+  EXPECT_NE(err("q_norm", "w_rmsnorm").find("nnet.q_norm"), std::string::npos);
+  EXPECT_NE(err("add_rel_pe_to_v", true).find("nnet.add_rel_pe_to_v"), std::string::npos);
   EXPECT_NE(err("norm_type", "rmsnorm").find("nnet.norm_type"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk").find("ntk-aware-pro2"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk-aware").find("ori_max_pe_len"), std::string::npos);
@@ -181,6 +183,15 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   EXPECT_NE(err("input_size", nlohmann::json{8, 5}).find("patch_size"), std::string::npos);
   EXPECT_NE(err("adaln_lora_dim", nullptr).find("adaln_lora_dim"), std::string::npos);
   EXPECT_NE(err("online_rope", true).find("nnet.online_rope"), std::string::npos);
+  // online_rope with yarn: the official online path reads an mscale only the cached path sets.
+  nlohmann::json on = n;
+  on["online_rope"] = true;
+  on["ori_max_pe_len"] = 16;
+  on["custom_freqs"] = "yarn";
+  EXPECT_NE(error_of([&] { fit().table(on); }).find("online_rope needs"), std::string::npos);
+  on["custom_freqs"] = "ntk-aware";
+  on["input_size"] = 600;  // past the 256 cached positions: fine online
+  EXPECT_EQ(fit().spec({{"nnet", on}}).img_size, 600);
   EXPECT_NE(err("pos_embed", 1).find("unknown key"), std::string::npos);
   // A non-square input reaches the NetSpec as height and width.
   nlohmann::json r = n;
