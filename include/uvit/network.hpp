@@ -35,6 +35,11 @@ struct NetSpec {
   // Channels classifier-free guidance combines (DiT: 3, as its forward_with_cfg); the rest come
   // from the conditional pass. 0: every eps channel.
   int guidance_channels = 0;
+  // How power-cos guidance (sample.cfg_power) reads the time: MDT's schedule of the noise
+  // fraction; FiTv2's forward_with_cfg, of min(t, 1) of the network time (full guidance at the
+  // flow's noise end); or none (refused: FiTv1's sampler has no scale_pow). docs/fit.md.
+  enum class PowerCos { Mdt, Fit, None };
+  PowerCos power_cos = PowerCos::Mdt;
 
   bool class_conditional() const { return num_classes > 0; }
   bool text_conditional() const { return context_tokens > 0; }

@@ -72,8 +72,9 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                   "N (default: the network's; DiT: 3)");
   cmd->add_option("--cfg-power", o.cfg_power,
                   "MDT's power-cos guidance: the scale times (1 - cos((1 - tau)^P pi)) / 2, tau "
-                  "the time toward noise in [0, 1] (ADM: step/1000; docs/mdt_diffusion.md); 0 = "
-                  "constant (default: the preset's sample.cfg_power)")
+                  "the time toward noise in [0, 1] (ADM: step/1000; docs/mdt_diffusion.md; "
+                  "FiTv2: tau = min(t, 1) of the flow time, docs/fit.md); 0 = constant (default: "
+                  "the preset's sample.cfg_power)")
       ->check(at_least(0));
   cmd->add_option("--shift", o.shift,
                   "flow presets: time shift s, t' = s t / (1 + (s - 1) t) (default: the "

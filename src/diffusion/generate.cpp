@@ -49,6 +49,8 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
   UVIT_CHECK(std::isfinite(opt.cfg_power) && opt.cfg_power >= 0,
              "the power-cos guidance power (cfg_power) must be >= 0, got ", opt.cfg_power);
   const NetSpec& ns = cfg.spec;
+  UVIT_CHECK(opt.cfg_power == 0 || ns.power_cos != NetSpec::PowerCos::None, "cfg_power: network ",
+             ns.name, " has no power-cos guidance (docs/fit.md)");
   if (opt.guidance_channels <= 0)
     opt.guidance_channels = ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans;
   // Output channels, as forward_with_cfg slices them (DiT with a learned variance on fewer than 3
@@ -59,6 +61,11 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
 }
 
 namespace {
+// What power_cos_scale reads at network time t: the noise fraction (MDT), or FiT's min(t, 1).
+double power_cos_tau(const NetSpec& s, double t, double noise_fraction) {
+  return s.power_cos == NetSpec::PowerCos::Fit ? std::min(t, 1.0) : noise_fraction;
+}
+
 // The network as the samplers see it: a mini-batch of B samples at one network time, both halves
 // of guidance in one batched call, the halves combined (DiT: on the first guidance_channels
 // channels only, as its forward_with_cfg; the rest from the conditional pass). With a power-cos
@@ -104,7 +111,8 @@ class Denoiser {
   }
 
   // out [B, out_chans, S, S] (host) = the guided prediction at network time tnet for x (host);
-  // tau: the time as a fraction of the process, 1 = noise (power-cos guidance).
+  // tau: what power_cos_scale reads (power_cos_tau: the time as a fraction of the process, 1 =
+  // noise, or FiT's min(t, 1)).
   // guide false: the conditional prediction alone (the unconditional half is not run), which is
   // what the guided combination gives on a step outside a guidance interval.
   void operator()(const float* x, float tnet, double tau, float* out, bool guide = true) {
@@ -157,7 +165,7 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
   std::vector<float> out(size_t(B) * s.out_numel()), next(x.size()), z(x.size());
   for (int i = K - 1; i >= 0; --i) {
     const double t = d.network_time(i);
-    model(x.data(), float(t), t / d.original_num_steps(), out.data());
+    model(x.data(), float(t), power_cos_tau(s, t, t / d.original_num_steps()), out.data());
     if (on_eval) on_eval();
     if (ddim) {
       d.ddim_step(i, x.data(), out.data(), Co, next.data(), B, C, hw);
@@ -175,14 +183,16 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
 
 // A flow preset's sampler (docs/flow.md): the network time is the solver's t in [0, 1]; guidance
 // as LightningDiT's forward_with_cfg with cfg_interval, unguided while t < t0 (the shifted t, in
-// float32 as the official comparison). Power-cos guidance: tau = 1 - t (t = 1 is data).
+// float32 as the official comparison). Power-cos guidance: tau = 1 - t (t = 1 is data), FiT's
+// min(t, 1).
 std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, Denoiser& model,
                             const NetSpec& s, int B, uint64_t noise_offset,
                             const std::function<void()>& on_eval) {
   const size_t numel = s.in_numel(), onumel = s.out_numel();
   std::vector<float> out(size_t(B) * onumel);
   VelocityFnT<float> velocity = [&](const std::vector<float>& xs, double t, std::vector<float>& v) {
-    model(xs.data(), float(t), 1.0 - t, out.data(), !(float(t) < float(opt.cfg_interval)));
+    model(xs.data(), float(t), power_cos_tau(s, t, 1.0 - t), out.data(),
+          !(float(t) < float(opt.cfg_interval)));
     for (int b = 0; b < B; ++b)  // the velocity channels of each sample
       std::copy_n(out.begin() + b * onumel, numel, v.begin() + b * numel);
     on_eval();

@@ -93,6 +93,10 @@ void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float
   const size_t M = size_t(B) * L;
   A.mod = a.act(size_t(B) * w.chunks() * D);
   if (w.ada2.out) A.lora = a.act(size_t(B) * w.ada.out);
+  if (w.ada_mlp.fc2.out) {
+    A.ada_mlp.f = a.act(size_t(B) * 2 * w.ada_mlp.fc2.in);
+    A.ada_mlp.g = a.act(size_t(B) * w.ada_mlp.fc2.in);
+  }
   A.h1 = a.act(M * D);
   A.mean1 = a.f32(M);
   A.rstd1 = a.f32(M);
@@ -133,6 +137,11 @@ void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L
   G.dmod = a.act(size_t(B) * w.chunks() * D);
   G.dgmod = w.ada2.out ? a.act(size_t(B) * w.chunks() * D) : nullptr;
   G.dlora = w.ada2.out ? a.act(size_t(B) * w.ada.out) : nullptr;
+  if (w.ada_mlp.fc2.out) {
+    G.dcin = a.act(size_t(B) * D);
+    // The block's and the final layer's (hidden D // 2) fc1 gradients.
+    G.dada = a.act(size_t(B) * 2 * std::max(w.ada_mlp.fc2.in, D / 2));
+  }
 }
 
 void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
@@ -144,7 +153,9 @@ void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const floa
     return i < 0 ? nullptr : be.act_at(A.mod, size_t(i) * D);
   };
   A.x = x;
-  if (w.ada2.out) {
+  if (w.ada_mlp.fc2.out) {
+    mlp_fwd(W, w.ada_mlp, sc, A.ada_mlp, A.mod, nullptr, B);
+  } else if (w.ada2.out) {
     // FiTv2: adaLN_modulation(c) + global_adaLN_modulation(c), the sum as the GEMM's residual.
     linear_fwd(W, w.ada, sc, D, A.lora, w.ada.out, B);
     linear_fwd(W, w.ada2, A.lora, w.ada.out, A.mod, Dm, B, A.gmod);
@@ -184,7 +195,10 @@ void block_bwd(const Weights& W, const AdaLNBlock& w, const AdaLNActs& A, const 
   attention_bwd(W, w.attn, A.m1, A.attn, G.dO, G.dM, G.dA, G.dQKV, B, L);
   be.modulate_bwd(G.dM, A.h1, chunk(1), Dm, G.dM, dchunk(0), dchunk(1), B, L, D);
   norm_bwd(W, w.norm1, G.dM, A.x, A.mean1, A.rstd1, G.dX, M);
-  if (w.ada2.out) {
+  if (w.ada_mlp.fc2.out) {
+    mlp_bwd(W, w.ada_mlp, sc, A.ada_mlp, G.dmod, G.dcin, G.dada, B);
+    be.axpy_act(dsc, G.dcin, 1.f, size_t(B) * D);
+  } else if (w.ada2.out) {
     be.axpy_act(G.dgmod, G.dmod, 1.f, size_t(B) * Dm);  // the global modulation's share
     linear_bwd(W, w.ada2, A.lora, w.ada.out, G.dmod, Dm, G.dlora, w.ada.out, B);
     linear_bwd(W, w.ada, sc, D, G.dlora, w.ada.out, dsc, D, B, 1.f);
@@ -201,13 +215,20 @@ void plan_final(Arena& a, const FinalLayer& f, FinalActs& A, int B, int L) {
   A.rstd = a.f32(M);
   A.m = a.act(M * D);
   A.tok = a.act(M * f.linear.out);
+  if (f.ada_mlp.fc2.out) {
+    A.ada_mlp.f = a.act(size_t(B) * 2 * f.ada_mlp.fc2.in);
+    A.ada_mlp.g = a.act(size_t(B) * f.ada_mlp.fc2.in);
+  }
 }
 
 void final_fwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc, FinalActs& A,
                int B, int L) {
   Backend& be = W.be;
   const int D = f.linear.in, M = B * L;
-  linear_fwd(W, f.ada, sc, D, A.mod, 2 * D, B);
+  if (f.ada_mlp.fc2.out)
+    mlp_fwd(W, f.ada_mlp, sc, A.ada_mlp, A.mod, nullptr, B);
+  else
+    linear_fwd(W, f.ada, sc, D, A.mod, 2 * D, B);
   norm_fwd(W, f.norm, x, A.h, A.mean, A.rstd, M);
   be.modulate_fwd(A.h, A.mod, be.act_at(A.mod, D), 2 * D, A.m, B, L, D);
   linear_fwd(W, f.linear, A.m, D, A.tok, f.linear.out, M);
@@ -221,8 +242,12 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
   linear_bwd(W, f.linear, A.m, D, dtok, f.linear.out, G.dM, D, M);
   be.modulate_bwd(G.dM, A.h, be.act_at(A.mod, D), 2 * D, G.dM, G.dmod, be.act_at(G.dmod, D), B, L,
                   D);
-  be.zero_act(dsc, size_t(B) * D);
-  linear_bwd(W, f.ada, sc, D, G.dmod, 2 * D, dsc, D, B, 1.f);
+  if (f.ada_mlp.fc2.out) {
+    mlp_bwd(W, f.ada_mlp, sc, A.ada_mlp, G.dmod, dsc, G.dada, B);
+  } else {
+    be.zero_act(dsc, size_t(B) * D);
+    linear_bwd(W, f.ada, sc, D, G.dmod, 2 * D, dsc, D, B, 1.f);
+  }
   be.zero_act(G.dX, size_t(M) * D);
   norm_bwd(W, f.norm, G.dM, x, A.mean, A.rstd, G.dX, M);
 }
@@ -275,7 +300,8 @@ Network::ParamFill init_adaln(const ParamTable& t, uint64_t seed, InitSpecial sp
       for (size_t k = 0; k < e.numel; ++k) p[k] = 0.02f * rng.normal(k);
     } else if ((n.find("adaLN_modulation") != std::string::npos &&
                 !(ends_with(n, "adaLN_modulation.1.weight") &&
-                  t.find(n.substr(0, n.size() - 8) + "2.weight"))) ||
+                  t.find(n.substr(0, n.size() - 8) + "2.weight")) &&
+                n.find("adaLN_modulation.fc1_") == std::string::npos) ||
                starts_with(n, "final_layer.linear")) {
       // adaLN-Zero: every modulation and the output layer start at zero.
     } else if (e.shape.size() >= 2) {

@@ -54,6 +54,9 @@ void conditioning_bwd_c(const Weights& W, const Conditioning& c, CondActs& A, in
 struct AdaLNBlock {
   Linear ada;
   Linear ada2;  // FiTv2's AdaLN-LoRA: ada is c -> r, ada2 (adaLN_modulation.2) r -> chunks D
+  // FiT's adaln_type "swiglu": the modulation is timm SwiGLU(c) instead of ada(silu(c)); the
+  // block's conditioning input is then c itself (used when ada_mlp.fc2.out > 0).
+  Mlp ada_mlp;
   Norm norm1, norm2;
   Attention attn;
   Mlp mlp;
@@ -72,6 +75,7 @@ struct AdaLNActs {
   // bottleneck [B, r].
   const float* gmod = nullptr;
   float* lora = nullptr;
+  MlpActs ada_mlp;  // the SwiGLU modulation's activations [B, ...]
   float *mod, *h1, *mean1, *rstd1, *m1, *a, *x2, *h2, *mean2, *rstd2, *m2, *o;
   AttentionActs attn;
   MlpActs mlp;
@@ -82,6 +86,8 @@ struct AdaLNActs {
 struct AdaLNGrads {
   float *dX, *dO, *dM, *dG, *dA, *dQKV, *dmod;
   float *dgmod = nullptr, *dlora = nullptr;
+  // SwiGLU modulations: the gradient of their input [B, D] and their fc1 scratch.
+  float *dcin = nullptr, *dada = nullptr;
 };
 // Buffers for M = B * L tokens (the most a pass gives the block). A parameter-free LayerNorm
 // qk-norm (FiTv2) uses the [M, 2D] scratch qk_tmp and, in training, qk_dx that the caller shares
@@ -89,7 +95,8 @@ struct AdaLNGrads {
 void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float* qk_tmp = nullptr,
                 float* qk_dx = nullptr);
 void plan_block_grads(Arena& a, const AdaLNBlock& w, AdaLNGrads& G, int B, int L);
-// out = the block of x [B, L, D] under the conditioning sc = silu(c) [B, D].
+// out = the block of x [B, L, D] under the conditioning sc = silu(c) [B, D] (c itself with a
+// SwiGLU modulation).
 void block_fwd(const Weights& W, const AdaLNBlock& w, const float* x, const float* sc, AdaLNActs& A,
                float* out, int B, int L);
 // G.dX: d(out) in, d(x) out; dsc += d(sc).
@@ -100,15 +107,17 @@ void block_bwd(const Weights& W, const AdaLNBlock& w, const AdaLNActs& A, const 
 struct FinalLayer {
   Linear ada, linear;
   Norm norm;
+  Mlp ada_mlp;  // FiT's adaln_type "swiglu" (then sc is c itself)
 };
 struct FinalActs {
   float *mod, *h, *mean, *rstd, *m, *tok;
+  MlpActs ada_mlp;
 };
 void plan_final(Arena& a, const FinalLayer& f, FinalActs& A, int B, int L);
 void final_fwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc, FinalActs& A,
                int B, int L);
-// From dtok [B L, p p C] to dX [B L, D] (overwritten) and dsc (overwritten); G's dM and dmod are
-// scratch.
+// From dtok [B L, p p C] to dX [B L, D] (overwritten) and dsc (overwritten); G's dM and dmod
+// (and dada with a SwiGLU modulation) are scratch.
 void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const float* sc,
                const FinalActs& A, const float* dtok, const AdaLNGrads& G, float* dsc, int B,
                int L);
@@ -118,7 +127,8 @@ void final_bwd(const Weights& W, const FinalLayer& f, const float* x, const floa
 // adaLN_modulation and final_layer.linear zero, the label table and the timestep MLP weights
 // N(0, 0.02), norm weights one, other matrices xavier_uniform over [out, in] (the patch conv as
 // [D, C p p]), vectors zero; an AdaLN-LoRA down projection (adaLN_modulation.1 followed by an
-// adaLN_modulation.2) is xavier, only the modulation's last linear is zero.
+// adaLN_modulation.2) is xavier, only the modulation's last linear is zero; so are a SwiGLU
+// modulation's fc1_g and fc1_x weights (FiT's adaln_type "swiglu" zeroes only its fc2).
 // The checks of DiT's constructor arguments (DiT's family and MDT): ranges, patch and head
 // divisibility, a multiple of 4 for the 2-D sin-cos position, a finite MLP ratio giving 1 to 2^24
 // features (int(hidden_size * mlp_ratio)), a dropout probability; one-line errors naming the field.

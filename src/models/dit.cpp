@@ -51,6 +51,13 @@ struct DiTConfig {
   int input_w = 0;  // FiTv2: the latent width when input_size is [height, width]; 0: square
   bool use_swiglu_large = false, q_layernorm = false, k_layernorm = false, qkv_bias = true,
        ffn_bias = true, adaln_bias = true;
+  // qk_norm_weight: the q/k LayerNorms carry a weight (no bias); adaln_type "swiglu": every
+  // modulation is a timm SwiGLU of c (docs/fit.md "Options").
+  bool qk_norm_weight = false, adaln_swiglu = false;
+  bool q_norm_w = false, k_norm_w = false;  // q_norm / k_norm given as "w_layernorm"
+  bool q_weighted() const { return q_layernorm && (qk_norm_weight || q_norm_w); }
+  bool k_weighted() const { return k_layernorm && (qk_norm_weight || k_norm_w); }
+  int ada_swiglu_hidden() const { return hidden_size / 4 * 3; }  // FiTBlock: (D // 4) * 3
   double time_shifting = 1;
   // FiT's use_sit only lays the official tensors out as (B, N, C) instead of (B, C, N); an image
   // interface has neither. time_clamp (ours): FiT.forward's clamp(t, max=1), which with FiTv1's
@@ -110,14 +117,14 @@ struct DiTConfig {
       j["use_swiglu"] = use_swiglu;
       j["use_swiglu_large"] = use_swiglu_large;
       j["rel_pos_embed"] = use_rope ? json("rope") : json(nullptr);
-      j["q_norm"] = q_layernorm ? json("layernorm") : json(nullptr);
-      j["k_norm"] = k_layernorm ? json("layernorm") : json(nullptr);
-      j["qk_norm_weight"] = false;
+      j["q_norm"] = q_layernorm ? json(q_norm_w ? "w_layernorm" : "layernorm") : json(nullptr);
+      j["k_norm"] = k_layernorm ? json(k_norm_w ? "w_layernorm" : "layernorm") : json(nullptr);
+      j["qk_norm_weight"] = qk_norm_weight;
       j["norm_type"] = "layernorm";
       j["qkv_bias"] = qkv_bias;
       j["ffn_bias"] = ffn_bias;
       j["adaln_bias"] = adaln_bias;
-      j["adaln_type"] = adaln_lora_dim > 0 ? "lora" : "normal";
+      j["adaln_type"] = adaln_swiglu ? "swiglu" : adaln_lora_dim > 0 ? "lora" : "normal";
       if (adaln_lora_dim > 0) j["adaln_lora_dim"] = adaln_lora_dim;
       j["rope_theta"] = rope.theta;
       j["custom_freqs"] = rope.custom_freqs;
@@ -127,6 +134,7 @@ struct DiTConfig {
         j["decouple"] = rope.decouple;
         j["ori_max_pe_len"] = rope.ori_max_pe_len;
       }
+      if (rope.online) j["online_rope"] = true;
       j["time_shifting"] = time_shifting;
       if (!time_clamp) j["time_clamp"] = false;
     }
@@ -169,10 +177,13 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
     require(json_string(v, f) == "layernorm", "\"layernorm\"");
   } else if (k == "q_norm" || k == "k_norm") {
     const std::string s = opt_string();
-    require(s.empty() || s == "none" || s == "layernorm", "\"layernorm\" or null");
-    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm";
+    // create_norm's "w_layernorm" is "layernorm" with qk_norm_weight (Attention.__init__).
+    require(s.empty() || s == "none" || s == "layernorm" || s == "w_layernorm",
+            "\"layernorm\", \"w_layernorm\" or null");
+    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm" || s == "w_layernorm";
+    (k == "q_norm" ? c.q_norm_w : c.k_norm_w) = s == "w_layernorm";
   } else if (k == "qk_norm_weight") {
-    require(!json_bool(v, f), "false: a LayerNorm without weight");
+    c.qk_norm_weight = json_bool(v, f);
   } else if (k == "qkv_bias") {
     c.qkv_bias = json_bool(v, f);
   } else if (k == "ffn_bias") {
@@ -181,8 +192,9 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
     c.adaln_bias = json_bool(v, f);
   } else if (k == "adaln_type") {
     const std::string s = json_string(v, f);
-    require(s == "lora" || s == "normal", "\"lora\" or \"normal\"");
-    if (s == "normal") c.adaln_lora_dim = 0;
+    require(s == "lora" || s == "normal" || s == "swiglu", "\"lora\", \"normal\" or \"swiglu\"");
+    c.adaln_swiglu = s == "swiglu";
+    if (s != "lora") c.adaln_lora_dim = 0;  // FiTBlock reads adaln_lora_dim only for "lora"
     if (s == "lora" && c.adaln_lora_dim == 0) c.adaln_lora_dim = -1;  // needs adaln_lora_dim
   } else if (k == "adaln_lora_dim") {
     c.adaln_lora_dim = v.is_null() ? -1 : json_int(v, f);
@@ -199,7 +211,9 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
     c.rope.decouple = json_bool(v, f);
   } else if (k == "ori_max_pe_len") {
     c.rope.ori_max_pe_len = v.is_null() ? 0 : json_int(v, f);
-  } else if (k == "online_rope" || k == "add_rel_pe_to_v") {
+  } else if (k == "online_rope") {
+    c.rope.online = json_bool(v, f);
+  } else if (k == "add_rel_pe_to_v") {
     require(!json_bool(v, f), "false");
   } else if (k == "time_shifting") {
     c.time_shifting = json_number(v, f);
@@ -269,9 +283,19 @@ DiTConfig parse(const json& j) {
     UVIT_CHECK(c.adaln_lora_dim >= 0, "nnet.adaln_type \"lora\" needs nnet.adaln_lora_dim");
     check_net_range("adaln_lora_dim", c.adaln_lora_dim, 0, 65536);
     check_net_range("context_size", c.context_size, 1, 1 << 20);
-    // The official RoPE caches positions 0..255 (max_cached_len).
-    UVIT_CHECK(!c.use_rope || std::max(c.grid(), c.grid_w()) <= 256, "nnet: a grid of ", c.grid(),
-               " x ", c.grid_w(), " tokens exceeds the 256 positions per side of FiT's RoPE cache");
+    // The official RoPE caches positions 0..255 (max_cached_len); online_rope computes its
+    // tables from the grid instead.
+    UVIT_CHECK(!c.use_rope || c.rope.online || std::max(c.grid(), c.grid_w()) <= 256,
+               "nnet: a grid of ", c.grid(), " x ", c.grid_w(),
+               " tokens exceeds the 256 positions per side of FiT's RoPE cache");
+    // online_get_2d_rope_from_grid calls get_1d_rope_freqs, which raises for "normal", and reads
+    // mscale / proportion1/2, which __init__ sets only without online_rope.
+    const std::string& cf = c.rope.custom_freqs;
+    UVIT_CHECK(
+        !c.rope.online || cf == "linear" || cf == "ntk-aware" || cf == "ntk-by-parts",
+        "nnet.online_rope needs custom_freqs linear, ntk-aware or ntk-by-parts (the official "
+        "online path fails for \"",
+        cf, "\")");
     UVIT_CHECK(std::isfinite(c.rope.theta) && c.rope.theta > 1, "nnet.rope_theta must be > 1, got ",
                c.rope.theta);
     UVIT_CHECK(!c.rope.scaled() || c.rope.ori_max_pe_len > 0, "nnet.custom_freqs \"",
@@ -299,6 +323,12 @@ ParamTable fit_table(const DiTConfig& c) {
     t.add(n + ".weight", {out, in});
     if (bias) t.add(n + ".bias", {out});
   };
+  // timm SwiGLU(D, hidden, out, bias=adaln_bias): fc1_g, fc1_x, fc2.
+  auto swiglu = [&](const std::string& n, int64_t hidden, int64_t out) {
+    lin(n + ".fc1_g", hidden, D, c.adaln_bias);
+    lin(n + ".fc1_x", hidden, D, c.adaln_bias);
+    lin(n + ".fc2", out, hidden, c.adaln_bias);
+  };
   lin("x_embedder.proj", D, p * p * c.in_channels, true);
   lin("t_embedder.mlp.0", D, kFreqDim, true);
   lin("t_embedder.mlp.2", D, D, true);
@@ -307,6 +337,9 @@ ParamTable fit_table(const DiTConfig& c) {
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = cat("blocks.", i, ".");
     lin(b + "attn.qkv", 3 * D, D, c.qkv_bias);
+    // Attention registers q_norm, k_norm between qkv and proj: LayerNorm(head_dim, bias=False).
+    if (c.q_weighted()) t.add(b + "attn.q_norm.weight", {D / c.num_heads});
+    if (c.k_weighted()) t.add(b + "attn.k_norm.weight", {D / c.num_heads});
     lin(b + "attn.proj", D, D, true);
     if (c.use_swiglu) {
       lin(b + "mlp.fc1_g", Hs, D, c.ffn_bias);
@@ -315,7 +348,9 @@ ParamTable fit_table(const DiTConfig& c) {
       lin(b + "mlp.fc1", Hs, D, c.ffn_bias);
     }
     lin(b + "mlp.fc2", D, Hs, c.ffn_bias);
-    if (r > 0) {
+    if (c.adaln_swiglu) {
+      swiglu(b + "adaLN_modulation", c.ada_swiglu_hidden(), 6 * D);
+    } else if (r > 0) {
       lin(b + "adaLN_modulation.1", r, D, c.adaln_bias);
       lin(b + "adaLN_modulation.2", 6 * D, r, c.adaln_bias);
     } else {
@@ -323,7 +358,10 @@ ParamTable fit_table(const DiTConfig& c) {
     }
   }
   lin("final_layer.linear", p * p * c.head_channels(), D, true);
-  lin("final_layer.adaLN_modulation.1", 2 * D, D, c.adaln_bias);
+  if (c.adaln_swiglu)  // FinalLayer: SwiGLU(D, hidden D // 2, out 2D)
+    swiglu("final_layer.adaLN_modulation", D / 2, 2 * D);
+  else
+    lin("final_layer.adaLN_modulation.1", 2 * D, D, c.adaln_bias);
   return t;
 }
 
@@ -392,11 +430,15 @@ double dit_flops(const DiTConfig& c) {
   const double r = c.adaln_lora_dim, Dm = c.mod_chunks() * D;
   const double block = 2 * L * D * (3 * D + D + c.fc1_out() + c.fc2_in())  // qkv, proj, MLP
                        + 4 * L * L * D                                     // scores, weighted sum
-                       + (r > 0 ? 2 * r * (D + Dm) : 2 * D * Dm);          // adaLN (LoRA)
+                       + (c.adaln_swiglu ? 2 * c.ada_swiglu_hidden() * (2 * D + Dm)
+                          : r > 0        ? 2 * r * (D + Dm)
+                                         : 2 * D * Dm);  // adaLN (LoRA, SwiGLU)
   f += c.depth * block;
-  if (r > 0) f += 2 * D * Dm;                                  // FiTv2's global adaLN
-  if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;        // skip linears
-  f += 2 * L * D * p * p * c.head_channels() + 2 * D * 2 * D;  // final layer
+  if (r > 0) f += 2 * D * Dm;                            // FiTv2's global adaLN
+  if (c.skip()) f += (c.depth / 2) * 2 * L * 2 * D * D;  // skip linears
+  f += 2 * L * D * p * p * c.head_channels();            // final layer
+  const double half = c.hidden_size / 2;  // its adaLN: a Linear, or SwiGLU(D, D // 2, 2D)
+  f += c.adaln_swiglu ? 2 * half * (2 * D + 2 * D) : 2 * D * 2 * D;
   return f;
 }
 
@@ -412,6 +454,10 @@ NetSpec dit_spec(const DiTConfig& c) {
   // forward_with_cfg guides model_out[:, :3] (the latent eps but its 4th channel) and takes the
   // rest from each half's own pass.
   s.guidance_channels = std::min(3, c.out_channels());
+  // forward_with_cfg's scale_pow: sample_fitv2_ddp.py passes it; sample_fit_ddp.py does not (and
+  // its clamp of ADM timesteps to 1 would leave no guidance), so FiTv1 refuses it.
+  if (c.name == "fitv2") s.power_cos = NetSpec::PowerCos::Fit;
+  if (c.name == "fitv1") s.power_cos = NetSpec::PowerCos::None;
   return s;
 }
 
@@ -453,14 +499,20 @@ class DiT final : public Network {
     patch_ = linear(t, "x_embedder.proj");
     cond_ = conditioning(t, int(D));
     final_.norm = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
-    final_.ada = linear(t, "final_layer.adaLN_modulation.1");
+    if (c.adaln_swiglu)
+      final_.ada_mlp = swiglu_modulation(t, "final_layer.adaLN_modulation.");
+    else
+      final_.ada = linear(t, "final_layer.adaLN_modulation.1");
     final_.linear = linear(t, "final_layer.linear");
     for (int k = 0; k < c.depth; ++k) {
       const std::string p = cat("blocks.", k, ".");
       BlockW w;
       AdaLNBlock& b = w.blk;
       b.wo_shift = c.wo_shift;
-      b.ada = linear(t, p + "adaLN_modulation.1");
+      if (c.adaln_swiglu)
+        b.ada_mlp = swiglu_modulation(t, p + "adaLN_modulation.");
+      else
+        b.ada = linear(t, p + "adaLN_modulation.1");
       if (c.fit() && c.adaln_lora_dim > 0) b.ada2 = linear(t, p + "adaLN_modulation.2");
       b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
       b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
@@ -469,11 +521,10 @@ class DiT final : public Network {
         b.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
         b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
-      // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters.
-      if (c.q_layernorm)
-        b.attn.q_norm = norm_no_affine(c.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
-      if (c.k_layernorm)
-        b.attn.k_norm = norm_no_affine(c.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
+      // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters, or with a weight and no bias
+      // (qk_norm_weight).
+      if (c.q_layernorm) b.attn.q_norm = fit_qk_norm(t, p + "attn.q_norm", c.q_weighted());
+      if (c.k_layernorm) b.attn.k_norm = fit_qk_norm(t, p + "attn.k_norm", c.k_weighted());
       if (c.use_rope && c.fit()) {
         b.attn.rope_cos_buf = rope_.f32();
         b.attn.rope_sin_buf = rope_.f32() + size_t(c.tokens()) * c.head_dim();
@@ -501,6 +552,20 @@ class DiT final : public Network {
   }
 
   void init_random(uint64_t seed) override;
+  // FiT's adaln_type "swiglu": timm SwiGLU fc1_g, fc1_x, fc2 under `prefix`.
+  static Mlp swiglu_modulation(const ParamTable& t, const std::string& prefix) {
+    Mlp m;
+    m.fc1 = linear(t, prefix + "fc1_g");
+    m.fc1x = linear(t, prefix + "fc1_x");
+    m.fc2 = linear(t, prefix + "fc2");
+    m.gated = true;
+    return m;
+  }
+  Norm fit_qk_norm(const ParamTable& t, const std::string& name, bool weighted) const {
+    Norm n = norm_no_affine(c_.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
+    if (weighted) n.w = t.at(name + ".weight").offset;  // bias: the zeros, its gradient the sink
+    return n;
+  }
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
                int B, bool train) override;
   void backward(const float* dout) override;
@@ -527,6 +592,8 @@ class DiT final : public Network {
   // The valid tokens between the canvas grid and the packed sequence (to_canvas: packed ->
   // canvas), feat act elements per token: one move_rows over pack_inputs' index lists.
   void move_tokens(float* dst, const float* src, long feat, bool to_canvas);
+  // online_rope: the packed batch's RoPE tables (rope_online_), the first row of each sample's.
+  std::vector<long> online_tables();
   // FiT.forward's network time: clamp(s t / (1 + (s - 1) t), max = 1) with s = time_shifting
   // (fp32, into tnet_, on the device). The clamp matters to dopri5, which may step a little past
   // t = 1.
@@ -534,6 +601,9 @@ class DiT final : public Network {
     be_.fit_time_shift(t, tnet_, B, float(c_.time_shifting));
     return tnet_;
   }
+  // What the modulations read: silu(c), or c with FiT's SwiGLU modulations; and its gradient.
+  const float* cond_in() const { return c_.adaln_swiglu ? cond_acts_.c : cond_acts_.sc; }
+  float* dcond_in() const { return c_.adaln_swiglu ? cond_acts_.dc : cond_acts_.dsc; }
   // The input of deep block k >= depth/2 pops the output of block depth-1-k: stream[depth - k].
   int skip_stream(int k) const { return c_.depth - k; }
   // `input`: the block's input instead of stream_[k] (Skip-Cache's cached features).
@@ -543,6 +613,11 @@ class DiT final : public Network {
   DiTConfig c_;
   DeviceBuffer consts_;
   DeviceBuffer rope_;  // FiTv2: cos then sin [tokens, head_dim]
+  // online_rope's tables of a packed batch's grids (cos then sin [online_rows_, head_dim]).
+  DeviceBuffer rope_online_;
+  std::vector<std::array<int, 2>> online_grids_;
+  long online_rows_ = 0;
+  size_t online_cap_ = 0;  // floats in rope_online_
   Norm ln_;
   Linear patch_, global_ada_;
   Conditioning cond_;
@@ -651,7 +726,7 @@ void DiT::block_forward(int k, BlockActs& A, const float* input) {
     linear_fwd(W, w.skip_linear, A.cat_n, 2 * D, A.fused, D, M);
     A.xs = A.fused;
   }
-  block_fwd(W, w.blk, A.xs, cond_acts_.sc, A.blk, stream_[k + 1], B, L);
+  block_fwd(W, w.blk, A.xs, cond_in(), A.blk, stream_[k + 1], B, L);
 }
 
 void DiT::forward(const float* x, const float* t, const int32_t* y, const float* context,
@@ -720,7 +795,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
     for (int k = 0; k < c_.depth; ++k) block_forward(k, acts_[train ? k : 0]);
   }
 
-  final_fwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, B, L);
+  final_fwd(W, final_, stream_[c_.depth], cond_in(), final_acts_, B, L);
   const float* tok = final_acts_.tok;
   if (packed_) {
     // The valid tokens back to their canvas places (padding zero: FiT's output x mask).
@@ -746,7 +821,7 @@ void DiT::block_backward(int k, BlockActs& A) {
   const Weights W{be_, params_, act_params_, grads_, quant_.get()};
   const int B = B_, L = L_, M = B * L, D = c_.hidden_size;
   const AdaLNGrads& G = grads_acts_;
-  block_bwd(W, w.blk, A.blk, cond_acts_.sc, G, cond_acts_.dsc, B, L);
+  block_bwd(W, w.blk, A.blk, cond_in(), G, dcond_in(), B, L);
   if (w.fuse) {
     linear_bwd(W, w.skip_linear, A.cat_n, 2 * D, G.dX, D, dcatn_, 2 * D, M);
     be_.zero_act(dcat_, size_t(M) * 2 * D);
@@ -781,8 +856,7 @@ void DiT::backward(const float* dout) {
   } else {
     be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
   }
-  final_bwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, dtok_, G, cond_acts_.dsc, B,
-            L);
+  final_bwd(W, final_, stream_[c_.depth], cond_in(), final_acts_, dtok_, G, dcond_in(), B, L);
 
   // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
   if (G.dgmod) be_.zero_act(G.dgmod, size_t(B) * 6 * D);
@@ -795,7 +869,10 @@ void DiT::backward(const float* dout) {
 
   // Tokens: the position is frozen (requires_grad=False), so only the patch embedding learns.
   linear_bwd(W, patch_, cols_, patch_.in, G.dX, D, nullptr, 0, M);
-  conditioning_bwd(W, cond_, cond_acts_, B);
+  if (c_.adaln_swiglu)
+    conditioning_bwd_c(W, cond_, cond_acts_, B);  // the modulations read c itself
+  else
+    conditioning_bwd(W, cond_, cond_acts_, B);
 }
 
 void DiT::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
@@ -827,31 +904,73 @@ void DiT::pack_inputs(const float* x) {
   const long cpp = long(C) * p * p, Lc = c_.tokens(), gw = c_.grid_w();
   // Token t = i gw_b + j of sample b sits at row b L + t of the packed batch, b Lc + i gw + j of
   // the canvas.
-  std::vector<int32_t> packed, canvas, grid;
+  // online_rope: sample b's RoPE rows come from a table scaled for its own grid (row offset
+  // online[b] in online_tables()'s concatenation), else from the canvas table.
+  const std::vector<long> online =
+      c_.rope.online && rope_tok_ ? online_tables() : std::vector<long>();
+  std::vector<int32_t> packed, canvas, grid, rope_rows;
   for (int b = 0; b < B; ++b)
     for (int i = 0; i < grids_[b][0]; ++i)
       for (int j = 0; j < grids_[b][1]; ++j) {
         packed.push_back(int32_t(long(b) * L_ + long(i) * grids_[b][1] + j));
         grid.push_back(int32_t(i * gw + j));
         canvas.push_back(int32_t(b * Lc + grid.back()));
+        if (!online.empty()) rope_rows.push_back(int32_t(online[b] + long(i) * grids_[b][1] + j));
       }
   valid_ = long(packed.size());
   token_rows_.clear();
   packed_rows_ = token_rows_.add(packed, long(B) * L_, true, "fit: packed rows");
   canvas_rows_ = token_rows_.add(canvas, B * Lc, true, "fit: canvas rows");
-  grid_rows_ = token_rows_.add(grid, Lc, false, "fit: grid rows");
+  const long table_rows = online.empty() ? Lc : online_rows_;
+  grid_rows_ = online.empty() ? token_rows_.add(grid, Lc, false, "fit: grid rows")
+                              : token_rows_.add(rope_rows, table_rows, false, "fit: rope rows");
   token_rows_.upload();
   be_.patch_im2col(x, ccols_, B, C, c_.input_size, p, c_.width());
   be_.zero_act(cols_, size_t(B) * L_ * cpp);
   move_tokens(cols_, ccols_, cpp, false);
   if (!rope_tok_) return;
-  // Each token's RoPE row is the canvas table's row of its grid position (fp32 rows).
+  // Each token's RoPE row is the canvas table's row of its grid position (online: its own grid's
+  // table's), fp32 rows.
   const long Dh = c_.head_dim(), M = long(B) * L_;
+  const float* table = online.empty() ? rope_.f32() : rope_online_.f32();
   be_.fill(rope_tok_, 0.f, size_t(2 * M * Dh));
   for (int part = 0; part < 2; ++part)
     be_.move_rows(rope_tok_ + part * M * Dh, token_rows_.at(packed_rows_),
-                  rope_.f32() + part * Lc * Dh, token_rows_.at(grid_rows_), valid_, Dh, false,
+                  table + part * table_rows * Dh, token_rows_.at(grid_rows_), valid_, Dh, false,
                   false);
+}
+
+std::vector<long> DiT::online_tables() {
+  // One table per distinct grid of the batch, each scaled for that grid (FitRope::online), cos
+  // then sin [rows, Dh]; uploaded again only when the set of grids changes.
+  std::vector<std::array<int, 2>> distinct(grids_);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::vector<long> first(distinct.size());
+  long rows = 0;
+  for (size_t k = 0; k < distinct.size(); ++k) {
+    first[k] = rows;
+    rows += long(distinct[k][0]) * distinct[k][1];
+  }
+  const size_t Dh = c_.head_dim();
+  if (distinct != online_grids_) {
+    std::vector<float> tab(2 * size_t(rows) * Dh);
+    for (size_t k = 0; k < distinct.size(); ++k)
+      fit_rope_tables(c_.rope, distinct[k][0], distinct[k][1], int(Dh),
+                      tab.data() + size_t(first[k]) * Dh, tab.data() + (rows + first[k]) * Dh);
+    if (online_cap_ < tab.size()) {
+      rope_online_ = DeviceBuffer(be_, tab.size() * 4);
+      online_cap_ = tab.size();
+    }
+    be_.upload(rope_online_.f32(), tab.data(), tab.size() * 4);
+    online_grids_ = distinct;
+    online_rows_ = rows;
+  }
+  std::vector<long> off(grids_.size());
+  for (size_t b = 0; b < grids_.size(); ++b)
+    off[b] = first[size_t(std::lower_bound(distinct.begin(), distinct.end(), grids_[b]) -
+                          distinct.begin())];
+  return off;
 }
 
 void DiT::set_block_attention() {

@@ -113,8 +113,8 @@ float fit_rope_magnitude(const FitRope& r, int pe_h, int pe_w) {
 
 void fit_rope_tables(const FitRope& r, int gh, int gw, int Dh, float* cos, float* sin) {
   const int dim = Dh / 2, n = dim / 2;
-  const int ph = r.max_pe_len_h > 0 ? r.max_pe_len_h : gh;
-  const int pw = r.max_pe_len_w > 0 ? r.max_pe_len_w : gw;
+  const int ph = r.max_pe_len_h > 0 && !r.online ? r.max_pe_len_h : gh;
+  const int pw = r.max_pe_len_w > 0 && !r.online ? r.max_pe_len_w : gw;
   // Without decouple both axes scale by the longer one.
   const int lh = r.decouple ? ph : std::max(ph, pw), lw = r.decouple ? pw : std::max(ph, pw);
   const auto fh = fit_rope_freqs(r, dim, lh), fw = fit_rope_freqs(r, dim, lw);

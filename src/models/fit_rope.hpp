@@ -15,6 +15,9 @@ struct FitRope {
   int max_pe_len_w = 0;
   bool decouple = false;   // h and w scaled by their own lengths (else both by the max)
   int ori_max_pe_len = 0;  // the training grid side (16 for the 256-px models)
+  // online_rope: each sample's tables scaled for its own grid (online_get_2d_rope_from_grid), so
+  // max_pe_len_h/w are not read.
+  bool online = false;
   bool scaled() const { return custom_freqs != "normal"; }
 };
 
@@ -29,7 +32,7 @@ std::vector<float> fit_rope_freqs(const FitRope& r, int dim, int max_pe_len);
 float fit_rope_magnitude(const FitRope& r, int pe_h, int pe_w);
 // cos and sin [gh * gw, Dh] (host): token i*gw + j; features [0, Dh/2) rotate by the row i with
 // the h frequencies, [Dh/2, Dh) by the column j with the w ones, pair (2k, 2k+1) at angle
-// pos * f_k; the scaling lengths are max_pe_len_h/w or, when 0, gh and gw.
+// pos * f_k; the scaling lengths are max_pe_len_h/w or, when 0 or online, gh and gw.
 void fit_rope_tables(const FitRope& r, int gh, int gw, int Dh, float* cos, float* sin);
 
 }  // namespace uvit

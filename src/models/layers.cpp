@@ -98,17 +98,17 @@ Norm rms_norm(const ParamTable& t, const std::string& name, int D, float eps) {
 void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
               int M) {
   if (n.rms) return W.be.rmsnorm_fwd(x, W.w32 + n.w, y, rstd, M, 1, n.D, n.D, n.eps);
-  const bool affine = n.w != kAbsent;
-  W.be.layernorm_fwd(x, affine ? W.w32 + n.w : n.one, affine ? W.w32 + n.b : n.zero, y, mean, rstd,
-                     M, n.D, n.eps);
+  W.be.layernorm_fwd(x, n.w != kAbsent ? W.w32 + n.w : n.one, n.b != kAbsent ? W.w32 + n.b : n.zero,
+                     y, mean, rstd, M, n.D, n.eps);
 }
 
 void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
               const float* rstd, float* dx, int M) {
   if (n.rms)
     W.be.rmsnorm_bwd(dy, x, W.w32 + n.w, rstd, dx, W.g + n.w, M, 1, n.D, n.D, true);
-  else if (n.w != kAbsent)
-    W.be.layernorm_bwd(dy, x, W.w32 + n.w, mean, rstd, dx, W.g + n.w, W.g + n.b, M, n.D);
+  else if (n.w != kAbsent)  // (a weight without bias: the bias gradient goes to the sink)
+    W.be.layernorm_bwd(dy, x, W.w32 + n.w, mean, rstd, dx, W.g + n.w,
+                       n.b != kAbsent ? W.g + n.b : n.sink + n.D, M, n.D);
   else
     W.be.layernorm_bwd(dy, x, n.one, mean, rstd, dx, n.sink, n.sink + n.D, M, n.D);
 }

@@ -49,8 +49,10 @@ void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, cons
                 int ldy, float* dx, int lddx, int M, float beta = 0.f, bool bias_per_row = false);
 
 // LayerNorm over D features. Without affine (w == kAbsent) it reads `one`/`zero` and sends the
-// weight gradients to `sink` (D floats each, owned by the network). With `rms`, an RMSNorm with a
-// weight w and no bias (LightningDiT; its forward writes only rstd, never mean).
+// weight gradients to `sink` (D floats each, owned by the network); with a weight and no bias
+// (b == kAbsent: FiT's qk_norm_weight) only the bias comes from `zero` and goes to `sink` + D. With
+// `rms`, an RMSNorm with a weight w and no bias (LightningDiT; its forward writes only rstd, never
+// mean).
 struct Norm {
   size_t w = kAbsent, b = kAbsent;
   int D = 0;

@@ -52,4 +52,41 @@ expect_error "ori_max_pe_len" "$UVIT" sample "${R[@]}" --set nnet.custom_freqs=n
 
 run "$UVIT" info --config fitv2_xl_2
 grep -q "671045776 in 517 tensors" "$tmp/out" || fail "fitv2_xl_2 size: $(cat "$tmp/out")"
+
+# The official options no preset uses (docs/fit.md "Options"): training with SwiGLU modulations,
+# weighted q/k LayerNorms and online RoPE (ori_max_pe_len and custom_freqs before online_rope:
+# each --set is validated as it applies), then sampling with FiTv2's power-cos guidance.
+opts=(--set nnet.adaln_type=swiglu --set nnet.qk_norm_weight=true --set nnet.ori_max_pe_len=7
+  --set nnet.custom_freqs=ntk-aware --set nnet.online_rope=true)
+run "$UVIT" train --config $CFG "${small[@]}" "${opts[@]}" --set lr_scheduler.warmup_steps=0 \
+  --out "$tmp/opts" --steps 2 --batch 8 --no-grid -q
+grep -q '"adaln_type": *"swiglu"' "$tmp/opts/config.json" || fail "run config lost adaln_type"
+run "$UVIT" sample --config "$tmp/opts" --weights "$tmp/opts/nnet_ema.safetensors" -q --n 2 \
+  --class 3 --steps 4 --guidance 1.5 --cfg-power 1 --npy "$tmp/o.npy"
+# The twin's checkpoints with those options (official names) predict as the twin does.
+for c in fit_qkw fit_ada_swiglu fitv1_ada_swiglu fit_online; do
+  FX=$2/$c
+  run "$UVIT" predict --config "$FX.json" --weights "$FX.pth" --x "${FX}_x.npy" --t "${FX}_t.npy" \
+    --y "${FX}_y.npy" --out "$tmp/$c.npy"
+  "$PY" -c "
+import numpy as n, sys
+a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
+assert a.shape == b.shape, (a.shape, b.shape)
+e = abs(a - b).max() / abs(b).max()
+assert e < 1e-5, e
+" "$tmp/$c.npy" "${FX}_out.npy" || fail "$c: predict against the twin"
+done
+# XL/2 with SwiGLU modulations and weighted q/k norms: the official state_dict, 663 tensors.
+"$PY" -c "
+import json, sys
+c = json.load(open('configs/fitv2_xl_2.json'))
+c['nnet'].update(adaln_type='swiglu', qk_norm_weight=True)
+json.dump(c, open(sys.argv[1], 'w'))
+" "$tmp/xl_opts.json" || fail "writing the XL/2 options config"
+official_keys "FiTv2-XL/2 (adaln swiglu, qk_norm_weight)" fit_torch \
+  'build_from_config(dict(preset("xl"), adaln_type="swiglu", qk_norm_weight=True))' 663 866181328 \
+  --config "$tmp/xl_opts.json"
+# online_rope where the official online path fails (custom_freqs normal) is one line.
+expect_error "online_rope" "$UVIT" sample "${R[@]}" --set nnet.online_rope=true --n 1 --class 0 \
+  --npy "$tmp/x.npy"
 exit $fails

@@ -38,6 +38,20 @@ FIT_CASES = [
     # timesteps reach the embedder as they are), without the null class.
     ("fitv1_rect", dict(name="fitv1", input_size=[6, 4], patch_size=2, in_channels=3, hidden_size=48, depth=2,
                         num_heads=2, num_classes=7, class_dropout_prob=0.0, time_clamp=False), 2, 508),
+    # The official options no preset uses (docs/fit.md "Options"): LayerNorms of q and k with a weight,
+    ("fit_qkw", dict(name="fitv2", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                     num_heads=4, adaln_lora_dim=16, num_classes=10, qk_norm_weight=True), 3, 509),
+    # SwiGLU modulations of c (k_norm spelled "w_layernorm", no q-norm),
+    ("fit_ada_swiglu", dict(name="fitv2", input_size=[4, 8], patch_size=2, in_channels=4, hidden_size=64,
+                            depth=2, num_heads=2, adaln_type="swiglu", num_classes=10, q_norm=None,
+                            k_norm="w_layernorm"), 2, 510),
+    # the same on FiTv1 without modulation biases,
+    ("fitv1_ada_swiglu", dict(name="fitv1", input_size=8, patch_size=2, in_channels=4, hidden_size=48, depth=2,
+                              num_heads=2, adaln_type="swiglu", adaln_bias=False, num_classes=10), 2, 511),
+    # online RoPE (each sample's tables scaled for its own grid; here every sample has the network's).
+    ("fit_online", dict(name="fitv2", input_size=[4, 12], patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                        num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-by-parts",
+                        ori_max_pe_len=2, online_rope=True), 2, 512),
 ]
 
 TIME_VALUES = [0.25, 1.02, 0.6]  # flow time; 1.02 as dopri5 may ask past t = 1 (FiT clamps at 1)
@@ -87,8 +101,9 @@ def check_twin(name, tensors, cfg):
     gh, gw = H // p, W // p
     tok, grid = fit_torch.patchify(x, p), fit_torch.make_grid(B, gh, gw)
     perm = torch.randperm(gh * gw, generator=torch.Generator().manual_seed(7))
+    size = torch.tensor([[gh, gw]] * B)
     with torch.no_grad():
-        out = net.tokens(tok[:, perm], t, y, grid[:, :, perm], torch.ones(B, gh * gw, dtype=torch.float64))
+        out = net.tokens(tok[:, perm], t, y, grid[:, :, perm], torch.ones(B, gh * gw, dtype=torch.float64), size)
         ref = torch.from_numpy(tensors["output"]).double()
         want = fit_torch.patchify(ref, p)[:, perm]
         d1 = (out - want).abs().max().item()
@@ -96,7 +111,7 @@ def check_twin(name, tensors, cfg):
         pad_tok = torch.cat([tok, torch.randn(B, 1, tok.shape[2], dtype=torch.float64)], 1)
         pad_grid = torch.cat([grid, torch.zeros(B, 2, 1, dtype=grid.dtype)], 2)
         mask = torch.cat([torch.ones(B, gh * gw), torch.zeros(B, 1)], 1).double()
-        outp = net.tokens(pad_tok, t, y, pad_grid, mask)
+        outp = net.tokens(pad_tok, t, y, pad_grid, mask, size)
         d2 = (outp[:, :-1] - fit_torch.patchify(ref, p)).abs().max().item() + outp[:, -1].abs().max().item()
     scale = max(1.0, ref.abs().max().item())
     good = d1 < 1e-6 * scale and d2 < 1e-6 * scale
@@ -162,36 +177,50 @@ def write_rope_fixture(path, write_safetensors):
 # mask 0 after them. Sample 0 is 4 x 8 (2 x 4 tokens), sample 1 6 x 6 (3 x 3), sample 2 2 x 2 (one
 # token). The RoPE is ntk-aware + decouple from a training side of 2, so each token's table row comes
 # from the module built once for the canvas grid (max_pe_len 3 x 4) and indexed by its grid entry.
-PACKED_CASE = ("fit_packed", dict(name="fitv2", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
-                                  hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
-                                  custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2),
-               [[4, 8], [6, 6], [2, 2]], 506)
+PACKED_CASES = [
+    ("fit_packed", dict(name="fitv2", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
+                        hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
+                        custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2),
+     [[4, 8], [6, 6], [2, 2]], 506),
+    # FiTv1 (learned sigma, the (B, C, N) layout) on the same kind of batch.
+    ("fitv1_packed", dict(name="fitv1", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
+                          hidden_size=64, depth=2, num_heads=4, num_classes=10, custom_freqs="ntk-aware",
+                          decouple=True, ori_max_pe_len=2),
+     [[4, 8], [6, 6], [2, 2]], 513),
+    # online_rope: each sample's RoPE scaled for its own grid (2 x 4, 3 x 3, 1 x 3 tokens from 2).
+    ("fit_packed_online", dict(name="fitv2", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
+                               hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
+                               custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2, online_rope=True),
+     [[4, 8], [6, 6], [2, 6]], 514),
+]
 
 
 def packed_run(net, x, t, y, sizes, p, seq, gout=None):
     """Packs the valid regions, runs FiT.forward with grid and mask, returns the outputs put back on
     the canvas (zeros elsewhere); with gout, backward of sum(out * gout) too."""
     B, C = x.shape[:2]
+    Co = net.out_channels
     tok = torch.zeros(B, seq, C * p * p, dtype=x.dtype)
     grid = torch.zeros(B, 2, seq, dtype=torch.int64)
     mask = torch.zeros(B, seq, dtype=x.dtype)
+    size = torch.tensor([[h // p, w // p] for h, w in sizes])
     for b, (h, w) in enumerate(sizes):
         n = (h // p) * (w // p)
         tok[b, :n] = fit_torch.patchify(x[b:b + 1, :, :h, :w], p)[0]
         grid[b, :, :n] = fit_torch.make_grid(1, h // p, w // p)[0]
         mask[b, :n] = 1
-    out = net.tokens(tok, t, y, grid, mask)
-    img = torch.zeros_like(x)
+    out = net.tokens(tok, t, y, grid, mask, size)
+    img = torch.zeros(B, Co, *x.shape[2:], dtype=x.dtype)
     for b, (h, w) in enumerate(sizes):
         n = (h // p) * (w // p)
-        img[b, :, :h, :w] = fit_torch.unpatchify(out[b:b + 1, :n], C, p, h // p, w // p)[0]
+        img[b, :, :h, :w] = fit_torch.unpatchify(out[b:b + 1, :n], Co, p, h // p, w // p)[0]
     if gout is not None:
         (img * gout).sum().backward()
     return img, out, mask
 
 
-def write_packed_case(outdir, make_weights, write_safetensors, atomic_json):
-    name, partial, sizes, seed = PACKED_CASE
+def write_packed_case(case, outdir, make_weights, write_safetensors, atomic_json):
+    name, partial, sizes, seed = case
     cfg = fit_torch.full_config(partial)
     torch.manual_seed(seed)
     image = fit_torch.build_from_config(cfg)
@@ -204,7 +233,7 @@ def write_packed_case(outdir, make_weights, write_safetensors, atomic_json):
     t = torch.tensor([TIME_VALUES[i % len(TIME_VALUES)] for i in range(B)], dtype=torch.float32)
     y = torch.randint(0, cfg["num_classes"], (B,), generator=g, dtype=torch.int64)
     y[-1] = cfg["num_classes"]
-    gout = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    gout = torch.randn(B, net.out_channels, H, W, generator=g, dtype=torch.float64)
     img, out, mask = packed_run(net, x, t, y, sizes, p, cfg["context_size"], gout)
     grads = {n: (q.grad if q.grad is not None else torch.zeros_like(q)) for n, q in net.named_parameters()}
     # Self-check: every sample alone, unpadded, through the image interface gives its valid region.

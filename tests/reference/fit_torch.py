@@ -94,11 +94,18 @@ class Rope(nn.Module):
     per-axis frequency tables for positions 0..255, then cos/sin of cat([h part, w part]) per token."""
 
     def __init__(self, head_dim, custom_freqs="normal", theta=10000.0, max_pe_len_h=None, max_pe_len_w=None,
-                 decouple=False, ori_max_pe_len=None):
+                 decouple=False, ori_max_pe_len=None, online_rope=False):
         super().__init__()
         dim = head_dim // 2
         assert dim % 2 == 0
         self.kind = custom_freqs.lower()
+        self.online = online_rope
+        if online_rope:
+            # online_get_2d_rope_from_grid: per-sample frequencies from `size`; the official raises for
+            # normal (get_1d_rope_freqs) and lacks mscale / proportions (set only without online_rope).
+            assert self.kind in ("linear", "ntk-aware", "ntk-by-parts"), self.kind
+            self.theta, self.dim, self.decouple, self.ori = theta, dim, decouple, ori_max_pe_len
+            return
         if self.kind == "normal":
             fh = fw = axis_freqs("normal", theta, dim, 0, 1)
             self.mag = torch.tensor(1.0)
@@ -112,8 +119,21 @@ class Rope(nn.Module):
         self.register_buffer("h_cached", (pos[:, None] * fh[None, :]).repeat_interleave(2, -1), persistent=False)
         self.register_buffer("w_cached", (pos[:, None] * fw[None, :]).repeat_interleave(2, -1), persistent=False)
 
-    def tables(self, grid):
-        """grid [B, 2, N] (w index, h index) -> cos, sin [B, N, head_dim] float32."""
+    def tables(self, grid, size=None):
+        """grid [B, 2, N] (w index, h index) -> cos, sin [B, N, head_dim] float32; online_rope reads size
+        [B, 2] (each sample's h, w in tokens)."""
+        if self.online:
+            fs = []
+            for b in range(grid.shape[0]):
+                h, w = int(size[b][0]), int(size[b][1])
+                lh, lw = (h, w) if self.decouple else (max(h, w),) * 2
+                fh = axis_freqs(self.kind, self.theta, self.dim, lh, self.ori)
+                fw = axis_freqs(self.kind, self.theta, self.dim, lw, self.ori)
+                gw, gh = grid[b, 0].to(torch.float32), grid[b, 1].to(torch.float32)
+                fs.append(torch.cat([(gh[:, None] * fh[None, :]).repeat_interleave(2, -1),
+                                     (gw[:, None] * fw[None, :]).repeat_interleave(2, -1)], dim=-1))
+            f = torch.stack(fs)
+            return f.cos(), f.sin()
         f = torch.cat([self.h_cached[grid[:, 1]], self.w_cached[grid[:, 0]]], dim=-1)
         return f.cos() * self.mag, f.sin() * self.mag
 
@@ -131,24 +151,38 @@ def _ln(x):
     return F.layer_norm(x, x.shape[-1:], eps=1e-6)  # LayerNorm(eps=1e-6, elementwise_affine=False)
 
 
+def _qk_norm(kind, dim):
+    """create_norm for q_norm / k_norm: None, a parameter-free LayerNorm ("layernorm", a callable), or
+    "w_layernorm" = nn.LayerNorm(dim, eps=1e-6, bias=False) (torch 1.13 has no bias=False: the bias is
+    unregistered, so the state_dict holds the weight alone)."""
+    if kind == "layernorm":
+        return _ln
+    if kind == "w_layernorm":
+        m = nn.LayerNorm(dim, eps=1e-6, **_dev())
+        m.register_parameter("bias", None)
+        return m
+    return None
+
+
 class Attention(nn.Module):
     def __init__(self, dim, num_heads, q_norm, k_norm, qkv_bias, rope):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.q_norm, self.k_norm = q_norm, k_norm
         self.rope = rope
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **_dev())
+        # Registered between qkv and proj, as the official Attention.
+        self.q_norm, self.k_norm = _qk_norm(q_norm, self.head_dim), _qk_norm(k_norm, self.head_dim)
         self.proj = nn.Linear(dim, dim, **_dev())
 
     def forward(self, x, mask, cos, sin):
         B, N, D = x.shape
         H, Dh = self.num_heads, self.head_dim
         q, k, v = self.qkv(x).reshape(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)
-        if self.q_norm:
-            q = _ln(q)
-        if self.k_norm:
-            k = _ln(k)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
         if self.rope:
             q = q * cos + rotate_pairs(q) * sin
             k = k * cos + rotate_pairs(k) * sin
@@ -163,11 +197,11 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     """timm.layers.SwiGLU: fc2(silu(fc1_g(x)) * fc1_x(x))."""
 
-    def __init__(self, dim, hidden, bias):
+    def __init__(self, dim, hidden, bias, out=None):
         super().__init__()
         self.fc1_g = nn.Linear(dim, hidden, bias=bias, **_dev())
         self.fc1_x = nn.Linear(dim, hidden, bias=bias, **_dev())
-        self.fc2 = nn.Linear(hidden, dim, bias=bias, **_dev())
+        self.fc2 = nn.Linear(hidden, out or dim, bias=bias, **_dev())
 
     def forward(self, x):
         return self.fc2(F.silu(self.fc1_g(x)) * self.fc1_x(x))
@@ -187,7 +221,7 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio, use_swiglu, use_swiglu_large, q_norm, k_norm, rope, qkv_bias,
-                 ffn_bias, adaln_bias, lora_dim):
+                 ffn_bias, adaln_bias, lora_dim, adaln_swiglu=False):
         super().__init__()
         self.attn = Attention(dim, num_heads, q_norm, k_norm, qkv_bias, rope)
         hidden = int(dim * mlp_ratio)
@@ -195,7 +229,9 @@ class Block(nn.Module):
             self.mlp = SwiGLU(dim, hidden if use_swiglu_large else hidden * 2 // 3, ffn_bias)
         else:
             self.mlp = Mlp(dim, hidden, ffn_bias)
-        if lora_dim:  # AdaLN-LoRA: no activation between the two linears
+        if adaln_swiglu:  # adaln_type "swiglu": SwiGLU of c itself (no SiLU first)
+            self.adaLN_modulation = SwiGLU(dim, dim // 4 * 3, adaln_bias, out=6 * dim)
+        elif lora_dim:  # AdaLN-LoRA: no activation between the two linears
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, lora_dim, bias=adaln_bias, **_dev()),
                                                   nn.Linear(lora_dim, 6 * dim, bias=adaln_bias, **_dev()))
         else:
@@ -208,10 +244,13 @@ class Block(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    def __init__(self, dim, patch_size, out_channels, adaln_bias):
+    def __init__(self, dim, patch_size, out_channels, adaln_bias, adaln_swiglu=False):
         super().__init__()
         self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, **_dev())
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=adaln_bias, **_dev()))
+        if adaln_swiglu:
+            self.adaLN_modulation = SwiGLU(dim, dim // 2, adaln_bias, out=2 * dim)
+        else:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=adaln_bias, **_dev()))
 
     def forward(self, x, c):
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
@@ -224,7 +263,7 @@ class FiT(nn.Module):
                  rel_pos_embed="rope", q_norm="layernorm", k_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
                  adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
                  max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1,
-                 learn_sigma=False, use_sit=True, time_clamp=True):
+                 learn_sigma=False, use_sit=True, time_clamp=True, qk_norm_weight=False, online_rope=False):
         super().__init__()
         assert not (learn_sigma and use_sit)
         self.in_channels = in_channels
@@ -240,15 +279,19 @@ class FiT(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, D, class_dropout_prob)
         rope = rel_pos_embed == "rope"
         self.rel_pos_embed = Rope(D // num_heads, custom_freqs, rope_theta, max_pe_len_h, max_pe_len_w, decouple,
-                                  ori_max_pe_len) if rope else None
+                                  ori_max_pe_len, online_rope) if rope else None
         lora = adaln_lora_dim if adaln_type == "lora" else 0
+        swiglu = adaln_type == "swiglu"
+
+        def qk(kind):  # Attention.__init__: "layernorm" with qk_norm_weight is "w_layernorm"
+            return "w_layernorm" if kind == "layernorm" and qk_norm_weight else kind
         self.global_adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D, bias=adaln_bias, **_dev())) \
             if lora else None
         self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, use_swiglu, use_swiglu_large,
-                                           q_norm == "layernorm", k_norm == "layernorm", rope, qkv_bias,
-                                           ffn_bias, adaln_bias, lora)
+                                           qk(q_norm), qk(k_norm), rope, qkv_bias, ffn_bias, adaln_bias, lora,
+                                           swiglu)
                                      for _ in range(depth)])
-        self.final_layer = FinalLayer(D, patch_size, self.out_channels, adaln_bias)
+        self.final_layer = FinalLayer(D, patch_size, self.out_channels, adaln_bias, swiglu)
         if not self.final_layer.linear.weight.is_meta:
             self._official_init()
 
@@ -265,8 +308,10 @@ class FiT(nn.Module):
             nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
             nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
             nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-            last = [b.adaLN_modulation[-1] for b in self.blocks] + [self.final_layer.adaLN_modulation[-1],
-                                                                     self.final_layer.linear]
+            def last_of(mod):  # the modulation's last linear (a SwiGLU's fc2)
+                return mod.fc2 if isinstance(mod, SwiGLU) else mod[-1]
+            last = [last_of(b.adaLN_modulation) for b in self.blocks] + [last_of(self.final_layer.adaLN_modulation),
+                                                                          self.final_layer.linear]
             if self.global_adaLN_modulation is not None:
                 last.append(self.global_adaLN_modulation[-1])
             for m in last:
@@ -274,9 +319,10 @@ class FiT(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, x, t, y, grid, mask):
+    def forward(self, x, t, y, grid, mask, size=None):
         """x [B, N, p*p*C] ([B, p*p*C, N] without use_sit), t [B] float32 (flow time, or FiTv1's ADM
-        timestep 0..999), y [B], grid [B, 2, N], mask [B, N] -> [B, N, p*p*C_out] (transposed likewise)."""
+        timestep 0..999), y [B], grid [B, 2, N], mask [B, N], size [B, 2] (h, w tokens; online_rope) ->
+        [B, N, p*p*C_out] (transposed likewise)."""
         s = self.time_shifting
         if self.time_clamp:
             t = torch.clamp(s * t / (1 + (s - 1) * t), max=1.0)
@@ -286,7 +332,7 @@ class FiT(nn.Module):
         c = self.t_embedder(t) + self.y_embedder(y)
         cos = sin = None
         if self.rel_pos_embed is not None:
-            cos, sin = self.rel_pos_embed.tables(grid)
+            cos, sin = self.rel_pos_embed.tables(grid, size)
             cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
         g = self.global_adaLN_modulation(c) if self.global_adaLN_modulation is not None else 0.0
         for block in self.blocks:
@@ -294,11 +340,11 @@ class FiT(nn.Module):
         out = self.final_layer(h, c) * mask[..., None]
         return out if self.use_sit else out.transpose(1, 2)
 
-    def tokens(self, x, t, y, grid, mask):
+    def tokens(self, x, t, y, grid, mask, size=None):
         """forward with x and the result [B, N, features] for either layout."""
         if self.use_sit:
-            return self(x, t, y, grid, mask)
-        return self(x.transpose(1, 2), t, y, grid, mask).transpose(1, 2)
+            return self(x, t, y, grid, mask, size)
+        return self(x.transpose(1, 2), t, y, grid, mask, size).transpose(1, 2)
 
 
 def patchify(img, p):
@@ -338,7 +384,8 @@ class FiTImage(nn.Module):
         p = self.net.patch_size
         gh, gw = H // p, W // p
         mask = torch.ones(B, gh * gw, dtype=x.dtype)
-        out = self.net.tokens(patchify(x, p), t, y, make_grid(B, gh, gw), mask)
+        size = torch.tensor([[gh, gw]] * B)
+        out = self.net.tokens(patchify(x, p), t, y, make_grid(B, gh, gw), mask, size)
         return unpatchify(out, self.net.out_channels, p, gh, gw)
 
 
@@ -364,8 +411,9 @@ def full_config(cfg):
         out[k] = cfg.get(k, v)
     if out["adaln_lora_dim"] is None:  # adaLN "normal" (FiTv1's default) has none
         del out["adaln_lora_dim"]
-    if "time_clamp" in cfg:
-        out["time_clamp"] = cfg["time_clamp"]
+    for k in ("time_clamp", "online_rope"):  # written only when given
+        if k in cfg:
+            out[k] = cfg[k]
     for k in ROPE_SCALING:
         if k in cfg:
             out[k] = cfg[k]
@@ -385,7 +433,9 @@ def build_from_config(cfg):
     kw = {k: cfg[k] for k in ("patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
                               "class_dropout_prob", "num_classes", "use_swiglu", "use_swiglu_large",
                               "rel_pos_embed", "q_norm", "k_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
-                              "rope_theta", "custom_freqs", "time_shifting", "learn_sigma", "use_sit")}
+                              "rope_theta", "custom_freqs", "time_shifting", "learn_sigma", "use_sit",
+                              "qk_norm_weight")}
+    kw["online_rope"] = cfg.get("online_rope", False)
     kw["adaln_lora_dim"] = cfg.get("adaln_lora_dim")
     kw["time_clamp"] = cfg.get("time_clamp", True)
     gh, gw = (s // cfg["patch_size"] for s in input_hw(cfg))

@@ -1128,7 +1128,7 @@ def main():
     names = ([c[0] for c in CASES + DIT_CASES + LDIT_CASES + MDT_CASES + fit_fixtures.FIT_CASES
               + svg_fixtures.SVG_CASES + LAVIN_CASES + diffit_fixtures.DIFFIT_CASES] + [ADM_CASE] +
              [c[0] for c in SAMPLING_CASES] + [CACHE_CASE[0], FLOW_CASE, LDIT_FLOW_CASE[0], "fit_rope",
-              fit_fixtures.PACKED_CASE[0], LAVIN_SAMPLING_CASE, "fit_resize", "fitv1_loss"])
+              LAVIN_SAMPLING_CASE, "fit_resize", "fitv1_loss"] + [c[0] for c in fit_fixtures.PACKED_CASES])
     only = names if args.only is None else [s for s in args.only.split(",") if s]
     for s in only:
         if s not in names:
@@ -1187,12 +1187,13 @@ def main():
         ok &= fit_adm_loss.write_fixture(os.path.join(args.out, "fitv1_loss.safetensors"), write_safetensors)
         results["fitv1_loss"] = True
 
-    if fit_fixtures.PACKED_CASE[0] in only:
-        def write_json(name, cfg):
-            with _atomic(os.path.join(args.out, name + ".json")) as f:
-                f.write(json.dumps(cfg, indent=1).encode() + b"\n")
-        ok &= fit_fixtures.write_packed_case(args.out, make_weights_dit, write_safetensors, write_json)
-        results[fit_fixtures.PACKED_CASE[0]] = True
+    def write_json(name, cfg):
+        with _atomic(os.path.join(args.out, name + ".json")) as f:
+            f.write(json.dumps(cfg, indent=1).encode() + b"\n")
+    for case in fit_fixtures.PACKED_CASES:
+        if case[0] in only:
+            ok &= fit_fixtures.write_packed_case(case, args.out, make_weights_dit, write_safetensors, write_json)
+            results[case[0]] = True
 
     if LDIT_FLOW_CASE[0] in only:
         ok &= make_ldit_flow_case(args.out)

@@ -75,6 +75,12 @@ inline const char* kConfigs[] = {
         "in_channels": 4, "hidden_size": 64, "depth": 2, "num_heads": 2, "num_classes": 5,
         "adaln_type": "normal", "use_swiglu": false, "custom_freqs": "ntk-aware-pro2",
         "decouple": true, "ori_max_pe_len": 4}})",
+    // FiT's official options (docs/fit.md "Options"): SwiGLU modulations of c, q/k LayerNorms with
+    // a weight, online RoPE (ntk-aware from 4).
+    R"({"name": "fit_opts", "nnet": {"name": "fitv2", "input_size": [8, 16], "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10,
+        "adaln_type": "swiglu", "qk_norm_weight": true, "ori_max_pe_len": 4,
+        "custom_freqs": "ntk-aware", "online_rope": true}})",
     // SVG (docs/svg.md): per-token ln1, the affine LayerNorm qk-norm on a 72-wide head, learned
     // sigma dropped.
     R"({"name": "svg", "nnet": {"name": "svg", "input_size": 8, "in_channels": 12,

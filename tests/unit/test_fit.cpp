@@ -151,6 +151,49 @@ TEST(FiT, OfficialInitialisation) {
   for (float v : out) ASSERT_EQ(v, 0.f);
 }
 
+// adaln_type "swiglu" and qk_norm_weight (docs/fit.md "Options"): initialize_weights zeroes only
+// each SwiGLU modulation's fc2 (fc1_g, fc1_x xavier_uniform, zero bias); the q/k LayerNorm weights
+// start at one; the output is exactly zero.
+TEST(FiT, OptionsInitialisation) {
+  Config cfg = load_config("fmnist_fit_tiny");  // width 128, 6 blocks, 4 heads
+  apply_override(cfg, "nnet.adaln_type=swiglu");
+  apply_override(cfg, "nnet.qk_norm_weight=true");
+  auto be = make_cpu_backend();
+  auto m = make_network(cfg, *be);
+  EXPECT_FALSE(m->table().find("global_adaLN_modulation.1.weight"));
+  EXPECT_EQ(m->table().at("blocks.0.adaLN_modulation.fc1_g.weight").shape,
+            (std::vector<int64_t>{96, 128}));  // (D // 4) * 3
+  EXPECT_EQ(m->table().at("final_layer.adaLN_modulation.fc2.weight").shape,
+            (std::vector<int64_t>{256, 64}));  // SwiGLU(D, D // 2, 2D)
+  m->init_random(5);
+  const float* p = m->params();
+  auto all = [&](const std::string& name, auto pred) {
+    const ParamEntry& e = m->table().at(name);
+    for (size_t i = 0; i < e.numel; ++i)
+      if (!pred(p[e.offset + i])) return false;
+    return true;
+  };
+  auto zero = [](float v) { return v == 0.f; };
+  for (const char* z :
+       {"blocks.0.adaLN_modulation.fc2.weight", "blocks.5.adaLN_modulation.fc2.bias",
+        "blocks.0.adaLN_modulation.fc1_g.bias", "final_layer.adaLN_modulation.fc2.weight",
+        "final_layer.adaLN_modulation.fc1_x.bias"})
+    EXPECT_TRUE(all(z, zero)) << z;
+  const double bound = std::sqrt(6.0 / (128 + 96));
+  for (const char* x :
+       {"blocks.0.adaLN_modulation.fc1_g.weight", "blocks.3.adaLN_modulation.fc1_x.weight"}) {
+    EXPECT_FALSE(all(x, zero)) << x;
+    EXPECT_TRUE(all(x, [&](float v) { return std::abs(v) <= bound; })) << x;
+  }
+  EXPECT_TRUE(all("blocks.2.attn.q_norm.weight", [](float v) { return v == 1.f; }));
+  EXPECT_TRUE(all("blocks.2.attn.k_norm.weight", [](float v) { return v == 1.f; }));
+  const int B = 2;
+  std::vector<float> x(B * 28 * 28, 0.5f), t = {0.3f, 0.9f}, out(x.size(), 1.f);
+  std::vector<int32_t> y = {1, 10};
+  m->forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
+  for (float v : out) ASSERT_EQ(v, 0.f);
+}
+
 TEST(FiT, RefusesWhatIsNotFiTv2) {
   const nlohmann::json n = {{"name", "fitv2"},  {"input_size", 8}, {"hidden_size", 64},
                             {"num_heads", 4},   {"depth", 1},      {"adaln_lora_dim", 8},
@@ -173,7 +216,9 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   tc["time_shifting"] = 2;
   tc["time_clamp"] = false;
   EXPECT_NE(error_of([&] { fit().table(tc); }).find("nnet.time_clamp"), std::string::npos);
-  EXPECT_NE(err("qk_norm_weight", true).find("nnet.qk_norm_weight"), std::string::npos);
+  EXPECT_NE(err("adaln_type", "gated").find("nnet.adaln_type"), std::string::npos);
+  EXPECT_NE(err("q_norm", "w_rmsnorm").find("nnet.q_norm"), std::string::npos);
+  EXPECT_NE(err("add_rel_pe_to_v", true).find("nnet.add_rel_pe_to_v"), std::string::npos);
   EXPECT_NE(err("norm_type", "rmsnorm").find("nnet.norm_type"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk").find("ntk-aware-pro2"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk-aware").find("ori_max_pe_len"), std::string::npos);
@@ -181,6 +226,15 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   EXPECT_NE(err("input_size", nlohmann::json{8, 5}).find("patch_size"), std::string::npos);
   EXPECT_NE(err("adaln_lora_dim", nullptr).find("adaln_lora_dim"), std::string::npos);
   EXPECT_NE(err("online_rope", true).find("nnet.online_rope"), std::string::npos);
+  // online_rope with yarn: the official online path reads an mscale only the cached path sets.
+  nlohmann::json on = n;
+  on["online_rope"] = true;
+  on["ori_max_pe_len"] = 16;
+  on["custom_freqs"] = "yarn";
+  EXPECT_NE(error_of([&] { fit().table(on); }).find("online_rope needs"), std::string::npos);
+  on["custom_freqs"] = "ntk-aware";
+  on["input_size"] = 600;  // past the 256 cached positions: fine online
+  EXPECT_EQ(fit().spec({{"nnet", on}}).img_size, 600);
   EXPECT_NE(err("pos_embed", 1).find("unknown key"), std::string::npos);
   // A non-square input reaches the NetSpec as height and width.
   nlohmann::json r = n;

@@ -69,31 +69,37 @@ std::pair<std::vector<float>, std::vector<float>> run(Network& m, const Case& c,
 
 }  // namespace
 
+// fit_packed (FiTv2), fitv1_packed (learned sigma, the (B, C, N) layout) and fit_packed_online
+// (online_rope: each sample's RoPE scaled for its own grid), fit_fixtures.py:PACKED_CASES.
 TEST(FitPacked, MixedGridsMatchTheTwin) {
-  const Case c = load_case("fit_packed");
-  std::vector<std::array<int, 2>> sizes;
-  const auto s = c.t.at("input.sizes").to_i64();
-  for (size_t i = 0; i < s.size(); i += 2) sizes.push_back({int(s[i]), int(s[i + 1])});
-  auto be = make_cpu_backend();
-  auto m = loaded(c, *be);
-  ASSERT_TRUE(m->packs_sizes());
-  const auto [out, grads] = run(*m, c, sizes, true);
-  EXPECT_LE(rel_err(out, c.t.at("output").to_f32()), 1e-5) << "output";
-  for (const auto& e : m->table().entries())
-    EXPECT_LE(rel_err(grads.data() + e.offset, c.t.at("grad." + e.name).to_f32()), 1e-4)
-        << "grad of " << e.name;
-  // Padding is exactly zero in the output.
-  const int C = 4, H = 6, W = 8;
-  for (int b = 0; b < c.B; ++b)
-    for (int ch = 0; ch < C; ++ch)
-      for (int yy = 0; yy < H; ++yy)
-        for (int xx = 0; xx < W; ++xx)
-          if (yy >= sizes[b][0] || xx >= sizes[b][1]) {
-            ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f) << b << " " << yy;
-          }
-  // Inference plans other buffers: same output. The sizes last one forward: the next is plain.
-  EXPECT_EQ(run(*m, c, sizes, false).first, out);
-  EXPECT_NE(run(*m, c, {}, false).first, out);
+  for (const char* name : {"fit_packed", "fitv1_packed", "fit_packed_online"}) {
+    SCOPED_TRACE(name);
+    const Case c = load_case(name);
+    std::vector<std::array<int, 2>> sizes;
+    const auto s = c.t.at("input.sizes").to_i64();
+    for (size_t i = 0; i < s.size(); i += 2) sizes.push_back({int(s[i]), int(s[i + 1])});
+    auto be = make_cpu_backend();
+    auto m = loaded(c, *be);
+    ASSERT_TRUE(m->packs_sizes());
+    const auto [out, grads] = run(*m, c, sizes, true);
+    EXPECT_LE(rel_err(out, c.t.at("output").to_f32()), 1e-5) << "output";
+    for (const auto& e : m->table().entries())
+      EXPECT_LE(rel_err(grads.data() + e.offset, c.t.at("grad." + e.name).to_f32()), 1e-4)
+          << "grad of " << e.name;
+    // Padding is exactly zero in the output (both halves with a learned sigma).
+    const auto& xs = c.t.at("input.x").shape;
+    const int H = int(xs[2]), W = int(xs[3]), C = int(c.gout.size() / (size_t(c.B) * H * W));
+    for (int b = 0; b < c.B; ++b)
+      for (int ch = 0; ch < C; ++ch)
+        for (int yy = 0; yy < H; ++yy)
+          for (int xx = 0; xx < W; ++xx)
+            if (yy >= sizes[b][0] || xx >= sizes[b][1]) {
+              ASSERT_EQ(out[((size_t(b) * C + ch) * H + yy) * W + xx], 0.f) << b << " " << yy;
+            }
+    // Inference plans other buffers: same output. The sizes last one forward: the next is plain.
+    EXPECT_EQ(run(*m, c, sizes, false).first, out);
+    EXPECT_NE(run(*m, c, {}, false).first, out);
+  }
 }
 
 // Every sample at the full canvas with a sequence as long as the grid: the packed path (gathers,

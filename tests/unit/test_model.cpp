@@ -119,16 +119,15 @@ TEST_P(NetworkParity, OutputAndGradientsMatchTorch) {
   EXPECT_EQ(run_net(*m2, f, false).out, r.out);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, NetworkParity,
-                         ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24",
-                                           "skipdit_p2", "skipdit_sigma_off", "ldit_p1",
-                                           "ldit_p2_qknorm_sigma", "ldit_p2_plain_woshift",
-                                           "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma",
-                                           "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk",
-                                           "fit_ntkpro2", "fitv1_p2", "fitv1_rect",
-                                           "svg_qknorm_sigma", "svg_plain", "lavin_tiny",
-                                           "lavin_p1_mqa", "mdtv1_p2", "diffit_p2",
-                                           "diffit_odd_nosigma"));
+INSTANTIATE_TEST_SUITE_P(
+    Cases, NetworkParity,
+    ::testing::Values("dit_p2", "dit_p4_nosigma", "dit_p8", "dit_h24", "skipdit_p2",
+                      "skipdit_sigma_off", "ldit_p1", "ldit_p2_qknorm_sigma",
+                      "ldit_p2_plain_woshift", "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma",
+                      "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk", "fit_ntkpro2",
+                      "fitv1_p2", "fitv1_rect", "fit_qkw", "fit_ada_swiglu", "fitv1_ada_swiglu",
+                      "fit_online", "svg_qknorm_sigma", "svg_plain", "lavin_tiny", "lavin_p1_mqa",
+                      "mdtv1_p2", "diffit_p2", "diffit_odd_nosigma"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
 // encoder with the gathered relative bias, the side-interpolater, mask_token's gradient (MDTv2,
