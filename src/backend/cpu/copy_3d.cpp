@@ -15,13 +15,11 @@ constexpr long kParallelMin = 1 << 15;  // elements; below this a parallel regio
 template <class T>
 void copy_3d_t(T* dst, long ld_dst, long bs_dst, const T* src, long ld_src, long bs_src,
                long blocks, long rows, long cols) {
-  const long n = blocks * rows;
   const size_t bytes = sizeof(T) * size_t(cols);
-#pragma omp parallel for schedule(static) if (n * cols >= kParallelMin)
-  for (long i = 0; i < n; ++i) {
-    const long b = i / rows, r = i % rows;
-    std::memcpy(dst + b * bs_dst + r * ld_dst, src + b * bs_src + r * ld_src, bytes);
-  }
+#pragma omp parallel for collapse(2) schedule(static) if (blocks * rows * cols >= kParallelMin)
+  for (long b = 0; b < blocks; ++b)
+    for (long r = 0; r < rows; ++r)
+      std::memcpy(dst + b * bs_dst + r * ld_dst, src + b * bs_src + r * ld_src, bytes);
 }
 
 }  // namespace
