@@ -1,9 +1,10 @@
 // CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
 // at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
 // kernels at DiT/U-ViT shapes with 256 patches; MDT's masked-pass row moves, per-row calls against
-// one move_rows; attention with and without MDT's relative position bias at MDT-S/2's, 8 x 256
-// tokens, 6 heads of 64). Thread CPU time, best of --reps runs, so other
-// processes on a shared machine barely change it (docs/benchmarks.md, "bf16 on the CPU").
+// one move_rows, and LaVin's per-sample joint-sequence copies against one copy_3d; attention with
+// and without MDT's relative position bias at MDT-S/2's, 8 x 256 tokens, 6 heads of 64). Thread CPU
+// time, best of --reps runs, so other processes on a shared machine barely change it
+// (docs/benchmarks.md, "bf16 on the CPU").
 //   elem_bench [--reps N] [--filter SUBSTRING]
 #include <omp.h>
 
@@ -214,6 +215,23 @@ int main(int argc, char** argv) {
   ops.push_back({"move_rows      8x179 x 512", rows(true, false)});
   ops.push_back({"rows per call  += (axpy)", rows(false, true)});
   ops.push_back({"move_rows      +=", rows(true, true)});
+  // LaVin's joint sequence: q of one stream (8 x 256 rows of 512) into its rows of the joint qkv
+  // (8 x 320 rows, 3 x 512 wide), one copy_act_2d per sample (before) against one copy_3d.
+  auto joint = [=](bool one_call) -> Op {
+    return [=](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+      const long Nj = 320, ld = 3 * D;
+      float *qkv = b.act(size_t(B) * Nj * ld), *q = b.act(size_t(B) * L * D);
+      float* j0 = be.act_at(qkv, size_t(Nj - L) * ld);
+      if (one_call) return [=, &be] { be.copy_3d(j0, ld, Nj * ld, q, D, long(L) * D, B, L, D); };
+      return [=, &be] {
+        for (int i = 0; i < B; ++i)
+          be.copy_act_2d(be.act_at(j0, size_t(i) * Nj * ld), ld, be.act_at(q, size_t(i) * L * D), D,
+                         L, D);
+      };
+    };
+  };
+  ops.push_back({"2-D per sample 8x256 x 512", joint(false)});
+  ops.push_back({"copy_3d        8x256 x 512", joint(true)});
   // Attention at MDT-S/2 shapes, plain and with the relative position bias (its 31 x 31 + 3 rows).
   const int AH = 6, ADh = 64, AD = AH * ADh, g = 16, R = (2 * g - 1) * (2 * g - 1) + 3;
   const size_t QKV = size_t(B) * L * 3 * AD, O = size_t(B) * L * AD, LSE = size_t(B) * AH * L;

@@ -100,6 +100,15 @@ class Backend {
   virtual void move_rows(float* dst, const int32_t* dst_idx, const float* src,
                          const int32_t* src_idx, long n, long row_len, bool accumulate,
                          bool act = true) = 0;
+  // Blocks of strided rows, one call for the lot (per-sample copies: LaVin's joint sequence,
+  // U-ViT's text context, the encoders' class tokens, ST-VAE's frames): for b < blocks, r < rows,
+  // c < cols, dst[b * bs_dst + r * ld_dst + c] = src[b * bs_src + r * ld_src + c], in act elements
+  // (fp32 ones when `act` is false); bits are copied. Strides are >= 0; src strides of 0 repeat a
+  // row or a block (a broadcast). The dst rows must nest one way, rows inside blocks (ld_dst >=
+  // cols, bs_dst >= (rows - 1) * ld_dst + cols) or blocks inside rows (the same with the roles
+  // swapped), so no element is written twice (checked); dst must not overlap src.
+  virtual void copy_3d(float* dst, long ld_dst, long bs_dst, const float* src, long ld_src,
+                       long bs_src, long blocks, long rows, long cols, bool act = true) = 0;
 
   // ---- dense ----
   // Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.

@@ -137,7 +137,7 @@ std::vector<float> ClipVisionModel::forward(const float* pixels, int B,
   be.upload(img, pixels, n_img * sizeof(float));
   be.patch_im2col(img, cols, B, C, S, p);
   be.gemm(false, true, B * L, H, K, 1.f, cols, K, P + w.patch, K, 0.f, patches, H);
-  for (int b = 0; b < B; ++b) be.copy(extras + size_t(b) * H, P + w.cls, size_t(H));
+  be.copy_3d(extras, H, 0, P + w.cls, 0, 0, 1, B, H, false);  // the class token of every image
   be.tokens_fwd(extras, patches, P + w.pos, seq, B, 1, L, H);
   be.layernorm_fwd(seq, P + w.pre_w, P + w.pre_b, x, nullptr, nullptr, B * N, H, dims.eps);
   clip::stack_forward(be, P, w.layers, dims, x, scratch, B, N);

@@ -216,12 +216,10 @@ void Dinov3::patch_tokens(const float* img, int B, int S, float* out) {
   float* x = patches + size_t(B) * L * D;
   float* scratch = x + n_seq;
   vit::patch_embed(W, m.patch, img, cols, patches, B, 3, S, p);
-  // [cls, storage..., patches] (cls_token + 0 * mask_token is cls_token).
-  for (int b = 0; b < B; ++b) {
-    float* xb = x + size_t(b) * N * D;
-    be.copy(xb, P + m.cls, size_t(D));
-    if (E > 1) be.copy(xb + D, P + m.storage, size_t(E - 1) * D);
-  }
+  // [cls, storage..., patches] (cls_token + 0 * mask_token is cls_token): the extras of every
+  // image by one broadcast copy_3d each.
+  be.copy_3d(x, 0, long(N) * D, P + m.cls, 0, 0, B, 1, D, false);
+  if (E > 1) be.copy_3d(x + D, 0, long(N) * D, P + m.storage, 0, 0, B, 1, long(E - 1) * D, false);
   be.copy_2d(x + size_t(E) * D, long(N) * D, patches, long(L) * D, B, long(L) * D);
   vit::blocks_fwd(W, m.blocks, x, scratch, B, N);
   layers::norm_fwd(W, m.norm, x, scratch, nullptr, nullptr, B * N);

@@ -227,21 +227,31 @@ void Stvae::conv_frames(const std::string& name, const Tensor& x, Tensor& y, int
   in.resize(n, s.Cin, x.H, x.W);
   out.resize(n, s.Cout, Ho, Wo);
   const float* w = p(causal ? tw : name + ".weight");
+  const long in_stride = long(kt) * x.C * hw;  // one gathered image
   for (int i0 = 0; i0 < total; i0 += n) {
     s.B = std::min(n, total - i0);
-    for (int i = 0; i < s.B; ++i) {
+    // A run: images i .. i + run - 1 of the chunk are frames t .. t + run - 1 of clip b, moved by
+    // one copy_3d per tap (frames one plane apart, channels T planes apart); the images whose tap
+    // falls before frame 0 (the first z) repeat frame 0, a broadcast copy_3d of their own.
+    for (int i = 0, run; i < s.B; i += run) {
       const int b = (i0 + i) / per, t = first + (i0 + i) % per;
+      run = std::min(s.B - i, x.T - t);
+      const float* xb = x.d + size_t(b) * x.C * x.T * hw;
       for (int j = 0; j < kt; ++j) {
-        const int f = std::max(t - kt + 1 + j, 0);
-        be_->copy_2d(in.d + (size_t(i) * kt + size_t(j)) * x.C * hw, hw,
-                     x.d + (size_t(b) * x.C * x.T + size_t(f)) * hw, x.T * hw, x.C, hw);
+        float* d = in.d + size_t(i) * in_stride + size_t(j) * x.C * hw;
+        const int z = std::clamp(kt - 1 - j - t, 0, run);  // frame max(t + u - kt + 1 + j, 0)
+        if (z) be_->copy_3d(d, hw, in_stride, xb, x.T * hw, 0, z, x.C, hw, false);
+        if (run > z)
+          be_->copy_3d(d + z * in_stride, hw, in_stride, xb + (t + z - kt + 1 + j) * hw, x.T * hw,
+                       hw, run - z, x.C, hw, false);
       }
     }
     be_->conv2d(s, in.d, w, p(name + ".bias"), out.d);
-    for (int i = 0; i < s.B; ++i) {
+    for (int i = 0, run; i < s.B; i += run) {
       const int b = (i0 + i) / per, t = first + (i0 + i) % per;
-      be_->copy_2d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hwo, y.T * hwo,
-                   out.d + size_t(i) * y.C * hwo, hwo, y.C, hwo);
+      run = std::min(s.B - i, x.T - t);
+      be_->copy_3d(y.d + (size_t(b) * y.C * y.T + size_t(t)) * hwo, y.T * hwo, hwo,
+                   out.d + size_t(i) * y.C * hwo, hwo, long(y.C) * hwo, run, y.C, hwo, false);
     }
   }
 }

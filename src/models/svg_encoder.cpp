@@ -254,7 +254,7 @@ Array SvgEncoder::encode(const Array& x, int group) const {
   const layers::Weights W = m.params.weights();
   const float* P = m.params.dev();
   vit::patch_embed(W, m.patch, img, cols, patches, B, 3, S, p);
-  for (int b = 0; b < B; ++b) be.copy(extras + size_t(b) * D, P + m.cls, size_t(D));
+  be.copy_3d(extras, D, 0, P + m.cls, 0, 0, 1, B, D, false);   // the class token of every image
   be.tokens_fwd(extras, patches, P + m.pos, seq, B, 1, L, D);  // + pos_embedding
   vit::blocks_fwd(W, m.blocks, seq, scratch, B, N);
   float* normed = scratch;

@@ -93,6 +93,9 @@ struct UViT::Plan {
   float *cols, *patches, *extras, *temb, *th, *ts, *normout, *nmean, *nrstd, *tok, *img, *ctx_act;
   float* pos_fixed = nullptr;  // pos_embed sincos_2d / none: the fixed table [tokens, D], fp32
   float* dpos_sink = nullptr;  // ... and where tokens_bwd's (discarded) position gradient goes
+  // t2i: the context tokens [B nc, D] (context_embed's output, then its gradient): one GEMM over
+  // the batch, moved to and from their rows of the extras by one copy_3d.
+  float* ctx_tok = nullptr;
   // conv_position before_linear: the patch tokens as a [B, D, g, g] grid, the conv's output, and
   // that output as tokens [B L, D] (decoder_pred's input); their gradients.
   float *grid = nullptr, *gridconv = nullptr, *ctok = nullptr, *dgrid = nullptr, *dgridin = nullptr;
@@ -276,6 +279,7 @@ void UViT::plan(int B, bool train) {
     P.ctx_act = (cfg_.t2i() && be_.act_bytes() != sizeof(float))
                     ? take(size_t(B) * cfg_.num_clip_token * cfg_.clip_dim)
                     : nullptr;
+    P.ctx_tok = cfg_.t2i() ? take(size_t(B) * cfg_.num_clip_token * D) : nullptr;
     if (train) {
       P.dX = take(M * D);
       P.dX2 = take(M * D);
@@ -450,9 +454,9 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
       be_.to_act(context, P.ctx_act, size_t(B) * nc * cd);
       P.ctx = P.ctx_act;
     }
-    for (int b = 0; b < B; ++b)
-      linear_fwd(W, P.context, be_.act_at(P.ctx, size_t(b) * nc * cd), cd,
-                 be_.act_at(P.extras, (size_t(b) * E + ctx_row) * D), D, nc);
+    linear_fwd(W, P.context, P.ctx, cd, P.ctx_tok, D, B * nc);
+    be_.copy_3d(be_.act_at(P.extras, size_t(ctx_row) * D), D, long(E) * D, P.ctx_tok, D,
+                long(nc) * D, B, nc, D);
   } else if (cfg_.num_classes > 0) {
     be_.embedding_fwd(params_ + off("label_emb.weight"), y, P.extras, B, D, E * D);
   }
@@ -590,9 +594,9 @@ void UViT::backward(const float* dout) {
   }
   if (cfg_.t2i()) {
     const int nc = cfg_.num_clip_token, cd = cfg_.clip_dim;
-    for (int b = 0; b < B; ++b)
-      linear_bwd(W, P.context, be_.act_at(P.ctx, size_t(b) * nc * cd), cd,
-                 be_.act_at(P.dextras, (size_t(b) * E + ctx_row) * D), D, nullptr, 0, nc);
+    be_.copy_3d(P.ctx_tok, D, long(nc) * D, be_.act_at(P.dextras, size_t(ctx_row) * D), D,
+                long(E) * D, B, nc, D);
+    linear_bwd(W, P.context, P.ctx, cd, P.ctx_tok, D, nullptr, 0, B * nc);
   } else if (cfg_.num_classes > 0) {
     be_.embedding_bwd(P.dextras, P.y, G + off("label_emb.weight"), B, D, E * D);
   }

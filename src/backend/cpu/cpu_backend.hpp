@@ -30,6 +30,8 @@ class CpuBackend final : public Backend {
   void axpy_act(float* y, const float* x, float a, size_t n) override;
   void move_rows(float* dst, const int32_t* dst_idx, const float* src, const int32_t* src_idx,
                  long n, long row_len, bool accumulate, bool act = true) override;  // move_rows.cpp
+  void copy_3d(float* dst, long ld_dst, long bs_dst, const float* src, long ld_src, long bs_src,
+               long blocks, long rows, long cols, bool act = true) override;  // copy_3d.cpp
   void copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                    long cols) override;
 

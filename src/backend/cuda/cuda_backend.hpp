@@ -51,6 +51,8 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void axpy_act(float* y, const float* x, float a, size_t n) override;
   void move_rows(float* dst, const int32_t* dst_idx, const float* src, const int32_t* src_idx,
                  long n, long row_len, bool accumulate, bool act = true) override;  // move_rows.cpp
+  void copy_3d(float* dst, long ld_dst, long bs_dst, const float* src, long ld_src, long bs_src,
+               long blocks, long rows, long cols, bool act = true) override;  // copy_3d.cpp
 
   void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override;

@@ -90,6 +90,11 @@ void unpatchify_bwd(bool bf16, const float* dimg, void* dtok, int B, int E, int 
 void move_rows(bool bf16, void* dst, const int32_t* dst_idx, const void* src,
                const int32_t* src_idx, size_t n, size_t row_len, bool accumulate);
 
+// ---- copy_3d.cu: blocks of strided rows (Backend::copy_3d; strides in elements); bf16 picks the
+// element size ----
+void copy_3d(bool bf16, void* dst, long ld_dst, long bs_dst, const void* src, long ld_src,
+             long bs_src, size_t blocks, size_t rows, size_t cols);
+
 // ---- conv_im2col.cu (act) ----
 void conv3x3_im2col(bool bf16, const void* x, void* cols, int B, int C, int H, int W, int stride);
 void conv3x3_col2im(bool bf16, const void* cols, void* x, int B, int C, int H, int W, int stride);
