@@ -68,6 +68,12 @@ void add_predict(CLI::App& app) {
       UVIT_CHECK(!o->y.empty(), "--y is required: config ", c.config_name,
                  " is class-conditional (", n.num_classes, " classes)");
       Array y = load_npy(o->y);
+      // Class ids are integers: a float array is a mistake (a wrong file, or noise saved as
+      // labels), not labels to round.
+      const DType yt = y.dtype;
+      UVIT_CHECK(yt == DType::I64 || yt == DType::I32 || yt == DType::I16 || yt == DType::I8 ||
+                     yt == DType::U8,
+                 o->y, ": labels must be an integer array (int64), not ", dtype_name(yt));
       std::vector<int64_t> yv = y.to_i64();
       UVIT_CHECK(int64_t(yv.size()) == B, o->y, ": has ", yv.size(), " labels for a batch of ", B);
       std::vector<int32_t> yi(B);
