@@ -23,7 +23,9 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--x", o->x, "float32 [B,C,H,W] .npy")->required();
   cmd->add_option("--t", o->t, "[B] network time input .npy (as the official code passes it)")
       ->required();
-  cmd->add_option("--y", o->y, "int64 [B] class labels .npy (class-conditional models)");
+  cmd->add_option(
+      "--y", o->y,
+      "integer (int64) [B] class labels .npy (class-conditional models; a float array is refused)");
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
   add_device_options(cmd, o->device, o->precision);
