@@ -115,6 +115,12 @@ expect_error "feat/: holds features of a different run (weights_sha256 \"$(sha25
 [ ! -e "$tmp/feat/3.npy" ] || fail "a refused resume wrote a feature file"
 run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"  # the same settings resume
 grep -q "(1 already done)" "$tmp/err" || fail "resume with the same weights: $(cat "$tmp/err")"
+# A folder from before the manifest: taken as made with the rerun's settings, said, then recorded.
+rm "$tmp/feat.manifest.json"
+run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"
+grep -q "^$tmp/feat/: 2 images were done with no manifest; taken as made with these settings, recorded in $tmp/feat.manifest.json$" "$tmp/err" ||
+  fail "no-manifest folder: $(cat "$tmp/err")"
+[ -e "$tmp/feat.manifest.json" ] || fail "the manifest was not written for a folder without one"
 
 # --- a folder left by a run that stopped before its first checkpoint: a new run there appended to
 # its log (two runs in one log.jsonl); now the old config.json and log.jsonl move to failed_start/
