@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
@@ -18,6 +17,7 @@
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
 #include "cli/rank_split.hpp"
+#include "cli/run_manifest.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "uvit/autoencoder.hpp"
@@ -190,7 +190,7 @@ void add_eval(CLI::App& app) {
                                {"sampler", g.sampler},
                                {"steps", g.steps},
                                {"cfg_scale", g.cfg_scale},
-                               {"seed", o->seed},
+                               {"seed", o->sampling.seed},
                                {"n", n},
                                {"chunk", chunk},
                                {"img_size", s},
@@ -201,22 +201,8 @@ void add_eval(CLI::App& app) {
       manifest["n_prompts"] = prompts.size();
       manifest["clip"] = fs::absolute(o->clip).string();
     }
-    const std::string mpath = work + "/manifest.json";
-    if (fs::exists(mpath)) {
-      std::ifstream f(mpath);
-      nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
-      std::string differ;  // the settings that changed, not two whole manifests
-      for (const auto& [key, v] : manifest.items())
-        if (!old.is_object() || !old.contains(key) || old[key] != v)
-          differ += (differ.empty() ? "" : ", ") + key + " " +
-                    (old.is_object() && old.contains(key) ? old[key].dump() : "(none)") + " -> " +
-                    v.dump();
-      UVIT_CHECK(old == manifest, work, ": holds chunks of a different run (",
-                 differ.empty() ? old.dump() : differ, "); use another --work folder or delete it");
-    } else {
-      const std::string m = manifest.dump(1);
-      write_file_atomic(mpath, m.data(), m.size());
-    }
+    check_or_write_manifest(work + "/manifest.json", manifest, work, "chunks",
+                            "use another --work folder or delete it");
 
     const int k = real_classes(cfg);
     // The samples batch, filled chunk by chunk (the only copy of all N images in memory), RGB
@@ -341,7 +327,7 @@ void add_eval(CLI::App& app) {
                           {"sampler", g.sampler},
                           {"steps", g.steps},
                           {"cfg_scale", g.cfg_scale},
-                          {"seed", o->seed},
+                          {"seed", o->sampling.seed},
                           {"ref", o->ref},
                           {"seconds", secs}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) res[k] = v;

@@ -2,7 +2,8 @@
 // layout (SPEC 15.4): center crop, each image and its horizontal flip through encode_moments,
 // one {idx}.npy per (moments, label), for any RGB autoencoder config (SD kl-f8, VA-VAE f16d32);
 // with --latent-stats / --write-latent-stats the moments are of the normalised latents
-// (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic).
+// (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic); the sibling
+// file OUT.manifest.json records what made them, and a resume with other settings is refused.
 // With --encoder svg, SVG's deterministic DINOv3 + residual features instead (docs/svg_encoder.md).
 // With --fit, FiTv2's variable-size latents (docs/fit.md): REL.npy + REL.flip.npy per image.
 // With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
@@ -21,6 +22,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/run_manifest.hpp"
 #include "data/mscoco_features.hpp"
 #include "data/pixels.hpp"
 #include "models/svg_encoder.hpp"
@@ -31,6 +33,7 @@
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
+#include "uvit/metadata.hpp"
 #include "uvit/rng.hpp"
 
 namespace fs = std::filesystem;
@@ -181,6 +184,58 @@ std::vector<Item> pending_images(const Opts& o, const Dataset& ds) {
   return todo;
 }
 
+// The manifest of a feature folder sits beside it, OUT.manifest.json: the official readers and
+// ours list OUT itself (docs/autoencoder.md "What made a feature folder").
+std::string manifest_path(const std::string& out) {
+  fs::path p = fs::path(out).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // "feat/"
+  if (p.empty() || p.filename() == "." || p.filename() == "..") {
+    p = fs::absolute(p).lexically_normal();
+    if (!p.has_filename()) p = p.parent_path();
+  }
+  return p.string() + ".manifest.json";
+}
+
+std::string absolute_or_empty(const std::string& f) {
+  return f.empty() ? "" : fs::absolute(f).lexically_normal().string();
+}
+
+// What makes the files of a layout ("imagenet", "svg" or "fit") what they are. The device and
+// precision are left out: they change rounding, not the kind of feature.
+nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
+  nlohmann::json m = {{"layout", layout},
+                      {"encoder", o.encoder},
+                      {"weights_sha256", file_sha256(o.weights)},
+                      {"resolution", o.resolution}};
+  if (layout == "svg") {
+    m["dinov3_weights_sha256"] = o.dinov3.empty() ? "" : file_sha256(o.dinov3);
+    m["svg_config"] = absolute_or_empty(o.svg_config);
+    return m;
+  }
+  m["config"] = o.config;
+  if (layout == "fit") {
+    m["patch"] = o.patch;
+    m["min_tokens"] = o.min_tokens;
+  } else {
+    m["latent_stats_sha256"] = o.latent_stats.empty() ? "" : file_sha256(o.latent_stats);
+    m["write_latent_stats"] = absolute_or_empty(o.write_stats);
+  }
+  return m;
+}
+
+// Before any file is written: a folder made with other settings is refused, naming what differs.
+// A folder of `done` images from before manifests were kept is taken as made with these settings.
+void check_feature_manifest(const Opts& o, const std::string& layout, size_t done) {
+  const std::string path = manifest_path(o.out);
+  const bool had = check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
+                                           "give another --out folder, or delete it and " + path);
+  if (!had && done > 0 && !o.quiet)
+    std::fprintf(stderr,
+                 "%s: %zu images were done with no manifest; taken as made with these "
+                 "settings, recorded in %s\n",
+                 o.out.c_str(), done, path.c_str());
+}
+
 // One batch of pending work: images [k, 3, H, W] and, per image, its output file and label.
 struct ExtractBatch {
   Array images;
@@ -254,10 +309,11 @@ void extract_imagenet(const Opts& o) {
   const auto ds = make_imagenet_dataset(o.data, o.resolution);
   const int64_t n = ds->size();
   const std::vector<Item> todo = pending_images(o, *ds);
+  UVIT_CHECK(o.write_stats.empty() || stats || todo.size() == size_t(n), o.out,
+             ": holds features of ", n - int64_t(todo.size()), " images but ", o.write_stats,
+             " is missing: their normalisation is unknown (use a new --out folder)");
+  check_feature_manifest(o, "imagenet", size_t(n) - todo.size());
   if (!o.write_stats.empty() && !stats) {
-    UVIT_CHECK(todo.size() == size_t(n), o.out, ": holds features of ", n - int64_t(todo.size()),
-               " images but ", o.write_stats,
-               " is missing: their normalisation is unknown (use a new --out folder)");
     stats = compute_latent_stats(o, *ds, ae);
     save_latent_stats(o.write_stats, *stats);
     if (!o.quiet) std::fprintf(stderr, "latent stats -> %s\n", o.write_stats.c_str());
@@ -286,7 +342,9 @@ void extract_svg(const Opts& o) {
   if (!o.dinov3.empty()) dino = load_weights(o.dinov3);
   enc.load(load_weights(o.weights), o.weights, o.dinov3.empty() ? nullptr : &dino, o.dinov3);
   const auto ds = make_imagenet_dataset(o.data, o.resolution);
-  write_features(o, *ds, pending_images(o, *ds), [&](const Array& x) { return enc.encode(x, 1); });
+  const std::vector<Item> todo = pending_images(o, *ds);
+  check_feature_manifest(o, "svg", size_t(ds->size()) - todo.size());
+  write_features(o, *ds, todo, [&](const Array& x) { return enc.encode(x, 1); });
 }
 
 // FiTv2's layout (docs/fit.md "Training on your own images"): every image of the folder at its own
@@ -335,6 +393,10 @@ void extract_fit(const Opts& o) {
                  files.size(), (o.resolution / granularity) * (o.resolution / granularity),
                  granularity, o.out.c_str(), files.size() - todo.size() - small, small,
                  o.min_tokens);
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
+  check_feature_manifest(o, "fit", files.size() - todo.size() - small);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   print_skipped(ae, o.weights, o.quiet);
   const auto& lut = data::totensor_normalize_lut();

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/rank_split.hpp"
@@ -150,13 +151,16 @@ void add_fid(CLI::App& app) {
     const BothStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
     UVIT_CHECK(a.fid.dims == b.fid.dims, o->a, " and ", o->b,
                ": statistics of different dimensions (", a.fid.dims, " and ", b.fid.dims, ")");
-    std::printf("FID: %.6f\n", frechet_distance(a.fid, b.fid, o->a + " vs " + o->b));
+    // As `uvit eval` and pytorch-fid print it: Python's repr, unclamped (docs/evaluation.md).
+    std::printf("FID: %s\n",
+                py_float(frechet_distance(a.fid, b.fid, o->a + " vs " + o->b)).c_str());
     if (a.sfid && b.sfid) {
       UVIT_CHECK(a.sfid->dims == b.sfid->dims, o->a, " and ", o->b,
                  ": sFID statistics of different dimensions (", a.sfid->dims, " and ", b.sfid->dims,
                  ")");
-      std::printf("sFID: %.6f\n",
-                  frechet_distance(*a.sfid, *b.sfid, o->a + " vs " + o->b + " (sFID)"));
+      std::printf(
+          "sFID: %s\n",
+          py_float(frechet_distance(*a.sfid, *b.sfid, o->a + " vs " + o->b + " (sFID)")).c_str());
     } else if (!o->quiet) {
       std::fprintf(stderr, "sFID: skipped (%s has no spatial statistics mu_s/sigma_s)\n",
                    (a.sfid ? o->b : o->a).c_str());

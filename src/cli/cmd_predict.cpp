@@ -23,7 +23,9 @@ void add_predict(CLI::App& app) {
   cmd->add_option("--x", o->x, "float32 [B,C,H,W] .npy")->required();
   cmd->add_option("--t", o->t, "[B] network time input .npy (as the official code passes it)")
       ->required();
-  cmd->add_option("--y", o->y, "int64 [B] class labels .npy (class-conditional models)");
+  cmd->add_option(
+      "--y", o->y,
+      "integer (int64) [B] class labels .npy (class-conditional models; a float array is refused)");
   cmd->add_option("--context", o->context, "float32 [B,N,clip_dim] .npy (text-to-image models)");
   cmd->add_option("--out,-o", o->out, "output .npy")->required();
   add_device_options(cmd, o->device, o->precision);
@@ -68,6 +70,12 @@ void add_predict(CLI::App& app) {
       UVIT_CHECK(!o->y.empty(), "--y is required: config ", c.config_name,
                  " is class-conditional (", n.num_classes, " classes)");
       Array y = load_npy(o->y);
+      // Class ids are integers: a float array is a mistake (a wrong file, or noise saved as
+      // labels), not labels to round.
+      const DType yt = y.dtype;
+      UVIT_CHECK(yt == DType::I64 || yt == DType::I32 || yt == DType::I16 || yt == DType::I8 ||
+                     yt == DType::U8,
+                 o->y, ": labels must be an integer array (int64), not ", dtype_name(yt));
       std::vector<int64_t> yv = y.to_i64();
       UVIT_CHECK(int64_t(yv.size()) == B, o->y, ": has ", yv.size(), " labels for a batch of ", B);
       std::vector<int32_t> yi(B);

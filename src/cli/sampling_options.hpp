@@ -13,16 +13,13 @@
 namespace uvit::cli {
 
 struct SamplingOptions {
-  std::string config, weights, sampler, device = "cpu", precision, autoencoder, autoencoder_config,
-                                        latent_stats;
-  int steps = 0, batch = 0, skip_cache = 0;
-  double scale = -1;     // U-ViT's s: eps_c + s (eps_c - eps_u); 0 = off
-  double guidance = -1;  // DiT's / diffusers' w: eps_u + w (eps_c - eps_u) = s + 1; 1 = off
-  double shift = 0, cfg_interval = -1, atol = 0, rtol = 0;  // flow presets; unset: the preset's
-  int zero_init_steps = -1;                                 // flow presets; unset: the preset's
-  std::string guidance_channels;                            // "all" or N; "": the network's
-  double cfg_power = -1;  // MDT's power-cos guidance; unset: the preset's
-  long seed = 0;
+  std::string config, weights, device = "cpu", precision, autoencoder, autoencoder_config,
+                               latent_stats;
+  // The sampler settings the options fill in place (--sampler, --steps, --cfg-scale = cfg_scale,
+  // U-ViT's s; --guidance = guidance_w, s + 1; the flow options, --seed, --batch, --skip-cache):
+  // GenerationRequest's defaults are the "unset, the preset's" of the options.
+  GenerationRequest sampling;
+  std::string guidance_channels;  // "all" or N; "": the network's
   std::vector<std::string> set;
   bool quiet = false;
 
@@ -30,8 +27,8 @@ struct SamplingOptions {
   void resolve_seed();
   // The preset with the --set overrides applied.
   Config load() const;
-  // The sampler settings as a pipeline request (n, classes, prompts and outputs left to the
-  // caller); fails on a bad --guidance-channels.
+  // `sampling` with --guidance-channels (n, classes, prompts and outputs left to the caller);
+  // fails on a bad --guidance-channels.
   GenerationRequest request() const;
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.

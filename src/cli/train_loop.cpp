@@ -144,6 +144,24 @@ LossWindow open_window(const std::string& dir, long step) {
   return {};
 }
 
+// A folder left by a run that stopped before its first checkpoint holds config.json and log.jsonl
+// but no train_state.safetensors: a new run there would append to that log (two runs in one) and
+// replace its config. Both move to DIR/failed_start (failed_start_2, ... for later ones) first.
+void set_aside_failed_start(const std::string& dir, bool quiet) {
+  const char* files[] = {"config.json", "log.jsonl"};
+  if (!fs::exists(dir + "/" + files[0]) && !fs::exists(dir + "/" + files[1])) return;
+  std::string keep = dir + "/failed_start";
+  for (int k = 2; fs::exists(keep); ++k) keep = cat(dir, "/failed_start_", k);
+  fs::create_directories(keep);
+  for (const char* f : files)
+    if (fs::exists(dir + "/" + f)) fs::rename(dir + "/" + f, keep + "/" + f);
+  if (!quiet)
+    std::fprintf(stderr,
+                 "%s held a run that stopped before its first checkpoint: its config.json and "
+                 "log.jsonl moved to %s\n",
+                 dir.c_str(), keep.c_str());
+}
+
 // Checks the request against the run before anything is loaded or created. Returns the step the
 // run is at (0 for a new run).
 long check_run_dir(const TrainJob& job, long target) {
@@ -234,6 +252,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead && !job.resume_from.empty()) {
       if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's
         fs::create_directories(dir);
+        set_aside_failed_start(dir, job.quiet);
         const std::string c = read_json_file(job.resume_run + "/config.json").dump(2) + "\n";
         write_file_atomic(dir + "/config.json", c.data(), c.size());
       }
@@ -247,6 +266,7 @@ TrainOutcome run_training(const TrainJob& job) {
     tr.init();
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
+      set_aside_failed_start(dir, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";
       write_file_atomic(dir + "/config.json", c.data(), c.size());
     }

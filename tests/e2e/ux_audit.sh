@@ -77,5 +77,74 @@ doc=$(sed -n '/^## Every preset/,$p' docs/configs.md | sed -n '/^`uvit info --pr
 [ "$cli" = "$dir" ] || fail "uvit info --presets != configs/: $(diff <(echo "$cli") <(echo "$dir") | grep '^[<>]' | tr '\n' ' ')"
 [ "$cli" = "$doc" ] || fail "uvit info --presets != docs/configs.md: $(diff <(echo "$cli") <(echo "$doc") | grep '^[<>]' | tr '\n' ' ')"
 for p in $cli; do "$UVIT" info --config "$p" >/dev/null 2>"$tmp/err" || fail "info $p: $(cat "$tmp/err")"; done
+
+# --- uvit fid and uvit eval print FID alike: Python's repr, unclamped (fid printed "0.000000" /
+# "-0.000000" with 6 decimals, eval "-1.24e-14")
+run "$UVIT" fid "$tmp/ref.npz" "$tmp/ref.npz"
+is_repr() { "$PY" -c "import sys; v = sys.argv[1]; sys.exit(repr(float(v)) != v)" "$1"; }
+got=$(sed -n 's/^FID: //p' "$tmp/out")
+is_repr "$got" || fail "uvit fid does not print Python's repr: '$got'"
+"$PY" -c "import sys; sys.exit(abs(float('$got')) > 1e-9)" || fail "fid of a file with itself: $got"
+run "$UVIT" "${E[@]/ev.npz/ev2.npz}"
+got=$(sed -n 's/^FID: //p' "$tmp/out")
+is_repr "$got" || fail "uvit eval does not print Python's repr: '$got'"
+
+# --- extract-features into a folder made by other weights: refused, naming what differs (it
+# resumed by file existence and mixed the features of two autoencoders). The manifest sits beside
+# the folder (OUT.manifest.json), not in it: the official readers and ours list OUT.
+tiny_kl_f8 "$tmp/ae.json" 0.18215
+run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 3
+run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae2.pth" --seed 4
+"$PY" - "$tmp/images/train" <<'PYEOF' || fails=$((fails+1))
+import os, sys
+import numpy as np
+from PIL import Image
+for name in ["n01_a", "n02_b"]:
+    d = os.path.join(sys.argv[1], name[:3])
+    os.makedirs(d, exist_ok=True)
+    rs = np.random.RandomState(len(os.listdir(d)) + ord(name[-1]))
+    Image.fromarray(rs.randint(0, 255, (256, 256, 3)).astype(np.uint8)).save(os.path.join(d, name + ".png"))
+PYEOF
+X=(extract-features --data "$tmp/images" --config "$tmp/ae.json" --out "$tmp/feat/" --batch 2)
+run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth" -q
+[ "$(ls "$tmp/feat" | tr '\n' ' ')" = "0.npy 1.npy 2.npy 3.npy " ] || fail "feature folder: $(ls "$tmp/feat")"
+grep -q '"weights_sha256"' "$tmp/feat.manifest.json" || fail "no manifest beside $tmp/feat"
+rm "$tmp/feat/3.npy"
+expect_error "feat/: holds features of a different run (weights_sha256 \"$(sha256sum "$tmp/ae.pth" | cut -c1-64)\" -> \"$(sha256sum "$tmp/ae2.pth" | cut -c1-64)\"); give another --out folder, or delete it and $tmp/feat.manifest.json" \
+  "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae2.pth" -q
+[ ! -e "$tmp/feat/3.npy" ] || fail "a refused resume wrote a feature file"
+run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"  # the same settings resume
+grep -q "(1 already done)" "$tmp/err" || fail "resume with the same weights: $(cat "$tmp/err")"
+# A folder from before the manifest: taken as made with the rerun's settings, said, then recorded.
+rm "$tmp/feat.manifest.json"
+run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"
+grep -q "^$tmp/feat/: 2 images were done with no manifest; taken as made with these settings, recorded in $tmp/feat.manifest.json$" "$tmp/err" ||
+  fail "no-manifest folder: $(cat "$tmp/err")"
+[ -e "$tmp/feat.manifest.json" ] || fail "the manifest was not written for a folder without one"
+
+# --- a folder left by a run that stopped before its first checkpoint: a new run there appended to
+# its log (two runs in one log.jsonl); now the old config.json and log.jsonl move to failed_start/
+F=$tmp/failed
+run "$UVIT" train --config fmnist_uvit_tiny --out "$F" --steps 1 --batch 2 --no-grid -q
+rm "$F/train_state.safetensors"; cp "$F/log.jsonl" "$tmp/old_log"
+run "$UVIT" train --config fmnist_uvit_tiny --out "$F" --steps 1 --batch 2 --no-grid
+grep -q "^$F held a run that stopped before its first checkpoint: its config.json and log.jsonl moved to $F/failed_start$" "$tmp/err" ||
+  fail "failed start: $(cat "$tmp/err")"
+cmp -s "$F/failed_start/log.jsonl" "$tmp/old_log" || fail "the old log was not kept in failed_start/"
+[ "$(wc -l <"$F/log.jsonl")" = "$(wc -l <"$tmp/old_log")" ] || fail "the new log holds $(wc -l <"$F/log.jsonl") rows, a fresh run $(wc -l <"$tmp/old_log")"
+[ -e "$F/config.json" ] && [ -e "$F/failed_start/config.json" ] || fail "config.json: $(ls "$F" "$F/failed_start")"
+
+# --- predict --y of floats: refused (float zeros were read as class 0)
+"$PY" -c "
+import numpy as np, sys
+np.save(sys.argv[1] + '/x.npy', np.zeros((1, 1, 28, 28), np.float32))
+np.save(sys.argv[1] + '/t.npy', np.full((1,), 0.5, np.float32))
+np.save(sys.argv[1] + '/yf.npy', np.zeros((1,), np.float32))
+np.save(sys.argv[1] + '/yi.npy', np.zeros((1,), np.int64))" "$tmp"
+P=(predict --config "$D" --weights "$D/nnet_ema.safetensors" --x "$tmp/x.npy" --t "$tmp/t.npy")
+run "$UVIT" "${P[@]}" --y "$tmp/yi.npy" --out "$tmp/eps.npy"
+expect_error "^uvit: error: $tmp/yf.npy: labels must be an integer array (int64), not F32$" \
+  "$UVIT" "${P[@]}" --y "$tmp/yf.npy" --out "$tmp/eps2.npy"
+[ ! -e "$tmp/eps2.npy" ] || fail "predict wrote an output from float labels"
 [ ! -e "$tmp/g.png" ] || fail "an output was written despite errors"
 exit $fails

@@ -1,0 +1,16 @@
+// A manifest of the settings that made a command's resumable outputs (eval's chunks, the feature
+// files of extract-features): a resume with other settings would mix two kinds of output.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace uvit::cli {
+
+// Writes `manifest` to `path` (atomically) when there is none; otherwise fails with one line,
+// "OWNER: holds WHAT of a different run (KEY OLD -> NEW, ...); REMEDY", unless the stored one is
+// equal. Returns whether a manifest was there.
+bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
+                             const std::string& owner, const std::string& what,
+                             const std::string& remedy);
+
+}  // namespace uvit::cli
