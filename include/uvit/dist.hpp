@@ -24,15 +24,19 @@ class Comm {
   // Every rank gives any number of bytes; root returns their concatenation in rank order, the
   // other ranks an empty vector.
   virtual std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) = 0;
-  // Whether reduce_scatter_ordered/allgather take device (CUDA) pointers; else host pointers.
+  // Whether reduce_scatter_ordered/allgather_shards take device (CUDA) pointers; else host ones.
   virtual bool device_buffers() const { return false; }
-  // The ordered reduction. `bufs` holds k buffers of n floats (n a multiple of size()): this
-  // rank's logical ranks rank*k .. rank*k + k-1. `shard` (n / size() floats) receives elements
-  // [rank*n/size, (rank+1)*n/size) of ((b_0 + b_1) + b_2) + ... over all size*k logical buffers
-  // in logical-rank order: the same bits for any split of the logical ranks over processes.
-  virtual void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) = 0;
-  // full (size() * shard_n floats) = every rank's shard in rank order.
-  virtual void allgather(const float* shard, size_t shard_n, float* full) = 0;
+  // The ordered reduction (docs/distributed.md). Shard d of a vector of n floats is its elements
+  // [d*sh, (d+1)*sh) clipped to n (size()*sh >= n). `bufs` holds k buffers of n floats, `stride`
+  // floats apart: this rank's logical ranks rank*k .. rank*k + k-1. `shard` receives this rank's
+  // shard of ((b_0 + b_1) + b_2) + ... over all size*k logical buffers in logical-rank order
+  // (shard_len(n, sh, rank) floats): the same bits for any split of the logical ranks over
+  // processes. `shard` may be bufs + rank*sh (in place). The exchange runs in pieces of
+  // reduce_piece() floats of the shard: no gradient-sized receive buffer.
+  virtual void reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                                      float* shard) = 0;
+  // In place: `full` (n floats) holds this rank's shard (as above); afterwards every rank's.
+  virtual void allgather_shards(float* full, size_t n, size_t sh) = 0;
 };
 
 // The communicator of this process: MPI (or NCCL for `device` "cuda" when built with it) when a
@@ -54,8 +58,19 @@ void abort_job(int code);
 // rank prints a line naming itself and _exit(77)s: no checkpoint, no MPI_Finalize.
 void test_hook_die(const Comm& c, long step, const char* phase);
 
-// Sum of n floats over k contiguous buffers (stride `stride`), added left to right.
+// Sum of n floats over k contiguous buffers (stride `stride`), added left to right. `out` may be
+// `bufs` (in place).
 void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out);
+// Floats of shard `rank` of a vector of n floats cut into shards of sh: [rank*sh, +sh) ∩ [0, n).
+inline size_t shard_len(size_t n, size_t sh, int rank) {
+  const size_t lo = size_t(rank) * sh;
+  return lo < n ? (n - lo < sh ? n - lo : sh) : 0;
+}
+// The piece of the reduction's exchange, in floats of one shard, for `ranks` ranks holding k
+// buffers each: a receive buffer of ranks*k pieces is 16 MB (at least 1 float a piece). The
+// environment variable UVIT_REDUCE_PIECE (floats) overrides it; the tests set it small so that
+// pieces cut tensors and shards (the result has the same bits for any piece).
+size_t reduce_piece(int ranks, int k);
 // OR of a flag over all ranks.
 bool any_rank(Comm& c, bool flag);
 // Every rank's k doubles, in rank order, on every rank.
@@ -82,8 +97,9 @@ class SingleComm final : public Comm {
   void bcast(void*, size_t, int) override {}
   void allgather_bytes(const void* in, size_t bytes, void* out) override;
   std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) override;
-  void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) override;
-  void allgather(const float* shard, size_t shard_n, float* full) override;
+  void reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                              float* shard) override;
+  void allgather_shards(float*, size_t, size_t) override {}  // the one shard is the whole
 };
 
 }  // namespace uvit

@@ -94,9 +94,15 @@ class Trainer {
   int dp_width() const { return V_; }
 
  private:
-  float* reduce_gradients();  // the step's summed gradient, the same bits on every rank
-  void reduce_shard();        // this rank's shard of it, into part_
-  void gather_parts();        // red_ = every rank's part_, in rank order
+  float* reduce_gradients();   // the step's summed gradient, the same bits on every rank
+  float* slice_grads();        // this process's k slice gradients, P floats apart
+  size_t own_len() const;      // floats of this rank's shard of the parameter vector
+  float* own(float* v) const;  // where this rank's shard of a P-float vector starts
+  // This rank's shard of the ordered sum of the slice gradients g into dst (own_len() floats;
+  // may be own(g), in place).
+  void reduce_shard(float* g, float* dst);
+  // In place: v (P floats) holds this rank's shard; afterwards every rank's.
+  void share_shards(float* v);
   // ZeRO-1: the AdamW update of this rank's shard, then the parameters gathered.
   void zero_update(double lr);
   // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off;
@@ -127,11 +133,12 @@ class Trainer {
   SingleComm single_;
   Comm* comm_ = nullptr;
   int V_ = 1, k_ = 1, micro_ = 0;  // logical ranks, of them on this process, micro-batch size
-  size_t n_pad_ = 0, shard_ = 0;   // gradient length padded to a multiple of the ranks; a shard
+  size_t shard_ = 0;               // floats of a rank's shard (a multiple of 16; the last short)
   size_t moments_n_ = 0;           // floats in each optimizer state buffer
   double last_norm_ = 0;
-  DeviceBuffer acc_, red_, part_;  // per logical rank gradients, the reduced one, this shard
-  std::vector<float> host_acc_, host_red_, host_part_;  // CUDA with host MPI: staging
+  DeviceBuffer acc_;   // the slice gradients, when this process adds several (slices, accum)
+  DeviceBuffer part_;  // ZeRO-1: the reduced gradient of this rank's shard (shard_ floats)
+  std::vector<float> host_acc_;  // CUDA with host MPI: the slice gradients' staging
 };
 
 }  // namespace uvit

@@ -1,6 +1,7 @@
 // The single-rank communicator, launcher detection and the helpers every communicator shares.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,7 +25,7 @@ std::unique_ptr<Comm>& world_ptr() {
 }  // namespace
 
 void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out) {
-  std::memcpy(out, bufs, n * sizeof(float));
+  if (out != bufs && n) std::memcpy(out, bufs, n * sizeof(float));
   for (int j = 1; j < k; ++j) {
     const float* b = bufs + size_t(j) * stride;
     for (size_t e = 0; e < n; ++e) out[e] += b[e];  // no reassociation: one add per element
@@ -38,11 +39,16 @@ std::vector<uint8_t> SingleComm::gatherv_bytes(const void* in, size_t bytes, int
   const auto* p = static_cast<const uint8_t*>(in);
   return std::vector<uint8_t>(p, p + bytes);
 }
-void SingleComm::reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) {
-  ordered_sum(bufs, k, n, n, shard);
+void SingleComm::reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride,
+                                        size_t sh, float* shard) {
+  UVIT_CHECK(sh >= n, "reduce_scatter_ordered: a shard of ", sh, " floats cannot hold ", n);
+  ordered_sum(bufs, k, n, stride, shard);
 }
-void SingleComm::allgather(const float* shard, size_t shard_n, float* full) {
-  if (full != shard) std::memcpy(full, shard, shard_n * sizeof(float));
+
+size_t reduce_piece(int ranks, int k) {
+  if (const long v = env_long("UVIT_REDUCE_PIECE"); v > 0) return size_t(v);
+  const size_t budget = size_t(4) << 20;  // floats: 16 MB of receive buffer
+  return std::max<size_t>(1, budget / (size_t(ranks) * size_t(std::max(k, 1))));
 }
 
 bool launched_by_mpi() {

@@ -1,7 +1,9 @@
 // MPI communicator (docs/distributed.md, "Ordered reduction").
 #include "dist/mpi_comm.hpp"
 
+#include <algorithm>
 #include <climits>
+#include <cstring>
 
 #include "dist/comm_impl.hpp"
 #include "uvit/error.hpp"
@@ -70,32 +72,76 @@ std::vector<uint8_t> MpiComm::gatherv_bytes(const void* in, size_t bytes, int ro
   return out;
 }
 
-void MpiComm::reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) {
-  UVIT_CHECK(n % size_t(size_) == 0, "reduce_scatter_ordered: ", n, " floats do not split over ",
-             size_, " ranks");
-  const size_t sh = n / size_t(size_);
-  const int c = count(sh, "reduce_scatter_ordered");
-  count(sh * size_t(k), "reduce_scatter_ordered");
-  // What goes to rank d: shard d of each local buffer, k blocks of sh floats n apart. Resized so
-  // that rank d + 1's blocks start sh floats further.
-  MPI_Datatype blocks, per_rank;
-  check(MPI_Type_vector(k, c, count(n, "reduce_scatter_ordered"), MPI_FLOAT, &blocks),
-        "MPI_Type_vector");
-  check(MPI_Type_create_resized(blocks, 0, MPI_Aint(sh * sizeof(float)), &per_rank),
-        "MPI_Type_create_resized");
-  MPI_Type_commit(&per_rank);
-  recv_.resize(size_t(size_) * size_t(k) * sh);
-  const int rc = MPI_Alltoall(bufs, 1, per_rank, recv_.data(), c * k, MPI_FLOAT, MPI_COMM_WORLD);
-  MPI_Type_free(&per_rank);
-  MPI_Type_free(&blocks);
-  check(rc, "MPI_Alltoall");
-  // recv_ is [source rank][local buffer][sh]: logical-rank order.
-  ordered_sum(recv_.data(), size_ * k, sh, sh, shard);
+void MpiComm::reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                                     float* shard) {
+  const int W = size_;
+  UVIT_CHECK(k >= 1 && sh * size_t(W) >= n, "reduce_scatter_ordered: ", W, " shards of ", sh,
+             " floats cannot hold ", n);
+  const size_t piece = std::min(reduce_piece(W, k), std::max<size_t>(sh, 1));
+  count(piece, "reduce_scatter_ordered");
+  const size_t mine = shard_len(n, sh, rank_);
+  recv_.resize(size_t(W) * size_t(k) * std::min(piece, mine));
+  std::vector<MPI_Request> reqs;
+  reqs.reserve(size_t(2 * W * k));
+  // Piece [at, at + piece) of every shard per round (rank 0's shard is the longest): rank d gets
+  // its piece of each of this rank's buffers, this rank its own from everyone, laid out
+  // [source rank][buffer][piece], i.e. in logical-rank order.
+  for (size_t at = 0; at < shard_len(n, sh, 0); at += piece) {
+    auto len = [&](int d) {
+      const size_t l = shard_len(n, sh, d);
+      return at < l ? std::min(piece, l - at) : 0;
+    };
+    const size_t my = len(rank_);
+    reqs.clear();
+    for (int src = 0; src < W; ++src)
+      for (int j = 0; j < k && my > 0 && src != rank_; ++j) {
+        reqs.emplace_back();
+        check(MPI_Irecv(recv_.data() + (size_t(src) * k + size_t(j)) * my, int(my), MPI_FLOAT, src,
+                        j, MPI_COMM_WORLD, &reqs.back()),
+              "MPI_Irecv");
+      }
+    for (int d = 0; d < W; ++d)
+      for (int j = 0; j < k && len(d) > 0 && d != rank_; ++j) {
+        reqs.emplace_back();
+        check(MPI_Isend(bufs + size_t(j) * stride + size_t(d) * sh + at, int(len(d)), MPI_FLOAT, d,
+                        j, MPI_COMM_WORLD, &reqs.back()),
+              "MPI_Isend");
+      }
+    for (int j = 0; j < k && my > 0; ++j)
+      std::memcpy(recv_.data() + (size_t(rank_) * k + size_t(j)) * my,
+                  bufs + size_t(j) * stride + size_t(rank_) * sh + at, my * sizeof(float));
+    check(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    // Every send of this piece is done, so it may overwrite its own input (in place).
+    if (my > 0) ordered_sum(recv_.data(), W * k, my, my, shard + at);
+  }
 }
 
-void MpiComm::allgather(const float* shard, size_t shard_n, float* full) {
-  const int c = count(shard_n, "allgather");
-  check(MPI_Allgather(shard, c, MPI_FLOAT, full, c, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
+void MpiComm::allgather_shards(float* full, size_t n, size_t sh) {
+  const int W = size_;
+  UVIT_CHECK(sh * size_t(W) >= n, "allgather_shards: ", W, " shards of ", sh,
+             " floats cannot hold ", n);
+  // Every rank sends its shard to every other straight from and into `full` (no buffer), in
+  // messages that fit MPI's int counts.
+  const size_t msg = size_t(1) << 28;
+  std::vector<MPI_Request> reqs;
+  for (int src = 0; src < W; ++src) {
+    const size_t l = shard_len(n, sh, src);
+    for (size_t at = 0; at < l && src != rank_; at += msg) {
+      reqs.emplace_back();
+      check(MPI_Irecv(full + size_t(src) * sh + at, int(std::min(msg, l - at)), MPI_FLOAT, src, 0,
+                      MPI_COMM_WORLD, &reqs.back()),
+            "MPI_Irecv");
+    }
+  }
+  const size_t mine = shard_len(n, sh, rank_);
+  for (int d = 0; d < W; ++d)
+    for (size_t at = 0; at < mine && d != rank_; at += msg) {
+      reqs.emplace_back();
+      check(MPI_Isend(full + size_t(rank_) * sh + at, int(std::min(msg, mine - at)), MPI_FLOAT, d,
+                      0, MPI_COMM_WORLD, &reqs.back()),
+            "MPI_Isend");
+    }
+  check(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
 }
 
 std::unique_ptr<Comm> make_mpi_comm(const std::string& device) {

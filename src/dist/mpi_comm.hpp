@@ -19,14 +19,16 @@ class MpiComm : public Comm {
   void bcast(void* data, size_t bytes, int root) override;
   void allgather_bytes(const void* in, size_t bytes, void* out) override;
   std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) override;
-  // Alltoall of shard r of every local buffer to rank r, then the ordered sum on the host:
-  // the bytes of a ring all-reduce, with an order no MPI algorithm choice can change.
-  void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) override;
-  void allgather(const float* shard, size_t shard_n, float* full) override;
+  // Shard r of every local buffer to rank r (point to point, a piece at a time), then the
+  // ordered sum on the host: the bytes of a ring all-reduce, with an order no MPI algorithm
+  // choice can change, and a receive buffer of reduce_piece() floats per logical rank.
+  void reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                              float* shard) override;
+  void allgather_shards(float* full, size_t n, size_t sh) override;
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0;
-  std::vector<float> recv_;  // [size][k][shard]
+  std::vector<float> recv_;  // [size][k][piece]
 };
 
 }  // namespace uvit

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "dist/comm_impl.hpp"
@@ -47,11 +48,15 @@ class NcclComm final : public MpiComm {
   std::string name() const override { return "nccl"; }
   bool device_buffers() const override { return true; }
 
-  void reduce_scatter_ordered(const float* bufs, int k, size_t n, float* shard) override {
+  // As MpiComm's, on the device: per piece one group of sends and receives, then the ordered-sum
+  // kernel, all on one stream (the next piece's receives wait for the kernel that reads them).
+  void reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                              float* shard) override {
     const int W = size();
-    UVIT_CHECK(n % size_t(W) == 0, "reduce_scatter_ordered: ", n, " floats do not split over ", W,
-               " ranks");
-    const size_t sh = n / size_t(W), need = size_t(W) * size_t(k) * sh;
+    UVIT_CHECK(k >= 1 && sh * size_t(W) >= n, "reduce_scatter_ordered: ", W, " shards of ", sh,
+               " floats cannot hold ", n);
+    const size_t piece = std::min(reduce_piece(W, k), std::max<size_t>(sh, 1));
+    const size_t need = size_t(W) * size_t(k) * std::min(piece, shard_len(n, sh, rank()));
     if (need > recv_n_) {
       float* p = nullptr;
       cuda_check(cudaMalloc(&p, need * sizeof(float)), "cudaMalloc (NCCL receive buffer)");
@@ -59,25 +64,49 @@ class NcclComm final : public MpiComm {
       recv_n_ = need;
     }
     cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // the gradients are complete
-    nccl_check(ncclGroupStart(), "ncclGroupStart");
-    for (int d = 0; d < W; ++d)
-      for (int j = 0; j < k; ++j) {
-        nccl_check(
-            ncclSend(bufs + size_t(j) * n + size_t(d) * sh, sh, ncclFloat, d, comm_, stream_),
-            "ncclSend");
-        nccl_check(
-            ncclRecv(recv_.get() + (size_t(d) * k + j) * sh, sh, ncclFloat, d, comm_, stream_),
-            "ncclRecv");
-      }
-    nccl_check(ncclGroupEnd(), "ncclGroupEnd");
-    cuda_ordered_sum(recv_.get(), W * k, sh, shard, stream_);
-    cuda_check(cudaGetLastError(), "ordered_sum_kernel launch");  // the sync below misses these
+    for (size_t at = 0; at < shard_len(n, sh, 0); at += piece) {
+      auto len = [&](int d) {
+        const size_t l = shard_len(n, sh, d);
+        return at < l ? std::min(piece, l - at) : 0;
+      };
+      const size_t my = len(rank());
+      nccl_check(ncclGroupStart(), "ncclGroupStart");
+      for (int d = 0; d < W; ++d)
+        for (int j = 0; j < k; ++j) {
+          if (len(d) > 0)
+            nccl_check(ncclSend(bufs + size_t(j) * stride + size_t(d) * sh + at, len(d), ncclFloat,
+                                d, comm_, stream_),
+                       "ncclSend");
+          if (my > 0)
+            nccl_check(
+                ncclRecv(recv_.get() + (size_t(d) * k + j) * my, my, ncclFloat, d, comm_, stream_),
+                "ncclRecv");
+        }
+      nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+      cuda_ordered_sum(recv_.get(), W * k, my, shard + at, stream_);
+      cuda_check(cudaGetLastError(), "ordered_sum_kernel launch");  // the sync below misses these
+    }
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
 
-  void allgather(const float* shard, size_t shard_n, float* full) override {
+  // In place: every rank sends its shard to every other (ncclAllGather would need size()*sh
+  // floats at `full`, more than the n of the parameters).
+  void allgather_shards(float* full, size_t n, size_t sh) override {
+    const int W = size();
+    UVIT_CHECK(sh * size_t(W) >= n, "allgather_shards: ", W, " shards of ", sh,
+               " floats cannot hold ", n);
+    const size_t mine = shard_len(n, sh, rank());
     cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    nccl_check(ncclAllGather(shard, full, shard_n, ncclFloat, comm_, stream_), "ncclAllGather");
+    nccl_check(ncclGroupStart(), "ncclGroupStart");
+    for (int d = 0; d < W; ++d) {
+      if (d == rank()) continue;
+      if (mine > 0)
+        nccl_check(ncclSend(full + size_t(rank()) * sh, mine, ncclFloat, d, comm_, stream_),
+                   "ncclSend");
+      if (const size_t l = shard_len(n, sh, d); l > 0)
+        nccl_check(ncclRecv(full + size_t(d) * sh, l, ncclFloat, d, comm_, stream_), "ncclRecv");
+    }
+    nccl_check(ncclGroupEnd(), "ncclGroupEnd");
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
 

@@ -138,8 +138,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
              " has items of varying size, which network ", n.name,
              " cannot batch (only fitv2 and fitv1 pack them; docs/fit.md)");
   const size_t P = net_->num_params(), B = size_t(micro_);
-  n_pad_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
-  shard_ = n_pad_ / size_t(W);
+  // Shards of a multiple of 16 floats (64 bytes), the last one cut short by P.
+  shard_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;
   const bool zero = s_.zero == 1 && W > 1;
   moments_n_ = zero ? shard_ : P;
   m_ = DeviceBuffer(be_, moments_n_ * 4);
@@ -148,17 +148,15 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
     d_ = DeviceBuffer(be_, moments_n_ * 4);
     gp_ = DeviceBuffer(be_, moments_n_ * 4);
   }
-  if (V_ > 1 || s_.accum > 1) {
-    acc_ = DeviceBuffer(be_, size_t(k_) * n_pad_ * 4);
-    be_.fill(acc_.f32(), 0.f, size_t(k_) * n_pad_);  // the padding stays zero
+  // No gradient-sized buffer besides the network's own gradients unless this process adds several
+  // (slices or micro-batches): the reduction works in place (docs/distributed.md, "Memory").
+  if (k_ > 1 || s_.accum > 1) acc_ = DeviceBuffer(be_, size_t(k_) * P * 4);
+  if (zero) {  // the reduced gradient of this rank's shard; the padding stays zero
+    part_ = DeviceBuffer(be_, shard_ * 4);
+    be_.fill(part_.f32(), 0.f, shard_);
   }
-  if (W > 1 || k_ > 1) red_ = DeviceBuffer(be_, n_pad_ * 4);
-  if (W > 1) part_ = DeviceBuffer(be_, shard_ * 4);
-  if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu") {  // CUDA without NCCL
-    host_acc_.resize(size_t(k_) * n_pad_);
-    host_red_.resize(n_pad_);
-    host_part_.resize(shard_);
-  }
+  if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
+    host_acc_.resize(size_t(k_) * P);
   dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
   dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
   dt_ = DeviceBuffer(be_, B * 4);
@@ -188,7 +186,7 @@ StepStats Trainer::step() {
   const size_t item = n.in_numel(), numel = B * item, onumel = B * n.out_numel();
   const size_t P = net_->num_params();
   const bool cls = n.class_conditional(),
-             direct = acc_.f32() == nullptr;  // direct: one slice, no accumulation
+             direct = acc_.f32() == nullptr;  // direct: one slice here, no accumulation
   StepStats st;
   if (direct) net_->zero_grad();
   std::vector<float> x(numel), eps(numel), out(onumel), dout(onumel), tnet(B);
@@ -243,7 +241,7 @@ StepStats Trainer::step() {
         net_->backward(dout_.f32());
       }
       if (direct) continue;
-      float* r = acc_.f32() + size_t(j) * n_pad_;
+      float* r = acc_.f32() + size_t(j) * P;
       if (micro == 0)
         be_.copy(r, net_->grads(), P);
       else
@@ -272,44 +270,53 @@ StepStats Trainer::step() {
   return st;
 }
 
+float* Trainer::slice_grads() { return acc_.f32() ? acc_.f32() : net_->grads(); }
+
 float* Trainer::reduce_gradients() {
   const size_t P = net_->num_params();
-  if (acc_.f32() == nullptr) return net_->grads();
-  if (comm_->size() == 1) {
-    if (k_ == 1) return acc_.f32();
-    be_.copy(red_.f32(), acc_.f32(), P);  // ((g_0 + g_1) + g_2) + ...
-    for (int j = 1; j < k_; ++j) be_.axpy(red_.f32(), acc_.f32() + size_t(j) * n_pad_, 1.f, P);
-    return red_.f32();
+  float* g = slice_grads();
+  if (comm_->size() == 1) {  // ((g_0 + g_1) + g_2) + ... into g_0
+    for (int j = 1; j < k_; ++j) be_.axpy(g, g + size_t(j) * P, 1.f, P);
+    return g;
   }
-  reduce_shard();
-  gather_parts();
-  return red_.f32();
+  reduce_shard(g, own(g));  // in place: this rank's shard of g_0 becomes the sum's
+  share_shards(g);
+  return g;
 }
 
-void Trainer::gather_parts() {
-  if (host_acc_.empty()) {
-    comm_->allgather(part_.f32(), shard_, red_.f32());
-    return;
-  }
-  be_.download(host_part_.data(), part_.f32(), shard_ * 4);
-  comm_->allgather(host_part_.data(), shard_, host_red_.data());
-  be_.upload(red_.f32(), host_red_.data(), n_pad_ * 4);
+size_t Trainer::own_len() const { return shard_len(net_->num_params(), shard_, comm_->rank()); }
+
+float* Trainer::own(float* v) const {
+  return own_len() > 0 ? v + size_t(comm_->rank()) * shard_ : v;  // (an empty shard: unused)
 }
 
-void Trainer::reduce_shard() {
+void Trainer::reduce_shard(float* g, float* dst) {
+  const size_t P = net_->num_params();
   if (host_acc_.empty()) {  // host memory (CPU) or a communicator that takes device memory
-    comm_->reduce_scatter_ordered(acc_.f32(), k_, n_pad_, part_.f32());
+    comm_->reduce_scatter_ordered(g, k_, P, P, shard_, dst);
     return;
   }
-  be_.download(host_acc_.data(), acc_.f32(), host_acc_.size() * 4);
-  comm_->reduce_scatter_ordered(host_acc_.data(), k_, n_pad_, host_part_.data());
-  be_.upload(part_.f32(), host_part_.data(), shard_ * 4);
+  float* h = host_acc_.data();
+  be_.download(h, g, host_acc_.size() * 4);
+  comm_->reduce_scatter_ordered(h, k_, P, P, shard_, own(h));
+  be_.upload(dst, own(h), own_len() * 4);
+}
+
+void Trainer::share_shards(float* v) {
+  const size_t P = net_->num_params();
+  if (host_acc_.empty()) {
+    comm_->allgather_shards(v, P, shard_);
+    return;
+  }
+  float* h = host_acc_.data();
+  be_.download(own(h), own(v), own_len() * 4);
+  comm_->allgather_shards(h, P, shard_);
+  be_.upload(v, h, P * 4);
 }
 
 void Trainer::zero_update(double lr) {
-  const size_t P = net_->num_params(), off = size_t(comm_->rank()) * shard_;
-  const size_t len = off < P ? std::min(shard_, P - off) : 0;
-  reduce_shard();
+  const size_t off = size_t(comm_->rank()) * shard_, len = own_len();
+  reduce_shard(slice_grads(), part_.f32());
   // The norm from the shards' sums of squares added in rank order (only clipping and the log use
   // it; it can differ from the unsharded norm in the last bits).
   const std::vector<double> sq = allgather_doubles(*comm_, {be_.sum_squares(part_.f32(), shard_)});
@@ -319,11 +326,7 @@ void Trainer::zero_update(double lr) {
   if (const double c = grad_clip_factor(s_, last_norm_); c != 1.0)
     be_.scale(part_.f32(), float(c), shard_);
   if (len > 0) update_trained(net_->params() + off, part_.f32(), off, len, lr);
-  // Every rank's updated shard: the whole parameter vector on every rank.
-  be_.fill(part_.f32(), 0.f, shard_);
-  if (len > 0) be_.copy(part_.f32(), net_->params() + off, len);
-  gather_parts();
-  be_.copy(net_->params(), red_.f32(), P);
+  share_shards(net_->params());  // every rank's updated shard, in place
 }
 
 void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr) {
@@ -383,12 +386,17 @@ void Trainer::save_state(const std::string& path, const std::map<std::string, st
 void Trainer::check_replicas() {
   if (comm_->size() == 1) return;
   const size_t P = net_->num_params();
-  std::vector<uint64_t> words((P + 1) / 2, 0);
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
-  for (Network* n : {net_.get(), ema_.get()}) {
-    be_.download(words.data(), n->params(), P * 4);
-    for (uint64_t w : words) h = (h ^ w) * 1099511628211ull;
-  }
+  // FNV-1a over 64-bit words (an odd count: the last word's upper half zero), through a host
+  // buffer of 4 MB, not a copy of the weights.
+  std::vector<uint64_t> words(size_t(1) << 19);
+  uint64_t h = 1469598103934665603ull;
+  for (Network* n : {net_.get(), ema_.get()})
+    for (size_t at = 0; at < P; at += 2 * words.size()) {
+      const size_t f = std::min(P - at, 2 * words.size()), w = (f + 1) / 2;
+      words[w - 1] = 0;
+      be_.download(words.data(), n->params() + at, f * 4);
+      for (size_t i = 0; i < w; ++i) h = (h ^ words[i]) * 1099511628211ull;
+    }
   std::vector<uint64_t> all(size_t(comm_->size()));
   comm_->allgather_bytes(&h, sizeof h, all.data());
   for (size_t r = 1; r < all.size(); ++r)

@@ -1,11 +1,13 @@
 // The MPI communicator under mpirun -np W (W = 2, 3, 4, oversubscribed): the ordered reduction
 // equals the sequential left-to-right sum over all logical buffers bit for bit (n not divisible
-// by W, values of mixed magnitude, 1 and 2 buffers per rank), ZeRO-1's piecewise gather of a
-// sharded vector gives the whole vector, and the control collectives work.
+// by W, values of mixed magnitude, 1 and 2 buffers per rank, pieces that cut the shards, in
+// place or not) and the in-place all-gather gives every rank the whole sum; ZeRO-1's piecewise
+// gather of a sharded vector gives the whole vector, and the control collectives work.
 // Exit status: the number of failed checks (every rank checks on its own).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -27,40 +29,77 @@ int main() {
   Comm& c = world();
   const int W = c.size(), r = c.rank();
   check(launched_by_mpi() && c.name() == "mpi", r, "not started as an MPI rank");
-  for (int k : {1, 2}) {
-    const size_t P = 100003;  // not a multiple of W
-    const size_t n = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * (size_t(W) * 16);
-    // Every rank makes all W*k logical buffers from one seed and keeps its own.
-    std::mt19937 gen(11);
-    std::uniform_real_distribution<float> u(-1, 1);
-    std::vector<float> all(size_t(W) * k * n, 0.f);
-    for (int b = 0; b < W * k; ++b)
-      for (size_t e = 0; e < P; ++e)
-        all[size_t(b) * n + e] = u(gen) * std::ldexp(1.f, int((e * 7 + size_t(b)) % 48) - 24);
-    std::vector<float> shard(n / size_t(W)), full(n);
-    c.reduce_scatter_ordered(all.data() + size_t(r) * k * n, k, n, shard.data());
-    c.allgather(shard.data(), shard.size(), full.data());
-    size_t bad = 0, reassoc = 0;
-    for (size_t e = 0; e < n; ++e) {
-      float s = all[e];
-      for (int b = 1; b < W * k; ++b) s += all[size_t(b) * n + e];
-      bad += std::memcmp(&s, &full[e], 4) != 0;
-      if (W * k >= 3) {  // right to left, x0 + (x1 + (x2 + ...)), for contrast: must differ
-        float q = all[size_t(W * k - 1) * n + e];
-        for (int b = W * k - 2; b >= 0; --b) q = all[size_t(b) * n + e] + q;
-        reassoc += q != s;
+  // The reduction in pieces (UVIT_REDUCE_PIECE floats of a shard per round) that cut the shards
+  // at odd places, pieces of one float, a shard longer than the piece and shorter, last shards cut
+  // short or empty (5 floats over W shards of 16), buffers further apart than n, and the result
+  // written in place into the first buffer or into a buffer of its own: always the sequential
+  // sum's bits.
+  struct Case {
+    size_t n;
+    const char* piece;  // nullptr: the default (16 MB of receive buffer)
+  };
+  for (const Case& cs : {Case{5, "1"}, Case{37, "1"}, Case{37, "3"}, Case{1003, "7"},
+                         Case{100003, "1000"}, Case{100003, "4099"}, Case{100003, nullptr}})
+    for (int k : {1, 2})
+      for (const bool in_place : {true, false}) {
+        if (cs.piece)
+          setenv("UVIT_REDUCE_PIECE", cs.piece, 1);
+        else
+          unsetenv("UVIT_REDUCE_PIECE");
+        const size_t n = cs.n, stride = n + 3;
+        const size_t sh = (n + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;  // as the trainer
+        // Every rank makes all W*k logical buffers from one seed and keeps its own.
+        std::mt19937 gen(11);
+        std::uniform_real_distribution<float> u(-1, 1);
+        std::vector<float> all(size_t(W) * k * stride, -7.f);
+        for (int b = 0; b < W * k; ++b)
+          for (size_t e = 0; e < n; ++e)
+            all[size_t(b) * stride + e] =
+                u(gen) * std::ldexp(1.f, int((e * 7 + size_t(b)) % 48) - 24);
+        std::vector<float> mine(all.begin() + long(size_t(r) * k * stride),
+                                all.begin() + long(size_t(r + 1) * k * stride));
+        const size_t len = shard_len(n, sh, r);
+        std::vector<float> own(len + 1, -9.f), full(n, -5.f);
+        float* at = len ? mine.data() + size_t(r) * sh : mine.data();
+        c.reduce_scatter_ordered(mine.data(), k, n, stride, sh, in_place ? at : own.data());
+        if (!in_place) {
+          std::copy(own.begin(), own.begin() + long(len), full.begin() + long(len ? r * sh : 0));
+          check(own[len] == -9.f, r, "reduce_scatter_ordered wrote past the shard");
+        }
+        float* out = in_place ? mine.data() : full.data();
+        c.allgather_shards(out, n, sh);
+        size_t bad = 0, reassoc = 0;
+        for (size_t e = 0; e < n; ++e) {
+          float s = all[e];
+          for (int b = 1; b < W * k; ++b) s += all[size_t(b) * stride + e];
+          bad += std::memcmp(&s, &out[e], 4) != 0;
+          if (W * k >= 3) {  // right to left, x0 + (x1 + (x2 + ...)), for contrast: must differ
+            float q = all[size_t(W * k - 1) * stride + e];
+            for (int b = W * k - 2; b >= 0; --b) q = all[size_t(b) * stride + e] + q;
+            reassoc += q != s;
+          }
+        }
+        // In place, the buffers' tails past n and the other buffers' ends are not written.
+        if (in_place)
+          bad += size_t(std::count(mine.begin() + long(n), mine.begin() + long(stride), -7.f) !=
+                        long(stride - n)) +
+                 size_t(!std::equal(mine.begin() + long(stride), mine.end(),
+                                    all.begin() + long(size_t(r) * k * stride + stride)));
+        char msg[200];
+        std::snprintf(msg, sizeof msg,
+                      "W %d k %d n %zu piece %s in place %d: %zu of %zu elements differ from the "
+                      "sequential sum",
+                      W, k, n, cs.piece ? cs.piece : "default", int(in_place), bad, n);
+        check(bad == 0, r, msg);
+        if (W * k >= 3 && n > 1000)
+          check(reassoc > 0, r, "another association gave the same bits everywhere");
+        if (r == 0 && bad == 0)
+          std::printf(
+              "ok: W %d, %d buffers per rank, %zu floats, piece %s, %s: ordered reduction "
+              "== sequential sum\n",
+              W, k, n, cs.piece ? cs.piece : "default", in_place ? "in place" : "apart");
       }
-    }
-    char msg[160];
-    std::snprintf(msg, sizeof msg, "W %d k %d: %zu of %zu elements differ from the sequential sum",
-                  W, k, bad, n);
-    check(bad == 0, r, msg);
-    if (W * k >= 3) check(reassoc > 0, r, "another association gave the same bits everywhere");
-    if (r == 0 && bad == 0)
-      std::printf(
-          "ok: W %d, %d buffers per rank: ordered reduction == sequential sum (%zu floats)\n", W, k,
-          n);
-  }
+  unsetenv("UVIT_REDUCE_PIECE");
   // ZeRO-1's checkpoint stream: rank 0 receives a sharded vector piece by piece, equal to the whole
   // vector, for pieces smaller than, straddling and larger than the shards, a last shard cut
   // short by n or empty, and fetches that return the rank's own memory or the scratch buffer.

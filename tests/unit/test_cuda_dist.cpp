@@ -80,8 +80,9 @@ TEST(CudaDist, NcclOrderedReductionOneRank) {
   ASSERT_EQ(cudaMalloc(&shard, n * 4), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&full, n * 4), cudaSuccess);
   cudaMemcpy(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice);
-  comm->reduce_scatter_ordered(d, k, n, shard);
-  comm->allgather(shard, n, full);
+  comm->reduce_scatter_ordered(d, k, n, n, n, shard);
+  cudaMemcpy(full, shard, n * 4, cudaMemcpyDeviceToDevice);
+  comm->allgather_shards(full, n, n);
   std::vector<float> got(n), want(n);
   cudaMemcpy(got.data(), full, n * 4, cudaMemcpyDeviceToHost);
   ordered_sum(h.data(), k, n, n, want.data());

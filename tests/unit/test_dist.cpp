@@ -81,16 +81,21 @@ TEST(Dist, SingleCommOrderedSumIsTheSequentialSum) {
   std::uniform_real_distribution<float> u(-1, 1);
   const int k = 5;
   const size_t n = 1001;
-  std::vector<float> bufs(k * n), shard(n), full(n);
+  std::vector<float> bufs(k * n), full(n);
   for (size_t i = 0; i < bufs.size(); ++i) bufs[i] = u(gen) * std::ldexp(1.f, int(i % 40) - 20);
   SingleComm c;
-  c.reduce_scatter_ordered(bufs.data(), k, n, shard.data());
-  c.allgather(shard.data(), n, full.data());
+  c.reduce_scatter_ordered(bufs.data(), k, n, n, n + 16, full.data());
+  c.allgather_shards(full.data(), n, n + 16);
   for (size_t e = 0; e < n; ++e) {
     float s = bufs[e];
     for (int j = 1; j < k; ++j) s += bufs[j * n + e];
     ASSERT_EQ(std::memcmp(&s, &full[e], 4), 0) << e;
   }
+  // In place into the first buffer: the same bits.
+  std::vector<float> in_place = bufs;
+  c.reduce_scatter_ordered(in_place.data(), k, n, n, n, in_place.data());
+  EXPECT_EQ(std::memcmp(in_place.data(), full.data(), n * 4), 0);
+  EXPECT_THROW(c.reduce_scatter_ordered(bufs.data(), k, n, n, n - 1, full.data()), Error);
   // Addition is not associative here: a pairwise order gives other bits somewhere.
   size_t differ = 0;
   for (size_t e = 0; e < n; ++e) {
