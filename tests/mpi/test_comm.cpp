@@ -2,7 +2,8 @@
 // equals the sequential left-to-right sum over all logical buffers bit for bit (n not divisible
 // by W, values of mixed magnitude, 1 and 2 buffers per rank, pieces that cut the shards, in
 // place or not) and the in-place all-gather gives every rank the whole sum; ZeRO-1's piecewise
-// gather of a sharded vector gives the whole vector, and the control collectives work.
+// gather of a sharded vector gives the whole vector, the control collectives work, and the
+// trainer's replica check sees one changed float.
 // Exit status: the number of failed checks (every rank checks on its own).
 #include <algorithm>
 #include <cmath>
@@ -12,7 +13,11 @@
 #include <random>
 #include <vector>
 
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
 #include "uvit/dist.hpp"
+#include "uvit/error.hpp"
+#include "uvit/train.hpp"
 
 using namespace uvit;
 
@@ -22,6 +27,54 @@ void check(bool ok, int rank, const char* what) {
   if (ok) return;
   std::fprintf(stderr, "rank %d: FAIL: %s\n", rank, what);
   ++failures;
+}
+
+class Items28 : public Dataset {  // fmnist-shaped items (the trainer is built, not trained)
+ public:
+  int64_t size() const override { return 64; }
+  std::array<int64_t, 3> item_shape() const override { return {1, 28, 28}; }
+  int num_classes() const override { return 10; }
+  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
+    std::fill(x, x + 28 * 28, 0.5f);
+    return i % 10;
+  }
+  std::string describe() const override { return "items28"; }
+};
+
+// The replica check hashes the weights through a host buffer of 2^20 floats: with more
+// parameters than that (1.50 M), a change in one float of the last, shorter piece of rank W-1's
+// weights or EMA is seen on every rank, naming rank W-1.
+void replica_check(Comm& c) {
+  const int r = c.rank(), W = c.size();
+  Config cfg = load_config("fmnist_uvit_tiny");
+  cfg.json["train"]["batch_size"] = 2 * W;
+  auto be = make_cpu_backend();
+  Trainer tr(cfg, *be, std::make_shared<Items28>(), "", &c);
+  tr.init();
+  const size_t P = tr.net().num_params();
+  check(P > (size_t(1) << 20) && P % (size_t(1) << 20) != 0, r,
+        "replica check: the weights fit in one piece");
+  auto diverges = [&] {
+    try {
+      tr.check_replicas();
+      return std::string();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+  };
+  check(diverges().empty(), r, "replica check: equal replicas reported as different");
+  for (Network* n : {&tr.net(), &tr.ema_net()}) {
+    float* last = n->params() + P - 1;
+    const float keep = *last;
+    if (r == W - 1) *last = std::nextafter(keep, 1.f);
+    const std::string msg = diverges();
+    check(msg.find("the weights of rank " + std::to_string(W - 1) + " differ") != std::string::npos,
+          r, "replica check: one changed float of the last piece not reported");
+    *last = keep;
+  }
+  check(diverges().empty(), r, "replica check: restored replicas reported as different");
+  if (r == 0 && failures == 0)
+    std::printf("ok: the replica check sees one float of %zu changed on rank %d\n", P, W - 1);
 }
 }  // namespace
 
@@ -154,6 +207,7 @@ int main() {
     check(g.empty(), r, "gatherv_bytes off the root");
   }
   check(c.local_rank() == r, r, "local rank on one node");
+  replica_check(c);
   c.barrier();
   if (r == 0 && failures == 0) std::printf("ok: bcast, gatherv, any, allgather on %d ranks\n", W);
   return failures;
