@@ -23,6 +23,24 @@ using uvit_test::error_of;
 
 namespace {
 
+// Whether every value of parameter `name` satisfies `pred`.
+template <class Pred>
+bool all_params(const Network& m, const std::string& name, Pred pred) {
+  const ParamEntry& e = m.table().at(name);
+  for (size_t i = 0; i < e.numel; ++i)
+    if (!pred(m.params()[e.offset + i])) return false;
+  return true;
+}
+
+// adaLN-Zero: a Fashion-MNIST-shaped network's output is exactly zero at initialisation.
+void expect_zero_output(Network& m) {
+  const int B = 2;
+  std::vector<float> x(B * 28 * 28, 0.5f), t = {0.3f, 0.9f}, out(x.size(), 1.f);
+  std::vector<int32_t> y = {1, 10};
+  m.forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
+  for (float v : out) ASSERT_EQ(v, 0.f);
+}
+
 nlohmann::json preset_nnet(const std::string& name) {
   const auto b = read_file(std::string(UVIT_TEST_SOURCE) + "/../configs/" + name + ".json");
   return nlohmann::json::parse(std::string(b.begin(), b.end())).at("nnet");
@@ -123,13 +141,7 @@ TEST(FiT, OfficialInitialisation) {
   auto be = make_cpu_backend();
   auto m = make_network(cfg, *be);
   m->init_random(5);
-  const float* p = m->params();
-  auto all = [&](const std::string& name, auto pred) {
-    const ParamEntry& e = m->table().at(name);
-    for (size_t i = 0; i < e.numel; ++i)
-      if (!pred(p[e.offset + i])) return false;
-    return true;
-  };
+  auto all = [&](const std::string& name, auto pred) { return all_params(*m, name, pred); };
   auto zero = [](float v) { return v == 0.f; };
   for (const char* z :
        {"global_adaLN_modulation.1.weight", "global_adaLN_modulation.1.bias",
@@ -144,11 +156,7 @@ TEST(FiT, OfficialInitialisation) {
       all("blocks.0.adaLN_modulation.1.weight", [&](float v) { return std::abs(v) <= bound; }));
   EXPECT_FALSE(all("blocks.0.mlp.fc1_x.weight", zero));
   // adaLN-Zero: the output is exactly zero at initialisation.
-  const int B = 2;
-  std::vector<float> x(B * 28 * 28, 0.5f), t = {0.3f, 0.9f}, out(x.size(), 1.f);
-  std::vector<int32_t> y = {1, 10};
-  m->forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
-  for (float v : out) ASSERT_EQ(v, 0.f);
+  expect_zero_output(*m);
 }
 
 // adaln_type "swiglu" and qk_norm_weight (docs/fit.md "Options"): initialize_weights zeroes only
@@ -166,13 +174,7 @@ TEST(FiT, OptionsInitialisation) {
   EXPECT_EQ(m->table().at("final_layer.adaLN_modulation.fc2.weight").shape,
             (std::vector<int64_t>{256, 64}));  // SwiGLU(D, D // 2, 2D)
   m->init_random(5);
-  const float* p = m->params();
-  auto all = [&](const std::string& name, auto pred) {
-    const ParamEntry& e = m->table().at(name);
-    for (size_t i = 0; i < e.numel; ++i)
-      if (!pred(p[e.offset + i])) return false;
-    return true;
-  };
+  auto all = [&](const std::string& name, auto pred) { return all_params(*m, name, pred); };
   auto zero = [](float v) { return v == 0.f; };
   for (const char* z :
        {"blocks.0.adaLN_modulation.fc2.weight", "blocks.5.adaLN_modulation.fc2.bias",
@@ -187,11 +189,7 @@ TEST(FiT, OptionsInitialisation) {
   }
   EXPECT_TRUE(all("blocks.2.attn.q_norm.weight", [](float v) { return v == 1.f; }));
   EXPECT_TRUE(all("blocks.2.attn.k_norm.weight", [](float v) { return v == 1.f; }));
-  const int B = 2;
-  std::vector<float> x(B * 28 * 28, 0.5f), t = {0.3f, 0.9f}, out(x.size(), 1.f);
-  std::vector<int32_t> y = {1, 10};
-  m->forward(x.data(), t.data(), y.data(), nullptr, out.data(), B);
-  for (float v : out) ASSERT_EQ(v, 0.f);
+  expect_zero_output(*m);
 }
 
 TEST(FiT, RefusesWhatIsNotFiTv2) {
