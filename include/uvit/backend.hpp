@@ -355,22 +355,37 @@ class Backend {
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  DeviceBuffer(Backend& be, size_t bytes) : be_(&be), p_(bytes ? be.alloc_bytes(bytes) : nullptr) {}
+  DeviceBuffer(Backend& be, size_t bytes)
+      : be_(&be), p_(bytes ? be.alloc_bytes(bytes) : nullptr), bytes_(p_ ? bytes : 0) {}
   ~DeviceBuffer() { reset(); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : be_(o.be_), p_(o.p_) { o.p_ = nullptr; }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : be_(o.be_), p_(o.p_), bytes_(o.bytes_) {
+    o.p_ = nullptr;
+    o.bytes_ = 0;
+  }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       reset();
       be_ = o.be_;
       p_ = o.p_;
+      bytes_ = o.bytes_;
       o.p_ = nullptr;
+      o.bytes_ = 0;
     }
     return *this;
   }
   void reset() {
     if (p_) be_->free_bytes(p_);
     p_ = nullptr;
+    bytes_ = 0;
   }
+  // Grow-only: at least `bytes` of backend memory, reallocated (contents not kept) only when the
+  // buffer is smaller; the old block is freed first, so the peak is one buffer.
+  void reserve(Backend& be, size_t bytes) {
+    if (bytes <= bytes_) return;
+    reset();
+    *this = DeviceBuffer(be, bytes);
+  }
+  size_t bytes() const { return bytes_; }
   template <class T = float>
   T* as() const {
     return static_cast<T*>(p_);
@@ -380,6 +395,7 @@ class DeviceBuffer {
  private:
   Backend* be_ = nullptr;
   void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -617,7 +617,6 @@ class DiT final : public Network {
   DeviceBuffer rope_online_;
   std::vector<std::array<int, 2>> online_grids_;
   long online_rows_ = 0;
-  size_t online_cap_ = 0;  // floats in rope_online_
   Norm ln_;
   Linear patch_, global_ada_;
   Conditioning cond_;
@@ -958,10 +957,7 @@ std::vector<long> DiT::online_tables() {
     for (size_t k = 0; k < distinct.size(); ++k)
       fit_rope_tables(c_.rope, distinct[k][0], distinct[k][1], int(Dh),
                       tab.data() + size_t(first[k]) * Dh, tab.data() + (rows + first[k]) * Dh);
-    if (online_cap_ < tab.size()) {
-      rope_online_ = DeviceBuffer(be_, tab.size() * 4);
-      online_cap_ = tab.size();
-    }
+    rope_online_.reserve(be_, tab.size() * 4);
     be_.upload(rope_online_.f32(), tab.data(), tab.size() * 4);
     online_grids_ = distinct;
     online_rows_ = rows;

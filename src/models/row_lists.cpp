@@ -24,11 +24,7 @@ size_t RowLists::add(const std::vector<int32_t>& ids, long rows, bool distinct, 
 }
 
 void RowLists::upload() {
-  if (host_.size() > capacity_) {
-    buf_ = DeviceBuffer();  // free first: the peak is one buffer
-    buf_ = DeviceBuffer(be_, host_.size() * sizeof(int32_t));
-    capacity_ = host_.size();
-  }
+  buf_.reserve(be_, host_.size() * sizeof(int32_t));
   be_.upload(buf_.as(), host_.data(), host_.size() * sizeof(int32_t));
 }
 

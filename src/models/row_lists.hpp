@@ -27,8 +27,7 @@ class RowLists {
  private:
   Backend& be_;
   std::vector<int32_t> host_;
-  DeviceBuffer buf_;
-  size_t capacity_ = 0;  // int32 entries in buf_
+  DeviceBuffer buf_;  // grow-only
 };
 
 }  // namespace uvit::layers
