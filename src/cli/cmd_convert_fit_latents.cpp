@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/pixels.hpp"
 #include "uvit/error.hpp"
@@ -130,9 +131,7 @@ void add_convert_fit_latents(CLI::App& app) {
   cmd->callback([o] {
     const std::vector<std::string> files = fit_latent_files(o->in, o->crop);
     UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
-    std::error_code ec;
-    fs::create_directories(o->out, ec);
-    UVIT_CHECK(!ec, o->out, ": cannot create directory: ", ec.message());
+    make_dir(o->out);
     Progress bar("convert", long(files.size()), o->quiet);
     for (size_t i = 0; i < files.size(); ++i) {
       const Converted c = read_fit_latent(files[i], o->patch);

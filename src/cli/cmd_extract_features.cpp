@@ -168,9 +168,7 @@ LatentStats compute_latent_stats(const Opts& o, const Dataset& ds, const Autoenc
 // encodes only those (writes are atomic, so a file that exists is complete).
 std::vector<Item> pending_images(const Opts& o, const Dataset& ds) {
   const int64_t n = ds.size();
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
+  make_dir(o.out);
   std::vector<Item> todo;
   for (int64_t i = 0; i < n; ++i) {
     const Item it = file_indices(i, n);
@@ -393,9 +391,7 @@ void extract_fit(const Opts& o) {
                  files.size(), (o.resolution / granularity) * (o.resolution / granularity),
                  granularity, o.out.c_str(), files.size() - todo.size() - small, small,
                  o.min_tokens);
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  UVIT_CHECK(!ec, o.out, ": cannot create directory: ", ec.message());
+  make_dir(o.out);
   check_feature_manifest(o, "fit", files.size() - todo.size() - small);
   const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
   print_skipped(ae, o.weights, o.quiet);
@@ -429,9 +425,7 @@ void extract_fit(const Opts& o) {
     Array z(DType::F32, {c, h, w});
     sample_posterior(moments.as<float>(), c, h * w, float(cfg.scale_factor), Philox(key, 0xf17), 0,
                      z.as<float>());
-    std::error_code ec;
-    fs::create_directories(fs::path(path).parent_path(), ec);
-    UVIT_CHECK(!ec, path, ": cannot create its directory: ", ec.message());
+    make_parent_dir(path);
     save_npy(path, z);
   };
   run_extraction(

@@ -61,6 +61,12 @@ void make_parent_dir(const std::string& path) {
   UVIT_CHECK(!ec, path, ": cannot create folder ", dir.string(), ": ", ec.message());
 }
 
+void make_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  UVIT_CHECK(!ec, dir, ": cannot create directory: ", ec.message());
+}
+
 std::string sample_file_name(uint64_t index) {
   char b[32];
   std::snprintf(b, sizeof b, "%06llu.png", static_cast<unsigned long long>(index));

@@ -15,6 +15,8 @@ void check_output(const char* option, const std::string& path,
 void check_output_dir(const char* option, const std::string& dir);
 // Creates the folder that `path` goes into (nothing for "" or a bare file name).
 void make_parent_dir(const std::string& path);
+// Creates the folder `dir` (and its parents): one line naming it when that fails.
+void make_dir(const std::string& dir);
 // The file of sample `index` in a --dir folder: "%06d.png", as DiT's sample_ddp.py and the ADM
 // suite name theirs.
 std::string sample_file_name(uint64_t index);
