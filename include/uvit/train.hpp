@@ -39,10 +39,18 @@ struct TrainSettings {
   // processes share the slices, so one process with dp_virtual = V reproduces V ranks exactly.
   int dp_virtual = 0;
   int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
+  // Fine-tuning (docs/cli.md "Fine-tuning"): train.init_weights, a checkpoint the network and its EMA start
+  // from at step 0 ("" = the seed's initialisation); train.ignore_keys, substrings of official
+  // parameter names that keep the seed's initialisation instead; train.finetune "partial": only
+  // the parameters ignore_keys names are trained (FiT's pretrain_ckpt / ignore_keys / finetune).
+  std::string init_weights;
+  std::vector<std::string> ignore_keys;
+  bool partial = false;
 };
 // Reads "train", "optimizer" (name, lr, betas, eps, weight_decay; Adan: max_grad_norm, no_prox),
 // "lr_scheduler", "ema_rate", "seed", "grad_clip" and our
-// "train.accum", "train.keep_snapshots", "train.dp_virtual", "train.zero" of a preset.
+// "train.accum", "train.keep_snapshots", "train.dp_virtual", "train.zero", "train.init_weights",
+// "train.ignore_keys", "train.finetune" of a preset.
 TrainSettings train_settings(const Config& c);
 
 // The factor a gradient of global norm `norm` is scaled by before the update: torch's
@@ -69,7 +77,9 @@ class Trainer {
           Comm* comm = nullptr);
   ~Trainer();
 
-  // Fresh run: official initialisation from the seed, EMA an exact copy.
+  // Fresh run: official initialisation from the seed, then (train.init_weights) the checkpoint's
+  // values for every parameter train.ignore_keys does not name; the EMA an exact copy. Throws
+  // naming the file and tensor when it does not fit the network, or when it is quantised.
   void init();
   // Continues the run in run_dir bit-identically from its checkpoint, or from the checkpoint in
   // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
@@ -105,6 +115,12 @@ class Trainer {
   void share_shards(float* v);
   // ZeRO-1: the AdamW update of this rank's shard, then the parameters gathered.
   void zero_update(double lr);
+  // train.finetune partial: zeroes the gradient outside the trained ranges in g, which holds
+  // floats [off, off + len) of the gradient vector, so that the clipping norm leaves the frozen
+  // parameters out (torch's clip_grad_norm_ skips parameters without a gradient).
+  void zero_frozen(float* g, size_t off, size_t len);
+  // train.init_weights into the network (init()).
+  void load_init_weights();
   // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off;
   // the state buffers hold floats from off on), skipping the frozen parameters, which the official
   // optimizers never see.
@@ -136,6 +152,9 @@ class Trainer {
   size_t shard_ = 0;               // floats of a rank's shard (a multiple of 16; the last short)
   size_t moments_n_ = 0;           // floats in each optimizer state buffer
   double last_norm_ = 0;
+  // The float ranges the optimizer updates: the network's trained parameters, with
+  // train.finetune partial only those train.ignore_keys names.
+  std::vector<std::pair<size_t, size_t>> trained_;
   DeviceBuffer acc_;   // the slice gradients, when this process adds several (slices, accum)
   DeviceBuffer part_;  // ZeRO-1: the reduced gradient of this rank's shard (shard_ floats)
   std::vector<float> host_acc_;  // CUDA with host MPI: the slice gradients' staging

@@ -51,13 +51,18 @@ void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a diffusion model");
   struct Opts {
     TrainJob job;
-    std::string config, resume;
+    std::string config, resume, init;
     std::vector<std::string> set;
   };
   auto o = std::make_shared<Opts>();
   TrainJob& j = o->job;
   cmd->add_option("--config,-c", o->config,
                   "preset name, JSON file or run folder (default with --resume: the run's own)");
+  cmd->add_option("--init", o->init,
+                  "fine-tune: the network and its EMA start from these weights (.safetensors or "
+                  ".pth, as --weights of sample; fp32/f16/bf16, not quantised) with a fresh "
+                  "optimizer at step 0; recorded as train.init_weights with its SHA-256 "
+                  "(train.ignore_keys, train.finetune: docs/cli.md \"Fine-tuning\")");
   cmd->add_option("--out,-o", j.out_dir, "run folder (created)")->required();
   cmd->add_option("--data", j.data_path,
                   "dataset path (default: the preset's dataset.path; Fashion-MNIST is built in)");
@@ -89,6 +94,7 @@ void add_train(CLI::App& app) {
       const ResumePoint rp = resolve_resume(o->resume, dir);
       job.cfg = load_config(rp.run);  // the run's own settings, named as its checkpoints record
       check_resume_options(job.cfg, rp.run, o->config, o->set, job.seed, job.batch);
+      if (cmd->count("--init")) check_resume_init(job.cfg, rp, o->init);
       for (const auto& a : o->set) apply_override(job.cfg, a);
       job.resume_from = rp.checkpoint == dir ? "" : rp.checkpoint;
       job.resume_run = rp.run;
@@ -96,6 +102,7 @@ void add_train(CLI::App& app) {
     } else {
       job.cfg = load_config(o->config);
       for (const auto& a : o->set) apply_override(job.cfg, a);
+      if (cmd->count("--init")) job.cfg.json["train"]["init_weights"] = o->init;
     }
     const TrainOutcome r = run_training(job);
     if (r.rank == 0)

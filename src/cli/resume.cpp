@@ -16,6 +16,10 @@ bool same_folder(const fs::path& a, const fs::path& b) {
   std::error_code ec;
   return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
 }
+
+std::string started_from(const TrainSettings& s) {
+  return s.init_weights.empty() ? std::string("the seed's initialisation") : s.init_weights;
+}
 }  // namespace
 
 ResumePoint resolve_resume(const std::string& value, const std::string& out) {
@@ -76,12 +80,26 @@ void check_resume_options(const Config& saved, const std::string& run_dir,
                "; --resume keeps the run's own config: leave --config out (change settings with "
                "--set or --steps)");
   }
-  const TrainSettings ts = train_settings(run);
+  const TrainSettings ts = train_settings(run), was = train_settings(saved);
+  UVIT_CHECK(ts.init_weights == was.init_weights, "--set train.init_weights: the run in ", run_dir,
+             " started from ", started_from(was),
+             "; --resume keeps how it started (start a new run with --out to fine-tune from other "
+             "weights)");
   const long run_seed = long(ts.seed);
   UVIT_CHECK(seed < 0 || seed == run_seed, "--seed ", seed, " differs from the run's seed ",
              run_seed, ": a resumed run keeps its own (leave --seed out)");
   UVIT_CHECK(batch <= 0 || batch == ts.batch, "--batch ", batch, " differs from the run's batch ",
              ts.batch, ": a resumed run keeps its own (leave --batch out)");
+}
+
+void check_resume_init(const Config& saved, const ResumePoint& rp, const std::string& init) {
+  UVIT_CHECK(rp.in_place, "--init ", init, ": --resume ", rp.checkpoint,
+             " forks another run, which continues from that run's weights; leave --init out");
+  const TrainSettings s = train_settings(saved);
+  UVIT_CHECK(!s.init_weights.empty() && same_folder(s.init_weights, init), "--init ", init,
+             ": the run in ", rp.run, " started from ", started_from(s),
+             "; --resume continues from the run's own checkpoint (leave --init out, or start a "
+             "new run with --out)");
 }
 
 }  // namespace uvit::cli

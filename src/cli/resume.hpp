@@ -28,4 +28,9 @@ void check_resume_options(const Config& saved, const std::string& run_dir,
                           const std::string& config, const std::vector<std::string>& set, long seed,
                           int batch);
 
+// `--init W` with --resume (docs/cli.md "Fine-tuning"): a run continues from its own checkpoint,
+// so W may only repeat the file the run started from (train.init_weights in `saved`, its
+// config.json); a fork, which continues another run's weights, takes no --init.
+void check_resume_init(const Config& saved, const ResumePoint& rp, const std::string& init);
+
 }  // namespace uvit::cli

@@ -20,6 +20,7 @@
 #include "uvit/flow.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
+#include "uvit/metadata.hpp"
 #include "uvit/train.hpp"
 
 namespace fs = std::filesystem;
@@ -112,6 +113,20 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
   if (!quiet)
     std::fprintf(stderr, "from step %ld: %s (recorded in %s/config.json)\n", step,
                  changed.dump().c_str(), dir.c_str());
+}
+
+// A fine-tune (train.init_weights): the file's SHA-256 goes to the run's config (as
+// train.init_weights_sha256) and, with its path, to an `init` row of log.jsonl, so that the run's
+// files say which weights it started from even after the file is replaced.
+void record_init(const std::string& dir, Config& cfg, bool quiet) {
+  const std::string path = cfg.json["train"]["init_weights"].get<std::string>();
+  const std::string sha = file_sha256(path);
+  cfg.json["train"]["init_weights_sha256"] = sha;
+  json row = log_row("init", 0);
+  row["path"] = path;
+  row["sha256"] = sha;
+  std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
+  if (!quiet) std::fprintf(stderr, "starting from %s (sha256 %s)\n", path.c_str(), sha.c_str());
 }
 
 // On --resume PATH: the run's log up to the checkpoint's step, from `src` (the run's folder) into
@@ -227,6 +242,10 @@ TrainOutcome run_training(const TrainJob& job) {
   // The data a run trains on is part of its settings (a later --resume without --data uses it).
   if (!job.data_path.empty() && cfg.json.contains("dataset"))
     cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
+  // So are the weights a fine-tune starts from, named so that the record holds from any folder.
+  const std::string init = job.resume ? "" : train_settings(cfg).init_weights;
+  if (!init.empty())
+    cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
   const std::string dir = job.out_dir;
   // Under mpirun or srun every rank trains its slice of each batch; rank 0 alone writes the run's
   // files, log and grids (docs/distributed.md).
@@ -267,6 +286,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       set_aside_failed_start(dir, job.quiet);
+      if (!init.empty()) record_init(dir, cfg, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";
       write_file_atomic(dir + "/config.json", c.data(), c.size());
     }

@@ -104,6 +104,10 @@ constexpr Field kFields[] = {
     {"train", "eval_interval", Kind::PosInt},
     {"train", "save_interval", Kind::PosInt},
     {"train", "min_snr_gamma", Kind::PosNumber},  // docs/mdt_diffusion.md
+    // Fine-tuning (docs/cli.md "Fine-tuning"; train.ignore_keys, a list, is checked by the trainer)
+    {"train", "init_weights", Kind::String},
+    {"train", "init_weights_sha256", Kind::String},
+    {"train", "finetune", Kind::String},
     {"optimizer", "name", Kind::String},
     {"optimizer", "lr", Kind::PosNumber},
     {"optimizer", "weight_decay", Kind::Number},
@@ -642,7 +646,9 @@ void apply_override(Config& c, const std::string& assignment) {
   // options (docs/mdt_diffusion.md; typed by the field table when the document is re-checked).
   const bool optional_int = key == "train.dp_virtual" || key == "train.zero";
   const bool optional = optional_int || key == "train.min_snr_gamma" || key == "sample.cfg_power" ||
-                        key == "optimizer.max_grad_norm" || key == "optimizer.no_prox";
+                        key == "optimizer.max_grad_norm" || key == "optimizer.no_prox" ||
+                        key == "train.init_weights" || key == "train.ignore_keys" ||
+                        key == "train.finetune";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.

@@ -23,6 +23,13 @@ namespace {
 constexpr uint64_t kStreamTime = (uint64_t(7) << 40) + 1;
 constexpr uint64_t kStreamNoise = (uint64_t(7) << 40) + 2;
 constexpr uint64_t kStreamNoise2 = (uint64_t(7) << 40) + 3;  // a second training pass's noise
+
+// Whether one of `keys` is part of the official parameter name (FiT's `ign in key`).
+bool named_by(const std::vector<std::string>& keys, const std::string& name) {
+  for (const std::string& k : keys)
+    if (name.find(k) != std::string::npos) return true;
+  return false;
+}
 }  // namespace
 
 TrainSettings train_settings(const Config& c) {
@@ -66,6 +73,29 @@ TrainSettings train_settings(const Config& c) {
              ": Adan clips with optimizer.max_grad_norm; remove grad_clip");
   UVIT_CHECK(s.eps > 0 && s.max_grad_norm >= 0, "config ", c.config_name,
              ": optimizer.eps must be positive and max_grad_norm >= 0");
+  // Fine-tuning (docs/cli.md "Fine-tuning"): FiT's pretrain_ckpt, ignore_keys and finetune.
+  if (tr.contains("init_weights") && !tr["init_weights"].is_null()) {
+    UVIT_CHECK(tr["init_weights"].is_string(), "config ", c.config_name,
+               ": train.init_weights must be a file path or null");
+    s.init_weights = tr["init_weights"].get<std::string>();
+  }
+  if (tr.contains("ignore_keys") && !tr["ignore_keys"].is_null()) {
+    const auto& k = tr["ignore_keys"];
+    bool ok = k.is_array();
+    for (size_t i = 0; ok && i < k.size(); ++i) ok = k[i].is_string() && !k[i].get_ref<const std::string&>().empty();
+    UVIT_CHECK(ok, "config ", c.config_name,
+               ": train.ignore_keys must be a list of non-empty strings (parameter name parts)");
+    for (const auto& e : k) s.ignore_keys.push_back(e.get<std::string>());
+  }
+  if (tr.contains("finetune") && !tr["finetune"].is_null()) {
+    const std::string f = tr["finetune"].is_string() ? tr["finetune"].get<std::string>() : "";
+    UVIT_CHECK(f == "full" || f == "partial", "config ", c.config_name,
+               ": train.finetune must be \"full\", \"partial\" or null, got ", tr["finetune"].dump());
+    s.partial = f == "partial";
+  }
+  UVIT_CHECK(!s.partial || !s.ignore_keys.empty(), "config ", c.config_name,
+             ": train.finetune \"partial\" trains only the parameters train.ignore_keys names; "
+             "give train.ignore_keys");
   s.warmup = lr.value("warmup_steps", 0L);
   s.ema_rate = j.value("ema_rate", 0.9999);
   UVIT_CHECK(s.batch > 0, "config ", c.config_name, ": train.batch_size must be positive");
@@ -134,6 +164,25 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   micro_ = s_.batch / (V_ * s_.accum);
   net_ = make_network(cfg_, be_);
   ema_ = make_network(cfg_, be_);
+  // The parameters the optimizer updates: train.finetune partial keeps only those ignore_keys
+  // names (FiT's finetune(): requires_grad by substring of the official name).
+  for (const std::string& k : s_.ignore_keys) {
+    bool found = false;
+    for (const ParamEntry& e : net_->table().entries())
+      found = found || e.name.find(k) != std::string::npos;
+    UVIT_CHECK(found, "train.ignore_keys: '", k, "' is part of no parameter name of network ",
+               n.name, " (`uvit info --json -c CONFIG` lists them)");
+  }
+  if (!s_.partial) trained_ = net_->table().trained_ranges();
+  for (const ParamEntry& e : net_->table().entries()) {
+    if (!s_.partial || e.frozen || e.numel == 0 || !named_by(s_.ignore_keys, e.name)) continue;
+    if (!trained_.empty() && trained_.back().second == e.offset)
+      trained_.back().second += e.numel;
+    else
+      trained_.emplace_back(e.offset, e.offset + e.numel);
+  }
+  UVIT_CHECK(!trained_.empty(), "config ", cfg_.config_name,
+             ": no parameter is trained (train.ignore_keys names only fixed tensors)");
   UVIT_CHECK(!data_->variable_size() || net_->packs_sizes(), "dataset ", data_->describe(),
              " has items of varying size, which network ", n.name,
              " cannot batch (only fitv2 and fitv1 pack them; docs/fit.md)");
@@ -174,10 +223,42 @@ Trainer::~Trainer() { loader_.reset(); }
 
 void Trainer::init() {
   net_->init_random(s_.seed);
+  if (!s_.init_weights.empty()) load_init_weights();
   be_.copy(ema_->params(), net_->params(), net_->num_params());
   for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
+}
+
+// As FiT's init_from_ckpt: the checkpoint's tensors whose names ignore_keys names are dropped and
+// keep the seed's values. Every rank reads the file (the same bits everywhere). The check is
+// load_file's strict one, so a file for another network fails naming the first tensor that differs.
+void Trainer::load_init_weights() {
+  const std::string& path = s_.init_weights;
+  UVIT_CHECK(fs::is_regular_file(path), "train.init_weights (--init) ", path, ": no such file");
+  UVIT_CHECK(!open_weights(path)->metadata().count(kQuantKey), path,
+             ": the weights are quantised; fine-tuning needs the fp32 weights");
+  if (s_.ignore_keys.empty()) {
+    net_->load_file(path);
+    return;
+  }
+  ema_->load_file(path);  // as scratch: init() then makes the EMA a copy of the network
+  for (const ParamEntry& e : net_->table().entries())
+    if (!named_by(s_.ignore_keys, e.name))
+      be_.copy(net_->params() + e.offset, ema_->params() + e.offset, e.numel);
+}
+
+void Trainer::zero_frozen(float* g, size_t off, size_t len) {
+  size_t at = off;  // where the next frozen gap starts
+  auto zero_to = [&](size_t end) {
+    const size_t hi = std::min(end, off + len);
+    if (hi > at) be_.fill(g + (at - off), 0.f, hi - at);
+  };
+  for (const auto& [b, e] : trained_) {
+    zero_to(b);
+    at = std::max(at, e);
+  }
+  zero_to(off + len);
 }
 
 StepStats Trainer::step() {
@@ -261,6 +342,7 @@ StepStats Trainer::step() {
   } else {
     float* g = reduce_gradients();
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    if (s_.partial) zero_frozen(g, 0, P);
     st.grad_norm = std::sqrt(be_.sum_squares(g, P));
     if (const double c = grad_clip_factor(s_, st.grad_norm); c != 1.0) be_.scale(g, float(c), P);
     update_trained(net_->params(), g, 0, P, st.lr);
@@ -317,6 +399,7 @@ void Trainer::share_shards(float* v) {
 void Trainer::zero_update(double lr) {
   const size_t off = size_t(comm_->rank()) * shard_, len = own_len();
   reduce_shard(slice_grads(), part_.f32());
+  if (s_.partial) zero_frozen(part_.f32(), off, len);
   // The norm from the shards' sums of squares added in rank order (only clipping and the log use
   // it; it can differ from the unsharded norm in the last bits).
   const std::vector<double> sq = allgather_doubles(*comm_, {be_.sum_squares(part_.f32(), shard_)});
@@ -335,7 +418,7 @@ void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, d
   h.lr = float(lr), h.beta1 = float(s_.beta1), h.beta2 = float(s_.beta2);
   h.beta3 = float(s_.beta3), h.eps = float(s_.eps), h.weight_decay = float(s_.weight_decay);
   h.no_prox = s_.no_prox;
-  for (const auto& [b, e] : net_->table().trained_ranges()) {
+  for (const auto& [b, e] : trained_) {
     const size_t lo = std::max(b, off), hi = std::min(e, off + len);
     if (lo >= hi) continue;
     const size_t k = lo - off;

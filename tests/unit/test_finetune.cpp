@@ -1,0 +1,277 @@
+// Fine-tuning in the trainer (docs/cli.md "Fine-tuning"): train.init_weights starts the network
+// and its EMA from an official-layout .pth (the twin fixtures of tests/reference), exactly as a run
+// whose weights were set by hand; train.ignore_keys keeps the seed's values for the parameters it
+// names; train.finetune partial updates only those, with the clipping norm over them alone,
+// checked step by step against AdamW applied by hand to the gradient of a full run.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "error_of.hpp"
+#include "temp_dir.hpp"
+#include "uvit/backend.hpp"
+#include "uvit/config.hpp"
+#include "uvit/data.hpp"
+#include "uvit/io.hpp"
+#include "uvit/network.hpp"
+#include "uvit/rng.hpp"
+#include "uvit/train.hpp"
+
+namespace uvit {
+namespace {
+
+const std::string kFx = UVIT_TEST_FIXTURES;
+
+// Deterministic random items of any shape: enough for the trainer's plumbing.
+class NoiseItems : public Dataset {
+ public:
+  NoiseItems(const NetSpec& n, int classes)
+      : shape_{n.in_chans, n.img_size, n.width()}, classes_(classes) {}
+  int64_t size() const override { return 32; }
+  std::array<int64_t, 3> item_shape() const override { return shape_; }
+  int num_classes() const override { return classes_; }
+  int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
+    const size_t n = size_t(shape_[0] * shape_[1] * shape_[2]);
+    Philox(77, uint64_t(i)).fill_normal(x, n);
+    for (size_t k = 0; k < n; ++k) x[k] = std::tanh(x[k]);
+    return classes_ > 0 ? i % classes_ : 0;
+  }
+  std::string describe() const override { return "noise items"; }
+
+ private:
+  std::array<int64_t, 3> shape_;
+  int classes_;
+};
+
+// A fixture network (CASE.json, constructor arguments only) with a short training setup.
+Config training(const std::string& c) {
+  Config cfg = load_config(kFx + "/" + c + ".json");
+  cfg.json["train"] = {{"batch_size", 4},       {"n_steps", 100},         {"log_interval", 1000},
+                       {"eval_interval", 1000}, {"save_interval", 1000}, {"keep_snapshots", 100}};
+  cfg.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
+  cfg.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 0}};
+  cfg.json["dataset"] = {{"cfg", true}, {"p_uncond", 0.1}};
+  cfg.json["seed"] = 5;
+  // A learned variance trains with DiT's process (eps-MSE + VLB, docs/dit.md).
+  if (cfg.spec.out_chans != cfg.spec.in_chans) cfg.json["schedule"] = "adm";
+  return cfg;
+}
+
+std::shared_ptr<Dataset> data_for(const Config& c) {
+  return std::make_shared<NoiseItems>(c.spec, std::min(c.spec.real_classes(), 5));
+}
+
+std::vector<float> host(Backend& be, const float* p, size_t n) {
+  std::vector<float> v(n);
+  be.download(v.data(), p, n * 4);
+  return v;
+}
+
+std::vector<float> values(Network& n) {
+  return host(n.backend(), n.params(), n.num_params());
+}
+
+// The weights of a file as this network lays them out.
+std::vector<float> file_values(const Config& c, Backend& be, const std::string& path) {
+  auto n = make_network(c, be);
+  n->load_file(path);
+  return values(*n);
+}
+
+std::vector<float> slice(const std::vector<float>& v, const ParamEntry& e) {
+  return {v.begin() + long(e.offset), v.begin() + long(e.offset + e.numel)};
+}
+
+bool named(const std::vector<std::string>& keys, const std::string& name) {
+  for (const auto& k : keys)
+    if (name.find(k) != std::string::npos) return true;
+  return false;
+}
+
+// Every class-conditional family: U-ViT, DiT, Skip-DiT, LightningDiT, MDTv2, FiTv2, FiTv1.
+const char* kCases[] = {"cond_p2", "dit_p2",  "skipdit_p2", "ldit_p1",
+                        "mdt_p2",  "fit_p2", "fitv1_p2"};
+
+TEST(Finetune, InitFromOfficialPthEqualsWeightsSetByHand) {
+  auto be = make_backend("cpu", "fp32");
+  for (const char* c : kCases) {
+    SCOPED_TRACE(c);
+    const std::string pth = kFx + "/" + c + ".pth";
+    Config cfg = training(c);
+    const Config plain = cfg;
+    cfg.json["train"]["init_weights"] = pth;
+    auto data = data_for(cfg);
+    uvit_test::TempDir a, b;
+    Trainer x(cfg, *be, data, a.dir.string());
+    x.init();
+    const std::vector<float> w = file_values(cfg, *be, pth);
+    ASSERT_EQ(values(x.net()), w);
+    ASSERT_EQ(values(x.ema_net()), w);
+    // By hand: the seed's initialisation, then the file into the network and its EMA.
+    Trainer y(plain, *be, data, b.dir.string());
+    y.init();
+    ASSERT_NE(values(y.net()), w);
+    y.net().load_file(pth);
+    y.ema_net().load_file(pth);
+    for (int k = 0; k < 2; ++k) {
+      const StepStats sx = x.step(), sy = y.step();
+      EXPECT_EQ(sx.loss, sy.loss);
+      EXPECT_EQ(sx.grad_norm, sy.grad_norm);
+      EXPECT_TRUE(std::isfinite(sx.loss));
+    }
+    EXPECT_EQ(values(x.net()), values(y.net()));
+    EXPECT_EQ(values(x.ema_net()), values(y.ema_net()));
+    EXPECT_NE(values(x.net()), w);
+  }
+}
+
+// FiT's HR fine-tune set (config_fitv2_hr_xl.yaml). It re-initialises the adaLN modulations and
+// the final layer to zero, so the frozen weights get no gradient in the first steps; the partial
+// test below uses a set that leaves them one.
+const std::vector<std::string> kHr = {"x_embedder", "bias", "LN", "final_layer"};
+const std::vector<std::string> kIgnore = {"blocks.1.mlp", "x_embedder", "t_embedder"};
+
+Config fit_partial(const std::string& init, double clip,
+                   const std::vector<std::string>& keys = kIgnore) {
+  Config cfg = training("fit_p2");
+  cfg.json["train"]["init_weights"] = init;
+  cfg.json["train"]["ignore_keys"] = keys;
+  cfg.json["train"]["finetune"] = "partial";
+  cfg.json["grad_clip"] = clip;
+  return cfg;
+}
+
+TEST(Finetune, IgnoreKeysKeepTheSeedsInitialisation) {
+  auto be = make_backend("cpu", "fp32");
+  const std::string pth = kFx + "/fit_p2.pth";
+  Config cfg = fit_partial(pth, 0, kHr);
+  uvit_test::TempDir a, b;
+  Trainer x(cfg, *be, data_for(cfg), a.dir.string());
+  x.init();
+  Config seed_only = training("fit_p2");
+  Trainer r(seed_only, *be, data_for(cfg), b.dir.string());
+  r.init();
+  const std::vector<float> got = values(x.net()), fresh = values(r.net()),
+                           w = file_values(cfg, *be, pth);
+  EXPECT_EQ(values(x.ema_net()), got);
+  int kept = 0, loaded = 0;
+  for (const ParamEntry& e : x.net().table().entries()) {
+    SCOPED_TRACE(e.name);
+    const bool ign = named(kHr, e.name);
+    EXPECT_EQ(slice(got, e), ign ? slice(fresh, e) : slice(w, e));
+    // The fixture's values differ from the seed's wherever the seed's are not zero.
+    if (ign && slice(fresh, e) != slice(w, e)) ++kept;
+    if (!ign && slice(fresh, e) != slice(w, e)) ++loaded;
+  }
+  EXPECT_GT(kept, 2);  // x_embedder.proj.weight, the adaLN LoRA's first layers
+  EXPECT_GT(loaded, 8);
+}
+
+// The partial run saves a snapshot at every step; from each, a full run without clipping (the
+// same data and noise) gives the step's gradient. AdamW by hand over the named parameters, on
+// that gradient with the frozen ones zeroed and clipped by the norm of the rest, must give the
+// partial run's next snapshot bit for bit; the frozen parameters stay the file's.
+TEST(Finetune, PartialTrainsTheNamedParametersWithTheirOwnClipNorm) {
+  auto be = make_backend("cpu", "fp32");
+  const std::string pth = kFx + "/fit_p2.pth";
+  const double clip = 0.05;
+  Config cfg = fit_partial(pth, clip);
+  auto data = data_for(cfg);
+  uvit_test::TempDir a;
+  Trainer x(cfg, *be, data, a.dir.string());
+  x.init();
+  const int N = 3;
+  std::vector<StepStats> st;
+  x.save(true);
+  for (int k = 0; k < N; ++k) {
+    st.push_back(x.step());
+    x.save(true);
+  }
+  const TrainSettings& s = x.settings();
+  const ParamTable& t = x.net().table();
+  const size_t P = x.net().num_params();
+  const std::vector<float> w = file_values(cfg, *be, pth);
+  const std::vector<float> end = values(x.net()),
+                           start = file_values(cfg, *be, a / "ckpts/0/nnet.safetensors");
+  int frozen = 0, moved = 0;
+  for (const ParamEntry& e : t.entries()) {
+    if (named(kIgnore, e.name)) {
+      moved += slice(end, e) != slice(start, e);
+      continue;
+    }
+    EXPECT_EQ(slice(end, e), slice(w, e)) << e.name << " is frozen but changed";
+    ++frozen;
+  }
+  EXPECT_GT(frozen, 8);
+  EXPECT_GT(moved, 4);
+
+  Config full = training("fit_p2");
+  full.json["grad_clip"] = 0.0;
+  for (int k = 0; k < N; ++k) {
+    SCOPED_TRACE(k);
+    const std::string ck = (a.dir / "ckpts" / std::to_string(k)).string();
+    uvit_test::TempDir rd;
+    Trainer r(full, *be, data, rd.dir.string());
+    r.resume(ck);
+    r.step();
+    std::vector<float> g = host(*be, r.net().grads(), P);
+    double sq = 0, frozen_sq = 0;  // (the frozen part: the norm must leave it out)
+    for (const ParamEntry& e : t.entries()) {
+      const bool trained = named(kIgnore, e.name) && !e.frozen;
+      for (size_t i = e.offset; i < e.offset + e.numel; ++i) {
+        (trained ? sq : frozen_sq) += double(g[i]) * g[i];
+        if (!trained) g[i] = 0;
+      }
+    }
+    EXPECT_GT(frozen_sq, 0.1 * sq);
+    EXPECT_NEAR(st[size_t(k)].grad_norm, std::sqrt(sq), 1e-5 * std::sqrt(sq));
+    ASSERT_GT(st[size_t(k)].grad_norm, clip);  // the clipping is active
+    const float f = float(grad_clip_factor(s, st[size_t(k)].grad_norm));
+    for (float& v : g) v *= f;
+    std::vector<float> p = file_values(cfg, *be, ck + "/nnet.safetensors");
+    NamedArrays state = load_safetensors(ck + "/train_state.safetensors");
+    std::vector<float> m = state[0].second.to_f32(), v = state[1].second.to_f32();
+    for (const ParamEntry& e : t.entries())
+      if (named(kIgnore, e.name) && !e.frozen)
+        be->adamw(p.data() + e.offset, g.data() + e.offset, m.data() + e.offset,
+                  v.data() + e.offset, e.numel, float(s.lr), float(s.beta1), float(s.beta2),
+                  float(s.eps), float(s.weight_decay), k + 1);
+    const std::string next = (a.dir / "ckpts" / std::to_string(k + 1)).string();
+    EXPECT_EQ(p, file_values(cfg, *be, next + "/nnet.safetensors"));
+  }
+}
+
+TEST(Finetune, BadSettingsAreOneLineErrors) {
+  auto be = make_backend("cpu", "fp32");
+  Config cfg = fit_partial(kFx + "/fit_p2.pth", 0);
+  uvit_test::TempDir a;
+  auto data = data_for(cfg);
+  auto err = [&](Config c) {
+    return uvit_test::error_of([&] {
+      Trainer x(c, *be, data, a.dir.string());
+      x.init();
+    });
+  };
+  Config c = cfg;
+  c.json["train"]["ignore_keys"] = {"x_embedder", "no_such_part"};
+  EXPECT_NE(err(c).find("'no_such_part' is part of no parameter name"), std::string::npos);
+  c = cfg;
+  c.json["train"]["finetune"] = "some";
+  EXPECT_NE(err(c).find("train.finetune must be"), std::string::npos);
+  c = cfg;
+  c.json["train"].erase("ignore_keys");
+  EXPECT_NE(err(c).find("give train.ignore_keys"), std::string::npos);
+  c = cfg;
+  c.json["train"]["init_weights"] = kFx + "/no_such.pth";
+  EXPECT_NE(err(c).find("no_such.pth: no such file"), std::string::npos);
+  c = cfg;
+  c.json["train"]["init_weights"] = kFx + "/dit_p2.pth";  // another network
+  EXPECT_NE(err(c).find("dit_p2.pth: "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace uvit
