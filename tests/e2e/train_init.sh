@@ -67,7 +67,7 @@ sd = {k: torch.from_numpy(np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v
                                         np.float32).reshape(v["shape"]).copy()) for k, v in h.items()}
 torch.save({"model": {k: v * 0 for k, v in sd.items()}, "ema": sd, "args": None}, sys.argv[2])
 PYEOF
-(cd "$tmp" && "$UVIT" "${T[@]}" --out "$tmp/p" --steps 4 --init w.pth) || fail "--init w.pth"
+(cd "$tmp" && "$UVIT" "${T[@]}" --out "$tmp/p" --steps 4 --init w.pth >/dev/null) || fail "--init w.pth"
 same_weights "$tmp/p" "$tmp/a" "--init W.pth (official layout) vs --init W.safetensors"
 grep -q "\"init_weights\": \"$tmp/w.pth\"" "$tmp/p/config.json" || fail "relative --init not absolute"
 
@@ -83,7 +83,7 @@ expect_error "started from $W" "$UVIT" "${T[@]}" --out "$tmp/r" --steps 5 --resu
   --init "$tmp/w.pth"
 expect_error "started from the seed's initialisation" "$UVIT" train --out "$tmp/w" --resume \
   --steps 5 --init "$W" -q
-expect_error "forks another run" "$UVIT" train --out "$tmp/f" --resume "$tmp/a/ckpts/4" \
+expect_error "forks another run" "$UVIT" train --out "$tmp/f" --resume "$tmp/a" \
   --steps 5 --init "$W" -q
 expect_error "--set train.init_weights" "$UVIT" train --out "$tmp/r" --resume --steps 5 -q \
   --set "train.init_weights=$tmp/w.pth"

@@ -23,4 +23,17 @@ same_files "$tmp/r2" "$tmp/v2" "partial fine-tune on 2 ranks vs dp_virtual=2"
 run mpi 2 "${T[@]}" "${P[@]}" --out "$tmp/z" --steps 2 --set train.zero=1
 run mpi 2 train --out "$tmp/z" --resume --steps 4 -q --no-grid
 same_files "$tmp/z" "$tmp/v2" "partial fine-tune under ZeRO-1 on 2 ranks, resumed, vs dp_virtual=2"
+# The logged gradient norms leave the frozen parameters out on every path (ZeRO-1 adds the shards'
+# sums of squares in rank order: last-bit differences allowed).
+"$PY" - "$tmp/r2" "$tmp/z" "$tmp/v2" <<'PYEOF' || fail "partial: logged gradient norms"
+import json, sys
+def norms(run):
+    return [r["grad_norm"] for r in map(json.loads, open(run + "/log.jsonl")) if "grad_norm" in r]
+ref = norms(sys.argv[3])
+assert len(ref) == 4, ref
+for run in sys.argv[1:3]:
+    got = norms(run)
+    assert len(got) == 4 and all(abs(a - b) <= 1e-6 * b for a, b in zip(got, ref)), (run, got, ref)
+print("ok: partial: the gradient norms of 2 ranks and ZeRO-1 match one process:", ref)
+PYEOF
 exit $fails
