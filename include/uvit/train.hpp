@@ -39,10 +39,11 @@ struct TrainSettings {
   // processes share the slices, so one process with dp_virtual = V reproduces V ranks exactly.
   int dp_virtual = 0;
   int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
-  // Fine-tuning (docs/cli.md "Fine-tuning"): train.init_weights, a checkpoint the network and its EMA start
-  // from at step 0 ("" = the seed's initialisation); train.ignore_keys, substrings of official
-  // parameter names that keep the seed's initialisation instead; train.finetune "partial": only
-  // the parameters ignore_keys names are trained (FiT's pretrain_ckpt / ignore_keys / finetune).
+  // Fine-tuning (docs/cli.md "Fine-tuning"): train.init_weights, a checkpoint the network and its
+  // EMA start from at step 0 ("" = the seed's initialisation); train.ignore_keys, substrings of
+  // official parameter names that keep the seed's initialisation instead; train.finetune "partial":
+  // only the parameters ignore_keys names are trained (FiT's pretrain_ckpt / ignore_keys /
+  // finetune).
   std::string init_weights;
   std::vector<std::string> ignore_keys;
   bool partial = false;

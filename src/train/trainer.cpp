@@ -82,7 +82,8 @@ TrainSettings train_settings(const Config& c) {
   if (tr.contains("ignore_keys") && !tr["ignore_keys"].is_null()) {
     const auto& k = tr["ignore_keys"];
     bool ok = k.is_array();
-    for (size_t i = 0; ok && i < k.size(); ++i) ok = k[i].is_string() && !k[i].get_ref<const std::string&>().empty();
+    for (size_t i = 0; ok && i < k.size(); ++i)
+      ok = k[i].is_string() && !k[i].get_ref<const std::string&>().empty();
     UVIT_CHECK(ok, "config ", c.config_name,
                ": train.ignore_keys must be a list of non-empty strings (parameter name parts)");
     for (const auto& e : k) s.ignore_keys.push_back(e.get<std::string>());
@@ -90,7 +91,8 @@ TrainSettings train_settings(const Config& c) {
   if (tr.contains("finetune") && !tr["finetune"].is_null()) {
     const std::string f = tr["finetune"].is_string() ? tr["finetune"].get<std::string>() : "";
     UVIT_CHECK(f == "full" || f == "partial", "config ", c.config_name,
-               ": train.finetune must be \"full\", \"partial\" or null, got ", tr["finetune"].dump());
+               ": train.finetune must be \"full\", \"partial\" or null, got ",
+               tr["finetune"].dump());
     s.partial = f == "partial";
   }
   UVIT_CHECK(!s.partial || !s.ignore_keys.empty(), "config ", c.config_name,

@@ -50,7 +50,7 @@ class NoiseItems : public Dataset {
 // A fixture network (CASE.json, constructor arguments only) with a short training setup.
 Config training(const std::string& c) {
   Config cfg = load_config(kFx + "/" + c + ".json");
-  cfg.json["train"] = {{"batch_size", 4},       {"n_steps", 100},         {"log_interval", 1000},
+  cfg.json["train"] = {{"batch_size", 4},       {"n_steps", 100},        {"log_interval", 1000},
                        {"eval_interval", 1000}, {"save_interval", 1000}, {"keep_snapshots", 100}};
   cfg.json["optimizer"] = {{"name", "adamw"}, {"lr", 1e-3}, {"weight_decay", 0.03}};
   cfg.json["lr_scheduler"] = {{"name", "customized"}, {"warmup_steps", 0}};
@@ -71,9 +71,7 @@ std::vector<float> host(Backend& be, const float* p, size_t n) {
   return v;
 }
 
-std::vector<float> values(Network& n) {
-  return host(n.backend(), n.params(), n.num_params());
-}
+std::vector<float> values(Network& n) { return host(n.backend(), n.params(), n.num_params()); }
 
 // The weights of a file as this network lays them out.
 std::vector<float> file_values(const Config& c, Backend& be, const std::string& path) {
@@ -93,7 +91,7 @@ bool named(const std::vector<std::string>& keys, const std::string& name) {
 }
 
 // Every class-conditional family: U-ViT, DiT, Skip-DiT, LightningDiT, MDTv2, FiTv2, FiTv1.
-const char* kCases[] = {"cond_p2", "dit_p2",  "skipdit_p2", "ldit_p1",
+const char* kCases[] = {"cond_p2", "dit_p2", "skipdit_p2", "ldit_p1",
                         "mdt_p2",  "fit_p2", "fitv1_p2"};
 
 TEST(Finetune, InitFromOfficialPthEqualsWeightsSetByHand) {
