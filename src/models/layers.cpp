@@ -239,7 +239,7 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
     be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
             a.rope_per_token ? M : N, (a.rope_v ? 3 : 2) * H, Dh, 3 * D, true);
   if (a.qk_gathered()) {
-    // Each part's gradient gathered contiguous, through its LayerNorm (which accumulates: qk_dx
+    // Each part's gradient gathered contiguous, through its norm (which accumulates: qk_dx
     // zeroed first), scattered back.
     LnPart parts[2];
     const int np = ln_parts(a, parts);
