@@ -104,10 +104,10 @@ void plan_block(Arena& a, const AdaLNBlock& w, AdaLNActs& A, int B, int L, float
   A.attn.qkv = a.act(M * 3 * D);
   A.attn.att = a.act(M * D);
   A.attn.lse = a.f32(size_t(B) * nh * L);
-  if (w.attn.qk_norm() && w.attn.q_norm.rms) {  // LightningDiT's RMSNorm
+  if (w.attn.qk_norm() && w.attn.qk_rms_pair()) {  // LightningDiT's (or FiT's) RMSNorm pair
     A.attn.qkv_raw = a.act(M * 3 * D);
     A.attn.qk_rstd = a.f32(M * 2 * nh);
-  } else if (w.attn.qk_norm()) {  // FiTv2's parameter-free or SVG's affine LayerNorm of q, k
+  } else if (w.attn.qk_gathered()) {  // FiT's LayerNorms / mixed, or SVG's affine LayerNorms
     A.attn.qkv_raw = a.act(M * 2 * D);
     A.attn.qk_mean = a.f32(M * 2 * nh);
     A.attn.qk_rstd = a.f32(M * 2 * nh);

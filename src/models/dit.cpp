@@ -33,6 +33,41 @@ constexpr float kLnEps = 1e-6f;
 constexpr int kCacheBranch = 4;
 constexpr float kCacheCloseAt = 20;
 
+// FiT's norms (fit/model/norms.py create_norm, eps 1e-6; docs/fit.md "Options"): null, "" or
+// "none" is Identity, "layernorm" a LayerNorm without parameters, "w_layernorm" one with a weight
+// and no bias, "w_rmsnorm" an RMSNorm with a weight.
+enum class FitNorm { None, LayerNorm, WLayerNorm, WRmsNorm };
+
+json fit_norm_json(FitNorm k) {
+  switch (k) {
+    case FitNorm::LayerNorm:
+      return "layernorm";
+    case FitNorm::WLayerNorm:
+      return "w_layernorm";
+    case FitNorm::WRmsNorm:
+      return "w_rmsnorm";
+    case FitNorm::None:
+      break;
+  }
+  return nullptr;
+}
+
+FitNorm parse_fit_norm(const json& v, const std::string& f) {
+  const std::string s = v.is_null() ? std::string() : json_string(v, f);
+  if (s.empty() || s == "none") return FitNorm::None;
+  if (s == "layernorm") return FitNorm::LayerNorm;
+  if (s == "w_layernorm") return FitNorm::WLayerNorm;
+  if (s == "w_rmsnorm") return FitNorm::WRmsNorm;
+  // create_norm calls RMSNorm(dim, include_weight=False, eps=eps), which RMSNorm.__init__ does not
+  // take: the official module cannot be built with it.
+  UVIT_CHECK(
+      s != "rmsnorm", f, ": \"rmsnorm\" fails in the official code (create_norm passes ",
+      "include_weight=False, which RMSNorm does not take); \"w_rmsnorm\" is the working one");
+  fail(f, ": ", v.dump(),
+       " is not supported (only \"layernorm\", \"w_layernorm\", \"w_rmsnorm\", \"none\" or null, "
+       "lower case)");
+}
+
 // The constructor arguments, official names and defaults (DiT.__init__, LightningDiT.__init__;
 // FiT.__init__ with config_fitv2_xl.yaml's values as the defaults of "fitv2" and
 // configs/fit/config_fit_xl.yaml's as those of "fitv1").
@@ -49,14 +84,16 @@ struct DiTConfig {
   // FiTv2's (docs/fit.md): adaln_lora_dim 0 is adaln_type "normal"; q_norm/k_norm "layernorm".
   int context_size = 256, adaln_lora_dim = 0;
   int input_w = 0;  // FiTv2: the latent width when input_size is [height, width]; 0: square
-  bool use_swiglu_large = false, q_layernorm = false, k_layernorm = false, qkv_bias = true,
-       ffn_bias = true, adaln_bias = true;
-  // qk_norm_weight: the q/k LayerNorms carry a weight (no bias); adaln_type "swiglu": every
-  // modulation is a timm SwiGLU of c (docs/fit.md "Options").
-  bool qk_norm_weight = false, adaln_swiglu = false;
-  bool q_norm_w = false, k_norm_w = false;  // q_norm / k_norm given as "w_layernorm"
-  bool q_weighted() const { return q_layernorm && (qk_norm_weight || q_norm_w); }
-  bool k_weighted() const { return k_layernorm && (qk_norm_weight || k_norm_w); }
+  bool use_swiglu_large = false, qkv_bias = true, ffn_bias = true, adaln_bias = true;
+  // norm_type (norm1, norm2, norm_final over D) and q_norm / k_norm (per head) as given.
+  FitNorm norm_type = FitNorm::LayerNorm, q_norm = FitNorm::None, k_norm = FitNorm::None;
+  // qk_norm_weight: "layernorm" q/k norms carry a weight (Attention.__init__); adaln_type
+  // "swiglu": every modulation is a timm SwiGLU of c; add_rel_pe_to_v: the RoPE rotates v too
+  // (docs/fit.md "Options").
+  bool qk_norm_weight = false, adaln_swiglu = false, rope_v = false;
+  FitNorm qk_kind(FitNorm k) const {
+    return k == FitNorm::LayerNorm && qk_norm_weight ? FitNorm::WLayerNorm : k;
+  }
   int ada_swiglu_hidden() const { return hidden_size / 4 * 3; }  // FiTBlock: (D // 4) * 3
   double time_shifting = 1;
   // FiT's use_sit only lays the official tensors out as (B, N, C) instead of (B, C, N); an image
@@ -73,7 +110,8 @@ struct DiTConfig {
     if (name == "fitv2") {
       depth = 36;
       learn_sigma = false;
-      use_swiglu = use_rope = q_layernorm = k_layernorm = true;
+      use_swiglu = use_rope = true;
+      q_norm = k_norm = FitNorm::LayerNorm;
       adaln_lora_dim = 288;
     }
     // config_fit_xl.yaml: ADM with learned sigma, adaLN "normal", no qk-norm, SwiGLU-large.
@@ -117,10 +155,10 @@ struct DiTConfig {
       j["use_swiglu"] = use_swiglu;
       j["use_swiglu_large"] = use_swiglu_large;
       j["rel_pos_embed"] = use_rope ? json("rope") : json(nullptr);
-      j["q_norm"] = q_layernorm ? json(q_norm_w ? "w_layernorm" : "layernorm") : json(nullptr);
-      j["k_norm"] = k_layernorm ? json(k_norm_w ? "w_layernorm" : "layernorm") : json(nullptr);
+      j["q_norm"] = fit_norm_json(q_norm);
+      j["k_norm"] = fit_norm_json(k_norm);
       j["qk_norm_weight"] = qk_norm_weight;
-      j["norm_type"] = "layernorm";
+      j["norm_type"] = fit_norm_json(norm_type);
       j["qkv_bias"] = qkv_bias;
       j["ffn_bias"] = ffn_bias;
       j["adaln_bias"] = adaln_bias;
@@ -135,6 +173,7 @@ struct DiTConfig {
         j["ori_max_pe_len"] = rope.ori_max_pe_len;
       }
       if (rope.online) j["online_rope"] = true;
+      if (rope_v) j["add_rel_pe_to_v"] = true;
       j["time_shifting"] = time_shifting;
       if (!time_clamp) j["time_clamp"] = false;
     }
@@ -173,15 +212,8 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
     c.use_rope = s == "rope";
   } else if (k == "abs_pos_embed") {
     require(v.is_null(), "null");
-  } else if (k == "norm_type") {
-    require(json_string(v, f) == "layernorm", "\"layernorm\"");
-  } else if (k == "q_norm" || k == "k_norm") {
-    const std::string s = opt_string();
-    // create_norm's "w_layernorm" is "layernorm" with qk_norm_weight (Attention.__init__).
-    require(s.empty() || s == "none" || s == "layernorm" || s == "w_layernorm",
-            "\"layernorm\", \"w_layernorm\" or null");
-    (k == "q_norm" ? c.q_layernorm : c.k_layernorm) = s == "layernorm" || s == "w_layernorm";
-    (k == "q_norm" ? c.q_norm_w : c.k_norm_w) = s == "w_layernorm";
+  } else if (k == "norm_type" || k == "q_norm" || k == "k_norm") {
+    (k == "norm_type" ? c.norm_type : k == "q_norm" ? c.q_norm : c.k_norm) = parse_fit_norm(v, f);
   } else if (k == "qk_norm_weight") {
     c.qk_norm_weight = json_bool(v, f);
   } else if (k == "qkv_bias") {
@@ -214,7 +246,7 @@ bool parse_fit_key(DiTConfig& c, const std::string& k, const json& v, const std:
   } else if (k == "online_rope") {
     c.rope.online = json_bool(v, f);
   } else if (k == "add_rel_pe_to_v") {
-    require(!json_bool(v, f), "false");
+    c.rope_v = json_bool(v, f);
   } else if (k == "time_shifting") {
     c.time_shifting = json_number(v, f);
   } else if (k == "pretrain_ckpt" || k == "ignore_keys" || k == "finetune") {
@@ -314,8 +346,8 @@ DiTConfig parse(const json& j) {
 // feat_rope buffers follow the embedders, and its blocks register norm1, norm2, attn (qkv, q_norm,
 // k_norm, proj), mlp, adaLN_modulation).
 // FiT registers x_embedder, t_embedder, y_embedder, the RoPE (non-persistent buffers: not in the
-// state_dict), global_adaLN_modulation, the blocks (the norms and qk-norms have no parameters;
-// timm SwiGLU: fc1_g, fc1_x, fc2), final_layer (linear before adaLN_modulation).
+// state_dict), global_adaLN_modulation, the blocks (the default norms and qk-norms have no
+// parameters; timm SwiGLU: fc1_g, fc1_x, fc2), final_layer (linear before adaLN_modulation).
 ParamTable fit_table(const DiTConfig& c) {
   const int64_t D = c.hidden_size, p = c.patch_size, r = c.adaln_lora_dim, Hs = c.fc2_in();
   ParamTable t;
@@ -334,12 +366,18 @@ ParamTable fit_table(const DiTConfig& c) {
   lin("t_embedder.mlp.2", D, D, true);
   t.add("y_embedder.embedding_table.weight", {c.label_rows(), D});
   if (r > 0) lin("global_adaLN_modulation.1", 6 * D, D, c.adaln_bias);
+  // A norm's weight [dim] where create_norm gives one (w_layernorm, w_rmsnorm).
+  auto norm = [&](const std::string& n, FitNorm k, int64_t dim) {
+    if (k == FitNorm::WLayerNorm || k == FitNorm::WRmsNorm) t.add(n + ".weight", {dim});
+  };
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = cat("blocks.", i, ".");
+    norm(b + "norm1", c.norm_type, D);  // FiTBlock registers norm1, norm2 first
+    norm(b + "norm2", c.norm_type, D);
     lin(b + "attn.qkv", 3 * D, D, c.qkv_bias);
-    // Attention registers q_norm, k_norm between qkv and proj: LayerNorm(head_dim, bias=False).
-    if (c.q_weighted()) t.add(b + "attn.q_norm.weight", {D / c.num_heads});
-    if (c.k_weighted()) t.add(b + "attn.k_norm.weight", {D / c.num_heads});
+    // Attention registers q_norm, k_norm between qkv and proj.
+    norm(b + "attn.q_norm", c.qk_kind(c.q_norm), c.head_dim());
+    norm(b + "attn.k_norm", c.qk_kind(c.k_norm), c.head_dim());
     lin(b + "attn.proj", D, D, true);
     if (c.use_swiglu) {
       lin(b + "mlp.fc1_g", Hs, D, c.ffn_bias);
@@ -357,6 +395,7 @@ ParamTable fit_table(const DiTConfig& c) {
       lin(b + "adaLN_modulation.1", 6 * D, D, c.adaln_bias);
     }
   }
+  norm("final_layer.norm_final", c.norm_type, D);  // FinalLayer: norm_final, linear, adaLN
   lin("final_layer.linear", p * p * c.head_channels(), D, true);
   if (c.adaln_swiglu)  // FinalLayer: SwiGLU(D, hidden D // 2, out 2D)
     swiglu("final_layer.adaLN_modulation", D / 2, 2 * D);
@@ -498,7 +537,9 @@ class DiT final : public Network {
     }
     patch_ = linear(t, "x_embedder.proj");
     cond_ = conditioning(t, int(D));
-    final_.norm = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps) : ln_;
+    final_.norm = c.use_rmsnorm ? rms_norm(t, "final_layer.norm_final", int(D), kLnEps)
+                  : c.fit()     ? fit_norm(t, "final_layer.norm_final", c.norm_type, int(D))
+                                : ln_;
     if (c.adaln_swiglu)
       final_.ada_mlp = swiglu_modulation(t, "final_layer.adaLN_modulation.");
     else
@@ -514,17 +555,23 @@ class DiT final : public Network {
       else
         b.ada = linear(t, p + "adaLN_modulation.1");
       if (c.fit() && c.adaln_lora_dim > 0) b.ada2 = linear(t, p + "adaLN_modulation.2");
-      b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps) : ln_;
-      b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps) : ln_;
+      b.norm1 = c.use_rmsnorm ? rms_norm(t, p + "norm1", int(D), kLnEps)
+                : c.fit()     ? fit_norm(t, p + "norm1", c.norm_type, int(D))
+                              : ln_;
+      b.norm2 = c.use_rmsnorm ? rms_norm(t, p + "norm2", int(D), kLnEps)
+                : c.fit()     ? fit_norm(t, p + "norm2", c.norm_type, int(D))
+                              : ln_;
       b.attn = attention(t, p + "attn.", c.num_heads);
       if (c.use_qknorm) {
         b.attn.q_norm = rms_norm(t, p + "attn.q_norm", c.head_dim(), kLnEps);
         b.attn.k_norm = rms_norm(t, p + "attn.k_norm", c.head_dim(), kLnEps);
       }
-      // FiTv2: LayerNorm(head_dim, eps 1e-6) without parameters, or with a weight and no bias
-      // (qk_norm_weight).
-      if (c.q_layernorm) b.attn.q_norm = fit_qk_norm(t, p + "attn.q_norm", c.q_weighted());
-      if (c.k_layernorm) b.attn.k_norm = fit_qk_norm(t, p + "attn.k_norm", c.k_weighted());
+      // FiT: create_norm(q_norm / k_norm, head_dim) (qk_norm_weight makes "layernorm" weighted).
+      if (c.fit() && c.q_norm != FitNorm::None)
+        b.attn.q_norm = fit_norm(t, p + "attn.q_norm", c.qk_kind(c.q_norm), c.head_dim());
+      if (c.fit() && c.k_norm != FitNorm::None)
+        b.attn.k_norm = fit_norm(t, p + "attn.k_norm", c.qk_kind(c.k_norm), c.head_dim());
+      b.attn.rope_v = c.fit() && c.use_rope && c.rope_v;  // add_rel_pe_to_v
       if (c.use_rope && c.fit()) {
         b.attn.rope_cos_buf = rope_.f32();
         b.attn.rope_sin_buf = rope_.f32() + size_t(c.tokens()) * c.head_dim();
@@ -561,9 +608,13 @@ class DiT final : public Network {
     m.gated = true;
     return m;
   }
-  Norm fit_qk_norm(const ParamTable& t, const std::string& name, bool weighted) const {
-    Norm n = norm_no_affine(c_.head_dim(), kLnEps, ln_.one, ln_.zero, ln_.sink);
-    if (weighted) n.w = t.at(name + ".weight").offset;  // bias: the zeros, its gradient the sink
+  // FiT's create_norm(kind, dim) (eps 1e-6) over the parameter-free LayerNorm's constants.
+  Norm fit_norm(const ParamTable& t, const std::string& name, FitNorm kind, int dim) const {
+    if (kind == FitNorm::WRmsNorm) return rms_norm(t, name, dim, kLnEps);
+    Norm n = norm_no_affine(dim, kLnEps, ln_.one, ln_.zero, ln_.sink);
+    n.identity = kind == FitNorm::None;
+    if (kind == FitNorm::WLayerNorm)
+      n.w = t.at(name + ".weight").offset;  // bias: the zeros, its gradient the sink
     return n;
   }
   void forward(const float* x, const float* t, const int32_t* y, const float* context, float* out,
@@ -677,8 +728,8 @@ void DiT::plan(int B, bool train, int Lseq, bool packed) {
     patches_ = c_.fit() ? nullptr : a.act(M * D);  // FiT: no position, the tokens are stream_[0]
     tnet_ = c_.fit() ? a.f32(B) : nullptr;
     gmod_ = c_.fit() && c_.adaln_lora_dim > 0 ? a.act(size_t(B) * 6 * D) : nullptr;
-    // FiT's LayerNorm qk-norm: scratch shared by the blocks.
-    const bool qk_ln = c_.q_layernorm || c_.k_layernorm;
+    // FiT's gathered qk-norms (all but a pair of RMSNorms): scratch shared by the blocks.
+    const bool qk_ln = blocks_[0].blk.attn.qk_gathered();
     float* qk_tmp = qk_ln ? a.act(M * 2 * D) : nullptr;
     float* qk_dx = qk_ln && train ? a.act(M * 2 * D) : nullptr;
     plan_conditioning(a, cond_acts_, B, int(D), train);

@@ -97,6 +97,7 @@ Norm rms_norm(const ParamTable& t, const std::string& name, int D, float eps) {
 
 void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* mean, float* rstd,
               int M) {
+  if (n.identity) return W.be.copy_act(y, x, size_t(M) * n.D);
   if (n.rms) return W.be.rmsnorm_fwd(x, W.w32 + n.w, y, rstd, M, 1, n.D, n.D, n.eps);
   W.be.layernorm_fwd(x, n.w != kAbsent ? W.w32 + n.w : n.one, n.b != kAbsent ? W.w32 + n.b : n.zero,
                      y, mean, rstd, M, n.D, n.eps);
@@ -104,7 +105,9 @@ void norm_fwd(const Weights& W, const Norm& n, const float* x, float* y, float* 
 
 void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, const float* mean,
               const float* rstd, float* dx, int M) {
-  if (n.rms)
+  if (n.identity)
+    W.be.axpy_act(dx, dy, 1.f, size_t(M) * n.D);
+  else if (n.rms)
     W.be.rmsnorm_bwd(dy, x, W.w32 + n.w, rstd, dx, W.g + n.w, M, 1, n.D, n.D, true);
   else if (n.w != kAbsent)  // (a weight without bias: the bias gradient goes to the sink)
     W.be.layernorm_bwd(dy, x, W.w32 + n.w, mean, rstd, dx, W.g + n.w,
@@ -129,10 +132,10 @@ const float* rope_cos(const Weights& W, const Attention& a) {
 const float* rope_sin(const Weights& W, const Attention& a) {
   return a.rope_sin_buf ? a.rope_sin_buf : W.w32 + a.rope_sin;
 }
-// The LayerNorm qk-norms, q's then k's (FiTv2's parameter-free one on either or both, SVG's affine
-// pair): each normalises the D columns at c0 of every qkv row, per head. Part j is gathered
-// contiguous into block j ([M, D] at j M D) of the scratch so that it runs as M H rows of head_dim
-// with its own weights; its statistics are rows [j M H, (j + 1) M H).
+// The gathered qk-norms, q's then k's (FiT's LayerNorms or RMSNorms on either or both, SVG's affine
+// LayerNorm pair): each normalises the D columns at c0 of every qkv row, per head. Part j is
+// gathered contiguous into block j ([M, D] at j M D) of the scratch so that it runs as M H rows of
+// head_dim with its own weights; its statistics are rows [j M H, (j + 1) M H).
 struct LnPart {
   int c0;
   const Norm* n;
@@ -176,9 +179,9 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
   const int D = a.heads * a.head_dim, M = B * N, H = a.heads, Dh = a.head_dim;
   Backend& be = W.be;
   UVIT_CHECK(!A.qkv_off || !a.qk_norm(), "attention: a qkv offset with a qk-norm is not supported");
-  if (a.qk_norm() && !a.q_norm.rms) {
-    // LayerNorm per head: each part's columns gathered contiguous, normalised as rows of
-    // head_dim, scattered back.
+  if (a.qk_gathered()) {
+    // Per head: each part's columns gathered contiguous, normalised as rows of head_dim (its own
+    // LayerNorm or RMSNorm), scattered back.
     LnPart parts[2];
     const int np = ln_parts(a, parts);
     linear_fwd(W, a.qkv, h, D, A.qkv, 3 * D, M);
@@ -190,7 +193,7 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
       norm_fwd(W, *parts[j].n, raw, tmp, A.qk_mean + st, A.qk_rstd + st, M * H);
       be.copy_act_2d(be.act_at(A.qkv, parts[j].c0), 3 * D, tmp, D, M, D);
     }
-  } else if (a.qk_norm()) {
+  } else if (a.qk_norm()) {  // the RMSNorm pair
     // q, k normalised per head from the raw GEMM output into qkv; v copied beside them.
     linear_fwd(W, a.qkv, h, D, A.qkv_raw, 3 * D, M);
     be.rmsnorm_fwd(A.qkv_raw, W.w32 + a.q_norm.w, A.qkv, A.qk_rstd, M, H, Dh, 3 * D, a.q_norm.eps);
@@ -204,10 +207,10 @@ void attention_fwd(const Weights& W, const Attention& a, const float* h, Attenti
       be.add_bias(be.act_at(A.qkv, size_t(b) * N * 3 * D), be.act_at(A.qkv_off, size_t(b) * 3 * D),
                   N, 3 * D);
   }
-  // q and k are the first 2 H groups of Dh features of each qkv row.
+  // q and k are the first 2 H groups of Dh features of each qkv row, v the next H.
   if (a.rope())
     be.rope(A.qkv, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
-            a.rope_per_token ? M : N, 2 * H, Dh, 3 * D, false);
+            a.rope_per_token ? M : N, (a.rope_v ? 3 : 2) * H, Dh, 3 * D, false);
   if (a.rel_bias())
     W.be.attention_bias_fwd(A.qkv, rel_bias(W, a), A.att, A.lse, B, N, a.heads, a.head_dim,
                             a.scale);
@@ -234,9 +237,9 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
   Backend& be = W.be;
   if (a.rope())
     be.rope(dQKV, rope_cos(W, a), rope_sin(W, a), a.rope_per_token ? 1 : B,
-            a.rope_per_token ? M : N, 2 * H, Dh, 3 * D, true);
-  if (a.qk_norm() && !a.q_norm.rms) {
-    // Each part's gradient gathered contiguous, through its LayerNorm (which accumulates: qk_dx
+            a.rope_per_token ? M : N, (a.rope_v ? 3 : 2) * H, Dh, 3 * D, true);
+  if (a.qk_gathered()) {
+    // Each part's gradient gathered contiguous, through its norm (which accumulates: qk_dx
     // zeroed first), scattered back.
     LnPart parts[2];
     const int np = ln_parts(a, parts);
@@ -251,7 +254,8 @@ void attention_bwd(const Weights& W, const Attention& a, const float* h, const A
       be.copy_act_2d(be.act_at(dQKV, parts[j].c0), 3 * D, dx, D, M, D);
     }
   } else if (a.qk_norm()) {
-    // In place: the q and k parts of dQKV become gradients of the raw GEMM output.
+    // The RMSNorm pair, in place: the q and k parts of dQKV become gradients of the raw GEMM
+    // output.
     be.rmsnorm_bwd(dQKV, A.qkv_raw, W.w32 + a.q_norm.w, A.qk_rstd, dQKV, W.g + a.q_norm.w, M, H, Dh,
                    3 * D, false);
     be.rmsnorm_bwd(be.act_at(dQKV, D), be.act_at(A.qkv_raw, D), W.w32 + a.k_norm.w,

@@ -52,12 +52,12 @@ void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, cons
 // weight gradients to `sink` (D floats each, owned by the network); with a weight and no bias
 // (b == kAbsent: FiT's qk_norm_weight) only the bias comes from `zero` and goes to `sink` + D. With
 // `rms`, an RMSNorm with a weight w and no bias (LightningDiT; its forward writes only rstd, never
-// mean).
+// mean). With `identity`, y = x (FiT's norm_type none: nn.Identity).
 struct Norm {
   size_t w = kAbsent, b = kAbsent;
   int D = 0;
   float eps = 1e-5f;
-  bool rms = false;
+  bool rms = false, identity = false;
   const float* one = nullptr;
   const float* zero = nullptr;
   float* sink = nullptr;  // 2 D floats
@@ -72,10 +72,10 @@ void norm_bwd(const Weights& W, const Norm& n, const float* dy, const float* x, 
               const float* rstd, float* dx, int M);
 
 // Multi-head self-attention sublayer: proj(attention(qkv(h))). Options, in this order: a per-head
-// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, FiTv2's
-// LayerNorm without affine on either or both, or SVG's affine LayerNorm on both), then the 2-D RoPE
-// of q and k by the fp32 tables [N, head_dim] at rope_cos / rope_sin (parameters) or rope_cos_buf /
-// rope_sin_buf (a network's own buffer).
+// norm of q and k (q_norm, k_norm: LightningDiT's RMSNorm with a weight on both, FiT's LayerNorm
+// or RMSNorm of either or both, or SVG's affine LayerNorm on both), then the 2-D RoPE of q and k
+// (and v with rope_v) by the fp32 tables [N, head_dim] at rope_cos / rope_sin (parameters) or
+// rope_cos_buf / rope_sin_buf (a network's own buffer).
 struct Attention {
   Linear qkv, proj;
   int heads = 0, head_dim = 0;
@@ -97,7 +97,11 @@ struct Attention {
   // The RoPE tables hold one row per token of the batch ([B * N, head_dim]: per-sample grids)
   // instead of one per position ([N, head_dim]).
   bool rope_per_token = false;
+  bool rope_v = false;  // FiT's add_rel_pe_to_v: v rotates as q and k do
   bool qk_norm() const { return q_norm.D > 0 || k_norm.D > 0; }
+  // RMSNorms of both q and k run in place on the qkv rows; any other qk-norm gathers its columns.
+  bool qk_rms_pair() const { return q_norm.rms && k_norm.rms; }
+  bool qk_gathered() const { return qk_norm() && !qk_rms_pair(); }
   bool rope() const { return rope_cos != kAbsent || rope_cos_buf; }
   bool rel_bias() const { return rel_table != kAbsent; }
 };
@@ -109,8 +113,8 @@ Attention attention(const ParamTable& t, const std::string& prefix, int heads);
 void use_relative_bias(Attention& a, size_t table, int rows, const int32_t* index, int tokens);
 struct AttentionActs {
   float *qkv = nullptr, *att = nullptr, *lse = nullptr;
-  // With the RMS qk-norm: the qkv GEMM output before the norm (act [M, 3D]) and the norm's rstd
-  // (fp32 [M, 2 heads]: q's then k's). With the LayerNorm qk-norm: the normed parts (q, then k,
+  // With the RMS qk-norm pair: the qkv GEMM output before the norm (act [M, 3D]) and the norm's
+  // rstd (fp32 [M, 2 heads]: q's then k's). With a gathered qk-norm: the normed parts (q, then k,
   // or one of them) before the norm, each a contiguous [M, D] block so that the norm runs over
   // rows of head_dim (act [M, 2D] at most), their mean and rstd (fp32 [M * 2H]), and two [M, 2D]
   // act scratch buffers (qk_dx for backward only) that blocks may share.

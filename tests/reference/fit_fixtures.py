@@ -52,6 +52,23 @@ FIT_CASES = [
     ("fit_online", dict(name="fitv2", input_size=[4, 12], patch_size=2, in_channels=4, hidden_size=64, depth=2,
                         num_heads=2, adaln_lora_dim=8, num_classes=10, custom_freqs="ntk-by-parts",
                         ori_max_pe_len=2, online_rope=True), 2, 512),
+    # add_rel_pe_to_v: the RoPE rotates v too, here yarn-scaled (its mscale on cos and sin, v included)
+    # on a 2 x 4 grid from a training side of 2;
+    ("fit_rope_v", dict(name="fitv2", input_size=[4, 8], patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                        num_heads=2, adaln_lora_dim=8, num_classes=10, add_rel_pe_to_v=True, custom_freqs="yarn",
+                        decouple=True, ori_max_pe_len=2), 2, 515),
+    # RMSNorms with a weight everywhere (norm_type, q_norm and k_norm "w_rmsnorm": the in-place pair),
+    ("fit_rms", dict(name="fitv2", input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4,
+                     adaln_lora_dim=16, num_classes=10, norm_type="w_rmsnorm", q_norm="w_rmsnorm",
+                     k_norm="w_rmsnorm"), 3, 516),
+    # mixed: weighted LayerNorms over D, an RMSNorm of q beside the parameter-free LayerNorm of k,
+    ("fit_norm_mix", dict(name="fitv2", input_size=[4, 8], patch_size=2, in_channels=4, hidden_size=64, depth=2,
+                          num_heads=2, adaln_type="swiglu", num_classes=10, norm_type="w_layernorm",
+                          q_norm="w_rmsnorm", k_norm="layernorm"), 2, 517),
+    # and norm_type "none" (Identity before every modulation), no q-norm, an RMSNorm of k, on FiTv1.
+    ("fitv1_norm_none", dict(name="fitv1", input_size=8, patch_size=2, in_channels=4, hidden_size=48, depth=2,
+                             num_heads=2, num_classes=10, norm_type=None, k_norm="w_rmsnorm",
+                             add_rel_pe_to_v=True), 2, 518),
 ]
 
 TIME_VALUES = [0.25, 1.02, 0.6]  # flow time; 1.02 as dopri5 may ask past t = 1 (FiT clamps at 1)
@@ -192,6 +209,12 @@ PACKED_CASES = [
                                hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
                                custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2, online_rope=True),
      [[4, 8], [6, 6], [2, 6]], 514),
+    # add_rel_pe_to_v and RMSNorms on a packed batch (each token's RoPE row rotates its v).
+    ("fit_packed_rope_v", dict(name="fitv2", input_size=[6, 8], context_size=9, patch_size=2, in_channels=4,
+                               hidden_size=64, depth=2, num_heads=4, adaln_lora_dim=16, num_classes=10,
+                               custom_freqs="ntk-aware", decouple=True, ori_max_pe_len=2, add_rel_pe_to_v=True,
+                               norm_type="w_rmsnorm", q_norm="w_rmsnorm", k_norm="w_rmsnorm"),
+     [[4, 8], [6, 6], [2, 2]], 519),
 ]
 
 

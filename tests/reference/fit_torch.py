@@ -151,39 +151,62 @@ def _ln(x):
     return F.layer_norm(x, x.shape[-1:], eps=1e-6)  # LayerNorm(eps=1e-6, elementwise_affine=False)
 
 
-def _qk_norm(kind, dim):
-    """create_norm for q_norm / k_norm: None, a parameter-free LayerNorm ("layernorm", a callable), or
-    "w_layernorm" = nn.LayerNorm(dim, eps=1e-6, bias=False) (torch 1.13 has no bias=False: the bias is
-    unregistered, so the state_dict holds the weight alone)."""
+class RMSNorm(nn.Module):
+    """norms.py RMSNorm(dim, eps=1e-6): x rsqrt(mean(x^2) + eps) weight, weight ones. (The official casts
+    x to float32 for the norm; here the network dtype stays, so a float64 reference stays float64.)"""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim, **_dev()))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+def create_norm(kind, dim):
+    """norms.py create_norm(kind, dim) (eps 1e-6): None for Identity (None, "" or "none"), a parameter-free
+    LayerNorm ("layernorm", a callable), "w_layernorm" = nn.LayerNorm(dim, eps=1e-6, bias=False) (torch 1.13
+    has no bias=False: the bias is unregistered, so the state_dict holds the weight alone), "w_rmsnorm" =
+    RMSNorm(dim). "rmsnorm" fails as officially (RMSNorm takes no include_weight)."""
+    if kind in (None, "", "none"):
+        return None
     if kind == "layernorm":
         return _ln
     if kind == "w_layernorm":
         m = nn.LayerNorm(dim, eps=1e-6, **_dev())
         m.register_parameter("bias", None)
         return m
-    return None
+    if kind == "w_rmsnorm":
+        return RMSNorm(dim)
+    if kind == "rmsnorm":
+        raise TypeError("RMSNorm.__init__() got an unexpected keyword argument 'include_weight'")
+    raise NotImplementedError("Unknown norm_type: '%s'" % kind)
+
+
+def _norm(norm, x):
+    return x if norm is None else norm(x)
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, num_heads, q_norm, k_norm, qkv_bias, rope):
+    def __init__(self, dim, num_heads, q_norm, k_norm, qkv_bias, rope, rope_v=False):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.rope = rope
+        self.rope_v = rope_v  # add_rel_pe_to_v
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **_dev())
         # Registered between qkv and proj, as the official Attention.
-        self.q_norm, self.k_norm = _qk_norm(q_norm, self.head_dim), _qk_norm(k_norm, self.head_dim)
+        self.q_norm, self.k_norm = create_norm(q_norm, self.head_dim), create_norm(k_norm, self.head_dim)
         self.proj = nn.Linear(dim, dim, **_dev())
 
     def forward(self, x, mask, cos, sin):
         B, N, D = x.shape
         H, Dh = self.num_heads, self.head_dim
         q, k, v = self.qkv(x).reshape(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)
-        if self.q_norm is not None:
-            q = self.q_norm(q)
-        if self.k_norm is not None:
-            k = self.k_norm(k)
+        q, k = _norm(self.q_norm, q), _norm(self.k_norm, k)
         if self.rope:
+            if self.rope_v:
+                v = v * cos + rotate_pairs(v) * sin
             q = q * cos + rotate_pairs(q) * sin
             k = k * cos + rotate_pairs(k) * sin
         # Valid tokens see valid tokens, pads see pads.
@@ -221,9 +244,11 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio, use_swiglu, use_swiglu_large, q_norm, k_norm, rope, qkv_bias,
-                 ffn_bias, adaln_bias, lora_dim, adaln_swiglu=False):
+                 ffn_bias, adaln_bias, lora_dim, adaln_swiglu=False, norm_type="layernorm", rope_v=False):
         super().__init__()
-        self.attn = Attention(dim, num_heads, q_norm, k_norm, qkv_bias, rope)
+        # FiTBlock registers norm1, norm2 first.
+        self.norm1, self.norm2 = create_norm(norm_type, dim), create_norm(norm_type, dim)
+        self.attn = Attention(dim, num_heads, q_norm, k_norm, qkv_bias, rope, rope_v)
         hidden = int(dim * mlp_ratio)
         if use_swiglu:
             self.mlp = SwiGLU(dim, hidden if use_swiglu_large else hidden * 2 // 3, ffn_bias)
@@ -239,13 +264,14 @@ class Block(nn.Module):
 
     def forward(self, x, c, mask, cos, sin, global_mod):
         s1, c1, g1, s2, c2, g2 = (self.adaLN_modulation(c) + global_mod).chunk(6, dim=1)
-        x = x + g1.unsqueeze(1) * self.attn(modulate(_ln(x), s1, c1), mask, cos, sin)
-        return x + g2.unsqueeze(1) * self.mlp(modulate(_ln(x), s2, c2))
+        x = x + g1.unsqueeze(1) * self.attn(modulate(_norm(self.norm1, x), s1, c1), mask, cos, sin)
+        return x + g2.unsqueeze(1) * self.mlp(modulate(_norm(self.norm2, x), s2, c2))
 
 
 class FinalLayer(nn.Module):
-    def __init__(self, dim, patch_size, out_channels, adaln_bias, adaln_swiglu=False):
+    def __init__(self, dim, patch_size, out_channels, adaln_bias, adaln_swiglu=False, norm_type="layernorm"):
         super().__init__()
+        self.norm_final = create_norm(norm_type, dim)
         self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, **_dev())
         if adaln_swiglu:
             self.adaLN_modulation = SwiGLU(dim, dim // 2, adaln_bias, out=2 * dim)
@@ -254,7 +280,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, x, c):
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(_ln(x), shift, scale))
+        return self.linear(modulate(_norm(self.norm_final, x), shift, scale))
 
 
 class FiT(nn.Module):
@@ -263,7 +289,8 @@ class FiT(nn.Module):
                  rel_pos_embed="rope", q_norm="layernorm", k_norm="layernorm", qkv_bias=True, ffn_bias=True, adaln_bias=True,
                  adaln_type="lora", adaln_lora_dim=288, rope_theta=10000.0, custom_freqs="normal",
                  max_pe_len_h=None, max_pe_len_w=None, decouple=False, ori_max_pe_len=None, time_shifting=1,
-                 learn_sigma=False, use_sit=True, time_clamp=True, qk_norm_weight=False, online_rope=False):
+                 learn_sigma=False, use_sit=True, time_clamp=True, qk_norm_weight=False, online_rope=False,
+                 norm_type="layernorm", add_rel_pe_to_v=False):
         super().__init__()
         assert not (learn_sigma and use_sit)
         self.in_channels = in_channels
@@ -289,9 +316,9 @@ class FiT(nn.Module):
             if lora else None
         self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio, use_swiglu, use_swiglu_large,
                                            qk(q_norm), qk(k_norm), rope, qkv_bias, ffn_bias, adaln_bias, lora,
-                                           swiglu)
+                                           swiglu, norm_type, add_rel_pe_to_v)
                                      for _ in range(depth)])
-        self.final_layer = FinalLayer(D, patch_size, self.out_channels, adaln_bias, swiglu)
+        self.final_layer = FinalLayer(D, patch_size, self.out_channels, adaln_bias, swiglu, norm_type)
         if not self.final_layer.linear.weight.is_meta:
             self._official_init()
 
@@ -411,7 +438,7 @@ def full_config(cfg):
         out[k] = cfg.get(k, v)
     if out["adaln_lora_dim"] is None:  # adaLN "normal" (FiTv1's default) has none
         del out["adaln_lora_dim"]
-    for k in ("time_clamp", "online_rope"):  # written only when given
+    for k in ("time_clamp", "online_rope", "add_rel_pe_to_v"):  # written only when given
         if k in cfg:
             out[k] = cfg[k]
     for k in ROPE_SCALING:
@@ -434,8 +461,9 @@ def build_from_config(cfg):
                               "class_dropout_prob", "num_classes", "use_swiglu", "use_swiglu_large",
                               "rel_pos_embed", "q_norm", "k_norm", "qkv_bias", "ffn_bias", "adaln_bias", "adaln_type",
                               "rope_theta", "custom_freqs", "time_shifting", "learn_sigma", "use_sit",
-                              "qk_norm_weight")}
+                              "qk_norm_weight", "norm_type")}
     kw["online_rope"] = cfg.get("online_rope", False)
+    kw["add_rel_pe_to_v"] = cfg.get("add_rel_pe_to_v", False)
     kw["adaln_lora_dim"] = cfg.get("adaln_lora_dim")
     kw["time_clamp"] = cfg.get("time_clamp", True)
     gh, gw = (s // cfg["patch_size"] for s in input_hw(cfg))

@@ -303,7 +303,7 @@ def make_weights_dit(net, seed):
             if isinstance(m, torch.nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.in_features))
             elif isinstance(m, (torch.nn.LayerNorm, lightningdit_torch.RMSNorm, lavin_dit_torch.RMSNorm,
-                                lavin_dit_torch.LayerNorm)):
+                                lavin_dit_torch.LayerNorm, fit_torch.RMSNorm)):
                 m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
             elif isinstance(m, torch.nn.Embedding):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g))

@@ -81,6 +81,12 @@ inline const char* kConfigs[] = {
         "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10,
         "adaln_type": "swiglu", "qk_norm_weight": true, "ori_max_pe_len": 4,
         "custom_freqs": "ntk-aware", "online_rope": true}})",
+    // and the norms and add_rel_pe_to_v: RMSNorms over D, an RMSNorm of q beside the
+    // parameter-free LayerNorm of k (the gathered qk-norm path), RoPE on v.
+    R"({"name": "fit_norms", "nnet": {"name": "fitv2", "input_size": [8, 16], "patch_size": 2,
+        "in_channels": 4, "hidden_size": 144, "depth": 2, "num_heads": 2, "num_classes": 10,
+        "adaln_lora_dim": 24, "norm_type": "w_rmsnorm", "q_norm": "w_rmsnorm",
+        "add_rel_pe_to_v": true}})",
     // SVG (docs/svg.md): per-token ln1, the affine LayerNorm qk-norm on a 72-wide head, learned
     // sigma dropped.
     R"({"name": "svg", "nnet": {"name": "svg", "input_size": 8, "in_channels": 12,

@@ -192,6 +192,46 @@ TEST(FiT, OptionsInitialisation) {
   expect_zero_output(*m);
 }
 
+// The norm options and add_rel_pe_to_v (docs/fit.md "Options"): create_norm's weights where the
+// official modules register them (norm1, norm2 before attn; q_norm, k_norm between qkv and proj;
+// norm_final before final_layer.linear), [D] or [head_dim], initialised to one; RoPE on v adds
+// nothing; the output is exactly zero at initialisation.
+TEST(FiT, NormOptionsStateDictAndInitialisation) {
+  Config cfg = load_config("fmnist_fit_tiny");  // width 128, 6 blocks, 4 heads
+  apply_override(cfg, "nnet.norm_type=w_rmsnorm");
+  apply_override(cfg, "nnet.q_norm=w_rmsnorm");
+  apply_override(cfg, "nnet.qk_norm_weight=true");  // k_norm "layernorm" becomes w_layernorm
+  apply_override(cfg, "nnet.add_rel_pe_to_v=true");
+  auto be = make_cpu_backend();
+  auto m = make_network(cfg, *be);
+  const auto& e = m->table().entries();
+  size_t i = 0;
+  while (e[i].name != "blocks.0.norm1.weight") ++i;
+  const char* block[] = {"norm1.weight",     "norm2.weight",       "attn.qkv.weight",
+                         "attn.qkv.bias",    "attn.q_norm.weight", "attn.k_norm.weight",
+                         "attn.proj.weight", "attn.proj.bias"};
+  for (const char* n : block) EXPECT_EQ(e[i++].name, std::string("blocks.0.") + n);
+  EXPECT_EQ(m->table().at("blocks.0.norm2.weight").shape, (std::vector<int64_t>{128}));
+  EXPECT_EQ(m->table().at("blocks.5.attn.q_norm.weight").shape, (std::vector<int64_t>{32}));
+  while (e[i].name != "final_layer.norm_final.weight") ++i;
+  EXPECT_EQ(e[i + 1].name, "final_layer.linear.weight");
+  // 6 blocks x 4 weights + norm_final over the plain network's tensors.
+  Config plain = load_config("fmnist_fit_tiny");
+  EXPECT_EQ(e.size(), make_network(plain, *be)->table().entries().size() + 6 * 4 + 1);
+  m->init_random(3);
+  for (const char* n :
+       {"blocks.0.norm1.weight", "blocks.5.norm2.weight", "blocks.2.attn.q_norm.weight",
+        "blocks.2.attn.k_norm.weight", "final_layer.norm_final.weight"})
+    EXPECT_TRUE(all_params(*m, n, [](float v) { return v == 1.f; })) << n;
+  expect_zero_output(*m);
+  // norm_type "none" (nn.Identity) and "w_layernorm": no weights, or one [D] per norm.
+  apply_override(plain, "nnet.norm_type=none");
+  EXPECT_FALSE(make_network(plain, *be)->table().find("blocks.0.norm1.weight"));
+  apply_override(plain, "nnet.norm_type=w_layernorm");
+  EXPECT_EQ(make_network(plain, *be)->table().at("final_layer.norm_final.weight").shape,
+            (std::vector<int64_t>{128}));
+}
+
 TEST(FiT, RefusesWhatIsNotFiTv2) {
   const nlohmann::json n = {{"name", "fitv2"},  {"input_size", 8}, {"hidden_size", 64},
                             {"num_heads", 4},   {"depth", 1},      {"adaln_lora_dim", 8},
@@ -215,12 +255,17 @@ TEST(FiT, RefusesWhatIsNotFiTv2) {
   tc["time_clamp"] = false;
   EXPECT_NE(error_of([&] { fit().table(tc); }).find("nnet.time_clamp"), std::string::npos);
   EXPECT_NE(err("adaln_type", "gated").find("nnet.adaln_type"), std::string::npos);
-  EXPECT_NE(err("q_norm", "w_rmsnorm").find("nnet.q_norm"), std::string::npos);
-  EXPECT_NE(err("add_rel_pe_to_v", true).find("nnet.add_rel_pe_to_v"), std::string::npos);
-  EXPECT_NE(err("norm_type", "rmsnorm").find("nnet.norm_type"), std::string::npos);
+  // create_norm's "rmsnorm" fails officially (RMSNorm takes no include_weight): refused, saying so.
+  for (const char* k : {"norm_type", "q_norm", "k_norm"}) {
+    EXPECT_NE(
+        err(k, "rmsnorm").find(std::string("nnet.") + k + ": \"rmsnorm\" fails in the official"),
+        std::string::npos);
+    EXPECT_NE(err(k, "batchnorm").find(std::string("nnet.") + k), std::string::npos);
+    EXPECT_NE(err(k, "LayerNorm").find("lower case"), std::string::npos);
+  }
+  EXPECT_NE(err("add_rel_pe_to_v", 1).find("nnet.add_rel_pe_to_v"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk").find("ntk-aware-pro2"), std::string::npos);
   EXPECT_NE(err("custom_freqs", "ntk-aware").find("ori_max_pe_len"), std::string::npos);
-  EXPECT_NE(err("k_norm", "rmsnorm").find("nnet.k_norm"), std::string::npos);
   EXPECT_NE(err("input_size", nlohmann::json{8, 5}).find("patch_size"), std::string::npos);
   EXPECT_NE(err("adaln_lora_dim", nullptr).find("adaln_lora_dim"), std::string::npos);
   EXPECT_NE(err("online_rope", true).find("nnet.online_rope"), std::string::npos);

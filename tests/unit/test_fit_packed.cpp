@@ -72,7 +72,8 @@ std::pair<std::vector<float>, std::vector<float>> run(Network& m, const Case& c,
 // fit_packed (FiTv2), fitv1_packed (learned sigma, the (B, C, N) layout) and fit_packed_online
 // (online_rope: each sample's RoPE scaled for its own grid), fit_fixtures.py:PACKED_CASES.
 TEST(FitPacked, MixedGridsMatchTheTwin) {
-  for (const char* name : {"fit_packed", "fitv1_packed", "fit_packed_online"}) {
+  for (const char* name :
+       {"fit_packed", "fitv1_packed", "fit_packed_online", "fit_packed_rope_v"}) {
     SCOPED_TRACE(name);
     const Case c = load_case(name);
     std::vector<std::array<int, 2>> sizes;

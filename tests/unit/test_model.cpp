@@ -126,8 +126,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "ldit_p2_plain_woshift", "ldit_p1_qknorm_norope", "mdt_p2", "mdt_odd_nosigma",
                       "fit_p2", "fit_p1_plain", "fit_rect", "fit_rect_dynntk", "fit_ntkpro2",
                       "fitv1_p2", "fitv1_rect", "fit_qkw", "fit_ada_swiglu", "fitv1_ada_swiglu",
-                      "fit_online", "svg_qknorm_sigma", "svg_plain", "lavin_tiny", "lavin_p1_mqa",
-                      "mdtv1_p2", "diffit_p2", "diffit_odd_nosigma"));
+                      "fit_online", "fit_rope_v", "fit_rms", "fit_norm_mix", "fitv1_norm_none",
+                      "svg_qknorm_sigma", "svg_plain", "lavin_tiny", "lavin_p1_mqa", "mdtv1_p2",
+                      "diffit_p2", "diffit_odd_nosigma"));
 
 // MDT's masked pass (docs/mdt.md) with the twin's shuffle injected: the kept tokens through the
 // encoder with the gathered relative bias, the side-interpolater, mask_token's gradient (MDTv2,
