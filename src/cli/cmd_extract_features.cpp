@@ -227,10 +227,9 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
 // A folder of `done` images from before manifests were kept is taken as made with these settings.
 void check_feature_manifest(const Opts& o, const std::string& layout, size_t done) {
   const std::string path = manifest_path(o.out);
-  const bool had =
-      check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
-                              "give another --out folder, or delete it and " + path,
-                              {"precision"}, o.quiet);  // older manifests lack it
+  const bool had = check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
+                                           "give another --out folder, or delete it and " + path,
+                                           {"precision"}, o.quiet);  // older manifests lack it
   if (!had && done > 0 && !o.quiet)
     std::fprintf(stderr,
                  "%s: %zu images were done with no manifest; taken as made with these "
