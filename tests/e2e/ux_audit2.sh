@@ -67,6 +67,12 @@ for i in range(2): Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(
 expect_error "^uvit: error: --logits $tmp/f.npy is the --out file" \
   "$UVIT" fid-features "$tmp/ims" --out "$tmp/f.npy" --logits "$tmp/f.npy" --inception "$IW"
 
+# --- a prompts file that is not text: the tokenizer said "text: invalid UTF-8 at byte 0", naming
+# neither the file nor the line, after the CLIP weights had loaded
+printf 'a cat\n\xff\xfe dog\n' >"$tmp/bad.txt"
+expect_error "^uvit: error: $tmp/bad.txt: line 2: text: invalid UTF-8 at byte 0 (a text file of prompts?)$" \
+  "$UVIT" clip-score --images "$tmp/ims" --prompts "$tmp/bad.txt" --clip "$tmp/nothere.safetensors"
+
 # --- convert-fit-latents: two files of one name and label in two folders wrote one pair, the later
 # over the earlier ("converted 2 latent files", one left).
 run "$PY" tests/reference/fit_data_twin.py write-latents "$tmp/off"
