@@ -49,7 +49,7 @@ void add_convert(CLI::App& app) {
                   "the network's linear weights as integers plus F32 scales, for inference "
                   "(needs --config; docs/formats.md)");
   cmd->callback([o] {
-    check_not_input("OUT", o->out, {{"IN", o->in}});
+    check_not_input("OUT", o->out, {{"input IN", o->in}});
     check_output("OUT", o->out, {".safetensors"});
     UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
                "--quantize is for diffusion networks, "

@@ -96,11 +96,12 @@ void add_lavin_sample(CLI::App& app) {
     else
       check_output("--out", o->out, {".npy"});
     if (!o->latents.empty()) check_output("--latents", o->latents, {".npy"});
-    check_not_input("--out", o->out, {{"--frames", o->frames}, {"--noise", o->noise}});
+    check_not_input("--out", o->out, {{"input --frames", o->frames}, {"input --noise", o->noise}});
     const std::string answer = o->latents.empty() ? "" : o->latents + ".answer.npy";
     for (const std::string& l : {o->latents, answer})
-      check_not_input("--latents", l,
-                      {{"--frames", o->frames}, {"--noise", o->noise}, {"--out", o->out}});
+      check_not_input(
+          "--latents", l,
+          {{"input --frames", o->frames}, {"input --noise", o->noise}, {"output --out", o->out}});
     std::unique_ptr<Stvae> ae;
     if (images) {
       ae = std::make_unique<Stvae>(Stvae::load(

@@ -32,7 +32,10 @@ void add_predict(CLI::App& app) {
   cmd->callback([o] {
     check_output("--out", o->out, {".npy"});
     check_not_input("--out", o->out,
-                    {{"--x", o->x}, {"--t", o->t}, {"--y", o->y}, {"--context", o->context}});
+                    {{"input --x", o->x},
+                     {"input --t", o->t},
+                     {"input --y", o->y},
+                     {"input --context", o->context}});
     Config c = load_config(o->config);
     const NetSpec& n = c.spec;
     Array x = load_npy(o->x);

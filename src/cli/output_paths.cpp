@@ -53,8 +53,8 @@ void check_not_input(const char* option, const std::string& path,
     if (file.empty()) continue;
     const bool same = fs::path(path).lexically_normal() == fs::path(file).lexically_normal() ||
                       (fs::exists(path, ec) && fs::equivalent(file, path, ec));
-    UVIT_CHECK(!same, option, " ", path, " is the ", other, " file: writing it would destroy ",
-               "that; give another name");
+    UVIT_CHECK(!same, option, " ", path, " is the ", other, ": writing it would destroy that; ",
+               "give another name");
   }
 }
 

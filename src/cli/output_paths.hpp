@@ -12,9 +12,9 @@ namespace uvit::cli {
 // (none given: any), it is not a folder, and its folder exists or can be created. "" passes.
 void check_output(const char* option, const std::string& path,
                   std::initializer_list<const char*> exts = {});
-// Fails with one line unless the output `path` of `option` is none of the `others` (each the
-// option that names it and the file; "" skipped), by path or by file identity (./x and x, links):
-// the rename would replace an input, or one output another.
+// Fails with one line unless the output `path` of `option` is none of the `others` (each what it
+// is, "input --in" or "output --out", and the file; "" skipped), by path or by file identity
+// (./x and x, links): the rename would replace an input, or one output another.
 void check_not_input(const char* option, const std::string& path,
                      std::initializer_list<std::pair<const char*, std::string>> others);
 // Like check_output for a folder that the command creates (--dir).

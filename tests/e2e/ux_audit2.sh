@@ -42,20 +42,20 @@ grep -q '"precision": "fp32"' "$M" || fail "the old manifest was not completed: 
 # moments over the images, predict its output over --x), or one output another (fid-features).
 "$PY" -c "import numpy as np, sys; np.save(sys.argv[1], np.random.RandomState(1).uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32))" "$tmp/img.npy"
 cp "$tmp/img.npy" "$tmp/img_copy.npy"
-expect_error "^uvit: error: --out $tmp/img.npy is the --in file: writing it would destroy that; give another name$" \
+expect_error "^uvit: error: --out $tmp/img.npy is the input --in: writing it would destroy that; give another name$" \
   "$UVIT" autoencoder encode -c "$tmp/ae.json" -w "$tmp/ae.pth" --in "$tmp/img.npy" --out "$tmp/img.npy"
 ln -s img.npy "$tmp/link.npy"
-expect_error "is the --in file" \
+expect_error "is the input --in" \
   "$UVIT" autoencoder encode -c "$tmp/ae.json" -w "$tmp/ae.pth" --in "$tmp/link.npy" --out "$tmp/./img.npy"
 cmp -s "$tmp/img.npy" "$tmp/img_copy.npy" || fail "autoencoder encode changed its input"
 c=dit_p2
 cp "$FX/${c}_x.npy" "$tmp/x.npy"
-expect_error "^uvit: error: --out $tmp/x.npy is the --x file" "$UVIT" predict --config "$FX/$c.json" \
+expect_error "^uvit: error: --out $tmp/x.npy is the input --x" "$UVIT" predict --config "$FX/$c.json" \
   --weights "$FX/$c.pth" --x "$tmp/x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/x.npy"
 cmp -s "$tmp/x.npy" "$FX/${c}_x.npy" || fail "predict changed its --x"
 "$PY" -c "import numpy as np, sys; np.save(sys.argv[1], np.zeros((3, 4, 4, 4), np.float32))" "$tmp/frames.npy"
 L=(lavin-sample --config "$FX/lavin_tiny.json" --weights "$FX/lavin_tiny.pth" --frames "$tmp/frames.npy")
-expect_error "^uvit: error: --out $tmp/frames.npy is the --frames file" "${UVIT}" "${L[@]}" --out "$tmp/frames.npy"
+expect_error "^uvit: error: --out $tmp/frames.npy is the input --frames" "${UVIT}" "${L[@]}" --out "$tmp/frames.npy"
 # --seed -1 (uvit sample's "random") wrapped to 2^64 - 1 here.
 expect_error "^uvit: error: --seed must be >= 0, got -1" "$UVIT" "${L[@]}" --out "$tmp/a.npy" --seed -1
 inception_weights IW "$FX"
@@ -64,7 +64,7 @@ mkdir -p "$tmp/ims"
 import numpy as np, sys
 from PIL import Image
 for i in range(2): Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(sys.argv[1] + '/%d.png' % i)" "$tmp/ims"
-expect_error "^uvit: error: --logits $tmp/f.npy is the --out file" \
+expect_error "^uvit: error: --logits $tmp/f.npy is the output --out" \
   "$UVIT" fid-features "$tmp/ims" --out "$tmp/f.npy" --logits "$tmp/f.npy" --inception "$IW"
 
 # --- a prompts file that is not text: the tokenizer said "text: invalid UTF-8 at byte 0", naming
