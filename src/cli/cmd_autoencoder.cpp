@@ -79,6 +79,7 @@ void process(const AeOpts& o, bool encode, int in_channels, bool clips, const Ar
 
 void run(const AeOpts& o, bool encode) {
   check_output("--out", o.out, {".npy"});
+  check_not_input("--out", o.out, {{"input --in", o.in}});
   if (is_stvae_config(o.config)) {  // LaVin-DiT's ST-VAE, images as one-frame clips
     UVIT_CHECK(o.latent_stats.empty(), "--latent-stats: the ST-VAE's latents are normalised by ",
                "its shift and scaling factors (docs/stvae.md), not by latent statistics");

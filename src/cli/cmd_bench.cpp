@@ -8,12 +8,15 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
+#include "uvit/flow.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/network.hpp"
+#include "uvit/pipeline.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit::cli {
@@ -51,7 +54,7 @@ double peak_rss_mb() {
 // everything generate() does.
 void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   GenerateOptions g;
-  g.sampler = o.sampler;
+  g.sampler = canonical_sampler(o.sampler, is_flow(c));  // A1111's names too, as uvit sample
   g.steps = o.steps;
   g.cfg_scale = o.cfg_scale;
   g.seed = 1;
@@ -107,7 +110,8 @@ void add_bench(CLI::App& app) {
       cmd->add_option("--n", o->n, "sample: images to draw (default 500)")->check(at_least(1)),
       cmd->add_option("--steps", o->steps, "sample: solver steps (default: the preset's)")
           ->check(at_least(1)),
-      cmd->add_option("--sampler", o->sampler, "sample: sampler name (default: the preset's)"),
+      cmd->add_option("--sampler", o->sampler,
+                      "sample: sampler name, as uvit sample takes it (default: the preset's)"),
       cmd->add_option("--cfg-scale", o->cfg_scale, "sample: guidance scale (default: the preset's)")
           ->check(at_least(0))};
   cmd->add_flag("--quiet,-q", o->quiet, "sample: no progress line");
@@ -116,6 +120,7 @@ void add_bench(CLI::App& app) {
     for (const CLI::Option* opt : sample ? timed : sampling)
       UVIT_CHECK(opt->count() == 0, opt->get_name(), " does not apply to --mode ", o->mode, " (",
                  sample ? "forward and train" : "sample", " only)");
+    check_output("--json", o->json);  // before the run, not after it
     Config c = load_config(o->config);
     for (const auto& a : o->set) apply_override(c, a);
     const NetSpec& n = c.spec;

@@ -23,15 +23,6 @@ DType parse_dtype(const std::string& s) {
   fail("--dtype: unknown dtype '", s, "' (expected f32, f16 or bf16)");
 }
 
-// Writing over the input would destroy it (the rename replaces it even when the read succeeded):
-// refused by path and by file identity (hard links, symbolic links, ./x and x).
-void check_not_input(const std::string& in, const std::string& out) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const bool same = fs::exists(out, ec) && fs::equivalent(in, out, ec);
-  UVIT_CHECK(!same, "OUT ", out, " is the input file ", in,
-             "; give another output name (OUT.safetensors)");
-}
 }  // namespace
 
 void add_convert(CLI::App& app) {
@@ -58,7 +49,7 @@ void add_convert(CLI::App& app) {
                   "the network's linear weights as integers plus F32 scales, for inference "
                   "(needs --config; docs/formats.md)");
   cmd->callback([o] {
-    check_not_input(o->in, o->out);
+    check_not_input("OUT", o->out, {{"input IN", o->in}});
     check_output("OUT", o->out, {".safetensors"});
     UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
                "--quantize is for diffusion networks, "

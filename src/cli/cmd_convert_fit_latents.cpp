@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "cli/commands.hpp"
@@ -133,11 +134,19 @@ void add_convert_fit_latents(CLI::App& app) {
     UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
     make_dir(o->out);
     Progress bar("convert", long(files.size()), o->quiet);
+    std::map<std::string, std::string> written;  // output stem -> its input file
     for (size_t i = 0; i < files.size(); ++i) {
       const Converted c = read_fit_latent(files[i], o->patch);
       char label[8];
       std::snprintf(label, sizeof label, "%04lld", (long long)c.label);
       const std::string stem = cat(o->out, "/", label, "_", fs::path(files[i]).stem().string());
+      // The output name drops the folders: two files of one name and label (an image's resize
+      // and crop versions, when IN is not the official root) would write one pair, the later
+      // over the earlier.
+      const auto [it, fresh] = written.emplace(stem, files[i]);
+      UVIT_CHECK(fresh, o->in, ": ", it->second, " and ", files[i], " would both write ", stem,
+                 ".npy (two versions of one image? give the official root: its from_16_to_L "
+                 "folder picks one)");
       save_npy(stem + ".npy", c.latent[0]);
       save_npy(stem + ".flip.npy", c.latent[1]);
       bar.update(long(i + 1));

@@ -198,13 +198,15 @@ std::string absolute_or_empty(const std::string& f) {
   return f.empty() ? "" : fs::absolute(f).lexically_normal().string();
 }
 
-// What makes the files of a layout ("imagenet", "svg" or "fit") what they are. The device and
-// precision are left out: they change rounding, not the kind of feature.
+// What makes the files of a layout ("imagenet", "svg" or "fit") what they are. The precision
+// the encoder computes in (fp32, or tf32 on cuda, its default there) changes every value well
+// beyond rounding, so a resume in the other one is refused; the device alone only rounds.
 nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
   nlohmann::json m = {{"layout", layout},
                       {"encoder", o.encoder},
                       {"weights_sha256", file_sha256(o.weights)},
-                      {"resolution", o.resolution}};
+                      {"resolution", o.resolution},
+                      {"precision", encoder_precision(o.device, o.precision)}};
   if (layout == "svg") {
     m["dinov3_weights_sha256"] = o.dinov3.empty() ? "" : file_sha256(o.dinov3);
     m["svg_config"] = absolute_or_empty(o.svg_config);
@@ -226,7 +228,8 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
 void check_feature_manifest(const Opts& o, const std::string& layout, size_t done) {
   const std::string path = manifest_path(o.out);
   const bool had = check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
-                                           "give another --out folder, or delete it and " + path);
+                                           "give another --out folder, or delete it and " + path,
+                                           {"precision"}, o.quiet);  // older manifests lack it
   if (!had && done > 0 && !o.quiet)
     std::fprintf(stderr,
                  "%s: %zu images were done with no manifest; taken as made with these "

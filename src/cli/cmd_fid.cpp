@@ -180,6 +180,11 @@ void add_fid(CLI::App& app) {
     check_output("--out", o->out, {".npy"});
     check_output("--logits", o->logits, {".npy"});
     check_output("--spatial", o->spatial, {".npy"});
+    check_not_input("--out", o->out, {{"input SOURCE", o->source}});
+    check_not_input("--logits", o->logits, {{"input SOURCE", o->source}, {"output --out", o->out}});
+    check_not_input(
+        "--spatial", o->spatial,
+        {{"input SOURCE", o->source}, {"output --out", o->out}, {"output --logits", o->logits}});
     LazyInception net(o->inception, o->device, o->precision);
     Comm& comm = world(o->device);  // under mpirun: the images are shared among the ranks
     const bool quiet = o->quiet || comm.rank() != 0;
@@ -210,6 +215,7 @@ void add_fid(CLI::App& app) {
   st->callback([o] {
     check_sources({o->source});
     check_output("--out", o->out, {".npz"});
+    check_not_input("--out", o->out, {{"input SOURCE", o->source}});
     LazyInception net(o->inception, o->device, o->precision);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
     const BothStats stats = stats_of(net, o->source, o->quiet);

@@ -59,7 +59,8 @@ void add_lavin_sample(CLI::App& app) {
                   "the query's last")
       ->required();
   cmd->add_option("--noise", o->noise, "float32 [C, S, S] .npy initial noise (default: --seed)");
-  cmd->add_option("--seed", o->seed, "noise seed (Philox normal; default 0)");
+  cmd->add_option("--seed", o->seed, "noise seed (Philox normal; default 0)")
+      ->check(at_least(0));  // -1 is no random seed here: an unsigned option would wrap it
   cmd->add_option("--steps", o->steps, "time table points: 20, 30 or 40 (default 20)");
   cmd->add_option("--cfg-scale", o->cfg_scale,
                   "official cfg_scale: v_u + s (v_c - v_u), 1 = unguided (default 1.5)");
@@ -95,6 +96,12 @@ void add_lavin_sample(CLI::App& app) {
     else
       check_output("--out", o->out, {".npy"});
     if (!o->latents.empty()) check_output("--latents", o->latents, {".npy"});
+    check_not_input("--out", o->out, {{"input --frames", o->frames}, {"input --noise", o->noise}});
+    const std::string answer = o->latents.empty() ? "" : o->latents + ".answer.npy";
+    for (const std::string& l : {o->latents, answer})
+      check_not_input(
+          "--latents", l,
+          {{"input --frames", o->frames}, {"input --noise", o->noise}, {"output --out", o->out}});
     std::unique_ptr<Stvae> ae;
     if (images) {
       ae = std::make_unique<Stvae>(Stvae::load(
@@ -141,7 +148,7 @@ void add_lavin_sample(CLI::App& app) {
     if (!o->latents.empty()) {
       make_parent_dir(o->latents);
       save_npy(o->latents, latent_array(frames, T));
-      save_npy(o->latents + ".answer.npy", latent_array(x, 1));
+      save_npy(answer, latent_array(x, 1));
     }
     const Array img = ae->decode(latent_array(x, 1));  // denormalises, as inference.py
     make_parent_dir(o->out);

@@ -31,6 +31,11 @@ void add_predict(CLI::App& app) {
   add_device_options(cmd, o->device, o->precision);
   cmd->callback([o] {
     check_output("--out", o->out, {".npy"});
+    check_not_input("--out", o->out,
+                    {{"input --x", o->x},
+                     {"input --t", o->t},
+                     {"input --y", o->y},
+                     {"input --context", o->context}});
     Config c = load_config(o->config);
     const NetSpec& n = c.spec;
     Array x = load_npy(o->x);

@@ -45,6 +45,19 @@ void check_output(const char* option, const std::string& path,
   check_creatable(option, path, p.parent_path());
 }
 
+void check_not_input(const char* option, const std::string& path,
+                     std::initializer_list<std::pair<const char*, std::string>> others) {
+  if (path.empty()) return;
+  std::error_code ec;
+  for (const auto& [other, file] : others) {
+    if (file.empty()) continue;
+    const bool same = fs::path(path).lexically_normal() == fs::path(file).lexically_normal() ||
+                      (fs::exists(path, ec) && fs::equivalent(file, path, ec));
+    UVIT_CHECK(!same, option, " ", path, " is the ", other, ": writing it would destroy that; ",
+               "give another name");
+  }
+}
+
 void check_output_dir(const char* option, const std::string& dir) {
   if (dir.empty()) return;
   std::error_code ec;

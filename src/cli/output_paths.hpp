@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace uvit::cli {
 
@@ -11,6 +12,11 @@ namespace uvit::cli {
 // (none given: any), it is not a folder, and its folder exists or can be created. "" passes.
 void check_output(const char* option, const std::string& path,
                   std::initializer_list<const char*> exts = {});
+// Fails with one line unless the output `path` of `option` is none of the `others` (each what it
+// is, "input --in" or "output --out", and the file; "" skipped), by path or by file identity
+// (./x and x, links): the rename would replace an input, or one output another.
+void check_not_input(const char* option, const std::string& path,
+                     std::initializer_list<std::pair<const char*, std::string>> others);
 // Like check_output for a folder that the command creates (--dir).
 void check_output_dir(const char* option, const std::string& dir);
 // Creates the folder that `path` goes into (nothing for "" or a bare file name).

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "uvit/clip.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit::cli {
@@ -16,10 +17,17 @@ std::vector<std::string> gather_prompts(const std::vector<std::string>& prompts,
     std::ifstream f(prompts_file);
     UVIT_CHECK(f.good(), prompts_file, ": cannot open");
     std::string line;
-    size_t before = out.size();
+    size_t before = out.size(), number = 0;
     while (std::getline(f, line)) {
+      ++number;
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") != std::string::npos) out.push_back(line);
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      try {  // the tokenizer's own check, here where the file and line are known
+        clip_clean_text(line);
+      } catch (const Error& e) {
+        fail(prompts_file, ": line ", number, ": ", e.what(), " (a text file of prompts?)");
+      }
+      out.push_back(line);
     }
     UVIT_CHECK(out.size() > before, prompts_file, ": no prompts (one per line)");
   }

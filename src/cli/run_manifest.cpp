@@ -1,5 +1,6 @@
 #include "cli/run_manifest.hpp"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -8,16 +9,37 @@
 
 namespace uvit::cli {
 
+namespace {
+void write_manifest(const std::string& path, const nlohmann::json& manifest) {
+  const std::string m = manifest.dump(1);
+  write_file_atomic(path, m.data(), m.size());
+}
+}  // namespace
+
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
                              const std::string& owner, const std::string& what,
-                             const std::string& remedy) {
+                             const std::string& remedy, const std::vector<std::string>& newer_keys,
+                             bool quiet) {
   if (!std::filesystem::exists(path)) {
-    const std::string m = manifest.dump(1);
-    write_file_atomic(path, m.data(), m.size());
+    write_manifest(path, manifest);
     return false;
   }
   std::ifstream f(path);
-  const nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
+  nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
+  std::string completed;  // the newer keys an older manifest lacks, when nothing else differs
+  nlohmann::json upgraded = old;
+  for (const std::string& k : newer_keys)
+    if (old.is_object() && !old.contains(k) && manifest.contains(k)) {
+      upgraded[k] = manifest[k];
+      completed += (completed.empty() ? "" : ", ") + k + " " + manifest[k].dump();
+    }
+  if (!completed.empty() && upgraded == manifest) {
+    write_manifest(path, manifest);
+    if (!quiet)
+      std::fprintf(stderr, "%s: %s predates the record of %s; taken as made with that\n",
+                   owner.c_str(), path.c_str(), completed.c_str());
+    return true;
+  }
   std::string differ;  // the settings that changed, not two whole manifests
   for (const auto& [key, v] : manifest.items())
     if (!old.is_object() || !old.contains(key) || old[key] != v)

@@ -3,14 +3,18 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace uvit::cli {
 
 // Writes `manifest` to `path` (atomically) when there is none; otherwise fails with one line,
 // "OWNER: holds WHAT of a different run (KEY OLD -> NEW, ...); REMEDY", unless the stored one is
-// equal. Returns whether a manifest was there.
+// equal. `newer_keys`: keys that manifests of older versions lack; a stored one equal but for
+// lacking some of them is taken as made with the values given, said in one line (unless `quiet`),
+// and completed. Returns whether a manifest was there.
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
                              const std::string& owner, const std::string& what,
-                             const std::string& remedy);
+                             const std::string& remedy,
+                             const std::vector<std::string>& newer_keys = {}, bool quiet = false);
 
 }  // namespace uvit::cli

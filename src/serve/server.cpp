@@ -498,6 +498,17 @@ httplib::Server::Handler guarded(F f) {
   };
 }
 
+// A POST that takes no body (interrupt, cancel). `curl -X POST URL` sends neither a body nor a
+// Content-Length, which cpp-httplib 0.11 reads as "body until the connection closes" and answers
+// 400; a content-reader handler runs before that read, and drains a body only when one is sent.
+httplib::Server::HandlerWithContentReader bodyless(httplib::Server::Handler h) {
+  return [h](const Request& req, Response& res, const httplib::ContentReader& read) {
+    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
+      read([](const char*, size_t) { return true; });
+    h(req, res);
+  };
+}
+
 void Api::routes(httplib::Server& s) {
   s.Get("/", [](const Request&, Response& res) {
     res.set_content(page_html(), "text/html; charset=utf-8");
@@ -526,10 +537,10 @@ void Api::routes(httplib::Server& s) {
                                            p.step, "/", p.steps)
                                      : std::string()}});
         }));
-  s.Post("/sdapi/v1/interrupt", guarded([this](const Request&, Response& r) {
+  s.Post("/sdapi/v1/interrupt", bodyless(guarded([this](const Request&, Response& r) {
            jobs_.interrupt();
            reply(r, 200, json::object());
-         }));
+         })));
   s.Post("/sdapi/v1/png-info", guarded([](const Request& q, Response& r) {
            const json b = parse_body(q);
            const std::string img = get_string(b, "image");
@@ -620,14 +631,15 @@ void Api::routes(httplib::Server& s) {
         }));
   s.Get(R"(/uvit/v1/jobs/([\w-]+)/events)",
         guarded([this](const Request& q, Response& r) { native_events(q, r); }));
-  s.Post(R"(/uvit/v1/jobs/([\w-]+)/cancel)", guarded([this](const Request& q, Response& r) {
+  s.Post(R"(/uvit/v1/jobs/([\w-]+)/cancel)",
+         bodyless(guarded([this](const Request& q, Response& r) {
            const auto job = jobs_.find(job_id(q));
            if (!job) throw HttpError(404, "no job " + job_id(q) + " (unknown or expired)");
            const bool did = jobs_.cancel(job);
            json j = jobs_.job_json(job, false);
            j["cancel_requested"] = did;
            reply(r, did ? 202 : 409, j);
-         }));
+         })));
 }
 
 }  // namespace
@@ -666,6 +678,12 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
       send_error(req, res, 404, "no endpoint " + req.method + " " + req.path);
     else if (res.status == 413)
       send_error(req, res, 413, "the request body is too large");
+    else if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") &&
+             !req.has_header("Transfer-Encoding"))  // cpp-httplib 0.11: see bodyless()
+      send_error(req, res, 400,
+                 "POST " + req.path +
+                     " sent no body and no Content-Length: send the JSON body "
+                     "(curl -d '{...}')");
     else
       send_error(req, res, res.status, "HTTP " + std::to_string(res.status));
   });
