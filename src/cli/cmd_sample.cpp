@@ -128,6 +128,13 @@ void add_sample(CLI::App& app) {
     check_output("--npz", o->npz, {".npz"});
     check_output("--latents", o->latents, {".npy"});
     check_output_dir("--dir", o->dir);
+    for (const auto& [option, path] :
+         {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
+      check_not_input(option, path,
+                      {{"input --noise", o->noise},
+                       {"input --context", o->context},
+                       {"input --null-context", o->null_context},
+                       {"output --npy", option == std::string("--npy") ? "" : o->npy}});
     const bool latent = cfg.json.contains("z_shape");
     UVIT_CHECK(
         !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,

@@ -53,6 +53,13 @@ cp "$FX/${c}_x.npy" "$tmp/x.npy"
 expect_error "^uvit: error: --out $tmp/x.npy is the input --x" "$UVIT" predict --config "$FX/$c.json" \
   --weights "$FX/$c.pth" --x "$tmp/x.npy" --t "$FX/${c}_t.npy" --y "$FX/${c}_y.npy" --out "$tmp/x.npy"
 cmp -s "$tmp/x.npy" "$FX/${c}_x.npy" || fail "predict changed its --x"
+# sample wrote its samples (--npy) or latents over the noise it was given (--noise).
+cp "$FX/${c}_x.npy" "$tmp/z.npy"
+expect_error "^uvit: error: --npy $tmp/z.npy is the input --noise: writing it would destroy that" \
+  "$UVIT" sample --config "$FX/$c.json" --weights "$FX/$c.pth" --n 2 --noise "$tmp/z.npy" --npy "$tmp/z.npy"
+expect_error "^uvit: error: --latents $tmp/./z.npy is the input --noise" "$UVIT" sample \
+  --config "$FX/$c.json" --weights "$FX/$c.pth" --n 2 --noise "$tmp/z.npy" --latents "$tmp/./z.npy"
+cmp -s "$tmp/z.npy" "$FX/${c}_x.npy" || fail "sample changed its --noise"
 "$PY" -c "import numpy as np, sys; np.save(sys.argv[1], np.zeros((3, 4, 4, 4), np.float32))" "$tmp/frames.npy"
 L=(lavin-sample --config "$FX/lavin_tiny.json" --weights "$FX/lavin_tiny.pth" --frames "$tmp/frames.npy")
 expect_error "^uvit: error: --out $tmp/frames.npy is the input --frames" "${UVIT}" "${L[@]}" --out "$tmp/frames.npy"
