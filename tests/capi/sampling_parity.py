@@ -124,7 +124,7 @@ if URL:
            ({"uvit_scale": -1}, "uvit_scale must be in [0, 99]"),
            ({"zero_init_steps": 1.5}, "zero_init_steps must be an integer"),
            ({"guidance_w": 0.5}, "guidance_w must be in [1, 100], got 0.5"),
-           ({"sampler": "LMS"}, "sampler: unknown sampler 'lms'")]
+           ({"sampler": "LMS"}, "sampler: sampler 'lms' is not a flow sampler")]
     for fields, needle in bad:
         st, e = request("/uvit/v1/jobs", dict(fields, **{"class": 3}))
         msg = e.get("error", {}).get("message", "")
