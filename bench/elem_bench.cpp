@@ -1,7 +1,8 @@
 // CPU time of the CPU backend's element-wise kernels, fp32 mode against bf16 mode, on one thread,
 // at U-ViT-S/2 training shapes (batch 8: M = 8 x 257 tokens, D = 512, MLP 2048; the adaLN and token
 // kernels at DiT/U-ViT shapes with 256 patches; MDT's masked-pass row moves, per-row calls against
-// one move_rows, and LaVin's per-sample joint-sequence copies against one copy_3d; attention with
+// one move_rows, LaVin's per-sample joint-sequence copies against one copy_3d, U-ViT's per-sample
+// time-token bias gradient against one bias_grad_strided; attention with
 // and without MDT's relative position bias at MDT-S/2's, 8 x 256 tokens, 6 heads of 64). Thread CPU
 // time, best of --reps runs, so other processes on a shared machine barely change it
 // (docs/benchmarks.md, "bf16 on the CPU").
@@ -232,6 +233,20 @@ int main(int argc, char** argv) {
   };
   ops.push_back({"2-D per sample 8x256 x 512", joint(false)});
   ops.push_back({"copy_3d        8x256 x 512", joint(true)});
+  // U-ViT's time token: the time MLP's bias gradient over the first D of each sample's 2 extra
+  // tokens (rows 2 x 512 apart), one bias_grad per sample (before) against one bias_grad_strided.
+  auto time_token = [=](bool one_call) -> Op {
+    return [=](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+      const long ld = 2 * D;
+      float *dy = b.act(size_t(B) * ld), *db = b.f32(D);
+      if (one_call) return [=, &be] { be.bias_grad_strided(dy, ld, db, B, D); };
+      return [=, &be] {
+        for (int i = 0; i < B; ++i) be.bias_grad(be.act_at(dy, size_t(i) * ld), db, 1, D);
+      };
+    };
+  };
+  ops.push_back({"bias_grad per sample 8 x 512", time_token(false)});
+  ops.push_back({"bias_grad_strided    8 x 512", time_token(true)});
   // Attention at MDT-S/2 shapes, plain and with the relative position bias (its 31 x 31 + 3 rows).
   const int AH = 6, ADh = 64, AD = AH * ADh, g = 16, R = (2 * g - 1) * (2 * g - 1) + 3;
   const size_t QKV = size_t(B) * L * 3 * AD, O = size_t(B) * L * AD, LSE = size_t(B) * AH * L;

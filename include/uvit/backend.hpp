@@ -118,7 +118,10 @@ class Backend {
   // All act (A, B, C).
   virtual void add_bias(float* y, const float* b, int M, int N) = 0;  // y[m,n] += b[n]; act
   // db[n] += sum_m dy[m,n]; dy act, db fp32.
-  virtual void bias_grad(const float* dy, float* db, int M, int N) = 0;
+  void bias_grad(const float* dy, float* db, int M, int N) { bias_grad_strided(dy, N, db, M, N); }
+  // The same over rows ld_dy >= N apart (the first N features of rows of a wider tensor: U-ViT's
+  // time token), in one call; the sum of each column runs in a fixed order (reproducible bits).
+  virtual void bias_grad_strided(const float* dy, long ld_dy, float* db, int M, int N) = 0;
   // The weight gradient: C[M,N] += A^T B with A [K,M] (lda), B [K,N] (ldb) act and C fp32.
   virtual void gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
                           float* C, int ldc) {

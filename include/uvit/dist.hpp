@@ -61,10 +61,25 @@ void test_hook_die(const Comm& c, long step, const char* phase);
 // Sum of n floats over k contiguous buffers (stride `stride`), added left to right. `out` may be
 // `bufs` (in place).
 void ordered_sum(const float* bufs, int k, size_t n, size_t stride, float* out);
-// Floats of shard `rank` of a vector of n floats cut into shards of sh: [rank*sh, +sh) ∩ [0, n).
+// The shard of each of `ranks` ranks for a vector of n floats (ZeRO-1, the reduce-scatter): a
+// multiple of 16 floats (64 bytes), so that every shard starts aligned; the last one is cut short.
+inline size_t shard_size(size_t n, int ranks) {
+  const size_t unit = size_t(ranks) * 16;
+  return (n + unit - 1) / unit * 16;
+}
+// Shard `rank` of a vector of n floats cut into shards of sh: elements [lo, hi) =
+// [rank*sh, +sh) ∩ [0, n).
+struct ShardRange {
+  size_t lo, hi;
+};
+inline ShardRange shard_range(size_t n, size_t sh, int rank) {
+  const size_t lo = size_t(rank) * sh < n ? size_t(rank) * sh : n;
+  return {lo, n - lo < sh ? n : lo + sh};
+}
+// Floats of shard `rank` (shard_range's hi - lo).
 inline size_t shard_len(size_t n, size_t sh, int rank) {
-  const size_t lo = size_t(rank) * sh;
-  return lo < n ? (n - lo < sh ? n - lo : sh) : 0;
+  const ShardRange r = shard_range(n, sh, rank);
+  return r.hi - r.lo;
 }
 // The piece of the reduction's exchange, in floats of one shard, for `ranks` ranks holding k
 // buffers each: a receive buffer of ranks*k pieces is 16 MB (at least 1 float a piece). The

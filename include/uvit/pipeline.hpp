@@ -99,13 +99,50 @@ struct GenerationResult {
   double sample_seconds = 0, decode_seconds = 0;
 };
 
+// How a front end names GenerationRequest's fields in its messages, given the member name
+// ("steps", "guidance_w", "classes", ...): the C API "uvit_gen_params.steps", the server its JSON
+// keys, the CLI its flags. Empty: the member names.
+using FieldNames = std::function<std::string(const char* field)>;
+
+// A request refused for one field: `field` is GenerationRequest's member name, what() the
+// one-line message naming it as the front end does (the server answers 422 with its key).
+struct RequestError : Error {
+  RequestError(std::string f, const std::string& msg) : Error(msg), field(std::move(f)) {}
+  std::string field;
+};
+
+// The range of a set value of the sampler options whose "unset" value lies outside it
+// (guidance_w, cfg_scale, cfg_power, cfg_interval, shift, atol, rtol, skip_cache,
+// zero_init_steps): the one table that check_request, the C API's `has` fields and the server's
+// JSON fields check against.
+struct FieldRange {
+  const char* field;
+  double lo, hi;
+  bool lo_open;  // lo itself is out (> lo)
+  bool integer;
+};
+const FieldRange& field_range(const char* field);
+// Throws RequestError naming the field `name` ("NAME must be in [0, 1], got 1.5", "NAME must be
+// > 0, got 0", "... must be an integer") when v (NaN included) is outside field's range.
+void check_field(const char* field, double v, const std::string& name);
+
+// Every check of a request that needs only its preset, each naming the field by `names`: n >= 1;
+// steps, batch >= 0; seed >= -1; guidance channels >= -1; each sampler option that is set (not
+// its "unset" value) within field_range, and the flow ones on a flow preset only; the sampler's
+// name (canonical_sampler). Throws RequestError.
+void check_request(const Config& cfg, const GenerationRequest& r, const FieldNames& names = {});
+
+// A random seed in [0, 2^32) (seed -1 in a request, `uvit sample --seed -1`).
+uint64_t random_seed();
+
 // The sampler settings a request runs with on preset `cfg`: its sampler (canonical name), steps,
 // guidance, seed (-1: a random one, drawn anew by each call), batch, Skip-Cache, first index and
 // flow options over the preset's defaults (with_preset_defaults); not the noise or the progress.
-// Throws uvit::Error naming the field for a value out of range (an "unset" value must be the
-// exact one above) or a flow option on another preset. The CLI, the server and the C API all
+// Throws RequestError (check_request) or uvit::Error (with_preset_defaults: guidance channels
+// beyond the network's, a sampler the schedule lacks). The CLI, the server and the C API all
 // resolve their requests here (docs/c_api.md, docs/serve.md).
-GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r);
+GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r,
+                                   const FieldNames& names = {});
 
 // A guidance-channels value as the CLI and the server take it: "all" (-1), N >= 1, or "" (0, the
 // network's); a one-line error naming `field` otherwise.
@@ -148,6 +185,8 @@ class Pipeline {
   int default_steps() const;
   double default_guidance_w() const;
   bool can_encode_prompts() const { return clip_ != nullptr; }
+  // Whether guidance applies: a text model, or a class model with a null class.
+  bool can_guide() const;
   // The basenames and 10-hex SHA-256 prefixes recorded in metadata.
   const std::string& model_name() const { return id_.model; }
   const std::string& weights_name() const { return id_.weights; }
@@ -163,10 +202,11 @@ class Pipeline {
   // The metadata of one generated image (the grid writer adjusts it for a grid).
   ImageParams image_params(const GenerationResult& res, const GeneratedImage& im) const;
 
-  // Throws the uvit::Error generate() would throw for r's sampler settings (resolve_generation,
-  // a Skip-Cache the network lacks) without waiting for a running generation: for callers that
-  // queue requests (the server).
-  void check(const GenerationRequest& r) const;
+  // Throws the RequestError or uvit::Error generate() would throw for r (resolve_generation; a
+  // Skip-Cache the network lacks; classes, prompts, contexts and the negative prompt against the
+  // model) without waiting for a running generation, naming the fields by `names`: the C API and
+  // the server call it first, so that their messages name their own fields.
+  void check(const GenerationRequest& r, const FieldNames& names = {}) const;
   // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
   GenerationResult generate(const GenerationRequest& r);
   // The loaded autoencoder (nullptr: pixel model, or decode = false).

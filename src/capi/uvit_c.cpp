@@ -77,6 +77,9 @@ bool copy_params(const T* in, T& out, const char* what) {
 
 std::string str(const char* s) { return s ? s : ""; }
 
+// GenerationRequest's fields as uvit_gen_params names them (the same names), for the messages.
+std::string field_name(const char* field) { return std::string("uvit_gen_params.") + field; }
+
 char* dup(const std::string& s) {
   char* p = static_cast<char*>(std::malloc(s.size() + 1));
   if (!p) throw std::bad_alloc();
@@ -243,21 +246,18 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
     r.seed = p.seed;
     r.first_index = p.first_index;
     r.batch = p.batch;
-    // The sampler options: "unset" is 0 or a clear `has` bit; resolve_generation checks the
-    // ranges (one-line errors naming the field).
-    const auto flagged = [&](uint32_t bit, double v, const char* name) {
+    // The sampler options: "unset" is 0 or a clear `has` bit; a set bit's value must lie in the
+    // field's range (uvit::field_range), the rest is Pipeline::check's, naming our fields.
+    const auto flagged = [&](uint32_t bit, double v, const char* field) {
       if (!(p.has & bit)) return -1.0;
-      UVIT_CHECK(v >= 0, "uvit_gen_params.", name, " must be >= 0, got ", v);
+      uvit::check_field(field, v, field_name(field));
       return v;
     };
     r.cfg_scale = flagged(UVIT_GEN_HAS_CFG_SCALE, p.cfg_scale, "cfg_scale");
     r.cfg_power = flagged(UVIT_GEN_HAS_CFG_POWER, p.cfg_power, "cfg_power");
     r.cfg_interval = flagged(UVIT_GEN_HAS_CFG_INTERVAL, p.cfg_interval, "cfg_interval");
-    if (p.has & UVIT_GEN_HAS_ZERO_INIT_STEPS) {
-      UVIT_CHECK(p.zero_init_steps >= 0, "uvit_gen_params.zero_init_steps must be >= 0, got ",
-                 p.zero_init_steps);
-      r.zero_init_steps = p.zero_init_steps;
-    }
+    r.zero_init_steps =
+        int(flagged(UVIT_GEN_HAS_ZERO_INIT_STEPS, p.zero_init_steps, "zero_init_steps"));
     UVIT_CHECK(!(p.has & ~uint32_t(15)), "uvit_gen_params.has sets unknown bits ", p.has);
     r.shift = p.shift;
     r.atol = p.atol;
@@ -270,6 +270,7 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
         return std::strcmp(phase, "sample") != 0 || done == 0 ||
                p.progress(done, total, p.progress_user);
       };
+    ctx->pipe->check(r, field_name);
     const uvit::GenerationResult res = ctx->pipe->generate(r);
     const size_t n = res.images.size();
     out = static_cast<uvit_image*>(std::calloc(n ? n : 1, sizeof(uvit_image)));

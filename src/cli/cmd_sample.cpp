@@ -190,7 +190,7 @@ void add_sample(CLI::App& app) {
       req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.width()},
                            " (the initial noise x_T of the --n samples)");
     // The settings that run, checked before loading and recorded in the metadata.
-    const GenerateOptions resolved = resolve_generation(cfg, req);
+    const GenerateOptions resolved = resolve_generation(cfg, req, flag_name);
 
     PipelineOptions po;
     po.config = o->config;
@@ -246,7 +246,10 @@ void add_sample(CLI::App& app) {
       return true;
     };
     GenerationResult res;
-    if (mine > 0) res = pipe.generate(req);
+    if (mine > 0) {
+      pipe.check(req, flag_name);  // errors naming our flags (generate's own name the fields)
+      res = pipe.generate(req);
+    }
     sampling.finish();
     decoding.finish();
     if (!o->latents.empty()) {

@@ -1,7 +1,6 @@
 #include "cli/sampling_options.hpp"
 
 #include <cstdio>
-#include <random>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/commands.hpp"
@@ -19,7 +18,7 @@ Config SamplingOptions::load() const {
 
 void SamplingOptions::resolve_seed() {
   if (sampling.seed >= 0) return;
-  sampling.seed = int64_t(std::random_device{}() & 0xffffffffu);
+  sampling.seed = int64_t(random_seed());
   if (!quiet) std::fprintf(stderr, "seed %lld\n", (long long)sampling.seed);
 }
 
@@ -31,7 +30,18 @@ GenerationRequest SamplingOptions::request() const {
 
 GenerateOptions SamplingOptions::generate_options(const Config& cfg) const {
   UVIT_CHECK(sampling.seed >= 0, "--seed -1 (random) is for uvit sample; give a fixed seed here");
-  return resolve_generation(cfg, request());
+  return resolve_generation(cfg, request(), flag_name);
+}
+
+std::string flag_name(const char* field) {
+  const std::string f = field;
+  if (f == "guidance_w") return "--guidance";
+  if (f == "classes") return "--class";
+  if (f == "prompts") return "--prompt";
+  std::string flag = "--" + f;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {

@@ -35,6 +35,10 @@ struct SamplingOptions {
   GenerateOptions generate_options(const Config& cfg) const;
 };
 
+// GenerationRequest's fields as the options name them ("cfg_scale" -> "--cfg-scale", "guidance_w"
+// -> "--guidance"), for resolve_generation's messages.
+std::string flag_name(const char* field);
+
 // Declares --config, --weights, --sampler, --steps, --cfg-scale / --guidance (one of them),
 // --guidance-channels, --cfg-power, the flow options --shift, --cfg-interval, --atol, --rtol,
 // --seed, --batch, --set, --quiet, --device (help: what runs on it), --precision, --autoencoder,

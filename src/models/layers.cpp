@@ -53,16 +53,10 @@ void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, floa
 }
 
 void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
-                int ldy, float* dx, int lddx, int M, float beta, bool bias_per_row) {
+                int ldy, float* dx, int lddx, int M, float beta) {
   Backend& be = W.be;
   UVIT_CHECK(!W.q || !W.q->find(l.w), W.q->path, ": quantised weights cannot be trained");
-  if (l.b != kAbsent) {
-    if (ldy == l.out && !bias_per_row) {
-      be.bias_grad(dy, W.g + l.b, M, l.out);
-    } else {  // rows of a wider tensor: one row at a time
-      for (int m = 0; m < M; ++m) be.bias_grad(be.act_at(dy, size_t(m) * ldy), W.g + l.b, 1, l.out);
-    }
-  }
+  if (l.b != kAbsent) be.bias_grad_strided(dy, ldy, W.g + l.b, M, l.out);
   be.gemm_wgrad(l.out, l.in, M, dy, ldy, x, ldx, W.g + l.w, l.ldw);
   if (dx) be.gemm(false, false, M, l.in, l.out, 1.f, dy, ldy, W.act(l.w), l.ldw, beta, dx, lddx);
 }

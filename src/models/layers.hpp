@@ -44,9 +44,9 @@ Linear column_slice(const Linear& l, int c0, int n, bool bias);
 void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, float* y, int ldy,
                 int M, const float* residual = nullptr);
 // dW += dy^T x, db += sum dy; dx = dy W (beta 0) or dx += dy W (beta 1); dx may be nullptr.
-// bias_per_row adds db one row at a time (as for rows of a wider dy, ldy > out).
+// dy's rows may be those of a wider tensor (ldy > out).
 void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
-                int ldy, float* dx, int lddx, int M, float beta = 0.f, bool bias_per_row = false);
+                int ldy, float* dx, int lddx, int M, float beta = 0.f);
 
 // LayerNorm over D features. Without affine (w == kAbsent) it reads `one`/`zero` and sends the
 // weight gradients to `sink` (D floats each, owned by the network); with a weight and no bias

@@ -588,7 +588,7 @@ void UViT::backward(const float* dout) {
   if (cfg_.mlp_time_embed) {
     const float* dtt = cfg_.adaln() ? P.dtvec : be_.act_at(P.dextras, size_t(time_row) * D);
     const int ldt = cfg_.adaln() ? D : E * D;
-    linear_bwd(W, P.time2, P.ts, 4 * D, dtt, ldt, P.dth, 4 * D, B, 0.f, /*bias_per_row=*/true);
+    linear_bwd(W, P.time2, P.ts, 4 * D, dtt, ldt, P.dth, 4 * D, B);
     be_.silu_bwd(P.dth, P.th, P.dth, size_t(B) * 4 * D);
     linear_bwd(W, P.time0, P.temb, D, P.dth, 4 * D, nullptr, 0, B);
   }

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <random>
 
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
@@ -142,8 +141,9 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   try {  // whether the network has a Skip-Cache, for check() (generate() starts it anew)
     net_->set_skip_cache(2);
     net_->set_skip_cache(0);
-  } catch (const Error& e) {
-    skip_cache_error_ = e.what();
+  } catch (const Error& e) {  // "--skip-cache: network ... has no Skip-Cache": check names it
+    const std::string m = e.what(), flag = "--skip-cache: ";
+    skip_cache_error_ = m.rfind(flag, 0) == 0 ? m.substr(flag.size()) : m;
   }
   if (o.identify) {
     id_ = model_identity(cfg_, o.weights, ae_ ? o.autoencoder : "");
@@ -190,30 +190,13 @@ std::vector<std::string> Pipeline::near_classes(const std::string& name, int k) 
   return near_class_names(class_table_of(cfg_), name, k);
 }
 
-GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r) {
-  UVIT_CHECK(r.batch >= 0, "batch must be >= 0, got ", r.batch);
-  UVIT_CHECK(r.steps >= 0, "steps must be >= 0, got ", r.steps);
-  UVIT_CHECK(r.seed >= -1, "seed must be >= 0 or -1 (random), got ", r.seed);
-  UVIT_CHECK(r.guidance_w < 0 || r.guidance_w >= 1, "guidance w must be >= 1 (1 = off), got ",
-             r.guidance_w);
+GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r,
+                                   const FieldNames& names) {
   // The sampler settings' "unset" values are exact (0, or -1 where 0 is a value): anything else
-  // outside a field's range is refused here, naming the field, rather than silently becoming the
-  // preset's value. with_preset_defaults checks what remains (flow-only fields on other presets,
-  // guidance channels against the network).
-  const auto finite = [](double v) { return std::isfinite(v); };
-  UVIT_CHECK(finite(r.shift) && r.shift >= 0, "shift must be > 0 (0: the preset's), got ", r.shift);
-  UVIT_CHECK(finite(r.atol) && r.atol >= 0, "atol must be > 0 (0: the preset's), got ", r.atol);
-  UVIT_CHECK(finite(r.rtol) && r.rtol >= 0, "rtol must be > 0 (0: the preset's), got ", r.rtol);
-  UVIT_CHECK(r.cfg_interval == -1 || r.cfg_interval >= 0,
-             "cfg_interval must lie in [0, 1] (-1: the preset's), got ", r.cfg_interval);
-  UVIT_CHECK(r.cfg_power == -1 || (finite(r.cfg_power) && r.cfg_power >= 0),
-             "cfg_power must be >= 0, got ", r.cfg_power);
-  UVIT_CHECK(r.cfg_scale == -1 || (finite(r.cfg_scale) && r.cfg_scale >= 0),
-             "the guidance scale s (cfg_scale) must be >= 0, got ", r.cfg_scale);
-  UVIT_CHECK(r.skip_cache >= 0, "skip_cache must be >= 1 (0: off), got ", r.skip_cache);
-  UVIT_CHECK(r.guidance_channels >= -1,
-             "guidance_channels must be >= 1 (0: the network's, -1: all), got ",
-             r.guidance_channels);
+  // outside a field's range is refused there, naming the field, rather than silently becoming the
+  // preset's value. with_preset_defaults checks what remains (guidance channels against the
+  // network, the sampler against the schedule).
+  check_request(cfg, r, names);
   GenerateOptions g;
   g.sampler = canonical_sampler(r.sampler, is_flow(cfg));
   g.steps = r.steps;
@@ -228,18 +211,49 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
   g.cfg_power = r.cfg_power;
   g.atol = r.atol;
   g.rtol = r.rtol;
-  if (r.seed < 0) {
-    std::random_device rd;
-    g.seed = rd() & 0xffffffffu;  // printable and within every client's seed range
-  } else {
-    g.seed = uint64_t(r.seed);
-  }
+  g.seed = r.seed < 0 ? random_seed() : uint64_t(r.seed);
   return with_preset_defaults(cfg, g);
 }
 
-void Pipeline::check(const GenerationRequest& r) const {
-  resolve_generation(cfg_, r);
-  UVIT_CHECK(r.skip_cache <= 1 || skip_cache_error_.empty(), skip_cache_error_);
+bool Pipeline::can_guide() const {
+  return kind() == ModelKind::Text || (kind() == ModelKind::Class && null_class(cfg_) >= 0);
+}
+
+void Pipeline::check(const GenerationRequest& r, const FieldNames& names) const {
+  const auto name = [&](const char* f) { return names ? names(f) : std::string(f); };
+  const auto need = [&](bool ok, const char* f, const auto&... msg) {
+    if (!ok) throw RequestError(f, cat(name(f), ": ", msg...));
+  };
+  resolve_generation(cfg_, r, names);
+  need(r.skip_cache <= 1 || skip_cache_error_.empty(), "skip_cache", skip_cache_error_);
+  const std::string& model = cfg_.config_name;
+  if (kind() == ModelKind::Class) {
+    need(!r.classes.empty(), "classes", "config ", model,
+         " is class-conditional: give the classes");
+    for (int c : r.classes)
+      need(c >= 0 && c < num_classes(), "classes", "class ", c, " is outside [0, ", num_classes(),
+           ")");
+  } else {
+    need(r.classes.empty(), "classes", "config ", model,
+         " is not class-conditional: classes do not apply");
+  }
+  need(r.negative_prompt.empty() || kind() == ModelKind::Text, "negative_prompt",
+       "a negative prompt applies to text-to-image models only");
+  if (kind() == ModelKind::Text) {
+    if (!r.prompts.empty()) {
+      need(clip_ != nullptr, "prompts", "config ", model,
+           " is text-to-image: prompts need the CLIP text encoder weights");
+      need(r.contexts.empty(), "prompts", "give prompts or contexts, not both");
+    } else {
+      need(!r.contexts.empty(), "prompts", "config ", model,
+           " is text-to-image: give prompts (with CLIP weights) or contexts");
+      need(r.negative_prompt.empty(), "negative_prompt",
+           "a negative prompt needs the CLIP text encoder");
+    }
+  } else {
+    need(r.prompts.empty() && r.contexts.empty(), "prompts", "config ", model,
+         " is not text-to-image: prompts do not apply");
+  }
 }
 
 GenerationResult Pipeline::generate(const GenerationRequest& r) {
@@ -247,46 +261,24 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   cancel_.store(false);
   const NetSpec& nc = cfg_.spec;
   const int n = r.n;
-  UVIT_CHECK(n >= 1, "n must be >= 1, got ", n);
+  check(r);
   GenerateOptions g = resolve_generation(cfg_, r);
   g.noise = r.noise;
 
   std::vector<int> labels;
-  if (kind() == ModelKind::Class) {
-    UVIT_CHECK(!r.classes.empty(), "config ", cfg_.config_name,
-               " is class-conditional: give the classes");
-    for (int c : r.classes)
-      UVIT_CHECK(c >= 0 && c < num_classes(), "class ", c, " is outside [0, ", num_classes(), ")");
-    for (int i = 0; i < n; ++i) labels.push_back(r.classes[size_t(i) % r.classes.size()]);
-  } else {
-    UVIT_CHECK(r.classes.empty(), "config ", cfg_.config_name,
-               " is not class-conditional: classes do not apply");
-  }
-  UVIT_CHECK(r.negative_prompt.empty() || kind() == ModelKind::Text,
-             "a negative prompt applies to text-to-image models only");
+  for (int i = 0; i < n && !r.classes.empty(); ++i)
+    labels.push_back(r.classes[size_t(i) % r.classes.size()]);
   std::vector<float> ctx = r.contexts, null_ctx = r.null_context;
   std::vector<std::string> prompts;  // per sample
-  if (kind() == ModelKind::Text) {
-    if (!r.prompts.empty()) {
-      UVIT_CHECK(clip_, "config ", cfg_.config_name,
-                 " is text-to-image: prompts need the CLIP text encoder weights");
-      UVIT_CHECK(r.contexts.empty(), "give prompts or contexts, not both");
-      for (int i = 0; i < n; ++i) prompts.push_back(r.prompts[size_t(i) % r.prompts.size()]);
-      std::vector<float> enc = clip_encode_prompts(*tok_, *clip_, r.prompts);
-      null_ctx = clip_encode_prompts(*tok_, *clip_, {r.negative_prompt});
-      const size_t per = null_ctx.size();
-      ctx.resize(size_t(n) * per);
-      for (int i = 0; i < n; ++i)
-        std::copy_n(enc.begin() + ptrdiff_t((size_t(i) % r.prompts.size()) * per), per,
-                    ctx.begin() + ptrdiff_t(size_t(i) * per));
-    } else {
-      UVIT_CHECK(!r.contexts.empty(), "config ", cfg_.config_name,
-                 " is text-to-image: give prompts (with CLIP weights) or contexts");
-      UVIT_CHECK(r.negative_prompt.empty(), "a negative prompt needs the CLIP text encoder");
-    }
-  } else {
-    UVIT_CHECK(r.prompts.empty() && r.contexts.empty(), "config ", cfg_.config_name,
-               " is not text-to-image: prompts do not apply");
+  if (!r.prompts.empty()) {          // a text model with CLIP (check)
+    for (int i = 0; i < n; ++i) prompts.push_back(r.prompts[size_t(i) % r.prompts.size()]);
+    std::vector<float> enc = clip_encode_prompts(*tok_, *clip_, r.prompts);
+    null_ctx = clip_encode_prompts(*tok_, *clip_, {r.negative_prompt});
+    const size_t per = null_ctx.size();
+    ctx.resize(size_t(n) * per);
+    for (int i = 0; i < n; ++i)
+      std::copy_n(enc.begin() + ptrdiff_t((size_t(i) % r.prompts.size()) * per), per,
+                  ctx.begin() + ptrdiff_t(size_t(i) * per));
   }
 
   const auto check_stop = [&](const char* phase, int done, int total) {

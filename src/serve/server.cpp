@@ -8,7 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <ctime>
-#include <random>
+#include <map>
 
 #include "serve/base64.hpp"
 #include "serve/jobs.hpp"
@@ -114,11 +114,20 @@ int64_t get_int(const json& j, const char* k, int64_t def, int64_t lo, int64_t h
   return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
 }
 
-// A number > 0 (0 and negatives refused: in a request "unset" is leaving the field out).
-double get_positive(const json& j, const char* k, double hi) {
-  const double d = get_number(j, k, 0, 0, hi);
-  if (has(j, k) && !(d > 0)) throw HttpError(422, cat(k, " must be > 0, got ", d), k);
-  return d;
+// A sampler option (GenerationRequest's `field`, its range uvit::field_range): `unset` when left
+// out; given, it must lie in the range (in a request "unset" is leaving the field out).
+double get_field(const json& j, const char* k, const char* field, double unset) {
+  if (!has(j, k)) return unset;
+  const double big = 1e15;  // exact in a double: the range check below has the say
+  const double v = field_range(field).integer
+                       ? double(get_int(j, k, 0, -int64_t(big), int64_t(big)))
+                       : get_number(j, k, 0, -big, big);
+  try {
+    check_field(field, v, k);
+  } catch (const RequestError& e) {
+    throw HttpError(422, e.what(), k);
+  }
+  return v;
 }
 
 std::string get_string(const json& j, const char* k, const std::string& def = "") {
@@ -135,11 +144,6 @@ bool get_bool(const json& j, const char* k, bool def) {
   return j.at(k).get<bool>();
 }
 
-uint64_t random_seed() {
-  std::random_device rd;
-  return rd() & 0xffffffffu;
-}
-
 class Api {
  public:
   Api(Pipeline& p, const ServeOptions& o) : pipe_(p), opt_(o), jobs_(p, o.max_queue) {}
@@ -152,6 +156,13 @@ class Api {
     GenerationRequest req;  // n, classes or prompts, negative prompt, sampler, steps, w, seed
     std::string label;      // the resolved class name / prompt
     std::vector<std::string> notes;
+    // The request's keys of GenerationRequest's fields where they differ from the member names
+    // (A1111's cfg_scale is guidance_w), for Pipeline::check's messages.
+    std::map<std::string, std::string> keys;
+    std::string key(const char* field) const {
+      const auto it = keys.find(field);
+      return it == keys.end() ? field : it->second;
+    }
   };
 
   // The prompt as the model understands it: a class name or id, CLIP text, or nothing.
@@ -176,16 +187,13 @@ class Api {
                           field);
         }
         s.req.classes = {c};
+        s.keys["classes"] = field;
         s.label = pipe_.class_name(c).empty() ? std::to_string(c) : pipe_.class_name(c);
         break;
       }
-      case ModelKind::Text:
-        if (!pipe_.can_encode_prompts())
-          throw HttpError(422,
-                          "this server was started without --clip, so it cannot encode text "
-                          "prompts",
-                          field);
+      case ModelKind::Text:  // Pipeline::check: the prompt needs --clip
         s.req.prompts = {prompt};
+        s.keys["prompts"] = field;
         s.label = prompt;
         break;
       case ModelKind::Unconditional:
@@ -198,22 +206,18 @@ class Api {
   void apply_common(Spec& s, const json& b, const char* guidance_key) const {
     s.req.steps = int(get_int(b, "steps", 0, 0, 1000));
     s.req.seed = get_int(b, "seed", -1, -1, int64_t(0xffffffffffffLL));
-    s.req.guidance_w = get_number(b, guidance_key, -1, 0, 100);
-    if (s.req.guidance_w >= 0 && s.req.guidance_w < 1)
-      throw HttpError(422, cat(guidance_key, " must be >= 1 (1 = no guidance)"), guidance_key);
-    const bool can_guide = pipe_.kind() == ModelKind::Text ||
-                           (pipe_.kind() == ModelKind::Class && null_class(pipe_.config()) >= 0);
-    if ((s.req.guidance_w > 1 || s.req.cfg_scale > 0) && !can_guide) {
+    s.req.guidance_w = get_field(b, guidance_key, "guidance_w", -1);
+    s.keys["guidance_w"] = guidance_key;
+    if ((s.req.guidance_w > 1 || s.req.cfg_scale > 0) && !pipe_.can_guide()) {
       s.notes.push_back(cat(s.req.cfg_scale > 0 ? "uvit_scale" : guidance_key,
                             " ignored: ", pipe_.model_name(), " has no guidance"));
       s.req.guidance_w = 1;
     }
+    // Ignored with a note where it does not apply (clients send one by default); a text model
+    // without --clip refuses it (Pipeline::check).
     std::string neg = get_string(b, "negative_prompt");
     if (!neg.empty() && pipe_.kind() != ModelKind::Text)
       s.notes.push_back("negative_prompt ignored: it applies to text-to-image models only");
-    else if (!neg.empty() && !pipe_.can_encode_prompts())
-      throw HttpError(422, "negative_prompt needs the CLIP text encoder (--clip)",
-                      "negative_prompt");
     else
       s.req.negative_prompt = neg;
     if (s.req.seed < 0) s.req.seed = int64_t(random_seed());
@@ -221,17 +225,18 @@ class Api {
   }
 
   // The sampler options of `uvit sample` (docs/serve.md, "Sampling options"): each checked here
-  // with an error naming the field, then the whole request against the model (Pipeline::check:
-  // a flow option on another preset, guidance channels beyond the network's, a Skip-Cache it
-  // lacks), so that a bad request is refused before it is queued.
+  // with an error naming the field, then the whole request against the model (Pipeline::check,
+  // naming our keys: a flow option on another preset, guidance channels beyond the network's, a
+  // Skip-Cache it lacks, the sampler's name, the prompt), so that a bad request is refused before
+  // it is queued.
   void apply_sampling(Spec& s, const json& b) const {
-    s.req.shift = get_positive(b, "shift", 1e6);
-    s.req.cfg_interval = get_number(b, "cfg_interval", -1, 0, 1);
-    s.req.cfg_power = get_number(b, "cfg_power", -1, 0, 1e3);
-    s.req.atol = get_positive(b, "atol", 1e6);
-    s.req.rtol = get_positive(b, "rtol", 1e6);
-    s.req.skip_cache = int(get_int(b, "skip_cache", 0, 1, 1 << 20));
-    s.req.zero_init_steps = int(get_int(b, "zero_init_steps", -1, 0, 1000));
+    s.req.shift = get_field(b, "shift", "shift", 0);
+    s.req.cfg_interval = get_field(b, "cfg_interval", "cfg_interval", -1);
+    s.req.cfg_power = get_field(b, "cfg_power", "cfg_power", -1);
+    s.req.atol = get_field(b, "atol", "atol", 0);
+    s.req.rtol = get_field(b, "rtol", "rtol", 0);
+    s.req.skip_cache = int(get_field(b, "skip_cache", "skip_cache", 0));
+    s.req.zero_init_steps = int(get_field(b, "zero_init_steps", "zero_init_steps", -1));
     if (has(b, "guidance_channels")) {
       const json& v = b.at("guidance_channels");
       try {
@@ -244,23 +249,18 @@ class Api {
                         "guidance_channels");
       }
     }
-    for (const char* k : {"shift", "cfg_interval", "atol", "rtol"})
-      if (has(b, k) && !is_flow(pipe_.config()))
-        throw HttpError(
-            422, cat(k, " applies to flow presets only; ", pipe_.model_name(), " is not one"), k);
     try {
-      pipe_.check(s.req);
+      pipe_.check(s.req, [&s](const char* f) { return s.key(f); });
+    } catch (const RequestError& e) {
+      throw HttpError(422, e.what(), s.key(e.field.c_str()));
     } catch (const Error& e) {
       throw HttpError(422, e.what());
     }
   }
 
-  void check_sampler(Spec& s, const std::string& name, const char* field) const {
-    try {
-      s.req.sampler = canonical_sampler(name, is_flow(pipe_.config()));
-    } catch (const Error& e) {
-      throw HttpError(422, e.what(), field);
-    }
+  void set_sampler(Spec& s, const std::string& name, const char* key) const {
+    s.req.sampler = name;  // checked with the rest (Pipeline::check)
+    s.keys["sampler"] = key;
   }
 
   void check_size(Spec& s, int w, int h) const {
@@ -291,7 +291,7 @@ void Api::txt2img(const Request& req, Response& res) {
   apply_prompt(s, get_string(b, "prompt"), "prompt");
   std::string sampler = get_string(b, "sampler_name");
   if (sampler.empty()) sampler = get_string(b, "sampler_index");
-  check_sampler(s, sampler, "sampler_name");
+  set_sampler(s, sampler, "sampler_name");
   apply_common(s, b, "cfg_scale");
   const int batch = int(get_int(b, "batch_size", 1, 1, opt_.max_images));
   const int iters = int(get_int(b, "n_iter", 1, 1, opt_.max_images));
@@ -358,7 +358,7 @@ void Api::openai_generate(const Request& req, Response& res) {
     throw HttpError(400, "prompt is required", "prompt");
   Spec s;
   apply_prompt(s, get_string(b, "prompt"), "prompt");
-  check_sampler(s, get_string(b, "sampler"), "sampler");
+  set_sampler(s, get_string(b, "sampler"), "sampler");
   apply_common(s, b, "guidance_scale");
   s.req.n = int(get_int(b, "n", 1, 1, std::min(10, opt_.max_images)));
   const std::string fmt = get_string(b, "response_format", "b64_json");
@@ -404,8 +404,9 @@ void Api::native_submit(const Request& req, Response& res) {
   }
   if (has(b, "uvit_scale") && has(b, "guidance_w"))
     throw HttpError(422, "give guidance_w or uvit_scale, not both", "uvit_scale");
-  s.req.cfg_scale = get_number(b, "uvit_scale", -1, 0, 99);  // U-ViT's s exactly (w = s + 1)
-  check_sampler(s, get_string(b, "sampler"), "sampler");
+  s.req.cfg_scale = get_field(b, "uvit_scale", "cfg_scale", -1);  // U-ViT's s exactly (w = s + 1)
+  s.keys["cfg_scale"] = "uvit_scale";
+  set_sampler(s, get_string(b, "sampler"), "sampler");
   apply_common(s, b, "guidance_w");
   s.req.n = int(get_int(b, "n", 1, 1, opt_.max_images));
   s.req.first_index = uint64_t(get_int(b, "first_index", 0, 0, int64_t(1) << 40));

@@ -190,7 +190,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
              " cannot batch (only fitv2 and fitv1 pack them; docs/fit.md)");
   const size_t P = net_->num_params(), B = size_t(micro_);
   // Shards of a multiple of 16 floats (64 bytes), the last one cut short by P.
-  shard_ = (P + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;
+  shard_ = shard_size(P, W);
   const bool zero = s_.zero == 1 && W > 1;
   moments_n_ = zero ? shard_ : P;
   m_ = DeviceBuffer(be_, moments_n_ * 4);

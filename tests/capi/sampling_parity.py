@@ -112,7 +112,7 @@ if URL:
            ({"cfg_interval": 1.5}, "cfg_interval must be in [0, 1]"),
            ({"cfg_interval": -1}, "cfg_interval must be in [0, 1]"),
            ({"cfg_power": -1}, "cfg_power must be in [0, 1000]"),
-           ({"atol": -1e-4}, "atol must be in [0"),
+           ({"atol": -1e-4}, "atol must be > 0, got -0.0001"),
            ({"rtol": 0}, "rtol must be > 0"),
            ({"guidance_channels": 2}, "guidance channels 2 exceed the 1 output channels"),
            ({"guidance_channels": "some"}, "guidance_channels must be \"all\" or an integer >= 1"),
@@ -121,7 +121,10 @@ if URL:
            ({"zero_init_steps": -2}, "zero_init_steps must be in [0, 1000]"),
            ({"skip_cache": 3}, "has no Skip-Cache"),
            ({"uvit_scale": 0.3, "guidance_w": 2}, "guidance_w or uvit_scale, not both"),
-           ({"uvit_scale": -1}, "uvit_scale must be in [0, 99]")]
+           ({"uvit_scale": -1}, "uvit_scale must be in [0, 99]"),
+           ({"zero_init_steps": 1.5}, "zero_init_steps must be an integer"),
+           ({"guidance_w": 0.5}, "guidance_w must be in [1, 100], got 0.5"),
+           ({"sampler": "LMS"}, "sampler: sampler 'lms' is not a flow sampler")]
     for fields, needle in bad:
         st, e = request("/uvit/v1/jobs", dict(fields, **{"class": 3}))
         msg = e.get("error", {}).get("message", "")

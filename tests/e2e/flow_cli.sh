@@ -52,7 +52,7 @@ expect_error "unknown sampler 'heun'" "$UVIT" sample "${S[@]}" --set schedule=ad
 expect_error "flow presets only" "$UVIT" sample "${S[@]}" --set schedule=adm --n 2 --class 1 \
   --sampler ddim --shift 0.3 --npy "$tmp/x.npy"
 expect_error "--shift" "$UVIT" sample "${S[@]}" --n 2 --class 1 --shift 0 --npy "$tmp/x.npy"
-expect_error "cfg interval start must lie in \[0, 1\], got 1.5" "$UVIT" sample "${S[@]}" --n 2 \
+expect_error "--cfg-interval must be in \[0, 1\], got 1.5" "$UVIT" sample "${S[@]}" --n 2 \
   --class 1 --cfg-interval 1.5 --npy "$tmp/x.npy"
 expect_error "guidance channels 2 exceed the 1 output channels" "$UVIT" sample "${S[@]}" --n 2 --class 1 \
   --guidance-channels 2 --npy "$tmp/x.npy"

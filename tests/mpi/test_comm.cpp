@@ -100,7 +100,7 @@ int main() {
         else
           unsetenv("UVIT_REDUCE_PIECE");
         const size_t n = cs.n, stride = n + 3;
-        const size_t sh = (n + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;  // as the trainer
+        const size_t sh = shard_size(n, W);  // as the trainer
         // Every rank makes all W*k logical buffers from one seed and keeps its own.
         std::mt19937 gen(11);
         std::uniform_real_distribution<float> u(-1, 1);
@@ -157,7 +157,7 @@ int main() {
   // vector, for pieces smaller than, straddling and larger than the shards, a last shard cut
   // short by n or empty, and fetches that return the rank's own memory or the scratch buffer.
   for (const size_t n : {size_t(5), size_t(1000), size_t(1003), size_t(4097)}) {
-    const size_t shard = (n + size_t(W) * 16 - 1) / (size_t(W) * 16) * 16;
+    const size_t shard = shard_size(n, W);
     std::vector<float> whole(n);
     for (size_t e = 0; e < n; ++e) whole[e] = float(e) * 0.25f - 3.f;
     const size_t lo = std::min(n, size_t(r) * shard), hi = std::min(n, lo + shard);

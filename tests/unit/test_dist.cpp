@@ -111,6 +111,35 @@ TEST(Dist, SingleCommOrderedSumIsTheSequentialSum) {
   EXPECT_EQ(c.gatherv_bytes(msg, 3, 0), (std::vector<uint8_t>{'a', 'b', 'c'}));
 }
 
+// The shard bounds the trainer and gather_shards share: hand-computed sizes (multiples of 16
+// floats, W shards covering n), each rank's range, and the ranges tiling [0, n) in rank order.
+TEST(Dist, ShardSizesAndRangesTileTheVector) {
+  EXPECT_EQ(shard_size(100, 1), 112u);  // 100 rounded up to 16
+  EXPECT_EQ(shard_size(100, 3), 48u);   // ceil(100 / 48) * 16
+  EXPECT_EQ(shard_size(96, 2), 48u);
+  EXPECT_EQ(shard_size(0, 4), 0u);
+  EXPECT_EQ(shard_range(100, 48, 0).lo, 0u);
+  EXPECT_EQ(shard_range(100, 48, 0).hi, 48u);
+  EXPECT_EQ(shard_range(100, 48, 2).lo, 96u);
+  EXPECT_EQ(shard_range(100, 48, 2).hi, 100u);  // the last shard cut short
+  EXPECT_EQ(shard_len(100, 48, 2), 4u);
+  EXPECT_EQ(shard_range(20, 16, 3).lo, 20u);  // a rank beyond the end holds nothing
+  EXPECT_EQ(shard_len(20, 16, 3), 0u);
+  for (size_t n : {0, 1, 15, 16, 17, 1000, 123457})
+    for (int W : {1, 2, 3, 4, 7}) {
+      const size_t sh = shard_size(n, W);
+      EXPECT_EQ(sh % 16, 0u);
+      size_t next = 0;
+      for (int r = 0; r < W; ++r) {
+        const ShardRange g = shard_range(n, sh, r);
+        EXPECT_EQ(g.lo, next) << n << " " << W << " " << r;
+        EXPECT_LE(g.hi - g.lo, sh);
+        next = g.hi;
+      }
+      EXPECT_EQ(next, n) << n << " " << W;
+    }
+}
+
 // Without a launcher the process is a single rank, and a Slurm job of several tasks that MPI sees
 // as one is refused.
 TEST(Dist, PlainProcessIsASingleRankAndTheSlurmGuardFires) {

@@ -256,7 +256,7 @@ void add_bias_t(T* y, const T* b, int M, int N) {
 }
 
 template <class T>
-void bias_grad_t(const T* dy, float* db, int M, int N) {
+void bias_grad_t(const T* dy, long ld, float* db, int M, int N) {
   // Columns are split between threads so each db[n] has one writer; rows are summed in order.
   const int chunk = 64;
   const int nchunks = (N + chunk - 1) / chunk;
@@ -265,7 +265,7 @@ void bias_grad_t(const T* dy, float* db, int M, int N) {
     const int n0 = c * chunk, n1 = std::min(N, n0 + chunk);
     double acc[chunk] = {};  // double: M is thousands of rows
     for (int m = 0; m < M; ++m) {
-      const T* row = dy + static_cast<size_t>(m) * N;
+      const T* row = dy + static_cast<size_t>(m) * ld;
 #pragma omp simd
       for (int n = n0; n < n1; ++n) acc[n - n0] += cpu::ld(row[n]);
     }
@@ -280,8 +280,9 @@ void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
   UVIT_CPU_ACT(add_bias_t(cpu::as<T>(y), cpu::as<T>(b), M, N));
 }
 
-void CpuBackend::bias_grad(const float* dy, float* db, int M, int N) {
-  UVIT_CPU_ACT(bias_grad_t(cpu::as<T>(dy), db, M, N));
+void CpuBackend::bias_grad_strided(const float* dy, long ld_dy, float* db, int M, int N) {
+  UVIT_CHECK(ld_dy >= N, "bias_grad_strided: row stride ", ld_dy, " < ", N, " features");
+  UVIT_CPU_ACT(bias_grad_t(cpu::as<T>(dy), ld_dy, db, M, N));
 }
 
 }  // namespace uvit

@@ -205,9 +205,10 @@ void CudaBackend::add_bias(float* y, const float* b, int M, int N) {
   UVIT_OPTIME(optimes_, "add_bias M=", M, " N=", N);
   cuda::add_bias(bf16_, y, b, M, N);
 }
-void CudaBackend::bias_grad(const float* dy, float* db, int M, int N) {
-  UVIT_OPTIME(optimes_, "bias_grad M=", M, " N=", N);
-  cuda::bias_grad(bf16_, dy, db, M, N, *this);
+void CudaBackend::bias_grad_strided(const float* dy, long ld_dy, float* db, int M, int N) {
+  UVIT_CHECK(ld_dy >= N, "bias_grad_strided: row stride ", ld_dy, " < ", N, " features");
+  UVIT_OPTIME(optimes_, "bias_grad M=", M, " N=", N, ld_dy != N ? cat(" ld=", ld_dy) : "");
+  cuda::bias_grad(bf16_, dy, ld_dy, db, M, N, *this);
 }
 
 // ---- normalisation and activations ----

@@ -58,7 +58,8 @@ void rope(bool bf16, void* x, const float* cos, const float* sin, int B, int N, 
           int ld, bool inverse, int sec);
 
 // ---- layernorm.cu (with the column reductions) ----
-void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch);
+// db[n] += sum over M rows (ld apart) of dy[m, n]: per-chunk partials, then a fixed-order sum.
+void bias_grad(bool bf16, const void* dy, long ld, float* db, int M, int N, Scratch& scratch);
 void layernorm_fwd(bool bf16, const void* x, const float* w, const float* b, void* y, float* mean,
                    float* rstd, int M, int D, float eps);
 void layernorm_bwd(bool bf16, const void* dy, const void* x, const float* w, const float* mean,

@@ -184,13 +184,14 @@ __global__ void ln_bwd_dx_long_kernel(const T* dy, const T* x, const float* w, c
 // ---- column reductions ----
 constexpr int kColY = 8;  // rows in flight per block (threadIdx.y)
 
-// part[chunk][c] = sum over the chunk's rows of dy[r, c]   (LN: times xhat[r, c])
+// part[chunk][c] = sum over the chunk's rows of dy[r, c]   (LN: times xhat[r, c]); dy's rows are
+// ld apart (bias_grad of a wider tensor's first N features), x's N apart.
 // LN also writes part[gridDim.y + chunk][c] = sum of dy[r, c] (the bias gradient).
 template <class T, int VC, bool LN>
 __global__ void colsum_partial_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                       const float* __restrict__ mean,
                                       const float* __restrict__ rstd, float* __restrict__ part,
-                                      int M, int N, int rows_per_chunk) {
+                                      int M, int N, long ld, int rows_per_chunk) {
   __shared__ float sa[kColY][32 * VC];
   __shared__ float sb[LN ? kColY : 1][LN ? 32 * VC : 1];
   const int c0 = (blockIdx.x * 32 + threadIdx.x) * VC;
@@ -203,7 +204,7 @@ __global__ void colsum_partial_kernel(const T* __restrict__ dy, const T* __restr
   if (active) {
     for (int r = r0 + threadIdx.y; r < r1; r += kColY) {
       float g[VC];
-      load_pack<VC>(dy + size_t(r) * N + c0, g);
+      load_pack<VC>(dy + size_t(r) * ld + c0, g);
       if constexpr (LN) {
         float xv[VC];
         load_pack<VC>(x + size_t(r) * N + c0, xv);
@@ -270,20 +271,20 @@ ColPlan col_plan(int M, int N, int VC) {
 }
 
 template <class T, bool LN>
-void colsum(const T* dy, const T* x, const float* mean, const float* rstd, float* out_a,
+void colsum(const T* dy, long ld, const T* x, const float* mean, const float* rstd, float* out_a,
             float* out_b, int M, int N, Scratch& scratch) {
   if (M <= 0 || N <= 0) return;
   constexpr int V = 16 / sizeof(T);
-  const bool vec = N % V == 0 && aligned16(dy) && (!LN || aligned16(x));
+  const bool vec = N % V == 0 && ld % V == 0 && aligned16(dy) && (!LN || aligned16(x));
   const ColPlan p = col_plan(M, N, vec ? V : 1);
   float* part = scratch.get(size_t(p.chunks) * N * (LN ? 2 : 1));
   const dim3 grid(p.gx, p.chunks), block(32, kColY);
   if (vec)
     colsum_partial_kernel<T, V, LN>
-        <<<grid, block>>>(dy, x, mean, rstd, part, M, N, p.rows_per_chunk);
+        <<<grid, block>>>(dy, x, mean, rstd, part, M, N, ld, p.rows_per_chunk);
   else
     colsum_partial_kernel<T, 1, LN>
-        <<<grid, block>>>(dy, x, mean, rstd, part, M, N, p.rows_per_chunk);
+        <<<grid, block>>>(dy, x, mean, rstd, part, M, N, ld, p.rows_per_chunk);
   check_launch("colsum_partial_kernel");
   colsum_final_kernel<<<(N + 255) / 256, 256>>>(part, p.chunks, N, out_a, LN ? out_b : nullptr);
   check_launch("colsum_final_kernel");
@@ -325,14 +326,15 @@ void ln_bwd_t(const T* dy, const T* x, const float* w, const float* mean, const 
     ln_bwd_dx_reg_kernel<T, 1, false><<<blocks, threads>>>(dy, x, w, mean, rstd, dx, M, D);
   }
   check_launch("layernorm_bwd_dx_kernel");
-  colsum<T, true>(dy, x, mean, rstd, dw, db, M, D, scratch);
+  colsum<T, true>(dy, D, x, mean, rstd, dw, db, M, D, scratch);
 }
 
 }  // namespace
 
-void bias_grad(bool bf16, const void* dy, float* db, int M, int N, Scratch& scratch) {
+void bias_grad(bool bf16, const void* dy, long ld, float* db, int M, int N, Scratch& scratch) {
   UVIT_ACT_DISPATCH(
-      bf16, T, colsum<T, false>(as<T>(dy), nullptr, nullptr, nullptr, db, nullptr, M, N, scratch));
+      bf16, T,
+      colsum<T, false>(as<T>(dy), ld, nullptr, nullptr, nullptr, db, nullptr, M, N, scratch));
 }
 
 void layernorm_fwd(bool bf16, const void* x, const float* w, const float* b, void* y, float* mean,
