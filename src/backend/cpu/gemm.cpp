@@ -9,6 +9,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -95,9 +96,71 @@ void gemm_serial_impl(bool trans_a, bool trans_b, int M, int N, int K, float alp
                M, N, K);
 }
 
+size_t type_size(dt t) { return t == dt::f32 ? 4 : 2; }
+
+// Rows x cols elements of `size` bytes, rows ld elements apart in src, into dense dst (or back).
+void copy_rows(void* dst, int ld_dst, const void* src, int ld_src, int rows, int cols,
+               size_t size) {
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + size * size_t(r) * ld_dst,
+                static_cast<const char*>(src) + size * size_t(r) * ld_src, size * cols);
+}
+
+// The stored (rows, ld) of each operand: op(A) [M,K] is stored [K,M] when transposed, likewise B.
+struct Stored {
+  int rows, cols, ld;
+  bool dense() const { return ld == cols; }
+};
+Stored stored_a(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return ta ? Stored{K, M, lda} : Stored{M, K, lda};
+}
+Stored stored_b(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return tb ? Stored{N, K, ldb} : Stored{K, N, ldb};
+}
+Stored stored_c(const Key& k) { return {std::get<2>(k), std::get<3>(k), std::get<7>(k)}; }
+
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C);
+
 // C (fp32 or bf16 per key) = alpha op(A) op(B) + beta C through a cached, threaded primitive.
 // Returns false when oneDNN offers no primitive for the layout.
 bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
+  const Stored sa = stored_a(key), sb = stored_b(key), sc = stored_c(key);
+  const dt tab = std::get<10>(key), tc = std::get<11>(key);
+  if (tab == dt::f32 || (sa.dense() && sb.dense() && sc.dense()))
+    return run_matmul_dense(key, A, B, C);
+  // bf16 with a strided operand (U-ViT's skip_linear column halves, their weight gradients):
+  // oneDNN 2.6 runs its AMX kernels only on dense operands and takes a slower gemm kernel for
+  // strided ones, so the strided operands are copied dense first (docs/cpu_bf16.md).
+  thread_local std::vector<char> pa, pb, pc;
+  const size_t za = type_size(tab), zc = type_size(tc);
+  Key dk = key;
+  if (!sa.dense()) {
+    pa.resize(za * sa.rows * sa.cols);
+    copy_rows(pa.data(), sa.cols, A, sa.ld, sa.rows, sa.cols, za);
+    A = pa.data();
+    std::get<5>(dk) = sa.cols;
+  }
+  if (!sb.dense()) {
+    pb.resize(za * sb.rows * sb.cols);
+    copy_rows(pb.data(), sb.cols, B, sb.ld, sb.rows, sb.cols, za);
+    B = pb.data();
+    std::get<6>(dk) = sb.cols;
+  }
+  void* Cd = C;
+  if (!sc.dense()) {
+    pc.resize(zc * sc.rows * sc.cols);
+    if (std::get<9>(key) != 0.f) copy_rows(pc.data(), sc.cols, C, sc.ld, sc.rows, sc.cols, zc);
+    Cd = pc.data();
+    std::get<7>(dk) = sc.cols;
+  }
+  if (!run_matmul_dense(dk, A, B, Cd)) return false;
+  if (Cd != C) copy_rows(C, sc.ld, Cd, sc.cols, sc.rows, sc.cols, zc);
+  return true;
+}
+
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.prims.find(key);
