@@ -146,8 +146,9 @@ void gemm_t(bool ta, bool tb, int M, int N, int K, float alpha, const T* A, int 
 
 // A head's n rows (Dh wide, ld apart in qkv or out) as a GEMM operand. In the bf16 mode they are
 // copied into a dense [n, Dh] buffer once per task: oneDNN 2.6 runs its AMX kernels only on dense
-// operands, and on strided ones falls back to a kernel that is 10-17x slower at these shapes
-// (docs/cpu_bf16.md, "Attention on AMX"). fp32 mode (sgemm takes strides) uses the view itself.
+// operands, and on strided ones falls back to a kernel that is 2-17x slower at these shapes
+// (docs/cpu_bf16.md, "On AMX: dense operands"). fp32 mode (sgemm takes strides) uses the view
+// itself.
 template <class T>
 struct HeadRows {
   std::vector<T> buf;
