@@ -173,6 +173,32 @@ TEST(CpuBf16, AttentionMatchesFp32) {
   }
 }
 
+// Varlen (FiT's packed batches): each sample's first lens[b] tokens, padded rows zero. The bf16
+// mode copies each head's valid rows into dense operands for oneDNN (docs/cpu_bf16.md).
+TEST(CpuBf16, AttentionVarlenMatchesFp32) {
+  REQUIRE_CPU_BF16();
+  Fixture fx;
+  const int B = 3, N = 259, H = 2, Dh = 64, D = H * Dh;
+  const std::vector<int32_t> lens = {259, 130, 1};
+  const size_t nqkv = size_t(B) * N * 3 * D, nout = size_t(B) * N * D, nlse = size_t(B) * H * N;
+  const VecF qkv = round_bf16(randv(nqkv, 21, -2.f, 2.f)), dout = round_bf16(randv(nout, 22));
+  const float scale = 1.f / std::sqrt(float(Dh));
+  VecF out(nout), lse(nlse), dqkv(nqkv);
+  fx.f32->attention_varlen_fwd(qkv.data(), lens.data(), out.data(), lse.data(), B, N, H, Dh, scale);
+  Bf16 q(qkv), o(VecF(nout, 5.f));
+  VecF lse_bf(nlse, 5.f);
+  fx.bf->attention_varlen_fwd(q.p(), lens.data(), o.p(), lse_bf.data(), B, N, H, Dh, scale);
+  compare("varlen fwd out", o.f32(), out, 1e-2);
+  compare("varlen fwd lse", lse_bf, lse, 1e-5);
+  const VecF out_r = round_bf16(out);
+  fx.f32->attention_varlen_bwd(dout.data(), qkv.data(), out_r.data(), lse.data(), lens.data(),
+                               dqkv.data(), B, N, H, Dh, scale);
+  Bf16 d(dout), orr(out_r), dq(VecF(nqkv, 123.f));
+  fx.bf->attention_varlen_bwd(d.p(), q.p(), orr.p(), lse.data(), lens.data(), dq.p(), B, N, H, Dh,
+                              scale);
+  compare("varlen bwd dqkv", dq.f32(), dqkv, 1e-2);
+}
+
 TEST(CpuBf16, AdaLnMatchesFp32) {
   REQUIRE_CPU_BF16();
   Fixture fx;

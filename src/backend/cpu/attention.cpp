@@ -144,6 +144,31 @@ void gemm_t(bool ta, bool tb, int M, int N, int K, float alpha, const T* A, int 
     gemm_serial_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// A head's n rows (Dh wide, ld apart in qkv or out) as a GEMM operand. In the bf16 mode they are
+// copied into a dense [n, Dh] buffer once per task: oneDNN 2.6 runs its AMX kernels only on dense
+// operands, and on strided ones falls back to a kernel that is 2-17x slower at these shapes
+// (docs/cpu_bf16.md, "On AMX: dense operands"). fp32 mode (sgemm takes strides) uses the view
+// itself.
+template <class T>
+struct HeadRows {
+  std::vector<T> buf;
+  const T* p = nullptr;
+  int ld = 0;
+  void set(const T* src, int ld_src, int n, int Dh) {
+    if constexpr (std::is_same_v<T, float>) {
+      p = src;
+      ld = ld_src;
+    } else {
+      buf.resize(size_t(n) * Dh);
+      for (int i = 0; i < n; ++i)
+        std::memcpy(buf.data() + size_t(i) * Dh, src + size_t(i) * ld_src, sizeof(T) * Dh);
+      p = buf.data();
+      ld = Dh;
+    }
+  }
+  const T* row(int i) const { return p + size_t(i) * ld; }
+};
+
 // Per-thread fp32 accumulators for act outputs: with fp32 acts the products write the output
 // directly; with bf16 acts they write here and store() rounds once.
 template <class T>
@@ -206,26 +231,28 @@ void attention_fwd_t(const T* qkv, T* out, float* lse, int B, int N, int H, int 
     std::vector<float> s(static_cast<size_t>(kBq) * N), inv(kBq);
     std::vector<T> p(std::is_same_v<T, float> ? 0 : s.size());
     Acc<T> acc(static_cast<size_t>(kBq) * Dh);
+    HeadRows<T> q, k, v;
     BiasRows br;
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
       br.setup(bias, full, b, h, H, N);
-      const T* q = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
-      const T* k = q + D;
-      const T* v = q + 2 * D;
+      const int n = valid_len(lens, b, N);
+      const T* q0 = qkv + static_cast<size_t>(b) * N * ld3 + h * Dh;
+      q.set(q0, ld3, n, Dh);
+      k.set(q0 + D, ld3, n, Dh);
+      v.set(q0 + 2 * D, ld3, n, Dh);
       T* o = out + static_cast<size_t>(b) * N * D + h * Dh;
       float* l = lse ? lse + static_cast<size_t>(task) * N : nullptr;
-      const int n = valid_len(lens, b, N);
       for (int i0 = 0; i0 < n; i0 += kBq) {
         const int bq = std::min(kBq, n - i0);
         // S = scale * Q_blk K^T (+ bias), then exp in place, then O_blk = (E V) / rowsum(E).
         if (bias) br.fill(s.data(), i0, bq, N);
-        gemm_t<T>(false, true, bq, n, Dh, scale, q + static_cast<size_t>(i0) * ld3, ld3, k, ld3,
-                  bias ? 1.f : 0.f, s.data(), n);
+        gemm_t<T>(false, true, bq, n, Dh, scale, q.row(i0), q.ld, k.p, k.ld, bias ? 1.f : 0.f,
+                  s.data(), n);
         softmax_rows(s.data(), bq, n, inv.data(), l ? l + i0 : nullptr);
         T* ob = o + static_cast<size_t>(i0) * D;
-        gemm_t<T>(false, false, bq, Dh, n, 1.f, operand<T>(s, p, size_t(bq) * n), n, v, ld3, 0.f,
+        gemm_t<T>(false, false, bq, Dh, n, 1.f, operand<T>(s, p, size_t(bq) * n), n, v.p, v.ld, 0.f,
                   acc.at(ob), acc.ld(D, Dh));
         acc.store(ob, D, bq, Dh, inv.data());
       }
@@ -253,26 +280,27 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
     std::vector<float> di(N);
     Acc<T> dq_acc(static_cast<size_t>(kBq) * Dh), dk_acc(static_cast<size_t>(N) * Dh),
         dv_acc(static_cast<size_t>(N) * Dh);
+    HeadRows<T> q, k, v, dO;
     BiasRows br;
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < tasks; ++task) {
       const int b = task / H, h = task % H;
       br.setup(bias, full, b, h, H, N);
       float* dcol = dslices.empty() ? nullptr : dslices.data() + size_t(task) * bias->R;
+      const int n = valid_len(lens, b, N);
       const size_t base3 = static_cast<size_t>(b) * N * ld3 + h * Dh;
-      const T* q = qkv + base3;
-      const T* k = q + D;
-      const T* v = q + 2 * D;
+      q.set(qkv + base3, ld3, n, Dh);
+      k.set(qkv + base3 + D, ld3, n, Dh);
+      v.set(qkv + base3 + 2 * D, ld3, n, Dh);
       T* dq = dqkv + base3;
       T* dk = dq + D;
       T* dv = dq + 2 * D;
       const size_t base = static_cast<size_t>(b) * N * D + h * Dh;
       const T* o = out + base;
-      const T* dO = dout + base;
+      dO.set(dout + base, D, n, Dh);
       const float* l = lse + static_cast<size_t>(task) * N;
-      const int n = valid_len(lens, b, N);
       for (int i = 0; i < n; ++i) {
-        const T* a = dO + static_cast<size_t>(i) * D;
+        const T* a = dO.row(i);
         const T* c = o + static_cast<size_t>(i) * D;
         float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
@@ -281,12 +309,13 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
       }
       for (int i0 = 0; i0 < n; i0 += kBq) {
         const int bq = std::min(kBq, n - i0);
-        const T* qb = q + static_cast<size_t>(i0) * ld3;
-        const T* dob = dO + static_cast<size_t>(i0) * D;
+        const T* qb = q.row(i0);
+        const T* dob = dO.row(i0);
         const float first = i0 == 0 ? 0.f : 1.f;  // dk, dv are overwritten by the first block
         // P = exp(scale * Q K^T - lse)
         if (bias) br.fill(p.data(), i0, bq, N);
-        gemm_t<T>(false, true, bq, n, Dh, scale, qb, ld3, k, ld3, bias ? 1.f : 0.f, p.data(), n);
+        gemm_t<T>(false, true, bq, n, Dh, scale, qb, q.ld, k.p, k.ld, bias ? 1.f : 0.f, p.data(),
+                  n);
         for (int r = 0; r < bq; ++r) {
           float* row = p.data() + static_cast<size_t>(r) * n;
           const float li = l[i0 + r];
@@ -294,9 +323,9 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
           for (int j = 0; j < n; ++j) row[j] = vm::exp(row[j] - li);
         }
         // dV (+)= P^T dO_blk ; dP = dO_blk V^T
-        gemm_t<T>(true, false, n, Dh, bq, 1.f, operand<T>(p, p16, size_t(bq) * n), n, dob, D, first,
-                  dv_acc.at(dv), dv_acc.ld(ld3, Dh));
-        gemm_t<T>(false, true, bq, n, Dh, 1.f, dob, D, v, ld3, 0.f, dp.data(), n);
+        gemm_t<T>(true, false, n, Dh, bq, 1.f, operand<T>(p, p16, size_t(bq) * n), n, dob, dO.ld,
+                  first, dv_acc.at(dv), dv_acc.ld(ld3, Dh));
+        gemm_t<T>(false, true, bq, n, Dh, 1.f, dob, dO.ld, v.p, v.ld, 0.f, dp.data(), n);
         // dS = P * (dP - D_i); the score scale is folded into the dQ / dK products.
         for (int r = 0; r < bq; ++r) {
           const float* pr = p.data() + static_cast<size_t>(r) * n;
@@ -308,10 +337,10 @@ void attention_bwd_t(const T* dout, const T* qkv, const T* out, const float* lse
         if (dcol) br.scatter(dp.data(), i0, bq, N, dcol);  // d(bias) = dS
         const T* ds = operand<T>(dp, ds16, size_t(bq) * n);
         T* dqb = dq + static_cast<size_t>(i0) * ld3;
-        gemm_t<T>(false, false, bq, Dh, n, scale, ds, n, k, ld3, 0.f, dq_acc.at(dqb),
+        gemm_t<T>(false, false, bq, Dh, n, scale, ds, n, k.p, k.ld, 0.f, dq_acc.at(dqb),
                   dq_acc.ld(ld3, Dh));
         dq_acc.store(dqb, ld3, bq, Dh);
-        gemm_t<T>(true, false, n, Dh, bq, scale, ds, n, qb, ld3, first, dk_acc.at(dk),
+        gemm_t<T>(true, false, n, Dh, bq, scale, ds, n, qb, q.ld, first, dk_acc.at(dk),
                   dk_acc.ld(ld3, Dh));
       }
       dk_acc.store(dk, ld3, n, Dh);

@@ -9,6 +9,8 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -30,7 +32,13 @@ using Key = std::tuple<bool, bool, int, int, int, int, int, int, float, float, d
 struct MatmulCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::map<Key, dnnl::matmul> prims;
+  struct Entry {
+    dnnl::matmul prim;
+    dnnl::reorder to_blocked;    // B into the primitive's blocked layout (empty: B as stored)
+    dnnl::memory::desc blocked;  // that layout
+  };
+  std::map<Key, Entry> prims;
+  std::vector<char> blocked;  // B in blocked layout, shared: executions are serialised
   std::mutex mu;  // primitives share oneDNN's global scratchpad: one execution at a time
 };
 
@@ -58,9 +66,12 @@ md c_desc(const Key& k) {
   return md({M, N}, tc, dims{ldc, 1});
 }
 
-dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scratchpad = false) {
+// any_b: B in the layout the primitive chooses (format any), reordered into it by the caller.
+dnnl::matmul::primitive_desc make_pd(const dnnl::engine& engine, const Key& k,
+                                     bool user_scratchpad = false, bool any_b = false) {
   const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
-  const md a = a_desc(k), b = b_desc(k), cd = c_desc(k);
+  const md a = a_desc(k), cd = c_desc(k);
+  const md b = any_b ? md({K, N}, tab, dnnl::memory::format_tag::any) : b_desc(k);
   dnnl::primitive_attr attr;
   if (user_scratchpad) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (alpha != 1.f) attr.set_output_scales(0, {alpha});
@@ -69,7 +80,34 @@ dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scrat
     po.append_sum(beta);
     attr.set_post_ops(po);
   }
-  return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, engine));
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, engine);
+}
+
+dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scratchpad = false) {
+  return dnnl::matmul(make_pd(engine, k, user_scratchpad));
+}
+
+// On AMX, oneDNN 2.6's brgemm copies a plain B into its blocked layout again for every block of
+// rows of A; one reorder per call before the product measured 1.1-1.5x faster at U-ViT's linears
+// (forward and input gradients: bf16 C; the weight gradients, fp32 C, measured slower and keep a
+// plain B). docs/cpu_bf16.md, "On AMX: dense operands".
+bool reorder_b(const Key& k) {
+  static const bool amx = [] {
+    const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+    const unsigned want = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx);
+    return (isa & want) == want;
+  }();
+  return amx && std::get<10>(k) == dt::bf16 && std::get<11>(k) == dt::bf16;
+}
+
+MatmulCache::Entry make_entry(const dnnl::engine& engine, const Key& k) {
+  if (!reorder_b(k)) return {make_prim(engine, k), {}, {}};
+  const auto pd = make_pd(engine, k, false, true);
+  const md blocked = pd.weights_desc();
+  if (blocked == b_desc(k)) return {dnnl::matmul(pd), {}, {}};
+  return {dnnl::matmul(pd),
+          dnnl::reorder(dnnl::reorder::primitive_desc(engine, b_desc(k), engine, blocked)),
+          blocked};
 }
 
 void check_status(dnnl_status_t s, int M, int N, int K) {
@@ -95,25 +133,96 @@ void gemm_serial_impl(bool trans_a, bool trans_b, int M, int N, int K, float alp
                M, N, K);
 }
 
+size_t type_size(dt t) { return t == dt::f32 ? 4 : 2; }
+
+// Rows x cols elements of `size` bytes, rows ld elements apart in src, into dense dst (or back).
+void copy_rows(void* dst, int ld_dst, const void* src, int ld_src, int rows, int cols,
+               size_t size) {
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + size * size_t(r) * ld_dst,
+                static_cast<const char*>(src) + size * size_t(r) * ld_src, size * cols);
+}
+
+// The stored (rows, ld) of each operand: op(A) [M,K] is stored [K,M] when transposed, likewise B.
+struct Stored {
+  int rows, cols, ld;
+  bool dense() const { return ld == cols; }
+};
+Stored stored_a(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return ta ? Stored{K, M, lda} : Stored{M, K, lda};
+}
+Stored stored_b(const Key& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  return tb ? Stored{N, K, ldb} : Stored{K, N, ldb};
+}
+Stored stored_c(const Key& k) { return {std::get<2>(k), std::get<3>(k), std::get<7>(k)}; }
+
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C);
+
 // C (fp32 or bf16 per key) = alpha op(A) op(B) + beta C through a cached, threaded primitive.
 // Returns false when oneDNN offers no primitive for the layout.
 bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
+  const Stored sa = stored_a(key), sb = stored_b(key), sc = stored_c(key);
+  const dt tab = std::get<10>(key), tc = std::get<11>(key);
+  if (tab == dt::f32 || (sa.dense() && sb.dense() && sc.dense()))
+    return run_matmul_dense(key, A, B, C);
+  // bf16 with a strided operand (U-ViT's skip_linear column halves, their weight gradients):
+  // oneDNN 2.6 runs its AMX kernels only on dense operands and takes a slower gemm kernel for
+  // strided ones, so the strided operands are copied dense first (docs/cpu_bf16.md).
+  thread_local std::vector<char> pa, pb, pc;
+  const size_t za = type_size(tab), zc = type_size(tc);
+  Key dk = key;
+  if (!sa.dense()) {
+    pa.resize(za * sa.rows * sa.cols);
+    copy_rows(pa.data(), sa.cols, A, sa.ld, sa.rows, sa.cols, za);
+    A = pa.data();
+    std::get<5>(dk) = sa.cols;
+  }
+  if (!sb.dense()) {
+    pb.resize(za * sb.rows * sb.cols);
+    copy_rows(pb.data(), sb.cols, B, sb.ld, sb.rows, sb.cols, za);
+    B = pb.data();
+    std::get<6>(dk) = sb.cols;
+  }
+  void* Cd = C;
+  if (!sc.dense()) {
+    pc.resize(zc * sc.rows * sc.cols);
+    if (std::get<9>(key) != 0.f) copy_rows(pc.data(), sc.cols, C, sc.ld, sc.rows, sc.cols, zc);
+    Cd = pc.data();
+    std::get<7>(dk) = sc.cols;
+  }
+  if (!run_matmul_dense(dk, A, B, Cd)) return false;
+  if (Cd != C) copy_rows(C, sc.ld, Cd, sc.cols, sc.rows, sc.cols, zc);
+  return true;
+}
+
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.prims.find(key);
   if (it == c.prims.end()) {
     if (c.prims.size() >= kMaxCached) c.prims.clear();
     try {
-      it = c.prims.emplace(key, make_prim(c.engine, key)).first;
+      it = c.prims.emplace(key, make_entry(c.engine, key)).first;
     } catch (const dnnl::error&) {
       return false;
     }
   }
+  const MatmulCache::Entry& e = it->second;
   // Memory descriptors only wrap the caller's pointers; the primitive holds the layout.
   dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
   dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
   dnnl::memory cm(c_desc(key), c.engine, C);
-  it->second.execute(c.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  if (e.to_blocked) {
+    const size_t bytes = e.blocked.get_size();
+    if (c.blocked.size() < bytes + 64) c.blocked.resize(bytes + 64);
+    void* p = c.blocked.data() + (-reinterpret_cast<uintptr_t>(c.blocked.data()) & 63);
+    dnnl::memory wm(e.blocked, c.engine, p);
+    e.to_blocked.execute(c.stream, bm, wm);
+    bm = wm;
+  }
+  e.prim.execute(c.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   c.stream.wait();
   return true;
 }
