@@ -78,6 +78,9 @@ Array load_samples(const std::string& path) {
   }
   UVIT_CHECK(a.dtype == DType::U8, path, ": expected uint8 images [N, H, W, C], got ",
              dtype_name(a.dtype), " ", shape_str(a.shape));
+  // [N, H, W] is N grayscale images; one RGB image [H, W, 3] would read as H images 3 px wide.
+  UVIT_CHECK(a.shape.size() != 3 || a.shape[2] != 3, path, ": shape ", shape_str(a.shape),
+             " reads as grayscale images [N, H, W] 3 px wide; one RGB image is [1, H, W, 3]");
   if (a.shape.size() == 3) a.shape.push_back(1);
   UVIT_CHECK(a.shape.size() == 4 && (a.shape[3] == 1 || a.shape[3] == 3), path,
              ": expected uint8 images [N, H, W, C] with C = 1 or 3, got shape ",

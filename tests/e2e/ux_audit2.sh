@@ -74,6 +74,11 @@ for i in range(2): Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(
 expect_error "^uvit: error: --logits $tmp/f.npy is the output --out" \
   "$UVIT" fid-features "$tmp/ims" --out "$tmp/f.npy" --logits "$tmp/f.npy" --inception "$IW"
 
+# --- one RGB image [H, W, 3] as .npy was read as H grayscale images 3 px wide and scored.
+"$PY" -c "import numpy as np, sys; np.save(sys.argv[1], np.zeros((16, 16, 3), np.uint8))" "$tmp/one.npy"
+expect_error "^uvit: error: $tmp/one.npy: shape \[16, 16, 3\] reads as grayscale images \[N, H, W\] 3 px wide; one RGB image is \[1, H, W, 3\]$" \
+  "$UVIT" fid-features "$tmp/one.npy" --out "$tmp/one_f.npy" --inception "$IW"
+
 # --- a prompts file that is not text: the tokenizer said "text: invalid UTF-8 at byte 0", naming
 # neither the file nor the line, after the CLIP weights had loaded
 printf 'a cat\n\xff\xfe dog\n' >"$tmp/bad.txt"
