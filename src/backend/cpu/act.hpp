@@ -26,6 +26,15 @@ struct bf16 {
   uint16_t bits;
 };
 
+// rows x cols elements of `size` bytes, rows ld elements apart in src, into dst rows ld_dst apart
+// (serial: callers run it inside their own threads). Dense copies of strided GEMM operands.
+inline void copy_rows(void* dst, long ld_dst, const void* src, long ld_src, long rows, long cols,
+                      size_t size) {
+  for (long r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + size * size_t(r * ld_dst),
+                static_cast<const char*>(src) + size * size_t(r * ld_src), size * size_t(cols));
+}
+
 inline float ld(float v) { return v; }
 inline float ld(bf16 v) { return std::bit_cast<float>(uint32_t(v.bits) << 16); }
 

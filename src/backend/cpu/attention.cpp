@@ -160,8 +160,7 @@ struct HeadRows {
       ld = ld_src;
     } else {
       buf.resize(size_t(n) * Dh);
-      for (int i = 0; i < n; ++i)
-        std::memcpy(buf.data() + size_t(i) * Dh, src + size_t(i) * ld_src, sizeof(T) * Dh);
+      cpu::copy_rows(buf.data(), Dh, src, ld_src, n, Dh, sizeof(T));
       p = buf.data();
       ld = Dh;
     }

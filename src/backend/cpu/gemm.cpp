@@ -135,14 +135,6 @@ void gemm_serial_impl(bool trans_a, bool trans_b, int M, int N, int K, float alp
 
 size_t type_size(dt t) { return t == dt::f32 ? 4 : 2; }
 
-// Rows x cols elements of `size` bytes, rows ld elements apart in src, into dense dst (or back).
-void copy_rows(void* dst, int ld_dst, const void* src, int ld_src, int rows, int cols,
-               size_t size) {
-  for (int r = 0; r < rows; ++r)
-    std::memcpy(static_cast<char*>(dst) + size * size_t(r) * ld_dst,
-                static_cast<const char*>(src) + size * size_t(r) * ld_src, size * cols);
-}
-
 // The stored (rows, ld) of each operand: op(A) [M,K] is stored [K,M] when transposed, likewise B.
 struct Stored {
   int rows, cols, ld;
@@ -175,25 +167,25 @@ bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
   Key dk = key;
   if (!sa.dense()) {
     pa.resize(za * sa.rows * sa.cols);
-    copy_rows(pa.data(), sa.cols, A, sa.ld, sa.rows, sa.cols, za);
+    cpu::copy_rows(pa.data(), sa.cols, A, sa.ld, sa.rows, sa.cols, za);
     A = pa.data();
     std::get<5>(dk) = sa.cols;
   }
   if (!sb.dense()) {
     pb.resize(za * sb.rows * sb.cols);
-    copy_rows(pb.data(), sb.cols, B, sb.ld, sb.rows, sb.cols, za);
+    cpu::copy_rows(pb.data(), sb.cols, B, sb.ld, sb.rows, sb.cols, za);
     B = pb.data();
     std::get<6>(dk) = sb.cols;
   }
   void* Cd = C;
   if (!sc.dense()) {
     pc.resize(zc * sc.rows * sc.cols);
-    if (std::get<9>(key) != 0.f) copy_rows(pc.data(), sc.cols, C, sc.ld, sc.rows, sc.cols, zc);
+    if (std::get<9>(key) != 0.f) cpu::copy_rows(pc.data(), sc.cols, C, sc.ld, sc.rows, sc.cols, zc);
     Cd = pc.data();
     std::get<7>(dk) = sc.cols;
   }
   if (!run_matmul_dense(dk, A, B, Cd)) return false;
-  if (Cd != C) copy_rows(C, sc.ld, Cd, sc.cols, sc.rows, sc.cols, zc);
+  if (Cd != C) cpu::copy_rows(C, sc.ld, Cd, sc.cols, sc.rows, sc.cols, zc);
   return true;
 }
 
