@@ -106,7 +106,13 @@ class Network {
   virtual void forward(const float* x, const float* t, const int32_t* y, const float* context,
                        float* out, int B, bool train = false) = 0;
   // Accumulates d(sum(out * dout))/d(params) into grads(); needs the preceding forward(train).
+  // The gradient of a frozen tensor (ParamEntry::frozen) is unspecified: the layers skip the big
+  // ones (every linear's weight-gradient GEMM and bias sum, label tables), small ones may still be
+  // written. The input gradients through them are always computed.
   virtual void backward(const float* dout) = 0;
+  // Freezes every tensor for which `f` holds (train.finetune partial, docs/cli.md "Partial
+  // fine-tuning"): from the next backward on, as above.
+  void freeze_if(const std::function<bool(const ParamEntry&)>& f) { table_.freeze_if(f); }
 
   // Bytes of activation memory planned for the last forward.
   virtual size_t arena_bytes() const = 0;

@@ -3,6 +3,7 @@
 // buffer laid out by this table.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,12 @@ class ParamTable {
   // The [begin, end) float ranges of the trained parameters, in order (frozen ones left out).
   // Kept up to date by add(), so the optimizer reads it every step without rebuilding it.
   const std::vector<std::pair<size_t, size_t>>& trained_ranges() const { return trained_; }
+  // Whether float `off` of the flat vector lies in a trained tensor (a binary search of
+  // trained_ranges(): cheap enough for every layer of a backward pass).
+  bool trains(size_t off) const;
+  // Marks every entry for which `f` holds frozen (train.finetune partial: the network's backward
+  // then skips their gradients and the optimizer their moments); frozen entries stay frozen.
+  void freeze_if(const std::function<bool(const ParamEntry&)>& f);
   const ParamEntry* find(const std::string& name) const;  // nullptr when absent
   const ParamEntry& at(const std::string& name) const;    // throws when absent
 
@@ -46,6 +53,7 @@ class ParamTable {
   void load(const NamedArrays& sd, float* flat, const std::string& what) const;
 
  private:
+  void add_trained(const ParamEntry& e);  // appends e to trained_ unless frozen or empty
   std::vector<ParamEntry> entries_;
   std::vector<std::pair<size_t, size_t>> trained_;  // adjacent trained entries merged
   size_t total_ = 0;

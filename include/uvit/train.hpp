@@ -103,6 +103,8 @@ class Trainer {
   const Config& config() const { return cfg_; }
   Comm& comm() { return *comm_; }
   int dp_width() const { return V_; }
+  // Floats in each optimizer state buffer of this rank: the trained ones of its part.
+  size_t state_floats() const { return moments_n_; }
 
  private:
   float* reduce_gradients();   // the step's summed gradient, the same bits on every rank
@@ -122,10 +124,15 @@ class Trainer {
   void zero_frozen(float* g, size_t off, size_t len);
   // train.init_weights into the network (init()).
   void load_init_weights();
-  // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off;
-  // the state buffers hold floats from off on), skipping the frozen parameters, which the official
-  // optimizers never see.
+  // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off),
+  // skipping the frozen parameters, which the official optimizers never see.
   void update_trained(float* p, const float* g, size_t off, size_t len, double lr);
+  // The trained floats of the parameter vector below float `flat`.
+  size_t packed(size_t flat) const;
+  // f(lo, hi, at) for each trained range [lo, hi) within [off, off + len), in order; `at` is
+  // where lo's state lies in the packed state buffers.
+  template <class F>
+  void for_trained(size_t off, size_t len, F&& f) const;
   // The optimizer state as saved: (name, buffer) in file order (AdamW: exp_avg, exp_avg_sq; Adan:
   // also exp_avg_diff and the previous gradient).
   std::vector<std::pair<std::string, DeviceBuffer*>> state_buffers();
@@ -143,7 +150,9 @@ class Trainer {
   std::unique_ptr<Objective> objective_;
   std::unique_ptr<Network> net_, ema_;
   std::unique_ptr<Loader> loader_;
-  DeviceBuffer m_, v_;   // AdamW / Adan moments (ZeRO-1: of this rank's shard)
+  // AdamW / Adan moments of the trained floats of this rank's part (all, or the ZeRO-1 shard),
+  // packed in flat order: floats [mom_lo_, ...) of the parameter vector, frozen ones left out.
+  DeviceBuffer m_, v_;
   DeviceBuffer d_, gp_;  // Adan: average gradient difference, previous gradient
   DeviceBuffer dx_, dt_, dout_, dctx_, dy_;
   long step_ = 0;
@@ -152,10 +161,14 @@ class Trainer {
   int V_ = 1, k_ = 1, micro_ = 0;  // logical ranks, of them on this process, micro-batch size
   size_t shard_ = 0;               // floats of a rank's shard (a multiple of 16; the last short)
   size_t moments_n_ = 0;           // floats in each optimizer state buffer
+  size_t mom_lo_ = 0;    // the flat offset where this rank's part starts (ZeRO-1: its shard's)
+  size_t mom_base_ = 0;  // packed(mom_lo_)
+  bool zero_ = false;    // ZeRO-1 over several ranks
   double last_norm_ = 0;
   // The float ranges the optimizer updates: the network's trained parameters, with
-  // train.finetune partial only those train.ignore_keys names.
+  // train.finetune partial only those train.ignore_keys names (frozen in the network's table).
   std::vector<std::pair<size_t, size_t>> trained_;
+  std::vector<size_t> packed_at_;  // trained floats before range i of trained_ (and in all)
   DeviceBuffer acc_;   // the slice gradients, when this process adds several (slices, accum)
   DeviceBuffer part_;  // ZeRO-1: the reduced gradient of this rank's shard (shard_ floats)
   std::vector<float> host_acc_;  // CUDA with host MPI: the slice gradients' staging

@@ -17,13 +17,32 @@ void ParamTable::add(const std::string& name, std::vector<int64_t> shape, bool f
   e.shape = std::move(shape);
   e.offset = total_;
   total_ += e.numel;
-  if (!e.frozen && e.numel > 0) {
-    if (!trained_.empty() && trained_.back().second == e.offset)
-      trained_.back().second += e.numel;
-    else
-      trained_.emplace_back(e.offset, e.offset + e.numel);
-  }
+  add_trained(e);
   entries_.push_back(std::move(e));
+}
+
+void ParamTable::add_trained(const ParamEntry& e) {
+  if (e.frozen || e.numel == 0) return;
+  if (!trained_.empty() && trained_.back().second == e.offset)
+    trained_.back().second += e.numel;
+  else
+    trained_.emplace_back(e.offset, e.offset + e.numel);
+}
+
+bool ParamTable::trains(size_t off) const {
+  // The first range that ends after off; off is in it when it starts at or before off.
+  auto it =
+      std::upper_bound(trained_.begin(), trained_.end(), off,
+                       [](size_t o, const std::pair<size_t, size_t>& r) { return o < r.second; });
+  return it != trained_.end() && it->first <= off;
+}
+
+void ParamTable::freeze_if(const std::function<bool(const ParamEntry&)>& f) {
+  trained_.clear();
+  for (ParamEntry& e : entries_) {
+    e.frozen = e.frozen || f(e);
+    add_trained(e);
+  }
 }
 
 const ParamEntry* ParamTable::find(const std::string& name) const {

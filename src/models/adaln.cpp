@@ -81,7 +81,7 @@ void conditioning_bwd(const Weights& W, const Conditioning& c, CondActs& A, int 
 void conditioning_bwd_c(const Weights& W, const Conditioning& c, CondActs& A, int B) {
   Backend& be = W.be;
   const int D = c.D;
-  be.embedding_bwd(A.dc, A.y, W.g + c.ytable, B, D, D);
+  if (float* dy = W.grad(c.ytable)) be.embedding_bwd(A.dc, A.y, dy, B, D, D);
   linear_bwd(W, c.t2, A.ts, D, A.dc, D, A.dth, D, B);
   be.silu_bwd(A.dth, A.th, A.dth, size_t(B) * D);
   linear_bwd(W, c.t0, A.temb, kFreqDim, A.dth, D, nullptr, 0, B);

@@ -765,7 +765,7 @@ void DiT::plan(int B, bool train, int Lseq, bool packed) {
 
 void DiT::block_forward(int k, BlockActs& A, const float* input) {
   const BlockW& w = blocks_[k];
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int B = B_, L = L_, M = B * L, D = c_.hidden_size;
   A.xs = input ? input : stream_[k];
   if (w.fuse) {
@@ -799,7 +799,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
   plan(B, train, packed ? std::min(c_.tokens(), c_.context_size) : c_.tokens(), packed);
   set_block_attention();
   act_params();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int D = c_.hidden_size, C = c_.in_channels, S = c_.input_size, p = c_.patch_size;
   const int L = L_, M = B * L, Co = c_.head_channels();
 
@@ -868,7 +868,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
 
 void DiT::block_backward(int k, BlockActs& A) {
   const BlockW& w = blocks_[k];
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int B = B_, L = L_, M = B * L, D = c_.hidden_size;
   const AdaLNGrads& G = grads_acts_;
   block_bwd(W, w.blk, A.blk, cond_in(), G, dcond_in(), B, L);
@@ -885,7 +885,7 @@ void DiT::block_backward(int k, BlockActs& A) {
 void DiT::backward(const float* dout) {
   UVIT_CHECK(arena_ && train_, "backward() needs a preceding forward(..., train=true)");
   grads();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int B = B_, D = c_.hidden_size, S = c_.input_size, p = c_.patch_size;
   const int L = L_, M = B * L, Co = c_.head_channels(), half = c_.depth / 2;
   const AdaLNGrads& G = grads_acts_;

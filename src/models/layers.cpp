@@ -56,8 +56,9 @@ void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, cons
                 int ldy, float* dx, int lddx, int M, float beta) {
   Backend& be = W.be;
   UVIT_CHECK(!W.q || !W.q->find(l.w), W.q->path, ": quantised weights cannot be trained");
-  if (l.b != kAbsent) be.bias_grad_strided(dy, ldy, W.g + l.b, M, l.out);
-  be.gemm_wgrad(l.out, l.in, M, dy, ldy, x, ldx, W.g + l.w, l.ldw);
+  if (float* db = l.b != kAbsent ? W.grad(l.b) : nullptr)
+    be.bias_grad_strided(dy, ldy, db, M, l.out);
+  if (float* dw = W.grad(l.w)) be.gemm_wgrad(l.out, l.in, M, dy, ldy, x, ldx, dw, l.ldw);
   if (dx) be.gemm(false, false, M, l.in, l.out, 1.f, dy, ldy, W.act(l.w), l.ldw, beta, dx, lddx);
 }
 

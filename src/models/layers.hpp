@@ -26,7 +26,12 @@ struct Weights {
   float* g;           // gradients (backward only)
   // Quantised GEMM weights (a network loaded from an int8/int4 file on the CPU), or nullptr.
   const QuantWeights* q = nullptr;
+  // The network's table: which tensors are trained (nullptr: all).
+  const ParamTable* t = nullptr;
   const float* act(size_t off) const { return be.act_at(wact, off); }
+  // Where the gradient of the tensor holding float `off` accumulates, or nullptr when backward
+  // skips it (a frozen tensor: train.finetune partial, Network::freeze_if).
+  float* grad(size_t off) const { return !t || t->trains(off) ? g + off : nullptr; }
 };
 
 // y = x W^T + b; W [out, in] (rows ldw apart: a column slice of a wider weight when ldw > in).
@@ -43,8 +48,8 @@ Linear column_slice(const Linear& l, int c0, int n, bool bias);
 // y[M, out] (ldy) = x[M, in] (ldx) W^T + b + residual (residual may be y itself, or nullptr).
 void linear_fwd(const Weights& W, const Linear& l, const float* x, int ldx, float* y, int ldy,
                 int M, const float* residual = nullptr);
-// dW += dy^T x, db += sum dy; dx = dy W (beta 0) or dx += dy W (beta 1); dx may be nullptr.
-// dy's rows may be those of a wider tensor (ldy > out).
+// dW += dy^T x, db += sum dy (each skipped when frozen); dx = dy W (beta 0) or dx += dy W (beta
+// 1); dx may be nullptr. dy's rows may be those of a wider tensor (ldy > out).
 void linear_bwd(const Weights& W, const Linear& l, const float* x, int ldx, const float* dy,
                 int ldy, float* dx, int lddx, int M, float beta = 0.f);
 

@@ -483,7 +483,7 @@ void MDT::forward(const float* x, const float* t, const int32_t* y, const float*
 }
 
 void MDT::block_forward(int k, BlockActs& A, const float* x, float* out, int N) {
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int D = c_.hidden_size, M = B_ * N;
   const float* xin = x;
   if (has_skip(c_, k)) {
@@ -498,7 +498,7 @@ void MDT::block_forward(int k, BlockActs& A, const float* x, float* out, int N) 
 void MDT::side_forward(BlockActs& A) {
   // forward_side_interpolater: cat[x, mask_token ...] unshuffled by ids_restore, + decoder_pos
   // (x_before), the side block, then x = side(x) on masked tokens and x_before on kept ones.
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
   const float* enc_out = c_.enc() > 0 ? out_[c_.enc() - 1] : enc_in_;
   const long kept = long(B_) * N, masked = long(B_) * (L - N);
@@ -514,7 +514,7 @@ void MDT::side_forward(BlockActs& A) {
 }
 
 void MDT::block_backward(int k, BlockActs& A, const float* x, float* dskip, int N) {
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int D = c_.hidden_size, M = B_ * N;
   block_bwd(W, blocks_[k], A.blk, cond_acts_.sc, G_, cond_acts_.dsc, B_, N);
   if (has_skip(c_, k)) {
@@ -526,7 +526,7 @@ void MDT::block_backward(int k, BlockActs& A, const float* x, float* dskip, int 
 
 void MDT::side_backward(BlockActs& A) {
   // G_.dX holds d(dec_in) [B, L]; leaves d(encoder output) [B, keep] in G_.dX.
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int L = c_.tokens(), D = c_.hidden_size, N = mask_.keep;
   const long kept = long(B_) * N, masked = long(B_) * (L - N);
   const int32_t* k = rows_.at(mask_.kept);

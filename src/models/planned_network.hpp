@@ -24,7 +24,7 @@ class PlannedNetwork : public Network {
   // The head of plan(): false when arena_ is already carved for (B, train); otherwise a fresh,
   // empty arena_ with (B, train) recorded in B_, train_.
   bool replan(int B, bool train) { return layers::begin_plan(be_, arena_, B_, train_, B, train); }
-  layers::Weights weights() { return {be_, params_, act_params_, grads_, quant_.get()}; }
+  layers::Weights weights() { return {be_, params_, act_params_, grads_, quant_.get(), &table_}; }
   // The head of forward(): checks the inputs, plans, refreshes the act copy of the parameters.
   layers::Weights begin_forward(const int32_t* y, const float* context, int B, bool train) {
     check_inputs(y, context, B);

@@ -327,7 +327,7 @@ void UViT::plan(int B, bool train) {
 // tokens, then per stride-2 3x3 conv im2col + GEMM + GELU, then the 1x1 conv as a GEMM.
 void UViT::patch_forward(const float* x) {
   Plan& P = *plan_;
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int B = P.B, C = cfg_.in_chans, S = cfg_.img_size, D = cfg_.embed_dim;
   const int L = cfg_.num_patches();
   if (P.stem.empty()) {
@@ -352,7 +352,7 @@ void UViT::patch_forward(const float* x) {
 
 void UViT::patch_backward() {
   Plan& P = *plan_;
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int B = P.B, D = cfg_.embed_dim, L = cfg_.num_patches();
   if (P.stem.empty()) {
     linear_bwd(W, P.patch, P.cols, P.patch.in, P.dpatches, D, nullptr, 0, B * L);
@@ -385,7 +385,7 @@ void UViT::block_forward(int k, const float* skip, bool keep) {
   Plan& P = *plan_;
   BlockActs& A = P.acts[keep && !P.ckpt ? k : 0];
   const BlockW& w = P.bw[k];
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int D = cfg_.embed_dim, M = P.B * cfg_.tokens();
   const float* xin = P.stream[k];
   float* out = P.stream[k + 1];
@@ -428,7 +428,7 @@ void UViT::forward(const float* x, const float* t, const int32_t* y, const float
   P.t = t;
   P.y = y;
   P.ctx = context;
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   auto off = [&](const char* n) { return table_.at(n).offset; };
   const int D = cfg_.embed_dim, C = cfg_.in_chans, S = cfg_.img_size, p = cfg_.patch_size;
   const int L = cfg_.num_patches(), E = cfg_.extras(), M = B * cfg_.tokens();
@@ -498,7 +498,7 @@ void UViT::block_backward(int k, const float* skip, float* dskip) {
   if (P.ckpt) block_forward(k, skip, true);  // recompute this block's activations
   BlockActs& A = P.acts[P.ckpt ? 0 : k];
   const BlockW& w = P.bw[k];
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   const int D = cfg_.embed_dim, M = P.B * cfg_.tokens();
   float* dX = P.dX;  // in: d(block output); out: d(block input)
   const bool ada = cfg_.adaln();
@@ -536,7 +536,7 @@ void UViT::backward(const float* dout) {
   UVIT_CHECK(plan_ && plan_->train, "backward() needs a preceding forward(..., train=true)");
   Plan& P = *plan_;
   grads();
-  const Weights W{be_, params_, act_params_, grads_, quant_.get()};
+  const Weights W{be_, params_, act_params_, grads_, quant_.get(), &table_};
   float* G = grads_;
   auto off = [&](const char* n) { return table_.at(n).offset; };
   const int B = P.B, D = cfg_.embed_dim, C = cfg_.in_chans, S = cfg_.img_size, p = cfg_.patch_size;
@@ -597,8 +597,8 @@ void UViT::backward(const float* dout) {
     be_.copy_3d(P.ctx_tok, D, long(nc) * D, be_.act_at(P.dextras, size_t(ctx_row) * D), D,
                 long(E) * D, B, nc, D);
     linear_bwd(W, P.context, P.ctx, cd, P.ctx_tok, D, nullptr, 0, B * nc);
-  } else if (cfg_.num_classes > 0) {
-    be_.embedding_bwd(P.dextras, P.y, G + off("label_emb.weight"), B, D, E * D);
+  } else if (float* dl = cfg_.num_classes > 0 ? W.grad(off("label_emb.weight")) : nullptr) {
+    be_.embedding_bwd(P.dextras, P.y, dl, B, D, E * D);
   }
 }
 

@@ -175,14 +175,13 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
     UVIT_CHECK(found, "train.ignore_keys: '", k, "' is part of no parameter name of network ",
                n.name, " (`uvit info --json -c CONFIG` lists them)");
   }
-  if (!s_.partial) trained_ = net_->table().trained_ranges();
-  for (const ParamEntry& e : net_->table().entries()) {
-    if (!s_.partial || e.frozen || e.numel == 0 || !named_by(s_.ignore_keys, e.name)) continue;
-    if (!trained_.empty() && trained_.back().second == e.offset)
-      trained_.back().second += e.numel;
-    else
-      trained_.emplace_back(e.offset, e.offset + e.numel);
-  }
+  // The others are frozen in the network itself, so that its backward skips their gradients
+  // (their weight-gradient GEMMs) as torch does for requires_grad=False.
+  if (s_.partial)
+    net_->freeze_if([&](const ParamEntry& e) { return !named_by(s_.ignore_keys, e.name); });
+  trained_ = net_->table().trained_ranges();
+  packed_at_.assign(1, 0);
+  for (const auto& [b, e] : trained_) packed_at_.push_back(packed_at_.back() + (e - b));
   UVIT_CHECK(!trained_.empty(), "config ", cfg_.config_name,
              ": no parameter is trained (train.ignore_keys names only fixed tensors)");
   UVIT_CHECK(!data_->variable_size() || net_->packs_sizes(), "dataset ", data_->describe(),
@@ -192,7 +191,12 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // Shards of a multiple of 16 floats (64 bytes), the last one cut short by P.
   shard_ = shard_size(P, W);
   const bool zero = s_.zero == 1 && W > 1;
-  moments_n_ = zero ? shard_ : P;
+  zero_ = zero;
+  // The optimizer state holds the trained floats of this rank's part of the parameter vector
+  // (all of it, or its ZeRO-1 shard) only, packed in order: a frozen parameter has no moments.
+  mom_lo_ = zero ? std::min(P, size_t(comm_->rank()) * shard_) : 0;
+  mom_base_ = packed(mom_lo_);
+  moments_n_ = packed(zero ? std::min(P, mom_lo_ + shard_) : P) - mom_base_;
   m_ = DeviceBuffer(be_, moments_n_ * 4);
   v_ = DeviceBuffer(be_, moments_n_ * 4);
   if (s_.optimizer == "adan") {
@@ -227,7 +231,8 @@ void Trainer::init() {
   net_->init_random(s_.seed);
   if (!s_.init_weights.empty()) load_init_weights();
   be_.copy(ema_->params(), net_->params(), net_->num_params());
-  for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
+  if (moments_n_ > 0)
+    for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
 }
@@ -414,23 +419,42 @@ void Trainer::zero_update(double lr) {
   share_shards(net_->params());  // every rank's updated shard, in place
 }
 
+size_t Trainer::packed(size_t flat) const {
+  // The first range that ends after flat: the ranges before it are below flat, and so is its part
+  // before flat.
+  const auto it =
+      std::upper_bound(trained_.begin(), trained_.end(), flat,
+                       [](size_t f, const std::pair<size_t, size_t>& r) { return f < r.second; });
+  const size_t i = size_t(it - trained_.begin());
+  return packed_at_[i] + (it == trained_.end() || flat <= it->first ? 0 : flat - it->first);
+}
+
+template <class F>
+void Trainer::for_trained(size_t off, size_t len, F&& f) const {
+  auto it =
+      std::upper_bound(trained_.begin(), trained_.end(), off,
+                       [](size_t o, const std::pair<size_t, size_t>& r) { return o < r.second; });
+  for (; it != trained_.end() && it->first < off + len; ++it) {
+    const size_t lo = std::max(it->first, off), hi = std::min(it->second, off + len);
+    f(lo, hi, packed_at_[size_t(it - trained_.begin())] + (lo - it->first) - mom_base_);
+  }
+}
+
 void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr) {
   const bool adan = s_.optimizer == "adan";
   AdanHyper h;
   h.lr = float(lr), h.beta1 = float(s_.beta1), h.beta2 = float(s_.beta2);
   h.beta3 = float(s_.beta3), h.eps = float(s_.eps), h.weight_decay = float(s_.weight_decay);
   h.no_prox = s_.no_prox;
-  for (const auto& [b, e] : trained_) {
-    const size_t lo = std::max(b, off), hi = std::min(e, off + len);
-    if (lo >= hi) continue;
+  for_trained(off, len, [&](size_t lo, size_t hi, size_t at) {
     const size_t k = lo - off;
-    float *m = m_.f32() + k, *v = v_.f32() + k;
+    float *m = m_.f32() + at, *v = v_.f32() + at;
     if (adan)
-      be_.adan(p + k, g + k, m, d_.f32() + k, v, gp_.f32() + k, hi - lo, h, step_ + 1);
+      be_.adan(p + k, g + k, m, d_.f32() + at, v, gp_.f32() + at, hi - lo, h, step_ + 1);
     else
       be_.adamw(p + k, g + k, m, v, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
                 float(s_.eps), float(s_.weight_decay), step_ + 1);
-  }
+  });
 }
 
 std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {
@@ -444,17 +468,18 @@ std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {
 
 void Trainer::stream_state(size_t i, const ByteSink* sink) {
   const size_t P = net_->num_params();
-  const bool zero = moments_n_ != P;
   const float* src = state_buffers()[i].second->f32();
-  const bool host = be_.name() == "cpu";
   // Pieces of 4 MB: under ZeRO-1 rank 0 receives the other shards one piece at a time (no host
-  // holds the gathered state); host memory (the CPU) is written as it is, device memory through
-  // a host buffer of one piece.
+  // holds the gathered state). Each piece is unpacked into a host buffer: the trained floats
+  // from the state, zeros for the frozen ones (the file holds every parameter's state).
   gather_shards(
-      zero ? *comm_ : single_, P, zero ? shard_ : P, size_t(1) << 20,
+      zero_ ? *comm_ : single_, P, zero_ ? shard_ : P, size_t(1) << 20,
       [&](size_t off, size_t n, float* scratch) -> const float* {
-        if (host) return src + off;
-        be_.download(scratch, src + off, n * 4);
+        const size_t at = mom_lo_ + off;
+        std::fill(scratch, scratch + n, 0.f);
+        for_trained(at, n, [&](size_t lo, size_t hi, size_t k) {
+          be_.download(scratch + (lo - at), src + k, (hi - lo) * 4);
+        });
         return scratch;
       },
       [&](const float* data, size_t n) { (*sink)(data, n * 4); });
@@ -529,7 +554,7 @@ void Trainer::save(bool snapshot) {
       for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
         fs::remove_all(root / std::to_string(steps[i]));
     }
-  } else if (moments_n_ != net_->num_params()) {  // ZeRO-1: each train_state gathers the shards
+  } else if (zero_) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)
       for (size_t i = 0; i < state_buffers().size(); ++i) stream_state(i, nullptr);
   }
@@ -584,20 +609,21 @@ void Trainer::resume(const std::string& from) {
              "different steps (an interrupted save?); restore from a snapshot in ckpts/");
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
-  // Under ZeRO-1 this rank reads only its shard of the state (the padding stays zero): host
-  // memory (the CPU) in place, device memory through a host buffer of 4 MB.
-  const size_t off = moments_n_ == P ? 0 : size_t(comm_->rank()) * shard_;
-  const size_t len = off < P ? std::min(moments_n_, P - off) : 0;
+  // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into
+  // the packed buffers; the frozen parameters' state in the file is not read. Host memory (the
+  // CPU) in place, device memory through a host buffer of 4 MB.
+  const size_t len = zero_ ? std::min(shard_, P - mom_lo_) : P;
   const bool host = be_.name() == "cpu";
-  std::vector<float> chunk(host ? 0 : std::min<size_t>(std::max<size_t>(len, 1), 1 << 20));
+  std::vector<float> chunk(host ? 0 : std::min<size_t>(std::max<size_t>(moments_n_, 1), 1 << 20));
   for (size_t i = 0; i < bufs.size(); ++i) {
     float* dst = bufs[i].second->f32();
-    if (len < moments_n_) be_.fill(dst, 0.f, moments_n_);
-    for (size_t k = 0; k < len; k += host ? len : chunk.size()) {
-      const size_t n = host ? len : std::min(chunk.size(), len - k);
-      sr->read_part(i, (off + k) * 4, n * 4, host ? dst : chunk.data());
-      if (!host) be_.upload(dst + k, chunk.data(), n * 4);
-    }
+    for_trained(mom_lo_, len, [&](size_t lo, size_t hi, size_t at) {
+      for (size_t k = 0; k < hi - lo; k += host ? hi - lo : chunk.size()) {
+        const size_t n = host ? hi - lo : std::min(chunk.size(), hi - lo - k);
+        sr->read_part(i, (lo + k) * 4, n * 4, host ? dst + at : chunk.data());
+        if (!host) be_.upload(dst + at + k, chunk.data(), n * 4);
+      }
+    });
   }
   step_ = step;
   if (meta.count("dp_width") && comm_->rank() == 0 &&

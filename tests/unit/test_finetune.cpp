@@ -243,6 +243,147 @@ TEST(Finetune, PartialTrainsTheNamedParametersWithTheirOwnClipNorm) {
   }
 }
 
+// Network::freeze_if (train.finetune partial): backward leaves the gradient slots of frozen linear
+// weights and biases untouched (pre-filled with a sentinel, they keep it: their weight-gradient
+// GEMMs and bias sums did not run), and every trained tensor's gradient is bit-identical to an
+// unfrozen network's (the input gradients still flow through the frozen layers). Every family,
+// every third tensor trained (so the bottom of some networks is frozen, of others trained).
+TEST(Finetune, FrozenLinearsGetNoGradient) {
+  auto be = make_backend("cpu", "fp32");
+  const float kSentinel = 1234.5f;
+  for (const char* c : {"cond_p2", "t2i", "dit_p2", "skipdit_p2", "ldit_p1", "mdt_p2_masked",
+                        "fit_p2", "fitv1_p2", "diffit_p2", "svg_qknorm_sigma", "lavin_tiny"}) {
+    SCOPED_TRACE(c);
+    const Config cfg = load_config(kFx + "/" + c + ".json");
+    const NetSpec& n = cfg.spec;
+    auto full = make_network(cfg, *be), part = make_network(cfg, *be);
+    // The twin's weights (the seed's zero adaLN gates would leave most gradients zero).
+    full->load_file(kFx + "/" + c + ".safetensors");
+    part->load_file(kFx + "/" + c + ".safetensors");
+    size_t i = 0;
+    part->freeze_if([&](const ParamEntry&) { return i++ % 3 != 0; });
+    const int B = 2;
+    std::vector<float> x(B * n.in_numel()), t(B), dout(B * n.out_numel()), ctx;
+    std::vector<int32_t> y;
+    Philox(9).fill_normal(x.data(), x.size());
+    Philox(10).fill_normal(dout.data(), dout.size());
+    for (int b = 0; b < B; ++b) t[b] = 0.3f + 0.4f * b;
+    if (n.text_conditional()) {
+      ctx.resize(B * n.context_numel());
+      Philox(11).fill_normal(ctx.data(), ctx.size());
+    }
+    for (int b = 0; n.class_conditional() && b < B; ++b) y.push_back(b % n.real_classes());
+    DeviceBuffer dx(*be, x.size() * 4), dt(*be, B * 4), dd(*be, dout.size() * 4),
+        out(*be, dout.size() * 4), dy(*be, std::max<size_t>(y.size(), 1) * 4),
+        dc(*be, std::max<size_t>(ctx.size(), 1) * 4);
+    be->upload(dx.f32(), x.data(), x.size() * 4);
+    be->upload(dt.f32(), t.data(), B * 4);
+    be->upload(dd.f32(), dout.data(), dout.size() * 4);
+    if (!y.empty()) be->upload(dy.as(), y.data(), y.size() * 4);
+    if (!ctx.empty()) be->upload(dc.f32(), ctx.data(), ctx.size() * 4);
+    const ParamTable& tab = part->table();
+    std::vector<float> pre(part->num_params(), 0.f);
+    for (const ParamEntry& e : tab.entries())
+      if (e.frozen)
+        std::fill(pre.begin() + long(e.offset), pre.begin() + long(e.offset + e.numel), kSentinel);
+    for (Network* net : {full.get(), part.get()}) {
+      net->zero_grad();
+      if (net == part.get()) be->upload(net->grads(), pre.data(), pre.size() * 4);
+      net->forward(dx.f32(), dt.f32(), y.empty() ? nullptr : dy.as<int32_t>(),
+                   ctx.empty() ? nullptr : dc.f32(), out.f32(), B, true);
+      net->backward(dd.f32());
+    }
+    const std::vector<float> gf = host(*be, full->grads(), full->num_params()),
+                             gp = host(*be, part->grads(), part->num_params());
+    int untouched = 0, trained = 0;
+    for (const ParamEntry& e : tab.entries()) {
+      SCOPED_TRACE(e.name);
+      if (!e.frozen) {
+        EXPECT_EQ(slice(gp, e), slice(gf, e));
+        trained += slice(gf, e) != std::vector<float>(e.numel, 0.f);
+        continue;
+      }
+      // A linear's weight (bound by layers::linear) or the bias beside it.
+      const std::string stem = e.name.substr(0, e.name.rfind('.'));
+      const ParamEntry* w = tab.find(stem + ".weight");
+      if (!w || !w->gemm) continue;
+      EXPECT_EQ(slice(gp, e), std::vector<float>(e.numel, kSentinel));
+      EXPECT_NE(slice(gf, e), std::vector<float>(e.numel, 0.f));  // a gradient was there to skip
+      ++untouched;
+    }
+    EXPECT_GT(untouched, 4);
+    EXPECT_GT(trained, 2);
+  }
+}
+
+// The optimizer state of a partial fine-tune holds the trained parameters only (the frozen ones
+// have no moments), the checkpoint still holds every parameter's state (zeros for the frozen), and
+// a resumed run is bit-identical to a straight one, with AdamW and with Adan (its four buffers).
+TEST(Finetune, PartialStateHoldsOnlyTheTrainedParameters) {
+  auto be = make_backend("cpu", "fp32");
+  const std::string pth = kFx + "/fit_p2.pth";
+  for (const char* opt : {"adamw", "adan"}) {
+    SCOPED_TRACE(opt);
+    Config cfg = fit_partial(pth, 0.05);
+    if (std::string(opt) == "adan") {
+      cfg.json["optimizer"] = {{"name", "adan"}, {"lr", 1e-3}, {"weight_decay", 0.02}};
+      cfg.json["optimizer"]["max_grad_norm"] = 0.05;
+      cfg.json["grad_clip"] = 0.0;
+    }
+    auto data = data_for(cfg);
+    uvit_test::TempDir a, b;
+    Trainer x(cfg, *be, data, a.dir.string());
+    x.init();
+    size_t trained = 0, frozen = 0;
+    for (const ParamEntry& e : x.net().table().entries())
+      (named(kIgnore, e.name) && !e.frozen ? trained : frozen) += e.numel;
+    EXPECT_EQ(x.state_floats(), trained);
+    EXPECT_GT(frozen, trained);
+    Trainer full(training("fit_p2"), *be, data, b.dir.string());
+    size_t all = 0;
+    for (const auto& [lo, hi] : full.net().table().trained_ranges()) all += hi - lo;
+    EXPECT_EQ(full.state_floats(), all);
+
+    x.step();
+    x.save();
+    x.step();
+    x.step();
+    x.save();
+    NamedArrays state = load_safetensors(a / "train_state.safetensors");
+    ASSERT_EQ(state.size(), std::string(opt) == "adan" ? 4u : 2u);
+    for (const auto& [name, arr] : state) {
+      SCOPED_TRACE(name);
+      const std::vector<float> v = arr.to_f32();
+      ASSERT_EQ(v.size(), x.net().num_params());
+      int live = 0;
+      for (const ParamEntry& e : x.net().table().entries()) {
+        const std::vector<float> s = slice(v, e);
+        if (e.frozen)
+          EXPECT_EQ(s, std::vector<float>(e.numel, 0.f)) << e.name;
+        else
+          live += s != std::vector<float>(e.numel, 0.f);
+      }
+      EXPECT_GT(live, 4);
+    }
+    // A run saved at step 1, resumed in another trainer to step 3.
+    uvit_test::TempDir c1, c2;
+    Trainer s1(cfg, *be, data, c1.dir.string());
+    s1.init();
+    s1.step();
+    s1.save();
+    Trainer r(cfg, *be, data, c2.dir.string());
+    r.resume(c1.dir.string());
+    r.step();
+    r.step();
+    r.save();
+    EXPECT_EQ(values(r.net()), values(x.net()));
+    EXPECT_EQ(values(r.ema_net()), values(x.ema_net()));
+    NamedArrays got = load_safetensors(c2 / "train_state.safetensors");
+    ASSERT_EQ(got.size(), state.size());
+    for (size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k].second.data, state[k].second.data);
+  }
+}
+
 TEST(Finetune, BadSettingsAreOneLineErrors) {
   auto be = make_backend("cpu", "fp32");
   Config cfg = fit_partial(kFx + "/fit_p2.pth", 0);
