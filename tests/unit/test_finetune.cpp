@@ -258,8 +258,8 @@ TEST(Finetune, FrozenLinearsGetNoGradient) {
     const NetSpec& n = cfg.spec;
     auto full = make_network(cfg, *be), part = make_network(cfg, *be);
     // The twin's weights (the seed's zero adaLN gates would leave most gradients zero).
-    full->load_file(kFx + "/" + c + ".safetensors");
-    part->load_file(kFx + "/" + c + ".safetensors");
+    full->load_file(kFx + "/" + c + ".pth");
+    part->load_file(kFx + "/" + c + ".pth");
     size_t i = 0;
     part->freeze_if([&](const ParamEntry&) { return i++ % 3 != 0; });
     const int B = 2;
@@ -308,8 +308,8 @@ TEST(Finetune, FrozenLinearsGetNoGradient) {
       const ParamEntry* w = tab.find(stem + ".weight");
       if (!w || !w->gemm) continue;
       EXPECT_EQ(slice(gp, e), std::vector<float>(e.numel, kSentinel));
-      EXPECT_NE(slice(gf, e), std::vector<float>(e.numel, 0.f));  // a gradient was there to skip
-      ++untouched;
+      // (MDT's side blocks run in the masked pass only; LaVin's last block has no cond path)
+      untouched += slice(gf, e) != std::vector<float>(e.numel, 0.f);  // a gradient to skip
     }
     EXPECT_GT(untouched, 4);
     EXPECT_GT(trained, 2);
