@@ -2,6 +2,7 @@
 // than rebuilt at every step, must follow every change of the table and equal a fresh scan.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,25 @@ TEST(ParamTable, TrainedRangesFollowEveryAdd) {
   u.add("h", {4});  // [21, 25): merges with g in u only
   EXPECT_EQ(u.trained_ranges(), (Ranges{{0, 6}, {10, 16}, {18, 25}}));
   EXPECT_EQ(t.trained_ranges(), (Ranges{{0, 6}, {10, 16}, {18, 21}}));
+}
+
+// freeze_if (train.finetune partial) freezes more entries and rebuilds the ranges; trains(off)
+// answers for every float as the ranges say, at their edges too.
+TEST(ParamTable, FreezeIfRebuildsTheRangesAndTrainsFollowsThem) {
+  ParamTable t;
+  t.add("a.weight", {2, 3});  // [0, 6)
+  t.add("a.bias", {3});       // [6, 9)
+  t.add("pos", {4}, true);    // [9, 13) frozen
+  t.add("b.weight", {2, 2});  // [13, 17)
+  t.add("b.bias", {2});       // [17, 19)
+  t.freeze_if([](const ParamEntry& e) { return e.name.find("bias") == std::string::npos; });
+  EXPECT_EQ(t.trained_ranges(), (Ranges{{6, 9}, {17, 19}}));
+  EXPECT_EQ(t.trained_ranges(), scan(t));
+  EXPECT_TRUE(t.at("pos").frozen && t.at("a.weight").frozen && !t.at("b.bias").frozen);
+  t.freeze_if([](const ParamEntry&) { return false; });  // frozen entries stay frozen
+  EXPECT_EQ(t.trained_ranges(), (Ranges{{6, 9}, {17, 19}}));
+  for (size_t off = 0; off < t.total() + 3; ++off)
+    EXPECT_EQ(t.trains(off), (off >= 6 && off < 9) || (off >= 17 && off < 19)) << off;
 }
 
 // Real tables with frozen tensors (DiT's pos_embed, LightningDiT's RoPE tables) and without
