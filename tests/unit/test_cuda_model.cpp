@@ -4,6 +4,7 @@
 // Skipped, saying so, without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -111,5 +112,92 @@ TEST(CudaTrain, ResumeIsBitIdenticalAndLossTracksCpu) {
   EXPECT_EQ(p1, p2) << "bf16 resume on the GPU is not bit-identical";
   for (size_t i = 0; i < l1.size(); ++i)
     EXPECT_NEAR(l1[i], lc[i], 5e-2 * std::fabs(lc[i])) << "bf16 step " << i + 1;
+  fs::remove_all(root);
+}
+
+// train.finetune partial on the GPU (docs/cli.md "Fine-tuning"): the trainer zeroes the frozen
+// gradients on the device (Backend::fill over the gaps between the trained ranges) and runs AdamW
+// over each trained range (slices starting at any offset: AdamW's unaligned path too). Frozen
+// parameters keep their initial bits in fp32 and bf16; the clipping norm over the trained part
+// and the losses follow the CPU's run, and in fp32 the updates of the trained parameters too (in
+// the 2-norm: AdamW's first steps move each parameter by about lr sign(g), so a gradient within
+// rounding of zero may flip one).
+TEST(CudaTrain, PartialFineTuneFreezesTheRestAndTracksCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  Config c = train_config();
+  const std::vector<std::string> keys = {"mid_block", "norm", "decoder_pred", "final_layer.bias"};
+  c.json["train"]["ignore_keys"] = keys;
+  c.json["train"]["finetune"] = "partial";
+  c.json["grad_clip"] = 0.5;
+  auto data = std::make_shared<NoiseDataset>();
+  const fs::path root = fs::temp_directory_path() / "uvit_cuda_partial";
+  fs::remove_all(root);
+  struct Run {
+    std::vector<StepStats> steps;
+    std::vector<float> p0, p1;
+  };
+  auto run = [&](Backend& be, const std::string& name) {
+    Trainer tr(c, be, data, (root / name).string());
+    tr.init();
+    const size_t P = tr.net().num_params();
+    Run r;
+    r.p0.resize(P);
+    r.p1.resize(P);
+    be.download(r.p0.data(), tr.net().params(), P * 4);
+    for (int k = 0; k < 4; ++k) r.steps.push_back(tr.step());
+    be.download(r.p1.data(), tr.net().params(), P * 4);
+    return r;
+  };
+  auto cpu = make_cpu_backend();
+  const Run ref = run(*cpu, "cpu");
+  const ParamTable table = network_param_table(c);
+  auto named = [&](const std::string& n) {
+    for (const auto& k : keys)
+      if (n.find(k) != std::string::npos) return true;
+    return false;
+  };
+  for (const char* prec : {"fp32", "bf16"}) {
+    SCOPED_TRACE(prec);
+    const bool fp32 = std::string(prec) == "fp32";
+    auto gpu = make_backend("cuda", prec);
+    const Run g = run(*gpu, prec);
+    ASSERT_EQ(g.p0, ref.p0);    // the initialisation is drawn on the host
+    std::vector<float> dg, dc;  // the trained parameters' updates
+    int frozen = 0, unaligned = 0;
+    bool in_range = false;  // the previous entry is trained: this one extends its range
+    for (const ParamEntry& e : table.entries()) {
+      const auto a = g.p1.begin() + long(e.offset), b = a + long(e.numel);
+      const bool trained = named(e.name) && !e.frozen && e.numel > 0;
+      if (trained) {
+        unaligned += !in_range && e.offset % 4 != 0;
+        for (size_t i = e.offset; i < e.offset + e.numel; ++i) {
+          dg.push_back(g.p1[i] - g.p0[i]);
+          dc.push_back(ref.p1[i] - ref.p0[i]);
+        }
+      } else {
+        ++frozen;
+        EXPECT_TRUE(std::equal(a, b, g.p0.begin() + long(e.offset))) << e.name << " moved";
+      }
+      in_range = trained;
+    }
+    EXPECT_GT(frozen, 8);
+    EXPECT_GT(unaligned, 0);  // a trained range off the 16-byte grid (AdamW's scalar path)
+    if (fp32) {
+      double d2 = 0, c2 = 0;
+      for (size_t i = 0; i < dc.size(); ++i) {
+        d2 += double(dg[i] - dc[i]) * (dg[i] - dc[i]);
+        c2 += double(dc[i]) * dc[i];
+      }
+      EXPECT_GT(c2, 0);
+      EXPECT_LE(std::sqrt(d2 / c2), 1e-2);
+    }
+    for (size_t k = 0; k < ref.steps.size(); ++k) {
+      const double tol = fp32 ? 1e-3 : 5e-2;
+      EXPECT_NEAR(g.steps[k].loss, ref.steps[k].loss, tol * std::fabs(ref.steps[k].loss))
+          << "step " << k + 1;
+      EXPECT_NEAR(g.steps[k].grad_norm, ref.steps[k].grad_norm, tol * ref.steps[k].grad_norm)
+          << "step " << k + 1;
+    }
+  }
   fs::remove_all(root);
 }
