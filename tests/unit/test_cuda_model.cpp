@@ -21,11 +21,11 @@ namespace fs = std::filesystem;
 using namespace uvit;
 using namespace uvit::test;
 
-class CudaModel : public ::testing::TestWithParam<int> {};
+namespace {
 
-TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  const Config c = config_from(kConfigs[GetParam()]);
+// The network of config c on every GPU precision against the CPU (fp32): forward (training and
+// inference) and every parameter gradient.
+void expect_matches_cpu(const Config& c) {
   const int B = 3;
   auto cpu = make_cpu_backend();
   const Result ref = run_net(*cpu, c, B, true);
@@ -50,7 +50,37 @@ TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
   }
 }
 
+}  // namespace
+
+class CudaModel : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaModel, ForwardAndGradientsMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  expect_matches_cpu(config_from(kConfigs[GetParam()]));
+}
+
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaModel, ::testing::Range(0, int(std::size(kConfigs))));
+
+// FiT's other norm options (docs/fit.md "Options"), composed on the GPU from the LayerNorm,
+// RMSNorm, copy and axpy kernels (CudaModel's fit_norms has RMSNorms over D and the gathered q
+// RMSNorm + k LayerNorm pair): weighted LayerNorms over D (a zero bias whose gradient goes to a
+// sink) with SwiGLU modulations; and on FiTv1 (learned sigma) norm_type none (identities) with a
+// k RMSNorm alone (one gathered part, at column D) and RoPE on v.
+TEST(CudaModelFitNorms, WeightedLayerNormAndIdentityMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (const char* json : {
+           R"({"name": "fit_norm_mix", "nnet": {"name": "fitv2", "input_size": [8, 16],
+               "patch_size": 2, "in_channels": 4, "hidden_size": 144, "depth": 2,
+               "num_heads": 2, "num_classes": 10, "adaln_type": "swiglu",
+               "norm_type": "w_layernorm", "q_norm": "w_rmsnorm", "k_norm": "layernorm"}})",
+           R"({"name": "fitv1_norm_none", "nnet": {"name": "fitv1", "input_size": 8,
+               "patch_size": 2, "in_channels": 4, "hidden_size": 144, "depth": 2,
+               "num_heads": 2, "num_classes": 10, "norm_type": null, "k_norm": "w_rmsnorm",
+               "add_rel_pe_to_v": true}})"}) {
+    SCOPED_TRACE(json);
+    expect_matches_cpu(config_from(json));
+  }
+}
 
 TEST(CudaModelCheckpointing, SameGradients) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
