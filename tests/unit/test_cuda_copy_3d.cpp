@@ -75,8 +75,8 @@ TEST(CudaCopy3d, MatchesTheCpu) {
 // the strides, the row length and both pointers; by hand, then over the cases above, which must
 // reach every width the kernel is instantiated for (16, 4 and 2 bytes with bf16 acts, 16 and 4
 // with fp32 elements) so that MatchesTheCpu runs each on a GPU. Device buffers start 256-byte
-// aligned (cudaMalloc). Runs without a GPU.
-TEST(CudaCopy3dUnit, WidestAlignedUnitAndTheCasesReachEveryWidth) {
+// aligned (cudaMalloc). No GPU needed (so not a Cuda* test: the device script leaves it out).
+TEST(CopyUnit, Copy3dWidestAlignedUnitAndTheCasesReachEveryWidth) {
   using cuda::copy_unit;
   EXPECT_EQ(copy_unit({0, 0, 1152 * 2, 256, 512}), 16u);  // broadcast strides, aligned rows
   EXPECT_EQ(copy_unit({24 * 4, 8 * 4, 8 * 4, 5 * 8 * 4, 256, 256 + 8}), 4u);  // no 8-byte unit

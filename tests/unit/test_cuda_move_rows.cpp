@@ -118,8 +118,8 @@ TEST(CudaMoveRows, MatchesTheRowLoop) {
 // over the shapes above, act rows of either type and fp32 rows, the copies reach every width the
 // kernel is instantiated for (16, 4, 2 bytes) and the accumulation both its 16-byte packs and
 // its single elements, so MatchesTheRowLoop runs each on a GPU. Device buffers start 256-byte
-// aligned (cudaMalloc). Runs without a GPU.
-TEST(CudaMoveRowsUnit, TheShapesReachEveryWidth) {
+// aligned (cudaMalloc). No GPU needed (so not a Cuda* test: the device script leaves it out).
+TEST(CopyUnit, MoveRowsShapesReachEveryWidth) {
   using cuda::copy_unit;
   std::set<size_t> copies, adds;
   for (const Shape& sh : kShapes)
