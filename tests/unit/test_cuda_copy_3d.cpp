@@ -14,6 +14,7 @@
 #include "gpu_compare.hpp"
 #include "move_rows_ref.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/error.hpp"
 
 using namespace uvit;
 using namespace uvit::test;
@@ -69,6 +70,46 @@ TEST(CudaCopy3d, MatchesTheCpu) {
       }
     }
   }
+}
+
+// The CUDA backend refuses the shapes the CPU refuses (check_copy_3d, before any launch), with the
+// same one-line message, and a bias gradient's row stride under its width likewise.
+TEST(CudaCopy3d, RefusesWhatTheCpuRefuses) {
+  REQUIRE_CUDA();
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "bf16");
+  auto message = [](Backend& be, long ldd, long bsd, long lds, long bss, long nb, long r, long c) {
+    DeviceBuffer d(be, 64 * 4), s(be, 64 * 4);
+    try {
+      be.copy_3d(d.f32(), ldd, bsd, s.f32(), lds, bss, nb, r, c);
+      be.synchronize();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const long bad[][7] = {{4, 4, 4, 4, 2, 2, 4},
+                         {2, 8, 4, 8, 2, 2, 4},
+                         {4, 0, 4, 0, 2, 1, 4},
+                         {4, 8, -4, 8, 2, 2, 4},
+                         {4, 8, 4, 8, -1, 2, 4}};
+  for (const auto& a : bad) {
+    const std::string want = message(*cpu, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+    EXPECT_FALSE(want.empty());
+    EXPECT_EQ(message(*gpu, a[0], a[1], a[2], a[3], a[4], a[5], a[6]), want);
+  }
+  EXPECT_EQ(message(*gpu, 4, 8, 4, 8, 2, 2, 4), "");  // accepted: rows inside blocks
+  auto bias = [](Backend& be) {
+    DeviceBuffer dy(be, 64 * 4), db(be, 64 * 4);
+    try {
+      be.bias_grad_strided(dy.f32(), 7, db.f32(), 2, 8);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(bias(*gpu), bias(*cpu));
+  EXPECT_NE(bias(*cpu), "");
 }
 
 // The access width copy_3d.cu launches with (copy_unit): the widest of 16, 4 and 2 bytes dividing
