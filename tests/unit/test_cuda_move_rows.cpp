@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "backend/cuda/copy_unit.hpp"
 #include "gpu_compare.hpp"
 #include "move_rows_ref.hpp"
 #include "uvit/array.hpp"
@@ -61,21 +63,24 @@ struct DevIds {
   DeviceBuffer buf;
 };
 
+// Source and destination rows, rows moved, row length and the element offset of both buffers.
+struct Shape {
+  int Rs, Rd, n, len;
+  size_t off;
+};
+const Shape kShapes[] = {{41, 37, 23, 1, 0},       {41, 37, 23, 13, 0},
+                         {41, 37, 23, 16, 1},      {41, 37, 23, 35, 3},
+                         {41, 37, 23, 512, 0},     {16 * 256, 16 * 256, 16 * 179, 1152, 0},
+                         {5000, 4000, 3999, 72, 2}};
+
 }  // namespace
 
 TEST(CudaMoveRows, MatchesTheRowLoop) {
   REQUIRE_CUDA();
-  struct Shape {
-    int Rs, Rd, n, len;
-    size_t off;
-  };
   for (const char* prec : {"fp32", "bf16"}) {
     auto be = make_backend("cuda", prec);
     const bool bf16 = std::string(prec) == "bf16";
-    for (const Shape sh :
-         {Shape{41, 37, 23, 1, 0}, Shape{41, 37, 23, 13, 0}, Shape{41, 37, 23, 16, 1},
-          Shape{41, 37, 23, 35, 3}, Shape{41, 37, 23, 512, 0},
-          Shape{16 * 256, 16 * 256, 16 * 179, 1152, 0}, Shape{5000, 4000, 3999, 72, 2}}) {
+    for (const Shape sh : kShapes) {
       const std::vector<int32_t> didx = distinct_rows(sh.n, sh.Rd, 1);
       const std::vector<int32_t> sidx = any_rows(sh.n, sh.Rs, 2);
       const VecF src = act_values(size_t(sh.Rs) * sh.len, 3, bf16);
@@ -107,4 +112,23 @@ TEST(CudaMoveRows, MatchesTheRowLoop) {
       }
     }
   }
+}
+
+// The access widths move_rows.cu launches with (copy_unit over the row bytes and both pointers):
+// over the shapes above, act rows of either type and fp32 rows, the copies reach every width the
+// kernel is instantiated for (16, 4, 2 bytes) and the accumulation both its 16-byte packs and
+// its single elements, so MatchesTheRowLoop runs each on a GPU. Device buffers start 256-byte
+// aligned (cudaMalloc). No GPU needed (so not a Cuda* test: the device script leaves it out).
+TEST(CopyUnit, MoveRowsShapesReachEveryWidth) {
+  using cuda::copy_unit;
+  std::set<size_t> copies, adds;
+  for (const Shape& sh : kShapes)
+    for (size_t e : {2, 4}) {  // bf16 or fp32 elements (fp32 rows are offset in floats)
+      const size_t row = size_t(sh.len) * e, p = 256 + sh.off * e;
+      copies.insert(copy_unit({row, p, p}));
+      copies.insert(copy_unit({row, p, 0}));  // zero rows (no source)
+      adds.insert(copy_unit({row, p, p}) == 16 ? 16 : e);
+    }
+  EXPECT_EQ(copies, (std::set<size_t>{2, 4, 16}));
+  EXPECT_EQ(adds, (std::set<size_t>{2, 4, 16}));
 }

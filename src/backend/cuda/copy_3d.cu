@@ -1,6 +1,7 @@
 // Backend::copy_3d on the device: one launch copies every row of every block (the per-block 2-D
 // copies it replaces were one cudaMemcpy2DAsync each). One thread per 16-byte unit where the
 // pointers, strides and row length allow it (4- or 2-byte units otherwise); bits are copied.
+#include "backend/cuda/copy_unit.hpp"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/kernels.hpp"
 
@@ -38,16 +39,11 @@ void copy_3d(bool bf16, void* dst, long ld_dst, long bs_dst, const void* src, lo
              long bs_src, size_t blocks, size_t rows, size_t cols) {
   if (blocks == 0 || rows == 0 || cols == 0) return;
   const size_t e = bf16 ? 2 : 4, bytes = cols * e;
-  auto fits = [&](size_t u) {
-    for (size_t v :
-         {size_t(ld_dst) * e, size_t(bs_dst) * e, size_t(ld_src) * e, size_t(bs_src) * e, bytes,
-          size_t(reinterpret_cast<uintptr_t>(dst)), size_t(reinterpret_cast<uintptr_t>(src))})
-      if (v % u) return false;
-    return true;
-  };
-  if (fits(16))
+  const size_t unit = copy_unit({size_t(ld_dst) * e, size_t(bs_dst) * e, size_t(ld_src) * e,
+                                 size_t(bs_src) * e, bytes, address(dst), address(src)});
+  if (unit == 16)
     launch<uint4>(dst, ld_dst, bs_dst, src, ld_src, bs_src, blocks, rows, bytes, e);
-  else if (fits(4))
+  else if (unit == 4)
     launch<uint32_t>(dst, ld_dst, bs_dst, src, ld_src, bs_src, blocks, rows, bytes, e);
   else
     launch<uint16_t>(dst, ld_dst, bs_dst, src, ld_src, bs_src, blocks, rows, bytes, e);

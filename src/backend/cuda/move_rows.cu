@@ -2,6 +2,7 @@
 // copies it replaces were one launch each). One thread per 16-byte unit of a row where the rows
 // and pointers allow it (4- or 2-byte units otherwise); a copy moves bits, an accumulate adds in
 // fp32 and rounds once (axpy_act's arithmetic with a = 1).
+#include "backend/cuda/copy_unit.hpp"
 #include "backend/cuda/cuda_common.hpp"
 #include "backend/cuda/kernels.hpp"
 
@@ -59,7 +60,7 @@ template <class T>
 void launch_add(T* dst, const int32_t* dst_idx, const T* src, const int32_t* src_idx, size_t n,
                 size_t len) {
   constexpr int V = 16 / sizeof(T);
-  if (len % V == 0 && pack_ok(dst, V) && pack_ok(src, V)) {
+  if (copy_unit({len * sizeof(T), address(dst), address(src)}) == 16) {  // whole aligned packs
     move_rows_add_kernel<T, V>
         <<<grid_for(n * (len / V), kThreads), kThreads>>>(dst, dst_idx, src, src_idx, n, len / V);
   } else {
@@ -67,10 +68,6 @@ void launch_add(T* dst, const int32_t* dst_idx, const T* src, const int32_t* src
         <<<grid_for(n * len, kThreads), kThreads>>>(dst, dst_idx, src, src_idx, n, len);
   }
   check_launch("move_rows_add_kernel");
-}
-
-bool units_ok(const void* p, size_t bytes, size_t unit) {
-  return bytes % unit == 0 && reinterpret_cast<uintptr_t>(p) % unit == 0;
 }
 
 }  // namespace
@@ -83,11 +80,11 @@ void move_rows(bool bf16, void* dst, const int32_t* dst_idx, const void* src,
     return;
   }
   const size_t bytes = row_len * (bf16 ? 2 : 4);
-  const bool fits16 = units_ok(dst, bytes, 16) && (!src || units_ok(src, bytes, 16));
-  const bool fits4 = units_ok(dst, bytes, 4) && (!src || units_ok(src, bytes, 4));
-  if (fits16)
+  // Rows start at multiples of `bytes` from the base pointers (src nullptr: zeros, no reads).
+  const size_t unit = copy_unit({bytes, address(dst), address(src)});
+  if (unit == 16)
     launch_copy<uint4>(dst, dst_idx, src, src_idx, n, bytes);
-  else if (fits4)
+  else if (unit == 4)
     launch_copy<uint32_t>(dst, dst_idx, src, src_idx, n, bytes);
   else
     launch_copy<uint16_t>(dst, dst_idx, src, src_idx, n, bytes);

@@ -123,12 +123,12 @@ __global__ void embedding_fwd_kernel(const float* __restrict__ table,
   }
 }
 
-// Repeated indices add into the same row: fp32 atomics (order, hence rounding, may vary).
+// Repeated indices add into the same row: one thread per column walks the batch in order, no
+// atomics, so the sums (duplicate labels included) are the same on every run, which bit-identical
+// resume needs.
 template <class T>
 __global__ void embedding_bwd_kernel(const T* __restrict__ dout, const int32_t* __restrict__ idx,
                                      float* dtable, int B, int D, int ldo) {
-  // One thread per column walks the batch in order: no atomics, so the sums (duplicate labels
-  // included) are the same on every run, which bit-identical resume needs.
   UVIT_GRID_STRIDE(d, size_t(D)) {
     for (int b = 0; b < B; ++b) dtable[size_t(idx[b]) * D + d] += to_f(dout[size_t(b) * ldo + d]);
   }
