@@ -148,6 +148,11 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
 // network's); a one-line error naming `field` otherwise.
 int guidance_channels_from(const std::string& text, const char* field);
 
+// LaVin-DiT answers in-context example frames (`uvit lavin-sample`), not a class, a prompt or
+// nothing: the generic sampling paths would ask for an autoencoder or CLIP contexts it does not
+// take. Fails naming the command to use.
+void check_not_lavin(const Config& cfg);
+
 // The class name table of a preset's dataset (class_names.hpp; empty when it has none).
 const std::vector<ClassName>& class_table_of(const Config& cfg);
 // A command-line --class value: a decimal id (returned as is, for the caller's range check), a

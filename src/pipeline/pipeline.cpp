@@ -44,6 +44,12 @@ const std::vector<ClassName>& class_table_of(const Config& c) {
   return n != d->end() && n->is_string() ? class_table(n->get<std::string>()) : none;
 }
 
+void check_not_lavin(const Config& cfg) {
+  UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
+             " is LaVin-DiT: it answers in-context example frames; sample it with uvit "
+             "lavin-sample (docs/lavin_dit.md)");
+}
+
 std::string unknown_class_message(const Config& cfg, const std::string& field,
                                   const std::string& text, const std::string& listing) {
   const auto& t = class_table_of(cfg);
@@ -119,6 +125,7 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   UVIT_CHECK(!o.weights.empty(), "no weights: give a .safetensors or .pth file");
   cfg_ = load_config(o.config);
   for (const auto& a : o.set) apply_override(cfg_, a);
+  check_not_lavin(cfg_);
   const bool latent = cfg_.json.contains("z_shape");
   UVIT_CHECK(!latent || !o.decode || !o.autoencoder.empty(), "config ", cfg_.config_name,
              " is a latent model: give the autoencoder (autoencoder_kl.pth) to decode its samples");

@@ -66,4 +66,39 @@ kill "$pid"
 wait "$pid" 2>/dev/null
 pid=
 
+# --- audit round 3 --------------------------------------------------------------------------------
+# A flow sampler on an ε preset: "unknown sampler 'heun' (valid: euler-maruyama, euler-ode, ...)",
+# a list that an adm preset then refuses half of; an A1111 name was named by what it maps to.
+U=$tmp/uvit
+run "$UVIT" train --config fmnist_dit_tiny --out "$U" --steps 1 --batch 2 --no-grid -q
+UV=(sample --config "$U" --weights "$U/nnet_ema.safetensors" --class 0 --n 1 --steps 2 --out "$tmp/u.png")
+expect_error "^uvit: error: --sampler: 'heun' is a flow sampler (flow presets); config fmnist_dit_tiny (schedule adm) takes dpm-solver, dpm-solver++, dpm-solver++2m, ddpm, ddim$" \
+  "$UVIT" "${UV[@]}" --sampler heun
+expect_error "^uvit: error: --sampler: 'Euler a' is euler-maruyama: sampler 'euler-maruyama' needs the continuous VP schedule" \
+  "$UVIT" "${UV[@]}" --sampler "Euler a"
+
+# An output folder that cannot be written although access() says it can (root; /proc): the error
+# came after the sampling ("cannot create temporary file"), or as a filesystem exception for a
+# folder (--dir, train --out).
+for o in "--npy /proc/x.npy" "--dir /proc/d"; do
+  expect_error "^uvit: error: ${o% *} ${o#* }: folder /proc is not writable" "$UVIT" "${UV[@]}" $o
+done
+expect_error "^uvit: error: --out /proc/run: folder /proc is not writable" \
+  "$UVIT" train --config fmnist_uvit_tiny --out /proc/run --steps 1
+ls -a "$tmp" | grep -q uvit_write_check && fail "the write check left its file"
+
+# eval --ref FOLDER (the images at hand): "ref: is a directory".
+mkdir -p "$tmp/refdir"
+expect_error "^uvit: error: --ref $tmp/refdir: is a folder; give reference statistics .npz (uvit fid-stats $tmp/refdir --out ref.npz makes them)" \
+  "$UVIT" eval --config "$U" --weights "$U/nnet_ema.safetensors" --n 4 --ref "$tmp/refdir" \
+  --out "$tmp/e.npz"
+
+# LaVin-DiT through sample / eval / bench / serve: "a latent model: give --autoencoder", "text-to-
+# image presets need contexts"; it is sampled from example frames by lavin-sample.
+L="config lavin_dit_tiny is LaVin-DiT: it answers in-context example frames; sample it with uvit lavin-sample"
+expect_error "^uvit: error: $L" "$UVIT" sample --config lavin_dit_tiny --weights "$U/nnet.safetensors" \
+  --n 1 --out "$tmp/l.png"
+expect_error "^uvit: error: $L" "$UVIT" bench --config lavin_dit_tiny --mode sample --n 1 --steps 2
+expect_error "^uvit: error: $L" "$UVIT" serve --config lavin_dit_tiny --weights "$U/nnet.safetensors"
+
 exit $fails
