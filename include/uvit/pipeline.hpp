@@ -148,11 +148,20 @@ GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r
 // network's); a one-line error naming `field` otherwise.
 int guidance_channels_from(const std::string& text, const char* field);
 
+// LaVin-DiT answers in-context example frames (`uvit lavin-sample`), not a class, a prompt or
+// nothing: the generic sampling paths would ask for an autoencoder or CLIP contexts it does not
+// take. Fails naming the command to use.
+void check_not_lavin(const Config& cfg);
+
 // The class name table of a preset's dataset (class_names.hpp; empty when it has none).
 const std::vector<ClassName>& class_table_of(const Config& cfg);
 // A command-line --class value: a decimal id (returned as is, for the caller's range check), a
 // WordNet id or a class name; an unknown name fails with the nearest names.
 int class_from_option(const Config& cfg, const std::string& text);
+// The one wording of "not a class" for the CLI and the server: `field` names where `text` came
+// from (--class, prompt), `listing` where the classes are listed; the nearest names when any.
+std::string unknown_class_message(const Config& cfg, const std::string& field,
+                                  const std::string& text, const std::string& listing);
 
 // What the metadata says about the model: the preset name, basenames and SHA-256 of the files.
 struct ModelIdentity {
@@ -196,8 +205,6 @@ class Pipeline {
   // Class id for a name, WordNet id or decimal id (class_names.hpp); -1 when unknown.
   int class_from_name(const std::string& name) const;
   std::string class_name(int id) const;  // "" when the dataset has no names
-  // Up to k known class names closest to `name`, for "did you mean" messages.
-  std::vector<std::string> near_classes(const std::string& name, int k = 5) const;
 
   // The metadata of one generated image (the grid writer adjusts it for a grid).
   ImageParams image_params(const GenerationResult& res, const GeneratedImage& im) const;

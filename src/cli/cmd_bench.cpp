@@ -53,6 +53,7 @@ double peak_rss_mb() {
 // Draws o.n samples (by default with the preset's sampler, steps and guidance); the time includes
 // everything generate() does.
 void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
+  check_not_lavin(c);
   GenerateOptions g;
   g.sampler = canonical_sampler(o.sampler, is_flow(c));  // A1111's names too, as uvit sample
   g.steps = o.steps;

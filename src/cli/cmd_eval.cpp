@@ -119,6 +119,7 @@ void add_eval(CLI::App& app) {
                "--max-chunks works in one process (under mpirun the ranks share the chunks)");
     check_output("--out", o->out, {".npz"});
     check_output("--json", o->json, {".json"});
+    check_output_dir("--work", o->work.empty() ? o->out + ".parts" : o->work);
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
@@ -180,7 +181,7 @@ void add_eval(CLI::App& app) {
     const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
     const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
-    fs::create_directories(work);
+    make_dir(work);
     for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     nlohmann::json manifest = {{"config", cfg.config_name},

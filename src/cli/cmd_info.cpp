@@ -1,6 +1,6 @@
 // `uvit info --config C`: architecture, parameter count, forward GFLOPs per image; `uvit info
 // --presets`: the preset names; `uvit info IMAGE.png [--json]`: an image's generation parameters;
-// `uvit info --config C --classes`: the class table.
+// `uvit info --config C --classes`: the class table (each also as one line of JSON).
 #include <algorithm>
 #include <cstdio>
 
@@ -13,6 +13,7 @@
 #include "uvit/json_parse.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/network.hpp"
+#include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
 namespace {
@@ -47,17 +48,23 @@ void print_image_info(const std::string& path, bool as_json) {
   std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
-void print_classes(const Config& c) {
+// One line per class (id, WordNet id, names, tab-separated), or with --json one line
+// [{"id", "wnid", "names"}] ("" where the dataset has no names).
+void print_classes(const Config& c, bool as_json) {
   const int k = real_classes(c);
   UVIT_CHECK(k > 0, "config ", c.config_name, " is not class-conditional");
-  const std::string dataset = c.json.value("dataset", nlohmann::json::object()).value("name", "");
-  const auto& t = class_table(dataset);
+  const auto& t = class_table_of(c);
+  nlohmann::json j = nlohmann::json::array();
   for (int id = 0; id < k; ++id) {
     const auto it =
         std::find_if(t.begin(), t.end(), [id](const ClassName& e) { return e.id == id; });
-    std::printf("%d\t%s\t%s\n", id, it == t.end() ? "" : it->wnid.c_str(),
-                it == t.end() ? "" : it->names.c_str());
+    const std::string wnid = it == t.end() ? "" : it->wnid, names = it == t.end() ? "" : it->names;
+    if (as_json)
+      j.push_back({{"id", id}, {"wnid", wnid}, {"names", names}});
+    else
+      std::printf("%d\t%s\t%s\n", id, wnid.c_str(), names.c_str());
   }
+  if (as_json) std::printf("%s\n", j.dump().c_str());
 }
 
 }  // namespace
@@ -70,7 +77,8 @@ void add_info(CLI::App& app) {
   auto json = std::make_shared<bool>(false), presets = std::make_shared<bool>(false);
   cmd->add_option("--config,-c", *config, "preset name, JSON file or training run folder");
   cmd->add_flag("--json", *json,
-                "print the parameter table (with IMAGE: its parameters) as JSON (one line)");
+                "print as JSON (one line): the parameter table, with IMAGE its parameters, with "
+                "--presets the names, with --classes [{id, wnid, names}]");
   cmd->add_flag("--presets", *presets, "list the preset names (for --config) and exit");
   auto image = std::make_shared<std::string>();
   auto classes = std::make_shared<bool>(false);
@@ -79,8 +87,16 @@ void add_info(CLI::App& app) {
   cmd->add_flag("--classes", *classes,
                 "print the class table of the config's dataset: id, WordNet id, names");
   cmd->callback([config, json, presets, image, classes] {
+    // Each mode prints one thing: an option of another would be silently dropped.
+    UVIT_CHECK(!*presets || (config->empty() && image->empty() && !*classes),
+               "--presets takes no --config, --classes or IMAGE (it lists the preset names)");
+    UVIT_CHECK(image->empty() || !*classes, "--classes takes no IMAGE (give --config C)");
     if (*presets) {
-      for (const std::string& n : preset_names()) std::printf("%s\n", n.c_str());
+      const std::vector<std::string> names = preset_names();
+      if (*json)
+        std::printf("%s\n", nlohmann::json(names).dump().c_str());
+      else
+        for (const std::string& n : names) std::printf("%s\n", n.c_str());
       return;
     }
     if (!image->empty()) {
@@ -91,7 +107,7 @@ void add_info(CLI::App& app) {
     }
     if (*classes) {
       UVIT_CHECK(!config->empty(), "--classes: give --config C (its dataset's classes)");
-      return print_classes(load_config(*config));
+      return print_classes(load_config(*config), *json);
     }
     UVIT_CHECK(!config->empty(), "give --config C (a preset: uvit info --presets lists them)");
     Config c = load_config(*config);

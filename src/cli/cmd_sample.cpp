@@ -211,7 +211,7 @@ void add_sample(CLI::App& app) {
 
     if (lead) {
       for (const std::string& f : {o->out, o->npy, o->npz, o->latents}) make_parent_dir(f);
-      if (!o->dir.empty()) fs::create_directories(o->dir);
+      if (!o->dir.empty()) make_dir(o->dir);
     }
     const long mb = std::min<long>(
         n, req.batch > 0

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "uvit/error.hpp"
 #include "uvit/inception.hpp"
@@ -15,6 +16,10 @@ namespace uvit::cli {
 EvalReference read_eval_reference(const std::string& ref, const std::string& ref_features) {
   EvalReference r;
   r.path = ref;
+  // A folder of reference images is what a new user has at hand; statistics come from fid-stats.
+  UVIT_CHECK(!std::filesystem::is_directory(ref), "--ref ", ref,
+             ": is a folder; give reference statistics .npz (uvit fid-stats ", ref,
+             " --out ref.npz makes them) or an ADM reference batch");
   r.fid = load_fid_stats(ref);
   UVIT_CHECK(r.fid.dims == FidInception::kDims, ref, ": statistics of ", r.fid.dims,
              " dimensions, the FID Inception gives ", int(FidInception::kDims));

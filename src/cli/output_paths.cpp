@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "uvit/error.hpp"
@@ -23,6 +26,14 @@ void check_creatable(const char* option, const std::string& path, const fs::path
              " is a file, not a folder");
   UVIT_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, option, " ", path, ": folder ", p.string(),
              " is not writable");
+  // access() says yes to root anywhere and knows nothing of read-only mounts or /proc: a file made
+  // and removed there meets what the write (or the mkdir) would, before any work.
+  std::string probe = (p / ".uvit_write_check.XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  UVIT_CHECK(fd >= 0, option, " ", path, ": folder ", p.string(), " is not writable (",
+             std::strerror(errno), ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 }  // namespace
 

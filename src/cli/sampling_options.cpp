@@ -13,6 +13,7 @@ namespace uvit::cli {
 Config SamplingOptions::load() const {
   Config cfg = load_config(config);
   for (const auto& a : set) apply_override(cfg, a);
+  check_not_lavin(cfg);
   return cfg;
 }
 

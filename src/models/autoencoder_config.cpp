@@ -155,8 +155,14 @@ AutoencoderConfig autoencoder_config_from(const std::string& name_or_path) {
   if (name_or_path.empty() || name_or_path == "sd_kl_f8") return AutoencoderConfig{};
   if (name_or_path == "vavae_f16d32") return vavae_f16d32();
   if (name_or_path == "svg_decoder_z392") return svg_decoder_z392();
+  // LaVin-DiT's ST-VAE is another model (models/stvae.hpp) that only some commands load.
+  constexpr const char* kStvae = "lavin_stvae (LaVin-DiT's ST-VAE)";
+  constexpr const char* kStvaeCommands = "`uvit autoencoder` and `uvit lavin-sample`";
+  UVIT_CHECK(name_or_path != "lavin_stvae", "autoencoder config ", kStvae, " is taken by ",
+             kStvaeCommands, " only; this command takes ", config_name_list(), " or a JSON file");
   UVIT_CHECK(std::filesystem::is_regular_file(name_or_path), "unknown autoencoder config '",
-             name_or_path, "' (not a file; built-in: ", config_name_list(), ")");
+             name_or_path, "' (not a file; built-in: ", config_name_list(), "; ", kStvae, " in ",
+             kStvaeCommands, ")");
   return load_autoencoder_config(name_or_path);
 }
 

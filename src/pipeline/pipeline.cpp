@@ -44,23 +44,33 @@ const std::vector<ClassName>& class_table_of(const Config& c) {
   return n != d->end() && n->is_string() ? class_table(n->get<std::string>()) : none;
 }
 
+void check_not_lavin(const Config& cfg) {
+  UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
+             " is LaVin-DiT: it answers in-context example frames; sample it with uvit "
+             "lavin-sample (docs/lavin_dit.md)");
+}
+
+std::string unknown_class_message(const Config& cfg, const std::string& field,
+                                  const std::string& text, const std::string& listing) {
+  const auto& t = class_table_of(cfg);
+  std::string near;
+  for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
+  const int k = real_classes(cfg);
+  return cat(field, " '", text, "' is not a class of ", cfg.config_name,
+             t.empty() ? cat(" (no class names: give an id 0..", k - 1, ")")
+             : near.empty()
+                 ? cat(" (give an id 0..", k - 1, " or a class name: ", listing, " lists them)")
+                 : cat("; did you mean: ", near, " (", listing, " lists them)"));
+}
+
 int class_from_option(const Config& cfg, const std::string& text) {
   if (!text.empty() && text.size() < 10 &&
       text.find_first_not_of("0123456789") == std::string::npos)
     return std::stoi(text);
-  const auto& t = class_table_of(cfg);
-  const int k = find_class(t, real_classes(cfg), text);
+  const int k = find_class(class_table_of(cfg), real_classes(cfg), text);
   if (k >= 0) return k;
-  std::string near;
-  for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
-  fail("--class '", text, "' is not a class of ", cfg.config_name,
-       near.empty() && t.empty()
-           ? cat(" (no class names: give an id 0..", real_classes(cfg) - 1, ")")
-       : near.empty()
-           ? cat(" (give an id 0..", real_classes(cfg) - 1, " or a class name: uvit info --config ",
-                 cfg.config_name, " --classes lists them)")
-           : cat("; did you mean: ", near, " (uvit info --config ", cfg.config_name,
-                 " --classes lists them)"));
+  fail(unknown_class_message(cfg, "--class", text,
+                             cat("uvit info --config ", cfg.config_name, " --classes")));
 }
 
 const char* model_kind_name(ModelKind k) {
@@ -115,6 +125,7 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
   UVIT_CHECK(!o.weights.empty(), "no weights: give a .safetensors or .pth file");
   cfg_ = load_config(o.config);
   for (const auto& a : o.set) apply_override(cfg_, a);
+  check_not_lavin(cfg_);
   const bool latent = cfg_.json.contains("z_shape");
   UVIT_CHECK(!latent || !o.decode || !o.autoencoder.empty(), "config ", cfg_.config_name,
              " is a latent model: give the autoencoder (autoencoder_kl.pth) to decode its samples");
@@ -184,10 +195,6 @@ int Pipeline::class_from_name(const std::string& name) const {
 
 std::string Pipeline::class_name(int id) const {
   return class_display_name(class_table_of(cfg_), id);
-}
-
-std::vector<std::string> Pipeline::near_classes(const std::string& name, int k) const {
-  return near_class_names(class_table_of(cfg_), name, k);
 }
 
 GenerateOptions resolve_generation(const Config& cfg, const GenerationRequest& r,

@@ -2,11 +2,15 @@
 // (include/uvit/pipeline.hpp): the sampler options' ranges, the preset-level checks, and the
 // random seed. Each front end names the fields its own way (FieldNames); docs/c_api.md,
 // docs/serve.md.
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "uvit/diffusion.hpp"
 #include "uvit/flow.hpp"
+#include "uvit/generate.hpp"
 #include "uvit/pipeline.hpp"
 
 namespace uvit {
@@ -28,6 +32,50 @@ const FieldRange kRanges[] = {{"guidance_w", 1, 100, false, false},
 std::string number(double v) {
   if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return cat(int64_t(v));
   return cat(v);
+}
+
+// The ε samplers config c's schedule takes (check_sampler_for's rule, asked name by name).
+std::string eps_samplers_of(const Config& c, ScheduleKind kind) {
+  std::string list;
+  for (const std::string& n : sampler_names()) {
+    try {
+      check_sampler_for(n, kind, c.config_name);
+      list += (list.empty() ? "" : ", ") + n;
+    } catch (const Error&) {
+    }
+  }
+  return list;
+}
+
+// The sampler's name, its family and the preset's schedule. The ε list names samplers that an
+// adm or discrete preset refuses, so a flow sampler there gets the preset's own choices, and an
+// A1111 name is said with the sampler it stands for.
+void check_sampler_of(const Config& cfg, const std::string& typed, bool flow,
+                      const std::string& field) {
+  if (typed.empty()) return;
+  std::string lower;
+  for (char c : typed) lower += char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string what =
+      cat("config ", cfg.config_name, " (schedule ", cfg.json.value("schedule", "?"), ")");
+  std::string sampler;
+  try {
+    sampler = canonical_sampler(typed, flow);
+  } catch (const Error& e) {
+    const std::vector<std::string> fl = flow_sampler_names();
+    if (flow || std::find(fl.begin(), fl.end(), lower) == fl.end())
+      throw RequestError("sampler", cat(field, ": ", e.what()));
+    throw RequestError(
+        "sampler", cat(field, ": '", typed, "' is a flow sampler (flow presets); ", what, " takes ",
+                       eps_samplers_of(cfg, schedule_for(cfg).kind())));
+  }
+  if (flow) return;
+  try {
+    check_sampler_for(sampler, schedule_for(cfg).kind(), what);
+  } catch (const Error& e) {
+    throw RequestError(
+        "sampler", cat(field, ": ", lower == sampler ? "" : cat("'", typed, "' is ", sampler, ": "),
+                       e.what()));
+  }
 }
 
 }  // namespace
@@ -78,11 +126,7 @@ void check_request(const Config& cfg, const GenerationRequest& r, const FieldNam
   option("rtol", r.rtol, r.rtol != 0, true);
   // 0 zero-velocity steps is every preset's behaviour: only more are flow-only.
   option("zero_init_steps", r.zero_init_steps, r.zero_init_steps >= 0, r.zero_init_steps > 0);
-  try {
-    canonical_sampler(r.sampler, flow);
-  } catch (const Error& e) {
-    throw RequestError("sampler", cat(name("sampler"), ": ", e.what()));
-  }
+  check_sampler_of(cfg, r.sampler, flow, name("sampler"));
 }
 
 uint64_t random_seed() {

@@ -177,15 +177,10 @@ class Api {
                   pipe_.num_classes() - 1, ")"),
               field);
         const int c = pipe_.class_from_name(prompt);
-        if (c < 0) {
-          std::string near;
-          for (const auto& n : pipe_.near_classes(prompt)) near += (near.empty() ? "" : ", ") + n;
-          throw HttpError(422,
-                          cat("unknown class '", prompt, "' for ", pipe_.model_name(),
-                              near.empty() ? cat(" (ids 0..", pipe_.num_classes() - 1, ")")
-                                           : cat("; did you mean: ", near)),
-                          field);
-        }
+        if (c < 0)
+          throw HttpError(
+              422, unknown_class_message(pipe_.config(), field, prompt, "GET /uvit/v1/classes"),
+              field);
         s.req.classes = {c};
         s.keys["classes"] = field;
         s.label = pipe_.class_name(c).empty() ? std::to_string(c) : pipe_.class_name(c);

@@ -162,7 +162,7 @@ try:
     # A server error shows in the page.
     generate("zebra", 4, 1)
     err = page.wait("document.getElementById('error').textContent", "the error message")
-    check("unknown class 'zebra'" in err, f"error text: {err}")
+    check("'zebra' is not a class of" in err, f"error text: {err}")
     page.screenshot(os.path.join(shots, "serve_page_error.png"))
 finally:
     proc.kill()

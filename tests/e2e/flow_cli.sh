@@ -47,7 +47,8 @@ grep -q "? (adaptive)" "$tmp/err" || fail "dopri5 progress: $(cat "$tmp/err")"
 # One-line errors.
 expect_error "not a flow sampler (valid for flow presets: euler, heun, euler_maruyama, dopri5)" \
   "$UVIT" sample "${S[@]}" --n 2 --class 1 --sampler dpm-solver++ --npy "$tmp/x.npy"
-expect_error "unknown sampler 'heun'" "$UVIT" sample "${S[@]}" --set schedule=adm --n 2 --class 1 \
+expect_error "'heun' is a flow sampler (flow presets); config .* (schedule adm) takes dpm-solver, dpm-solver++, dpm-solver++2m, ddpm, ddim" \
+  "$UVIT" sample "${S[@]}" --set schedule=adm --n 2 --class 1 \
   --sampler heun --npy "$tmp/x.npy"
 expect_error "flow presets only" "$UVIT" sample "${S[@]}" --set schedule=adm --n 2 --class 1 \
   --sampler ddim --shift 0.3 --npy "$tmp/x.npy"

@@ -211,7 +211,7 @@ expect_error "nnet_ema" "$UVIT" sample --config "$tmp/tiny.json" --weights "$tmp
   --classes all --npy "$tmp/e.npy"
 expect_error "give --class K or --classes all" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" \
   --prompt "a shoe" --npy "$tmp/e.npy"
-expect_error "valid: euler-maruyama" "$UVIT" sample "${base[@]}" --sampler heun --npy "$tmp/e.npy"
+expect_error "'heun' is a flow sampler (flow presets); config tiny (schedule continuous_vp) takes euler-maruyama" "$UVIT" sample "${base[@]}" --sampler heun --npy "$tmp/e.npy"
 expect_error "--class 99 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 99 --npy "$tmp/e.npy"
 expect_error "--class 10 is outside" "$UVIT" sample --config "$tmp/tiny.json" --weights "$W" --class 10 --npy "$tmp/e.npy"
 expect_error "missing.safetensors" "$UVIT" sample --config "$tmp/tiny.json" --weights "$tmp/missing.safetensors" \

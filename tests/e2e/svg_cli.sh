@@ -26,7 +26,7 @@ assert a.shape == (4, 28, 28, 1), a.shape
 assert (a == b).all(), "the preset's zero_init_steps is 1"
 assert (a != c).any(), "--zero-init-steps 0 changed nothing"
 PYEOF
-expect_error "zero-init steps (cfg_star) apply to the euler and heun grids only, not to dopri5" \
+expect_error "config fmnist_svg_tiny sets sample.zero_init_steps 1 (cfg_star), which sampler dopri5 does not take: add --zero-init-steps 0" \
   "$UVIT" sample "${S[@]}" --n 1 --class 0 --sampler dopri5 --npy "$tmp/d.npy"
 expect_error "zero-init steps 5 leave none of the 5 steps" \
   "$UVIT" sample "${S[@]}" --n 1 --class 0 --steps 6 --zero-init-steps 5 --npy "$tmp/d.npy"

@@ -132,7 +132,13 @@ TEST(RequestCheck, EveryFieldIsNamedByTheFrontEnd) {
   EXPECT_EQ(request_error(eps, r), "");
   EXPECT_EQ(request_error(flow, r), "");
   r.sampler = "dopri5";
-  EXPECT_EQ(request_error(eps, r, &field).rfind("api.sampler: unknown sampler 'dopri5'", 0), 0u);
+  EXPECT_EQ(request_error(eps, r, &field),
+            "api.sampler: 'dopri5' is a flow sampler (flow presets); config fmnist_uvit_tiny "
+            "(schedule continuous_vp) takes euler-maruyama, euler-ode, dpm-solver, dpm-solver++, "
+            "dpm-solver++2m, ddpm, ddim");
+  EXPECT_EQ(field, "sampler");
+  r.sampler = "lms";
+  EXPECT_EQ(request_error(eps, r).rfind("api.sampler: unknown sampler 'lms'", 0), 0u);
   // Without names: the member names; resolve_generation checks the same.
   r = GenerationRequest{};
   r.steps = -3;

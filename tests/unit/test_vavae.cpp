@@ -78,7 +78,8 @@ TEST(VaVae, NamedConfigIsF16d32) {
   EXPECT_EQ(autoencoder_config_from("").embed_dim, 4);
   EXPECT_NE(error_of([] { autoencoder_config_from("vavae_f8d4"); })
                 .find("unknown autoencoder config 'vavae_f8d4' (not a file; built-in: sd_kl_f8, "
-                      "vavae_f16d32, svg_decoder_z392)"),
+                      "vavae_f16d32, svg_decoder_z392; lavin_stvae (LaVin-DiT's ST-VAE) in "
+                      "`uvit autoencoder` and `uvit lavin-sample`)"),
             std::string::npos);
 }
 
