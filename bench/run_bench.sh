@@ -3,14 +3,15 @@
 # step (forward, backward, AdamW), each measured in its own process (for peak RSS).
 # Usage: bench/run_bench.sh [THREADS] [ITERS] ["CONFIG BATCH" ...]   (after a build into build/)
 # Without configs: the U-ViT set below. DiT: bench/run_bench.sh 2 3 "dit_s_2 8" "dit_xl_2 1".
-# PRECISION=bf16 runs both sides in bf16 (ours: --precision bf16; the twin: torch.autocast).
+# PRECISION=bf16 runs both sides in bf16 (ours: --precision bf16; the twin: torch.autocast for
+# training, the network cast to bf16 for the forward: tests/reference/bench_torch.py).
 # Prints a markdown table; raw JSON lines go to bench/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
 ITERS=${2:-5}
 PRECISION=${PRECISION:-fp32}
-UVIT=build/uvit
+UVIT=${UVIT:-build/uvit}  # another binary: UVIT=/path/uvit bench/run_bench.sh ...
 PY=/usr/bin/python3
 out=bench/results.jsonl
 : >"$out"

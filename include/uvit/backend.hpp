@@ -87,6 +87,13 @@ class Backend {
         const_cast<char*>(reinterpret_cast<const char*>(p) + n * act_bytes()));
   }
   virtual void to_act(const float* src, float* dst_act, size_t n) { copy(dst_act, src, n); }
+  // to_act for the act copy of a network's parameters (Network::act_params, its only writer): a
+  // backend that keeps copies derived from the GEMM weights in it (the CPU's AMX-blocked weights,
+  // docs/cpu_bf16.md) drops those, so no derived copy outlives a write; freeing dst_act with
+  // free_bytes drops them too.
+  virtual void params_to_act(const float* src, float* dst_act, size_t n) {
+    to_act(src, dst_act, n);
+  }
   virtual void from_act(const float* src_act, float* dst, size_t n) { copy(dst, src_act, n); }
   virtual void copy_act(float* dst, const float* src, size_t n) { copy(dst, src, n); }
   virtual void zero_act(float* dst, size_t n) { fill(dst, 0.f, n); }

@@ -40,7 +40,7 @@ void Network::ensure_params() const {
 
 const float* Network::act_params() {
   ensure_params();
-  if (act_stale_ && act_params_ != params_) be_.to_act(params_, act_params_, table_.total());
+  if (act_stale_ && act_params_ != params_) be_.params_to_act(params_, act_params_, table_.total());
   act_stale_ = false;
   return act_params_;
 }

@@ -8,9 +8,13 @@ FILE.json is a network config (CASE.json format: constructor args + "name"), or 
 "nnet" section. Each mode runs in a fresh process so its peak RSS is its own. Prints one JSON line:
 {"forward_img_s", "train_img_s", "peak_rss_mb_forward", "peak_rss_mb_train", ...} (only the modes run).
 --precision bf16: PyTorch's own CPU bf16. Training runs under torch.autocast('cpu',
-dtype=torch.bfloat16) (bf16 matmuls through oneDNN, fp32 parameters and optimizer); the forward
-casts the network and its inputs to bf16 instead, because torch 1.13's CPU autocast stops at the
-twin's LayerNorm ("expected scalar type BFloat16 but found Float").
+dtype=torch.bfloat16) (bf16 matmuls and convolutions through oneDNN, fp32 parameters and
+optimizer); the forward casts the network and its inputs to bf16 instead (no fp32 weights left to
+cast per call: PyTorch's fastest bf16 inference). torch 1.13's CPU autocast leaves layer_norm out
+of its cast lists, and its CPU layer_norm refuses a bf16 input with fp32 weights ("expected scalar
+type BFloat16 but found Float": U-ViT's out-blocks normalise the bf16 output of skip_linear), so
+under autocast every LayerNorm input is cast to fp32 first, which is the policy later PyTorch
+versions' CPU autocast applies to layer_norm (its fp32 list).
 """
 import contextlib
 
@@ -97,6 +101,10 @@ def child(args):
                 net(x, t, *extra)
     else:
         net.train()
+        if args.precision == "bf16":
+            for m in net.modules():
+                if isinstance(m, torch.nn.LayerNorm):
+                    m.register_forward_pre_hook(lambda _m, a: (a[0].float(),) + tuple(a[1:]))
         opt = torch.optim.AdamW(net.parameters(), lr=2e-4, weight_decay=0.03, betas=(0.99, 0.999))
         with torch.no_grad():
             out_shape = net(x[:1], t[:1], *[e[:1] for e in extra]).shape[1:]

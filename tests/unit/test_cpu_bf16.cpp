@@ -481,8 +481,8 @@ TEST(CpuBf16, ElementwiseKernelsAreFp32RoundedBitForBit) {
     fx.bf->add_bias(byb.p(), bb.p(), M, D);
     expect_rounded("add_bias", byb, yb);
   }
-  // adaLN forward, odd feature count.
-  const int B = 3, N = 11, D = 45, ldm = 6 * D;
+  // adaLN, a feature count past one 64-feature block of the backward sums and not a multiple of 16.
+  const int B = 3, N = 11, D = 85, ldm = 6 * D;
   const size_t nt = size_t(B) * N * D;
   const VecF xa(x.begin(), x.begin() + long(nt)), ya(dy.begin(), dy.begin() + long(nt));
   const VecF mod = round_bf16(randv(size_t(B) * ldm, 36));
@@ -499,4 +499,19 @@ TEST(CpuBf16, ElementwiseKernelsAreFp32RoundedBitForBit) {
   fx.f32->gate_fwd(xa.data(), ya.data(), mod.data() + 2 * D, ldm, ref.data(), B, N, D);
   fx.bf->gate_fwd(bxa.p(), bya.p(), fx.bf->act_at(bm.p(), 2 * D), ldm, out.p(), B, N, D);
   expect_rounded("gate_fwd", out, ref);
+  // adaLN backward: dx and dy, and the per-sample sums over tokens (fp32 in both modes), rounded.
+  const size_t nm = size_t(B) * ldm;
+  VecF dsh(nm, 0.f), dsc(nm, 0.f), dg(nm, 0.f);
+  Bf16 bdsh(dsh), bdsc(dsc), bdg(dg);
+  fx.f32->modulate_bwd(ya.data(), xa.data(), mod.data() + D, ldm, ref.data(), dsh.data(),
+                       dsc.data(), B, N, D);
+  fx.bf->modulate_bwd(bya.p(), bxa.p(), fx.bf->act_at(bm.p(), D), ldm, out.p(), bdsh.p(), bdsc.p(),
+                      B, N, D);
+  expect_rounded("modulate_bwd dx", out, ref);
+  expect_rounded("modulate_bwd dshift", bdsh, dsh);
+  expect_rounded("modulate_bwd dscale", bdsc, dsc);
+  fx.f32->gate_bwd(ya.data(), xa.data(), mod.data() + 2 * D, ldm, ref.data(), dg.data(), B, N, D);
+  fx.bf->gate_bwd(bya.p(), bxa.p(), fx.bf->act_at(bm.p(), 2 * D), ldm, out.p(), bdg.p(), B, N, D);
+  expect_rounded("gate_bwd dy", out, ref);
+  expect_rounded("gate_bwd dgate", bdg, dg);
 }

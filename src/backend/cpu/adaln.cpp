@@ -26,8 +26,6 @@ void for_blocks(int B, int D, long work, F f) {
 }
 
 using cpu::as;
-using cpu::ld;
-using cpu::st;
 
 // The forward kernels run 16 lanes at a time, converted in registers (act.hpp).
 template <class T>
@@ -69,25 +67,43 @@ void modulate_fwd_t(const T* x, const T* shift, const T* scale, int ldm, T* y, i
   }
 }
 
+// The backward kernels keep a feature block's sums in registers: kChunk / 16 vectors of 16 lanes,
+// converted in registers. Per-element ld()/st<T>() ran the bf16 mode slower than fp32 on AMX
+// (docs/benchmarks.md, "modulate_bwd"). Each lane sums over tokens in order, contracting
+// s + g * x into an FMA as the per-element code did, so the results are bit for bit as before.
+constexpr int kVecs = kChunk / 16;
+using cpu::f32x16;
+
+// f(j, d, m) for the vectors j of the feature block [d0, d1): features d.. d + m (m <= 16 lanes).
+template <class F>
+inline void for_vecs(int d0, int d1, F f) {
+#pragma GCC unroll 4
+  for (int j = 0; j < kVecs; ++j) {
+    const int d = d0 + 16 * j;
+    if (d < d1) f(j, d, std::min(16, d1 - d));
+  }
+}
+
 template <class T>
 void modulate_bwd_t(const T* dy, const T* x, const T* scale, int ldm, T* dx, T* dshift, T* dscale,
                     int B, int N, int D) {
   for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
-    float s_sh[kChunk] = {}, s_sc[kChunk] = {};
+    f32x16 s_sh[kVecs] = {}, s_sc[kVecs] = {}, c[kVecs] = {};
     const T* sc = scale + long(b) * ldm;
+    for_vecs(d0, d1, [&](int j, int d, int m) { c[j] = 1.f + cpu::load16(sc + d, m); });
     for (int n = 0; n < N; ++n) {
       const long r = (long(b) * N + n) * D;
-      for (int d = d0; d < d1; ++d) {
-        const float g = ld(dy[r + d]);
-        s_sh[d - d0] += g;
-        s_sc[d - d0] += g * ld(x[r + d]);
-        dx[r + d] = st<T>(g * (1.f + ld(sc[d])));
-      }
+      for_vecs(d0, d1, [&](int j, int d, int m) {
+        const f32x16 g = cpu::load16(dy + r + d, m);
+        s_sh[j] = s_sh[j] + g;
+        s_sc[j] = s_sc[j] + g * cpu::load16(x + r + d, m);
+        cpu::store16(dx + r + d, g * c[j], m);
+      });
     }
-    for (int d = d0; d < d1; ++d) {
-      if (dshift) dshift[long(b) * ldm + d] = st<T>(s_sh[d - d0]);
-      dscale[long(b) * ldm + d] = st<T>(s_sc[d - d0]);
-    }
+    for_vecs(d0, d1, [&](int j, int d, int m) {
+      if (dshift) cpu::store16(dshift + long(b) * ldm + d, s_sh[j], m);
+      cpu::store16(dscale + long(b) * ldm + d, s_sc[j], m);
+    });
   });
 }
 
@@ -109,17 +125,19 @@ template <class T>
 void gate_bwd_t(const T* dout, const T* y, const T* gate, int ldm, T* dy, T* dgate, int B, int N,
                 int D) {
   for_blocks(B, D, long(B) * N * D, [&](int b, int d0, int d1) {
-    float s[kChunk] = {};
-    const T* g = gate + long(b) * ldm;
+    f32x16 s[kVecs] = {}, g[kVecs] = {};
+    const T* gt = gate + long(b) * ldm;
+    for_vecs(d0, d1, [&](int j, int d, int m) { g[j] = cpu::load16(gt + d, m); });
     for (int n = 0; n < N; ++n) {
       const long r = (long(b) * N + n) * D;
-      for (int d = d0; d < d1; ++d) {
-        const float go = ld(dout[r + d]);
-        s[d - d0] += go * ld(y[r + d]);
-        dy[r + d] = st<T>(go * ld(g[d]));
-      }
+      for_vecs(d0, d1, [&](int j, int d, int m) {
+        const f32x16 go = cpu::load16(dout + r + d, m);
+        s[j] = s[j] + go * cpu::load16(y + r + d, m);
+        cpu::store16(dy + r + d, go * g[j], m);
+      });
     }
-    for (int d = d0; d < d1; ++d) dgate[long(b) * ldm + d] = st<T>(s[d - d0]);
+    for_vecs(d0, d1,
+             [&](int j, int d, int m) { cpu::store16(dgate + long(b) * ldm + d, s[j], m); });
   });
 }
 }  // namespace

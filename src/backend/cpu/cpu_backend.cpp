@@ -29,7 +29,10 @@ void* CpuBackend::alloc_bytes(size_t n) {
   return p;
 }
 
-void CpuBackend::free_bytes(void* p) { std::free(p); }
+void CpuBackend::free_bytes(void* p) {
+  gemm_weights_written(p, 0);  // forgets blocked copies of weights that lived here
+  std::free(p);
+}
 
 void CpuBackend::upload(void* dst, const void* host, size_t bytes) {
   if (bytes) std::memcpy(dst, host, bytes);
@@ -71,6 +74,11 @@ double CpuBackend::sum_squares(const float* x, size_t n) {
 
 void CpuBackend::to_act(const float* src, float* dst_act, size_t n) {
   UVIT_CPU_ACT(cpu::convert(cpu::as<T>(dst_act), src, long(n)));
+}
+
+void CpuBackend::params_to_act(const float* src, float* dst_act, size_t n) {
+  to_act(src, dst_act, n);
+  if (bf16_) gemm_weights_written(dst_act, n * act_bytes());  // only bf16 B are kept blocked
 }
 
 void CpuBackend::from_act(const float* src_act, float* dst, size_t n) {

@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
 
   size_t act_bytes() const override { return bf16_ ? 2 : 4; }
   void to_act(const float* src, float* dst_act, size_t n) override;
+  void params_to_act(const float* src, float* dst_act, size_t n) override;
   void from_act(const float* src_act, float* dst, size_t n) override;
   void copy_act(float* dst, const float* src, size_t n) override;
   void zero_act(float* dst, size_t n) override;
@@ -135,6 +136,14 @@ class CpuBackend final : public Backend {
 
   bool bf16_;
 };
+
+// gemm.cpp's kept blocked weights (docs/cpu_bf16.md, "Kept blocked weights"): the act copy of
+// parameters at p, `bytes` long, was (re)written, or (bytes == 0) is being freed; its blocked
+// copies are dropped. The bytes those copies hold now. Whether the bf16-C products take B blocked
+// at all (oneDNN runs AMX here; elsewhere B stays plain and nothing is kept).
+void gemm_weights_written(const void* p, size_t bytes);
+size_t gemm_kept_weight_bytes();
+bool gemm_blocks_weights();
 
 // Single-threaded row-major GEMM for use inside OpenMP parallel regions (attention); same
 // conventions as Backend::gemm.

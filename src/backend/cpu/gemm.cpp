@@ -9,6 +9,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -40,6 +41,19 @@ struct MatmulCache {
   std::map<Key, Entry> prims;
   std::vector<char> blocked;  // B in blocked layout, shared: executions are serialised
   std::mutex mu;  // primitives share oneDNN's global scratchpad: one execution at a time
+  // Kept blocked weights (docs/cpu_bf16.md, "Kept blocked weights"). `weights`: the act copies of
+  // network parameters (start -> bytes), registered by gemm_weights_written, their only writer;
+  // only a B lying inside one is kept. `kept`: per B address, the last (source, blocked) layout
+  // pair it was reordered for; the copy is made on the second use of that pair, so a weight used
+  // once between two writes (a training step) is never copied.
+  std::map<const char*, size_t> weights;
+  struct Kept {
+    dnnl::memory::desc src, layout;
+    std::vector<char> mem;  // empty until the second use
+    void* data() { return mem.data() + (-reinterpret_cast<uintptr_t>(mem.data()) & 63); }
+  };
+  std::map<const void*, Kept> kept;
+  std::atomic<bool> any_weights{false};  // lets free_bytes skip the lock in fp32 mode
 };
 
 MatmulCache& cache() {
@@ -92,12 +106,7 @@ dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scrat
 // (forward and input gradients: bf16 C; the weight gradients, fp32 C, measured slower and keep a
 // plain B). docs/cpu_bf16.md, "On AMX: dense operands".
 bool reorder_b(const Key& k) {
-  static const bool amx = [] {
-    const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-    const unsigned want = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx);
-    return (isa & want) == want;
-  }();
-  return amx && std::get<10>(k) == dt::bf16 && std::get<11>(k) == dt::bf16;
+  return gemm_blocks_weights() && std::get<10>(k) == dt::bf16 && std::get<11>(k) == dt::bf16;
 }
 
 MatmulCache::Entry make_entry(const dnnl::engine& engine, const Key& k) {
@@ -189,6 +198,41 @@ bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
   return true;
 }
 
+// Is [p, p + bytes) inside a registered act copy of parameters? Caller holds c.mu.
+bool in_weights(const MatmulCache& c, const void* p, size_t bytes) {
+  const char* q = static_cast<const char*>(p);
+  auto it = c.weights.upper_bound(q);
+  if (it == c.weights.begin()) return false;
+  --it;
+  return q + bytes <= it->first + it->second;
+}
+
+// B (memory bm at address B) in the primitive's blocked layout: the kept copy when B is a weight
+// reordered before for the same layouts since its last write, else reordered now (into a kept
+// copy on the second use, otherwise into the shared buffer). Caller holds c.mu.
+dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry& e,
+                       dnnl::memory bm, const void* B) {
+  const Stored sb = stored_b(key);
+  const md src = b_desc(key);
+  const size_t bytes = e.blocked.get_size();
+  if (in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)))) {
+    MatmulCache::Kept& k = c.kept[B];
+    if (k.src == src && k.layout == e.blocked) {
+      const bool fresh = k.mem.empty();
+      if (fresh) k.mem.resize(bytes + 64);
+      dnnl::memory wm(e.blocked, c.engine, k.data());
+      if (fresh) e.to_blocked.execute(c.stream, bm, wm);
+      return wm;
+    }
+    k = MatmulCache::Kept{src, e.blocked, {}};  // first use of these layouts: not kept yet
+  }
+  if (c.blocked.size() < bytes + 64) c.blocked.resize(bytes + 64);
+  void* p = c.blocked.data() + (-reinterpret_cast<uintptr_t>(c.blocked.data()) & 63);
+  dnnl::memory wm(e.blocked, c.engine, p);
+  e.to_blocked.execute(c.stream, bm, wm);
+  return wm;
+}
+
 bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -206,14 +250,7 @@ bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
   dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
   dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
   dnnl::memory cm(c_desc(key), c.engine, C);
-  if (e.to_blocked) {
-    const size_t bytes = e.blocked.get_size();
-    if (c.blocked.size() < bytes + 64) c.blocked.resize(bytes + 64);
-    void* p = c.blocked.data() + (-reinterpret_cast<uintptr_t>(c.blocked.data()) & 63);
-    dnnl::memory wm(e.blocked, c.engine, p);
-    e.to_blocked.execute(c.stream, bm, wm);
-    bm = wm;
-  }
+  if (e.to_blocked) bm = blocked_b(c, key, e, bm, B);
   e.prim.execute(c.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   c.stream.wait();
   return true;
@@ -247,6 +284,38 @@ SerialCache& serial_cache() {
 }
 
 }  // namespace
+
+bool gemm_blocks_weights() {
+  static const bool amx = [] {
+    const unsigned isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+    const unsigned want = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_amx);
+    return (isa & want) == want;
+  }();
+  return amx;
+}
+
+void gemm_weights_written(const void* p, size_t bytes) {
+  auto& c = cache();
+  if (bytes == 0 && !c.any_weights.load()) return;  // a free in fp32 mode
+  std::lock_guard<std::mutex> lock(c.mu);
+  const char* q = static_cast<const char*>(p);
+  auto w = c.weights.find(q);
+  const size_t span = std::max(bytes, w == c.weights.end() ? size_t{0} : w->second);
+  c.kept.erase(c.kept.lower_bound(p), c.kept.lower_bound(q + span));
+  if (bytes)
+    c.weights[q] = bytes;
+  else if (w != c.weights.end())
+    c.weights.erase(w);
+  c.any_weights = !c.weights.empty();
+}
+
+size_t gemm_kept_weight_bytes() {
+  auto& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  size_t n = 0;
+  for (const auto& [b, k] : c.kept) n += k.mem.size();
+  return n;
+}
 
 void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                  int lda, const float* B, int ldb, float beta, float* C, int ldc) {
