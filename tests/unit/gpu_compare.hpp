@@ -1,4 +1,4 @@
-// Shared helpers of the GPU-vs-CPU tests (tests/unit/test_cuda_*.cpp): the skip guard, random
+// Shared helpers of the GPU-vs-CPU tests (tests/unit/test_cuda_*.cpp): the skip guards, random
 // vectors, and the comparison that prints its errors either way, so that one GPU run shows every
 // deviation at once.
 #pragma once
@@ -15,6 +15,8 @@
 
 #define REQUIRE_CUDA() \
   if (!uvit::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
+#define REQUIRE_CPU_BF16() \
+  if (!uvit::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no bf16 units (AVX512-BF16 or AMX)"
 
 namespace uvit::test {
 

@@ -32,9 +32,6 @@ using VecF = std::vector<float>;
 
 namespace {
 
-#define REQUIRE_CPU_BF16() \
-  if (!cpu_has_bf16()) GTEST_SKIP() << "this CPU has no bf16 units (AVX512-BF16 or AMX)"
-
 VecF round_bf16(VecF v) {
   for (auto& x : v) x = bf16_to_float(float_to_bf16(x));
   return v;

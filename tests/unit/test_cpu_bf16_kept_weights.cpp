@@ -22,9 +22,6 @@ using VecF = std::vector<float>;
 
 namespace {
 
-#define REQUIRE_CPU_BF16() \
-  if (!cpu_has_bf16()) GTEST_SKIP() << "this CPU has no bf16 units (AVX512-BF16 or AMX)"
-
 // bf16 values (as uint16) of fp32 ones, the rounding of to_act.
 std::vector<uint16_t> bf16_of(const VecF& v) {
   std::vector<uint16_t> h(v.size());
