@@ -15,9 +15,11 @@
 #include "cli/sample_grid.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
+#include "uvit/diffusion.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
+#include "uvit/generate.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
 #include "uvit/metadata.hpp"
@@ -246,6 +248,14 @@ TrainOutcome run_training(const TrainJob& job) {
   const std::string init = job.resume ? "" : train_settings(cfg).init_weights;
   if (!init.empty())
     cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
+  // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md "Status"), and
+  // a sample.algorithm the run's own `uvit sample` would refuse is caught now, not after training.
+  UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
+             " is LaVin-DiT: uvit train does not train it (its official code has no training; "
+             "docs/lavin_dit.md \"Status\"); sample it with uvit lavin-sample");
+  if (!is_flow(cfg) && cfg.json.contains("sample") && cfg.json["sample"].is_object() &&
+      cfg.json["sample"].contains("algorithm"))
+    sampler_for_algorithm(cfg.json["sample"].value("algorithm", ""), schedule_for(cfg).kind());
   const std::string dir = job.out_dir;
   // Under mpirun or srun every rank trains its slice of each batch; rank 0 alone writes the run's
   // files, log and grids (docs/distributed.md).

@@ -101,4 +101,14 @@ expect_error "^uvit: error: $L" "$UVIT" sample --config lavin_dit_tiny --weights
 expect_error "^uvit: error: $L" "$UVIT" bench --config lavin_dit_tiny --mode sample --n 1 --steps 2
 expect_error "^uvit: error: $L" "$UVIT" serve --config lavin_dit_tiny --weights "$U/nnet.safetensors"
 
+# uvit train on LaVin-DiT said "unknown dataset 'lavin_dit_tiny'"; a sample.algorithm that the
+# run's `uvit sample` refuses was accepted by train and failed only after training.
+expect_error "^uvit: error: config lavin_dit_tiny is LaVin-DiT: uvit train does not train it" \
+  "$UVIT" train --config lavin_dit_tiny --out "$tmp/lt" --steps 1
+[ ! -e "$tmp/lt" ] || fail "a refused LaVin-DiT train left $tmp/lt"
+expect_error "^uvit: error: sample.algorithm 'lms' is not an official sampler" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/lms" --steps 1 --batch 2 --no-grid -q \
+  --set sample.algorithm=lms
+[ ! -e "$tmp/lms" ] || fail "a refused sample.algorithm left $tmp/lms"
+
 exit $fails
