@@ -2,6 +2,7 @@
 // official state_dict order. Parameters, gradients, optimizer moments and EMA each live in one flat
 // buffer laid out by this table.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,6 +28,15 @@ struct ParamEntry {
 
 // a's values as fp32 (any float or integer dtype) into dst (a.numel() floats).
 void copy_f32(const Array& a, float* dst);
+
+using Ranges = std::vector<std::pair<size_t, size_t>>;
+// The first of sorted, disjoint [begin, end) ranges that ends after float `off` (end() if none):
+// off lies in it when it begins at or before off.
+inline Ranges::const_iterator range_ending_after(const Ranges& r, size_t off) {
+  return std::upper_bound(
+      r.begin(), r.end(), off,
+      [](size_t o, const std::pair<size_t, size_t>& x) { return o < x.second; });
+}
 
 class ParamTable {
  public:

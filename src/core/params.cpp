@@ -31,9 +31,7 @@ void ParamTable::add_trained(const ParamEntry& e) {
 
 bool ParamTable::trains(size_t off) const {
   // The first range that ends after off; off is in it when it starts at or before off.
-  auto it =
-      std::upper_bound(trained_.begin(), trained_.end(), off,
-                       [](size_t o, const std::pair<size_t, size_t>& r) { return o < r.second; });
+  const auto it = range_ending_after(trained_, off);
   return it != trained_.end() && it->first <= off;
 }
 

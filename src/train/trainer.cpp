@@ -422,18 +422,14 @@ void Trainer::zero_update(double lr) {
 size_t Trainer::packed(size_t flat) const {
   // The first range that ends after flat: the ranges before it are below flat, and so is its part
   // before flat.
-  const auto it =
-      std::upper_bound(trained_.begin(), trained_.end(), flat,
-                       [](size_t f, const std::pair<size_t, size_t>& r) { return f < r.second; });
+  const auto it = range_ending_after(trained_, flat);
   const size_t i = size_t(it - trained_.begin());
   return packed_at_[i] + (it == trained_.end() || flat <= it->first ? 0 : flat - it->first);
 }
 
 template <class F>
 void Trainer::for_trained(size_t off, size_t len, F&& f) const {
-  auto it =
-      std::upper_bound(trained_.begin(), trained_.end(), off,
-                       [](size_t o, const std::pair<size_t, size_t>& r) { return o < r.second; });
+  auto it = range_ending_after(trained_, off);
   for (; it != trained_.end() && it->first < off + len; ++it) {
     const size_t lo = std::max(it->first, off), hi = std::min(it->second, off + len);
     f(lo, hi, packed_at_[size_t(it - trained_.begin())] + (lo - it->first) - mom_base_);
