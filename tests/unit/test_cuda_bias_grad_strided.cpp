@@ -1,7 +1,8 @@
 // Backend::bias_grad_strided on CUDA (fp32 and bf16 acts) against the CPU on bias_grad_cases.hpp's
 // shapes, in fp32 accuracy (db is fp32 and both see the same act values); the same bits as the
-// GPU's bias_grad over the rows copied together (the same chunk plan and fixed-order sums), and
-// the same bits on a second run. Skips without a GPU.
+// GPU's bias_grad over the rows copied together, which holds for these cases only (both calls get
+// the same chunk plan and fixed-order sums; not in general, docs/gpu.md), and the same bits on a
+// second run. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <string>
