@@ -309,8 +309,10 @@ TrainOutcome run_training(const TrainJob& job) {
         cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
         tr.step_count(), s.steps, be->name().c_str(), be->precision().c_str(), dir.c_str());
   if (!quiet && comm.size() > 1)
-    std::fprintf(stderr, "data parallel: %d ranks (%s), %d slices of %d images per step\n",
-                 comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width());
+    std::fprintf(stderr,
+                 "data parallel: %d ranks (%s), %d slices of %d images per step, exchange %s\n",
+                 comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width(),
+                 tr.exchange_mode().c_str());
 
   g_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
