@@ -1,13 +1,17 @@
 #include "train/grad_overlap.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "uvit/error.hpp"
 
 namespace uvit {
 
 GradOverlap::GradOverlap(Exchange exchange)
-    : exchange_(std::move(exchange)), thread_([this] { run(); }) {}
+    : exchange_(std::move(exchange)), thread_([this] { run(); }) {
+  const char* s = std::getenv("UVIT_TEST_OVERLAP_SYNC");
+  sync_ = s && *s && *s != '0';
+}
 
 GradOverlap::~GradOverlap() {
   {
@@ -52,12 +56,11 @@ void GradOverlap::ready(size_t lo, size_t hi) {
     UVIT_CHECK(hi <= a || b <= lo, "gradient range [", lo, ", ", hi,
                ") announced by backward meets [", a, ", ", b, ") announced before");
   ranges_.emplace_back(lo, hi);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.emplace_back(lo, hi);
-    ++pending_;
-  }
+  std::unique_lock<std::mutex> l(mu_);
+  queue_.emplace_back(lo, hi);
+  ++pending_;
   cv_.notify_all();
+  if (sync_) cv_.wait(l, [&] { return pending_ == 0; });
 }
 
 void GradOverlap::finish() {

@@ -30,6 +30,9 @@ class GradOverlap {
   // Backward has returned: the parts of [0, n) never announced are queued in ascending order, then
   // waits until every range is exchanged. Rethrows the thread's error.
   void finish();
+  // Tests: UVIT_TEST_OVERLAP_SYNC=1 makes ready() wait until its range is exchanged, so that a
+  // range announced before its gradient is final always gives other bits (unsynchronised, that
+  // race is usually won by the small test models' backward).
   // The ranges exchanged in the last backward, in order (the tests' view).
   const std::vector<std::pair<size_t, size_t>>& ranges() const { return ranges_; }
 
@@ -43,6 +46,7 @@ class GradOverlap {
   std::deque<std::pair<size_t, size_t>> queue_;
   size_t pending_ = 0;  // queued or running
   bool stop_ = false;
+  bool sync_ = false;  // UVIT_TEST_OVERLAP_SYNC
   std::exception_ptr error_;
   std::thread thread_;  // last: starts once the members above exist
 };
