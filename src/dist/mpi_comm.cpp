@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <thread>
 
 #include "dist/comm_impl.hpp"
 #include "uvit/error.hpp"
@@ -17,6 +18,16 @@ void check(int rc, const char* what) {
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   throw Error(cat(what, " failed: ", std::string(msg, size_t(len))));
+}
+// MPI_Waitall, yielding the core between polls: OpenMPI's shared-memory transport spins in
+// MPI_Waitall, which on a busy core takes the time backward needs (train.overlap's thread).
+void wait_all(std::vector<MPI_Request>& reqs) {
+  int done = 0;
+  for (;;) {
+    check(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    if (done) return;
+    std::this_thread::yield();
+  }
 }
 int count(size_t n, const char* what) {
   UVIT_CHECK(n <= size_t(INT_MAX), what, ": ", n, " elements exceed MPI's int counts");
@@ -140,7 +151,7 @@ void MpiComm::reduce_scatter_range(const float* bufs, int k, size_t n, size_t st
     for (int j = 0; j < k && my > 0; ++j)
       std::memcpy(recv_.data() + (size_t(rank_) * k + size_t(j)) * my,
                   bufs + size_t(j) * stride + me.begin + at, my * sizeof(float));
-    check(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    wait_all(reqs);
     // Every send of this piece is done, so it may overwrite its own input (in place).
     if (my > 0) ordered_sum(recv_.data(), W * k, my, my, out + at);
   }
@@ -177,7 +188,7 @@ void MpiComm::allgather_range(float* full, size_t n, size_t sh, size_t lo, size_
                       MPI_COMM_WORLD, &reqs.back()),
             "MPI_Isend");
     }
-  check(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  wait_all(reqs);
 }
 
 std::unique_ptr<Comm> make_mpi_comm(const std::string& device) {
