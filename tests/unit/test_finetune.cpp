@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "error_of.hpp"
+#include "net_inputs.hpp"
 #include "temp_dir.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
@@ -262,25 +263,7 @@ TEST(Finetune, FrozenLinearsGetNoGradient) {
     part->load_file(kFx + "/" + c + ".pth");
     size_t i = 0;
     part->freeze_if([&](const ParamEntry&) { return i++ % 3 != 0; });
-    const int B = 2;
-    std::vector<float> x(B * n.in_numel()), t(B), dout(B * n.out_numel()), ctx;
-    std::vector<int32_t> y;
-    Philox(9).fill_normal(x.data(), x.size());
-    Philox(10).fill_normal(dout.data(), dout.size());
-    for (int b = 0; b < B; ++b) t[b] = 0.3f + 0.4f * b;
-    if (n.text_conditional()) {
-      ctx.resize(B * n.context_numel());
-      Philox(11).fill_normal(ctx.data(), ctx.size());
-    }
-    for (int b = 0; n.class_conditional() && b < B; ++b) y.push_back(b % n.real_classes());
-    DeviceBuffer dx(*be, x.size() * 4), dt(*be, B * 4), dd(*be, dout.size() * 4),
-        out(*be, dout.size() * 4), dy(*be, std::max<size_t>(y.size(), 1) * 4),
-        dc(*be, std::max<size_t>(ctx.size(), 1) * 4);
-    be->upload(dx.f32(), x.data(), x.size() * 4);
-    be->upload(dt.f32(), t.data(), B * 4);
-    be->upload(dd.f32(), dout.data(), dout.size() * 4);
-    if (!y.empty()) be->upload(dy.as(), y.data(), y.size() * 4);
-    if (!ctx.empty()) be->upload(dc.f32(), ctx.data(), ctx.size() * 4);
+    testing::NetInputs in(*be, n, 2);
     const ParamTable& tab = part->table();
     std::vector<float> pre(part->num_params(), 0.f);
     for (const ParamEntry& e : tab.entries())
@@ -289,9 +272,7 @@ TEST(Finetune, FrozenLinearsGetNoGradient) {
     for (Network* net : {full.get(), part.get()}) {
       net->zero_grad();
       if (net == part.get()) be->upload(net->grads(), pre.data(), pre.size() * 4);
-      net->forward(dx.f32(), dt.f32(), y.empty() ? nullptr : dy.as<int32_t>(),
-                   ctx.empty() ? nullptr : dc.f32(), out.f32(), B, true);
-      net->backward(dd.f32());
+      in.train_pass(*net);
     }
     const std::vector<float> gf = host(*be, full->grads(), full->num_params()),
                              gp = host(*be, part->grads(), part->num_params());

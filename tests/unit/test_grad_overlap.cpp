@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "net_inputs.hpp"
 #include "train/grad_overlap.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/network.hpp"
-#include "uvit/rng.hpp"
 
 namespace uvit {
 namespace {
@@ -91,25 +91,7 @@ TEST(GradOverlap, NetworksAnnounceFinalDisjointRanges) {
     auto net = make_network(cfg, *be);
     net->load_file(fx + "/" + c + ".pth");  // the twin's weights: nonzero gradients everywhere
     const size_t P = net->num_params();
-    const int B = 2;
-    std::vector<float> x(B * n.in_numel()), t(B), dout(B * n.out_numel()), ctx;
-    std::vector<int32_t> y;
-    Philox(9).fill_normal(x.data(), x.size());
-    Philox(10).fill_normal(dout.data(), dout.size());
-    for (int b = 0; b < B; ++b) t[b] = 0.3f + 0.4f * b;
-    if (n.text_conditional()) {
-      ctx.resize(B * n.context_numel());
-      Philox(11).fill_normal(ctx.data(), ctx.size());
-    }
-    for (int b = 0; n.class_conditional() && b < B; ++b) y.push_back(b % n.real_classes());
-    DeviceBuffer dx(*be, x.size() * 4), dt(*be, B * 4), dd(*be, dout.size() * 4),
-        out(*be, dout.size() * 4), dy(*be, std::max<size_t>(y.size(), 1) * 4),
-        dc(*be, std::max<size_t>(ctx.size(), 1) * 4);
-    be->upload(dx.f32(), x.data(), x.size() * 4);
-    be->upload(dt.f32(), t.data(), B * 4);
-    be->upload(dd.f32(), dout.data(), dout.size() * 4);
-    if (!y.empty()) be->upload(dy.as(), y.data(), y.size() * 4);
-    if (!ctx.empty()) be->upload(dc.f32(), ctx.data(), ctx.size() * 4);
+    testing::NetInputs in(*be, n, 2);
     // The gradient of each range as it was when announced.
     Ranges got;
     std::vector<std::vector<float>> at_announce;
@@ -118,9 +100,7 @@ TEST(GradOverlap, NetworksAnnounceFinalDisjointRanges) {
       at_announce.push_back(host(*be, net->grads() + lo, hi - lo));
     });
     net->zero_grad();
-    net->forward(dx.f32(), dt.f32(), y.empty() ? nullptr : dy.as<int32_t>(),
-                 ctx.empty() ? nullptr : dc.f32(), out.f32(), B, true);
-    net->backward(dd.f32());
+    in.train_pass(*net);
     const std::vector<float> g = host(*be, net->grads(), P);
     std::vector<int> covered(P, 0);
     for (size_t r = 0; r < got.size(); ++r) {
@@ -150,9 +130,7 @@ TEST(GradOverlap, NetworksAnnounceFinalDisjointRanges) {
     const Ranges first = got;
     got.clear();
     at_announce.clear();
-    net->forward(dx.f32(), dt.f32(), y.empty() ? nullptr : dy.as<int32_t>(),
-                 ctx.empty() ? nullptr : dc.f32(), out.f32(), B, true);
-    net->backward(dd.f32());
+    in.train_pass(*net);
     EXPECT_EQ(got, first);
     net->on_grads_ready(nullptr);
   }
