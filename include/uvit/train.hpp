@@ -43,7 +43,8 @@ struct TrainSettings {
   int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
   // train.overlap: exchange each gradient range the network's backward announces final on a
   // communication thread while backward goes on (docs/distributed.md, "Overlap"); the same bits.
-  bool overlap = true;
+  // Off by default: no faster on the 2-vCPU machine it was measured on (docs/benchmarks.md).
+  bool overlap = false;
   // Fine-tuning (docs/cli.md "Fine-tuning"): train.init_weights, a checkpoint the network and its
   // EMA start from at step 0 ("" = the seed's initialisation); train.ignore_keys, substrings of
   // official parameter names that keep the seed's initialisation instead; train.finetune "partial":

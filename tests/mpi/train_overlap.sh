@@ -13,12 +13,13 @@ UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 export UVIT_REDUCE_PIECE=999
 
-# overlap NP NAME WHAT ARGS...: NAME.off (train.overlap false), NAME.on and NAME.sync the same.
+# overlap NP NAME WHAT ARGS...: NAME.off (train.overlap false, the default), NAME.on and NAME.sync
+# the same (train.overlap true).
 overlap() {
   local np=$1 name=$2 what=$3; shift 3
   run mpi "$np" "$@" -q --out "$tmp/$name.off" --set train.overlap=false
-  run mpi "$np" "$@" -q --out "$tmp/$name.on"
-  UVIT_TEST_OVERLAP_SYNC=1 run mpi "$np" "$@" -q --out "$tmp/$name.sync"
+  run mpi "$np" "$@" -q --out "$tmp/$name.on" --set train.overlap=true
+  UVIT_TEST_OVERLAP_SYNC=1 run mpi "$np" "$@" -q --out "$tmp/$name.sync" --set train.overlap=true
   same_files "$tmp/$name.on" "$tmp/$name.off" "$what, overlap on vs off"
   same_files "$tmp/$name.sync" "$tmp/$name.off" "$what, overlap on (synchronised) vs off"
 }
@@ -26,22 +27,23 @@ overlap() {
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1 train.save_interval=2
 T=(train --config "$tmp/tiny.json" --batch 8 --no-grid)
 
-# The run names the exchange it uses (not -q: the data-parallel line).
-run mpi 2 "${T[@]}" --out "$tmp/say" --steps 1
+# The run names the exchange it uses (not -q: the data-parallel line); off by default.
+run mpi 2 "${T[@]}" --out "$tmp/say" --steps 1 --set train.overlap=true
 grep -q "exchange overlapped with backward" "$tmp/err" &&
-  echo "ok: 2 ranks overlap the exchange with backward by default" ||
-  fail "2 ranks, default: no 'exchange overlapped with backward' line: $(cat "$tmp/err")"
-run mpi 2 "${T[@]}" --out "$tmp/say0" --steps 1 --set train.overlap=false
+  echo "ok: 2 ranks with train.overlap=true overlap the exchange with backward" ||
+  fail "train.overlap=true: no 'exchange overlapped with backward' line: $(cat "$tmp/err")"
+run mpi 2 "${T[@]}" --out "$tmp/say0" --steps 1
 grep -q "exchange after backward (train.overlap false)" "$tmp/err" ||
-  fail "train.overlap=false: no 'exchange after backward' line: $(cat "$tmp/err")"
-run mpi 2 "${T[@]}" --out "$tmp/acc" --steps 1 --set train.accum=2
+  fail "default: no 'exchange after backward (train.overlap false)' line: $(cat "$tmp/err")"
+run mpi 2 "${T[@]}" --out "$tmp/acc" --steps 1 --set train.accum=2 --set train.overlap=true
 grep -q "exchange after backward (several slices or micro-batches)" "$tmp/err" ||
   fail "accum 2: no 'after backward (several slices or micro-batches)': $(cat "$tmp/err")"
 
 overlap 2 u2 "U-ViT, 2 ranks" "${T[@]}" --steps 3
 overlap 2 uz2 "U-ViT, ZeRO-1 on 2 ranks" "${T[@]}" --steps 3 --set train.zero=1
 overlap 4 u4 "U-ViT, 4 ranks" "${T[@]}" --steps 3
-UVIT_TEST_OVERLAP_SYNC=1 run mpi 4 "${T[@]}" --steps 3 -q --out "$tmp/uz4" --set train.zero=1
+UVIT_TEST_OVERLAP_SYNC=1 run mpi 4 "${T[@]}" --steps 3 -q --out "$tmp/uz4" --set train.zero=1 \
+  --set train.overlap=true
 same_files "$tmp/uz4" "$tmp/u4.off" "U-ViT, ZeRO-1 on 4 ranks overlapped vs plain after backward"
 
 # The DiT family (a tiny one: 2 blocks of width 32, patch 7; Skip-DiT's fused skips). Its
