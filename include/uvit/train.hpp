@@ -125,8 +125,10 @@ class Trainer {
   // train.init_weights into the network (init()).
   void load_init_weights();
   // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off),
-  // skipping the frozen parameters, which the official optimizers never see.
-  void update_trained(float* p, const float* g, size_t off, size_t len, double lr);
+  // skipping the frozen parameters, which the official optimizers never see. With ema (the EMA
+  // parameters at float off), the EMA update of [off, off + len) too, fused with AdamW's pass.
+  void update_trained(float* p, const float* g, size_t off, size_t len, double lr,
+                      float* ema = nullptr);
   // The trained floats of the parameter vector below float `flat`.
   size_t packed(size_t flat) const;
   // f(lo, hi, at) for each trained range [lo, hi) within [off, off + len), in order; `at` is

@@ -346,15 +346,15 @@ StepStats Trainer::step() {
     zero_update(st.lr);  // (its optimizer update counts as exchange time too)
     st.grad_norm = last_norm_;
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));  // the gathered parameters
   } else {
     float* g = reduce_gradients();
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
     if (s_.partial) zero_frozen(g, 0, P);
     st.grad_norm = std::sqrt(be_.sum_squares(g, P));
     if (const double c = grad_clip_factor(s_, st.grad_norm); c != 1.0) be_.scale(g, float(c), P);
-    update_trained(net_->params(), g, 0, P, st.lr);
+    update_trained(net_->params(), g, 0, P, st.lr, ema_->params());  // and the EMA
   }
-  be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
   return st;
 }
@@ -436,21 +436,35 @@ void Trainer::for_trained(size_t off, size_t len, F&& f) const {
   }
 }
 
-void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr) {
+void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr,
+                             float* ema) {
   const bool adan = s_.optimizer == "adan";
   AdanHyper h;
   h.lr = float(lr), h.beta1 = float(s_.beta1), h.beta2 = float(s_.beta2);
   h.beta3 = float(s_.beta3), h.eps = float(s_.eps), h.weight_decay = float(s_.weight_decay);
   h.no_prox = s_.no_prox;
+  const float rate = float(s_.ema_rate);
+  size_t ema_done = 0;  // with ema: floats [off, off + ema_done) have their EMA (Adan: after it)
+  auto ema_to = [&](size_t k) {  // EMA alone up to k: frozen floats (AdamW), all of them (Adan)
+    if (k > ema_done) be_.ema(ema + ema_done, p + ema_done, k - ema_done, rate);
+    ema_done = k;
+  };
   for_trained(off, len, [&](size_t lo, size_t hi, size_t at) {
     const size_t k = lo - off;
     float *m = m_.f32() + at, *v = v_.f32() + at;
-    if (adan)
+    if (adan) {
       be_.adan(p + k, g + k, m, d_.f32() + at, v, gp_.f32() + at, hi - lo, h, step_ + 1);
-    else
+    } else if (ema) {  // one pass over memory for both (bit for bit adamw, then ema)
+      ema_to(k);
+      be_.adamw_ema(p + k, g + k, m, v, ema + k, hi - lo, float(lr), float(s_.beta1),
+                    float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1, rate);
+      ema_done = hi - off;
+    } else {
       be_.adamw(p + k, g + k, m, v, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
                 float(s_.eps), float(s_.weight_decay), step_ + 1);
+    }
   });
+  if (ema) ema_to(len);
 }
 
 std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {

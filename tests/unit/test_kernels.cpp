@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "uvit/backend.hpp"
@@ -473,6 +474,39 @@ TEST(KernelAttention, ForwardBackwardAgainstFloat64) {
            ref.dqkv, 24, 9);
 }
 
+// One key scores 100 above every other: the softmax subtracts the row maximum before exp, so the
+// output must be that key's value row and lse its score. A maximum that missed the key (a wrong
+// lane, the loop's tail) would overflow exp into inf and NaN. Positions in the first 16-lane step,
+// a later one and the scalar tail (N = 37 = 2 x 16 + 5), in fp32 and bf16 acts.
+TEST(KernelAttention, RowMaximumFindsTheKeyAnywhere) {
+  const int N = 37, Dh = 4, D = Dh;
+  std::vector<std::string> precs = {"fp32"};
+  if (uvit::cpu_has_bf16()) precs.push_back("bf16");
+  for (const std::string& prec : precs) {
+    auto b = uvit::make_backend("cpu", prec);
+    for (int spike : {3, 21, 35}) {
+      SCOPED_TRACE(prec + " key " + std::to_string(spike));
+      VecF qkv(size_t(N) * 3 * D, 0.f);
+      for (int i = 0; i < N; ++i) {
+        qkv[size_t(i) * 3 * D] = 1.f;                                      // q = (1, 0, 0, 0)
+        qkv[size_t(i) * 3 * D + D] = i == spike ? 120.f : 0.5f * (i % 5);  // k . q
+        for (int d = 0; d < Dh; ++d) qkv[size_t(i) * 3 * D + 2 * D + d] = float(i + d);  // v
+      }
+      const size_t n = qkv.size(), no = size_t(N) * D;
+      uvit::DeviceBuffer x(*b, n * 4), o(*b, no * 4), l(*b, size_t(N) * 4);
+      b->to_act(qkv.data(), x.f32(), n);
+      b->attention_fwd(x.f32(), o.f32(), l.f32(), 1, N, 1, Dh, 1.f);
+      VecF out(no), lse(static_cast<size_t>(N));
+      b->from_act(o.f32(), out.data(), no);
+      b->download(lse.data(), l.f32(), lse.size() * 4);
+      for (int i = 0; i < N; ++i) {
+        ASSERT_FLOAT_EQ(lse[size_t(i)], 120.f) << i;
+        for (int d = 0; d < Dh; ++d) ASSERT_EQ(out[size_t(i) * D + d], float(spike + d)) << i;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- attention with a bias
 
 // MDT's relative position bias (Backend::attention_bias_fwd/bwd) against attn_ref with BiasRef:
@@ -854,6 +888,30 @@ TEST(KernelOptim, Ema) {
   VecF one{2.f}, target{4.f};
   be().ema(one.data(), target.data(), 1, 0.5f);
   EXPECT_EQ(one[0], 3.f);
+}
+
+TEST(KernelOptim, AdamWEmaIsAdamWThenEmaBitForBit) {
+  // The fused pass against the two kernels it replaces, over two steps (the second reads the
+  // moments the first wrote), at a parallel size and an odd tail.
+  for (size_t n : {size_t(70001), size_t(37)}) {
+    VecF p = randv(n, 5), e = randv(n, 6), m = randv(n, 7, -0.1f, 0.1f),
+         v = randv(n, 8, 0.f, 0.01f);
+    VecF p2 = p, e2 = e, m2 = m, v2 = v;
+    for (long step = 3; step <= 4; ++step) {
+      const VecF g = randv(n, unsigned(9 + step));
+      be().adamw(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f,
+                 step);
+      be().ema(e.data(), p.data(), n, 0.9999f);
+      be().adamw_ema(p2.data(), g.data(), m2.data(), v2.data(), e2.data(), n, 2e-4f, 0.99f, 0.99f,
+                     1e-8f, 0.03f, step, 0.9999f);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(p2[i], p[i]) << n << " " << i;
+        ASSERT_EQ(m2[i], m[i]) << n << " " << i;
+        ASSERT_EQ(v2[i], v[i]) << n << " " << i;
+        ASSERT_EQ(e2[i], e[i]) << n << " " << i;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- LightningDiT: RMSNorm, SwiGLU,
