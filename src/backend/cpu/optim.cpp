@@ -16,18 +16,22 @@ namespace {
 constexpr long kParallelMin = 1 << 15;
 
 // One element of AdamW; the unfused and fused kernels both call it, so their p, m, v agree bit for
-// bit.
+// bit. The FMAs are spelled out (the file is compiled without contraction, CMakeLists.txt): the
+// moments in one FMA each, the decayed p rounded before the step is added, as the scalar loop
+// compiled before it was vectorised (and as torch's mul_ then addcdiv_).
 inline float adamw_one(float& p, float g, float& m, float& v, const AdamScalars& s) {
   const float pi = p * s.decay;
-  const float mi = m * s.beta1 + g * s.one_m_b1;
-  const float vi = v * s.beta2 + s.one_m_b2 * g * g;
+  const float mi = std::fma(m, s.beta1, g * s.one_m_b1);
+  const float vi = std::fma(v, s.beta2, s.one_m_b2 * g * g);
   m = mi;
   v = vi;
   const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
   return p = pi + s.neg_step * mi / denom;
 }
 
-inline void ema_one(float& e, float p, float decay, float keep) { e = e * decay + keep * p; }
+inline void ema_one(float& e, float p, float decay, float keep) {
+  e = std::fma(e, decay, keep * p);
+}
 }  // namespace
 
 void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
