@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/optim_scalars.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -888,6 +889,54 @@ TEST(KernelOptim, Ema) {
   VecF one{2.f}, target{4.f};
   be().ema(one.data(), target.data(), 1, 0.5f);
   EXPECT_EQ(one[0], 3.f);
+}
+
+// The rounding of each step, bit for bit, as the scalar loops had it before they were vectorised
+// (docs/kernels.md, "Optimizer"): the moments in one FMA each, AdamW's decayed p rounded before
+// the step is added (volatile: this file's own contraction must not fuse it), Adan's decayed p
+// fused into its first step without the proximal form. A vectorised loop that contracted
+// differently fails here; the tolerance tests above do not see it.
+TEST(KernelOptim, UpdatesRoundAsTheScalarLoops) {
+  const size_t n = 70001;
+  const VecF g = randv(n, 21), g0 = randv(n, 22), p0 = randv(n, 23);
+  const VecF m0 = randv(n, 24, -0.1f, 0.1f), v0 = randv(n, 25, 0.f, 0.01f);
+  VecF p = p0, m = m0, v = v0, e = p0;
+  be().adamw(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f, 5);
+  be().ema(e.data(), p.data(), n, 0.9999f);
+  const uvit::AdamScalars s = uvit::adam_scalars(2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f, 5);
+  const float keep = uvit::ema_keep(0.9999f);
+  for (size_t i = 0; i < n; ++i) {
+    const float mi = std::fma(m0[i], s.beta1, g[i] * s.one_m_b1);
+    const float vi = std::fma(v0[i], s.beta2, s.one_m_b2 * g[i] * g[i]);
+    volatile float pi = p0[i] * s.decay;
+    const float step = s.neg_step * mi / (std::sqrt(vi) / s.bc2_sqrt + s.eps);
+    const float pn = pi + step;
+    ASSERT_EQ(m[i], mi) << i;
+    ASSERT_EQ(v[i], vi) << i;
+    ASSERT_EQ(p[i], pn) << i;
+    ASSERT_EQ(e[i], std::fma(p0[i], 0.9999f, keep * pn)) << i;
+  }
+  for (int no_prox : {0, 1}) {
+    uvit::AdanHyper h;
+    h.lr = 1e-3f, h.weight_decay = 0.02f, h.no_prox = no_prox;
+    VecF q = p0, am = m0, ad = m0, an = v0, gp = g0;
+    be().adan(q.data(), g.data(), am.data(), ad.data(), an.data(), gp.data(), n, h, 3);
+    const uvit::AdanScalars a = uvit::adan_scalars(h, 3);
+    for (size_t i = 0; i < n; ++i) {
+      const float u = g[i] - g0[i];
+      const float mi = std::fma(m0[i], a.beta1, g[i] * a.one_m_b1);
+      const float di = std::fma(m0[i], a.beta2, u * a.one_m_b2);
+      const float w = std::fma(u, a.beta2, g[i]);
+      const float ni = std::fma(v0[i], a.beta3, a.one_m_b3 * w * w);
+      const float den = std::sqrt(ni) / a.bc3_sqrt + a.eps;
+      const float s1 = a.neg_step * mi / den, s2 = a.neg_step_diff * di / den;
+      volatile float pi = no_prox ? std::fma(p0[i], a.decay, s1) : p0[i] + s1;
+      const float pn = pi + s2;
+      ASSERT_EQ(am[i], mi) << i;
+      ASSERT_EQ(an[i], ni) << i;
+      ASSERT_EQ(q[i], no_prox ? pn : pn / a.div) << no_prox << " " << i;
+    }
+  }
 }
 
 TEST(KernelOptim, AdamWEmaIsAdamWThenEmaBitForBit) {
