@@ -242,7 +242,7 @@ void Trainer::init() {
 // load_file's strict one, so a file for another network fails naming the first tensor that differs.
 void Trainer::load_init_weights() {
   const std::string& path = s_.init_weights;
-  UVIT_CHECK(fs::is_regular_file(path), "train.init_weights (--init) ", path, ": no such file");
+  check_weights_path(path, "train.init_weights (--init) ");
   UVIT_CHECK(!open_weights(path)->metadata().count(kQuantKey), path,
              ": the weights are quantised; fine-tuning needs the fp32 weights");
   if (s_.ignore_keys.empty()) {

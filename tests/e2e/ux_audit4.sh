@@ -45,4 +45,31 @@ PYEOF
 signal_in_write TERM 143
 signal_in_write INT 130
 
+# --- audit round 4 --------------------------------------------------------------------------------
+# An empty value of an option that names a file: `convert W ''` converted, then failed with
+# ": cannot rename .tmp.PID"; `train/demo --out ''` with "filesystem error: cannot create
+# directories: Invalid argument []"; `train --init ''` trained from the seed, silently not a
+# fine-tune.
+expect_error "^uvit: error: OUT must name a file or folder, got '' (uvit help convert)$" \
+  "$UVIT" convert "$W" ''
+expect_error "^uvit: error: --out must name a file or folder, got '' (uvit help train)$" \
+  "$UVIT" train --config fmnist_uvit_tiny --out '' --steps 1
+expect_error "^uvit: error: --out must name a file or folder, got '' (uvit help demo)$" \
+  "$UVIT" demo --out '' --steps 1
+expect_error "^uvit: error: --init must name a file or folder, got '' (uvit help train)$" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/e" --steps 1 --init ''
+[ ! -e "$tmp/e" ] || fail "a refused --init '' left $tmp/e"
+
+# `train --init RUN` (a run folder, as --config RUN works) said "no such file"; `--weights RUN`
+# says what to give.
+expect_error "^uvit: error: train.init_weights (--init) $U: is a folder, not a weights file (a training run: give $U/nnet_ema.safetensors)$" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/i" --steps 1 --init "$U"
+[ ! -e "$tmp/i" ] || fail "a refused --init RUN left $tmp/i"
+
+# train.ignore_keys on a new run without --init (and without finetune partial) changed nothing,
+# silently.
+expect_error "^uvit: error: train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has none" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/k" --steps 1 --set 'train.ignore_keys=["bias"]'
+[ ! -e "$tmp/k" ] || fail "a refused ignore_keys left $tmp/k"
+
 exit $fails
