@@ -115,6 +115,10 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
     if (cmd.empty()) return "give a command: " + command_list(*sub) + " (uvit help COMMAND)";
     return cmd + " needs a command: " + command_list(*sub) + " (uvit help " + cmd + ")";
   }
+  // CLI11's "--steps: At Most 1 required but received 2": an option given twice.
+  if (size_t p = msg.find(": At Most 1 required but received "); p != std::string::npos)
+    return msg.substr(0, p) + " is given " + msg.substr(p + 34) +
+           " times; give it once (uvit help " + cmd + ")";
   // CLI11's "--steps: must be >= 1" reads better as a sentence.
   if (size_t p = msg.find(": must "); p != std::string::npos) msg.erase(p, 1);
   const bool takes_words = !sub->get_options([](const CLI::Option* o) {

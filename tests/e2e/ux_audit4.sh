@@ -72,4 +72,23 @@ expect_error "^uvit: error: train.ignore_keys names the parameters not taken fro
   "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/k" --steps 1 --set 'train.ignore_keys=["bias"]'
 [ ! -e "$tmp/k" ] || fail "a refused ignore_keys left $tmp/k"
 
+# `uvit eval --precision bf16` over chunks sampled in fp32 resumed them: the fp32 model's FID
+# reported as the bf16 one. The chunk manifest records the precision.
+I=$FX/fid/inception.pth
+if [ ! -f "$I" ]; then
+  "$PY" tests/reference/inception_torch.py --out "$tmp/fidnet" --net-only >/dev/null || fail "twin fixtures"
+  I=$tmp/fidnet/inception.pth
+fi
+run "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 4 --steps 2 --npy "$tmp/r.npy" -q
+run "$UVIT" fid-stats "$tmp/r.npy" --out "$tmp/ref.npz" --inception "$I" -q
+EV=(eval --config fmnist_uvit_tiny --weights "$W" --sampler dpm-solver --steps 2 --inception "$I"
+  --n 4 --chunk 2 --ref "$tmp/ref.npz" --out "$tmp/ev/s.npz" -q)
+run "$UVIT" "${EV[@]}" --max-chunks 1
+expect_error "^uvit: error: $tmp/ev/s.npz.parts: holds chunks of a different run (precision \"fp32\" -> \"bf16\")" \
+  "$UVIT" "${EV[@]}" --precision bf16
+
+# An option given twice: CLI11's "--steps: At Most 1 required but received 2".
+expect_error "^uvit: error: --steps is given 2 times; give it once (uvit help sample)$" \
+  "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --steps 2 --steps 3 --class 1 --out "$tmp/t.png"
+
 exit $fails
