@@ -91,4 +91,33 @@ expect_error "^uvit: error: $tmp/ev/s.npz.parts: holds chunks of a different run
 expect_error "^uvit: error: --steps is given 2 times; give it once (uvit help sample)$" \
   "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --steps 2 --steps 3 --class 1 --out "$tmp/t.png"
 
+# A second `uvit serve` on a busy port started and said "serving" (cpp-httplib's SO_REUSEPORT): the
+# kernel then split the connections between the two servers. Under mpirun every rank served.
+if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
+  echo "skip: serve (built without cpp-httplib)"
+else
+  port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q 2>"$tmp/server.log" &
+  pid=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  expect_error "^uvit: error: serve: cannot listen on 127.0.0.1:$port (in use" \
+    timeout 60 "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q
+  kill "$pid"
+  wait "$pid" 2>/dev/null
+  pid=
+  if command -v mpirun >/dev/null; then
+    env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+      OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo timeout 60 mpirun -np 2 --bind-to none \
+      "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if grep -q "built without MPI" "$tmp/err"; then
+      echo "skip: serve under mpirun (built without MPI)"
+    elif [ $rc = 0 ] || [ $rc = 124 ] || ! grep -q "uvit serve is one process: run it without mpirun or srun (started as 2 ranks)" "$tmp/err"; then
+      fail "serve under mpirun -np 2: exit $rc: $(head -3 "$tmp/err")"
+    else
+      echo "ok: serve under mpirun refused"
+    fi
+  fi
+fi
+
 exit $fails
