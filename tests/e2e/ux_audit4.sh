@@ -107,7 +107,7 @@ else
   pid=
   if command -v mpirun >/dev/null; then
     env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-      OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo timeout 60 mpirun -np 2 --bind-to none \
+      OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo timeout 90 mpirun -np 2 --timeout 60 --bind-to none \
       "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q >"$tmp/out" 2>"$tmp/err"
     rc=$?
     if grep -q "built without MPI" "$tmp/err"; then
