@@ -358,6 +358,14 @@ class Backend {
                     const AdanHyper& h, long step) = 0;
   // e = decay * e + (1 - decay) * p
   virtual void ema(float* e, const float* p, size_t n, float decay) = 0;
+  // adamw over [p, p + n) and then ema(e, p, n, ema_decay), bit for bit; a backend may run both in
+  // one pass over memory (the CPU's does; this default is the two calls).
+  virtual void adamw_ema(float* p, const float* g, float* m, float* v, float* e, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, long step,
+                         float ema_decay) {
+    adamw(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+    ema(e, p, n, ema_decay);
+  }
 };
 
 // Backend memory owned by a handle: freed when the handle goes, so an exception in the middle of

@@ -37,6 +37,19 @@ class Comm {
                                       float* shard) = 0;
   // In place: `full` (n floats) holds this rank's shard (as above); afterwards every rank's.
   virtual void allgather_shards(float* full, size_t n, size_t sh) = 0;
+
+  // The exchange of elements [lo, hi) of the vector only (the overlap of the exchange with
+  // backward, docs/distributed.md "Overlap"): as reduce_scatter_ordered, but `shard` (still this
+  // rank's whole shard) receives only its elements in [lo, hi), and as allgather_shards for the
+  // shards' elements in [lo, hi). Each element's sum is the same for any cut of [0, n) into
+  // ranges, so the bits are those of the whole exchange. Every rank must give the same ranges in
+  // the same order. Communicators that cannot run them refuse (overlap_threads() false).
+  virtual void reduce_scatter_range(const float* bufs, int k, size_t n, size_t stride, size_t sh,
+                                    size_t lo, size_t hi, float* shard);
+  virtual void allgather_range(float* full, size_t n, size_t sh, size_t lo, size_t hi);
+  // Whether the range calls above may run on a thread of their own while the thread that made
+  // the communicator calls nothing on it (MPI: the library granted MPI_THREAD_SERIALIZED).
+  virtual bool overlap_threads() const { return false; }
 };
 
 // The communicator of this process: MPI (or NCCL for `device` "cuda" when built with it) when a

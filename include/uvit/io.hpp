@@ -60,6 +60,9 @@ class TensorReader {
 };
 // As load_weights chooses and checks the file, with the same names.
 std::unique_ptr<TensorReader> open_weights(const std::string& path);
+// Refuses a weights path that names nothing or a folder (a training run's: "give
+// RUN/nnet_ema.safetensors"), the message prefixed by `what` (e.g. "train.init_weights (--init) ").
+void check_weights_path(const std::string& path, const std::string& what = "");
 
 // Written atomically (temporary file, fsync, rename).
 void save_safetensors(const std::string& path, const NamedArrays& tensors,

@@ -110,6 +110,13 @@ class Network {
   // ones (every linear's weight-gradient GEMM and bias sum, label tables), small ones may still be
   // written. The input gradients through them are always computed.
   virtual void backward(const float* dout) = 0;
+  // The overlap of the data-parallel exchange with backward (docs/distributed.md, "Overlap"):
+  // backward() calls `f` with [lo, hi) of the flat gradient as soon as it writes no more of it
+  // (each transformer block's tensors after that block's backward, the deep blocks first):
+  // disjoint ranges, in the same order every time. What it announces nothing for is final when
+  // backward() returns. An empty `f` turns the calls off.
+  using GradsReady = std::function<void(size_t lo, size_t hi)>;
+  void on_grads_ready(GradsReady f) { grads_ready_ = std::move(f); }
   // Freezes every tensor for which `f` holds (train.finetune partial, docs/cli.md "Partial
   // fine-tuning"): from the next backward on, as above.
   void freeze_if(const std::function<bool(const ParamEntry&)>& f) { table_.freeze_if(f); }
@@ -148,6 +155,12 @@ class Network {
   // The act copy of the parameters, refreshed when stale (== params_ when act is fp32).
   const float* act_params();
   void check_inputs(const int32_t* y, const float* context, int B) const;
+  // Announces (on_grads_ready) the tensors whose names start with `prefix`, one contiguous run
+  // of the table (a block's "blocks.3."); a no-op when nobody listens.
+  void grads_ready(const std::string& prefix) const;
+  void grads_ready(size_t lo, size_t hi) const {  // floats [lo, hi) of the flat gradient
+    if (grads_ready_ && hi > lo) grads_ready_(lo, hi);
+  }
   // Called after every load: checks the tensors a network rebuilds itself (MDT's
   // relative_position_index buffers) against what was read.
   virtual void check_loaded() {}
@@ -168,6 +181,7 @@ class Network {
   // Tensor e's fp32 values (dequantised when quantised) in host memory: in place on the CPU, else
   // in stage's buffer.
   const float* host_values(const ParamEntry& e, ParamStage& stage) const;
+  GradsReady grads_ready_;
   bool act_stale_ = true;
   mutable bool params_set_ = false;
   std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded

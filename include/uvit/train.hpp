@@ -17,6 +17,8 @@
 
 namespace uvit {
 
+class GradOverlap;  // src/train/grad_overlap.hpp
+
 struct TrainSettings {
   long steps = 0;  // total optimizer updates of the run
   int batch = 0;
@@ -39,6 +41,10 @@ struct TrainSettings {
   // processes share the slices, so one process with dp_virtual = V reproduces V ranks exactly.
   int dp_virtual = 0;
   int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
+  // train.overlap: exchange each gradient range the network's backward announces final on a
+  // communication thread while backward goes on (docs/distributed.md, "Overlap"); the same bits.
+  // Off by default: no faster on the 2-vCPU machine it was measured on (docs/benchmarks.md).
+  bool overlap = false;
   // Fine-tuning (docs/cli.md "Fine-tuning"): train.init_weights, a checkpoint the network and its
   // EMA start from at step 0 ("" = the seed's initialisation); train.ignore_keys, substrings of
   // official parameter names that keep the seed's initialisation instead; train.finetune "partial":
@@ -50,7 +56,8 @@ struct TrainSettings {
 };
 // Reads "train", "optimizer" (name, lr, betas, eps, weight_decay; Adan: max_grad_norm, no_prox),
 // "lr_scheduler", "ema_rate", "seed", "grad_clip" and our
-// "train.accum", "train.keep_snapshots", "train.dp_virtual", "train.zero", "train.init_weights",
+// "train.accum", "train.keep_snapshots", "train.dp_virtual", "train.zero", "train.overlap",
+// "train.init_weights",
 // "train.ignore_keys", "train.finetune" of a preset.
 TrainSettings train_settings(const Config& c);
 
@@ -67,7 +74,9 @@ struct StepStats {
   double loss = 0;       // mean epsilon-MSE of the update's batch(es)
   double lr = 0;         // learning rate used by the update
   double grad_norm = 0;  // before clipping
-  double comm_s = 0;     // seconds in the data-parallel exchange (reduction, gathers)
+  // Seconds the step spent in the data-parallel exchange after backward (reduction, gathers; with
+  // train.overlap, waiting for the communication thread's rest): the exchange's exposed time.
+  double comm_s = 0;
 };
 
 class Trainer {
@@ -103,6 +112,9 @@ class Trainer {
   const Config& config() const { return cfg_; }
   Comm& comm() { return *comm_; }
   int dp_width() const { return V_; }
+  // How the gradient exchange runs (the run's log): "overlapped with backward", or "after
+  // backward" and why (train.overlap false, accumulation, ...); "" for a single rank.
+  const std::string& exchange_mode() const { return exchange_mode_; }
   // Floats in each optimizer state buffer of this rank: the trained ones of its part.
   size_t state_floats() const { return moments_n_; }
 
@@ -125,8 +137,10 @@ class Trainer {
   // train.init_weights into the network (init()).
   void load_init_weights();
   // The optimizer over floats [off, off + len) of the parameter vector (p, g point at float off),
-  // skipping the frozen parameters, which the official optimizers never see.
-  void update_trained(float* p, const float* g, size_t off, size_t len, double lr);
+  // skipping the frozen parameters, which the official optimizers never see. With ema (the EMA
+  // parameters at float off), the EMA update of [off, off + len) too, fused with AdamW's pass.
+  void update_trained(float* p, const float* g, size_t off, size_t len, double lr,
+                      float* ema = nullptr);
   // The trained floats of the parameter vector below float `flat`.
   size_t packed(size_t flat) const;
   // f(lo, hi, at) for each trained range [lo, hi) within [off, off + len), in order; `at` is
@@ -172,6 +186,14 @@ class Trainer {
   DeviceBuffer acc_;   // the slice gradients, when this process adds several (slices, accum)
   DeviceBuffer part_;  // ZeRO-1: the reduced gradient of this rank's shard (shard_ floats)
   std::vector<float> host_acc_;  // CUDA with host MPI: the slice gradients' staging
+  // train.overlap: the communication thread (nullptr: the exchange runs after backward), and
+  // whether the network's announcements go to it (the step's last backward only).
+  std::unique_ptr<GradOverlap> overlap_;
+  bool overlap_armed_ = false;
+  std::string exchange_mode_;
+  // The exchange of gradient floats [lo, hi) (the communication thread's job): reduced into this
+  // rank's shard, then (without ZeRO-1) gathered.
+  void exchange_range(size_t lo, size_t hi);
 };
 
 }  // namespace uvit

@@ -17,14 +17,16 @@ namespace uvit {
 
 UVIT_ADAN_HD void adan_one(float& p, float g, float& m, float& d, float& n, float& gp,
                            const AdanScalars& s) {
+  // The FMAs spelled out, as GCC had contracted the CPU loop (the CPU's file is compiled without
+  // contraction; nvcc contracts the same products by default).
   const float u = s.first ? 0.f : g - gp;  // the gradient difference
-  const float mi = m * s.beta1 + g * s.one_m_b1;
-  const float di = d * s.beta2 + u * s.one_m_b2;
-  const float w = u * s.beta2 + g;
-  const float ni = n * s.beta3 + s.one_m_b3 * w * w;
+  const float mi = fmaf(m, s.beta1, g * s.one_m_b1);
+  const float di = fmaf(d, s.beta2, u * s.one_m_b2);
+  const float w = fmaf(u, s.beta2, g);
+  const float ni = fmaf(n, s.beta3, s.one_m_b3 * w * w);
   const float den = sqrtf(ni) / s.bc3_sqrt + s.eps;
-  float pi = s.no_prox ? p * s.decay : p;
-  pi = pi + s.neg_step * mi / den;
+  const float step = s.neg_step * mi / den;
+  float pi = s.no_prox ? fmaf(p, s.decay, step) : p + step;
   pi = pi + s.neg_step_diff * di / den;
   p = s.no_prox ? pi : pi / s.div;
   m = mi;

@@ -181,9 +181,9 @@ void add_bench(CLI::App& app) {
         be->scale(out, 2.f / float(target.size()), target.size());
         net.backward(out);
       }
-      be->adamw(net.params(), net.grads(), m, v, net.num_params(), 2e-4f, 0.99f, 0.999f, 1e-8f,
-                0.03f, ++step);
-      be->ema(ema, net.params(), net.num_params(), 0.9999f);
+      // AdamW and the EMA in one pass, as the trainer runs them (Backend::adamw_ema)
+      be->adamw_ema(net.params(), net.grads(), m, v, ema, net.num_params(), 2e-4f, 0.99f, 0.999f,
+                    1e-8f, 0.03f, ++step, 0.9999f);
     };
     for (int i = 0; i < o->warmup; ++i) once();
     be->synchronize();

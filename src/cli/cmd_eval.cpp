@@ -188,6 +188,8 @@ void add_eval(CLI::App& app) {
                                {"weights", fs::absolute(o->weights).string()},
                                // The path alone would resume a retrained model's old samples.
                                {"weights_sha256", file_sha256(o->weights)},
+                               // bf16 draws other samples than fp32 from the same weights.
+                               {"precision", be->precision()},
                                {"sampler", g.sampler},
                                {"steps", g.steps},
                                {"cfg_scale", g.cfg_scale},
@@ -203,7 +205,8 @@ void add_eval(CLI::App& app) {
       manifest["clip"] = fs::absolute(o->clip).string();
     }
     check_or_write_manifest(work + "/manifest.json", manifest, work, "chunks",
-                            "use another --work folder or delete it");
+                            "use another --work folder or delete it", {"precision"},
+                            o->quiet || !lead);  // older manifests lack the precision
 
     const int k = real_classes(cfg);
     // The samples batch, filled chunk by chunk (the only copy of all N images in memory), RGB

@@ -62,7 +62,8 @@ void add_train(CLI::App& app) {
                   "fine-tune: the network and its EMA start from these weights (.safetensors or "
                   ".pth, as --weights of sample; fp32/f16/bf16, not quantised) with a fresh "
                   "optimizer at step 0; recorded as train.init_weights with its SHA-256 "
-                  "(train.ignore_keys, train.finetune: docs/cli.md \"Fine-tuning\")");
+                  "(train.ignore_keys, train.finetune: docs/cli.md \"Fine-tuning\")")
+      ->check(names_a_path());
   cmd->add_option("--out,-o", j.out_dir, "run folder (created)")->required();
   cmd->add_option("--data", j.data_path,
                   "dataset path (default: the preset's dataset.path; Fashion-MNIST is built in)");
@@ -128,7 +129,8 @@ void add_demo(CLI::App& app) {
   j.max_minutes = 12.5;
   j.final_grid = false;  // the demo's own grid.png is the final one
   cmd->add_option("--out,-o", j.out_dir,
-                  "run folder (default runs/demo; a second call continues it)");
+                  "run folder (default runs/demo; a second call continues it)")
+      ->check(names_a_path());
   cmd->add_option("--minutes", j.max_minutes,
                   "training time limit in minutes (default 12.5, none with --steps; the final "
                   "grid adds under a minute)")

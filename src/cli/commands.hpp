@@ -55,6 +55,17 @@ inline CLI::Validator at_least(double lo) { return number_check(lo, false, ""); 
 // A finite number > 0 (times, rates).
 inline CLI::Validator positive() { return number_check(0, true, ""); }
 
+// A file or folder name: "" is refused ("--out must name a file or folder, got ''"), where it would
+// otherwise reach the filesystem ("cannot rename .tmp.PID") or silently mean "not given" (--init).
+// main() puts it on every required option but multi-word positionals (an empty prompt is a prompt).
+inline CLI::Validator names_a_path() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        return s.empty() ? "must name a file or folder, got ''" : "";
+      },
+      "");
+}
+
 // The --precision help of the commands that run the U-ViT.
 inline constexpr const char* kPrecisionHelp =
     "fp32, bf16 or tf32 (cuda: fp32 activations, TF32 tensor-core GEMMs); default: fp32 on cpu, "

@@ -87,6 +87,16 @@ void add_help(CLI::App& app) {
   });
 }
 
+// Every required option of `app` and its commands names something: an empty value is refused
+// (names_a_path), except in positionals of several words (PROMPT...: "" is the empty prompt).
+void refuse_empty_required(CLI::App* app) {
+  for (CLI::Option* o : app->get_options())
+    if (o->get_required() && !(o->get_positional() && o->get_items_expected_max() > 1))
+      o->check(uvit::cli::names_a_path());
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; }))
+    refuse_empty_required(sub);
+}
+
 // A parse error as one line; the common mistakes get a hint on how to fix them.
 std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   std::string msg = e.what();
@@ -105,6 +115,10 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
     if (cmd.empty()) return "give a command: " + command_list(*sub) + " (uvit help COMMAND)";
     return cmd + " needs a command: " + command_list(*sub) + " (uvit help " + cmd + ")";
   }
+  // CLI11's "--steps: At Most 1 required but received 2": an option given twice.
+  if (size_t p = msg.find(": At Most 1 required but received "); p != std::string::npos)
+    return msg.substr(0, p) + " is given " + msg.substr(p + 34) +
+           " times; give it once (uvit help " + cmd + ")";
   // CLI11's "--steps: must be >= 1" reads better as a sentence.
   if (size_t p = msg.find(": must "); p != std::string::npos) msg.erase(p, 1);
   const bool takes_words = !sub->get_options([](const CLI::Option* o) {
@@ -151,6 +165,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_serve(app);
   add_help(app);
   add_threads(&app);
+  refuse_empty_required(&app);
   // Library warnings reach the user; info lines are the commands' own business (serve and the C
   // API install their own sinks).
   uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {

@@ -245,9 +245,16 @@ TrainOutcome run_training(const TrainJob& job) {
   if (!job.data_path.empty() && cfg.json.contains("dataset"))
     cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
   // So are the weights a fine-tune starts from, named so that the record holds from any folder.
-  const std::string init = job.resume ? "" : train_settings(cfg).init_weights;
+  const TrainSettings asked = train_settings(cfg);
+  const std::string init = job.resume ? "" : asked.init_weights;
   if (!init.empty())
     cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
+  // ignore_keys picks what is not taken from the weights, or (partial) what is trained: alone, on
+  // a new run from the seed, it would change nothing.
+  UVIT_CHECK(job.resume || !init.empty() || asked.partial || asked.ignore_keys.empty(),
+             "train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has "
+             "none: give --init, or train.finetune=partial to train only those parameters "
+             "(docs/cli.md \"Fine-tuning\")");
   // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md "Status"), and
   // a sample.algorithm the run's own `uvit sample` would refuse is caught now, not after training.
   UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
@@ -309,8 +316,10 @@ TrainOutcome run_training(const TrainJob& job) {
         cfg.config_name.c_str(), ds->describe().c_str(), tr.net().num_params(), s.batch,
         tr.step_count(), s.steps, be->name().c_str(), be->precision().c_str(), dir.c_str());
   if (!quiet && comm.size() > 1)
-    std::fprintf(stderr, "data parallel: %d ranks (%s), %d slices of %d images per step\n",
-                 comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width());
+    std::fprintf(stderr,
+                 "data parallel: %d ranks (%s), %d slices of %d images per step, exchange %s\n",
+                 comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width(),
+                 tr.exchange_mode().c_str());
 
   g_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);

@@ -649,7 +649,7 @@ void apply_override(Config& c, const std::string& assignment) {
   const bool optional = optional_int || key == "train.min_snr_gamma" || key == "sample.cfg_power" ||
                         key == "optimizer.max_grad_norm" || key == "optimizer.no_prox" ||
                         key == "train.init_weights" || key == "train.ignore_keys" ||
-                        key == "train.finetune";
+                        key == "train.finetune" || key == "train.overlap";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.

@@ -45,6 +45,13 @@ void SingleComm::reduce_scatter_ordered(const float* bufs, int k, size_t n, size
   ordered_sum(bufs, k, n, stride, shard);
 }
 
+void Comm::reduce_scatter_range(const float*, int, size_t, size_t, size_t, size_t, size_t, float*) {
+  throw Error(cat("communicator ", name(), " has no ranged reduction (train.overlap)"));
+}
+void Comm::allgather_range(float*, size_t, size_t, size_t, size_t) {
+  throw Error(cat("communicator ", name(), " has no ranged gather (train.overlap)"));
+}
+
 size_t reduce_piece(int ranks, int k) {
   if (const long v = env_long("UVIT_REDUCE_PIECE"); v > 0) return size_t(v);
   const size_t budget = size_t(4) << 20;  // floats: 16 MB of receive buffer

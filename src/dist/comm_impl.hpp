@@ -9,7 +9,7 @@
 namespace uvit {
 
 #ifdef UVIT_HAVE_MPI
-// MPI_Init_thread(FUNNELED) and MPI_COMM_WORLD; an NCCL communicator on top for device "cuda"
+// MPI_Init_thread(SERIALIZED) and MPI_COMM_WORLD; an NCCL communicator on top for device "cuda"
 // when built with NCCL.
 std::unique_ptr<Comm> make_mpi_comm(const std::string& device);
 void mpi_abort(int code);

@@ -1,5 +1,6 @@
-// MPI_COMM_WORLD as a uvit::Comm (host buffers). Owns MPI's lifetime: MPI_Init_thread(FUNNELED)
-// on construction (uvit calls MPI only from the main thread), MPI_Finalize on destruction.
+// MPI_COMM_WORLD as a uvit::Comm (host buffers). Owns MPI's lifetime: MPI_Init_thread(SERIALIZED)
+// on construction (one thread calls MPI at a time: the main thread, or train.overlap's
+// communication thread while the main thread computes), MPI_Finalize on destruction.
 #pragma once
 #include <mpi.h>
 
@@ -25,9 +26,14 @@ class MpiComm : public Comm {
   void reduce_scatter_ordered(const float* bufs, int k, size_t n, size_t stride, size_t sh,
                               float* shard) override;
   void allgather_shards(float* full, size_t n, size_t sh) override;
+  void reduce_scatter_range(const float* bufs, int k, size_t n, size_t stride, size_t sh, size_t lo,
+                            size_t hi, float* shard) override;
+  void allgather_range(float* full, size_t n, size_t sh, size_t lo, size_t hi) override;
+  bool overlap_threads() const override { return serialized_; }
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0;
+  bool serialized_ = false;  // MPI granted MPI_THREAD_SERIALIZED
   std::vector<float> recv_;  // [size][k][piece]
 };
 

@@ -47,6 +47,9 @@ class NcclComm final : public MpiComm {
   }
   std::string name() const override { return "nccl"; }
   bool device_buffers() const override { return true; }
+  // The ranged exchange is MpiComm's (host buffers): train.overlap keeps CUDA on the whole
+  // exchange after backward (docs/distributed.md, "Overlap").
+  bool overlap_threads() const override { return false; }
 
   // As MpiComm's, on the device: per piece one group of sends and receives, then the ordered-sum
   // kernel, all on one stream (the next piece's receives wait for the kernel that reads them).

@@ -6,8 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "uvit/error.hpp"
@@ -27,7 +32,48 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+constexpr int kHeldSignals[] = {SIGINT, SIGTERM};
+std::mutex g_hold_mu;
+int g_hold_depth = 0;
+struct sigaction g_hold_old[2];
+volatile sig_atomic_t g_held = 0;
+
+extern "C" void hold_signal(int sig) { g_held = sig; }
+
+// UVIT_TEST_WRITE_PAUSE_MS=N sleeps N ms between the last write and the rename, so that
+// tests/e2e/ux_audit4.sh can signal a writer inside its critical section.
+void test_hook_pause() {
+  static const char* ms = std::getenv("UVIT_TEST_WRITE_PAUSE_MS");
+  if (ms && *ms) std::this_thread::sleep_for(std::chrono::milliseconds(std::atol(ms)));
+}
+
 }  // namespace
+
+SignalHold::SignalHold() {
+  std::lock_guard<std::mutex> lock(g_hold_mu);
+  if (g_hold_depth++ > 0) return;
+  struct sigaction sa {};
+  sa.sa_handler = hold_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < 2; ++i) {
+    sigaction(kHeldSignals[i], nullptr, &g_hold_old[i]);
+    if (g_hold_old[i].sa_handler != SIG_IGN) sigaction(kHeldSignals[i], &sa, nullptr);
+  }
+}
+
+SignalHold::~SignalHold() {
+  int sig = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_hold_mu);
+    if (--g_hold_depth > 0) return;
+    for (int i = 0; i < 2; ++i) sigaction(kHeldSignals[i], &g_hold_old[i], nullptr);
+    sig = g_held;
+    g_held = 0;
+  }
+  // The default action ends the process here (exit status 128 + sig); train's handler records it.
+  if (sig) std::raise(sig);
+}
 
 InFile::InFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -99,6 +145,7 @@ void AtomicWriter::write(const void* data, size_t n) {
 
 void AtomicWriter::commit() {
   UVIT_CHECK(fd_ >= 0 && !done_, path_, ": commit twice");
+  test_hook_pause();
   if (::fsync(fd_) != 0) fail(path_, ": fsync failed: ", errno_str());
   int fd = fd_;
   fd_ = -1;

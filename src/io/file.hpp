@@ -25,9 +25,21 @@ class InFile {
   uint64_t size_ = 0;
 };
 
+// Holds SIGINT and SIGTERM while it lives: one that arrives is raised again when the last hold
+// ends, so the process stops (or train's handler runs) after the critical section, not inside it.
+// Process-wide handlers rather than a thread mask, since any thread may take a process signal.
+class SignalHold {
+ public:
+  SignalHold();
+  ~SignalHold();
+  SignalHold(const SignalHold&) = delete;
+  SignalHold& operator=(const SignalHold&) = delete;
+};
+
 // Writes path.tmp.PID in the target's directory; commit() fsyncs and renames it over the target.
 // Destroyed without commit (an exception on the way), it removes the temporary file, so a failed
-// write never clobbers the existing file.
+// write never clobbers the existing file. A SIGINT/SIGTERM while the temporary file exists waits
+// for the rename or the removal, so a stopped process leaves no OUT.tmp.PID (docs/ux_audit.md).
 class AtomicWriter {
  public:
   explicit AtomicWriter(const std::string& path);
@@ -40,6 +52,7 @@ class AtomicWriter {
   void commit();
 
  private:
+  SignalHold hold_;  // first member: taken before the file exists, released after it is gone
   std::string path_, tmp_;
   int fd_ = -1;
   uint64_t written_ = 0;

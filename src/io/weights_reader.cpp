@@ -98,14 +98,18 @@ std::unique_ptr<TensorReader> open_weights(const std::string& path) {
   if (ends_with(".pth") || ends_with(".pt") || ends_with(".bin") || ends_with(".ckpt"))
     return std::make_unique<DdpNames>(open_pth_reader(path));
   // What a user meant matters more than the extension: a missing file, or a training run's folder.
+  check_weights_path(path);
+  fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");
+}
+
+void check_weights_path(const std::string& path, const std::string& what) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
-    fail(path, ": is a folder, not a weights file",
+    fail(what, path, ": is a folder, not a weights file",
          std::filesystem::exists(path + "/nnet_ema.safetensors", ec)
              ? " (a training run: give " + path + "/nnet_ema.safetensors)"
              : "");
-  if (!std::filesystem::exists(path, ec)) fail(path, ": no such file");
-  fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");
+  if (!std::filesystem::exists(path, ec)) fail(what, path, ": no such file");
 }
 
 NamedArrays load_weights(const std::string& path) { return read_all(*open_weights(path)); }

@@ -907,12 +907,18 @@ void DiT::backward(const float* dout) {
     be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
   }
   final_bwd(W, final_, stream_[c_.depth], cond_in(), final_acts_, dtok_, G, dcond_in(), B, L);
+  grads_ready("final_layer.");
 
   // Blocks in reverse; a shallow block's output also receives its deep block's skip gradient.
   if (G.dgmod) be_.zero_act(G.dgmod, size_t(B) * 6 * D);
   for (int k = c_.depth - 1; k >= 0; --k) {
     if (c_.skip() && k < half) be_.axpy_act(G.dX, dskip_[k], 1.f, size_t(M) * D);
     block_backward(k, acts_[k]);
+    grads_ready(cat("blocks.", k, "."));
+    if (blocks_[k].fuse) {  // Skip-DiT: the fusion of block k's skip (block_backward's)
+      grads_ready(cat("skip_norms.", k - half, "."));
+      grads_ready(cat("skip_linears.", k - half, "."));
+    }
   }
   if (G.dgmod)
     linear_bwd(W, global_ada_, cond_acts_.sc, D, G.dgmod, 6 * D, cond_acts_.dsc, D, B, 1.f);

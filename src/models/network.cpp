@@ -58,6 +58,25 @@ float* Network::grads() {
 
 void Network::zero_grad() { be_.fill(grads(), 0.f, table_.total()); }
 
+void Network::grads_ready(const std::string& prefix) const {
+  if (!grads_ready_) return;
+  size_t lo = 0, hi = 0;
+  bool seen = false, ended = false;
+  for (const ParamEntry& e : table_.entries()) {
+    const bool in = e.name.compare(0, prefix.size(), prefix) == 0;
+    if (in) {
+      UVIT_CHECK(!ended, "network ", spec_.name, ": the tensors named ", prefix,
+                 "* are not contiguous in its table (cannot announce their gradient)");
+      if (!seen) lo = e.offset;
+      hi = e.offset + e.numel;
+    }
+    ended = ended || (seen && !in);
+    seen = seen || in;
+  }
+  UVIT_CHECK(seen, "network ", spec_.name, ": no tensor is named ", prefix, "*");
+  grads_ready(lo, hi);
+}
+
 // Moves parameters one tensor at a time between the parameter buffer and the host. On the CPU
 // the buffer is host memory and every tensor is used in place; elsewhere one host buffer, grown to
 // the largest tensor seen, carries each tensor across. So no operation here ever holds a host copy

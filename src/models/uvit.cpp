@@ -566,6 +566,7 @@ void UViT::backward(const float* dout) {
   }
   be_.zero_act(P.dX, size_t(M) * D);
   norm_bwd(W, P.norm, P.dH, P.stream[last], P.nmean, P.nrstd, P.dX, M);
+  grads_ready(off("norm.weight"), table_.total());  // the head: norm to the end of the table
 
   // Blocks in reverse; an in-block's output also receives its out-block's skip gradient.
   if (cfg_.adaln()) be_.zero_act(P.dtvec, size_t(B) * D);
@@ -573,6 +574,9 @@ void UViT::backward(const float* dout) {
     if (k < nin && cfg_.skip) be_.axpy_act(P.dX, P.dskip[k], 1.f, size_t(M) * D);
     const int pair = skip_stream(k, nin);
     block_backward(k, k > nin ? P.stream[pair] : nullptr, k > nin ? P.dskip[pair - 1] : nullptr);
+    grads_ready(k < nin    ? cat("in_blocks.", k, ".")
+                : k == nin ? std::string("mid_block.")
+                           : cat("out_blocks.", k - nin - 1, "."));
   }
 
   // Tokens and embeddings.

@@ -13,6 +13,7 @@ body{font:15px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}
 header{background:#233;color:#fff;padding:10px 18px}header b{font-size:18px}#model{opacity:.8;margin-left:12px}
 main{display:flex;flex-wrap:wrap;gap:18px;padding:18px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:14px;min-width:300px}
+#form{max-width:410px}
 label{display:block;margin:8px 0 2px;font-size:13px;color:#555}
 input,select,textarea{width:100%;box-sizing:border-box;padding:5px;font:inherit}
 button{margin:10px 6px 0 0;padding:6px 14px;font:inherit;cursor:pointer}

@@ -3,6 +3,7 @@
 #include "serve/server.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -695,6 +696,12 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   });
   Api api(pipe, o);
   api.routes(s);
+  // httplib's default options add SO_REUSEPORT: a second server on a busy port then starts, and
+  // the kernel splits the connections between the two (a job polled on the other one is 404).
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   UVIT_CHECK(s.bind_to_port(o.host, o.port), "serve: cannot listen on ", o.host, ":", o.port,
              " (in use, or not an address of this machine)");
   g_server.store(&s);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "train/grad_overlap.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
@@ -47,6 +48,11 @@ TrainSettings train_settings(const Config& c) {
   s.keep_snapshots = tr.value("keep_snapshots", 3);
   s.dp_virtual = tr.value("dp_virtual", 0);
   s.zero = tr.value("zero", 0);
+  if (tr.contains("overlap")) {
+    UVIT_CHECK(tr["overlap"].is_boolean(), "config ", c.config_name,
+               ": train.overlap must be true or false, got ", tr["overlap"].dump());
+    s.overlap = tr["overlap"].get<bool>();
+  }
   s.seed = j.value("seed", uint64_t(1234));
   s.optimizer = op.value("name", std::string("adamw"));
   const bool adan = s.optimizer == "adan";
@@ -212,6 +218,22 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   }
   if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
     host_acc_.resize(size_t(k_) * P);
+  // train.overlap (docs/distributed.md, "Overlap"): the direct case on host buffers only.
+  if (W > 1) {
+    const char* off = !s_.overlap  ? "train.overlap false"
+                      : acc_.f32() ? "several slices or micro-batches"
+                      : !host_acc_.empty() || comm_->device_buffers() ? "not on CUDA"
+                      : !comm_->overlap_threads() ? "MPI did not grant MPI_THREAD_SERIALIZED"
+                                                  : nullptr;
+    exchange_mode_ = off ? cat("after backward (", off, ")") : "overlapped with backward";
+    if (!off) {
+      overlap_ =
+          std::make_unique<GradOverlap>([this](size_t lo, size_t hi) { exchange_range(lo, hi); });
+      net_->on_grads_ready([this](size_t lo, size_t hi) {
+        if (overlap_armed_) overlap_->ready(lo, hi);
+      });
+    }
+  }
   dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
   dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
   dt_ = DeviceBuffer(be_, B * 4);
@@ -242,7 +264,7 @@ void Trainer::init() {
 // load_file's strict one, so a file for another network fails naming the first tensor that differs.
 void Trainer::load_init_weights() {
   const std::string& path = s_.init_weights;
-  UVIT_CHECK(fs::is_regular_file(path), "train.init_weights (--init) ", path, ": no such file");
+  check_weights_path(path, "train.init_weights (--init) ");
   UVIT_CHECK(!open_weights(path)->metadata().count(kQuantKey), path,
              ": the weights are quantised; fine-tuning needs the fp32 weights");
   if (s_.ignore_keys.empty()) {
@@ -326,7 +348,12 @@ StepStats Trainer::step() {
                                    n.img_size, n.width(), b.sizes.data(), V_ * A, dout.data())) /
             A;
         be_.upload(dout_.f32(), dout.data(), onumel * 4);
+        // train.overlap: the step's (direct, so only) backward exchanges what it announces final
+        // during its last pass (earlier passes add to the same gradient).
+        overlap_armed_ = overlap_ && pass + 1 == net_->train_passes();
+        if (overlap_armed_) overlap_->begin(P);
         net_->backward(dout_.f32());
+        overlap_armed_ = false;
       }
       if (direct) continue;
       float* r = acc_.f32() + size_t(j) * P;
@@ -338,6 +365,7 @@ StepStats Trainer::step() {
   }
   // The loss of the whole batch: the logical ranks' means added in order.
   const auto c0 = std::chrono::steady_clock::now();
+  if (overlap_) overlap_->finish();  // the rest of [0, P), then every range exchanged
   const std::vector<double> all = allgather_doubles(*comm_, losses);
   for (double l : all) st.loss += l;
   st.loss /= V_;
@@ -346,15 +374,15 @@ StepStats Trainer::step() {
     zero_update(st.lr);  // (its optimizer update counts as exchange time too)
     st.grad_norm = last_norm_;
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));  // the gathered parameters
   } else {
-    float* g = reduce_gradients();
+    float* g = overlap_ ? net_->grads() : reduce_gradients();
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
     if (s_.partial) zero_frozen(g, 0, P);
     st.grad_norm = std::sqrt(be_.sum_squares(g, P));
     if (const double c = grad_clip_factor(s_, st.grad_norm); c != 1.0) be_.scale(g, float(c), P);
-    update_trained(net_->params(), g, 0, P, st.lr);
+    update_trained(net_->params(), g, 0, P, st.lr, ema_->params());  // and the EMA
   }
-  be_.ema(ema_->params(), net_->params(), P, float(s_.ema_rate));
   ++step_;
   return st;
 }
@@ -371,6 +399,13 @@ float* Trainer::reduce_gradients() {
   reduce_shard(g, own(g));  // in place: this rank's shard of g_0 becomes the sum's
   share_shards(g);
   return g;
+}
+
+void Trainer::exchange_range(size_t lo, size_t hi) {
+  const size_t P = net_->num_params();
+  float* g = net_->grads();
+  comm_->reduce_scatter_range(g, 1, P, P, shard_, lo, hi, zero_ ? part_.f32() : own(g));
+  if (!zero_) comm_->allgather_range(g, P, shard_, lo, hi);
 }
 
 size_t Trainer::own_len() const { return shard_len(net_->num_params(), shard_, comm_->rank()); }
@@ -405,7 +440,7 @@ void Trainer::share_shards(float* v) {
 
 void Trainer::zero_update(double lr) {
   const size_t off = size_t(comm_->rank()) * shard_, len = own_len();
-  reduce_shard(slice_grads(), part_.f32());
+  if (!overlap_) reduce_shard(slice_grads(), part_.f32());
   if (s_.partial) zero_frozen(part_.f32(), off, len);
   // The norm from the shards' sums of squares added in rank order (only clipping and the log use
   // it; it can differ from the unsharded norm in the last bits).
@@ -436,21 +471,35 @@ void Trainer::for_trained(size_t off, size_t len, F&& f) const {
   }
 }
 
-void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr) {
+void Trainer::update_trained(float* p, const float* g, size_t off, size_t len, double lr,
+                             float* ema) {
   const bool adan = s_.optimizer == "adan";
   AdanHyper h;
   h.lr = float(lr), h.beta1 = float(s_.beta1), h.beta2 = float(s_.beta2);
   h.beta3 = float(s_.beta3), h.eps = float(s_.eps), h.weight_decay = float(s_.weight_decay);
   h.no_prox = s_.no_prox;
+  const float rate = float(s_.ema_rate);
+  size_t ema_done = 0;  // with ema: floats [off, off + ema_done) have their EMA (Adan: after it)
+  auto ema_to = [&](size_t k) {  // EMA alone up to k: frozen floats (AdamW), all of them (Adan)
+    if (k > ema_done) be_.ema(ema + ema_done, p + ema_done, k - ema_done, rate);
+    ema_done = k;
+  };
   for_trained(off, len, [&](size_t lo, size_t hi, size_t at) {
     const size_t k = lo - off;
     float *m = m_.f32() + at, *v = v_.f32() + at;
-    if (adan)
+    if (adan) {
       be_.adan(p + k, g + k, m, d_.f32() + at, v, gp_.f32() + at, hi - lo, h, step_ + 1);
-    else
+    } else if (ema) {  // one pass over memory for both (bit for bit adamw, then ema)
+      ema_to(k);
+      be_.adamw_ema(p + k, g + k, m, v, ema + k, hi - lo, float(lr), float(s_.beta1),
+                    float(s_.beta2), float(s_.eps), float(s_.weight_decay), step_ + 1, rate);
+      ema_done = hi - off;
+    } else {
       be_.adamw(p + k, g + k, m, v, hi - lo, float(lr), float(s_.beta1), float(s_.beta2),
                 float(s_.eps), float(s_.weight_decay), step_ + 1);
+    }
   });
+  if (ema) ema_to(len);
 }
 
 std::vector<std::pair<std::string, DeviceBuffer*>> Trainer::state_buffers() {

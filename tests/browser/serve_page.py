@@ -163,6 +163,10 @@ try:
     generate("zebra", 4, 1)
     err = page.wait("document.getElementById('error').textContent", "the error message")
     check("'zebra' is not a class of" in err, f"error text: {err}")
+    # A long message wraps inside the form: the images stay beside it.
+    check(page.js("document.getElementById('form').getBoundingClientRect().right < document.getElementById('images').getBoundingClientRect().left"),
+          "the error message pushed the images below the form")
+    time.sleep(0.5)  # the bar's CSS transition back to 0
     page.screenshot(os.path.join(shots, "serve_page_error.png"))
 finally:
     proc.kill()

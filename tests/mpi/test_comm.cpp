@@ -1,7 +1,8 @@
 // The MPI communicator under mpirun -np W (W = 2, 3, 4, oversubscribed): the ordered reduction
 // equals the sequential left-to-right sum over all logical buffers bit for bit (n not divisible
 // by W, values of mixed magnitude, 1 and 2 buffers per rank, pieces that cut the shards, in
-// place or not) and the in-place all-gather gives every rank the whole sum; ZeRO-1's piecewise
+// place or not, whole or cut into ranges as train.overlap exchanges them) and the in-place
+// all-gather gives every rank the whole sum; ZeRO-1's piecewise
 // gather of a sharded vector gives the whole vector, the control collectives work, and the
 // trainer's replica check sees one changed float.
 // Exit status: the number of failed checks (every rank checks on its own).
@@ -94,7 +95,8 @@ int main() {
   for (const Case& cs : {Case{5, "1"}, Case{37, "1"}, Case{37, "3"}, Case{1003, "7"},
                          Case{100003, "1000"}, Case{100003, "4099"}, Case{100003, nullptr}})
     for (int k : {1, 2})
-      for (const bool in_place : {true, false}) {
+      for (const int mode : {0, 1, 2, 3}) {  // in place or apart; whole or in ranges
+        const bool in_place = mode % 2 == 0, ranged = mode >= 2;
         if (cs.piece)
           setenv("UVIT_REDUCE_PIECE", cs.piece, 1);
         else
@@ -114,13 +116,28 @@ int main() {
         const size_t len = shard_len(n, sh, r);
         std::vector<float> own(len + 1, -9.f), full(n, -5.f);
         float* at = len ? mine.data() + size_t(r) * sh : mine.data();
-        c.reduce_scatter_ordered(mine.data(), k, n, stride, sh, in_place ? at : own.data());
+        float* out = in_place ? mine.data() : full.data();
+        if (!ranged) {
+          c.reduce_scatter_ordered(mine.data(), k, n, stride, sh, in_place ? at : own.data());
+        } else {
+          // train.overlap's exchange: [0, n) cut at the same random points on every rank, the
+          // ranges given from the top down (as backward announces them), each reduced and (in
+          // place, the trainer's plain path) gathered at once.
+          std::mt19937 cg(unsigned(n * 31 + size_t(k)));
+          std::vector<size_t> cut{0, n};
+          for (int i = 0; i < 6; ++i) cut.push_back(cg() % (n + 1));
+          std::sort(cut.begin(), cut.end());
+          for (size_t i = cut.size() - 1; i > 0; --i) {
+            c.reduce_scatter_range(mine.data(), k, n, stride, sh, cut[i - 1], cut[i],
+                                   in_place ? at : own.data());
+            if (in_place) c.allgather_range(out, n, sh, cut[i - 1], cut[i]);
+          }
+        }
         if (!in_place) {
           std::copy(own.begin(), own.begin() + long(len), full.begin() + long(len ? r * sh : 0));
           check(own[len] == -9.f, r, "reduce_scatter_ordered wrote past the shard");
         }
-        float* out = in_place ? mine.data() : full.data();
-        c.allgather_shards(out, n, sh);
+        if (!ranged || !in_place) c.allgather_shards(out, n, sh);
         size_t bad = 0, reassoc = 0;
         for (size_t e = 0; e < n; ++e) {
           float s = all[e];
@@ -140,17 +157,18 @@ int main() {
                                     all.begin() + long(size_t(r) * k * stride + stride)));
         char msg[200];
         std::snprintf(msg, sizeof msg,
-                      "W %d k %d n %zu piece %s in place %d: %zu of %zu elements differ from the "
-                      "sequential sum",
-                      W, k, n, cs.piece ? cs.piece : "default", int(in_place), bad, n);
+                      "W %d k %d n %zu piece %s in place %d ranges %d: %zu of %zu elements "
+                      "differ from the sequential sum",
+                      W, k, n, cs.piece ? cs.piece : "default", int(in_place), int(ranged), bad, n);
         check(bad == 0, r, msg);
         if (W * k >= 3 && n > 1000)
           check(reassoc > 0, r, "another association gave the same bits everywhere");
         if (r == 0 && bad == 0)
           std::printf(
-              "ok: W %d, %d buffers per rank, %zu floats, piece %s, %s: ordered reduction "
+              "ok: W %d, %d buffers per rank, %zu floats, piece %s, %s%s: ordered reduction "
               "== sequential sum\n",
-              W, k, n, cs.piece ? cs.piece : "default", in_place ? "in place" : "apart");
+              W, k, n, cs.piece ? cs.piece : "default", in_place ? "in place" : "apart",
+              ranged ? ", in ranges" : "");
       }
   unsetenv("UVIT_REDUCE_PIECE");
   // ZeRO-1's checkpoint stream: rank 0 receives a sharded vector piece by piece, equal to the whole

@@ -1,7 +1,7 @@
 // Backend::copy_3d on the CPU (fp32 and, where the CPU has bf16 units, bf16 acts; fp32 elements
-// on either) against the loop of per-block copy_act_2d / copy_2d calls it replaces, bit for bit,
-// elements outside the copied rows untouched; and its argument checks. The CUDA version is
-// compared with this one in test_cuda_copy_3d.cpp.
+// on either) against the loop of per-block copy_act_2d / copy_2d calls it replaces and the index
+// formula, bit for bit, elements outside the copied rows untouched; and its argument checks. The
+// CUDA version is compared with this one in test_cuda_copy_3d.cpp.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -69,8 +69,16 @@ TEST(Copy3d, MatchesTheLoopOfTwoDCopies) {
           else
             be->copy_2d(d, c.ld_dst, x, c.ld_src, c.rows, c.cols);
         }
+        // The CPU's copy_act_2d is copy_3d's one-block case, so also the plain index formula.
+        VecF ref = dst0;
+        for (long b = 0; b < c.blocks; ++b)
+          for (long r = 0; r < c.rows; ++r)
+            for (long j = 0; j < c.cols; ++j)
+              ref[size_t(c.dst_off + b * c.bs_dst + r * c.ld_dst + j)] =
+                  src[size_t(c.src_off + b * c.bs_src + r * c.ld_src + j)];
         const VecF g = got.get(), w = want.get();
         EXPECT_EQ(g, w);
+        EXPECT_EQ(g, ref);
         EXPECT_NE(g, dst0);  // something was copied
       }
     }

@@ -10,8 +10,10 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "backend/optim_scalars.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -473,6 +475,39 @@ TEST(KernelAttention, ForwardBackwardAgainstFloat64) {
            ref.dqkv, 24, 9);
 }
 
+// One key scores 100 above every other: the softmax subtracts the row maximum before exp, so the
+// output must be that key's value row and lse its score. A maximum that missed the key (a wrong
+// lane, the loop's tail) would overflow exp into inf and NaN. Positions in the first 16-lane step,
+// a later one and the scalar tail (N = 37 = 2 x 16 + 5), in fp32 and bf16 acts.
+TEST(KernelAttention, RowMaximumFindsTheKeyAnywhere) {
+  const int N = 37, Dh = 4, D = Dh;
+  std::vector<std::string> precs = {"fp32"};
+  if (uvit::cpu_has_bf16()) precs.push_back("bf16");
+  for (const std::string& prec : precs) {
+    auto b = uvit::make_backend("cpu", prec);
+    for (int spike : {3, 21, 35}) {
+      SCOPED_TRACE(prec + " key " + std::to_string(spike));
+      VecF qkv(size_t(N) * 3 * D, 0.f);
+      for (int i = 0; i < N; ++i) {
+        qkv[size_t(i) * 3 * D] = 1.f;                                      // q = (1, 0, 0, 0)
+        qkv[size_t(i) * 3 * D + D] = i == spike ? 120.f : 0.5f * (i % 5);  // k . q
+        for (int d = 0; d < Dh; ++d) qkv[size_t(i) * 3 * D + 2 * D + d] = float(i + d);  // v
+      }
+      const size_t n = qkv.size(), no = size_t(N) * D;
+      uvit::DeviceBuffer x(*b, n * 4), o(*b, no * 4), l(*b, size_t(N) * 4);
+      b->to_act(qkv.data(), x.f32(), n);
+      b->attention_fwd(x.f32(), o.f32(), l.f32(), 1, N, 1, Dh, 1.f);
+      VecF out(no), lse(static_cast<size_t>(N));
+      b->from_act(o.f32(), out.data(), no);
+      b->download(lse.data(), l.f32(), lse.size() * 4);
+      for (int i = 0; i < N; ++i) {
+        ASSERT_FLOAT_EQ(lse[size_t(i)], 120.f) << i;
+        for (int d = 0; d < Dh; ++d) ASSERT_EQ(out[size_t(i) * D + d], float(spike + d)) << i;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- attention with a bias
 
 // MDT's relative position bias (Backend::attention_bias_fwd/bwd) against attn_ref with BiasRef:
@@ -854,6 +889,78 @@ TEST(KernelOptim, Ema) {
   VecF one{2.f}, target{4.f};
   be().ema(one.data(), target.data(), 1, 0.5f);
   EXPECT_EQ(one[0], 3.f);
+}
+
+// The rounding of each step, bit for bit, as the scalar loops had it before they were vectorised
+// (docs/kernels.md, "Optimizer"): the moments in one FMA each, AdamW's decayed p rounded before
+// the step is added (volatile: this file's own contraction must not fuse it), Adan's decayed p
+// fused into its first step without the proximal form. A vectorised loop that contracted
+// differently fails here; the tolerance tests above do not see it.
+TEST(KernelOptim, UpdatesRoundAsTheScalarLoops) {
+  const size_t n = 70001;
+  const VecF g = randv(n, 21), g0 = randv(n, 22), p0 = randv(n, 23);
+  const VecF m0 = randv(n, 24, -0.1f, 0.1f), v0 = randv(n, 25, 0.f, 0.01f);
+  VecF p = p0, m = m0, v = v0, e = p0;
+  be().adamw(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f, 5);
+  be().ema(e.data(), p.data(), n, 0.9999f);
+  const uvit::AdamScalars s = uvit::adam_scalars(2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f, 5);
+  const float keep = uvit::ema_keep(0.9999f);
+  for (size_t i = 0; i < n; ++i) {
+    const float mi = std::fma(m0[i], s.beta1, g[i] * s.one_m_b1);
+    const float vi = std::fma(v0[i], s.beta2, s.one_m_b2 * g[i] * g[i]);
+    volatile float pi = p0[i] * s.decay;
+    const float step = s.neg_step * mi / (std::sqrt(vi) / s.bc2_sqrt + s.eps);
+    const float pn = pi + step;
+    ASSERT_EQ(m[i], mi) << i;
+    ASSERT_EQ(v[i], vi) << i;
+    ASSERT_EQ(p[i], pn) << i;
+    ASSERT_EQ(e[i], std::fma(p0[i], 0.9999f, keep * pn)) << i;
+  }
+  for (int no_prox : {0, 1}) {
+    uvit::AdanHyper h;
+    h.lr = 1e-3f, h.weight_decay = 0.02f, h.no_prox = no_prox;
+    VecF q = p0, am = m0, ad = m0, an = v0, gp = g0;
+    be().adan(q.data(), g.data(), am.data(), ad.data(), an.data(), gp.data(), n, h, 3);
+    const uvit::AdanScalars a = uvit::adan_scalars(h, 3);
+    for (size_t i = 0; i < n; ++i) {
+      const float u = g[i] - g0[i];
+      const float mi = std::fma(m0[i], a.beta1, g[i] * a.one_m_b1);
+      const float di = std::fma(m0[i], a.beta2, u * a.one_m_b2);
+      const float w = std::fma(u, a.beta2, g[i]);
+      const float ni = std::fma(v0[i], a.beta3, a.one_m_b3 * w * w);
+      const float den = std::sqrt(ni) / a.bc3_sqrt + a.eps;
+      const float s1 = a.neg_step * mi / den, s2 = a.neg_step_diff * di / den;
+      volatile float pi = no_prox ? std::fma(p0[i], a.decay, s1) : p0[i] + s1;
+      const float pn = pi + s2;
+      ASSERT_EQ(am[i], mi) << i;
+      ASSERT_EQ(an[i], ni) << i;
+      ASSERT_EQ(q[i], no_prox ? pn : pn / a.div) << no_prox << " " << i;
+    }
+  }
+}
+
+TEST(KernelOptim, AdamWEmaIsAdamWThenEmaBitForBit) {
+  // The fused pass against the two kernels it replaces, over two steps (the second reads the
+  // moments the first wrote), at a parallel size and an odd tail.
+  for (size_t n : {size_t(70001), size_t(37)}) {
+    VecF p = randv(n, 5), e = randv(n, 6), m = randv(n, 7, -0.1f, 0.1f),
+         v = randv(n, 8, 0.f, 0.01f);
+    VecF p2 = p, e2 = e, m2 = m, v2 = v;
+    for (long step = 3; step <= 4; ++step) {
+      const VecF g = randv(n, unsigned(9 + step));
+      be().adamw(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.99f, 0.99f, 1e-8f, 0.03f,
+                 step);
+      be().ema(e.data(), p.data(), n, 0.9999f);
+      be().adamw_ema(p2.data(), g.data(), m2.data(), v2.data(), e2.data(), n, 2e-4f, 0.99f, 0.99f,
+                     1e-8f, 0.03f, step, 0.9999f);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(p2[i], p[i]) << n << " " << i;
+        ASSERT_EQ(m2[i], m[i]) << n << " " << i;
+        ASSERT_EQ(v2[i], v[i]) << n << " " << i;
+        ASSERT_EQ(e2[i], e[i]) << n << " " << i;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- LightningDiT: RMSNorm, SwiGLU,

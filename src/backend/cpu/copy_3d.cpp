@@ -1,5 +1,5 @@
 // Backend::copy_3d on the CPU: one parallel loop over every row of every block (the per-block
-// copy_act_2d calls it replaces were a parallel region each).
+// copy_act_2d calls it replaces were a parallel region each). copy_act_2d is its one-block case.
 #include <cstring>
 
 #include "backend/copy_3d_check.hpp"

@@ -105,17 +105,9 @@ void CpuBackend::axpy_act(float* y, const float* x, float a, size_t n) {
   }
 }
 
-namespace {
-template <class T>
-void copy_2d_t(T* dst, long ld_dst, const T* src, long ld_src, long rows, long cols) {
-#pragma omp parallel for schedule(static) if (rows * cols >= long(kParallelMin))
-  for (long r = 0; r < rows; ++r) cpu::convert(dst + r * ld_dst, src + r * ld_src, cols);
-}
-}  // namespace
-
 void CpuBackend::copy_act_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,
                              long cols) {
-  UVIT_CPU_ACT(copy_2d_t(cpu::as<T>(dst), ld_dst, cpu::as<T>(src), ld_src, rows, cols));
+  copy_3d(dst, ld_dst, 0, src, ld_src, 0, 1, rows, cols);  // one block of rows
 }
 
 void CpuBackend::require_fp32(const char* op) const {

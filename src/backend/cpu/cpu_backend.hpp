@@ -130,6 +130,9 @@ class CpuBackend final : public Backend {
   void adan(float* p, const float* g, float* m, float* d, float* n, float* gp, size_t count,
             const AdanHyper& h, long step) override;
   void ema(float* e, const float* p, size_t n, float decay) override;
+  void adamw_ema(float* p, const float* g, float* m, float* v, float* e, size_t n, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, long step,
+                 float ema_decay) override;
 
  private:
   void require_fp32(const char* op) const;  // the encoders' kernels are fp32 only (convnet.cpp)
