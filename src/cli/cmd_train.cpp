@@ -158,8 +158,8 @@ void add_demo(CLI::App& app) {
     // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
     if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
     if (job.precision.empty() && job.device == "cpu") {
-      job.precision = cpu_has_bf16() ? "bf16" : "fp32";
-      if (job.precision == "fp32" && !job.quiet)
+      job.precision_default = cpu_has_bf16() ? "bf16" : "fp32";
+      if (job.precision_default == "fp32" && !job.quiet)
         std::fprintf(stderr,
                      "note: this CPU has no bf16 units (AVX512-BF16 or AMX); the demo "
                      "trains in fp32\n");
@@ -191,7 +191,7 @@ void add_demo(CLI::App& app) {
       std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());
       return;
     }
-    auto be = make_backend(job.device, job.precision);
+    auto be = make_backend(job.device, r.precision);
     auto net = make_network(job.cfg, *be);
     net->load_file(dir + "/nnet_ema.safetensors");
     write_grid(*net, job.cfg, png, 100, GenerateOptions{}, "grid " + png + " (one row per class)",

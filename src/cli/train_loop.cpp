@@ -86,6 +86,35 @@ long checkpoint_step(const std::string& dir) {
   return std::stol(meta["step"]);
 }
 
+// The precision this call trains in: --precision, else on resume the one the run's last `start`
+// row up to the checkpoint records for this device (so a bf16 run does not go on in fp32
+// unnoticed), else job.precision_default. A --precision other than the recorded one gets a note.
+std::string settle_precision(const TrainJob& job, bool quiet) {
+  std::string recorded;
+  long at = -1;
+  if (job.resume) {
+    at = checkpoint_step(job.resume_from.empty() ? job.out_dir : job.resume_from);
+    for (const json& r : read_log(job.resume_run.empty() ? job.out_dir : job.resume_run))
+      if (r.value("event", "") == "start" && r.value("step", -1L) <= at &&
+          r.value("device", "") == job.device)
+        recorded = r.value("precision", "");
+  }
+  if (job.precision.empty()) {
+    if (!recorded.empty() && !quiet)
+      std::fprintf(stderr,
+                   "continuing in %s, the precision the run trained in (--precision "
+                   "changes it)\n",
+                   recorded.c_str());
+    return recorded.empty() ? job.precision_default : recorded;
+  }
+  if (!recorded.empty() && recorded != job.precision && !quiet)
+    std::fprintf(stderr,
+                 "note: the run trained in %s up to step %ld; continuing in %s (recorded in "
+                 "log.jsonl)\n",
+                 recorded.c_str(), at, job.precision.c_str());
+  return job.precision;
+}
+
 // The fields of `after` that differ from `before`, as {"section.key": value}.
 json changed_fields(const json& before, const json& after) {
   const json a = before.flatten(), b = after.flatten();
@@ -271,17 +300,18 @@ TrainOutcome run_training(const TrainJob& job) {
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const long target = train_settings(cfg).steps;
   const long at = check_run_dir(job, target);
+  const std::string precision = settle_precision(job, quiet);
   if (job.resume && at == target) {
     if (!quiet)
       std::fprintf(stderr,
                    "the run in %s is already at step %ld: nothing to train (give --steps N "
                    "to train further)\n",
                    dir.c_str(), at);
-    return {at, 0, false, comm.rank(), comm.size()};
+    return {at, 0, false, comm.rank(), comm.size(), precision};
   }
 
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
-  auto be = make_backend(job.device, job.precision);
+  auto be = make_backend(job.device, precision);
   Trainer tr(cfg, *be, ds, dir, &comm);
   if (job.resume) {
     tr.resume(job.resume_from);
@@ -326,7 +356,13 @@ TrainOutcome run_training(const TrainJob& job) {
   auto old_term = std::signal(SIGTERM, on_signal);
   auto old_usr1 = std::signal(SIGUSR1, on_signal);  // forwarded by mpirun, sent by Slurm --signal
   std::ofstream log;
-  if (lead) log.open(dir + "/log.jsonl", std::ios::app);
+  if (lead) {
+    log.open(dir + "/log.jsonl", std::ios::app);
+    // What this call trains on and in (settle_precision reads it on --resume).
+    json j = log_row("start", tr.step_count());
+    j.update({{"device", be->name()}, {"precision", be->precision()}});
+    log << j.dump() << "\n" << std::flush;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
   const double fwd_flops = tr.net().forward_flops();
@@ -440,7 +476,7 @@ TrainOutcome run_training(const TrainJob& job) {
     grid();
   else if (trained && lead)
     write_loss_plot(dir);
-  return {k, g_signal, trained, comm.rank(), comm.size()};
+  return {k, g_signal, trained, comm.rank(), comm.size(), precision};
 }
 
 }  // namespace uvit::cli

@@ -26,7 +26,12 @@ struct TrainJob {
   bool final_grid = true;  // a grid at the end of the run (the demo draws its own)
   bool quiet = false;
   std::string device = "cpu";
-  std::string precision;  // "" = the device default
+  // "" = on resume, the precision the run trained in (its log's `start` rows, docs/cli.md
+  // "Resume"), else precision_default.
+  std::string precision;
+  // What an empty precision means for a run that records none (the demo: bf16 where the CPU has
+  // bf16 units); "" = the device default.
+  std::string precision_default;
 };
 
 // The default --grid-n: 4 per class for class models with up to 16 classes, else 16.
@@ -37,6 +42,7 @@ struct TrainOutcome {
   int signal = 0;           // SIGINT, SIGTERM or SIGUSR1 when interrupted, else 0
   bool trained = false;     // whether this call did any update
   int rank = 0, ranks = 1;  // this process in a data-parallel job (docs/distributed.md)
+  std::string precision;    // what the run trains in (the asked one or the recorded one)
 };
 
 // Trains (or continues) the run in job.out_dir; returns where it stopped.

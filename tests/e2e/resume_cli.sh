@@ -56,10 +56,12 @@ t = sys.argv[1]
 def rows(run):
     out = [json.loads(l) for l in open(f"{t}/{run}/log.jsonl")]
     for r in out:  # the schema of docs/cli.md
-        assert r["event"] in ("train", "override", "checkpoint", "sample", "resume"), r
+        assert r["event"] in ("start", "train", "override", "checkpoint", "sample", "resume"), r
         assert isinstance(r["step"], int) and isinstance(r["t"], float) and r["t"] > 1.7e9, r
         if r["event"] == "train":
             assert math.isfinite(r["loss"]) and ("lr" in r or "window_steps" in r), r
+        if r["event"] == "start":
+            assert r["device"] == "cpu" and r["precision"] in ("fp32", "bf16"), r
         if r["event"] == "checkpoint":
             assert r["path"] in (".", f"ckpts/{r['step']}"), r
     return out

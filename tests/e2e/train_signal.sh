@@ -24,7 +24,7 @@ interrupt() {
   "$UVIT" train --out "$tmp/run" "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   local waited=0
-  until [ -f "$tmp/run/log.jsonl" ] && [ "$(wc -l <"$tmp/run/log.jsonl")" -ge "$min" ]; do
+  until [ -f "$tmp/run/log.jsonl" ] && [ "$(grep -c '"event":"train"' "$tmp/run/log.jsonl")" -ge "$min" ]; do
     if ! kill -0 "$pid" 2>/dev/null || [ $waited -ge 300 ]; then
       fail "$sig run ended or stalled before step $min"; cat "$tmp/err"; return
     fi

@@ -91,6 +91,32 @@ expect_error "^uvit: error: $tmp/ev/s.npz.parts: holds chunks of a different run
 expect_error "^uvit: error: --steps is given 2 times; give it once (uvit help sample)$" \
   "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --steps 2 --steps 3 --class 1 --out "$tmp/t.png"
 
+# --- `uvit train --resume` of a bf16 run without --precision went on in fp32, silently: nothing in the
+# run recorded its precision. Each call now writes a `start` row (device, precision), and a resume
+# without --precision continues in the recorded one (docs/cli.md "Resume").
+P=$tmp/prec
+run "$UVIT" train --config fmnist_uvit_tiny --out "$P" --steps 1 --batch 2 --no-grid --precision bf16 -q
+run "$UVIT" train --resume --out "$P" --steps 2 --no-grid
+first=$(grep '"event":"start"' "$P/log.jsonl" | head -1)
+second=$(grep '"event":"start"' "$P/log.jsonl" | sed -n 2p)
+prec() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["precision"])' "$1" 2>/dev/null; }
+p1=$(prec "$first") p2=$(prec "$second")
+if [ -z "$p1" ] || [ "$p1" != "$p2" ]; then
+  fail "train --resume without --precision: start rows '$first' then '$second'"
+elif ! grep -q "continuing in $p1, the precision the run trained in" "$tmp/err"; then
+  fail "train --resume without --precision: no line names the precision: $(cat "$tmp/err")"
+else
+  echo "ok: train --resume keeps the run's precision ($p1)"
+fi
+run "$UVIT" train --resume --out "$P" --steps 3 --no-grid --precision fp32
+if [ "$(prec "$(grep '"event":"start"' "$P/log.jsonl" | sed -n 3p)")" != fp32 ]; then
+  fail "train --resume --precision fp32: the third start row is not fp32"
+elif [ "$p1" = bf16 ] && ! grep -q "note: the run trained in bf16 up to step 2; continuing in fp32" "$tmp/err"; then
+  fail "train --resume --precision fp32 of a bf16 run: no note: $(cat "$tmp/err")"
+else
+  echo "ok: train --resume --precision fp32 is recorded (and noted)"
+fi
+
 # A second `uvit serve` on a busy port started and said "serving" (cpp-httplib's SO_REUSEPORT): the
 # kernel then split the connections between the two servers. Under mpirun every rank served.
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
