@@ -71,6 +71,7 @@ void add_serve(CLI::App& app) {
     if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
       log(LogLevel::Warn, "listening on " + o->host + ": other machines can reach this server" +
                               (o->api_key.empty() ? " and it has no --api-key" : ""));
+    serve::check_can_listen(o->host, o->port);  // before the model loads
     o->p.set = o->set;
     Pipeline pipe(o->p);
     serve::ServeOptions so;

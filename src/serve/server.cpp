@@ -3,7 +3,9 @@
 #include "serve/server.hpp"
 
 #include <httplib.h>
+#include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -639,7 +641,31 @@ void Api::routes(httplib::Server& s) {
          })));
 }
 
+std::string listen_error(const std::string& host, int port) {
+  return cat("serve: cannot listen on ", host, ":", port,
+             " (in use, or not an address of this machine)");
+}
+
 }  // namespace
+
+void check_can_listen(const std::string& host, int port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  bool ok = false;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) == 0 && res) {
+    const int sock = ::socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+    if (sock >= 0) {
+      int yes = 1;  // as run_server's socket: SO_REUSEADDR only
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      ok = ::bind(sock, res->ai_addr, res->ai_addrlen) == 0;
+      ::close(sock);
+    }
+    ::freeaddrinfo(res);
+  }
+  UVIT_CHECK(ok, listen_error(host, port));
+}
 
 void run_server(Pipeline& pipe, const ServeOptions& o) {
   httplib::Server s;
@@ -702,8 +728,7 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  UVIT_CHECK(s.bind_to_port(o.host, o.port), "serve: cannot listen on ", o.host, ":", o.port,
-             " (in use, or not an address of this machine)");
+  UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
   g_server.store(&s);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -19,6 +19,10 @@ struct ServeOptions {
 // Serves until SIGINT/SIGTERM. Throws uvit::Error when the address cannot be bound.
 void run_server(Pipeline& pipe, const ServeOptions& o);
 
+// Throws run_server's error now if host:port cannot be bound (a busy port, an address of another
+// machine), so that `uvit serve` says so before it spends time loading the model.
+void check_can_listen(const std::string& host, int port);
+
 // The page served at GET / (page.cpp).
 const char* page_html();
 

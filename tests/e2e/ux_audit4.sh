@@ -128,6 +128,9 @@ else
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
   expect_error "^uvit: error: serve: cannot listen on 127.0.0.1:$port (in use" \
     timeout 60 "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q
+  # ... and before the model loads: a weights file that does not exist is not even looked at.
+  expect_error "^uvit: error: serve: cannot listen on 127.0.0.1:$port (in use" \
+    timeout 60 "$UVIT" serve --config fmnist_uvit_tiny --weights "$tmp/none.safetensors" --port "$port" -q
   kill "$pid"
   wait "$pid" 2>/dev/null
   pid=
