@@ -344,7 +344,7 @@ void add_eval(CLI::App& app) {
       if (rb) rb->finish();
       ref.n_pool3 = long(ref.pool3.size() / FidInception::kDims);
     }
-    report_metrics(ref, pool3, logits, spatial, n, all, res);
+    report_metrics(ref, pool3, logits, spatial, n, all, o->quiet, res);
     if (text) {
       double mean = 0;
       for (double v : clip_scores_all) mean += v;

@@ -75,7 +75,7 @@ std::string py_float(double v) {
 
 void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
                     const std::vector<float>& logits, const std::vector<float>& spatial, long n,
-                    bool all, nlohmann::json& res) {
+                    bool all, bool quiet, nlohmann::json& res) {
   constexpr int D = FidInception::kDims, K = FidInception::kClasses, S = FidInception::kSpatialDims;
   if (all) {
     // The evaluator's: splits of 5000 samples; uvit's 10-split mean/std goes to the JSON too.
@@ -96,7 +96,7 @@ void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
                                          "samples vs " + ref.path + " (sFID)");
     res["sfid"] = sfid;
     std::printf("sFID: %s\n", py_float(sfid).c_str());
-  } else {
+  } else if (!quiet) {
     std::fprintf(stderr, "sFID: skipped (%s has no mu_s/sigma_s; make them with uvit fid-stats)\n",
                  ref.path.c_str());
   }
@@ -108,7 +108,7 @@ void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
     res["recall"] = pr.recall;
     std::printf("Precision: %s\nRecall: %s\n", py_float(pr.precision).c_str(),
                 py_float(pr.recall).c_str());
-  } else {
+  } else if (!quiet) {
     std::fprintf(stderr,
                  "Precision/Recall: skipped (%s; needs more than 3 samples and reference "
                  "features: --ref-features real.npy from uvit fid-features, or a reference batch "

@@ -29,10 +29,10 @@ EvalReference read_eval_reference(const std::string& ref, const std::string& ref
 std::string py_float(double v);
 
 // Prints "Inception Score: ", "FID: ", "sFID: ", "Precision: ", "Recall: " (those that can be
-// computed; a line on stderr says why one is skipped) and fills `res`. pool3 [n, 2048],
-// logits [n, 1008], spatial [n, 2023] of the samples. `all` false: FID and sFID only.
+// computed; unless `quiet`, a line on stderr says why one is skipped) and fills `res`. pool3
+// [n, 2048], logits [n, 1008], spatial [n, 2023] of the samples. `all` false: FID and sFID only.
 void report_metrics(const EvalReference& ref, const std::vector<float>& pool3,
                     const std::vector<float>& logits, const std::vector<float>& spatial, long n,
-                    bool all, nlohmann::json& res);
+                    bool all, bool quiet, nlohmann::json& res);
 
 }  // namespace uvit::cli

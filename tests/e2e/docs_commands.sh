@@ -170,6 +170,11 @@ j = json.load(open(sys.argv[1] + '/m.json'))
 assert j['n'] == 12 and j['steps'] == 3 and math.isfinite(j['fid']) and j['fid'] > 0, j
 assert np.load(sys.argv[1] + '/s.npz')['arr_0'].shape == (12, 28, 28, 3)
 print('eval ok: FID', j['fid'])" "$tmp/ev" || fail "eval outputs"
+# -q: the result lines only; the notes on what was skipped (sFID, precision/recall) go too.
+run "$UVIT" eval --config fmnist_uvit_tiny --weights "$W" --n 12 --ref "$tmp/st.npz" --sampler dpm-solver \
+  --steps 3 --inception "$I" --out "$tmp/ev/s.npz" --chunk 6 -q
+[ -s "$tmp/err" ] && fail "eval -q printed on stderr: $(cat "$tmp/err")"
+[ "$(cut -d: -f1 "$tmp/out" | tr '\n' ,)" = "Inception Score,FID," ] || fail "eval -q printed: $(cat "$tmp/out")"
 
 # --- docs/serve.md: the server's start lines, one request, SIGTERM ends it with status 0 -------
 if "$UVIT" serve --config fmnist_uvit_tiny --weights /nonexistent.safetensors 2>&1 | grep -q "cpp-httplib"; then
