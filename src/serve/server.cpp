@@ -641,6 +641,14 @@ void Api::routes(httplib::Server& s) {
          })));
 }
 
+// The listening socket's options, for the server and check_can_listen's probe alike. httplib's
+// default adds SO_REUSEPORT: a second server on a busy port then starts, and the kernel splits the
+// connections between the two (a job polled on the other one is 404).
+void listen_socket_options(int sock) {
+  int yes = 1;
+  ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+}
+
 std::string listen_error(const std::string& host, int port) {
   return cat("serve: cannot listen on ", host, ":", port,
              " (in use, or not an address of this machine)");
@@ -657,8 +665,7 @@ void check_can_listen(const std::string& host, int port) {
   if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) == 0 && res) {
     const int sock = ::socket(res->ai_family, res->ai_socktype, res->ai_protocol);
     if (sock >= 0) {
-      int yes = 1;  // as run_server's socket: SO_REUSEADDR only
-      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_socket_options(sock);
       ok = ::bind(sock, res->ai_addr, res->ai_addrlen) == 0;
       ::close(sock);
     }
@@ -722,12 +729,7 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   });
   Api api(pipe, o);
   api.routes(s);
-  // httplib's default options add SO_REUSEPORT: a second server on a busy port then starts, and
-  // the kernel splits the connections between the two (a job polled on the other one is 404).
-  s.set_socket_options([](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
+  s.set_socket_options(listen_socket_options);
   UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
   g_server.store(&s);
   std::signal(SIGINT, on_signal);
