@@ -115,8 +115,9 @@ class Trainer {
   const Config& config() const { return cfg_; }
   Comm& comm() { return *comm_; }
   int dp_width() const { return V_; }
-  // How the gradient exchange runs (the run's log): "overlapped with backward", or "after
-  // backward" and why (train.overlap false, accumulation, ...); "" for a single rank.
+  // How the gradient exchange runs (the run's log): "overlapped with backward", "in backward,
+  // range by range" (train.zero=2 without the overlap) or "after backward", and why (train.overlap
+  // false, accumulation, ...); "" for a single rank.
   const std::string& exchange_mode() const { return exchange_mode_; }
   // What runs (log.jsonl's start row): the ZeRO level (0 for a single rank; 2 falls back to 1
   // where it cannot apply) and whether the exchange overlaps backward.

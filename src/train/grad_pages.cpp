@@ -5,23 +5,35 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "uvit/error.hpp"
 
 namespace uvit {
 
+namespace {
+// Transparent huge pages: each step faults the gradient in again, and with 4 KB pages that is two
+// faults a page (the accumulating GEMMs read first: the zero page, then a private copy), which
+// cost more than the fill it replaces; with 2 MB pages it costs about the fill
+// (docs/benchmarks.md, "ZeRO-2"). Releases stay at 4 KB: the kernel splits a huge page.
+constexpr size_t kHuge = size_t(2) << 20;
+}  // namespace
+
 GradPages::GradPages(size_t n) : n_(n) {
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   page_ = page / sizeof(float);
   bytes_ = std::max<size_t>(1, (n * sizeof(float) + page - 1) / page) * page;
-  void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  UVIT_CHECK(p != MAP_FAILED, "train.zero=2: cannot map ", bytes_,
+  map_bytes_ = bytes_ + kHuge;  // room to start at a huge-page boundary
+  void* m = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  UVIT_CHECK(m != MAP_FAILED, "train.zero=2: cannot map ", map_bytes_,
              " bytes for the gradient: ", std::strerror(errno));
-  p_ = static_cast<float*>(p);
+  map_ = m;
+  p_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(m) + kHuge - 1) / kHuge * kHuge);
+  madvise(p_, bytes_, MADV_HUGEPAGE);  // a hint: without THP (or "never") 4 KB pages serve
 }
 
-GradPages::~GradPages() { munmap(p_, bytes_); }
+GradPages::~GradPages() { munmap(map_, map_bytes_); }
 
 void GradPages::release(size_t lo, size_t hi) {
   // The tail past n is never written: the last page counts as whole when hi reaches n.

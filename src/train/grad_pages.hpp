@@ -25,6 +25,8 @@ class GradPages {
 
  private:
   void release(size_t lo, size_t hi);  // whole pages within floats [lo, hi)
+  void* map_ = nullptr;  // the mapping, map_bytes_ long; p_ its first huge-page boundary
+  size_t map_bytes_ = 0;
   float* p_ = nullptr;
   size_t n_ = 0, bytes_ = 0, page_ = 0;  // page_: floats per page
   std::map<size_t, size_t> done_;        // reduced floats, merged: lo -> hi

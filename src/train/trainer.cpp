@@ -207,8 +207,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
     zero_level_ = 1;
     if (comm_->rank() == 0)
       std::fprintf(stderr,
-                   "note: train.zero=2 runs as ZeRO-1 here (%s): its gradient pages are released "
-                   "only as backward's ranges are exchanged (docs/distributed.md, \"ZeRO-2\")\n",
+                   "note: train.zero=2 runs as ZeRO-1 here (%s): ZeRO-2 needs one slice per "
+                   "process, train.accum 1 and CPU ranks (docs/distributed.md, \"ZeRO-2\")\n",
                    several ? "several slices or micro-batches per process" : "not on CUDA");
   }
   const bool zero = zero_level_ >= 1;
