@@ -78,6 +78,10 @@ class Network {
   float* grads();  // allocated (zeroed) on first use; refused for quantised weights
   size_t num_params() const { return table_.total(); }
   void zero_grad();
+  // train.zero=2 (src/train/grad_pages.hpp): the gradient in memory the caller owns (num_params()
+  // floats of backend memory, zero, outliving this network's use), zeroed by `zero` instead of a
+  // fill.
+  void use_grads(float* g, std::function<void()> zero);
 
   // Loads a state_dict (strict: every name and shape must match; `what` names the source).
   // Quantised tensors are refused (training needs fp32 weights).
@@ -182,6 +186,7 @@ class Network {
   // in stage's buffer.
   const float* host_values(const ParamEntry& e, ParamStage& stage) const;
   GradsReady grads_ready_;
+  std::function<void()> zero_grads_;  // use_grads: the gradient is the caller's
   bool act_stale_ = true;
   mutable bool params_set_ = false;
   std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded

@@ -18,6 +18,7 @@
 namespace uvit {
 
 class GradOverlap;  // src/train/grad_overlap.hpp
+class GradPages;    // src/train/grad_pages.hpp
 
 struct TrainSettings {
   long steps = 0;  // total optimizer updates of the run
@@ -40,7 +41,9 @@ struct TrainSettings {
   // batch is split into V slices of `batch / V`; a run's bits depend on V, never on how many
   // processes share the slices, so one process with dp_virtual = V reproduces V ranks exactly.
   int dp_virtual = 0;
-  int zero = 0;  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only
+  // 1: ZeRO-1, each rank keeps the AdamW moments of its shard only; 2: ZeRO-2, also only its
+  // shard of the reduced gradient (docs/distributed.md)
+  int zero = 0;
   // train.overlap: exchange each gradient range the network's backward announces final on a
   // communication thread while backward goes on (docs/distributed.md, "Overlap"); the same bits.
   // Off by default: no faster on the 2-vCPU machine it was measured on (docs/benchmarks.md).
@@ -112,9 +115,14 @@ class Trainer {
   const Config& config() const { return cfg_; }
   Comm& comm() { return *comm_; }
   int dp_width() const { return V_; }
-  // How the gradient exchange runs (the run's log): "overlapped with backward", or "after
-  // backward" and why (train.overlap false, accumulation, ...); "" for a single rank.
+  // How the gradient exchange runs (the run's log): "overlapped with backward", "in backward,
+  // range by range" (train.zero=2 without the overlap) or "after backward", and why (train.overlap
+  // false, accumulation, ...); "" for a single rank.
   const std::string& exchange_mode() const { return exchange_mode_; }
+  // What runs (log.jsonl's start row): the ZeRO level (0 for a single rank; 2 falls back to 1
+  // where it cannot apply) and whether the exchange overlaps backward.
+  int zero_level() const { return zero_level_; }
+  bool overlapped() const { return overlapped_; }
   // Floats in each optimizer state buffer of this rank: the trained ones of its part.
   size_t state_floats() const { return moments_n_; }
 
@@ -177,7 +185,9 @@ class Trainer {
   size_t moments_n_ = 0;           // floats in each optimizer state buffer
   size_t mom_lo_ = 0;    // the flat offset where this rank's part starts (ZeRO-1: its shard's)
   size_t mom_base_ = 0;  // packed(mom_lo_)
-  bool zero_ = false;    // ZeRO-1 over several ranks
+  bool zero_ = false;    // ZeRO-1 or 2 over several ranks: sharded state, part_
+  int zero_level_ = 0;
+  bool overlapped_ = false;
   double last_norm_ = 0;
   // The float ranges the optimizer updates: the network's trained parameters, with
   // train.finetune partial only those train.ignore_keys names (frozen in the network's table).
@@ -188,6 +198,9 @@ class Trainer {
   std::vector<float> host_acc_;  // CUDA with host MPI: the slice gradients' staging
   // train.overlap: the communication thread (nullptr: the exchange runs after backward), and
   // whether the network's announcements go to it (the step's last backward only).
+  // (train.zero=2 uses it too, exchanging on the main thread unless the exchange overlaps.)
+  // pages_ (ZeRO-2: the network's gradient) comes first: the thread ends before it goes.
+  std::unique_ptr<GradPages> pages_;
   std::unique_ptr<GradOverlap> overlap_;
   bool overlap_armed_ = false;
   std::string exchange_mode_;

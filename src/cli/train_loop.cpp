@@ -347,9 +347,10 @@ TrainOutcome run_training(const TrainJob& job) {
         tr.step_count(), s.steps, be->name().c_str(), be->precision().c_str(), dir.c_str());
   if (!quiet && comm.size() > 1)
     std::fprintf(stderr,
-                 "data parallel: %d ranks (%s), %d slices of %d images per step, exchange %s\n",
+                 "data parallel: %d ranks (%s), %d slices of %d images per step, exchange %s, "
+                 "ZeRO-%d\n",
                  comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width(),
-                 tr.exchange_mode().c_str());
+                 tr.exchange_mode().c_str(), tr.zero_level());
 
   g_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
@@ -358,9 +359,14 @@ TrainOutcome run_training(const TrainJob& job) {
   std::ofstream log;
   if (lead) {
     log.open(dir + "/log.jsonl", std::ios::app);
-    // What this call trains on and in (settle_precision reads it on --resume).
+    // What this call trains on and in (settle_precision reads it on --resume), and how its ranks
+    // share the work (docs/distributed.md, "What ran").
     json j = log_row("start", tr.step_count());
-    j.update({{"device", be->name()}, {"precision", be->precision()}});
+    j.update({{"device", be->name()},
+              {"precision", be->precision()},
+              {"ranks", comm.size()},
+              {"zero", tr.zero_level()},
+              {"overlap", tr.overlapped()}});
     log << j.dump() << "\n" << std::flush;
   }
   const auto t0 = std::chrono::steady_clock::now();

@@ -293,6 +293,7 @@ void DiffiT::backward(const float* dout) {
 
   be_.unpatchify_bwd(dout, dtok_, B, 0, Co, S, p);
   linear_bwd(W, final_, fs_, D, dtok_, final_.out, dH_, D, M);
+  grads_ready("final_layer.");  // train.overlap (docs/distributed.md, "Overlap")
   be_.silu_bwd(dH_, fh_, dH_, size_t(M) * D);
   be_.zero_act(dX_, size_t(M) * D);
   norm_bwd(W, ln_, dH_, stream_[c_.depth], fmean_, frstd_, dX_, M);
@@ -311,6 +312,7 @@ void DiffiT::backward(const float* dout) {
     norm_bwd(W, ln_, dH_, stream_[k], A.mean1, A.rstd1, dX_, M);  // dX_ = d x_k
     be_.to_act(doff32_, doff_, size_t(B) * 3 * D);
     linear_bwd(W, w.temb, cond_acts_.c, D, doff_, 3 * D, cond_acts_.dc, D, B, 1.f);
+    grads_ready(cat("blocks.", k, "."));
   }
   // pos_embed is frozen (requires_grad=False): only the patch embedding learns from the tokens.
   linear_bwd(W, patch_, cols_, patch_.in, dX_, D, nullptr, 0, M);

@@ -553,13 +553,18 @@ void MDT::backward(const float* dout) {
   be_.unpatchify_bwd(dout, dtok_, B, 0, c_.out_channels(), S, p);
   const float* last = nb > ne ? out_[nb - 1] : dec_in_;
   final_bwd(W, final_, last, cond_acts_.sc, final_acts_, dtok_, G_, cond_acts_.dsc, B, L);
+  // train.overlap (docs/distributed.md, "Overlap"): each block's tensors once its backward ran.
+  grads_ready("final_layer.");
   // Decoder: the skips' gradients add into d(input_skip).
   be_.zero_act(dx0_, size_t(M) * D);
-  for (int k = nb - 1; k >= ne; --k) block_backward(k, acts_[k], in_[k], dx0_, L);
-  // G_.dX = d(dec_in).
-  if (masked_now_) {
-    side_backward(acts_[nb]);
-  } else {
+  for (int k = nb - 1; k >= ne; --k) {
+    block_backward(k, acts_[k], in_[k], dx0_, L);
+    grads_ready(block_name(c_, k) + ".");
+  }
+  // G_.dX = d(dec_in). The side block has its gradient now (none in an unmasked pass).
+  if (masked_now_) side_backward(acts_[nb]);
+  grads_ready(block_name(c_, nb) + ".");
+  if (!masked_now_) {
     be_.tokens_bwd(G_.dX, nullptr, dT_, grads_ + table_.at("decoder_pos_embed").offset, B, 0, L, D);
     be_.copy_act(G_.dX, dT_, size_t(M) * D);
   }
@@ -567,6 +572,7 @@ void MDT::backward(const float* dout) {
   for (int k = ne - 1; k >= 0; --k) {
     if (k < h) be_.axpy_act(G_.dX, dskip_[k], 1.f, size_t(B) * N * D);
     block_backward(k, acts_[k], in_[k], has_skip(c_, k) ? dskip_[2 * h - 1 - k] : nullptr, N);
+    grads_ready(block_name(c_, k) + ".");
   }
   // G_.dX = d(encoder input): x0 itself, or its kept rows.
   if (masked_now_)

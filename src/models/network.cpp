@@ -27,7 +27,7 @@ Network::Network(NetSpec spec, ParamTable table, Backend& be)
 }
 
 Network::~Network() {
-  if (grads_) be_.free_bytes(grads_);
+  if (grads_ && !zero_grads_) be_.free_bytes(grads_);
   if (act_params_ != params_) be_.free_bytes(act_params_);
   be_.free_bytes(params_);
 }
@@ -56,7 +56,19 @@ float* Network::grads() {
   return grads_;
 }
 
-void Network::zero_grad() { be_.fill(grads(), 0.f, table_.total()); }
+void Network::zero_grad() {
+  float* g = grads();
+  if (zero_grads_)
+    zero_grads_();
+  else
+    be_.fill(g, 0.f, table_.total());
+}
+
+void Network::use_grads(float* g, std::function<void()> zero) {
+  if (grads_ && !zero_grads_) be_.free_bytes(grads_);
+  grads_ = g;
+  zero_grads_ = std::move(zero);
+}
 
 void Network::grads_ready(const std::string& prefix) const {
   if (!grads_ready_) return;

@@ -266,8 +266,11 @@ void Svg::backward(const float* dout) {
   }
   final_bwd(W, final_, stream_[c_.depth], cond_acts_.sc, final_acts_, dtok_, G, cond_acts_.dsc, B,
             L);
-  for (int k = c_.depth - 1; k >= 0; --k)
+  grads_ready("final_layer.");  // train.overlap (docs/distributed.md, "Overlap")
+  for (int k = c_.depth - 1; k >= 0; --k) {
     block_bwd(W, blocks_[k], acts_[k], cond_acts_.sc, G, cond_acts_.dsc, B, L);
+    grads_ready(cat("blocks.", k, "."));
+  }
   // pos_embed is frozen (requires_grad=False): only ln1 learns from the tokens' gradient.
   linear_bwd(W, ln1_, cols_, C, G.dX, D, nullptr, 0, M);
   conditioning_bwd(W, cond_, cond_acts_, B);

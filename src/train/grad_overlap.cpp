@@ -7,8 +7,9 @@
 
 namespace uvit {
 
-GradOverlap::GradOverlap(Exchange exchange)
-    : exchange_(std::move(exchange)), thread_([this] { run(); }) {
+GradOverlap::GradOverlap(Exchange exchange, bool concurrent)
+    : exchange_(std::move(exchange)),
+      thread_(concurrent ? std::thread([this] { run(); }) : std::thread()) {
   const char* s = std::getenv("UVIT_TEST_OVERLAP_SYNC");
   sync_ = s && *s && *s != '0';
 }
@@ -19,7 +20,16 @@ GradOverlap::~GradOverlap() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+}
+
+void GradOverlap::exchange(size_t lo, size_t hi) {
+  if (error_) return;  // after a failure the rest is only drained
+  try {
+    exchange_(lo, hi);
+  } catch (...) {
+    error_ = std::current_exception();
+  }
 }
 
 void GradOverlap::run() {
@@ -29,16 +39,9 @@ void GradOverlap::run() {
     if (queue_.empty()) return;  // stop_, nothing left
     const auto [lo, hi] = queue_.front();
     queue_.pop_front();
-    const bool skip = error_ != nullptr;  // after a failure the rest is only drained
     l.unlock();
-    std::exception_ptr e;
-    if (!skip) try {
-        exchange_(lo, hi);
-      } catch (...) {
-        e = std::current_exception();
-      }
+    exchange(lo, hi);  // error_: the main thread reads it only once pending_ is 0
     l.lock();
-    if (e && !error_) error_ = e;
     --pending_;
     cv_.notify_all();
   }
@@ -56,6 +59,10 @@ void GradOverlap::ready(size_t lo, size_t hi) {
     UVIT_CHECK(hi <= a || b <= lo, "gradient range [", lo, ", ", hi,
                ") announced by backward meets [", a, ", ", b, ") announced before");
   ranges_.emplace_back(lo, hi);
+  if (!thread_.joinable()) {
+    exchange(lo, hi);
+    return;
+  }
   std::unique_lock<std::mutex> l(mu_);
   queue_.emplace_back(lo, hi);
   ++pending_;

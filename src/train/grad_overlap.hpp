@@ -15,17 +15,19 @@ namespace uvit {
 
 class GradOverlap {
  public:
-  // exchange(lo, hi) runs on the communication thread for each range, in the order announced.
+  // exchange(lo, hi) runs for each range, in the order announced: on the communication thread,
+  // or (not `concurrent`: train.zero=2 without the overlap) in ready() on the announcing thread,
+  // while backward waits.
   using Exchange = std::function<void(size_t lo, size_t hi)>;
-  explicit GradOverlap(Exchange exchange);
+  explicit GradOverlap(Exchange exchange, bool concurrent = true);
   ~GradOverlap();  // waits for the thread (which then ends)
   GradOverlap(const GradOverlap&) = delete;
   GradOverlap& operator=(const GradOverlap&) = delete;
 
   // A backward over a gradient of n floats starts: no range of it is exchanged yet.
   void begin(size_t n);
-  // [lo, hi) is final: queued for the thread. Throws when it is outside [0, n) or meets a range
-  // announced before (a network bug: the sum would be taken twice).
+  // [lo, hi) is final: queued for the thread (or exchanged now). Throws when it is outside [0, n)
+  // or meets a range announced before (a network bug: the sum would be taken twice).
   void ready(size_t lo, size_t hi);
   // Backward has returned: the parts of [0, n) never announced are queued in ascending order, then
   // waits until every range is exchanged. Rethrows the thread's error.
@@ -38,6 +40,7 @@ class GradOverlap {
 
  private:
   void run();
+  void exchange(size_t lo, size_t hi);  // one range; the first error is kept, the rest skipped
   Exchange exchange_;
   size_t n_ = 0;
   std::vector<std::pair<size_t, size_t>> ranges_;  // announced, in order
@@ -48,7 +51,7 @@ class GradOverlap {
   bool stop_ = false;
   bool sync_ = false;  // UVIT_TEST_OVERLAP_SYNC
   std::exception_ptr error_;
-  std::thread thread_;  // last: starts once the members above exist
+  std::thread thread_;  // last: starts once the members above exist; none when not concurrent
 };
 
 }  // namespace uvit

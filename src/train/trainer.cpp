@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "train/grad_overlap.hpp"
+#include "train/grad_pages.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
@@ -111,8 +112,8 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
   UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name,
              ": train.keep_snapshots must be >= 1");
-  UVIT_CHECK(s.dp_virtual >= 0 && (s.zero == 0 || s.zero == 1), "config ", c.config_name,
-             ": train.dp_virtual must be >= 0 and train.zero 0 or 1");
+  UVIT_CHECK(s.dp_virtual >= 0 && s.zero >= 0 && s.zero <= 2, "config ", c.config_name,
+             ": train.dp_virtual must be >= 0 and train.zero 0, 1 or 2");
   UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
              c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
@@ -196,7 +197,21 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   const size_t P = net_->num_params(), B = size_t(micro_);
   // Shards of a multiple of 16 floats (64 bytes), the last one cut short by P.
   shard_ = shard_size(P, W);
-  const bool zero = s_.zero == 1 && W > 1;
+  // ZeRO (docs/distributed.md): 1 shards the optimizer state; 2 also the gradient, which needs
+  // its ranges exchanged as backward announces them: one slice per process, no accumulation, host
+  // buffers (CPU). Elsewhere train.zero=2 runs as ZeRO-1 (the same files) and says why.
+  const bool several = k_ > 1 || s_.accum > 1,
+             device = W > 1 && (comm_->device_buffers() || be_.name() != "cpu");
+  zero_level_ = W > 1 ? s_.zero : 0;
+  if (zero_level_ == 2 && (several || device)) {
+    zero_level_ = 1;
+    if (comm_->rank() == 0)
+      std::fprintf(stderr,
+                   "note: train.zero=2 runs as ZeRO-1 here (%s): ZeRO-2 needs one slice per "
+                   "process, train.accum 1 and CPU ranks (docs/distributed.md, \"ZeRO-2\")\n",
+                   several ? "several slices or micro-batches per process" : "not on CUDA");
+  }
+  const bool zero = zero_level_ >= 1;
   zero_ = zero;
   // The optimizer state holds the trained floats of this rank's part of the parameter vector
   // (all of it, or its ZeRO-1 shard) only, packed in order: a frozen parameter has no moments.
@@ -219,20 +234,29 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
     host_acc_.resize(size_t(k_) * P);
   // train.overlap (docs/distributed.md, "Overlap"): the direct case on host buffers only.
+  // train.zero=2 exchanges the announced ranges too: on the main thread when they cannot overlap.
   if (W > 1) {
-    const char* off = !s_.overlap  ? "train.overlap false"
-                      : acc_.f32() ? "several slices or micro-batches"
-                      : !host_acc_.empty() || comm_->device_buffers() ? "not on CUDA"
+    const char* off = !s_.overlap                 ? "train.overlap false"
+                      : several                   ? "several slices or micro-batches"
+                      : device                    ? "not on CUDA"
                       : !comm_->overlap_threads() ? "MPI did not grant MPI_THREAD_SERIALIZED"
                                                   : nullptr;
-    exchange_mode_ = off ? cat("after backward (", off, ")") : "overlapped with backward";
-    if (!off) {
-      overlap_ =
-          std::make_unique<GradOverlap>([this](size_t lo, size_t hi) { exchange_range(lo, hi); });
+    const bool ranged = !off || zero_level_ == 2;
+    overlapped_ = !off;
+    exchange_mode_ = !off     ? std::string("overlapped with backward")
+                     : ranged ? cat("in backward, range by range (train.zero=2; ", off, ")")
+                              : cat("after backward (", off, ")");
+    if (ranged) {
+      overlap_ = std::make_unique<GradOverlap>(
+          [this](size_t lo, size_t hi) { exchange_range(lo, hi); }, overlapped_);
       net_->on_grads_ready([this](size_t lo, size_t hi) {
         if (overlap_armed_) overlap_->ready(lo, hi);
       });
     }
+  }
+  if (zero_level_ == 2) {  // the gradient's pages come and go (src/train/grad_pages.hpp)
+    pages_ = std::make_unique<GradPages>(P);
+    net_->use_grads(pages_->data(), [this] { pages_->clear(); });
   }
   dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
   dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
@@ -370,7 +394,7 @@ StepStats Trainer::step() {
   for (double l : all) st.loss += l;
   st.loss /= V_;
   st.lr = s_.lr * warmup_factor(step_, s_.warmup);
-  if (s_.zero == 1 && comm_->size() > 1) {
+  if (zero_) {
     zero_update(st.lr);  // (its optimizer update counts as exchange time too)
     st.grad_norm = last_norm_;
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
@@ -406,6 +430,7 @@ void Trainer::exchange_range(size_t lo, size_t hi) {
   float* g = net_->grads();
   comm_->reduce_scatter_range(g, 1, P, P, shard_, lo, hi, zero_ ? part_.f32() : own(g));
   if (!zero_) comm_->allgather_range(g, P, shard_, lo, hi);
+  if (pages_) pages_->reduced(lo, hi);  // ZeRO-2: the range's sum is in part_
 }
 
 size_t Trainer::own_len() const { return shard_len(net_->num_params(), shard_, comm_->rank()); }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training on 2 CPU ranks (docs/distributed.md): bit-identical to one process with
-# train.dp_virtual=2 (also with accumulation, 2 virtual ranks per process and ZeRO-1), within a
-# stated tolerance of plain one-process training, and resumable on 2 ranks or on 1 (a ZeRO-1
-# checkpoint on 4).
+# train.dp_virtual=2 (also with accumulation, 2 virtual ranks per process, ZeRO-1 and ZeRO-2),
+# within a stated tolerance of plain one-process training, and resumable on 2 ranks or on 1 (a
+# ZeRO-1 checkpoint on 4; a ZeRO-2 one on 2 ranks as ZeRO-1 and on 4 without ZeRO).
 set -uo pipefail
 UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
@@ -30,6 +30,8 @@ same_files "$tmp/rp" "$tmp/v2" "2 ranks, exchange in pieces of 999 floats, vs dp
 UVIT_REDUCE_PIECE=999 run mpi 2 "${T[@]}" --out "$tmp/rp4" --steps $S --set train.dp_virtual=4
 UVIT_REDUCE_PIECE=999 run mpi 2 "${T[@]}" --out "$tmp/rpz" --steps $S --set train.zero=1
 same_files "$tmp/rpz" "$tmp/v2" "ZeRO-1 on 2 ranks, pieces of 999 floats, vs dp_virtual=2"
+UVIT_REDUCE_PIECE=999 run mpi 2 "${T[@]}" --out "$tmp/rpz2" --steps $S --set train.zero=2
+same_files "$tmp/rpz2" "$tmp/v2" "ZeRO-2 on 2 ranks, pieces of 999 floats, vs dp_virtual=2"
 
 # Accumulation composes with ranks; 2 logical ranks per process (dp_virtual=4 on 2 ranks);
 # ZeRO-1 (moments sharded, checkpoint gathered) changes nothing without clipping.
@@ -61,6 +63,18 @@ run mpi 2 "${WD[@]}" --out "$tmp/wz" --steps 2 --set train.zero=1
 same_files "$tmp/wz/ckpts/2" "$tmp/w4/ckpts/2" "wide ZeRO-1 on 2 ranks, step-2 snapshot"
 run mpi 4 train --out "$tmp/wz" --resume --steps $S -q --no-grid
 same_files "$tmp/wz" "$tmp/w4" "wide ZeRO-1 on 2 ranks, resumed by 4 ZeRO-1 ranks, vs no ZeRO"
+# ZeRO-2 writes the same files: saved by 4 ZeRO-2 ranks (one slice each), resumed by 2 (two slices
+# each: ZeRO-2 runs as ZeRO-1 there, saying so) and, from the step-2 snapshot, by 4 ranks without
+# ZeRO.
+run mpi 4 "${WD[@]}" --out "$tmp/wz2" --steps 2 --set train.zero=2
+same_files "$tmp/wz2" "$tmp/w4/ckpts/2" "wide ZeRO-2 on 4 ranks, step 2"
+cp -r "$tmp/wz2" "$tmp/wz0"
+run mpi 2 train --out "$tmp/wz2" --resume --steps $S --no-grid
+grep -q "note: train.zero=2 runs as ZeRO-1 here (several slices or micro-batches per process)" \
+  "$tmp/err" || fail "ZeRO-2 resumed with 2 slices per rank: no note: $(cat "$tmp/err")"
+same_files "$tmp/wz2" "$tmp/w4" "wide ZeRO-2 on 4 ranks, resumed by 2 ranks (as ZeRO-1), vs no ZeRO"
+run mpi 4 train --out "$tmp/wz0" --resume --steps $S -q --no-grid --set train.zero=0
+same_files "$tmp/wz0" "$tmp/w4" "wide ZeRO-2 on 4 ranks, resumed by 4 ranks without ZeRO"
 
 # Plain one-process training (one batch of 8) differs only by rounding: the GEMMs add the batch
 # in another order. Tolerance (this preset, lr 1e-3 after 3 warm-up steps; measured: losses 1.5e-9
@@ -95,9 +109,11 @@ PYEOF
 # Resume: 2 ranks to step 2, then 2 ranks to S == straight; the step-2 checkpoint of a 2-rank run
 # resumed by one process with dp_virtual=2 == straight too.
 run mpi 2 "${T[@]}" --out "$tmp/h" --steps 2
-cp -r "$tmp/h" "$tmp/h1"
+cp -r "$tmp/h" "$tmp/h1" && cp -r "$tmp/h" "$tmp/h3"
 run mpi 2 train --out "$tmp/h" --resume --steps $S -q --no-grid
 same_files "$tmp/h" "$tmp/r2" "2-rank resume vs straight"
+run mpi 2 train --out "$tmp/h3" --resume --steps $S -q --no-grid --set train.zero=2
+same_files "$tmp/h3" "$tmp/r2" "2-rank checkpoint resumed by 2 ZeRO-2 ranks vs straight"
 run "$UVIT" train --out "$tmp/h1" --resume --steps $S -q --no-grid --set train.dp_virtual=2
 same_weights "$tmp/h1" "$tmp/r2" "2-rank checkpoint resumed on 1 process (dp_virtual=2)"
 # ... and by a plain process (another split: a note, then rounding differences only).

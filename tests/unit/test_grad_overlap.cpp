@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net_inputs.hpp"
@@ -58,6 +59,30 @@ TEST(GradOverlap, RefusesOverlappingOrOutsideRangesAndRethrows) {
   o.finish();  // the error was reported once; the thread goes on
 }
 
+// train.zero=2 without the overlap: each range exchanged in ready(), on the announcing thread,
+// the rest in finish(); an error still surfaces at finish().
+TEST(GradOverlap, ExchangesInlineWhenNotConcurrent) {
+  Ranges done;
+  const std::thread::id me = std::this_thread::get_id();
+  bool elsewhere = false;
+  GradOverlap o(
+      [&](size_t lo, size_t hi) {
+        elsewhere = elsewhere || std::this_thread::get_id() != me;
+        if (lo == 100) throw Error("exchange failed");
+        done.emplace_back(lo, hi);
+      },
+      false);
+  o.begin(20);
+  o.ready(12, 20);
+  EXPECT_EQ(done, (Ranges{{12, 20}}));  // already exchanged
+  o.finish();
+  EXPECT_EQ(done, (Ranges{{12, 20}, {0, 12}}));
+  EXPECT_FALSE(elsewhere);
+  o.begin(200);
+  o.ready(100, 200);
+  EXPECT_THROW(o.finish(), Error);
+}
+
 std::vector<float> host(Backend& be, const float* p, size_t n) {
   std::vector<float> v(n);
   be.download(v.data(), p, n * 4);
@@ -74,8 +99,12 @@ bool must_announce(const std::string& net, const std::string& name) {
                           "final_layer.", "token_conv."})
       if (starts(name, p)) return true;
   if (net == "dit" || net == "skip_dit" || net == "lightningdit" || net == "fitv2" ||
-      net == "fitv1")
+      net == "fitv1" || net == "svg" || net == "diffit")
     for (const char* p : {"blocks.", "final_layer.", "skip_norms.", "skip_linears."})
+      if (starts(name, p)) return true;
+  if (net == "mdt" || net == "mdtv1")  // the side block too, also in a pass that skips it
+    for (const char* p :
+         {"en_inblocks.", "en_outblocks.", "de_blocks.", "blocks.", "sideblocks.", "final_layer."})
       if (starts(name, p)) return true;
   return false;
 }
@@ -84,56 +113,60 @@ TEST(GradOverlap, NetworksAnnounceFinalDisjointRanges) {
   const std::string fx = UVIT_TEST_FIXTURES;
   auto be = make_backend("cpu", "fp32");
   for (const char* c : {"cond_p2", "t2i", "dit_p2", "skipdit_p2", "ldit_p1", "fit_p2", "fitv1_p2",
-                        "mdt_p2_masked", "diffit_p2", "svg_qknorm_sigma"}) {
-    SCOPED_TRACE(c);
-    const Config cfg = load_config(fx + "/" + c + ".json");
-    const NetSpec& n = cfg.spec;
-    auto net = make_network(cfg, *be);
-    net->load_file(fx + "/" + c + ".pth");  // the twin's weights: nonzero gradients everywhere
-    const size_t P = net->num_params();
-    testing::NetInputs in(*be, n, 2);
-    // The gradient of each range as it was when announced.
-    Ranges got;
-    std::vector<std::vector<float>> at_announce;
-    net->on_grads_ready([&](size_t lo, size_t hi) {
-      got.emplace_back(lo, hi);
-      at_announce.push_back(host(*be, net->grads() + lo, hi - lo));
-    });
-    net->zero_grad();
-    in.train_pass(*net);
-    const std::vector<float> g = host(*be, net->grads(), P);
-    std::vector<int> covered(P, 0);
-    for (size_t r = 0; r < got.size(); ++r) {
-      const auto [lo, hi] = got[r];
-      ASSERT_TRUE(lo < hi && hi <= P) << "[" << lo << ", " << hi << ") of " << P;
-      for (size_t e = lo; e < hi; ++e) ++covered[e];
-      EXPECT_EQ(0, std::memcmp(at_announce[r].data(), g.data() + lo, (hi - lo) * 4))
-          << "the gradient of [" << lo << ", " << hi << ") changed after it was announced";
-    }
-    size_t announced = 0, nonzero = 0;
-    for (const ParamEntry& e : net->table().entries()) {
-      SCOPED_TRACE(e.name);
-      for (size_t k = e.offset; k < e.offset + e.numel; ++k) {
-        ASSERT_LE(covered[k], 1) << "announced twice";
-        announced += size_t(covered[k]);
-        nonzero += covered[k] && g[k] != 0.f;
+                        "mdt_p2_masked", "mdtv1_p2_masked", "diffit_p2", "svg_qknorm_sigma"})
+    for (int pass = 0; pass < 2; ++pass) {  // MDT's masked pass (its side block) too
+      SCOPED_TRACE(cat(c, " pass ", pass));
+      const Config cfg = load_config(fx + "/" + c + ".json");
+      const NetSpec& n = cfg.spec;
+      auto net = make_network(cfg, *be);
+      if (pass >= net->train_passes()) continue;
+      net->load_file(fx + "/" + c + ".pth");  // the twin's weights: nonzero gradients everywhere
+      net->set_train_pass(pass, 7, 0);
+      const size_t P = net->num_params();
+      testing::NetInputs in(*be, n, 2);
+      // The gradient of each range as it was when announced.
+      Ranges got;
+      std::vector<std::vector<float>> at_announce;
+      net->on_grads_ready([&](size_t lo, size_t hi) {
+        got.emplace_back(lo, hi);
+        at_announce.push_back(host(*be, net->grads() + lo, hi - lo));
+      });
+      net->zero_grad();
+      in.train_pass(*net);
+      const std::vector<float> g = host(*be, net->grads(), P);
+      std::vector<int> covered(P, 0);
+      for (size_t r = 0; r < got.size(); ++r) {
+        const auto [lo, hi] = got[r];
+        ASSERT_TRUE(lo < hi && hi <= P) << "[" << lo << ", " << hi << ") of " << P;
+        for (size_t e = lo; e < hi; ++e) ++covered[e];
+        EXPECT_EQ(0, std::memcmp(at_announce[r].data(), g.data() + lo, (hi - lo) * 4))
+            << "the gradient of [" << lo << ", " << hi << ") changed after it was announced";
       }
-      if (must_announce(n.name, e.name)) {
-        EXPECT_EQ(covered[e.offset], 1) << "not announced by " << n.name << "'s backward";
+      size_t announced = 0, nonzero = 0;
+      for (const ParamEntry& e : net->table().entries()) {
+        SCOPED_TRACE(e.name);
+        for (size_t k = e.offset; k < e.offset + e.numel; ++k) {
+          ASSERT_LE(covered[k], 1) << "announced twice";
+          announced += size_t(covered[k]);
+          nonzero += covered[k] && g[k] != 0.f;
+        }
+        if (must_announce(n.name, e.name)) {
+          EXPECT_EQ(covered[e.offset], 1) << "not announced by " << n.name << "'s backward";
+        }
       }
+      // A check of finality only means something when the announced gradients are not all zero.
+      if (announced) {
+        EXPECT_GT(nonzero, announced / 2);
+      }
+      // A second backward announces the same ranges in the same order (the ranks' issue order).
+      const Ranges first = got;
+      got.clear();
+      at_announce.clear();
+      net->set_train_pass(pass, 7, 0);
+      in.train_pass(*net);
+      EXPECT_EQ(got, first);
+      net->on_grads_ready(nullptr);
     }
-    // A check of finality only means something when the announced gradients are not all zero.
-    if (announced) {
-      EXPECT_GT(nonzero, announced / 2);
-    }
-    // A second backward announces the same ranges in the same order (the ranks' issue order).
-    const Ranges first = got;
-    got.clear();
-    at_announce.clear();
-    in.train_pass(*net);
-    EXPECT_EQ(got, first);
-    net->on_grads_ready(nullptr);
-  }
 }
 
 }  // namespace
