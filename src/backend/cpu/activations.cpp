@@ -45,9 +45,9 @@ const R* table(F f) {
   return t.data();
 }
 
-// simdlen(16) on the fp32 maps: -march=native on an Intel AVX-512 core (Sapphire Rapids) makes GCC
-// prefer 256-bit vectors, and these loops, with no reduction, give the same bits in 16 lanes at
-// 1.2-2x the speed (docs/kernels.md, "Vector width").
+// simdlen(16) on the fp32 maps: GCC's tuning for Intel AVX-512 cores (-march=native on the AMX
+// Xeon) prefers 256-bit vectors, and these loops, with no reduction, give the same bits in 16 lanes
+// at 1.2-2x the speed (docs/kernels.md, "Vector width").
 
 // y = f(x) elementwise.
 template <class T, class F>
