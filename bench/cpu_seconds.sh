@@ -5,7 +5,8 @@
 # and DiT-S/2 (dit_s_2), batch 8, forward (I = 4) and training step (I = 3), fp32 and bf16.
 # Usage: bench/cpu_seconds.sh BINARY...     uvit binaries, alternated per row (old and new)
 #        bench/cpu_seconds.sh torch         the PyTorch 1.13 twin (tests/reference/bench_torch.py)
-# MODES, PRECS and CONFIGS (space-separated) narrow the rows.
+# MODES, PRECS and CONFIGS (space-separated) narrow the rows; ITERS_FORWARD and ITERS_TRAIN (I)
+# lengthen the runs where rounds disagree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODES=${MODES:-"forward train"}
@@ -31,8 +32,8 @@ printf '| config | mode | precision | binary | CPU s / iter |\n|---|---|---|---|
 for prec in $PRECS; do
   for cfg in $CONFIGS; do
     for mode in $MODES; do
-      iters=4
-      [ "$mode" = train ] && iters=3
+      iters=${ITERS_FORWARD:-4}
+      [ "$mode" = train ] && iters=${ITERS_TRAIN:-3}
       for bin in "$@"; do
         a=$(cpu "$bin" "$cfg" "$mode" "$iters" "$prec")
         b=$(cpu "$bin" "$cfg" "$mode" 1 "$prec")

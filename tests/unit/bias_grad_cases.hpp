@@ -19,7 +19,8 @@ inline const std::vector<BiasGradCase>& bias_grad_cases() {
       {5, 13, 29},        // odd width and stride
       {16, 64, 66},       // the row length a multiple of 8, the stride not
       {300, 96, 4 * 96},  // several chunks of rows
-      {129, 1000, 1003}};
+      {129, 1000, 1003},
+      {260, 2050, 2053}};  // U-ViT's fc1 width and over: the CPU splits columns between threads
   return c;
 }
 

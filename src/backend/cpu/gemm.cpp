@@ -427,19 +427,23 @@ void add_bias_t(T* y, const T* b, int M, int N) {
 
 template <class T>
 void bias_grad_t(const T* dy, long ld, float* db, int M, int N) {
-  // Columns are split between threads so each db[n] has one writer; rows are summed in order.
-  const int chunk = 64;
-  const int nchunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (static_cast <long>(M) * N >= 32768)
-  for (int c = 0; c < nchunks; ++c) {
-    const int n0 = c * chunk, n1 = std::min(N, n0 + chunk);
-    double acc[chunk] = {};  // double: M is thousands of rows
+  // Columns are split between threads so each db[n] has one writer; rows are summed in order. One
+  // span of columns per thread, walked row by row: the rows are read contiguously (64-column
+  // chunks walked down all M rows read 128-256 bytes of each row per pass).
+  const int threads = static_cast<long>(M) * N >= 32768 ? omp_get_max_threads() : 1;
+  const int span = ((N + threads - 1) / threads + 15) & ~15;  // whole 16-lane vectors per thread
+  const int nspans = (N + span - 1) / span;
+#pragma omp parallel for schedule(static) num_threads(nspans) if (nspans > 1)
+  for (int c = 0; c < nspans; ++c) {
+    const int n0 = c * span, w = std::min(N, n0 + span) - n0;
+    std::vector<double> acc(static_cast<size_t>(w), 0.0);  // double: M is thousands of rows
+    double* a = acc.data();
     for (int m = 0; m < M; ++m) {
-      const T* row = dy + static_cast<size_t>(m) * ld;
+      const T* row = dy + static_cast<size_t>(m) * ld + n0;
 #pragma omp simd
-      for (int n = n0; n < n1; ++n) acc[n - n0] += cpu::ld(row[n]);
+      for (int n = 0; n < w; ++n) a[n] += cpu::ld(row[n]);
     }
-    for (int n = n0; n < n1; ++n) db[n] += acc[n - n0];
+    for (int n = 0; n < w; ++n) db[n0 + n] += a[n];  // in double, then rounded, as before
   }
 }
 

@@ -167,8 +167,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
         pdb[d] += gd;
       }
       const float mg = static_cast<float>(sg / D), mgx = static_cast<float>(sgx / D);
-#pragma omp simd
-      // The stored product: recomputing gr * w here lets -march=native contract it with - mg into
+#pragma omp simd simdlen(16)
+      // 16 lanes: no reduction here (docs/kernels.md, "Vector width"). The stored product: recomputing gr * w here lets -march=native contract it with - mg into
       // an FMA, whose unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
       for (int d = 0; d < D; ++d)
         dxr[d] = cpu::st<T>(cpu::ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
