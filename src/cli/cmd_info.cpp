@@ -88,13 +88,16 @@ void print_file_info(const std::string& path, bool as_json) {
   const fs::path p(path);
   if (fs::is_directory(p))
     fail(path, fs::exists(p / "config.json")
-                   ? ": a training run; uvit info --config RUN describes its network"
-                   : ": is a folder; give a PNG, weights (.safetensors, .pth), .npy or .npz");
+                   ? ": a training run, not a PNG file; uvit info --config RUN describes its "
+                     "network"
+                   : ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy "
+                     "or .npz");
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   nlohmann::json j = {{"file", base_name(path)}};
-  if (ext == ".json") fail(path, ": a JSON file; uvit info --config ", path, " describes a config");
+  if (ext == ".json")
+    fail(path, ": a JSON file, not a PNG file; uvit info --config ", path, " describes a config");
   if (ext == ".npy") {
     const NpyInfo a = read_npy_header(path);
     j.update({{"kind", "npy"}, {"dtype", dtype_name(a.dtype)}, {"shape", a.shape}});

@@ -166,6 +166,18 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   return msg + " (uvit help " + cmd + ")";
 }
 
+// Out of memory: the size options the command was given ("; with --batch 100000000: give smaller
+// values"), so that the one line names what to change; "" when none was given.
+std::string memory_hint(const CLI::App& app) {
+  const CLI::App* sub = &app;
+  while (!sub->get_subcommands().empty()) sub = sub->get_subcommands().back();
+  std::string given;
+  for (const char* name : {"--batch", "--n", "--grid-n", "--chunk", "--max-images", "--resolution"})
+    if (const CLI::Option* o = sub->get_option_no_throw(name); o && o->count() > 0)
+      given += (given.empty() ? "" : " ") + std::string(name) + " " + o->as<std::string>();
+  return given.empty() ? "" : "; with " + given + ": give smaller values";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,11 +230,13 @@ int main(int argc, char** argv) {
     return 1;  // every rank, without MPI_Abort: none is left waiting
   } catch (const uvit::Error& e) {
     // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
-    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    const bool oom = std::string(e.what()).rfind("out of memory", 0) == 0;  // the backends' alloc
+    std::fprintf(stderr, "uvit: error: %s%s%s\n", uvit::rank_prefix().c_str(), e.what(),
+                 oom ? memory_hint(app).c_str() : "");
     uvit::abort_job(1);
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "uvit: error: out of memory\n");
+    std::fprintf(stderr, "uvit: error: out of memory%s\n", memory_hint(app).c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());

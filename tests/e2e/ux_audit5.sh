@@ -65,12 +65,20 @@ run "$UVIT" info "$tmp/x.npy"
 grep -qx "array         F32 \[4,1,28,28\]" "$tmp/out" || fail "info .npy: $(cat "$tmp/out")"
 run "$UVIT" info "$tmp/ref.npz"
 grep -qx "arrays        mu, sigma" "$tmp/out" || fail "info .npz: $(cat "$tmp/out")"
-expect_error "^uvit: error: $U: a training run; uvit info --config RUN describes its network$" "$UVIT" info "$U"
+expect_error "^uvit: error: $U: a training run, not a PNG file; uvit info --config RUN describes its network$" "$UVIT" info "$U"
 echo text >"$tmp/t.txt"
 expect_error "^uvit: error: $tmp/t.txt: not a PNG file; uvit info takes a PNG (its generation parameters), weights" \
   "$UVIT" info "$tmp/t.txt"
 head -c 100 "$W" >"$tmp/cut.safetensors"
 expect_error "^uvit: error: $tmp/cut.safetensors: truncated" "$UVIT" info "$tmp/cut.safetensors"
+
+# --- audit round 5 --------------------------------------------------------------------------------
+# An absurd size said "out of memory", naming nothing (or "could not allocate N bytes").
+expect_error "^uvit: error: out of memory; with --n 100000000: give smaller values$" \
+  "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 100000000 --steps 2 --npy "$tmp/big.npy"
+expect_error "^uvit: error: out of memory: could not allocate [0-9]* bytes; with --batch 100000000: give smaller values$" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/big" --steps 1 --batch 100000000
+[ ! -e "$tmp/big" ] || fail "train out of memory left $tmp/big"
 
 # Under mpirun: `-np 3 train --batch 4` printed the same refusal once per rank; `uvit demo`'s grid
 # was drawn by rank 0 alone while the others waited. Now the refusal is printed once, and the
