@@ -316,6 +316,17 @@ TrainOutcome run_training(const TrainJob& job) {
   } catch (const Error& e) {
     throw SameOnEveryRank(e.what(), comm.rank());
   }
+  if (const TrainSettings ts = train_settings(cfg);
+      comm.size() == 1 && !quiet && (ts.overlap || ts.zero > 0))
+    std::fprintf(stderr,
+                 "note: %s change%s nothing in a single process (%s the exchange between ranks, "
+                 "docs/distributed.md); the run keeps %s for an mpirun --resume\n",
+                 ts.overlap && ts.zero ? "train.overlap and train.zero"
+                 : ts.overlap          ? "train.overlap"
+                                       : "train.zero",
+                 ts.overlap && ts.zero ? "" : "s",
+                 ts.overlap && ts.zero ? "they act on" : "it acts on",
+                 ts.overlap && ts.zero ? "them" : "it");
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
   auto be = make_backend(job.device, precision);
   Trainer tr(cfg, *be, ds, dir, &comm);

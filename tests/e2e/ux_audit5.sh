@@ -80,6 +80,11 @@ expect_error "^uvit: error: out of memory: could not allocate [0-9]* bytes; with
   "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/big" --steps 1 --batch 100000000
 [ ! -e "$tmp/big" ] || fail "train out of memory left $tmp/big"
 
+# docs/distributed.md's train.overlap / train.zero=1 in a single process changed nothing, silently.
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/ov" --steps 1 --batch 2 --no-grid --set train.overlap=true
+grep -qx "note: train.overlap changes nothing in a single process (it acts on the exchange between ranks, docs/distributed.md); the run keeps it for an mpirun --resume" "$tmp/err" &&
+  echo "ok: train.overlap in one process: a note" || fail "train.overlap in one process: $(cat "$tmp/err")"
+
 # Under mpirun: `-np 3 train --batch 4` printed the same refusal once per rank; `uvit demo`'s grid
 # was drawn by rank 0 alone while the others waited. Now the refusal is printed once, and the
 # ranks share the grid's samples: the same PNG as one process draws from the same weights.
