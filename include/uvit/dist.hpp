@@ -18,6 +18,10 @@ class Comm {
   virtual int size() const = 0;
   virtual int local_rank() const { return 0; }  // rank among the processes of this node
   virtual void barrier() = 0;
+  // A barrier whose waiting rank sleeps instead of polling on its core (OpenMPI's barrier spins):
+  // for a wait of seconds while other ranks compute on the same cores, e.g. the demo's grid, where
+  // a rank done with its share waits for the others. Default: barrier().
+  virtual void idle_barrier() { barrier(); }
   virtual void bcast(void* data, size_t bytes, int root) = 0;
   // Every rank gives `bytes`; out (size() * bytes) receives them in rank order.
   virtual void allgather_bytes(const void* in, size_t bytes, void* out) = 0;

@@ -68,6 +68,11 @@ TrainSettings train_settings(const Config& c);
 // clip_grad_norm_ with grad_clip (AdamW), or Adan's clamp(max_grad_norm / (norm + eps), max=1)
 // computed in fp32 as adan.py does; 1 when clipping is off.
 double grad_clip_factor(const TrainSettings& s, double norm);
+// The data-parallel width V of a job of `ranks` processes (train.dp_virtual, else the ranks);
+// refuses a V the ranks do not divide and a batch that does not split into V slices of train.accum
+// micro-batches. Depends on the settings and the rank count only: `uvit train` checks it before
+// any rank-specific work, so every rank of a job meets the same refusal.
+int data_parallel_width(const TrainSettings& s, int ranks);
 
 // The official 'customized' LambdaLR factor for optimizer update u (0-based): min(u / warmup, 1),
 // so the first update runs at lr 0.

@@ -1,8 +1,14 @@
 // `uvit info --config C`: architecture, parameter count, forward GFLOPs per image; `uvit info
-// --presets`: the preset names; `uvit info IMAGE.png [--json]`: an image's generation parameters;
+// --presets`: the preset names; `uvit info IMAGE.png [--json]`: an image's generation parameters
+// (another file: what it holds);
 // `uvit info --config C --classes`: the class table (each also as one line of JSON).
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "cli/commands.hpp"
 #include "uvit/class_names.hpp"
@@ -10,13 +16,25 @@
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/image.hpp"
+#include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/network.hpp"
 #include "uvit/pipeline.hpp"
+#include "uvit/quant.hpp"
+
+namespace fs = std::filesystem;
 
 namespace uvit::cli {
 namespace {
+
+// Whether the file `path` starts with the PNG signature.
+bool has_png_signature(const std::string& path) {
+  static const unsigned char kSig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::ifstream f(path, std::ios::binary);
+  unsigned char b[8] = {};
+  return f.read(reinterpret_cast<char*>(b), 8) && std::memcmp(b, kSig, 8) == 0;
+}
 
 // `uvit info IMAGE.png [--json]`: the metadata chunks as written, or one JSON line with the
 // parsed A1111 fields and the uvit-params record.
@@ -48,6 +66,99 @@ void print_image_info(const std::string& path, bool as_json) {
   std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
+// The preset whose network has exactly these tensors (names and shapes), or "".
+std::string matching_preset(const std::vector<TensorInfo>& tensors) {
+  size_t values = 0;
+  for (const TensorInfo& t : tensors) values += size_t(t.numel());
+  for (const std::string& name : preset_names()) {
+    try {
+      const ParamTable t = network_param_table(load_config(name));
+      if (t.entries().size() != tensors.size() || t.total() != values) continue;
+      t.check(tensors, name);
+      return name;
+    } catch (const Error&) {  // another network, or a preset this build cannot describe
+    }
+  }
+  return "";
+}
+
+// `uvit info FILE` for what is not a PNG: what the file holds and which command takes it (a
+// weights file: its tensors and the preset it matches; an array: its dtype and shape).
+void print_file_info(const std::string& path, bool as_json) {
+  const fs::path p(path);
+  if (fs::is_directory(p))
+    fail(path, fs::exists(p / "config.json")
+                   ? ": a training run, not a PNG file; uvit info --config RUN describes its "
+                     "network"
+                   : ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy "
+                     "or .npz");
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  nlohmann::json j = {{"file", base_name(path)}};
+  if (ext == ".json")
+    fail(path, ": a JSON file, not a PNG file; uvit info --config ", path, " describes a config");
+  if (ext == ".npy") {
+    const NpyInfo a = read_npy_header(path);
+    j.update({{"kind", "npy"}, {"dtype", dtype_name(a.dtype)}, {"shape", a.shape}});
+  } else if (ext == ".npz") {
+    j.update({{"kind", "npz"}, {"arrays", npz_names(path)}});
+  } else if (ext == ".safetensors" || ext == ".pth" || ext == ".pt" || ext == ".bin" ||
+             ext == ".ckpt") {
+    const auto r = open_weights(path);
+    size_t values = 0;
+    std::map<std::string, size_t> dtypes;
+    for (const TensorInfo& t : r->tensors()) {
+      values += size_t(t.numel());
+      ++dtypes[dtype_name(t.dtype)];
+    }
+    QuantFormat q;
+    const bool quantised = quant_format_of(r->metadata(), path, &q);
+    j.update({{"kind", "weights"},
+              {"tensors", r->tensors().size()},
+              {"values", values},
+              {"dtypes", dtypes}});
+    if (quantised) j["quantised"] = q.name();
+    // A quantised file holds scales beside the weights: no preset's table lists them.
+    j["preset"] = quantised ? "" : matching_preset(r->tensors());
+  } else {
+    fail(path,
+         ": not a PNG file; uvit info takes a PNG (its generation parameters), weights "
+         "(.safetensors, .pth), an .npy or .npz, or --config C");
+  }
+  if (as_json) {
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("file          %s\n", path.c_str());
+  if (j["kind"] == "npy") {
+    std::printf("array         %s %s\n", j["dtype"].get<std::string>().c_str(),
+                j["shape"].dump().c_str());
+  } else if (j["kind"] == "npz") {
+    std::string names;
+    for (const auto& n : j["arrays"]) names += (names.empty() ? "" : ", ") + n.get<std::string>();
+    std::printf("arrays        %s\n", names.c_str());
+  } else {
+    std::string kinds;
+    for (const auto& [d, n] : j["dtypes"].items())
+      kinds += cat(kinds.empty() ? "" : ", ", n, " ", d);
+    std::printf("weights       %zu tensors, %zu values (%s)%s\n", j["tensors"].get<size_t>(),
+                j["values"].get<size_t>(), kinds.c_str(),
+                j.contains("quantised")
+                    ? cat(", quantised ", j["quantised"].get<std::string>()).c_str()
+                    : "");
+    const std::string preset = j["preset"];
+    if (!preset.empty())
+      std::printf(
+          "preset        %s (every tensor's name and shape): uvit sample --config %s "
+          "--weights %s\n",
+          preset.c_str(), preset.c_str(), path.c_str());
+    else
+      std::printf("preset        none of uvit info --presets has exactly these tensors%s\n",
+                  j.contains("quantised") ? " (quantised: give --config C)" : "");
+  }
+}
+
 // One line per class (id, WordNet id, names, tab-separated), or with --json one line
 // [{"id", "wnid", "names"}] ("" where the dataset has no names).
 void print_classes(const Config& c, bool as_json) {
@@ -72,7 +183,8 @@ void print_classes(const Config& c, bool as_json) {
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "info",
-      "Print a config's architecture, parameter count and FLOPs, or a PNG's generation parameters");
+      "Print a config's architecture, parameter count and FLOPs, a PNG's generation parameters, "
+      "or what a weights or array file holds");
   auto config = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false), presets = std::make_shared<bool>(false);
   cmd->add_option("--config,-c", *config, "preset name, JSON file or training run folder");
@@ -83,7 +195,9 @@ void add_info(CLI::App& app) {
   auto image = std::make_shared<std::string>();
   auto classes = std::make_shared<bool>(false);
   cmd->add_option("IMAGE", *image,
-                  "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`)");
+                  "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`); "
+                  "weights (.safetensors, .pth): their tensors and the preset they match; an .npy "
+                  "or .npz: its arrays");
   cmd->add_flag("--classes", *classes,
                 "print the class table of the config's dataset: id, WordNet id, names");
   cmd->callback([config, json, presets, image, classes] {
@@ -103,6 +217,9 @@ void add_info(CLI::App& app) {
       UVIT_CHECK(config->empty(), "'", *image,
                  "' is not expected with --config (uvit info IMAGE.png prints an image's "
                  "generation parameters)");
+      // A folder or another kind of file is described (a file that is not there: the PNG's error).
+      if (fs::is_directory(*image) || (fs::exists(*image) && !has_png_signature(*image)))
+        return print_file_info(*image, *json);
       return print_image_info(*image, *json);
     }
     if (*classes) {

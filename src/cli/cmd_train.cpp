@@ -7,6 +7,7 @@
 #include "cli/sample_grid.hpp"
 #include "cli/train_loop.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -21,6 +22,11 @@ namespace {
 void exit_if_interrupted(const TrainOutcome& r) {
   if (r.signal && r.ranks == 1) throw ExitStatus{128 + r.signal};
 }
+
+// The demo grid's mini-batch: a quarter of its 100 samples, so that 2 or 4 ranks share them evenly
+// in whole mini-batches (rank_split.hpp), and the grid is the same for any rank count; on one
+// core as fast as the preset's 100 (docs/ux_audit.md, round 5).
+constexpr int kDemoGridBatch = 25;
 
 // The demo's presets: every fmnist_*_tiny one (`uvit info --presets`).
 std::string fmnist_presets() {
@@ -62,8 +68,7 @@ void add_train(CLI::App& app) {
                   "fine-tune: the network and its EMA start from these weights (.safetensors or "
                   ".pth, as --weights of sample; fp32/f16/bf16, not quantised) with a fresh "
                   "optimizer at step 0; recorded as train.init_weights with its SHA-256 "
-                  "(train.ignore_keys, train.finetune: docs/cli.md \"Fine-tuning\")")
-      ->check(names_a_path());
+                  "(train.ignore_keys, train.finetune: docs/cli.md \"Fine-tuning\")");
   cmd->add_option("--out,-o", j.out_dir, "run folder (created)")->required();
   cmd->add_option("--data", j.data_path,
                   "dataset path (default: the preset's dataset.path; Fashion-MNIST is built in)");
@@ -129,8 +134,7 @@ void add_demo(CLI::App& app) {
   j.max_minutes = 12.5;
   j.final_grid = false;  // the demo's own grid.png is the final one
   cmd->add_option("--out,-o", j.out_dir,
-                  "run folder (default runs/demo; a second call continues it)")
-      ->check(names_a_path());
+                  "run folder (default runs/demo; a second call continues it)");
   cmd->add_option("--minutes", j.max_minutes,
                   "training time limit in minutes (default 12.5, none with --steps; the final "
                   "grid adds under a minute)")
@@ -185,17 +189,23 @@ void add_demo(CLI::App& app) {
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     const TrainOutcome r = run_training(job);
     exit_if_interrupted(r);
-    if (r.rank != 0) return;  // rank 0 draws the demo's grid
     const std::string png = dir + "/grid.png";
     if (!r.trained && fs::exists(png)) {
-      std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());
+      if (r.rank == 0)
+        std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());
       return;
     }
+    // Every rank draws its share of the grid (write_grid); rank 0 writes it.
+    Comm& comm = world(job.device);
+    comm.idle_barrier();  // rank 0's checkpoint is on disk
     auto be = make_backend(job.device, r.precision);
     auto net = make_network(job.cfg, *be);
     net->load_file(dir + "/nnet_ema.safetensors");
-    write_grid(*net, job.cfg, png, 100, GenerateOptions{}, "grid " + png + " (one row per class)",
-               job.quiet);
+    GenerateOptions g;
+    g.mini_batch = kDemoGridBatch;
+    write_grid(*net, job.cfg, png, 100, g, "grid " + png + " (one row per class)", job.quiet,
+               &comm);
+    if (r.rank != 0) return;
     std::printf(
         "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
         "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "

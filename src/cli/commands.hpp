@@ -7,6 +7,7 @@
 #include <string>
 
 #include "uvit/backend.hpp"
+#include "uvit/error.hpp"
 
 namespace uvit::cli {
 
@@ -34,6 +35,15 @@ struct ExitStatus {
   int status;
 };
 
+// An error every rank of an mpirun/srun job meets alike: a check of the command line, the config
+// and the rank count only, made before any rank-specific work (reading data, a checkpoint). main()
+// prints it once, from rank 0, and every rank exits 1; any other error is printed by each rank
+// that has it, named "rank R: " (a file missing on one node), and stops the job (docs/cli.md).
+struct SameOnEveryRank : Error {
+  SameOnEveryRank(const std::string& what, int rank_) : Error(what), rank(rank_) {}
+  int rank;
+};
+
 // Number checks with readable messages: "must be >= 1, got 0" (main() prints "--steps must be >= 1,
 // got 0"). Every numeric option gets one of them, so "nan" and "inf" are refused everywhere.
 inline CLI::Validator number_check(double lo, bool lo_open, const char* desc) {
@@ -57,7 +67,7 @@ inline CLI::Validator positive() { return number_check(0, true, ""); }
 
 // A file or folder name: "" is refused ("--out must name a file or folder, got ''"), where it would
 // otherwise reach the filesystem ("cannot rename .tmp.PID") or silently mean "not given" (--init).
-// main() puts it on every required option but multi-word positionals (an empty prompt is a prompt).
+// main() puts it on every option that names a file or folder (refuse_empty_values).
 inline CLI::Validator names_a_path() {
   return CLI::Validator(
       [](std::string& s) -> std::string {

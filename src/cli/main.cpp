@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <new>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -87,14 +88,44 @@ void add_help(CLI::App& app) {
   });
 }
 
-// Every required option of `app` and its commands names something: an empty value is refused
-// (names_a_path), except in positionals of several words (PROMPT...: "" is the empty prompt).
-void refuse_empty_required(CLI::App* app) {
-  for (CLI::Option* o : app->get_options())
-    if (o->get_required() && !(o->get_positional() && o->get_items_expected_max() > 1))
+// An empty value never means "not given" (leaving the option out does): every option of `app` and
+// its commands that takes text refuses "", with names_a_path's message where it names a file or
+// folder. Not the free text of a prompt ("" is the empty prompt), nor numbers (number_check).
+void refuse_empty_values(CLI::App* app) {
+  static const std::set<std::string> free_text = {"prompt", "negative-prompt"};
+  // Names, choices and settings: "--sampler must not be empty, got ''".
+  static const std::set<std::string> not_paths = {"api-key",     "autoencoder-config",
+                                                  "class",       "classes",
+                                                  "clip-config", "config",
+                                                  "device",      "dtype",
+                                                  "encoder",     "guidance-channels",
+                                                  "host",        "metrics",
+                                                  "mode",        "precision",
+                                                  "quantize",    "sampler",
+                                                  "set",         "spatial",
+                                                  "split",       "svg-config"};
+  const auto any_of = [](const CLI::Option* o, const std::set<std::string>& names) {
+    for (const std::string& n : o->get_lnames())  // "config" for --config,-c
+      if (names.count(n)) return true;
+    return false;
+  };
+  for (CLI::Option* o : app->get_options()) {
+    if (o->get_type_name().rfind("TEXT", 0) != 0 || o->get_items_expected_max() == 0 ||
+        any_of(o, free_text) || (o->get_positional() && o->get_items_expected_max() > 1))
+      continue;
+    if (!any_of(o, not_paths)) {
       o->check(uvit::cli::names_a_path());
+      continue;
+    }
+    o->check(CLI::Validator(
+        [](std::string& v) -> std::string {
+          return v.empty() ? "must not be empty, got '' (leave the option out for its default)"
+                           : "";
+        },
+        ""));
+  }
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; }))
-    refuse_empty_required(sub);
+    refuse_empty_values(sub);
 }
 
 // A parse error as one line; the common mistakes get a hint on how to fix them.
@@ -135,6 +166,18 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   return msg + " (uvit help " + cmd + ")";
 }
 
+// Out of memory: the size options the command was given ("; with --batch 100000000: give smaller
+// values"), so that the one line names what to change; "" when none was given.
+std::string memory_hint(const CLI::App& app) {
+  const CLI::App* sub = &app;
+  while (!sub->get_subcommands().empty()) sub = sub->get_subcommands().back();
+  std::string given;
+  for (const char* name : {"--batch", "--n", "--grid-n", "--chunk", "--max-images", "--resolution"})
+    if (const CLI::Option* o = sub->get_option_no_throw(name); o && o->count() > 0)
+      given += (given.empty() ? "" : " ") + std::string(name) + " " + o->as<std::string>();
+  return given.empty() ? "" : "; with " + given + ": give smaller values";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,7 +208,7 @@ int main(int argc, char** argv) {
   uvit::cli::add_serve(app);
   add_help(app);
   add_threads(&app);
-  refuse_empty_required(&app);
+  refuse_empty_values(&app);
   // Library warnings reach the user; info lines are the commands' own business (serve and the C
   // API install their own sinks).
   uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {
@@ -182,13 +225,18 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
+  } catch (const uvit::cli::SameOnEveryRank& e) {
+    if (e.rank == 0) std::fprintf(stderr, "uvit: error: %s\n", e.what());
+    return 1;  // every rank, without MPI_Abort: none is left waiting
   } catch (const uvit::Error& e) {
     // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
-    std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());
+    const bool oom = std::string(e.what()).rfind("out of memory", 0) == 0;  // the backends' alloc
+    std::fprintf(stderr, "uvit: error: %s%s%s\n", uvit::rank_prefix().c_str(), e.what(),
+                 oom ? memory_hint(app).c_str() : "");
     uvit::abort_job(1);
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "uvit: error: out of memory\n");
+    std::fprintf(stderr, "uvit: error: out of memory%s\n", memory_hint(app).c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(), e.what());

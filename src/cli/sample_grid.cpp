@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cli/progress.hpp"
+#include "cli/rank_split.hpp"
 #include "uvit/pipeline.hpp"
 
 namespace uvit::cli {
@@ -41,7 +42,7 @@ Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels
 }
 
 void write_grid(Network& net, const Config& cfg, const std::string& png, int n, GenerateOptions g,
-                const std::string& label, bool quiet) {
+                const std::string& label, bool quiet, Comm* comm) {
   const NetSpec& nc = net.spec();
   const int k = real_classes(cfg);
   std::vector<int> labels;
@@ -52,13 +53,35 @@ void write_grid(Network& net, const Config& cfg, const std::string& png, int n, 
   } else if (k > 0) {
     for (int i = 0; i < n; ++i) labels.push_back(int(int64_t(i) * k / n));
   }
-  Progress bar(label, 1, quiet);
+  // Under mpirun (the demo's grid) each rank draws whole mini-batches of the samples, as `uvit
+  // sample` does (rank_split.hpp): sample i keeps the noise of index i and is computed in the
+  // mini-batch it has in one process, so the grid is the same for any number of ranks.
+  const int mb =
+      std::max(1, std::min(n, g.mini_batch > 0 ? g.mini_batch
+                                               : cfg.json.value("sample", nlohmann::json::object())
+                                                     .value("mini_batch_size", 50)));
+  const RankRange part = comm ? rank_range(*comm, n, mb) : RankRange{0, n};
+  const bool lead = !comm || comm->rank() == 0;
+  g.mini_batch = mb;
+  g.first_index += uint64_t(part.begin);
+  Progress bar(label, 1, quiet || !lead);
   g.progress = [&](int done, int total) {
     bar.set_total(total);
     bar.update(done);
   };
-  const auto x = generate(net, cfg, g, n, labels);
+  std::vector<float> x;
+  if (part.end > part.begin)
+    x = generate(net, cfg, g, int(part.end - part.begin),
+                 labels.empty()
+                     ? labels
+                     : std::vector<int>(labels.begin() + part.begin, labels.begin() + part.end));
   bar.finish();
+  if (comm) {
+    comm->idle_barrier();  // a rank done first sleeps: the others' share is on its cores
+    x = gather_to_root(*comm, x);
+    if (!lead) return;
+  }
+  g.first_index -= uint64_t(part.begin);
   const auto imgs = to_images(x, n, nc.in_chans, nc.img_size, nc.width());
   const bool rows = k > 0 && int(labels.size()) >= k;  // one row per class
   const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, k);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "uvit/config.hpp"
+#include "uvit/dist.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/image.hpp"
 #include "uvit/network.hpp"
@@ -22,7 +23,9 @@ Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels
 // Draws a grid of about `n` samples from `net` with the sampler settings `g` (unset fields: the
 // preset's) and writes it to `png`. Class models: n / classes per class, one row per class (with
 // fewer than one per class, n classes spread over the range). A progress line is labelled `label`.
+// With `comm` (collective: every rank calls it), the ranks share the samples in whole mini-batches
+// and rank 0 writes the grid, the same bytes as one process draws.
 void write_grid(Network& net, const Config& cfg, const std::string& png, int n, GenerateOptions g,
-                const std::string& label, bool quiet);
+                const std::string& label, bool quiet, Comm* comm = nullptr);
 
 }  // namespace uvit::cli

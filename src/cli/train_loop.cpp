@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
@@ -310,6 +311,22 @@ TrainOutcome run_training(const TrainJob& job) {
     return {at, 0, false, comm.rank(), comm.size(), precision};
   }
 
+  try {  // before the data and the trainer: said once, by rank 0 (SameOnEveryRank)
+    data_parallel_width(train_settings(cfg), comm.size());
+  } catch (const Error& e) {
+    throw SameOnEveryRank(e.what(), comm.rank());
+  }
+  if (const TrainSettings ts = train_settings(cfg);
+      comm.size() == 1 && !quiet && (ts.overlap || ts.zero > 0))
+    std::fprintf(stderr,
+                 "note: %s change%s nothing in a single process (%s the exchange between ranks, "
+                 "docs/distributed.md); the run keeps %s for an mpirun --resume\n",
+                 ts.overlap && ts.zero ? "train.overlap and train.zero"
+                 : ts.overlap          ? "train.overlap"
+                                       : "train.zero",
+                 ts.overlap && ts.zero ? "" : "s",
+                 ts.overlap && ts.zero ? "they act on" : "it acts on",
+                 ts.overlap && ts.zero ? "them" : "it");
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
   auto be = make_backend(job.device, precision);
   Trainer tr(cfg, *be, ds, dir, &comm);

@@ -2,6 +2,7 @@
 #include "dist/mpi_comm.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <thread>
@@ -58,6 +59,16 @@ MpiComm::~MpiComm() {
 }
 
 void MpiComm::barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+void MpiComm::idle_barrier() {
+  MPI_Request r;
+  check(MPI_Ibarrier(MPI_COMM_WORLD, &r), "MPI_Ibarrier");
+  for (int done = 0;;) {
+    check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 void MpiComm::bcast(void* data, size_t bytes, int root) {
   check(MPI_Bcast(data, count(bytes, "bcast"), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");

@@ -17,6 +17,7 @@ class MpiComm : public Comm {
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
   void barrier() override;
+  void idle_barrier() override;  // MPI_Ibarrier, tested every millisecond between sleeps
   void bcast(void* data, size_t bytes, int root) override;
   void allgather_bytes(const void* in, size_t bytes, void* out) override;
   std::vector<uint8_t> gatherv_bytes(const void* in, size_t bytes, int root) override;

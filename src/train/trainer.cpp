@@ -135,6 +135,16 @@ double warmup_factor(long update, long warmup) {
   return std::min(double(update) / double(warmup), 1.0);
 }
 
+int data_parallel_width(const TrainSettings& s, int ranks) {
+  const int V = s.dp_virtual > 0 ? s.dp_virtual : ranks;
+  UVIT_CHECK(V % ranks == 0, "train.dp_virtual ", V, " is not a multiple of the ", ranks,
+             " ranks of this job");
+  UVIT_CHECK(s.batch % (V * s.accum) == 0, "batch ", s.batch, " does not split into ", V,
+             " data-parallel slices of ", s.accum,
+             " micro-batches (ranks or train.dp_virtual, train.accum)");
+  return V;
+}
+
 Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir,
                  Comm* comm)
     : cfg_(std::move(cfg)),
@@ -163,13 +173,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // A-1 of the step; this process holds logical ranks rank*k .. rank*k + k-1.
   comm_ = comm ? comm : &single_;
   const int W = comm_->size();
-  V_ = s_.dp_virtual > 0 ? s_.dp_virtual : W;
-  UVIT_CHECK(V_ % W == 0, "train.dp_virtual ", V_, " is not a multiple of the ", W,
-             " ranks of this job");
+  V_ = data_parallel_width(s_, W);
   k_ = V_ / W;
-  UVIT_CHECK(s_.batch % (V_ * s_.accum) == 0, "batch ", s_.batch, " does not split into ", V_,
-             " data-parallel slices of ", s_.accum,
-             " micro-batches (ranks or train.dp_virtual, train.accum)");
   micro_ = s_.batch / (V_ * s_.accum);
   net_ = make_network(cfg_, be_);
   ema_ = make_network(cfg_, be_);

@@ -9,9 +9,9 @@ grep -q "grid.png" "$tmp/out"
 for f in grid.png nnet_ema.safetensors train_state.safetensors log.jsonl config.json; do
   [ -s "$tmp/demo/$f" ] || { echo "FAIL: missing $f"; exit 1; }
 done
-# One grid drawn (its progress: 10 steps of one 100-image batch), none in samples/.
+# One grid drawn (its progress: 10 steps of each of four 25-image mini-batches), none in samples/.
 [ "$(grep '^grid ' "$tmp/err" | sed 's| [0-9]*/[0-9]*.*||' | sort -u | wc -l)" = 1 ] &&
-  grep -q "^grid $tmp/demo/grid.png (one row per class) 10/10" "$tmp/err" ||
+  grep -q "^grid $tmp/demo/grid.png (one row per class) 40/40" "$tmp/err" ||
   { echo "FAIL: want one grid drawn: $(cat "$tmp/err")"; exit 1; }
 [ ! -e "$tmp/demo/samples" ] || { echo "FAIL: demo also drew $(ls "$tmp/demo/samples")"; exit 1; }
 # 10 rows x 10 columns of 28x28 images with torchvision's 2-pixel padding: 302 x 302, grayscale.

@@ -15,7 +15,7 @@ expect_error "demo: $D holds a fmnist_uvit_tiny demo run; give --out another fol
 # Without --set the second call keeps batch 4 and the 2 grid steps (not the preset's 64 and 250).
 run "$UVIT" demo --out "$D" --steps 2
 grep -q "batch 4, steps 1 -> 2" "$tmp/err" || fail "demo continued with: $(grep '^training' "$tmp/err")"
-grep -q "^grid $D/grid.png (one row per class) 2/2" "$tmp/err" ||
+grep -q "^grid $D/grid.png (one row per class) 8/8" "$tmp/err" ||  # 2 steps x 4 mini-batches
   fail "demo's grid not drawn with the run's 2 steps: $(grep '^grid' "$tmp/err" | tail -1)"
 expect_error "nnet.\* cannot change" "$UVIT" demo --out "$D" --steps 3 --set nnet.depth=2
 # The demo takes every fmnist_*_tiny preset and says so.
