@@ -1,13 +1,16 @@
 // CpuBackend: construction, memory and the flat elementwise helpers; backend selection by name.
 #include "backend/cpu/cpu_backend.hpp"
 
+#include <malloc.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
 #include "backend/cpu/act.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -16,7 +19,11 @@ namespace {
 constexpr size_t kAlign = 64;                  // one cache line / one AVX-512 register
 constexpr size_t kMaxBytes = size_t{1} << 46;  // 64 TiB
 constexpr size_t kParallelMin = 1 << 15;  // below this a parallel region costs more than it saves
+// Bytes of every CpuBackend's live buffers: they share the machine (malloc_usable_size of each).
+std::atomic<size_t> live{0};
 }  // namespace
+
+size_t CpuBackend::live_bytes() { return live.load(std::memory_order_relaxed); }
 
 void* CpuBackend::alloc_bytes(size_t n) {
   // aligned_alloc needs a size that is a multiple of the alignment (and > 0 for a unique pointer).
@@ -24,13 +31,27 @@ void* CpuBackend::alloc_bytes(size_t n) {
   // Sizes no machine can hold (a corrupt shape) fail here, also under ASan, whose allocator would
   // abort instead of returning null.
   if (rounded < n || n > kMaxBytes) fail("out of memory: could not allocate ", n, " bytes");
-  void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
-  if (!p) fail("out of memory: could not allocate ", n, " bytes");
+  const size_t want = rounded == 0 ? kAlign : rounded;
+  // Linux overcommits: a buffer larger than the machine is granted, then the OOM killer ends the
+  // process once it is touched. Refuse what can never fit instead (docs/memory.md).
+  const size_t now = live.fetch_add(want, std::memory_order_relaxed) + want;
+  if (now > process_mem_limit()) {
+    live.fetch_sub(want, std::memory_order_relaxed);
+    fail("out of memory: the buffers need at least ", gib(now), ", ", read_mem_limit().describe());
+  }
+  void* p = std::aligned_alloc(kAlign, want);
+  if (!p) {
+    live.fetch_sub(want, std::memory_order_relaxed);
+    fail("out of memory: could not allocate ", n, " bytes");
+  }
+  live.fetch_add(malloc_usable_size(p) - want, std::memory_order_relaxed);  // what free subtracts
   return p;
 }
 
 void CpuBackend::free_bytes(void* p) {
+  if (!p) return;
   gemm_weights_written(p, 0);  // forgets blocked copies of weights that lived here
+  live.fetch_sub(malloc_usable_size(p), std::memory_order_relaxed);
   std::free(p);
 }
 

@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
 
   void* alloc_bytes(size_t n) override;
   void free_bytes(void* p) override;
+  static size_t live_bytes();  // of all CpuBackends together, checked against process_mem_limit()
   void upload(void* dst, const void* host, size_t bytes) override;
   void download(void* host, const void* src, size_t bytes) override;
   void copy(float* dst, const float* src, size_t n) override;

@@ -1,0 +1,32 @@
+// The memory this process can have: the machine's (MemTotal + SwapTotal), or less under a cgroup
+// limit, shared among the MPI ranks on this node (docs/memory.md). The CPU backend refuses an
+// allocation that would take its live bytes above it, before the kernel's OOM killer would.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace uvit {
+
+struct MemLimit {
+  size_t machine = 0;  // bytes the machine or container has (0: unknown, no limit)
+  std::string source;  // where that came from: "MemTotal + SwapTotal", "cgroup memory.max", ...
+  int ranks = 1;       // processes of an MPI job on this node, sharing it
+  size_t bytes() const { return machine ? machine / size_t(ranks) : size_t(-1); }  // per process
+  std::string describe() const;  // "this machine has 23.5 GiB (MemTotal + SwapTotal)"
+};
+
+// Reads /proc/meminfo, the cgroup v2 and v1 limits, the launcher's local rank count and the
+// UVIT_TEST_MEM_LIMIT override (bytes, in place of the machine's; for tests) each call.
+MemLimit read_mem_limit();
+// read_mem_limit().bytes(), read once (lock-free after that); forget_... makes the next call
+// read again (tests that set UVIT_TEST_MEM_LIMIT).
+size_t process_mem_limit();
+void forget_process_mem_limit();
+
+// Parsers, exposed for tests: a /proc/meminfo field in bytes (0 if absent); a cgroup limit file's
+// value (size_t(-1) for "max" or an unparsable one).
+size_t meminfo_bytes(const std::string& meminfo, const std::string& key);
+size_t cgroup_limit_bytes(const std::string& text);
+std::string gib(size_t bytes);  // "23.5 GiB", or "80.0 MiB" below 1 GiB
+
+}  // namespace uvit
