@@ -30,4 +30,24 @@ UVIT_TEST_MEM_LIMIT=$small expect_error \
   --out "$tmp/big.png" -q
 [ ! -e "$tmp/big.png" ] || fail "a refused sample wrote an image"
 
+# The ranks of an MPI job on one node share its memory: 2 ranks of a --batch 1024 (512 each:
+# 1.7 GiB of buffers, which one process under 3 GiB holds) are refused at 1.5 GiB each.
+if command -v mpirun >/dev/null; then
+  UVIT_TEST_MEM_LIMIT=$((3 << 30)) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo \
+    OMP_NUM_THREADS=1 timeout 300 mpirun --bind-to none --timeout 280 -np 2 "$UVIT" train \
+    --config fmnist_uvit_tiny --out "$tmp/mpi" --steps 1 --batch 1024 --no-grid -q \
+    >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  if grep -q "built without MPI" "$tmp/err"; then
+    echo "skip: mpirun check (built without MPI)"
+  elif [ $rc = 0 ] || ! grep -q "^uvit: error: \(rank [01]: \)\?out of memory: the buffers need at least [0-9.]* GiB, each of the 2 ranks on this machine has 1.5 GiB (3.0 GiB, UVIT_TEST_MEM_LIMIT, shared); with --batch 1024: give smaller values$" "$tmp/err"; then
+    fail "mpirun -np 2 train --batch 1024 under 3 GiB: exit $rc: $(cat "$tmp/err")"
+  else
+    echo "ok: mpirun -np 2: $(grep -m1 'out of memory' "$tmp/err")"
+  fi
+else
+  echo "skip: mpirun check (no mpirun)"
+fi
+
 exit $fails
