@@ -32,8 +32,8 @@ void* CpuBackend::alloc_bytes(size_t n) {
   // abort instead of returning null.
   if (rounded < n || n > kMaxBytes) fail("out of memory: could not allocate ", n, " bytes");
   const size_t want = rounded == 0 ? kAlign : rounded;
-  // Linux overcommits: a buffer larger than the machine is granted, then the OOM killer ends the
-  // process once it is touched. Refuse what can never fit instead (docs/memory.md).
+  // Linux overcommits: buffers that together exceed the machine are each granted, then the OOM
+  // killer ends the process once they are touched. Refuse what can never fit (docs/memory.md).
   const size_t now = live.fetch_add(want, std::memory_order_relaxed) + want;
   if (now > process_mem_limit()) {
     live.fetch_sub(want, std::memory_order_relaxed);
