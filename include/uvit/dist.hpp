@@ -62,6 +62,10 @@ class Comm {
 Comm& world(const std::string& device = "cpu");
 // Whether the environment says a launcher (mpirun, mpiexec, srun --mpi=...) started this process.
 bool launched_by_mpi();
+// This process's rank as the launcher's environment says it, readable before MPI starts:
+// OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK, else SLURM_PROCID in a Slurm job of several tasks,
+// else 0. main() prints an error every rank meets alike from rank 0 only (docs/cli.md).
+int launcher_rank();
 // Refuses a job the scheduler runs as several tasks that MPI sees as one (SLURM_NTASKS > 1 but a
 // world of 1: srun without PMI/PMIx support, or a build without MPI): each task would train alone.
 void check_world_matches_scheduler(const Comm& c);

@@ -60,8 +60,11 @@ void add_serve(CLI::App& app) {
     UVIT_CHECK(o->port <= 65535, "--port must be <= 65535, got ", o->port);
     // One server answers a port: under mpirun every rank would load the model and listen.
     const int ranks = world(o->p.device).size();
-    UVIT_CHECK(ranks == 1, "uvit serve is one process: run it without mpirun or srun (started as ",
-               ranks, " ranks)");
+    same_on_every_rank([&] {
+      UVIT_CHECK(ranks == 1,
+                 "uvit serve is one process: run it without mpirun or srun (started as ", ranks,
+                 " ranks)");
+    });
     const bool quiet = o->quiet;
     set_log_sink([quiet](LogLevel l, const std::string& m) {
       if (quiet && l < LogLevel::Error) return;

@@ -95,7 +95,9 @@ void add_train(CLI::App& app) {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
     job.resume = cmd->count("--resume") > 0;
-    UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
+    same_on_every_rank([&] {
+      UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
+    });
     if (job.resume) {
       const ResumePoint rp = resolve_resume(o->resume, dir);
       job.cfg = load_config(rp.run);  // the run's own settings, named as its checkpoints record
@@ -107,7 +109,9 @@ void add_train(CLI::App& app) {
       job.resume_label = o->resume.empty() ? "latest" : o->resume;
     } else {
       job.cfg = load_config(o->config);
-      for (const auto& a : o->set) apply_override(job.cfg, a);
+      same_on_every_rank([&] {
+        for (const auto& a : o->set) apply_override(job.cfg, a);
+      });
       if (cmd->count("--init")) job.cfg.json["train"]["init_weights"] = o->init;
     }
     const TrainOutcome r = run_training(job);
@@ -178,13 +182,17 @@ void add_demo(CLI::App& app) {
                  job.cfg.config_name, " demo run; give --out another folder for a ",
                  asked.config_name, " demo (e.g. --out ", dir, "_", asked.config_name, ")");
     }
-    UVIT_CHECK(job.cfg.json.contains("dataset") &&
-                   job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
-                   job.cfg.spec.real_classes() == 10,
-               "demo: config ", job.cfg.config_name,
-               " is not a class-conditional Fashion-MNIST preset (", fmnist_presets(), ")");
+    same_on_every_rank([&] {
+      UVIT_CHECK(job.cfg.json.contains("dataset") &&
+                     job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
+                     job.cfg.spec.real_classes() == 10,
+                 "demo: config ", job.cfg.config_name,
+                 " is not a class-conditional Fashion-MNIST preset (", fmnist_presets(), ")");
+    });
     if (job.resume) check_resume_options(job.cfg, dir, "", o->set, -1, 0);
-    for (const auto& a : o->set) apply_override(job.cfg, a);
+    same_on_every_rank([&] {
+      for (const auto& a : o->set) apply_override(job.cfg, a);
+    });
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
     const TrainOutcome r = run_training(job);

@@ -37,12 +37,25 @@ struct ExitStatus {
 
 // An error every rank of an mpirun/srun job meets alike: a check of the command line, the config
 // and the rank count only, made before any rank-specific work (reading data, a checkpoint). main()
-// prints it once, from rank 0, and every rank exits 1; any other error is printed by each rank
-// that has it, named "rank R: " (a file missing on one node), and stops the job (docs/cli.md).
+// prints it once, from rank 0 (launcher_rank(): also before MPI starts), and every rank exits 1;
+// any other error is printed by each rank that has it, named "rank R: " (a file missing on one
+// node), and stops the job (docs/cli.md).
 struct SameOnEveryRank : Error {
-  SameOnEveryRank(const std::string& what, int rank_) : Error(what), rank(rank_) {}
-  int rank;
+  explicit SameOnEveryRank(const std::string& what) : Error(what) {}
 };
+
+// Runs `checks` (of the command line, the config and the rank count only) so that any error they
+// raise is a SameOnEveryRank.
+template <class F>
+void same_on_every_rank(F&& checks) {
+  try {
+    checks();
+  } catch (const SameOnEveryRank&) {
+    throw;
+  } catch (const Error& e) {
+    throw SameOnEveryRank(e.what());
+  }
+}
 
 // Number checks with readable messages: "must be >= 1, got 0" (main() prints "--steps must be >= 1,
 // got 0"). Every numeric option gets one of them, so "nan" and "inf" are refused everywhere.

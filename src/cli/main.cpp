@@ -1,10 +1,12 @@
 // `uvit`: the command-line program.
 #include <omp.h>
 
+#include <chrono>
 #include <cstdio>
 #include <new>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "cli/commands.hpp"
 #include "uvit/dist.hpp"
@@ -78,7 +80,9 @@ void add_help(CLI::App& app) {
       CLI::App* sub = nullptr;
       for (CLI::App* c : target->get_subcommands([&w](CLI::App* a) { return a->check_name(w); }))
         sub = c;
-      UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
+      uvit::cli::same_on_every_rank([&] {
+        UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
+      });
       target = sub;
       name += " " + sub->get_name();
     }
@@ -88,12 +92,19 @@ void add_help(CLI::App& app) {
   });
 }
 
-// An empty value never means "not given" (leaving the option out does): every option of `app` and
-// its commands that takes text refuses "", with names_a_path's message where it names a file or
-// folder. Not the free text of a prompt ("" is the empty prompt), nor numbers (number_check).
-void refuse_empty_values(CLI::App* app) {
+// An empty value never means "not given" (leaving the option out does). Not for the free text of
+// a prompt ("" is the empty prompt), nor numbers (number_check), nor the prompt words.
+bool may_be_empty(const CLI::Option& o) {
   static const std::set<std::string> free_text = {"prompt", "negative-prompt"};
-  // Names, choices and settings: "--sampler must not be empty, got ''".
+  for (const std::string& n : o.get_lnames())  // "config" for --config,-c
+    if (free_text.count(n)) return true;
+  return o.get_type_name().rfind("TEXT", 0) != 0 || o.get_items_expected_max() == 0 ||
+         (o.get_positional() && o.get_items_expected_max() > 1);
+}
+
+// The check refusing option `o`'s empty value: names_a_path's message where it names a file or
+// folder, else "--sampler must not be empty, got ''" (names, choices and settings).
+CLI::Validator empty_value_check(const CLI::Option& o) {
   static const std::set<std::string> not_paths = {"api-key",     "autoencoder-config",
                                                   "class",       "classes",
                                                   "clip-config", "config",
@@ -104,32 +115,85 @@ void refuse_empty_values(CLI::App* app) {
                                                   "quantize",    "sampler",
                                                   "set",         "spatial",
                                                   "split",       "svg-config"};
-  const auto any_of = [](const CLI::Option* o, const std::set<std::string>& names) {
-    for (const std::string& n : o->get_lnames())  // "config" for --config,-c
-      if (names.count(n)) return true;
-    return false;
-  };
-  for (CLI::Option* o : app->get_options()) {
-    if (o->get_type_name().rfind("TEXT", 0) != 0 || o->get_items_expected_max() == 0 ||
-        any_of(o, free_text) || (o->get_positional() && o->get_items_expected_max() > 1))
-      continue;
-    if (!any_of(o, not_paths)) {
-      o->check(uvit::cli::names_a_path());
-      continue;
-    }
-    o->check(CLI::Validator(
-        [](std::string& v) -> std::string {
-          return v.empty() ? "must not be empty, got '' (leave the option out for its default)"
-                           : "";
-        },
-        ""));
-  }
+  for (const std::string& n : o.get_lnames())
+    if (not_paths.count(n))
+      return CLI::Validator(
+          [](std::string& v) -> std::string {
+            return v.empty() ? "must not be empty, got '' (leave the option out for its default)"
+                             : "";
+          },
+          "");
+  return uvit::cli::names_a_path();
+}
+
+// Every option of `app` and its commands that takes text refuses "".
+void refuse_empty_values(CLI::App* app) {
+  for (CLI::Option* o : app->get_options())
+    if (!may_be_empty(*o)) o->check(empty_value_check(*o));
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; }))
     refuse_empty_values(sub);
 }
 
+// The name of option `o` that command-line word `w` spells ("--autoencoder-config" in
+// "--autoencoder-config=x", "-c" in "-c" or "-cx"), or "" when `w` names another.
+std::string spelling(const CLI::Option& o, const std::string& w) {
+  for (const std::string& n : o.get_lnames())
+    if (w.rfind("--" + n, 0) == 0 && (w.size() == n.size() + 2 || w[n.size() + 2] == '='))
+      return "--" + n;
+  for (const std::string& n : o.get_snames())
+    if (w.size() >= 2 && w[0] == '-' && w.compare(1, n.size(), n) == 0) return "-" + n;
+  return "";
+}
+
+// How the command line spells option `o`: CLI11's messages name an option by its first name
+// (--config for -c/--config/--autoencoder-config), the user knows the one typed. Every spelling
+// given, in order ("-c/--autoencoder-config" for an option given twice); "" when none is.
+std::string typed_names(const CLI::Option& o, const std::vector<std::string>& args) {
+  std::string names;
+  for (const std::string& w : args) {
+    if (w == "--") break;  // prompt words follow
+    const std::string n = spelling(o, w);
+    if (!n.empty() && ("/" + names + "/").find("/" + n + "/") == std::string::npos)
+      names += (names.empty() ? "" : "/") + n;
+  }
+  return names;
+}
+
+// An empty value of an option whose value is optional (`train --resume ''`, `--resume=`): CLI11
+// drops it, so that it would mean the option alone ("latest"). Refused before parsing with the
+// message refuse_empty_values gives the other options' empty values; "" when there is none.
+std::string empty_optional_value(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* at = &app;
+  std::string cmd;
+  for (size_t i = 0; i < args.size() && args[i] != "--"; ++i) {
+    const std::string& w = args[i];
+    const auto subs = at->get_subcommands([&w](const CLI::App* a) { return a->check_name(w); });
+    if (!subs.empty()) {
+      at = subs.front();
+      cmd += (cmd.empty() ? "" : " ") + at->get_name();
+      continue;
+    }
+    for (const CLI::Option* o : at->get_options([](const CLI::Option* o) {
+           return !o->get_positional() && o->get_items_expected_min() == 0 &&
+                  o->get_items_expected_max() > 0;
+         })) {
+      const std::string n = spelling(*o, w);
+      if (n.empty() || !(w == n + "=" || (w == n && i + 1 < args.size() && args[i + 1].empty())))
+        continue;
+      if (may_be_empty(*o)) continue;
+      std::string empty;
+      std::string why = empty_value_check(*o)(empty);
+      why = why.substr(0, why.find(" (leave"));  // the not_paths' hint is for the whole option
+      return n + " " + why + " (leave the value out for its default: " + n + "; uvit help " + cmd +
+             ")";
+    }
+  }
+  return "";
+}
+
 // A parse error as one line; the common mistakes get a hint on how to fix them.
-std::string describe(const CLI::App& app, const CLI::ParseError& e) {
+std::string describe(const CLI::App& app, const CLI::ParseError& e,
+                     const std::vector<std::string>& args) {
   std::string msg = e.what();
   // The command that failed to parse: "" (the program), "sample", "autoencoder decode".
   const CLI::App* sub = &app;
@@ -146,6 +210,12 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
     if (cmd.empty()) return "give a command: " + command_list(*sub) + " (uvit help COMMAND)";
     return cmd + " needs a command: " + command_list(*sub) + " (uvit help " + cmd + ")";
   }
+  // CLI11's "--config: ..." names the option by its first name: name it as typed.
+  if (msg.rfind("-", 0) == 0)
+    if (const size_t end = msg.find_first_of(": "); end != std::string::npos)
+      if (const CLI::Option* o = sub->get_option_no_throw(msg.substr(0, end)))
+        if (const std::string typed = typed_names(*o, args); !typed.empty())
+          msg.replace(0, end, typed);
   // CLI11's "--steps: At Most 1 required but received 2": an option given twice.
   if (size_t p = msg.find(": At Most 1 required but received "); p != std::string::npos)
     return msg.substr(0, p) + " is given " + msg.substr(p + 34) +
@@ -176,6 +246,17 @@ std::string memory_hint(const CLI::App& app) {
     if (const CLI::Option* o = sub->get_option_no_throw(name); o && o->count() > 0)
       given += (given.empty() ? "" : " ") + std::string(name) + " " + o->as<std::string>();
   return given.empty() ? "" : "; with " + given + ": give smaller values";
+}
+
+// An error every rank of an mpirun/srun job meets alike (the command line, the config): printed
+// by rank 0 alone, also before MPI starts. The other ranks wait a moment first, so that a
+// launcher which ends the job at the first rank that fails does not stop rank 0 before it prints.
+int same_on_every_rank_error(const std::string& msg) {
+  if (uvit::launcher_rank() == 0)
+    std::fprintf(stderr, "uvit: error: %s\n", msg.c_str());
+  else
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return 1;
 }
 
 }  // namespace
@@ -216,18 +297,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
                    m.c_str());
   });
+  const std::vector<std::string> args(argv + 1, argv + argc);
   try {
+    if (const std::string bad = empty_optional_value(app, args); !bad.empty())
+      return same_on_every_rank_error(bad);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     // A bad command line is bad input like any other: one line, exit code 1.
-    std::fprintf(stderr, "uvit: error: %s\n", describe(app, e).c_str());
-    return 1;
+    return same_on_every_rank_error(describe(app, e, args));
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
   } catch (const uvit::cli::SameOnEveryRank& e) {
-    if (e.rank == 0) std::fprintf(stderr, "uvit: error: %s\n", e.what());
-    return 1;  // every rank, without MPI_Abort: none is left waiting
+    return same_on_every_rank_error(e.what());  // every rank, without MPI_Abort: none waits
   } catch (const uvit::Error& e) {
     // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
     const bool oom = std::string(e.what()).rfind("out of memory", 0) == 0;  // the backends' alloc

@@ -279,25 +279,28 @@ TrainOutcome run_training(const TrainJob& job) {
   const std::string init = job.resume ? "" : asked.init_weights;
   if (!init.empty())
     cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
-  // ignore_keys picks what is not taken from the weights, or (partial) what is trained: alone, on
-  // a new run from the seed, it would change nothing.
-  UVIT_CHECK(job.resume || !init.empty() || asked.partial || asked.ignore_keys.empty(),
-             "train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has "
-             "none: give --init, or train.finetune=partial to train only those parameters "
-             "(docs/cli.md \"Fine-tuning\")");
-  // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md "Status"), and
-  // a sample.algorithm the run's own `uvit sample` would refuse is caught now, not after training.
-  UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
-             " is LaVin-DiT: uvit train does not train it (its official code has no training; "
-             "docs/lavin_dit.md \"Status\"); sample it with uvit lavin-sample");
-  if (!is_flow(cfg) && cfg.json.contains("sample") && cfg.json["sample"].is_object() &&
-      cfg.json["sample"].contains("algorithm"))
-    sampler_for_algorithm(cfg.json["sample"].value("algorithm", ""), schedule_for(cfg).kind());
+  same_on_every_rank([&] {  // the settings only: said once under mpirun, before MPI starts
+    // ignore_keys picks what is not taken from the weights, or (partial) what is trained: alone,
+    // on a new run from the seed, it would change nothing.
+    UVIT_CHECK(job.resume || !init.empty() || asked.partial || asked.ignore_keys.empty(),
+               "train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has "
+               "none: give --init, or train.finetune=partial to train only those parameters "
+               "(docs/cli.md \"Fine-tuning\")");
+    // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md "Status"),
+    // and a sample.algorithm the run's own `uvit sample` would refuse is caught now, not after
+    // training.
+    UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
+               " is LaVin-DiT: uvit train does not train it (its official code has no training; "
+               "docs/lavin_dit.md \"Status\"); sample it with uvit lavin-sample");
+    if (!is_flow(cfg) && cfg.json.contains("sample") && cfg.json["sample"].is_object() &&
+        cfg.json["sample"].contains("algorithm"))
+      sampler_for_algorithm(cfg.json["sample"].value("algorithm", ""), schedule_for(cfg).kind());
+  });
   const std::string dir = job.out_dir;
   // Under mpirun or srun every rank trains its slice of each batch; rank 0 alone writes the run's
   // files, log and grids (docs/distributed.md).
   Comm& comm = world(job.device);
-  check_world_matches_scheduler(comm);
+  same_on_every_rank([&] { check_world_matches_scheduler(comm); });  // srun: every task alike
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const long target = train_settings(cfg).steps;
   const long at = check_run_dir(job, target);
@@ -311,11 +314,8 @@ TrainOutcome run_training(const TrainJob& job) {
     return {at, 0, false, comm.rank(), comm.size(), precision};
   }
 
-  try {  // before the data and the trainer: said once, by rank 0 (SameOnEveryRank)
-    data_parallel_width(train_settings(cfg), comm.size());
-  } catch (const Error& e) {
-    throw SameOnEveryRank(e.what(), comm.rank());
-  }
+  // Before the data and the trainer: said once, by rank 0.
+  same_on_every_rank([&] { data_parallel_width(train_settings(cfg), comm.size()); });
   if (const TrainSettings ts = train_settings(cfg);
       comm.size() == 1 && !quiet && (ts.overlap || ts.zero > 0))
     std::fprintf(stderr,

@@ -18,6 +18,8 @@ long env_long(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? std::atol(v) : 0;
 }
+// The tasks Slurm runs this job as (srun, sbatch --ntasks); 0 outside Slurm.
+long scheduler_tasks() { return env_long("SLURM_NTASKS"); }
 std::unique_ptr<Comm>& world_ptr() {
   static std::unique_ptr<Comm> c;  // destroyed after main: MPI_Finalize
   return c;
@@ -64,6 +66,13 @@ bool launched_by_mpi() {
   return false;
 }
 
+int launcher_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(v)) return int(env_long(v));
+  // srun without PMI/PMIx: each task a world of 1 (check_world_matches_scheduler refuses it).
+  return scheduler_tasks() > 1 ? int(env_long("SLURM_PROCID")) : 0;
+}
+
 Comm& world(const std::string& device) {
   auto& c = world_ptr();
   if (c) return *c;
@@ -87,7 +96,7 @@ Comm& world(const std::string& device) {
 }
 
 void check_world_matches_scheduler(const Comm& c) {
-  const long tasks = env_long("SLURM_NTASKS");
+  const long tasks = scheduler_tasks();
   UVIT_CHECK(!(tasks > 1 && c.size() == 1), "Slurm runs this job as ", tasks,
              " tasks (SLURM_NTASKS) but MPI sees a world of 1: each task would train alone. "
              "Launch with srun --mpi=pmix (check srun --mpi=list) or mpirun -np ",

@@ -20,7 +20,7 @@ for c in $cmds "autoencoder encode" "autoencoder decode"; do
   # shellcheck disable=SC2086
   for o in $("$UVIT" help $c | sed -n '/^Options:/,/^uvit help/p' |
     grep -E '^  (-[a-z],)?--[a-z0-9-]+(,--[a-z0-9-]+)* TEXT' | grep -oE -- '--[a-z0-9-]+' | sort -u); do
-    case $o in --prompt | --negative-prompt | --resume) continue ;; esac  # "" is a prompt / "latest"
+    case $o in --prompt | --negative-prompt) continue ;; esac  # "" is a prompt
     # In $tmp, and bounded: an option that took '' as "not given" could start a whole demo.
     # shellcheck disable=SC2086
     (cd "$tmp" && timeout 20 "$UVIT" $c "$o" '' >"$tmp/out" 2>"$tmp/err")
@@ -128,6 +128,58 @@ if command -v mpirun >/dev/null; then
   fi
 else
   echo "skip: mpirun checks (no mpirun)"
+fi
+
+# --- round 5 (follow-up) --------------------------------------------------------------------------
+# An alias was named by its option's first name: `--autoencoder-config ''` said `--config must not
+# be empty`. The spelling typed is named (both, for an option given twice under two names).
+expect_error "^uvit: error: --autoencoder-config must not be empty, got ''" \
+  "$UVIT" autoencoder encode --autoencoder-config ''
+expect_error "^uvit: error: -c/--autoencoder-config is given 2 times; give it once (uvit help extract-features)$" \
+  "$UVIT" extract-features -c sd_kl_f8 --autoencoder-config sd_kl_f8
+# `train --resume ''` meant "latest" (CLI11 drops an empty optional value): here "already at step 1".
+expect_error "^uvit: error: --resume must name a file or folder, got '' (leave the value out for its default: --resume; uvit help train)$" \
+  "$UVIT" train --out "$U" --resume '' --steps 1
+expect_error "^uvit: error: --resume must name a file or folder, got ''" "$UVIT" train --out "$U" --resume= --steps 1
+
+# A bad command line and the settings' checks made before MPI starts were printed by every rank:
+# now by rank 0 alone (the launcher's rank: OMPI_COMM_WORLD_RANK, PMI(X)_RANK, or SLURM_PROCID in
+# a Slurm job of several tasks), every rank exiting 1; a file's error is still every rank's.
+before=$fails
+for procid in 0 1; do
+  SLURM_NTASKS=2 SLURM_PROCID=$procid "$UVIT" train --bogus >"$tmp/out" 2>"$tmp/err"
+  rc=$? n=$(grep -c "^uvit: error: --bogus: not an option of train" "$tmp/err")
+  want=$((procid == 0 ? 1 : 0))
+  [ $rc = 1 ] && [ "$n" = $want ] && [ "$(wc -l <"$tmp/err")" = $want ] ||
+    fail "srun task $procid: train --bogus: exit $rc, $n errors, want $want: $(cat "$tmp/err")"
+  SLURM_NTASKS=2 SLURM_PROCID=$procid "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/s$procid" \
+    --steps 1 >"$tmp/out" 2>"$tmp/err"
+  rc=$? n=$(grep -c "^uvit: error: Slurm runs this job as 2 tasks" "$tmp/err")
+  [ $rc = 1 ] && [ "$n" = $want ] && [ "$(wc -l <"$tmp/err")" = $want ] ||
+    fail "srun task $procid without PMI: exit $rc, $n refusals, want $want: $(cat "$tmp/err")"
+done
+[ $fails = "$before" ] && echo "ok: srun tasks: the command line's and the Slurm guard's errors from task 0 only"
+if command -v mpirun >/dev/null; then
+  mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo
+    OMP_NUM_THREADS=1 UVIT="$UVIT" timeout 120 mpirun --bind-to none --timeout 110 -np 2)
+  # Each rank says its exit status (through sh, so that mpirun stops none of them early).
+  each_rank() { "${mpi[@]}" sh -c '"$UVIT" "$@"; echo "rank $OMPI_COMM_WORLD_RANK exit $?"' sh "$@" \
+    >"$tmp/out" 2>"$tmp/err"; }
+  for args in "train --bogus|--bogus: not an option of train (uvit help train)|1" \
+    "train --config lavin_dit_tiny --out $tmp/lv|config lavin_dit_tiny is LaVin-DiT: uvit train does not train it|1" \
+    "train --config $tmp/none.json --out $tmp/nf|config '$tmp/none.json' not found|2"; do
+    IFS='|' read -r cmd msg want <<<"$args"
+    # shellcheck disable=SC2086
+    each_rank $cmd
+    n=$(grep -cF "uvit: error: $msg" "$tmp/err")
+    if [ "$n" != "$want" ] || [ "$(grep -c '^uvit: error' "$tmp/err")" != "$want" ] ||
+      [ "$(sort "$tmp/out" | tr '\n' ' ')" != "rank 0 exit 1 rank 1 exit 1 " ]; then
+      fail "mpirun -np 2 uvit $cmd: $n errors (want $want), $(cat "$tmp/out" "$tmp/err")"
+    else
+      echo "ok: mpirun -np 2 uvit $cmd: $n error line(s), both ranks exit 1"
+    fi
+  done
 fi
 
 exit $fails
