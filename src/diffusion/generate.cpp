@@ -43,6 +43,14 @@ GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt) {
         opt.sampler, schedule_for(cfg).kind(),
         cat("config ", cfg.config_name, " (schedule ", cfg.json.value("schedule", "?"), ")"));
     if (opt.steps <= 0) opt.steps = sc.value("sample_steps", default_steps(opt.sampler));
+    // DDPM and DDIM pick steps among the diffusion's discrete ones: more than it has mean nothing
+    // (the others take any count). Checked here so sample, serve and the C API name the steps.
+    if (opt.sampler == "ddpm" || opt.sampler == "ddim") {
+      const int N = schedule_for(cfg).total_n();
+      UVIT_CHECK(opt.steps <= N, "steps ", opt.steps, ": the ", opt.sampler,
+                 " sampler takes at most the ", N, " steps of config ", cfg.config_name,
+                 "'s diffusion (the other samplers take any count)");
+    }
   }
   if (opt.cfg_scale < 0) opt.cfg_scale = sc.value("cfg", false) ? sc.value("scale", 0.0) : 0.0;
   if (opt.cfg_power < 0) opt.cfg_power = sc.value("cfg_power", 0.0);

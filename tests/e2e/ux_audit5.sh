@@ -182,4 +182,19 @@ if command -v mpirun >/dev/null; then
   done
 fi
 
+
+# --- found by the follow-up, fixed by the lead -----------------------------------------------------
+# DDPM/DDIM with more steps than the diffusion has: the respacing's "space_timesteps: cannot divide
+# a section of 1000 steps into 1001" (ADM presets) or "DDIM/DDPM: steps = 1001 is not in 1..1000",
+# naming no option and no limit.
+run "$UVIT" train --config fmnist_dit_tiny --out "$tmp/dit" --steps 1 --batch 2 --no-grid -q
+for c in "fmnist_uvit_tiny $W" "fmnist_dit_tiny $tmp/dit/nnet_ema.safetensors"; do
+  for s in ddpm ddim; do
+    set -- $c
+    expect_error "^uvit: error: steps 1001: the $s sampler takes at most the 1000 steps of config $1's diffusion" \
+      "$UVIT" sample --config "$1" --weights "$2" --class 1 --n 1 --sampler $s --steps 1001 --out "$tmp/s.png"
+  done
+done
+[ ! -e "$tmp/s.png" ] || fail "a refused --steps 1001 still sampled"
+
 exit $fails
