@@ -116,12 +116,50 @@ void add_sample(CLI::App& app) {
     const bool lead = comm.rank() == 0;
     const Config cfg = o->load();  // for the checks before loading; the pipeline loads the same
     const NetSpec& nc = cfg.spec;
-    if (!o->cls_text.empty())
-      o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
-    const bool per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
-    const bool images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
-    UVIT_CHECK(images || !o->latents.empty(),
-               "nothing to write: give --out grid.png, --npy FILE, --npz FILE and/or --dir DIR");
+    bool per_image_out = false, images = false, latent = false;
+    // --prompts FILE is read here, outside the checks below: a file may differ per rank.
+    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
+    int n = 0;
+    std::vector<int> labels;
+    // The checks of the command line and the config alone: under mpirun said once, by rank 0
+    // (SameOnEveryRank); those of files and folders below may differ per rank.
+    same_on_every_rank([&] {
+      if (!o->cls_text.empty())
+        o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
+      per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
+      images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
+      UVIT_CHECK(images || !o->latents.empty(),
+                 "nothing to write: give --out grid.png, --npy FILE, --npz FILE and/or --dir DIR");
+      latent = cfg.json.contains("z_shape");
+      UVIT_CHECK(
+          !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
+          " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+          "decode its samples (or only --latents FILE)");
+      UVIT_CHECK(
+          nc.text_conditional() || (prompts.empty() && o->negative_prompt.empty()), "config ",
+          cfg.config_name, " is not text-to-image: --prompt/--prompts do not apply",
+          nc.class_conditional() ? " (it is class-conditional: give --class K or --classes all)"
+                                 : " (it is unconditional: leave them out)");
+      n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
+      if (nc.class_conditional()) {
+        if (o->classes == "all") {
+          labels = classes_all(cfg, n);
+        } else if (!o->classes.empty()) {
+          UVIT_CHECK(o->cls < 0, "give --class or --classes, not both");
+          const std::vector<int> list = parse_class_list(o->classes, real_classes(cfg));
+          for (int i = 0; i < n; ++i) labels.push_back(list[size_t(i) % list.size()]);
+        } else {
+          UVIT_CHECK(o->cls >= 0, "config ", cfg.config_name,
+                     " is class-conditional: give --class K or --classes all");
+          const int k = real_classes(cfg);
+          UVIT_CHECK(o->cls < k, "--class ", o->cls, " is outside [0, ", k, ")");
+          labels.assign(n, o->cls);
+        }
+      } else {
+        UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
+                   " is not class-conditional: --class/--classes do not apply");
+      }
+    });
     // Every output is checked before minutes of sampling, not at the end.
     check_output("--out", o->out, {".png"});
     check_output("--npy", o->npy, {".npy"});
@@ -135,37 +173,6 @@ void add_sample(CLI::App& app) {
                        {"input --context", o->context},
                        {"input --null-context", o->null_context},
                        {"output --npy", option == std::string("--npy") ? "" : o->npy}});
-    const bool latent = cfg.json.contains("z_shape");
-    UVIT_CHECK(
-        !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
-        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
-        "decode its samples (or only --latents FILE)");
-    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
-    UVIT_CHECK(nc.text_conditional() || (prompts.empty() && o->negative_prompt.empty()), "config ",
-               cfg.config_name, " is not text-to-image: --prompt/--prompts do not apply",
-               nc.class_conditional()
-                   ? " (it is class-conditional: give --class K or --classes all)"
-                   : " (it is unconditional: leave them out)");
-    const int n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
-    std::vector<int> labels;
-    if (nc.class_conditional()) {
-      if (o->classes == "all") {
-        labels = classes_all(cfg, n);
-      } else if (!o->classes.empty()) {
-        UVIT_CHECK(o->cls < 0, "give --class or --classes, not both");
-        const std::vector<int> list = parse_class_list(o->classes, real_classes(cfg));
-        for (int i = 0; i < n; ++i) labels.push_back(list[size_t(i) % list.size()]);
-      } else {
-        UVIT_CHECK(o->cls >= 0, "config ", cfg.config_name,
-                   " is class-conditional: give --class K or --classes all");
-        const int k = real_classes(cfg);
-        UVIT_CHECK(o->cls < k, "--class ", o->cls, " is outside [0, ", k, ")");
-        labels.assign(n, o->cls);
-      }
-    } else {
-      UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
-                 " is not class-conditional: --class/--classes do not apply");
-    }
     o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
     GenerationRequest req = o->request();
     req.negative_prompt = o->negative_prompt;
@@ -190,7 +197,8 @@ void add_sample(CLI::App& app) {
       req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.width()},
                            " (the initial noise x_T of the --n samples)");
     // The settings that run, checked before loading and recorded in the metadata.
-    const GenerateOptions resolved = resolve_generation(cfg, req, flag_name);
+    GenerateOptions resolved;
+    same_on_every_rank([&] { resolved = resolve_generation(cfg, req, flag_name); });
 
     PipelineOptions po;
     po.config = o->config;

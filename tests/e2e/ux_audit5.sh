@@ -168,7 +168,9 @@ if command -v mpirun >/dev/null; then
     >"$tmp/out" 2>"$tmp/err"; }
   for args in "train --bogus|--bogus: not an option of train (uvit help train)|1" \
     "train --config lavin_dit_tiny --out $tmp/lv|config lavin_dit_tiny is LaVin-DiT: uvit train does not train it|1" \
-    "train --config $tmp/none.json --out $tmp/nf|config '$tmp/none.json' not found|2"; do
+    "train --config $tmp/none.json --out $tmp/nf|config '$tmp/none.json' not found|2" \
+    "sample --config fmnist_uvit_tiny --weights $W --n 2 --steps 2 --out $tmp/m.png|config fmnist_uvit_tiny is class-conditional: give --class K or --classes all|1" \
+    "sample --config fmnist_uvit_tiny --weights $W --n 2 --class 1 --sampler ddpm --steps 1001 --out $tmp/m.png|steps 1001: the ddpm sampler takes at most|1"; do
     IFS='|' read -r cmd msg want <<<"$args"
     # shellcheck disable=SC2086
     each_rank $cmd
