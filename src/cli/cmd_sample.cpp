@@ -117,12 +117,10 @@ void add_sample(CLI::App& app) {
     const Config cfg = o->load();  // for the checks before loading; the pipeline loads the same
     const NetSpec& nc = cfg.spec;
     bool per_image_out = false, images = false, latent = false;
-    // --prompts FILE is read here, outside the checks below: a file may differ per rank.
-    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     int n = 0;
     std::vector<int> labels;
     // The checks of the command line and the config alone: under mpirun said once, by rank 0
-    // (SameOnEveryRank); those of files and folders below may differ per rank.
+    // (SameOnEveryRank); those of files and folders (outputs, --prompts FILE) may differ per rank.
     same_on_every_rank([&] {
       if (!o->cls_text.empty())
         o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
@@ -130,6 +128,22 @@ void add_sample(CLI::App& app) {
       images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
       UVIT_CHECK(images || !o->latents.empty(),
                  "nothing to write: give --out grid.png, --npy FILE, --npz FILE and/or --dir DIR");
+    });
+    // Every output is checked before minutes of sampling, not at the end.
+    check_output("--out", o->out, {".png"});
+    check_output("--npy", o->npy, {".npy"});
+    check_output("--npz", o->npz, {".npz"});
+    check_output("--latents", o->latents, {".npy"});
+    check_output_dir("--dir", o->dir);
+    for (const auto& [option, path] :
+         {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
+      check_not_input(option, path,
+                      {{"input --noise", o->noise},
+                       {"input --context", o->context},
+                       {"input --null-context", o->null_context},
+                       {"output --npy", option == std::string("--npy") ? "" : o->npy}});
+    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
+    same_on_every_rank([&] {
       latent = cfg.json.contains("z_shape");
       UVIT_CHECK(
           !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
@@ -160,19 +174,6 @@ void add_sample(CLI::App& app) {
                    " is not class-conditional: --class/--classes do not apply");
       }
     });
-    // Every output is checked before minutes of sampling, not at the end.
-    check_output("--out", o->out, {".png"});
-    check_output("--npy", o->npy, {".npy"});
-    check_output("--npz", o->npz, {".npz"});
-    check_output("--latents", o->latents, {".npy"});
-    check_output_dir("--dir", o->dir);
-    for (const auto& [option, path] :
-         {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
-      check_not_input(option, path,
-                      {{"input --noise", o->noise},
-                       {"input --context", o->context},
-                       {"input --null-context", o->null_context},
-                       {"output --npy", option == std::string("--npy") ? "" : o->npy}});
     o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
     GenerationRequest req = o->request();
     req.negative_prompt = o->negative_prompt;
