@@ -28,6 +28,8 @@ void write_png(const std::string& path, const uint8_t* hwc, int w, int h, int c,
                const std::map<std::string, std::string>& text = {});
 void write_png(const std::string& path, const Image& im,
                const std::map<std::string, std::string>& text = {});
+// Whether the file `path` starts with the PNG signature (false when it cannot be read).
+bool is_png_file(const std::string& path);
 // The tEXt/iTXt chunks of a PNG file (CRC-checked).
 std::map<std::string, std::string> read_png_text(const std::string& path);
 // The same from PNG bytes in memory; `name` names them in errors.

@@ -190,8 +190,8 @@ class Trainer {
   size_t moments_n_ = 0;           // floats in each optimizer state buffer
   size_t mom_lo_ = 0;    // the flat offset where this rank's part starts (ZeRO-1: its shard's)
   size_t mom_base_ = 0;  // packed(mom_lo_)
-  bool zero_ = false;    // ZeRO-1 or 2 over several ranks: sharded state, part_
-  int zero_level_ = 0;
+  int zero_level_ = 0;   // 1 or 2: ZeRO over several ranks (sharded state, part_), 0: none
+  bool sharded() const { return zero_level_ >= 1; }
   bool overlapped_ = false;
   double last_norm_ = 0;
   // The float ranges the optimizer updates: the network's trained parameters, with

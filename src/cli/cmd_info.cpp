@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "cli/commands.hpp"
@@ -27,14 +25,6 @@ namespace fs = std::filesystem;
 
 namespace uvit::cli {
 namespace {
-
-// Whether the file `path` starts with the PNG signature.
-bool has_png_signature(const std::string& path) {
-  static const unsigned char kSig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  std::ifstream f(path, std::ios::binary);
-  unsigned char b[8] = {};
-  return f.read(reinterpret_cast<char*>(b), 8) && std::memcmp(b, kSig, 8) == 0;
-}
 
 // `uvit info IMAGE.png [--json]`: the metadata chunks as written, or one JSON line with the
 // parsed A1111 fields and the uvit-params record.
@@ -218,7 +208,7 @@ void add_info(CLI::App& app) {
                  "' is not expected with --config (uvit info IMAGE.png prints an image's "
                  "generation parameters)");
       // A folder or another kind of file is described (a file that is not there: the PNG's error).
-      if (fs::is_directory(*image) || (fs::exists(*image) && !has_png_signature(*image)))
+      if (fs::is_directory(*image) || (fs::exists(*image) && !is_png_file(*image)))
         return print_file_info(*image, *json);
       return print_image_info(*image, *json);
     }

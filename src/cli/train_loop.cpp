@@ -302,7 +302,8 @@ TrainOutcome run_training(const TrainJob& job) {
   Comm& comm = world(job.device);
   same_on_every_rank([&] { check_world_matches_scheduler(comm); });  // srun: every task alike
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
-  const long target = train_settings(cfg).steps;
+  const TrainSettings ts = train_settings(cfg);
+  const long target = ts.steps;
   const long at = check_run_dir(job, target);
   const std::string precision = settle_precision(job, quiet);
   if (job.resume && at == target) {
@@ -315,9 +316,8 @@ TrainOutcome run_training(const TrainJob& job) {
   }
 
   // Before the data and the trainer: said once, by rank 0.
-  same_on_every_rank([&] { data_parallel_width(train_settings(cfg), comm.size()); });
-  if (const TrainSettings ts = train_settings(cfg);
-      comm.size() == 1 && !quiet && (ts.overlap || ts.zero > 0))
+  same_on_every_rank([&] { data_parallel_width(ts, comm.size()); });
+  if (comm.size() == 1 && !quiet && (ts.overlap || ts.zero > 0))
     std::fprintf(stderr,
                  "note: %s change%s nothing in a single process (%s the exchange between ranks, "
                  "docs/distributed.md); the run keeps %s for an mpirun --resume\n",

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
@@ -129,6 +130,12 @@ void write_png(const std::string& path, const Image& im,
   UVIT_CHECK(im.px.size() == size_t(im.w) * im.h * im.c, path, ": image buffer has ", im.px.size(),
              " bytes, expected ", size_t(im.w) * im.h * im.c);
   write_png(path, im.px.data(), im.w, im.h, im.c, text);
+}
+
+bool is_png_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  uint8_t b[8] = {};
+  return f.read(reinterpret_cast<char*>(b), 8) && std::memcmp(b, kSignature, 8) == 0;
 }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {

@@ -216,8 +216,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
                    "process, train.accum 1 and CPU ranks (docs/distributed.md, \"ZeRO-2\")\n",
                    several ? "several slices or micro-batches per process" : "not on CUDA");
   }
-  const bool zero = zero_level_ >= 1;
-  zero_ = zero;
+  const bool zero = sharded();
   // The optimizer state holds the trained floats of this rank's part of the parameter vector
   // (all of it, or its ZeRO-1 shard) only, packed in order: a frozen parameter has no moments.
   mom_lo_ = zero ? std::min(P, size_t(comm_->rank()) * shard_) : 0;
@@ -399,7 +398,7 @@ StepStats Trainer::step() {
   for (double l : all) st.loss += l;
   st.loss /= V_;
   st.lr = s_.lr * warmup_factor(step_, s_.warmup);
-  if (zero_) {
+  if (sharded()) {
     zero_update(st.lr);  // (its optimizer update counts as exchange time too)
     st.grad_norm = last_norm_;
     st.comm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
@@ -433,8 +432,8 @@ float* Trainer::reduce_gradients() {
 void Trainer::exchange_range(size_t lo, size_t hi) {
   const size_t P = net_->num_params();
   float* g = net_->grads();
-  comm_->reduce_scatter_range(g, 1, P, P, shard_, lo, hi, zero_ ? part_.f32() : own(g));
-  if (!zero_) comm_->allgather_range(g, P, shard_, lo, hi);
+  comm_->reduce_scatter_range(g, 1, P, P, shard_, lo, hi, sharded() ? part_.f32() : own(g));
+  if (!sharded()) comm_->allgather_range(g, P, shard_, lo, hi);
   if (pages_) pages_->reduced(lo, hi);  // ZeRO-2: the range's sum is in part_
 }
 
@@ -548,7 +547,7 @@ void Trainer::stream_state(size_t i, const ByteSink* sink) {
   // holds the gathered state). Each piece is unpacked into a host buffer: the trained floats
   // from the state, zeros for the frozen ones (the file holds every parameter's state).
   gather_shards(
-      zero_ ? *comm_ : single_, P, zero_ ? shard_ : P, size_t(1) << 20,
+      sharded() ? *comm_ : single_, P, sharded() ? shard_ : P, size_t(1) << 20,
       [&](size_t off, size_t n, float* scratch) -> const float* {
         const size_t at = mom_lo_ + off;
         std::fill(scratch, scratch + n, 0.f);
@@ -629,7 +628,7 @@ void Trainer::save(bool snapshot) {
       for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
         fs::remove_all(root / std::to_string(steps[i]));
     }
-  } else if (zero_) {  // ZeRO-1: each train_state gathers the shards
+  } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)
       for (size_t i = 0; i < state_buffers().size(); ++i) stream_state(i, nullptr);
   }
@@ -687,7 +686,7 @@ void Trainer::resume(const std::string& from) {
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into
   // the packed buffers; the frozen parameters' state in the file is not read. Host memory (the
   // CPU) in place, device memory through a host buffer of 4 MB.
-  const size_t len = zero_ ? std::min(shard_, P - mom_lo_) : P;
+  const size_t len = sharded() ? std::min(shard_, P - mom_lo_) : P;
   const bool host = be_.name() == "cpu";
   std::vector<float> chunk(host ? 0 : std::min<size_t>(std::max<size_t>(moments_n_, 1), 1 << 20));
   for (size_t i = 0; i < bufs.size(); ++i) {
