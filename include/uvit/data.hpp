@@ -1,9 +1,9 @@
 // Datasets and the background batch loader.
 // Every dataset yields float32 CHW items in [-1, 1] (latent datasets: a posterior sample of the
 // stored moments) plus an int64 label (-1 when unlabeled) or, for text-to-image features, a context
-// [L, D]. All randomness of an item (flip, label dropout, posterior noise, caption choice) is a
-// pure function of (seed, epoch, position in epoch), so batches never depend on thread timing and a
-// resumed run continues the same sequence.
+// [L, D]. All randomness of an item (flip, label dropout, posterior noise, caption choice, npy_folder
+// version) is a pure function of (seed, epoch, position in epoch), so batches never depend on thread
+// timing and a resumed run continues the same sequence.
 #pragma once
 #include <array>
 #include <condition_variable>
