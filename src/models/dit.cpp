@@ -633,6 +633,9 @@ class DiT final : public Network {
   }
   double forward_flops() const override { return dit_flops(c_); }
 
+ protected:
+  void plan_batch(int B, bool train) override { plan(B, train, c_.tokens(), false); }
+
  private:
   // L: tokens per sample (the grid's, or the packed sequence's); packed: the gather buffers.
   void plan(int B, bool train, int L, bool packed);
