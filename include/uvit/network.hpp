@@ -197,7 +197,7 @@ class Network {
   std::function<void()> zero_grads_;  // use_grads: the gradient is the caller's
   bool act_stale_ = true;
   mutable bool params_set_ = false;
-  bool grads_set_ = false;  // grads_ zeroed (reserve() allocates it untouched)
+  bool grads_set_ = false;      // grads_ zeroed (reserve() allocates it untouched)
   std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded
 };
 

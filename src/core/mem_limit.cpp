@@ -1,8 +1,6 @@
 // The memory this process can have (docs/memory.md, "The memory check").
 #include "core/mem_limit.hpp"
 
-#include "core/env.hpp"
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -10,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/env.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -97,7 +96,8 @@ MemLimit read_mem_limit() {
     }
   }
   // The ranks of an MPI job on this node share its memory (Open MPI; MPICH's Hydra).
-  m.ranks = int(std::max({1L, env_long("OMPI_COMM_WORLD_LOCAL_SIZE"), env_long("MPI_LOCALNRANKS")}));
+  m.ranks =
+      int(std::max({1L, env_long("OMPI_COMM_WORLD_LOCAL_SIZE"), env_long("MPI_LOCALNRANKS")}));
   return m;
 }
 

@@ -235,7 +235,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // No gradient-sized buffer besides the network's own gradients unless this process adds several
   // (slices or micro-batches): the reduction works in place (docs/distributed.md, "Memory").
   if (k_ > 1 || s_.accum > 1) acc_ = DeviceBuffer(be_, size_t(k_) * P * 4);
-  if (zero) part_ = DeviceBuffer(be_, shard_ * 4);  // zeroed below
+  if (zero) part_ = DeviceBuffer(be_, shard_ * 4);               // zeroed below
   if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
     host_acc_.resize(size_t(k_) * P);
   // train.overlap (docs/distributed.md, "Overlap"): the direct case on host buffers only.
