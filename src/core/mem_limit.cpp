@@ -141,6 +141,8 @@ void recount_buffer(size_t counted, size_t actual) {
   live.fetch_add(actual - counted, std::memory_order_relaxed);  // modulo 2^64: may be negative
 }
 
+bool in_mem_plan() { return plans > 0; }
+
 MemPlan::MemPlan() {
   if (plans++ == 0) skipped = 0;
 }

@@ -54,6 +54,8 @@ class MemPlan {
   bool open_ = true;
 };
 
+bool in_mem_plan();  // whether a MemPlan is open on this thread
+
 // Parsers, exposed for tests: a /proc/meminfo field in bytes (0 if absent); a cgroup limit file's
 // value (size_t(-1) for "max" or an unparsable one).
 size_t meminfo_bytes(const std::string& meminfo, const std::string& key);

@@ -25,15 +25,16 @@ size_t CpuBackend::live_bytes() { return live_buffer_bytes(); }
 void* CpuBackend::alloc_bytes(size_t n) {
   // aligned_alloc needs a size that is a multiple of the alignment (and > 0 for a unique pointer).
   const size_t rounded = (n + kAlign - 1) / kAlign * kAlign;
-  // Sizes no machine can hold (a corrupt shape) fail here, also under ASan, whose allocator would
-  // abort instead of returning null.
-  if (rounded < n || n > kMaxBytes) fail("out of memory: could not allocate ", n, " bytes");
   const size_t want = rounded == 0 ? kAlign : rounded;
+  // Sizes no machine can hold (a corrupt shape) fail here, also under ASan, whose allocator would
+  // abort instead of returning null; in a MemPlan they count towards its need (below).
+  if (rounded < n || (n > kMaxBytes && !in_mem_plan()))
+    fail("out of memory: could not allocate ", n, " bytes");
   // Linux overcommits: buffers that together exceed the machine are each granted, then the OOM
   // killer ends the process once they are touched. Refuse what can never fit (docs/memory.md);
   // under a MemPlan a buffer that alone cannot fit is not allocated (null) and the plan refuses.
   if (!count_buffer(want)) return nullptr;
-  void* p = std::aligned_alloc(kAlign, want);
+  void* p = n > kMaxBytes ? nullptr : std::aligned_alloc(kAlign, want);  // (no limit known)
   if (!p) {
     uncount_buffer(want);
     fail("out of memory: could not allocate ", n, " bytes");
