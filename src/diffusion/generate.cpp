@@ -255,6 +255,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   // the first step (docs/memory.md, "Refused up front").
   MemPlan plan;
   Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels, opt.cfg_power);
+  net.set_skip_cache(opt.skip_cache);  // (its buffer is part of the plan)
   net.reserve(mb * (scale != 0 ? 2 : 1), false);
   plan.check();
   if (opt.on_buffers_checked) opt.on_buffers_checked();

@@ -60,6 +60,11 @@ whole_need "train fmnist_dit_tiny --batch 16" "$UVIT" train --config fmnist_dit_
   --out "$tmp/whole" --steps 2 --batch 16 --no-grid -q
 whole_need "sample --batch 64" "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 \
   --n 64 --batch 64 --steps 2 --out "$tmp/whole.png" -q
+"$UVIT" train --config fmnist_skip_dit_tiny --out "$tmp/skip" --steps 1 --batch 2 --no-grid -q >/dev/null ||
+  fail "train fmnist_skip_dit_tiny"
+whole_need "sample --skip-cache 2" "$UVIT" sample --config fmnist_skip_dit_tiny \
+  --weights "$tmp/skip/nnet_ema.safetensors" --class 1 --n 64 --batch 64 --steps 4 --skip-cache 2 \
+  --out "$tmp/whole.png" -q
 whole_need "bench --mode train" "$UVIT" bench --config fmnist_dit_tiny --mode train --batch 16 \
   --iters 1 --warmup 0
 whole_need "bench --mode sample" "$UVIT" bench --config fmnist_uvit_tiny --mode sample --batch 64 \
