@@ -123,7 +123,7 @@ size_t live_buffer_bytes() { return live.load(std::memory_order_relaxed); }
 
 bool count_buffer(size_t bytes) {
   const size_t limit = process_mem_limit();
-  if (plans && bytes > limit) {  // never fits: counted for check(), not allocated
+  if (plans && bytes > limit) {               // never fits: counted for check(), not allocated
     skipped += (bytes + 4095) / 4096 * 4096;  // as malloc would map it: whole pages
     return false;
   }
