@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/mem_limit.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/class_names.hpp"
@@ -147,7 +148,11 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
                " expects [", cfg_.spec.context_tokens, ", ", cfg_.spec.context_dim, "]");
   }
   be_ = make_backend(o.device, o.precision);
-  net_ = make_network(cfg_, *be_);
+  {  // a network the machine cannot hold is refused before its file is read (docs/memory.md)
+    MemPlan plan;
+    net_ = make_network(cfg_, *be_);
+    plan.check();
+  }
   net_->load_file(o.weights);
   try {  // whether the network has a Skip-Cache, for check() (generate() starts it anew)
     net_->set_skip_cache(2);
