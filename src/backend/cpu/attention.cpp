@@ -54,35 +54,6 @@ float row_max(const float* row, int n) {
   return mx;
 }
 
-// In place: row = exp(row - mx), 16 lanes at a time (GCC's tuning for AVX-512 Intel cores picks 8;
-// same bits per element, docs/kernels.md "Vector width"); returns the row's sum in the order of
-// the 8-lane `omp simd` reduction this loop followed before (lane l adds elements l, l + 8, ... of
-// the 8-wide chunks, lane 0 the tail, then 0 + lane 0 + ... + lane 7), so the same bits. Summing as
-// the exp goes hides the reduction's chain of dependent adds behind the exp's arithmetic: as a
-// second pass it was a sixth of softmax_rows (docs/benchmarks.md, "AMX Xeon, 2026-12-06 (2)").
-float exp_sum(float* row, int n, float mx) {
-  float lane[8] = {};
-  int j = 0;
-  for (; j + 16 <= n; j += 16) {
-    float* c = row + j;
-#pragma omp simd simdlen(16)
-    for (int t = 0; t < 16; ++t) c[t] = vm::exp(c[t] - mx);
-#pragma omp simd
-    for (int l = 0; l < 8; ++l) lane[l] = (lane[l] + c[l]) + c[l + 8];
-  }
-#pragma omp simd simdlen(16)
-  for (int t = j; t < n; ++t) row[t] = vm::exp(row[t] - mx);
-  if (j + 8 <= n) {
-#pragma omp simd
-    for (int l = 0; l < 8; ++l) lane[l] += row[j + l];
-    j += 8;
-  }
-  for (; j < n; ++j) lane[0] += row[j];
-  float sum = 0.f;
-  for (int l = 0; l < 8; ++l) sum += lane[l];
-  return sum;
-}
-
 // In place: row r of s (length n, scale already applied by the GEMM) becomes exp(s - max), inv[r]
 // its 1/sum (applied to the [rows, Dh] output instead of the [rows, n] tile) and lse[r] the
 // log-sum-exp.
@@ -90,7 +61,13 @@ void softmax_rows(float* s, int rows, int n, float* inv, float* lse) {
   for (int r = 0; r < rows; ++r) {
     float* row = s + static_cast<size_t>(r) * n;
     const float mx = row_max(row, n);
-    const float sum = exp_sum(row, n, mx);
+    // Two passes: the exp in 16 lanes (GCC's tuning for AVX-512 Intel cores picks 8; same bits per
+    // element, docs/kernels.md "Vector width"), then the sum in the order the fused loop had.
+#pragma omp simd simdlen(16)
+    for (int j = 0; j < n; ++j) row[j] = vm::exp(row[j] - mx);
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; ++j) sum += row[j];
     inv[r] = 1.f / sum;
     if (lse) lse[r] = mx + std::log(sum);
   }
