@@ -3,12 +3,10 @@
 # before it; the others keep what the audit found fine (a server soak, official checkpoint
 # wrappers, the docs against the help texts).
 set -uo pipefail
-UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") PY=${PYTHON:-/usr/bin/python3}
+UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
-
-U=$tmp/run
-run "$UVIT" train --config fmnist_uvit_tiny --out "$U" --steps 1 --batch 2 --no-grid -q
-W=$U/nnet_ema.safetensors
+tiny_run
 
 # --- ZeRO (docs/distributed.md) --------------------------------------------------------------------
 # `--set train.zero=3` said `train.dp_virtual must be >= 0 and train.zero 0, 1 or 2`: a setting the
