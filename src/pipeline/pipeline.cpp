@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "core/mem_limit.hpp"
+#include "uvit/ascii.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/class_names.hpp"
@@ -80,8 +81,7 @@ const char* model_kind_name(ModelKind k) {
 
 std::string canonical_sampler(const std::string& name, bool flow) {
   if (name.empty()) return name;
-  std::string k;
-  for (char c : name) k += char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string k = ascii_lower(name);
   if (flow) {  // docs/flow.md: the flow samplers, and A1111's names for the closest of them
     static const std::vector<std::pair<std::string, std::string>> flow_aliases = {
         {"k_euler", "euler"},

@@ -113,8 +113,11 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
   UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name,
              ": train.keep_snapshots must be >= 1");
-  UVIT_CHECK(s.dp_virtual >= 0 && s.zero >= 0 && s.zero <= 2, "config ", c.config_name,
-             ": train.dp_virtual must be >= 0 and train.zero 0, 1 or 2");
+  UVIT_CHECK(s.dp_virtual >= 0, "config ", c.config_name, ": train.dp_virtual must be >= 0, got ",
+             s.dp_virtual);
+  UVIT_CHECK(s.zero >= 0 && s.zero <= 2, "config ", c.config_name,
+             ": train.zero must be 0 (off), 1 (moments) or 2 (moments and gradient), got ", s.zero,
+             " (docs/distributed.md)");
   UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
              c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
