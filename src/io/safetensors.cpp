@@ -129,6 +129,10 @@ std::vector<Spec> read_specs(io::InFile& f, const std::string& path,
     uint64_t nbytes;
     if (__builtin_mul_overflow(numel, uint64_t(dtype_size(s.dtype)), &nbytes))
       fail(path, ": tensor '", name, "' is too large");
+    // A tensor of the right size past the end of the data: the file's copy stopped early.
+    if (s.begin <= s.end && s.end - s.begin == nbytes && s.end > data_size)
+      fail(path, ": truncated: tensor '", name, "' ends at byte ", s.end,
+           " of the data, the file holds ", data_size, " (", s.end - data_size, " bytes missing)");
     if (s.begin > s.end || s.end > data_size)
       fail(path, ": tensor '", name, "' data_offsets [", s.begin, ", ", s.end,
            "] outside the data buffer of ", data_size, " bytes");
