@@ -1,6 +1,6 @@
 // The live preview (GenerateOptions::preview, docs/samplers.md "Preview"): the x0 formulas, the
 // hook's calls, its last x0 against a deterministic sampler's output, and samples unchanged by it,
-// on a U-ViT (continuous VP), a DiT (ADM, learned sigma) and a flow preset.
+// on a U-ViT (continuous VP), a DiT (ADM, learned sigma) and a flow DiT.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,7 +32,7 @@ TEST(Preview, DataPredictionIsTheFormula) {
 }
 
 namespace {
-struct Run {
+struct Sampled {
   std::vector<float> out;
   std::vector<std::vector<float>> previews;
   std::vector<int> firsts, dones;
@@ -40,17 +40,26 @@ struct Run {
 
 // generate() of 3 samples in mini-batches of 2 on preset `name` (random weights), with or without
 // a preview hook every `interval` evaluations.
-Run run(const std::string& name, const std::string& sampler, int steps, bool hook, int interval) {
-  const Config c = load_config(name);
+// "flow": fmnist_dit_tiny as a flow preset (SiT's setting: no variance output).
+Sampled run(const std::string& name, const std::string& sampler, int steps, bool hook,
+            int interval) {
+  Config c = load_config(name == "flow" ? "fmnist_dit_tiny" : name);
+  if (name == "flow") {
+    apply_override(c, "schedule=flow");
+    apply_override(c, "nnet.learn_sigma=false");
+  }
   auto be = make_cpu_backend();
   auto net = make_network(c, *be);
-  net->init_random(11);
+  // Every weight non-zero: DiT's initialisation zeroes its output layer (its output would be 0).
+  std::vector<float> w(net->num_params());
+  for (size_t k = 0; k < w.size(); ++k) w[k] = 0.05f * float(std::sin(double(k) * 0.37));
+  be->upload(net->params(), w.data(), w.size() * sizeof(float));
   GenerateOptions o;
   o.sampler = sampler;
   o.steps = steps;
   o.seed = 4;
   o.mini_batch = 2;
-  Run r;
+  Sampled r;
   if (hook) {
     o.preview_interval = interval;
     o.preview = [&](const float* x0, int B, int first, int done, int) {
@@ -71,12 +80,11 @@ TEST(Preview, SamplesUnchangedAndCalledEveryInterval) {
     int steps, evals;
   };
   // euler with 5 grid points: 4 evaluations; ADM ddpm on the learned-sigma DiT; dpm-solver++.
-  for (const Case& k :
-       {Case{"fmnist_uvit_tiny", "euler-maruyama", 5, 5},
-        Case{"fmnist_uvit_tiny", "dpm-solver++", 5, 5}, Case{"fmnist_dit_tiny", "ddpm", 5, 5},
-        Case{"fmnist_lightningdit_tiny", "euler", 5, 4}}) {
-    const Run plain = run(k.preset, k.sampler, k.steps, false, 1);
-    const Run seen = run(k.preset, k.sampler, k.steps, true, 2);
+  for (const Case& k : {Case{"fmnist_uvit_tiny", "euler-maruyama", 5, 5},
+                        Case{"fmnist_uvit_tiny", "dpm-solver++", 5, 5},
+                        Case{"fmnist_dit_tiny", "ddpm", 5, 5}, Case{"flow", "euler", 5, 4}}) {
+    const Sampled plain = run(k.preset, k.sampler, k.steps, false, 1);
+    const Sampled seen = run(k.preset, k.sampler, k.steps, true, 2);
     EXPECT_EQ(plain.out, seen.out) << k.preset << " " << k.sampler;
     // Every 2nd evaluation of each mini-batch and its last: batches [0, 2) and [2, 3).
     std::vector<int> dones, firsts;
@@ -99,10 +107,9 @@ TEST(Preview, LastPreviewIsTheDeterministicSamplersOutput) {
     const char* sampler;
     double tol;  // U-ViT's DDIM uses alphabar where the preview uses alpha(t), sigma(t)
   };
-  for (const Case& k :
-       {Case{"fmnist_dit_tiny", "ddim", 0}, Case{"fmnist_lightningdit_tiny", "euler", 0},
-        Case{"fmnist_uvit_tiny", "ddim", 1e-5}}) {
-    const Run r = run(k.preset, k.sampler, 4, true, 100);
+  for (const Case& k : {Case{"fmnist_dit_tiny", "ddim", 0}, Case{"flow", "euler", 0},
+                        Case{"fmnist_uvit_tiny", "ddim", 1e-5}}) {
+    const Sampled r = run(k.preset, k.sampler, 4, true, 100);
     ASSERT_EQ(r.previews.size(), 2u) << k.preset;  // only each mini-batch's last
     std::vector<float> last = r.previews[0];
     last.insert(last.end(), r.previews[1].begin(), r.previews[1].end());
@@ -112,7 +119,7 @@ TEST(Preview, LastPreviewIsTheDeterministicSamplersOutput) {
       err = std::max(err, double(std::fabs(last[i] - r.out[i])));
     EXPECT_LE(err, k.tol) << k.preset << " " << k.sampler;
     // and not trivially so: an earlier preview differs
-    const Run every = run(k.preset, k.sampler, 4, true, 1);
+    const Sampled every = run(k.preset, k.sampler, 4, true, 1);
     EXPECT_NE(every.previews[0], every.previews[3]) << k.preset;
   }
 }
