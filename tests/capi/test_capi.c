@@ -4,6 +4,7 @@
  * calls. Usage: test_capi CONFIG.json WEIGHTS */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,14 @@ int main(int argc, char** argv) {
       CHECK(memcmp(again[i].pixels, im[i].pixels, 28 * 28) == 0, "image %d changed by a preview",
             i);
     uvit_images_free(again, n1);
+    /* An older caller's struct ends before the preview fields: whatever lies beyond is unread. */
+    memset(&pv, 0, sizeof pv);
+    gp.struct_size = offsetof(uvit_gen_params, preview);
+    st = uvit_generate(ctx, &gp, &again, &n1);
+    CHECK(st == UVIT_OK && n1 == 3 && pv.calls == 0, "older struct: %s, %d preview calls",
+          uvit_last_error(), pv.calls);
+    uvit_images_free(again, n1);
+    gp.struct_size = sizeof gp;
     gp.preview_interval = -1;
     st = uvit_generate(ctx, &gp, &again, &n1);
     CHECK(st == UVIT_ERR_INVALID_ARGUMENT && strstr(uvit_last_error(), "preview_interval"), "'%s'",
