@@ -133,6 +133,19 @@ int main(int argc, char** argv) {
          float *y = b.act(MH), *bias = b.act(H);
          return [=, &be] { be.add_bias(y, bias, M, H); };
        }},
+      // The MLP's first linear with its bias: the backend's linear (bf16: bias in the matmul's
+      // output) against the generic gemm then add_bias (docs/benchmarks.md, "AMX Xeon,
+      // 2026-12-06 (2)").
+      {"linear+bias    M x 512 x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *w = b.act(size_t(H) * D), *y = b.act(MH), *bias = b.act(H);
+         return [=, &be] { be.linear(x, D, w, D, bias, nullptr, y, H, M, H, D); };
+       }},
+      {"gemm, add_bias M x 512 x 2048",
+       [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
+         float *x = b.act(MD), *w = b.act(size_t(H) * D), *y = b.act(MH), *bias = b.act(H);
+         return [=, &be] { be.Backend::linear(x, D, w, D, bias, nullptr, y, H, M, H, D); };
+       }},
       {"bias_grad      M x 2048",
        [&](uvit::Backend& be, Buffers& b) -> std::function<void()> {
          float *dy = b.act(MH), *db = b.f32(H);

@@ -1,9 +1,9 @@
 // Datasets and the background batch loader.
 // Every dataset yields float32 CHW items in [-1, 1] (latent datasets: a posterior sample of the
 // stored moments) plus an int64 label (-1 when unlabeled) or, for text-to-image features, a context
-// [L, D]. All randomness of an item (flip, label dropout, posterior noise, caption choice) is a
-// pure function of (seed, epoch, position in epoch), so batches never depend on thread timing and a
-// resumed run continues the same sequence.
+// [L, D]. All randomness of an item (flip, label dropout, posterior noise, caption choice, npy_folder
+// version) is a pure function of (seed, epoch, position in epoch), so batches never depend on thread
+// timing and a resumed run continues the same sequence.
 #pragma once
 #include <array>
 #include <condition_variable>
@@ -38,6 +38,7 @@ enum : uint32_t {
   kRngDrop = 3,         // label dropout, element = position
   kRngPosterior = 4,    // posterior eps, elements position*numel ..
   kRngCaption = 5,      // caption choice, element = position
+  kRngVersion = 6,      // npy_folder's resize or crop version, element = position
 };
 
 class Dataset {
@@ -59,10 +60,11 @@ class Dataset {
   // The null condition for text datasets (empty-string context, L*D floats); empty otherwise.
   virtual const std::vector<float>& empty_context() const;
   virtual std::string describe() const = 0;  // one line: name, path, count, shape
-  // Variable-size datasets (FiTv2's packed training, docs/data.md): item i fills only the top-left
-  // valid_size(i) = {height, width} of its item_shape() canvas; get() zeroes the rest.
+  // Variable-size datasets (FiTv2's packed training, docs/data.md): the draw `rng` of item i fills
+  // only the top-left valid_size(i, rng) = {height, width} of its item_shape() canvas; get() zeroes
+  // the rest. The draw matters where an item has versions of different sizes (npy_folder).
   virtual bool variable_size() const { return false; }
-  virtual std::array<int, 2> valid_size(int64_t) const {
+  virtual std::array<int, 2> valid_size(int64_t, const DrawRng&) const {
     const auto s = item_shape();
     return {int(s[1]), int(s[2])};
   }
@@ -116,9 +118,12 @@ std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
 // limit); the file is named otherwise. Label = sorted index of the basename prefix before the
 // first '_' (ImageNet's rule). Shapes are read once when the dataset opens. NAME.flip.npy is the
 // stored horizontal flip of NAME.npy (FiT's extraction encodes both, docs/fit.md), not an item:
-// with the loader's random_flip a draw takes it with p 0.5 (get_flipped).
+// with the loader's random_flip a draw takes it with p 0.5 (get_flipped). NAME.crop.npy (and its
+// NAME.crop.flip.npy) is the crop version of NAME.npy, not an item: resize_or_crop "random" draws
+// one of the two per draw with p 1/2 (stream kRngVersion), "resize" / "crop" pin one (docs/fit.md).
 std::shared_ptr<Dataset> make_npy_folder_dataset(const std::string& dir, int channels, int canvas_h,
-                                                 int canvas_w, int patch, int max_tokens);
+                                                 int canvas_w, int patch, int max_tokens,
+                                                 const std::string& resize_or_crop = "random");
 
 // ---- configuration -----------------------------------------------------------------------------
 
@@ -139,6 +144,8 @@ struct DataOptions {
   // and the token limit; from dataset.{channels, canvas, patch_size, max_tokens}, else from the
   // preset's nnet (in_channels, input_size, patch_size, context_size).
   int channels = 0, canvas_h = 0, canvas_w = 0, patch = 1, max_tokens = 0;
+  // npy_folder: which version of an item with a crop version a draw takes (random, resize, crop).
+  std::string resize_or_crop = "random";
 };
 
 constexpr const char* kDefaultFmnistPath = "/usr/share/datasets/fashion-mnist";

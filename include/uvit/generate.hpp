@@ -32,6 +32,10 @@ struct GenerateOptions {
   // first_index + i, so a run split into pieces (uvit eval's chunks) equals the whole run.
   uint64_t first_index = 0;
   std::function<void(int done, int total)> progress;  // after each network evaluation
+  // Called once every buffer of the run is allocated and its sum checked against the memory the
+  // process can have, before the first step: the place for slow set-up the check should precede
+  // (bench initialises the weights there; docs/memory.md, "Refused up front").
+  std::function<void()> on_buffers_checked;
   // The initial x_T [n, C, H, W] instead of drawing it (later noise still comes from the seed).
   std::vector<float> noise;
   // Skip-Cache every N network calls (skip_dit only; 0 or 1: off).

@@ -39,6 +39,9 @@ class UViT final : public Network {
   size_t arena_bytes() const override { return arena_bytes_; }
   double forward_flops() const override { return uvit::forward_flops(cfg_); }
 
+ protected:
+  void plan_batch(int B, bool train) override { plan(B, train); }
+
  private:
   struct Plan;
   void plan(int B, bool train);

@@ -75,7 +75,7 @@ class Network {
     ensure_params();
     return params_;
   }
-  float* grads();  // allocated (zeroed) on first use; refused for quantised weights
+  float* grads();  // allocated on first use, zeroed then; refused for quantised weights
   size_t num_params() const { return table_.total(); }
   void zero_grad();
   // train.zero=2 (src/train/grad_pages.hpp): the gradient in memory the caller owns (num_params()
@@ -125,6 +125,12 @@ class Network {
   // fine-tuning"): from the next backward on, as above.
   void freeze_if(const std::function<bool(const ParamEntry&)>& f) { table_.freeze_if(f); }
 
+  // Allocates, untouched, the buffers a forward of B samples holds (with `train`, what its
+  // backward needs, and the gradients, zeroed at first use): inside a MemPlan the run's whole need
+  // is counted before anything is initialised (docs/memory.md, "Refused up front"). The next
+  // forward at (B, train) allocates nothing.
+  void reserve(int B, bool train);
+
   // Bytes of activation memory planned for the last forward.
   virtual size_t arena_bytes() const = 0;
   // Forward FLOPs per image (2 per multiply-add), every GEMM, attention and conv counted.
@@ -165,6 +171,8 @@ class Network {
   void grads_ready(size_t lo, size_t hi) const {  // floats [lo, hi) of the flat gradient
     if (grads_ready_ && hi > lo) grads_ready_(lo, hi);
   }
+  // The family's activation plan for (B, train), as forward makes it (reserve()).
+  virtual void plan_batch(int B, bool train) = 0;
   // Called after every load: checks the tensors a network rebuilds itself (MDT's
   // relative_position_index buffers) against what was read.
   virtual void check_loaded() {}
@@ -189,6 +197,7 @@ class Network {
   std::function<void()> zero_grads_;  // use_grads: the gradient is the caller's
   bool act_stale_ = true;
   mutable bool params_set_ = false;
+  bool grads_set_ = false;      // grads_ zeroed (reserve() allocates it untouched)
   std::string quantized_from_;  // "PATH (int8)" once a quantised file was loaded
 };
 

@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -51,7 +52,7 @@ double peak_rss_mb() {
 }
 
 // Draws o.n samples (by default with the preset's sampler, steps and guidance); the time includes
-// everything generate() does.
+// everything generate() does after its memory check (the weights are initialised at that check).
 void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   check_not_lavin(c);
   GenerateOptions g;
@@ -60,6 +61,11 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   g.cfg_scale = o.cfg_scale;
   g.seed = 1;
   g.mini_batch = o.batch;
+  double t0 = 0;
+  g.on_buffers_checked = [&] {
+    net.init_random(1);
+    t0 = now_s();
+  };
   g = with_preset_defaults(c, g);
   std::vector<int> labels;
   const int classes = real_classes(c);
@@ -74,7 +80,6 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
     bar.set_total(total);
     bar.update(done);
   };
-  const double t0 = now_s();
   std::vector<float> x = generate(net, c, g, o.n, labels);
   be.synchronize();
   const double secs = now_s() - t0;
@@ -126,12 +131,18 @@ void add_bench(CLI::App& app) {
     for (const auto& a : o->set) apply_override(c, a);
     const NetSpec& n = c.spec;
     auto be = make_backend(o->device, o->precision);
+    // Every buffer first, untouched, checked as a whole before the slow initialisation
+    // (docs/memory.md, "Refused up front"); sample mode's are generate()'s.
+    MemPlan plan;
     auto netp = make_network(c, *be);
     Network& net = *netp;
-    net.init_random(1);
-    if (o->mode == "sample") return bench_sample(*o, c, *be, net);
+    if (o->mode == "sample") {
+      plan.check();
+      return bench_sample(*o, c, *be, net);  // initialises once generate() checked its buffers
+    }
     const int B = o->batch;
-    const size_t img = n.in_numel();
+    const bool train = o->mode == "train";
+    const size_t img = n.in_numel(), P = net.num_params();
     Philox rng(7);
     std::vector<float> x(B * img), target(B * n.out_numel()), t(B), ctx;
     rng.fill_normal(x.data(), x.size());
@@ -144,24 +155,24 @@ void add_bench(CLI::App& app) {
     } else if (n.class_conditional()) {
       for (int b = 0; b < B; ++b) y.push_back(b % n.num_classes);
     }
-    auto up = [&](const void* src, size_t bytes) {
-      void* p = be->alloc_bytes(std::max<size_t>(bytes, 4));
-      if (bytes) be->upload(p, src, bytes);
-      return p;
-    };
-    auto* dx = static_cast<float*>(up(x.data(), x.size() * 4));
-    auto* dtarget = static_cast<float*>(up(target.data(), target.size() * 4));
-    auto* dt = static_cast<float*>(up(t.data(), t.size() * 4));
-    auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(up(y.data(), y.size() * 4));
-    auto* dctx = ctx.empty() ? nullptr : static_cast<float*>(up(ctx.data(), ctx.size() * 4));
+    auto alloc = [&](size_t bytes) { return be->alloc_bytes(std::max<size_t>(bytes, 4)); };
+    auto* dx = static_cast<float*>(alloc(x.size() * 4));
+    auto* dtarget = static_cast<float*>(alloc(target.size() * 4));
+    auto* dt = static_cast<float*>(alloc(t.size() * 4));
+    auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(alloc(y.size() * 4));
+    auto* dctx = ctx.empty() ? nullptr : static_cast<float*>(alloc(ctx.size() * 4));
     float* out = be->alloc(target.size());
-    const bool train = o->mode == "train";
-    float *m = nullptr, *v = nullptr, *ema = nullptr;
+    float *m = train ? be->alloc(P) : nullptr, *v = train ? be->alloc(P) : nullptr,
+          *ema = train ? be->alloc(P) : nullptr;
+    net.reserve(B, train);
+    plan.check();
+    net.init_random(1);
+    be->upload(dx, x.data(), x.size() * 4);
+    be->upload(dtarget, target.data(), target.size() * 4);
+    be->upload(dt, t.data(), t.size() * 4);
+    if (dy) be->upload(dy, y.data(), y.size() * 4);
+    if (dctx) be->upload(dctx, ctx.data(), ctx.size() * 4);
     if (train) {
-      const size_t P = net.num_params();
-      m = be->alloc(P);
-      v = be->alloc(P);
-      ema = be->alloc(P);
       be->fill(m, 0.f, P);
       be->fill(v, 0.f, P);
       be->copy(ema, net.params(), P);

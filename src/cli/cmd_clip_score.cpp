@@ -42,7 +42,8 @@ void add_clip_score(CLI::App& app) {
   add_encoder_device(cmd, o->device, o->precision, "the CLIP towers");
   cmd->add_option("--repeat", o->repeat,
                   "benchmark: run the image tower this many more times over the images (batches "
-                  "of --batch, preprocessing included) and print the median img/s")
+                  "of --batch, preprocessing included) and print the median img/s (default 0: "
+                  "none)")
       ->check(at_least(0));
   cmd->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   cmd->callback([o] {

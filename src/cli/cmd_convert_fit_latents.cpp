@@ -1,12 +1,12 @@
 // `uvit convert-fit-latents IN OUT`: FiTv2's official latent files (whlzy/FiT
-// fit/data/in1k_latent_dataset.py, docs/fit.md "The official latent files") to the npy_folder
+// fit/data/in1k_latent_dataset.py, docs/fit.md "The official data pipeline") to the npy_folder
 // layout: per file, the latent [C, h*p, w*p] of each of its two stored versions (the image and its
-// flip) as LABEL_NAME.npy and LABEL_NAME.flip.npy, LABEL zero-padded to 4 digits.
+// flip) as LABEL_NAME.npy and LABEL_NAME.flip.npy, LABEL zero-padded to 4 digits; with --versions
+// both, an image's crop file as LABEL_NAME.crop.npy and LABEL_NAME.crop.flip.npy beside them.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
@@ -74,35 +74,56 @@ Converted read_fit_latent(const std::string& path, int p) {
   return out;
 }
 
+// One file to convert and, with --versions both, its crop version (written beside it).
+struct Source {
+  std::string file, crop;
+};
+
 // The files to convert: under the official root (a from_16_to_L folder), the folders its loader
-// reads, greater_than_L_resize's file replaced by greater_than_L_crop's one with --crop; else
-// every *.safetensors under IN.
-std::vector<std::string> fit_latent_files(const std::string& in, bool crop) {
+// reads, an image's greater_than_L_resize file paired with its greater_than_L_crop file of the
+// same name (the loader's list of alternatives), of which `versions` keeps resize, crop or both;
+// else every *.safetensors under IN.
+std::vector<Source> fit_latent_files(const std::string& in, const std::string& versions) {
   UVIT_CHECK(fs::is_directory(in), in, ": not a directory");
   std::string len;
   for (const auto& e : fs::directory_iterator(in)) {
     const std::string name = e.path().filename().string();
     if (e.is_directory() && name.rfind("from_16_to_", 0) == 0) len = name.substr(11);
   }
+  std::vector<Source> out;
   if (len.empty()) {
-    UVIT_CHECK(!crop, in, ": --crop needs the official root (from_16_to_L, greater_than_L_*)");
-    return data::list_files_recursively(in, {"safetensors"});
+    UVIT_CHECK(versions == "resize", in, ": --versions ", versions,
+               " needs the official root (from_16_to_L, greater_than_L_*)");
+    for (auto& f : data::list_files_recursively(in, {"safetensors"})) out.push_back({f, ""});
+    return out;
   }
   const auto list = [&](const std::string& sub) {
     const std::string d = in + "/" + sub;
     return fs::is_directory(d) ? data::list_files_recursively(d, {"safetensors"})
                                : std::vector<std::string>{};
   };
-  std::vector<std::string> files = list("from_16_to_" + len);
-  const std::vector<std::string> resized = list("greater_than_" + len + "_resize"),
-                                 cropped = list("greater_than_" + len + "_crop");
-  std::set<std::string> crop_names;
-  if (crop)
-    for (const auto& f : cropped) crop_names.insert(fs::path(f).filename().string());
-  for (const auto& f : resized)
-    if (!crop_names.count(fs::path(f).filename().string())) files.push_back(f);
-  if (crop) files.insert(files.end(), cropped.begin(), cropped.end());
-  return files;
+  for (auto& f : list("from_16_to_" + len)) out.push_back({f, ""});
+  std::map<std::string, std::string> crop_of;  // file name -> its greater_than_L_crop file
+  for (auto& f : list("greater_than_" + len + "_crop"))
+    crop_of.emplace(fs::path(f).filename().string(), f);
+  for (auto& f : list("greater_than_" + len + "_resize")) {
+    const auto it = crop_of.find(fs::path(f).filename().string());
+    if (it == crop_of.end()) {
+      out.push_back({f, ""});
+      continue;
+    }
+    if (versions == "crop") out.push_back({it->second, ""});
+    if (versions != "crop") out.push_back({f, versions == "both" ? it->second : ""});
+    crop_of.erase(it);
+  }
+  // A crop file without a resize file: --versions crop takes it, as --crop always did; the
+  // official loader would pair it with a resize file that does not exist.
+  for (const auto& [name, f] : crop_of) {
+    UVIT_CHECK(versions != "both", f, ": a crop version without its ", len,
+               "_resize file of the same name (--versions both keeps both of an image)");
+    if (versions == "crop") out.push_back({f, ""});
+  }
+  return out;
 }
 
 }  // namespace
@@ -114,6 +135,7 @@ void add_convert_fit_latents(CLI::App& app) {
   struct Opts {
     std::string in, out;
     int patch = 2;
+    std::string versions = "resize";
     bool crop = false, quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -121,39 +143,61 @@ void add_convert_fit_latents(CLI::App& app) {
                   "the official dataset root (from_16_to_256, greater_than_256_resize, ...) or any "
                   "folder of *.safetensors")
       ->required();
-  cmd->add_option("OUT", o->out, "the npy_folder to write (LABEL_NAME.npy, LABEL_NAME.flip.npy)")
+  cmd->add_option("OUT", o->out,
+                  "the npy_folder to write (LABEL_NAME.npy, LABEL_NAME.flip.npy; with --versions "
+                  "both LABEL_NAME.crop.npy, LABEL_NAME.crop.flip.npy)")
       ->required();
   cmd->add_option("--patch", o->patch, "the patch size of the tokens (default 2)")
       ->check(at_least(1));
-  cmd->add_flag("--crop", o->crop,
-                "take greater_than_L_crop's version of an image instead of the resized one (the "
-                "official random: crop; default: resize)");
+  cmd->add_option("--versions", o->versions,
+                  "of an image with a greater_than_L_crop file: resize (default), crop, or both "
+                  "(LABEL_NAME.crop.npy beside the resize one: npy_folder draws one of the two, "
+                  "the official random: 'random')")
+      ->check(CLI::IsMember({"resize", "crop", "both"}));
+  cmd->add_flag("--crop", o->crop, "--versions crop (the official random: 'crop')");
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
   cmd->callback([o] {
-    const std::vector<std::string> files = fit_latent_files(o->in, o->crop);
+    UVIT_CHECK(!o->crop || o->versions != "both", "--crop is --versions crop, not both");
+    const std::vector<Source> files = fit_latent_files(o->in, o->crop ? "crop" : o->versions);
     UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
     make_dir(o->out);
     Progress bar("convert", long(files.size()), o->quiet);
     std::map<std::string, std::string> written;  // output stem -> its input file
+    size_t crops = 0;
     for (size_t i = 0; i < files.size(); ++i) {
-      const Converted c = read_fit_latent(files[i], o->patch);
+      const std::string& f = files[i].file;
+      const Converted c = read_fit_latent(f, o->patch);
       char label[8];
       std::snprintf(label, sizeof label, "%04lld", (long long)c.label);
-      const std::string stem = cat(o->out, "/", label, "_", fs::path(files[i]).stem().string());
+      const std::string name = fs::path(f).stem().string(),
+                        stem = cat(o->out, "/", label, "_", name);
+      // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
+      for (const char* suffix : {".flip", ".crop"})
+        UVIT_CHECK(name.size() < 5 || name.compare(name.size() - 5, 5, suffix) != 0, f,
+                   ": a name ending in ", suffix, " would read as another file's version");
       // The output name drops the folders: two files of one name and label (an image's resize
       // and crop versions, when IN is not the official root) would write one pair, the later
       // over the earlier.
-      const auto [it, fresh] = written.emplace(stem, files[i]);
-      UVIT_CHECK(fresh, o->in, ": ", it->second, " and ", files[i], " would both write ", stem,
+      const auto [it, fresh] = written.emplace(stem, f);
+      UVIT_CHECK(fresh, o->in, ": ", it->second, " and ", f, " would both write ", stem,
                  ".npy (two versions of one image? give the official root: its from_16_to_L "
-                 "folder picks one)");
+                 "folder picks one, or keeps both with --versions both)");
       save_npy(stem + ".npy", c.latent[0]);
       save_npy(stem + ".flip.npy", c.latent[1]);
+      if (!files[i].crop.empty()) {
+        const Converted k = read_fit_latent(files[i].crop, o->patch);
+        UVIT_CHECK(k.label == c.label, files[i].crop, ": label ", k.label, " differs from ",
+                   c.label, " of its resize version ", f);
+        save_npy(stem + ".crop.npy", k.latent[0]);
+        save_npy(stem + ".crop.flip.npy", k.latent[1]);
+        ++crops;
+      }
       bar.update(long(i + 1));
     }
     bar.finish();
     if (!o->quiet)
-      std::fprintf(stderr, "converted %zu latent files into %s\n", files.size(), o->out.c_str());
+      std::fprintf(stderr, "converted %zu latent files (%zu with their crop version) into %s\n",
+                   files.size(), crops, o->out.c_str());
   });
 }
 

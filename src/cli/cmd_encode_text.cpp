@@ -29,7 +29,8 @@ void add_encode_text(CLI::App& app) {
   cmd->add_option("--out,-o", o->out, "float32 [N,77,hidden] .npy")->required();
   add_encoder_device(cmd, o->device, o->precision, "the text encoder");
   cmd->add_option("--repeat", o->repeat,
-                  "benchmark: encode this many more times and print the median latency")
+                  "benchmark: encode this many more times and print the median latency "
+                  "(default 0: once, no benchmark)")
       ->check(at_least(0));
   cmd->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   add_prompt_arguments(cmd, o->prompts);

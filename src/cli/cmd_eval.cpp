@@ -104,7 +104,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write the metrics as JSON");
   cmd->add_option("--max-chunks", o->max_chunks,
                   "compute at most this many chunks, then stop (run the same command again to "
-                  "continue; 0: all)")
+                  "continue; 0: all, the default)")
       ->check(at_least(0));
   cmd->add_option("--prompts", o->prompts,
                   "text-to-image presets: prompts, one per line; sample i gets prompt i mod P");

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "cli/commands.hpp"
+#include "uvit/ascii.hpp"
 #include "uvit/class_names.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -82,9 +83,7 @@ void print_file_info(const std::string& path, bool as_json) {
                      "network"
                    : ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy "
                      "or .npz");
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
+  const std::string ext = ascii_lower(p.extension().string());
   nlohmann::json j = {{"file", base_name(path)}};
   if (ext == ".json")
     fail(path, ": a JSON file, not a PNG file; uvit info --config ", path, " describes a config");

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "uvit/ascii.hpp"
 #include "uvit/error.hpp"
 
 namespace fs = std::filesystem;
@@ -42,8 +43,8 @@ void check_output(const char* option, const std::string& path,
   if (path.empty()) return;
   const fs::path p(path);
   if (exts.size() > 0) {
-    std::string ext = p.extension().string(), list;
-    for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+    const std::string ext = ascii_lower(p.extension().string());
+    std::string list;
     bool ok = false;
     for (const char* e : exts) {
       ok = ok || ext == e;

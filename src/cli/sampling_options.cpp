@@ -63,7 +63,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_
                 ->check(at_least(0));
   auto* w = cmd->add_option("--guidance", o.sampling.guidance_w,
                             "guidance w in eps_u + w (eps_c - eps_u), DiT's and diffusers' "
-                            "convention (w = s + 1; 1 = none)")
+                            "convention (w = s + 1; 1 = none; default: the preset's)")
                 ->check(at_least(1));
   s->excludes(w);
   cmd->add_option("--guidance-channels", o.guidance_channels,

@@ -8,6 +8,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/env.hpp"
+#include "uvit/error.hpp"
+
 namespace uvit {
 
 namespace {
@@ -45,12 +48,12 @@ size_t cgroup_min(const std::string& root, std::string path, const char* file) {
   return lim;
 }
 
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : 0;
-}
-
 std::atomic<size_t> cached{0};  // 0: not read yet
+// Bytes of every CPU backend's live buffers: they share the machine (malloc_usable_size of each).
+std::atomic<size_t> live{0};
+// This thread's open MemPlans, and the bytes of the buffers they did not allocate.
+thread_local int plans = 0;
+thread_local size_t skipped = 0;
 }  // namespace
 
 size_t meminfo_bytes(const std::string& meminfo, const std::string& key) {
@@ -93,7 +96,8 @@ MemLimit read_mem_limit() {
     }
   }
   // The ranks of an MPI job on this node share its memory (Open MPI; MPICH's Hydra).
-  m.ranks = std::max({1, env_int("OMPI_COMM_WORLD_LOCAL_SIZE"), env_int("MPI_LOCALNRANKS")});
+  m.ranks =
+      int(std::max({1L, env_long("OMPI_COMM_WORLD_LOCAL_SIZE"), env_long("MPI_LOCALNRANKS")}));
   return m;
 }
 
@@ -114,5 +118,44 @@ size_t process_mem_limit() {
 }
 
 void forget_process_mem_limit() { cached.store(0); }
+
+size_t live_buffer_bytes() { return live.load(std::memory_order_relaxed); }
+
+bool count_buffer(size_t bytes) {
+  const size_t limit = process_mem_limit();
+  if (plans && bytes > limit) {               // never fits: counted for check(), not allocated
+    skipped += (bytes + 4095) / 4096 * 4096;  // as malloc would map it: whole pages
+    return false;
+  }
+  const size_t now = live.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  if (now > limit && !plans) {
+    live.fetch_sub(bytes, std::memory_order_relaxed);
+    fail("out of memory: the buffers need at least ", gib(now), ", ", read_mem_limit().describe());
+  }
+  return true;
+}
+
+void uncount_buffer(size_t bytes) { live.fetch_sub(bytes, std::memory_order_relaxed); }
+
+void recount_buffer(size_t counted, size_t actual) {
+  live.fetch_add(actual - counted, std::memory_order_relaxed);  // modulo 2^64: may be negative
+}
+
+bool in_mem_plan() { return plans > 0; }
+
+MemPlan::MemPlan() {
+  if (plans++ == 0) skipped = 0;
+}
+MemPlan::~MemPlan() {
+  if (open_) --plans;
+}
+
+void MemPlan::check() {
+  const size_t need = live_buffer_bytes() + skipped;
+  if (open_) --plans;
+  open_ = false;
+  if (need > process_mem_limit())
+    fail("out of memory: the buffers need ", gib(need), ", ", read_mem_limit().describe());
+}
 
 }  // namespace uvit

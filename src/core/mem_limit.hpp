@@ -23,6 +23,39 @@ MemLimit read_mem_limit();
 size_t process_mem_limit();
 void forget_process_mem_limit();
 
+// The bytes of the CPU backends' live buffers, all together (docs/memory.md).
+size_t live_buffer_bytes();
+// Counts a buffer of `bytes` the CPU backend is about to allocate. Outside a MemPlan: throws
+// "out of memory: the buffers need at least ..." when the live bytes would go above
+// process_mem_limit(). Inside one (this thread): never throws; returns false, without counting it
+// as live, for a buffer that alone is above the limit (the caller allocates nothing and returns
+// null: MemPlan::check() then refuses the plan).
+bool count_buffer(size_t bytes);
+void uncount_buffer(size_t bytes);  // a freed (or failed) buffer
+// A counted buffer's size corrected to what the allocator gave (not checked: a page or so more).
+void recount_buffer(size_t counted, size_t actual);
+
+// A run's setup (docs/memory.md, "Refused up front"): while one is open on this thread, the
+// buffers the run will hold (parameters, gradients, optimizer state, EMA, one step's activations)
+// are allocated untouched and not refused one by one; check() refuses their sum, naming the whole
+// need, before anything is initialised. Plans nest; only check() throws.
+class MemPlan {
+ public:
+  MemPlan();
+  ~MemPlan();
+  MemPlan(const MemPlan&) = delete;
+  MemPlan& operator=(const MemPlan&) = delete;
+  // Closes the plan (later buffers are checked one by one again), then throws "out of memory: the
+  // buffers need N, this machine has ..." when the live bytes and the buffers not allocated for
+  // being above the limit alone exceed process_mem_limit().
+  void check();
+
+ private:
+  bool open_ = true;
+};
+
+bool in_mem_plan();  // whether a MemPlan is open on this thread
+
 // Parsers, exposed for tests: a /proc/meminfo field in bytes (0 if absent); a cgroup limit file's
 // value (size_t(-1) for "max" or an unparsable one).
 size_t meminfo_bytes(const std::string& meminfo, const std::string& key);

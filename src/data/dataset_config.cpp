@@ -74,6 +74,7 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
   read_field(d, "p_uncond", o.p_uncond);
   read_field(d, "scale_factor", o.scale_factor);
   read_field(d, "feature_kind", o.feature_kind);
+  read_field(d, "resize_or_crop", o.resize_or_crop);
   UVIT_CHECK(o.feature_kind == "moments" || o.feature_kind == "deterministic",
              "config dataset.feature_kind: '", o.feature_kind, "' is not moments or deterministic");
   if (o.scale_factor == 0 && config.contains("autoencoder") && config["autoencoder"].is_object()) {
@@ -130,7 +131,7 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& in) {
                "dataset npy_folder: set "
                "dataset.channels and dataset.canvas (or nnet.in_channels and nnet.input_size)");
     return make_npy_folder_dataset(o.path, o.channels, o.canvas_h, o.canvas_w, o.patch,
-                                   o.max_tokens);
+                                   o.max_tokens, o.resize_or_crop);
   }
   if (o.name == "imagenet256_features" || o.name == "imagenet512_features") {
     UVIT_CHECK(o.split == "train", "dataset ", o.name, ": only the train split exists");

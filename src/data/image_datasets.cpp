@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "data/pixels.hpp"
+#include "uvit/ascii.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
@@ -27,9 +28,7 @@ std::vector<std::string> list_files_recursively(const std::string& dir,
   for (const auto& e : entries) {
     std::string full = dir + "/" + e;
     size_t dot = e.rfind('.');
-    std::string ext = dot == std::string::npos ? "" : e.substr(dot + 1);
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
+    const std::string ext = ascii_lower(dot == std::string::npos ? "" : e.substr(dot + 1));
     if (dot != std::string::npos && std::find(exts.begin(), exts.end(), ext) != exts.end()) {
       out.push_back(full);
     } else if (fs::is_directory(full)) {

@@ -125,7 +125,7 @@ LoaderState make_batch(const Dataset& ds, const LoaderOptions& opt, LoaderState 
     const bool flip = opt.random_flip && rng.stream(kRngFlip).uniform(uint64_t(pos)) < 0.5f;
     int64_t label = flip ? ds.get_flipped(perm[size_t(pos)], x, ctx, rng)
                          : ds.get(perm[size_t(pos)], x, ctx, rng);
-    if (!out.sizes.empty()) out.sizes[size_t(b)] = ds.valid_size(perm[size_t(pos)]);
+    if (!out.sizes.empty()) out.sizes[size_t(b)] = ds.valid_size(perm[size_t(pos)], rng);
     // CFGDataset: with probability p_uncond the condition becomes the null class / empty context.
     if (opt.cfg && rng.stream(kRngDrop).uniform(uint64_t(pos)) < float(opt.p_uncond)) {
       if (lc) {

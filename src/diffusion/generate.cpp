@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/mem_limit.hpp"
 #include "uvit/adm.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
@@ -288,7 +289,14 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
   mb = std::max(1, std::min(mb, n));
 
+  // The mini-batch's buffers and activations, allocated untouched and checked as a whole before
+  // the first step (docs/memory.md, "Refused up front").
+  MemPlan plan;
   Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels, opt.cfg_power);
+  net.set_skip_cache(opt.skip_cache);  // (its buffer is part of the plan)
+  net.reserve(mb * (scale != 0 ? 2 : 1), false);
+  plan.check();
+  if (opt.on_buffers_checked) opt.on_buffers_checked();
   std::vector<float> result(size_t(n) * numel);
   // dopri5's count is not known in advance: the total is then -1.
   const int per_batch = flow ? flow_evaluations(sampler, steps, opt.zero_init_steps) : steps;

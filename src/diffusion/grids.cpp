@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "uvit/ascii.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/error.hpp"
 
@@ -43,8 +44,7 @@ std::vector<double> make_grid(GridKind kind, const NoiseSchedule& ns, double t_T
 }
 
 GridKind grid_kind_from_name(const std::string& name) {
-  std::string k = name;
-  for (char& c : k) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string k = ascii_lower(name);
   if (k == "time_uniform" || k == "time-uniform") return GridKind::TimeUniform;
   if (k == "logsnr") return GridKind::LogSNR;
   fail("time grid: unknown skip type '", name, "' (valid: time_uniform, logSNR)");

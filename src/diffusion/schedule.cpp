@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "uvit/ascii.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/error.hpp"
 
@@ -73,8 +74,7 @@ NoiseSchedule NoiseSchedule::discrete(std::vector<double> betas) {
 }
 
 NoiseSchedule NoiseSchedule::by_name(const std::string& name) {
-  std::string k = name;
-  for (char& c : k) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string k = ascii_lower(name);
   if (k == "linear" || k == "linear_vp" || k == "continuous") return linear_vp();
   if (k == "discrete" || k == "discrete_sd") return discrete_sd();
   fail("noise schedule: unknown name '", name, "' (valid: linear, discrete)");

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "core/env.hpp"
 #include "dist/comm_impl.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
@@ -14,10 +15,6 @@
 namespace uvit {
 
 namespace {
-long env_long(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atol(v) : 0;
-}
 // The tasks Slurm runs this job as (srun, sbatch --ntasks); 0 outside Slurm.
 long scheduler_tasks() { return env_long("SLURM_NTASKS"); }
 std::unique_ptr<Comm>& world_ptr() {

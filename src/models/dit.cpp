@@ -633,6 +633,16 @@ class DiT final : public Network {
   }
   double forward_flops() const override { return dit_flops(c_); }
 
+ protected:
+  void plan_batch(int B, bool train) override {
+    plan(B, train, c_.tokens(), false);
+    // Skip-Cache's copy of the deep blocks' input, as its first full call would allocate it.
+    if (cache_every_ > 1 && !train && (!cache_.as() || cache_B_ != B)) {
+      cache_ = DeviceBuffer(be_, size_t(B) * c_.tokens() * c_.hidden_size * be_.act_bytes());
+      cache_B_ = B;
+    }
+  }
+
  private:
   // L: tokens per sample (the grid's, or the packed sequence's); packed: the gather buffers.
   void plan(int B, bool train, int L, bool packed);

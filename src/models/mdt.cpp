@@ -333,6 +333,7 @@ void MDT::plan(int B, bool train) {
   const size_t pd = size_t(c_.patch_size) * c_.patch_size * c_.out_channels();
   const int nb = c_.main_blocks(), h = c_.half();
   const bool side = train && c_.masked;
+  if (side) rows_.reserve(2 * M);  // the mask's lists: ids_keep, kept, masked and zeros rows
   arena_->plan([&](Arena& a) {
     cols_ = a.act(M * cpp);
     patches_ = a.act(M * D);

@@ -49,11 +49,15 @@ float* Network::grads() {
   UVIT_CHECK(quantized_from_.empty(), quantized_from_,
              ": quantised weights are for inference (predict, sample, eval, serve); training "
              "needs the fp32 weights");
-  if (!grads_) {
-    grads_ = be_.alloc(table_.total());
-    be_.fill(grads_, 0.f, table_.total());
-  }
+  if (!grads_) grads_ = be_.alloc(table_.total());
+  if (!grads_set_) be_.fill(grads_, 0.f, table_.total());
+  grads_set_ = true;
   return grads_;
+}
+
+void Network::reserve(int B, bool train) {
+  if (train && !grads_) grads_ = be_.alloc(table_.total());  // zeroed by grads()
+  plan_batch(B, train);
 }
 
 void Network::zero_grad() {
@@ -67,6 +71,7 @@ void Network::zero_grad() {
 void Network::use_grads(float* g, std::function<void()> zero) {
   if (grads_ && !zero_grads_) be_.free_bytes(grads_);
   grads_ = g;
+  grads_set_ = true;  // zero, the caller says
   zero_grads_ = std::move(zero);
 }
 

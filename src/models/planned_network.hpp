@@ -21,6 +21,7 @@ class PlannedNetwork : public Network {
 
   // Carves arena_ for B samples (with `train`, what backward needs); begin_forward calls it.
   virtual void plan(int B, bool train) = 0;
+  void plan_batch(int B, bool train) override { plan(B, train); }
   // The head of plan(): false when arena_ is already carved for (B, train); otherwise a fresh,
   // empty arena_ with (B, train) recorded in B_, train_.
   bool replan(int B, bool train) { return layers::begin_plan(be_, arena_, B_, train_, B, train); }

@@ -21,6 +21,8 @@ class RowLists {
   size_t add(const std::vector<int32_t>& ids, long rows, bool distinct, const char* what);
   // Sends the lists to the backend (reallocating only when they outgrew the buffer).
   void upload();
+  // Grows the buffer to n indices ahead of upload() (a plan: docs/memory.md).
+  void reserve(size_t n) { buf_.reserve(be_, n * sizeof(int32_t)); }
   // The backend copy of list `handle` (valid after upload()).
   const int32_t* at(size_t handle) const { return buf_.as<int32_t>() + handle; }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "pipeline/imagenet_classes.hpp"
+#include "uvit/ascii.hpp"
 
 namespace uvit {
 namespace {
@@ -17,11 +18,6 @@ std::vector<ClassName> simple(const std::vector<std::string>& names) {
   std::vector<ClassName> t;
   for (size_t i = 0; i < names.size(); ++i) t.push_back({int(i), "", names[i]});
   return t;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 std::string trim(const std::string& s) {
@@ -87,7 +83,7 @@ std::string class_display_name(const std::vector<ClassName>& t, int id) {
 }
 
 int find_class(const std::vector<ClassName>& t, int num_classes, const std::string& name_in) {
-  const std::string name = lower(trim(name_in));
+  const std::string name = ascii_lower(trim(name_in));
   if (name.empty()) return -1;
   if (name.find_first_not_of("0123456789") == std::string::npos) {
     if (name.size() > 9) return -1;
@@ -96,20 +92,20 @@ int find_class(const std::vector<ClassName>& t, int num_classes, const std::stri
   }
   for (const ClassName& c : t) {
     if (c.id >= num_classes) continue;
-    if (!c.wnid.empty() && lower(c.wnid) == name) return c.id;
+    if (!c.wnid.empty() && ascii_lower(c.wnid) == name) return c.id;
     for (const std::string& s : synonyms(c))
-      if (lower(s) == name) return c.id;
+      if (ascii_lower(s) == name) return c.id;
   }
   return -1;
 }
 
 std::vector<std::string> near_class_names(const std::vector<ClassName>& t, const std::string& name,
                                           int k) {
-  const std::string q = lower(trim(name));
+  const std::string q = ascii_lower(trim(name));
   std::vector<std::pair<size_t, std::string>> scored;
   for (const ClassName& c : t)
     for (const std::string& s : synonyms(c)) {
-      const std::string l = lower(s);
+      const std::string l = ascii_lower(s);
       // A substring match ranks first; otherwise by edit distance.
       const size_t d = l.find(q) != std::string::npos ? 0 : edit_distance(q, l) + 1;
       scored.push_back({d, s});

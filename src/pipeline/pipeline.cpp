@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/mem_limit.hpp"
+#include "uvit/ascii.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/class_names.hpp"
@@ -79,8 +81,7 @@ const char* model_kind_name(ModelKind k) {
 
 std::string canonical_sampler(const std::string& name, bool flow) {
   if (name.empty()) return name;
-  std::string k;
-  for (char c : name) k += char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string k = ascii_lower(name);
   if (flow) {  // docs/flow.md: the flow samplers, and A1111's names for the closest of them
     static const std::vector<std::pair<std::string, std::string>> flow_aliases = {
         {"k_euler", "euler"},
@@ -147,7 +148,11 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
                " expects [", cfg_.spec.context_tokens, ", ", cfg_.spec.context_dim, "]");
   }
   be_ = make_backend(o.device, o.precision);
-  net_ = make_network(cfg_, *be_);
+  {  // a network the machine cannot hold is refused before its file is read (docs/memory.md)
+    MemPlan plan;
+    net_ = make_network(cfg_, *be_);
+    plan.check();
+  }
   net_->load_file(o.weights);
   try {  // whether the network has a Skip-Cache, for check() (generate() starts it anew)
     net_->set_skip_cache(2);

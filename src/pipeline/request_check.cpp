@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 
+#include "uvit/ascii.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/flow.hpp"
 #include "uvit/generate.hpp"
@@ -53,8 +54,7 @@ std::string eps_samplers_of(const Config& c, ScheduleKind kind) {
 void check_sampler_of(const Config& cfg, const std::string& typed, bool flow,
                       const std::string& field) {
   if (typed.empty()) return;
-  std::string lower;
-  for (char c : typed) lower += char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = ascii_lower(typed);
   const std::string what =
       cat("config ", cfg.config_name, " (schedule ", cfg.json.value("schedule", "?"), ")");
   std::string sampler;

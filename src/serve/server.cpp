@@ -711,6 +711,15 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     if (!res.body.empty()) return;
     if (res.status == 404)
       send_error(req, res, 404, "no endpoint " + req.method + " " + req.path);
+    else if (res.status == 413 &&
+             req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) ==
+                 0)
+      // cpp-httplib 0.11 caps such a body at 8192 bytes (its FORM_URL_ENCODED limit, compiled
+      // into the library), far below our limit: curl -d sends JSON with that type.
+      send_error(req, res, 413,
+                 "the body is sent as application/x-www-form-urlencoded (curl -d's default), "
+                 "which is limited to 8192 bytes; send it as JSON: -H 'Content-Type: "
+                 "application/json'");
     else if (res.status == 413)
       send_error(req, res, 413, "the request body is too large");
     else if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") &&

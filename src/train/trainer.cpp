@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/mem_limit.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
 #include "uvit/error.hpp"
@@ -112,8 +113,11 @@ TrainSettings train_settings(const Config& c) {
   UVIT_CHECK(s.accum >= 1, "config ", c.config_name, ": train.accum must be >= 1");
   UVIT_CHECK(s.keep_snapshots >= 1, "config ", c.config_name,
              ": train.keep_snapshots must be >= 1");
-  UVIT_CHECK(s.dp_virtual >= 0 && s.zero >= 0 && s.zero <= 2, "config ", c.config_name,
-             ": train.dp_virtual must be >= 0 and train.zero 0, 1 or 2");
+  UVIT_CHECK(s.dp_virtual >= 0, "config ", c.config_name, ": train.dp_virtual must be >= 0, got ",
+             s.dp_virtual);
+  UVIT_CHECK(s.zero >= 0 && s.zero <= 2, "config ", c.config_name,
+             ": train.zero must be 0 (off), 1 (moments) or 2 (moments and gradient), got ", s.zero,
+             " (docs/distributed.md)");
   UVIT_CHECK(s.log_interval >= 1 && s.eval_interval >= 1 && s.save_interval >= 1, "config ",
              c.config_name, ": train.log_interval, eval_interval and save_interval must be >= 1");
   UVIT_CHECK(s.lr >= 0 && s.ema_rate >= 0 && s.ema_rate <= 1, "config ", c.config_name,
@@ -176,6 +180,9 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   V_ = data_parallel_width(s_, W);
   k_ = V_ / W;
   micro_ = s_.batch / (V_ * s_.accum);
+  // Every buffer the run holds is allocated untouched first and checked as a whole, so a batch
+  // that cannot fit is refused before init() or resume() (docs/memory.md, "Refused up front").
+  MemPlan plan;
   net_ = make_network(cfg_, be_);
   ema_ = make_network(cfg_, be_);
   // The parameters the optimizer updates: train.finetune partial keeps only those ignore_keys
@@ -231,10 +238,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // No gradient-sized buffer besides the network's own gradients unless this process adds several
   // (slices or micro-batches): the reduction works in place (docs/distributed.md, "Memory").
   if (k_ > 1 || s_.accum > 1) acc_ = DeviceBuffer(be_, size_t(k_) * P * 4);
-  if (zero) {  // the reduced gradient of this rank's shard; the padding stays zero
-    part_ = DeviceBuffer(be_, shard_ * 4);
-    be_.fill(part_.f32(), 0.f, shard_);
-  }
+  if (zero) part_ = DeviceBuffer(be_, shard_ * 4);               // zeroed below
   if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
     host_acc_.resize(size_t(k_) * P);
   // train.overlap (docs/distributed.md, "Overlap"): the direct case on host buffers only.
@@ -267,6 +271,10 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   dt_ = DeviceBuffer(be_, B * 4);
   dy_ = DeviceBuffer(be_, B * sizeof(int32_t));
   if (n.text_conditional()) dctx_ = DeviceBuffer(be_, B * n.context_numel() * 4);
+  net_->reserve(micro_, true);  // the gradient and one micro-batch's activations
+  plan.check();
+  // The reduced gradient of this rank's shard (ZeRO): its padding stays zero.
+  if (zero) be_.fill(part_.f32(), 0.f, shard_);
   LoaderOptions lo = loader_options(data_options_from_json(cfg_.json), micro_, s_.seed);
   lo.group = int64_t(V_) * s_.accum;
   lo.take_first = int64_t(comm_->rank()) * k_ * s_.accum;

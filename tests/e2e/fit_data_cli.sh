@@ -3,7 +3,8 @@
 # sizes -> `extract-features --fit` (the official resize_arr, SD-style VAE twin, each image and its
 # flip; checked against PIL + the PyTorch twin; resumable) -> `uvit train` a few steps with
 # random_flip on the stored flips; the official latent files (written by
-# tests/reference/fit_data_twin.py) -> `convert-fit-latents` (resize and --crop) -> train; errors.
+# tests/reference/fit_data_twin.py) -> `convert-fit-latents` (resize, --crop, --versions both) ->
+# train (both versions: drawn per draw, or pinned); errors.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 TWIN=tests/reference/fit_data_twin.py
@@ -86,6 +87,32 @@ run "$UVIT" train --config fmnist_fit_tiny "${tiny[@]}" --set 'nnet.input_size=[
   --set "dataset.path=$tmp/conv" --set lr_scheduler.warmup_steps=0 --out "$tmp/run2" --steps 2 \
   --batch 4 --no-grid -q
 
+# --versions both: n03_d's crop file beside its resize one as 0042_n03_d.crop.npy (+ .crop.flip.npy),
+# still four items; npy_folder draws one of the two per draw (dataset.resize_or_crop, default
+# random, the official random.choice). Pinned to resize or crop it trains as the resize or the
+# --crop conversion, byte for byte; random (the preset's seed 1234: n03_d's resize version at the
+# first draw, its crop version at the second) trains as neither.
+run "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/conv_both" --versions both
+grep -q "converted 4 latent files (1 with their crop version)" "$tmp/err" || fail "$(cat "$tmp/err")"
+run "$PY" $TWIN check-converted "$tmp/off/both_expected" "$tmp/conv_both"
+cat "$tmp/out"
+two=(--config fmnist_fit_tiny "${tiny[@]}" --set 'nnet.input_size=[32,42]' --set nnet.context_size=256
+     --set dataset.max_tokens=256 --set lr_scheduler.warmup_steps=0 --steps 2 --batch 4 --no-grid)
+run "$UVIT" train "${two[@]}" --set "dataset.path=$tmp/conv_crop" --out "$tmp/run_crop" -q
+for v in resize crop; do
+  run "$UVIT" train "${two[@]}" --set "dataset.path=$tmp/conv_both" \
+    --set dataset.resize_or_crop=$v --out "$tmp/both_$v" -q
+done
+same_files "$tmp/run2" "$tmp/both_resize" "resize_or_crop resize = the resize conversion"
+same_files "$tmp/run_crop" "$tmp/both_crop" "resize_or_crop crop = the --crop conversion"
+run "$UVIT" train "${two[@]}" --set "dataset.path=$tmp/conv_both" --out "$tmp/both_random"
+grep -q "4 arrays (5 stored flips), 4 classes, canvas \[4, 32, 42\], 1 with a crop version (resize_or_crop random)" \
+  "$tmp/out" "$tmp/err" || fail "the npy folder's line: $(cat "$tmp/out" "$tmp/err")"
+for v in resize crop; do
+  cmp -s "$tmp/both_random/nnet.safetensors" "$tmp/both_$v/nnet.safetensors" &&
+    fail "resize_or_crop random trained as $v throughout"
+done
+
 # Errors, one line each: a too-thin image, a latent file whose grid repeats a position.
 mkdir -p "$tmp/thin"
 "$PY" -c "
@@ -107,4 +134,27 @@ expect_error "x.safetensors: grid position (0, 0) of token 1 is outside the 1 x 
   "$UVIT" convert-fit-latents "$tmp/badgrid" "$tmp/badgrid_out" -q
 expect_error "--resolution must be 256 or 512, got 64" "$UVIT" extract-features --data "$tmp/images" \
   --weights "$tmp/ae.pth" --out "$tmp/x" --resolution 64 -q
+# --versions both refusals: a folder that is not the official root, with --crop, a crop file
+# without its resize file, a crop file of another label; npy_folder names a crop version outside the
+# canvas and an unknown resize_or_crop.
+expect_error "--versions both needs the official root" \
+  "$UVIT" convert-fit-latents "$tmp/badgrid" "$tmp/x" --versions both -q
+expect_error "--crop is --versions crop, not both" \
+  "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/x" --versions both --crop -q
+cp -r "$tmp/off/root" "$tmp/root2"
+rm "$tmp/root2/greater_than_256_resize/n03_d.safetensors"
+expect_error "greater_than_256_crop/n03_d.safetensors: a crop version without its 256_resize file" \
+  "$UVIT" convert-fit-latents "$tmp/root2" "$tmp/x" --versions both -q
+cp "$tmp/off/root/greater_than_256_resize/n03_d.safetensors" "$tmp/root2/greater_than_256_resize/"
+cp "$tmp/off/root/from_16_to_256/n01_a.safetensors" "$tmp/root2/greater_than_256_crop/n03_d.safetensors"
+expect_error "greater_than_256_crop/n03_d.safetensors: label 3 differs from 42 of its resize version" \
+  "$UVIT" convert-fit-latents "$tmp/root2" "$tmp/x" --versions both -q
+cp -r "$tmp/conv_both" "$tmp/conv_fit"
+rm "$tmp/conv_fit"/0000_n01_b*
+expect_error "0042_n03_d.crop.npy (the crop version of $tmp/conv_fit/0042_n03_d.npy): 32 x 32 is not a multiple of 2 within the 24 x 42 canvas" \
+  "$UVIT" train "${two[@]}" --set "dataset.path=$tmp/conv_fit" --set 'nnet.input_size=[24,42]' \
+  --out "$tmp/x_run" -q
+expect_error "resize_or_crop 'both' is not random, resize or crop" \
+  "$UVIT" train "${two[@]}" --set "dataset.path=$tmp/conv_both" --set dataset.resize_or_crop=both \
+  --out "$tmp/x_run" -q
 exit $fails

@@ -98,7 +98,7 @@ def write_latents(d):
     (one image in both), less_than_16 (not read by the loader). Each file holds feature [2, h, w, c]
     (the image's tokens, its flip's), grid [2, h*w] (row 0 the column, row 1 the row, as
     sample_fitv2_ddp.py builds it), size [h, w] and label; expected/ holds what the conversion must
-    give (resize default; crop_expected/ with --crop)."""
+    give (resize default; crop_expected/ with --crop; both_expected/ with --versions both)."""
     rs = np.random.RandomState(7)
     p, C = 2, 4
     root = os.path.join(d, "root")
@@ -123,10 +123,14 @@ def write_latents(d):
                           {"feature": feature, "grid": grid, "size": np.array([h, w], np.int32),
                            "label": np.array([label], np.int64)})
         for out, wanted in [("expected", ("from_16_to_256", "greater_than_256_resize")),
-                            ("crop_expected", ("from_16_to_256", "greater_than_256_crop"))]:
+                            ("crop_expected", ("from_16_to_256", "greater_than_256_crop")),
+                            ("both_expected", ("from_16_to_256", "greater_than_256_resize",
+                                               "greater_than_256_crop"))]:
             if sub in wanted:
                 os.makedirs(os.path.join(d, out), exist_ok=True)
-                stem = os.path.join(d, out, "%04d_%s" % (label, name))
+                # --versions both: the crop file beside the resize one as NAME.crop.npy
+                crop = ".crop" if out == "both_expected" and sub.endswith("_crop") else ""
+                stem = os.path.join(d, out, "%04d_%s%s" % (label, name, crop))
                 np.save(stem + ".npy", z[0])
                 np.save(stem + ".flip.npy", z[1])
 

@@ -1,8 +1,10 @@
 // The CPU backend's memory check (src/core/mem_limit.hpp, docs/memory.md): live bytes balance over
 // alloc/free from several threads, an allocation above the limit (UVIT_TEST_MEM_LIMIT) is refused
-// with the "out of memory: ..." line main's hint applies to, and the limit's sources parse.
+// with the "out of memory: ..." line main's hint applies to, a MemPlan refuses the sum of a run's
+// buffers as a whole, Network::reserve allocates all a step will, and the limit's sources parse.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 #include <vector>
@@ -10,6 +12,8 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "core/mem_limit.hpp"
 #include "error_of.hpp"
+#include "uvit/config.hpp"
+#include "uvit/network.hpp"
 
 namespace uvit {
 namespace {
@@ -62,6 +66,64 @@ TEST(MemLimit, RefusesAboveTheLimitWithOneLine) {
   void* b = be.alloc_bytes(2 * MiB);  // freed memory is available again
   be.free_bytes(b);
   EXPECT_EQ(CpuBackend::live_bytes(), live);
+}
+
+TEST(MemLimit, APlanRefusesTheWholeNeedAtItsCheck) {
+  CpuBackend be;
+  const size_t live = CpuBackend::live_bytes(), MiB = size_t{1} << 20;
+  const std::string limit = std::to_string(live + 3 * MiB);
+  ScopedEnv env("UVIT_TEST_MEM_LIMIT", limit.c_str());
+  {
+    MemPlan plan;
+    void* a = be.alloc_bytes(2 * MiB);  // fits
+    void* b = be.alloc_bytes(2 * MiB);  // together they do not: allocated, untouched, not refused
+    EXPECT_NE(b, nullptr);
+    EXPECT_EQ(be.alloc_bytes(8 * MiB), nullptr);  // alone above the limit: not allocated
+    EXPECT_EQ(uvit_test::error_of([&] { plan.check(); }),
+              "out of memory: the buffers need " + gib(live + 12 * MiB) + ", this machine has " +
+                  gib(live + 3 * MiB) + " (UVIT_TEST_MEM_LIMIT)");
+    // check() closed the plan: buffers are refused one by one again.
+    EXPECT_EQ(uvit_test::error_of([&] {
+                be.alloc_bytes(MiB);
+              }).rfind("out of memory: the buffers need at least ", 0),
+              0u);
+    be.free_bytes(a);
+    be.free_bytes(b);
+  }
+  EXPECT_EQ(CpuBackend::live_bytes(), live);
+  MemPlan fits;
+  be.free_bytes(be.alloc_bytes(2 * MiB));
+  EXPECT_EQ(uvit_test::error_of([&] { fits.check(); }), "(no error)");
+}
+
+// reserve(B, train) allocates every buffer a training step at B holds: the step allocates nothing.
+TEST(MemLimit, ReserveAllocatesAllOfAStep) {
+  for (const char* name : {"fmnist_uvit_tiny", "fmnist_dit_tiny", "fmnist_mdt_tiny"}) {
+    CpuBackend be;
+    const Config c = load_config(name);
+    auto net = make_network(c, be);
+    const int B = 2;
+    const NetSpec& n = c.spec;
+    std::vector<float> x(B * n.in_numel(), 0.1f), t(B, 0.5f), g(B * n.out_numel(), 1e-3f);
+    std::vector<int32_t> y(B, 1);
+    DeviceBuffer dx(be, x.size() * 4), dt(be, B * 4), dy(be, B * 4), out(be, g.size() * 4);
+    be.upload(dx.f32(), x.data(), x.size() * 4);
+    be.upload(dt.f32(), t.data(), B * 4);
+    be.upload(dy.as(), y.data(), B * 4);
+    net->init_random(1);
+    net->reserve(B, true);
+    const size_t live = CpuBackend::live_bytes();
+    net->zero_grad();
+    for (int pass = 0; pass < net->train_passes(); ++pass) {
+      net->set_train_pass(pass, 1, 0);
+      net->forward(dx.f32(), dt.f32(), n.class_conditional() ? dy.as<int32_t>() : nullptr, nullptr,
+                   out.f32(), B, true);
+      be.upload(out.f32(), g.data(), g.size() * 4);
+      net->backward(out.f32());
+    }
+    EXPECT_EQ(CpuBackend::live_bytes(), live) << name;
+    for (size_t i = 0; i < 64; ++i) ASSERT_TRUE(std::isfinite(net->grads()[i])) << name;
+  }
 }
 
 TEST(MemLimit, RanksOnANodeShareIt) {

@@ -177,9 +177,9 @@ TEST(NpyHeader, NpyFolderReadsDataAtLoad) {
   save_npy(d / "c_1.npy", Array::from_f32({2, 2, 2}, v.data()));
   auto ds = make_npy_folder_dataset(d.dir.string(), 2, 4, 6, 2, 0);
   ASSERT_EQ(ds->size(), 2);
-  EXPECT_EQ(ds->valid_size(1), (std::array<int, 2>{2, 2}));
-  std::vector<float> x(2 * 4 * 6, -1.f);
   const DrawRng rng{};
+  EXPECT_EQ(ds->valid_size(1, rng), (std::array<int, 2>{2, 2}));
+  std::vector<float> x(2 * 4 * 6, -1.f);
   ds->get(0, x.data(), nullptr, rng);
   EXPECT_EQ(x, v);
   const std::vector<uint8_t> raw = bytes_of(d / "c_1.npy");

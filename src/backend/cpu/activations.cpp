@@ -32,8 +32,9 @@ using cpu::as;
 template <class R, class F>
 const R* table(F f) {
   static const std::vector<R> t = [&] {
-    std::vector<R> v(size_t(1) << 16);
-    for (uint32_t b = 0; b < v.size(); ++b) {
+    // One padding entry: lookup16 reads 32 bits at the 16-bit entry 65535.
+    std::vector<R> v((size_t(1) << 16) + 1);
+    for (uint32_t b = 0; b < (uint32_t(1) << 16); ++b) {
       const float y = f(cpu::ld(cpu::bf16{uint16_t(b)}));
       if constexpr (std::is_same_v<R, float>)
         v[b] = y;
@@ -43,6 +44,37 @@ const R* table(F f) {
     return v;
   }();
   return t.data();
+}
+
+// t[x] for m bf16 x: 16 per vpgatherdd with AVX-512, which reads 32 bits at byte 2x and keeps the
+// low 16 (the table's padding entry covers x = 65535); the scalar loop loads one entry at a time,
+// and these lookups were 4 % of bf16 sampling (docs/benchmarks.md, "AMX Xeon, 2026-12-06 (2)").
+inline void lookup16(const uint16_t* t, const cpu::bf16* x, cpu::bf16* y, long m) {
+  long i = 0;
+#if defined(UVIT_CPU_AVX512)
+  const __mmask16 all = 0xffff;  // maskz forms: GCC 12 warns on the plain ones' undefined sources
+  for (; i + 16 <= m; i += 16) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m512i idx = _mm512_maskz_cvtepu16_epi32(all, b);
+    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), all, idx, t, 2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_maskz_cvtepi32_epi16(all, v));
+  }
+#endif
+  for (; i < m; ++i) y[i].bits = t[x[i].bits];
+}
+
+// t[x] as fp32 lanes for m <= 16 bf16 x (lanes past m are 0).
+inline cpu::f32x16 gather16(const float* t, const cpu::bf16* x, long m) {
+#if defined(UVIT_CPU_AVX512)
+  const __mmask16 k = cpu::lanes(m);
+  const __m256i b = _mm256_maskz_loadu_epi16(k, x);
+  const __m512i idx = _mm512_maskz_cvtepu16_epi32(0xffff, b);
+  return cpu::f32x16(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, t, 4));
+#else
+  cpu::f32x16 v{};
+  for (long j = 0; j < m; ++j) v[j] = t[x[j].bits];
+  return v;
+#endif
 }
 
 // simdlen(16) on the fp32 maps: GCC's tuning for Intel AVX-512 cores (-march=native on the AMX
@@ -57,8 +89,8 @@ void map_fwd(const float* x, float* y, size_t n, F f) {
   const long ln = static_cast<long>(n);
   if constexpr (std::is_same_v<T, cpu::bf16>) {
     const uint16_t* t = table<uint16_t>(f);
-#pragma omp parallel for if (ln >= kParallelMin) schedule(static)
-    for (long i = 0; i < ln; ++i) ys[i].bits = t[xs[i].bits];
+    cpu::for_each_block(ln, kParallelMin,
+                        [&](long i0, long m) { lookup16(t, xs + i0, ys + i0, m); });
   } else {
 #pragma omp parallel for simd simdlen(16) if (ln >= kParallelMin) schedule(static)
     for (long i = 0; i < ln; ++i) ys[i] = f(xs[i]);
@@ -74,12 +106,11 @@ void map_bwd(const float* dy, const float* x, float* dx, size_t n, F f) {
   if constexpr (std::is_same_v<T, cpu::bf16>) {
     const float* t = table<float>(f);
     cpu::for_each_block(ln, kParallelMin, [&](long i0, long m) {
-      alignas(64) float gb[cpu::kBlock], db[cpu::kBlock];
-      for (long i = 0; i < m; ++i) db[i] = t[xs[i0 + i].bits];
-      const float* gv = cpu::load_f32(gs + i0, m, gb);
-#pragma omp simd
-      for (long i = 0; i < m; ++i) db[i] = gv[i] * db[i];
-      cpu::store_f32(ds + i0, db, m);
+      const cpu::bf16 *g = gs + i0, *xb = xs + i0;
+      cpu::bf16* d = ds + i0;
+      cpu::for_each16(m, [=](long i, long k) {
+        cpu::store16(d + i, cpu::load16(g + i, k) * gather16(t, xb + i, k), k);
+      });
     });
   } else {
 #pragma omp parallel for simd simdlen(16) if (ln >= kParallelMin) schedule(static)

@@ -5,7 +5,6 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -19,39 +18,35 @@ namespace {
 constexpr size_t kAlign = 64;                  // one cache line / one AVX-512 register
 constexpr size_t kMaxBytes = size_t{1} << 46;  // 64 TiB
 constexpr size_t kParallelMin = 1 << 15;  // below this a parallel region costs more than it saves
-// Bytes of every CpuBackend's live buffers: they share the machine (malloc_usable_size of each).
-std::atomic<size_t> live{0};
 }  // namespace
 
-size_t CpuBackend::live_bytes() { return live.load(std::memory_order_relaxed); }
+size_t CpuBackend::live_bytes() { return live_buffer_bytes(); }
 
 void* CpuBackend::alloc_bytes(size_t n) {
   // aligned_alloc needs a size that is a multiple of the alignment (and > 0 for a unique pointer).
   const size_t rounded = (n + kAlign - 1) / kAlign * kAlign;
-  // Sizes no machine can hold (a corrupt shape) fail here, also under ASan, whose allocator would
-  // abort instead of returning null.
-  if (rounded < n || n > kMaxBytes) fail("out of memory: could not allocate ", n, " bytes");
   const size_t want = rounded == 0 ? kAlign : rounded;
+  // Sizes no machine can hold (a corrupt shape) fail here, also under ASan, whose allocator would
+  // abort instead of returning null; in a MemPlan they count towards its need (below).
+  if (rounded < n || (n > kMaxBytes && !in_mem_plan()))
+    fail("out of memory: could not allocate ", n, " bytes");
   // Linux overcommits: buffers that together exceed the machine are each granted, then the OOM
-  // killer ends the process once they are touched. Refuse what can never fit (docs/memory.md).
-  const size_t now = live.fetch_add(want, std::memory_order_relaxed) + want;
-  if (now > process_mem_limit()) {
-    live.fetch_sub(want, std::memory_order_relaxed);
-    fail("out of memory: the buffers need at least ", gib(now), ", ", read_mem_limit().describe());
-  }
-  void* p = std::aligned_alloc(kAlign, want);
+  // killer ends the process once they are touched. Refuse what can never fit (docs/memory.md);
+  // under a MemPlan a buffer that alone cannot fit is not allocated (null) and the plan refuses.
+  if (!count_buffer(want)) return nullptr;
+  void* p = n > kMaxBytes ? nullptr : std::aligned_alloc(kAlign, want);  // (no limit known)
   if (!p) {
-    live.fetch_sub(want, std::memory_order_relaxed);
+    uncount_buffer(want);
     fail("out of memory: could not allocate ", n, " bytes");
   }
-  live.fetch_add(malloc_usable_size(p) - want, std::memory_order_relaxed);  // what free subtracts
+  recount_buffer(want, malloc_usable_size(p));  // what free subtracts
   return p;
 }
 
 void CpuBackend::free_bytes(void* p) {
   if (!p) return;
   gemm_weights_written(p, 0);  // forgets blocked copies of weights that lived here
-  live.fetch_sub(malloc_usable_size(p), std::memory_order_relaxed);
+  uncount_buffer(malloc_usable_size(p));
   std::free(p);
 }
 

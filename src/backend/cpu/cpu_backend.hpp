@@ -40,6 +40,8 @@ class CpuBackend final : public Backend {
   void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override;
   void add_bias(float* y, const float* b, int M, int N) override;
+  void linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+              const float* residual, float* y, int ldy, int M, int N, int K) override;  // gemm.cpp
   void bias_grad_strided(const float* dy, long ld_dy, float* db, int M, int N) override;
   void gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                   int ldc) override;

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/cpu/act.hpp"
@@ -27,8 +28,9 @@ namespace uvit {
 namespace {
 
 using dt = dnnl::memory::data_type;
-// trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A/B type, C type, threads
-using Key = std::tuple<bool, bool, int, int, int, int, int, int, float, float, dt, dt, int>;
+// trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A/B type, C type, threads, bias (a
+// [N] vector of the A/B type added before the sum: CpuBackend::linear in bf16)
+using Key = std::tuple<bool, bool, int, int, int, int, int, int, float, float, dt, dt, int, bool>;
 
 struct MatmulCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
@@ -68,22 +70,22 @@ using md = dnnl::memory::desc;
 
 // Row-major op(A)[M,K]: strides (lda,1), or (1,lda) when A is stored transposed; likewise B.
 md a_desc(const Key& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   return md({M, K}, tab, ta ? dims{1, lda} : dims{lda, 1});
 }
 md b_desc(const Key& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   return md({K, N}, tab, tb ? dims{1, ldb} : dims{ldb, 1});
 }
 md c_desc(const Key& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   return md({M, N}, tc, dims{ldc, 1});
 }
 
 // any_b: B in the layout the primitive chooses (format any), reordered into it by the caller.
 dnnl::matmul::primitive_desc make_pd(const dnnl::engine& engine, const Key& k,
                                      bool user_scratchpad = false, bool any_b = false) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   const md a = a_desc(k), cd = c_desc(k);
   const md b = any_b ? md({K, N}, tab, dnnl::memory::format_tag::any) : b_desc(k);
   dnnl::primitive_attr attr;
@@ -94,7 +96,9 @@ dnnl::matmul::primitive_desc make_pd(const dnnl::engine& engine, const Key& k,
     po.append_sum(beta);
     attr.set_post_ops(po);
   }
-  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, engine);
+  if (!bias) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, cd), attr, engine);
+  const md bd({1, N}, tab, dims{N, 1});
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bd, cd), attr, engine);
 }
 
 dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scratchpad = false) {
@@ -150,24 +154,25 @@ struct Stored {
   bool dense() const { return ld == cols; }
 };
 Stored stored_a(const Key& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   return ta ? Stored{K, M, lda} : Stored{M, K, lda};
 }
 Stored stored_b(const Key& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, tab, tc, nt, bias] = k;
   return tb ? Stored{N, K, ldb} : Stored{K, N, ldb};
 }
 Stored stored_c(const Key& k) { return {std::get<2>(k), std::get<3>(k), std::get<7>(k)}; }
 
-bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C);
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C,
+                      const void* bias = nullptr);
 
 // C (fp32 or bf16 per key) = alpha op(A) op(B) + beta C through a cached, threaded primitive.
-// Returns false when oneDNN offers no primitive for the layout.
-bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
+// Returns false when oneDNN offers no primitive for the layout. bias: with the key's bias flag.
+bool run_matmul(const Key& key, const void* A, const void* B, void* C, const void* bias = nullptr) {
   const Stored sa = stored_a(key), sb = stored_b(key), sc = stored_c(key);
   const dt tab = std::get<10>(key), tc = std::get<11>(key);
   if (tab == dt::f32 || (sa.dense() && sb.dense() && sc.dense()))
-    return run_matmul_dense(key, A, B, C);
+    return run_matmul_dense(key, A, B, C, bias);
   // bf16 with a strided operand (U-ViT's skip_linear column halves, their weight gradients):
   // oneDNN 2.6 runs its AMX kernels only on dense operands and takes a slower gemm kernel for
   // strided ones, so the strided operands are copied dense first (docs/cpu_bf16.md).
@@ -193,7 +198,7 @@ bool run_matmul(const Key& key, const void* A, const void* B, void* C) {
     Cd = pc.data();
     std::get<7>(dk) = sc.cols;
   }
-  if (!run_matmul_dense(dk, A, B, Cd)) return false;
+  if (!run_matmul_dense(dk, A, B, Cd, bias)) return false;
   if (Cd != C) cpu::copy_rows(C, sc.ld, Cd, sc.cols, sc.rows, sc.cols, zc);
   return true;
 }
@@ -210,8 +215,8 @@ bool in_weights(const MatmulCache& c, const void* p, size_t bytes) {
 // B (memory bm at address B) in the primitive's blocked layout: the kept copy when B is a weight
 // reordered before for the same layouts since its last write, else reordered now (into a kept
 // copy on the second use, otherwise into the shared buffer). Caller holds c.mu.
-dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry& e,
-                       dnnl::memory bm, const void* B) {
+dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry& e, dnnl::memory bm,
+                       const void* B) {
   const Stored sb = stored_b(key);
   const md src = b_desc(key);
   const size_t bytes = e.blocked.get_size();
@@ -233,7 +238,7 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   return wm;
 }
 
-bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
+bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C, const void* bias) {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.prims.find(key);
@@ -251,7 +256,14 @@ bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C) {
   dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
   dnnl::memory cm(c_desc(key), c.engine, C);
   if (e.to_blocked) bm = blocked_b(c, key, e, bm, B);
-  e.prim.execute(c.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+  if (std::get<13>(key)) {
+    const int N = std::get<3>(key);
+    args[DNNL_ARG_BIAS] =
+        dnnl::memory(md({1, N}, std::get<10>(key), dims{N, 1}), c.engine, const_cast<void*>(bias));
+  }
+  e.prim.execute(c.stream, args);
   c.stream.wait();
   return true;
 }
@@ -338,7 +350,8 @@ void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alp
                 beta,
                 dt::bf16,
                 dt::f32,
-                omp_get_max_threads()};
+                omp_get_max_threads(),
+                false};
   auto& c = serial_cache();
   const SerialCache::Entry* prim = nullptr;
   {
@@ -380,13 +393,15 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
   if (M <= 0 || N <= 0) return;
   if (!bf16_) {
     if (K <= 0) return scale_only(M, N, beta, C, ldc);
-    const Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, dt::f32, dt::f32, 0};
+    const Key key{trans_a, trans_b, M,    N,       K,       lda, ldb,
+                  ldc,     alpha,   beta, dt::f32, dt::f32, 0,   false};
     if (omp_in_parallel() || !run_matmul(key, A, B, C))
       gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   // bf16 C: oneDNN computes in fp32 and rounds once on store (its sum post-op reads C).
-  const Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, dt::bf16, dt::bf16, 0};
+  const Key key{trans_a, trans_b, M,    N,        K,        lda, ldb,
+                ldc,     alpha,   beta, dt::bf16, dt::bf16, 0,   false};
   if (K > 0 && !omp_in_parallel() && run_matmul(key, A, B, C)) return;
   // Other layouts (and K == 0): through an fp32 copy of C.
   std::vector<float> c32(size_t(M) * N);
@@ -401,7 +416,7 @@ void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const 
   if (!bf16_) return gemm(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
   if (M <= 0 || N <= 0 || K <= 0) return;
   // bf16 A, B; fp32 C accumulated (+=) by the sum post-op.
-  const Key key{true, false, M, N, K, lda, ldb, ldc, 1.f, 1.f, dt::bf16, dt::f32, 0};
+  const Key key{true, false, M, N, K, lda, ldb, ldc, 1.f, 1.f, dt::bf16, dt::f32, 0, false};
   if (!omp_in_parallel() && run_matmul(key, A, B, C)) return;
   gemm_serial_bf16(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
 }
@@ -452,6 +467,21 @@ void bias_grad_t(const T* dy, long ld, float* db, int M, int N) {
 // The linear bias is read from the act copy of the parameters (backend.hpp).
 void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
   UVIT_CPU_ACT(add_bias_t(cpu::as<T>(y), cpu::as<T>(b), M, N));
+}
+
+// bf16: the bias (and an accumulated residual, y == residual) added in the matmul's fp32 output
+// before its one rounding to bf16, instead of rounding the product and then the sum with the bias
+// in add_bias (docs/cpu_bf16.md, "Bias in the matmul"). fp32, where fusing would only reorder
+// two fp32 roundings, and a separate residual take the generic path.
+void CpuBackend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
+                        const float* residual, float* y, int ldy, int M, int N, int K) {
+  if (bf16_ && bias && (!residual || residual == y) && M > 0 && N > 0 && K > 0 &&
+      !omp_in_parallel()) {
+    const Key key{false,    true,     M, N,   K, ldx, ldw, ldy, 1.f, residual ? 1.f : 0.f,
+                  dt::bf16, dt::bf16, 0, true};
+    if (run_matmul(key, x, w, y, bias)) return;
+  }
+  Backend::linear(x, ldx, w, ldw, bias, residual, y, ldy, M, N, K);
 }
 
 void CpuBackend::bias_grad_strided(const float* dy, long ld_dy, float* db, int M, int N) {

@@ -21,6 +21,11 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
     echo "ok: $(cat "$tmp/err")"
   fi
 }
+# tiny_run: one step of fmnist_uvit_tiny into $tmp/run; its EMA weights in $W (the audits' model).
+tiny_run() {
+  run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run" --steps 1 --batch 2 --no-grid -q
+  W=$tmp/run/nnet_ema.safetensors
+}
 # train_resume CFG NET ARGS...: CFG (with ARGS) trained 3 steps into $tmp/run without warm-up, so
 # that a few steps move the zero-initialised output layer off zero, then resumed to step 5; the
 # log's losses must be finite and the run's nnet.name NET.
