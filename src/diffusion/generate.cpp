@@ -185,7 +185,6 @@ class Evaluations {
     }
     if (opt_.progress) opt_.progress(done_, total_);
   }
-  int done() const { return done_; }
 
  private:
   const GenerateOptions& opt_;
