@@ -16,13 +16,14 @@ port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); p
 "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" --threads 1 ${SOAK_SERVE_ARGS:--q} 2>"$tmp/server.log" &
 pid=$!
 B=http://127.0.0.1:$port
-for _ in $(seq 300); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1200); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf "$B/health" >/dev/null || { echo "the server did not start: $(tail -3 "$tmp/server.log")"; exit 1; }
 head -c 100000 /dev/urandom >"$tmp/noise.bin"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 echo "requests 0: RSS $(rss) kB"
 t0=$(date +%s)
 for i in $(seq 1 "$N"); do
-  c=(curl -s -m 60 -o /dev/null)
+  c=(curl -s -m 60 -o /dev/null -w '%{http_code}\n')
   case $((i % 12)) in
     0) "${c[@]}" -X POST "$B/sdapi/v1/txt2img" -d '{"prompt": "Sneaker", "steps": 2, "batch_size": 2}' ;;
     1) "${c[@]}" -X POST "$B/sdapi/v1/txt2img" -d '{"prompt":' ;;
@@ -39,11 +40,12 @@ for i in $(seq 1 "$N"); do
     11) id=$(curl -s -m 20 -X POST "$B/uvit/v1/jobs" -d '{"class": "Bag", "steps": 40, "n": 4}' | "$PY" -c "import json, sys; print(json.load(sys.stdin)['id'])")
         curl -s -m 20 -o /dev/null -X POST "$B/uvit/v1/jobs/$id/cancel"
         curl -s -m 0.5 -o /dev/null "$B/uvit/v1/jobs/$id/events" ;;
-  esac
+  esac >>"$tmp/codes"
   kill -0 "$pid" 2>/dev/null || { echo "the server died at request $i: $(tail -3 "$tmp/server.log")"; exit 1; }
   [ $((i % 50)) = 0 ] && echo "requests $i: RSS $(rss) kB ($(($(date +%s) - t0)) s)"
 done
 [ -n "${SOAK_HOLD:-}" ] && { echo "server pid $pid held: $SOAK_HOLD"; touch "$SOAK_HOLD"; while [ -e "$SOAK_HOLD" ]; do sleep 1; done; }
+echo "HTTP statuses (count status): $(sort "$tmp/codes" | uniq -c | tr -s ' \n' ' ')"
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
 echo "server exit $rc"
 grep -v "^$" "$tmp/server.log" | tail -"${SOAK_LOG_LINES:-20}"
