@@ -122,6 +122,14 @@ UVIT_API const char* uvit_class_name(const uvit_ctx* ctx, int id);
 /* After each network evaluation: done of total. Return false to cancel. */
 typedef bool (*uvit_progress_callback)(int done, int total, void* user);
 
+typedef struct uvit_image uvit_image;
+/* A live preview (docs/c_api.md): the model's current guess of the running batch's final images
+ * (x0), n_images of them from image `first` of the request, after network evaluation done of
+ * total (total -1: not known in advance). Only width, height, channels, pixels, index and
+ * class_id are set; the images are valid during the call only. */
+typedef void (*uvit_preview_callback)(const uvit_image* images, int n_images, int first, int done,
+                                      int total, void* user);
+
 typedef struct uvit_gen_params {
   size_t struct_size;
   int n;              /* images (default 1) */
@@ -154,6 +162,12 @@ typedef struct uvit_gen_params {
   int zero_init_steps;   /* flow presets, euler/heun: the first N steps at velocity 0
                             (--zero-init-steps, SVG's cfg_star), N >= 0; has
                             UVIT_GEN_HAS_ZERO_INIT_STEPS */
+  /* Appended: a live preview. NULL (the default): none, and nothing is computed for it. Pixel
+   * models, and latent ones with Stable Diffusion's 4-channel autoencoder (a cheap linear map at
+   * latent resolution); others fail with UVIT_ERR_INVALID_ARGUMENT. */
+  uvit_preview_callback preview;
+  void* preview_user;
+  int preview_interval; /* every N network evaluations of a batch, and its last; 0: every one */
 } uvit_gen_params;
 
 /* uvit_gen_params.has: the fields whose zero is a value. */
@@ -164,7 +178,7 @@ typedef struct uvit_gen_params {
 
 UVIT_API void uvit_gen_params_init(uvit_gen_params* params);
 
-typedef struct uvit_image {
+struct uvit_image {
   int width, height, channels;
   uint8_t* pixels; /* HWC, row-major */
   uint8_t* png;    /* the PNG file, with the parameters and uvit-params text chunks */
@@ -174,7 +188,7 @@ typedef struct uvit_image {
   int class_id;     /* -1 unless class-conditional */
   char* parameters; /* A1111 "parameters" text */
   char* record;     /* "uvit-params" JSON */
-} uvit_image;
+};
 
 /* Generates params->n images into *images (free with uvit_images_free). On failure *images is
  * NULL and *n_images 0. */

@@ -133,6 +133,10 @@ class Autoencoder {
   // decode() then un-normalises: z = z_norm * std / scale_factor + mean (LightningDiT
   // inference.py); without stats, mean 0 and std 1. Channels must be embed_dim.
   void set_latent_stats(const LatentStats& stats);
+  // What decode() feeds the decoder for value z of latent channel c: z * std / scale_factor + mean.
+  float decoder_input(int c, float z) const {
+    return z * z_mul_[size_t(c)] / float(cfg_.scale_factor) + z_add_[size_t(c)];
+  }
 
   // images [B, in_channels, H, W] in [-1, 1] (H, W multiples of the downsample factor) ->
   // moments [B, 2*embed_dim, H/f, W/f]: quant_conv(encoder(x)) (channels: mean, then logvar).

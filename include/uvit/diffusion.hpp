@@ -114,6 +114,16 @@ using EpsFnT = std::function<void(const std::vector<T>& x, double t_cont, std::v
 using EpsFn = EpsFnT<float>;
 using EpsFn64 = EpsFnT<double>;
 
+// The data prediction of a noise prediction at solver time t: x0 = (x - sigma_t·eps) / alpha_t
+// per element, in double, stored in T (out may be eps). DPM-Solver++'s D and the live preview's
+// x0 (docs/samplers.md "Preview").
+template <class T>
+void data_prediction(const NoiseSchedule& ns, double t, const T* x, const T* eps, T* out,
+                     size_t n) {
+  const double a = ns.alpha(t), s = ns.sigma(t);
+  for (size_t i = 0; i < n; ++i) out[i] = T((double(x[i]) - s * double(eps[i])) / a);
+}
+
 // Philox stream of sampler noise for the k-th noisy step (0-based, execution order). Streams below
 // 2^32 are left to callers (e.g. the initial noise x_T).
 inline uint64_t sampler_noise_stream(uint64_t k) { return (uint64_t(1) << 32) + k; }

@@ -57,6 +57,13 @@ void check_zero_steps(const std::string& name, int K, int zero_steps);
 // (dopri5: -1, not known in advance).
 int flow_evaluations(const std::string& name, int K, int zero_steps = 0);
 
+// The data a velocity points to on the linear path: x1 = x_t + (1 - t)·v per element, in double,
+// stored in T (the live preview's x0, docs/samplers.md "Preview").
+template <class T>
+void flow_data_prediction(double t, const T* x, const T* v, T* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = T(double(x[i]) + (1 - t) * double(v[i]));
+}
+
 template <class T>
 using VelocityFnT = std::function<void(const std::vector<T>& x, double t, std::vector<T>& v)>;
 

@@ -52,6 +52,12 @@ struct GenerateOptions {
   // euler / heun: steps with velocity 0 at the start (SVG's cfg_star-N-0; sample.zero_init_steps,
   // default 0); < 0 = the preset's.
   int zero_init_steps = -1;
+  // Live preview (docs/samplers.md "Preview"): after every preview_interval-th network evaluation
+  // of a mini-batch (and its last), the model's current prediction of the clean samples, x0 [B, C,
+  // H, W] in generate()'s output space, of the B samples from index `first` of the request. Unset:
+  // nothing is computed. It only reads: the samples are the same with or without it.
+  std::function<void(const float* x0, int B, int first, int done, int total)> preview;
+  int preview_interval = 1;
 };
 
 // `opt` with the preset's defaults filled in: sampler (the official one for sample.algorithm),

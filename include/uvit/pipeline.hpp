@@ -79,6 +79,11 @@ struct GenerationRequest {
   bool keep_latents = false;  // fill GenerationResult::latents (latent models: before decoding)
   // After each network evaluation (done/total) and decode chunk; false cancels.
   std::function<bool(const char* phase, int done, int total)> progress;
+  // Live preview (GenerateOptions::preview): the current x0 of the running mini-batch (B samples
+  // from request index `first`) every preview_interval-th evaluation; Pipeline::preview_images
+  // turns it into pixels.
+  std::function<void(const float* x0, int B, int first, int done, int total)> preview;
+  int preview_interval = 1;
 };
 
 struct GeneratedImage {
@@ -216,6 +221,15 @@ class Pipeline {
   void check(const GenerationRequest& r, const FieldNames& names = {}) const;
   // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
   GenerationResult generate(const GenerationRequest& r);
+  // Whether preview_images has a cheap map for this model: a pixel model, or a latent one whose
+  // autoencoder is Stable Diffusion's kl-f8 family (4 latent channels, RGB). docs/samplers.md.
+  bool can_preview() const;
+  // One sentence on why can_preview() is false ("" when it is true), for the front ends' errors.
+  std::string preview_unavailable() const;
+  // The images of B x0 predictions [B, C, H, W] (a GenerationRequest::preview's): pixel models
+  // as the final images (clamped to [-1, 1], to 8 bits); latent ones at latent resolution through
+  // A1111's "Approximate cheap" linear map. Host arithmetic only, safe from any thread.
+  std::vector<Image> preview_images(const float* x0, int B) const;
   // The loaded autoencoder (nullptr: pixel model, or decode = false).
   const Autoencoder* autoencoder() const { return ae_.get(); }
   // Stops the running generation at its next network evaluation; safe from any thread. A call

@@ -2,6 +2,7 @@
 // exceptions turned into a status and a thread-local message. Built into libuvit.so only.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -270,6 +271,28 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
         return std::strcmp(phase, "sample") != 0 || done == 0 ||
                p.progress(done, total, p.progress_user);
       };
+    UVIT_CHECK(p.preview_interval >= 0, "uvit_gen_params.preview_interval must be >= 0, got ",
+               p.preview_interval);
+    if (p.preview) {
+      UVIT_CHECK(ctx->pipe->can_preview(), "uvit_gen_params.preview: config ",
+                 ctx->pipe->model_name(), ": ", ctx->pipe->preview_unavailable());
+      r.preview_interval = std::max(1, p.preview_interval);
+      r.preview = [&p, &r, ctx](const float* x0, int B, int first, int done, int total) {
+        const std::vector<uvit::Image> ims = ctx->pipe->preview_images(x0, B);
+        std::vector<uvit_image> v(ims.size());
+        for (size_t i = 0; i < ims.size(); ++i) {
+          v[i].width = ims[i].w;
+          v[i].height = ims[i].h;
+          v[i].channels = ims[i].c;
+          v[i].pixels = const_cast<uint8_t*>(ims[i].px.data());
+          v[i].seed = p.seed;
+          v[i].index = p.first_index + uint64_t(first) + i;
+          v[i].class_id =
+              r.classes.empty() ? -1 : r.classes[(size_t(first) + i) % r.classes.size()];
+        }
+        p.preview(v.data(), int(v.size()), first, done, total, p.preview_user);
+      };
+    }
     ctx->pipe->check(r, field_name);
     const uvit::GenerationResult res = ctx->pipe->generate(r);
     const size_t n = res.images.size();

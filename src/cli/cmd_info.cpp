@@ -9,6 +9,7 @@
 #include <map>
 
 #include "cli/commands.hpp"
+#include "io/readers.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/class_names.hpp"
 #include "uvit/config.hpp"
@@ -108,6 +109,9 @@ void print_file_info(const std::string& path, bool as_json) {
               {"values", values},
               {"dtypes", dtypes}});
     if (quantised) j["quantised"] = q.name();
+    const auto& meta = r->metadata();
+    if (meta.count(kEntryKey)) j["entry"] = meta.at(kEntryKey);  // a checkpoint's "ema", "model"...
+    if (meta.count(kEntriesKey)) j["entries"] = meta.at(kEntriesKey);
     // A quantised file holds scales beside the weights: no preset's table lists them.
     j["preset"] = quantised ? "" : matching_preset(r->tensors());
   } else {
@@ -136,6 +140,9 @@ void print_file_info(const std::string& path, bool as_json) {
                 j.contains("quantised")
                     ? cat(", quantised ", j["quantised"].get<std::string>()).c_str()
                     : "");
+    if (j.contains("entry"))
+      std::printf("entry         %s (the file holds %s)\n", j["entry"].get<std::string>().c_str(),
+                  j["entries"].get<std::string>().c_str());
     const std::string preset = j["preset"];
     if (!preset.empty())
       std::printf(

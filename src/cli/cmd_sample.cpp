@@ -70,6 +70,8 @@ void add_sample(CLI::App& app) {
     int n = 16, cls = -1;
     std::vector<std::string> prompt;
     std::string prompts_file, negative_prompt, clip, clip_config, vocab, latents;
+    std::string preview;
+    int preview_interval = 5;
   };
   auto o = std::make_shared<Opts>();
   add_sampling_options(cmd, *o, "cpu or cuda (sampling, and the decode and prompt encoding)");
@@ -109,6 +111,13 @@ void add_sample(CLI::App& app) {
                   "noise still comes from --seed)");
   cmd->add_option("--latents", o->latents,
                   "latent models: the sampled latents (before decoding), float32 [N,C,H,W] .npy");
+  cmd->add_option("--preview", o->preview,
+                  "write the model's current guess of the running mini-batch's samples (x0) as "
+                  "a grid .png while sampling, replaced atomically (docs/samplers.md \"Preview\")");
+  cmd->add_option("--preview-interval", o->preview_interval,
+                  "with --preview: every N network evaluations of a mini-batch, and at its last "
+                  "(default 5)")
+      ->check(at_least(1));
   cmd->callback([o, cmd] {
     // Under mpirun each rank draws whole mini-batches of the samples (sample i keeps the noise of
     // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
@@ -134,6 +143,7 @@ void add_sample(CLI::App& app) {
     check_output("--npy", o->npy, {".npy"});
     check_output("--npz", o->npz, {".npz"});
     check_output("--latents", o->latents, {".npy"});
+    check_output("--preview", o->preview, {".png"});
     check_output_dir("--dir", o->dir);
     for (const auto& [option, path] :
          {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
@@ -217,9 +227,12 @@ void add_sample(CLI::App& app) {
     po.identify = lead && (!o->out.empty() || !o->dir.empty());  // PNG metadata names the files
     Pipeline pipe(po);
     if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
+    UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
+               ": ", pipe.preview_unavailable());
 
     if (lead) {
-      for (const std::string& f : {o->out, o->npy, o->npz, o->latents}) make_parent_dir(f);
+      for (const std::string& f : {o->out, o->npy, o->npz, o->latents, o->preview})
+        make_parent_dir(f);
       if (!o->dir.empty()) make_dir(o->dir);
     }
     const long mb = std::min<long>(
@@ -254,6 +267,12 @@ void add_sample(CLI::App& app) {
       }
       return true;
     };
+    if (lead && !o->preview.empty()) {  // rank 0's mini-batches
+      req.preview_interval = o->preview_interval;
+      req.preview = [&](const float* x0, int B, int, int, int) {
+        write_png(o->preview, sample_grid(pipe.preview_images(x0, B)));
+      };
+    }
     GenerationResult res;
     if (mine > 0) {
       pipe.check(req, flag_name);  // errors naming our flags (generate's own name the fields)

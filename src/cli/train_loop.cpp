@@ -14,6 +14,7 @@
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
+#include "io/readers.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
 #include "uvit/diffusion.hpp"
@@ -158,7 +159,13 @@ void record_init(const std::string& dir, Config& cfg, bool quiet) {
   row["path"] = path;
   row["sha256"] = sha;
   std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
-  if (!quiet) std::fprintf(stderr, "starting from %s (sha256 %s)\n", path.c_str(), sha.c_str());
+  if (quiet) return;
+  // A checkpoint's entry (DiT's train.py files hold "model" and "ema"): say which one was taken.
+  const auto meta = open_weights(path)->metadata();
+  const std::string entry =
+      meta.count(kEntryKey) ? cat(", its \"", meta.at(kEntryKey), "\" entry") : std::string();
+  std::fprintf(stderr, "starting from %s%s (sha256 %s)\n", path.c_str(), entry.c_str(),
+               sha.c_str());
 }
 
 // On --resume PATH: the run's log up to the checkpoint's step, from `src` (the run's folder) into
@@ -274,11 +281,11 @@ TrainOutcome run_training(const TrainJob& job) {
   // The data a run trains on is part of its settings (a later --resume without --data uses it).
   if (!job.data_path.empty() && cfg.json.contains("dataset"))
     cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
-  // So are the weights a fine-tune starts from, named so that the record holds from any folder.
+  // So are the weights a fine-tune starts from, recorded by absolute path (so that the record
+  // holds from any folder) once the trainer has read them by the path as typed (its errors name
+  // the file as the user gave it).
   const TrainSettings asked = train_settings(cfg);
   const std::string init = job.resume ? "" : asked.init_weights;
-  if (!init.empty())
-    cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
   same_on_every_rank([&] {  // the settings only: said once under mpirun, before MPI starts
     // ignore_keys picks what is not taken from the weights, or (partial) what is trained: alone,
     // on a new run from the seed, it would change nothing.
@@ -347,6 +354,8 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
+    if (!init.empty())
+      cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       set_aside_failed_start(dir, job.quiet);

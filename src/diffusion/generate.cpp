@@ -159,12 +159,46 @@ class Denoiser {
   std::vector<float> host_;
 };
 
+// After each network evaluation: the progress callback and, every opt.preview_interval-th
+// evaluation of a mini-batch and at its last, the preview of the x0 that `fill` writes (the
+// sampler's own data prediction; nothing is computed without a preview).
+class Evaluations {
+ public:
+  Evaluations(const GenerateOptions& opt, int per_batch, int total)
+      : opt_(opt), per_batch_(per_batch), total_(total) {}
+  // The mini-batch that the next evaluations belong to.
+  void start(int first, int B, size_t numel) {
+    first_ = first;
+    B_ = B;
+    numel_ = numel;
+    batch_done_ = 0;
+  }
+  template <class Fill>
+  void operator()(Fill&& fill) {
+    ++done_;
+    ++batch_done_;
+    const int every = std::max(1, opt_.preview_interval);
+    if (opt_.preview && (batch_done_ % every == 0 || batch_done_ == per_batch_)) {
+      x0_.resize(size_t(B_) * numel_);
+      fill(x0_.data());
+      opt_.preview(x0_.data(), B_, first_, done_, total_);
+    }
+    if (opt_.progress) opt_.progress(done_, total_);
+  }
+
+ private:
+  const GenerateOptions& opt_;
+  int per_batch_, total_, done_ = 0, batch_done_ = 0, first_ = 0, B_ = 0;
+  size_t numel_ = 0;
+  std::vector<float> x0_;
+};
+
 // DiT's ADM samplers: `ddpm` = respacing "K" with the network's variance (learned, or fixed
 // large), `ddim` = respacing "ddimK" with eta 0 (facebookresearch/DiT diffusion/respace.py).
 // Power-cos guidance reads the original step t as tau = t / 1000, as MDT's forward_with_cfg.
 std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector<float> x,
                               Denoiser& model, const NetSpec& s, int B, uint64_t seed,
-                              uint64_t noise_offset, const std::function<void()>& on_eval) {
+                              uint64_t noise_offset, Evaluations& on_eval) {
   const bool ddim = sampler == "ddim";
   const AdmDiffusion d = AdmDiffusion::dit((ddim ? "ddim" : "") + std::to_string(steps));
   const int K = d.num_timesteps();
@@ -175,7 +209,11 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
   for (int i = K - 1; i >= 0; --i) {
     const double t = d.network_time(i);
     model(x.data(), float(t), power_cos_tau(s, t, t / d.original_num_steps()), out.data());
-    if (on_eval) on_eval();
+    on_eval([&](float* d0) {  // ADM's pred_xstart from the eps channels
+      for (int b = 0; b < B; ++b)
+        for (int64_t k = 0; k < C * hw; ++k)
+          d0[b * C * hw + k] = float(d.pred_x0(i, x[b * C * hw + k], out[b * Co * hw + k]));
+    });
     if (ddim) {
       d.ddim_step(i, x.data(), out.data(), Co, next.data(), B, C, hw);
     } else {
@@ -195,8 +233,7 @@ std::vector<float> adm_sample(const std::string& sampler, int steps, std::vector
 // float32 as the official comparison). Power-cos guidance: tau = 1 - t (t = 1 is data), FiT's
 // min(t, 1).
 std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, Denoiser& model,
-                            const NetSpec& s, int B, uint64_t noise_offset,
-                            const std::function<void()>& on_eval) {
+                            const NetSpec& s, int B, uint64_t noise_offset, Evaluations& on_eval) {
   const size_t numel = s.in_numel(), onumel = s.out_numel();
   std::vector<float> out(size_t(B) * onumel);
   VelocityFnT<float> velocity = [&](const std::vector<float>& xs, double t, std::vector<float>& v) {
@@ -204,7 +241,7 @@ std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, De
           !(float(t) < float(opt.cfg_interval)));
     for (int b = 0; b < B; ++b)  // the velocity channels of each sample
       std::copy_n(out.begin() + b * onumel, numel, v.begin() + b * numel);
-    on_eval();
+    on_eval([&](float* d0) { flow_data_prediction(t, xs.data(), v.data(), d0, xs.size()); });
   };
   FlowOptions fo;
   fo.shift = opt.shift;
@@ -260,14 +297,10 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   plan.check();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
   std::vector<float> result(size_t(n) * numel);
-  int evals_done = 0;
   // dopri5's count is not known in advance: the total is then -1.
   const int per_batch = flow ? flow_evaluations(sampler, steps, opt.zero_init_steps) : steps;
   const int evals_total = per_batch < 0 ? -1 : ((n + mb - 1) / mb) * per_batch;
-  auto on_eval = [&] {
-    ++evals_done;
-    if (opt.progress) opt.progress(evals_done, evals_total);
-  };
+  Evaluations on_eval(opt, per_batch, evals_total);
   // The network time of the solvers' continuous t: the schedule's, one less for ADM's 0-based
   // steps (DPM-Solver's discrete t = (n + 1) / N). Power-cos guidance: tau = that step / N for
   // ADM (as its ddpm), the solver's t for U-ViT's schedules.
@@ -285,6 +318,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
     model.condition(B, cls ? labels.data() + start : nullptr, null_class(cfg),
                     text ? contexts.data() + size_t(start) * L : nullptr,
                     null_context.empty() ? nullptr : null_context.data());
+    on_eval.start(start, B, numel);
     std::vector<float> x0;
     if (flow) {
       x0 = flow_run(opt, std::move(x), model, nc, B, first, on_eval);
@@ -298,7 +332,7 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
         eps.resize(xs.size());
         for (int b = 0; b < B; ++b)  // the eps channels of each sample
           std::copy_n(out.begin() + b * onumel, numel, eps.begin() + b * numel);
-        on_eval();
+        on_eval([&](float* d0) { data_prediction(ns, t, xs.data(), eps.data(), d0, xs.size()); });
       };
       SamplerOptions so;
       so.noise_offset = first;

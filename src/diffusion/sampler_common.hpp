@@ -24,10 +24,7 @@ struct ModelCall {
     ++nfe;
     UVIT_CHECK(out.size() == x.size(), "sampler: the model returned ", out.size(),
                " values for an input of ", x.size(), " (t = ", t, ")");
-    if (data_prediction) {
-      const double a = ns.alpha(t), s = ns.sigma(t);
-      for (size_t i = 0; i < x.size(); ++i) out[i] = T((double(x[i]) - s * double(out[i])) / a);
-    }
+    if (data_prediction) uvit::data_prediction(ns, t, x.data(), out.data(), out.data(), x.size());
   }
 };
 

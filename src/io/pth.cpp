@@ -102,9 +102,18 @@ bool is_inert_class(const std::string& name) {
 
 class Unpickler {
  public:
-  Unpickler(const std::vector<uint8_t>& p, const std::string& path) : p_(p), path_(path) {}
+  // `start`: where the pickle begins in p; `whole_file`: p is the whole file (a legacy torch.save),
+  // so a pickle that runs out of bytes is a truncated file.
+  Unpickler(const std::vector<uint8_t>& p, const std::string& path, size_t start = 0,
+            bool whole_file = false)
+      : p_(p), path_(path), pos_(start), whole_file_(whole_file) {}
+
+  size_t pos() const { return pos_; }
+  // The storages the pickles named, by key.
+  const std::unordered_map<std::string, Obj*>& storages() const { return storages_; }
 
   Obj* run() {
+    memo_.clear();  // each pickle of a legacy file has its own memo
     while (true) {
       const size_t op_at = pos_;
       const uint8_t op = byte();
@@ -329,12 +338,17 @@ class Unpickler {
     return std::string{d[(v >> 4) & 15], d[v & 15]};
   }
 
+  void ran_out() {
+    if (whole_file_)
+      fail(path_, ": truncated: the file ends at byte ", p_.size(),
+           " inside its pickle (a legacy torch.save file; the download or copy stopped early)");
+  }
   uint8_t byte() {
-    if (pos_ >= p_.size()) bad("pickle ends without STOP");
+    if (pos_ >= p_.size()) ran_out(), bad("pickle ends without STOP");
     return p_[pos_++];
   }
   const uint8_t* take(uint64_t n) {
-    if (n > p_.size() - pos_) bad("truncated pickle (needs ", n, " more bytes)");
+    if (n > p_.size() - pos_) ran_out(), bad("truncated pickle (needs ", n, " more bytes)");
     const uint8_t* r = p_.data() + pos_;
     pos_ += n;
     return r;
@@ -543,6 +557,7 @@ class Unpickler {
   const std::vector<uint8_t>& p_;
   const std::string& path_;
   size_t pos_ = 0;
+  bool whole_file_ = false;
   std::vector<std::unique_ptr<Obj>> arena_;  // owns every object; containers hold raw pointers
   std::vector<Obj*> stack_;
   std::vector<size_t> marks_;
@@ -593,16 +608,56 @@ void gather(const uint8_t* src, const Obj* t, uint8_t* dst) {
 // "state_dict", "ema", "model" entries (in that order, up to 4 levels down) that leads to one.
 // "ema" before "model" is what DiT's download.py:find_model does with a train.py checkpoint
 // {"model", "ema", "opt", "args"}; U-ViT files are plain state_dicts or {"state_dict": ...}.
-const Obj* find_state_dict(const Obj* d, int depth) {
+// *entry receives the keys followed, joined by '.' ("ema", "state_dict.model").
+const Obj* find_state_dict(const Obj* d, int depth, std::string* entry) {
   for (auto& [k, v] : d->dict)
     if (v->k == Obj::K::Tensor) return d;
   if (depth >= 4) return nullptr;
   for (const char* key : {"state_dict", "ema", "model"}) {
     auto it = d->at.find(key);
     if (it == d->at.end() || d->dict[it->second].second->k != Obj::K::Dict) continue;
-    if (const Obj* r = find_state_dict(d->dict[it->second].second, depth + 1)) return r;
+    std::string below;
+    if (const Obj* r = find_state_dict(d->dict[it->second].second, depth + 1, &below)) {
+      *entry = below.empty() ? key : std::string(key) + "." + below;
+      return r;
+    }
   }
   return nullptr;
+}
+
+// A legacy (pre-1.6) torch.save file is five pickles (the magic number, the protocol version,
+// sys_info, the object, the sorted storage keys) and then each storage as an int64 element count
+// and its bytes (torch/serialization.py:_legacy_save). Such files are not loaded, but a truncated
+// one is said to be truncated: the pickles are parsed (the first 64 MiB; a state_dict's pickle is
+// far smaller) and the storages' sizes walked to the end of the file.
+void check_legacy_length(const io::InFile& f, const std::string& path) {
+  // Pickle 1: PROTO 2, LONG1 of 10 bytes (the magic number 0x1950a86a20f9469cfc6c), STOP.
+  const size_t magic_len = 15;
+  std::vector<uint8_t> p(size_t(std::min<uint64_t>(f.size(), uint64_t(64) << 20)));
+  f.read(0, p.data(), p.size(), "pickle");
+  if (p.size() < magic_len || p[2] != 0x8a || p[3] != 10) return;
+  const bool whole = p.size() == f.size();
+  if (p.size() == magic_len && whole)
+    fail(path, ": truncated: the file ends after the magic number (a legacy torch.save file)");
+  try {
+    Unpickler u(p, path, magic_len, whole);
+    for (int k = 0; k < 3; ++k) u.run();  // the protocol version, sys_info, the object
+    const Obj* keys = u.run();
+    if (keys->k != Obj::K::List) return;
+    uint64_t at = u.pos();
+    for (const Obj* key : keys->items) {
+      auto it = key->k == Obj::K::Str ? u.storages().find(key->s) : u.storages().end();
+      if (it == u.storages().end()) return;
+      const uint64_t need = 8 + uint64_t(it->second->i) * dtype_size(it->second->dtype);
+      if (at + need > f.size())
+        fail(path, ": truncated: storage ", key->s, " needs ", need, " bytes at ", at,
+             ", the file has ", f.size(), " (a legacy torch.save file)");
+      at += need;
+    }
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(": truncated: ") != std::string::npos) throw;
+    // Anything else (an unknown global, a corrupt pickle): the legacy message says enough.
+  }
 }
 
 void check_magic(const std::string& path) {
@@ -612,10 +667,12 @@ void check_magic(const std::string& path) {
   f.read(0, m, 4, "magic");
   if (std::memcmp(m, "PK\x03\x04", 4) == 0) return;
   // The legacy format starts with a pickled magic number (protocol 2 pickle: 0x80 0x02).
-  if (m[0] == 0x80 && m[1] <= 5)
+  if (m[0] == 0x80 && m[1] <= 5) {
+    check_legacy_length(f, path);
     fail(path,
          ": legacy (pre-1.6) torch serialization is not supported; re-save with "
          "torch.save(..., _use_new_zipfile_serialization=True)");
+  }
   fail(path, ": not a PyTorch zip archive (bad magic bytes)");
 }
 
@@ -651,7 +708,17 @@ class PthReader : public TensorReader {
            : top->k == Obj::K::Int  ? std::string("an int")
                                     : std::string("a ") + kind_name(top->k),
            ", not a dict of tensors");
-    if (const Obj* sd = find_state_dict(top, 0)) top = sd;
+    std::string entry;
+    if (const Obj* sd = find_state_dict(top, 0, &entry)) {
+      if (sd != top) {
+        std::string all;
+        for (auto& [k, v] : top->dict)
+          if (k->k == Obj::K::Str) all += (all.empty() ? "" : ", ") + k->s;
+        metadata_[kEntryKey] = entry;
+        metadata_[kEntriesKey] = all;
+      }
+      top = sd;
+    }
     for (auto& [k, v] : top->dict) {
       if (v->k != Obj::K::Tensor) continue;  // e.g. an epoch counter next to the weights
       if (k->k != Obj::K::Str)

@@ -96,6 +96,8 @@ std::vector<Spec> read_specs(io::InFile& f, const std::string& path,
   *data_at = 8 + hlen;
 
   std::vector<Spec> specs;
+  uint64_t cut_end = 0;  // the furthest end of a tensor past the data (a truncated file)
+  std::string cut_name;
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();
     const ojson& v = it.value();
@@ -129,6 +131,12 @@ std::vector<Spec> read_specs(io::InFile& f, const std::string& path,
     uint64_t nbytes;
     if (__builtin_mul_overflow(numel, uint64_t(dtype_size(s.dtype)), &nbytes))
       fail(path, ": tensor '", name, "' is too large");
+    // A tensor of the right size past the end of the data: the file's copy stopped early (said
+    // once every tensor is read, naming the one that ends last: how much is missing).
+    if (s.begin <= s.end && s.end - s.begin == nbytes && s.end > data_size) {
+      if (s.end > cut_end) cut_end = s.end, cut_name = name;
+      continue;
+    }
     if (s.begin > s.end || s.end > data_size)
       fail(path, ": tensor '", name, "' data_offsets [", s.begin, ", ", s.end,
            "] outside the data buffer of ", data_size, " bytes");
@@ -137,6 +145,9 @@ std::vector<Spec> read_specs(io::InFile& f, const std::string& path,
            shape_str(s.shape), " ", dtype_name(s.dtype), " needs ", nbytes);
     specs.push_back(std::move(s));
   }
+  if (cut_end > 0)
+    fail(path, ": truncated: tensor '", cut_name, "' ends at byte ", cut_end,
+         " of the data, the file holds ", data_size, " (", cut_end - data_size, " bytes missing)");
   // The buffer must be covered exactly, in offset order.
   std::stable_sort(specs.begin(), specs.end(),
                    [](const Spec& a, const Spec& b) { return a.begin < b.begin; });

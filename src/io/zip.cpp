@@ -64,7 +64,15 @@ Reader::Reader(const std::string& path) : file_(path) {
       break;
     }
   }
-  if (at < 0) fail(path, ": not a zip archive (no end of central directory record)");
+  if (at < 0) {
+    // A file that starts as a zip but has no end record is one whose copy stopped early.
+    uint8_t head[4];
+    file_.read(0, head, 4, "zip header");
+    if (rd32(head) == kLocalSig)
+      fail(path, ": truncated: a zip archive without its end (no central directory in its ", size,
+           " bytes; the download or copy stopped early)");
+    fail(path, ": not a zip archive (no end of central directory record)");
+  }
   const uint8_t* e = &tail[at];
   const uint64_t eocd_pos = size - tail_len + uint64_t(at);
   uint64_t n_entries = rd16(e + 10), cd_size = rd32(e + 12), cd_off = rd32(e + 16);

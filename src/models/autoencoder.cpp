@@ -214,13 +214,10 @@ Array Autoencoder::decode(const Array& z) const {
   Tensor x, h;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   std::vector<float> host = z.to_f32();
-  const float sf = float(cfg_.scale_factor);
   const size_t plane = size_t(s[2] * s[3]);
   // As LightningDiT's (z * std) / multiplier + mean; SD's z / scale_factor when std 1, mean 0.
-  for (size_t i = 0; i < host.size(); ++i) {
-    const size_t c = (i / plane) % size_t(cfg_.embed_dim);
-    host[i] = host[i] * z_mul_[c] / sf + z_add_[c];
-  }
+  for (size_t i = 0; i < host.size(); ++i)
+    host[i] = decoder_input(int((i / plane) % size_t(cfg_.embed_dim)), host[i]);
   be_->upload(x.d, host.data(), host.size() * sizeof(float));
   if (cfg_.decoder_only)
     h = std::move(x);  // DinoDecoder.decode: self.decoder(z)

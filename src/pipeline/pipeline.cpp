@@ -303,12 +303,15 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
     res.evaluations = done;
     check_stop("sample", done, total);
   };
+  g.preview = r.preview;
+  g.preview_interval = r.preview_interval;
   check_stop("sample", 0, 0);
   std::vector<float> x = uvit::generate(*net_, cfg_, g, n, labels, ctx, null_ctx);
   res.sample_seconds = seconds_since(t0);
   log(LogLevel::Info, cat("sampling completed, taking ", res.sample_seconds, " s (",
                           res.evaluations, " network evaluations, seed ", g.seed, ")"));
   g.progress = nullptr;
+  g.preview = nullptr;
   g.noise.clear();
   res.resolved = g;
   if (r.keep_latents) res.latents = x;

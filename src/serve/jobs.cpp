@@ -11,6 +11,13 @@ namespace {
 constexpr size_t kKeepFinished = 64;  // finished jobs kept for polling (sd.cpp keeps its too)
 }
 
+std::string preview_base64(const Pipeline& pipe, const std::vector<float>& x0) {
+  if (x0.empty()) return "";
+  const Image im = pipe.preview_images(x0.data(), 1)[0];
+  const std::vector<uint8_t> png = encode_png(im.px.data(), im.w, im.h, im.c);
+  return base64_encode(png.data(), png.size());
+}
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -143,7 +150,7 @@ void JobQueue::interrupt() {
   if (j) cancel(j);
 }
 
-ProgressSnapshot JobQueue::progress() const {
+ProgressSnapshot JobQueue::progress(bool with_preview) const {
   std::lock_guard<std::mutex> l(mu_);
   ProgressSnapshot s;
   s.queued = int(queue_.size());
@@ -157,6 +164,7 @@ ProgressSnapshot JobQueue::progress() const {
   s.step = j.step;
   s.steps = j.steps;
   s.started = j.started;
+  if (with_preview) s.preview = j.preview;
   // A1111's formula: 0.01 + job_no/job_count + step/steps/job_count.
   const double frac =
       (j.part + (j.steps > 0 ? double(j.step) / j.steps : 0.0)) / std::max(1, s.job_count);
@@ -195,6 +203,10 @@ nlohmann::json JobQueue::job_json(const std::shared_ptr<Job>& job, bool with_ima
     pr["eta_s"] = elapsed / frac - elapsed;
   }
   r["progress"] = pr;
+  // The live preview of the running part's first image (small: drawn at the model's or the
+  // latent's size), on polls that ask for images.
+  if (with_images && j.status == JobStatus::Generating && !j.preview.empty())
+    r["preview"] = preview_base64(pipe_, j.preview);
   if (!j.error.empty()) r["error"] = {{"message", j.error}};
   if (j.status == JobStatus::Completed) {
     nlohmann::json imgs = nlohmann::json::array();
@@ -246,11 +258,17 @@ void JobQueue::run() {
           change_cv_.notify_all();
           return true;
         };
+        if (pipe_.can_preview())  // kept cheaply (one sample's x0); drawn only when asked
+          r.preview = [&](const float* x0, int, int, int, int) {
+            std::lock_guard<std::mutex> l(mu_);
+            job->preview.assign(x0, x0 + pipe_.config().spec.in_numel());
+          };
         {
           std::lock_guard<std::mutex> l(mu_);
           if (job->cancel_requested || shutting_down()) throw Cancelled();
           job->part = int(k);
           job->step = 0;
+          job->preview.clear();
         }
         GenerationResult res = pipe_.generate(r);
         std::vector<JobImage> made;
@@ -274,6 +292,7 @@ void JobQueue::run() {
       job->status = end;
       job->error = error;
       job->completed = unix_now();
+      job->preview = {};
       if (end == JobStatus::Completed) job->part = int(job->parts.size());
       current_.reset();
       keep_finished(job->id);

@@ -48,6 +48,9 @@ struct Job {
   std::vector<JobImage> images;
   GenerateOptions resolved;  // of the last part run
   std::string error;
+  // The running part's latest x0 of its first sample (Pipeline::preview_images turns it into the
+  // preview on request; empty until the first evaluation or when the model has no preview).
+  std::vector<float> preview;
   bool finished() const { return status != JobStatus::Queued && status != JobStatus::Generating; }
 };
 
@@ -57,6 +60,7 @@ struct ProgressSnapshot {
   std::string job_id;
   int job_no = 0, job_count = 0, step = 0, steps = 0, queued = 0;
   double progress = 0, eta_s = 0, started = 0;
+  std::vector<float> preview;  // Job::preview, copied when the caller asks for it
 };
 
 class JobQueue {
@@ -75,7 +79,7 @@ class JobQueue {
   // Cancels a queued or running job; false when it has already finished.
   bool cancel(const std::shared_ptr<Job>& job);
   void interrupt();  // cancels the running job (A1111's /interrupt)
-  ProgressSnapshot progress() const;
+  ProgressSnapshot progress(bool with_preview = false) const;
   nlohmann::json job_json(const std::shared_ptr<Job>& job, bool with_images) const;
   int max_queue() const { return max_queue_; }
 
@@ -97,6 +101,9 @@ class JobQueue {
   bool stop_ = false;
   std::thread worker_;
 };
+
+// Job::preview (one sample's x0) as a base64 PNG (Pipeline::preview_images); "" when empty.
+std::string preview_base64(const Pipeline& pipe, const std::vector<float>& x0);
 
 double unix_now();
 // Set by SIGINT/SIGTERM: running jobs stop at their next network evaluation, queued ones are

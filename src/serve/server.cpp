@@ -515,8 +515,13 @@ void Api::routes(httplib::Server& s) {
   s.Get("/health", [](const Request&, Response& res) { reply(res, 200, {{"status", "ok"}}); });
 
   s.Post("/sdapi/v1/txt2img", guarded([this](const Request& q, Response& r) { txt2img(q, r); }));
-  s.Get("/sdapi/v1/progress", guarded([this](const Request&, Response& r) {
-          const ProgressSnapshot p = jobs_.progress();
+  s.Get("/sdapi/v1/progress", guarded([this](const Request& q, Response& r) {
+          // A1111's skip_current_image (default false): the running job's preview as base64 PNG.
+          const std::string sk = q.get_param_value("skip_current_image");
+          const bool skip = sk == "true" || sk == "True" || sk == "1";
+          const ProgressSnapshot p = jobs_.progress(!skip);
+          json image = nullptr;
+          if (!p.preview.empty()) image = preview_base64(pipe_, p.preview);
           reply(r, 200,
                 {{"progress", p.busy ? p.progress : 0.0},
                  {"eta_relative", p.eta_s},
@@ -531,7 +536,7 @@ void Api::routes(httplib::Server& s) {
                    {"sampling_step", p.step},
                    {"sampling_steps", p.steps},
                    {"queued", p.queued}}},
-                 {"current_image", nullptr},
+                 {"current_image", image},
                  {"textinfo", p.busy ? cat("image ", p.job_no + 1, "/", p.job_count, ", step ",
                                            p.step, "/", p.steps)
                                      : std::string()}});

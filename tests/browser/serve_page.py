@@ -1,8 +1,8 @@
 """The `uvit serve` page in headless Chromium (tests/e2e/serve_browser.sh): serve_page.py CHROMIUM
 SERVER_URL SHOT_DIR [t2i]. Class model: loads with no console errors, adapts to the model, shows a
-generated image at its native size, a progress bar that rises (with ETA) while a long job runs,
-cancel and a generation after it, the download carrying the metadata, a dropped PNG's parameters
-read back, and a server error shown in the page. Text-to-image model (t2i): the prompt box instead
+generated image at its native size, a progress bar that rises (with ETA) and a live preview while a
+long job runs, cancel and a generation after it, the download carrying the metadata, a dropped
+PNG's parameters read back, and a server error shown in the page. Text-to-image model (t2i): the prompt box instead
 of the class picker, a UTF-8 prompt and a negative prompt through to the image, its metadata (iTXt)
 read back, no console errors. Screenshots go to SHOT_DIR. Every wait is bounded."""
 import json
@@ -145,6 +145,13 @@ try:
         time.sleep(0.05)
     check(len(widths) >= 2 and widths == sorted(widths) and widths[-1] > widths[0], f"bar widths: {widths[:10]}")
     check("ETA" in page.js("document.getElementById('status').textContent"), "no ETA while running")
+    # The live preview of the first image (the job's `preview`, a 28x28 PNG) shows while it runs.
+    try:
+        page.wait("(() => { const p = document.getElementById('preview'); return !!p && "
+                  "p.src.startsWith('data:image/png;base64,') && p.complete && p.naturalWidth === 28; })()",
+                  "a live preview", limit_s=20)
+    except TimeoutError:
+        check(False, "no live preview while running")
     page.screenshot(os.path.join(shots, "serve_page_progress.png"))
     page.js("document.getElementById('cancel').click()")
     page.wait("document.getElementById('status').textContent === 'cancelled'", "cancel")

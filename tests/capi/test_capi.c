@@ -4,6 +4,7 @@
  * calls. Usage: test_capi CONFIG.json WEIGHTS */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,21 @@ static bool on_progress(int done, int total, void* user) {
   s->last_done = done;
   s->last_total = total;
   return s->stop_at == 0 || done < s->stop_at;
+}
+
+/* The live preview: every call's images, first index, evaluation and a pixel sum. */
+struct preview_state {
+  int calls, bad, images, firsts[8], dones[8];
+};
+static void on_preview(const uvit_image* im, int n, int first, int done, int total, void* user) {
+  struct preview_state* s = (struct preview_state*)user;
+  if (s->calls < 8) s->firsts[s->calls] = first, s->dones[s->calls] = done;
+  s->calls++;
+  s->images += n;
+  for (int i = 0; i < n; ++i)
+    if (im[i].width != 28 || im[i].height != 28 || im[i].channels != 1 || !im[i].pixels ||
+        im[i].png != NULL || im[i].index != (uint64_t)(first + i) || total != 8)
+      s->bad++;
 }
 
 /* Cancel from another thread: the callback signals at the first evaluation and waits (at most
@@ -188,6 +204,42 @@ int main(int argc, char** argv) {
       CHECK(memcmp(again[0].pixels, im[2].pixels, 28 * 28) == 0 && again[0].index == 2,
             "(seed, index) does not reproduce image 2");
     uvit_images_free(again, n1);
+
+    /* The same request with a preview every 2 evaluations: 4 evaluations in each of the batches
+     * [0, 2) and [2, 3), so 2 calls each (at 2 and 4 of the batch); the same images. */
+    struct preview_state pv;
+    memset(&pv, 0, sizeof pv);
+    gp.progress = NULL;
+    gp.preview = on_preview;
+    gp.preview_user = &pv;
+    gp.preview_interval = 2;
+    st = uvit_generate(ctx, &gp, &again, &n1);
+    CHECK(st == UVIT_OK && n1 == 3, "%s", uvit_last_error());
+    CHECK(pv.calls == 4 && pv.images == 6 && pv.bad == 0 && pv.firsts[0] == 0 &&
+              pv.firsts[1] == 0 && pv.firsts[2] == 2 && pv.firsts[3] == 2 && pv.dones[0] == 2 &&
+              pv.dones[1] == 4 && pv.dones[2] == 6 && pv.dones[3] == 8,
+          "preview: %d calls, %d images, %d bad, firsts %d %d %d %d, dones %d %d %d %d", pv.calls,
+          pv.images, pv.bad, pv.firsts[0], pv.firsts[1], pv.firsts[2], pv.firsts[3], pv.dones[0],
+          pv.dones[1], pv.dones[2], pv.dones[3]);
+    for (int i = 0; i < n1 && n1 == 3; ++i)
+      CHECK(memcmp(again[i].pixels, im[i].pixels, 28 * 28) == 0, "image %d changed by a preview",
+            i);
+    uvit_images_free(again, n1);
+    /* An older caller's struct ends before the preview fields: whatever lies beyond is unread. */
+    memset(&pv, 0, sizeof pv);
+    gp.struct_size = offsetof(uvit_gen_params, preview);
+    st = uvit_generate(ctx, &gp, &again, &n1);
+    CHECK(st == UVIT_OK && n1 == 3 && pv.calls == 0, "older struct: %s, %d preview calls",
+          uvit_last_error(), pv.calls);
+    uvit_images_free(again, n1);
+    gp.struct_size = sizeof gp;
+    gp.preview_interval = -1;
+    st = uvit_generate(ctx, &gp, &again, &n1);
+    CHECK(st == UVIT_ERR_INVALID_ARGUMENT && strstr(uvit_last_error(), "preview_interval"), "'%s'",
+          uvit_last_error());
+    gp.preview = NULL;
+    gp.preview_interval = 0;
+    gp.progress = on_progress;
   }
   uvit_images_free(im, n);
 

@@ -19,7 +19,7 @@ d = 2000000
 h = ('{"a": {"dtype": "F32", "shape": %s, "data_offsets": [0, 0]}}' % ("[" * d + "]" * d)).encode()
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h)
 PYEOF
-expect_error "trunc.pth: not a zip archive" "$UVIT" "${smp[@]}" -w "$tmp/trunc.pth" --npy "$tmp/o.npy"
+expect_error "trunc.pth: truncated: a zip archive without its end" "$UVIT" "${smp[@]}" -w "$tmp/trunc.pth" --npy "$tmp/o.npy"
 expect_error "trunc.safetensors: truncated: header says" \
   "$UVIT" "${smp[@]}" -w "$tmp/trunc.safetensors" --npy "$tmp/o.npy"
 expect_error "deep.safetensors: JSON nested deeper than 256 levels" \

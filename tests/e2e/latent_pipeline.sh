@@ -176,6 +176,28 @@ if not bad:
 sys.exit(bad)
 PYEOF
 
+# --preview on a latent model: A1111's "Approximate cheap" map of x0 at latent resolution; with
+# DDIM the last x0 is the sample, so the preview is the map of the sampled latents (docs/samplers.md).
+run "$UVIT" --threads 2 sample --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" \
+  --autoencoder "$tmp/ae.pth" --autoencoder-config "$tmp/ae.json" --n 1 --class 1 --sampler ddim --steps 3 \
+  --npy "$tmp/sd.npy" --latents "$tmp/lat_d.npy" --preview "$tmp/pv.png" -q
+"$PY" - "$tmp" <<'PYEOF' || fails=$((fails+1))
+import os, sys
+import numpy as np
+from PIL import Image
+tmp = sys.argv[1]
+z = np.load(os.path.join(tmp, "lat_d.npy"))[0].astype(np.float64)  # [4, 32, 32], scale 0.18215
+f = np.array([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
+              [-0.184, -0.271, -0.473]])
+rgb = np.einsum("lhw,lr->hwr", z, f)
+ref = np.floor(np.clip(0.5 * (rgb + 1), 0, 1) * 255 + 0.5).astype(int)
+got = np.array(Image.open(os.path.join(tmp, "pv.png"))).astype(int)
+d = np.abs(got - ref)
+if got.shape != (32, 32, 3) or d.max() > 1:
+    print("FAIL: latent preview", got.shape, "max |diff|", d.max() if got.shape == ref.shape else "-"); sys.exit(1)
+print("ok: latent preview 32x32 RGB = the cheap map of the sampled latents (max |diff| %d)" % d.max())
+PYEOF
+
 # Bad inputs: one line each.
 "$PY" -c "
 import torch

@@ -108,6 +108,13 @@ elif cmd == "differ":  # differ A B: every sample differs
 elif cmd == "differ_any":  # differ_any A B: not identical (an untrained net saturates many pixels)
     a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
     assert a.shape == b.shape and not np.array_equal(a, b), f"{sys.argv[2]} == {sys.argv[3]}"
+elif cmd == "preview":  # preview DIR N: DIR holds preview.png alone, a gray grid of N cells
+    d, n = sys.argv[2], int(sys.argv[3])
+    assert os.listdir(d) == ["preview.png"], f"{d}: {os.listdir(d)} (a temporary file left?)"
+    g, _ = decode(os.path.join(d, "preview.png"))
+    cells = ((g.shape[0] - 2) // 30) * ((g.shape[1] - 2) // 30)
+    assert g.shape[2] == 1 and cells >= n and (g.shape[0] - 2) % 30 == 0, f"preview grid {g.shape}"
+    print(f"ok: preview grid {g.shape}")
 elif cmd == "npy":  # npy FILE N
     check_npy(sys.argv[2], int(sys.argv[3]))
 PYEOF
@@ -195,6 +202,15 @@ open(sys.argv[2], "wb").write(d)
 PYEOF
 expect_error "non-finite values" "$UVIT" sample --config "$tmp/tiny.json" --weights "$tmp/nan.safetensors" \
   --classes all --n 4 --npy "$tmp/e.npy" -q
+
+# --preview: the running mini-batch's x0 as a grid PNG, replaced atomically every 2 evaluations
+# (20 samples in batches of 7: the last written is the last batch's 6); the samples unchanged.
+run "$UVIT" sample "${base[@]}" --seed 3 --batch 7 --preview "$tmp/pv/preview.png" --preview-interval 2 \
+  --npy "$tmp/s_pv.npy"
+check same "$tmp/s.npy" "$tmp/s_pv.npy"
+check preview "$tmp/pv" 6
+expect_error "p.jpg: writes .png only" "$UVIT" sample "${base[@]}" --npy "$tmp/e.npy" --preview "$tmp/p.jpg"
+expect_error "--preview-interval" "$UVIT" sample "${base[@]}" --npy "$tmp/e.npy" --preview "$tmp/p.png" --preview-interval 0
 
 # Bad requests: one line, exit code 1, nothing written.
 expect_error "--cfg-scale must be a finite number, got nan" "$UVIT" sample "${base[@]}" --cfg-scale nan --npy "$tmp/e.npy"

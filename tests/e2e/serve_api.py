@@ -204,6 +204,14 @@ check(st == 429 and c["error"]["type"] == "rate_limit_error", f"full queue (Open
 pr = wait_until(lambda: (lambda p: p if p["state"]["sampling_step"] > 0 else None)(request("GET", "/sdapi/v1/progress")[1]),
                 "progress to move")
 check(pr and 0 < pr["progress"] <= 1 and pr["state"]["sampling_steps"] == 1000 and pr["eta_relative"] >= 0, f"progress: {pr}")
+# The live preview (A1111's current_image): the running job's x0 as a base64 PNG of the model's
+# size; skip_current_image=true leaves it out.
+cur = pr and pr.get("current_image")
+check(isinstance(cur, str) and png(cur).size == (28, 28), f"current_image: {str(cur)[:80]}")
+st, sk = request("GET", "/sdapi/v1/progress?skip_current_image=true")
+check(st == 200 and sk["state"]["sampling_step"] > 0 and sk["current_image"] is None, f"skip_current_image: {str(sk)[:200]}")
+st, ja = request("GET", a["poll_url"])
+check(st == 200 and ja["status"] == "generating" and isinstance(ja.get("preview"), str) and png(ja["preview"]).size == (28, 28), f"job preview: {str(ja)[:200]}")
 st, x = request("POST", f"/uvit/v1/jobs/{b['id']}/cancel", {})
 check(st == 202 and x["status"] == "cancelled", f"cancel queued: {st} {x}")
 st, x = request("POST", f"/uvit/v1/jobs/{a['id']}/cancel", {})
@@ -212,7 +220,7 @@ wait_until(lambda: request("GET", a["poll_url"])[1]["status"] == "cancelled", "t
 st, x = request("POST", f"/uvit/v1/jobs/{a['id']}/cancel", {})
 check(st == 409, f"cancel a finished job: {st}")
 st, idle = request("GET", "/sdapi/v1/progress")
-check(idle["progress"] == 0 and idle["state"]["job_count"] == 0, f"idle progress: {idle}")
+check(idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None, f"idle progress: {idle}")
 
 # A1111 interrupt: the waiting txt2img returns what it has, marked interrupted; the server goes on.
 result = {}

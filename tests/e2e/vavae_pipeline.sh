@@ -162,6 +162,8 @@ expect_error "expected \[B, 8, h, w\]" "$UVIT" autoencoder decode "${AE[@]}" --i
 expect_error "expected \[1, 8, 1, 1\]" "$UVIT" sample --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" --autoencoder "$fx/vavae_small.pt" --latent-stats "$tmp/stats4.pt" --n 1 --class 0 --npy "$tmp/x.npy"
 expect_error "expected \[1, 8, 1, 1\]" "$UVIT" eval --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" --autoencoder "$fx/vavae_small.pt" --latent-stats "$tmp/stats4.pt" --ref "$tmp/none.npz"
 expect_error "has embed_dim 4 (give --autoencoder-config vavae_f16d32)" "$UVIT" sample --config "$tmp/preset32.json" --weights "$tmp/run/nnet_ema.safetensors" --autoencoder "$fx/vavae_small.pt" --n 1 --class 0 --npy "$tmp/x.npy"
+expect_error "8 latent channels) has no cheap latent-to-RGB map" "$UVIT" sample --config "$tmp/run/config.json" --weights "$tmp/run/nnet_ema.safetensors" --autoencoder "$fx/vavae_small.pt" --n 1 --class 0 --npy "$tmp/x.npy" --preview "$tmp/p.png" -q
+[ ! -e "$tmp/p.png" ] || fail "--preview on a VA-VAE model wrote a preview"
 expect_error "not both" "$UVIT" extract-features --data "$tmp/images" "${AE[@]}" --out "$tmp/f3" --latent-stats "$tmp/stats.safetensors" --write-latent-stats "$tmp/s3.safetensors"
 expect_error "is missing: their normalisation is unknown" "$UVIT" extract-features --data "$tmp/images" "${AE[@]}" --out "$tmp/raw" --write-latent-stats "$tmp/s3.safetensors" -q
 

@@ -118,5 +118,5 @@ done
 
 expect_error "train.overlap must be true or false" "$UVIT" "${T[@]}" --out "$tmp/bad" --steps 1 \
   --set train.overlap=1
-expect_error "train.zero 0, 1 or 2" "$UVIT" "${T[@]}" --out "$tmp/bad" --steps 1 --set train.zero=3
+expect_error "train.zero must be 0 (off), 1 (moments) or 2 (moments and gradient), got 3" "$UVIT" "${T[@]}" --out "$tmp/bad" --steps 1 --set train.zero=3
 exit $fails

@@ -405,7 +405,14 @@ TEST(IOSafetensors, RejectsInconsistentHeaders) {
                ",\"data_offsets\":", off, "}");
   };
   EXPECT_EQ(file(cat("{", T("a", "F32", "[2]", "[0,8]"), "}"), 8), "(no error)");
-  EXPECT_NE(file(cat("{", T("a", "F32", "[2]", "[0,8]"), "}"), 7).find("outside"),
+  // Data one byte short of a tensor of the right size: the file was cut (docs/formats.md).
+  EXPECT_NE(file(cat("{", T("a", "F32", "[2]", "[0,8]"), "}"), 7)
+                .find(": truncated: tensor 'a' ends at byte 8 of the data, the file holds 7 (1 "
+                      "bytes missing)"),
+            std::string::npos);
+  EXPECT_NE(file(cat("{", T("a", "F32", "[2]", "[4,12]"), "}"), 8).find("truncated: tensor 'a'"),
+            std::string::npos);
+  EXPECT_NE(file(cat("{", T("a", "F32", "[2]", "[8,4]"), "}"), 8).find("outside"),
             std::string::npos);
   EXPECT_NE(file(cat("{", T("a", "F32", "[3]", "[0,8]"), "}"), 8).find("needs 12"),
             std::string::npos);
@@ -869,11 +876,22 @@ TEST(IOPth, RefusesForeignGlobals) {
 
 TEST(IOPth, RejectsNonTorchFiles) {
   TempDir t;
-  spit(t / "legacy.pth", std::string("\x80\x02\x8a\x0a", 4) + "0123456789.");
+  // A legacy file: the magic number, the protocol version, sys_info, the object and the storage
+  // keys, each a pickle (here an empty dict and no storages).
+  const std::string magic = std::string("\x80\x02\x8a\x0a", 4) + "0123456789.";
+  const std::string rest = std::string("\x80\x02M\xe9\x03.\x80\x02}.\x80\x02}.\x80\x02].", 18);
+  spit(t / "legacy.pth", magic + rest);
   EXPECT_EQ(error_of([&] { load_weights(t / "legacy.pth"); }),
             t / "legacy.pth" +
                 ": legacy (pre-1.6) torch serialization is not supported; re-save with "
                 "torch.save(..., _use_new_zipfile_serialization=True)");
+  // Cut short, it is called truncated (docs/ux_audit.md round 6 follow-up).
+  spit(t / "cut.pth", magic + rest.substr(0, 9));
+  EXPECT_EQ(
+      error_of([&] { load_weights(t / "cut.pth"); }),
+      t / "cut.pth" +
+          ": truncated: the file ends at byte 24 inside its pickle (a legacy torch.save file; "
+          "the download or copy stopped early)");
   save_safetensors(t / "st.pth", {{"a", Array(DType::F32, {1})}});
   EXPECT_NE(error_of([&] { load_weights(t / "st.pth"); }).find("not a PyTorch zip archive"),
             std::string::npos);
@@ -907,6 +925,13 @@ TEST(IOPth, LoadsTorchSaveFiles) {
   NamedArrays model = load_pth(d + "/model.pth");  // {"model": {...}}
   expect_tensor(model, 0, "a", DType::F32, {3}, {v(0), v(1), v(2)});
   EXPECT_NE(error_of([&] { load_pth(d + "/legacy.pth"); }).find("legacy (pre-1.6)"),
+            std::string::npos);
+  // torch's legacy file without its last 4 bytes: the storage's size is walked past the end.
+  TempDir t;
+  std::vector<uint8_t> b = slurp(d + "/legacy.pth");
+  b.resize(b.size() - 4);
+  spit(t / "cut.pth", b);
+  EXPECT_NE(error_of([&] { load_pth(t / "cut.pth"); }).find("cut.pth: truncated: storage "),
             std::string::npos);
 }
 
