@@ -11,7 +11,9 @@ namespace uvit {
 void gather_shards(Comm& c, size_t n, size_t shard, size_t chunk, const ShardFetch& fetch,
                    const ShardSink& sink) {
   UVIT_CHECK(shard > 0 && chunk > 0, "gather_shards: shard and chunk must be positive");
-  const auto [lo, hi] = shard_range(n, shard, c.rank());
+  // No structured binding: the lambda below captures lo, which clang 14 cannot (docs/fuzzing.md).
+  const auto mine = shard_range(n, shard, c.rank());
+  const size_t lo = mine.lo, hi = mine.hi;
   const size_t first_hi = shard_range(n, shard, 0).hi;  // the end of rank 0's elements
   std::unique_ptr<float[]> scratch;  // allocated (and touched) only when fetch needs it
   auto part = [&](size_t a, size_t b) -> const float* {  // this rank's [a, b), a host pointer

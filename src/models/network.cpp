@@ -150,7 +150,8 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
                "needs the fp32 weights");
   table_.check(sd, what);
   ParamStage stage(be_, params_);
-  for (const auto& [name, a] : sd) stage.write(table_.at(name), [&](float* p) { copy_f32(a, p); });
+  for (const auto& kv : sd)  // no structured binding: clang 14 cannot capture one (docs/fuzzing.md)
+    stage.write(table_.at(kv.first), [&](float* p) { copy_f32(kv.second, p); });
   params_set_ = true;
   act_stale_ = true;
   quant_.reset();

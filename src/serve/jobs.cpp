@@ -124,12 +124,21 @@ bool JobQueue::cancel(const std::shared_ptr<Job>& job) {
       job->status = JobStatus::Cancelled;
       job->error = "cancelled";
       job->completed = unix_now();
+      keep_finished(job->id);
       ++version_;
     }
   }
   if (running) pipe_.cancel();
   change_cv_.notify_all();
   return true;
+}
+
+void JobQueue::keep_finished(const std::string& id) {
+  finished_order_.push_back(id);
+  while (finished_order_.size() > kKeepFinished) {
+    jobs_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
 }
 
 void JobQueue::interrupt() {
@@ -286,11 +295,7 @@ void JobQueue::run() {
       job->preview = {};
       if (end == JobStatus::Completed) job->part = int(job->parts.size());
       current_.reset();
-      finished_order_.push_back(job->id);
-      while (finished_order_.size() > kKeepFinished) {
-        jobs_.erase(finished_order_.front());
-        finished_order_.pop_front();
-      }
+      keep_finished(job->id);
       ++version_;
     }
     change_cv_.notify_all();

@@ -85,6 +85,9 @@ class JobQueue {
 
  private:
   void run();
+  // Every finished job, cancelled while queued too, goes here: the store keeps the newest
+  // kKeepFinished (docs/serve.md, "Memory over time"). Called with mu_ held.
+  void keep_finished(const std::string& id);
   Pipeline& pipe_;
   const int max_queue_;
   mutable std::mutex mu_;

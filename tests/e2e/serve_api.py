@@ -236,5 +236,17 @@ check(st == 200 and json.loads(ri["info"])["interrupted"] is True and len(ri["im
 st, r2 = request("POST", "/sdapi/v1/txt2img", dict(req, seed=6, batch_size=1))
 check(st == 200 and png(r2["images"][0]).tobytes() == imgs[1].tobytes(), "after interrupt: not usable or not reproducible")
 
+# The store keeps the 64 newest finished jobs (docs/serve.md, "Memory over time"), a job cancelled
+# while queued among them: b (above) was kept for ever, one job a cancel, in a server that runs for
+# days. 64 more jobs retire it.
+for i in range(64):
+    st, _ = request("POST", "/sdapi/v1/txt2img", {"prompt": "coat", "steps": 1, "seed": i})
+    check(st == 200, f"txt2img {i}: {st}")
+st, x = request("GET", b["poll_url"])
+check(st == 404 and "unknown or expired" in x["error"]["message"], f"a job cancelled while queued, 64 jobs later: {st} {x}")
+st, x = request("POST", "/uvit/v1/jobs", {"class": "coat", "steps": 1})
+check(st == 202 and wait_until(lambda: request("GET", x["poll_url"])[1]["status"] == "completed", "the newest job"),
+      f"the newest job: {st} {x}")
+
 print(f"serve_api: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
