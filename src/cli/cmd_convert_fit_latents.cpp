@@ -173,8 +173,8 @@ void add_convert_fit_latents(CLI::App& app) {
                         stem = cat(o->out, "/", label, "_", name);
       // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
       for (const char* suffix : {".flip", ".crop"})
-        UVIT_CHECK(name.size() < 5 || name.compare(name.size() - 5, 5, suffix) != 0, f,
-                   ": a name ending in ", suffix, " would read as another file's version");
+        UVIT_CHECK(!name.ends_with(suffix), f, ": a name ending in ", suffix,
+                   " would read as another file's version");
       // The output name drops the folders: two files of one name and label (an image's resize
       // and crop versions, when IN is not the official root) would write one pair, the later
       // over the earlier.

@@ -30,9 +30,9 @@ class NpyFolder final : public Dataset {
     choice_ = resize_or_crop == "random" ? kRandom : resize_or_crop == "resize" ? kResize : kCrop;
     std::vector<std::string> flips, crops;
     for (std::string& f : data::list_files_recursively(dir, {"npy"}))
-      (ends_with(f, kFlipSuffix)   ? flips
-       : ends_with(f, kCropSuffix) ? crops
-                                   : files_)
+      (f.ends_with(kFlipSuffix)   ? flips
+       : f.ends_with(kCropSuffix) ? crops
+                                  : files_)
           .push_back(std::move(f));
     UVIT_CHECK(!files_.empty(), dir, ": no .npy files found");
     labels_ = data::prefix_labels(files_, &k_);
@@ -125,9 +125,6 @@ class NpyFolder final : public Dataset {
     std::array<int, 2> size{};
   };
   static constexpr std::string_view kFlipSuffix = ".flip.npy", kCropSuffix = ".crop.npy";
-  static bool ends_with(const std::string& f, std::string_view s) {
-    return f.size() >= s.size() && f.compare(f.size() - s.size(), s.size(), s) == 0;
-  }
   // The version draw `rng` takes of item i: its crop version with p 1/2 (resize_or_crop random,
   // the official random.choice) from its own stream, so the flip draw is untouched; an item
   // without one draws nothing.
