@@ -637,10 +637,8 @@ class DiT final : public Network {
   void plan_batch(int B, bool train) override {
     plan(B, train, c_.tokens(), false);
     // Skip-Cache's copy of the deep blocks' input, as its first full call would allocate it.
-    if (cache_every_ > 1 && !train && (!cache_.as() || cache_B_ != B)) {
-      cache_ = DeviceBuffer(be_, size_t(B) * c_.tokens() * c_.hidden_size * be_.act_bytes());
-      cache_B_ = B;
-    }
+    if (cache_every_ > 1 && !train)
+      keep_cache(B, size_t(B) * c_.tokens() * c_.hidden_size * be_.act_bytes());
   }
 
  private:
@@ -715,6 +713,11 @@ class DiT final : public Network {
   DeviceBuffer cache_;
   int cache_B_ = 0;
   bool cache_valid_ = false;
+  // cache_ for B samples of `bytes` (the first full call, or plan_batch ahead of it).
+  void keep_cache(int B, size_t bytes) {
+    if (!cache_.as() || cache_B_ != B) cache_ = DeviceBuffer(be_, bytes);
+    cache_B_ = B;
+  }
 };
 
 void DiT::plan(int B, bool train, int Lseq, bool packed) {
@@ -839,8 +842,7 @@ void DiT::forward(const float* x, const float* t, const int32_t* y, const float*
     for (int k = 0; k < c_.depth; ++k) {
       if (!full && k >= kCacheBranch && k < deep) continue;
       if (k == deep && full) {
-        if (!cache_.as() || cache_B_ != B) cache_ = DeviceBuffer(be_, n);
-        cache_B_ = B;
+        keep_cache(B, n);
         cache_valid_ = true;
         be_.copy_act(cache_.f32(), stream_[k], size_t(M) * D);
       }
