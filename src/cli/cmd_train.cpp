@@ -32,8 +32,7 @@ constexpr int kDemoGridBatch = 25;
 std::string fmnist_presets() {
   std::string list;
   for (const std::string& n : preset_names())
-    if (n.rfind("fmnist_", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, "_tiny") == 0)
-      list += (list.empty() ? "" : ", ") + n;
+    if (n.starts_with("fmnist_") && n.ends_with("_tiny")) list += (list.empty() ? "" : ", ") + n;
   return list;
 }
 

@@ -136,7 +136,7 @@ std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, 
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
     int64_t v;
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0 &&
+    if (name.size() > 4 && name.ends_with(".npy") &&
         parse_index(name.substr(0, name.size() - 4), v)) {
       ++count;
       maxi = std::max(maxi, v);
@@ -179,7 +179,7 @@ std::shared_ptr<Dataset> make_mscoco_features_dataset(const std::string& dir,
   std::error_code ec;
   for (fs::directory_iterator it(sub, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
-    if (name.size() <= 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
+    if (name.size() <= 4 || !name.ends_with(".npy")) continue;
     std::string stem = name.substr(0, name.size() - 4);
     size_t us = stem.find('_');
     int64_t i, k;

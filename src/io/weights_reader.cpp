@@ -83,11 +83,7 @@ class DdpNames : public TensorReader {
 }  // namespace
 
 std::unique_ptr<TensorReader> open_weights(const std::string& path) {
-  auto ends_with = [&](const char* ext) {
-    size_t n = std::strlen(ext);
-    return path.size() >= n && path.compare(path.size() - n, n, ext) == 0;
-  };
-  if (ends_with(".safetensors")) {
+  if (path.ends_with(".safetensors")) {
     io::InFile f(path);
     uint8_t m[4] = {0, 0, 0, 0};
     if (f.size() >= 4) f.read(0, m, 4, "magic");
@@ -95,7 +91,8 @@ std::unique_ptr<TensorReader> open_weights(const std::string& path) {
       fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
     return std::make_unique<DdpNames>(open_safetensors_reader(path));
   }
-  if (ends_with(".pth") || ends_with(".pt") || ends_with(".bin") || ends_with(".ckpt"))
+  if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".bin") ||
+      path.ends_with(".ckpt"))
     return std::make_unique<DdpNames>(open_pth_reader(path));
   // What a user meant matters more than the extension: a missing file, or a training run's folder.
   check_weights_path(path);

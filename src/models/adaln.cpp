@@ -279,30 +279,23 @@ void check_dit_args(int input_size, int patch_size, int in_channels, int hidden_
       "nnet.class_dropout_prob must be in [0, 1], got ", class_dropout_prob);
 }
 
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-bool ends_with(const std::string& s, const char* suffix) {
-  const std::string t = suffix;
-  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
-
 Network::ParamFill init_adaln(const ParamTable& t, uint64_t seed, InitSpecial special) {
   return [&t, seed, special = std::move(special)](size_t i, const ParamEntry& e, float* p) {
     const Philox rng(seed, i);
     const std::string& n = e.name;
     const size_t fan_out = e.shape[0], fan_in = e.shape.size() > 1 ? e.numel / fan_out : 0;
     if (special && special(e, rng, p)) return;
-    if (ends_with(n, "norm1.weight") || ends_with(n, "norm2.weight") ||
-        ends_with(n, "_norm.weight") || ends_with(n, "norm_final.weight")) {
+    if (n.ends_with("norm1.weight") || n.ends_with("norm2.weight") || n.ends_with("_norm.weight") ||
+        n.ends_with("norm_final.weight")) {
       std::fill(p, p + e.numel, 1.f);  // RMSNorm weights (LightningDiT)
     } else if (n == "y_embedder.embedding_table.weight" ||
-               (starts_with(n, "t_embedder.mlp.") && ends_with(n, ".weight"))) {
+               (n.starts_with("t_embedder.mlp.") && n.ends_with(".weight"))) {
       for (size_t k = 0; k < e.numel; ++k) p[k] = 0.02f * rng.normal(k);
     } else if ((n.find("adaLN_modulation") != std::string::npos &&
-                !(ends_with(n, "adaLN_modulation.1.weight") &&
+                !(n.ends_with("adaLN_modulation.1.weight") &&
                   t.find(n.substr(0, n.size() - 8) + "2.weight")) &&
                 n.find("adaLN_modulation.fc1_") == std::string::npos) ||
-               starts_with(n, "final_layer.linear")) {
+               n.starts_with("final_layer.linear")) {
       // adaLN-Zero: every modulation and the output layer start at zero.
     } else if (e.shape.size() >= 2) {
       // xavier_uniform over [out, in] (the patch conv as a [D, C p p] matrix).

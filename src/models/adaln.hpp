@@ -212,7 +212,5 @@ using InitSpecial = std::function<bool(const ParamEntry& e, const Philox& rng, f
 // DiT's initialize_weights as a Network::write_params fill (tensor i draws from Philox(seed, i));
 // `special` handles a family's own tensors first. t must outlive the fill.
 Network::ParamFill init_adaln(const ParamTable& t, uint64_t seed, InitSpecial special);
-bool starts_with(const std::string& s, const char* prefix);
-bool ends_with(const std::string& s, const char* suffix);
 
 }  // namespace uvit::layers

@@ -70,8 +70,7 @@ const Slot* Layout::match(const std::string& key, const std::vector<int64_t>& sh
   } else {
     for (const std::string& t : top_)
       if (key == t ||
-          (key.size() > t.size() && key.compare(key.size() - t.size(), t.size(), t) == 0 &&
-           key[key.size() - t.size() - 1] == '.'))
+          (key.size() > t.size() && key.ends_with(t) && key[key.size() - t.size() - 1] == '.'))
         n = t;
     if (n.empty()) return nullptr;
   }

@@ -197,9 +197,9 @@ void DiffiT::init_random(uint64_t seed) {
   write_params(init_adaln(table_, seed, [&](const ParamEntry& e, const Philox& rng, float* p) {
     if (e.name == "pos_embed") {
       sincos_2d(p, c_.grid(), c_.hidden_size);
-    } else if (ends_with(e.name, "relative_position_bias_table")) {
+    } else if (e.name.ends_with("relative_position_bias_table")) {
       for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (ends_with(e.name, "relative_position_index")) {
+    } else if (e.name.ends_with("relative_position_index")) {
       std::copy(idx.begin(), idx.end(), p);
     } else {
       return false;

@@ -1055,11 +1055,11 @@ void DiT::init_random(uint64_t seed) {
     const std::string& n = e.name;
     if (n == "pos_embed") {
       sincos_2d(p, c_.grid(), c_.hidden_size);
-    } else if (starts_with(n, "feat_rope.")) {
-      rope_2d(p, c_.grid(), c_.head_dim(), ends_with(n, "cos"));
-    } else if (starts_with(n, "skip_norms.")) {
-      std::fill(p, p + e.numel, ends_with(n, ".weight") ? 1.f : 0.f);
-    } else if (starts_with(n, "skip_linears.")) {
+    } else if (n.starts_with("feat_rope.")) {
+      rope_2d(p, c_.grid(), c_.head_dim(), n.ends_with("cos"));
+    } else if (n.starts_with("skip_norms.")) {
+      std::fill(p, p + e.numel, n.ends_with(".weight") ? 1.f : 0.f);
+    } else if (n.starts_with("skip_linears.")) {
       // Created after initialize_weights: PyTorch's default Linear init, U(+-1/sqrt(fan_in)).
       const auto& w = table_.at(n.substr(0, n.rfind('.')) + ".weight");
       const double bound = 1.0 / std::sqrt(double(w.shape[1]));

@@ -51,10 +51,7 @@ Array random_tensor(const std::string& key, const std::vector<int64_t>& shape, s
   for (int64_t d : shape) n *= size_t(d);
   std::normal_distribution<float> N01;
   std::uniform_real_distribution<float> U01;
-  auto ends = [&](const char* s) {
-    const std::string t = s;
-    return key.size() >= t.size() && key.compare(key.size() - t.size(), t.size(), t) == 0;
-  };
+  auto ends = [&](const char* s) { return key.ends_with(s); };
   // x = mul * (uniform ? U(0,1) : N(0,1)) + add
   float mul = 0.05f, add = 0;  // fc.weight
   bool uniform = false;

@@ -607,7 +607,7 @@ void LavinDiT::init_random(uint64_t seed) {
     const std::string& n = e.name;
     if (n == "prompt_embed" || n == "answer_embed") {
       for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (ends_with(n, "norm.weight") || ends_with(n, "_embedder.1.weight")) {
+    } else if (n.ends_with("norm.weight") || n.ends_with("_embedder.1.weight")) {
       std::fill(p, p + e.numel, 1.f);
     } else if (n.find("_modulation.1.") != std::string::npos) {
       std::fill(p, p + e.numel, 0.f);

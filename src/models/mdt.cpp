@@ -603,10 +603,10 @@ void MDT::init_random(uint64_t seed) {
     } else if (n == "mask_token") {
       // N(0, 0.02) with mask_ratio, else zeros (and frozen).
       for (size_t i = 0; c_.masked && i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (ends_with(n, "relative_position_bias_table")) {
+    } else if (n.ends_with("relative_position_bias_table")) {
       // trunc_normal_(std=.02): truncated at +-2 (absolute), i.e. 100 sigma: a plain normal.
       for (size_t i = 0; i < e.numel; ++i) p[i] = 0.02f * rng.normal(i);
-    } else if (ends_with(n, "relative_position_index")) {
+    } else if (n.ends_with("relative_position_index")) {
       std::copy(idx.begin(), idx.end(), p);
     } else {
       return false;  // skip_linear: xavier_uniform like every Linear (_basic_init)

@@ -26,10 +26,6 @@ int64_t numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 bool positive(const std::vector<int64_t>& shape) {
   return std::all_of(shape.begin(), shape.end(), [](int64_t v) { return v > 0; });
 }
@@ -162,7 +158,7 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
     }
     std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
     std::vector<uint8_t>().swap(a.data);
-    if (name.find(".conv_y.conv.") != std::string::npos && ends_with(name, ".bias"))
+    if (name.find(".conv_y.conv.") != std::string::npos && name.ends_with(".bias"))
       for (float& x : v) x -= 1.f;
     be_->upload(dst.at(slots[i].name) + slots[i].at, v.data(), v.size() * sizeof(float));
   }

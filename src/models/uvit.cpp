@@ -145,10 +145,6 @@ UViT::~UViT() = default;
 void UViT::init_random(uint64_t seed) {
   write_params([&](size_t stream, const ParamEntry& e, float* p) {
     const Philox rng(seed, stream);
-    auto ends_with = [&](const char* s) {
-      std::string n = e.name, suf = s;
-      return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
-    };
     const bool conv = e.name.rfind("patch_embed.", 0) == 0 || e.name.rfind("final_layer", 0) == 0 ||
                       e.name.rfind("token_conv", 0) == 0;
     if (conv) {
@@ -162,7 +158,7 @@ void UViT::init_random(uint64_t seed) {
     } else if (e.name == "label_emb.weight") {
       for (size_t i = 0; i < e.numel; ++i) p[i] = rng.normal(i);  // nn.Embedding default N(0, 1)
     } else if (e.shape.size() == 1 && (e.name.find("norm") != std::string::npos) &&
-               ends_with(".weight")) {
+               e.name.ends_with(".weight")) {
       std::fill(p, p + e.numel, 1.f);  // LayerNorm weight
     } else if (e.shape.size() == 1) {
       std::fill(p, p + e.numel, 0.f);  // biases and LayerNorm bias
