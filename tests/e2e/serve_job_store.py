@@ -1,7 +1,7 @@
 """The job store bounded in bytes (docs/serve.md, "Memory over time") against a live `uvit serve
---job-store-mb 0.025` (tests/e2e/serve_job_store.sh): serve_job_store.py BASE_URL. Finished jobs are
-dropped oldest first once their images pass the limit, long before the 64-job count; the newest is
-kept whatever its size, until a newer one finishes."""
+--job-store-mb 0.025` with a tiny class model (tests/e2e/serve_api.sh): serve_job_store.py BASE_URL.
+Finished jobs are dropped oldest first once their images pass the limit, long before the 64-job
+count; the newest is kept whatever its size, until a newer one finishes."""
 import base64
 import sys
 
