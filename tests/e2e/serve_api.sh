@@ -24,12 +24,12 @@ if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIGTER
 pid=
 grep -q "^\[INFO \] serving srv on http://127.0.0.1:$port/" "$tmp/server.log" || { fail "no serving line"; cat "$tmp/server.log"; }
 
-# The job store bounded in bytes: --job-store-mb checked in one line, then a server with 0.025 MiB
+# The job store bounded in bytes: --job-store-mb checked in one line, then a server with 0.015 MiB
 # (tests/e2e/serve_job_store.py).
 expect_error "--job-store-mb must be >= 0, got -1" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb -1
 expect_error "--job-store-mb must be a number, got 'lots'" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb lots
 "$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
-  --job-store-mb 0.025 2>"$tmp/server.log" &
+  --job-store-mb 0.015 2>"$tmp/server.log" &
 pid=$!
 "$PY" tests/e2e/serve_job_store.py "http://127.0.0.1:$port" || { fail "job store checks"; cat "$tmp/server.log"; }
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=

@@ -1,5 +1,5 @@
 """The job store bounded in bytes (docs/serve.md, "Memory over time") against a live `uvit serve
---job-store-mb 0.025` with a tiny class model (tests/e2e/serve_api.sh): serve_job_store.py BASE_URL.
+--job-store-mb 0.015` with a tiny class model (tests/e2e/serve_api.sh): serve_job_store.py BASE_URL.
 Finished jobs are dropped oldest first once their images pass the limit, long before the 64-job
 count; the newest is kept whatever its size, until a newer one finishes."""
 import base64
@@ -9,7 +9,7 @@ sys.path.insert(0, "tests/e2e")
 from serve_client import check, failures, request, server, wait_started, wait_until  # noqa: E402
 
 server["base"] = sys.argv[1]
-LIMIT = int(0.025 * 1048576)
+LIMIT = int(0.015 * 1048576)
 wait_started()
 st, caps = request("GET", "/uvit/v1/capabilities")
 check(st == 200 and caps["limits"]["job_store_bytes"] == LIMIT, f"capabilities: {caps.get('limits')}")
@@ -33,7 +33,7 @@ def kept(ids):
     return [i for i in ids if request("GET", "/uvit/v1/jobs/" + i)[0] == 200]
 
 
-# Twelve jobs of 4 images (over a quarter of the limit each): the newest few stay, in order.
+# Twelve jobs of 4 images (a third of the limit each, or more): the newest few stay, in order.
 jobs = [run_job(4) for _ in range(12)]
 ids = [i for i, _ in jobs]
 size = dict(jobs)
