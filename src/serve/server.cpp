@@ -751,6 +751,10 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   s.set_payload_max_length(4 * o.max_body);
   s.set_read_timeout(30);
   s.set_write_timeout(30);
+  // httplib writes a response's headers and body in two sends: with Nagle's algorithm the body
+  // waited for the client's delayed ACK, 40 ms per request on a keep-alive connection (the page's
+  // polls, a Python requests.Session; bench/serve_post.sh).
+  s.set_tcp_nodelay(true);
   const std::string key = o.api_key;
   s.set_pre_routing_handler([key](const Request& req, Response& res) {
     // CORS as sd.cpp's server does it: echo the origin, allow any method and header.
