@@ -1,5 +1,6 @@
 // `uvit serve`: loads a model once and serves the A1111, OpenAI and native HTTP APIs and the page
 // (src/serve/, docs/serve.md).
+#include <cstdint>
 #include <cstdio>
 
 #include "cli/autoencoder_cli.hpp"
@@ -23,6 +24,7 @@ void add_serve(CLI::App& app) {
     std::string host = "127.0.0.1", api_key;
     std::vector<std::string> set;
     int port = 7860, queue = 4, max_images = 16;
+    double job_store_mb = 256;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -54,6 +56,10 @@ void add_serve(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--max-images", o->max_images, "images per request (default 16)")
       ->check(at_least(1));
+  cmd->add_option("--job-store-mb", o->job_store_mb,
+                  "MiB of images the finished jobs kept for polling may hold, the oldest dropped "
+                  "first (default 256; the newest is always kept)")
+      ->check(at_least(0));
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
   cmd->callback([o] {
 #ifdef UVIT_HAVE_SERVE
@@ -83,6 +89,8 @@ void add_serve(CLI::App& app) {
     so.api_key = o->api_key;
     so.max_queue = o->queue;
     so.max_images = o->max_images;
+    so.job_store_bytes =  // beyond 1e12 MiB: no limit (and no overflow of size_t)
+        o->job_store_mb < 1e12 ? size_t(o->job_store_mb * 1048576.0) : SIZE_MAX;
     serve::run_server(pipe, so);
     set_log_sink({});
 #else

@@ -43,8 +43,8 @@ const char* status_name(JobStatus s) {
   return "unknown";
 }
 
-JobQueue::JobQueue(Pipeline& pipe, int max_queue)
-    : pipe_(pipe), max_queue_(max_queue), worker_([this] { run(); }) {}
+JobQueue::JobQueue(Pipeline& pipe, int max_queue, size_t store_bytes)
+    : pipe_(pipe), max_queue_(max_queue), store_bytes_(store_bytes), worker_([this] { run(); }) {}
 
 JobQueue::~JobQueue() {
   {
@@ -124,7 +124,7 @@ bool JobQueue::cancel(const std::shared_ptr<Job>& job) {
       job->status = JobStatus::Cancelled;
       job->error = "cancelled";
       job->completed = unix_now();
-      keep_finished(job->id);
+      keep_finished(job);
       ++version_;
     }
   }
@@ -133,11 +133,18 @@ bool JobQueue::cancel(const std::shared_ptr<Job>& job) {
   return true;
 }
 
-void JobQueue::keep_finished(const std::string& id) {
-  finished_order_.push_back(id);
-  while (finished_order_.size() > kKeepFinished) {
-    jobs_.erase(finished_order_.front());
-    finished_order_.pop_front();
+void JobQueue::keep_finished(const std::shared_ptr<Job>& job) {
+  job->stored_bytes = 0;
+  for (const JobImage& im : job->images)
+    job->stored_bytes += im.png.size() + im.parameters.size() + im.record.size() + im.prompt.size();
+  finished_.push_back(job);
+  finished_bytes_ += job->stored_bytes;
+  // The newest stays whatever its size: its client is reading it now.
+  while (finished_.size() > 1 &&
+         (finished_.size() > kKeepFinished || finished_bytes_ > store_bytes_)) {
+    finished_bytes_ -= finished_.front()->stored_bytes;
+    jobs_.erase(finished_.front()->id);
+    finished_.pop_front();
   }
 }
 
@@ -295,7 +302,7 @@ void JobQueue::run() {
       job->preview = {};
       if (end == JobStatus::Completed) job->part = int(job->parts.size());
       current_.reset();
-      keep_finished(job->id);
+      keep_finished(job);
       ++version_;
     }
     change_cv_.notify_all();

@@ -51,6 +51,7 @@ struct Job {
   // The running part's latest x0 of its first sample (Pipeline::preview_images turns it into the
   // preview on request; empty until the first evaluation or when the model has no preview).
   std::vector<float> preview;
+  size_t stored_bytes = 0;  // its images and their metadata, set when it finishes
   bool finished() const { return status != JobStatus::Queued && status != JobStatus::Generating; }
 };
 
@@ -65,7 +66,9 @@ struct ProgressSnapshot {
 
 class JobQueue {
  public:
-  JobQueue(Pipeline& pipe, int max_queue);
+  // store_bytes: what the finished jobs kept for polling may hold (docs/serve.md, "Memory over
+  // time"); the newest finished job is kept whatever its size.
+  JobQueue(Pipeline& pipe, int max_queue, size_t store_bytes);
   ~JobQueue();  // cancels the running job and the queued ones, joins the worker
 
   // Queues a job; throws HttpError 429 when max_queue jobs already wait.
@@ -86,17 +89,20 @@ class JobQueue {
  private:
   void run();
   // Every finished job, cancelled while queued too, goes here: the store keeps the newest
-  // kKeepFinished (docs/serve.md, "Memory over time"). Called with mu_ held.
-  void keep_finished(const std::string& id);
+  // kKeepFinished within store_bytes_, dropping the oldest first (docs/serve.md, "Memory over
+  // time"). Called with mu_ held.
+  void keep_finished(const std::shared_ptr<Job>& job);
   Pipeline& pipe_;
   const int max_queue_;
+  const size_t store_bytes_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
   mutable std::condition_variable change_cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::shared_ptr<Job> current_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // by id; the newest finished ones kept
-  std::deque<std::string> finished_order_;
+  std::deque<std::shared_ptr<Job>> finished_;         // oldest first
+  size_t finished_bytes_ = 0;                         // their stored_bytes
   uint64_t next_id_ = 1, version_ = 0;
   bool stop_ = false;
   std::thread worker_;

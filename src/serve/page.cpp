@@ -100,12 +100,12 @@ async function poll() {
   const p = j.progress;
   $("fill").style.width = (100 * p.fraction).toFixed(1) + "%";
   if (j.status === "generating") $("status").textContent = "step " + p.step + "/" + p.steps + (p.eta_s !== undefined ? " - ETA " + fmt(p.eta_s) : "");
+  else if (j.status === "queued") $("status").textContent = "queued, position " + j.queue_position;
   if (j.status === "generating" && j.preview) {  // the live preview of the first image
     let im = $("preview");
     if (!im) { im = document.createElement("img"); im.id = "preview"; im.alt = "preview"; $("images").replaceChildren(im); }
     im.src = "data:image/png;base64," + j.preview;
   }
-  else if (j.status === "queued") $("status").textContent = "queued, position " + j.queue_position;
   if (j.status === "completed") { show(j); done("done in " + (j.completed - j.started).toFixed(2) + " s"); }
   else if (j.status === "cancelled") done("cancelled");
   else if (j.status === "failed") { done("failed"); showError(j.error ? j.error.message : "failed"); }

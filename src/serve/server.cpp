@@ -2,14 +2,17 @@
 // families mapped onto GenerationRequests, and the job queue.
 #include "serve/server.hpp"
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 
@@ -68,12 +71,8 @@ void send_error(const Request& req, Response& res, int status, const std::string
 
 size_t g_max_body = size_t(8) << 20;
 
+// The body read_body() put in req.body (at most g_max_body bytes), as a JSON object.
 json parse_body(const Request& req) {
-  // Checked here rather than by httplib, which closes the connection before the client has sent
-  // the body (the client then sees a reset instead of the 413 and its message).
-  if (req.body.size() > g_max_body)
-    throw HttpError(413, cat("the request body is too large (", req.body.size(), " bytes; at most ",
-                             g_max_body, ")"));
   if (req.body.empty()) return json::object();
   json j;
   try {
@@ -149,7 +148,8 @@ bool get_bool(const json& j, const char* k, bool def) {
 
 class Api {
  public:
-  Api(Pipeline& p, const ServeOptions& o) : pipe_(p), opt_(o), jobs_(p, o.max_queue) {}
+  Api(Pipeline& p, const ServeOptions& o)
+      : pipe_(p), opt_(o), jobs_(p, o.max_queue, o.job_store_bytes) {}
 
   void routes(httplib::Server& s);
 
@@ -465,7 +465,10 @@ json Api::capabilities() const {
             {"steps", pipe_.default_steps()},
             {"guidance_w", pipe_.default_guidance_w()}}},
           {"samplers", samplers},
-          {"limits", {{"max_images", opt_.max_images}, {"max_queue", opt_.max_queue}}},
+          {"limits",
+           {{"max_images", opt_.max_images},
+            {"max_queue", opt_.max_queue},
+            {"job_store_bytes", opt_.job_store_bytes}}},
           {"version", version_string()},
           {"commit", commit_string()}};
 }
@@ -497,14 +500,54 @@ httplib::Server::Handler guarded(F f) {
   };
 }
 
-// A POST that takes no body (interrupt, cancel). `curl -X POST URL` sends neither a body nor a
-// Content-Length, which cpp-httplib 0.11 reads as "body until the connection closes" and answers
-// 400; a content-reader handler runs before that read, and drains a body only when one is sent.
-httplib::Server::HandlerWithContentReader bodyless(httplib::Server::Handler h) {
-  return [h](const Request& req, Response& res, const httplib::ContentReader& read) {
-    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
-      read([](const char*, size_t) { return true; });
-    h(req, res);
+enum class Body { Json, None };
+
+// Every POST route reads its body here, in a content-reader handler, which cpp-httplib 0.11 calls
+// before it would read the body itself: it caps an application/x-www-form-urlencoded body (what
+// `curl -d` sends) at 8192 bytes, so JSON sent that way gets the same g_max_body as any other.
+// A body over the limit is read to its end (up to 4 x the limit) and dropped, so that the client
+// gets the 413 rather than a reset. `curl -X POST URL` sends neither a body nor a Content-Length
+// (which httplib would read as "body until the connection closes"): fine where the route takes
+// no body (interrupt, cancel), a 400 naming it where it needs one.
+void fill_body(Body kind, const Request& req, Response& res, const httplib::ContentReader& read) {
+  if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+    if (kind == Body::Json)
+      throw HttpError(400, "POST " + req.path +
+                               " sent no body and no Content-Length: send the JSON body "
+                               "(curl -d '{...}')");
+    return;
+  }
+  if (req.is_multipart_form_data()) {  // curl -F: read to its end, then refused
+    read([](const httplib::MultipartFormData&) { return true; },
+         [](const char*, size_t) { return true; });
+    throw HttpError(415, "the body is multipart/form-data; send it as JSON (curl -d '{...}')");
+  }
+  std::string body;
+  size_t total = 0;
+  const bool ok = read([&](const char* d, size_t n) {
+    total += n;
+    if (total <= g_max_body) body.append(d, n);
+    return total <= 4 * g_max_body;
+  });
+  if (total > g_max_body || res.status == 413) {  // 413: httplib skipped a longer Content-Length
+    const size_t sent = std::max<size_t>(
+        total, std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10));
+    throw HttpError(
+        413, cat("the request body is too large (", sent, " bytes; at most ", g_max_body, ")"));
+  }
+  if (!ok) throw HttpError(400, "the request body was cut short (the client stopped sending)");
+  // The Request is httplib's non-const object (Server::routing); a content-reader handler gets it
+  // const with the body left for us to read.
+  const_cast<Request&>(req).body = std::move(body);
+}
+
+template <class F>
+httplib::Server::HandlerWithContentReader read_body(Body kind, F f) {
+  return [kind, f](const Request& req, Response& res, const httplib::ContentReader& read) {
+    guarded([&](const Request& q, Response& r) {
+      fill_body(kind, q, r, read);
+      f(q, r);
+    })(req, res);
   };
 }
 
@@ -514,7 +557,8 @@ void Api::routes(httplib::Server& s) {
   });
   s.Get("/health", [](const Request&, Response& res) { reply(res, 200, {{"status", "ok"}}); });
 
-  s.Post("/sdapi/v1/txt2img", guarded([this](const Request& q, Response& r) { txt2img(q, r); }));
+  s.Post("/sdapi/v1/txt2img",
+         read_body(Body::Json, [this](const Request& q, Response& r) { txt2img(q, r); }));
   s.Get("/sdapi/v1/progress", guarded([this](const Request& q, Response& r) {
           // A1111's skip_current_image (default false): the running job's preview as base64 PNG.
           const std::string sk = q.get_param_value("skip_current_image");
@@ -541,11 +585,11 @@ void Api::routes(httplib::Server& s) {
                                            p.step, "/", p.steps)
                                      : std::string()}});
         }));
-  s.Post("/sdapi/v1/interrupt", bodyless(guarded([this](const Request&, Response& r) {
+  s.Post("/sdapi/v1/interrupt", read_body(Body::None, [this](const Request&, Response& r) {
            jobs_.interrupt();
            reply(r, 200, json::object());
-         })));
-  s.Post("/sdapi/v1/png-info", guarded([](const Request& q, Response& r) {
+         }));
+  s.Post("/sdapi/v1/png-info", read_body(Body::Json, [](const Request& q, Response& r) {
            const json b = parse_body(q);
            const std::string img = get_string(b, "image");
            if (img.empty()) throw HttpError(422, "image (base64 PNG) is required", "image");
@@ -598,7 +642,7 @@ void Api::routes(httplib::Server& s) {
   s.Get("/sdapi/v1/options", guarded([this](const Request&, Response& r) {
           reply(r, 200, {{"sd_model_checkpoint", model_title()}, {"samples_format", "png"}});
         }));
-  s.Post("/sdapi/v1/options", guarded([this](const Request& q, Response& r) {
+  s.Post("/sdapi/v1/options", read_body(Body::Json, [this](const Request& q, Response& r) {
            const json b = parse_body(q);
            const std::string m = get_string(b, "sd_model_checkpoint");
            if (!m.empty() && m != model_title() && m != pipe_.model_name())
@@ -609,7 +653,7 @@ void Api::routes(httplib::Server& s) {
          }));
 
   s.Post("/v1/images/generations",
-         guarded([this](const Request& q, Response& r) { openai_generate(q, r); }));
+         read_body(Body::Json, [this](const Request& q, Response& r) { openai_generate(q, r); }));
   s.Get("/v1/models", guarded([this](const Request&, Response& r) {
           reply(r, 200,
                 {{"object", "list"},
@@ -627,7 +671,8 @@ void Api::routes(httplib::Server& s) {
             a.push_back({{"id", c}, {"name", pipe_.class_name(c)}});
           reply(r, 200, {{"classes", a}});
         }));
-  s.Post("/uvit/v1/jobs", guarded([this](const Request& q, Response& r) { native_submit(q, r); }));
+  s.Post("/uvit/v1/jobs",
+         read_body(Body::Json, [this](const Request& q, Response& r) { native_submit(q, r); }));
   s.Get(R"(/uvit/v1/jobs/([\w-]+))", guarded([this](const Request& q, Response& r) {
           const auto job = jobs_.find(job_id(q));
           if (!job) throw HttpError(404, "no job " + job_id(q) + " (unknown or expired)");
@@ -636,14 +681,18 @@ void Api::routes(httplib::Server& s) {
   s.Get(R"(/uvit/v1/jobs/([\w-]+)/events)",
         guarded([this](const Request& q, Response& r) { native_events(q, r); }));
   s.Post(R"(/uvit/v1/jobs/([\w-]+)/cancel)",
-         bodyless(guarded([this](const Request& q, Response& r) {
+         read_body(Body::None, [this](const Request& q, Response& r) {
            const auto job = jobs_.find(job_id(q));
            if (!job) throw HttpError(404, "no job " + job_id(q) + " (unknown or expired)");
            const bool did = jobs_.cancel(job);
            json j = jobs_.job_json(job, false);
            j["cancel_requested"] = did;
            reply(r, did ? 202 : 409, j);
-         })));
+         }));
+  // Any other POST: a content-reader route too, so that httplib does not read its body first.
+  s.Post(".*", read_body(Body::None, [](const Request& q, Response&) {
+           throw HttpError(404, "no endpoint POST " + q.path);
+         }));
 }
 
 // The listening socket's options, for the server and check_can_listen's probe alike. httplib's
@@ -653,6 +702,20 @@ void listen_socket_options(int sock) {
   int yes = 1;
   ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
 }
+
+// The HTTP threads. on_idle runs in the accept loop's idle wakeups (set_idle_interval): a
+// SIGINT/SIGTERM that came while the loop was being restarted (run_server) found no running server
+// to stop(), so the loop stops itself here.
+class HttpThreads : public httplib::ThreadPool {
+ public:
+  HttpThreads(size_t n, httplib::Server& s) : ThreadPool(n), server_(s) {}
+  void on_idle() override {
+    if (shutting_down()) server_.stop();
+  }
+
+ private:
+  httplib::Server& server_;
+};
 
 std::string listen_error(const std::string& host, int port) {
   return cat("serve: cannot listen on ", host, ":", port,
@@ -683,11 +746,15 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   httplib::Server s;
   // Threads for the clients waiting on queued jobs, plus progress, cancel and event streams.
   const int threads = o.max_queue + 16;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  s.new_task_queue = [threads, &s] { return new HttpThreads(size_t(threads), s); };
   g_max_body = o.max_body;
   s.set_payload_max_length(4 * o.max_body);
   s.set_read_timeout(30);
   s.set_write_timeout(30);
+  // httplib writes a response's headers and body in two sends: with Nagle's algorithm the body
+  // waited for the client's delayed ACK, 40 ms per request on a keep-alive connection (the page's
+  // polls, a Python requests.Session; bench/serve_post.sh).
+  s.set_tcp_nodelay(true);
   const std::string key = o.api_key;
   s.set_pre_routing_handler([key](const Request& req, Response& res) {
     // CORS as sd.cpp's server does it: echo the origin, allow any method and header.
@@ -711,23 +778,8 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     if (!res.body.empty()) return;
     if (res.status == 404)
       send_error(req, res, 404, "no endpoint " + req.method + " " + req.path);
-    else if (res.status == 413 &&
-             req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) ==
-                 0)
-      // cpp-httplib 0.11 caps such a body at 8192 bytes (its FORM_URL_ENCODED limit, compiled
-      // into the library), far below our limit: curl -d sends JSON with that type.
-      send_error(req, res, 413,
-                 "the body is sent as application/x-www-form-urlencoded (curl -d's default), "
-                 "which is limited to 8192 bytes; send it as JSON: -H 'Content-Type: "
-                 "application/json'");
-    else if (res.status == 413)
+    else if (res.status == 413)  // a PUT or PATCH body (POSTs: read_body)
       send_error(req, res, 413, "the request body is too large");
-    else if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") &&
-             !req.has_header("Transfer-Encoding"))  // cpp-httplib 0.11: see bodyless()
-      send_error(req, res, 400,
-                 "POST " + req.path +
-                     " sent no body and no Content-Length: send the JSON body "
-                     "(curl -d '{...}')");
     else
       send_error(req, res, res.status, "HTTP " + std::to_string(res.status));
   });
@@ -743,13 +795,28 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   });
   Api api(pipe, o);
   api.routes(s);
-  s.set_socket_options(listen_socket_options);
+  // cpp-httplib 0.11's accept loop retries accept() on EINTR, EAGAIN and EMFILE only; any other
+  // error ends it, and run_server returned: the server exited 0 without a word. A debugger's call
+  // into the process (gdb `call`/`print f()`) interrupts a blocked accept() with the kernel's
+  // internal ERESTARTSYS (errno 512). So the listening socket is non-blocking and the loop waits
+  // in poll() (set_idle_interval), which httplib retries or falls through to an accept() that
+  // cannot block (EAGAIN: retried). What still ends the loop (Linux passes a failed connection's
+  // network error, ENETDOWN, EPROTO, ..., on to accept(); ENFILE, ENOBUFS) is logged and the
+  // server listens again. docs/serve.md.
+  s.set_socket_options([](int sock) {
+    listen_socket_options(sock);
+    ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+  });
+  s.set_idle_interval(1);
   UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
   g_server.store(&s);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   log(LogLevel::Info, cat("serving ", pipe.model_name(), " on http://", o.host, ":", o.port, "/"));
-  s.listen_after_bind();
+  while (!s.listen_after_bind() && !shutting_down()) {
+    log(LogLevel::Warn, "serve: accepting a connection failed; listening again");
+    UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
+  }
   g_server.store(nullptr);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);

@@ -14,6 +14,9 @@ struct ServeOptions {
   int max_queue = 4;                  // jobs waiting behind the running one; more get 429
   int max_images = 16;                // per request
   size_t max_body = size_t(8) << 20;  // bytes (png-info uploads)
+  // Bytes of images (with their metadata) the finished jobs kept for polling may hold; the newest
+  // finished job is kept whatever its size (docs/serve.md, "Memory over time").
+  size_t job_store_bytes = size_t(256) << 20;
 };
 
 // Serves until SIGINT/SIGTERM. Throws uvit::Error when the address cannot be bound.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `uvit serve` against a live server on 127.0.0.1 with a tiny class model (tests/e2e/serve_api.py:
 # API shapes, metadata, reproducibility, 4xx on bad input, 429 on a full queue, progress, SSE,
-# cancel and interrupt leaving it usable, the API key); then SIGTERM stops it cleanly. Then a tiny
-# text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
+# cancel and interrupt leaving it usable, the API key); then SIGTERM stops it cleanly. Then the job
+# store bounded in bytes (tests/e2e/serve_job_store.py). Then a tiny text-to-image model: A1111 and
+# OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -22,6 +23,17 @@ if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIGTER
   wait "$pid"; rc=$?; [ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM"; fi
 pid=
 grep -q "^\[INFO \] serving srv on http://127.0.0.1:$port/" "$tmp/server.log" || { fail "no serving line"; cat "$tmp/server.log"; }
+
+# The job store bounded in bytes: --job-store-mb checked in one line, then a server with 0.015 MiB
+# (tests/e2e/serve_job_store.py).
+expect_error "--job-store-mb must be >= 0, got -1" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb -1
+expect_error "--job-store-mb must be a number, got 'lots'" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb lots
+"$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
+  --job-store-mb 0.015 2>"$tmp/server.log" &
+pid=$!
+"$PY" tests/e2e/serve_job_store.py "http://127.0.0.1:$port" || { fail "job store checks"; cat "$tmp/server.log"; }
+kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
+[ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM (job store)"
 
 # A text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
 source tests/e2e/data/tiny_t2i.sh
