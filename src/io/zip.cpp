@@ -292,7 +292,10 @@ void Writer::add(const std::string& name, const std::vector<std::pair<const void
 void Writer::finish() {
   const uint64_t cd_off = pos_;
   for (const Central& c : central_) {
-    const bool big_size = c.size >= zip64_at_, big_off = c.offset >= zip64_at_;
+    // An entry that needs zip64 at all gets all three fields in its zip64 record: miniz (torch's
+    // reader) checks that an entry lies inside the file by adding its size to the 32-bit offset
+    // field, 0xFFFFFFFF for a zip64 offset, unless the size field is 0xFFFFFFFF too.
+    const bool big_size = c.size >= zip64_at_ || c.offset >= zip64_at_, big_off = big_size;
     std::vector<uint8_t> x;
     if (big_size || big_off) {
       wr16(x, 1);
