@@ -9,7 +9,7 @@ source tests/e2e/data/lib.sh
 CHECK=tests/reference/pth_write_check.py
 c=dit_p2
 A=$tmp/a.safetensors
-cp "$FX/$c.safetensors" "$A"
+run "$UVIT" convert "$FX/$c.pth" "$A" -c "$FX/$c.json"  # the twin's weights
 
 # Every dtype and layout, against safetensors written with the same --dtype.
 triples=()
@@ -57,7 +57,8 @@ expect_error "official code cannot load" "$UVIT" convert "$A" "$tmp/bad2.pth" -c
 expect_error "only for a .pth or .pt OUT" "$UVIT" convert "$A" "$tmp/bad3.safetensors" --wrap ema
 expect_error "unknown layout 'emma'" "$UVIT" convert "$A" "$tmp/bad4.pth" --wrap emma
 expect_error "writes .safetensors or .pth or .pt only" "$UVIT" convert "$A" "$tmp/bad5.bin"
-expect_error "is a folder" "$UVIT" convert "$A" "$tmp"
+mkdir "$tmp/dir.pth"
+expect_error "is a folder" "$UVIT" convert "$A" "$tmp/dir.pth"
 expect_error "missing tensor" "$UVIT" convert "$A" "$tmp/bad6.pth" -c "$FX/skipdit_p2.json"
 expect_error "nope.safetensors" "$UVIT" convert "$tmp/nope.safetensors" "$tmp/bad7.pth"
 for i in 1 2 3 4 5 6 7; do
