@@ -2,9 +2,10 @@
 # Writing a .pth (docs/formats.md "Writing .pth"): `uvit convert A.safetensors B.pth` against
 # torch.save of the same state_dict in Debian's python3 (torch 1.13), on a big model's random
 # weights (default dit_xl_2: 2.7 GB f32). Each run writes a fresh file; wall seconds and peak RSS.
-# torch.save is timed inside Python on a state_dict already in memory, with and without the
-# fsync that uvit's atomic write does; uvit's time is the whole process (reading A included), and
-# `convert A.safetensors C.safetensors` is given for scale.
+# Whole processes, reading included: `uvit convert W.pth B.pth` against Python's torch.load(W.pth)
+# + torch.save + fsync (uvit's atomic write fsyncs), and `uvit convert A.safetensors B.pth`
+# against `convert A.safetensors C.safetensors`. Then torch.save alone, timed inside Python on a
+# state_dict already in memory, with and without the fsync.
 # Usage: bench/pth_write.sh [CONFIG] [RUNS] [UVIT]   (default dit_xl_2, 3 runs, build/uvit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,6 @@ json=$CFG; [ -f "$json" ] || json=configs/$CFG.json
 d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
 "$PY" bench/random_weights.py "$json" "$d/w.pth"
 "$UVIT" convert "$d/w.pth" "$d/a.safetensors" >/dev/null
-rm "$d/w.pth"
 echo "$(du -h "$d/a.safetensors" | cut -f1) of weights; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 measure() {  # label CMD...
   /usr/bin/time -v "${@:2}" >/dev/null 2>"$d/time" || { cat "$d/time"; exit 1; }
@@ -23,8 +23,19 @@ measure() {  # label CMD...
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$d/time")
   printf '%-44s %7.2f s  peak RSS %5.2f GB\n' "$1" "$wall" "$(echo "$rss/1048576" | bc -l)"
 }
+cat >"$d/resave.py" <<'PYEOF'
+import os, sys, torch
+sd = torch.load(sys.argv[1])
+with open(sys.argv[2], "wb") as f:
+    torch.save(sd, f)
+    f.flush()
+    os.fsync(f.fileno())
+PYEOF
 for r in $(seq "$RUNS"); do
-  rm -f "$d"/b.pth "$d"/c.safetensors
+  rm -f "$d"/b.pth "$d"/c.safetensors "$d"/t.pt
+  measure "uvit convert W.pth B.pth" "$UVIT" convert "$d/w.pth" "$d/b.pth"
+  measure "python3: torch.load(W.pth), torch.save, fsync" "$PY" "$d/resave.py" "$d/w.pth" "$d/t.pt"
+  rm -f "$d"/b.pth
   measure "uvit convert A.safetensors B.pth" "$UVIT" convert "$d/a.safetensors" "$d/b.pth"
   measure "uvit convert A.safetensors C.safetensors" "$UVIT" convert "$d/a.safetensors" "$d/c.safetensors"
 done

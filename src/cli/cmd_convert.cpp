@@ -1,6 +1,7 @@
 // `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors; with
 // --autoencoder, a diffusers VAE is renamed to the official autoencoder names. `uvit convert IN
 // OUT.pth` writes torch.save's format back, raw or under a --wrap entry, for the official code.
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -34,8 +35,9 @@ std::string parse_wrap(const std::string& s) {
 }
 
 bool is_pth(const std::string& path) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  return ext == ".pth" || ext == ".pt" || ext == ".PTH" || ext == ".PT";
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".pth" || ext == ".pt";
 }
 
 }  // namespace
@@ -81,12 +83,12 @@ void add_convert(CLI::App& app) {
     UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
                "--quantize is for diffusion networks, "
                "not --autoencoder");
-    if (pth && std::filesystem::path(o->in).extension() == ".safetensors") {
+    if (pth) {  // the file's header only
       QuantFormat f;
-      UVIT_CHECK(!quant_format_of(read_safetensors_metadata(o->in), o->in, &f), o->in,
+      UVIT_CHECK(!quant_format_of(open_weights(o->in)->metadata(), o->in, &f), o->in,
                  ": quantised weights (", f.name(),
-                 "); official code cannot load them, so "
-                 "there is no .pth of them (convert the unquantised weights)");
+                 "); official code cannot load them, so there "
+                 "is no .pth of them (convert the unquantised weights)");
     }
     NamedArrays sd = load_weights(o->in);
     std::map<std::string, std::string> meta;
