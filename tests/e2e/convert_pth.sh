@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `uvit convert IN OUT.pth` (docs/formats.md, "Writing .pth"): torch.load, plain and
 # weights_only=True, reads our files as the safetensors' tensors for every --dtype and --wrap; DiT's
-# find_model + load_state_dict(strict=True) loads --wrap ema; .pth -> .safetensors gives the same
+# find_model + load_state_dict(strict=True) loads --wrap ema; an --autoencoder conversion under
+# "state_dict" holds the official tensors; .pth -> .safetensors gives the same
 # bits back and the same samples; the refusals are one line and leave nothing behind.
 set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
@@ -26,6 +27,19 @@ cat "$tmp/out"
 run "$UVIT" convert "$A" "$tmp/w.pt"  # .pt too; --wrap none is the default
 run "$PY" $CHECK load "$tmp/ref_f32.safetensors" "$tmp/w.pt" none
 run "$PY" $CHECK dit "$tmp/f32_ema.pth" "$FX/$c.json" "$A"
+cat "$tmp/out"
+
+# A diffusers VAE renamed by --autoencoder, under "state_dict" as init_from_ckpt takes it
+# (docs/autoencoder.md), equals the official-layout file's tensors.
+echo '{"ddconfig": {"ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": []}}' \
+  >"$tmp/ae.json"
+AE=tests/reference/autoencoder_torch.py
+run "$PY" $AE save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 5
+run "$PY" $AE to-diffusers --config "$tmp/ae.json" --weights "$tmp/ae.pth" --style new \
+  --out "$tmp/ae.bin"
+run "$UVIT" convert "$tmp/ae.pth" "$tmp/ae_ref.safetensors" --autoencoder -c "$tmp/ae.json"
+run "$UVIT" convert "$tmp/ae.bin" "$tmp/ae_ldm.pth" --autoencoder -c "$tmp/ae.json" --wrap state_dict
+run "$PY" $CHECK load "$tmp/ae_ref.safetensors" "$tmp/ae_ldm.pth" state_dict
 cat "$tmp/out"
 
 # Back to safetensors: the same bits, whatever the layout, and the reader names the entry.
