@@ -1,11 +1,14 @@
 // `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors; with
-// --autoencoder, a diffusers VAE is renamed to the official autoencoder names.
+// --autoencoder, a diffusers VAE is renamed to the official autoencoder names. `uvit convert IN
+// OUT.pth` writes torch.save's format back, raw or under a --wrap entry, for the official code.
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
+#include "io/pth_write.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -23,18 +26,35 @@ DType parse_dtype(const std::string& s) {
   fail("--dtype: unknown dtype '", s, "' (expected f32, f16 or bf16)");
 }
 
+// --wrap: the entry the official loaders take the state_dict from (docs/formats.md, "Writing
+// .pth"); "" for a raw state_dict.
+std::string parse_wrap(const std::string& s) {
+  if (s == "none") return "";
+  if (s == "ema" || s == "model" || s == "state_dict") return s;
+  fail("--wrap: unknown layout '", s, "' (expected none, ema, model or state_dict)");
+}
+
+bool is_pth(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".pth" || ext == ".pt";
+}
+
 }  // namespace
 
 void add_convert(CLI::App& app) {
-  auto* cmd = app.add_subcommand("convert", "Convert a .pth checkpoint to .safetensors");
+  auto* cmd = app.add_subcommand(
+      "convert", "Convert a .pth checkpoint to .safetensors, or weights to a torch.save .pth");
   struct Opts {
-    std::string in, out, config, dtype, quantize;
+    std::string in, out, config, dtype, quantize, wrap;
     bool autoencoder = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("IN", o->in, "input weights (.pth, .pt, .bin, .ckpt or .safetensors)")
       ->required();
-  cmd->add_option("OUT", o->out, "output .safetensors (a new file; never the input)")->required();
+  cmd->add_option("OUT", o->out,
+                  "output .safetensors, or .pth/.pt for torch.load (a new file; never the input)")
+      ->required();
   cmd->add_option(
       "--config,-c", o->config,
       "check every name and shape against this config (a network preset, JSON file "
@@ -48,12 +68,28 @@ void add_convert(CLI::App& app) {
                   "int8 (per output channel) or int4[:GROUP] (GROUP 32, 64 or 128; default 32): "
                   "the network's linear weights as integers plus F32 scales, for inference "
                   "(needs --config; docs/formats.md)");
+  cmd->add_option("--wrap", o->wrap,
+                  "with a .pth OUT: none (a raw state_dict, as DiT's released weights), ema "
+                  "({\"ema\": sd}, DiT's and LightningDiT's find_model), model or state_dict "
+                  "(docs/formats.md)");
   cmd->callback([o] {
     check_not_input("OUT", o->out, {{"input IN", o->in}});
-    check_output("OUT", o->out, {".safetensors"});
+    check_output("OUT", o->out, {".safetensors", ".pth", ".pt"});
+    const bool pth = is_pth(o->out);
+    UVIT_CHECK(o->wrap.empty() || pth, "--wrap ", o->wrap, ": only for a .pth or .pt OUT");
+    const std::string entry = parse_wrap(o->wrap.empty() ? "none" : o->wrap);
+    UVIT_CHECK(!pth || o->quantize.empty(), "--quantize: ", o->out,
+               ": official code cannot load quantised weights; write a .safetensors");
     UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
                "--quantize is for diffusion networks, "
                "not --autoencoder");
+    if (pth) {  // the file's header only
+      QuantFormat f;
+      UVIT_CHECK(!quant_format_of(open_weights(o->in)->metadata(), o->in, &f), o->in,
+                 ": quantised weights (", f.name(),
+                 "); official code cannot load them, so there "
+                 "is no .pth of them (convert the unquantised weights)");
+    }
     NamedArrays sd = load_weights(o->in);
     std::map<std::string, std::string> meta;
     if (!o->dtype.empty()) {  // before quantising: the scales stay F32
@@ -89,9 +125,13 @@ void add_convert(CLI::App& app) {
       network_param_table(load_config(o->config)).check(sd, o->in);
     }
     make_parent_dir(o->out);
-    meta["format"] = "pt";
-    meta["source"] = o->in;
-    save_safetensors(o->out, sd, meta);
+    if (pth) {
+      save_pth(o->out, sd, entry);
+    } else {
+      meta["format"] = "pt";
+      meta["source"] = o->in;
+      save_safetensors(o->out, sd, meta);
+    }
     size_t n = 0;
     for (auto& [name, a] : sd) n += a.numel();
     std::printf("wrote %s: %zu tensors, %zu values\n", o->out.c_str(), sd.size(), n);

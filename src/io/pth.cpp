@@ -10,6 +10,7 @@
 
 #include "io/file.hpp"
 #include "io/readers.hpp"
+#include "io/torch_storages.hpp"
 #include "io/zip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -79,12 +80,7 @@ const char* kind_name(Obj::K k) {
   return "?";
 }
 
-const std::pair<const char*, DType> kStorages[] = {
-    {"torch.FloatStorage", DType::F32},     {"torch.HalfStorage", DType::F16},
-    {"torch.BFloat16Storage", DType::BF16}, {"torch.DoubleStorage", DType::F64},
-    {"torch.LongStorage", DType::I64},      {"torch.IntStorage", DType::I32},
-    {"torch.ShortStorage", DType::I16},     {"torch.CharStorage", DType::I8},
-    {"torch.ByteStorage", DType::U8},       {"torch.BoolStorage", DType::Bool}};
+using torch_format::kStorages;
 
 const char* const kFunctions[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
                                   "torch._utils._rebuild_parameter"};

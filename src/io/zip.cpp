@@ -33,11 +33,6 @@ void wr64(std::vector<uint8_t>& b, uint64_t v) {
   wr32(b, uint32_t(v >> 32));
 }
 
-uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
-  if (n == 0) return crc;  // crc32_z(crc, nullptr, 0) would reset to 0
-  return uint32_t(crc32_z(crc, p, n));
-}
-
 // What read() checks before it allocates e.size bytes: a method we can read, and for deflate a size
 // within its ~1032:1 limit. (An unknown method with a 2 GB size was an allocation bomb.)
 void check_readable(const std::string& path, const Entry& e) {
@@ -49,6 +44,11 @@ void check_readable(const std::string& path, const Entry& e) {
 }
 
 }  // namespace
+
+uint32_t crc32(uint32_t crc, const void* p, size_t n) {
+  if (n == 0) return crc;  // crc32_z(crc, nullptr, 0) would reset to 0
+  return uint32_t(crc32_z(crc, static_cast<const Bytef*>(p), n));
+}
 
 Reader::Reader(const std::string& path) : file_(path) {
   const uint64_t size = file_.size();
@@ -198,7 +198,7 @@ void Reader::read_into(const Entry& e, uint8_t* dst) const {
     for (uint64_t done = 0; done < e.size;) {
       size_t n = size_t(std::min(kChunk, e.size - done));
       file_.read(off + done, dst + done, n, e.name.c_str());
-      crc = crc_update(crc, dst + done, n);
+      crc = zip::crc32(crc, dst + done, n);
       done += n;
     }
   } else {
@@ -237,7 +237,7 @@ void Reader::read_into(const Entry& e, uint8_t* dst) const {
     if (produced != e.size)
       fail(path, ": corrupt zip: entry ", e.name, " inflates to ", produced, " bytes, expected ",
            e.size);
-    crc = crc_update(0, dst, e.size);
+    crc = zip::crc32(0, dst, e.size);
   }
   if (crc != e.crc) fail(path, ": corrupt zip: CRC mismatch in ", e.name);
 }
@@ -247,16 +247,19 @@ void Writer::put(const void* p, size_t n) {
   pos_ += n;
 }
 
-void Writer::add(const std::string& name,
-                 const std::vector<std::pair<const void*, size_t>>& pieces) {
+void Writer::add(const std::string& name, const std::vector<std::pair<const void*, size_t>>& pieces,
+                 uint64_t align) {
   UVIT_CHECK(name.size() < 0xFFFF, "zip: entry name too long: ", name);
   uint32_t crc = 0;
   uint64_t size = 0;
   for (auto& [p, n] : pieces) {
-    crc = crc_update(crc, static_cast<const uint8_t*>(p), n);
+    crc = zip::crc32(crc, p, n);
     size += n;
   }
-  const bool z64 = size >= 0xFFFFFFFFu;
+  const bool z64 = size >= zip64_at_;
+  const uint64_t fixed = 30 + name.size() + (z64 ? 20 : 0);  // header, name, zip64 field
+  // The padding field is at least its own 4-byte header, so it is always present when aligning.
+  const uint64_t pad = align > 1 ? 4 + (align - (pos_ + fixed + 4) % align) % align : 0;
   std::vector<uint8_t> h;
   wr32(h, kLocalSig);
   wr16(h, z64 ? 45 : 20);  // version needed
@@ -268,13 +271,18 @@ void Writer::add(const std::string& name,
   wr32(h, z64 ? 0xFFFFFFFFu : uint32_t(size));
   wr32(h, z64 ? 0xFFFFFFFFu : uint32_t(size));
   wr16(h, uint16_t(name.size()));
-  wr16(h, z64 ? 20 : 0);
+  wr16(h, uint16_t((z64 ? 20 : 0) + pad));
   h.insert(h.end(), name.begin(), name.end());
   if (z64) {
     wr16(h, 1);
     wr16(h, 16);
     wr64(h, size);
     wr64(h, size);
+  }
+  if (pad > 0) {
+    wr16(h, 0x4246);  // "FB"
+    wr16(h, uint16_t(pad - 4));
+    h.insert(h.end(), pad - 4, 'Z');
   }
   central_.push_back({name, crc, size, pos_});
   put(h.data(), h.size());
@@ -284,7 +292,10 @@ void Writer::add(const std::string& name,
 void Writer::finish() {
   const uint64_t cd_off = pos_;
   for (const Central& c : central_) {
-    const bool big_size = c.size >= 0xFFFFFFFFu, big_off = c.offset >= 0xFFFFFFFFu;
+    // An entry that needs zip64 at all gets all three fields in its zip64 record: miniz (torch's
+    // reader) checks that an entry lies inside the file by adding its size to the 32-bit offset
+    // field, 0xFFFFFFFF for a zip64 offset, unless the size field is 0xFFFFFFFF too.
+    const bool big_size = c.size >= zip64_at_ || c.offset >= zip64_at_, big_off = big_size;
     std::vector<uint8_t> x;
     if (big_size || big_off) {
       wr16(x, 1);
@@ -319,7 +330,7 @@ void Writer::finish() {
   }
   const uint64_t cd_size = pos_ - cd_off, n = central_.size();
   std::vector<uint8_t> t;
-  const bool z64 = n >= 0xFFFF || cd_off >= 0xFFFFFFFFu || cd_size >= 0xFFFFFFFFu;
+  const bool z64 = n >= 0xFFFF || cd_off >= zip64_at_ || cd_size >= zip64_at_;
   if (z64) {
     const uint64_t rec = pos_;
     wr32(t, kZip64EocdSig);

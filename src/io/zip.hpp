@@ -41,14 +41,26 @@ class Reader {
   std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
 };
 
+// The CRC-32 of zip (and PNG, gzip): crc32(crc32(0, a), b) is the CRC of a followed by b.
+uint32_t crc32(uint32_t crc, const void* p, size_t n);
+
+// Sizes and offsets at or above this need zip64 records (the 32-bit fields hold 0xFFFFFFFF).
+inline constexpr uint64_t kZip64Limit = 0xFFFFFFFFu;
+
 // Writes a zip of stored (uncompressed) entries through a byte sink, adding zip64 records only
 // when sizes or offsets need them. Timestamps are fixed (1980-01-01) so output is reproducible.
 class Writer {
  public:
   using Sink = std::function<void(const void*, size_t)>;
-  explicit Writer(Sink sink) : sink_(std::move(sink)) {}
-  // The entry's contents are the concatenation of the pieces.
-  void add(const std::string& name, const std::vector<std::pair<const void*, size_t>>& pieces);
+  // `zip64_at` lowers the zip64 threshold, for tests only: a small archive then takes the same
+  // zip64 path as one past 4 GiB.
+  explicit Writer(Sink sink, uint64_t zip64_at = kZip64Limit)
+      : sink_(std::move(sink)), zip64_at_(zip64_at) {}
+  // The entry's contents are the concatenation of the pieces. With `align` > 1 the local header
+  // gets a padding extra field (id "FB", as torch.save writes) so that the contents start at a
+  // multiple of `align` in the archive.
+  void add(const std::string& name, const std::vector<std::pair<const void*, size_t>>& pieces,
+           uint64_t align = 1);
   void finish();
 
  private:
@@ -59,6 +71,7 @@ class Writer {
     uint64_t size, offset;
   };
   Sink sink_;
+  uint64_t zip64_at_;
   uint64_t pos_ = 0;
   std::vector<Central> central_;
 };

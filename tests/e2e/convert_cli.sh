@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `uvit convert` never writes over its input (same path, ./path, a hard link, a symbolic link),
-# writes safetensors only under a .safetensors name, and its output loads; weights saved from a
-# DistributedDataParallel model ("module." names) load as they are; a training state given as
-# weights says which file to give instead.
+# writes only under a .safetensors (or .pth/.pt: tests/e2e/convert_pth.sh) name, and its output
+# loads; weights saved from a DistributedDataParallel model ("module." names) load as they are; a
+# training state given as weights says which file to give instead.
 set -uo pipefail
 UVIT=$1 FX=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -18,10 +18,10 @@ expect_error "is the input" "$UVIT" convert "$tmp/w.safetensors" "$tmp/w.safeten
 expect_error "is the input" "$UVIT" convert "$tmp/w.safetensors" "$tmp/./w.safetensors"
 expect_error "is the input" "$UVIT" convert "$tmp/w.pth" "$tmp/hard.safetensors"
 expect_error "is the input" "$UVIT" convert "$tmp/w.pth" "$tmp/link.safetensors"
-expect_error "writes .safetensors only" "$UVIT" convert "$tmp/w.pth" "$tmp/out.npz"
-expect_error "writes .safetensors only" "$UVIT" convert "$tmp/w.pth" "$tmp/out2.pth"
+expect_error "writes .safetensors or .pth or .pt only" "$UVIT" convert "$tmp/w.pth" "$tmp/out.npz"
+expect_error "writes .safetensors or .pth or .pt only" "$UVIT" convert "$tmp/w.pth" "$tmp/out2.bin"
 [ "$before" = "$(sums)" ] || fail "a refused convert changed its input"
-for f in out.npz out2.pth; do [ ! -e "$tmp/$f" ] || fail "a refused convert wrote $f"; done
+for f in out.npz out2.bin; do [ ! -e "$tmp/$f" ] || fail "a refused convert wrote $f"; done
 
 # A good conversion (into a new folder) predicts exactly as the .pth does.
 run "$UVIT" convert "$tmp/w.pth" "$tmp/new/w.safetensors"

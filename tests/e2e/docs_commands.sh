@@ -57,7 +57,7 @@ run "$UVIT" convert "$W" "$tmp/w16.safetensors" --config fmnist_uvit_tiny --dtyp
 run "$UVIT" convert "$W" "$tmp/w8.safetensors" --config fmnist_uvit_tiny --quantize int8
 run "$UVIT" convert "$W" "$tmp/w4.safetensors" --config fmnist_uvit_tiny --quantize int4:64
 grep -q "^wrote $tmp/w4.safetensors: " "$tmp/out" || fail "convert: $(cat "$tmp/out")"
-expect_error "writes .safetensors only" "$UVIT" convert "$W" "$tmp/w.pth" --config fmnist_uvit_tiny
+expect_error "writes .safetensors or .pth or .pt only" "$UVIT" convert "$W" "$tmp/w.bin" --config fmnist_uvit_tiny
 "$PY" -c "
 import numpy as np, sys
 r = np.random.default_rng(0)
