@@ -83,15 +83,20 @@ void add_convert(CLI::App& app) {
     UVIT_CHECK(o->quantize.empty() || !o->autoencoder,
                "--quantize is for diffusion networks, "
                "not --autoencoder");
-    if (pth) {  // the file's header only
-      QuantFormat f;
-      UVIT_CHECK(!quant_format_of(open_weights(o->in)->metadata(), o->in, &f), o->in,
-                 ": quantised weights (", f.name(),
-                 "); official code cannot load them, so there "
-                 "is no .pth of them (convert the unquantised weights)");
-    }
+    QuantFormat qf;  // the file's header only
+    const bool quantised = quant_format_of(open_weights(o->in)->metadata(), o->in, &qf);
+    UVIT_CHECK(!quantised || !pth, o->in, ": quantised weights (", qf.name(),
+               "); official code cannot load them, so there "
+               "is no .pth of them (convert the unquantised weights)");
+    // A quantised file's tensors are copied as they are, with the metadata that marks them: its
+    // scales must stay F32 and its integers are not a network's parameter table.
+    UVIT_CHECK(!quantised || (o->dtype.empty() && o->quantize.empty() && !o->autoencoder &&
+                              o->config.empty()),
+               o->in, ": quantised weights (", qf.name(),
+               "); --dtype, --quantize, --autoencoder and --config apply to unquantised weights");
     NamedArrays sd = load_weights(o->in);
     std::map<std::string, std::string> meta;
+    if (quantised) meta = quant_metadata(qf);
     if (!o->dtype.empty()) {  // before quantising: the scales stay F32
       DType d = parse_dtype(o->dtype);
       for (auto& [name, a] : sd)

@@ -48,6 +48,16 @@ for q, bound in (("int8", 0.03), ("int4", 0.5)):
 PYEOF
 expect_error "--quantize needs --config" "$UVIT" convert "$W" "$tmp/x.safetensors" --quantize int8
 expect_error "unknown format 'int3'" "$UVIT" convert "$W" "$tmp/x.safetensors" --quantize int3 --config "$tmp/tiny.json"
+# A quantised file converted again is a copy that stays quantised (its metadata kept): it samples
+# the same images; what would change its tensors is refused.
+run "$UVIT" convert "$tmp/int4.safetensors" "$tmp/int4_copy.safetensors"
+run "$UVIT" sample -c "$tmp/tiny.json" -w "$tmp/int4_copy.safetensors" --n 10 --classes all --seed 1 \
+  --npy "$tmp/s_int4_copy.npy"
+cmp -s "$tmp/s_int4.npy" "$tmp/s_int4_copy.npy" || fail "a copy of quantised weights samples other images"
+for opt in "--dtype f16" "--quantize int8" "--config $tmp/tiny.json"; do
+  expect_error "quantised weights (int4); --dtype, --quantize, --autoencoder and --config apply to unquantised weights" \
+    "$UVIT" convert "$tmp/int4.safetensors" "$tmp/y.safetensors" $opt
+done
 cp "$tmp/int8.safetensors" "$tmp/run/nnet.safetensors"
 expect_error "the weights are quantised; training needs the fp32 weights" \
   "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" --resume --steps 8 -q
