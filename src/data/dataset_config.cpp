@@ -79,7 +79,7 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
   // presets carry the field) trained without a word.
   UVIT_CHECK(
       o.resize_or_crop == "random" || o.resize_or_crop == "resize" || o.resize_or_crop == "crop",
-      "config dataset.resize_or_crop: '", o.resize_or_crop,
+      "config dataset: resize_or_crop '", o.resize_or_crop,
       "' is not random, resize or crop (docs/fit.md)");
   UVIT_CHECK(o.feature_kind == "moments" || o.feature_kind == "deterministic",
              "config dataset.feature_kind: '", o.feature_kind, "' is not moments or deterministic");

@@ -75,7 +75,7 @@ expect_error "^uvit: error: --steps must be at most 2147483647, got 2147483648 (
 
 # --- dataset.resize_or_crop (docs/fit.md, docs/data.md) ---------------------------------------------
 # Checked only when an npy_folder loaded: a typo on the FiT presets' own data trained without a word.
-expect_error "^uvit: error: config dataset.resize_or_crop: 'crop_' is not random, resize or crop (docs/fit.md)$" \
+expect_error "^uvit: error: config dataset: resize_or_crop 'crop_' is not random, resize or crop (docs/fit.md)$" \
   "$UVIT" train --config fmnist_fit_tiny --set dataset.resize_or_crop=crop_ --out "$tmp/rc" --steps 1 --batch 2
 [ ! -e "$tmp/rc" ] || fail "a refused resize_or_crop left a run folder"
 
