@@ -126,18 +126,59 @@ std::vector<Source> fit_latent_files(const std::string& in, const std::string& v
   return out;
 }
 
+struct Opts {
+  std::string in, out;
+  int patch = 2;
+  std::string versions = "resize";
+  bool crop = false, quiet = false;
+};
+
+// Converts `files` into the folder `dir` (OUT.partial), the messages naming OUT's files; returns
+// how many had a crop version.
+size_t convert_into(const Opts& o, const std::vector<Source>& files, const std::string& dir) {
+  Progress bar("convert", long(files.size()), o.quiet);
+  std::map<std::string, std::string> written;  // output stem -> its input file
+  size_t crops = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string& f = files[i].file;
+    const Converted c = read_fit_latent(f, o.patch);
+    char label[8];
+    std::snprintf(label, sizeof label, "%04lld", (long long)c.label);
+    const std::string name = fs::path(f).stem().string(), stem = cat(o.out, "/", label, "_", name),
+                      file = cat(dir, "/", label, "_", name);
+    // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
+    for (const char* suffix : {".flip", ".crop"})
+      UVIT_CHECK(!name.ends_with(suffix), f, ": a name ending in ", suffix,
+                 " would read as another file's version");
+    // The output name drops the folders: two files of one name and label (an image's resize
+    // and crop versions, when IN is not the official root) would write one pair, the later
+    // over the earlier.
+    const auto [it, fresh] = written.emplace(stem, f);
+    UVIT_CHECK(fresh, o.in, ": ", it->second, " and ", f, " would both write ", stem,
+               ".npy (two versions of one image? give the official root: its from_16_to_L "
+               "folder picks one, or keeps both with --versions both)");
+    save_npy(file + ".npy", c.latent[0]);
+    save_npy(file + ".flip.npy", c.latent[1]);
+    if (!files[i].crop.empty()) {
+      const Converted k = read_fit_latent(files[i].crop, o.patch);
+      UVIT_CHECK(k.label == c.label, files[i].crop, ": label ", k.label, " differs from ", c.label,
+                 " of its resize version ", f);
+      save_npy(file + ".crop.npy", k.latent[0]);
+      save_npy(file + ".crop.flip.npy", k.latent[1]);
+      ++crops;
+    }
+    bar.update(long(i + 1));
+  }
+  bar.finish();
+  return crops;
+}
+
 }  // namespace
 
 void add_convert_fit_latents(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "convert-fit-latents",
       "Convert FiTv2's official latent files (safetensors of h w c tokens) to an npy_folder");
-  struct Opts {
-    std::string in, out;
-    int patch = 2;
-    std::string versions = "resize";
-    bool crop = false, quiet = false;
-  };
   auto o = std::make_shared<Opts>();
   cmd->add_option("IN", o->in,
                   "the official dataset root (from_16_to_256, greater_than_256_resize, ...) or any "
@@ -158,43 +199,35 @@ void add_convert_fit_latents(CLI::App& app) {
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
   cmd->callback([o] {
     UVIT_CHECK(!o->crop || o->versions != "both", "--crop is --versions crop, not both");
+    // OUT appears whole or not at all: the files are written into OUT.partial, renamed to OUT at
+    // the end. A conversion stopped half-way (Ctrl-C) left an npy_folder of fewer items, or items
+    // without their stored flip or crop version, that trained without a word; one into a folder
+    // of an earlier conversion kept that one's files (its crop versions after --versions resize).
+    check_output_dir("OUT", o->out);
+    std::error_code ec;
+    UVIT_CHECK(!fs::is_directory(o->out, ec) || fs::is_empty(o->out, ec), o->out,
+               ": holds files already; convert-fit-latents writes a new folder (give another OUT, "
+               "or delete this one)");
     const std::vector<Source> files = fit_latent_files(o->in, o->crop ? "crop" : o->versions);
     UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
-    make_dir(o->out);
-    Progress bar("convert", long(files.size()), o->quiet);
-    std::map<std::string, std::string> written;  // output stem -> its input file
-    size_t crops = 0;
-    for (size_t i = 0; i < files.size(); ++i) {
-      const std::string& f = files[i].file;
-      const Converted c = read_fit_latent(f, o->patch);
-      char label[8];
-      std::snprintf(label, sizeof label, "%04lld", (long long)c.label);
-      const std::string name = fs::path(f).stem().string(),
-                        stem = cat(o->out, "/", label, "_", name);
-      // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
-      for (const char* suffix : {".flip", ".crop"})
-        UVIT_CHECK(!name.ends_with(suffix), f, ": a name ending in ", suffix,
-                   " would read as another file's version");
-      // The output name drops the folders: two files of one name and label (an image's resize
-      // and crop versions, when IN is not the official root) would write one pair, the later
-      // over the earlier.
-      const auto [it, fresh] = written.emplace(stem, f);
-      UVIT_CHECK(fresh, o->in, ": ", it->second, " and ", f, " would both write ", stem,
-                 ".npy (two versions of one image? give the official root: its from_16_to_L "
-                 "folder picks one, or keeps both with --versions both)");
-      save_npy(stem + ".npy", c.latent[0]);
-      save_npy(stem + ".flip.npy", c.latent[1]);
-      if (!files[i].crop.empty()) {
-        const Converted k = read_fit_latent(files[i].crop, o->patch);
-        UVIT_CHECK(k.label == c.label, files[i].crop, ": label ", k.label, " differs from ",
-                   c.label, " of its resize version ", f);
-        save_npy(stem + ".crop.npy", k.latent[0]);
-        save_npy(stem + ".crop.flip.npy", k.latent[1]);
-        ++crops;
-      }
-      bar.update(long(i + 1));
+    fs::path out = fs::path(o->out).lexically_normal();
+    if (!out.has_filename()) out = out.parent_path();  // "lat/"
+    const std::string partial = out.string() + ".partial";
+    if (fs::exists(partial, ec)) {
+      fs::remove_all(partial);
+      if (!o->quiet)
+        std::fprintf(stderr, "removed %s, left by a conversion that was stopped\n",
+                     partial.c_str());
     }
-    bar.finish();
+    make_dir(partial);
+    size_t crops = 0;
+    try {
+      crops = convert_into(*o, files, partial);
+    } catch (...) {
+      fs::remove_all(partial, ec);  // a refusal half-way leaves nothing behind
+      throw;
+    }
+    fs::rename(partial, out);  // onto a missing or empty OUT
     if (!o->quiet)
       std::fprintf(stderr, "converted %zu latent files (%zu with their crop version) into %s\n",
                    files.size(), crops, o->out.c_str());

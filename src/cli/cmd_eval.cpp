@@ -204,8 +204,13 @@ void add_eval(CLI::App& app) {
       manifest["n_prompts"] = prompts.size();
       manifest["clip"] = fs::absolute(o->clip).string();
     }
-    check_or_write_manifest(work + "/manifest.json", manifest, work, "chunks",
-                            "use another --work folder or delete it", {"precision"},
+    // Without --out and --work every eval in a folder shares ./eval_samples.npz.parts: a second
+    // model there (the families side by side) is refused, and --out is what separates them.
+    const std::string way = o->work.empty() ? cat("give each model its own --out (the chunks go "
+                                                  "to OUT.parts), or delete ",
+                                                  work)
+                                            : "use another --work folder or delete it";
+    check_or_write_manifest(work + "/manifest.json", manifest, work, "chunks", way, {"precision"},
                             o->quiet || !lead);  // older manifests lack the precision
 
     const int k = real_classes(cfg);

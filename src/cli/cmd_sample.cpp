@@ -137,6 +137,9 @@ void add_sample(CLI::App& app) {
       images = !o->out.empty() || !o->npy.empty() || !o->npz.empty() || !o->dir.empty();
       UVIT_CHECK(images || !o->latents.empty(),
                  "nothing to write: give --out grid.png, --npy FILE, --npz FILE and/or --dir DIR");
+      // Alone it would be dropped without a word: the previews need a file to go to.
+      UVIT_CHECK(!o->preview.empty() || cmd->count("--preview-interval") == 0,
+                 "--preview-interval needs --preview F.png (the file the previews are written to)");
     });
     // Every output is checked before minutes of sampling, not at the end.
     check_output("--out", o->out, {".png"});

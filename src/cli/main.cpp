@@ -216,6 +216,18 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e,
       if (const CLI::Option* o = sub->get_option_no_throw(msg.substr(0, end)))
         if (const std::string typed = typed_names(*o, args); !typed.empty())
           msg.replace(0, end, typed);
+  // CLI11's "Could not convert: --n = 1.5": a number the option's integer type cannot hold (the
+  // validators let through what is a finite number).
+  if (msg.rfind("Could not convert: ", 0) == 0)
+    if (const size_t eq = msg.find(" = "); eq != std::string::npos) {
+      const std::string name = msg.substr(19, eq - 19), value = msg.substr(eq + 3);
+      const CLI::Option* o = sub->get_option_no_throw(name);
+      const std::string typed = o ? typed_names(*o, args) : "";
+      const bool whole = value.find_first_not_of("+-0123456789") == std::string::npos;
+      return (typed.empty() ? name : typed) +
+             (whole ? " must be at most 2147483647, got " : " must be a whole number, got ") +
+             value + " (uvit help " + cmd + ")";
+    }
   // CLI11's "--steps: At Most 1 required but received 2": an option given twice.
   if (size_t p = msg.find(": At Most 1 required but received "); p != std::string::npos)
     return msg.substr(0, p) + " is given " + msg.substr(p + 34) +

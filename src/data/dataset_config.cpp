@@ -75,6 +75,12 @@ DataOptions data_options_from_json(const nlohmann::json& config, const std::stri
   read_field(d, "scale_factor", o.scale_factor);
   read_field(d, "feature_kind", o.feature_kind);
   read_field(d, "resize_or_crop", o.resize_or_crop);
+  // Checked for every dataset, not only when an npy_folder loads: a typo on another one (the FiT
+  // presets carry the field) trained without a word.
+  UVIT_CHECK(
+      o.resize_or_crop == "random" || o.resize_or_crop == "resize" || o.resize_or_crop == "crop",
+      "config dataset: resize_or_crop '", o.resize_or_crop,
+      "' is not random, resize or crop (docs/fit.md)");
   UVIT_CHECK(o.feature_kind == "moments" || o.feature_kind == "deterministic",
              "config dataset.feature_kind: '", o.feature_kind, "' is not moments or deterministic");
   if (o.scale_factor == 0 && config.contains("autoencoder") && config["autoencoder"].is_object()) {
