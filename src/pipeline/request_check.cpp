@@ -62,7 +62,10 @@ void check_sampler_of(const Config& cfg, const std::string& typed, bool flow,
     sampler = canonical_sampler(typed, flow);
   } catch (const Error& e) {
     const std::vector<std::string> fl = flow_sampler_names();
-    if (flow || std::find(fl.begin(), fl.end(), lower) == fl.end())
+    if (flow)  // say which preset refused, as the eps branch below does
+      throw RequestError("sampler", cat(field, ": ", e.what(), "; config ", cfg.config_name,
+                                        " is a flow preset (velocity objective, docs/flow.md)"));
+    if (std::find(fl.begin(), fl.end(), lower) == fl.end())
       throw RequestError("sampler", cat(field, ": ", e.what()));
     throw RequestError(
         "sampler", cat(field, ": '", typed, "' is a flow sampler (flow presets); ", what, " takes ",

@@ -45,7 +45,7 @@ run "$UVIT" sample "${S[@]}" --n 2 --class 3 --sampler dopri5 --atol 1e-4 --rtol
 grep -q "? (adaptive)" "$tmp/err" || fail "dopri5 progress: $(cat "$tmp/err")"
 
 # One-line errors.
-expect_error "not a flow sampler (valid for flow presets: euler, heun, euler_maruyama, dopri5)" \
+expect_error "not a flow sampler (valid for flow presets: euler, heun, euler_maruyama, dopri5); config .* is a flow preset (velocity objective, docs/flow.md)" \
   "$UVIT" sample "${S[@]}" --n 2 --class 1 --sampler dpm-solver++ --npy "$tmp/x.npy"
 expect_error "'heun' is a flow sampler (flow presets); config .* (schedule adm) takes dpm-solver, dpm-solver++, dpm-solver++2m, ddpm, ddim" \
   "$UVIT" sample "${S[@]}" --set schedule=adm --n 2 --class 1 \
