@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,26 @@ struct GenerateOptions {
 // sample.cfg, else 0), guidance channels, the power-cos power and, for flow presets, shift, cfg
 // interval and tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
+
+class Denoiser;  // the network as the samplers see it (src/diffusion/generate.cpp)
+
+// The buffers generate(net, cfg, opt, n) holds while it samples, allocated untouched: the
+// sampler's mini-batch (inputs, outputs, times, labels, contexts; twice under guidance) and the
+// network's activations for it (Network::reserve, Skip-Cache's copy included). Made inside a
+// MemPlan they count towards its need (docs/memory.md, "Refused up front"): generate() makes them
+// before its first step, the Trainer for its sample grid, so that a run that cannot draw its grid
+// is refused before step 1. `opt`: with the preset's defaults (with_preset_defaults).
+class SamplingBuffers {
+ public:
+  SamplingBuffers(Network& net, const Config& cfg, const GenerateOptions& opt, int n);
+  ~SamplingBuffers();
+  int mini_batch() const { return mb_; }
+  Denoiser& model() { return *model_; }
+
+ private:
+  int mb_;
+  std::unique_ptr<Denoiser> model_;
+};
 
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].
 // Sample i's initial noise depends only on (seed, i), so results do not depend on mini-batching.
