@@ -272,7 +272,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   dt_ = DeviceBuffer(be_, B * 4);
   dy_ = DeviceBuffer(be_, B * sizeof(int32_t));
   if (n.text_conditional()) dctx_ = DeviceBuffer(be_, B * n.context_numel() * 4);
-  net_->reserve(micro_, true);  // the gradient and one micro-batch's activations
+  // The gradient and one micro-batch's activations (packed: the largest batch of any sizes).
+  net_->reserve(micro_, true, data_->variable_size());
   // The sample grid's: the EMA network's activations stay; the sampler's buffers come back then.
   std::optional<SamplingBuffers> grid;
   if (sampling) grid.emplace(*ema_, cfg_, with_preset_defaults(cfg_, sampling->opt), sampling->n);
