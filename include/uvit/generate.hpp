@@ -37,6 +37,9 @@ struct GenerateOptions {
   // process can have, before the first step: the place for slow set-up the check should precede
   // (bench initialises the weights there; docs/memory.md, "Refused up front").
   std::function<void()> on_buffers_checked;
+  // Host bytes the caller will hold for the samples besides generate()'s result (the pipeline's
+  // images): counted with the result in the check (docs/memory.md, "Host memory").
+  size_t host_bytes = 0;
   // The initial x_T [n, C, H, W] instead of drawing it (later noise still comes from the seed).
   std::vector<float> noise;
   // Skip-Cache every N network calls (skip_dit only; 0 or 1: off).

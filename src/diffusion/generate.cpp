@@ -309,11 +309,13 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   // the first step (docs/memory.md, "Refused up front").
   MemPlan plan;
   SamplingBuffers buffers(net, cfg, opt, n);
+  const size_t result_bytes = size_t(n) * numel * sizeof(float);
+  plan.count_host(result_bytes + opt.host_bytes);
   plan.check();
   const int mb = buffers.mini_batch();
   Denoiser& model = buffers.model();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
-  std::vector<float> result(size_t(n) * numel);
+  std::vector<float> result(result_bytes / sizeof(float));
   // dopri5's count is not known in advance: the total is then -1.
   const int per_batch = flow ? flow_evaluations(sampler, steps, opt.zero_init_steps) : steps;
   const int evals_total = per_batch < 0 ? -1 : ((n + mb - 1) / mb) * per_batch;
