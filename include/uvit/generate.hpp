@@ -83,10 +83,14 @@ class SamplingBuffers {
   SamplingBuffers(Network& net, const Config& cfg, const GenerateOptions& opt, int n);
   ~SamplingBuffers();
   int mini_batch() const { return mb_; }
+  // Host bytes held with them, for MemPlan::count_host: the n samples generate() returns and
+  // opt.host_bytes.
+  size_t host_bytes() const { return host_bytes_; }
   Denoiser& model() { return *model_; }
 
  private:
   int mb_;
+  size_t host_bytes_;
   std::unique_ptr<Denoiser> model_;
 };
 

@@ -264,6 +264,7 @@ SamplingBuffers::SamplingBuffers(Network& net, const Config& cfg, const Generate
           ? opt.mini_batch
           : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50);
   mb_ = std::max(1, std::min(mb, n));
+  host_bytes_ = size_t(n) * net.spec().in_numel() * sizeof(float) + opt.host_bytes;
   const bool guided = opt.cfg_scale != 0;
   model_ = std::make_unique<Denoiser>(net, mb_, guided, opt.cfg_scale, opt.guidance_channels,
                                       opt.cfg_power);
@@ -309,13 +310,12 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   // the first step (docs/memory.md, "Refused up front").
   MemPlan plan;
   SamplingBuffers buffers(net, cfg, opt, n);
-  const size_t result_bytes = size_t(n) * numel * sizeof(float);
-  plan.count_host(result_bytes + opt.host_bytes);
+  plan.count_host(buffers.host_bytes());
   plan.check();
   const int mb = buffers.mini_batch();
   Denoiser& model = buffers.model();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
-  std::vector<float> result(result_bytes / sizeof(float));
+  std::vector<float> result(size_t(n) * numel);
   // dopri5's count is not known in advance: the total is then -1.
   const int per_batch = flow ? flow_evaluations(sampler, steps, opt.zero_init_steps) : steps;
   const int evals_total = per_batch < 0 ? -1 : ((n + mb - 1) / mb) * per_batch;

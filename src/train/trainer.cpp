@@ -276,7 +276,10 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   net_->reserve(micro_, true, data_->variable_size());
   // The sample grid's: the EMA network's activations stay; the sampler's buffers come back then.
   std::optional<SamplingBuffers> grid;
-  if (sampling) grid.emplace(*ema_, cfg_, with_preset_defaults(cfg_, sampling->opt), sampling->n);
+  if (sampling) {
+    grid.emplace(*ema_, cfg_, with_preset_defaults(cfg_, sampling->opt), sampling->n);
+    plan.count_host(grid->host_bytes());
+  }
   plan.check();
   // The reduced gradient of this rank's shard (ZeRO): its padding stays zero.
   if (zero) be_.fill(part_.f32(), 0.f, shard_);
