@@ -97,6 +97,25 @@ TEST(MemLimit, APlanRefusesTheWholeNeedAtItsCheck) {
   EXPECT_EQ(uvit_test::error_of([&] { fits.check(); }), "(no error)");
 }
 
+// A training step's inputs at B (on the backend) and the gradient fed back, allocated before the
+// network's reserve() so that they are not part of what the step must not allocate.
+struct StepInputs {
+  std::vector<float> g;
+  DeviceBuffer dx, dt, dy, out;
+  StepInputs(Backend& be, const NetSpec& n, int B)
+      : g(size_t(B) * n.out_numel(), 1e-3f),
+        dx(be, size_t(B) * n.in_numel() * 4),
+        dt(be, size_t(B) * 4),
+        dy(be, size_t(B) * 4),
+        out(be, g.size() * 4) {
+    const std::vector<float> x(size_t(B) * n.in_numel(), 0.1f), t(size_t(B), 0.5f);
+    const std::vector<int32_t> y(size_t(B), 1);
+    be.upload(dx.f32(), x.data(), x.size() * 4);
+    be.upload(dt.f32(), t.data(), t.size() * 4);
+    be.upload(dy.as(), y.data(), y.size() * 4);
+  }
+};
+
 // reserve(B, train) allocates every buffer a training step at B holds: the step allocates nothing.
 TEST(MemLimit, ReserveAllocatesAllOfAStep) {
   for (const char* name : {"fmnist_uvit_tiny", "fmnist_dit_tiny", "fmnist_mdt_tiny"}) {
@@ -105,22 +124,17 @@ TEST(MemLimit, ReserveAllocatesAllOfAStep) {
     auto net = make_network(c, be);
     const int B = 2;
     const NetSpec& n = c.spec;
-    std::vector<float> x(B * n.in_numel(), 0.1f), t(B, 0.5f), g(B * n.out_numel(), 1e-3f);
-    std::vector<int32_t> y(B, 1);
-    DeviceBuffer dx(be, x.size() * 4), dt(be, B * 4), dy(be, B * 4), out(be, g.size() * 4);
-    be.upload(dx.f32(), x.data(), x.size() * 4);
-    be.upload(dt.f32(), t.data(), B * 4);
-    be.upload(dy.as(), y.data(), B * 4);
+    const StepInputs in(be, n, B);
     net->init_random(1);
     net->reserve(B, true);
     const size_t live = CpuBackend::live_bytes();
     net->zero_grad();
     for (int pass = 0; pass < net->train_passes(); ++pass) {
       net->set_train_pass(pass, 1, 0);
-      net->forward(dx.f32(), dt.f32(), n.class_conditional() ? dy.as<int32_t>() : nullptr, nullptr,
-                   out.f32(), B, true);
-      be.upload(out.f32(), g.data(), g.size() * 4);
-      net->backward(out.f32());
+      net->forward(in.dx.f32(), in.dt.f32(), n.class_conditional() ? in.dy.as<int32_t>() : nullptr,
+                   nullptr, in.out.f32(), B, true);
+      be.upload(in.out.f32(), in.g.data(), in.g.size() * 4);
+      net->backward(in.out.f32());
     }
     EXPECT_EQ(CpuBackend::live_bytes(), live) << name;
     for (size_t i = 0; i < 64; ++i) ASSERT_TRUE(std::isfinite(net->grads()[i])) << name;
@@ -140,12 +154,7 @@ TEST(MemLimit, PackedReserveAllocatesAllOfAnyPackedStep) {
     auto net = make_network(c, be);
     const int B = 4;
     const NetSpec& n = c.spec;
-    std::vector<float> x(B * n.in_numel(), 0.1f), t(B, 0.5f), g(B * n.out_numel(), 1e-3f);
-    std::vector<int32_t> y(B, 1);
-    DeviceBuffer dx(be, x.size() * 4), dt(be, B * 4), dy(be, B * 4), out(be, g.size() * 4);
-    be.upload(dx.f32(), x.data(), x.size() * 4);
-    be.upload(dt.f32(), t.data(), B * 4);
-    be.upload(dy.as(), y.data(), B * 4);
+    const StepInputs in(be, n, B);
     net->init_random(1);
     net->reserve(B, true, true);
     const size_t live = CpuBackend::live_bytes();
@@ -156,9 +165,9 @@ TEST(MemLimit, PackedReserveAllocatesAllOfAnyPackedStep) {
           {{28, 28}, {28, 24}, {24, 28}, {24, 24}}}) {
       net->zero_grad();
       net->set_valid_sizes(sizes);
-      net->forward(dx.f32(), dt.f32(), dy.as<int32_t>(), nullptr, out.f32(), B, true);
-      be.upload(out.f32(), g.data(), g.size() * 4);
-      net->backward(out.f32());
+      net->forward(in.dx.f32(), in.dt.f32(), in.dy.as<int32_t>(), nullptr, in.out.f32(), B, true);
+      be.upload(in.out.f32(), in.g.data(), in.g.size() * 4);
+      net->backward(in.out.f32());
       EXPECT_EQ(CpuBackend::live_bytes(), live) << (online ? "online" : "cached");
     }
   }
