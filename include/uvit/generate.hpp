@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct GenerateOptions {
   // process can have, before the first step: the place for slow set-up the check should precede
   // (bench initialises the weights there; docs/memory.md, "Refused up front").
   std::function<void()> on_buffers_checked;
+  // Host bytes the caller will hold for the samples besides generate()'s result (the pipeline's
+  // images): counted with the result in the check (docs/memory.md, "Host memory").
+  size_t host_bytes = 0;
   // The initial x_T [n, C, H, W] instead of drawing it (later noise still comes from the seed).
   std::vector<float> noise;
   // Skip-Cache every N network calls (skip_dit only; 0 or 1: off).
@@ -65,6 +69,30 @@ struct GenerateOptions {
 // sample.cfg, else 0), guidance channels, the power-cos power and, for flow presets, shift, cfg
 // interval and tolerances. Throws uvit::Error for an unknown sampler name or a value out of range.
 GenerateOptions with_preset_defaults(const Config& cfg, GenerateOptions opt);
+
+class Denoiser;  // the network as the samplers see it (src/diffusion/generate.cpp)
+
+// The buffers generate(net, cfg, opt, n) holds while it samples, allocated untouched: the
+// sampler's mini-batch (inputs, outputs, times, labels, contexts; twice under guidance) and the
+// network's activations for it (Network::reserve, Skip-Cache's copy included). Made inside a
+// MemPlan they count towards its need (docs/memory.md, "Refused up front"): generate() makes them
+// before its first step, the Trainer for its sample grid, so that a run that cannot draw its grid
+// is refused before step 1. `opt`: with the preset's defaults (with_preset_defaults).
+class SamplingBuffers {
+ public:
+  SamplingBuffers(Network& net, const Config& cfg, const GenerateOptions& opt, int n);
+  ~SamplingBuffers();
+  int mini_batch() const { return mb_; }
+  // Host bytes held with them, for MemPlan::count_host: the n samples generate() returns and
+  // opt.host_bytes.
+  size_t host_bytes() const { return host_bytes_; }
+  Denoiser& model() { return *model_; }
+
+ private:
+  int mb_;
+  size_t host_bytes_;
+  std::unique_ptr<Denoiser> model_;
+};
 
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].
 // Sample i's initial noise depends only on (seed, i), so results do not depend on mini-batching.

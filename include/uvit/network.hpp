@@ -128,8 +128,9 @@ class Network {
   // Allocates, untouched, the buffers a forward of B samples holds (with `train`, what its
   // backward needs, and the gradients, zeroed at first use): inside a MemPlan the run's whole need
   // is counted before anything is initialised (docs/memory.md, "Refused up front"). The next
-  // forward at (B, train) allocates nothing.
-  void reserve(int B, bool train);
+  // forward at (B, train) allocates nothing. `packed`: for batches of set_valid_sizes (FiT): the
+  // largest packed batch the network takes, so that no packed batch of B allocates after it.
+  void reserve(int B, bool train, bool packed = false);
 
   // Bytes of activation memory planned for the last forward.
   virtual size_t arena_bytes() const = 0;
@@ -173,6 +174,8 @@ class Network {
   }
   // The family's activation plan for (B, train), as forward makes it (reserve()).
   virtual void plan_batch(int B, bool train) = 0;
+  // The same for the largest packed batch (packs_sizes() networks).
+  virtual void plan_packed_batch(int B, bool train);
   // Called after every load: checks the tensors a network rebuilds itself (MDT's
   // relative_position_index buffers) against what was read.
   virtual void check_loaded() {}

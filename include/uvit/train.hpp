@@ -12,6 +12,7 @@
 #include "uvit/data.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/dist.hpp"
+#include "uvit/generate.hpp"
 #include "uvit/network.hpp"
 #include "uvit/objective.hpp"
 
@@ -87,12 +88,20 @@ struct StepStats {
   double comm_s = 0;
 };
 
+// A sampling this process draws from the EMA network between steps (uvit train's sample grids):
+// generate(ema_net(), cfg, opt, n). Its buffers are part of the Trainer's memory plan.
+struct EmaSampling {
+  int n = 0;
+  GenerateOptions opt;
+};
+
 class Trainer {
  public:
   // `comm`: the ranks this run is split over (nullptr: this process alone). Rank 0 writes the
-  // checkpoints; every rank holds the same weights after every step.
+  // checkpoints; every rank holds the same weights after every step. `sampling`: what this
+  // process samples between steps, planned with the run's buffers (docs/memory.md).
   Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir,
-          Comm* comm = nullptr);
+          Comm* comm = nullptr, const EmaSampling* sampling = nullptr);
   ~Trainer();
 
   // Fresh run: official initialisation from the seed, then (train.init_weights) the checkpoint's

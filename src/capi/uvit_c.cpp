@@ -39,7 +39,9 @@ uvit_status guarded(uvit_status load_failure, F&& fn) {
   } catch (const uvit::Cancelled& e) {
     return set_error(UVIT_ERR_CANCELLED, e.what());
   } catch (const uvit::Error& e) {
-    return set_error(load_failure, e.what());
+    // The memory check's refusal (docs/memory.md), at load or for a request: its own status.
+    const bool oom = std::string(e.what()).rfind("out of memory", 0) == 0;
+    return set_error(oom ? UVIT_ERR_OUT_OF_MEMORY : load_failure, e.what());
   } catch (const std::bad_alloc&) {
     return set_error(UVIT_ERR_OUT_OF_MEMORY, "out of memory");
   } catch (const std::exception& e) {
@@ -316,6 +318,10 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
   });
   if (s != UVIT_OK) {
     uvit_images_free(out, made);
+    if (s == UVIT_ERR_OUT_OF_MEMORY)  // the sizes to change, as the CLI names its options
+      t_error += "; with uvit_gen_params n " + std::to_string(p.n) +
+                 (p.batch > 0 ? ", batch " + std::to_string(p.batch) : "") +
+                 ": give smaller values";
     return s;
   }
   *images = out;

@@ -20,6 +20,7 @@
 #include "cli/run_manifest.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip_vision.hpp"
@@ -180,6 +181,14 @@ void add_eval(CLI::App& app) {
 
     const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
     UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
+    {  // all N samples and their features are held to the end (below): refused up front when they
+       // cannot fit with the buffers loaded (docs/memory.md, "Host memory")
+      MemPlan plan;
+      plan.count_host(size_t(n) * (size_t(s) * s * 3 + (text ? 8 : 0) +
+                                   4 * size_t(FidInception::kDims + FidInception::kClasses +
+                                              FidInception::kSpatialDims)));
+      plan.check();
+    }
     const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
     make_dir(work);
     for (const std::string& f : {o->out, o->json}) make_parent_dir(f);

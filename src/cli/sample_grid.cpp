@@ -41,15 +41,19 @@ Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels
   return make_grid(cells, int(cols));
 }
 
+int grid_count(const Config& cfg, int n) {
+  const int k = real_classes(cfg);
+  return k > 0 && n >= k ? n / k * k : n;
+}
+
 void write_grid(Network& net, const Config& cfg, const std::string& png, int n, GenerateOptions g,
                 const std::string& label, bool quiet, Comm* comm) {
   const NetSpec& nc = net.spec();
   const int k = real_classes(cfg);
   std::vector<int> labels;
+  n = grid_count(cfg, n);
   if (k > 0 && n >= k) {
-    const int per = n / k;
-    n = per * k;
-    for (int c = 0; c < k; ++c) labels.insert(labels.end(), size_t(per), c);
+    for (int c = 0; c < k; ++c) labels.insert(labels.end(), size_t(n / k), c);
   } else if (k > 0) {
     for (int i = 0; i < n; ++i) labels.push_back(int(int64_t(i) * k / n));
   }

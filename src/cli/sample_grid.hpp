@@ -20,6 +20,9 @@ std::vector<Image> to_images(const std::vector<float>& x, int n, int c, int s, i
 // sample order (gaps where a class has fewer samples); without, a square grid.
 Image sample_grid(const std::vector<Image>& imgs, const std::vector<int>& labels = {},
                   int classes = 0);
+// The samples a grid of about `n` draws: n / classes per class for class models (n itself with
+// fewer than one per class), n for the others.
+int grid_count(const Config& cfg, int n);
 // Draws a grid of about `n` samples from `net` with the sampler settings `g` (unset fields: the
 // preset's) and writes it to `png`. Class models: n / classes per class, one row per class (with
 // fewer than one per class, n classes spread over the range). A progress line is labelled `label`.

@@ -336,7 +336,15 @@ TrainOutcome run_training(const TrainJob& job) {
                  ts.overlap && ts.zero ? "them" : "it");
   auto ds = make_dataset(data_options_from_json(cfg.json, job.data_path));
   auto be = make_backend(job.device, precision);
-  Trainer tr(cfg, *be, ds, dir, &comm);
+  // Text models need prompts (`uvit sample --prompt`) and latent models the autoencoder (`uvit
+  // sample --autoencoder`), so their runs keep only the loss curve. Rank 0's grids are part of
+  // the Trainer's memory plan: a run that cannot draw them is refused before step 1.
+  const bool can_draw = job.grids && !cfg.spec.text_conditional() && !cfg.json.contains("z_shape");
+  EmaSampling grids;
+  grids.opt.sampler = is_flow(cfg) ? kFlowGridSampler : kGridSampler;
+  grids.opt.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
+  grids.n = grid_count(cfg, job.grid_n > 0 ? job.grid_n : default_grid_images(cfg));
+  Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
   if (job.resume) {
     tr.resume(job.resume_from);
     if (lead && !job.resume_from.empty()) {
@@ -404,9 +412,6 @@ TrainOutcome run_training(const TrainJob& job) {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  // Text models need prompts (`uvit sample --prompt`) and latent models the autoencoder (`uvit
-  // sample --autoencoder`), so their runs keep only the loss curve.
-  const bool can_draw = job.grids && !cfg.spec.text_conditional() && !cfg.json.contains("z_shape");
   const long grid_every = job.grid_every > 0 ? job.grid_every : s.eval_interval;
   long drawn_at = -1;
   auto grid = [&] {
@@ -417,11 +422,7 @@ TrainOutcome run_training(const TrainJob& job) {
     fs::create_directories(dir + "/samples");
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());
-    GenerateOptions g;
-    g.sampler = is_flow(cfg) ? kFlowGridSampler : kGridSampler;
-    g.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
-    const int n = job.grid_n > 0 ? job.grid_n : default_grid_images(cfg);
-    write_grid(tr.ema_net(), cfg, dir + name, n, g, cat("grid ", name + 1), quiet);
+    write_grid(tr.ema_net(), cfg, dir + name, grids.n, grids.opt, cat("grid ", name + 1), quiet);
     log_event(log, "sample", tr.step_count(), name + 1);
     drawn_at = tr.step_count();
   };

@@ -150,6 +150,10 @@ MemPlan::~MemPlan() {
   if (open_) --plans;
 }
 
+void MemPlan::count_host(size_t bytes) {
+  if (open_) skipped += bytes;
+}
+
 void MemPlan::check() {
   const size_t need = live_buffer_bytes() + skipped;
   if (open_) --plans;

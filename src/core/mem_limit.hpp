@@ -49,6 +49,9 @@ class MemPlan {
   // buffers need N, this machine has ..." when the live bytes and the buffers not allocated for
   // being above the limit alone exceed process_mem_limit().
   void check();
+  // Host memory (vectors outside the backends: the samples a run returns) it will hold along with
+  // its buffers: counted towards check()'s need as a buffer not allocated.
+  void count_host(size_t bytes);
 
  private:
   bool open_ = true;

@@ -75,6 +75,8 @@ double power_cos_tau(const NetSpec& s, double t, double noise_fraction) {
   return s.power_cos == NetSpec::PowerCos::Fit ? std::min(t, 1.0) : noise_fraction;
 }
 
+}  // namespace
+
 // The network as the samplers see it: a mini-batch of B samples at one network time, both halves
 // of guidance in one batched call, the halves combined (DiT: on the first guidance_channels
 // channels only, as its forward_with_cfg; the rest from the conditional pass). With a power-cos
@@ -158,6 +160,8 @@ class Denoiser {
   DeviceBuffer dx_, dout_, dt_, dy_, dctx_;
   std::vector<float> host_;
 };
+
+namespace {
 
 // After each network evaluation: the progress callback and, every opt.preview_interval-th
 // evaluation of a mini-batch and at its last, the preview of the x0 that `fill` writes (the
@@ -253,6 +257,23 @@ std::vector<float> flow_run(const GenerateOptions& opt, std::vector<float> x, De
 }
 }  // namespace
 
+SamplingBuffers::SamplingBuffers(Network& net, const Config& cfg, const GenerateOptions& opt,
+                                 int n) {
+  const int mb =
+      opt.mini_batch > 0
+          ? opt.mini_batch
+          : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50);
+  mb_ = std::max(1, std::min(mb, n));
+  host_bytes_ = size_t(n) * net.spec().in_numel() * sizeof(float) + opt.host_bytes;
+  const bool guided = opt.cfg_scale != 0;
+  model_ = std::make_unique<Denoiser>(net, mb_, guided, opt.cfg_scale, opt.guidance_channels,
+                                      opt.cfg_power);
+  net.set_skip_cache(opt.skip_cache);  // (its buffer is part of the plan)
+  net.reserve(mb_ * (guided ? 2 : 1), false);
+}
+
+SamplingBuffers::~SamplingBuffers() = default;
+
 std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt_in, int n,
                             const std::vector<int>& labels, const std::vector<float>& contexts,
                             const std::vector<float>& null_context) {
@@ -285,16 +306,14 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
   UVIT_CHECK(opt.noise.empty() || opt.noise.size() == size_t(n) * numel,
              "generate: the initial noise must be [", n, ", ", nc.in_chans, ", ", nc.img_size, ", ",
              nc.width(), "]");
-  int mb = opt.mini_batch > 0 ? opt.mini_batch : sc.value("mini_batch_size", 50);
-  mb = std::max(1, std::min(mb, n));
-
   // The mini-batch's buffers and activations, allocated untouched and checked as a whole before
   // the first step (docs/memory.md, "Refused up front").
   MemPlan plan;
-  Denoiser model(net, mb, scale != 0, scale, opt.guidance_channels, opt.cfg_power);
-  net.set_skip_cache(opt.skip_cache);  // (its buffer is part of the plan)
-  net.reserve(mb * (scale != 0 ? 2 : 1), false);
+  SamplingBuffers buffers(net, cfg, opt, n);
+  plan.count_host(buffers.host_bytes());
   plan.check();
+  const int mb = buffers.mini_batch();
+  Denoiser& model = buffers.model();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
   std::vector<float> result(size_t(n) * numel);
   // dopri5's count is not known in advance: the total is then -1.

@@ -10,6 +10,7 @@
 // docs/dit.md, docs/lightningdit.md and docs/fit.md have the facts this file relies on.
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "models/adaln.hpp"
 #include "models/families.hpp"
@@ -640,6 +641,7 @@ class DiT final : public Network {
     if (cache_every_ > 1 && !train)
       keep_cache(B, size_t(B) * c_.tokens() * c_.hidden_size * be_.act_bytes());
   }
+  void plan_packed_batch(int B, bool train) override;
 
  private:
   // L: tokens per sample (the grid's, or the packed sequence's); packed: the gather buffers.
@@ -957,6 +959,25 @@ void DiT::set_valid_sizes(const std::vector<std::array<int, 2>>& sizes) {
                " tokens, more than the ", seq, " of a packed sequence (min(grid, context_size))");
   }
   pending_sizes_ = sizes;
+}
+
+// The largest packed batch of B (docs/memory.md): the packed plan does not depend on the sizes;
+// pack_inputs' three index lists hold one entry per valid token each, at most B times the largest
+// grid set_valid_sizes admits, and online_rope's tables one row per token of each distinct grid,
+// at most the B largest admissible grids.
+void DiT::plan_packed_batch(int B, bool train) {
+  if (!c_.fit()) return Network::plan_packed_batch(B, train);  // refuses
+  const int p = c_.patch_size, seq = std::min(c_.tokens(), c_.context_size);
+  plan(B, train, seq, true);
+  std::vector<long> grids;  // tokens of every admissible grid
+  for (int gh = 1; gh <= c_.input_size / p; ++gh)
+    for (int gw = 1; gw <= c_.width() / p && gh * gw <= seq; ++gw) grids.push_back(gh * gw);
+  std::sort(grids.rbegin(), grids.rend());
+  token_rows_.reserve(3 * size_t(B) * size_t(grids[0]));
+  if (!c_.rope.online || !rope_tok_) return;
+  const long rows =
+      std::accumulate(grids.begin(), grids.begin() + std::min<long>(B, long(grids.size())), 0L);
+  rope_online_.reserve(be_, 2 * size_t(rows) * c_.head_dim() * 4);
 }
 
 void DiT::move_tokens(float* dst, const float* src, long feat, bool to_canvas) {

@@ -55,10 +55,16 @@ float* Network::grads() {
   return grads_;
 }
 
-void Network::reserve(int B, bool train) {
+void Network::reserve(int B, bool train, bool packed) {
   if (train && !grads_) grads_ = be_.alloc(table_.total());  // zeroed by grads()
-  plan_batch(B, train);
+  if (packed)
+    plan_packed_batch(B, train);
+  else
+    plan_batch(B, train);
 }
+
+// A network that does not pack refuses any sizes, in set_valid_sizes' words.
+void Network::plan_packed_batch(int, bool) { set_valid_sizes({{0, 0}}); }
 
 void Network::zero_grad() {
   float* g = grads();

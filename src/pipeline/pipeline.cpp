@@ -305,6 +305,11 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   };
   g.preview = r.preview;
   g.preview_interval = r.preview_interval;
+  // Held with generate()'s result (its plan counts them): the latents kept, the decoded samples
+  // (floats) and the images (bytes).
+  const bool images = opt_.decode || !cfg_.json.contains("z_shape");
+  const size_t px = images ? size_t(n) * channels() * resolution() * width() : 0;
+  g.host_bytes = (r.keep_latents ? size_t(n) * nc.in_numel() * 4 : 0) + (ae_ ? px * 4 : 0) + px;
   check_stop("sample", 0, 0);
   std::vector<float> x = uvit::generate(*net_, cfg_, g, n, labels, ctx, null_ctx);
   res.sample_seconds = seconds_since(t0);
@@ -315,7 +320,7 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   g.noise.clear();
   res.resolved = g;
   if (r.keep_latents) res.latents = x;
-  if (!opt_.decode && cfg_.json.contains("z_shape")) return res;
+  if (!images) return res;
   int c = nc.in_chans, s = nc.img_size, w = nc.width();  // s: the height
   if (ae_) {
     t0 = std::chrono::steady_clock::now();

@@ -292,6 +292,11 @@ void JobQueue::run() {
     } catch (const std::exception& e) {
       end = JobStatus::Failed;
       error = e.what();
+      if (error.rfind("out of memory", 0) ==
+          0)  // the memory check (docs/memory.md): what to change
+        error +=
+            "; ask for fewer images, or start the server with a smaller network batch (--set "
+            "sample.mini_batch_size=N)";
       log(LogLevel::Error, cat(job->id, " failed: ", error));
     }
     {

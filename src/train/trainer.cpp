@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "core/mem_limit.hpp"
 #include "train/grad_overlap.hpp"
@@ -150,7 +151,7 @@ int data_parallel_width(const TrainSettings& s, int ranks) {
 }
 
 Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::string run_dir,
-                 Comm* comm)
+                 Comm* comm, const EmaSampling* sampling)
     : cfg_(std::move(cfg)),
       be_(be),
       data_(std::move(data)),
@@ -271,7 +272,14 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   dt_ = DeviceBuffer(be_, B * 4);
   dy_ = DeviceBuffer(be_, B * sizeof(int32_t));
   if (n.text_conditional()) dctx_ = DeviceBuffer(be_, B * n.context_numel() * 4);
-  net_->reserve(micro_, true);  // the gradient and one micro-batch's activations
+  // The gradient and one micro-batch's activations (packed: the largest batch of any sizes).
+  net_->reserve(micro_, true, data_->variable_size());
+  // The sample grid's: the EMA network's activations stay; the sampler's buffers come back then.
+  std::optional<SamplingBuffers> grid;
+  if (sampling) {
+    grid.emplace(*ema_, cfg_, with_preset_defaults(cfg_, sampling->opt), sampling->n);
+    plan.count_host(grid->host_bytes());
+  }
   plan.check();
   // The reduced gradient of this rank's shard (ZeRO): its padding stays zero.
   if (zero) be_.fill(part_.f32(), 0.f, shard_);

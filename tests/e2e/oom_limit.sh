@@ -5,7 +5,7 @@
 # a run that fits a generous limit still works. The need named is the whole need: the same run
 # under a limit 0.1 MiB above it goes through, so nothing is allocated after the check.
 set -uo pipefail
-UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") PY=${PYTHON:-/usr/bin/python3}
+UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") FIX=${2:-} PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 
 small=$((256 << 20)) big=$((4 << 30))
@@ -56,6 +56,9 @@ whole_need() {  # whole_need NAME CMD... (a train's --out is $tmp/whole, emptied
 }
 whole_need "train fmnist_uvit_tiny --batch 64" "$UVIT" train --config fmnist_uvit_tiny \
   --out "$tmp/whole" --steps 2 --batch 64 --no-grid -q
+# The sample grids a run draws from its EMA network are part of its plan: refused before step 1.
+whole_need "train fmnist_uvit_tiny --batch 64 with its grids" "$UVIT" train \
+  --config fmnist_uvit_tiny --out "$tmp/whole" --steps 2 --batch 64 --grid-every 1 -q
 whole_need "train fmnist_dit_tiny --batch 16" "$UVIT" train --config fmnist_dit_tiny \
   --out "$tmp/whole" --steps 2 --batch 16 --no-grid -q
 whole_need "sample --batch 64" "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 \
@@ -69,6 +72,91 @@ whole_need "bench --mode train" "$UVIT" bench --config fmnist_dit_tiny --mode tr
   --iters 1 --warmup 0
 whole_need "bench --mode sample" "$UVIT" bench --config fmnist_uvit_tiny --mode sample --batch 64 \
   --n 64 --steps 2 -q
+
+# FiT's packed batches (docs/fit.md): the largest packed batch is planned, online RoPE included.
+mixed_npy_folder "$tmp/lat"
+fit=(train --config fmnist_fit_tiny --set dataset.name=npy_folder --set "dataset.path=$tmp/lat"
+  --out "$tmp/whole" --steps 3 --batch 8 --no-grid -q)
+whole_need "train fmnist_fit_tiny, packed" "$UVIT" "${fit[@]}"
+whole_need "train fmnist_fit_tiny, packed, online RoPE" "$UVIT" "${fit[@]}" \
+  --set nnet.ori_max_pe_len=7 --set nnet.custom_freqs=ntk-aware --set nnet.online_rope=true
+
+# A run whose grid cannot fit stops before its first step, not after it (no run folder).
+UVIT_TEST_MEM_LIMIT=$((260 << 20)) expect_error \
+  "out of memory: the buffers need [0-9.]* MiB, this machine has 260.0 MiB (UVIT_TEST_MEM_LIMIT); with --batch 64" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/grid" --steps 2 --batch 64 -q
+[ ! -e "$tmp/grid" ] || fail "a train refused for its grid left $tmp/grid"
+
+# Host memory: the samples `uvit sample` and `uvit eval` hold for a huge --n are refused up front,
+# naming the bytes, before any sampling (timeout: unchecked, the sampling would run for hours).
+UVIT_TEST_MEM_LIMIT=$((1 << 30)) expect_error \
+  "^uvit: error: out of memory: the buffers need 7.4 GiB, this machine has 1.0 GiB (UVIT_TEST_MEM_LIMIT); with --n 2000000: give smaller values$" \
+  timeout 120 "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 2000000 --steps 1 \
+  --out "$tmp/huge.png" -q
+if [ -f "$FIX/fid/inception.pth" ]; then
+  UVIT_TEST_MEM_LIMIT=$((1 << 30)) expect_error \
+    "^uvit: error: out of memory: the buffers need 2.2 GiB, this machine has 1.0 GiB (UVIT_TEST_MEM_LIMIT); with --n 100000: give smaller values$" \
+    timeout 120 "$UVIT" eval --config fmnist_uvit_tiny --weights "$W" --n 100000 --steps 1 \
+    --ref "$FIX/fid/feats_stats.npz" --metrics fid --inception "$FIX/fid/inception.pth" \
+    --out "$tmp/ev.npz" -q
+  [ ! -e "$tmp/ev.npz.parts" ] || fail "a refused eval left its work folder"
+else
+  echo "skip: eval check (no fixtures/fid/inception.pth)"
+fi
+
+# serve: a job whose batch cannot fit fails naming the need and what to change; the server goes on
+# serving the next one.
+port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+if ! "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
+  UVIT_TEST_MEM_LIMIT=$small "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" \
+    --set sample.mini_batch_size=4096 --max-images 4096 -q 2>"$tmp/server.log" &
+  pid=$!
+  "$PY" - "http://127.0.0.1:$port" <<'PYEOF' || fail "serve under 256 MiB: $(cat "$tmp/server.log")"
+import json, sys, time, urllib.request
+url = sys.argv[1]
+for _ in range(600):
+    try:
+        urllib.request.urlopen(url + "/health"); break
+    except OSError:
+        time.sleep(0.1)
+def job(n):
+    req = urllib.request.Request(url + "/uvit/v1/jobs", json.dumps({"n": n, "class": 1, "steps": 2}).encode(),
+                                 {"Content-Type": "application/json"})
+    poll = url + json.load(urllib.request.urlopen(req))["poll_url"]
+    for _ in range(1200):
+        j = json.load(urllib.request.urlopen(poll))
+        if j["status"] in ("completed", "failed", "cancelled"):
+            return j
+        time.sleep(0.1)
+    raise SystemExit("job %s did not end" % poll)
+big = job(4096)
+msg = big.get("error", {}).get("message", "")
+want = ("out of memory: the buffers need ", "this machine has 256.0 MiB (UVIT_TEST_MEM_LIMIT); ask for fewer images, "
+        "or start the server with a smaller network batch (--set sample.mini_batch_size=N)")
+assert big["status"] == "failed" and msg.startswith(want[0]) and msg.endswith(want[1]), big
+small = job(2)
+assert small["status"] == "completed" and small["progress"]["images"] == 2, small
+print("ok: serve: " + msg)
+PYEOF
+  kill "$pid"; wait "$pid" 2>/dev/null; pid=
+else
+  echo "skip: serve check (built without cpp-httplib)"
+fi
+
+# The C API: UVIT_ERR_OUT_OF_MEMORY with the need and the fields to change; the context serves the
+# next request (tests/e2e/data/oom_capi.c, against the build's libuvit).
+lib=$(dirname "$UVIT")
+if [ -e "$lib/libuvit.so" ] && command -v cc >/dev/null; then
+  cc -std=c99 -Wall -Wextra -pedantic -I include tests/e2e/data/oom_capi.c -L"$lib" -luvit \
+    -Wl,-rpath,"$lib" -o "$tmp/oom_capi" || fail "compiling tests/e2e/data/oom_capi.c"
+  if UVIT_TEST_MEM_LIMIT=$small "$tmp/oom_capi" fmnist_uvit_tiny "$W" 4096 >"$tmp/out" 2>"$tmp/err"; then
+    echo "ok: C API: $(cat "$tmp/out")"
+  else
+    fail "C API under 256 MiB: $(cat "$tmp/err")"
+  fi
+else
+  echo "skip: C API check (no $lib/libuvit.so or no cc)"
+fi
 
 # The ranks of an MPI job on one node share its memory: 2 ranks of a --batch 1024 (512 each:
 # 1.7 GiB of buffers, which one process under 3 GiB holds) are refused at 1.5 GiB each.

@@ -4,6 +4,7 @@
 // buffers as a whole, Network::reserve allocates all a step will, and the limit's sources parse.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <thread>
@@ -96,6 +97,25 @@ TEST(MemLimit, APlanRefusesTheWholeNeedAtItsCheck) {
   EXPECT_EQ(uvit_test::error_of([&] { fits.check(); }), "(no error)");
 }
 
+// A training step's inputs at B (on the backend) and the gradient fed back, allocated before the
+// network's reserve() so that they are not part of what the step must not allocate.
+struct StepInputs {
+  std::vector<float> g;
+  DeviceBuffer dx, dt, dy, out;
+  StepInputs(Backend& be, const NetSpec& n, int B)
+      : g(size_t(B) * n.out_numel(), 1e-3f),
+        dx(be, size_t(B) * n.in_numel() * 4),
+        dt(be, size_t(B) * 4),
+        dy(be, size_t(B) * 4),
+        out(be, g.size() * 4) {
+    const std::vector<float> x(size_t(B) * n.in_numel(), 0.1f), t(size_t(B), 0.5f);
+    const std::vector<int32_t> y(size_t(B), 1);
+    be.upload(dx.f32(), x.data(), x.size() * 4);
+    be.upload(dt.f32(), t.data(), t.size() * 4);
+    be.upload(dy.as(), y.data(), y.size() * 4);
+  }
+};
+
 // reserve(B, train) allocates every buffer a training step at B holds: the step allocates nothing.
 TEST(MemLimit, ReserveAllocatesAllOfAStep) {
   for (const char* name : {"fmnist_uvit_tiny", "fmnist_dit_tiny", "fmnist_mdt_tiny"}) {
@@ -104,26 +124,73 @@ TEST(MemLimit, ReserveAllocatesAllOfAStep) {
     auto net = make_network(c, be);
     const int B = 2;
     const NetSpec& n = c.spec;
-    std::vector<float> x(B * n.in_numel(), 0.1f), t(B, 0.5f), g(B * n.out_numel(), 1e-3f);
-    std::vector<int32_t> y(B, 1);
-    DeviceBuffer dx(be, x.size() * 4), dt(be, B * 4), dy(be, B * 4), out(be, g.size() * 4);
-    be.upload(dx.f32(), x.data(), x.size() * 4);
-    be.upload(dt.f32(), t.data(), B * 4);
-    be.upload(dy.as(), y.data(), B * 4);
+    const StepInputs in(be, n, B);
     net->init_random(1);
     net->reserve(B, true);
     const size_t live = CpuBackend::live_bytes();
     net->zero_grad();
     for (int pass = 0; pass < net->train_passes(); ++pass) {
       net->set_train_pass(pass, 1, 0);
-      net->forward(dx.f32(), dt.f32(), n.class_conditional() ? dy.as<int32_t>() : nullptr, nullptr,
-                   out.f32(), B, true);
-      be.upload(out.f32(), g.data(), g.size() * 4);
-      net->backward(out.f32());
+      net->forward(in.dx.f32(), in.dt.f32(), n.class_conditional() ? in.dy.as<int32_t>() : nullptr,
+                   nullptr, in.out.f32(), B, true);
+      be.upload(in.out.f32(), in.g.data(), in.g.size() * 4);
+      net->backward(in.out.f32());
     }
     EXPECT_EQ(CpuBackend::live_bytes(), live) << name;
     for (size_t i = 0; i < 64; ++i) ASSERT_TRUE(std::isfinite(net->grads()[i])) << name;
   }
+}
+
+// reserve(B, true, packed) allocates every buffer a packed training step at B holds, whatever the
+// sizes (FiT, docs/fit.md): the largest grid, several distinct grids (online RoPE's tables).
+TEST(MemLimit, PackedReserveAllocatesAllOfAnyPackedStep) {
+  for (const bool online : {false, true}) {
+    CpuBackend be;
+    Config c = load_config("fmnist_fit_tiny");
+    if (online)
+      for (const char* a :
+           {"nnet.ori_max_pe_len=7", "nnet.custom_freqs=ntk-aware", "nnet.online_rope=true"})
+        apply_override(c, a);
+    auto net = make_network(c, be);
+    const int B = 4;
+    const NetSpec& n = c.spec;
+    const StepInputs in(be, n, B);
+    net->init_random(1);
+    net->reserve(B, true, true);
+    const size_t live = CpuBackend::live_bytes();
+    // 7 x 7 tokens is the largest grid; then the four largest distinct ones (49, 42, 42, 36 rows).
+    for (const std::vector<std::array<int, 2>>& sizes :
+         {std::vector<std::array<int, 2>>{{4, 4}, {8, 28}, {28, 28}, {12, 12}},
+          {{28, 28}, {28, 28}, {28, 28}, {28, 28}},
+          {{28, 28}, {28, 24}, {24, 28}, {24, 24}}}) {
+      net->zero_grad();
+      net->set_valid_sizes(sizes);
+      net->forward(in.dx.f32(), in.dt.f32(), in.dy.as<int32_t>(), nullptr, in.out.f32(), B, true);
+      be.upload(in.out.f32(), in.g.data(), in.g.size() * 4);
+      net->backward(in.out.f32());
+      EXPECT_EQ(CpuBackend::live_bytes(), live) << (online ? "online" : "cached");
+    }
+  }
+  CpuBackend be;  // a network that does not pack refuses, in set_valid_sizes' words
+  auto dit = make_network(load_config("fmnist_dit_tiny"), be);
+  EXPECT_NE(uvit_test::error_of([&] { dit->reserve(2, true, true); }).find("variable-size"),
+            std::string::npos);
+}
+
+// MemPlan::count_host: host bytes count towards the plan's need, not as live buffers.
+TEST(MemLimit, APlanCountsHostBytes) {
+  const size_t live = CpuBackend::live_bytes(), MiB = size_t{1} << 20;
+  const std::string limit = std::to_string(live + 3 * MiB);
+  ScopedEnv env("UVIT_TEST_MEM_LIMIT", limit.c_str());
+  MemPlan plan;
+  plan.count_host(4 * MiB);
+  EXPECT_EQ(CpuBackend::live_bytes(), live);
+  EXPECT_EQ(uvit_test::error_of([&] { plan.check(); }),
+            "out of memory: the buffers need " + gib(live + 4 * MiB) + ", this machine has " +
+                gib(live + 3 * MiB) + " (UVIT_TEST_MEM_LIMIT)");
+  MemPlan fits;
+  fits.count_host(2 * MiB);
+  EXPECT_EQ(uvit_test::error_of([&] { fits.check(); }), "(no error)");
 }
 
 TEST(MemLimit, RanksOnANodeShareIt) {
