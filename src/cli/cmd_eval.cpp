@@ -90,10 +90,12 @@ extern "C" void eval_interrupted(int sig) {
 // Installs eval_interrupted while it lives (not over an ignored signal: a background job's SIGINT).
 class InterruptNote {
  public:
-  InterruptNote(const std::string& work, bool lead) {
+  InterruptNote(const std::string& work, bool lead, bool bar) {
     if (!lead) return;  // one line from rank 0 under mpirun
-    const std::string note = cat("interrupted: the finished chunks are kept in ", work,
-                                 "; run the same command again to resume\n");
+    const std::string note =
+        cat(bar && isatty(STDERR_FILENO) ? "\n" : "",  // below a terminal's live bar
+            "interrupted: the finished chunks are kept in ", work,
+            "; run the same command again to resume\n");
     g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
     std::memcpy(g_interrupt_note, note.data(), g_interrupt_note_len);
     for (int i = 0; i < 2; ++i) {
@@ -273,7 +275,7 @@ void add_eval(CLI::App& app) {
     double chunk_seconds = 0;
     Progress bar("eval", n, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
-    const InterruptNote note(work, lead);
+    const InterruptNote note(work, lead, !o->quiet);
     // Several ranks: each makes its own run of chunks (a chunk is computed the same whichever rank
     // does it); after a barrier (-1) rank 0 assembles all of them from the work folder.
     std::vector<long> plan;
