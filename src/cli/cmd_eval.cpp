@@ -3,9 +3,13 @@
 // ADM reference batch (eval_metrics.hpp), and CLIPScore for text-to-image presets. Each finished
 // chunk (uint8 samples + pool3 + logits + spatial features [+ CLIPScores]) is saved in the work
 // folder, so an interrupted run resumes where it stopped.
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -38,11 +42,12 @@ namespace uvit::cli {
 namespace {
 
 struct Chunk {
-  Array samples;  // uint8 [m, H, W, C]
-  Array pool3;    // f32 [m, 2048]
-  Array logits;   // f32 [m, 1008]
-  Array spatial;  // f32 [m, 2023] (sFID)
-  Array clip;     // f64 [m] CLIPScore of each sample (text-to-image presets)
+  Array samples;        // uint8 [m, H, W, C]
+  Array pool3;          // f32 [m, 2048]
+  Array logits;         // f32 [m, 1008]
+  Array spatial;        // f32 [m, 2023] (sFID)
+  Array clip;           // f64 [m] CLIPScore of each sample (text-to-image presets)
+  double seconds = -1;  // how long the chunk took when it was made; -1: not recorded (older)
 };
 
 bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk* out) {
@@ -59,6 +64,7 @@ bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk*
     if (k == "logits") out->logits = std::move(v);
     if (k == "spatial") out->spatial = std::move(v);
     if (k == "clip_score") out->clip = std::move(v);
+    if (k == "seconds" && v.dtype == DType::F64 && v.numel() == 1) out->seconds = *v.as<double>();
   }
   if (clip && (out->clip.dtype != DType::F64 || out->clip.shape != std::vector<int64_t>({m})))
     return false;
@@ -68,6 +74,49 @@ bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk*
          out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses}) &&
          out->spatial.shape == std::vector<int64_t>({m, FidInception::kSpatialDims});
 }
+
+// A SIGINT/SIGTERM stops eval by its default action (the chunk being written first finishes its
+// rename, io::SignalHold); this line says first that the finished chunks stay and how to resume,
+// even with -q, as train's "interrupted: checkpoint written" (the exit status alone says nothing).
+char g_interrupt_note[4096];
+size_t g_interrupt_note_len = 0;
+
+extern "C" void eval_interrupted(int sig) {
+  ssize_t r = ::write(STDERR_FILENO, g_interrupt_note, g_interrupt_note_len);
+  (void)r;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+// Installs eval_interrupted while it lives (not over an ignored signal: a background job's SIGINT).
+class InterruptNote {
+ public:
+  InterruptNote(const std::string& work, bool lead, bool bar) {
+    if (!lead) return;  // one line from rank 0 under mpirun
+    const std::string note =
+        cat(bar && isatty(STDERR_FILENO) ? "\n" : "",  // below a terminal's live bar
+            "interrupted: the finished chunks are kept in ", work,
+            "; run the same command again to resume\n");
+    g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
+    std::memcpy(g_interrupt_note, note.data(), g_interrupt_note_len);
+    for (int i = 0; i < 2; ++i) {
+      old_[i] = std::signal(kSignals[i], SIG_IGN);
+      if (old_[i] != SIG_IGN) std::signal(kSignals[i], eval_interrupted);
+    }
+    installed_ = true;
+  }
+  ~InterruptNote() {
+    if (installed_)
+      for (int i = 0; i < 2; ++i) std::signal(kSignals[i], old_[i]);
+  }
+  InterruptNote(const InterruptNote&) = delete;
+  InterruptNote& operator=(const InterruptNote&) = delete;
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  void (*old_[2])(int) = {SIG_DFL, SIG_DFL};
+  bool installed_ = false;
+};
 
 }  // namespace
 
@@ -229,9 +278,13 @@ void add_eval(CLI::App& app) {
     std::vector<float> pool3(size_t(n) * FidInception::kDims),
         logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
     std::vector<double> clip_scores_all(text ? size_t(n) : 0);
-    long resumed = 0, computed = 0;
+    long resumed = 0, computed = 0, resumed_chunks = 0;
+    // The seconds each chunk took when it was made, summed: what a straight run spends, whatever
+    // was resumed (`seconds` is this invocation's wall time). NaN once a chunk lacks it.
+    double chunk_seconds = 0;
     Progress bar("eval", n, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
+    const InterruptNote note(work, lead, !o->quiet);
     // Several ranks: each makes its own run of chunks (a chunk is computed the same whichever rank
     // does it); after a barrier (-1) rank 0 assembles all of them from the work folder.
     std::vector<long> plan;
@@ -253,7 +306,7 @@ void add_eval(CLI::App& app) {
       const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
       Chunk ch;
       if (load_chunk(path, m, s, c, text, &ch)) {
-        if (!assembling) resumed += m;
+        if (!assembling) resumed += m, ++resumed_chunks;
       } else {
         UVIT_CHECK(!assembling, path, ": missing after every rank finished its chunks");
         if (o->max_chunks > 0 && computed == o->max_chunks) {
@@ -266,6 +319,7 @@ void add_eval(CLI::App& app) {
           return;
         }
         ++computed;
+        const auto c0 = std::chrono::steady_clock::now();
         std::vector<int> labels;
         if (k > 0)
           for (long i = first; i < first + m; ++i) labels.push_back(int(i % k));  // balanced
@@ -313,6 +367,10 @@ void add_eval(CLI::App& app) {
           std::copy(sc.begin(), sc.end(), ch.clip.as<double>());
           members.emplace_back("clip_score", ch.clip);
         }
+        ch.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+        Array sec(DType::F64, {1});
+        *sec.as<double>() = ch.seconds;
+        members.emplace_back("seconds", sec);
         save_npz(path, members);
       }
       {
@@ -329,6 +387,7 @@ void add_eval(CLI::App& app) {
                 logits.begin() + size_t(first) * FidInception::kClasses);
       if (text)
         std::copy(ch.clip.as<double>(), ch.clip.as<double>() + m, clip_scores_all.begin() + first);
+      chunk_seconds += ch.seconds >= 0 ? ch.seconds : std::nan("");
       bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
     }
     bar.finish();
@@ -340,14 +399,20 @@ void add_eval(CLI::App& app) {
       save_npz(o->out, z);
     }
 
-    nlohmann::json res = {{"n", n},
-                          {"config", cfg.config_name},
-                          {"sampler", g.sampler},
-                          {"steps", g.steps},
-                          {"cfg_scale", g.cfg_scale},
-                          {"seed", o->sampling.seed},
-                          {"ref", o->ref},
-                          {"seconds", secs}};
+    nlohmann::json res = {
+        {"n", n},
+        {"config", cfg.config_name},
+        {"sampler", g.sampler},
+        {"steps", g.steps},
+        {"cfg_scale", g.cfg_scale},
+        {"seed", o->sampling.seed},
+        {"ref", o->ref},
+        {"seconds", secs},
+        {"chunks", chunks},
+        {"resumed_chunks", resumed_chunks},
+        // null: a chunk made before the time was recorded
+        {"chunk_seconds",
+         std::isnan(chunk_seconds) ? nlohmann::json() : nlohmann::json(chunk_seconds)}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) res[k] = v;
     if (all && ref.n_pool3 == 0 && ref.has_images) {  // the reference batch's own images
       std::unique_ptr<Progress> rb;

@@ -155,6 +155,8 @@ void add_sample(CLI::App& app) {
                        {"input --context", o->context},
                        {"input --null-context", o->null_context},
                        {"output --npy", option == std::string("--npy") ? "" : o->npy}});
+    // The final grid would replace the last preview (or a preview the grid) without a word.
+    check_not_input("--preview", o->preview, {{"output --out", o->out}});
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     same_on_every_rank([&] {
       latent = cfg.json.contains("z_shape");

@@ -2,6 +2,7 @@
 // (src/serve/, docs/serve.md).
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/clip_options.hpp"
@@ -47,7 +48,16 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--host", o->host,
                   "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes "
                   "the server to the network)");
-  cmd->add_option("--port", o->port, "TCP port (default 7860, A1111's)")->check(at_least(1));
+  // Checked on the text, before the conversion to int would say "at most 2147483647". Port 0
+  // (any free one) is refused: the server rebinds o.port after a failed accept (docs/serve.md).
+  const CLI::Validator tcp_port(
+      [](std::string& v) -> std::string {
+        return std::strtod(v.c_str(), nullptr) > 65535 ? "must be at most 65535, got " + v : "";
+      },
+      "");
+  cmd->add_option("--port", o->port, "TCP port, 1..65535 (default 7860, A1111's)")
+      ->check(at_least(1))
+      ->check(tcp_port);
   cmd->add_option("--api-key", o->api_key,
                   "require Authorization: Bearer KEY on the API (not on / and /health)");
   cmd->add_option("--queue", o->queue,
@@ -63,7 +73,6 @@ void add_serve(CLI::App& app) {
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
   cmd->callback([o] {
 #ifdef UVIT_HAVE_SERVE
-    UVIT_CHECK(o->port <= 65535, "--port must be <= 65535, got ", o->port);
     // One server answers a port: under mpirun every rank would load the model and listen.
     const int ranks = world(o->p.device).size();
     same_on_every_rank([&] {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -144,6 +145,21 @@ bool get_bool(const json& j, const char* k, bool def) {
   if (!j.at(k).is_boolean())
     throw HttpError(422, cat(k, " must be true or false, got ", dump(j.at(k))), k);
   return j.at(k).get<bool>();
+}
+
+// A bool query parameter as A1111's FastAPI (pydantic) reads one: true/t/yes/y/on/1 or
+// false/f/no/n/off/0, any case; absent: def; anything else is refused naming the parameter.
+bool query_bool(const Request& q, const char* k, bool def) {
+  if (!q.has_param(k)) return def;
+  const std::string v = q.get_param_value(k);
+  std::string l;
+  for (char ch : v) l += char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const char* t : {"true", "t", "yes", "y", "on", "1"})
+    if (l == t) return true;
+  for (const char* f : {"false", "f", "no", "n", "off", "0"})
+    if (l == f) return false;
+  throw HttpError(422, cat(k, " must be true or false (also yes/no, on/off, 1/0), got '", v, "'"),
+                  k);
 }
 
 class Api {
@@ -561,8 +577,7 @@ void Api::routes(httplib::Server& s) {
          read_body(Body::Json, [this](const Request& q, Response& r) { txt2img(q, r); }));
   s.Get("/sdapi/v1/progress", guarded([this](const Request& q, Response& r) {
           // A1111's skip_current_image (default false): the running job's preview as base64 PNG.
-          const std::string sk = q.get_param_value("skip_current_image");
-          const bool skip = sk == "true" || sk == "True" || sk == "1";
+          const bool skip = query_bool(q, "skip_current_image", false);
           const ProgressSnapshot p = jobs_.progress(!skip);
           json image = nullptr;
           if (!p.preview.empty()) image = preview_base64(pipe_, p.preview);

@@ -81,13 +81,14 @@ expect_error "^uvit: error: config dataset: resize_or_crop 'crop_' is not random
 
 # --- interrupting and resuming ---------------------------------------------------------------------
 # signal_after_a_file SIG DIR CMD...: CMD in the background, its writes held before each rename
-# (UVIT_TEST_WRITE_PAUSE_MS), signalled once one .npy under DIR* is whole; its exit status in $rc.
+# (UVIT_TEST_WRITE_PAUSE_MS), signalled once one .npy (or $pattern) under DIR* is whole; its exit
+# status in $rc.
 signal_after_a_file() {
   local sig=$1 d=$2; shift 2
   UVIT_TEST_WRITE_PAUSE_MS=400 env --default-signal=INT "$@" >"$tmp/out" 2>"$tmp/err" &
   local p=$!
   for _ in $(seq 600); do
-    [ -n "$(find "$d"* -name '*.npy' 2>/dev/null)" ] && break
+    [ -n "$(find "$d"* -name "${pattern:-*.npy}" 2>/dev/null)" ] && break
     sleep 0.05
   done
   kill -"$sig" "$p"
@@ -139,4 +140,64 @@ signal_after_a_file TERM "$tmp/ef/" "$UVIT" "${X[@]}" --out "$tmp/ef"
 run "$UVIT" "${X[@]}" --out "$tmp/ef"
 diff -r "$tmp/ef" "$tmp/ef_straight" >/dev/null || fail "extract-features resumed differs from a straight one"
 [ $fails = 0 ] && echo "ok: convert-fit-latents and extract-features interrupted and rerun"
+
+# --- round 7 (follow-up) ---------------------------------------------------------------------------
+# `--preview F --out F` was taken: the final grid replaced the last preview.
+expect_error "^uvit: error: --preview $tmp/same.png is the output --out: writing it would destroy that; give another name$" \
+  "$UVIT" sample --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --class 1 \
+  --n 2 --steps 2 --out "$tmp/same.png" --preview "$tmp/same.png"
+# `serve --port 99999999999` said "at most 2147483647" (the int's limit, not a port's).
+for p in 99999999999 65536; do
+  expect_error "^uvit: error: --port must be at most 65535, got $p (uvit help serve)$" \
+    "$UVIT" serve --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --port $p
+done
+# `eval` stopped by a signal exited 130/143 without a word; a resumed run's `seconds` (~0 when every
+# chunk was resumed) read as a fast model. Now one line says the chunks are kept and how to resume,
+# and the JSON has the chunks' own time (`chunk_seconds`, the same however the run was split) and
+# the count resumed (docs/evaluation.md).
+EV=("$UVIT" eval --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --n 4
+  --chunk 1 --sampler dpm-solver++ --steps 4 --ref "$tmp/fmnist_test.npz" --inception "$I"
+  --metrics fid --out "$tmp/ev/s.npz" --json "$tmp/ev/a.json" -q)
+pattern='chunk_*.npz' signal_after_a_file INT "$tmp/ev/s.npz.parts/" "${EV[@]}"
+[ "$rc" = 130 ] || fail "eval after SIGINT: exit $rc, want 130: $(cat "$tmp/err")"
+[ "$(cat "$tmp/err")" = "interrupted: the finished chunks are kept in $tmp/ev/s.npz.parts; run the same command again to resume" ] ||
+  fail "eval after SIGINT said: $(cat "$tmp/err")"
+run "${EV[@]}"
+run "${EV[@]/a.json/b.json}"
+"$PY" -c "
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+assert a['chunks'] == b['chunks'] == 4 and 1 <= a['resumed_chunks'] < 4 and b['resumed_chunks'] == 4, (a, b)
+assert a['chunk_seconds'] > 0 and a['chunk_seconds'] == b['chunk_seconds'], (a, b)
+" "$tmp/ev/a.json" "$tmp/ev/b.json" || fail "eval --json resumed: $(cat "$tmp/ev/a.json" "$tmp/ev/b.json")"
+# Serve: `?skip_current_image=yes` sent the image (A1111's FastAPI reads yes/on/1 as true), and an
+# unknown value was taken as false.
+if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
+  echo "SKIP: uvit was built without cpp-httplib"; exit $fails
+fi
+port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$UVIT" serve --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --port "$port" \
+  --threads 1 -q 2>"$tmp/server.log" &
+pid=$!
+B=http://127.0.0.1:$port
+for _ in $(seq 300); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+code=$(curl -s -o "$tmp/resp" -w '%{http_code}' "$B/sdapi/v1/progress?skip_current_image=maybe")
+[ "$code" = 422 ] && grep -q '"detail":"skip_current_image must be true or false' "$tmp/resp" ||
+  fail "skip_current_image=maybe: $code $(cat "$tmp/resp")"
+curl -s -X POST "$B/uvit/v1/jobs" -H 'Content-Type: application/json' \
+  -d '{"class": 1, "n": 16, "steps": 1000, "sampler": "euler-maruyama", "seed": 1}' >/dev/null
+"$PY" - "$B" <<'PYEOF' || fail "skip_current_image spellings"
+import json, sys, time, urllib.request
+def image(v):
+    with urllib.request.urlopen(sys.argv[1] + "/sdapi/v1/progress?skip_current_image=" + v) as r:
+        return json.load(r)["current_image"]
+for _ in range(300):
+    if image("no"):
+        break
+    time.sleep(0.1)
+bad = [v for v in ["no", "0", "Off", "FALSE"] if not isinstance(image(v), str)]
+bad += [v for v in ["yes", "YES", "1", "on", "True", "y"] if image(v) is not None]
+assert not bad, bad
+PYEOF
+kill -TERM "$pid"; wait "$pid"
 exit $fails
