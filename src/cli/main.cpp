@@ -281,7 +281,8 @@ int main(int argc, char** argv) {
   app.footer(
       "uvit help COMMAND prints a command's options.\nExit status: 0 done; 1 error (one line "
       "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM (after its "
-      "checkpoint; 0 in an mpirun/srun job of several ranks).");
+      "checkpoint; 0 in an mpirun/srun job of several ranks) or eval\n(its finished chunks "
+      "kept).");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);
