@@ -143,6 +143,10 @@ void add_bench(CLI::App& app) {
     const int B = o->batch;
     const bool train = o->mode == "train";
     const size_t img = n.in_numel(), P = net.num_params();
+    // The model's part of the need: the parameters, and to come the gradient (reserve()'s), the
+    // moments and the EMA below.
+    plan.mark_model(train ? 4 * P * 4 : 0,
+                    train ? "parameters, gradient, AdamW moments and EMA" : "parameters");
     Philox rng(7);
     std::vector<float> x(B * img), target(B * n.out_numel()), t(B), ctx;
     rng.fill_normal(x.data(), x.size());

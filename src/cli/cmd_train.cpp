@@ -6,6 +6,7 @@
 #include "cli/resume.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/train_loop.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
@@ -121,6 +122,22 @@ void add_train(CLI::App& app) {
   });
 }
 
+// run_training, whose memory refusal names the demo's batch: it has no --batch option (main's
+// hint names only the size options given).
+TrainOutcome demo_training(const TrainJob& job) {
+  try {
+    return run_training(job);
+  } catch (const OutOfMemory& e) {
+    if (e.model_alone) throw;
+    throw OutOfMemory(
+        cat(e.what(), "; with train.batch_size ",
+            job.cfg.json.contains("train") ? job.cfg.json["train"].value("batch_size", 64)
+                                           : 64,  // the trainer's default
+            ": give a smaller one (--set train.batch_size=N)"),
+        false);
+  }
+}
+
 void add_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "demo",
@@ -194,7 +211,7 @@ void add_demo(CLI::App& app) {
     });
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
-    const TrainOutcome r = run_training(job);
+    const TrainOutcome r = demo_training(job);
     exit_if_interrupted(r);
     const std::string png = dir + "/grid.png";
     if (!r.trained && fs::exists(png)) {

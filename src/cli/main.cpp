@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
@@ -325,7 +326,10 @@ int main(int argc, char** argv) {
     return same_on_every_rank_error(e.what());  // every rank, without MPI_Abort: none waits
   } catch (const uvit::Error& e) {
     // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
-    const bool oom = std::string(e.what()).rfind("out of memory", 0) == 0;  // the backends' alloc
+    // The backends' alloc; no size option helps a model whose state alone cannot fit.
+    const auto* refusal = dynamic_cast<const uvit::OutOfMemory*>(&e);
+    const bool oom =
+        std::string(e.what()).rfind("out of memory", 0) == 0 && !(refusal && refusal->model_alone);
     std::fprintf(stderr, "uvit: error: %s%s%s\n", uvit::rank_prefix().c_str(), e.what(),
                  oom ? memory_hint(app).c_str() : "");
     uvit::abort_job(1);

@@ -145,6 +145,8 @@ bool in_mem_plan() { return plans > 0; }
 
 MemPlan::MemPlan() {
   if (plans++ == 0) skipped = 0;
+  live0_ = live_buffer_bytes();
+  skipped0_ = skipped;
 }
 MemPlan::~MemPlan() {
   if (open_) --plans;
@@ -154,12 +156,31 @@ void MemPlan::count_host(size_t bytes) {
   if (open_) skipped += bytes;
 }
 
+void MemPlan::mark_model(size_t extra, const std::string& what) {
+  model_ = live_buffer_bytes() - live0_ + skipped - skipped0_ + extra;
+  model_what_ = what;
+}
+
 void MemPlan::check() {
   const size_t need = live_buffer_bytes() + skipped;
   if (open_) --plans;
   open_ = false;
-  if (need > process_mem_limit())
-    fail("out of memory: the buffers need ", gib(need), ", ", read_mem_limit().describe());
+  if (need <= process_mem_limit()) return;
+  const MemLimit lim = read_mem_limit();
+  std::string msg = "out of memory: the buffers need " + gib(need);
+  if (!model_what_.empty())
+    msg += " (" + gib(model_) + " of them the model's " + model_what_ + ", whatever the batch)";
+  msg += ", " + lim.describe();
+  // No batch size helps then; fewer ranks sharing the node do where the whole node would hold it.
+  const bool alone = !model_what_.empty() && model_ > lim.bytes();
+  if (alone)
+    msg += lim.ranks > 1 && model_ <= lim.machine
+               ? "; the model alone does not fit one rank's share: run fewer ranks on this " +
+                     std::string(lim.source.rfind("cgroup", 0) == 0 ? "container" : "machine")
+               : std::string(
+                     "; the model alone does not fit: no batch size helps, it needs more "
+                     "memory");
+  throw OutOfMemory(msg, alone);
 }
 
 }  // namespace uvit

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <string>
 
+#include "uvit/error.hpp"
+
 namespace uvit {
 
 struct MemLimit {
@@ -31,6 +33,12 @@ size_t live_buffer_bytes();
 // as live, for a buffer that alone is above the limit (the caller allocates nothing and returns
 // null: MemPlan::check() then refuses the plan).
 bool count_buffer(size_t bytes);
+// MemPlan::check()'s refusal. model_alone: the model's part (MemPlan::mark_model) alone is above
+// the limit, so that no batch size can help (the CLI then names no size option).
+struct OutOfMemory : Error {
+  OutOfMemory(const std::string& msg, bool model_alone) : Error(msg), model_alone(model_alone) {}
+  bool model_alone;
+};
 void uncount_buffer(size_t bytes);  // a freed (or failed) buffer
 // A counted buffer's size corrected to what the allocator gave (not checked: a page or so more).
 void recount_buffer(size_t counted, size_t actual);
@@ -52,9 +60,16 @@ class MemPlan {
   // Host memory (vectors outside the backends: the samples a run returns) it will hold along with
   // its buffers: counted towards check()'s need as a buffer not allocated.
   void count_host(size_t bytes);
+  // What the plan holds so far, plus `extra` bytes still to come (the gradient reserve() will
+  // allocate), is the model's part, `what` ("parameters, gradient, AdamW moments and EMA"),
+  // whatever the batch: check()'s message names it, and says when it alone cannot fit.
+  void mark_model(size_t extra, const std::string& what);
 
  private:
   bool open_ = true;
+  size_t live0_, skipped0_;  // at the plan's start
+  size_t model_ = 0;
+  std::string model_what_;
 };
 
 bool in_mem_plan();  // whether a MemPlan is open on this thread

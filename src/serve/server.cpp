@@ -87,6 +87,15 @@ json parse_body(const Request& req) {
   return j;
 }
 
+// A failed job's error for the A1111 and OpenAI routes: a request too big for the memory is the
+// client's to change (422 with the job's message, which says what to ask for; docs/serve.md),
+// anything else the server's (500).
+void throw_if_failed(const Job& job) {
+  if (job.status != JobStatus::Failed) return;
+  if (job.error.rfind("out of memory", 0) == 0) throw HttpError(422, job.error);
+  throw HttpError(500, "generation failed: " + job.error);
+}
+
 // The job id of the /uvit/v1/jobs/ID routes (their regex's first group).
 std::string job_id(const Request& req) {
   return req.matches.size() > 1 ? req.matches[1].str() : "";
@@ -326,7 +335,7 @@ void Api::txt2img(const Request& req, Response& res) {
   }
   const auto job = jobs_.submit(std::move(parts), s.notes);
   jobs_.wait(job);
-  if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
+  throw_if_failed(*job);
   json images = json::array(), infotexts = json::array(), seeds = json::array(),
        prompts = json::array();
   for (const JobImage& im : job->images) {
@@ -390,7 +399,7 @@ void Api::openai_generate(const Request& req, Response& res) {
   const auto job = jobs_.submit({s.req}, s.notes);
   jobs_.wait(job);
   if (job->status == JobStatus::Cancelled) throw HttpError(409, "the generation was cancelled");
-  if (job->status == JobStatus::Failed) throw HttpError(500, "generation failed: " + job->error);
+  throw_if_failed(*job);
   json data = json::array();
   for (const JobImage& im : job->images)
     data.push_back(

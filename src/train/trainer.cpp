@@ -267,6 +267,11 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
     pages_ = std::make_unique<GradPages>(P);
     net_->use_grads(pages_->data(), [this] { pages_->clear(); });
   }
+  // The model's part of the need, whatever the batch; the gradient is reserve()'s (ZeRO-2's pages
+  // are not counted: docs/memory.md).
+  plan.mark_model(
+      zero_level_ == 2 ? 0 : P * 4,
+      cat("parameters, gradient, ", s_.optimizer == "adan" ? "Adan" : "AdamW", " moments and EMA"));
   dx_ = DeviceBuffer(be_, B * n.in_numel() * 4);
   dout_ = DeviceBuffer(be_, B * n.out_numel() * 4);
   dt_ = DeviceBuffer(be_, B * 4);

@@ -10,6 +10,9 @@ source tests/e2e/data/lib.sh
 
 small=$((256 << 20)) big=$((4 << 30))
 need="the buffers need [0-9.]* [MG]iB, this machine has 256.0 MiB (UVIT_TEST_MEM_LIMIT)"
+# A training run's need names its model's part, which no batch size changes (docs/memory.md).
+model="the model's parameters, gradient, AdamW moments and EMA, whatever the batch"
+train_need="the buffers need [0-9.]* [MG]iB ([0-9.]* MiB of them $model), this machine has 256.0 MiB (UVIT_TEST_MEM_LIMIT)"
 
 UVIT_TEST_MEM_LIMIT=$big run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run" --steps 1 \
   --batch 2 --no-grid -q
@@ -20,7 +23,7 @@ UVIT_TEST_MEM_LIMIT=$big run "$UVIT" sample --config fmnist_uvit_tiny --weights 
 [ -s "$tmp/ok.png" ] || fail "sample under a 4 GiB limit wrote no image"
 
 UVIT_TEST_MEM_LIMIT=$small expect_error \
-  "^uvit: error: out of memory: $need; with --batch 4096: give smaller values$" \
+  "^uvit: error: out of memory: $train_need; with --batch 4096: give smaller values$" \
   "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/big" --steps 1 --batch 4096 --no-grid -q
 ls "$tmp"/big/*.safetensors >/dev/null 2>&1 && fail "a refused train wrote a checkpoint"
 grep -qs '"loss"' "$tmp/big/log.jsonl" && fail "a refused train logged a step"
@@ -39,7 +42,7 @@ whole_need() {  # whole_need NAME CMD... (a train's --out is $tmp/whole, emptied
   local name=$1; shift
   rm -rf "$tmp/whole"
   UVIT_TEST_MEM_LIMIT=$((16 << 20)) "$@" >"$tmp/out" 2>"$tmp/err"
-  local n; n=$(sed -n 's/^uvit: error: out of memory: the buffers need \([0-9.]*\) MiB, this machine has 16.0 MiB (UVIT_TEST_MEM_LIMIT); with .*: give smaller values$/\1/p' "$tmp/err")
+  local n; n=$(sed -n 's/^uvit: error: out of memory: the buffers need \([0-9.]*\) MiB\( ([^)]*)\)\?, this machine has 16.0 MiB (UVIT_TEST_MEM_LIMIT); .*$/\1/p' "$tmp/err")
   if [ -z "$n" ]; then
     fail "$name under 16 MiB: want the whole need in MiB, got: $(cat "$tmp/err")"
     return
@@ -81,9 +84,27 @@ whole_need "train fmnist_fit_tiny, packed" "$UVIT" "${fit[@]}"
 whole_need "train fmnist_fit_tiny, packed, online RoPE" "$UVIT" "${fit[@]}" \
   --set nnet.ori_max_pe_len=7 --set nnet.custom_freqs=ntk-aware --set nnet.online_rope=true
 
+# A model whose state alone is above the limit: no batch size helps, and none is named.
+UVIT_TEST_MEM_LIMIT=$((8 << 30)) expect_error \
+  "^uvit: error: out of memory: the buffers need 13.2 GiB (12.6 GiB of them $model), this machine has 8.0 GiB (UVIT_TEST_MEM_LIMIT); the model alone does not fit: no batch size helps, it needs more memory$" \
+  "$UVIT" bench --config dit_xl_2 --mode train --batch 1 --iters 1 --warmup 0
+UVIT_TEST_MEM_LIMIT=$((1 << 30)) expect_error \
+  "^uvit: error: out of memory: the buffers need 2.5 GiB (2.5 GiB of them the model's parameters, whatever the batch), this machine has 1.0 GiB (UVIT_TEST_MEM_LIMIT); the model alone does not fit: no batch size helps, it needs more memory$" \
+  "$UVIT" bench --config dit_xl_2 --mode forward --batch 1 --iters 1 --warmup 0
+# The batch does matter here: the option is named.
+UVIT_TEST_MEM_LIMIT=$((20 << 30)) expect_error \
+  "^uvit: error: out of memory: the buffers need 53.1 GiB (12.6 GiB of them $model), this machine has 20.0 GiB (UVIT_TEST_MEM_LIMIT); with --batch 64: give smaller values$" \
+  "$UVIT" bench --config dit_xl_2 --mode train --batch 64 --iters 1 --warmup 0
+
+# uvit demo has no batch option: the hint names the setting (nothing is written before it).
+UVIT_TEST_MEM_LIMIT=$((64 << 20)) expect_error \
+  "^uvit: error: out of memory: the buffers need [0-9.]* MiB ([0-9.]* MiB of them $model), this machine has 64.0 MiB (UVIT_TEST_MEM_LIMIT); with train.batch_size 64: give a smaller one (--set train.batch_size=N)$" \
+  "$UVIT" demo --out "$tmp/demo" --steps 1 -q
+[ ! -e "$tmp/demo" ] || fail "a refused demo left $tmp/demo"
+
 # A run whose grid cannot fit stops before its first step, not after it (no run folder).
 UVIT_TEST_MEM_LIMIT=$((260 << 20)) expect_error \
-  "out of memory: the buffers need [0-9.]* MiB, this machine has 260.0 MiB (UVIT_TEST_MEM_LIMIT); with --batch 64" \
+  "out of memory: the buffers need [0-9.]* MiB ([0-9.]* MiB of them $model), this machine has 260.0 MiB (UVIT_TEST_MEM_LIMIT); with --batch 64" \
   "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/grid" --steps 2 --batch 64 -q
 [ ! -e "$tmp/grid" ] || fail "a train refused for its grid left $tmp/grid"
 
@@ -139,6 +160,56 @@ assert small["status"] == "completed" and small["progress"]["images"] == 2, smal
 print("ok: serve: " + msg)
 PYEOF
   kill "$pid"; wait "$pid" 2>/dev/null; pid=
+  # The A1111 and OpenAI routes answer a request too big for the memory with 422 and the job's
+  # message (docs/serve.md), not 500, and serve the next one. OpenAI's n=10 needs more than 16 MiB,
+  # n=1 less; A1111 runs one image at a time, so its refusal needs a limit that holds the network
+  # (its need, read from `uvit sample`'s refusal under 4 MiB) but not one image's sampling.
+  net=$(UVIT_TEST_MEM_LIMIT=$((4 << 20)) "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" \
+    --class 1 --n 1 --steps 2 --out "$tmp/one.png" -q 2>&1 | sed -n 's/.*the buffers need \([0-9.]*\) MiB.*/\1/p')
+  UVIT_TEST_MEM_LIMIT=$((16 << 20)) "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" \
+    --port "$port" -q 2>"$tmp/server.log" &
+  pid=$!
+  port2=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  UVIT_TEST_MEM_LIMIT=$("$PY" -c "print(int((${net:-0} + 0.2) * 2**20))") "$UVIT" serve \
+    --config fmnist_uvit_tiny --weights "$W" --port "$port2" -q 2>"$tmp/server2.log" &
+  pid2=$!
+  "$PY" - "http://127.0.0.1:$port" "http://127.0.0.1:$port2" <<'PYEOF' ||
+import json, sys, time, urllib.error, urllib.request
+def post(url, path, body):
+    req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        r = urllib.request.urlopen(req)
+        return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+for url in sys.argv[1:]:
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url + "/health"); break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise SystemExit(url + " did not start")
+hint = "; ask for fewer images, or start the server with a smaller network batch (--set sample.mini_batch_size=N)"
+oa = "/v1/images/generations"
+st, r = post(sys.argv[1], oa, {"prompt": "bag", "n": 10, "steps": 2})
+m = r["error"]["message"]
+assert st == 422 and r["error"]["type"] == "invalid_request_error" and m.startswith(
+    "out of memory: the buffers need ") and m.endswith(hint), (st, r)
+st, r = post(sys.argv[1], oa, {"prompt": "bag", "n": 1, "steps": 2})
+assert st == 200 and len(r["data"]) == 1, (st, str(r)[:300])
+print("ok: serve OpenAI n=10: 422 " + m)
+a1 = "/sdapi/v1/txt2img"
+for _ in range(2):  # and again: the server goes on answering
+    st, r = post(sys.argv[2], a1, {"prompt": "bag", "steps": 2})
+    assert st == 422 and r["error"] == "BadRequest" and r["detail"].startswith(
+        "out of memory: the buffers need ") and r["detail"].endswith(hint), (st, r)
+opts = json.load(urllib.request.urlopen(sys.argv[2] + "/sdapi/v1/options"))
+assert "sd_model_checkpoint" in opts, opts
+print("ok: serve A1111: 422 " + r["detail"])
+PYEOF
+    fail "serve's A1111/OpenAI memory refusal: $(cat "$tmp/server.log" "$tmp/server2.log")"
+  kill "$pid" "$pid2"; wait "$pid" "$pid2" 2>/dev/null; pid= pid2=
 else
   echo "skip: serve check (built without cpp-httplib)"
 fi
@@ -169,7 +240,7 @@ if command -v mpirun >/dev/null; then
   rc=$?
   if grep -q "built without MPI" "$tmp/err"; then
     echo "skip: mpirun check (built without MPI)"
-  elif [ $rc = 0 ] || ! grep -q "^uvit: error: \(rank [01]: \)\?out of memory: the buffers need [0-9.]* GiB, each of the 2 ranks on this machine has 1.5 GiB (3.0 GiB, UVIT_TEST_MEM_LIMIT, shared); with --batch 1024: give smaller values$" "$tmp/err"; then
+  elif [ $rc = 0 ] || ! grep -q "^uvit: error: \(rank [01]: \)\?out of memory: the buffers need [0-9.]* GiB ([0-9.]* MiB of them $model), each of the 2 ranks on this machine has 1.5 GiB (3.0 GiB, UVIT_TEST_MEM_LIMIT, shared); with --batch 1024: give smaller values$" "$tmp/err"; then
     fail "mpirun -np 2 train --batch 1024 under 3 GiB: exit $rc: $(cat "$tmp/err")"
   else
     echo "ok: mpirun -np 2: $(grep -m1 'out of memory' "$tmp/err")"
