@@ -91,6 +91,10 @@ UVIT_TEST_MEM_LIMIT=$((8 << 30)) expect_error \
 UVIT_TEST_MEM_LIMIT=$((1 << 30)) expect_error \
   "^uvit: error: out of memory: the buffers need 2.5 GiB (2.5 GiB of them the model's parameters, whatever the batch), this machine has 1.0 GiB (UVIT_TEST_MEM_LIMIT); the model alone does not fit: no batch size helps, it needs more memory$" \
   "$UVIT" bench --config dit_xl_2 --mode forward --batch 1 --iters 1 --warmup 0
+# Ranks sharing the node (as the launcher says): fewer of them would hold it.
+OMPI_COMM_WORLD_LOCAL_SIZE=2 UVIT_TEST_MEM_LIMIT=$((20 << 30)) expect_error \
+  "^uvit: error: out of memory: the buffers need 13.2 GiB (12.6 GiB of them $model), each of the 2 ranks on this machine has 10.0 GiB (20.0 GiB, UVIT_TEST_MEM_LIMIT, shared); the model alone does not fit one rank's share: run fewer ranks on this machine$" \
+  "$UVIT" bench --config dit_xl_2 --mode train --batch 1 --iters 1 --warmup 0
 # The batch does matter here: the option is named.
 UVIT_TEST_MEM_LIMIT=$((20 << 30)) expect_error \
   "^uvit: error: out of memory: the buffers need 53.1 GiB (12.6 GiB of them $model), this machine has 20.0 GiB (UVIT_TEST_MEM_LIMIT); with --batch 64: give smaller values$" \
