@@ -79,7 +79,7 @@ expect_error "^uvit: error: out of memory: the buffers need [0-9.]* GiB, this ma
   "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 100000000 --steps 2 --npy "$tmp/big.npy"
 # (Since the memory check, docs/memory.md, a size above the machine's memory names both sizes: the
 # whole need, checked before the parameters are initialised.)
-expect_error "^uvit: error: out of memory: the buffers need [0-9.]* GiB, this machine has [0-9.]* GiB ([^)]*); with --batch 100000000: give smaller values$" \
+expect_error "^uvit: error: out of memory: the buffers need [0-9.]* GiB ([0-9.]* MiB of them [^)]*), this machine has [0-9.]* GiB ([^)]*); with --batch 100000000: give smaller values$" \
   "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/big" --steps 1 --batch 100000000
 [ ! -e "$tmp/big" ] || fail "train out of memory left $tmp/big"
 
