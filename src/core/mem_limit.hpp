@@ -33,15 +33,16 @@ size_t live_buffer_bytes();
 // as live, for a buffer that alone is above the limit (the caller allocates nothing and returns
 // null: MemPlan::check() then refuses the plan).
 bool count_buffer(size_t bytes);
+void uncount_buffer(size_t bytes);  // a freed (or failed) buffer
+// A counted buffer's size corrected to what the allocator gave (not checked: a page or so more).
+void recount_buffer(size_t counted, size_t actual);
+
 // MemPlan::check()'s refusal. model_alone: the model's part (MemPlan::mark_model) alone is above
 // the limit, so that no batch size can help (the CLI then names no size option).
 struct OutOfMemory : Error {
   OutOfMemory(const std::string& msg, bool model_alone) : Error(msg), model_alone(model_alone) {}
   bool model_alone;
 };
-void uncount_buffer(size_t bytes);  // a freed (or failed) buffer
-// A counted buffer's size corrected to what the allocator gave (not checked: a page or so more).
-void recount_buffer(size_t counted, size_t actual);
 
 // A run's setup (docs/memory.md, "Refused up front"): while one is open on this thread, the
 // buffers the run will hold (parameters, gradients, optimizer state, EMA, one step's activations)
