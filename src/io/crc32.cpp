@@ -1,8 +1,8 @@
-// CRC-32 by folding (docs/formats.md, "CRC-32"): the data is cut into 128-bit blocks, each
-// multiplied (carry-less) by x^D mod P to move it D bits further down the message, and added to the
-// block there; the last block left is reduced by zlib's table code, which also takes the bytes
-// after the last whole block. Bit order: a block loaded little-endian holds the coefficient of
-// x^(127-i) in bit i (zip's CRC is reflected).
+// CRC-32 by folding (docs/formats.md, "Writing .pth", CRC-32): the data is cut into 128-bit blocks,
+// each multiplied (carry-less) by x^D mod P to move it D bits further down the message, and added
+// to the block there; the last block left is reduced by zlib's table code, which also takes the
+// bytes after the last whole block. Bit order: a block loaded little-endian holds the coefficient
+// of x^(127-i) in bit i (zip's CRC is reflected).
 #include "io/crc32.hpp"
 
 #include <zlib.h>

@@ -1,5 +1,5 @@
 // The CRC-32 of zip (and PNG, gzip; reflected polynomial 0xEDB88320), by carry-less multiplication
-// where the CPU has it (docs/formats.md, "CRC-32").
+// where the CPU has it (docs/formats.md, "Writing .pth", CRC-32).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,7 @@
-// zip's CRC-32 (src/io/crc32.cpp, docs/formats.md "CRC-32"): every implementation this CPU runs,
-// the zlib fallback forced included, equal to zlib's crc32_z for every length 0..1024 at every
-// alignment 0..63, for large sizes, and when the data comes in pieces split anywhere.
+// zip's CRC-32 (src/io/crc32.cpp, docs/formats.md "Writing .pth", CRC-32): every implementation
+// this CPU runs, the zlib fallback forced included, equal to zlib's crc32_z for every length
+// 0..1024 at every alignment 0..63, for large sizes, and when the data comes in pieces split
+// anywhere.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
