@@ -112,8 +112,11 @@ __attribute__((target(UVIT_VPCLMUL_TARGET))) inline __m512i load512(const uint8_
   return _mm512_loadu_si512(p);
 }
 
+// (_mm512_set_epi64 rather than a broadcast or an extract: GCC 12 warns on their undefined
+// operand.)
 __attribute__((target(UVIT_VPCLMUL_TARGET))) inline __m512i bcast(Fold f) {
-  return _mm512_broadcast_i32x4(_mm_set_epi64x(int64_t(f.hi), int64_t(f.lo)));
+  const auto lo = int64_t(f.lo), hi = int64_t(f.hi);
+  return _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
 }
 
 // Four 512-bit registers of four lanes each, 256 bytes a step. Needs n >= 256.
@@ -140,9 +143,11 @@ __attribute__((target(UVIT_VPCLMUL_TARGET))) uint32_t crc32_vpclmul(uint32_t crc
   const __m512i kl = _mm512_set_epi64(0, 0, int64_t(k128.hi), int64_t(k128.lo), int64_t(k256.hi),
                                       int64_t(k256.lo), int64_t(k384.hi), int64_t(k384.lo));
   const __m512i t = fold512(y3, kl, _mm512_setzero_si512());
-  __m128i x = _mm_xor_si128(_mm512_extracti32x4_epi32(t, 0), _mm512_extracti32x4_epi32(t, 1));
-  x = _mm_xor_si128(x, _mm512_extracti32x4_epi32(t, 2));
-  x = _mm_xor_si128(x, _mm512_extracti32x4_epi32(y3, 3));
+  alignas(64) __m128i moved[4], last[4];
+  _mm512_store_si512(moved, t);
+  _mm512_store_si512(last, y3);
+  const __m128i x =
+      _mm_xor_si128(_mm_xor_si128(moved[0], moved[1]), _mm_xor_si128(moved[2], last[3]));
   return finish128(x, p, n);
 }
 

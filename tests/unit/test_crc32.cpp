@@ -53,7 +53,9 @@ TEST(Crc32, ThisMachineRunsTheFastCode) {
   EXPECT_TRUE(zip::crc32_supported(Crc32Impl::kAuto));
   const std::string name = zip::crc32_impl_name();
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("pclmul")) EXPECT_NE(name, "zlib");
+  if (__builtin_cpu_supports("pclmul")) {
+    EXPECT_NE(name, "zlib");
+  }
 #endif
   if (!zip::crc32_supported(Crc32Impl::kVpclmul)) {
     const uint8_t b[256] = {};

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "io/direct_write.hpp"
@@ -35,6 +36,25 @@ bool supports_o_direct(const std::string& path) {
   return fd >= 0;
 }
 
+// Writes `data` to a new file: its first `head` bytes with a plain write(), the rest through a
+// DirectWriter in two pieces. Whether those went past the page cache.
+bool write_through_direct_writer(const std::string& path, const std::vector<uint8_t>& data,
+                                 size_t head) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0 || ::write(fd, data.data(), head) != ssize_t(head)) throw std::runtime_error(path);
+  bool direct = false;
+  {
+    io::DirectWriter d(fd, path);
+    d.write(data.data() + head, 5000);
+    d.write(data.data() + head + 5000, data.size() - head - 5000);
+    direct = d.direct();
+    d.finish();
+    EXPECT_FALSE(d.direct());  // the last partial block goes through the page cache
+  }
+  ::close(fd);
+  return direct;
+}
+
 }  // namespace
 
 TEST(AtomicWriterDirect, FileHoldsEveryPieceInOrder) {
@@ -61,36 +81,16 @@ TEST(AtomicWriterDirect, FileHoldsEveryPieceInOrder) {
 
 TEST(DirectWriter, GoesPastThePageCacheWhereTheFileSystemCan) {
   uvit_test::TempDir dir("uvit_direct");
-  const std::string path = dir / "d.bin";
   const auto data = random_bytes((2u << 20) + 123, 2);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
-  ASSERT_GE(fd, 0);
-  {
-    io::DirectWriter d(fd, path);
-    EXPECT_EQ(d.direct(), supports_o_direct(dir / "probe"));
-    d.write(data.data(), data.size());
-    EXPECT_EQ(d.direct(), supports_o_direct(dir / "probe"));  // two whole buffers went direct
-    d.finish();
-    EXPECT_FALSE(d.direct());  // the tail went through the page cache
-  }
-  ::close(fd);
-  EXPECT_EQ(read_file(path), data);
+  // Two whole buffers went direct before finish() wrote the tail through the page cache.
+  EXPECT_EQ(write_through_direct_writer(dir / "d.bin", data, 0), supports_o_direct(dir / "probe"));
+  EXPECT_EQ(read_file(dir / "d.bin"), data);
 }
 
 TEST(DirectWriter, FileAlreadyWrittenToFallsBackToThePageCache) {
   uvit_test::TempDir dir("uvit_direct");
-  const std::string path = dir / "f.bin";
   const auto data = random_bytes((1u << 20) + 4099, 3);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, data.data(), 3), 3);  // the offset is no longer block-aligned
-  {
-    io::DirectWriter d(fd, path);
-    EXPECT_FALSE(d.direct());
-    d.write(data.data() + 3, 5000);
-    d.write(data.data() + 5003, data.size() - 5003);
-    d.finish();
-  }
-  ::close(fd);
-  EXPECT_EQ(read_file(path), data);
+  // 3 bytes written first: the offset is no longer block-aligned.
+  EXPECT_FALSE(write_through_direct_writer(dir / "f.bin", data, 3));
+  EXPECT_EQ(read_file(dir / "f.bin"), data);
 }
