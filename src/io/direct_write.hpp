@@ -13,6 +13,7 @@ namespace uvit::io {
 // the page cache: the bytes in the file are the same either way.
 class DirectWriter {
  public:
+  // `path` names the file in error messages.
   DirectWriter(int fd, const std::string& path);
   ~DirectWriter();
   DirectWriter(const DirectWriter&) = delete;

@@ -119,7 +119,7 @@ AtomicWriter::AtomicWriter(const std::string& path, Cache cache) : path_(path) {
   tmp_ = cat(path, ".tmp.", ::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail(path, ": cannot create temporary file ", tmp_, ": ", errno_str());
-  if (cache == Cache::kDirect) direct_ = std::make_unique<DirectWriter>(fd_, tmp_);
+  if (cache == Cache::kDirect) direct_ = std::make_unique<DirectWriter>(fd_, path_);
 }
 
 AtomicWriter::~AtomicWriter() {
