@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/direct_write.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -123,6 +124,7 @@ AtomicWriter::AtomicWriter(const std::string& path, Cache cache) : path_(path) {
 }
 
 AtomicWriter::~AtomicWriter() {
+  direct_.reset();  // its writer thread may still hold fd_
   if (fd_ >= 0) ::close(fd_);
   if (!done_) ::unlink(tmp_.c_str());
 }

@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "io/direct_write.hpp"
-
 namespace uvit::io {
+
+class DirectWriter;  // io/direct_write.hpp
 
 // A read-only file with positional, bounds-checked reads (every short read is an Error).
 class InFile {
