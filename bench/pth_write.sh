@@ -6,16 +6,18 @@
 # + torch.save + fsync (uvit's atomic write fsyncs), and `uvit convert A.safetensors B.pth`
 # against `convert A.safetensors C.safetensors`. Then torch.save alone, timed inside Python on a
 # state_dict already in memory, with and without the fsync.
-# Usage: bench/pth_write.sh [CONFIG] [RUNS] [UVIT]   (default dit_xl_2, 3 runs, build/uvit)
+# With OLD (another build, e.g. /work/main/build/uvit), each run also times its two .pth
+# conversions, alternated with UVIT's and torch's.
+# Usage: bench/pth_write.sh [CONFIG] [RUNS] [UVIT] [OLD]   (default dit_xl_2, 3 runs, build/uvit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CFG=${1:-dit_xl_2} RUNS=${2:-3} UVIT=${3:-build/uvit}
+CFG=${1:-dit_xl_2} RUNS=${2:-3} UVIT=${3:-build/uvit} OLD=${4:-}
 PY=/usr/bin/python3
 json=$CFG; [ -f "$json" ] || json=configs/$CFG.json
 d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
 "$PY" bench/random_weights.py "$json" "$d/w.pth"
 "$UVIT" convert "$d/w.pth" "$d/a.safetensors" >/dev/null
-echo "$(du -h "$d/a.safetensors" | cut -f1) of weights; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(du -h "$d/a.safetensors" | cut -f1) of weights; $(lscpu | sed -n 's/^Model name: *//p'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 measure() {  # label CMD...
   /usr/bin/time -v "${@:2}" >/dev/null 2>"$d/time" || { cat "$d/time"; exit 1; }
   local wall rss
@@ -33,11 +35,20 @@ with open(sys.argv[2], "wb") as f:
 PYEOF
 for r in $(seq "$RUNS"); do
   rm -f "$d"/b.pth "$d"/c.safetensors "$d"/t.pt
+  if [ -n "$OLD" ]; then
+    measure "OLD: uvit convert W.pth B.pth" "$OLD" convert "$d/w.pth" "$d/b.pth"
+    rm -f "$d"/b.pth
+  fi
   measure "uvit convert W.pth B.pth" "$UVIT" convert "$d/w.pth" "$d/b.pth"
   measure "python3: torch.load(W.pth), torch.save, fsync" "$PY" "$d/resave.py" "$d/w.pth" "$d/t.pt"
   rm -f "$d"/b.pth
+  if [ -n "$OLD" ]; then
+    measure "OLD: uvit convert A.safetensors B.pth" "$OLD" convert "$d/a.safetensors" "$d/b.pth"
+    rm -f "$d"/b.pth
+  fi
   measure "uvit convert A.safetensors B.pth" "$UVIT" convert "$d/a.safetensors" "$d/b.pth"
   measure "uvit convert A.safetensors C.safetensors" "$UVIT" convert "$d/a.safetensors" "$d/c.safetensors"
+  echo "  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 "$PY" - "$d" "$RUNS" <<'PYEOF'
 import os, sys, time, torch

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/signals.hpp"
+#include "io/direct_write.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -110,19 +111,26 @@ void InFile::read(uint64_t offset, void* dst, size_t n, const char* what) const 
   }
 }
 
-AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+AtomicWriter::AtomicWriter(const std::string& path, Cache cache) : path_(path) {
   tmp_ = cat(path, ".tmp.", ::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail(path, ": cannot create temporary file ", tmp_, ": ", errno_str());
+  if (cache == Cache::kDirect) direct_ = std::make_unique<DirectWriter>(fd_, path_);
 }
 
 AtomicWriter::~AtomicWriter() {
+  direct_.reset();  // its writer thread may still hold fd_
   if (fd_ >= 0) ::close(fd_);
   if (!done_) ::unlink(tmp_.c_str());
 }
 
 void AtomicWriter::write(const void* data, size_t n) {
   UVIT_CHECK(fd_ >= 0 && !done_, path_, ": write after commit");
+  if (direct_) {
+    direct_->write(data, n);
+    written_ += n;
+    return;
+  }
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
     size_t chunk = n < (size_t(1) << 30) ? n : (size_t(1) << 30);
@@ -140,6 +148,7 @@ void AtomicWriter::write(const void* data, size_t n) {
 
 void AtomicWriter::commit() {
   UVIT_CHECK(fd_ >= 0 && !done_, path_, ": commit twice");
+  if (direct_) direct_->finish();
   test_hook_pause();
   if (::fsync(fd_) != 0) fail(path_, ": fsync failed: ", errno_str());
   int fd = fd_;

@@ -2,9 +2,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace uvit::io {
+
+class DirectWriter;  // io/direct_write.hpp
 
 // A read-only file with positional, bounds-checked reads (every short read is an Error).
 class InFile {
@@ -40,9 +43,11 @@ class SignalHold {
 // Destroyed without commit (an exception on the way), it removes the temporary file, so a failed
 // write never clobbers the existing file. A SIGINT/SIGTERM while the temporary file exists waits
 // for the rename or the removal, so a stopped process leaves no OUT.tmp.PID (docs/ux_audit.md).
+// kDirect writes past the page cache (DirectWriter), for files of gigabytes written once.
 class AtomicWriter {
  public:
-  explicit AtomicWriter(const std::string& path);
+  enum class Cache { kPageCache, kDirect };
+  explicit AtomicWriter(const std::string& path, Cache cache = Cache::kPageCache);
   ~AtomicWriter();
   AtomicWriter(const AtomicWriter&) = delete;
   AtomicWriter& operator=(const AtomicWriter&) = delete;
@@ -57,6 +62,7 @@ class AtomicWriter {
   int fd_ = -1;
   uint64_t written_ = 0;
   bool done_ = false;
+  std::unique_ptr<DirectWriter> direct_;
 };
 
 }  // namespace uvit::io

@@ -80,7 +80,7 @@ void save_pth(const std::string& path, const NamedArrays& tensors, const std::st
                size_t(a.numel()) * dtype_size(a.dtype));
   }
   const std::string pkl = state_dict_pickle(tensors, entry);
-  io::AtomicWriter w(path);
+  io::AtomicWriter w(path, io::AtomicWriter::Cache::kDirect);
   zip::Writer z([&w](const void* p, size_t n) { w.write(p, n); }, zip64_at);
   z.add(kDir + "data.pkl", {{pkl.data(), pkl.size()}}, kAlign);
   for (size_t i = 0; i < tensors.size(); ++i) {

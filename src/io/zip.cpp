@@ -45,11 +45,6 @@ void check_readable(const std::string& path, const Entry& e) {
 
 }  // namespace
 
-uint32_t crc32(uint32_t crc, const void* p, size_t n) {
-  if (n == 0) return crc;  // crc32_z(crc, nullptr, 0) would reset to 0
-  return uint32_t(crc32_z(crc, static_cast<const Bytef*>(p), n));
-}
-
 Reader::Reader(const std::string& path) : file_(path) {
   const uint64_t size = file_.size();
   if (size < 22) fail(path, ": not a zip archive (", size, " bytes)");

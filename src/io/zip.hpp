@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/crc32.hpp"
 #include "io/file.hpp"
 
 namespace uvit::zip {
@@ -40,9 +41,6 @@ class Reader {
   std::vector<Entry> entries_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in entries_
 };
-
-// The CRC-32 of zip (and PNG, gzip): crc32(crc32(0, a), b) is the CRC of a followed by b.
-uint32_t crc32(uint32_t crc, const void* p, size_t n);
 
 // Sizes and offsets at or above this need zip64 records (the 32-bit fields hold 0xFFFFFFFF).
 inline constexpr uint64_t kZip64Limit = 0xFFFFFFFFu;
