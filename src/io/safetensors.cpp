@@ -231,7 +231,7 @@ void save_safetensors(const std::string& path, const std::vector<TensorInfo>& te
   text.append((8 - text.size() % 8) % 8, ' ');
   uint8_t lenb[8];
   for (int i = 0; i < 8; ++i) lenb[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
-  io::AtomicWriter w(path);
+  io::AtomicWriter w(path, io::AtomicWriter::Cache::kDirect);  // a checkpoint is written once
   w.write(lenb, 8);
   w.write(text.data(), text.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
