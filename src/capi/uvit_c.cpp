@@ -235,13 +235,13 @@ int uvit_class_from_name(const uvit_ctx* ctx, const char* name) {
   int id = -1;
   guarded(UVIT_ERR_INTERNAL, [&] {
     const uvit::Pipeline& p = *ctx->pipe;
-    UVIT_CHECK(p.kind() == uvit::ModelKind::Class, "uvit_class_from_name: config ",
-               p.model_name(), " is not class-conditional");
+    UVIT_CHECK(p.kind() == uvit::ModelKind::Class, "uvit_class_from_name: config ", p.model_name(),
+               " is not class-conditional");
     id = p.class_from_name(name);
     if (id < 0)
-      uvit::fail(uvit::unknown_class_message(p.config(), "uvit_class_from_name:", name,
-                                             "uvit info --config " + p.model_name() +
-                                                 " --classes"));
+      uvit::fail(
+          uvit::unknown_class_message(p.config(), "uvit_class_from_name:", name,
+                                      "uvit info --config " + p.model_name() + " --classes"));
   });
   return id;
 }
