@@ -126,6 +126,7 @@ void add_convert(CLI::App& app) {
       auto net = make_network(load_config(o->config), *be);
       sd = quantize_state_dict(std::move(sd), net->table(), f, o->in);
       meta = quant_metadata(f);
+      meta["config"] = load_config(o->config).config_name;  // uvit info names it
     } else if (!o->config.empty()) {
       network_param_table(load_config(o->config)).check(sd, o->in);
     }
