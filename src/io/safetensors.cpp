@@ -67,7 +67,7 @@ ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenb[i];
   const std::string other = what_it_is(f);
   if (hlen > kMaxHeader || hlen < 2 || !other.empty())
-    fail(path, ": not a safetensors file (its first 8 bytes, the header's length, read ", hlen,
+    fail(path, ": not a safetensors file (its first 8 bytes, the header length, read ", hlen,
          hlen > kMaxHeader ? "; a header has at most 100 MiB)" : ")", other);
   if (hlen > f.size() - 8)
     fail(path, ": truncated: header says ", hlen, " bytes of JSON, file has ", f.size() - 8);
