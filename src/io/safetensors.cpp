@@ -1,6 +1,7 @@
 // safetensors: u64 little-endian header length, JSON header, then one contiguous data buffer that
 // the tensors' data_offsets cover exactly (no holes, no overlaps).
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -50,9 +51,9 @@ std::string what_it_is(const io::InFile& f) {
   if (s.rfind("version https://git-lfs", 0) == 0)
     return "; it is a Git LFS pointer, not the file: fetch the file itself (git lfs pull)";
   const size_t k = s.find_first_not_of(" \t\r\n");
-  if (k != std::string::npos && s[k] == '<')
+  if (k + 1 < n && s[k] == '<' && (s[k + 1] == '!' || s[k + 1] == '?' || std::isalpha(s[k + 1])))
     return "; it is an HTML or XML page (a download that saved a web page?)";
-  if (n && uint8_t(s[0]) == 0x80)
+  if (n > 1 && uint8_t(s[0]) == 0x80 && s[1] >= 2 && s[1] <= 5)  // PROTO 2..5
     return "; it is a pickle (torch.save before torch 1.6): load and save it again with torch >= "
            "1.6 as .pth";
   return "";
@@ -65,12 +66,14 @@ ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   f.read(0, lenb, 8, "header length");
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenb[i];
-  const std::string other = what_it_is(f);
-  if (hlen > kMaxHeader || hlen < 2 || !other.empty())
-    fail(path, ": not a safetensors file (its first 8 bytes, the header length, read ", hlen,
-         hlen > kMaxHeader ? "; a header has at most 100 MiB)" : ")", other);
-  if (hlen > f.size() - 8)
+  if (hlen > kMaxHeader || hlen < 2 || hlen > f.size() - 8) {
+    // A length no header has, or one past the end: another kind of file, or a cut one.
+    const std::string other = what_it_is(f);
+    if (hlen > kMaxHeader || hlen < 2 || !other.empty())
+      fail(path, ": not a safetensors file (its first 8 bytes, the header length, read ", hlen,
+           hlen > kMaxHeader ? "; a header has at most 100 MiB)" : ")", other);
     fail(path, ": truncated: header says ", hlen, " bytes of JSON, file has ", f.size() - 8);
+  }
   std::string text(hlen, '\0');
   f.read(8, text.data(), hlen, "header");
   if (text[0] != '{') fail(path, ": not a safetensors file (its header is not a JSON object)");
