@@ -311,7 +311,8 @@ void add_info(CLI::App& app) {
   cmd->add_option("IMAGE", *image,
                   "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`); "
                   "weights (.safetensors, .pth): their tensors and the preset they match; an .npy "
-                  "or .npz: its arrays");
+                  "or .npz: its arrays; a run's train_state, an npy_folder, FiT's latents, uvit "
+                  "eval's --json: what it is and the command that takes it");
   cmd->add_flag("--classes", *classes,
                 "print the class table of the config's dataset: id, WordNet id, names");
   cmd->callback([config, json, presets, image, classes] {
