@@ -6,9 +6,11 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "cli/commands.hpp"
+#include "data/feature_npy.hpp"
 #include "io/readers.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/class_names.hpp"
@@ -74,6 +76,26 @@ std::string matching_preset(const std::vector<TensorInfo>& tensors) {
   return "";
 }
 
+// An .npy holding a pickled object array: a feature file (moments, label) as extract-features and
+// the official encoders write, which read_npy_header refuses (it reads numeric arrays).
+bool is_object_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(256, '\0');
+  in.read(head.data(), std::streamsize(head.size()));
+  head.resize(size_t(in.gcount()));
+  return head.rfind("\x93NUMPY", 0) == 0 && head.find("'|O'") != std::string::npos;
+}
+
+// A feature file's one-line description, filling j.
+std::string describe_feature_file(const std::string& path, nlohmann::json& j) {
+  const data::FeatureRecord r = data::load_feature_record(path);
+  j.update({{"kind", "features"}, {"moments", r.moments.shape}, {"label", r.label}});
+  return cat("features      moments ", dtype_name(r.moments.dtype), " ",
+             nlohmann::json(r.moments.shape).dump(), ", label ", r.label,
+             ": one item of a features folder (uvit extract-features writes them; the *_features "
+             "datasets read them, docs/data.md)");
+}
+
 // The official FiT latent folders convert-fit-latents reads (docs/fit.md "Folders").
 bool is_fit_latent_root(const fs::path& p) {
   std::error_code ec;
@@ -115,6 +137,15 @@ void describe_folder(const std::string& path, nlohmann::json& j, std::string& li
   if (arrays == 0)
     fail(path,
          ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy or .npz");
+  if (is_object_npy(first)) {
+    const data::FeatureRecord r = data::load_feature_record(first);
+    j.update({{"kind", "features_folder"}, {"files", arrays}, {"moments", r.moments.shape}});
+    line = cat("features      ", arrays, " feature files (moments ", dtype_name(r.moments.dtype),
+               " ", nlohmann::json(r.moments.shape).dump(),
+               " and a label each): train on them with --set dataset.path=", path,
+               " and a *_features dataset (docs/data.md)");
+    return;
+  }
   const NpyInfo a = read_npy_header(first);
   j.update({{"kind", "npy_folder"}, {"arrays", arrays}, {"flips", flips}, {"first", a.shape}});
   line = cat("npy_folder    ", arrays, " .npy arrays",
@@ -190,6 +221,8 @@ void print_file_info(const std::string& path, bool as_json) {
     describe_folder(path, j, line);
   } else if (ext == ".json") {
     describe_json(path, j, line);
+  } else if (ext == ".npy" && is_object_npy(path)) {
+    line = describe_feature_file(path, j);
   } else if (ext == ".npy") {
     const NpyInfo a = read_npy_header(path);
     j.update({{"kind", "npy"}, {"dtype", dtype_name(a.dtype)}, {"shape", a.shape}});

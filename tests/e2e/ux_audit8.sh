@@ -255,6 +255,22 @@ run "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/cv" -q
 info_says "$tmp/off/root" "fit_latents   FiT's latent folders (from_16_to_256: 3 files, greater_than_256_crop: 1, greater_than_256_resize: 1, less_than_16: 1): uvit convert-fit-latents $tmp/off/root OUT makes a training folder of them (docs/fit.md)"
 info_says "$tmp/off/root/from_16_to_256/n01_a.safetensors" "fit_latent    one of FiT's latent files (feature [2,4,6,16]): uvit convert-fit-latents ROOT OUT converts their folders (docs/fit.md)"
 info_says "$tmp/cv" "npy_folder    8 .npy arrays (4 of them stored flips, .flip.npy), the first F32 [4,32,32]: train on it with --set dataset.name=npy_folder --set dataset.path=$tmp/cv (docs/data.md)"
+# extract-features' output (the official features layout, pickled (moments, label) object arrays):
+# the file was "unsupported .npy dtype '|O'", the folder "a folder, not a PNG file".
+"$PY" - "$tmp/images" <<'PYEOF' || fail "writing the images"
+import os, sys
+import numpy as np
+from PIL import Image
+rs = np.random.RandomState(0)
+for i in range(2):
+    d = os.path.join(sys.argv[1], "n0%d" % i)
+    os.makedirs(d)
+    Image.fromarray(rs.randint(0, 255, (64, 64, 3)).astype(np.uint8)).save(os.path.join(d, "n0%d_%d.png" % (i, i)))
+PYEOF
+run "$UVIT" extract-features --data "$tmp/images" --weights "$C/sd.pth" --config "$C/sd.json" \
+  --resolution 256 --out "$tmp/ef" -q
+info_says "$tmp/ef" "features      4 feature files (moments F32 [8,32,32] and a label each): train on them with --set dataset.path=$tmp/ef and a *_features dataset (docs/data.md)"
+info_says "$tmp/ef/1.npy" "features      moments F32 [8,32,32], label 0: one item of a features folder (uvit extract-features writes them; the *_features datasets read them, docs/data.md)"
 # uvit eval's --json was "a JSON file, not a PNG file; uvit info --config eval.json describes a
 # config" (it is not one), and so was an autoencoder config.
 inception_weights I
