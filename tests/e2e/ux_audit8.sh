@@ -270,7 +270,7 @@ PYEOF
 run "$UVIT" extract-features --data "$tmp/images" --weights "$C/sd.pth" --config "$C/sd.json" \
   --resolution 256 --out "$tmp/ef" -q
 info_says "$tmp/ef" "features      4 feature files (moments F32 [8,32,32] and a label each): train on them with --set dataset.path=$tmp/ef and a *_features dataset (docs/data.md)"
-info_says "$tmp/ef/1.npy" "features      moments F32 [8,32,32], label 0: one item of a features folder (uvit extract-features writes them; the *_features datasets read them, docs/data.md)"
+info_says "$tmp/ef/0.npy" "features      moments F32 [8,32,32], label 0: one item of a features folder (uvit extract-features writes them; the *_features datasets read them, docs/data.md)"
 # uvit eval's --json was "a JSON file, not a PNG file; uvit info --config eval.json describes a
 # config" (it is not one), and so was an autoencoder config.
 inception_weights I
