@@ -112,6 +112,21 @@ void describe_folder(const std::string& path, nlohmann::json& j, std::string& li
   const fs::path p(path);
   if (fs::exists(p / "config.json"))
     fail(path, ": a training run, not a PNG file; uvit info --config RUN describes its network");
+  if (fs::exists(p / "manifest.json")) {  // uvit eval's chunks (OUT.parts or --work)
+    const nlohmann::json m = read_json_file((p / "manifest.json").string());
+    size_t done = 0;
+    for (const auto& e : fs::directory_iterator(p))
+      done +=
+          e.path().filename().string().rfind("chunk_", 0) == 0 && e.path().extension() == ".npz";
+    const long n = m.value("n", 0L), chunk = std::max(1L, m.value("chunk", 1L));
+    j.update({{"kind", "eval_chunks"}, {"chunks", done}, {"manifest", m}});
+    line = cat("eval_chunks   uvit eval's finished chunks (", done, " of ", (n + chunk - 1) / chunk,
+               ") for config ", m.value("config", std::string("?")), ", ", n, " samples (",
+               m.value("sampler", std::string("?")), ", ", m.value("steps", 0), " steps, seed ",
+               m.value("seed", nlohmann::json()).dump(),
+               "): the same uvit eval command resumes from them (docs/evaluation.md)");
+    return;
+  }
   if (is_fit_latent_root(p)) {
     std::map<std::string, size_t> files;
     for (const auto& d : fs::directory_iterator(p))
@@ -163,6 +178,10 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
   if (f.is_object() && f.contains("ddconfig"))
     fail(path,
          ": an autoencoder config (ddconfig), not a PNG file; give it to --autoencoder-config");
+  if (f.is_object() && f.contains("weights_sha256") && f.contains("chunk")) {  // eval's manifest
+    const fs::path d = fs::path(path).parent_path();
+    return describe_folder(d.empty() ? "." : d.string(), j, line);
+  }
   const bool eval = f.is_object() && f.contains("config") && f.contains("n") &&
                     f.contains("sampler") && f.contains("chunks");
   if (!eval)
@@ -178,6 +197,33 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
              " samples (", f["sampler"].get<std::string>(), ", ", f.value("steps", 0),
              " steps, seed ", f.value("seed", nlohmann::json()).dump(), ")",
              metrics.empty() ? std::string(": no metrics") : ": " + metrics);
+}
+
+// A training run's log.jsonl (docs/cli.md "log.jsonl"): its rows, the last step and loss.
+std::string describe_log(const std::string& path, nlohmann::json& j) {
+  std::ifstream in(path);
+  UVIT_CHECK(in, path, ": cannot open");
+  size_t rows = 0;
+  nlohmann::json last_train, init;
+  for (std::string l; std::getline(in, l);) {
+    if (l.empty()) continue;
+    const nlohmann::json r = parse_json(l, path);
+    UVIT_CHECK(r.is_object() && r.contains("event"), path, ": row ", rows + 1,
+               " has no \"event\": not a training run's log.jsonl");
+    ++rows;
+    if (r["event"] == "train") last_train = r;
+    if (r["event"] == "init") init = r;
+  }
+  j.update({{"kind", "log"}, {"rows", rows}});
+  std::string what = cat(rows, " rows");
+  if (!last_train.is_null()) {
+    j.update({{"step", last_train["step"]}, {"loss", last_train["loss"]}});
+    what += cat(", the last train row at step ", last_train["step"].dump(), ", loss ",
+                last_train["loss"].dump());
+  }
+  if (!init.is_null()) what += cat(", started from ", init.value("path", std::string("?")));
+  return cat("log           a training run's log (", what,
+             "): uvit info --config RUN describes the run (docs/cli.md \"log.jsonl\")");
 }
 
 // A .safetensors that is not a network's weights: a run's optimizer state, or one of FiT's
@@ -221,6 +267,8 @@ void print_file_info(const std::string& path, bool as_json) {
     describe_folder(path, j, line);
   } else if (ext == ".json") {
     describe_json(path, j, line);
+  } else if (ext == ".jsonl") {
+    line = describe_log(path, j);
   } else if (ext == ".npy" && is_object_npy(path)) {
     line = describe_feature_file(path, j);
   } else if (ext == ".npy") {
@@ -344,8 +392,9 @@ void add_info(CLI::App& app) {
   cmd->add_option("IMAGE", *image,
                   "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`); "
                   "weights (.safetensors, .pth): their tensors and the preset they match; an .npy "
-                  "or .npz: its arrays; a run's train_state, an npy_folder, FiT's latents, uvit "
-                  "eval's --json: what it is and the command that takes it");
+                  "or .npz: its arrays; a run's train_state or log.jsonl, an npy_folder, "
+                  "features, FiT's latents, uvit eval's --json or chunks: what it is and the "
+                  "command that takes it");
   cmd->add_flag("--classes", *classes,
                 "print the class table of the config's dataset: id, WordNet id, names");
   cmd->callback([config, json, presets, image, classes] {

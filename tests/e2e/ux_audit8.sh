@@ -282,6 +282,13 @@ run "$UVIT" eval --config "$F/full" --weights "$F/full/nnet_ema.safetensors" --n
 m=$("$PY" -c "import json, sys; j = json.load(open(sys.argv[1])); print('fid %r, sfid %r' % (j['fid'], j['sfid']))" "$tmp/ev.json")
 info_says "$tmp/ev.json" "eval          config fmnist_dit_tiny, 2 samples (ddim, 2 steps, seed 1): $m"
 info_says "$tmp/ev.npz" "arrays        arr_0"
+# Its chunks (OUT.parts) and their manifest, and a run's log.jsonl: "a folder" / "not a PNG file".
+eline="eval_chunks   uvit eval's finished chunks (1 of 1) for config fmnist_dit_tiny, 2 samples (ddim, 2 steps, seed 1): the same uvit eval command resumes from them (docs/evaluation.md)"
+info_says "$tmp/ev.npz.parts" "$eline"
+info_says "$tmp/ev.npz.parts/manifest.json" "$eline"
+info_says "$F/full/log.jsonl" "log           a training run's log (4 rows, the last train row at step 2, loss $(
+  "$PY" -c "import json, sys; print([r for r in map(json.loads, open(sys.argv[1])) if r['event'] == 'train'][-1]['loss'])" "$F/full/log.jsonl"
+), started from $F/off.pt): uvit info --config RUN describes the run (docs/cli.md \"log.jsonl\")"
 expect_error "^uvit: error: $C/sd.json: an autoencoder config (ddconfig), not a PNG file; give it to --autoencoder-config$" \
   "$UVIT" info "$C/sd.json"
 expect_error "^uvit: error: $F/full/config.json: a config, not a PNG file; uvit info --config $F/full/config.json describes it$" \
