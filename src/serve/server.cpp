@@ -17,6 +17,7 @@
 #include <ctime>
 #include <map>
 
+#include "core/signals.hpp"
 #include "serve/base64.hpp"
 #include "serve/jobs.hpp"
 #include "uvit/flow.hpp"
@@ -834,16 +835,13 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   s.set_idle_interval(1);
   UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
   g_server.store(&s);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  const SignalScope stop_on_signal({SIGINT, SIGTERM}, on_signal);  // restored on return
   log(LogLevel::Info, cat("serving ", pipe.model_name(), " on http://", o.host, ":", o.port, "/"));
   while (!s.listen_after_bind() && !shutting_down()) {
     log(LogLevel::Warn, "serve: accepting a connection failed; listening again");
     UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
   }
   g_server.store(nullptr);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
 }
 
 }  // namespace uvit::serve
