@@ -257,16 +257,7 @@ info_says "$tmp/off/root/from_16_to_256/n01_a.safetensors" "fit_latent    one of
 info_says "$tmp/cv" "npy_folder    8 .npy arrays (4 of them stored flips, .flip.npy), the first F32 [4,32,32]: train on it with --set dataset.name=npy_folder --set dataset.path=$tmp/cv (docs/data.md)"
 # extract-features' output (the official features layout, pickled (moments, label) object arrays):
 # the file was "unsupported .npy dtype '|O'", the folder "a folder, not a PNG file".
-"$PY" - "$tmp/images" <<'PYEOF' || fail "writing the images"
-import os, sys
-import numpy as np
-from PIL import Image
-rs = np.random.RandomState(0)
-for i in range(2):
-    d = os.path.join(sys.argv[1], "n0%d" % i)
-    os.makedirs(d)
-    Image.fromarray(rs.randint(0, 255, (64, 64, 3)).astype(np.uint8)).save(os.path.join(d, "n0%d_%d.png" % (i, i)))
-PYEOF
+"$PY" tests/e2e/data/image_folder.py "$tmp/images" n00_0:64x64 n01_1:64x64 || fail "writing the images"
 run "$UVIT" extract-features --data "$tmp/images" --weights "$C/sd.pth" --config "$C/sd.json" \
   --resolution 256 --out "$tmp/ef" -q
 info_says "$tmp/ef" "features      4 feature files (moments F32 [8,32,32] and a label each): train on them with --set dataset.path=$tmp/ef and a *_features dataset (docs/data.md)"
