@@ -88,7 +88,9 @@ typedef struct uvit_ctx_params {
 
 UVIT_API void uvit_ctx_params_init(uvit_ctx_params* params);
 UVIT_API uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out);
-UVIT_API void uvit_ctx_free(uvit_ctx* ctx); /* NULL is fine */
+/* NULL is fine, and so is a context freed already (nothing happens). A call given a freed context
+ * fails with UVIT_ERR_INVALID_ARGUMENT ("ctx is not a live context"). */
+UVIT_API void uvit_ctx_free(uvit_ctx* ctx);
 
 typedef enum uvit_model_kind {
   UVIT_MODEL_UNCONDITIONAL = 0,
@@ -111,10 +113,11 @@ typedef struct uvit_model_info {
 
 /* Fills info (set info->struct_size first); the strings live as long as the context. */
 UVIT_API uvit_status uvit_model_info_get(const uvit_ctx* ctx, uvit_model_info* info);
-/* A class id for a decimal id, a WordNet id or a class name (case-insensitive); -1 if unknown. */
+/* A class id for a decimal id, a WordNet id or a class name (case-insensitive); -1 if unknown,
+ * uvit_last_error() then saying why (the nearest names, or that the model has no classes). */
 UVIT_API int uvit_class_from_name(const uvit_ctx* ctx, const char* name);
-/* The display name of class `id` ("" when the dataset has no names); valid until the thread's
- * next call. */
+/* The display name of class `id` ("" when the dataset has no names, or id is not a class: then
+ * uvit_last_error() says so); valid until the thread's next call. */
 UVIT_API const char* uvit_class_name(const uvit_ctx* ctx, int id);
 
 /* ---- generation --------------------------------------------------------------------------- */
@@ -125,8 +128,9 @@ typedef bool (*uvit_progress_callback)(int done, int total, void* user);
 typedef struct uvit_image uvit_image;
 /* A live preview (docs/c_api.md): the model's current guess of the running batch's final images
  * (x0), n_images of them from image `first` of the request, after network evaluation done of
- * total (total -1: not known in advance). Only width, height, channels, pixels, index and
- * class_id are set; the images are valid during the call only. */
+ * total (total -1: not known in advance). Only width, height, channels, pixels, seed (as
+ * requested: -1 when random), index and class_id are set; the images are valid during the call
+ * only. */
 typedef void (*uvit_preview_callback)(const uvit_image* images, int n_images, int first, int done,
                                       int total, void* user);
 

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_set>
 
 #include "uvit.h"
 #include "uvit/error.hpp"
@@ -26,6 +28,26 @@ thread_local std::string t_class_name;
 uvit_status set_error(uvit_status s, const std::string& msg) {
   t_error = msg;
   return s;
+}
+
+// The contexts uvit_ctx_create made and uvit_ctx_free has not freed: a call given another pointer
+// (one already freed, or never a context) is refused with a message instead of reading freed
+// memory, and a second uvit_ctx_free of the same pointer does nothing.
+std::mutex g_live_mu;
+std::unordered_set<const uvit_ctx*> g_live;
+
+bool live(const uvit_ctx* ctx) {
+  std::lock_guard<std::mutex> l(g_live_mu);
+  return g_live.count(ctx) != 0;
+}
+
+// "" when ctx is a live context, else the message naming the function.
+std::string bad_ctx(const char* fn, const uvit_ctx* ctx) {
+  if (!ctx) return std::string(fn) + ": ctx is NULL";
+  if (!live(ctx))
+    return std::string(fn) +
+           ": ctx is not a live context (freed by uvit_ctx_free, or not made by uvit_ctx_create)";
+  return "";
 }
 
 // Runs fn, turning every exception into a status; `load_failure` is the status of a uvit::Error
@@ -164,16 +186,25 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
     ctx->name = ctx->pipe->model_name();
     ctx->sha256 = ctx->pipe->weights_sha256();
     ctx->sampler = ctx->pipe->default_sampler();
+    std::lock_guard<std::mutex> l(g_live_mu);
+    g_live.insert(ctx.get());
     *out = ctx.release();
   });
 }
 
-void uvit_ctx_free(uvit_ctx* ctx) { delete ctx; }
+void uvit_ctx_free(uvit_ctx* ctx) {
+  {
+    std::lock_guard<std::mutex> l(g_live_mu);
+    if (!g_live.erase(ctx)) return;  // NULL, or freed already
+  }
+  delete ctx;
+}
 
 uvit_status uvit_model_info_get(const uvit_ctx* ctx, uvit_model_info* info) {
   t_error.clear();
-  if (!ctx || !info)
-    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_model_info_get: ctx or info is NULL");
+  if (const std::string e = bad_ctx("uvit_model_info_get", ctx); !e.empty())
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, e);
+  if (!info) return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_model_info_get: info is NULL");
   if (info->struct_size < sizeof(size_t) + sizeof(int))
     return set_error(UVIT_ERR_INVALID_ARGUMENT,
                      "uvit_model_info.struct_size must be sizeof(uvit_model_info)");
@@ -194,18 +225,37 @@ uvit_status uvit_model_info_get(const uvit_ctx* ctx, uvit_model_info* info) {
   });
 }
 
+// Both say why in uvit_last_error() when they have no answer: a -1 passed on as a class would
+// otherwise fail later as "class -1 is outside [0, 10)", naming neither the word nor the names.
 int uvit_class_from_name(const uvit_ctx* ctx, const char* name) {
   t_error.clear();
-  if (!ctx || !name) return -1;
+  if (const std::string e = bad_ctx("uvit_class_from_name", ctx); !e.empty())
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, e), -1;
+  if (!name) return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_class_from_name: name is NULL"), -1;
   int id = -1;
-  guarded(UVIT_ERR_INTERNAL, [&] { id = ctx->pipe->class_from_name(name); });
+  guarded(UVIT_ERR_INTERNAL, [&] {
+    const uvit::Pipeline& p = *ctx->pipe;
+    UVIT_CHECK(p.kind() == uvit::ModelKind::Class, "uvit_class_from_name: config ", p.model_name(),
+               " is not class-conditional");
+    id = p.class_from_name(name);
+    if (id < 0)
+      uvit::fail(
+          uvit::unknown_class_message(p.config(), "uvit_class_from_name:", name,
+                                      "uvit info --config " + p.model_name() + " --classes"));
+  });
   return id;
 }
 
 const char* uvit_class_name(const uvit_ctx* ctx, int id) {
   t_error.clear();
   t_class_name.clear();
-  if (ctx) guarded(UVIT_ERR_INTERNAL, [&] { t_class_name = ctx->pipe->class_name(id); });
+  if (const std::string e = bad_ctx("uvit_class_name", ctx); !e.empty())
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, e), "";
+  guarded(UVIT_ERR_INTERNAL, [&] {
+    const int k = ctx->pipe->num_classes();
+    UVIT_CHECK(id >= 0 && id < k, "uvit_class_name: class ", id, " is outside [0, ", k, ")");
+    t_class_name = ctx->pipe->class_name(id);
+  });
   return t_class_name.c_str();
 }
 
@@ -222,8 +272,10 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
   t_error.clear();
   if (images) *images = nullptr;
   if (n_images) *n_images = 0;
-  if (!ctx || !images || !n_images)
-    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_generate: ctx, images or n_images is NULL");
+  if (!images || !n_images)
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_generate: images or n_images is NULL");
+  if (const std::string e = bad_ctx("uvit_generate", ctx); !e.empty())
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, e);
   uvit_gen_params p;
   uvit_gen_params_init(&p);
   if (!copy_params(params, p, "uvit_gen_params")) return UVIT_ERR_INVALID_ARGUMENT;
@@ -341,7 +393,7 @@ void uvit_images_free(uvit_image* images, int n) {
 }
 
 void uvit_cancel(uvit_ctx* ctx) {
-  if (ctx) ctx->pipe->cancel();
+  if (live(ctx)) ctx->pipe->cancel();
 }
 
 uvit_status uvit_png_read_parameters(const uint8_t* png, size_t size, char** parameters,

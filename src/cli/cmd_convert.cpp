@@ -84,7 +84,8 @@ void add_convert(CLI::App& app) {
                "--quantize is for diffusion networks, "
                "not --autoencoder");
     QuantFormat qf;  // the file's header only
-    const bool quantised = quant_format_of(open_weights(o->in)->metadata(), o->in, &qf);
+    const std::map<std::string, std::string> in_meta = open_weights(o->in)->metadata();
+    const bool quantised = quant_format_of(in_meta, o->in, &qf);
     UVIT_CHECK(!quantised || !pth, o->in, ": quantised weights (", qf.name(),
                "); official code cannot load them, so there "
                "is no .pth of them (convert the unquantised weights)");
@@ -97,6 +98,7 @@ void add_convert(CLI::App& app) {
     NamedArrays sd = load_weights(o->in);
     std::map<std::string, std::string> meta;
     if (quantised) meta = quant_metadata(qf);
+    if (quantised && in_meta.count("config")) meta["config"] = in_meta.at("config");
     if (!o->dtype.empty()) {  // before quantising: the scales stay F32
       DType d = parse_dtype(o->dtype);
       for (auto& [name, a] : sd)
@@ -126,6 +128,7 @@ void add_convert(CLI::App& app) {
       auto net = make_network(load_config(o->config), *be);
       sd = quantize_state_dict(std::move(sd), net->table(), f, o->in);
       meta = quant_metadata(f);
+      meta["config"] = load_config(o->config).config_name;  // uvit info names it
     } else if (!o->config.empty()) {
       network_param_table(load_config(o->config)).check(sd, o->in);
     }

@@ -6,9 +6,11 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "cli/commands.hpp"
+#include "data/feature_npy.hpp"
 #include "io/readers.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/class_names.hpp"
@@ -74,21 +76,202 @@ std::string matching_preset(const std::vector<TensorInfo>& tensors) {
   return "";
 }
 
+// An .npy holding a pickled object array: a feature file (moments, label) as extract-features and
+// the official encoders write, which read_npy_header refuses (it reads numeric arrays).
+bool is_object_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(256, '\0');
+  in.read(head.data(), std::streamsize(head.size()));
+  head.resize(size_t(in.gcount()));
+  return head.rfind("\x93NUMPY", 0) == 0 && head.find("'|O'") != std::string::npos;
+}
+
+// A feature file's one-line description, filling j.
+std::string describe_feature_file(const std::string& path, nlohmann::json& j) {
+  const data::FeatureRecord r = data::load_feature_record(path);
+  j.update({{"kind", "features"}, {"moments", r.moments.shape}, {"label", r.label}});
+  return cat("features      moments ", dtype_name(r.moments.dtype), " ",
+             nlohmann::json(r.moments.shape).dump(), ", label ", r.label,
+             ": one item of a features folder (uvit extract-features writes them; the *_features "
+             "datasets read them, docs/data.md)");
+}
+
+// The official FiT latent folders convert-fit-latents reads (docs/fit.md "Folders").
+bool is_fit_latent_root(const fs::path& p) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(p, ec)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && (n.rfind("from_16_to_", 0) == 0 || n.rfind("greater_than_", 0) == 0))
+      return true;
+  }
+  return false;
+}
+
+// A folder: what it holds and the command that takes it, or the refusal naming what would.
+void describe_folder(const std::string& path, nlohmann::json& j, std::string& line) {
+  const fs::path p(path);
+  if (fs::exists(p / "config.json"))
+    fail(path, ": a training run, not a PNG file; uvit info --config RUN describes its network");
+  if (fs::exists(p / "manifest.json")) {  // uvit eval's chunks (OUT.parts or --work)
+    const nlohmann::json m = read_json_file((p / "manifest.json").string());
+    size_t done = 0;
+    for (const auto& e : fs::directory_iterator(p))
+      done +=
+          e.path().filename().string().rfind("chunk_", 0) == 0 && e.path().extension() == ".npz";
+    const long n = m.value("n", 0L), chunk = std::max(1L, m.value("chunk", 1L));
+    j.update({{"kind", "eval_chunks"}, {"chunks", done}, {"manifest", m}});
+    line = cat("eval_chunks   uvit eval's finished chunks (", done, " of ", (n + chunk - 1) / chunk,
+               ") for config ", m.value("config", std::string("?")), ", ", n, " samples (",
+               m.value("sampler", std::string("?")), ", ", m.value("steps", 0), " steps, seed ",
+               m.value("seed", nlohmann::json()).dump(),
+               "): the same uvit eval command resumes from them (docs/evaluation.md)");
+    return;
+  }
+  if (is_fit_latent_root(p)) {
+    std::map<std::string, size_t> files;
+    for (const auto& d : fs::directory_iterator(p))
+      if (d.is_directory())
+        for (const auto& f : fs::directory_iterator(d.path()))
+          files[d.path().filename().string()] += f.path().extension() == ".safetensors";
+    std::string list;
+    for (const auto& [d, n] : files)
+      list += list.empty() ? cat(d, ": ", n, n == 1 ? " file" : " files") : cat(", ", d, ": ", n);
+    j.update({{"kind", "fit_latents"}, {"folders", files}});
+    line = cat("fit_latents   FiT's latent folders (", list, "): uvit convert-fit-latents ", path,
+               " OUT makes a training folder of them (docs/fit.md)");
+    return;
+  }
+  size_t arrays = 0, flips = 0;
+  std::string first;
+  for (const auto& e : fs::recursive_directory_iterator(p))
+    if (e.is_regular_file() && e.path().extension() == ".npy") {
+      ++arrays;
+      flips += e.path().stem().extension() == ".flip";
+      if (first.empty() || e.path().string() < first) first = e.path().string();
+    }
+  if (arrays == 0)
+    fail(path,
+         ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy or .npz");
+  if (is_object_npy(first)) {
+    const data::FeatureRecord r = data::load_feature_record(first);
+    j.update({{"kind", "features_folder"}, {"files", arrays}, {"moments", r.moments.shape}});
+    line = cat("features      ", arrays, " feature files (moments ", dtype_name(r.moments.dtype),
+               " ", nlohmann::json(r.moments.shape).dump(),
+               " and a label each): train on them with --set dataset.path=", path,
+               " and a *_features dataset (docs/data.md)");
+    return;
+  }
+  const NpyInfo a = read_npy_header(first);
+  j.update({{"kind", "npy_folder"}, {"arrays", arrays}, {"flips", flips}, {"first", a.shape}});
+  line = cat("npy_folder    ", arrays, " .npy arrays",
+             flips ? cat(" (", flips, " of them stored flips, .flip.npy)") : "", ", the first ",
+             dtype_name(a.dtype), " ", nlohmann::json(a.shape).dump(),
+             ": train on it with --set dataset.name=npy_folder --set dataset.path=", path,
+             " (docs/data.md)");
+}
+
+// A JSON file: a config is described by --config; uvit eval's --json by its result line.
+void describe_json(const std::string& path, nlohmann::json& j, std::string& line) {
+  const nlohmann::json f = read_json_file(path);
+  if (f.is_object() && f.contains("nnet"))
+    fail(path, ": a config, not a PNG file; uvit info --config ", path, " describes it");
+  if (f.is_object() && f.contains("ddconfig"))
+    fail(path,
+         ": an autoencoder config (ddconfig), not a PNG file; give it to --autoencoder-config");
+  if (f.is_object() && f.contains("weights_sha256") && f.contains("chunk")) {  // eval's manifest
+    const fs::path d = fs::path(path).parent_path();
+    return describe_folder(d.empty() ? "." : d.string(), j, line);
+  }
+  const bool eval = f.is_object() && f.contains("config") && f.contains("n") &&
+                    f.contains("sampler") && f.contains("chunks");
+  if (!eval)
+    fail(path,
+         ": a JSON file that is neither a config (no nnet section) nor uvit eval's --json; uvit "
+         "info takes a PNG, weights, an .npy or .npz, a config (--config C)");
+  std::string metrics;
+  for (const char* k : {"fid", "sfid", "inception_score", "precision", "recall", "clip_score"})
+    if (f.contains(k) && f[k].is_number())
+      metrics += cat(metrics.empty() ? "" : ", ", k, " ", f[k].dump());
+  j.update({{"kind", "eval"}, {"eval", f}});
+  line = cat("eval          config ", f["config"].get<std::string>(), ", ", f["n"].dump(),
+             " samples (", f["sampler"].get<std::string>(), ", ", f.value("steps", 0),
+             " steps, seed ", f.value("seed", nlohmann::json()).dump(), ")",
+             metrics.empty() ? std::string(": no metrics") : ": " + metrics);
+}
+
+// A training run's log.jsonl (docs/cli.md "log.jsonl"): its rows, the last step and loss.
+std::string describe_log(const std::string& path, nlohmann::json& j) {
+  std::ifstream in(path);
+  UVIT_CHECK(in, path, ": cannot open");
+  size_t rows = 0;
+  nlohmann::json last_train, init;
+  for (std::string l; std::getline(in, l);) {
+    if (l.empty()) continue;
+    const nlohmann::json r = parse_json(l, path);
+    UVIT_CHECK(r.is_object() && r.contains("event"), path, ": row ", rows + 1,
+               " has no \"event\": not a training run's log.jsonl");
+    ++rows;
+    if (r["event"] == "train") last_train = r;
+    if (r["event"] == "init") init = r;
+  }
+  j.update({{"kind", "log"}, {"rows", rows}});
+  std::string what = cat(rows, " rows");
+  if (!last_train.is_null()) {
+    j.update({{"step", last_train["step"]}, {"loss", last_train["loss"]}});
+    what += cat(", the last train row at step ", last_train["step"].dump(), ", loss ",
+                last_train["loss"].dump());
+  }
+  if (!init.is_null()) what += cat(", started from ", init.value("path", std::string("?")));
+  return cat("log           a training run's log (", what,
+             "): uvit info --config RUN describes the run (docs/cli.md \"log.jsonl\")");
+}
+
+// A .safetensors that is not a network's weights: a run's optimizer state, or one of FiT's
+// latent files. "" for weights.
+std::string not_weights(const TensorReader& r, const std::string& path, nlohmann::json& j) {
+  const auto& meta = r.metadata();
+  if (meta.count("optimizer") && meta.count("num_params")) {
+    j.update({{"kind", "train_state"},
+              {"optimizer", meta.at("optimizer")},
+              {"step", meta.count("step") ? meta.at("step") : ""},
+              {"config", meta.count("config") ? meta.at("config") : ""}});
+    return cat("train_state   a training run's optimizer state (", meta.at("optimizer"), ", ",
+               meta.at("num_params"), " parameters",
+               meta.count("step") ? ", step " + meta.at("step") : "",
+               meta.count("config") ? ", config " + meta.at("config") : "",
+               "), not weights: the run's weights are ",
+               (fs::path(path).parent_path() / "nnet_ema.safetensors").string(),
+               "; uvit train --resume takes the run");
+  }
+  std::map<std::string, std::vector<int64_t>> t;
+  for (const TensorInfo& i : r.tensors()) t[i.name] = i.shape;
+  if (t.size() == 4 && t.count("feature") && t.count("grid") && t.count("size") &&
+      t.count("label")) {
+    j.update({{"kind", "fit_latent"}, {"feature", t["feature"]}});
+    return cat("fit_latent    one of FiT's latent files (feature ",
+               nlohmann::json(t["feature"]).dump(),
+               "): uvit convert-fit-latents ROOT OUT converts their folders (docs/fit.md)");
+  }
+  return "";
+}
+
 // `uvit info FILE` for what is not a PNG: what the file holds and which command takes it (a
-// weights file: its tensors and the preset it matches; an array: its dtype and shape).
+// weights file: its tensors and the preset it matches; an array: its dtype and shape; a folder of
+// arrays or of FiT's latents; uvit eval's --json).
 void print_file_info(const std::string& path, bool as_json) {
   const fs::path p(path);
-  if (fs::is_directory(p))
-    fail(path, fs::exists(p / "config.json")
-                   ? ": a training run, not a PNG file; uvit info --config RUN describes its "
-                     "network"
-                   : ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy "
-                     "or .npz");
   const std::string ext = ascii_lower(p.extension().string());
   nlohmann::json j = {{"file", base_name(path)}};
-  if (ext == ".json")
-    fail(path, ": a JSON file, not a PNG file; uvit info --config ", path, " describes a config");
-  if (ext == ".npy") {
+  std::string line;  // the kinds described in one line
+  if (fs::is_directory(p)) {
+    describe_folder(path, j, line);
+  } else if (ext == ".json") {
+    describe_json(path, j, line);
+  } else if (ext == ".jsonl") {
+    line = describe_log(path, j);
+  } else if (ext == ".npy" && is_object_npy(path)) {
+    line = describe_feature_file(path, j);
+  } else if (ext == ".npy") {
     const NpyInfo a = read_npy_header(path);
     j.update({{"kind", "npy"}, {"dtype", dtype_name(a.dtype)}, {"shape", a.shape}});
   } else if (ext == ".npz") {
@@ -96,24 +279,33 @@ void print_file_info(const std::string& path, bool as_json) {
   } else if (ext == ".safetensors" || ext == ".pth" || ext == ".pt" || ext == ".bin" ||
              ext == ".ckpt") {
     const auto r = open_weights(path);
-    size_t values = 0;
-    std::map<std::string, size_t> dtypes;
-    for (const TensorInfo& t : r->tensors()) {
-      values += size_t(t.numel());
-      ++dtypes[dtype_name(t.dtype)];
+    line = not_weights(*r, path, j);
+    if (line.empty()) {
+      size_t values = 0;
+      std::map<std::string, size_t> dtypes;
+      for (const TensorInfo& t : r->tensors()) {
+        values += size_t(t.numel());
+        ++dtypes[dtype_name(t.dtype)];
+      }
+      QuantFormat q;
+      const bool quantised = quant_format_of(r->metadata(), path, &q);
+      j.update({{"kind", "weights"},
+                {"tensors", r->tensors().size()},
+                {"values", values},
+                {"dtypes", dtypes}});
+      if (quantised) j["quantised"] = q.name();
+      const auto& meta = r->metadata();
+      if (meta.count(kEntryKey)) j["entry"] = meta.at(kEntryKey);  // a checkpoint's "ema", ...
+      if (meta.count(kEntriesKey)) j["entries"] = meta.at(kEntriesKey);
+      // A quantised file holds scales beside the weights: no preset's table lists them, so the
+      // config convert --quantize recorded names it (files quantised before: none).
+      const std::string recorded = meta.count("config") ? meta.at("config") : "";
+      const auto presets = preset_names();
+      if (quantised && !recorded.empty()) j["config"] = recorded;
+      j["preset"] = !quantised ? matching_preset(r->tensors())
+                    : std::count(presets.begin(), presets.end(), recorded) ? recorded
+                                                                           : "";
     }
-    QuantFormat q;
-    const bool quantised = quant_format_of(r->metadata(), path, &q);
-    j.update({{"kind", "weights"},
-              {"tensors", r->tensors().size()},
-              {"values", values},
-              {"dtypes", dtypes}});
-    if (quantised) j["quantised"] = q.name();
-    const auto& meta = r->metadata();
-    if (meta.count(kEntryKey)) j["entry"] = meta.at(kEntryKey);  // a checkpoint's "ema", "model"...
-    if (meta.count(kEntriesKey)) j["entries"] = meta.at(kEntriesKey);
-    // A quantised file holds scales beside the weights: no preset's table lists them.
-    j["preset"] = quantised ? "" : matching_preset(r->tensors());
   } else {
     fail(path,
          ": not a PNG file; uvit info takes a PNG (its generation parameters), weights "
@@ -124,7 +316,9 @@ void print_file_info(const std::string& path, bool as_json) {
     return;
   }
   std::printf("file          %s\n", path.c_str());
-  if (j["kind"] == "npy") {
+  if (!line.empty()) {
+    std::printf("%s\n", line.c_str());
+  } else if (j["kind"] == "npy") {
     std::printf("array         %s %s\n", j["dtype"].get<std::string>().c_str(),
                 j["shape"].dump().c_str());
   } else if (j["kind"] == "npz") {
@@ -146,12 +340,17 @@ void print_file_info(const std::string& path, bool as_json) {
     const std::string preset = j["preset"];
     if (!preset.empty())
       std::printf(
-          "preset        %s (every tensor's name and shape): uvit sample --config %s "
-          "--weights %s\n",
-          preset.c_str(), preset.c_str(), path.c_str());
+          "preset        %s (%s): uvit sample --config %s --weights %s\n", preset.c_str(),
+          j.contains("quantised") ? "recorded when quantised" : "every tensor's name and shape",
+          preset.c_str(), path.c_str());
     else
       std::printf("preset        none of uvit info --presets has exactly these tensors%s\n",
-                  j.contains("quantised") ? " (quantised: give --config C)" : "");
+                  !j.contains("quantised") ? ""
+                  : j.contains("config")
+                      ? cat(" (quantised for config ", j["config"].get<std::string>(),
+                            ": give that --config)")
+                            .c_str()
+                      : " (quantised: give --config C)");
   }
 }
 
@@ -193,7 +392,9 @@ void add_info(CLI::App& app) {
   cmd->add_option("IMAGE", *image,
                   "a PNG: print its generation parameters (A1111 `parameters` and `uvit-params`); "
                   "weights (.safetensors, .pth): their tensors and the preset they match; an .npy "
-                  "or .npz: its arrays");
+                  "or .npz: its arrays; a run's train_state or log.jsonl, an npy_folder, "
+                  "features, FiT's latents, uvit eval's --json or chunks: what it is and the "
+                  "command that takes it");
   cmd->add_flag("--classes", *classes,
                 "print the class table of the config's dataset: id, WordNet id, names");
   cmd->callback([config, json, presets, image, classes] {

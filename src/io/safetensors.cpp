@@ -1,6 +1,7 @@
 // safetensors: u64 little-endian header length, JSON header, then one contiguous data buffer that
 // the tensors' data_offsets cover exactly (no holes, no overlaps).
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -39,6 +40,25 @@ struct Spec {
   uint64_t begin, end;
 };
 
+// What a file that is not safetensors holds, from its first bytes, for the refusal ("" when
+// nothing is recognised): the usual wrong downloads and renamed checkpoints (a zip, torch.save's
+// format, is told apart before: open_weights).
+std::string what_it_is(const io::InFile& f) {
+  char b[32] = {};
+  const size_t n = size_t(std::min<uint64_t>(f.size(), sizeof b));
+  f.read(0, b, n, "start");
+  const std::string s(b, n);
+  if (s.rfind("version https://git-lfs", 0) == 0)
+    return "; it is a Git LFS pointer, not the file: fetch the file itself (git lfs pull)";
+  const size_t k = s.find_first_not_of(" \t\r\n");
+  if (k + 1 < n && s[k] == '<' && (s[k + 1] == '!' || s[k + 1] == '?' || std::isalpha(s[k + 1])))
+    return "; it is an HTML or XML page (a download that saved a web page?)";
+  if (n > 1 && uint8_t(s[0]) == 0x80 && s[1] >= 2 && s[1] <= 5)  // PROTO 2..5
+    return "; it is a pickle (torch.save before torch 1.6): load and save it again with torch >= "
+           "1.6 as .pth";
+  return "";
+}
+
 // Reads and validates the JSON header; *hlen_out receives its length in bytes.
 ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   if (f.size() < 8) fail(path, ": not a safetensors file (", f.size(), " bytes)");
@@ -46,13 +66,17 @@ ojson read_header(io::InFile& f, const std::string& path, uint64_t* hlen_out) {
   f.read(0, lenb, 8, "header length");
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenb[i];
-  if (hlen > kMaxHeader) fail(path, ": bad safetensors header length ", hlen);
-  if (hlen > f.size() - 8)
+  if (hlen > kMaxHeader || hlen < 2 || hlen > f.size() - 8) {
+    // A length no header has, or one past the end: another kind of file, or a cut one.
+    const std::string other = what_it_is(f);
+    if (hlen > kMaxHeader || hlen < 2 || !other.empty())
+      fail(path, ": not a safetensors file (its first 8 bytes, the header length, read ", hlen,
+           hlen > kMaxHeader ? "; a header has at most 100 MiB)" : ")", other);
     fail(path, ": truncated: header says ", hlen, " bytes of JSON, file has ", f.size() - 8);
-  if (hlen < 2) fail(path, ": bad safetensors header length ", hlen);
+  }
   std::string text(hlen, '\0');
   f.read(8, text.data(), hlen, "header");
-  if (text[0] != '{') fail(path, ": safetensors header is not a JSON object");
+  if (text[0] != '{') fail(path, ": not a safetensors file (its header is not a JSON object)");
   ojson h;
   try {
     h = parse_json<ojson>(text, path);
