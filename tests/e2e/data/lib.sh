@@ -1,10 +1,10 @@
 # Shared helpers of the end-to-end scripts (sourced first). A failure is counted in $fails, which
 # each script returns as its exit status.
-# The scratch folder $tmp (made here unless the script made it), removed at exit, and a background
-# process the script starts (its id in $pid), stopped then.
+# The scratch folder $tmp (made here unless the script made it), removed at exit, and the
+# background processes the script starts (one's id in $pid; servers, serve_up), stopped then.
 tmp=${tmp:-$(mktemp -d)}
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { kill $pid $(jobs -p) 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
@@ -29,6 +29,7 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
 serve_up() {
   local envs=() log=${serve_log:-$tmp/server.log} end=$((SECONDS + 120))
   while [[ ${1:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; do envs+=("$1"); shift; done
+  : >"$log"  # there before the server opens it: sed reads it below
   env "${envs[@]}" "$UVIT" serve "$@" --port 0 2>"$log" &
   pid=$! port= B=
   while ((SECONDS < end)) && kill -0 "$pid" 2>/dev/null; do
