@@ -4,7 +4,8 @@
 # an event stream is open; a debugger's call into the process (gdb, which made the server exit 0
 # without a word: accept() returned errno 512); an accept() error cpp-httplib does not retry
 # (injected with an LD_PRELOAD shim). After each the server answers and the job completes; then
-# SIGINT and SIGTERM stop it with status 0.
+# SIGINT and SIGTERM stop it with status 0. Last, --port 0: the port the startup line names (-q
+# keeps it) is bound again after the same accept() error.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `uvit train --init W` opens W twice: once for the load (the quantisation check, the checkpoint
-# entry the run records and the tensors, from one reader) and once for the SHA-256 the run records
-# (docs/cli.md "Fine-tuning"); it opened it seven times (three readers of two opens each, the
-# hash). Counted with strace where it is installed; the run's record is checked either way.
+# entry the run records and the tensors, from one reader) and once for the SHA-256 the run records;
+# it opened it seven times (three readers of two opens each, the hash). docs/benchmarks.md,
+# "`uvit train --init W`: opens of the weights file". Counted with strace where it is installed;
+# the run's record is checked either way.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
