@@ -25,6 +25,7 @@
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
 #include "core/mem_limit.hpp"
+#include "core/signals.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip_vision.hpp"
@@ -48,6 +49,30 @@ struct Chunk {
   Array spatial;        // f32 [m, 2023] (sFID)
   Array clip;           // f64 [m] CLIPScore of each sample (text-to-image presets)
   double seconds = -1;  // how long the chunk took when it was made; -1: not recorded (older)
+};
+
+// What eval holds of all N samples until the metrics: the images, RGB even for gray presets (the
+// ADM evaluator's graph takes [N, H, W, 3]; the only copy of them in memory), their Inception
+// features and, for text presets, their CLIPScores. The up-front memory check counts
+// bytes_per_sample, next to the allocation it sizes (docs/memory.md, "Host memory").
+struct HeldSamples {
+  static constexpr int64_t kChannels = 3;
+  static constexpr size_t kFeatures =
+      FidInception::kDims + FidInception::kClasses + FidInception::kSpatialDims;
+
+  static size_t bytes_per_sample(int s, bool text) {
+    return size_t(s) * s * kChannels + kFeatures * sizeof(float) + (text ? sizeof(double) : 0);
+  }
+  HeldSamples(long n, int s, bool text)
+      : batch(DType::U8, {n, s, s, kChannels}),
+        pool3(size_t(n) * FidInception::kDims),
+        logits(size_t(n) * FidInception::kClasses),
+        spatial(size_t(n) * FidInception::kSpatialDims),
+        clip(text ? size_t(n) : 0) {}
+
+  Array batch;                                // uint8 [N, H, W, 3], filled chunk by chunk
+  std::vector<float> pool3, logits, spatial;  // [N, kDims], [N, kClasses], [N, kSpatialDims]
+  std::vector<double> clip;                   // [N] (text presets) or empty
 };
 
 bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk* out) {
@@ -99,23 +124,12 @@ class InterruptNote {
             "; run the same command again to resume\n");
     g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
     std::memcpy(g_interrupt_note, note.data(), g_interrupt_note_len);
-    for (int i = 0; i < 2; ++i) {
-      old_[i] = std::signal(kSignals[i], SIG_IGN);
-      if (old_[i] != SIG_IGN) std::signal(kSignals[i], eval_interrupted);
-    }
-    installed_ = true;
+    scope_.emplace(std::initializer_list<int>{SIGINT, SIGTERM}, eval_interrupted,
+                   SignalScope::Ignored::Keep);
   }
-  ~InterruptNote() {
-    if (installed_)
-      for (int i = 0; i < 2; ++i) std::signal(kSignals[i], old_[i]);
-  }
-  InterruptNote(const InterruptNote&) = delete;
-  InterruptNote& operator=(const InterruptNote&) = delete;
 
  private:
-  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  void (*old_[2])(int) = {SIG_DFL, SIG_DFL};
-  bool installed_ = false;
+  std::optional<SignalScope> scope_;
 };
 
 }  // namespace
@@ -233,9 +247,7 @@ void add_eval(CLI::App& app) {
     {  // all N samples and their features are held to the end (below): refused up front when they
        // cannot fit with the buffers loaded (docs/memory.md, "Host memory")
       MemPlan plan;
-      plan.count_host(size_t(n) * (size_t(s) * s * 3 + (text ? 8 : 0) +
-                                   4 * size_t(FidInception::kDims + FidInception::kClasses +
-                                              FidInception::kSpatialDims)));
+      plan.count_host(size_t(n) * HeldSamples::bytes_per_sample(s, text));
       plan.check();
     }
     const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
@@ -272,12 +284,7 @@ void add_eval(CLI::App& app) {
                             o->quiet || !lead);  // older manifests lack the precision
 
     const int k = real_classes(cfg);
-    // The samples batch, filled chunk by chunk (the only copy of all N images in memory), RGB
-    // even for gray presets: the ADM evaluator's graph takes [N, H, W, 3].
-    Array batch(DType::U8, {n, s, s, 3});
-    std::vector<float> pool3(size_t(n) * FidInception::kDims),
-        logits(size_t(n) * FidInception::kClasses), spatial(size_t(n) * FidInception::kSpatialDims);
-    std::vector<double> clip_scores_all(text ? size_t(n) : 0);
+    HeldSamples held(n, s, text);
     long resumed = 0, computed = 0, resumed_chunks = 0;
     // The seconds each chunk took when it was made, summed: what a straight run spends, whatever
     // was resumed (`seconds` is this invocation's wall time). NaN once a chunk lacks it.
@@ -375,18 +382,18 @@ void add_eval(CLI::App& app) {
       }
       {
         const uint8_t* src = ch.samples.as<uint8_t>();
-        uint8_t* dst = batch.as<uint8_t>() + size_t(first) * s * s * 3;
+        uint8_t* dst = held.batch.as<uint8_t>() + size_t(first) * s * s * 3;
         for (size_t i = 0; i < size_t(m) * s * s; ++i)
           for (int k = 0; k < 3; ++k) dst[i * 3 + k] = src[i * c + (c == 3 ? k : 0)];
       }
       std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
-                pool3.begin() + size_t(first) * FidInception::kDims);
+                held.pool3.begin() + size_t(first) * FidInception::kDims);
       std::copy(ch.spatial.as<float>(), ch.spatial.as<float>() + ch.spatial.numel(),
-                spatial.begin() + size_t(first) * FidInception::kSpatialDims);
+                held.spatial.begin() + size_t(first) * FidInception::kSpatialDims);
       std::copy(ch.logits.as<float>(), ch.logits.as<float>() + ch.logits.numel(),
-                logits.begin() + size_t(first) * FidInception::kClasses);
+                held.logits.begin() + size_t(first) * FidInception::kClasses);
       if (text)
-        std::copy(ch.clip.as<double>(), ch.clip.as<double>() + m, clip_scores_all.begin() + first);
+        std::copy(ch.clip.as<double>(), ch.clip.as<double>() + m, held.clip.begin() + first);
       chunk_seconds += ch.seconds >= 0 ? ch.seconds : std::nan("");
       bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
     }
@@ -395,7 +402,7 @@ void add_eval(CLI::App& app) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     {
       NamedArrays z;  // moved in, not copied (an initializer list would copy N images)
-      z.emplace_back("arr_0", std::move(batch));
+      z.emplace_back("arr_0", std::move(held.batch));
       save_npz(o->out, z);
     }
 
@@ -423,10 +430,10 @@ void add_eval(CLI::App& app) {
       if (rb) rb->finish();
       ref.n_pool3 = long(ref.pool3.size() / FidInception::kDims);
     }
-    report_metrics(ref, pool3, logits, spatial, n, all, o->quiet, res);
+    report_metrics(ref, held.pool3, held.logits, held.spatial, n, all, o->quiet, res);
     if (text) {
       double mean = 0;
-      for (double v : clip_scores_all) mean += v;
+      for (double v : held.clip) mean += v;
       mean /= double(n);
       std::printf("CLIPScore: %s\n", py_float(mean).c_str());
       res["clip_score"] = mean;

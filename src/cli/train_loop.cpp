@@ -9,11 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
+#include "core/signals.hpp"
 #include "io/readers.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
@@ -387,9 +389,9 @@ TrainOutcome run_training(const TrainJob& job) {
                  tr.exchange_mode().c_str(), tr.zero_level());
 
   g_signal = 0;
-  auto old_int = std::signal(SIGINT, on_signal);
-  auto old_term = std::signal(SIGTERM, on_signal);
-  auto old_usr1 = std::signal(SIGUSR1, on_signal);  // forwarded by mpirun, sent by Slurm --signal
+  // SIGUSR1: forwarded by mpirun, sent by Slurm --signal. Restored once the last checkpoint is
+  // written: a signal during the final grid ends the process by the caller's disposition.
+  std::optional<SignalScope> stop_on_signal(std::in_place, {SIGINT, SIGTERM, SIGUSR1}, on_signal);
   std::ofstream log;
   if (lead) {
     log.open(dir + "/log.jsonl", std::ios::app);
@@ -484,9 +486,7 @@ TrainOutcome run_training(const TrainJob& job) {
   bar.finish();
   tr.save();
   if (lead && tr.step_count() > first) log_event(log, "checkpoint", tr.step_count(), ".");
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
-  std::signal(SIGUSR1, old_usr1);
+  stop_on_signal.reset();
   const long k = tr.step_count();
   if (win.n > 0 && k > first && lead) {
     // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,

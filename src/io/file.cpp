@@ -12,9 +12,11 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "core/signals.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -32,10 +34,9 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-constexpr int kHeldSignals[] = {SIGINT, SIGTERM};
 std::mutex g_hold_mu;
 int g_hold_depth = 0;
-struct sigaction g_hold_old[2];
+std::optional<SignalScope> g_hold;  // while g_hold_depth > 0
 volatile sig_atomic_t g_held = 0;
 
 extern "C" void hold_signal(int sig) { g_held = sig; }
@@ -52,14 +53,8 @@ void test_hook_pause() {
 SignalHold::SignalHold() {
   std::lock_guard<std::mutex> lock(g_hold_mu);
   if (g_hold_depth++ > 0) return;
-  struct sigaction sa {};
-  sa.sa_handler = hold_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  for (int i = 0; i < 2; ++i) {
-    sigaction(kHeldSignals[i], nullptr, &g_hold_old[i]);
-    if (g_hold_old[i].sa_handler != SIG_IGN) sigaction(kHeldSignals[i], &sa, nullptr);
-  }
+  g_hold.emplace(std::initializer_list<int>{SIGINT, SIGTERM}, hold_signal,
+                 SignalScope::Ignored::Keep);
 }
 
 SignalHold::~SignalHold() {
@@ -67,7 +62,7 @@ SignalHold::~SignalHold() {
   {
     std::lock_guard<std::mutex> lock(g_hold_mu);
     if (--g_hold_depth > 0) return;
-    for (int i = 0; i < 2; ++i) sigaction(kHeldSignals[i], &g_hold_old[i], nullptr);
+    g_hold.reset();
     sig = g_held;
     g_held = 0;
   }

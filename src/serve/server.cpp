@@ -17,6 +17,7 @@
 #include <ctime>
 #include <map>
 
+#include "core/signals.hpp"
 #include "serve/base64.hpp"
 #include "serve/jobs.hpp"
 #include "uvit/flow.hpp"
@@ -842,8 +843,7 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
   }
   g_server.store(&s);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  const SignalScope stop_on_signal({SIGINT, SIGTERM}, on_signal);  // restored on return
   const std::string serving =
       cat("serving ", pipe.model_name(), " on http://", o.host, ":", port, "/");
   if (o.announce)
@@ -855,8 +855,6 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
   }
   g_server.store(nullptr);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
 }
 
 }  // namespace uvit::serve

@@ -36,16 +36,7 @@ assert (w, h) == (56, 28), (w, h)
 PYEOF
 # The network from the command line against the PyTorch twin: the official .pth state_dict, a
 # non-square 2 x 6 grid with ntk-aware + decouple (fixture fit_rect_dynntk, make_fixtures.py).
-FX=$2/fit_rect_dynntk
-run "$UVIT" predict --config "$FX.json" --weights "$FX.pth" --x "${FX}_x.npy" --t "${FX}_t.npy" \
-  --y "${FX}_y.npy" --out "$tmp/p.npy"
-"$PY" -c "
-import numpy as n, sys
-a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
-assert a.shape == b.shape == (2, 4, 4, 12), (a.shape, b.shape)
-e = abs(a - b).max() / abs(b).max()
-assert e < 1e-5, e
-" "$tmp/p.npy" "${FX}_out.npy" || fail "predict against the twin"
+predicts_as_twin "$2/fit_rect_dynntk" fit_rect_dynntk "(2, 4, 4, 12)"
 
 # A scaling without its training length is one line naming the field.
 expect_error "ori_max_pe_len" "$UVIT" sample "${R[@]}" --set nnet.custom_freqs=ntk-aware-pro2 \
@@ -68,16 +59,7 @@ run "$UVIT" sample --config "$tmp/opts" --weights "$tmp/opts/nnet_ema.safetensor
 # names) predict as the twin does.
 for c in fit_qkw fit_ada_swiglu fitv1_ada_swiglu fit_online fit_rope_v fit_rms fit_norm_mix \
   fitv1_norm_none; do
-  FX=$2/$c
-  run "$UVIT" predict --config "$FX.json" --weights "$FX.pth" --x "${FX}_x.npy" --t "${FX}_t.npy" \
-    --y "${FX}_y.npy" --out "$tmp/$c.npy"
-  "$PY" -c "
-import numpy as n, sys
-a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
-assert a.shape == b.shape, (a.shape, b.shape)
-e = abs(a - b).max() / abs(b).max()
-assert e < 1e-5, e
-" "$tmp/$c.npy" "${FX}_out.npy" || fail "$c: predict against the twin"
+  predicts_as_twin "$2/$c" "$c"
 done
 # XL/2 with SwiGLU modulations and weighted q/k norms: the official state_dict, 663 tensors.
 "$PY" -c "

@@ -15,21 +15,8 @@ run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --ou
 
 # Five images in two synsets at S = 64 (<= 16 tokens of 16 px): over S^2 (shrunk), under it
 # (floored to 16), exactly 16 tokens, and a thin one raised to 16 px.
-"$PY" - "$tmp/images" <<'PYEOF' || fail "writing the images"
-import os, sys
-import numpy as np
-from PIL import Image
-root = sys.argv[1]
-rs = np.random.RandomState(0)
-for name, (w, h) in [("n01_a", (100, 50)), ("n01_b", (64, 64)), ("n02_c", (40, 30)),
-                     ("n02_d", (10, 40)), ("n01_e", (200, 150))]:
-    d = os.path.join(root, name.split("_")[0])
-    os.makedirs(d, exist_ok=True)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
-    img = np.clip(base + rs.randint(-40, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(img).save(os.path.join(d, name + ".png"))
-PYEOF
+"$PY" tests/e2e/data/image_folder.py "$tmp/images" n01_a:100x50 n01_b:64x64 n02_c:40x30 \
+  n02_d:10x40 n01_e:200x150 || fail "writing the images"
 
 # By default images of under 16 tokens are left out, as the official less_than_16 folder: at S 64
 # only n01_b (64 x 64: 4 x 4 tokens) stays; n01_a 10, n01_e 12, n02_c 2, n02_d 4 tokens.

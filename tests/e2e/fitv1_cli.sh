@@ -40,16 +40,7 @@ assert (u != w).any(), 'guidance changed nothing'
 
 # The network from the command line against the PyTorch twin: the official .pth state_dict, a 3 x 2
 # grid, eps and the variance values (2 C = 6 channels), timesteps as they are (time_clamp false).
-C=$FX/fitv1_rect
-run "$UVIT" predict --config "$C.json" --weights "$C.pth" --x "${C}_x.npy" --t "${C}_t.npy" \
-  --y "${C}_y.npy" --out "$tmp/p.npy"
-"$PY" -c "
-import numpy as n, sys
-a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
-assert a.shape == b.shape == (2, 6, 6, 4), (a.shape, b.shape)
-e = abs(a - b).max() / abs(b).max()
-assert e < 1e-5, e
-" "$tmp/p.npy" "${C}_out.npy" || fail "predict against the twin"
+predicts_as_twin "$FX/fitv1_rect" fitv1_rect "(2, 6, 6, 4)"
 
 # fitv1_xl_2's parameter table is the official FiTv1-XL/2 state_dict, name for name and shape for
 # shape (configs/fit/config_fit_xl.yaml through the twin), 347 tensors, 823,599,392 values.

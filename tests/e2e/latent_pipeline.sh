@@ -12,22 +12,8 @@ tiny_kl_f8 "$tmp/ae.json" 0.18215
 run "$PY" $TWIN save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 3
 
 # Five images of odd sizes in two synsets (sorted: n01 -> label 0, n02 -> label 1).
-"$PY" - "$tmp/images/train" <<'PYEOF' || fails=$((fails+1))
-import os, sys
-import numpy as np
-from PIL import Image
-root = sys.argv[1]
-rs = np.random.RandomState(0)
-for name, (w, h) in [("n02_a", (300, 260)), ("n01_b", (256, 256)), ("n01_c", (520, 700)),
-                     ("n02_d", (270, 333)), ("n01_e", (640, 512))]:
-    d = os.path.join(root, name.split("_")[0])
-    os.makedirs(d, exist_ok=True)
-    # Smooth gradients plus noise: something the bicubic resize has to work on.
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
-    img = np.clip(base + rs.randint(-40, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(img).save(os.path.join(d, name + ".png"))
-PYEOF
+"$PY" tests/e2e/data/image_folder.py "$tmp/images/train" n02_a:300x260 n01_b:256x256 \
+  n01_c:520x700 n02_d:270x333 n01_e:640x512 || fails=$((fails+1))
 
 feat=$tmp/feat
 run "$UVIT" --threads 2 extract-features --data "$tmp/images" --weights "$tmp/ae.pth" \

@@ -34,19 +34,8 @@ sys.exit(bad)
 PYEOF
 
 # Three images in two synsets.
-"$PY" - "$tmp/images/train" <<'PYEOF' || fails=$((fails+1))
-import os, sys
-import numpy as np
-from PIL import Image
-rs = np.random.RandomState(0)
-for name, (w, h) in [("n01_a", (300, 260)), ("n02_b", (256, 256)), ("n01_c", (270, 333))]:
-    d = os.path.join(sys.argv[1], name.split("_")[0])
-    os.makedirs(d, exist_ok=True)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
-    Image.fromarray(np.clip(base + rs.randint(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8)).save(
-        os.path.join(d, name + ".png"))
-PYEOF
+"$PY" tests/e2e/data/image_folder.py "$tmp/images/train" n01_a:300x260 n02_b:256x256 \
+  n01_c:270x333 || fails=$((fails+1))
 
 # Raw moments, then statistics + normalised moments in one run; the normalisation is exact.
 run "$UVIT" --threads 2 extract-features --data "$tmp/images" "${AE[@]}" --out "$tmp/raw" -q

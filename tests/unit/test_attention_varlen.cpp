@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "attention_ref.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -31,68 +32,12 @@ VecF randv(size_t n, unsigned seed, float amp) {
   return v;
 }
 
-struct Ref {
-  VecD out, lse, dqkv;
-};
-
-// float64 masked attention in the official form: key j is seen by query i iff both are valid or
-// both padded (mask_q == mask_k); padded rows' outputs are then multiplied by the mask (zero), so
-// their gradient never flows (dout of padded rows is taken as zero).
-Ref varlen_ref(const VecD& qkv, const VecD& dout, const std::vector<int32_t>& lens, int N, int H,
-               int Dh, double scale) {
-  const int B = int(lens.size()), D = H * Dh;
-  Ref r{VecD(size_t(B) * N * D, 0.0), VecD(size_t(B) * H * N, 0.0), VecD(qkv.size(), 0.0)};
-  auto x = [&](int b, int n, int k, int h, int d) {
-    return qkv[(size_t(b) * N + n) * 3 * D + k * D + h * Dh + d];
-  };
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      const int n = lens[size_t(b)];
-      VecD P(size_t(n) * n), dS(size_t(n) * n);
-      for (int i = 0; i < n; ++i) {
-        double mx = -1e300;
-        for (int j = 0; j < n; ++j) {
-          double s = 0;
-          for (int d = 0; d < Dh; ++d) s += x(b, i, 0, h, d) * x(b, j, 1, h, d);
-          P[i * n + j] = s * scale;
-          mx = std::max(mx, P[i * n + j]);
-        }
-        double sum = 0;
-        for (int j = 0; j < n; ++j) sum += std::exp(P[i * n + j] - mx);
-        for (int j = 0; j < n; ++j) P[i * n + j] = std::exp(P[i * n + j] - mx) / sum;
-        r.lse[(size_t(b) * H + h) * N + i] = mx + std::log(sum);
-        for (int d = 0; d < Dh; ++d) {
-          double o = 0;
-          for (int j = 0; j < n; ++j) o += P[i * n + j] * x(b, j, 2, h, d);
-          r.out[(size_t(b) * N + i) * D + h * Dh + d] = o;
-        }
-      }
-      if (dout.empty()) continue;
-      auto dO = [&](int i, int d) { return dout[(size_t(b) * N + i) * D + h * Dh + d]; };
-      for (int i = 0; i < n; ++i) {
-        VecD dp(static_cast<size_t>(n), 0.0);
-        double rs = 0;
-        for (int j = 0; j < n; ++j) {
-          for (int d = 0; d < Dh; ++d) dp[j] += dO(i, d) * x(b, j, 2, h, d);
-          rs += dp[j] * P[i * n + j];
-        }
-        for (int j = 0; j < n; ++j) dS[i * n + j] = P[i * n + j] * (dp[j] - rs);
-      }
-      for (int i = 0; i < n; ++i)
-        for (int d = 0; d < Dh; ++d) {
-          double dq = 0, dk = 0, dv = 0;
-          for (int j = 0; j < n; ++j) {
-            dq += dS[i * n + j] * x(b, j, 1, h, d);
-            dk += dS[j * n + i] * x(b, j, 0, h, d);
-            dv += P[j * n + i] * dO(j, d);
-          }
-          const size_t row = (size_t(b) * N + i) * 3 * D + h * Dh + d;
-          r.dqkv[row] = scale * dq;
-          r.dqkv[row + D] = scale * dk;
-          r.dqkv[row + 2 * D] = dv;
-        }
-    }
-  return r;
+// The official masked attention: key j is seen by query i iff both are valid or both padded
+// (mask_q == mask_k); padded rows' outputs are then multiplied by the mask (zero), so their
+// gradient never flows (dout of padded rows is taken as zero): the reference with lengths.
+uvit_test::AttnRef varlen_ref(const VecD& qkv, const VecD& dout, const std::vector<int32_t>& lens,
+                              int N, int H, int Dh, double scale) {
+  return uvit_test::attn_ref(qkv, dout, int(lens.size()), N, H, Dh, scale, nullptr, &lens);
 }
 
 void expect_near_all(const VecF& got, const VecD& want, double tol, const char* what) {
@@ -124,8 +69,9 @@ TEST(AttentionVarlen, AgainstFloat64) {
     SCOPED_TRACE(testing::Message() << "N=" << c.N << " H=" << c.H << " Dh=" << c.Dh);
     const VecF qkv = randv(size_t(B) * c.N * 3 * D, 11 + c.N, 1.5f);
     VecF dout = randv(size_t(B) * c.N * D, 12 + c.N, 1.f);
-    const Ref ref = varlen_ref(VecD(qkv.begin(), qkv.end()), VecD(dout.begin(), dout.end()), c.lens,
-                               c.N, c.H, c.Dh, scale);
+    const uvit_test::AttnRef ref =
+        varlen_ref(VecD(qkv.begin(), qkv.end()), VecD(dout.begin(), dout.end()), c.lens, c.N, c.H,
+                   c.Dh, scale);
     VecF out(dout.size(), NAN), lse(size_t(B) * c.H * c.N, NAN), dqkv(qkv.size(), NAN);
     be().attention_varlen_fwd(qkv.data(), c.lens.data(), out.data(), lse.data(), B, c.N, c.H, c.Dh,
                               float(scale));
@@ -144,9 +90,9 @@ TEST(AttentionVarlen, ReferenceGradientByFiniteDifferences) {
   const int N = 5, H = 2, Dh = 4, D = H * Dh;
   const VecF q = randv(size_t(2) * N * 3 * D, 5, 1.5f), gf = randv(size_t(2) * N * D, 6, 1.f);
   VecD x(q.begin(), q.end()), g(gf.begin(), gf.end());
-  const Ref r = varlen_ref(x, g, lens, N, H, Dh, 0.5);
+  const uvit_test::AttnRef r = varlen_ref(x, g, lens, N, H, Dh, 0.5);
   auto f = [&](const VecD& v) {
-    const Ref o = varlen_ref(v, {}, lens, N, H, Dh, 0.5);
+    const uvit_test::AttnRef o = varlen_ref(v, {}, lens, N, H, Dh, 0.5);
     double s = 0;
     for (int b = 0; b < 2; ++b)
       for (int i = 0; i < lens[size_t(b)]; ++i)

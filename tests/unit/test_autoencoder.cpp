@@ -11,6 +11,7 @@
 
 #include "data/feature_npy.hpp"
 #include "error_of.hpp"
+#include "param_shapes.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
@@ -196,15 +197,8 @@ using uvit_test::rel_err;
 TEST(Autoencoder, SdLayoutHas248KeysAnd83653863Params) {
   const auto shapes = autoencoder_param_shapes(AutoencoderConfig{});
   ASSERT_EQ(shapes.size(), 248u);
-  int64_t n = 0;
-  std::map<std::string, std::vector<int64_t>> m;
-  for (const auto& [k, s] : shapes) {
-    int64_t e = 1;
-    for (auto v : s) e *= v;
-    n += e;
-    m[k] = s;
-  }
-  EXPECT_EQ(n, 83653863);
+  std::map<std::string, std::vector<int64_t>> m(shapes.begin(), shapes.end());
+  EXPECT_EQ(uvit_test::param_count(shapes), 83653863);
   EXPECT_EQ(m.size(), 248u);  // no duplicates
   using S = std::vector<int64_t>;
   EXPECT_EQ(m["encoder.conv_out.weight"], S({8, 512, 3, 3}));
@@ -250,11 +244,7 @@ TEST(Autoencoder, PthKeysMatchTheLayout) {
   const auto cfg = load_autoencoder_config(d / "ae_small.json");
   const NamedArrays w = load_weights(d / "ae_small.pth");
   const auto shapes = autoencoder_param_shapes(cfg);
-  ASSERT_EQ(w.size(), shapes.size());
-  for (size_t i = 0; i < w.size(); ++i) {  // same names, shapes and state_dict order
-    EXPECT_EQ(w[i].first, shapes[i].first);
-    EXPECT_EQ(w[i].second.shape, shapes[i].second) << w[i].first;
-  }
+  uvit_test::expect_state_dict_layout(w, shapes);
 }
 
 TEST(Autoencoder, EncodeAndDecodeMatchPyTorch) {

@@ -13,13 +13,19 @@
 #include <string>
 #include <vector>
 
+#include "attention_ref.hpp"
 #include "backend/optim_scalars.hpp"
+#include "models/layers.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
 namespace {
 
 using uvit::Backend;
+using uvit::layers::relative_index;
+using uvit_test::attn_ref;
+using uvit_test::AttnRef;
+using uvit_test::BiasRef;
 using VecF = std::vector<float>;
 using VecD = std::vector<double>;
 
@@ -355,87 +361,6 @@ TEST(KernelActivation, Tanh) {
 
 // ---------------------------------------------------------------- attention
 
-struct AttnRef {
-  VecD out, lse, dqkv, dtable;
-};
-
-// MDT's relative position bias (docs/mdt.md): bias[b, h, i, j] = table[index[pi, pj] * H + h],
-// pi = ids[b, i] (i itself without ids, over the full grid of Lf tokens).
-struct BiasRef {
-  VecD table;
-  std::vector<int32_t> index, ids;
-  int Lf = 0;
-  size_t slot(int b, int i, int j, int h, int N, int H) const {
-    const size_t pi = ids.empty() ? i : ids[size_t(b) * N + i];
-    const size_t pj = ids.empty() ? j : ids[size_t(b) * N + j];
-    return size_t(index[pi * Lf + pj]) * H + h;
-  }
-};
-
-AttnRef attn_ref(const VecD& qkv, const VecD& dout, int B, int N, int H, int Dh, double scale,
-                 const BiasRef* bias = nullptr) {
-  const int D = H * Dh;
-  AttnRef r{VecD(B * N * D), VecD(B * H * N), VecD(qkv.size()),
-            VecD(bias ? bias->table.size() : 0)};
-  auto at = [&](int b, int n, int k, int h, int d) {
-    return qkv[(b * N + n) * 3 * D + k * D + h * Dh + d];
-  };
-  auto dat = [&](int b, int n, int k, int h, int d) -> double& {
-    return r.dqkv[(b * N + n) * 3 * D + k * D + h * Dh + d];
-  };
-  VecD P(N * N), dP(N * N);
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      for (int i = 0; i < N; ++i) {
-        double mx = -1e300;
-        for (int j = 0; j < N; ++j) {
-          double s = 0;
-          for (int d = 0; d < Dh; ++d) s += at(b, i, 0, h, d) * at(b, j, 1, h, d);
-          s = s * scale + (bias ? bias->table[bias->slot(b, i, j, h, N, H)] : 0.0);
-          P[i * N + j] = s;
-          mx = std::max(mx, s);
-        }
-        double sum = 0;
-        for (int j = 0; j < N; ++j) sum += std::exp(P[i * N + j] - mx);
-        for (int j = 0; j < N; ++j) P[i * N + j] = std::exp(P[i * N + j] - mx) / sum;
-        r.lse[(b * H + h) * N + i] = mx + std::log(sum);
-        for (int d = 0; d < Dh; ++d) {
-          double o = 0;
-          for (int j = 0; j < N; ++j) o += P[i * N + j] * at(b, j, 2, h, d);
-          r.out[(b * N + i) * D + h * Dh + d] = o;
-        }
-      }
-      if (dout.empty()) continue;
-      auto dO = [&](int i, int d) { return dout[(b * N + i) * D + h * Dh + d]; };
-      for (int i = 0; i < N; ++i) {
-        double rs = 0;
-        for (int j = 0; j < N; ++j) {
-          double s = 0;
-          for (int d = 0; d < Dh; ++d) s += dO(i, d) * at(b, j, 2, h, d);
-          dP[i * N + j] = s;
-          rs += s * P[i * N + j];
-        }
-        for (int j = 0; j < N; ++j) {
-          dP[i * N + j] = P[i * N + j] * (dP[i * N + j] - rs);  // dS
-          if (bias) r.dtable[bias->slot(b, i, j, h, N, H)] += dP[i * N + j];
-        }
-      }
-      for (int i = 0; i < N; ++i)
-        for (int d = 0; d < Dh; ++d) {
-          double dq = 0, dk = 0, dv = 0;
-          for (int j = 0; j < N; ++j) {
-            dq += dP[i * N + j] * at(b, j, 1, h, d);
-            dk += dP[j * N + i] * at(b, j, 0, h, d);
-            dv += P[j * N + i] * dO(j, d);
-          }
-          dat(b, i, 0, h, d) = scale * dq;
-          dat(b, i, 1, h, d) = scale * dk;
-          dat(b, i, 2, h, d) = dv;
-        }
-    }
-  return r;
-}
-
 struct AttnCase {
   int B, N, H, Dh;
 };
@@ -513,16 +438,6 @@ TEST(KernelAttention, RowMaximumFindsTheKeyAnywhere) {
 // MDT's relative position bias (Backend::attention_bias_fwd/bwd) against attn_ref with BiasRef:
 // the full grid (the eval pass) and gathered token subsets (a masked pass's kept tokens).
 
-// The BEiT index of a g x g grid: (dy + g - 1) (2g - 1) + (dx + g - 1) (docs/mdt.md).
-std::vector<int32_t> rel_index(int g) {
-  const int L = g * g;
-  std::vector<int32_t> idx(size_t(L) * L);
-  for (int i = 0; i < L; ++i)
-    for (int j = 0; j < L; ++j)
-      idx[size_t(i) * L + j] = (i / g - j / g + g - 1) * (2 * g - 1) + (i % g - j % g + g - 1);
-  return idx;
-}
-
 struct BiasCase {
   int B, H, Dh, g, keep;  // keep 0: the full grid, else `keep` shuffled positions per sample
   int N() const { return keep ? keep : g * g; }
@@ -530,7 +445,7 @@ struct BiasCase {
   BiasRef bias(unsigned seed) const {
     BiasRef r;
     r.table = to_d(randv(size_t(R()) * H, seed, -2.f, 2.f));
-    r.index = rel_index(g);
+    r.index = relative_index(g);
     r.Lf = g * g;
     std::mt19937 rng(seed);
     for (int b = 0; keep && b < B; ++b) {
@@ -544,8 +459,10 @@ struct BiasCase {
 };
 
 TEST(KernelAttentionBias, IndexFormulaCorners) {
-  // 2 x 2 grid: tokens (0,0) (0,1) (1,0) (1,1); 3 x 3 offsets, row offset major.
-  EXPECT_EQ(rel_index(2), (std::vector<int32_t>{4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4}));
+  // The models' BEiT index (models/layers.hpp), the one the kernels read. 2 x 2 grid: tokens (0,0)
+  // (0,1) (1,0) (1,1); 3 x 3 offsets, row offset major.
+  EXPECT_EQ(relative_index(2),
+            (std::vector<int32_t>{4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4}));
 }
 
 TEST(KernelAttentionBias, ForwardBackwardAgainstFloat64) {
@@ -586,7 +503,7 @@ TEST(KernelAttentionBias, ForwardBackwardAgainstFloat64) {
 TEST(KernelAttentionBias, ZeroTableIsPlainAttention) {
   const int B = 2, H = 2, Dh = 16, g = 5, N = g * g, R = (2 * g - 1) * (2 * g - 1) + 3;
   const VecF qkv = randv(size_t(B) * N * 3 * H * Dh, 41, -1.5f, 1.5f), table(size_t(R) * H, 0.f);
-  const std::vector<int32_t> index = rel_index(g);
+  const std::vector<int32_t> index = relative_index(g);
   Backend::AttnBias bias;
   bias.table = table.data();
   bias.index = index.data();

@@ -9,6 +9,7 @@
 
 #include "error_of.hpp"
 #include "models/stvae.hpp"
+#include "param_shapes.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -25,14 +26,8 @@ TEST(Stvae, LavinLayoutHas436TensorsAnd215583907Params) {
   // Counted from the twin's module tree at LaVin's config (block_out (128, 256, 256, 512), 3
   // layers per block, 16 latent channels).
   const auto shapes = stvae_param_shapes(stvae_config_from("lavin_stvae"));
-  int64_t params = 0;
-  for (const auto& [name, s] : shapes) {
-    int64_t n = 1;
-    for (int64_t v : s) n *= v;
-    params += n;
-  }
   EXPECT_EQ(shapes.size(), 436u);
-  EXPECT_EQ(params, 215583907);
+  EXPECT_EQ(uvit_test::param_count(shapes), 215583907);
   EXPECT_EQ(shapes.front().first, "encoder.conv_in.conv.weight");
   EXPECT_EQ(shapes.front().second, (std::vector<int64_t>{128, 3, 3, 3, 3}));
   EXPECT_EQ(shapes.back().first, "decoder.conv_out.conv.bias");
@@ -68,11 +63,7 @@ TEST(Stvae, PtKeysMatchTheLayout) {
   NEED_FIXTURES();
   const NamedArrays w = load_weights(d / "stvae_small.pt");
   const auto shapes = stvae_param_shapes(stvae_config_from(d / "stvae_small.json"));
-  ASSERT_EQ(w.size(), shapes.size());
-  for (size_t i = 0; i < w.size(); ++i) {  // same names, shapes and state_dict order
-    EXPECT_EQ(w[i].first, shapes[i].first);
-    EXPECT_EQ(w[i].second.shape, shapes[i].second) << w[i].first;
-  }
+  uvit_test::expect_state_dict_layout(w, shapes);
 }
 
 TEST(Stvae, EncodeAndDecodeMatchPyTorch) {

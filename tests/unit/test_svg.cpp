@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "model_compare.hpp"
+#include "param_shapes.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
@@ -202,15 +203,9 @@ TEST(SvgDecoder, NamedConfig) {
   EXPECT_EQ(c.scale_factor, 1.0);
   // The twin's Decoder(z_channels=392): 194 tensors, 43,076,483 values.
   const auto shapes = autoencoder_param_shapes(c);
-  int64_t n = 0;
-  for (const auto& [k, s] : shapes) {
-    int64_t e = 1;
-    for (int64_t v : s) e *= v;
-    n += e;
-    EXPECT_EQ(k.rfind("decoder.", 0), 0u) << k;
-  }
+  for (const auto& [k, s] : shapes) EXPECT_EQ(k.rfind("decoder.", 0), 0u) << k;
   EXPECT_EQ(shapes.size(), 194u);
-  EXPECT_EQ(n, 43076483);
+  EXPECT_EQ(uvit_test::param_count(shapes), 43076483);
   EXPECT_EQ(shapes.front().first, "decoder.conv_in.weight");
   EXPECT_EQ(shapes.front().second, (std::vector<int64_t>{512, 392, 3, 3}));
   EXPECT_NE(error_of([] {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "error_of.hpp"
+#include "param_shapes.hpp"
 #include "temp_dir.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
@@ -56,14 +57,8 @@ TEST(VaVae, NamedConfigIsF16d32) {
   // The official module tree: 342 tensors, 69,836,067 parameters (counted by the twin).
   const auto shapes = autoencoder_param_shapes(c);
   std::map<std::string, std::vector<int64_t>> m(shapes.begin(), shapes.end());
-  int64_t n = 0;
-  for (const auto& [k, s] : shapes) {
-    int64_t e = 1;
-    for (int64_t v : s) e *= v;
-    n += e;
-  }
   EXPECT_EQ(shapes.size(), 342u);
-  EXPECT_EQ(n, 69836067);
+  EXPECT_EQ(uvit_test::param_count(shapes), 69836067);
   EXPECT_EQ(m.at("encoder.conv_out.weight"), std::vector<int64_t>({64, 512, 3, 3}));
   EXPECT_EQ(m.at("quant_conv.weight"), std::vector<int64_t>({64, 64, 1, 1}));
   EXPECT_EQ(m.at("post_quant_conv.weight"), std::vector<int64_t>({32, 32, 1, 1}));

@@ -75,6 +75,39 @@ packed_resume() {
   grep -q '"name": *"npy_folder"' "$tmp/run/config.json" || fail "run config lost the dataset"
   straight_matches "$cfg" "$net packed" "$@" "${data[@]}"
 }
+# relative_index_checks NAME INT64 BAD: the fixture $FX/NAME.pth (the twin's real state_dict) holds
+# the index buffer INT64 as int64 (loaded as a lookup), and with BAD's entry [3, 4] off by one,
+# predict refuses it in one line naming the tensor and the entry.
+relative_index_checks() {
+  local name=$1 int64=$2 bad=$3
+  "$PY" -c "import torch,sys; sd=torch.load(sys.argv[1]); assert sd[sys.argv[2]].dtype == torch.int64" \
+    "$FX/$name.pth" "$int64" || fail "$name.pth has no int64 index buffer"
+  "$PY" - "$FX/$name.pth" "$tmp/bad.pth" "$bad" <<'PYEOF' || fail "writing bad.pth"
+import sys, torch
+sd = torch.load(sys.argv[1])
+sd[sys.argv[3]][3, 4] += 1
+torch.save(sd, sys.argv[2])
+PYEOF
+  expect_error "$bad\[3, 4\]" \
+    "$UVIT" predict --config "$FX/$name.json" --weights "$tmp/bad.pth" --x "$FX/${name}_x.npy" \
+    --t "$FX/${name}_t.npy" --y "$FX/${name}_y.npy" --out "$tmp/bad.npy"
+}
+# predicts_as_twin FIXTURE WHAT [SHAPE]: `uvit predict` on FIXTURE (FIXTURE.json, .pth and
+# _x/_t/_y.npy) gives the twin's FIXTURE_out.npy within 1e-5 relative (and the shape SHAPE, a
+# Python tuple, when given); the prediction in $tmp/WHAT.npy.
+predicts_as_twin() {
+  local fx=$1 what=$2 shape=${3:-}
+  run "$UVIT" predict --config "$fx.json" --weights "$fx.pth" --x "${fx}_x.npy" --t "${fx}_t.npy" \
+    --y "${fx}_y.npy" --out "$tmp/$what.npy"
+  "$PY" -c "
+import ast, numpy as n, sys
+a, b = n.load(sys.argv[1]), n.load(sys.argv[2])
+assert a.shape == b.shape, (a.shape, b.shape)
+assert not sys.argv[3] or a.shape == ast.literal_eval(sys.argv[3]), a.shape
+e = abs(a - b).max() / abs(b).max()
+assert e < 1e-5, e
+" "$tmp/$what.npy" "${fx}_out.npy" "$shape" || fail "$what: predict against the twin"
+}
 same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
   local f bad=0
   for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
