@@ -18,7 +18,11 @@ std::string memory_hint(const Pipeline& pipe, const GenerationRequest& r) {
   if (r.n > 1)
     return "; ask for fewer images, or start the server with a smaller network batch (--set "
            "sample.mini_batch_size=N)";
-  const bool guided = resolve_generation(pipe.config(), r).cfg_scale != 0;
+  bool guided = true;
+  try {  // (checked before the job ran; a throw here would escape the worker thread)
+    guided = resolve_generation(pipe.config(), r).cfg_scale != 0;
+  } catch (const std::exception&) {
+  }
   return std::string(
              "; one image alone does not fit (A1111 requests make their images one at a "
              "time, whatever batch_size and n_iter)") +
