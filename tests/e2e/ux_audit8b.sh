@@ -6,13 +6,12 @@ set -uo pipefail
 UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
-unset UVIT_INCEPTION
+F=$tmp/ft
+mkdir -p "$F"
 
 # --- another family's weights: the strict load's error says whose file it is ------------------
 # A DiT state_dict as torch.save writes it (the twin), given to a U-ViT config: the error named the
 # first tensor that differs but not the preset `uvit info off.pt` names. Typed relative to $F.
-F=$tmp/ft
-mkdir -p "$F"
 "$PY" - "$F/off.pt" <<'PYEOF' || fail "writing the DiT state_dict"
 import json, sys, torch
 sys.path.insert(0, "tests/reference")
