@@ -90,6 +90,10 @@ class Network {
   // in place). A quantised safetensors (quant.hpp) keeps its GEMM weights as integers on the CPU
   // (dequantised one layer at a time in forward) and is dequantised once on other backends.
   void load_file(const std::string& path);
+  // The same from a reader already open (open_weights), whose metadata the caller has read:
+  // train --init checks, records and loads through one reader (docs/benchmarks.md, "uvit train
+  // --init W: opens of the weights file").
+  void load_reader(TensorReader& r);
   // fp32 export; quantised weights come out dequantised.
   NamedArrays export_weights(DType dtype = DType::F32) const;
   // The same tensors streamed to a safetensors file (fp32), one at a time: no copy of the whole

@@ -108,6 +108,9 @@ class Trainer {
   // values for every parameter train.ignore_keys does not name; the EMA an exact copy. Throws
   // naming the file and tensor when it does not fit the network, or when it is quantised.
   void init();
+  // The metadata of the train.init_weights file init() read (its checkpoint entry, for the run's
+  // record: the file is opened once for the load); empty without one.
+  const std::map<std::string, std::string>& init_metadata() const { return init_metadata_; }
   // Continues the run in run_dir bit-identically from its checkpoint, or from the checkpoint in
   // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
   // resume. Later saves go to run_dir.
@@ -183,6 +186,7 @@ class Trainer {
   std::shared_ptr<Dataset> data_;
   std::string dir_;
   TrainSettings s_;
+  std::map<std::string, std::string> init_metadata_;
   std::unique_ptr<Objective> objective_;
   std::unique_ptr<Network> net_, ema_;
   std::unique_ptr<Loader> loader_;

@@ -57,9 +57,15 @@ std::vector<float> load_f32(const std::string& path, const std::vector<int64_t>&
 
 // The part of per-sample values `v` (`per` values each) that samples [begin, end) hold.
 template <class T>
-std::vector<T> slice(const std::vector<T>& v, size_t per, long begin, long end, long n) {
+std::vector<T> slice(std::vector<T> v, size_t per, long begin, long end, long n) {
   if (v.empty() || (begin == 0 && end == n)) return v;
   return std::vector<T>(v.begin() + begin * long(per), v.begin() + end * long(per));
+}
+
+// Entry i mod (its size) of a list cycled over the samples (-1 for an empty one).
+template <class T>
+T cycled(const std::vector<T>& v, long i, T none = T()) {
+  return v.empty() ? none : v[size_t(i) % v.size()];
 }
 }  // namespace
 
@@ -127,7 +133,9 @@ void add_sample(CLI::App& app) {
     const NetSpec& nc = cfg.spec;
     bool per_image_out = false, images = false, latent = false;
     int n = 0;
-    std::vector<int> labels;
+    // Sample i's class: classes[i mod size]. No vector of --n entries is built before the
+    // pipeline's memory check, which refuses a huge --n (docs/memory.md, "Host memory").
+    std::vector<int> classes;
     // The checks of the command line and the config alone: under mpirun said once, by rank 0
     // (SameOnEveryRank); those of files and folders (outputs, --prompts FILE) may differ per rank.
     same_on_every_rank([&] {
@@ -172,17 +180,16 @@ void add_sample(CLI::App& app) {
       n = !prompts.empty() && cmd->count("--n") == 0 ? int(prompts.size()) : o->n;
       if (nc.class_conditional()) {
         if (o->classes == "all") {
-          labels = classes_all(cfg, n);
+          classes = classes_all(cfg, real_classes(cfg));
         } else if (!o->classes.empty()) {
           UVIT_CHECK(o->cls < 0, "give --class or --classes, not both");
-          const std::vector<int> list = parse_class_list(o->classes, real_classes(cfg));
-          for (int i = 0; i < n; ++i) labels.push_back(list[size_t(i) % list.size()]);
+          classes = parse_class_list(o->classes, real_classes(cfg));
         } else {
           UVIT_CHECK(o->cls >= 0, "config ", cfg.config_name,
                      " is class-conditional: give --class K or --classes all");
           const int k = real_classes(cfg);
           UVIT_CHECK(o->cls < k, "--class ", o->cls, " is outside [0, ", k, ")");
-          labels.assign(n, o->cls);
+          classes = {o->cls};
         }
       } else {
         UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
@@ -192,12 +199,10 @@ void add_sample(CLI::App& app) {
     o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
     GenerationRequest req = o->request();
     req.negative_prompt = o->negative_prompt;
-    std::vector<std::string> sample_prompts;  // per sample, for the PNG metadata
     if (nc.text_conditional() && !prompts.empty()) {
       UVIT_CHECK(o->context.empty() && o->null_context.empty(),
                  "give either --prompt/--prompts or --context/--null-context, not both");
       UVIT_CHECK(!o->clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
-      for (int i = 0; i < n; ++i) sample_prompts.push_back(prompts[size_t(i) % prompts.size()]);
     } else if (nc.text_conditional()) {
       UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
                  " is text-to-image: give --prompt TEXT (with --clip W) or --context "
@@ -250,9 +255,11 @@ void add_sample(CLI::App& app) {
     const int mine = int(part.end - part.begin);
     req.n = mine;
     req.first_index = uint64_t(part.begin);
-    req.classes = slice(labels, 1, part.begin, part.end, n);
-    req.contexts = slice(req.contexts, nc.context_numel(), part.begin, part.end, n);
-    req.noise = slice(req.noise, nc.in_numel(), part.begin, part.end, n);
+    // This rank's samples cycle the classes from sample part.begin on.
+    for (size_t j = 0; j < classes.size(); ++j)
+      req.classes.push_back(cycled(classes, part.begin + long(j)));
+    req.contexts = slice(std::move(req.contexts), nc.context_numel(), part.begin, part.end, n);
+    req.noise = slice(std::move(req.noise), nc.in_numel(), part.begin, part.end, n);
     // Each distinct prompt is encoded once: this rank's samples in order, cycled.
     for (long j = 0; !prompts.empty() && j < std::min<long>(mine, long(prompts.size())); ++j)
       req.prompts.push_back(prompts[size_t(part.begin + j) % prompts.size()]);
@@ -315,15 +322,15 @@ void add_sample(CLI::App& app) {
     }
     // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
     const auto params = [&](int i) {
-      ImageParams p = image_params_for(
-          cfg, resolved, pipe.identity(), labels.empty() ? -1 : labels[size_t(i)],
-          sample_prompts.empty() ? "" : sample_prompts[size_t(i)], uint64_t(i), img_w, img_s);
+      ImageParams p = image_params_for(cfg, resolved, pipe.identity(), cycled(classes, i, -1),
+                                       cycled(prompts, i), uint64_t(i), img_w, img_s);
       p.negative_prompt = o->negative_prompt;
       return p;
     };
     if (!o->out.empty() && !per_image_out) {
-      const bool rows = o->classes == "all";  // one row per class
-      const Image grid = sample_grid(imgs, rows ? labels : std::vector<int>{}, real_classes(cfg));
+      std::vector<int> rows;  // with --classes all: one row per class
+      for (int i = 0; o->classes == "all" && i < n; ++i) rows.push_back(cycled(classes, i));
+      const Image grid = sample_grid(imgs, rows, real_classes(cfg));
       write_png(o->out, grid, grid_metadata(params(0), n));
     }
     for (int i = 0; i < n && (per_image_out || !o->dir.empty()); ++i) {

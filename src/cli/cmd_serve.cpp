@@ -48,15 +48,16 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--host", o->host,
                   "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes "
                   "the server to the network)");
-  // Checked on the text, before the conversion to int would say "at most 2147483647". Port 0
-  // (any free one) is refused: the server rebinds o.port after a failed accept (docs/serve.md).
+  // Checked on the text, before the conversion to int would say "at most 2147483647".
   const CLI::Validator tcp_port(
       [](std::string& v) -> std::string {
         return std::strtod(v.c_str(), nullptr) > 65535 ? "must be at most 65535, got " + v : "";
       },
       "");
-  cmd->add_option("--port", o->port, "TCP port, 1..65535 (default 7860, A1111's)")
-      ->check(at_least(1))
+  cmd->add_option("--port", o->port,
+                  "TCP port, 0..65535 (default 7860, A1111's; 0: a free one, named in the "
+                  "startup line, which -q keeps)")
+      ->check(at_least(0))
       ->check(tcp_port);
   cmd->add_option("--api-key", o->api_key,
                   "require Authorization: Bearer KEY on the API (not on / and /health)");
@@ -81,10 +82,12 @@ void add_serve(CLI::App& app) {
                  " ranks)");
     });
     const bool quiet = o->quiet;
-    set_log_sink([quiet](LogLevel l, const std::string& m) {
-      if (quiet && l < LogLevel::Error) return;
+    const auto print = [](LogLevel l, const std::string& m) {
       static const char* tags[] = {"[DEBUG]", "[INFO ]", "[WARN ]", "[ERROR]"};
       std::fprintf(stderr, "%s %s\n", tags[int(l)], m.c_str());
+    };
+    set_log_sink([quiet, print](LogLevel l, const std::string& m) {
+      if (!quiet || l >= LogLevel::Error) print(l, m);
     });
     if (o->host != "127.0.0.1" && o->host != "localhost" && o->host != "::1")
       log(LogLevel::Warn, "listening on " + o->host + ": other machines can reach this server" +
@@ -95,6 +98,10 @@ void add_serve(CLI::App& app) {
     serve::ServeOptions so;
     so.host = o->host;
     so.port = o->port;
+    // With --port 0 the startup line is the one place that names the port: -q keeps it.
+    so.announce = [quiet, any = o->port == 0, print](const std::string& m) {
+      if (!quiet || any) print(LogLevel::Info, m);
+    };
     so.api_key = o->api_key;
     so.max_queue = o->queue;
     so.max_images = o->max_images;

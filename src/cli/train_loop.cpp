@@ -154,7 +154,8 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
 // train.init_weights_sha256) and, with its path, to an `init` row of log.jsonl, so that the run's
 // files say which weights it started from even after the file is replaced. The config records the
 // absolute path; the line printed names the file as typed, as its errors do.
-void record_init(const std::string& dir, Config& cfg, const std::string& typed, bool quiet) {
+void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const std::string& typed,
+                 bool quiet) {
   const std::string path = cfg.json["train"]["init_weights"].get<std::string>();
   const std::string sha = file_sha256(path);
   cfg.json["train"]["init_weights_sha256"] = sha;
@@ -164,7 +165,7 @@ void record_init(const std::string& dir, Config& cfg, const std::string& typed, 
   std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
   if (quiet) return;
   // A checkpoint's entry (DiT's train.py files hold "model" and "ema"): say which one was taken.
-  const auto meta = open_weights(path)->metadata();
+  const auto& meta = tr.init_metadata();  // as the trainer read it (one open for the load)
   const std::string entry =
       meta.count(kEntryKey) ? cat(", its \"", meta.at(kEntryKey), "\" entry") : std::string();
   std::fprintf(stderr, "starting from %s%s (sha256 %s)\n", typed.c_str(), entry.c_str(),
@@ -370,7 +371,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       set_aside_failed_start(dir, job.quiet);
-      if (!init.empty()) record_init(dir, cfg, init, job.quiet);
+      if (!init.empty()) record_init(dir, cfg, tr, init, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";
       write_file_atomic(dir + "/config.json", c.data(), c.size());
     }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/mem_limit.hpp"
+#include "diffusion/sampling_plan.hpp"
 #include "uvit/adm.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
@@ -274,6 +275,15 @@ SamplingBuffers::SamplingBuffers(Network& net, const Config& cfg, const Generate
 
 SamplingBuffers::~SamplingBuffers() = default;
 
+std::unique_ptr<SamplingBuffers> planned_sampling_buffers(Network& net, const Config& cfg,
+                                                          const GenerateOptions& opt, int n) {
+  MemPlan plan;
+  auto buffers = std::make_unique<SamplingBuffers>(net, cfg, opt, n);
+  plan.count_host(buffers->host_bytes());
+  plan.check();
+  return buffers;
+}
+
 std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt_in, int n,
                             const std::vector<int>& labels, const std::vector<float>& contexts,
                             const std::vector<float>& null_context) {
@@ -308,12 +318,9 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
              nc.width(), "]");
   // The mini-batch's buffers and activations, allocated untouched and checked as a whole before
   // the first step (docs/memory.md, "Refused up front").
-  MemPlan plan;
-  SamplingBuffers buffers(net, cfg, opt, n);
-  plan.count_host(buffers.host_bytes());
-  plan.check();
-  const int mb = buffers.mini_batch();
-  Denoiser& model = buffers.model();
+  const std::unique_ptr<SamplingBuffers> buffers = planned_sampling_buffers(net, cfg, opt, n);
+  const int mb = buffers->mini_batch();
+  Denoiser& model = buffers->model();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
   std::vector<float> result(size_t(n) * numel);
   // dopri5's count is not known in advance: the total is then -1.

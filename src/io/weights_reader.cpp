@@ -84,12 +84,16 @@ class DdpNames : public TensorReader {
 
 std::unique_ptr<TensorReader> open_weights(const std::string& path) {
   if (path.ends_with(".safetensors")) {
-    io::InFile f(path);
-    uint8_t m[4] = {0, 0, 0, 0};
-    if (f.size() >= 4) f.read(0, m, 4, "magic");
-    if (std::memcmp(m, "PK\x03\x04", 4) == 0)
-      fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
-    return std::make_unique<DdpNames>(open_safetensors_reader(path));
+    try {
+      return std::make_unique<DdpNames>(open_safetensors_reader(path));
+    } catch (const Error&) {  // the magic is read only then: a good file is opened once
+      io::InFile f(path);
+      uint8_t m[4] = {0, 0, 0, 0};
+      if (f.size() >= 4) f.read(0, m, 4, "magic");
+      if (std::memcmp(m, "PK\x03\x04", 4) == 0)
+        fail(path, ": this is a zip (torch.save) archive, not safetensors; rename it to .pth");
+      throw;
+    }
   }
   if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".bin") ||
       path.ends_with(".ckpt"))

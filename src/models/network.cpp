@@ -166,25 +166,27 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
 }
 
 // Each tensor is read from the file straight into its place (CPU) or through the stage.
-void Network::load_file(const std::string& path) {
-  std::unique_ptr<TensorReader> r = open_weights(path);
+void Network::load_file(const std::string& path) { load_reader(*open_weights(path)); }
+
+void Network::load_reader(TensorReader& r) {
+  const std::string& path = r.path();
   ParamStage stage(be_, params_);
   quant_.reset();
   quantized_from_.clear();
   QuantFormat f;
-  if (quant_format_of(r->metadata(), path, &f)) {
-    load_quantized(*r, f, stage);
+  if (quant_format_of(r.metadata(), path, &f)) {
+    load_quantized(r, f, stage);
   } else {
     try {
-      table_.check(r->tensors(), path);
+      table_.check(r.tensors(), path);
     } catch (const Error& e) {  // another network's file: say whose, as uvit info would
-      const std::string p = weights_preset(r->tensors(), r->metadata());
+      const std::string p = weights_preset(r.tensors(), r.metadata());
       if (p.empty()) throw;
       fail(e.what(), "; the file holds preset ", p,
            "'s weights (every tensor's name and shape): --config ", p, " takes it");
     }
-    for (size_t i = 0; i < r->tensors().size(); ++i)
-      stage.write(table_.at(r->tensors()[i].name), [&](float* p) { r->read_f32(i, p); });
+    for (size_t i = 0; i < r.tensors().size(); ++i)
+      stage.write(table_.at(r.tensors()[i].name), [&](float* p) { r.read_f32(i, p); });
   }
   params_set_ = true;
   if (quant_ && !stage.in_place()) {  // dequantised once: the GEMMs read act weights on the device

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "core/mem_limit.hpp"
+#include "diffusion/sampling_plan.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
@@ -276,6 +277,14 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   check(r);
   GenerateOptions g = resolve_generation(cfg_, r);
   g.noise = r.noise;
+  // Held with generate()'s result (its plan counts them): the latents kept, the decoded samples
+  // (floats) and the images (bytes).
+  const bool images = opt_.decode || !cfg_.json.contains("z_shape");
+  const size_t px = images ? size_t(n) * channels() * resolution() * width() : 0;
+  g.host_bytes = (r.keep_latents ? size_t(n) * nc.in_numel() * 4 : 0) + (ae_ ? px * 4 : 0) + px;
+  // generate()'s memory check, made now: a huge n is refused before the n labels, prompts and
+  // contexts below are built (and before the prompts are encoded).
+  planned_sampling_buffers(*net_, cfg_, g, n);
 
   std::vector<int> labels;
   for (int i = 0; i < n && !r.classes.empty(); ++i)
@@ -305,11 +314,6 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   };
   g.preview = r.preview;
   g.preview_interval = r.preview_interval;
-  // Held with generate()'s result (its plan counts them): the latents kept, the decoded samples
-  // (floats) and the images (bytes).
-  const bool images = opt_.decode || !cfg_.json.contains("z_shape");
-  const size_t px = images ? size_t(n) * channels() * resolution() * width() : 0;
-  g.host_bytes = (r.keep_latents ? size_t(n) * nc.in_numel() * 4 : 0) + (ae_ ? px * 4 : 0) + px;
   check_stop("sample", 0, 0);
   std::vector<float> x = uvit::generate(*net_, cfg_, g, n, labels, ctx, null_ctx);
   res.sample_seconds = seconds_since(t0);

@@ -1,6 +1,7 @@
 #include "serve/jobs.hpp"
 
 #include <chrono>
+#include <new>
 
 #include "serve/base64.hpp"
 #include "uvit/log.hpp"
@@ -9,7 +10,28 @@ namespace uvit::serve {
 
 namespace {
 constexpr size_t kKeepFinished = 64;  // finished jobs kept for polling (sd.cpp keeps its too)
+
+// What the client or the operator can change when the memory check refused part `r`. A1111
+// requests are one part per image (n 1), so there fewer images cannot help: turning guidance off
+// halves the network's batch, or the server needs more memory.
+std::string memory_hint(const Pipeline& pipe, const GenerationRequest& r) {
+  if (r.n > 1)
+    return "; ask for fewer images, or start the server with a smaller network batch (--set "
+           "sample.mini_batch_size=N)";
+  bool guided = true;
+  try {  // (checked before the job ran; a throw here would escape the worker thread)
+    guided = resolve_generation(pipe.config(), r).cfg_scale != 0;
+  } catch (const std::exception&) {
+  }
+  return std::string(
+             "; one image alone does not fit (A1111 requests make their images one at a "
+             "time, whatever batch_size and n_iter)") +
+         (guided ? ": with guidance off (w 1: A1111's cfg_scale, OpenAI's guidance_scale, "
+                   "guidance_w) the network runs on one sample instead of two; else the server "
+                   "needs more memory"
+                 : ": the server needs more memory");
 }
+}  // namespace
 
 std::string preview_base64(const Pipeline& pipe, const std::vector<float>& x0) {
   if (x0.empty()) return "";
@@ -249,8 +271,10 @@ void JobQueue::run() {
     change_cv_.notify_all();
     JobStatus end = JobStatus::Completed;
     std::string error;
+    int status = 500;
+    size_t k = 0;  // the part running
     try {
-      for (size_t k = 0; k < job->parts.size(); ++k) {
+      for (; k < job->parts.size(); ++k) {
         GenerationRequest r = job->parts[k];
         r.progress = [&](const char*, int done, int total) {
           {
@@ -289,20 +313,25 @@ void JobQueue::run() {
     } catch (const Cancelled&) {
       end = JobStatus::Cancelled;
       error = "cancelled";
+    } catch (const std::bad_alloc&) {
+      end = JobStatus::Failed;
+      error = kHostMemoryError;
+      status = 503;
+      log(LogLevel::Error, cat(job->id, " failed: ", error));
     } catch (const std::exception& e) {
       end = JobStatus::Failed;
       error = e.what();
-      if (error.rfind("out of memory", 0) ==
-          0)  // the memory check (docs/memory.md): what to change
-        error +=
-            "; ask for fewer images, or start the server with a smaller network batch (--set "
-            "sample.mini_batch_size=N)";
+      if (error.rfind("out of memory", 0) == 0) {  // the memory check (docs/memory.md)
+        error += memory_hint(pipe_, job->parts[k]);
+        status = 422;
+      }
       log(LogLevel::Error, cat(job->id, " failed: ", error));
     }
     {
       std::lock_guard<std::mutex> l(mu_);
       job->status = end;
       job->error = error;
+      job->error_status = status;
       job->completed = unix_now();
       job->preview = {};
       if (end == JobStatus::Completed) job->part = int(job->parts.size());

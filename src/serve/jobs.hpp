@@ -48,6 +48,10 @@ struct Job {
   std::vector<JobImage> images;
   GenerateOptions resolved;  // of the last part run
   std::string error;
+  // The failure as the A1111 and OpenAI routes answer it: 422 for a request the memory check
+  // refused (the client can ask for less; the error says what), 503 for host memory that ran out
+  // beyond the check (kHostMemoryError), 500 for anything else. docs/serve.md.
+  int error_status = 500;
   // The running part's latest x0 of its first sample (Pipeline::preview_images turns it into the
   // preview on request; empty until the first evaluation or when the model has no preview).
   std::vector<float> preview;
@@ -110,6 +114,13 @@ class JobQueue {
 
 // Job::preview (one sample's x0) as a base64 PNG (Pipeline::preview_images); "" when empty.
 std::string preview_base64(const Pipeline& pipe, const std::vector<float>& x0);
+
+// A std::bad_alloc in a job or a handler: host memory the memory check does not see ran out
+// (docs/memory.md, "What is counted"); the server goes on.
+inline constexpr const char* kHostMemoryError =
+    "out of memory: the server could not allocate host memory for this request (memory that "
+    "other processes hold, or that the memory check does not count); it goes on serving: try "
+    "again later, or ask for less";
 
 double unix_now();
 // Set by SIGINT/SIGTERM: running jobs stop at their next network evaluation, queued ones are

@@ -88,13 +88,13 @@ json parse_body(const Request& req) {
   return j;
 }
 
-// A failed job's error for the A1111 and OpenAI routes: a request too big for the memory is the
-// client's to change (422 with the job's message, which says what to ask for; docs/serve.md),
-// anything else the server's (500).
+// A failed job's error for the A1111 and OpenAI routes (Job::error_status): a request too big for
+// the memory check is the client's to change (422 with the job's message, which says what to ask
+// for), host memory that ran out beyond it 503, anything else the server's (500). docs/serve.md.
 void throw_if_failed(const Job& job) {
   if (job.status != JobStatus::Failed) return;
-  if (job.error.rfind("out of memory", 0) == 0) throw HttpError(422, job.error);
-  throw HttpError(500, "generation failed: " + job.error);
+  throw HttpError(job.error_status,
+                  job.error_status == 500 ? "generation failed: " + job.error : job.error);
 }
 
 // The job id of the /uvit/v1/jobs/ID routes (their regex's first group).
@@ -508,7 +508,8 @@ json Api::sd_model() const {
           {"config", nullptr}};
 }
 
-// Every handler runs inside this: HttpError -> its status, uvit::Error -> 422, else 500.
+// Every handler runs inside this: HttpError -> its status, uvit::Error -> 422, host memory
+// exhausted -> 503 (the server goes on), else 500.
 template <class F>
 httplib::Server::Handler guarded(F f) {
   return [f](const Request& req, Response& res) {
@@ -519,7 +520,7 @@ httplib::Server::Handler guarded(F f) {
     } catch (const Error& e) {
       send_error(req, res, 422, e.what());
     } catch (const std::bad_alloc&) {
-      send_error(req, res, 500, "out of memory");
+      send_error(req, res, 503, kHostMemoryError);
     } catch (const std::exception& e) {
       send_error(req, res, 500, e.what());
     }
@@ -833,13 +834,25 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
   });
   s.set_idle_interval(1);
-  UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
+  // Port 0: the kernel picks a free one, named in the startup line; a rebind takes that same one.
+  int port = o.port;
+  if (port == 0) {
+    port = s.bind_to_any_port(o.host);
+    UVIT_CHECK(port > 0, listen_error(o.host, 0));
+  } else {
+    UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
+  }
   g_server.store(&s);
   const SignalScope stop_on_signal({SIGINT, SIGTERM}, on_signal);  // restored on return
-  log(LogLevel::Info, cat("serving ", pipe.model_name(), " on http://", o.host, ":", o.port, "/"));
+  const std::string serving =
+      cat("serving ", pipe.model_name(), " on http://", o.host, ":", port, "/");
+  if (o.announce)
+    o.announce(serving);
+  else
+    log(LogLevel::Info, serving);
   while (!s.listen_after_bind() && !shutting_down()) {
     log(LogLevel::Warn, "serve: accepting a connection failed; listening again");
-    UVIT_CHECK(s.bind_to_port(o.host, o.port), listen_error(o.host, o.port));
+    UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
   }
   g_server.store(nullptr);
 }

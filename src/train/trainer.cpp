@@ -309,18 +309,21 @@ void Trainer::init() {
 }
 
 // As FiT's init_from_ckpt: the checkpoint's tensors whose names ignore_keys names are dropped and
-// keep the seed's values. Every rank reads the file (the same bits everywhere). The check is
-// load_file's strict one, so a file for another network fails naming the first tensor that differs.
+// keep the seed's values. Every rank reads the file (the same bits everywhere), opened once: its
+// metadata is checked and kept from the reader the load uses. The check is load_file's strict
+// one, so a file for another network fails naming the first tensor that differs.
 void Trainer::load_init_weights() {
   const std::string& path = s_.init_weights;
   check_weights_path(path, "train.init_weights (--init) ");
-  UVIT_CHECK(!open_weights(path)->metadata().count(kQuantKey), path,
+  const std::unique_ptr<TensorReader> r = open_weights(path);
+  UVIT_CHECK(!r->metadata().count(kQuantKey), path,
              ": the weights are quantised; fine-tuning needs the fp32 weights");
+  init_metadata_ = r->metadata();
   if (s_.ignore_keys.empty()) {
-    net_->load_file(path);
+    net_->load_reader(*r);
     return;
   }
-  ema_->load_file(path);  // as scratch: init() then makes the EMA a copy of the network
+  ema_->load_reader(*r);  // as scratch: init() then makes the EMA a copy of the network
   for (const ParamEntry& e : net_->table().entries())
     if (!named_by(s_.ignore_keys, e.name))
       be_.copy(net_->params() + e.offset, ema_->params() + e.offset, e.numel);

@@ -4,7 +4,8 @@
 # an event stream is open; a debugger's call into the process (gdb, which made the server exit 0
 # without a word: accept() returned errno 512); an accept() error cpp-httplib does not retry
 # (injected with an LD_PRELOAD shim). After each the server answers and the job completes; then
-# SIGINT and SIGTERM stop it with status 0.
+# SIGINT and SIGTERM stop it with status 0. Last, --port 0: the port the startup line names (-q
+# keeps it) is bound again after the same accept() error.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -113,6 +114,27 @@ EOF
     grep -q "accepting a connection failed; listening again" "$tmp/server.log" &&
     echo "ok: the server said so" || fail "no warning in the log: $(cat "$tmp/server.log")"
   stops_with INT
+  # --port 0: the kernel picks a free port, named in the startup line, which -q keeps (a script
+  # reads it there); after the same accept() error the server binds that port again.
+  LD_PRELOAD="$tmp/accept_fails.so" "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" \
+    --port 0 --threads 1 -q 2>"$tmp/server.log" &
+  pid=$!
+  port=
+  for _ in $(seq 600); do
+    port=$(sed -n 's|^\[INFO \] serving fmnist_uvit_tiny on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$tmp/server.log")
+    [ -n "$port" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1
+  done
+  if [ -z "$port" ] || [ "$port" = 0 ]; then
+    fail "--port 0: no port in the startup line: $(cat "$tmp/server.log")"
+  else
+    B=http://127.0.0.1:$port
+    for _ in $(seq 600); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+    answers "--port 0: port $port from the startup line" && curl -sf -m 20 "$B/health" >/dev/null
+    curl -s -m 20 "$B/health" >/dev/null  # the third: its connection fails
+    sleep 0.5
+    answers "--port 0: the same port $port after an accept() error"
+    stops_with TERM
+  fi
 else
   echo "SKIP: no C compiler for the accept shim"
 fi
