@@ -1,5 +1,5 @@
 // Which preset a weights file belongs to: `uvit info`'s `preset` line and the hint the strict
-// load adds to its error (Network::load_file), one copy of the matching for both.
+// load adds to its error (Network::load_reader), one copy of the matching for both.
 #include <algorithm>
 
 #include "uvit/config.hpp"
