@@ -10,5 +10,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libdnnl-dev libopenblas-dev nlohmann-json3-dev libcli11-dev zlib1g-dev \
   libgtest-dev libbenchmark-dev libssl-dev libcpp-httplib-dev openmpi-bin libopenmpi-dev \
   python3 python3-numpy python3-torch python3-scipy python3-torchvision python3-pil \
-  python3-matplotlib ccache chromium \
+  python3-matplotlib ccache chromium strace gdb \
   dataset-fashion-mnist
