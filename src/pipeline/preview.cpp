@@ -3,6 +3,7 @@
 // not the autoencoder (a full decode per preview costs as much as several network evaluations on
 // a CPU).
 #include <array>
+#include <exception>
 #include <memory>
 
 #include "uvit/autoencoder.hpp"
@@ -55,7 +56,7 @@ void Pipeline::make_preview_map() {
       m->unavailable = no_cheap_map(m->ae);
       if (m->unavailable.empty())
         m->stats = preset_latent_stats(cfg_.json, opt_.latent_stats, m->ae.embed_dim);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // a sampler of latents alone never fails for them
       m->unavailable = e.what();
     }
   }
