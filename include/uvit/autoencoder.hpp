@@ -61,6 +61,13 @@ struct LatentStats {
   std::vector<float> mean, std;
   int channels() const { return int(mean.size()); }
 };
+// What the decoder is fed for value z of latent channel c: z * std / scale_factor + mean
+// (LightningDiT inference.py); without stats (empty), mean 0 and std 1. Autoencoder::decode and
+// the live preview's cheap map (src/pipeline/preview.cpp) both un-normalise through it.
+inline float latent_decoder_input(const LatentStats& s, double scale_factor, int c, float z) {
+  return s.mean.empty() ? z / float(scale_factor)
+                        : z * s.std[size_t(c)] / float(scale_factor) + s.mean[size_t(c)];
+}
 // .pt (torch.save of the dict) or .safetensors with tensors "mean" and "std" of shape [1, C, 1, 1]
 // or [C]; `channels` > 0 is checked. SVG's dinov3_sp_stats.pt ("dinov3_sp_mean", "dinov3_sp_std"
 // [1, 1, C']) is read too, sliced to the first `channels`. Every std must be positive and finite.
@@ -133,9 +140,10 @@ class Autoencoder {
   // decode() then un-normalises: z = z_norm * std / scale_factor + mean (LightningDiT
   // inference.py); without stats, mean 0 and std 1. Channels must be embed_dim.
   void set_latent_stats(const LatentStats& stats);
+  const LatentStats& latent_stats() const { return stats_; }  // empty: none
   // What decode() feeds the decoder for value z of latent channel c: z * std / scale_factor + mean.
   float decoder_input(int c, float z) const {
-    return z * z_mul_[size_t(c)] / float(cfg_.scale_factor) + z_add_[size_t(c)];
+    return latent_decoder_input(stats_, cfg_.scale_factor, c, z);
   }
 
   // images [B, in_channels, H, W] in [-1, 1] (H, W multiples of the downsample factor) ->
@@ -161,7 +169,7 @@ class Autoencoder {
   Array download(const Tensor& t) const;
   AutoencoderConfig cfg_;
   std::string skipped_;
-  std::vector<float> z_mul_, z_add_;  // per channel: std / scale_factor, mean
+  LatentStats stats_;  // empty: mean 0, std 1
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every weight, in be_'s memory (freed through be_)
   struct Pool;
@@ -187,6 +195,12 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
 // were scaled by it, SPEC 12.5), which wins over the config's; latent statistics from
 // `latent_stats`, else the preset's "autoencoder.latent_stats" (none: mean 0, std 1). The
 // config's embed_dim must be the preset's latent channels (z_shape[0]).
+// load_preset_autoencoder's architecture and statistics without the weights (the live preview's
+// map needs no more): preset_latent_stats is empty when neither names a file.
+AutoencoderConfig preset_autoencoder_config(const nlohmann::json& preset,
+                                            const std::string& config);
+LatentStats preset_latent_stats(const nlohmann::json& preset, const std::string& latent_stats,
+                                int channels);
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
                                     const std::string& config, const std::string& latent_stats = "",
                                     const std::string& device = "cpu",

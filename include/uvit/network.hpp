@@ -229,6 +229,11 @@ std::vector<std::string> network_names();
 // A network for a loaded config (parameters zero until init_random or load).
 std::unique_ptr<Network> make_network(const Config& cfg, Backend& be);
 ParamTable network_param_table(const Config& cfg);
+// The preset whose weights these are, or "": an fp32 file's by every tensor's name and shape, a
+// quantised one's as convert --quantize recorded it (`uvit info` names it; a failed load_file
+// adds it to its error).
+std::string weights_preset(const std::vector<TensorInfo>& tensors,
+                           const std::map<std::string, std::string>& meta);
 double network_forward_flops(const Config& cfg);
 
 }  // namespace uvit

@@ -182,6 +182,12 @@ ImageParams image_params_for(const Config& cfg, const GenerateOptions& resolved,
                              const ModelIdentity& id, int class_id, const std::string& prompt,
                              uint64_t index, int width, int height);
 
+// Why --preview on config cfg (its --set applied) has no cheap map, "" when it has one: decided by
+// the config alone (the autoencoder's config, `autoencoder_config` as PipelineOptions'), so that
+// the front ends refuse it before the network and the autoencoder load (docs/samplers.md
+// "Preview").
+std::string preview_unavailable(const Config& cfg, const std::string& autoencoder_config);
+
 class Pipeline {
  public:
   explicit Pipeline(const PipelineOptions& o);
@@ -222,7 +228,8 @@ class Pipeline {
   // One generation at a time (a second caller waits). Throws Cancelled or uvit::Error.
   GenerationResult generate(const GenerationRequest& r);
   // Whether preview_images has a cheap map for this model: a pixel model, or a latent one whose
-  // autoencoder is Stable Diffusion's kl-f8 family (4 latent channels, RGB). docs/samplers.md.
+  // autoencoder is Stable Diffusion's kl-f8 family (4 latent channels, RGB), loaded or not (the
+  // map needs its config, not its weights). docs/samplers.md.
   bool can_preview() const;
   // One sentence on why can_preview() is false ("" when it is true), for the front ends' errors.
   std::string preview_unavailable() const;
@@ -246,6 +253,11 @@ class Pipeline {
   std::unique_ptr<ClipTextModel> clip_;
   ModelIdentity id_;
   std::string skip_cache_error_;  // why the network has no Skip-Cache ("" when it has one)
+  // A latent model's preview map (preview.cpp): ae_'s config and statistics, or with no image
+  // decoded those the config names; null for a pixel model.
+  struct PreviewMap;
+  std::shared_ptr<const PreviewMap> preview_map_;
+  void make_preview_map();
   std::mutex run_;
   std::atomic<bool> cancel_{false};
 };

@@ -60,22 +60,6 @@ void print_image_info(const std::string& path, bool as_json) {
   std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
-// The preset whose network has exactly these tensors (names and shapes), or "".
-std::string matching_preset(const std::vector<TensorInfo>& tensors) {
-  size_t values = 0;
-  for (const TensorInfo& t : tensors) values += size_t(t.numel());
-  for (const std::string& name : preset_names()) {
-    try {
-      const ParamTable t = network_param_table(load_config(name));
-      if (t.entries().size() != tensors.size() || t.total() != values) continue;
-      t.check(tensors, name);
-      return name;
-    } catch (const Error&) {  // another network, or a preset this build cannot describe
-    }
-  }
-  return "";
-}
-
 // An .npy holding a pickled object array: a feature file (moments, label) as extract-features and
 // the official encoders write, which read_npy_header refuses (it reads numeric arrays).
 bool is_object_npy(const std::string& path) {
@@ -299,12 +283,8 @@ void print_file_info(const std::string& path, bool as_json) {
       if (meta.count(kEntriesKey)) j["entries"] = meta.at(kEntriesKey);
       // A quantised file holds scales beside the weights: no preset's table lists them, so the
       // config convert --quantize recorded names it (files quantised before: none).
-      const std::string recorded = meta.count("config") ? meta.at("config") : "";
-      const auto presets = preset_names();
-      if (quantised && !recorded.empty()) j["config"] = recorded;
-      j["preset"] = !quantised ? matching_preset(r->tensors())
-                    : std::count(presets.begin(), presets.end(), recorded) ? recorded
-                                                                           : "";
+      if (quantised && meta.count("config")) j["config"] = meta.at("config");
+      j["preset"] = weights_preset(r->tensors(), meta);
     }
   } else {
     fail(path,

@@ -172,6 +172,10 @@ void add_sample(CLI::App& app) {
           !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
           " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
           "decode its samples (or only --latents FILE)");
+      // The autoencoder's config alone decides it: refused before the network and it load.
+      const std::string no_preview =
+          o->preview.empty() ? "" : preview_unavailable(cfg, o->autoencoder_config);
+      UVIT_CHECK(no_preview.empty(), "--preview: config ", cfg.config_name, ": ", no_preview);
       UVIT_CHECK(
           nc.text_conditional() || (prompts.empty() && o->negative_prompt.empty()), "config ",
           cfg.config_name, " is not text-to-image: --prompt/--prompts do not apply",

@@ -152,8 +152,10 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
 
 // A fine-tune (train.init_weights): the file's SHA-256 goes to the run's config (as
 // train.init_weights_sha256) and, with its path, to an `init` row of log.jsonl, so that the run's
-// files say which weights it started from even after the file is replaced.
-void record_init(const std::string& dir, Config& cfg, const Trainer& tr, bool quiet) {
+// files say which weights it started from even after the file is replaced. The config records the
+// absolute path; the line printed names the file as typed, as its errors do.
+void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const std::string& typed,
+                 bool quiet) {
   const std::string path = cfg.json["train"]["init_weights"].get<std::string>();
   const std::string sha = file_sha256(path);
   cfg.json["train"]["init_weights_sha256"] = sha;
@@ -166,7 +168,7 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, bool qu
   const auto& meta = tr.init_metadata();  // as the trainer read it (one open for the load)
   const std::string entry =
       meta.count(kEntryKey) ? cat(", its \"", meta.at(kEntryKey), "\" entry") : std::string();
-  std::fprintf(stderr, "starting from %s%s (sha256 %s)\n", path.c_str(), entry.c_str(),
+  std::fprintf(stderr, "starting from %s%s (sha256 %s)\n", typed.c_str(), entry.c_str(),
                sha.c_str());
 }
 
@@ -369,7 +371,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       set_aside_failed_start(dir, job.quiet);
-      if (!init.empty()) record_init(dir, cfg, tr, job.quiet);
+      if (!init.empty()) record_init(dir, cfg, tr, init, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";
       write_file_atomic(dir + "/config.json", c.data(), c.size());
     }

@@ -34,11 +34,7 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          std::shared_ptr<Backend> be)
-    : cfg_(cfg),
-      skipped_(keep_autoencoder_tensors(weights, cfg.decoder_only)),
-      z_mul_(size_t(cfg.embed_dim), 1.f),
-      z_add_(size_t(cfg.embed_dim), 0.f),
-      be_(std::move(be)) {
+    : cfg_(cfg), skipped_(keep_autoencoder_tensors(weights, cfg.decoder_only)), be_(std::move(be)) {
   const bool diffusers = autoencoder_from_diffusers(weights, int(cfg.ch_mult.size()));
   check_autoencoder_weights(weights, cfg, diffusers ? what + " (diffusers layout)" : what);
   const auto expected = autoencoder_param_shapes(cfg);
@@ -68,8 +64,7 @@ void Autoencoder::set_latent_stats(const LatentStats& stats) {
   UVIT_CHECK(stats.channels() == cfg_.embed_dim && stats.std.size() == stats.mean.size(),
              "latent stats have ", stats.channels(), " channels, the autoencoder's latents ",
              cfg_.embed_dim);
-  z_mul_ = stats.std;
-  z_add_ = stats.mean;
+  stats_ = stats;
 }
 
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,

@@ -407,9 +407,8 @@ void check_weight_shapes(const NamedArrays& weights,
                weights.size() - expected.size(), " extra; does the config match the weights?)");
 }
 
-Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
-                                    const std::string& config, const std::string& latent_stats,
-                                    const std::string& device, const std::string& precision) {
+AutoencoderConfig preset_autoencoder_config(const nlohmann::json& preset,
+                                            const std::string& config) {
   const nlohmann::json section = preset.value("autoencoder", nlohmann::json::object());
   const std::string config_name = !config.empty() ? config : section.value("config", "");
   AutoencoderConfig ac = autoencoder_config_from(config_name);
@@ -422,13 +421,26 @@ Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::str
                ac.embed_dim, " (give --autoencoder-config",
                c == 32 ? " vavae_f16d32)" : " with a matching embed_dim)");
   }
+  return ac;
+}
+
+LatentStats preset_latent_stats(const nlohmann::json& preset, const std::string& latent_stats,
+                                int channels) {
+  const std::string path =
+      !latent_stats.empty()
+          ? latent_stats
+          : preset.value("autoencoder", nlohmann::json::object()).value("latent_stats", "");
+  return path.empty() ? LatentStats{} : load_latent_stats(path, channels);
+}
+
+Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,
+                                    const std::string& config, const std::string& latent_stats,
+                                    const std::string& device, const std::string& precision) {
+  const AutoencoderConfig ac = preset_autoencoder_config(preset, config);
   // Checked before the weights load (seconds), which is checked before sampling (hours).
-  const std::string stats_path =
-      !latent_stats.empty() ? latent_stats : section.value("latent_stats", "");
-  const LatentStats stats =
-      stats_path.empty() ? LatentStats{} : load_latent_stats(stats_path, ac.embed_dim);
+  const LatentStats stats = preset_latent_stats(preset, latent_stats, ac.embed_dim);
   Autoencoder ae = Autoencoder::load(path, ac, device, precision);
-  if (!stats_path.empty()) ae.set_latent_stats(stats);
+  if (stats.channels() > 0) ae.set_latent_stats(stats);
   return ae;
 }
 

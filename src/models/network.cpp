@@ -177,7 +177,14 @@ void Network::load_reader(TensorReader& r) {
   if (quant_format_of(r.metadata(), path, &f)) {
     load_quantized(r, f, stage);
   } else {
-    table_.check(r.tensors(), path);
+    try {
+      table_.check(r.tensors(), path);
+    } catch (const Error& e) {  // another network's file: say whose, as uvit info would
+      const std::string p = weights_preset(r.tensors(), r.metadata());
+      if (p.empty()) throw;
+      fail(e.what(), "; the file holds preset ", p,
+           "'s weights (every tensor's name and shape): --config ", p, " takes it");
+    }
     for (size_t i = 0; i < r.tensors().size(); ++i)
       stage.write(table_.at(r.tensors()[i].name), [&](float* p) { r.read_f32(i, p); });
   }

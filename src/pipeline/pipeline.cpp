@@ -138,6 +138,7 @@ Pipeline::Pipeline(const PipelineOptions& o) : opt_(o) {
     ae_ = std::make_unique<Autoencoder>(load_preset_autoencoder(
         cfg_.json, o.autoencoder, o.autoencoder_config, o.latent_stats, o.device, enc_prec));
   }
+  make_preview_map();
   if (!o.clip.empty()) {
     tok_ = std::make_unique<ClipTokenizer>(ClipTokenizer::load(clip_vocab_path(o.vocab)));
     const ClipTextConfig cc = ClipTextConfig::load(o.clip_config);

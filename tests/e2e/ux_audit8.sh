@@ -226,7 +226,7 @@ sd = torch.load(d + "/off.pt")
 a = dict(sd); del a["final_layer.linear.bias"]; torch.save(a, d + "/missing.pt")
 b = dict(sd); b["y_embedder.embedding_table.weight"] = torch.zeros(12, 128); torch.save(b, d + "/shape.pt")
 PYEOF
-expect_error "^uvit: error: $F/off.pt: tensor 'pos_embed' has shape \[1, 49, 128\], the config expects \[1, 51, 128\]$" \
+expect_error "^uvit: error: $F/off.pt: tensor 'pos_embed' has shape \[1, 49, 128\], the config expects \[1, 51, 128\]; the file holds preset fmnist_dit_tiny's weights" \
   "$UVIT" train --config fmnist_uvit_tiny --init "$F/off.pt" --out "$F/x" --steps 1 --batch 2 --no-grid
 expect_error "^uvit: error: $F/missing.pt: missing tensor 'final_layer.linear.bias' \[32\] (71 of 72 tensors present)$" \
   "$UVIT" "${T[@]}" --init "$F/missing.pt" --out "$F/x"
