@@ -18,10 +18,8 @@ url=
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP (server part): uvit was built without cpp-httplib (libcpp-httplib-dev)"
 else
-  port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-  "$UVIT" serve --config "$tmp/run/config.json" --weights "$W" --port "$port" 2>"$tmp/server.log" &
-  pid=$!
-  url=http://127.0.0.1:$port
+  serve_up --config "$tmp/run/config.json" --weights "$W"
+  url=$B
 fi
 timeout 600 "$PY" tests/capi/sampling_parity.py "$UVIT" "$tmp/run/config.json" "$W" "$tmp" "$url" ||
   { fail "parity checks"; [ -n "$url" ] && cat "$tmp/server.log"; }

@@ -180,18 +180,14 @@ run "$UVIT" eval --config fmnist_uvit_tiny --weights "$W" --n 12 --ref "$tmp/st.
 if "$UVIT" serve --config fmnist_uvit_tiny --weights /nonexistent.safetensors 2>&1 | grep -q "cpp-httplib"; then
   echo "skip: serve (built without cpp-httplib)"
 else
-  port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" >"$tmp/serve.out" 2>"$tmp/serve.err" &
-  pid=$!
-  for _ in $(seq 200); do curl -sf -m 2 "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  curl -sf -m 60 -X POST "http://127.0.0.1:$port/sdapi/v1/txt2img" \
+  serve_up --config fmnist_uvit_tiny --weights "$W"
+  curl -sf -m 60 -X POST "$B/sdapi/v1/txt2img" \
     -d '{"prompt": "sneaker", "steps": 2, "batch_size": 2, "seed": 4}' >"$tmp/t2i.json" ||
     fail "serve: txt2img"
-  kill -TERM $pid; wait $pid; rc=$?; pid=
-  [ $rc = 0 ] || fail "serve: SIGTERM gave status $rc"
-  grep -q "^\[INFO \] loaded fmnist_uvit_tiny (nnet_ema.safetensors, [0-9a-f]\{10\}) on cpu in [0-9.]* s$" "$tmp/serve.err" &&
-    grep -qx "\[INFO \] serving fmnist_uvit_tiny on http://127.0.0.1:$port/" "$tmp/serve.err" ||
-    fail "serve log: $(cat "$tmp/serve.err")"
+  serve_down TERM
+  grep -q "^\[INFO \] loaded fmnist_uvit_tiny (nnet_ema.safetensors, [0-9a-f]\{10\}) on cpu in [0-9.]* s$" "$tmp/server.log" &&
+    grep -qx "\[INFO \] serving fmnist_uvit_tiny on http://127.0.0.1:$port/" "$tmp/server.log" ||
+    fail "serve log: $(cat "$tmp/server.log")"
   "$PY" -c "
 import json, sys
 j = json.load(open(sys.argv[1]))

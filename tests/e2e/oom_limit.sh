@@ -147,19 +147,12 @@ fi
 
 # serve: a job whose batch cannot fit fails naming the need and what to change; the server goes on
 # serving the next one.
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 if ! "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
-  UVIT_TEST_MEM_LIMIT=$small "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" \
-    --set sample.mini_batch_size=4096 --max-images 4096 -q 2>"$tmp/server.log" &
-  pid=$!
-  "$PY" - "http://127.0.0.1:$port" <<'PYEOF' || fail "serve under 256 MiB: $(cat "$tmp/server.log")"
+  serve_up UVIT_TEST_MEM_LIMIT=$small --config fmnist_uvit_tiny --weights "$W" \
+    --set sample.mini_batch_size=4096 --max-images 4096 -q
+  "$PY" - "$B" <<'PYEOF' || fail "serve under 256 MiB: $(cat "$tmp/server.log")"
 import json, sys, time, urllib.request
 url = sys.argv[1]
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + "/health"); break
-    except OSError:
-        time.sleep(0.1)
 def job(n):
     req = urllib.request.Request(url + "/uvit/v1/jobs", json.dumps({"n": n, "class": 1, "steps": 2}).encode(),
                                  {"Content-Type": "application/json"})
@@ -179,27 +172,24 @@ small = job(2)
 assert small["status"] == "completed" and small["progress"]["images"] == 2, small
 print("ok: serve: " + msg)
 PYEOF
-  kill "$pid"; wait "$pid" 2>/dev/null; pid=
+  serve_down
   # The A1111 and OpenAI routes answer a request too big for the memory with 422 and the job's
   # message (docs/serve.md), not 500, and serve the next one. OpenAI's n=10 needs more than 16 MiB,
   # n=1 less; A1111 runs one image at a time, so its refusal needs a limit that holds the network
   # (its need, read from `uvit sample`'s refusal under 4 MiB) but not one image's sampling.
   net=$(UVIT_TEST_MEM_LIMIT=$((4 << 20)) "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" \
     --class 1 --n 1 --steps 2 --out "$tmp/one.png" -q 2>&1 | sed -n 's/.*the buffers need \([0-9.]*\) MiB.*/\1/p')
-  free_port() { "$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-  UVIT_TEST_MEM_LIMIT=$((16 << 20)) "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" \
-    --port "$port" -q 2>"$tmp/server.log" &
-  pid=$!
-  port2=$(free_port)
-  UVIT_TEST_MEM_LIMIT=$("$PY" -c "print(int((${net:-0} + 0.2) * 2**20))") "$UVIT" serve \
-    --config fmnist_uvit_tiny --weights "$W" --port "$port2" -q 2>"$tmp/server2.log" &
-  pid2=$!
+  serve_up UVIT_TEST_MEM_LIMIT=$((16 << 20)) --config fmnist_uvit_tiny --weights "$W" -q
+  url1=$B pid1=$pid
+  serve_log=$tmp/server2.log serve_up UVIT_TEST_MEM_LIMIT="$("$PY" -c "print(int((${net:-0} + 0.2) * 2**20))")" \
+    --config fmnist_uvit_tiny --weights "$W" -q
+  url2=$B pid2=$pid
   # Host memory that runs out beyond the memory check (a std::bad_alloc: memory other processes
   # hold, or the check does not count) is the server's condition: 503 naming it, not 500, and the
   # server serves the next request. Injected into a third server with an operator-new shim that
   # fails the allocations of exactly 10 samples' floats (10 x 784 x 4 bytes: the sampler's first
   # vector for n 10).
-  url3=-
+  url3=- pid3=
   cat >"$tmp/new_fails.cpp" <<'CPPEOF'
 #include <cstdlib>
 #include <new>
@@ -217,14 +207,13 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 CPPEOF
   if command -v "${CXX:-c++}" >/dev/null &&
     "${CXX:-c++}" -shared -fPIC -O1 -o "$tmp/new_fails.so" "$tmp/new_fails.cpp"; then
-    port3=$(free_port) url3=http://127.0.0.1:$port3
-    LD_PRELOAD="$tmp/new_fails.so" UVIT_TEST_NEW_FAILS=$((10 * 784 * 4)) "$UVIT" serve \
-      --config fmnist_uvit_tiny --weights "$W" --port "$port3" -q 2>"$tmp/server3.log" &
-    pid3=$!
+    serve_log=$tmp/server3.log serve_up LD_PRELOAD="$tmp/new_fails.so" \
+      UVIT_TEST_NEW_FAILS=$((10 * 784 * 4)) --config fmnist_uvit_tiny --weights "$W" -q
+    url3=$B pid3=$pid
   else
     echo "skip: serve's bad_alloc check (no C++ compiler for the operator-new shim)"
   fi
-  "$PY" - "http://127.0.0.1:$port" "http://127.0.0.1:$port2" "$url3" <<'PYEOF' ||
+  "$PY" - "$url1" "$url2" "$url3" <<'PYEOF' ||
 import json, sys, time, urllib.error, urllib.request
 def post(url, path, body):
     req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
@@ -234,14 +223,6 @@ def post(url, path, body):
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
 urls = [u for u in sys.argv[1:] if u != "-"]
-for url in urls:
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/health"); break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise SystemExit(url + " did not start")
 hint = "; ask for fewer images, or start the server with a smaller network batch (--set sample.mini_batch_size=N)"
 oa = "/v1/images/generations"
 st, r = post(sys.argv[1], oa, {"prompt": "bag", "n": 10, "steps": 2})
@@ -289,7 +270,7 @@ if len(urls) == 3:  # the operator-new shim's server: 503, a failed job, then th
     print("ok: serve: host memory exhausted: 503 and a failed job, then the next served: " + want)
 PYEOF
     fail "serve's memory refusals: $(cat "$tmp"/server*.log)"
-  kill "$pid" "$pid2" ${pid3:-}; wait "$pid" "$pid2" ${pid3:-} 2>/dev/null; pid= pid2= pid3=
+  for pid in "$pid1" "$pid2" $pid3; do serve_down; done
 else
   echo "skip: serve check (built without cpp-httplib)"
 fi

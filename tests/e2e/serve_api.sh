@@ -12,33 +12,22 @@ if ! "$UVIT" help serve >/dev/null 2>&1 || "$UVIT" serve -c x -w y 2>&1 | grep -
 fi
 "$PY" tests/e2e/data/tiny_config.py "$tmp/srv.json" train.n_steps=2 lr_scheduler.warmup_steps=1
 run "$UVIT" train --config "$tmp/srv.json" --out "$tmp/run" -q
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
-  --queue 1 --max-images 16 --api-key sekret 2>"$tmp/server.log" &
-pid=$!
-"$PY" tests/e2e/serve_api.py "http://127.0.0.1:$port" sekret || { fail "API checks"; cat "$tmp/server.log"; }
-kill -TERM "$pid"
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIGTERM"; else
-  wait "$pid"; rc=$?; [ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM"; fi
-pid=
+serve_up --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --queue 1 \
+  --max-images 16 --api-key sekret
+"$PY" tests/e2e/serve_api.py "$B" sekret || { fail "API checks"; cat "$tmp/server.log"; }
+serve_down TERM
 grep -q "^\[INFO \] serving srv on http://127.0.0.1:$port/" "$tmp/server.log" || { fail "no serving line"; cat "$tmp/server.log"; }
 
 # The job store bounded in bytes: --job-store-mb checked in one line, then a server with 0.015 MiB
 # (tests/e2e/serve_job_store.py).
 expect_error "--job-store-mb must be >= 0, got -1" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb -1
 expect_error "--job-store-mb must be a number, got 'lots'" "$UVIT" serve -c "$tmp/srv.json" -w "$tmp/run/nnet_ema.safetensors" --job-store-mb lots
-"$UVIT" serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
-  --job-store-mb 0.015 2>"$tmp/server.log" &
-pid=$!
-"$PY" tests/e2e/serve_job_store.py "http://127.0.0.1:$port" || { fail "job store checks"; cat "$tmp/server.log"; }
-kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
-[ $rc -eq 0 ] || fail "server exit status $rc after SIGTERM (job store)"
+serve_up --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --job-store-mb 0.015
+"$PY" tests/e2e/serve_job_store.py "$B" || { fail "job store checks"; cat "$tmp/server.log"; }
+serve_down TERM
 
 # A text-to-image model: A1111 and OpenAI requests with a prompt (tests/e2e/serve_api_t2i.py).
 source tests/e2e/data/tiny_t2i.sh
-"$UVIT" serve "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}" --port "$port" 2>"$tmp/server.log" &
-pid=$!
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-timeout 600 "$PY" tests/e2e/serve_api_t2i.py "http://127.0.0.1:$port" || { fail "t2i API checks"; cat "$tmp/server.log"; }
+serve_up "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}"
+timeout 600 "$PY" tests/e2e/serve_api_t2i.py "$B" || { fail "t2i API checks"; cat "$tmp/server.log"; }
 exit $fails

@@ -11,30 +11,20 @@ if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib"; exit 0
 fi
 source tests/e2e/data/lib.sh
-# serve MODEL_ARGS...: starts `uvit serve` on a free port (pid in $pid, URL in $url), waits for it.
-serve() {
-  local port
-  port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-  "$UVIT" serve "$@" --port "$port" 2>"$tmp/server.log" &
-  pid=$!
-  url=http://127.0.0.1:$port/
-  for _ in $(seq 600); do curl -sf "${url}health" >/dev/null 2>&1 && break; sleep 0.1; done
-}
-stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=; }
 shots=${UVIT_SHOTS:-$tmp/shots}; mkdir -p "$shots"
 
 # A class model: the class picker.
 "$PY" tests/e2e/data/tiny_config.py "$tmp/srv.json" train.n_steps=2 lr_scheduler.warmup_steps=1
 run "$UVIT" train --config "$tmp/srv.json" --out "$tmp/run" -q
-serve --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors"
-timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$url" "$shots" ||
+serve_up --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors"
+timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$B/" "$shots" ||
   { fail "browser checks (class model)"; cat "$tmp/server.log"; }
-stop
+serve_down
 
 # A text-to-image model (latent, decoded to 256x256): the prompt box.
 source tests/e2e/data/tiny_t2i.sh
-serve "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}"
-timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$url" "$shots" t2i ||
+serve_up "${T2I_CONFIG[@]}" "${T2I_MODEL[@]}"
+timeout 300 "$PY" tests/browser/serve_page.py "$CHROMIUM" "$B/" "$shots" t2i ||
   { fail "browser checks (text-to-image model)"; cat "$tmp/server.log"; }
-stop
+serve_down
 exit $fails

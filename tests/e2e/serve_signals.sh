@@ -4,8 +4,8 @@
 # an event stream is open; a debugger's call into the process (gdb, which made the server exit 0
 # without a word: accept() returned errno 512); an accept() error cpp-httplib does not retry
 # (injected with an LD_PRELOAD shim). After each the server answers and the job completes; then
-# SIGINT and SIGTERM stop it with status 0. Last, --port 0: the port the startup line names (-q
-# keeps it) is bound again after the same accept() error.
+# SIGINT and SIGTERM stop it with status 0. Every server has --port 0 (serve_up); the port its
+# startup line names is bound again after the accept() error, also with -q (which keeps that line).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -13,14 +13,7 @@ if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib (libcpp-httplib-dev)"; exit 0
 fi
 tiny_run
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-B=http://127.0.0.1:$port
-start() {  # start [ENV=VALUE...]: a server on $port, its id in $pid
-  env "$@" "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" --threads 1 \
-    2>"$tmp/server.log" &
-  pid=$!
-  for _ in $(seq 600); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
-}
+start() { serve_up "$@" --config fmnist_uvit_tiny --weights "$W" --threads 1; }  # start [VAR=VALUE...]
 answers() {  # answers WHAT: the server is alive (else the script ends) and answers /health
   if ! kill -0 "$pid" 2>/dev/null; then
     wait "$pid"; fail "$1: the server exited (status $?): $(tail -3 "$tmp/server.log")"; exit $fails
@@ -31,14 +24,6 @@ answers() {  # answers WHAT: the server is alive (else the script ends) and answ
 harmless() {  # the signals that must not stop the server
   for _ in 1 2 3; do kill -STOP "$pid"; sleep 0.2; kill -CONT "$pid"; sleep 0.1; done
   for s in WINCH CHLD URG PIPE CONT; do kill -"$s" "$pid"; sleep 0.1; done
-}
-stops_with() {  # stops_with SIG: the server exits 0 within 10 s
-  kill -"$1" "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then fail "server still running 10 s after SIG$1"; else
-    wait "$pid"; local rc=$?; [ $rc -eq 0 ] && echo "ok: SIG$1 stops it, status 0" ||
-      fail "server exit status $rc after SIG$1"; fi
-  pid=
 }
 job_field() { "$PY" -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
@@ -84,7 +69,7 @@ if command -v gdb >/dev/null; then
 else
   echo "SKIP: no gdb"
 fi
-stops_with TERM
+serve_down TERM
 
 # An accept() error that cpp-httplib's loop does not retry (Linux passes a failed connection's
 # network error, e.g. EPROTO, on to accept()): the third accepted connection is turned into one.
@@ -113,28 +98,15 @@ EOF
   answers "after an accept() error" &&
     grep -q "accepting a connection failed; listening again" "$tmp/server.log" &&
     echo "ok: the server said so" || fail "no warning in the log: $(cat "$tmp/server.log")"
-  stops_with INT
-  # --port 0: the kernel picks a free port, named in the startup line, which -q keeps (a script
-  # reads it there); after the same accept() error the server binds that port again.
-  LD_PRELOAD="$tmp/accept_fails.so" "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" \
-    --port 0 --threads 1 -q 2>"$tmp/server.log" &
-  pid=$!
-  port=
-  for _ in $(seq 600); do
-    port=$(sed -n 's|^\[INFO \] serving fmnist_uvit_tiny on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$tmp/server.log")
-    [ -n "$port" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1
-  done
-  if [ -z "$port" ] || [ "$port" = 0 ]; then
-    fail "--port 0: no port in the startup line: $(cat "$tmp/server.log")"
-  else
-    B=http://127.0.0.1:$port
-    for _ in $(seq 600); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
-    answers "--port 0: port $port from the startup line" && curl -sf -m 20 "$B/health" >/dev/null
-    curl -s -m 20 "$B/health" >/dev/null  # the third: its connection fails
-    sleep 0.5
-    answers "--port 0: the same port $port after an accept() error"
-    stops_with TERM
-  fi
+  serve_down INT
+  # With -q: the startup line, which names the port (serve_up reads it there), is kept; after the
+  # same accept() error the server binds that port again.
+  start LD_PRELOAD="$tmp/accept_fails.so" -q
+  answers "--port 0 -q: port $port from the startup line" && curl -sf -m 20 "$B/health" >/dev/null
+  curl -s -m 20 "$B/health" >/dev/null  # the third: its connection fails
+  sleep 0.5
+  answers "--port 0 -q: the same port $port after an accept() error"
+  serve_down TERM
 else
   echo "SKIP: no C compiler for the accept shim"
 fi

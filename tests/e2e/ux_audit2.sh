@@ -110,23 +110,16 @@ grep -q '"sampler": "dpm-solver++2m"' "$tmp/out" || fail "bench --sampler 'DPM++
 # --- serve: `curl -X POST .../interrupt` (no body, no Content-Length) got 400 "HTTP 400";
 # a body-less POST to an endpoint that needs one now says what is missing.
 run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run" --steps 1 --batch 2 --no-grid -q
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors" --port "$port" \
-  2>"$tmp/server.log" &
-pid=$!
-P=http://127.0.0.1:$port
-for _ in $(seq 300); do curl -sf "$P/health" >/dev/null 2>&1 && break; sleep 0.1; done
-got=$(curl -s -w " %{http_code}" -X POST "$P/sdapi/v1/interrupt")
+serve_up --config "$tmp/run" --weights "$tmp/run/nnet_ema.safetensors"
+got=$(curl -s -w " %{http_code}" -X POST "$B/sdapi/v1/interrupt")
 [ "$got" = "{} 200" ] || fail "POST interrupt without a body: $got"
-got=$(curl -s -w " %{http_code}" -X POST "$P/uvit/v1/jobs/nope/cancel")
+got=$(curl -s -w " %{http_code}" -X POST "$B/uvit/v1/jobs/nope/cancel")
 [[ "$got" == *"no job nope"*" 404" ]] || fail "POST cancel without a body: $got"
-got=$(curl -s -w " %{http_code}" -X POST -d '{"x": 1}' "$P/sdapi/v1/interrupt")
+got=$(curl -s -w " %{http_code}" -X POST -d '{"x": 1}' "$B/sdapi/v1/interrupt")
 [ "$got" = "{} 200" ] || fail "POST interrupt with a body: $got"
-got=$(curl -s -w " %{http_code}" -X POST "$P/sdapi/v1/txt2img")
+got=$(curl -s -w " %{http_code}" -X POST "$B/sdapi/v1/txt2img")
 [[ "$got" == *"POST /sdapi/v1/txt2img sent no body and no Content-Length"*" 400" ]] ||
   fail "POST txt2img without a body: $got"
-curl -sf "$P/health" >/dev/null || fail "the server stopped answering: $(cat "$tmp/server.log")"
-kill "$pid"
-wait "$pid" 2>/dev/null
-pid=
+curl -sf "$B/health" >/dev/null || fail "the server stopped answering: $(cat "$tmp/server.log")"
+serve_down
 exit $fails

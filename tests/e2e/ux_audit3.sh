@@ -50,21 +50,14 @@ expect_error "^uvit: error: --classes takes no IMAGE" "$UVIT" info --classes "$t
 expect_error "^uvit: error: --class 'snaeker' is not a class of fmnist_svg_tiny; did you mean: Sneaker (uvit info --config fmnist_svg_tiny --classes lists them)$" \
   "$UVIT" sample --config "$S" --weights "$S/nnet_ema.safetensors" --class snaeker --n 1 \
   --out "$tmp/s.png"
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config "$S" --weights "$S/nnet_ema.safetensors" --port "$port" \
-  2>"$tmp/server.log" &
-pid=$!
-P=http://127.0.0.1:$port
-for _ in $(seq 300); do curl -sf "$P/health" >/dev/null 2>&1 && break; sleep 0.1; done
-got=$(curl -s -w " %{http_code}" -d '{"prompt": "snaeker", "steps": 3}' "$P/sdapi/v1/txt2img")
+serve_up --config "$S" --weights "$S/nnet_ema.safetensors"
+got=$(curl -s -w " %{http_code}" -d '{"prompt": "snaeker", "steps": 3}' "$B/sdapi/v1/txt2img")
 [[ "$got" == *"prompt 'snaeker' is not a class of fmnist_svg_tiny; did you mean: Sneaker (GET /uvit/v1/classes lists them)"*" 422" ]] ||
   fail "server's unknown class: $got"
-got=$(curl -s -w " %{http_code}" -d '{"prompt": "zzzzzz", "steps": 3}' "$P/sdapi/v1/txt2img")
+got=$(curl -s -w " %{http_code}" -d '{"prompt": "zzzzzz", "steps": 3}' "$B/sdapi/v1/txt2img")
 [[ "$got" == *"prompt 'zzzzzz' is not a class of fmnist_svg_tiny (give an id 0..9 or a class name: GET /uvit/v1/classes lists them)"*" 422" ]] ||
   fail "server's unknown class, no near name: $got"
-kill "$pid"
-wait "$pid" 2>/dev/null
-pid=
+serve_down
 
 # --- audit round 3 --------------------------------------------------------------------------------
 # A flow sampler on an ε preset: "unknown sampler 'heun' (valid: euler-maruyama, euler-ode, ...)",

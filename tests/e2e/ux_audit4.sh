@@ -122,18 +122,13 @@ fi
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "skip: serve (built without cpp-httplib)"
 else
-  port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-  "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q 2>"$tmp/server.log" &
-  pid=$!
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  serve_up --config fmnist_uvit_tiny --weights "$W" -q
   expect_error "^uvit: error: serve: cannot listen on 127.0.0.1:$port (in use" \
     timeout 60 "$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" -q
   # ... and before the model loads: a weights file that does not exist is not even looked at.
   expect_error "^uvit: error: serve: cannot listen on 127.0.0.1:$port (in use" \
     timeout 60 "$UVIT" serve --config fmnist_uvit_tiny --weights "$tmp/none.safetensors" --port "$port" -q
-  kill "$pid"
-  wait "$pid" 2>/dev/null
-  pid=
+  serve_down
   if command -v mpirun >/dev/null; then
     env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
       OMPI_MCA_btl=self,vader OMPI_MCA_oob_tcp_if_include=lo timeout 90 mpirun -np 2 --timeout 60 --bind-to none \

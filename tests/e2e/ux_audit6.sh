@@ -199,11 +199,7 @@ expect_error "^uvit: error: $tmp/cut_data.safetensors: truncated: tensor '.*' en
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib"; exit $fails
 fi
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config fmnist_uvit_tiny --weights "$W" --port "$port" --threads 1 -q 2>"$tmp/server.log" &
-pid=$!
-B=http://127.0.0.1:$port
-for _ in $(seq 300); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+serve_up --config fmnist_uvit_tiny --weights "$W" --threads 1 -q
 head -c 100000 /dev/urandom >"$tmp/noise.bin"
 # A body over 8 KiB sent by `curl -d` (application/x-www-form-urlencoded, the default) was 413 "the
 # request body is too large" (cpp-httplib's form limit), though the limit is 8 MB: a PNG for
@@ -257,7 +253,6 @@ if kill -0 "$pid" 2>/dev/null; then
   # 64 finished jobs are kept (docs/serve.md); beyond them memory must not follow the requests.
   [ $((rss1 - rss0)) -lt 65536 ] || fail "server RSS grew from $rss0 kB to $rss1 kB over $((i - 12)) requests"
   [ $fails = "$before" ] && echo "ok: $i requests, every bad one a JSON error; RSS $rss0 kB -> $rss1 kB"
-  kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
-  [ $rc = 0 ] || fail "server exit $rc after SIGTERM"
+  serve_down TERM
 fi
 exit $fails

@@ -175,12 +175,7 @@ assert a['chunk_seconds'] > 0 and a['chunk_seconds'] == b['chunk_seconds'], (a, 
 if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib"; exit $fails
 fi
-port=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$UVIT" serve --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --port "$port" \
-  --threads 1 -q 2>"$tmp/server.log" &
-pid=$!
-B=http://127.0.0.1:$port
-for _ in $(seq 300); do curl -sf "$B/health" >/dev/null 2>&1 && break; sleep 0.1; done
+serve_up --config "$tmp/cmp_uvit" --weights "$tmp/cmp_uvit/nnet_ema.safetensors" --threads 1 -q
 code=$(curl -s -o "$tmp/resp" -w '%{http_code}' "$B/sdapi/v1/progress?skip_current_image=maybe")
 [ "$code" = 422 ] && grep -q '"detail":"skip_current_image must be true or false' "$tmp/resp" ||
   fail "skip_current_image=maybe: $code $(cat "$tmp/resp")"
@@ -199,5 +194,5 @@ bad = [v for v in ["no", "0", "Off", "FALSE"] if not isinstance(image(v), str)]
 bad += [v for v in ["yes", "YES", "1", "on", "True", "y"] if image(v) is not None]
 assert not bad, bad
 PYEOF
-kill -TERM "$pid"; wait "$pid"
+serve_down TERM
 exit $fails

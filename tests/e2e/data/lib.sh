@@ -1,10 +1,10 @@
 # Shared helpers of the end-to-end scripts (sourced first). A failure is counted in $fails, which
 # each script returns as its exit status.
-# The scratch folder $tmp (made here unless the script made it), removed at exit, and a background
-# process the script starts (its id in $pid), stopped then.
+# The scratch folder $tmp (made here unless the script made it), removed at exit, and the
+# background processes the script starts (one's id in $pid; servers, serve_up), stopped then.
 tmp=${tmp:-$(mktemp -d)}
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { kill $pid $(jobs -p) 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
@@ -20,6 +20,45 @@ expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr h
   else
     echo "ok: $(cat "$tmp/err")"
   fi
+}
+# serve_up [VAR=VALUE...] ARGS...: `uvit serve ARGS --port 0` in the background (in the environment
+# VAR=VALUE...), stderr in ${serve_log:-$tmp/server.log}. Returns once /health answers, with the
+# server's id in $pid, the port its startup line names (docs/serve.md: --port 0, kept by -q) in
+# $port and its address in $B. A server that exits first, or does not answer within 120 s, ends the
+# script with its log: nothing after it could pass.
+serve_up() {
+  local envs=() log=${serve_log:-$tmp/server.log} end=$((SECONDS + 120))
+  while [[ ${1:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; do envs+=("$1"); shift; done
+  : >"$log"  # there before the server opens it: sed reads it below
+  env "${envs[@]}" "$UVIT" serve "$@" --port 0 2>"$log" &
+  pid=$! port= B=
+  while ((SECONDS < end)) && kill -0 "$pid" 2>/dev/null; do
+    [ -n "$B" ] || B=$(sed -n 's|^\[INFO \] serving .* on \(http://.*:[0-9]*\)/$|\1|p' "$log")
+    port=${B##*:}
+    [ -n "$B" ] && curl -sf -m 5 "$B/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"; wait "$pid" 2>/dev/null
+    fail "uvit serve $*: ${B:-no startup line}, no answer from /health in 120 s"
+  else
+    wait "$pid"; fail "uvit serve $*: exited (status $?) before /health answered"
+  fi
+  pid=; cat "$log"; exit $fails
+}
+# serve_down [SIG]: SIG (default TERM) to the server $pid, which must end with status 0 within 10 s
+# (docs/serve.md, "Signals"); then $pid is empty.
+serve_down() {
+  local sig=${1:-TERM} rc
+  kill -"$sig" "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    fail "server still running 10 s after SIG$sig"; kill -KILL "$pid"; wait "$pid" 2>/dev/null
+  else
+    wait "$pid"; rc=$?
+    [ $rc -eq 0 ] && echo "ok: SIG$sig stops the server, status 0" || fail "server exit status $rc after SIG$sig"
+  fi
+  pid=
 }
 # tiny_run: one step of fmnist_uvit_tiny into $tmp/run; its EMA weights in $W (the audits' model).
 tiny_run() {
