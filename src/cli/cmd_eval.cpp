@@ -382,9 +382,10 @@ void add_eval(CLI::App& app) {
       }
       {
         const uint8_t* src = ch.samples.as<uint8_t>();
-        uint8_t* dst = held.batch.as<uint8_t>() + size_t(first) * s * s * 3;
+        constexpr int64_t C3 = HeldSamples::kChannels;  // a gray sample's channel repeated
+        uint8_t* dst = held.batch.as<uint8_t>() + size_t(first) * s * s * C3;
         for (size_t i = 0; i < size_t(m) * s * s; ++i)
-          for (int k = 0; k < 3; ++k) dst[i * 3 + k] = src[i * c + (c == 3 ? k : 0)];
+          for (int k = 0; k < C3; ++k) dst[i * C3 + k] = src[i * c + (c == C3 ? k : 0)];
       }
       std::copy(ch.pool3.as<float>(), ch.pool3.as<float>() + ch.pool3.numel(),
                 held.pool3.begin() + size_t(first) * FidInception::kDims);
