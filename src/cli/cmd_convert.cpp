@@ -1,6 +1,7 @@
 // `uvit convert IN OUT.safetensors`: official .pth (or any weights file) to safetensors; with
 // --autoencoder, a diffusers VAE is renamed to the official autoencoder names. `uvit convert IN
 // OUT.pth` writes torch.save's format back, raw or under a --wrap entry, for the official code.
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -32,6 +33,29 @@ std::string parse_wrap(const std::string& s) {
   if (s == "none") return "";
   if (s == "ema" || s == "model" || s == "state_dict") return s;
   fail("--wrap: unknown layout '", s, "' (expected none, ema, model or state_dict)");
+}
+
+// --quantize without --config: the config the weights name (docs/cli.md "convert"), or "" when
+// they name none. A training run's checkpoint (RUN/nnet_ema.safetensors, or a snapshot's
+// RUN/ckpts/STEP/): the run folder, whose config.json holds the run's --set overrides; else a
+// preset that the file's metadata records (train and convert --quantize write "config"). `how`
+// says which, for the line that announces it.
+std::string config_named_by(const std::string& in, const std::map<std::string, std::string>& meta,
+                            std::string* how) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path run = fs::path(in).parent_path().empty() ? "." : fs::path(in).parent_path();
+  if (run.parent_path().filename() == "ckpts") run = run.parent_path().parent_path();
+  if (fs::is_regular_file(run / "config.json", ec)) {
+    *how = cat("the training run ", run.string(), " (its config.json)");
+    return run.string();
+  }
+  const auto it = meta.find("config");
+  const std::vector<std::string> presets = preset_names();
+  if (it == meta.end() || std::find(presets.begin(), presets.end(), it->second) == presets.end())
+    return "";
+  *how = cat("preset ", it->second, " (recorded in ", in, "'s metadata)");
+  return it->second;
 }
 
 bool is_pth(const std::string& path) {
@@ -67,7 +91,8 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--quantize", o->quantize,
                   "int8 (per output channel) or int4[:GROUP] (GROUP 32, 64 or 128; default 32): "
                   "the network's linear weights as integers plus F32 scales, for inference "
-                  "(needs --config; docs/formats.md)");
+                  "(the config: --config, else the run folder or preset the weights record; "
+                  "docs/formats.md)");
   cmd->add_option("--wrap", o->wrap,
                   "with a .pth OUT: none (a raw state_dict, as DiT's released weights), ema "
                   "({\"ema\": sd}, DiT's and LightningDiT's find_model), model or state_dict "
@@ -118,17 +143,24 @@ void add_convert(CLI::App& app) {
       for (const auto& [name, shape] : autoencoder_param_shapes(c))
         sd.emplace_back(name, std::move(by_name.at(name)));
     } else if (!o->quantize.empty()) {
-      UVIT_CHECK(!o->config.empty(),
-                 "--quantize needs --config (the network whose linear weights "
-                 "are quantised)");
+      std::string config = o->config, how;
+      if (config.empty()) {
+        config = config_named_by(o->in, in_meta, &how);
+        UVIT_CHECK(!config.empty(),
+                   "--quantize needs --config (the network whose linear weights are quantised): ",
+                   o->in, " names none (no run's config.json beside it, no preset in its ",
+                   "metadata); give -c PRESET, JSON or RUN");
+        std::fprintf(stderr, "--quantize: config %s; -c overrides\n", how.c_str());
+      }
       const QuantFormat f = parse_quant_format(o->quantize);
       // The network binds its layers, which marks the GEMM weights in its table; its parameter
       // buffer is allocated but never touched.
+      const Config c = load_config(config);
       auto be = make_backend("cpu", "fp32");
-      auto net = make_network(load_config(o->config), *be);
+      auto net = make_network(c, *be);
       sd = quantize_state_dict(std::move(sd), net->table(), f, o->in);
       meta = quant_metadata(f);
-      meta["config"] = load_config(o->config).config_name;  // uvit info names it
+      meta["config"] = c.config_name;  // uvit info names it
     } else if (!o->config.empty()) {
       network_param_table(load_config(o->config)).check(sd, o->in);
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `uvit convert --quantize`: int8 and int4 files of a trained tiny U-ViT predict close to the fp32
 # weights (int8 within 3 % max relative error, int4 within 50 %; docs/formats.md), sample and
-# dequantise exactly as stored; refusals (no --config, an unknown format, resuming training from
-# quantised weights) are one line.
+# dequantise exactly as stored; without --config the config the weights name (a run folder, a
+# recorded preset); refusals (weights that name no config, an unknown format, resuming training
+# from quantised weights) are one line.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -46,7 +47,23 @@ for q, bound in (("int8", 0.03), ("int4", 0.5)):
     assert h["pos_embed"]["dtype"] == "F32"
     print("ok: %s max relative error %.4f" % (q, rel))
 PYEOF
-expect_error "--quantize needs --config" "$UVIT" convert "$W" "$tmp/x.safetensors" --quantize int8
+# Without --config, the config the weights name (docs/cli.md "convert"), said on one line: a run's
+# checkpoint its run folder (here a JSON config's run, whose name is no preset), a copy elsewhere the
+# preset its metadata records; the same file as with -c. A file that names none is refused.
+run "$UVIT" convert "$W" "$tmp/int8_run.safetensors" --quantize int8
+[ "$(cat "$tmp/err")" = "--quantize: config the training run $tmp/run (its config.json); -c overrides" ] ||
+  fail "convert --quantize of a run's weights: $(cat "$tmp/err")"
+cmp -s "$tmp/int8.safetensors" "$tmp/int8_run.safetensors" || fail "the run folder's config quantised otherwise than -c"
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/prun" --steps 1 --batch 2 --no-grid -q
+mkdir -p "$tmp/copies" && cp "$tmp/prun/nnet_ema.safetensors" "$tmp/copies/p.safetensors"
+run "$UVIT" convert "$tmp/copies/p.safetensors" "$tmp/p8.safetensors" --quantize int8
+[ "$(cat "$tmp/err")" = "--quantize: config preset fmnist_uvit_tiny (recorded in $tmp/copies/p.safetensors's metadata); -c overrides" ] ||
+  fail "convert --quantize of a preset's weights: $(cat "$tmp/err")"
+run "$UVIT" convert "$tmp/copies/p.safetensors" "$tmp/p8c.safetensors" --quantize int8 -c fmnist_uvit_tiny
+cmp -s "$tmp/p8.safetensors" "$tmp/p8c.safetensors" || fail "the recorded preset quantised otherwise than -c"
+cp "$W" "$tmp/copies/w.safetensors"  # records "tiny": no preset, and no run folder around it
+expect_error "--quantize needs --config (the network whose linear weights are quantised): $tmp/copies/w.safetensors names none (no run's config.json beside it, no preset in its metadata); give -c PRESET, JSON or RUN" \
+  "$UVIT" convert "$tmp/copies/w.safetensors" "$tmp/x.safetensors" --quantize int8
 expect_error "unknown format 'int3'" "$UVIT" convert "$W" "$tmp/x.safetensors" --quantize int3 --config "$tmp/tiny.json"
 # A quantised file converted again is a copy that stays quantised (its metadata kept): it samples
 # the same images; what would change its tensors is refused.
