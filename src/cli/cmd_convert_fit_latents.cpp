@@ -9,6 +9,7 @@
 #include <map>
 
 #include "cli/commands.hpp"
+#include "cli/fit_latent_root.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/pixels.hpp"
@@ -18,6 +19,33 @@
 namespace fs = std::filesystem;
 
 namespace uvit::cli {
+
+namespace {
+// L of one of the folders the official loader reads for length L, else "".
+std::string loader_folder_length(const std::string& name) {
+  std::string l;
+  if (name.rfind("from_16_to_", 0) == 0) l = name.substr(11);
+  for (const std::string suffix : {"_resize", "_crop"})
+    if (name.rfind("greater_than_", 0) == 0 && name.size() > 13 + suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      l = name.substr(13, name.size() - 13 - suffix.size());
+  return l.find_first_not_of("0123456789") == std::string::npos ? l : "";
+}
+}  // namespace
+
+std::string fit_latent_length(const std::string& dir) {
+  std::string len;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string l = loader_folder_length(e.path().filename().string());
+    if (l.empty() || !e.is_directory(ec)) continue;
+    UVIT_CHECK(len.empty() || len == l, dir, ": holds FiT's latent folders of two target lengths (",
+               std::min(len, l), " and ", std::max(len, l),
+               "); give a folder with the folders of one");
+    len = l;
+  }
+  return len;
+}
 
 namespace {
 
@@ -79,21 +107,17 @@ struct Source {
   std::string file, crop;
 };
 
-// The files to convert: under the official root (a from_16_to_L folder), the folders its loader
+// The files to convert: under the official root (fit_latent_length), the folders its loader
 // reads, an image's greater_than_L_resize file paired with its greater_than_L_crop file of the
 // same name (the loader's list of alternatives), of which `versions` keeps resize, crop or both;
 // else every *.safetensors under IN.
 std::vector<Source> fit_latent_files(const std::string& in, const std::string& versions) {
   UVIT_CHECK(fs::is_directory(in), in, ": not a directory");
-  std::string len;
-  for (const auto& e : fs::directory_iterator(in)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("from_16_to_", 0) == 0) len = name.substr(11);
-  }
+  const std::string len = fit_latent_length(in);
   std::vector<Source> out;
   if (len.empty()) {
     UVIT_CHECK(versions == "resize", in, ": --versions ", versions,
-               " needs the official root (from_16_to_L, greater_than_L_*)");
+               " needs the official root (from_16_to_L, greater_than_L_resize or _crop)");
     for (auto& f : data::list_files_recursively(in, {"safetensors"})) out.push_back({f, ""});
     return out;
   }

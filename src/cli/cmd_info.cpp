@@ -10,6 +10,7 @@
 #include <map>
 
 #include "cli/commands.hpp"
+#include "cli/fit_latent_root.hpp"
 #include "data/feature_npy.hpp"
 #include "io/readers.hpp"
 #include "uvit/ascii.hpp"
@@ -80,17 +81,6 @@ std::string describe_feature_file(const std::string& path, nlohmann::json& j) {
              "datasets read them, docs/data.md)");
 }
 
-// The official FiT latent folders convert-fit-latents reads (docs/fit.md "Folders").
-bool is_fit_latent_root(const fs::path& p) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(p, ec)) {
-    const std::string n = e.path().filename().string();
-    if (e.is_directory() && (n.rfind("from_16_to_", 0) == 0 || n.rfind("greater_than_", 0) == 0))
-      return true;
-  }
-  return false;
-}
-
 // A folder: what it holds and the command that takes it, or the refusal naming what would.
 void describe_folder(const std::string& path, nlohmann::json& j, std::string& line) {
   const fs::path p(path);
@@ -111,7 +101,7 @@ void describe_folder(const std::string& path, nlohmann::json& j, std::string& li
                "): the same uvit eval command resumes from them (docs/evaluation.md)");
     return;
   }
-  if (is_fit_latent_root(p)) {
+  if (!fit_latent_length(path).empty()) {  // (the rule convert-fit-latents follows)
     std::map<std::string, size_t> files;
     for (const auto& d : fs::directory_iterator(p))
       if (d.is_directory())
