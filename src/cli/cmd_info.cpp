@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/fit_latent_root.hpp"
 #include "data/feature_npy.hpp"
+#include "io/npy.hpp"
 #include "io/readers.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/class_names.hpp"
@@ -64,11 +65,11 @@ void print_image_info(const std::string& path, bool as_json) {
 // An .npy holding a pickled object array: a feature file (moments, label) as extract-features and
 // the official encoders write, which read_npy_header refuses (it reads numeric arrays).
 bool is_object_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string head(256, '\0');
-  in.read(head.data(), std::streamsize(head.size()));
-  head.resize(size_t(in.gcount()));
-  return head.rfind("\x93NUMPY", 0) == 0 && head.find("'|O'") != std::string::npos;
+  try {  // a corrupt header: not a feature file (read_npy_header then names what is wrong)
+    return peek_npy_header(path).descr == "|O";
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 // A feature file's one-line description, filling j.

@@ -1,9 +1,9 @@
 // Images (a folder, or uint8 .npy/.npz samples) to Inception features.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
+#include "io/npy.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
 #include "uvit/image.hpp"
@@ -33,34 +33,14 @@ std::vector<std::string> list_image_files(const std::string& dir) {
 
 bool is_feature_npy(const std::string& path) {
   if (fs::path(path).extension() != ".npy") return false;
-  // Only the header is read: descr '<f4'/'<f8' and a 2-D shape (N, 2048).
-  std::ifstream in(path, std::ios::binary);
-  std::string head(4096, '\0');
-  in.read(head.data(), head.size());
-  head.resize(size_t(in.gcount()));
-  const size_t e = head.find('}');
-  if (head.compare(0, 6, "\x93NUMPY") != 0 || e == std::string::npos) return false;
-  head.resize(e);
-  const bool is_float =
-      head.find("'<f4'") != std::string::npos || head.find("'<f8'") != std::string::npos;
-  const size_t sh = head.find("'shape'");
-  if (!is_float || sh == std::string::npos) return false;
-  const size_t open = head.find('(', sh), close = head.find(')', sh);
-  if (open == std::string::npos || close == std::string::npos) return false;
-  // "N, 2048" (maybe with a trailing comma/space): exactly two integers, the second 2048.
-  std::vector<long> v;
-  long cur = -1;
-  for (size_t i = open + 1; i < close; ++i) {
-    const char c = head[i];
-    if (c >= '0' && c <= '9') {
-      cur = (cur < 0 ? 0 : cur * 10) + (c - '0');
-    } else if (cur >= 0) {
-      v.push_back(cur);
-      cur = -1;
-    }
+  NpyHeader h;
+  try {  // only the header: a file that is not an .npy is not a feature file (read as samples)
+    h = peek_npy_header(path);
+  } catch (const Error&) {
+    return false;
   }
-  if (cur >= 0) v.push_back(cur);
-  return v.size() == 2 && v[1] == FidInception::kDims;
+  return (h.descr == "<f4" || h.descr == "<f8") && h.shape.size() == 2 &&
+         h.shape[1] == FidInception::kDims;
 }
 
 namespace {

@@ -1,5 +1,7 @@
 // .npy (format versions 1.0, 2.0, 3.0) and .npz (a zip of .npy members).
 // The header is a Python dict literal: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+#include "io/npy.hpp"
+
 #include <algorithm>
 #include <unordered_set>
 
@@ -131,9 +133,9 @@ class HeaderParser {
   size_t i_ = 0;
 };
 
-// The header at p (n bytes of it available; the whole file is `total` bytes), checked against the
-// file's size.
-NpyInfo parse_npy_header(const uint8_t* p, size_t n, uint64_t total, const std::string& what) {
+// The header at p as written (n bytes of it available; the whole file is `total` bytes): magic,
+// version, length and dict; the dtype and sizes are not checked.
+NpyHeader parse_header_dict(const uint8_t* p, size_t n, uint64_t total, const std::string& what) {
   if (n < 10 || std::memcmp(p, kMagic, 6) != 0) fail(what, ": not an .npy file (bad magic)");
   const unsigned major = p[6], minor = p[7];
   if (minor != 0 || major < 1 || major > 3)
@@ -147,36 +149,45 @@ NpyInfo parse_npy_header(const uint8_t* p, size_t n, uint64_t total, const std::
     fail(what, ": truncated: header says ", hlen, " bytes of header, file has ", total - pre);
   if (hlen > n - pre) fail(what, ": truncated .npy header");  // (read_npy_header reads it all)
   std::string header(reinterpret_cast<const char*>(p + pre), hlen);
-  std::string descr;
-  bool fortran = false;
-  std::vector<int64_t> shape;
-  HeaderParser(header, what).parse(&descr, &fortran, &shape);
-  if (fortran)
+  NpyHeader h;
+  HeaderParser(header, what).parse(&h.descr, &h.fortran_order, &h.shape);
+  h.data_offset = pre + hlen;
+  h.file_bytes = total;
+  return h;
+}
+
+// A header as load_npy reads it: C order, a supported dtype, the data exactly the file's rest.
+NpyInfo checked_npy_header(NpyHeader h, const std::string& what) {
+  if (h.fortran_order)
     fail(what, ": fortran_order=True .npy files are not supported (save a C-contiguous array)");
   const Descr* d = nullptr;
   for (const Descr& c : kDescrs)
-    if (descr == c.name) d = &c;
+    if (h.descr == c.name) d = &c;
   // numpy also writes a '=' or no prefix for byte-order-free types.
-  if (!d && descr.size() == 2)
+  if (!d && h.descr.size() == 2)
     for (const Descr& c : kDescrs)
-      if (c.name[0] == '|' && descr == c.name + 1) d = &c;
+      if (c.name[0] == '|' && h.descr == c.name + 1) d = &c;
   if (!d) {
-    if (!descr.empty() && descr[0] == '>')
-      fail(what, ": big-endian .npy data ('", descr, "') is not supported");
-    fail(what, ": unsupported .npy dtype '", descr, "'");
+    if (!h.descr.empty() && h.descr[0] == '>')
+      fail(what, ": big-endian .npy data ('", h.descr, "') is not supported");
+    fail(what, ": unsupported .npy dtype '", h.descr, "'");
   }
   uint64_t numel = 1;
-  for (int64_t s : shape)
+  for (int64_t s : h.shape)
     if (__builtin_mul_overflow(numel, uint64_t(s), &numel))
-      fail(what, ": shape ", shape_str(shape), " overflows");
+      fail(what, ": shape ", shape_str(h.shape), " overflows");
   uint64_t nbytes;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(d->dtype)), &nbytes))
-    fail(what, ": shape ", shape_str(shape), " overflows");
-  const uint64_t have = total - pre - hlen;
+    fail(what, ": shape ", shape_str(h.shape), " overflows");
+  const uint64_t have = h.file_bytes - h.data_offset;
   if (have < nbytes)
     fail(what, ": truncated: header says ", nbytes, " bytes of data, file has ", have);
   if (have > nbytes) fail(what, ": ", have - nbytes, " unexpected bytes after the array data");
-  return {d->dtype, std::move(shape), pre + hlen};
+  return {d->dtype, std::move(h.shape), h.data_offset};
+}
+
+NpyInfo parse_npy_header(const uint8_t* p, size_t n, uint64_t total, const std::string& what) {
+  return checked_npy_header(parse_header_dict(p, n, total, what), what);
 }
 
 Array parse_npy(const uint8_t* p, size_t n, const std::string& what) {
@@ -225,7 +236,7 @@ Array load_npy(const std::string& path) {
   return parse_npy(bytes.data(), bytes.size(), path);
 }
 
-NpyInfo read_npy_header(const std::string& path) {
+NpyHeader peek_npy_header(const std::string& path) {
   io::InFile f(path);
   // One read covers numpy's usual header (padded to 64 or 128 bytes); a longer one is read whole.
   std::vector<uint8_t> head(size_t(std::min<uint64_t>(f.size(), 256)));
@@ -241,7 +252,11 @@ NpyInfo read_npy_header(const std::string& path) {
       f.read(have, head.data() + have, head.size() - have, "npy header");
     }
   }
-  return parse_npy_header(head.data(), head.size(), f.size(), path);
+  return parse_header_dict(head.data(), head.size(), f.size(), path);
+}
+
+NpyInfo read_npy_header(const std::string& path) {
+  return checked_npy_header(peek_npy_header(path), path);
 }
 
 void save_npy(const std::string& path, const Array& a) {
