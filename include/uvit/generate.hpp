@@ -1,10 +1,12 @@
 // Sampling images from a network: initial noise, the sampler, classifier-free guidance and the
 // network-time mapping wired together as the official eval scripts do (SPEC 8, 12).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "uvit/config.hpp"
@@ -87,11 +89,21 @@ class SamplingBuffers {
   // opt.host_bytes.
   size_t host_bytes() const { return host_bytes_; }
   Denoiser& model() { return *model_; }
+  // Whether they were made for these options and n: what generate() reads of them to size its
+  // buffers (mini-batch, guidance, Skip-Cache, host bytes).
+  bool made_for(const GenerateOptions& opt, int n) const;
+  // How many this process has made: one per generate() or Pipeline::generate (tests check it).
+  static int64_t made() { return made_.load(); }
 
  private:
+  // What made_for compares: n and the options the constructor reads.
+  using Key = std::tuple<int, int, double, int, double, int, size_t>;
+  static Key key(const GenerateOptions& opt, int n);
   int mb_;
   size_t host_bytes_;
+  Key made_for_;
   std::unique_ptr<Denoiser> model_;
+  static std::atomic<int64_t> made_;
 };
 
 // Generates labels.size() samples (or `n` unconditional ones) in [-1, 1] (un-clamped), [N,C,H,W].

@@ -266,6 +266,8 @@ SamplingBuffers::SamplingBuffers(Network& net, const Config& cfg, const Generate
           : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50);
   mb_ = std::max(1, std::min(mb, n));
   host_bytes_ = size_t(n) * net.spec().in_numel() * sizeof(float) + opt.host_bytes;
+  made_for_ = key(opt, n);
+  made_.fetch_add(1, std::memory_order_relaxed);
   const bool guided = opt.cfg_scale != 0;
   model_ = std::make_unique<Denoiser>(net, mb_, guided, opt.cfg_scale, opt.guidance_channels,
                                       opt.cfg_power);
@@ -274,6 +276,22 @@ SamplingBuffers::SamplingBuffers(Network& net, const Config& cfg, const Generate
 }
 
 SamplingBuffers::~SamplingBuffers() = default;
+
+std::atomic<int64_t> SamplingBuffers::made_{0};
+
+SamplingBuffers::Key SamplingBuffers::key(const GenerateOptions& opt, int n) {
+  return {n,
+          opt.mini_batch,
+          opt.cfg_scale,
+          opt.guidance_channels,
+          opt.cfg_power,
+          opt.skip_cache,
+          opt.host_bytes};
+}
+
+bool SamplingBuffers::made_for(const GenerateOptions& opt, int n) const {
+  return made_for_ == key(opt, n);
+}
 
 std::unique_ptr<SamplingBuffers> planned_sampling_buffers(Network& net, const Config& cfg,
                                                           const GenerateOptions& opt, int n) {
@@ -284,9 +302,12 @@ std::unique_ptr<SamplingBuffers> planned_sampling_buffers(Network& net, const Co
   return buffers;
 }
 
-std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt_in, int n,
-                            const std::vector<int>& labels, const std::vector<float>& contexts,
-                            const std::vector<float>& null_context) {
+namespace {
+// generate(), with the buffers `planned` (planned_sampling_buffers), or planned here when null.
+std::vector<float> generate_with(Network& net, const Config& cfg, const GenerateOptions& opt_in,
+                                 int n, const std::vector<int>& labels,
+                                 const std::vector<float>& contexts,
+                                 const std::vector<float>& null_context, SamplingBuffers* planned) {
   const NetSpec& nc = net.spec();
   const nlohmann::json sc = cfg.json.value("sample", nlohmann::json::object());
   const bool adm = is_adm(cfg), flow = is_flow(cfg);
@@ -318,9 +339,17 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
              nc.width(), "]");
   // The mini-batch's buffers and activations, allocated untouched and checked as a whole before
   // the first step (docs/memory.md, "Refused up front").
-  const std::unique_ptr<SamplingBuffers> buffers = planned_sampling_buffers(net, cfg, opt, n);
-  const int mb = buffers->mini_batch();
-  Denoiser& model = buffers->model();
+  std::unique_ptr<SamplingBuffers> own;
+  if (!planned) {
+    own = planned_sampling_buffers(net, cfg, opt, n);
+    planned = own.get();
+  }
+  // Buffers planned for other options would sample with another mini-batch or guidance.
+  UVIT_CHECK(planned->made_for(opt, n),
+             "generate: the sampling buffers were planned for other "
+             "options (plan with the options after with_preset_defaults)");
+  const int mb = planned->mini_batch();
+  Denoiser& model = planned->model();
   if (opt.on_buffers_checked) opt.on_buffers_checked();
   std::vector<float> result(size_t(n) * numel);
   // dopri5's count is not known in advance: the total is then -1.
@@ -374,6 +403,20 @@ std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptio
              " on: the weights hold NaN/Inf (a diverged or damaged checkpoint?) or the settings "
              "are unstable (--cfg-scale, --steps)");
   return result;
+}
+}  // namespace
+
+std::vector<float> generate(Network& net, const Config& cfg, const GenerateOptions& opt, int n,
+                            const std::vector<int>& labels, const std::vector<float>& contexts,
+                            const std::vector<float>& null_context) {
+  return generate_with(net, cfg, opt, n, labels, contexts, null_context, nullptr);
+}
+
+std::vector<float> generate(SamplingBuffers& planned, Network& net, const Config& cfg,
+                            const GenerateOptions& opt, int n, const std::vector<int>& labels,
+                            const std::vector<float>& contexts,
+                            const std::vector<float>& null_context) {
+  return generate_with(net, cfg, opt, n, labels, contexts, null_context, &planned);
 }
 
 }  // namespace uvit

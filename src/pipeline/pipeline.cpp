@@ -283,9 +283,10 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   const bool images = opt_.decode || !cfg_.json.contains("z_shape");
   const size_t px = images ? size_t(n) * channels() * resolution() * width() : 0;
   g.host_bytes = (r.keep_latents ? size_t(n) * nc.in_numel() * 4 : 0) + (ae_ ? px * 4 : 0) + px;
-  // generate()'s memory check, made now: a huge n is refused before the n labels, prompts and
-  // contexts below are built (and before the prompts are encoded).
-  planned_sampling_buffers(*net_, cfg_, g, n);
+  // generate()'s memory check and buffers, made now: a huge n is refused before the n labels,
+  // prompts and contexts below are built (and before the prompts are encoded). generate() samples
+  // in these buffers (g has the preset's defaults, as it checks).
+  std::unique_ptr<SamplingBuffers> buffers = planned_sampling_buffers(*net_, cfg_, g, n);
 
   std::vector<int> labels;
   for (int i = 0; i < n && !r.classes.empty(); ++i)
@@ -316,7 +317,8 @@ GenerationResult Pipeline::generate(const GenerationRequest& r) {
   g.preview = r.preview;
   g.preview_interval = r.preview_interval;
   check_stop("sample", 0, 0);
-  std::vector<float> x = uvit::generate(*net_, cfg_, g, n, labels, ctx, null_ctx);
+  std::vector<float> x = uvit::generate(*buffers, *net_, cfg_, g, n, labels, ctx, null_ctx);
+  buffers.reset();  // the sampler's mini-batch, not needed to decode
   res.sample_seconds = seconds_since(t0);
   log(LogLevel::Info, cat("sampling completed, taking ", res.sample_seconds, " s (",
                           res.evaluations, " network evaluations, seed ", g.seed, ")"));
