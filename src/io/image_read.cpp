@@ -10,6 +10,8 @@
 #pragma GCC diagnostic pop
 
 #include <climits>
+#include <cstring>
+#include <string_view>
 
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
@@ -48,6 +50,20 @@ size_t jpeg_cut_at(const uint8_t* d, size_t n) {
   }
 }
 
+// What a file stb_image cannot decode is, from its first bytes, where a user's folder commonly
+// holds it: formats PIL reads (so pytorch-fid's folders may hold them) and macOS's metadata files.
+std::string unreadable_kind(const uint8_t* d, size_t n) {
+  const auto at = [&](size_t o, std::string_view m) {
+    return n >= o + m.size() && std::memcmp(d + o, m.data(), m.size()) == 0;
+  };
+  using namespace std::string_view_literals;  // magics with NUL bytes
+  if (at(0, "RIFF") && at(8, "WEBP")) return "a WebP image";
+  if (at(0, "II*\0"sv) || at(0, "MM\0*"sv)) return "a TIFF image";
+  if (at(4, "ftypheic") || at(4, "ftypheix") || at(4, "ftypmif1")) return "a HEIC image";
+  if (at(4, "ftypavif")) return "an AVIF image";
+  return "";
+}
+
 }  // namespace
 
 Image decode_image(const uint8_t* data, size_t n, const std::string& name, int want_c) {
@@ -67,7 +83,16 @@ Image decode_image(const uint8_t* data, size_t n, const std::string& name, int w
   // stb keeps no global state we depend on except the failure reason, which is thread-local when
   // available; the data loader decodes from several threads.
   stbi_uc* p = stbi_load_from_memory(data, int(n), &w, &h, &c, want_c);
-  if (!p) fail(name, ": cannot decode image (", stbi_failure_reason(), ")");
+  if (!p) {
+    UVIT_CHECK(n < 4 || std::memcmp(data, "\0\5\26\7", 4) != 0, name,
+               ": a macOS AppleDouble file (the Finder's metadata ._NAME beside NAME), not an "
+               "image: delete it");
+    const std::string kind = unreadable_kind(data, n);
+    UVIT_CHECK(kind.empty(), name, ": ", kind,
+               ", which uvit cannot decode (it reads JPEG, PNG, GIF, BMP, PNM and TGA): convert "
+               "it to PNG");
+    fail(name, ": cannot decode image (", stbi_failure_reason(), ")");
+  }
   Image im;
   im.w = w;
   im.h = h;
