@@ -233,14 +233,17 @@ std::shared_ptr<Dataset> make_imagenet_dataset(const std::string& dir, int resol
   // The label is the file name's prefix (ImageNet's n01440764/n01440764_10026.JPEG), not the
   // folder: class folders of other names (torchvision's ImageFolder layout) would give each file
   // name stem its own class, or one class for all, without a word.
+  // A file directly in the root, or with a folder of its prefix's name on its path (a class
+  // folder nested deeper), is ImageNet's layout.
   for (const std::string& f : files) {
-    const fs::path p(f);
+    const fs::path p(f), folders = p.lexically_relative(root).parent_path();
     const std::string folder = p.parent_path().filename().string(), base = p.filename().string();
     const std::string prefix = base.substr(0, base.find('_'));
-    UVIT_CHECK(p.lexically_relative(root).parent_path().empty() || folder == prefix, f,
-               ": its class would be its name's prefix before the first '_' ('", prefix,
-               "', as ImageNet's n01440764/n01440764_10026.JPEG), not its folder '", folder,
-               "': name the files FOLDER_*, or use dataset image_folder (unlabeled; docs/data.md)");
+    UVIT_CHECK(
+        folders.empty() || std::find(folders.begin(), folders.end(), prefix) != folders.end(), f,
+        ": its class would be its name's prefix before the first '_' ('", prefix,
+        "', as ImageNet's n01440764/n01440764_10026.JPEG), not its folder '", folder,
+        "': name the files FOLDER_*, or use dataset image_folder (unlabeled; docs/data.md)");
   }
   int k = 0;
   std::vector<int64_t> labels = data::prefix_labels(files, &k);

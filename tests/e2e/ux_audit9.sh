@@ -68,6 +68,10 @@ open(B + "/AppleDouble.png", "wb").write(b"\0\5\26\7\0\2\0\0Mac OS X        " + 
 for i, cls in enumerate(["cat", "cat", "dog", "dog"]):
     os.makedirs(f"{B}/classes/{cls}", exist_ok=True)
     img(40, 40).save(f"{B}/classes/{cls}/IMG_{i:04d}.jpg")
+# ImageNet's layout with a class folder nested deeper: read as before.
+for f in ("n01/extra/n01_a.jpg", "n02/n02_b.jpg", "n02/n02_c.jpg"):
+    os.makedirs(os.path.dirname(f"{B}/nested/{f}"), exist_ok=True)
+    img(40, 40).save(f"{B}/nested/{f}")
 PYEOF
 # fmnist_uvit_tiny on an image folder (RGB, unconditional) and on ImageNet-style class prefixes.
 "$PY" - "$tmp" <<'PYEOF' || fail "writing the configs"
@@ -124,6 +128,8 @@ rm -rf "$tmp/fr"
 expect_error "classes/cat/IMG_0000.jpg: its class would be its name's prefix before the first '_' ('IMG'" \
   "$UVIT" train --config "$tmp/classes.json" --data "$B/classes" --out "$tmp/fr" --steps 1 --batch 2 -q --no-grid
 [ ! -e "$tmp/fr" ] || fail "a refused data folder left a run folder"
+run "$UVIT" train --config "$tmp/classes.json" --data "$B/nested" --out "$tmp/fr2" --steps 1 --batch 2 -q --no-grid
+grep -q "at step 1" "$tmp/out" && echo "ok: ImageNet's layout nested deeper trains" || fail "nested: $(cat "$tmp/out")"
 
 # --- npy_folder arrays of the wrong dtype or with NaN ----------------------------------------------
 "$PY" - "$tmp" <<'PYEOF' || fail "writing the arrays"
