@@ -1,5 +1,9 @@
 // Datasets decoded from image files on every draw: CelebA, ImageNet (pixel space), plain folders.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -47,10 +51,15 @@ void walk(const std::string& dir, const std::vector<std::string>& exts, std::set
     const size_t dot = e.rfind('.');
     const std::string ext = ascii_lower(dot == std::string::npos ? "" : e.substr(dot + 1));
     const bool wanted = std::find(exts.begin(), exts.end(), ext) != exts.end();
-    const fs::file_status st = fs::status(full, ec);  // follows a link; ELOOP for a self-loop
+    // One stat per entry (a folder may hold a million images): it follows links, and fails on a
+    // dangling one or a loop of links.
+    struct stat st {};
+    const bool found = ::stat(full.c_str(), &st) == 0;
+    const int err = errno;
+    const bool is_dir = found && S_ISDIR(st.st_mode);
     if (e[0] == '.') {  // .DS_Store, macOS's ._NAME.jpg metadata, .git, .ipynb_checkpoints
-      if (wanted || fs::is_directory(st)) skipped->hidden.push_back(full);
-    } else if (fs::is_directory(st)) {
+      if (wanted || is_dir) skipped->hidden.push_back(full);
+    } else if (is_dir) {
       // A link back up the tree (or to a folder already read) would list its images again.
       const fs::path real = fs::canonical(full, ec);
       if (ec || !seen->insert(real).second)
@@ -58,13 +67,12 @@ void walk(const std::string& dir, const std::vector<std::string>& exts, std::set
       else
         walk(full, exts, seen, out, skipped);
     } else if (wanted) {
-      if (!fs::exists(st))
+      if (!found && fs::is_symlink(fs::symlink_status(full, ec)))
         fail(full, ": a symbolic link to ", fs::read_symlink(full, ec).string(),
              ", which does not exist: remove the link or restore its file");
-      UVIT_CHECK(fs::is_regular_file(st), full, ": not a regular file");
-      const auto size = fs::file_size(full, ec);
-      UVIT_CHECK(!ec, full, ": cannot read its size: ", ec.message());
-      UVIT_CHECK(size > 0, full, ": an empty file (0 bytes): remove it or replace it");
+      UVIT_CHECK(found, full, ": cannot read: ", std::strerror(err));
+      UVIT_CHECK(S_ISREG(st.st_mode), full, ": not a regular file");
+      UVIT_CHECK(st.st_size > 0, full, ": an empty file (0 bytes): remove it or replace it");
       out->push_back(full);
     } else if (other_image_format(ext)) {
       skipped->other_format.push_back(full);
