@@ -1,8 +1,11 @@
 #include "cli/train_loop.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -220,6 +223,32 @@ void set_aside_failed_start(const std::string& dir, bool quiet) {
                  dir.c_str(), keep.c_str());
 }
 
+// One training per run folder: a second `uvit train --out DIR` started while one runs (a command
+// launched twice) would set the first's log aside as a failed start, then both would write the
+// same checkpoints. flock on the folder itself: the kernel releases it when the process ends,
+// however it ends, so no stale lock is left behind. A file system without flock goes unchecked.
+class RunFolderLock {
+ public:
+  explicit RunFolderLock(const std::string& dir)
+      : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    const int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    UVIT_CHECK(e != EWOULDBLOCK, dir,
+               ": another uvit train is writing this run now; wait for it to end (or stop it), or "
+               "choose another --out");
+  }
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(const RunFolderLock&) = delete;
+  ~RunFolderLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_;
+};
+
 // Checks the request against the run before anything is loaded or created. Returns the step the
 // run is at (0 for a new run).
 long check_run_dir(const TrainJob& job, long target) {
@@ -349,11 +378,14 @@ TrainOutcome run_training(const TrainJob& job) {
   grids.opt.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
   grids.n = grid_count(cfg, job.grid_n > 0 ? job.grid_n : default_grid_images(cfg));
   Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
+  std::optional<RunFolderLock> run_lock;  // held to the end of the run (its final grid included)
   if (job.resume) {
+    if (lead && fs::is_directory(dir)) run_lock.emplace(dir);
     tr.resume(job.resume_from);
     if (lead && !job.resume_from.empty()) {
       if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's
         fs::create_directories(dir);
+        if (!run_lock) run_lock.emplace(dir);
         set_aside_failed_start(dir, job.quiet);
         const std::string c = read_json_file(job.resume_run + "/config.json").dump(2) + "\n";
         write_file_atomic(dir + "/config.json", c.data(), c.size());
@@ -370,6 +402,7 @@ TrainOutcome run_training(const TrainJob& job) {
       cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
+      run_lock.emplace(dir);
       set_aside_failed_start(dir, job.quiet);
       if (!init.empty()) record_init(dir, cfg, tr, init, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";

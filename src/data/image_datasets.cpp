@@ -1,5 +1,9 @@
 // Datasets decoded from image files on every draw: CelebA, ImageNet (pixel space), plain folders.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,31 +15,101 @@
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
+#include "uvit/log.hpp"
 
 namespace uvit {
 namespace fs = std::filesystem;
 
 namespace data {
 
-std::vector<std::string> list_files_recursively(const std::string& dir,
-                                                const std::vector<std::string>& exts) {
-  std::vector<std::string> entries, out;
+namespace {
+
+// What a walk left out, for the one line that says so (docs/data.md, "What an image folder may
+// hold").
+struct Skipped {
+  std::vector<std::string> hidden, other_format, repeated;
+};
+
+// The extensions of image formats a user's folder may hold that the image datasets do not read
+// (guided-diffusion reads jpg, jpeg, png and gif): named in the warning, not silently dropped.
+bool other_image_format(const std::string& ext) {
+  static const std::set<std::string> kOther = {"webp", "bmp", "tif",  "tiff", "ppm",  "pgm", "pbm",
+                                               "pnm",  "tga", "heic", "heif", "avif", "jxl", "jp2"};
+  return kOther.count(ext) > 0;
+}
+
+void walk(const std::string& dir, const std::vector<std::string>& exts, std::set<fs::path>* seen,
+          std::vector<std::string>* out, Skipped* skipped) {
+  std::vector<std::string> entries;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
     entries.push_back(it->path().filename().string());
   UVIT_CHECK(!ec, dir, ": cannot list directory: ", ec.message());
   std::sort(entries.begin(), entries.end());
   for (const auto& e : entries) {
-    std::string full = dir + "/" + e;
-    size_t dot = e.rfind('.');
+    const std::string full = dir + "/" + e;
+    const size_t dot = e.rfind('.');
     const std::string ext = ascii_lower(dot == std::string::npos ? "" : e.substr(dot + 1));
-    if (dot != std::string::npos && std::find(exts.begin(), exts.end(), ext) != exts.end()) {
-      out.push_back(full);
-    } else if (fs::is_directory(full)) {
-      auto sub = list_files_recursively(full, exts);
-      out.insert(out.end(), sub.begin(), sub.end());
+    const bool wanted = std::find(exts.begin(), exts.end(), ext) != exts.end();
+    // One stat per entry (a folder may hold a million images): it follows links, and fails on a
+    // dangling one or a loop of links.
+    struct stat st {};
+    const bool found = ::stat(full.c_str(), &st) == 0;
+    const int err = errno;
+    const bool is_dir = found && S_ISDIR(st.st_mode);
+    if (e[0] == '.') {  // .DS_Store, macOS's ._NAME.jpg metadata, .git, .ipynb_checkpoints
+      if (wanted || is_dir) skipped->hidden.push_back(full);
+    } else if (is_dir) {
+      // A link back up the tree (or to a folder already read) would list its images again.
+      const fs::path real = fs::canonical(full, ec);
+      if (ec || !seen->insert(real).second)
+        skipped->repeated.push_back(full);
+      else
+        walk(full, exts, seen, out, skipped);
+    } else if (wanted) {
+      if (!found && fs::is_symlink(fs::symlink_status(full, ec)))
+        fail(full, ": a symbolic link to ", fs::read_symlink(full, ec).string(),
+             ", which does not exist: remove the link or restore its file");
+      UVIT_CHECK(found, full, ": cannot read: ", std::strerror(err));
+      UVIT_CHECK(S_ISREG(st.st_mode), full, ": not a regular file");
+      UVIT_CHECK(st.st_size > 0, full, ": an empty file (0 bytes): remove it or replace it");
+      out->push_back(full);
+    } else if (other_image_format(ext)) {
+      skipped->other_format.push_back(full);
     }
   }
+}
+
+// "a.webp, b.webp, c.webp and 5 more", relative to the walk's root.
+std::string some(const std::vector<std::string>& names, const std::string& root) {
+  std::string s;
+  for (size_t i = 0; i < std::min<size_t>(names.size(), 3); ++i)
+    s += (i ? ", " : "") + fs::path(names[i]).lexically_relative(root).string();
+  return names.size() > 3 ? cat(s, " and ", names.size() - 3, " more") : s;
+}
+
+}  // namespace
+
+std::vector<std::string> list_files_recursively(const std::string& dir,
+                                                const std::vector<std::string>& exts) {
+  std::vector<std::string> out;
+  Skipped skipped;
+  std::set<fs::path> seen;
+  std::error_code ec;
+  seen.insert(fs::canonical(dir, ec));
+  walk(dir, exts, &seen, &out, &skipped);
+  std::string line;
+  const auto add = [&](const std::vector<std::string>& names, const std::string& what) {
+    if (!names.empty()) line += cat(line.empty() ? "" : "; ", what, ": ", some(names, dir));
+  };
+  std::string reads;
+  for (const std::string& e : exts) reads += (reads.empty() ? "" : ", ") + e;
+  add(skipped.hidden, "hidden (a leading '.')");
+  add(skipped.other_format, cat("a format not read here (it reads ", reads, ")"));
+  add(skipped.repeated, "folders reached again through a symbolic link");
+  if (!line.empty())
+    log(LogLevel::Warn,
+        cat(dir, ": skipped ", line, " (docs/data.md, \"What an image folder may hold\")"));
   return out;
 }
 
@@ -66,9 +140,10 @@ enum class Transform { CelebA, CenterCrop };
 
 class ImageFileDataset : public Dataset {
  public:
-  ImageFileDataset(std::string desc, std::vector<std::string> files, std::vector<int64_t> labels,
-                   int k, int res, Transform t)
-      : desc_(std::move(desc)),
+  ImageFileDataset(std::string name, std::string desc, std::vector<std::string> files,
+                   std::vector<int64_t> labels, int k, int res, Transform t)
+      : name_(std::move(name)),
+        desc_(name_ + ": " + desc),
         files_(std::move(files)),
         labels_(std::move(labels)),
         k_(k),
@@ -79,7 +154,13 @@ class ImageFileDataset : public Dataset {
   int num_classes() const override { return k_; }
   int64_t get(int64_t i, float* x, float*, const DrawRng&) const override {
     UVIT_CHECK(i >= 0 && i < size(), desc_, ": index ", i, " out of range");
-    Image im = read_image(files_[size_t(i)], 3);  // PIL .convert("RGB")
+    Image im;
+    try {
+      im = read_image(files_[size_t(i)], 3);  // PIL .convert("RGB")
+    } catch (const Error& e) {
+      // The listing checked names and sizes, not contents: a damaged file is found when drawn.
+      fail(e.what(), "; an image of ", name_, ": remove or replace it");
+    }
     const std::array<float, 256>* lut;
     if (t_ == Transform::CelebA) {
       // F.crop(img, 57, 25, 128, 128), then Resize(res) (PIL bilinear, antialiased).
@@ -98,7 +179,7 @@ class ImageFileDataset : public Dataset {
   std::string describe() const override { return desc_; }
 
  private:
-  std::string desc_;
+  std::string name_, desc_;
   std::vector<std::string> files_;
   std::vector<int64_t> labels_;
   int k_;
@@ -146,9 +227,9 @@ std::shared_ptr<Dataset> make_celeba_dataset(const std::string& dir, int resolut
   UVIT_CHECK(!files.empty(), dir, ": no images found (jpg/jpeg/png/gif)");
   size_t n = files.size();
   return std::make_shared<ImageFileDataset>(
-      cat("celeba ", dir, " (", split, "): ", n, " images, crop 128 at (57,25), resize to ",
-          resolution),
-      std::move(files), std::vector<int64_t>{}, 0, resolution, Transform::CelebA);
+      cat("celeba ", dir, " (", split, ")"),
+      cat(n, " images, crop 128 at (57,25), resize to ", resolution), std::move(files),
+      std::vector<int64_t>{}, 0, resolution, Transform::CelebA);
 }
 
 std::shared_ptr<Dataset> make_imagenet_dataset(const std::string& dir, int resolution) {
@@ -157,11 +238,26 @@ std::shared_ptr<Dataset> make_imagenet_dataset(const std::string& dir, int resol
   std::string root = fs::is_directory(dir + "/train") ? dir + "/train" : dir;
   std::vector<std::string> files = data::list_images_recursively(root);
   UVIT_CHECK(!files.empty(), root, ": no images found (jpg/jpeg/png/gif)");
+  // The label is the file name's prefix (ImageNet's n01440764/n01440764_10026.JPEG), not the
+  // folder: class folders of other names (torchvision's ImageFolder layout) would give each file
+  // name stem its own class, or one class for all, without a word.
+  // A file directly in the root, or with a folder of its prefix's name on its path (a class
+  // folder nested deeper), is ImageNet's layout.
+  for (const std::string& f : files) {
+    const fs::path p(f), folders = p.lexically_relative(root).parent_path();
+    const std::string folder = p.parent_path().filename().string(), base = p.filename().string();
+    const std::string prefix = base.substr(0, base.find('_'));
+    UVIT_CHECK(
+        folders.empty() || std::find(folders.begin(), folders.end(), prefix) != folders.end(), f,
+        ": its class would be its name's prefix before the first '_' ('", prefix,
+        "', as ImageNet's n01440764/n01440764_10026.JPEG), not its folder '", folder,
+        "': name the files FOLDER_*, or use dataset image_folder (unlabeled; docs/data.md)");
+  }
   int k = 0;
   std::vector<int64_t> labels = data::prefix_labels(files, &k);
   size_t n = files.size();
   return std::make_shared<ImageFileDataset>(
-      cat("imagenet ", root, ": ", n, " images, ", k, " classes, center crop to ", resolution),
+      cat("imagenet ", root), cat(n, " images, ", k, " classes, center crop to ", resolution),
       std::move(files), std::move(labels), k, resolution, Transform::CenterCrop);
 }
 
@@ -172,7 +268,7 @@ std::shared_ptr<Dataset> make_image_folder_dataset(const std::string& dir, int r
   UVIT_CHECK(!files.empty(), dir, ": no images found (jpg/jpeg/png/gif)");
   size_t n = files.size();
   return std::make_shared<ImageFileDataset>(
-      cat("image folder ", dir, ": ", n, " images, center crop to ", resolution), std::move(files),
+      cat("image folder ", dir), cat(n, " images, center crop to ", resolution), std::move(files),
       std::vector<int64_t>{}, 0, resolution, Transform::CenterCrop);
 }
 

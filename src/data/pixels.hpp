@@ -13,7 +13,10 @@ const std::array<float, 256>& totensor_normalize_lut();
 const std::array<float, 256>& imagenet_lut();
 
 // Image files under dir as guided-diffusion's _list_image_files_recursively: sorted entries, files
-// with a jpg/jpeg/png/gif extension (any case), recursing into directories.
+// with a jpg/jpeg/png/gif extension (any case), recursing into directories; besides, names starting
+// with '.' and folders already walked (link loops) are skipped, and a dangling link or an empty
+// file is refused (docs/data.md, "What an image folder may hold"). One warning names what was
+// skipped.
 std::vector<std::string> list_images_recursively(const std::string& dir);
 // The same walk for files whose lower-cased extension is one of `exts` (without the dot).
 std::vector<std::string> list_files_recursively(const std::string& dir,

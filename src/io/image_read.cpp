@@ -10,12 +10,61 @@
 #pragma GCC diagnostic pop
 
 #include <climits>
+#include <cstring>
+#include <string_view>
 
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
 
 namespace uvit {
+namespace {
+
+// Where a JPEG stream ends before its end-of-image marker: the byte count read, or 0 when the
+// marker is there. stb_image decodes a cut file as if the missing data were zeros (grey rows at
+// the bottom) where PIL refuses it ("image file is truncated"); the marker walk tells them apart
+// (segments skipped by their lengths, scans up to the next marker that is not a restart or a
+// stuffed 0xFF 0x00). Bytes after the marker (camera trailers) are allowed, as PIL allows them.
+size_t jpeg_cut_at(const uint8_t* d, size_t n) {
+  size_t i = 2;  // after SOI
+  for (;;) {
+    while (i < n && d[i] != 0xFF) ++i;
+    while (i < n && d[i] == 0xFF) ++i;  // fill bytes
+    if (i >= n) return n;
+    const uint8_t m = d[i++];
+    if (m == 0xD9) return 0;                              // EOI
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // TEM, RSTn: no length
+    if (i + 2 > n) return n;
+    i += size_t(d[i]) << 8 | d[i + 1];
+    if (i > n) return n;
+    if (m != 0xDA) continue;  // SOS: the entropy-coded data follow
+    for (;;) {
+      while (i < n && d[i] != 0xFF) ++i;
+      if (i + 1 >= n) return n;
+      const uint8_t c = d[i + 1];
+      if (c == 0x00 || c == 0xFF || (c >= 0xD0 && c <= 0xD7))
+        i += c == 0xFF ? 1 : 2;
+      else
+        break;
+    }
+  }
+}
+
+// What a file stb_image cannot decode is, from its first bytes, where a user's folder commonly
+// holds it: formats PIL reads (so pytorch-fid's folders may hold them) and macOS's metadata files.
+std::string unreadable_kind(const uint8_t* d, size_t n) {
+  const auto at = [&](size_t o, std::string_view m) {
+    return n >= o + m.size() && std::memcmp(d + o, m.data(), m.size()) == 0;
+  };
+  using namespace std::string_view_literals;  // magics with NUL bytes
+  if (at(0, "RIFF") && at(8, "WEBP")) return "a WebP image";
+  if (at(0, "II*\0"sv) || at(0, "MM\0*"sv)) return "a TIFF image";
+  if (at(4, "ftypheic") || at(4, "ftypheix") || at(4, "ftypmif1")) return "a HEIC image";
+  if (at(4, "ftypavif")) return "an AVIF image";
+  return "";
+}
+
+}  // namespace
 
 Image decode_image(const uint8_t* data, size_t n, const std::string& name, int want_c) {
   UVIT_CHECK(want_c >= 0 && want_c <= 4, name, ": bad channel request ", want_c);
@@ -28,10 +77,22 @@ Image decode_image(const uint8_t* data, size_t n, const std::string& name, int w
   if (stbi_info_from_memory(data, int(n), &w, &h, &c) && int64_t(w) * h > kMaxPixels)
     fail(name, ": ", w, "x", h, " pixels is more than ", kMaxPixels,
          " (a decompression bomb, as PIL calls it)");
+  if (n >= 2 && data[0] == 0xFF && data[1] == 0xD8 && jpeg_cut_at(data, n))
+    fail(name, ": truncated: a JPEG without its end marker in its ", n,
+         " bytes (the download or copy stopped early)");
   // stb keeps no global state we depend on except the failure reason, which is thread-local when
   // available; the data loader decodes from several threads.
   stbi_uc* p = stbi_load_from_memory(data, int(n), &w, &h, &c, want_c);
-  if (!p) fail(name, ": cannot decode image (", stbi_failure_reason(), ")");
+  if (!p) {
+    UVIT_CHECK(n < 4 || std::memcmp(data, "\0\5\26\7", 4) != 0, name,
+               ": a macOS AppleDouble file (the Finder's metadata ._NAME beside NAME), not an "
+               "image: delete it");
+    const std::string kind = unreadable_kind(data, n);
+    UVIT_CHECK(kind.empty(), name, ": ", kind,
+               ", which uvit cannot decode (it reads JPEG, PNG, GIF, BMP, PNM and TGA): convert "
+               "it to PNG");
+    fail(name, ": cannot decode image (", stbi_failure_reason(), ")");
+  }
   Image im;
   im.w = w;
   im.h = h;
