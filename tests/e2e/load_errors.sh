@@ -31,7 +31,19 @@ for q in q8 q4; do
 done
 expect_error "^uvit: error: q8old.safetensors: $cut$" \
   "$UVIT" sample --config fmnist_uvit_tiny --weights q8old.safetensors --class 1 --steps 2 --out x.png
-# Its own config loads it (the hint is never about the file's own network).
+# Its own config loads it, and the hint is never about the file's own network: a broken scale is
+# the file's fault, said alone.
 run "$UVIT" sample --config fmnist_dit_tiny --weights q8.safetensors --class 1 --steps 2 --out ok.png
+"$PY" - <<'PYEOF' || fail "the file with a negative scale"
+import json, struct
+b = bytearray(open("q8.safetensors", "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+at = 8 + n + h["x_embedder.proj.weight_scale"]["data_offsets"][0]
+b[at:at + 4] = struct.pack("<f", -1.0)
+open("q8neg.safetensors", "wb").write(b)
+PYEOF
+expect_error "^uvit: error: q8neg.safetensors: tensor 'x_embedder.proj.weight_scale' holds a negative or non-finite scale -1$" \
+  "$UVIT" sample --config fmnist_dit_tiny --weights q8neg.safetensors --class 1 --steps 2 --out x.png
 [ ! -e x.png ] || fail "a refused load wrote x.png"
 exit $fails
