@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,13 +20,30 @@ uint16_t float_to_half(float f);
 float bf16_to_float(uint16_t h);
 uint16_t float_to_bf16(float f);
 
+// std::allocator, plus one way to leave the bytes as the heap gives them: constructing from
+// NoInit does nothing (Array::uninitialised). Value-initialisation (resize, Array(t, s)) still
+// zero-fills.
+struct NoInit {};
+template <class T>
+struct ByteAllocator : std::allocator<T> {
+  ByteAllocator() = default;
+  template <class U>
+  ByteAllocator(const ByteAllocator<U>&) noexcept {}
+  void construct(T*, NoInit) noexcept {}
+};
+using Bytes = std::vector<uint8_t, ByteAllocator<uint8_t>>;
+
 struct Array {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  std::vector<uint8_t> data;  // row-major, little endian
+  Bytes data;  // row-major, little endian
 
   Array() = default;
   Array(DType t, std::vector<int64_t> s);  // zero-filled
+  // Bytes not set: for a reader that overwrites every one before the array is used (a short read
+  // throws, and the array goes with the exception). Skips a pass over the memory (docs/formats.md,
+  // "Loading weights").
+  static Array uninitialised(DType t, std::vector<int64_t> s);
 
   int64_t numel() const;
   size_t nbytes() const { return data.size(); }

@@ -2,6 +2,7 @@
 #include "uvit/array.hpp"
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 
 #include "uvit/error.hpp"
@@ -131,12 +132,44 @@ uint16_t float_to_bf16(float f) {
   return uint16_t((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
 }
 
-Array::Array(DType t, std::vector<int64_t> s) : dtype(t), shape(std::move(s)) {
-  int64_t n = checked_numel(shape);
+namespace {
+
+size_t checked_nbytes(DType t, const std::vector<int64_t>& shape) {
   size_t bytes;
-  UVIT_CHECK(!__builtin_mul_overflow(size_t(n), dtype_size(t), &bytes), "array shape ",
-             shape_str(shape), " is too large");
-  data.assign(bytes, 0);
+  UVIT_CHECK(!__builtin_mul_overflow(size_t(checked_numel(shape)), dtype_size(t), &bytes),
+             "array shape ", shape_str(shape), " is too large");
+  return bytes;
+}
+
+// Counts 0..n and yields NoInit: Bytes built from a range of them is allocated, never written.
+struct NoInitCount {
+  using iterator_category = std::forward_iterator_tag;
+  using value_type = NoInit;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const NoInit*;
+  using reference = NoInit;
+  size_t i = 0;
+  NoInit operator*() const { return {}; }
+  NoInitCount& operator++() {
+    ++i;
+    return *this;
+  }
+  NoInitCount operator++(int) { return {i++}; }
+  bool operator==(const NoInitCount& o) const { return i == o.i; }
+};
+
+}  // namespace
+
+Array::Array(DType t, std::vector<int64_t> s) : dtype(t), shape(std::move(s)) {
+  data.assign(checked_nbytes(t, shape), 0);
+}
+
+Array Array::uninitialised(DType t, std::vector<int64_t> s) {
+  Array a;
+  a.dtype = t;
+  a.shape = std::move(s);
+  a.data = Bytes(NoInitCount{0}, NoInitCount{checked_nbytes(t, a.shape)});
+  return a;
 }
 
 int64_t Array::numel() const { return checked_numel(shape); }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/signals.hpp"
@@ -86,6 +87,9 @@ InFile::InFile(const std::string& path) : path_(path) {
   }
   size_ = static_cast<uint64_t>(st.st_size);
 }
+
+InFile::InFile(InFile&& o) noexcept
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), size_(o.size_) {}
 
 InFile::~InFile() {
   if (fd_ >= 0) ::close(fd_);

@@ -16,6 +16,8 @@ class InFile {
   ~InFile();
   InFile(const InFile&) = delete;
   InFile& operator=(const InFile&) = delete;
+  // Moved, so that a check of the first bytes and the reader after it share one open.
+  InFile(InFile&& o) noexcept;
 
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }

@@ -656,12 +656,14 @@ void check_legacy_length(const io::InFile& f, const std::string& path) {
   }
 }
 
-void check_magic(const std::string& path) {
+// The file, open, once its magic says it is a zip (torch.save's format): the archive's reader
+// takes it over, so a load opens the file once.
+io::InFile open_checked(const std::string& path) {
   io::InFile f(path);
   uint8_t m[4] = {0, 0, 0, 0};
   if (f.size() < 4) fail(path, ": not a PyTorch file (", f.size(), " bytes)");
   f.read(0, m, 4, "magic");
-  if (std::memcmp(m, "PK\x03\x04", 4) == 0) return;
+  if (std::memcmp(m, "PK\x03\x04", 4) == 0) return f;
   // The legacy format starts with a pickled magic number (protocol 2 pickle: 0x80 0x02).
   if (m[0] == 0x80 && m[1] <= 5) {
     check_legacy_length(f, path);
@@ -675,7 +677,7 @@ void check_magic(const std::string& path) {
 // The archive parsed up to the storages (checked for size); each tensor is read on demand.
 class PthReader : public TensorReader {
  public:
-  explicit PthReader(const std::string& path) : z_((check_magic(path), path)) {
+  explicit PthReader(const std::string& path) : z_(open_checked(path)) {
     path_ = path;
     // The archive's single top folder holds data.pkl; its name varies ("archive", the file stem).
     for (const zip::Entry& e : z_.entries()) {

@@ -32,7 +32,8 @@ void TensorReader::read_f32(size_t i, float* dst) {
     }
     return;
   }
-  Array a(t.dtype, t.shape);  // F64 and integer tensors (rare in weights): one temporary
+  // F64 and integer tensors (rare in weights): one temporary
+  Array a = Array::uninitialised(t.dtype, t.shape);
   read(i, a.data.data());
   const std::vector<float> v = a.to_f32();
   std::memcpy(dst, v.data(), n * sizeof(float));
@@ -48,7 +49,8 @@ NamedArrays read_all(TensorReader& r) {
   out.reserve(r.tensors().size());
   for (size_t i = 0; i < r.tensors().size(); ++i) {
     const TensorInfo& t = r.tensors()[i];
-    Array a(t.dtype, t.shape);
+    // Read straight into the array, not zero-filled first: a failed read throws and drops it.
+    Array a = Array::uninitialised(t.dtype, t.shape);
     r.read(i, a.data.data());
     out.emplace_back(t.name, std::move(a));
   }

@@ -45,7 +45,10 @@ void check_readable(const std::string& path, const Entry& e) {
 
 }  // namespace
 
-Reader::Reader(const std::string& path) : file_(path) {
+Reader::Reader(const std::string& path) : Reader(io::InFile(path)) {}
+
+Reader::Reader(io::InFile file) : file_(std::move(file)) {
+  const std::string& path = file_.path();
   const uint64_t size = file_.size();
   if (size < 22) fail(path, ": not a zip archive (", size, " bytes)");
   // The end record is 22 bytes plus a comment of up to 65535 bytes.

@@ -25,6 +25,8 @@ class Reader {
  public:
   // Opens the file and reads the central directory; throws uvit::Error if it is not a valid zip.
   explicit Reader(const std::string& path);
+  // The same on a file already open (its first bytes checked by the caller).
+  explicit Reader(io::InFile file);
 
   const std::string& path() const { return file_.path(); }
   const std::vector<Entry>& entries() const { return entries_; }

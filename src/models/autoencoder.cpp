@@ -54,7 +54,7 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, cons
     const size_t n = size_t(a.numel());
     const std::vector<float> v = a.dtype == DType::F32 ? std::vector<float>() : a.to_f32();
     be_->upload(base + off, v.empty() ? a.as<float>() : v.data(), n * sizeof(float));
-    std::vector<uint8_t>().swap(a.data);  // freed as it goes: one copy of the weights at a time
+    Bytes().swap(a.data);  // freed as it goes: one copy of the weights at a time
     ptr_[name] = base + off;
     off += n;
   }

@@ -165,6 +165,34 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
   check_loaded();
 }
 
+namespace {
+
+// Called in the handler of a strict check's error e on r's tensors: rethrows e, adding the preset
+// whose weights r holds (as uvit info names it) when one can be told and it is not this network
+// (a quantised file's recorded config is not checked against its tensors).
+[[noreturn]] void fail_naming_preset(const Error& e, const TensorReader& r,
+                                     const ParamTable& mine) {
+  const std::string p = weights_preset(r.tensors(), r.metadata());
+  if (p.empty()) throw;
+  const bool quantised = r.metadata().count(kQuantKey) > 0;
+  if (quantised) {
+    std::vector<TensorInfo> own;
+    for (const ParamEntry& x : mine.entries()) own.push_back({x.name, DType::F32, x.shape});
+    bool mine_too = false;  // this network's own config: the error is about the file itself
+    try {
+      network_param_table(load_config(p)).check(own, p);
+      mine_too = true;
+    } catch (const Error&) {  // another network (or a preset this build cannot describe)
+    }
+    if (mine_too) throw;
+  }
+  fail(e.what(), "; the file holds preset ", p, "'s weights (",
+       quantised ? "recorded when quantised" : "every tensor's name and shape", "): --config ", p,
+       " takes it");
+}
+
+}  // namespace
+
 // Each tensor is read from the file straight into its place (CPU) or through the stage.
 void Network::load_file(const std::string& path) { load_reader(*open_weights(path)); }
 
@@ -175,15 +203,16 @@ void Network::load_reader(TensorReader& r) {
   quantized_from_.clear();
   QuantFormat f;
   if (quant_format_of(r.metadata(), path, &f)) {
-    load_quantized(r, f, stage);
+    try {
+      load_quantized(r, f, stage);
+    } catch (const Error& e) {  // its checks fail before a read when it is another network's
+      fail_naming_preset(e, r, table_);
+    }
   } else {
     try {
       table_.check(r.tensors(), path);
     } catch (const Error& e) {  // another network's file: say whose, as uvit info would
-      const std::string p = weights_preset(r.tensors(), r.metadata());
-      if (p.empty()) throw;
-      fail(e.what(), "; the file holds preset ", p,
-           "'s weights (every tensor's name and shape): --config ", p, " takes it");
+      fail_naming_preset(e, r, table_);
     }
     for (size_t i = 0; i < r.tensors().size(); ++i)
       stage.write(table_.at(r.tensors()[i].name), [&](float* p) { r.read_f32(i, p); });

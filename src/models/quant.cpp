@@ -108,7 +108,7 @@ NamedArrays quantize_state_dict(NamedArrays sd, const ParamTable& t, const Quant
       continue;
     }
     const std::vector<float> w = a.to_f32();
-    std::vector<uint8_t>().swap(a.data);
+    Bytes().swap(a.data);
     auto [q, s] = quantize_weight(w.data(), e.shape, f);
     out.emplace_back(e.name, std::move(q));
     out.emplace_back(e.name + kScaleSuffix, std::move(s));

@@ -157,7 +157,7 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
       be_->upload(dst.at(slots[i].time), t.data(), t.size() * sizeof(float));
     }
     std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
-    std::vector<uint8_t>().swap(a.data);
+    Bytes().swap(a.data);
     if (name.find(".conv_y.conv.") != std::string::npos && name.ends_with(".bias"))
       for (float& x : v) x -= 1.f;
     be_->upload(dst.at(slots[i].name) + slots[i].at, v.data(), v.size() * sizeof(float));

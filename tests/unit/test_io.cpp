@@ -590,7 +590,7 @@ TEST(IONpy, InteroperatesWithNumpy) {
   EXPECT_EQ(s[0].first, "x");
   EXPECT_EQ(s[0].second.to_f32(), want);
   EXPECT_EQ(s[1].second.dtype, DType::Bool);
-  EXPECT_EQ(s[1].second.data, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(s[1].second.data, (Bytes{1, 0}));
   NamedArrays c = load_npz(t / "c.npz");
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].first, "y");
