@@ -469,16 +469,18 @@ void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
   UVIT_CPU_ACT(add_bias_t(cpu::as<T>(y), cpu::as<T>(b), M, N));
 }
 
-// bf16: the bias (and an accumulated residual, y == residual) added in the matmul's fp32 output
-// before its one rounding to bf16, instead of rounding the product and then the sum with the bias
-// in add_bias (docs/cpu_bf16.md, "Bias in the matmul"). fp32, where fusing would only reorder
-// two fp32 roundings, and a separate residual take the generic path.
+// The bias added in the matmul's fp32 output (DNNL_ARG_BIAS) instead of a separate add_bias pass.
+// bf16, also with an accumulated residual (y == residual): one rounding to bf16 instead of two
+// (docs/cpu_bf16.md, "Bias in the matmul"). fp32 without a residual: the same one fp32 sum
+// (product + b) as the separate pass, so the same bits, less a pass over y (docs/kernels.md, "Bias
+// in the fp32 matmul"); with a residual fusing would reorder two fp32 roundings, so it and a
+// separate residual take the generic path.
 void CpuBackend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
                         const float* residual, float* y, int ldy, int M, int N, int K) {
-  if (bf16_ && bias && (!residual || residual == y) && M > 0 && N > 0 && K > 0 &&
-      !omp_in_parallel()) {
-    const Key key{false,    true,     M, N,   K, ldx, ldw, ldy, 1.f, residual ? 1.f : 0.f,
-                  dt::bf16, dt::bf16, 0, true};
+  const bool fuse = bf16_ ? !residual || residual == y : !residual;
+  if (fuse && bias && M > 0 && N > 0 && K > 0 && !omp_in_parallel()) {
+    const dt t = bf16_ ? dt::bf16 : dt::f32;
+    const Key key{false, true, M, N, K, ldx, ldw, ldy, 1.f, residual ? 1.f : 0.f, t, t, 0, true};
     if (run_matmul(key, x, w, y, bias)) return;
   }
   Backend::linear(x, ldx, w, ldw, bias, residual, y, ldy, M, N, K);
