@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -108,8 +109,12 @@ dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scrat
 // On AMX, oneDNN 2.6's brgemm copies a plain B into its blocked layout again for every block of
 // rows of A; one reorder per call before the product measured 1.1-1.5x faster at U-ViT's linears
 // (forward and input gradients: bf16 C; the weight gradients, fp32 C, measured slower and keep a
-// plain B). docs/cpu_bf16.md, "On AMX: dense operands".
+// plain B). docs/cpu_bf16.md, "On AMX: dense operands". Its fp32 brgemm does the same (the copies
+// were 13 % of the samples of U-ViT-S/2's fp32 training step), so fp32 products without a
+// transposed A (forward and input gradients, not the weight gradients) reorder B once too: the same
+// kernel on the same blocks, so the same bits (docs/kernels.md, "fp32: B reordered once").
 bool reorder_b(const Key& k) {
+  if (std::get<10>(k) == dt::f32) return !std::get<0>(k);
   return gemm_blocks_weights() && std::get<10>(k) == dt::bf16 && std::get<11>(k) == dt::bf16;
 }
 
@@ -118,6 +123,13 @@ MatmulCache::Entry make_entry(const dnnl::engine& engine, const Key& k) {
   const auto pd = make_pd(engine, k, false, true);
   const md blocked = pd.weights_desc();
   if (blocked == b_desc(k)) return {dnnl::matmul(pd), {}, {}};
+  if (std::get<10>(k) == dt::f32) {
+    // Only where the plain B gets the same kernel (brgemm): a strided B (U-ViT's skip_linear
+    // halves) runs gemm:jit, whose sums the blocked B's brgemm would order differently.
+    const auto plain = make_pd(engine, k);
+    if (std::string(plain.impl_info_str()) != pd.impl_info_str())
+      return {dnnl::matmul(plain), {}, {}};
+  }
   return {dnnl::matmul(pd),
           dnnl::reorder(dnnl::reorder::primitive_desc(engine, b_desc(k), engine, blocked)),
           blocked};
