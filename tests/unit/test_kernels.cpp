@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -217,6 +218,26 @@ TEST(KernelGemm, BiasAddAndGrad) {
     for (int m = 0; m < M; ++m) ref[n] += y0[m * N + n];
   }
   expect_close(db, ref, 1e-5, 1e-6, "db");
+}
+
+// The fp32 linear adds its bias inside the matmul when there is no residual (docs/kernels.md, "Bias
+// in the fp32 matmul"): the same one fp32 sum as the product then add_bias, to the bit; with a
+// residual accumulated in place, the product + residual first, then the bias.
+TEST(KernelGemm, Fp32LinearBiasIsTheProductThenTheBiasToTheBit) {
+  for (const auto& [M, N, K] : {std::array<int, 3>{300, 130, 70}, {2064, 512, 256}}) {
+    const VecF x = randv(size_t(M) * K, 4), w = randv(size_t(N) * K, 5), b = randv(N, 6);
+    const VecF r = randv(size_t(M) * N, 7);
+    for (const bool residual : {false, true}) {
+      VecF y = residual ? r : VecF(size_t(M) * N), want = y;
+      be().linear(x.data(), K, w.data(), K, b.data(), residual ? y.data() : nullptr, y.data(), N, M,
+                  N, K);
+      be().gemm(false, true, M, N, K, 1.f, x.data(), K, w.data(), K, residual ? 1.f : 0.f,
+                want.data(), N);
+      be().add_bias(want.data(), b.data(), M, N);
+      ASSERT_EQ(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)), 0)
+          << M << " x " << N << " x " << K << (residual ? " with a residual" : "");
+    }
+  }
 }
 
 // ---------------------------------------------------------------- layernorm

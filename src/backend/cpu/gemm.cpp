@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -108,8 +109,12 @@ dnnl::matmul make_prim(const dnnl::engine& engine, const Key& k, bool user_scrat
 // On AMX, oneDNN 2.6's brgemm copies a plain B into its blocked layout again for every block of
 // rows of A; one reorder per call before the product measured 1.1-1.5x faster at U-ViT's linears
 // (forward and input gradients: bf16 C; the weight gradients, fp32 C, measured slower and keep a
-// plain B). docs/cpu_bf16.md, "On AMX: dense operands".
+// plain B). docs/cpu_bf16.md, "On AMX: dense operands". Its fp32 brgemm does the same (the copies
+// were 13 % of the samples of U-ViT-S/2's fp32 training step), so fp32 products without a
+// transposed A (forward and input gradients, not the weight gradients) reorder B once too: the same
+// kernel on the same blocks, so the same bits (docs/kernels.md, "fp32: B reordered once").
 bool reorder_b(const Key& k) {
+  if (std::get<10>(k) == dt::f32) return !std::get<0>(k);
   return gemm_blocks_weights() && std::get<10>(k) == dt::bf16 && std::get<11>(k) == dt::bf16;
 }
 
@@ -118,6 +123,13 @@ MatmulCache::Entry make_entry(const dnnl::engine& engine, const Key& k) {
   const auto pd = make_pd(engine, k, false, true);
   const md blocked = pd.weights_desc();
   if (blocked == b_desc(k)) return {dnnl::matmul(pd), {}, {}};
+  if (std::get<10>(k) == dt::f32) {
+    // Only where the plain B gets the same kernel (brgemm): a strided B (U-ViT's skip_linear
+    // halves) runs gemm:jit, whose sums the blocked B's brgemm would order differently.
+    const auto plain = make_pd(engine, k);
+    if (std::string(plain.impl_info_str()) != pd.impl_info_str())
+      return {dnnl::matmul(plain), {}, {}};
+  }
   return {dnnl::matmul(pd),
           dnnl::reorder(dnnl::reorder::primitive_desc(engine, b_desc(k), engine, blocked)),
           blocked};
@@ -469,16 +481,18 @@ void CpuBackend::add_bias(float* y, const float* b, int M, int N) {
   UVIT_CPU_ACT(add_bias_t(cpu::as<T>(y), cpu::as<T>(b), M, N));
 }
 
-// bf16: the bias (and an accumulated residual, y == residual) added in the matmul's fp32 output
-// before its one rounding to bf16, instead of rounding the product and then the sum with the bias
-// in add_bias (docs/cpu_bf16.md, "Bias in the matmul"). fp32, where fusing would only reorder
-// two fp32 roundings, and a separate residual take the generic path.
+// The bias added in the matmul's fp32 output (DNNL_ARG_BIAS) instead of a separate add_bias pass.
+// bf16, also with an accumulated residual (y == residual): one rounding to bf16 instead of two
+// (docs/cpu_bf16.md, "Bias in the matmul"). fp32 without a residual: the same one fp32 sum
+// (product + b) as the separate pass, so the same bits, less a pass over y (docs/kernels.md, "Bias
+// in the fp32 matmul"); with a residual fusing would reorder two fp32 roundings, so it and a
+// separate residual take the generic path.
 void CpuBackend::linear(const float* x, int ldx, const float* w, int ldw, const float* bias,
                         const float* residual, float* y, int ldy, int M, int N, int K) {
-  if (bf16_ && bias && (!residual || residual == y) && M > 0 && N > 0 && K > 0 &&
-      !omp_in_parallel()) {
-    const Key key{false,    true,     M, N,   K, ldx, ldw, ldy, 1.f, residual ? 1.f : 0.f,
-                  dt::bf16, dt::bf16, 0, true};
+  const bool fuse = bf16_ ? !residual || residual == y : !residual;
+  if (fuse && bias && M > 0 && N > 0 && K > 0 && !omp_in_parallel()) {
+    const dt t = bf16_ ? dt::bf16 : dt::f32;
+    const Key key{false, true, M, N, K, ldx, ldw, ldy, 1.f, residual ? 1.f : 0.f, t, t, 0, true};
     if (run_matmul(key, x, w, y, bias)) return;
   }
   Backend::linear(x, ldx, w, ldw, bias, residual, y, ldy, M, N, K);
