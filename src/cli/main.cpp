@@ -10,6 +10,7 @@
 
 #include "cli/commands.hpp"
 #include "core/mem_limit.hpp"
+#include "core/signals.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
@@ -275,6 +276,7 @@ int same_on_every_rank_error(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  uvit::route_signals_to_one_thread();  // before any thread starts: core/signals.hpp says why
   CLI::App app{"uvit: U-ViT diffusion models in C++", "uvit"};
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);

@@ -1,9 +1,49 @@
-// SignalScope (core/signals.hpp): sigaction in, the saved sigaction back.
+// SignalScope (core/signals.hpp): sigaction in, the saved sigaction back. The CLI's signal thread.
 #include "core/signals.hpp"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <system_error>
+#include <thread>
 
 #include "uvit/error.hpp"
 
 namespace uvit {
+
+namespace {
+
+sigset_t routed_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&s, sig);
+  return s;
+}
+
+}  // namespace
+
+void route_signals_to_one_thread() {
+  const sigset_t s = routed_signals();
+  if (pthread_sigmask(SIG_BLOCK, &s, nullptr) != 0) return;
+  try {
+    std::thread([s] {
+      pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+      for (;;) ::pause();  // the handlers run here, between pauses
+    }).detach();
+  } catch (const std::system_error&) {  // no thread: signals go to the threads as before
+    pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+  }
+}
+
+void raise_here(int sig) {
+  sigset_t one, old;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, &old);
+  std::raise(sig);  // a signal unblocked for its own thread is delivered before raise() returns
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
 
 SignalScope::SignalScope(std::initializer_list<int> signals, void (*handler)(int),
                          Ignored ignored) {

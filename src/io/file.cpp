@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -39,7 +40,8 @@ std::string dir_of(const std::string& path) {
 std::mutex g_hold_mu;
 int g_hold_depth = 0;
 std::optional<SignalScope> g_hold;  // while g_hold_depth > 0
-volatile sig_atomic_t g_held = 0;
+// Set on the CLI's signal thread (core/signals.hpp), read by the writer: lock-free atomic.
+std::atomic<int> g_held{0};
 
 extern "C" void hold_signal(int sig) { g_held = sig; }
 
@@ -65,11 +67,10 @@ SignalHold::~SignalHold() {
     std::lock_guard<std::mutex> lock(g_hold_mu);
     if (--g_hold_depth > 0) return;
     g_hold.reset();
-    sig = g_held;
-    g_held = 0;
+    sig = g_held.exchange(0);
   }
   // The default action ends the process here (exit status 128 + sig); train's handler records it.
-  if (sig) std::raise(sig);
+  if (sig) raise_here(sig);  // this thread may block it (route_signals_to_one_thread)
 }
 
 InFile::InFile(const std::string& path) : path_(path) {
