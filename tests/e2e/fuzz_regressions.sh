@@ -40,7 +40,10 @@ mkdir -p "$tmp/imgs" "$tmp/jpgs"
 "$UVIT" "${smp[@]}" -w "$FX/$c.pth" --steps 2 -o "$tmp/good.png" -q 2>/dev/null ||
   fail "sample for the PNG test"
 head -c 100 "$tmp/good.png" >"$tmp/imgs/cut.png"
-printf '\xff\xd8\xff\xc4\x00\x1d\x00\x61\xff' >"$tmp/jpgs/dht.jpg"
+# The fuzzer's DHT with 352 codes, padded to its declared length and ended by EOI so that it
+# passes the truncation check and reaches stb (tests/unit/test_fuzz_regressions.cpp).
+{ printf '\xff\xd8\xff\xc4\x00\x1d\x00\x61\xff'; head -c 24 /dev/zero; printf '\xff\xd9'; } \
+  >"$tmp/jpgs/dht.jpg"
 expect_error "cut.png: cannot decode image" "$UVIT" fid-features "$tmp/imgs" --inception "$W" --out "$tmp/f.npy"
 expect_error "dht.jpg: cannot decode image (Corrupt JPEG)" "$UVIT" fid-features "$tmp/jpgs" --inception "$W" --out "$tmp/f.npy"
 

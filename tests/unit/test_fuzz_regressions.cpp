@@ -2,6 +2,8 @@
 // one-line uvit::Error naming the file. (The .pth finding is in test_io.cpp, beside the pickle
 // builder it needs.)
 #include <gtest/gtest.h>
+
+#include <vector>
 #include <zlib.h>
 
 #include <filesystem>
@@ -152,11 +154,20 @@ TEST(FuzzRegressions, Cifar10BatchSizeIsCheckedBeforeReading) {
 
 // A JPEG whose DHT segment declares 0x61 + 0xFF = 352 codes: Debian's stb_image 2.27 wrote past
 // its 257-entry Huffman tables (UBSan: index 257 out of bounds); the vendored 2.30 refuses it.
+// The fuzzer's file stopped after the two counts (stb read zeros past its end); here the segment
+// is zero-padded to its declared length and the file ends with EOI, so that it passes the
+// truncation check (a cut JPEG is refused before stb) and reaches stb's Huffman tables.
 TEST(FuzzRegressions, JpegHuffmanTableWithTooManyCodes) {
-  const uint8_t jpg[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x1D, 0x00, 0x61, 0xFF};
+  std::vector<uint8_t> jpg = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x1D, 0x00, 0x61, 0xFF};
+  jpg.resize(4 + 0x1D, 0);  // SOI, the DHT marker, its 0x1D bytes
+  jpg.insert(jpg.end(), {0xFF, 0xD9});
   for (int c : {0, 3})
-    EXPECT_EQ(error_of([&] { decode_image(jpg, sizeof jpg, "dht.jpg", c); }),
+    EXPECT_EQ(error_of([&] { decode_image(jpg.data(), jpg.size(), "dht.jpg", c); }),
               "dht.jpg: cannot decode image (Corrupt JPEG)");
+  // Cut after the counts, as the fuzzer found it: now refused before stb sees it.
+  EXPECT_EQ(error_of([&] { decode_image(jpg.data(), 9, "cut.jpg", 3); }),
+            "cut.jpg: truncated: a JPEG without its end marker in its 9 bytes (the download or "
+            "copy stopped early)");
 }
 
 // An .npz member with an unknown compression method (99) whose zip64 size says 2^60 bytes:
