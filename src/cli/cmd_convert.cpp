@@ -9,6 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
+#include "cli/resume.hpp"
 #include "io/pth_write.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/config.hpp"
@@ -44,8 +45,8 @@ std::string config_named_by(const std::string& in, const std::map<std::string, s
                             std::string* how) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  fs::path run = fs::path(in).parent_path().empty() ? "." : fs::path(in).parent_path();
-  if (run.parent_path().filename() == "ckpts") run = run.parent_path().parent_path();
+  const fs::path run =
+      run_of_checkpoint(fs::path(in).parent_path().empty() ? "." : fs::path(in).parent_path());
   if (fs::is_regular_file(run / "config.json", ec)) {
     *how = cat("the training run ", run.string(), " (its config.json)");
     return run.string();

@@ -22,6 +22,12 @@ std::string started_from(const TrainSettings& s) {
 }
 }  // namespace
 
+fs::path run_of_checkpoint(const fs::path& folder) {
+  if (!fs::exists(folder / "config.json") && folder.parent_path().filename() == "ckpts")
+    return folder.parent_path().parent_path();
+  return folder;
+}
+
 ResumePoint resolve_resume(const std::string& value, const std::string& out) {
   ResumePoint r;
   if (value.empty() || value == "latest") {
@@ -42,10 +48,7 @@ ResumePoint resolve_resume(const std::string& value, const std::string& out) {
   UVIT_CHECK(has_checkpoint(p), "--resume ", value,
              ": holds no checkpoint (no train_state.safetensors; give a run folder or "
              "RUN/ckpts/STEP)");
-  // A snapshot RUN/ckpts/STEP has no config.json: its run is two folders up.
-  fs::path run = p;
-  if (!fs::exists(run / "config.json") && p.parent_path().filename() == "ckpts")
-    run = p.parent_path().parent_path();
+  const fs::path run = run_of_checkpoint(p);
   UVIT_CHECK(fs::exists(run / "config.json"), "--resume ", value,
              ": no config.json beside it or in the run folder above ckpts/");
   r.checkpoint = p.string();

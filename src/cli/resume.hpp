@@ -1,6 +1,7 @@
 // `uvit train --resume [latest|PATH]` (docs/cli.md "Resume"): which checkpoint a run continues
 // from, and which options of a re-run command may differ from the run's own.
 #pragma once
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ struct ResumePoint {
   long step = 0;           // the checkpoint's step
   bool in_place = true;    // run is --out itself (else --out starts as a copy of run: a fork)
 };
+
+// The run a checkpoint folder belongs to: the folder itself, or for a snapshot RUN/ckpts/STEP
+// (which has no config.json of its own) the run two folders up.
+std::filesystem::path run_of_checkpoint(const std::filesystem::path& folder);
 
 // `value` "" or "latest": the newest checkpoint of the run in `out` (its train_state.safetensors,
 // written last). Otherwise a checkpoint: a run folder, a snapshot RUN/ckpts/STEP, or the
