@@ -8,6 +8,7 @@
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
+#include "cli/json_text.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
@@ -88,7 +89,7 @@ void add_clip_score(CLI::App& app) {
       nlohmann::json j = {{"clip_score", mean},    {"n", n},          {"images", o->images},
                           {"prompts", o->prompts}, {"clip", o->clip}, {"per_image", s}};
       make_parent_dir(o->json);
-      const std::string t = j.dump(1) + "\n";
+      const std::string t = json_text(j, 1) + "\n";
       write_file_atomic(o->json, t.data(), t.size());
     }
     if (o->repeat > 0) {

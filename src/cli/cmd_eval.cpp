@@ -17,6 +17,7 @@
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
+#include "cli/json_text.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
@@ -441,7 +442,7 @@ void add_eval(CLI::App& app) {
       res["prompts"] = o->prompts;
     }
     if (!o->json.empty()) {
-      const std::string j = res.dump(1) + "\n";
+      const std::string j = json_text(res, 1) + "\n";
       write_file_atomic(o->json, j.data(), j.size());
     }
     if (!o->quiet)

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "cli/commands.hpp"
 #include "cli/fit_latent_root.hpp"
+#include "cli/json_text.hpp"
 #include "data/feature_npy.hpp"
 #include "io/npy.hpp"
 #include "io/readers.hpp"
@@ -59,7 +61,7 @@ void print_image_info(const std::string& path, bool as_json) {
       fail(path, ": the uvit-params chunk is not JSON");
     }
   }
-  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  std::printf("%s\n", json_text(j).c_str());
 }
 
 // An .npy holding a pickled object array: a feature file (moments, label) as extract-features and
@@ -201,6 +203,14 @@ std::string describe_log(const std::string& path, nlohmann::json& j) {
              "): uvit info --config RUN describes the run (docs/cli.md \"log.jsonl\")");
 }
 
+// The step a train_state's metadata holds as text, as a number (as log.jsonl's rows); text that is
+// not an integer stays text.
+nlohmann::json step_number(const std::string& v) {
+  char* end = nullptr;
+  const long long n = std::strtoll(v.c_str(), &end, 10);
+  return v.empty() || *end ? nlohmann::json(v) : nlohmann::json(n);
+}
+
 // A .safetensors that is not a network's weights: a run's optimizer state, or one of FiT's
 // latent files. "" for weights.
 std::string not_weights(const TensorReader& r, const std::string& path, nlohmann::json& j) {
@@ -208,7 +218,7 @@ std::string not_weights(const TensorReader& r, const std::string& path, nlohmann
   if (meta.count("optimizer") && meta.count("num_params")) {
     j.update({{"kind", "train_state"},
               {"optimizer", meta.at("optimizer")},
-              {"step", meta.count("step") ? meta.at("step") : ""},
+              {"step", meta.count("step") ? step_number(meta.at("step")) : nlohmann::json()},
               {"config", meta.count("config") ? meta.at("config") : ""}});
     return cat("train_state   a training run's optimizer state (", meta.at("optimizer"), ", ",
                meta.at("num_params"), " parameters",
@@ -283,7 +293,7 @@ void print_file_info(const std::string& path, bool as_json) {
          "(.safetensors, .pth), an .npy or .npz, or --config C");
   }
   if (as_json) {
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", json_text(j).c_str());
     return;
   }
   std::printf("file          %s\n", path.c_str());
@@ -341,7 +351,7 @@ void print_classes(const Config& c, bool as_json) {
     else
       std::printf("%d\t%s\t%s\n", id, wnid.c_str(), names.c_str());
   }
-  if (as_json) std::printf("%s\n", j.dump().c_str());
+  if (as_json) std::printf("%s\n", json_text(j).c_str());
 }
 
 }  // namespace
@@ -376,7 +386,7 @@ void add_info(CLI::App& app) {
     if (*presets) {
       const std::vector<std::string> names = preset_names();
       if (*json)
-        std::printf("%s\n", nlohmann::json(names).dump().c_str());
+        std::printf("%s\n", json_text(names).c_str());
       else
         for (const std::string& n : names) std::printf("%s\n", n.c_str());
       return;
@@ -402,7 +412,7 @@ void add_info(CLI::App& app) {
     if (*json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& e : t.entries()) j.push_back({{"name", e.name}, {"shape", e.shape}});
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", json_text(j).c_str());
       return;
     }
     std::printf("config        %s\n", c.config_name.c_str());

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/json_text.hpp"
 #include "cli/resume.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/train_loop.hpp"
@@ -35,6 +36,14 @@ std::string fmnist_presets() {
   for (const std::string& n : preset_names())
     if (n.starts_with("fmnist_") && n.ends_with("_tiny")) list += (list.empty() ? "" : ", ") + n;
   return list;
+}
+
+// The values a run writes into its config.json, checked before anything loads.
+void check_recorded_text(const TrainJob& j, const std::vector<std::string>& set,
+                         const std::string& init) {
+  check_json_text("--data", j.data_path);
+  check_json_text("--init", init);
+  for (const auto& a : set) check_json_text("--set", a);
 }
 
 void add_grid_options(CLI::App* cmd, TrainJob& j) {
@@ -94,6 +103,7 @@ void add_train(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
+    check_recorded_text(job, o->set, o->init);
     job.resume = cmd->count("--resume") > 0;
     same_on_every_rank([&] {
       UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
@@ -179,6 +189,7 @@ void add_demo(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
+    check_recorded_text(job, o->set, "");
     // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
     if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
     if (job.precision.empty() && job.device == "cpu") {

@@ -1,6 +1,8 @@
 #include "cli/resume.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
 
 #include "uvit/error.hpp"
 #include "uvit/train.hpp"
@@ -15,6 +17,23 @@ bool has_checkpoint(const fs::path& d) { return fs::exists(d / "train_state.safe
 bool same_folder(const fs::path& a, const fs::path& b) {
   std::error_code ec;
   return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+
+// What to resume from instead, for a run folder whose own train_state is missing (a save cut
+// short, a file deleted): its newest snapshot that holds one ("" if none).
+std::string newest_complete_snapshot(const fs::path& run) {
+  long best = -1;
+  std::error_code ec;
+  for (fs::directory_iterator it(run / "ckpts", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 12 ||
+        !has_checkpoint(it->path()))
+      continue;
+    best = std::max(best, std::stol(n));
+  }
+  if (best < 0) return "";
+  const std::string p = (run / "ckpts" / std::to_string(best)).string();
+  return "; its newest complete snapshot is " + p + ": --resume " + p;
 }
 
 std::string started_from(const TrainSettings& s) {
@@ -33,11 +52,14 @@ ResumePoint resolve_resume(const std::string& value, const std::string& out) {
   if (value.empty() || value == "latest") {
     UVIT_CHECK(fs::exists(out + "/config.json"), "--resume: ", out,
                " holds no training run (no config.json); start one with --config C --out ", out);
-    UVIT_CHECK(has_checkpoint(out), out, ": nothing to resume (no train_state.safetensors)");
+    UVIT_CHECK(has_checkpoint(out), out, ": nothing to resume (no train_state.safetensors",
+               newest_complete_snapshot(out), ")");
     r.run = r.checkpoint = out;
     return r;
   }
   fs::path p(value);
+  // RUN/ckpts/STEP/, as a shell completes it: without the slash, so that ckpts/ is seen above it.
+  if (p.filename().empty() && p.has_parent_path()) p = p.parent_path();
   UVIT_CHECK(fs::exists(p), "--resume ", value, ": not found");
   if (fs::is_regular_file(p)) {
     UVIT_CHECK(p.filename() == "train_state.safetensors", "--resume ", value,
@@ -45,9 +67,13 @@ ResumePoint resolve_resume(const std::string& value, const std::string& out) {
                "train_state.safetensors)");
     p = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   }
-  UVIT_CHECK(has_checkpoint(p), "--resume ", value,
-             ": holds no checkpoint (no train_state.safetensors; give a run folder or "
-             "RUN/ckpts/STEP)");
+  if (!has_checkpoint(p)) {
+    // A snapshot without its train_state is one whose save was cut short (disk full, a kill).
+    const std::string other = newest_complete_snapshot(run_of_checkpoint(p));
+    fail("--resume ", value, ": holds no checkpoint (no train_state.safetensors",
+         p.parent_path().filename() == "ckpts" ? ": a snapshot whose save did not finish" : "",
+         other.empty() ? "; give a run folder or RUN/ckpts/STEP" : other, ")");
+  }
   const fs::path run = run_of_checkpoint(p);
   UVIT_CHECK(fs::exists(run / "config.json"), "--resume ", value,
              ": no config.json beside it or in the run folder above ckpts/");

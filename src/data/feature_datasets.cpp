@@ -8,6 +8,7 @@
 #include <map>
 
 #include "data/feature_npy.hpp"
+#include "data/item_checks.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
@@ -29,12 +30,27 @@ bool parse_index(const std::string& s, int64_t& v) {
   return true;
 }
 
+// An encoder's output is float; integer moments (a quantised export) would train as raw counts.
+void check_float(const Array& a, const std::string& path, const char* what) {
+  UVIT_CHECK(data::is_float_dtype(a.dtype), path, ": ", what, " are a ", dtype_name(a.dtype),
+             " array; feature files hold an encoder's float output (float16, float32 or float64; "
+             "docs/data.md \"Latent features\")");
+}
+
+// A label outside ImageNet's 1000 classes would index past the label embedding.
+void check_label(const data::FeatureRecord& r, const std::string& path) {
+  UVIT_CHECK(r.label >= 0 && r.label < 1000, path, ": label ", r.label,
+             " outside 0..999 (ImageNet's classes; 1000 is the null class, never stored)");
+}
+
 // Moments [2c, h, h]: 8 channels for SD's kl-f8, 64 for the VA-VAE f16d32.
 void sample_posterior(const Array& moments, const std::string& path, int64_t c, int64_t h,
                       float scale, float* x, const DrawRng& rng) {
   UVIT_CHECK(moments.shape == std::vector<int64_t>({2 * c, h, h}), path, ": moments have shape ",
              shape_str(moments.shape), ", expected [", 2 * c, ", ", h, ", ", h, "]");
+  check_float(moments, path, "moments");
   const std::vector<float> m = moments.to_f32();
+  data::check_finite(m, path);
   uvit::sample_posterior(m.data(), c, h * h, scale, rng.stream(kRngPosterior),
                          uint64_t(rng.position) * uint64_t(c * h * h), x);
 }
@@ -43,7 +59,9 @@ void sample_posterior(const Array& moments, const std::string& path, int64_t c, 
 void copy_features(const Array& f, const std::string& path, int64_t c, int64_t h, float* x) {
   UVIT_CHECK(f.shape == std::vector<int64_t>({c, h, h}), path, ": features have shape ",
              shape_str(f.shape), ", expected [", c, ", ", h, ", ", h, "]");
+  check_float(f, path, "features");
   const std::vector<float> v = f.to_f32();
+  data::check_finite(v, path);
   std::copy(v.begin(), v.end(), x);
 }
 
@@ -65,7 +83,7 @@ class ImageNetFeatures : public Dataset {
     UVIT_CHECK(i >= 0 && i < n_, dir_, ": index ", i, " out of range");
     std::string path = cat(dir_, "/", i, ".npy");
     data::FeatureRecord r = data::load_feature_record(path);
-    UVIT_CHECK(r.label >= 0 && r.label < 1000, path, ": label ", r.label, " outside 0..999");
+    check_label(r, path);
     if (deterministic_)
       copy_features(r.moments, path, c_, h_, x);
     else
@@ -154,6 +172,9 @@ std::shared_ptr<Dataset> make_imagenet_features_dataset(const std::string& dir, 
   // ([392, r/16, r/16] for SVG).
   std::string first = dir + "/0.npy";
   data::FeatureRecord r = data::load_feature_record(first);
+  // The first file's dtype and label here, every file's when drawn (a folder holds millions).
+  check_float(r.moments, first, deterministic ? "features" : "moments");
+  check_label(r, first);
   const auto& s = r.moments.shape;
   const int64_t h = s.size() == 3 ? s[1] : 0;
   UVIT_CHECK(s.size() == 3 && s[0] > 0 && (deterministic || s[0] % 2 == 0) && h > 0 && s[2] == h &&

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "data/item_checks.hpp"
 #include "data/pixels.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
@@ -43,8 +44,7 @@ class NpyFolder final : public Dataset {
       UVIT_CHECK(a.shape.size() == 3 && a.shape[0] == C, f, role, ": expected a [", C,
                  ", h, w] array, got ", shape_str(a.shape));
       // Items are used as stored: uint8 pixels would train as values 0..255.
-      UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F64 || a.dtype == DType::F16, f, role,
-                 ": a ", dtype_name(a.dtype),
+      UVIT_CHECK(data::is_float_dtype(a.dtype), f, role, ": a ", dtype_name(a.dtype),
                  " array; items are used as stored, so they must be floats (latents, or pixels in "
                  "[-1, 1]: x / 127.5 - 1; docs/data.md)");
       const int h = int(a.shape[1]), w = int(a.shape[2]);
@@ -148,10 +148,7 @@ class NpyFolder final : public Dataset {
     UVIT_CHECK(a.shape == std::vector<int64_t>({C_, h, w}), f,
                ": changed shape since the dataset opened, now ", shape_str(a.shape));
     const std::vector<float> v = a.to_f32();
-    // A NaN would surface as "training diverged" naming no file.
-    const auto bad = std::find_if(v.begin(), v.end(), [](float e) { return !std::isfinite(e); });
-    UVIT_CHECK(bad == v.end(), f, ": holds ", *bad, " at flat index ", bad - v.begin(),
-               "; every value must be finite");
+    data::check_finite(v, f);
     std::fill(x, x + C_ * H_ * W_, 0.f);
     for (int64_t c = 0; c < C_; ++c)
       for (int y = 0; y < h; ++y) std::copy_n(v.data() + (c * h + y) * w, w, x + (c * H_ + y) * W_);
