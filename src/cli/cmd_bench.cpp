@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "cli/json_text.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "core/mem_limit.hpp"
@@ -84,12 +85,20 @@ void bench_sample(const Opts& o, const Config& c, Backend& be, Network& net) {
   be.synchronize();
   const double secs = now_s() - t0;
   bar.finish();
-  emit(o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"sample\", ",
-              "\"device\": \"", be.name(), "\", \"precision\": \"", be.precision(),
-              "\", \"sampler\": \"", g.sampler, "\", \"steps\": ", g.steps,
-              ", \"cfg_scale\": ", g.cfg_scale, ", \"n\": ", o.n, ", \"mini_batch\": ", o.batch,
-              ", \"network_calls\": ", evals, ", \"seconds\": ", secs, ", \"img_s\": ", o.n / secs,
-              ", \"peak_device_mb\": ", be.peak_bytes() / 1048576.0, "}"));
+  emit(o, json_flat_line({{"impl", "uvit"},
+                          {"config", c.config_name},
+                          {"mode", "sample"},
+                          {"device", be.name()},
+                          {"precision", be.precision()},
+                          {"sampler", g.sampler},
+                          {"steps", g.steps},
+                          {"cfg_scale", g.cfg_scale},
+                          {"n", o.n},
+                          {"mini_batch", o.batch},
+                          {"network_calls", evals},
+                          {"seconds", secs},
+                          {"img_s", o.n / secs},
+                          {"peak_device_mb", be.peak_bytes() / 1048576.0}}));
 }
 }  // namespace
 
@@ -212,13 +221,18 @@ void add_bench(CLI::App& app) {
     std::sort(secs.begin(), secs.end());
     const double med = secs[secs.size() / 2];
     const double flops = net.forward_flops() * (train ? 3 : 1) * B;
-    emit(*o, cat("{\"impl\": \"uvit\", \"config\": \"", c.config_name, "\", \"mode\": \"", o->mode,
-                 "\", \"device\": \"", be->name(), "\", \"precision\": \"", be->precision(),
-                 "\", \"checkpoint\": ",
-                 (train && c.is_uvit() && c.net.use_checkpoint) ? "true" : "false",
-                 ", \"batch\": ", B, ", \"median_s\": ", med, ", \"img_s\": ", B / med,
-                 ", \"gflop_s\": ", flops / med / 1e9, ", \"peak_rss_mb\": ", peak_rss_mb(),
-                 ", \"peak_device_mb\": ", be->peak_bytes() / 1048576.0, "}"));
+    emit(*o, json_flat_line({{"impl", "uvit"},
+                             {"config", c.config_name},
+                             {"mode", o->mode},
+                             {"device", be->name()},
+                             {"precision", be->precision()},
+                             {"checkpoint", train && c.is_uvit() && c.net.use_checkpoint},
+                             {"batch", B},
+                             {"median_s", med},
+                             {"img_s", B / med},
+                             {"gflop_s", flops / med / 1e9},
+                             {"peak_rss_mb", peak_rss_mb()},
+                             {"peak_device_mb", be->peak_bytes() / 1048576.0}}));
   });
 }
 

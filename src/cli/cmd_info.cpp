@@ -386,7 +386,7 @@ void add_info(CLI::App& app) {
     if (*presets) {
       const std::vector<std::string> names = preset_names();
       if (*json)
-        std::printf("%s\n", json_text(names).c_str());
+        std::printf("%s\n", json_text(nlohmann::json(names)).c_str());
       else
         for (const std::string& n : names) std::printf("%s\n", n.c_str());
       return;

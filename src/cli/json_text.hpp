@@ -13,6 +13,20 @@ namespace uvit::cli {
 inline std::string json_text(const nlohmann::json& j, int indent = -1) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+inline std::string json_text(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// A flat object on one line in Python's json.dumps layout ({"a": 1, "b": "x"}), keys in the order
+// given: bench's result lines, which scripts grep as written. Numbers round-trip (not 6 digits),
+// a non-finite one is null (not the invalid token inf), strings are escaped.
+inline std::string json_flat_line(const nlohmann::ordered_json& o) {
+  std::string s;
+  for (auto it = o.begin(); it != o.end(); ++it)
+    s += (s.empty() ? "{" : ", ") + json_text(nlohmann::json(it.key())) + ": " +
+         json_text(it.value());
+  return s + "}";
+}
 
 // Fails naming `option` unless `value` is UTF-8 text: a value a run records in its config.json
 // (--data, --init, --set) must survive as JSON text, or the run stops with "type_error.316" (a
