@@ -77,7 +77,10 @@ bool is_object_npy(const std::string& path) {
 // A feature file's one-line description, filling j.
 std::string describe_feature_file(const std::string& path, nlohmann::json& j) {
   const data::FeatureRecord r = data::load_feature_record(path);
-  j.update({{"kind", "features"}, {"moments", r.moments.shape}, {"label", r.label}});
+  j.update({{"kind", "features"},
+            {"dtype", dtype_name(r.moments.dtype)},  // as the text line: a script sees it too
+            {"moments", r.moments.shape},
+            {"label", r.label}});
   return cat("features      moments ", dtype_name(r.moments.dtype), " ",
              nlohmann::json(r.moments.shape).dump(), ", label ", r.label,
              ": one item of a features folder (uvit extract-features writes them; the *_features "
@@ -131,7 +134,10 @@ void describe_folder(const std::string& path, nlohmann::json& j, std::string& li
          ": a folder, not a PNG file; give a PNG, weights (.safetensors, .pth), .npy or .npz");
   if (is_object_npy(first)) {
     const data::FeatureRecord r = data::load_feature_record(first);
-    j.update({{"kind", "features_folder"}, {"files", arrays}, {"moments", r.moments.shape}});
+    j.update({{"kind", "features_folder"},
+              {"files", arrays},
+              {"dtype", dtype_name(r.moments.dtype)},
+              {"moments", r.moments.shape}});
     line = cat("features      ", arrays, " feature files (moments ", dtype_name(r.moments.dtype),
                " ", nlohmann::json(r.moments.shape).dump(),
                " and a label each): train on them with --set dataset.path=", path,
@@ -139,7 +145,11 @@ void describe_folder(const std::string& path, nlohmann::json& j, std::string& li
     return;
   }
   const NpyInfo a = read_npy_header(first);
-  j.update({{"kind", "npy_folder"}, {"arrays", arrays}, {"flips", flips}, {"first", a.shape}});
+  j.update({{"kind", "npy_folder"},
+            {"arrays", arrays},
+            {"flips", flips},
+            {"dtype", dtype_name(a.dtype)},
+            {"first", a.shape}});
   line = cat("npy_folder    ", arrays, " .npy arrays",
              flips ? cat(" (", flips, " of them stored flips, .flip.npy)") : "", ", the first ",
              dtype_name(a.dtype), " ", nlohmann::json(a.shape).dump(),
