@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/json_text.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -11,15 +12,18 @@ namespace uvit::cli {
 
 namespace {
 void write_manifest(const std::string& path, const nlohmann::json& manifest) {
-  const std::string m = manifest.dump(1);
+  const std::string m = json_text(manifest, 1);
   write_file_atomic(path, m.data(), m.size());
 }
 }  // namespace
 
-bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
+bool check_or_write_manifest(const std::string& path, const nlohmann::json& given,
                              const std::string& owner, const std::string& what,
                              const std::string& remedy, const std::vector<std::string>& newer_keys,
                              bool quiet) {
+  // As the file will hold it: a non-UTF-8 name (a Latin-1 --ref or config file) as U+FFFD, so
+  // that it is written (a plain dump throws type_error.316) and compares equal when read back.
+  const nlohmann::json manifest = nlohmann::json::parse(json_text(given));
   if (!std::filesystem::exists(path)) {
     write_manifest(path, manifest);
     return false;
