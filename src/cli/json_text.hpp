@@ -1,4 +1,5 @@
-// The JSON the commands print or write for scripts (info --json, eval --json, clip-score --json).
+// The JSON the commands print or write for scripts and people (info --json, bench, eval and
+// clip-score --json, the chunk manifests; docs/cli.md "JSON outputs").
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
