@@ -41,9 +41,11 @@ std::string fmnist_presets() {
 // The values a run writes into its config.json, checked before anything loads.
 void check_recorded_text(const TrainJob& j, const std::vector<std::string>& set,
                          const std::string& init) {
-  check_json_text("--data", j.data_path);
-  check_json_text("--init", init);
-  for (const auto& a : set) check_json_text("--set", a);
+  same_on_every_rank([&] {  // the command line's: one line from rank 0 under mpirun
+    check_json_text("--data", j.data_path);
+    check_json_text("--init", init);
+    for (const auto& a : set) check_json_text("--set", a);
+  });
 }
 
 void add_grid_options(CLI::App* cmd, TrainJob& j) {
