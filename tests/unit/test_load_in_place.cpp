@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "models/dinov3.hpp"
@@ -12,6 +13,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/clip_vision.hpp"
+#include "uvit/inception.hpp"
 #include "uvit/io.hpp"
 
 using namespace uvit;
@@ -148,4 +150,18 @@ TEST(LoadInPlace, Dinov3HoldsItsWeightsOnce) {
   net2.load(load_weights(path), "arrays");
   const std::vector<float> px(size_t(3) * 32 * 32, 0.5f);
   EXPECT_EQ(net.patch_tokens(px, 1, 32), net2.patch_tokens(px, 1, 32));
+}
+
+// The FID Inception folds its BatchNorms straight into the backend buffer, sized by a pass over
+// the shapes first: the construction adds about one copy of the weights to the arrays it is given.
+// Before, a growing host vector and then the backend buffer peaked above twice.
+TEST(LoadInPlace, InceptionPacksIntoItsBuffer) {
+  const NamedArrays sd = FidInception::random_state_dict(1);
+  size_t bytes = 0;
+  for (const auto& [name, a] : sd) bytes += a.data.size();
+  auto be = make_backend("cpu");
+  std::unique_ptr<FidInception> net;
+  const size_t grew = peak_growth([&] { net = std::make_unique<FidInception>(sd, *be, "random"); });
+  EXPECT_GT(grew, bytes * 9 / 10) << "the measure saw no load";
+  EXPECT_LT(grew, bytes * 13 / 10) << bytes / kMiB << " MiB of weights";
 }
