@@ -25,27 +25,15 @@ fi
 [ -f "$d/a.safetensors" ] || "$NEW" convert "$d/w.pth" "$d/a.safetensors" >/dev/null
 cat "$d/w.pth" "$d/a.safetensors" >/dev/null  # both in the page cache, as for every run after
 echo "$(du -h "$d/a.safetensors" | cut -f1) of weights; $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
+. bench/time_v.sh
 measure() {  # label OUT CMD...
-  local out=$2 load
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  rm -f "$out"
-  /usr/bin/time -v "${@:3}" >/dev/null 2>"$shm/time" || { cat "$shm/time"; exit 1; }
-  rm -f "$out"
-  awk -v label="$1" -v load="$load" -F': ' '
-    /Elapsed \(wall clock\)/ { n = split($2, t, ":"); wall = t[n] + 60 * t[n - 1] + 3600 * (n > 2 ? t[1] : 0) }
-    /User time/ { cpu += $2 } /System time/ { cpu += $2 }
-    /Maximum resident set size/ { rss = $2 / 1048576 } /Minor/ { flt = $2 }
-    END { printf "%-40s %6.2f s wall %6.2f s CPU  peak RSS %5.2f GB  %7d faults  load %s\n",
-          label, wall, cpu, rss, flt, load }' "$shm/time"
+  rm -f "$2"
+  time_v "$1" "$shm/time" "${@:3}"
+  rm -f "$2"
 }
 one() {  # which BINARY
   measure "$1 A.safetensors -> shm.safetensors" "$shm/c.safetensors" "$2" convert "$d/a.safetensors" "$shm/c.safetensors"
   measure "$1 W.pth -> shm.safetensors" "$shm/c.safetensors" "$2" convert "$d/w.pth" "$shm/c.safetensors"
   measure "$1 A.safetensors -> disk B.pth" "$d/b.pth" "$2" convert "$d/a.safetensors" "$d/b.pth"
 }
-for p in $(seq "$PAIRS"); do
-  one OLD "$OLD"
-  one NEW "$NEW"
-  one NEW "$NEW"
-  one OLD "$OLD"
-done
+alternate "$OLD" "$NEW" "$PAIRS"

@@ -5,6 +5,7 @@
 
 #include "io/file.hpp"
 #include "io/readers.hpp"
+#include "io/weights_views.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -61,33 +62,20 @@ namespace {
 
 // torch.save(ddp_model.state_dict()) names every tensor "module.<name>"; the prefix goes when all
 // names have it (a single name without it means the prefix is part of the real names).
-class DdpNames : public TensorReader {
- public:
-  explicit DdpNames(std::unique_ptr<TensorReader> r) : r_(std::move(r)) {
-    path_ = r_->path();
-    tensors_ = r_->tensors();
-    metadata_ = r_->metadata();
-    const std::string p = "module.";
-    bool all = !tensors_.empty();
-    for (const TensorInfo& t : tensors_) all = all && t.name.compare(0, p.size(), p) == 0;
-    if (all)
-      for (TensorInfo& t : tensors_) t.name.erase(0, p.size());
-  }
-  void read(size_t i, void* dst) override { r_->read(i, dst); }
-  void read_part(size_t i, uint64_t offset, size_t n, void* dst) override {
-    r_->read_part(i, offset, n, dst);
-  }
-
- private:
-  std::unique_ptr<TensorReader> r_;
-};
+std::unique_ptr<TensorReader> without_ddp_prefix(std::unique_ptr<TensorReader> r) {
+  const std::string p = "module.";
+  bool all = !r->tensors().empty();
+  for (const TensorInfo& t : r->tensors()) all = all && t.name.compare(0, p.size(), p) == 0;
+  return std::make_unique<RenamedReader>(
+      std::move(r), all ? with_prefix(p, true) : [](const std::string& n) { return n; });
+}
 
 }  // namespace
 
 std::unique_ptr<TensorReader> open_weights(const std::string& path) {
   if (path.ends_with(".safetensors")) {
     try {
-      return std::make_unique<DdpNames>(open_safetensors_reader(path));
+      return without_ddp_prefix(open_safetensors_reader(path));
     } catch (const Error&) {  // the magic is read only then: a good file is opened once
       io::InFile f(path);
       uint8_t m[4] = {0, 0, 0, 0};
@@ -99,7 +87,7 @@ std::unique_ptr<TensorReader> open_weights(const std::string& path) {
   }
   if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".bin") ||
       path.ends_with(".ckpt"))
-    return std::make_unique<DdpNames>(open_pth_reader(path));
+    return without_ddp_prefix(open_pth_reader(path));
   // What a user meant matters more than the extension: a missing file, or a training run's folder.
   check_weights_path(path);
   fail(path, ": unknown weights format (expected .safetensors, .pth, .pt, .bin or .ckpt)");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/param_stage.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit::clip {
@@ -156,21 +157,26 @@ void stack_forward(Backend& be, const float* P, const std::vector<LayerOffsets>&
 }
 
 std::map<std::string, bool> load_into(Backend& be, float* params, const Layout& lay,
-                                      const NamedArrays& sd, const std::string& what, int layers) {
+                                      TensorReader& r, const std::string& what, int layers) {
   std::map<std::string, bool> done;
-  for (const auto& [key, arr] : sd) {
+  std::vector<std::pair<size_t, const Slot*>> reads;  // (tensor of r, its slot)
+  for (size_t i = 0; i < r.tensors().size(); ++i) {
+    const TensorInfo& t = r.tensors()[i];
     std::string name;
-    const Slot* s = lay.match(key, arr.shape, what, layers, &name);
+    const Slot* s = lay.match(t.name, t.shape, what, layers, &name);
     if (!s) continue;
     UVIT_CHECK(!done[name], what, ": tensor ", name, " appears twice");
-    UVIT_CHECK(arr.dtype == DType::F32 || arr.dtype == DType::F16 || arr.dtype == DType::BF16 ||
-                   arr.dtype == DType::F64,
-               what, ": ", key, " has dtype ", dtype_name(arr.dtype), ", expected a float type");
-    const std::vector<float> v = arr.to_f32();
-    be.upload(params + s->offset, v.data(), v.size() * sizeof(float));
+    UVIT_CHECK(t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 ||
+                   t.dtype == DType::F64,
+               what, ": ", t.name, " has dtype ", dtype_name(t.dtype), ", expected a float type");
     done[name] = true;
+    reads.emplace_back(i, s);
   }
   lay.check_complete(done, what);
+  ParamStage stage(be, params);
+  for (const auto& [i, s] : reads)
+    stage.write(s->offset, size_t(r.tensors()[i].numel()),
+                [&, i = i](float* p) { r.read_f32(i, p); });
   return done;
 }
 

@@ -16,6 +16,7 @@
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
+#include "uvit/io.hpp"
 
 namespace uvit::clip {
 
@@ -140,9 +141,11 @@ size_t stack_scratch_floats(const StackDims& d, size_t M);
 void stack_forward(Backend& be, const float* P, const std::vector<LayerOffsets>& layers,
                    const StackDims& d, float* x, float* scratch, int B, int L);
 
-// Loads every tensor of `sd` that `lay` matches into `params` (backend memory), converted to fp32;
-// then checks that nothing required is missing. Returns the slots that were loaded.
+// Loads every tensor of r that `lay` matches into `params` (backend memory), converted to fp32:
+// the directory is checked first (names, shapes, dtypes, nothing required missing), then each
+// tensor is read straight into its place (through one tensor's host buffer off the CPU). Returns
+// the slots that were loaded.
 std::map<std::string, bool> load_into(Backend& be, float* params, const Layout& lay,
-                                      const NamedArrays& sd, const std::string& what, int layers);
+                                      TensorReader& r, const std::string& what, int layers);
 
 }  // namespace uvit::clip

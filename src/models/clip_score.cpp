@@ -59,9 +59,10 @@ ClipScorer::ClipScorer(const std::string& weights, const std::string& config,
              config.empty() ? std::string("clip config") : config,
              ": projection_dim differs (vision ", vision_.config().projection_dim, ", text ",
              text_.config().projection_dim, ")");
-  const NamedArrays sd = load_weights(weights);
-  vision_.load(sd, weights);
-  text_.load(sd, weights);
+  // Each tower reads its own tensors from the file, straight into its parameters (the file's
+  // directory is read twice, its tensors once).
+  vision_.load_file(weights);
+  text_.load_file(weights);
   UVIT_CHECK(text_.has_projection(), weights,
              ": no text_projection.weight (CLIPScore needs a CLIPModel checkpoint with both towers "
              "and their projections, e.g. openai/clip-vit-large-patch14)");

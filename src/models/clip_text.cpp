@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -69,11 +70,15 @@ ClipTextModel::~ClipTextModel() {
 }
 
 void ClipTextModel::load(const NamedArrays& sd, const std::string& what) {
-  auto done = clip::load_into(be_, params_, w_->lay, sd, what, cfg_.num_hidden_layers);
-  w_->has_proj = done["text_projection.weight"];
+  ArrayReader r(sd, what);
+  w_->has_proj = clip::load_into(be_, params_, w_->lay, r, what,
+                                 cfg_.num_hidden_layers)["text_projection.weight"];
 }
 
-void ClipTextModel::load_file(const std::string& path) { load(load_weights(path), path); }
+void ClipTextModel::load_file(const std::string& path) {
+  w_->has_proj = clip::load_into(be_, params_, w_->lay, *open_weights(path), path,
+                                 cfg_.num_hidden_layers)["text_projection.weight"];
+}
 
 bool ClipTextModel::has_projection() const { return w_->has_proj; }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -89,10 +90,13 @@ ClipVisionModel::ClipVisionModel(const ClipVisionConfig& cfg, Backend& be) : cfg
 ClipVisionModel::~ClipVisionModel() = default;
 
 void ClipVisionModel::load(const NamedArrays& sd, const std::string& what) {
-  clip::load_into(be_, params_.f32(), w_->lay, sd, what, cfg_.num_hidden_layers);
+  ArrayReader r(sd, what);
+  clip::load_into(be_, params_.f32(), w_->lay, r, what, cfg_.num_hidden_layers);
 }
 
-void ClipVisionModel::load_file(const std::string& path) { load(load_weights(path), path); }
+void ClipVisionModel::load_file(const std::string& path) {
+  clip::load_into(be_, params_.f32(), w_->lay, *open_weights(path), path, cfg_.num_hidden_layers);
+}
 
 void ClipVisionModel::check_keys(
     const ClipVisionConfig& cfg,

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
 #include "uvit/error.hpp"
@@ -137,9 +138,9 @@ Dinov3::Dinov3(const Dinov3Config& cfg, Backend& be)
 
 Dinov3::~Dinov3() = default;
 
-void Dinov3::load(const NamedArrays& sd, const std::string& what) {
+void Dinov3::load(TensorReader& r, const std::string& what) {
   vit::FrozenParams& P = impl_->params;
-  P.load_host(sd, what);
+  P.load_host(r, what);
   const int D = cfg_.embed_dim, Dh = cfg_.head_dim(), F = cfg_.swiglu_hidden();
   for (int i = 0; i < cfg_.depth; ++i) {
     const std::string b = cat("blocks.", i, ".");
@@ -166,7 +167,12 @@ void Dinov3::load(const NamedArrays& sd, const std::string& what) {
   P.upload();
 }
 
-void Dinov3::load_file(const std::string& path) { load(load_weights(path), path); }
+void Dinov3::load(const NamedArrays& sd, const std::string& what) {
+  ArrayReader r(sd, what);
+  load(r, what);
+}
+
+void Dinov3::load_file(const std::string& path) { load(*open_weights(path), path); }
 
 void Dinov3::patch_tokens(const float* img, int B, int S, float* out) {
   const int p = cfg_.patch_size, D = cfg_.embed_dim, Dh = cfg_.head_dim(), G = S / p, L = G * G,

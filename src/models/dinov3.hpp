@@ -33,7 +33,9 @@ class Dinov3 {
   Dinov3(const Dinov3Config& cfg, Backend& be);
   ~Dinov3();
   const Dinov3Config& config() const { return cfg_; }
-  // A strict state_dict by official names (missing, extra or misshapen tensors are errors).
+  // A strict state_dict by official names (missing, extra or misshapen tensors are errors), its
+  // directory checked first and each tensor then read into its place; `what` names it in errors.
+  void load(TensorReader& r, const std::string& what);
   void load(const NamedArrays& sd, const std::string& what);
   void load_file(const std::string& path);
   // img [B, 3, S, S] (backend memory, ImageNet-normalised) -> out [B, (S/p)^2, D] (backend

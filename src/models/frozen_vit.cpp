@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/param_stage.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit::vit {
@@ -58,20 +59,23 @@ void patch_embed(const layers::Weights& W, const layers::Linear& proj, const flo
 }
 
 FrozenParams::FrozenParams(Backend& be, ParamTable table, const std::string& what)
-    : be_(be), table_(std::move(table)) {
+    : be_(be), table_(std::move(table)), in_place_(ParamStage::host_memory(be)) {
   UVIT_CHECK(be.act_bytes() == sizeof(float), what,
              ": the encoder needs fp32 activations (precision fp32 or tf32), got a ",
              be.precision(), " ", be.name(), " backend");
   dev_ = DeviceBuffer(be_, std::max<size_t>(table_.total(), 1) * sizeof(float));
 }
 
-void FrozenParams::load_host(const NamedArrays& sd, const std::string& what) {
-  host_.assign(table_.total(), 0.f);
-  table_.load(sd, host_.data(), what);
+void FrozenParams::load_host(TensorReader& r, const std::string& what) {
+  table_.check(r.tensors(), what);
+  if (!in_place_) host_.assign(table_.total(), 0.f);
+  ParamStage stage(be_, host_base(), /*in_place=*/true);
+  read_params(r, table_, stage);
 }
 
 // The host copy is freed once uploaded: a loaded encoder holds its weights once.
 void FrozenParams::upload() {
+  if (in_place_) return;
   be_.upload(dev_.f32(), host_.data(), host_.size() * sizeof(float));
   std::vector<float>().swap(host_);
 }

@@ -35,23 +35,27 @@ void blocks_fwd(const layers::Weights& W, const std::vector<Block>& blocks, floa
 void patch_embed(const layers::Weights& W, const layers::Linear& proj, const float* img,
                  float* cols, float* out, int B, int C, int S, int p);
 
-// A frozen model's parameters: the host copy a load fills (then folds), which upload() moves to the
-// backend and frees.
+// A frozen model's parameters: a load reads them into host memory (then folds), which upload()
+// moves to the backend. On the CPU that host memory is the backend buffer itself, so the weights
+// exist once; elsewhere a host copy is read, uploaded and freed.
 class FrozenParams {
  public:
   FrozenParams(Backend& be, ParamTable table, const std::string& what);
   const ParamTable& table() const { return table_; }
-  // The state_dict by official names (every tensor of the table, nothing else) into the host
-  // copy; `what` names the source in errors.
-  void load_host(const NamedArrays& sd, const std::string& what);
-  float* host(const std::string& name) { return host_.data() + table_.at(name).offset; }
+  // Every tensor of the table from r (its directory checked against the table first: nothing
+  // else, every name and shape), each read straight into its place; `what` names the source in
+  // errors.
+  void load_host(TensorReader& r, const std::string& what);
+  float* host(const std::string& name) { return host_base() + table_.at(name).offset; }
   void upload();  // host copy -> backend (after the folds); the host copy is then gone
   const float* dev() const { return dev_.f32(); }
   layers::Weights weights() const { return layers::Weights{be_, dev(), dev(), nullptr}; }
 
  private:
+  float* host_base() { return in_place_ ? dev_.f32() : host_.data(); }
   Backend& be_;
   ParamTable table_;
+  bool in_place_;  // the backend buffer is host memory: loads read into it
   std::vector<float> host_;
   DeviceBuffer dev_;
 };

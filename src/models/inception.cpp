@@ -13,6 +13,8 @@
 #include <mutex>
 #include <random>
 
+#include "io/weights_views.hpp"
+#include "models/param_stage.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -36,11 +38,16 @@ std::string inception_weights_path(const std::string& explicit_path) {
 
 namespace {
 
-// Where the tensors come from: a state dict, or (random_state_dict) random tensors made on
-// request in the shape asked for, so the architecture is written down once.
+// Where the tensors come from: a weights reader (each tensor read when the build asks for it,
+// checked by name and shape against the reader's directory; with sizing set, nothing is read and
+// zeros stand in), or (random_state_dict) random tensors made on request in the shape asked for,
+// so the architecture is written down once.
 struct Source {
   std::string file;
-  std::map<std::string, const Array*> dict;
+  TensorReader* reader = nullptr;
+  std::map<std::string, size_t> index;  // name -> tensor of reader
+  bool sizing = false;
+  std::vector<bool> read, finite;  // per tensor of reader
   std::map<std::string, Array>* made = nullptr;
   std::mt19937_64* rng = nullptr;
 };
@@ -64,14 +71,40 @@ Array random_tensor(const std::string& key, const std::vector<int64_t>& shape, s
   return Array::from_f32(shape, v.data());
 }
 
-const Array& get(Source& s, const std::string& key, const std::vector<int64_t>& shape) {
-  if (s.made) return (*s.made)[key] = random_tensor(key, shape, *s.rng);
-  auto it = s.dict.find(key);
-  UVIT_CHECK(it != s.dict.end(), s.file, ": missing tensor ", key,
+bool all_finite(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float f) { return std::isfinite(f); });
+}
+
+// Tensor `key` as fp32; its finiteness is checked later, in file order (check_finite).
+std::vector<float> get(Source& s, const std::string& key, const std::vector<int64_t>& shape) {
+  if (s.made) return ((*s.made)[key] = random_tensor(key, shape, *s.rng)).to_f32();
+  auto it = s.index.find(key);
+  UVIT_CHECK(it != s.index.end(), s.file, ": missing tensor ", key,
              " (expected the torchvision Inception3 layout of ", kInceptionWeightsName, ")");
-  UVIT_CHECK(it->second->shape == shape, s.file, ": ", key, " has shape ",
-             shape_str(it->second->shape), ", expected ", shape_str(shape));
-  return *it->second;
+  const TensorInfo& t = s.reader->tensors()[it->second];
+  UVIT_CHECK(t.shape == shape, s.file, ": ", key, " has shape ", shape_str(t.shape), ", expected ",
+             shape_str(shape));
+  std::vector<float> v(size_t(t.numel()));
+  if (s.sizing) return v;
+  s.reader->read_f32(it->second, v.data());
+  s.read[it->second] = true;
+  s.finite[it->second] = all_finite(v);
+  return v;
+}
+
+// Every float tensor of the file finite, the first that is not named (in file order); those the
+// network does not use (AuxLogits.*) are read here, one at a time.
+void check_finite(Source& s) {
+  const std::vector<TensorInfo>& ts = s.reader->tensors();
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (ts[i].dtype == DType::I64) continue;  // num_batches_tracked
+    if (!s.read[i]) {
+      std::vector<float> v(size_t(ts[i].numel()));
+      s.reader->read_f32(i, v.data());
+      s.finite[i] = all_finite(v);
+    }
+    UVIT_CHECK(s.finite[i], s.file, ": tensor ", ts[i].name, " has non-finite values");
+  }
 }
 
 // A convolution with its BatchNorm folded in, on the host while loading.
@@ -88,12 +121,15 @@ struct Conv {
   int out_w(int W) const { return (W + 2 * pw - kw) / s + 1; }
 };
 
-// All parameters in one host vector, uploaded in one go.
+// All parameters in one block of host memory, each piece at the offset add() returns; with data
+// null it only counts them (a sizing pass, so that the block is allocated once, at its size).
 struct Packer {
-  std::vector<float> data;
+  float* data = nullptr;
+  size_t size = 0;
   size_t add(const std::vector<float>& v) {
-    const size_t o = data.size();
-    data.insert(data.end(), v.begin(), v.end());
+    const size_t o = size;
+    if (data) std::copy(v.begin(), v.end(), data + o);
+    size += v.size();
     return o;
   }
   Conv add(const HostConv& h) {
@@ -109,11 +145,11 @@ HostConv load_conv(Source& d, const std::string& name, int cin, int cout, int kh
                    int ph = 0, int pw = 0) {
   HostConv c;
   c.cin = cin, c.cout = cout, c.kh = kh, c.kw = kw, c.s = s, c.ph = ph, c.pw = pw;
-  const std::vector<float> w = get(d, name + ".conv.weight", {cout, cin, kh, kw}).to_f32();
-  const std::vector<float> g = get(d, name + ".bn.weight", {cout}).to_f32();
-  const std::vector<float> beta = get(d, name + ".bn.bias", {cout}).to_f32();
-  const std::vector<float> mean = get(d, name + ".bn.running_mean", {cout}).to_f32();
-  const std::vector<float> var = get(d, name + ".bn.running_var", {cout}).to_f32();
+  const std::vector<float> w = get(d, name + ".conv.weight", {cout, cin, kh, kw});
+  const std::vector<float> g = get(d, name + ".bn.weight", {cout});
+  const std::vector<float> beta = get(d, name + ".bn.bias", {cout});
+  const std::vector<float> mean = get(d, name + ".bn.running_mean", {cout});
+  const std::vector<float> var = get(d, name + ".bn.running_var", {cout});
   const size_t per = size_t(cin) * kh * kw;
   c.w.resize(w.size());
   c.b.resize(cout);
@@ -408,7 +444,7 @@ struct FidInception::Impl {
     d.emplace_back(src, pk, "Mixed_7a");
     e.emplace_back(src, pk, "Mixed_7b", 1280, false);
     e.emplace_back(src, pk, "Mixed_7c", 2048, true);
-    fc = pk.add(get(src, "fc.weight", {kClasses, kDims}).to_f32());
+    fc = pk.add(get(src, "fc.weight", {kClasses, kDims}));
   }
 
   // m.n images [n, 3, 299, 299] in [-1, 1] -> pool3 [n, 2048]. p, q: ping-pong buffers of n*kBuf
@@ -447,24 +483,44 @@ struct FidInception::Impl {
 };
 
 namespace {
-// Loads the weights into m (whose backend is set) and allocates the workspace for m.nb images.
-void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file) {
+// Loads the weights of r into m (whose backend is set) and allocates the workspace for m.nb
+// images. A sizing build (no reads) measures the packed weights; the second build reads each
+// tensor once and folds it into place: on the CPU straight into the backend buffer, elsewhere
+// into one host block that is then uploaded. So no copy of the file's arrays is held.
+void init(FidInception::Impl& m, TensorReader& r, const std::string& file) {
   Backend& be = *m.be;
   UVIT_CHECK(be.act_bytes() == sizeof(float), file,
              ": the FID Inception needs fp32 activations (precision fp32 or tf32), got a ",
              be.precision(), " ", be.name(), " backend");
   Source src;
   src.file = file;
-  for (const auto& [k, v] : sd) src.dict[k] = &v;
+  src.reader = &r;
+  for (size_t i = 0; i < r.tensors().size(); ++i) src.index.emplace(r.tensors()[i].name, i);
+  src.read.assign(r.tensors().size(), false);
+  src.finite.assign(r.tensors().size(), true);
+  src.sizing = true;
+  Packer count;
+  FidInception::Impl().build(src, count);
+  src.sizing = false;
+  m.params = be.alloc(count.size);
+  std::vector<float> host;
   Packer pk;
+  if (ParamStage::host_memory(be)) {
+    pk.data = m.params;
+  } else {
+    host.resize(count.size);
+    pk.data = host.data();
+  }
   m.build(src, pk);
-  for (const auto& [k, v] : sd)
-    for (float f : v.dtype == DType::I64 ? std::vector<float>{} : v.to_f32())
-      UVIT_CHECK(std::isfinite(f), file, ": tensor ", k, " has non-finite values");
+  check_finite(src);
   m.nb = chunk_images(be);
-  m.params = be.alloc(pk.data.size());
   m.ws = be.alloc(size_t(m.nb) * FidInception::Impl::kWs);
-  be.upload(m.params, pk.data.data(), pk.data.size() * sizeof(float));
+  if (!host.empty()) be.upload(m.params, host.data(), host.size() * sizeof(float));
+}
+
+void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file) {
+  ArrayReader r(sd, file);
+  init(m, r, file);
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "models/param_stage.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -100,40 +101,6 @@ void Network::grads_ready(const std::string& prefix) const {
   grads_ready(lo, hi);
 }
 
-// Moves parameters one tensor at a time between the parameter buffer and the host. On the CPU
-// the buffer is host memory and every tensor is used in place; elsewhere one host buffer, grown to
-// the largest tensor seen, carries each tensor across. So no operation here ever holds a host copy
-// of the whole model (DiT-XL/2: 2.7 GB; LaVin-DiT 3B: 13.6 GB).
-class ParamStage {
- public:
-  ParamStage(Backend& be, float* params) : be_(be), params_(params), host_(be.name() == "cpu") {}
-  bool in_place() const { return host_; }
-  // fill(p) writes e.numel floats at p, which then become tensor e.
-  template <class F>
-  void write(const ParamEntry& e, F&& fill) {
-    float* p = host_ ? params_ + e.offset : buffer(e.numel);
-    fill(p);
-    if (!host_) be_.upload(params_ + e.offset, p, e.numel * sizeof(float));
-  }
-  // Tensor e in host memory.
-  const float* read(const ParamEntry& e) {
-    if (host_) return params_ + e.offset;
-    float* p = buffer(e.numel);
-    be_.download(p, params_ + e.offset, e.numel * sizeof(float));
-    return p;
-  }
-  float* buffer(size_t n) {
-    if (tmp_.size() < n) tmp_.resize(n);
-    return tmp_.data();
-  }
-
- private:
-  Backend& be_;
-  float* params_;
-  bool host_;
-  std::vector<float> tmp_;
-};
-
 void Network::write_params(const ParamFill& fill) {
   ParamStage stage(be_, params_);
   const std::vector<ParamEntry>& es = table_.entries();
@@ -214,8 +181,7 @@ void Network::load_reader(TensorReader& r) {
     } catch (const Error& e) {  // another network's file: say whose, as uvit info would
       fail_naming_preset(e, r, table_);
     }
-    for (size_t i = 0; i < r.tensors().size(); ++i)
-      stage.write(table_.at(r.tensors()[i].name), [&](float* p) { r.read_f32(i, p); });
+    read_params(r, table_, stage);
   }
   params_set_ = true;
   if (quant_ && !stage.in_place()) {  // dequantised once: the GEMMs read act weights on the device

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "models/frozen_vit.hpp"
 #include "uvit/error.hpp"
@@ -198,19 +199,30 @@ SvgEncoder::~SvgEncoder() = default;
 
 void SvgEncoder::load(const NamedArrays& svg, const std::string& svg_what,
                       const NamedArrays* dinov3, const std::string& dinov3_what) {
-  NamedArrays res, dino;
-  for (const auto& [name, a] : svg) {
-    if (name.rfind("extra_vit.", 0) == 0) res.emplace_back(name, a);
-    if (!dinov3 && name.rfind("encoder.", 0) == 0) dino.emplace_back(name.substr(8), a);
-  }
-  UVIT_CHECK(!res.empty(), svg_what,
+  ArrayReader s(svg, svg_what);
+  if (!dinov3) return load(s, nullptr, dinov3_what);
+  ArrayReader d(*dinov3, dinov3_what);
+  load(s, &d, dinov3_what);
+}
+
+void SvgEncoder::load(TensorReader& svg, TensorReader* dinov3, const std::string& dinov3_what) {
+  const std::string& svg_what = svg.path();
+  RenamedReader res(svg, with_prefix("extra_vit.", false));
+  UVIT_CHECK(!res.tensors().empty(), svg_what,
              ": no extra_vit.* tensors (not an SVG autoencoder checkpoint with the residual ViT)");
   impl_->params.load_host(res, svg_what);
   impl_->params.upload();
   if (dinov3) return impl_->dino.load(*dinov3, dinov3_what);
-  UVIT_CHECK(!dino.empty(), svg_what,
+  RenamedReader dino(svg, with_prefix("encoder.", true));
+  UVIT_CHECK(!dino.tensors().empty(), svg_what,
              ": no encoder.* (DINOv3) tensors; give the DINOv3 weights separately");
   impl_->dino.load(dino, svg_what + " (encoder.*)");
+}
+
+void SvgEncoder::load_files(const std::string& svg, const std::string& dinov3) {
+  const std::unique_ptr<TensorReader> s = open_weights(svg);
+  if (dinov3.empty()) return load(*s, nullptr, dinov3);
+  load(*s, open_weights(dinov3).get(), dinov3);
 }
 
 Array SvgEncoder::encode(const Array& x, int group) const {

@@ -49,6 +49,10 @@ class SvgEncoder {
   // weights from the checkpoint's "encoder.*" tensors (the frozen copy DinoDecoder saves).
   void load(const NamedArrays& svg, const std::string& svg_what, const NamedArrays* dinov3,
             const std::string& dinov3_what);
+  // The same from readers (each tensor read straight into its place), and from files (`dinov3`
+  // "": the checkpoint's "encoder.*").
+  void load(TensorReader& svg, TensorReader* dinov3, const std::string& dinov3_what);
+  void load_files(const std::string& svg, const std::string& dinov3);
   // x [B, 3, S, S] in [-1, 1] (S = residual.image_size) -> [B, C, S/16, S/16]; match_distribution's
   // statistics are taken over consecutive groups of `group` images (the official code: the whole
   // batch, group = B; 1 makes each image's features independent of its batch).

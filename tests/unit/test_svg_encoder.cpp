@@ -118,6 +118,28 @@ TEST(SvgEncoder, MatchesTwinWholeBatchAndPerImage) {
   EXPECT_LT(rel_err(enc2.encode(x, 3), load_npy(d + "/svg_tiny_out.npy")), 1e-5);
 }
 
+// load_files reads the checkpoint's subsets through views on its directory (and the DINOv3 file
+// by its own names): the same features, bit for bit, as the loads from arrays.
+TEST(SvgEncoder, FilesLoadAsArraysDo) {
+  NEED("uvit_svg_encoder", "svg_encoder_torch.py fixtures");
+  const SvgEncoderConfig cfg = SvgEncoderConfig::load(d + "/svg_tiny.json");
+  auto be = make_backend("cpu");
+  const std::string svg = d + "/svg_tiny.safetensors", dino = d + "/svg_tiny_dinov3.safetensors";
+  const Array x = load_npy(d + "/svg_tiny_x.npy");
+  SvgEncoder a(cfg, *be), b(cfg, *be);
+  a.load(load_weights(svg), svg, nullptr, "");
+  b.load_files(svg, "");
+  EXPECT_EQ(a.encode(x, 3).data, b.encode(x, 3).data);
+  const NamedArrays dino_sd = load_weights(dino);
+  a.load(load_weights(svg), svg, &dino_sd, dino);
+  b.load_files(svg, dino);
+  EXPECT_EQ(a.encode(x, 1).data, b.encode(x, 1).data);
+  EXPECT_NE(error_of([&] {
+              b.load_files(d + "/svg_tiny_dinov3.safetensors", "");
+            }).find("no extra_vit.* tensors"),
+            std::string::npos);
+}
+
 TEST(SvgEncoder, BadInputErrors) {
   NEED("uvit_svg_encoder", "svg_encoder_torch.py fixtures");
   const SvgEncoderConfig cfg = SvgEncoderConfig::load(d + "/svg_tiny.json");
