@@ -23,6 +23,7 @@ inline constexpr const char* kInceptionWeightsUrl =
 std::string inception_weights_path(const std::string& explicit_path);
 
 class Backend;
+class TensorReader;
 
 class FidInception {
  public:
@@ -41,6 +42,8 @@ class FidInception {
   // must be fp32 (a one-line uvit::Error otherwise). Weights are uploaded once.
   explicit FidInception(const NamedArrays& state_dict, const std::string& name = "inception");
   FidInception(const NamedArrays& state_dict, Backend& be, const std::string& name = "inception");
+  // The same from a weights file's reader, each tensor read once into its folded place (load()).
+  FidInception(TensorReader& r, Backend* be);
   ~FidInception();
   FidInception(FidInception&&) noexcept;
   static FidInception load(const std::string& path);

@@ -339,9 +339,7 @@ void extract_svg(const Opts& o) {
              " differs from the encoder's image size ", cfg.residual.image_size);
   auto be = make_encoder_backend(o.device, o.precision);
   SvgEncoder enc(cfg, *be);
-  NamedArrays dino;
-  if (!o.dinov3.empty()) dino = load_weights(o.dinov3);
-  enc.load(load_weights(o.weights), o.weights, o.dinov3.empty() ? nullptr : &dino, o.dinov3);
+  enc.load_files(o.weights, o.dinov3);
   const auto ds = make_imagenet_dataset(o.data, o.resolution);
   const std::vector<Item> todo = pending_images(o, *ds);
   check_feature_manifest(o, "svg", size_t(ds->size()) - todo.size());

@@ -540,12 +540,18 @@ FidInception::FidInception(const NamedArrays& sd, Backend& be, const std::string
 FidInception::~FidInception() = default;
 FidInception::FidInception(FidInception&&) noexcept = default;
 
+FidInception::FidInception(TensorReader& r, Backend* be) : impl_(std::make_unique<Impl>()) {
+  if (!be) impl_->own = make_cpu_backend();
+  impl_->be = be ? be : impl_->own.get();
+  init(*impl_, r, r.path());
+}
+
 FidInception FidInception::load(const std::string& path) {
-  return FidInception(load_weights(path), path);
+  return FidInception(*open_weights(path), nullptr);
 }
 
 FidInception FidInception::load(const std::string& path, Backend& be) {
-  return FidInception(load_weights(path), be, path);
+  return FidInception(*open_weights(path), &be);
 }
 
 NamedArrays FidInception::random_state_dict(uint64_t seed) {
