@@ -162,8 +162,11 @@ void AtomicWriter::commit() {
   if (::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail(path_, ": cannot rename ", tmp_, ": ", errno_str());
   done_ = true;
-  // Make the rename itself durable; failure here cannot un-write the file, so it is not an error.
-  int dfd = ::open(dir_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  sync_dir(dir_of(path_));  // the rename itself durable
+}
+
+void sync_dir(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);

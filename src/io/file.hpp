@@ -41,6 +41,10 @@ class SignalHold {
   SignalHold& operator=(const SignalHold&) = delete;
 };
 
+// fsyncs the folder, so that renames into it are durable; a failure is ignored (it cannot undo
+// the renames).
+void sync_dir(const std::string& dir);
+
 // Writes path.tmp.PID in the target's directory; commit() fsyncs and renames it over the target.
 // Destroyed without commit (an exception on the way), it removes the temporary file, so a failed
 // write never clobbers the existing file. A SIGINT/SIGTERM while the temporary file exists waits

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
 #include "core/mem_limit.hpp"
+#include "io/file.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
 #include "uvit/error.hpp"
@@ -615,11 +617,24 @@ void Trainer::check_replicas() {
 
 void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   fs::create_directories(dir);
+  // The three files are written into DIR/.saving first and moved into DIR only once all three are
+  // complete (train_state last): a write that fails (a full disk) or dies leaves the previous
+  // checkpoint whole. What remains is the window of the three renames (resume's note below).
+  const fs::path stage = fs::path(dir) / ".saving";
+  fs::remove_all(stage);  // a save that died earlier
+  fs::create_directories(stage);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{stage};
   const std::map<std::string, std::string> meta = {{"step", std::to_string(step_count())},
                                                    {"config", config().config_name}};
-  net().save_weights(dir + "/nnet.safetensors", meta);
+  net().save_weights((stage / "nnet.safetensors").string(), meta);
   test_hook_die(comm(), step_count(), "save");
-  ema_net().save_weights(dir + "/nnet_ema.safetensors", meta);
+  ema_net().save_weights((stage / "nnet_ema.safetensors").string(), meta);
   const size_t P = net().num_params();
   auto meta2 = meta;
   meta2["optimizer"] = settings().optimizer;
@@ -631,7 +646,15 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   meta2["dp_width"] = std::to_string(dp_width());
   meta2["accum"] = std::to_string(settings().accum);
   meta2["global_batch"] = std::to_string(settings().batch);
-  save_state(dir + "/train_state.safetensors", meta2);  // written last: marks completion
+  save_state((stage / "train_state.safetensors").string(), meta2);
+  {
+    const io::SignalHold hold;  // a SIGINT/SIGTERM does not stop the process between the renames
+    for (const char* f : {"nnet.safetensors", "nnet_ema.safetensors", "train_state.safetensors"}) {
+      fs::rename(stage / f, fs::path(dir) / f);
+      if (std::strcmp(f, "nnet.safetensors") == 0) test_hook_die(comm(), step_count(), "rename");
+    }
+  }
+  io::sync_dir(dir);
 }
 
 void Trainer::save(bool snapshot) {
@@ -702,9 +725,11 @@ void Trainer::resume(const std::string& from) {
                    "of step %s (%s)\n",
                    src.c_str(), need("step").c_str(), snap.c_str());
   }
+  std::error_code ec;
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
-             "different steps (an interrupted save?); restore from a snapshot in ckpts/");
+             "different steps (an interrupted save?)",
+             fs::is_empty(src + "/ckpts", ec) || ec ? "" : "; restore from a snapshot in ckpts/");
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into

@@ -37,18 +37,30 @@ run mpi 2 train --out "$tmp/d" --resume -q --no-grid
 same_files "$tmp/d" "$tmp/straight" "resumed after a rank died vs never failed"
 
 # --- rank 0 dies inside the checkpoint of step 4, after nnet.safetensors --------------------------
-# train_state (written last) still says step 2: --resume takes the step-2 weights from their
-# snapshot in ckpts/2 and ends bit-identical to the straight run.
+# The files are written into RUN/.saving and moved into RUN only once all three are complete: the
+# run's own checkpoint is still step 2's, and --resume continues from it to the straight run's bytes.
 UVIT_TEST_DIE=0:4:save mpi 2 "${T[@]}" --out "$tmp/s" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (save)" "$tmp/err" &&
-  [ "$(state_step "$tmp/s/nnet.safetensors")" = 4 ] && [ "$(state_step "$tmp/s/train_state.safetensors")" = 2 ] ||
+  [ "$(state_step "$tmp/s/nnet.safetensors")" = 2 ] && [ "$(state_step "$tmp/s/train_state.safetensors")" = 2 ] ||
   { fail "death inside a save: rc $rc"; cat "$tmp/err"; }
-if mpi 2 train --out "$tmp/s" --resume --no-grid >"$tmp/out" 2>"$tmp/err" &&
-  grep -q "interrupted save; resuming from the complete checkpoint of step 2" "$tmp/err"; then
+if mpi 2 train --out "$tmp/s" --resume --no-grid >"$tmp/out" 2>"$tmp/err" && [ ! -e "$tmp/s/.saving" ]; then
   same_files "$tmp/s" "$tmp/straight" "resumed after a death inside a save vs never failed"
 else
   fail "resume after a death inside a save"; cat "$tmp/err"
+fi
+# ... and between the renames, after nnet.safetensors: train_state (renamed last) still says step 2;
+# --resume takes the step-2 weights from their snapshot in ckpts/2.
+UVIT_TEST_DIE=0:4:rename mpi 2 "${T[@]}" --out "$tmp/r" --steps 6 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (rename)" "$tmp/err" &&
+  [ "$(state_step "$tmp/r/nnet.safetensors")" = 4 ] && [ "$(state_step "$tmp/r/train_state.safetensors")" = 2 ] ||
+  { fail "death between the renames: rc $rc"; cat "$tmp/err"; }
+if mpi 2 train --out "$tmp/r" --resume --no-grid >"$tmp/out" 2>"$tmp/err" &&
+  grep -q "interrupted save; resuming from the complete checkpoint of step 2" "$tmp/err"; then
+  same_files "$tmp/r" "$tmp/straight" "resumed after a death between the renames vs never failed"
+else
+  fail "resume after a death between the renames"; cat "$tmp/err"
 fi
 
 # --- signals ---------------------------------------------------------------------------------------
