@@ -146,4 +146,14 @@ rm -rf "$tmp/fr"
 expect_error "^uvit: error: --data $F/$LAT: not UTF-8 text, and the run records it in config.json" feat_train "$LAT"
 [ ! -e "$tmp/fr" ] || fail "a non-UTF-8 --data left a run folder"
 
+# --- integer settings beyond an int (docs/ux_audit.md, fixed after round 10) ----------------------
+# keep_snapshots, accum, dp_virtual and zero were read into an int that wrapped: 10^12 was refused
+# as "must be >= 1".
+expect_error "^uvit: error: config fmnist_uvit_tiny: train.keep_snapshots: 1000000000000 is out of range" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/ks" --steps 1 --batch 2 -q --no-grid \
+  --set train.keep_snapshots=1000000000000
+expect_error "^uvit: error: config fmnist_uvit_tiny: train.accum: 4294967297 is out of range" \
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/ks" --steps 1 --batch 2 -q --no-grid \
+  --set train.accum=4294967297
+
 exit $fails
