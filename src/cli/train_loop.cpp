@@ -480,9 +480,20 @@ TrainOutcome run_training(const TrainJob& job) {
     g_signal = sig;
     return sig != 0 || timed_out;
   };
+  // A batch the loader cannot build (a damaged image) ends the run as a signal does, with the
+  // checkpoint of the last completed step, then the error. One process only: with several ranks
+  // the others are inside the step's collectives, and mpirun ends them (docs/formats.md).
+  std::string data_error;
   while (tr.step_count() < s.steps && !stop_requested()) {
     test_hook_die(comm, tr.step_count(), "step");
-    const StepStats st = tr.step();
+    StepStats st;
+    try {
+      st = tr.step();
+    } catch (const DataError& e) {
+      if (comm.size() > 1) throw;
+      data_error = e.what();
+      break;
+    }
     UVIT_CHECK(std::isfinite(st.loss), "training diverged at step ", tr.step_count(), " (loss ",
                st.loss, ")");
     win.sum += st.loss;
@@ -531,6 +542,9 @@ TrainOutcome run_training(const TrainJob& job) {
     j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
     log << j.dump() << "\n" << std::flush;
   }
+  if (!data_error.empty())
+    fail(data_error, "; checkpoint written at step ", k,
+         " (continue with --resume once the data is fixed)");
   if (g_signal && lead)  // even with -q: the exit status alone does not say what happened
     std::fprintf(stderr, "interrupted: checkpoint written at step %ld; continue with --resume\n",
                  k);

@@ -306,6 +306,7 @@ void Trainer::init() {
     for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
+  done_ = loader_->get_state();
 }
 
 // As FiT's init_from_ckpt: the checkpoint's tensors whose names ignore_keys names are dropped and
@@ -358,7 +359,12 @@ StepStats Trainer::step() {
   for (int j = 0; j < k_; ++j) {
     const int v = comm_->rank() * k_ + j;
     for (int micro = 0; micro < A; ++micro) {
-      Batch b = loader_->next();
+      Batch b;
+      try {
+        b = loader_->next();
+      } catch (const Error& e) {
+        throw DataError(e.what());
+      }
       UVIT_CHECK(b.B == B && b.x.size() == numel, "data loader returned a batch of ", b.B,
                  ", expected ", B);
       // All randomness is keyed by the sample's index in the global batch stream, so the data
@@ -436,6 +442,7 @@ StepStats Trainer::step() {
     update_trained(net_->params(), g, 0, P, st.lr, ema_->params());  // and the EMA
   }
   ++step_;
+  done_ = loader_->get_state();
   return st;
 }
 
@@ -635,7 +642,8 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
 }
 
 void Trainer::save(bool snapshot) {
-  const LoaderState ls = loader_->get_state();
+  // Not the loader's state now: after a DataError it is inside the step that failed.
+  const LoaderState& ls = done_;
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     write_state(dir_, ls);
     if (snapshot) {
@@ -733,6 +741,7 @@ void Trainer::resume(const std::string& from) {
                  meta["dp_width"].c_str(), meta["accum"].c_str(), V_, s_.accum);
   loader_->set_state({std::stoull(need("loader_seed")), std::stoll(need("loader_epoch")),
                       std::stoll(need("loader_offset"))});
+  done_ = loader_->get_state();
 }
 
 }  // namespace uvit
