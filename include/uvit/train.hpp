@@ -122,8 +122,12 @@ class Trainer {
   // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
   // resume. Later saves go to run_dir.
   void resume(const std::string& from = "");
-  // One optimizer step; a batch the loader cannot build throws DataError (the weights, moments
-  // and step count are still those of the last completed step).
+  // Takes the next step's batches from the loader now, before step() (which then uses them), so
+  // that every rank knows whether its batches could be built before any rank enters the step's
+  // collectives. Returns the first batch's error ("" when all were built); the weights, moments
+  // and step count stay those of the last completed step either way.
+  std::string stage_batches();
+  // One optimizer step; without stage_batches, a batch the loader cannot build throws DataError.
   StepStats step();
   // Writes nnet.safetensors, nnet_ema.safetensors and train_state.safetensors atomically, and a
   // snapshot under ckpts/STEP when `snapshot` (keeping the last keep_snapshots).
@@ -206,6 +210,8 @@ class Trainer {
   DeviceBuffer dx_, dt_, dout_, dctx_, dy_;
   long step_ = 0;
   LoaderState done_;  // the loader's state after the last completed step: what save() records
+  std::vector<Batch>
+      staged_;  // stage_batches(): the next step's batches, in the order it takes them
   SingleComm single_;
   Comm* comm_ = nullptr;
   int V_ = 1, k_ = 1, micro_ = 0;  // logical ranks, of them on this process, micro-batch size
