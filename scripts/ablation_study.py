@@ -218,7 +218,8 @@ def stats(xs):
     if not xs:
         return None, None
     m = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    # The sample sd of one value is undefined: None (no "± 0.00", which would claim no spread).
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
     return m, sd
 
 
@@ -247,8 +248,11 @@ def aggregate(rows, results):
     return table
 
 
-def fmt(m, sd, digits):
-    return "-" if m is None else ("%.*f ± %.*f" % (digits, m, digits, sd))
+def fmt(m, sd, digits, sign=""):
+    """Mean ± sd; the mean alone when one seed gave it (sd None)."""
+    if m is None:
+        return "-"
+    return ("%" + sign + ".*f") % (digits, m) + ("" if sd is None else " ± %.*f" % (digits, sd))
 
 
 def write_tables(a, table):
@@ -259,13 +263,13 @@ def write_tables(a, table):
         md.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
             t["group"], t["preset"], t["label"], t["seeds"], fmt(t["fd_cls"], t["fd_cls_sd"], 2),
             fmt(t["accuracy"], t["accuracy_sd"], 3), fmt(t["final_loss"], t["final_loss_sd"], 4),
-            "-" if t["dloss"] is None else "%+.4f ± %.4f" % (t["dloss"], t["dloss_sd"]),
+            fmt(t["dloss"], t["dloss_sd"], 4, "+"),
             "-" if t["params"] is None else "{:,}".format(t["params"]),
             "-" if t["gflop"] is None else "%.3f" % t["gflop"],
             "-" if t["train_s"] is None else "%.0f" % t["train_s"]))
     md.append("")
-    md.append("Mean ± sample standard deviation over seeds; %d training steps, %d samples per run. Final loss: "
-              "the mean training loss over the last fifth of the logged steps; Δ loss: its difference to the "
+    md.append("Mean ± sample standard deviation over seeds (the value alone from one seed); %d training "
+              "steps, %d samples per run. Final loss: the mean training loss over the last fifth of the logged steps; Δ loss: its difference to the "
               "preset's unmodified run with the same seed (same data order, noise and times)." % (a.steps, a.n))
     atomic_write(os.path.join(a.out, "table.md"), "\n".join(md) + "\n")
     buf = io.StringIO()

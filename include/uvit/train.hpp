@@ -12,6 +12,7 @@
 #include "uvit/data.hpp"
 #include "uvit/diffusion.hpp"
 #include "uvit/dist.hpp"
+#include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/network.hpp"
 #include "uvit/objective.hpp"
@@ -95,6 +96,12 @@ struct EmaSampling {
   GenerateOptions opt;
 };
 
+// A batch the data loader could not build (a damaged image found when drawn). Trainer::step
+// throws it before the step changes any weight, so save() then writes the last completed step.
+struct DataError : Error {
+  using Error::Error;
+};
+
 class Trainer {
  public:
   // `comm`: the ranks this run is split over (nullptr: this process alone). Rank 0 writes the
@@ -115,6 +122,12 @@ class Trainer {
   // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
   // resume. Later saves go to run_dir.
   void resume(const std::string& from = "");
+  // Takes the next step's batches from the loader now, before step() (which then uses them), so
+  // that every rank knows whether its batches could be built before any rank enters the step's
+  // collectives. Returns the first batch's error ("" when all were built); the weights, moments
+  // and step count stay those of the last completed step either way.
+  std::string stage_batches();
+  // One optimizer step; without stage_batches, a batch the loader cannot build throws DataError.
   StepStats step();
   // Writes nnet.safetensors, nnet_ema.safetensors and train_state.safetensors atomically, and a
   // snapshot under ckpts/STEP when `snapshot` (keeping the last keep_snapshots).
@@ -196,6 +209,9 @@ class Trainer {
   DeviceBuffer d_, gp_;  // Adan: average gradient difference, previous gradient
   DeviceBuffer dx_, dt_, dout_, dctx_, dy_;
   long step_ = 0;
+  LoaderState done_;  // the loader's state after the last completed step: what save() records
+  std::vector<Batch>
+      staged_;  // stage_batches(): the next step's batches, in the order it takes them
   SingleComm single_;
   Comm* comm_ = nullptr;
   int V_ = 1, k_ = 1, micro_ = 0;  // logical ranks, of them on this process, micro-batch size

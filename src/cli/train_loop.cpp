@@ -466,19 +466,35 @@ TrainOutcome run_training(const TrainJob& job) {
   bool timed_out = false;
   LimitProjection projection(job.max_minutes * 60, s.steps);
   double comm_s = 0;  // time in the data-parallel exchange (reported with several ranks)
-  // Every rank leaves at the same step: a signal or the time limit seen by any rank stops all.
+  // A batch the loader cannot build (a damaged image) ends the run as a signal does, with the
+  // checkpoint of the last completed step, then the error: the step's batches are taken before
+  // the step, so that every rank knows of any rank's failure before the step's collectives.
+  std::string data_error;
+  // Every rank leaves at the same step: a signal, the time limit or a data error seen by any rank
+  // stops all.
   auto stop_requested = [&] {
-    const int32_t mine[2] = {g_signal.load(),
-                             job.max_minutes > 0 && elapsed() > job.max_minutes * 60};
-    std::vector<int32_t> all(2 * size_t(comm.size()));
+    const std::string mine_error = tr.stage_batches();
+    const int32_t mine[3] = {g_signal.load(),
+                             job.max_minutes > 0 && elapsed() > job.max_minutes * 60,
+                             !mine_error.empty()};
+    std::vector<int32_t> all(3 * size_t(comm.size()));
     comm.allgather_bytes(mine, sizeof mine, all.data());
-    int sig = 0;
-    for (size_t r = 0; r < all.size(); r += 2) {
+    int sig = 0, bad_rank = -1;
+    for (size_t r = 0; r < all.size(); r += 3) {
       if (!sig) sig = all[r];
       timed_out = timed_out || all[r + 1];
+      if (all[r + 2] && bad_rank < 0) bad_rank = int(r / 3);
     }
     g_signal = sig;
-    return sig != 0 || timed_out;
+    if (bad_rank >= 0) {  // the first failing rank's line, to every rank (only now: a collective)
+      constexpr size_t kLine = 1024;
+      std::vector<char> line(kLine, '\0'), lines(kLine * size_t(comm.size()));
+      mine_error.copy(line.data(), kLine - 1);
+      comm.allgather_bytes(line.data(), kLine, lines.data());
+      data_error = (comm.size() > 1 ? cat("rank ", bad_rank, ": ") : std::string()) +
+                   std::string(lines.data() + kLine * size_t(bad_rank));
+    }
+    return sig != 0 || timed_out || bad_rank >= 0;
   };
   while (tr.step_count() < s.steps && !stop_requested()) {
     test_hook_die(comm, tr.step_count(), "step");
@@ -531,6 +547,9 @@ TrainOutcome run_training(const TrainJob& job) {
     j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
     log << j.dump() << "\n" << std::flush;
   }
+  if (!data_error.empty())  // every rank, the same line: rank 0 prints it
+    throw SameOnEveryRank(cat(data_error, "; checkpoint written at step ", k,
+                              " (continue with --resume once the data is fixed)"));
   if (g_signal && lead)  // even with -q: the exit status alone does not say what happened
     std::fprintf(stderr, "interrupted: checkpoint written at step %ld; continue with --resume\n",
                  k);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "io/npy.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -383,21 +384,11 @@ int64_t to_int(const PV& v, const std::string& path) {
 }  // namespace
 
 FeatureRecord parse_feature_record(const uint8_t* p, size_t n, const std::string& path) {
-  UVIT_CHECK(n >= 10 && std::memcmp(p, "\x93NUMPY", 6) == 0, path, ": not a .npy file (bad magic)");
-  int major = p[6];
-  size_t hl, off;
-  if (major == 1)
-    hl = p[8] | size_t(p[9]) << 8, off = 10;
-  else {
-    UVIT_CHECK(n >= 12 && (major == 2 || major == 3), path, ": unsupported .npy version ", major);
-    hl = p[8] | size_t(p[9]) << 8 | size_t(p[10]) << 16 | size_t(p[11]) << 24, off = 12;
-  }
-  UVIT_CHECK(hl <= n - off, path, ": truncated .npy header");
-  std::string header(reinterpret_cast<const char*>(p + off), hl);
-  UVIT_CHECK(header.find("'|O'") != std::string::npos, path,
-             ": expected a pickled object array (moments, label), header is ",
-             header.substr(0, 80));
-  Unpickler up(p + off + hl, n - off - hl, path);
+  const NpyHeader h = peek_npy_header(p, n, path);
+  UVIT_CHECK(h.descr == "|O", path,
+             ": expected a pickled object array (moments, label), got dtype '", h.descr, "' shape ",
+             shape_str(h.shape));
+  Unpickler up(p + h.data_offset, n - h.data_offset, path);
   PVP root = up.run();
   UVIT_CHECK(root->k == PV::NDArray && root->items.size() == 2, path,
              ": expected a 2-element object array (moments, label)");

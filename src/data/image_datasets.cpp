@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "data/pixels.hpp"
+#include "io/dir_walk.hpp"
 #include "uvit/ascii.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
@@ -57,7 +58,7 @@ void walk(const std::string& dir, const std::vector<std::string>& exts, std::set
     const bool found = ::stat(full.c_str(), &st) == 0;
     const int err = errno;
     const bool is_dir = found && S_ISDIR(st.st_mode);
-    if (e[0] == '.') {  // .DS_Store, macOS's ._NAME.jpg metadata, .git, .ipynb_checkpoints
+    if (io::hidden_name(e)) {
       if (wanted || is_dir) skipped->hidden.push_back(full);
     } else if (is_dir) {
       // A link back up the tree (or to a folder already read) would list its images again.

@@ -3,12 +3,14 @@
 #include <filesystem>
 #include <set>
 
+#include "io/dir_walk.hpp"
 #include "io/npy.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
 #include "uvit/image.hpp"
 #include "uvit/inception.hpp"
 #include "uvit/io.hpp"
+#include "uvit/log.hpp"
 
 namespace fs = std::filesystem;
 
@@ -18,13 +20,21 @@ std::vector<std::string> list_image_files(const std::string& dir) {
   // pytorch-fid globs '*.ext' for these extensions (case-sensitive, not recursive) and sorts.
   static const std::set<std::string> exts = {".bmp", ".jpg", ".jpeg", ".pgm", ".png",
                                              ".ppm", ".tif", ".tiff", ".webp"};
-  std::vector<std::string> files;
+  // Hidden names are left out, as the training walk does: pytorch-fid's pathlib glob would list
+  // macOS's ._NAME.png and then fail to decode it (docs/evaluation.md, "Image folders").
+  std::vector<std::string> files, hidden;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.is_regular_file() && exts.count(e.path().extension().string()))
-      files.push_back(e.path().string());
+      (io::hidden_name(e.path().filename().string()) ? hidden : files).push_back(e.path().string());
   UVIT_CHECK(!ec, dir, ": cannot list the folder (", ec.message(), ")");
   std::sort(files.begin(), files.end());
+  std::sort(hidden.begin(), hidden.end());
+  if (!hidden.empty())
+    log(LogLevel::Warn,
+        cat(dir, ": skipped ", hidden.size(), " hidden file(s) (a leading '.'), ",
+            fs::path(hidden[0]).filename().string(), hidden.size() > 1 ? " and others" : "",
+            " (docs/evaluation.md, \"Image folders\")"));
   UVIT_CHECK(!files.empty(), dir,
              ": no images (looked for *.png, *.jpg, *.jpeg, *.bmp, *.pgm, *.ppm, *.tif, *.tiff, "
              "*.webp)");

@@ -1,6 +1,8 @@
 // Writing a big file past the page cache (O_DIRECT), for io::AtomicWriter's kDirect mode
 // (docs/formats.md, "Writing .pth": why, and what it measured).
 #pragma once
+#include <sys/types.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +12,11 @@
 #include <thread>
 
 namespace uvit::io {
+
+// Test seam: the write(2) every DirectWriter calls (nullptr: ::write). A test makes one come back
+// short or refused mid-file, which no file system here does on demand. Set it while no writer runs.
+using WriteCall = ssize_t (*)(int fd, const void* p, size_t n);
+void set_write_call_for_test(WriteCall f);
 
 // Copies what it is given into page-aligned buffers and writes them with O_DIRECT, whole buffers
 // on a thread of its own so that the disk works while the next buffer fills; finish() writes the

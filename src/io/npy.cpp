@@ -255,6 +255,10 @@ NpyHeader peek_npy_header(const std::string& path) {
   return parse_header_dict(head.data(), head.size(), f.size(), path);
 }
 
+NpyHeader peek_npy_header(const uint8_t* p, size_t n, const std::string& what) {
+  return parse_header_dict(p, n, n, what);
+}
+
 NpyInfo read_npy_header(const std::string& path) {
   return checked_npy_header(peek_npy_header(path), path);
 }

@@ -2,6 +2,7 @@
 // instead of) reading it as a numeric array: uvit info's feature files (object arrays), fid's
 // feature statistics. read_npy_header (uvit/io.hpp) is this plus load_npy's checks.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,5 +21,8 @@ struct NpyHeader {
 // file for a corrupt or truncated header (the errors load_npy gives), reads no data and checks
 // neither the dtype nor the data's size.
 NpyHeader peek_npy_header(const std::string& path);
+// The same for a whole file's n bytes in memory (an object array's pickle follows the header);
+// `what` names it in the errors.
+NpyHeader peek_npy_header(const uint8_t* p, size_t n, const std::string& what);
 
 }  // namespace uvit

@@ -294,6 +294,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   lo.group = int64_t(V_) * s_.accum;
   lo.take_first = int64_t(comm_->rank()) * k_ * s_.accum;
   lo.take_count = int64_t(k_) * s_.accum;
+  // stage_batches takes a whole step's batches at once: the loader keeps the next step's ready.
+  lo.prefetch = std::max(lo.prefetch, k_ * s_.accum);
   if (n.null_class >= 0) lo.null_label = n.null_class;
   loader_ = std::make_unique<Loader>(data_, lo);
 }
@@ -308,6 +310,7 @@ void Trainer::init() {
     for (auto& [name, buf] : state_buffers()) be_.fill(buf->f32(), 0.f, moments_n_);
   step_ = 0;
   loader_->set_state({s_.seed, 0, 0});
+  done_ = loader_->get_state();
 }
 
 // As FiT's init_from_ckpt: the checkpoint's tensors whose names ignore_keys names are dropped and
@@ -344,6 +347,17 @@ void Trainer::zero_frozen(float* g, size_t off, size_t len) {
   zero_to(off + len);
 }
 
+std::string Trainer::stage_batches() {
+  staged_.clear();
+  try {
+    for (int i = 0; i < k_ * s_.accum; ++i) staged_.push_back(loader_->next());
+  } catch (const Error& e) {
+    staged_.clear();
+    return e.what();
+  }
+  return "";
+}
+
 StepStats Trainer::step() {
   const NetSpec& n = cfg_.spec;
   const int B = micro_, A = s_.accum;
@@ -357,10 +371,12 @@ StepStats Trainer::step() {
   std::vector<TrainDraw> draws(B);
   std::vector<int32_t> y(B);
   std::vector<double> losses(size_t(k_), 0.0);  // per logical rank
+  if (staged_.empty())
+    if (const std::string e = stage_batches(); !e.empty()) throw DataError(e);
   for (int j = 0; j < k_; ++j) {
     const int v = comm_->rank() * k_ + j;
     for (int micro = 0; micro < A; ++micro) {
-      Batch b = loader_->next();
+      const Batch& b = staged_[size_t(j * A + micro)];
       UVIT_CHECK(b.B == B && b.x.size() == numel, "data loader returned a batch of ", b.B,
                  ", expected ", B);
       // All randomness is keyed by the sample's index in the global batch stream, so the data
@@ -437,7 +453,9 @@ StepStats Trainer::step() {
     if (const double c = grad_clip_factor(s_, st.grad_norm); c != 1.0) be_.scale(g, float(c), P);
     update_trained(net_->params(), g, 0, P, st.lr, ema_->params());  // and the EMA
   }
+  staged_.clear();
   ++step_;
+  done_ = loader_->get_state();
   return st;
 }
 
@@ -658,7 +676,8 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
 }
 
 void Trainer::save(bool snapshot) {
-  const LoaderState ls = loader_->get_state();
+  // Not the loader's state now: after a DataError it is inside the step that failed.
+  const LoaderState& ls = done_;
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     write_state(dir_, ls);
     if (snapshot) {
@@ -758,6 +777,7 @@ void Trainer::resume(const std::string& from) {
                  meta["dp_width"].c_str(), meta["accum"].c_str(), V_, s_.accum);
   loader_->set_state({std::stoull(need("loader_seed")), std::stoll(need("loader_epoch")),
                       std::stoll(need("loader_offset"))});
+  done_ = loader_->get_state();
 }
 
 }  // namespace uvit

@@ -113,6 +113,26 @@ PYEOF
 run "$UVIT" fid "$tmp/imgs.npy" "$tmp/sti.npz" --inception "$W" -q
 grep -q '^sFID: ' "$tmp/out" && echo "ok: fid prints $(tr '\n' ' ' <"$tmp/out")" || fail "fid: no sFID line"
 
+# --- hidden names beside the images: skipped with a warning, the same statistics ------------------
+# (docs/evaluation.md, "Image folders"): macOS's AppleDouble ._NAME.png and a real image under a
+# hidden name; and a WebP, which is refused naming the file.
+cp -r "$tmp/dir" "$tmp/dirh"
+printf '\0\5\26\7\0\2\0\0Mac OS X        ' >"$tmp/dirh/._img00.png"
+cp "$tmp/dir/img01.png" "$tmp/dirh/.img01.png"
+run "$UVIT" fid-stats "$tmp/dirh" --inception "$W" --out "$tmp/sth.npz"
+grep -q "skipped 2 hidden file(s) (a leading '.'), ._img00.png and others" "$tmp/err" \
+  || { fail "fid-stats: no warning naming the hidden files"; cat "$tmp/err"; }
+"$PY" -c "
+import numpy as np
+a, b = np.load('$tmp/sti.npz'), np.load('$tmp/sth.npz')
+assert sorted(a.files) == sorted(b.files) and all((a[k] == b[k]).all() for k in a.files)
+" && echo "ok: hidden ._img00.png and .img01.png skipped: the same statistics" \
+  || fail "fid-stats with hidden files differs"
+rm "$tmp"/dirh/.*.png  # (their warning would be a second line)
+printf 'RIFF\0\0\0\0WEBPVP8 ' >"$tmp/dirh/img09.webp"
+expect_error "img09.webp: a WebP image, which uvit cannot decode" \
+  "$UVIT" fid-stats "$tmp/dirh" --inception "$W" --out "$tmp/x.npz"
+
 # --- eval: a tiny unconditional net, 12 samples in chunks of 5, resumed ---------------------------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=2 sample.sample_steps=3
 sed -e 's/"num_classes": 11/"num_classes": 0/' -e 's/"cfg": true/"cfg": false/g' \
