@@ -26,6 +26,10 @@ uint16_t float_to_bf16(float f);
 struct NoInit {};
 template <class T>
 struct ByteAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {  // C++17's std::allocator has its own, which would be inherited
+    using other = ByteAllocator<U>;
+  };
   ByteAllocator() = default;
   template <class U>
   ByteAllocator(const ByteAllocator<U>&) noexcept {}
