@@ -43,6 +43,7 @@ struct Prim {
   dnnl::memory::desc src, wei, dst;
   bool src_plain = true, wei_plain = true, dst_plain = true;
   dnnl::reorder src_in, dst_out;  // nchw <-> the chosen layouts, made once
+  dnnl::memory::desc conv_scratch, in_scratch, out_scratch;  // their scratchpads (Cache::scratch)
   // Reordered weights, reused while the same (pointer, contents checksum) comes back.
   const float* wei_ptr = nullptr;
   uint64_t wei_sum = 0;
@@ -53,8 +54,23 @@ struct Cache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::map<Key, Prim> prims;
-  std::mutex mu;  // oneDNN primitives share a global scratchpad: one execution at a time
+  std::mutex mu;  // one execution at a time: they share `scratch`
+  // The primitives' scratchpad, ours (scratchpad_mode::user): oneDNN 2.6's own is per thread, and
+  // a primitive made on one thread and run on another (the C API's callers, serve's worker) used
+  // the running thread's, which may be smaller: a heap overflow (docs/fuzzing.md, finding 13).
+  std::vector<char> scratch;
+  dnnl::memory scratch_for(const dnnl::memory::desc& d) {
+    if (scratch.size() < d.get_size() + 64) scratch.resize(d.get_size() + 64);
+    char* p = scratch.data();
+    return dnnl::memory(d, engine, p + (-reinterpret_cast<uintptr_t>(p) & 63));  // 64-byte aligned
+  }
 };
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
 
 Cache& cache() {
   static Cache c;
@@ -91,9 +107,10 @@ Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl) {
                                                   bia, dst, strides, pl, pr)
                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, alg, src, wei,
                                                   dst, strides, pl, pr);
+  const dnnl::primitive_attr attr = user_scratchpad();
   dnnl::convolution_forward::primitive_desc pd;
   try {
-    pd = dnnl::convolution_forward::primitive_desc(d, c.engine);
+    pd = dnnl::convolution_forward::primitive_desc(d, attr, c.engine);
   } catch (const dnnl::error&) {
     // Winograd covers fewer shapes than the direct kernels: fall back for this one.
     if (impl == ConvImpl::Winograd) return make_prim(c, s, bias, ConvImpl::OneDnnPlain);
@@ -101,19 +118,27 @@ Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl) {
   }
   Prim p;
   p.conv = dnnl::convolution_forward(pd);
+  p.conv_scratch = pd.scratchpad_desc();
   p.src = pd.src_desc();
   p.wei = pd.weights_desc();
   p.dst = pd.dst_desc();
   p.src_plain = p.src == dnnl::memory::desc({s.B, s.Cin, s.H, s.W}, f32, tag::nchw);
   p.wei_plain = p.wei == dnnl::memory::desc({s.Cout, s.Cin, s.kh, s.kw}, f32, tag::oihw);
   p.dst_plain = p.dst == dnnl::memory::desc({s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw);
-  if (!p.src_plain)
-    p.src_in = dnnl::reorder(dnnl::reorder::primitive_desc(
-        c.engine, dnnl::memory::desc({s.B, s.Cin, s.H, s.W}, f32, tag::nchw), c.engine, p.src));
-  if (!p.dst_plain)
-    p.dst_out = dnnl::reorder(dnnl::reorder::primitive_desc(
+  if (!p.src_plain) {
+    const dnnl::reorder::primitive_desc r(
+        c.engine, dnnl::memory::desc({s.B, s.Cin, s.H, s.W}, f32, tag::nchw), c.engine, p.src,
+        attr);
+    p.src_in = dnnl::reorder(r);
+    p.in_scratch = r.scratchpad_desc();
+  }
+  if (!p.dst_plain) {
+    const dnnl::reorder::primitive_desc r(
         c.engine, p.dst, c.engine,
-        dnnl::memory::desc({s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw)));
+        dnnl::memory::desc({s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw), attr);
+    p.dst_out = dnnl::reorder(r);
+    p.out_scratch = r.scratchpad_desc();
+  }
   return p;
 }
 
@@ -135,7 +160,9 @@ void conv_onednn(const Conv2dShape& s, const float* x, const float* w, const flo
   dnnl::memory xm = xu, wm = wu, ym = yu;
   if (!p.src_plain) {
     xm = dnnl::memory(p.src, c.engine);
-    p.src_in.execute(c.stream, xu, xm);
+    p.src_in.execute(c.stream, {{DNNL_ARG_FROM, xu},
+                                {DNNL_ARG_TO, xm},
+                                {DNNL_ARG_SCRATCHPAD, c.scratch_for(p.in_scratch)}});
   }
   if (!p.wei_plain) {
     const size_t n = static_cast<size_t>(s.Cout) * s.Cin * s.kh * s.kw;
@@ -154,8 +181,12 @@ void conv_onednn(const Conv2dShape& s, const float* x, const float* w, const flo
   if (b)
     args.emplace(DNNL_ARG_BIAS,
                  dnnl::memory({{s.Cout}, f32, tag::x}, c.engine, const_cast<float*>(b)));
+  args.emplace(DNNL_ARG_SCRATCHPAD, c.scratch_for(p.conv_scratch));
   p.conv.execute(c.stream, args);
-  if (!p.dst_plain) p.dst_out.execute(c.stream, ym, yu);
+  if (!p.dst_plain)
+    p.dst_out.execute(c.stream, {{DNNL_ARG_FROM, ym},
+                                 {DNNL_ARG_TO, yu},
+                                 {DNNL_ARG_SCRATCHPAD, c.scratch_for(p.out_scratch)}});
   c.stream.wait();
 }
 

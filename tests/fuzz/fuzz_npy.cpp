@@ -1,5 +1,7 @@
-// .npy (header dict parser, sizes) and .npz (the zip reader plus .npy members).
+// .npy (header dict parser, sizes; peek_npy_header's partial read of a long header) and .npz (the
+// zip reader plus .npy members).
 #include "fuzz_common.hpp"
+#include "io/npy.hpp"
 #include "uvit/io.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -11,6 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uvit::fuzz::expect_clean([&] { uvit::npz_names(path); });
     uvit::fuzz::expect_clean([&] { uvit::load_npz(path); });
   } else {
+    uvit::fuzz::expect_clean([&] { uvit::peek_npy_header(path); });
+    uvit::fuzz::expect_clean([&] { uvit::read_npy_header(path); });
     uvit::fuzz::expect_clean([&] { uvit::load_npy(path); });
   }
   return 0;
