@@ -168,15 +168,18 @@ void add_bench(CLI::App& app) {
     } else if (n.class_conditional()) {
       for (int b = 0; b < B; ++b) y.push_back(b % n.num_classes);
     }
-    auto alloc = [&](size_t bytes) { return be->alloc_bytes(std::max<size_t>(bytes, 4)); };
-    auto* dx = static_cast<float*>(alloc(x.size() * 4));
-    auto* dtarget = static_cast<float*>(alloc(target.size() * 4));
-    auto* dt = static_cast<float*>(alloc(t.size() * 4));
-    auto* dy = y.empty() ? nullptr : static_cast<int32_t*>(alloc(y.size() * 4));
-    auto* dctx = ctx.empty() ? nullptr : static_cast<float*>(alloc(ctx.size() * 4));
-    float* out = be->alloc(target.size());
-    float *m = train ? be->alloc(P) : nullptr, *v = train ? be->alloc(P) : nullptr,
-          *ema = train ? be->alloc(P) : nullptr;
+    // Owned, so freed when the command ends (or is refused below): docs/fuzzing.md, finding 14.
+    const auto alloc = [&](size_t bytes) { return DeviceBuffer(*be, std::max<size_t>(bytes, 4)); };
+    const DeviceBuffer bx = alloc(x.size() * 4), btarget = alloc(target.size() * 4),
+                       bt = alloc(t.size() * 4),
+                       by = y.empty() ? DeviceBuffer() : alloc(y.size() * 4),
+                       bctx = ctx.empty() ? DeviceBuffer() : alloc(ctx.size() * 4),
+                       bout = alloc(target.size() * 4), bm = train ? alloc(P * 4) : DeviceBuffer(),
+                       bv = train ? alloc(P * 4) : DeviceBuffer(),
+                       bema = train ? alloc(P * 4) : DeviceBuffer();
+    float *dx = bx.f32(), *dtarget = btarget.f32(), *dt = bt.f32(), *dctx = bctx.f32();
+    auto* dy = by.as<int32_t>();
+    float *out = bout.f32(), *m = bm.f32(), *v = bv.f32(), *ema = bema.f32();
     net.reserve(B, train);
     plan.check();
     net.init_random(1);

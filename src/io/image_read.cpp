@@ -50,6 +50,31 @@ size_t jpeg_cut_at(const uint8_t* d, size_t n) {
   }
 }
 
+// Whether stb_image reads these bytes as a TGA: no other format's header claims them (stb tries
+// TGA last: it has no magic).
+bool is_tga(const uint8_t* d, size_t n) {
+  int x = 0, y = 0, c = 0;
+  stbi__context s;
+  const auto claims = [&](int (*info)(stbi__context*, int*, int*, int*)) {
+    stbi__start_mem(&s, d, int(n));
+    return info(&s, &x, &y, &c) != 0;
+  };
+  for (auto* f : {stbi__jpeg_info, stbi__png_info, stbi__gif_info, stbi__bmp_info, stbi__psd_info,
+                  stbi__pic_info, stbi__pnm_info, stbi__hdr_info})
+    if (claims(f)) return false;
+  return claims(stbi__tga_info);
+}
+
+// The fewest bytes a TGA with this 18-byte header can hold its pixels in: stb_image reads a cut
+// TGA's missing bytes as zeros, so 40 bytes decoded to a 700 MB image (docs/fuzzing.md, finding
+// 15). RLE packets hold at most 128 pixels, each at least a count byte and one pixel.
+uint64_t tga_min_bytes(const uint8_t* d) {
+  const uint64_t px = uint64_t(d[12] | d[13] << 8) * uint64_t(d[14] | d[15] << 8);
+  const uint64_t cmap = d[1] ? uint64_t(d[5] | d[6] << 8) * ((d[7] + 7) / 8) : 0;
+  const uint64_t pixel = (d[16] + 7) / 8;  // bytes per pixel (an index when colour-mapped)
+  return 18 + d[0] + cmap + (d[2] >= 8 ? (px + 127) / 128 * (1 + pixel) : px * pixel);
+}
+
 // What a file stb_image cannot decode is, from its first bytes, where a user's folder commonly
 // holds it: formats PIL reads (so pytorch-fid's folders may hold them) and macOS's metadata files.
 std::string unreadable_kind(const uint8_t* d, size_t n) {
@@ -77,6 +102,9 @@ Image decode_image(const uint8_t* data, size_t n, const std::string& name, int w
   if (stbi_info_from_memory(data, int(n), &w, &h, &c) && int64_t(w) * h > kMaxPixels)
     fail(name, ": ", w, "x", h, " pixels is more than ", kMaxPixels,
          " (a decompression bomb, as PIL calls it)");
+  if (n >= 18 && is_tga(data, n) && n < tga_min_bytes(data))
+    fail(name, ": truncated: a ", w, "x", h, " TGA needs at least ", tga_min_bytes(data),
+         " bytes, the file has ", n, " (the download or copy stopped early)");
   if (n >= 2 && data[0] == 0xFF && data[1] == 0xD8 && jpeg_cut_at(data, n))
     fail(name, ": truncated: a JPEG without its end marker in its ", n,
          " bytes (the download or copy stopped early)");

@@ -224,9 +224,8 @@ TEST(FuzzRegressions, DecompressionBombImageIsRefusedFromItsHeader) {
 // missing bytes as zeros, so 40 bytes declaring 13648 x 12810 RGBA (under the pixel limit above)
 // decoded to a 700 MB image (48 s and 1.5 GB RSS under ASan: the fuzzer's slow units). A TGA whose
 // file is shorter than its pixels need (RLE: one byte per 128 pixels at least) is truncated, as PIL
-// says ("image file is truncated"). Disabled until the check lands in src/io/image_read.cpp (its
-// owner's change; it fails without it).
-TEST(FuzzRegressions, DISABLED_TruncatedTgaIsRefusedBeforeDecoding) {
+// says ("image file is truncated"). It fails without the check in src/io/image_read.cpp.
+TEST(FuzzRegressions, TruncatedTgaIsRefusedBeforeDecoding) {
   for (const uint8_t type : {3, 11}) {  // uncompressed and RLE greyscale
     std::vector<uint8_t> tga(18, 0);
     tga[2] = type;
