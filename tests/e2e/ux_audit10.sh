@@ -130,7 +130,7 @@ done
 # run folder was made.
 expect_error "^uvit: error: $F/i16/0.npy: moments are a I16 array; feature files hold an encoder's float output" feat_train i16
 [ ! -e "$tmp/fr" ] || fail "integer moments left a run folder"
-expect_error "^uvit: error: $F/nan/2.npy: holds nan at flat index 1091; every value must be finite$" feat_train nan
+expect_error "^uvit: error: $F/nan/2.npy: holds nan at flat index 1091; every value must be finite; checkpoint written at step 0 (continue with --resume once the data is fixed)$" feat_train nan
 expect_error "^uvit: error: $F/null_label/0.npy: label 1000 outside 0..999 (ImageNet's classes; 1000 is the null class, never stored)$" \
   feat_train null_label
 [ ! -e "$tmp/fr" ] || fail "a label out of range left a run folder"
