@@ -107,7 +107,7 @@ constexpr Field kFields[] = {
     {"train", "accum", Kind::PosInt},
     {"train", "keep_snapshots", Kind::PosInt},
     {"train", "dp_virtual", Kind::Int},  // the trainer names its range
-    {"train", "zero", Kind::NonNegInt},        // 0, 1 or 2: the trainer names them
+    {"train", "zero", Kind::NonNegInt},  // 0, 1 or 2: the trainer names them
     // Fine-tuning (docs/cli.md "Fine-tuning"; train.ignore_keys, a list, is checked by the trainer)
     {"train", "init_weights", Kind::String},
     {"train", "init_weights_sha256", Kind::String},
