@@ -26,9 +26,6 @@ struct ParamEntry {
   mutable bool gemm = false;
 };
 
-// a's values as fp32 (any float or integer dtype) into dst (a.numel() floats).
-void copy_f32(const Array& a, float* dst);
-
 using Ranges = std::vector<std::pair<size_t, size_t>>;
 // The first of sorted, disjoint [begin, end) ranges that ends after float `off` (end() if none):
 // off lies in it when it begins at or before off.
@@ -59,8 +56,6 @@ class ParamTable {
   // duplicated or mismatched tensor. `what` names the source (a file path).
   void check(const NamedArrays& sd, const std::string& what) const;
   void check(const std::vector<TensorInfo>& tensors, const std::string& what) const;
-  // check(), then copies the state_dict into a flat fp32 buffer.
-  void load(const NamedArrays& sd, float* flat, const std::string& what) const;
 
  private:
   void add_trained(const ParamEntry& e);  // appends e to trained_ unless frozen or empty

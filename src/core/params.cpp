@@ -1,7 +1,6 @@
 #include "uvit/params.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 
 #include "uvit/error.hpp"
@@ -94,20 +93,6 @@ void ParamTable::check(const std::vector<TensorInfo>& ts, const std::string& wha
   check_tensors(
       *this, ts.size(), [&](size_t i) -> const std::string& { return ts[i].name; },
       [&](size_t i) -> const std::vector<int64_t>& { return ts[i].shape; }, what);
-}
-
-void copy_f32(const Array& a, float* dst) {
-  if (a.dtype == DType::F32) {
-    if (!a.data.empty()) std::memcpy(dst, a.data.data(), a.data.size());
-  } else {
-    const std::vector<float> v = a.to_f32();
-    std::copy(v.begin(), v.end(), dst);
-  }
-}
-
-void ParamTable::load(const NamedArrays& sd, float* flat, const std::string& what) const {
-  check(sd, what);
-  for (const auto& [name, arr] : sd) copy_f32(arr, flat + at(name).offset);
 }
 
 }  // namespace uvit

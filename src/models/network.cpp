@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "io/weights_views.hpp"
 #include "models/param_stage.hpp"
 #include "uvit/config.hpp"
 #include "uvit/error.hpp"
@@ -121,10 +122,10 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
                dtype_name(a.dtype),
                ": quantised weights are for inference (predict, sample, eval, serve); training "
                "needs the fp32 weights");
-  table_.check(sd, what);
+  ArrayReader r(sd, what);  // the file loader's path (load_reader), from memory
+  table_.check(r.tensors(), what);
   ParamStage stage(be_, params_);
-  for (const auto& kv : sd)  // no structured binding: clang 14 cannot capture one (docs/fuzzing.md)
-    stage.write(table_.at(kv.first), [&](float* p) { copy_f32(kv.second, p); });
+  read_params(r, table_, stage);
   params_set_ = true;
   act_stale_ = true;
   quant_.reset();
