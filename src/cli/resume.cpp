@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 
+#include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/train.hpp"
 
@@ -22,17 +23,11 @@ bool same_folder(const fs::path& a, const fs::path& b) {
 // What to resume from instead, for a run folder whose own train_state is missing (a save cut
 // short, a file deleted): its newest snapshot that holds one ("" if none).
 std::string newest_complete_snapshot(const fs::path& run) {
-  long best = -1;
-  std::error_code ec;
-  for (fs::directory_iterator it(run / "ckpts", ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string n = it->path().filename().string();
-    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 12 ||
-        !has_checkpoint(it->path()))
-      continue;
-    best = std::max(best, std::stol(n));
-  }
-  if (best < 0) return "";
-  const std::string p = (run / "ckpts" / std::to_string(best)).string();
+  const auto snaps = snapshot_folders(run);
+  const auto newest = std::find_if(snaps.rbegin(), snaps.rend(),
+                                   [](const auto& s) { return has_checkpoint(s.second); });
+  if (newest == snaps.rend()) return "";
+  const std::string p = newest->second.string();
   return "; its newest complete snapshot is " + p + ": --resume " + p;
 }
 

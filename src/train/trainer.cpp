@@ -13,6 +13,7 @@
 #include "io/file.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
+#include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
@@ -681,18 +682,9 @@ void Trainer::save(bool snapshot) {
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     write_state(dir_, ls);
     if (snapshot) {
-      const fs::path root = fs::path(dir_) / "ckpts";
-      write_state((root / std::to_string(step_)).string(), ls);
-      std::vector<long> steps;
-      for (const auto& e : fs::directory_iterator(root)) {
-        const std::string name = e.path().filename().string();
-        if (e.is_directory() && !name.empty() &&
-            name.find_first_not_of("0123456789") == std::string::npos)
-          steps.push_back(std::stol(name));
-      }
-      std::sort(steps.begin(), steps.end());
-      for (size_t i = 0; i + s_.keep_snapshots < steps.size(); ++i)
-        fs::remove_all(root / std::to_string(steps[i]));
+      write_state((fs::path(dir_) / "ckpts" / std::to_string(step_)).string(), ls);
+      const auto snaps = snapshot_folders(dir_);
+      for (size_t i = 0; i + s_.keep_snapshots < snaps.size(); ++i) fs::remove_all(snaps[i].second);
     }
   } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)

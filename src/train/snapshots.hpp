@@ -1,0 +1,29 @@
+// A run's snapshots, RUN/ckpts/STEP (docs/cli.md "Resume"): the trainer prunes the oldest, resume
+// names the newest complete one. One rule for which folders are snapshots.
+#pragma once
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace uvit {
+
+// The folders of run/ckpts whose names are a step (digits, at most 12: a longer name is not one
+// uvit wrote and would overflow), as (step, folder), oldest first; none when ckpts/ is missing.
+inline std::vector<std::pair<long, std::filesystem::path>> snapshot_folders(
+    const std::filesystem::path& run) {
+  std::vector<std::pair<long, std::filesystem::path>> out;
+  std::error_code ec, dir_ec;  // dir_ec: a folder that cannot be stat'ed is skipped, not the rest
+  for (std::filesystem::directory_iterator it(run / "ckpts", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (!n.empty() && n.size() <= 12 && n.find_first_not_of("0123456789") == std::string::npos &&
+        it->is_directory(dir_ec))
+      out.emplace_back(std::stol(n), it->path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace uvit
