@@ -446,6 +446,15 @@ TrainOutcome run_training(const TrainJob& job) {
   Progress bar("train", s.steps, quiet, first);
   if (job.max_minutes > 0) bar.set_deadline(job.max_minutes * 60);
   LossWindow win = open_window(dir, first);
+  // A stop inside a log window (the end of the run, a signal, the time limit, a failed snapshot):
+  // its mean so far, and its sum, so that the first row after --resume averages the same steps as
+  // a run that never stopped.
+  auto log_open_window = [&](long k) {
+    if (win.n == 0 || k == first || !lead) return;
+    json j = log_row("train", k);
+    j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
+    log << j.dump() << "\n" << std::flush;
+  };
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
@@ -529,7 +538,22 @@ TrainOutcome run_training(const TrainJob& job) {
       win = {};
     }
     if (k % s.save_interval == 0) {
-      tr.save(true);
+      try {
+        tr.save(true);
+      } catch (const std::exception&) {
+        // The snapshot failed after the run's own files of this step landed (a full disk in
+        // ckpts/; the trainer's line says so): log them and the loss window, as at a stop.
+        bool landed = false;
+        try {
+          landed = lead && checkpoint_step(dir) == k;
+        } catch (const std::exception&) {  // no readable checkpoint: the first error is the one
+        }
+        if (landed) {
+          log_event(log, "checkpoint", k, ".");
+          log_open_window(k);
+        }
+        throw;
+      }
       if (lead) log_event(log, "checkpoint", k, cat("ckpts/", k));
     }
     if (k % grid_every == 0 && k < s.steps) grid();
@@ -539,14 +563,7 @@ TrainOutcome run_training(const TrainJob& job) {
   if (lead && tr.step_count() > first) log_event(log, "checkpoint", tr.step_count(), ".");
   stop_on_signal.reset();
   const long k = tr.step_count();
-  if (win.n > 0 && k > first && lead) {
-    // Stopped inside a log window (the end of the run, a signal, the time limit): its mean so far,
-    // and its sum, so that the first row after --resume averages the same steps as a run that
-    // never stopped.
-    json j = log_row("train", k);
-    j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
-    log << j.dump() << "\n" << std::flush;
-  }
+  log_open_window(k);
   if (!data_error.empty())  // every rank, the same line: rank 0 prints it
     throw SameOnEveryRank(cat(data_error, "; checkpoint written at step ", k,
                               " (continue with --resume once the data is fixed)"));

@@ -682,7 +682,18 @@ void Trainer::save(bool snapshot) {
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     write_state(dir_, ls);
     if (snapshot) {
-      write_state((fs::path(dir_) / "ckpts" / std::to_string(step_)).string(), ls);
+      // The run's own files are written: a failed snapshot (a full disk in ckpts/) says where the
+      // run stands. Its folder goes if it is empty (it held no earlier snapshot of this step).
+      const fs::path snap = fs::path(dir_) / "ckpts" / std::to_string(step_);
+      try {
+        write_state(snap.string(), ls);
+      } catch (const std::exception& e) {
+        std::error_code ec;
+        fs::remove(snap, ec);
+        fail("snapshot ", snap.string(), " not written (", e.what(),
+             "); the run's checkpoint is at ", "step ", step_, " in ", dir_,
+             ": continue with --resume");
+      }
       const auto snaps = snapshot_folders(dir_);
       for (size_t i = 0; i + s_.keep_snapshots < snaps.size(); ++i) fs::remove_all(snaps[i].second);
     }
