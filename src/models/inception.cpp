@@ -40,8 +40,8 @@ namespace {
 
 // Where the tensors come from: a weights reader (each tensor read when the build asks for it,
 // checked by name and shape against the reader's directory; with sizing set, nothing is read and
-// zeros stand in), or (random_state_dict) random tensors made on request in the shape asked for,
-// so the architecture is written down once.
+// empty vectors stand in: the build then only counts the packed floats), or (random_state_dict)
+// random tensors made on request in the shape asked for, so the architecture is written down once.
 struct Source {
   std::string file;
   TensorReader* reader = nullptr;
@@ -84,8 +84,8 @@ std::vector<float> get(Source& s, const std::string& key, const std::vector<int6
   const TensorInfo& t = s.reader->tensors()[it->second];
   UVIT_CHECK(t.shape == shape, s.file, ": ", key, " has shape ", shape_str(t.shape), ", expected ",
              shape_str(shape));
+  if (s.sizing) return {};
   std::vector<float> v(size_t(t.numel()));
-  if (s.sizing) return v;
   s.reader->read_f32(it->second, v.data());
   s.read[it->second] = true;
   s.finite[it->second] = all_finite(v);
@@ -122,21 +122,26 @@ struct Conv {
 };
 
 // All parameters in one block of host memory, each piece at the offset add() returns; with data
-// null it only counts them (a sizing pass, so that the block is allocated once, at its size).
+// null it only counts them (a sizing pass, whose pieces are empty: the sizes come from the
+// architecture, so that the block is allocated once, at its size, without folding anything).
 struct Packer {
   float* data = nullptr;
   size_t size = 0;
-  size_t add(const std::vector<float>& v) {
+  // n floats: v's (empty in a sizing pass).
+  size_t add(const std::vector<float>& v, size_t n) {
     const size_t o = size;
-    if (data) std::copy(v.begin(), v.end(), data + o);
-    size += v.size();
+    if (data) {
+      UVIT_CHECK(v.size() == n, "inception: a piece of ", v.size(), " floats, expected ", n);
+      std::copy(v.begin(), v.end(), data + o);
+    }
+    size += n;
     return o;
   }
   Conv add(const HostConv& h) {
     Conv c;
     c.cin = h.cin, c.cout = h.cout, c.kh = h.kh, c.kw = h.kw, c.s = h.s, c.ph = h.ph, c.pw = h.pw;
-    c.w = add(h.w);
-    c.b = add(h.b);
+    c.w = add(h.w, size_t(h.cout) * size_t(h.cin) * size_t(h.kh) * size_t(h.kw));
+    c.b = add(h.b, size_t(h.cout));
     return c;
   }
 };
@@ -150,6 +155,7 @@ HostConv load_conv(Source& d, const std::string& name, int cin, int cout, int kh
   const std::vector<float> beta = get(d, name + ".bn.bias", {cout});
   const std::vector<float> mean = get(d, name + ".bn.running_mean", {cout});
   const std::vector<float> var = get(d, name + ".bn.running_var", {cout});
+  if (d.sizing) return c;  // the shapes are checked; nothing to fold
   const size_t per = size_t(cin) * kh * kw;
   c.w.resize(w.size());
   c.b.resize(cout);
@@ -232,7 +238,7 @@ struct BlockA {  // Mixed_5b/5c/5d (InceptionA, FID pool: avg excluding padding)
                          load_conv(d, n + ".branch5x5_1", cin, 48, 1, 1),
                          load_conv(d, n + ".branch3x3dbl_1", cin, 64, 1, 1),
                          without_bias(load_conv(d, n + ".branch_pool", cin, pf, 1, 1), &pb)}));
-    pool_b = pk.add(pb);
+    pool_b = pk.add(pb, size_t(pf));
     b5_2 = pk.add(load_conv(d, n + ".branch5x5_2", 48, 64, 5, 5, 1, 2, 2));
     d2 = pk.add(load_conv(d, n + ".branch3x3dbl_2", 64, 96, 3, 3, 1, 1, 1));
     d3 = pk.add(load_conv(d, n + ".branch3x3dbl_3", 96, 96, 3, 3, 1, 1, 1));
@@ -280,7 +286,7 @@ struct BlockC {  // Mixed_6b..6e (InceptionC, FID pool: avg excluding padding)
                          load_conv(d, n + ".branch7x7_1", 768, c7, 1, 1),
                          load_conv(d, n + ".branch7x7dbl_1", 768, c7, 1, 1),
                          without_bias(load_conv(d, n + ".branch_pool", 768, 192, 1, 1), &pb)}));
-    pool_b = pk.add(pb);
+    pool_b = pk.add(pb, 192);
     s2 = pk.add(load_conv(d, n + ".branch7x7_2", c7, c7, 1, 7, 1, 0, 3));
     s3 = pk.add(load_conv(d, n + ".branch7x7_3", c7, 192, 7, 1, 1, 3, 0));
     d2 = pk.add(load_conv(d, n + ".branch7x7dbl_2", c7, c7, 7, 1, 1, 3, 0));
@@ -344,7 +350,7 @@ struct BlockE {  // Mixed_7b (avg pool excluding padding) and Mixed_7c (max pool
     } else {
       std::vector<float> pb;
       ones.push_back(without_bias(p, &pb));
-      pool_b = pk.add(pb);
+      pool_b = pk.add(pb, 192);
     }
     fused = pk.add(fuse(ones));
     a2a = pk.add(load_conv(d, n + ".branch3x3_2a", 384, 384, 1, 3, 1, 0, 1));
@@ -444,7 +450,7 @@ struct FidInception::Impl {
     d.emplace_back(src, pk, "Mixed_7a");
     e.emplace_back(src, pk, "Mixed_7b", 1280, false);
     e.emplace_back(src, pk, "Mixed_7c", 2048, true);
-    fc = pk.add(get(src, "fc.weight", {kClasses, kDims}));
+    fc = pk.add(get(src, "fc.weight", {kClasses, kDims}), size_t(kClasses) * kDims);
   }
 
   // m.n images [n, 3, 299, 299] in [-1, 1] -> pool3 [n, 2048]. p, q: ping-pong buffers of n*kBuf
@@ -484,9 +490,10 @@ struct FidInception::Impl {
 
 namespace {
 // Loads the weights of r into m (whose backend is set) and allocates the workspace for m.nb
-// images. A sizing build (no reads) measures the packed weights; the second build reads each
-// tensor once and folds it into place: on the CPU straight into the backend buffer, elsewhere
-// into one host block that is then uploaded. So no copy of the file's arrays is held.
+// images. A sizing build (no reads, no folds: the architecture's sizes) measures the packed
+// weights; the second build reads each tensor once and folds it into place: on the CPU straight
+// into the backend buffer, elsewhere into one host block that is then uploaded. So no copy of the
+// file's arrays is held.
 void init(FidInception::Impl& m, TensorReader& r, const std::string& file) {
   Backend& be = *m.be;
   UVIT_CHECK(be.act_bytes() == sizeof(float), file,
