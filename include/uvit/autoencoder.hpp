@@ -16,6 +16,8 @@
 
 namespace uvit {
 
+class TensorReader;
+
 // The official ddconfig (field names as in libs/autoencoder.py) plus embed_dim and scale_factor.
 // The defaults are the SD kl-f8 configuration used by every latent U-ViT model.
 struct AutoencoderConfig {
@@ -155,7 +157,8 @@ class Autoencoder {
 
  private:
   struct Tensor;
-  Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+  // What the public constructor and load() do: r's tensors read into place (src/models).
+  Autoencoder(const AutoencoderConfig& cfg, TensorReader& r, const std::string& what,
               std::shared_ptr<Backend> be);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride, int pad_lt,

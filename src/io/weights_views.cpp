@@ -41,6 +41,19 @@ RenamedReader::RenamedReader(std::unique_ptr<TensorReader> r, const Rename& rena
   own_ = std::move(r);
 }
 
+RenamedReader::RenamedReader(TensorReader& r, std::vector<std::pair<size_t, TensorInfo>> picked)
+    : r_(r) {
+  path_ = r.path();
+  metadata_ = r.metadata();
+  for (auto& [i, t] : picked) {
+    const TensorInfo& from = r.tensors().at(i);
+    UVIT_CHECK(t.dtype == from.dtype && t.numel() == from.numel(), path_, ": tensor '", from.name,
+               "' renamed to '", t.name, "' with other bytes");  // a bug, not bad input
+    tensors_.push_back(std::move(t));
+    index_.push_back(i);
+  }
+}
+
 RenamedReader::Rename with_prefix(const std::string& prefix, bool strip) {
   return [prefix, strip](const std::string& name) {
     if (name.compare(0, prefix.size(), prefix) != 0) return std::string();

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "uvit/io.hpp"
@@ -30,6 +31,9 @@ class RenamedReader : public TensorReader {
   using Rename = std::function<std::string(const std::string&)>;
   RenamedReader(TensorReader& r, const Rename& rename);
   RenamedReader(std::unique_ptr<TensorReader> r, const Rename& rename);  // owns r
+  // r's tensors picked[k].first, as picked[k].second names and shapes them (the same dtype and
+  // bytes: a diffusers attention Linear as a 1x1 conv).
+  RenamedReader(TensorReader& r, std::vector<std::pair<size_t, TensorInfo>> picked);
   void read(size_t i, void* dst) override { r_.read(index_.at(i), dst); }
   void read_part(size_t i, uint64_t offset, size_t n, void* dst) override {
     r_.read_part(index_.at(i), offset, n, dst);

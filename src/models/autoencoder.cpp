@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "io/weights_views.hpp"
+#include "models/autoencoder_tensors.hpp"
+#include "models/param_stage.hpp"
 #include "models/pooled_tensor.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
@@ -29,35 +32,35 @@ bool contains(const std::vector<int>& v, int x) {
 }  // namespace
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
-                         const std::string& device, const std::string& precision)
-    : Autoencoder(cfg, std::move(weights), what, make_encoder_backend(device, precision)) {}
+                         const std::string& device, const std::string& precision) {
+  ArrayReader r(weights, what);
+  *this = Autoencoder(cfg, r, what, make_encoder_backend(device, precision));
+}
 
-Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
+// The file's directory is matched and checked first, then each tensor is read once, straight into
+// its place in the backend buffer (through one tensor's host buffer off the CPU): no copy of the
+// whole file (docs/memory.md, "Loading the encoders' weights").
+Autoencoder::Autoencoder(const AutoencoderConfig& cfg, TensorReader& r, const std::string& what,
                          std::shared_ptr<Backend> be)
-    : cfg_(cfg), skipped_(keep_autoencoder_tensors(weights, cfg.decoder_only)), be_(std::move(be)) {
-  const bool diffusers = autoencoder_from_diffusers(weights, int(cfg.ch_mult.size()));
-  check_autoencoder_weights(weights, cfg, diffusers ? what + " (diffusers layout)" : what);
-  const auto expected = autoencoder_param_shapes(cfg);
-  std::map<std::string, Array*> given;
-  for (auto& [name, a] : weights) given[name] = &a;
-  for (const auto& [name, shape] : expected) shapes_[name] = shape;
-  // One backend allocation holds every parameter.
-  size_t total = 0;
-  for (const auto& [name, shape] : expected) total += size_t(given.at(name)->numel());
-  float* base = be_->alloc(total);
+    : cfg_(cfg), be_(std::move(be)) {
+  TensorList t = tensor_list(r.tensors());
+  skipped_ = keep_autoencoder_tensors(t, cfg.decoder_only);
+  const bool diffusers = autoencoder_from_diffusers(t, int(cfg.ch_mult.size()));
+  check_autoencoder_weights(t, cfg, diffusers ? what + " (diffusers layout)" : what);
+  // One backend allocation holds every parameter, in the state_dict's order.
+  ParamTable table;
+  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+    shapes_[name] = shape;
+    table.add(name, shape);
+  }
+  float* base = be_->alloc(table.total());
   params_ = std::shared_ptr<float>(base, [be = be_](float* q) { be->free_bytes(q); });
   pool_ = std::make_shared<Pool>();
   pool_->be = be_.get();  // be_ outlives it: declared before pool_, destroyed after
-  size_t off = 0;
-  for (const auto& [name, shape] : expected) {
-    Array& a = *given.at(name);
-    const size_t n = size_t(a.numel());
-    const std::vector<float> v = a.dtype == DType::F32 ? std::vector<float>() : a.to_f32();
-    be_->upload(base + off, v.empty() ? a.as<float>() : v.data(), n * sizeof(float));
-    Bytes().swap(a.data);  // freed as it goes: one copy of the weights at a time
-    ptr_[name] = base + off;
-    off += n;
-  }
+  for (const ParamEntry& e : table.entries()) ptr_[e.name] = base + e.offset;
+  RenamedReader view(r, std::move(t));
+  ParamStage stage(*be_, base);
+  read_params(view, table, stage);
 }
 
 void Autoencoder::set_latent_stats(const LatentStats& stats) {
@@ -71,7 +74,8 @@ Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& 
                               const std::string& device, const std::string& precision) {
   // a device that is not there fails before the load
   auto be = make_encoder_backend(device, precision);
-  return Autoencoder(cfg, load_weights(path), path, std::move(be));
+  const std::unique_ptr<TensorReader> r = open_weights(path);
+  return Autoencoder(cfg, *r, path, std::move(be));
 }
 
 const float* Autoencoder::p(const std::string& name) const {

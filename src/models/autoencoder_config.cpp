@@ -6,6 +6,7 @@
 #include <set>
 #include <string_view>
 
+#include "models/autoencoder_tensors.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -166,24 +167,55 @@ AutoencoderConfig autoencoder_config_from(const std::string& name_or_path) {
   return load_autoencoder_config(name_or_path);
 }
 
-std::string keep_autoencoder_tensors(NamedArrays& weights, bool decoder_only) {
+TensorList tensor_list(const std::vector<TensorInfo>& tensors) {
+  TensorList t;
+  t.reserve(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) t.emplace_back(i, tensors[i]);
+  return t;
+}
+
+namespace {
+
+TensorList tensor_list(const NamedArrays& weights) {
+  TensorList t;
+  t.reserve(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i)
+    t.push_back({i, {weights[i].first, weights[i].second.dtype, weights[i].second.shape}});
+  return t;
+}
+
+// The arrays as t keeps, names and shapes them (the same bytes), in its order.
+void apply_list(NamedArrays& weights, const TensorList& t) {
+  NamedArrays out;
+  out.reserve(t.size());
+  for (const auto& [i, info] : t) {
+    out.emplace_back(info.name, std::move(weights.at(i).second));
+    out.back().second.shape = info.shape;
+  }
+  weights = std::move(out);
+}
+
+}  // namespace
+
+std::string keep_autoencoder_tensors(TensorList& t, bool decoder_only) {
   static const char* kModules[] = {"decoder.", "encoder.", "quant_conv.", "post_quant_conv."};
   const size_t modules = decoder_only ? 1 : std::size(kModules);
   std::map<std::string, int> skipped;  // first name component -> count
   size_t n = 0;
-  NamedArrays kept;
-  kept.reserve(weights.size());
-  for (auto& [name, a] : weights) {
+  TensorList kept;
+  kept.reserve(t.size());
+  for (auto& e : t) {
+    const std::string& name = e.second.name;
     bool ours = false;
     for (size_t i = 0; i < modules; ++i) ours = ours || name.rfind(kModules[i], 0) == 0;
     if (ours) {
-      kept.emplace_back(std::move(name), std::move(a));
+      kept.push_back(std::move(e));
     } else {
       ++skipped[name.substr(0, name.find('.'))];
       ++n;
     }
   }
-  weights = std::move(kept);
+  t = std::move(kept);
   if (n == 0) return "";
   std::string line = cat("skipped ", n, " tensors outside the autoencoder:");
   const char* sep = " ";
@@ -191,6 +223,13 @@ std::string keep_autoencoder_tensors(NamedArrays& weights, bool decoder_only) {
     line += cat(sep, prefix, ".* (", count, ")");
     sep = ", ";
   }
+  return line;
+}
+
+std::string keep_autoencoder_tensors(NamedArrays& weights, bool decoder_only) {
+  TensorList t = tensor_list(weights);
+  std::string line = keep_autoencoder_tensors(t, decoder_only);
+  apply_list(weights, t);
   return line;
 }
 
@@ -359,29 +398,41 @@ Renamed diffusers_to_ldm(std::string_view k, int levels) {
 
 }  // namespace
 
-bool autoencoder_from_diffusers(NamedArrays& weights, int levels) {
+bool autoencoder_from_diffusers(TensorList& t, int levels) {
   bool any = false;
-  for (auto& [name, a] : weights) {
-    Renamed r = diffusers_to_ldm(name, levels);
+  for (auto& [i, info] : t) {
+    Renamed r = diffusers_to_ldm(info.name, levels);
     if (r.name.empty()) continue;
     any = true;
-    name = std::move(r.name);
-    if (r.linear && a.shape.size() == 2) a.shape.insert(a.shape.end(), {1, 1});  // same bytes
+    info.name = std::move(r.name);
+    if (r.linear && info.shape.size() == 2) info.shape.insert(info.shape.end(), {1, 1});
   }
   return any;
 }
 
-void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
-                               const std::string& what) {
-  check_weight_shapes(weights, autoencoder_param_shapes(cfg), what, config_name_list());
+bool autoencoder_from_diffusers(NamedArrays& weights, int levels) {
+  TensorList t = tensor_list(weights);
+  const bool any = autoencoder_from_diffusers(t, levels);
+  apply_list(weights, t);  // same bytes
+  return any;
 }
 
-void check_weight_shapes(const NamedArrays& weights,
+void check_autoencoder_weights(const TensorList& t, const AutoencoderConfig& cfg,
+                               const std::string& what) {
+  check_weight_shapes(t, autoencoder_param_shapes(cfg), what, config_name_list());
+}
+
+void check_autoencoder_weights(const NamedArrays& weights, const AutoencoderConfig& cfg,
+                               const std::string& what) {
+  check_autoencoder_weights(tensor_list(weights), cfg, what);
+}
+
+void check_weight_shapes(const TensorList& t,
                          const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
                          const std::string& what, const std::string& builtin) {
-  std::map<std::string, const Array*> given;
-  for (const auto& [name, a] : weights)
-    UVIT_CHECK(given.emplace(name, &a).second, what, ": tensor '", name, "' appears twice");
+  std::map<std::string, const TensorInfo*> given;
+  for (const auto& [i, a] : t)
+    UVIT_CHECK(given.emplace(a.name, &a).second, what, ": tensor '", a.name, "' appears twice");
   size_t missing = 0;
   std::string first_missing;
   std::set<std::string> names;
@@ -392,7 +443,7 @@ void check_weight_shapes(const NamedArrays& weights,
       if (missing++ == 0) first_missing = name;
       continue;
     }
-    const Array& a = *it->second;
+    const TensorInfo& a = *it->second;
     UVIT_CHECK(a.shape == shape, what, ": ", name, " has shape ", shape_str(a.shape),
                ", the autoencoder config expects ", shape_str(shape));
     UVIT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16 ||
@@ -402,9 +453,15 @@ void check_weight_shapes(const NamedArrays& weights,
   UVIT_CHECK(missing == 0, what, ": missing ", missing, " of ", expected.size(),
              " autoencoder weights, first '", first_missing,
              "' (does the autoencoder config match the weights? built-in: ", builtin, ")");
-  for (const auto& [name, a] : weights)
-    UVIT_CHECK(names.count(name), what, ": unexpected key '", name, "' (",
-               weights.size() - expected.size(), " extra; does the config match the weights?)");
+  for (const auto& [i, a] : t)
+    UVIT_CHECK(names.count(a.name), what, ": unexpected key '", a.name, "' (",
+               t.size() - expected.size(), " extra; does the config match the weights?)");
+}
+
+void check_weight_shapes(const NamedArrays& weights,
+                         const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
+                         const std::string& what, const std::string& builtin) {
+  check_weight_shapes(tensor_list(weights), expected, what, builtin);
 }
 
 AutoencoderConfig preset_autoencoder_config(const nlohmann::json& preset,

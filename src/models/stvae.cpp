@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "io/weights_views.hpp"
+#include "models/autoencoder_tensors.hpp"
 #include "models/pooled_tensor.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
@@ -95,16 +97,23 @@ std::vector<float> stack_causal_conv3d(const Array& w) {
 }
 
 Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
-             const std::string& device, const std::string& precision, bool clips)
-    : Stvae(cfg, std::move(weights), what, make_encoder_backend(device, precision), clips) {}
+             const std::string& device, const std::string& precision, bool clips) {
+  ArrayReader r(weights, what);
+  *this = Stvae(cfg, r, what, make_encoder_backend(device, precision), clips);
+}
 
-Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
+// The directory is checked first, then each tensor is read once, folded and uploaded: one tensor's
+// host copy at a time, never the whole file's (docs/memory.md, "Loading the encoders' weights").
+Stvae::Stvae(const StvaeConfig& cfg, TensorReader& file, const std::string& what,
              std::shared_ptr<Backend> be, bool clips)
-    : cfg_(cfg), clips_(clips), skipped_(keep_autoencoder_tensors(weights)), be_(std::move(be)) {
+    : cfg_(cfg), clips_(clips), be_(std::move(be)) {
   const auto expected = stvae_param_shapes(cfg);
-  check_weight_shapes(weights, expected, what, "lavin_stvae");
-  std::map<std::string, Array*> given;
-  for (auto& [name, a] : weights) given[name] = &a;
+  TensorList t = tensor_list(file.tensors());
+  skipped_ = keep_autoencoder_tensors(t);
+  check_weight_shapes(t, expected, what, "lavin_stvae");
+  RenamedReader r(file, std::move(t));
+  std::map<std::string, size_t> given;
+  for (size_t i = 0; i < r.tensors().size(); ++i) given[r.tensors()[i].name] = i;
   // Where each official tensor goes: its 2-D name and an offset in it. A spatial norm's conv_y
   // and conv_b become one 1x1 conv "yb" (scale rows, then shift rows) whose scale bias is lowered
   // by 1, as Backend::modulate_fwd multiplies by 1 + scale.
@@ -137,7 +146,7 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
     }
     slots.push_back(slot);
   }
-  // One backend allocation holds every weight, uploaded and freed tensor by tensor.
+  // One backend allocation holds every weight, read and uploaded tensor by tensor.
   size_t total = 0;
   for (const auto& n : order) total += size_t(numel(shapes_.at(n)));
   float* base = be_->alloc(total);
@@ -151,13 +160,14 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
   }
   for (size_t i = 0; i < expected.size(); ++i) {
     const auto& [name, shape] = expected[i];
-    Array& a = *given.at(name);
+    const TensorInfo& info = r.tensors()[given.at(name)];
+    Array a = Array::uninitialised(info.dtype, info.shape);
+    r.read(given.at(name), a.data.data());
     if (!slots[i].time.empty()) {
       const std::vector<float> t = stack_causal_conv3d(a);
       be_->upload(dst.at(slots[i].time), t.data(), t.size() * sizeof(float));
     }
     std::vector<float> v = shape.size() == 5 ? fold_causal_conv3d(a) : a.to_f32();
-    Bytes().swap(a.data);
     if (name.find(".conv_y.conv.") != std::string::npos && name.ends_with(".bias"))
       for (float& x : v) x -= 1.f;
     be_->upload(dst.at(slots[i].name) + slots[i].at, v.data(), v.size() * sizeof(float));
@@ -167,7 +177,8 @@ Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& wha
 Stvae Stvae::load(const std::string& path, const StvaeConfig& cfg, const std::string& device,
                   const std::string& precision, bool clips) {
   auto be = make_encoder_backend(device, precision);  // a missing device fails before the load
-  return Stvae(cfg, load_weights(path), path, std::move(be), clips);
+  const std::unique_ptr<TensorReader> r = open_weights(path);
+  return Stvae(cfg, *r, path, std::move(be), clips);
 }
 
 const float* Stvae::p(const std::string& name) const {

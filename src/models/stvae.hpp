@@ -13,6 +13,7 @@
 
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/io.hpp"
 
 namespace uvit {
 
@@ -82,7 +83,7 @@ class Stvae {
  private:
   struct Tensor;
   struct Pool;
-  Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
+  Stvae(const StvaeConfig& cfg, TensorReader& file, const std::string& what,
         std::shared_ptr<Backend> be, bool clips);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
