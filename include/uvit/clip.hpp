@@ -15,6 +15,8 @@
 
 namespace uvit {
 
+class TensorReader;
+
 // ---- tokenizer ---------------------------------------------------------------------------------
 
 // Whitespace runs (str.isspace) -> one space, stripped, then Python's str.lower(). (ftfy.fix_text
@@ -98,7 +100,8 @@ class ClipTextModel {
   // "text_projection.weight"; other keys (vision tower, position_ids) are ignored. Every
   // text-model weight must be present with its shape. Any float dtype.
   void load(const NamedArrays& sd, const std::string& what);
-  void load_file(const std::string& path);  // .safetensors or torch .bin/.pth
+  void load_file(const std::string& path);              // .safetensors or torch .bin/.pth
+  void load(TensorReader& r, const std::string& what);  // both read through it
   size_t num_params() const { return total_; }
 
   // ids [B, L] (L <= max_position_embeddings) -> the final LayerNorm's output [B, L, hidden] on

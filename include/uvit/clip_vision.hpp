@@ -15,6 +15,8 @@
 
 namespace uvit {
 
+class TensorReader;
+
 // Hugging Face CLIPVisionConfig fields (+ CLIPConfig's projection_dim); defaults: ViT-L/14.
 struct ClipVisionConfig {
   int hidden_size = 1024;
@@ -52,7 +54,8 @@ class ClipVisionModel {
   // HF keys "vision_model.*" and "visual_projection.weight", after any wrapper prefix; other
   // keys (the text tower, logit_scale, position_ids) are ignored. Any float dtype.
   void load(const NamedArrays& sd, const std::string& what);
-  void load_file(const std::string& path);  // .safetensors or torch .bin/.pth
+  void load_file(const std::string& path);              // .safetensors or torch .bin/.pth
+  void load(TensorReader& r, const std::string& what);  // both read through it
   // The same key and shape checks as load() on names and shapes only (nothing is allocated):
   // a ViT-L/14 checkpoint's key set can be validated without its 1.2 GB of weights.
   static void check_keys(const ClipVisionConfig& cfg,

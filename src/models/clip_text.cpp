@@ -71,12 +71,13 @@ ClipTextModel::~ClipTextModel() {
 
 void ClipTextModel::load(const NamedArrays& sd, const std::string& what) {
   ArrayReader r(sd, what);
-  w_->has_proj = clip::load_into(be_, params_, w_->lay, r, what,
-                                 cfg_.num_hidden_layers)["text_projection.weight"];
+  load(r, what);
 }
 
-void ClipTextModel::load_file(const std::string& path) {
-  w_->has_proj = clip::load_into(be_, params_, w_->lay, *open_weights(path), path,
+void ClipTextModel::load_file(const std::string& path) { load(*open_weights(path), path); }
+
+void ClipTextModel::load(TensorReader& r, const std::string& what) {
+  w_->has_proj = clip::load_into(be_, params_, w_->lay, r, what,
                                  cfg_.num_hidden_layers)["text_projection.weight"];
 }
 

@@ -91,11 +91,13 @@ ClipVisionModel::~ClipVisionModel() = default;
 
 void ClipVisionModel::load(const NamedArrays& sd, const std::string& what) {
   ArrayReader r(sd, what);
-  clip::load_into(be_, params_.f32(), w_->lay, r, what, cfg_.num_hidden_layers);
+  load(r, what);
 }
 
-void ClipVisionModel::load_file(const std::string& path) {
-  clip::load_into(be_, params_.f32(), w_->lay, *open_weights(path), path, cfg_.num_hidden_layers);
+void ClipVisionModel::load_file(const std::string& path) { load(*open_weights(path), path); }
+
+void ClipVisionModel::load(TensorReader& r, const std::string& what) {
+  clip::load_into(be_, params_.f32(), w_->lay, r, what, cfg_.num_hidden_layers);
 }
 
 void ClipVisionModel::check_keys(
