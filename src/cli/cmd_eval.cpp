@@ -120,7 +120,7 @@ class InterruptNote {
   InterruptNote(const std::string& work, bool lead, bool bar) {
     if (!lead) return;  // one line from rank 0 under mpirun
     const std::string note =
-        cat(bar && isatty(STDERR_FILENO) ? "\n" : "",  // below a terminal's live bar
+        cat(bar && stderr_redraws() ? "\n" : "",  // below a terminal's live bar
             "interrupted: the finished chunks are kept in ", work,
             "; run the same command again to resume\n");
     g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
