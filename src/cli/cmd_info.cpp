@@ -165,7 +165,8 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
   if (f.is_object() && f.contains("ddconfig"))
     fail(path,
          ": an autoencoder config (ddconfig), not a PNG file; give it to --autoencoder-config");
-  if (f.is_object() && f.contains("weights_sha256") && f.contains("chunk")) {  // eval's manifest
+  // eval's manifest (an older uvit's lacks weights_sha256: docs/formats.md "Across versions")
+  if (f.is_object() && f.contains("weights") && f.contains("chunk") && f.contains("sampler")) {
     const fs::path d = fs::path(path).parent_path();
     return describe_folder(d.empty() ? "." : d.string(), j, line);
   }
