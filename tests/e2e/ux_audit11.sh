@@ -99,3 +99,72 @@ if [ -w /dev/full ] && [ -w /dev ]; then
   expect_error "^uvit: error: /dev/full: write error: No space left on device" \
     "$UVIT" "${T[@]}" bench --config fmnist_uvit_tiny --iters 1 --warmup 0 --batch 2 -q --json /dev/full
 fi
+
+# --- files of an older uvit (docs/formats.md, "Across versions") ---------------------------------
+# The uvit of 2026-11 (496a5f8) wrote log rows without "event" (tests/e2e/data/uvit_2026_11/log.jsonl
+# is its `train --steps 4` log), a train_state without "optimizer", and eval manifests without
+# precision and weights_sha256 and chunks without sFID features. Its weights files are today's.
+O=$tmp/oldrun
+cp -a "$tmp/run" "$O" && rm -rf "$O/ckpts"
+cp tests/e2e/data/uvit_2026_11/log.jsonl "$O/log.jsonl"
+"$PY" - "$O/train_state.safetensors" <<'PYEOF' || fail "writing an old train_state"
+import json, struct, sys
+p = sys.argv[1]
+b = open(p, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"] = {k: v for k, v in h["__metadata__"].items()
+                     if k in ("config", "loader_epoch", "loader_offset", "loader_seed", "num_params", "step")}
+t = json.dumps(h, separators=(",", ":")).encode()
+t += b" " * (-len(t) % 8)
+open(p, "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
+PYEOF
+# `info` said "row 1 has no "event": not a training run's log.jsonl" ...
+run "$UVIT" info "$O/log.jsonl"
+grep -q "a training run's log (2 rows, the last train row at step 4, loss 0.89" "$tmp/out" &&
+  echo "ok: info reads an older uvit's log.jsonl" || fail "old log: $(cat "$tmp/out" "$tmp/err")"
+# ... and "weights 2 tensors ... preset none" of its train_state.
+run "$UVIT" info "$O/train_state.safetensors"
+grep -q "^train_state   a training run's optimizer state (adamw, 1496346 parameters, step 2" "$tmp/out" &&
+  echo "ok: info reads an older uvit's train_state" || fail "old train_state: $(cat "$tmp/out")"
+# Resumed by today's uvit (kept: it worked).
+run "$UVIT" train --out "$O" --resume --steps 3 --no-grid -q "${T[@]}"
+grep -q "at step 3" "$tmp/out" && "$PY" -c "import json, sys; [json.loads(l) for l in open(sys.argv[1])]" "$O/log.jsonl" &&
+  echo "ok: an older uvit's run resumes" || fail "old run resume: $(cat "$tmp/out" "$tmp/err")"
+# eval's chunks: an older manifest was "chunks of a different run (precision (none) -> ...".
+inception_weights I "${2:-}"
+run "$UVIT" "${T[@]}" sample --config fmnist_uvit_tiny --weights "$W" --n 4 --steps 2 --class 1 -q --npy "$tmp/s.npy"
+run "$UVIT" "${T[@]}" fid-stats "$tmp/s.npy" --out "$tmp/ref.npz" --inception "$I" -q
+E=("$UVIT" "${T[@]}" eval --config fmnist_uvit_tiny --weights "$W" --n 2 --chunk 1 --steps 2 --sampler dpm-solver
+  --seed 1 --ref "$tmp/ref.npz" --inception "$I" --metrics fid --out "$tmp/ev.npz" --json "$tmp/ev.json")
+run "${E[@]}" -q
+fid0=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['fid'])" "$tmp/ev.json")
+as_old_chunks() {  # the chunks as the uvit of 2026-11 left them, half done
+  "$PY" - "$tmp/ev.npz.parts" <<'PYEOF' || fail "writing old chunks"
+import json, numpy as np, os, sys
+d = sys.argv[1]
+m = json.load(open(d + "/manifest.json"))
+for k in ("precision", "weights_sha256"):
+    del m[k]
+json.dump(m, open(d + "/manifest.json", "w"), indent=1)
+z = np.load(d + "/chunk_0.npz")
+np.savez(d + "/chunk_0.npz", samples=z["samples"], pool3=z["pool3"], logits=z["logits"])
+os.remove(d + "/chunk_1.npz")
+PYEOF
+}
+as_old_chunks
+run "$UVIT" info "$tmp/ev.npz.parts/manifest.json"
+grep -q "^eval_chunks   uvit eval's finished chunks (1 of 2)" "$tmp/out" &&
+  echo "ok: info reads an older uvit's eval manifest" || fail "old manifest: $(cat "$tmp/out" "$tmp/err")"
+touch -d '1 hour ago' "$W"  # the weights unchanged since the manifest was written: its chunks are theirs
+run "${E[@]}"
+grep -q "manifest.json predates the record of precision \"fp32\", weights_sha256" "$tmp/err" &&
+  grep -q "chunk_0.npz: made by an older uvit without the sFID features; its chunks are made again" "$tmp/err" &&
+  "$PY" -c "import json, sys; assert json.load(open(sys.argv[1]))['fid'] == float(sys.argv[2])" "$tmp/ev.json" "$fid0" &&
+  echo "ok: an older uvit's eval chunks resume" || fail "old chunks: $(cat "$tmp/err")"
+as_old_chunks
+touch "$W"  # changed after the manifest: its chunks may be of other weights
+expect_error "^uvit: error: $tmp/ev.npz.parts: holds chunks made by an older uvit, whose $tmp/ev.npz.parts/manifest.json does not record precision, weights_sha256, so they cannot be checked against this run; give each model its own --out" \
+  "${E[@]}" -q
+
+exit $fails
