@@ -13,10 +13,10 @@ void open_closed_std_fds();
 // disk: `uvit info --json >/dev/full`), as `cat` and `echo` fail there.
 int stdout_status(int status);
 
-// Caps the OpenMP thread count at the CPUs this process may run on, with one warning naming
-// `source` ("OMP_NUM_THREADS=100000", "--threads 64"): libgomp starts every thread asked for
-// (OMP_NUM_THREADS=10000 made a 3 s sample take 64 s and 2.5 GB; 100000 crashed it). `n` <= 0:
-// the count OpenMP was given by its environment.
+// Caps an OpenMP thread count beyond 4 per CPU this process may run on at the CPUs, with one
+// warning naming `source` ("OMP_NUM_THREADS=100000", "--threads 64"): libgomp starts every thread
+// asked for (OMP_NUM_THREADS=10000 made a 3 s sample take 64 s and 2.5 GB; 100000 crashed it).
+// `n` <= 0: the count OpenMP was given by its environment.
 void cap_threads(int n, const char* source);
 
 }  // namespace uvit::cli
