@@ -4,8 +4,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "cli/commands.hpp"
 #include "cli/json_text.hpp"
@@ -36,14 +38,18 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// The --json file first: a reader of stdout that has gone (`| head -0`) ends the process at the
+// print, which must not lose the file's line; a full disk there is an error, not a lost line.
 void emit(const Opts& o, const std::string& line) {
+  if (!o.json.empty()) {
+    FILE* f = std::fopen(o.json.c_str(), "a");
+    UVIT_CHECK(f, o.json, ": cannot open for appending");
+    const bool written = std::fprintf(f, "%s\n", line.c_str()) >= 0;
+    const int err = std::fclose(f) == 0 && written ? 0 : (errno ? errno : EIO);
+    UVIT_CHECK(err == 0, o.json, ": write error: ", std::strerror(err));
+  }
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
-  if (o.json.empty()) return;
-  FILE* f = std::fopen(o.json.c_str(), "a");
-  UVIT_CHECK(f, o.json, ": cannot open for appending");
-  std::fprintf(f, "%s\n", line.c_str());
-  std::fclose(f);
 }
 
 double peak_rss_mb() {

@@ -5,6 +5,7 @@
 // folder, so an interrupted run resumes where it stopped.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -94,6 +95,18 @@ bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk*
   }
   if (clip && (out->clip.dtype != DType::F64 || out->clip.shape != std::vector<int64_t>({m})))
     return false;
+  // uvit of 2026-11 kept no spatial features (sFID): such a chunk is made again, said once.
+  static bool noted = false;
+  const auto has = [&z](const char* k) {
+    return std::any_of(z.begin(), z.end(), [k](const auto& a) { return a.first == k; });
+  };
+  if (!noted && z.size() == 3 && has("samples") && has("pool3") && !has("spatial")) {
+    noted = true;
+    std::fprintf(stderr,
+                 "%s: made by an older uvit without the sFID features; its chunks are made "
+                 "again (docs/formats.md, \"Across versions\")\n",
+                 path.c_str());
+  }
   return out->samples.shape == std::vector<int64_t>({m, s, s, c}) &&
          out->samples.dtype == DType::U8 &&
          out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
@@ -120,7 +133,7 @@ class InterruptNote {
   InterruptNote(const std::string& work, bool lead, bool bar) {
     if (!lead) return;  // one line from rank 0 under mpirun
     const std::string note =
-        cat(bar && isatty(STDERR_FILENO) ? "\n" : "",  // below a terminal's live bar
+        cat(bar && stderr_redraws() ? "\n" : "",  // below a terminal's live bar
             "interrupted: the finished chunks are kept in ", work,
             "; run the same command again to resume\n");
     g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
@@ -281,8 +294,16 @@ void add_eval(CLI::App& app) {
                                                   "to OUT.parts), or delete ",
                                                   work)
                                             : "use another --work folder or delete it";
-    check_or_write_manifest(work + "/manifest.json", manifest, work, "chunks", way, {"precision"},
-                            o->quiet || !lead);  // older manifests lack the precision
+    // Older manifests lack the precision (fp32 then), and those of 2026-11 the weights' SHA-256:
+    // their chunks are of these weights when the file has not changed since the manifest was
+    // written (docs/formats.md, "Across versions").
+    const std::string mpath = work + "/manifest.json";
+    std::vector<std::string> newer = {"precision"};
+    std::error_code e1, e2;
+    if (fs::exists(mpath, e1) &&
+        fs::last_write_time(o->weights, e1) <= fs::last_write_time(mpath, e2) && !e1 && !e2)
+      newer.push_back("weights_sha256");
+    check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead);
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);

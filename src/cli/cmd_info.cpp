@@ -165,7 +165,8 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
   if (f.is_object() && f.contains("ddconfig"))
     fail(path,
          ": an autoencoder config (ddconfig), not a PNG file; give it to --autoencoder-config");
-  if (f.is_object() && f.contains("weights_sha256") && f.contains("chunk")) {  // eval's manifest
+  // eval's manifest (an older uvit's lacks weights_sha256: docs/formats.md "Across versions")
+  if (f.is_object() && f.contains("weights") && f.contains("chunk") && f.contains("sampler")) {
     const fs::path d = fs::path(path).parent_path();
     return describe_folder(d.empty() ? "." : d.string(), j, line);
   }
@@ -190,15 +191,26 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
 std::string describe_log(const std::string& path, nlohmann::json& j) {
   std::ifstream in(path);
   UVIT_CHECK(in, path, ": cannot open");
-  size_t rows = 0;
+  size_t rows = 0, line = 0;
   nlohmann::json last_train, init;
   for (std::string l; std::getline(in, l);) {
+    ++line;
     if (l.empty()) continue;
-    const nlohmann::json r = parse_json(l, path);
-    UVIT_CHECK(r.is_object() && r.contains("event"), path, ": row ", rows + 1,
+    nlohmann::json r;
+    try {
+      r = parse_json(l, path);
+    } catch (const nlohmann::json::parse_error&) {  // a line another writer put there
+      fail(path, ": line ", line, " is not JSON ('", l.substr(0, 40), l.size() > 40 ? "...'" : "'",
+           "): not a training run's log.jsonl, or text was written into it");
+    }
+    // uvit before 2026-12-05 logged training rows alone, without "event" (docs/formats.md,
+    // "Across versions").
+    const bool old_train_row =
+        r.is_object() && !r.contains("event") && r.contains("step") && r.contains("loss");
+    UVIT_CHECK(r.is_object() && (r.contains("event") || old_train_row), path, ": row ", rows + 1,
                " has no \"event\": not a training run's log.jsonl");
     ++rows;
-    if (r["event"] == "train") last_train = r;
+    if (old_train_row || r["event"] == "train") last_train = r;
     if (r["event"] == "init") init = r;
   }
   j.update({{"kind", "log"}, {"rows", rows}});
@@ -225,12 +237,14 @@ nlohmann::json step_number(const std::string& v) {
 // latent files. "" for weights.
 std::string not_weights(const TensorReader& r, const std::string& path, nlohmann::json& j) {
   const auto& meta = r.metadata();
-  if (meta.count("optimizer") && meta.count("num_params")) {
+  // uvit of 2026-11 wrote no "optimizer" (AdamW's state then; docs/formats.md).
+  if (meta.count("num_params") && (meta.count("optimizer") || meta.count("loader_seed"))) {
+    const std::string optimizer = meta.count("optimizer") ? meta.at("optimizer") : "adamw";
     j.update({{"kind", "train_state"},
-              {"optimizer", meta.at("optimizer")},
+              {"optimizer", optimizer},
               {"step", meta.count("step") ? step_number(meta.at("step")) : nlohmann::json()},
               {"config", meta.count("config") ? meta.at("config") : ""}});
-    return cat("train_state   a training run's optimizer state (", meta.at("optimizer"), ", ",
+    return cat("train_state   a training run's optimizer state (", optimizer, ", ",
                meta.at("num_params"), " parameters",
                meta.count("step") ? ", step " + meta.at("step") : "",
                meta.count("config") ? ", config " + meta.at("config") : "",

@@ -3,12 +3,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <new>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/std_streams.hpp"
 #include "core/mem_limit.hpp"
 #include "core/signals.hpp"
 #include "uvit/dist.hpp"
@@ -62,7 +65,9 @@ void add_threads(CLI::App* app) {
   app->add_option_function<int>(
          "--threads",
          [](int n) {
-           if (n > 0) omp_set_num_threads(n);
+           if (n <= 0) return;
+           omp_set_num_threads(n);
+           uvit::cli::cap_threads(n, ("--threads " + std::to_string(n)).c_str());
          },
          "CPU threads (default: all cores; 0 = all; docs/benchmarks.md: on a busy machine fewer "
          "can be faster)")
@@ -273,10 +278,11 @@ int same_on_every_rank_error(const std::string& msg) {
   return 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// The command line's command, its exit status.
+int run(int argc, char** argv) {
   uvit::route_signals_to_one_thread();  // before any thread starts: core/signals.hpp says why
+  if (const char* e = std::getenv("OMP_NUM_THREADS"); e && *e)
+    uvit::cli::cap_threads(0, ("OMP_NUM_THREADS=" + std::string(e)).c_str());
   CLI::App app{"uvit: U-ViT diffusion models in C++", "uvit"};
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);
@@ -345,4 +351,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uvit::cli::open_closed_std_fds();  // before any file is opened: std_streams.hpp says why
+  return uvit::cli::stdout_status(run(argc, argv));
 }

@@ -1,5 +1,6 @@
 #include "cli/output_paths.hpp"
 
+#include <limits.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,8 +18,31 @@ namespace fs = std::filesystem;
 namespace uvit::cli {
 
 namespace {
+// What the kernel refuses of any path before the work rather than at the write after it: a name
+// over NAME_MAX, a path over PATH_MAX, and a relative path in a current folder that was deleted
+// (`cd d; rm -rf ../d`: "folder . is not writable (No such file or directory)").
+void check_path_limits(const char* option, const std::string& path) {
+  // Room for what uvit adds: a temporary file's ".tmp.PID", a run's "ckpts/STEP/.saving/...".
+  constexpr size_t kMax = PATH_MAX - 1 - 64;
+  UVIT_CHECK(path.size() <= kMax, option, " ", path.substr(0, 40), "...: the path is ", path.size(),
+             " bytes; at most ", kMax, " here (PATH_MAX ", PATH_MAX,
+             ", less 64 for the names uvit adds)");
+  for (const fs::path& part : fs::path(path))
+    UVIT_CHECK(part.native().size() <= NAME_MAX, option, " ", path, ": the name ",
+               part.native().substr(0, 20), "... is ", part.native().size(),
+               " bytes; a file or folder name holds at most ", NAME_MAX, " (NAME_MAX)");
+  if (fs::path(path).is_relative()) {
+    std::error_code ec;
+    fs::current_path(ec);
+    UVIT_CHECK(ec != std::errc::no_such_file_or_directory, option, " ", path,
+               ": the current folder no longer exists (deleted or moved after the shell entered "
+               "it); cd to a folder that exists, or give an absolute path");
+  }
+}
+
 // `dir` exists as a writable folder, or its nearest existing ancestor is one (so it can be made).
 void check_creatable(const char* option, const std::string& path, const fs::path& dir) {
+  check_path_limits(option, path);
   std::error_code ec;
   fs::path p = dir.empty() ? fs::path(".") : dir;
   while (!fs::exists(p, ec) && p.has_parent_path() && p.parent_path() != p) p = p.parent_path();

@@ -1,8 +1,9 @@
 // The progress display on stderr (docs/cli.md). On a terminal, tqdm's layout redrawn in place
 // at most 10 times a second:
 //   sample  43%|████▎     | 43/100 [00:12<00:16, 3.51it/s]
-// When stderr is a file or a pipe, plain lines with no '\r', one when 10 % more of the total is
-// done or 30 s have passed since the last one, whichever comes first, plus the last:
+// When stderr is a file or a pipe, or a terminal that cannot move its cursor (TERM=dumb: Emacs'
+// M-x shell, some CI consoles), plain lines with no '\r' nor escape, one when 10 % more of the
+// total is done or 30 s have passed since the last one, whichever comes first, plus the last:
 //   sample 43/100 (43%) 3.51 it/s elapsed 0:12 eta 0:16
 // The formatting and the throttle are pure functions of the state and an injected clock, so the
 // unit tests (tests/unit/test_progress.cpp) need no timing.
@@ -13,6 +14,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -155,9 +158,16 @@ class PlainThrottle {
   double last_time_ = 0;
 };
 
+// Whether stderr takes the redrawn bar: a terminal that understands '\r' and "\033[K" (not
+// TERM=dumb, which prints the escape as text).
+inline bool stderr_redraws() {
+  const char* term = std::getenv("TERM");
+  return isatty(2) != 0 && !(term && std::strcmp(term, "dumb") == 0);
+}
+
 // Where a Progress writes and what time it is: stderr and the steady clock, or a test's own.
 struct ProgressIo {
-  bool tty = isatty(2) != 0;
+  bool tty = stderr_redraws();
   std::function<double()> seconds;                // monotonic seconds; empty: the steady clock
   std::function<void(const std::string&)> write;  // empty: stderr (flushed)
 };

@@ -44,12 +44,26 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
                    owner.c_str(), path.c_str(), completed.c_str());
     return true;
   }
-  std::string differ;  // the settings that changed, not two whole manifests
+  std::string differ, unrecorded;  // the settings that changed, not two whole manifests
   for (const auto& [key, v] : manifest.items())
     if (!old.is_object() || !old.contains(key) || old[key] != v)
       differ += (differ.empty() ? "" : ", ") + key + " " +
                 (old.is_object() && old.contains(key) ? old[key].dump() : "(none)") + " -> " +
                 v.dump();
+  // Only newer keys lacking, one of them not taken as given: an older uvit's manifest, not
+  // another run's settings.
+  bool only_unrecorded = old.is_object() && old.size() < manifest.size();
+  for (const auto& [key, v] : manifest.items())
+    if (old.is_object() && !old.contains(key))
+      unrecorded += (unrecorded.empty() ? "" : ", ") + key;
+    else if (!old.is_object() || old[key] != v)
+      only_unrecorded = false;
+  if (old.is_object())
+    for (const auto& [key, v] : old.items())
+      if (!manifest.contains(key)) only_unrecorded = false;
+  UVIT_CHECK(!only_unrecorded, owner, ": holds ", what, " made by an older uvit, whose ", path,
+             " does not record ", unrecorded, ", so they cannot be checked against this run; ",
+             remedy);
   UVIT_CHECK(old == manifest, owner, ": holds ", what, " of a different run (",
              differ.empty() ? old.dump() : differ, "); ", remedy);
   return true;

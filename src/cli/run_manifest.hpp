@@ -11,7 +11,9 @@ namespace uvit::cli {
 // "OWNER: holds WHAT of a different run (KEY OLD -> NEW, ...); REMEDY", unless the stored one is
 // equal. `newer_keys`: keys that manifests of older versions lack; a stored one equal but for
 // lacking some of them is taken as made with the values given, said in one line (unless `quiet`),
-// and completed. Returns whether a manifest was there.
+// and completed; one that lacks keys and differs in nothing else is refused as "OWNER: holds WHAT
+// made by an older uvit, whose PATH does not record KEYS, ...; REMEDY". Returns whether a
+// manifest was there.
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
                              const std::string& owner, const std::string& what,
                              const std::string& remedy,

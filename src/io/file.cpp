@@ -2,6 +2,7 @@
 #include "io/file.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,9 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -116,8 +119,23 @@ void InFile::read(uint64_t offset, void* dst, size_t n, const char* what) const 
   }
 }
 
+namespace {
+// PATH.tmp.PID. A name too long for that within NAME_MAX (255 bytes; a target named with 250 was
+// written in full and then failed to be created: "File name too long") is cut, and a hash of the
+// whole path keeps two such targets apart.
+std::string temp_name(const std::string& path) {
+  std::string suffix = cat(".tmp.", ::getpid());
+  const size_t slash = path.rfind('/'), base = slash == std::string::npos ? 0 : slash + 1;
+  if (path.size() - base + suffix.size() <= NAME_MAX) return path + suffix;
+  char h[16];
+  std::snprintf(h, sizeof h, "~%08zx", std::hash<std::string>{}(path)&0xffffffffu);
+  suffix = h + suffix;
+  return path.substr(0, base + NAME_MAX - suffix.size()) + suffix;
+}
+}  // namespace
+
 AtomicWriter::AtomicWriter(const std::string& path, Cache cache) : path_(path) {
-  tmp_ = cat(path, ".tmp.", ::getpid());
+  tmp_ = temp_name(path);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail(path, ": cannot create temporary file ", tmp_, ": ", errno_str());
   if (cache == Cache::kDirect) direct_ = std::make_unique<DirectWriter>(fd_, path_);

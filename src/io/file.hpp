@@ -45,11 +45,12 @@ class SignalHold {
 // the renames).
 void sync_dir(const std::string& dir);
 
-// Writes path.tmp.PID in the target's directory; commit() fsyncs and renames it over the target.
-// Destroyed without commit (an exception on the way), it removes the temporary file, so a failed
-// write never clobbers the existing file. A SIGINT/SIGTERM while the temporary file exists waits
-// for the rename or the removal, so a stopped process leaves no OUT.tmp.PID (docs/ux_audit.md).
-// kDirect writes past the page cache (DirectWriter), for files of gigabytes written once.
+// Writes path.tmp.PID in the target's directory (its name cut to fit NAME_MAX); commit() fsyncs and
+// renames it over the target. Destroyed without commit (an exception on the way), it removes the
+// temporary file, so a failed write never clobbers the existing file. A SIGINT/SIGTERM while the
+// temporary file exists waits for the rename or the removal, so a stopped process leaves no
+// OUT.tmp.PID (docs/ux_audit.md). kDirect writes past the page cache (DirectWriter), for files of
+// gigabytes written once.
 class AtomicWriter {
  public:
   enum class Cache { kPageCache, kDirect };
