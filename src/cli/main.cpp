@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <new>
 #include <set>
 #include <sstream>
@@ -319,6 +320,14 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
                    m.c_str());
   });
+  // A typo here would silently take the built-in preset instead of the user's copy.
+  if (const char* d = std::getenv("UVIT_CONFIG_DIR"); d && *d) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(d, ec))
+      uvit::log(uvit::LogLevel::Warn,
+                uvit::cat("UVIT_CONFIG_DIR=", d,
+                          " is not a folder; the presets are looked up without it"));
+  }
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (const std::string bad = empty_optional_value(app, args); !bad.empty())

@@ -255,6 +255,9 @@ ConvImpl default_impl(const Conv2dShape& s) {
     if (e && std::strcmp(e, "blocked") == 0) return static_cast<int>(ConvImpl::OneDnn);
     if (e && std::strcmp(e, "plain") == 0) return static_cast<int>(ConvImpl::OneDnnPlain);
     if (e && std::strcmp(e, "winograd") == 0) return static_cast<int>(ConvImpl::Winograd);
+    // A typo must not silently measure the default (docs/autoencoder.md names the choices).
+    UVIT_CHECK(!e || !*e, "UVIT_CONV_IMPL=", e,
+               ": not a convolution kind (im2col, blocked, plain or winograd)");
     return -1;
   }();
   if (forced >= 0) return static_cast<ConvImpl>(forced);

@@ -94,6 +94,17 @@ W=$tmp/run/nnet_ema.safetensors
 OMP_NUM_THREADS=100000 timeout 120 "${B[@]}" -q --out "$tmp/omp.png" 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && [ -s "$tmp/omp.png" ] && grep -q '^uvit: warning: OMP_NUM_THREADS=100000 asks for 100000 threads, more than 4 for each of the' "$tmp/err" &&
   echo "ok: $(cat "$tmp/err")" || fail "OMP_NUM_THREADS=100000: exit $rc, $(cat "$tmp/err")"
+# --- the variables the docs list, given garbage ---------------------------------------------------
+# UVIT_CONV_IMPL=garbage (a typo in the convolution override) ran the default without a word.
+inception_weights IW "${2:-}"
+"$PY" -c "import numpy as np; np.save('$tmp/one.npy', np.zeros((1, 16, 16, 3), np.uint8))"
+expect_error "^uvit: error: UVIT_CONV_IMPL=garbage: not a convolution kind (im2col, blocked, plain or winograd)" \
+  env UVIT_CONV_IMPL=garbage "$UVIT" "${T[@]}" fid-features "$tmp/one.npy" --inception "$IW" --out "$tmp/f.npy" -q
+[ ! -e "$tmp/f.npy" ] || fail "UVIT_CONV_IMPL=garbage wrote features"
+# UVIT_CONFIG_DIR naming no folder (a typo) took the built-in preset instead of the user's copy.
+run env UVIT_CONFIG_DIR="$tmp/nope" "$UVIT" info --config fmnist_uvit_tiny
+grep -q "^uvit: warning: UVIT_CONFIG_DIR=$tmp/nope is not a folder" "$tmp/err" &&
+  echo "ok: $(cat "$tmp/err")" || fail "UVIT_CONFIG_DIR missing: $(cat "$tmp/err")"
 # bench's --json line on a full disk was lost without a word (fclose unchecked), exit 0.
 if [ -w /dev/full ] && [ -w /dev ]; then
   expect_error "^uvit: error: /dev/full: write error: No space left on device" \
