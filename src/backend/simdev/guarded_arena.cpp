@@ -17,7 +17,9 @@ namespace uvit::simdev {
 
 namespace {
 constexpr size_t kAlign = 256;  // cudaMalloc's alignment
-constexpr size_t kPage = 4096;
+// The unit of the access switch: 2 MiB, a transparent huge page, so that switching a large arena
+// changes one page-table entry per 2 MiB, not 512 (a 5x faster DiT-S forward, docs/gpu.md).
+constexpr size_t kPage = size_t{2} << 20;
 constexpr int kMaxArenas = 16;
 
 // The live arenas' ranges, read by the signal handler (lock-free).
@@ -71,10 +73,15 @@ void register_range(const char* lo, size_t n, bool add) {
 }
 }  // namespace
 
-GuardedArena::GuardedArena(size_t capacity) : capacity_((capacity + kPage - 1) / kPage * kPage) {
-  void* p = mmap(nullptr, capacity_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+GuardedArena::GuardedArena(size_t capacity)
+    : capacity_((capacity + kAlign - 1) / kAlign * kAlign),
+      reserved_((capacity_ + kPage - 1) / kPage * kPage) {
+  void* p = mmap(nullptr, reserved_ + kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
   if (p == MAP_FAILED) fail("simdev: could not reserve ", capacity_, " bytes of address space");
-  base_ = static_cast<char*>(p);
+  map_ = static_cast<char*>(p);
+  base_ = map_ + (kPage - reinterpret_cast<uintptr_t>(map_) % kPage) % kPage;
+  madvise(base_, reserved_, MADV_HUGEPAGE);  // a hint: without it the switch is slower, not wrong
   free_.emplace(0, capacity_);
   install_handler();
   register_range(base_, capacity_, true);
@@ -82,7 +89,7 @@ GuardedArena::GuardedArena(size_t capacity) : capacity_((capacity + kPage - 1) /
 
 GuardedArena::~GuardedArena() {
   register_range(base_, capacity_, false);
-  munmap(base_, capacity_);
+  munmap(map_, reserved_ + kPage);
 }
 
 void GuardedArena::protect(size_t from, size_t to, bool open) {

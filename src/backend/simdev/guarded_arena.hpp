@@ -46,8 +46,10 @@ class GuardedArena {
   void leave();
   void protect(size_t from, size_t to, bool open);
 
+  char* map_ = nullptr;  // the mapping; base_ is its first 2 MiB boundary
   char* base_ = nullptr;
-  size_t capacity_ = 0;
+  size_t capacity_ = 0;  // what the allocator hands out
+  size_t reserved_ = 0;  // capacity_ rounded up to the switch's 2 MiB unit
   mutable std::mutex mu_;
   int depth_ = 0;   // Open handles alive
   size_t top_ = 0;  // page-rounded end of the highest block ever handed out: what enter opens
