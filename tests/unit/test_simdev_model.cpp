@@ -25,12 +25,12 @@ using namespace uvit::test;
 
 class SimDevModel : public ::testing::TestWithParam<int> {};
 
-// Forward (training and inference) and every gradient, fp32 and (every fourth config, where the
-// CPU has the units) bf16, equal to the CPU backend's of the same precision.
+// Forward (training and inference) and every gradient, fp32 and (the first config, where the CPU
+// has the units) bf16, equal to the CPU backend's of the same precision.
 TEST_P(SimDevModel, ForwardAndGradientsAreTheCpus) {
   const Config c = config_from(kConfigs[GetParam()]);
   std::vector<std::string> precs = {"fp32"};
-  if (cpu_has_bf16() && GetParam() % 4 == 0) precs.push_back("bf16");
+  if (cpu_has_bf16() && GetParam() == 0) precs.push_back("bf16");
   for (const std::string& prec : precs) {
     SCOPED_TRACE(c.config_name + " " + prec);
     auto cpu = make_backend("cpu", prec), dev = make_backend("simdev", prec);
@@ -69,19 +69,19 @@ TEST(SimDevSample, EverySamplerIsTheCpus) {
   }
 }
 
-// Training with EMA and AdamW, saving, resuming: the CPU's losses and parameters.
+// Three training steps with EMA and AdamW, saving, resuming after two: the CPU's losses and parameters.
 TEST(SimDevTrain, StepsSaveAndResumeAreTheCpus) {
   const Config c = train_config();
   auto data = std::make_shared<NoiseDataset>();
   const fs::path root = fs::temp_directory_path() / "uvit_simdev_train";
   fs::remove_all(root);
   auto cpu = make_cpu_backend(), dev = make_backend("simdev");
-  const auto [lc, pc] = train_run(c, *cpu, data, (root / "cpu").string(), 4, false);
-  const auto [ld, pd] = train_run(c, *dev, data, (root / "dev").string(), 4, false);
+  const auto [lc, pc] = train_run(c, *cpu, data, (root / "cpu").string(), 3, false);
+  const auto [ld, pd] = train_run(c, *dev, data, (root / "dev").string(), 3, false);
   EXPECT_EQ(ld, lc);
   EXPECT_EQ(pd, pc);
   train_run(c, *dev, data, (root / "resumed").string(), 2, false);
-  const auto [lr, pr] = train_run(c, *dev, data, (root / "resumed").string(), 4, true);
+  const auto [lr, pr] = train_run(c, *dev, data, (root / "resumed").string(), 3, true);
   EXPECT_EQ(pr, pc);
   for (const char* f : {"nnet.safetensors", "nnet_ema.safetensors", "train_state.safetensors"}) {
     const auto read = [&](const std::string& run) {
