@@ -1,6 +1,7 @@
 // Backend selection and the default (unfused) compositions of the Backend interface.
 #include "uvit/backend.hpp"
 
+#include <cstdlib>
 #include <iostream>
 
 #include "uvit/error.hpp"
@@ -8,6 +9,8 @@
 namespace uvit {
 
 std::unique_ptr<Backend> make_cpu_bf16_backend();  // backend/cpu
+// The test device (docs/gpu.md, "The simulated device"); not advertised to users.
+std::unique_ptr<Backend> make_simdev_backend(const std::string& precision);  // backend/simdev
 
 #ifdef UVIT_HAVE_CUDA
 std::unique_ptr<Backend> make_cuda_backend(const std::string& precision);  // backend/cuda
@@ -35,15 +38,22 @@ bool cuda_available() {
 #endif
 }
 
+std::unique_ptr<Backend> make_cpu_backend_for(const std::string& precision) {
+  UVIT_CHECK(precision != "tf32", "tf32 is a CUDA precision (the cpu offers fp32 and bf16)");
+  if (precision != "bf16") return make_cpu_backend();
+  if (cpu_has_bf16()) return make_cpu_bf16_backend();
+  std::cerr << "note: this CPU has no bf16 units (AVX512-BF16 or AMX); computing in fp32\n";
+  return make_cpu_backend();
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
   if (!precision.empty() && precision != "fp32" && precision != "bf16" && precision != "tf32")
     fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
   if (name == "cpu") {
-    UVIT_CHECK(precision != "tf32", "tf32 is a CUDA precision (the cpu offers fp32 and bf16)");
-    if (precision != "bf16") return make_cpu_backend();
-    if (cpu_has_bf16()) return make_cpu_bf16_backend();
-    std::cerr << "note: this CPU has no bf16 units (AVX512-BF16 or AMX); computing in fp32\n";
-    return make_cpu_backend();
+    // UVIT_TEST_DEVICE=simdev: CPU runs go through the simulated device (tests only).
+    if (const char* t = std::getenv("UVIT_TEST_DEVICE"); t && std::string(t) == "simdev")
+      return make_simdev_backend(precision);
+    return make_cpu_backend_for(precision);
   }
   if (name == "cuda") {
 #ifdef UVIT_HAVE_CUDA
@@ -52,6 +62,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const std::string
     fail("backend 'cuda' is not compiled into this build");
 #endif
   }
+  if (name == "simdev") return make_simdev_backend(precision);
   fail("unknown backend '", name, "' (expected 'cpu' or 'cuda')");
 }
 

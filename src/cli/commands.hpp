@@ -109,8 +109,12 @@ inline std::string encoders_beside(const std::string& device, const std::string&
 inline CLI::Option* add_device_options(CLI::App* c, std::string& device, std::string& precision,
                                        const std::string& device_help = "cpu or cuda",
                                        const char* precision_help = kPrecisionHelp) {
+  // "simdev", the test device of docs/gpu.md ("The simulated device"), is accepted, not listed.
+  const CLI::Validator listed = CLI::IsMember({"cpu", "cuda"});
   c->add_option("--device", device, device_help + " (default cpu)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+      ->check(CLI::Validator(
+          [listed](std::string& d) { return d == "simdev" ? std::string() : listed(d); },
+          listed.get_description()));
   return c->add_option("--precision", precision, precision_help);
 }
 

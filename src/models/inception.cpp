@@ -394,7 +394,7 @@ int chunk_images(const Backend& be) {
                ": expected a number of images from 1 to 4096");
     return int(v);
   }
-  return be.name() == "cpu" ? 1 : kDeviceBatch;
+  return ParamStage::host_memory(be) ? 1 : kDeviceBatch;
 }
 
 }  // namespace

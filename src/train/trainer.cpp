@@ -11,6 +11,7 @@
 
 #include "core/mem_limit.hpp"
 #include "io/file.hpp"
+#include "models/param_stage.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
 #include "train/snapshots.hpp"
@@ -217,7 +218,7 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // its ranges exchanged as backward announces them: one slice per process, no accumulation, host
   // buffers (CPU). Elsewhere train.zero=2 runs as ZeRO-1 (the same files) and says why.
   const bool several = k_ > 1 || s_.accum > 1,
-             device = W > 1 && (comm_->device_buffers() || be_.name() != "cpu");
+             device = W > 1 && (comm_->device_buffers() || !ParamStage::host_memory(be_));
   zero_level_ = W > 1 ? s_.zero : 0;
   if (zero_level_ == 2 && (several || device)) {
     zero_level_ = 1;
@@ -242,8 +243,8 @@ Trainer::Trainer(Config cfg, Backend& be, std::shared_ptr<Dataset> data, std::st
   // No gradient-sized buffer besides the network's own gradients unless this process adds several
   // (slices or micro-batches): the reduction works in place (docs/distributed.md, "Memory").
   if (k_ > 1 || s_.accum > 1) acc_ = DeviceBuffer(be_, size_t(k_) * P * 4);
-  if (zero) part_ = DeviceBuffer(be_, shard_ * 4);               // zeroed below
-  if (W > 1 && !comm_->device_buffers() && be_.name() != "cpu")  // CUDA without NCCL
+  if (zero) part_ = DeviceBuffer(be_, shard_ * 4);                         // zeroed below
+  if (W > 1 && !comm_->device_buffers() && !ParamStage::host_memory(be_))  // CUDA, no NCCL
     host_acc_.resize(size_t(k_) * P);
   // train.overlap (docs/distributed.md, "Overlap"): the direct case on host buffers only.
   // train.zero=2 exchanges the announced ranges too: on the main thread when they cannot overlap.
@@ -758,7 +759,7 @@ void Trainer::resume(const std::string& from) {
   // the packed buffers; the frozen parameters' state in the file is not read. Host memory (the
   // CPU) in place, device memory through a host buffer of 4 MB.
   const size_t len = sharded() ? std::min(shard_, P - mom_lo_) : P;
-  const bool host = be_.name() == "cpu";
+  const bool host = ParamStage::host_memory(be_);
   std::vector<float> chunk(host ? 0 : std::min<size_t>(std::max<size_t>(moments_n_, 1), 1 << 20));
   for (size_t i = 0; i < bufs.size(); ++i) {
     float* dst = bufs[i].second->f32();

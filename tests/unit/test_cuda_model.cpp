@@ -96,11 +96,14 @@ TEST(CudaModelCheckpointing, SameGradients) {
 
 TEST(CudaSample, SamplerOnGpuMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
-  Config c = config_from(kConfigs[0]);
-  c.json["dataset"] = {{"cfg", true}};
+  // Label dropout in the file, so that the loaded config has a null class for guidance (setting
+  // c.json afterwards leaves c.spec without one: generate() then refuses the guidance).
+  std::string json = kConfigs[0];
+  json.insert(1, R"("dataset": {"cfg": true}, )");
+  const Config c = config_from(json.c_str());
   auto cpu = make_cpu_backend();
   auto gpu = make_backend("cuda", "fp32");
-  UViT a(c.net, *cpu), b(c.net, *gpu);
+  UViT a(c.net, *cpu, null_class(c)), b(c.net, *gpu, null_class(c));
   a.init_random(2);
   b.init_random(2);
   for (const char* sampler : {"dpm-solver++", "euler-maruyama"}) {
