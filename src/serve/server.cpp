@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -33,11 +34,18 @@ using httplib::Request;
 using httplib::Response;
 using nlohmann::json;
 
-std::atomic<httplib::Server*> g_server{nullptr};
+// The listening socket (-1: none). SIGINT/SIGTERM shut it down, which wakes the accept loop's
+// poll() and fails its accept(): the loop ends and closes the socket itself, on its own thread.
+// httplib's stop() from the handler closed it on the signal thread while the loop polled that
+// descriptor (a number another thread could reuse meanwhile) and changed errno under the
+// interrupted code (ThreadSanitizer, docs/fuzzing.md finding 16).
+std::atomic<int> g_listen_fd{-1};
 
 void on_signal(int) {
-  shutting_down().store(true);  // lock-free atomics: safe in a signal handler
-  if (httplib::Server* s = g_server.load()) s->stop();
+  const int saved = errno;
+  shutting_down().store(true);  // lock-free atomics, shutdown(): safe in a signal handler
+  if (const int fd = g_listen_fd.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  errno = saved;
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -832,6 +840,7 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   s.set_socket_options([](int sock) {
     listen_socket_options(sock);
     ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+    g_listen_fd.store(sock);
   });
   s.set_idle_interval(1);
   // Port 0: the kernel picks a free one, named in the startup line; a rebind takes that same one.
@@ -842,7 +851,6 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
   } else {
     UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
   }
-  g_server.store(&s);
   const SignalScope stop_on_signal({SIGINT, SIGTERM}, on_signal);  // restored on return
   const std::string serving =
       cat("serving ", pipe.model_name(), " on http://", o.host, ":", port, "/");
@@ -850,11 +858,13 @@ void run_server(Pipeline& pipe, const ServeOptions& o) {
     o.announce(serving);
   else
     log(LogLevel::Info, serving);
-  while (!s.listen_after_bind() && !shutting_down()) {
+  while (!s.listen_after_bind()) {
+    g_listen_fd.store(-1);  // httplib closed it
+    if (shutting_down()) break;
     log(LogLevel::Warn, "serve: accepting a connection failed; listening again");
     UVIT_CHECK(s.bind_to_port(o.host, port), listen_error(o.host, port));
   }
-  g_server.store(nullptr);
+  g_listen_fd.store(-1);
 }
 
 }  // namespace uvit::serve
