@@ -130,11 +130,11 @@ uint64_t JobQueue::version() const {
   return version_;
 }
 
+// A running job stops at its next progress report, which reads cancel_requested under mu_. Not
+// pipe_.cancel(): called after the lock, it could land on the next job if this one ended between.
 bool JobQueue::cancel(const std::shared_ptr<Job>& job) {
-  bool running = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    running = job->status == JobStatus::Generating;
     if (job->finished()) return false;
     job->cancel_requested = true;
     if (job->status == JobStatus::Queued) {
@@ -150,7 +150,6 @@ bool JobQueue::cancel(const std::shared_ptr<Job>& job) {
       ++version_;
     }
   }
-  if (running) pipe_.cancel();
   change_cv_.notify_all();
   return true;
 }
