@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "cli/commands.hpp"
@@ -176,15 +177,27 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
 }
 
 // On --resume PATH: the run's log up to the checkpoint's step, from `src` (the run's folder) into
-// `dir` (the same folder, cut back: the rows after the checkpoint describe weights that are
-// dropped; or a fork's new folder), followed by a row saying where the run continues from.
+// `dir` (the same folder, cut back: the rows after the checkpoint describe weights the run leaves;
+// or a fork's new folder), followed by a row saying where the run continues from. Rows cut from
+// the run's own log are appended to RUN/log_dropped.jsonl after a `dropped` row, not deleted: the
+// branch left may be the better one, and `--resume` of its newer snapshot can go back to it.
 void continue_log(const std::string& src, const std::string& dir, long step,
                   const std::string& from) {
-  std::string text;
+  std::string text, dropped;
   for (const json& r : read_log(src))
-    if (r.value("step", 0L) <= step) text += r.dump() + "\n";
+    (r.value("step", 0L) <= step ? text : dropped) += r.dump() + "\n";
   json row = log_row("resume", step);
   row["from"] = from;
+  if (!dropped.empty() && fs::equivalent(src, dir)) {
+    json mark = log_row("dropped", step);
+    mark["from"] = from;
+    const std::string side = dir + "/log_dropped.jsonl";
+    std::string kept;
+    if (std::ifstream in(side, std::ios::binary); in)
+      kept.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    kept += mark.dump() + "\n" + dropped;
+    write_file_atomic(side, kept.data(), kept.size());  // before the log loses them
+  }
   text += row.dump() + "\n";
   write_file_atomic(dir + "/log.jsonl", text.data(), text.size());
 }

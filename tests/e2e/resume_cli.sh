@@ -75,6 +75,12 @@ assert [r["step"] for r in b if r["event"] == "train"] == [2, 4, 6, 8], b
 res = [r for r in b if r["event"] == "resume"]
 assert len(res) == 1 and res[0]["step"] == 4 and res[0]["from"].endswith("B/ckpts/4"), res
 assert [r["event"] for r in rows("F")].count("resume") == 1
+# The rows cut from B's log (steps 5 to 8 of S, which B was a copy of) are kept beside it.
+d = [json.loads(l) for l in open(f"{t}/B/log_dropped.jsonl")]
+assert d[0]["event"] == "dropped" and d[0]["step"] == 4 and d[0]["from"].endswith("B/ckpts/4"), d[0]
+assert d[1:] == [r for r in s if r["step"] > 4], d
+import os
+assert not os.path.exists(f"{t}/F/log_dropped.jsonl") and not os.path.exists(f"{t}/S/log_dropped.jsonl")
 r = rows("R")
 assert [x["override"] for x in r if x["event"] == "override"] == [{"train.n_steps": 8}], r
 print("ok: log.jsonl rows follow the schema; resumed, rolled-back and forked runs log the straight run's losses")
