@@ -20,9 +20,15 @@ d = open(sys.argv[1], 'rb').read(); (n,) = struct.unpack('<Q', d[:8])
 print(json.loads(d[8:8 + n]).get('__metadata__', {}).get('step', 'none'))" "$1"
 }
 
+# dying NP ARGS: `mpi` for a job one of whose ranks dies. The survivor, blocked in a collective,
+# is killed by mpirun (SIGTERM, then SIGKILL after odls_base_sigkill_timeout): it can write
+# nothing in either time, so OpenMPI's default 1 s replaces the 30 s the signal checks below need
+# (each death waited it twice: 60 s a run).
+dying() { OMPI_MCA_odls_base_sigkill_timeout=1 mpi "$@"; }
+
 # --- rank 1 dies before step 4 (after the checkpoint of step 2) ------------------------------------
 run mpi 2 "${T[@]}" --out "$tmp/straight" --steps 6
-UVIT_TEST_DIE=1:3 mpi 2 "${T[@]}" --out "$tmp/d" --steps 6 >"$tmp/out" 2>"$tmp/err"
+UVIT_TEST_DIE=1:3 dying 2 "${T[@]}" --out "$tmp/d" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 # OpenMPI names the rank as "Process name: [[JOB,1],1]" beside "Exit code: 77" (MPICH: "rank 1").
 if [ $rc -eq 77 ] && grep -q "rank 1: UVIT_TEST_DIE: dying at step 3" "$tmp/err" &&
@@ -39,7 +45,7 @@ same_files "$tmp/d" "$tmp/straight" "resumed after a rank died vs never failed"
 # --- rank 0 dies inside the checkpoint of step 4, after nnet.safetensors --------------------------
 # The files are written into RUN/.saving and moved into RUN only once all three are complete: the
 # run's own checkpoint is still step 2's, and --resume continues from it to the straight run's bytes.
-UVIT_TEST_DIE=0:4:save mpi 2 "${T[@]}" --out "$tmp/s" --steps 6 >"$tmp/out" 2>"$tmp/err"
+UVIT_TEST_DIE=0:4:save dying 2 "${T[@]}" --out "$tmp/s" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (save)" "$tmp/err" &&
   [ "$(state_step "$tmp/s/nnet.safetensors")" = 2 ] && [ "$(state_step "$tmp/s/train_state.safetensors")" = 2 ] ||
@@ -51,7 +57,7 @@ else
 fi
 # ... and between the renames, after nnet.safetensors: train_state (renamed last) still says step 2;
 # --resume takes the step-2 weights from their snapshot in ckpts/2.
-UVIT_TEST_DIE=0:4:rename mpi 2 "${T[@]}" --out "$tmp/r" --steps 6 >"$tmp/out" 2>"$tmp/err"
+UVIT_TEST_DIE=0:4:rename dying 2 "${T[@]}" --out "$tmp/r" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (rename)" "$tmp/err" &&
   [ "$(state_step "$tmp/r/nnet.safetensors")" = 4 ] && [ "$(state_step "$tmp/r/train_state.safetensors")" = 2 ] ||
