@@ -89,51 +89,57 @@ expect_error "^uvit: error: .*renamed.pth: unexpected tensor 'module.in_blocks.0
 # raw model_ema.safetensors and .bin, MDT's raw mdt_xl2_v2_ckpt.pt, DiffiT's raw .safetensors, SVG's
 # training checkpoint; MDT's and DiffiT's relative_position_index buffers int64, as theirs are. In the wrappers "model" differs from "ema": the official loaders take "ema"
 # (DiT's find_model, LightningDiT's inference.py), and so must we, saying so.
-fam_ckpts() {  # fam_ckpts SAFETENSORS DIR LAYOUT...: the weights in each layout, DIR/<layout>.<ext>
-  "$PY" - "$@" <<'PYEOF' || fail "writing the checkpoints of $1"
+fam_ckpts() {  # fam_ckpts "DIR LAYOUT..."...: DIR/nnet_ema.safetensors in each layout, DIR/<layout>.<ext>
+  "$PY" - "$@" <<'PYEOF' || fail "writing the checkpoints of the families"
 import argparse, json, struct, sys
 from collections import OrderedDict
 import numpy as np, torch
-w, d, layouts = sys.argv[1], sys.argv[2], sys.argv[3:]
-b = open(w, "rb").read()
-n = struct.unpack("<Q", b[:8])[0]
-dt = {"F32": np.float32, "I64": np.int64, "I32": np.int32, "F16": np.float16}
-sd = OrderedDict()
-for k, v in json.loads(b[8:8 + n]).items():
-    if k != "__metadata__":
-        s, e = v["data_offsets"]
-        sd[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dt[v["dtype"]]).reshape(v["shape"]).copy())
-        if k.endswith("relative_position_index"):  # MDT's and DiffiT's int64 buffers
-            sd[k] = sd[k].long()
-ps = [torch.nn.Parameter(v.clone()) for v in sd.values() if v.is_floating_point()]
-opt = torch.optim.AdamW(ps, lr=1e-4, weight_decay=0)
-for p in ps: p.grad = torch.ones_like(p)
-opt.step()
-model = OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in sd.items())
-args = argparse.Namespace(model="DiT-XL/2", image_size=256, global_batch_size=256, ckpt=None)
-for l in layouts:
-    if l == "raw": torch.save(sd, d + "/raw.pt")
-    if l == "bin": torch.save(sd, d + "/raw.bin")
-    if l == "st":  # as safetensors' save_file writes it: int64 buffers stay I64
-        h, data, at = {}, b"", 0
-        for k, v in sd.items():
-            x = v.numpy().tobytes()
-            h[k] = {"dtype": "I64" if v.dtype == torch.int64 else "F32", "shape": list(v.shape), "data_offsets": [at, at + len(x)]}
-            data, at = data + x, at + len(x)
-        j = json.dumps(h).encode()
-        open(d + "/raw.safetensors", "wb").write(struct.pack("<Q", len(j)) + j + data)
-    if l == "train": torch.save({"model": model, "ema": sd, "opt": opt.state_dict(), "args": args}, d + "/train.pt")
-    if l == "lightning": torch.save({"model": model, "ema": sd, "opt": opt.state_dict(), "config": {"model": {"model_type": "LightningDiT-XL/1"}}}, d + "/train.pt")
+# One Python for all families: each torch import costs seconds.
+for job in sys.argv[1:]:
+    d, *layouts = job.split()
+    w = d + "/nnet_ema.safetensors"
+    b = open(w, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    dt = {"F32": np.float32, "I64": np.int64, "I32": np.int32, "F16": np.float16}
+    sd = OrderedDict()
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k != "__metadata__":
+            s, e = v["data_offsets"]
+            sd[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dt[v["dtype"]]).reshape(v["shape"]).copy())
+            if k.endswith("relative_position_index"):  # MDT's and DiffiT's int64 buffers
+                sd[k] = sd[k].long()
+    ps = [torch.nn.Parameter(v.clone()) for v in sd.values() if v.is_floating_point()]
+    opt = torch.optim.AdamW(ps, lr=1e-4, weight_decay=0)
+    for p in ps: p.grad = torch.ones_like(p)
+    opt.step()
+    model = OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in sd.items())
+    args = argparse.Namespace(model="DiT-XL/2", image_size=256, global_batch_size=256, ckpt=None)
+    for l in layouts:
+        if l == "raw": torch.save(sd, d + "/raw.pt")
+        if l == "bin": torch.save(sd, d + "/raw.bin")
+        if l == "st":  # as safetensors' save_file writes it: int64 buffers stay I64
+            h, data, at = {}, b"", 0
+            for k, v in sd.items():
+                x = v.numpy().tobytes()
+                h[k] = {"dtype": "I64" if v.dtype == torch.int64 else "F32", "shape": list(v.shape), "data_offsets": [at, at + len(x)]}
+                data, at = data + x, at + len(x)
+            j = json.dumps(h).encode()
+            open(d + "/raw.safetensors", "wb").write(struct.pack("<Q", len(j)) + j + data)
+        if l == "train": torch.save({"model": model, "ema": sd, "opt": opt.state_dict(), "args": args}, d + "/train.pt")
+        if l == "lightning": torch.save({"model": model, "ema": sd, "opt": opt.state_dict(), "config": {"model": {"model_type": "LightningDiT-XL/1"}}}, d + "/train.pt")
 PYEOF
 }
 before=$fails
-for fam in "dit raw train" "skip_dit train" "lightningdit lightning" "fit bin st" "mdt raw" \
-  "diffit st" "svg train"; do
+fams=("dit raw train" "skip_dit train" "lightningdit lightning" "fit bin st" "mdt raw" "diffit st" "svg train")
+for fam in "${fams[@]}"; do
+  set -- $fam
+  run "$UVIT" train --config fmnist_$1_tiny --out "$tmp/fam_$1" --steps 0 --batch 2 --no-grid -q
+done
+fam_ckpts "${fams[@]/#/$tmp/fam_}"
+for fam in "${fams[@]}"; do
   set -- $fam
   c=fmnist_$1_tiny f=$tmp/fam_$1
   shift
-  run "$UVIT" train --config $c --out "$f" --steps 0 --batch 2 --no-grid -q
-  fam_ckpts "$f/nnet_ema.safetensors" "$f" "$@"
   smp=(sample --config $c --class 1 --n 1 --steps 3 -q)  # (svg: one zero-init step of 3)
   run "$UVIT" "${smp[@]}" --weights "$f/nnet_ema.safetensors" --npy "$f/want.npy"
   for l in "$@"; do
