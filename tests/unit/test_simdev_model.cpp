@@ -69,7 +69,8 @@ TEST(SimDevSample, EverySamplerIsTheCpus) {
   }
 }
 
-// Three training steps with EMA and AdamW, saving, resuming after two: the CPU's losses and parameters.
+// Three training steps with EMA and AdamW, saving, resuming after two: the CPU's losses and
+// parameters.
 TEST(SimDevTrain, StepsSaveAndResumeAreTheCpus) {
   const Config c = train_config();
   auto data = std::make_shared<NoiseDataset>();
