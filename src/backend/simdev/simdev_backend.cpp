@@ -69,9 +69,12 @@ void SimDevBackend::download(void* host, const void* src, size_t bytes) {
   std::memcpy(host, src, bytes);
 }
 
-void SimDevBackend::check(const char* op, const char* arg, const void* p) const {
-  UVIT_CHECK(!p || arena_.contains(p), "simdev: ", op, " was given host memory as ", arg, " (", p,
-             "): a kernel reads and writes device memory only");
+simdev::GuardedArena::Open SimDevBackend::enter(const char* op,
+                                                std::initializer_list<Arg> args) const {
+  for (const auto& [arg, p] : args)
+    UVIT_CHECK(!p || arena_.contains(p), "simdev: ", op, " was given host memory as ", arg, " (", p,
+               "): a kernel reads and writes device memory only");
+  return simdev::GuardedArena::Open(arena_);
 }
 
 std::unique_ptr<Backend> make_simdev_backend(const std::string& precision) {

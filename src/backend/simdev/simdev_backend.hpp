@@ -6,8 +6,10 @@
 // that its pointers are device memory (a host pointer passed to a kernel is an illegal address
 // on a GPU).
 #pragma once
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "backend/simdev/guarded_arena.hpp"
 #include "uvit/backend.hpp"
@@ -151,8 +153,10 @@ class SimDevBackend final : public Backend {
                  float ema_decay) override;
 
  private:
-  // Throws when p (the argument `arg` of `op`) is neither null nor device memory.
-  void check(const char* op, const char* arg, const void* p) const;
+  // A kernel's entry: throws when one of its pointer arguments (name, value) is neither null nor
+  // device memory, then opens the arena for the call.
+  using Arg = std::pair<const char*, const void*>;
+  simdev::GuardedArena::Open enter(const char* op, std::initializer_list<Arg> args) const;
 
   std::unique_ptr<Backend> cpu_;
   mutable simdev::GuardedArena arena_;
