@@ -45,19 +45,19 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
     return true;
   }
   std::string differ, unrecorded;  // the settings that changed, not two whole manifests
-  for (const auto& [key, v] : manifest.items())
-    if (!old.is_object() || !old.contains(key) || old[key] != v)
-      differ += (differ.empty() ? "" : ", ") + key + " " +
-                (old.is_object() && old.contains(key) ? old[key].dump() : "(none)") + " -> " +
-                v.dump();
   // Only newer keys lacking, one of them not taken as given: an older uvit's manifest, not
   // another run's settings.
   bool only_unrecorded = old.is_object() && old.size() < manifest.size();
-  for (const auto& [key, v] : manifest.items())
-    if (old.is_object() && !old.contains(key))
+  for (const auto& [key, v] : manifest.items()) {
+    const bool recorded = old.is_object() && old.contains(key);
+    if (recorded && old[key] == v) continue;
+    differ += (differ.empty() ? "" : ", ") + key + " " + (recorded ? old[key].dump() : "(none)") +
+              " -> " + v.dump();
+    if (old.is_object() && !recorded)
       unrecorded += (unrecorded.empty() ? "" : ", ") + key;
-    else if (!old.is_object() || old[key] != v)
+    else
       only_unrecorded = false;
+  }
   if (old.is_object())
     for (const auto& [key, v] : old.items())
       if (!manifest.contains(key)) only_unrecorded = false;
