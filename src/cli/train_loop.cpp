@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include "cli/sample_grid.hpp"
 #include "core/signals.hpp"
 #include "io/readers.hpp"
+#include "train/snapshots.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
 #include "uvit/diffusion.hpp"
@@ -94,6 +96,21 @@ long checkpoint_step(const std::string& dir) {
   return std::stol(meta["step"]);
 }
 
+// The log rows that led to the checkpoint in `ckpt`, of the run in `run`, at `step`: the run's rows
+// up to the step; for a snapshot of a branch the run went back from (docs/cli.md "Resume"), the
+// log it holds, that branch's own (`*restored` then says so).
+std::vector<json> checkpoint_history(const std::string& run, const std::string& ckpt, long step,
+                                     bool* restored = nullptr) {
+  const bool stale = !ckpt.empty() && !snapshot_is_live(run, ckpt);
+  if (restored) *restored = stale;
+  if (stale) return read_log(ckpt);
+  std::vector<json> rows = read_log(run);
+  rows.erase(std::remove_if(rows.begin(), rows.end(),
+                            [&](const json& r) { return r.value("step", 0L) > step; }),
+             rows.end());
+  return rows;
+}
+
 // The precision this call trains in: --precision, else on resume the one the run's last `start`
 // row up to the checkpoint records for this device (so a bf16 run does not go on in fp32
 // unnoticed), else job.precision_default. A --precision other than the recorded one gets a note.
@@ -102,9 +119,9 @@ std::string settle_precision(const TrainJob& job, bool quiet) {
   long at = -1;
   if (job.resume) {
     at = checkpoint_step(job.resume_from.empty() ? job.out_dir : job.resume_from);
-    for (const json& r : read_log(job.resume_run.empty() ? job.out_dir : job.resume_run))
-      if (r.value("event", "") == "start" && r.value("step", -1L) <= at &&
-          r.value("device", "") == job.device)
+    for (const json& r : checkpoint_history(job.resume_run.empty() ? job.out_dir : job.resume_run,
+                                            job.resume_from, at))
+      if (r.value("event", "") == "start" && r.value("device", "") == job.device)
         recorded = r.value("precision", "");
   }
   if (job.precision.empty()) {
@@ -176,30 +193,57 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
                sha.c_str());
 }
 
-// On --resume PATH: the run's log up to the checkpoint's step, from `src` (the run's folder) into
-// `dir` (the same folder, cut back: the rows after the checkpoint describe weights the run leaves;
-// or a fork's new folder), followed by a row saying where the run continues from. Rows cut from
-// the run's own log are appended to RUN/log_dropped.jsonl after a `dropped` row, not deleted: the
-// branch left may be the better one, and `--resume` of its newer snapshot can go back to it.
-void continue_log(const std::string& src, const std::string& dir, long step,
-                  const std::string& from) {
-  std::string text, dropped;
-  for (const json& r : read_log(src))
-    (r.value("step", 0L) <= step ? text : dropped) += r.dump() + "\n";
-  json row = log_row("resume", step);
-  row["from"] = from;
-  if (!dropped.empty() && fs::equivalent(src, dir)) {
+// On --resume PATH: the log that led to the checkpoint in `ckpt` (checkpoint_history), from `src`
+// (the run's folder) into `dir` (the same folder, cut back: the rows after the checkpoint describe
+// weights the run leaves; or a fork's new folder), followed by a row saying where the run continues
+// from. Rows the run's own log loses are appended to RUN/log_dropped.jsonl after a `dropped` row,
+// not deleted: the branch left may be the better one, and `--resume` of its newer snapshot can go
+// back to it (that snapshot's log then replaces the log from the point the two branches share).
+void continue_log(const std::string& src, const std::string& dir, const std::string& ckpt,
+                  long step, const std::string& from, bool quiet) {
+  bool restored = false;
+  const std::vector<json> kept = checkpoint_history(src, ckpt, step, &restored);
+  const std::vector<json> log = read_log(src);
+  size_t common = 0;  // the rows the log and the kept history share: rows up to `step`, or more
+  while (common < std::min(log.size(), kept.size()) && log[common] == kept[common]) ++common;
+  const bool in_place = fs::equivalent(src, dir);
+  if (common < log.size() && in_place) {
     json mark = log_row("dropped", step);
     mark["from"] = from;
     const std::string side = dir + "/log_dropped.jsonl";
-    std::string kept;
+    std::string text;
     if (std::ifstream in(side, std::ios::binary); in)
-      kept.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    kept += mark.dump() + "\n" + dropped;
-    write_file_atomic(side, kept.data(), kept.size());  // before the log loses them
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    text += mark.dump() + "\n";
+    for (size_t i = common; i < log.size(); ++i) text += log[i].dump() + "\n";
+    write_file_atomic(side, text.data(), text.size());  // before the log loses them
   }
+  json row = log_row("resume", step);
+  row["from"] = from;
+  if (restored) row["restored"] = true;
+  std::string text;
+  for (const json& r : kept) text += r.dump() + "\n";
   text += row.dump() + "\n";
   write_file_atomic(dir + "/log.jsonl", text.data(), text.size());
+  if (quiet || ckpt.empty()) return;
+  const std::string saved = cat("ckpts/", step);
+  if (restored)
+    std::fprintf(stderr,
+                 "%s is a snapshot of a branch its run went back from: %s/log.jsonl now holds that "
+                 "branch's rows (kept in the snapshot)%s\n",
+                 ckpt.c_str(), dir.c_str(),
+                 in_place ? cat("; the rows it replaced went to ", dir, "/log_dropped.jsonl").c_str()
+                          : "");
+  else if (!fs::exists(fs::path(ckpt) / kSnapshotLog) && !fs::equivalent(src, ckpt) &&
+           std::none_of(log.begin(), log.end(), [&](const json& r) {
+             return r.value("event", "") == "checkpoint" && r.value("path", "") == saved;
+           }))
+    std::fprintf(stderr,
+                 "note: %s holds no copy of its log (written before snapshots kept one) and %s's "
+                 "log has no row of its save: if it is of a branch the run went back from, that "
+                 "branch's rows (in log_dropped.jsonl) are not restored; the log continues from "
+                 "the run's rows up to step %ld\n",
+                 ckpt.c_str(), src.c_str(), step);
 }
 
 // The loss window a stopped run left open (steps since its last log row), so that the first row
@@ -240,10 +284,19 @@ void set_aside_failed_start(const std::string& dir, bool quiet) {
 // launched twice) would set the first's log aside as a failed start, then both would write the
 // same checkpoints. flock on the folder itself: the kernel releases it when the process ends,
 // however it ends, so no stale lock is left behind. A file system without flock goes unchecked.
+// Holds nothing until take() (not a std::optional: GCC 12's -Wmaybe-uninitialized misreads its
+// destructor).
 class RunFolderLock {
  public:
-  explicit RunFolderLock(const std::string& dir)
-      : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+  RunFolderLock() = default;
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(const RunFolderLock&) = delete;
+  ~RunFolderLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool held() const { return fd_ >= 0; }
+  void take(const std::string& dir) {
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
     const int e = errno;
     ::close(fd_);
@@ -252,14 +305,9 @@ class RunFolderLock {
                ": another uvit train is writing this run now; wait for it to end (or stop it), or "
                "choose another --out");
   }
-  RunFolderLock(const RunFolderLock&) = delete;
-  RunFolderLock& operator=(const RunFolderLock&) = delete;
-  ~RunFolderLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
 
  private:
-  int fd_;
+  int fd_ = -1;
 };
 
 // Checks the request against the run before anything is loaded or created. Returns the step the
@@ -391,22 +439,34 @@ TrainOutcome run_training(const TrainJob& job) {
   grids.opt.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
   grids.n = grid_count(cfg, job.grid_n > 0 ? job.grid_n : default_grid_images(cfg));
   Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
-  std::optional<RunFolderLock> run_lock;  // held to the end of the run (its final grid included)
+  RunFolderLock run_lock;  // held to the end of the run (its final grid included)
   if (job.resume) {
-    if (lead && fs::is_directory(dir)) run_lock.emplace(dir);
+    if (lead && fs::is_directory(dir)) run_lock.take(dir);
     tr.resume(job.resume_from);
     if (lead && !job.resume_from.empty()) {
       if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's
         fs::create_directories(dir);
-        if (!run_lock) run_lock.emplace(dir);
+        if (!run_lock.held()) run_lock.take(dir);
         set_aside_failed_start(dir, job.quiet);
         const std::string c = read_json_file(job.resume_run + "/config.json").dump(2) + "\n";
         write_file_atomic(dir + "/config.json", c.data(), c.size());
       }
-      continue_log(job.resume_run, dir, tr.step_count(), job.resume_label);
+      continue_log(job.resume_run, dir, job.resume_from, tr.step_count(), job.resume_label,
+                   job.quiet);
       if (!job.quiet)
         std::fprintf(stderr, "continuing from the checkpoint of step %ld in %s\n", tr.step_count(),
                      job.resume_from.c_str());
+      if (const std::vector<long> left = stale_snapshots(dir); !job.quiet && !left.empty()) {
+        std::string steps;
+        for (long k : left) steps += cat(steps.empty() ? "" : ", ", k);
+        std::fprintf(stderr,
+                     "note: snapshot%s %s in %s/ckpts %s of a branch the run went back from: "
+                     "train.keep_snapshots does not count %s, and a save of this branch at %s "
+                     "step replaces %s\n",
+                     left.size() > 1 ? "s" : "", steps.c_str(), dir.c_str(),
+                     left.size() > 1 ? "are" : "is", left.size() > 1 ? "them" : "it",
+                     left.size() > 1 ? "their" : "its", left.size() > 1 ? "them" : "it");
+      }
     }
     if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
@@ -415,7 +475,7 @@ TrainOutcome run_training(const TrainJob& job) {
       cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
-      run_lock.emplace(dir);
+      run_lock.take(dir);
       set_aside_failed_start(dir, job.quiet);
       if (!init.empty()) record_init(dir, cfg, tr, init, job.quiet);
       const std::string c = cfg.json.dump(2) + "\n";

@@ -1,5 +1,6 @@
 // A run's snapshots, RUN/ckpts/STEP (docs/cli.md "Resume"): the trainer prunes the oldest, resume
-// names the newest complete one. One rule for which folders are snapshots.
+// names the newest complete one. One rule for which folders are snapshots, and one for which of
+// them belong to the branch the run's log holds.
 #pragma once
 #include <algorithm>
 #include <filesystem>
@@ -25,5 +26,18 @@ inline std::vector<std::pair<long, std::filesystem::path>> snapshot_folders(
   std::sort(out.begin(), out.end());
   return out;
 }
+
+// Each snapshot holds RUN/log.jsonl as it was when the snapshot was written (RUN/ckpts/STEP/log.jsonl),
+// so that one of a branch the run went back from keeps its own history.
+inline constexpr const char* kSnapshotLog = "log.jsonl";
+
+// Whether the checkpoint in `folder` belongs to the branch RUN/log.jsonl holds now: its log copy
+// begins the run's log, byte for byte (the log only grows, or is cut back to a step with rows
+// rewritten as they were). The run folder itself, and a snapshot without a copy (written before
+// snapshots kept one), count as live: nothing says otherwise.
+bool snapshot_is_live(const std::filesystem::path& run, const std::filesystem::path& folder);
+
+// The steps of run's snapshots that are not live (of a branch the run left), oldest first.
+std::vector<long> stale_snapshots(const std::filesystem::path& run);
 
 }  // namespace uvit

@@ -667,9 +667,18 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   meta2["accum"] = std::to_string(settings().accum);
   meta2["global_batch"] = std::to_string(settings().batch);
   save_state((stage / "train_state.safetensors").string(), meta2);
+  // A snapshot keeps the run's log as it is now (the history of these weights), moved in with
+  // them: a copy left by an earlier save into this folder never sits beside other weights.
+  const bool snapshot = dir != dir_;
+  const fs::path log = fs::path(dir_) / "log.jsonl";
+  const bool copy_log = snapshot && fs::exists(log);
+  if (copy_log) fs::copy_file(log, stage / kSnapshotLog);
+  if (snapshot && !copy_log) fs::remove(fs::path(dir) / kSnapshotLog);
   {
     const io::SignalHold hold;  // a SIGINT/SIGTERM does not stop the process between the renames
-    for (const char* f : {"nnet.safetensors", "nnet_ema.safetensors", "train_state.safetensors"}) {
+    for (const char* f : {"nnet.safetensors", "nnet_ema.safetensors", kSnapshotLog,
+                          "train_state.safetensors"}) {
+      if (std::strcmp(f, kSnapshotLog) == 0 && !copy_log) continue;
       fs::rename(stage / f, fs::path(dir) / f);
       if (std::strcmp(f, "nnet.safetensors") == 0) test_hook_die(comm(), step_count(), "rename");
     }
@@ -686,6 +695,12 @@ void Trainer::save(bool snapshot) {
       // The run's own files are written: a failed snapshot (a full disk in ckpts/) says where the
       // run stands. Its folder goes if it is empty (it held no earlier snapshot of this step).
       const fs::path snap = fs::path(dir_) / "ckpts" / std::to_string(step_);
+      // A snapshot of a branch the run went back from, at this step: not deleted unsaid.
+      if (fs::exists(snap / "train_state.safetensors") && !snapshot_is_live(dir_, snap))
+        std::fprintf(stderr,
+                     "note: replacing %s, a snapshot of a branch the run went back from (its log "
+                     "rows are in %s/log_dropped.jsonl)\n",
+                     snap.c_str(), dir_.c_str());
       try {
         write_state(snap.string(), ls);
       } catch (const std::exception& e) {
@@ -695,8 +710,12 @@ void Trainer::save(bool snapshot) {
              "); the run's checkpoint is at ", "step ", step_, " in ", dir_,
              ": continue with --resume");
       }
-      const auto snaps = snapshot_folders(dir_);
-      for (size_t i = 0; i + s_.keep_snapshots < snaps.size(); ++i) fs::remove_all(snaps[i].second);
+      // train.keep_snapshots counts this branch's snapshots only: one of a branch the run went
+      // back from neither takes a place nor is pruned (docs/cli.md "Resume").
+      std::vector<fs::path> live;
+      for (const auto& [step, folder] : snapshot_folders(dir_))
+        if (snapshot_is_live(dir_, folder)) live.push_back(folder);
+      for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) fs::remove_all(live[i]);
     }
   } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)

@@ -2,7 +2,8 @@
 # `uvit train --resume [latest|PATH]` as a user types it (docs/cli.md "Resume"): the same command
 # with --resume added continues the run (only values that differ are refused), a snapshot
 # RUN/ckpts/STEP continues in place or forks into a new --out, bit-identical to a straight run,
-# and log.jsonl follows its documented schema.
+# a snapshot of a branch the run went back from continues with that branch's log, pruning counts
+# the current branch's snapshots only, and log.jsonl follows its documented schema.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -50,6 +51,39 @@ run "$UVIT" train --out "$tmp/F" --resume "$tmp/S/ckpts/4/train_state.safetensor
 same_tensors "$tmp/S" "$tmp/F" "--resume S/ckpts/4 --out F (a fork)"
 cmp -s "$tmp/S/config.json" "$tmp/F/config.json" || fail "the fork's config.json differs from its run's"
 
+# Back to a stale branch: B2 goes back from 8 to 4 and trains another branch to 6; its ckpts/8 is
+# then a snapshot of the branch left. Resuming it continues that branch (S's to 10, as S10) with
+# that branch's log, and the rows of the branch it leaves go to log_dropped.jsonl.
+cp -r "$tmp/S" "$tmp/S10" && run "$UVIT" train --out "$tmp/S10" --resume --steps 10 --no-grid -q
+cp -r "$tmp/S" "$tmp/B2"
+run "$UVIT" train --out "$tmp/B2" --resume "$tmp/B2/ckpts/4" --steps 6 --no-grid
+grep -q "^note: snapshot 8 in $tmp/B2/ckpts is of a branch the run went back from: train.keep_snapshots does not count it" \
+  "$tmp/err" || fail "going back: no line on the stale snapshot: $(cat "$tmp/err")"
+cp -r "$tmp/B2" "$tmp/B4" && cp -r "$tmp/B2" "$tmp/B3" && rm -f "$tmp/B3/ckpts/8/log.jsonl"
+run "$UVIT" train --out "$tmp/B2" --resume "$tmp/B2/ckpts/8" --steps 10 --no-grid
+grep -q "^$tmp/B2/ckpts/8 is a snapshot of a branch its run went back from: $tmp/B2/log.jsonl now holds that branch's rows" \
+  "$tmp/err" || fail "stale resume: $(cat "$tmp/err")"
+same_tensors "$tmp/S10" "$tmp/B2" "--resume of a stale snapshot"
+# A fork of the stale snapshot takes its branch's log too.
+run "$UVIT" train --out "$tmp/F2" --resume "$tmp/B4/ckpts/8" --steps 10 --no-grid -q
+same_tensors "$tmp/S10" "$tmp/F2" "a fork of a stale snapshot"
+# A snapshot written before snapshots kept their log: one line says what is not restored.
+run "$UVIT" train --out "$tmp/B3" --resume "$tmp/B3/ckpts/8" --steps 10 --no-grid
+grep -q "^note: $tmp/B3/ckpts/8 holds no copy of its log .* are not restored" "$tmp/err" ||
+  fail "stale resume without a log copy: $(cat "$tmp/err")"
+
+# Pruning counts the current branch's snapshots only: back from 8 to 6 with a snapshot every step,
+# keep_snapshots 2 keeps 6 and 7 of this branch and the stale 8; this branch's save at 8 replaces
+# the stale one, saying so.
+P=(--config "$tmp/tiny.json" --batch 16 --seed 5 --set train.save_interval=2 --set train.keep_snapshots=2 --no-grid)
+run "$UVIT" train "${P[@]}" --out "$tmp/P" --steps 8 -q
+run "$UVIT" train --out "$tmp/P" --resume "$tmp/P/ckpts/6" --steps 7 --set train.save_interval=1 --no-grid -q
+[ "$(ls "$tmp/P/ckpts" | sort -n | xargs)" = "6 7 8" ] || fail "P/ckpts after going back holds: $(ls "$tmp/P/ckpts" | xargs)"
+run "$UVIT" train --out "$tmp/P" --resume --steps 8 --no-grid
+grep -q "^note: replacing $tmp/P/ckpts/8, a snapshot of a branch the run went back from" "$tmp/err" ||
+  fail "replacing a stale snapshot: $(cat "$tmp/err")"
+[ "$(ls "$tmp/P/ckpts" | sort -n | xargs)" = "7 8" ] || fail "P/ckpts at 8 holds: $(ls "$tmp/P/ckpts" | xargs)"
+
 "$PY" - "$tmp" <<'PYEOF' || fail "log.jsonl"
 import json, math, sys
 t = sys.argv[1]
@@ -81,9 +115,28 @@ assert d[0]["event"] == "dropped" and d[0]["step"] == 4 and d[0]["from"].endswit
 assert d[1:] == [r for r in s if r["step"] > 4], d
 import os
 assert not os.path.exists(f"{t}/F/log_dropped.jsonl") and not os.path.exists(f"{t}/S/log_dropped.jsonl")
+assert not os.path.exists(f"{t}/F2/log_dropped.jsonl")
+# Back to the stale branch: B2's log is S's rows up to the save of ckpts/8 (the snapshot's copy),
+# a restored resume row, then steps 9 and 10: S10's losses.
+s10, b2 = rows("S10"), rows("B2")
+for run in ("B2", "F2"):
+    assert losses(rows(run)) == losses(s10), (run, losses(rows(run)), losses(s10))
+i = [k for k, r in enumerate(b2) if r["event"] == "resume"][-1]
+assert b2[i]["step"] == 8 and b2[i]["restored"] is True and b2[:i] == s[:i], b2
+assert b2[i - 1]["event"] == "train" and b2[i - 1]["step"] == 8, b2[i - 1]
+f2 = rows("F2")
+assert [r for r in f2 if r["event"] == "resume"][0]["restored"] is True, f2
+# Every row stays somewhere: B2's log before (B4) is S's rows up to step 4 followed by the rows
+# moved out in the second `dropped` block.
+d = [json.loads(l) for l in open(f"{t}/B2/log_dropped.jsonl")]
+marks = [k for k, r in enumerate(d) if r["event"] == "dropped"]
+assert len(marks) == 2 and d[marks[1]]["step"] == 8 and d[marks[1]]["from"].endswith("B2/ckpts/8"), d
+b4 = rows("B4")
+assert b4 == [r for r in s if r["step"] <= 4] + d[marks[1] + 1:], (b4, d)
+assert d[marks[1] + 1]["event"] == "resume" and d[marks[1] + 1]["step"] == 4, d
 r = rows("R")
 assert [x["override"] for x in r if x["event"] == "override"] == [{"train.n_steps": 8}], r
-print("ok: log.jsonl rows follow the schema; resumed, rolled-back and forked runs log the straight run's losses")
+print("ok: log.jsonl rows follow the schema; resumed, rolled-back, forked and restored runs log the straight run's losses")
 PYEOF
 
 # Bad paths: one line each, and a fork never overwrites another run.
