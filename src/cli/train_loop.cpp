@@ -227,13 +227,13 @@ void continue_log(const std::string& src, const std::string& dir, const std::str
   write_file_atomic(dir + "/log.jsonl", text.data(), text.size());
   if (quiet || ckpt.empty()) return;
   const std::string saved = cat("ckpts/", step);
+  const std::string moved =
+      in_place ? cat("; the rows it replaced went to ", dir, "/log_dropped.jsonl") : "";
   if (restored)
     std::fprintf(stderr,
                  "%s is a snapshot of a branch its run went back from: %s/log.jsonl now holds that "
                  "branch's rows (kept in the snapshot)%s\n",
-                 ckpt.c_str(), dir.c_str(),
-                 in_place ? cat("; the rows it replaced went to ", dir, "/log_dropped.jsonl").c_str()
-                          : "");
+                 ckpt.c_str(), dir.c_str(), moved.c_str());
   else if (!fs::exists(fs::path(ckpt) / kSnapshotLog) && !fs::equivalent(src, ckpt) &&
            std::none_of(log.begin(), log.end(), [&](const json& r) {
              return r.value("event", "") == "checkpoint" && r.value("path", "") == saved;

@@ -27,8 +27,8 @@ inline std::vector<std::pair<long, std::filesystem::path>> snapshot_folders(
   return out;
 }
 
-// Each snapshot holds RUN/log.jsonl as it was when the snapshot was written (RUN/ckpts/STEP/log.jsonl),
-// so that one of a branch the run went back from keeps its own history.
+// Each snapshot holds RUN/log.jsonl as it was when the snapshot was written
+// (RUN/ckpts/STEP/log.jsonl), so that one of a branch the run went back from keeps its history.
 inline constexpr const char* kSnapshotLog = "log.jsonl";
 
 // Whether the checkpoint in `folder` belongs to the branch RUN/log.jsonl holds now: its log copy

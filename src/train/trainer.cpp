@@ -637,9 +637,10 @@ void Trainer::check_replicas() {
 
 void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   fs::create_directories(dir);
-  // The three files are written into DIR/.saving first and moved into DIR only once all three are
-  // complete (train_state last): a write that fails (a full disk) or dies leaves the previous
-  // checkpoint whole. What remains is the window of the three renames (resume's note below).
+  // The three files (and a snapshot's log copy) are written into DIR/.saving first and moved into
+  // DIR only once all are complete (train_state last): a write that fails (a full disk) or dies
+  // leaves the previous checkpoint whole. What remains is the window of the renames (resume's note
+  // below).
   const fs::path stage = fs::path(dir) / ".saving";
   fs::remove_all(stage);  // a save that died earlier
   fs::create_directories(stage);
@@ -676,8 +677,8 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   if (snapshot && !copy_log) fs::remove(fs::path(dir) / kSnapshotLog);
   {
     const io::SignalHold hold;  // a SIGINT/SIGTERM does not stop the process between the renames
-    for (const char* f : {"nnet.safetensors", "nnet_ema.safetensors", kSnapshotLog,
-                          "train_state.safetensors"}) {
+    for (const char* f :
+         {"nnet.safetensors", "nnet_ema.safetensors", kSnapshotLog, "train_state.safetensors"}) {
       if (std::strcmp(f, kSnapshotLog) == 0 && !copy_log) continue;
       fs::rename(stage / f, fs::path(dir) / f);
       if (std::strcmp(f, "nnet.safetensors") == 0) test_hook_die(comm(), step_count(), "rename");
