@@ -456,9 +456,9 @@ TrainOutcome run_training(const TrainJob& job) {
       if (!job.quiet)
         std::fprintf(stderr, "continuing from the checkpoint of step %ld in %s\n", tr.step_count(),
                      job.resume_from.c_str());
-      if (const std::vector<long> left = stale_snapshots(dir); !job.quiet && !left.empty()) {
+      if (const auto left = snapshot_branches(dir).stale; !job.quiet && !left.empty()) {
         std::string steps;
-        for (long k : left) steps += cat(steps.empty() ? "" : ", ", k);
+        for (const auto& snap : left) steps += cat(steps.empty() ? "" : ", ", snap.first);
         std::fprintf(stderr,
                      "note: snapshot%s %s in %s/ckpts %s of a branch the run went back from: "
                      "train.keep_snapshots does not count %s, and a save of this branch at %s "

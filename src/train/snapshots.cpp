@@ -13,19 +13,25 @@ std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
+
+// Whether `folder`'s log copy begins `log` (the run's); true without a copy.
+bool begins(const std::string& log, const fs::path& folder) {
+  std::error_code ec;
+  if (!fs::exists(folder / kSnapshotLog, ec)) return true;
+  const std::string copy = read_all(folder / kSnapshotLog);
+  return log.compare(0, copy.size(), copy) == 0;
+}
 }  // namespace
 
 bool snapshot_is_live(const fs::path& run, const fs::path& folder) {
   std::error_code ec;
-  if (fs::equivalent(run, folder, ec) || !fs::exists(folder / kSnapshotLog, ec)) return true;
-  const std::string copy = read_all(folder / kSnapshotLog);
-  return read_all(run / "log.jsonl").compare(0, copy.size(), copy) == 0;
+  return fs::equivalent(run, folder, ec) || begins(read_all(run / "log.jsonl"), folder);
 }
 
-std::vector<long> stale_snapshots(const fs::path& run) {
-  std::vector<long> out;
-  for (const auto& [step, folder] : snapshot_folders(run))
-    if (!snapshot_is_live(run, folder)) out.push_back(step);
+SnapshotBranches snapshot_branches(const fs::path& run) {
+  const std::string log = read_all(run / "log.jsonl");
+  SnapshotBranches out;
+  for (auto& s : snapshot_folders(run)) (begins(log, s.second) ? out.live : out.stale).push_back(s);
   return out;
 }
 

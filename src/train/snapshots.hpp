@@ -37,7 +37,11 @@ inline constexpr const char* kSnapshotLog = "log.jsonl";
 // snapshots kept one), count as live: nothing says otherwise.
 bool snapshot_is_live(const std::filesystem::path& run, const std::filesystem::path& folder);
 
-// The steps of run's snapshots that are not live (of a branch the run left), oldest first.
-std::vector<long> stale_snapshots(const std::filesystem::path& run);
+// The run's snapshots as snapshot_folders lists them, split into live ones and those of a branch
+// the run left (stale); the run's log is read once.
+struct SnapshotBranches {
+  std::vector<std::pair<long, std::filesystem::path>> live, stale;
+};
+SnapshotBranches snapshot_branches(const std::filesystem::path& run);
 
 }  // namespace uvit

@@ -713,10 +713,8 @@ void Trainer::save(bool snapshot) {
       }
       // train.keep_snapshots counts this branch's snapshots only: one of a branch the run went
       // back from neither takes a place nor is pruned (docs/cli.md "Resume").
-      std::vector<fs::path> live;
-      for (const auto& [step, folder] : snapshot_folders(dir_))
-        if (snapshot_is_live(dir_, folder)) live.push_back(folder);
-      for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) fs::remove_all(live[i]);
+      const auto live = snapshot_branches(dir_).live;
+      for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) fs::remove_all(live[i].second);
     }
   } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)
