@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "error_of.hpp"
 #include "models/dinov3.hpp"
 #include "temp_dir.hpp"
 #include "uvit/autoencoder.hpp"
@@ -198,4 +199,46 @@ TEST(LoadInPlace, AutoencoderHoldsItsWeightsOnce) {
   Array z(DType::F32, {1, 4, 4, 4});
   for (int64_t i = 0; i < z.numel(); ++i) z.as<float>()[i] = 0.01f * float(i % 13) - 0.05f;
   EXPECT_EQ(ae->decode(z).data, ae2.decode(z).data);
+}
+
+// A decode-only load reads the decoder's tensors alone (the encoder's are checked, never read),
+// and a decode holds about three of its largest activations (docs/memory.md, "The decode's
+// peak"): kl-f8's layout at half width decoding a 4 x 32 x 32 latent, whose largest activation is
+// 128 channels at 256 x 256 (32 MiB). Before, the load held both halves and the decode's pool
+// kept every buffer of every level, about four times that activation.
+TEST(LoadInPlace, AutoencoderDecodeHoldsItsDecoderAndThreeActivations) {
+  uvit_test::TempDir t("uvit_inplace");
+  AutoencoderConfig cfg;
+  cfg.ch = 64;
+  std::vector<TensorInfo> ts;
+  size_t decoder = 0;
+  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+    ts.push_back({name, DType::F32, shape});
+    if (name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0)
+      decoder += ts.back().nbytes();
+  }
+  const std::string path = (t / "ae.safetensors");
+  write_weights(path, ts);
+  std::unique_ptr<Autoencoder> ae;
+  const size_t loaded = peak_growth([&] {
+    ae = std::make_unique<Autoencoder>(
+        Autoencoder::load(path, cfg, "cpu", "", AutoencoderUse::decode));
+  });
+  EXPECT_GT(loaded, decoder * 9 / 10) << "the measure saw no load";
+  EXPECT_LT(loaded, decoder * 11 / 10) << decoder / kMiB << " MiB of decoder weights";
+
+  // A first small decode starts the threads and the libraries (pages not counted below).
+  Array x = ae->decode(Array(DType::F32, {1, 4, 4, 4}));
+  Array z(DType::F32, {1, 4, 32, 32});
+  for (int64_t i = 0; i < z.numel(); ++i) z.as<float>()[i] = 0.01f * float(i % 13) - 0.05f;
+  const size_t largest = size_t(128) * 256 * 256 * sizeof(float);
+  const size_t grew = peak_growth([&] { x = ae->decode(z); });
+  EXPECT_GT(grew, largest * 2) << "the measure saw no decode";
+  EXPECT_LT(grew, largest * 3) << grew / kMiB << " MiB for a largest activation of "
+                               << largest / kMiB << " MiB";
+  EXPECT_EQ(x.shape, (std::vector<int64_t>{1, 3, 256, 256}));
+  EXPECT_NE(uvit_test::error_of([&] {
+              ae->encode_moments(Array(DType::F32, {1, 3, 8, 8}));
+            }).find("autoencoder encode: this autoencoder was loaded to decode only"),
+            std::string::npos);
 }
