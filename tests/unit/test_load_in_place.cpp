@@ -101,6 +101,23 @@ std::vector<TensorInfo> clip_tensors() {
   return ts;
 }
 
+// kl-f8's layout at half its width (ch 64): its tensors, their bytes and the decoder's part
+// (decoder.* and post_quant_conv.*).
+struct HalfKlF8 {
+  AutoencoderConfig cfg;
+  std::vector<TensorInfo> ts;
+  size_t bytes = 0, decoder = 0;
+  HalfKlF8() {
+    cfg.ch = 64;
+    for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+      ts.push_back({name, DType::F32, shape});
+      bytes += ts.back().nbytes();
+      if (name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0)
+        decoder += ts.back().nbytes();
+    }
+  }
+};
+
 }  // namespace
 
 // Each CLIP tower reads only its own tensors: 128 MiB of others in the file (a CLIPModel's other
@@ -175,14 +192,10 @@ TEST(LoadInPlace, InceptionPacksIntoItsBuffer) {
 // the file was read whole into arrays, then copied over: about twice the weights and the rest.
 TEST(LoadInPlace, AutoencoderHoldsItsWeightsOnce) {
   uvit_test::TempDir t("uvit_inplace");
-  AutoencoderConfig cfg;
-  cfg.ch = 64;
-  std::vector<TensorInfo> ts;
-  size_t bytes = 0;
-  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
-    ts.push_back({name, DType::F32, shape});
-    bytes += ts.back().nbytes();
-  }
+  HalfKlF8 h;
+  const AutoencoderConfig& cfg = h.cfg;
+  std::vector<TensorInfo>& ts = h.ts;
+  const size_t bytes = h.bytes;
   ts.push_back({"loss.big", DType::F32, {int64_t(16) << 20}});  // 64 MiB, skipped
   const std::string path = (t / "ae.safetensors");
   write_weights(path, ts);
@@ -206,22 +219,16 @@ TEST(LoadInPlace, AutoencoderHoldsItsWeightsOnce) {
 // and a decode keeps about two and a half of its largest activations, under three (docs/memory.md,
 // "The decode's peak"): kl-f8's layout at half width decoding a 4 x 32 x 32 latent, whose largest
 // activation is 128 channels at 256 x 256 (32 MiB). Before, the load held both halves and the
-// decode's pool kept every buffer of every level: 122 MiB, and its peak grew by 125 MiB. The
+// decode's pool kept every buffer of every level: 123 MiB, and its peak grew by 125 MiB. The
 // backend's live bytes are exact; the peak resident size also counts the host's temporaries (and
 // less where earlier tests left freed memory to reuse).
 TEST(LoadInPlace, AutoencoderDecodeHoldsItsDecoderAndFewActivations) {
   uvit_test::TempDir t("uvit_inplace");
-  AutoencoderConfig cfg;
-  cfg.ch = 64;
-  std::vector<TensorInfo> ts;
-  size_t decoder = 0;
-  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
-    ts.push_back({name, DType::F32, shape});
-    if (name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0)
-      decoder += ts.back().nbytes();
-  }
+  const HalfKlF8 h;
+  const AutoencoderConfig& cfg = h.cfg;
+  const size_t decoder = h.decoder;
   const std::string path = (t / "ae.safetensors");
-  write_weights(path, ts);
+  write_weights(path, h.ts);
   const size_t live0 = live_buffer_bytes();
   std::unique_ptr<Autoencoder> ae;
   const size_t loaded = peak_growth([&] {
