@@ -125,6 +125,10 @@ void check_weight_shapes(const NamedArrays& weights,
                          const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
                          const std::string& what, const std::string& builtin);
 
+// Which half a loaded autoencoder runs: the other half's weights are checked but never read, so
+// a decode-only load holds the decoder's (SD kl-f8: 198 of 335 MB; docs/memory.md).
+enum class AutoencoderUse { both, encode, decode };
+
 class Autoencoder {
  public:
   // Strict (check_autoencoder_weights), after renaming a diffusers layout
@@ -133,8 +137,10 @@ class Autoencoder {
   // CUDA; "" = the device's default, tf32 on CUDA).
   Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
               const std::string& device = "cpu", const std::string& precision = "");
+  // `use` other than both: encode_moments or decode (the one not loaded) is an error.
   static Autoencoder load(const std::string& weights_path, const AutoencoderConfig& cfg = {},
-                          const std::string& device = "cpu", const std::string& precision = "");
+                          const std::string& device = "cpu", const std::string& precision = "",
+                          AutoencoderUse use = AutoencoderUse::both);
 
   const AutoencoderConfig& config() const { return cfg_; }
   // What loading dropped (keep_autoencoder_tensors), "" if nothing; the CLI prints it.
@@ -159,7 +165,7 @@ class Autoencoder {
   struct Tensor;
   // What the public constructor and load() do: r's tensors read into place (src/models).
   Autoencoder(const AutoencoderConfig& cfg, TensorReader& r, const std::string& what,
-              std::shared_ptr<Backend> be);
+              std::shared_ptr<Backend> be, AutoencoderUse use);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int k, int stride, int pad_lt,
             int pad_rb) const;
@@ -173,6 +179,7 @@ class Autoencoder {
   AutoencoderConfig cfg_;
   std::string skipped_;
   LatentStats stats_;  // empty: mean 0, std 1
+  AutoencoderUse use_ = AutoencoderUse::both;
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every weight, in be_'s memory (freed through be_)
   struct Pool;
@@ -197,7 +204,8 @@ std::vector<float> decode_latents(const Autoencoder& ae, const std::vector<float
 // else Stable Diffusion kl-f8; scale_factor from the preset's "autoencoder" section (the latents
 // were scaled by it, SPEC 12.5), which wins over the config's; latent statistics from
 // `latent_stats`, else the preset's "autoencoder.latent_stats" (none: mean 0, std 1). The
-// config's embed_dim must be the preset's latent channels (z_shape[0]).
+// config's embed_dim must be the preset's latent channels (z_shape[0]). It decodes only
+// (AutoencoderUse::decode: the encoder's weights are not read).
 // load_preset_autoencoder's architecture and statistics without the weights (the live preview's
 // map needs no more): preset_latent_stats is empty when neither names a file.
 AutoencoderConfig preset_autoencoder_config(const nlohmann::json& preset,

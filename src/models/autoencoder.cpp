@@ -25,6 +25,14 @@ namespace {
 constexpr int kGroups = 32;
 constexpr float kNormEps = 1e-6f;
 
+// Whether tensor `name` belongs to the half that `use` runs (decoder.* and post_quant_conv.*
+// decode).
+bool used(const std::string& name, AutoencoderUse use) {
+  if (use == AutoencoderUse::both) return true;
+  const bool decoder = name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0;
+  return decoder == (use == AutoencoderUse::decode);
+}
+
 bool contains(const std::vector<int>& v, int x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
@@ -34,22 +42,27 @@ bool contains(const std::vector<int>& v, int x) {
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          const std::string& device, const std::string& precision) {
   ArrayReader r(weights, what);
-  *this = Autoencoder(cfg, r, what, make_encoder_backend(device, precision));
+  *this = Autoencoder(cfg, r, what, make_encoder_backend(device, precision), AutoencoderUse::both);
 }
 
 // The file's directory is matched and checked first, then each tensor is read once, straight into
 // its place in the backend buffer (through one tensor's host buffer off the CPU): no copy of the
 // whole file (docs/memory.md, "Loading the encoders' weights").
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, TensorReader& r, const std::string& what,
-                         std::shared_ptr<Backend> be)
-    : cfg_(cfg), be_(std::move(be)) {
+                         std::shared_ptr<Backend> be, AutoencoderUse use)
+    : cfg_(cfg), use_(use), be_(std::move(be)) {
   TensorList t = tensor_list(r.tensors());
   skipped_ = keep_autoencoder_tensors(t, cfg.decoder_only);
   const bool diffusers = autoencoder_from_diffusers(t, int(cfg.ch_mult.size()));
   check_autoencoder_weights(t, cfg, diffusers ? what + " (diffusers layout)" : what);
-  // One backend allocation holds every parameter, in the state_dict's order.
+  // The whole file is checked; the half not used is never read.
+  t.erase(
+      std::remove_if(t.begin(), t.end(), [&](const auto& e) { return !used(e.second.name, use); }),
+      t.end());
+  // One backend allocation holds every parameter used, in the state_dict's order.
   ParamTable table;
   for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+    if (!used(name, use)) continue;
     shapes_[name] = shape;
     table.add(name, shape);
   }
@@ -71,11 +84,12 @@ void Autoencoder::set_latent_stats(const LatentStats& stats) {
 }
 
 Autoencoder Autoencoder::load(const std::string& path, const AutoencoderConfig& cfg,
-                              const std::string& device, const std::string& precision) {
+                              const std::string& device, const std::string& precision,
+                              AutoencoderUse use) {
   // a device that is not there fails before the load
   auto be = make_encoder_backend(device, precision);
   const std::unique_ptr<TensorReader> r = open_weights(path);
-  return Autoencoder(cfg, *r, path, std::move(be));
+  return Autoencoder(cfg, *r, path, std::move(be), use);
 }
 
 const float* Autoencoder::p(const std::string& name) const {
@@ -103,17 +117,27 @@ void Autoencoder::group_norm_swish(const std::string& name, const Tensor& x, Ten
 }
 
 // x = shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x)))))); dropout is the identity here.
+// Three activations live at once (docs/memory.md, "The decode's peak"): with a shortcut it runs
+// first, so that norm1 can overwrite x; norm2 always runs in place.
 void Autoencoder::resblock(const std::string& n, Tensor& x) const {
-  Tensor a, h;
-  group_norm_swish(n + ".norm1", x, a, true);
-  conv(n + ".conv1", a, h, 3, 1, 1, 1);
-  group_norm_swish(n + ".norm2", h, a, true);
-  conv(n + ".conv2", a, h, 3, 1, 1, 1);
-  if (shapes_.count(n + ".nin_shortcut.weight")) {
-    conv(n + ".nin_shortcut", x, a, 1, 1, 0, 0);
-    x = std::move(a);
+  Tensor r, h;
+  const bool shortcut = shapes_.count(n + ".nin_shortcut.weight") != 0;
+  if (shortcut) {
+    conv(n + ".nin_shortcut", x, r, 1, 1, 0, 0);
+    group_norm_swish(n + ".norm1", x, x, true);
+    conv(n + ".conv1", x, h, 3, 1, 1, 1);
+    x.release();
+  } else {
+    group_norm_swish(n + ".norm1", x, r, true);
+    conv(n + ".conv1", r, h, 3, 1, 1, 1);
+    r.release();
   }
-  be_->axpy(x.d, h.d, 1.f, x.size());
+  group_norm_swish(n + ".norm2", h, h, true);
+  Tensor y;
+  conv(n + ".conv2", h, y, 3, 1, 1, 1);
+  h.release();
+  be_->axpy(y.d, shortcut ? r.d : x.d, 1.f, y.size());  // y + x == x + y: the same bytes
+  x = std::move(y);
 }
 
 // x += proj_out(attention(q, k, v)) with q, k, v = 1x1 convs of norm(x).
@@ -150,10 +174,10 @@ Autoencoder::Tensor Autoencoder::run_encoder(Tensor x) const {
   resblock("encoder.mid.block_1", h);
   attnblock("encoder.mid.attn_1", h);
   resblock("encoder.mid.block_2", h);
-  Tensor a;
-  group_norm_swish("encoder.norm_out", h, a, true);
-  conv("encoder.conv_out", a, h, 3, 1, 1, 1);
-  return h;
+  Tensor y;
+  group_norm_swish("encoder.norm_out", h, h, true);
+  conv("encoder.conv_out", h, y, 3, 1, 1, 1);
+  return y;
 }
 
 Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
@@ -178,16 +202,18 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
       res *= 2;
     }
   }
-  Tensor a;
-  group_norm_swish("decoder.norm_out", h, a, true);
-  conv("decoder.conv_out", a, h, 3, 1, 1, 1);
-  return h;
+  Tensor y;
+  group_norm_swish("decoder.norm_out", h, h, true);
+  conv("decoder.conv_out", h, y, 3, 1, 1, 1);
+  return y;
 }
 
 Array Autoencoder::encode_moments(const Array& images) const {
   UVIT_CHECK(!cfg_.decoder_only,
              "autoencoder encode: this is a decoder only (SVG's features come "
              "from its DINOv3 encoder, not from this autoencoder)");
+  UVIT_CHECK(use_ != AutoencoderUse::decode,
+             "autoencoder encode: this autoencoder was loaded to decode only");
   const int f = cfg_.downsample_factor();
   const auto& s = images.shape;
   UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.in_channels && s[2] > 0 && s[3] > 0 &&
@@ -205,6 +231,8 @@ Array Autoencoder::encode_moments(const Array& images) const {
 }
 
 Array Autoencoder::decode(const Array& z) const {
+  UVIT_CHECK(use_ != AutoencoderUse::encode,
+             "autoencoder decode: this autoencoder was loaded to encode only");
   const auto& s = z.shape;
   UVIT_CHECK(s.size() == 4 && s[0] > 0 && s[1] == cfg_.embed_dim && s[2] > 0 && s[3] > 0,
              "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",

@@ -496,7 +496,7 @@ Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::str
   const AutoencoderConfig ac = preset_autoencoder_config(preset, config);
   // Checked before the weights load (seconds), which is checked before sampling (hours).
   const LatentStats stats = preset_latent_stats(preset, latent_stats, ac.embed_dim);
-  Autoencoder ae = Autoencoder::load(path, ac, device, precision);
+  Autoencoder ae = Autoencoder::load(path, ac, device, precision, AutoencoderUse::decode);
   if (stats.channels() > 0) ae.set_latent_stats(stats);
   return ae;
 }

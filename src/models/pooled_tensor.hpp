@@ -1,6 +1,7 @@
 // Activations in backend memory recycled through a per-model pool: what the convolutional
 // autoencoders (the LDM KL autoencoder, the ST-VAE) share for their forward passes.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <mutex>
 #include <tuple>
@@ -33,6 +34,14 @@ struct BufferPool {
       free.erase(free.begin() + long(best));
       return r;
     }
+    // None fits: the free buffers smaller than n go back to the backend, as the passes grow
+    // (the decoder's activations quadruple per level): kept, they would add up to more than the
+    // pass's live activations (docs/memory.md, "The decode's peak").
+    for (const auto& f : free) {
+      be->free_bytes(f.first);
+      all.erase(std::find(all.begin(), all.end(), f));
+    }
+    free.clear();
     all.push_back({be->alloc(n), n});
     return all.back();
   }

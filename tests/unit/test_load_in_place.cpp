@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "core/mem_limit.hpp"
+#include "error_of.hpp"
 #include "models/dinov3.hpp"
 #include "temp_dir.hpp"
 #include "uvit/autoencoder.hpp"
@@ -99,6 +101,23 @@ std::vector<TensorInfo> clip_tensors() {
   return ts;
 }
 
+// kl-f8's layout at half its width (ch 64): its tensors, their bytes and the decoder's part
+// (decoder.* and post_quant_conv.*).
+struct HalfKlF8 {
+  AutoencoderConfig cfg;
+  std::vector<TensorInfo> ts;
+  size_t bytes = 0, decoder = 0;
+  HalfKlF8() {
+    cfg.ch = 64;
+    for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+      ts.push_back({name, DType::F32, shape});
+      bytes += ts.back().nbytes();
+      if (name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0)
+        decoder += ts.back().nbytes();
+    }
+  }
+};
+
 }  // namespace
 
 // Each CLIP tower reads only its own tensors: 128 MiB of others in the file (a CLIPModel's other
@@ -173,14 +192,10 @@ TEST(LoadInPlace, InceptionPacksIntoItsBuffer) {
 // the file was read whole into arrays, then copied over: about twice the weights and the rest.
 TEST(LoadInPlace, AutoencoderHoldsItsWeightsOnce) {
   uvit_test::TempDir t("uvit_inplace");
-  AutoencoderConfig cfg;
-  cfg.ch = 64;
-  std::vector<TensorInfo> ts;
-  size_t bytes = 0;
-  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
-    ts.push_back({name, DType::F32, shape});
-    bytes += ts.back().nbytes();
-  }
+  HalfKlF8 h;
+  const AutoencoderConfig& cfg = h.cfg;
+  std::vector<TensorInfo>& ts = h.ts;
+  const size_t bytes = h.bytes;
   ts.push_back({"loss.big", DType::F32, {int64_t(16) << 20}});  // 64 MiB, skipped
   const std::string path = (t / "ae.safetensors");
   write_weights(path, ts);
@@ -198,4 +213,47 @@ TEST(LoadInPlace, AutoencoderHoldsItsWeightsOnce) {
   Array z(DType::F32, {1, 4, 4, 4});
   for (int64_t i = 0; i < z.numel(); ++i) z.as<float>()[i] = 0.01f * float(i % 13) - 0.05f;
   EXPECT_EQ(ae->decode(z).data, ae2.decode(z).data);
+}
+
+// A decode-only load reads the decoder's tensors alone (the encoder's are checked, never read),
+// and a decode keeps about two and a half of its largest activations, under three (docs/memory.md,
+// "The decode's peak"): kl-f8's layout at half width decoding a 4 x 32 x 32 latent, whose largest
+// activation is 128 channels at 256 x 256 (32 MiB). Before, the load held both halves and the
+// decode's pool kept every buffer of every level: 123 MiB, and its peak grew by 125 MiB. The
+// backend's live bytes are exact; the peak resident size also counts the host's temporaries (and
+// less where earlier tests left freed memory to reuse).
+TEST(LoadInPlace, AutoencoderDecodeHoldsItsDecoderAndFewActivations) {
+  uvit_test::TempDir t("uvit_inplace");
+  const HalfKlF8 h;
+  const AutoencoderConfig& cfg = h.cfg;
+  const size_t decoder = h.decoder;
+  const std::string path = (t / "ae.safetensors");
+  write_weights(path, h.ts);
+  const size_t live0 = live_buffer_bytes();
+  std::unique_ptr<Autoencoder> ae;
+  const size_t loaded = peak_growth([&] {
+    ae = std::make_unique<Autoencoder>(
+        Autoencoder::load(path, cfg, "cpu", "", AutoencoderUse::decode));
+  });
+  const size_t weights = live_buffer_bytes() - live0;
+  EXPECT_GE(weights, decoder);
+  EXPECT_LT(weights, decoder + kMiB) << decoder / kMiB << " MiB of decoder weights";
+  EXPECT_LT(loaded, decoder * 13 / 10);
+
+  // A first small decode starts the threads and the libraries (pages not counted below).
+  Array x = ae->decode(Array(DType::F32, {1, 4, 4, 4}));
+  Array z(DType::F32, {1, 4, 32, 32});
+  for (int64_t i = 0; i < z.numel(); ++i) z.as<float>()[i] = 0.01f * float(i % 13) - 0.05f;
+  const size_t largest = size_t(128) * 256 * 256 * sizeof(float);
+  const size_t grew = peak_growth([&] { x = ae->decode(z); });
+  const size_t kept = live_buffer_bytes() - live0 - weights;  // the pool, between passes
+  EXPECT_GE(kept, largest * 2);
+  EXPECT_LT(kept, largest * 3) << kept / kMiB << " MiB kept for a largest activation of "
+                               << largest / kMiB << " MiB";
+  EXPECT_LT(grew, largest * 3) << grew / kMiB << " MiB";
+  EXPECT_EQ(x.shape, (std::vector<int64_t>{1, 3, 256, 256}));
+  EXPECT_NE(uvit_test::error_of([&] {
+              ae->encode_moments(Array(DType::F32, {1, 3, 8, 8}));
+            }).find("autoencoder encode: this autoencoder was loaded to decode only"),
+            std::string::npos);
 }
