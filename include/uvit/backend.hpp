@@ -50,6 +50,10 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Whether the host can read and write this backend's memory in place (the CPU's is host memory;
+  // a device's, real or simulated, is reached through upload/download only). Host code that would
+  // use a buffer in place asks this, never the backend's name.
+  virtual bool host_addressable() const = 0;
   // "fp32" or "bf16" (the act type), or "tf32" (CUDA: fp32 acts, GEMMs on TF32 tensor cores)
   virtual std::string precision() const { return "fp32"; }
   virtual void synchronize() {}  // waits for queued device work (timing, host reads)

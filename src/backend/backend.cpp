@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "backend/attention_mode.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -49,6 +50,8 @@ std::unique_ptr<Backend> make_cpu_backend_for(const std::string& precision) {
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
   if (!precision.empty() && precision != "fp32" && precision != "bf16" && precision != "tf32")
     fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
+  // Only CUDA's attention reads it, but a typo is refused in every build (docs/gpu.md).
+  (void)attention_mode();
   if (name == "cpu") {
     // UVIT_TEST_DEVICE=simdev: CPU runs go through the simulated device (tests only).
     if (const char* t = std::getenv("UVIT_TEST_DEVICE"); t && std::string(t) == "simdev")

@@ -2,7 +2,8 @@
 // evaluator's Inception Score, FID, sFID, Precision and Recall against reference statistics or an
 // ADM reference batch (eval_metrics.hpp), and CLIPScore for text-to-image presets. Each finished
 // chunk (uint8 samples + pool3 + logits + spatial features [+ CLIPScores]) is saved in the work
-// folder, so an interrupted run resumes where it stopped.
+// folder, so an interrupted run resumes where it stopped; an older uvit's chunk (no sFID features)
+// keeps its samples and gets its features from them.
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,13 +78,20 @@ struct HeldSamples {
   std::vector<double> clip;                   // [N] (text presets) or empty
 };
 
-bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk* out) {
-  if (!fs::exists(path)) return false;
+// What a chunk file gives on resuming.
+enum class Stored {
+  None,     // missing, damaged or of other shapes: made again
+  Whole,    // samples and every feature: used as it is
+  Samples,  // samples without their sFID features (an older uvit): features computed from them
+};
+
+Stored load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk* out) {
+  if (!fs::exists(path)) return Stored::None;
   NamedArrays z;
   try {
     z = load_npz(path);
   } catch (const Error&) {
-    return false;  // a damaged chunk is redone
+    return Stored::None;  // a damaged chunk is redone
   }
   for (auto& [k, v] : z) {
     if (k == "samples") out->samples = std::move(v);
@@ -93,25 +101,39 @@ bool load_chunk(const std::string& path, long m, int s, int c, bool clip, Chunk*
     if (k == "clip_score") out->clip = std::move(v);
     if (k == "seconds" && v.dtype == DType::F64 && v.numel() == 1) out->seconds = *v.as<double>();
   }
+  if (out->samples.shape != std::vector<int64_t>({m, s, s, c}) || out->samples.dtype != DType::U8)
+    return Stored::None;
   if (clip && (out->clip.dtype != DType::F64 || out->clip.shape != std::vector<int64_t>({m})))
-    return false;
-  // uvit of 2026-11 kept no spatial features (sFID): such a chunk is made again, said once.
-  static bool noted = false;
-  const auto has = [&z](const char* k) {
-    return std::any_of(z.begin(), z.end(), [k](const auto& a) { return a.first == k; });
-  };
-  if (!noted && z.size() == 3 && has("samples") && has("pool3") && !has("spatial")) {
-    noted = true;
-    std::fprintf(stderr,
-                 "%s: made by an older uvit without the sFID features; its chunks are made "
-                 "again (docs/formats.md, \"Across versions\")\n",
-                 path.c_str());
+    return Stored::None;
+  const bool features = out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
+                        out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses}) &&
+                        out->spatial.shape == std::vector<int64_t>({m, FidInception::kSpatialDims});
+  return features ? Stored::Whole : Stored::Samples;
+}
+
+// The chunk's Inception features from its samples (one pass gives all three). A chunk of an older
+// uvit keeps none of its own: they need not be the bits this run computes (another version or
+// thread count), and a fresh eval's numbers come from these (docs/formats.md, "Across versions").
+void chunk_features(const FidInception& inception, long m, int s, int c, Chunk* ch) {
+  ch->pool3 = Array(DType::F32, {m, FidInception::kDims});
+  ch->logits = Array(DType::F32, {m, FidInception::kClasses});
+  ch->spatial = Array(DType::F32, {m, FidInception::kSpatialDims});
+  // The whole chunk at once: the Inception batches it on a GPU.
+  inception.forward_u8(ch->samples.as<uint8_t>(), int(m), s, s, c, ch->pool3.as<float>(),
+                       ch->logits.as<float>(), ch->spatial.as<float>());
+}
+
+// Writes the chunk (temp file + rename: save_npz); its time only when it was made here.
+void save_chunk(const std::string& path, const Chunk& ch, bool text) {
+  NamedArrays members = {
+      {"samples", ch.samples}, {"pool3", ch.pool3}, {"logits", ch.logits}, {"spatial", ch.spatial}};
+  if (text) members.emplace_back("clip_score", ch.clip);
+  if (ch.seconds >= 0) {
+    Array sec(DType::F64, {1});
+    *sec.as<double>() = ch.seconds;
+    members.emplace_back("seconds", sec);
   }
-  return out->samples.shape == std::vector<int64_t>({m, s, s, c}) &&
-         out->samples.dtype == DType::U8 &&
-         out->pool3.shape == std::vector<int64_t>({m, FidInception::kDims}) &&
-         out->logits.shape == std::vector<int64_t>({m, FidInception::kClasses}) &&
-         out->spatial.shape == std::vector<int64_t>({m, FidInception::kSpatialDims});
+  save_npz(path, members);
 }
 
 // A SIGINT/SIGTERM stops eval by its default action (the chunk being written first finishes its
@@ -334,7 +356,23 @@ void add_eval(CLI::App& app) {
       const long first = ci * chunk, m = std::min(chunk, n - first);
       const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
       Chunk ch;
-      if (load_chunk(path, m, s, c, text, &ch)) {
+      const Stored stored = load_chunk(path, m, s, c, text, &ch);
+      if (stored == Stored::Samples) {
+        // An older uvit's chunk: its samples are the ones this run would draw (same manifest), so
+        // only the Inception runs (cheaper than sampling); said once.
+        static bool noted = false;
+        if (!noted && lead && !o->quiet)
+          std::fprintf(stderr,
+                       "%s: made by an older uvit without the sFID features; the features of its "
+                       "chunks are computed again from their stored samples, not sampled again "
+                       "(docs/formats.md, \"Across versions\")\n",
+                       path.c_str());
+        noted = true;
+        bar.update(first + m, "inception (older chunk)");
+        chunk_features(inception, m, s, c, &ch);
+        save_chunk(path, ch, text);
+      }
+      if (stored != Stored::None) {
         if (!assembling) resumed += m, ++resumed_chunks;
       } else {
         UVIT_CHECK(!assembling, path, ": missing after every rank finished its chunks");
@@ -380,13 +418,7 @@ void add_eval(CLI::App& app) {
           std::copy(imgs[i].px.begin(), imgs[i].px.end(),
                     ch.samples.as<uint8_t>() + size_t(i) * s * s * c);
         bar.update(first + m, "inception");
-        // The whole chunk at once: the Inception batches it on a GPU.
-        inception.forward_u8(ch.samples.as<uint8_t>(), int(m), s, s, c, ch.pool3.as<float>(),
-                             ch.logits.as<float>(), ch.spatial.as<float>());
-        NamedArrays members = {{"samples", ch.samples},
-                               {"pool3", ch.pool3},
-                               {"logits", ch.logits},
-                               {"spatial", ch.spatial}};
+        chunk_features(inception, m, s, c, &ch);
         if (text) {
           bar.update(first + m, "clip");
           const std::vector<float> img_emb = clip->image_embeddings(imgs);
@@ -394,13 +426,9 @@ void add_eval(CLI::App& app) {
               clip_scores(img_emb.data(), text_emb.data(), m, clip->dim());
           ch.clip = Array(DType::F64, {m});
           std::copy(sc.begin(), sc.end(), ch.clip.as<double>());
-          members.emplace_back("clip_score", ch.clip);
         }
         ch.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
-        Array sec(DType::F64, {1});
-        *sec.as<double>() = ch.seconds;
-        members.emplace_back("seconds", sec);
-        save_npz(path, members);
+        save_chunk(path, ch, text);
       }
       {
         const uint8_t* src = ch.samples.as<uint8_t>();

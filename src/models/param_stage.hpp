@@ -20,8 +20,8 @@ class ParamStage {
   ParamStage(Backend& be, float* params, bool in_place)
       : be_(be), params_(params), host_(in_place) {}
   bool in_place() const { return host_; }
-  // Whether be's buffers are host memory (the CPU backend's are).
-  static bool host_memory(const Backend& be) { return be.name() == "cpu"; }
+  // Whether be's buffers can be used in place by host code (the CPU backend's can).
+  static bool host_memory(const Backend& be) { return be.host_addressable(); }
   // fill(p) writes n floats at p, which then become floats [offset, offset + n) of the buffer.
   template <class F>
   void write(size_t offset, size_t n, F&& fill) {

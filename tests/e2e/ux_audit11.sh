@@ -151,17 +151,8 @@ E=("$UVIT" "${T[@]}" eval --config fmnist_uvit_tiny --weights "$W" --n 2 --chunk
 run "${E[@]}" -q
 fid0=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['fid'])" "$tmp/ev.json")
 as_old_chunks() {  # the chunks as the uvit of 2026-11 left them, half done
-  "$PY" - "$tmp/ev.npz.parts" <<'PYEOF' || fail "writing old chunks"
-import json, numpy as np, os, sys
-d = sys.argv[1]
-m = json.load(open(d + "/manifest.json"))
-for k in ("precision", "weights_sha256"):
-    del m[k]
-json.dump(m, open(d + "/manifest.json", "w"), indent=1)
-z = np.load(d + "/chunk_0.npz")
-np.savez(d + "/chunk_0.npz", samples=z["samples"], pool3=z["pool3"], logits=z["logits"])
-os.remove(d + "/chunk_1.npz")
-PYEOF
+  eval_parts_2026_11 "$tmp/ev.npz.parts" chunk_0.npz
+  rm -f "$tmp/ev.npz.parts/chunk_1.npz"
 }
 as_old_chunks
 run "$UVIT" info "$tmp/ev.npz.parts/manifest.json"
@@ -170,7 +161,7 @@ grep -q "^eval_chunks   uvit eval's finished chunks (1 of 2)" "$tmp/out" &&
 touch -d '1 hour ago' "$W"  # the weights unchanged since the manifest was written: its chunks are theirs
 run "${E[@]}"
 grep -q "manifest.json predates the record of precision \"fp32\", weights_sha256" "$tmp/err" &&
-  grep -q "chunk_0.npz: made by an older uvit without the sFID features; its chunks are made again" "$tmp/err" &&
+  grep -q "chunk_0.npz: made by an older uvit without the sFID features; the features of its chunks are computed again from their stored samples" "$tmp/err" &&
   "$PY" -c "import json, sys; assert json.load(open(sys.argv[1]))['fid'] == float(sys.argv[2])" "$tmp/ev.json" "$fid0" &&
   echo "ok: an older uvit's eval chunks resume" || fail "old chunks: $(cat "$tmp/err")"
 as_old_chunks

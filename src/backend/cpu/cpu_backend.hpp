@@ -10,6 +10,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(bool bf16 = false) : bf16_(bf16) {}
   std::string name() const override { return "cpu"; }
+  bool host_addressable() const override { return true; }
   std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
 
   void* alloc_bytes(size_t n) override;

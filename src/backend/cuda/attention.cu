@@ -27,6 +27,7 @@
 #include <string>
 #include <type_traits>
 
+#include "backend/attention_mode.hpp"
 #include "backend/cuda/attention.hpp"
 #include "backend/cuda/attention_cudnn.hpp"
 #include "backend/cuda/attention_flash.hpp"
@@ -165,17 +166,20 @@ class AttentionImpl final : public AttentionContext {
  public:
   AttentionImpl(cudaStream_t stream, bool bf16)
       : stream_(stream), bf16_(bf16), act_(bf16 ? CUDA_R_16BF : CUDA_R_32F), e_(bf16 ? 2 : 4) {
-    const char* env = std::getenv("UVIT_ATTENTION");
-    const std::string mode = env ? env : "";
-    if (mode == "unfused")
-      fused_ = flash_ = false;
-    else if (mode == "wmma" || mode == "fused")
-      flash_ = false;
-    else if (mode == "cudnn")
-      use_cudnn();
-    else if (!(mode.empty() || mode == "auto" || mode == "flash"))
-      fail("UVIT_ATTENTION='", mode,
-           "': expected 'auto', 'flash', 'wmma' ('fused'), 'unfused' or 'cudnn'");
+    switch (attention_mode()) {  // checked: a value outside the names is refused there
+      case AttentionMode::Unfused:
+        fused_ = flash_ = false;
+        break;
+      case AttentionMode::Fused:
+        flash_ = false;
+        break;
+      case AttentionMode::Cudnn:
+        use_cudnn();
+        break;
+      case AttentionMode::Auto:
+      case AttentionMode::Flash:
+        break;
+    }
     check_blas(cublasCreate(&blas_), "cublasCreate");
     const cublasStatus_t s = cublasSetStream(blas_, stream_);
     if (s != CUBLAS_STATUS_SUCCESS) {

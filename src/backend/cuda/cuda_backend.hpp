@@ -24,6 +24,7 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   std::string name() const override { return "cuda"; }
+  bool host_addressable() const override { return false; }
   std::string precision() const override { return bf16_ ? "bf16" : tf32_ ? "tf32" : "fp32"; }
   void synchronize() override;
   // Our allocations' high-water mark plus the GEMM, attention and cuDNN workspaces (grow-only).

@@ -1,7 +1,7 @@
 // SimDevBackend, the simulated device (docs/gpu.md, "The simulated device"): a test backend that
 // computes with an inner CpuBackend of the same precision, bit for bit, but holds its memory in a
-// GuardedArena that host code cannot read, and is not named "cpu". So every branch that stages
-// through host memory for a device takes its device path here, and a host access to device
+// GuardedArena that host code cannot read, and is not host_addressable(). So every branch that
+// stages through host memory for a device takes its device path here, and a host access to device
 // memory faults, where on a real GPU it would fault or read garbage. Every kernel also checks
 // that its pointers are device memory (a host pointer passed to a kernel is an illegal address
 // on a GPU).
@@ -25,6 +25,9 @@ class SimDevBackend final : public Backend {
   SimDevBackend(const std::string& precision, size_t capacity);
 
   std::string name() const override { return "simdev"; }
+  // Its arena is host memory, but the point of the simulated device is that host code does not
+  // touch it (the arena faults outside backend calls).
+  bool host_addressable() const override { return false; }
   std::string precision() const override;
   void synchronize() override;
   size_t peak_bytes() const override { return arena_.peak_bytes(); }

@@ -219,3 +219,19 @@ assert err <= 1e-5, f"relative error {err} (the wrong entry loaded?)"
 print(sys.argv[1], "ok, rel err", err)
 PYEOF
 }
+# eval_parts_2026_11 DIR [CHUNK...]: uvit eval's work folder DIR as the uvit of 2026-11 (496a5f8)
+# left it: a manifest without precision and weights_sha256, and the chunks named (default: all)
+# holding samples, pool3 and logits only (no sFID features, no seconds).
+eval_parts_2026_11() {
+  "$PY" - "$@" <<'PYEOF' || fail "writing 2026-11 eval chunks in $1"
+import glob, json, numpy as np, sys
+d, names = sys.argv[1], sys.argv[2:]
+m = json.load(open(d + "/manifest.json"))
+for k in ("precision", "weights_sha256"):
+    del m[k]
+json.dump(m, open(d + "/manifest.json", "w"), indent=1)
+for p in [d + "/" + n for n in names] or sorted(glob.glob(d + "/chunk_*.npz")):
+    z = np.load(p)
+    np.savez(p, samples=z["samples"], pool3=z["pool3"], logits=z["logits"])
+PYEOF
+}
