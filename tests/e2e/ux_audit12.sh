@@ -36,6 +36,25 @@ assert j['kind'] == 'log' and j['rows_cut_short'] == 1 and j['step'] == 1, j
 printf '\nhello\n' >>"$tmp/cut/log.jsonl"
 expect_error "is not JSON ('hello')" "$UVIT" info "$tmp/cut/log.jsonl"
 
+# --- docs/fit.md's training commands as written --------------------------------------------------
+# `uvit train -c fitv1_xl_2 --set dataset.name=npy_folder --set dataset.path=lat --set
+# dataset.random_flip=true ...` was refused: `unknown key dataset.random_flip` (the FiT presets'
+# dataset has none), though the page's flips need it; here at a toy width on four latents.
+"$PY" -c "
+import numpy as np, sys
+for i, n in enumerate(['n01_a', 'n01_b', 'n02_c', 'n02_d']):
+    np.save(f'{sys.argv[1]}/{n}.npy', np.random.RandomState(i).randn(4, 8, 8).astype('float32'))
+" "$(mkdir -p "$tmp/lat" && echo "$tmp/lat")"
+run "$UVIT" train -c fitv1_xl_2 --set dataset.name=npy_folder --set "dataset.path=$tmp/lat" \
+  --set dataset.random_flip=true --set 'nnet.input_size=[64,64]' --out "$tmp/fit" --set nnet.num_heads=1 \
+  --set nnet.hidden_size=32 --set nnet.depth=2 --set nnet.adaln_lora_dim=8 --set nnet.patch_size=2 \
+  --set nnet.context_size=256 --steps 1 --batch 2 --no-grid -q "${T[@]}"
+grep -q '"random_flip": *true' "$tmp/fit/config.json" 2>/dev/null &&
+  echo "ok: docs/fit.md's train command with dataset.random_flip=true on fitv1_xl_2" ||
+  fail "fitv1_xl_2 with dataset.random_flip=true: $(cat "$tmp/err")"
+expect_error "dataset.random_flip: expected true or false" "$UVIT" train -c fitv2_xl_2 \
+  --set dataset.random_flip=maybe --out "$tmp/fit2"
+
 # --- SIGKILL inside a write (UVIT_TEST_WRITE_PAUSE_MS holds it before its rename) ---------------
 # kill9_in_write PATTERN CMD...: CMD in the background, SIGKILL once a temporary file matching
 # PATTERN (a glob under $tmp) exists, i.e. inside that write (each write waits 2 s before its
