@@ -3,10 +3,8 @@
 # failed before it; the others keep what the audit found fine (the docs pages' commands as
 # written; SIGKILL at any moment: nothing that existed is lost, the rerun ends as a straight run).
 set -uo pipefail
-UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-PY=${PYTHON:-/usr/bin/python3}
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3} T=(--threads 1)
 source tests/e2e/data/lib.sh
-T=(--threads 1)
 tiny_run  # $tmp/run at step 1, $W its EMA weights
 S=("$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 2 --steps 2 -q "${T[@]}")
 
