@@ -191,7 +191,7 @@ void describe_json(const std::string& path, nlohmann::json& j, std::string& line
 std::string describe_log(const std::string& path, nlohmann::json& j) {
   std::ifstream in(path);
   UVIT_CHECK(in, path, ": cannot open");
-  size_t rows = 0, line = 0;
+  size_t rows = 0, line = 0, cut = 0;
   nlohmann::json last_train, init;
   for (std::string l; std::getline(in, l);) {
     ++line;
@@ -199,7 +199,13 @@ std::string describe_log(const std::string& path, nlohmann::json& j) {
     nlohmann::json r;
     try {
       r = parse_json(l, path);
-    } catch (const nlohmann::json::parse_error&) {  // a line another writer put there
+    } catch (const nlohmann::json::parse_error&) {
+      // A row whose append stopped part-way (a power cut, a full disk): the rows around it stand.
+      if (l.front() == '{' && l.back() != '}') {
+        ++cut;
+        continue;
+      }
+      // A line another writer put there.
       fail(path, ": line ", line, " is not JSON ('", l.substr(0, 40), l.size() > 40 ? "...'" : "'",
            "): not a training run's log.jsonl, or text was written into it");
     }
@@ -215,6 +221,11 @@ std::string describe_log(const std::string& path, nlohmann::json& j) {
   }
   j.update({{"kind", "log"}, {"rows", rows}});
   std::string what = cat(rows, " rows");
+  if (cut) {
+    j["rows_cut_short"] = cut;
+    what += cat(" and ", cut, cut == 1 ? " row" : " rows",
+                " cut short (an append stopped part-way: a power cut or a full disk; skipped)");
+  }
   if (!last_train.is_null()) {
     j.update({{"step", last_train["step"]}, {"loss", last_train["loss"]}});
     what += cat(", the last train row at step ", last_train["step"].dump(), ", loss ",

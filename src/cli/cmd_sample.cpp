@@ -168,6 +168,7 @@ void add_sample(CLI::App& app) {
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     same_on_every_rank([&] {
       latent = cfg.json.contains("z_shape");
+      o->check_autoencoder_applies(cfg);
       UVIT_CHECK(
           !latent || !images || !o->autoencoder.empty(), "config ", cfg.config_name,
           " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "

@@ -45,6 +45,17 @@ std::string flag_name(const char* field) {
   return flag;
 }
 
+void SamplingOptions::check_autoencoder_applies(const Config& cfg) const {
+  if (cfg.json.contains("z_shape")) return;
+  for (const auto& [flag, value] :
+       {std::pair<const char*, const std::string&>{"--autoencoder", autoencoder},
+        {"--autoencoder-config", autoencoder_config},
+        {"--latent-stats", latent_stats}})
+    UVIT_CHECK(value.empty(), flag, " ", value, ": config ", cfg.config_name,
+               " is a pixel model (its network draws the images, there are no latents to decode): ",
+               flag, " applies to latent models only; leave it out");
+}
+
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o, const char* device_help) {
   cmd->add_option("--config,-c", o.config, "preset name, JSON file or training run folder")
       ->required();

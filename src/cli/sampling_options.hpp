@@ -33,6 +33,9 @@ struct SamplingOptions {
   // The generator's settings with the preset's defaults resolved (so that what is recorded, in
   // PNG metadata or a run manifest, is what ran); progress and first_index are left to the caller.
   GenerateOptions generate_options(const Config& cfg) const;
+  // Fails when an autoencoder option is given for a pixel model (no `z_shape`), which would drop
+  // it without a word (a missing file included), naming the option.
+  void check_autoencoder_applies(const Config& cfg) const;
 };
 
 // GenerationRequest's fields as the options name them ("cfg_scale" -> "--cfg-scale", "guidance_w"

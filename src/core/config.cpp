@@ -647,13 +647,15 @@ void apply_override(Config& c, const std::string& assignment) {
   const std::string& leaf = parts.back();
   const bool in_nnet = path == "nnet";
   // Integer keys a preset may leave out (data parallelism, docs/distributed.md), MDT's options
-  // (docs/mdt_diffusion.md) and fine-tuning's (docs/cli.md "Fine-tuning"); typed by the field
-  // table (train.ignore_keys: by the trainer) when the document is re-checked.
+  // (docs/mdt_diffusion.md), fine-tuning's (docs/cli.md "Fine-tuning") and the flip of a dataset
+  // swapped in by --set (docs/fit.md); typed by the field table (train.ignore_keys: by the
+  // trainer) when the document is re-checked.
   const bool optional_int = key == "train.dp_virtual" || key == "train.zero";
   const bool optional = optional_int || key == "train.min_snr_gamma" || key == "sample.cfg_power" ||
                         key == "optimizer.max_grad_norm" || key == "optimizer.no_prox" ||
                         key == "train.init_weights" || key == "train.ignore_keys" ||
-                        key == "train.finetune" || key == "train.overlap";
+                        key == "train.finetune" || key == "train.overlap" ||
+                        key == "dataset.random_flip";
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.
