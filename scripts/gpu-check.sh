@@ -394,6 +394,13 @@ stage_test() {
     echo "build them with $GPU_BUILD_FLAGS (docs/gpu.md, checklist step 1)"
     exit 3
   fi
+  # cuBLAS, cuBLASLt and NVRTC are opened on first use (docs/gpu.md, "Libraries opened on first
+  # use"), so ldd does not see them: the CudaLibs tests open all three.
+  if ! "$bin" --gtest_filter='CudaLibs.*' >"$WORK/cuda_libs.log" 2>&1; then
+    echo "cuBLAS, cuBLASLt or NVRTC cannot be opened here:"
+    grep -E 'cannot open|has no|Failure' "$WORK/cuda_libs.log" | head -n 5
+    exit 3
+  fi
   # One process per test suite, each under its own time limit: a kernel that faults (a sticky
   # CUDA error poisons the process's context) or hangs takes down its own suite only. The
   # suites' XML files are merged into the one the bench and summary stages read; a suite that
