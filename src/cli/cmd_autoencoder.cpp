@@ -99,7 +99,9 @@ void run(const AeOpts& o, bool encode) {
   const AutoencoderConfig cfg = autoencoder_config_from(o.config);
   const LatentStats stats =
       o.latent_stats.empty() ? LatentStats{} : load_latent_stats(o.latent_stats, cfg.embed_dim);
-  Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  // One half of the file is read: the encoder's tensors for encode, the decoder's for decode.
+  Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision,
+                                     encode ? AutoencoderUse::encode : AutoencoderUse::decode);
   print_skipped(ae, o.weights, o.quiet);
   if (!o.latent_stats.empty()) ae.set_latent_stats(stats);
   process(o, encode, encode ? cfg.in_channels : cfg.embed_dim, false, load_npy(o.in),

@@ -223,6 +223,7 @@ void add_eval(CLI::App& app) {
     const Config cfg = o->load();
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
+    o->check_autoencoder_applies(cfg);
     UVIT_CHECK(
         !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
         " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "

@@ -72,8 +72,8 @@ void extract_mscoco(const Opts& o) {
   UVIT_CHECK(o.latent_stats.empty() && o.write_stats.empty(),
              "extract-features --captions: --latent-stats/--write-latent-stats apply to ImageNet "
              "features only");
-  const Autoencoder ae =
-      Autoencoder::load(o.weights, autoencoder_config_from(o.config), o.device, o.precision);
+  const Autoencoder ae = Autoencoder::load(o.weights, autoencoder_config_from(o.config), o.device,
+                                           o.precision, AutoencoderUse::encode);
   print_skipped(ae, o.weights, o.quiet);
   const ClipTokenizer tok = ClipTokenizer::load(clip_vocab_path(o.vocab));
   auto be = make_encoder_backend(o.device, o.precision);
@@ -305,7 +305,8 @@ void extract_imagenet(const Opts& o) {
   if (!o.latent_stats.empty()) stats = load_latent_stats(o.latent_stats, cfg.embed_dim);
   if (!o.write_stats.empty() && fs::exists(o.write_stats))
     stats = load_latent_stats(o.write_stats, cfg.embed_dim);  // a resumed run keeps its stats
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  const Autoencoder ae =
+      Autoencoder::load(o.weights, cfg, o.device, o.precision, AutoencoderUse::encode);
   print_skipped(ae, o.weights, o.quiet);
   const auto ds = make_imagenet_dataset(o.data, o.resolution);
   const int64_t n = ds->size();
@@ -394,7 +395,8 @@ void extract_fit(const Opts& o) {
                  o.min_tokens);
   make_dir(o.out);
   check_feature_manifest(o, "fit", files.size() - todo.size() - small);
-  const Autoencoder ae = Autoencoder::load(o.weights, cfg, o.device, o.precision);
+  const Autoencoder ae =
+      Autoencoder::load(o.weights, cfg, o.device, o.precision, AutoencoderUse::encode);
   print_skipped(ae, o.weights, o.quiet);
   const auto& lut = data::totensor_normalize_lut();
   // One image and its mirror image per batch: sizes differ between images.

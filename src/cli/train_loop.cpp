@@ -59,6 +59,20 @@ json log_row(const char* event, long step) {
   return {{"event", event}, {"t", std::round(t * 1000) / 1000}, {"step", step}};
 }
 
+// log.jsonl opened for appending. A row cut short by an earlier append (a power cut, a full disk)
+// is ended first, so that the next row keeps a line of its own (uvit info counts the cut one).
+std::ofstream append_log(const std::string& dir) {
+  const std::string path = dir + "/log.jsonl";
+  bool cut = false;
+  if (std::ifstream prev(path, std::ios::ate); prev && prev.tellg() > 0) {
+    prev.seekg(-1, std::ios::end);
+    cut = prev.get() != '\n';
+  }
+  std::ofstream log(path, std::ios::app);
+  if (cut) log << '\n';
+  return log;
+}
+
 // A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
 void log_event(std::ofstream& log, const char* event, long step, const std::string& path) {
   json j = log_row(event, step);
@@ -165,7 +179,7 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
   write_file_atomic(dir + "/config.json", c.data(), c.size());
   json row = log_row("override", step);
   row["override"] = changed;
-  std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
+  append_log(dir) << row.dump() << "\n";
   if (!quiet)
     std::fprintf(stderr, "from step %ld: %s (recorded in %s/config.json)\n", step,
                  changed.dump().c_str(), dir.c_str());
@@ -183,7 +197,7 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
   json row = log_row("init", 0);
   row["path"] = path;
   row["sha256"] = sha;
-  std::ofstream(dir + "/log.jsonl", std::ios::app) << row.dump() << "\n";
+  append_log(dir) << row.dump() << "\n";
   if (quiet) return;
   // A checkpoint's entry (DiT's train.py files hold "model" and "ema"): say which one was taken.
   const auto& meta = tr.init_metadata();  // as the trainer read it (one open for the load)
@@ -502,7 +516,7 @@ TrainOutcome run_training(const TrainJob& job) {
   std::optional<SignalScope> stop_on_signal(std::in_place, {SIGINT, SIGTERM, SIGUSR1}, on_signal);
   std::ofstream log;
   if (lead) {
-    log.open(dir + "/log.jsonl", std::ios::app);
+    log = append_log(dir);
     // What this call trains on and in (settle_precision reads it on --resume), and how its ranks
     // share the work (docs/distributed.md, "What ran").
     json j = log_row("start", tr.step_count());

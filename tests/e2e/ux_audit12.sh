@@ -18,6 +18,10 @@ expect_error "^uvit: error: --latent-stats $tmp/s.pt: config fmnist_uvit_tiny is
 expect_error "^uvit: error: --autoencoder-config sd_kl_f8: config fmnist_uvit_tiny is a pixel model" \
   "${S[@]}" --autoencoder-config sd_kl_f8 --out "$tmp/g.png"
 [ -e "$tmp/g.png" ] && fail "a refused sample wrote $tmp/g.png"
+# eval dropped it the same way (the FID printed, exit 0).
+expect_error "^uvit: error: --autoencoder $tmp/nothere.pth: config fmnist_uvit_tiny is a pixel model" \
+  "$UVIT" eval --config fmnist_uvit_tiny --weights "$W" --n 2 --steps 2 -q "${T[@]}" \
+  --autoencoder "$tmp/nothere.pth" --out "$tmp/e.npz"
 
 # --- a log.jsonl row cut short (an append stopped by a power cut or a full disk) -----------------
 # `uvit info` refused the whole log ("line 4 is not JSON"); the rows around it stand.
@@ -30,6 +34,18 @@ j = json.load(open(sys.argv[1]))
 assert j['kind'] == 'log' and j['rows_cut_short'] == 1 and j['step'] == 1, j
 " "$tmp/out" && echo "ok: info on a log with a row cut short: $(cat "$tmp/out")" ||
   fail "info on a log with a row cut short: $(cat "$tmp/out" "$tmp/err")"
+# The next call's rows were appended onto the cut one (`..."lo{"event":"start"...`): the resume
+# ends it first, so its own rows stay whole.
+cp -a "$tmp/cut" "$tmp/cut2"
+run "$UVIT" train --out "$tmp/cut2" --resume --steps 2 --batch 2 --no-grid -q
+"$PY" -c "
+import json, sys
+rows = [l for l in open(sys.argv[1]).read().split(chr(10)) if l]
+bad = [l for l in rows if not l.endswith('}')]
+ev = [json.loads(l)['event'] for l in rows if l.endswith('}')]
+assert bad == ['{\"event\":\"train\",\"step\":3,\"lo'] and 'start' in ev and ev[-1] == 'checkpoint', (bad, ev)
+" "$tmp/cut2/log.jsonl" && echo "ok: a resume after a row cut short keeps its own rows whole" ||
+  fail "resume after a cut row: $(cat "$tmp/cut2/log.jsonl")"
 # Text another program wrote into the log is still refused.
 printf '\nhello\n' >>"$tmp/cut/log.jsonl"
 expect_error "is not JSON ('hello')" "$UVIT" info "$tmp/cut/log.jsonl"
