@@ -17,7 +17,7 @@ case ${san:-OFF} in
   OFF|off|0|FALSE|false|NO|no) ;;
   *) CC=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
      [ "$san" = thread ] && SAN=(-fsanitize=thread) || SAN=(-fsanitize=address,undefined)
-     SAN+=(-fsanitize-link-c++-runtime)
+     SAN+=(-fsanitize-link-c++-runtime -lstdc++)  # UBSan's C++ part, in C links too
      CMAKE_SAN=(-DCMAKE_C_COMPILER="$CC"
                 -DCMAKE_CXX_COMPILER="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")"
                 -DCMAKE_EXE_LINKER_FLAGS="${SAN[*]}") ;;
