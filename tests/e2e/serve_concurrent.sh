@@ -8,9 +8,8 @@ source tests/e2e/data/lib.sh
 if ! "$UVIT" help serve >/dev/null 2>&1 || "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
   echo "SKIP: uvit was built without cpp-httplib (libcpp-httplib-dev)"; exit 0
 fi
-"$PY" tests/e2e/data/tiny_config.py "$tmp/srv.json" train.n_steps=2 lr_scheduler.warmup_steps=1
-run "$UVIT" train --config "$tmp/srv.json" --out "$tmp/run" -q
-serve_up --config "$tmp/srv.json" --weights "$tmp/run/nnet_ema.safetensors" --queue 16 --max-images 16
+tiny_run
+serve_up --config fmnist_uvit_tiny --weights "$W" --queue 16 --max-images 16
 timeout 1200 "$PY" tests/e2e/serve_concurrent.py "$B" || { fail "concurrent clients"; tail -20 "$tmp/server.log"; }
 serve_down TERM
 exit $fails
