@@ -8,6 +8,20 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 P=$tmp/prefix
+# A sanitized build's libuvit.so and libuvit.a call the sanitizer runtime, which clang links into
+# executables only: the consumers are then built by the build's compilers with its sanitizers
+# (docs/fuzzing.md). Plain builds use the system `cc` and CMake's defaults.
+san=$(sed -n 's/^UVIT_SANITIZE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+CC=cc SAN=() CMAKE_SAN=()
+case ${san:-OFF} in
+  OFF|off|0|FALSE|false|NO|no) ;;
+  *) CC=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+     [ "$san" = thread ] && SAN=(-fsanitize=thread) || SAN=(-fsanitize=address,undefined)
+     SAN+=(-fsanitize-link-c++-runtime -lstdc++)  # UBSan's C++ part, in C links too
+     CMAKE_SAN=(-DCMAKE_C_COMPILER="$CC"
+                -DCMAKE_CXX_COMPILER="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")"
+                -DCMAKE_EXE_LINKER_FLAGS="${SAN[*]}") ;;
+esac
 cmake --install "$BUILD" --prefix "$P" >"$tmp/install.log" || { cat "$tmp/install.log"; exit 1; }
 LIB=$(dirname "$(find "$P" -name 'libuvit.so.0' | head -1)")
 [ -n "$LIB" ] && [ -d "$LIB" ] || { fail "no libuvit.so.0 under $P"; find "$P"; exit 1; }
@@ -24,7 +38,7 @@ nm -D --defined-only "$LIB/libuvit.so.0" | grep -q ' T uvit_generate$' || fail "
 "$P/bin/uvit" --version >"$tmp/v" || fail "installed uvit --version"
 
 cmake_consumer() {  # cmake_consumer DIR WHAT: configure, build and run DIR's `consumer`
-  if cmake -S "$1" -B "$1/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" >"$tmp/log" 2>&1 &&
+  if cmake -S "$1" -B "$1/b" -G Ninja -DCMAKE_PREFIX_PATH="$P" "${CMAKE_SAN[@]}" >"$tmp/log" 2>&1 &&
      cmake --build "$1/b" >>"$tmp/log" 2>&1; then
     "$1/b/consumer" || fail "$2 run"
   else
@@ -52,7 +66,7 @@ add_executable(consumer main.c)
 target_link_libraries(consumer PRIVATE uvit::uvit)
 CEOF
 cmake_consumer "$tmp/c" "find_package C consumer"
-if PKG_CONFIG_PATH=$LIB/pkgconfig cc -std=c99 -Wall -Werror "$tmp/c/main.c" -o "$tmp/c/pc" \
+if PKG_CONFIG_PATH=$LIB/pkgconfig "$CC" -std=c99 -Wall -Werror "${SAN[@]}" "$tmp/c/main.c" -o "$tmp/c/pc" \
      $(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --cflags --libs uvit) 2>"$tmp/log"; then
   LD_LIBRARY_PATH=$LIB "$tmp/c/pc" || fail "pkg-config consumer run"
 else
