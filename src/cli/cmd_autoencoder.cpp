@@ -91,7 +91,8 @@ void run(const AeOpts& o, bool encode) {
     const std::vector<int64_t> shape = read_npy_header(o.in).shape;
     const bool clips = shape.size() == 5 && shape[2] > 1;
     if (clips && encode) stvae_check_frames(cfg, shape[2], o.in);
-    const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision, clips);
+    const Stvae ae = Stvae::load(o.weights, cfg, o.device, o.precision, clips,
+                                 encode ? AutoencoderUse::encode : AutoencoderUse::decode);
     print_skipped(ae, o.weights, o.quiet);
     return process(o, encode, encode ? cfg.in_channels : cfg.latent_channels, true, load_npy(o.in),
                    [&](const Array& x) { return encode ? ae.encode_moments(x) : ae.decode(x); });

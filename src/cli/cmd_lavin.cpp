@@ -102,16 +102,20 @@ void add_lavin_sample(CLI::App& app) {
       check_not_input(
           "--latents", l,
           {{"input --frames", o->frames}, {"input --noise", o->noise}, {"output --out", o->out}});
+    // The ST-VAE's encoder half encodes the frames and goes before the network loads; its decoder
+    // half loads after sampling, once the network is gone (docs/memory.md, "The decode's peak").
     std::unique_ptr<Stvae> ae;
+    StvaeConfig ae_cfg;
     if (images) {
-      ae = std::make_unique<Stvae>(Stvae::load(
-          o->autoencoder, stvae_config_from(o->autoencoder_config), o->device, o->precision));
-      UVIT_CHECK(ae->config().latent_channels == n.in_chans, o->autoencoder_config, ": ",
-                 ae->config().latent_channels, " latent channels, the network takes ", n.in_chans);
+      ae_cfg = stvae_config_from(o->autoencoder_config);
+      ae = std::make_unique<Stvae>(Stvae::load(o->autoencoder, ae_cfg, o->device, o->precision,
+                                               false, AutoencoderUse::encode));
+      UVIT_CHECK(ae_cfg.latent_channels == n.in_chans, o->autoencoder_config, ": ",
+                 ae_cfg.latent_channels, " latent channels, the network takes ", n.in_chans);
     }
-    const int64_t f = images ? ae->config().downsample_factor() : 1;
+    const int64_t f = images ? ae_cfg.downsample_factor() : 1;
     Array fr = load_npy(o->frames);
-    const int64_t want_c = images ? ae->config().in_channels : n.in_chans;
+    const int64_t want_c = images ? ae_cfg.in_channels : n.in_chans;
     UVIT_CHECK(fr.shape.size() == 4 && fr.shape[0] >= 2 && fr.shape[1] == want_c &&
                    fr.shape[2] == f * n.img_size && fr.shape[3] == f * n.width(),
                o->frames, ": shape ", shape_str(fr.shape), ", expected [T_c >= 2, ", want_c, ", ",
@@ -119,6 +123,7 @@ void add_lavin_sample(CLI::App& app) {
     std::vector<float> frames =
                            images ? sample_posterior(ae->encode_moments(fr), o->seed) : fr.to_f32(),
                        noise(n.in_numel());
+    ae.reset();
     if (!o->noise.empty()) {
       Array z = load_npy(o->noise);
       const std::vector<int64_t> want = {n.in_chans, n.img_size, n.width()};
@@ -134,6 +139,7 @@ void add_lavin_sample(CLI::App& app) {
     auto net = make_network(c, *be);
     net->load_file(o->weights);
     std::vector<float> x = lavin_sample(*net, frames, noise, o->steps, o->cfg_scale);
+    net.reset();
     const auto latent_array = [&](const std::vector<float>& v, int64_t b) {
       Array a(DType::F32, {b, n.in_chans, n.img_size, n.width()});
       std::memcpy(a.data.data(), v.data(), v.size() * 4);
@@ -150,7 +156,9 @@ void add_lavin_sample(CLI::App& app) {
       save_npy(o->latents, latent_array(frames, T));
       save_npy(answer, latent_array(x, 1));
     }
-    const Array img = ae->decode(latent_array(x, 1));  // denormalises, as inference.py
+    const Array img =  // denormalises, as inference.py
+        Stvae::load(o->autoencoder, ae_cfg, o->device, o->precision, false, AutoencoderUse::decode)
+            .decode(latent_array(x, 1));
     make_parent_dir(o->out);
     if (o->out.size() > 4 && o->out.substr(o->out.size() - 4) == ".png") {
       const std::vector<float> v = img.to_f32();

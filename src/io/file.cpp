@@ -23,6 +23,7 @@
 
 #include "core/signals.hpp"
 #include "io/direct_write.hpp"
+#include "io/official_files.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -78,7 +79,12 @@ SignalHold::~SignalHold() {
 
 InFile::InFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) fail(path, ": cannot open: ", errno_str());
+  if (fd_ < 0) {
+    // A missing official file says where the docs say to get it.
+    const int err = errno;
+    fail(path, ": cannot open: ", std::strerror(err),
+         err == ENOENT ? official_file_hint(path) : "");
+  }
   struct stat st;
   if (::fstat(fd_, &st) != 0) {
     std::string e = errno_str();

@@ -25,19 +25,17 @@ namespace {
 constexpr int kGroups = 32;
 constexpr float kNormEps = 1e-6f;
 
-// Whether tensor `name` belongs to the half that `use` runs (decoder.* and post_quant_conv.*
-// decode).
-bool used(const std::string& name, AutoencoderUse use) {
-  if (use == AutoencoderUse::both) return true;
-  const bool decoder = name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0;
-  return decoder == (use == AutoencoderUse::decode);
-}
-
 bool contains(const std::vector<int>& v, int x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 }  // namespace
+
+bool autoencoder_tensor_used(const std::string& name, AutoencoderUse use) {
+  if (use == AutoencoderUse::both) return true;
+  const bool decoder = name.rfind("decoder.", 0) == 0 || name.rfind("post_quant_conv.", 0) == 0;
+  return decoder == (use == AutoencoderUse::decode);
+}
 
 Autoencoder::Autoencoder(const AutoencoderConfig& cfg, NamedArrays weights, const std::string& what,
                          const std::string& device, const std::string& precision) {
@@ -57,12 +55,13 @@ Autoencoder::Autoencoder(const AutoencoderConfig& cfg, TensorReader& r, const st
   check_autoencoder_weights(t, cfg, diffusers ? what + " (diffusers layout)" : what);
   // The whole file is checked; the half not used is never read.
   t.erase(
-      std::remove_if(t.begin(), t.end(), [&](const auto& e) { return !used(e.second.name, use); }),
+      std::remove_if(t.begin(), t.end(),
+                     [&](const auto& e) { return !autoencoder_tensor_used(e.second.name, use); }),
       t.end());
   // One backend allocation holds every parameter used, in the state_dict's order.
   ParamTable table;
   for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
-    if (!used(name, use)) continue;
+    if (!autoencoder_tensor_used(name, use)) continue;
     shapes_[name] = shape;
     table.add(name, shape);
   }

@@ -483,11 +483,17 @@ AutoencoderConfig preset_autoencoder_config(const nlohmann::json& preset,
 
 LatentStats preset_latent_stats(const nlohmann::json& preset, const std::string& latent_stats,
                                 int channels) {
+  if (!latent_stats.empty()) return load_latent_stats(latent_stats, channels);
   const std::string path =
-      !latent_stats.empty()
-          ? latent_stats
-          : preset.value("autoencoder", nlohmann::json::object()).value("latent_stats", "");
-  return path.empty() ? LatentStats{} : load_latent_stats(path, channels);
+      preset.value("autoencoder", nlohmann::json::object()).value("latent_stats", "");
+  if (path.empty()) return LatentStats{};
+  // The preset named the file, not the command line: its error names the setting too.
+  try {
+    return load_latent_stats(path, channels);
+  } catch (const Error& e) {
+    fail(preset.value("name", std::string("the preset")),
+         "'s autoencoder.latent_stats: ", e.what());
+  }
 }
 
 Autoencoder load_preset_autoencoder(const nlohmann::json& preset, const std::string& path,

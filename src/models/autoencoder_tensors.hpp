@@ -22,6 +22,9 @@ std::string keep_autoencoder_tensors(TensorList& t, bool decoder_only = false);
 bool autoencoder_from_diffusers(TensorList& t, int levels);
 void check_autoencoder_weights(const TensorList& t, const AutoencoderConfig& cfg,
                                const std::string& what);
+// Whether tensor `name` belongs to the half that `use` runs (decoder.* and post_quant_conv.*
+// decode; the rest encodes): the SD/VA-VAE and the ST-VAE loaders read only those.
+bool autoencoder_tensor_used(const std::string& name, AutoencoderUse use);
 void check_weight_shapes(const TensorList& t,
                          const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected,
                          const std::string& what, const std::string& builtin);

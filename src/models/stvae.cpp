@@ -99,18 +99,20 @@ std::vector<float> stack_causal_conv3d(const Array& w) {
 Stvae::Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
              const std::string& device, const std::string& precision, bool clips) {
   ArrayReader r(weights, what);
-  *this = Stvae(cfg, r, what, make_encoder_backend(device, precision), clips);
+  *this = Stvae(cfg, r, what, make_encoder_backend(device, precision), clips, AutoencoderUse::both);
 }
 
 // The directory is checked first, then each tensor is read once, folded and uploaded: one tensor's
 // host copy at a time, never the whole file's (docs/memory.md, "Loading the encoders' weights").
 Stvae::Stvae(const StvaeConfig& cfg, TensorReader& file, const std::string& what,
-             std::shared_ptr<Backend> be, bool clips)
-    : cfg_(cfg), clips_(clips), be_(std::move(be)) {
-  const auto expected = stvae_param_shapes(cfg);
+             std::shared_ptr<Backend> be, bool clips, AutoencoderUse use)
+    : cfg_(cfg), clips_(clips), use_(use), be_(std::move(be)) {
+  auto expected = stvae_param_shapes(cfg);
   TensorList t = tensor_list(file.tensors());
   skipped_ = keep_autoencoder_tensors(t);
   check_weight_shapes(t, expected, what, "lavin_stvae");
+  // The whole file is checked; the half not used is never read (docs/memory.md).
+  std::erase_if(expected, [&](const auto& e) { return !autoencoder_tensor_used(e.first, use); });
   RenamedReader r(file, std::move(t));
   std::map<std::string, size_t> given;
   for (size_t i = 0; i < r.tensors().size(); ++i) given[r.tensors()[i].name] = i;
@@ -175,10 +177,10 @@ Stvae::Stvae(const StvaeConfig& cfg, TensorReader& file, const std::string& what
 }
 
 Stvae Stvae::load(const std::string& path, const StvaeConfig& cfg, const std::string& device,
-                  const std::string& precision, bool clips) {
+                  const std::string& precision, bool clips, AutoencoderUse use) {
   auto be = make_encoder_backend(device, precision);  // a missing device fails before the load
   const std::unique_ptr<TensorReader> r = open_weights(path);
-  return Stvae(cfg, *r, path, std::move(be), clips);
+  return Stvae(cfg, *r, path, std::move(be), clips, use);
 }
 
 const float* Stvae::p(const std::string& name) const {
@@ -411,6 +413,7 @@ Stvae::Tensor Stvae::upload(const Array& a, bool latents) const {
 }
 
 Array Stvae::encode_moments(const Array& images) const {
+  UVIT_CHECK(use_ != AutoencoderUse::decode, "stvae encode: this ST-VAE was loaded to decode only");
   const int f = cfg_.downsample_factor();
   const auto& s = images.shape;
   const size_t n = s.size();
@@ -425,6 +428,7 @@ Array Stvae::encode_moments(const Array& images) const {
 }
 
 Array Stvae::decode(const Array& z) const {
+  UVIT_CHECK(use_ != AutoencoderUse::encode, "stvae decode: this ST-VAE was loaded to encode only");
   const auto& s = z.shape;
   UVIT_CHECK((s.size() == 4 || s.size() == 5) && positive(s) && s[1] == cfg_.latent_channels,
              "stvae decode: latents have shape ", shape_str(s), ", expected [B, ",

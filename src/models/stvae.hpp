@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "uvit/array.hpp"
+#include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/io.hpp"
 
@@ -60,12 +61,13 @@ class Stvae {
   // outside encoder.* / decoder.* are dropped (skipped() names them); within them loading is
   // strict. Weights of any float type run in fp32 on a backend of its own on `device`. `clips`:
   // also keep every causal convolution's per-tap weights, which clips of T > 1 frames need (they
-  // add 3x the folded weights' memory: 0.86 GB at LaVin's size).
+  // add 3x the folded weights' memory: 0.86 GB at LaVin's size). `use` other than both: the whole
+  // file is checked, only that half's weights are read, and the other half's pass is an error.
   Stvae(const StvaeConfig& cfg, NamedArrays weights, const std::string& what,
         const std::string& device = "cpu", const std::string& precision = "", bool clips = false);
   static Stvae load(const std::string& path, const StvaeConfig& cfg = {},
                     const std::string& device = "cpu", const std::string& precision = "",
-                    bool clips = false);
+                    bool clips = false, AutoencoderUse use = AutoencoderUse::both);
 
   const StvaeConfig& config() const { return cfg_; }
   const std::string& skipped() const { return skipped_; }
@@ -84,7 +86,7 @@ class Stvae {
   struct Tensor;
   struct Pool;
   Stvae(const StvaeConfig& cfg, TensorReader& file, const std::string& what,
-        std::shared_ptr<Backend> be, bool clips);
+        std::shared_ptr<Backend> be, bool clips, AutoencoderUse use);
   const float* p(const std::string& name) const;
   void conv(const std::string& name, const Tensor& x, Tensor& y, int stride, int pad_lt,
             int pad_rb) const;
@@ -102,6 +104,7 @@ class Stvae {
 
   StvaeConfig cfg_;
   bool clips_ = false;
+  AutoencoderUse use_ = AutoencoderUse::both;
   std::string skipped_;
   std::shared_ptr<Backend> be_;
   std::shared_ptr<float> params_;  // every (folded) weight, in be_'s memory

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/mem_limit.hpp"
 #include "error_of.hpp"
 #include "models/stvae.hpp"
 #include "param_shapes.hpp"
@@ -79,6 +80,44 @@ TEST(Stvae, EncodeAndDecodeMatchPyTorch) {
   std::printf("relative error: encode %.2e, decode %.2e\n", em, ed);
   // A second pass (pooled buffers reused) is bit-identical.
   EXPECT_EQ(ae.decode(load_npy(d / "stvae_z.npy")).data, x.data);
+}
+
+// A one-half load (`uvit autoencoder encode|decode`, lavin-sample) holds only that half's weights
+// (docs/memory.md, "The decode's peak") and gives the full load's outputs bit for bit.
+TEST(Stvae, OneHalfLoadHoldsItsHalfAndMatchesTheFullLoad) {
+  NEED_FIXTURES();
+  const StvaeConfig cfg = stvae_config_from(d / "stvae_small.json");
+  size_t decoder = 0, all = 0;  // bytes of the folded (2-D) weights
+  for (const auto& [name, shape] : stvae_param_shapes(cfg)) {
+    size_t n = sizeof(float);
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (!(shape.size() == 5 && i == 2)) n *= size_t(shape[i]);  // the taps fold into one
+    all += n;
+    if (name.rfind("decoder.", 0) == 0) decoder += n;
+  }
+  const Array z = load_npy(d / "stvae_z.npy"), img = load_npy(d / "stvae_images.npy");
+  const Stvae both = Stvae::load(d / "stvae_small.pt", cfg);
+  size_t live0 = live_buffer_bytes();
+  const Stvae dec =
+      Stvae::load(d / "stvae_small.pt", cfg, "cpu", "", false, AutoencoderUse::decode);
+  const size_t dec_bytes = live_buffer_bytes() - live0;  // one allocation, rounded up a little
+  EXPECT_GE(dec_bytes, decoder);
+  EXPECT_LT(dec_bytes, decoder + 64 * 1024) << "of " << all << " bytes";
+  live0 = live_buffer_bytes();
+  const Stvae enc =
+      Stvae::load(d / "stvae_small.pt", cfg, "cpu", "", false, AutoencoderUse::encode);
+  const size_t enc_bytes = live_buffer_bytes() - live0;
+  EXPECT_GE(enc_bytes, all - decoder);
+  EXPECT_LT(enc_bytes, all - decoder + 64 * 1024);
+  EXPECT_EQ(dec.decode(z).data, both.decode(z).data);
+  EXPECT_EQ(enc.encode_moments(img).data, both.encode_moments(img).data);
+  EXPECT_NE(error_of([&] {
+              dec.encode_moments(img);
+            }).find("stvae encode: this ST-VAE was loaded to decode only"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { enc.decode(z); }).find("stvae decode: this ST-VAE was loaded to encode only"),
+      std::string::npos);
 }
 
 TEST(Stvae, ClipsMatchPyTorch) {
