@@ -110,19 +110,18 @@ long checkpoint_step(const std::string& dir) {
   return std::stol(meta["step"]);
 }
 
-// The log rows that led to the checkpoint in `ckpt`, of the run in `run`, at `step`: the run's rows
-// up to the step; for a snapshot of a branch the run went back from (docs/cli.md "Resume"), the
-// log it holds, that branch's own (`*restored` then says so).
-std::vector<json> checkpoint_history(const std::string& run, const std::string& ckpt, long step,
-                                     bool* restored = nullptr) {
+// The log rows that led to the checkpoint in `ckpt`, of the run in `run` whose log is `log`
+// (read_log), at `step`: the run's rows up to the step; for a snapshot of a branch the run went
+// back from (docs/cli.md "Resume"), the log it holds, that branch's own (`*restored` then says so).
+std::vector<json> checkpoint_history(std::vector<json> log, const std::string& run,
+                                     const std::string& ckpt, long step, bool* restored = nullptr) {
   const bool stale = !ckpt.empty() && !snapshot_is_live(run, ckpt);
   if (restored) *restored = stale;
   if (stale) return read_log(ckpt);
-  std::vector<json> rows = read_log(run);
-  rows.erase(std::remove_if(rows.begin(), rows.end(),
-                            [&](const json& r) { return r.value("step", 0L) > step; }),
-             rows.end());
-  return rows;
+  log.erase(std::remove_if(log.begin(), log.end(),
+                           [&](const json& r) { return r.value("step", 0L) > step; }),
+            log.end());
+  return log;
 }
 
 // The precision this call trains in: --precision, else on resume the one the run's last `start`
@@ -133,8 +132,8 @@ std::string settle_precision(const TrainJob& job, bool quiet) {
   long at = -1;
   if (job.resume) {
     at = checkpoint_step(job.resume_from.empty() ? job.out_dir : job.resume_from);
-    for (const json& r : checkpoint_history(job.resume_run.empty() ? job.out_dir : job.resume_run,
-                                            job.resume_from, at))
+    const std::string& run = job.resume_run.empty() ? job.out_dir : job.resume_run;
+    for (const json& r : checkpoint_history(read_log(run), run, job.resume_from, at))
       if (r.value("event", "") == "start" && r.value("device", "") == job.device)
         recorded = r.value("precision", "");
   }
@@ -216,8 +215,8 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
 void continue_log(const std::string& src, const std::string& dir, const std::string& ckpt,
                   long step, const std::string& from, bool quiet) {
   bool restored = false;
-  const std::vector<json> kept = checkpoint_history(src, ckpt, step, &restored);
   const std::vector<json> log = read_log(src);
+  const std::vector<json> kept = checkpoint_history(log, src, ckpt, step, &restored);
   size_t common = 0;  // the rows the log and the kept history share: rows up to `step`, or more
   while (common < std::min(log.size(), kept.size()) && log[common] == kept[common]) ++common;
   const bool in_place = fs::equivalent(src, dir);
