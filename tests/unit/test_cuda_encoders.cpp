@@ -3,10 +3,12 @@
 // the GPU machine). fp32 on the CPU; on the GPU fp32 (to 1e-4) and tf32 (TF32 tensor-core GEMMs,
 // ~1e-3 relative per product: to 1e-2); each comparison prints its max error.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "uvit/clip.hpp"
 #include "uvit/clip_vision.hpp"
 #include "uvit/error.hpp"
+#include "uvit/io.hpp"
 
 namespace {
 
@@ -154,6 +157,60 @@ TEST(CudaEncoders, StvaeMatchesCpu) {
     test::compare(std::string(prec) + " stvae clip decode", gpu.decode(zt).to_f32(),
                   cpu.decode(zt).to_f32(), tol);
   }
+}
+
+// One-half loads on the GPU (AutoencoderUse: `uvit autoencoder encode|decode`, the latent
+// presets' decode, lavin-sample): only that half's tensors are read, through ParamStage's host
+// buffer and an upload per tensor (the ST-VAE's clip taps too), and the half runs as the CPU's
+// full load does; the other half is refused.
+TEST(CudaEncoders, OneHalfLoadsMatchTheCpu) {
+  REQUIRE_CUDA();
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("uvit_cuda_half_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::mt19937 g(8);
+  const Array images = random_array({2, 3, 32, 48}, g, 0.5f);
+  const std::string prec = "fp32";
+  {
+    const AutoencoderConfig c = small_ae();
+    const NamedArrays w = random_ae_weights(c, 7);
+    const std::string path = (dir / "ae.safetensors").string();
+    save_safetensors(path, w);
+    const Autoencoder cpu(c, w, "random", "cpu");
+    const Autoencoder dec = Autoencoder::load(path, c, "cuda", prec, AutoencoderUse::decode);
+    const Autoencoder enc = Autoencoder::load(path, c, "cuda", prec, AutoencoderUse::encode);
+    const Array z = random_array({2, 4, 8, 12}, g, 0.2f);
+    test::compare("autoencoder decode-only load", dec.decode(z).to_f32(), cpu.decode(z).to_f32(),
+                  1e-4);
+    test::compare("autoencoder encode-only load", enc.encode_moments(images).to_f32(),
+                  cpu.encode_moments(images).to_f32(), 1e-4);
+    EXPECT_THROW(dec.encode_moments(images), Error);
+    EXPECT_THROW(enc.decode(z), Error);
+  }
+  {
+    const StvaeConfig c = parse_stvae_config(
+        R"({"stvae": {"block_out_channels": [32, 64, 64], "layers_per_block": 2,
+                      "latent_channels": 4}})",
+        "small");
+    const NamedArrays w = random_weights(stvae_param_shapes(c), 9);
+    const std::string path = (dir / "stvae.safetensors").string();
+    save_safetensors(path, w);
+    const Stvae cpu(c, w, "random", "cpu", "", true);
+    const Stvae dec = Stvae::load(path, c, "cuda", prec, true, AutoencoderUse::decode);
+    const Stvae enc = Stvae::load(path, c, "cuda", prec, true, AutoencoderUse::encode);
+    const Array z = random_array({2, 4, 5, 7}, g, 1.f), zt = random_array({1, 4, 2, 5, 7}, g, 1.f);
+    const Array clip = random_array({1, 3, 5, 16, 24}, g, 0.5f);
+    test::compare("stvae decode-only load", dec.decode(z).to_f32(), cpu.decode(z).to_f32(), 1e-4);
+    test::compare("stvae decode-only load, clip", dec.decode(zt).to_f32(), cpu.decode(zt).to_f32(),
+                  1e-4);
+    test::compare("stvae encode-only load", enc.encode_moments(images).to_f32(),
+                  cpu.encode_moments(images).to_f32(), 1e-4);
+    test::compare("stvae encode-only load, clip", enc.encode_moments(clip).to_f32(),
+                  cpu.encode_moments(clip).to_f32(), 1e-4);
+    EXPECT_THROW(dec.encode_moments(images), Error);
+    EXPECT_THROW(enc.decode(z), Error);
+  }
+  fs::remove_all(dir);
 }
 
 TEST(CudaEncoders, ClipTextModelMatchesCpu) {

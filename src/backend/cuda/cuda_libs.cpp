@@ -49,6 +49,12 @@ F* lookup(const std::string& soname, const char* name) {
 }  // namespace
 }  // namespace uvit
 
+// A forwarder is checked against the header only if the header declares that name (then a
+// different signature is a "conflicting declaration" error); one the included headers do not
+// declare (a typo, a function of another header) would define an unchecked symbol that callers
+// bind to by name: an error too.
+#pragma GCC diagnostic error "-Wmissing-declarations"
+
 // One forwarder: RET NAME PARAMS { return real NAME ARGS; }, the real one looked up once.
 #define UVIT_FORWARD(lib, ret, name, params, args)                       \
   extern "C" ret name params {                                           \
