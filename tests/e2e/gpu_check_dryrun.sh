@@ -62,5 +62,28 @@ plan || fail "the gzipped folder's plan exits $?"
 grep -q "0 problem(s)" "$T/plan.txt" || fail "binaries in bd.tar.gz not found"
 [ -e "$T/bd" ] && fail "the dry run unpacked the archive in place"
 
+# 5. The test stage's CudaLibs gate (run, not planned; stand-in test binaries): a library that
+# cannot be opened stops the stage naming it; any other CudaLibs failure lets the suites run.
+gate() { # $1: what the stand-in prints for CudaLibs
+  rm -rf "$T/gate" && mkdir -p "$T/gate/tests" "$T/gate_out"
+  cat >"$T/gate/tests/uvit_cuda_tests" <<EOF2
+#!/bin/bash
+case "\$*" in
+  *CudaLibs.\**) echo '$1'; echo '[  FAILED  ] CudaLibs.OpenedBySoname'; exit 1 ;;
+  *list_tests*) printf 'CudaLibs.\n  OpenedBySoname\nCudaKernels.\n  Fill\n' ;;
+esac
+exit 0
+EOF2
+  chmod +x "$T/gate/tests/uvit_cuda_tests"
+  OUT=$T/gate_out GPU_CHECK_STAGES=test GPU_CHECK_BUILD=$T/gate GPU_CHECK_CUDA=OFF \
+    bash "$ROOT/scripts/gpu-check.sh" >"$T/plan.txt" 2>&1
+  cat "$T/gate_out/gpu-check.log" >>"$T/plan.txt"
+}
+gate 'C++ exception with description "cuda: cannot open libcublasLt.so.13 (no such file)" thrown'
+grep -q "cuda: cannot open libcublasLt.so.13" "$T/plan.txt" || fail "a missing library not named"
+grep -q "suite CudaKernels" "$T/plan.txt" && fail "suites ran without cuBLASLt"
+gate 'Expected equality of these values: cublasGetStatusString(...)'
+grep -q "suite CudaKernels: rc 0" "$T/plan.txt" || fail "a CudaLibs assertion stopped the suites"
+
 bash -n "$ROOT/scripts/gpu-check.sh" || fail "bash -n"
 echo "gpu-check dry run: ok"
