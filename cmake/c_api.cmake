@@ -15,8 +15,7 @@ endif()
 add_library(uvit_c SHARED src/capi/uvit_c.cpp)
 set_target_properties(uvit_c PROPERTIES OUTPUT_NAME uvit EXPORT_NAME uvit
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
-  C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
-  INSTALL_RPATH_USE_LINK_PATH ON)
+  C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 target_compile_definitions(uvit_c PRIVATE UVIT_BUILD)
 target_compile_options(uvit_c PRIVATE ${UVIT_FLAGS})
 target_include_directories(uvit_c PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}/include>
@@ -31,6 +30,12 @@ target_link_options(uvit_c PRIVATE -Wl,--exclude-libs,ALL
   -Wl,--version-script=${CMAKE_SOURCE_DIR}/cmake/uvit.map)
 set_target_properties(uvit_c PROPERTIES LINK_DEPENDS ${CMAKE_SOURCE_DIR}/cmake/uvit.map)
 
+# The installed targets carry their link folders (CUDA's, OpenMPI's) as their run path and are
+# built with it, not with a build path CMake edits at install: that one is padded with a trailing
+# ':', an empty entry the loader reads as the current folder (any libz.so.1 in the folder a user
+# runs uvit from would be loaded). tests/e2e/runpath.sh.
+set_target_properties(uvit uvit_c PROPERTIES BUILD_WITH_INSTALL_RPATH ON
+  INSTALL_RPATH_USE_LINK_PATH ON)
 install(TARGETS uvit RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS uvit_c uvitlib EXPORT uvitTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
