@@ -292,7 +292,7 @@ void add_eval(CLI::App& app) {
     for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     nlohmann::json manifest = {{"config", cfg.config_name},
-                               {"weights", fs::absolute(o->weights).string()},
+                               {"weights", fs::absolute(o->weights).lexically_normal().string()},
                                // The path alone would resume a retrained model's old samples.
                                {"weights_sha256", file_sha256(o->weights)},
                                // bf16 draws other samples than fp32 from the same weights.
@@ -326,7 +326,9 @@ void add_eval(CLI::App& app) {
     if (fs::exists(mpath, e1) &&
         fs::last_write_time(o->weights, e1) <= fs::last_write_time(mpath, e2) && !e1 && !e2)
       newer.push_back("weights_sha256");
-    check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead);
+    // The weights by content: a run folder moved or copied keeps its chunks (docs/evaluation.md).
+    check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead,
+                            {{"weights", "weights_sha256"}});
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);

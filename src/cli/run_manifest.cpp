@@ -20,7 +20,8 @@ void write_manifest(const std::string& path, const nlohmann::json& manifest) {
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& given,
                              const std::string& owner, const std::string& what,
                              const std::string& remedy, const std::vector<std::string>& newer_keys,
-                             bool quiet) {
+                             bool quiet,
+                             const std::vector<std::pair<std::string, std::string>>& located) {
   // As the file will hold it: a non-UTF-8 name (a Latin-1 --ref or config file) as U+FFFD, so
   // that it is written (a plain dump throws type_error.316) and compares equal when read back.
   const nlohmann::json manifest = nlohmann::json::parse(json_text(given));
@@ -37,11 +38,27 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
       upgraded[k] = manifest[k];
       completed += (completed.empty() ? "" : ", ") + k + " " + manifest[k].dump();
     }
-  if (!completed.empty() && upgraded == manifest) {
+  // A file recorded by path and by content: the same content at another path is the same input
+  // (a run folder moved or copied, `./w` for `w`), not another run.
+  std::string moved;
+  for (const auto& [where, hash] : located)
+    if (old.is_object() && old.contains(where) && manifest.contains(where) &&
+        old[where] != manifest[where] && old.contains(hash) && manifest.contains(hash) &&
+        old[hash] == manifest[hash]) {
+      upgraded[where] = manifest[where];
+      moved += cat(moved.empty() ? "" : "; ", where, " ", old[where].dump(), " is now ",
+                   manifest[where].dump());
+    }
+  if ((!completed.empty() || !moved.empty()) && upgraded == manifest) {
     write_manifest(path, manifest);
-    if (!quiet)
+    if (!quiet && !completed.empty())
       std::fprintf(stderr, "%s: %s predates the record of %s; taken as made with that\n",
                    owner.c_str(), path.c_str(), completed.c_str());
+    if (!quiet && !moved.empty())
+      std::fprintf(stderr,
+                   "%s: its %s are of the same file at another path (%s, same SHA-256): "
+                   "resumed, and %s names the new path\n",
+                   owner.c_str(), what.c_str(), moved.c_str(), path.c_str());
     return true;
   }
   std::string differ, unrecorded;  // the settings that changed, not two whole manifests

@@ -3,6 +3,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace uvit::cli {
@@ -13,10 +14,14 @@ namespace uvit::cli {
 // lacking some of them is taken as made with the values given, said in one line (unless `quiet`),
 // and completed; one that lacks keys and differs in nothing else is refused as "OWNER: holds WHAT
 // made by an older uvit, whose PATH does not record KEYS, ...; REMEDY". Returns whether a
-// manifest was there.
+// manifest was there. `located`: pairs (PATH_KEY, HASH_KEY) of an input recorded by path and by
+// content (its SHA-256): a stored one that differs only in PATH_KEY, HASH_KEY equal, is the same
+// file moved or named another way; it is taken, said in one line (unless `quiet`), and rewritten
+// with the new path.
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& manifest,
                              const std::string& owner, const std::string& what,
                              const std::string& remedy,
-                             const std::vector<std::string>& newer_keys = {}, bool quiet = false);
+                             const std::vector<std::string>& newer_keys = {}, bool quiet = false,
+                             const std::vector<std::pair<std::string, std::string>>& located = {});
 
 }  // namespace uvit::cli
