@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -308,6 +309,26 @@ class RunFolderLock {
     if (fd_ >= 0) ::close(fd_);
   }
   bool held() const { return fd_ >= 0; }
+  // The run's files are written by path: a folder moved (or deleted) while it trains would get the
+  // later checkpoints in a new folder of the old name, without config.json and log.jsonl (whose
+  // stream stays open on the moved file): two halves of one run. Checked before each write.
+  void check_in_place(const std::string& dir) const {
+    struct stat held, named;
+    if (fd_ < 0 || ::fstat(fd_, &held) != 0) return;
+    if (::stat(dir.c_str(), &named) == 0 && named.st_dev == held.st_dev &&
+        named.st_ino == held.st_ino)
+      return;
+    char buf[4096];
+    const ssize_t n = ::readlink(cat("/proc/self/fd/", fd_).c_str(), buf, sizeof buf - 1);
+    std::string now = n > 0 ? std::string(buf, size_t(n)) : "";
+    const std::string gone = " (deleted)";
+    const bool deleted =
+        now.empty() ||
+        (now.size() > gone.size() && now.compare(now.size() - gone.size(), gone.size(), gone) == 0);
+    fail(dir, ": the run folder was ", deleted ? "deleted" : "moved to " + now,
+         " while training; nothing more is written (the steps since its last checkpoint are lost)",
+         deleted ? "" : cat(": continue with uvit train --out ", now, " --resume"));
+  }
   void take(const std::string& dir) {
     fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
@@ -548,6 +569,7 @@ TrainOutcome run_training(const TrainJob& job) {
   long drawn_at = -1;
   auto grid = [&] {
     if (!lead) return;  // the other ranks wait at the next step's collectives
+    run_lock.check_in_place(dir);
     write_loss_plot(dir);
     if (!can_draw || drawn_at == tr.step_count()) return;
     bar.finish();  // the grid's progress goes on a line of its own
@@ -624,6 +646,7 @@ TrainOutcome run_training(const TrainJob& job) {
       win = {};
     }
     if (k % s.save_interval == 0) {
+      if (lead) run_lock.check_in_place(dir);
       try {
         tr.save(true);
       } catch (const std::exception&) {
@@ -645,6 +668,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (k % grid_every == 0 && k < s.steps) grid();
   }
   bar.finish();
+  if (lead) run_lock.check_in_place(dir);
   tr.save();
   if (lead && tr.step_count() > first) log_event(log, "checkpoint", tr.step_count(), ".");
   stop_on_signal.reset();

@@ -79,4 +79,23 @@ S=("$UVIT" "${T[@]}" sample --config fmnist_uvit_tiny --weights "$W" --class 1 -
 wait $a && wait $b && run "$UVIT" info "$tmp/same.png" && "$PY" -c "import numpy as np, sys; assert np.load(sys.argv[1]).shape == (2, 28, 28, 1)" "$tmp/same.npy" &&
   [ -z "$(ls "$tmp" | grep '\.tmp\.')" ] && echo "ok: two samples onto one --out" || fail "two samples: $(cat "$tmp/a.err" "$tmp/b.err")"
 
+# --- a run folder moved while it trains ----------------------------------------------------------
+# `mv RUN RUN2` during `uvit train --out RUN`: the run wrote its later checkpoints into a new RUN/
+# (no config.json, no log.jsonl: its log stream stayed open on RUN2/log.jsonl, which logged them
+# as saved) and exited 0: two halves of one run, neither resumable as it was. It now stops at the
+# next write, naming the folder's new place; RUN2 resumes from its last snapshot.
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/mv" --steps 1 --batch 2 --no-grid -q "${T[@]}"
+"$UVIT" train --out "$tmp/mv" --resume --steps 300 --set train.save_interval=10 --no-grid -q "${T[@]}" \
+  >/dev/null 2>"$tmp/mv.err" &
+p=$!
+for _ in $(seq 600); do [ -e "$tmp/mv/ckpts/10/train_state.safetensors" ] && break; sleep 0.05; done
+mv "$tmp/mv" "$tmp/mv2"
+wait $p; rc=$?
+[ $rc -eq 1 ] && [ ! -e "$tmp/mv" ] &&
+  grep -q "^uvit: error: $tmp/mv: the run folder was moved to $tmp/mv2 while training; nothing more is written" "$tmp/mv.err" &&
+  echo "ok: $(cat "$tmp/mv.err")" ||
+  fail "train with its folder moved: exit $rc, $(ls "$tmp/mv" 2>&1 | tr '\n' ' '), $(cat "$tmp/mv.err")"
+run "$UVIT" train --out "$tmp/mv2" --resume --steps 40 --no-grid -q "${T[@]}"
+grep -q "at step 40" "$tmp/out" && echo "ok: the moved run resumes" || fail "resume of the moved run: $(cat "$tmp/err")"
+
 exit $fails
