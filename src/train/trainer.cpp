@@ -777,15 +777,15 @@ void Trainer::resume(const std::string& from) {
              st.empty() ? std::string("none") : st[0].name, "...; config ", cfg_.config_name,
              " trains with optimizer.name ", s_.optimizer, ")");
   const long step = std::stol(need("step"));
-  // The weights belong with train_state when their files record its step and its save_id (""
-  // for files written before save ids: the step alone then).
+  // The weights belong with train_state when their files record its step and its save_id; a
+  // train_state without one (written before save ids) by the step alone.
   const std::string id = meta.count(kSaveIdKey) ? meta.at(kSaveIdKey) : "";
   auto id_of = [](const std::map<std::string, std::string>& m) {
     return m.count(kSaveIdKey) ? m.at(kSaveIdKey) : std::string();
   };
   auto belong = [&](std::map<std::string, std::string>& a, std::map<std::string, std::string>& b) {
-    return a["step"] == need("step") && b["step"] == need("step") && id_of(a) == id &&
-           id_of(b) == id;
+    return a["step"] == need("step") && b["step"] == need("step") &&
+           (id.empty() || (id_of(a) == id && id_of(b) == id));
   };
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds (if it is
