@@ -192,8 +192,13 @@ class Trainer {
   // the other ranks call it with nullptr and rank 0 receives their shards piece by piece).
   void stream_state(size_t i, const ByteSink* sink);
   void save_state(const std::string& path, const std::map<std::string, std::string>& meta);
-  // One checkpoint folder: nnet, nnet_ema, then train_state (which marks it complete).
-  void write_state(const std::string& dir, const LoaderState& ls);
+  // One checkpoint folder: nnet, nnet_ema, then train_state (which marks it complete), each with
+  // metadata save_id `id` (src/train/save_commit.hpp).
+  void write_state(const std::string& dir, const LoaderState& ls, const std::string& id);
+  // A 64-bit hash of the weights and the EMA (this rank's replicas).
+  uint64_t weights_hash();
+  // The save_id of the state now (the weights, EMA, step and loader position `ls`), 16 hex digits.
+  std::string save_id(const LoaderState& ls);
   Config cfg_;
   Backend& be_;
   std::shared_ptr<Dataset> data_;

@@ -23,6 +23,7 @@
 #include "cli/sample_grid.hpp"
 #include "core/signals.hpp"
 #include "io/readers.hpp"
+#include "train/save_commit.hpp"
 #include "train/snapshots.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
@@ -330,19 +331,40 @@ class RunFolderLock {
          deleted ? "" : cat(": continue with uvit train --out ", now, " --resume"));
   }
   void take(const std::string& dir) {
+    UVIT_CHECK(try_take(dir), dir,
+               ": another uvit train is writing this run now; wait for it to end (or stop it), or "
+               "choose another --out");
+  }
+  // false when another process holds the folder.
+  bool try_take(const std::string& dir) {
     fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return true;
     const int e = errno;
     ::close(fd_);
     fd_ = -1;
-    UVIT_CHECK(e != EWOULDBLOCK, dir,
-               ": another uvit train is writing this run now; wait for it to end (or stop it), or "
-               "choose another --out");
+    return e != EWOULDBLOCK;
   }
 
  private:
   int fd_ = -1;
 };
+
+// A save cut between its moves (a SIGKILL, a power cut) left the checkpoint --resume takes with
+// its first files in place and the rest in .saving: they are moved in before anything reads it
+// (src/train/save_commit.hpp). The run folder is locked first; a fork's source run is left as it
+// is while another uvit train holds it.
+void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quiet) {
+  const std::string& dir = job.out_dir;
+  const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
+  if (fs::is_directory(dir)) run_lock.take(dir);
+  RunFolderLock source;
+  if (!job.resume_run.empty() && job.resume_run != dir && !source.try_take(job.resume_run)) return;
+  if (!finish_interrupted_save(ckpt) || quiet) return;
+  std::fprintf(stderr,
+               "note: %s held a save cut between its moves: finished it (its last files moved in "
+               "from %s/%s), the checkpoint of step %ld\n",
+               ckpt.c_str(), ckpt.c_str(), kSaveStage, checkpoint_step(ckpt));
+}
 
 // Checks the request against the run before anything is loaded or created. Returns the step the
 // run is at (0 for a new run).
@@ -439,6 +461,9 @@ TrainOutcome run_training(const TrainJob& job) {
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const TrainSettings ts = train_settings(cfg);
   const long target = ts.steps;
+  RunFolderLock run_lock;  // held to the end of the run (its final grid included)
+  if (job.resume && lead) finish_resumed_save(job, run_lock, quiet);
+  if (job.resume) comm.barrier();  // every rank reads the checkpoint once it is whole
   const long at = check_run_dir(job, target);
   const std::string precision = settle_precision(job, quiet);
   if (job.resume && at == target) {
@@ -473,9 +498,7 @@ TrainOutcome run_training(const TrainJob& job) {
   grids.opt.steps = is_flow(cfg) ? kFlowGridSteps : kGridSteps;
   grids.n = grid_count(cfg, job.grid_n > 0 ? job.grid_n : default_grid_images(cfg));
   Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
-  RunFolderLock run_lock;  // held to the end of the run (its final grid included)
   if (job.resume) {
-    if (lead && fs::is_directory(dir)) run_lock.take(dir);
     tr.resume(job.resume_from);
     if (lead && !job.resume_from.empty()) {
       if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's

@@ -14,6 +14,7 @@
 #include "models/param_stage.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
+#include "train/save_commit.hpp"
 #include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
@@ -613,8 +614,7 @@ void Trainer::save_state(const std::string& path, const std::map<std::string, st
       path, infos, [&](size_t i, const ByteSink& sink) { stream_state(i, &sink); }, meta);
 }
 
-void Trainer::check_replicas() {
-  if (comm_->size() == 1) return;
+uint64_t Trainer::weights_hash() {
   const size_t P = net_->num_params();
   // FNV-1a over 64-bit words (an odd count: the last word's upper half zero), through a host
   // buffer of 4 MB, not a copy of the weights.
@@ -627,6 +627,12 @@ void Trainer::check_replicas() {
       be_.download(words.data(), n->params() + at, f * 4);
       for (size_t i = 0; i < w; ++i) h = (h ^ words[i]) * 1099511628211ull;
     }
+  return h;
+}
+
+void Trainer::check_replicas() {
+  if (comm_->size() == 1) return;
+  const uint64_t h = weights_hash();
   std::vector<uint64_t> all(size_t(comm_->size()));
   comm_->allgather_bytes(&h, sizeof h, all.data());
   for (size_t r = 1; r < all.size(); ++r)
@@ -635,14 +641,28 @@ void Trainer::check_replicas() {
                "builds or hardware? docs/distributed.md)");
 }
 
-void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
+std::string Trainer::save_id(const LoaderState& ls) {
+  // The state, not the moment: the same weights, EMA, step and data position give the same id
+  // (a resumed run's files stay byte-identical to an uninterrupted run's), two branches at one
+  // step different ones. The optimizer moments are left out: under ZeRO-1 rank 0 holds a shard.
+  uint64_t h = weights_hash();
+  for (uint64_t v : {uint64_t(step_), ls.seed, uint64_t(ls.epoch), uint64_t(ls.offset)})
+    h = (h ^ v) * 1099511628211ull;
+  char id[17];
+  std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(h));
+  return id;
+}
+
+void Trainer::write_state(const std::string& dir, const LoaderState& ls, const std::string& id) {
   fs::create_directories(dir);
   // The three files (and a snapshot's log copy) are written into DIR/.saving first and moved into
   // DIR only once all are complete (train_state last): a write that fails (a full disk) or dies
-  // leaves the previous checkpoint whole. What remains is the window of the renames (resume's note
-  // below).
-  const fs::path stage = fs::path(dir) / ".saving";
-  fs::remove_all(stage);  // a save that died earlier
+  // leaves the previous checkpoint whole. Each records the save's id, so a cut between the moves
+  // is seen at any step, and finished from .saving (save_commit.hpp).
+  const fs::path stage = fs::path(dir) / kSaveStage;
+  // A save cut between its moves is finished first: if this one fails, DIR holds that one whole.
+  finish_interrupted_save(dir);
+  fs::remove_all(stage);  // a save that died before its moves (DIR holds the one before it)
   fs::create_directories(stage);
   struct Cleanup {
     fs::path p;
@@ -651,8 +671,8 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
       fs::remove_all(p, ec);
     }
   } cleanup{stage};
-  const std::map<std::string, std::string> meta = {{"step", std::to_string(step_count())},
-                                                   {"config", config().config_name}};
+  const std::map<std::string, std::string> meta = {
+      {"step", std::to_string(step_count())}, {"config", config().config_name}, {kSaveIdKey, id}};
   net().save_weights((stage / "nnet.safetensors").string(), meta);
   test_hook_die(comm(), step_count(), "save");
   ema_net().save_weights((stage / "nnet_ema.safetensors").string(), meta);
@@ -677,11 +697,13 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls) {
   if (snapshot && !copy_log) fs::remove(fs::path(dir) / kSnapshotLog);
   {
     const io::SignalHold hold;  // a SIGINT/SIGTERM does not stop the process between the renames
-    for (const char* f :
-         {"nnet.safetensors", "nnet_ema.safetensors", kSnapshotLog, "train_state.safetensors"}) {
+    for (const char* f : kCommitOrder) {
       if (std::strcmp(f, kSnapshotLog) == 0 && !copy_log) continue;
       fs::rename(stage / f, fs::path(dir) / f);
-      if (std::strcmp(f, "nnet.safetensors") == 0) test_hook_die(comm(), step_count(), "rename");
+      // Test hooks (UVIT_TEST_DIE): a death after the first move, of the run's files or a
+      // snapshot's.
+      if (f == kCommitOrder[0])
+        test_hook_die(comm(), step_count(), snapshot ? "snaprename" : "rename");
     }
   }
   io::sync_dir(dir);
@@ -691,19 +713,25 @@ void Trainer::save(bool snapshot) {
   // Not the loader's state now: after a DataError it is inside the step that failed.
   const LoaderState& ls = done_;
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
-    write_state(dir_, ls);
+    const std::string id = save_id(ls);  // the run's files and the snapshot: one state
+    write_state(dir_, ls, id);
     if (snapshot) {
       // The run's own files are written: a failed snapshot (a full disk in ckpts/) says where the
       // run stands. Its folder goes if it is empty (it held no earlier snapshot of this step).
       const fs::path snap = fs::path(dir_) / "ckpts" / std::to_string(step_);
+      // The branches as they are before this snapshot (the run's log read once); once written,
+      // it is of the current branch.
+      const SnapshotBranches was = snapshot_branches(dir_);
+      const auto at_step = [&](const auto& s) { return s.first == step_; };
       // A snapshot of a branch the run went back from, at this step: not deleted unsaid.
-      if (fs::exists(snap / "train_state.safetensors") && !snapshot_is_live(dir_, snap))
+      if (fs::exists(snap / "train_state.safetensors") &&
+          std::any_of(was.stale.begin(), was.stale.end(), at_step))
         std::fprintf(stderr,
                      "note: replacing %s, a snapshot of a branch the run went back from (its log "
                      "rows are in %s/log_dropped.jsonl)\n",
                      snap.c_str(), dir_.c_str());
       try {
-        write_state(snap.string(), ls);
+        write_state(snap.string(), ls, id);
       } catch (const std::exception& e) {
         std::error_code ec;
         fs::remove(snap, ec);
@@ -713,7 +741,9 @@ void Trainer::save(bool snapshot) {
       }
       // train.keep_snapshots counts this branch's snapshots only: one of a branch the run went
       // back from neither takes a place nor is pruned (docs/cli.md "Resume").
-      const auto live = snapshot_branches(dir_).live;
+      auto live = was.live;
+      if (std::none_of(live.begin(), live.end(), at_step)) live.emplace_back(step_, snap);
+      std::sort(live.begin(), live.end());
       for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) fs::remove_all(live[i].second);
     }
   } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
@@ -747,30 +777,55 @@ void Trainer::resume(const std::string& from) {
              st.empty() ? std::string("none") : st[0].name, "...; config ", cfg_.config_name,
              " trains with optimizer.name ", s_.optimizer, ")");
   const long step = std::stol(need("step"));
+  // The weights belong with train_state when their files record its step and its save_id; a
+  // train_state without one (written before save ids) by the step alone.
+  const std::string id = meta.count(kSaveIdKey) ? meta.at(kSaveIdKey) : "";
+  auto id_of = [](const std::map<std::string, std::string>& m) {
+    return m.count(kSaveIdKey) ? m.at(kSaveIdKey) : std::string();
+  };
+  auto belong = [&](std::map<std::string, std::string>& a, std::map<std::string, std::string>& b) {
+    return a["step"] == need("step") && b["step"] == need("step") &&
+           (id.empty() || (id_of(a) == id && id_of(b) == id));
+  };
   // train_state is written last: a save interrupted before it left newer weights beside the
-  // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds.
+  // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds (if it is
+  // of the branch the run's log holds: one of a branch left pairs with another log).
   std::string wdir = src;
   std::map<std::string, std::string> m1 = read_safetensors_metadata(wdir + "/nnet.safetensors"),
                                      m2 = read_safetensors_metadata(wdir + "/nnet_ema.safetensors");
   UVIT_CHECK(!m1.count(kQuantKey) && !m2.count(kQuantKey), wdir,
              ": the weights are quantised; training needs the fp32 weights");
   const std::string snap = src + "/ckpts/" + need("step");
-  if ((m1["step"] != need("step") || m2["step"] != need("step")) &&
-      fs::exists(snap + "/train_state.safetensors")) {
-    wdir = snap;
-    m1 = read_safetensors_metadata(wdir + "/nnet.safetensors");
-    m2 = read_safetensors_metadata(wdir + "/nnet_ema.safetensors");
-    if (comm_->rank() == 0)
-      std::fprintf(stderr,
-                   "note: %s holds an interrupted save; resuming from the complete checkpoint "
-                   "of step %s (%s)\n",
-                   src.c_str(), need("step").c_str(), snap.c_str());
+  if (!belong(m1, m2) && fs::exists(snap + "/train_state.safetensors") &&
+      snapshot_is_live(src, snap)) {
+    auto s1 = read_safetensors_metadata(snap + "/nnet.safetensors"),
+         s2 = read_safetensors_metadata(snap + "/nnet_ema.safetensors");
+    if (belong(s1, s2)) {
+      wdir = snap, m1 = s1, m2 = s2;
+      if (comm_->rank() == 0)
+        std::fprintf(stderr,
+                     "note: %s holds an interrupted save; resuming from the complete checkpoint "
+                     "of step %s (%s)\n",
+                     src.c_str(), need("step").c_str(), snap.c_str());
+    }
   }
   std::error_code ec;
+  const std::string hint =
+      fs::is_empty(src + "/ckpts", ec) || ec ? "" : "; restore from a snapshot in ckpts/";
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?)",
-             fs::is_empty(src + "/ckpts", ec) || ec ? "" : "; restore from a snapshot in ckpts/");
+             hint);
+  // The same step, two saves: a save cut between its moves whose remaining files are gone (its
+  // .saving removed), beside a checkpoint of another branch at that step.
+  UVIT_CHECK(belong(m1, m2), src,
+             ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
+             "different saves of step ",
+             step, " (save_id ", id_of(m1).empty() ? "none" : id_of(m1), ", ",
+             id_of(m2).empty() ? "none" : id_of(m2), ", ", id.empty() ? "none" : id,
+             ": a save cut between its moves, its other files gone); resuming would mix two "
+             "trainings: ",
+             hint.empty() ? "resume another checkpoint of the run" : hint.substr(2));
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into

@@ -55,15 +55,15 @@ if mpi 2 train --out "$tmp/s" --resume --no-grid >"$tmp/out" 2>"$tmp/err" && [ !
 else
   fail "resume after a death inside a save"; cat "$tmp/err"
 fi
-# ... and between the renames, after nnet.safetensors: train_state (renamed last) still says step 2;
-# --resume takes the step-2 weights from their snapshot in ckpts/2.
+# ... and between the renames, after nnet.safetensors: train_state (renamed last) still says step 2,
+# the save's other files are in .saving; --resume finishes the save and continues from step 4.
 UVIT_TEST_DIE=0:4:rename dying 2 "${T[@]}" --out "$tmp/r" --steps 6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 77 ] && grep -q "rank 0: UVIT_TEST_DIE: dying at step 4 (rename)" "$tmp/err" &&
   [ "$(state_step "$tmp/r/nnet.safetensors")" = 4 ] && [ "$(state_step "$tmp/r/train_state.safetensors")" = 2 ] ||
   { fail "death between the renames: rc $rc"; cat "$tmp/err"; }
 if mpi 2 train --out "$tmp/r" --resume --no-grid >"$tmp/out" 2>"$tmp/err" &&
-  grep -q "interrupted save; resuming from the complete checkpoint of step 2" "$tmp/err"; then
+  grep -q "held a save cut between its moves: finished it .*, the checkpoint of step 4$" "$tmp/err"; then
   same_files "$tmp/r" "$tmp/straight" "resumed after a death between the renames vs never failed"
 else
   fail "resume after a death between the renames"; cat "$tmp/err"

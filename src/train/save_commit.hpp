@@ -1,0 +1,30 @@
+// How a checkpoint folder's files are committed (docs/cli.md "Resume", docs/formats.md "Training
+// runs"): a save writes them into DIR/.saving, then moves them into DIR in one order; each file's
+// metadata `save_id` names the saved state, so files of two saves side by side are told apart even
+// at the same step, and a save cut between its moves can be finished from what .saving holds.
+#pragma once
+#include <array>
+#include <filesystem>
+#include <string>
+
+namespace uvit {
+
+inline constexpr const char* kSaveIdKey = "save_id";
+inline constexpr const char* kSaveStage = ".saving";
+// The order of the moves: train_state last (it marks the folder complete), nnet first (a DIR
+// whose nnet has the save_id of .saving's files had its moves started: all of them were written).
+// The log copy is a snapshot's only.
+inline constexpr std::array<const char*, 4> kCommitOrder = {
+    "nnet.safetensors", "nnet_ema.safetensors", "log.jsonl", "train_state.safetensors"};
+
+// The save_id in a checkpoint file's metadata; "" for none (written before save ids, or the file
+// is missing or unreadable).
+std::string save_id_of(const std::filesystem::path& file);
+
+// A save of `dir` cut between its moves (a SIGKILL, an OOM kill, a power cut) left DIR holding its
+// first files and DIR/.saving the rest, all of one save_id: moves those in (roll forward) and
+// returns true. Anything else (no .saving, or one of a save that died before its moves: DIR holds
+// the previous checkpoint whole) is left as it is: false.
+bool finish_interrupted_save(const std::filesystem::path& dir);
+
+}  // namespace uvit

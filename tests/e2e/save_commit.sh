@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# A save cut between its moves (docs/cli.md "Resume"): UVIT_TEST_DIE kills the process after a
+# save moved nnet.safetensors into place and before the rest, at a step where the folder already
+# held another branch's checkpoint of that same step: the run's own files after going back, and a
+# snapshot RUN/ckpts/STEP of the branch left. --resume finishes the save from .saving (the files
+# byte for byte those of a save that was never cut) or, with .saving gone, refuses the mix by its
+# save_id; before save ids, both resumed silently from one training's weights and another's
+# optimizer state.
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+source tests/e2e/data/lib.sh
+
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.save_interval=4 train.log_interval=2
+# dies DIR PHASE: branch B of a copy of A (back to ckpts/4, another learning rate, to step 8 again),
+# killed after the first move of the step-8 save PHASE ("rename": the run's files; "snaprename":
+# its snapshot ckpts/8).
+back=(--steps 8 --set optimizer.lr=0.003 --no-grid -q)
+dies() {
+  cp -r "$tmp/A" "$1"
+  UVIT_TEST_DIE=0:8:$2 "$UVIT" train --out "$1" --resume "$1/ckpts/4" "${back[@]}" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  [ $rc -eq 77 ] && grep -q "UVIT_TEST_DIE: dying at step 8 ($2)" "$tmp/err" ||
+    { fail "$1: the death in the save (rc $rc)"; cat "$tmp/err"; }
+}
+# Branch A: 8 steps (snapshots ckpts/4 and ckpts/8); B: the same branch as dies() trains, uncut.
+run "$UVIT" train --config "$tmp/tiny.json" --batch 4 --seed 5 --no-grid -q --steps 8 --out "$tmp/A"
+cp -r "$tmp/A" "$tmp/B"
+run "$UVIT" train --out "$tmp/B" --resume "$tmp/B/ckpts/4" "${back[@]}"
+cmp -s "$tmp/A/nnet.safetensors" "$tmp/B/nnet.safetensors" && fail "branches A and B are not different trainings"
+for f in nnet nnet_ema train_state; do
+  grep -aq '"save_id":"[0-9a-f]\{16\}"' "$tmp/B/$f.safetensors" || fail "$f.safetensors records no save_id"
+done
+
+# --- the run's own files: nnet of B beside nnet_ema and train_state of A, all of step 8 ---------------
+dies "$tmp/R" rename
+[ -e "$tmp/R/.saving/train_state.safetensors" ] || fail "the cut save left no .saving"
+cp -r "$tmp/R" "$tmp/R2"
+run "$UVIT" train --out "$tmp/R" --resume --no-grid
+grep -q "^note: $tmp/R held a save cut between its moves: finished it (its last files moved in from $tmp/R/.saving), the checkpoint of step 8$" "$tmp/err" ||
+  fail "no line for the finished save: $(cat "$tmp/err")"
+grep -q "already at step 8: nothing to train" "$tmp/err" || fail "resume after the finish: $(cat "$tmp/err")"
+[ -e "$tmp/R/.saving" ] && fail "$tmp/R/.saving left after the finish"
+same_files "$tmp/R" "$tmp/B" "the run's files after a cut save, finished by --resume"
+cp -r "$tmp/B" "$tmp/B10"
+run "$UVIT" train --out "$tmp/B10" --resume --steps 10 --no-grid -q
+run "$UVIT" train --out "$tmp/R" --resume --steps 10 --no-grid -q
+same_files "$tmp/R" "$tmp/B10" "trained on to 10 after the finished save"
+# Without .saving (deleted), the mix is refused; the snapshot ckpts/8 is of branch A (not loaded).
+rm -r "$tmp/R2/.saving"
+expect_error "^uvit: error: $tmp/R2: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different saves of step 8 (save_id [0-9a-f]*, [0-9a-f]*, [0-9a-f]*: a save cut between its moves, its other files gone); resuming would mix two trainings: restore from a snapshot in ckpts/$" \
+  "$UVIT" train --out "$tmp/R2" --resume --steps 10 --no-grid -q
+
+# --- a snapshot of the branch left, replaced at its step: ckpts/8 cut after its nnet ---------------
+dies "$tmp/S" snaprename
+[ -e "$tmp/S/ckpts/8/.saving/train_state.safetensors" ] || fail "the cut snapshot left no .saving"
+same_files "$tmp/S" "$tmp/B" "the run's own files, saved before the cut snapshot"
+cp -r "$tmp/S" "$tmp/S3"
+run "$UVIT" train --out "$tmp/S" --resume "$tmp/S/ckpts/8" --no-grid
+grep -q "^note: $tmp/S/ckpts/8 held a save cut between its moves: finished it" "$tmp/err" ||
+  fail "no line for the finished snapshot: $(cat "$tmp/err")"
+same_files "$tmp/S/ckpts/8" "$tmp/B/ckpts/8" "the snapshot after a cut save, finished by --resume"
+# Its log copy is branch B's, the run's log as the cut save copied it: the snapshot is of the run's
+# branch again.
+cmp -s "$tmp/S/ckpts/8/log.jsonl" "$tmp/S/log.jsonl" || fail "the finished snapshot's log copy is not the run's log"
+# A fork of the cut snapshot finishes it too, and trains on as a fork of the uncut one.
+run "$UVIT" train --out "$tmp/F" --resume "$tmp/S3/ckpts/8" --steps 10 --no-grid -q
+run "$UVIT" train --out "$tmp/Fref" --resume "$tmp/B/ckpts/8" --steps 10 --no-grid -q
+same_files "$tmp/F" "$tmp/Fref" "a fork of a cut snapshot vs of the uncut one"
+# The same cut snapshot made by hand, without .saving (so the check needs no test hook): B's run
+# whose ckpts/8 holds B's nnet beside A's nnet_ema, log copy and train_state. Refused by save_id.
+cp -r "$tmp/B" "$tmp/S2"
+for f in nnet_ema.safetensors log.jsonl train_state.safetensors; do cp "$tmp/A/ckpts/8/$f" "$tmp/S2/ckpts/8/"; done
+expect_error "^uvit: error: $tmp/S2/ckpts/8: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different saves of step 8 (.*); resuming would mix two trainings: resume another checkpoint of the run$" \
+  "$UVIT" train --out "$tmp/S2" --resume "$tmp/S2/ckpts/8" --steps 10 --no-grid -q
+
+# --- at a new step (no mix of one step): the cut save of step 4 is finished, not skipped -----------
+"$PY" tests/e2e/data/tiny_config.py "$tmp/t2.json" train.save_interval=2 train.log_interval=2
+T2=(train --config "$tmp/t2.json" --batch 4 --seed 5 --no-grid -q)
+run "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/straight"
+UVIT_TEST_DIE=0:4:rename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/N" >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 77 ] || fail "the death at step 4: $(cat "$tmp/err")"
+run "$UVIT" train --out "$tmp/N" --resume --no-grid
+grep -q "finished it .*, the checkpoint of step 4$" "$tmp/err" || fail "step 4's cut save: $(cat "$tmp/err")"
+same_files "$tmp/N" "$tmp/straight" "resumed after a cut save of step 4 vs never cut"
+exit $fails
