@@ -144,10 +144,11 @@ class CpuBackend final : public Backend {
   bool bf16_;
 };
 
-// gemm.cpp's kept blocked weights (docs/cpu_bf16.md, "Kept blocked weights"): the act copy of
-// parameters at p, `bytes` long, was (re)written, or (bytes == 0) is being freed; its blocked
-// copies are dropped. The bytes those copies hold now. Whether the bf16-C products take B blocked
-// at all (oneDNN runs AMX here; elsewhere B stays plain and nothing is kept).
+// gemm.cpp's kept blocked weights (docs/kernels.md, "Kept blocked weights"): the act copy of
+// parameters at p (fp32: the parameters), `bytes` long, was (re)written, or (bytes == 0) is being
+// freed; its blocked copies are dropped. The bytes those copies hold now. Whether the bf16-C
+// products take B blocked at all (oneDNN runs AMX here; elsewhere a bf16 B stays plain and is not
+// kept; an fp32 B is reordered, and kept, on every CPU).
 void gemm_weights_written(const void* p, size_t bytes);
 size_t gemm_kept_weight_bytes();
 bool gemm_blocks_weights();
