@@ -137,7 +137,14 @@ bool cpu_has_bf16() {
   return (isa & bf16) == bf16;
 }
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
-std::unique_ptr<Backend> make_cpu_bf16_backend() { return std::make_unique<CpuBackend>(true); }
+// UVIT_KEPT_WEIGHTS_MB is checked here, before any weights are loaded, not at the first product.
+std::unique_ptr<Backend> make_cpu_backend() {
+  gemm_kept_budget();
+  return std::make_unique<CpuBackend>();
+}
+std::unique_ptr<Backend> make_cpu_bf16_backend() {
+  gemm_kept_budget();
+  return std::make_unique<CpuBackend>(true);
+}
 
 }  // namespace uvit

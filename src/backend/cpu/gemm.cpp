@@ -228,10 +228,9 @@ bool in_weights(const MatmulCache& c, const void* p, size_t bytes) {
   return q + bytes <= it->first + it->second;
 }
 
-// The most the kept copies may hold together: UVIT_KEPT_WEIGHTS_MB (MiB; 0 keeps nothing), else
-// an eighth of the memory this process can have (docs/memory.md, "The limit"): DiT-XL/2's fp32
-// weights (2.7 GB) are kept whole from 22 GB on; beyond the budget the rest are reordered per call.
-size_t kept_budget() {
+}  // namespace
+
+size_t gemm_kept_budget() {
   static const size_t budget = [] {
     const char* e = std::getenv("UVIT_KEPT_WEIGHTS_MB");
     if (!e || !*e) return process_mem_limit() / 8;
@@ -243,6 +242,8 @@ size_t kept_budget() {
   }();
   return budget;
 }
+
+namespace {
 
 // Drops kept entry k's copy (its bytes leave the budget's count).
 void drop_copy(MatmulCache& c, MatmulCache::Kept& k) {
@@ -264,7 +265,7 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
     MatmulCache::Kept& k = c.kept[B];
     if (k.src == src && k.layout == e.blocked) {
       const bool fresh = k.mem.empty();
-      if (!fresh || c.kept_bytes + bytes + 64 <= kept_budget()) {
+      if (!fresh || c.kept_bytes + bytes + 64 <= gemm_kept_budget()) {
         if (fresh) {
           k.mem.resize(bytes + 64);
           c.kept_bytes += k.mem.size();
