@@ -26,7 +26,8 @@ cleanup() {  # the map oneDNN wrote for this run (none existed before it)
 }
 trap cleanup EXIT
 OMP_NUM_THREADS=1 ONEDNN_JIT_PROFILE=2 perf record -q -F 499 -o "$data" "$bin" --threads 1 bench \
-  --config "$cfg" --batch "${BATCH:-8}" --mode "$mode" --iters "$iters" --warmup 1 --precision "$prec" \
+  --config "$cfg" --batch "${BATCH:-8}" --mode "$mode" --iters "$iters" --warmup 1 \
+  --precision "$prec" \
   >/dev/null 2>&1
 perf report -i "$data" --stdio --header-only 2>/dev/null | grep -m1 "sample_freq" || true
 echo "samples: $(perf report -i "$data" --stdio 2>/dev/null | awk '/^# Samples:/ {print $3; exit}')"

@@ -26,12 +26,13 @@ for c in cond_p2 dit_p2; do
   done
 done
 for v in abc -1 12x; do
-  if UVIT_KEPT_WEIGHTS_MB=$v "$UVIT" sample -c "$FX/cond_p2.json" -w "$FX/cond_p2.pth" --n 1 --classes all \
-       --npy "$tmp/x.npy" -q 2>"$tmp/err"; then
+  if UVIT_KEPT_WEIGHTS_MB=$v "$UVIT" sample -c "$FX/cond_p2.json" -w "$FX/cond_p2.pth" --n 1 \
+       --classes all --npy "$tmp/x.npy" -q 2>"$tmp/err"; then
     echo "FAIL: UVIT_KEPT_WEIGHTS_MB=$v was accepted"
     exit 1
   fi
-  [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "UVIT_KEPT_WEIGHTS_MB=$v: not a whole number" "$tmp/err" ||
+  [ "$(wc -l <"$tmp/err")" = 1 ] &&
+    grep -q "UVIT_KEPT_WEIGHTS_MB=$v: not a whole number" "$tmp/err" ||
     { echo "FAIL: UVIT_KEPT_WEIGHTS_MB=$v: want one line naming it: $(cat "$tmp/err")"; exit 1; }
 done
 echo "kept_weights: ok"

@@ -153,8 +153,9 @@ void gemm_weights_written(const void* p, size_t bytes);
 size_t gemm_kept_weight_bytes();
 // The most they may hold together: UVIT_KEPT_WEIGHTS_MB (MiB; 0 keeps nothing), else an eighth of
 // the memory this process can have (docs/memory.md, "The limit"), so DiT-XL/2's fp32 weights
-// (2.7 GB) are kept whole from 22 GB on; past it the rest are reordered per call. Read once; a bad
-// value is refused (the CPU backends read it when made).
+// (2.7 GB) are kept whole from 22 GB on; past it (or past 7/8 of that memory with the live
+// buffers) the rest are reordered per call. Read once; a bad value is refused (the CPU backends
+// read it when made).
 size_t gemm_kept_budget();
 bool gemm_blocks_weights();
 

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
@@ -55,8 +56,9 @@ struct MatmulCache {
   std::map<const char*, size_t> weights;
   struct Kept {
     dnnl::memory::desc src, layout;
-    std::vector<char> mem;  // empty until the second use
-    void* data() { return mem.data() + (-reinterpret_cast<uintptr_t>(mem.data()) & 63); }
+    std::unique_ptr<char[]> mem;  // null until the second use; not zeroed: the reorder fills it
+    size_t size = 0;
+    void* data() { return mem.get() + (-reinterpret_cast<uintptr_t>(mem.get()) & 63); }
   };
   std::map<const void*, Kept> kept;
   size_t kept_bytes = 0;
@@ -247,8 +249,17 @@ namespace {
 
 // Drops kept entry k's copy (its bytes leave the budget's count).
 void drop_copy(MatmulCache& c, MatmulCache::Kept& k) {
-  c.kept_bytes -= k.mem.size();
-  std::vector<char>().swap(k.mem);
+  c.kept_bytes -= k.size;
+  k.mem.reset();
+  k.size = 0;
+}
+
+// Whether `bytes` more of kept copies fit: the copies within gemm_kept_budget(), and with the
+// backends' live buffers (docs/memory.md, "What is counted") under 7/8 of the process's memory,
+// so that they only take memory the run's buffers leave free.
+bool kept_fits(const MatmulCache& c, size_t bytes) {
+  const size_t kept = c.kept_bytes + bytes, limit = process_mem_limit();
+  return kept <= gemm_kept_budget() && live_buffer_bytes() + kept <= limit - limit / 8;
 }
 
 // B (memory bm at address B) in the primitive's blocked layout: the kept copy when B is a weight
@@ -264,19 +275,21 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   if (in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)))) {
     MatmulCache::Kept& k = c.kept[B];
     if (k.src == src && k.layout == e.blocked) {
-      const bool fresh = k.mem.empty();
-      if (!fresh || c.kept_bytes + bytes + 64 <= gemm_kept_budget()) {
+      const bool fresh = !k.mem;
+      if (!fresh || kept_fits(c, bytes + 64)) {
         if (fresh) {
-          k.mem.resize(bytes + 64);
-          c.kept_bytes += k.mem.size();
+          k.mem.reset(new char[bytes + 64]);
+          k.size = bytes + 64;
+          c.kept_bytes += k.size;
         }
         dnnl::memory wm(e.blocked, c.engine, k.data());
         if (fresh) e.to_blocked.execute(c.stream, bm, wm);
         return wm;
       }
     } else {
-      drop_copy(c, k);
-      k = MatmulCache::Kept{src, e.blocked, {}};  // first use of these layouts: not kept yet
+      drop_copy(c, k);  // first use of these layouts: noted, not kept yet
+      k.src = src;
+      k.layout = e.blocked;
     }
   }
   if (c.blocked.size() < bytes + 64) c.blocked.resize(bytes + 64);
@@ -362,7 +375,7 @@ void gemm_weights_written(const void* p, size_t bytes) {
   auto w = c.weights.find(q);
   const size_t span = std::max(bytes, w == c.weights.end() ? size_t{0} : w->second);
   const auto lo = c.kept.lower_bound(p), hi = c.kept.lower_bound(q + span);
-  for (auto k = lo; k != hi; ++k) c.kept_bytes -= k->second.mem.size();
+  for (auto k = lo; k != hi; ++k) c.kept_bytes -= k->second.size;
   c.kept.erase(lo, hi);
   if (bytes)
     c.weights[q] = bytes;
