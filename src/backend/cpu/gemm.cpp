@@ -52,7 +52,7 @@ struct MatmulCache {
   // gemm_weights_written after every write; only a B lying inside one is kept. `kept`: per B
   // address, the last (source, blocked) layout pair it was reordered for; the copy is made on the
   // second use of that pair, so a weight used once between two writes (a training step) is never
-  // copied. `kept_bytes`: what the copies hold, at most kept_budget().
+  // copied. `kept_bytes`: what the copies hold, at most gemm_kept_budget().
   std::map<const char*, size_t> weights;
   struct Kept {
     dnnl::memory::desc src, layout;
