@@ -6,7 +6,7 @@
 # Usage: bench/cpu_seconds.sh BINARY...     uvit binaries, alternated per row (old and new)
 #        bench/cpu_seconds.sh torch         the PyTorch 1.13 twin (tests/reference/bench_torch.py)
 # MODES, PRECS and CONFIGS (space-separated) narrow the rows; ITERS_FORWARD and ITERS_TRAIN (I)
-# lengthen the runs where rounds disagree.
+# lengthen the runs where rounds disagree; BATCH (default 8) sets the batch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODES=${MODES:-"forward train"}
@@ -20,10 +20,10 @@ cpu() {  # BIN CONFIG MODE ITERS PREC: CPU seconds of one process
   [ -f "$json" ] || json=configs/$2.json
   if [ "$1" = torch ]; then
     /usr/bin/time -f "%U %S" -o "$tmp" /usr/bin/python3 tests/reference/bench_torch.py --child \
-      --config "$json" --batch 8 --threads 1 --warmup 1 --iters "$4" --mode "$3" \
+      --config "$json" --batch "${BATCH:-8}" --threads 1 --warmup 1 --iters "$4" --mode "$3" \
       --precision "$5" >/dev/null 2>&1
   else
-    /usr/bin/time -f "%U %S" -o "$tmp" "$1" --threads 1 bench --config "$2" --batch 8 \
+    /usr/bin/time -f "%U %S" -o "$tmp" "$1" --threads 1 bench --config "$2" --batch "${BATCH:-8}" \
       --mode "$3" --iters "$4" --warmup 1 --precision "$5" >/dev/null 2>&1
   fi
   awk '{print $1 + $2}' "$tmp"

@@ -4,7 +4,8 @@
 # jit_brgemm_kernel_t, jit_brgemm_matmul_copy_b_f32_t, ... instead of one anonymous [JIT] row),
 # then the samples summed per symbol (docs/benchmarks.md, "AMX Xeon, 2026-12-06 (3)").
 # Usage: bench/profile_step.sh BINARY [CONFIG [MODE [PRECISION [ITERS]]]]
-#        defaults: bench/configs/uvit_s_2_latent.json train fp32 4; batch 8, one warm-up.
+#        defaults: bench/configs/uvit_s_2_latent.json train fp32 4; batch 8 (BATCH=N: another),
+#        one warm-up.
 # Per process, so set-up (random weights: init_random, libm's log/cos/sin) is in the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,8 @@ cleanup() {  # the map oneDNN wrote for this run (none existed before it)
 }
 trap cleanup EXIT
 OMP_NUM_THREADS=1 ONEDNN_JIT_PROFILE=2 perf record -q -F 499 -o "$data" "$bin" --threads 1 bench \
-  --config "$cfg" --batch 8 --mode "$mode" --iters "$iters" --warmup 1 --precision "$prec" \
+  --config "$cfg" --batch "${BATCH:-8}" --mode "$mode" --iters "$iters" --warmup 1 \
+  --precision "$prec" \
   >/dev/null 2>&1
 perf report -i "$data" --stdio --header-only 2>/dev/null | grep -m1 "sample_freq" || true
 echo "samples: $(perf report -i "$data" --stdio 2>/dev/null | awk '/^# Samples:/ {print $3; exit}')"

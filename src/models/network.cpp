@@ -42,7 +42,9 @@ void Network::ensure_params() const {
 
 const float* Network::act_params() {
   ensure_params();
-  if (act_stale_ && act_params_ != params_) be_.params_to_act(params_, act_params_, table_.total());
+  // Also in fp32 (act_params_ == params_: nothing to convert): the backend learns that the weights
+  // were written, and drops what it derived from them (the CPU's kept blocked weights).
+  if (act_stale_) be_.params_to_act(params_, act_params_, table_.total());
   act_stale_ = false;
   return act_params_;
 }
@@ -103,6 +105,7 @@ void Network::grads_ready(const std::string& prefix) const {
 }
 
 void Network::write_params(const ParamFill& fill) {
+  act_stale_ = true;
   ParamStage stage(be_, params_);
   const std::vector<ParamEntry>& es = table_.entries();
   for (size_t i = 0; i < es.size(); ++i)
@@ -111,7 +114,6 @@ void Network::write_params(const ParamFill& fill) {
       fill(i, es[i], p);
     });
   params_set_ = true;
-  act_stale_ = true;
   quant_.reset();
   quantized_from_.clear();
 }
@@ -124,10 +126,10 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
                "needs the fp32 weights");
   ArrayReader r(sd, what);  // the file loader's path (load_reader), from memory
   table_.check(r.tensors(), what);
+  act_stale_ = true;  // before the first write: a load that fails half-way leaves them stale
   ParamStage stage(be_, params_);
   read_params(r, table_, stage);
   params_set_ = true;
-  act_stale_ = true;
   quant_.reset();
   quantized_from_.clear();
   check_loaded();
@@ -166,6 +168,7 @@ void Network::load_file(const std::string& path) { load_reader(*open_weights(pat
 
 void Network::load_reader(TensorReader& r) {
   const std::string& path = r.path();
+  act_stale_ = true;
   ParamStage stage(be_, params_);
   quant_.reset();
   quantized_from_.clear();
@@ -190,7 +193,6 @@ void Network::load_reader(TensorReader& r) {
       stage.write(table_.at(t.name), [&](float* p) { t.dequantize(f, 0, t.in, p); });
     quant_.reset();
   }
-  act_stale_ = true;
   check_loaded();
 }
 

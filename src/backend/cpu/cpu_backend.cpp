@@ -93,8 +93,8 @@ void CpuBackend::to_act(const float* src, float* dst_act, size_t n) {
 }
 
 void CpuBackend::params_to_act(const float* src, float* dst_act, size_t n) {
-  to_act(src, dst_act, n);
-  if (bf16_) gemm_weights_written(dst_act, n * act_bytes());  // only bf16 B are kept blocked
+  if (src != dst_act) to_act(src, dst_act, n);  // fp32: the parameters are their own act copy
+  gemm_weights_written(dst_act, n * act_bytes());
 }
 
 void CpuBackend::from_act(const float* src_act, float* dst, size_t n) {
@@ -137,7 +137,14 @@ bool cpu_has_bf16() {
   return (isa & bf16) == bf16;
 }
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
-std::unique_ptr<Backend> make_cpu_bf16_backend() { return std::make_unique<CpuBackend>(true); }
+// UVIT_KEPT_WEIGHTS_MB is checked here, before any weights are loaded, not at the first product.
+std::unique_ptr<Backend> make_cpu_backend() {
+  gemm_kept_budget();
+  return std::make_unique<CpuBackend>();
+}
+std::unique_ptr<Backend> make_cpu_bf16_backend() {
+  gemm_kept_budget();
+  return std::make_unique<CpuBackend>(true);
+}
 
 }  // namespace uvit

@@ -144,12 +144,19 @@ class CpuBackend final : public Backend {
   bool bf16_;
 };
 
-// gemm.cpp's kept blocked weights (docs/cpu_bf16.md, "Kept blocked weights"): the act copy of
-// parameters at p, `bytes` long, was (re)written, or (bytes == 0) is being freed; its blocked
-// copies are dropped. The bytes those copies hold now. Whether the bf16-C products take B blocked
-// at all (oneDNN runs AMX here; elsewhere B stays plain and nothing is kept).
+// gemm.cpp's kept blocked weights (docs/kernels.md, "Kept blocked weights"): the act copy of
+// parameters at p (fp32: the parameters), `bytes` long, was (re)written, or (bytes == 0) is being
+// freed; its blocked copies are dropped. The bytes those copies hold now. Whether the bf16-C
+// products take B blocked at all (oneDNN runs AMX here; elsewhere a bf16 B stays plain and is not
+// kept; an fp32 B is reordered, and kept, on every CPU).
 void gemm_weights_written(const void* p, size_t bytes);
 size_t gemm_kept_weight_bytes();
+// The most they may hold together: UVIT_KEPT_WEIGHTS_MB (MiB; 0 keeps nothing), else an eighth of
+// the memory this process can have (docs/memory.md, "The limit"), so DiT-XL/2's fp32 weights
+// (2.7 GB) are kept whole from 22 GB on; past it (or past 7/8 of that memory with the live
+// buffers) the rest are reordered per call. Read once; a bad value is refused (the CPU backends
+// read it when made).
+size_t gemm_kept_budget();
 bool gemm_blocks_weights();
 
 // Single-threaded row-major GEMM for use inside OpenMP parallel regions (attention); same

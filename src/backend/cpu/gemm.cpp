@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
@@ -22,6 +24,7 @@
 
 #include "backend/cpu/act.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "core/mem_limit.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -44,19 +47,22 @@ struct MatmulCache {
   std::map<Key, Entry> prims;
   std::vector<char> blocked;  // B in blocked layout, shared: executions are serialised
   std::mutex mu;  // primitives share oneDNN's global scratchpad: one execution at a time
-  // Kept blocked weights (docs/cpu_bf16.md, "Kept blocked weights"). `weights`: the act copies of
-  // network parameters (start -> bytes), registered by gemm_weights_written, their only writer;
-  // only a B lying inside one is kept. `kept`: per B address, the last (source, blocked) layout
-  // pair it was reordered for; the copy is made on the second use of that pair, so a weight used
-  // once between two writes (a training step) is never copied.
+  // Kept blocked weights (docs/kernels.md, "Kept blocked weights"). `weights`: the act copies of
+  // network parameters (start -> bytes; in fp32 the parameters themselves), registered by
+  // gemm_weights_written after every write; only a B lying inside one is kept. `kept`: per B
+  // address, the last (source, blocked) layout pair it was reordered for; the copy is made on the
+  // second use of that pair, so a weight used once between two writes (a training step) is never
+  // copied. `kept_bytes`: what the copies hold, at most gemm_kept_budget().
   std::map<const char*, size_t> weights;
   struct Kept {
     dnnl::memory::desc src, layout;
-    std::vector<char> mem;  // empty until the second use
-    void* data() { return mem.data() + (-reinterpret_cast<uintptr_t>(mem.data()) & 63); }
+    std::unique_ptr<char[]> mem;  // null until the second use; not zeroed: the reorder fills it
+    size_t size = 0;
+    void* data() { return mem.get() + (-reinterpret_cast<uintptr_t>(mem.get()) & 63); }
   };
   std::map<const void*, Kept> kept;
-  std::atomic<bool> any_weights{false};  // lets free_bytes skip the lock in fp32 mode
+  size_t kept_bytes = 0;
+  std::atomic<bool> any_weights{false};  // lets free_bytes skip the lock without networks
 };
 
 MatmulCache& cache() {
@@ -224,9 +230,43 @@ bool in_weights(const MatmulCache& c, const void* p, size_t bytes) {
   return q + bytes <= it->first + it->second;
 }
 
+}  // namespace
+
+size_t gemm_kept_budget() {
+  static const size_t budget = [] {
+    const char* e = std::getenv("UVIT_KEPT_WEIGHTS_MB");
+    if (!e || !*e) return process_mem_limit() / 8;
+    char* end = nullptr;
+    const unsigned long long mb = std::strtoull(e, &end, 10);
+    UVIT_CHECK(*end == 0 && e[0] != '-' && mb < (1ull << 40), "UVIT_KEPT_WEIGHTS_MB=", e,
+               ": not a whole number of MiB (0 keeps no blocked weights)");
+    return size_t(mb) << 20;
+  }();
+  return budget;
+}
+
+namespace {
+
+// Drops kept entry k's copy (its bytes leave the budget's count).
+void drop_copy(MatmulCache& c, MatmulCache::Kept& k) {
+  c.kept_bytes -= k.size;
+  k.mem.reset();
+  k.size = 0;
+}
+
+// Whether `bytes` more of kept copies fit: the copies within gemm_kept_budget(), and with the
+// backends' live buffers (docs/memory.md, "What is counted") under 7/8 of the process's memory,
+// so that they only take memory the run's buffers leave free.
+bool kept_fits(const MatmulCache& c, size_t bytes) {
+  const size_t kept = c.kept_bytes + bytes, limit = process_mem_limit();
+  return kept <= gemm_kept_budget() && live_buffer_bytes() + kept <= limit - limit / 8;
+}
+
 // B (memory bm at address B) in the primitive's blocked layout: the kept copy when B is a weight
 // reordered before for the same layouts since its last write, else reordered now (into a kept
-// copy on the second use, otherwise into the shared buffer). Caller holds c.mu.
+// copy on the second use while the budget allows, otherwise into the shared buffer). The same
+// reorder into the same layout either way, so the product's bits do not depend on which. Caller
+// holds c.mu.
 dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry& e, dnnl::memory bm,
                        const void* B) {
   const Stored sb = stored_b(key);
@@ -235,13 +275,22 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   if (in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)))) {
     MatmulCache::Kept& k = c.kept[B];
     if (k.src == src && k.layout == e.blocked) {
-      const bool fresh = k.mem.empty();
-      if (fresh) k.mem.resize(bytes + 64);
-      dnnl::memory wm(e.blocked, c.engine, k.data());
-      if (fresh) e.to_blocked.execute(c.stream, bm, wm);
-      return wm;
+      const bool fresh = !k.mem;
+      if (!fresh || kept_fits(c, bytes + 64)) {
+        if (fresh) {
+          k.mem.reset(new char[bytes + 64]);
+          k.size = bytes + 64;
+          c.kept_bytes += k.size;
+        }
+        dnnl::memory wm(e.blocked, c.engine, k.data());
+        if (fresh) e.to_blocked.execute(c.stream, bm, wm);
+        return wm;
+      }
+    } else {
+      drop_copy(c, k);  // first use of these layouts: noted, not kept yet
+      k.src = src;
+      k.layout = e.blocked;
     }
-    k = MatmulCache::Kept{src, e.blocked, {}};  // first use of these layouts: not kept yet
   }
   if (c.blocked.size() < bytes + 64) c.blocked.resize(bytes + 64);
   void* p = c.blocked.data() + (-reinterpret_cast<uintptr_t>(c.blocked.data()) & 63);
@@ -325,7 +374,9 @@ void gemm_weights_written(const void* p, size_t bytes) {
   const char* q = static_cast<const char*>(p);
   auto w = c.weights.find(q);
   const size_t span = std::max(bytes, w == c.weights.end() ? size_t{0} : w->second);
-  c.kept.erase(c.kept.lower_bound(p), c.kept.lower_bound(q + span));
+  const auto lo = c.kept.lower_bound(p), hi = c.kept.lower_bound(q + span);
+  for (auto k = lo; k != hi; ++k) c.kept_bytes -= k->second.size;
+  c.kept.erase(lo, hi);
   if (bytes)
     c.weights[q] = bytes;
   else if (w != c.weights.end())
@@ -336,9 +387,7 @@ void gemm_weights_written(const void* p, size_t bytes) {
 size_t gemm_kept_weight_bytes() {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  size_t n = 0;
-  for (const auto& [b, k] : c.kept) n += k.mem.size();
-  return n;
+  return c.kept_bytes;
 }
 
 void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
