@@ -3,13 +3,16 @@
 
 #include <openssl/evp.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "uvit/error.hpp"
 
@@ -158,7 +161,25 @@ std::vector<std::pair<std::string, std::string>> parse_a1111_parameters(const st
   return out;
 }
 
+namespace {
+
+// UVIT_TEST_HASH_PAUSE=FILE: before the process's first file_sha256, FILE is created and the
+// hash waits (at most 120 s) until it is removed, so that tests/e2e/hash_once.sh can replace the
+// weights between their load and their hash.
+void test_hook_hash_pause() {
+  static bool done = false;
+  const char* f = std::getenv("UVIT_TEST_HASH_PAUSE");
+  if (done || !f || !*f) return;
+  done = true;
+  std::ofstream(f) << "paused\n";
+  for (int i = 0; i < 12000 && std::filesystem::exists(f); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+}  // namespace
+
 std::string file_sha256(const std::string& path) {
+  test_hook_hash_pause();
   std::ifstream f(path, std::ios::binary);
   UVIT_CHECK(f.good(), path, ": cannot open");
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
