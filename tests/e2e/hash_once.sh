@@ -61,8 +61,8 @@ rm -rf "$tmp/ev.npz.parts"
 paused 'rm "$W"' "${E[@]}"
 refused "eval, weights removed between load and hash" "$W"
 restore
-# Unchanged, the pause is harmless: the manifest records the file loaded.
-rm -rf "$tmp/ev.npz.parts"
+# Run again as the refusal says (its empty OUT.parts kept), unchanged: the manifest records the
+# file loaded (the pause is harmless).
 paused ':' "${E[@]}"
 [ $rc -eq 0 ] && grep -q "\"weights_sha256\": \"$sha1\"" "$m" &&
   echo "ok: eval with the file unchanged records $sha1" ||
@@ -77,6 +77,10 @@ refused "train --init, weights replaced between load and hash" "$W"
   grep -q "\"init_weights_sha256\": \"$sha1\"" "$tmp/ft/config.json" ||
   fail "train --init recorded $(grep init_weights_sha256 "$tmp/ft/config.json") for $sha1"
 restore
+run "$UVIT" "${T[@]}" train --config fmnist_uvit_tiny --init "$W" --out "$tmp/ft" --steps 1 \
+  --batch 2 --no-grid -q
+grep -q "\"init_weights_sha256\": \"$sha1\"" "$tmp/ft/config.json" &&
+  echo "ok: train --init run again records $sha1" || fail "train --init run again: $(cat "$tmp/err")"
 
 # --- extract-features: the feature folder's manifest -------------------------------------------
 tiny_kl_f8 "$tmp/ae.json" 0.18215
