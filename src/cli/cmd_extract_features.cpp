@@ -394,10 +394,11 @@ void extract_fit(const Opts& o) {
                  granularity, o.out.c_str(), files.size() - todo.size() - small, small,
                  o.min_tokens);
   make_dir(o.out);
-  check_feature_manifest(o, "fit", files.size() - todo.size() - small);
+  // Loaded before the manifest's hash, which so describes the file loaded (file_sha256).
   const Autoencoder ae =
       Autoencoder::load(o.weights, cfg, o.device, o.precision, AutoencoderUse::encode);
   print_skipped(ae, o.weights, o.quiet);
+  check_feature_manifest(o, "fit", files.size() - todo.size() - small);
   const auto& lut = data::totensor_normalize_lut();
   // One image and its mirror image per batch: sizes differ between images.
   const auto load = [&](size_t first, int) {

@@ -77,6 +77,13 @@ SignalHold::~SignalHold() {
   if (sig) raise_here(sig);  // this thread may block it (route_signals_to_one_thread)
 }
 
+namespace {
+FileId file_id(const struct stat& st) {
+  return {uint64_t(st.st_dev), uint64_t(st.st_ino), uint64_t(st.st_size),
+          int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+}  // namespace
+
 InFile::InFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) {
@@ -96,10 +103,17 @@ InFile::InFile(const std::string& path) : path_(path) {
     fail(path, ": is a directory");
   }
   size_ = static_cast<uint64_t>(st.st_size);
+  id_ = file_id(st);
+}
+
+FileId InFile::id_now() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) fail(path_, ": cannot stat: ", errno_str());
+  return file_id(st);
 }
 
 InFile::InFile(InFile&& o) noexcept
-    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), size_(o.size_) {}
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), size_(o.size_), id_(o.id_) {}
 
 InFile::~InFile() {
   if (fd_ >= 0) ::close(fd_);

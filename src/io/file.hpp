@@ -9,6 +9,14 @@ namespace uvit::io {
 
 class DirectWriter;  // io/direct_write.hpp
 
+// What a path named at an open: the same identity is the same bytes unless the file was written
+// in place within the modification time's resolution (nanoseconds on ext4, xfs, tmpfs, overlayfs).
+struct FileId {
+  uint64_t dev = 0, ino = 0, size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileId&) const = default;
+};
+
 // A read-only file with positional, bounds-checked reads (every short read is an Error).
 class InFile {
  public:
@@ -21,6 +29,9 @@ class InFile {
 
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
+  // The file's identity at the open, and now (fstat of the open descriptor).
+  const FileId& id() const { return id_; }
+  FileId id_now() const;
   // Reads exactly n bytes at offset; `what` names the part for the error message.
   void read(uint64_t offset, void* dst, size_t n, const char* what = "data") const;
 
@@ -28,6 +39,7 @@ class InFile {
   std::string path_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  FileId id_;
 };
 
 // Holds SIGINT and SIGTERM while it lives: one that arrives is raised again when the last hold

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "io/file.hpp"
+#include "io/loaded_weights.hpp"
 #include "io/readers.hpp"
 #include "io/torch_storages.hpp"
 #include "io/zip.hpp"
@@ -679,6 +680,7 @@ class PthReader : public TensorReader {
  public:
   explicit PthReader(const std::string& path) : z_(open_checked(path)) {
     path_ = path;
+    io::note_loaded(path, z_.file().id());
     // The archive's single top folder holds data.pkl; its name varies ("archive", the file stem).
     for (const zip::Entry& e : z_.entries()) {
       size_t slash = e.name.find('/');

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "io/file.hpp"
+#include "io/loaded_weights.hpp"
 #include "io/readers.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -194,6 +195,7 @@ class SafetensorsReader : public TensorReader {
     path_ = path;
     specs_ = read_specs(f_, path, &metadata_, &data_at_);
     for (const Spec& s : specs_) tensors_.push_back({s.name, s.dtype, s.shape});
+    io::note_loaded(path, f_.id());
   }
   void read(size_t i, void* dst) override {
     const Spec& s = specs_.at(i);

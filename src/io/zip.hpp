@@ -29,6 +29,7 @@ class Reader {
   explicit Reader(io::InFile file);
 
   const std::string& path() const { return file_.path(); }
+  const io::InFile& file() const { return file_; }
   const std::vector<Entry>& entries() const { return entries_; }
   const Entry* find(const std::string& name) const;  // nullptr if absent
 

@@ -3,14 +3,21 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <sstream>
+#include <thread>
 
+#include "io/file.hpp"
+#include "io/loaded_weights.hpp"
 #include "uvit/error.hpp"
 
 namespace uvit {
@@ -158,18 +165,51 @@ std::vector<std::pair<std::string, std::string>> parse_a1111_parameters(const st
   return out;
 }
 
+namespace {
+
+// UVIT_TEST_HASH_PAUSE=FILE: before the process's first file_sha256, FILE is created and the
+// hash waits (at most 120 s) until it is removed, so that tests/e2e/hash_once.sh can replace the
+// weights between their load and their hash.
+void test_hook_hash_pause() {
+  static bool done = false;
+  const char* f = std::getenv("UVIT_TEST_HASH_PAUSE");
+  if (done || !f || !*f) return;
+  done = true;
+  std::ofstream(f) << "paused\n";
+  for (int i = 0; i < 12000 && std::filesystem::exists(f); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+}  // namespace
+
+// The bytes hashed are those a reader of this process loaded from `path` (io/loaded_weights.hpp):
+// the file open here must be the one the load opened (device, inode, size, modification time),
+// before and after the hash, else the path names other weights by now and the hash is refused.
+// One open and one read, as before; the identity costs two fstat calls.
 std::string file_sha256(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  UVIT_CHECK(f.good(), path, ": cannot open");
+  test_hook_hash_pause();
+  const std::optional<io::FileId> loaded = io::loaded_as(path);
+  const auto changed = [&] {
+    fail(path, " changed while it was read (a training run saving it?); run again");
+  };
+  std::optional<io::InFile> f;
+  try {
+    f.emplace(path);
+  } catch (const Error&) {
+    if (loaded) changed();  // loaded, then removed (a snapshot pruned) or made unreadable
+    throw;
+  }
+  if (loaded && f->id() != *loaded) changed();
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   UVIT_CHECK(ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1,
              "sha256: OpenSSL failed to initialise");
   std::vector<char> buf(1 << 20);
-  while (f) {
-    f.read(buf.data(), std::streamsize(buf.size()));
-    if (f.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), size_t(f.gcount()));
+  for (uint64_t at = 0; at < f->size(); at += buf.size()) {
+    const size_t n = size_t(std::min<uint64_t>(buf.size(), f->size() - at));
+    f->read(at, buf.data(), n, "data");
+    EVP_DigestUpdate(ctx.get(), buf.data(), n);
   }
-  UVIT_CHECK(f.eof(), path, ": read error");
+  if (f->id_now() != f->id()) changed();  // written in place while hashed
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);

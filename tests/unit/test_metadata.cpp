@@ -3,6 +3,7 @@
 // SHA-256 against published vectors, class name lookup and A1111 sampler spellings.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +11,7 @@
 #include "uvit/class_names.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
+#include "uvit/io.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/pipeline.hpp"
 
@@ -146,6 +148,42 @@ TEST(Metadata, Sha256MatchesPublishedVectors) {
   EXPECT_EQ(sha(std::string(1000000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   EXPECT_THROW(file_sha256(tmp / "missing"), Error);
+}
+
+// The hash describes the file a reader loaded, or is refused (docs/evaluation.md, "The weights'
+// SHA-256"): a file renamed over the path after the load (a training run's save), removed, or
+// written in place.
+TEST(Metadata, Sha256IsOfTheWeightsLoaded) {
+  uvit_test::TempDir tmp("uvit_sha_loaded");
+  const std::string w = tmp / "w.safetensors";
+  const auto save = [&](const std::string& path, float v) {
+    const float x[3] = {v, 0, 0};
+    save_safetensors(path, {{"x", Array::from_f32({3}, x)}});
+  };
+  const auto refused = [&](const std::string& path) {
+    try {
+      file_sha256(path);
+    } catch (const Error& e) {
+      return std::string(e.what()) ==
+             path + " changed while it was read (a training run saving it?); run again";
+    }
+    return false;
+  };
+  save(w, 1);
+  const std::string a = file_sha256(w);  // never loaded: hashed as it is
+  open_weights(w);
+  EXPECT_EQ(file_sha256(w), a);
+  save(tmp / "next.safetensors", 2);
+  std::filesystem::rename(tmp / "next.safetensors", w);
+  EXPECT_TRUE(refused(w));
+  open_weights(w);  // loaded again: the new file's hash
+  EXPECT_NE(file_sha256(w), a);
+  std::filesystem::remove(w);
+  EXPECT_TRUE(refused(w));
+  save(w, 3);
+  open_weights(w);
+  std::ofstream(w, std::ios::binary | std::ios::app) << "more";  // the same inode, longer
+  EXPECT_TRUE(refused(w));
 }
 
 TEST(ClassNames, LookupByIdNameAndSynonym) {

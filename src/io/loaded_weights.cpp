@@ -1,0 +1,40 @@
+// The weights files read in this process: path (absolute, normalised) -> identity at the open.
+#include "io/loaded_weights.hpp"
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+namespace uvit::io {
+
+namespace {
+
+std::mutex g_mu;
+// One entry per weights path the process reads (a few: the model, its autoencoder, encoders).
+std::map<std::string, FileId> g_loaded;
+
+// Lexical, not canonical: a symlink re-pointed between the load and the hash is the same key, and
+// the identities differ.
+std::string key(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path a = std::filesystem::absolute(path, ec);
+  return (ec ? std::filesystem::path(path) : a).lexically_normal().string();
+}
+
+}  // namespace
+
+void note_loaded(const std::string& path, const FileId& id) {
+  const std::string k = key(path);
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_loaded[k] = id;
+}
+
+std::optional<FileId> loaded_as(const std::string& path) {
+  const std::string k = key(path);
+  std::lock_guard<std::mutex> lock(g_mu);
+  const auto it = g_loaded.find(k);
+  if (it == g_loaded.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace uvit::io
