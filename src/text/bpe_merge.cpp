@@ -28,16 +28,17 @@ bool later(const Candidate& a, const Candidate& b) {
 std::vector<int> bpe_merge(std::vector<int> sym, const BpeMerges& merges) {
   const int n = int(sym.size());
   if (n < 2) return sym;
-  // Live symbols form a list over their original indices; a merge keeps the left index.
-  const size_t count = sym.size();
-  std::vector<int> next(count), prev(count), pass_of(count, -1);
-  for (int i = 0; i < n; ++i) {
-    next[size_t(i)] = i + 1 < n ? i + 1 : -1;
-    prev[size_t(i)] = i - 1;
-  }
+  // Live symbols form a list over their original indices; a merge keeps the left index. prev is -2
+  // for a consumed symbol; pass: the last pass that merged into the symbol.
+  struct Node {
+    int prev, next, pass;
+  };
+  std::vector<Node> node(sym.size());
+  for (int i = 0; i < n; ++i) node[size_t(i)] = {i - 1, i + 1 < n ? i + 1 : -1, -1};
   std::vector<Candidate> heap;
+  heap.reserve(sym.size());
   auto candidate = [&](int p) {
-    int q = next[size_t(p)];
+    int q = node[size_t(p)].next;
     if (q < 0) return false;
     auto it = merges.find(bpe_pair_key(sym[size_t(p)], sym[size_t(q)]));
     if (it == merges.end()) return false;
@@ -47,42 +48,41 @@ std::vector<int> bpe_merge(std::vector<int> sym, const BpeMerges& merges) {
   for (int i = 0; i + 1 < n; ++i) candidate(i);
   std::make_heap(heap.begin(), heap.end(), later);
 
-  std::vector<Candidate> batch;
   std::vector<int> merged_at;
   for (int pass = 0; !heap.empty(); ++pass) {
+    // Pop this rank's entries (left to right) and merge those still current; nothing is pushed
+    // until the pass ends.
     const int rank = heap.front().rank;
-    batch.clear();
+    merged_at.clear();
     while (!heap.empty() && heap.front().rank == rank) {
       std::pop_heap(heap.begin(), heap.end(), later);
-      batch.push_back(heap.back());
+      const Candidate c = heap.back();
       heap.pop_back();
-    }
-    merged_at.clear();
-    for (const Candidate& c : batch) {
-      const int p = c.pos, q = next[size_t(p)];
-      // A consumed symbol has prev == -2; a changed one no longer matches the pair.
-      if (prev[size_t(p)] == -2 || q < 0 || sym[size_t(p)] != c.left || sym[size_t(q)] != c.right)
+      Node& a = node[size_t(c.pos)];
+      const int q = a.next;
+      if (a.prev == -2 || q < 0 || sym[size_t(c.pos)] != c.left || sym[size_t(q)] != c.right)
         continue;
-      sym[size_t(p)] = c.merged;
-      next[size_t(p)] = next[size_t(q)];
-      if (next[size_t(q)] >= 0) prev[size_t(next[size_t(q)])] = p;
-      prev[size_t(q)] = -2;
-      pass_of[size_t(p)] = pass;
-      merged_at.push_back(p);
+      sym[size_t(c.pos)] = c.merged;
+      a.next = node[size_t(q)].next;
+      if (a.next >= 0) node[size_t(a.next)].prev = c.pos;
+      node[size_t(q)].prev = -2;
+      a.pass = pass;
+      merged_at.push_back(c.pos);
     }
     // The pairs this pass made: (p, next) for each merged p, and (prev, p) unless prev merged too
     // (its own (p', next) entry is that pair).
     for (int p : merged_at) {
-      bool pushed = candidate(p);
-      if (pushed) std::push_heap(heap.begin(), heap.end(), later);
-      int l = prev[size_t(p)];
-      if (l >= 0 && pass_of[size_t(l)] != pass && candidate(l))
+      if (candidate(p)) std::push_heap(heap.begin(), heap.end(), later);
+      const int l = node[size_t(p)].prev;
+      if (l >= 0 && node[size_t(l)].pass != pass && candidate(l))
         std::push_heap(heap.begin(), heap.end(), later);
     }
   }
-  std::vector<int> out;
-  for (int p = 0; p >= 0; p = next[size_t(p)]) out.push_back(sym[size_t(p)]);
-  return out;
+  // Compact in place: live indices increase, so each lands at or before its own index.
+  size_t k = 0;
+  for (int p = 0; p >= 0; p = node[size_t(p)].next) sym[k++] = sym[size_t(p)];
+  sym.resize(k);
+  return sym;
 }
 
 }  // namespace uvit
