@@ -3,79 +3,20 @@
 // "lowest rank first, as soon as it appears", thousands of random tables over 2-4 letters, and the
 // real vocabulary on long random words through ClipTokenizer::encode.
 #include <gtest/gtest.h>
-#include <zlib.h>
 
-#include <limits>
-#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bpe_reference.hpp"
 #include "text/bpe_merge.hpp"
 #include "uvit/clip.hpp"
 
 using namespace uvit;
+using uvit_test::reference_bpe;
+using uvit_test::Table;
 
 namespace {
-
-// CLIP's bpe() as the official code (and uvit.cpp before bpe_merge) runs it: each pass finds the
-// lowest-ranked adjacent pair, then merges all its occurrences left to right, without overlap.
-std::vector<int> reference_bpe(std::vector<int> w, const BpeMerges& merges) {
-  while (w.size() > 1) {
-    int best = std::numeric_limits<int>::max(), merged = -1;
-    uint64_t key = 0;
-    for (size_t i = 0; i + 1 < w.size(); ++i) {
-      auto it = merges.find(bpe_pair_key(w[i], w[i + 1]));
-      if (it != merges.end() && it->second.first < best) {
-        best = it->second.first;
-        merged = it->second.second;
-        key = it->first;
-      }
-    }
-    if (merged < 0) break;
-    std::vector<int> nw;
-    for (size_t i = 0; i < w.size(); ++i) {
-      if (i + 1 < w.size() && bpe_pair_key(w[i], w[i + 1]) == key) {
-        nw.push_back(merged);
-        ++i;
-      } else {
-        nw.push_back(w[i]);
-      }
-    }
-    w.swap(nw);
-  }
-  return w;
-}
-
-// A vocabulary of strings with ids in order of first appearance, and merges over it the way
-// ClipTokenizer::build makes them (a repeated pair keeps its later rank).
-struct Table {
-  std::map<std::string, int> ids;
-  std::vector<std::string> strings;
-  BpeMerges merges;
-  int rank = 0;
-
-  int id(const std::string& s) {
-    auto [it, added] = ids.insert({s, int(strings.size())});
-    if (added) strings.push_back(s);
-    return it->second;
-  }
-  void merge(const std::string& a, const std::string& b) {
-    merges[bpe_pair_key(id(a), id(b))] = {rank++, id(a + b)};
-  }
-  // A word's symbols: one per letter, the last one carrying the word end.
-  std::vector<int> word(const std::string& w) {
-    std::vector<int> v;
-    for (size_t i = 0; i < w.size(); ++i)
-      v.push_back(id(std::string(1, w[i]) + (i + 1 == w.size() ? "</w>" : "")));
-    return v;
-  }
-  std::vector<std::string> spell(const std::vector<int>& ids_) const {
-    std::vector<std::string> v;
-    for (int i : ids_) v.push_back(strings[size_t(i)]);
-    return v;
-  }
-};
 
 using Strings = std::vector<std::string>;
 
@@ -168,24 +109,9 @@ TEST(BpeMerge, RandomTablesMatchReference) {
 TEST(BpeMerge, RealVocabularyLongWords) {
   const std::string path =
       std::string(UVIT_TEST_SOURCE) + "/../data/clip/bpe_simple_vocab_16e6.txt.gz";
-  gzFile f = gzopen(path.c_str(), "rb");
-  ASSERT_NE(f, nullptr) << path;
-  std::string text;
-  char buf[1 << 16];
-  for (int n; (n = gzread(f, buf, sizeof buf)) > 0;) text.append(buf, size_t(n));
-  gzclose(f);
   ClipTokenizer tok = ClipTokenizer::from_bpe_file(path);
-
-  Table t;
-  for (int i = 0; i < 512; ++i) t.id(tok.token(i));  // bytes, then bytes</w>: ids 0..511
-  size_t pos = text.find('\n') + 1;                  // skip "#version"
-  for (int r = 0; r < 48894; ++r) {
-    size_t nl = text.find('\n', pos), sp = text.find(' ', pos);
-    std::string a = text.substr(pos, sp - pos), b = text.substr(sp + 1, nl - sp - 1);
-    pos = nl + 1;
-    t.merge(a, b);
-    ASSERT_EQ(t.ids[a + b], 512 + r) << a << " " << b;
-  }
+  Table t = uvit_test::real_table(path, tok);
+  ASSERT_EQ(t.strings.size(), 512u + 48894u) << "each merge makes a new string";
 
   std::mt19937 rng(7);
   const std::vector<std::string> alphabets = {
