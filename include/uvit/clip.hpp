@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -62,7 +63,8 @@ class ClipTokenizer {
 
   std::vector<std::string> tokens_;                 // id -> string
   std::map<std::string, int> ids_;                  // string -> id
-  std::map<uint64_t, std::pair<int, int>> merges_;  // (left id, right id) -> (rank, merged id)
+  // (left id, right id) -> (rank, merged id): text/bpe_merge.hpp's BpeMerges.
+  std::unordered_map<uint64_t, std::pair<int, int>> merges_;
   int byte_id_[256] = {};                           // byte -> id of its unicode symbol
   int start_ = 0, end_ = 0;
 };

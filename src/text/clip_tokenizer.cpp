@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
+#include "text/bpe_merge.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -107,8 +107,6 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
   return m;
 }
 
-uint64_t pair_key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
-
 }  // namespace
 
 std::string clip_vocab_path(const std::string& given) {
@@ -140,7 +138,7 @@ void ClipTokenizer::build(std::vector<std::string> tokens,
   merges_.clear();
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& [a, b] = merges[r];
-    uint64_t k = pair_key(id_of(a, "merge part"), id_of(b, "merge part"));
+    uint64_t k = bpe_pair_key(id_of(a, "merge part"), id_of(b, "merge part"));
     merges_[k] = {int(r), id_of(a + b, "merge result")};  // a repeated pair: the later rank wins
   }
   start_ = id_of(kStart, "special token");
@@ -217,32 +215,7 @@ std::vector<int> ClipTokenizer::bpe(const std::string& word) const {
   for (unsigned char b : word) w.push_back(byte_id_[b]);
   // The last symbol carries the word end.
   w.back() = ids_.at(tokens_[size_t(w.back())] + "</w>");
-  while (w.size() > 1) {
-    int best = std::numeric_limits<int>::max(), merged = -1;
-    uint64_t key = 0;
-    for (size_t i = 0; i + 1 < w.size(); ++i) {
-      auto it = merges_.find(pair_key(w[i], w[i + 1]));
-      if (it != merges_.end() && it->second.first < best) {
-        best = it->second.first;
-        merged = it->second.second;
-        key = it->first;
-      }
-    }
-    if (merged < 0) break;
-    // Merge every occurrence of the best pair, left to right, non-overlapping.
-    std::vector<int> nw;
-    nw.reserve(w.size());
-    for (size_t i = 0; i < w.size(); ++i) {
-      if (i + 1 < w.size() && pair_key(w[i], w[i + 1]) == key) {
-        nw.push_back(merged);
-        ++i;
-      } else {
-        nw.push_back(w[i]);
-      }
-    }
-    w.swap(nw);
-  }
-  return w;
+  return bpe_merge(std::move(w), merges_);
 }
 
 std::vector<int> ClipTokenizer::encode(const std::string& text) const {
