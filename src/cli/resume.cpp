@@ -1,9 +1,9 @@
 #include "cli/resume.hpp"
 
-#include <algorithm>
 #include <filesystem>
 #include <string>
 
+#include "train/save_commit.hpp"
 #include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/train.hpp"
@@ -13,7 +13,11 @@ namespace fs = std::filesystem;
 namespace uvit::cli {
 
 namespace {
-bool has_checkpoint(const fs::path& d) { return fs::exists(d / "train_state.safetensors"); }
+// A checkpoint holds train_state (written last), or will once --resume finishes the save cut
+// between its moves that it holds (train_loop.cpp, before anything is read).
+bool has_checkpoint(const fs::path& d) {
+  return fs::exists(d / "train_state.safetensors") || interrupted_save_pending(d);
+}
 
 bool same_folder(const fs::path& a, const fs::path& b) {
   std::error_code ec;
@@ -21,14 +25,10 @@ bool same_folder(const fs::path& a, const fs::path& b) {
 }
 
 // What to resume from instead, for a run folder whose own train_state is missing (a save cut
-// short, a file deleted): its newest snapshot that holds one ("" if none).
+// short, a file deleted): "; " and its newest complete snapshot ("" if none).
 std::string newest_complete_snapshot(const fs::path& run) {
-  const auto snaps = snapshot_folders(run);
-  const auto newest = std::find_if(snaps.rbegin(), snaps.rend(),
-                                   [](const auto& s) { return has_checkpoint(s.second); });
-  if (newest == snaps.rend()) return "";
-  const std::string p = newest->second.string();
-  return "; its newest complete snapshot is " + p + ": --resume " + p;
+  const std::string hint = newest_snapshot_hint(run);
+  return hint.empty() ? "" : "; " + hint;
 }
 
 std::string started_from(const TrainSettings& s) {

@@ -532,9 +532,11 @@ fs::path find_preset(const std::string& name) {
   return {};
 }
 
-// The preset a training run's checkpoints record ("" when `dir` holds none).
+// The preset a training run's checkpoints record ("" when `dir` holds none). nnet is read last:
+// a run whose first save was cut between its moves holds only it until --resume finishes the save
+// (src/train/save_commit.hpp), and its config is loaded before.
 std::string recorded_config_name(const fs::path& dir) {
-  for (const char* f : {"train_state.safetensors", "nnet_ema.safetensors"}) {
+  for (const char* f : {"train_state.safetensors", "nnet_ema.safetensors", "nnet.safetensors"}) {
     std::error_code ec;
     if (!fs::exists(dir / f, ec)) continue;
     try {

@@ -21,7 +21,7 @@ std::string save_id_of(const fs::path& file) {
   }
 }
 
-bool finish_interrupted_save(const fs::path& dir) {
+bool interrupted_save_pending(const fs::path& dir) {
   const fs::path stage = dir / kSaveStage;
   std::error_code ec;
   // Moves started (nnet is out of .saving and in DIR with the stage's id) and not finished
@@ -34,6 +34,13 @@ bool finish_interrupted_save(const fs::path& dir) {
     if (fs::path(f).extension() == ".safetensors" && fs::exists(stage / f, ec) &&
         save_id_of(stage / f) != id)
       return false;
+  return true;
+}
+
+bool finish_interrupted_save(const fs::path& dir) {
+  if (!interrupted_save_pending(dir)) return false;
+  const fs::path stage = dir / kSaveStage;
+  std::error_code ec;
   {
     const io::SignalHold hold;  // as the save's own moves
     for (const char* f : kCommitOrder)

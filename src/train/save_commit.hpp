@@ -21,6 +21,11 @@ inline constexpr std::array<const char*, 4> kCommitOrder = {
 // is missing or unreadable).
 std::string save_id_of(const std::filesystem::path& file);
 
+// Whether `dir` holds a save cut between its moves that finish_interrupted_save finishes: its
+// nnet moved in, train_state still in DIR/.saving, all of one save_id (a run's very first save
+// cut so has no train_state in DIR yet, and is resumable all the same).
+bool interrupted_save_pending(const std::filesystem::path& dir);
+
 // A save of `dir` cut between its moves (a SIGKILL, an OOM kill, a power cut) left DIR holding its
 // first files and DIR/.saving the rest, all of one save_id: moves those in (roll forward) and
 // returns true. Anything else (no .saving, or one of a save that died before its moves: DIR holds

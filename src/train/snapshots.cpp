@@ -1,5 +1,6 @@
 #include "train/snapshots.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -33,6 +34,17 @@ SnapshotBranches snapshot_branches(const fs::path& run) {
   SnapshotBranches out;
   for (auto& s : snapshot_folders(run)) (begins(log, s.second) ? out.live : out.stale).push_back(s);
   return out;
+}
+
+std::string newest_snapshot_hint(const fs::path& run) {
+  const auto live = snapshot_branches(run).live;
+  std::error_code ec;
+  const auto newest = std::find_if(live.rbegin(), live.rend(), [&](const auto& s) {
+    return fs::exists(s.second / "train_state.safetensors", ec);
+  });
+  if (newest == live.rend()) return "";
+  const std::string p = newest->second.string();
+  return "its newest complete snapshot is " + p + ": --resume " + p;
 }
 
 }  // namespace uvit

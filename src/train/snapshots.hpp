@@ -44,4 +44,9 @@ struct SnapshotBranches {
 };
 SnapshotBranches snapshot_branches(const std::filesystem::path& run);
 
+// What a refusal to resume `run` names instead: "its newest complete snapshot is P: --resume P"
+// for the newest snapshot of the run's branch that holds train_state.safetensors (written last);
+// "" for none.
+std::string newest_snapshot_hint(const std::filesystem::path& run);
+
 }  // namespace uvit

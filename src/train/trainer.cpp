@@ -809,13 +809,13 @@ void Trainer::resume(const std::string& from) {
                      src.c_str(), need("step").c_str(), snap.c_str());
     }
   }
-  std::error_code ec;
-  const std::string hint =
-      fs::is_empty(src + "/ckpts", ec) || ec ? "" : "; restore from a snapshot in ckpts/";
+  // Both refusals name what resumes instead, as resume.cpp's for a missing train_state does (read
+  // only on a refusal: it reads the run's log).
+  auto hint = [&] { return newest_snapshot_hint(src); };
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?)",
-             hint);
+             hint().empty() ? "" : "; " + hint());
   // The same step, two saves: a save cut between its moves whose remaining files are gone (its
   // .saving removed), beside a checkpoint of another branch at that step.
   UVIT_CHECK(belong(m1, m2), src,
@@ -825,7 +825,7 @@ void Trainer::resume(const std::string& from) {
              id_of(m2).empty() ? "none" : id_of(m2), ", ", id.empty() ? "none" : id,
              ": a save cut between its moves, its other files gone); resuming would mix two "
              "trainings: ",
-             hint.empty() ? "resume another checkpoint of the run" : hint.substr(2));
+             hint().empty() ? "resume another checkpoint of the run" : hint());
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into

@@ -45,9 +45,10 @@ cp -r "$tmp/B" "$tmp/B10"
 run "$UVIT" train --out "$tmp/B10" --resume --steps 10 --no-grid -q
 run "$UVIT" train --out "$tmp/R" --resume --steps 10 --no-grid -q
 same_files "$tmp/R" "$tmp/B10" "trained on to 10 after the finished save"
-# Without .saving (deleted), the mix is refused; the snapshot ckpts/8 is of branch A (not loaded).
+# Without .saving (deleted), the mix is refused, naming the newest complete snapshot of the run's
+# branch: ckpts/4 (ckpts/8 is of branch A, not loaded).
 rm -r "$tmp/R2/.saving"
-expect_error "^uvit: error: $tmp/R2: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different saves of step 8 (save_id [0-9a-f]*, [0-9a-f]*, [0-9a-f]*: a save cut between its moves, its other files gone); resuming would mix two trainings: restore from a snapshot in ckpts/$" \
+expect_error "^uvit: error: $tmp/R2: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different saves of step 8 (save_id [0-9a-f]*, [0-9a-f]*, [0-9a-f]*: a save cut between its moves, its other files gone); resuming would mix two trainings: its newest complete snapshot is $tmp/R2/ckpts/4: --resume $tmp/R2/ckpts/4$" \
   "$UVIT" train --out "$tmp/R2" --resume --steps 10 --no-grid -q
 
 # --- a snapshot of the branch left, replaced at its step: ckpts/8 cut after its nnet ---------------
@@ -82,4 +83,26 @@ UVIT_TEST_DIE=0:4:rename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/N" >"$tmp/out"
 run "$UVIT" train --out "$tmp/N" --resume --no-grid
 grep -q "finished it .*, the checkpoint of step 4$" "$tmp/err" || fail "step 4's cut save: $(cat "$tmp/err")"
 same_files "$tmp/N" "$tmp/straight" "resumed after a cut save of step 4 vs never cut"
+
+# --- the run's very first save cut: no train_state in the run yet, only in .saving ------------------
+UVIT_TEST_DIE=0:2:rename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/first" >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 77 ] || fail "the death at step 2: $(cat "$tmp/err")"
+[ -e "$tmp/first/train_state.safetensors" ] && fail "the first cut save left a train_state in the run"
+[ -e "$tmp/first/.saving/train_state.safetensors" ] || fail "the first cut save left no .saving"
+run "$UVIT" train --out "$tmp/first" --resume --no-grid
+grep -q "finished it .*, the checkpoint of step 2$" "$tmp/err" || fail "the first save, cut: $(cat "$tmp/err")"
+same_files "$tmp/first" "$tmp/straight" "resumed after the run's first save was cut vs never cut"
+
+# --- a copy taken while the run saved (cp -a during the save of step 12): nnet* of step 8 beside
+# train_state of step 12, no .saving, ckpts/12 not copied. The refusal names the newest complete
+# snapshot of the run's branch, which resumes (to the bytes of the run it was copied from).
+cp -r "$tmp/A" "$tmp/C"
+run "$UVIT" train --out "$tmp/C" --resume --steps 12 --no-grid -q
+cp -r "$tmp/C" "$tmp/Ccopy"
+rm -r "$tmp/Ccopy/ckpts/12"
+cp "$tmp/A/nnet.safetensors" "$tmp/A/nnet_ema.safetensors" "$tmp/Ccopy/"
+expect_error "^uvit: error: $tmp/Ccopy: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different steps (an interrupted save?); its newest complete snapshot is $tmp/Ccopy/ckpts/8: --resume $tmp/Ccopy/ckpts/8$" \
+  "$UVIT" train --out "$tmp/Ccopy" --resume --steps 14 --no-grid -q
+run "$UVIT" train --out "$tmp/Ccopy" --resume "$tmp/Ccopy/ckpts/8" --steps 12 --no-grid -q
+same_files "$tmp/Ccopy" "$tmp/C" "the copy resumed from the snapshot the refusal names"
 exit $fails
