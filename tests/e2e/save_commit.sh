@@ -5,7 +5,9 @@
 # snapshot RUN/ckpts/STEP of the branch left. --resume finishes the save from .saving (the files
 # byte for byte those of a save that was never cut) or, with .saving gone, refuses the mix by its
 # save_id; before save ids, both resumed silently from one training's weights and another's
-# optimizer state.
+# optimizer state. Also: a run's very first save cut so (no train_state outside .saving yet) is
+# finished too, and a copy taken mid-save (files of two steps) is refused naming the newest complete
+# snapshot of the run's branch.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
