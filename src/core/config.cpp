@@ -579,8 +579,7 @@ Config load_config(const std::string& name_or_path) {
     std::string list, searched;
     for (const std::string& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
     for (const fs::path& d : search_dirs()) searched += (searched.empty() ? "" : ", ") + d.string();
-    fail("config '", clipped(name_or_path),
-         "' not found: not a file, a run folder or a preset (presets: ",
+    fail("config '", name_or_path, "' not found: not a file, a run folder or a preset (presets: ",
          list.empty() ? "none in " + searched + "; set UVIT_CONFIG_DIR" : list, ")");
   }
   std::string text = read_text(path);

@@ -119,6 +119,5 @@ short_error "--class '$x57...' is not a class of fmnist_uvit_tiny" "${S[@]}" --c
 short_error "--steps must be a number, got '$x57...'" "${S[@]}" --steps "$X"
 short_error "unknown dataset '$x57...'" "$UVIT" "${T[@]}" train --config fmnist_uvit_tiny \
   --out "$tmp/long" --steps 1 --batch 2 -q --no-grid --set "dataset.name=$X"
-short_error "config '$x57...' not found" "$UVIT" info --config "$X"
 
 exit $fails
