@@ -8,6 +8,7 @@
 
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit::cli {
 
@@ -64,15 +65,16 @@ inline CLI::Validator number_check(double lo, bool lo_open, const char* desc) {
       [lo, lo_open](std::string& s) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
-        if (end == s.c_str() || *end != '\0') return "must be a number, got '" + s + "'";
-        if (!std::isfinite(v)) return "must be a finite number, got " + s;
+        if (end == s.c_str() || *end != '\0') return "must be a number, got '" + clipped(s) + "'";
+        if (!std::isfinite(v)) return "must be a finite number, got " + clipped(s);
         // An integer beyond 64 bits would be clamped to the largest one by the conversion
         // (--seed 99999999999999999999999 ran with seed 9223372036854775807) without a word.
         if (s.find_first_not_of("+-0123456789") == std::string::npos && std::fabs(v) >= 0x1p63)
-          return "must be at most 9223372036854775807, got " + s;
+          return "must be at most 9223372036854775807, got " + clipped(s);
         if (lo_open ? v > lo : v >= lo) return "";
         char b[64];
-        std::snprintf(b, sizeof b, "must be %s %g, got %s", lo_open ? ">" : ">=", lo, s.c_str());
+        std::snprintf(b, sizeof b, "must be %s %g, got %s", lo_open ? ">" : ">=", lo,
+                      clipped(s).c_str());
         return b;
       },
       desc);

@@ -17,6 +17,7 @@
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit {
 namespace {
@@ -55,11 +56,7 @@ std::string kind(const json& v) {
 }
 
 // One-line rendering of a value for error messages.
-std::string show(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
+std::string show(const json& v) { return clipped(v.dump()); }
 
 bool integral(const json& v) {
   if (v.is_number_integer()) return true;
@@ -204,17 +201,17 @@ void check_preset(const json& doc, const NetSpec& net) {
   if (doc.contains("schedule")) {
     std::string s = json_string(doc["schedule"], "schedule");
     UVIT_CHECK(s == "continuous_vp" || s == "discrete_sd" || s == "adm" || s == "flow",
-               "schedule \"", s,
+               "schedule \"", clipped(s),
                "\" is not \"continuous_vp\", \"discrete_sd\", \"adm\" or \"flow\"");
   }
   if (doc.contains("train") && doc["train"].contains("mode")) {
     std::string m = doc["train"]["mode"];
-    UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", m,
+    UVIT_CHECK(m == "uncond" || m == "cond", "train.mode \"", clipped(m),
                "\" is not \"uncond\" or \"cond\"");
   }
   if (doc.contains("optimizer") && doc["optimizer"].contains("name")) {
     const std::string o = doc["optimizer"]["name"];
-    UVIT_CHECK(o == "adamw" || o == "adan", "optimizer.name \"", o,
+    UVIT_CHECK(o == "adamw" || o == "adan", "optimizer.name \"", clipped(o),
                "\" is not \"adamw\" or \"adan\"");
   }
   if (doc.contains("optimizer") && doc["optimizer"].contains("betas")) {
@@ -362,12 +359,12 @@ void check_variant(const std::string& field, const std::string& v) {
   if (std::find(ok.begin(), ok.end(), v) != ok.end()) return;
   std::string list;
   for (const auto& o : ok) list += (list.empty() ? "" : ", ") + o;
-  fail("nnet.", field, " \"", v, "\" is not one of: ", list);
+  fail("nnet.", field, " \"", clipped(v), "\" is not one of: ", list);
 }
 }  // namespace
 
 void NetConfig::validate() const {
-  UVIT_CHECK(name == "uvit" || name == "uvit_t2i", "nnet.name \"", name,
+  UVIT_CHECK(name == "uvit" || name == "uvit_t2i", "nnet.name \"", clipped(name),
              "\" is not \"uvit\" or \"uvit_t2i\"");
   check_net_range("img_size", img_size, 1, kMaxImg);
   check_net_range("patch_size", patch_size, 1, kMaxImg);
@@ -453,7 +450,7 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
   NetConfig c;
   if (j.contains("name")) {
     c.name = json_string(j["name"], "nnet.name");
-    UVIT_CHECK(c.name == "uvit" || c.name == "uvit_t2i", "nnet.name \"", c.name,
+    UVIT_CHECK(c.name == "uvit" || c.name == "uvit_t2i", "nnet.name \"", clipped(c.name),
                "\" is not \"uvit\" or \"uvit_t2i\"");
   }
   const bool t2i = c.t2i();
@@ -614,8 +611,11 @@ Config load_config(const std::string& name_or_path) {
 }
 
 void apply_override(Config& c, const std::string& assignment) {
-  const std::string where = cat("override '", assignment, "'");
   size_t eq = assignment.find('=');
+  const std::string where = eq == std::string::npos
+                                ? cat("override '", clipped(assignment), "'")
+                                : cat("override '", clipped(assignment.substr(0, eq)), "=",
+                                      clipped(assignment.substr(eq + 1)), "'");
   UVIT_CHECK(eq != std::string::npos, where, ": expected section.key=value");
   std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
@@ -626,7 +626,7 @@ void apply_override(Config& c, const std::string& assignment) {
   for (size_t start = 0;;) {
     size_t dot = key.find('.', start);
     parts.push_back(key.substr(start, dot - start));
-    UVIT_CHECK(!parts.back().empty(), where, ": malformed key '", key, "'");
+    UVIT_CHECK(!parts.back().empty(), where, ": malformed key '", clipped(key), "'");
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
@@ -641,8 +641,8 @@ void apply_override(Config& c, const std::string& assignment) {
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     std::string next = path.empty() ? parts[i] : path + "." + parts[i];
     UVIT_CHECK(node->contains(parts[i]) && (*node)[parts[i]].is_object(), where,
-               ": unknown section ", next, " (", path.empty() ? std::string("config") : path,
-               " has: ", key_list(*node), ")");
+               ": unknown section ", clipped(next), " (",
+               path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
     node = &(*node)[parts[i]];
     path = next;
   }
@@ -661,7 +661,7 @@ void apply_override(Config& c, const std::string& assignment) {
   if (!node->contains(leaf)) {
     // Network keys are checked by name when nnet is re-parsed; elsewhere only existing keys may
     // be set, which catches typos such as optimizer.lrr.
-    UVIT_CHECK(in_nnet || optional, where, ": unknown key ", key, " (",
+    UVIT_CHECK(in_nnet || optional, where, ": unknown key ", clipped(key), " (",
                path.empty() ? std::string("config") : path, " has: ", key_list(*node), ")");
     UVIT_CHECK(!optional_int || integral(value), where, ": ", key, " expects an integer, got ",
                show(value));

@@ -4,6 +4,7 @@
 #include "uvit/autoencoder.hpp"
 #include "uvit/data.hpp"
 #include "uvit/error.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit {
 namespace {
@@ -14,7 +15,7 @@ void read_field(const nlohmann::json& d, const char* key, T& v) {
   try {
     v = d[key].get<T>();
   } catch (const nlohmann::json::exception&) {
-    fail("config dataset.", key, ": unexpected value ", d[key].dump());
+    fail("config dataset.", key, ": unexpected value ", clipped(d[key].dump()));
   }
 }
 
@@ -24,7 +25,7 @@ std::string canonical_name(const std::string& n) {
   for (const char* k : {"mnist", "cifar10", "celeba", "imagenet", "imagenet256_features",
                         "imagenet512_features", "mscoco256_features", "image_folder", "npy_folder"})
     if (n == k) return n;
-  fail("config dataset.name: unknown dataset '", n,
+  fail("config dataset.name: unknown dataset '", clipped(n),
        "' (fmnist, mnist, cifar10, celeba, imagenet, imagenet256_features, imagenet512_features, "
        "mscoco256_features, image_folder, npy_folder)");
 }

@@ -8,6 +8,7 @@
 #include "uvit/diffusion.hpp"
 #include "uvit/error.hpp"
 #include "uvit/flow.hpp"
+#include "uvit/quote.hpp"
 #include "uvit/rng.hpp"
 
 namespace uvit {
@@ -222,7 +223,7 @@ std::vector<std::string> flow_sampler_names() { return kFlowNames; }
 
 void check_flow_sampler_name(const std::string& name) {
   UVIT_CHECK(std::find(kFlowNames.begin(), kFlowNames.end(), name) != kFlowNames.end(), "sampler '",
-             name, "' is not a flow sampler (valid for flow presets: ", joined(), ")");
+             clipped(name), "' is not a flow sampler (valid for flow presets: ", joined(), ")");
 }
 
 double shift_time(double t, double shift) { return shift * t / (1 + (shift - 1) * t); }

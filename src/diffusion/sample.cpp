@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "sampler_common.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit {
 namespace {
@@ -61,7 +62,7 @@ std::vector<std::string> sampler_names() { return kNames; }
 
 void check_sampler_name(const std::string& name) {
   UVIT_CHECK(std::find(kNames.begin(), kNames.end(), name) != kNames.end(), "unknown sampler '",
-             name, "' (valid: ", joined_names(), ")");
+             clipped(name), "' (valid: ", joined_names(), ")");
 }
 
 void check_sampler_for(const std::string& name, ScheduleKind kind, const std::string& what) {
@@ -73,8 +74,8 @@ void check_sampler_for(const std::string& name, ScheduleKind kind, const std::st
   std::string list;
   for (size_t i = 0; i < ok.size(); ++i)
     list += (i == 0 ? "" : i + 1 == ok.size() ? " or " : ", ") + ok[i];
-  fail("sampler '", name, "' needs the continuous VP schedule (continuous_vp presets); ", what,
-       " takes ", list);
+  fail("sampler '", clipped(name), "' needs the continuous VP schedule (continuous_vp presets); ",
+       what, " takes ", list);
 }
 
 int default_steps(const std::string& name) {
@@ -88,7 +89,7 @@ std::string sampler_for_algorithm(const std::string& algorithm, ScheduleKind kin
   if (algorithm == "dpm_solver" || algorithm.empty())
     return kind == ScheduleKind::LinearVP ? "dpm-solver" : "dpm-solver++";
   if (algorithm == "ddpm" || algorithm == "ddim") return algorithm;  // DiT's (ADM) samplers
-  fail("sample.algorithm '", algorithm,
+  fail("sample.algorithm '", clipped(algorithm),
        "' is not an official sampler (valid: euler_maruyama_sde, euler_maruyama_ode, "
        "dpm_solver, ddpm, ddim)");
 }

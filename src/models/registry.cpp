@@ -4,6 +4,7 @@
 
 #include "models/families.hpp"
 #include "uvit/error.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit {
 
@@ -41,7 +42,7 @@ const NetworkFamily& network_family(const std::string& name) {
     if (f.name == name) return f;
   std::string known;
   for (const auto& n : network_names()) known += (known.empty() ? "" : ", ") + n;
-  fail("nnet.name \"", name, "\" is not a known network (", known, ")");
+  fail("nnet.name \"", clipped(name), "\" is not a known network (", known, ")");
 }
 
 }  // namespace uvit

@@ -19,6 +19,7 @@
 #include "uvit/log.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/network.hpp"
+#include "uvit/quote.hpp"
 
 namespace uvit {
 namespace {
@@ -59,7 +60,7 @@ std::string unknown_class_message(const Config& cfg, const std::string& field,
   std::string near;
   for (const auto& s : near_class_names(t, text)) near += (near.empty() ? "" : ", ") + s;
   const int k = real_classes(cfg);
-  return cat(field, " '", text, "' is not a class of ", cfg.config_name,
+  return cat(field, " '", clipped(text), "' is not a class of ", cfg.config_name,
              t.empty() ? cat(" (no class names: give an id 0..", k - 1, ")")
              : near.empty()
                  ? cat(" (give an id 0..", k - 1, " or a class name: ", listing, " lists them)")

@@ -98,4 +98,26 @@ wait $p; rc=$?
 run "$UVIT" train --out "$tmp/mv2" --resume --steps 40 --no-grid -q "${T[@]}"
 grep -q "at step 40" "$tmp/out" && echo "ok: the moved run resumes" || fail "resume of the moved run: $(cat "$tmp/err")"
 
+# --- long values quoted in error lines ---------------------------------------------------------
+# A 100 KB value was quoted whole (`override 'optimizer.lr=xxx...'`, sample.algorithm, dataset.name,
+# nnet.name, --class, a number option): one line, but a terminal's worth of x. Each quote now keeps
+# the key and the value's first 57 characters and "..." (include/uvit/quote.hpp).
+X=$(head -c 100000 /dev/zero | tr '\0' x)
+x57=$(head -c 57 /dev/zero | tr '\0' x)
+short_error() {  # short_error NEEDLE CMD...: expect_error, and the line under 1000 bytes
+  expect_error "$@"
+  [ "$(wc -c <"$tmp/err")" -lt 1000 ] || fail "a $(wc -c <"$tmp/err")-byte error line: ${*:2:4}"
+}
+S=("$UVIT" "${T[@]}" sample --config fmnist_uvit_tiny --weights "$W" --n 1 --steps 2 -q --npy "$tmp/l.npy")
+short_error "override 'optimizer.lr=$x57...': optimizer.lr expects a number, got \"xxx" \
+  "${S[@]}" --set "optimizer.lr=$X"
+short_error "sample.algorithm '$x57...' is not an official sampler" "${S[@]}" --class 1 \
+  --set "sample.algorithm=$X"
+short_error "nnet.name \"$x57...\" is not a known network" "${S[@]}" --set "nnet.name=$X"
+short_error "override '$x57...=1': unknown section" "${S[@]}" --set "$X.a=1"
+short_error "--class '$x57...' is not a class of fmnist_uvit_tiny" "${S[@]}" --class "$X"
+short_error "--steps must be a number, got '$x57...'" "${S[@]}" --steps "$X"
+short_error "unknown dataset '$x57...'" "$UVIT" "${T[@]}" train --config fmnist_uvit_tiny \
+  --out "$tmp/long" --steps 1 --batch 2 -q --no-grid --set "dataset.name=$X"
+
 exit $fails
