@@ -1,7 +1,5 @@
 #include "train/save_commit.hpp"
 
-#include <map>
-
 #include "io/file.hpp"
 #include "uvit/io.hpp"
 
@@ -9,13 +7,16 @@ namespace fs = std::filesystem;
 
 namespace uvit {
 
+std::string save_id_in(const std::map<std::string, std::string>& meta) {
+  const auto it = meta.find(kSaveIdKey);
+  return it == meta.end() ? "" : it->second;
+}
+
 std::string save_id_of(const fs::path& file) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) return "";
   try {
-    const std::map<std::string, std::string> m = read_safetensors_metadata(file.string());
-    const auto it = m.find(kSaveIdKey);
-    return it == m.end() ? "" : it->second;
+    return save_id_in(read_safetensors_metadata(file.string()));
   } catch (const std::exception&) {  // not a checkpoint file uvit wrote whole
     return "";
   }

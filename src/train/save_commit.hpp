@@ -5,6 +5,7 @@
 #pragma once
 #include <array>
 #include <filesystem>
+#include <map>
 #include <string>
 
 namespace uvit {
@@ -17,8 +18,9 @@ inline constexpr const char* kSaveStage = ".saving";
 inline constexpr std::array<const char*, 4> kCommitOrder = {
     "nnet.safetensors", "nnet_ema.safetensors", "log.jsonl", "train_state.safetensors"};
 
-// The save_id in a checkpoint file's metadata; "" for none (written before save ids, or the file
-// is missing or unreadable).
+// The save_id in a checkpoint file's metadata `meta`; "" for none (written before save ids).
+std::string save_id_in(const std::map<std::string, std::string>& meta);
+// The same read from the file; "" also when the file is missing or unreadable.
 std::string save_id_of(const std::filesystem::path& file);
 
 // Whether `dir` holds a save cut between its moves that finish_interrupted_save finishes: its

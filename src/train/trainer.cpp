@@ -779,13 +779,10 @@ void Trainer::resume(const std::string& from) {
   const long step = std::stol(need("step"));
   // The weights belong with train_state when their files record its step and its save_id; a
   // train_state without one (written before save ids) by the step alone.
-  const std::string id = meta.count(kSaveIdKey) ? meta.at(kSaveIdKey) : "";
-  auto id_of = [](const std::map<std::string, std::string>& m) {
-    return m.count(kSaveIdKey) ? m.at(kSaveIdKey) : std::string();
-  };
+  const std::string id = save_id_in(meta);
   auto belong = [&](std::map<std::string, std::string>& a, std::map<std::string, std::string>& b) {
     return a["step"] == need("step") && b["step"] == need("step") &&
-           (id.empty() || (id_of(a) == id && id_of(b) == id));
+           (id.empty() || (save_id_in(a) == id && save_id_in(b) == id));
   };
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds (if it is
@@ -810,22 +807,25 @@ void Trainer::resume(const std::string& from) {
     }
   }
   // Both refusals name what resumes instead, as resume.cpp's for a missing train_state does (read
-  // only on a refusal: it reads the run's log).
-  auto hint = [&] { return newest_snapshot_hint(src); };
+  // once, only on a refusal: it reads the run's log); `none` when there is no snapshot to name.
+  auto hint = [&](const std::string& prefix, const std::string& none) {
+    const std::string h = newest_snapshot_hint(src);
+    return h.empty() ? none : prefix + h;
+  };
   UVIT_CHECK(m1["step"] == need("step") && m2["step"] == need("step"), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different steps (an interrupted save?)",
-             hint().empty() ? "" : "; " + hint());
+             hint("; ", ""));
   // The same step, two saves: a save cut between its moves whose remaining files are gone (its
   // .saving removed), beside a checkpoint of another branch at that step.
   UVIT_CHECK(belong(m1, m2), src,
              ": nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from "
              "different saves of step ",
-             step, " (save_id ", id_of(m1).empty() ? "none" : id_of(m1), ", ",
-             id_of(m2).empty() ? "none" : id_of(m2), ", ", id.empty() ? "none" : id,
+             step, " (save_id ", save_id_in(m1).empty() ? "none" : save_id_in(m1), ", ",
+             save_id_in(m2).empty() ? "none" : save_id_in(m2), ", ", id.empty() ? "none" : id,
              ": a save cut between its moves, its other files gone); resuming would mix two "
              "trainings: ",
-             hint().empty() ? "resume another checkpoint of the run" : hint());
+             hint("", "resume another checkpoint of the run"));
   net_->load_file(wdir + "/nnet.safetensors");
   ema_->load_file(wdir + "/nnet_ema.safetensors");
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into
