@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/chunk_claim.hpp"
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
@@ -29,6 +30,7 @@
 #include "cli/sampling_options.hpp"
 #include "core/mem_limit.hpp"
 #include "core/signals.hpp"
+#include "io/abs_path.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip_vision.hpp"
@@ -292,7 +294,7 @@ void add_eval(CLI::App& app) {
     for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     nlohmann::json manifest = {{"config", cfg.config_name},
-                               {"weights", fs::absolute(o->weights).lexically_normal().string()},
+                               {"weights", io::absolute_path(o->weights)},
                                // The path alone would resume a retrained model's old samples.
                                {"weights_sha256", file_sha256(o->weights)},
                                // bf16 draws other samples than fp32 from the same weights.
@@ -321,6 +323,7 @@ void add_eval(CLI::App& app) {
     // their chunks are of these weights when the file has not changed since the manifest was
     // written (docs/formats.md, "Across versions").
     const std::string mpath = work + "/manifest.json";
+    std::optional<WorkFolderHold> hold(std::in_place, work);  // two evals starting together
     std::vector<std::string> newer = {"precision"};
     std::error_code e1, e2;
     if (fs::exists(mpath, e1) &&
@@ -329,37 +332,47 @@ void add_eval(CLI::App& app) {
     // The weights by content: a run folder moved or copied keeps its chunks (docs/evaluation.md).
     check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead,
                             {{"weights", "weights_sha256"}});
+    hold.reset();
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);
-    long resumed = 0, computed = 0, resumed_chunks = 0;
+    long resumed = 0, computed = 0, resumed_chunks = 0, shared_chunks = 0;
+    long done = 0;  // samples held so far (the bar's count: chunks come in any order)
     // The seconds each chunk took when it was made, summed: what a straight run spends, whatever
     // was resumed (`seconds` is this invocation's wall time). NaN once a chunk lacks it.
     double chunk_seconds = 0;
     Progress bar("eval", n, o->quiet || !lead);
     const auto t0 = std::chrono::steady_clock::now();
     const InterruptNote note(work, lead, !o->quiet);
-    // Several ranks: each makes its own run of chunks (a chunk is computed the same whichever rank
-    // does it); after a barrier (-1) rank 0 assembles all of them from the work folder.
-    std::vector<long> plan;
-    if (comm.size() > 1) {
-      const RankRange mine = rank_range(comm, chunks, 1);
-      for (long ci = mine.begin; ci < mine.end; ++ci) plan.push_back(ci);
-      plan.push_back(-1);
-    }
-    for (long ci = 0; ci < chunks; ++ci) plan.push_back(ci);
     bool assembling = false;  // rank 0 reading the other ranks' chunks: not "resumed"
-    for (const long ci : plan) {
-      if (ci < 0) {
-        comm.barrier();
-        if (!lead) return;
-        assembling = true;
-        continue;
-      }
+    // Chunk ci taken from WORK or made (and saved), then held. A chunk is claimed before it is
+    // made (ChunkClaim): one another process holds is left (Got::Claimed) unless `wait`, and then
+    // waited for and taken from WORK, or made here when its holder ended without it.
+    enum class Got { Chunk, Claimed, Stop };
+    const auto take = [&](long ci, bool wait) {
       const long first = ci * chunk, m = std::min(chunk, n - first);
       const std::string path = work + "/chunk_" + std::to_string(ci) + ".npz";
       Chunk ch;
-      const Stored stored = load_chunk(path, m, s, c, text, &ch);
+      Stored stored = load_chunk(path, m, s, c, text, &ch);
+      ChunkClaim claim(work + "/chunk_" + std::to_string(ci) + ".claim");
+      bool shared = false;  // made by another process while this one ran
+      if (stored != Stored::Whole && !assembling) {
+        if (!claim.try_take()) {
+          if (!wait) return Got::Claimed;
+          const std::string who = claim.holder();
+          if (!o->quiet)  // one line, even between a bar's redraws: this may take a chunk's time
+            std::fprintf(stderr,
+                         "%s%s: chunk %ld is being made by %s, another eval of this work "
+                         "folder; waiting for it\n",
+                         stderr_redraws() ? "\n" : "", work.c_str(), ci, who.c_str());
+          bar.update(done, cat("waiting for chunk ", ci));
+          claim.take();
+          shared = true;
+        }
+        ch = Chunk();
+        stored = load_chunk(path, m, s, c, text, &ch);  // saved by a holder since the first look
+        shared = shared && stored == Stored::Whole;
+      }
       if (stored == Stored::Samples) {
         // An older uvit's chunk: its samples are the ones this run would draw (same manifest), so
         // only the Inception runs (cheaper than sampling); said once.
@@ -371,12 +384,13 @@ void add_eval(CLI::App& app) {
                        "(docs/formats.md, \"Across versions\")\n",
                        path.c_str());
         noted = true;
-        bar.update(first + m, "inception (older chunk)");
+        bar.update(done + m, "inception (older chunk)");
         chunk_features(inception, m, s, c, &ch);
         save_chunk(path, ch, text);
+        claim.done();
       }
       if (stored != Stored::None) {
-        if (!assembling) resumed += m, ++resumed_chunks;
+        if (!assembling) resumed += m, ++resumed_chunks, shared_chunks += shared;
       } else {
         UVIT_CHECK(!assembling, path, ": missing after every rank finished its chunks");
         if (o->max_chunks > 0 && computed == o->max_chunks) {
@@ -386,7 +400,7 @@ void add_eval(CLI::App& app) {
                          "stopped after %ld new chunks (--max-chunks): run the same command again "
                          "to continue\n",
                          computed);
-          return;
+          return Got::Stop;
         }
         ++computed;
         const auto c0 = std::chrono::steady_clock::now();
@@ -396,9 +410,9 @@ void add_eval(CLI::App& app) {
         // Sample i draws the noise of sample i of one `uvit sample --seed` run of all N, so the
         // result does not depend on --chunk.
         g.first_index = uint64_t(first);
-        g.progress = [&](int done, int total) {
-          bar.update(first + (total > 0 ? long(double(m) * done / total) : 0),
-                     total > 0 ? std::string("sampling") : cat("sampling, ", done, " evaluations"));
+        g.progress = [&](int step, int total) {
+          bar.update(done + (total > 0 ? long(double(m) * step / total) : 0),
+                     total > 0 ? std::string("sampling") : cat("sampling, ", step, " evaluations"));
         };
         // Text presets: sample i's prompt is i mod P; its context and its CLIP text embedding come
         // from one pass of the text tower.
@@ -407,7 +421,7 @@ void add_eval(CLI::App& app) {
         if (text) {
           for (long i = first; i < first + m; ++i)
             chunk_prompts.push_back(prompts[size_t(i) % prompts.size()]);
-          bar.update(first, "encoding prompts");
+          bar.update(done, "encoding prompts");
           text_emb = clip->text_embeddings(chunk_prompts, 64, &ctx);
         }
         std::vector<float> x = generate(net, cfg, g, int(m), labels, ctx, null_ctx);
@@ -420,10 +434,10 @@ void add_eval(CLI::App& app) {
         for (long i = 0; i < m; ++i)
           std::copy(imgs[i].px.begin(), imgs[i].px.end(),
                     ch.samples.as<uint8_t>() + size_t(i) * s * s * c);
-        bar.update(first + m, "inception");
+        bar.update(done + m, "inception");
         chunk_features(inception, m, s, c, &ch);
         if (text) {
-          bar.update(first + m, "clip");
+          bar.update(done + m, "clip");
           const std::vector<float> img_emb = clip->image_embeddings(imgs);
           const std::vector<double> sc =
               clip_scores(img_emb.data(), text_emb.data(), m, clip->dim());
@@ -432,6 +446,7 @@ void add_eval(CLI::App& app) {
         }
         ch.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
         save_chunk(path, ch, text);
+        claim.done();
       }
       {
         const uint8_t* src = ch.samples.as<uint8_t>();
@@ -449,7 +464,28 @@ void add_eval(CLI::App& app) {
       if (text)
         std::copy(ch.clip.as<double>(), ch.clip.as<double>() + m, held.clip.begin() + first);
       chunk_seconds += ch.seconds >= 0 ? ch.seconds : std::nan("");
-      bar.update(first + m, resumed ? cat("(", resumed, " resumed)") : "");
+      done += m;
+      bar.update(done, resumed ? cat("(", resumed, " resumed)") : "");
+      return Got::Chunk;
+    };
+    // This process's chunks: all of them, or under mpirun this rank's run of them (a chunk is
+    // computed the same whichever rank does it); those another process holds come last.
+    std::vector<long> mine, later;
+    const RankRange range = comm.size() > 1 ? rank_range(comm, chunks, 1) : RankRange{0, chunks};
+    for (long ci = range.begin; ci < range.end; ++ci) mine.push_back(ci);
+    for (const long ci : mine) {
+      const Got got = take(ci, false);
+      if (got == Got::Stop) return;
+      if (got == Got::Claimed) later.push_back(ci);
+    }
+    for (const long ci : later)
+      if (take(ci, true) == Got::Stop) return;
+    if (comm.size() > 1) {  // after a barrier rank 0 assembles all chunks from the work folder
+      comm.barrier();
+      if (!lead) return;
+      assembling = true;
+      done = 0;
+      for (long ci = 0; ci < chunks; ++ci) take(ci, false);
     }
     bar.finish();
     const double secs =
@@ -498,8 +534,12 @@ void add_eval(CLI::App& app) {
       write_file_atomic(o->json, j.data(), j.size());
     }
     if (!o->quiet)
-      std::fprintf(stderr, "samples -> %s (%ld resumed from %s)\n", o->out.c_str(), resumed,
-                   work.c_str());
+      std::fprintf(
+          stderr, "samples -> %s (%ld resumed from %s%s)\n", o->out.c_str(), resumed, work.c_str(),
+          shared_chunks ? cat(", ", shared_chunks, shared_chunks > 1 ? " chunks" : " chunk",
+                              " made meanwhile by another eval")
+                              .c_str()
+                        : "");
   });
 }
 

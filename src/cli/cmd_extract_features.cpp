@@ -2,8 +2,8 @@
 // layout (SPEC 15.4): center crop, each image and its horizontal flip through encode_moments,
 // one {idx}.npy per (moments, label), for any RGB autoencoder config (SD kl-f8, VA-VAE f16d32);
 // with --latent-stats / --write-latent-stats the moments are of the normalised latents
-// (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic); the sibling
-// file OUT.manifest.json records what made them, and a resume with other settings is refused.
+// (docs/autoencoder.md). Resumable: finished files are skipped (writes are atomic); the dot-file
+// OUT/.manifest.json records what made them, and a resume with other settings is refused.
 // With --encoder svg, SVG's deterministic DINOv3 + residual features instead (docs/svg_encoder.md).
 // With --fit, FiTv2's variable-size latents (docs/fit.md): REL.npy + REL.flip.npy per image.
 // With --captions, MS-COCO instead (SPEC 15.5): images + captions JSON -> moments, one CLIP
@@ -20,11 +20,13 @@
 #include "cli/autoencoder_cli.hpp"
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
+#include "cli/json_text.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "cli/run_manifest.hpp"
 #include "data/mscoco_features.hpp"
 #include "data/pixels.hpp"
+#include "io/abs_path.hpp"
 #include "models/svg_encoder.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
@@ -182,20 +184,65 @@ std::vector<Item> pending_images(const Opts& o, const Dataset& ds) {
   return todo;
 }
 
-// The manifest of a feature folder sits beside it, OUT.manifest.json: the official readers and
-// ours list OUT itself (docs/autoencoder.md "What made a feature folder").
+// The manifest of a feature folder lives in it, as the dot-file OUT/.manifest.json, so that it
+// follows the folder when it is moved or copied. The readers of these layouts take `{idx}.npy` by
+// index or walk `*.npy`, and none lists it (docs/autoencoder.md "What made a feature folder").
 std::string manifest_path(const std::string& out) {
+  return (fs::path(out) / ".manifest.json").string();
+}
+
+// Where uvit before 2026-12-07 kept it: beside the folder, OUT.manifest.json.
+std::string beside_manifest_path(const std::string& out) {
   fs::path p = fs::path(out).lexically_normal();
   if (!p.has_filename()) p = p.parent_path();  // "feat/"
   if (p.empty() || p.filename() == "." || p.filename() == "..") {
-    p = fs::absolute(p).lexically_normal();
+    p = io::absolute_path(p.string());
     if (!p.has_filename()) p = p.parent_path();
   }
   return p.string() + ".manifest.json";
 }
 
-std::string absolute_or_empty(const std::string& f) {
-  return f.empty() ? "" : fs::absolute(f).lexically_normal().string();
+// A file of the folder by its path relative to the folder (it moves with it: LightningDiT keeps
+// its latent statistics there), any other by its absolute path; "" for none.
+std::string recorded_path(const std::string& f, const std::string& out) {
+  if (f.empty()) return "";
+  const fs::path a = io::absolute_path(f),
+                 dir = fs::path(io::absolute_path(out + "/.")).parent_path();
+  const fs::path rel = a.lexically_relative(dir);
+  const bool inside = !rel.empty() && *rel.begin() != ".." && rel != ".";
+  return inside ? rel.string() : a.string();
+}
+
+// The folder's manifest where this uvit reads it: one beside the folder (an older uvit's) is moved
+// in; paths into the folder that an older uvit recorded absolute are made relative, as a fresh one
+// records them.
+void bring_manifest_in(const Opts& o, const std::string& path) {
+  const std::string beside = beside_manifest_path(o.out);
+  if (!fs::exists(path) && fs::exists(beside)) {
+    std::error_code ec;
+    fs::rename(beside, path, ec);
+    if (ec) {  // another file system (OUT a mount point): copied, then removed
+      const std::vector<uint8_t> b = read_file(beside);
+      write_file_atomic(path, b.data(), b.size());
+      fs::remove(beside);
+    }
+    if (!o.quiet)
+      std::fprintf(stderr,
+                   "%s: its manifest %s (an older uvit's, beside the folder) moved into %s\n",
+                   o.out.c_str(), beside.c_str(), path.c_str());
+  }
+  if (!fs::exists(path)) return;
+  nlohmann::json m = read_json_file(path);
+  bool changed = false;
+  for (const char* k : {"svg_config", "write_latent_stats"})
+    if (m.is_object() && m.contains(k) && m[k].is_string()) {
+      const std::string v = m[k], r = fs::path(v).is_absolute() ? recorded_path(v, o.out) : v;
+      if (r != v) m[k] = r, changed = true;
+    }
+  if (changed) {
+    const std::string t = json_text(m, 1);
+    write_file_atomic(path, t.data(), t.size());
+  }
 }
 
 // What makes the files of a layout ("imagenet", "svg" or "fit") what they are. The precision
@@ -209,7 +256,7 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
                       {"precision", encoder_precision(o.device, o.precision)}};
   if (layout == "svg") {
     m["dinov3_weights_sha256"] = o.dinov3.empty() ? "" : file_sha256(o.dinov3);
-    m["svg_config"] = absolute_or_empty(o.svg_config);
+    m["svg_config"] = recorded_path(o.svg_config, o.out);
     return m;
   }
   m["config"] = o.config;
@@ -218,7 +265,7 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
     m["min_tokens"] = o.min_tokens;
   } else {
     m["latent_stats_sha256"] = o.latent_stats.empty() ? "" : file_sha256(o.latent_stats);
-    m["write_latent_stats"] = absolute_or_empty(o.write_stats);
+    m["write_latent_stats"] = recorded_path(o.write_stats, o.out);
   }
   return m;
 }
@@ -227,9 +274,10 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
 // A folder of `done` images from before manifests were kept is taken as made with these settings.
 void check_feature_manifest(const Opts& o, const std::string& layout, size_t done) {
   const std::string path = manifest_path(o.out);
+  bring_manifest_in(o, path);
   const bool had = check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
-                                           "give another --out folder, or delete it and " + path,
-                                           {"precision"}, o.quiet);  // older manifests lack it
+                                           "give another --out folder, or delete it", {"precision"},
+                                           o.quiet);  // older manifests lack it
   if (!had && done > 0 && !o.quiet)
     std::fprintf(stderr,
                  "%s: %zu images were done with no manifest; taken as made with these "

@@ -22,6 +22,7 @@
 #include "cli/progress.hpp"
 #include "cli/sample_grid.hpp"
 #include "core/signals.hpp"
+#include "io/abs_path.hpp"
 #include "io/readers.hpp"
 #include "train/save_commit.hpp"
 #include "train/snapshots.hpp"
@@ -430,7 +431,7 @@ TrainOutcome run_training(const TrainJob& job) {
   if (job.seed >= 0) cfg.json["seed"] = job.seed;
   // The data a run trains on is part of its settings (a later --resume without --data uses it).
   if (!job.data_path.empty() && cfg.json.contains("dataset"))
-    cfg.json["dataset"]["path"] = fs::absolute(job.data_path).lexically_normal().string();
+    cfg.json["dataset"]["path"] = io::absolute_path(job.data_path);
   // So are the weights a fine-tune starts from, recorded by absolute path (so that the record
   // holds from any folder) once the trainer has read them by the path as typed (its errors name
   // the file as the user gave it).
@@ -528,8 +529,7 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
-    if (!init.empty())
-      cfg.json["train"]["init_weights"] = fs::absolute(init).lexically_normal().string();
+    if (!init.empty()) cfg.json["train"]["init_weights"] = io::absolute_path(init);
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       run_lock.take(dir);

@@ -1,9 +1,10 @@
 // The weights files read in this process: path (absolute, normalised) -> identity at the open.
 #include "io/loaded_weights.hpp"
 
-#include <filesystem>
 #include <map>
 #include <mutex>
+
+#include "io/abs_path.hpp"
 
 namespace uvit::io {
 
@@ -15,11 +16,7 @@ std::map<std::string, FileId> g_loaded;
 
 // Lexical, not canonical: a symlink re-pointed between the load and the hash is the same key, and
 // the identities differ.
-std::string key(const std::string& path) {
-  std::error_code ec;
-  const std::filesystem::path a = std::filesystem::absolute(path, ec);
-  return (ec ? std::filesystem::path(path) : a).lexically_normal().string();
-}
+std::string key(const std::string& path) { return absolute_path(path); }
 
 }  // namespace
 

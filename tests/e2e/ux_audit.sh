@@ -90,8 +90,8 @@ got=$(sed -n 's/^FID: //p' "$tmp/out")
 is_repr "$got" || fail "uvit eval does not print Python's repr: '$got'"
 
 # --- extract-features into a folder made by other weights: refused, naming what differs (it
-# resumed by file existence and mixed the features of two autoencoders). The manifest sits beside
-# the folder (OUT.manifest.json), not in it: the official readers and ours list OUT.
+# resumed by file existence and mixed the features of two autoencoders). The manifest is the
+# folder's dot-file OUT/.manifest.json, which the readers of the layout do not take for a feature.
 tiny_kl_f8 "$tmp/ae.json" 0.18215
 run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae.pth" --seed 3
 run "$PY" tests/reference/autoencoder_torch.py save --config "$tmp/ae.json" --out "$tmp/ae2.pth" --seed 4
@@ -108,19 +108,19 @@ PYEOF
 X=(extract-features --data "$tmp/images" --config "$tmp/ae.json" --out "$tmp/feat/" --batch 2)
 run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth" -q
 [ "$(ls "$tmp/feat" | tr '\n' ' ')" = "0.npy 1.npy 2.npy 3.npy " ] || fail "feature folder: $(ls "$tmp/feat")"
-grep -q '"weights_sha256"' "$tmp/feat.manifest.json" || fail "no manifest beside $tmp/feat"
+grep -q '"weights_sha256"' "$tmp/feat/.manifest.json" || fail "no manifest in $tmp/feat"
 rm "$tmp/feat/3.npy"
-expect_error "feat/: holds features of a different run (weights_sha256 \"$(sha256sum "$tmp/ae.pth" | cut -c1-64)\" -> \"$(sha256sum "$tmp/ae2.pth" | cut -c1-64)\"); give another --out folder, or delete it and $tmp/feat.manifest.json" \
+expect_error "feat/: holds features of a different run (weights_sha256 \"$(sha256sum "$tmp/ae.pth" | cut -c1-64)\" -> \"$(sha256sum "$tmp/ae2.pth" | cut -c1-64)\"); give another --out folder, or delete it$" \
   "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae2.pth" -q
 [ ! -e "$tmp/feat/3.npy" ] || fail "a refused resume wrote a feature file"
 run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"  # the same settings resume
 grep -q "(1 already done)" "$tmp/err" || fail "resume with the same weights: $(cat "$tmp/err")"
 # A folder from before the manifest: taken as made with the rerun's settings, said, then recorded.
-rm "$tmp/feat.manifest.json"
+rm "$tmp/feat/.manifest.json"
 run "$UVIT" --threads 2 "${X[@]}" --weights "$tmp/ae.pth"
-grep -q "^$tmp/feat/: 2 images were done with no manifest; taken as made with these settings, recorded in $tmp/feat.manifest.json$" "$tmp/err" ||
+grep -q "^$tmp/feat/: 2 images were done with no manifest; taken as made with these settings, recorded in $tmp/feat/.manifest.json$" "$tmp/err" ||
   fail "no-manifest folder: $(cat "$tmp/err")"
-[ -e "$tmp/feat.manifest.json" ] || fail "the manifest was not written for a folder without one"
+[ -e "$tmp/feat/.manifest.json" ] || fail "the manifest was not written for a folder without one"
 
 # --- a folder left by a run that stopped before its first checkpoint: a new run there appended to
 # its log (two runs in one log.jsonl); now the old config.json and log.jsonl move to failed_start/

@@ -22,7 +22,7 @@ PYEOF
 X=(--threads 2 extract-features --data "$tmp/images" --config "$tmp/ae.json" --weights "$tmp/ae.pth"
   --out "$tmp/feat" --batch 2)
 run "$UVIT" "${X[@]}" -q
-M=$tmp/feat.manifest.json
+M=$tmp/feat/.manifest.json
 "$PY" -c "import json, sys; assert json.load(open(sys.argv[1]))['precision'] == 'fp32'" "$M" ||
   fail "no precision fp32 in the manifest: $(cat "$M")"
 # As if the folder had been made on cuda in its default tf32: a cpu (fp32) resume is refused.

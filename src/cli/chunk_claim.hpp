@@ -1,0 +1,48 @@
+// How several `uvit eval` share one work folder (two evals of one --out, or machines sharing the
+// folder): each claims a chunk before it makes it, with flock on WORK/chunk_<i>.claim, so that no
+// chunk is made twice; docs/evaluation.md "Two evals on one work folder". The kernel drops the
+// lock of a process that ends however it ends (SIGKILL included), so no stale claim blocks.
+#pragma once
+#include <string>
+#include <utility>
+
+namespace uvit::cli {
+
+class ChunkClaim {
+ public:
+  explicit ChunkClaim(std::string path) : path_(std::move(path)) {}
+  ~ChunkClaim();
+  ChunkClaim(const ChunkClaim&) = delete;
+  ChunkClaim& operator=(const ChunkClaim&) = delete;
+
+  // false when another process holds the claim now. A file system without flock (or a claim file
+  // that cannot be made) goes unchecked: true, as train's run folder lock.
+  bool try_take();
+  // Waits until the holder lets go (its chunk saved, or the process gone).
+  void take();
+  // Who holds it, as its holder wrote it ("pid 123 on host"), or "another process".
+  std::string holder() const;
+  // The chunk is saved (or given up): the claim file is removed, then let go. Also at the end of
+  // its life: a waiting process checks the file and the chunk again once it holds the claim.
+  void done();
+
+ private:
+  bool lock(bool wait);
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Holds the work folder itself (flock on the folder) while it lives: two evals starting together
+// write and compare the manifest one after the other.
+class WorkFolderHold {
+ public:
+  explicit WorkFolderHold(const std::string& dir);
+  ~WorkFolderHold();
+  WorkFolderHold(const WorkFolderHold&) = delete;
+  WorkFolderHold& operator=(const WorkFolderHold&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace uvit::cli
