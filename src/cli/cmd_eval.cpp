@@ -336,7 +336,8 @@ void add_eval(CLI::App& app) {
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);
-    long resumed = 0, computed = 0, resumed_chunks = 0, shared_chunks = 0;
+    long resumed = 0, computed = 0, resumed_chunks = 0;
+    long shared_chunks = 0;  // of those resumed, the ones waited for while another eval made them
     long done = 0;  // samples held so far (the bar's count: chunks come in any order)
     // The seconds each chunk took when it was made, summed: what a straight run spends, whatever
     // was resumed (`seconds` is this invocation's wall time). NaN once a chunk lacks it.
@@ -355,7 +356,7 @@ void add_eval(CLI::App& app) {
       Chunk ch;
       Stored stored = load_chunk(path, m, s, c, text, &ch);
       ChunkClaim claim(work + "/chunk_" + std::to_string(ci) + ".claim");
-      bool shared = false;  // made by another process while this one ran
+      bool shared = false;  // waited for while another process made it
       if (stored != Stored::Whole && !assembling) {
         if (!claim.try_take()) {
           if (!wait) return Got::Claimed;
@@ -536,8 +537,8 @@ void add_eval(CLI::App& app) {
     if (!o->quiet)
       std::fprintf(
           stderr, "samples -> %s (%ld resumed from %s%s)\n", o->out.c_str(), resumed, work.c_str(),
-          shared_chunks ? cat(", ", shared_chunks, shared_chunks > 1 ? " chunks" : " chunk",
-                              " made meanwhile by another eval")
+          shared_chunks ? cat("; waited for ", shared_chunks,
+                              shared_chunks > 1 ? " chunks" : " chunk", " another eval was making")
                               .c_str()
                         : "");
   });
