@@ -8,11 +8,11 @@ set -euo pipefail
 UVIT=${1:-build/uvit} N=${2:-24} CHUNK=${3:-2} T=${4:-1} STEPS=${5:-20}
 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run" --steps 1 --batch 2 --no-grid -q
+"$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run" --steps 1 --batch 2 --no-grid -q >/dev/null
 W=$tmp/run/nnet_ema.safetensors
 "$PY" tests/reference/inception_torch.py --out "$tmp/net" --net-only >/dev/null
 I=$tmp/net/inception.pth
-"$UVIT" --threads "$T" sample --config fmnist_uvit_tiny --weights "$W" --n 8 --steps 2 -q --npy "$tmp/s.npy"
+"$UVIT" --threads "$T" sample --config fmnist_uvit_tiny --weights "$W" --n 8 --steps 2 --class 1 -q --npy "$tmp/s.npy"
 "$UVIT" --threads "$T" fid-stats "$tmp/s.npy" --out "$tmp/ref.npz" --inception "$I" -q
 E=("$UVIT" --threads "$T" eval --config fmnist_uvit_tiny --weights "$W" --n "$N" --chunk "$CHUNK"
   --steps "$STEPS" --ref "$tmp/ref.npz" --inception "$I" --metrics fid -q)
