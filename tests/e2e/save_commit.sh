@@ -7,7 +7,9 @@
 # save_id; before save ids, both resumed silently from one training's weights and another's
 # optimizer state. Also: a run's very first save cut so (no train_state outside .saving yet) is
 # finished too, and a copy taken mid-save (files of two steps) is refused naming the newest complete
-# snapshot of the run's branch.
+# snapshot of the run's branch. The snapshot a refusal names is one whose files agree (a copied mix
+# is skipped; a cut one counts by what its .saving holds), and a fork of a cut snapshot of a run
+# another uvit train holds (flock here) reads the save from .saving, leaving that run untouched.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
