@@ -13,10 +13,10 @@ namespace fs = std::filesystem;
 namespace uvit::cli {
 
 namespace {
-// A checkpoint holds train_state (written last), or will once --resume finishes the save cut
-// between its moves that it holds (train_loop.cpp, before anything is read).
+// A checkpoint holds train_state (written last), or its .saving does: the save cut between its
+// moves that --resume finishes (train_loop.cpp, before anything is read) or a fork reads from it.
 bool has_checkpoint(const fs::path& d) {
-  return fs::exists(d / "train_state.safetensors") || interrupted_save_pending(d);
+  return fs::exists(checkpoint_file(d, "train_state.safetensors"));
 }
 
 bool same_folder(const fs::path& a, const fs::path& b) {

@@ -83,8 +83,8 @@ void log_event(std::ofstream& log, const char* event, long step, const std::stri
   log << j.dump() << "\n" << std::flush;
 }
 
-std::vector<json> read_log(const std::string& dir) {
-  std::ifstream in(dir + "/log.jsonl");
+std::vector<json> read_log_file(const fs::path& file) {
+  std::ifstream in(file);
   std::vector<json> rows;
   for (std::string line; std::getline(in, line);) {
     auto j = json::parse(line, nullptr, false);
@@ -92,6 +92,7 @@ std::vector<json> read_log(const std::string& dir) {
   }
   return rows;
 }
+std::vector<json> read_log(const std::string& dir) { return read_log_file(dir + "/log.jsonl"); }
 
 // Re-reads the run's log to plot the whole loss curve, resumed segments included (rows without a
 // loss, such as recorded overrides, are skipped).
@@ -105,9 +106,9 @@ void write_loss_plot(const std::string& dir) {
   if (s.x.size() >= 2) write_plot_png(dir + "/loss.png", {s}, 640, 400, true, {{"Title", "loss"}});
 }
 
-// The step a run's checkpoint holds.
+// The step a run's checkpoint holds (a save cut between its moves: the step of its .saving).
 long checkpoint_step(const std::string& dir) {
-  const std::string path = dir + "/train_state.safetensors";
+  const std::string path = checkpoint_file(dir, "train_state.safetensors").string();
   auto meta = read_safetensors_metadata(path);
   UVIT_CHECK(meta.count("step"), path, ": metadata lacks 'step'");
   return std::stol(meta["step"]);
@@ -120,7 +121,7 @@ std::vector<json> checkpoint_history(std::vector<json> log, const std::string& r
                                      const std::string& ckpt, long step, bool* restored = nullptr) {
   const bool stale = !ckpt.empty() && !snapshot_is_live(run, ckpt);
   if (restored) *restored = stale;
-  if (stale) return read_log(ckpt);
+  if (stale) return read_log_file(checkpoint_file(ckpt, kSnapshotLog));
   log.erase(std::remove_if(log.begin(), log.end(),
                            [&](const json& r) { return r.value("step", 0L) > step; }),
             log.end());
@@ -250,7 +251,7 @@ void continue_log(const std::string& src, const std::string& dir, const std::str
                  "%s is a snapshot of a branch its run went back from: %s/log.jsonl now holds that "
                  "branch's rows (kept in the snapshot)%s\n",
                  ckpt.c_str(), dir.c_str(), moved.c_str());
-  else if (!fs::exists(fs::path(ckpt) / kSnapshotLog) && !fs::equivalent(src, ckpt) &&
+  else if (!fs::exists(checkpoint_file(ckpt, kSnapshotLog)) && !fs::equivalent(src, ckpt) &&
            std::none_of(log.begin(), log.end(), [&](const json& r) {
              return r.value("event", "") == "checkpoint" && r.value("path", "") == saved;
            }))
@@ -352,14 +353,23 @@ class RunFolderLock {
 
 // A save cut between its moves (a SIGKILL, a power cut) left the checkpoint --resume takes with
 // its first files in place and the rest in .saving: they are moved in before anything reads it
-// (src/train/save_commit.hpp). The run folder is locked first; a fork's source run is left as it
-// is while another uvit train holds it.
+// (src/train/save_commit.hpp). The run folder is locked first. A fork's source run is not written
+// while another uvit train holds it (that one may be saving into the same folder): the fork reads
+// the save whole from .saving (checkpoint_file) and its own saves write it whole into --out.
 void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quiet) {
   const std::string& dir = job.out_dir;
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
   if (fs::is_directory(dir)) run_lock.take(dir);
   RunFolderLock source;
-  if (!job.resume_run.empty() && job.resume_run != dir && !source.try_take(job.resume_run)) return;
+  if (!job.resume_run.empty() && job.resume_run != dir && !source.try_take(job.resume_run)) {
+    if (interrupted_save_pending(ckpt) && !quiet)
+      std::fprintf(stderr,
+                   "note: %s holds a save cut between its moves, and another uvit train is "
+                   "writing %s: the fork reads that save from %s/%s and leaves the folder as it "
+                   "is\n",
+                   ckpt.c_str(), job.resume_run.c_str(), ckpt.c_str(), kSaveStage);
+    return;
+  }
   if (!finish_interrupted_save(ckpt) || quiet) return;
   std::fprintf(stderr,
                "note: %s held a save cut between its moves: finished it (its last files moved in "
@@ -377,7 +387,7 @@ long check_run_dir(const TrainJob& job, long target) {
              " already holds a training run; pass --resume to continue it or choose another --out");
   if (!job.resume) return 0;
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
-  UVIT_CHECK(fs::exists(ckpt + "/train_state.safetensors"), ckpt,
+  UVIT_CHECK(fs::exists(checkpoint_file(ckpt, "train_state.safetensors")), ckpt,
              ": nothing to resume (no train_state.safetensors)");
   const long at = checkpoint_step(ckpt);
   UVIT_CHECK(at <= target, "the run in ", ckpt, " is already at step ", at, ", past the ", target,

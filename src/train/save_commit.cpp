@@ -7,7 +7,7 @@ namespace fs = std::filesystem;
 
 namespace uvit {
 
-std::string save_id_in(const std::map<std::string, std::string>& meta) {
+std::string save_id_in(const FileMetadata& meta) {
   const auto it = meta.find(kSaveIdKey);
   return it == meta.end() ? "" : it->second;
 }
@@ -50,6 +50,33 @@ bool finish_interrupted_save(const fs::path& dir) {
   io::sync_dir(dir.string());
   fs::remove_all(stage, ec);
   return true;
+}
+
+fs::path checkpoint_file(const fs::path& dir, const char* name) {
+  std::error_code ec;
+  const fs::path staged = dir / kSaveStage / name;
+  return fs::exists(staged, ec) && interrupted_save_pending(dir) ? staged : dir / name;
+}
+
+bool same_save(const FileMetadata& state, const FileMetadata& nnet, const FileMetadata& ema) {
+  const auto step = [](const FileMetadata& m) {
+    const auto it = m.find("step");
+    return it == m.end() ? std::string() : it->second;
+  };
+  const std::string id = save_id_in(state);
+  return !step(state).empty() && step(nnet) == step(state) && step(ema) == step(state) &&
+         (id.empty() || (save_id_in(nnet) == id && save_id_in(ema) == id));
+}
+
+bool checkpoint_resumes(const fs::path& dir) {
+  try {
+    const auto meta = [&](const char* f) {
+      return read_safetensors_metadata(checkpoint_file(dir, f).string());
+    };
+    return same_save(meta(kCommitOrder[3]), meta(kCommitOrder[0]), meta(kCommitOrder[1]));
+  } catch (const std::exception&) {  // a file missing, or not one uvit wrote whole
+    return false;
+  }
 }
 
 }  // namespace uvit

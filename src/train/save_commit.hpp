@@ -18,8 +18,10 @@ inline constexpr const char* kSaveStage = ".saving";
 inline constexpr std::array<const char*, 4> kCommitOrder = {
     "nnet.safetensors", "nnet_ema.safetensors", "log.jsonl", "train_state.safetensors"};
 
+using FileMetadata = std::map<std::string, std::string>;
+
 // The save_id in a checkpoint file's metadata `meta`; "" for none (written before save ids).
-std::string save_id_in(const std::map<std::string, std::string>& meta);
+std::string save_id_in(const FileMetadata& meta);
 // The same read from the file; "" also when the file is missing or unreadable.
 std::string save_id_of(const std::filesystem::path& file);
 
@@ -33,5 +35,20 @@ bool interrupted_save_pending(const std::filesystem::path& dir);
 // returns true. Anything else (no .saving, or one of a save that died before its moves: DIR holds
 // the previous checkpoint whole) is left as it is: false.
 bool finish_interrupted_save(const std::filesystem::path& dir);
+
+// The file `name` of the checkpoint in `dir` as --resume reads it: DIR/.saving/NAME while DIR
+// holds a save cut between its moves (interrupted_save_pending) and .saving holds that file, else
+// DIR/NAME. --resume finishes such a save first; a fork of a snapshot whose run another uvit train
+// holds does not write there, and reads the save whole this way instead.
+std::filesystem::path checkpoint_file(const std::filesystem::path& dir, const char* name);
+
+// Whether weights with metadata `nnet` and `ema` belong with the train_state whose metadata is
+// `state`: of its step, and of its save_id when it records one (a train_state written before
+// save ids: the step alone). --resume loads no other pairing.
+bool same_save(const FileMetadata& state, const FileMetadata& nnet, const FileMetadata& ema);
+
+// Whether the checkpoint in `dir` resumes: its three files, as checkpoint_file finds them, are
+// readable and of one save (a save cut between its moves counts: --resume finishes it).
+bool checkpoint_resumes(const std::filesystem::path& dir);
 
 }  // namespace uvit

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "train/save_commit.hpp"
+
 namespace fs = std::filesystem;
 
 namespace uvit {
@@ -15,11 +17,13 @@ std::string read_all(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Whether `folder`'s log copy begins `log` (the run's); true without a copy.
+// Whether `folder`'s log copy begins `log` (the run's); true without a copy. A save cut between its
+// moves is judged by the copy it moves in (from .saving): the folder's once --resume finishes it.
 bool begins(const std::string& log, const fs::path& folder) {
   std::error_code ec;
-  if (!fs::exists(folder / kSnapshotLog, ec)) return true;
-  const std::string copy = read_all(folder / kSnapshotLog);
+  const fs::path file = checkpoint_file(folder, kSnapshotLog);
+  if (!fs::exists(file, ec)) return true;
+  const std::string copy = read_all(file);
   return log.compare(0, copy.size(), copy) == 0;
 }
 }  // namespace
@@ -38,10 +42,8 @@ SnapshotBranches snapshot_branches(const fs::path& run) {
 
 std::string newest_snapshot_hint(const fs::path& run) {
   const auto live = snapshot_branches(run).live;
-  std::error_code ec;
-  const auto newest = std::find_if(live.rbegin(), live.rend(), [&](const auto& s) {
-    return fs::exists(s.second / "train_state.safetensors", ec);
-  });
+  const auto newest = std::find_if(live.rbegin(), live.rend(),
+                                   [](const auto& s) { return checkpoint_resumes(s.second); });
   if (newest == live.rend()) return "";
   const std::string p = newest->second.string();
   return "its newest complete snapshot is " + p + ": --resume " + p;

@@ -33,8 +33,9 @@ inline constexpr const char* kSnapshotLog = "log.jsonl";
 
 // Whether the checkpoint in `folder` belongs to the branch RUN/log.jsonl holds now: its log copy
 // begins the run's log, byte for byte (the log only grows, or is cut back to a step with rows
-// rewritten as they were). The run folder itself, and a snapshot without a copy (written before
-// snapshots kept one), count as live: nothing says otherwise.
+// rewritten as they were); for a save cut between its moves, the copy in its .saving. The run
+// folder itself, and a snapshot without a copy (written before snapshots kept one), count as live:
+// nothing says otherwise.
 bool snapshot_is_live(const std::filesystem::path& run, const std::filesystem::path& folder);
 
 // The run's snapshots as snapshot_folders lists them, split into live ones and those of a branch
@@ -45,8 +46,9 @@ struct SnapshotBranches {
 SnapshotBranches snapshot_branches(const std::filesystem::path& run);
 
 // What a refusal to resume `run` names instead: "its newest complete snapshot is P: --resume P"
-// for the newest snapshot of the run's branch that holds train_state.safetensors (written last);
-// "" for none.
+// for the newest snapshot of the run's branch that --resume takes: its files of one save
+// (checkpoint_resumes: a copied mix, or a save cut between its moves with .saving gone, would be
+// refused in turn; one cut with .saving there is finished); "" for none.
 std::string newest_snapshot_hint(const std::filesystem::path& run);
 
 }  // namespace uvit

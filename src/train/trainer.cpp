@@ -755,7 +755,12 @@ void Trainer::save(bool snapshot) {
 
 void Trainer::resume(const std::string& from) {
   const std::string src = from.empty() ? dir_ : from;
-  const std::string sp = src + "/train_state.safetensors";
+  // A save cut between its moves that is still there (a fork of a snapshot of a run another
+  // uvit train holds) is read whole from its .saving (save_commit.hpp).
+  const auto file = [](const std::string& dir, const char* f) {
+    return checkpoint_file(dir, f).string();
+  };
+  const std::string sp = file(src, "train_state.safetensors");
   UVIT_CHECK(fs::exists(sp), src, ": nothing to resume (no train_state.safetensors)");
   // Every file is read one tensor at a time into its buffer: no whole-model host copy.
   const std::unique_ptr<TensorReader> sr = open_weights(sp);
@@ -780,23 +785,20 @@ void Trainer::resume(const std::string& from) {
   // The weights belong with train_state when their files record its step and its save_id; a
   // train_state without one (written before save ids) by the step alone.
   const std::string id = save_id_in(meta);
-  auto belong = [&](std::map<std::string, std::string>& a, std::map<std::string, std::string>& b) {
-    return a["step"] == need("step") && b["step"] == need("step") &&
-           (id.empty() || (save_id_in(a) == id && save_id_in(b) == id));
-  };
+  auto belong = [&](const FileMetadata& a, const FileMetadata& b) { return same_save(meta, a, b); };
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds (if it is
   // of the branch the run's log holds: one of a branch left pairs with another log).
   std::string wdir = src;
-  std::map<std::string, std::string> m1 = read_safetensors_metadata(wdir + "/nnet.safetensors"),
-                                     m2 = read_safetensors_metadata(wdir + "/nnet_ema.safetensors");
+  FileMetadata m1 = read_safetensors_metadata(file(wdir, "nnet.safetensors")),
+               m2 = read_safetensors_metadata(file(wdir, "nnet_ema.safetensors"));
   UVIT_CHECK(!m1.count(kQuantKey) && !m2.count(kQuantKey), wdir,
              ": the weights are quantised; training needs the fp32 weights");
   const std::string snap = src + "/ckpts/" + need("step");
-  if (!belong(m1, m2) && fs::exists(snap + "/train_state.safetensors") &&
+  if (!belong(m1, m2) && fs::exists(file(snap, "train_state.safetensors")) &&
       snapshot_is_live(src, snap)) {
-    auto s1 = read_safetensors_metadata(snap + "/nnet.safetensors"),
-         s2 = read_safetensors_metadata(snap + "/nnet_ema.safetensors");
+    auto s1 = read_safetensors_metadata(file(snap, "nnet.safetensors")),
+         s2 = read_safetensors_metadata(file(snap, "nnet_ema.safetensors"));
     if (belong(s1, s2)) {
       wdir = snap, m1 = s1, m2 = s2;
       if (comm_->rank() == 0)
@@ -826,8 +828,8 @@ void Trainer::resume(const std::string& from) {
              ": a save cut between its moves, its other files gone); resuming would mix two "
              "trainings: ",
              hint("", "resume another checkpoint of the run"));
-  net_->load_file(wdir + "/nnet.safetensors");
-  ema_->load_file(wdir + "/nnet_ema.safetensors");
+  net_->load_file(file(wdir, "nnet.safetensors"));
+  ema_->load_file(file(wdir, "nnet_ema.safetensors"));
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into
   // the packed buffers; the frozen parameters' state in the file is not read. Host memory (the
   // CPU) in place, device memory through a host buffer of 4 MB.

@@ -7,7 +7,9 @@
 # save_id; before save ids, both resumed silently from one training's weights and another's
 # optimizer state. Also: a run's very first save cut so (no train_state outside .saving yet) is
 # finished too, and a copy taken mid-save (files of two steps) is refused naming the newest complete
-# snapshot of the run's branch.
+# snapshot of the run's branch. The snapshot a refusal names is one whose files agree (a copied mix
+# is skipped; a cut one counts by what its .saving holds), and a fork of a cut snapshot of a run
+# another uvit train holds (flock here) reads the save from .saving, leaving that run untouched.
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -57,7 +59,7 @@ expect_error "^uvit: error: $tmp/R2: nnet.safetensors, nnet_ema.safetensors and 
 dies "$tmp/S" snaprename
 [ -e "$tmp/S/ckpts/8/.saving/train_state.safetensors" ] || fail "the cut snapshot left no .saving"
 same_files "$tmp/S" "$tmp/B" "the run's own files, saved before the cut snapshot"
-cp -r "$tmp/S" "$tmp/S3"
+for c in S3 S4 S5; do cp -r "$tmp/S" "$tmp/$c"; done
 run "$UVIT" train --out "$tmp/S" --resume "$tmp/S/ckpts/8" --no-grid
 grep -q "^note: $tmp/S/ckpts/8 held a save cut between its moves: finished it" "$tmp/err" ||
   fail "no line for the finished snapshot: $(cat "$tmp/err")"
@@ -69,12 +71,47 @@ cmp -s "$tmp/S/ckpts/8/log.jsonl" "$tmp/S/log.jsonl" || fail "the finished snaps
 run "$UVIT" train --out "$tmp/F" --resume "$tmp/S3/ckpts/8" --steps 10 --no-grid -q
 run "$UVIT" train --out "$tmp/Fref" --resume "$tmp/B/ckpts/8" --steps 10 --no-grid -q
 same_files "$tmp/F" "$tmp/Fref" "a fork of a cut snapshot vs of the uncut one"
+# The same fork while another uvit train holds the run (flock, as it does): the run is not written,
+# so the save is read whole from ckpts/8/.saving, not finished there; the fork trains on as one of
+# the uncut snapshot. Before, it was refused as a mix of two saves.
+cp -r "$tmp/S4" "$tmp/S4was"
+run flock "$tmp/S4" "$UVIT" train --out "$tmp/F2" --resume "$tmp/S4/ckpts/8" --steps 10 --no-grid
+grep -q "^note: $tmp/S4/ckpts/8 holds a save cut between its moves, and another uvit train is writing $tmp/S4: the fork reads that save from $tmp/S4/ckpts/8/.saving and leaves the folder as it is$" "$tmp/err" ||
+  fail "no line for the fork of a cut snapshot of a locked run: $(cat "$tmp/err")"
+same_files "$tmp/F2" "$tmp/Fref" "a fork of a cut snapshot of a locked run vs of the uncut one"
+# Its log is the fork's of the finished snapshot (rows alike but for times and the path resumed).
+"$PY" - "$tmp/F2/log.jsonl" "$tmp/F/log.jsonl" <<'PYEOF' || fail "the locked fork's log differs"
+import json, sys
+clock = ("t", "elapsed_s", "img_s", "from")
+rows = [[{k: v for k, v in json.loads(l).items() if k not in clock} for l in open(p)]
+        for p in sys.argv[1:]]
+sys.exit(rows[0] != rows[1])
+PYEOF
+diff -r "$tmp/S4" "$tmp/S4was" >/dev/null || fail "the fork wrote into the locked run $tmp/S4"
+# The hint of a refusal counts the cut snapshot by the save --resume finishes (its .saving: branch
+# B's files and log copy), so it names ckpts/8, not ckpts/4 (before: A's log copy in ckpts/8 made it
+# a snapshot of the branch left).
+rm "$tmp/S5/train_state.safetensors"
+expect_error "^uvit: error: $tmp/S5: nothing to resume (no train_state.safetensors; its newest complete snapshot is $tmp/S5/ckpts/8: --resume $tmp/S5/ckpts/8)$" \
+  "$UVIT" train --out "$tmp/S5" --resume --no-grid -q
+run "$UVIT" train --out "$tmp/S5" --resume "$tmp/S5/ckpts/8" --steps 10 --no-grid -q
+same_files "$tmp/S5" "$tmp/B10" "resumed from the cut snapshot the refusal names, to step 10"
 # The same cut snapshot made by hand, without .saving (so the check needs no test hook): B's run
 # whose ckpts/8 holds B's nnet beside A's nnet_ema, log copy and train_state. Refused by save_id.
 cp -r "$tmp/B" "$tmp/S2"
 for f in nnet_ema.safetensors log.jsonl train_state.safetensors; do cp "$tmp/A/ckpts/8/$f" "$tmp/S2/ckpts/8/"; done
 expect_error "^uvit: error: $tmp/S2/ckpts/8: nnet.safetensors, nnet_ema.safetensors and train_state.safetensors are from different saves of step 8 (.*); resuming would mix two trainings: resume another checkpoint of the run$" \
   "$UVIT" train --out "$tmp/S2" --resume "$tmp/S2/ckpts/8" --steps 10 --no-grid -q
+# Such a mix with branch B's log copy kept (so of the run's branch), in a run whose own train_state
+# is gone: the refusal names ckpts/4, which resumes, not ckpts/8, which --resume refuses in turn
+# (before, the hint took any snapshot holding a train_state).
+cp -r "$tmp/B" "$tmp/M"
+cp "$tmp/A/ckpts/8/nnet_ema.safetensors" "$tmp/A/ckpts/8/train_state.safetensors" "$tmp/M/ckpts/8/"
+rm "$tmp/M/train_state.safetensors"
+expect_error "^uvit: error: $tmp/M: nothing to resume (no train_state.safetensors; its newest complete snapshot is $tmp/M/ckpts/4: --resume $tmp/M/ckpts/4)$" \
+  "$UVIT" train --out "$tmp/M" --resume --no-grid -q
+run "$UVIT" train --out "$tmp/M" --resume "$tmp/M/ckpts/4" --steps 8 --no-grid -q
+same_files "$tmp/M" "$tmp/B" "resumed from the snapshot the refusal names (branch B again)"
 
 # --- at a new step (no mix of one step): the cut save of step 4 is finished, not skipped -----------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/t2.json" train.save_interval=2 train.log_interval=2
@@ -85,6 +122,14 @@ UVIT_TEST_DIE=0:4:rename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/N" >"$tmp/out"
 run "$UVIT" train --out "$tmp/N" --resume --no-grid
 grep -q "finished it .*, the checkpoint of step 4$" "$tmp/err" || fail "step 4's cut save: $(cat "$tmp/err")"
 same_files "$tmp/N" "$tmp/straight" "resumed after a cut save of step 4 vs never cut"
+# A new snapshot cut so (ckpts/4 holds only its nnet, the rest in .saving), forked while another
+# uvit train holds the run: read from .saving (before: "nothing to resume").
+UVIT_TEST_DIE=0:4:snaprename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/N2" >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 77 ] || fail "the death in the snapshot of step 4: $(cat "$tmp/err")"
+[ -e "$tmp/N2/ckpts/4/train_state.safetensors" ] && fail "the cut snapshot holds a train_state"
+run flock "$tmp/N2" "$UVIT" train --out "$tmp/F3" --resume "$tmp/N2/ckpts/4" --no-grid -q
+same_files "$tmp/F3" "$tmp/straight" "a fork of a new cut snapshot of a locked run vs never cut"
+[ -e "$tmp/N2/ckpts/4/.saving/train_state.safetensors" ] || fail "the fork finished the locked run's snapshot"
 
 # --- the run's very first save cut: no train_state in the run yet, only in .saving ------------------
 UVIT_TEST_DIE=0:2:rename "$UVIT" "${T2[@]}" --steps 6 --out "$tmp/first" >"$tmp/out" 2>"$tmp/err"
