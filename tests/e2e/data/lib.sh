@@ -9,7 +9,9 @@ trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 run() {  # run CMD...: must succeed; stdout in $tmp/out, stderr in $tmp/err
-  if ! "$@" >"$tmp/out" 2>"$tmp/err"; then fail "exit $?: $*"; cat "$tmp/err"; fi
+  local rc=0
+  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  if [ $rc -ne 0 ]; then fail "exit $rc: $*"; cat "$tmp/err"; fi
 }
 expect_error() {  # expect_error NEEDLE CMD...: exit 1 with one line of stderr holding NEEDLE
   local needle=$1; shift
