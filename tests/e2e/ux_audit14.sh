@@ -49,9 +49,9 @@ chmod u+w "$tmp/u/s/ckpts/1"
   echo "ok: $(cat "$tmp/err")" || fail "a snapshot that cannot be pruned (rc $rc): $(cat "$tmp/err")"
 
 # A config.json the user cannot read said `cannot open for reading`, without the reason.
-chmod 000 "$tmp/u/r2/config.json"
-expect_error "r2/config.json: cannot open: Permission denied" as_user "$UVIT" info --config r2
-chmod 644 "$tmp/u/r2/config.json"
+chmod 000 "$tmp/u/r/config.json"
+expect_error "r/config.json: cannot open: Permission denied" as_user "$UVIT" info --config r
+chmod 644 "$tmp/u/r/config.json"
 
 # Kept: read-only weights and a run folder of another user sample and describe; outputs into it
 # are refused before the work, naming the folder.
