@@ -88,6 +88,15 @@ run "$UVIT" info "$tmp/new"$'\n'"line/a \"q\" é.png" --json
 "$PY" -c "import json, sys; assert json.load(open(sys.argv[1]))['fields']['Class'] == '1'" "$tmp/out" &&
   echo "ok: a PNG under a name with a line break, quotes and é" || fail "info of it: $(cat "$tmp/out")"
 
+# --- README's scripts/uvit in a checkout shared with another user -----------------------------
+# It failed whatever it was asked, with ninja's `Error writing to build log: Permission denied`:
+# ninja cannot check a build folder it cannot write, even with build/uvit up to date.
+if [ -n "${AS[*]}" ] && [ "$(dirname "$UVIT")" = "$SRC/build" ]; then
+  as_user "$SRC/scripts/uvit" --version >"$tmp/out" 2>"$tmp/err" && grep -q "^uvit " "$tmp/out" &&
+    [ ! -s "$tmp/err" ] && echo "ok: scripts/uvit as another user runs the owner's build" ||
+    fail "scripts/uvit as another user: $(cat "$tmp/err")"
+fi
+
 # --- the installed tree, run by another user from another folder without the source tree -------
 # cmake --install put no presets and no CLIP vocabulary in P: the installed uvit (and a program
 # linking the installed libuvit.so) found them only in the source tree compiled in, so that without
