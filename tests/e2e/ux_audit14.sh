@@ -75,6 +75,21 @@ odd=$(cd "$tmp/u/m" && find . \( -type f ! -perm 640 \) -o \( -type d ! -perm 75
 [ -z "$odd" ] && [ -s "$tmp/u/m/p.png" ] && [ -d "$tmp/u/m/ckpts/1" ] &&
   echo "ok: umask 027: files 640, folders 750" || fail "modes under umask 027: $odd"
 
+# An output that is a symbolic link (`latest.png -> runs/x/grid.png`) was replaced by a file, its
+# target left as it was; a file replaced lost its mode (a private 0600 came back 0644).
+mkdir -p "$tmp/lk/sub"
+echo old >"$tmp/lk/sub/t.png"
+chmod 600 "$tmp/lk/sub/t.png"
+ln -s sub/t.png "$tmp/lk/latest.png"
+ln -s new.npy "$tmp/lk/dangling.npy"
+run "$UVIT" "${T[@]}" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 1 --steps 2 -q \
+  --out "$tmp/lk/latest.png" --npy "$tmp/lk/dangling.npy"
+[ -L "$tmp/lk/latest.png" ] && [ -L "$tmp/lk/dangling.npy" ] && [ -s "$tmp/lk/new.npy" ] &&
+  [ "$(head -c 4 "$tmp/lk/sub/t.png" | od -An -c | tr -d ' ')" = "211PNG" ] &&
+  [ "$(stat -c %a "$tmp/lk/sub/t.png")" = 600 ] && [ -z "$(ls -A "$tmp/lk/sub" | grep -v '^t.png$')" ] &&
+  echo "ok: --out through a symbolic link: the link kept, its target written, its mode kept" ||
+  fail "--out through a link: $(ls -la "$tmp/lk" "$tmp/lk/sub")"
+
 # --- names with line breaks ---------------------------------------------------------------------
 # An error quoting a name that holds a line break was two lines (`uvit: error: no` / `there...`).
 expect_error 'no\\nthere.safetensors: cannot open: No such file or directory' \
