@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -72,8 +73,26 @@ std::ofstream append_log(const std::string& dir) {
     cut = prev.get() != '\n';
   }
   std::ofstream log(path, std::ios::app);
+  UVIT_CHECK(log.is_open(), path, ": cannot append to it (", std::strerror(errno),
+             "); the run's log would lose this call's rows");
   if (cut) log << '\n';
   return log;
+}
+
+// A run's log that exists but cannot be appended to (another user's file in a shared run folder, a
+// chmod -w) lost every row of the call without a word, exit 0: refused before any work instead.
+void check_log_appendable(const std::string& dir) {
+  const std::string path = dir + "/log.jsonl";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  const int e = errno;
+  UVIT_CHECK(e == ENOENT, path, ": cannot append to it (", std::strerror(e),
+             "); the run's log would lose this call's rows: make it writable, or continue in a new "
+             "folder with --resume ",
+             dir, " --out NEW");
 }
 
 // A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
@@ -386,6 +405,7 @@ long check_run_dir(const TrainJob& job, long target) {
   UVIT_CHECK(job.resume || !has_state, dir,
              " already holds a training run; pass --resume to continue it or choose another --out");
   if (!job.resume) return 0;
+  if (fs::exists(dir + "/train_state.safetensors")) check_log_appendable(dir);
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
   UVIT_CHECK(fs::exists(checkpoint_file(ckpt, "train_state.safetensors")), ckpt,
              ": nothing to resume (no train_state.safetensors)");

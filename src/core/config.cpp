@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -14,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/install_dirs.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/json_parse.hpp"
@@ -241,7 +244,7 @@ void check_preset(const json& doc, const NetSpec& net) {
 
 std::string read_text(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
-  UVIT_CHECK(f, p.string(), ": cannot open for reading");
+  UVIT_CHECK(f, p.string(), ": cannot open: ", std::strerror(errno));
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   UVIT_CHECK(!f.bad(), p.string(), ": read error");
   return s;
@@ -261,15 +264,15 @@ std::string parse_detail(const char* what) {
 std::vector<fs::path> search_dirs() {
   std::vector<fs::path> dirs;
   if (const char* env = std::getenv("UVIT_CONFIG_DIR"); env && *env) dirs.emplace_back(env);
+  // An installed uvit's own presets before the source tree it was built from, which may have
+  // changed since, or be gone, or be unreadable to the user who runs it.
+  for (const fs::path& d : installed_data_dirs()) dirs.push_back(d / "configs");
 #ifdef UVIT_SOURCE_CONFIG_DIR
   dirs.emplace_back(UVIT_SOURCE_CONFIG_DIR);
 #endif
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    dirs.push_back((exe.parent_path() / ".." / "share" / "uvit" / "configs").lexically_normal());
-    dirs.push_back(exe.parent_path() / "configs");
-  }
+  if (!ec) dirs.push_back(exe.parent_path() / "configs");
   return dirs;
 }
 

@@ -154,10 +154,34 @@ std::string temp_name(const std::string& path) {
 }
 }  // namespace
 
-AtomicWriter::AtomicWriter(const std::string& path, Cache cache) : path_(path) {
-  tmp_ = temp_name(path);
+namespace {
+// A symbolic link at `path` is written through, as a shell's `>` writes: the file it names is
+// replaced and the link stays (a rename over the link made it a file and left its target as it
+// was). The target need not exist yet.
+std::string through_links(const std::string& path) {
+  std::string p = path;
+  for (int hops = 0; hops < 40; ++hops) {  // the kernel's limit (ELOOP)
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+    std::error_code ec;
+    const std::filesystem::path t = std::filesystem::read_symlink(p, ec);
+    if (ec) return p;
+    p = t.is_absolute() ? t.string()
+                        : (std::filesystem::path(dir_of(p)) / t).lexically_normal().string();
+  }
+  return p;
+}
+}  // namespace
+
+AtomicWriter::AtomicWriter(const std::string& path, Cache cache)
+    : path_(path), target_(through_links(path)) {
+  tmp_ = temp_name(target_);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail(path, ": cannot create temporary file ", tmp_, ": ", errno_str());
+  // A file replaced keeps its permissions (a group's 0664 stays group-writable, a private 0600
+  // stays private), as one written in place by `>` would; a new one gets 0666 less the umask.
+  if (struct stat st; ::stat(target_.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+    ::fchmod(fd_, st.st_mode & 0777);
   if (cache == Cache::kDirect) direct_ = std::make_unique<DirectWriter>(fd_, path_);
 }
 
@@ -197,10 +221,10 @@ void AtomicWriter::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail(path_, ": close failed: ", errno_str());
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0)
     fail(path_, ": cannot rename ", tmp_, ": ", errno_str());
   done_ = true;
-  sync_dir(dir_of(path_));  // the rename itself durable
+  sync_dir(dir_of(target_));  // the rename itself durable
 }
 
 void sync_dir(const std::string& dir) {

@@ -77,7 +77,7 @@ class AtomicWriter {
 
  private:
   SignalHold hold_;  // first member: taken before the file exists, released after it is gone
-  std::string path_, tmp_;
+  std::string path_, target_, tmp_;  // as named; the file written (through links); its temporary
   int fd_ = -1;
   uint64_t written_ = 0;
   bool done_ = false;

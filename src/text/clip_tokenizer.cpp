@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/install_dirs.hpp"
 #include "text/bpe_merge.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -112,6 +113,10 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
 std::string clip_vocab_path(const std::string& given) {
   if (!given.empty()) return given;
   if (const char* e = std::getenv("UVIT_CLIP_VOCAB"); e && *e) return e;
+  // An installed uvit's copy (cmake --install), as its presets.
+  for (const fs::path& d : installed_data_dirs())
+    if (fs::exists(d / "clip" / "bpe_simple_vocab_16e6.txt.gz"))
+      return (d / "clip" / "bpe_simple_vocab_16e6.txt.gz").string();
 #ifdef UVIT_SOURCE_CONFIG_DIR
   std::string p =
       std::string(UVIT_SOURCE_CONFIG_DIR) + "/../data/clip/bpe_simple_vocab_16e6.txt.gz";

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "core/mem_limit.hpp"
 #include "io/file.hpp"
@@ -19,6 +21,7 @@
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
 #include "uvit/io.hpp"
+#include "uvit/log.hpp"
 #include "uvit/quant.hpp"
 #include "uvit/rng.hpp"
 #include "uvit/train.hpp"
@@ -709,6 +712,20 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls, const s
   io::sync_dir(dir);
 }
 
+namespace {
+// A snapshot train.keep_snapshots no longer keeps. One that cannot be removed (another user's, in
+// a run folder shared by a group) stays, said once: the checkpoint that pruned it is written, and
+// stopping there lost the rest of the run for a file that was only to be deleted.
+void prune_snapshot(const fs::path& snap) {
+  std::error_code ec;
+  fs::remove_all(snap, ec);
+  static std::set<std::string> said;
+  if (!ec || !said.insert(snap.string()).second) return;
+  log(LogLevel::Warn, cat(snap.string(), ": not removed (", ec.message(),
+                          "), though train.keep_snapshots no longer keeps it; the run goes on"));
+}
+}  // namespace
+
 void Trainer::save(bool snapshot) {
   // Not the loader's state now: after a DataError it is inside the step that failed.
   const LoaderState& ls = done_;
@@ -744,7 +761,7 @@ void Trainer::save(bool snapshot) {
       auto live = was.live;
       if (std::none_of(live.begin(), live.end(), at_step)) live.emplace_back(step_, snap);
       std::sort(live.begin(), live.end());
-      for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) fs::remove_all(live[i].second);
+      for (size_t i = 0; i + s_.keep_snapshots < live.size(); ++i) prune_snapshot(live[i].second);
     }
   } else if (sharded()) {  // ZeRO-1: each train_state gathers the shards
     for (int copy = 0; copy < (snapshot ? 2 : 1); ++copy)
