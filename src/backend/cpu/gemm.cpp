@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -242,11 +243,13 @@ void drop_kept(MatmulCache& c, const char* p, size_t span) {
   c.kept.erase(lo, hi);
 }
 
-// Copies are kept only while a network's products have at most this many rows (batch x tokens):
-// the per-call reorder costs the same at any M while the product grows with it, so the copies
-// saved 10-25 % of a one-thread forward at batch 1-2 (256 tokens), a few % at batch 4 and nothing
-// measurable from batch 8 on, where they still cost a copy of every GEMM weight (docs/kernels.md,
-// "Kept blocked weights"; docs/benchmarks.md, "AMX Xeon, 2026-12-07: the kept weights' default").
+// fp32 copies are kept only while a network's products have at most this many rows (batch x
+// tokens): the per-call reorder costs the same at any M while the product grows with it, so the
+// copies saved 10-25 % of a one-thread fp32 forward at batch 1-2 (256 tokens), a few % at batch 4
+// and nothing measurable from batch 8 on, where they still cost a copy of every GEMM weight. bf16
+// copies (half the bytes) still measured 1.1-1.2x at U-ViT-S/2's batch 8 and keep no row limit
+// (docs/kernels.md, "Kept blocked weights"; docs/benchmarks.md, "AMX Xeon, 2026-12-07: the kept
+// weights' default").
 constexpr int kKeptRows = 1536;
 
 }  // namespace
@@ -293,9 +296,10 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   const size_t bytes = e.blocked.get_size();
   const auto w = in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)));
   const int M = std::get<2>(key);
-  if (w != c.weights.end() && w->second.rows <= kKeptRows && M > kKeptRows)
+  const int limit = std::get<10>(key) == dt::f32 ? kKeptRows : std::numeric_limits<int>::max();
+  if (w != c.weights.end() && w->second.rows <= limit && M > limit)
     drop_kept(c, w->first, w->second.bytes);  // the network outgrew its copies' gain: all go
-  if (w != c.weights.end() && (w->second.rows = std::max(w->second.rows, M)) <= kKeptRows) {
+  if (w != c.weights.end() && (w->second.rows = std::max(w->second.rows, M)) <= limit) {
     MatmulCache::Kept& k = c.kept[B];
     if (k.src == src && k.layout == e.blocked) {
       const bool fresh = !k.mem;
