@@ -54,7 +54,7 @@ struct MatmulCache {
   // address, the last (source, blocked) layout pair it was reordered for; the copy is made on the
   // second use of that pair, so a weight used once between two writes (a training step) is never
   // copied. `kept_bytes`: what the copies hold, at most gemm_kept_budget(). `rows`: the most rows
-  // (M) of a product reading the buffer since its last write; past kKeptRows its copies go.
+  // (M) of a product reading the buffer since its last write; past kKeptRows its fp32 copies go.
   struct Weights {
     size_t bytes;
     int rows = 0;
