@@ -23,7 +23,8 @@ for c in cond_p2 dit_p2; do
       run kept
       UVIT_KEPT_WEIGHTS_MB=0 run none
       cmp -s "$tmp/kept.npy" "$tmp/none.npy" ||
-        { echo "FAIL: $c $p n=$n: the samples differ with and without kept blocked weights"; exit 1; }
+        { echo "FAIL: $c $p n=$n: the samples differ with and without kept blocked weights"
+          exit 1; }
       echo "$c $p n=$n: kept and per-call reordered weights give the same bytes"
     done
   done
