@@ -139,6 +139,43 @@ TEST(CpuFp32KeptWeights, ProductsRereadWeightsAfterEveryWriteAndFree) {
   be->free_bytes(a);
 }
 
+// The default's rule (gemm.cpp, kKeptRows): copies are kept only while a network's products have
+// at most 1536 rows (batch x tokens). One product with more drops the copies of every weight of
+// that network, and none is made again before the next write; the products' bits never change.
+// Main kept a copy at any M.
+TEST(CpuFp32KeptWeights, NoCopiesOnceANetworksProductsHaveManyRows) {
+  if (!fp32_b_blocked()) GTEST_SKIP() << "oneDNN takes the fp32 B plain here: nothing is kept";
+  auto be = make_backend("cpu", "fp32");
+  const int small = 96, large = 4096, N = 384, K = 256;
+  const size_t n = size_t(N) * K;
+  const VecF xs = randv(size_t(small) * K, 1), xl = randv(size_t(large) * K, 3);
+  const VecF p = randv(2 * n, 2);  // two weights of one network's parameters
+  auto* w = static_cast<float*>(be->alloc_bytes(p.size() * 4));
+  be->upload(w, p.data(), p.size() * 4);
+  be->params_to_act(w, w, p.size());
+  const VecF ref_a = product(*be, xs, p.data(), small, N, K);  // unregistered addresses
+  const VecF ref_b = product(*be, xs, p.data() + n, small, N, K);
+  const VecF ref_large = product(*be, xl, p.data(), large, N, K);
+  auto small_products = [&](const char* when) {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(product(*be, xs, w, small, N, K), ref_a) << when << ", use " << i + 1;
+      EXPECT_EQ(product(*be, xs, w + n, small, N, K), ref_b) << when << ", use " << i + 1;
+    }
+  };
+  small_products("96 rows");
+  EXPECT_GE(gemm_kept_weight_bytes(), 2 * n * 4) << "products of 96 rows keep both weights";
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(product(*be, xl, w, large, N, K), ref_large) << "4096 rows, use " << i + 1;
+  EXPECT_EQ(gemm_kept_weight_bytes(), 0u) << "a product of 4096 rows drops both weights' copies";
+  small_products("96 rows after 4096");
+  EXPECT_EQ(gemm_kept_weight_bytes(), 0u) << "no copy is made again before the next write";
+  be->params_to_act(w, w, p.size());  // a write (of the same values)
+  small_products("96 rows after a write");
+  EXPECT_GE(gemm_kept_weight_bytes(), 2 * n * 4) << "after a write small products keep copies";
+  be->free_bytes(w);
+  EXPECT_EQ(gemm_kept_weight_bytes(), 0u);
+}
+
 // A training run's sampling between steps: the trained network and its EMA run several inference
 // forwards (so their blocked weights are kept), then a step rewrites both (AdamW, the EMA update);
 // every forward after it must equal a fresh network's with the new weights. Without the

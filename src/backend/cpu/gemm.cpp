@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,8 +53,13 @@ struct MatmulCache {
   // gemm_weights_written after every write; only a B lying inside one is kept. `kept`: per B
   // address, the last (source, blocked) layout pair it was reordered for; the copy is made on the
   // second use of that pair, so a weight used once between two writes (a training step) is never
-  // copied. `kept_bytes`: what the copies hold, at most gemm_kept_budget().
-  std::map<const char*, size_t> weights;
+  // copied. `kept_bytes`: what the copies hold, at most gemm_kept_budget(). `rows`: the most rows
+  // (M) of a product reading the buffer since its last write; past kKeptRows its fp32 copies go.
+  struct Weights {
+    size_t bytes;
+    int rows = 0;
+  };
+  std::map<const char*, Weights> weights;
   struct Kept {
     dnnl::memory::desc src, layout;
     std::unique_ptr<char[]> mem;  // null until the second use; not zeroed: the reorder fills it
@@ -221,14 +227,30 @@ bool run_matmul(const Key& key, const void* A, const void* B, void* C, const voi
   return true;
 }
 
-// Is [p, p + bytes) inside a registered act copy of parameters? Caller holds c.mu.
-bool in_weights(const MatmulCache& c, const void* p, size_t bytes) {
+// The registered act copy of parameters that [p, p + bytes) lies inside, or end. Caller holds c.mu.
+auto in_weights(MatmulCache& c, const void* p, size_t bytes) {
   const char* q = static_cast<const char*>(p);
   auto it = c.weights.upper_bound(q);
-  if (it == c.weights.begin()) return false;
+  if (it == c.weights.begin()) return c.weights.end();
   --it;
-  return q + bytes <= it->first + it->second;
+  return q + bytes <= it->first + it->second.bytes ? it : c.weights.end();
 }
+
+// Drops the kept entries (copies and noted layouts) of B addresses in [p, p + span).
+void drop_kept(MatmulCache& c, const char* p, size_t span) {
+  const auto lo = c.kept.lower_bound(p), hi = c.kept.lower_bound(p + span);
+  for (auto k = lo; k != hi; ++k) c.kept_bytes -= k->second.size;
+  c.kept.erase(lo, hi);
+}
+
+// fp32 copies are kept only while a network's products have at most this many rows (batch x
+// tokens): the per-call reorder costs the same at any M while the product grows with it, so the
+// copies saved 10-25 % of a one-thread fp32 forward at batch 1-2 (256 tokens), a few % at batch 4
+// and nothing measurable from batch 8 on, where they still cost a copy of every GEMM weight. bf16
+// copies (half the bytes) still measured 1.1-1.2x at U-ViT-S/2's batch 8 and keep no row limit
+// (docs/kernels.md, "Kept blocked weights"; docs/benchmarks.md, "AMX Xeon, 2026-12-07: the kept
+// weights' default").
+constexpr int kKeptRows = 1536;
 
 }  // namespace
 
@@ -272,7 +294,12 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   const Stored sb = stored_b(key);
   const md src = b_desc(key);
   const size_t bytes = e.blocked.get_size();
-  if (in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)))) {
+  const auto w = in_weights(c, B, size_t(sb.rows) * sb.cols * type_size(std::get<10>(key)));
+  const int M = std::get<2>(key);
+  const int limit = std::get<10>(key) == dt::f32 ? kKeptRows : std::numeric_limits<int>::max();
+  if (w != c.weights.end() && w->second.rows <= limit && M > limit)
+    drop_kept(c, w->first, w->second.bytes);  // the network outgrew its copies' gain: all go
+  if (w != c.weights.end() && (w->second.rows = std::max(w->second.rows, M)) <= limit) {
     MatmulCache::Kept& k = c.kept[B];
     if (k.src == src && k.layout == e.blocked) {
       const bool fresh = !k.mem;
@@ -373,12 +400,10 @@ void gemm_weights_written(const void* p, size_t bytes) {
   std::lock_guard<std::mutex> lock(c.mu);
   const char* q = static_cast<const char*>(p);
   auto w = c.weights.find(q);
-  const size_t span = std::max(bytes, w == c.weights.end() ? size_t{0} : w->second);
-  const auto lo = c.kept.lower_bound(p), hi = c.kept.lower_bound(q + span);
-  for (auto k = lo; k != hi; ++k) c.kept_bytes -= k->second.size;
-  c.kept.erase(lo, hi);
+  const size_t span = std::max(bytes, w == c.weights.end() ? size_t{0} : w->second.bytes);
+  drop_kept(c, q, span);
   if (bytes)
-    c.weights[q] = bytes;
+    c.weights[q] = {bytes};
   else if (w != c.weights.end())
     c.weights.erase(w);
   c.any_weights = !c.weights.empty();
