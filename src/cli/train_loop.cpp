@@ -389,7 +389,10 @@ void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quie
                    ckpt.c_str(), job.resume_run.c_str(), ckpt.c_str(), kSaveStage);
     return;
   }
-  if (!finish_interrupted_save(ckpt) || quiet) return;
+  const bool finished = finish_interrupted_save(ckpt);
+  // What a dead save left in the run folder goes now, not at the first save after training.
+  if (fs::is_directory(dir)) remove_dead_save(dir);
+  if (!finished || quiet) return;
   std::fprintf(stderr,
                "note: %s held a save cut between its moves: finished it (its last files moved in "
                "from %s/%s), the checkpoint of step %ld\n",

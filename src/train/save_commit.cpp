@@ -1,6 +1,7 @@
 #include "train/save_commit.hpp"
 
 #include "io/file.hpp"
+#include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
 namespace fs = std::filesystem;
@@ -50,6 +51,15 @@ bool finish_interrupted_save(const fs::path& dir) {
   io::sync_dir(dir.string());
   fs::remove_all(stage, ec);
   return true;
+}
+
+void remove_dead_save(const fs::path& dir) {
+  const fs::path stage = dir / kSaveStage;
+  std::error_code ec;
+  fs::remove_all(stage, ec);
+  UVIT_CHECK(!ec, stage.string(), ": cannot remove what an unfinished save left there (",
+             ec.message(), "): its owner can remove it, or continue in a new folder with uvit ",
+             "train --resume ", dir.string(), " --out NEW");
 }
 
 fs::path checkpoint_file(const fs::path& dir, const char* name) {

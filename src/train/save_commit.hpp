@@ -36,6 +36,11 @@ bool interrupted_save_pending(const std::filesystem::path& dir);
 // the previous checkpoint whole) is left as it is: false.
 bool finish_interrupted_save(const std::filesystem::path& dir);
 
+// Removes DIR/.saving left by a save that died before its moves (call finish_interrupted_save
+// first). A folder that cannot be removed (another user's, a read-only one) is refused in one line
+// naming it and the way out, before the run trains: std::filesystem's own message names no way out.
+void remove_dead_save(const std::filesystem::path& dir);
+
 // The file `name` of the checkpoint in `dir` as --resume reads it: DIR/.saving/NAME while DIR
 // holds a save cut between its moves (interrupted_save_pending) and .saving holds that file, else
 // DIR/NAME. --resume finishes such a save first; a fork of a snapshot whose run another uvit train

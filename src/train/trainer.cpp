@@ -665,7 +665,7 @@ void Trainer::write_state(const std::string& dir, const LoaderState& ls, const s
   const fs::path stage = fs::path(dir) / kSaveStage;
   // A save cut between its moves is finished first: if this one fails, DIR holds that one whole.
   finish_interrupted_save(dir);
-  fs::remove_all(stage);  // a save that died before its moves (DIR holds the one before it)
+  remove_dead_save(dir);  // a save that died before its moves (DIR holds the one before it)
   fs::create_directories(stage);
   struct Cleanup {
     fs::path p;

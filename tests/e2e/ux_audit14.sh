@@ -34,6 +34,18 @@ as_user "$UVIT" "${T[@]}" train --resume r --out r2 --steps 2 --no-grid -q >"$tm
 grep -q "at step 2" "$tmp/out" && grep -q '"event":"train".*"step":2' "$tmp/u/r2/log.jsonl" &&
   echo "ok: --resume r --out NEW continues it" || fail "the fork: $(cat "$tmp/err")"
 
+# What another user's save left when it died before its moves (their .saving, mode 755): the next
+# user's resume trained, then stopped at its first save with std::filesystem's own words and no
+# way out; now it is refused before anything trains, naming the folder and the way out.
+as_user "$UVIT" "${T[@]}" train --config fmnist_uvit_tiny --out d --steps 1 --batch 2 --no-grid -q \
+  >/dev/null 2>&1 || fail "train d"
+if [ ${#AS[@]} -gt 0 ]; then mkdir -m 755 "$tmp/u/d/.saving"; else mkdir -m 555 "$tmp/u/d/.saving"; fi
+echo x >"$tmp/u/d/.saving/x" 2>/dev/null; [ ${#AS[@]} -gt 0 ] || chmod 555 "$tmp/u/d/.saving"
+expect_error "d/.saving: cannot remove what an unfinished save left there (Permission denied): its owner can remove it, or continue in a new folder with uvit train --resume d --out NEW" \
+  as_user "$UVIT" "${T[@]}" train --out d --resume --steps 2 --no-grid -q
+grep -q '"step":2' "$tmp/u/d/log.jsonl" && fail "the refused resume trained" || echo "ok: nothing trained"
+chmod 755 "$tmp/u/d/.saving"
+
 # A snapshot train.keep_snapshots no longer keeps that the user cannot remove (another user's, in a
 # shared run folder): the training stopped at that save with `filesystem error: cannot remove all:
 # Permission denied [...]`, exit 1, the rest of the run lost for a file that was only to go.
