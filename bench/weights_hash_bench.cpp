@@ -2,6 +2,7 @@
 // big model's weights (src/dist/weights_hash.hpp) against the load of the same weights from a
 // .safetensors file in the page cache (docs/benchmarks.md, "Every rank loaded the same weights").
 //   weights_hash_bench [CONFIG] [REPS] [DIR]   (default dit_xl_2, 3, /dev/shm: the file's folder)
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,16 +29,26 @@ int main(int argc, char** argv) {
   }
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  auto cpu = [] {  // this process's CPU seconds (all threads): less bound to the machine's load
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+  };
   for (int r = 0; r < reps; ++r) {
     auto net = uvit::make_network(cfg, *be);
     const auto t0 = now();
+    const double c0 = cpu();
     net->load_file(file);
     const auto t1 = now();
+    const double c1 = cpu();
     const uint64_t h = uvit::hash_network(*net);
     const auto t2 = now();
-    std::printf("%s: %zu parameters (%.2f GB): load %.3f s, hash %.3f s (%016llx)\n", name.c_str(),
-                net->num_params(), net->num_params() * 4e-9, secs(t0, t1), secs(t1, t2),
-                static_cast<unsigned long long>(h));
+    const double c2 = cpu();
+    std::printf(
+        "%s: %zu parameters (%.2f GB): load %.3f s (CPU %.3f s), hash %.3f s (CPU %.3f s) "
+        "(%016llx)\n",
+        name.c_str(), net->num_params(), net->num_params() * 4e-9, secs(t0, t1), c1 - c0,
+        secs(t1, t2), c2 - c1, static_cast<unsigned long long>(h));
   }
   std::remove(file.c_str());
   return 0;
