@@ -160,6 +160,9 @@ class Autoencoder {
   // z [B, embed_dim, h, w] -> images [B, out_ch, h*f, w*f]:
   // decoder(post_quant_conv(z * std / scale + mean)) (mean 0, std 1 without latent stats).
   Array decode(const Array& z) const;
+  // The 64-bit hash of the weights loaded (src/dist/weights_hash.hpp): the ranks of a job compare
+  // it.
+  uint64_t weights_hash() const;
 
  private:
   struct Tensor;

@@ -68,6 +68,10 @@ class FidInception {
   void forward_u8(const uint8_t* hwc, int B, int H, int W, int C, float* pool3,
                   float* logits = nullptr, float* spatial = nullptr) const;
 
+  // The 64-bit hash of the weights loaded (src/dist/weights_hash.hpp): the ranks of a job compare
+  // it.
+  uint64_t weights_hash() const;
+
   struct Impl;
 
  private:

@@ -239,6 +239,8 @@ class Pipeline {
   std::vector<Image> preview_images(const float* x0, int B) const;
   // The loaded autoencoder (nullptr: pixel model, or decode = false).
   const Autoencoder* autoencoder() const { return ae_.get(); }
+  // The loaded network (the ranks of a job compare its weights after loading).
+  Network& network() { return *net_; }
   // Stops the running generation at its next network evaluation; safe from any thread. A call
   // while nothing runs has no effect.
   void cancel() { cancel_.store(true); }

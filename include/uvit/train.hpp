@@ -137,6 +137,8 @@ class Trainer {
   // Several ranks: throws when any rank's weights or EMA differ from rank 0's (compared by hash;
   // the replicated update must keep them identical, docs/distributed.md).
   void check_replicas();
+  // A 64-bit hash of the weights and the EMA (this rank's replicas; src/dist/weights_hash.hpp).
+  uint64_t weights_hash();
   const TrainSettings& settings() const { return s_; }
   TrainSettings& settings() { return s_; }
   Network& net() { return *net_; }
@@ -195,8 +197,6 @@ class Trainer {
   // One checkpoint folder: nnet, nnet_ema, then train_state (which marks it complete), each with
   // metadata save_id `id` (src/train/save_commit.hpp).
   void write_state(const std::string& dir, const LoaderState& ls, const std::string& id);
-  // A 64-bit hash of the weights and the EMA (this rank's replicas).
-  uint64_t weights_hash();
   // The save_id of the state now (the weights, EMA, step and loader position `ls`), 16 hex digits.
   std::string save_id(const LoaderState& ls);
   Config cfg_;

@@ -30,6 +30,7 @@
 #include "cli/sampling_options.hpp"
 #include "core/mem_limit.hpp"
 #include "core/signals.hpp"
+#include "dist/weights_hash.hpp"
 #include "io/abs_path.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
@@ -278,6 +279,13 @@ void add_eval(CLI::App& app) {
     auto netp = make_network(cfg, *be);
     Network& net = *netp;
     net.load_file(o->weights);
+    // Every rank read the files itself: a rank whose copy differs is refused in one line.
+    check_loaded_alike(comm, "--weights " + o->weights, [&] { return hash_network(net); });
+    if (ae)
+      check_loaded_alike(comm, "--autoencoder " + o->autoencoder,
+                         [&] { return ae->weights_hash(); });
+    check_loaded_alike(comm, "the FID Inception weights " + inception_weights_path(o->inception),
+                       [&] { return inception.weights_hash(); });
 
     GenerateOptions g = o->generate_options(cfg);
 

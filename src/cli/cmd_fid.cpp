@@ -33,15 +33,16 @@ class LazyInception {
       : path_(std::move(path)), device_(std::move(device)), precision_(std::move(precision)) {}
   const FidInception& get() {
     if (!net_) {
-      const std::string p = inception_weights_path(path_);
+      file_ = inception_weights_path(path_);
       be_ = make_encoder_backend(device_, precision_);
-      net_ = std::make_unique<FidInception>(FidInception::load(p, *be_));
+      net_ = std::make_unique<FidInception>(FidInception::load(file_, *be_));
     }
     return *net_;
   }
+  const std::string& file() const { return file_; }  // the weights get() loaded
 
  private:
-  std::string path_, device_, precision_;
+  std::string path_, device_, precision_, file_;
   std::unique_ptr<Backend> be_;  // declared before net_, which uses it
   std::unique_ptr<FidInception> net_;
 };
@@ -66,6 +67,10 @@ std::vector<float> features_of(LazyInception& net, const std::string& source, bo
     return load_npy(source).to_f32();
   }
   const FidInception& n = net.get();
+  // Every rank read the file itself: a rank whose copy differs is refused in one line.
+  if (comm)
+    check_loaded_alike(*comm, "the FID Inception weights " + net.file(),
+                       [&] { return n.weights_hash(); });
   std::unique_ptr<Progress> bar;
   const auto t0 = std::chrono::steady_clock::now();
   SteadyRate steady;

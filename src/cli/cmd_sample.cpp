@@ -16,6 +16,7 @@
 #include "cli/rank_split.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
+#include "dist/weights_hash.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -241,6 +242,12 @@ void add_sample(CLI::App& app) {
     po.decode = images;
     po.identify = lead && (!o->out.empty() || !o->dir.empty());  // PNG metadata names the files
     Pipeline pipe(po);
+    // Every rank read the files itself: a rank whose copy differs is refused in one line.
+    check_loaded_alike(comm, "--weights " + o->weights,
+                       [&] { return hash_network(pipe.network()); });
+    if (pipe.autoencoder())
+      check_loaded_alike(comm, "--autoencoder " + o->autoencoder,
+                         [&] { return pipe.autoencoder()->weights_hash(); });
     if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
     UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
                ": ", pipe.preview_unavailable());

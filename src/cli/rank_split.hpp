@@ -2,7 +2,10 @@
 // mpirun/srun job (docs/distributed.md): contiguous ranges in whole units (mini-batches), so that
 // every unit is computed exactly as in a single process, and a gather to rank 0 in rank order.
 #pragma once
+#include <cstdint>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "uvit/dist.hpp"
@@ -23,5 +26,12 @@ std::vector<T> gather_to_root(Comm& c, const std::vector<T>& mine) {
   if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
   return out;
 }
+
+// Under mpirun every rank reads its files itself, and one path can name different files on
+// different nodes (a node-local or stale copy, a checkpoint being rewritten): right after a load
+// the ranks compare hash() of what they loaded (src/dist/weights_hash.hpp; computed only with
+// several ranks), and a job whose ranks differ is refused in one line from rank 0
+// (SameOnEveryRank: every rank exits 1) naming `what` ("--weights W") and the ranks that differ.
+void check_loaded_alike(Comm& c, const std::string& what, const std::function<uint64_t()>& hash);
 
 }  // namespace uvit::cli

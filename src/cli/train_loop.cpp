@@ -21,6 +21,7 @@
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
+#include "cli/rank_split.hpp"
 #include "cli/sample_grid.hpp"
 #include "core/signals.hpp"
 #include "io/abs_path.hpp"
@@ -534,6 +535,10 @@ TrainOutcome run_training(const TrainJob& job) {
   Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
   if (job.resume) {
     tr.resume(job.resume_from);
+    // Every rank read the checkpoint itself: a rank whose copy differs is refused in one line
+    // before the first step (the replica check every log_interval is the same hash).
+    check_loaded_alike(comm, "--resume " + (job.resume_from.empty() ? dir : job.resume_from),
+                       [&] { return tr.weights_hash(); });
     if (lead && !job.resume_from.empty()) {
       if (job.resume_run != dir) {  // a fork: the new run starts as a copy of the other's
         fs::create_directories(dir);
@@ -562,7 +567,10 @@ TrainOutcome run_training(const TrainJob& job) {
     if (lead) record_overrides(dir, cfg, tr.step_count(), job.quiet);
   } else {
     tr.init();
-    if (!init.empty()) cfg.json["train"]["init_weights"] = io::absolute_path(init);
+    if (!init.empty()) {  // as for --resume: before the first step, and before the run's folder
+      check_loaded_alike(comm, "--init " + init, [&] { return tr.weights_hash(); });
+      cfg.json["train"]["init_weights"] = io::absolute_path(init);
+    }
     if (lead) {
       fs::create_directories(dir);  // only now: a run that fails to start leaves no folder behind
       run_lock.take(dir);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dist/weights_hash.hpp"
 #include "io/weights_views.hpp"
 #include "models/autoencoder_tensors.hpp"
 #include "models/param_stage.hpp"
@@ -227,6 +228,16 @@ Array Autoencoder::encode_moments(const Array& images) const {
   Tensor h = run_encoder(std::move(x)), m;
   conv("quant_conv", h, m, 1, 1, 0, 0);
   return download(m);
+}
+
+uint64_t Autoencoder::weights_hash() const {
+  size_t n = 0;  // the tensors loaded, one after another in params_ (the constructor's table)
+  for (const auto& [name, shape] : shapes_) {
+    size_t k = 1;
+    for (int64_t d : shape) k *= size_t(d);
+    n += k;
+  }
+  return hash_backend_floats(*be_, params_.get(), n, kWeightsHashSeed);
 }
 
 Array Autoencoder::decode(const Array& z) const {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <random>
 
+#include "dist/weights_hash.hpp"
 #include "io/weights_views.hpp"
 #include "models/param_stage.hpp"
 #include "uvit/backend.hpp"
@@ -422,6 +423,7 @@ struct FidInception::Impl {
   static constexpr long kRawCap = 64L << 20;
   int nb = 1;  // images per chunk
   float* params = nullptr;
+  size_t num_params = 0;
   float* ws = nullptr;
   float* raw = nullptr;
   long raw_floats = 0;
@@ -510,6 +512,7 @@ void init(FidInception::Impl& m, TensorReader& r, const std::string& file) {
   FidInception::Impl().build(src, count);
   src.sizing = false;
   m.params = be.alloc(count.size);
+  m.num_params = count.size;
   std::vector<float> host;
   Packer pk;
   if (ParamStage::host_memory(be)) {
@@ -530,6 +533,10 @@ void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file)
   init(m, r, file);
 }
 }  // namespace
+
+uint64_t FidInception::weights_hash() const {
+  return hash_backend_floats(*impl_->be, impl_->params, impl_->num_params, kWeightsHashSeed);
+}
 
 FidInception::FidInception(const NamedArrays& sd, const std::string& file)
     : impl_(std::make_unique<Impl>()) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/mem_limit.hpp"
+#include "dist/weights_hash.hpp"
 #include "io/file.hpp"
 #include "models/param_stage.hpp"
 #include "train/grad_overlap.hpp"
@@ -618,18 +619,8 @@ void Trainer::save_state(const std::string& path, const std::map<std::string, st
 }
 
 uint64_t Trainer::weights_hash() {
-  const size_t P = net_->num_params();
-  // FNV-1a over 64-bit words (an odd count: the last word's upper half zero), through a host
-  // buffer of 4 MB, not a copy of the weights.
-  std::vector<uint64_t> words(size_t(1) << 19);
-  uint64_t h = 1469598103934665603ull;
-  for (Network* n : {net_.get(), ema_.get()})
-    for (size_t at = 0; at < P; at += 2 * words.size()) {
-      const size_t f = std::min(P - at, 2 * words.size()), w = (f + 1) / 2;
-      words[w - 1] = 0;
-      be_.download(words.data(), n->params() + at, f * 4);
-      for (size_t i = 0; i < w; ++i) h = (h ^ words[i]) * 1099511628211ull;
-    }
+  uint64_t h = kWeightsHashSeed;
+  for (Network* n : {net_.get(), ema_.get()}) h = hash_network(*n, h);
   return h;
 }
 

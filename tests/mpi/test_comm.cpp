@@ -4,7 +4,8 @@
 // place or not, whole or cut into ranges as train.overlap exchanges them) and the in-place
 // all-gather gives every rank the whole sum; ZeRO-1's piecewise
 // gather of a sharded vector gives the whole vector, the control collectives work, and the
-// trainer's replica check sees one changed float.
+// trainer's replica check sees one changed float; the weights hash it shares with the ranks' check
+// after loading gives FNV-1a's value, also read from a device through its 4 MB pieces.
 // Exit status: the number of failed checks (every rank checks on its own).
 #include <algorithm>
 #include <cmath>
@@ -14,11 +15,14 @@
 #include <random>
 #include <vector>
 
+#include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/train.hpp"
+// Internal (src/ is not on this test's include path): the hash the ranks compare.
+#include "../../src/dist/weights_hash.hpp"
 
 using namespace uvit;
 
@@ -76,6 +80,55 @@ void replica_check(Comm& c) {
   check(diverges().empty(), r, "replica check: restored replicas reported as different");
   if (r == 0 && failures == 0)
     std::printf("ok: the replica check sees one float of %zu changed on rank %d\n", P, W - 1);
+}
+// FNV-1a over 64-bit little-endian words, hand-computed (Python) for the floats 1, 2, 3 (the last
+// word padded with zero bytes); a device's floats (the simulated one: downloads in pieces of 2^20
+// floats, here cut 3 floats into the second) hash as the same floats in host memory (the CPU's
+// buffer, hashed in place).
+void weights_hash_values(int r) {
+  const float three[3] = {1.f, 2.f, 3.f};
+  check(hash_bytes(three, sizeof three, kWeightsHashSeed) == 0x9a68a086c508b8fbull, r,
+        "weights hash: FNV-1a of 1, 2, 3");
+  const size_t n = (size_t(1) << 20) + 3;
+  std::vector<float> host(n);
+  for (size_t i = 0; i < n; ++i) host[i] = float(i % 977) * 0.25f - 3.f;
+  const uint64_t want = hash_bytes(host.data(), n * 4, kWeightsHashSeed);
+  for (const char* name : {"simdev", "cpu"}) {
+    auto be = make_backend(name);
+    float* p = be->alloc(n);
+    be->upload(p, host.data(), n * 4);
+    check(hash_backend_floats(*be, p, n, kWeightsHashSeed) == want, r,
+          "weights hash: a backend's floats differ from the same host floats");
+    be->free_bytes(p);
+  }
+  if (r == 0 && failures == 0)
+    std::printf("ok: the weights hash is FNV-1a, the same on the host, the CPU and a device\n");
+}
+
+// The autoencoder's hash covers every weight it loaded: FNV-1a of the state_dict's floats one
+// after another (a kl-f8 layout at width 32), and one float changed changes it.
+void autoencoder_hash(int r) {
+  AutoencoderConfig cfg;
+  cfg.ch = 32;
+  cfg.ch_mult = {1, 1, 2, 2};
+  cfg.num_res_blocks = 1;
+  NamedArrays sd;
+  std::vector<float> all;
+  for (const auto& [name, shape] : autoencoder_param_shapes(cfg)) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= size_t(d);
+    std::vector<float> v(n);
+    for (float& x : v) x = float(all.size() % 1009) * 1e-3f - 0.5f, all.push_back(x);
+    sd.emplace_back(name, Array::from_f32(shape, v.data()));
+  }
+  const uint64_t a = Autoencoder(cfg, sd, "ae").weights_hash();
+  check(a == hash_bytes(all.data(), all.size() * 4, kWeightsHashSeed), r,
+        "autoencoder hash: not FNV-1a of its weights in state_dict order");
+  sd.back().second.as<float>()[0] += 1.f;
+  check(Autoencoder(cfg, sd, "ae").weights_hash() != a, r,
+        "autoencoder hash: one changed float not seen");
+  if (r == 0 && failures == 0)
+    std::printf("ok: the autoencoder's hash covers its %zu weights\n", all.size());
 }
 }  // namespace
 
@@ -226,6 +279,8 @@ int main() {
   }
   check(c.local_rank() == r, r, "local rank on one node");
   replica_check(c);
+  weights_hash_values(r);
+  autoencoder_hash(r);
   c.barrier();
   if (r == 0 && failures == 0) std::printf("ok: bcast, gatherv, any, allgather on %d ranks\n", W);
   return failures;

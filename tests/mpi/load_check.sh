@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Every rank reads its files itself (docs/distributed.md "Sampling and evaluation", "Checkpoints and
+# resume"): when one path names different files on different nodes, the ranks compare a hash of
+# what they loaded and stop, rank 0 printing one line that names the file and the rank. Rank r runs
+# in $tmp/nR (a node-local folder), so a relative path names rank r's own copy.
+set -uo pipefail
+UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
+source tests/mpi/lib.bash
+unset UVIT_INCEPTION
+
+inception_weights W "$FIX"
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps=2 sample.mini_batch_size=4
+run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/a" --steps 2 --no-grid -q
+run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/b" --steps 2 --no-grid -q --seed 5
+# The same Inception but for one weight: Conv2d_1a_3x3.conv.weight[0,0,0,0] + 1.
+"$PY" - "$W" "$tmp/inception_other.pth" <<'PYEOF' || fail "writing the other Inception"
+import sys, torch
+sd = torch.load(sys.argv[1])
+k = "Conv2d_1a_3x3.conv.weight"
+sd[k] = sd[k].clone()
+sd[k].view(-1)[0] += 1
+torch.save(sd, sys.argv[2])
+PYEOF
+cat >"$tmp/node.sh" <<EOF
+#!/bin/sh
+cd "$tmp/n\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}" && exec "$UVIT" "\$@"
+EOF
+chmod +x "$tmp/node.sh"
+mkdir -p "$tmp/n0" "$tmp/n1"
+# node FILE0 FILE1 NAME: rank 0's copy of NAME is FILE0, rank 1's FILE1.
+node() { cp -r "$1" "$tmp/n0/$3" && cp -r "$2" "$tmp/n1/$3"; }
+# refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, holding NEEDLE.
+refused() {
+  local needle=$1; shift
+  timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
+  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle: rank 1 read other weights from it than rank 0: under mpirun every rank reads the file itself" "$tmp/err"; then
+    echo "ok: $(grep '^uvit: error:' "$tmp/err")"
+  else
+    fail "(rc=$rc, $n error lines, want '$needle: rank 1 ...'): $*"; cat "$tmp/err"
+  fi
+}
+NA=$tmp/a/nnet_ema.safetensors NB=$tmp/b/nnet_ema.safetensors
+S=(sample --config "$tmp/tiny.json" --weights w.safetensors --n 8 --classes all -q)
+
+# The same file on both nodes: the ranks agree (the relative path reaches each rank's copy).
+node "$NA" "$NA" w.safetensors
+run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${S[@]}" --npy "$tmp/same.npy"
+[ -f "$tmp/same.npy" ] && echo "ok: sample with the same weights on both nodes" || fail "no samples"
+
+# Rank 1's copy is another model: nothing is written.
+node "$NA" "$NB" w.safetensors
+refused "--weights w.safetensors" "${S[@]}" --npy "$tmp/mixed.npy"
+[ ! -e "$tmp/mixed.npy" ] && echo "ok: no samples written" || fail "sample wrote $tmp/mixed.npy"
+
+"$PY" -c "
+import numpy as np
+r = np.random.RandomState(0); x = r.randn(64, 2048)
+np.savez('$tmp/st.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+np.save('$tmp/imgs.npy', r.randint(0, 256, (8, 28, 28, 1)).astype(np.uint8))"
+node "$W" "$W" inception.pth
+E=(eval --config "$tmp/tiny.json" --weights w.safetensors --n 4 --chunk 2 --ref "$tmp/st.npz"
+  --inception inception.pth --metrics fid -q --out "$tmp/e.npz")
+refused "--weights w.safetensors" "${E[@]}"
+node "$NA" "$NA" w.safetensors
+node "$W" "$tmp/inception_other.pth" inception.pth
+refused "the FID Inception weights inception.pth" "${E[@]}"
+[ ! -e "$tmp/e.npz" ] && echo "ok: eval wrote no samples" || fail "eval wrote $tmp/e.npz"
+refused "the FID Inception weights inception.pth" fid-features "$tmp/imgs.npy" \
+  --inception inception.pth --out "$tmp/f.npy" -q
+[ ! -e "$tmp/f.npy" ] && echo "ok: fid-features wrote nothing" || fail "fid-features wrote $tmp/f.npy"
+
+# train --init: refused before the first step and before the run's folder is made.
+node "$NA" "$NB" w.safetensors
+T=(train --config "$tmp/tiny.json" --no-grid -q --steps 3)
+refused "--init w.safetensors" "${T[@]}" --init w.safetensors --out "$tmp/ft"
+[ ! -e "$tmp/ft" ] && echo "ok: --init refused before the run's folder" || fail "$tmp/ft was made"
+# --resume: each rank's run folder holds another run's checkpoint; the run is left as it was.
+node "$tmp/a" "$tmp/b" run
+refused "--resume run" train --out run --resume --steps 3 --no-grid -q
+cmp -s "$tmp/n0/run/nnet.safetensors" "$tmp/a/nnet.safetensors" &&
+  ! grep -q '"step":3' "$tmp/n0/run/log.jsonl" && echo "ok: --resume refused before the first step" ||
+  fail "--resume trained on: $(tail -2 "$tmp/n0/run/log.jsonl")"
+exit $fails
