@@ -1,8 +1,14 @@
 // The weights files read in this process: path (absolute, normalised) -> identity at the open.
 #include "io/loaded_weights.hpp"
 
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "io/abs_path.hpp"
 
@@ -32,6 +38,15 @@ std::optional<FileId> loaded_as(const std::string& path) {
   const auto it = g_loaded.find(k);
   if (it == g_loaded.end()) return std::nullopt;
   return it->second;
+}
+
+void pause_for_test(const char* var) {
+  static std::set<std::string> done;
+  const char* f = std::getenv(var);
+  if (!f || !*f || !done.insert(var).second) return;
+  std::ofstream(f) << "paused\n";
+  for (int i = 0; i < 12000 && std::filesystem::exists(f); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace uvit::io

@@ -15,4 +15,9 @@ void note_loaded(const std::string& path, const FileId& id);
 // What `path` named when a reader last opened it in this process, or nothing.
 std::optional<FileId> loaded_as(const std::string& path);
 
+// Test hook between a weights file's read and a later use of it: when the environment variable
+// `var` names a FILE, the first call for `var` creates FILE and waits (at most 120 s) until it is
+// removed, so that an e2e test can replace the file there (tests/e2e/save_commit.sh).
+void pause_for_test(const char* var);
+
 }  // namespace uvit::io

@@ -14,6 +14,7 @@
 #include "core/mem_limit.hpp"
 #include "dist/weights_hash.hpp"
 #include "io/file.hpp"
+#include "io/loaded_weights.hpp"
 #include "models/param_stage.hpp"
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
@@ -797,18 +798,24 @@ void Trainer::resume(const std::string& from) {
   // train_state is written last: a save interrupted before it left newer weights beside the
   // previous complete checkpoint, whose weights its snapshot in ckpts/STEP still holds (if it is
   // of the branch the run's log holds: one of a branch left pairs with another log).
+  // Each weights file is opened once, and its metadata checked and its tensors loaded through that
+  // one reader: a run another uvit train holds may re-save the snapshot a fork reads (files renamed
+  // over these paths) between the check and the load, and a second open would load the other
+  // save's weights beside this train_state (docs/cli.md "Resume").
   std::string wdir = src;
-  FileMetadata m1 = read_safetensors_metadata(file(wdir, "nnet.safetensors")),
-               m2 = read_safetensors_metadata(file(wdir, "nnet_ema.safetensors"));
+  std::unique_ptr<TensorReader> r1 = open_weights(file(wdir, "nnet.safetensors")),
+                                r2 = open_weights(file(wdir, "nnet_ema.safetensors"));
+  FileMetadata m1 = r1->metadata(), m2 = r2->metadata();
   UVIT_CHECK(!m1.count(kQuantKey) && !m2.count(kQuantKey), wdir,
              ": the weights are quantised; training needs the fp32 weights");
   const std::string snap = src + "/ckpts/" + need("step");
   if (!belong(m1, m2) && fs::exists(file(snap, "train_state.safetensors")) &&
       snapshot_is_live(src, snap)) {
-    auto s1 = read_safetensors_metadata(file(snap, "nnet.safetensors")),
-         s2 = read_safetensors_metadata(file(snap, "nnet_ema.safetensors"));
-    if (belong(s1, s2)) {
-      wdir = snap, m1 = s1, m2 = s2;
+    std::unique_ptr<TensorReader> s1 = open_weights(file(snap, "nnet.safetensors")),
+                                  s2 = open_weights(file(snap, "nnet_ema.safetensors"));
+    if (belong(s1->metadata(), s2->metadata())) {
+      wdir = snap, m1 = s1->metadata(), m2 = s2->metadata();
+      r1 = std::move(s1), r2 = std::move(s2);
       if (comm_->rank() == 0)
         std::fprintf(stderr,
                      "note: %s holds an interrupted save; resuming from the complete checkpoint "
@@ -836,8 +843,9 @@ void Trainer::resume(const std::string& from) {
              ": a save cut between its moves, its other files gone); resuming would mix two "
              "trainings: ",
              hint("", "resume another checkpoint of the run"));
-  net_->load_file(file(wdir, "nnet.safetensors"));
-  ema_->load_file(file(wdir, "nnet_ema.safetensors"));
+  io::pause_for_test("UVIT_TEST_RESUME_PAUSE");
+  net_->load_reader(*r1);
+  ema_->load_reader(*r2);
   // This rank reads the trained floats of its part of the state (under ZeRO-1 its shard) into
   // the packed buffers; the frozen parameters' state in the file is not read. Host memory (the
   // CPU) in place, device memory through a host buffer of 4 MB.

@@ -88,6 +88,27 @@ rows = [[{k: v for k, v in json.loads(l).items() if k not in clock} for l in ope
 sys.exit(rows[0] != rows[1])
 PYEOF
 diff -r "$tmp/S4" "$tmp/S4was" >/dev/null || fail "the fork wrote into the locked run $tmp/S4"
+# A fork of ckpts/8 while the run holding it re-saves that snapshot (another branch's step 8, its
+# files renamed over these in commit order) between the fork's check of the files and its load,
+# held there by UVIT_TEST_RESUME_PAUSE: the fork loads the files it checked, one open each, and
+# trains on as a fork of the save it read. Before, it opened the weights again by path and loaded
+# branch A's beside branch B's optimizer state.
+cp -r "$tmp/B" "$tmp/X"
+rm -f "$tmp/pause"
+UVIT_TEST_RESUME_PAUSE=$tmp/pause "$UVIT" train --out "$tmp/F4" --resume "$tmp/X/ckpts/8" --steps 10 \
+  --no-grid -q >"$tmp/out" 2>"$tmp/err" &
+p=$! end=$((SECONDS + 300))
+while [ ! -e "$tmp/pause" ] && kill -0 $p 2>/dev/null && ((SECONDS < end)); do sleep 0.05; done
+if [ -e "$tmp/pause" ]; then
+  for f in nnet.safetensors nnet_ema.safetensors log.jsonl train_state.safetensors; do
+    cp "$tmp/A/ckpts/8/$f" "$tmp/X/ckpts/8/$f.new" && mv "$tmp/X/ckpts/8/$f.new" "$tmp/X/ckpts/8/$f"
+  done
+  rm -f "$tmp/pause"
+else
+  fail "the resume's pause was not reached"
+fi
+wait $p || fail "the fork during a re-save (rc $?): $(cat "$tmp/err")"
+same_files "$tmp/F4" "$tmp/Fref" "a fork of a snapshot re-saved between its check and its load"
 # The hint of a refusal counts the cut snapshot by the save --resume finishes (its .saving: branch
 # B's files and log copy), so it names ckpts/8, not ckpts/4 (before: A's log copy in ckpts/8 made it
 # a snapshot of the branch left).
