@@ -167,18 +167,10 @@ std::vector<std::pair<std::string, std::string>> parse_a1111_parameters(const st
 
 namespace {
 
-// UVIT_TEST_HASH_PAUSE=FILE: before the process's first file_sha256, FILE is created and the
-// hash waits (at most 120 s) until it is removed, so that tests/e2e/hash_once.sh can replace the
-// weights between their load and their hash.
-void test_hook_hash_pause() {
-  static bool done = false;
-  const char* f = std::getenv("UVIT_TEST_HASH_PAUSE");
-  if (done || !f || !*f) return;
-  done = true;
-  std::ofstream(f) << "paused\n";
-  for (int i = 0; i < 12000 && std::filesystem::exists(f); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-}
+// UVIT_TEST_HASH_PAUSE=FILE: before the process's first file_sha256, the hash waits while FILE
+// exists (io::pause_for_test), so that tests/e2e/hash_once.sh can replace the weights between
+// their load and their hash.
+void test_hook_hash_pause() { io::pause_for_test("UVIT_TEST_HASH_PAUSE"); }
 
 }  // namespace
 
