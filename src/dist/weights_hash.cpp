@@ -41,12 +41,21 @@ uint64_t hash_backend_floats(Backend& be, const float* p, size_t n, uint64_t h) 
 uint64_t hash_network(Network& net, uint64_t h) {
   // The const params(): taking the mutable pointer would mark the act copy stale (a reconversion).
   const Network& cnet = net;
-  h = hash_backend_floats(net.backend(), cnet.params(), net.num_params(), h);
-  if (const QuantWeights* q = net.quantized())
-    for (const QuantTensor& t : q->tensors) {
-      h = hash_bytes(t.q.data(), t.q.size(), h);
-      h = hash_bytes(t.scale.data(), t.scale.size() * 4, h);
-    }
+  const float* p = cnet.params();
+  const QuantWeights* q = net.quantized();
+  if (!q) return hash_backend_floats(net.backend(), p, net.num_params(), h);
+  // A quantised load never writes its weights' fp32 slots (they hold whatever the buffer held,
+  // other on every rank): the floats around them, then the integers and scales in their place.
+  size_t at = 0;
+  for (const QuantTensor& t : q->tensors) {  // sorted by offset
+    h = hash_backend_floats(net.backend(), p + at, t.offset - at, h);
+    at = t.offset + size_t(t.out) * size_t(t.in);
+  }
+  h = hash_backend_floats(net.backend(), p + at, net.num_params() - at, h);
+  for (const QuantTensor& t : q->tensors) {
+    h = hash_bytes(t.q.data(), t.q.size(), h);
+    h = hash_bytes(t.scale.data(), t.scale.size() * 4, h);
+  }
   return h;
 }
 

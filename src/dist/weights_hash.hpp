@@ -18,7 +18,7 @@ uint64_t hash_bytes(const void* p, size_t bytes, uint64_t h);
 // same value as hash_bytes over the n floats.
 uint64_t hash_backend_floats(Backend& be, const float* p, size_t n, uint64_t h);
 // A network's parameters, and a quantised load's integers and scales (which its fp32 buffer does
-// not hold).
+// not hold: those slots, never written, are left out).
 uint64_t hash_network(Network& net, uint64_t h = kWeightsHashSeed);
 
 }  // namespace uvit

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dist/weights_hash.hpp"
 #include "error_of.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/config.hpp"
@@ -342,6 +343,28 @@ TEST_F(QuantCorrupt, TrainingRefused) {
               m->load(load_safetensors(path), path);
             }).find("' is I8: quantised weights are for inference"),
             std::string::npos);
+}
+
+// The hash the ranks of an mpirun job compare after loading (docs/distributed.md, "Every rank
+// loaded the same files") is of what the file put there: a quantised load leaves its weights' fp32
+// slots unwritten (the integers are kept instead), so the same file loaded into a buffer that held
+// other weights gives the same hash, as it does into a fresh one.
+TEST_F(QuantCorrupt, WeightsHashOfTheFileAlone) {
+  const std::string path = (dir / "q.safetensors").string();
+  save_safetensors(path, sd, quant_metadata(f));
+  auto fresh = nets.make();
+  fresh->load_file(path);
+  auto reused = nets.make();
+  reused->load(random_weights(*reused), "random");  // its slots hold these weights' bytes
+  reused->load_file(path);
+  ASSERT_NE(reused->quantized(), nullptr);
+  EXPECT_EQ(hash_network(*reused), hash_network(*fresh));
+  // The integers still count: one changed is another hash.
+  auto changed = nets.make();
+  at(W).as<int8_t>()[0] ^= 1;
+  save_safetensors(path, sd, quant_metadata(f));
+  changed->load_file(path);
+  EXPECT_NE(hash_network(*changed), hash_network(*fresh));
 }
 
 // f16 and bf16 weights are widened in place in the parameter buffer: the same values as
