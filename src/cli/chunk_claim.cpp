@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 #include "uvit/error.hpp"
 
@@ -68,7 +69,10 @@ void ChunkClaim::done() {
 }
 
 WorkFolderHold::WorkFolderHold(const std::string& dir) {
-  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // A file opened for writing, not the folder: on NFS flock becomes a byte-range lock, which a
+  // read-only descriptor (all a folder gives) cannot take. The file stays (removing it would race).
+  fd_ = ::open((std::filesystem::path(dir) / ".manifest.lock").c_str(),
+               O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd_ >= 0)
     while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
     }

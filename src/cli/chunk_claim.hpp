@@ -32,8 +32,8 @@ class ChunkClaim {
   int fd_ = -1;
 };
 
-// Holds the work folder itself (flock on the folder) while it lives: two evals starting together
-// write and compare the manifest one after the other.
+// Holds the work folder (flock on WORK/.manifest.lock) while it lives: two evals starting
+// together write and compare the manifest one after the other.
 class WorkFolderHold {
  public:
   explicit WorkFolderHold(const std::string& dir);
