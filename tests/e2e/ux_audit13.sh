@@ -65,8 +65,13 @@ grep -q "step 3, config fmnist_uvit_tiny" "$tmp/out" || fail "info of the copy: 
 p=$!
 reads=0
 while kill -0 $p 2>/dev/null && [ $reads -lt 6 ]; do
-  run "$UVIT" "${T[@]}" sample --config "$tmp/moved" --weights "$tmp/moved/nnet_ema.safetensors" \
-    --class 1 --n 1 --steps 2 -q --out "$tmp/busy.png"
+  # A sample whose weights were replaced between its load and their hash is refused (hash_once.sh):
+  # a whole result or that one line, never a mixed record.
+  if ! "$UVIT" "${T[@]}" sample --config "$tmp/moved" --weights "$tmp/moved/nnet_ema.safetensors" \
+    --class 1 --n 1 --steps 2 -q --out "$tmp/busy.png" >"$tmp/out" 2>"$tmp/err"; then
+    [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "changed while it was read (a training run saving it?); run again" "$tmp/err" ||
+      fail "sample while train saves: $(cat "$tmp/err")"
+  fi
   run "$UVIT" info "$tmp/moved/train_state.safetensors" --json
   run "$UVIT" info "$tmp/moved/log.jsonl" --json
   reads=$((reads + 1))
