@@ -224,7 +224,11 @@ void bring_manifest_in(const Opts& o, const std::string& path) {
     if (ec) {  // another file system (OUT a mount point): copied, then removed
       const std::vector<uint8_t> b = read_file(beside);
       write_file_atomic(path, b.data(), b.size());
-      fs::remove(beside);
+      if (!fs::remove(beside, ec) && ec)  // the copy inside is the record now: not an error
+        std::fprintf(
+            stderr,
+            "uvit: warning: %s: copied into %s but not removed (%s); it is not read any more\n",
+            beside.c_str(), path.c_str(), ec.message().c_str());
     }
     if (!o.quiet)
       std::fprintf(stderr,
