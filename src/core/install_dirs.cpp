@@ -18,10 +18,12 @@ std::vector<fs::path> installed_data_dirs() {
   // In the uvit program the static library is part of the executable; in a program that links
   // libuvit.so, /proc/self/exe is that program, and the library's own file says where P is.
   Dl_info info{};
+  // The library is told from the program by its file, not by a ".so" in a name.
   if (::dladdr(reinterpret_cast<const void*>(&installed_data_dirs), &info) != 0 &&
-      info.dli_fname != nullptr && std::string(info.dli_fname).find(".so") != std::string::npos) {
+      info.dli_fname != nullptr) {
     const fs::path lib = fs::weakly_canonical(info.dli_fname, ec);
-    if (!ec) dirs.push_back((lib.parent_path() / UVIT_LIB_TO_DATA / "uvit").lexically_normal());
+    if (!ec && lib != exe)
+      dirs.push_back((lib.parent_path() / UVIT_LIB_TO_DATA / "uvit").lexically_normal());
   }
   return dirs;
 }
