@@ -317,9 +317,9 @@ void add_eval(CLI::App& app) {
                                {"channels", c}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) manifest[k] = v;
     if (text) {
-      manifest["prompts"] = fs::absolute(o->prompts).string();
+      manifest["prompts"] = io::absolute_path(o->prompts);
       manifest["n_prompts"] = prompts.size();
-      manifest["clip"] = fs::absolute(o->clip).string();
+      manifest["clip"] = io::absolute_path(o->clip);
     }
     // Without --out and --work every eval in a folder shares ./eval_samples.npz.parts: a second
     // model there (the families side by side) is refused, and --out is what separates them.

@@ -49,7 +49,17 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
       moved += cat(moved.empty() ? "" : "; ", where, " ", old[where].dump(), " is now ",
                    manifest[where].dump());
     }
-  if ((!completed.empty() || !moved.empty()) && upgraded == manifest) {
+  // A path recorded before paths were normalised (`/d/./p.txt`) names what `/d/p.txt` names
+  // (io::absolute_path's rule): the same setting, rewritten in the normal form without a word.
+  bool renamed = false;
+  for (const auto& [key, v] : manifest.items())
+    if (upgraded.is_object() && upgraded.contains(key) && v.is_string() &&
+        upgraded[key].is_string() && upgraded[key] != v) {
+      const std::filesystem::path a(upgraded[key].get<std::string>()), b(v.get<std::string>());
+      if (a.is_absolute() && b.is_absolute() && a.lexically_normal() == b.lexically_normal())
+        upgraded[key] = v, renamed = true;
+    }
+  if ((!completed.empty() || !moved.empty() || renamed) && upgraded == manifest) {
     write_manifest(path, manifest);
     if (!quiet && !completed.empty())
       std::fprintf(stderr, "%s: %s predates the record of %s; taken as made with that\n",

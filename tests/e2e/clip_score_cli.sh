@@ -94,6 +94,17 @@ ja, jb = json.load(open(t + "/full.json")), json.load(open(t + "/part.json"))
 for k in ("fid", "sfid", "clip_score"):
     assert ja[k] == jb[k], (k, ja[k], jb[k])
 PYEOF
+# A prompts path recorded unnormalised (an older uvit's `--prompts ./p.txt`: `/d/./p.txt`) is the
+# same setting as `/d/p.txt`: the chunks resume (they were refused as another run's).
+"$PY" - "$tmp/part.npz.parts/manifest.json" <<'PYEOF' || fail "manifest edit"
+import json, os, sys
+m = json.load(open(sys.argv[1]))
+m["prompts"] = os.path.join(os.path.dirname(m["prompts"]), ".", os.path.basename(m["prompts"]))
+json.dump(m, open(sys.argv[1], "w"))
+PYEOF
+run "$UVIT" "${E[@]}" --out "$tmp/part.npz" --json "$tmp/part.json"
+grep -q "(7 resumed" "$tmp/err" && grep -q "\"prompts\": \"$fx/prompts.txt\"" "$tmp/part.npz.parts/manifest.json" &&
+  echo "ok: a prompts path recorded with ./ resumes" || fail "prompts ./: $(cat "$tmp/err")"
 
 # --- gray presets write RGB sample batches (the ADM evaluator's [N, H, W, 3]) -------------------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/gray.json" 'nnet.num_classes=0' 'train.mode="uncond"' \
