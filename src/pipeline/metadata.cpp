@@ -4,17 +4,14 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <sstream>
-#include <thread>
 
 #include "io/file.hpp"
 #include "io/loaded_weights.hpp"
@@ -165,21 +162,14 @@ std::vector<std::pair<std::string, std::string>> parse_a1111_parameters(const st
   return out;
 }
 
-namespace {
-
-// UVIT_TEST_HASH_PAUSE=FILE: before the process's first file_sha256, the hash waits while FILE
-// exists (io::pause_for_test), so that tests/e2e/hash_once.sh can replace the weights between
-// their load and their hash.
-void test_hook_hash_pause() { io::pause_for_test("UVIT_TEST_HASH_PAUSE"); }
-
-}  // namespace
-
 // The bytes hashed are those a reader of this process loaded from `path` (io/loaded_weights.hpp):
 // the file open here must be the one the load opened (device, inode, size, modification time),
 // before and after the hash, else the path names other weights by now and the hash is refused.
 // One open and one read, as before; the identity costs two fstat calls.
 std::string file_sha256(const std::string& path) {
-  test_hook_hash_pause();
+  // UVIT_TEST_HASH_PAUSE=FILE: the process's first hash waits while FILE exists, so that
+  // tests/e2e/hash_once.sh can replace the weights between their load and their hash.
+  io::pause_for_test("UVIT_TEST_HASH_PAUSE");
   const std::optional<io::FileId> loaded = io::loaded_as(path);
   const auto changed = [&] {
     fail(path, " changed while it was read (a training run saving it?); run again");
