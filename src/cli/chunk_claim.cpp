@@ -12,20 +12,26 @@
 
 namespace uvit::cli {
 
+int lock_file(const std::string& path, bool wait) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return -1;
+  int r;
+  while ((r = ::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+  }
+  if (r == 0) return fd;
+  const int e = errno;
+  ::close(fd);
+  errno = e;
+  return -1;
+}
+
 ChunkClaim::~ChunkClaim() { done(); }
 
 bool ChunkClaim::lock(bool wait) {
   for (;;) {
-    const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) return true;  // saving the chunk there will say what is wrong
-    int r;
-    while ((r = ::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
-    }
-    if (r != 0) {
-      const int e = errno;
-      ::close(fd);
-      return e != EWOULDBLOCK;
-    }
+    // A claim file that cannot be made: saving the chunk there will say what is wrong.
+    const int fd = lock_file(path_, wait);
+    if (fd < 0) return errno != EWOULDBLOCK;
     // The holder removes the file before it lets go: a lock on a removed file is no claim (a
     // process that opened the name after the removal made a new file), so open the name again.
     struct stat held, named;
@@ -69,13 +75,8 @@ void ChunkClaim::done() {
 }
 
 WorkFolderHold::WorkFolderHold(const std::string& dir) {
-  // A file opened for writing, not the folder: on NFS flock becomes a byte-range lock, which a
-  // read-only descriptor (all a folder gives) cannot take. The file stays (removing it would race).
-  fd_ = ::open((std::filesystem::path(dir) / ".manifest.lock").c_str(),
-               O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-  if (fd_ >= 0)
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
+  // A file, not the folder (lock_file says why). The file stays (removing it would race).
+  fd_ = lock_file((std::filesystem::path(dir) / ".manifest.lock").string(), true);
 }
 
 WorkFolderHold::~WorkFolderHold() {

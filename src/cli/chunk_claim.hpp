@@ -8,6 +8,14 @@
 
 namespace uvit::cli {
 
+// flock(LOCK_EX) on the file `path`, made if need be and opened for writing: on NFS flock becomes a
+// byte-range lock, which a descriptor not open for writing (a folder's, all a folder gives) cannot
+// take. Returns the descriptor holding the lock (closing it lets go); else -1 with errno:
+// EWOULDBLOCK when another process holds it (wait false), or why the file could not be opened or
+// locked (EROFS, EACCES: a folder this user cannot write; ENOLCK: a file system without locks).
+// The run folder's lock (train_loop.cpp), eval's work folder and chunk claims take it so.
+int lock_file(const std::string& path, bool wait);
+
 class ChunkClaim {
  public:
   explicit ChunkClaim(std::string path) : path_(std::move(path)) {}

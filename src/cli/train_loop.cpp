@@ -18,6 +18,7 @@
 #include <iterator>
 #include <optional>
 
+#include "cli/chunk_claim.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -64,9 +65,28 @@ json log_row(const char* event, long step) {
   return {{"event", event}, {"t", std::round(t * 1000) / 1000}, {"step", step}};
 }
 
+// A run's log that cannot be appended to (another user's file in a shared run folder, a chmod -w,
+// a read-only mount) lost every row of the call without a word, exit 0: refused in one line, before
+// any work on --resume. A missing log passes unless `make` (then it is made).
+void check_log_appendable(const std::string& dir, bool make = false) {
+  const std::string path = dir + "/log.jsonl";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | (make ? O_CREAT : 0), 0666);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  const int e = errno;
+  // The way out: a fork of the run's checkpoint, when it has one.
+  const bool saved = fs::exists(checkpoint_file(dir, "train_state.safetensors"));
+  UVIT_CHECK(e == ENOENT && !make, path, ": cannot append to it (", std::strerror(e),
+             "); the run's log would lose this call's rows: make it writable",
+             saved ? cat(", or continue in a new folder with --resume ", dir, " --out NEW") : "");
+}
+
 // log.jsonl opened for appending. A row cut short by an earlier append (a power cut, a full disk)
 // is ended first, so that the next row keeps a line of its own (uvit info counts the cut one).
 std::ofstream append_log(const std::string& dir) {
+  check_log_appendable(dir, true);
   const std::string path = dir + "/log.jsonl";
   bool cut = false;
   if (std::ifstream prev(path, std::ios::ate); prev && prev.tellg() > 0) {
@@ -74,26 +94,9 @@ std::ofstream append_log(const std::string& dir) {
     cut = prev.get() != '\n';
   }
   std::ofstream log(path, std::ios::app);
-  UVIT_CHECK(log.is_open(), path, ": cannot append to it (", std::strerror(errno),
-             "); the run's log would lose this call's rows");
+  if (!log.is_open()) check_log_appendable(dir, true);  // changed since: says why
   if (cut) log << '\n';
   return log;
-}
-
-// A run's log that exists but cannot be appended to (another user's file in a shared run folder, a
-// chmod -w) lost every row of the call without a word, exit 0: refused before any work instead.
-void check_log_appendable(const std::string& dir) {
-  const std::string path = dir + "/log.jsonl";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd >= 0) {
-    ::close(fd);
-    return;
-  }
-  const int e = errno;
-  UVIT_CHECK(e == ENOENT, path, ": cannot append to it (", std::strerror(e),
-             "); the run's log would lose this call's rows: make it writable, or continue in a new "
-             "folder with --resume ",
-             dir, " --out NEW");
 }
 
 // A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
@@ -319,18 +322,23 @@ void set_aside_failed_start(const std::string& dir, bool quiet) {
 
 // One training per run folder: a second `uvit train --out DIR` started while one runs (a command
 // launched twice) would set the first's log aside as a failed start, then both would write the
-// same checkpoints. flock on the folder itself: the kernel releases it when the process ends,
-// however it ends, so no stale lock is left behind. A file system without flock goes unchecked.
+// same checkpoints. flock on DIR/.lock opened for writing (lock_file): on NFS, where cluster runs
+// live, flock is a byte-range lock that the folder's own descriptor (read-only) cannot take, so a
+// lock on the folder alone let two trainings in. The folder is flocked too where that works, so
+// that an older uvit (which takes only the folder's lock) and this one still exclude each other.
+// The kernel (or the NFS server) drops both when the process ends, however it ends: a `.lock` left
+// behind is an empty file, no lock. A file system without flock goes unchecked.
 // Holds nothing until take() (not a std::optional: GCC 12's -Wmaybe-uninitialized misreads its
 // destructor).
 class RunFolderLock {
  public:
+  // try_take's answer: held (or unchecked: no flock there), another process holds the folder, or
+  // this user cannot write it (EROFS, EACCES: another user's run, a read-only mount).
+  enum class Take { held, busy, read_only };
   RunFolderLock() = default;
   RunFolderLock(const RunFolderLock&) = delete;
   RunFolderLock& operator=(const RunFolderLock&) = delete;
-  ~RunFolderLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
+  ~RunFolderLock() { release(); }
   bool held() const { return fd_ >= 0; }
   // The run's files are written by path: a folder moved (or deleted) while it trains would get the
   // later checkpoints in a new folder of the old name, without config.json and log.jsonl (whose
@@ -352,42 +360,65 @@ class RunFolderLock {
          " while training; nothing more is written (the steps since its last checkpoint are lost)",
          deleted ? "" : cat(": continue with uvit train --out ", now, " --resume"));
   }
+  // A run folder this user cannot write is not refused here: its own checks
+  // (check_log_appendable, the save) name what is wrong.
   void take(const std::string& dir) {
-    UVIT_CHECK(try_take(dir), dir,
+    UVIT_CHECK(try_take(dir) != Take::busy, dir,
                ": another uvit train is writing this run now; wait for it to end (or stop it), or "
                "choose another --out");
   }
-  // false when another process holds the folder.
-  bool try_take(const std::string& dir) {
+  Take try_take(const std::string& dir) {
+    release();
     fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return true;
+    if (fd_ < 0) return Take::held;  // no folder to lock: its first write says why
+    // Any error but EWOULDBLOCK (EBADF on NFS) leaves the decision to the lock file.
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+      release();
+      return Take::busy;
+    }
+    lock_fd_ = lock_file(dir + "/.lock", false);
+    if (lock_fd_ >= 0) return Take::held;
     const int e = errno;
-    ::close(fd_);
-    fd_ = -1;
-    return e != EWOULDBLOCK;
+    if (e == EWOULDBLOCK) {
+      release();
+      return Take::busy;
+    }
+    return e == EROFS || e == EACCES || e == EPERM ? Take::read_only : Take::held;
   }
 
  private:
-  int fd_ = -1;
+  void release() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = lock_fd_ = -1;
+  }
+  int fd_ = -1;       // the folder (check_in_place; its flock where the file system has one)
+  int lock_fd_ = -1;  // DIR/.lock
 };
 
 // A save cut between its moves (a SIGKILL, a power cut) left the checkpoint --resume takes with
 // its first files in place and the rest in .saving: they are moved in before anything reads it
 // (src/train/save_commit.hpp). The run folder is locked first. A fork's source run is not written
-// while another uvit train holds it (that one may be saving into the same folder): the fork reads
-// the save whole from .saving (checkpoint_file) and its own saves write it whole into --out.
+// while another uvit train holds it (that one may be saving into the same folder), nor when this
+// user cannot write it (another user's run, a read-only mount): the fork reads the save whole from
+// .saving (checkpoint_file) and its own saves write it whole into --out.
 void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quiet) {
   const std::string& dir = job.out_dir;
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
   if (fs::is_directory(dir)) run_lock.take(dir);
   RunFolderLock source;
-  if (!job.resume_run.empty() && job.resume_run != dir && !source.try_take(job.resume_run)) {
+  const auto took = job.resume_run.empty() || job.resume_run == dir
+                        ? RunFolderLock::Take::held
+                        : source.try_take(job.resume_run);
+  if (took != RunFolderLock::Take::held) {
     if (interrupted_save_pending(ckpt) && !quiet)
       std::fprintf(stderr,
-                   "note: %s holds a save cut between its moves, and another uvit train is "
-                   "writing %s: the fork reads that save from %s/%s and leaves the folder as it "
-                   "is\n",
-                   ckpt.c_str(), job.resume_run.c_str(), ckpt.c_str(), kSaveStage);
+                   "note: %s holds a save cut between its moves, and %s %s: the fork reads that "
+                   "save from %s/%s and leaves the folder as it is\n",
+                   ckpt.c_str(),
+                   took == RunFolderLock::Take::busy ? "another uvit train is writing"
+                                                     : "this user cannot write",
+                   job.resume_run.c_str(), ckpt.c_str(), kSaveStage);
     return;
   }
   const bool finished = finish_interrupted_save(ckpt);
