@@ -118,6 +118,9 @@ class Trainer {
   // The metadata of the train.init_weights file init() read (its checkpoint entry, for the run's
   // record: the file is opened once for the load); empty without one.
   const std::map<std::string, std::string>& init_metadata() const { return init_metadata_; }
+  // The metadata of the train_state.safetensors resume() loaded, read through the reader it loaded
+  // with: its step and save_id name the save the weights are of; empty before a resume.
+  const std::map<std::string, std::string>& resumed_metadata() const { return resumed_metadata_; }
   // Continues the run in run_dir bit-identically from its checkpoint, or from the checkpoint in
   // folder `from` (a snapshot RUN/ckpts/STEP, or another run's); throws when there is nothing to
   // resume. Later saves go to run_dir.
@@ -205,6 +208,7 @@ class Trainer {
   std::string dir_;
   TrainSettings s_;
   std::map<std::string, std::string> init_metadata_;
+  std::map<std::string, std::string> resumed_metadata_;
   std::unique_ptr<Objective> objective_;
   std::unique_ptr<Network> net_, ema_;
   std::unique_ptr<Loader> loader_;

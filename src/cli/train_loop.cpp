@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <sstream>
 
 #include "cli/chunk_claim.hpp"
 #include "cli/commands.hpp"
@@ -106,8 +107,7 @@ void log_event(std::ofstream& log, const char* event, long step, const std::stri
   log << j.dump() << "\n" << std::flush;
 }
 
-std::vector<json> read_log_file(const fs::path& file) {
-  std::ifstream in(file);
+std::vector<json> parse_log(std::istream&& in) {
   std::vector<json> rows;
   for (std::string line; std::getline(in, line);) {
     auto j = json::parse(line, nullptr, false);
@@ -115,7 +115,14 @@ std::vector<json> read_log_file(const fs::path& file) {
   }
   return rows;
 }
-std::vector<json> read_log(const std::string& dir) { return read_log_file(dir + "/log.jsonl"); }
+std::vector<json> read_log(const std::string& dir) {
+  return parse_log(std::ifstream(dir + "/log.jsonl"));
+}
+// The run's log as text ("" when it cannot be read).
+std::string read_log_text(const std::string& dir) {
+  std::ifstream in(dir + "/log.jsonl", std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 // Re-reads the run's log to plot the whole loss curve, resumed segments included (rows without a
 // loss, such as recorded overrides, are skipped).
@@ -129,38 +136,48 @@ void write_loss_plot(const std::string& dir) {
   if (s.x.size() >= 2) write_plot_png(dir + "/loss.png", {s}, 640, 400, true, {{"Title", "loss"}});
 }
 
+// The step in the metadata `meta` of the train_state file `path`.
+long state_step(const FileMetadata& meta, const std::string& path) {
+  const auto it = meta.find("step");
+  UVIT_CHECK(it != meta.end(), path, ": metadata lacks 'step'");
+  return std::stol(it->second);
+}
 // The step a run's checkpoint holds (a save cut between its moves: the step of its .saving).
 long checkpoint_step(const std::string& dir) {
   const std::string path = checkpoint_file(dir, "train_state.safetensors").string();
-  auto meta = read_safetensors_metadata(path);
-  UVIT_CHECK(meta.count("step"), path, ": metadata lacks 'step'");
-  return std::stol(meta["step"]);
+  return state_step(read_safetensors_metadata(path), path);
 }
 
-// The log rows that led to the checkpoint in `ckpt`, of the run in `run` whose log is `log`
-// (read_log), at `step`: the run's rows up to the step; for a snapshot of a branch the run went
-// back from (docs/cli.md "Resume"), the log it holds, that branch's own (`*restored` then says so).
-std::vector<json> checkpoint_history(std::vector<json> log, const std::string& run,
-                                     const std::string& ckpt, long step, bool* restored = nullptr) {
-  const bool stale = !ckpt.empty() && !snapshot_is_live(run, ckpt);
+// The log rows that led to the checkpoint in `ckpt` at `step`, of the run in `run` whose log is
+// `log` (read_log_text), `copy` the checkpoint's log copy (read_checkpoint_record): the run's rows
+// up to the step; for a snapshot of a branch the run went back from (docs/cli.md "Resume"), the
+// copy, that branch's own (`*restored` then says so).
+std::vector<json> checkpoint_history(const std::string& log, const std::string& run,
+                                     const std::string& ckpt,
+                                     const std::optional<std::string>& copy, long step,
+                                     bool* restored = nullptr) {
+  std::error_code ec;
+  const bool stale = !ckpt.empty() && !fs::equivalent(run, ckpt, ec) &&
+                     !log_copy_is_live(log, copy ? &*copy : nullptr);
   if (restored) *restored = stale;
-  if (stale) return read_log_file(checkpoint_file(ckpt, kSnapshotLog));
-  log.erase(std::remove_if(log.begin(), log.end(),
-                           [&](const json& r) { return r.value("step", 0L) > step; }),
-            log.end());
-  return log;
+  if (stale) return parse_log(std::istringstream(*copy));
+  std::vector<json> rows = parse_log(std::istringstream(log));
+  rows.erase(std::remove_if(rows.begin(), rows.end(),
+                            [&](const json& r) { return r.value("step", 0L) > step; }),
+             rows.end());
+  return rows;
 }
 
 // The precision this call trains in: --precision, else on resume the one the run's last `start`
 // row up to the checkpoint records for this device (so a bf16 run does not go on in fp32
 // unnoticed), else job.precision_default. A --precision other than the recorded one gets a note.
-std::string settle_precision(const TrainJob& job, bool quiet) {
+// `rec` and `at`: the checkpoint's record and step (check_run_dir).
+std::string settle_precision(const TrainJob& job, const CheckpointRecord& rec, long at,
+                             bool quiet) {
   std::string recorded;
-  long at = -1;
   if (job.resume) {
-    at = checkpoint_step(job.resume_from.empty() ? job.out_dir : job.resume_from);
     const std::string& run = job.resume_run.empty() ? job.out_dir : job.resume_run;
-    for (const json& r : checkpoint_history(read_log(run), run, job.resume_from, at))
+    for (const json& r : checkpoint_history(read_log_text(run), run, job.resume_from, rec.log, at))
       if (r.value("event", "") == "start" && r.value("device", "") == job.device)
         recorded = r.value("precision", "");
   }
@@ -240,10 +257,12 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
 // not deleted: the branch left may be the better one, and `--resume` of its newer snapshot can go
 // back to it (that snapshot's log then replaces the log from the point the two branches share).
 void continue_log(const std::string& src, const std::string& dir, const std::string& ckpt,
-                  long step, const std::string& from, bool quiet) {
+                  const std::optional<std::string>& copy, long step, const std::string& from,
+                  bool quiet) {
   bool restored = false;
-  const std::vector<json> log = read_log(src);
-  const std::vector<json> kept = checkpoint_history(log, src, ckpt, step, &restored);
+  const std::string was = read_log_text(src);
+  const std::vector<json> log = parse_log(std::istringstream(was));
+  const std::vector<json> kept = checkpoint_history(was, src, ckpt, copy, step, &restored);
   size_t common = 0;  // the rows the log and the kept history share: rows up to `step`, or more
   while (common < std::min(log.size(), kept.size()) && log[common] == kept[common]) ++common;
   const bool in_place = fs::equivalent(src, dir);
@@ -274,7 +293,7 @@ void continue_log(const std::string& src, const std::string& dir, const std::str
                  "%s is a snapshot of a branch its run went back from: %s/log.jsonl now holds that "
                  "branch's rows (kept in the snapshot)%s\n",
                  ckpt.c_str(), dir.c_str(), moved.c_str());
-  else if (!fs::exists(checkpoint_file(ckpt, kSnapshotLog)) && !fs::equivalent(src, ckpt) &&
+  else if (!copy && !fs::equivalent(src, ckpt) &&
            std::none_of(log.begin(), log.end(), [&](const json& r) {
              return r.value("event", "") == "checkpoint" && r.value("path", "") == saved;
            }))
@@ -432,8 +451,8 @@ void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quie
 }
 
 // Checks the request against the run before anything is loaded or created. Returns the step the
-// run is at (0 for a new run).
-long check_run_dir(const TrainJob& job, long target) {
+// run is at (0 for a new run); on --resume, `*rec` is the checkpoint's record, of the same save.
+long check_run_dir(const TrainJob& job, long target, CheckpointRecord* rec) {
   const std::string& dir = job.out_dir;
   check_output_dir("--out", dir);  // a file there would fail only after the data and the network
   const bool has_state = fs::exists(dir + "/train_state.safetensors");
@@ -444,7 +463,11 @@ long check_run_dir(const TrainJob& job, long target) {
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
   UVIT_CHECK(fs::exists(checkpoint_file(ckpt, "train_state.safetensors")), ckpt,
              ": nothing to resume (no train_state.safetensors)");
-  const long at = checkpoint_step(ckpt);
+  // The log copy is read for a snapshot (of this run or another), whose own history it may be.
+  const std::string& run = job.resume_run.empty() ? dir : job.resume_run;
+  std::error_code ec;
+  *rec = read_checkpoint_record(ckpt, !job.resume_from.empty() && !fs::equivalent(run, ckpt, ec));
+  const long at = state_step(rec->state, checkpoint_file(ckpt, "train_state.safetensors").string());
   UVIT_CHECK(at <= target, "the run in ", ckpt, " is already at step ", at, ", past the ", target,
              " steps asked for (--steps or train.n_steps); give --steps above ", at,
              " to train further");
@@ -530,8 +553,9 @@ TrainOutcome run_training(const TrainJob& job) {
   RunFolderLock run_lock;  // held to the end of the run (its final grid included)
   if (job.resume && lead) finish_resumed_save(job, run_lock, quiet);
   if (job.resume) comm.barrier();  // every rank reads the checkpoint once it is whole
-  const long at = check_run_dir(job, target);
-  const std::string precision = settle_precision(job, quiet);
+  CheckpointRecord rec;            // what the step and the log rows are taken from (--resume)
+  const long at = check_run_dir(job, target, &rec);
+  const std::string precision = settle_precision(job, rec, at, quiet);
   if (job.resume && at == target) {
     if (!quiet)
       std::fprintf(stderr,
@@ -566,6 +590,11 @@ TrainOutcome run_training(const TrainJob& job) {
   Trainer tr(cfg, *be, ds, dir, &comm, lead && can_draw ? &grids : nullptr);
   if (job.resume) {
     tr.resume(job.resume_from);
+    // The step and the log rows taken above are of the save the weights are of: a save that moved
+    // in between (another uvit train re-saving the snapshot this fork reads) is refused, not mixed.
+    UVIT_CHECK(tr.resumed_metadata() == rec.state, job.resume_from.empty() ? dir : job.resume_from,
+               ": saved again while this call read it (another uvit train is writing its run); "
+               "run the command again");
     // Every rank read the checkpoint itself: a rank whose copy differs is refused in one line
     // before the first step (the replica check every log_interval is the same hash).
     check_loaded_alike(comm, "--resume " + (job.resume_from.empty() ? dir : job.resume_from),
@@ -578,7 +607,7 @@ TrainOutcome run_training(const TrainJob& job) {
         const std::string c = read_json_file(job.resume_run + "/config.json").dump(2) + "\n";
         write_file_atomic(dir + "/config.json", c.data(), c.size());
       }
-      continue_log(job.resume_run, dir, job.resume_from, tr.step_count(), job.resume_label,
+      continue_log(job.resume_run, dir, job.resume_from, rec.log, tr.step_count(), job.resume_label,
                    job.quiet);
       if (!job.quiet)
         std::fprintf(stderr, "continuing from the checkpoint of step %ld in %s\n", tr.step_count(),

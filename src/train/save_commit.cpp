@@ -1,5 +1,8 @@
 #include "train/save_commit.hpp"
 
+#include <fstream>
+#include <iterator>
+
 #include "io/file.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -86,6 +89,30 @@ bool checkpoint_resumes(const fs::path& dir) {
     return same_save(meta(kCommitOrder[3]), meta(kCommitOrder[0]), meta(kCommitOrder[1]));
   } catch (const std::exception&) {  // a file missing, or not one uvit wrote whole
     return false;
+  }
+}
+
+CheckpointRecord read_checkpoint_record(const fs::path& dir, bool log_copy) {
+  const auto state = [&] {
+    return read_safetensors_metadata(checkpoint_file(dir, kCommitOrder[3]).string());
+  };
+  for (int tries = 1;; ++tries) {
+    CheckpointRecord r;
+    r.state = state();
+    bool moved = false;  // the copy renamed out of .saving between finding it and opening it
+    if (log_copy) {
+      const fs::path log = checkpoint_file(dir, kCommitOrder[2]);
+      std::error_code ec;
+      if (std::ifstream in(log, std::ios::binary); in)
+        r.log.emplace(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      else
+        moved = fs::exists(checkpoint_file(dir, kCommitOrder[2]), ec);
+    }
+    // train_state moves in last: the same record before and after, and no save moved in between.
+    if (!moved && state() == r.state) return r;
+    UVIT_CHECK(tries < 100, dir.string(),
+               ": its checkpoint kept changing while it was read (another uvit train saving into "
+               "it); run the command again");
   }
 }
 

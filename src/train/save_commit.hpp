@@ -6,6 +6,7 @@
 #include <array>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace uvit {
@@ -55,5 +56,17 @@ bool same_save(const FileMetadata& state, const FileMetadata& nnet, const FileMe
 // Whether the checkpoint in `dir` resumes: its three files, as checkpoint_file finds them, are
 // readable and of one save (a save cut between its moves counts: --resume finishes it).
 bool checkpoint_resumes(const std::filesystem::path& dir);
+
+// What --resume reads of the checkpoint in `dir` beside the weights, as checkpoint_file finds it:
+// train_state's metadata (its step and save_id) and, with `log_copy` (a snapshot), its copy of the
+// run's log (nullopt: none), both of one save. A save moving its files in meanwhile (another uvit
+// train re-saving the snapshot a fork reads) changes what train_state records, and both are read
+// again. The caller checks that the weights it loaded are of this save (their train_state's
+// save_id), so that the step and the log rows it takes go with them (docs/cli.md "Resume").
+struct CheckpointRecord {
+  FileMetadata state;
+  std::optional<std::string> log;
+};
+CheckpointRecord read_checkpoint_record(const std::filesystem::path& dir, bool log_copy);
 
 }  // namespace uvit

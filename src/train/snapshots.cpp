@@ -24,7 +24,7 @@ bool begins(const std::string& log, const fs::path& folder) {
   const fs::path file = checkpoint_file(folder, kSnapshotLog);
   if (!fs::exists(file, ec)) return true;
   const std::string copy = read_all(file);
-  return log.compare(0, copy.size(), copy) == 0;
+  return log_copy_is_live(log, &copy);
 }
 }  // namespace
 

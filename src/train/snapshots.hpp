@@ -37,6 +37,10 @@ inline constexpr const char* kSnapshotLog = "log.jsonl";
 // folder itself, and a snapshot without a copy (written before snapshots kept one), count as live:
 // nothing says otherwise.
 bool snapshot_is_live(const std::filesystem::path& run, const std::filesystem::path& folder);
+// The same rule on a log copy already read (`copy`, null for none) and the run's log (`run_log`).
+inline bool log_copy_is_live(const std::string& run_log, const std::string* copy) {
+  return !copy || run_log.compare(0, copy->size(), *copy) == 0;
+}
 
 // The run's snapshots as snapshot_folders lists them, split into live ones and those of a branch
 // the run left (stale); the run's log is read once.

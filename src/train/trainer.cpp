@@ -863,6 +863,7 @@ void Trainer::resume(const std::string& from) {
     });
   }
   step_ = step;
+  resumed_metadata_ = meta;
   if (meta.count("dp_width") && comm_->rank() == 0 &&
       (std::stoi(meta["dp_width"]) != V_ || std::stoi(meta["accum"]) != s_.accum))
     std::fprintf(stderr,

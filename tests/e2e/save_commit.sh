@@ -109,6 +109,20 @@ else
 fi
 wait $p || fail "the fork during a re-save (rc $?): $(cat "$tmp/err")"
 same_files "$tmp/F4" "$tmp/Fref" "a fork of a snapshot re-saved between its check and its load"
+# Its log is of the save it loaded too (read with its step before the load, checked against the
+# train_state loaded): the rows of branch B up to step 8, as the fork of B's own snapshot. Before,
+# the log copy was read by path after the load: branch A's rows, beside branch B's weights.
+same_log() {  # same_log LOG_A LOG_B: the rows alike but for times and the path resumed
+  "$PY" - "$1" "$2" <<'PYEOF'
+import json, sys
+clock = ("t", "elapsed_s", "img_s", "from")
+rows = [[{k: v for k, v in json.loads(l).items() if k not in clock} for l in open(p)]
+        for p in sys.argv[1:]]
+sys.exit(rows[0] != rows[1])
+PYEOF
+}
+same_log "$tmp/F4/log.jsonl" "$tmp/Fref/log.jsonl" && echo "ok: the re-saved snapshot's fork logs the rows of the save it loaded" ||
+  fail "the fork of a re-saved snapshot logs another save's rows: $(diff <(cut -c1-60 "$tmp/F4/log.jsonl") <(cut -c1-60 "$tmp/Fref/log.jsonl"))"
 # The hint of a refusal counts the cut snapshot by the save --resume finishes (its .saving: branch
 # B's files and log copy), so it names ckpts/8, not ckpts/4 (before: A's log copy in ckpts/8 made it
 # a snapshot of the branch left).
