@@ -2,6 +2,7 @@
 // are checked against analytic double-precision gradients, and those analytic gradients are in
 // turn checked by central finite differences of the double reference forward.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -306,6 +307,30 @@ TEST(KernelLayerNorm, ForwardBackwardAgainstFloat64) {
     fd_check([&](const VecD& ww) { return dot(ln_ref(xd, ww, bd, gd, M, D, 1e-5).y, gd); }, wd,
              ref.dw, 4, 9);
   }
+}
+
+// dw, db (and dx) do not depend on the thread count: fixed row blocks, not one partial per thread
+// (docs/cli.md, "Reproducibility"; with per-thread partials 1 and 3 threads differed in the last
+// bits). 700 rows of 64: parallel (M * D >= 16384) and three blocks of rows.
+TEST(KernelLayerNorm, BackwardSameBitsAtAnyThreadCount) {
+  const int M = 700, D = 64;
+  const VecF x = randv(M * D, 21, -2.f, 3.f), w = randv(D, 22, 0.5f, 1.5f), b = randv(D, 23);
+  const VecF g = randv(M * D, 24);
+  VecF y(M * D), mean(M), rstd(M);
+  be().layernorm_fwd(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), M, D, 1e-5f);
+  const int saved = omp_get_max_threads();
+  std::vector<VecF> out;
+  for (int t : {1, 2, 3, 7}) {
+    omp_set_num_threads(t);
+    VecF dx(M * D, 0.f), dw(D, 0.25f), db(D, -0.5f);
+    be().layernorm_bwd(g.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(),
+                       db.data(), M, D);
+    dx.insert(dx.end(), dw.begin(), dw.end());
+    dx.insert(dx.end(), db.begin(), db.end());
+    out.push_back(dx);
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
 }
 
 // ---------------------------------------------------------------- activations

@@ -1,6 +1,5 @@
 // LayerNorm over the last dimension, statistics accumulated in double (tests compare against a
 // float64 reference at 1e-5 relative; the rows are short, so this costs little).
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -132,54 +131,66 @@ void layernorm_fwd_t(const T* x, const float* w, const float* b, T* y, float* me
   }
 }
 
+// dw, db are summed over fixed blocks of rows, each block's partial in double in row order and the
+// partials added in block order: the blocks do not depend on the thread count, so neither do the
+// bits (a split per thread made `--threads 1` and `2` train differently; docs/cli.md,
+// "Reproducibility"). At most kLnBlocks blocks bound the partials' memory (2 D doubles each).
+constexpr int kLnBlocks = 64, kLnBlockRows = 256;
+
 template <class T>
 void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean, const float* rstd,
                      T* dx, float* dw, float* db, int M, int D) {
-  // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w; dw, db are reduced per
-  // thread into private buffers and summed in thread order (deterministic for a fixed team).
+  // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w.
   // Per-element ld()/st<T>() here: fp32 row copies as in the forward measured 8% slower in bf16
   // (the double-precision sums dominate; docs/benchmarks.md).
   const bool par = static_cast<long>(M) * D >= 16384;
-  const int nt = par ? omp_get_max_threads() : 1;
-  std::vector<double> part(static_cast<size_t>(nt) * 2 * D, 0.0);
-#pragma omp parallel num_threads(nt) if (par)
+  const int nb = std::clamp((M + kLnBlockRows - 1) / kLnBlockRows, 1, kLnBlocks);
+  std::vector<double> part(static_cast<size_t>(nb) * 2 * D, 0.0);
+#pragma omp parallel if (par)
   {
-    double* pdw = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * D;
-    double* pdb = pdw + D;
     std::vector<float> xh(D), gw(D);
 #pragma omp for schedule(static)
-    for (int m = 0; m < M; ++m) {
-      const T* xr = x + static_cast<size_t>(m) * D;
-      const T* gr = dy + static_cast<size_t>(m) * D;
-      T* dxr = dx + static_cast<size_t>(m) * D;
-      const float mu = mean[m], rs = rstd[m];
-      double sg = 0, sgx = 0;
+    for (int blk = 0; blk < nb; ++blk) {
+      double* pdw = part.data() + static_cast<size_t>(blk) * 2 * D;
+      double* pdb = pdw + D;
+      const int m0 = static_cast<int>(static_cast<long>(M) * blk / nb);
+      const int m1 = static_cast<int>(static_cast<long>(M) * (blk + 1) / nb);
+      for (int m = m0; m < m1; ++m) {
+        const T* xr = x + static_cast<size_t>(m) * D;
+        const T* gr = dy + static_cast<size_t>(m) * D;
+        T* dxr = dx + static_cast<size_t>(m) * D;
+        const float mu = mean[m], rs = rstd[m];
+        double sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
-      for (int d = 0; d < D; ++d) {
-        const float xhat = (cpu::ld(xr[d]) - mu) * rs;
-        xh[d] = xhat;
-        const float gd = cpu::ld(gr[d]);
-        const float g = gd * w[d];
-        gw[d] = g;
-        sg += g;
-        sgx += static_cast<double>(g) * xhat;
-        pdw[d] += static_cast<double>(gd) * xhat;
-        pdb[d] += gd;
-      }
-      const float mg = static_cast<float>(sg / D), mgx = static_cast<float>(sgx / D);
+        for (int d = 0; d < D; ++d) {
+          const float xhat = (cpu::ld(xr[d]) - mu) * rs;
+          xh[d] = xhat;
+          const float gd = cpu::ld(gr[d]);
+          const float g = gd * w[d];
+          gw[d] = g;
+          sg += g;
+          sgx += static_cast<double>(g) * xhat;
+          pdw[d] += static_cast<double>(gd) * xhat;
+          pdb[d] += gd;
+        }
+        const float mg = static_cast<float>(sg / D), mgx = static_cast<float>(sgx / D);
 #pragma omp simd simdlen(16)
-      // 16 lanes: no reduction here (docs/kernels.md, "Vector width"). The stored product: recomputing gr * w here lets -march=native contract it with - mg into
-      // an FMA, whose unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
-      for (int d = 0; d < D; ++d)
-        dxr[d] = cpu::st<T>(cpu::ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
+        // 16 lanes: no reduction here (docs/kernels.md, "Vector width"). The stored product:
+        // recomputing gr * w here lets -march=native contract it with - mg into an FMA, whose
+        // unrounded product leaves rounding noise * rstd where g - mean(g) is 0.
+        for (int d = 0; d < D; ++d)
+          dxr[d] = cpu::st<T>(cpu::ld(dxr[d]) + rs * (gw[d] - mg - xh[d] * mgx));
+      }
     }
   }
-  for (int t = 0; t < nt; ++t) {
-    const double* pdw = part.data() + static_cast<size_t>(t) * 2 * D;
-    for (int d = 0; d < D; ++d) {
-      dw[d] += static_cast<float>(pdw[d]);
-      db[d] += static_cast<float>(pdw[D + d]);
+  for (int d = 0; d < D; ++d) {
+    double sw = 0, sb = 0;
+    for (int blk = 0; blk < nb; ++blk) {
+      sw += part[static_cast<size_t>(blk) * 2 * D + d];
+      sb += part[static_cast<size_t>(blk) * 2 * D + D + d];
     }
+    dw[d] += static_cast<float>(sw);
+    db[d] += static_cast<float>(sb);
   }
 }
 
