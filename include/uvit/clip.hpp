@@ -53,6 +53,9 @@ class ClipTokenizer {
   int start_id() const { return start_; }
   int end_id() const { return end_; }
   int vocab_size() const { return int(tokens_.size()); }
+  // The 64-bit hash of the vocabulary and merges loaded (src/dist/weights_hash.hpp): the ranks of
+  // a job compare it, whatever form the files had (a merges list, HF files, a directory).
+  uint64_t hash() const;
 
  private:
   ClipTokenizer() = default;
@@ -105,6 +108,9 @@ class ClipTextModel {
   void load_file(const std::string& path);              // .safetensors or torch .bin/.pth
   void load(TensorReader& r, const std::string& what);  // both read through it
   size_t num_params() const { return total_; }
+  // The 64-bit hash of the weights loaded (src/dist/weights_hash.hpp): the ranks of a job compare
+  // it.
+  uint64_t weights_hash() const;
 
   // ids [B, L] (L <= max_position_embeddings) -> the final LayerNorm's output [B, L, hidden] on
   // the host. Attention is causal; no padding mask (as FrozenCLIPEmbedder calls it).

@@ -62,6 +62,8 @@ class ClipVisionModel {
                          const std::vector<std::pair<std::string, std::vector<int64_t>>>& keys,
                          const std::string& what);
   size_t num_params() const { return total_; }
+  // The 64-bit hash of the weights loaded (src/dist/weights_hash.hpp).
+  uint64_t weights_hash() const;
 
   // pixels [B, C, S, S] (host, preprocessed as clip_preprocess) -> image embeddings
   // [B, projection_dim] (HF CLIPModel.get_image_features) on the host; with `pooled`, also the
@@ -106,6 +108,8 @@ class ClipScorer {
   int dim() const { return vision_.config().projection_dim; }
   ClipTextModel& text() { return text_; }
   const ClipTokenizer& tokenizer() const { return tok_; }
+  // Both towers' weights (src/dist/weights_hash.hpp): the ranks of a job compare it.
+  uint64_t weights_hash() const;
 
  private:
   ClipTokenizer tok_;

@@ -241,6 +241,9 @@ class Pipeline {
   const Autoencoder* autoencoder() const { return ae_.get(); }
   // The loaded network (the ranks of a job compare its weights after loading).
   Network& network() { return *net_; }
+  // The loaded CLIP text encoder and its tokenizer (nullptr: no --clip), compared by the ranks too.
+  const ClipTextModel* clip_model() const { return clip_.get(); }
+  const ClipTokenizer* clip_tokenizer() const { return tok_.get(); }
   // Stops the running generation at its next network evaluation; safe from any thread. A call
   // while nothing runs has no effect.
   void cancel() { cancel_.store(true); }

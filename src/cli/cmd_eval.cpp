@@ -286,6 +286,11 @@ void add_eval(CLI::App& app) {
                          [&] { return ae->weights_hash(); });
     check_loaded_alike(comm, "the FID Inception weights " + inception_weights_path(o->inception),
                        [&] { return inception.weights_hash(); });
+    if (ae) check_autoencoder_files_alike(comm, cfg.json, o->autoencoder_config, o->latent_stats);
+    if (clip)
+      check_clip_alike(
+          comm, o->clip, [&] { return clip->weights_hash(); }, clip->tokenizer(), o->clip_config,
+          o->vocab);
 
     GenerateOptions g = o->generate_options(cfg);
 

@@ -18,6 +18,7 @@
 #include "cli/sampling_options.hpp"
 #include "dist/weights_hash.hpp"
 #include "uvit/autoencoder.hpp"
+#include "uvit/clip.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/pipeline.hpp"
@@ -245,9 +246,16 @@ void add_sample(CLI::App& app) {
     // Every rank read the files itself: a rank whose copy differs is refused in one line.
     check_loaded_alike(comm, "--weights " + o->weights,
                        [&] { return hash_network(pipe.network()); });
-    if (pipe.autoencoder())
+    if (pipe.autoencoder()) {
       check_loaded_alike(comm, "--autoencoder " + o->autoencoder,
                          [&] { return pipe.autoencoder()->weights_hash(); });
+      check_autoencoder_files_alike(comm, pipe.config().json, o->autoencoder_config,
+                                    o->latent_stats);
+    }
+    if (const ClipTextModel* clip = pipe.clip_model())
+      check_clip_alike(
+          comm, o->clip, [&] { return clip->weights_hash(); }, *pipe.clip_tokenizer(),
+          o->clip_config, o->vocab);
     if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
     UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
                ": ", pipe.preview_unavailable());

@@ -124,7 +124,8 @@ void add_train(CLI::App& app) {
       same_on_every_rank([&] {
         for (const auto& a : o->set) apply_override(job.cfg, a);
       });
-      if (cmd->count("--init")) job.cfg.json["train"]["init_weights"] = o->init;
+      job.init_flag = cmd->count("--init") > 0;
+      if (job.init_flag) job.cfg.json["train"]["init_weights"] = o->init;
     }
     const TrainOutcome r = run_training(job);
     if (r.rank == 0)

@@ -5,10 +5,15 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "uvit/dist.hpp"
+
+namespace uvit {
+class ClipTokenizer;
+}
 
 namespace uvit::cli {
 
@@ -31,7 +36,22 @@ std::vector<T> gather_to_root(Comm& c, const std::vector<T>& mine) {
 // different nodes (a node-local or stale copy, a checkpoint being rewritten): right after a load
 // the ranks compare hash() of what they loaded (src/dist/weights_hash.hpp; computed only with
 // several ranks), and a job whose ranks differ is refused in one line from rank 0
-// (SameOnEveryRank: every rank exits 1) naming `what` ("--weights W") and the ranks that differ.
-void check_loaded_alike(Comm& c, const std::string& what, const std::function<uint64_t()>& hash);
+// (SameOnEveryRank: every rank exits 1) naming `what` ("--weights W") and the ranks that differ;
+// `other` says what they read ("other weights", "another vocabulary").
+void check_loaded_alike(Comm& c, const std::string& what, const std::function<uint64_t()>& hash,
+                        const std::string& other = "other weights");
+// The same for a small file read by path (latent statistics, a config): its bytes ("other bytes");
+// a path that names no file (a built-in config's name) is compared as the name itself.
+void check_file_alike(Comm& c, const std::string& what, const std::string& path);
+// A latent model's autoencoder files besides its weights, where named: the config
+// (`config`, else the preset's autoencoder.config) and the latent statistics (`latent_stats`,
+// else the preset's autoencoder.latent_stats), as load_preset_autoencoder resolves them.
+void check_autoencoder_files_alike(Comm& c, const nlohmann::json& preset, const std::string& config,
+                                   const std::string& latent_stats);
+// The CLIP text side: the weights --clip (`weights_hash`), the vocabulary loaded (--vocab, else
+// clip_vocab_path's) and --clip-config (where given).
+void check_clip_alike(Comm& c, const std::string& clip,
+                      const std::function<uint64_t()>& weights_hash, const ClipTokenizer& tok,
+                      const std::string& clip_config, const std::string& vocab);
 
 }  // namespace uvit::cli

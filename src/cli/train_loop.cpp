@@ -628,7 +628,8 @@ TrainOutcome run_training(const TrainJob& job) {
   } else {
     tr.init();
     if (!init.empty()) {  // as for --resume: before the first step, and before the run's folder
-      check_loaded_alike(comm, "--init " + init, [&] { return tr.weights_hash(); });
+      check_loaded_alike(comm, (job.init_flag ? "--init " : "train.init_weights ") + init,
+                         [&] { return tr.weights_hash(); });
       cfg.json["train"]["init_weights"] = io::absolute_path(init);
     }
     if (lead) {

@@ -16,6 +16,8 @@ struct TrainJob {
   int batch = 0;    // 0 = train.batch_size
   long seed = -1;   // -1 = the preset's seed
   bool resume = false;
+  // train.init_weights came from --init, not from the config or --set: messages name it so.
+  bool init_flag = false;
   // With resume (cli/resume.hpp): the checkpoint folder ("" = the run in out_dir), the run it
   // belongs to (out_dir, or another run that out_dir continues as a fork) and the --resume value.
   std::string resume_from, resume_run, resume_label = "latest";

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dist/weights_hash.hpp"
 #include "uvit/clip_vision.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
@@ -66,6 +67,11 @@ ClipScorer::ClipScorer(const std::string& weights, const std::string& config,
   UVIT_CHECK(text_.has_projection(), weights,
              ": no text_projection.weight (CLIPScore needs a CLIPModel checkpoint with both towers "
              "and their projections, e.g. openai/clip-vit-large-patch14)");
+}
+
+uint64_t ClipScorer::weights_hash() const {
+  const uint64_t towers[2] = {vision_.weights_hash(), text_.weights_hash()};
+  return hash_bytes(towers, sizeof towers, kWeightsHashSeed);
 }
 
 std::vector<float> ClipScorer::image_embeddings(const std::vector<Image>& images, int batch) {

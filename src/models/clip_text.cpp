@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "dist/weights_hash.hpp"
 #include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "uvit/clip.hpp"
@@ -82,6 +83,10 @@ void ClipTextModel::load(TensorReader& r, const std::string& what) {
 }
 
 bool ClipTextModel::has_projection() const { return w_->has_proj; }
+
+uint64_t ClipTextModel::weights_hash() const {
+  return hash_backend_floats(be_, params_, total_, kWeightsHashSeed);  // zero-filled, then loaded
+}
 
 // ---- forward -----------------------------------------------------------------------------------
 

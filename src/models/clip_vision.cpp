@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dist/weights_hash.hpp"
 #include "io/weights_views.hpp"
 #include "models/clip_encoder.hpp"
 #include "uvit/error.hpp"
@@ -95,6 +96,10 @@ void ClipVisionModel::load(const NamedArrays& sd, const std::string& what) {
 }
 
 void ClipVisionModel::load_file(const std::string& path) { load(*open_weights(path), path); }
+
+uint64_t ClipVisionModel::weights_hash() const {
+  return hash_backend_floats(be_, params_.f32(), total_, kWeightsHashSeed);
+}
 
 void ClipVisionModel::load(TensorReader& r, const std::string& what) {
   clip::load_into(be_, params_.f32(), w_->lay, r, what, cfg_.num_hidden_layers);

@@ -4,11 +4,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "core/install_dirs.hpp"
+#include "dist/weights_hash.hpp"
 #include "text/bpe_merge.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/error.hpp"
@@ -205,6 +207,20 @@ ClipTokenizer ClipTokenizer::load(const std::string& path) {
     return from_hf(path, merges);
   }
   return from_bpe_file(path);
+}
+
+uint64_t ClipTokenizer::hash() const {
+  uint64_t h = kWeightsHashSeed;
+  for (const std::string& t : tokens_) {  // the length too: "ab","c" is not "a","bc"
+    const uint64_t n = t.size();
+    h = hash_bytes(t.data(), t.size(), hash_bytes(&n, sizeof n, h));
+  }
+  // The merges in key order (an unordered_map's order is not part of what was loaded).
+  std::vector<std::array<uint64_t, 3>> m;
+  m.reserve(merges_.size());
+  for (const auto& [k, v] : merges_) m.push_back({k, uint64_t(v.first), uint64_t(v.second)});
+  std::sort(m.begin(), m.end());
+  return hash_bytes(m.data(), m.size() * sizeof m[0], h);
 }
 
 const std::string& ClipTokenizer::token(int id) const {

@@ -5,7 +5,6 @@
 # at the same step with one checkpoint and exit status 0; SIGTERM to mpirun itself (OpenMPI then
 # kills the ranks after odls_base_sigkill_timeout, 30 s here) also leaves a complete checkpoint.
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 job=
 cleanup() { [ -n "$job" ] && kill -9 "$job" 2>/dev/null; rm -rf "$tmp"; }  # mpirun: SIGKILL

@@ -1,7 +1,25 @@
-# Shared by the MPI end-to-end scripts (sourced after $tmp is set): 2 CPU ranks of one thread;
-# every mpirun bounded by `timeout`.
+# Shared by the MPI end-to-end scripts, sourced (after `set -uo pipefail`) with the script's
+# arguments: uvit, mpirun and, for the FID scripts, the torch fixtures folder. 2 CPU ranks of one
+# thread; every mpirun bounded by `timeout`.
+UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 mpi() {  # mpi NP ARGS...: uvit under mpirun
   local np=$1; shift
   timeout -k 10 300 "$MPIRUN" -np "$np" "$UVIT" "$@"
+}
+# fid_setup STEPS NIMG: the start of the scripts that run eval and fid-features: the Inception
+# weights in $W (the fixtures' or the twin's; $UVIT_INCEPTION unset), a tiny config $tmp/tiny.json
+# sampling in STEPS steps in mini-batches of 4, reference statistics $tmp/st.npz and NIMG random
+# 28x28 gray images $tmp/imgs.npy.
+fid_setup() {
+  unset UVIT_INCEPTION
+  inception_weights W "$FIX"
+  "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps="$1" \
+    sample.mini_batch_size=4
+  "$PY" -c "
+import numpy as np
+r = np.random.RandomState(0); x = r.randn(64, 2048)
+np.savez('$tmp/st.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))
+np.save('$tmp/imgs.npy', r.randint(0, 256, ($2, 28, 28, 1)).astype(np.uint8))" ||
+    fail "writing the reference statistics and images"
 }

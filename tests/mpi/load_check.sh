@@ -4,12 +4,8 @@
 # what they loaded and stop, rank 0 printing one line that names the file and the rank. Rank r runs
 # in $tmp/nR (a node-local folder), so a relative path names rank r's own copy.
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
-unset UVIT_INCEPTION
-
-inception_weights W "$FIX"
-"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps=2 sample.mini_batch_size=4
+fid_setup 2 8
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/a" --steps 2 --no-grid -q
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/b" --steps 2 --no-grid -q --seed 5
 # The same Inception but for one weight: Conv2d_1a_3x3.conv.weight[0,0,0,0] + 1.
@@ -29,15 +25,16 @@ chmod +x "$tmp/node.sh"
 mkdir -p "$tmp/n0" "$tmp/n1"
 # node FILE0 FILE1 NAME: rank 0's copy of NAME is FILE0, rank 1's FILE1.
 node() { cp -r "$1" "$tmp/n0/$3" && cp -r "$2" "$tmp/n1/$3"; }
-# refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, holding NEEDLE.
+# refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, holding NEEDLE
+# (OTHER: what rank 1 read, "other weights" unless set).
 refused() {
-  local needle=$1; shift
+  local needle=$1 other=${OTHER:-other weights}; shift
   timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
-  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle: rank 1 read other weights from it than rank 0: under mpirun every rank reads the file itself" "$tmp/err"; then
+  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle: rank 1 read $other from it than rank 0: under mpirun every rank reads the file itself" "$tmp/err"; then
     echo "ok: $(grep '^uvit: error:' "$tmp/err")"
   else
-    fail "(rc=$rc, $n error lines, want '$needle: rank 1 ...'): $*"; cat "$tmp/err"
+    fail "(rc=$rc, $n error lines, want '$needle: rank 1 read $other ...'): $*"; cat "$tmp/err"
   fi
 }
 NA=$tmp/a/nnet_ema.safetensors NB=$tmp/b/nnet_ema.safetensors
@@ -53,11 +50,6 @@ node "$NA" "$NB" w.safetensors
 refused "--weights w.safetensors" "${S[@]}" --npy "$tmp/mixed.npy"
 [ ! -e "$tmp/mixed.npy" ] && echo "ok: no samples written" || fail "sample wrote $tmp/mixed.npy"
 
-"$PY" -c "
-import numpy as np
-r = np.random.RandomState(0); x = r.randn(64, 2048)
-np.savez('$tmp/st.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))
-np.save('$tmp/imgs.npy', r.randint(0, 256, (8, 28, 28, 1)).astype(np.uint8))"
 node "$W" "$W" inception.pth
 E=(eval --config "$tmp/tiny.json" --weights w.safetensors --n 4 --chunk 2 --ref "$tmp/st.npz"
   --inception inception.pth --metrics fid -q --out "$tmp/e.npz")
@@ -75,10 +67,49 @@ node "$NA" "$NB" w.safetensors
 T=(train --config "$tmp/tiny.json" --no-grid -q --steps 3)
 refused "--init w.safetensors" "${T[@]}" --init w.safetensors --out "$tmp/ft"
 [ ! -e "$tmp/ft" ] && echo "ok: --init refused before the run's folder" || fail "$tmp/ft was made"
+# The same weights named by the config, not by --init: the line names the setting.
+refused "train.init_weights w.safetensors" "${T[@]}" --set train.init_weights=w.safetensors \
+  --out "$tmp/ft"
 # --resume: each rank's run folder holds another run's checkpoint; the run is left as it was.
 node "$tmp/a" "$tmp/b" run
 refused "--resume run" train --out run --resume --steps 3 --no-grid -q
 cmp -s "$tmp/n0/run/nnet.safetensors" "$tmp/a/nnet.safetensors" &&
   ! grep -q '"step":3' "$tmp/n0/run/log.jsonl" && echo "ok: --resume refused before the first step" ||
   fail "--resume trained on: $(tail -2 "$tmp/n0/run/log.jsonl")"
+
+# A text-to-image latent model (tests/e2e/data/tiny_t2i.sh): rank 1's CLIP text encoder, vocabulary
+# or latent statistics differ; each is refused before sampling, nothing written. Every other file
+# is named by its absolute path (the same on both ranks).
+source tests/e2e/data/tiny_t2i.sh
+"$PY" tests/reference/clip_torch.py weights --config "$T2I/clip.json" --dtype f16 --seed 4 \
+  --out "$T2I/clip_other.safetensors" >/dev/null || fail "writing the other CLIP"
+V=data/clip/bpe_simple_vocab_16e6.txt.gz
+# The same merges list but for the order of its first two merges (their ranks swap).
+"$PY" - "$V" "$tmp/vocab_other.txt.gz" <<'PYEOF' || fail "writing the other vocabulary"
+import gzip, sys
+lines = gzip.open(sys.argv[1], "rt", encoding="utf-8").read().split("\n")
+lines[1], lines[2] = lines[2], lines[1]
+gzip.open(sys.argv[2], "wt", encoding="utf-8").write("\n".join(lines))
+PYEOF
+"$PY" - "$tmp" <<'PYEOF' || fail "writing the latent stats"
+import sys, torch
+for name, std in (("stats", 1.0), ("stats_other", 2.0)):
+    torch.save({"mean": torch.zeros(1, 4, 1, 1), "std": torch.full((1, 4, 1, 1), std)},
+               f"{sys.argv[1]}/{name}.pth")
+PYEOF
+node "$T2I/clip.safetensors" "$T2I/clip.safetensors" clip.safetensors
+node "$V" "$V" vocab.txt.gz
+node "$tmp/stats.pth" "$tmp/stats.pth" stats.pth
+P=(sample "${T2I_CONFIG[@]}" --weights "$T2I/run/nnet_ema.safetensors" --autoencoder "$T2I/ae.pth"
+  --autoencoder-config "$T2I/ae.json" --clip clip.safetensors --clip-config "$T2I/clip.json"
+  --vocab vocab.txt.gz --latent-stats stats.pth --prompt "a red bus" --n 2 --batch 2 -q)
+node "$tmp/stats.pth" "$tmp/stats_other.pth" stats.pth
+OTHER="other bytes" refused "--latent-stats stats.pth" "${P[@]}" --npy "$tmp/t.npy"
+node "$tmp/stats.pth" "$tmp/stats.pth" stats.pth
+node "$T2I/clip.safetensors" "$T2I/clip_other.safetensors" clip.safetensors
+refused "--clip clip.safetensors" "${P[@]}" --npy "$tmp/t.npy"
+node "$T2I/clip.safetensors" "$T2I/clip.safetensors" clip.safetensors
+node "$V" "$tmp/vocab_other.txt.gz" vocab.txt.gz
+OTHER="another vocabulary" refused "--vocab vocab.txt.gz" "${P[@]}" --npy "$tmp/t.npy"
+[ ! -e "$tmp/t.npy" ] && echo "ok: text-to-image sample wrote nothing" || fail "sample wrote $tmp/t.npy"
 exit $fails

@@ -2,13 +2,8 @@
 # `uvit sample`, `uvit eval` and `uvit fid-features` on 2 ranks (docs/distributed.md): the work is
 # shared, rank 0 writes the results, byte-identical to one process.
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 FIX=${3:-} PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
-unset UVIT_INCEPTION
-
-inception_weights W "$FIX"
-
-"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" sample.sample_steps=3 sample.mini_batch_size=4
+fid_setup 3 40
 run "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" --steps 2 --no-grid -q
 NW=$tmp/run/nnet_ema.safetensors
 
@@ -27,11 +22,6 @@ grep -q "^4 samples in [0-9.]* s (3 network evaluations)$" "$tmp/err" &&
   fail "sample report on 2 ranks: $(tail -1 "$tmp/err")"
 
 # eval: 10 samples in 4 chunks of 3 (2 per rank), FID from rank 0.
-"$PY" -c "
-import numpy as np
-r = np.random.RandomState(0); x = r.randn(64, 2048)
-np.savez('$tmp/st.npz', mu=x.mean(0), sigma=np.cov(x, rowvar=False))
-np.save('$tmp/imgs.npy', r.randint(0, 256, (40, 28, 28, 1)).astype(np.uint8))"
 E=(eval --config "$tmp/tiny.json" --weights "$NW" --n 10 --chunk 3 --ref "$tmp/st.npz" --inception "$W" -q)
 run "$UVIT" "${E[@]}" --out "$tmp/e1.npz"
 fid1=$(sed -n 's/^FID: \([^ ]*\).*/\1/p' "$tmp/out")

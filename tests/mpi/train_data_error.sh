@@ -4,7 +4,6 @@
 # the last completed step and exit 1, rank 0 printing the failing rank's line; with the file
 # replaced, --resume on 2 ranks gives the weights of a straight 2-rank run.
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 
 "$PY" tests/e2e/data/damaged_folder.py "$tmp" || fail "writing the images and the config"

@@ -4,7 +4,6 @@
 # within a stated tolerance of plain one-process training, and resumable on 2 ranks or on 1 (a
 # ZeRO-1 checkpoint on 4; a ZeRO-2 one on 2 ranks as ZeRO-1 and on 4 without ZeRO).
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1 train.save_interval=2

@@ -4,7 +4,6 @@
 # train.dp_virtual=2, also under ZeRO-1 (frozen parameters: zero gradient, no update) and resumed;
 # the replica check runs at every step (log_interval 1).
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.log_interval=1 train.save_interval=2

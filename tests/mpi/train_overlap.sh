@@ -12,7 +12,6 @@
 # and ZeRO level it used (stderr and log.jsonl's start row), ZeRO-2 where it cannot apply runs as
 # ZeRO-1 saying why, and a non-boolean train.overlap or a train.zero of 3 is refused in one line.
 set -uo pipefail
-UVIT=$1 MPIRUN=$2 PY=${PYTHON:-/usr/bin/python3}
 source tests/mpi/lib.bash
 export UVIT_REDUCE_PIECE=999
 

@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "gpu_compare.hpp"
+#include "kept_weights_checks.hpp"
 #include "model_compare.hpp"
 #include "uvit/backend.hpp"
 
@@ -53,16 +54,9 @@ TEST(CpuBf16KeptWeights, ProductsRereadWeightsAfterEveryWriteAndFree) {
   // The reference: the same bf16 weights at an address no params_to_act registered.
   std::vector<uint16_t> plain = bf16_of(p);
   const std::vector<uint16_t> ref1 = product(*be, x, plain.data(), M, N, K);
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(product(*be, x, w, M, N, K), ref1) << "use " << i + 1 << " of the first weights";
-  const size_t kept = gemm_kept_weight_bytes();
-  std::printf("kept blocked weights: %zu bytes for a %d x %d bf16 weight (%zu bytes)\n", kept, N, K,
-              p.size() * 2);
-  if (gemm_blocks_weights()) {
-    EXPECT_GE(kept, p.size() * 2) << "on AMX the third use reads a kept blocked copy";
-  } else {
-    EXPECT_EQ(kept, 0u);
-  }
+  const auto uses = [&] { return product(*be, x, w, M, N, K); };
+  expect_three_uses(uses, ref1, "of the first weights");
+  expect_kept_copy(gemm_blocks_weights(), p.size() * 2, N, K, "bf16");  // on AMX
 
   // A write through params_to_act: the next product reads the new weights.
   for (size_t i = 0; i < p.size(); i += 7) p[i] = -2.f * p[i] + 0.25f;
@@ -71,8 +65,7 @@ TEST(CpuBf16KeptWeights, ProductsRereadWeightsAfterEveryWriteAndFree) {
   plain = bf16_of(p);
   const std::vector<uint16_t> ref2 = product(*be, x, plain.data(), M, N, K);
   ASSERT_NE(ref2, ref1);
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(product(*be, x, w, M, N, K), ref2) << "use " << i + 1 << " after the write";
+  expect_three_uses(uses, ref2, "after the write");
 
   // Freed: whatever is allocated there next is not a weight, however often it is multiplied.
   be->free_bytes(w);

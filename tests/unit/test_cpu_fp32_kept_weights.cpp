@@ -18,6 +18,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "gpu_compare.hpp"
+#include "kept_weights_checks.hpp"
 #include "model_compare.hpp"
 #include "temp_dir.hpp"
 #include "uvit/backend.hpp"
@@ -103,16 +104,9 @@ TEST(CpuFp32KeptWeights, ProductsRereadWeightsAfterEveryWriteAndFree) {
   be->upload(w, p.data(), p.size() * 4);
   be->params_to_act(w, w, p.size());
   const VecF ref1 = product(*be, x, p.data(), M, N, K);  // p: an unregistered address
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(product(*be, x, w, M, N, K), ref1) << "use " << i + 1 << " of the first weights";
-  const size_t kept = gemm_kept_weight_bytes();
-  std::printf("kept blocked weights: %zu bytes for a %d x %d fp32 weight (%zu bytes)\n", kept, N, K,
-              p.size() * 4);
-  if (fp32_b_blocked()) {
-    EXPECT_GE(kept, p.size() * 4) << "the third use reads a kept blocked copy";
-  } else {
-    EXPECT_EQ(kept, 0u);
-  }
+  const auto uses = [&] { return product(*be, x, w, M, N, K); };
+  expect_three_uses(uses, ref1, "of the first weights");
+  expect_kept_copy(fp32_b_blocked(), p.size() * 4, N, K, "fp32");
 
   // A write, then params_to_act (as the next forward after any write calls it).
   for (size_t i = 0; i < p.size(); i += 7) p[i] = -2.f * p[i] + 0.25f;
@@ -121,8 +115,7 @@ TEST(CpuFp32KeptWeights, ProductsRereadWeightsAfterEveryWriteAndFree) {
   EXPECT_EQ(gemm_kept_weight_bytes(), 0u) << "a write drops the blocked copies made from it";
   const VecF ref2 = product(*be, x, p.data(), M, N, K);
   ASSERT_NE(ref2, ref1);
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(product(*be, x, w, M, N, K), ref2) << "use " << i + 1 << " after the write";
+  expect_three_uses(uses, ref2, "after the write");
 
   // Freed: whatever is allocated there next is not a weight, however often it is multiplied.
   be->free_bytes(w);
