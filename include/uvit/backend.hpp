@@ -338,10 +338,11 @@ class Backend {
   virtual void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
                                 long stride = 0) = 0;
   // torch F.interpolate(mode="bilinear", align_corners=False, no antialias) of x [planes, H, W]
-  // to y [planes, oh, ow] in fp32 (nn::resize_bilinear's formula), then y = y * scale + shift
-  // (2x - 1: pytorch-fid's normalisation).
+  // to y [planes, oh, ow] in fp32 (nn::resize_bilinear's formula), or with `tf1` TF 1.x's legacy
+  // ResizeBilinear (nn::resize_bilinear_tf1's), then y = y * scale + shift (2x - 1: pytorch-fid's
+  // normalisation; x / 128 - 1: the TF graph's).
   virtual void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
-                               float scale = 1.f, float shift = 0.f) = 0;
+                               float scale = 1.f, float shift = 0.f, bool tf1 = false) = 0;
   // Causal self-attention (query i attends to keys j <= i), inference only; qkv and out are laid
   // out as in attention_fwd. act.
   virtual void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,

@@ -3,11 +3,13 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "uvit/array.hpp"
+#include "uvit/inception.hpp"  // InceptionInput
 
 namespace uvit {
 
@@ -26,8 +28,14 @@ FidStats stats_from_features(const float* features, long n, int dims);
 // both pairs next to its images arr_0). Only those two members are read.
 FidStats load_fid_stats(const std::string& path, bool spatial = false);
 // Writes mu, sigma and, when `spatial` is given, mu_s, sigma_s (the ADM evaluator's keys). Atomic,
-// float64.
-void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial = nullptr);
+// float64. The Tf input pipeline is recorded as the member "inception_input" (uint8, the ASCII
+// bytes of "tf"); the default pytorch-fid one is not, so those files stay as pytorch-fid writes
+// them (docs/evaluation.md "The TF graph's input pipeline").
+void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial = nullptr,
+                    InceptionInput input = InceptionInput::PytorchFid);
+// The pipeline a statistics file records: its "inception_input" member, or nullopt when it has
+// none (pytorch-fid's and uvit's own default files, and the ADM reference batches, made by TF).
+std::optional<InceptionInput> stats_inception_input(const std::string& path);
 // Whether the .npz `path` has a member named `key` (reads the zip directory only).
 bool npz_has(const std::string& path, const std::string& key);
 

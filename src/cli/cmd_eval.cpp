@@ -178,7 +178,7 @@ void add_eval(CLI::App& app) {
       "eval", "Sample N images; report IS, FID, sFID, precision, recall as the ADM evaluator");
   struct Opts : SamplingOptions {
     std::string ref, ref_features, inception, out = "eval_samples.npz", work, metrics = "all", json;
-    std::string prompts, clip, clip_config, vocab;
+    std::string prompts, clip, clip_config, vocab, inception_input = "pytorch-fid";
     int n = 50000, chunk = 1000;
     long max_chunks = 0;
   };
@@ -199,6 +199,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--inception", o->inception,
                   "FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: "
                   "$UVIT_INCEPTION)");
+  add_inception_input_option(cmd, o->inception_input);
   cmd->add_option("--out,-o", o->out,
                   "all samples as .npz (arr_0: uint8 [N,H,W,C]; default eval_samples.npz)");
   cmd->add_option("--work", o->work, "folder of finished chunks for resuming (default: OUT.parts)");
@@ -255,15 +256,17 @@ void add_eval(CLI::App& app) {
                " image channels; the FID Inception takes 1 (gray) or 3");
     // Everything that can fail cheaply is checked before hours of sampling.
     const bool all = o->metrics == "all";
-    EvalReference ref = read_eval_reference(o->ref, all ? o->ref_features : "");
+    const InceptionInput input = parse_inception_input(o->inception_input, "--inception-input");
+    EvalReference ref = read_eval_reference(o->ref, all ? o->ref_features : "", input);
     auto be = make_backend(o->device, o->precision);
     // The Inception needs fp32 activations: on a backend of its own unless the U-ViT's precision
     // is the encoders' one.
     std::unique_ptr<Backend> inception_be;
     const std::string ip = encoders_beside(o->device, be->precision());
     if (be->precision() != ip) inception_be = make_backend(o->device, ip);
-    const FidInception inception = FidInception::load(inception_weights_path(o->inception),
-                                                      inception_be ? *inception_be : *be);
+    FidInception inception = FidInception::load(inception_weights_path(o->inception),
+                                                inception_be ? *inception_be : *be);
+    inception.set_input(input);
     Backend& enc_be = inception_be ? *inception_be : *be;
     std::unique_ptr<ClipScorer> clip;
     std::vector<float> null_ctx;
@@ -321,6 +324,10 @@ void add_eval(CLI::App& app) {
                                {"img_size", s},
                                {"channels", c}};
     for (const auto& [k, v] : extra_sampling_settings(cfg, g)) manifest[k] = v;
+    // The chunks hold features: recorded when not the default, so older folders (no record) are
+    // pytorch-fid's and resuming them with tf is refused as a changed setting.
+    if (input != InceptionInput::PytorchFid)
+      manifest["inception_input"] = inception_input_name(input);
     if (text) {
       manifest["prompts"] = io::absolute_path(o->prompts);
       manifest["n_prompts"] = prompts.size();
@@ -342,6 +349,7 @@ void add_eval(CLI::App& app) {
     if (fs::exists(mpath, e1) &&
         fs::last_write_time(o->weights, e1) <= fs::last_write_time(mpath, e2) && !e1 && !e2)
       newer.push_back("weights_sha256");
+    check_work_inception_input(mpath, work, input, way);
     // The weights by content: a run folder moved or copied keeps its chunks (docs/evaluation.md).
     check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead,
                             {{"weights", "weights_sha256"}});

@@ -29,20 +29,27 @@ namespace {
 // statistics files never need the weights or a GPU.
 class LazyInception {
  public:
-  LazyInception(std::string path, std::string device, std::string precision)
-      : path_(std::move(path)), device_(std::move(device)), precision_(std::move(precision)) {}
+  LazyInception(std::string path, std::string device, std::string precision,
+                const std::string& input)
+      : path_(std::move(path)),
+        device_(std::move(device)),
+        precision_(std::move(precision)),
+        input_(parse_inception_input(input, "--inception-input")) {}
   const FidInception& get() {
     if (!net_) {
       file_ = inception_weights_path(path_);
       be_ = make_encoder_backend(device_, precision_);
       net_ = std::make_unique<FidInception>(FidInception::load(file_, *be_));
+      net_->set_input(input_);
     }
     return *net_;
   }
   const std::string& file() const { return file_; }  // the weights get() loaded
+  InceptionInput input() const { return input_; }
 
  private:
   std::string path_, device_, precision_, file_;
+  InceptionInput input_;
   std::unique_ptr<Backend> be_;  // declared before net_, which uses it
   std::unique_ptr<FidInception> net_;
 };
@@ -106,6 +113,12 @@ struct BothStats {
   std::optional<FidStats> sfid;
 };
 
+// The input pipeline of a source's statistics: a statistics file's record (none: unknown), else
+// the one that computes its features (docs/evaluation.md "The TF graph's input pipeline").
+std::optional<InceptionInput> input_of(const LazyInception& net, const std::string& source) {
+  return is_stats_npz(source) ? stats_inception_input(source) : net.input();
+}
+
 BothStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
   BothStats r;
   if (is_stats_npz(source)) {
@@ -128,15 +141,17 @@ BothStats stats_of(LazyInception& net, const std::string& source, bool quiet) {
 void add_fid(CLI::App& app) {
   struct Opts {
     std::string a, b, source, out, logits, spatial, inception, device = "cpu", precision;
+    std::string input = "pytorch-fid";
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
   const char* inc_help =
       "FID Inception weights pt_inception-2015-12-05-6726825d.pth "
       "(default: $UVIT_INCEPTION)";
-  // --inception, where it runs, --quiet: the same in the three commands.
+  // --inception, its input pipeline, where it runs, --quiet: the same in the three commands.
   auto add_inception_options = [o, inc_help](CLI::App* c) {
     c->add_option("--inception", o->inception, inc_help);
+    add_inception_input_option(c, o->input);
     add_encoder_device(c, o->device, o->precision, "the Inception");
     c->add_flag("--quiet,-q", o->quiet, "print only results and errors");
   };
@@ -152,7 +167,14 @@ void add_fid(CLI::App& app) {
   add_inception_options(fid);
   fid->callback([o] {
     check_sources({o->a, o->b});
-    LazyInception net(o->inception, o->device, o->precision);
+    LazyInception net(o->inception, o->device, o->precision, o->input);
+    // Before any features are computed: a FID across pipelines measures the pipelines.
+    const auto ia = input_of(net, o->a), ib = input_of(net, o->b);
+    UVIT_CHECK(!ia || !ib || *ia == *ib, o->a, " and ", o->b,
+               ": made with different Inception input pipelines (--inception-input ",
+               inception_input_name(ia.value_or(InceptionInput::PytorchFid)), " and ",
+               inception_input_name(ib.value_or(InceptionInput::PytorchFid)),
+               "): their FID mixes two pipelines");
     const BothStats a = stats_of(net, o->a, o->quiet), b = stats_of(net, o->b, o->quiet);
     UVIT_CHECK(a.fid.dims == b.fid.dims, o->a, " and ", o->b,
                ": statistics of different dimensions (", a.fid.dims, " and ", b.fid.dims, ")");
@@ -190,7 +212,7 @@ void add_fid(CLI::App& app) {
     check_not_input(
         "--spatial", o->spatial,
         {{"input SOURCE", o->source}, {"output --out", o->out}, {"output --logits", o->logits}});
-    LazyInception net(o->inception, o->device, o->precision);
+    LazyInception net(o->inception, o->device, o->precision, o->input);
     Comm& comm = world(o->device);  // under mpirun: the images are shared among the ranks
     const bool quiet = o->quiet || comm.rank() != 0;
     std::vector<float> logits, spatial;
@@ -221,11 +243,11 @@ void add_fid(CLI::App& app) {
     check_sources({o->source});
     check_output("--out", o->out, {".npz"});
     check_not_input("--out", o->out, {{"input SOURCE", o->source}});
-    LazyInception net(o->inception, o->device, o->precision);
+    LazyInception net(o->inception, o->device, o->precision, o->input);
     UVIT_CHECK(!is_stats_npz(o->source), o->source, ": already FID statistics");
     const BothStats stats = stats_of(net, o->source, o->quiet);
     make_parent_dir(o->out);
-    save_fid_stats(o->out, stats.fid, stats.sfid ? &*stats.sfid : nullptr);
+    save_fid_stats(o->out, stats.fid, stats.sfid ? &*stats.sfid : nullptr, net.input());
     if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->out.c_str());
   });
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "uvit/error.hpp"
 #include "uvit/inception.hpp"
@@ -13,7 +14,29 @@
 
 namespace uvit::cli {
 
-EvalReference read_eval_reference(const std::string& ref, const std::string& ref_features) {
+void add_inception_input_option(CLI::App* c, std::string& input) {
+  c->add_option("--inception-input", input,
+                "the Inception's input pipeline: pytorch-fid (uint8/255, torch's bilinear resize, "
+                "2x-1; the default) or tf (the ADM evaluator's TF graph: [0,255], TF1's bilinear "
+                "resize, (x-128)/128; for its reference batches)")
+      ->check(CLI::IsMember({"pytorch-fid", "tf"}));
+}
+
+void check_work_inception_input(const std::string& manifest_path, const std::string& work,
+                                InceptionInput input, const std::string& remedy) {
+  std::ifstream f(manifest_path);
+  if (!f) return;
+  const nlohmann::json m = nlohmann::json::parse(f, nullptr, false);
+  if (!m.is_object()) return;  // check_or_write_manifest says what is wrong with it
+  const nlohmann::json rec = m.value("inception_input", nlohmann::json("pytorch-fid"));
+  const std::string want = inception_input_name(input);
+  UVIT_CHECK(rec == want, work, ": holds chunks whose Inception features are --inception-input ",
+             rec.is_string() ? rec.get<std::string>() : rec.dump(), "'s, this run asks for ", want,
+             "; ", remedy);
+}
+
+EvalReference read_eval_reference(const std::string& ref, const std::string& ref_features,
+                                  InceptionInput input) {
   EvalReference r;
   r.path = ref;
   // A folder of reference images is what a new user has at hand; statistics come from fid-stats.
@@ -30,6 +53,13 @@ EvalReference read_eval_reference(const std::string& ref, const std::string& ref
                " (7 x 17 x 17 of mixed_6/conv)");
   }
   r.has_images = npz_has(ref, "arr_0");
+  // Statistics of one pipeline against features of the other would mix them: refused. A file
+  // without the record (pytorch-fid's, an ADM reference batch) cannot be checked.
+  r.input = stats_inception_input(ref);
+  UVIT_CHECK(!r.input || *r.input == input, "--ref ", ref,
+             ": statistics made with --inception-input ",
+             inception_input_name(r.input.value_or(input)), ", this run's with ",
+             inception_input_name(input), ": give the same --inception-input");
   if (!ref_features.empty()) {
     Array f = load_npy(ref_features);
     UVIT_CHECK(f.shape.size() == 2 && f.shape[1] == FidInception::kDims &&

@@ -75,7 +75,8 @@ FidStats load_fid_stats(const std::string& path, bool spatial) {
   return s;
 }
 
-void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial) {
+void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* spatial,
+                    InceptionInput input) {
   NamedArrays out;
   auto add = [&](const FidStats& st, const char* km, const char* ks) {
     const int64_t d = st.dims;
@@ -89,7 +90,23 @@ void save_fid_stats(const std::string& path, const FidStats& s, const FidStats* 
   };
   add(s, "mu", "sigma");
   if (spatial) add(*spatial, "mu_s", "sigma_s");
+  if (input != InceptionInput::PytorchFid) {
+    const std::string name = inception_input_name(input);
+    Array a(DType::U8, {int64_t(name.size())});
+    std::copy(name.begin(), name.end(), a.as<uint8_t>());
+    out.emplace_back("inception_input", std::move(a));
+  }
   save_npz(path, out);
+}
+
+std::optional<InceptionInput> stats_inception_input(const std::string& path) {
+  if (!npz_has(path, "inception_input")) return std::nullopt;
+  const NamedArrays z = load_npz(path, {"inception_input"});
+  UVIT_CHECK(z.size() == 1 && z[0].second.dtype == DType::U8 && z[0].second.shape.size() == 1, path,
+             ": member inception_input must be uint8 [n] (the pipeline's name)");
+  const Array& a = z[0].second;
+  return parse_inception_input(std::string(a.as<uint8_t>(), a.as<uint8_t>() + a.numel()),
+                               path + ": inception_input");
 }
 
 }  // namespace uvit

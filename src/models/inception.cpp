@@ -422,6 +422,7 @@ struct FidInception::Impl {
   // The raw input buffer's cap in floats (256 MiB): large images go through in smaller chunks.
   static constexpr long kRawCap = 64L << 20;
   int nb = 1;  // images per chunk
+  InceptionInput input = InceptionInput::PytorchFid;
   float* params = nullptr;
   size_t num_params = 0;
   float* ws = nullptr;
@@ -534,6 +535,19 @@ void init(FidInception::Impl& m, const NamedArrays& sd, const std::string& file)
 }
 }  // namespace
 
+const char* inception_input_name(InceptionInput in) {
+  return in == InceptionInput::Tf ? "tf" : "pytorch-fid";
+}
+
+InceptionInput parse_inception_input(const std::string& s, const std::string& what) {
+  if (s == "pytorch-fid") return InceptionInput::PytorchFid;
+  if (s == "tf") return InceptionInput::Tf;
+  throw Error(what + ": unknown Inception input pipeline '" + s + "' (pytorch-fid or tf)");
+}
+
+void FidInception::set_input(InceptionInput in) { impl_->input = in; }
+InceptionInput FidInception::input() const { return impl_->input; }
+
 uint64_t FidInception::weights_hash() const {
   return hash_backend_floats(*impl_->be, impl_->params, impl_->num_params, kWeightsHashSeed);
 }
@@ -603,8 +617,12 @@ void FidInception::forward(const float* x, int B, int H, int W, float* pool3, fl
     float *r = m.ws, *p = r + n * Impl::kIn, *q = p + n * Impl::kBuf, *scr = q + n * Impl::kBuf;
     float *f = scr + n * Impl::kScratch, *l = f + n * kDims, *sp = l + n * kClasses;
     be.upload(m.raw, x + i0 * in, size_t(n * in) * sizeof(float));
-    // Bilinear to 299x299, then 2x - 1 (pytorch-fid's normalize_input).
-    be.resize_bilinear(m.raw, r, 3 * n, H, W, kSize, kSize, 2.f, -1.f);
+    // Bilinear to 299x299, then 2x - 1 (pytorch-fid's normalize_input), or TF1's resize of [0, 255]
+    // and (y - 128) * 0.0078125 = y * 2^-7 - 1 (the same fp32 bits: the power of two is exact).
+    if (m.input == InceptionInput::Tf)
+      be.resize_bilinear(m.raw, r, 3 * n, H, W, kSize, kSize, 0.0078125f, -1.f, true);
+    else
+      be.resize_bilinear(m.raw, r, 3 * n, H, W, kSize, kSize, 2.f, -1.f);
     m.features(ctx, r, f, p, q, scr, spatial ? sp : nullptr);
     be.download(pool3 + long(i0) * kDims, f, size_t(n) * kDims * sizeof(float));
     if (logits) {  // l[n, 1008] = pool3 fc^T
@@ -631,6 +649,8 @@ void FidInception::forward_u8(const uint8_t* hwc, int B, int H, int W, int C, fl
   UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x", H, "x", W, "x", C);
   const long hw = long(H) * W;
   const int nb = impl_->nb;  // forward's chunk: one conversion buffer of nb images
+  // The TF graph takes the uint8 values as float32 [0, 255] (the evaluator's astype(np.float32)).
+  const float div = impl_->input == InceptionInput::Tf ? 1.0f : 255.0f;
   std::vector<float> x(size_t(std::min(B, nb)) * 3 * hw);
   for (int i0 = 0; i0 < B; i0 += nb) {
     const int n = std::min(nb, B - i0);
@@ -638,7 +658,7 @@ void FidInception::forward_u8(const uint8_t* hwc, int B, int H, int W, int C, fl
       const uint8_t* im = hwc + (i0 + i) * hw * C;
       float* xi = x.data() + i * 3 * hw;
       for (int c = 0; c < 3; ++c)
-        for (long k = 0; k < hw; ++k) xi[c * hw + k] = float(im[k * C + (C == 3 ? c : 0)]) / 255.0f;
+        for (long k = 0; k < hw; ++k) xi[c * hw + k] = float(im[k * C + (C == 3 ? c : 0)]) / div;
     }
     forward(x.data(), n, H, W, pool3 + long(i0) * kDims,
             logits ? logits + long(i0) * kClasses : nullptr,

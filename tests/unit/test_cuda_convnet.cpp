@@ -375,3 +375,36 @@ TEST(CudaConvnet, ResizeBilinear) {
             d.down(dy, ny), ref, 1e-6);
   }
 }
+
+// The TF1 legacy resize (+ (y - 128) / 128, `--inception-input tf`) against the CPU's
+// nn::resize_bilinear_tf1: both round every operation (no FMA), so the values are the same bits.
+TEST(CudaConvnet, ResizeBilinearTf1) {
+  REQUIRE_CUDA();
+  Dev d;
+  struct Case {
+    int planes, H, W, oh, ow;
+    float scale, shift;
+  };
+  const Case cases[] = {
+      {6, 256, 256, 299, 299, 0.0078125f, -1.f},  // ImageNet 256 up to the Inception's input
+      {3, 32, 32, 299, 299, 0.0078125f, -1.f},
+      {3, 401, 350, 299, 299, 0.0078125f, -1.f},  // down
+      {3, 299, 299, 299, 299, 1.f, 0.f},          // identity
+      {2, 3, 3, 5, 5, 1.f, 0.f},
+      {2, 1, 1, 5, 7, 1.f, 0.f},  // a single pixel
+  };
+  unsigned seed = 990;
+  for (const Case& c : cases) {
+    VecF x = randv(size_t(c.planes) * c.H * c.W, ++seed, 0.f, 255.f);
+    for (float& v : x) v = std::floor(v);  // uint8 values, as the graph gets them
+    const size_t ny = size_t(c.planes) * c.oh * c.ow;
+    VecF ref(ny);
+    d.cpu->resize_bilinear(x.data(), ref.data(), c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift,
+                           true);
+    float* dy = d.up(VecF(ny, 0.f));
+    d.gpu->resize_bilinear(d.up(x), dy, c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift, true);
+    compare(uvit::cat("resize_bilinear tf1 ", c.planes, "x", c.H, "x", c.W, " -> ", c.oh, "x", c.ow,
+                      " *", c.scale, " +", c.shift),
+            d.down(dy, ny), ref, 0);
+  }
+}

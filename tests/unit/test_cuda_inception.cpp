@@ -4,6 +4,7 @@
 // max|ref|. Skipped, saying so, without a GPU.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -42,6 +43,29 @@ TEST(CudaInception, MatchesCpuBackend) {
     const std::string tag = cat("inception ", c.B, "x", c.H, "x", c.W, "x", c.C);
     test::compare(tag + " pool3", f, rf, 1e-4);
     test::compare(tag + " logits", l, rl, 1e-4);
+    test::compare(tag + " spatial", s, rs, 1e-4);
+  }
+}
+
+// The tf input pipeline (--inception-input tf: TF1's resize of [0, 255] on the device) against the
+// CPU backend's, 256x256 (ImageNet) and a batch of 33 32x32 images (two device chunks).
+TEST(CudaInception, TfInputMatchesCpuBackend) {
+  REQUIRE_CUDA();
+  const NamedArrays sd = FidInception::random_state_dict(7);
+  auto cpu = make_cpu_backend();
+  auto gpu = make_backend("cuda", "fp32");
+  FidInception ref(sd, *cpu, "random"), net(sd, *gpu, "random");
+  ref.set_input(InceptionInput::Tf), net.set_input(InceptionInput::Tf);
+  std::mt19937 g(12);
+  for (const auto [B, H, W] : {std::array<int, 3>{1, 256, 256}, std::array<int, 3>{33, 32, 32}}) {
+    std::vector<uint8_t> im(size_t(B) * H * W * 3);
+    for (auto& v : im) v = uint8_t(g() % 256);
+    std::vector<float> f(size_t(B) * FidInception::kDims), rf(f.size());
+    std::vector<float> s(size_t(B) * FidInception::kSpatialDims), rs(s.size());
+    ref.forward_u8(im.data(), B, H, W, 3, rf.data(), nullptr, rs.data());
+    net.forward_u8(im.data(), B, H, W, 3, f.data(), nullptr, s.data());
+    const std::string tag = cat("inception tf ", B, "x", H, "x", W);
+    test::compare(tag + " pool3", f, rf, 1e-4);
     test::compare(tag + " spatial", s, rs, 1e-4);
   }
 }

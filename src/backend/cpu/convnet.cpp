@@ -74,8 +74,11 @@ void CpuBackend::channel_bias_act(float* x, const float* bias, int B, int C, int
 }
 
 void CpuBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
-                                 float scale, float shift) {
-  nn::resize_bilinear(x, y, planes, H, W, oh, ow);
+                                 float scale, float shift, bool tf1) {
+  if (tf1)
+    nn::resize_bilinear_tf1(x, y, planes, H, W, oh, ow);
+  else
+    nn::resize_bilinear(x, y, planes, H, W, oh, ow);
   if (scale == 1.f && shift == 0.f) return;
   const long n = long(planes) * oh * ow;
 #pragma omp parallel for simd schedule(static)

@@ -228,6 +228,37 @@ __device__ __forceinline__ void resize_tap(int d, int in, float r, int& i0, int&
   l1 = fminf(fmaxf(src - float(i0), 0.f), 1.f);
 }
 
+// TF 1.x's legacy tap (nn::resize_bilinear_tf1): src = d * r, lower floor, upper min(ceil, in - 1).
+__device__ __forceinline__ void resize_tap_tf1(int d, int in, float r, int& i0, int& i1,
+                                               float& l1) {
+  const float src = __fmul_rn(float(d), r);
+  const float f = floorf(src);
+  i0 = max(static_cast<int>(f), 0);
+  i1 = min(static_cast<int>(ceilf(src)), in - 1);
+  l1 = __fsub_rn(src, f);
+}
+
+// The TF1 kernel: TF's lerps, top = tl + (tr - tl) * xl, out = top + (bottom - top) * yl, each
+// operation rounded (no FMA) as on the host.
+__global__ void resize_bilinear_tf1_kernel(const float* __restrict__ x, float* __restrict__ y,
+                                           int H, int W, int oh, int ow, float rh, float rw,
+                                           float scale, float shift, bool affine, size_t total) {
+  UVIT_GRID_STRIDE(e, total) {
+    const int j = static_cast<int>(e % ow);
+    const int i = static_cast<int>((e / ow) % oh);
+    const float* xp = x + (e / (size_t(oh) * ow)) * H * W;
+    int i0, i1, j0, j1;
+    float yl, xl;
+    resize_tap_tf1(i, H, rh, i0, i1, yl);
+    resize_tap_tf1(j, W, rw, j0, j1, xl);
+    const float *r0 = xp + size_t(i0) * W, *r1 = xp + size_t(i1) * W;
+    const float top = __fadd_rn(r0[j0], __fmul_rn(__fsub_rn(r0[j1], r0[j0]), xl));
+    const float bottom = __fadd_rn(r1[j0], __fmul_rn(__fsub_rn(r1[j1], r1[j0]), xl));
+    const float v = __fadd_rn(top, __fmul_rn(__fsub_rn(bottom, top), yl));
+    y[e] = affine ? __fadd_rn(__fmul_rn(v, scale), shift) : v;
+  }
+}
+
 __global__ void resize_bilinear_kernel(const float* __restrict__ x, float* __restrict__ y, int H,
                                        int W, int oh, int ow, float rh, float rw, float scale,
                                        float shift, bool affine, size_t total) {
@@ -400,12 +431,19 @@ void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool re
 }
 
 void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
-                     float scale, float shift) {
+                     float scale, float shift, bool tf1) {
   if (planes <= 0 || H <= 0 || W <= 0 || oh <= 0 || ow <= 0) return;
   const size_t total = size_t(planes) * oh * ow;
   const bool affine = scale != 1.f || shift != 0.f;
-  resize_bilinear_kernel<<<grid_for(total, kThreads), kThreads>>>(
-      x, y, H, W, oh, ow, float(H) / float(oh), float(W) / float(ow), scale, shift, affine, total);
+  const float rh = float(H) / float(oh), rw = float(W) / float(ow);
+  if (tf1) {
+    resize_bilinear_tf1_kernel<<<grid_for(total, kThreads), kThreads>>>(
+        x, y, H, W, oh, ow, rh, rw, scale, shift, affine, total);
+    check_launch("resize_bilinear_tf1_kernel");
+    return;
+  }
+  resize_bilinear_kernel<<<grid_for(total, kThreads), kThreads>>>(x, y, H, W, oh, ow, rh, rw, scale,
+                                                                  shift, affine, total);
   check_launch("resize_bilinear_kernel");
 }
 

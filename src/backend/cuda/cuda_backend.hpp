@@ -144,7 +144,7 @@ class CudaBackend final : public Backend, private cuda::Scratch {
   void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
                         long stride = 0) override;
   void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
-                       float scale = 1.f, float shift = 0.f) override;
+                       float scale = 1.f, float shift = 0.f, bool tf1 = false) override;
   void causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
                             float scale) override;
 

@@ -112,10 +112,11 @@ void CudaBackend::channel_bias_act(float* x, const float* bias, int B, int C, in
 }
 
 void CudaBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh,
-                                  int ow, float scale, float shift) {
-  UVIT_OPTIME(optimes_, "resize_bilinear planes=", planes, " ", H, "x", W, "->", oh, "x", ow);
+                                  int ow, float scale, float shift, bool tf1) {
+  UVIT_OPTIME(optimes_, "resize_bilinear planes=", planes, " ", H, "x", W, "->", oh, "x", ow,
+              tf1 ? " tf1" : "");
   require_fp32("resize_bilinear");
-  cuda::resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift);
+  cuda::resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift, tf1);
 }
 
 void CudaBackend::copy_2d(float* dst, long ld_dst, const float* src, long ld_src, long rows,

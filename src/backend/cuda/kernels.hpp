@@ -132,7 +132,7 @@ void global_avg_pool(const float* x, float* y, int N, int HW);
 void channel_bias_act(float* x, const float* bias, int B, int C, int HW, bool relu,
                       long stride = 0);
 void resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh, int ow,
-                     float scale, float shift);
+                     float scale, float shift, bool tf1);
 void causal_attention(const float* qkv, float* out, int B, int N, int H, int Dh, float scale);
 
 }  // namespace uvit::cuda

@@ -414,9 +414,9 @@ void SimDevBackend::channel_bias_act(float* x, const float* bias, int B, int C, 
 }
 
 void SimDevBackend::resize_bilinear(const float* x, float* y, int planes, int H, int W, int oh,
-                                    int ow, float scale, float shift) {
+                                    int ow, float scale, float shift, bool tf1) {
   const auto open = enter("resize_bilinear", {{"x", x}, {"y", y}});
-  cpu_->resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift);
+  cpu_->resize_bilinear(x, y, planes, H, W, oh, ow, scale, shift, tf1);
 }
 
 void SimDevBackend::causal_attention_fwd(const float* qkv, float* out, int B, int N, int H, int Dh,
