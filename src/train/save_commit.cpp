@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <vector>
 
 #include "io/file.hpp"
 #include "uvit/error.hpp"
@@ -103,10 +104,16 @@ CheckpointRecord read_checkpoint_record(const fs::path& dir, bool log_copy) {
     if (log_copy) {
       const fs::path log = checkpoint_file(dir, kCommitOrder[2]);
       std::error_code ec;
-      if (std::ifstream in(log, std::ios::binary); in)
+      if (std::ifstream in(log, std::ios::binary); in) {
         r.log.emplace(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-      else
+      } else if (fs::exists(log, ec)) {
+        // There but unreadable (another user's run, mode 0600): read_file's one line says why; a
+        // retry would only report it as a save that kept changing.
+        const std::vector<uint8_t> b = read_file(log.string());
+        r.log.emplace(b.begin(), b.end());
+      } else {
         moved = fs::exists(checkpoint_file(dir, kCommitOrder[2]), ec);
+      }
     }
     // train_state moves in last: the same record before and after, and no save moved in between.
     if (!moved && state() == r.state) return r;
