@@ -526,6 +526,8 @@ void add_eval(CLI::App& app) {
         {"cfg_scale", g.cfg_scale},
         {"seed", o->sampling.seed},
         {"ref", o->ref},
+        // The features' pipeline: FIDs of the two are not comparable (docs/evaluation.md).
+        {"inception_input", inception_input_name(input)},
         {"seconds", secs},
         {"chunks", chunks},
         {"resumed_chunks", resumed_chunks},

@@ -64,13 +64,15 @@ run "$UVIT" train --config "$tmp/uncond.json" --out "$tmp/run" --steps 0 -q
 NW=$(ls "$tmp"/run/*.safetensors | head -1)
 E=(eval --config "$tmp/uncond.json" --weights "$NW" --n 6 --chunk 3 --inception "$W"
    --metrics fid)
-run "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --inception-input tf --out "$tmp/ev.npz" -q
+run "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --inception-input tf --out "$tmp/ev.npz" -q \
+  --json "$tmp/ev.json"
 ev=$(sed -n 's/^FID: //p' "$tmp/out")
 # The same samples' FID from `uvit fid` through tf (the twin-checked features above): equal.
 run "$UVIT" fid "$tmp/tf.npz" "$tmp/ev.npz" --inception "$W" --inception-input tf -q
 fid=$(sed -n 's/^FID: //p' "$tmp/out")
 [ -n "$ev" ] && "$PY" -c "import sys; sys.exit(abs($ev - $fid) > 1e-9 * abs($fid))" &&
   "$PY" -c "import json; assert json.load(open('$tmp/ev.npz.parts/manifest.json'))['inception_input'] == 'tf'" &&
+  "$PY" -c "import json; assert json.load(open('$tmp/ev.json'))['inception_input'] == 'tf'" &&
   echo "ok: eval --inception-input tf: FID $ev of tf features, recorded in the manifest" ||
   fail "eval tf: FID $ev vs fid's $fid"
 expect_error "^uvit: error: $tmp/ev.npz.parts: holds chunks whose Inception features are --inception-input tf's, this run asks for pytorch-fid; give each model its own --out" \
@@ -78,7 +80,9 @@ expect_error "^uvit: error: $tmp/ev.npz.parts: holds chunks whose Inception feat
 expect_error "^uvit: error: --ref $tmp/tf.npz: statistics made with --inception-input tf, this run's with pytorch-fid: give the same --inception-input$" \
   "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --out "$tmp/ev2.npz" -q
 # A default run's folder (no record) resumed with tf: refused the same way.
-run "$UVIT" "${E[@]}" --ref "$tmp/pt.npz" --out "$tmp/ev3.npz" -q
+run "$UVIT" "${E[@]}" --ref "$tmp/pt.npz" --out "$tmp/ev3.npz" -q --json "$tmp/ev3.json"
+"$PY" -c "import json; assert json.load(open('$tmp/ev3.json'))['inception_input'] == 'pytorch-fid'" &&
+  echo "ok: eval --json records the Inception input pipeline" || fail "eval --json: no inception_input"
 expect_error "^uvit: error: $tmp/ev3.npz.parts: holds chunks whose Inception features are --inception-input pytorch-fid's, this run asks for tf;" \
   "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --out "$tmp/ev3.npz" --inception-input tf -q
 
