@@ -113,10 +113,13 @@ struct BothStats {
   std::optional<FidStats> sfid;
 };
 
-// The input pipeline of a source's statistics: a statistics file's record (none: unknown), else
-// the one that computes its features (docs/evaluation.md "The TF graph's input pipeline").
+// The input pipeline of a source's statistics: a statistics file's record (none: unknown), none
+// for a features .npy (no place for a record: --inception-input computes nothing there), else the
+// one that computes its features (docs/evaluation.md "The TF graph's input pipeline").
 std::optional<InceptionInput> input_of(const LazyInception& net, const std::string& source) {
-  return is_stats_npz(source) ? stats_inception_input(source) : net.input();
+  if (is_stats_npz(source)) return stats_inception_input(source);
+  if (is_feature_npy(source)) return std::nullopt;
+  return net.input();
 }
 
 BothStats stats_of(LazyInception& net, const std::string& source, bool quiet) {

@@ -55,6 +55,16 @@ expect_error "^uvit: error: $tmp/imgs.npy and $tmp/tf.npz: made with different I
   "$UVIT" fid "$tmp/imgs.npy" "$tmp/tf.npz" --inception "$W" --inception-input pytorch-fid
 expect_error "inception-input" "$UVIT" fid-stats "$tmp/imgs.npy" --inception "$W" \
   --inception-input adm --out "$tmp/x.npz"
+# A features .npy records no pipeline (docs: "a file without the record cannot be checked"): the
+# tf features of the same images against the tf statistics give 0 without --inception-input (it
+# computes nothing there). Before, the default flag was taken as the file's pipeline: refused, as
+# "made with ... pytorch-fid".
+run "$UVIT" fid-features "$tmp/imgs.npy" --inception "$W" --inception-input tf -q \
+  --out "$tmp/imgs_tf.npy"
+run "$UVIT" fid "$tmp/imgs_tf.npy" "$tmp/tf.npz" -q
+"$PY" -c "import sys; sys.exit(abs(float('$(sed -n 's/^FID: //p' "$tmp/out")')) > 1e-6)" &&
+  echo "ok: fid of tf features (.npy, no record) and tf statistics: 0" ||
+  fail "fid of a features .npy against tf statistics: $(cat "$tmp/out" "$tmp/err")"
 
 # --- eval: tf recorded in the manifest; resuming with the other pipeline is refused ---------------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=2 sample.sample_steps=3
