@@ -30,9 +30,10 @@ void check_work_inception_input(const std::string& manifest_path, const std::str
   if (!m.is_object()) return;  // check_or_write_manifest says what is wrong with it
   const nlohmann::json rec = m.value("inception_input", nlohmann::json("pytorch-fid"));
   const std::string want = inception_input_name(input);
+  const std::string had = rec.is_string() ? rec.get<std::string>() : rec.dump();
   UVIT_CHECK(rec == want, work, ": holds chunks whose Inception features are --inception-input ",
-             rec.is_string() ? rec.get<std::string>() : rec.dump(), "'s, this run asks for ", want,
-             "; ", remedy);
+             had, "'s, this run asks for ", want, "; give --inception-input ", had,
+             " to continue them, or ", remedy);
 }
 
 EvalReference read_eval_reference(const std::string& ref, const std::string& ref_features,

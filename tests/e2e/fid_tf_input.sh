@@ -65,6 +65,15 @@ run "$UVIT" fid "$tmp/imgs_tf.npy" "$tmp/tf.npz" -q
 "$PY" -c "import sys; sys.exit(abs(float('$(sed -n 's/^FID: //p' "$tmp/out")')) > 1e-6)" &&
   echo "ok: fid of tf features (.npy, no record) and tf statistics: 0" ||
   fail "fid of a features .npy against tf statistics: $(cat "$tmp/out" "$tmp/err")"
+# fid-stats of that .npy with --inception-input tf records nothing either (it computed nothing;
+# before, the flag was written as the file's pipeline), and says so.
+run "$UVIT" fid-stats "$tmp/imgs_tf.npy" --inception-input tf --out "$tmp/npy_tf.npz"
+grep -q "records no pipeline" "$tmp/err" &&
+  "$PY" -c "
+import numpy as np
+assert 'inception_input' not in np.load('$tmp/npy_tf.npz').files" &&
+  echo "ok: fid-stats of a features .npy records no pipeline, with a note" ||
+  fail "fid-stats of a features .npy: $(cat "$tmp/err")"
 
 # --- eval: tf recorded in the manifest; resuming with the other pipeline is refused ---------------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=2 sample.sample_steps=3
@@ -85,7 +94,7 @@ fid=$(sed -n 's/^FID: //p' "$tmp/out")
   "$PY" -c "import json; assert json.load(open('$tmp/ev.json'))['inception_input'] == 'tf'" &&
   echo "ok: eval --inception-input tf: FID $ev of tf features, recorded in the manifest" ||
   fail "eval tf: FID $ev vs fid's $fid"
-expect_error "^uvit: error: $tmp/ev.npz.parts: holds chunks whose Inception features are --inception-input tf's, this run asks for pytorch-fid; give each model its own --out" \
+expect_error "^uvit: error: $tmp/ev.npz.parts: holds chunks whose Inception features are --inception-input tf's, this run asks for pytorch-fid; give --inception-input tf to continue them, or give each model its own --out" \
   "$UVIT" "${E[@]}" --ref "$tmp/pt.npz" --out "$tmp/ev.npz" -q
 expect_error "^uvit: error: --ref $tmp/tf.npz: statistics made with --inception-input tf, this run's with pytorch-fid: give the same --inception-input$" \
   "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --out "$tmp/ev2.npz" -q
@@ -93,7 +102,7 @@ expect_error "^uvit: error: --ref $tmp/tf.npz: statistics made with --inception-
 run "$UVIT" "${E[@]}" --ref "$tmp/pt.npz" --out "$tmp/ev3.npz" -q --json "$tmp/ev3.json"
 "$PY" -c "import json; assert json.load(open('$tmp/ev3.json'))['inception_input'] == 'pytorch-fid'" &&
   echo "ok: eval --json records the Inception input pipeline" || fail "eval --json: no inception_input"
-expect_error "^uvit: error: $tmp/ev3.npz.parts: holds chunks whose Inception features are --inception-input pytorch-fid's, this run asks for tf;" \
+expect_error "^uvit: error: $tmp/ev3.npz.parts: holds chunks whose Inception features are --inception-input pytorch-fid's, this run asks for tf; give --inception-input pytorch-fid to continue them" \
   "$UVIT" "${E[@]}" --ref "$tmp/tf.npz" --out "$tmp/ev3.npz" --inception-input tf -q
 
 exit $fails

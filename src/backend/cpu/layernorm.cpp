@@ -135,7 +135,7 @@ void layernorm_fwd_t(const T* x, const float* w, const float* b, T* y, float* me
 // partials added in block order: the blocks do not depend on the thread count, so neither do the
 // bits (a split per thread made `--threads 1` and `2` train differently; docs/cli.md,
 // "Reproducibility"). At most kLnBlocks blocks bound the partials' memory (2 D doubles each).
-constexpr int kLnBlocks = 64, kLnBlockRows = 256;
+constexpr int kLnBlocks = 128, kLnBlockRows = 64;
 
 template <class T>
 void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean, const float* rstd,
