@@ -132,12 +132,17 @@ node "$tmp/p0.txt" "$tmp/p1.txt" prompts.txt
 OTHER="other bytes" refused "--prompts prompts.txt" "${P[@]}" --prompts prompts.txt --npy "$tmp/t.npy"
 "$PY" -c "
 import numpy as np, sys
-c = np.load(sys.argv[1]); np.save(sys.argv[2], c[:2]); np.save(sys.argv[3], c[2:4])" \
-  "$T2I/caps.npy" "$tmp/ctx0.npy" "$tmp/ctx1.npy" || fail "writing the contexts"
+c = np.load(sys.argv[1]); np.save(sys.argv[2], c[:2]); np.save(sys.argv[3], c[2:4])
+np.save(sys.argv[4], c[8])" \
+  "$T2I/caps.npy" "$tmp/ctx0.npy" "$tmp/ctx1.npy" "$tmp/null.npy" || fail "writing the contexts"
+C=(sample "${T2I_CONFIG[@]}" --weights "$T2I/run/nnet_ema.safetensors" --autoencoder "$T2I/ae.pth"
+  --autoencoder-config "$T2I/ae.json" --latent-stats stats.pth --context ctx.npy
+  --null-context "$tmp/null.npy" --n 2 --batch 2 -q)
+node "$tmp/ctx0.npy" "$tmp/ctx0.npy" ctx.npy
+run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${C[@]}" --npy "$tmp/same_ctx.npy"
+[ -f "$tmp/same_ctx.npy" ] && echo "ok: sample with the same --context on both nodes" ||
+  fail "no samples from the same --context"
 node "$tmp/ctx0.npy" "$tmp/ctx1.npy" ctx.npy
-OTHER="other bytes" refused "--context ctx.npy" sample "${T2I_CONFIG[@]}" \
-  --weights "$T2I/run/nnet_ema.safetensors" --autoencoder "$T2I/ae.pth" \
-  --autoencoder-config "$T2I/ae.json" --latent-stats stats.pth --context ctx.npy --n 2 --batch 2 \
-  -q --npy "$tmp/t.npy"
+OTHER="other bytes" refused "--context ctx.npy" "${C[@]}" --npy "$tmp/t.npy"
 [ ! -e "$tmp/t.npy" ] && echo "ok: text-to-image sample wrote nothing" || fail "sample wrote $tmp/t.npy"
 exit $fails
