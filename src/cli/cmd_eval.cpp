@@ -225,7 +225,7 @@ void add_eval(CLI::App& app) {
     check_output("--json", o->json, {".json"});
     check_output_dir("--work", o->work.empty() ? o->out + ".parts" : o->work);
     const Config cfg = o->load();
-    // Every rank read the config and the prompts itself: first, as the checks below depend on them.
+    // Every rank read the config itself: compared first, as the checks below depend on it.
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
