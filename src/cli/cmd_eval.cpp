@@ -225,6 +225,8 @@ void add_eval(CLI::App& app) {
     check_output("--json", o->json, {".json"});
     check_output_dir("--work", o->work.empty() ? o->out + ".parts" : o->work);
     const Config cfg = o->load();
+    // Every rank read the config itself: compared first, as the checks below depend on it.
+    check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
     o->check_autoencoder_applies(cfg);
@@ -242,6 +244,7 @@ void add_eval(CLI::App& app) {
                " is not text-to-image: --prompts/--clip do not apply");
     const std::vector<std::string> prompts =
         text ? gather_prompts({}, o->prompts) : std::vector<std::string>{};
+    check_files_alike(comm, {{"--prompts", o->prompts}});
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent) {
       ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,

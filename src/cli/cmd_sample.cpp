@@ -132,6 +132,8 @@ void add_sample(CLI::App& app) {
     Comm& comm = world(o->device);
     const bool lead = comm.rank() == 0;
     const Config cfg = o->load();  // for the checks before loading; the pipeline loads the same
+    // Every rank read the config itself: compared first, as every check below depends on it.
+    check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
     bool per_image_out = false, images = false, latent = false;
     int n = 0;
@@ -168,6 +170,11 @@ void add_sample(CLI::App& app) {
     // The final grid would replace the last preview (or a preview the grid) without a word.
     check_not_input("--preview", o->preview, {{"output --out", o->out}});
     const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
+    // The inputs every rank reads itself (--prompts decides --n's default: before the checks).
+    check_files_alike(comm, {{"--prompts", o->prompts_file},
+                             {"--context", o->context},
+                             {"--null-context", o->null_context},
+                             {"--noise", o->noise}});
     same_on_every_rank([&] {
       latent = cfg.json.contains("z_shape");
       o->check_autoencoder_applies(cfg);

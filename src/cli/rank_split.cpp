@@ -47,6 +47,21 @@ void check_file_alike(Comm& c, const std::string& what, const std::string& path)
       "other bytes");
 }
 
+void check_config_alike(Comm& c, const std::string& config, const nlohmann::json& resolved) {
+  check_loaded_alike(
+      c, "--config " + config,
+      [&] {
+        const std::string t = resolved.dump();
+        return hash_bytes(t.data(), t.size(), kWeightsHashSeed);
+      },
+      "other settings");
+}
+
+void check_files_alike(Comm& c, const std::vector<std::pair<std::string, std::string>>& files) {
+  for (const auto& [flag, path] : files)
+    if (!path.empty()) check_file_alike(c, flag + " " + path, path);
+}
+
 void check_autoencoder_files_alike(Comm& c, const nlohmann::json& preset, const std::string& config,
                                    const std::string& latent_stats) {
   const nlohmann::json section = preset.value("autoencoder", nlohmann::json::object());

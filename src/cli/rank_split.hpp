@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "uvit/dist.hpp"
@@ -43,6 +44,11 @@ void check_loaded_alike(Comm& c, const std::string& what, const std::function<ui
 // The same for a small file read by path (latent statistics, a config): its bytes ("other bytes");
 // a path that names no file (a built-in config's name) is compared as the name itself.
 void check_file_alike(Comm& c, const std::string& what, const std::string& path);
+// The config as resolved (--config's file or preset, then --set): its JSON, "other settings".
+void check_config_alike(Comm& c, const std::string& config, const nlohmann::json& resolved);
+// Each path given for the inputs in `files` ({"--prompts", path}, ...; empty: not given), as
+// check_file_alike.
+void check_files_alike(Comm& c, const std::vector<std::pair<std::string, std::string>>& files);
 // A latent model's autoencoder files besides its weights, where named: the config
 // (`config`, else the preset's autoencoder.config) and the latent statistics (`latent_stats`,
 // else the preset's autoencoder.latent_stats), as load_preset_autoencoder resolves them.

@@ -21,9 +21,8 @@ print(json.loads(d[8:8 + n]).get('__metadata__', {}).get('step', 'none'))" "$1"
 
 # dying NP ARGS: `mpi` for a job one of whose ranks dies. The survivor, blocked in a collective,
 # is killed by mpirun (SIGTERM, then SIGKILL after odls_base_sigkill_timeout): it can write
-# nothing in either time, so OpenMPI's default 1 s replaces the 30 s the signal checks below need
-# (each death waited it twice: 60 s a run).
-dying() { OMPI_MCA_odls_base_sigkill_timeout=1 mpi "$@"; }
+# nothing in either time, so `failing` (lib.bash) puts back OpenMPI's default 1 s.
+dying() { failing mpi "$@"; }
 
 # --- rank 1 dies before step 4 (after the checkpoint of step 2) ------------------------------------
 run mpi 2 "${T[@]}" --out "$tmp/straight" --steps 6

@@ -26,10 +26,10 @@ mkdir -p "$tmp/n0" "$tmp/n1"
 # node FILE0 FILE1 NAME: rank 0's copy of NAME is FILE0, rank 1's FILE1.
 node() { cp -r "$1" "$tmp/n0/$3" && cp -r "$2" "$tmp/n1/$3"; }
 # refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, holding NEEDLE
-# (OTHER: what rank 1 read, "other weights" unless set).
+# (OTHER: what rank 1 read, "other weights" unless set). `failing`: 2 s of mpirun's wait, not 60.
 refused() {
   local needle=$1 other=${OTHER:-other weights}; shift
-  timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
+  failing timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
   if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle: rank 1 read $other from it than rank 0: under mpirun every rank reads the file itself" "$tmp/err"; then
     echo "ok: $(grep '^uvit: error:' "$tmp/err")"
@@ -61,6 +61,20 @@ refused "the FID Inception weights inception.pth" "${E[@]}"
 refused "the FID Inception weights inception.pth" fid-features "$tmp/imgs.npy" \
   --inception inception.pth --out "$tmp/f.npy" -q
 [ ! -e "$tmp/f.npy" ] && echo "ok: fid-features wrote nothing" || fail "fid-features wrote $tmp/f.npy"
+# The config and --noise, read by every rank too: rank 1's config samples in 3 steps, not 2; rank
+# 1's initial noise is other draws (the weights are alike here).
+"$PY" tests/e2e/data/tiny_config.py "$tmp/tiny3.json" sample.sample_steps=3 sample.mini_batch_size=4
+node "$tmp/tiny.json" "$tmp/tiny3.json" c.json
+OTHER="other settings" refused "--config c.json" sample --config c.json --weights w.safetensors \
+  --n 8 --classes all -q --npy "$tmp/mixed.npy"
+"$PY" -c "
+import numpy as np, sys
+for i, f in enumerate(sys.argv[1:]):
+    np.save(f, np.random.RandomState(i).randn(8, 1, 28, 28).astype(np.float32))" \
+  "$tmp/noise0.npy" "$tmp/noise1.npy" || fail "writing the noise"
+node "$tmp/noise0.npy" "$tmp/noise1.npy" noise.npy
+OTHER="other bytes" refused "--noise noise.npy" "${S[@]}" --noise noise.npy --npy "$tmp/mixed.npy"
+[ ! -e "$tmp/mixed.npy" ] && echo "ok: no samples written" || fail "sample wrote $tmp/mixed.npy"
 
 # train --init: refused before the first step and before the run's folder is made.
 node "$NA" "$NB" w.safetensors
@@ -111,5 +125,24 @@ refused "--clip clip.safetensors" "${P[@]}" --npy "$tmp/t.npy"
 node "$T2I/clip.safetensors" "$T2I/clip.safetensors" clip.safetensors
 node "$V" "$tmp/vocab_other.txt.gz" vocab.txt.gz
 OTHER="another vocabulary" refused "--vocab vocab.txt.gz" "${P[@]}" --npy "$tmp/t.npy"
+node "$V" "$V" vocab.txt.gz
+# --prompts and --context: rank 1's file holds another second prompt, other contexts.
+printf 'a red bus\ntwo dogs\n' >"$tmp/p0.txt" && printf 'a red bus\na green train\n' >"$tmp/p1.txt"
+node "$tmp/p0.txt" "$tmp/p1.txt" prompts.txt
+OTHER="other bytes" refused "--prompts prompts.txt" "${P[@]}" --prompts prompts.txt --npy "$tmp/t.npy"
+"$PY" -c "
+import numpy as np, sys
+c = np.load(sys.argv[1]); np.save(sys.argv[2], c[:2]); np.save(sys.argv[3], c[2:4])
+np.save(sys.argv[4], c[8])" \
+  "$T2I/caps.npy" "$tmp/ctx0.npy" "$tmp/ctx1.npy" "$tmp/null.npy" || fail "writing the contexts"
+C=(sample "${T2I_CONFIG[@]}" --weights "$T2I/run/nnet_ema.safetensors" --autoencoder "$T2I/ae.pth"
+  --autoencoder-config "$T2I/ae.json" --latent-stats stats.pth --context ctx.npy
+  --null-context "$tmp/null.npy" --n 2 --batch 2 -q)
+node "$tmp/ctx0.npy" "$tmp/ctx0.npy" ctx.npy
+run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${C[@]}" --npy "$tmp/same_ctx.npy"
+[ -f "$tmp/same_ctx.npy" ] && echo "ok: sample with the same --context on both nodes" ||
+  fail "no samples from the same --context"
+node "$tmp/ctx0.npy" "$tmp/ctx1.npy" ctx.npy
+OTHER="other bytes" refused "--context ctx.npy" "${C[@]}" --npy "$tmp/t.npy"
 [ ! -e "$tmp/t.npy" ] && echo "ok: text-to-image sample wrote nothing" || fail "sample wrote $tmp/t.npy"
 exit $fails
