@@ -15,6 +15,20 @@ using Conv2dShape = uvit::Conv2dShape;  // (uvit/backend.hpp)
 // and out); Winograd is oneDNN's F(4x4,3x3) (AVX-512; falls back to plain where unsupported).
 enum class ConvImpl { Auto, OneDnn, OneDnnPlain, Im2col, Winograd };
 
+// While alive, Auto means `impl` for the convolutions this thread runs (UVIT_CONV_IMPL still wins).
+// The FID Inception holds one for Im2col: its sums then keep one order at every thread count, so
+// its features keep their bits (docs/cli.md "Reproducibility"; cost in docs/benchmarks.md).
+class ConvImplScope {
+ public:
+  explicit ConvImplScope(ConvImpl impl);
+  ~ConvImplScope();
+  ConvImplScope(const ConvImplScope&) = delete;
+  ConvImplScope& operator=(const ConvImplScope&) = delete;
+
+ private:
+  ConvImpl prev_;
+};
+
 // y = conv(x, w) + b (b may be nullptr). Uses all OpenMP threads. Thread-safe (calls serialise).
 // Primitives are cached per shape; reordered weights (OneDnn only) while w holds the same values.
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,

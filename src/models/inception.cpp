@@ -601,6 +601,9 @@ void FidInception::forward(const float* x, int B, int H, int W, float* pool3, fl
   UVIT_CHECK(B >= 0 && H >= 1 && W >= 1, "inception: bad input size ", B, "x3x", H, "x", W);
   const long in = 3L * H * W;
   std::lock_guard<std::mutex> lock(impl_->mu);
+  // oneDNN's blocked convolutions keep one summation order at any thread count (the plain-nchw
+  // default does not), at no extra CPU here: docs/cli.md "Reproducibility", docs/benchmarks.md.
+  const nn::ConvImplScope same_bits(nn::ConvImpl::OneDnn);
   Impl& m = *impl_;
   Backend& be = *m.be;
   const int nb = int(std::clamp<long>(Impl::kRawCap / in, 1, m.nb));

@@ -248,6 +248,8 @@ void conv_im2col(const Conv2dShape& s, const float* x, const float* w, const flo
   }
 }
 
+thread_local ConvImpl scoped_impl = ConvImpl::Auto;  // ConvImplScope's choice on this thread
+
 ConvImpl default_impl(const Conv2dShape& s) {
   static const int forced = [] {
     const char* e = std::getenv("UVIT_CONV_IMPL");
@@ -261,6 +263,7 @@ ConvImpl default_impl(const Conv2dShape& s) {
     return -1;
   }();
   if (forced >= 0) return static_cast<ConvImpl>(forced);
+  if (scoped_impl != ConvImpl::Auto) return scoped_impl;
   // Winograd is not the default: its kernel alone is 3-4x faster at the decoder's shapes, but the
   // weight transform (170 ms for 512x512x3x3) and the nchw <-> blocked reorders cost more than
   // that saves when each weight is used once per decode (SD decode: 9.8 s vs 4.3 s plain).
@@ -268,6 +271,9 @@ ConvImpl default_impl(const Conv2dShape& s) {
 }
 
 }  // namespace
+
+ConvImplScope::ConvImplScope(ConvImpl impl) : prev_(scoped_impl) { scoped_impl = impl; }
+ConvImplScope::~ConvImplScope() { scoped_impl = prev_; }
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
             ConvImpl impl) {
