@@ -145,4 +145,46 @@ run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${C[@]}" --npy "$tmp/same_
 node "$tmp/ctx0.npy" "$tmp/ctx1.npy" ctx.npy
 OTHER="other bytes" refused "--context ctx.npy" "${C[@]}" --npy "$tmp/t.npy"
 [ ! -e "$tmp/t.npy" ] && echo "ok: text-to-image sample wrote nothing" || fail "sample wrote $tmp/t.npy"
+
+# eval on a tiny pixel-space text-to-image U-ViT (as tests/e2e/clip_score_cli.sh): rank 1's CLIP
+# (both towers: the image tower scores the samples) differs in one vision weight: refused.
+if "$PY" -c "import PIL" 2>/dev/null; then
+  fx=$tmp/clipfx
+  "$PY" tests/reference/clip_vision_torch.py fixtures --vocab "$V" --out "$fx" >/dev/null ||
+    fail "CLIP fixtures"
+  "$PY" - "$fx/clip_small.bin" "$tmp/clip_other.bin" <<'PYEOF' || fail "writing the other CLIP"
+import sys, torch
+sd = torch.load(sys.argv[1])
+k = next(k for k in sd if "vision_model" in k and k.endswith("weight") and sd[k].dim() == 2)
+sd[k] = sd[k].clone()
+sd[k].view(-1)[0] += 1
+torch.save(sd, sys.argv[2])
+PYEOF
+  "$PY" tests/e2e/data/tiny_config.py "$tmp/t2i_px.json" 'nnet={"name": "uvit_t2i", "img_size": 16,
+    "patch_size": 4, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0,
+    "qkv_bias": false, "qk_scale": null, "mlp_time_embed": false, "clip_dim": 64,
+    "num_clip_token": 77, "use_checkpoint": false, "conv": false, "skip": true}'
+  "$PY" - "$tmp/t2i_px.json" "$tmp/t2i_px.safetensors" <<'PYEOF' || fail "t2i weights"
+import json, sys, torch
+sys.path.insert(0, "tests/reference")
+import clip_torch, uvit_torch
+torch.manual_seed(0)
+net = uvit_torch.build_from_config(json.load(open(sys.argv[1]))["nnet"])
+clip_torch.write_safetensors(sys.argv[2], {k: v.numpy() for k, v in net.state_dict().items()})
+PYEOF
+  TE=(eval --config "$tmp/t2i_px.json" --weights "$tmp/t2i_px.safetensors" --clip-config
+    "$fx/clip_small.json" --vocab vocab.txt.gz --prompts "$fx/prompts.txt" --n 4 --chunk 2 --steps 2
+    --inception "$W" --ref "$tmp/st.npz" --metrics fid -q)
+  # The same file by its absolute path (eval's work folder records the CLIP's absolute path, which
+  # differs between this script's per-rank folders for a relative one).
+  run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${TE[@]}" --clip "$fx/clip_small.bin" \
+    --out "$tmp/te_same.npz"
+  grep -q "^CLIPScore: " "$tmp/out" && echo "ok: text-to-image eval with the same CLIP on both nodes" ||
+    fail "text-to-image eval with the same CLIP: $(cat "$tmp/out" "$tmp/err")"
+  node "$fx/clip_small.bin" "$tmp/clip_other.bin" clip.bin
+  refused "--clip clip.bin" "${TE[@]}" --clip clip.bin --out "$tmp/te.npz"
+  [ ! -e "$tmp/te.npz" ] && echo "ok: text-to-image eval wrote no samples" || fail "eval wrote $tmp/te.npz"
+else
+  echo "skip: text-to-image eval (no PIL for the CLIP fixtures)"
+fi
 exit $fails
