@@ -251,15 +251,15 @@ void add_fid(CLI::App& app) {
     const BothStats stats = stats_of(net, o->source, o->quiet);
     make_parent_dir(o->out);
     // A features .npy records no pipeline and the option computed nothing: the statistics stay
-    // unrecorded, as `uvit fid` takes that file (docs/evaluation.md "Records").
-    const bool computed = !is_feature_npy(o->source);
-    if (!computed && net.input() != InceptionInput::PytorchFid && !o->quiet)
+    // unrecorded, as `uvit fid` takes that file (input_of; docs/evaluation.md "Records").
+    const std::optional<InceptionInput> made = input_of(net, o->source);
+    if (!made && net.input() != InceptionInput::PytorchFid && !o->quiet)
       std::fprintf(stderr,
                    "note: %s holds features, not images: --inception-input computes nothing "
                    "there, so %s records no pipeline\n",
                    o->source.c_str(), o->out.c_str());
     save_fid_stats(o->out, stats.fid, stats.sfid ? &*stats.sfid : nullptr,
-                   computed ? net.input() : InceptionInput::PytorchFid);
+                   made.value_or(InceptionInput::PytorchFid));
     if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->out.c_str());
   });
 }

@@ -346,16 +346,36 @@ TEST(CudaConvnet, StridedPoolBiasActAndCopy2d) {
   compare("copy_2d 3 rows of 10, ld 30 <- 20", d.down(dd, ref.size()), ref, 0);
 }
 
+namespace {
+
+// A resize case: planes [H, W] to [oh, ow], then * scale + shift.
+struct ResizeCase {
+  int planes, H, W, oh, ow;
+  float scale, shift;
+};
+
+// The device's Backend::resize_bilinear (TF1's legacy one when `tf1`) against the CPU's on `x`,
+// within `tol` (compare's measure).
+void compare_resize(Dev& d, const ResizeCase& c, const VecF& x, bool tf1, double tol) {
+  const size_t ny = size_t(c.planes) * c.oh * c.ow;
+  VecF ref(ny);
+  d.cpu->resize_bilinear(x.data(), ref.data(), c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift,
+                         tf1);
+  float* dy = d.up(VecF(ny, 0.f));
+  d.gpu->resize_bilinear(d.up(x), dy, c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift, tf1);
+  compare(uvit::cat("resize_bilinear", tf1 ? " tf1 " : " ", c.planes, "x", c.H, "x", c.W, " -> ",
+                    c.oh, "x", c.ow, " *", c.scale, " +", c.shift),
+          d.down(dy, ny), ref, tol);
+}
+
+}  // namespace
+
 // The device resize (+ 2x - 1) against nn::resize_bilinear on the CPU: the same fp32 formula, up
 // to FMA contraction (~1 ulp).
 TEST(CudaConvnet, ResizeBilinear) {
   REQUIRE_CUDA();
   Dev d;
-  struct Case {
-    int planes, H, W, oh, ow;
-    float scale, shift;
-  };
-  const Case cases[] = {
+  const ResizeCase cases[] = {
       {6, 32, 32, 299, 299, 2.f, -1.f},    // CIFAR-10 up to the Inception's input
       {3, 320, 300, 299, 299, 2.f, -1.f},  // down
       {3, 299, 299, 299, 299, 1.f, 0.f},   // identity
@@ -363,17 +383,8 @@ TEST(CudaConvnet, ResizeBilinear) {
       {4, 40, 30, 299, 299, 2.f, -1.f},
   };
   unsigned seed = 950;
-  for (const Case& c : cases) {
-    const VecF x = randv(size_t(c.planes) * c.H * c.W, ++seed, 0.f, 1.f);
-    const size_t ny = size_t(c.planes) * c.oh * c.ow;
-    VecF ref(ny);
-    d.cpu->resize_bilinear(x.data(), ref.data(), c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift);
-    float* dy = d.up(VecF(ny, 0.f));
-    d.gpu->resize_bilinear(d.up(x), dy, c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift);
-    compare(uvit::cat("resize_bilinear ", c.planes, "x", c.H, "x", c.W, " -> ", c.oh, "x", c.ow,
-                      " *", c.scale, " +", c.shift),
-            d.down(dy, ny), ref, 1e-6);
-  }
+  for (const ResizeCase& c : cases)
+    compare_resize(d, c, randv(size_t(c.planes) * c.H * c.W, ++seed, 0.f, 1.f), false, 1e-6);
 }
 
 // The TF1 legacy resize (+ (y - 128) / 128, `--inception-input tf`) against the CPU's
@@ -381,11 +392,7 @@ TEST(CudaConvnet, ResizeBilinear) {
 TEST(CudaConvnet, ResizeBilinearTf1) {
   REQUIRE_CUDA();
   Dev d;
-  struct Case {
-    int planes, H, W, oh, ow;
-    float scale, shift;
-  };
-  const Case cases[] = {
+  const ResizeCase cases[] = {
       {6, 256, 256, 299, 299, 0.0078125f, -1.f},  // ImageNet 256 up to the Inception's input
       {3, 32, 32, 299, 299, 0.0078125f, -1.f},
       {3, 401, 350, 299, 299, 0.0078125f, -1.f},  // down
@@ -394,17 +401,9 @@ TEST(CudaConvnet, ResizeBilinearTf1) {
       {2, 1, 1, 5, 7, 1.f, 0.f},  // a single pixel
   };
   unsigned seed = 990;
-  for (const Case& c : cases) {
+  for (const ResizeCase& c : cases) {
     VecF x = randv(size_t(c.planes) * c.H * c.W, ++seed, 0.f, 255.f);
     for (float& v : x) v = std::floor(v);  // uint8 values, as the graph gets them
-    const size_t ny = size_t(c.planes) * c.oh * c.ow;
-    VecF ref(ny);
-    d.cpu->resize_bilinear(x.data(), ref.data(), c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift,
-                           true);
-    float* dy = d.up(VecF(ny, 0.f));
-    d.gpu->resize_bilinear(d.up(x), dy, c.planes, c.H, c.W, c.oh, c.ow, c.scale, c.shift, true);
-    compare(uvit::cat("resize_bilinear tf1 ", c.planes, "x", c.H, "x", c.W, " -> ", c.oh, "x", c.ow,
-                      " *", c.scale, " +", c.shift),
-            d.down(dy, ny), ref, 0);
+    compare_resize(d, c, x, true, 0);
   }
 }

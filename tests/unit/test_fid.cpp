@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
@@ -23,35 +24,10 @@ using namespace uvit;
 
 namespace {
 
-// The twin's fixtures, generated once per build directory (a minute or two: scipy's sqrtm), in a
-// private folder renamed into place, so parallel test processes never read a half-written set.
+// The twin's fixtures, generated once per build directory (a minute or two: scipy's sqrtm).
 const std::string& fix() {
-  static const std::string dir = [] {
-    const std::string d = std::string(UVIT_TEST_FIXTURES) + "/fid";
-    if (!fs::exists(d + "/done")) {
-      const std::string tmp = d + ".tmp" + std::to_string(::getpid());
-      const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) +
-                              "/reference/inception_torch.py --out " + tmp + " > " + tmp +
-                              ".log 2>&1";
-      fs::create_directories(fs::path(d).parent_path());
-      EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-      std::error_code ec;
-      fs::rename(tmp, d, ec);  // fails when another process got there first: use theirs
-      if (ec) fs::remove_all(tmp);
-      fs::remove(tmp + ".log", ec);
-    }
-    return d;
-  }();
+  static const std::string dir = uvit_test::build_dir_fixtures("fid", "inception_torch.py", "done");
   return dir;
-}
-
-double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0, s = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::abs(double(a[i]) - b[i]));
-    s = std::max(s, std::abs(double(b[i])));
-  }
-  return m / s;
 }
 
 nlohmann::json read_json(const std::string& p) {
@@ -108,8 +84,8 @@ TEST(FidInception, FeaturesMatchTorchTwin) {
     net().forward_u8(im.as<uint8_t>(), B, H, W, 3, f.data(), l.data());
     const auto ref = load_npy(fix() + "/pool3_" + k + ".npy").to_f32();
     const auto refl = load_npy(fix() + "/logits_" + k + ".npy").to_f32();
-    EXPECT_LT(max_rel(f, ref), 1e-4) << k;
-    EXPECT_LT(max_rel(l, refl), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(f, ref), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(l, refl), 1e-4) << k;
   }
 }
 
@@ -118,7 +94,7 @@ TEST(FidInception, LoadsWithoutNumBatchesTracked) {
   Array im = load_npy(fix() + "/images_a.npy");
   std::vector<float> f(2 * 2048);
   n.forward_u8(im.as<uint8_t>(), 2, 32, 32, 3, f.data());
-  EXPECT_LT(max_rel(f, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
+  EXPECT_LT(uvit_test::rel_err(f, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
 }
 
 // Random weights (the helper for backend tests) on the default and an explicit CPU backend: the
@@ -159,7 +135,7 @@ TEST(FidInception, RandomWeightsOnExplicitCpuBackend) {
   EXPECT_GT(fmax, 1e-3);  // the random network passes a signal through
   EXPECT_NE(std::vector<float>(fa.begin(), fa.begin() + 2048),
             std::vector<float>(fa.begin() + 2048, fa.end()));
-  EXPECT_LT(max_rel(la, ref), 1e-5);
+  EXPECT_LT(uvit_test::rel_err(la, ref), 1e-5);
 }
 
 TEST(FidInception, BadWeightsSayWhichTensor) {
@@ -312,7 +288,7 @@ TEST(FidSources, FolderAndNpyGiveTheSameFeatures) {
   ASSERT_EQ(a.size(), 2u * 2048);
   EXPECT_EQ(a, b);
   EXPECT_EQ(logits.size(), 2u * 1008);
-  EXPECT_LT(max_rel(a, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
+  EXPECT_LT(uvit_test::rel_err(a, load_npy(fix() + "/pool3_a.npy").to_f32()), 1e-4);
 }
 
 // sFID's spatial features: Mixed_6d.branch1x1 channels 0..6 in (h, w, c) order, as the twin takes
@@ -325,13 +301,13 @@ TEST(FidInception, SpatialFeaturesMatchTorchTwin) {
     net().forward_u8(im.as<uint8_t>(), B, H, W, 3, f.data(), nullptr, s.data());
     Array ref = load_npy(fix() + "/spatial_" + k + ".npy");
     ASSERT_EQ(ref.shape, std::vector<int64_t>({B, 2023})) << k;
-    EXPECT_LT(max_rel(s, ref.to_f32()), 1e-4) << k;
-    EXPECT_LT(max_rel(f, load_npy(fix() + "/pool3_" + k + ".npy").to_f32()), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(s, ref.to_f32()), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(f, load_npy(fix() + "/pool3_" + k + ".npy").to_f32()), 1e-4) << k;
   }
   // Through a source, as fid-features --spatial reads it.
   std::vector<float> sp;
   source_features(net(), fix() + "/images_a.npy", nullptr, {}, &sp);
-  EXPECT_LT(max_rel(sp, load_npy(fix() + "/spatial_a.npy").to_f32()), 1e-4);
+  EXPECT_LT(uvit_test::rel_err(sp, load_npy(fix() + "/spatial_a.npy").to_f32()), 1e-4);
 }
 
 // An ADM reference batch: arr_0 images next to mu, sigma, mu_s, sigma_s; only the statistics are

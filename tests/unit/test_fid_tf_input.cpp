@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "temp_dir.hpp"
+#include "torch_fixtures.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/fid.hpp"
@@ -20,34 +21,11 @@ using namespace uvit;
 
 namespace {
 
-// The twin's fixtures, made once per build directory in a private folder renamed into place.
+// The twin's fixtures, made once per build directory.
 const std::string& fix() {
-  static const std::string dir = [] {
-    const std::string d = std::string(UVIT_TEST_FIXTURES) + "/fid_tf";
-    if (!fs::exists(d + "/inception.pth")) {
-      const std::string tmp = d + ".tmp" + std::to_string(::getpid());
-      const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) +
-                              "/reference/inception_tf_input.py --out " + tmp + " > " + tmp +
-                              ".log 2>&1";
-      fs::create_directories(fs::path(d).parent_path());
-      EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-      std::error_code ec;
-      fs::rename(tmp, d, ec);  // fails when another process got there first: use theirs
-      if (ec) fs::remove_all(tmp);
-      fs::remove(tmp + ".log", ec);
-    }
-    return d;
-  }();
+  static const std::string dir =
+      uvit_test::build_dir_fixtures("fid_tf", "inception_tf_input.py", "inception.pth");
   return dir;
-}
-
-double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0, s = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::abs(double(a[i]) - b[i]));
-    s = std::max(s, std::abs(double(b[i])));
-  }
-  return m / s;
 }
 
 }  // namespace
@@ -101,7 +79,7 @@ TEST(TfResize, BitExactAgainstTwin) {
     if (std::string(k) != "299") {  // pytorch-fid's resize samples other positions
       std::vector<float> t(ref.size());
       nn::resize_bilinear(in.as<float>(), t.data(), P, H, W, 299, 299);
-      EXPECT_GT(max_rel(t, ref), 1e-2) << k;
+      EXPECT_GT(uvit_test::rel_err(t, ref), 1e-2) << k;
     }
   }
 }
@@ -118,14 +96,15 @@ TEST(TfInception, FeaturesMatchTwin) {
     net.set_input(InceptionInput::Tf);
     net.forward_u8(im.as<uint8_t>(), B, H, W, 3, f.data(), l.data(), s.data());
     const auto ref = load_npy(fix() + "/pool3_" + k + ".npy").to_f32();
-    EXPECT_LT(max_rel(f, ref), 1e-4) << k;
-    EXPECT_LT(max_rel(l, load_npy(fix() + "/logits_" + k + ".npy").to_f32()), 1e-4) << k;
-    EXPECT_LT(max_rel(s, load_npy(fix() + "/spatial_" + k + ".npy").to_f32()), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(f, ref), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(l, load_npy(fix() + "/logits_" + k + ".npy").to_f32()), 1e-4) << k;
+    EXPECT_LT(uvit_test::rel_err(s, load_npy(fix() + "/spatial_" + k + ".npy").to_f32()), 1e-4)
+        << k;
     net.set_input(InceptionInput::PytorchFid);
     std::vector<float> p(f.size());
     net.forward_u8(im.as<uint8_t>(), B, H, W, 3, p.data());
     // Even at 299x299 (no resize) the scalings differ: 2 v/255 - 1 against (v - 128)/128.
-    EXPECT_GT(max_rel(p, ref), 1e-3) << k;
+    EXPECT_GT(uvit_test::rel_err(p, ref), 1e-3) << k;
   }
 }
 

@@ -3,9 +3,11 @@
 #pragma once
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +34,27 @@ inline const TempDir* torch_fixtures(const std::string& prefix, const std::strin
     if (std::system(cmd.c_str()) != 0) dir.reset();
   }
   return (made[prefix] = std::move(dir)).get();
+}
+
+// For slow scripts: runs `/usr/bin/python3 tests/reference/<script_args> --out DIR` once per build
+// directory (DIR = UVIT_TEST_FIXTURES/<name>, kept across runs) unless DIR/<marker> exists, in a
+// private folder renamed into place, so parallel test processes never read a half-written set.
+inline std::string build_dir_fixtures(const std::string& name, const std::string& script_args,
+                                      const std::string& marker) {
+  namespace fs = std::filesystem;
+  const std::string d = std::string(UVIT_TEST_FIXTURES) + "/" + name;
+  if (!fs::exists(d + "/" + marker)) {
+    const std::string tmp = d + ".tmp" + std::to_string(::getpid());
+    const std::string cmd = "/usr/bin/python3 " + std::string(UVIT_TEST_SOURCE) + "/reference/" +
+                            script_args + " --out " + tmp + " > " + tmp + ".log 2>&1";
+    fs::create_directories(fs::path(d).parent_path());
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::error_code ec;
+    fs::rename(tmp, d, ec);  // fails when another process got there first: use theirs
+    if (ec) fs::remove_all(tmp);
+    fs::remove(tmp + ".log", ec);
+  }
+  return d;
 }
 
 // max |a - b| / max |b| (1e9 and a failure when the shapes differ).
