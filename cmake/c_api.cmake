@@ -43,7 +43,9 @@ install(TARGETS uvit_c uvitlib EXPORT uvitTargets
 install(FILES ${CMAKE_SOURCE_DIR}/include/uvit.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 # The presets and the CLIP vocabulary, so that an installed uvit (or a program that links
 # libuvit.so) needs no source tree: found from the program's or the library's folder through these
-# relative paths (src/core/install_dirs.cpp; set on that file alone, so no other file rebuilds).
+# relative paths, and last (a program that links libuvit.a, installed anywhere) at the configured
+# prefix's absolute data dir (src/core/install_dirs.cpp; set on that file alone, so no other file
+# rebuilds).
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/configs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/uvit/configs
   FILES_MATCHING PATTERN "*.json")
 install(FILES ${CMAKE_SOURCE_DIR}/data/clip/bpe_simple_vocab_16e6.txt.gz
@@ -51,7 +53,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/data/clip/bpe_simple_vocab_16e6.txt.gz
 file(RELATIVE_PATH _uvit_bin_to_data ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_DATADIR})
 file(RELATIVE_PATH _uvit_lib_to_data ${CMAKE_INSTALL_FULL_LIBDIR} ${CMAKE_INSTALL_FULL_DATADIR})
 set_property(SOURCE ${CMAKE_SOURCE_DIR}/src/core/install_dirs.cpp APPEND PROPERTY
-  COMPILE_DEFINITIONS UVIT_BIN_TO_DATA="${_uvit_bin_to_data}" UVIT_LIB_TO_DATA="${_uvit_lib_to_data}")
+  COMPILE_DEFINITIONS UVIT_BIN_TO_DATA="${_uvit_bin_to_data}" UVIT_LIB_TO_DATA="${_uvit_lib_to_data}"
+  UVIT_INSTALL_DATA_DIR="${CMAKE_INSTALL_FULL_DATADIR}/uvit")
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/uvit DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT uvitTargets NAMESPACE uvit:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/uvit)
 configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/uvitConfig.cmake.in

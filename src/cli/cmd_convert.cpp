@@ -175,7 +175,7 @@ void add_convert(CLI::App& app) {
     }
     size_t n = 0;
     for (auto& [name, a] : sd) n += a.numel();
-    std::printf("wrote %s: %zu tensors, %zu values\n", o->out.c_str(), sd.size(), n);
+    std::printf("wrote %s: %zu tensors, %zu values\n", one_line(o->out).c_str(), sd.size(), n);
   });
 }
 

@@ -331,16 +331,16 @@ void print_file_info(const std::string& path, bool as_json) {
     std::printf("%s\n", json_text(j).c_str());
     return;
   }
-  std::printf("file          %s\n", path.c_str());
+  std::printf("file          %s\n", one_line(path).c_str());
   if (!line.empty()) {
-    std::printf("%s\n", line.c_str());
+    std::printf("%s\n", one_line(line).c_str());  // it quotes names (paths, a config's)
   } else if (j["kind"] == "npy") {
     std::printf("array         %s %s\n", j["dtype"].get<std::string>().c_str(),
                 j["shape"].dump().c_str());
   } else if (j["kind"] == "npz") {
     std::string names;
     for (const auto& n : j["arrays"]) names += (names.empty() ? "" : ", ") + n.get<std::string>();
-    std::printf("arrays        %s\n", names.c_str());
+    std::printf("arrays        %s\n", one_line(names).c_str());
   } else {
     std::string kinds;
     for (const auto& [d, n] : j["dtypes"].items())
@@ -351,19 +351,20 @@ void print_file_info(const std::string& path, bool as_json) {
                     ? cat(", quantised ", j["quantised"].get<std::string>()).c_str()
                     : "");
     if (j.contains("entry"))
-      std::printf("entry         %s (the file holds %s)\n", j["entry"].get<std::string>().c_str(),
-                  j["entries"].get<std::string>().c_str());
+      std::printf("entry         %s (the file holds %s)\n",
+                  one_line(j["entry"].get<std::string>()).c_str(),
+                  one_line(j["entries"].get<std::string>()).c_str());
     const std::string preset = j["preset"];
     if (!preset.empty())
       std::printf(
           "preset        %s (%s): uvit sample --config %s --weights %s\n", preset.c_str(),
           j.contains("quantised") ? "recorded when quantised" : "every tensor's name and shape",
-          preset.c_str(), path.c_str());
+          preset.c_str(), one_line(path).c_str());
     else
       std::printf("preset        none of uvit info --presets has exactly these tensors%s\n",
                   !j.contains("quantised") ? ""
                   : j.contains("config")
-                      ? cat(" (quantised for config ", j["config"].get<std::string>(),
+                      ? cat(" (quantised for config ", one_line(j["config"].get<std::string>()),
                             ": give that --config)")
                             .c_str()
                       : " (quantised: give --config C)");
@@ -423,7 +424,7 @@ void add_info(CLI::App& app) {
       if (*json)
         std::printf("%s\n", json_text(nlohmann::json(names)).c_str());
       else
-        for (const std::string& n : names) std::printf("%s\n", n.c_str());
+        for (const std::string& n : names) std::printf("%s\n", one_line(n).c_str());
       return;
     }
     if (!image->empty()) {
@@ -450,7 +451,7 @@ void add_info(CLI::App& app) {
       std::printf("%s\n", json_text(j).c_str());
       return;
     }
-    std::printf("config        %s\n", c.config_name.c_str());
+    std::printf("config        %s\n", one_line(c.config_name).c_str());
     if (!c.is_uvit()) {
       const nlohmann::json full = network_family(c.spec.name).full_config(c.json["nnet"]);
       std::printf("network       %s %s\n", c.spec.name.c_str(), full.dump().c_str());

@@ -129,8 +129,8 @@ void add_train(CLI::App& app) {
     }
     const TrainOutcome r = run_training(job);
     if (r.rank == 0)
-      std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", dir.c_str(), r.step,
-                  dir.c_str());
+      std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", one_line(dir).c_str(),
+                  r.step, one_line(dir).c_str());
     exit_if_interrupted(r);
   });
 }
@@ -230,7 +230,8 @@ void add_demo(CLI::App& app) {
     const std::string png = dir + "/grid.png";
     if (!r.trained && fs::exists(png)) {
       if (r.rank == 0)
-        std::printf("the demo run in %s is complete: %s\n", dir.c_str(), png.c_str());
+        std::printf("the demo run in %s is complete: %s\n", one_line(dir).c_str(),
+                    one_line(png).c_str());
       return;
     }
     // Every rank draws its share of the grid (write_grid); rank 0 writes it.
@@ -248,7 +249,7 @@ void add_demo(CLI::App& app) {
         "wrote %s: 10 samples of each Fashion-MNIST class, one row per class "
         "(T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "
         "Ankle boot)\n",
-        png.c_str());
+        one_line(png).c_str());
   });
 }
 

@@ -18,29 +18,9 @@
 #include "uvit/dist.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
+#include "uvit/quote.hpp"
 
 namespace {
-
-// An error or warning is one line (README.md "On the command line"), also when it quotes a name
-// that holds a line break (a path typed as $'a\nb'): control characters are written as escapes.
-std::string one_line(const std::string& m) {
-  std::string out;
-  for (const char ch : m) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\r')
-      out += "\\r";
-    else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      out += b;
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
 
 // Wraps option and command descriptions to the terminal's usual 100 columns (CLI11 2.1 does not),
 // indenting the continuation lines under the description column.
@@ -294,7 +274,7 @@ std::string memory_hint(const CLI::App& app) {
 // launcher which ends the job at the first rank that fails does not stop rank 0 before it prints.
 int same_on_every_rank_error(const std::string& msg) {
   if (uvit::launcher_rank() == 0)
-    std::fprintf(stderr, "uvit: error: %s\n", one_line(msg).c_str());
+    std::fprintf(stderr, "uvit: error: %s\n", uvit::one_line(msg).c_str());
   else
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   return 1;
@@ -339,7 +319,7 @@ int run(int argc, char** argv) {
   uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {
     if (l >= uvit::LogLevel::Warn)
       std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
-                   one_line(m).c_str());
+                   uvit::one_line(m).c_str());
   });
   // A typo here would silently take the built-in preset instead of the user's copy.
   if (const char* d = std::getenv("UVIT_CONFIG_DIR"); d && *d) {
@@ -369,7 +349,7 @@ int run(int argc, char** argv) {
     const bool oom =
         std::string(e.what()).rfind("out of memory", 0) == 0 && !(refusal && refusal->model_alone);
     std::fprintf(stderr, "uvit: error: %s%s%s\n", uvit::rank_prefix().c_str(),
-                 one_line(e.what()).c_str(), oom ? memory_hint(app).c_str() : "");
+                 uvit::one_line(e.what()).c_str(), oom ? memory_hint(app).c_str() : "");
     uvit::abort_job(1);
     return 1;
   } catch (const std::bad_alloc&) {
@@ -377,7 +357,7 @@ int run(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(),
-                 one_line(e.what()).c_str());
+                 uvit::one_line(e.what()).c_str());
     uvit::abort_job(1);
     return 1;
   }

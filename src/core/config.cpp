@@ -273,6 +273,7 @@ std::vector<fs::path> search_dirs() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) dirs.push_back(exe.parent_path() / "configs");
+  dirs.push_back(configured_data_dir() / "configs");  // a static-linked program's last resort
   return dirs;
 }
 

@@ -28,4 +28,6 @@ std::vector<fs::path> installed_data_dirs() {
   return dirs;
 }
 
+fs::path configured_data_dir() { return UVIT_INSTALL_DATA_DIR; }
+
 }  // namespace uvit

@@ -11,4 +11,10 @@ namespace uvit {
 // need not exist; the first found wins.
 std::vector<std::filesystem::path> installed_data_dirs();
 
+// P/share/uvit of the prefix the build was configured for (CMAKE_INSTALL_FULL_DATADIR/uvit): the
+// last place looked, after the source tree, for a program that links the static library and is
+// installed elsewhere than P/bin (its own folder tells nothing). An install moved by `cmake
+// --install --prefix Q` is found from the relative places only.
+std::filesystem::path configured_data_dir();
+
 }  // namespace uvit

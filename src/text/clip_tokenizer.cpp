@@ -124,6 +124,9 @@ std::string clip_vocab_path(const std::string& given) {
       std::string(UVIT_SOURCE_CONFIG_DIR) + "/../data/clip/bpe_simple_vocab_16e6.txt.gz";
   if (fs::exists(p)) return p;
 #endif
+  if (const fs::path d = configured_data_dir() / "clip" / "bpe_simple_vocab_16e6.txt.gz";
+      fs::exists(d))
+    return d.string();
   fail("no CLIP vocabulary: give --vocab or set UVIT_CLIP_VOCAB");
 }
 

@@ -97,5 +97,56 @@ add_executable(consumer main.cpp)
 target_link_libraries(consumer PRIVATE uvit::uvit_static)
 CEOF
 cmake_consumer "$tmp/cpp" "find_package C++ consumer"
+
+# A program that links uvit::uvit_static and is installed elsewhere than P/bin finds the presets
+# and the CLIP vocabulary of the prefix uvit was configured for (CMAKE_INSTALL_FULL_DATADIR/uvit,
+# looked at last: docs/configs.md); before, only through its own folder's ../share/uvit or the
+# source tree. It runs in a mount namespace where the source tree's configs/ and data/ are hidden
+# and P/share stands at the configured data dir, without UVIT_CONFIG_DIR or UVIT_CLIP_VOCAB.
+SRC=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")
+DD=$(sed -n 's/^CMAKE_INSTALL_DATADIR:PATH=//p' "$BUILD/CMakeCache.txt")
+[ -n "$DD" ] || DD=$(sed -n 's/^CMAKE_INSTALL_DATAROOTDIR:PATH=//p' "$BUILD/CMakeCache.txt")
+DD=${DD:-share}
+[[ $DD = /* ]] || DD=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BUILD/CMakeCache.txt")/$DD
+mkdir -p "$tmp/st/elsewhere"
+cat >"$tmp/st/main.cpp" <<'CEOF'
+#include <cstdio>
+#include <exception>
+#include "uvit/clip.hpp"
+#include "uvit/config.hpp"
+int main() {
+  try {
+    const uvit::Config c = uvit::load_config("fmnist_uvit_tiny");
+    std::printf("%s %d %s\n", c.config_name.c_str(), c.net.embed_dim,
+                uvit::clip_vocab_path("").c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
+CEOF
+sed 's/project(consumer_cpp CXX)/project(consumer_static CXX)/' "$tmp/cpp/CMakeLists.txt" >"$tmp/st/CMakeLists.txt"
+cmake_consumer "$tmp/st" "static-linked consumer of the presets"
+cp "$tmp/st/b/consumer" "$tmp/st/elsewhere/tool"
+# P's copy told from the source tree's: the program must print P's embed_dim.
+sed -i 's/"embed_dim": 128/"embed_dim": 64/' "$P/share/uvit/configs/fmnist_uvit_tiny.json"
+ns=(unshare -m)
+[ "$(id -u)" = 0 ] || ns=(unshare -rm)
+prefixed() {  # prefixed CMD...: CMD with P/share at the configured data dir, the source's hidden
+  "${ns[@]}" bash -c 'mount -t tmpfs tmpfs "$0/configs" && mount -t tmpfs tmpfs "$0/data" &&
+    mount --bind "$1" "$2" && shift 2 && exec env -u UVIT_CONFIG_DIR -u UVIT_CLIP_VOCAB "$@"' \
+    "$SRC" "$P/share" "$DD" "$@"
+}
+if [ ! -d "$DD" ]; then
+  echo "note: the configured data dir $DD is not a folder here; the static-linked preset check is skipped"
+elif ! prefixed true 2>/dev/null; then
+  echo "note: no mount namespace here (unshare -m); the static-linked preset check is skipped"
+else
+  want="fmnist_uvit_tiny 64 $DD/uvit/clip/bpe_simple_vocab_16e6.txt.gz"
+  got=$(prefixed "$tmp/st/elsewhere/tool" 2>&1)
+  [ "$got" = "$want" ] && echo "ok: a static-linked program elsewhere finds the prefix's presets" ||
+    fail "static-linked program outside P/bin: got [$got], want [$want]"
+fi
 echo "install_test: $fails failure(s)"
 exit $fails
