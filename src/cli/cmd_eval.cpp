@@ -32,6 +32,8 @@
 #include "core/signals.hpp"
 #include "dist/weights_hash.hpp"
 #include "io/abs_path.hpp"
+#include "io/file.hpp"
+#include "io/loaded_weights.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/clip_vision.hpp"
@@ -171,6 +173,20 @@ class InterruptNote {
   std::optional<SignalScope> scope_;
 };
 
+// The prompts of --prompts FILE. The file's identity is noted at an open before the read, as the
+// weights readers note theirs, so that the SHA-256 the manifest records (file_sha256) is of the
+// prompts read or is refused as "changed while it was read".
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::optional<io::FileId> id;
+  try {
+    id = io::InFile(path).id();
+  } catch (const Error&) {  // gather_prompts says what is wrong with it
+  }
+  std::vector<std::string> prompts = gather_prompts({}, path);
+  if (id) io::note_loaded(path, *id);
+  return prompts;
+}
+
 }  // namespace
 
 void add_eval(CLI::App& app) {
@@ -243,7 +259,7 @@ void add_eval(CLI::App& app) {
     UVIT_CHECK(text || (o->prompts.empty() && o->clip.empty()), "config ", cfg.config_name,
                " is not text-to-image: --prompts/--clip do not apply");
     const std::vector<std::string> prompts =
-        text ? gather_prompts({}, o->prompts) : std::vector<std::string>{};
+        text ? read_prompts(o->prompts) : std::vector<std::string>{};
     check_files_alike(comm, {{"--prompts", o->prompts}});
     std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
     if (latent) {
@@ -331,10 +347,12 @@ void add_eval(CLI::App& app) {
     // pytorch-fid's and resuming them with tf is refused as a changed setting.
     if (input != InceptionInput::PytorchFid)
       manifest["inception_input"] = inception_input_name(input);
-    if (text) {
+    if (text) {  // by path and by content, as the weights
       manifest["prompts"] = io::absolute_path(o->prompts);
+      manifest["prompts_sha256"] = file_sha256(o->prompts);
       manifest["n_prompts"] = prompts.size();
       manifest["clip"] = io::absolute_path(o->clip);
+      manifest["clip_sha256"] = file_sha256(o->clip);
     }
     // Without --out and --work every eval in a folder shares ./eval_samples.npz.parts: a second
     // model there (the families side by side) is refused, and --out is what separates them.
@@ -342,21 +360,39 @@ void add_eval(CLI::App& app) {
                                                   "to OUT.parts), or delete ",
                                                   work)
                                             : "use another --work folder or delete it";
-    // Older manifests lack the precision (fp32 then), and those of 2026-11 the weights' SHA-256:
-    // their chunks are of these weights when the file has not changed since the manifest was
-    // written (docs/formats.md, "Across versions").
     const std::string mpath = work + "/manifest.json";
-    std::optional<WorkFolderHold> hold(std::in_place, work);  // two evals starting together
-    std::vector<std::string> newer = {"precision"};
-    std::error_code e1, e2;
-    if (fs::exists(mpath, e1) &&
-        fs::last_write_time(o->weights, e1) <= fs::last_write_time(mpath, e2) && !e1 && !e2)
-      newer.push_back("weights_sha256");
-    check_work_inception_input(mpath, work, input, way);
-    // The weights by content: a run folder moved or copied keeps its chunks (docs/evaluation.md).
-    check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet || !lead,
-                            {{"weights", "weights_sha256"}});
-    hold.reset();
+    // The inputs by content: a run folder or prompts file moved or copied keeps its chunks
+    // (docs/evaluation.md).
+    const std::vector<std::pair<std::string, std::string>> located = {
+        {"weights", "weights_sha256"}, {"clip", "clip_sha256"}, {"prompts", "prompts_sha256"}};
+    if (lead) {
+      const WorkFolderHold hold(work);  // two evals starting together
+      // Older manifests lack the precision (fp32 then), and those of 2026-11 a file's SHA-256:
+      // their chunks are of the file when it has not changed since the manifest was written
+      // (docs/formats.md, "Across versions").
+      std::vector<std::string> newer = {"precision"};
+      for (const auto& [file, key] :
+           {std::pair(o->weights, "weights_sha256"), std::pair(o->clip, "clip_sha256"),
+            std::pair(o->prompts, "prompts_sha256")}) {
+        std::error_code e1, e2;
+        if (!file.empty() && fs::exists(mpath, e1) &&
+            fs::last_write_time(file, e1) <= fs::last_write_time(mpath, e2) && !e1 && !e2)
+          newer.push_back(key);
+      }
+      check_work_inception_input(mpath, work, input, way);
+      check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet, located);
+    }
+    // Under mpirun the lead records the run, then each other rank checks its settings against
+    // that record, its files by content: it names them from its own working folder, so their
+    // paths may differ from the lead's (docs/distributed.md).
+    if (comm.size() > 1) {
+      comm.barrier();
+      if (!lead) {
+        const WorkFolderHold hold(work);
+        check_work_inception_input(mpath, work, input, way);
+        check_written_manifest(mpath, manifest, work, "chunks", way, located);
+      }
+    }
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);

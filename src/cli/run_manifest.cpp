@@ -15,6 +15,41 @@ void write_manifest(const std::string& path, const nlohmann::json& manifest) {
   const std::string m = json_text(manifest, 1);
   write_file_atomic(path, m.data(), m.size());
 }
+
+// Fails in one line naming the settings that differ between the stored manifest `old` and
+// `manifest`, or the keys an older uvit's lacks; returns when they are equal.
+void refuse_unless_equal(const nlohmann::json& old, const nlohmann::json& manifest,
+                         const std::string& path, const std::string& owner, const std::string& what,
+                         const std::string& remedy) {
+  std::string differ, unrecorded;  // the settings that changed, not two whole manifests
+  // Only newer keys lacking, one of them not taken as given: an older uvit's manifest, not
+  // another run's settings.
+  bool only_unrecorded = old.is_object() && old.size() < manifest.size();
+  for (const auto& [key, v] : manifest.items()) {
+    const bool recorded = old.is_object() && old.contains(key);
+    if (recorded && old[key] == v) continue;
+    differ += (differ.empty() ? "" : ", ") + key + " " + (recorded ? old[key].dump() : "(none)") +
+              " -> " + v.dump();
+    if (old.is_object() && !recorded)
+      unrecorded += (unrecorded.empty() ? "" : ", ") + key;
+    else
+      only_unrecorded = false;
+  }
+  if (old.is_object())
+    for (const auto& [key, v] : old.items())
+      if (!manifest.contains(key)) only_unrecorded = false;
+  UVIT_CHECK(!only_unrecorded, owner, ": holds ", what, " made by an older uvit, whose ", path,
+             " does not record ", unrecorded, ", so they cannot be checked against this run; ",
+             remedy);
+  UVIT_CHECK(old == manifest, owner, ": holds ", what, " of a different run (",
+             differ.empty() ? old.dump() : differ, "); ", remedy);
+}
+
+// As the file will hold it: a non-UTF-8 name (a Latin-1 --ref or config file) as U+FFFD, so
+// that it is written (a plain dump throws type_error.316) and compares equal when read back.
+nlohmann::json as_stored(const nlohmann::json& given) {
+  return nlohmann::json::parse(json_text(given));
+}
 }  // namespace
 
 bool check_or_write_manifest(const std::string& path, const nlohmann::json& given,
@@ -22,9 +57,7 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
                              const std::string& remedy, const std::vector<std::string>& newer_keys,
                              bool quiet,
                              const std::vector<std::pair<std::string, std::string>>& located) {
-  // As the file will hold it: a non-UTF-8 name (a Latin-1 --ref or config file) as U+FFFD, so
-  // that it is written (a plain dump throws type_error.316) and compares equal when read back.
-  const nlohmann::json manifest = nlohmann::json::parse(json_text(given));
+  const nlohmann::json manifest = as_stored(given);
   if (!std::filesystem::exists(path)) {
     write_manifest(path, manifest);
     return false;
@@ -71,29 +104,23 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
                    owner.c_str(), what.c_str(), moved.c_str(), path.c_str());
     return true;
   }
-  std::string differ, unrecorded;  // the settings that changed, not two whole manifests
-  // Only newer keys lacking, one of them not taken as given: an older uvit's manifest, not
-  // another run's settings.
-  bool only_unrecorded = old.is_object() && old.size() < manifest.size();
-  for (const auto& [key, v] : manifest.items()) {
-    const bool recorded = old.is_object() && old.contains(key);
-    if (recorded && old[key] == v) continue;
-    differ += (differ.empty() ? "" : ", ") + key + " " + (recorded ? old[key].dump() : "(none)") +
-              " -> " + v.dump();
-    if (old.is_object() && !recorded)
-      unrecorded += (unrecorded.empty() ? "" : ", ") + key;
-    else
-      only_unrecorded = false;
-  }
-  if (old.is_object())
-    for (const auto& [key, v] : old.items())
-      if (!manifest.contains(key)) only_unrecorded = false;
-  UVIT_CHECK(!only_unrecorded, owner, ": holds ", what, " made by an older uvit, whose ", path,
-             " does not record ", unrecorded, ", so they cannot be checked against this run; ",
-             remedy);
-  UVIT_CHECK(old == manifest, owner, ": holds ", what, " of a different run (",
-             differ.empty() ? old.dump() : differ, "); ", remedy);
+  refuse_unless_equal(old, manifest, path, owner, what, remedy);
   return true;
+}
+
+void check_written_manifest(const std::string& path, const nlohmann::json& given,
+                            const std::string& owner, const std::string& what,
+                            const std::string& remedy,
+                            const std::vector<std::pair<std::string, std::string>>& located) {
+  nlohmann::json manifest = as_stored(given);
+  std::ifstream f(path);
+  const nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
+  // The lead's path of a file of the same content stands for this rank's.
+  for (const auto& [where, hash] : located)
+    if (old.is_object() && old.contains(where) && manifest.contains(where) && old.contains(hash) &&
+        manifest.contains(hash) && old[hash] == manifest[hash])
+      manifest[where] = old[where];
+  refuse_unless_equal(old, manifest, path, owner, what, remedy);
 }
 
 }  // namespace uvit::cli

@@ -24,4 +24,14 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& mani
                              const std::vector<std::string>& newer_keys = {}, bool quiet = false,
                              const std::vector<std::pair<std::string, std::string>>& located = {});
 
+// Under mpirun, a rank other than the lead, after the lead's check_or_write_manifest (a barrier
+// between): the stored manifest must equal `manifest` but for the PATH_KEY of `located` inputs
+// whose HASH_KEY is equal (each rank names its files from its own working folder, so a path may
+// differ where the content does not); else fails in check_or_write_manifest's line. Writes
+// nothing: the lead's record stands.
+void check_written_manifest(const std::string& path, const nlohmann::json& manifest,
+                            const std::string& owner, const std::string& what,
+                            const std::string& remedy,
+                            const std::vector<std::pair<std::string, std::string>>& located = {});
+
 }  // namespace uvit::cli

@@ -106,6 +106,50 @@ run "$UVIT" "${E[@]}" --out "$tmp/part.npz" --json "$tmp/part.json"
 grep -q "(7 resumed" "$tmp/err" && grep -q "\"prompts\": \"$fx/prompts.txt\"" "$tmp/part.npz.parts/manifest.json" &&
   echo "ok: a prompts path recorded with ./ resumes" || fail "prompts ./: $(cat "$tmp/err")"
 
+# --- the prompts and the CLIP recorded by content too (docs/evaluation.md) -----------------------
+# Both moved to another folder under other names: the same content, so the chunks resume.
+mv_=$tmp/moved m=$tmp/part.npz.parts/manifest.json
+mkdir -p "$mv_" && cp "$fx/prompts.txt" "$mv_/p.txt" && cp "$fx/clip_small.safetensors" "$mv_/c.safetensors"
+M=(eval --config "$tmp/t2i.json" --weights "$tmp/t2i.safetensors" --clip "$mv_/c.safetensors"
+   --clip-config "$fx/clip_small.json" --vocab "$VOCAB" --prompts "$mv_/p.txt" --n 7 --chunk 3 --steps 2
+   --inception "$IW" --ref "$tmp/ref.npz" --metrics fid)
+run "$UVIT" "${M[@]}" --out "$tmp/part.npz"
+grep -q "(7 resumed" "$tmp/err" && grep -q "same file at another path" "$tmp/err" &&
+  grep -q "\"prompts\": \"$mv_/p.txt\"" "$m" && grep -q "\"clip\": \"$mv_/c.safetensors\"" "$m" &&
+  echo "ok: prompts and CLIP moved: resumed, the manifest names the new paths" ||
+  fail "moved prompts/CLIP: $(cat "$tmp/err")"
+# The prompts file edited in place (one word; as many lines): other prompts, refused by name.
+"$PY" -c "
+import sys; p = sys.argv[1]; l = open(p).read().split('\n'); l[0] += ' again'; open(p, 'w').write('\n'.join(l))" "$mv_/p.txt"
+expect_error "holds chunks of a different run (prompts_sha256 " "$UVIT" "${M[@]}" --out "$tmp/part.npz"
+cp "$fx/prompts.txt" "$mv_/p.txt"
+# A manifest without the two SHA-256s (uvit before 2026-12-07): taken as of these files when
+# neither changed since it was written, and completed; refused when the prompts file is newer.
+unsha() {
+  "$PY" -c "
+import json, sys; m = json.load(open(sys.argv[1])); del m['clip_sha256'], m['prompts_sha256']
+json.dump(m, open(sys.argv[1], 'w'))" "$m" || fail "manifest edit"
+}
+unsha
+run "$UVIT" "${M[@]}" --out "$tmp/part.npz"
+grep -q "(7 resumed" "$tmp/err" && grep -q "predates the record of clip_sha256 .*, prompts_sha256 " "$tmp/err" &&
+  grep -q '"prompts_sha256": "' "$m" && echo "ok: a manifest without the SHA-256s is completed" ||
+  fail "older manifest: $(cat "$tmp/err")"
+unsha
+touch -d "@$(($(stat -c %Y "$m") + 10))" "$mv_/p.txt"
+expect_error "does not record clip_sha256, prompts_sha256" "$UVIT" "${M[@]}" --out "$tmp/part.npz"
+# The prompts file replaced between its read and its hash (UVIT_TEST_HASH_PAUSE holds eval at its
+# first hash, the weights'): refused, not recorded as the new file's.
+rm -rf "$tmp/race.npz.parts" "$tmp/pause"
+UVIT_TEST_HASH_PAUSE=$tmp/pause "$UVIT" "${M[@]}" --out "$tmp/race.npz" >"$tmp/out" 2>"$tmp/err" &
+p=$! end=$((SECONDS + 300))
+while [ ! -e "$tmp/pause" ] && kill -0 $p 2>/dev/null && ((SECONDS < end)); do sleep 0.05; done
+printf 'a photo of a cat\n' >"$mv_/p2.txt" && mv "$mv_/p2.txt" "$mv_/p.txt" && rm -f "$tmp/pause"
+wait $p; rc=$?
+[ $rc -eq 1 ] && grep -q "^uvit: error: $mv_/p.txt changed while it was read" "$tmp/err" &&
+  [ ! -e "$tmp/race.npz.parts/manifest.json" ] && echo "ok: prompts replaced before their hash: refused" ||
+  fail "prompts replaced before their hash (rc=$rc): $(cat "$tmp/err")"
+
 # --- gray presets write RGB sample batches (the ADM evaluator's [N, H, W, 3]) -------------------
 "$PY" tests/e2e/data/tiny_config.py "$tmp/gray.json" 'nnet.num_classes=0' 'train.mode="uncond"' \
   'dataset.cfg=false' 'sample.cfg=false'

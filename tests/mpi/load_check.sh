@@ -173,13 +173,16 @@ net = uvit_torch.build_from_config(json.load(open(sys.argv[1]))["nnet"])
 clip_torch.write_safetensors(sys.argv[2], {k: v.numpy() for k, v in net.state_dict().items()})
 PYEOF
   TE=(eval --config "$tmp/t2i_px.json" --weights "$tmp/t2i_px.safetensors" --clip-config
-    "$fx/clip_small.json" --vocab vocab.txt.gz --prompts "$fx/prompts.txt" --n 4 --chunk 2 --steps 2
+    "$fx/clip_small.json" --vocab vocab.txt.gz --prompts p.txt --n 4 --chunk 2 --steps 2
     --inception "$W" --ref "$tmp/st.npz" --metrics fid -q)
-  # The same file by its absolute path (eval's work folder records the CLIP's absolute path, which
-  # differs between this script's per-rank folders for a relative one).
-  run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${TE[@]}" --clip "$fx/clip_small.bin" \
-    --out "$tmp/te_same.npz"
-  grep -q "^CLIPScore: " "$tmp/out" && echo "ok: text-to-image eval with the same CLIP on both nodes" ||
+  # Each rank's own copy of the same CLIP and prompts, by a relative path: other absolute paths,
+  # the same content. The work folder records rank 0's paths; rank 1 checks its files by content
+  # (it was refused as "a different run" when the manifest compared their paths).
+  node "$fx/prompts.txt" "$fx/prompts.txt" p.txt
+  node "$fx/clip_small.bin" "$fx/clip_small.bin" clip.bin
+  run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${TE[@]}" --clip clip.bin --out "$tmp/te_same.npz"
+  grep -q "^CLIPScore: " "$tmp/out" && grep -q "\"clip\": \"$tmp/n0/clip.bin\"" "$tmp/te_same.npz.parts/manifest.json" &&
+    echo "ok: text-to-image eval with the same CLIP and prompts on both nodes, by relative paths" ||
     fail "text-to-image eval with the same CLIP: $(cat "$tmp/out" "$tmp/err")"
   node "$fx/clip_small.bin" "$tmp/clip_other.bin" clip.bin
   refused "--clip clip.bin" "${TE[@]}" --clip clip.bin --out "$tmp/te.npz"
