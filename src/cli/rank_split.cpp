@@ -47,14 +47,82 @@ void check_file_alike(Comm& c, const std::string& what, const std::string& path)
       "other bytes");
 }
 
+namespace {
+// `j` flattened ({"/optimizer/lr": 0.001, ...}) without the paths `skip` names ("/dataset/path").
+nlohmann::json flat_settings(const nlohmann::json& j, const std::vector<std::string>& skip) {
+  nlohmann::json f = j.flatten();
+  for (const auto& k : skip) f.erase(k);
+  return f;
+}
+
+// "optimizer.lr 0.0005 against rank 0's 0.001": the first setting (in key order) whose value
+// differs between `mine` and rank 0's `root` (flat_settings), "unset" where one has none.
+std::string first_difference(const nlohmann::json& mine, const nlohmann::json& root, int rank) {
+  auto a = mine.begin(), b = root.begin();
+  const auto text = [](auto it, auto end) { return it == end ? std::string("unset") : it->dump(); };
+  while (a != mine.end() || b != root.end()) {
+    const bool take_a = b == root.end() || (a != mine.end() && a.key() < b.key());
+    const bool take_b = a == mine.end() || (b != root.end() && b.key() < a.key());
+    std::string key = take_a ? a.key() : b.key();
+    const std::string va = take_b ? "unset" : text(a, mine.end());
+    const std::string vb = take_a ? "unset" : text(b, root.end());
+    if (!take_b) ++a;
+    if (!take_a) ++b;
+    if (va == vb) continue;
+    key.erase(0, 1);  // the JSON pointer's leading '/'
+    std::replace(key.begin(), key.end(), '/', '.');
+    return cat(key, " ", va, " on rank ", rank, " against rank 0's ", vb);
+  }
+  return "";
+}
+}  // namespace
+
+SettingsDiff compare_settings(Comm& c, const nlohmann::json& resolved,
+                              const std::vector<std::string>& per_node) {
+  SettingsDiff d;
+  if (c.size() == 1) return d;
+  const nlohmann::json mine = flat_settings(resolved, per_node);
+  const std::string text = mine.dump();
+  const uint64_t h = hash_bytes(text.data(), text.size(), kWeightsHashSeed);
+  std::vector<uint64_t> all(size_t(c.size()));
+  c.allgather_bytes(&h, sizeof h, all.data());
+  int first = 0;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) {
+      d.ranks += cat(d.count++ ? ", " : " ", r);
+      if (!first) first = int(r);
+    }
+  if (d.count == 0) return d;
+  // Only now, and only the first rank that differs: its settings to rank 0, which names the first
+  // setting that differs (a few KB, once; the comparison above is 8 bytes a rank).
+  const bool sends = c.rank() == first;
+  std::vector<uint8_t> got = c.gatherv_bytes(text.data(), sends ? text.size() : 0, 0);
+  if (c.rank() == 0)
+    d.setting = first_difference(nlohmann::json::parse(got.begin(), got.end()), mine, first);
+  return d;
+}
+
 void check_config_alike(Comm& c, const std::string& config, const nlohmann::json& resolved) {
-  check_loaded_alike(
-      c, "--config " + config,
-      [&] {
-        const std::string t = resolved.dump();
-        return hash_bytes(t.data(), t.size(), kWeightsHashSeed);
-      },
-      "other settings");
+  const SettingsDiff d = compare_settings(c, resolved);
+  if (d.count == 0) return;
+  throw SameOnEveryRank(cat("--config ", config, ": rank", d.count > 1 ? "s" : "", d.ranks,
+                            " read other settings from it than rank 0: under mpirun every rank "
+                            "reads the file itself, so the path must name the same file on every "
+                            "node (a node-local or stale copy? docs/distributed.md)",
+                            d.setting.empty() ? "" : "; first difference: " + d.setting));
+}
+
+void check_train_settings_alike(Comm& c, const nlohmann::json& resolved) {
+  // The dataset's path may differ: a node-local copy of the data (a scratch disk) can lie at
+  // another path on each node. The run records rank 0's (docs/distributed.md).
+  const SettingsDiff d = compare_settings(c, resolved, {"/dataset/path"});
+  if (d.count == 0) return;
+  throw SameOnEveryRank(cat(
+      "the training settings: rank", d.count > 1 ? "s" : "", d.ranks,
+      " resolved other ones than rank 0", d.setting.empty() ? "" : " (" + d.setting + ")",
+      ": every rank resolves --config, --set and the other options itself, so all must be given "
+      "the same ones and find the same config (a node's own UVIT_CONFIG_DIR? "
+      "docs/distributed.md)"));
 }
 
 void check_files_alike(Comm& c, const std::vector<std::pair<std::string, std::string>>& files) {
