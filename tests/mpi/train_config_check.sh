@@ -75,9 +75,10 @@ refused "$SETTINGS (train.log_interval 1 on rank 1 against rank 0's 2)" \
   echo "ok: the refused resume trained nothing" || fail "the refused resume trained"
 
 # A checkpoint saved again while the ranks read it (another uvit train writing the run): rank 1
-# alone sees it (UVIT_TEST_RECORD_PAUSE holds it between the checkpoint's record and its load,
-# while another save's files are moved in), and every rank refuses with rank 0's line. Before,
-# rank 1 exited alone ("rank 1: ...", MPI_Abort) and mpirun ended the job with its own lines.
+# sees it (UVIT_TEST_RECORD_PAUSE holds it between the checkpoint's record and its load while
+# another save's files are moved in; rank 0 sees it too only when its own record and load straddle
+# the moves), and every rank refuses with rank 0's one line. Before, a rank that saw it exited
+# alone ("uvit: error: rank R: ...", MPI_Abort) and mpirun ended the job with its own lines.
 run "$UVIT" "${T[@]}" --config "$tmp/tiny.json" --out "$tmp/q" --seed 9
 cp -r "$tmp/a" "$tmp/x"
 rm -f "$tmp/pause"
