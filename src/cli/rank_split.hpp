@@ -44,8 +44,24 @@ void check_loaded_alike(Comm& c, const std::string& what, const std::function<ui
 // The same for a small file read by path (latent statistics, a config): its bytes ("other bytes");
 // a path that names no file (a built-in config's name) is compared as the name itself.
 void check_file_alike(Comm& c, const std::string& what, const std::string& path);
-// The config as resolved (--config's file or preset, then --set): its JSON, "other settings".
+// The settings every rank resolved (`resolved`, a config's JSON, less the `per_node` entries,
+// JSON pointers such as "/dataset/path"), compared by a hash on every rank: `count` ranks differ
+// from rank 0 (`ranks`: " 1, 3"), the same on every rank, so all refuse together; on rank 0
+// `setting` names the first setting in which the first of them differs ("optimizer.lr 0.0005 on
+// rank 1 against rank 0's 0.001"). Nothing but the hash is sent unless they differ.
+struct SettingsDiff {
+  int count = 0;
+  std::string ranks, setting;
+};
+SettingsDiff compare_settings(Comm& c, const nlohmann::json& resolved,
+                              const std::vector<std::string>& per_node = {});
+// The config as resolved (--config's file or preset, then --set): its JSON, "other settings",
+// and the first setting that differs.
 void check_config_alike(Comm& c, const std::string& config, const nlohmann::json& resolved);
+// uvit train's settings as resolved (the config or the run's, --set, --steps, --batch, --seed,
+// --data), before anything is read or trained; all but dataset.path (a node-local copy of the data
+// may lie at another path on each node).
+void check_train_settings_alike(Comm& c, const nlohmann::json& resolved);
 // Each path given for the inputs in `files` ({"--prompts", path}, ...; empty: not given), as
 // check_file_alike.
 void check_files_alike(Comm& c, const std::vector<std::pair<std::string, std::string>>& files);

@@ -27,6 +27,7 @@
 #include "cli/sample_grid.hpp"
 #include "core/signals.hpp"
 #include "io/abs_path.hpp"
+#include "io/loaded_weights.hpp"
 #include "io/readers.hpp"
 #include "train/save_commit.hpp"
 #include "train/snapshots.hpp"
@@ -118,11 +119,6 @@ std::vector<json> parse_log(std::istream&& in) {
 std::vector<json> read_log(const std::string& dir) {
   return parse_log(std::ifstream(dir + "/log.jsonl"));
 }
-// The run's log as text ("" when it cannot be read).
-std::string read_log_text(const std::string& dir) {
-  std::ifstream in(dir + "/log.jsonl", std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Re-reads the run's log to plot the whole loss curve, resumed segments included (rows without a
 // loss, such as recorded overrides, are skipped).
@@ -149,7 +145,7 @@ long checkpoint_step(const std::string& dir) {
 }
 
 // The log rows that led to the checkpoint in `ckpt` at `step`, of the run in `run` whose log is
-// `log` (read_log_text), `copy` the checkpoint's log copy (read_checkpoint_record): the run's rows
+// `log` (read_run_log), `copy` the checkpoint's log copy (read_checkpoint_record): the run's rows
 // up to the step; for a snapshot of a branch the run went back from (docs/cli.md "Resume"), the
 // copy, that branch's own (`*restored` then says so).
 std::vector<json> checkpoint_history(const std::string& log, const std::string& run,
@@ -177,7 +173,7 @@ std::string settle_precision(const TrainJob& job, const CheckpointRecord& rec, l
   std::string recorded;
   if (job.resume) {
     const std::string& run = job.resume_run.empty() ? job.out_dir : job.resume_run;
-    for (const json& r : checkpoint_history(read_log_text(run), run, job.resume_from, rec.log, at))
+    for (const json& r : checkpoint_history(read_run_log(run), run, job.resume_from, rec.log, at))
       if (r.value("event", "") == "start" && r.value("device", "") == job.device)
         recorded = r.value("precision", "");
   }
@@ -260,7 +256,7 @@ void continue_log(const std::string& src, const std::string& dir, const std::str
                   const std::optional<std::string>& copy, long step, const std::string& from,
                   bool quiet) {
   bool restored = false;
-  const std::string was = read_log_text(src);
+  const std::string was = read_run_log(src);
   const std::vector<json> log = parse_log(std::istringstream(was));
   const std::vector<json> kept = checkpoint_history(was, src, ckpt, copy, step, &restored);
   size_t common = 0;  // the rows the log and the kept history share: rows up to `step`, or more
@@ -547,6 +543,10 @@ TrainOutcome run_training(const TrainJob& job) {
   // files, log and grids (docs/distributed.md).
   Comm& comm = world(job.device);
   same_on_every_rank([&] { check_world_matches_scheduler(comm); });  // srun: every task alike
+  // Every rank resolved the settings itself (its node's presets, its own command line): a rank
+  // with others (a learning rate, a dataset setting) is refused before anything is read or made,
+  // not found by the replica check later, or never.
+  check_train_settings_alike(comm, cfg.json);
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const TrainSettings ts = train_settings(cfg);
   const long target = ts.steps;
@@ -555,6 +555,9 @@ TrainOutcome run_training(const TrainJob& job) {
   if (job.resume) comm.barrier();  // every rank reads the checkpoint once it is whole
   CheckpointRecord rec;            // what the step and the log rows are taken from (--resume)
   const long at = check_run_dir(job, target, &rec);
+  // UVIT_TEST_RECORD_PAUSE=FILE: waits while FILE exists, so that tests/mpi/train_config_check.sh
+  // can save the checkpoint again between its record and its load.
+  if (job.resume) io::pause_for_test("UVIT_TEST_RECORD_PAUSE");
   const std::string precision = settle_precision(job, rec, at, quiet);
   if (job.resume && at == target) {
     if (!quiet)
@@ -592,9 +595,12 @@ TrainOutcome run_training(const TrainJob& job) {
     tr.resume(job.resume_from);
     // The step and the log rows taken above are of the save the weights are of: a save that moved
     // in between (another uvit train re-saving the snapshot this fork reads) is refused, not mixed.
-    UVIT_CHECK(tr.resumed_metadata() == rec.state, job.resume_from.empty() ? dir : job.resume_from,
-               ": saved again while this call read it (another uvit train is writing its run); "
-               "run the command again");
+    // Each rank read the files itself, so one may see the save move and another not: decided
+    // together, so that every rank refuses (one line, from rank 0) or every rank goes on.
+    if (any_rank(comm, tr.resumed_metadata() != rec.state))
+      throw SameOnEveryRank(cat(job.resume_from.empty() ? dir : job.resume_from,
+                                ": saved again while this call read it (another uvit train is "
+                                "writing its run); run the command again"));
     // Every rank read the checkpoint itself: a rank whose copy differs is refused in one line
     // before the first step (the replica check every log_interval is the same hash).
     check_loaded_alike(comm, "--resume " + (job.resume_from.empty() ? dir : job.resume_from),

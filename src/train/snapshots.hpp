@@ -49,6 +49,12 @@ struct SnapshotBranches {
 };
 SnapshotBranches snapshot_branches(const std::filesystem::path& run);
 
+// RUN/log.jsonl, the history --resume takes (the rows up to the checkpoint, the precision): one
+// that cannot be read (another user's, mode 0600) is refused in one line naming it and why, not
+// taken for an empty history. A missing one is refused where the run's snapshots keep copies of
+// it (the run had one), and is "" otherwise (nothing says the run had one).
+std::string read_run_log(const std::filesystem::path& run);
+
 // What a refusal to resume `run` names instead: "its newest complete snapshot is P: --resume P"
 // for the newest snapshot of the run's branch that --resume takes: its files of one save
 // (checkpoint_resumes: a copied mix, or a save cut between its moves with .saving gone, would be

@@ -84,8 +84,10 @@ refused "--init w.safetensors" "${T[@]}" --init w.safetensors --out "$tmp/ft"
 # The same weights named by the config, not by --init: the line names the setting.
 refused "train.init_weights w.safetensors" "${T[@]}" --set train.init_weights=w.safetensors \
   --out "$tmp/ft"
-# --resume: each rank's run folder holds another run's checkpoint; the run is left as it was.
+# --resume: each rank's run folder holds another run's checkpoint (with the same settings: settings
+# that differ are refused first, tests/mpi/train_config_check.sh); the run is left as it was.
 node "$tmp/a" "$tmp/b" run
+cp "$tmp/a/config.json" "$tmp/n1/run/config.json"
 refused "--resume run" train --out run --resume --steps 3 --no-grid -q
 cmp -s "$tmp/n0/run/nnet.safetensors" "$tmp/a/nnet.safetensors" &&
   ! grep -q '"step":3' "$tmp/n0/run/log.jsonl" && echo "ok: --resume refused before the first step" ||
