@@ -25,27 +25,27 @@ void sgemm(char ta, char tb, int M, int N, int K, float alpha, const float* A, i
 }  // namespace
 
 // Each block of kRows query rows is one task: its scores, softmax and weighted values run as
-// single-threaded GEMMs of a fixed shape. One multi-threaded GEMM over all rows let oneDNN split
-// the weighted values' sum over the HW keys among the threads, so the decoded images depended on
-// the thread count (docs/cli.md, "Reproducibility"; docs/ux_audit.md, round 16).
-constexpr int kRows = 64;
+// single-threaded GEMMs of a fixed shape, in the running thread's own score buffer. One
+// multi-threaded GEMM over all rows let oneDNN split the weighted values' sum over the HW keys
+// among the threads, so the decoded images depended on the thread count (docs/cli.md,
+// "Reproducibility"; docs/ux_audit.md, round 16). 128 rows: the CPU time of the one-GEMM version
+// (64 rows cost 30 % more; docs/benchmarks.md, "Spatial attention in fixed row tasks").
+constexpr int kRows = 128;
 
 void spatial_attention(const float* q, const float* k, const float* v, float* out, int C, int HW,
                        float scale) {
-  const int blk = std::min(HW, 1024);
-  std::vector<float> s(size_t(blk) * HW);
+  const int tasks = (HW + kRows - 1) / kRows;
   std::atomic<int> failed{int(dnnl_success)};
-  for (int i0 = 0; i0 < HW; i0 += blk) {
-    const int nb = std::min(blk, HW - i0);
-    const int tasks = (nb + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel if (tasks > 1)
+  {
+    std::vector<float> s(size_t(std::min(kRows, HW)) * HW);
+#pragma omp for schedule(static)
     for (int t = 0; t < tasks; ++t) {
-      const int r0 = t * kRows, rows = std::min(kRows, nb - r0);
-      float* st = s.data() + size_t(r0) * HW;
-      // s[i, j] = scale * sum_d q[d, i0 + r0 + i] k[d, j]  (q, k stored [C, HW]: op(A) = q^T)
-      sgemm('T', 'N', rows, HW, C, scale, q + i0 + r0, HW, k, HW, 0.f, st, HW, failed);
+      const int r0 = t * kRows, rows = std::min(kRows, HW - r0);
+      // s[i, j] = scale * sum_d q[d, r0 + i] k[d, j]  (q, k stored [C, HW]: op(A) = q^T)
+      sgemm('T', 'N', rows, HW, C, scale, q + r0, HW, k, HW, 0.f, s.data(), HW, failed);
       for (int i = 0; i < rows; ++i) {
-        float* r = st + size_t(i) * HW;
+        float* r = s.data() + size_t(i) * HW;
         float m = r[0];
         for (int j = 1; j < HW; ++j) m = std::max(m, r[j]);
         float sum = 0.f;
@@ -58,12 +58,12 @@ void spatial_attention(const float* q, const float* k, const float* v, float* ou
 #pragma omp simd
         for (int j = 0; j < HW; ++j) r[j] *= inv;
       }
-      // out[c, i0 + r0 + i] = sum_j v[c, j] s[i, j]
-      sgemm('N', 'T', C, rows, HW, 1.f, v, HW, st, HW, 0.f, out + i0 + r0, HW, failed);
+      // out[c, r0 + i] = sum_j v[c, j] s[i, j]
+      sgemm('N', 'T', C, rows, HW, 1.f, v, HW, s.data(), HW, 0.f, out + r0, HW, failed);
     }
-    UVIT_CHECK(failed == int(dnnl_success), "spatial_attention: oneDNN sgemm failed with status ",
-               int(failed));
   }
+  UVIT_CHECK(failed == int(dnnl_success), "spatial_attention: oneDNN sgemm failed with status ",
+             int(failed));
 }
 
 }  // namespace uvit::nn
