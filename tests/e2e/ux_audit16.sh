@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regressions from the sixteenth new-user audit (docs/ux_audit.md, "round 16"): thread counts above
-# 2 on a 2-core machine, latent presets and extracted features across thread counts. Each check
-# failed before its fix (docs/cli.md "Reproducibility" lists what holds).
+# 2 on a 2-core machine, latent presets and extracted features across thread counts, the C API's
+# context values. Each check failed before its fix (docs/cli.md "Reproducibility" lists what holds).
 set -uo pipefail
 UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 PY=${PYTHON:-/usr/bin/python3}
@@ -58,4 +58,49 @@ for t in 1 2 3; do
 done
 same "sample of a latent preset, --threads 1 and 2" "$tmp/s1.npy" "$tmp/s2.npy"
 same "sample of a latent preset, --threads 1 and 3" "$tmp/s1.npy" "$tmp/s3.npy"
+
+# --- the C API's device and precision ---------------------------------------------------------
+# uvit_ctx_create with device "gpu" or precision "bf17" returned UVIT_ERR_LOAD with the loader's
+# words (`unknown backend 'gpu' (expected 'cpu' or 'cuda')`), naming no field; precision "" was
+# taken as NULL (the default) while device "" was refused. A value no device takes is now
+# UVIT_ERR_INVALID_ARGUMENT naming the field, before any file is read.
+lib=$(dirname "$UVIT")
+cat >"$tmp/ctx_values.c" <<'CEOF'
+#include <stdio.h>
+#include <uvit.h>
+static void try_ctx(const char* what, const char* device, const char* precision, const char* w) {
+  uvit_ctx_params cp;
+  uvit_ctx_params_init(&cp);
+  cp.config = "fmnist_uvit_tiny";
+  cp.weights = w;
+  cp.device = device;
+  cp.precision = precision;
+  uvit_ctx* ctx = NULL;
+  const uvit_status s = uvit_ctx_create(&cp, &ctx);
+  printf("%s: %d %s\n", what, (int)s, s == UVIT_OK ? "ok" : uvit_last_error());
+  uvit_ctx_free(ctx);
+}
+int main(int argc, char** argv) {
+  (void)argc;
+  try_ctx("device gpu", "gpu", NULL, argv[1]);
+  try_ctx("device empty", "", NULL, argv[1]);
+  try_ctx("precision bf17", "cpu", "bf17", argv[1]);
+  try_ctx("precision empty", NULL, "", argv[1]);
+  try_ctx("cpu fp32", "cpu", "fp32", argv[1]);
+  return 0;
+}
+CEOF
+cc -std=c99 -Wall -Wextra -pedantic -I include "$tmp/ctx_values.c" -L"$lib" -luvit \
+  -Wl,-rpath,"$lib" -o "$tmp/ctx_values" || fail "compiling the C program"
+"$tmp/ctx_values" "$tmp/u1/nnet_ema.safetensors" >"$tmp/ctx.out" 2>"$tmp/ctx.err"
+cat >"$tmp/ctx.want" <<'EOF'
+device gpu: 1 uvit_ctx_params.device must be "cpu" or "cuda" (NULL: cpu), got "gpu"
+device empty: 1 uvit_ctx_params.device must be "cpu" or "cuda" (NULL: cpu), got ""
+precision bf17: 1 uvit_ctx_params.precision must be "fp32", "bf16" or "tf32" (NULL: the device's default), got "bf17"
+precision empty: 1 uvit_ctx_params.precision must be "fp32", "bf16" or "tf32" (NULL: the device's default), got ""
+cpu fp32: 0 ok
+EOF
+diff "$tmp/ctx.want" "$tmp/ctx.out" >"$tmp/ctx.diff" &&
+  echo "ok: C API: an unknown device or precision is UVIT_ERR_INVALID_ARGUMENT naming the field" ||
+  fail "C API device/precision: $(cat "$tmp/ctx.diff" "$tmp/ctx.err")"
 exit $fails
