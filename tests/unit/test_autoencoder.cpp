@@ -1,5 +1,6 @@
 // nn layers (conv2d against a direct loop) and the KL autoencoder (against the PyTorch twin).
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include <cmath>
@@ -150,6 +151,25 @@ TEST(NnLayers, UpsampleNearest2x) {
   const std::vector<float> want = {1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3,
                                    4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6};
   EXPECT_EQ(y, want);
+}
+
+// The same bits at any thread count (docs/cli.md, "Reproducibility"): at 1024 tokens one
+// multi-threaded GEMM let oneDNN split the sum over the keys among the threads, so 2, 3 and 7
+// threads differed from 1 in the last bits (and the decoded images by a grey level here and there).
+TEST(NnLayers, SpatialAttentionSameBitsAtAnyThreadCount) {
+  const int C = 64, HW = 1024;
+  const auto q = randn(size_t(C) * HW, 31), k = randn(size_t(C) * HW, 32),
+             v = randn(size_t(C) * HW, 33);
+  const int saved = omp_get_max_threads();
+  std::vector<std::vector<float>> outs;
+  for (int t : {1, 2, 3, 7}) {
+    omp_set_num_threads(t);
+    std::vector<float> out(size_t(C) * HW);
+    nn::spatial_attention(q.data(), k.data(), v.data(), out.data(), C, HW, 0.125f);
+    outs.push_back(out);
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 1; i < outs.size(); ++i) EXPECT_EQ(outs[i], outs[0]) << "thread count #" << i;
 }
 
 TEST(NnLayers, SpatialAttentionMatchesDefinition) {

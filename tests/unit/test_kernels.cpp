@@ -333,6 +333,51 @@ TEST(KernelLayerNorm, BackwardSameBitsAtAnyThreadCount) {
   for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
 }
 
+// GELU and the other elementwise maps give the same bits at any thread count: with one span of
+// elements per thread, an element at a span's end ran the vector loop's remainder, whose rounding
+// differs, so 5 and 7 threads differed from 1 (docs/cli.md, "Reproducibility"). 408 x 512
+// elements: fmnist_uvit_tiny's MLP at batch 8, which split at no multiple of 16 at 5 threads.
+TEST(KernelActivations, SameBitsAtAnyThreadCount) {
+  const size_t n = 408 * 512;
+  const VecF x = randv(n, 41, -4.f, 4.f), g = randv(n, 42);
+  const int saved = omp_get_max_threads();
+  std::vector<VecF> out;
+  for (int t : {1, 2, 3, 5, 7}) {
+    omp_set_num_threads(t);
+    VecF y(n), dx(n), s(n), ds(n);
+    be().gelu_fwd(x.data(), y.data(), n);
+    be().gelu_bwd(g.data(), x.data(), dx.data(), n);
+    be().silu_fwd(x.data(), s.data(), n);
+    be().silu_bwd(g.data(), x.data(), ds.data(), n);
+    for (const VecF* v : {&dx, &s, &ds}) y.insert(y.end(), v->begin(), v->end());
+    out.push_back(y);
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
+}
+
+// RMSNorm's weight gradient over fixed blocks of rows, as LayerNorm's: one partial per thread made
+// 7 threads differ from 1 (fmnist_lightningdit_tiny's training).
+TEST(KernelRmsNorm, BackwardSameBitsAtAnyThreadCount) {
+  const int M = 700, G = 2, D = 32, ld = G * D;
+  const VecF x = randv(size_t(M) * ld, 43, -2.f, 3.f), w = randv(D, 44, 0.5f, 1.5f);
+  const VecF g = randv(size_t(M) * ld, 45);
+  VecF y(x.size()), rstd(size_t(M) * G);
+  be().rmsnorm_fwd(x.data(), w.data(), y.data(), rstd.data(), M, G, D, ld, 1e-6f);
+  const int saved = omp_get_max_threads();
+  std::vector<VecF> out;
+  for (int t : {1, 2, 3, 7}) {
+    omp_set_num_threads(t);
+    VecF dx(x.size(), 0.f), dw(D, 0.25f);
+    be().rmsnorm_bwd(g.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), M, G, D, ld,
+                     false);
+    dx.insert(dx.end(), dw.begin(), dw.end());
+    out.push_back(dx);
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
+}
+
 // ---------------------------------------------------------------- activations
 
 double gelu_d(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }

@@ -92,8 +92,15 @@ void map_fwd(const float* x, float* y, size_t n, F f) {
     cpu::for_each_block(ln, kParallelMin,
                         [&](long i0, long m) { lookup16(t, xs + i0, ys + i0, m); });
   } else {
-#pragma omp parallel for simd simdlen(16) if (ln >= kParallelMin) schedule(static)
-    for (long i = 0; i < ln; ++i) ys[i] = f(xs[i]);
+    // Fixed blocks, not one span per thread: an element's code path (the vector loop or its
+    // remainder) then does not depend on the thread count, nor do its bits (docs/cli.md,
+    // "Reproducibility"; per-thread spans made --threads 5 and 7 train differently).
+    cpu::for_each_block(ln, kParallelMin, [&](long i0, long m) {
+      const T* xb = xs + i0;
+      T* yb = ys + i0;
+#pragma omp simd simdlen(16)
+      for (long i = 0; i < m; ++i) yb[i] = f(xb[i]);
+    });
   }
 }
 
@@ -113,8 +120,12 @@ void map_bwd(const float* dy, const float* x, float* dx, size_t n, F f) {
       });
     });
   } else {
-#pragma omp parallel for simd simdlen(16) if (ln >= kParallelMin) schedule(static)
-    for (long i = 0; i < ln; ++i) ds[i] = gs[i] * f(xs[i]);
+    cpu::for_each_block(ln, kParallelMin, [&](long i0, long m) {  // fixed blocks: as map_fwd
+      const T *gb = gs + i0, *xb = xs + i0;
+      T* db = ds + i0;
+#pragma omp simd simdlen(16)
+      for (long i = 0; i < m; ++i) db[i] = gb[i] * f(xb[i]);
+    });
   }
 }
 }  // namespace
