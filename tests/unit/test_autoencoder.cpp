@@ -157,19 +157,23 @@ TEST(NnLayers, UpsampleNearest2x) {
 // multi-threaded GEMM let oneDNN split the sum over the keys among the threads, so 2, 3 and 7
 // threads differed from 1 in the last bits (and the decoded images by a grey level here and there).
 TEST(NnLayers, SpatialAttentionSameBitsAtAnyThreadCount) {
-  const int C = 64, HW = 1024;
-  const auto q = randn(size_t(C) * HW, 31), k = randn(size_t(C) * HW, 32),
-             v = randn(size_t(C) * HW, 33);
-  const int saved = omp_get_max_threads();
-  std::vector<std::vector<float>> outs;
-  for (int t : {1, 2, 3, 7}) {
-    omp_set_num_threads(t);
-    std::vector<float> out(size_t(C) * HW);
-    nn::spatial_attention(q.data(), k.data(), v.data(), out.data(), C, HW, 0.125f);
-    outs.push_back(out);
+  // 1024 tokens: several row tasks; 64 and 100: one task (a 64 or 128 px image's 8x8 or 10x10
+  // latent mid-block), whose GEMMs must not split their 512-channel sums by thread count either.
+  for (const auto [C, HW] : {std::pair{64, 1024}, std::pair{512, 64}, std::pair{512, 100}}) {
+    const auto q = randn(size_t(C) * HW, 31), k = randn(size_t(C) * HW, 32),
+               v = randn(size_t(C) * HW, 33);
+    const int saved = omp_get_max_threads();
+    std::vector<std::vector<float>> outs;
+    for (int t : {1, 2, 3, 7}) {
+      omp_set_num_threads(t);
+      std::vector<float> out(size_t(C) * HW);
+      nn::spatial_attention(q.data(), k.data(), v.data(), out.data(), C, HW, 0.125f);
+      outs.push_back(out);
+    }
+    omp_set_num_threads(saved);
+    for (size_t i = 1; i < outs.size(); ++i)
+      EXPECT_EQ(outs[i], outs[0]) << "C " << C << ", HW " << HW << ", thread count #" << i;
   }
-  omp_set_num_threads(saved);
-  for (size_t i = 1; i < outs.size(); ++i) EXPECT_EQ(outs[i], outs[0]) << "thread count #" << i;
 }
 
 TEST(NnLayers, SpatialAttentionMatchesDefinition) {
