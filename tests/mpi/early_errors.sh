@@ -47,4 +47,15 @@ refused "$LR" "${T[@]}" --set optimizer.lr=abc
 R0ARGS="--set optimizer.lr" ranks --set optimizer.lr=abc
 refused "rank 0: override 'optimizer.lr': expected section.key=value (rank 1 failed too, with \
 another error)" "${T[@]}"
+# uvit sample and eval: their --set on every rank, once (before, every rank printed it, "rank R: "
+# each); on rank 1 alone, named.
+: >"$tmp/w.safetensors"  # not read: the settings are refused first
+S=(--weights "$tmp/w.safetensors" --config "$tmp/tiny.json")
+STEPS="override 'sample.sample_steps=abc': sample.sample_steps expects an integer, got \"abc\""
+ranks
+refused "$STEPS" sample "${S[@]}" --out "$tmp/run/x.png" --set sample.sample_steps=abc
+refused "$STEPS" eval "${S[@]}" --ref "$tmp/ref.npz" --out "$tmp/run/e.npz" \
+  --set sample.sample_steps=abc
+ranks --set sample.sample_steps=abc
+refused "rank 1: $STEPS" sample "${S[@]}" --out "$tmp/run/x.png"
 exit $fails
