@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/checked_together.hpp"
 #include "cli/chunk_claim.hpp"
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
@@ -235,12 +236,17 @@ void add_eval(CLI::App& app) {
   cmd->callback([o] {
     Comm& comm = world(o->device);  // under mpirun: the chunks are shared among the ranks
     const bool lead = comm.rank() == 0;
-    UVIT_CHECK(o->max_chunks == 0 || comm.size() == 1,
-               "--max-chunks works in one process (under mpirun the ranks share the chunks)");
-    check_output("--out", o->out, {".npz"});
-    check_output("--json", o->json, {".json"});
-    check_output_dir("--work", o->work.empty() ? o->out + ".parts" : o->work);
-    const Config cfg = o->load();
+    Config cfg;
+    // Each rank's options, decided together: one line for an error every rank meets, the rank
+    // named for one only it meets (docs/distributed.md "Errors before the work").
+    checked_together(comm, [&] {
+      UVIT_CHECK(o->max_chunks == 0 || comm.size() == 1,
+                 "--max-chunks works in one process (under mpirun the ranks share the chunks)");
+      check_output("--out", o->out, {".npz"});
+      check_output("--json", o->json, {".json"});
+      check_output_dir("--work", o->work.empty() ? o->out + ".parts" : o->work);
+      cfg = o->load();
+    });
     // Every rank read the config itself: compared first, as the checks below depend on it.
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "cli/autoencoder_cli.hpp"
+#include "cli/checked_together.hpp"
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
 #include "cli/output_paths.hpp"
@@ -131,7 +132,10 @@ void add_sample(CLI::App& app) {
     // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
     Comm& comm = world(o->device);
     const bool lead = comm.rank() == 0;
-    const Config cfg = o->load();  // for the checks before loading; the pipeline loads the same
+    Config cfg;  // for the checks before loading; the pipeline loads the same
+    // Each rank's --config and --set, decided together: one line for an error every rank meets
+    // (docs/distributed.md "Errors before the work").
+    checked_together(comm, [&] { cfg = o->load(); });
     // Every rank read the config itself: compared first, as every check below depends on it.
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "cli/checked_together.hpp"
 #include "cli/commands.hpp"
 #include "cli/json_text.hpp"
 #include "cli/resume.hpp"
@@ -105,28 +106,32 @@ void add_train(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    check_recorded_text(job, o->set, o->init);
-    job.resume = cmd->count("--resume") > 0;
-    same_on_every_rank([&] {
-      UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
-    });
-    if (job.resume) {
-      const ResumePoint rp = resolve_resume(o->resume, dir);
-      job.cfg = load_config(rp.run);  // the run's own settings, named as its checkpoints record
-      check_resume_options(job.cfg, rp.run, o->config, o->set, job.seed, job.batch);
-      if (cmd->count("--init")) check_resume_init(job.cfg, rp, o->init);
-      for (const auto& a : o->set) apply_override(job.cfg, a);
-      job.resume_from = rp.checkpoint == dir ? "" : rp.checkpoint;
-      job.resume_run = rp.run;
-      job.resume_label = o->resume.empty() ? "latest" : o->resume;
-    } else {
-      job.cfg = load_config(o->config);
+    // Under mpirun each rank checks its own command line: together, so that a rank alone with a bad
+    // option is named (docs/distributed.md "Errors before the work").
+    checked_together(world(job.device), [&] {
+      check_recorded_text(job, o->set, o->init);
+      job.resume = cmd->count("--resume") > 0;
       same_on_every_rank([&] {
-        for (const auto& a : o->set) apply_override(job.cfg, a);
+        UVIT_CHECK(job.resume || !o->config.empty(), "--config is required (except with --resume)");
       });
-      job.init_flag = cmd->count("--init") > 0;
-      if (job.init_flag) job.cfg.json["train"]["init_weights"] = o->init;
-    }
+      if (job.resume) {
+        const ResumePoint rp = resolve_resume(o->resume, dir);
+        job.cfg = load_config(rp.run);  // the run's own settings, named as its checkpoints record
+        check_resume_options(job.cfg, rp.run, o->config, o->set, job.seed, job.batch);
+        if (cmd->count("--init")) check_resume_init(job.cfg, rp, o->init);
+        for (const auto& a : o->set) apply_override(job.cfg, a);
+        job.resume_from = rp.checkpoint == dir ? "" : rp.checkpoint;
+        job.resume_run = rp.run;
+        job.resume_label = o->resume.empty() ? "latest" : o->resume;
+      } else {
+        job.cfg = load_config(o->config);
+        same_on_every_rank([&] {
+          for (const auto& a : o->set) apply_override(job.cfg, a);
+        });
+        job.init_flag = cmd->count("--init") > 0;
+        if (job.init_flag) job.cfg.json["train"]["init_weights"] = o->init;
+      }
+    });
     const TrainOutcome r = run_training(job);
     if (r.rank == 0)
       std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", one_line(dir).c_str(),
@@ -192,36 +197,39 @@ void add_demo(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    check_recorded_text(job, o->set, "");
-    // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
-    if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
-    if (job.precision.empty() && job.device == "cpu") {
-      job.precision_default = cpu_has_bf16() ? "bf16" : "fp32";
-      if (job.precision_default == "fp32" && !job.quiet)
-        std::fprintf(stderr,
-                     "note: this CPU has no bf16 units (AVX512-BF16 or AMX); the demo "
-                     "trains in fp32\n");
-    }
-    job.resume = fs::exists(dir + "/train_state.safetensors") && fs::exists(dir + "/config.json");
-    // A second call continues the run with the run's own settings, as `uvit train --resume` does
-    // (its --set and --data, not the preset's); another preset needs another folder.
-    job.cfg = load_config(job.resume ? dir : o->config);
-    if (job.resume && cmd->count("--config")) {
-      const Config asked = load_config(o->config);
-      UVIT_CHECK(asked.config_name == job.cfg.config_name, "demo: ", dir, " holds a ",
-                 job.cfg.config_name, " demo run; give --out another folder for a ",
-                 asked.config_name, " demo (e.g. --out ", dir, "_", asked.config_name, ")");
-    }
-    same_on_every_rank([&] {
-      UVIT_CHECK(job.cfg.json.contains("dataset") &&
-                     job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
-                     job.cfg.spec.real_classes() == 10,
-                 "demo: config ", job.cfg.config_name,
-                 " is not a class-conditional Fashion-MNIST preset (", fmnist_presets(), ")");
-    });
-    if (job.resume) check_resume_options(job.cfg, dir, "", o->set, -1, 0);
-    same_on_every_rank([&] {
-      for (const auto& a : o->set) apply_override(job.cfg, a);
+    // As uvit train's: each rank's checks, decided together under mpirun.
+    checked_together(world(job.device), [&] {
+      check_recorded_text(job, o->set, "");
+      // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
+      if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
+      if (job.precision.empty() && job.device == "cpu") {
+        job.precision_default = cpu_has_bf16() ? "bf16" : "fp32";
+        if (job.precision_default == "fp32" && !job.quiet)
+          std::fprintf(stderr,
+                       "note: this CPU has no bf16 units (AVX512-BF16 or AMX); the demo "
+                       "trains in fp32\n");
+      }
+      job.resume = fs::exists(dir + "/train_state.safetensors") && fs::exists(dir + "/config.json");
+      // A second call continues the run with the run's own settings, as `uvit train --resume` does
+      // (its --set and --data, not the preset's); another preset needs another folder.
+      job.cfg = load_config(job.resume ? dir : o->config);
+      if (job.resume && cmd->count("--config")) {
+        const Config asked = load_config(o->config);
+        UVIT_CHECK(asked.config_name == job.cfg.config_name, "demo: ", dir, " holds a ",
+                   job.cfg.config_name, " demo run; give --out another folder for a ",
+                   asked.config_name, " demo (e.g. --out ", dir, "_", asked.config_name, ")");
+      }
+      same_on_every_rank([&] {
+        UVIT_CHECK(job.cfg.json.contains("dataset") &&
+                       job.cfg.json["dataset"].value("name", "") == "fashion_mnist" &&
+                       job.cfg.spec.real_classes() == 10,
+                   "demo: config ", job.cfg.config_name,
+                   " is not a class-conditional Fashion-MNIST preset (", fmnist_presets(), ")");
+      });
+      if (job.resume) check_resume_options(job.cfg, dir, "", o->set, -1, 0);
+      same_on_every_rank([&] {
+        for (const auto& a : o->set) apply_override(job.cfg, a);
+      });
     });
     if (job.resume && !job.quiet)
       std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());

@@ -1,0 +1,75 @@
+#include "cli/checked_together.hpp"
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "uvit/error.hpp"
+#include "uvit/quote.hpp"
+
+namespace uvit::cli {
+
+namespace {
+// " 1, 3" for ranks {1, 3}, with "rank"/"ranks" before it.
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s = ranks.size() > 1 ? "ranks" : "rank";
+  for (size_t i = 0; i < ranks.size(); ++i) s += cat(i ? ", " : " ", ranks[i]);
+  return s;
+}
+
+// Rank 0's line for the ranks' messages (empty: that rank passed; at least one failed).
+std::string verdict(const std::vector<std::string>& msgs, const std::vector<bool>& failed) {
+  int first = 0;
+  while (!failed[size_t(first)]) ++first;
+  const std::string& m = msgs[size_t(first)];
+  std::vector<int> same, other;
+  for (size_t r = 0; r < msgs.size(); ++r)
+    if (failed[r]) (msgs[r] == m ? same : other).push_back(int(r));
+  if (same.size() == msgs.size()) return m;  // every rank alike: the command line's own error
+  std::string line = rank_list(same) + ": " + m;
+  if (!other.empty()) line += " (" + rank_list(other) + " failed too, with another error)";
+  return line;
+}
+}  // namespace
+
+void checked_together(Comm& c, const std::function<void()>& checks) {
+  if (c.size() == 1) return checks();
+  bool failed = false;
+  std::string mine;
+  try {
+    checks();
+  } catch (const std::bad_alloc&) {
+    failed = true, mine = "out of memory";
+  } catch (const std::exception& e) {
+    failed = true, mine = one_line(e.what());
+  }
+  if (!any_rank(c, failed)) return;
+  // Each rank's message length (+1: a failure with an empty message is still one), then the
+  // messages to rank 0.
+  const uint64_t len = failed ? mine.size() + 1 : 0;
+  std::vector<uint64_t> lens(size_t(c.size()));
+  c.allgather_bytes(&len, sizeof len, lens.data());
+  const std::vector<uint8_t> all = c.gatherv_bytes(mine.data(), failed ? mine.size() : 0, 0);
+  if (c.rank() == 0) {
+    std::vector<std::string> msgs(lens.size());
+    std::vector<bool> fails(lens.size());
+    size_t at = 0;
+    for (size_t r = 0; r < lens.size(); ++r) {
+      fails[r] = lens[r] > 0;
+      const size_t n = fails[r] ? size_t(lens[r] - 1) : 0;
+      msgs[r].assign(reinterpret_cast<const char*>(all.data()) + at, n);
+      at += n;
+    }
+    std::fprintf(stderr, "uvit: error: %s\n", verdict(msgs, fails).c_str());
+    std::fflush(stderr);
+  }
+  // No rank exits before rank 0 has printed: a launcher may end the job at the first exit.
+  c.barrier();
+  throw ExitStatus{1};
+}
+
+}  // namespace uvit::cli
