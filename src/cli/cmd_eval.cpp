@@ -390,7 +390,7 @@ void add_eval(CLI::App& app) {
       if (!lead) {
         const WorkFolderHold hold(work);
         check_work_inception_input(mpath, work, input, way);
-        check_written_manifest(mpath, manifest, work, "chunks", way, located);
+        check_written_manifest(mpath, manifest, work, "chunks", located);
       }
     }
 
