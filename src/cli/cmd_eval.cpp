@@ -371,7 +371,12 @@ void add_eval(CLI::App& app) {
     // (docs/evaluation.md).
     const std::vector<std::pair<std::string, std::string>> located = {
         {"weights", "weights_sha256"}, {"clip", "clip_sha256"}, {"prompts", "prompts_sha256"}};
-    if (lead) {
+    // Under mpirun the lead records the run, then each other rank checks its settings against
+    // that record, its files by content: it names them from its own working folder, so their
+    // paths may differ from the lead's (docs/distributed.md). Each step is decided together, so
+    // that a refusal on one rank is one line from rank 0 and every rank exits.
+    decided_together(comm, [&] {
+      if (!lead) return;
       const WorkFolderHold hold(work);  // two evals starting together
       // Older manifests lack the precision (fp32 then), and those of 2026-11 a file's SHA-256:
       // their chunks are of the file when it has not changed since the manifest was written
@@ -387,18 +392,14 @@ void add_eval(CLI::App& app) {
       }
       check_work_inception_input(mpath, work, input, way);
       check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet, located);
-    }
-    // Under mpirun the lead records the run, then each other rank checks its settings against
-    // that record, its files by content: it names them from its own working folder, so their
-    // paths may differ from the lead's (docs/distributed.md).
-    if (comm.size() > 1) {
-      comm.barrier();
-      if (!lead) {
+    });
+    if (comm.size() > 1)
+      decided_together(comm, [&] {
+        if (lead) return;
         const WorkFolderHold hold(work);
         check_work_inception_input(mpath, work, input, way);
-        check_written_manifest(mpath, manifest, work, "chunks", way, located);
-      }
-    }
+        check_written_manifest(mpath, manifest, work, "chunks", located);
+      });
 
     const int k = real_classes(cfg);
     HeldSamples held(n, s, text);

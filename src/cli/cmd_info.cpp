@@ -354,7 +354,7 @@ void print_file_info(const std::string& path, bool as_json) {
       std::printf("entry         %s (the file holds %s)\n",
                   one_line(j["entry"].get<std::string>()).c_str(),
                   one_line(j["entries"].get<std::string>()).c_str());
-    const std::string preset = j["preset"];
+    const std::string preset = one_line(j["preset"]);  // a preset file's name (UVIT_CONFIG_DIR)
     if (!preset.empty())
       std::printf(
           "preset        %s (%s): uvit sample --config %s --weights %s\n", preset.c_str(),

@@ -1,6 +1,8 @@
 #include "cli/run_manifest.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -17,10 +19,11 @@ void write_manifest(const std::string& path, const nlohmann::json& manifest) {
 }
 
 // Fails in one line naming the settings that differ between the stored manifest `old` and
-// `manifest`, or the keys an older uvit's lacks; returns when they are equal.
+// `manifest` ("DIFFERENT (KEY OLD -> NEW, ...); REMEDY"), or the keys an older uvit's lacks;
+// returns when they are equal.
 void refuse_unless_equal(const nlohmann::json& old, const nlohmann::json& manifest,
                          const std::string& path, const std::string& owner, const std::string& what,
-                         const std::string& remedy) {
+                         const std::string& different, const std::string& remedy) {
   std::string differ, unrecorded;  // the settings that changed, not two whole manifests
   // Only newer keys lacking, one of them not taken as given: an older uvit's manifest, not
   // another run's settings.
@@ -41,8 +44,7 @@ void refuse_unless_equal(const nlohmann::json& old, const nlohmann::json& manife
   UVIT_CHECK(!only_unrecorded, owner, ": holds ", what, " made by an older uvit, whose ", path,
              " does not record ", unrecorded, ", so they cannot be checked against this run; ",
              remedy);
-  UVIT_CHECK(old == manifest, owner, ": holds ", what, " of a different run (",
-             differ.empty() ? old.dump() : differ, "); ", remedy);
+  UVIT_CHECK(old == manifest, different, " (", differ.empty() ? old.dump() : differ, "); ", remedy);
 }
 
 // As the file will hold it: a non-UTF-8 name (a Latin-1 --ref or config file) as U+FFFD, so
@@ -104,23 +106,35 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& give
                    owner.c_str(), what.c_str(), moved.c_str(), path.c_str());
     return true;
   }
-  refuse_unless_equal(old, manifest, path, owner, what, remedy);
+  refuse_unless_equal(old, manifest, path, owner, what,
+                      cat(owner, ": holds ", what, " of a different run"), remedy);
   return true;
 }
 
 void check_written_manifest(const std::string& path, const nlohmann::json& given,
                             const std::string& owner, const std::string& what,
-                            const std::string& remedy,
                             const std::vector<std::pair<std::string, std::string>>& located) {
   nlohmann::json manifest = as_stored(given);
   std::ifstream f(path);
+  // Rank 0 wrote it before the barrier: a rank that cannot open it works in another folder (one
+  // not shared, or a relative path from another working folder), not on a different run.
+  UVIT_CHECK(f.is_open(), path, ": rank 0 wrote it, but this rank cannot open it (",
+             std::strerror(errno), "): under mpirun every rank must reach the same ", owner,
+             " folder, on a filesystem every node sees (an absolute path where the ranks' working "
+             "folders differ; docs/distributed.md)");
   const nlohmann::json old = nlohmann::json::parse(f, nullptr, false);
   // The lead's path of a file of the same content stands for this rank's.
   for (const auto& [where, hash] : located)
     if (old.is_object() && old.contains(where) && manifest.contains(where) && old.contains(hash) &&
         manifest.contains(hash) && old[hash] == manifest[hash])
       manifest[where] = old[where];
-  refuse_unless_equal(old, manifest, path, owner, what, remedy);
+  // Rank 0 recorded its own settings: one that differs is this rank's option, not another run.
+  refuse_unless_equal(
+      old, manifest, path, owner, what,
+      cat(path,
+          ": this rank was given other settings than rank 0, which recorded "
+          "its own there"),
+      "under mpirun every rank must be given the same options (docs/distributed.md)");
 }
 
 }  // namespace uvit::cli

@@ -27,11 +27,13 @@ bool check_or_write_manifest(const std::string& path, const nlohmann::json& mani
 // Under mpirun, a rank other than the lead, after the lead's check_or_write_manifest (a barrier
 // between): the stored manifest must equal `manifest` but for the PATH_KEY of `located` inputs
 // whose HASH_KEY is equal (each rank names its files from its own working folder, so a path may
-// differ where the content does not); else fails in check_or_write_manifest's line. Writes
-// nothing: the lead's record stands.
+// differ where the content does not); else fails in one line, "PATH: this rank was given other
+// settings than rank 0, which recorded its own there (KEY OLD -> NEW, ...); under mpirun every
+// rank must be given the same options", or, where it cannot open PATH (the OWNER folder is not
+// the lead's), "PATH: rank 0 wrote it, but this rank cannot open it (...)". Writes nothing: the
+// lead's record stands.
 void check_written_manifest(const std::string& path, const nlohmann::json& manifest,
                             const std::string& owner, const std::string& what,
-                            const std::string& remedy,
                             const std::vector<std::pair<std::string, std::string>>& located = {});
 
 }  // namespace uvit::cli

@@ -46,6 +46,12 @@ grep -q "^file          $tmp/cv.safetensors$" "$tmp/out" &&
   echo "ok: info's lines for an ordinary name" || fail "info's lines: [$plain]"
 run "$UVIT" info "$tmp/c${nl}v.safetensors"
 same_but_name "$(cat "$tmp/out")" "$plain" "$tmp/c${nl}v" "$tmp/cv" "info \$'c\\nv.safetensors'"
+# The preset line names a preset, whose name is its file's (here UVIT_CONFIG_DIR's $'a\ntiny.json',
+# a copy of fmnist_uvit_tiny listed first): as `info --presets` lists it, escaped (it was three
+# lines: "preset        a" / "tiny (every ...): uvit sample --config a" / "tiny --weights ...").
+mkdir -p "$tmp/cd" && cp configs/fmnist_uvit_tiny.json "$tmp/cd/a${nl}tiny.json"
+UVIT_CONFIG_DIR=$tmp/cd run "$UVIT" info "$tmp/cv.safetensors"
+same_but_name "$(cat "$tmp/out")" "$plain" "a${nl}tiny" "fmnist_uvit_tiny" "info's preset \$'a\\ntiny'"
 mkdir -p "$tmp/np" "$tmp/n${nl}p"
 "$PYTHON" -c "import numpy as n, sys; [n.save(d + '/a.npy', n.zeros((2, 2, 3), n.uint8)) for d in sys.argv[1:]]" \
   "$tmp/np" "$tmp/n${nl}p" || fail "numpy"

@@ -61,6 +61,35 @@ refused "the FID Inception weights inception.pth" "${E[@]}"
 refused "the FID Inception weights inception.pth" fid-features "$tmp/imgs.npy" \
   --inception inception.pth --out "$tmp/f.npy" -q
 [ ! -e "$tmp/f.npy" ] && echo "ok: fid-features wrote nothing" || fail "fid-features wrote $tmp/f.npy"
+# Rank 0 writes eval's work-folder manifest, and each other rank checks its settings against it
+# (docs/distributed.md); each step is decided together. refused_line NEEDLE ARGS...: mpirun -np 2
+# ARGS exits 1 with one error line, starting with NEEDLE, and no MPI_Abort (before, a refusal on
+# one rank ended the job with MPI_Abort's lines, and rank 0's "interrupted: ..." when not rank 0's).
+refused_line() {
+  local needle=$1; shift
+  failing timeout -k 10 300 "$MPIRUN" -np 2 "$@" >"$tmp/out" 2>"$tmp/err"
+  [ $? -eq 1 ] && [ "$(grep -c '^uvit: error:' "$tmp/err")" -eq 1 ] &&
+    grep -q "^uvit: error: $needle" "$tmp/err" && ! grep -q "MPI_ABORT\|^interrupted" "$tmp/err" &&
+    echo "ok: $(grep '^uvit: error:' "$tmp/err")" || fail "want one line 'uvit: error: $needle': $(cat "$tmp/err")"
+}
+# A relative --out from each rank's own folder: two work folders, and rank 1 finds no manifest (it
+# was "holds chunks of a different run (cfg_scale (none) -> 1.0, ...); ... or delete e.npz.parts").
+node "$W" "$W" inception.pth
+refused_line "rank 1: e.npz.parts/manifest.json: rank 0 wrote it, but this rank cannot open it (No such file or directory): under mpirun every rank must reach the same e.npz.parts folder, on a filesystem every node sees" \
+  "$tmp/node.sh" eval --config "$tmp/tiny.json" --weights w.safetensors --n 4 --chunk 2 \
+  --ref "$tmp/st.npz" --inception inception.pth --metrics fid -q --out e.npz
+# Rank 1 given another --seed (which no file check sees): its option, not another run, named as
+# such (it was "... of a different run (seed 0 -> 1); give each model its own --out ..., or delete ...").
+printf '#!/bin/sh\nexec "%s" "$@" --seed "${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}"\n' "$UVIT" >"$tmp/seed.sh"
+chmod +x "$tmp/seed.sh"
+refused_line "rank 1: $tmp/s.npz.parts/manifest.json: this rank was given other settings than rank 0, which recorded its own there (seed 0 -> 1); under mpirun every rank must be given the same options" \
+  "$tmp/seed.sh" eval --config "$tmp/tiny.json" --weights "$NA" --n 4 --chunk 2 --ref "$tmp/st.npz" \
+  --inception "$W" --metrics fid -q --out "$tmp/s.npz"
+[ ! -e "$tmp/s.npz" ] && echo "ok: eval wrote no samples" || fail "eval wrote $tmp/s.npz"
+# Every rank given --seed 5 on that folder (rank 0 recorded seed 0): rank 0's refusal, one line.
+refused_line "$tmp/s.npz.parts: holds chunks of a different run (seed 0 -> 5); give each model its own --out" \
+  "$UVIT" eval --config "$tmp/tiny.json" --weights "$NA" --n 4 --chunk 2 --ref "$tmp/st.npz" \
+  --inception "$W" --metrics fid -q --out "$tmp/s.npz" --seed 5
 # The config and --noise, read by every rank too: rank 1's config samples in 3 steps, not 2; rank
 # 1's initial noise is other draws (the weights are alike here).
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny3.json" sample.sample_steps=3 sample.mini_batch_size=4
