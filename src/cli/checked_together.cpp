@@ -1,7 +1,6 @@
 #include "cli/checked_together.hpp"
 
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <new>
 #include <string>
@@ -14,23 +13,25 @@
 namespace uvit::cli {
 
 namespace {
-// " 1, 3" for ranks {1, 3}, with "rank"/"ranks" before it.
+// "rank 1" or "ranks 1, 3".
 std::string rank_list(const std::vector<int>& ranks) {
   std::string s = ranks.size() > 1 ? "ranks" : "rank";
   for (size_t i = 0; i < ranks.size(); ++i) s += cat(i ? ", " : " ", ranks[i]);
   return s;
 }
 
-// Rank 0's line for the ranks' messages (empty: that rank passed; at least one failed).
+// Rank 0's line for the ranks' messages (at least one failed): the lowest failing rank's error,
+// named unless every rank met it or rank 0 alone did (a check only the lead makes, as eval's
+// manifest: the job's refusal), and any rank that failed otherwise.
 std::string verdict(const std::vector<std::string>& msgs, const std::vector<bool>& failed) {
-  int first = 0;
-  while (!failed[size_t(first)]) ++first;
-  const std::string& m = msgs[size_t(first)];
+  size_t first = 0;
+  while (!failed[first]) ++first;
+  const std::string& m = msgs[first];
   std::vector<int> same, other;
   for (size_t r = 0; r < msgs.size(); ++r)
     if (failed[r]) (msgs[r] == m ? same : other).push_back(int(r));
-  if (same.size() == msgs.size()) return m;  // every rank alike: the command line's own error
-  std::string line = rank_list(same) + ": " + m;
+  const bool unnamed = same.size() == msgs.size() || same == std::vector<int>{0};
+  std::string line = unnamed ? m : rank_list(same) + ": " + m;
   if (!other.empty()) line += " (" + rank_list(other) + " failed too, with another error)";
   return line;
 }
@@ -54,6 +55,7 @@ void checked_together(Comm& c, const std::function<void()>& checks) {
   std::vector<uint64_t> lens(size_t(c.size()));
   c.allgather_bytes(&len, sizeof len, lens.data());
   const std::vector<uint8_t> all = c.gatherv_bytes(mine.data(), failed ? mine.size() : 0, 0);
+  std::string line;
   if (c.rank() == 0) {
     std::vector<std::string> msgs(lens.size());
     std::vector<bool> fails(lens.size());
@@ -64,12 +66,10 @@ void checked_together(Comm& c, const std::function<void()>& checks) {
       msgs[r].assign(reinterpret_cast<const char*>(all.data()) + at, n);
       at += n;
     }
-    std::fprintf(stderr, "uvit: error: %s\n", verdict(msgs, fails).c_str());
-    std::fflush(stderr);
+    line = verdict(msgs, fails);
   }
-  // No rank exits before rank 0 has printed: a launcher may end the job at the first exit.
-  c.barrier();
-  throw ExitStatus{1};
+  // Every rank exits 1 without MPI_Abort; main() prints the line from rank 0 only.
+  throw SameOnEveryRank(line);
 }
 
 }  // namespace uvit::cli

@@ -375,7 +375,7 @@ void add_eval(CLI::App& app) {
     // that record, its files by content: it names them from its own working folder, so their
     // paths may differ from the lead's (docs/distributed.md). Each step is decided together, so
     // that a refusal on one rank is one line from rank 0 and every rank exits.
-    decided_together(comm, [&] {
+    checked_together(comm, [&] {
       if (!lead) return;
       const WorkFolderHold hold(work);  // two evals starting together
       // Older manifests lack the precision (fp32 then), and those of 2026-11 a file's SHA-256:
@@ -394,7 +394,7 @@ void add_eval(CLI::App& app) {
       check_or_write_manifest(mpath, manifest, work, "chunks", way, newer, o->quiet, located);
     });
     if (comm.size() > 1)
-      decided_together(comm, [&] {
+      checked_together(comm, [&] {
         if (lead) return;
         const WorkFolderHold hold(work);
         check_work_inception_input(mpath, work, input, way);

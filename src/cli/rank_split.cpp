@@ -46,25 +46,6 @@ RankRange rank_range(const Comm& c, long n, long unit) {
   return {std::min(n, units * r / W * unit), std::min(n, units * (r + 1) / W * unit)};
 }
 
-void decided_together(Comm& c, const std::function<void()>& check) {
-  if (c.size() == 1) return check();
-  std::string line;  // this rank's refusal, "" when its check passed
-  try {
-    check();
-  } catch (const std::exception& e) {
-    line = e.what();
-    if (line.empty()) line = "error";
-  }
-  std::vector<uint8_t> failed(size_t(c.size()));
-  const uint8_t mine = !line.empty();
-  c.allgather_bytes(&mine, 1, failed.data());
-  const auto first = std::find(failed.begin(), failed.end(), uint8_t(1));
-  if (first == failed.end()) return;
-  const int r = int(first - failed.begin());
-  const std::vector<uint8_t> got = c.gatherv_bytes(line.data(), c.rank() == r ? line.size() : 0, 0);
-  throw SameOnEveryRank(cat(r ? cat("rank ", r, ": ") : "", std::string(got.begin(), got.end())));
-}
-
 void check_loaded_alike(Comm& c, const std::string& what, const std::function<uint64_t()>& hash,
                         const std::string& other) {
   if (c.size() == 1) return;

@@ -23,12 +23,6 @@ struct RankRange {
 };
 // This rank's items of [0, n): whole units of `unit` items (the last may be partial), balanced.
 RankRange rank_range(const Comm& c, long n, long unit);
-// Runs `check` on every rank (it may check on some ranks only, but every rank calls this) and
-// decides together: when it failed on any rank, every rank throws SameOnEveryRank, rank 0 printing
-// the lowest such rank's line ("rank R: " before it unless R is 0), so that a check made on one
-// rank neither leaves the others waiting nor ends the job with MPI_Abort's lines. Its exchange (a
-// byte a rank; the line only when one failed) is a barrier. In one process, `check` as it is.
-void decided_together(Comm& c, const std::function<void()>& check);
 // Every rank's values in rank order on rank 0 (empty elsewhere).
 template <class T>
 std::vector<T> gather_to_root(Comm& c, const std::vector<T>& mine) {

@@ -43,9 +43,9 @@ refused "rank 1: $LR" demo -q --steps 1 --out "$tmp/run"
 # Every rank with it (the common case): once, without a rank.
 ranks
 refused "$LR" "${T[@]}" --set optimizer.lr=abc
-# Both ranks fail, each otherwise: rank 0's error, and rank 1 named.
+# Both ranks fail, each otherwise: rank 0's error (rank 0 alone is not named), and rank 1 named.
 R0ARGS="--set optimizer.lr" ranks --set optimizer.lr=abc
-refused "rank 0: override 'optimizer.lr': expected section.key=value (rank 1 failed too, with \
+refused "override 'optimizer.lr': expected section.key=value (rank 1 failed too, with \
 another error)" "${T[@]}"
 # uvit sample and eval: their --set on every rank, once (before, every rank printed it, "rank R: "
 # each); on rank 1 alone, named.
