@@ -75,25 +75,34 @@ refused "$SETTINGS (train.log_interval 1 on rank 1 against rank 0's 2)" \
   echo "ok: the refused resume trained nothing" || fail "the refused resume trained"
 
 # A checkpoint saved again while the ranks read it (another uvit train writing the run): rank 1
-# sees it (UVIT_TEST_RECORD_PAUSE holds it between the checkpoint's record and its load while
-# another save's files are moved in; rank 0 sees it too only when its own record and load straddle
-# the moves), and every rank refuses with rank 0's one line. Before, a rank that saw it exited
-# alone ("uvit: error: rank R: ...", MPI_Abort) and mpirun ended the job with its own lines.
+# sees it and rank 0 does not, and every rank refuses with rank 0's one line. Rank 1 waits between
+# the checkpoint's record and its load (UVIT_TEST_RECORD_PAUSE) and rank 0 after opening the files
+# it loads (UVIT_TEST_RESUME_PAUSE) while another save's files are moved in: rank 0 reads the old
+# save whole whenever the moves come, rank 1 the new one after its record of the old. Before, a
+# rank that saw it exited alone ("uvit: error: rank R: ...", MPI_Abort) and mpirun ended the job
+# with its own lines.
 run "$UVIT" "${T[@]}" --config "$tmp/tiny.json" --out "$tmp/q" --seed 9
 cp -r "$tmp/a" "$tmp/x"
-rm -f "$tmp/pause"
-R1ENV="UVIT_TEST_RECORD_PAUSE=$tmp/pause" ranks
+rm -f "$tmp/pause0" "$tmp/pause1"
+cat >"$tmp/node.sh" <<EOF
+#!/bin/sh
+r=\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}
+cd "$tmp/n\$r" || exit 9
+[ "\$r" = 1 ] && exec env UVIT_TEST_RECORD_PAUSE="$tmp/pause1" "$UVIT" "\$@"
+exec env UVIT_TEST_RESUME_PAUSE="$tmp/pause0" "$UVIT" "\$@"
+EOF
 failing timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" train --no-grid -q --resume "$tmp/x" \
   --out "$tmp/f" --steps 4 >"$tmp/out" 2>"$tmp/err" &
 p=$! end=$((SECONDS + 300))
-while [ ! -e "$tmp/pause" ] && kill -0 $p 2>/dev/null && ((SECONDS < end)); do sleep 0.05; done
-if [ -e "$tmp/pause" ]; then
+while ! { [ -e "$tmp/pause0" ] && [ -e "$tmp/pause1" ]; } && kill -0 $p 2>/dev/null &&
+  ((SECONDS < end)); do sleep 0.05; done
+if [ -e "$tmp/pause0" ] && [ -e "$tmp/pause1" ]; then
   for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
     cp "$tmp/q/$f" "$tmp/x/$f.new" && mv "$tmp/x/$f.new" "$tmp/x/$f"
   done
-  rm -f "$tmp/pause"
+  rm -f "$tmp/pause0" "$tmp/pause1"
 else
-  fail "rank 1's pause was not reached: $(cat "$tmp/err")"
+  fail "the ranks' pauses were not reached: $(cat "$tmp/err")"
 fi
 wait $p
 rc=$? n=$(grep -c '^uvit: error:' "$tmp/err")
