@@ -17,16 +17,9 @@ exec "$UVIT" "\$@" ${R0ARGS:-}
 EOS
   chmod +x "$tmp/node.sh"
 }
-# refused LINE ARGS...: on 2 ranks, exit 1 with exactly one error line, LINE (a grep pattern).
+# refused LINE ARGS...: on 2 ranks, one error line, LINE (a grep pattern), and nothing made.
 refused() {
-  local line=$1; shift
-  failing timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
-  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $line\$" "$tmp/err"; then
-    echo "ok: $(grep '^uvit: error:' "$tmp/err")"
-  else
-    fail "(rc=$rc, $n error lines, want '$line'): $*"; cat "$tmp/err"
-  fi
+  one_error_line "$1\$" "$tmp/node.sh" "${@:2}"
   [ ! -e "$tmp/run" ] || fail "the refused job made $tmp/run: $(ls "$tmp/run")"
 }
 T=(train --no-grid -q --steps 2 --config "$tmp/tiny.json" --out "$tmp/run")

@@ -9,6 +9,20 @@ source tests/e2e/data/lib.sh
 # the 30 s UVIT_MPI_ENV sets for faults.sh's signal checks, 2 s with OpenMPI's default 1 s
 # (docs/distributed.md "Errors under mpirun").
 failing() { OMPI_MCA_odls_base_sigkill_timeout=1 "$@"; }
+# one_error_line PATTERN CMD...: `mpirun -np 2 CMD...` (an expected failure) exits 1 with exactly
+# one "uvit: error:" line, matching "^uvit: error: PATTERN" (grep), from rank 0, and neither
+# MPI_Abort's lines nor an eval's "interrupted" note: the ranks refused together.
+one_error_line() {
+  local pattern=$1; shift
+  failing timeout -k 10 300 "$MPIRUN" -np 2 "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
+  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $pattern" "$tmp/err" &&
+    ! grep -q "MPI_ABORT\|^interrupted" "$tmp/err"; then
+    echo "ok: $(grep '^uvit: error:' "$tmp/err")"
+  else
+    fail "(rc=$rc, $n error lines, want '$pattern'): $*"; cat "$tmp/err"
+  fi
+}
 mpi() {  # mpi NP ARGS...: uvit under mpirun
   local np=$1; shift
   timeout -k 10 300 "$MPIRUN" -np "$np" "$UVIT" "$@"

@@ -25,17 +25,11 @@ chmod +x "$tmp/node.sh"
 mkdir -p "$tmp/n0" "$tmp/n1"
 # node FILE0 FILE1 NAME: rank 0's copy of NAME is FILE0, rank 1's FILE1.
 node() { cp -r "$1" "$tmp/n0/$3" && cp -r "$2" "$tmp/n1/$3"; }
-# refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, holding NEEDLE
-# (OTHER: what rank 1 read, "other weights" unless set). `failing`: 2 s of mpirun's wait, not 60.
+# refused NEEDLE ARGS...: on 2 ranks, one error line from rank 0 naming NEEDLE and what rank 1
+# read (OTHER: "other weights" unless set).
 refused() {
-  local needle=$1 other=${OTHER:-other weights}; shift
-  failing timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
-  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle: rank 1 read $other from it than rank 0: under mpirun every rank reads the file itself" "$tmp/err"; then
-    echo "ok: $(grep '^uvit: error:' "$tmp/err")"
-  else
-    fail "(rc=$rc, $n error lines, want '$needle: rank 1 read $other ...'): $*"; cat "$tmp/err"
-  fi
+  one_error_line "$1: rank 1 read ${OTHER:-other weights} from it than rank 0: under mpirun every \
+rank reads the file itself" "$tmp/node.sh" "${@:2}"
 }
 NA=$tmp/a/nnet_ema.safetensors NB=$tmp/b/nnet_ema.safetensors
 S=(sample --config "$tmp/tiny.json" --weights w.safetensors --n 8 --classes all -q)
@@ -62,32 +56,25 @@ refused "the FID Inception weights inception.pth" fid-features "$tmp/imgs.npy" \
   --inception inception.pth --out "$tmp/f.npy" -q
 [ ! -e "$tmp/f.npy" ] && echo "ok: fid-features wrote nothing" || fail "fid-features wrote $tmp/f.npy"
 # Rank 0 writes eval's work-folder manifest, and each other rank checks its settings against it
-# (docs/distributed.md); each step is decided together. refused_line NEEDLE ARGS...: mpirun -np 2
-# ARGS exits 1 with one error line, starting with NEEDLE, and no MPI_Abort (before, a refusal on
-# one rank ended the job with MPI_Abort's lines, and rank 0's "interrupted: ..." when not rank 0's).
-refused_line() {
-  local needle=$1; shift
-  failing timeout -k 10 300 "$MPIRUN" -np 2 "$@" >"$tmp/out" 2>"$tmp/err"
-  [ $? -eq 1 ] && [ "$(grep -c '^uvit: error:' "$tmp/err")" -eq 1 ] &&
-    grep -q "^uvit: error: $needle" "$tmp/err" && ! grep -q "MPI_ABORT\|^interrupted" "$tmp/err" &&
-    echo "ok: $(grep '^uvit: error:' "$tmp/err")" || fail "want one line 'uvit: error: $needle': $(cat "$tmp/err")"
-}
+# (docs/distributed.md); each step is decided together: one line from rank 0 (before, a refusal
+# on one rank ended the job with MPI_Abort's lines, and rank 0's "interrupted: ..." when not rank
+# 0's).
 # A relative --out from each rank's own folder: two work folders, and rank 1 finds no manifest (it
 # was "holds chunks of a different run (cfg_scale (none) -> 1.0, ...); ... or delete e.npz.parts").
 node "$W" "$W" inception.pth
-refused_line "rank 1: e.npz.parts/manifest.json: rank 0 wrote it, but this rank cannot open it (No such file or directory): under mpirun every rank must reach the same e.npz.parts folder, on a filesystem every node sees" \
+one_error_line "rank 1: e.npz.parts/manifest.json: rank 0 wrote it, but this rank cannot open it (No such file or directory): under mpirun every rank must reach the same e.npz.parts folder, on a filesystem every node sees" \
   "$tmp/node.sh" eval --config "$tmp/tiny.json" --weights w.safetensors --n 4 --chunk 2 \
   --ref "$tmp/st.npz" --inception inception.pth --metrics fid -q --out e.npz
 # Rank 1 given another --seed (which no file check sees): its option, not another run, named as
 # such (it was "... of a different run (seed 0 -> 1); give each model its own --out ..., or delete ...").
 printf '#!/bin/sh\nexec "%s" "$@" --seed "${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}"\n' "$UVIT" >"$tmp/seed.sh"
 chmod +x "$tmp/seed.sh"
-refused_line "rank 1: $tmp/s.npz.parts/manifest.json: this rank was given other settings than rank 0, which recorded its own there (seed 0 -> 1); under mpirun every rank must be given the same options" \
+one_error_line "rank 1: $tmp/s.npz.parts/manifest.json: this rank was given other settings than rank 0, which recorded its own there (seed 0 -> 1); under mpirun every rank must be given the same options" \
   "$tmp/seed.sh" eval --config "$tmp/tiny.json" --weights "$NA" --n 4 --chunk 2 --ref "$tmp/st.npz" \
   --inception "$W" --metrics fid -q --out "$tmp/s.npz"
 [ ! -e "$tmp/s.npz" ] && echo "ok: eval wrote no samples" || fail "eval wrote $tmp/s.npz"
 # Every rank given --seed 5 on that folder (rank 0 recorded seed 0): rank 0's refusal, one line.
-refused_line "$tmp/s.npz.parts: holds chunks of a different run (seed 0 -> 5); give each model its own --out" \
+one_error_line "$tmp/s.npz.parts: holds chunks of a different run (seed 0 -> 5); give each model its own --out" \
   "$UVIT" eval --config "$tmp/tiny.json" --weights "$NA" --n 4 --chunk 2 --ref "$tmp/st.npz" \
   --inception "$W" --metrics fid -q --out "$tmp/s.npz" --seed 5
 # The config and --noise, read by every rank too: rank 1's config samples in 3 steps, not 2; rank

@@ -21,18 +21,7 @@ exec "$UVIT" "\$@"
 EOF
   chmod +x "$tmp/node.sh"
 }
-# refused NEEDLE ARGS...: on 2 ranks, exit 1 with one error line, from rank 0, matching NEEDLE.
-# `failing`: 2 s of mpirun's wait, not 60.
-refused() {
-  local needle=$1; shift
-  failing timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
-  if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $needle" "$tmp/err"; then
-    echo "ok: $(grep '^uvit: error:' "$tmp/err")"
-  else
-    fail "(rc=$rc, $n error lines, want '$needle'): $*"; cat "$tmp/err"
-  fi
-}
+refused() { one_error_line "$1" "$tmp/node.sh" "${@:2}"; }  # refused NEEDLE ARGS...
 no_run() {  # no_run DIR: nothing was trained or made in DIR
   [ ! -e "$1" ] && echo "ok: nothing made in $1" || fail "the refused job made $1: $(ls "$1")"
 }
