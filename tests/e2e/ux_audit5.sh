@@ -146,7 +146,9 @@ expect_error "^uvit: error: --resume must name a file or folder, got ''" "$UVIT"
 
 # A bad command line and the settings' checks made before MPI starts were printed by every rank:
 # now by rank 0 alone (the launcher's rank: OMPI_COMM_WORLD_RANK, PMI(X)_RANK, or SLURM_PROCID in
-# a Slurm job of several tasks), every rank exiting 1; a file's error is still every rank's.
+# a Slurm job of several tasks), every rank exiting 1. A missing --config file was every rank's
+# line; since 2026-12-07 train's checks before its work are decided by the ranks together
+# (docs/distributed.md "Errors before the work"): one line, the error alone when every rank met it.
 before=$fails
 for procid in 0 1; do
   SLURM_NTASKS=2 SLURM_PROCID=$procid "$UVIT" train --bogus >"$tmp/out" 2>"$tmp/err"
@@ -170,7 +172,7 @@ if command -v mpirun >/dev/null; then
     >"$tmp/out" 2>"$tmp/err"; }
   for args in "train --bogus|--bogus: not an option of train (uvit help train)|1" \
     "train --config lavin_dit_tiny --out $tmp/lv|config lavin_dit_tiny is LaVin-DiT: uvit train does not train it|1" \
-    "train --config $tmp/none.json --out $tmp/nf|config '$tmp/none.json' not found|2" \
+    "train --config $tmp/none.json --out $tmp/nf|config '$tmp/none.json' not found|1" \
     "sample --config fmnist_uvit_tiny --weights $W --n 2 --steps 2 --out $tmp/m.png|config fmnist_uvit_tiny is class-conditional: give --class K or --classes all|1" \
     "sample --config fmnist_uvit_tiny --weights $W --n 2 --class 1 --sampler ddpm --steps 1001 --out $tmp/m.png|steps 1001: the ddpm sampler takes at most|1"; do
     IFS='|' read -r cmd msg want <<<"$args"
