@@ -356,6 +356,30 @@ TEST(KernelActivations, SameBitsAtAnyThreadCount) {
   for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
 }
 
+// The gradient's sum of squares (the logged grad_norm, and the clip factor of the presets that
+// clip) gives the same bits at any thread count: one partial per thread changed its last bits from
+// 2 threads on. Sizes below and above one block, and one not a multiple of 16.
+TEST(KernelSumSquares, SameBitsAtAnyThreadCount) {
+  for (const size_t n : {size_t(1000), size_t(1) << 15, size_t(1234567)}) {
+    const VecF x = randv(n, 43);
+    const int saved = omp_get_max_threads();
+    std::vector<double> out;
+    for (int t : {1, 2, 3, 5, 7}) {
+      omp_set_num_threads(t);
+      out.push_back(be().sum_squares(x.data(), n));
+    }
+    omp_set_num_threads(saved);
+    double ref = 0;  // and it is the sum: to 1e-12 of a sum in long double
+    long double exact = 0;
+    for (const float v : x) exact += static_cast<long double>(v) * v;
+    ref = static_cast<double>(exact);
+    for (size_t i = 0; i < out.size(); ++i) {
+      EXPECT_EQ(out[i], out[0]) << "n " << n << ", thread count #" << i;
+      EXPECT_NEAR(out[i], ref, 1e-12 * ref) << "n " << n;
+    }
+  }
+}
+
 // RMSNorm's weight gradient over fixed blocks of rows, as LayerNorm's: one partial per thread made
 // 7 threads differ from 1 (fmnist_lightningdit_tiny's training).
 TEST(KernelRmsNorm, BackwardSameBitsAtAnyThreadCount) {
