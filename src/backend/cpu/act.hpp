@@ -237,6 +237,19 @@ inline void for_each_block(long n, long parallel_min, F f) {
   for (long k = 0; k < nb; ++k) f(k * kBlock, std::min(kBlock, n - k * kBlock));
 }
 
+// Fixed blocks of [0, n) for a sum that gives the same bits at any thread count: ceil(n / per)
+// blocks, at least 1 and at most `most` (which bounds the partials' memory), block b holding
+// [n b / count, n (b + 1) / count). They depend on n alone, not on the threads that run them: each
+// block's partial is summed in order, and the partials in block order (docs/cli.md,
+// "Reproducibility").
+struct FixedBlocks {
+  long n, count;
+  FixedBlocks(long n_, long per, long most)
+      : n(n_), count(std::clamp((n_ + per - 1) / per, 1L, most)) {}
+  long begin(long b) const { return n * b / count; }
+  long end(long b) const { return n * (b + 1) / count; }
+};
+
 // The act pointers of the Backend interface are typed float*; a kernel views them as T.
 template <class T>
 inline T* as(float* p) {

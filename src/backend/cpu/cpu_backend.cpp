@@ -79,22 +79,18 @@ void CpuBackend::scale(float* x, float a, size_t n) {
   for (long i = 0; i < ln; ++i) x[i] *= a;
 }
 
-// Over fixed blocks of 16 384 elements (at most 1024 blocks), each summed on its own and the
-// partials added in block order: the same bits at any thread count (docs/cli.md,
+// Over fixed blocks of about 16 384 elements (at most 1024 blocks), each summed on its own and
+// the partials added in block order: the same bits at any thread count (docs/cli.md,
 // "Reproducibility"; one partial per thread changed the logged grad_norm and the clip factor).
 double CpuBackend::sum_squares(const float* x, size_t n) {
-  if (n == 0) return 0;
-  const size_t nb = std::clamp<size_t>((n + 16383) / 16384, 1, 1024);
-  const size_t bs = ((n + nb - 1) / nb + 15) & ~size_t(15);  // whole 64-byte lines per block
-  std::vector<double> part(nb, 0.0);
+  const cpu::FixedBlocks blocks(static_cast<long>(n), 16384, 1024);
+  std::vector<double> part(static_cast<size_t>(blocks.count), 0.0);
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (size_t b = 0; b < nb; ++b) {
-    const float* xb = x + std::min(n, b * bs);
-    const long m = long(std::min(n, (b + 1) * bs) - std::min(n, b * bs));
+  for (long b = 0; b < blocks.count; ++b) {
     double s = 0;
 #pragma omp simd reduction(+ : s)
-    for (long i = 0; i < m; ++i) s += static_cast<double>(xb[i]) * xb[i];
-    part[b] = s;
+    for (long i = blocks.begin(b); i < blocks.end(b); ++i) s += static_cast<double>(x[i]) * x[i];
+    part[static_cast<size_t>(b)] = s;
   }
   double s = 0;
   for (const double p : part) s += p;

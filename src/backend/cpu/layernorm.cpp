@@ -144,7 +144,8 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
   // Per-element ld()/st<T>() here: fp32 row copies as in the forward measured 8% slower in bf16
   // (the double-precision sums dominate; docs/benchmarks.md).
   const bool par = static_cast<long>(M) * D >= 16384;
-  const int nb = std::clamp((M + kLnBlockRows - 1) / kLnBlockRows, 1, kLnBlocks);
+  const cpu::FixedBlocks blocks(M, kLnBlockRows, kLnBlocks);
+  const int nb = static_cast<int>(blocks.count);
   std::vector<double> part(static_cast<size_t>(nb) * 2 * D, 0.0);
 #pragma omp parallel if (par)
   {
@@ -153,9 +154,7 @@ void layernorm_bwd_t(const T* dy, const T* x, const float* w, const float* mean,
     for (int blk = 0; blk < nb; ++blk) {
       double* pdw = part.data() + static_cast<size_t>(blk) * 2 * D;
       double* pdb = pdw + D;
-      const int m0 = static_cast<int>(static_cast<long>(M) * blk / nb);
-      const int m1 = static_cast<int>(static_cast<long>(M) * (blk + 1) / nb);
-      for (int m = m0; m < m1; ++m) {
+      for (int m = static_cast<int>(blocks.begin(blk)); m < blocks.end(blk); ++m) {
         const T* xr = x + static_cast<size_t>(m) * D;
         const T* gr = dy + static_cast<size_t>(m) * D;
         T* dxr = dx + static_cast<size_t>(m) * D;

@@ -48,12 +48,13 @@ void rmsnorm_bwd_t(const T* dy, const T* x, const float* w, const float* rstd, T
                    int M, int G, int D, int ldx, bool accumulate) {
   const long rows = long(M) * G;
   const bool par = rows * D >= kParallelMin;
-  const long nb = std::clamp((rows + kRmsBlockRows - 1) / kRmsBlockRows, 1L, kRmsBlocks);
+  const cpu::FixedBlocks blocks(rows, kRmsBlockRows, kRmsBlocks);
+  const long nb = blocks.count;
   std::vector<double> part(size_t(nb) * D, 0.0);
 #pragma omp parallel for schedule(static) if (par)
   for (long blk = 0; blk < nb; ++blk) {
     double* pdw = part.data() + size_t(blk) * D;
-    for (long r = rows * blk / nb; r < rows * (blk + 1) / nb; ++r) {
+    for (long r = blocks.begin(blk); r < blocks.end(blk); ++r) {
       const size_t off = size_t(r / G) * ldx + size_t(r % G) * D;
       const T *xr = x + off, *gr = dy + off;
       T* dxr = dx + off;
