@@ -427,6 +427,9 @@ std::unique_ptr<Backend> make_cpu_backend();
 // the precision is not offered (tf32 on the CPU). "cpu" with "bf16" on a CPU without bf16 units
 // says so in one line on stderr and gives the fp32 backend (docs/cpu_bf16.md).
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
+// Whether make_backend knows `precision` by name ("fp32", "bf16", "tf32"; "" is the default, not a
+// name): the one list, which the C API checks its arguments against too.
+bool known_precision(const std::string& precision);
 // The precision of the fp32 encoder models (autoencoder, FID Inception, CLIP text model) on a
 // device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
 // use by default) and fp32 on the CPU. Throws uvit::Error for anything else (bf16 included).

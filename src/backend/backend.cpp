@@ -47,8 +47,12 @@ std::unique_ptr<Backend> make_cpu_backend_for(const std::string& precision) {
   return make_cpu_backend();
 }
 
+bool known_precision(const std::string& precision) {
+  return precision == "fp32" || precision == "bf16" || precision == "tf32";
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
-  if (!precision.empty() && precision != "fp32" && precision != "bf16" && precision != "tf32")
+  if (!precision.empty() && !known_precision(precision))
     fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
   // Only CUDA's attention reads it, but a typo is refused in every build (docs/gpu.md).
   (void)attention_mode();

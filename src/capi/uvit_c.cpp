@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <initializer_list>
 #include <mutex>
 #include <new>
 #include <string>
 #include <unordered_set>
 
 #include "uvit.h"
+#include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
 #include "uvit/pipeline.hpp"
@@ -172,16 +172,12 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
                      "uvit_ctx_params.n_threads must be >= 0, got " + std::to_string(p.n_threads));
   // A value no device takes is the caller's mistake, not a failed load: refused naming the field
   // (the loader's own words named neither the field nor NULL, and took precision "" as NULL).
-  const auto one_of = [](const char* v, std::initializer_list<const char*> names) {
-    return std::any_of(names.begin(), names.end(),
-                       [&](const char* n) { return !std::strcmp(v, n); });
-  };
-  if (p.device && !one_of(p.device, {"cpu", "cuda"}))
+  if (p.device && std::strcmp(p.device, "cpu") != 0 && std::strcmp(p.device, "cuda") != 0)
     return set_error(
         UVIT_ERR_INVALID_ARGUMENT,
         std::string("uvit_ctx_params.device must be \"cpu\" or \"cuda\" (NULL: cpu), got \"") +
             p.device + "\"");
-  if (p.precision && !one_of(p.precision, {"fp32", "bf16", "tf32"}))
+  if (p.precision && !uvit::known_precision(p.precision))
     return set_error(UVIT_ERR_INVALID_ARGUMENT,
                      std::string("uvit_ctx_params.precision must be \"fp32\", \"bf16\" or \"tf32\" "
                                  "(NULL: the device's default), got \"") +
