@@ -16,8 +16,9 @@ using Conv2dShape = uvit::Conv2dShape;  // (uvit/backend.hpp)
 enum class ConvImpl { Auto, OneDnn, OneDnnPlain, Im2col, Winograd };
 
 // While alive, Auto means `impl` for the convolutions this thread runs (UVIT_CONV_IMPL still wins).
-// The FID Inception holds one for Im2col: its sums then keep one order at every thread count, so
-// its features keep their bits (docs/cli.md "Reproducibility"; cost in docs/benchmarks.md).
+// The FID Inception holds one for OneDnn (blocked): its sums then keep one order at every thread
+// count, so its features keep their bits (docs/cli.md "Reproducibility"; cost in
+// docs/benchmarks.md).
 class ConvImplScope {
  public:
   explicit ConvImplScope(ConvImpl impl);
