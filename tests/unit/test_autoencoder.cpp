@@ -1,6 +1,5 @@
 // nn layers (conv2d against a direct loop) and the KL autoencoder (against the PyTorch twin).
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <stdlib.h>
 
 #include <cmath>
@@ -14,6 +13,7 @@
 #include "error_of.hpp"
 #include "param_shapes.hpp"
 #include "temp_dir.hpp"
+#include "thread_counts.hpp"
 #include "torch_fixtures.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
@@ -25,7 +25,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using uvit_test::at_thread_counts;
 using uvit_test::error_of;
+using uvit_test::expect_same_bits;
 
 std::vector<float> randn(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
@@ -162,17 +164,14 @@ TEST(NnLayers, SpatialAttentionSameBitsAtAnyThreadCount) {
   for (const auto [C, HW] : {std::pair{64, 1024}, std::pair{512, 64}, std::pair{512, 100}}) {
     const auto q = randn(size_t(C) * HW, 31), k = randn(size_t(C) * HW, 32),
                v = randn(size_t(C) * HW, 33);
-    const int saved = omp_get_max_threads();
-    std::vector<std::vector<float>> outs;
-    for (int t : {1, 2, 3, 7}) {
-      omp_set_num_threads(t);
-      std::vector<float> out(size_t(C) * HW);
-      nn::spatial_attention(q.data(), k.data(), v.data(), out.data(), C, HW, 0.125f);
-      outs.push_back(out);
-    }
-    omp_set_num_threads(saved);
-    for (size_t i = 1; i < outs.size(); ++i)
-      EXPECT_EQ(outs[i], outs[0]) << "C " << C << ", HW " << HW << ", thread count #" << i;
+    expect_same_bits(at_thread_counts({1, 2, 3, 7},
+                                      [&] {
+                                        std::vector<float> out(size_t(C) * HW);
+                                        nn::spatial_attention(q.data(), k.data(), v.data(),
+                                                              out.data(), C, HW, 0.125f);
+                                        return out;
+                                      }),
+                     "C " + std::to_string(C) + ", HW " + std::to_string(HW) + ", ");
   }
 }
 

@@ -2,7 +2,6 @@
 // are checked against analytic double-precision gradients, and those analytic gradients are in
 // turn checked by central finite differences of the double reference forward.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -18,6 +17,7 @@
 #include "attention_ref.hpp"
 #include "backend/optim_scalars.hpp"
 #include "models/layers.hpp"
+#include "thread_counts.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 
@@ -25,9 +25,11 @@ namespace {
 
 using uvit::Backend;
 using uvit::layers::relative_index;
+using uvit_test::at_thread_counts;
 using uvit_test::attn_ref;
 using uvit_test::AttnRef;
 using uvit_test::BiasRef;
+using uvit_test::expect_same_bits;
 using VecF = std::vector<float>;
 using VecD = std::vector<double>;
 
@@ -318,19 +320,14 @@ TEST(KernelLayerNorm, BackwardSameBitsAtAnyThreadCount) {
   const VecF g = randv(M * D, 24);
   VecF y(M * D), mean(M), rstd(M);
   be().layernorm_fwd(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), M, D, 1e-5f);
-  const int saved = omp_get_max_threads();
-  std::vector<VecF> out;
-  for (int t : {1, 2, 3, 7}) {
-    omp_set_num_threads(t);
+  expect_same_bits(at_thread_counts({1, 2, 3, 7}, [&] {
     VecF dx(M * D, 0.f), dw(D, 0.25f), db(D, -0.5f);
     be().layernorm_bwd(g.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(),
                        db.data(), M, D);
     dx.insert(dx.end(), dw.begin(), dw.end());
     dx.insert(dx.end(), db.begin(), db.end());
-    out.push_back(dx);
-  }
-  omp_set_num_threads(saved);
-  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
+    return dx;
+  }));
 }
 
 // GELU and the other elementwise maps give the same bits at any thread count: with one span of
@@ -340,20 +337,15 @@ TEST(KernelLayerNorm, BackwardSameBitsAtAnyThreadCount) {
 TEST(KernelActivations, SameBitsAtAnyThreadCount) {
   const size_t n = 408 * 512;
   const VecF x = randv(n, 41, -4.f, 4.f), g = randv(n, 42);
-  const int saved = omp_get_max_threads();
-  std::vector<VecF> out;
-  for (int t : {1, 2, 3, 5, 7}) {
-    omp_set_num_threads(t);
+  expect_same_bits(at_thread_counts({1, 2, 3, 5, 7}, [&] {
     VecF y(n), dx(n), s(n), ds(n);
     be().gelu_fwd(x.data(), y.data(), n);
     be().gelu_bwd(g.data(), x.data(), dx.data(), n);
     be().silu_fwd(x.data(), s.data(), n);
     be().silu_bwd(g.data(), x.data(), ds.data(), n);
     for (const VecF* v : {&dx, &s, &ds}) y.insert(y.end(), v->begin(), v->end());
-    out.push_back(y);
-  }
-  omp_set_num_threads(saved);
-  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
+    return y;
+  }));
 }
 
 // The gradient's sum of squares (the logged grad_norm, and the clip factor of the presets that
@@ -362,21 +354,13 @@ TEST(KernelActivations, SameBitsAtAnyThreadCount) {
 TEST(KernelSumSquares, SameBitsAtAnyThreadCount) {
   for (const size_t n : {size_t(1000), size_t(1) << 15, size_t(1234567)}) {
     const VecF x = randv(n, 43);
-    const int saved = omp_get_max_threads();
-    std::vector<double> out;
-    for (int t : {1, 2, 3, 5, 7}) {
-      omp_set_num_threads(t);
-      out.push_back(be().sum_squares(x.data(), n));
-    }
-    omp_set_num_threads(saved);
-    double ref = 0;  // and it is the sum: to 1e-12 of a sum in long double
-    long double exact = 0;
+    const std::vector<double> out =
+        at_thread_counts({1, 2, 3, 5, 7}, [&] { return be().sum_squares(x.data(), n); });
+    expect_same_bits(out, "n " + std::to_string(n) + ", ");
+    long double exact = 0;  // and it is the sum: to 1e-12 of a sum in long double
     for (const float v : x) exact += static_cast<long double>(v) * v;
-    ref = static_cast<double>(exact);
-    for (size_t i = 0; i < out.size(); ++i) {
-      EXPECT_EQ(out[i], out[0]) << "n " << n << ", thread count #" << i;
-      EXPECT_NEAR(out[i], ref, 1e-12 * ref) << "n " << n;
-    }
+    const double ref = static_cast<double>(exact);
+    for (const double s : out) EXPECT_NEAR(s, ref, 1e-12 * ref) << "n " << n;
   }
 }
 
@@ -388,18 +372,13 @@ TEST(KernelRmsNorm, BackwardSameBitsAtAnyThreadCount) {
   const VecF g = randv(size_t(M) * ld, 45);
   VecF y(x.size()), rstd(size_t(M) * G);
   be().rmsnorm_fwd(x.data(), w.data(), y.data(), rstd.data(), M, G, D, ld, 1e-6f);
-  const int saved = omp_get_max_threads();
-  std::vector<VecF> out;
-  for (int t : {1, 2, 3, 7}) {
-    omp_set_num_threads(t);
+  expect_same_bits(at_thread_counts({1, 2, 3, 7}, [&] {
     VecF dx(x.size(), 0.f), dw(D, 0.25f);
     be().rmsnorm_bwd(g.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), M, G, D, ld,
                      false);
     dx.insert(dx.end(), dw.begin(), dw.end());
-    out.push_back(dx);
-  }
-  omp_set_num_threads(saved);
-  for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "thread count #" << i;
+    return dx;
+  }));
 }
 
 // ---------------------------------------------------------------- activations
