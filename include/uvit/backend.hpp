@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace uvit {
 
@@ -427,6 +428,13 @@ std::unique_ptr<Backend> make_cpu_backend();
 // the precision is not offered (tf32 on the CPU). "cpu" with "bf16" on a CPU without bf16 units
 // says so in one line on stderr and gives the fp32 backend (docs/cpu_bf16.md).
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision = "");
+// The devices make_backend takes by name, in the order messages list them: {"cpu", "cuda"} (cuda
+// whether or not this build has it; "simdev", the test device of docs/gpu.md, is taken, not
+// listed). The one list the CLI's --device and the C API check their arguments against.
+const std::vector<std::string>& device_names();
+bool known_device(const std::string& name);  // one of device_names()
+// device_names() as a message says them, each between `quote`s: "'cpu' or 'cuda'".
+std::string device_choices(char quote);
 // Whether make_backend knows `precision` by name ("fp32", "bf16", "tf32"; "" is the default, not a
 // name): the one list, which the C API checks its arguments against too.
 bool known_precision(const std::string& precision);

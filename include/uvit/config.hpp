@@ -85,11 +85,12 @@ struct Config {
   bool is_uvit() const { return spec.name == "uvit" || spec.name == "uvit_t2i"; }
 };
 
-// `name_or_path` is a preset name in configs/, with or without .json (searched in UVIT_CONFIG_DIR,
-// the source tree's configs/, and next to the executable), a path to a JSON file, or a training
-// run's folder (its config.json, named after the preset its checkpoints record).
+// `name_or_path` is a preset name, with or without .json (looked up in UVIT_CONFIG_DIR, then in the
+// first of the built-in presets' places that holds any: an install's, the source tree's configs/,
+// ...; docs/configs.md "Loading"), a path to a JSON file, or a training run's folder (its
+// config.json, named after the preset its checkpoints record).
 Config load_config(const std::string& name_or_path);
-// The preset names found in those folders, sorted.
+// The preset names found in those folders (the names load_config finds), sorted.
 std::vector<std::string> preset_names();
 // Applies "section.key=value" (value parsed as JSON, else taken as a string) and re-validates.
 void apply_override(Config& c, const std::string& assignment);

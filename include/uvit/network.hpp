@@ -14,6 +14,7 @@
 
 #include "uvit/array.hpp"
 #include "uvit/backend.hpp"
+#include "uvit/error.hpp"
 #include "uvit/io.hpp"
 #include "uvit/params.hpp"
 #include "uvit/quant.hpp"
@@ -235,5 +236,16 @@ ParamTable network_param_table(const Config& cfg);
 std::string weights_preset(const std::vector<TensorInfo>& tensors,
                            const std::map<std::string, std::string>& meta);
 double network_forward_flops(const Config& cfg);
+
+// A failed Network::load_file of another preset's weights: the load's own error (`load_error`),
+// then whose file it is and how to take it. what() says it as the CLI does ("--config P takes
+// it"); a front end that sets the config otherwise (the C API's uvit_ctx_params.config) words the
+// same message with said_as.
+struct OtherPresetWeights : Error {
+  OtherPresetWeights(std::string load_error, std::string preset, std::string evidence);
+  // The message with `setting` (how the caller gives the config `preset`) in place of --config.
+  std::string said_as(const std::string& setting) const;
+  std::string load_error, preset, evidence;
+};
 
 }  // namespace uvit

@@ -1,6 +1,7 @@
 // Backend selection and the default (unfused) compositions of the Backend interface.
 #include "uvit/backend.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -47,6 +48,24 @@ std::unique_ptr<Backend> make_cpu_backend_for(const std::string& precision) {
   return make_cpu_backend();
 }
 
+const std::vector<std::string>& device_names() {
+  static const std::vector<std::string> names = {"cpu", "cuda"};
+  return names;
+}
+
+bool known_device(const std::string& name) {
+  const std::vector<std::string>& all = device_names();
+  return std::find(all.begin(), all.end(), name) != all.end();
+}
+
+std::string device_choices(char quote) {
+  const std::vector<std::string>& all = device_names();
+  std::string s;
+  for (size_t i = 0; i < all.size(); ++i)
+    s += (i == 0 ? "" : i + 1 < all.size() ? ", " : " or ") + (quote + all[i] + quote);
+  return s;
+}
+
 bool known_precision(const std::string& precision) {
   return precision == "fp32" || precision == "bf16" || precision == "tf32";
 }
@@ -70,7 +89,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const std::string
 #endif
   }
   if (name == "simdev") return make_simdev_backend(precision);
-  fail("unknown backend '", name, "' (expected 'cpu' or 'cuda')");
+  fail("unknown backend '", name, "' (expected ", device_choices('\''), ")");
 }
 
 std::string encoder_precision(const std::string& device, const std::string& requested) {

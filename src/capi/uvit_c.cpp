@@ -1,7 +1,5 @@
 // The C API (include/uvit.h) over uvit::Pipeline: argument checks, append-only struct copies,
 // exceptions turned into a status and a thread-local message. Built into libuvit.so only.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +12,9 @@
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
+#include "uvit/network.hpp"
 #include "uvit/pipeline.hpp"
+#include "uvit/threads.hpp"
 
 struct uvit_ctx {
   std::unique_ptr<uvit::Pipeline> pipe;
@@ -172,11 +172,10 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
                      "uvit_ctx_params.n_threads must be >= 0, got " + std::to_string(p.n_threads));
   // A value no device takes is the caller's mistake, not a failed load: refused naming the field
   // (the loader's own words named neither the field nor NULL, and took precision "" as NULL).
-  if (p.device && std::strcmp(p.device, "cpu") != 0 && std::strcmp(p.device, "cuda") != 0)
-    return set_error(
-        UVIT_ERR_INVALID_ARGUMENT,
-        std::string("uvit_ctx_params.device must be \"cpu\" or \"cuda\" (NULL: cpu), got \"") +
-            p.device + "\"");
+  if (p.device && !uvit::known_device(p.device))
+    return set_error(UVIT_ERR_INVALID_ARGUMENT, "uvit_ctx_params.device must be " +
+                                                    uvit::device_choices('"') +
+                                                    " (NULL: cpu), got \"" + p.device + "\"");
   if (p.precision && !uvit::known_precision(p.precision))
     return set_error(UVIT_ERR_INVALID_ARGUMENT,
                      std::string("uvit_ctx_params.precision must be \"fp32\", \"bf16\" or \"tf32\" "
@@ -193,9 +192,15 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
     o.vocab = str(p.vocab);
     o.device = p.device ? p.device : "cpu";
     o.precision = str(p.precision);
-    if (p.n_threads > 0) omp_set_num_threads(p.n_threads);
+    if (p.n_threads > 0)  // capped as the CLI's --threads, the warning to the log callback
+      uvit::set_thread_count(p.n_threads,
+                             "uvit_ctx_params.n_threads " + std::to_string(p.n_threads));
     auto ctx = std::make_unique<uvit_ctx>();
-    ctx->pipe = std::make_unique<uvit::Pipeline>(o);
+    try {
+      ctx->pipe = std::make_unique<uvit::Pipeline>(o);
+    } catch (const uvit::OtherPresetWeights& e) {  // said as a C program sets the config
+      throw uvit::Error(e.said_as("uvit_ctx_params.config = \"" + e.preset + "\""));
+    }
     ctx->name = ctx->pipe->model_name();
     ctx->sha256 = ctx->pipe->weights_sha256();
     ctx->sampler = ctx->pipe->default_sampler();

@@ -112,7 +112,7 @@ inline CLI::Option* add_device_options(CLI::App* c, std::string& device, std::st
                                        const std::string& device_help = "cpu or cuda",
                                        const char* precision_help = kPrecisionHelp) {
   // "simdev", the test device of docs/gpu.md ("The simulated device"), is accepted, not listed.
-  const CLI::Validator listed = CLI::IsMember({"cpu", "cuda"});
+  const CLI::Validator listed = CLI::IsMember(device_names());
   c->add_option("--device", device, device_help + " (default cpu)")
       ->check(CLI::Validator(
           [listed](std::string& d) { return d == "simdev" ? std::string() : listed(d); },

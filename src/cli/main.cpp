@@ -1,5 +1,4 @@
 // `uvit`: the command-line program.
-#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -19,6 +18,7 @@
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
 #include "uvit/quote.hpp"
+#include "uvit/threads.hpp"
 
 namespace {
 
@@ -67,9 +67,7 @@ void add_threads(CLI::App* app) {
   app->add_option_function<int>(
          "--threads",
          [](int n) {
-           if (n <= 0) return;
-           omp_set_num_threads(n);
-           uvit::cli::cap_threads(n, ("--threads " + std::to_string(n)).c_str());
+           if (n > 0) uvit::set_thread_count(n, "--threads " + std::to_string(n));
          },
          "CPU threads (default: all cores; 0 = all; docs/benchmarks.md: on a busy machine fewer "
          "can be faster)")
@@ -283,8 +281,15 @@ int same_on_every_rank_error(const std::string& msg) {
 // The command line's command, its exit status.
 int run(int argc, char** argv) {
   uvit::route_signals_to_one_thread();  // before any thread starts: core/signals.hpp says why
+  // Library warnings reach the user (the thread cap's among them, next); info lines are the
+  // commands' own business (serve and the C API install their own sinks).
+  uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {
+    if (l >= uvit::LogLevel::Warn)
+      std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
+                   uvit::one_line(m).c_str());
+  });
   if (const char* e = std::getenv("OMP_NUM_THREADS"); e && *e)
-    uvit::cli::cap_threads(0, ("OMP_NUM_THREADS=" + std::string(e)).c_str());
+    uvit::set_thread_count(0, "OMP_NUM_THREADS=" + std::string(e));
   CLI::App app{"uvit: U-ViT diffusion models in C++", "uvit"};
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);
@@ -314,13 +319,6 @@ int run(int argc, char** argv) {
   add_help(app);
   add_threads(&app);
   refuse_empty_values(&app);
-  // Library warnings reach the user; info lines are the commands' own business (serve and the C
-  // API install their own sinks).
-  uvit::set_log_sink([](uvit::LogLevel l, const std::string& m) {
-    if (l >= uvit::LogLevel::Warn)
-      std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
-                   uvit::one_line(m).c_str());
-  });
   // A typo here would silently take the built-in preset instead of the user's copy.
   if (const char* d = std::getenv("UVIT_CONFIG_DIR"); d && *d) {
     std::error_code ec;

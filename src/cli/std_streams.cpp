@@ -1,8 +1,6 @@
 #include "cli/std_streams.hpp"
 
 #include <fcntl.h>
-#include <omp.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,20 +31,6 @@ int stdout_status(int status) {
   std::fprintf(stderr, "uvit: error: standard output: write error%s%s (what was printed is lost)\n",
                err ? ": " : "", err ? std::strerror(err) : "");
   return status == 0 ? 1 : status;
-}
-
-void cap_threads(int n, const char* source) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  const int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
-  const int want = n > 0 ? n : omp_get_max_threads();
-  // A few per CPU stay as asked (a measurement may want them; tests pass --threads 2 anywhere).
-  if (cpus <= 0 || want <= 4 * cpus) return;
-  std::fprintf(stderr,
-               "uvit: warning: %s asks for %d threads, more than 4 for each of the %d CPUs this "
-               "process may run on; using %d\n",
-               source, want, cpus, cpus);
-  omp_set_num_threads(cpus);
 }
 
 }  // namespace uvit::cli

@@ -261,9 +261,15 @@ std::string parse_detail(const char* what) {
   return s;
 }
 
-std::vector<fs::path> search_dirs() {
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// The places of the built-in presets, in order: copies of one set, each of the build that put it
+// there (an install, the source tree), so the first that holds any is the set this program takes.
+std::vector<fs::path> builtin_dirs() {
   std::vector<fs::path> dirs;
-  if (const char* env = std::getenv("UVIT_CONFIG_DIR"); env && *env) dirs.emplace_back(env);
   // An installed uvit's own presets before the source tree it was built from, which may have
   // changed since, or be gone, or be unreadable to the user who runs it.
   for (const fs::path& d : installed_data_dirs()) dirs.push_back(d / "configs");
@@ -277,9 +283,33 @@ std::vector<fs::path> search_dirs() {
   return dirs;
 }
 
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
+const char* config_dir_env() {
+  const char* env = std::getenv("UVIT_CONFIG_DIR");
+  return env && *env ? env : nullptr;
+}
+
+// Every place looked in, for the message when none holds a preset.
+std::vector<fs::path> search_dirs() {
+  std::vector<fs::path> dirs = builtin_dirs();
+  if (const char* env = config_dir_env()) dirs.insert(dirs.begin(), env);
+  return dirs;
+}
+
+// The folders presets come from, for their list and a lookup alike: UVIT_CONFIG_DIR (the user's
+// own, added to the built-in ones and first), then the first place of builtin_dirs() holding a
+// preset. Names only a later place holds (an older install's) are neither listed nor found.
+std::vector<fs::path> preset_dirs() {
+  std::vector<fs::path> dirs;
+  if (const char* env = config_dir_env()) dirs.emplace_back(env);
+  for (const fs::path& d : builtin_dirs()) {
+    std::error_code ec;
+    for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().extension() == ".json" && is_file(it->path())) {
+        dirs.push_back(d);
+        return dirs;
+      }
+  }
+  return dirs;
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -517,7 +547,7 @@ NetConfig net_config_from_json(const nlohmann::json& j) {
 
 std::vector<std::string> preset_names() {
   std::set<std::string> names;
-  for (const fs::path& d : search_dirs()) {
+  for (const fs::path& d : preset_dirs()) {
     std::error_code ec;
     for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
       if (it->path().extension() == ".json" && is_file(it->path()))
@@ -528,7 +558,7 @@ std::vector<std::string> preset_names() {
 
 namespace {
 fs::path find_preset(const std::string& name) {
-  for (const fs::path& d : search_dirs())
+  for (const fs::path& d : preset_dirs())
     if (fs::path p = d / (name + ".json"); is_file(p)) return p;
   return {};
 }

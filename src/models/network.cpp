@@ -137,9 +137,10 @@ void Network::load(const NamedArrays& sd, const std::string& what) {
 
 namespace {
 
-// Called in the handler of a strict check's error e on r's tensors: rethrows e, adding the preset
-// whose weights r holds (as uvit info names it) when one can be told and it is not this network
-// (a quantised file's recorded config is not checked against its tensors).
+// Called in the handler of a strict check's error e on r's tensors: rethrows e, or throws it as
+// OtherPresetWeights naming the preset whose weights r holds (as uvit info names it) when one can
+// be told and it is not this network (a quantised file's recorded config is not checked against
+// its tensors).
 [[noreturn]] void fail_naming_preset(const Error& e, const TensorReader& r,
                                      const ParamTable& mine) {
   const std::string p = weights_preset(r.tensors(), r.metadata());
@@ -156,12 +157,29 @@ namespace {
     }
     if (mine_too) throw;
   }
-  fail(e.what(), "; the file holds preset ", p, "'s weights (",
-       quantised ? "recorded when quantised" : "every tensor's name and shape", "): --config ", p,
-       " takes it");
+  throw OtherPresetWeights(e.what(), p,
+                           quantised ? "recorded when quantised" : "every tensor's name and shape");
+}
+
+// The one wording of OtherPresetWeights' message; `setting` gives the config `preset`.
+std::string other_preset_message(const std::string& load_error, const std::string& preset,
+                                 const std::string& evidence, const std::string& setting) {
+  return cat(load_error, "; the file holds preset ", preset, "'s weights (", evidence,
+             "): ", setting, " takes it");
 }
 
 }  // namespace
+
+OtherPresetWeights::OtherPresetWeights(std::string load_error_, std::string preset_,
+                                       std::string evidence_)
+    : Error(other_preset_message(load_error_, preset_, evidence_, "--config " + preset_)),
+      load_error(std::move(load_error_)),
+      preset(std::move(preset_)),
+      evidence(std::move(evidence_)) {}
+
+std::string OtherPresetWeights::said_as(const std::string& setting) const {
+  return other_preset_message(load_error, preset, evidence, setting);
+}
 
 // Each tensor is read from the file straight into its place (CPU) or through the stage.
 void Network::load_file(const std::string& path) { load_reader(*open_weights(path)); }

@@ -6,4 +6,7 @@ UVIT=$1 TEST=$2 PY=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json" train.n_steps=2 lr_scheduler.warmup_steps=1
 "$UVIT" train --config "$tmp/tiny.json" --out "$tmp/run" -q
-"$TEST" "$tmp/tiny.json" "$tmp/run/nnet_ema.safetensors"
+# The config is a preset too (tiny_e2e), so that a load of its weights with another preset's
+# config names it.
+mkdir "$tmp/presets" && cp "$tmp/tiny.json" "$tmp/presets/tiny_e2e.json"
+UVIT_CONFIG_DIR=$tmp/presets "$TEST" "$tmp/presets/tiny_e2e.json" "$tmp/run/nnet_ema.safetensors"

@@ -14,10 +14,12 @@
 #include "uvit.h"
 
 static int log_lines = 0, saw_sampling_line = 0;
+static char last_warning[512];
 static void on_log(uvit_log_level level, const char* msg, void* user) {
   (void)user;
   ++log_lines;
   if (level == UVIT_LOG_INFO && strstr(msg, "sampling completed")) saw_sampling_line = 1;
+  if (level == UVIT_LOG_WARN) snprintf(last_warning, sizeof last_warning, "%s", msg);
 }
 
 struct progress_state {
@@ -129,15 +131,37 @@ int main(int argc, char** argv) {
   CHECK(st == UVIT_ERR_LOAD && ctx == NULL, "status %d", (int)st);
   CHECK(strstr(uvit_last_error(), "/nonexistent/w.safetensors") != NULL, "error '%s'",
         uvit_last_error());
-  /* struct_size 0 is refused. */
+  /* Another preset's weights: the load's error names the preset whose file it is and how to take
+   * it as a C program does, not with the CLI's --config (capi_test.sh puts CONFIG.json among the
+   * presets as tiny_e2e). */
+  cp.config = "fmnist_uvit_tiny";
   cp.weights = argv[2];
+  st = uvit_ctx_create(&cp, &ctx);
+  CHECK(st == UVIT_ERR_LOAD && ctx == NULL &&
+            strstr(uvit_last_error(),
+                   "; the file holds preset tiny_e2e's weights (every tensor's name and shape): "
+                   "uvit_ctx_params.config = \"tiny_e2e\" takes it") &&
+            !strstr(uvit_last_error(), "--config"),
+        "status %d '%s'", (int)st, uvit_last_error());
+  cp.config = argv[1];
+  /* struct_size 0 is refused. */
   cp.struct_size = 0;
   st = uvit_ctx_create(&cp, &ctx);
   CHECK(st == UVIT_ERR_INVALID_ARGUMENT && strstr(uvit_last_error(), "struct_size"), "'%s'",
         uvit_last_error());
   cp.struct_size = sizeof cp;
+  /* Far more threads than CPUs: capped at the CPUs with one warning through the log callback, as
+   * the CLI's --threads (libgomp starts every thread asked for; 100000 crashed it). */
+  cp.n_threads = 100000;
+  last_warning[0] = '\0';
   st = uvit_ctx_create(&cp, &ctx);
   CHECK(st == UVIT_OK && ctx != NULL, "create: %s", uvit_last_error());
+  CHECK(strstr(last_warning,
+               "uvit_ctx_params.n_threads 100000 asks for 100000 threads, more "
+               "than 4 for each of the ") == last_warning &&
+            strstr(last_warning, " CPUs this process may run on; using "),
+        "n_threads 100000: warning '%s'", last_warning);
+  cp.n_threads = 0;
   if (!ctx) return 1;
   CHECK(uvit_last_error()[0] == '\0', "error after success: '%s'", uvit_last_error());
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The SHA-256 a command records is of the weights it loaded (docs/evaluation.md, "The weights'
-# SHA-256"): `eval`, `train --init` and `extract-features` load the file, then hash it; a file
-# replaced in between (a training run saving RUN/nnet_ema.safetensors, a rename) was recorded by
-# the other file's hash, so a later eval of those weights resumed chunks of the first (docs/
-# ux_audit.md, round 13). UVIT_TEST_HASH_PAUSE holds the command at its first hash while the script
-# replaces or removes the file: the command must refuse in one line (or record the loaded file).
+# SHA-256"): `eval`, `train --init` and `extract-features` (its weights, its --latent-stats) load
+# the file, then hash it; a file replaced in between (a training run saving
+# RUN/nnet_ema.safetensors, a rename) was recorded by the other file's hash, so a later eval of
+# those weights resumed chunks of the first (docs/ux_audit.md, round 13). UVIT_TEST_HASH_PAUSE
+# holds the command at its first hash while the script replaces or removes the file: the command
+# must refuse in one line (or record the loaded file).
 set -uo pipefail
 UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
@@ -96,4 +97,13 @@ for layout in imagenet fit; do
   refused "extract-features ($layout), weights replaced between load and hash" "$tmp/ae.pth"
   mv "$tmp/ae1.pth" "$tmp/ae.pth"
 done
+# --latent-stats, hashed after the weights (the pause): loaded by the weights readers, so its
+# hash is of the file loaded too.
+"$PY" -c "import torch, sys; [torch.save({'mean': torch.full((1, 4, 1, 1), float(v)), 'std': torch.ones(1, 4, 1, 1)}, sys.argv[1] + f'/ls{v}.pt') for v in (0, 1)]" "$tmp" ||
+  fails=$((fails+1))
+cp "$tmp/ls0.pt" "$tmp/ls.pt"
+paused 'cp "$tmp/ls1.pt" "$tmp/ls.tmp" && mv "$tmp/ls.tmp" "$tmp/ls.pt"' "$UVIT" "${T[@]}" \
+  extract-features --data "$tmp/images" --weights "$tmp/ae.pth" --config "$tmp/ae.json" \
+  --latent-stats "$tmp/ls.pt" --out "$tmp/feat_stats" -q
+refused "extract-features, --latent-stats replaced between load and hash" "$tmp/ls.pt"
 exit $fails

@@ -1,0 +1,15 @@
+// The engine's CPU thread count (OpenMP's, process-wide): one rule for the CLI (--threads,
+// OMP_NUM_THREADS) and the C API (uvit_ctx_params.n_threads). docs/cli.md "The environment".
+#pragma once
+#include <string>
+
+namespace uvit {
+
+// Sets OpenMP's thread count to `n` (n <= 0: keeps the count its environment gave it), capped at
+// the CPUs this process may run on when it is beyond 4 per CPU, with one warning (uvit::log)
+// naming `source` ("--threads 64", "OMP_NUM_THREADS=100000"): libgomp starts every thread asked
+// for (OMP_NUM_THREADS=10000 made a 3 s sample take 64 s and 2.5 GB; 100000 crashed it). A few per
+// CPU stay as asked (a measurement may want them; tests pass --threads 2 anywhere).
+void set_thread_count(int n, const std::string& source);
+
+}  // namespace uvit

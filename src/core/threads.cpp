@@ -1,0 +1,25 @@
+#include "uvit/threads.hpp"
+
+#include <omp.h>
+#include <sched.h>
+
+#include "uvit/error.hpp"
+#include "uvit/log.hpp"
+
+namespace uvit {
+
+void set_thread_count(int n, const std::string& source) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+  const int want = n > 0 ? n : omp_get_max_threads();
+  if (cpus > 0 && want > 4 * cpus) {
+    log(LogLevel::Warn, cat(source, " asks for ", want, " threads, more than 4 for each of the ",
+                            cpus, " CPUs this process may run on; using ", cpus));
+    omp_set_num_threads(cpus);
+  } else if (n > 0) {
+    omp_set_num_threads(n);
+  }
+}
+
+}  // namespace uvit
