@@ -727,16 +727,28 @@ TrainOutcome run_training(const TrainJob& job) {
   };
   const long grid_every = job.grid_every > 0 ? job.grid_every : s.eval_interval;
   long drawn_at = -1;
-  auto grid = [&] {
+  // mid_run: a grid between steps, whose failure (a full disk) loses the steps since the last
+  // checkpoint, said so; the final grid comes after the last save.
+  auto grid = [&](bool mid_run) {
     if (!lead) return;  // the other ranks wait at the next step's collectives
     run_lock.check_in_place(dir);
-    write_loss_plot(dir);
+    const auto or_stop = [&](const auto& write) {
+      try {
+        write();
+      } catch (const std::exception& e) {
+        if (!mid_run) throw;
+        fail(e.what(), "; the run stops: ", run_stands(dir, true, ""));
+      }
+    };
+    or_stop([&] { write_loss_plot(dir); });
     if (!can_draw || drawn_at == tr.step_count()) return;
     bar.finish();  // the grid's progress goes on a line of its own
-    fs::create_directories(dir + "/samples");
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());
-    write_grid(tr.ema_net(), cfg, dir + name, grids.n, grids.opt, cat("grid ", name + 1), quiet);
+    or_stop([&] {
+      fs::create_directories(dir + "/samples");
+      write_grid(tr.ema_net(), cfg, dir + name, grids.n, grids.opt, cat("grid ", name + 1), quiet);
+    });
     log_event(log, dir, "sample", tr.step_count(), name + 1);
     drawn_at = tr.step_count();
   };
@@ -825,7 +837,7 @@ TrainOutcome run_training(const TrainJob& job) {
       }
       if (lead) log_event(log, dir, "checkpoint", k, cat("ckpts/", k));
     }
-    if (k % grid_every == 0 && k < s.steps) grid();
+    if (k % grid_every == 0 && k < s.steps) grid(true);
   }
   bar.finish();
   if (lead) run_lock.check_in_place(dir);
@@ -847,7 +859,7 @@ TrainOutcome run_training(const TrainJob& job) {
     std::fprintf(stderr, "time limit reached at step %ld; checkpoint written\n", k);
   const bool trained = k > first;
   if (!g_signal && trained && job.final_grid)
-    grid();
+    grid(false);
   else if (trained && lead)
     write_loss_plot(dir);
   return {k, g_signal, trained, comm.rank(), comm.size(), precision};

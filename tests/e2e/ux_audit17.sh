@@ -62,6 +62,15 @@ run "$UVIT" train --out "$tmp/t" --resume --steps 3 "${T[@]}"
 grep -q "at step 3" "$tmp/out" && echo "ok: the run resumes after a log row that failed" ||
   fail "resume after a failed log row: $(cat "$tmp/out" "$tmp/err")"
 
+# A sample grid between steps (--grid-every) on a full disk stopped the run with the write error
+# alone: nothing said that the steps trained were lost, nor how to go on. (Before it, the warning
+# of the room a save needs.)
+small_disk 8k '"$UVIT" train --config fmnist_uvit_tiny --out "$tmp/disk/g" --steps 2 --grid-every 1 \
+  --grid-n 1 -q --batch 8 2>"$tmp/grid.err"; echo $? >"$tmp/grid.rc"'
+[ "$(cat "$tmp/grid.rc")" = 1 ] && tail -1 "$tmp/grid.err" | grep -q "^uvit: error: $tmp/disk/g/samples/step_0000001.png: write error: No space left on device; the run stops: $tmp/disk/g holds no checkpoint yet (the steps trained are lost): free space, then run the same command again$" &&
+  echo "ok: $(tail -1 "$tmp/grid.err")" ||
+  fail "a grid on a full disk (rc $(cat "$tmp/grid.rc")): $(cat "$tmp/grid.err")"
+
 # --- eval, extract-features and sample on a full disk, then the rerun ----------------------------
 # (Held before this round, kept: one line naming the file, the finished chunks and feature files
 # kept, the rerun with room ends with the bytes of a straight run.)
