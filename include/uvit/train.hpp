@@ -137,6 +137,9 @@ class Trainer {
   void save(bool snapshot = false);
 
   long step_count() const { return step_; }
+  // Bytes of one checkpoint's three files (the weights, the EMA and the optimizer state; headers
+  // left out): the room a save needs beside the run's files while it writes (docs/cli.md "Resume").
+  size_t checkpoint_bytes();
   // Several ranks: throws when any rank's weights or EMA differ from rank 0's (compared by hash;
   // the replicated update must keep them identical, docs/distributed.md).
   void check_replicas();

@@ -31,6 +31,7 @@
 #include "io/loaded_weights.hpp"
 #include "io/readers.hpp"
 #include "train/save_commit.hpp"
+#include "train/save_room.hpp"
 #include "train/snapshots.hpp"
 #include "uvit/backend.hpp"
 #include "uvit/data.hpp"
@@ -41,6 +42,7 @@
 #include "uvit/generate.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
+#include "uvit/log.hpp"
 #include "uvit/metadata.hpp"
 #include "uvit/train.hpp"
 
@@ -102,11 +104,25 @@ std::ofstream append_log(const std::string& dir) {
   return log;
 }
 
+// One row appended to the log of the run in `dir`, flushed. A row that cannot be written (a disk
+// that filled while the run trained) stops the run: an ofstream that failed writes nothing more,
+// so every later row, the checkpoint rows --resume reads included, was lost without a word, exit 0.
+void write_row(std::ofstream& log, const json& row, const std::string& dir) {
+  errno = 0;
+  log << row.dump() << "\n" << std::flush;
+  if (log) return;
+  const int e = errno;
+  fail(dir, "/log.jsonl: write error: ", e ? std::strerror(e) : "the stream failed",
+       " (its row of step ", row.value("step", 0L),
+       "); the run stops, as its log would lose rows: ", run_stands(dir, false, ""));
+}
+
 // A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
-void log_event(std::ofstream& log, const char* event, long step, const std::string& path) {
+void log_event(std::ofstream& log, const std::string& dir, const char* event, long step,
+               const std::string& path) {
   json j = log_row(event, step);
   j["path"] = path;
-  log << j.dump() << "\n" << std::flush;
+  write_row(log, j, dir);
 }
 
 std::vector<json> parse_log(std::istream&& in) {
@@ -219,7 +235,8 @@ void record_overrides(const std::string& dir, const Config& cfg, long step, bool
   write_file_atomic(dir + "/config.json", c.data(), c.size());
   json row = log_row("override", step);
   row["override"] = changed;
-  append_log(dir) << row.dump() << "\n";
+  std::ofstream log = append_log(dir);
+  write_row(log, row, dir);
   if (!quiet)
     std::fprintf(stderr, "from step %ld: %s (recorded in %s/config.json)\n", step,
                  changed.dump().c_str(), dir.c_str());
@@ -237,7 +254,8 @@ void record_init(const std::string& dir, Config& cfg, const Trainer& tr, const s
   json row = log_row("init", 0);
   row["path"] = path;
   row["sha256"] = sha;
-  append_log(dir) << row.dump() << "\n";
+  std::ofstream log = append_log(dir);
+  write_row(log, row, dir);
   if (quiet) return;
   // A checkpoint's entry (DiT's train.py files hold "model" and "ema"): say which one was taken.
   const auto& meta = tr.init_metadata();  // as the trainer read it (one open for the load)
@@ -667,6 +685,11 @@ TrainOutcome run_training(const TrainJob& job) {
                  comm.size(), comm.name().c_str(), tr.dp_width(), s.batch / tr.dp_width(),
                  tr.exchange_mode().c_str(), tr.zero_level());
 
+  if (lead) {  // a disk without room for a save: said now, not after hours of steps
+    const std::string w = save_room_warning(dir, tr.checkpoint_bytes());
+    if (!w.empty()) uvit::log(uvit::LogLevel::Warn, w);
+  }
+
   g_signal = 0;
   // SIGUSR1: forwarded by mpirun, sent by Slurm --signal. Restored once the last checkpoint is
   // written: a signal during the final grid ends the process by the caller's disposition.
@@ -682,7 +705,7 @@ TrainOutcome run_training(const TrainJob& job) {
               {"ranks", comm.size()},
               {"zero", tr.zero_level()},
               {"overlap", tr.overlapped()}});
-    log << j.dump() << "\n" << std::flush;
+    write_row(log, j, dir);
   }
   const auto t0 = std::chrono::steady_clock::now();
   const long first = tr.step_count();
@@ -697,24 +720,36 @@ TrainOutcome run_training(const TrainJob& job) {
     if (win.n == 0 || k == first || !lead) return;
     json j = log_row("train", k);
     j.update({{"loss", win.sum / win.n}, {"window_steps", win.n}, {"window_loss_sum", win.sum}});
-    log << j.dump() << "\n" << std::flush;
+    write_row(log, j, dir);
   };
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   const long grid_every = job.grid_every > 0 ? job.grid_every : s.eval_interval;
   long drawn_at = -1;
-  auto grid = [&] {
+  // mid_run: a grid between steps, whose failure (a full disk) loses the steps since the last
+  // checkpoint, said so; the final grid comes after the last save.
+  auto grid = [&](bool mid_run) {
     if (!lead) return;  // the other ranks wait at the next step's collectives
     run_lock.check_in_place(dir);
-    write_loss_plot(dir);
+    const auto or_stop = [&](const auto& write) {
+      try {
+        write();
+      } catch (const std::exception& e) {
+        if (!mid_run) throw;
+        fail(e.what(), "; the run stops: ", run_stands(dir, true, ""));
+      }
+    };
+    or_stop([&] { write_loss_plot(dir); });
     if (!can_draw || drawn_at == tr.step_count()) return;
     bar.finish();  // the grid's progress goes on a line of its own
-    fs::create_directories(dir + "/samples");
     char name[64];
     std::snprintf(name, sizeof name, "/samples/step_%07ld.png", tr.step_count());
-    write_grid(tr.ema_net(), cfg, dir + name, grids.n, grids.opt, cat("grid ", name + 1), quiet);
-    log_event(log, "sample", tr.step_count(), name + 1);
+    or_stop([&] {
+      fs::create_directories(dir + "/samples");
+      write_grid(tr.ema_net(), cfg, dir + name, grids.n, grids.opt, cat("grid ", name + 1), quiet);
+    });
+    log_event(log, dir, "sample", tr.step_count(), name + 1);
     drawn_at = tr.step_count();
   };
   bool timed_out = false;
@@ -779,7 +814,7 @@ TrainOutcome run_training(const TrainJob& job) {
                 {"img_s", img_s},
                 {"elapsed_s", elapsed()}});
       if (mfu > 0) j["mfu"] = mfu;
-      log << j.dump() << "\n" << std::flush;
+      write_row(log, j, dir);
       win = {};
     }
     if (k % s.save_interval == 0) {
@@ -795,19 +830,19 @@ TrainOutcome run_training(const TrainJob& job) {
         } catch (const std::exception&) {  // no readable checkpoint: the first error is the one
         }
         if (landed) {
-          log_event(log, "checkpoint", k, ".");
+          log_event(log, dir, "checkpoint", k, ".");
           log_open_window(k);
         }
         throw;
       }
-      if (lead) log_event(log, "checkpoint", k, cat("ckpts/", k));
+      if (lead) log_event(log, dir, "checkpoint", k, cat("ckpts/", k));
     }
-    if (k % grid_every == 0 && k < s.steps) grid();
+    if (k % grid_every == 0 && k < s.steps) grid(true);
   }
   bar.finish();
   if (lead) run_lock.check_in_place(dir);
   tr.save();
-  if (lead && tr.step_count() > first) log_event(log, "checkpoint", tr.step_count(), ".");
+  if (lead && tr.step_count() > first) log_event(log, dir, "checkpoint", tr.step_count(), ".");
   stop_on_signal.reset();
   const long k = tr.step_count();
   log_open_window(k);
@@ -824,7 +859,7 @@ TrainOutcome run_training(const TrainJob& job) {
     std::fprintf(stderr, "time limit reached at step %ld; checkpoint written\n", k);
   const bool trained = k > first;
   if (!g_signal && trained && job.final_grid)
-    grid();
+    grid(false);
   else if (trained && lead)
     write_loss_plot(dir);
   return {k, g_signal, trained, comm.rank(), comm.size(), precision};

@@ -19,6 +19,7 @@
 #include "train/grad_overlap.hpp"
 #include "train/grad_pages.hpp"
 #include "train/save_commit.hpp"
+#include "train/save_room.hpp"
 #include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/generate.hpp"
@@ -718,12 +719,20 @@ void prune_snapshot(const fs::path& snap) {
 }
 }  // namespace
 
+size_t Trainer::checkpoint_bytes() {
+  return (2 + state_buffers().size()) * net().num_params() * sizeof(float);
+}
+
 void Trainer::save(bool snapshot) {
   // Not the loader's state now: after a DataError it is inside the step that failed.
   const LoaderState& ls = done_;
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     const std::string id = save_id(ls);  // the run's files and the snapshot: one state
-    write_state(dir_, ls, id);
+    try {
+      write_state(dir_, ls, id);
+    } catch (const std::exception& e) {  // a full disk: where the run stands, and the room needed
+      fail(save_failure(dir_, step_, e.what(), checkpoint_bytes()));
+    }
     if (snapshot) {
       // The run's own files are written: a failed snapshot (a full disk in ckpts/) says where the
       // run stands. Its folder goes if it is empty (it held no earlier snapshot of this step).

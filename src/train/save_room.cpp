@@ -1,0 +1,63 @@
+#include "train/save_room.hpp"
+
+#include <system_error>
+
+#include "core/mem_limit.hpp"
+#include "uvit/error.hpp"
+#include "uvit/io.hpp"
+
+namespace fs = std::filesystem;
+
+namespace uvit {
+
+namespace {
+// Bytes free to this user on the disk of `run`; SIZE_MAX when unknown.
+size_t free_bytes(const fs::path& run) {
+  std::error_code ec;
+  const fs::space_info s = fs::space(run, ec);
+  return ec ? size_t(-1) : size_t(s.available);
+}
+std::string room_clause(const fs::path& run, size_t checkpoint_bytes) {
+  const size_t have = free_bytes(run);
+  if (have >= checkpoint_bytes) return "";
+  return cat("a save writes a whole checkpoint (", gib(checkpoint_bytes),
+             ") before it replaces the last one, and the disk of ", run.string(), " has ",
+             gib(have), " free");
+}
+}  // namespace
+
+std::string save_room_warning(const fs::path& run, size_t checkpoint_bytes) {
+  const std::string room = room_clause(run, checkpoint_bytes);
+  if (room.empty()) return "";
+  return cat(room,
+             ": the first save will fail unless space is freed (the steps before it are "
+             "then lost)");
+}
+
+std::string run_stands(const fs::path& run, bool steps_lost, const std::string& room) {
+  const fs::path state = run / "train_state.safetensors";
+  std::error_code ec;
+  std::string kept;  // the checkpoint RUN holds: whole, as a save writes into RUN/.saving
+  if (fs::exists(state, ec)) {
+    try {
+      kept = "its checkpoint of step " + read_safetensors_metadata(state.string()).at("step");
+    } catch (const std::exception&) {
+      kept = "its previous checkpoint";
+    }
+  }
+  return cat(kept.empty() ? cat(run.string(), " holds no checkpoint yet",
+                                steps_lost ? " (the steps trained are lost)" : "")
+                          : cat(run.string(), " still holds ", kept,
+                                steps_lost ? " (the steps since are lost)" : ""),
+             room.empty() ? "" : "; ", room, ": ", "free space, then ",
+             kept.empty() ? "run the same command again"
+                          : cat("continue with uvit train --out ", run.string(), " --resume"));
+}
+
+std::string save_failure(const fs::path& run, long step, const std::string& what,
+                         size_t checkpoint_bytes) {
+  return cat("the checkpoint of step ", step, " was not written (", what, "); ",
+             run_stands(run, true, room_clause(run, checkpoint_bytes)));
+}
+
+}  // namespace uvit
