@@ -45,8 +45,8 @@ struct Outcome {
 };
 }  // namespace
 
-std::vector<uint64_t> checked_together(Comm& c, const std::function<void()>& checks,
-                                       const std::function<uint64_t()>& digest) {
+std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>& digest,
+                                       const std::function<void()>& checks) {
   if (c.size() == 1) {
     checks();
     return {digest ? digest() : 0};
@@ -91,7 +91,7 @@ std::vector<uint64_t> checked_together(Comm& c, const std::function<void()>& che
 }
 
 void checked_together(Comm& c, const std::function<void()>& checks) {
-  checked_together(c, checks, nullptr);
+  checked_together(c, nullptr, checks);
 }
 
 bool decides_together(const std::string& name) {

@@ -21,8 +21,8 @@ namespace uvit::cli {
 void checked_together(Comm& c, const std::function<void()>& checks);
 // As above, and the same exchange carries each rank's `digest()` (taken once its checks passed: a
 // hash of what they resolved, uvit train's settings): every rank's in rank order, on every rank.
-std::vector<uint64_t> checked_together(Comm& c, const std::function<void()>& checks,
-                                       const std::function<uint64_t()>& digest);
+std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>& digest,
+                                       const std::function<void()>& checks);
 
 // Whether command `name` (a word of the command line: "train") makes the communicator first thing
 // and decides its checks with checked_together before any other collective: train, demo, sample,

@@ -517,43 +517,38 @@ TrainOutcome run_training(const TrainJob& job) {
   Config cfg = job.cfg;
   std::string init;
   // The same exchange carries each rank's hash of the settings it resolved, compared below.
-  const std::vector<uint64_t> settings = checked_together(
-      comm,
-      [&] {
-        if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
-        if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
-        if (job.seed >= 0) cfg.json["seed"] = job.seed;
-        // The data a run trains on is part of its settings (a later --resume without --data uses
-        // it).
-        if (!job.data_path.empty() && cfg.json.contains("dataset"))
-          cfg.json["dataset"]["path"] = io::absolute_path(job.data_path);
-        // So are the weights a fine-tune starts from, recorded by absolute path (so that the record
-        // holds from any folder) once the trainer has read them by the path as typed (its errors
-        // name the file as the user gave it).
-        const TrainSettings asked = train_settings(cfg);
-        init = job.resume ? "" : asked.init_weights;
-        same_on_every_rank([&] {  // the settings only: one line from rank 0 under mpirun
-          // ignore_keys picks what is not taken from the weights, or (partial) what is trained:
-          // alone, on a new run from the seed, it would change nothing.
-          UVIT_CHECK(
-              job.resume || !init.empty() || asked.partial || asked.ignore_keys.empty(),
-              "train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has "
-              "none: give --init, or train.finetune=partial to train only those parameters "
-              "(docs/cli.md \"Fine-tuning\")");
-          // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md
-          // "Status"), and a sample.algorithm the run's own `uvit sample` would refuse is caught
-          // now, not after training.
-          UVIT_CHECK(
-              cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
-              " is LaVin-DiT: uvit train does not train it (its official code has no training; "
-              "docs/lavin_dit.md \"Status\"); sample it with uvit lavin-sample");
-          if (!is_flow(cfg) && cfg.json.contains("sample") && cfg.json["sample"].is_object() &&
-              cfg.json["sample"].contains("algorithm"))
-            sampler_for_algorithm(cfg.json["sample"].value("algorithm", ""),
-                                  schedule_for(cfg).kind());
-        });
-      },
-      [&] { return train_settings_hash(cfg.json); });
+  const auto settings_hash = [&] { return train_settings_hash(cfg.json); };
+  const std::vector<uint64_t> settings = checked_together(comm, settings_hash, [&] {
+    if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
+    if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
+    if (job.seed >= 0) cfg.json["seed"] = job.seed;
+    // The data a run trains on is part of its settings (a later --resume without --data uses it).
+    if (!job.data_path.empty() && cfg.json.contains("dataset"))
+      cfg.json["dataset"]["path"] = io::absolute_path(job.data_path);
+    // So are the weights a fine-tune starts from, recorded by absolute path (so that the record
+    // holds from any folder) once the trainer has read them by the path as typed (its errors name
+    // the file as the user gave it).
+    const TrainSettings asked = train_settings(cfg);
+    init = job.resume ? "" : asked.init_weights;
+    same_on_every_rank([&] {  // the settings only: one line from rank 0 under mpirun
+      // ignore_keys picks what is not taken from the weights, or (partial) what is trained: alone,
+      // on a new run from the seed, it would change nothing.
+      UVIT_CHECK(
+          job.resume || !init.empty() || asked.partial || asked.ignore_keys.empty(),
+          "train.ignore_keys names the parameters not taken from --init WEIGHTS; this run has "
+          "none: give --init, or train.finetune=partial to train only those parameters "
+          "(docs/cli.md \"Fine-tuning\")");
+      // Refused before any file is made: LaVin-DiT has no training (docs/lavin_dit.md "Status"),
+      // and a sample.algorithm the run's own `uvit sample` would refuse is caught now, not after
+      // training.
+      UVIT_CHECK(cfg.spec.name != "lavin_dit", "config ", cfg.config_name,
+                 " is LaVin-DiT: uvit train does not train it (its official code has no training; "
+                 "docs/lavin_dit.md \"Status\"); sample it with uvit lavin-sample");
+      if (!is_flow(cfg) && cfg.json.contains("sample") && cfg.json["sample"].is_object() &&
+          cfg.json["sample"].contains("algorithm"))
+        sampler_for_algorithm(cfg.json["sample"].value("algorithm", ""), schedule_for(cfg).kind());
+    });
+  });
   const std::string dir = job.out_dir;
   same_on_every_rank([&] { check_world_matches_scheduler(comm); });  // srun: every task alike
   // Every rank resolved the settings itself (its node's presets, its own command line): a rank
