@@ -517,8 +517,8 @@ TrainOutcome run_training(const TrainJob& job) {
   Config cfg = job.cfg;
   std::string init;
   // The same exchange carries each rank's hash of the settings it resolved, compared below.
-  const auto settings_hash = [&] { return train_settings_hash(cfg.json); };
-  const std::vector<uint64_t> settings = checked_together(comm, settings_hash, [&] {
+  const auto digest = [&] { return train_settings_hash(cfg.json); };
+  const std::vector<uint64_t> settings = checked_together(comm, digest, [&] {
     if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
     if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
     if (job.seed >= 0) cfg.json["seed"] = job.seed;
