@@ -106,10 +106,12 @@ bool decides_together(const std::string& name) {
 void refused_together(const std::string& name, const std::string& device,
                       const std::string& error) {
   Comm* c = nullptr;
-  if (decides_together(name) && launched_by_mpi()) try {
+  if (decides_together(name) && launched_by_mpi()) {
+    try {
       c = &world(device);
-    } catch (const std::exception&) {  // a build without MPI started as several ranks
+    } catch (const std::exception&) {  // a build without MPI started as several ranks: no exchange
     }
+  }
   if (!c) throw Error(error);
   checked_together(*c, [&] { throw Error(error); });
   throw Error(error);  // not reached: checked_together threw

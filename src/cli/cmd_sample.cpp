@@ -136,7 +136,12 @@ void add_sample(CLI::App& app) {
     Config cfg;  // for the checks before loading; the pipeline loads the same
     // Each rank's --config and --set, decided together: one line for an error every rank meets
     // (docs/distributed.md "Errors before the work").
-    checked_together(comm, [&] { cfg = o->load(); });
+    // The same exchange carries each rank's seed (--seed -1: drawn); a rank given -1 takes rank
+    // 0's, so that every rank samples from the seed printed and recorded.
+    const auto draw = [&] {
+      return o->sampling.seed < 0 ? random_seed() : uint64_t(o->sampling.seed);
+    };
+    const std::vector<uint64_t> drawn = checked_together(comm, draw, [&] { cfg = o->load(); });
     // Every rank read the config itself: compared first, as every check below depends on it.
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
@@ -219,7 +224,7 @@ void add_sample(CLI::App& app) {
         UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
                    " is not class-conditional: --class/--classes do not apply");
       }
-      o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
+      o->resolve_seed(drawn[0], lead);  // --seed -1: printed (after the checks) and recorded
       req = o->request();
       req.negative_prompt = o->negative_prompt;
       if (nc.text_conditional() && !prompts.empty()) {

@@ -289,9 +289,9 @@ std::pair<std::string, std::string> command_and_device(const CLI::App& app,
   std::string command, device = "cpu";
   for (size_t i = 0; i < args.size() && args[i] != "--"; ++i) {
     const std::string& w = args[i];
-    if (command.empty() &&
-        !app.get_subcommands([&w](const CLI::App* a) { return a->check_name(w); }).empty())
-      command = w;
+    const auto named = app.get_subcommands([&w](const CLI::App* a) { return a->check_name(w); });
+    if (command.empty() && !named.empty())
+      command = named.front()->get_name();
     else if (w == "--device" && i + 1 < args.size())
       device = args[i + 1];
     else if (w.rfind("--device=", 0) == 0)
