@@ -37,39 +37,84 @@ std::string verdict(const std::vector<std::string>& msgs, const std::vector<bool
 }
 }  // namespace
 
-void checked_together(Comm& c, const std::function<void()>& checks) {
-  if (c.size() == 1) return checks();
-  bool failed = false;
-  std::string mine;
+namespace {
+// Each rank's part of the exchange: its message's length + 1 (0: its checks passed; a failure
+// with an empty message is still one) and its digest.
+struct Outcome {
+  uint64_t failed = 0, digest = 0;
+};
+}  // namespace
+
+std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>& digest,
+                                       const std::function<void()>& checks) {
+  if (c.size() == 1) {
+    checks();
+    return {digest ? digest() : 0};
+  }
+  Outcome mine;
+  std::string msg;
   try {
     checks();
+    if (digest) mine.digest = digest();
   } catch (const std::bad_alloc&) {
-    failed = true, mine = "out of memory";
+    msg = "out of memory";
+    mine.failed = msg.size() + 1;
   } catch (const std::exception& e) {
-    failed = true, mine = one_line(e.what());
+    msg = one_line(e.what());
+    mine.failed = msg.size() + 1;
   }
-  if (!any_rank(c, failed)) return;
-  // Each rank's message length (+1: a failure with an empty message is still one), then the
-  // messages to rank 0.
-  const uint64_t len = failed ? mine.size() + 1 : 0;
-  std::vector<uint64_t> lens(size_t(c.size()));
-  c.allgather_bytes(&len, sizeof len, lens.data());
-  const std::vector<uint8_t> all = c.gatherv_bytes(mine.data(), failed ? mine.size() : 0, 0);
+  // Every call exchanges the same 16 bytes, with or without a digest: a rank that joins another
+  // rank's first exchange (refused_together) matches it whichever variant that rank calls.
+  std::vector<Outcome> all(size_t(c.size()));
+  c.allgather_bytes(&mine, sizeof mine, all.data());
+  std::vector<uint64_t> digests(all.size());
+  bool any = false;
+  for (size_t r = 0; r < all.size(); ++r) digests[r] = all[r].digest, any |= all[r].failed > 0;
+  if (!any) return digests;
+  // The messages to rank 0.
+  const std::vector<uint8_t> got = c.gatherv_bytes(msg.data(), msg.size(), 0);
   std::string line;
   if (c.rank() == 0) {
-    std::vector<std::string> msgs(lens.size());
-    std::vector<bool> fails(lens.size());
+    std::vector<std::string> msgs(all.size());
+    std::vector<bool> fails(all.size());
     size_t at = 0;
-    for (size_t r = 0; r < lens.size(); ++r) {
-      fails[r] = lens[r] > 0;
-      const size_t n = fails[r] ? size_t(lens[r] - 1) : 0;
-      msgs[r].assign(reinterpret_cast<const char*>(all.data()) + at, n);
+    for (size_t r = 0; r < all.size(); ++r) {
+      fails[r] = all[r].failed > 0;
+      const size_t n = fails[r] ? size_t(all[r].failed - 1) : 0;
+      msgs[r].assign(reinterpret_cast<const char*>(got.data()) + at, n);
       at += n;
     }
     line = verdict(msgs, fails);
   }
   // Every rank exits 1 without MPI_Abort; main() prints the line from rank 0 only.
   throw SameOnEveryRank(line);
+}
+
+void checked_together(Comm& c, const std::function<void()>& checks) {
+  checked_together(c, nullptr, checks);
+}
+
+bool decides_together(const std::string& name) {
+  // Each makes world() and calls checked_together before any other collective (cmd_train.cpp,
+  // cmd_sample.cpp, cmd_eval.cpp, cmd_fid.cpp); mpi_early_errors refuses a bad option on rank 1
+  // alone in each.
+  for (const char* n : {"train", "demo", "sample", "eval", "fid-features"})
+    if (name == n) return true;
+  return false;
+}
+
+void refused_together(const std::string& name, const std::string& device,
+                      const std::string& error) {
+  Comm* c = nullptr;
+  if (decides_together(name) && launched_by_mpi()) {
+    try {
+      c = &world(device);
+    } catch (const std::exception&) {  // a build without MPI started as several ranks: no exchange
+    }
+  }
+  if (!c) throw Error(error);
+  checked_together(*c, [&] { throw Error(error); });
+  throw Error(error);  // not reached: checked_together threw
 }
 
 }  // namespace uvit::cli

@@ -251,62 +251,88 @@ void add_eval(CLI::App& app) {
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
     const bool latent = cfg.json.contains("z_shape");
-    o->check_autoencoder_applies(cfg);
-    UVIT_CHECK(
-        !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
-        " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
-        "decode its samples");
-    UVIT_CHECK(nc.square(), "config ", cfg.config_name, ": a non-square input (", nc.img_size, "x",
-               nc.width(), ") cannot be evaluated; sample it with uvit sample --npz instead");
     const bool text = nc.text_conditional();
-    UVIT_CHECK(!text || (!o->prompts.empty() && !o->clip.empty()), "config ", cfg.config_name,
-               " is text-to-image: give --prompts FILE and --clip W (a CLIPModel checkpoint with "
-               "both towers)");
-    UVIT_CHECK(text || (o->prompts.empty() && o->clip.empty()), "config ", cfg.config_name,
-               " is not text-to-image: --prompts/--clip do not apply");
-    const std::vector<std::string> prompts =
-        text ? read_prompts(o->prompts) : std::vector<std::string>{};
+    const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
+    // The checks before the work, each rank's decided together as above: one line under mpirun,
+    // naming a rank whose files (--prompts, --ref, the weights) or folders are not as the others'.
+    std::vector<std::string> prompts;
+    GenerateOptions g;
+    checked_together(comm, [&] {
+      o->check_autoencoder_applies(cfg);
+      UVIT_CHECK(
+          !latent || !o->autoencoder.empty(), "config ", cfg.config_name,
+          " is a latent model: give --autoencoder WEIGHTS (autoencoder_kl.pth, a VA-VAE .pt) to "
+          "decode its samples");
+      UVIT_CHECK(nc.square(), "config ", cfg.config_name, ": a non-square input (", nc.img_size,
+                 "x", nc.width(),
+                 ") cannot be evaluated; sample it with uvit sample --npz instead");
+      UVIT_CHECK(!text || (!o->prompts.empty() && !o->clip.empty()), "config ", cfg.config_name,
+                 " is text-to-image: give --prompts FILE and --clip W (a CLIPModel checkpoint "
+                 "with both towers)");
+      UVIT_CHECK(text || (o->prompts.empty() && o->clip.empty()), "config ", cfg.config_name,
+                 " is not text-to-image: --prompts/--clip do not apply");
+      UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
+      g = o->generate_options(cfg);
+      if (text) prompts = read_prompts(o->prompts);
+    });
     check_files_alike(comm, {{"--prompts", o->prompts}});
-    std::optional<Autoencoder> ae;  // loaded before hours of sampling, so a bad file fails first
-    if (latent) {
-      ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
-                                         o->latent_stats, o->device,
-                                         encoders_beside(o->device, o->precision)));
-      print_skipped(*ae, o->autoencoder, o->quiet);
-    }
-    // Image size and channels of the evaluated samples (decoded, for latent presets).
-    const int s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
-    const int c = ae ? ae->config().out_ch : nc.in_chans;
-    UVIT_CHECK(c == 1 || c == 3, "config ", cfg.config_name, ": ", c,
-               " image channels; the FID Inception takes 1 (gray) or 3");
-    // Everything that can fail cheaply is checked before hours of sampling.
+    // Loaded before hours of sampling, so that a bad file fails first.
+    std::optional<Autoencoder> ae;
+    int s = 0, c = 0;  // image size and channels of the evaluated samples (decoded, if latent)
     const bool all = o->metrics == "all";
-    const InceptionInput input = parse_inception_input(o->inception_input, "--inception-input");
-    EvalReference ref = read_eval_reference(o->ref, all ? o->ref_features : "", input);
-    auto be = make_backend(o->device, o->precision);
-    // The Inception needs fp32 activations: on a backend of its own unless the U-ViT's precision
-    // is the encoders' one.
-    std::unique_ptr<Backend> inception_be;
-    const std::string ip = encoders_beside(o->device, be->precision());
-    if (be->precision() != ip) inception_be = make_backend(o->device, ip);
-    FidInception inception = FidInception::load(inception_weights_path(o->inception),
-                                                inception_be ? *inception_be : *be);
-    inception.set_input(input);
-    Backend& enc_be = inception_be ? *inception_be : *be;
+    InceptionInput input{};
+    EvalReference ref;
+    std::unique_ptr<Backend> be, inception_be;
+    std::optional<FidInception> loaded_inception;
     std::unique_ptr<ClipScorer> clip;
     std::vector<float> null_ctx;
-    if (text) {
-      clip = std::make_unique<ClipScorer>(o->clip, o->clip_config, o->vocab, enc_be);
-      const ClipTextConfig& tc = clip->text().config();
-      UVIT_CHECK(
-          tc.hidden_size == nc.context_dim && nc.context_tokens == ClipTokenizer::kContextLength,
-          o->clip, ": CLIP contexts are [77, ", tc.hidden_size, "], config ", cfg.config_name,
-          " expects [", nc.context_tokens, ", ", nc.context_dim, "]");
-      null_ctx = clip_encode_prompts(clip->tokenizer(), clip->text(), {""});
-    }
-    auto netp = make_network(cfg, *be);
+    std::unique_ptr<Network> netp;
+    const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
+    checked_together(comm, [&] {
+      if (latent) {
+        ae.emplace(load_preset_autoencoder(cfg.json, o->autoencoder, o->autoencoder_config,
+                                           o->latent_stats, o->device,
+                                           encoders_beside(o->device, o->precision)));
+        print_skipped(*ae, o->autoencoder, o->quiet);
+      }
+      s = ae ? nc.img_size * ae->config().downsample_factor() : nc.img_size;
+      c = ae ? ae->config().out_ch : nc.in_chans;
+      UVIT_CHECK(c == 1 || c == 3, "config ", cfg.config_name, ": ", c,
+                 " image channels; the FID Inception takes 1 (gray) or 3");
+      // Everything that can fail cheaply is checked before hours of sampling.
+      input = parse_inception_input(o->inception_input, "--inception-input");
+      ref = read_eval_reference(o->ref, all ? o->ref_features : "", input);
+      be = make_backend(o->device, o->precision);
+      // The Inception needs fp32 activations: on a backend of its own unless the U-ViT's
+      // precision is the encoders' one.
+      const std::string ip = encoders_beside(o->device, be->precision());
+      if (be->precision() != ip) inception_be = make_backend(o->device, ip);
+      loaded_inception.emplace(FidInception::load(inception_weights_path(o->inception),
+                                                  inception_be ? *inception_be : *be));
+      loaded_inception->set_input(input);
+      if (text) {
+        clip = std::make_unique<ClipScorer>(o->clip, o->clip_config, o->vocab,
+                                            inception_be ? *inception_be : *be);
+        const ClipTextConfig& tc = clip->text().config();
+        UVIT_CHECK(
+            tc.hidden_size == nc.context_dim && nc.context_tokens == ClipTokenizer::kContextLength,
+            o->clip, ": CLIP contexts are [77, ", tc.hidden_size, "], config ", cfg.config_name,
+            " expects [", nc.context_tokens, ", ", nc.context_dim, "]");
+        null_ctx = clip_encode_prompts(clip->tokenizer(), clip->text(), {""});
+      }
+      netp = make_network(cfg, *be);
+      netp->load_file(o->weights);
+      {  // all N samples and their features are held to the end (below): refused up front when
+         // they cannot fit with the buffers loaded (docs/memory.md, "Host memory")
+        MemPlan plan;
+        plan.count_host(size_t(n) * HeldSamples::bytes_per_sample(s, text));
+        plan.check();
+      }
+      make_dir(work);
+      for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
+    });
+    FidInception& inception = *loaded_inception;
     Network& net = *netp;
-    net.load_file(o->weights);
     // Every rank read the files itself: a rank whose copy differs is refused in one line.
     check_loaded_alike(comm, "--weights " + o->weights, [&] { return hash_network(net); });
     if (ae)
@@ -319,20 +345,6 @@ void add_eval(CLI::App& app) {
       check_clip_alike(
           comm, o->clip, [&] { return clip->weights_hash(); }, clip->tokenizer(), o->clip_config,
           o->vocab);
-
-    GenerateOptions g = o->generate_options(cfg);
-
-    const long n = o->n, chunk = o->chunk, chunks = (n + chunk - 1) / chunk;
-    UVIT_CHECK(n >= 2, "FID needs at least 2 samples (--n ", n, ")");
-    {  // all N samples and their features are held to the end (below): refused up front when they
-       // cannot fit with the buffers loaded (docs/memory.md, "Host memory")
-      MemPlan plan;
-      plan.count_host(size_t(n) * HeldSamples::bytes_per_sample(s, text));
-      plan.check();
-    }
-    const std::string work = o->work.empty() ? o->out + ".parts" : o->work;
-    make_dir(work);
-    for (const std::string& f : {o->out, o->json}) make_parent_dir(f);
     // The manifest ties the chunks to this run: resuming with other settings is refused.
     nlohmann::json manifest = {{"config", cfg.config_name},
                                {"weights", io::absolute_path(o->weights)},

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include "cli/checked_together.hpp"
 #include "cli/commands.hpp"
 #include "cli/eval_metrics.hpp"
 #include "cli/output_paths.hpp"
@@ -206,21 +207,27 @@ void add_fid(CLI::App& app) {
                    "also write sFID's spatial features .npy [N,2023] (mixed_6/conv, 7 channels)");
   add_inception_options(feat);
   feat->callback([o] {
-    check_sources({o->source});
-    check_output("--out", o->out, {".npy"});
-    check_output("--logits", o->logits, {".npy"});
-    check_output("--spatial", o->spatial, {".npy"});
-    check_not_input("--out", o->out, {{"input SOURCE", o->source}});
-    check_not_input("--logits", o->logits, {{"input SOURCE", o->source}, {"output --out", o->out}});
-    check_not_input(
-        "--spatial", o->spatial,
-        {{"input SOURCE", o->source}, {"output --out", o->out}, {"output --logits", o->logits}});
-    LazyInception net(o->inception, o->device, o->precision, o->input);
     Comm& comm = world(o->device);  // under mpirun: the images are shared among the ranks
+    // Each rank's checks, decided together: one line under mpirun (docs/distributed.md "Errors
+    // before the work").
+    std::optional<LazyInception> net;
+    checked_together(comm, [&] {
+      check_sources({o->source});
+      check_output("--out", o->out, {".npy"});
+      check_output("--logits", o->logits, {".npy"});
+      check_output("--spatial", o->spatial, {".npy"});
+      check_not_input("--out", o->out, {{"input SOURCE", o->source}});
+      check_not_input("--logits", o->logits,
+                      {{"input SOURCE", o->source}, {"output --out", o->out}});
+      check_not_input(
+          "--spatial", o->spatial,
+          {{"input SOURCE", o->source}, {"output --out", o->out}, {"output --logits", o->logits}});
+      net.emplace(o->inception, o->device, o->precision, o->input);  // checks --inception-input
+    });
     const bool quiet = o->quiet || comm.rank() != 0;
     std::vector<float> logits, spatial;
     const std::vector<float> f =
-        features_of(net, o->source, quiet, o->logits.empty() ? nullptr : &logits,
+        features_of(*net, o->source, quiet, o->logits.empty() ? nullptr : &logits,
                     o->spatial.empty() ? nullptr : &spatial, &comm);
     if (comm.rank() != 0) return;
     const int64_t n = int64_t(f.size() / FidInception::kDims);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/checked_together.hpp"
@@ -135,7 +136,12 @@ void add_sample(CLI::App& app) {
     Config cfg;  // for the checks before loading; the pipeline loads the same
     // Each rank's --config and --set, decided together: one line for an error every rank meets
     // (docs/distributed.md "Errors before the work").
-    checked_together(comm, [&] { cfg = o->load(); });
+    // The same exchange carries each rank's seed (--seed -1: drawn); a rank given -1 takes rank
+    // 0's, so that every rank samples from the seed printed and recorded.
+    const auto draw = [&] {
+      return o->sampling.seed < 0 ? random_seed() : uint64_t(o->sampling.seed);
+    };
+    const std::vector<uint64_t> drawn = checked_together(comm, draw, [&] { cfg = o->load(); });
     // Every rank read the config itself: compared first, as every check below depends on it.
     check_config_alike(comm, o->config, cfg.json);
     const NetSpec& nc = cfg.spec;
@@ -144,9 +150,11 @@ void add_sample(CLI::App& app) {
     // Sample i's class: classes[i mod size]. No vector of --n entries is built before the
     // pipeline's memory check, which refuses a huge --n (docs/memory.md, "Host memory").
     std::vector<int> classes;
-    // The checks of the command line and the config alone: under mpirun said once, by rank 0
-    // (SameOnEveryRank); those of files and folders (outputs, --prompts FILE) may differ per rank.
-    same_on_every_rank([&] {
+    // The checks before the work, each rank's decided together: one line under mpirun, naming a
+    // rank whose files or folders (outputs, --prompts FILE) are not as the others'
+    // (docs/distributed.md "Errors before the work").
+    std::vector<std::string> prompts;
+    checked_together(comm, [&] {
       if (!o->cls_text.empty())
         o->cls = nc.class_conditional() ? class_from_option(cfg, o->cls_text) : 0;
       per_image_out = !o->out.empty() && is_index_pattern("--out", o->out);
@@ -156,30 +164,33 @@ void add_sample(CLI::App& app) {
       // Alone it would be dropped without a word: the previews need a file to go to.
       UVIT_CHECK(!o->preview.empty() || cmd->count("--preview-interval") == 0,
                  "--preview-interval needs --preview F.png (the file the previews are written to)");
+      // Every output is checked before minutes of sampling, not at the end.
+      check_output("--out", o->out, {".png"});
+      check_output("--npy", o->npy, {".npy"});
+      check_output("--npz", o->npz, {".npz"});
+      check_output("--latents", o->latents, {".npy"});
+      check_output("--preview", o->preview, {".png"});
+      check_output_dir("--dir", o->dir);
+      for (const auto& [option, path] :
+           {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
+        check_not_input(option, path,
+                        {{"input --noise", o->noise},
+                         {"input --context", o->context},
+                         {"input --null-context", o->null_context},
+                         {"output --npy", option == std::string("--npy") ? "" : o->npy}});
+      // The final grid would replace the last preview (or a preview the grid) without a word.
+      check_not_input("--preview", o->preview, {{"output --out", o->out}});
+      prompts = gather_prompts(o->prompt, o->prompts_file);
     });
-    // Every output is checked before minutes of sampling, not at the end.
-    check_output("--out", o->out, {".png"});
-    check_output("--npy", o->npy, {".npy"});
-    check_output("--npz", o->npz, {".npz"});
-    check_output("--latents", o->latents, {".npy"});
-    check_output("--preview", o->preview, {".png"});
-    check_output_dir("--dir", o->dir);
-    for (const auto& [option, path] :
-         {std::pair<const char*, const std::string&>{"--npy", o->npy}, {"--latents", o->latents}})
-      check_not_input(option, path,
-                      {{"input --noise", o->noise},
-                       {"input --context", o->context},
-                       {"input --null-context", o->null_context},
-                       {"output --npy", option == std::string("--npy") ? "" : o->npy}});
-    // The final grid would replace the last preview (or a preview the grid) without a word.
-    check_not_input("--preview", o->preview, {{"output --out", o->out}});
-    const std::vector<std::string> prompts = gather_prompts(o->prompt, o->prompts_file);
     // The inputs every rank reads itself (--prompts decides --n's default: before the checks).
     check_files_alike(comm, {{"--prompts", o->prompts_file},
                              {"--context", o->context},
                              {"--null-context", o->null_context},
                              {"--noise", o->noise}});
-    same_on_every_rank([&] {
+    GenerationRequest req;
+    GenerateOptions resolved;  // the settings that run, recorded in the metadata
+    std::optional<Pipeline> loaded;
+    checked_together(comm, [&] {
       latent = cfg.json.contains("z_shape");
       o->check_autoencoder_applies(cfg);
       UVIT_CHECK(
@@ -213,47 +224,46 @@ void add_sample(CLI::App& app) {
         UVIT_CHECK(o->cls < 0 && o->classes.empty(), "config ", cfg.config_name,
                    " is not class-conditional: --class/--classes do not apply");
       }
+      o->resolve_seed(drawn[0], lead);  // --seed -1: printed (after the checks) and recorded
+      req = o->request();
+      req.negative_prompt = o->negative_prompt;
+      if (nc.text_conditional() && !prompts.empty()) {
+        UVIT_CHECK(o->context.empty() && o->null_context.empty(),
+                   "give either --prompt/--prompts or --context/--null-context, not both");
+        UVIT_CHECK(!o->clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
+      } else if (nc.text_conditional()) {
+        UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
+                   " is text-to-image: give --prompt TEXT (with --clip W) or --context "
+                   "contexts.npy");
+        UVIT_CHECK(o->negative_prompt.empty(),
+                   "--negative-prompt needs --prompt and the CLIP text encoder (--clip W); with "
+                   "--context give the negative prompt's context as --null-context");
+        req.contexts = load_f32(o->context, {n, nc.context_tokens, nc.context_dim});
+        if (!o->null_context.empty())
+          req.null_context = load_f32(o->null_context, {nc.context_tokens, nc.context_dim});
+      }
+      if (!o->noise.empty())
+        req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.width()},
+                             " (the initial noise x_T of the --n samples)");
+      resolved = resolve_generation(cfg, req, flag_name);
+      // The files, loaded before minutes of sampling: one a node lacks is named in one line.
+      PipelineOptions po;
+      po.config = o->config;
+      po.set = o->set;
+      po.weights = o->weights;
+      po.autoencoder = latent && images ? o->autoencoder : "";
+      po.autoencoder_config = o->autoencoder_config;
+      po.latent_stats = o->latent_stats;
+      po.clip = prompts.empty() ? "" : o->clip;
+      po.clip_config = o->clip_config;
+      po.vocab = o->vocab;
+      po.device = o->device;
+      po.precision = o->precision;
+      po.decode = images;
+      po.identify = lead && (!o->out.empty() || !o->dir.empty());  // PNG metadata names the files
+      loaded.emplace(po);
     });
-    o->resolve_seed();  // --seed -1: a random seed, printed (after the checks) and recorded
-    GenerationRequest req = o->request();
-    req.negative_prompt = o->negative_prompt;
-    if (nc.text_conditional() && !prompts.empty()) {
-      UVIT_CHECK(o->context.empty() && o->null_context.empty(),
-                 "give either --prompt/--prompts or --context/--null-context, not both");
-      UVIT_CHECK(!o->clip.empty(), "--prompt needs the CLIP text encoder weights: give --clip W");
-    } else if (nc.text_conditional()) {
-      UVIT_CHECK(!o->context.empty(), "config ", cfg.config_name,
-                 " is text-to-image: give --prompt TEXT (with --clip W) or --context "
-                 "contexts.npy");
-      UVIT_CHECK(o->negative_prompt.empty(),
-                 "--negative-prompt needs --prompt and the CLIP text encoder (--clip W); with "
-                 "--context give the negative prompt's context as --null-context");
-      req.contexts = load_f32(o->context, {n, nc.context_tokens, nc.context_dim});
-      if (!o->null_context.empty())
-        req.null_context = load_f32(o->null_context, {nc.context_tokens, nc.context_dim});
-    }
-    if (!o->noise.empty())
-      req.noise = load_f32(o->noise, {n, nc.in_chans, nc.img_size, nc.width()},
-                           " (the initial noise x_T of the --n samples)");
-    // The settings that run, checked before loading and recorded in the metadata.
-    GenerateOptions resolved;
-    same_on_every_rank([&] { resolved = resolve_generation(cfg, req, flag_name); });
-
-    PipelineOptions po;
-    po.config = o->config;
-    po.set = o->set;
-    po.weights = o->weights;
-    po.autoencoder = latent && images ? o->autoencoder : "";
-    po.autoencoder_config = o->autoencoder_config;
-    po.latent_stats = o->latent_stats;
-    po.clip = prompts.empty() ? "" : o->clip;
-    po.clip_config = o->clip_config;
-    po.vocab = o->vocab;
-    po.device = o->device;
-    po.precision = o->precision;
-    po.decode = images;
-    po.identify = lead && (!o->out.empty() || !o->dir.empty());  // PNG metadata names the files
-    Pipeline pipe(po);
+    Pipeline& pipe = *loaded;
     // Every rank read the files itself: a rank whose copy differs is refused in one line.
     check_loaded_alike(comm, "--weights " + o->weights,
                        [&] { return hash_network(pipe.network()); });
@@ -268,19 +278,28 @@ void add_sample(CLI::App& app) {
           comm, o->clip, [&] { return clip->weights_hash(); }, *pipe.clip_tokenizer(),
           o->clip_config, o->vocab);
     if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
-    UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
-               ": ", pipe.preview_unavailable());
-
-    if (lead) {
-      for (const std::string& f : {o->out, o->npy, o->npz, o->latents, o->preview})
-        make_parent_dir(f);
-      if (!o->dir.empty()) make_dir(o->dir);
-    }
     const long mb = std::min<long>(
         n, req.batch > 0
                ? req.batch
                : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50));
     req.batch = int(mb);
+    // The last checks: the whole job's request (alike on every rank; errors naming our flags,
+    // generate's own name the fields), and the lead's folders for the outputs.
+    req.n = n;
+    req.classes = classes;
+    req.prompts = prompts;
+    checked_together(comm, [&] {
+      UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
+                 ": ", pipe.preview_unavailable());
+      pipe.check(req, flag_name);
+      if (lead) {
+        for (const std::string& f : {o->out, o->npy, o->npz, o->latents, o->preview})
+          make_parent_dir(f);
+        if (!o->dir.empty()) make_dir(o->dir);
+      }
+    });
+    req.classes.clear();
+    req.prompts.clear();
     // Whole mini-batches (and whole decoder chunks of 4) per rank: each computed as in one process.
     const RankRange part = rank_range(comm, n, pipe.autoencoder() ? std::lcm(mb, 4L) : mb);
     const int mine = int(part.end - part.begin);
@@ -317,10 +336,7 @@ void add_sample(CLI::App& app) {
       };
     }
     GenerationResult res;
-    if (mine > 0) {
-      pipe.check(req, flag_name);  // errors naming our flags (generate's own name the fields)
-      res = pipe.generate(req);
-    }
+    if (mine > 0) res = pipe.generate(req);
     sampling.finish();
     decoding.finish();
     if (!o->latents.empty()) {

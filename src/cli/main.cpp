@@ -9,7 +9,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "cli/checked_together.hpp"
 #include "cli/commands.hpp"
 #include "cli/std_streams.hpp"
 #include "core/mem_limit.hpp"
@@ -278,6 +280,38 @@ int same_on_every_rank_error(const std::string& msg) {
   return 1;
 }
 
+// The command (a top-level word of `args`: "train") and --device ("cpu" unless given) of a command
+// line CLI11 refused; read from the words, as the refusal may come before or amid the parse.
+std::pair<std::string, std::string> command_and_device(const CLI::App& app,
+                                                       const std::vector<std::string>& args) {
+  std::string command, device = "cpu";
+  for (size_t i = 0; i < args.size() && args[i] != "--"; ++i) {
+    const std::string& w = args[i];
+    const auto named = app.get_subcommands([&w](const CLI::App* a) { return a->check_name(w); });
+    if (command.empty() && !named.empty())
+      command = named.front()->get_name();
+    else if (w == "--device" && i + 1 < args.size())
+      device = args[i + 1];
+    else if (w.rfind("--device=", 0) == 0)
+      device = w.substr(9);
+  }
+  return {command, device};
+}
+
+// A command line refused before its command ran: one line from rank 0, every rank exits 1. Under
+// a launcher, for a command whose ranks decide their checks together, this rank joins their first
+// exchange, so that a bad option on one rank alone is named and no rank waits for it
+// (docs/distributed.md "Errors before the work").
+int refused_command_line(const CLI::App& app, const std::vector<std::string>& args,
+                         const std::string& msg) {
+  const auto [command, device] = command_and_device(app, args);
+  try {
+    uvit::cli::refused_together(command, device, msg);
+  } catch (const std::exception& e) {
+    return same_on_every_rank_error(e.what());
+  }
+}
+
 // The command line's command, its exit status.
 int run(int argc, char** argv) {
   uvit::route_signals_to_one_thread();  // before any thread starts: core/signals.hpp says why
@@ -330,12 +364,12 @@ int run(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (const std::string bad = empty_optional_value(app, args); !bad.empty())
-      return same_on_every_rank_error(bad);
+      return refused_command_line(app, args, bad);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     // A bad command line is bad input like any other: one line, exit code 1.
-    return same_on_every_rank_error(describe(app, e, args));
+    return refused_command_line(app, args, describe(app, e, args));
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
   } catch (const uvit::cli::SameOnEveryRank& e) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/flat_settings.hpp"
 #include "dist/weights_hash.hpp"
 #include "uvit/clip.hpp"
 #include "uvit/io.hpp"
@@ -22,14 +23,12 @@ std::string read_other(const std::string& what, int count, const std::string& ra
              "docs/distributed.md)");
 }
 
-// The ranks whose `h` differs from rank 0's, alike on every rank (an allgather of 8 bytes each).
+// The ranks whose hash in `all` (every rank's, in rank order) differs from rank 0's.
 struct Differing {
   int count = 0, first = 0;  // how many, and the lowest
   std::string ranks;         // " 1, 3"
 };
-Differing differing_ranks(Comm& c, uint64_t h) {
-  std::vector<uint64_t> all(size_t(c.size()));
-  c.allgather_bytes(&h, sizeof h, all.data());
+Differing differing_ranks(const std::vector<uint64_t>& all) {
   Differing d;
   for (size_t r = 1; r < all.size(); ++r)
     if (all[r] != all[0]) {
@@ -37,6 +36,12 @@ Differing differing_ranks(Comm& c, uint64_t h) {
       if (!d.first) d.first = int(r);
     }
   return d;
+}
+// The same for this rank's `h`, alike on every rank (an allgather of 8 bytes each).
+Differing differing_ranks(Comm& c, uint64_t h) {
+  std::vector<uint64_t> all(size_t(c.size()));
+  c.allgather_bytes(&h, sizeof h, all.data());
+  return differing_ranks(all);
 }
 }  // namespace
 
@@ -68,13 +73,6 @@ void check_file_alike(Comm& c, const std::string& what, const std::string& path)
 }
 
 namespace {
-// `j` flattened ({"/optimizer/lr": 0.001, ...}) without the paths `skip` names ("/dataset/path").
-nlohmann::json flat_settings(const nlohmann::json& j, const std::vector<std::string>& skip) {
-  nlohmann::json f = j.flatten();
-  for (const auto& k : skip) f.erase(k);
-  return f;
-}
-
 // "optimizer.lr 0.0005 on rank 1 against rank 0's 0.001": the first setting (in key order) whose
 // value differs between rank `rank`'s `mine` and rank 0's `root` (flat_settings, whose keys are
 // sorted), "unset" where one has none.
@@ -97,13 +95,20 @@ std::string first_difference(const nlohmann::json& mine, const nlohmann::json& r
 }
 }  // namespace
 
+uint64_t settings_hash(const nlohmann::json& resolved, const std::vector<std::string>& per_node) {
+  const std::string text = flat_settings(resolved, per_node).dump();
+  return hash_bytes(text.data(), text.size(), kWeightsHashSeed);
+}
+
 SettingsDiff compare_settings(Comm& c, const nlohmann::json& resolved,
-                              const std::vector<std::string>& per_node) {
+                              const std::vector<std::string>& per_node,
+                              const std::vector<uint64_t>& hashes) {
   SettingsDiff d;
   if (c.size() == 1) return d;
   const nlohmann::json mine = flat_settings(resolved, per_node);
   const std::string text = mine.dump();
-  const Differing r = differing_ranks(c, hash_bytes(text.data(), text.size(), kWeightsHashSeed));
+  const Differing r = hashes.empty() ? differing_ranks(c, settings_hash(resolved, per_node))
+                                     : differing_ranks(hashes);
   d.count = r.count, d.ranks = r.ranks;
   if (d.count == 0) return d;
   // Only now, and only the first rank that differs: its settings to rank 0, which names the first
@@ -122,10 +127,19 @@ void check_config_alike(Comm& c, const std::string& config, const nlohmann::json
                             d.setting.empty() ? "" : "; first difference: " + d.setting));
 }
 
-void check_train_settings_alike(Comm& c, const nlohmann::json& resolved) {
-  // The dataset's path may differ: a node-local copy of the data (a scratch disk) can lie at
-  // another path on each node. The run records rank 0's (docs/distributed.md).
-  const SettingsDiff d = compare_settings(c, resolved, {"/dataset/path"});
+namespace {
+// The dataset's path may differ: a node-local copy of the data (a scratch disk) can lie at another
+// path on each node. The run records rank 0's (docs/distributed.md).
+const std::vector<std::string> kTrainPerNode = {"/dataset/path"};
+}  // namespace
+
+uint64_t train_settings_hash(const nlohmann::json& resolved) {
+  return settings_hash(resolved, kTrainPerNode);
+}
+
+void check_train_settings_alike(Comm& c, const nlohmann::json& resolved,
+                                const std::vector<uint64_t>& hashes) {
+  const SettingsDiff d = compare_settings(c, resolved, kTrainPerNode, hashes);
   if (d.count == 0) return;
   throw SameOnEveryRank(cat(
       "the training settings: rank", d.count > 1 ? "s" : "", d.ranks,

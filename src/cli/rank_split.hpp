@@ -45,23 +45,31 @@ void check_loaded_alike(Comm& c, const std::string& what, const std::function<ui
 // a path that names no file (a built-in config's name) is compared as the name itself.
 void check_file_alike(Comm& c, const std::string& what, const std::string& path);
 // The settings every rank resolved (`resolved`, a config's JSON, less the `per_node` entries,
-// JSON pointers such as "/dataset/path"), compared by a hash on every rank: `count` ranks differ
-// from rank 0 (`ranks`: " 1, 3"), the same on every rank, so all refuse together; on rank 0
-// `setting` names the first setting in which the first of them differs ("optimizer.lr 0.0005 on
-// rank 1 against rank 0's 0.001"). Nothing but the hash is sent unless they differ.
+// JSON pointers such as "/dataset/path"; numbers by value, cli/flat_settings.hpp), compared by a
+// hash: `count` ranks differ from rank 0 (`ranks`: " 1, 3"), the same on every rank, so all refuse
+// together; on rank 0 `setting` names the first setting in which the first of them differs
+// ("optimizer.lr 0.0005 on rank 1 against rank 0's 0.001"). `hashes`: every rank's settings_hash,
+// where an earlier exchange carried them (checked_together's digest); empty: exchanged here (8
+// bytes a rank). Nothing else is sent unless they differ.
 struct SettingsDiff {
   int count = 0;
   std::string ranks, setting;
 };
+uint64_t settings_hash(const nlohmann::json& resolved,
+                       const std::vector<std::string>& per_node = {});
 SettingsDiff compare_settings(Comm& c, const nlohmann::json& resolved,
-                              const std::vector<std::string>& per_node = {});
+                              const std::vector<std::string>& per_node = {},
+                              const std::vector<uint64_t>& hashes = {});
 // The config as resolved (--config's file or preset, then --set): its JSON, "other settings",
 // and the first setting that differs.
 void check_config_alike(Comm& c, const std::string& config, const nlohmann::json& resolved);
 // uvit train's settings as resolved (the config or the run's, --set, --steps, --batch, --seed,
 // --data), before anything is read or trained; all but dataset.path (a node-local copy of the data
-// may lie at another path on each node).
-void check_train_settings_alike(Comm& c, const nlohmann::json& resolved);
+// may lie at another path on each node). `hashes`: every rank's train_settings_hash, carried by
+// the exchange of the training function's own checks (one collective round for both).
+uint64_t train_settings_hash(const nlohmann::json& resolved);
+void check_train_settings_alike(Comm& c, const nlohmann::json& resolved,
+                                const std::vector<uint64_t>& hashes);
 // Each path given for the inputs in `files` ({"--prompts", path}, ...; empty: not given), as
 // check_file_alike.
 void check_files_alike(Comm& c, const std::vector<std::pair<std::string, std::string>>& files);

@@ -17,10 +17,10 @@ Config SamplingOptions::load() const {
   return cfg;
 }
 
-void SamplingOptions::resolve_seed() {
+void SamplingOptions::resolve_seed(uint64_t drawn, bool print) {
   if (sampling.seed >= 0) return;
-  sampling.seed = int64_t(random_seed());
-  if (!quiet) std::fprintf(stderr, "seed %lld\n", (long long)sampling.seed);
+  sampling.seed = int64_t(drawn);
+  if (print && !quiet) std::fprintf(stderr, "seed %lld\n", (long long)sampling.seed);
 }
 
 GenerationRequest SamplingOptions::request() const {

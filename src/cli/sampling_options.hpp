@@ -2,6 +2,7 @@
 // and where the network and the latent decoder run.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,8 +24,9 @@ struct SamplingOptions {
   std::vector<std::string> set;
   bool quiet = false;
 
-  // --seed -1: draws a random seed in [0, 2^32), prints "seed N" (unless --quiet) and keeps it.
-  void resolve_seed();
+  // --seed -1: keeps `drawn` (random_seed(): under mpirun rank 0's on every rank, so that all
+  // sample from one seed) and, where `print`, prints "seed N" (unless --quiet).
+  void resolve_seed(uint64_t drawn, bool print);
   // The preset with the --set overrides applied.
   Config load() const;
   // `sampling` with --guidance-channels (n, classes, prompts and outputs left to the caller);

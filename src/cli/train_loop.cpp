@@ -534,7 +534,9 @@ TrainOutcome run_training(const TrainJob& job) {
   Comm& comm = world(job.device);
   Config cfg = job.cfg;
   std::string init;
-  checked_together(comm, [&] {
+  // The same exchange carries each rank's hash of the settings it resolved, compared below.
+  const auto digest = [&] { return train_settings_hash(cfg.json); };
+  const std::vector<uint64_t> settings = checked_together(comm, digest, [&] {
     if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
     if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
     if (job.seed >= 0) cfg.json["seed"] = job.seed;
@@ -570,7 +572,7 @@ TrainOutcome run_training(const TrainJob& job) {
   // Every rank resolved the settings itself (its node's presets, its own command line): a rank
   // with others (a learning rate, a dataset setting) is refused before anything is read or made,
   // not found by the replica check later, or never.
-  check_train_settings_alike(comm, cfg.json);
+  check_train_settings_alike(comm, cfg.json, settings);
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
   const TrainSettings ts = train_settings(cfg);
   const long target = ts.steps;

@@ -6,12 +6,14 @@
 set -uo pipefail
 source tests/mpi/lib.bash
 "$PY" tests/e2e/data/tiny_config.py "$tmp/tiny.json"
-# ranks R1ARGS: $tmp/node.sh runs uvit, rank 1 with R1ARGS (words) after the command's own, rank 0
-# with R0ARGS (words, from the environment).
+# ranks R1ARGS: $tmp/node.sh runs uvit in $tmp/nR (a node-local folder), rank 1 with R1ARGS (words)
+# after the command's own, rank 0 with R0ARGS (words, from the environment).
+mkdir -p "$tmp/n0" "$tmp/n1"
 ranks() {
   cat >"$tmp/node.sh" <<EOS
 #!/bin/sh
 r=\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}
+cd "$tmp/n\$r" || exit 9
 [ "\$r" = 1 ] && exec "$UVIT" "\$@" $*
 exec "$UVIT" "\$@" ${R0ARGS:-}
 EOS
@@ -51,4 +53,48 @@ refused "$STEPS" eval "${S[@]}" --ref "$tmp/ref.npz" --out "$tmp/run/e.npz" \
   --set sample.sample_steps=abc
 ranks --set sample.sample_steps=abc
 refused "rank 1: $STEPS" sample "${S[@]}" --out "$tmp/run/x.png"
+
+# The command line CLI11 refuses on one rank alone (an unknown option, a bad value), in each
+# command whose ranks decide together: named in rank 0's line, every rank exits 1. Before, that rank
+# exited without a word before MPI started and mpirun ended the job with its own lines only.
+E=(eval "${S[@]}" --ref "$tmp/ref.npz" --out "$tmp/run/e.npz")
+ranks --bogus
+refused "rank 1: --bogus: not an option of train (uvit help train)" "${T[@]}"
+refused "rank 1: --bogus: not an option of demo (uvit help demo)" demo -q --steps 1 --out "$tmp/run"
+refused "rank 1: --bogus: not an option of sample (uvit help sample)" sample "${S[@]}" --out "$tmp/run/x.png"
+refused "rank 1: --bogus: not an option of eval (uvit help eval)" "${E[@]}"
+refused "rank 1: --bogus: not an option of fid-features (uvit help fid-features)" \
+  fid-features "$tmp/tiny.json" --out "$tmp/run/f.npy"
+ranks --steps abc
+refused "rank 1: --steps must be a number, got 'abc' (uvit help train)" "${T[@]}"
+ranks --resume=  # refused before CLI11 parses (it would take '' for "latest")
+refused "rank 1: --resume must name a file or folder, got '' .*" "${T[@]}"
+# Rank 0 alone, and every rank: the line alone.
+R0ARGS=--bogus ranks
+refused "--bogus: not an option of train (uvit help train)" "${T[@]}"
+R0ARGS=--bogus ranks --bogus
+refused "--bogus: not an option of train (uvit help train)" "${T[@]}"
+# A command that makes no communicator keeps rank 0's line (no rank waits for another).
+ranks --bogus
+one_error_line "give --config C" "$tmp/node.sh" info
+
+# sample's and eval's later checks (the outputs, the files they read), the same on every rank: one
+# line (before, one a rank, "rank R: ..." each, and MPI_Abort).
+ranks
+refused "--npy /etc/passwd/s.npy: /etc/passwd is a file, not a folder" sample "${S[@]}" --npy /etc/passwd/s.npy
+S=("${S[@]}" --classes all)
+refused "$tmp/none.txt: file not found" sample "${S[@]}" --out "$tmp/run/x.png" --prompts "$tmp/none.txt"
+refused "$tmp/none.npy: cannot open: No such file or directory" \
+  sample "${S[@]}" --out "$tmp/run/x.png" --noise "$tmp/none.npy"
+A=(--config dit_b_8 --weights "$tmp/w.safetensors" --n 2 --autoencoder "$tmp/none.pth")
+refused "$tmp/none.pth: cannot open: No such file or directory" sample "${A[@]}" --class 1 --out "$tmp/run/x.png"
+refused "$tmp/none.pth: cannot open: No such file or directory" \
+  eval "${A[@]}" --ref "$tmp/ref.npz" --out "$tmp/run/e.npz"
+refused "$tmp/ref.npz: cannot open: No such file or directory" "${E[@]}" --n 2
+# Rank 1 alone: its node lacks the prompts file (a relative path), or holds a file where rank 0's
+# holds the output's folder.
+echo "a prompt" >"$tmp/n0/p.txt"
+mkdir -p "$tmp/n0/o" && : >"$tmp/n1/o"
+refused "rank 1: p.txt: file not found" sample "${S[@]}" --out "$tmp/run/x.png" --prompts p.txt
+refused "rank 1: --npy o/s.npy: o is a file, not a folder" sample "${S[@]}" --npy o/s.npy
 exit $fails

@@ -21,6 +21,20 @@ grep -q "^4 samples in [0-9.]* s (3 network evaluations)$" "$tmp/err" &&
   echo "ok: sample on 2 ranks reports the busy rank's 3 evaluations" ||
   fail "sample report on 2 ranks: $(tail -1 "$tmp/err")"
 
+# --seed -1: one seed, rank 0's draw, on every rank: printed once, and the samples are one process's
+# with that seed (before, each rank drew its own: rank 1's samples came from another seed than the
+# one printed and recorded, and every rank printed its own).
+run mpi 2 sample --config "$tmp/tiny.json" --weights "$NW" --n 8 --classes all --seed -1 --npy "$tmp/r2.npy"
+seed=$(sed -n 's/^seed \([0-9]*\)$/\1/p' "$tmp/err")
+if [ "$(grep -c '^seed ' "$tmp/err")" -eq 1 ] && [ -n "$seed" ]; then
+  run "$UVIT" sample --config "$tmp/tiny.json" --weights "$NW" --n 8 --classes all --seed "$seed" \
+    --npy "$tmp/r1.npy" -q
+  cmp -s "$tmp/r1.npy" "$tmp/r2.npy" && echo "ok: --seed -1 on 2 ranks == 1 process with seed $seed" ||
+    fail "--seed -1 on 2 ranks: the samples are not seed $seed's"
+else
+  fail "--seed -1 on 2 ranks: want one 'seed N' line: $(cat "$tmp/err")"
+fi
+
 # eval: 10 samples in 4 chunks of 3 (2 per rank), FID from rank 0.
 E=(eval --config "$tmp/tiny.json" --weights "$NW" --n 10 --chunk 3 --ref "$tmp/st.npz" --inception "$W" -q)
 run "$UVIT" "${E[@]}" --out "$tmp/e1.npz"

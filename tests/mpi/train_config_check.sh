@@ -51,6 +51,17 @@ ranks
 refused "$SETTINGS (lr_scheduler.warmup_steps 5 on rank 1 against rank 0's 3)" \
   "${T[@]}" --config c.json --out "$tmp/c"
 no_run "$tmp/c"
+# The same numbers written otherwise on rank 1's node (2 and 0 where rank 0's has 2.0 and 0.0): the
+# same settings, compared by value; the job trains. Before, refused as other settings.
+"$PY" tests/e2e/data/tiny_config.py "$tmp/n0/v.json"
+"$PY" tests/e2e/data/tiny_config.py "$tmp/n1/v.json" nnet.mlp_ratio=2 grad_clip=0
+grep -q '"mlp_ratio": 2,' "$tmp/n1/v.json" && grep -q '"mlp_ratio": 2.0,' "$tmp/n0/v.json" ||
+  fail "the configs do not write 2 and 2.0"
+ranks
+run timeout -k 10 300 "$MPIRUN" -np 2 "$tmp/node.sh" "${T[@]}" --config v.json --out "$tmp/v"
+grep -q '"step":2' "$tmp/v/log.jsonl" 2>/dev/null &&
+  echo "ok: 2 and 2.0, 0 and 0.0 on the two ranks: alike, trained" ||
+  fail "the job with the same numbers written otherwise: $(cat "$tmp/err")"
 # A setting only one rank has.
 ranks --set train.dp_virtual=2
 refused "$SETTINGS (train.dp_virtual 2 on rank 1 against rank 0's unset)" \
