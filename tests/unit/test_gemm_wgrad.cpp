@@ -58,6 +58,8 @@ const std::vector<Shape>& shapes() {
       // DiT-S/2 at batch 4 (1024 rows) and 32 (8192 rows).
       {1152, 384, 1024, 384},
       {384, 384, 8192, 384},
+      // Tiles narrower than the operands, chunks of 5462 rows copied 4096 rows at a time.
+      {1152, 640, 16384, 640},
   };
   return s;
 }

@@ -556,36 +556,42 @@ void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const 
     const int c = task % s.chunks, tile = task / s.chunks;
     const int m0 = tile / s.tiles_n * T, n0 = tile % s.tiles_n * T;
     const int tm = std::min(T, M - m0), tn = std::min(T, N - n0);
-    const int k0 = c * s.rows, tk = std::min(s.rows, K - k0);
-    const void* ap = a + (size_t(k0) * lda + m0) * z;
-    const void* bp = b + (size_t(k0) * ldb + n0) * z;
-    int la = lda, lb = ldb;
-    // oneDNN's brgemm kernels take dense operands only (a strided one runs gemm:jit, measured 1.3x
-    // slower here): a tile's rows of A and B are copied dense first.
-    thread_local std::vector<char> pa, pb;
-    if (la != tm) {
-      pa.resize(size_t(tk) * tm * z);
-      cpu::copy_rows(pa.data(), tm, ap, lda, tk, tm, z);
-      ap = pa.data();
-      la = tm;
-    }
-    if (lb != tn) {
-      pb.resize(size_t(tk) * tn * z);
-      cpu::copy_rows(pb.data(), tn, bp, ldb, tk, tn, z);
-      bp = pb.data();
-      lb = tn;
-    }
+    const int k0 = c * s.rows, k1 = std::min(K, k0 + s.rows);
     float* cp = c == 0 ? C + size_t(m0) * ldc + n0 : part_at(tile, c);
     const int ldp = c == 0 ? ldc : tn;
-    const float beta = c == 0 ? 1.f : 0.f;
-    const Key key{true, false, tm, tn, tk, la, lb, ldp, 1.f, beta, t, dt::f32, 1, false};
-    if (run_serial(key, ap, bp, cp)) continue;
-    if (t == dt::bf16)
-      gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), la,
-                   static_cast<const cpu::bf16*>(bp), lb, beta, cp, ldp);
-    else
-      gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), la,
-                       static_cast<const float*>(bp), lb, beta, cp, ldp);
+    // oneDNN's brgemm kernels take dense operands only (a strided one runs gemm:jit, measured 1.3x
+    // slower here): a tile narrower than A or B has its rows copied dense first, kWgradCopyRows at
+    // a time (the copies stay small; each step accumulates into the tile, in row order).
+    const bool copy_a = lda != tm, copy_b = ldb != tn;
+    const int step = copy_a || copy_b ? kWgradCopyRows : k1 - k0;
+    thread_local std::vector<char> pa, pb;
+    for (int k = k0; k < k1; k += step) {
+      const int tk = std::min(step, k1 - k);
+      const void* ap = a + (size_t(k) * lda + m0) * z;
+      const void* bp = b + (size_t(k) * ldb + n0) * z;
+      int la = lda, lb = ldb;
+      if (copy_a) {
+        pa.resize(size_t(tk) * tm * z);
+        cpu::copy_rows(pa.data(), tm, ap, lda, tk, tm, z);
+        ap = pa.data();
+        la = tm;
+      }
+      if (copy_b) {
+        pb.resize(size_t(tk) * tn * z);
+        cpu::copy_rows(pb.data(), tn, bp, ldb, tk, tn, z);
+        bp = pb.data();
+        lb = tn;
+      }
+      const float beta = c == 0 || k > k0 ? 1.f : 0.f;
+      const Key key{true, false, tm, tn, tk, la, lb, ldp, 1.f, beta, t, dt::f32, 1, false};
+      if (run_serial(key, ap, bp, cp)) continue;
+      if (t == dt::bf16)
+        gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), la,
+                     static_cast<const cpu::bf16*>(bp), lb, beta, cp, ldp);
+      else
+        gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), la,
+                         static_cast<const float*>(bp), lb, beta, cp, ldp);
+    }
   }
   if (s.chunks == 1) return;
     // The partials added in chunk order, each output by one thread.
