@@ -209,10 +209,12 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
   return y;
 }
 
-// The CPU convolutions run oneDNN's blocked kind, which keeps one summation order at any thread
-// count (the plain-nchw default gave other encode and decode bytes at 2-7 threads than at 1), at no
-// more CPU at SD kl-f8's shapes: docs/cli.md "Reproducibility", docs/benchmarks.md "The
-// autoencoder's convolution kind". UVIT_CONV_IMPL still overrides it; other backends ignore it.
+// The encoder's CPU convolutions run oneDNN's blocked kind, which keeps one summation order at any
+// thread count (the plain-nchw default gave other bytes at 2-7 threads than at 1), at no more CPU
+// at SD kl-f8's shapes. The decoder keeps the default: blocked primitives keep reordered weights
+// and reorder the activations, which raised a 256 px decode's peak by 230 MB, past what
+// docs/memory.md "The decode's peak" bounds. docs/benchmarks.md, "The autoencoder's convolution
+// kind". UVIT_CONV_IMPL still overrides it; other backends ignore it.
 constexpr nn::ConvImpl kConvImpl = nn::ConvImpl::OneDnn;
 
 Array Autoencoder::encode_moments(const Array& images) const {
@@ -256,7 +258,6 @@ Array Autoencoder::decode(const Array& z) const {
              "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.embed_dim, ", h, w]");
   PoolScope scope(*pool_);
-  const nn::ConvImplScope same_bits(kConvImpl);
   Tensor x, h;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   std::vector<float> host = z.to_f32();
