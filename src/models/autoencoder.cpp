@@ -13,6 +13,7 @@
 #include "uvit/backend.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/nn.hpp"
 
 namespace uvit {
 
@@ -208,6 +209,14 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
   return y;
 }
 
+// The encoder's CPU convolutions run oneDNN's blocked kind, which keeps one summation order at any
+// thread count (the plain-nchw default gave other bytes at 2-7 threads than at 1), at no more CPU
+// at SD kl-f8's shapes. The decoder keeps the default: blocked primitives keep reordered weights
+// and reorder the activations, which raised a 256 px decode's peak by 230 MB, past what
+// docs/memory.md "The decode's peak" bounds. docs/benchmarks.md, "The autoencoder's convolution
+// kind". UVIT_CONV_IMPL still overrides it; other backends ignore it.
+constexpr nn::ConvImpl kConvImpl = nn::ConvImpl::OneDnn;
+
 Array Autoencoder::encode_moments(const Array& images) const {
   UVIT_CHECK(!cfg_.decoder_only,
              "autoencoder encode: this is a decoder only (SVG's features come "
@@ -221,6 +230,7 @@ Array Autoencoder::encode_moments(const Array& images) const {
              "autoencoder encode: images have shape ", shape_str(s), ", expected [B, ",
              cfg_.in_channels, ", H, W] with H and W positive multiples of ", f);
   PoolScope scope(*pool_);
+  const nn::ConvImplScope same_bits(kConvImpl);
   Tensor x;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   const std::vector<float> host = images.to_f32();

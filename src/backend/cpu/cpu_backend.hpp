@@ -167,4 +167,15 @@ void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
 void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
                       int lda, const void* B, int ldb, float beta, float* C, int ldc);
 
+// CpuBackend::gemm_wgrad's fixed decomposition of C[M,N] += A^T B over K rows, a function of the
+// shape alone (so of no thread count): tiles of kWgradTile x kWgradTile outputs, K cut into
+// `chunks` chunks of `rows` rows (the last shorter), about kWgradTasks tasks where the rows allow,
+// no chunk under kWgradRows rows unless K is (docs/kernels.md, "Weight gradients in fixed tasks").
+// A tile narrower than its operands copies kWgradCopyRows rows of them at a time (gemm.cpp).
+inline constexpr int kWgradTile = 512, kWgradTasks = 16, kWgradRows = 1024, kWgradCopyRows = 4096;
+struct WgradSplit {
+  int tiles_m, tiles_n, chunks, rows;
+};
+WgradSplit wgrad_split(int M, int N, int K);
+
 }  // namespace uvit

@@ -326,7 +326,12 @@ dnnl::memory blocked_b(MatmulCache& c, const Key& key, const MatmulCache::Entry&
   return wm;
 }
 
-bool run_matmul_dense(const Key& key, const void* A, const void* B, void* C, const void* bias) {
+bool run_matmul_dense(const Key& key_in, const void* A, const void* B, void* C, const void* bias) {
+  // oneDNN plans a primitive's split among threads when it is made: one per thread count, so that
+  // a process that changes its count (the C API's n_threads per context, the tests) runs each
+  // product as planned for the count it runs at.
+  Key key = key_in;
+  std::get<12>(key) = omp_get_max_threads();
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.prims.find(key);
@@ -420,6 +425,52 @@ void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, float alpha, c
   gemm_serial_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+namespace {
+
+// key's product through the serial cache's primitive, run by the calling thread alone (its own
+// stream and scratchpad). The primitive is made for key's thread count (std::get<12>); a count of
+// 1 makes it with the calling thread's OpenMP count set to 1, so that oneDNN plans no split of
+// the sums among threads. False when oneDNN offers no primitive for the layout.
+bool run_serial(const Key& key, const void* A, const void* B, float* C) {
+  auto& c = serial_cache();
+  const SerialCache::Entry* prim = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.prims.find(key);
+    if (it == c.prims.end()) {
+      const int saved = omp_get_max_threads();
+      if (std::get<12>(key) == 1) omp_set_num_threads(1);  // this thread's count alone
+      try {
+        dnnl::matmul m = make_prim(c.engine, key, true);
+        const md spd =
+            dnnl::matmul::primitive_desc(const_cast<dnnl_primitive_desc_t>(m.get_primitive_desc()))
+                .scratchpad_desc();
+        it = c.prims.emplace(key, SerialCache::Entry{m, spd}).first;
+      } catch (const dnnl::error&) {
+        it = c.prims.end();
+      }
+      omp_set_num_threads(saved);
+    }
+    if (it != c.prims.end()) prim = &it->second;  // std::map nodes do not move
+  }
+  if (!prim) return false;
+  thread_local dnnl::stream stream(c.engine);
+  thread_local std::vector<char> scratch;
+  const md& spd = prim->scratch;
+  if (scratch.size() < spd.get_size()) scratch.resize(spd.get_size());
+  dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
+  dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
+  dnnl::memory cm(c_desc(key), c.engine, C);
+  dnnl::memory sm(spd, c.engine, scratch.data());
+  prim->prim.execute(
+      stream,
+      {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  stream.wait();
+  return true;
+}
+
+}  // namespace
+
 void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
                       int lda, const void* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -438,40 +489,9 @@ void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alp
                 dt::f32,
                 omp_get_max_threads(),
                 false};
-  auto& c = serial_cache();
-  const SerialCache::Entry* prim = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.prims.find(key);
-    if (it == c.prims.end()) {
-      try {
-        dnnl::matmul m = make_prim(c.engine, key, true);
-        const md spd =
-            dnnl::matmul::primitive_desc(const_cast<dnnl_primitive_desc_t>(m.get_primitive_desc()))
-                .scratchpad_desc();
-        it = c.prims.emplace(key, SerialCache::Entry{m, spd}).first;
-      } catch (const dnnl::error&) {
-        it = c.prims.end();
-      }
-    }
-    if (it != c.prims.end()) prim = &it->second;  // std::map nodes do not move
-  }
-  const auto* a16 = static_cast<const cpu::bf16*>(A);
-  const auto* b16 = static_cast<const cpu::bf16*>(B);
-  if (!prim)
-    return gemm_widened(trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C, ldc);
-  thread_local dnnl::stream stream(c.engine);
-  thread_local std::vector<char> scratch;
-  const md& spd = prim->scratch;
-  if (scratch.size() < spd.get_size()) scratch.resize(spd.get_size());
-  dnnl::memory am(a_desc(key), c.engine, const_cast<void*>(A));
-  dnnl::memory bm(b_desc(key), c.engine, const_cast<void*>(B));
-  dnnl::memory cm(c_desc(key), c.engine, C);
-  dnnl::memory sm(spd, c.engine, scratch.data());
-  prim->prim.execute(
-      stream,
-      {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
-  stream.wait();
+  if (run_serial(key, A, B, C)) return;
+  gemm_widened(trans_a, trans_b, M, N, K, alpha, static_cast<const cpu::bf16*>(A), lda,
+               static_cast<const cpu::bf16*>(B), ldb, beta, C, ldc);
 }
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -497,14 +517,97 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
   for (int m = 0; m < M; ++m) cpu::convert(C16 + size_t(m) * ldc, c32.data() + size_t(m) * N, N);
 }
 
+WgradSplit wgrad_split(int M, int N, int K) {
+  WgradSplit s;
+  s.tiles_m = (M + kWgradTile - 1) / kWgradTile;
+  s.tiles_n = (N + kWgradTile - 1) / kWgradTile;
+  const int tiles = s.tiles_m * s.tiles_n;
+  const int by_tasks = (kWgradTasks + tiles - 1) / tiles, by_rows = std::max(1, K / kWgradRows);
+  s.chunks = std::max(1, std::min(by_tasks, by_rows));
+  s.rows = (K + s.chunks - 1) / s.chunks;
+  s.chunks = (K + s.rows - 1) / s.rows;  // the last chunk never empty
+  return s;
+}
+
+// A fixed decomposition whatever the thread count (docs/kernels.md, "Weight gradients in fixed
+// tasks"): oneDNN's threaded matmul splits the sum over K among the threads for some shapes and
+// counts (thin products, and wide ones with many rows at 8 and 16 threads), so its last bits
+// followed the thread count. Here C is cut into fixed tiles and K into fixed chunks; each (tile,
+// chunk) is one single-threaded GEMM, the first chunk accumulated into C, the others into their
+// own partials, which are then added to C in chunk order.
 void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
                             float* C, int ldc) {
-  if (!bf16_) return gemm(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
   if (M <= 0 || N <= 0 || K <= 0) return;
-  // bf16 A, B; fp32 C accumulated (+=) by the sum post-op.
-  const Key key{true, false, M, N, K, lda, ldb, ldc, 1.f, 1.f, dt::bf16, dt::f32, 0, false};
-  if (!omp_in_parallel() && run_matmul(key, A, B, C)) return;
-  gemm_serial_bf16(true, false, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
+  const WgradSplit s = wgrad_split(M, N, K);
+  const int T = kWgradTile;
+  const dt t = bf16_ ? dt::bf16 : dt::f32;
+  const size_t z = type_size(t);  // bytes per A, B element (the act type)
+  const auto* a = reinterpret_cast<const char*>(A);
+  const auto* b = reinterpret_cast<const char*>(B);
+  // Chunk c > 0 of tile (i, j) into its own dense tm x tn block; blocks of one tile are contiguous.
+  const size_t tile_floats = size_t(std::min(T, M)) * std::min(T, N);
+  const int tiles = s.tiles_m * s.tiles_n;
+  std::vector<float> part(size_t(s.chunks - 1) * tiles * tile_floats);
+  auto part_at = [&](int tile, int c) {
+    return part.data() + (size_t(tile) * (s.chunks - 1) + (c - 1)) * tile_floats;
+  };
+#pragma omp parallel for schedule(dynamic) if (tiles * s.chunks > 1)
+  for (int task = 0; task < tiles * s.chunks; ++task) {
+    const int c = task % s.chunks, tile = task / s.chunks;
+    const int m0 = tile / s.tiles_n * T, n0 = tile % s.tiles_n * T;
+    const int tm = std::min(T, M - m0), tn = std::min(T, N - n0);
+    const int k0 = c * s.rows, k1 = std::min(K, k0 + s.rows);
+    float* cp = c == 0 ? C + size_t(m0) * ldc + n0 : part_at(tile, c);
+    const int ldp = c == 0 ? ldc : tn;
+    // oneDNN's brgemm kernels take dense operands only (a strided one runs gemm:jit, measured 1.3x
+    // slower here): a tile narrower than A or B has its rows copied dense first, kWgradCopyRows at
+    // a time (the copies stay small; each step accumulates into the tile, in row order).
+    const bool copy_a = lda != tm, copy_b = ldb != tn;
+    const int step = copy_a || copy_b ? kWgradCopyRows : k1 - k0;
+    thread_local std::vector<char> pa, pb;
+    for (int k = k0; k < k1; k += step) {
+      const int tk = std::min(step, k1 - k);
+      const void* ap = a + (size_t(k) * lda + m0) * z;
+      const void* bp = b + (size_t(k) * ldb + n0) * z;
+      int la = lda, lb = ldb;
+      if (copy_a) {
+        pa.resize(size_t(tk) * tm * z);
+        cpu::copy_rows(pa.data(), tm, ap, lda, tk, tm, z);
+        ap = pa.data();
+        la = tm;
+      }
+      if (copy_b) {
+        pb.resize(size_t(tk) * tn * z);
+        cpu::copy_rows(pb.data(), tn, bp, ldb, tk, tn, z);
+        bp = pb.data();
+        lb = tn;
+      }
+      const float beta = c == 0 || k > k0 ? 1.f : 0.f;
+      const Key key{true, false, tm, tn, tk, la, lb, ldp, 1.f, beta, t, dt::f32, 1, false};
+      if (run_serial(key, ap, bp, cp)) continue;
+      if (t == dt::bf16)
+        gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), la,
+                     static_cast<const cpu::bf16*>(bp), lb, beta, cp, ldp);
+      else
+        gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), la,
+                         static_cast<const float*>(bp), lb, beta, cp, ldp);
+    }
+  }
+  if (s.chunks == 1) return;
+    // The partials added in chunk order, each output by one thread.
+#pragma omp parallel for schedule(static) if (part.size() >= 32768)
+  for (int m = 0; m < M; ++m) {
+    float* row = C + size_t(m) * ldc;
+    const int i = m / T, r = m % T;
+    for (int j = 0; j < s.tiles_n; ++j) {
+      const int n0 = j * T, tn = std::min(T, N - n0);
+      for (int c = 1; c < s.chunks; ++c) {
+        const float* p = part_at(i * s.tiles_n + j, c) + size_t(r) * tn;
+#pragma omp simd
+        for (int n = 0; n < tn; ++n) row[n0 + n] += p[n];
+      }
+    }
+  }
 }
 
 namespace {
