@@ -112,9 +112,10 @@ void write_row(std::ofstream& log, const json& row, const std::string& dir) {
   log << row.dump() << "\n" << std::flush;
   if (log) return;
   const int e = errno;
+  const long step = row.value("step", 0L);
   fail(dir, "/log.jsonl: write error: ", e ? std::strerror(e) : "the stream failed",
-       " (its row of step ", row.value("step", 0L),
-       "); the run stops, as its log would lose rows: ", run_stands(dir, false, ""));
+       " (its row of step ", step,
+       "); the run stops, as its log would lose rows: ", run_stands(dir, step, ""));
 }
 
 // A row naming a file of the run (a checkpoint folder, a sample grid), relative to the run.
@@ -739,7 +740,7 @@ TrainOutcome run_training(const TrainJob& job) {
         write();
       } catch (const std::exception& e) {
         if (!mid_run) throw;
-        fail(e.what(), "; the run stops: ", run_stands(dir, true, ""));
+        fail(e.what(), "; the run stops: ", run_stands(dir, tr.step_count(), ""));
       }
     };
     or_stop([&] { write_loss_plot(dir); });

@@ -34,17 +34,21 @@ std::string save_room_warning(const fs::path& run, size_t checkpoint_bytes) {
              "then lost)");
 }
 
-std::string run_stands(const fs::path& run, bool steps_lost, const std::string& room) {
+std::string run_stands(const fs::path& run, long reached, const std::string& room) {
   const fs::path state = run / "train_state.safetensors";
   std::error_code ec;
   std::string kept;  // the checkpoint RUN holds: whole, as a save writes into RUN/.saving
+  long kept_step = 0;  // its step; 0 also where unknown or none
   if (fs::exists(state, ec)) {
     try {
-      kept = "its checkpoint of step " + read_safetensors_metadata(state.string()).at("step");
+      const std::string step = read_safetensors_metadata(state.string()).at("step");
+      kept = "its checkpoint of step " + step;
+      kept_step = std::stol(step);
     } catch (const std::exception&) {
       kept = "its previous checkpoint";
     }
   }
+  const bool steps_lost = reached > kept_step;
   return cat(kept.empty() ? cat(run.string(), " holds no checkpoint yet",
                                 steps_lost ? " (the steps trained are lost)" : "")
                           : cat(run.string(), " still holds ", kept,
@@ -57,7 +61,7 @@ std::string run_stands(const fs::path& run, bool steps_lost, const std::string& 
 std::string save_failure(const fs::path& run, long step, const std::string& what,
                          size_t checkpoint_bytes) {
   return cat("the checkpoint of step ", step, " was not written (", what, "); ",
-             run_stands(run, true, room_clause(run, checkpoint_bytes)));
+             run_stands(run, step, room_clause(run, checkpoint_bytes)));
 }
 
 }  // namespace uvit

@@ -13,11 +13,12 @@ namespace uvit {
 // `checkpoint_bytes`; "" when it has room or its free space cannot be read.
 std::string save_room_warning(const std::filesystem::path& run, size_t checkpoint_bytes);
 
-// Where a run stopped by a failed write (a full disk) stands, and how to go on once there is
-// room: "RUN still holds its checkpoint of step 8 (the steps since are lost)[; ROOM]: free space,
-// then continue with uvit train --out RUN --resume", or, with no checkpoint yet, "... run the same
-// command again".
-std::string run_stands(const std::filesystem::path& run, bool steps_lost, const std::string& room);
+// Where a run stopped by a failed write (a full disk) at step `reached` stands, and how to go on
+// once there is room: "RUN still holds its checkpoint of step 8 (the steps since are lost)[; ROOM]:
+// free space, then continue with uvit train --out RUN --resume", or, with no checkpoint yet, "...
+// run the same command again". The steps are said lost only where `reached` is past the checkpoint
+// (a row or grid after a save of that step loses none).
+std::string run_stands(const std::filesystem::path& run, long reached, const std::string& room);
 
 // The error of a save of the run's own checkpoint at `step` that failed with `what`: where the
 // run stands (the checkpoint RUN still holds, the steps lost), the room a save needs when the

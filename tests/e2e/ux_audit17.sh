@@ -51,12 +51,13 @@ same_files "$tmp/r" "$tmp/straight" "a save failed on a full disk, then --resume
 # --- a log row that cannot be written ------------------------------------------------------------
 # A disk that fills between saves (another program's files) failed log.jsonl's appends: the
 # ofstream wrote nothing more, so every later row, the final checkpoint's included, was lost, and
-# the run ended with exit 0. A file-size limit stands in for the disk (deterministic): a tiny network
+# the run ended with exit 0 (and the first fix's line did not say that the steps since the last
+# checkpoint were lost). A file-size limit stands in for the disk (deterministic): a tiny network
 # whose checkpoint files fit in 11 KB, a row per step; the log passes 11 KB near step 65.
 T=(--no-grid -q --batch 1 --set train.log_interval=1)
 run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/t" --steps 2 "${T[@]}" \
   --set nnet.embed_dim=8 --set nnet.depth=1 --set nnet.num_heads=1 --set nnet.mlp_ratio=1
-expect_error "^uvit: error: $tmp/t/log.jsonl: write error: File too large (its row of step [0-9]*); the run stops, as its log would lose rows: $tmp/t still holds its checkpoint of step 2: free space, then continue with uvit train --out $tmp/t --resume$" \
+expect_error "^uvit: error: $tmp/t/log.jsonl: write error: File too large (its row of step [0-9]*); the run stops, as its log would lose rows: $tmp/t still holds its checkpoint of step 2 (the steps since are lost): free space, then continue with uvit train --out $tmp/t --resume$" \
   bash -c 'ulimit -f 11; trap "" XFSZ; exec "$@"' - "$UVIT" train --out "$tmp/t" --resume --steps 80 "${T[@]}"
 run "$UVIT" train --out "$tmp/t" --resume --steps 3 "${T[@]}"
 grep -q "at step 3" "$tmp/out" && echo "ok: the run resumes after a log row that failed" ||
