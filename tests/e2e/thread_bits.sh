@@ -6,9 +6,6 @@ UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 unset UVIT_CONV_IMPL UVIT_KEPT_WEIGHTS_MB
-same() {  # same WHAT A B: the two files hold the same bytes
-  cmp -s "$2" "$3" && echo "ok: $1: the same bytes" || fail "$1: $2 and $3 differ"
-}
 
 # --- SVG training -----------------------------------------------------------------------------
 # fmnist_svg_tiny (patch size 1: batch x 784 rows) ended with other weights at --threads 2 and 3

@@ -9,9 +9,6 @@ FIX=${2:-}
 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 unset UVIT_INCEPTION UVIT_CONV_IMPL UVIT_KEPT_WEIGHTS_MB
-same() {  # same WHAT A B: the two files hold the same bytes
-  cmp -s "$2" "$3" && echo "ok: $1: the same bytes" || fail "$1: $2 and $3 differ"
-}
 
 # --- training across thread counts --------------------------------------------------------------
 # fmnist_uvit_tiny trained 4 steps at --threads 1 and 2 ended 5e-10 apart in the loss (weights in

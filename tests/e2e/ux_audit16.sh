@@ -7,9 +7,6 @@ UVIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 PY=${PYTHON:-/usr/bin/python3}
 source tests/e2e/data/lib.sh
 unset UVIT_CONV_IMPL UVIT_KEPT_WEIGHTS_MB
-same() {  # same WHAT A B: the two files hold the same bytes
-  cmp -s "$2" "$3" && echo "ok: $1: the same bytes" || fail "$1: $2 and $3 differ"
-}
 
 # --- training at 5 and 7 threads ------------------------------------------------------------------
 # fmnist_uvit_tiny at --threads 5 and 7 ended with other weights than at 1 (2 and 3 were equal):

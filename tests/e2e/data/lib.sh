@@ -149,6 +149,9 @@ e = abs(a - b).max() / abs(b).max()
 assert e < 1e-5, e
 " "$tmp/$what.npy" "${fx}_out.npy" "$shape" || fail "$what: predict against the twin"
 }
+same() {  # same WHAT A B: the two files hold the same bytes
+  cmp -s "$2" "$3" && echo "ok: $1: the same bytes" || fail "$1: $2 and $3 differ"
+}
 same_files() {  # same_files DIR_A DIR_B WHAT: the three checkpoint files byte for byte
   local f bad=0
   for f in nnet.safetensors nnet_ema.safetensors train_state.safetensors; do
