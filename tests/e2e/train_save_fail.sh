@@ -36,4 +36,33 @@ def train6(p):
 a, b = train6(sys.argv[1]), train6(sys.argv[2])
 assert len(a) == 1 and a == b, (a, b)
 PYEOF
+# A snapshot that fails, and then the log's checkpoint row too (the disk full for both): the
+# snapshot's error is the one said. Before, the log row's error, thrown in the snapshot's handler,
+# replaced it. A tiny network (files < 11 KB), a file-size limit of 11 KB for the log, whose last
+# row is padded so that the rows before the checkpoint's fit and that row does not.
+N=(--set nnet.embed_dim=8 --set nnet.depth=1 --set nnet.num_heads=1 --set nnet.mlp_ratio=1)
+L=(--no-grid -q --batch 1 --threads 1 --set train.log_interval=1 --set train.save_interval=3)
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/sl" --steps 2 "${L[@]}" "${N[@]}"
+cp -a "$tmp/sl" "$tmp/sl_dry"
+run "$UVIT" train --out "$tmp/sl_dry" --resume --steps 3 "${L[@]}"
+# The bytes the resume appends before its first checkpoint row.
+before=$("$PY" -c '
+import sys
+t = open(sys.argv[1]).read()[len(open(sys.argv[2]).read()):]
+print(t.index("\"event\":\"checkpoint\"") - t[:t.index("\"event\":\"checkpoint\"")][::-1].index("\n"))' \
+  "$tmp/sl_dry/log.jsonl" "$tmp/sl/log.jsonl")
+"$PY" - "$tmp/sl/log.jsonl" $((11 * 1024 - before - 30)) <<'PYEOF' || fail "padding the log"
+import sys
+p, size = sys.argv[1], int(sys.argv[2])
+t = open(p).read()
+open(p, "w").write(t[:-1] + " " * (size - len(t)) + "\n")
+PYEOF
+mkdir -p "$tmp/sl/ckpts"
+# shellcheck disable=SC2016  # $0 and $@ are the inner shell's
+expect_error "^uvit: error: snapshot $tmp/sl/ckpts/3 not written (.*No space left on device.*); the run's checkpoint is at step 3 in $tmp/sl: continue with --resume$" \
+  unshare -rm bash -c 'mount -t tmpfs -o size=4k tmpfs "$0/ckpts" && ulimit -f 11 && trap "" XFSZ && exec "$@"' "$tmp/sl" \
+  "$UVIT" train --out "$tmp/sl" --resume --steps 3 "${L[@]}"
+run "$UVIT" train --out "$tmp/sl" --resume --steps 4 "${L[@]}"
+grep -q "at step 4" "$tmp/out" && echo "ok: the run resumes after the snapshot and its log row failed" ||
+  fail "resume after a failed snapshot and log row: $(cat "$tmp/out" "$tmp/err")"
 exit $fails
