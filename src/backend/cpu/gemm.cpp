@@ -546,7 +546,7 @@ namespace {
 // several tiles): per step, A's rows packed once into dense tk x tile_m column panels and B's into
 // tk x tile_n ones (panel i at tk * its first column), then one single-threaded GEMM per tile,
 // accumulated into C step after step. Packing per tile instead would copy each panel once per
-// tile reading it (DiT-XL/2's MLP: A 3 times, B 36 times).
+// tile reading it, as 512 x 512 tiles did (DiT-XL/2's MLP: A 3 times, B 9 times).
 void wgrad_panels(const WgradSplit& s, int M, int N, int K, const char* a, int lda, const char* b,
                   int ldb, float* C, int ldc, dt t) {
   const size_t z = type_size(t);
