@@ -6,6 +6,7 @@
 // a double-precision sum.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -58,8 +59,12 @@ const std::vector<Shape>& shapes() {
       // DiT-S/2 at batch 4 (1024 rows) and 32 (8192 rows).
       {1152, 384, 1024, 384},
       {384, 384, 8192, 384},
-      // Tiles narrower than the operands, chunks of 5462 rows copied 4096 rows at a time.
+      // Panels (M and N over 512): 9 x 2 tiles, K in 4 steps of 4608 rows (the last 2560).
       {1152, 640, 16384, 640},
+      // Panels in one step, 5 x 2 tiles, the last of each shorter; ldc > N.
+      {600, 1000, 2056, 1100},
+      // Tiles narrower than the operands (not panels: N is one tile), copied 4096 rows at a time.
+      {1152, 384, 8192, 384},
   };
   return s;
 }
@@ -122,12 +127,22 @@ TEST(GemmWgrad, SplitCoversTheRows) {
     EXPECT_GE(w.chunks, 1);
     EXPECT_LT(size_t(w.chunks - 1) * w.rows, size_t(s.K));
     EXPECT_GE(size_t(w.chunks) * w.rows, size_t(s.K));
-    EXPECT_EQ(w.tiles_m, (s.M + uvit::kWgradTile - 1) / uvit::kWgradTile);
+    EXPECT_EQ(w.tiles_m, (s.M + w.tile_m - 1) / w.tile_m);
+    EXPECT_EQ(w.tiles_n, (s.N + w.tile_n - 1) / w.tile_n);
+    EXPECT_EQ(w.panels, s.M > uvit::kWgradTile && s.N > uvit::kWgradTile);
+    if (w.panels) EXPECT_EQ(w.chunks, 1);
+    EXPECT_GE(w.step, std::min(s.K, uvit::kWgradRows));
+    EXPECT_LE(w.step, s.K);
   }
   EXPECT_EQ(uvit::wgrad_split(2, 64, 6272).chunks, 6);  // 1024-row chunks: 6 of 1046 rows
   EXPECT_EQ(uvit::wgrad_split(2, 64, 6272).rows, 1046);
   EXPECT_EQ(uvit::wgrad_split(2048, 512, 2056).chunks, 2);    // 4 tiles x 2 chunks
-  EXPECT_EQ(uvit::wgrad_split(4608, 1152, 65536).chunks, 1);  // DiT-XL's MLP: 27 tiles, no partials
+  // DiT-XL/2's MLP: 36 x 3 panel tiles, steps of 1280 rows.
+  const uvit::WgradSplit xl = uvit::wgrad_split(4608, 1152, 65536);
+  EXPECT_TRUE(xl.panels);
+  EXPECT_EQ(xl.tiles_m * xl.tiles_n, 108);
+  EXPECT_EQ(xl.step, 1280);
+  EXPECT_EQ(uvit::wgrad_split(1152, 640, 16384).step, 4608);
 }
 
 }  // namespace

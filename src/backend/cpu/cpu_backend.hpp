@@ -168,13 +168,19 @@ void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alp
                       int lda, const void* B, int ldb, float beta, float* C, int ldc);
 
 // CpuBackend::gemm_wgrad's fixed decomposition of C[M,N] += A^T B over K rows, a function of the
-// shape alone (so of no thread count): tiles of kWgradTile x kWgradTile outputs, K cut into
-// `chunks` chunks of `rows` rows (the last shorter), about kWgradTasks tasks where the rows allow,
-// no chunk under kWgradRows rows unless K is (docs/kernels.md, "Weight gradients in fixed tasks").
-// A tile narrower than its operands copies kWgradCopyRows rows of them at a time (gemm.cpp).
-inline constexpr int kWgradTile = 512, kWgradTasks = 16, kWgradRows = 1024, kWgradCopyRows = 4096;
+// shape alone (so of no thread count; docs/kernels.md, "Weight gradients in fixed tasks"). Where
+// M and N both exceed kWgradTile (`panels`): tiles of kWgradPanelM x kWgradTile, no chunks, K
+// walked in steps of `step` rows (what kWgradPackBytes of fp32 panels of A and B hold, whole
+// 256-row blocks, at least kWgradRows), each step's A and B packed once into column panels.
+// Otherwise: tiles of kWgradTile x kWgradTile, K cut into `chunks` chunks of `rows` rows (the last
+// shorter), about kWgradTasks tasks where the rows allow, no chunk under kWgradRows rows unless K
+// is; a tile narrower than its operands copies kWgradCopyRows rows of them at a time (gemm.cpp).
+inline constexpr int kWgradTile = 512, kWgradPanelM = 128, kWgradTasks = 16, kWgradRows = 1024,
+                     kWgradCopyRows = 4096;
+inline constexpr long kWgradPackBytes = 32l << 20;
 struct WgradSplit {
-  int tiles_m, tiles_n, chunks, rows;
+  bool panels;
+  int tile_m, tile_n, tiles_m, tiles_n, chunks, rows, step;
 };
 WgradSplit wgrad_split(int M, int N, int K);
 

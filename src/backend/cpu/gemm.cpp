@@ -519,15 +519,75 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alp
 
 WgradSplit wgrad_split(int M, int N, int K) {
   WgradSplit s;
-  s.tiles_m = (M + kWgradTile - 1) / kWgradTile;
-  s.tiles_n = (N + kWgradTile - 1) / kWgradTile;
+  s.panels = M > kWgradTile && N > kWgradTile;
+  s.tile_m = s.panels ? kWgradPanelM : kWgradTile;
+  s.tile_n = kWgradTile;
+  s.tiles_m = (M + s.tile_m - 1) / s.tile_m;
+  s.tiles_n = (N + s.tile_n - 1) / s.tile_n;
+  if (s.panels) {  // at least 5 x 2 tiles: no chunks
+    const long fit = kWgradPackBytes / (4l * (long(M) + N)) / 256 * 256;
+    s.chunks = 1;
+    s.rows = K;
+    s.step = int(std::min<long>(K, std::max<long>(kWgradRows, fit)));
+    return s;
+  }
   const int tiles = s.tiles_m * s.tiles_n;
   const int by_tasks = (kWgradTasks + tiles - 1) / tiles, by_rows = std::max(1, K / kWgradRows);
   s.chunks = std::max(1, std::min(by_tasks, by_rows));
   s.rows = (K + s.chunks - 1) / s.chunks;
   s.chunks = (K + s.rows - 1) / s.rows;  // the last chunk never empty
+  s.step = K;
   return s;
 }
+
+namespace {
+
+// The panels decomposition of gemm_wgrad (M and N both over one tile, so every panel is read by
+// several tiles): per step, A's rows packed once into dense tk x tile_m column panels and B's into
+// tk x tile_n ones (panel i at tk * its first column), then one single-threaded GEMM per tile,
+// accumulated into C step after step. Packing per tile instead would copy each panel once per
+// tile reading it, as 512 x 512 tiles did (DiT-XL/2's MLP: A 3 times, B 9 times).
+void wgrad_panels(const WgradSplit& s, int M, int N, int K, const char* a, int lda, const char* b,
+                  int ldb, float* C, int ldc, dt t) {
+  const size_t z = type_size(t);
+  // Kept by the calling thread between calls (a fresh buffer per call costs its page faults);
+  // the workers below must use these pointers (a thread_local name is each thread's own).
+  thread_local std::vector<char> pa, pb;
+  if (pa.size() < size_t(s.step) * M * z) pa.resize(size_t(s.step) * M * z);
+  if (pb.size() < size_t(s.step) * N * z) pb.resize(size_t(s.step) * N * z);
+  char *const pad = pa.data(), *const pbd = pb.data();
+  const int tiles = s.tiles_m * s.tiles_n, packs = s.tiles_m + s.tiles_n;
+  for (int k0 = 0; k0 < K; k0 += s.step) {
+    const int tk = std::min(s.step, K - k0);
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < packs; ++p) {
+      const bool is_a = p < s.tiles_m;
+      const int c0 = is_a ? p * s.tile_m : (p - s.tiles_m) * s.tile_n;
+      const int w = is_a ? std::min(s.tile_m, M - c0) : std::min(s.tile_n, N - c0);
+      const int ld = is_a ? lda : ldb;
+      cpu::copy_rows((is_a ? pad : pbd) + size_t(tk) * c0 * z, w,
+                     (is_a ? a : b) + (size_t(k0) * ld + c0) * z, ld, tk, w, z);
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (int tile = 0; tile < tiles; ++tile) {
+      const int m0 = tile / s.tiles_n * s.tile_m, n0 = tile % s.tiles_n * s.tile_n;
+      const int tm = std::min(s.tile_m, M - m0), tn = std::min(s.tile_n, N - n0);
+      const void* ap = pad + size_t(tk) * m0 * z;
+      const void* bp = pbd + size_t(tk) * n0 * z;
+      float* cp = C + size_t(m0) * ldc + n0;
+      const Key key{true, false, tm, tn, tk, tm, tn, ldc, 1.f, 1.f, t, dt::f32, 1, false};
+      if (run_serial(key, ap, bp, cp)) continue;
+      if (t == dt::bf16)
+        gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), tm,
+                     static_cast<const cpu::bf16*>(bp), tn, 1.f, cp, ldc);
+      else
+        gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), tm,
+                         static_cast<const float*>(bp), tn, 1.f, cp, ldc);
+    }
+  }
+}
+
+}  // namespace
 
 // A fixed decomposition whatever the thread count (docs/kernels.md, "Weight gradients in fixed
 // tasks"): oneDNN's threaded matmul splits the sum over K among the threads for some shapes and
@@ -544,6 +604,7 @@ void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const 
   const size_t z = type_size(t);  // bytes per A, B element (the act type)
   const auto* a = reinterpret_cast<const char*>(A);
   const auto* b = reinterpret_cast<const char*>(B);
+  if (s.panels) return wgrad_panels(s, M, N, K, a, lda, b, ldb, C, ldc, t);
   // Chunk c > 0 of tile (i, j) into its own dense tm x tn block; blocks of one tile are contiguous.
   const size_t tile_floats = size_t(std::min(T, M)) * std::min(T, N);
   const int tiles = s.tiles_m * s.tiles_n;
