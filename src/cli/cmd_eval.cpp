@@ -129,6 +129,20 @@ void chunk_features(const FidInception& inception, long m, int s, int c, Chunk* 
                        ch->logits.as<float>(), ch->spatial.as<float>());
 }
 
+// A write that failed (a full disk) loses nothing finished: said with the error, so that the user
+// frees space and resumes rather than starting over (docs/evaluation.md, "`uvit eval`").
+template <class Write>
+void kept_on_failure(const std::string& work, Write&& write) {
+  try {
+    write();
+  } catch (const std::bad_alloc&) {
+    throw;  // main() gives its hint on memory
+  } catch (const std::exception& e) {
+    throw Error(cat(e.what(), "; the finished chunks are kept in ", work,
+                    ": free space, then run the same command again to resume"));
+  }
+}
+
 // Writes the chunk (temp file + rename: save_npz); its time only when it was made here.
 void save_chunk(const std::string& path, const Chunk& ch, bool text) {
   NamedArrays members = {
@@ -466,7 +480,7 @@ void add_eval(CLI::App& app) {
         noted = true;
         bar.update(done + m, "inception (older chunk)");
         chunk_features(inception, m, s, c, &ch);
-        save_chunk(path, ch, text);
+        kept_on_failure(work, [&] { save_chunk(path, ch, text); });
         claim.done();
       }
       if (stored != Stored::None) {
@@ -525,7 +539,7 @@ void add_eval(CLI::App& app) {
           std::copy(sc.begin(), sc.end(), ch.clip.as<double>());
         }
         ch.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
-        save_chunk(path, ch, text);
+        kept_on_failure(work, [&] { save_chunk(path, ch, text); });
         claim.done();
       }
       {
@@ -573,7 +587,7 @@ void add_eval(CLI::App& app) {
     {
       NamedArrays z;  // moved in, not copied (an initializer list would copy N images)
       z.emplace_back("arr_0", std::move(held.batch));
-      save_npz(o->out, z);
+      kept_on_failure(work, [&] { save_npz(o->out, z); });
     }
 
     nlohmann::json res = {

@@ -108,7 +108,7 @@ small_disk 120k '
   cp -a "$tmp/disk/f" "$tmp/f2"' >"$tmp/disk.out"
 grep -q . "$tmp/disk.out" && fail "$(cat "$tmp/disk.out" "$tmp/eval.err" "$tmp/x.err")"
 [ "$(cat "$tmp/eval.rc")" = 1 ] && [ "$(wc -l <"$tmp/eval.err")" = 1 ] &&
-  grep -q "e.npz.parts/chunk_[0-9].npz: write error: No space left on device" "$tmp/eval.err" &&
+  grep -q "e.npz.parts/chunk_[0-9].npz: write error: No space left on device; the finished chunks are kept in $tmp/disk/e.npz.parts: free space, then run the same command again to resume$" "$tmp/eval.err" &&
   grep -q chunk_0.npz "$tmp/eval.kept" && echo "ok: eval on a full disk: $(cat "$tmp/eval.err")" ||
   fail "eval on a full disk (rc $(cat "$tmp/eval.rc")): $(cat "$tmp/eval.err" "$tmp/eval.kept")"
 cmp -s "$tmp/e.npz" "$tmp/e2.npz" && echo "ok: eval resumed with room: the straight run's .npz" ||
