@@ -469,6 +469,19 @@ bool run_serial(const Key& key, const void* A, const void* B, float* C) {
   return true;
 }
 
+// key's product on the calling thread alone: the serial primitive, or where oneDNN offers none
+// for the layout, the widened (bf16) or plain (fp32) serial GEMM.
+void serial_product(const Key& key, const void* A, const void* B, float* C) {
+  if (run_serial(key, A, B, C)) return;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, t, tc, threads, flag] = key;
+  if (t == dt::bf16)
+    gemm_widened(ta, tb, M, N, K, alpha, static_cast<const cpu::bf16*>(A), lda,
+                 static_cast<const cpu::bf16*>(B), ldb, beta, C, ldc);
+  else
+    gemm_serial_impl(ta, tb, M, N, K, alpha, static_cast<const float*>(A), lda,
+                     static_cast<const float*>(B), ldb, beta, C, ldc);
+}
+
 }  // namespace
 
 void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const void* A,
@@ -489,9 +502,7 @@ void gemm_serial_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alp
                 dt::f32,
                 omp_get_max_threads(),
                 false};
-  if (run_serial(key, A, B, C)) return;
-  gemm_widened(trans_a, trans_b, M, N, K, alpha, static_cast<const cpu::bf16*>(A), lda,
-               static_cast<const cpu::bf16*>(B), ldb, beta, C, ldc);
+  serial_product(key, A, B, C);
 }
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -575,14 +586,8 @@ void wgrad_panels(const WgradSplit& s, int M, int N, int K, const char* a, int l
       const void* ap = pad + size_t(tk) * m0 * z;
       const void* bp = pbd + size_t(tk) * n0 * z;
       float* cp = C + size_t(m0) * ldc + n0;
-      const Key key{true, false, tm, tn, tk, tm, tn, ldc, 1.f, 1.f, t, dt::f32, 1, false};
-      if (run_serial(key, ap, bp, cp)) continue;
-      if (t == dt::bf16)
-        gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), tm,
-                     static_cast<const cpu::bf16*>(bp), tn, 1.f, cp, ldc);
-      else
-        gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), tm,
-                         static_cast<const float*>(bp), tn, 1.f, cp, ldc);
+      serial_product({true, false, tm, tn, tk, tm, tn, ldc, 1.f, 1.f, t, dt::f32, 1, false}, ap, bp,
+                     cp);
     }
   }
 }
@@ -644,14 +649,8 @@ void CpuBackend::gemm_wgrad(int M, int N, int K, const float* A, int lda, const 
         lb = tn;
       }
       const float beta = c == 0 || k > k0 ? 1.f : 0.f;
-      const Key key{true, false, tm, tn, tk, la, lb, ldp, 1.f, beta, t, dt::f32, 1, false};
-      if (run_serial(key, ap, bp, cp)) continue;
-      if (t == dt::bf16)
-        gemm_widened(true, false, tm, tn, tk, 1.f, static_cast<const cpu::bf16*>(ap), la,
-                     static_cast<const cpu::bf16*>(bp), lb, beta, cp, ldp);
-      else
-        gemm_serial_impl(true, false, tm, tn, tk, 1.f, static_cast<const float*>(ap), la,
-                         static_cast<const float*>(bp), lb, beta, cp, ldp);
+      serial_product({true, false, tm, tn, tk, la, lb, ldp, 1.f, beta, t, dt::f32, 1, false}, ap,
+                     bp, cp);
     }
   }
   if (s.chunks == 1) return;
