@@ -133,14 +133,10 @@ void chunk_features(const FidInception& inception, long m, int s, int c, Chunk* 
 // frees space and resumes rather than starting over (docs/evaluation.md, "`uvit eval`").
 template <class Write>
 void kept_on_failure(const std::string& work, Write&& write) {
-  try {
-    write();
-  } catch (const std::bad_alloc&) {
-    throw;  // main() gives its hint on memory
-  } catch (const std::exception& e) {
-    throw Error(cat(e.what(), "; the finished chunks are kept in ", work,
-                    ": free space, then run the same command again to resume"));
-  }
+  saying(write, [&](const std::string& what) {
+    return cat(what, "; the finished chunks are kept in ", work,
+               ": free space, then run the same command again to resume");
+  });
 }
 
 // Writes the chunk (temp file + rename: save_npz); its time only when it was made here.

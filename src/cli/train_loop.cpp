@@ -736,12 +736,10 @@ TrainOutcome run_training(const TrainJob& job) {
     if (!lead) return;  // the other ranks wait at the next step's collectives
     run_lock.check_in_place(dir);
     const auto or_stop = [&](const auto& write) {
-      try {
-        write();
-      } catch (const std::exception& e) {
-        if (!mid_run) throw;
-        fail(e.what(), "; the run stops: ", run_stands(dir, tr.step_count(), ""));
-      }
+      if (!mid_run) return write();
+      saying(write, [&](const std::string& what) {
+        return cat(what, "; the run stops: ", run_stands(dir, tr.step_count(), ""));
+      });
     };
     or_stop([&] { write_loss_plot(dir); });
     if (!can_draw || drawn_at == tr.step_count()) return;

@@ -728,11 +728,10 @@ void Trainer::save(bool snapshot) {
   const LoaderState& ls = done_;
   if (comm_->rank() == 0) {  // every rank holds the same weights: one writer
     const std::string id = save_id(ls);  // the run's files and the snapshot: one state
-    try {
-      write_state(dir_, ls, id);
-    } catch (const std::exception& e) {  // a full disk: where the run stands, and the room needed
-      fail(save_failure(dir_, step_, e.what(), checkpoint_bytes()));
-    }
+    saying([&] { write_state(dir_, ls, id); },  // a full disk: where the run stands, the room
+           [&](const std::string& what) {
+             return save_failure(dir_, step_, what, checkpoint_bytes());
+           });
     if (snapshot) {
       // The run's own files are written: a failed snapshot (a full disk in ckpts/) says where the
       // run stands. Its folder goes if it is empty (it held no earlier snapshot of this step).
