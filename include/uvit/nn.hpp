@@ -13,7 +13,10 @@ using Conv2dShape = uvit::Conv2dShape;  // (uvit/backend.hpp)
 // unpadded stride-1 1x1 kernels, else oneDNN's primitive on plain nchw. UVIT_CONV_IMPL=
 // im2col|plain|blocked|winograd forces one. OneDnn lets oneDNN pick blocked layouts (reorders in
 // and out); Winograd is oneDNN's F(4x4,3x3) (AVX-512; falls back to plain where unsupported).
-enum class ConvImpl { Auto, OneDnn, OneDnnPlain, Im2col, Winograd };
+// OneDnnBands is OneDnn on bands of output rows with the weights reordered per call: the same
+// order of sums at any thread count, without keeping reordered weights or a whole reordered
+// activation (the autoencoder's decoder; docs/autoencoder.md).
+enum class ConvImpl { Auto, OneDnn, OneDnnPlain, Im2col, Winograd, OneDnnBands };
 
 // While alive, Auto means `impl` for the convolutions this thread runs (UVIT_CONV_IMPL still wins).
 // The FID Inception holds one for OneDnn (blocked): its sums then keep one order at every thread
@@ -31,7 +34,8 @@ class ConvImplScope {
 };
 
 // y = conv(x, w) + b (b may be nullptr). Uses all OpenMP threads. Thread-safe (calls serialise).
-// Primitives are cached per shape; reordered weights (OneDnn only) while w holds the same values.
+// Primitives are cached per shape; reordered weights (OneDnn, Winograd) while w holds the same
+// values.
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
             ConvImpl impl = ConvImpl::Auto);
 

@@ -209,13 +209,14 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
   return y;
 }
 
-// The encoder's CPU convolutions run oneDNN's blocked kind, which keeps one summation order at any
-// thread count (the plain-nchw default gave other bytes at 2-7 threads than at 1), at no more CPU
-// at SD kl-f8's shapes. The decoder keeps the default: blocked primitives keep reordered weights
-// and reorder the activations, which raised a 256 px decode's peak by 230 MB, past what
+// The CPU convolutions run kinds that keep one summation order at any thread count (the
+// plain-nchw default gave other bytes at 2-7 threads than at 1): the encoder oneDNN's blocked
+// kind, the decoder the same in row bands with its weights reordered per call, since the blocked
+// kind's kept weights and whole reordered activations raised a 256 px decode's peak past what
 // docs/memory.md "The decode's peak" bounds. docs/benchmarks.md, "The autoencoder's convolution
-// kind". UVIT_CONV_IMPL still overrides it; other backends ignore it.
-constexpr nn::ConvImpl kConvImpl = nn::ConvImpl::OneDnn;
+// kind". UVIT_CONV_IMPL still overrides them; other backends ignore them.
+constexpr nn::ConvImpl kEncoderConv = nn::ConvImpl::OneDnn;
+constexpr nn::ConvImpl kDecoderConv = nn::ConvImpl::OneDnnBands;
 
 Array Autoencoder::encode_moments(const Array& images) const {
   UVIT_CHECK(!cfg_.decoder_only,
@@ -230,7 +231,7 @@ Array Autoencoder::encode_moments(const Array& images) const {
              "autoencoder encode: images have shape ", shape_str(s), ", expected [B, ",
              cfg_.in_channels, ", H, W] with H and W positive multiples of ", f);
   PoolScope scope(*pool_);
-  const nn::ConvImplScope same_bits(kConvImpl);
+  const nn::ConvImplScope same_bits(kEncoderConv);
   Tensor x;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   const std::vector<float> host = images.to_f32();
@@ -258,6 +259,7 @@ Array Autoencoder::decode(const Array& z) const {
              "autoencoder decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.embed_dim, ", h, w]");
   PoolScope scope(*pool_);
+  const nn::ConvImplScope same_bits(kDecoderConv);
   Tensor x, h;
   x.resize(int(s[0]), int(s[1]), int(s[2]), int(s[3]));
   std::vector<float> host = z.to_f32();

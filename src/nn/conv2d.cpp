@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -29,15 +30,29 @@ using dims = dnnl::memory::dims;
 using tag = dnnl::memory::format_tag;
 constexpr auto f32 = dnnl::memory::data_type::f32;
 
-using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, bool, int>;
+// The shape, the bias, the kind, for a row band the heights of the whole input and output (0
+// otherwise), and the thread count: oneDNN fixes a primitive's threads and blocking when it makes
+// it, so one made at another count would not be the one this count makes.
+using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, bool, int,
+                       int, int, int>;
 
-Key key_of(const Conv2dShape& s, bool bias, ConvImpl impl) {
-  return {s.B,  s.Cin, s.H,  s.W,  s.Cout,
-          s.kh, s.kw,  s.sh, s.sw, s.pt,
-          s.pl, s.pb,  s.pr, bias, static_cast<int>(impl)};
+Key key_of(const Conv2dShape& s, bool bias, ConvImpl impl, int whole_h, int whole_ho) {
+  return {s.B,     s.Cin,    s.H,
+          s.W,     s.Cout,   s.kh,
+          s.kw,    s.sh,     s.sw,
+          s.pt,    s.pl,     s.pb,
+          s.pr,    bias,     static_cast<int>(impl),
+          whole_h, whole_ho, omp_get_max_threads()};
 }
 
-// One cached primitive with the layouts it chose; the user side is always plain nchw/oihw.
+// The user's side of a convolution: nchw x and y, or for a row band (whole_h > 0) the rows of an
+// nchw tensor of height whole_h (image and channel strides of the whole), and oihw weights.
+dnnl::memory::desc nchw_rows(int B, int C, int rows, int W, int whole_h) {
+  const dnnl::memory::dim h = whole_h ? whole_h : rows;
+  return dnnl::memory::desc({B, C, rows, W}, f32, dims{C * h * W, h * W, W, 1});
+}
+
+// One cached primitive with the layouts it chose and its reorders from and to the user's side.
 struct Prim {
   dnnl::convolution_forward conv;
   dnnl::memory::desc src, wei, dst;
@@ -59,11 +74,15 @@ struct Cache {
   // a primitive made on one thread and run on another (the C API's callers, serve's worker) used
   // the running thread's, which may be smaller: a heap overflow (docs/fuzzing.md, finding 13).
   std::vector<char> scratch;
-  dnnl::memory scratch_for(const dnnl::memory::desc& d) {
-    if (scratch.size() < d.get_size() + 64) scratch.resize(d.get_size() + 64);
-    char* p = scratch.data();
+  // The row bands' buffers (ConvImpl::OneDnnBands): a band's input and output in the layouts its
+  // primitive chose, and the weights of the convolution in flight in its layout.
+  std::vector<char> band_src, band_dst, band_wei;
+  dnnl::memory in(std::vector<char>& buf, const dnnl::memory::desc& d) {
+    if (buf.size() < d.get_size() + 64) buf.resize(d.get_size() + 64);
+    char* p = buf.data();
     return dnnl::memory(d, engine, p + (-reinterpret_cast<uintptr_t>(p) & 63));  // 64-byte aligned
   }
+  dnnl::memory scratch_for(const dnnl::memory::desc& d) { return in(scratch, d); }
 };
 
 dnnl::primitive_attr user_scratchpad() {
@@ -94,7 +113,8 @@ uint64_t fingerprint(const float* w, size_t n) {
   return h;
 }
 
-Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl) {
+Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl, int whole_h,
+               int whole_ho) {
   const bool any = impl != ConvImpl::OneDnnPlain;
   const auto alg = impl == ConvImpl::Winograd ? dnnl::algorithm::convolution_winograd
                                               : dnnl::algorithm::convolution_direct;
@@ -113,7 +133,8 @@ Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl) {
     pd = dnnl::convolution_forward::primitive_desc(d, attr, c.engine);
   } catch (const dnnl::error&) {
     // Winograd covers fewer shapes than the direct kernels: fall back for this one.
-    if (impl == ConvImpl::Winograd) return make_prim(c, s, bias, ConvImpl::OneDnnPlain);
+    if (impl == ConvImpl::Winograd)
+      return make_prim(c, s, bias, ConvImpl::OneDnnPlain, whole_h, whole_ho);
     throw;
   }
   Prim p;
@@ -122,48 +143,134 @@ Prim make_prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl) {
   p.src = pd.src_desc();
   p.wei = pd.weights_desc();
   p.dst = pd.dst_desc();
-  p.src_plain = p.src == dnnl::memory::desc({s.B, s.Cin, s.H, s.W}, f32, tag::nchw);
+  // A band taller than the whole input (a single band) never reads it whole: no reorder for that.
+  const bool band_in_input = s.H <= (whole_h ? whole_h : s.H);
+  const auto src_user = nchw_rows(s.B, s.Cin, band_in_input ? s.H : whole_h, s.W, whole_h);
+  const auto dst_user = nchw_rows(s.B, s.Cout, s.out_h(), s.out_w(), whole_ho);
+  p.src_plain = p.src == src_user;
   p.wei_plain = p.wei == dnnl::memory::desc({s.Cout, s.Cin, s.kh, s.kw}, f32, tag::oihw);
-  p.dst_plain = p.dst == dnnl::memory::desc({s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw);
-  if (!p.src_plain) {
-    const dnnl::reorder::primitive_desc r(
-        c.engine, dnnl::memory::desc({s.B, s.Cin, s.H, s.W}, f32, tag::nchw), c.engine, p.src,
-        attr);
+  p.dst_plain = p.dst == dst_user;
+  if (!p.src_plain && band_in_input) {
+    const dnnl::reorder::primitive_desc r(c.engine, src_user, c.engine, p.src, attr);
     p.src_in = dnnl::reorder(r);
     p.in_scratch = r.scratchpad_desc();
   }
   if (!p.dst_plain) {
-    const dnnl::reorder::primitive_desc r(
-        c.engine, p.dst, c.engine,
-        dnnl::memory::desc({s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw), attr);
+    const dnnl::reorder::primitive_desc r(c.engine, p.dst, c.engine, dst_user, attr);
     p.dst_out = dnnl::reorder(r);
     p.out_scratch = r.scratchpad_desc();
   }
   return p;
 }
 
+Prim& prim(Cache& c, const Conv2dShape& s, bool bias, ConvImpl impl, int whole_h = 0,
+           int whole_ho = 0) {
+  const Key key = key_of(s, bias, impl, whole_h, whole_ho);
+  auto it = c.prims.find(key);
+  if (it == c.prims.end()) {
+    if (c.prims.size() >= kMaxCached) c.prims.clear();
+    it = c.prims.emplace(key, make_prim(c, s, bias, impl, whole_h, whole_ho)).first;
+  }
+  return it->second;
+}
+
+// p's convolution of xm into ym (both in p's layouts) with weights wm in p's layout.
+void execute(Cache& c, Prim& p, const dnnl::memory& xm, const dnnl::memory& wm, const float* b,
+             const dnnl::memory& ym) {
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}};
+  if (b)
+    args.emplace(DNNL_ARG_BIAS,
+                 dnnl::memory({{p.dst.dims()[1]}, f32, tag::x}, c.engine, const_cast<float*>(b)));
+  args.emplace(DNNL_ARG_SCRATCHPAD, c.scratch_for(p.conv_scratch));
+  p.conv.execute(c.stream, args);
+}
+
+// Copies `from` into `to` (other layouts), through p's reorder `r` when given.
+void reorder(Cache& c, const dnnl::reorder* r, const dnnl::memory::desc* r_scratch,
+             dnnl::memory from, dnnl::memory to) {
+  if (r)
+    r->execute(c.stream, {{DNNL_ARG_FROM, from},
+                          {DNNL_ARG_TO, to},
+                          {DNNL_ARG_SCRATCHPAD, c.scratch_for(*r_scratch)}});
+  else
+    dnnl::reorder(from, to).execute(c.stream, from, to);
+}
+
+// ConvImpl::OneDnnBands: the blocked kind on bands of R output rows, whose input and output in the
+// primitive's layouts stay within kBandBytes (2 MiB) each, so only a band of the activation is ever
+// held twice; the weights are reordered once per call into one buffer (none kept per primitive).
+// Every band runs one primitive, unpadded above and below: an edge band's buffer holds zeros where
+// its rows lie outside the input (the last band's surplus output rows are dropped). R follows from
+// the shape alone, never from the thread count, so each output's sum has one order at any thread
+// count. docs/autoencoder.md, "The decoder's convolutions".
+constexpr size_t kBandBytes = size_t{2} << 20;
+
+int band_rows(const Conv2dShape& s) {
+  const size_t in_rows = size_t(s.B) * s.Cin * s.W * s.sh * sizeof(float);  // per output row
+  const size_t out_row = size_t(s.B) * s.Cout * s.out_w() * sizeof(float);
+  return int(std::clamp<size_t>(kBandBytes / std::max(in_rows, out_row), 1, size_t(s.out_h())));
+}
+
+void conv_bands(Cache& c, const Conv2dShape& s, const float* x, const float* w, const float* b,
+                float* y) {
+  const int Ho = s.out_h(), Wo = s.out_w(), R = band_rows(s);
+  Conv2dShape bs = s;  // one band: R output rows of (R - 1) * sh + kh input rows
+  bs.H = (R - 1) * s.sh + s.kh;
+  bs.pt = bs.pb = 0;
+  Prim& p = prim(c, bs, b != nullptr, ConvImpl::OneDnnBands, s.H, Ho);
+  dnnl::memory wu({{s.Cout, s.Cin, s.kh, s.kw}, f32, tag::oihw}, c.engine, const_cast<float*>(w));
+  dnnl::memory wm = wu;
+  if (!p.wei_plain) {
+    wm = c.in(c.band_wei, p.wei);
+    dnnl::reorder(wu, wm).execute(c.stream, wu, wm);
+  }
+  // tag::any never gives the user's strided view of a band; the buffers need p's own layouts
+  UVIT_CHECK(!p.src_plain && !p.dst_plain, "conv2d: oneDNN chose the user's layout for a band");
+  const dnnl::memory xm = c.in(c.band_src, p.src), ym = c.in(c.band_dst, p.dst);
+  for (int o0 = 0; o0 < Ho; o0 += R) {
+    const int lo = o0 * s.sh - s.pt;  // the band's first input row, maybe above the input
+    const int first = std::max(lo, 0), n = std::min(lo + bs.H, s.H) - first;  // rows in the input
+    const int rows = std::min(R, Ho - o0);
+    const dnnl::memory yu(nchw_rows(s.B, s.Cout, rows, Wo, Ho), c.engine, y + size_t(o0) * Wo);
+    const auto xu = [&] {
+      return dnnl::memory(nchw_rows(s.B, s.Cin, n, s.W, s.H), c.engine,
+                          const_cast<float*>(x) + size_t(first) * s.W);
+    };
+    if (n == bs.H) {
+      reorder(c, &p.src_in, &p.in_scratch, xu(), xm);
+    } else {  // an edge: zeros, then the rows inside the input (if any) at their place in the band
+      std::memset(xm.get_data_handle(), 0, p.src.get_size());
+      if (n > 0)
+        reorder(c, nullptr, nullptr, xu(),
+                dnnl::memory(p.src.submemory_desc({s.B, s.Cin, n, s.W}, {0, 0, first - lo, 0}),
+                             c.engine, xm.get_data_handle()));
+    }
+    execute(c, p, xm, wm, b, ym);
+    if (rows == R)
+      reorder(c, &p.dst_out, &p.out_scratch, ym, yu);
+    else
+      reorder(c, nullptr, nullptr,
+              dnnl::memory(p.dst.submemory_desc({s.B, s.Cout, rows, Wo}, {0, 0, 0, 0}), c.engine,
+                           ym.get_data_handle()),
+              yu);
+  }
+}
+
 void conv_onednn(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
                  ConvImpl impl) {
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  const Key key = key_of(s, b != nullptr, impl);
-  auto it = c.prims.find(key);
-  if (it == c.prims.end()) {
-    if (c.prims.size() >= kMaxCached) c.prims.clear();
-    it = c.prims.emplace(key, make_prim(c, s, b != nullptr, impl)).first;
+  if (impl == ConvImpl::OneDnnBands) {
+    conv_bands(c, s, x, w, b, y);
+    c.stream.wait();
+    return;
   }
-  Prim& p = it->second;
+  Prim& p = prim(c, s, b != nullptr, impl);
   dnnl::memory xu({{s.B, s.Cin, s.H, s.W}, f32, tag::nchw}, c.engine, const_cast<float*>(x));
   dnnl::memory wu({{s.Cout, s.Cin, s.kh, s.kw}, f32, tag::oihw}, c.engine, const_cast<float*>(w));
   dnnl::memory yu({{s.B, s.Cout, s.out_h(), s.out_w()}, f32, tag::nchw}, c.engine, y);
-
-  dnnl::memory xm = xu, wm = wu, ym = yu;
-  if (!p.src_plain) {
-    xm = dnnl::memory(p.src, c.engine);
-    p.src_in.execute(c.stream, {{DNNL_ARG_FROM, xu},
-                                {DNNL_ARG_TO, xm},
-                                {DNNL_ARG_SCRATCHPAD, c.scratch_for(p.in_scratch)}});
-  }
+  dnnl::memory wm = wu;
   if (!p.wei_plain) {
     const size_t n = static_cast<size_t>(s.Cout) * s.Cin * s.kh * s.kw;
     const uint64_t sum = fingerprint(w, n);
@@ -175,18 +282,14 @@ void conv_onednn(const Conv2dShape& s, const float* x, const float* w, const flo
     }
     wm = p.wei_mem;
   }
+  dnnl::memory xm = xu, ym = yu;
+  if (!p.src_plain) {
+    xm = dnnl::memory(p.src, c.engine);
+    reorder(c, &p.src_in, &p.in_scratch, xu, xm);
+  }
   if (!p.dst_plain) ym = dnnl::memory(p.dst, c.engine);
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}};
-  if (b)
-    args.emplace(DNNL_ARG_BIAS,
-                 dnnl::memory({{s.Cout}, f32, tag::x}, c.engine, const_cast<float*>(b)));
-  args.emplace(DNNL_ARG_SCRATCHPAD, c.scratch_for(p.conv_scratch));
-  p.conv.execute(c.stream, args);
-  if (!p.dst_plain)
-    p.dst_out.execute(c.stream, {{DNNL_ARG_FROM, ym},
-                                 {DNNL_ARG_TO, yu},
-                                 {DNNL_ARG_SCRATCHPAD, c.scratch_for(p.out_scratch)}});
+  execute(c, p, xm, wm, b, ym);
+  if (!p.dst_plain) reorder(c, &p.dst_out, &p.out_scratch, ym, yu);
   c.stream.wait();
 }
 

@@ -37,4 +37,18 @@ for t in 1 3; do
     --out "$tmp/m$t.npy" -q
 done
 same "autoencoder encode --threads 1 and 3" "$tmp/m1.npy" "$tmp/m3.npy"
+
+# --- autoencoder decode -----------------------------------------------------------------------
+# `autoencoder decode` of a random 32 x 32 latent with SD kl-f8's geometry (random weights) differed
+# at --threads 3 from 1 (the small config above did not show it): the decoder's convolutions ran
+# oneDNN on plain nchw. They now run the blocked kind in row bands (docs/autoencoder.md).
+run "$PY" tests/reference/autoencoder_torch.py save --config sd_kl_f8 --out "$tmp/sd.pth" --seed 0
+"$PY" -c "
+import numpy as np
+np.save('$tmp/z.npy', np.random.RandomState(0).randn(1, 4, 32, 32).astype(np.float32))" ||
+  fail "writing the latent array"
+for t in 1 3; do
+  run "$UVIT" --threads $t autoencoder decode -w "$tmp/sd.pth" --in "$tmp/z.npy" --out "$tmp/d$t.npy" -q
+done
+same "autoencoder decode --threads 1 and 3" "$tmp/d1.npy" "$tmp/d3.npy"
 exit $fails

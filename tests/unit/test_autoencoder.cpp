@@ -96,20 +96,57 @@ TEST(NnConv2d, MatchesDirectLoopOnOddShapes) {
   for (const auto& s : shapes)
     for (bool bias : {true, false})
       for (auto impl : {nn::ConvImpl::Auto, nn::ConvImpl::OneDnn, nn::ConvImpl::OneDnnPlain,
-                        nn::ConvImpl::Im2col, nn::ConvImpl::Winograd})
+                        nn::ConvImpl::Im2col, nn::ConvImpl::Winograd, nn::ConvImpl::OneDnnBands})
         check_conv(s, bias, impl);
+}
+
+// OneDnnBands splits the output rows into bands of at most 2 MiB of input or output (the
+// decoder's kind, src/nn/conv2d.cpp), each run by one primitive unpadded above and below: shapes
+// of 3 to 5 bands, the last one short, edge bands reading padding, and bands of padding only.
+TEST(NnConv2d, BandsMatchDirectLoop) {
+  const std::vector<nn::Conv2dShape> shapes = {
+      {1, 8, 70, 2048, 8, 3, 3, 1, 1, 1, 1, 1, 1},   // bands of 32 rows: 32 + 32 + 6
+      {1, 8, 131, 2048, 8, 3, 3, 2, 2, 0, 0, 1, 1},  // stride 2, padded right and below: 4 x 16 + 1
+      {2, 8, 40, 2048, 16, 1, 1, 1, 1, 0, 0, 0, 0},  // 1x1, two images: 5 x 8
+      {1, 4, 300, 1024, 4, 7, 1, 1, 1, 3, 0, 3, 0},  // 7x1, 3 rows of padding: 128 + 128 + 44
+      {1, 8, 70, 2048, 8, 3, 3, 1, 1, 4, 1, 3, 1},   // padding taller than the kernel
+      {1, 16, 10, 8192, 4, 1, 1, 1, 1, 5, 0, 5, 0},  // 5 bands of 4, the first and last all padding
+  };
+  for (const auto& s : shapes) check_conv(s, true, nn::ConvImpl::OneDnnBands);
+}
+
+// The decoder's kind keeps each output's sum in one order at any thread count: plain nchw did not
+// at SD kl-f8's decoder shapes (tests/e2e/thread_bits.sh). A decoder-width convolution and one of
+// two bands, each made and run at every thread count.
+TEST(NnConv2d, BandsSameBitsAtAnyThreadCount) {
+  for (const nn::Conv2dShape s : {nn::Conv2dShape{1, 512, 16, 16, 512, 3, 3, 1, 1, 1, 1, 1, 1},
+                                  nn::Conv2dShape{1, 128, 40, 256, 128, 3, 3, 1, 1, 1, 1, 1, 1}}) {
+    const auto x = randn(size_t(s.Cin) * s.H * s.W, 41);
+    const auto w = randn(size_t(s.Cout) * s.Cin * 9, 42), b = randn(s.Cout, 43);
+    expect_same_bits(at_thread_counts({1, 2, 3, 4, 5, 7, 8, 16},
+                                      [&] {
+                                        std::vector<float> y(size_t(s.Cout) * s.H * s.W);
+                                        nn::conv2d(s, x.data(), w.data(), b.data(), y.data(),
+                                                   nn::ConvImpl::OneDnnBands);
+                                        return y;
+                                      }),
+                     "Cin " + std::to_string(s.Cin) + ", " + std::to_string(s.H) + "x" +
+                         std::to_string(s.W) + ", ");
+  }
 }
 
 TEST(NnConv2d, CachedWeightsFollowNewValuesAtTheSamePointer) {
   const nn::Conv2dShape s{1, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1};
   const auto x = randn(16 * 64, 4);
-  auto w = randn(16 * 16 * 9, 5);
-  std::vector<float> y1(16 * 64), y2(16 * 64);
-  nn::conv2d(s, x.data(), w.data(), nullptr, y1.data());
-  for (auto& v : w) v *= 2.f;  // same buffer, new values
-  nn::conv2d(s, x.data(), w.data(), nullptr, y2.data());
-  for (size_t i = 0; i < y1.size(); ++i)
-    ASSERT_NEAR(y2[i], 2.f * y1[i], 1e-4f * (1 + std::fabs(y1[i])));
+  for (auto impl : {nn::ConvImpl::Auto, nn::ConvImpl::OneDnn, nn::ConvImpl::OneDnnBands}) {
+    auto w = randn(16 * 16 * 9, 5);
+    std::vector<float> y1(16 * 64), y2(16 * 64);
+    nn::conv2d(s, x.data(), w.data(), nullptr, y1.data(), impl);
+    for (auto& v : w) v *= 2.f;  // same buffer, new values
+    nn::conv2d(s, x.data(), w.data(), nullptr, y2.data(), impl);
+    for (size_t i = 0; i < y1.size(); ++i)
+      ASSERT_NEAR(y2[i], 2.f * y1[i], 1e-4f * (1 + std::fabs(y1[i]))) << "impl " << int(impl);
+  }
 }
 
 TEST(NnConv2d, RejectsBadGeometry) {
