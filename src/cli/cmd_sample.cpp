@@ -378,14 +378,15 @@ void add_sample(CLI::App& app) {
     int evals_before = 0;  // this rank's evaluations in the units already drawn
     double seconds = 0;    // and their sampling time
     long drawing = 0;      // the samples of the unit being drawn
+    int unit_evals = 0;    // and its evaluations so far
     req.progress = [&](const char* phase, int done, int total) {
       if (total == 0) return true;  // the check before the first evaluation
       if (std::string(phase) == "sample") {
         // A unit's total over its mini-batches, times this rank's (dopri5's: not known, -1).
         sampling.set_total(total < 0 ? -1 : total / ((drawing + mb - 1) / mb) * my_batches);
-        sampling.update(evals_before + done);
+        sampling.update(evals_before + (unit_evals = done));
       } else {
-        sampling.update(evals_before + total, cat("decode ", done, "/", total));
+        sampling.update(evals_before + unit_evals, cat("decode ", done, "/", total));
       }
       return true;
     };
