@@ -106,7 +106,8 @@ void add_sample(CLI::App& app) {
                   "DiT's sample_ddp.py layout)");
   cmd->add_option("--dir", o->dir,
                   "write one PNG per sample, NNNNNN.png, with the generation parameters (folder "
-                  "created)");
+                  "created), each as its mini-batch is drawn; run again, the same command keeps "
+                  "the samples already there and draws the rest (docs/cli.md \"--dir\")");
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
   cmd->add_option("--null-context", o->null_context,
                   "text models: the empty prompt's [77,clip_dim] .npy");
