@@ -136,6 +136,7 @@ void add_sample(CLI::App& app) {
     // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
     Comm& comm = world(o->device);
     const bool lead = comm.rank() == 0;
+    const bool seed_drawn = o->sampling.seed < 0;  // --seed -1 (resolve_seed replaces it)
     Config cfg;  // for the checks before loading; the pipeline loads the same
     // Each rank's --config and --set, decided together: one line for an error every rank meets
     // (docs/distributed.md "Errors before the work").
@@ -328,7 +329,8 @@ void add_sample(CLI::App& app) {
         make_parent_dir(f);
       if (o->dir.empty()) return;
       make_dir(o->dir);
-      have = scan_sample_dir(o->dir, n, [&](long i) { return params_record(params(i)); });
+      have = scan_sample_dir(
+          o->dir, n, [&](long i) { return params_record(params(i)); }, seed_drawn);
       // --latents needs every sample's latents: every unit is drawn, no file rewritten.
       for (long u = 0; u < units && o->latents.empty(); ++u) {
         pending[size_t(u)] = 0;

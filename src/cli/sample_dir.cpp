@@ -70,7 +70,7 @@ std::string first_difference(const json& a, const json& b, const std::string& pr
 }  // namespace
 
 DirContents scan_sample_dir(const std::string& dir, long n,
-                            const std::function<std::string(long)>& record) {
+                            const std::function<std::string(long)>& record, bool seed_drawn) {
   DirContents c;
   c.done.assign(size_t(n), 0);
   std::error_code ec;
@@ -97,8 +97,11 @@ DirContents scan_sample_dir(const std::string& dir, long n,
     }
     const std::string diff = first_difference(there, json::parse(record(i)), "");
     UVIT_CHECK(diff.empty(), path, " was drawn with other settings (", diff,
-               "): drawing the rest would mix two runs in one folder; give its settings, or "
-               "another --dir (nothing was drawn or overwritten)");
+               "): drawing the rest would mix two runs in one folder; give its settings",
+               seed_drawn && diff.rfind("--seed ", 0) == 0
+                   ? " (--seed -1 drew a new seed: give the one the folder was drawn with)"
+                   : "",
+               ", or another --dir (nothing was drawn or overwritten)");
     c.done[size_t(i)] = 1;
     ++c.count;
   }

@@ -23,9 +23,10 @@ struct DirContents {
 // writes for sample i. A file that is not a whole PNG is counted as broken (to be drawn again and
 // replaced); a whole PNG without a record, or whose record differs from record(i) in anything but
 // the generator (uvit's version and commit), fails in one line naming the file and the first
-// setting that differs, before anything is drawn or written.
+// setting that differs, before anything is drawn or written. `seed_drawn`: this run's seed was
+// drawn (--seed -1), which the message then says when the seed differs.
 DirContents scan_sample_dir(const std::string& dir, long n,
-                            const std::function<std::string(long)>& record);
+                            const std::function<std::string(long)>& record, bool seed_drawn);
 
 // The pixels of a sample's PNG that scan_sample_dir found done, checked to be w x h x c.
 Image read_sample_png(const std::string& path, int w, int h, int c);

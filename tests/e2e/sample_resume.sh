@@ -60,6 +60,8 @@ done
 before=$(cd "$tmp/straight" && ls -l --time-style=+%s.%N | cksum)
 expect_error "straight/000000.png was drawn with other settings (--seed 0 there, 1 in this run)" \
   "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --seed 1 -q
+expect_error "(--seed 0 there, [0-9]* in this run): .* (--seed -1 drew a new seed: give the one" \
+  "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --seed -1 -q
 expect_error "(--steps 4 there, 3 in this run)" "$UVIT" sample --config fmnist_uvit_tiny \
   --weights "$W" --classes all --steps 3 --n 16 --dir "$tmp/straight" -q
 expect_error "(class (--class/--classes) 0 there, 3 in this run)" \
