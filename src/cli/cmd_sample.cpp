@@ -16,8 +16,10 @@
 #include "cli/progress.hpp"
 #include "cli/prompt_contexts.hpp"
 #include "cli/rank_split.hpp"
+#include "cli/sample_dir.hpp"
 #include "cli/sample_grid.hpp"
 #include "cli/sampling_options.hpp"
+#include "diffusion/sampling_plan.hpp"
 #include "dist/weights_hash.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/clip.hpp"
@@ -61,8 +63,8 @@ std::vector<float> load_f32(const std::string& path, const std::vector<int64_t>&
 
 // The part of per-sample values `v` (`per` values each) that samples [begin, end) hold.
 template <class T>
-std::vector<T> slice(std::vector<T> v, size_t per, long begin, long end, long n) {
-  if (v.empty() || (begin == 0 && end == n)) return v;
+std::vector<T> part(const std::vector<T>& v, size_t per, long begin, long end) {
+  if (v.empty()) return {};
   return std::vector<T>(v.begin() + begin * long(per), v.begin() + end * long(per));
 }
 
@@ -104,7 +106,8 @@ void add_sample(CLI::App& app) {
                   "DiT's sample_ddp.py layout)");
   cmd->add_option("--dir", o->dir,
                   "write one PNG per sample, NNNNNN.png, with the generation parameters (folder "
-                  "created)");
+                  "created), each as its mini-batch is drawn; run again, the same command keeps "
+                  "the samples already there and draws the rest (docs/cli.md \"--dir\")");
   cmd->add_option("--context", o->context, "text models: float32 [N,77,clip_dim] contexts .npy");
   cmd->add_option("--null-context", o->null_context,
                   "text models: the empty prompt's [77,clip_dim] .npy");
@@ -133,6 +136,7 @@ void add_sample(CLI::App& app) {
     // index i), rank 0 gathers them and writes the outputs. First: it picks the rank's GPU.
     Comm& comm = world(o->device);
     const bool lead = comm.rank() == 0;
+    const bool seed_drawn = o->sampling.seed < 0;  // --seed -1 (resolve_seed replaces it)
     Config cfg;  // for the checks before loading; the pipeline loads the same
     // Each rank's --config and --set, decided together: one line for an error every rank meets
     // (docs/distributed.md "Errors before the work").
@@ -284,48 +288,108 @@ void add_sample(CLI::App& app) {
                : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50));
     req.batch = int(mb);
     // The last checks: the whole job's request (alike on every rank; errors naming our flags,
-    // generate's own name the fields), and the lead's folders for the outputs.
+    // generate's own name the fields), the lead's folders for the outputs, and what --dir holds.
     req.n = n;
     req.classes = classes;
     req.prompts = prompts;
+    const int img_c = pipe.channels(), img_s = pipe.resolution(), img_w = pipe.width();
+    const size_t per_image = size_t(img_c) * img_s * img_w;
+    // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
+    const auto params = [&](long i) {
+      ImageParams p = image_params_for(cfg, resolved, pipe.identity(), cycled(classes, i, -1),
+                                       cycled(prompts, i), uint64_t(i), img_w, img_s);
+      p.negative_prompt = o->negative_prompt;
+      return p;
+    };
+    // The outputs that need every sample at the end; the others are written as each unit of
+    // samples is drawn, so that a killed run keeps what it finished (docs/cli.md "--dir").
+    const bool grid = !o->out.empty() && !per_image_out;
+    const bool hold = images && (grid || !o->npy.empty() || !o->npz.empty());
+    // The unit of drawing: whole mini-batches (and whole decoder chunks of 4), each drawn by one
+    // call as in a straight run, so that a resumed or shared run gives its bytes.
+    const long unit = pipe.autoencoder() ? std::lcm(mb, 4L) : mb;
+    const long units = (n + unit - 1) / unit;
+    std::vector<uint8_t> pending(size_t(units), 1);  // per unit: 1 to be drawn
+    DirContents have;                                // the lead's scan of --dir
     checked_together(comm, [&] {
       UVIT_CHECK(o->preview.empty() || pipe.can_preview(), "--preview: config ", cfg.config_name,
                  ": ", pipe.preview_unavailable());
       pipe.check(req, flag_name);
-      if (lead) {
-        for (const std::string& f : {o->out, o->npy, o->npz, o->latents, o->preview})
-          make_parent_dir(f);
-        if (!o->dir.empty()) make_dir(o->dir);
+      if (!lead) return;
+      if (hold || !o->latents.empty()) {
+        // Refused up front as one generate() call of all n would be (docs/memory.md "Host
+        // memory"): an upper bound of what is held now.
+        GenerateOptions g = resolve_generation(cfg, req, flag_name);
+        const size_t px = images ? size_t(n) * per_image : 0;
+        g.host_bytes = (o->latents.empty() ? 0 : size_t(n) * nc.in_numel() * 4) +
+                       (pipe.autoencoder() ? px * 4 : 0) + px;
+        planned_sampling_buffers(pipe.network(), cfg, g, n);
+      }
+      for (const std::string& f : {o->out, o->npy, o->npz, o->latents, o->preview})
+        make_parent_dir(f);
+      if (o->dir.empty()) return;
+      make_dir(o->dir);
+      have = scan_sample_dir(
+          o->dir, n, [&](long i) { return params_record(params(i)); }, seed_drawn);
+      // --latents needs every sample's latents: every unit is drawn, no file rewritten.
+      for (long u = 0; u < units && o->latents.empty(); ++u) {
+        pending[size_t(u)] = 0;
+        for (long i = u * unit; i < std::min<long>(n, (u + 1) * unit); ++i)
+          pending[size_t(u)] |= !have.done[size_t(i)];
       }
     });
-    req.classes.clear();
-    req.prompts.clear();
-    // Whole mini-batches (and whole decoder chunks of 4) per rank: each computed as in one process.
-    const RankRange part = rank_range(comm, n, pipe.autoencoder() ? std::lcm(mb, 4L) : mb);
-    const int mine = int(part.end - part.begin);
-    req.n = mine;
-    req.first_index = uint64_t(part.begin);
-    // This rank's samples cycle the classes from sample part.begin on.
-    for (size_t j = 0; j < classes.size(); ++j)
-      req.classes.push_back(cycled(classes, part.begin + long(j)));
-    req.contexts = slice(std::move(req.contexts), nc.context_numel(), part.begin, part.end, n);
-    req.noise = slice(std::move(req.noise), nc.in_numel(), part.begin, part.end, n);
-    // Each distinct prompt is encoded once: this rank's samples in order, cycled.
-    for (long j = 0; !prompts.empty() && j < std::min<long>(mine, long(prompts.size())); ++j)
-      req.prompts.push_back(prompts[size_t(part.begin + j) % prompts.size()]);
+    comm.bcast(pending.data(), pending.size(), 0);
+    std::vector<long> todo;  // the units to draw, in order
+    long to_draw = 0;        // their samples
+    for (long u = 0; u < units; ++u)
+      if (pending[size_t(u)])
+        todo.push_back(u), to_draw += std::min<long>(n, (u + 1) * unit) - u * unit;
+    const auto kept = [&](long i) {  // sample i is taken from --dir, not drawn
+      return !have.done.empty() && have.done[size_t(i)] && !pending[size_t(i / unit)];
+    };
+    if (lead && have.broken > 0)
+      std::fprintf(
+          stderr, "uvit: warning: %s%s: drawn again and replaced\n", have.broken_why.c_str(),
+          have.broken > 1 ? cat(" (and ", have.broken - 1, " more broken files)").c_str() : "");
+    if (lead && !o->quiet && have.count > 0) {
+      const long missing = n - have.count;
+      std::fprintf(stderr, "%s: %ld of %d samples already there; %s\n", o->dir.c_str(), have.count,
+                   n,
+                   !o->latents.empty()
+                       ? cat("drawing all ", n, " (--latents needs every sample's latents)").c_str()
+                   : missing == 0       ? "nothing to draw"
+                   : to_draw == missing ? cat("drawing the ", missing, " missing").c_str()
+                                        : cat("drawing the ", missing, " missing (", to_draw,
+                                              " samples in whole mini-batches of ", unit, ")")
+                                              .c_str());
+    }
+    // This rank's units: the i-th of every `ranks` in `todo`, drawn in rounds that rank 0 gathers
+    // and writes before the next.
+    const int ranks = comm.size();
+    long my_batches = 0;
+    for (size_t k = size_t(comm.rank()); k < todo.size(); k += size_t(ranks)) {
+      const long size = std::min<long>(n, (todo[k] + 1) * unit) - todo[k] * unit;
+      my_batches += (size + mb - 1) / mb;
+    }
+    const std::vector<float> all_contexts = std::move(req.contexts),
+                             all_noise = std::move(req.noise);
+    req.contexts.clear();
+    req.noise.clear();
     req.keep_latents = !o->latents.empty();
-
     const bool show = !o->quiet && lead;
     Progress sampling("sample (network evaluations)", 1, !show);
-    Progress decoding("decode", mine, !show);
+    int evals_before = 0;  // this rank's evaluations in the units already drawn
+    double seconds = 0;    // and their sampling time
+    long drawing = 0;      // the samples of the unit being drawn
+    int unit_evals = 0;    // and its evaluations so far
     req.progress = [&](const char* phase, int done, int total) {
+      if (total == 0) return true;  // the check before the first evaluation
       if (std::string(phase) == "sample") {
-        if (total == 0) return true;  // the check before the first evaluation
-        sampling.set_total(total);
-        sampling.update(done);
+        // A unit's total over its mini-batches, times this rank's (dopri5's: not known, -1).
+        sampling.set_total(total < 0 ? -1 : total / ((drawing + mb - 1) / mb) * my_batches);
+        sampling.update(evals_before + (unit_evals = done));
       } else {
-        sampling.finish();
-        decoding.update(done);
+        sampling.update(evals_before + unit_evals, cat("decode ", done, "/", total));
       }
       return true;
     };
@@ -335,68 +399,101 @@ void add_sample(CLI::App& app) {
         write_png(o->preview, sample_grid(pipe.preview_images(x0, B)));
       };
     }
-    GenerationResult res;
-    if (mine > 0) res = pipe.generate(req);
-    sampling.finish();
-    decoding.finish();
-    if (!o->latents.empty()) {
-      const std::vector<float> all = gather_to_root(comm, res.latents);
-      if (lead)
-        save_npy(o->latents,
-                 Array::from_f32({n, nc.in_chans, nc.img_size, nc.width()}, all.data()));
+    std::vector<uint8_t> held;  // rank 0 with `hold`: every sample's pixels [n, H, W, C]
+    if (lead && hold) held.resize(size_t(n) * per_image);
+    // The samples taken from --dir: their pixels where another output needs them.
+    for (long i = 0; lead && (hold || per_image_out) && i < n; ++i) {
+      if (!kept(i)) continue;
+      const Image im =
+          read_sample_png(o->dir + "/" + sample_file_name(uint64_t(i)), img_w, img_s, img_c);
+      if (hold) std::copy(im.px.begin(), im.px.end(), held.begin() + ptrdiff_t(i * per_image));
+      if (per_image_out)
+        write_png(format_index_pattern(o->out, uint64_t(i)), im, png_metadata(params(i)));
     }
-    const int img_c = pipe.channels(), img_s = pipe.resolution(), img_w = pipe.width();
-    const size_t per_image = size_t(img_c) * img_s * img_w;
-    std::vector<uint8_t> px;
-    if (images) {
+    // Sample i's files, from its pixels `px`, as soon as its unit is drawn.
+    const auto emit = [&](long i, const uint8_t* px) {
+      if (hold) std::copy_n(px, per_image, held.begin() + ptrdiff_t(i * per_image));
+      if (per_image_out)
+        write_png(format_index_pattern(o->out, uint64_t(i)), px, img_w, img_s, img_c,
+                  png_metadata(params(i)));
+      if (!o->dir.empty() && !(!have.done.empty() && have.done[size_t(i)]))
+        write_png(o->dir + "/" + sample_file_name(uint64_t(i)), px, img_w, img_s, img_c,
+                  png_metadata(params(i)));
+    };
+    std::vector<float> latents;  // rank 0 with --latents: every sample's (every unit is drawn)
+    int evaluations = 0;
+    for (size_t round = 0; round < todo.size(); round += size_t(ranks)) {
+      const size_t k = round + size_t(comm.rank());
+      GenerationResult res;
+      if (k < todo.size()) {
+        const long begin = todo[k] * unit, end = std::min<long>(n, begin + unit);
+        GenerationRequest r = req;
+        r.n = int(end - begin);
+        r.first_index = uint64_t(begin);
+        // The unit's samples cycle the classes and prompts from sample `begin` on.
+        r.classes.clear();
+        for (size_t j = 0; j < classes.size(); ++j)
+          r.classes.push_back(cycled(classes, begin + long(j)));
+        r.prompts.clear();
+        for (long j = 0; !prompts.empty() && j < std::min<long>(r.n, long(prompts.size())); ++j)
+          r.prompts.push_back(prompts[size_t(begin + j) % prompts.size()]);
+        r.contexts = part(all_contexts, nc.context_numel(), begin, end);
+        r.noise = part(all_noise, nc.in_numel(), begin, end);
+        drawing = r.n;
+        res = pipe.generate(r);
+        evals_before += res.evaluations;
+        seconds += res.sample_seconds;
+      }
+      evaluations = evals_before;
+      if (!o->latents.empty()) {
+        const std::vector<float> got = gather_to_root(comm, res.latents);
+        latents.insert(latents.end(), got.begin(), got.end());
+      }
+      if (!images) continue;
+      std::vector<uint8_t> px;
       for (const GeneratedImage& im : res.images)
         px.insert(px.end(), im.image.px.begin(), im.image.px.end());
       px = gather_to_root(comm, px);
+      if (!lead) continue;
+      // Rank order is `todo`'s order: each rank's unit after the one before.
+      const uint8_t* p = px.data();
+      for (size_t j = round; j < std::min(todo.size(), round + size_t(ranks)); ++j)
+        for (long i = todo[j] * unit; i < std::min<long>(n, (todo[j] + 1) * unit); ++i)
+          emit(i, p), p += per_image;
     }
-    // Rank 0 may have drawn no mini-batch of its own: report the busiest rank's time and count.
-    const double mine_stats[2] = {res.sample_seconds, double(res.evaluations)};
+    sampling.finish();
+    if (lead && !o->latents.empty())
+      save_npy(o->latents,
+               Array::from_f32({n, nc.in_chans, nc.img_size, nc.width()}, latents.data()));
+    // Rank 0 may have drawn no unit of its own: report the busiest rank's time and count.
+    const double mine_stats[2] = {seconds, double(evaluations)};
     std::vector<double> stats(2 * size_t(comm.size()));
     comm.allgather_bytes(mine_stats, sizeof mine_stats, stats.data());
     for (size_t r = 0; r < stats.size(); r += 2) {
-      res.sample_seconds = std::max(res.sample_seconds, stats[r]);
-      res.evaluations = std::max(res.evaluations, int(stats[r + 1]));
+      seconds = std::max(seconds, stats[r]);
+      evaluations = std::max(evaluations, int(stats[r + 1]));
     }
     if (!lead) return;
-    std::vector<Image> imgs;
-    for (int i = 0; images && i < n; ++i) {
-      imgs.emplace_back(img_w, img_s, img_c, 0);
-      std::copy_n(px.begin() + ptrdiff_t(size_t(i) * per_image), per_image, imgs.back().px.begin());
-    }
-    // A1111-style metadata (docs/serve.md): basenames and hashes, never paths.
-    const auto params = [&](int i) {
-      ImageParams p = image_params_for(cfg, resolved, pipe.identity(), cycled(classes, i, -1),
-                                       cycled(prompts, i), uint64_t(i), img_w, img_s);
-      p.negative_prompt = o->negative_prompt;
-      return p;
-    };
-    if (!o->out.empty() && !per_image_out) {
+    if (grid) {
+      std::vector<Image> imgs;
+      for (long i = 0; i < n; ++i) {
+        imgs.emplace_back(img_w, img_s, img_c, 0);
+        std::copy_n(held.begin() + ptrdiff_t(i * per_image), per_image, imgs.back().px.begin());
+      }
       std::vector<int> rows;  // with --classes all: one row per class
       for (int i = 0; o->classes == "all" && i < n; ++i) rows.push_back(cycled(classes, i));
-      const Image grid = sample_grid(imgs, rows, real_classes(cfg));
-      write_png(o->out, grid, grid_metadata(params(0), n));
-    }
-    for (int i = 0; i < n && (per_image_out || !o->dir.empty()); ++i) {
-      if (per_image_out)
-        write_png(format_index_pattern(o->out, uint64_t(i)), imgs[size_t(i)],
-                  png_metadata(params(i)));
-      if (!o->dir.empty())
-        write_png(o->dir + "/" + sample_file_name(uint64_t(i)), imgs[size_t(i)],
-                  png_metadata(params(i)));
+      const Image g = sample_grid(imgs, rows, real_classes(cfg));
+      write_png(o->out, g, grid_metadata(params(0), n));
     }
     if (!o->npy.empty() || !o->npz.empty()) {
       Array a(DType::U8, {n, img_s, img_w, img_c});
-      std::copy(px.begin(), px.end(), a.as<uint8_t>());
+      std::copy(held.begin(), held.end(), a.as<uint8_t>());
       if (!o->npy.empty()) save_npy(o->npy, a);
       if (!o->npz.empty()) save_npz(o->npz, {{"arr_0", std::move(a)}});
     }
     if (!o->quiet)
-      std::fprintf(stderr, "%d samples in %.2f s (%d network evaluations)\n", n, res.sample_seconds,
-                   res.evaluations);
+      std::fprintf(stderr, "%ld samples in %.2f s (%d network evaluations)\n", to_draw, seconds,
+                   evaluations);
   });
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# `uvit sample --dir D` writes each sample's PNG as its mini-batch is drawn, and the same command
+# again keeps the PNGs already in D (their uvit-params record checked) and draws only the rest: the
+# folder, and the --npz beside it, end as a straight run's, byte for byte (docs/cli.md "--dir").
+set -uo pipefail
+UVIT=$1 PY=${PYTHON:-/usr/bin/python3}
+source tests/e2e/data/lib.sh
+tiny_run
+S=(sample --config fmnist_uvit_tiny --weights "$W" --classes all --steps 4 --batch 2)
+# same_pngs A B: the NNNNNN.png files of folders A and B (a killed run may leave a temporary file)
+same_pngs() {
+  local a b
+  a=$(cd "$1" && ls | grep -E '^[0-9]{6}\.png$' | xargs cksum)
+  b=$(cd "$2" && ls | grep -E '^[0-9]{6}\.png$' | xargs cksum)
+  [ -n "$a" ] && [ "$a" = "$b" ]
+}
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --npz "$tmp/straight.npz" -q
+[ "$(ls "$tmp/straight" | wc -l)" -eq 16 ] || fail "straight run: $(ls "$tmp/straight" | wc -l) files"
+
+# Killed (SIGKILL) once the first mini-batch's files are there: they are kept, and the same command
+# draws only the missing ones. Before, every PNG was written after the last evaluation: the
+# progress lines then reached 32/32 before the first file.
+"$UVIT" "${S[@]}" --n 16 --dir "$tmp/k" 2>"$tmp/kerr" &
+kpid=$!
+for _ in $(seq 1500); do [ -e "$tmp/k/000001.png" ] && break; sleep 0.02; done
+kill -KILL $kpid 2>/dev/null
+wait $kpid 2>/dev/null
+kept=$(ls "$tmp/k" 2>/dev/null | grep -cE '^[0-9]{6}\.png$')
+if [ "$kept" -ge 2 ] && [ "$kept" -lt 16 ] && ! grep -q "32/32" "$tmp/kerr"; then
+  echo "ok: killed after the first mini-batch ($(tail -1 "$tmp/kerr")), $kept of 16 PNGs kept"
+else
+  fail "killed run: $kept PNGs kept (want 2 to 15) at $(tail -1 "$tmp/kerr")"
+fi
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/k" --npz "$tmp/k.npz"
+grep -q "^$tmp/k: $kept of 16 samples already there; drawing the $((16 - kept)) missing" \
+  "$tmp/err" && echo "ok: $(grep 'already there' "$tmp/err")" || fail "rerun's line: $(cat "$tmp/err")"
+# A kill between two files of one mini-batch leaves it to be drawn whole: one sample more.
+drawn=$(sed -n 's/^\([0-9]*\) samples in .*/\1/p' "$tmp/err")
+[ "${drawn:-0}" -ge $((16 - kept)) ] && [ "${drawn:-0}" -le $((17 - kept)) ] ||
+  fail "the rerun drew ${drawn:-?} samples, $((16 - kept)) missing"
+same_pngs "$tmp/straight" "$tmp/k" && cmp -s "$tmp/straight.npz" "$tmp/k.npz" &&
+  echo "ok: killed + rerun == straight run (16 PNGs, the .npz from the kept PNGs and the new)" ||
+  fail "killed + rerun differs from the straight run"
+
+# --n 5 then --n 16: the unit of 4..5 is drawn whole again (its sample 4 is not rewritten).
+run "$UVIT" "${S[@]}" --n 5 --dir "$tmp/g" -q
+t4=$(stat -c %Y.%i "$tmp/g/000004.png")
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/g" --out "$tmp/g/img_%02d.png"
+grep -q "^$tmp/g: 5 of 16 samples already there; drawing the 11 missing (12 samples in whole mini-batches of 2)$" \
+  "$tmp/err" && echo "ok: $(grep 'already there' "$tmp/err")" || fail "--n 16 after 5: $(cat "$tmp/err")"
+[ "$(stat -c %Y.%i "$tmp/g/000004.png")" = "$t4" ] || fail "sample 4, already there, was rewritten"
+same_pngs "$tmp/straight" "$tmp/g" && echo "ok: --n 5 then --n 16 == straight --n 16" ||
+  fail "--n 5 then 16 differs from a straight run"
+# The per-image --out files of the kept samples come from their PNGs: the same bytes.
+for i in 00 04 15; do
+  cmp -s "$tmp/g/img_$i.png" "$tmp/straight/0000$i.png" || fail "--out img_$i.png differs"
+done
+
+# Another setting is refused in one line naming the file and the setting; nothing changes.
+before=$(cd "$tmp/straight" && ls -l --time-style=+%s.%N | cksum)
+expect_error "straight/000000.png was drawn with other settings (--seed 0 there, 1 in this run)" \
+  "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --seed 1 -q
+expect_error "(--seed 0 there, [0-9]* in this run): .* (--seed -1 drew a new seed: give the one" \
+  "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --seed -1 -q
+expect_error "(--steps 4 there, 3 in this run)" "$UVIT" sample --config fmnist_uvit_tiny \
+  --weights "$W" --classes all --steps 3 --n 16 --dir "$tmp/straight" -q
+expect_error "(class (--class/--classes) 0 there, 3 in this run)" \
+  "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 3 --steps 4 --n 2 \
+  --dir "$tmp/straight" -q
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run2" --steps 2 --batch 2 --no-grid -q
+expect_error "(--weights (contents) " "$UVIT" sample --config fmnist_uvit_tiny \
+  --weights "$tmp/run2/nnet_ema.safetensors" --classes all --steps 4 --n 16 --dir "$tmp/straight" -q
+[ "$(cd "$tmp/straight" && ls -l --time-style=+%s.%N | cksum)" = "$before" ] &&
+  echo "ok: the refused runs left the folder as it was" || fail "a refused run changed the folder"
+
+# A PNG of another program (no uvit-params record) where a sample goes: refused, kept.
+"$PY" - "$tmp/foreign/000002.png" <<'PYEOF' || fail "writing a foreign PNG"
+import os, struct, sys, zlib
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+raw = b"".join(b"\0" + bytes(28) for _ in range(28))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PYEOF
+sum=$(cksum <"$tmp/foreign/000002.png")
+expect_error "foreign/000002.png: a PNG without uvit sample's metadata (uvit-params)" \
+  "$UVIT" "${S[@]}" --n 4 --dir "$tmp/foreign" -q
+[ "$(cksum <"$tmp/foreign/000002.png")" = "$sum" ] || fail "the foreign PNG was changed"
+
+# A cut PNG (a copy interrupted) is drawn again and replaced, with a warning naming it.
+cp -r "$tmp/straight" "$tmp/cut"
+head -c 300 "$tmp/straight/000003.png" >"$tmp/cut/000003.png"
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/cut"
+grep -q "^uvit: warning: $tmp/cut/000003.png: truncated PNG.*: drawn again and replaced$" "$tmp/err" &&
+  grep -q "^$tmp/cut: 15 of 16 samples already there; drawing the 1 missing (2 samples in whole mini-batches of 2)$" \
+    "$tmp/err" && echo "ok: $(head -1 "$tmp/err")" || fail "cut PNG: $(cat "$tmp/err")"
+same_pngs "$tmp/straight" "$tmp/cut" && echo "ok: the cut PNG redrawn, the folder a straight run's" ||
+  fail "the cut PNG's folder differs from the straight run"
+
+# Everything there: nothing drawn, the .npz from the PNGs alone.
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --npz "$tmp/again.npz"
+grep -q "16 of 16 samples already there; nothing to draw$" "$tmp/err" &&
+  grep -q "^0 samples in .* (0 network evaluations)$" "$tmp/err" &&
+  cmp -s "$tmp/straight.npz" "$tmp/again.npz" && echo "ok: a finished folder draws nothing" ||
+  fail "finished folder: $(cat "$tmp/err")"
+exit $fails
