@@ -319,8 +319,11 @@ int refused_command_line(const CLI::App& app, const std::vector<std::string>& ar
   } catch (const uvit::cli::SameOnEveryRank& e) {
     return same_on_every_rank_error(e.what());
   } catch (const std::exception& e) {
-    // No exchange: a command that makes no communicator runs on every rank as in one process, and
-    // a rank says its own error, as that command's later errors (no rank waits for another).
+    // No exchange. A command that makes no communicator runs on every rank as in one process: a
+    // rank says its own error, as that command's later errors (no rank waits for another). Else
+    // one process, or ranks that cannot exchange (srun without PMI): from rank 0, as alike.
+    if (command.empty() || uvit::cli::decides_together(command))
+      return same_on_every_rank_error(e.what());
     std::fprintf(stderr, "uvit: error: %s\n", uvit::one_line(e.what()).c_str());
     return 1;
   }
