@@ -2,11 +2,11 @@
 
 #include <cstdint>
 #include <exception>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/error_line.hpp"
 #include "uvit/error.hpp"
 #include "uvit/quote.hpp"
 
@@ -43,35 +43,21 @@ namespace {
 struct Outcome {
   uint64_t failed = 0, digest = 0;
 };
-}  // namespace
+// The digest of a rank that was asked for help (help_together) instead of running the command.
+constexpr uint64_t kHelpDigest = 0x68656c7020686570;
 
-std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>& digest,
-                                       const std::function<void()>& checks) {
-  if (c.size() == 1) {
-    checks();
-    return {digest ? digest() : 0};
-  }
-  Outcome mine;
-  std::string msg;
-  try {
-    checks();
-    if (digest) mine.digest = digest();
-  } catch (const std::bad_alloc&) {
-    msg = "out of memory";
-    mine.failed = msg.size() + 1;
-  } catch (const std::exception& e) {
-    msg = one_line(e.what());
-    mine.failed = msg.size() + 1;
-  }
-  // Every call exchanges the same 16 bytes, with or without a digest: a rank that joins another
-  // rank's first exchange (refused_together) matches it whichever variant that rank calls.
+// The allgather every first exchange makes: every rank's outcome, on every rank. Every call
+// exchanges the same 16 bytes, with or without a digest or a check: a rank that joins another
+// rank's first exchange (refused_together, help_together) matches it whichever that rank makes.
+std::vector<Outcome> exchange(Comm& c, const Outcome& mine) {
   std::vector<Outcome> all(size_t(c.size()));
   c.allgather_bytes(&mine, sizeof mine, all.data());
-  std::vector<uint64_t> digests(all.size());
-  bool any = false;
-  for (size_t r = 0; r < all.size(); ++r) digests[r] = all[r].digest, any |= all[r].failed > 0;
-  if (!any) return digests;
-  // The messages to rank 0.
+  return all;
+}
+
+// After an exchange in which some rank failed: the messages to rank 0, which makes the line;
+// every rank throws SameOnEveryRank (exits 1 without MPI_Abort; main() prints from rank 0 only).
+[[noreturn]] void refuse(Comm& c, const std::vector<Outcome>& all, const std::string& msg) {
   const std::vector<uint8_t> got = c.gatherv_bytes(msg.data(), msg.size(), 0);
   std::string line;
   if (c.rank() == 0) {
@@ -86,8 +72,44 @@ std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>&
     }
     line = verdict(msgs, fails);
   }
-  // Every rank exits 1 without MPI_Abort; main() prints the line from rank 0 only.
   throw SameOnEveryRank(line);
+}
+
+// The communicator of the first exchange that a rank which does not run command `name` (its
+// command line refused, or help asked for) joins: under a launcher, for a command that decides
+// together or a command line without a recognised command (whose ranks may run any); nullptr
+// where there is none (one process, another command, a build without MPI).
+Comm* joined_world(const std::string& name, const std::string& device) {
+  if (!(name.empty() || decides_together(name)) || !launched_by_mpi()) return nullptr;
+  try {
+    return &world(device);
+  } catch (const std::exception&) {  // a build without MPI started as several ranks
+    return nullptr;
+  }
+}
+}  // namespace
+
+std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>& digest,
+                                       const std::function<void()>& checks) {
+  if (c.size() == 1) {
+    checks();
+    return {digest ? digest() : 0};
+  }
+  Outcome mine;
+  std::string msg;
+  try {
+    checks();
+    if (digest) mine.digest = digest();
+  } catch (const std::exception& e) {
+    msg = error_line(e);  // as main() says it: an out-of-memory refusal names the size options
+    mine.failed = msg.size() + 1;
+  }
+  const std::vector<Outcome> all = exchange(c, mine);
+  std::vector<uint64_t> digests(all.size());
+  bool any = false;
+  for (size_t r = 0; r < all.size(); ++r) digests[r] = all[r].digest, any |= all[r].failed > 0;
+  if (!any) return digests;
+  refuse(c, all, msg);
 }
 
 void checked_together(Comm& c, const std::function<void()>& checks) {
@@ -105,16 +127,26 @@ bool decides_together(const std::string& name) {
 
 void refused_together(const std::string& name, const std::string& device,
                       const std::string& error) {
-  Comm* c = nullptr;
-  if (decides_together(name) && launched_by_mpi()) {
-    try {
-      c = &world(device);
-    } catch (const std::exception&) {  // a build without MPI started as several ranks: no exchange
-    }
-  }
+  Comm* c = joined_world(name, device);
   if (!c) throw Error(error);
   checked_together(*c, [&] { throw Error(error); });
   throw Error(error);  // not reached: checked_together threw
+}
+
+bool help_together(const std::string& name, const std::string& device, const std::string& asked) {
+  Comm* c = joined_world(name, device);
+  if (!c) return true;
+  const std::string msg = cat(asked,
+                              " given on some ranks only (help is printed when every rank asks "
+                              "for it; give every rank the same command line)");
+  Outcome mine;
+  mine.failed = msg.size() + 1;
+  mine.digest = kHelpDigest;
+  const std::vector<Outcome> all = exchange(*c, mine);
+  bool every = true;
+  for (const Outcome& o : all) every &= o.failed > 0 && o.digest == kHelpDigest;
+  if (every) return c->rank() == 0;
+  refuse(*c, all, msg);
 }
 
 }  // namespace uvit::cli

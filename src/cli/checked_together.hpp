@@ -29,12 +29,21 @@ std::vector<uint64_t> checked_together(Comm& c, const std::function<uint64_t()>&
 // eval, fid-features. Each rank of such a command runs that first exchange.
 bool decides_together(const std::string& name);
 // A command line this rank's CLI11 refused (`error`, one line) before command `name` ran, under a
-// launcher: a rank of a command that decides_together joins its first exchange with the error
-// (on `device`, the --device given: the communicator the other ranks make), so that a rank alone
-// with a bad option is named in rank 0's line and none of the others waits for it. Throws
-// SameOnEveryRank; an Error with `error` where there is no such exchange (one process, another
-// command, a build without MPI).
+// launcher: a rank of a command that decides_together, or of a command line whose command word
+// was not recognised (`name` "": the other ranks' command is unknown, most likely the same
+// mistake), joins the first exchange with the error (on `device`, the --device given: the
+// communicator the other ranks make), so that a rank alone with a bad option is named in rank 0's
+// line and none of the others waits for it. Throws SameOnEveryRank; an Error with `error` where
+// there is no such exchange (one process, another command, a build without MPI): this rank's
+// own, to print itself.
 [[noreturn]] void refused_together(const std::string& name, const std::string& device,
                                    const std::string& error);
+// Help (`asked`: "--help", "--version", "uvit help") asked for on a command line of command `name`
+// under a launcher: as refused_together, this rank joins the first exchange, so that a rank alone
+// with --help does not leave the others waiting for it. Returns whether this rank prints the help:
+// rank 0 when every rank asked for it; every rank where there is no such exchange. Throws
+// SameOnEveryRank (rank 0's line: "rank 1: --help given on some ranks only ...") when some ranks
+// run the command instead.
+bool help_together(const std::string& name, const std::string& device, const std::string& asked);
 
 }  // namespace uvit::cli

@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "cli/checked_together.hpp"
 #include "cli/commands.hpp"
 #include "cli/json_text.hpp"
 #include "cli/resume.hpp"
@@ -106,9 +105,9 @@ void add_train(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    // Under mpirun each rank checks its own command line: together, so that a rank alone with a bad
-    // option is named (docs/distributed.md "Errors before the work").
-    checked_together(world(job.device), [&] {
+    // Under mpirun each rank checks its own command line: together with the training settings, so
+    // that a rank alone with a bad option is named (docs/distributed.md "Errors before the work").
+    const TrainOutcome r = run_training(job, [&] {
       check_recorded_text(job, o->set, o->init);
       job.resume = cmd->count("--resume") > 0;
       same_on_every_rank([&] {
@@ -132,7 +131,6 @@ void add_train(CLI::App& app) {
         if (job.init_flag) job.cfg.json["train"]["init_weights"] = o->init;
       }
     });
-    const TrainOutcome r = run_training(job);
     if (r.rank == 0)
       std::printf("run %s at step %ld: weights %s/nnet_ema.safetensors\n", one_line(dir).c_str(),
                   r.step, one_line(dir).c_str());
@@ -142,9 +140,9 @@ void add_train(CLI::App& app) {
 
 // run_training, whose memory refusal names the demo's batch: it has no --batch option (main's
 // hint names only the size options given).
-TrainOutcome demo_training(const TrainJob& job) {
+TrainOutcome demo_training(TrainJob& job, const std::function<void()>& command_checks) {
   try {
-    return run_training(job);
+    return run_training(job, command_checks);
   } catch (const OutOfMemory& e) {
     if (e.model_alone) throw;
     throw OutOfMemory(
@@ -197,8 +195,8 @@ void add_demo(CLI::App& app) {
   cmd->callback([o, cmd] {
     TrainJob job = o->job;
     const std::string& dir = job.out_dir;
-    // As uvit train's: each rank's checks, decided together under mpirun.
-    checked_together(world(job.device), [&] {
+    // As uvit train's: each rank's checks, decided together with the settings' under mpirun.
+    const TrainOutcome r = demo_training(job, [&] {
       check_recorded_text(job, o->set, "");
       // --steps asks for the quality instead of the time: no limit unless --minutes is given too.
       if (cmd->count("--steps") && !cmd->count("--minutes")) job.max_minutes = 0;
@@ -230,10 +228,8 @@ void add_demo(CLI::App& app) {
       same_on_every_rank([&] {
         for (const auto& a : o->set) apply_override(job.cfg, a);
       });
+      if (job.resume) job.start_note = "continuing the demo run in " + dir;
     });
-    if (job.resume && !job.quiet)
-      std::fprintf(stderr, "continuing the demo run in %s\n", dir.c_str());
-    const TrainOutcome r = demo_training(job);
     exit_if_interrupted(r);
     const std::string png = dir + "/grid.png";
     if (!r.trained && fs::exists(png)) {

@@ -13,6 +13,7 @@
 
 #include "cli/checked_together.hpp"
 #include "cli/commands.hpp"
+#include "cli/error_line.hpp"
 #include "cli/std_streams.hpp"
 #include "core/mem_limit.hpp"
 #include "core/signals.hpp"
@@ -85,16 +86,24 @@ void add_help(CLI::App& app) {
   cmd->callback([&app, words] {
     CLI::App* target = &app;
     std::string name = "uvit";  // for the usage line: "uvit autoencoder decode"
+    std::string command;        // its top-level word: "autoencoder"
     for (const std::string& w : *words) {
       CLI::App* sub = nullptr;
       for (CLI::App* c : target->get_subcommands([&w](CLI::App* a) { return a->check_name(w); }))
         sub = c;
-      uvit::cli::same_on_every_rank([&] {
-        UVIT_CHECK(sub, "help: unknown command '", w, "' (commands: ", command_list(*target), ")");
-      });
+      // As a command line without a recognised command (the ranks may be asked for any help).
+      if (!sub)
+        uvit::cli::refused_together(
+            "", "cpu",
+            uvit::cat("help: unknown command '", w, "' (commands: ", command_list(*target), ")"));
+      if (target == &app) command = sub->get_name();
       target = sub;
       name += " " + sub->get_name();
     }
+    // Under a launcher, the first exchange of the command whose help it is: a rank alone asking for
+    // it leaves no other waiting (docs/distributed.md "Errors before the work"). The ranks make
+    // the CPU communicator: help takes no --device.
+    if (!uvit::cli::help_together(command, "cpu", "uvit help")) return;
     // Not App::help(): on the program it would describe the selected command, `help` itself.
     std::printf(
         "%s", target->get_formatter()->make_help(target, name, CLI::AppFormatMode::Normal).c_str());
@@ -298,17 +307,25 @@ std::pair<std::string, std::string> command_and_device(const CLI::App& app,
   return {command, device};
 }
 
-// A command line refused before its command ran: one line from rank 0, every rank exits 1. Under
-// a launcher, for a command whose ranks decide their checks together, this rank joins their first
-// exchange, so that a bad option on one rank alone is named and no rank waits for it
-// (docs/distributed.md "Errors before the work").
+// A command line refused before its command ran: exit status 1. Under a launcher, for a command
+// whose ranks decide their checks together or a command word not recognised, this rank joins the
+// first exchange, so that a bad option on one rank alone is named in one line from rank 0 and no
+// rank waits for it (docs/distributed.md "Errors before the work").
 int refused_command_line(const CLI::App& app, const std::vector<std::string>& args,
                          const std::string& msg) {
   const auto [command, device] = command_and_device(app, args);
   try {
     uvit::cli::refused_together(command, device, msg);
-  } catch (const std::exception& e) {
+  } catch (const uvit::cli::SameOnEveryRank& e) {
     return same_on_every_rank_error(e.what());
+  } catch (const std::exception& e) {
+    // No exchange. A command that makes no communicator runs on every rank as in one process: a
+    // rank says its own error, as that command's later errors (no rank waits for another). Else
+    // one process, or ranks that cannot exchange (srun without PMI): from rank 0, as alike.
+    if (command.empty() || uvit::cli::decides_together(command))
+      return same_on_every_rank_error(e.what());
+    std::fprintf(stderr, "uvit: error: %s\n", uvit::one_line(e.what()).c_str());
+    return 1;
   }
 }
 
@@ -361,35 +378,39 @@ int run(int argc, char** argv) {
                 uvit::cat("UVIT_CONFIG_DIR=", d,
                           " is not a folder; the presets are looked up without it"));
   }
+  // Read when an error is said: the options as parsed by then.
+  uvit::cli::set_memory_hint([&app] { return memory_hint(app); });
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (const std::string bad = empty_optional_value(app, args); !bad.empty())
       return refused_command_line(app, args, bad);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    if (e.get_exit_code() == 0) {  // --help, --version
+      // Under a launcher, rank 0 prints it once every rank has asked for it; a rank alone asking
+      // joins the others' first exchange instead of leaving them waiting.
+      const auto [command, device] = command_and_device(app, args);
+      const bool version = dynamic_cast<const CLI::CallForVersion*>(&e) != nullptr;
+      try {
+        if (!uvit::cli::help_together(command, device, version ? "--version" : "--help")) return 0;
+      } catch (const uvit::cli::SameOnEveryRank& r) {
+        return same_on_every_rank_error(r.what());
+      }
+      return app.exit(e);
+    }
     // A bad command line is bad input like any other: one line, exit code 1.
     return refused_command_line(app, args, describe(app, e, args));
   } catch (const uvit::cli::ExitStatus& e) {
     return e.status;
   } catch (const uvit::cli::SameOnEveryRank& e) {
     return same_on_every_rank_error(e.what());  // every rank, without MPI_Abort: none waits
-  } catch (const uvit::Error& e) {
-    // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
-    // The backends' alloc; no size option helps a model whose state alone cannot fit.
-    const auto* refusal = dynamic_cast<const uvit::OutOfMemory*>(&e);
-    const bool oom =
-        std::string(e.what()).rfind("out of memory", 0) == 0 && !(refusal && refusal->model_alone);
-    std::fprintf(stderr, "uvit: error: %s%s%s\n", uvit::rank_prefix().c_str(),
-                 uvit::one_line(e.what()).c_str(), oom ? memory_hint(app).c_str() : "");
-    uvit::abort_job(1);
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "uvit: error: out of memory%s\n", memory_hint(app).c_str());
+  } catch (const std::bad_alloc& e) {
+    std::fprintf(stderr, "uvit: error: %s\n", uvit::cli::error_line(e).c_str());
     return 1;
   } catch (const std::exception& e) {
+    // In a data-parallel job: which rank failed, and the others stopped (docs/distributed.md).
     std::fprintf(stderr, "uvit: error: %s%s\n", uvit::rank_prefix().c_str(),
-                 uvit::one_line(e.what()).c_str());
+                 uvit::cli::error_line(e).c_str());
     uvit::abort_job(1);
     return 1;
   }

@@ -528,16 +528,19 @@ int default_grid_images(const Config& cfg) {
   return k > 0 && k <= 16 ? 4 * k : 16;
 }
 
-TrainOutcome run_training(const TrainJob& job) {
+TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_checks) {
   // Under mpirun or srun every rank trains its slice of each batch; rank 0 alone writes the run's
-  // files, log and grids (docs/distributed.md). Made first: each rank checks its own settings
-  // below, and the ranks decide together (docs/distributed.md "Errors before the work").
+  // files, log and grids (docs/distributed.md). Made first: each rank checks its own command line
+  // and settings below, and the ranks decide together (docs/distributed.md "Errors before the
+  // work").
   Comm& comm = world(job.device);
-  Config cfg = job.cfg;
+  Config cfg;
   std::string init;
   // The same exchange carries each rank's hash of the settings it resolved, compared below.
   const auto digest = [&] { return train_settings_hash(cfg.json); };
   const std::vector<uint64_t> settings = checked_together(comm, digest, [&] {
+    if (command_checks) command_checks();
+    cfg = job.cfg;
     if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
     if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
     if (job.seed >= 0) cfg.json["seed"] = job.seed;
@@ -575,6 +578,7 @@ TrainOutcome run_training(const TrainJob& job) {
   // not found by the replica check later, or never.
   check_train_settings_alike(comm, cfg.json, settings);
   const bool lead = comm.rank() == 0, quiet = job.quiet || !lead;
+  if (!quiet && !job.start_note.empty()) std::fprintf(stderr, "%s\n", job.start_note.c_str());
   const TrainSettings ts = train_settings(cfg);
   const long target = ts.steps;
   RunFolderLock run_lock;  // held to the end of the run (its final grid included)

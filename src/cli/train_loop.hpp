@@ -1,6 +1,7 @@
 // The training driver shared by `uvit train` and `uvit demo`: progress, JSONL log, periodic
 // sample grids, checkpoints, Ctrl-C handling, and the record of options changed on --resume.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ struct TrainJob {
   bool grids = true;       // false: no sample grids (--no-grid)
   bool final_grid = true;  // a grid at the end of the run (the demo draws its own)
   bool quiet = false;
+  // Printed by rank 0 (unless quiet) once the ranks' checks passed: the demo's "continuing the
+  // demo run in DIR".
+  std::string start_note;
   std::string device = "cpu";
   // "" = on resume, the precision the run trained in (its log's `start` rows, docs/cli.md
   // "Resume"), else precision_default.
@@ -47,7 +51,10 @@ struct TrainOutcome {
   std::string precision;    // what the run trains in (the asked one or the recorded one)
 };
 
-// Trains (or continues) the run in job.out_dir; returns where it stopped.
-TrainOutcome run_training(const TrainJob& job);
+// Trains (or continues) the run in job.out_dir; returns where it stopped. `command_checks`, the
+// command's own (its options, --resume's run, the config: they complete `job`), run first, in the
+// same exchange as the training settings' under mpirun: the ranks decide all the checks before
+// the work in one round (docs/distributed.md "Errors before the work").
+TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_checks = {});
 
 }  // namespace uvit::cli

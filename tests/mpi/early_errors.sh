@@ -74,9 +74,72 @@ R0ARGS=--bogus ranks
 refused "--bogus: not an option of train (uvit help train)" "${T[@]}"
 R0ARGS=--bogus ranks --bogus
 refused "--bogus: not an option of train (uvit help train)" "${T[@]}"
-# A command that makes no communicator keeps rank 0's line (no rank waits for another).
+# A command that makes no communicator runs on every rank as in one process: each rank says its
+# own parse error (before, rank 1 exited without a word), and no rank waits for another.
 ranks --bogus
-one_error_line "give --config C" "$tmp/node.sh" info
+failing timeout -k 10 60 "$MPIRUN" -np 2 "$tmp/node.sh" info >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 1 ] && [ "$(grep -c '^uvit: error:' "$tmp/err")" -eq 2 ] &&
+  grep -q '^uvit: error: give --config C' "$tmp/err" &&
+  grep -qx 'uvit: error: --bogus: not an option of info (uvit help info)' "$tmp/err"; then
+  echo "ok: each rank's own line (info)"
+else
+  fail "info, --bogus on rank 1: rc=$rc"; cat "$tmp/err"
+fi
+
+# Help on some ranks only: the helping rank joins the others' first exchange (before, it printed
+# the help and exited 0 while the others waited in their first collective until mpirun's end).
+HELP="given on some ranks only (help is printed when every rank asks for it; give every rank \
+the same command line)"
+ranks --help
+LIMIT=60 refused "rank 1: --help $HELP" "${T[@]}"
+R0ARGS=--help ranks
+LIMIT=60 refused "--help $HELP" "${T[@]}"
+# On every rank: the help once, from rank 0, and status 0.
+R0ARGS=--help ranks --help
+timeout -k 10 60 "$MPIRUN" -np 2 "$tmp/node.sh" "${T[@]}" >"$tmp/out" 2>"$tmp/err" &&
+  [ "$(grep -c '^Usage: uvit train' "$tmp/out")" -eq 1 ] && [ ! -s "$tmp/err" ] ||
+  fail "--help on every rank: $(grep -c '^Usage:' "$tmp/out") usage lines; $(cat "$tmp/err")"
+# own CMD...: $tmp/own.sh runs uvit with the command line's words on rank 0, CMD on rank 1.
+own() {
+  printf '#!/bin/sh\n[ "${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}" = 1 ] && exec "%s" %s\nexec "%s" "$@"\n' \
+    "$UVIT" "$*" "$UVIT" >"$tmp/own.sh"
+  chmod +x "$tmp/own.sh"
+}
+own help train
+LIMIT=60 one_error_line "rank 1: uvit help $HELP\$" "$tmp/own.sh" "${T[@]}"
+timeout -k 10 60 "$MPIRUN" -np 2 "$tmp/own.sh" help train >"$tmp/out" 2>"$tmp/err" &&
+  [ "$(grep -c '^Usage: uvit train' "$tmp/out")" -eq 1 ] ||
+  fail "uvit help train on every rank: $(grep -c '^Usage:' "$tmp/out") usage lines; $(cat "$tmp/err")"
+# A command word not recognised (the ranks' command unknown) joins the first exchange too: on rank 1
+# alone, named (before, it exited without a word); on every rank, once.
+own trian
+LIMIT=60 one_error_line "rank 1: unknown command 'trian' (commands: .*)\$" "$tmp/own.sh" "${T[@]}"
+LIMIT=60 one_error_line "unknown command 'trian' (commands: .*)\$" "$tmp/own.sh" trian
+own help trian
+LIMIT=60 one_error_line "rank 1: help: unknown command 'trian' (commands: .*)\$" "$tmp/own.sh" \
+  "${T[@]}"
+
+# train decides its command's checks and the training function's in one exchange: rank 1's bad
+# --set (the command's) and rank 0's sampler (the training function's) are both named. Before, the
+# first of two exchanges stopped at rank 1's.
+R0ARGS="--set sample.algorithm=nosuch" ranks --set optimizer.lr=abc
+refused "sample.algorithm 'nosuch' is not an official sampler .* (rank 1 failed too, with \
+another error)" "${T[@]}"
+
+# Out of memory in the checks (the network's buffers, under UVIT_TEST_MEM_LIMIT): the line keeps
+# main()'s hint naming the size options, on every rank and on rank 1 alone (before, under mpirun,
+# the bare "out of memory: ...").
+"$UVIT" train --config "$tmp/tiny.json" --out "$tmp/w" --steps 1 --no-grid -q >/dev/null ||
+  fail "training the tiny weights"
+M=(sample --config "$tmp/tiny.json" --weights "$tmp/w/nnet_ema.safetensors" --n 4 --batch 4
+  --classes all --out "$tmp/run/x.png" -q)
+HINT="; with --batch 4 --n 4: give smaller values"
+ranks
+UVIT_TEST_MEM_LIMIT=100000 refused "out of memory: the buffers need .*$HINT" "${M[@]}"
+printf '#!/bin/sh\n[ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ] && export UVIT_TEST_MEM_LIMIT=100000\nexec "%s" "$@"\n' \
+  "$UVIT" >"$tmp/mem.sh" && chmod +x "$tmp/mem.sh"
+one_error_line "rank 1: out of memory: the buffers need .*$HINT\$" "$tmp/mem.sh" "${M[@]}"
 
 # sample's and eval's later checks (the outputs, the files they read), the same on every rank: one
 # line (before, one a rank, "rank R: ..." each, and MPI_Abort).

@@ -11,10 +11,11 @@ source tests/e2e/data/lib.sh
 failing() { OMPI_MCA_odls_base_sigkill_timeout=1 "$@"; }
 # one_error_line PATTERN CMD...: `mpirun -np 2 CMD...` (an expected failure) exits 1 with exactly
 # one "uvit: error:" line, matching "^uvit: error: PATTERN" (grep), from rank 0, and neither
-# MPI_Abort's lines nor an eval's "interrupted" note: the ranks refused together.
+# MPI_Abort's lines nor an eval's "interrupted" note: the ranks refused together. Bounded by
+# ${LIMIT:-300} seconds (a check that a rank no longer waits for another gives less).
 one_error_line() {
   local pattern=$1; shift
-  failing timeout -k 10 300 "$MPIRUN" -np 2 "$@" >"$tmp/out" 2>"$tmp/err"
+  failing timeout -k 10 "${LIMIT:-300}" "$MPIRUN" -np 2 "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$? n; n=$(grep -c '^uvit: error:' "$tmp/err")
   if [ $rc -eq 1 ] && [ "$n" -eq 1 ] && grep -q "^uvit: error: $pattern" "$tmp/err" &&
     ! grep -q "MPI_ABORT\|^interrupted" "$tmp/err"; then
