@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-B=${1:-build-memcheck}
+BD=${1:-build-memcheck}  # not B: lib.sh's serve_up sets B to the server's address
 shift $(($# > 0 ? 1 : 0))
 E2E=(cli_basics bad_inputs load_errors train_resume sample_cli convert_cli fid_cli latent_pipeline
   stvae_cli quantize_cli png_metadata dit_cli mdt_cli fit_cli diffit_cli lightningdit_cli svg_cli
@@ -23,24 +23,24 @@ E2E=(cli_basics bad_inputs load_errors train_resume sample_cli convert_cli fid_c
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(first capi serve "${E2E[@]}")
 
-if ! grep -q '^UVIT_SANITIZE:STRING=ON' "$B/CMakeCache.txt" 2>/dev/null; then
-  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+if ! grep -q '^UVIT_SANITIZE:STRING=ON' "$BD/CMakeCache.txt" 2>/dev/null; then
+  cmake -S . -B "$BD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCMAKE_C_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g" \
-    -DUVIT_SANITIZE=ON -DUVIT_NATIVE=OFF -DUVIT_CUDA=OFF -DUVIT_MPI=OFF >"$B.cfg.log" 2>&1 ||
-    { cat "$B.cfg.log"; exit 1; }
+    -DUVIT_SANITIZE=ON -DUVIT_NATIVE=OFF -DUVIT_CUDA=OFF -DUVIT_MPI=OFF >"$BD.cfg.log" 2>&1 ||
+    { cat "$BD.cfg.log"; exit 1; }
 fi
 # A commit restamps the version and relinks uvit: MEMCHECK_BUILD=0 skips the build (a second
 # run while one is running, which a relink would break with "Permission denied").
 if [ "${MEMCHECK_BUILD:-1}" != 0 ]; then
-  nice -n 5 cmake --build "$B" --target uvit test_capi capi_options || exit 1
+  nice -n 5 cmake --build "$BD" --target uvit test_capi capi_options || exit 1
 fi
-B=$(cd "$B" && pwd)
-UVIT=$B/uvit PY=${PYTHON:-/usr/bin/python3}
-if [ ! -d "$B/fixtures" ]; then  # the PyTorch twin's fixtures, which some e2e scripts read
-  "$PY" tests/reference/make_fixtures.py --out "$B/fixtures" >/dev/null || exit 1
+BD=$(cd "$BD" && pwd)
+UVIT=$BD/uvit PY=${PYTHON:-/usr/bin/python3}
+if [ ! -d "$BD/fixtures" ]; then  # the PyTorch twin's fixtures, which some e2e scripts read
+  "$PY" tests/reference/make_fixtures.py --out "$BD/fixtures" >/dev/null || exit 1
 fi
 
-LOG=${MEMCHECK_LOG:-$B/memcheck}
+LOG=${MEMCHECK_LOG:-$BD/memcheck}
 rm -rf "$LOG" && mkdir -p "$LOG"
 # Reports go to files (log_path) as well as failing the process: a command meant to fail, or a
 # server in the background, would otherwise lose them. Leaks are checked at every exit;
@@ -107,7 +107,7 @@ step_capi() {
   awk '/^```c$/ { n++; f = sprintf("'"$tmp"'/doc%d.c", n); next } /^```$/ { f = "" } f { print > f }' \
     docs/c_api.md
   local cc=(cc -std=c99 -g -fsanitize=address,undefined -fno-omit-frame-pointer -I include
-    -L "$B" -Wl,-rpath,"$B" -o)
+    -L "$BD" -Wl,-rpath,"$BD" -o)
   for i in 1 2; do
     "${cc[@]}" "$tmp/doc$i" "$tmp/doc$i.c" -luvit || fail "building docs/c_api.md example $i"
   done
@@ -127,8 +127,8 @@ json.dump(c, open(sys.argv[2], 'w'))" configs/fmnist_uvit_tiny.json "$tmp/preset
   "${cc[@]}" "$tmp/doc3" "$tmp/doc3.c" -luvit || fail "building the bad-class example"
   (cd "$tmp/c" && UVIT_CONFIG_DIR=$tmp/presets "$tmp/doc3" 2>"$tmp/doc3.out") && fail "a bad class name succeeded"
   grep -q "snaeker" "$tmp/doc3.out" || { fail "bad class message"; cat "$tmp/doc3.out"; }
-  bash tests/capi/capi_test.sh "$UVIT" "$B/tests/test_capi" || fail "tests/capi/capi_test.sh"
-  bash tests/capi/sampling_parity.sh "$UVIT" "$B/tests/capi_options" >"$LOG-parity.log" 2>&1 ||
+  bash tests/capi/capi_test.sh "$UVIT" "$BD/tests/test_capi" || fail "tests/capi/capi_test.sh"
+  bash tests/capi/sampling_parity.sh "$UVIT" "$BD/tests/capi_options" >"$LOG-parity.log" 2>&1 ||
     { fail "tests/capi/sampling_parity.sh (log: $LOG-parity.log)"; tail -20 "$LOG-parity.log"; }
 }
 
@@ -192,7 +192,7 @@ for s in "${STEPS[@]}"; do
     first | capi | serve) "step_$s" ;;
     *)
       if [ ! -f "tests/e2e/$s.sh" ]; then fail "no step or tests/e2e/$s.sh: $s"; continue; fi
-      bash "tests/e2e/$s.sh" "$UVIT" "$B/fixtures" >"$LOG-$s.log" 2>&1 ||
+      bash "tests/e2e/$s.sh" "$UVIT" "$BD/fixtures" >"$LOG-$s.log" 2>&1 ||
         { fail "tests/e2e/$s.sh (log: $LOG-$s.log)"; tail -20 "$LOG-$s.log"; }
       ;;
   esac
