@@ -13,7 +13,7 @@
 # commands that are meant to fail, and from a server in the background; MEMCHECK_LOG=DIR elsewhere,
 # e.g. for two runs at once); the script fails if a step fails or that folder is not empty at the end.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 BD=${1:-build-memcheck}  # not B: lib.sh's serve_up sets B to the server's address
 shift $(($# > 0 ? 1 : 0))
@@ -54,7 +54,6 @@ export UVIT_CONFIG_DIR=$ROOT/configs PYTHON=$PY
 
 tmp=$(mktemp -d)
 source tests/e2e/data/lib.sh
-status=0
 
 step_first() {
   run "$UVIT" info --presets
