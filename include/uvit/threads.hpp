@@ -12,4 +12,10 @@ namespace uvit {
 // CPU stay as asked (a measurement may want them; tests pass --threads 2 anywhere).
 void set_thread_count(int n, const std::string& source);
 
+// The count OMP_NUM_THREADS gave OpenMP, capped as set_thread_count caps it (the warning names
+// "OMP_NUM_THREADS=..."); nothing when the variable is unset or empty. For the CLI's start and a
+// C API context that keeps the environment's count (n_threads 0): libgomp reads the variable at
+// load and takes any count.
+void cap_environment_threads();
+
 }  // namespace uvit

@@ -3,6 +3,8 @@
 #include <omp.h>
 #include <sched.h>
 
+#include <cstdlib>
+
 #include "uvit/error.hpp"
 #include "uvit/log.hpp"
 
@@ -20,6 +22,11 @@ void set_thread_count(int n, const std::string& source) {
   } else if (n > 0) {
     omp_set_num_threads(n);
   }
+}
+
+void cap_environment_threads() {
+  if (const char* e = std::getenv("OMP_NUM_THREADS"); e && *e)
+    set_thread_count(0, "OMP_NUM_THREADS=" + std::string(e));
 }
 
 }  // namespace uvit

@@ -1,7 +1,8 @@
 /* The C API, compiled as C99: load a tiny class-conditional model, read its info and class names,
  * generate (images, PNG bytes, metadata, (seed, index) reproducibility, progress), cancel from
  * the progress callback and from another thread, generate from three threads at once, and check
- * the status and error text of bad calls. Usage: test_capi CONFIG.json WEIGHTS */
+ * the status and error text of bad calls. Usage: test_capi CONFIG.json WEIGHTS; with a third
+ * argument env-threads, the cap of OMP_NUM_THREADS alone (environment_threads). */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stddef.h>
@@ -111,9 +112,32 @@ static void* generate_job(void* user) {
   return NULL;
 }
 
+/* n_threads 0 keeps the environment's count, capped as the CLI caps it: capi_test.sh runs this
+ * with OMP_NUM_THREADS=100000 (libgomp reads it at load). Missing weights: the load fails after
+ * the cap, before any parallel region would start 100000 threads. Before, the count was taken
+ * uncapped, with no warning. */
+static int environment_threads(const char* config) {
+  uvit_set_log_callback(on_log, NULL);
+  uvit_ctx_params cp;
+  uvit_ctx_params_init(&cp);
+  cp.config = config;
+  cp.weights = "/nonexistent/w.safetensors";
+  uvit_ctx* ctx = NULL;
+  last_warning[0] = '\0';
+  const uvit_status st = uvit_ctx_create(&cp, &ctx);
+  CHECK(st == UVIT_ERR_LOAD && ctx == NULL, "status %d", (int)st);
+  CHECK(strstr(last_warning,
+               "OMP_NUM_THREADS=100000 asks for 100000 threads, more than 4 for each of the ") ==
+                last_warning &&
+            strstr(last_warning, " CPUs this process may run on; using "),
+        "OMP_NUM_THREADS=100000, n_threads 0: warning '%s'", last_warning);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && strcmp(argv[3], "env-threads") == 0) return environment_threads(argv[1]);
   if (argc != 3) {
-    fprintf(stderr, "usage: test_capi CONFIG.json WEIGHTS\n");
+    fprintf(stderr, "usage: test_capi CONFIG.json WEIGHTS [env-threads]\n");
     return 2;
   }
   CHECK(strlen(uvit_version()) > 0 && strlen(uvit_commit()) > 0, "version '%s' commit '%s'",
