@@ -307,6 +307,7 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
     if (!p.prompts[i])
       return set_error(UVIT_ERR_INVALID_ARGUMENT,
                        "uvit_gen_params: prompts[" + std::to_string(i) + "] is NULL");
+  uvit::adopt_thread_count();  // this thread may not be the one n_threads was set on
   uvit_image* out = nullptr;
   int made = 0;
   const uvit_status s = guarded(UVIT_ERR_INVALID_ARGUMENT, [&] {
