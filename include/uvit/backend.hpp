@@ -435,9 +435,14 @@ const std::vector<std::string>& device_names();
 bool known_device(const std::string& name);  // one of device_names()
 // device_names() as a message says them, each between `quote`s: "'cpu' or 'cuda'".
 std::string device_choices(char quote);
-// Whether make_backend knows `precision` by name ("fp32", "bf16", "tf32"; "" is the default, not a
-// name): the one list, which the C API checks its arguments against too.
-bool known_precision(const std::string& precision);
+// The precisions make_backend knows by name, in the order messages list them: {"fp32", "bf16",
+// "tf32"} ("" is the default, not a name). The one list make_backend, the CUDA backend and the C
+// API check their arguments against.
+const std::vector<std::string>& precision_names();
+bool known_precision(const std::string& precision);  // one of precision_names()
+// precision_names() as a message says them, each between `quote`s: "fp32, bf16 or tf32" with
+// none, "\"fp32\", \"bf16\" or \"tf32\"" with "\"".
+std::string precision_choices(const std::string& quote = "");
 // The precision of the fp32 encoder models (autoencoder, FID Inception, CLIP text model) on a
 // device: `requested` ("fp32" or "tf32") if given, else tf32 on CUDA (what PyTorch's convolutions
 // use by default) and fp32 on the CPU. Throws uvit::Error for anything else (bf16 included).

@@ -12,4 +12,17 @@ namespace uvit {
 // CPU stay as asked (a measurement may want them; tests pass --threads 2 anywhere).
 void set_thread_count(int n, const std::string& source);
 
+// The count OMP_NUM_THREADS gave OpenMP, capped as set_thread_count caps it (the warning names
+// "OMP_NUM_THREADS=..."); nothing when the variable is unset or empty. For the CLI's start and a
+// C API context that keeps the environment's count (n_threads 0): libgomp reads the variable at
+// load and takes any count.
+void cap_environment_threads();
+
+// Gives the calling thread the count set_thread_count last set, if any: libgomp keeps the count
+// per thread for threads it did not start, and a thread started later takes the environment's
+// (uncapped), so a C API context made on one thread and used on another, or a server's worker,
+// calls this before its work. `OMP_NUM_THREADS=6` with n_threads 2 gave a generation on another
+// thread a team of 6.
+void adopt_thread_count();
+
 }  // namespace uvit

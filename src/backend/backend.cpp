@@ -48,6 +48,16 @@ std::unique_ptr<Backend> make_cpu_backend_for(const std::string& precision) {
   return make_cpu_backend();
 }
 
+namespace {
+// `names` as a message says them, each between `quote`s: "a, b or c".
+std::string or_list(const std::vector<std::string>& names, const std::string& quote) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i)
+    s += (i == 0 ? "" : i + 1 < names.size() ? ", " : " or ") + (quote + names[i] + quote);
+  return s;
+}
+}  // namespace
+
 const std::vector<std::string>& device_names() {
   static const std::vector<std::string> names = {"cpu", "cuda"};
   return names;
@@ -58,21 +68,25 @@ bool known_device(const std::string& name) {
   return std::find(all.begin(), all.end(), name) != all.end();
 }
 
-std::string device_choices(char quote) {
-  const std::vector<std::string>& all = device_names();
-  std::string s;
-  for (size_t i = 0; i < all.size(); ++i)
-    s += (i == 0 ? "" : i + 1 < all.size() ? ", " : " or ") + (quote + all[i] + quote);
-  return s;
+std::string device_choices(char quote) { return or_list(device_names(), std::string(1, quote)); }
+
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names = {"fp32", "bf16", "tf32"};
+  return names;
 }
 
 bool known_precision(const std::string& precision) {
-  return precision == "fp32" || precision == "bf16" || precision == "tf32";
+  const std::vector<std::string>& all = precision_names();
+  return std::find(all.begin(), all.end(), precision) != all.end();
+}
+
+std::string precision_choices(const std::string& quote) {
+  return or_list(precision_names(), quote);
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name, const std::string& precision) {
   if (!precision.empty() && !known_precision(precision))
-    fail("unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
+    fail("unknown precision '", precision, "' (expected ", precision_choices(), ")");
   // Only CUDA's attention reads it, but a typo is refused in every build (docs/gpu.md).
   (void)attention_mode();
   if (name == "cpu") {

@@ -178,9 +178,8 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
                                                     " (NULL: cpu), got \"" + p.device + "\"");
   if (p.precision && !uvit::known_precision(p.precision))
     return set_error(UVIT_ERR_INVALID_ARGUMENT,
-                     std::string("uvit_ctx_params.precision must be \"fp32\", \"bf16\" or \"tf32\" "
-                                 "(NULL: the device's default), got \"") +
-                         p.precision + "\"");
+                     "uvit_ctx_params.precision must be " + uvit::precision_choices("\"") +
+                         " (NULL: the device's default), got \"" + p.precision + "\"");
   return guarded(UVIT_ERR_LOAD, [&] {
     uvit::PipelineOptions o;
     o.config = str(p.config);
@@ -192,9 +191,12 @@ uvit_status uvit_ctx_create(const uvit_ctx_params* params, uvit_ctx** out) {
     o.vocab = str(p.vocab);
     o.device = p.device ? p.device : "cpu";
     o.precision = str(p.precision);
-    if (p.n_threads > 0)  // capped as the CLI's --threads, the warning to the log callback
+    // Capped as the CLI's --threads and OMP_NUM_THREADS, the warning to the log callback.
+    if (p.n_threads > 0)
       uvit::set_thread_count(p.n_threads,
                              "uvit_ctx_params.n_threads " + std::to_string(p.n_threads));
+    else
+      uvit::cap_environment_threads();
     auto ctx = std::make_unique<uvit_ctx>();
     try {
       ctx->pipe = std::make_unique<uvit::Pipeline>(o);
@@ -305,6 +307,7 @@ uvit_status uvit_generate(uvit_ctx* ctx, const uvit_gen_params* params, uvit_ima
     if (!p.prompts[i])
       return set_error(UVIT_ERR_INVALID_ARGUMENT,
                        "uvit_gen_params: prompts[" + std::to_string(i) + "] is NULL");
+  uvit::adopt_thread_count();  // this thread may not be the one n_threads was set on
   uvit_image* out = nullptr;
   int made = 0;
   const uvit_status s = guarded(UVIT_ERR_INVALID_ARGUMENT, [&] {

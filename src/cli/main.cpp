@@ -339,8 +339,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "uvit: %s: %s\n", l == uvit::LogLevel::Warn ? "warning" : "error",
                    uvit::one_line(m).c_str());
   });
-  if (const char* e = std::getenv("OMP_NUM_THREADS"); e && *e)
-    uvit::set_thread_count(0, "OMP_NUM_THREADS=" + std::string(e));
+  uvit::cap_environment_threads();
   CLI::App app{"uvit: U-ViT diffusion models in C++", "uvit"};
   app.formatter(std::make_shared<WrappingFormatter>());
   app.require_subcommand(1);

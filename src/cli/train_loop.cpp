@@ -693,7 +693,8 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
                  tr.exchange_mode().c_str(), tr.zero_level());
 
   if (lead) {  // a disk without room for a save: said now, not after hours of steps
-    const std::string w = save_room_warning(dir, tr.checkpoint_bytes());
+    const long snap = (tr.step_count() / s.save_interval + 1) * s.save_interval;  // 1st snapshot
+    const std::string w = save_room_warning(dir, tr.checkpoint_bytes(), snap <= s.steps ? snap : 0);
     if (!w.empty()) uvit::log(uvit::LogLevel::Warn, w);
   }
 

@@ -1,8 +1,12 @@
 #include "train/save_room.hpp"
 
+#include <cstdint>
+#include <cstring>
 #include <system_error>
 
 #include "core/mem_limit.hpp"
+#include "train/save_commit.hpp"
+#include "train/snapshots.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
 
@@ -26,12 +30,29 @@ std::string room_clause(const fs::path& run, size_t checkpoint_bytes) {
 }
 }  // namespace
 
-std::string save_room_warning(const fs::path& run, size_t checkpoint_bytes) {
-  const std::string room = room_clause(run, checkpoint_bytes);
-  if (room.empty()) return "";
-  return cat(room,
-             ": the first save will fail unless space is freed (the steps before it are "
-             "then lost)");
+std::string save_room_warning(const fs::path& run, size_t checkpoint_bytes, long snapshot_step) {
+  if (const std::string room = room_clause(run, checkpoint_bytes); !room.empty())
+    return cat(room,
+               ": the first save will fail unless space is freed (the steps before it are "
+               "then lost)");
+  if (snapshot_step <= 0) return "";
+  // RUN's files replace those it holds (their room freed), then the snapshot is written.
+  std::error_code ec;
+  size_t held = 0;
+  for (const char* f : kCommitOrder)  // the log is the snapshot's copy: RUN's own is not replaced
+    if (std::strcmp(f, kSnapshotLog) != 0)
+      if (const uintmax_t n = fs::file_size(run / f, ec); !ec) held += n;
+  const uintmax_t log = fs::file_size(run / "log.jsonl", ec);
+  const size_t need = (held < checkpoint_bytes ? checkpoint_bytes - held : 0) + checkpoint_bytes +
+                      (ec ? 0 : size_t(log));
+  const size_t have = free_bytes(run);
+  if (have >= need) return "";
+  return cat("the first save, at step ", snapshot_step,
+             ", writes the run's checkpoint and a snapshot of it (",
+             (run / "ckpts" / std::to_string(snapshot_step)).string(), "), which take ", gib(need),
+             " more than the run holds now, and the disk of ", run.string(), " has ", gib(have),
+             " free: the snapshot will fail unless space is freed (the run then stops at step ",
+             snapshot_step, ", its checkpoint written)");
 }
 
 std::string run_stands(const fs::path& run, long reached, const std::string& room) {

@@ -9,9 +9,15 @@
 
 namespace uvit {
 
-// The warning the start of a run gives when RUN's disk has less room than one checkpoint of
-// `checkpoint_bytes`; "" when it has room or its free space cannot be read.
-std::string save_room_warning(const std::filesystem::path& run, size_t checkpoint_bytes);
+// The warning the start of a run gives when RUN's disk has less room than its first save takes
+// before it completes; "" when it has room or its free space cannot be read. That save writes one
+// checkpoint of `checkpoint_bytes` into RUN/.saving before it replaces RUN's; where it is the
+// snapshot save of step `snapshot_step` (0: the first save writes no snapshot), RUN's files land
+// (growing by what they do not replace), then RUN/ckpts/STEP: a checkpoint and a copy of RUN's
+// log. Older snapshots are pruned only after it, and later saves need no more than the first
+// until train.keep_snapshots are held.
+std::string save_room_warning(const std::filesystem::path& run, size_t checkpoint_bytes,
+                              long snapshot_step);
 
 // Where a run stopped by a failed write (a full disk) at step `reached` stands, and how to go on
 // once there is room: "RUN still holds its checkpoint of step 8 (the steps since are lost)[; ROOM]:

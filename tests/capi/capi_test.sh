@@ -10,3 +10,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # config names it.
 mkdir "$tmp/presets" && cp "$tmp/tiny.json" "$tmp/presets/tiny_e2e.json"
 UVIT_CONFIG_DIR=$tmp/presets "$TEST" "$tmp/presets/tiny_e2e.json" "$tmp/run/nnet_ema.safetensors"
+# n_threads 0 with OMP_NUM_THREADS far beyond the CPUs: capped, said to the log callback.
+OMP_NUM_THREADS=100000 "$TEST" "$tmp/tiny.json" /nonexistent/w.safetensors env-threads
+# n_threads on a thread other than the one that made the context (libgomp's count is per thread).
+OMP_NUM_THREADS=6 "$TEST" "$tmp/tiny.json" "$tmp/run/nnet_ema.safetensors" threads-elsewhere

@@ -1,8 +1,10 @@
 /* The C API, compiled as C99: load a tiny class-conditional model, read its info and class names,
  * generate (images, PNG bytes, metadata, (seed, index) reproducibility, progress), cancel from
  * the progress callback and from another thread, generate from three threads at once, and check
- * the status and error text of bad calls. Usage: test_capi CONFIG.json WEIGHTS */
+ * the status and error text of bad calls. Usage: test_capi CONFIG.json WEIGHTS; with a third
+ * argument env-threads, the cap of OMP_NUM_THREADS alone (environment_threads). */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -111,9 +113,106 @@ static void* generate_job(void* user) {
   return NULL;
 }
 
+/* n_threads 0 keeps the environment's count, capped as the CLI caps it: capi_test.sh runs this
+ * with OMP_NUM_THREADS=100000 (libgomp reads it at load). Missing weights: the load fails after
+ * the cap, before any parallel region would start 100000 threads. Before, the count was taken
+ * uncapped, with no warning. */
+static int environment_threads(const char* config) {
+  uvit_set_log_callback(on_log, NULL);
+  uvit_ctx_params cp;
+  uvit_ctx_params_init(&cp);
+  cp.config = config;
+  cp.weights = "/nonexistent/w.safetensors";
+  uvit_ctx* ctx = NULL;
+  last_warning[0] = '\0';
+  const uvit_status st = uvit_ctx_create(&cp, &ctx);
+  CHECK(st == UVIT_ERR_LOAD && ctx == NULL, "status %d", (int)st);
+  CHECK(strstr(last_warning,
+               "OMP_NUM_THREADS=100000 asks for 100000 threads, more than 4 for each of the ") ==
+                last_warning &&
+            strstr(last_warning, " CPUs this process may run on; using "),
+        "OMP_NUM_THREADS=100000, n_threads 0: warning '%s'", last_warning);
+  if (!failures) printf("test_capi env-threads: ok: %s\n", last_warning);
+  return failures ? 1 : 0;
+}
+
+/* The threads of this process now (/proc/self/task), from the progress callback: the generating
+ * thread's OpenMP team is there. */
+static int count_tasks(void) {
+  DIR* d = opendir("/proc/self/task");
+  int n = 0;
+  for (struct dirent* e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+  if (d) closedir(d);
+  return n;
+}
+static bool on_progress_tasks(int done, int total, void* user) {
+  (void)done, (void)total;
+  int* most = (int*)user;
+  const int n = count_tasks();
+  if (n > *most) *most = n;
+  return true;
+}
+struct tasks_job {
+  uvit_ctx* ctx;
+  int most;
+  uvit_status st;
+};
+static void* tasks_generate(void* user) {
+  struct tasks_job* j = (struct tasks_job*)user;
+  uvit_gen_params gp;
+  uvit_gen_params_init(&gp);
+  static const int classes[1] = {7};
+  gp.n = 2;
+  gp.classes = classes;
+  gp.n_classes = 1;
+  gp.progress = on_progress_tasks;
+  gp.progress_user = &j->most;
+  uvit_image* im = NULL;
+  int n = 0;
+  j->st = uvit_generate(j->ctx, &gp, &im, &n);
+  if (j->st != UVIT_OK) fprintf(stderr, "generate: %s\n", uvit_last_error());
+  uvit_images_free(im, n);
+  return NULL;
+}
+
+/* n_threads reaches every thread that generates, not only the one that made the context:
+ * libgomp's count is per thread for threads it did not start, and a new one takes the
+ * environment's. capi_test.sh runs this with OMP_NUM_THREADS=6 and n_threads 2: a generation on
+ * the making thread holds its team of 2; one on another thread adds that thread and its own team
+ * of 2, not of 6 (before, 4 threads more). */
+static int threads_elsewhere(const char* config, const char* weights) {
+  uvit_ctx_params cp;
+  uvit_ctx_params_init(&cp);
+  cp.config = config;
+  cp.weights = weights;
+  cp.n_threads = 2;
+  uvit_ctx* ctx = NULL;
+  if (uvit_ctx_create(&cp, &ctx) != UVIT_OK) {
+    fprintf(stderr, "FAIL create: %s\n", uvit_last_error());
+    return 1;
+  }
+  struct tasks_job here = {ctx, 0, UVIT_OK}, there = {ctx, 0, UVIT_OK};
+  tasks_generate(&here);
+  pthread_t th;
+  pthread_create(&th, NULL, tasks_generate, &there);
+  pthread_join(th, NULL);
+  uvit_ctx_free(ctx);
+  CHECK(here.st == UVIT_OK && there.st == UVIT_OK, "generate: %d %d", (int)here.st, (int)there.st);
+  CHECK(here.most >= 2, "no team of 2 on the making thread (%d threads)", here.most);
+  CHECK(there.most <= here.most + 2,
+        "another thread's generation: %d threads, %d on the making one", there.most, here.most);
+  if (!failures)
+    printf("test_capi threads-elsewhere: ok: %d threads generating here, %d on another thread\n",
+           here.most, there.most);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && strcmp(argv[3], "env-threads") == 0) return environment_threads(argv[1]);
+  if (argc == 4 && strcmp(argv[3], "threads-elsewhere") == 0)
+    return threads_elsewhere(argv[1], argv[2]);
   if (argc != 3) {
-    fprintf(stderr, "usage: test_capi CONFIG.json WEIGHTS\n");
+    fprintf(stderr, "usage: test_capi CONFIG.json WEIGHTS [env-threads]\n");
     return 2;
   }
   CHECK(strlen(uvit_version()) > 0 && strlen(uvit_commit()) > 0, "version '%s' commit '%s'",

@@ -48,6 +48,18 @@ grep -q "^uvit: warning: a save writes a whole checkpoint (22.8 MiB) before it r
 [ "$(cat "$tmp/again.rc")" = 0 ] || fail "resume once there is room: $(cat "$tmp/again.err")"
 same_files "$tmp/r" "$tmp/straight" "a save failed on a full disk, then --resume with room"
 
+# A first save that writes a snapshot (train.save_interval within the call's steps) lands the run's
+# files, then RUN/ckpts/STEP: two checkpoints on a new run. The warning counted one, so a disk with
+# room for one and not two trained to that save unwarned, then stopped on the snapshot. Now the
+# start says so (a resumed run, whose files the save replaces, needs the snapshot's room only).
+small_disk 40m '
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/disk/n" --steps 2 "${@}" 2>"$tmp/snap.err"
+  echo $? >"$tmp/snap.rc"' "${S[@]}" --set train.save_interval=2 >/dev/null
+head -1 "$tmp/snap.err" | grep -q "^uvit: warning: the first save, at step 2, writes the run's checkpoint and a snapshot of it ($tmp/disk/n/ckpts/2), which take 45.[0-9] MiB more than the run holds now, and the disk of $tmp/disk/n has [34][0-9].[0-9] MiB free: the snapshot will fail unless space is freed (the run then stops at step 2, its checkpoint written)$" &&
+  [ "$(cat "$tmp/snap.rc")" = 1 ] && grep -q "^uvit: error: snapshot $tmp/disk/n/ckpts/2 not written" "$tmp/snap.err" &&
+  echo "ok: $(head -1 "$tmp/snap.err")" ||
+  fail "no warning of the room a first save with a snapshot needs (rc $(cat "$tmp/snap.rc")): $(cat "$tmp/snap.err")"
+
 # --- a log row that cannot be written ------------------------------------------------------------
 # A disk that fills between saves (another program's files) failed log.jsonl's appends: the
 # ofstream wrote nothing more, so every later row, the final checkpoint's included, was lost, and

@@ -32,8 +32,8 @@ std::unique_ptr<Backend> make_cuda_backend(const std::string& precision) {
 }
 
 CudaBackend::CudaBackend(const std::string& precision) {
-  UVIT_CHECK(precision == "fp32" || precision == "bf16" || precision == "tf32",
-             "cuda backend: unknown precision '", precision, "' (expected fp32, bf16 or tf32)");
+  UVIT_CHECK(known_precision(precision), "cuda backend: unknown precision '", precision,
+             "' (expected ", precision_choices(), ")");
   bf16_ = precision == "bf16";
   tf32_ = precision == "tf32";
   int n = 0;
