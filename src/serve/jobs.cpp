@@ -5,6 +5,7 @@
 
 #include "serve/base64.hpp"
 #include "uvit/log.hpp"
+#include "uvit/threads.hpp"
 
 namespace uvit::serve {
 
@@ -268,6 +269,7 @@ void JobQueue::run() {
       ++version_;
     }
     change_cv_.notify_all();
+    uvit::adopt_thread_count();  // --threads, the OMP_NUM_THREADS cap: set on the main thread
     JobStatus end = JobStatus::Completed;
     std::string error;
     int status = 500;
