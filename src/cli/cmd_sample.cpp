@@ -309,6 +309,7 @@ void add_sample(CLI::App& app) {
     // call as in a straight run, so that a resumed or shared run gives its bytes.
     const long unit = pipe.autoencoder() ? std::lcm(mb, 4L) : mb;
     const long units = (n + unit - 1) / unit;
+    const auto unit_end = [&](long u) { return std::min<long>(n, (u + 1) * unit); };
     std::vector<uint8_t> pending(size_t(units), 1);  // per unit: 1 to be drawn
     DirContents have;                                // the lead's scan of --dir
     checked_together(comm, [&] {
@@ -334,18 +335,17 @@ void add_sample(CLI::App& app) {
       // --latents needs every sample's latents: every unit is drawn, no file rewritten.
       for (long u = 0; u < units && o->latents.empty(); ++u) {
         pending[size_t(u)] = 0;
-        for (long i = u * unit; i < std::min<long>(n, (u + 1) * unit); ++i)
-          pending[size_t(u)] |= !have.done[size_t(i)];
+        for (long i = u * unit; i < unit_end(u); ++i) pending[size_t(u)] |= !have.done[size_t(i)];
       }
     });
     comm.bcast(pending.data(), pending.size(), 0);
     std::vector<long> todo;  // the units to draw, in order
     long to_draw = 0;        // their samples
     for (long u = 0; u < units; ++u)
-      if (pending[size_t(u)])
-        todo.push_back(u), to_draw += std::min<long>(n, (u + 1) * unit) - u * unit;
+      if (pending[size_t(u)]) todo.push_back(u), to_draw += unit_end(u) - u * unit;
+    const auto in_dir = [&](long i) { return !have.done.empty() && have.done[size_t(i)]; };
     const auto kept = [&](long i) {  // sample i is taken from --dir, not drawn
-      return !have.done.empty() && have.done[size_t(i)] && !pending[size_t(i / unit)];
+      return in_dir(i) && !pending[size_t(i / unit)];
     };
     if (lead && have.broken > 0)
       std::fprintf(
@@ -368,8 +368,7 @@ void add_sample(CLI::App& app) {
     const int ranks = comm.size();
     long my_batches = 0;
     for (size_t k = size_t(comm.rank()); k < todo.size(); k += size_t(ranks)) {
-      const long size = std::min<long>(n, (todo[k] + 1) * unit) - todo[k] * unit;
-      my_batches += (size + mb - 1) / mb;
+      my_batches += (unit_end(todo[k]) - todo[k] * unit + mb - 1) / mb;
     }
     const std::vector<float> all_contexts = std::move(req.contexts),
                              all_noise = std::move(req.noise);
@@ -416,17 +415,16 @@ void add_sample(CLI::App& app) {
       if (per_image_out)
         write_png(format_index_pattern(o->out, uint64_t(i)), px, img_w, img_s, img_c,
                   png_metadata(params(i)));
-      if (!o->dir.empty() && !(!have.done.empty() && have.done[size_t(i)]))
+      if (!o->dir.empty() && !in_dir(i))
         write_png(o->dir + "/" + sample_file_name(uint64_t(i)), px, img_w, img_s, img_c,
                   png_metadata(params(i)));
     };
     std::vector<float> latents;  // rank 0 with --latents: every sample's (every unit is drawn)
-    int evaluations = 0;
     for (size_t round = 0; round < todo.size(); round += size_t(ranks)) {
       const size_t k = round + size_t(comm.rank());
       GenerationResult res;
       if (k < todo.size()) {
-        const long begin = todo[k] * unit, end = std::min<long>(n, begin + unit);
+        const long begin = todo[k] * unit, end = unit_end(todo[k]);
         GenerationRequest r = req;
         r.n = int(end - begin);
         r.first_index = uint64_t(begin);
@@ -444,7 +442,6 @@ void add_sample(CLI::App& app) {
         evals_before += res.evaluations;
         seconds += res.sample_seconds;
       }
-      evaluations = evals_before;
       if (!o->latents.empty()) {
         const std::vector<float> got = gather_to_root(comm, res.latents);
         latents.insert(latents.end(), got.begin(), got.end());
@@ -458,14 +455,14 @@ void add_sample(CLI::App& app) {
       // Rank order is `todo`'s order: each rank's unit after the one before.
       const uint8_t* p = px.data();
       for (size_t j = round; j < std::min(todo.size(), round + size_t(ranks)); ++j)
-        for (long i = todo[j] * unit; i < std::min<long>(n, (todo[j] + 1) * unit); ++i)
-          emit(i, p), p += per_image;
+        for (long i = todo[j] * unit; i < unit_end(todo[j]); ++i) emit(i, p), p += per_image;
     }
     sampling.finish();
     if (lead && !o->latents.empty())
       save_npy(o->latents,
                Array::from_f32({n, nc.in_chans, nc.img_size, nc.width()}, latents.data()));
     // Rank 0 may have drawn no unit of its own: report the busiest rank's time and count.
+    int evaluations = evals_before;
     const double mine_stats[2] = {seconds, double(evaluations)};
     std::vector<double> stats(2 * size_t(comm.size()));
     comm.allgather_bytes(mine_stats, sizeof mine_stats, stats.data());
