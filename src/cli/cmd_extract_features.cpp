@@ -63,9 +63,9 @@ Item file_indices(int64_t i, int64_t n) {
 struct Opts {
   std::string data, weights, out, config, captions, clip, clip_config, vocab, latent_stats,
       write_stats, split = "train", device = "cpu", precision, encoder = "autoencoder", dinov3,
-                   svg_config;
+                   svg_config, versions = "resize";
   int resolution = 256, batch = 4, patch = 2, min_tokens = 16;
-  bool quiet = false, fit = false;
+  bool quiet = false, fit = false, crop = false;
 };
 
 // MS-COCO: moments of each image and the CLIP context of each of its captions.
@@ -267,6 +267,9 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
   if (layout == "fit") {
     m["patch"] = o.patch;
     m["min_tokens"] = o.min_tokens;
+    // What REL.npy holds of an image over S px both ways: a resize folder resumed with
+    // --versions both gains its crop files, and one of both resumed with resize keeps them.
+    m["rel_npy"] = o.versions == "crop" ? "crop" : "resize";
   } else {
     m["latent_stats_sha256"] = o.latent_stats.empty() ? "" : file_sha256(o.latent_stats);
     m["write_latent_stats"] = recorded_path(o.write_stats, o.out);
@@ -279,9 +282,22 @@ nlohmann::json feature_manifest(const Opts& o, const std::string& layout) {
 void check_feature_manifest(const Opts& o, const std::string& layout, size_t done) {
   const std::string path = manifest_path(o.out);
   bring_manifest_in(o, path);
-  const bool had = check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
-                                           "give another --out folder, or delete it", {"precision"},
-                                           o.quiet);  // older manifests lack it
+  // A FiT manifest from before --versions lacks rel_npy: its REL.npy are resize versions, so a
+  // resume that completes the key may not be one of --versions crop.
+  if (layout == "fit" && fs::exists(path)) {
+    const nlohmann::json m = read_json_file(path);
+    const std::string was = m.is_object() && m.contains("rel_npy") && m["rel_npy"].is_string()
+                                ? m["rel_npy"].get<std::string>()
+                                : "resize",
+                      now = feature_manifest(o, layout)["rel_npy"];
+    UVIT_CHECK(was == now, o.out, ": its REL.npy files hold the ", was,
+               " versions of images over --resolution px both ways, this run's the ", now,
+               " versions (--versions ", o.versions, "); give another --out folder, or delete it");
+  }
+  const bool had =
+      check_or_write_manifest(path, feature_manifest(o, layout), o.out, "features",
+                              "give another --out folder, or delete it", {"precision", "rel_npy"},
+                              o.quiet);  // older manifests lack them
   if (!had && done > 0 && !o.quiet)
     std::fprintf(stderr,
                  "%s: %zu images were done with no manifest; taken as made with these "
@@ -399,10 +415,21 @@ void extract_svg(const Opts& o) {
   write_features(o, *ds, todo, [&](const Array& x) { return enc.encode(x, 1); });
 }
 
+// One forward pass of --fit: an image (and its mirror image) at one version. `crop` draws its
+// pixels by center_crop_arr instead of resize_arr; `suffix` is "" (REL.npy, REL.flip.npy) or
+// ".crop" (REL.crop.npy, REL.crop.flip.npy, the alternative npy_folder draws).
+struct FitUnit {
+  size_t file;
+  bool crop;
+  const char* suffix;
+};
+
 // FiTv2's layout (docs/fit.md "Training on your own images"): every image of the folder at its own
 // size after the official resize_arr, it and its mirror image through the VAE, one posterior sample
 // times the scale factor per file: REL.npy and REL.flip.npy [C, h, w] (REL: the image's path under
-// --data without its extension), the npy_folder layout with its stored flips.
+// --data without its extension), the npy_folder layout with its stored flips. --versions crop /
+// both: an image over S px both ways (the README's "H > S and W > S") also has its crop version,
+// ADM's center_crop_arr to S x S (our reading of its CenterCrop(Resize(I))), as REL.npy or beside.
 void extract_fit(const Opts& o) {
   UVIT_CHECK(o.captions.empty() && o.latent_stats.empty() && o.write_stats.empty(),
              "extract-features --fit: --captions, --latent-stats and --write-latent-stats do not "
@@ -413,49 +440,81 @@ void extract_fit(const Opts& o) {
   const int granularity = cfg.downsample_factor() * o.patch;
   UVIT_CHECK(o.resolution >= granularity, "extract-features --fit: --resolution ", o.resolution,
              " is below one token (", granularity, " px)");
+  const bool crops = o.versions != "resize";
+  UVIT_CHECK(!crops || o.resolution % granularity == 0, "extract-features --fit --versions ",
+             o.versions, ": --resolution ", o.resolution, " is not a multiple of ", granularity,
+             " px (one token), so its S x S crop would not be whole tokens");
   const std::vector<std::string> files = data::list_images_recursively(o.data);
   UVIT_CHECK(!files.empty(), o.data, ": no images (jpg, jpeg, png, gif) found");
   // OUT/REL + suffix; the walk names every image DATA/REL.
-  const auto out_path = [&](const std::string& img, const char* suffix) {
+  const auto out_path = [&](const std::string& img, const std::string& suffix) {
     return cat(o.out, "/",
                fs::path(img.substr(o.data.size() + 1)).replace_extension(suffix).string());
   };
+  // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
+  for (const std::string& f : files)
+    for (const char* v : {".flip", ".crop"})
+      UVIT_CHECK(!fs::path(f).stem().string().ends_with(v), f, ": a name ending in ", v,
+                 " would read as another image's version in the npy folder (rename it)");
+  const auto have = [&](const std::string& f, const std::string& suffix) {
+    return fs::exists(out_path(f, suffix + ".npy")) &&
+           fs::exists(out_path(f, suffix + ".flip.npy"));
+  };
   // The official data leave images of under 16 tokens out (their `less_than_16` folder, which the
-  // loader does not read): so do we, judged from each pending image's header. A resized side of 0
-  // goes on to fit_resize's error.
-  const auto too_small = [&](const std::string& f) {
+  // loader does not read): so do we, and their crop version with them, judged from each pending
+  // image's header. A resized side of 0 goes on to fit_resize's error.
+  const auto too_small = [&](int w, int h) {
     if (o.min_tokens <= 0) return false;
-    const auto [w, h] = read_image_size(f);
     const auto [rw, rh] = fit_resize_size(w, h, o.resolution, granularity);
     return rw > 0 && rh > 0 && int64_t(rw / granularity) * (rh / granularity) < o.min_tokens;
   };
-  std::vector<size_t> todo;
-  size_t small = 0;
-  for (size_t i = 0; i < files.size(); ++i)
-    if (!fs::exists(out_path(files[i], ".npy")) || !fs::exists(out_path(files[i], ".flip.npy"))) {
-      if (too_small(files[i]))
-        ++small;
-      else
-        todo.push_back(i);
+  std::vector<FitUnit> todo;
+  size_t small = 0, done = 0, cropped = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string& f = files[i];
+    const bool resized = have(f, ""), crop_done = o.versions != "both" || have(f, ".crop");
+    if (resized && crop_done) {
+      ++done;
+      continue;
     }
-  if (!o.quiet)
+    const auto [w, h] = read_image_size(f);
+    if (too_small(w, h)) {
+      ++small;
+      continue;
+    }
+    const bool over = crops && w > o.resolution && h > o.resolution;
+    const size_t before = todo.size();
+    if (!resized) todo.push_back({i, o.versions == "crop" && over, ""});
+    if (o.versions == "both" && over && !crop_done) todo.push_back({i, true, ".crop"});
+    cropped += over && todo.size() > before;
+    if (todo.size() == before) ++done;  // --versions both: no crop version to write
+  }
+  if (!o.quiet) {
     std::fprintf(stderr,
                  "%zu images -> FiT latents (resize_arr to <= %d tokens of %d px) in %s (%zu "
                  "already done, %zu under %d tokens left out)\n",
                  files.size(), (o.resolution / granularity) * (o.resolution / granularity),
-                 granularity, o.out.c_str(), files.size() - todo.size() - small, small,
-                 o.min_tokens);
+                 granularity, o.out.c_str(), done, small, o.min_tokens);
+    if (crops)
+      std::fprintf(stderr, "%zu pending images over %d px both ways: their crop (%d x %d) %s\n",
+                   cropped, o.resolution, o.resolution, o.resolution,
+                   o.versions == "both" ? "beside, as REL.crop.npy + REL.crop.flip.npy"
+                                        : "instead, as REL.npy + REL.flip.npy");
+  }
   make_dir(o.out);
   // Loaded before the manifest's hash, which so describes the file loaded (file_sha256).
   const Autoencoder ae =
       Autoencoder::load(o.weights, cfg, o.device, o.precision, AutoencoderUse::encode);
   print_skipped(ae, o.weights, o.quiet);
-  check_feature_manifest(o, "fit", files.size() - todo.size() - small);
+  check_feature_manifest(o, "fit", done);
   const auto& lut = data::totensor_normalize_lut();
   // One image and its mirror image per batch: sizes differ between images.
   const auto load = [&](size_t first, int) {
-    const std::string& f = files[todo[first]];
-    const Image im = fit_resize(read_image(f, 3), o.resolution, granularity, f);
+    const FitUnit& u = todo[first];
+    const std::string& f = files[u.file];
+    const Image src = read_image(f, 3);
+    const Image im =
+        u.crop ? center_crop_arr(src, o.resolution) : fit_resize(src, o.resolution, granularity, f);
     const int64_t h = im.h, w = im.w;
     ExtractBatch b;
     b.images = Array(DType::F32, {2, 3, h, w});
@@ -468,7 +527,7 @@ void extract_fit(const Opts& o) {
           x[((3 + c) * h + y) * w + (w - 1 - xx)] = v;
         }
     for (const char* suffix : {".npy", ".flip.npy"}) {
-      b.paths.push_back(out_path(f, suffix));
+      b.paths.push_back(out_path(f, u.suffix + std::string(suffix)));
       b.labels.push_back(-1);  // npy_folder labels by the file-name prefix
     }
     return b;
@@ -543,6 +602,13 @@ void add_extract_features(CLI::App& app) {
                 "FiTv2 (docs/fit.md): every image at its own size after the official resize_arr "
                 "(at most (resolution / (8 * patch))^2 tokens, aspect ratio kept) -> REL.npy and "
                 "REL.flip.npy latents [C, h, w] under --out, the npy_folder layout");
+  cmd->add_option("--versions", o->versions,
+                  "--fit: of an image over resolution px both ways: resize (default), crop (ADM's "
+                  "center crop to resolution x resolution, as REL.npy), or both (the crop beside, "
+                  "as REL.crop.npy + REL.crop.flip.npy: npy_folder draws one of the two, the "
+                  "official random: 'random')")
+      ->check(CLI::IsMember({"resize", "crop", "both"}));
+  cmd->add_flag("--crop", o->crop, "--fit: --versions crop (the official random: 'crop')");
   cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
       ->check(at_least(1));
   cmd->add_option("--min-tokens", o->min_tokens,
@@ -552,6 +618,10 @@ void add_extract_features(CLI::App& app) {
   cmd->callback([o] {
     UVIT_CHECK(o->fit || o->patch == 2, "extract-features: --patch needs --fit");
     UVIT_CHECK(o->fit || o->min_tokens == 16, "extract-features: --min-tokens needs --fit");
+    UVIT_CHECK(o->fit || (o->versions == "resize" && !o->crop),
+               "extract-features: --versions and --crop need --fit");
+    UVIT_CHECK(!o->crop || o->versions != "both", "--crop is --versions crop, not both");
+    if (o->crop) o->versions = "crop";
     UVIT_CHECK(o->fit || o->resolution == 256 || o->resolution == 512,
                "extract-features: --resolution must be 256 or 512, got ", o->resolution);
     if (o->fit) {

@@ -6,9 +6,10 @@ latent files that fit/data/in1k_latent_dataset.py:IN1kLatentDataset reads.
   fit_data_twin.py resize-table OUT.json        many (w, h, S, g) -> resize_arr's (new_w, new_h)
   fit_data_twin.py write-latents DIR            a small official-layout dataset root + expected/
   fit_data_twin.py check-converted DIR OUT      OUT (uvit convert-fit-latents DIR/root OUT) == DIR/expected
-  fit_data_twin.py check-extracted IMAGES OUT AE.json AE.pth PATCH S
-                                                OUT (uvit extract-features --fit) == PIL resize + the
-                                                PyTorch autoencoder twin's moments
+  fit_data_twin.py check-extracted IMAGES OUT AE.json AE.pth PATCH S [VERSIONS [MIN_TOKENS]]
+                                                OUT (uvit extract-features --fit --versions VERSIONS,
+                                                default resize) == PIL resize / center crop + the
+                                                PyTorch autoencoder twin's moments, and no other file
 """
 import json
 import os
@@ -42,6 +43,21 @@ def resize_arr(pil_image, image_size, granularity=16):
     if (nw, nh) == (w, h):
         return pil_image
     return pil_image.resize((nw, nh), resample=Image.BICUBIC)
+
+
+def center_crop_arr(pil_image, image_size):
+    """ADM's center crop (guided-diffusion image_datasets.py, as FiT's fit/data/in1k_dataset.py
+    carries it): BOX-halve while the short side is >= 2 S, BICUBIC the short side to S (Python's
+    round), the central S x S. docs/fit.md: our reading of the README's CenterCrop(Resize(I))."""
+    from PIL import Image
+    while min(*pil_image.size) >= 2 * image_size:
+        pil_image = pil_image.resize(tuple(x // 2 for x in pil_image.size), resample=Image.BOX)
+    scale = image_size / min(*pil_image.size)
+    pil_image = pil_image.resize(tuple(round(x * scale) for x in pil_image.size),
+                                 resample=Image.BICUBIC)
+    arr = np.array(pil_image)
+    y, x = (arr.shape[0] - image_size) // 2, (arr.shape[1] - image_size) // 2
+    return Image.fromarray(arr[y:y + image_size, x:x + image_size])
 
 
 def resize_table():
@@ -174,11 +190,15 @@ def fnv1a(text):
     return h
 
 
-def check_extracted(images, out, ae_json, ae_pth, patch, image_size):
-    """Every image: resize_arr (PIL), ToTensor + Normalize(0.5), it and its flip through the twin's
-    encoder (float64); each stored latent must be scale * (mean + exp(0.5 * clamp(logvar)) * eps)
-    with eps the Philox stream keyed by the file's name (FNV-1a of REL.npy / REL.flip.npy, stream
-    0xf17: docs/fit.md), to float32 rounding of the encoder."""
+def check_extracted(images, out, ae_json, ae_pth, patch, image_size, versions="resize",
+                    min_tokens=0):
+    """Every image of at least min_tokens tokens after resize_arr: resize_arr (PIL) or, for an
+    image over S px both ways (the README's H > S and W > S) under versions crop / both, ADM's
+    center_crop_arr to S x S (as REL.npy for crop, as REL.crop.npy beside for both), ToTensor +
+    Normalize(0.5), it and its flip through the twin's encoder (float64); each stored latent must be
+    scale * (mean + exp(0.5 * clamp(logvar)) * eps) with eps the Philox stream keyed by the file's
+    name (FNV-1a of REL.npy / REL.flip.npy / REL.crop.npy / ..., stream 0xf17: docs/fit.md), to
+    float32 rounding of the encoder. OUT holds those files and no other."""
     import torch
     from PIL import Image
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -188,34 +208,56 @@ def check_extracted(images, out, ae_json, ae_pth, patch, image_size):
     model = at.FrozenAutoencoderKL(cfg["ddconfig"], cfg["embed_dim"])
     model.load_state_dict(torch.load(ae_pth))
     model = model.eval().double()
-    n, worst = 0, 0.0
-    eps_all = []
+    g = f * patch
+    n, crops, worst = 0, 0, 0.0
+    eps_all, want_files = [], []
     for dp, _, fs in sorted(os.walk(images)):
         for name in sorted(fs):
             img = Image.open(os.path.join(dp, name)).convert("RGB")
-            r = resize_arr(img, image_size, f * patch)
-            x = torch.from_numpy((np.asarray(r, np.float32) / 255 - 0.5) / 0.5).permute(2, 0, 1)[None]
-            x = torch.cat([x, x.flip(dims=[-1])]).double()
-            with torch.no_grad():
-                mom = model.encode_moments(x).numpy()
+            rw, rh = resize_arr_size(*img.size, image_size, g)
+            if (rw // g) * (rh // g) < min_tokens:
+                continue
+            over = img.size[0] > image_size and img.size[1] > image_size
             rel = os.path.splitext(os.path.relpath(os.path.join(dp, name), images))[0]
-            for k, suffix in enumerate([".npy", ".flip.npy"]):
-                z = np.load(os.path.join(out, rel + suffix)).astype(np.float64)
-                C = mom.shape[1] // 2
-                assert z.shape == (C, r.size[1] // f, r.size[0] // f), (rel, z.shape, r.size)
-                mean, logvar = mom[k, :C], np.clip(mom[k, C:], -30, 20)
-                eps = philox_normals(fnv1a(rel + suffix), 0xf17, z.size).reshape(z.shape)
-                want = cfg["scale_factor"] * (mean + np.exp(0.5 * logvar) * eps)
-                err = np.abs(z - want).max() / np.abs(want).max()
-                assert err < 1e-4, (rel + suffix, err)
-                worst = max(worst, err)
-                eps_all.append(((z / cfg["scale_factor"] - mean) / np.exp(0.5 * logvar)).reshape(-1))
+            done = [("", center_crop_arr(img, image_size) if versions == "crop" and over
+                     else resize_arr(img, image_size, g))]
+            if versions == "both" and over:
+                done.append((".crop", center_crop_arr(img, image_size)))
+            crops += over and versions != "resize"
             n += 1
+            for stem, r in done:
+                worst = check_one(model, cfg, f, out, rel + stem, r, eps_all, want_files, worst)
+    got = sorted(os.path.relpath(os.path.join(dp, x), out) for dp, _, fs in os.walk(out)
+                 for x in fs if x.endswith(".npy"))
+    assert got == sorted(want_files), (got, sorted(want_files))
     e = np.concatenate(eps_all)
     assert abs(e.mean()) < 0.1 and abs(e.std() - 1) < 0.1, (e.mean(), e.std())
     assert abs(e.mean()) < 0.05 and abs(e.std() - 1) < 0.05, (e.mean(), e.std())
-    print("ok: %d images (+ flips): sizes of resize_arr, latents = scale * (mean + std * eps) with "
-          "uvit's Philox eps to %.1e, eps ~ N(%.3f, %.3f)" % (n, worst, e.mean(), e.std()))
+    print("ok: %d images (+ flips, %d with a crop version, %d files): sizes of resize_arr / "
+          "center_crop_arr, latents = scale * (mean + std * eps) with uvit's Philox eps to %.1e, "
+          "eps ~ N(%.3f, %.3f)" % (n, crops, len(want_files), worst, e.mean(), e.std()))
+
+
+def check_one(model, cfg, f, out, rel, r, eps_all, want_files, worst):
+    """The two files OUT/REL.npy, OUT/REL.flip.npy of the pixels r (a PIL image) and its mirror."""
+    import torch
+    x = torch.from_numpy((np.asarray(r, np.float32) / 255 - 0.5) / 0.5).permute(2, 0, 1)[None]
+    x = torch.cat([x, x.flip(dims=[-1])]).double()
+    with torch.no_grad():
+        mom = model.encode_moments(x).numpy()
+    for k, suffix in enumerate([".npy", ".flip.npy"]):
+        want_files.append(rel + suffix)
+        z = np.load(os.path.join(out, rel + suffix)).astype(np.float64)
+        C = mom.shape[1] // 2
+        assert z.shape == (C, r.size[1] // f, r.size[0] // f), (rel, z.shape, r.size)
+        mean, logvar = mom[k, :C], np.clip(mom[k, C:], -30, 20)
+        eps = philox_normals(fnv1a(rel + suffix), 0xf17, z.size).reshape(z.shape)
+        want = cfg["scale_factor"] * (mean + np.exp(0.5 * logvar) * eps)
+        err = np.abs(z - want).max() / np.abs(want).max()
+        assert err < 1e-4, (rel + suffix, err)
+        worst = max(worst, err)
+        eps_all.append(((z / cfg["scale_factor"] - mean) / np.exp(0.5 * logvar)).reshape(-1))
+    return worst
 
 
 def main():
@@ -229,7 +271,7 @@ def main():
         check_converted(sys.argv[2], sys.argv[3])
     elif cmd == "check-extracted":
         check_extracted(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]),
-                        int(sys.argv[7]))
+                        int(sys.argv[7]), *sys.argv[8:9], *map(int, sys.argv[9:10]))
     else:
         raise SystemExit(__doc__)
 
