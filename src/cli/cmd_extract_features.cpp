@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 #include "cli/autoencoder_cli.hpp"
 #include "cli/clip_options.hpp"
@@ -451,11 +452,18 @@ void extract_fit(const Opts& o) {
     return cat(o.out, "/",
                fs::path(img.substr(o.data.size() + 1)).replace_extension(suffix).string());
   };
-  // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items.
-  for (const std::string& f : files)
+  // npy_folder reads NAME.flip.npy and NAME.crop.npy as versions of NAME.npy, not as items. Two
+  // images differing only in extension (a.png, a.jpg) would write one a.npy: the second would
+  // then be skipped as done, silently one image fewer.
+  std::unordered_map<std::string, const std::string*> writer;
+  for (const std::string& f : files) {
     for (const char* v : {".flip", ".crop"})
       UVIT_CHECK(!fs::path(f).stem().string().ends_with(v), f, ": a name ending in ", v,
                  " would read as another image's version in the npy folder (rename it)");
+    const auto [it, fresh] = writer.emplace(out_path(f, ".npy"), &f);
+    UVIT_CHECK(fresh, *it->second, " and ", f, " would both be written as ", it->first,
+               " (the same name without its extension: rename one)");
+  }
   const auto have = [&](const std::string& f, const std::string& suffix) {
     return fs::exists(out_path(f, suffix + ".npy")) &&
            fs::exists(out_path(f, suffix + ".flip.npy"));

@@ -103,4 +103,10 @@ grep -q 'rel_npy "resize"' "$tmp/err" || fail "the older manifest completed: $(c
 mkdir -p "$tmp/named" && cp "$tmp/img/n01/n01_b.png" "$tmp/named/n01_b.crop.png"
 expect_error "n01_b.crop.png: a name ending in .crop would read as another image's version" \
   "$UVIT" extract-features "${X[@]:2}" --data "$tmp/named" --out "$tmp/x" -q
+# a.png and a.jpg would both be OUT/a.npy (the second then skipped as done): refused.
+mkdir -p "$tmp/twins" && cp "$tmp/img/n01/n01_b.png" "$tmp/twins/n01_b.png" &&
+  "$PY" -c "from PIL import Image; import sys; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2])" \
+    "$tmp/twins/n01_b.png" "$tmp/twins/n01_b.jpg" || fail "writing the twins"
+expect_error "n01_b.jpg and $tmp/twins/n01_b.png would both be written as $tmp/x/n01_b.npy" \
+  "$UVIT" extract-features "${X[@]:2}" --data "$tmp/twins" --out "$tmp/x" -q
 exit $fails
