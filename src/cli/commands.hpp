@@ -95,10 +95,11 @@ inline CLI::Validator names_a_path() {
       "");
 }
 
-// The --precision help of the commands that run the U-ViT.
-inline constexpr const char* kPrecisionHelp =
-    "fp32, bf16 or tf32 (cuda: fp32 activations, TF32 tensor-core GEMMs); default: fp32 on cpu, "
-    "bf16 on cuda";
+// The --precision help of the commands that run the U-ViT: the names make_backend takes.
+inline std::string uvit_precision_help() {
+  return precision_choices() +
+         " (cuda: fp32 activations, TF32 tensor-core GEMMs); default: fp32 on cpu, bf16 on cuda";
+}
 
 // The encoders' precision beside a U-ViT of precision `uvit`: exact fp32 with an fp32 U-ViT, else
 // the device's encoder default (tf32 on cuda).
@@ -110,7 +111,7 @@ inline std::string encoders_beside(const std::string& device, const std::string&
 // (help: precision_help); returns --precision for a command's own check.
 inline CLI::Option* add_device_options(CLI::App* c, std::string& device, std::string& precision,
                                        const std::string& device_help = "cpu or cuda",
-                                       const char* precision_help = kPrecisionHelp) {
+                                       const std::string& precision_help = uvit_precision_help()) {
   // "simdev", the test device of docs/gpu.md ("The simulated device"), is accepted, not listed.
   const CLI::Validator listed = CLI::IsMember(device_names());
   c->add_option("--device", device, device_help + " (default cpu)")

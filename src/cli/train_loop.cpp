@@ -761,6 +761,7 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
   bool timed_out = false;
   LimitProjection projection(job.max_minutes * 60, s.steps);
   double comm_s = 0;  // time in the data-parallel exchange (reported with several ranks)
+  long saved_at = -1;  // the step of the last snapshot save, whose run files the final save holds
   // A batch the loader cannot build (a damaged image) ends the run as a signal does, with the
   // checkpoint of the last completed step, then the error: the step's batches are taken before
   // the step, so that every rank knows of any rank's failure before the step's collectives.
@@ -847,12 +848,15 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
         throw;
       }
       if (lead) log_event(log, dir, "checkpoint", k, cat("ckpts/", k));
+      saved_at = k;
     }
     if (k % grid_every == 0 && k < s.steps) grid(true);
   }
   bar.finish();
   if (lead) run_lock.check_in_place(dir);
-  tr.save();
+  // A run that stops at its snapshot's step (the last step, a signal) has written this checkpoint:
+  // saving it again would write the same bytes, and need room for a third copy (docs/cli.md).
+  if (tr.step_count() != saved_at) tr.save();
   if (lead && tr.step_count() > first) log_event(log, dir, "checkpoint", tr.step_count(), ".");
   stop_on_signal.reset();
   const long k = tr.step_count();

@@ -11,6 +11,7 @@
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
+#include "uvit/nn.hpp"
 
 namespace uvit {
 
@@ -424,6 +425,9 @@ Array Stvae::encode_moments(const Array& images) const {
              ", T, H, W] with H and W positive multiples of ", f);
   if (n == 5) stvae_check_frames(cfg_, s[2], "stvae encode");
   PoolScope scope(*pool_);
+  // One summation order at any thread count: the SD autoencoder's convolution kinds (the plain-nchw
+  // default gave other bytes at 2-4 threads than at 1; docs/stvae.md, "Threads").
+  const nn::ConvImplScope same_bits(nn::ConvImpl::OneDnn);
   return download(run_encoder(upload(images, false)), n == 5);
 }
 
@@ -434,6 +438,7 @@ Array Stvae::decode(const Array& z) const {
              "stvae decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.latent_channels, ", h, w] or [B, ", cfg_.latent_channels, ", t, h, w]");
   PoolScope scope(*pool_);
+  const nn::ConvImplScope same_bits(nn::ConvImpl::OneDnnBands);  // as encode_moments's
   return download(run_decoder(upload(z, true)), s.size() == 5);
 }
 

@@ -51,4 +51,33 @@ for t in 1 3; do
   run "$UVIT" --threads $t autoencoder decode -w "$tmp/sd.pth" --in "$tmp/z.npy" --out "$tmp/d$t.npy" -q
 done
 same "autoencoder decode --threads 1 and 3" "$tmp/d1.npy" "$tmp/d3.npy"
+
+# --- LaVin's ST-VAE ---------------------------------------------------------------------------
+# The ST-VAE (docs/stvae.md; the small config of tests/e2e/stvae_cli.sh, random weights) ran its
+# convolutions on the plain-nchw default: a 32 x 32 latent decoded to other bytes at --threads 2
+# than at 1, a 3-frame clip at 2, 3 and 4, and a 128 px image and a 5-frame clip encoded to others
+# at 3 (the clip at 2-4). Both now run the SD autoencoder's kinds.
+cat >"$tmp/st.json" <<'EOF2'
+{"stvae": {"block_out_channels": [32, 64], "layers_per_block": 1, "latent_channels": 4}}
+EOF2
+run "$PY" tests/reference/stvae_torch.py save --config "$tmp/st.json" --out "$tmp/st.pt" --seed 4
+"$PY" -c "
+import numpy as np
+rs = np.random.RandomState(0)
+np.save('$tmp/sz.npy', rs.randn(1, 4, 32, 32).astype(np.float32))
+np.save('$tmp/szc.npy', rs.randn(1, 4, 3, 16, 16).astype(np.float32))
+np.save('$tmp/sx.npy', rs.uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32))
+np.save('$tmp/sxc.npy', rs.uniform(-1, 1, (1, 3, 5, 64, 64)).astype(np.float32))" ||
+  fail "writing the ST-VAE arrays"
+for t in 1 2 3 4; do
+  for w in decode:sz decode:szc encode:sx encode:sxc; do
+    run "$UVIT" --threads $t autoencoder "${w%%:*}" --config "$tmp/st.json" -w "$tmp/st.pt" \
+      --in "$tmp/${w#*:}.npy" --out "$tmp/${w#*:}_$t.npy" -q
+  done
+done
+for t in 2 3 4; do
+  for w in decode:sz decode:szc encode:sx encode:sxc; do
+    same "ST-VAE ${w%%:*} ${w#*:} --threads 1 and $t" "$tmp/${w#*:}_1.npy" "$tmp/${w#*:}_$t.npy"
+  done
+done
 exit $fails

@@ -60,6 +60,23 @@ head -1 "$tmp/snap.err" | grep -q "^uvit: warning: the first save, at step 2, wr
   echo "ok: $(head -1 "$tmp/snap.err")" ||
   fail "no warning of the room a first save with a snapshot needs (rc $(cat "$tmp/snap.rc")): $(cat "$tmp/snap.err")"
 
+# A call that ends at its snapshot's step (--steps 2, train.save_interval=2) wrote the run's files
+# and the snapshot, then its final save wrote the run's files again into RUN/.saving: room for three
+# checkpoints (68 MiB), so a disk that the warning passed (45.7 MiB) stopped the run at its end. Now
+# the final save is skipped where the snapshot save of its step wrote those files (the same bytes).
+run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/snap_straight" --steps 2 "${S[@]}" \
+  --set train.save_interval=2
+small_disk 60m '
+  "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/disk/s" --steps 2 "${@}" 2>"$tmp/twice.err"
+  echo $? >"$tmp/twice.rc"
+  cp -a "$tmp/disk/s" "$tmp/s"' "${S[@]}" --set train.save_interval=2 >/dev/null
+[ "$(cat "$tmp/twice.rc")" = 0 ] && [ ! -s "$tmp/twice.err" ] &&
+  grep -q '"event":"checkpoint","path":".","step":2' "$tmp/s/log.jsonl" &&
+  echo "ok: a call that ends at its snapshot's step fits two checkpoints" ||
+  fail "a call ending at its snapshot's step on a disk for two checkpoints (rc $(cat "$tmp/twice.rc")): $(cat "$tmp/twice.err")"
+same_files "$tmp/s" "$tmp/snap_straight" "the run's files, saved once at the snapshot's step"
+same_files "$tmp/s/ckpts/2" "$tmp/snap_straight/ckpts/2" "its snapshot"
+
 # --- a log row that cannot be written ------------------------------------------------------------
 # A disk that fills between saves (another program's files) failed log.jsonl's appends: the
 # ofstream wrote nothing more, so every later row, the final checkpoint's included, was lost, and
