@@ -161,7 +161,7 @@ class PngBytes {
     }
     return buf_.data() + (pos - buf_at_);
   }
-  static constexpr size_t kWindow = 64 << 10;
+  static constexpr size_t kWindow = 4 << 10;
 
  private:
   const uint8_t* mem_ = nullptr;
@@ -224,7 +224,7 @@ std::map<std::string, std::string> read_png_text(const std::string& path) {
 std::map<std::string, std::string> read_png_text_head(const std::string& path) {
   const io::InFile file(path);
   PngBytes f(file);
-  return walk_png_text(f, path, PngBytes::kWindow);
+  return walk_png_text(f, path, 64 << 10);  // the text chunks: all of them
 }
 
 std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,

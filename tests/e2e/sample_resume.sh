@@ -145,6 +145,18 @@ grep -q "^uvit: warning: $tmp/cut/000003.png: truncated PNG.*: drawn again and r
 same_pngs "$tmp/straight" "$tmp/cut" && echo "ok: the cut PNG redrawn, the folder a straight run's" ||
   fail "the cut PNG's folder differs from the straight run"
 
+# The scan skips a large image chunk by its length (docs/cli.md "--dir"): PNGs of ~150 KB are
+# kept, and one cut inside its image data is drawn again and replaced.
+S0=(sample --config fmnist_uvit_tiny --weights "$W" --class 0 --steps 4 --batch 2)
+run "$UVIT" "${S0[@]}" --n 1 --dir "$tmp/c0" -q
+"$PY" bench/sample_dir_folder.py "$tmp/c0/000000.png" "$tmp/big" 4 || fail "writing large PNGs"
+head -c 100000 "$tmp/big/000002.png" >"$tmp/big/cut" && mv "$tmp/big/cut" "$tmp/big/000002.png"
+run "$UVIT" "${S0[@]}" --n 4 --dir "$tmp/big"
+grep -q "^uvit: warning: $tmp/big/000002.png: truncated PNG chunk IDAT .*: drawn again and replaced$" \
+  "$tmp/err" && grep -q "^$tmp/big: 3 of 4 samples already there; drawing the 1 missing" "$tmp/err" &&
+  [ "$(stat -c %s "$tmp/big/000003.png")" -gt 150000 ] &&
+  echo "ok: large PNGs kept, the one cut in its image data redrawn" || fail "large PNGs: $(cat "$tmp/err")"
+
 # Everything there: nothing drawn, the .npz from the PNGs alone.
 run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --npz "$tmp/again.npz"
 grep -q "16 of 16 samples already there; nothing to draw$" "$tmp/err" &&
