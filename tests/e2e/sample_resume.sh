@@ -83,6 +83,14 @@ expect_error "(--weights (contents) " "$UVIT" sample --config fmnist_uvit_tiny \
 [ "$(cd "$tmp/straight" && ls -l --time-style=+%s.%N | cksum)" = "$before" ] &&
   echo "ok: the refused runs left the folder as it was" || fail "a refused run changed the folder"
 
+# Skip-DiT's cache approximates the network: a folder drawn without it is refused with it.
+run "$UVIT" train --config fmnist_skip_dit_tiny --out "$tmp/skiprun" --steps 2 --batch 2 --no-grid -q
+SK=(sample --config fmnist_skip_dit_tiny --weights "$tmp/skiprun/nnet_ema.safetensors" --class 0 --steps 4)
+run "$UVIT" "${SK[@]}" --n 2 --dir "$tmp/sk" -q
+expect_error "sk/000000.png was drawn with other settings (--skip-cache none there, 2 in this run)" \
+  "$UVIT" "${SK[@]}" --n 4 --dir "$tmp/sk" --skip-cache 2 -q
+[ "$(ls "$tmp/sk" | wc -l)" -eq 2 ] || fail "the refused --skip-cache run wrote files"
+
 # Another --batch changes only the last bits: the missing samples are drawn, with one line saying
 # they are not a straight run's bytes; nothing to draw, nothing said.
 cp -r "$tmp/straight" "$tmp/b4"
