@@ -25,6 +25,10 @@ struct ImageParams {
   std::string autoencoder, autoencoder_sha256;  // latent models
   std::string schedule;
   int batch_size = 0;  // grids: the number of images
+  // `uvit sample`'s, for resuming --dir (docs/cli.md "--dir"): the network's activation
+  // precision ("" = not recorded) and the samples per network batch (0 = not recorded).
+  std::string precision;
+  int mini_batch = 0;
   // Sampler settings beyond the above (flow presets' shift, cfg_interval, ...; key -> value).
   std::map<std::string, std::string> extra;
 };

@@ -299,6 +299,10 @@ void add_sample(CLI::App& app) {
       ImageParams p = image_params_for(cfg, resolved, pipe.identity(), cycled(classes, i, -1),
                                        cycled(prompts, i), uint64_t(i), img_w, img_s);
       p.negative_prompt = o->negative_prompt;
+      // What else changes the samples, so that resuming --dir can compare it (sample_dir.hpp).
+      p.precision = pipe.network().backend().precision();
+      p.mini_batch = int(mb);
+      if (resolved.skip_cache > 1) p.extra["skip_cache"] = std::to_string(resolved.skip_cache);
       return p;
     };
     // The outputs that need every sample at the end; the others are written as each unit of
@@ -351,6 +355,12 @@ void add_sample(CLI::App& app) {
       std::fprintf(
           stderr, "uvit: warning: %s%s: drawn again and replaced\n", have.broken_why.c_str(),
           have.broken > 1 ? cat(" (and ", have.broken - 1, " more broken files)").c_str() : "");
+    if (lead && have.other_batch > 0 && to_draw > 0)
+      std::fprintf(stderr,
+                   "uvit: warning: %s was drawn with --batch %ld, this run's is %ld: the %ld "
+                   "samples drawn now differ in their last bits from a straight run's (give "
+                   "--batch %ld for the same bytes)\n",
+                   have.other_batch_file.c_str(), have.other_batch, mb, to_draw, have.other_batch);
     if (lead && !o->quiet && have.count > 0) {
       const long missing = n - have.count;
       std::fprintf(stderr, "%s: %ld of %d samples already there; %s\n", o->dir.c_str(), have.count,

@@ -29,6 +29,8 @@ std::string setting_name(const std::string& key) {
   if (key == "negative_prompt") return "--negative-prompt";
   if (key == "size") return "image size";
   if (key == "index") return "index";
+  if (key == "precision") return "--precision";
+  if (key == "mini_batch") return "--batch";
   if (key.rfind("sampler.", 0) == 0) {  // the flow and guidance options: --shift, --cfg-interval
     std::string flag = "--" + key.substr(8);
     for (char& ch : flag)
@@ -48,18 +50,27 @@ std::string shown(const std::string& key, const json* v) {
   return v->dump();
 }
 
-// The first key (in sorted order, depth first) whose values differ, "" when none.
-std::string first_difference(const json& a, const json& b, const std::string& prefix) {
+// Keys the records of uvit before them lack (written by the binary of stop 48): absent from a
+// folder's old record, they are not a difference, so that its folders stay resumable.
+bool added_later(const std::string& key) {
+  return key == "precision" || key == "mini_batch" || key == "sampler.skip_cache";
+}
+
+// The first key (in sorted order, depth first) whose values differ, "" when none; `a` is the
+// folder's record (`old`: one without the keys added_later), `b` this run's. The mini-batch is
+// left out: it changes only the last bits (scan_sample_dir notes it).
+std::string first_difference(const json& a, const json& b, const std::string& prefix, bool old) {
   json keys = json::object();
   for (const auto& [k, v] : a.items()) keys[k] = true;
   for (const auto& [k, v] : b.items()) keys[k] = true;
   for (const auto& [k, unused] : keys.items()) {
     const std::string key = prefix.empty() ? k : prefix + "." + k;
-    if (key == "generator") continue;  // a rebuilt uvit draws the same samples
+    if (key == "generator" || key == "mini_batch") continue;  // a rebuilt uvit draws the same
     const json* x = a.contains(k) ? &a.at(k) : nullptr;
     const json* y = b.contains(k) ? &b.at(k) : nullptr;
+    if (!x && old && added_later(key)) continue;
     if (x && y && x->is_object() && y->is_object()) {
-      const std::string d = first_difference(*x, *y, key);
+      const std::string d = first_difference(*x, *y, key, old);
       if (!d.empty()) return d;
     } else if (!x || !y || *x != *y) {
       return setting_name(key) + " " + shown(key, x) + " there, " + shown(key, y) + " in this run";
@@ -79,7 +90,8 @@ DirContents scan_sample_dir(const std::string& dir, long n,
     if (!std::filesystem::exists(path, ec)) continue;
     std::map<std::string, std::string> text;
     try {
-      text = read_png_text(path);  // walks every chunk, CRCs checked: a cut or damaged file fails
+      // Up to the image data, which is skipped by its length: a cut file fails (docs/cli.md).
+      text = read_png_text_head(path);
     } catch (const Error& e) {
       if (c.broken++ == 0) c.broken_why = e.what();
       continue;
@@ -95,13 +107,17 @@ DirContents scan_sample_dir(const std::string& dir, long n,
       fail(path, ": its uvit-params metadata is not JSON: move it away or give another --dir ",
            "(nothing was drawn or overwritten)");
     }
-    const std::string diff = first_difference(there, json::parse(record(i)), "");
+    const json here = json::parse(record(i));
+    const std::string diff = first_difference(there, here, "", !there.contains("precision"));
     UVIT_CHECK(diff.empty(), path, " was drawn with other settings (", diff,
                "): drawing the rest would mix two runs in one folder; give its settings",
                seed_drawn && diff.rfind("--seed ", 0) == 0
                    ? " (--seed -1 drew a new seed: give the one the folder was drawn with)"
                    : "",
                ", or another --dir (nothing was drawn or overwritten)");
+    const json& mb = there.contains("mini_batch") ? there["mini_batch"] : json();
+    if (c.other_batch == 0 && mb.is_number_integer() && mb != here.value("mini_batch", json()))
+      c.other_batch = mb.get<long>(), c.other_batch_file = path;
     c.done[size_t(i)] = 1;
     ++c.count;
   }

@@ -1,11 +1,15 @@
 // A small PNG encoder (8-bit gray / gray+alpha / RGB / RGBA, zlib) with text chunks, and a reader
-// for those text chunks. Decoding of pixels is left to stb_image (image_read.cpp).
+// for those text chunks (whole, or up to the image data for a cheap check of many files). Decoding
+// of pixels is left to stb_image (image_read.cpp).
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 
+#include "io/file.hpp"
 #include "uvit/error.hpp"
 #include "uvit/image.hpp"
 #include "uvit/io.hpp"
@@ -138,31 +142,54 @@ bool is_png_file(const std::string& path) {
   return f.read(reinterpret_cast<char*>(b), 8) && std::memcmp(b, kSignature, 8) == 0;
 }
 
-std::map<std::string, std::string> read_png_text(const std::string& path) {
-  const std::vector<uint8_t> f = read_file(path);
-  return decode_png_text(f.data(), f.size(), path);
-}
+namespace {
 
-std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,
-                                                   const std::string& path) {
-  struct Bytes {  // the checks below index f[] as in a vector
-    const uint8_t* p;
-    size_t n;
-    size_t size() const { return n; }
-    const uint8_t* data() const { return p; }
-    const uint8_t& operator[](size_t i) const { return p[i]; }
-  } f{data, size};
-  UVIT_CHECK(data && f.size() >= 8 && std::memcmp(f.data(), kSignature, 8) == 0, path,
+// Bytes of a PNG at positions the chunk walk asks for: from memory, or from a file read in windows
+// of at least kWindow bytes (the signature, IHDR and the text chunks come in one read).
+class PngBytes {
+ public:
+  PngBytes(const uint8_t* p, size_t n) : mem_(p), size_(n) {}
+  explicit PngBytes(const io::InFile& f) : file_(&f), size_(size_t(f.size())) {}
+  size_t size() const { return size_; }
+  // [pos, pos + n), within size(); valid until the next call.
+  const uint8_t* at(size_t pos, size_t n) {
+    if (!file_) return mem_ + pos;
+    if (pos < buf_at_ || pos + n > buf_at_ + buf_.size()) {
+      buf_.resize(std::min(size_ - pos, std::max(n, kWindow)));
+      file_->read(pos, buf_.data(), buf_.size(), "PNG chunk");
+      buf_at_ = pos;
+    }
+    return buf_.data() + (pos - buf_at_);
+  }
+  static constexpr size_t kWindow = 4 << 10;
+
+ private:
+  const uint8_t* mem_ = nullptr;
+  const io::InFile* file_ = nullptr;
+  size_t size_ = 0, buf_at_ = 0;
+  std::vector<uint8_t> buf_;
+};
+
+// The walk over every chunk to IEND, each length checked against the bytes there (a file cut short
+// fails), with the CRC checked of every chunk up to `crc_max` bytes: a larger one is skipped by its
+// length unread.
+std::map<std::string, std::string> walk_png_text(PngBytes& f, const std::string& path,
+                                                 size_t crc_max) {
+  UVIT_CHECK(f.size() >= 8 && std::memcmp(f.at(0, 8), kSignature, 8) == 0, path,
              ": not a PNG file (bad signature)");
   std::map<std::string, std::string> out;
   size_t pos = 8;
   while (true) {
     UVIT_CHECK(pos + 12 <= f.size(), path, ": truncated PNG (chunk header at byte ", pos, ")");
-    uint32_t n = get_u32(&f[pos]);
-    std::string type(reinterpret_cast<const char*>(&f[pos + 4]), 4);
+    const uint8_t* h = f.at(pos, 8);
+    const uint32_t n = get_u32(h);
+    const std::string type(reinterpret_cast<const char*>(h + 4), 4);
     UVIT_CHECK(n <= f.size() - pos - 12, path, ": truncated PNG chunk ", type, " (", n, " bytes)");
-    const uint8_t* d = &f[pos + 8];
-    uint32_t crc = uint32_t(crc32(0L, &f[pos + 4], n + 4));
+    pos += 12 + size_t(n);
+    if (n > crc_max) continue;                    // (never IEND: it is empty)
+    const uint8_t* d = f.at(pos - 4 - n, n + 4);  // (h may be stale now)
+    const uint32_t crc =
+        uint32_t(crc32(crc32(0L, reinterpret_cast<const Bytef*>(type.data()), 4), d, n));
     UVIT_CHECK(crc == get_u32(d + n), path, ": CRC mismatch in PNG chunk ", type);
     if (type == "tEXt" || type == "iTXt") {
       const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(d, 0, n));
@@ -182,10 +209,29 @@ std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t s
       }
       out[key] = std::string(reinterpret_cast<const char*>(v), end - v);
     }
-    pos += 12 + size_t(n);
     if (type == "IEND") break;
   }
   return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_png_text(const std::string& path) {
+  const std::vector<uint8_t> f = read_file(path);
+  return decode_png_text(f.data(), f.size(), path);
+}
+
+std::map<std::string, std::string> read_png_text_head(const std::string& path) {
+  const io::InFile file(path);
+  PngBytes f(file);
+  return walk_png_text(f, path, 64 << 10);  // the text chunks: all of them
+}
+
+std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,
+                                                   const std::string& path) {
+  UVIT_CHECK(data, path, ": not a PNG file (bad signature)");
+  PngBytes f(data, size);
+  return walk_png_text(f, path, SIZE_MAX);
 }
 
 }  // namespace uvit

@@ -88,6 +88,8 @@ std::string params_record(const ImageParams& p) {
     j["autoencoder"] = {{"name", p.autoencoder}, {"sha256", p.autoencoder_sha256}};
   if (!p.schedule.empty()) j["schedule"] = p.schedule;
   if (p.batch_size > 0) j["batch_size"] = p.batch_size;
+  if (!p.precision.empty()) j["precision"] = p.precision;
+  if (p.mini_batch > 0) j["mini_batch"] = p.mini_batch;
   for (const auto& [k, v] : p.extra) j["sampler"][k] = v;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -67,11 +67,67 @@ expect_error "(--steps 4 there, 3 in this run)" "$UVIT" sample --config fmnist_u
 expect_error "(class (--class/--classes) 0 there, 3 in this run)" \
   "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 3 --steps 4 --n 2 \
   --dir "$tmp/straight" -q
+# The precision changes the samples: refused like the seed (a CPU without bf16 units runs fp32).
+cp -r "$tmp/straight" "$tmp/prec"
+if "$UVIT" "${S[@]}" --n 16 --dir "$tmp/prec" --precision bf16 -q 2>"$tmp/perr"; then
+  grep -q "without bf16" "$tmp/perr" && echo "skip: --precision bf16 ran fp32 on this CPU" ||
+    fail "--precision bf16 on an fp32 folder was not refused: $(cat "$tmp/perr")"
+elif grep -q "^uvit: error: $tmp/prec/000000.png was drawn with other settings (--precision fp32 there, bf16 in this run): .*(nothing was drawn or overwritten)$" "$tmp/perr"; then
+  echo "ok: $(cat "$tmp/perr")"
+else
+  fail "--precision bf16 on an fp32 folder: $(cat "$tmp/perr")"
+fi
 run "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/run2" --steps 2 --batch 2 --no-grid -q
 expect_error "(--weights (contents) " "$UVIT" sample --config fmnist_uvit_tiny \
   --weights "$tmp/run2/nnet_ema.safetensors" --classes all --steps 4 --n 16 --dir "$tmp/straight" -q
 [ "$(cd "$tmp/straight" && ls -l --time-style=+%s.%N | cksum)" = "$before" ] &&
   echo "ok: the refused runs left the folder as it was" || fail "a refused run changed the folder"
+
+# Skip-DiT's cache approximates the network: a folder drawn without it is refused with it.
+run "$UVIT" train --config fmnist_skip_dit_tiny --out "$tmp/skiprun" --steps 2 --batch 2 --no-grid -q
+SK=(sample --config fmnist_skip_dit_tiny --weights "$tmp/skiprun/nnet_ema.safetensors" --class 0 --steps 4)
+run "$UVIT" "${SK[@]}" --n 2 --dir "$tmp/sk" -q
+expect_error "sk/000000.png was drawn with other settings (--skip-cache none there, 2 in this run)" \
+  "$UVIT" "${SK[@]}" --n 4 --dir "$tmp/sk" --skip-cache 2 -q
+[ "$(ls "$tmp/sk" | wc -l)" -eq 2 ] || fail "the refused --skip-cache run wrote files"
+
+# Another --batch changes only the last bits: the missing samples are drawn, with one line saying
+# they are not a straight run's bytes; nothing to draw, nothing said.
+cp -r "$tmp/straight" "$tmp/b4"
+rm "$tmp/b4/000014.png" "$tmp/b4/000015.png"
+S4=(sample --config fmnist_uvit_tiny --weights "$W" --classes all --steps 4 --batch 4)
+run "$UVIT" "${S4[@]}" --n 16 --dir "$tmp/b4"
+grep -q "^uvit: warning: $tmp/b4/000000.png was drawn with --batch 2, this run's is 4: the 4 samples drawn now differ in their last bits from a straight run's (give --batch 2 for the same bytes)$" \
+  "$tmp/err" && [ -e "$tmp/b4/000015.png" ] && echo "ok: $(grep 'batch 2' "$tmp/err")" ||
+  fail "--batch 4 on a --batch 2 folder: $(cat "$tmp/err")"
+run "$UVIT" "${S4[@]}" --n 16 --dir "$tmp/straight"
+grep -q "warning" "$tmp/err" && fail "--batch 4, nothing to draw: $(cat "$tmp/err")"
+
+# A folder of uvit before the precision and mini-batch were recorded (stop 48): their absence is no
+# difference, and it is resumed to a straight run's bytes.
+"$PY" - "$tmp/straight" "$tmp/old" <<'PYEOF' || fail "writing the old records"
+import json, os, struct, sys, zlib
+os.makedirs(sys.argv[2])
+for name in sorted(os.listdir(sys.argv[1])):
+    b = open(os.path.join(sys.argv[1], name), "rb").read()
+    out, pos = b[:8], 8
+    while pos < len(b):
+        n, t = struct.unpack(">I", b[pos:pos + 4])[0], b[pos + 4:pos + 8]
+        d = b[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if t == b"tEXt" and d.startswith(b"uvit-params\0"):
+            rec = json.loads(d[12:])
+            del rec["precision"], rec["mini_batch"]
+            d = b"uvit-params\0" + json.dumps(rec, separators=(",", ":")).encode()
+        out += struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    open(os.path.join(sys.argv[2], name), "wb").write(out)
+PYEOF
+rm "$tmp/old/000015.png"
+run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/old"
+grep -q "^$tmp/old: 15 of 16 samples already there; drawing the 1 missing" "$tmp/err" &&
+  cmp -s "$tmp/old/000015.png" "$tmp/straight/000015.png" &&
+  echo "ok: an old folder (records without precision, mini_batch) resumed" ||
+  fail "old folder: $(cat "$tmp/err")"
 
 # A PNG of another program (no uvit-params record) where a sample goes: refused, kept.
 "$PY" - "$tmp/foreign/000002.png" <<'PYEOF' || fail "writing a foreign PNG"
@@ -96,6 +152,18 @@ grep -q "^uvit: warning: $tmp/cut/000003.png: truncated PNG.*: drawn again and r
     "$tmp/err" && echo "ok: $(head -1 "$tmp/err")" || fail "cut PNG: $(cat "$tmp/err")"
 same_pngs "$tmp/straight" "$tmp/cut" && echo "ok: the cut PNG redrawn, the folder a straight run's" ||
   fail "the cut PNG's folder differs from the straight run"
+
+# The scan skips a large image chunk by its length (docs/cli.md "--dir"): PNGs of ~150 KB are
+# kept, and one cut inside its image data is drawn again and replaced.
+S0=(sample --config fmnist_uvit_tiny --weights "$W" --class 0 --steps 4 --batch 2)
+run "$UVIT" "${S0[@]}" --n 1 --dir "$tmp/c0" -q
+"$PY" bench/sample_dir_folder.py "$tmp/c0/000000.png" "$tmp/big" 4 || fail "writing large PNGs"
+head -c 100000 "$tmp/big/000002.png" >"$tmp/big/cut" && mv "$tmp/big/cut" "$tmp/big/000002.png"
+run "$UVIT" "${S0[@]}" --n 4 --dir "$tmp/big"
+grep -q "^uvit: warning: $tmp/big/000002.png: truncated PNG chunk IDAT .*: drawn again and replaced$" \
+  "$tmp/err" && grep -q "^$tmp/big: 3 of 4 samples already there; drawing the 1 missing" "$tmp/err" &&
+  [ "$(stat -c %s "$tmp/big/000003.png")" -gt 150000 ] &&
+  echo "ok: large PNGs kept, the one cut in its image data redrawn" || fail "large PNGs: $(cat "$tmp/err")"
 
 # Everything there: nothing drawn, the .npz from the PNGs alone.
 run "$UVIT" "${S[@]}" --n 16 --dir "$tmp/straight" --npz "$tmp/again.npz"
