@@ -32,9 +32,9 @@ void write_png(const std::string& path, const Image& im,
 bool is_png_file(const std::string& path);
 // The tEXt/iTXt chunks of a PNG file (CRC-checked).
 std::map<std::string, std::string> read_png_text(const std::string& path);
-// The same reading only the chunks of up to 64 KiB (the signature, IHDR, the text), CRC-checked;
-// a larger chunk (the image data) is skipped by its length, and a file that ends before the IEND
-// chunk the lengths lead to fails. A few small reads, for scanning thousands of files.
+// The same reading only the text chunks and other chunks of up to 64 KiB (the signature, IHDR),
+// CRC-checked; a larger chunk (the image data) is skipped by its length, and a file that ends
+// before the IEND chunk the lengths lead to fails. A few small reads, for scanning many files.
 std::map<std::string, std::string> read_png_text_head(const std::string& path);
 // The same from PNG bytes in memory; `name` names them in errors.
 std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,

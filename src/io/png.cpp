@@ -171,8 +171,8 @@ class PngBytes {
 };
 
 // The walk over every chunk to IEND, each length checked against the bytes there (a file cut short
-// fails), with the CRC checked of every chunk up to `crc_max` bytes: a larger one is skipped by its
-// length unread.
+// fails), with the CRC checked of every text chunk and every other chunk up to `crc_max` bytes: a
+// larger one (the image data) is skipped by its length unread.
 std::map<std::string, std::string> walk_png_text(PngBytes& f, const std::string& path,
                                                  size_t crc_max) {
   UVIT_CHECK(f.size() >= 8 && std::memcmp(f.at(0, 8), kSignature, 8) == 0, path,
@@ -186,7 +186,8 @@ std::map<std::string, std::string> walk_png_text(PngBytes& f, const std::string&
     const std::string type(reinterpret_cast<const char*>(h + 4), 4);
     UVIT_CHECK(n <= f.size() - pos - 12, path, ": truncated PNG chunk ", type, " (", n, " bytes)");
     pos += 12 + size_t(n);
-    if (n > crc_max) continue;                    // (never IEND: it is empty)
+    // (never IEND: it is empty; never a text chunk, however long: a 100 KB prompt is a record)
+    if (n > crc_max && type != "tEXt" && type != "iTXt") continue;
     const uint8_t* d = f.at(pos - 4 - n, n + 4);  // (h may be stale now)
     const uint32_t crc =
         uint32_t(crc32(crc32(0L, reinterpret_cast<const Bytef*>(type.data()), 4), d, n));

@@ -158,6 +158,38 @@ TEST(Image, PngTextChunks) {
   EXPECT_THROW(write_png(t.path + "/bad.png", pattern(2, 2, 3), {{"", "x"}}), Error);
 }
 
+// read_png_text_head (resuming `sample --dir`): every text chunk, however long, is read and
+// CRC-checked; image data over 64 KiB is skipped by its length, so a cut file still fails.
+TEST(Image, PngTextHeadReadsLongTextAndSkipsImageData) {
+  TempDir t;
+  const std::string p = t.path + "/big.png";
+  Image im(200, 200, 3);
+  uint32_t r = 1;
+  for (auto& v : im.px) v = uint8_t((r = r * 1664525u + 1013904223u) >> 24);  // incompressible
+  const std::map<std::string, std::string> meta = {{"prompt", std::string(100000, 'a')},
+                                                   {"uvit", "{}"}};
+  write_png(p, im, meta);
+  EXPECT_EQ(read_png_text_head(p), meta);
+  std::vector<uint8_t> f = read_file(p);
+  const std::string s(f.begin(), f.end());
+  const size_t idat = s.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  ASSERT_GT(f.size() - idat, size_t(64 << 10));
+  std::vector<uint8_t> g = f;
+  g[idat + 1000] ^= 1;  // in the image data: not read
+  write_bytes(p, g);
+  EXPECT_EQ(read_png_text_head(p), meta);
+  EXPECT_THROW(read_png_text(p), Error);
+  g = f;
+  g[s.find("tEXtprompt") + 5000] ^= 1;  // in the long text: read, so caught
+  write_bytes(p, g);
+  EXPECT_THROW(read_png_text_head(p), Error);
+  g = f;
+  g.resize(f.size() - 20);  // cut inside the image data
+  write_bytes(p, g);
+  EXPECT_THROW(read_png_text_head(p), Error);
+}
+
 TEST(Image, ReadErrorsNameThePath) {
   TempDir t;
   write_bytes(t.path + "/junk.png", {1, 2, 3, 4, 5});
