@@ -17,7 +17,7 @@ namespace {
 sigset_t routed_signals() {
   sigset_t s;
   sigemptyset(&s);
-  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&s, sig);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) sigaddset(&s, sig);
   return s;
 }
 

@@ -13,8 +13,8 @@ namespace uvit {
 // the heap (oneDNN issue 4845, fixed upstream in 2026): `uvit train` stopped by SIGTERM mid-step
 // aborted in a later free() about once in twenty (docs/kernels.md, "Signals and the JIT GEMMs").
 // The CLI calls this first thing in main(): it blocks the handled signals (SIGINT, SIGTERM,
-// SIGUSR1) in the calling thread, so in every thread started after it (OpenMP's, oneDNN's, the
-// loader's, the server's), and starts one thread that has them unblocked and only waits, so the
+// SIGUSR1, SIGHUP) in the calling thread, so in every thread started after it (OpenMP's, oneDNN's,
+// the loader's, the server's), and starts one thread that has them unblocked and only waits, so the
 // handlers (and the default actions) run there.
 void route_signals_to_one_thread();
 

@@ -61,7 +61,7 @@ void test_hook_pause() {
 SignalHold::SignalHold() {
   std::lock_guard<std::mutex> lock(g_hold_mu);
   if (g_hold_depth++ > 0) return;
-  g_hold.emplace(std::initializer_list<int>{SIGINT, SIGTERM}, hold_signal,
+  g_hold.emplace(std::initializer_list<int>{SIGINT, SIGTERM, SIGHUP}, hold_signal,
                  SignalScope::Ignored::Keep);
 }
 

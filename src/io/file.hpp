@@ -42,9 +42,10 @@ class InFile {
   FileId id_;
 };
 
-// Holds SIGINT and SIGTERM while it lives: one that arrives is raised again when the last hold
-// ends, so the process stops (or train's handler runs) after the critical section, not inside it.
-// Process-wide handlers rather than a thread mask, since any thread may take a process signal.
+// Holds SIGINT, SIGTERM and SIGHUP (a closed terminal) while it lives: one that arrives is raised
+// again when the last hold ends, so the process stops (or train's handler runs) after the critical
+// section, not inside it. Process-wide handlers rather than a thread mask, since any thread may
+// take a process signal.
 class SignalHold {
  public:
   SignalHold();
