@@ -466,14 +466,20 @@ void finish_resumed_save(const TrainJob& job, RunFolderLock& run_lock, bool quie
                ckpt.c_str(), ckpt.c_str(), kSaveStage, checkpoint_step(ckpt));
 }
 
-// Checks the request against the run before anything is loaded or created. Returns the step the
-// run is at (0 for a new run); on --resume, `*rec` is the checkpoint's record, of the same save.
-long check_run_dir(const TrainJob& job, long target, CheckpointRecord* rec) {
+// The run folder's checks that need nothing loaded: in the ranks' round of errors before the work
+// (one line under mpirun, docs/distributed.md), not after it.
+void check_out_dir(const TrainJob& job) {
   const std::string& dir = job.out_dir;
   check_output_dir("--out", dir);  // a file there would fail only after the data and the network
   const bool has_state = fs::exists(dir + "/train_state.safetensors");
   UVIT_CHECK(job.resume || !has_state, dir,
              " already holds a training run; pass --resume to continue it or choose another --out");
+}
+
+// Checks the request against the run before anything is loaded or created. Returns the step the
+// run is at (0 for a new run); on --resume, `*rec` is the checkpoint's record, of the same save.
+long check_run_dir(const TrainJob& job, long target, CheckpointRecord* rec) {
+  const std::string& dir = job.out_dir;
   if (!job.resume) return 0;
   if (fs::exists(dir + "/train_state.safetensors")) check_log_appendable(dir);
   const std::string ckpt = job.resume_from.empty() ? dir : job.resume_from;
@@ -540,6 +546,7 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
   const auto digest = [&] { return train_settings_hash(cfg.json); };
   const std::vector<uint64_t> settings = checked_together(comm, digest, [&] {
     if (command_checks) command_checks();
+    check_out_dir(job);
     cfg = job.cfg;
     if (job.batch > 0) cfg.json["train"]["batch_size"] = job.batch;
     if (job.steps >= 0) cfg.json["train"]["n_steps"] = job.steps;
@@ -702,6 +709,11 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
   // SIGUSR1: forwarded by mpirun, sent by Slurm --signal. Restored once the last checkpoint is
   // written: a signal during the final grid ends the process by the caller's disposition.
   std::optional<SignalScope> stop_on_signal(std::in_place, {SIGINT, SIGTERM, SIGUSR1}, on_signal);
+  // SIGHUP (the terminal closed) and SIGPIPE (a `| tee log` whose reader is gone) stop the same
+  // way, not by their default action, which loses the steps since the last checkpoint. Kept
+  // ignored where the caller ignores them (nohup): that run goes on (docs/ux_audit.md, round 18).
+  std::optional<SignalScope> stop_on_hangup(std::in_place, {SIGHUP, SIGPIPE}, on_signal,
+                                            SignalScope::Ignored::Keep);
   std::ofstream log;
   if (lead) {
     log = append_log(dir);
@@ -859,6 +871,7 @@ TrainOutcome run_training(TrainJob& job, const std::function<void()>& command_ch
   if (tr.step_count() != saved_at) tr.save();
   if (lead && tr.step_count() > first) log_event(log, dir, "checkpoint", tr.step_count(), ".");
   stop_on_signal.reset();
+  stop_on_hangup.reset();
   const long k = tr.step_count();
   log_open_window(k);
   if (!data_error.empty())  // every rank, the same line: rank 0 prints it

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regressions from the eighteenth new-user audit (docs/ux_audit.md, "round 18"): permissions on a
-# shared machine (umask 000), detached and backgrounded runs (a hangup, nohup, output to a file).
+# shared machine (umask 000), detached and backgrounded runs (a hangup, nohup, a killed `tee`,
+# output to a file).
 # Each fix's check failed before it; the others keep what the audit found fine.
 set -uo pipefail
 UVIT=$1
@@ -54,5 +55,70 @@ dmodes=$(find "$tmp/u" -type d -printf '%m\n' | sort -u | tr '\n' ' ')
   --set lr_scheduler.warmup_steps=0 >/dev/null 2>"$tmp/p.err"
 ! grep -q $'\r' "$tmp/p.err" && grep -q '^train 2/2 (100%)' "$tmp/p.err" &&
   echo "ok: progress in a file: plain lines" || fail "progress in a file: $(od -c "$tmp/p.err" | head)"
+
+# --- a training whose terminal closes, or whose `| tee log` is killed --------------------------------
+# SIGHUP (the terminal closed, without nohup) and SIGPIPE (stderr piped to a reader that died)
+# ended `uvit train` by their default action: the steps since the last checkpoint were lost, and a
+# run stopped before its first save held no checkpoint (`nothing to resume`). Now they stop it as
+# SIGTERM does: checkpoint, `interrupted: ...`, exit 128 + the signal; under nohup it goes on.
+# wait_for_step FILE: until the progress lines in FILE name a step (the run has started training).
+wait_for_step() {
+  for _ in $(seq 1200); do grep -q '^train [1-9]' "$1" 2>/dev/null && return; sleep 0.05; done
+}
+T=(--no-grid --batch 8 --set lr_scheduler.warmup_steps=0)
+"$UVIT" train --config fmnist_uvit_tiny --out "$tmp/h" --steps 100000 "${T[@]}" >/dev/null 2>"$tmp/h.err" &
+p=$!
+wait_for_step "$tmp/h.err"
+kill -HUP "$p"
+wait "$p"
+rc=$?
+[ "$rc" = 129 ] && [ -s "$tmp/h/train_state.safetensors" ] &&
+  grep -q '^interrupted: checkpoint written at step [0-9]*; continue with --resume$' "$tmp/h.err" &&
+  echo "ok: SIGHUP: $(tail -1 "$tmp/h.err"), exit 129" ||
+  fail "SIGHUP of train: exit $rc, $(ls "$tmp/h"): $(tail -2 "$tmp/h.err")"
+k=$(sed -n 's/^interrupted: checkpoint written at step \([0-9]*\);.*/\1/p' "$tmp/h.err")
+run "$UVIT" train --out "$tmp/h" --resume --steps $((k + 1)) "${S[@]}"
+
+# tee killed: uvit's next progress line meets a pipe without a reader.
+mkfifo "$tmp/fifo"
+"$UVIT" train --config fmnist_uvit_tiny --out "$tmp/t" --steps 100000 "${T[@]}" >/dev/null 2>"$tmp/fifo" &
+p=$!
+tee "$tmp/t.err" <"$tmp/fifo" >/dev/null &
+tp=$!
+wait_for_step "$tmp/t.err"
+kill "$tp"
+wait "$p"
+rc=$?
+[ "$rc" = 141 ] && [ -s "$tmp/t/train_state.safetensors" ] &&
+  echo "ok: tee killed: checkpoint written, exit 141" ||
+  fail "tee killed under train: exit $rc, $(ls "$tmp/t")"
+
+# nohup: SIGHUP ignored, so the run goes on to its steps.
+nohup "$UVIT" train --config fmnist_uvit_tiny --out "$tmp/n" --steps 6 "${T[@]}" >/dev/null 2>"$tmp/n.err" &
+p=$!
+wait_for_step "$tmp/n.err"
+kill -HUP "$p"
+wait "$p"
+rc=$?
+[ "$rc" = 0 ] && grep -q '^train 6/6' "$tmp/n.err" && echo "ok: nohup: SIGHUP ignored, 6 steps" ||
+  fail "nohup train after SIGHUP: exit $rc: $(tail -2 "$tmp/n.err")"
+
+# --- mpirun: a run folder that cannot be one ---------------------------------------------------------
+# docs/distributed.md "Errors before the work": one line from rank 0, every rank exits 1 without
+# MPI_Abort. `--out` naming a file, or a run without --resume, was checked after that round: each
+# rank printed its own `rank N:` line, then MPI_ABORT's banner. Now it is in the round.
+if command -v mpirun >/dev/null; then
+  mpi=(mpirun --oversubscribe -np 2)
+  [ "$(id -u)" = 0 ] && mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+  : >"$tmp/afile"
+  for out in "$tmp/afile" "$tmp/r"; do
+    "${mpi[@]}" "$UVIT" train --config fmnist_uvit_tiny --out "$out" --steps 1 "${S[@]}" >"$tmp/m.out" 2>&1
+    rc=$?
+    n=$(grep -c '^uvit: error: ' "$tmp/m.out")
+    [ "$rc" = 1 ] && [ "$n" = 1 ] && ! grep -q 'MPI_ABORT\|rank [01]:' "$tmp/m.out" &&
+      echo "ok: mpirun -np 2: $(grep '^uvit: error: ' "$tmp/m.out")" ||
+      fail "mpirun -np 2 train --out $out: exit $rc, $n error lines: $(head -5 "$tmp/m.out")"
+  done
+fi
 
 exit $fails
