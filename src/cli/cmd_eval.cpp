@@ -152,9 +152,10 @@ void save_chunk(const std::string& path, const Chunk& ch, bool text) {
   save_npz(path, members);
 }
 
-// A SIGINT/SIGTERM stops eval by its default action (the chunk being written first finishes its
-// rename, io::SignalHold); this line says first that the finished chunks stay and how to resume,
-// even with -q, as train's "interrupted: checkpoint written" (the exit status alone says nothing).
+// A SIGINT/SIGTERM/SIGHUP (a closed terminal) stops eval by its default action (the chunk being
+// written first finishes its rename, io::SignalHold); this line says first that the finished chunks
+// stay and how to resume, even with -q, as train's "interrupted: checkpoint written" (the exit
+// status alone says nothing).
 char g_interrupt_note[4096];
 size_t g_interrupt_note_len = 0;
 
@@ -165,7 +166,8 @@ extern "C" void eval_interrupted(int sig) {
   std::raise(sig);
 }
 
-// Installs eval_interrupted while it lives (not over an ignored signal: a background job's SIGINT).
+// Installs eval_interrupted while it lives (not over an ignored signal: a background job's SIGINT,
+// nohup's SIGHUP).
 class InterruptNote {
  public:
   InterruptNote(const std::string& work, bool lead, bool bar) {
@@ -176,7 +178,7 @@ class InterruptNote {
             "; run the same command again to resume\n");
     g_interrupt_note_len = std::min(note.size(), sizeof g_interrupt_note);
     std::memcpy(g_interrupt_note, note.data(), g_interrupt_note_len);
-    scope_.emplace(std::initializer_list<int>{SIGINT, SIGTERM}, eval_interrupted,
+    scope_.emplace(std::initializer_list<int>{SIGINT, SIGTERM, SIGHUP}, eval_interrupted,
                    SignalScope::Ignored::Keep);
   }
 

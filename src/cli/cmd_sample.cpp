@@ -302,7 +302,6 @@ void add_sample(CLI::App& app) {
       // What else changes the samples, so that resuming --dir can compare it (sample_dir.hpp).
       p.precision = pipe.network().backend().precision();
       p.mini_batch = int(mb);
-      if (resolved.skip_cache > 1) p.extra["skip_cache"] = std::to_string(resolved.skip_cache);
       return p;
     };
     // The outputs that need every sample at the end; the others are written as each unit of

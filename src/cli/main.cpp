@@ -346,9 +346,9 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string("uvit ") + UVIT_VERSION);
   app.footer(
       "uvit help COMMAND prints a command's options.\nExit status: 0 done; 1 error (one line "
-      "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM (after its "
-      "checkpoint; 0 in an mpirun/srun job of several ranks) or eval\n(its finished chunks "
-      "kept).");
+      "\"uvit: error: ...\"); 130 / 143 training stopped by\nSIGINT / SIGTERM, 129 / 141 by "
+      "SIGHUP (a closed terminal) / SIGPIPE (a dead | tee)\n(after its checkpoint; 0 in an "
+      "mpirun/srun job of several ranks) or eval (its finished\nchunks kept).");
   uvit::cli::add_info(app);
   uvit::cli::add_convert(app);
   uvit::cli::add_predict(app);

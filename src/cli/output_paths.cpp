@@ -40,23 +40,31 @@ void check_path_limits(const char* option, const std::string& path) {
   }
 }
 
-// `dir` exists as a writable folder, or its nearest existing ancestor is one (so it can be made).
-void check_creatable(const char* option, const std::string& path, const fs::path& dir) {
+// `dir` exists as a writable folder, or its nearest existing ancestor is one (so it can be made);
+// `file`: `path` is a file in `dir` (else `path` is `dir`).
+void check_creatable(const char* option, const std::string& path, const fs::path& dir, bool file) {
   check_path_limits(option, path);
   std::error_code ec;
-  fs::path p = dir.empty() ? fs::path(".") : dir;
-  while (!fs::exists(p, ec) && p.has_parent_path() && p.parent_path() != p) p = p.parent_path();
-  if (!fs::exists(p, ec)) p = ".";
+  fs::path p = dir.empty() ? fs::path(".") : dir, made;  // made: the first folder to be made
+  while (!fs::exists(p, ec) && p.has_parent_path() && p.parent_path() != p)
+    made = p, p = p.parent_path();
+  if (!fs::exists(p, ec)) made = p, p = ".";
   UVIT_CHECK(fs::is_directory(p, ec), option, " ", path, ": ", p.string(),
              " is a file, not a folder");
   UVIT_CHECK(::access(p.c_str(), W_OK | X_OK) == 0, option, " ", path, ": folder ", p.string(),
              " is not writable");
   // access() says yes to root anywhere and knows nothing of read-only mounts or /proc: a file made
-  // and removed there meets what the write (or the mkdir) would, before any work.
+  // and removed there meets what the write (or the mkdir) would, before any work. Its error is
+  // that of a name made in p, so the line names what would be made there (in /proc, ENOENT is
+  // the new name's, not /proc's).
   std::string probe = (p / ".uvit_write_check.XXXXXX").string();
   const int fd = ::mkstemp(probe.data());
-  UVIT_CHECK(fd >= 0, option, " ", path, ": folder ", p.string(), " is not writable (",
-             std::strerror(errno), ")");
+  const int err = errno;
+  UVIT_CHECK(fd >= 0, option, " ", path, ": cannot create ",
+             !made.empty() ? "folder " + made.string()
+             : file        ? path
+                           : "files in folder " + p.string(),
+             ": ", std::strerror(err));
   ::close(fd);
   ::unlink(probe.c_str());
 }
@@ -78,7 +86,7 @@ void check_output(const char* option, const std::string& path,
   }
   std::error_code ec;
   UVIT_CHECK(!fs::is_directory(p, ec), option, " ", path, ": is a folder; give a file name");
-  check_creatable(option, path, p.parent_path());
+  check_creatable(option, path, p.parent_path(), true);
 }
 
 void check_not_input(const char* option, const std::string& path,
@@ -99,7 +107,7 @@ void check_output_dir(const char* option, const std::string& dir) {
   std::error_code ec;
   UVIT_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), option, " ", dir,
              ": is a file, not a folder");
-  check_creatable(option, dir, fs::path(dir));
+  check_creatable(option, dir, fs::path(dir), false);
 }
 
 void make_parent_dir(const std::string& path) {

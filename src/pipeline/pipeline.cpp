@@ -388,6 +388,7 @@ std::map<std::string, std::string> extra_sampling_settings(const Config& cfg,
   if (g.guidance_channels != (ns.guidance_channels > 0 ? ns.guidance_channels : ns.in_chans))
     m["guidance_channels"] = std::to_string(g.guidance_channels);
   if (g.cfg_power > 0) m["cfg_power"] = cat(g.cfg_power);
+  if (g.skip_cache > 1) m["skip_cache"] = std::to_string(g.skip_cache);  // 1: every call in full
   if (!is_flow(cfg)) return m;
   m["shift"] = cat(g.shift);
   m["cfg_interval"] = cat(g.cfg_interval);

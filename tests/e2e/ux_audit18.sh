@@ -121,4 +121,64 @@ if command -v mpirun >/dev/null; then
   done
 fi
 
+# --- second wave: the help's exit statuses, /proc, eval's hangup, Skip-Cache in serve's record -----
+PY=${PYTHON:-/usr/bin/python3}
+# `uvit --help` named only 130 / 143 after train began to exit 129 / 141 on SIGHUP / SIGPIPE.
+"$UVIT" --help | tr '\n' ' ' | grep -q '129 / 141 by SIGHUP' && echo "ok: --help names 129 / 141" ||
+  fail "uvit --help: $("$UVIT" --help | tail -4)"
+# `--out /proc/x` said "folder /proc is not writable (No such file or directory)": the error is of
+# the name made in /proc, not of /proc.
+expect_error "^uvit: error: --out /proc/x: cannot create folder /proc/x: No such file or directory$" \
+  "$UVIT" train --config fmnist_uvit_tiny --out /proc/x --steps 1
+expect_error "^uvit: error: --npy /proc/x.npy: cannot create /proc/x.npy: No such file or directory$" \
+  "$UVIT" sample --config fmnist_uvit_tiny --weights "$W" --class 1 --n 1 --npy /proc/x.npy
+
+# A Skip-DiT model: `eval --skip-cache 2` stopped by SIGHUP (a closed terminal) ended without the
+# line SIGINT and SIGTERM print; now it says the finished chunks are kept (exit 129), its manifest
+# records the Skip-Cache (so a resume with another is refused), and under nohup it goes on.
+run "$UVIT" train --config fmnist_skip_dit_tiny --out "$tmp/sk" --steps 2 "${S[@]}"
+SK=$tmp/sk/nnet_ema.safetensors
+inception_weights I "${2:-}"
+"$PY" scripts/eval_fmnist.py --make-test-samples "$tmp/ref.npy" --n 8 >/dev/null || fail "eval_fmnist.py"
+run "$UVIT" fid-stats "$tmp/ref.npy" --out "$tmp/ref.npz" --inception "$I" -q
+EV0=(eval --config fmnist_skip_dit_tiny --weights "$SK" --chunk 1 --steps 2 --ref "$tmp/ref.npz"
+  --inception "$I" --metrics fid -q)
+EV=("${EV0[@]}" --skip-cache 2)
+"$UVIT" "${EV[@]}" --n 40 --out "$tmp/ev/s.npz" >/dev/null 2>"$tmp/ev.err" &
+p=$!
+for _ in $(seq 1200); do compgen -G "$tmp/ev/s.npz.parts/chunk_*.npz" >/dev/null && break; sleep 0.05; done
+kill -HUP "$p"
+wait "$p"
+rc=$?
+[ "$rc" = 129 ] && compgen -G "$tmp/ev/s.npz.parts/chunk_*.npz" >/dev/null &&
+  [ "$(cat "$tmp/ev.err")" = "interrupted: the finished chunks are kept in $tmp/ev/s.npz.parts; run the same command again to resume" ] &&
+  grep -q '"skip_cache": *"2"' "$tmp/ev/s.npz.parts/manifest.json" &&
+  echo "ok: SIGHUP of eval: chunks kept and said, exit 129" ||
+  fail "SIGHUP of eval: exit $rc, $(ls "$tmp/ev/s.npz.parts" 2>&1): $(cat "$tmp/ev.err")"
+expect_error "skip_cache" "$UVIT" "${EV0[@]}" --n 40 --out "$tmp/ev/s.npz"
+nohup "$UVIT" "${EV[@]}" --n 3 --out "$tmp/evn/s.npz" --json "$tmp/evn/r.json" >/dev/null 2>"$tmp/evn.err" &
+p=$!
+for _ in $(seq 1200); do compgen -G "$tmp/evn/s.npz.parts/chunk_*.npz" >/dev/null && break; sleep 0.05; done
+kill -HUP "$p"
+wait "$p"
+rc=$?
+[ "$rc" = 0 ] && grep -q '"skip_cache": *"2"' "$tmp/evn/r.json" && echo "ok: nohup eval: SIGHUP ignored" ||
+  fail "nohup eval after SIGHUP: exit $rc: $(cat "$tmp/evn.err")"
+
+# `uvit sample` recorded `sampler.skip_cache` in its PNGs, `uvit serve` (and the C API) did not.
+if "$UVIT" serve -c x -w y 2>&1 | grep -q "without cpp-httplib"; then
+  echo "SKIP: serve's record (uvit built without cpp-httplib)"
+else
+  serve_up --config fmnist_skip_dit_tiny --weights "$SK"
+  curl -sf -m 120 -H 'Content-Type: application/json' -d '{"prompt": "sneaker", "steps": 2, "skip_cache": 2}' \
+    "$B/sdapi/v1/txt2img" >"$tmp/t2i.json" || fail "txt2img with skip_cache: $(cat "$tmp/server.log")"
+  "$PY" - "$tmp/t2i.json" <<'PYEOF' && echo "ok: serve records sampler.skip_cache" || fail "serve's PNG record"
+import base64, io, json, sys
+from PIL import Image
+rec = json.loads(Image.open(io.BytesIO(base64.b64decode(json.load(open(sys.argv[1]))["images"][0]))).info["uvit-params"])
+assert rec["sampler"].get("skip_cache") == "2", rec
+PYEOF
+  serve_down TERM
+fi
+
 exit $fails
