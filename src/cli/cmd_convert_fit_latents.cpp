@@ -10,6 +10,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/fit_latent_root.hpp"
+#include "cli/fit_versions.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
 #include "data/pixels.hpp"
@@ -214,15 +215,17 @@ void add_convert_fit_latents(CLI::App& app) {
       ->required();
   cmd->add_option("--patch", o->patch, "the patch size of the tokens (default 2)")
       ->check(at_least(1));
-  cmd->add_option("--versions", o->versions,
-                  "of an image with a greater_than_L_crop file: resize (default), crop, or both "
-                  "(LABEL_NAME.crop.npy beside the resize one: npy_folder draws one of the two, "
-                  "the official random: 'random')")
-      ->check(CLI::IsMember({"resize", "crop", "both"}));
+  CLI::Option* versions =
+      cmd->add_option(
+             "--versions", o->versions,
+             "of an image with a greater_than_L_crop file: resize (default), crop, or both "
+             "(LABEL_NAME.crop.npy beside the resize one: npy_folder draws one of the two, "
+             "the official random: 'random')")
+          ->check(CLI::IsMember({"resize", "crop", "both"}));
   cmd->add_flag("--crop", o->crop, "--versions crop (the official random: 'crop')");
   cmd->add_flag("--quiet,-q", o->quiet, "print only errors");
-  cmd->callback([o] {
-    UVIT_CHECK(!o->crop || o->versions != "both", "--crop is --versions crop, not both");
+  cmd->callback([o, versions] {
+    take_crop_alias(o->crop, *versions, o->versions);
     // OUT appears whole or not at all: the files are written into OUT.partial, renamed to OUT at
     // the end. A conversion stopped half-way (Ctrl-C) left an npy_folder of fewer items, or items
     // without their stored flip or crop version, that trained without a word; one into a folder
@@ -232,7 +235,7 @@ void add_convert_fit_latents(CLI::App& app) {
     UVIT_CHECK(!fs::is_directory(o->out, ec) || fs::is_empty(o->out, ec), o->out,
                ": holds files already; convert-fit-latents writes a new folder (give another OUT, "
                "or delete this one)");
-    const std::vector<Source> files = fit_latent_files(o->in, o->crop ? "crop" : o->versions);
+    const std::vector<Source> files = fit_latent_files(o->in, o->versions);
     UVIT_CHECK(!files.empty(), o->in, ": no .safetensors latent files found");
     fs::path out = fs::path(o->out).lexically_normal();
     if (!out.has_filename()) out = out.parent_path();  // "lat/"

@@ -21,6 +21,7 @@
 #include "cli/autoencoder_cli.hpp"
 #include "cli/clip_options.hpp"
 #include "cli/commands.hpp"
+#include "cli/fit_versions.hpp"
 #include "cli/json_text.hpp"
 #include "cli/output_paths.hpp"
 #include "cli/progress.hpp"
@@ -610,12 +611,14 @@ void add_extract_features(CLI::App& app) {
                 "FiTv2 (docs/fit.md): every image at its own size after the official resize_arr "
                 "(at most (resolution / (8 * patch))^2 tokens, aspect ratio kept) -> REL.npy and "
                 "REL.flip.npy latents [C, h, w] under --out, the npy_folder layout");
-  cmd->add_option("--versions", o->versions,
-                  "--fit: of an image over resolution px both ways: resize (default), crop (ADM's "
-                  "center crop to resolution x resolution, as REL.npy), or both (the crop beside, "
-                  "as REL.crop.npy + REL.crop.flip.npy: npy_folder draws one of the two, the "
-                  "official random: 'random')")
-      ->check(CLI::IsMember({"resize", "crop", "both"}));
+  CLI::Option* versions =
+      cmd->add_option(
+             "--versions", o->versions,
+             "--fit: of an image over resolution px both ways: resize (default), crop (ADM's "
+             "center crop to resolution x resolution, as REL.npy), or both (the crop beside, "
+             "as REL.crop.npy + REL.crop.flip.npy: npy_folder draws one of the two, the "
+             "official random: 'random')")
+          ->check(CLI::IsMember({"resize", "crop", "both"}));
   cmd->add_flag("--crop", o->crop, "--fit: --versions crop (the official random: 'crop')");
   cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
       ->check(at_least(1));
@@ -623,13 +626,12 @@ void add_extract_features(CLI::App& app) {
                   "--fit: leave out images of fewer tokens after the resize (default 16, the "
                   "official data's less_than_16; 0 keeps all)")
       ->check(at_least(0));
-  cmd->callback([o] {
+  cmd->callback([o, versions] {
     UVIT_CHECK(o->fit || o->patch == 2, "extract-features: --patch needs --fit");
     UVIT_CHECK(o->fit || o->min_tokens == 16, "extract-features: --min-tokens needs --fit");
     UVIT_CHECK(o->fit || (o->versions == "resize" && !o->crop),
                "extract-features: --versions and --crop need --fit");
-    UVIT_CHECK(!o->crop || o->versions != "both", "--crop is --versions crop, not both");
-    if (o->crop) o->versions = "crop";
+    take_crop_alias(o->crop, *versions, o->versions);
     UVIT_CHECK(o->fit || o->resolution == 256 || o->resolution == 512,
                "extract-features: --resolution must be 256 or 512, got ", o->resolution);
     if (o->fit) {

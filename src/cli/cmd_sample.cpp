@@ -282,10 +282,12 @@ void add_sample(CLI::App& app) {
           comm, o->clip, [&] { return clip->weights_hash(); }, *pipe.clip_tokenizer(),
           o->clip_config, o->vocab);
     if (pipe.autoencoder()) print_skipped(*pipe.autoencoder(), o->autoencoder, o->quiet);
-    const long mb = std::min<long>(
-        n, req.batch > 0
-               ? req.batch
-               : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50));
+    // The mini-batch asked for (--batch or the preset's), and the one drawn: at most --n.
+    const long asked_mb =
+        req.batch > 0
+            ? req.batch
+            : cfg.json.value("sample", nlohmann::json::object()).value("mini_batch_size", 50);
+    const long mb = std::min<long>(n, asked_mb);
     req.batch = int(mb);
     // The last checks: the whole job's request (alike on every rank; errors naming our flags,
     // generate's own name the fields), the lead's folders for the outputs, and what --dir holds.
@@ -301,7 +303,9 @@ void add_sample(CLI::App& app) {
       p.negative_prompt = o->negative_prompt;
       // What else changes the samples, so that resuming --dir can compare it (sample_dir.hpp).
       p.precision = pipe.network().backend().precision();
-      p.mini_batch = int(mb);
+      // As asked, not capped at --n: a folder of --n 8 grown to --n 50000 (docs/cli.md "--dir")
+      // is not one of another --batch (the warning named a --batch 8 never given, and advised it).
+      p.mini_batch = int(asked_mb);
       return p;
     };
     // The outputs that need every sample at the end; the others are written as each unit of
@@ -359,7 +363,8 @@ void add_sample(CLI::App& app) {
                    "uvit: warning: %s was drawn with --batch %ld, this run's is %ld: the %ld "
                    "samples drawn now differ in their last bits from a straight run's (give "
                    "--batch %ld for the same bytes)\n",
-                   have.other_batch_file.c_str(), have.other_batch, mb, to_draw, have.other_batch);
+                   have.other_batch_file.c_str(), have.other_batch, asked_mb, to_draw,
+                   have.other_batch);
     if (lead && !o->quiet && have.count > 0) {
       const long missing = n - have.count;
       std::fprintf(stderr, "%s: %ld of %d samples already there; %s\n", o->dir.c_str(), have.count,

@@ -184,6 +184,9 @@ std::map<std::string, std::string> walk_png_text(PngBytes& f, const std::string&
     const uint8_t* h = f.at(pos, 8);
     const uint32_t n = get_u32(h);
     const std::string type(reinterpret_cast<const char*>(h + 4), 4);
+    // The PNG limit, which also keeps n + 4 below in 32 bits (a file of over 4 GiB could hold it).
+    UVIT_CHECK(n <= 0x7FFFFFFFu, path, ": PNG chunk ", type, " of ", n,
+               " bytes is over the PNG limit of 2^31 - 1");
     UVIT_CHECK(n <= f.size() - pos - 12, path, ": truncated PNG chunk ", type, " (", n, " bytes)");
     pos += 12 + size_t(n);
     // (never IEND: it is empty; never a text chunk, however long: a 100 KB prompt is a record)

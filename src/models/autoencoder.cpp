@@ -7,6 +7,7 @@
 
 #include "dist/weights_hash.hpp"
 #include "io/weights_views.hpp"
+#include "models/autoencoder_conv.hpp"
 #include "models/autoencoder_tensors.hpp"
 #include "models/param_stage.hpp"
 #include "models/pooled_tensor.hpp"
@@ -209,14 +210,7 @@ Autoencoder::Tensor Autoencoder::run_decoder(Tensor z) const {
   return y;
 }
 
-// The CPU convolutions run kinds that keep one summation order at any thread count (the
-// plain-nchw default gave other bytes at 2-7 threads than at 1): the encoder oneDNN's blocked
-// kind, the decoder the same in row bands with its weights reordered per call, since the blocked
-// kind's kept weights and whole reordered activations raised a 256 px decode's peak past what
-// docs/memory.md "The decode's peak" bounds. docs/benchmarks.md, "The autoencoder's convolution
-// kind". UVIT_CONV_IMPL still overrides them; other backends ignore them.
-constexpr nn::ConvImpl kEncoderConv = nn::ConvImpl::OneDnn;
-constexpr nn::ConvImpl kDecoderConv = nn::ConvImpl::OneDnnBands;
+// kEncoderConv, kDecoderConv: models/autoencoder_conv.hpp.
 
 Array Autoencoder::encode_moments(const Array& images) const {
   UVIT_CHECK(!cfg_.decoder_only,

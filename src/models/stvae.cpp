@@ -6,12 +6,12 @@
 #include <cmath>
 
 #include "io/weights_views.hpp"
+#include "models/autoencoder_conv.hpp"
 #include "models/autoencoder_tensors.hpp"
 #include "models/pooled_tensor.hpp"
 #include "uvit/autoencoder.hpp"
 #include "uvit/error.hpp"
 #include "uvit/io.hpp"
-#include "uvit/nn.hpp"
 
 namespace uvit {
 
@@ -427,7 +427,7 @@ Array Stvae::encode_moments(const Array& images) const {
   PoolScope scope(*pool_);
   // One summation order at any thread count: the SD autoencoder's convolution kinds (the plain-nchw
   // default gave other bytes at 2-4 threads than at 1; docs/stvae.md, "Threads").
-  const nn::ConvImplScope same_bits(nn::ConvImpl::OneDnn);
+  const nn::ConvImplScope same_bits(kEncoderConv);
   return download(run_encoder(upload(images, false)), n == 5);
 }
 
@@ -438,7 +438,7 @@ Array Stvae::decode(const Array& z) const {
              "stvae decode: latents have shape ", shape_str(s), ", expected [B, ",
              cfg_.latent_channels, ", h, w] or [B, ", cfg_.latent_channels, ", t, h, w]");
   PoolScope scope(*pool_);
-  const nn::ConvImplScope same_bits(nn::ConvImpl::OneDnnBands);  // as encode_moments's
+  const nn::ConvImplScope same_bits(kDecoderConv);  // (encode_moments says why)
   return download(run_decoder(upload(z, true)), s.size() == 5);
 }
 

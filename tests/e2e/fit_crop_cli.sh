@@ -87,6 +87,9 @@ expect_error "extract-features: --versions and --crop need --fit" \
   "$UVIT" extract-features "${X[@]:0:6}" --out "$tmp/x" --crop -q
 expect_error "--crop is --versions crop, not both" \
   "$UVIT" extract-features "${X[@]}" --out "$tmp/x" --crop --versions both -q
+# --crop beside --versions resize (or resize beside --crop): refused, not cropped silently.
+expect_error "--crop is --versions crop, not resize" \
+  "$UVIT" extract-features "${X[@]}" --out "$tmp/x" --versions resize --crop -q
 expect_error "--versions: all not in {resize,crop,both}" "$UVIT" extract-features "${X[@]}" --out "$tmp/x" --versions all -q
 # A folder of --versions both holds resize files as REL.npy: --versions crop there is refused.
 expect_error "both: its REL.npy files hold the resize versions of images over --resolution px both ways, this run's the crop versions (--versions crop)" \

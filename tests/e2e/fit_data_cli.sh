@@ -128,6 +128,8 @@ expect_error "--versions both needs the official root" \
   "$UVIT" convert-fit-latents "$tmp/badgrid" "$tmp/x" --versions both -q
 expect_error "--crop is --versions crop, not both" \
   "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/x" --versions both --crop -q
+expect_error "--crop is --versions crop, not resize" \
+  "$UVIT" convert-fit-latents "$tmp/off/root" "$tmp/x" --versions resize --crop -q
 cp -r "$tmp/off/root" "$tmp/root2"
 rm "$tmp/root2/greater_than_256_resize/n03_d.safetensors"
 expect_error "greater_than_256_crop/n03_d.safetensors: a crop version without its 256_resize file" \

@@ -102,6 +102,14 @@ grep -q "^uvit: warning: $tmp/b4/000000.png was drawn with --batch 2, this run's
   fail "--batch 4 on a --batch 2 folder: $(cat "$tmp/err")"
 run "$UVIT" "${S4[@]}" --n 16 --dir "$tmp/straight"
 grep -q "warning" "$tmp/err" && fail "--batch 4, nothing to draw: $(cat "$tmp/err")"
+# A folder grown past an --n under the mini-batch (--n 2, then --n 4, --batch 4 both times) is not
+# one of another --batch: the record holds the --batch given, not the 2 drawn (the warning named a
+# --batch 2 never given, and advised it).
+run "$UVIT" "${S4[@]}" --n 2 --dir "$tmp/grow" -q
+run "$UVIT" "${S4[@]}" --n 4 --dir "$tmp/grow"
+! grep -q "warning" "$tmp/err" && [ -e "$tmp/grow/000003.png" ] &&
+  echo "ok: --n 2 grown to --n 4 at --batch 4: no --batch warning" ||
+  fail "--n grown under the mini-batch: $(cat "$tmp/err")"
 
 # A folder of uvit before the precision and mini-batch were recorded (stop 48): their absence is no
 # difference, and it is resumed to a straight run's bytes.

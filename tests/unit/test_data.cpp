@@ -190,6 +190,27 @@ TEST(Image, PngTextHeadReadsLongTextAndSkipsImageData) {
   EXPECT_THROW(read_png_text_head(p), Error);
 }
 
+// A chunk length over the PNG limit of 2^31 - 1 is refused. 0xFFFFFFFC (in a sparse file of over
+// 4 GiB, so that the length fits the file) made read_png_text_head's window n + 4 bytes wrap to 0
+// in 32 bits, and the CRC then read 4 GiB past a 4 KiB buffer (a crash).
+TEST(Image, PngTextHeadRefusesChunkLengthOverTheLimit) {
+  TempDir t;
+  const std::string p = t.path + "/huge.png";
+  write_png(p, Image(2, 2, 3), {});
+  std::vector<uint8_t> f = read_file(p);
+  f.resize(8 + 25);                                                      // the signature and IHDR
+  const uint8_t head[8] = {0xFF, 0xFF, 0xFF, 0xFC, 't', 'E', 'X', 't'};  // length, type
+  f.insert(f.end(), head, head + 8);
+  write_bytes(p, f);
+  std::filesystem::resize_file(p, f.size() + 0xFFFFFFFCull + 4);  // a hole: nothing written
+  try {
+    read_png_text_head(p);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("over the PNG limit"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Image, ReadErrorsNameThePath) {
   TempDir t;
   write_bytes(t.path + "/junk.png", {1, 2, 3, 4, 5});
