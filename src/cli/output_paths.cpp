@@ -33,7 +33,7 @@ void check_path_limits(const char* option, const std::string& path) {
                " bytes; a file or folder name holds at most ", NAME_MAX, " (NAME_MAX)");
   if (fs::path(path).is_relative()) {
     std::error_code ec;
-    fs::current_path(ec);
+    (void)fs::current_path(ec);  // only its error: the folder may be gone
     UVIT_CHECK(ec != std::errc::no_such_file_or_directory, option, " ", path,
                ": the current folder no longer exists (deleted or moved after the shell entered "
                "it); cd to a folder that exists, or give an absolute path");
