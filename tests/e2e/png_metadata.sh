@@ -39,8 +39,9 @@ for i, (name, cls, cname) in enumerate([("000000", 7, "Sneaker"), ("000001", 0, 
     rec = info["uvit-params"]
     assert rec["weights"] == {"name": "nnet_ema.safetensors", "sha256": sha} and rec["seed"] == 11
     assert rec["index"] == i and rec["class"] == cls and rec["sampler"] == {"name": "dpm-solver++2m", "steps": 4}
-    # What else changes the samples, for resuming --dir: the precision and the mini-batch (--n 3).
-    assert rec["precision"] == "fp32" and rec["mini_batch"] == 3, rec
+    # What else changes the samples, for resuming --dir: the precision, the --batch asked (the
+    # preset's 50, not capped at --n 3).
+    assert rec["precision"] == "fp32" and rec["mini_batch"] == 50, rec
     assert tmp not in json.dumps(info), "a path in the metadata"
 g = Image.open(os.path.join(tmp, "grid.png"))
 gp = parse_generation_parameters(g.info["parameters"])
