@@ -620,16 +620,19 @@ void add_extract_features(CLI::App& app) {
              "official random: 'random')")
           ->check(CLI::IsMember({"resize", "crop", "both"}));
   cmd->add_flag("--crop", o->crop, "--fit: --versions crop (the official random: 'crop')");
-  cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
-      ->check(at_least(1));
-  cmd->add_option("--min-tokens", o->min_tokens,
-                  "--fit: leave out images of fewer tokens after the resize (default 16, the "
-                  "official data's less_than_16; 0 keeps all)")
-      ->check(at_least(0));
-  cmd->callback([o, versions] {
-    UVIT_CHECK(o->fit || o->patch == 2, "extract-features: --patch needs --fit");
-    UVIT_CHECK(o->fit || o->min_tokens == 16, "extract-features: --min-tokens needs --fit");
-    UVIT_CHECK(o->fit || (o->versions == "resize" && !o->crop),
+  CLI::Option* patch =
+      cmd->add_option("--patch", o->patch, "--fit: the network's patch size (default 2)")
+          ->check(at_least(1));
+  CLI::Option* min_tokens =
+      cmd->add_option("--min-tokens", o->min_tokens,
+                      "--fit: leave out images of fewer tokens after the resize (default 16, the "
+                      "official data's less_than_16; 0 keeps all)")
+          ->check(at_least(0));
+  // Given at all, not only away from their defaults (`--versions resize` without --fit was taken).
+  cmd->callback([o, versions, patch, min_tokens] {
+    UVIT_CHECK(o->fit || patch->count() == 0, "extract-features: --patch needs --fit");
+    UVIT_CHECK(o->fit || min_tokens->count() == 0, "extract-features: --min-tokens needs --fit");
+    UVIT_CHECK(o->fit || (versions->count() == 0 && !o->crop),
                "extract-features: --versions and --crop need --fit");
     take_crop_alias(o->crop, *versions, o->versions);
     UVIT_CHECK(o->fit || o->resolution == 256 || o->resolution == 512,

@@ -85,6 +85,13 @@ expect_error "--resolution 72 is not a multiple of 16 px (one token)" \
   "$UVIT" extract-features "${X[@]:0:6}" --fit --resolution 72 --out "$tmp/x" --versions both -q
 expect_error "extract-features: --versions and --crop need --fit" \
   "$UVIT" extract-features "${X[@]:0:6}" --out "$tmp/x" --crop -q
+# Given without --fit at their default values, they are still refused (were taken before).
+expect_error "extract-features: --versions and --crop need --fit" \
+  "$UVIT" extract-features "${X[@]:0:6}" --out "$tmp/x" --versions resize -q
+expect_error "extract-features: --patch needs --fit" \
+  "$UVIT" extract-features "${X[@]:0:6}" --out "$tmp/x" --patch 2 -q
+expect_error "extract-features: --min-tokens needs --fit" \
+  "$UVIT" extract-features "${X[@]:0:6}" --out "$tmp/x" --min-tokens 16 -q
 expect_error "--crop is --versions crop, not both" \
   "$UVIT" extract-features "${X[@]}" --out "$tmp/x" --crop --versions both -q
 # --crop beside --versions resize (or resize beside --crop): refused, not cropped silently.
