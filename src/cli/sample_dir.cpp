@@ -115,7 +115,7 @@ DirContents scan_sample_dir(const std::string& dir, long n,
                    ? " (--seed -1 drew a new seed: give the one the folder was drawn with)"
                    : "",
                ", or another --dir (nothing was drawn or overwritten)");
-    const json& mb = there.contains("mini_batch") ? there["mini_batch"] : json();
+    const json mb = there.value("mini_batch", json());
     if (c.other_batch == 0 && mb.is_number_integer() && mb != here.value("mini_batch", json()))
       c.other_batch = mb.get<long>(), c.other_batch_file = path;
     c.done[size_t(i)] = 1;

@@ -189,13 +189,14 @@ std::map<std::string, std::string> walk_png_text(PngBytes& f, const std::string&
                " bytes is over the PNG limit of 2^31 - 1");
     UVIT_CHECK(n <= f.size() - pos - 12, path, ": truncated PNG chunk ", type, " (", n, " bytes)");
     pos += 12 + size_t(n);
+    const bool text = type == "tEXt" || type == "iTXt";
     // (never IEND: it is empty; never a text chunk, however long: a 100 KB prompt is a record)
-    if (n > crc_max && type != "tEXt" && type != "iTXt") continue;
+    if (n > crc_max && !text) continue;
     const uint8_t* d = f.at(pos - 4 - n, n + 4);  // (h may be stale now)
     const uint32_t crc =
         uint32_t(crc32(crc32(0L, reinterpret_cast<const Bytef*>(type.data()), 4), d, n));
     UVIT_CHECK(crc == get_u32(d + n), path, ": CRC mismatch in PNG chunk ", type);
-    if (type == "tEXt" || type == "iTXt") {
+    if (text) {
       const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(d, 0, n));
       UVIT_CHECK(nul, path, ": ", type, " chunk without keyword terminator");
       std::string key(reinterpret_cast<const char*>(d), nul - d);
@@ -228,7 +229,7 @@ std::map<std::string, std::string> read_png_text(const std::string& path) {
 std::map<std::string, std::string> read_png_text_head(const std::string& path) {
   const io::InFile file(path);
   PngBytes f(file);
-  return walk_png_text(f, path, 64 << 10);  // the text chunks: all of them
+  return walk_png_text(f, path, 64 << 10);  // image data over 64 KiB: skipped
 }
 
 std::map<std::string, std::string> decode_png_text(const uint8_t* data, size_t size,
